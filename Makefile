@@ -1,0 +1,82 @@
+# cask -- build everything into build/ (or $(BUILD)).
+#
+#   make              optimised build in build/ (what the daemon and benchmarks use)
+#   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
+#   make bench        optimised build, then the engine benchmark
+#   make clean
+#
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev;
+# scripts/install-deps.sh installs them.
+
+CC ?= cc
+MODE ?= release
+ifeq ($(MODE),asan)
+BUILD ?= build/asan
+OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+OPT = -O2 -g -DNDEBUG
+endif
+
+CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-pthread -Iinclude -Ilib/common -Ilib/engine -MMD -MP $(OPT) $(CFLAGS)
+LDLIBS_ALL = -llz4 -lzstd -lcrypto -lpthread -lm $(LDLIBS)
+LDFLAGS_ALL = -pthread $(OPT) $(LDFLAGS)
+
+COMMON_SRC = $(wildcard lib/common/*.c)
+ENGINE_SRC = $(wildcard lib/engine/*.c)
+LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC) $(ENGINE_SRC))
+ENGINE_LIB = $(BUILD)/libcask-engine.a
+
+TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
+UNIT_SRC = $(wildcard tests/unit/test_*.c)
+UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+ITEST_SRC = $(wildcard tests/integration/*.c)
+ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
+BENCH_BIN = $(BUILD)/bench/engine_bench
+
+all: $(ENGINE_LIB) $(TOOLS) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(ENGINE_LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/cask-%: $(BUILD)/obj/tools/cask-%.o $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+deps:
+	./scripts/install-deps.sh
+
+check: deps
+	$(MAKE) MODE=asan all
+	$(MAKE) all
+	./tests/run.sh build/asan build
+
+bench: deps all
+	./bench/engine_bench.sh $(BUILD)
+
+run: deps all
+	./scripts/run.sh $(BUILD)
+
+clean:
+	rm -rf build
+
+.PHONY: all deps check bench run clean
+.SECONDARY:
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

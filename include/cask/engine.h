@@ -1,0 +1,149 @@
+/*
+ * cask/engine.h -- the public API of libcask-engine, the on-disk storage
+ * engine: pools of vdevs, thin copy-on-write volumes, transaction groups.
+ *
+ * Conventions: every function that can fail returns 0 (or a non-negative
+ * count) on success and a negative errno on failure; out-parameters are
+ * last and untouched on failure; ce_errmsg() then holds a one-line
+ * explanation for the calling thread. The library never prints.
+ *
+ * The prefix is ce_ ("cask engine") so that the engine and the client
+ * library (cask_*, include/cask/client.h) can be linked together.
+ *
+ * Thread safety: a pool and its volumes may be used from many threads at
+ * once. Management calls (create, destroy, resize, rename, set) are
+ * durable when they return: they wait for their transaction group.
+ */
+#ifndef CASK_ENGINE_H
+#define CASK_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ce_pool ce_pool;
+typedef struct ce_vol ce_vol;
+
+/*
+ * An IO backend: where a vdev's bytes live. The file backend is the
+ * default; tests wrap it to inject faults or simulate crashes. Offsets
+ * and lengths are multiples of 4096. Each call returns 0 or -errno.
+ */
+typedef struct ce_backend ce_backend;
+struct ce_backend {
+	int (*pread)(ce_backend *be, void *buf, size_t len, uint64_t off);
+	int (*pwritev)(ce_backend *be, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*flush)(ce_backend *be);
+	void (*close)(ce_backend *be);
+	uint64_t size; /* bytes */
+};
+
+enum {
+	CE_BE_RDONLY = 1 << 0,  /* open read-only */
+	CE_BE_NODIRECT = 1 << 1, /* use the page cache (no O_DIRECT) */
+	CE_BE_NOLOCK = 1 << 2,  /* do not take the exclusive flock */
+};
+int ce_backend_file_open(const char *path, unsigned flags, ce_backend **out);
+
+typedef struct ce_pool_opts {
+	uint64_t cache_bytes;    /* block cache budget; 0 = 256 MiB */
+	uint64_t dirty_max;      /* writers wait above this; 0 = 512 MiB */
+	uint64_t dirty_sync;     /* start a txg sync at this; 0 = dirty_max/4 */
+	uint32_t txg_timeout_ms; /* sync dirty data at least this often; 0 = 5000 */
+	uint32_t flags;          /* CE_BE_NODIRECT, CE_BE_RDONLY ... for vdev files */
+	uint64_t vdev_size;      /* create: size of vdev files that are created or empty */
+	/* Optional: wrap each vdev's backend (fault injection, crash simulation). */
+	ce_backend *(*wrap)(ce_backend *inner, unsigned vdev_index, void *arg);
+	void *wrap_arg;
+} ce_pool_opts;
+
+typedef struct ce_pool_stat {
+	char name[64];
+	uint64_t guid;
+	unsigned nvdevs;
+	uint64_t size;           /* bytes of data area */
+	uint64_t allocated;      /* bytes allocated in the last committed txg */
+	uint64_t free;           /* bytes available to new writes now */
+	uint64_t cksum_errors;   /* checksum mismatches seen since import */
+	uint64_t io_errors;      /* backend errors seen since import */
+	uint64_t synced_txg;     /* newest committed txg */
+	uint64_t dirty_bytes;    /* data waiting for a txg sync */
+	uint64_t cache_bytes;    /* block cache in use */
+	uint64_t cache_max;
+	int suspended;           /* 0, or the -errno that suspended the pool */
+	unsigned nvols;
+} ce_pool_stat;
+
+int ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
+    const ce_pool_opts *opts, ce_pool **out);
+int ce_pool_import(const char *const *paths, unsigned npaths,
+    const ce_pool_opts *opts, ce_pool **out);
+/* Commit everything written so far, then close. */
+int ce_pool_export(ce_pool *p);
+/* Close without committing the open txg (what a crash would leave). */
+void ce_pool_abandon(ce_pool *p);
+/* Commit every write that returned before this call; returns 0 or -errno. */
+int ce_pool_sync(ce_pool *p);
+int ce_pool_stat_get(ce_pool *p, ce_pool_stat *st);
+const char *ce_pool_name(const ce_pool *p);
+
+enum { CE_COMPRESS_OFF = 0, CE_COMPRESS_LZ4 = 1, CE_COMPRESS_ZSTD = 2 };
+enum { CE_CHECKSUM_XXH128 = 1, CE_CHECKSUM_SHA256 = 2 };
+#define CE_VOLBLOCKSIZE_DEFAULT 4096u
+#define CE_VOLBLOCKSIZE_MIN 4096u
+#define CE_VOLBLOCKSIZE_MAX 131072u
+
+typedef struct ce_vol_props {
+	uint32_t volblocksize; /* 0 = default */
+	int compress;          /* -1 = default (lz4) */
+	int checksum;          /* 0 = default (xxh128) */
+} ce_vol_props;
+#define CE_VOL_PROPS_DEFAULT { 0, -1, 0 }
+
+typedef struct ce_vol_info {
+	char name[256];
+	uint64_t guid;
+	uint64_t size;
+	uint32_t volblocksize;
+	int compress;
+	int checksum;
+	uint64_t used;       /* allocated bytes its tree owns (committed) */
+	uint64_t logical;    /* logical bytes of its data blocks (committed) */
+	uint64_t create_txg;
+	uint64_t ctime;
+} ce_vol_info;
+
+enum { CE_RESIZE_SHRINK = 1 };
+
+int ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props);
+int ce_vol_destroy(ce_pool *p, const char *name);
+int ce_vol_rename(ce_pool *p, const char *oldname, const char *newname);
+int ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags);
+/* Properties by name: "compression" (off|lz4|zstd), "checksum" (xxh128|sha256). */
+int ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value);
+int ce_vol_info_get(ce_pool *p, const char *name, ce_vol_info *out);
+/* All volumes, sorted by name, in a new array the caller frees. */
+int ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count);
+
+int ce_vol_open(ce_pool *p, const char *name, ce_vol **out);
+void ce_vol_close(ce_vol *v);
+uint64_t ce_vol_size(const ce_vol *v);
+uint32_t ce_vol_blocksize(const ce_vol *v);
+int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
+int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
+/* Both punch holes (they read as zeros and own no space). */
+int ce_vol_trim(ce_vol *v, uint64_t off, uint64_t len);
+int ce_vol_write_zeroes(ce_vol *v, uint64_t off, uint64_t len);
+
+const char *ce_errmsg(void);
+const char *ce_compress_name(int c);
+const char *ce_checksum_name(int c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

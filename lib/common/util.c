@@ -1,0 +1,166 @@
+/*
+ * util.c -- see util.h.
+ */
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+void
+util_panic(const char *file, int line, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "cask: fatal: %s:%d: ", file, line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	VERIFY(p != NULL);
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t m)
+{
+	void *p = calloc(n ? n : 1, m ? m : 1);
+	VERIFY(p != NULL);
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	VERIFY(p != NULL);
+	return p;
+}
+
+char *
+xstrdup(const char *s)
+{
+	char *p = strdup(s);
+	VERIFY(p != NULL);
+	return p;
+}
+
+void *
+xmalloc_aligned(size_t n)
+{
+	void *p = NULL;
+	VERIFY0(posix_memalign(&p, 4096, n ? P2ROUNDUP(n, 4096) : 4096));
+	return p;
+}
+
+static __thread char err_buf[512];
+
+int
+err_set(int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+const char *
+err_get(void)
+{
+	return err_buf;
+}
+
+void
+err_clear(void)
+{
+	err_buf[0] = '\0';
+}
+
+uint64_t
+util_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+util_random64(void)
+{
+	uint64_t v = 0;
+	while (v == 0) {
+		ssize_t n = getrandom(&v, sizeof(v), 0);
+		VERIFY(n == (ssize_t)sizeof(v));
+	}
+	return v;
+}
+
+int
+util_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v;
+	uint64_t mult = 1;
+
+	if (s == NULL || *s == '\0' || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno != 0 || end == s || !(v >= 0))
+		return -EINVAL;
+	switch (toupper((unsigned char)*end)) {
+	case '\0': break;
+	case 'B': mult = 1; end++; break;
+	case 'K': mult = 1ull << 10; end++; break;
+	case 'M': mult = 1ull << 20; end++; break;
+	case 'G': mult = 1ull << 30; end++; break;
+	case 'T': mult = 1ull << 40; end++; break;
+	case 'P': mult = 1ull << 50; end++; break;
+	default: return -EINVAL;
+	}
+	if (mult > 1) {
+		if (*end == 'i' && toupper((unsigned char)end[1]) == 'B')
+			end += 2;
+		else if (toupper((unsigned char)*end) == 'B')
+			end++;
+	}
+	if (*end != '\0')
+		return -EINVAL;
+	v *= (double)mult;
+	if (v >= 18446744073709551615.0 || v != floor(v))
+		return -EINVAL;
+	*out = (uint64_t)v;
+	return 0;
+}
+
+const char *
+util_fmt_size(uint64_t v, char *buf, size_t len)
+{
+	static const char units[] = "BKMGTPE";
+	double d = (double)v;
+	int u = 0;
+	while (d >= 1024.0 && u < 6) {
+		d /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%lluB", (unsigned long long)v);
+	else if (d < 10.0)
+		snprintf(buf, len, "%.2f%c", d, units[u]);
+	else if (d < 100.0)
+		snprintf(buf, len, "%.1f%c", d, units[u]);
+	else
+		snprintf(buf, len, "%.0f%c", d, units[u]);
+	return buf;
+}

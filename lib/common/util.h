@@ -1,0 +1,79 @@
+/*
+ * util.h -- small helpers shared by every cask component: invariant
+ * checks that print the failing values, alignment arithmetic, and the
+ * thread-local error detail that library calls leave for their caller.
+ */
+#ifndef CASK_COMMON_UTIL_H
+#define CASK_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define P2ROUNDUP(x, a) ((((x) + (a) - 1) / (a)) * (a))
+#define P2ALIGN(x, a) (((x) / (a)) * (a))
+#define IS_P2(x) ((x) != 0 && (((x) & ((x) - 1)) == 0))
+
+_Noreturn void util_panic(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* VERIFY: an invariant that must hold in every build. */
+#define VERIFY(c)                                                           \
+	do {                                                                \
+		if (__builtin_expect(!(c), 0))                              \
+			util_panic(__FILE__, __LINE__, "VERIFY(%s) failed", #c); \
+	} while (0)
+/* VERIFY3U: compare two unsigned values and print both on failure. */
+#define VERIFY3U(a, op, b)                                                  \
+	do {                                                                \
+		uint64_t va_ = (uint64_t)(a), vb_ = (uint64_t)(b);          \
+		if (__builtin_expect(!(va_ op vb_), 0))                     \
+			util_panic(__FILE__, __LINE__,                      \
+			    "VERIFY3U(%s %s %s) failed (%llu %s %llu)", #a, \
+			    #op, #b, (unsigned long long)va_, #op,          \
+			    (unsigned long long)vb_);                       \
+	} while (0)
+#define VERIFY0(e)                                                          \
+	do {                                                                \
+		long long ve_ = (long long)(e);                             \
+		if (__builtin_expect(ve_ != 0, 0))                          \
+			util_panic(__FILE__, __LINE__,                      \
+			    "VERIFY0(%s) failed (%lld)", #e, ve_);          \
+	} while (0)
+#ifdef NDEBUG
+#define ASSERT(c) ((void)0)
+#define ASSERT3U(a, op, b) ((void)0)
+#else
+#define ASSERT(c) VERIFY(c)
+#define ASSERT3U(a, op, b) VERIFY3U(a, op, b)
+#endif
+
+/* Allocation that cannot fail silently: out of memory is fatal. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* Sector-aligned buffer for direct IO; free with free(). */
+void *xmalloc_aligned(size_t n);
+
+/*
+ * Error detail: a library call that fails returns -errno and may leave a
+ * one-line explanation here for its caller (per thread).
+ */
+int err_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *err_get(void);
+void err_clear(void);
+
+uint64_t util_now_ns(void);
+uint64_t util_random64(void); /* from getrandom(), never 0 */
+
+/* Parse "512", "4K", "1.5G", "2TiB" into bytes. 0 or -EINVAL. */
+int util_parse_size(const char *s, uint64_t *out);
+/* Format bytes as "1.50G"; buf of at least 16 bytes. */
+const char *util_fmt_size(uint64_t v, char *buf, size_t len);
+
+#endif

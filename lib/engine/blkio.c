@@ -1,0 +1,307 @@
+/*
+ * blkio.c -- reading and writing blocks named by block pointers.
+ *
+ * Owns the path between a bp_phys and the bytes on a vdev:
+ *   read:  cache -> vdev read -> checksum -> decompress -> cache;
+ *   write: compress -> checksum -> allocate (or rewrite in place) ->
+ *          write queue -> (wq_flush) sorted, coalesced vdev writes.
+ *
+ * Invariants:
+ *   1. A read never returns bytes that do not match the checksum in the
+ *      parent's pointer: a mismatch is -EIO and counts a checksum error.
+ *      A pointer that cannot be right (address outside the data area,
+ *      impossible sizes) is treated the same way, before any IO.
+ *   2. A block is rewritten in place only if it was born in the txg being
+ *      synced (no committed uberblock can reference it) and its size is
+ *      unchanged; otherwise new space is allocated.
+ *   3. Only the sync thread writes; queued writes reach the vdevs in
+ *      wq_flush, before anything that references them is committed. A
+ *      location queued twice is written once, with the newest bytes.
+ */
+#include "checksum.h"
+#include "compress.h"
+#include "pool_impl.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define WQ_MAX_RUN (8u << 20)
+#define RQ_MAX_RUN (1u << 20)
+
+static int
+bp_sane(const ce_pool *p, const bp_phys *bp)
+{
+	if (bp->bp_vdev >= p->nvdevs || bp->bp_lsize == 0 || bp->bp_lsize > CE_VOLBLOCKSIZE_MAX ||
+	    bp->bp_psize == 0 || bp->bp_comp > CE_COMP_MAX || bp->bp_offset % CE_SECTOR != 0)
+		return 0;
+	if (bp->bp_comp == CE_COMP_OFF ? bp->bp_psize != bp->bp_lsize : bp->bp_psize >= bp->bp_lsize)
+		return 0;
+	const vdev *vd = &p->vds[bp->bp_vdev];
+	uint64_t end = VDEV_DATA_START + vd->nsectors * CE_SECTOR;
+	return bp->bp_offset >= VDEV_DATA_START && bp->bp_offset + bp_asize(bp) <= end;
+}
+
+/* Verify and decompress a block read from disk; returns a malloc'd logical copy. */
+static int
+finish_read(ce_pool *p, const bp_phys *bp, void *raw, void **logical)
+{
+	if (!checksum_verify(bp->bp_cksum_type, raw, bp->bp_psize, bp->bp_cksum)) {
+		atomic_fetch_add(&p->cksum_errors, 1);
+		return -EIO;
+	}
+	if (bp->bp_comp == CE_COMP_OFF) {
+		void *copy = xmalloc(bp->bp_lsize);
+		memcpy(copy, raw, bp->bp_lsize);
+		*logical = copy;
+		return 0;
+	}
+	void *out = xmalloc(bp->bp_lsize);
+	if (decompress_block(bp->bp_comp, raw, bp->bp_psize, out, bp->bp_lsize) != 0) {
+		free(out);
+		atomic_fetch_add(&p->cksum_errors, 1);
+		return -EIO;
+	}
+	*logical = out;
+	return 0;
+}
+
+int
+blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
+{
+	if (bp_is_hole(bp)) {
+		memset(dst, 0, len);
+		return 0;
+	}
+	if (!bp_sane(p, bp)) {
+		atomic_fetch_add(&p->cksum_errors, 1);
+		return -EIO;
+	}
+	if (off + len > bp->bp_lsize)
+		return -EINVAL;
+	if (cache_get(&p->cache, bp, dst, off, len))
+		return 0;
+	uint64_t asize = bp_asize(bp);
+	void *raw = xmalloc_aligned(asize), *logical = NULL;
+	int err = vdev_read(&p->vds[bp->bp_vdev], raw, asize, bp->bp_offset);
+	if (err != 0) {
+		pool_io_error(p, err);
+		err = -EIO;
+	} else {
+		err = finish_read(p, bp, raw, &logical);
+	}
+	free(raw);
+	if (err == 0) {
+		memcpy(dst, (uint8_t *)logical + off, len);
+		cache_put_owned(&p->cache, bp, logical);
+	}
+	return err;
+}
+
+typedef struct rq_ent {
+	const bp_phys *bp;
+	uint8_t *dst;
+} rq_ent;
+
+static int
+rq_cmp(const void *a, const void *b)
+{
+	const bp_phys *x = ((const rq_ent *)a)->bp, *y = ((const rq_ent *)b)->bp;
+	if (x->bp_vdev != y->bp_vdev)
+		return x->bp_vdev < y->bp_vdev ? -1 : 1;
+	return x->bp_offset < y->bp_offset ? -1 : x->bp_offset > y->bp_offset;
+}
+
+int
+blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
+{
+	rq_ent *rq = xmalloc((n ? n : 1) * sizeof(rq_ent));
+	size_t nr = 0;
+	int err = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		const bp_phys *bp = &bps[i];
+		if (bp_is_hole(bp))
+			continue; /* the caller zero-fills holes: they have no size */
+		if (!bp_sane(p, bp)) {
+			atomic_fetch_add(&p->cksum_errors, 1);
+			err = -EIO;
+			continue;
+		}
+		if (cache_get(&p->cache, bp, dsts[i], 0, bp->bp_lsize))
+			continue;
+		rq[nr++] = (rq_ent){ bp, dsts[i] };
+	}
+	qsort(rq, nr, sizeof(rq_ent), rq_cmp);
+	for (size_t i = 0; i < nr;) {
+		/* One run: physically contiguous blocks on one vdev. */
+		size_t j = i + 1;
+		uint64_t start = rq[i].bp->bp_offset, end = start + bp_asize(rq[i].bp);
+		while (j < nr && rq[j].bp->bp_vdev == rq[i].bp->bp_vdev &&
+		    rq[j].bp->bp_offset == end && end - start + bp_asize(rq[j].bp) <= RQ_MAX_RUN) {
+			end += bp_asize(rq[j].bp);
+			j++;
+		}
+		uint8_t *raw = xmalloc_aligned(end - start);
+		int rerr = vdev_read(&p->vds[rq[i].bp->bp_vdev], raw, end - start, start);
+		if (rerr != 0) {
+			pool_io_error(p, rerr);
+			err = -EIO;
+		} else {
+			for (size_t k = i; k < j; k++) {
+				void *logical;
+				const bp_phys *bp = rq[k].bp;
+				if (finish_read(p, bp, raw + (bp->bp_offset - start), &logical) != 0) {
+					err = -EIO;
+					continue;
+				}
+				memcpy(rq[k].dst, logical, bp->bp_lsize);
+				cache_put_owned(&p->cache, bp, logical);
+			}
+		}
+		free(raw);
+		i = j;
+	}
+	free(rq);
+	return err;
+}
+
+static void
+wq_add(ce_pool *p, uint32_t vdi, uint64_t offset, void *buf, uint32_t len)
+{
+	if (p->wq_n == p->wq_cap) {
+		p->wq_cap = p->wq_cap ? p->wq_cap * 2 : 1024;
+		p->wq = xrealloc(p->wq, p->wq_cap * sizeof(wq_ent));
+	}
+	p->wq[p->wq_n++] = (wq_ent){ vdi, offset, p->wq_seq++, buf, len };
+}
+
+int
+blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, int type,
+    int level, uint64_t txg, const bp_phys *old, int cache_it, bp_phys *out)
+{
+	uint32_t psize = lsize;
+	uint8_t used_comp = CE_COMP_OFF;
+	uint8_t *iobuf = NULL;
+	bp_phys bp;
+	int err;
+
+	if (comp != CE_COMP_OFF && lsize > CE_SECTOR) {
+		size_t cap = compress_bound(lsize);
+		uint8_t *tmp = xmalloc(cap);
+		size_t n = compress_block(comp, data, lsize, tmp, cap, lsize - CE_SECTOR);
+		if (n > 0) {
+			psize = (uint32_t)n;
+			used_comp = (uint8_t)comp;
+			iobuf = xmalloc_aligned(P2ROUNDUP(psize, CE_SECTOR));
+			memcpy(iobuf, tmp, psize);
+		}
+		free(tmp);
+	}
+	uint32_t asize = P2ROUNDUP(psize, CE_SECTOR);
+	if (iobuf == NULL) {
+		iobuf = xmalloc_aligned(asize);
+		memcpy(iobuf, data, psize);
+	}
+	if (asize > psize)
+		memset(iobuf + psize, 0, asize - psize);
+
+	memset(&bp, 0, sizeof(bp));
+	bp.bp_psize = psize;
+	bp.bp_lsize = lsize;
+	bp.bp_birth = txg;
+	bp.bp_comp = used_comp;
+	bp.bp_cksum_type = (uint8_t)cktype;
+	bp.bp_type = (uint8_t)type;
+	bp.bp_level = (uint8_t)level;
+	checksum_compute(cktype, iobuf, psize, bp.bp_cksum);
+
+	if (old != NULL && !bp_is_hole(old) && old->bp_birth == txg && bp_asize(old) == asize) {
+		bp.bp_vdev = old->bp_vdev;
+		bp.bp_offset = old->bp_offset;
+	} else {
+		uint32_t v;
+		err = alloc_alloc(&p->alloc, asize, &v, &bp.bp_offset);
+		if (err != 0) {
+			free(iobuf);
+			return err;
+		}
+		bp.bp_vdev = (uint16_t)v;
+	}
+	wq_add(p, bp.bp_vdev, bp.bp_offset, iobuf, asize);
+	if (cache_it)
+		cache_put(&p->cache, &bp, data);
+	*out = bp;
+	return 0;
+}
+
+void
+blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg)
+{
+	if (bp_is_hole(bp))
+		return;
+	alloc_free(&p->alloc, bp->bp_vdev, bp->bp_offset, bp_asize(bp), bp->bp_birth == txg);
+}
+
+static int
+wq_cmp(const void *a, const void *b)
+{
+	const wq_ent *x = a, *y = b;
+	if (x->vdev != y->vdev)
+		return x->vdev < y->vdev ? -1 : 1;
+	if (x->offset != y->offset)
+		return x->offset < y->offset ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+int
+wq_flush(ce_pool *p)
+{
+	int err = 0;
+	struct iovec *iov = xmalloc(1024 * sizeof(struct iovec));
+	qsort(p->wq, p->wq_n, sizeof(wq_ent), wq_cmp);
+	/* Keep only the newest write to each location. */
+	size_t k = 0;
+	for (size_t i = 0; i < p->wq_n; i++) {
+		if (k > 0 && p->wq[k - 1].vdev == p->wq[i].vdev && p->wq[k - 1].offset == p->wq[i].offset) {
+			VERIFY3U(p->wq[k - 1].len, ==, p->wq[i].len);
+			free(p->wq[k - 1].buf);
+			p->wq[k - 1] = p->wq[i];
+		} else {
+			p->wq[k++] = p->wq[i];
+		}
+	}
+	p->wq_n = k;
+	for (size_t i = 0; i < p->wq_n;) {
+		size_t j = i;
+		uint64_t end = p->wq[i].offset;
+		int n = 0;
+		while (j < p->wq_n && p->wq[j].vdev == p->wq[i].vdev && p->wq[j].offset == end &&
+		    n < 1024 && end - p->wq[i].offset + p->wq[j].len <= WQ_MAX_RUN) {
+			iov[n].iov_base = p->wq[j].buf;
+			iov[n].iov_len = p->wq[j].len;
+			end += p->wq[j].len;
+			n++;
+			j++;
+		}
+		if (err == 0) {
+			int e = vdev_writev(&p->vds[p->wq[i].vdev], iov, n, p->wq[i].offset);
+			if (e != 0)
+				err = pool_io_error(p, e);
+		}
+		i = j;
+	}
+	for (size_t i = 0; i < p->wq_n; i++)
+		free(p->wq[i].buf);
+	p->wq_n = 0;
+	free(iov);
+	return err;
+}
+
+void
+wq_discard(ce_pool *p)
+{
+	for (size_t i = 0; i < p->wq_n; i++)
+		free(p->wq[i].buf);
+	p->wq_n = 0;
+}

@@ -1,0 +1,151 @@
+/*
+ * cache.c -- the block cache: decompressed, verified block contents.
+ *
+ * Owns a bounded map from a block's address (vdev, offset) to its logical
+ * bytes, evicting the least recently used entry when over budget.
+ *
+ * Invariants:
+ *   1. Only verified data enters the cache (read after checksum check,
+ *      or written by the sync thread from the bytes it checksummed).
+ *   2. An entry remembers the first 16 bytes of its block's checksum; a
+ *      lookup with a different checksum is a miss and drops the entry, so
+ *      a reused address or an in-place rewrite never serves stale data.
+ *   3. bytes <= max after every insert (entries larger than max are not
+ *      cached at all). Memory use is the budget plus per-entry overhead.
+ */
+#include "cache.h"
+#include "util.h"
+#include "vdev.h"
+
+#include <string.h>
+
+struct cache_ent {
+	uint64_t key;
+	uint8_t ck[16];
+	uint32_t size;
+	cache_ent *prev, *next;
+	void *data;
+};
+
+#define ENT_OVERHEAD ((uint64_t)sizeof(cache_ent) + 32)
+
+static uint64_t
+bp_key(const bp_phys *bp)
+{
+	return ((uint64_t)bp->bp_vdev << 52) | (bp->bp_offset / CE_SECTOR);
+}
+
+void
+cache_init(cache *c, uint64_t max_bytes)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	htab_init(&c->map);
+	c->max = max_bytes;
+}
+
+static void
+unlink_ent(cache *c, cache_ent *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		c->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		c->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void
+push_front(cache *c, cache_ent *e)
+{
+	e->prev = NULL;
+	e->next = c->head;
+	if (c->head)
+		c->head->prev = e;
+	c->head = e;
+	if (c->tail == NULL)
+		c->tail = e;
+}
+
+static void
+drop_ent(cache *c, cache_ent *e)
+{
+	unlink_ent(c, e);
+	htab_del(&c->map, e->key);
+	c->bytes -= e->size + ENT_OVERHEAD;
+	free(e->data);
+	free(e);
+}
+
+void
+cache_fini(cache *c)
+{
+	while (c->head)
+		drop_ent(c, c->head);
+	htab_fini(&c->map);
+	pthread_mutex_destroy(&c->lock);
+}
+
+int
+cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len)
+{
+	int hit = 0;
+	pthread_mutex_lock(&c->lock);
+	cache_ent *e = htab_get(&c->map, bp_key(bp));
+	if (e != NULL) {
+		if (memcmp(e->ck, bp->bp_cksum, 16) == 0 && e->size == bp->bp_lsize &&
+		    off + len <= e->size) {
+			memcpy(dst, (uint8_t *)e->data + off, len);
+			unlink_ent(c, e);
+			push_front(c, e);
+			hit = 1;
+		} else {
+			drop_ent(c, e);
+		}
+	}
+	if (hit)
+		c->hits++;
+	else
+		c->misses++;
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+void
+cache_put_owned(cache *c, const bp_phys *bp, void *data)
+{
+	uint64_t cost = bp->bp_lsize + ENT_OVERHEAD;
+	if (cost > c->max) {
+		free(data);
+		return;
+	}
+	cache_ent *e = xmalloc(sizeof(*e));
+	e->key = bp_key(bp);
+	memcpy(e->ck, bp->bp_cksum, 16);
+	e->size = bp->bp_lsize;
+	e->data = data;
+	e->prev = e->next = NULL;
+	pthread_mutex_lock(&c->lock);
+	cache_ent *old = htab_get(&c->map, e->key);
+	if (old != NULL)
+		drop_ent(c, old);
+	while (c->bytes + cost > c->max && c->tail != NULL)
+		drop_ent(c, c->tail);
+	htab_put(&c->map, e->key, e);
+	push_front(c, e);
+	c->bytes += cost;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void
+cache_put(cache *c, const bp_phys *bp, const void *data)
+{
+	if (bp->bp_lsize + ENT_OVERHEAD > c->max)
+		return;
+	void *copy = xmalloc(bp->bp_lsize);
+	memcpy(copy, data, bp->bp_lsize);
+	cache_put_owned(c, bp, copy);
+}

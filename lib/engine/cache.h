@@ -1,0 +1,25 @@
+#ifndef CASK_ENGINE_CACHE_H
+#define CASK_ENGINE_CACHE_H
+#include <pthread.h>
+#include <stdint.h>
+#include "htab.h"
+#include "phys.h"
+
+typedef struct cache_ent cache_ent;
+typedef struct cache {
+	pthread_mutex_t lock;
+	htab map;             /* block address -> cache_ent */
+	cache_ent *head, *tail; /* most / least recently used */
+	uint64_t bytes, max;
+	uint64_t hits, misses;
+} cache;
+
+void cache_init(cache *c, uint64_t max_bytes);
+void cache_fini(cache *c);
+/* Copy len bytes at off of the cached block for bp into dst; 1 hit, 0 miss. */
+int cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len);
+/* Insert the logical contents of bp's block. cache_put copies; cache_put_owned
+ * takes ownership of a malloc'd buffer of bp_lsize bytes. */
+void cache_put(cache *c, const bp_phys *bp, const void *data);
+void cache_put_owned(cache *c, const bp_phys *bp, void *data);
+#endif

@@ -1,0 +1,48 @@
+#ifndef CASK_ENGINE_COWTREE_H
+#define CASK_ENGINE_COWTREE_H
+#include <stddef.h>
+#include <stdint.h>
+#include "phys.h"
+
+struct ce_pool;
+
+typedef struct cowtree {
+	bp_phys root;
+	uint8_t levels;    /* 1: root is the only leaf */
+	uint8_t leaf_type; /* BP_DATA, BP_MOS, BP_BITMAP */
+	uint8_t ind_comp;  /* compression of indirect blocks */
+	uint8_t cktype;    /* checksum of indirect blocks */
+	uint32_t bsize;    /* leaf size */
+} cowtree;
+
+typedef struct ct_acct {
+	int64_t used;    /* allocated bytes owned by the tree */
+	int64_t logical; /* logical bytes of non-hole data leaves */
+} ct_acct;
+
+typedef struct ct_leaf {
+	uint64_t blkid;
+	bp_phys bp;
+} ct_leaf;
+
+uint64_t cowtree_capacity(uint8_t levels);
+uint8_t cowtree_levels_for(uint64_t nblocks);
+/* The leaf pointer for blkid (a hole beyond the tree's reach). */
+int cowtree_lookup(struct ce_pool *p, const cowtree *t, uint64_t blkid, bp_phys *out);
+/* Replace leaf pointers (sorted by blkid, unique) and rewrite their ancestors. */
+int cowtree_apply(struct ce_pool *p, cowtree *t, uint64_t txg, const ct_leaf *leaves,
+    size_t n, ct_acct *acct);
+/* Punch leaves [start, end) to holes, freeing whole subtrees where possible. */
+int cowtree_free_range(struct ce_pool *p, cowtree *t, uint64_t txg, uint64_t start,
+    uint64_t end, ct_acct *acct);
+/* Add levels on top so the tree can address more leaves. */
+int cowtree_grow(struct ce_pool *p, cowtree *t, uint64_t txg, uint8_t levels, ct_acct *acct);
+
+/*
+ * Visit every non-hole block pointer, parents before children. err is 0,
+ * or the -errno from reading that indirect block (its children are then
+ * not visited). A non-zero return from fn stops the walk.
+ */
+typedef int (*ct_visit_fn)(void *arg, const bp_phys *bp, int level, uint64_t first_blkid, int err);
+int cowtree_walk(struct ce_pool *p, const cowtree *t, ct_visit_fn fn, void *arg);
+#endif

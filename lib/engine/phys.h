@@ -1,0 +1,158 @@
+/*
+ * phys.h -- the on-disk structures of format version 1, transcribed from
+ * docs/on-disk-format.md. Every field is little-endian; the engine
+ * currently runs on little-endian hosts only and refuses to build
+ * elsewhere rather than writing a format it cannot read back.
+ */
+#ifndef CASK_ENGINE_PHYS_H
+#define CASK_ENGINE_PHYS_H
+
+#include <stdint.h>
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+    "cask format v1 is written by little-endian hosts only");
+
+#define CE_FORMAT_VERSION 1u
+#define CE_SECTOR 4096u
+#define CE_SECTOR_SHIFT 12
+#define CE_LABEL_REGION (512u * 1024u)
+#define CE_LABEL_SIZE 4096u
+#define CE_UB_RING_OFF (16u * 1024u)
+#define CE_UB_SLOTS 64u
+#define CE_UB_SIZE 4096u
+#define CE_MIN_VDEV_SIZE (16ull << 20)
+#define CE_MAX_VDEVS 64u
+#define CE_IND_SIZE 16384u           /* indirect block bytes */
+#define CE_IND_SHIFT 8               /* log2(pointers per indirect) */
+#define CE_IND_PTRS (1u << CE_IND_SHIFT)
+#define CE_META_BLOCK 16384u         /* MOS and bitmap leaf size */
+#define CE_MOS_DS_OFF 16384u
+#define CE_DS_SIZE 512u
+#define CE_DS_GROW 32u
+#define CE_NAME_MAX 255u
+#define CE_POOL_NAME_MAX 63u
+#define CE_CKSUM_OFF 4064u
+
+#define LB_MAGIC 0x4c42414c4b534143ull /* "CASKLABL" */
+#define UB_MAGIC 0x4b4c4255424b5341ull /* "ASKBUBLK" */
+#define MH_MAGIC 0x5248534f4d4b5341ull /* "ASKMOSHR" */
+
+enum { CE_COMP_OFF = 0, CE_COMP_LZ4 = 1, CE_COMP_ZSTD = 2, CE_COMP_MAX = 2 };
+enum { CE_CK_XXH128 = 1, CE_CK_SHA256 = 2, CE_CK_MAX = 2 };
+enum {
+	BP_HOLE = 0,
+	BP_DATA = 1,
+	BP_INDIRECT = 2,
+	BP_MOS = 3,
+	BP_BITMAP = 4,
+};
+
+typedef struct bp_phys {
+	uint64_t bp_offset;
+	uint32_t bp_psize;
+	uint32_t bp_lsize;
+	uint64_t bp_birth;
+	uint16_t bp_vdev;
+	uint8_t bp_comp;
+	uint8_t bp_cksum_type;
+	uint8_t bp_type;
+	uint8_t bp_level;
+	uint16_t bp_pad;
+	uint8_t bp_cksum[32];
+} bp_phys;
+_Static_assert(sizeof(bp_phys) == 64, "bp_phys is 64 bytes");
+
+static inline int
+bp_is_hole(const bp_phys *bp)
+{
+	return bp->bp_type == BP_HOLE;
+}
+
+static inline uint64_t
+bp_asize(const bp_phys *bp)
+{
+	return bp_is_hole(bp) ? 0 : ((uint64_t)bp->bp_psize + CE_SECTOR - 1) / CE_SECTOR * CE_SECTOR;
+}
+
+typedef struct label_phys {
+	uint64_t lb_magic;
+	uint32_t lb_version;
+	uint32_t lb_flags;
+	uint64_t lb_pool_guid;
+	uint64_t lb_vdev_guid;
+	uint64_t lb_asize;
+	uint32_t lb_vdev_index;
+	uint32_t lb_nvdevs;
+	uint64_t lb_create_txg;
+	uint64_t lb_ctime;
+	char lb_pool_name[64];
+	uint64_t lb_vdev_guids[CE_MAX_VDEVS];
+	uint8_t lb_reserved[CE_CKSUM_OFF - 640];
+	uint8_t lb_cksum[32];
+} label_phys;
+_Static_assert(sizeof(label_phys) == CE_LABEL_SIZE, "label_phys is 4 KiB");
+
+typedef struct uberblock_phys {
+	uint64_t ub_magic;
+	uint32_t ub_version;
+	uint32_t ub_pad;
+	uint64_t ub_txg;
+	uint64_t ub_pool_guid;
+	uint64_t ub_timestamp;
+	uint64_t ub_mos_size;
+	uint8_t ub_mos_levels;
+	uint8_t ub_pad2[15];
+	bp_phys ub_mos;
+	uint8_t ub_reserved[CE_CKSUM_OFF - 128];
+	uint8_t ub_cksum[32];
+} uberblock_phys;
+_Static_assert(sizeof(uberblock_phys) == CE_UB_SIZE, "uberblock_phys is 4 KiB");
+
+typedef struct mos_vdev_phys {
+	uint64_t mv_guid;
+	uint64_t mv_nsectors;
+	uint64_t mv_alloc;
+	uint64_t mv_sm_size;
+	uint8_t mv_sm_levels;
+	uint8_t mv_pad[31];
+	bp_phys mv_sm_root;
+} mos_vdev_phys;
+_Static_assert(sizeof(mos_vdev_phys) == 128, "mos_vdev_phys is 128 bytes");
+
+typedef struct mos_header_phys {
+	uint64_t mh_magic;
+	uint32_t mh_version;
+	uint32_t mh_nvdevs;
+	uint32_t mh_ds_capacity;
+	uint32_t mh_pad;
+	uint64_t mh_pool_guid;
+	char mh_pool_name[64];
+	uint8_t mh_reserved[256 - 96];
+	mos_vdev_phys mh_vdevs[CE_MAX_VDEVS];
+} mos_header_phys;
+_Static_assert(sizeof(mos_header_phys) == 256 + 128 * CE_MAX_VDEVS, "mos header layout");
+_Static_assert(sizeof(mos_header_phys) <= CE_MOS_DS_OFF, "mos header fits");
+
+enum { DS_TYPE_VOLUME = 1 };
+
+typedef struct ds_phys {
+	uint64_t ds_guid;
+	uint32_t ds_type;
+	uint32_t ds_flags;
+	uint64_t ds_size;
+	uint32_t ds_volblocksize;
+	uint8_t ds_levels;
+	uint8_t ds_compress;
+	uint8_t ds_checksum;
+	uint8_t ds_pad;
+	uint64_t ds_create_txg;
+	uint64_t ds_used;
+	uint64_t ds_logical;
+	uint64_t ds_ctime;
+	bp_phys ds_root;
+	char ds_name[256];
+	uint8_t ds_reserved[CE_DS_SIZE - 384];
+} ds_phys;
+_Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
+
+#endif

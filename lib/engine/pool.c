@@ -1,0 +1,380 @@
+/*
+ * pool.c -- pools: creating, importing, exporting and describing them.
+ *
+ * Owns the ce_pool object's life cycle:
+ *
+ *   ce_pool_create: format vdevs (labels), empty MOS, commit txg 1
+ *   ce_pool_import: read labels, check the vdev set, pick the newest
+ *                   valid uberblock, load MOS, bitmaps and volumes
+ *          -> open (sync thread running)
+ *   ce_pool_export: commit everything, stop the sync thread, close
+ *   ce_pool_abandon: stop without committing the open txg
+ *
+ * Invariants:
+ *   1. Import never writes before every check has passed: vdev files are
+ *      first opened read-only, and a file that is not one of this pool's
+ *      vdevs (no label, damaged labels, truncated, another pool, a vdev
+ *      missing or given twice) is refused with a message naming it.
+ *   2. Create refuses a file that already holds a cask label, so a pool
+ *      cannot be overwritten by accident; files it created are removed
+ *      again if creation fails.
+ *   3. An open vdev is flocked: two processes never own one pool.
+ */
+#include "label.h"
+#include "pool_impl.h"
+#include "uberblock.h"
+#include "util.h"
+#include "vol.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *
+ce_errmsg(void)
+{
+	return err_get();
+}
+
+static int
+pool_name_valid(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > CE_POOL_NAME_MAX || !isalnum((unsigned char)name[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (!isalnum(c) && c != '_' && c != '-' && c != '.')
+			return 0;
+	}
+	return 1;
+}
+
+static void
+opts_defaults(ce_pool_opts *o, const ce_pool_opts *in)
+{
+	memset(o, 0, sizeof(*o));
+	if (in != NULL)
+		*o = *in;
+	if (o->cache_bytes == 0)
+		o->cache_bytes = 256ull << 20;
+	if (o->dirty_max == 0)
+		o->dirty_max = 512ull << 20;
+	if (o->dirty_sync == 0)
+		o->dirty_sync = o->dirty_max / 4;
+	if (o->txg_timeout_ms == 0)
+		o->txg_timeout_ms = 5000;
+}
+
+static ce_pool *
+pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
+{
+	ce_pool *p = xcalloc(1, sizeof(*p));
+	opts_defaults(&p->opts, opts);
+	p->nvdevs = nvdevs;
+	p->vds = xcalloc(nvdevs, sizeof(vdev));
+	pthread_mutex_init(&p->config_lock, NULL);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&p->free_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&p->cv_work, &ca);
+	pthread_cond_init(&p->cv_done, &ca);
+	pthread_condattr_destroy(&ca);
+	return p;
+}
+
+static void
+pool_free(ce_pool *p)
+{
+	vol_free_all(p);
+	if (p->alloc.v != NULL)
+		alloc_fini(&p->alloc);
+	if (p->cache.max != 0)
+		cache_fini(&p->cache);
+	wq_discard(p);
+	free(p->wq);
+	free(p->mos_buf);
+	free(p->mos_dirty);
+	free(p->sm_trees);
+	for (unsigned i = 0; i < p->nvdevs; i++) {
+		if (p->vds[i].be != NULL)
+			p->vds[i].be->close(p->vds[i].be);
+		free(p->vds[i].path);
+	}
+	free(p->vds);
+	pthread_mutex_destroy(&p->config_lock);
+	pthread_mutex_destroy(&p->lock);
+	pthread_rwlock_destroy(&p->free_lock);
+	pthread_cond_destroy(&p->cv_work);
+	pthread_cond_destroy(&p->cv_done);
+	free(p);
+}
+
+static int
+open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flags, vdev *vd)
+{
+	ce_backend *be;
+	int err = ce_backend_file_open(path, flags, &be);
+	if (err != 0)
+		return err;
+	if (o->wrap != NULL)
+		be = o->wrap(be, index, o->wrap_arg);
+	vd->be = be;
+	vd->path = xstrdup(path);
+	vd->index = index;
+	return 0;
+}
+
+static void
+pool_setup_memory(ce_pool *p)
+{
+	uint64_t ns[CE_MAX_VDEVS];
+	for (unsigned i = 0; i < p->nvdevs; i++)
+		ns[i] = p->vds[i].nsectors;
+	alloc_init(&p->alloc, p->nvdevs, ns);
+	cache_init(&p->cache, p->opts.cache_bytes);
+}
+
+int
+ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
+    const ce_pool_opts *opts, ce_pool **out)
+{
+	int created[CE_MAX_VDEVS] = { 0 };
+	ce_pool *p = NULL;
+	int err;
+
+	err_clear();
+	if (!pool_name_valid(name))
+		return err_set(-EINVAL, "bad pool name '%s' (1-%u characters: letters, digits, "
+		    "'_', '-', '.'; starting with a letter or digit)", name ? name : "", CE_POOL_NAME_MAX);
+	if (npaths == 0 || npaths > CE_MAX_VDEVS)
+		return err_set(-EINVAL, "a pool needs 1 to %u vdevs", CE_MAX_VDEVS);
+	p = pool_alloc(opts, npaths);
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	p->guid = util_random64();
+
+	for (unsigned i = 0; i < npaths; i++) {
+		struct stat st;
+		int missing = stat(paths[i], &st) != 0;
+		if (missing || (S_ISREG(st.st_mode) && st.st_size == 0)) {
+			if (p->opts.vdev_size < CE_MIN_VDEV_SIZE) {
+				err = err_set(-EINVAL, "%s: %s; give a size of at least 16M to create it",
+				    paths[i], missing ? "does not exist" : "is empty");
+				goto fail;
+			}
+			int fd = open(paths[i], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			if (fd < 0 || ftruncate(fd, (off_t)p->opts.vdev_size) != 0) {
+				err = err_set(-errno, "%s: cannot create: %s", paths[i], strerror(errno));
+				if (fd >= 0)
+					close(fd);
+				goto fail;
+			}
+			close(fd);
+			created[i] = missing ? 1 : 0;
+		}
+		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i])) != 0)
+			goto fail;
+		label_phys lb;
+		int nvalid;
+		if (label_read(p->vds[i].be, paths[i], &lb, &nvalid) == 0) {
+			err = err_set(-EEXIST, "%s: already a vdev of pool '%s'; destroy that pool first",
+			    paths[i], lb.lb_pool_name);
+			goto fail;
+		}
+		vdev *vd = &p->vds[i];
+		vd->asize = vdev_asize_of(vd->be->size);
+		if (vd->asize < CE_MIN_VDEV_SIZE) {
+			err = err_set(-EINVAL, "%s: too small (%" PRIu64 " bytes; at least 16M)",
+			    paths[i], vd->be->size);
+			goto fail;
+		}
+		vd->nsectors = vdev_nsectors_of(vd->asize);
+		vd->guid = util_random64();
+	}
+	label_phys lb;
+	memset(&lb, 0, sizeof(lb));
+	lb.lb_magic = LB_MAGIC;
+	lb.lb_version = CE_FORMAT_VERSION;
+	lb.lb_pool_guid = p->guid;
+	lb.lb_nvdevs = npaths;
+	lb.lb_create_txg = 1;
+	lb.lb_ctime = (uint64_t)time(NULL);
+	snprintf(lb.lb_pool_name, sizeof(lb.lb_pool_name), "%s", name);
+	for (unsigned i = 0; i < npaths; i++)
+		lb.lb_vdev_guids[i] = p->vds[i].guid;
+	for (unsigned i = 0; i < npaths; i++) {
+		lb.lb_vdev_guid = p->vds[i].guid;
+		lb.lb_vdev_index = i;
+		lb.lb_asize = p->vds[i].asize;
+		label_seal(&lb);
+		if ((err = label_write(&p->vds[i], &lb)) != 0) {
+			err = err_set(err, "%s: cannot write label: %s", paths[i], strerror(-err));
+			goto fail;
+		}
+	}
+	pool_setup_memory(p);
+	mos_init_empty(p);
+	p->open_txg = 1;
+	if ((err = txg_sync_one(p, 1)) != 0) {
+		err = err_set(err, "pool %s: first commit failed: %s", name, strerror(-err));
+		goto fail;
+	}
+	p->synced_txg = 1;
+	p->open_txg = 2;
+	if ((err = txg_start(p)) != 0)
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	for (unsigned i = 0; i < npaths; i++)
+		if (created[i])
+			unlink(paths[i]);
+	pool_free(p);
+	return err;
+}
+
+int
+ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *opts,
+    ce_pool **out)
+{
+	label_phys lbs[CE_MAX_VDEVS];
+	ce_pool *p = NULL;
+	int err;
+
+	err_clear();
+	if (npaths == 0 || npaths > CE_MAX_VDEVS)
+		return err_set(-EINVAL, "a pool has 1 to %u vdevs", CE_MAX_VDEVS);
+	/* Check every label read-only before anything is opened for writing. */
+	for (unsigned i = 0; i < npaths; i++) {
+		ce_backend *be;
+		int nvalid;
+		if ((err = ce_backend_file_open(paths[i], CE_BE_RDONLY | CE_BE_NOLOCK, &be)) != 0)
+			return err;
+		err = label_read(be, paths[i], &lbs[i], &nvalid);
+		be->close(be);
+		if (err != 0)
+			return err;
+	}
+	for (unsigned i = 0; i < npaths; i++) {
+		if (lbs[i].lb_pool_guid != lbs[0].lb_pool_guid)
+			return err_set(-EINVAL, "%s belongs to pool '%s' (guid %016" PRIx64 "), but %s "
+			    "to pool '%s' (guid %016" PRIx64 ")", paths[i], lbs[i].lb_pool_name,
+			    lbs[i].lb_pool_guid, paths[0], lbs[0].lb_pool_name, lbs[0].lb_pool_guid);
+		if (memcmp(lbs[i].lb_vdev_guids, lbs[0].lb_vdev_guids, sizeof(lbs[0].lb_vdev_guids)) != 0 ||
+		    lbs[i].lb_nvdevs != lbs[0].lb_nvdevs)
+			return err_set(-EINVAL, "%s and %s disagree about the vdevs of pool '%s'",
+			    paths[i], paths[0], lbs[0].lb_pool_name);
+		for (unsigned j = 0; j < i; j++)
+			if (lbs[j].lb_vdev_index == lbs[i].lb_vdev_index)
+				return err_set(-EINVAL, "%s and %s are the same vdev %u of pool '%s'",
+				    paths[j], paths[i], lbs[i].lb_vdev_index, lbs[0].lb_pool_name);
+	}
+	if (npaths != lbs[0].lb_nvdevs)
+		return err_set(-ENXIO, "pool '%s' has %u vdevs but %u were given", lbs[0].lb_pool_name,
+		    lbs[0].lb_nvdevs, npaths);
+
+	p = pool_alloc(opts, npaths);
+	p->readonly = (p->opts.flags & CE_BE_RDONLY) != 0;
+	snprintf(p->name, sizeof(p->name), "%s", lbs[0].lb_pool_name);
+	p->guid = lbs[0].lb_pool_guid;
+	for (unsigned i = 0; i < npaths; i++) {
+		unsigned idx = lbs[i].lb_vdev_index;
+		if ((err = open_vdev(&p->opts, paths[i], idx, p->opts.flags, &p->vds[idx])) != 0)
+			goto fail;
+		p->vds[idx].guid = lbs[i].lb_vdev_guid;
+		p->vds[idx].asize = lbs[i].lb_asize;
+		p->vds[idx].nsectors = vdev_nsectors_of(lbs[i].lb_asize);
+	}
+	pool_setup_memory(p);
+	uberblock_phys ub;
+	if ((err = uberblock_find_best(p->vds, p->nvdevs, p->guid, &ub)) != 0) {
+		err = err_set(-EIO, "pool '%s': no valid uberblock (creation never finished, or "
+		    "every uberblock is damaged)", p->name);
+		goto fail;
+	}
+	if ((err = mos_load(p, &ub)) != 0)
+		goto fail;
+	if ((err = vol_load_all(p)) != 0)
+		goto fail;
+	p->synced_txg = ub.ub_txg;
+	p->open_txg = ub.ub_txg + 1;
+	if (!p->readonly && (err = txg_start(p)) != 0)
+		goto fail;
+	*out = p;
+	return 0;
+fail:
+	pool_free(p);
+	return err;
+}
+
+int
+ce_pool_sync(ce_pool *p)
+{
+	err_clear();
+	if (p->readonly)
+		return 0;
+	return txg_sync_now(p);
+}
+
+int
+ce_pool_export(ce_pool *p)
+{
+	int err = 0;
+	err_clear();
+	if (!p->readonly) {
+		err = txg_sync_now(p);
+		txg_stop(p);
+	}
+	pool_free(p);
+	return err;
+}
+
+void
+ce_pool_abandon(ce_pool *p)
+{
+	txg_stop(p);
+	pool_free(p);
+}
+
+const char *
+ce_pool_name(const ce_pool *p)
+{
+	return p->name;
+}
+
+int
+ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	snprintf(st->name, sizeof(st->name), "%s", p->name);
+	st->guid = p->guid;
+	st->nvdevs = p->nvdevs;
+	st->size = p->alloc.total * CE_SECTOR;
+	st->allocated = alloc_used_sectors(&p->alloc) * CE_SECTOR;
+	st->free = alloc_free_sectors(&p->alloc) * CE_SECTOR;
+	st->cksum_errors = atomic_load(&p->cksum_errors);
+	st->io_errors = atomic_load(&p->io_errors);
+	pthread_mutex_lock(&p->cache.lock);
+	st->cache_bytes = p->cache.bytes;
+	st->cache_max = p->cache.max;
+	pthread_mutex_unlock(&p->cache.lock);
+	pthread_mutex_lock(&p->lock);
+	st->synced_txg = p->synced_txg;
+	st->dirty_bytes = p->dirty_total;
+	st->suspended = p->suspended;
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->destroy_txg == 0)
+			st->nvols++;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}

@@ -1,0 +1,100 @@
+/*
+ * uberblock.c -- the commit record of a transaction group.
+ *
+ * Owns uberblock_phys and the ring of 64 slots in each label region
+ * (docs/on-disk-format.md §1.2). Writing txg N's uberblock into slot
+ * N % 64 is the atomic commit point of txg N: before it, import finds
+ * txg N-1 (or older); after it, txg N.
+ *
+ * Invariants:
+ *   1. An uberblock is written only after everything it references is
+ *      on stable storage (txg.c flushes before and after).
+ *   2. A torn or stale slot is detected by its checksum and skipped;
+ *      older slots still hold earlier committed txgs.
+ *   3. Slot writes are whole 4 KiB sectors, so a torn write cannot damage
+ *      a neighbouring slot.
+ */
+#include "uberblock.h"
+#include "checksum.h"
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+
+void
+uberblock_seal(uberblock_phys *ub)
+{
+	checksum_compute(CE_CK_XXH128, ub, CE_CKSUM_OFF, ub->ub_cksum);
+}
+
+int
+uberblock_valid(const uberblock_phys *ub, uint64_t pool_guid)
+{
+	return ub->ub_magic == UB_MAGIC && ub->ub_version == CE_FORMAT_VERSION &&
+	    checksum_verify(CE_CK_XXH128, ub, CE_CKSUM_OFF, ub->ub_cksum) &&
+	    ub->ub_pool_guid == pool_guid && ub->ub_txg != 0;
+}
+
+static uint64_t
+slot_off(const vdev *vd, int copy, unsigned slot)
+{
+	return vdev_label_off(vd->asize, copy) + CE_UB_RING_OFF + (uint64_t)slot * CE_UB_SIZE;
+}
+
+int
+uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub)
+{
+	uberblock_phys *buf = xmalloc_aligned(CE_UB_SIZE);
+	unsigned slot = (unsigned)(ub->ub_txg % CE_UB_SLOTS);
+	int err = 0;
+	memcpy(buf, ub, CE_UB_SIZE);
+	for (unsigned v = 0; v < nvdevs && err == 0; v++) {
+		for (int copy = 0; copy < 2 && err == 0; copy++) {
+			struct iovec iov = { buf, CE_UB_SIZE };
+			err = vdev_writev(&vds[v], &iov, 1, slot_off(&vds[v], copy, slot));
+		}
+	}
+	free(buf);
+	return err;
+}
+
+int
+uberblock_read_slot(vdev *vd, int copy, unsigned slot, uint64_t pool_guid, uberblock_phys *out)
+{
+	uberblock_phys *buf = xmalloc_aligned(CE_UB_SIZE);
+	int err = vdev_read(vd, buf, CE_UB_SIZE, slot_off(vd, copy, slot));
+	if (err == 0) {
+		memcpy(out, buf, CE_UB_SIZE);
+		err = uberblock_valid(buf, pool_guid);
+	}
+	free(buf);
+	return err;
+}
+
+int
+uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out)
+{
+	uberblock_phys *ring = xmalloc_aligned((size_t)CE_UB_SLOTS * CE_UB_SIZE);
+	uberblock_phys best;
+	int found = 0;
+	memset(&best, 0, sizeof(best));
+	for (unsigned v = 0; v < nvdevs; v++) {
+		for (int copy = 0; copy < 2; copy++) {
+			uint64_t off = vdev_label_off(vds[v].asize, copy) + CE_UB_RING_OFF;
+			if (vdev_read(&vds[v], ring, (size_t)CE_UB_SLOTS * CE_UB_SIZE, off) != 0)
+				continue;
+			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+				if (uberblock_valid(&ring[s], pool_guid) &&
+				    (!found || ring[s].ub_txg > best.ub_txg)) {
+					best = ring[s];
+					found = 1;
+				}
+			}
+		}
+	}
+	free(ring);
+	if (!found)
+		return -ENOENT;
+	*out = best;
+	return 0;
+}

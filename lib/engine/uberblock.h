@@ -1,0 +1,17 @@
+#ifndef CASK_ENGINE_UBERBLOCK_H
+#define CASK_ENGINE_UBERBLOCK_H
+#include "phys.h"
+#include "vdev.h"
+
+void uberblock_seal(uberblock_phys *ub);
+int uberblock_valid(const uberblock_phys *ub, uint64_t pool_guid);
+/* Write ub into its ring slot in both label regions of every vdev. */
+int uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub);
+/*
+ * Scan every ring slot of every label copy of every vdev; *out = the
+ * valid uberblock with the highest txg. -ENOENT when there is none.
+ */
+int uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out);
+/* Read one slot (for cask-debug). 1 valid, 0 invalid, -errno IO error. */
+int uberblock_read_slot(vdev *vd, int copy, unsigned slot, uint64_t pool_guid, uberblock_phys *out);
+#endif

@@ -1,0 +1,28 @@
+#ifndef CASK_ENGINE_VDEV_H
+#define CASK_ENGINE_VDEV_H
+#include "cask/engine.h"
+#include "phys.h"
+#include <stdint.h>
+
+/* One vdev of an open pool. */
+typedef struct vdev {
+	ce_backend *be;
+	char *path;
+	uint32_t index;
+	uint64_t guid;
+	uint64_t asize;     /* usable size: multiple of CE_LABEL_REGION */
+	uint64_t nsectors;  /* data-area sectors */
+} vdev;
+
+/* First byte of the data area and of label copy 1. */
+#define VDEV_DATA_START ((uint64_t)CE_LABEL_REGION)
+static inline uint64_t vdev_label_off(uint64_t asize, int copy)
+{
+	return copy == 0 ? 0 : asize - CE_LABEL_REGION;
+}
+uint64_t vdev_asize_of(uint64_t bytes);
+uint64_t vdev_nsectors_of(uint64_t asize);
+int vdev_read(vdev *vd, void *buf, size_t len, uint64_t off);
+int vdev_writev(vdev *vd, const struct iovec *iov, int n, uint64_t off);
+int vdev_flush(vdev *vd);
+#endif

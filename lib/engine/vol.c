@@ -1,0 +1,1119 @@
+/*
+ * vol.c -- volumes: thin block devices made of a copy-on-write tree.
+ *
+ * Owns each volume's in-memory state (struct volume): its committed tree,
+ * and per transaction group the dirty blocks and punched ranges that are
+ * not yet in the tree. Also the management operations (create, destroy,
+ * rename, resize, set) and the volume's part of a txg sync (vol_sync).
+ *
+ * Invariants:
+ *   1. A block's current contents are, newest first: its dirty buffer or
+ *      punched range in the open txg, then in the syncing txg, then the
+ *      committed tree. Readers take exactly that order under v->lock,
+ *      capturing the tree root in the same critical section.
+ *   2. A writer holding txg t changes only the maps of txg t, and also
+ *      the copy in txg t+1 when one exists (t is then quiescing), so that
+ *      concurrent writes to different bytes of one block are never lost.
+ *   3. Read-modify-write takes its base from txgs <= t only. When it has
+ *      to read the tree it drops the lock, and retries if v->gen changed
+ *      meanwhile.
+ *   4. The maps of a syncing txg are frozen: nobody adds to them. The
+ *      sync thread writes them out, then installs the new root and drops
+ *      the maps in one critical section (vol_sync).
+ *   5. Every dirty data block is charged against free space when it first
+ *      becomes dirty in a txg (its size plus one path of new indirect
+ *      blocks when its parent is not yet charged), so a full pool fails
+ *      the write with -ENOSPC instead of failing the sync. Holes are
+ *      never charged: trim and destroy always work.
+ *
+ * Management operations change the in-memory state in the open txg and
+ * wait for that txg to commit before returning.
+ */
+#include "vol.h"
+#include "checksum.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+char vol_hole_marker;
+
+#define TRIM_RANGE_MIN 64u  /* punch by range at or above this many blocks */
+#define READ_BATCH 256u     /* blocks resolved per read batch */
+
+static int
+name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > CE_NAME_MAX || !isalnum((unsigned char)name[0]))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (!isalnum(c) && c != '_' && c != '-' && c != '.' && c != ':')
+			return 0;
+	}
+	return 1;
+}
+
+static volume *
+vol_new(ce_pool *p)
+{
+	volume *v = xcalloc(1, sizeof(*v));
+	v->pool = p;
+	pthread_mutex_init(&v->lock, NULL);
+	for (int i = 0; i < 2; i++) {
+		htab_init(&v->dirty[i]);
+		htab_init(&v->parents[i]);
+	}
+	v->slot = VOL_NO_SLOT;
+	v->tree.leaf_type = BP_DATA;
+	v->tree.ind_comp = CE_COMP_LZ4;
+	v->tree.cktype = CE_CK_XXH128;
+	return v;
+}
+
+static void
+drop_maps(volume *v, int i)
+{
+	size_t it = 0;
+	uint64_t k;
+	void *d;
+	while (htab_next(&v->dirty[i], &it, &k, &d))
+		if (d != VOL_HOLE)
+			free(d);
+	htab_fini(&v->dirty[i]);
+	htab_fini(&v->parents[i]);
+	htab_init(&v->dirty[i]);
+	htab_init(&v->parents[i]);
+	v->nfr[i] = 0;
+	v->dtxg[i] = 0;
+}
+
+void
+vol_delete(volume *v)
+{
+	for (int i = 0; i < 2; i++) {
+		drop_maps(v, i);
+		free(v->fr[i]);
+	}
+	pthread_mutex_destroy(&v->lock);
+	free(v);
+}
+
+/* Live volume by name; caller holds pool->lock. */
+static volume *
+find_vol(ce_pool *p, const char *name)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->destroy_txg == 0 && strcmp(p->vols[i]->name, name) == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+static void
+add_vol(ce_pool *p, volume *v)
+{
+	if (p->nvols == p->capvols) {
+		p->capvols = p->capvols ? p->capvols * 2 : 16;
+		p->vols = xrealloc(p->vols, p->capvols * sizeof(volume *));
+	}
+	p->vols[p->nvols++] = v;
+}
+
+void
+vol_record(const volume *v, ds_phys *ds)
+{
+	memset(ds, 0, sizeof(*ds));
+	ds->ds_guid = v->guid;
+	ds->ds_type = DS_TYPE_VOLUME;
+	ds->ds_size = v->size;
+	ds->ds_volblocksize = v->bs;
+	ds->ds_levels = v->tree.levels;
+	ds->ds_compress = (uint8_t)v->compress;
+	ds->ds_checksum = (uint8_t)v->checksum;
+	ds->ds_create_txg = v->create_txg;
+	ds->ds_used = (uint64_t)v->used;
+	ds->ds_logical = (uint64_t)v->logical;
+	ds->ds_ctime = v->ctime;
+	ds->ds_root = v->tree.root;
+	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->name);
+}
+
+int
+vol_load_all(ce_pool *p)
+{
+	uint32_t cap = mos_ds_capacity(p);
+	for (uint32_t s = 0; s < cap; s++) {
+		ds_phys ds;
+		mos_ds_get(p, s, &ds);
+		if (ds.ds_guid == 0)
+			continue;
+		if (ds.ds_type != DS_TYPE_VOLUME || !IS_P2(ds.ds_volblocksize) ||
+		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
+		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
+		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
+		    memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL || !name_valid(ds.ds_name) ||
+		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7))
+			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+		volume *v = vol_new(p);
+		v->guid = ds.ds_guid;
+		v->size = ds.ds_size;
+		v->bs = ds.ds_volblocksize;
+		v->compress = ds.ds_compress;
+		v->checksum = ds.ds_checksum;
+		v->create_txg = ds.ds_create_txg;
+		v->ctime = ds.ds_ctime;
+		v->used = (int64_t)ds.ds_used;
+		v->logical = (int64_t)ds.ds_logical;
+		v->tree.root = ds.ds_root;
+		v->tree.levels = ds.ds_levels;
+		v->tree.bsize = v->bs;
+		v->want_levels = MAX(ds.ds_levels, cowtree_levels_for(v->size / v->bs));
+		v->slot = s;
+		snprintf(v->name, sizeof(v->name), "%s", ds.ds_name);
+		add_vol(p, v);
+	}
+	return 0;
+}
+
+void
+vol_free_all(ce_pool *p)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		vol_delete(p->vols[i]);
+	free(p->vols);
+	p->vols = NULL;
+	p->nvols = p->capvols = 0;
+}
+
+/* ---- per-txg dirty state ---- */
+
+static void
+map_claim(volume *v, uint64_t t)
+{
+	int i = t & 1;
+	if (v->dtxg[i] == 0)
+		v->dtxg[i] = t;
+	VERIFY3U(v->dtxg[i], ==, t);
+}
+
+static int
+fr_covers(const volume *v, int i, uint64_t blkid)
+{
+	for (size_t k = 0; k < v->nfr[i]; k++)
+		if (blkid >= v->fr[i][k].start && blkid < v->fr[i][k].end)
+			return 1;
+	return 0;
+}
+
+/* Newest dirty state of blkid in txgs <= maxtxg: 1 and *data (buffer or VOL_HOLE), or 0. */
+static int
+dirty_lookup(const volume *v, uint64_t maxtxg, uint64_t blkid, void **data)
+{
+	int first = v->dtxg[0] >= v->dtxg[1] ? 0 : 1;
+	for (int n = 0; n < 2; n++) {
+		int i = n == 0 ? first : !first;
+		if (v->dtxg[i] == 0 || v->dtxg[i] > maxtxg)
+			continue;
+		void *d = htab_get(&v->dirty[i], blkid);
+		if (d != NULL) {
+			*data = d;
+			return 1;
+		}
+		if (fr_covers(v, i, blkid)) {
+			*data = VOL_HOLE;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static int
+charge_block(volume *v, int i, uint64_t blkid)
+{
+	uint64_t need = v->bs / CE_SECTOR, pk = 0;
+	int new_parent = 0;
+	if (v->want_levels > 1) {
+		pk = (blkid >> CE_IND_SHIFT);
+		if (htab_get(&v->parents[i], pk) == NULL) {
+			need += (uint64_t)(v->want_levels - 1) * (CE_IND_SIZE / CE_SECTOR);
+			new_parent = 1;
+		}
+	}
+	int err = alloc_charge(&v->pool->alloc, need, 0);
+	if (err != 0)
+		return err_set(err, "pool %s is full", v->pool->name);
+	if (new_parent)
+		htab_put(&v->parents[i], pk, VOL_HOLE);
+	v->charged[i] += need;
+	return 0;
+}
+
+/* Store data (owned buffer or VOL_HOLE) as blkid's contents in txg t. */
+static int
+put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int64_t *ddelta)
+{
+	int i = t & 1, j = !i;
+	map_claim(v, t);
+	void *old = htab_get(&v->dirty[i], blkid);
+	if ((old == NULL || old == VOL_HOLE) && data != VOL_HOLE) {
+		int err = charge_block(v, i, blkid);
+		if (err != 0)
+			return err;
+	}
+	htab_put(&v->dirty[i], blkid, data);
+	if (old != NULL && old != VOL_HOLE) {
+		free(old);
+		v->dbytes[i] -= v->bs;
+		*ddelta -= v->bs;
+	}
+	if (data != VOL_HOLE) {
+		v->dbytes[i] += v->bs;
+		*ddelta += v->bs;
+	}
+	/* Invariant 2: a newer copy of this block must see this write too. */
+	if (v->dtxg[j] == t + 1) {
+		void *e = htab_get(&v->dirty[j], blkid);
+		if (e != NULL) {
+			void *copy = VOL_HOLE;
+			if (data != VOL_HOLE) {
+				copy = xmalloc(v->bs);
+				memcpy(copy, data, v->bs);
+			}
+			htab_put(&v->dirty[j], blkid, copy);
+			if (e != VOL_HOLE)
+				free(e);
+			else if (copy != VOL_HOLE)
+				v->dbytes[j] += v->bs, *ddelta += v->bs;
+			if (copy == VOL_HOLE && e != VOL_HOLE)
+				v->dbytes[j] -= v->bs, *ddelta -= v->bs;
+		}
+	}
+	v->gen++;
+	return 0;
+}
+
+static void
+apply_bytes(uint8_t *blk, uint32_t boff, uint32_t len, const void *src)
+{
+	if (src != NULL)
+		memcpy(blk + boff, src, len);
+	else
+		memset(blk + boff, 0, len);
+}
+
+/* Write part of a block in txg t (src NULL: zeros). */
+static int
+rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, const void *src,
+    int64_t *ddelta)
+{
+	ce_pool *p = v->pool;
+	int i = t & 1, j = !i;
+	for (;;) {
+		pthread_mutex_lock(&v->lock);
+		void *e = v->dtxg[i] == t ? htab_get(&v->dirty[i], blkid) : NULL;
+		uint8_t *nb = NULL;
+		if (e != NULL && e != VOL_HOLE) {
+			apply_bytes(e, boff, len, src);
+		} else {
+			void *base;
+			if (e == VOL_HOLE) {
+				nb = xcalloc(1, v->bs);
+			} else if (dirty_lookup(v, t, blkid, &base)) {
+				nb = xmalloc(v->bs);
+				if (base == VOL_HOLE)
+					memset(nb, 0, v->bs);
+				else
+					memcpy(nb, base, v->bs);
+			} else {
+				uint64_t gen0 = v->gen;
+				cowtree ts = v->tree;
+				pthread_mutex_unlock(&v->lock);
+				nb = xmalloc(v->bs);
+				bp_phys bp;
+				pthread_rwlock_rdlock(&p->free_lock);
+				int err = cowtree_lookup(p, &ts, blkid, &bp);
+				if (err == 0)
+					err = bp_is_hole(&bp) ? (memset(nb, 0, v->bs), 0)
+							      : blk_read(p, &bp, nb, 0, v->bs);
+				pthread_rwlock_unlock(&p->free_lock);
+				if (err != 0) {
+					free(nb);
+					return err_set(err, "%s: read of block %" PRIu64
+					    " for a partial write failed", v->name, blkid);
+				}
+				pthread_mutex_lock(&v->lock);
+				if (v->gen != gen0) {
+					pthread_mutex_unlock(&v->lock);
+					free(nb);
+					continue;
+				}
+			}
+			apply_bytes(nb, boff, len, src);
+			int err = put_block(v, t, blkid, nb, ddelta);
+			if (err != 0) {
+				pthread_mutex_unlock(&v->lock);
+				free(nb);
+				return err;
+			}
+		}
+		/* Invariant 2 for partial writes into an existing newer copy. */
+		if (nb == NULL && v->dtxg[j] == t + 1) {
+			void *ne = htab_get(&v->dirty[j], blkid);
+			if (ne == VOL_HOLE) {
+				ne = xcalloc(1, v->bs);
+				htab_put(&v->dirty[j], blkid, ne);
+				v->dbytes[j] += v->bs;
+				*ddelta += v->bs;
+			}
+			if (ne != NULL)
+				apply_bytes(ne, boff, len, src);
+		}
+		v->gen++;
+		pthread_mutex_unlock(&v->lock);
+		return 0;
+	}
+}
+
+static int
+check_range(const volume *v, uint64_t off, uint64_t len)
+{
+	if (off > v->size || len > v->size - off)
+		return err_set(-EINVAL, "%s: range %" PRIu64 "+%" PRIu64 " is beyond the end (%" PRIu64
+		    " bytes)", v->name, off, len, v->size);
+	return 0;
+}
+
+/* Apply a write (src) or zeroing (src NULL) block by block within txg t. */
+static int
+write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t off, int64_t *dd)
+{
+	while (len > 0) {
+		uint64_t blkid = off / v->bs;
+		uint32_t boff = (uint32_t)(off % v->bs);
+		uint32_t n = (uint32_t)MIN((uint64_t)(v->bs - boff), len);
+		int err;
+		if (n == v->bs && src != NULL) {
+			void *nb = xmalloc(v->bs);
+			memcpy(nb, src, v->bs);
+			pthread_mutex_lock(&v->lock);
+			err = put_block(v, t, blkid, nb, dd);
+			pthread_mutex_unlock(&v->lock);
+			if (err != 0)
+				free(nb);
+		} else if (n == v->bs) {
+			pthread_mutex_lock(&v->lock);
+			err = put_block(v, t, blkid, VOL_HOLE, dd);
+			pthread_mutex_unlock(&v->lock);
+		} else {
+			err = rmw_block(v, t, blkid, boff, n, src, dd);
+		}
+		if (err != 0)
+			return err;
+		off += n;
+		len -= n;
+		if (src != NULL)
+			src += n;
+	}
+	return 0;
+}
+
+static int
+vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	int err, retried = 0;
+
+	err_clear();
+	if (p->readonly)
+		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	const uint8_t *src = buf;
+	while (len > 0) {
+		uint64_t chunk = MIN((uint64_t)len, (uint64_t)v->bs * 256);
+		int64_t dd = 0;
+		txg_throttle(p);
+		uint64_t t = txg_hold(p, &err);
+		if (err != 0)
+			return err;
+		err = write_blocks(v, t, src, chunk, off, &dd);
+		txg_rele(p, t);
+		txg_dirty_add(p, dd, 1);
+		if (err == -ENOSPC && !retried) {
+			/* Space freed by earlier txgs comes back when they commit. */
+			retried = 1;
+			int serr = txg_sync_now(p);
+			if (serr != 0)
+				return serr;
+			continue;
+		}
+		if (err != 0)
+			return err;
+		retried = 0;
+		off += chunk;
+		len -= chunk;
+		if (src != NULL)
+			src += chunk;
+	}
+	return 0;
+}
+
+int
+ce_vol_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
+{
+	if (buf == NULL)
+		return err_set(-EINVAL, "write: no buffer");
+	return vol_modify(h, buf, len, off);
+}
+
+int
+ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	int err;
+
+	err_clear();
+	if (p->readonly)
+		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
+	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
+		return vol_modify(h, NULL, len, off);
+	/* Partial head and tail blocks become zeros; whole blocks a punched range. */
+	if (off < b0 * v->bs && (err = vol_modify(h, NULL, b0 * v->bs - off, off)) != 0)
+		return err;
+	if (off + len > b1 * v->bs && (err = vol_modify(h, NULL, off + len - b1 * v->bs, b1 * v->bs)) != 0)
+		return err;
+	uint64_t t = txg_hold(p, &err);
+	if (err != 0)
+		return err;
+	int64_t dd = 0;
+	pthread_mutex_lock(&v->lock);
+	int i = t & 1;
+	map_claim(v, t);
+	if (v->nfr[i] == v->capfr[i]) {
+		v->capfr[i] = v->capfr[i] ? v->capfr[i] * 2 : 8;
+		v->fr[i] = xrealloc(v->fr[i], v->capfr[i] * sizeof(vrange));
+	}
+	v->fr[i][v->nfr[i]++] = (vrange){ b0, b1 };
+	size_t n;
+	uint64_t *keys = htab_sorted_keys(&v->dirty[i], &n);
+	for (size_t k = 0; k < n; k++) {
+		if (keys[k] < b0 || keys[k] >= b1)
+			continue;
+		void *d = htab_del(&v->dirty[i], keys[k]);
+		if (d != VOL_HOLE) {
+			free(d);
+			v->dbytes[i] -= v->bs;
+			dd -= v->bs;
+		}
+	}
+	free(keys);
+	v->gen++;
+	pthread_mutex_unlock(&v->lock);
+	txg_rele(p, t);
+	txg_dirty_add(p, dd, 1);
+	return 0;
+}
+
+int
+ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
+{
+	return ce_vol_trim(h, off, len);
+}
+
+int
+ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	uint8_t *dst = buf;
+	int err;
+
+	err_clear();
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	bp_phys *bps = xmalloc(READ_BATCH * sizeof(bp_phys));
+	uint8_t **dsts = xmalloc(READ_BATCH * sizeof(uint8_t *));
+	uint64_t *tblk = xmalloc(READ_BATCH * sizeof(uint64_t));
+	uint8_t *tmp = xmalloc((size_t)READ_BATCH * v->bs);
+	while (len > 0 && err == 0) {
+		uint64_t first = off / v->bs;
+		uint64_t last = (off + len - 1) / v->bs;
+		uint64_t nblk = MIN(last - first + 1, (uint64_t)READ_BATCH);
+		uint64_t batch_len = MIN((uint64_t)len, nblk * v->bs - off % v->bs);
+		size_t ntree = 0;
+		cowtree ts;
+
+		pthread_rwlock_rdlock(&p->free_lock);
+		pthread_mutex_lock(&v->lock);
+		for (uint64_t k = 0; k < nblk; k++) {
+			uint64_t blkid = first + k;
+			uint64_t bstart = blkid * v->bs;
+			uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
+			void *d;
+			if (dirty_lookup(v, UINT64_MAX, blkid, &d)) {
+				if (d == VOL_HOLE)
+					memset(dst + (s - off), 0, e - s);
+				else
+					memcpy(dst + (s - off), (uint8_t *)d + (s - bstart), e - s);
+			} else {
+				tblk[ntree++] = blkid;
+			}
+		}
+		ts = v->tree;
+		pthread_mutex_unlock(&v->lock);
+
+		size_t nread = 0;
+		for (size_t k = 0; k < ntree && err == 0; k++) {
+			uint64_t blkid = tblk[k], bstart = blkid * v->bs;
+			uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
+			bp_phys bp;
+			err = cowtree_lookup(p, &ts, blkid, &bp);
+			if (err != 0)
+				break;
+			if (bp_is_hole(&bp)) {
+				memset(dst + (s - off), 0, e - s);
+				continue;
+			}
+			if (bp.bp_lsize != v->bs) {
+				atomic_fetch_add(&p->cksum_errors, 1);
+				err = -EIO;
+				break;
+			}
+			bps[nread] = bp;
+			dsts[nread] = (s == bstart && e == bstart + v->bs) ? dst + (s - off)
+									     : tmp + k * v->bs;
+			nread++;
+		}
+		if (err == 0 && nread > 0)
+			err = blk_read_many(p, bps, dsts, nread);
+		pthread_rwlock_unlock(&p->free_lock);
+		if (err == 0) {
+			for (size_t k = 0; k < ntree; k++) {
+				uint64_t blkid = tblk[k], bstart = blkid * v->bs;
+				uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
+				if (!(s == bstart && e == bstart + v->bs)) {
+					/* was read into tmp unless it was a hole (already zeroed) */
+					for (size_t r = 0; r < nread; r++) {
+						if (dsts[r] == tmp + k * v->bs) {
+							memcpy(dst + (s - off), tmp + k * v->bs + (s - bstart), e - s);
+							break;
+						}
+					}
+				}
+			}
+		} else {
+			err = err_set(err, "%s: read at %" PRIu64 " failed: %s", v->name, off,
+			    err == -EIO ? "checksum or IO error" : strerror(-err));
+		}
+		dst += batch_len;
+		off += batch_len;
+		len -= batch_len;
+	}
+	free(bps);
+	free(dsts);
+	free(tblk);
+	free(tmp);
+	return err;
+}
+
+/* ---- sync ---- */
+
+static int
+all_zero(const uint8_t *b, size_t n)
+{
+	static const uint8_t z[4096];
+	for (size_t o = 0; o < n; o += sizeof(z))
+		if (memcmp(b + o, z, MIN(sizeof(z), n - o)) != 0)
+			return 0;
+	return 1;
+}
+
+static void
+release_txg(ce_pool *p, volume *v, int i)
+{
+	uint64_t charged = v->charged[i], dbytes = v->dbytes[i];
+	v->charged[i] = 0;
+	v->dbytes[i] = 0;
+	drop_maps(v, i);
+	alloc_uncharge(&p->alloc, charged);
+	txg_dirty_add(p, -(int64_t)dbytes, 0);
+}
+
+int
+vol_sync(ce_pool *p, volume *v, uint64_t t)
+{
+	int i = t & 1, err = 0;
+	ct_acct acct = { 0, 0 };
+
+	pthread_mutex_lock(&v->lock);
+	if (v->destroy_txg == t) {
+		cowtree ts = v->tree;
+		pthread_mutex_unlock(&v->lock);
+		err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
+		if (err != 0)
+			return err;
+		pthread_mutex_lock(&v->lock);
+		v->tree = ts;
+		v->used += acct.used;
+		v->logical += acct.logical;
+		VERIFY3U(v->used, ==, 0);
+		if (v->dtxg[i] == t)
+			release_txg(p, v, i);
+		v->gen++;
+		pthread_mutex_unlock(&v->lock);
+		if (v->slot != VOL_NO_SLOT) {
+			ds_phys ds;
+			memset(&ds, 0, sizeof(ds));
+			mos_ds_put(p, v->slot, &ds);
+		}
+		return 0;
+	}
+	if (v->dtxg[i] != t && v->tree.levels >= v->want_levels) {
+		pthread_mutex_unlock(&v->lock);
+		return 0;
+	}
+	size_t n = 0;
+	uint64_t *keys = v->dtxg[i] == t ? htab_sorted_keys(&v->dirty[i], &n) : xmalloc(8);
+	size_t nfr = v->dtxg[i] == t ? v->nfr[i] : 0;
+	vrange *fr = xmalloc((nfr ? nfr : 1) * sizeof(vrange));
+	if (nfr)
+		memcpy(fr, v->fr[i], nfr * sizeof(vrange));
+	cowtree ts = v->tree;
+	uint8_t want = v->want_levels;
+	int comp = v->compress, ck = v->checksum;
+	uint64_t nblocks = v->size / v->bs;
+	pthread_mutex_unlock(&v->lock);
+
+	ct_leaf *leaves = xmalloc((n ? n : 1) * sizeof(ct_leaf));
+	void **datas = xmalloc((n ? n : 1) * sizeof(void *));
+	size_t nl = 0;
+
+	if (ts.levels < want) {
+		err = cowtree_grow(p, &ts, t, want, &acct);
+		if (err == 0)
+			err = wq_flush(p);
+	}
+	for (size_t k = 0; k < nfr && err == 0; k++)
+		err = cowtree_free_range(p, &ts, t, fr[k].start,
+		    MIN(fr[k].end, cowtree_capacity(ts.levels)), &acct);
+	if (nfr && err == 0)
+		err = wq_flush(p);
+	for (size_t k = 0; k < n && err == 0; k++) {
+		void *d = htab_get(&v->dirty[i], keys[k]);
+		VERIFY(d != NULL);
+		if (keys[k] >= nblocks)
+			continue; /* shrunk away in this txg */
+		leaves[nl].blkid = keys[k];
+		datas[nl] = d;
+		if (d == VOL_HOLE || (comp != CE_COMP_OFF && all_zero(d, v->bs))) {
+			memset(&leaves[nl].bp, 0, sizeof(bp_phys));
+			leaves[nl].bp.bp_birth = t;
+			datas[nl] = VOL_HOLE;
+		} else {
+			err = blk_write(p, d, v->bs, comp, ck, BP_DATA, 0, t, NULL, 0, &leaves[nl].bp);
+		}
+		nl++;
+	}
+	if (err == 0)
+		err = cowtree_apply(p, &ts, t, leaves, nl, &acct);
+	if (err == 0)
+		err = wq_flush(p);
+	if (err == 0) {
+		pthread_mutex_lock(&v->lock);
+		v->tree = ts;
+		v->used += acct.used;
+		v->logical += acct.logical;
+		if (v->dtxg[i] == t) {
+			/* Hand the written buffers to the cache instead of freeing them. */
+			for (size_t k = 0; k < nl; k++) {
+				if (datas[k] != VOL_HOLE) {
+					cache_put_owned(&p->cache, &leaves[k].bp, datas[k]);
+					htab_put(&v->dirty[i], leaves[k].blkid, VOL_HOLE);
+				}
+			}
+			release_txg(p, v, i);
+		}
+		v->gen++;
+		pthread_mutex_unlock(&v->lock);
+	}
+	free(keys);
+	free(fr);
+	free(leaves);
+	free(datas);
+	return err;
+}
+
+/* ---- management ---- */
+
+static int
+parse_compress(const char *s, int *out)
+{
+	if (strcmp(s, "off") == 0)
+		*out = CE_COMPRESS_OFF;
+	else if (strcmp(s, "lz4") == 0 || strcmp(s, "on") == 0)
+		*out = CE_COMPRESS_LZ4;
+	else if (strcmp(s, "zstd") == 0)
+		*out = CE_COMPRESS_ZSTD;
+	else
+		return err_set(-EINVAL, "bad compression '%s' (off, lz4, zstd)", s);
+	return 0;
+}
+
+static int
+parse_checksum(const char *s, int *out)
+{
+	if (strcmp(s, "xxh128") == 0 || strcmp(s, "on") == 0)
+		*out = CE_CHECKSUM_XXH128;
+	else if (strcmp(s, "sha256") == 0)
+		*out = CE_CHECKSUM_SHA256;
+	else
+		return err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s);
+	return 0;
+}
+
+const char *
+ce_compress_name(int c)
+{
+	return c == CE_COMPRESS_OFF ? "off" : c == CE_COMPRESS_LZ4 ? "lz4" : c == CE_COMPRESS_ZSTD ? "zstd" : "?";
+}
+
+const char *
+ce_checksum_name(int c)
+{
+	return c == CE_CHECKSUM_XXH128 ? "xxh128" : c == CE_CHECKSUM_SHA256 ? "sha256" : "?";
+}
+
+/* Begin a management operation: returns with config_lock and pool->lock held. */
+static int
+mgmt_begin(ce_pool *p)
+{
+	err_clear();
+	if (p->readonly)
+		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	if (p->suspended) {
+		int err = p->suspended;
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&p->config_lock);
+		return err_set(err, "pool %s is suspended after an IO error", p->name);
+	}
+	return 0;
+}
+
+/* Mark the open txg dirty, drop the locks and wait for it to commit. */
+static int
+mgmt_commit(ce_pool *p)
+{
+	uint64_t t = p->open_txg;
+	p->txg_dirty[t & 3] = 1;
+	if (p->open_since_ns == 0)
+		p->open_since_ns = util_now_ns();
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	return txg_wait_synced(p, t);
+}
+
+static void
+mgmt_abort(ce_pool *p)
+{
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+}
+
+int
+ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props)
+{
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	int err;
+	if (props != NULL)
+		pr = *props;
+	uint32_t bs = pr.volblocksize ? pr.volblocksize : CE_VOLBLOCKSIZE_DEFAULT;
+	int comp = pr.compress < 0 ? CE_COMPRESS_LZ4 : pr.compress;
+	int ck = pr.checksum ? pr.checksum : CE_CHECKSUM_XXH128;
+	err_clear();
+	if (name == NULL || !name_valid(name))
+		return err_set(-EINVAL, "bad volume name '%s' (1-%u characters: letters, digits, "
+		    "'_', '-', '.', ':'; starting with a letter or digit)", name ? name : "", CE_NAME_MAX);
+	if (!IS_P2(bs) || bs < CE_VOLBLOCKSIZE_MIN || bs > CE_VOLBLOCKSIZE_MAX)
+		return err_set(-EINVAL, "bad volblocksize %u (a power of two from 4K to 128K)", bs);
+	if (comp < 0 || comp > CE_COMP_MAX)
+		return err_set(-EINVAL, "bad compression %d", comp);
+	if (!checksum_valid_type(ck))
+		return err_set(-EINVAL, "bad checksum %d", ck);
+	if (size == 0 || size % bs != 0)
+		return err_set(-EINVAL, "bad volume size %" PRIu64 " (a non-zero multiple of the "
+		    "block size %u)", size, bs);
+	if (size / bs > cowtree_capacity(7))
+		return err_set(-EFBIG, "volume size %" PRIu64 " is too large", size);
+	if ((err = mgmt_begin(p)) != 0)
+		return err;
+	if (find_vol(p, name) != NULL) {
+		mgmt_abort(p);
+		return err_set(-EEXIST, "volume %s/%s already exists", p->name, name);
+	}
+	volume *v = vol_new(p);
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	v->guid = util_random64();
+	v->size = size;
+	v->bs = bs;
+	v->compress = comp;
+	v->checksum = ck;
+	v->create_txg = p->open_txg;
+	v->ctime = (uint64_t)time(NULL);
+	v->tree.bsize = bs;
+	v->tree.levels = 1;
+	v->want_levels = cowtree_levels_for(size / bs);
+	add_vol(p, v);
+	return mgmt_commit(p);
+}
+
+int
+ce_vol_destroy(ce_pool *p, const char *name)
+{
+	int err = mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_vol(p, name);
+	if (v == NULL) {
+		mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+	}
+	if (v->refs > 0) {
+		mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, name, v->refs);
+	}
+	v->destroy_txg = p->open_txg;
+	return mgmt_commit(p);
+}
+
+int
+ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
+{
+	if (newname == NULL || !name_valid(newname))
+		return err_set(-EINVAL, "bad volume name '%s'", newname ? newname : "");
+	int err = mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_vol(p, oldname);
+	if (v == NULL) {
+		mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, oldname);
+	}
+	if (find_vol(p, newname) != NULL) {
+		mgmt_abort(p);
+		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
+	}
+	pthread_mutex_lock(&v->lock);
+	snprintf(v->name, sizeof(v->name), "%s", newname);
+	pthread_mutex_unlock(&v->lock);
+	return mgmt_commit(p);
+}
+
+int
+ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
+{
+	int err = mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_vol(p, name);
+	if (v == NULL) {
+		mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+	}
+	if (size == 0 || size % v->bs != 0 || size / v->bs > cowtree_capacity(7)) {
+		mgmt_abort(p);
+		return err_set(-EINVAL, "bad volume size %" PRIu64 " (a non-zero multiple of the "
+		    "block size %u)", size, v->bs);
+	}
+	if (size < v->size && !(flags & CE_RESIZE_SHRINK)) {
+		mgmt_abort(p);
+		return err_set(-EINVAL, "shrinking %s/%s would discard data; pass the shrink flag",
+		    p->name, name);
+	}
+	/* Lock order: v->lock before pool->lock. */
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_lock(&v->lock);
+	pthread_mutex_lock(&p->lock);
+	uint64_t t = p->open_txg;
+	uint64_t old = v->size / v->bs, nb = size / v->bs;
+	int64_t dd = 0;
+	if (nb < old) {
+		int i = t & 1;
+		map_claim(v, t);
+		if (v->nfr[i] == v->capfr[i]) {
+			v->capfr[i] = v->capfr[i] ? v->capfr[i] * 2 : 8;
+			v->fr[i] = xrealloc(v->fr[i], v->capfr[i] * sizeof(vrange));
+		}
+		v->fr[i][v->nfr[i]++] = (vrange){ nb, UINT64_MAX };
+		size_t n;
+		uint64_t *keys = htab_sorted_keys(&v->dirty[i], &n);
+		for (size_t k = 0; k < n; k++) {
+			if (keys[k] < nb)
+				continue;
+			void *d = htab_del(&v->dirty[i], keys[k]);
+			if (d != VOL_HOLE) {
+				free(d);
+				v->dbytes[i] -= v->bs;
+				dd -= v->bs;
+			}
+		}
+		free(keys);
+	}
+	v->size = size;
+	v->want_levels = MAX(v->want_levels, cowtree_levels_for(nb));
+	v->gen++;
+	pthread_mutex_unlock(&v->lock);
+	err = mgmt_commit(p);
+	txg_dirty_add(p, dd, 1);
+	return err;
+}
+
+int
+ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
+{
+	int val = 0, err;
+	if (prop == NULL || value == NULL)
+		return err_set(-EINVAL, "set: property and value are required");
+	if (strcmp(prop, "compression") == 0 || strcmp(prop, "compress") == 0)
+		err = parse_compress(value, &val);
+	else if (strcmp(prop, "checksum") == 0)
+		err = parse_checksum(value, &val);
+	else if (strcmp(prop, "volblocksize") == 0)
+		return err_set(-EINVAL, "volblocksize is fixed when a volume is created");
+	else if (strcmp(prop, "volsize") == 0 || strcmp(prop, "size") == 0)
+		return err_set(-EINVAL, "use resize to change the size of a volume");
+	else
+		return err_set(-EINVAL, "unknown or read-only property '%s'", prop);
+	if (err != 0)
+		return err;
+	if ((err = mgmt_begin(p)) != 0)
+		return err;
+	volume *v = find_vol(p, name);
+	if (v == NULL) {
+		mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+	}
+	if (prop[1] == 'o')
+		v->compress = val;
+	else
+		v->checksum = val;
+	return mgmt_commit(p);
+}
+
+static void
+fill_info(volume *v, ce_vol_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&v->lock);
+	snprintf(out->name, sizeof(out->name), "%s", v->name);
+	out->guid = v->guid;
+	out->size = v->size;
+	out->volblocksize = v->bs;
+	out->compress = v->compress;
+	out->checksum = v->checksum;
+	out->used = (uint64_t)v->used;
+	out->logical = (uint64_t)v->logical;
+	out->create_txg = v->create_txg;
+	out->ctime = v->ctime;
+	pthread_mutex_unlock(&v->lock);
+}
+
+int
+ce_vol_info_get(ce_pool *p, const char *name, ce_vol_info *out)
+{
+	err_clear();
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	volume *v = find_vol(p, name);
+	pthread_mutex_unlock(&p->lock);
+	if (v == NULL) {
+		pthread_mutex_unlock(&p->config_lock);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+	}
+	fill_info(v, out);
+	pthread_mutex_unlock(&p->config_lock);
+	return 0;
+}
+
+static int
+info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const ce_vol_info *)a)->name, ((const ce_vol_info *)b)->name);
+}
+
+int
+ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count)
+{
+	err_clear();
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	volume **live = xmalloc((p->nvols ? p->nvols : 1) * sizeof(volume *));
+	size_t n = 0;
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->destroy_txg == 0)
+			live[n++] = p->vols[i];
+	pthread_mutex_unlock(&p->lock);
+	ce_vol_info *info = xcalloc(n ? n : 1, sizeof(ce_vol_info));
+	for (size_t i = 0; i < n; i++)
+		fill_info(live[i], &info[i]);
+	pthread_mutex_unlock(&p->config_lock);
+	free(live);
+	qsort(info, n, sizeof(ce_vol_info), info_cmp);
+	*out = info;
+	*count = n;
+	return 0;
+}
+
+int
+ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
+{
+	err_clear();
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	volume *v = find_vol(p, name);
+	if (v != NULL)
+		v->refs++;
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	if (v == NULL)
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+	ce_vol *h = xmalloc(sizeof(*h));
+	h->v = v;
+	*out = h;
+	return 0;
+}
+
+void
+ce_vol_close(ce_vol *h)
+{
+	if (h == NULL)
+		return;
+	ce_pool *p = h->v->pool;
+	pthread_mutex_lock(&p->lock);
+	VERIFY(h->v->refs > 0);
+	h->v->refs--;
+	pthread_mutex_unlock(&p->lock);
+	free(h);
+}
+
+uint64_t
+ce_vol_size(const ce_vol *h)
+{
+	return h->v->size;
+}
+
+uint32_t
+ce_vol_blocksize(const ce_vol *h)
+{
+	return h->v->bs;
+}

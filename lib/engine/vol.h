@@ -1,0 +1,46 @@
+#ifndef CASK_ENGINE_VOL_H
+#define CASK_ENGINE_VOL_H
+#include "pool_impl.h"
+
+typedef struct vrange {
+	uint64_t start, end; /* blkids [start, end) */
+} vrange;
+
+#define VOL_NO_SLOT UINT32_MAX
+
+struct volume {
+	ce_pool *pool;
+	pthread_mutex_t lock;
+	char name[CE_NAME_MAX + 1];
+	uint64_t guid;
+	uint64_t size;
+	uint32_t bs;
+	int compress;
+	int checksum;
+	uint64_t create_txg, ctime;
+	cowtree tree;          /* committed (installed) tree */
+	uint8_t want_levels;   /* levels the current size needs */
+	int64_t used, logical; /* of the installed tree */
+	uint32_t slot;         /* MOS dataset slot, VOL_NO_SLOT before its first sync */
+
+	/* Per-txg state, index txg & 1; dtxg[i] says which txg it holds (0: none). */
+	htab dirty[2];         /* blkid -> data buffer (bs bytes) or VOL_HOLE */
+	uint64_t dtxg[2];
+	vrange *fr[2];         /* ranges punched in that txg, applied before dirty[] */
+	size_t nfr[2], capfr[2];
+	htab parents[2];       /* level-1 parents already charged in that txg */
+	uint64_t charged[2];   /* sectors charged to alloc for that txg */
+	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
+
+	uint64_t gen;          /* bumps on every change a reader or RMW could see */
+	int refs;              /* open handles */
+	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
+};
+
+struct ce_vol {
+	volume *v;
+};
+
+extern char vol_hole_marker;
+#define VOL_HOLE ((void *)&vol_hole_marker)
+#endif

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages cask needs to build and test.
+# Idempotent: only packages that are missing are installed, and apt-get
+# update runs only when something has to be installed.
+set -euo pipefail
+PKGS=(
+  build-essential pkg-config
+
+  liblz4-dev        # lz4 block compression
+  libzstd-dev       # zstd block compression
+  libxxhash-dev     # xxh3-128 checksums
+  libssl-dev        # SHA-256 checksums (OpenSSL EVP)
+)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "install-deps: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
