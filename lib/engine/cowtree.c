@@ -89,7 +89,8 @@ lookup_level(ce_pool *p, const cowtree *t, int level, uint64_t idx, bp_phys *out
 			return 0;
 		}
 		uint64_t child = (idx >> ((l - 1 - level) * CE_IND_SHIFT)) & (CE_IND_PTRS - 1);
-		int err = blk_read(p, &bp, &bp, child * sizeof(bp_phys), sizeof(bp_phys));
+		bp_phys parent = bp;
+		int err = blk_read(p, &parent, &bp, child * sizeof(bp_phys), sizeof(bp_phys));
 		if (err != 0)
 			return err;
 		if (!bp_is_hole(&bp) && (bp.bp_type != (l - 1 == 0 ? t->leaf_type : BP_INDIRECT) ||

@@ -131,7 +131,8 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	pthread_mutex_lock(&p->lock);
 	size_t nv = p->nvols;
 	volume **vols = xmalloc((nv ? nv : 1) * sizeof(volume *));
-	memcpy(vols, p->vols, nv * sizeof(volume *));
+	if (nv > 0)
+		memcpy(vols, p->vols, nv * sizeof(volume *));
 	pthread_mutex_unlock(&p->lock);
 
 	/* Pass 1: volume data and trees; their records into the MOS. */

@@ -1,0 +1,108 @@
+/*
+ * t.h -- the tiny harness every C test uses. A test is a program: exit 0
+ * passes, 77 skips (with the reason on stdout), anything else fails.
+ * CHECK prints the failing expression and location, and fails the test.
+ */
+#ifndef CASK_TEST_T_H
+#define CASK_TEST_T_H
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cask/engine.h"
+
+static int t_failures;
+
+#define CHECK(c)                                                                   \
+	do {                                                                       \
+		if (!(c)) {                                                        \
+			fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #c); \
+			t_failures++;                                              \
+			exit(1);                                                   \
+		}                                                                  \
+	} while (0)
+/* An engine call that must succeed; prints the error and its message. */
+#define OK(e)                                                                      \
+	do {                                                                       \
+		long long r_ = (long long)(e);                                     \
+		if (r_ < 0) {                                                      \
+			fprintf(stderr, "FAIL %s:%d: %s = %lld (%s): %s\n", __FILE__,  \
+			    __LINE__, #e, r_, strerror((int)-r_), ce_errmsg());    \
+			exit(1);                                                   \
+		}                                                                  \
+	} while (0)
+#define CHECK_ERR(e, want)                                                         \
+	do {                                                                       \
+		long long r_ = (long long)(e);                                     \
+		if (r_ != (want)) {                                                \
+			fprintf(stderr, "FAIL %s:%d: %s = %lld, want %lld (%s)\n",     \
+			    __FILE__, __LINE__, #e, r_, (long long)(want), ce_errmsg()); \
+			exit(1);                                                   \
+		}                                                                  \
+	} while (0)
+
+static char t_dir[256];
+
+static void
+t_cleanup(void)
+{
+	if (t_dir[0] && !getenv("CASK_KEEP_TEST_DIR")) {
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", t_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "warning: could not remove %s\n", t_dir);
+	}
+}
+
+/* A private scratch directory, removed at exit (also on failure exits). */
+static const char *
+t_tmpdir(void)
+{
+	const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	snprintf(t_dir, sizeof(t_dir), "%s/cask-test-XXXXXX", base);
+	if (mkdtemp(t_dir) == NULL) {
+		perror("mkdtemp");
+		exit(1);
+	}
+	atexit(t_cleanup);
+	return t_dir;
+}
+
+static const char *
+t_path(const char *name)
+{
+	static char buf[8][512];
+	static int k;
+	char *b = buf[k++ % 8];
+	snprintf(b, 512, "%s/%s", t_dir, name);
+	return b;
+}
+
+/* Deterministic pattern: xorshift from a seed. */
+static inline uint64_t
+t_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	return *s = x;
+}
+
+static void
+t_fill(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+	uint8_t *b = buf;
+	for (size_t i = 0; i < len; i += 8) {
+		uint64_t r = t_rand(&s);
+		memcpy(b + i, &r, (len - i < 8 ? len - i : 8));
+	}
+}
+#endif
