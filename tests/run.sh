@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Run every test and print one line per test, then the summary line
+# "N passed, N failed, N skipped".
+#
+#   tests/run.sh ASAN_BUILD [RELEASE_BUILD]
+#
+# C tests (unit and integration) run from the sanitizer build. Shell tests
+# in tests/integration/*.sh get CASK_BUILD (release tools, fast enough for
+# heavy crash loops) and CASK_ASAN_BUILD in their environment.
+# Exit status 0 passes, 77 skips, anything else fails. Each test has a
+# time limit (CASK_TEST_TIMEOUT, default 600 s).
+set -u
+asan=${1:-build/asan}
+rel=${2:-build}
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+limit=${CASK_TEST_TIMEOUT:-600}
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/cask-tests-XXXXXX")
+pass=0 fail=0 skip=0
+failed=()
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export CASK_BUILD="$top/$rel" CASK_ASAN_BUILD="$top/$asan"
+
+run_one() {
+  local name=$1; shift
+  local log="$logdir/$name.log" start end rc
+  start=$(date +%s.%N)
+  timeout -k 10 "$limit" "$@" >"$log" 2>&1
+  rc=$?
+  end=$(date +%s.%N)
+  local secs
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", b-a}')
+  if [ $rc -eq 0 ]; then
+    pass=$((pass+1)); printf 'PASS %-32s %6ss\n' "$name" "$secs"
+  elif [ $rc -eq 77 ]; then
+    skip=$((skip+1)); printf 'SKIP %-32s %s\n' "$name" "$(tail -n 1 "$log")"
+  else
+    fail=$((fail+1)); failed+=("$name")
+    printf 'FAIL %-32s %6ss (exit %d)\n' "$name" "$secs" "$rc"
+    sed 's/^/    | /' "$log" | tail -n 30
+  fi
+}
+
+for t in "$asan"/tests/test_*; do
+  [ -x "$t" ] || continue
+  run_one "$(basename "$t")" "$t"
+done
+for t in tests/integration/*.sh; do
+  [ -f "$t" ] || continue
+  run_one "$(basename "$t" .sh)" bash "$t"
+done
+rm -rf "$logdir"
+echo
+if [ $fail -gt 0 ]; then echo "failed: ${failed[*]}"; fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ] && [ $((pass+skip)) -gt 0 ]

@@ -1,0 +1,336 @@
+/*
+ * cask-debug -- inspect and verify pool files offline (zdb for cask).
+ *
+ *   cask-debug labels FILE...       both labels of every vdev
+ *   cask-debug uberblocks FILE...   every valid uberblock, newest marked
+ *   cask-debug tree [-v VOL] FILE...  volumes and every block pointer
+ *   cask-debug check FILE...        verify every block and the space maps
+ *
+ * It links libcask-engine and imports the pool read-only, so it reads the
+ * pool exactly as the daemon would. `check` walks every tree from the
+ * newest uberblock, verifies every checksum (data included), and checks
+ * that the allocation bitmap equals the set of referenced sectors, that
+ * no sector is referenced twice, and that each volume's used/logical
+ * counters equal what its tree owns. Exit status: 0 clean, 1 problems
+ * found, 2 usage or the pool could not be opened.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "label.h"
+#include "pool_impl.h"
+#include "uberblock.h"
+#include "util.h"
+#include "vol.h"
+
+static const char *type_names[] = { "hole", "data", "indirect", "mos", "bitmap" };
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: cask-debug COMMAND FILE...\n"
+	    "\n"
+	    "Inspect cask pool files offline; the pool is opened read-only.\n"
+	    "\n"
+	    "commands:\n"
+	    "  labels FILE...            print both labels of each vdev and whether they are valid\n"
+	    "  uberblocks FILE...        print every valid uberblock; '*' marks the one import uses\n"
+	    "  tree [-v VOL] FILE...     print each volume's block pointers (or only VOL's)\n"
+	    "  check FILE...             verify every checksum and the space accounting;\n"
+	    "                            exit 1 and name each bad block if anything is wrong\n"
+	    "\n"
+	    "Give every vdev of the pool, in any order.\n");
+}
+
+static void
+print_bp(const char *indent, const bp_phys *bp, uint64_t blkid)
+{
+	printf("%sL%u blk %-10" PRIu64 " %s %u:0x%" PRIx64 " psize %u lsize %u comp %u cksum %u birth %" PRIu64 "\n",
+	    indent, bp->bp_level, blkid, bp->bp_type < 5 ? type_names[bp->bp_type] : "?", bp->bp_vdev,
+	    bp->bp_offset, bp->bp_psize, bp->bp_lsize, bp->bp_comp, bp->bp_cksum_type, bp->bp_birth);
+}
+
+static int
+cmd_labels(int argc, char **argv)
+{
+	int bad = 0;
+	for (int i = 0; i < argc; i++) {
+		ce_backend *be;
+		if (ce_backend_file_open(argv[i], CE_BE_RDONLY | CE_BE_NOLOCK, &be) != 0) {
+			fprintf(stderr, "cask-debug: %s\n", ce_errmsg());
+			bad = 1;
+			continue;
+		}
+		printf("%s: %" PRIu64 " bytes\n", argv[i], be->size);
+		label_phys *lb = xmalloc_aligned(CE_LABEL_SIZE);
+		uint64_t asize = vdev_asize_of(be->size);
+		for (int copy = 0; copy < 2; copy++) {
+			const char *why = "unreadable";
+			uint64_t off = copy == 0 ? 0 : (asize >= CE_LABEL_REGION ? asize - CE_LABEL_REGION : 0);
+			int ok = be->size >= off + CE_LABEL_SIZE && be->pread(be, lb, CE_LABEL_SIZE, off) == 0 &&
+			    label_check(lb, &why) == 0;
+			if (!ok) {
+				printf("  label %d @%" PRIu64 ": INVALID (%s)\n", copy, off, why);
+				bad = 1;
+				continue;
+			}
+			printf("  label %d @%" PRIu64 ": valid\n", copy, off);
+			printf("    pool '%s' guid %016" PRIx64 " version %u\n", lb->lb_pool_name,
+			    lb->lb_pool_guid, lb->lb_version);
+			printf("    vdev %u of %u guid %016" PRIx64 " asize %" PRIu64 " created txg %" PRIu64 "\n",
+			    lb->lb_vdev_index, lb->lb_nvdevs, lb->lb_vdev_guid, lb->lb_asize, lb->lb_create_txg);
+		}
+		free(lb);
+		be->close(be);
+	}
+	return bad;
+}
+
+static int
+open_pool(int argc, char **argv, ce_pool **p)
+{
+	ce_pool_opts o;
+	memset(&o, 0, sizeof(o));
+	o.flags = CE_BE_RDONLY;
+	o.cache_bytes = 64ull << 20;
+	int err = ce_pool_import((const char *const *)argv, (unsigned)argc, &o, p);
+	if (err != 0)
+		fprintf(stderr, "cask-debug: cannot open pool: %s\n", ce_errmsg());
+	return err;
+}
+
+static int
+cmd_uberblocks(int argc, char **argv)
+{
+	ce_pool *p;
+	if (open_pool(argc, argv, &p) != 0)
+		return 2;
+	for (unsigned v = 0; v < p->nvdevs; v++) {
+		printf("vdev %u (%s):\n", v, p->vds[v].path);
+		for (int copy = 0; copy < 2; copy++) {
+			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+				uberblock_phys ub;
+				if (uberblock_read_slot(&p->vds[v], copy, s, p->guid, &ub) != 1)
+					continue;
+				printf("  %c label %d slot %2u txg %-8" PRIu64 " time %" PRIu64 ".%09" PRIu64
+				    " mos %u:0x%" PRIx64 " levels %u\n", ub.ub_txg == p->synced_txg ? '*' : ' ',
+				    copy, s, ub.ub_txg, (uint64_t)(ub.ub_timestamp / 1000000000ull),
+				    (uint64_t)(ub.ub_timestamp % 1000000000ull), ub.ub_mos.bp_vdev, ub.ub_mos.bp_offset,
+				    ub.ub_mos_levels);
+			}
+		}
+	}
+	ce_pool_export(p);
+	return 0;
+}
+
+static int
+print_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
+{
+	(void)arg;
+	static const char *ind[] = { "      ", "     ", "    ", "   ", "  ", " ", "", "" };
+	print_bp(ind[level < 8 ? level : 7], bp, first);
+	if (err != 0)
+		printf("      ^ cannot read: %s\n", strerror(-err));
+	return 0;
+}
+
+static int
+cmd_tree(int argc, char **argv)
+{
+	const char *only = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt(argc, argv, "v:")) != -1) {
+		if (c == 'v')
+			only = optarg;
+		else
+			return 2;
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1) {
+		usage(stderr);
+		return 2;
+	}
+	ce_pool *p;
+	if (open_pool(argc, argv, &p) != 0)
+		return 2;
+	printf("pool %s guid %016" PRIx64 " txg %" PRIu64 "\n", p->name, p->guid, p->synced_txg);
+	printf("MOS: %" PRIu64 " bytes, %u levels\n", p->mos_size, p->mos_tree.levels);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (only && strcmp(only, v->name) != 0)
+			continue;
+		printf("volume %s/%s guid %016" PRIx64 " size %" PRIu64 " volblocksize %u levels %u used %"
+		    PRId64 " logical %" PRId64 " compress %s checksum %s\n", p->name, v->name, v->guid,
+		    v->size, v->bs, v->tree.levels, v->used, v->logical, ce_compress_name(v->compress),
+		    ce_checksum_name(v->checksum));
+		cowtree_walk(p, &v->tree, print_visit, NULL);
+	}
+	ce_pool_export(p);
+	return 0;
+}
+
+/* ---- check ---- */
+
+typedef struct check_ctx {
+	ce_pool *p;
+	uint64_t **refd;     /* per vdev: referenced-sector bitmap */
+	const char *what;    /* "tank/vol", "MOS", "bitmap of vdev 0" */
+	uint64_t problems;
+	uint64_t blocks;
+	int64_t used, logical;
+	uint8_t *scratch;
+} check_ctx;
+
+static void
+problem(check_ctx *c, const bp_phys *bp, uint64_t blkid, const char *fmt, ...)
+{
+	va_list ap;
+	c->problems++;
+	printf("PROBLEM %s: L%u blk %" PRIu64 " at %u:0x%" PRIx64 ": ", c->what, bp->bp_level, blkid,
+	    bp->bp_vdev, bp->bp_offset);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
+static int
+check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
+{
+	check_ctx *c = arg;
+	ce_pool *p = c->p;
+	c->blocks++;
+	if (bp->bp_level != level)
+		problem(c, bp, first, "pointer says level %u, found at level %d", bp->bp_level, level);
+	if (bp->bp_vdev >= p->nvdevs) {
+		problem(c, bp, first, "no such vdev");
+		return 0;
+	}
+	uint64_t s0 = (bp->bp_offset - VDEV_DATA_START) / CE_SECTOR, n = bp_asize(bp) / CE_SECTOR;
+	if (bp->bp_offset < VDEV_DATA_START || s0 + n > p->vds[bp->bp_vdev].nsectors) {
+		problem(c, bp, first, "address outside the data area");
+		return 0;
+	}
+	for (uint64_t s = s0; s < s0 + n; s++) {
+		uint64_t *w = &c->refd[bp->bp_vdev][s >> 6];
+		if (*w & (1ull << (s & 63)))
+			problem(c, bp, first, "sector %" PRIu64 " is referenced twice", s);
+		*w |= 1ull << (s & 63);
+		if (!alloc_test(&p->alloc, bp->bp_vdev, s))
+			problem(c, bp, first, "sector %" PRIu64 " is referenced but free in the bitmap", s);
+	}
+	c->used += (int64_t)bp_asize(bp);
+	if (bp->bp_type == BP_DATA)
+		c->logical += bp->bp_lsize;
+	if (err != 0) {
+		problem(c, bp, first, "indirect block unreadable: %s",
+		    err == -EIO ? "checksum mismatch or IO error" : strerror(-err));
+	} else if (level == 0) {
+		int e = blk_read(p, bp, c->scratch, 0, bp->bp_lsize);
+		if (e != 0)
+			problem(c, bp, first, "%s block unreadable: %s",
+			    bp->bp_type < 5 ? type_names[bp->bp_type] : "?",
+			    e == -EIO ? "checksum mismatch or IO error" : strerror(-e));
+	}
+	return 0;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+	ce_pool *p;
+	char what[400];
+	if (open_pool(argc, argv, &p) != 0)
+		return 2;
+	check_ctx c;
+	memset(&c, 0, sizeof(c));
+	c.p = p;
+	c.scratch = xmalloc(CE_VOLBLOCKSIZE_MAX);
+	c.refd = xcalloc(p->nvdevs, sizeof(uint64_t *));
+	for (unsigned v = 0; v < p->nvdevs; v++)
+		c.refd[v] = xcalloc(p->alloc.v[v].nwords, 8);
+
+	c.what = "MOS";
+	cowtree_walk(p, &p->mos_tree, check_visit, &c);
+	for (unsigned v = 0; v < p->nvdevs; v++) {
+		snprintf(what, sizeof(what), "bitmap of vdev %u", v);
+		c.what = what;
+		cowtree_walk(p, &p->sm_trees[v], check_visit, &c);
+	}
+	uint64_t nvols = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
+		c.what = what;
+		c.used = c.logical = 0;
+		cowtree_walk(p, &v->tree, check_visit, &c);
+		if (c.used != v->used || c.logical != v->logical) {
+			c.problems++;
+			printf("PROBLEM %s: accounting says used %" PRId64 " logical %" PRId64
+			    ", the tree holds used %" PRId64 " logical %" PRId64 "\n", what, v->used,
+			    v->logical, c.used, c.logical);
+		}
+		nvols++;
+	}
+	/* Every allocated sector must be referenced (no leaks). */
+	uint64_t alloc_total = 0;
+	for (unsigned v = 0; v < p->nvdevs; v++) {
+		alloc_vdev *av = &p->alloc.v[v];
+		for (uint64_t w = 0; w < av->nwords; w++) {
+			uint64_t leaked = av->cur[w] & ~c.refd[v][w];
+			alloc_total += (uint64_t)__builtin_popcountll(av->cur[w]);
+			while (leaked) {
+				uint64_t s = w * 64 + (uint64_t)__builtin_ctzll(leaked);
+				leaked &= leaked - 1;
+				c.problems++;
+				if (c.problems < 1000)
+					printf("PROBLEM vdev %u: sector %" PRIu64 " is allocated but not referenced (leak)\n", v, s);
+			}
+		}
+	}
+	ce_pool_stat st;
+	ce_pool_stat_get(p, &st);
+	printf("pool %s txg %" PRIu64 ": %" PRIu64 " blocks in %" PRIu64 " volumes, MOS and bitmaps; "
+	    "%" PRIu64 " sectors allocated; %" PRIu64 " checksum errors; %" PRIu64 " problems\n",
+	    p->name, p->synced_txg, c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
+	for (unsigned v = 0; v < p->nvdevs; v++)
+		free(c.refd[v]);
+	free(c.refd);
+	free(c.scratch);
+	ce_pool_export(p);
+	return c.problems ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		usage(stdout);
+		return 0;
+	}
+	if (argc < 3) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "labels") == 0)
+		return cmd_labels(argc - 2, argv + 2) ? 1 : 0;
+	if (strcmp(cmd, "uberblocks") == 0)
+		return cmd_uberblocks(argc - 2, argv + 2);
+	if (strcmp(cmd, "tree") == 0)
+		return cmd_tree(argc - 1, argv + 1);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(argc - 2, argv + 2);
+	fprintf(stderr, "cask-debug: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
