@@ -258,6 +258,8 @@ int
 wq_flush(ce_pool *p)
 {
 	int err = 0;
+	if (p->wq_n == 0)
+		return 0;
 	struct iovec *iov = xmalloc(1024 * sizeof(struct iovec));
 	qsort(p->wq, p->wq_n, sizeof(wq_ent), wq_cmp);
 	/* Keep only the newest write to each location. */

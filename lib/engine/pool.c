@@ -248,6 +248,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
     ce_pool **out)
 {
 	label_phys lbs[CE_MAX_VDEVS];
+	int nvalid[CE_MAX_VDEVS];
 	ce_pool *p = NULL;
 	int err;
 
@@ -257,10 +258,9 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	/* Check every label read-only before anything is opened for writing. */
 	for (unsigned i = 0; i < npaths; i++) {
 		ce_backend *be;
-		int nvalid;
 		if ((err = ce_backend_file_open(paths[i], CE_BE_RDONLY | CE_BE_NOLOCK, &be)) != 0)
 			return err;
-		err = label_read(be, paths[i], &lbs[i], &nvalid);
+		err = label_read(be, paths[i], &lbs[i], &nvalid[i]);
 		be->close(be);
 		if (err != 0)
 			return err;
@@ -308,6 +308,13 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		goto fail;
 	p->synced_txg = ub.ub_txg;
 	p->open_txg = ub.ub_txg + 1;
+	/* Self-heal: a vdev with one damaged label copy gets it rewritten. */
+	for (unsigned i = 0; i < npaths && !p->readonly; i++) {
+		if (nvalid[i] < 2 && (err = label_write(&p->vds[lbs[i].lb_vdev_index], &lbs[i])) != 0) {
+			err = err_set(err, "%s: cannot repair its damaged label: %s", paths[i], strerror(-err));
+			goto fail;
+		}
+	}
 	if (!p->readonly && (err = txg_start(p)) != 0)
 		goto fail;
 	*out = p;

@@ -17,6 +17,9 @@
 
 #include "cask/engine.h"
 
+/* Not every test uses every helper below. */
+#pragma GCC diagnostic ignored "-Wunused-function"
+
 static int t_failures;
 
 #define CHECK(c)                                                                   \
