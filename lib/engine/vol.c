@@ -252,9 +252,14 @@ charge_block(volume *v, int i, uint64_t blkid)
 	return 0;
 }
 
-/* Store data (owned buffer or VOL_HOLE) as blkid's contents in txg t. */
+/*
+ * Store data (owned buffer or VOL_HOLE) as blkid's contents in txg t. A
+ * whole-block write also replaces a newer copy (invariant 2); a partial
+ * write passes whole = 0 and patches the newer copy itself, because
+ * copying its whole block would clobber other writers' bytes there.
+ */
 static int
-put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int64_t *ddelta)
+put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int whole, int64_t *ddelta)
 {
 	int i = t & 1, j = !i;
 	map_claim(v, t);
@@ -275,7 +280,7 @@ put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int64_t *ddelta)
 		*ddelta += v->bs;
 	}
 	/* Invariant 2: a newer copy of this block must see this write too. */
-	if (v->dtxg[j] == t + 1) {
+	if (whole && v->dtxg[j] == t + 1) {
 		void *e = htab_get(&v->dirty[j], blkid);
 		if (e != NULL) {
 			void *copy = VOL_HOLE;
@@ -353,15 +358,15 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 				}
 			}
 			apply_bytes(nb, boff, len, src);
-			int err = put_block(v, t, blkid, nb, ddelta);
+			int err = put_block(v, t, blkid, nb, 0, ddelta);
 			if (err != 0) {
 				pthread_mutex_unlock(&v->lock);
 				free(nb);
 				return err;
 			}
 		}
-		/* Invariant 2 for partial writes into an existing newer copy. */
-		if (nb == NULL && v->dtxg[j] == t + 1) {
+		/* Invariant 2 for partial writes: patch a newer copy with these bytes only. */
+		if (v->dtxg[j] == t + 1) {
 			void *ne = htab_get(&v->dirty[j], blkid);
 			if (ne == VOL_HOLE) {
 				ne = xcalloc(1, v->bs);
@@ -400,13 +405,13 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 			void *nb = xmalloc(v->bs);
 			memcpy(nb, src, v->bs);
 			pthread_mutex_lock(&v->lock);
-			err = put_block(v, t, blkid, nb, dd);
+			err = put_block(v, t, blkid, nb, 1, dd);
 			pthread_mutex_unlock(&v->lock);
 			if (err != 0)
 				free(nb);
 		} else if (n == v->bs) {
 			pthread_mutex_lock(&v->lock);
-			err = put_block(v, t, blkid, VOL_HOLE, dd);
+			err = put_block(v, t, blkid, VOL_HOLE, 1, dd);
 			pthread_mutex_unlock(&v->lock);
 		} else {
 			err = rmw_block(v, t, blkid, boff, n, src, dd);
@@ -486,15 +491,24 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
 		return vol_modify(h, NULL, len, off);
-	/* Partial head and tail blocks become zeros; whole blocks a punched range. */
-	if (off < b0 * v->bs && (err = vol_modify(h, NULL, b0 * v->bs - off, off)) != 0)
-		return err;
-	if (off + len > b1 * v->bs && (err = vol_modify(h, NULL, off + len - b1 * v->bs, b1 * v->bs)) != 0)
-		return err;
+	/*
+	 * Partial head and tail blocks become zeros, whole blocks one punched
+	 * range; all in one txg, so a crash keeps the trim whole or not at all.
+	 */
+	int64_t dd = 0;
+	txg_throttle(p);
 	uint64_t t = txg_hold(p, &err);
 	if (err != 0)
 		return err;
-	int64_t dd = 0;
+	if (off < b0 * v->bs)
+		err = write_blocks(v, t, NULL, b0 * v->bs - off, off, &dd);
+	if (err == 0 && off + len > b1 * v->bs)
+		err = write_blocks(v, t, NULL, off + len - b1 * v->bs, b1 * v->bs, &dd);
+	if (err != 0) {
+		txg_rele(p, t);
+		txg_dirty_add(p, dd, 1);
+		return err;
+	}
 	pthread_mutex_lock(&v->lock);
 	int i = t & 1;
 	map_claim(v, t);

@@ -5,6 +5,10 @@
  * one of its writer's values, and the final contents equal each
  * writer's last write, before and after export/import. A small
  * dirty_max forces the throttle; a small txg timeout many syncs.
+ *
+ * It caught: a partial write that created a block's entry in a quiescing
+ * txg copied the whole block into the newer txg's copy, clobbering
+ * another writer's bytes there (vol.c put_block, invariant 2).
  */
 #include <pthread.h>
 
