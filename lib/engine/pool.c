@@ -225,6 +225,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 	pool_setup_memory(p);
 	mos_init_empty(p);
 	p->open_txg = 1;
+	txg_capture(p, 1);
 	if ((err = txg_sync_one(p, 1)) != 0) {
 		err = err_set(err, "pool %s: first commit failed: %s", name, strerror(-err));
 		goto fail;

@@ -95,6 +95,7 @@ int txg_sync_now(ce_pool *p);
 int txg_start(ce_pool *p);
 void txg_stop(ce_pool *p);
 int txg_sync_one(ce_pool *p, uint64_t txg); /* used at pool creation */
+void txg_capture(ce_pool *p, uint64_t txg);
 void txg_dirty_add(ce_pool *p, int64_t bytes, int open);
 void txg_throttle(ce_pool *p);
 
@@ -124,6 +125,7 @@ int vol_load_all(ce_pool *p);
 void vol_free_all(ce_pool *p);
 void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);
+void vol_capture(volume *v, uint64_t t);
 
 static inline int
 pool_io_error(ce_pool *p, int err)

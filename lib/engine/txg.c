@@ -122,6 +122,14 @@ txg_sync_now(ce_pool *p)
 	return txg_wait_synced(p, t);
 }
 
+/* At txg t's quiesce point (pool->lock held): what each volume looks like in t. */
+void
+txg_capture(ce_pool *p, uint64_t t)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		vol_capture(p->vols[i], t);
+}
+
 /* Write out txg t: volumes, then MOS and bitmaps until stable, then commit. */
 int
 txg_sync_one(ce_pool *p, uint64_t t)
@@ -138,10 +146,11 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	/* Pass 1: volume data and trees; their records into the MOS. */
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (v->destroy_txg != 0 && v->destroy_txg < t)
+		/* Created after t's quiesce, or destroyed by an earlier txg. */
+		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t))
 			continue;
 		err = vol_sync(p, v, t);
-		if (err == 0 && v->destroy_txg == 0) {
+		if (err == 0 && !v->snap.doomed) {
 			ds_phys ds;
 			if (v->slot == VOL_NO_SLOT)
 				v->slot = mos_ds_slot_alloc(p);
@@ -238,6 +247,8 @@ sync_thread(void *arg)
 		p->txg_dirty[(open + 1) & 3] = 0;
 		p->open_since_ns = 0;
 		p->dirty_open = 0;
+		/* Same critical section as the bump: later management ops belong to open + 1. */
+		txg_capture(p, open);
 		while (p->holds[open & 3] > 0)
 			pthread_cond_wait(&p->cv_done, &p->lock);
 		p->syncing_txg = open;

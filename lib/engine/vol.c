@@ -124,22 +124,34 @@ add_vol(ce_pool *p, volume *v)
 }
 
 void
+vol_capture(volume *v, uint64_t t)
+{
+	v->snap.txg = t;
+	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
+	v->snap.size = v->size;
+	v->snap.compress = v->compress;
+	v->snap.checksum = v->checksum;
+	v->snap.want_levels = v->want_levels;
+	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
+}
+
+void
 vol_record(const volume *v, ds_phys *ds)
 {
 	memset(ds, 0, sizeof(*ds));
 	ds->ds_guid = v->guid;
 	ds->ds_type = DS_TYPE_VOLUME;
-	ds->ds_size = v->size;
+	ds->ds_size = v->snap.size;
 	ds->ds_volblocksize = v->bs;
 	ds->ds_levels = v->tree.levels;
-	ds->ds_compress = (uint8_t)v->compress;
-	ds->ds_checksum = (uint8_t)v->checksum;
+	ds->ds_compress = (uint8_t)v->snap.compress;
+	ds->ds_checksum = (uint8_t)v->snap.checksum;
 	ds->ds_create_txg = v->create_txg;
 	ds->ds_used = (uint64_t)v->used;
 	ds->ds_logical = (uint64_t)v->logical;
 	ds->ds_ctime = v->ctime;
 	ds->ds_root = v->tree.root;
-	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->name);
+	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->snap.name);
 }
 
 int
@@ -668,8 +680,9 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	int i = t & 1, err = 0;
 	ct_acct acct = { 0, 0 };
 
+	VERIFY3U(v->snap.txg, ==, t);
 	pthread_mutex_lock(&v->lock);
-	if (v->destroy_txg == t) {
+	if (v->snap.doomed) {
 		cowtree ts = v->tree;
 		pthread_mutex_unlock(&v->lock);
 		err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
@@ -691,7 +704,7 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 		}
 		return 0;
 	}
-	if (v->dtxg[i] != t && v->tree.levels >= v->want_levels) {
+	if (v->dtxg[i] != t && v->tree.levels >= v->snap.want_levels) {
 		pthread_mutex_unlock(&v->lock);
 		return 0;
 	}
@@ -702,9 +715,9 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	if (nfr)
 		memcpy(fr, v->fr[i], nfr * sizeof(vrange));
 	cowtree ts = v->tree;
-	uint8_t want = v->want_levels;
-	int comp = v->compress, ck = v->checksum;
-	uint64_t nblocks = v->size / v->bs;
+	uint8_t want = v->snap.want_levels;
+	int comp = v->snap.compress, ck = v->snap.checksum;
+	uint64_t nblocks = v->snap.size / v->bs;
 	pthread_mutex_unlock(&v->lock);
 
 	ct_leaf *leaves = xmalloc((n ? n : 1) * sizeof(ct_leaf));
@@ -927,9 +940,8 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 		mgmt_abort(p);
 		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
 	}
-	pthread_mutex_lock(&v->lock);
+	/* Under pool->lock only: the lock order forbids v->lock here. */
 	snprintf(v->name, sizeof(v->name), "%s", newname);
-	pthread_mutex_unlock(&v->lock);
 	return mgmt_commit(p);
 }
 
@@ -1029,6 +1041,7 @@ fill_info(volume *v, ce_vol_info *out)
 {
 	memset(out, 0, sizeof(*out));
 	pthread_mutex_lock(&v->lock);
+	pthread_mutex_lock(&v->pool->lock);
 	snprintf(out->name, sizeof(out->name), "%s", v->name);
 	out->guid = v->guid;
 	out->size = v->size;
@@ -1039,6 +1052,7 @@ fill_info(volume *v, ce_vol_info *out)
 	out->logical = (uint64_t)v->logical;
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
+	pthread_mutex_unlock(&v->pool->lock);
 	pthread_mutex_unlock(&v->lock);
 }
 

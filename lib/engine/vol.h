@@ -32,6 +32,22 @@ struct volume {
 	uint64_t charged[2];   /* sectors charged to alloc for that txg */
 	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
 
+	/*
+	 * The fields a management operation changes, as of the txg being
+	 * synced: captured at its quiesce point (txg_capture, under
+	 * pool->lock, which management operations hold while they change
+	 * them), so an operation made in the open txg cannot leak into the
+	 * record of the txg that is syncing.
+	 */
+	struct {
+		uint64_t txg;          /* the txg this snapshot is for */
+		char name[CE_NAME_MAX + 1];
+		uint64_t size;
+		int compress, checksum;
+		uint8_t want_levels;
+		int doomed;            /* destroyed in or before that txg */
+	} snap;
+
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
