@@ -653,11 +653,20 @@ main(int argc, char **argv)
 		printf("round %3u: %-6s %6" PRIu64 " ops durable; import, model and check clean\n", round,
 		    clean_round ? "export" : "kill", round_ops);
 	}
+	for (unsigned t = 0; t < g_threads; t++)
+		for (int s = 0; s < NSLOT; s++) {
+			free(m->s[t][s].data);
+			free(ob[t][s].digest);
+		}
+	free(buf);
+	munmap(m, sizeof(model));
+	munmap((void *)sh, sizeof(shared));
 	if (violation) {
 		printf("cask-stress: FAILED in round %u; reproduce with --seed %" PRIu64 " --threads %u --vdevs %u\n",
 		    round, g_seed, g_threads, g_nvdevs);
 		return 1;
 	}
+	fflush(stdout);
 	printf("cask-stress: %u rounds (%" PRIu64 " kills, %" PRIu64 " clean exports), %" PRIu64
 	    " operations verified, 0 violations (seed %" PRIu64 ")\n", round, kills, clean, total_ops, g_seed);
 	return 0;
