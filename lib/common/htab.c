@@ -34,6 +34,14 @@ htab_fini(htab *h)
 	memset(h, 0, sizeof(*h));
 }
 
+void
+htab_clear(htab *h)
+{
+	if (h->cap > 0)
+		memset(h->vals, 0, h->cap * sizeof(void *));
+	h->count = h->used = 0;
+}
+
 static void
 htab_resize(htab *h, size_t ncap)
 {

@@ -19,6 +19,8 @@ typedef struct htab {
 
 void htab_init(htab *h);
 void htab_fini(htab *h); /* frees the table, not the values */
+/* Empty the map but keep its table (for maps refilled at a similar size). */
+void htab_clear(htab *h);
 void *htab_get(const htab *h, uint64_t key);
 /* Insert or replace; returns the previous value or NULL. */
 void *htab_put(htab *h, uint64_t key, void *val);

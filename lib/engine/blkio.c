@@ -15,9 +15,16 @@
  *      synced (no committed uberblock can reference it) and its size is
  *      unchanged; otherwise new space is allocated.
  *   3. Only the sync thread writes; queued writes reach the vdevs in
- *      wq_flush, before anything that references them is committed. A
- *      location queued twice is written once, with the newest bytes.
+ *      wq_flush (called by the sync passes, and whenever 32 MiB are
+ *      queued), in queue order, before anything that references them is
+ *      committed. A location queued twice in one flush is written once,
+ *      with the newest bytes.
+ *   4. A BLK_BORROW buffer is written without a copy when it is stored
+ *      uncompressed; its owner keeps it alive until the next wq_flush.
+ *   5. Reads that miss more than RQ_CACHE_MAX blocks are streaming reads
+ *      and do not fill the cache, so a scan cannot evict the working set.
  */
+#include "bufpool.h"
 #include "checksum.h"
 #include "compress.h"
 #include "pool_impl.h"
@@ -27,6 +34,7 @@
 #include <string.h>
 
 #define WQ_MAX_RUN (8u << 20)
+#define WQ_FLUSH_BYTES (32u << 20)
 #define RQ_MAX_RUN (1u << 20)
 
 static int
@@ -42,27 +50,26 @@ bp_sane(const ce_pool *p, const bp_phys *bp)
 	return bp->bp_offset >= VDEV_DATA_START && bp->bp_offset + bp_asize(bp) <= end;
 }
 
-/* Verify and decompress a block read from disk; returns a malloc'd logical copy. */
+/*
+ * Verify a block read from disk (raw holds its asize bytes) and produce its
+ * logical bytes in dst (bp_lsize bytes): in place when uncompressed.
+ */
 static int
-finish_read(ce_pool *p, const bp_phys *bp, void *raw, void **logical)
+verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 {
 	if (!checksum_verify(bp->bp_cksum_type, raw, bp->bp_psize, bp->bp_cksum)) {
 		atomic_fetch_add(&p->cksum_errors, 1);
 		return -EIO;
 	}
 	if (bp->bp_comp == CE_COMP_OFF) {
-		void *copy = xmalloc(bp->bp_lsize);
-		memcpy(copy, raw, bp->bp_lsize);
-		*logical = copy;
+		if (dst != raw)
+			memcpy(dst, raw, bp->bp_lsize);
 		return 0;
 	}
-	void *out = xmalloc(bp->bp_lsize);
-	if (decompress_block(bp->bp_comp, raw, bp->bp_psize, out, bp->bp_lsize) != 0) {
-		free(out);
+	if (decompress_block(bp->bp_comp, raw, bp->bp_psize, dst, bp->bp_lsize) != 0) {
 		atomic_fetch_add(&p->cksum_errors, 1);
 		return -EIO;
 	}
-	*logical = out;
 	return 0;
 }
 
@@ -82,18 +89,22 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 	if (cache_get(&p->cache, bp, dst, off, len))
 		return 0;
 	uint64_t asize = bp_asize(bp);
-	void *raw = xmalloc_aligned(asize), *logical = NULL;
+	uint8_t *raw = bufpool_get(asize);
+	uint8_t *logical = bp->bp_comp == CE_COMP_OFF ? raw : bufpool_get(bp->bp_lsize);
 	int err = vdev_read(&p->vds[bp->bp_vdev], raw, asize, bp->bp_offset);
 	if (err != 0) {
 		pool_io_error(p, err);
 		err = -EIO;
 	} else {
-		err = finish_read(p, bp, raw, &logical);
+		err = verify_block(p, bp, raw, logical);
 	}
-	free(raw);
+	if (logical != raw)
+		bufpool_put(raw, asize);
 	if (err == 0) {
-		memcpy(dst, (uint8_t *)logical + off, len);
+		memcpy(dst, logical + off, len);
 		cache_put_owned(&p->cache, bp, logical);
+	} else {
+		bufpool_put(logical, bp->bp_lsize);
 	}
 	return err;
 }
@@ -111,6 +122,9 @@ rq_cmp(const void *a, const void *b)
 		return x->bp_vdev < y->bp_vdev ? -1 : 1;
 	return x->bp_offset < y->bp_offset ? -1 : x->bp_offset > y->bp_offset;
 }
+
+/* Reads that miss more blocks than this are streaming reads: not cached. */
+#define RQ_CACHE_MAX 8
 
 int
 blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
@@ -132,6 +146,7 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 			continue;
 		rq[nr++] = (rq_ent){ bp, dsts[i] };
 	}
+	int cache_fill = nr <= RQ_CACHE_MAX;
 	qsort(rq, nr, sizeof(rq_ent), rq_cmp);
 	for (size_t i = 0; i < nr;) {
 		/* One run: physically contiguous blocks on one vdev. */
@@ -142,66 +157,77 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 			end += bp_asize(rq[j].bp);
 			j++;
 		}
-		uint8_t *raw = xmalloc_aligned(end - start);
+		uint8_t *raw = end - start <= BUFPOOL_MAX ? bufpool_get(end - start) : xmalloc_aligned(end - start);
 		int rerr = vdev_read(&p->vds[rq[i].bp->bp_vdev], raw, end - start, start);
 		if (rerr != 0) {
 			pool_io_error(p, rerr);
 			err = -EIO;
 		} else {
 			for (size_t k = i; k < j; k++) {
-				void *logical;
 				const bp_phys *bp = rq[k].bp;
-				if (finish_read(p, bp, raw + (bp->bp_offset - start), &logical) != 0) {
+				if (verify_block(p, bp, raw + (bp->bp_offset - start), rq[k].dst) != 0) {
 					err = -EIO;
 					continue;
 				}
-				memcpy(rq[k].dst, logical, bp->bp_lsize);
-				cache_put_owned(&p->cache, bp, logical);
+				if (cache_fill)
+					cache_put(&p->cache, bp, rq[k].dst);
 			}
 		}
-		free(raw);
+		if (end - start <= BUFPOOL_MAX)
+			bufpool_put(raw, end - start);
+		else
+			free(raw);
 		i = j;
 	}
 	free(rq);
 	return err;
 }
 
-static void
-wq_add(ce_pool *p, uint32_t vdi, uint64_t offset, void *buf, uint32_t len)
+static int
+wq_add(ce_pool *p, uint32_t vdi, uint64_t offset, void *buf, uint32_t len, int owned)
 {
 	if (p->wq_n == p->wq_cap) {
 		p->wq_cap = p->wq_cap ? p->wq_cap * 2 : 1024;
 		p->wq = xrealloc(p->wq, p->wq_cap * sizeof(wq_ent));
 	}
-	p->wq[p->wq_n++] = (wq_ent){ vdi, offset, p->wq_seq++, buf, len };
+	p->wq[p->wq_n++] = (wq_ent){ vdi, offset, p->wq_seq++, buf, len, owned };
+	p->wq_bytes += len;
+	/* Bound the memory queued writes hold; order is kept, so this is always safe. */
+	return p->wq_bytes >= WQ_FLUSH_BYTES ? wq_flush(p) : 0;
 }
 
 int
 blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, int type,
-    int level, uint64_t txg, const bp_phys *old, int cache_it, bp_phys *out)
+    int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out)
 {
 	uint32_t psize = lsize;
 	uint8_t used_comp = CE_COMP_OFF;
 	uint8_t *iobuf = NULL;
+	int owned = 1;
 	bp_phys bp;
 	int err;
 
 	if (comp != CE_COMP_OFF && lsize > CE_SECTOR) {
-		size_t cap = compress_bound(lsize);
-		uint8_t *tmp = xmalloc(cap);
-		size_t n = compress_block(comp, data, lsize, tmp, cap, lsize - CE_SECTOR);
+		size_t cap = compress_bound(CE_VOLBLOCKSIZE_MAX);
+		if (p->cbuf == NULL)
+			p->cbuf = xmalloc(cap);
+		size_t n = compress_block(comp, data, lsize, p->cbuf, cap, lsize - CE_SECTOR);
 		if (n > 0) {
 			psize = (uint32_t)n;
 			used_comp = (uint8_t)comp;
-			iobuf = xmalloc_aligned(P2ROUNDUP(psize, CE_SECTOR));
-			memcpy(iobuf, tmp, psize);
+			iobuf = bufpool_get(P2ROUNDUP(psize, CE_SECTOR));
+			memcpy(iobuf, p->cbuf, psize);
 		}
-		free(tmp);
 	}
 	uint32_t asize = P2ROUNDUP(psize, CE_SECTOR);
 	if (iobuf == NULL) {
-		iobuf = xmalloc_aligned(asize);
-		memcpy(iobuf, data, psize);
+		if ((flags & BLK_BORROW) && ((uintptr_t)data % CE_SECTOR) == 0 && psize == asize) {
+			iobuf = (uint8_t *)data; /* written straight from the caller's buffer */
+			owned = 0;
+		} else {
+			iobuf = bufpool_get(asize);
+			memcpy(iobuf, data, psize);
+		}
 	}
 	if (asize > psize)
 		memset(iobuf + psize, 0, asize - psize);
@@ -223,16 +249,16 @@ blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, in
 		uint32_t v;
 		err = alloc_alloc(&p->alloc, asize, &v, &bp.bp_offset);
 		if (err != 0) {
-			free(iobuf);
+			if (owned)
+				bufpool_put(iobuf, asize);
 			return err;
 		}
 		bp.bp_vdev = (uint16_t)v;
 	}
-	wq_add(p, bp.bp_vdev, bp.bp_offset, iobuf, asize);
-	if (cache_it)
+	if (flags & BLK_CACHE)
 		cache_put(&p->cache, &bp, data);
 	*out = bp;
-	return 0;
+	return wq_add(p, bp.bp_vdev, bp.bp_offset, iobuf, asize, owned);
 }
 
 void
@@ -267,7 +293,8 @@ wq_flush(ce_pool *p)
 	for (size_t i = 0; i < p->wq_n; i++) {
 		if (k > 0 && p->wq[k - 1].vdev == p->wq[i].vdev && p->wq[k - 1].offset == p->wq[i].offset) {
 			VERIFY3U(p->wq[k - 1].len, ==, p->wq[i].len);
-			free(p->wq[k - 1].buf);
+			if (p->wq[k - 1].owned)
+				bufpool_put(p->wq[k - 1].buf, p->wq[k - 1].len);
 			p->wq[k - 1] = p->wq[i];
 		} else {
 			p->wq[k++] = p->wq[i];
@@ -294,8 +321,10 @@ wq_flush(ce_pool *p)
 		i = j;
 	}
 	for (size_t i = 0; i < p->wq_n; i++)
-		free(p->wq[i].buf);
+		if (p->wq[i].owned)
+			bufpool_put(p->wq[i].buf, p->wq[i].len);
 	p->wq_n = 0;
+	p->wq_bytes = 0;
 	free(iov);
 	return err;
 }
@@ -304,6 +333,8 @@ void
 wq_discard(ce_pool *p)
 {
 	for (size_t i = 0; i < p->wq_n; i++)
-		free(p->wq[i].buf);
+		if (p->wq[i].owned)
+			bufpool_put(p->wq[i].buf, p->wq[i].len);
 	p->wq_n = 0;
+	p->wq_bytes = 0;
 }

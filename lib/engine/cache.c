@@ -14,6 +14,7 @@
  *      cached at all). Memory use is the budget plus per-entry overhead.
  */
 #include "cache.h"
+#include "bufpool.h"
 #include "util.h"
 #include "vdev.h"
 
@@ -76,7 +77,7 @@ drop_ent(cache *c, cache_ent *e)
 	unlink_ent(c, e);
 	htab_del(&c->map, e->key);
 	c->bytes -= e->size + ENT_OVERHEAD;
-	free(e->data);
+	bufpool_put(e->data, e->size);
 	free(e);
 }
 
@@ -119,7 +120,7 @@ cache_put_owned(cache *c, const bp_phys *bp, void *data)
 {
 	uint64_t cost = bp->bp_lsize + ENT_OVERHEAD;
 	if (cost > c->max) {
-		free(data);
+		bufpool_put(data, bp->bp_lsize);
 		return;
 	}
 	cache_ent *e = xmalloc(sizeof(*e));
@@ -145,7 +146,7 @@ cache_put(cache *c, const bp_phys *bp, const void *data)
 {
 	if (bp->bp_lsize + ENT_OVERHEAD > c->max)
 		return;
-	void *copy = xmalloc(bp->bp_lsize);
+	void *copy = bufpool_get(bp->bp_lsize);
 	memcpy(copy, data, bp->bp_lsize);
 	cache_put_owned(c, bp, copy);
 }

@@ -19,7 +19,7 @@ void cache_fini(cache *c);
 /* Copy len bytes at off of the cached block for bp into dst; 1 hit, 0 miss. */
 int cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len);
 /* Insert the logical contents of bp's block. cache_put copies; cache_put_owned
- * takes ownership of a malloc'd buffer of bp_lsize bytes. */
+ * takes ownership of a bufpool buffer of bp_lsize bytes. */
 void cache_put(cache *c, const bp_phys *bp, const void *data);
 void cache_put_owned(cache *c, const bp_phys *bp, void *data);
 #endif

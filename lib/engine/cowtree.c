@@ -159,7 +159,7 @@ cowtree_apply(ce_pool *p, cowtree *t, uint64_t txg, const ct_leaf *leaves, size_
 				npb = hole_bp(txg);
 			} else {
 				err = blk_write(p, buf, CE_IND_SIZE, t->ind_comp, t->cktype, BP_INDIRECT,
-				    lvl, txg, &opb, 1, &npb);
+				    lvl, txg, &opb, BLK_CACHE, &npb);
 				if (err != 0)
 					goto out;
 			}
@@ -242,7 +242,7 @@ free_range_rec(ce_pool *p, const cowtree *t, uint64_t txg, const bp_phys *bp, in
 			nb = hole_bp(txg);
 		} else {
 			err = blk_write(p, buf, CE_IND_SIZE, t->ind_comp, t->cktype, BP_INDIRECT, level,
-			    txg, bp, 1, &nb);
+			    txg, bp, BLK_CACHE, &nb);
 		}
 		if (err == 0) {
 			replace(p, txg, bp, &nb, acct);
@@ -274,7 +274,7 @@ cowtree_grow(ce_pool *p, cowtree *t, uint64_t txg, uint8_t levels, ct_acct *acct
 			bp_phys *buf = xcalloc(1, CE_IND_SIZE), nb;
 			buf[0] = t->root;
 			int err = blk_write(p, buf, CE_IND_SIZE, t->ind_comp, t->cktype, BP_INDIRECT,
-			    t->levels, txg, NULL, 1, &nb);
+			    t->levels, txg, NULL, BLK_CACHE, &nb);
 			free(buf);
 			if (err != 0)
 				return err;

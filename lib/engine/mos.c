@@ -219,7 +219,7 @@ sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *d
 		err = cowtree_lookup(p, t, i, &old);
 		if (err == 0)
 			err = blk_write(p, buf + i * CE_META_BLOCK, CE_META_BLOCK, CE_COMP_OFF,
-			    CE_CK_XXH128, type, 0, txg, &old, 1, &leaves[n].bp);
+			    CE_CK_XXH128, type, 0, txg, &old, BLK_CACHE, &leaves[n].bp);
 		leaves[n++].blkid = i;
 	}
 	if (err == 0 && n > 0) {

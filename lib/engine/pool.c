@@ -20,6 +20,7 @@
  *      again if creation fails.
  *   3. An open vdev is flocked: two processes never own one pool.
  */
+#include "bufpool.h"
 #include "label.h"
 #include "pool_impl.h"
 #include "uberblock.h"
@@ -101,8 +102,11 @@ pool_free(ce_pool *p)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)
 		cache_fini(&p->cache);
+	if (p->budgeted)
+		bufpool_budget_add(-(long long)(p->opts.dirty_max + p->opts.cache_bytes));
 	wq_discard(p);
 	free(p->wq);
+	free(p->cbuf);
 	free(p->mos_buf);
 	free(p->mos_dirty);
 	free(p->sm_trees);
@@ -138,6 +142,8 @@ open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flag
 static void
 pool_setup_memory(ce_pool *p)
 {
+	bufpool_budget_add((long long)(p->opts.dirty_max + p->opts.cache_bytes));
+	p->budgeted = 1;
 	uint64_t ns[CE_MAX_VDEVS];
 	for (unsigned i = 0; i < p->nvdevs; i++)
 		ns[i] = p->vds[i].nsectors;

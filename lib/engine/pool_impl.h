@@ -30,8 +30,9 @@ typedef struct wq_ent {
 	uint32_t vdev;
 	uint64_t offset;
 	uint64_t seq;
-	void *buf;   /* aligned, len bytes, freed after the write */
+	void *buf;   /* aligned, len bytes */
 	uint32_t len;
+	int owned;   /* returned to the buffer pool after the write */
 } wq_ent;
 
 typedef struct volume volume;
@@ -49,6 +50,8 @@ struct ce_pool {
 	wq_ent *wq;
 	size_t wq_n, wq_cap;
 	uint64_t wq_seq;
+	uint64_t wq_bytes;
+	uint8_t *cbuf;           /* compression scratch (sync thread) */
 
 	/* MOS: held wholly in memory, written as an object each txg */
 	uint8_t *mos_buf;
@@ -81,6 +84,7 @@ struct ce_pool {
 	int stop;
 	int suspended;           /* -errno that stopped the pool, or 0 */
 	int readonly;
+	int budgeted;            /* counted in the buffer pool's budget */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
@@ -102,8 +106,9 @@ void txg_throttle(ce_pool *p);
 /* blkio.c */
 int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
 int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
+enum { BLK_CACHE = 1, BLK_BORROW = 2 };
 int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
-    int type, int level, uint64_t txg, const bp_phys *old, int cache_it, bp_phys *out);
+    int type, int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out);
 void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
 int wq_flush(ce_pool *p);
 void wq_discard(ce_pool *p);

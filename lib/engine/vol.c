@@ -30,6 +30,7 @@
  * wait for that txg to commit before returning.
  */
 #include "vol.h"
+#include "bufpool.h"
 #include "checksum.h"
 #include "util.h"
 
@@ -83,11 +84,9 @@ drop_maps(volume *v, int i)
 	void *d;
 	while (htab_next(&v->dirty[i], &it, &k, &d))
 		if (d != VOL_HOLE)
-			free(d);
-	htab_fini(&v->dirty[i]);
-	htab_fini(&v->parents[i]);
-	htab_init(&v->dirty[i]);
-	htab_init(&v->parents[i]);
+			bufpool_put(d, v->bs);
+	htab_clear(&v->dirty[i]);
+	htab_clear(&v->parents[i]);
 	v->nfr[i] = 0;
 	v->dtxg[i] = 0;
 }
@@ -97,6 +96,8 @@ vol_delete(volume *v)
 {
 	for (int i = 0; i < 2; i++) {
 		drop_maps(v, i);
+		htab_fini(&v->dirty[i]);
+		htab_fini(&v->parents[i]);
 		free(v->fr[i]);
 	}
 	pthread_mutex_destroy(&v->lock);
@@ -243,6 +244,14 @@ dirty_lookup(const volume *v, uint64_t maxtxg, uint64_t blkid, void **data)
 	return 0;
 }
 
+static void *
+zbuf(const volume *v)
+{
+	void *b = bufpool_get(v->bs);
+	memset(b, 0, v->bs);
+	return b;
+}
+
 static int
 charge_block(volume *v, int i, uint64_t blkid)
 {
@@ -283,7 +292,7 @@ put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int whole, int64_t 
 	}
 	htab_put(&v->dirty[i], blkid, data);
 	if (old != NULL && old != VOL_HOLE) {
-		free(old);
+		bufpool_put(old, v->bs);
 		v->dbytes[i] -= v->bs;
 		*ddelta -= v->bs;
 	}
@@ -297,12 +306,12 @@ put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int whole, int64_t 
 		if (e != NULL) {
 			void *copy = VOL_HOLE;
 			if (data != VOL_HOLE) {
-				copy = xmalloc(v->bs);
+				copy = bufpool_get(v->bs);
 				memcpy(copy, data, v->bs);
 			}
 			htab_put(&v->dirty[j], blkid, copy);
 			if (e != VOL_HOLE)
-				free(e);
+				bufpool_put(e, v->bs);
 			else if (copy != VOL_HOLE)
 				v->dbytes[j] += v->bs, *ddelta += v->bs;
 			if (copy == VOL_HOLE && e != VOL_HOLE)
@@ -338,9 +347,9 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 		} else {
 			void *base;
 			if (e == VOL_HOLE) {
-				nb = xcalloc(1, v->bs);
+				nb = zbuf(v);
 			} else if (dirty_lookup(v, t, blkid, &base)) {
-				nb = xmalloc(v->bs);
+				nb = bufpool_get(v->bs);
 				if (base == VOL_HOLE)
 					memset(nb, 0, v->bs);
 				else
@@ -349,7 +358,7 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 				uint64_t gen0 = v->gen;
 				cowtree ts = v->tree;
 				pthread_mutex_unlock(&v->lock);
-				nb = xmalloc(v->bs);
+				nb = bufpool_get(v->bs);
 				bp_phys bp;
 				pthread_rwlock_rdlock(&p->free_lock);
 				int err = cowtree_lookup(p, &ts, blkid, &bp);
@@ -358,14 +367,14 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 							      : blk_read(p, &bp, nb, 0, v->bs);
 				pthread_rwlock_unlock(&p->free_lock);
 				if (err != 0) {
-					free(nb);
+					bufpool_put(nb, v->bs);
 					return err_set(err, "%s: read of block %" PRIu64
 					    " for a partial write failed", v->name, blkid);
 				}
 				pthread_mutex_lock(&v->lock);
 				if (v->gen != gen0) {
 					pthread_mutex_unlock(&v->lock);
-					free(nb);
+					bufpool_put(nb, v->bs);
 					continue;
 				}
 			}
@@ -373,7 +382,7 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 			int err = put_block(v, t, blkid, nb, 0, ddelta);
 			if (err != 0) {
 				pthread_mutex_unlock(&v->lock);
-				free(nb);
+				bufpool_put(nb, v->bs);
 				return err;
 			}
 		}
@@ -381,7 +390,7 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 		if (v->dtxg[j] == t + 1) {
 			void *ne = htab_get(&v->dirty[j], blkid);
 			if (ne == VOL_HOLE) {
-				ne = xcalloc(1, v->bs);
+				ne = zbuf(v);
 				htab_put(&v->dirty[j], blkid, ne);
 				v->dbytes[j] += v->bs;
 				*ddelta += v->bs;
@@ -414,13 +423,13 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 		uint32_t n = (uint32_t)MIN((uint64_t)(v->bs - boff), len);
 		int err;
 		if (n == v->bs && src != NULL) {
-			void *nb = xmalloc(v->bs);
+			void *nb = bufpool_get(v->bs);
 			memcpy(nb, src, v->bs);
 			pthread_mutex_lock(&v->lock);
 			err = put_block(v, t, blkid, nb, 1, dd);
 			pthread_mutex_unlock(&v->lock);
 			if (err != 0)
-				free(nb);
+				bufpool_put(nb, v->bs);
 		} else if (n == v->bs) {
 			pthread_mutex_lock(&v->lock);
 			err = put_block(v, t, blkid, VOL_HOLE, 1, dd);
@@ -536,7 +545,7 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 			continue;
 		void *d = htab_del(&v->dirty[i], keys[k]);
 		if (d != VOL_HOLE) {
-			free(d);
+			bufpool_put(d, v->bs);
 			v->dbytes[i] -= v->bs;
 			dd -= v->bs;
 		}
@@ -569,7 +578,8 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	bp_phys *bps = xmalloc(READ_BATCH * sizeof(bp_phys));
 	uint8_t **dsts = xmalloc(READ_BATCH * sizeof(uint8_t *));
 	uint64_t *tblk = xmalloc(READ_BATCH * sizeof(uint64_t));
-	uint8_t *tmp = xmalloc((size_t)READ_BATCH * v->bs);
+	/* Only the first and the last block of a batch can be partial. */
+	uint8_t *tmp[2] = { bufpool_get(v->bs), bufpool_get(v->bs) };
 	while (len > 0 && err == 0) {
 		uint64_t first = off / v->bs;
 		uint64_t last = (off + len - 1) / v->bs;
@@ -616,7 +626,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 			}
 			bps[nread] = bp;
 			dsts[nread] = (s == bstart && e == bstart + v->bs) ? dst + (s - off)
-									     : tmp + k * v->bs;
+									     : tmp[blkid != first];
 			nread++;
 		}
 		if (err == 0 && nread > 0)
@@ -627,10 +637,10 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 				uint64_t blkid = tblk[k], bstart = blkid * v->bs;
 				uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
 				if (!(s == bstart && e == bstart + v->bs)) {
-					/* was read into tmp unless it was a hole (already zeroed) */
+					/* read into tmp unless it was a hole (already zeroed) */
 					for (size_t r = 0; r < nread; r++) {
-						if (dsts[r] == tmp + k * v->bs) {
-							memcpy(dst + (s - off), tmp + k * v->bs + (s - bstart), e - s);
+						if (dsts[r] == tmp[blkid != first]) {
+							memcpy(dst + (s - off), tmp[blkid != first] + (s - bstart), e - s);
 							break;
 						}
 					}
@@ -647,7 +657,8 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	free(bps);
 	free(dsts);
 	free(tblk);
-	free(tmp);
+	bufpool_put(tmp[0], v->bs);
+	bufpool_put(tmp[1], v->bs);
 	return err;
 }
 
@@ -746,7 +757,7 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 			leaves[nl].bp.bp_birth = t;
 			datas[nl] = VOL_HOLE;
 		} else {
-			err = blk_write(p, d, v->bs, comp, ck, BP_DATA, 0, t, NULL, 0, &leaves[nl].bp);
+			err = blk_write(p, d, v->bs, comp, ck, BP_DATA, 0, t, NULL, BLK_BORROW, &leaves[nl].bp);
 		}
 		nl++;
 	}
@@ -988,7 +999,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 				continue;
 			void *d = htab_del(&v->dirty[i], keys[k]);
 			if (d != VOL_HOLE) {
-				free(d);
+				bufpool_put(d, v->bs);
 				v->dbytes[i] -= v->bs;
 				dd -= v->bs;
 			}

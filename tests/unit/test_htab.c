@@ -37,6 +37,12 @@ main(void)
 		CHECK(keys[i - 1] < keys[i]);
 	free(keys);
 	CHECK(htab_get(&h, 0xdeadbeefull) == NULL);
+	/* clear keeps the table and empties the map */
+	size_t cap = h.cap;
+	htab_clear(&h);
+	CHECK(h.count == 0 && h.cap == cap);
+	CHECK(htab_get(&h, 7919) == NULL);
+	CHECK(htab_put(&h, 7919, (void *)1) == NULL && htab_get(&h, 7919) == (void *)1);
 	htab_fini(&h);
 	printf("ok\n");
 	return 0;
