@@ -43,23 +43,31 @@ init(void)
 		pthread_mutex_init(&classes[i].lock, NULL);
 }
 
-void *
-bufpool_get(size_t size)
+/* Take a buffer off class c's free list (NULL when empty). */
+static fbuf *
+pop(unsigned c)
 {
-	VERIFY(size > 0 && size % 4096 == 0 && size <= BUFPOOL_MAX);
-	pthread_once(&once, init);
-	unsigned c = (unsigned)(size / 4096 - 1);
+	size_t size = (size_t)(c + 1) * 4096;
 	pthread_mutex_lock(&classes[c].lock);
 	fbuf *b = classes[c].head;
 	if (b != NULL)
 		classes[c].head = b->next;
 	pthread_mutex_unlock(&classes[c].lock);
-	if (b == NULL)
-		return xmalloc_aligned(size);
-	pthread_mutex_lock(&total_lock);
-	retained -= size;
-	pthread_mutex_unlock(&total_lock);
+	if (b != NULL) {
+		pthread_mutex_lock(&total_lock);
+		retained -= size;
+		pthread_mutex_unlock(&total_lock);
+	}
 	return b;
+}
+
+void *
+bufpool_get(size_t size)
+{
+	VERIFY(size > 0 && size % 4096 == 0 && size <= BUFPOOL_MAX);
+	pthread_once(&once, init);
+	fbuf *b = pop((unsigned)(size / 4096 - 1));
+	return b != NULL ? (void *)b : xmalloc_aligned(size);
 }
 
 void
@@ -92,23 +100,15 @@ bufpool_trim(void)
 {
 	pthread_once(&once, init);
 	for (unsigned c = NCLASS; c-- > 0;) {
-		size_t size = (size_t)(c + 1) * 4096;
 		for (;;) {
 			pthread_mutex_lock(&total_lock);
 			int over = retained > (size_t)MAX((long long)RETAIN_MIN, budget);
 			pthread_mutex_unlock(&total_lock);
 			if (!over)
 				return;
-			pthread_mutex_lock(&classes[c].lock);
-			fbuf *b = classes[c].head;
-			if (b != NULL)
-				classes[c].head = b->next;
-			pthread_mutex_unlock(&classes[c].lock);
+			fbuf *b = pop(c);
 			if (b == NULL)
 				break;
-			pthread_mutex_lock(&total_lock);
-			retained -= size;
-			pthread_mutex_unlock(&total_lock);
 			free(b);
 		}
 	}

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cask/engine.h"
@@ -85,6 +86,34 @@ t_path(const char *name)
 	char *b = buf[k++ % 8];
 	snprintf(b, 512, "%s/%s", t_dir, name);
 	return b;
+}
+
+/*
+ * Run `cask-debug check` (built next to the tests: BUILD/tests/../cask-debug)
+ * on a pool file, its output in t_dir/check.out. When expect is not NULL
+ * the output must contain it (grep pattern). Returns check's exit status,
+ * or -1 when the expected text is missing.
+ */
+static int
+t_debug_check(const char *argv0, const char *path, const char *expect)
+{
+	char cmd[1600];
+	const char *slash = strrchr(argv0, '/');
+	snprintf(cmd, sizeof(cmd), "%.*s/../cask-debug check '%s' > '%s/check.out' 2>&1",
+	    slash ? (int)(slash - argv0) : 1, slash ? argv0 : ".", path, t_dir);
+	int rc = system(cmd);
+	rc = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+	snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s/check.out'", expect ? expect : "", t_dir);
+	if ((expect != NULL && system(cmd) != 0) || (expect == NULL && rc != 0)) {
+		fprintf(stderr, "cask-debug check exited %d%s%s:\n", rc, expect ? " without naming " : "",
+		    expect ? expect : "");
+		snprintf(cmd, sizeof(cmd), "cat '%s/check.out' >&2", t_dir);
+		if (system(cmd) != 0)
+			return -1;
+		if (expect != NULL)
+			return -1;
+	}
+	return rc;
 }
 
 /* Deterministic pattern: xorshift from a seed. */

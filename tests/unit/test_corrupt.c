@@ -4,8 +4,6 @@
  * other range still reads back, the checksum error counter counts, and
  * `cask-debug check` exits 1 naming the damaged block.
  */
-#include <sys/wait.h>
-
 #include "t.h"
 #include "pool_impl.h"
 #include "vol.h"
@@ -23,28 +21,6 @@ flip(const char *path, uint64_t off)
 		b[i] ^= 0x5a;
 	CHECK(fseek(f, (long)off, SEEK_SET) == 0 && fwrite(b, 1, 16, f) == 16);
 	CHECK(fclose(f) == 0);
-}
-
-static int
-run_check(const char *self, const char *path, const char *expect)
-{
-	char cmd[1200], out[600];
-	snprintf(out, sizeof(out), "%s/check.out", t_dir);
-	const char *slash = strrchr(self, '/');
-	snprintf(cmd, sizeof(cmd), "%.*s/../cask-debug check %s > %s 2>&1", (int)(slash - self), self, path, out);
-	int rc = system(cmd);
-	rc = WEXITSTATUS(rc);
-	if (expect != NULL) {
-		snprintf(cmd, sizeof(cmd), "grep -q -- '%s' %s", expect, out);
-		if (system(cmd) != 0) {
-			snprintf(cmd, sizeof(cmd), "cat %s >&2", out);
-			if (system(cmd) != 0)
-				return -1;
-			fprintf(stderr, "cask-debug check did not name '%s'\n", expect);
-			return -1;
-		}
-	}
-	return rc;
 }
 
 /* Every 4K reads back, except blocks in [lo1,hi1) or [lo2,hi2), which fail with EIO. */
@@ -83,7 +59,7 @@ main(int argc, char **argv)
 	OK(ce_vol_write(v, model, VOLSIZE, 0));
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	CHECK(run_check(argv[0], path, NULL) == 0);
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 
 	/* Find data block 100 and the level-1 indirect block covering blocks 256..511. */
 	OK(ce_pool_import(&path, 1, &o, &p));
@@ -110,7 +86,7 @@ main(int argc, char **argv)
 	CHECK(st.cksum_errors >= 1);
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	CHECK(run_check(argv[0], path, "dmg/v: L0 blk 100 at 0:0x") == 1);
+	CHECK(t_debug_check(argv[0], path, "dmg/v: L0 blk 100 at 0:0x") == 1);
 
 	/* 2. A damaged indirect block: blocks 256..511 are unreachable. */
 	flip(path, l1_bp.bp_offset + 8);
@@ -123,7 +99,7 @@ main(int argc, char **argv)
 	free(big);
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	CHECK(run_check(argv[0], path, "dmg/v: L1 blk 256 at 0:0x") == 1);
+	CHECK(t_debug_check(argv[0], path, "dmg/v: L1 blk 256 at 0:0x") == 1);
 	printf("ok\n");
 	free(model);
 	return 0;

@@ -92,9 +92,6 @@ main(int argc, char **argv)
 	int iters = getenv("CASK_KILL_ITERS") ? atoi(getenv("CASK_KILL_ITERS")) : 24;
 	uint64_t seed = getenv("CASK_SEED") ? strtoull(getenv("CASK_SEED"), NULL, 0) : (uint64_t)time(NULL);
 	printf("seed %" PRIu64 " (CASK_SEED to reproduce)\n", seed);
-	char debug[600];
-	snprintf(debug, sizeof(debug), "%s", argv[0]);
-	char *slash = strrchr(debug, '/');
 	(void)argc;
 	t_tmpdir();
 	const char *path = t_path("pool");
@@ -106,8 +103,6 @@ main(int argc, char **argv)
 	pr.compress = CE_COMPRESS_OFF;
 	OK(ce_vol_create(p, "v", VOLSIZE, &pr));
 	OK(ce_pool_export(p));
-	snprintf(slash ? slash + 1 : debug, sizeof(debug) - (size_t)(slash ? slash + 1 - debug : 0),
-	    "../cask-debug check %s > %s/check.out 2>&1", path, t_dir);
 
 	/* model[b]: (iteration, index) of the write the block must hold; iter 0 = zeros */
 	uint32_t *m_iter = calloc(NBLK, 4);
@@ -140,7 +135,7 @@ main(int argc, char **argv)
 			synced = (int64_t)x;
 		close(pfd[0]);
 
-		CHECK(system(debug) == 0);
+		CHECK(t_debug_check(argv[0], path, NULL) == 0);
 		OK(ce_pool_import(&path, 1, &o, &p));
 		ce_vol *v;
 		OK(ce_vol_open(p, "v", &v));
@@ -190,7 +185,7 @@ main(int argc, char **argv)
 		ce_vol_close(v);
 		OK(ce_pool_export(p));
 	}
-	CHECK(system(debug) == 0);
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 	free(m_iter);
 	free(m_idx);
 	free(blk);

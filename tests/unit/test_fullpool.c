@@ -3,18 +3,7 @@
  * the pool stays consistent (cask-debug check) and importable; trimming
  * (and destroying) frees space and makes the pool writable again.
  */
-#include <sys/wait.h>
-
 #include "t.h"
-
-static void
-check_pool(const char *self, const char *path)
-{
-	char cmd[1200];
-	const char *slash = strrchr(self, '/');
-	snprintf(cmd, sizeof(cmd), "%.*s/../cask-debug check %s", (int)(slash - self), self, path);
-	CHECK(system(cmd) == 0);
-}
 
 /* Write incompressible 256K chunks from off until ENOSPC; returns bytes written. */
 static uint64_t
@@ -70,7 +59,7 @@ main(int argc, char **argv)
 	}
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	check_pool(argv[0], path);
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 
 	/* The full pool imports; trim works on it and gives the space back. */
 	OK(ce_pool_import(&path, 1, &o, &p));
@@ -82,7 +71,7 @@ main(int argc, char **argv)
 	CHECK(w2 >= w1 / 4);
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	check_pool(argv[0], path);
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 
 	/* Destroy works on a full pool and returns it to its empty allocation. */
 	OK(ce_pool_import(&path, 1, &o, &p));
@@ -99,7 +88,7 @@ main(int argc, char **argv)
 	CHECK(w3 >= w1 - (1 << 20));
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
-	check_pool(argv[0], path);
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 	free(buf);
 	free(want);
 	printf("ok\n");
