@@ -157,7 +157,18 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 			end += bp_asize(rq[j].bp);
 			j++;
 		}
-		uint8_t *raw = end - start <= BUFPOOL_MAX ? bufpool_get(end - start) : xmalloc_aligned(end - start);
+		/*
+		 * An uncompressed run whose destinations are one aligned, contiguous
+		 * buffer is read straight into it and verified there (on a checksum
+		 * error the call fails, so the caller never takes those bytes as data).
+		 */
+		int direct = ((uintptr_t)rq[i].dst % CE_SECTOR) == 0;
+		for (size_t k = i; direct && k < j; k++)
+			direct = rq[k].bp->bp_comp == CE_COMP_OFF &&
+			    rq[k].dst == rq[i].dst + (rq[k].bp->bp_offset - start);
+		uint8_t *raw = direct ? rq[i].dst
+				      : end - start <= BUFPOOL_MAX ? bufpool_get(end - start)
+								   : xmalloc_aligned(end - start);
 		int rerr = vdev_read(&p->vds[rq[i].bp->bp_vdev], raw, end - start, start);
 		if (rerr != 0) {
 			pool_io_error(p, rerr);
@@ -173,7 +184,9 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 					cache_put(&p->cache, bp, rq[k].dst);
 			}
 		}
-		if (end - start <= BUFPOOL_MAX)
+		if (direct)
+			; /* the caller's buffer */
+		else if (end - start <= BUFPOOL_MAX)
 			bufpool_put(raw, end - start);
 		else
 			free(raw);

@@ -113,6 +113,49 @@ cowtree_lookup(ce_pool *p, const cowtree *t, uint64_t blkid, bp_phys *out)
 	return lookup_level(p, t, 0, blkid, out);
 }
 
+int
+cowtree_lookup_range(ce_pool *p, const cowtree *t, uint64_t first, size_t n, bp_phys *out)
+{
+	if (t->levels == 1) {
+		for (size_t k = 0; k < n; k++) {
+			int err = cowtree_lookup(p, t, first + k, &out[k]);
+			if (err != 0)
+				return err;
+		}
+		return 0;
+	}
+	for (size_t k = 0; k < n;) {
+		uint64_t blkid = first + k;
+		size_t span = MIN(n - k, (size_t)(CE_IND_PTRS - (blkid & (CE_IND_PTRS - 1))));
+		bp_phys l1;
+		int err = blkid >= cowtree_capacity(t->levels) ? (l1 = hole_bp(0), 0)
+							       : lookup_level(p, t, 1, blkid >> CE_IND_SHIFT, &l1);
+		if (err == 0 && !bp_is_hole(&l1) && (l1.bp_type != BP_INDIRECT || l1.bp_level != 1)) {
+			atomic_fetch_add(&p->cksum_errors, 1);
+			err = -EIO;
+		}
+		if (err != 0)
+			return err;
+		if (bp_is_hole(&l1)) {
+			for (size_t j = 0; j < span; j++)
+				out[k + j] = hole_bp(0);
+		} else {
+			err = blk_read(p, &l1, &out[k], (blkid & (CE_IND_PTRS - 1)) * sizeof(bp_phys),
+			    span * sizeof(bp_phys));
+			if (err != 0)
+				return err;
+			for (size_t j = 0; j < span; j++)
+				if (!bp_is_hole(&out[k + j]) && (out[k + j].bp_type != t->leaf_type ||
+				    out[k + j].bp_level != 0)) {
+					atomic_fetch_add(&p->cksum_errors, 1);
+					return -EIO;
+				}
+		}
+		k += span;
+	}
+	return 0;
+}
+
 static int
 all_holes(const bp_phys *b)
 {

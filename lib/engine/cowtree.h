@@ -29,6 +29,8 @@ uint64_t cowtree_capacity(uint8_t levels);
 uint8_t cowtree_levels_for(uint64_t nblocks);
 /* The leaf pointer for blkid (a hole beyond the tree's reach). */
 int cowtree_lookup(struct ce_pool *p, const cowtree *t, uint64_t blkid, bp_phys *out);
+/* Leaf pointers for blkids [first, first + n): one indirect-block read per 256. */
+int cowtree_lookup_range(struct ce_pool *p, const cowtree *t, uint64_t first, size_t n, bp_phys *out);
 /* Replace leaf pointers (sorted by blkid, unique) and rewrite their ancestors. */
 int cowtree_apply(struct ce_pool *p, cowtree *t, uint64_t txg, const ct_leaf *leaves,
     size_t n, ct_acct *acct);

@@ -576,6 +576,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
 	bp_phys *bps = xmalloc(READ_BATCH * sizeof(bp_phys));
+	bp_phys *lbp = xmalloc(READ_BATCH * sizeof(bp_phys));
 	uint8_t **dsts = xmalloc(READ_BATCH * sizeof(uint8_t *));
 	uint64_t *tblk = xmalloc(READ_BATCH * sizeof(uint64_t));
 	/* Only the first and the last block of a batch can be partial. */
@@ -608,13 +609,13 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 		pthread_mutex_unlock(&v->lock);
 
 		size_t nread = 0;
+		/* Leaf pointers for the whole batch, one indirect block per 256. */
+		if (ntree > 0)
+			err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
 		for (size_t k = 0; k < ntree && err == 0; k++) {
 			uint64_t blkid = tblk[k], bstart = blkid * v->bs;
 			uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
-			bp_phys bp;
-			err = cowtree_lookup(p, &ts, blkid, &bp);
-			if (err != 0)
-				break;
+			bp_phys bp = lbp[blkid - first];
 			if (bp_is_hole(&bp)) {
 				memset(dst + (s - off), 0, e - s);
 				continue;
@@ -655,6 +656,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 		len -= batch_len;
 	}
 	free(bps);
+	free(lbp);
 	free(dsts);
 	free(tblk);
 	bufpool_put(tmp[0], v->bs);
