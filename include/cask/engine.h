@@ -139,6 +139,18 @@ int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
 int ce_vol_trim(ce_vol *v, uint64_t off, uint64_t len);
 int ce_vol_write_zeroes(ce_vol *v, uint64_t off, uint64_t len);
 
+/*
+ * Allocation map: fill ext[] with consecutive extents starting at off that
+ * together cover up to len bytes (fewer when max extents are not enough);
+ * *n is the number filled. A hole extent reads as zeros and owns no space.
+ */
+enum { CE_EXTENT_HOLE = 1 };
+typedef struct ce_extent {
+	uint64_t offset, length;
+	unsigned flags;
+} ce_extent;
+int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n);
+
 const char *ce_errmsg(void);
 const char *ce_compress_name(int c);
 const char *ce_checksum_name(int c);

@@ -664,6 +664,61 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	return err;
 }
 
+int
+ce_vol_map(ce_vol *h, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	int err;
+	size_t ne = 0;
+
+	err_clear();
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	if (max == 0 || len == 0) {
+		*n = 0;
+		return 0;
+	}
+	uint8_t *hole = xmalloc(READ_BATCH);
+	bp_phys *lbp = xmalloc(READ_BATCH * sizeof(bp_phys));
+	uint64_t end = off + len;
+	while (off < end && err == 0) {
+		uint64_t first = off / v->bs;
+		uint64_t nblk = MIN((end - 1) / v->bs - first + 1, (uint64_t)READ_BATCH);
+		cowtree ts;
+		pthread_rwlock_rdlock(&p->free_lock);
+		pthread_mutex_lock(&v->lock);
+		for (uint64_t k = 0; k < nblk; k++) {
+			void *d;
+			hole[k] = dirty_lookup(v, UINT64_MAX, first + k, &d) ? (d == VOL_HOLE) : 2;
+		}
+		ts = v->tree;
+		pthread_mutex_unlock(&v->lock);
+		err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		pthread_rwlock_unlock(&p->free_lock);
+		for (uint64_t k = 0; k < nblk && err == 0; k++) {
+			unsigned flags = (hole[k] == 2 ? bp_is_hole(&lbp[k]) : hole[k]) ? CE_EXTENT_HOLE : 0;
+			uint64_t s = MAX((first + k) * v->bs, off), e = MIN((first + k + 1) * v->bs, end);
+			if (ne > 0 && ext[ne - 1].flags == flags && ext[ne - 1].offset + ext[ne - 1].length == s) {
+				ext[ne - 1].length += e - s;
+			} else if (ne == max) {
+				off = end; /* out of room: report what is covered */
+				break;
+			} else {
+				ext[ne++] = (ce_extent){ s, e - s, flags };
+			}
+		}
+		if (off < end)
+			off = MIN((first + nblk) * v->bs, end);
+	}
+	free(hole);
+	free(lbp);
+	if (err != 0)
+		return err_set(err, "%s: cannot map allocation: %s", v->name, strerror(-err));
+	*n = ne;
+	return 0;
+}
+
 /* ---- sync ---- */
 
 static int
