@@ -29,13 +29,19 @@ LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC) $(ENGINE_SRC))
 ENGINE_LIB = $(BUILD)/libcask-engine.a
 
 TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
+DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC))
+CASKD = $(BUILD)/caskd
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BIN = $(BUILD)/bench/engine_bench
 
-all: $(ENGINE_LIB) $(TOOLS) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+all: $(ENGINE_LIB) $(TOOLS) $(CASKD) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+
+$(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

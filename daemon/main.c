@@ -1,0 +1,263 @@
+/*
+ * caskd -- the cask daemon: owns pools, serves their volumes over NBD.
+ *
+ * Runs in the foreground (container friendly), logs one line per event to
+ * stderr, and stops cleanly on SIGTERM or SIGINT: it stops accepting,
+ * lets each connection finish the request it is in, commits every pool
+ * and exports it, and exits 0.
+ *
+ * State (--state DIR): pools.cache (the pools to import at start) and,
+ * with --default-volume, the default pool's vdev file.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cask/engine.h"
+#include "log.h"
+#include "nbd.h"
+#include "registry.h"
+#include "util.h"
+
+#define CASKD_VERSION "0.1.0"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: caskd [OPTIONS]\n"
+	    "\n"
+	    "The cask daemon: imports the pools it knows, serves their volumes over NBD\n"
+	    "(export names POOL/VOLUME) and runs in the foreground until SIGTERM or SIGINT.\n"
+	    "\n"
+	    "  --state DIR             where caskd keeps its state (pool cache, default pool)\n"
+	    "                          (default: $CASK_STATE, else /var/lib/cask as root,\n"
+	    "                          else $XDG_STATE_HOME/cask or ~/.local/state/cask)\n"
+	    "  --nbd ADDR:PORT         listen for NBD clients here; repeatable; [::1]:PORT for\n"
+	    "                          IPv6, unix:PATH for a unix socket (default 127.0.0.1:10809)\n"
+	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
+	    "                          directory) and volume default/vol0 of SIZE exist\n"
+	    "  --cache SIZE            block cache per pool (default 256M)\n"
+	    "  --dirty-max SIZE        dirty data per pool before writers wait (default 512M)\n"
+	    "  -v, --verbose           log more (repeat for debug)\n"
+	    "  -q, --quiet             log only warnings and errors\n"
+	    "  -h, --help              this help\n"
+	    "  -V, --version           print the version\n"
+	    "\n"
+	    "Sizes take K, M, G, T suffixes (powers of 1024).\n");
+}
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static void
+default_state_dir(char *out, size_t n)
+{
+	const char *e = getenv("CASK_STATE");
+	if (e && *e)
+		snprintf(out, n, "%s", e);
+	else if (geteuid() == 0)
+		snprintf(out, n, "/var/lib/cask");
+	else if ((e = getenv("XDG_STATE_HOME")) && *e)
+		snprintf(out, n, "%s/cask", e);
+	else
+		snprintf(out, n, "%s/.local/state/cask", getenv("HOME") ? getenv("HOME") : ".");
+}
+
+typedef struct defvol {
+	uint64_t size;
+} defvol;
+
+static int
+ensure_vol0(ce_pool *p, void *arg)
+{
+	defvol *d = arg;
+	ce_vol_info vi;
+	if (ce_vol_info_get(p, "vol0", &vi) == 0) {
+		if (vi.size != d->size)
+			log_info("volume default/vol0 exists with size %" PRIu64 " (not changed)", vi.size);
+		return 0;
+	}
+	int err = ce_vol_create(p, "vol0", d->size, NULL);
+	if (err == 0)
+		log_info("volume default/vol0 created (%" PRIu64 " bytes)", d->size);
+	return err;
+}
+
+static int
+ensure_default(const char *state, uint64_t size)
+{
+	char path[PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/default.vdev", state);
+	char **names;
+	size_t n;
+	int have = 0;
+	reg_pool_names(&names, &n);
+	for (size_t i = 0; i < n; i++) {
+		have |= strcmp(names[i], "default") == 0;
+		free(names[i]);
+	}
+	free(names);
+	if (!have) {
+		const char *paths[1] = { path };
+		struct stat st;
+		int err;
+		char name[64];
+		if (stat(path, &st) == 0 && st.st_size > 0)
+			err = reg_pool_import(paths, 1, name, sizeof(name));
+		else
+			err = reg_pool_create("default", paths, 1, MAX(size * 2, (uint64_t)1 << 30));
+		if (err != 0)
+			return err;
+	}
+	defvol d = { size };
+	return reg_with_pool("default", ensure_vol0, &d);
+}
+
+int
+main(int argc, char **argv)
+{
+	char state[PATH_MAX];
+	const char *nbd_addrs[16];
+	int nnbd = 0;
+	uint64_t defsize = 0;
+	ce_pool_opts opts;
+	memset(&opts, 0, sizeof(opts));
+	default_state_dir(state, sizeof(state));
+
+	static const struct option lo[] = {
+		{ "state", 1, NULL, 's' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
+		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
+		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
+		{ 0, 0, 0, 0 } };
+	int ch;
+	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			snprintf(state, sizeof(state), "%s", optarg);
+			break;
+		case 'n':
+			if (nnbd == 16) {
+				fprintf(stderr, "caskd: at most 16 --nbd addresses\n");
+				return 2;
+			}
+			nbd_addrs[nnbd++] = optarg;
+			break;
+		case 'd':
+		case 'c':
+		case 'm': {
+			uint64_t v;
+			if (util_parse_size(optarg, &v) != 0 || v == 0) {
+				fprintf(stderr, "caskd: bad size '%s' for --%s\n", optarg,
+				    ch == 'd' ? "default-volume" : ch == 'c' ? "cache" : "dirty-max");
+				return 2;
+			}
+			if (ch == 'd')
+				defsize = P2ROUNDUP(v, (uint64_t)CE_VOLBLOCKSIZE_DEFAULT);
+			else if (ch == 'c')
+				opts.cache_bytes = v;
+			else
+				opts.dirty_max = v;
+			break;
+		}
+		case 'v':
+			log_level = log_level < LOG_DEBUG ? log_level + 1 : LOG_DEBUG;
+			break;
+		case 'q':
+			log_level = LOG_WARN;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("caskd %s\n", CASKD_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "caskd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (nnbd == 0)
+		nbd_addrs[nnbd++] = "127.0.0.1:10809";
+
+	/* Signals are handled by the main thread alone, with sigwait. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	int err = mkdir_p(state, 0700);
+	if (err != 0) {
+		fprintf(stderr, "caskd: cannot create state directory %s: %s\n", state, strerror(-err));
+		return 1;
+	}
+	log_info("caskd %s starting, state %s", CASKD_VERSION, state);
+	if ((err = reg_init(state, &opts)) != 0) {
+		log_err("%s", ce_errmsg());
+		return 1;
+	}
+	if (defsize != 0 && (err = ensure_default(state, defsize)) != 0) {
+		log_err("default volume: %s", ce_errmsg());
+		reg_shutdown();
+		return 1;
+	}
+	for (int i = 0; i < nnbd; i++) {
+		if ((err = nbd_listen(nbd_addrs[i])) != 0) {
+			log_err("%s", ce_errmsg());
+			reg_shutdown();
+			return 1;
+		}
+	}
+	if ((err = nbd_start()) != 0) {
+		log_err("%s", ce_errmsg());
+		reg_shutdown();
+		return 1;
+	}
+	log_info("caskd ready");
+	for (;;) {
+		int sig;
+		if (sigwait(&set, &sig) != 0)
+			continue;
+		if (sig == SIGHUP) {
+			log_info("SIGHUP ignored (configuration is changed through the control socket)");
+			continue;
+		}
+		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+		break;
+	}
+	nbd_stop();
+	reg_shutdown();
+	log_info("caskd stopped");
+	return 0;
+}

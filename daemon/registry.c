@@ -1,0 +1,450 @@
+/*
+ * registry.c -- the pools caskd owns.
+ *
+ * Owns the list of open pools and the pool cache file STATE/pools.cache,
+ * which lists each pool's vdev paths so that caskd imports them again at
+ * start. The file is rewritten whole (temporary file, fsync, rename) after
+ * every change, so a crash leaves the old or the new list, never half.
+ *
+ * Invariants:
+ *   1. A pool in use (an open volume handle, or a request running on it
+ *      through reg_with_pool) is never exported or destroyed: those fail
+ *      with EBUSY.
+ *   2. A pool listed in the cache that fails to import at start is logged
+ *      and kept in the cache (the disk may come back), not dropped.
+ *
+ * Format of pools.cache (text, one pool per line):
+ *   cask-pool-cache 1
+ *   pool<TAB>NAME<TAB>PATH[<TAB>PATH...]
+ */
+#include "registry.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct rpool {
+	char name[64];
+	ce_pool *p;      /* NULL when listed but not imported */
+	char **paths;
+	unsigned npaths;
+	int users;
+} rpool;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle = PTHREAD_COND_INITIALIZER;
+static rpool *pools;
+static size_t npools;
+static char cache_path[PATH_MAX];
+static ce_pool_opts popts;
+
+static rpool *
+find(const char *name)
+{
+	for (size_t i = 0; i < npools; i++)
+		if (strcmp(pools[i].name, name) == 0)
+			return &pools[i];
+	return NULL;
+}
+
+static void
+free_paths(char **paths, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
+}
+
+/* Rewrite the cache file; caller holds lock. */
+static int
+save_cache(void)
+{
+	char tmp[PATH_MAX + 8];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", cache_path);
+	FILE *f = fopen(tmp, "w");
+	if (f == NULL)
+		return err_set(-errno, "%s: %s", tmp, strerror(errno));
+	fprintf(f, "cask-pool-cache 1\n");
+	for (size_t i = 0; i < npools; i++) {
+		fprintf(f, "pool\t%s", pools[i].name);
+		for (unsigned k = 0; k < pools[i].npaths; k++)
+			fprintf(f, "\t%s", pools[i].paths[k]);
+		fprintf(f, "\n");
+	}
+	int err = 0;
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+		err = -errno;
+	if (fclose(f) != 0 && err == 0)
+		err = -errno;
+	if (err == 0 && rename(tmp, cache_path) != 0)
+		err = -errno;
+	if (err != 0) {
+		unlink(tmp);
+		return err_set(err, "cannot save %s: %s", cache_path, strerror(-err));
+	}
+	return 0;
+}
+
+static void
+add(const char *name, ce_pool *p, char **paths, unsigned n)
+{
+	pools = xrealloc(pools, (npools + 1) * sizeof(rpool));
+	rpool *r = &pools[npools++];
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->p = p;
+	r->paths = paths;
+	r->npaths = n;
+}
+
+static char **
+abs_paths(const char *const *paths, unsigned n)
+{
+	char **out = xcalloc(n, sizeof(char *));
+	for (unsigned i = 0; i < n; i++) {
+		char buf[PATH_MAX];
+		if (realpath(paths[i], buf) != NULL)
+			out[i] = xstrdup(buf);
+		else
+			out[i] = xstrdup(paths[i]);
+	}
+	return out;
+}
+
+int
+reg_init(const char *state_dir, const ce_pool_opts *opts)
+{
+	popts = *opts;
+	snprintf(cache_path, sizeof(cache_path), "%s/pools.cache", state_dir);
+	FILE *f = fopen(cache_path, "r");
+	if (f == NULL) {
+		if (errno == ENOENT)
+			return 0;
+		return err_set(-errno, "%s: %s", cache_path, strerror(errno));
+	}
+	char line[8192];
+	int lineno = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		line[strcspn(line, "\n")] = '\0';
+		if (lineno == 1) {
+			if (strcmp(line, "cask-pool-cache 1") != 0) {
+				fclose(f);
+				return err_set(-EINVAL, "%s: not a pool cache (version line '%s')", cache_path, line);
+			}
+			continue;
+		}
+		char *save = NULL, *tok = strtok_r(line, "\t", &save);
+		if (tok == NULL || strcmp(tok, "pool") != 0)
+			continue;
+		char *name = strtok_r(NULL, "\t", &save);
+		char *paths[64];
+		unsigned n = 0;
+		while (n < 64 && (tok = strtok_r(NULL, "\t", &save)) != NULL)
+			paths[n++] = tok;
+		if (name == NULL || n == 0) {
+			log_warn("%s:%d: malformed line ignored", cache_path, lineno);
+			continue;
+		}
+		ce_pool *p = NULL;
+		int err = ce_pool_import((const char *const *)paths, n, &popts, &p);
+		if (err != 0) {
+			log_err("pool %s: import failed: %s (kept in the pool cache)", name, ce_errmsg());
+			p = NULL;
+		} else if (strcmp(ce_pool_name(p), name) != 0) {
+			log_warn("pool cache names %s, but its vdevs hold pool %s", name, ce_pool_name(p));
+			name = (char *)ce_pool_name(p);
+		}
+		if (p != NULL)
+			log_info("pool %s imported (%u vdevs)", name, n);
+		add(name, p, abs_paths((const char *const *)paths, n), n);
+	}
+	fclose(f);
+	return 0;
+}
+
+void
+reg_shutdown(void)
+{
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < npools; i++) {
+		while (pools[i].users > 0)
+			pthread_cond_wait(&idle, &lock);
+		if (pools[i].p != NULL) {
+			int err = ce_pool_export(pools[i].p);
+			if (err != 0)
+				log_err("pool %s: export failed: %s", pools[i].name, ce_errmsg());
+			else
+				log_info("pool %s exported", pools[i].name);
+		}
+		free_paths(pools[i].paths, pools[i].npaths);
+	}
+	free(pools);
+	pools = NULL;
+	npools = 0;
+	pthread_mutex_unlock(&lock);
+}
+
+int
+reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size)
+{
+	ce_pool_opts o = popts;
+	o.vdev_size = size;
+	pthread_mutex_lock(&lock);
+	if (find(name) != NULL) {
+		pthread_mutex_unlock(&lock);
+		return err_set(-EEXIST, "pool %s already exists", name);
+	}
+	ce_pool *p;
+	int err = ce_pool_create(name, paths, n, &o, &p);
+	if (err == 0) {
+		add(name, p, abs_paths(paths, n), n);
+		if ((err = save_cache()) != 0)
+			log_err("%s", ce_errmsg());
+		log_info("pool %s created (%u vdevs)", name, n);
+		err = 0;
+	}
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+int
+reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len)
+{
+	ce_pool *p;
+	int err = ce_pool_import(paths, n, &popts, &p);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&lock);
+	rpool *r = find(ce_pool_name(p));
+	if (r != NULL && r->p != NULL) {
+		pthread_mutex_unlock(&lock);
+		ce_pool_export(p);
+		return err_set(-EEXIST, "a pool named %s is already imported", ce_pool_name(p));
+	}
+	if (r != NULL) {
+		r->p = p;
+		free_paths(r->paths, r->npaths);
+		r->paths = abs_paths(paths, n);
+		r->npaths = n;
+	} else {
+		add(ce_pool_name(p), p, abs_paths(paths, n), n);
+	}
+	snprintf(name_out, name_len, "%s", ce_pool_name(p));
+	if (save_cache() != 0)
+		log_err("%s", ce_errmsg());
+	log_info("pool %s imported (%u vdevs)", ce_pool_name(p), n);
+	pthread_mutex_unlock(&lock);
+	return 0;
+}
+
+static int
+remove_pool(const char *name, int destroy)
+{
+	pthread_mutex_lock(&lock);
+	rpool *r = find(name);
+	if (r == NULL) {
+		pthread_mutex_unlock(&lock);
+		return err_set(-ENOENT, "pool %s does not exist", name);
+	}
+	if (r->users > 0) {
+		pthread_mutex_unlock(&lock);
+		return err_set(-EBUSY, "pool %s is in use (%d open volumes or requests)", name, r->users);
+	}
+	int err = 0;
+	if (r->p != NULL)
+		err = ce_pool_export(r->p);
+	if (err == 0 && destroy) {
+		/* Wipe both label regions so the vdevs can never be imported again. */
+		static char zero[512 * 1024]; /* one label region */
+		for (unsigned i = 0; i < r->npaths && err == 0; i++) {
+			int fd = open(r->paths[i], O_WRONLY | O_CLOEXEC);
+			off_t end = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+			if (fd < 0 || end < 0 ||
+			    pwrite(fd, zero, sizeof(zero), 0) != (ssize_t)sizeof(zero) ||
+			    pwrite(fd, zero, sizeof(zero), (end / (off_t)sizeof(zero) - 1) * (off_t)sizeof(zero)) !=
+				(ssize_t)sizeof(zero) || fsync(fd) != 0)
+				err = err_set(-errno, "%s: cannot wipe its labels: %s", r->paths[i], strerror(errno));
+			if (fd >= 0)
+				close(fd);
+		}
+	}
+	if (err == 0) {
+		log_info("pool %s %s", name, destroy ? "destroyed" : "exported");
+		free_paths(r->paths, r->npaths);
+		*r = pools[--npools];
+		if (save_cache() != 0)
+			log_err("%s", ce_errmsg());
+	} else {
+		r->p = NULL; /* export closed it even on error */
+	}
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+int
+reg_pool_export(const char *name)
+{
+	return remove_pool(name, 0);
+}
+
+int
+reg_pool_destroy(const char *name)
+{
+	return remove_pool(name, 1);
+}
+
+static rpool *
+hold(const char *name, int *err)
+{
+	rpool *r = find(name);
+	if (r == NULL) {
+		*err = err_set(-ENOENT, "pool %s does not exist", name);
+		return NULL;
+	}
+	if (r->p == NULL) {
+		*err = err_set(-ENXIO, "pool %s is not imported (its vdevs failed to open at start)", name);
+		return NULL;
+	}
+	r->users++;
+	*err = 0;
+	return r;
+}
+
+static void
+release(const char *name)
+{
+	rpool *r = find(name);
+	VERIFY(r != NULL && r->users > 0);
+	if (--r->users == 0)
+		pthread_cond_broadcast(&idle);
+}
+
+int
+reg_with_pool(const char *name, int (*fn)(ce_pool *p, void *arg), void *arg)
+{
+	int err;
+	pthread_mutex_lock(&lock);
+	rpool *r = hold(name, &err);
+	ce_pool *p = r ? r->p : NULL;
+	pthread_mutex_unlock(&lock);
+	if (r == NULL)
+		return err;
+	err = fn(p, arg);
+	pthread_mutex_lock(&lock);
+	release(name);
+	pthread_mutex_unlock(&lock);
+	return err;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+reg_pool_names(char ***names, size_t *n)
+{
+	pthread_mutex_lock(&lock);
+	char **out = xcalloc(npools ? npools : 1, sizeof(char *));
+	for (size_t i = 0; i < npools; i++)
+		out[i] = xstrdup(pools[i].name);
+	*n = npools;
+	pthread_mutex_unlock(&lock);
+	qsort(out, *n, sizeof(char *), cmp_str);
+	*names = out;
+	return 0;
+}
+
+int
+reg_pool_paths(const char *name, char ***paths, unsigned *n)
+{
+	pthread_mutex_lock(&lock);
+	rpool *r = find(name);
+	if (r == NULL) {
+		pthread_mutex_unlock(&lock);
+		return err_set(-ENOENT, "pool %s does not exist", name);
+	}
+	char **out = xcalloc(r->npaths, sizeof(char *));
+	for (unsigned i = 0; i < r->npaths; i++)
+		out[i] = xstrdup(r->paths[i]);
+	*n = r->npaths;
+	*paths = out;
+	pthread_mutex_unlock(&lock);
+	return 0;
+}
+
+int
+reg_vol_open(const char *export_name, ce_vol **v, ce_pool **p)
+{
+	char pool[64];
+	const char *slash = strchr(export_name, '/');
+	if (slash == NULL || slash == export_name || (size_t)(slash - export_name) >= sizeof(pool) ||
+	    slash[1] == '\0')
+		return err_set(-EINVAL, "export '%s' is not of the form POOL/VOLUME", export_name);
+	snprintf(pool, sizeof(pool), "%.*s", (int)(slash - export_name), export_name);
+	int err;
+	pthread_mutex_lock(&lock);
+	rpool *r = hold(pool, &err);
+	pthread_mutex_unlock(&lock);
+	if (r == NULL)
+		return err;
+	err = ce_vol_open(r->p, slash + 1, v);
+	if (err != 0) {
+		pthread_mutex_lock(&lock);
+		release(pool);
+		pthread_mutex_unlock(&lock);
+		return err;
+	}
+	*p = r->p;
+	return 0;
+}
+
+void
+reg_vol_close(ce_vol *v, ce_pool *p)
+{
+	ce_vol_close(v);
+	pthread_mutex_lock(&lock);
+	for (size_t i = 0; i < npools; i++)
+		if (pools[i].p == p)
+			release(pools[i].name);
+	pthread_mutex_unlock(&lock);
+}
+
+int
+reg_exports(char ***names, size_t *n)
+{
+	pthread_mutex_lock(&lock);
+	char **out = NULL;
+	size_t k = 0;
+	for (size_t i = 0; i < npools; i++) {
+		if (pools[i].p == NULL)
+			continue;
+		ce_vol_info *vi;
+		size_t nv;
+		if (ce_vol_list(pools[i].p, &vi, &nv) != 0)
+			continue;
+		out = xrealloc(out, (k + nv + 1) * sizeof(char *));
+		for (size_t j = 0; j < nv; j++) {
+			char buf[400];
+			snprintf(buf, sizeof(buf), "%s/%s", pools[i].name, vi[j].name);
+			out[k++] = xstrdup(buf);
+		}
+		free(vi);
+	}
+	pthread_mutex_unlock(&lock);
+	if (out == NULL)
+		out = xcalloc(1, sizeof(char *));
+	qsort(out, k, sizeof(char *), cmp_str);
+	*names = out;
+	*n = k;
+	return 0;
+}

@@ -1,0 +1,27 @@
+#ifndef CASK_DAEMON_REGISTRY_H
+#define CASK_DAEMON_REGISTRY_H
+#include <stddef.h>
+#include <stdint.h>
+#include "cask/engine.h"
+
+/* The pools this caskd owns, remembered across restarts in STATE/pools.cache. */
+int reg_init(const char *state_dir, const ce_pool_opts *opts);
+void reg_shutdown(void); /* commit and export every pool */
+
+int reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size);
+int reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len);
+int reg_pool_export(const char *name);
+int reg_pool_destroy(const char *name);
+/* Run fn with the named pool held (it cannot be exported meanwhile). */
+int reg_with_pool(const char *name, int (*fn)(ce_pool *p, void *arg), void *arg);
+/* Names of the open pools, sorted; caller frees the array and the strings. */
+int reg_pool_names(char ***names, size_t *n);
+/* Paths of a pool's vdevs (for status), newly allocated. */
+int reg_pool_paths(const char *name, char ***paths, unsigned *n);
+
+/* An export is "pool/vol". The pool stays held until reg_vol_close. */
+int reg_vol_open(const char *export_name, ce_vol **v, ce_pool **p);
+void reg_vol_close(ce_vol *v, ce_pool *p);
+/* Every export name, sorted; caller frees. */
+int reg_exports(char ***names, size_t *n);
+#endif
