@@ -5,7 +5,7 @@
 #   make bench        optimised build, then the engine benchmark
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev;
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -20,7 +20,7 @@ endif
 
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-pthread -Iinclude -Ilib/common -Ilib/engine -MMD -MP $(OPT) $(CFLAGS)
-LDLIBS_ALL = -llz4 -lzstd -lcrypto -lpthread -lm $(LDLIBS)
+LDLIBS_ALL = -llz4 -lzstd -lcrypto -ljson-c -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = -pthread $(OPT) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard lib/common/*.c)
@@ -32,13 +32,27 @@ TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
 DAEMON_SRC = $(wildcard daemon/*.c)
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC))
 CASKD = $(BUILD)/caskd
+CLIENT_SRC = $(wildcard lib/client/*.c)
+CLIENT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRC))
+CLIENT_LIB = $(BUILD)/libcask.a
+CLI_SRC = $(wildcard cli/*.c)
+CLI_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
+CASK = $(BUILD)/cask
 UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BIN = $(BUILD)/bench/engine_bench
 
-all: $(ENGINE_LIB) $(TOOLS) $(CASKD) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+all: $(ENGINE_LIB) $(CLIENT_LIB) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+
+$(CLIENT_LIB): $(CLIENT_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The CLI links libcask (the client) and only the common helpers of the engine library.
+$(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cask/engine.h"
+#include "ctl.h"
 #include "log.h"
 #include "nbd.h"
 #include "registry.h"
@@ -41,6 +42,9 @@ usage(FILE *f)
 	    "  --state DIR             where caskd keeps its state (pool cache, default pool)\n"
 	    "                          (default: $CASK_STATE, else /var/lib/cask as root,\n"
 	    "                          else $XDG_STATE_HOME/cask or ~/.local/state/cask)\n"
+	    "  --socket PATH           the control socket for the cask CLI and libcask\n"
+	    "                          (default: $CASK_SOCKET, else $XDG_RUNTIME_DIR/cask/caskd.sock,\n"
+	    "                          else /run/cask/caskd.sock)\n"
 	    "  --nbd ADDR:PORT         listen for NBD clients here; repeatable; [::1]:PORT for\n"
 	    "                          IPv6, unix:PATH for a unix socket (default 127.0.0.1:10809)\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
@@ -85,6 +89,18 @@ default_state_dir(char *out, size_t n)
 		snprintf(out, n, "%s/cask", e);
 	else
 		snprintf(out, n, "%s/.local/state/cask", getenv("HOME") ? getenv("HOME") : ".");
+}
+
+static void
+default_socket(char *out, size_t n)
+{
+	const char *e = getenv("CASK_SOCKET");
+	if (e && *e)
+		snprintf(out, n, "%s", e);
+	else if ((e = getenv("XDG_RUNTIME_DIR")) && *e && geteuid() != 0)
+		snprintf(out, n, "%s/cask/caskd.sock", e);
+	else
+		snprintf(out, n, "/run/cask/caskd.sock");
 }
 
 typedef struct defvol {
@@ -140,16 +156,17 @@ ensure_default(const char *state, uint64_t size)
 int
 main(int argc, char **argv)
 {
-	char state[PATH_MAX];
+	char state[PATH_MAX], sock[PATH_MAX];
 	const char *nbd_addrs[16];
 	int nnbd = 0;
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
+	default_socket(sock, sizeof(sock));
 
 	static const struct option lo[] = {
-		{ "state", 1, NULL, 's' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
+		{ "state", 1, NULL, 's' }, { "socket", 1, NULL, 'S' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ 0, 0, 0, 0 } };
@@ -158,6 +175,9 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 's':
 			snprintf(state, sizeof(state), "%s", optarg);
+			break;
+		case 'S':
+			snprintf(sock, sizeof(sock), "%s", optarg);
 			break;
 		case 'n':
 			if (nnbd == 16) {
@@ -239,8 +259,10 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if ((err = nbd_start()) != 0) {
+	if ((err = ctl_listen(sock, CASKD_VERSION)) != 0 || (err = nbd_start()) != 0 || (err = ctl_start()) != 0) {
 		log_err("%s", ce_errmsg());
+		nbd_stop();
+		ctl_stop();
 		reg_shutdown();
 		return 1;
 	}
@@ -256,6 +278,7 @@ main(int argc, char **argv)
 		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	}
+	ctl_stop();
 	nbd_stop();
 	reg_shutdown();
 	log_info("caskd stopped");

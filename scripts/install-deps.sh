@@ -10,6 +10,7 @@ PKGS=(
   libzstd-dev       # zstd block compression
   libxxhash-dev     # xxh3-128 checksums
   libssl-dev        # SHA-256 checksums (OpenSSL EVP)
+  libjson-c-dev     # control protocol payloads (JSON)
 )
 missing=()
 for p in "${PKGS[@]}"; do

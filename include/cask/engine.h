@@ -78,6 +78,15 @@ typedef struct ce_pool_stat {
 	unsigned nvols;
 } ce_pool_stat;
 
+/* What a file's label says (to find a pool's vdevs). */
+typedef struct ce_vdev_label {
+	char pool_name[64];
+	uint64_t pool_guid;
+	unsigned index, nvdevs;
+} ce_vdev_label;
+/* 0 when path holds a valid cask label; -errno and ce_errmsg() otherwise. Never writes. */
+int ce_vdev_probe(const char *path, ce_vdev_label *out);
+
 int ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
     const ce_pool_opts *opts, ce_pool **out);
 int ce_pool_import(const char *const *paths, unsigned npaths,

@@ -42,6 +42,28 @@ ce_errmsg(void)
 	return err_get();
 }
 
+int
+ce_vdev_probe(const char *path, ce_vdev_label *out)
+{
+	ce_backend *be;
+	label_phys lb;
+	int nvalid;
+	err_clear();
+	int err = ce_backend_file_open(path, CE_BE_RDONLY | CE_BE_NOLOCK, &be);
+	if (err != 0)
+		return err;
+	err = label_read(be, path, &lb, &nvalid);
+	be->close(be);
+	if (err != 0)
+		return err;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->pool_name, sizeof(out->pool_name), "%s", lb.lb_pool_name);
+	out->pool_guid = lb.lb_pool_guid;
+	out->index = lb.lb_vdev_index;
+	out->nvdevs = lb.lb_nvdevs;
+	return 0;
+}
+
 static int
 pool_name_valid(const char *name)
 {

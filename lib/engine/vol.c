@@ -1031,7 +1031,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	}
 	if (size < v->size && !(flags & CE_RESIZE_SHRINK)) {
 		mgmt_abort(p);
-		return err_set(-EINVAL, "shrinking %s/%s would discard data; pass the shrink flag",
+		return err_set(-EINVAL, "shrinking %s/%s would discard data past the new size (cask vol resize --shrink; CE_RESIZE_SHRINK)",
 		    p->name, name);
 	}
 	/* Lock order: v->lock before pool->lock. */

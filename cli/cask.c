@@ -1,0 +1,81 @@
+/*
+ * cask -- the command line for caskd, a thin program over libcask.
+ *
+ *   cask [--socket PATH] pool|vol COMMAND ...
+ *
+ * Every error is one line on stderr and a non-zero exit status: 1 when
+ * the operation failed (or caskd cannot be reached), 2 for a usage error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: cask [--socket PATH] COMMAND ...\n"
+	    "\n"
+	    "Manage the pools and volumes of a running caskd.\n"
+	    "\n"
+	    "  pool create|list|status|export|import|destroy ...   (cask pool --help)\n"
+	    "  vol  create|list|get|set|resize|rename|destroy ...  (cask vol --help)\n"
+	    "  version                 the versions of cask and of the caskd it reaches\n"
+	    "\n"
+	    "  --socket PATH           caskd's control socket (default: $CASK_SOCKET,\n"
+	    "                          else %s)\n"
+	    "  -h, --help              this help\n"
+	    "\n"
+	    "Exit status: 0 success, 1 the operation failed, 2 usage error.\n", cask_default_socket());
+}
+
+int
+main(int argc, char **argv)
+{
+	int i = 1;
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			cli_socket = argv[i + 1];
+			i += 2;
+			continue;
+		}
+		if (strncmp(argv[i], "--socket=", 9) == 0) {
+			cli_socket = argv[i] + 9;
+			i++;
+			continue;
+		}
+		return usage_error("unknown option '%s'", argv[i]);
+	}
+	if (i == argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[i];
+	if (strcmp(cmd, "pool") == 0)
+		return cmd_pool(argc - i, argv + i);
+	if (strcmp(cmd, "vol") == 0)
+		return cmd_vol(argc - i, argv + i);
+	if (strcmp(cmd, "help") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "version") == 0) {
+		printf("cask 0.1.0\n");
+		cask_client *c = cli_connect();
+		if (c == NULL)
+			return EXIT_FAIL;
+		char v[64];
+		int proto;
+		int rc = cask_hello(c, v, sizeof(v), &proto) ? cli_fail("version") : 0;
+		if (rc == 0)
+			printf("caskd %s (control protocol %d)\n", v, proto);
+		cask_disconnect(c);
+		return rc;
+	}
+	return usage_error("unknown command '%s'", cmd);
+}

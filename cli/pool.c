@@ -1,0 +1,305 @@
+/*
+ * pool.c -- `cask pool ...`: create, list, status, export, import, destroy.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void
+pool_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: cask pool COMMAND ...\n"
+	    "\n"
+	    "  create POOL FILE... [--size SIZE]   make a pool of these files or devices; files\n"
+	    "                                      that do not exist are created sparse, of SIZE\n"
+	    "  list [-H] [-p] [-o FIELD,...] [-j]  list pools (fields: name,size,alloc,free,cap,\n"
+	    "                                      health,vdevs,volumes,txg,guid)\n"
+	    "  status POOL [-j]                    state, space, errors and vdevs of a pool\n"
+	    "  export POOL                         commit and close a pool (it stops being served)\n"
+	    "  import POOL [-d DIR]                find the vdevs of POOL in DIR (default: caskd's\n"
+	    "                                      state directory) and import it\n"
+	    "  import --path FILE... [POOL]        import the pool on exactly these files\n"
+	    "  destroy POOL                        close a pool and wipe its labels (data is lost)\n"
+	    "\n"
+	    "Sizes take K, M, G, T suffixes. -H: no header, tab separated; -p: exact numbers;\n"
+	    "-j: JSON.\n");
+}
+
+static const col pool_cols[] = {
+	{ "name", "NAME", COL_STR }, { "size", "SIZE", COL_SIZE }, { "alloc", "ALLOC", COL_SIZE },
+	{ "free", "FREE", COL_SIZE }, { "cap", "CAP", COL_PCT }, { "health", "HEALTH", COL_STR },
+	{ "vdevs", "VDEVS", COL_NUM }, { "volumes", "VOLUMES", COL_NUM }, { "txg", "TXG", COL_NUM },
+	{ "guid", "GUID", COL_STR },
+};
+
+static char **
+pool_row(const cask_pool_info *p)
+{
+	char **r = xcalloc(ARRAY_SIZE(pool_cols), sizeof(char *));
+	int unavail = strcmp(p->state, "UNAVAIL") == 0;
+	r[0] = xstrdup(p->name);
+	r[1] = unavail ? xstrdup("-") : fmt_u64(p->size);
+	r[2] = unavail ? xstrdup("-") : fmt_u64(p->allocated);
+	r[3] = unavail ? xstrdup("-") : fmt_u64(p->free);
+	r[4] = unavail || p->size == 0 ? xstrdup("-") : fmt_u64(p->allocated * 100 / p->size);
+	r[5] = xstrdup(p->state);
+	r[6] = fmt_u64(p->nvdevs);
+	r[7] = fmt_u64(p->volumes);
+	r[8] = fmt_u64(p->txg);
+	r[9] = xstrdup(p->guid[0] ? p->guid : "-");
+	return r;
+}
+
+static int
+abs_path(const char *in, char *out, size_t n)
+{
+	if (in[0] == '/') {
+		snprintf(out, n, "%s", in);
+		return 0;
+	}
+	char cwd[PATH_MAX];
+	if (getcwd(cwd, sizeof(cwd)) == NULL)
+		return -1;
+	int w = snprintf(out, n, "%s/%s", cwd, in);
+	return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+static int
+pool_create(int argc, char **argv)
+{
+	uint64_t size = 0;
+	const char *ops[70];
+	int nops = 0;
+	/* Options may come before, between or after the operands. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = NULL;
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			pool_usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--size") == 0 || strcmp(a, "-s") == 0) {
+			if (++i == argc)
+				return usage_error("%s needs a value", a);
+			v = argv[i];
+		} else if (strncmp(a, "--size=", 7) == 0) {
+			v = a + 7;
+		} else if (a[0] == '-') {
+			return usage_error("unknown option '%s' for pool create", a);
+		} else {
+			if (nops == 70)
+				return usage_error("too many operands");
+			ops[nops++] = a;
+			continue;
+		}
+		if (util_parse_size(v, &size) != 0 || size == 0)
+			return usage_error("bad size '%s'", v);
+	}
+	if (nops < 2)
+		return usage_error("pool create needs a pool name and at least one file");
+	if (nops - 1 > 64)
+		return usage_error("a pool has at most 64 vdevs");
+	static char paths[64][PATH_MAX];
+	const char *pp[64];
+	for (int i = 1; i < nops; i++) {
+		if (abs_path(ops[i], paths[i - 1], sizeof(paths[0])) != 0)
+			return usage_error("cannot resolve '%s'", ops[i]);
+		pp[i - 1] = paths[i - 1];
+	}
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_pool_create(c, ops[0], pp, (unsigned)(nops - 1), size) ? cli_fail("pool create") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+pool_list(int argc, char **argv, int status)
+{
+	out_opts o = { 0 };
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, status ? "jh" : "Hpjo:h")) != -1) {
+		if (ch == 'h') {
+			pool_usage(stdout);
+			return 0;
+		}
+		if (!parse_out_opt(ch, optarg, &o))
+			return usage_error("bad option for pool %s", status ? "status" : "list");
+	}
+	if (status && optind != argc - 1)
+		return usage_error("pool status needs exactly one pool name");
+	if (!status && optind != argc)
+		return usage_error("pool list takes no operands");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = 0;
+	if (status) {
+		cask_pool_info p;
+		if (cask_pool_status(c, argv[optind], &p) != 0) {
+			rc = cli_fail("pool status");
+		} else if (o.json) {
+			json_object *j = json_object_new_object();
+			json_object_object_add(j, "name", json_object_new_string(p.name));
+			json_object_object_add(j, "state", json_object_new_string(p.state));
+			if (p.error[0])
+				json_object_object_add(j, "error", json_object_new_string(p.error));
+			json_object_object_add(j, "guid", json_object_new_string(p.guid));
+			json_object_object_add(j, "size", json_object_new_uint64(p.size));
+			json_object_object_add(j, "allocated", json_object_new_uint64(p.allocated));
+			json_object_object_add(j, "free", json_object_new_uint64(p.free));
+			json_object_object_add(j, "volumes", json_object_new_uint64(p.volumes));
+			json_object_object_add(j, "checksum_errors", json_object_new_uint64(p.checksum_errors));
+			json_object_object_add(j, "io_errors", json_object_new_uint64(p.io_errors));
+			json_object_object_add(j, "txg", json_object_new_uint64(p.txg));
+			json_object *v = json_object_new_array();
+			for (unsigned i = 0; i < p.nvdevs_paths; i++)
+				json_object_array_add(v, json_object_new_string(p.vdevs[i]));
+			json_object_object_add(j, "vdevs", v);
+			printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+			json_object_put(j);
+			for (unsigned i = 0; i < p.nvdevs_paths; i++)
+				free(p.vdevs[i]);
+			free(p.vdevs);
+		} else {
+			char a[16], b[16], f[16];
+			printf("  pool: %s\n state: %s\n", p.name, p.state);
+			if (p.error[0])
+				printf("status: %s\n", p.error);
+			if (strcmp(p.state, "UNAVAIL") != 0) {
+				printf("  guid: %s\n space: %s size, %s allocated, %s free\n", p.guid,
+				    util_fmt_size(p.size, a, sizeof(a)), util_fmt_size(p.allocated, b, sizeof(b)),
+				    util_fmt_size(p.free, f, sizeof(f)));
+				printf("errors: %" PRIu64 " checksum, %" PRIu64 " io\n   txg: %" PRIu64
+				    "\nvolumes: %u\n", p.checksum_errors, p.io_errors, p.txg, p.volumes);
+			}
+			printf(" vdevs:\n");
+			for (unsigned i = 0; i < p.nvdevs_paths; i++)
+				printf("\t%s\n", p.vdevs[i]);
+			for (unsigned i = 0; i < p.nvdevs_paths; i++)
+				free(p.vdevs[i]);
+			free(p.vdevs);
+		}
+	} else {
+		cask_pool_info *list;
+		size_t n;
+		if (cask_pool_list(c, &list, &n) != 0) {
+			rc = cli_fail("pool list");
+		} else {
+			table t = { pool_cols, (int)ARRAY_SIZE(pool_cols), NULL, 0 };
+			for (size_t i = 0; i < n; i++)
+				table_add(&t, pool_row(&list[i]));
+			rc = table_print(&t, &o, "name,size,alloc,free,cap,health");
+			table_free(&t);
+			cask_pool_info_free(list, n);
+		}
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+pool_import(int argc, char **argv)
+{
+	const char *dir = NULL;
+	int use_paths = 0;
+	static const struct option lo[] = { { "dir", 1, NULL, 'd' }, { "path", 0, NULL, 'P' },
+		{ "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+	int ch;
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "d:h", lo, NULL)) != -1) {
+		if (ch == 'd')
+			dir = optarg;
+		else if (ch == 'P')
+			use_paths = 1;
+		else if (ch == 'h') {
+			pool_usage(stdout);
+			return 0;
+		} else
+			return usage_error("bad option for pool import");
+	}
+	static char paths[64][PATH_MAX];
+	const char *pp[64];
+	unsigned n = 0;
+	const char *name = NULL;
+	char dbuf[PATH_MAX];
+	if (use_paths) {
+		for (int i = optind; i < argc && n < 64; i++) {
+			if (abs_path(argv[i], paths[n], sizeof(paths[0])) != 0)
+				return usage_error("cannot resolve '%s'", argv[i]);
+			pp[n] = paths[n];
+			n++;
+		}
+		if (n == 0)
+			return usage_error("pool import --path needs at least one file");
+	} else {
+		if (optind != argc - 1)
+			return usage_error("pool import needs exactly one pool name");
+		name = argv[optind];
+		if (dir != NULL) {
+			if (abs_path(dir, dbuf, sizeof(dbuf)) != 0)
+				return usage_error("cannot resolve '%s'", dir);
+			dir = dbuf;
+		}
+	}
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	char got[64];
+	int rc = cask_pool_import(c, name, use_paths ? pp : NULL, n, dir, got, sizeof(got));
+	if (rc == 0 && use_paths)
+		printf("%s\n", got);
+	rc = rc ? cli_fail("pool import") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+pool_simple(int argc, char **argv, const char *what, int (*fn)(cask_client *, const char *))
+{
+	if (argc == 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+		pool_usage(stdout);
+		return 0;
+	}
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("pool %s needs exactly one pool name", what);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = fn(c, argv[1]) ? cli_fail(what) : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+int
+cmd_pool(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+		pool_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	const char *sub = argv[1];
+	if (strcmp(sub, "create") == 0)
+		return pool_create(argc - 1, argv + 1);
+	if (strcmp(sub, "list") == 0)
+		return pool_list(argc - 1, argv + 1, 0);
+	if (strcmp(sub, "status") == 0)
+		return pool_list(argc - 1, argv + 1, 1);
+	if (strcmp(sub, "import") == 0)
+		return pool_import(argc - 1, argv + 1);
+	if (strcmp(sub, "export") == 0)
+		return pool_simple(argc - 1, argv + 1, "export", cask_pool_export);
+	if (strcmp(sub, "destroy") == 0)
+		return pool_simple(argc - 1, argv + 1, "destroy", cask_pool_destroy);
+	return usage_error("unknown pool command '%s'", sub);
+}

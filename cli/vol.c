@@ -1,0 +1,303 @@
+/*
+ * vol.c -- `cask vol ...`: create, list, get, set, resize, rename, destroy.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+vol_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: cask vol COMMAND ...\n"
+	    "\n"
+	    "  create POOL/VOL --size SIZE [-o PROP=VALUE]...   a thin volume; PROP is\n"
+	    "                                      volblocksize (4K-128K, default 4K),\n"
+	    "                                      compression (off|lz4|zstd, default lz4) or\n"
+	    "                                      checksum (xxh128|sha256, default xxh128)\n"
+	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
+	    "                                      volblocksize,compression,checksum,creation,guid)\n"
+	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
+	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes)\n"
+	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
+	    "                                      needs --shrink\n"
+	    "  rename POOL/VOL POOL/NEW            rename within the pool\n"
+	    "  destroy POOL/VOL                    destroy a volume and free its space\n"
+	    "\n"
+	    "Volumes are served over NBD under their name, POOL/VOL.\n");
+}
+
+static const col vol_cols[] = {
+	{ "name", "NAME", COL_STR }, { "size", "SIZE", COL_SIZE }, { "used", "USED", COL_SIZE },
+	{ "logical", "LUSED", COL_SIZE }, { "volblocksize", "VOLBLOCK", COL_SIZE },
+	{ "compression", "COMPRESS", COL_STR }, { "checksum", "CHECKSUM", COL_STR },
+	{ "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
+};
+
+static char **
+vol_row(const cask_vol_info *v)
+{
+	char **r = xcalloc(ARRAY_SIZE(vol_cols), sizeof(char *));
+	r[0] = xstrdup(v->name);
+	r[1] = fmt_u64(v->size);
+	r[2] = fmt_u64(v->used);
+	r[3] = fmt_u64(v->logical);
+	r[4] = fmt_u64(v->volblocksize);
+	r[5] = xstrdup(v->compression);
+	r[6] = xstrdup(v->checksum);
+	r[7] = fmt_u64(v->creation);
+	r[8] = xstrdup(v->guid);
+	return r;
+}
+
+static int
+is_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0)
+			return 1;
+	return 0;
+}
+
+static int
+vol_create(int argc, char **argv)
+{
+	uint64_t size = 0;
+	const char *name = NULL;
+	cask_vol_props pr = { 0, NULL, NULL };
+	static char bsbuf[32];
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--size") == 0 || strcmp(a, "-s") == 0 || strncmp(a, "--size=", 7) == 0) {
+			const char *v = a[2] == 's' && a[6] == '=' ? a + 7 : (++i < argc ? argv[i] : NULL);
+			if (v == NULL || util_parse_size(v, &size) != 0 || size == 0)
+				return usage_error("bad or missing size for %s", a);
+		} else if (strcmp(a, "-o") == 0) {
+			if (++i == argc)
+				return usage_error("-o needs PROP=VALUE");
+			char *eq = strchr(argv[i], '=');
+			if (eq == NULL)
+				return usage_error("-o needs PROP=VALUE, got '%s'", argv[i]);
+			*eq = '\0';
+			const char *prop = argv[i], *val = eq + 1;
+			if (strcmp(prop, "volblocksize") == 0) {
+				uint64_t bs;
+				if (util_parse_size(val, &bs) != 0 || bs == 0 || bs > UINT32_MAX)
+					return usage_error("bad volblocksize '%s'", val);
+				pr.volblocksize = (uint32_t)bs;
+				snprintf(bsbuf, sizeof(bsbuf), "%s", val);
+			} else if (strcmp(prop, "compression") == 0 || strcmp(prop, "compress") == 0) {
+				pr.compression = val;
+			} else if (strcmp(prop, "checksum") == 0) {
+				pr.checksum = val;
+			} else {
+				return usage_error("unknown property '%s' (volblocksize, compression, checksum)", prop);
+			}
+		} else if (a[0] == '-') {
+			return usage_error("unknown option '%s' for vol create", a);
+		} else if (name == NULL) {
+			name = a;
+		} else {
+			return usage_error("vol create takes one volume name");
+		}
+	}
+	if (name == NULL)
+		return usage_error("vol create needs POOL/VOL");
+	if (size == 0)
+		return usage_error("vol create needs --size SIZE");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_list(int argc, char **argv)
+{
+	out_opts o = { 0 };
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, "Hpjo:")) != -1)
+		if (!parse_out_opt(ch, optarg, &o))
+			return usage_error("bad option for vol list");
+	if (argc - optind > 1)
+		return usage_error("vol list takes at most one pool name");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_vol_info *list;
+	size_t n;
+	int rc;
+	if (cask_vol_list(c, optind < argc ? argv[optind] : NULL, &list, &n) != 0) {
+		rc = cli_fail("vol list");
+	} else {
+		table t = { vol_cols, (int)ARRAY_SIZE(vol_cols), NULL, 0 };
+		for (size_t i = 0; i < n; i++)
+			table_add(&t, vol_row(&list[i]));
+		rc = table_print(&t, &o, "name,size,used,volblocksize,compression");
+		table_free(&t);
+		free(list);
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_get(int argc, char **argv)
+{
+	static const col get_cols[] = { { "name", "NAME", COL_STR }, { "property", "PROPERTY", COL_STR },
+		{ "value", "VALUE", COL_STR } };
+	out_opts o = { 0 };
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, "Hpjo:")) != -1)
+		if (!parse_out_opt(ch, optarg, &o))
+			return usage_error("bad option for vol get");
+	if (argc - optind != 2)
+		return usage_error("vol get needs PROP|all and POOL/VOL");
+	const char *prop = argv[optind], *name = argv[optind + 1];
+	int all = strcmp(prop, "all") == 0;
+	int known = all;
+	for (size_t i = 1; i < ARRAY_SIZE(vol_cols); i++)
+		known |= strcmp(vol_cols[i].name, prop) == 0;
+	if (!known)
+		return usage_error("unknown property '%s'", prop);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_vol_info v;
+	int rc = 0;
+	if (cask_vol_get(c, name, &v) != 0) {
+		rc = cli_fail("vol get");
+	} else {
+		char **row = vol_row(&v);
+		table t = { get_cols, 3, NULL, 0 };
+		char buf[32];
+		for (size_t i = 1; i < ARRAY_SIZE(vol_cols); i++) {
+			if (!all && strcmp(vol_cols[i].name, prop) != 0)
+				continue;
+			char **r = xcalloc(3, sizeof(char *));
+			r[0] = xstrdup(v.name);
+			r[1] = xstrdup(vol_cols[i].name);
+			/* the value column is a string: format sizes here unless -p or -j */
+			if (vol_cols[i].kind == COL_SIZE && !o.parsable && !o.json)
+				r[2] = xstrdup(util_fmt_size(strtoull(row[i], NULL, 10), buf, sizeof(buf)));
+			else
+				r[2] = xstrdup(row[i]);
+			table_add(&t, r);
+		}
+		for (size_t i = 0; i < ARRAY_SIZE(vol_cols); i++)
+			free(row[i]);
+		free(row);
+		rc = table_print(&t, &o, "name,property,value");
+		table_free(&t);
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_set(int argc, char **argv)
+{
+	if (argc != 3)
+		return usage_error("vol set needs PROP=VALUE and POOL/VOL");
+	char *eq = strchr(argv[1], '=');
+	if (eq == NULL || eq == argv[1])
+		return usage_error("vol set needs PROP=VALUE, got '%s'", argv[1]);
+	*eq = '\0';
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_set(c, argv[2], argv[1], eq + 1) ? cli_fail("vol set") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_resize(int argc, char **argv)
+{
+	int shrink = 0;
+	const char *ops[2];
+	int nops = 0;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--shrink") == 0)
+			shrink = 1;
+		else if (argv[i][0] == '-')
+			return usage_error("unknown option '%s' for vol resize", argv[i]);
+		else if (nops < 2)
+			ops[nops++] = argv[i];
+		else
+			return usage_error("vol resize needs POOL/VOL and SIZE");
+	}
+	uint64_t size;
+	if (nops != 2)
+		return usage_error("vol resize needs POOL/VOL and SIZE");
+	if (util_parse_size(ops[1], &size) != 0 || size == 0)
+		return usage_error("bad size '%s'", ops[1]);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_resize(c, ops[0], size, shrink) ? cli_fail("vol resize") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_rename(int argc, char **argv)
+{
+	if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-')
+		return usage_error("vol rename needs POOL/VOL and POOL/NEW");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_rename(c, argv[1], argv[2]) ? cli_fail("vol rename") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_destroy(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("vol destroy needs POOL/VOL");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_destroy(c, argv[1]) ? cli_fail("vol destroy") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+int
+cmd_vol(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "help") == 0 || is_help(argc, argv)) {
+		vol_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	const char *sub = argv[1];
+	argc--;
+	argv++;
+	if (strcmp(sub, "create") == 0)
+		return vol_create(argc, argv);
+	if (strcmp(sub, "list") == 0)
+		return vol_list(argc, argv);
+	if (strcmp(sub, "get") == 0)
+		return vol_get(argc, argv);
+	if (strcmp(sub, "set") == 0)
+		return vol_set(argc, argv);
+	if (strcmp(sub, "resize") == 0)
+		return vol_resize(argc, argv);
+	if (strcmp(sub, "rename") == 0)
+		return vol_rename(argc, argv);
+	if (strcmp(sub, "destroy") == 0)
+		return vol_destroy(argc, argv);
+	return usage_error("unknown vol command '%s'", sub);
+}

@@ -1,0 +1,889 @@
+/*
+ * ctl.c -- the control socket (docs/control-protocol.md).
+ *
+ * Owns the unix socket that libcask clients talk to, one thread per client
+ * connection, frame parsing, access control (SO_PEERCRED) and the table
+ * of operations, each a thin layer over the registry and the engine.
+ *
+ * Invariants:
+ *   1. Only root and caskd's own user are served; the socket is 0600 in a
+ *      0700 directory as a first line, SO_PEERCRED as the second.
+ *   2. A malformed frame gets an error response and closes that
+ *      connection only; a request that fails gets an error response
+ *      (errno, stable code, message) and the connection goes on.
+ *   3. Every response carries the request's id.
+ */
+#include "ctl.h"
+#include "log.h"
+#include "registry.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CTL_MAGIC 0x4b534143u
+#define CTL_VERSION 1
+#define CTL_REQ 1
+#define CTL_RESP 2
+#define CTL_MAX (1u << 20)
+
+static int lfd = -1;
+static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static pthread_t accept_tid;
+static atomic_int stopping;
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t clients_cv = PTHREAD_COND_INITIALIZER;
+static int nclients;
+static int client_fds[256];
+static const char *version_string = "0.1.0";
+
+/* ---- errors ---- */
+
+typedef struct reqerr {
+	int err;          /* negative errno */
+	const char *code; /* stable code */
+} reqerr;
+
+static int
+fail(reqerr *e, int err, const char *code)
+{
+	e->err = err;
+	e->code = code;
+	return err;
+}
+
+/* The stable code for an engine error, in the context of a pool or a volume. */
+static const char *
+code_for(int err, int vol)
+{
+	switch (-err) {
+	case ENOENT: return vol ? "VOLUME_NOT_FOUND" : "POOL_NOT_FOUND";
+	case EEXIST: return vol ? "VOLUME_EXISTS" : "POOL_EXISTS";
+	case EBUSY: return "BUSY";
+	case ENOSPC: return "NO_SPACE";
+	case EIO: return "IO_ERROR";
+	case ENXIO: return "POOL_UNAVAILABLE";
+	case EINVAL: case EFBIG: case ERANGE: return "INVALID_ARGUMENT";
+	case EROFS: case EACCES: case EPERM: return "PERMISSION_DENIED";
+	default: return "INTERNAL";
+	}
+}
+
+/* ---- argument helpers ---- */
+
+static const char *
+arg_str(json_object *args, const char *key, int required, reqerr *e)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			fail(e, err_set(-EINVAL, "argument '%s' is required", key), "BAD_REQUEST");
+		return NULL;
+	}
+	if (!json_object_is_type(v, json_type_string)) {
+		fail(e, err_set(-EINVAL, "argument '%s' must be a string", key), "BAD_REQUEST");
+		return NULL;
+	}
+	return json_object_get_string(v);
+}
+
+static int
+arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr *e)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
+		if (required)
+			return fail(e, err_set(-EINVAL, "argument '%s' is required", key), "BAD_REQUEST");
+		*out = 0;
+		return 0;
+	}
+	if (!json_object_is_type(v, json_type_int))
+		return fail(e, err_set(-EINVAL, "argument '%s' must be an integer", key), "BAD_REQUEST");
+	errno = 0;
+	int64_t i = json_object_get_int64(v);
+	uint64_t u = json_object_get_uint64(v);
+	if (i < 0 && u == 0)
+		return fail(e, err_set(-EINVAL, "argument '%s' must not be negative", key), "INVALID_ARGUMENT");
+	*out = u;
+	return 0;
+}
+
+/* A "POOL/VOL" name split into its parts. */
+static int
+split_name(const char *full, char *pool, size_t plen, const char **vol, reqerr *e)
+{
+	const char *slash = strchr(full, '/');
+	if (slash == NULL || slash == full || slash[1] == '\0' || (size_t)(slash - full) >= plen ||
+	    strchr(slash + 1, '/') != NULL)
+		return fail(e, err_set(-EINVAL, "'%s' is not a volume name of the form POOL/VOLUME", full),
+		    "INVALID_ARGUMENT");
+	snprintf(pool, plen, "%.*s", (int)(slash - full), full);
+	*vol = slash + 1;
+	return 0;
+}
+
+static json_object *
+hex_guid(uint64_t g)
+{
+	char b[20];
+	snprintf(b, sizeof(b), "%016" PRIx64, g);
+	return json_object_new_string(b);
+}
+
+/* ---- pool operations ---- */
+
+static json_object *
+pool_json(const char *name, ce_pool *p)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(name));
+	if (p == NULL) {
+		json_object_object_add(o, "state", json_object_new_string("UNAVAIL"));
+		json_object_object_add(o, "error", json_object_new_string("its vdevs did not import"));
+		return o;
+	}
+	ce_pool_stat st;
+	ce_pool_stat_get(p, &st);
+	json_object_object_add(o, "guid", hex_guid(st.guid));
+	json_object_object_add(o, "state", json_object_new_string(st.suspended ? "SUSPENDED" : "ONLINE"));
+	if (st.suspended)
+		json_object_object_add(o, "error", json_object_new_string(strerror(-st.suspended)));
+	json_object_object_add(o, "size", json_object_new_uint64(st.size));
+	json_object_object_add(o, "allocated", json_object_new_uint64(st.allocated));
+	json_object_object_add(o, "free", json_object_new_uint64(st.free));
+	json_object_object_add(o, "nvdevs", json_object_new_int((int)st.nvdevs));
+	json_object_object_add(o, "volumes", json_object_new_int((int)st.nvols));
+	json_object_object_add(o, "checksum_errors", json_object_new_uint64(st.cksum_errors));
+	json_object_object_add(o, "io_errors", json_object_new_uint64(st.io_errors));
+	json_object_object_add(o, "txg", json_object_new_uint64(st.synced_txg));
+	return o;
+}
+
+typedef struct pj {
+	const char *name;
+	json_object *out;
+} pj;
+
+static int
+pool_json_cb(ce_pool *p, void *arg)
+{
+	pj *x = arg;
+	x->out = pool_json(x->name, p);
+	return 0;
+}
+
+static int
+paths_arg(json_object *args, const char **paths, unsigned *n, reqerr *e)
+{
+	json_object *arr;
+	if (!json_object_object_get_ex(args, "paths", &arr) || !json_object_is_type(arr, json_type_array))
+		return fail(e, err_set(-EINVAL, "argument 'paths' (an array of file names) is required"),
+		    "BAD_REQUEST");
+	size_t len = json_object_array_length(arr);
+	if (len == 0 || len > CE_MAX_VDEVS_API)
+		return fail(e, err_set(-EINVAL, "a pool needs 1 to %d vdev files", CE_MAX_VDEVS_API),
+		    "INVALID_ARGUMENT");
+	for (size_t i = 0; i < len; i++) {
+		json_object *s = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(s, json_type_string))
+			return fail(e, err_set(-EINVAL, "'paths' must hold strings"), "BAD_REQUEST");
+		paths[i] = json_object_get_string(s);
+		if (paths[i][0] != '/')
+			return fail(e, err_set(-EINVAL, "vdev path '%s' must be absolute", paths[i]),
+			    "INVALID_ARGUMENT");
+	}
+	*n = (unsigned)len;
+	return 0;
+}
+
+static int
+op_pool_create(json_object *args, json_object *res, reqerr *e)
+{
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	const char *paths[CE_MAX_VDEVS_API];
+	unsigned n;
+	uint64_t size;
+	if (paths_arg(args, paths, &n, e) != 0 || arg_u64(args, "size", 0, &size, e) != 0)
+		return e->err;
+	int err = reg_pool_create(name, paths, n, size);
+	if (err != 0)
+		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : code_for(err, 0));
+	json_object_object_add(res, "name", json_object_new_string(name));
+	return 0;
+}
+
+static int
+op_pool_import(json_object *args, json_object *res, reqerr *e)
+{
+	const char *want = arg_str(args, "name", 0, e);
+	const char *dir = arg_str(args, "dir", 0, e);
+	const char *paths[CE_MAX_VDEVS_API];
+	char *found[CE_MAX_VDEVS_API];
+	unsigned n = 0, nfound = 0;
+	int err;
+	if (e->err)
+		return e->err;
+	if (dir != NULL) {
+		if (want == NULL)
+			return fail(e, err_set(-EINVAL, "importing from a directory needs the pool name"), "BAD_REQUEST");
+		DIR *d = opendir(dir);
+		if (d == NULL)
+			return fail(e, err_set(-errno, "%s: %s", dir, strerror(errno)), "INVALID_ARGUMENT");
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL && nfound < CE_MAX_VDEVS_API) {
+			char path[PATH_MAX];
+			struct stat st;
+			ce_vdev_label lb;
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+			if (stat(path, &st) != 0 || (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)))
+				continue;
+			if (ce_vdev_probe(path, &lb) == 0 && strcmp(lb.pool_name, want) == 0)
+				found[nfound++] = xstrdup(path);
+		}
+		closedir(d);
+		if (nfound == 0)
+			return fail(e, err_set(-ENOENT, "no vdev of pool %s in %s", want, dir), "POOL_NOT_FOUND");
+		for (unsigned i = 0; i < nfound; i++)
+			paths[i] = found[i];
+		n = nfound;
+	} else if (paths_arg(args, paths, &n, e) != 0) {
+		return e->err;
+	}
+	char name[64];
+	err = reg_pool_import(paths, n, name, sizeof(name));
+	for (unsigned i = 0; i < nfound; i++)
+		free(found[i]);
+	if (err == 0 && want != NULL && strcmp(want, name) != 0) {
+		reg_pool_export(name);
+		return fail(e, err_set(-EINVAL, "those vdevs hold pool %s, not %s", name, want), "BAD_VDEV");
+	}
+	if (err != 0)
+		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : (err == -EINVAL || err == -EIO) ? "BAD_VDEV"
+												    : code_for(err, 0));
+	json_object_object_add(res, "name", json_object_new_string(name));
+	return 0;
+}
+
+static int
+op_pool_export(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	int err = reg_pool_export(name);
+	return err ? fail(e, err, code_for(err, 0)) : 0;
+}
+
+static int
+op_pool_destroy(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	int err = reg_pool_destroy(name);
+	return err ? fail(e, err, code_for(err, 0)) : 0;
+}
+
+static int
+op_pool_list(json_object *args, json_object *res, reqerr *e)
+{
+	(void)args;
+	(void)e;
+	char **names;
+	size_t n;
+	reg_pool_names(&names, &n);
+	json_object *arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++) {
+		pj x = { names[i], NULL };
+		if (reg_with_pool(names[i], pool_json_cb, &x) != 0)
+			x.out = pool_json(names[i], NULL);
+		json_object_array_add(arr, x.out);
+		free(names[i]);
+	}
+	free(names);
+	json_object_object_add(res, "pools", arr);
+	return 0;
+}
+
+static int
+op_pool_status(json_object *args, json_object *res, reqerr *e)
+{
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	char **paths;
+	unsigned n;
+	int err = reg_pool_paths(name, &paths, &n);
+	if (err != 0)
+		return fail(e, err, code_for(err, 0));
+	pj x = { name, NULL };
+	if (reg_with_pool(name, pool_json_cb, &x) != 0)
+		x.out = pool_json(name, NULL);
+	json_object *arr = json_object_new_array();
+	for (unsigned i = 0; i < n; i++) {
+		json_object_array_add(arr, json_object_new_string(paths[i]));
+		free(paths[i]);
+	}
+	free(paths);
+	json_object_object_add(x.out, "vdevs", arr);
+	json_object_object_foreach(x.out, k, v) json_object_object_add(res, k, json_object_get(v));
+	json_object_put(x.out);
+	return 0;
+}
+
+/* ---- volume operations ---- */
+
+typedef struct vctx {
+	const char *pool;
+	const char *vol;
+	json_object *args;
+	json_object *res;
+	reqerr *e;
+} vctx;
+
+static json_object *
+vol_json(const char *pool, const ce_vol_info *vi)
+{
+	char full[400];
+	snprintf(full, sizeof(full), "%s/%s", pool, vi->name);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(full));
+	json_object_object_add(o, "guid", hex_guid(vi->guid));
+	json_object_object_add(o, "size", json_object_new_uint64(vi->size));
+	json_object_object_add(o, "volblocksize", json_object_new_int((int)vi->volblocksize));
+	json_object_object_add(o, "compression", json_object_new_string(ce_compress_name(vi->compress)));
+	json_object_object_add(o, "checksum", json_object_new_string(ce_checksum_name(vi->checksum)));
+	json_object_object_add(o, "used", json_object_new_uint64(vi->used));
+	json_object_object_add(o, "logical", json_object_new_uint64(vi->logical));
+	json_object_object_add(o, "create_txg", json_object_new_uint64(vi->create_txg));
+	json_object_object_add(o, "creation", json_object_new_uint64(vi->ctime));
+	return o;
+}
+
+static int
+vol_create_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	uint64_t size;
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	if (arg_u64(x->args, "size", 1, &size, x->e) != 0)
+		return x->e->err;
+	json_object *props;
+	if (json_object_object_get_ex(x->args, "props", &props) && !json_object_is_type(props, json_type_null)) {
+		if (!json_object_is_type(props, json_type_object))
+			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), "BAD_REQUEST");
+		json_object_object_foreach(props, k, v) {
+			const char *s = json_object_get_string(v);
+			if (strcmp(k, "volblocksize") == 0) {
+				uint64_t bs;
+				if (util_parse_size(s, &bs) != 0 || bs > UINT32_MAX)
+					return fail(x->e, err_set(-EINVAL, "bad volblocksize '%s'", s), "INVALID_ARGUMENT");
+				pr.volblocksize = (uint32_t)bs;
+			} else if (strcmp(k, "compression") == 0 || strcmp(k, "compress") == 0) {
+				if (strcmp(s, "off") == 0)
+					pr.compress = CE_COMPRESS_OFF;
+				else if (strcmp(s, "lz4") == 0 || strcmp(s, "on") == 0)
+					pr.compress = CE_COMPRESS_LZ4;
+				else if (strcmp(s, "zstd") == 0)
+					pr.compress = CE_COMPRESS_ZSTD;
+				else
+					return fail(x->e, err_set(-EINVAL, "bad compression '%s' (off, lz4, zstd)", s),
+					    "INVALID_ARGUMENT");
+			} else if (strcmp(k, "checksum") == 0) {
+				if (strcmp(s, "xxh128") == 0 || strcmp(s, "on") == 0)
+					pr.checksum = CE_CHECKSUM_XXH128;
+				else if (strcmp(s, "sha256") == 0)
+					pr.checksum = CE_CHECKSUM_SHA256;
+				else
+					return fail(x->e, err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s),
+					    "INVALID_ARGUMENT");
+			} else {
+				return fail(x->e, err_set(-EINVAL, "unknown property '%s' (volblocksize, "
+				    "compression, checksum)", k), "INVALID_ARGUMENT");
+			}
+		}
+	}
+	int err = ce_vol_create(p, x->vol, size, &pr);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int
+vol_destroy_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	int err = ce_vol_destroy(p, x->vol);
+	if (err == -EBUSY)
+		err_set(err, "volume %s/%s is in use (connected NBD clients)", x->pool, x->vol);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int
+vol_resize_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	uint64_t size;
+	json_object *sh;
+	int shrink = json_object_object_get_ex(x->args, "shrink", &sh) && json_object_get_boolean(sh);
+	if (arg_u64(x->args, "size", 1, &size, x->e) != 0)
+		return x->e->err;
+	int err = ce_vol_resize(p, x->vol, size, shrink ? CE_RESIZE_SHRINK : 0);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int
+vol_rename_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *nn = arg_str(x->args, "new_name", 1, x->e);
+	if (nn == NULL)
+		return x->e->err;
+	char npool[64];
+	const char *nvol;
+	if (split_name(nn, npool, sizeof(npool), &nvol, x->e) != 0)
+		return x->e->err;
+	if (strcmp(npool, x->pool) != 0)
+		return fail(x->e, err_set(-EINVAL, "a volume cannot move to another pool (%s -> %s)", x->pool, npool),
+		    "INVALID_ARGUMENT");
+	int err = ce_vol_rename(p, x->vol, nvol);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int
+vol_get_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	ce_vol_info vi;
+	int err = ce_vol_info_get(p, x->vol, &vi);
+	if (err != 0)
+		return fail(x->e, err, code_for(err, 1));
+	json_object *o = vol_json(x->pool, &vi);
+	json_object_object_foreach(o, k, v) json_object_object_add(x->res, k, json_object_get(v));
+	json_object_put(o);
+	return 0;
+}
+
+static int
+vol_set_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *prop = arg_str(x->args, "prop", 1, x->e);
+	const char *value = prop ? arg_str(x->args, "value", 1, x->e) : NULL;
+	if (value == NULL)
+		return x->e->err;
+	int err = ce_vol_set(p, x->vol, prop, value);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int
+with_vol(json_object *args, json_object *res, reqerr *e, int (*cb)(ce_pool *, void *))
+{
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	char pool[64];
+	vctx x = { pool, NULL, args, res, e };
+	if (split_name(name, pool, sizeof(pool), &x.vol, e) != 0)
+		return e->err;
+	int err = reg_with_pool(pool, cb, &x);
+	if (err != 0 && e->err == 0)
+		return fail(e, err, code_for(err, 0)); /* the pool itself */
+	return err;
+}
+
+static int op_vol_create(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_create_cb); }
+static int op_vol_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
+static int op_vol_resize(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_resize_cb); }
+static int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rename_cb); }
+static int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }
+static int op_vol_set(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_set_cb); }
+
+typedef struct vl {
+	const char *pool;
+	json_object *arr;
+} vl;
+
+static int
+vol_list_cb(ce_pool *p, void *arg)
+{
+	vl *x = arg;
+	ce_vol_info *vi;
+	size_t n;
+	int err = ce_vol_list(p, &vi, &n);
+	if (err != 0)
+		return err;
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(x->arr, vol_json(x->pool, &vi[i]));
+	free(vi);
+	return 0;
+}
+
+static int
+op_vol_list(json_object *args, json_object *res, reqerr *e)
+{
+	const char *only = arg_str(args, "pool", 0, e);
+	if (e->err)
+		return e->err;
+	json_object *arr = json_object_new_array();
+	char **names;
+	size_t n;
+	reg_pool_names(&names, &n);
+	int found = only == NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (only == NULL || strcmp(only, names[i]) == 0) {
+			vl x = { names[i], arr };
+			found = 1;
+			reg_with_pool(names[i], vol_list_cb, &x); /* an unavailable pool lists nothing */
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (!found) {
+		json_object_put(arr);
+		return fail(e, err_set(-ENOENT, "pool %s does not exist", only), "POOL_NOT_FOUND");
+	}
+	json_object_object_add(res, "volumes", arr);
+	return 0;
+}
+
+static int
+op_hello(json_object *args, json_object *res, reqerr *e)
+{
+	(void)args;
+	(void)e;
+	json_object_object_add(res, "server", json_object_new_string("caskd"));
+	json_object_object_add(res, "version", json_object_new_string(version_string));
+	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
+	json_object *f = json_object_new_array();
+	static const char *features[] = { "pools", "volumes", "nbd" };
+	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
+		json_object_array_add(f, json_object_new_string(features[i]));
+	json_object_object_add(res, "features", f);
+	return 0;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(json_object *args, json_object *res, reqerr *e);
+} ops[] = {
+	{ "hello", op_hello },
+	{ "pool.create", op_pool_create },
+	{ "pool.import", op_pool_import },
+	{ "pool.export", op_pool_export },
+	{ "pool.destroy", op_pool_destroy },
+	{ "pool.list", op_pool_list },
+	{ "pool.status", op_pool_status },
+	{ "vol.create", op_vol_create },
+	{ "vol.destroy", op_vol_destroy },
+	{ "vol.resize", op_vol_resize },
+	{ "vol.rename", op_vol_rename },
+	{ "vol.list", op_vol_list },
+	{ "vol.get", op_vol_get },
+	{ "vol.set", op_vol_set },
+};
+
+/* ---- framing ---- */
+
+static int
+read_full(int fd, void *buf, size_t n)
+{
+	uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int
+send_frame(int fd, uint32_t id, json_object *payload)
+{
+	size_t len;
+	const char *s = json_object_to_json_string_length(payload, JSON_C_TO_STRING_PLAIN, &len);
+	uint8_t h[16];
+	uint32_t magic = CTL_MAGIC, l = (uint32_t)len;
+	uint16_t ver = CTL_VERSION, kind = CTL_RESP;
+	memcpy(h, &magic, 4);
+	memcpy(h + 4, &ver, 2);
+	memcpy(h + 6, &kind, 2);
+	memcpy(h + 8, &id, 4);
+	memcpy(h + 12, &l, 4);
+	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
+	struct msghdr m = { 0 };
+	m.msg_iov = iov;
+	m.msg_iovlen = 2;
+	size_t total = 16 + len, sent = 0;
+	while (sent < total) {
+		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		sent += (size_t)w;
+		while (m.msg_iovlen > 0 && (size_t)w >= m.msg_iov[0].iov_len) {
+			w -= (ssize_t)m.msg_iov[0].iov_len;
+			m.msg_iov++;
+			m.msg_iovlen--;
+		}
+		if (m.msg_iovlen > 0) {
+			m.msg_iov[0].iov_base = (uint8_t *)m.msg_iov[0].iov_base + w;
+			m.msg_iov[0].iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int
+send_error(int fd, uint32_t id, int err, const char *code, const char *msg)
+{
+	json_object *r = json_object_new_object();
+	json_object *e = json_object_new_object();
+	json_object_object_add(e, "errno", json_object_new_int(-err));
+	json_object_object_add(e, "code", json_object_new_string(code));
+	json_object_object_add(e, "message", json_object_new_string(msg && *msg ? msg : strerror(-err)));
+	json_object_object_add(r, "ok", json_object_new_boolean(0));
+	json_object_object_add(r, "error", e);
+	int rc = send_frame(fd, id, r);
+	json_object_put(r);
+	return rc;
+}
+
+/* One request; 0 to go on, -1 to close. */
+static int
+serve_one(int fd, uid_t uid)
+{
+	uint8_t h[16];
+	if (read_full(fd, h, 16) != 0)
+		return -1;
+	uint32_t magic, id, len;
+	uint16_t ver, kind;
+	memcpy(&magic, h, 4);
+	memcpy(&ver, h + 4, 2);
+	memcpy(&kind, h + 6, 2);
+	memcpy(&id, h + 8, 4);
+	memcpy(&len, h + 12, 4);
+	if (magic != CTL_MAGIC || kind != CTL_REQ || len > CTL_MAX) {
+		send_error(fd, magic == CTL_MAGIC ? id : 0, -EINVAL, "BAD_REQUEST",
+		    magic != CTL_MAGIC ? "bad frame magic" : kind != CTL_REQ ? "not a request frame"
+									   : "frame larger than 1 MiB");
+		return -1;
+	}
+	if (ver != CTL_VERSION) {
+		send_error(fd, id, -EPROTO, "UNSUPPORTED_VERSION", "this caskd speaks control protocol version 1");
+		return -1;
+	}
+	char *buf = xmalloc(len + 1);
+	if (read_full(fd, buf, len) != 0) {
+		free(buf);
+		return -1;
+	}
+	buf[len] = '\0';
+	json_tokener *tok = json_tokener_new();
+	json_object *req = json_tokener_parse_ex(tok, buf, (int)len);
+	int parsed = req != NULL && json_tokener_get_error(tok) == json_tokener_success &&
+	    (size_t)json_tokener_get_parse_end(tok) == len;
+	json_tokener_free(tok);
+	free(buf);
+	json_object *opv, *args = NULL;
+	if (!parsed || !json_object_is_type(req, json_type_object) ||
+	    !json_object_object_get_ex(req, "op", &opv) || !json_object_is_type(opv, json_type_string)) {
+		json_object_put(req);
+		send_error(fd, id, -EINVAL, "BAD_REQUEST", "payload is not a JSON object with a string 'op'");
+		return -1;
+	}
+	if (!json_object_object_get_ex(req, "args", &args) || json_object_is_type(args, json_type_null))
+		args = NULL;
+	if (args != NULL && !json_object_is_type(args, json_type_object)) {
+		json_object_put(req);
+		return send_error(fd, id, -EINVAL, "BAD_REQUEST", "'args' must be an object");
+	}
+	json_object *empty = json_object_new_object();
+	const char *op = json_object_get_string(opv);
+	int rc = -1;
+	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
+		if (strcmp(ops[i].name, op) != 0)
+			continue;
+		json_object *res = json_object_new_object();
+		reqerr e = { 0, NULL };
+		err_clear();
+		int err = ops[i].fn(args ? args : empty, res, &e);
+		if (err != 0) {
+			log_info("ctl uid %u: %s failed: %s", (unsigned)uid, op, err_get());
+			rc = send_error(fd, id, err, e.code ? e.code : code_for(err, 0), err_get());
+		} else {
+			log_debug("ctl uid %u: %s", (unsigned)uid, op);
+			json_object *r = json_object_new_object();
+			json_object_object_add(r, "ok", json_object_new_boolean(1));
+			json_object_object_add(r, "result", res);
+			res = NULL;
+			rc = send_frame(fd, id, r);
+			json_object_put(r);
+		}
+		json_object_put(res);
+		break;
+	}
+	if (rc == -1 && !json_object_is_type(opv, json_type_null)) {
+		int known = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+			known |= strcmp(ops[i].name, op) == 0;
+		if (!known) {
+			char msg[300];
+			snprintf(msg, sizeof(msg), "unknown operation '%.200s'", op);
+			rc = send_error(fd, id, -EOPNOTSUPP, "UNKNOWN_OP", msg);
+		}
+	}
+	json_object_put(empty);
+	json_object_put(req);
+	return rc;
+}
+
+static void *
+client_thread(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	struct ucred cr;
+	socklen_t cl = sizeof(cr);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || (cr.uid != 0 && cr.uid != geteuid())) {
+		log_warn("ctl: refused a client (uid %d)", (int)cr.uid);
+		send_error(fd, 0, -EACCES, "PERMISSION_DENIED", "this caskd serves only root and its own user");
+	} else {
+		while (!atomic_load(&stopping) && serve_one(fd, cr.uid) == 0)
+			;
+	}
+	close(fd);
+	pthread_mutex_lock(&clients_lock);
+	for (int i = 0; i < nclients; i++)
+		if (client_fds[i] == fd) {
+			client_fds[i] = client_fds[--nclients];
+			break;
+		}
+	pthread_cond_broadcast(&clients_cv);
+	pthread_mutex_unlock(&clients_lock);
+	return NULL;
+}
+
+static void *
+accept_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (atomic_load(&stopping) || errno == EINVAL || errno == EBADF)
+				return NULL;
+			if (errno != EINTR && errno != ECONNABORTED)
+				usleep(100000);
+			continue;
+		}
+		pthread_mutex_lock(&clients_lock);
+		if (nclients == (int)ARRAY_SIZE(client_fds) || atomic_load(&stopping)) {
+			pthread_mutex_unlock(&clients_lock);
+			send_error(fd, 0, -EAGAIN, "BUSY", "too many control clients");
+			close(fd);
+			continue;
+		}
+		client_fds[nclients++] = fd;
+		pthread_mutex_unlock(&clients_lock);
+		pthread_t t;
+		pthread_attr_t a;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &a, client_thread, (void *)(intptr_t)fd) != 0)
+			client_thread((void *)(intptr_t)fd);
+		pthread_attr_destroy(&a);
+	}
+}
+
+int
+ctl_listen(const char *path, const char *version)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	version_string = version;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_set(-ENAMETOOLONG, "control socket path too long: %s", path);
+	/* The directory is created private; an existing one is left as it is. */
+	char dir[sizeof(sa.sun_path)];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		for (char *p = dir + 1; *p; p++) {
+			if (*p == '/') {
+				*p = '\0';
+				mkdir(dir, 0755);
+				*p = '/';
+			}
+		}
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+			return err_set(-errno, "cannot create %s: %s", dir, strerror(errno));
+	}
+	strcpy(sa.sun_path, path);
+	/* A live daemon on this socket must not be displaced. */
+	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+		close(probe);
+		return err_set(-EADDRINUSE, "another caskd is listening on %s", path);
+	}
+	if (probe >= 0)
+		close(probe);
+	unlink(path);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0)
+		return err_set(-errno, "socket: %s", strerror(errno));
+	mode_t old = umask(0077);
+	int rc = bind(lfd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc != 0 || chmod(path, 0600) != 0 || listen(lfd, 64) != 0) {
+		int e = errno;
+		close(lfd);
+		lfd = -1;
+		return err_set(-e, "%s: %s", path, strerror(e));
+	}
+	snprintf(sock_path, sizeof(sock_path), "%s", path);
+	log_info("ctl: listening on %s", path);
+	return 0;
+}
+
+int
+ctl_start(void)
+{
+	if (pthread_create(&accept_tid, NULL, accept_thread, NULL) != 0)
+		return err_set(-EAGAIN, "cannot start the control thread");
+	return 0;
+}
+
+void
+ctl_stop(void)
+{
+	if (lfd < 0)
+		return;
+	atomic_store(&stopping, 1);
+	shutdown(lfd, SHUT_RDWR);
+	pthread_join(accept_tid, NULL);
+	close(lfd);
+	unlink(sock_path);
+	pthread_mutex_lock(&clients_lock);
+	for (int i = 0; i < nclients; i++)
+		shutdown(client_fds[i], SHUT_RD);
+	while (nclients > 0)
+		pthread_cond_wait(&clients_cv, &clients_lock);
+	pthread_mutex_unlock(&clients_lock);
+}

@@ -1,0 +1,93 @@
+/*
+ * cask/client.h -- libcask, the C client library for caskd.
+ *
+ * Programs manage pools and volumes through this API; the cask CLI is
+ * built on it. It speaks the control protocol (docs/control-protocol.md)
+ * over caskd's unix socket.
+ *
+ * Conventions: functions return 0 on success or a negative errno; then
+ * cask_error() describes the failure for the calling thread: the errno,
+ * a stable symbolic code (e.g. "POOL_NOT_FOUND") and a message. Nothing
+ * is ever printed. A client handle may be used from several threads at
+ * once (requests on one handle are serialised). A handle is not valid in
+ * a child after fork(); connect again there.
+ */
+#ifndef CASK_CLIENT_H
+#define CASK_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cask_client cask_client;
+
+typedef struct cask_error_info {
+	int err;          /* positive errno */
+	char code[48];    /* stable code, see docs/control-protocol.md */
+	char message[512];
+} cask_error_info;
+
+/* The last failure on this thread. */
+const cask_error_info *cask_error(void);
+
+/* NULL: $CASK_SOCKET, else $XDG_RUNTIME_DIR/cask/caskd.sock, else /run/cask/caskd.sock. */
+int cask_connect(const char *socket_path, cask_client **out);
+void cask_disconnect(cask_client *c);
+/* The path cask_connect(NULL) would use. */
+const char *cask_default_socket(void);
+
+typedef struct cask_pool_info {
+	char name[64];
+	char guid[24];
+	char state[16];        /* ONLINE, SUSPENDED, UNAVAIL */
+	char error[128];       /* why, when not ONLINE */
+	uint64_t size, allocated, free;
+	unsigned nvdevs, volumes;
+	uint64_t checksum_errors, io_errors, txg;
+	char **vdevs;          /* cask_pool_status only; NULL otherwise */
+	unsigned nvdevs_paths;
+} cask_pool_info;
+
+typedef struct cask_vol_info {
+	char name[320];        /* POOL/VOL */
+	char guid[24];
+	uint64_t size;
+	uint32_t volblocksize;
+	char compression[16], checksum[16];
+	uint64_t used, logical, create_txg, creation;
+} cask_vol_info;
+
+typedef struct cask_vol_props {
+	uint32_t volblocksize;   /* 0: default */
+	const char *compression; /* NULL: default */
+	const char *checksum;    /* NULL: default */
+} cask_vol_props;
+
+/* Server identity: version string and protocol version. */
+int cask_hello(cask_client *c, char *version, size_t len, int *protocol);
+
+int cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size);
+int cask_pool_import(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    const char *dir, char *name_out, size_t name_len);
+int cask_pool_export(cask_client *c, const char *name);
+int cask_pool_destroy(cask_client *c, const char *name);
+int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
+int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+void cask_pool_info_free(cask_pool_info *list, size_t n);
+
+int cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props);
+int cask_vol_destroy(cask_client *c, const char *name);
+int cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink);
+int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
+/* pool NULL: every pool. */
+int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
+int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
+int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

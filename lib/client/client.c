@@ -1,0 +1,476 @@
+/*
+ * client.c -- libcask: the control protocol, client side.
+ *
+ * Owns the connection to caskd, request framing, JSON encoding of
+ * requests and decoding of results into the public structures, and the
+ * per-thread error description.
+ *
+ * Invariants:
+ *   1. One request at a time per handle (a mutex), so a handle is safe to
+ *      share between threads; every response is matched by its id.
+ *   2. A transport failure (daemon gone, bad frame) makes the handle
+ *      unusable: later calls fail with ENOTCONN rather than reading a
+ *      stream that may be out of step.
+ *   3. Never prints; never exits.
+ */
+#include "cask/client.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define CTL_MAGIC 0x4b534143u
+#define CTL_MAX (1u << 20)
+
+struct cask_client {
+	int fd;
+	uint32_t next_id;
+	int broken;
+	pthread_mutex_t lock;
+};
+
+static __thread cask_error_info last;
+
+const cask_error_info *
+cask_error(void)
+{
+	return &last;
+}
+
+static int
+set_error(int err, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	last.err = err;
+	snprintf(last.code, sizeof(last.code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(last.message, sizeof(last.message), fmt, ap);
+	va_end(ap);
+	return -err;
+}
+
+const char *
+cask_default_socket(void)
+{
+	static __thread char buf[512];
+	const char *e = getenv("CASK_SOCKET");
+	if (e && *e)
+		snprintf(buf, sizeof(buf), "%s", e);
+	else if ((e = getenv("XDG_RUNTIME_DIR")) && *e && geteuid() != 0)
+		snprintf(buf, sizeof(buf), "%s/cask/caskd.sock", e);
+	else
+		snprintf(buf, sizeof(buf), "/run/cask/caskd.sock");
+	return buf;
+}
+
+int
+cask_connect(const char *path, cask_client **out)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (path == NULL)
+		path = cask_default_socket();
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return set_error(ENAMETOOLONG, "INVALID_ARGUMENT", "socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return set_error(errno, "INTERNAL", "socket: %s", strerror(errno));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		close(fd);
+		return set_error(e, "NOT_RUNNING", "cannot reach caskd at %s: %s%s", path, strerror(e),
+		    (e == ENOENT || e == ECONNREFUSED) ? " (is caskd running? set CASK_SOCKET or --socket)" : "");
+	}
+	cask_client *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		close(fd);
+		return set_error(ENOMEM, "INTERNAL", "out of memory");
+	}
+	c->fd = fd;
+	c->next_id = 1;
+	pthread_mutex_init(&c->lock, NULL);
+	*out = c;
+	return 0;
+}
+
+void
+cask_disconnect(cask_client *c)
+{
+	if (c == NULL)
+		return;
+	close(c->fd);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+static int
+xfer(int fd, void *buf, size_t n, int writing)
+{
+	uint8_t *p = buf;
+	while (n > 0) {
+		ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/*
+ * Send {"op": op, "args": args} (args consumed) and wait for the response.
+ * On success *result is the result object (caller puts it).
+ */
+static int
+call(cask_client *c, const char *op, json_object *args, json_object **result)
+{
+	json_object *req = json_object_new_object();
+	json_object_object_add(req, "op", json_object_new_string(op));
+	json_object_object_add(req, "args", args ? args : json_object_new_object());
+	size_t len;
+	const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->broken) {
+		rc = set_error(ENOTCONN, "NOT_RUNNING", "the connection to caskd was lost");
+		goto out;
+	}
+	uint32_t id = c->next_id++;
+	uint8_t h[16];
+	uint32_t magic = CTL_MAGIC, l = (uint32_t)len;
+	uint16_t ver = 1, kind = 1;
+	memcpy(h, &magic, 4);
+	memcpy(h + 4, &ver, 2);
+	memcpy(h + 6, &kind, 2);
+	memcpy(h + 8, &id, 4);
+	memcpy(h + 12, &l, 4);
+	if (xfer(c->fd, h, 16, 1) != 0 || xfer(c->fd, (void *)s, len, 1) != 0 || xfer(c->fd, h, 16, 0) != 0) {
+		c->broken = 1;
+		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+		goto out;
+	}
+	uint32_t rid;
+	memcpy(&magic, h, 4);
+	memcpy(&rid, h + 8, 4);
+	memcpy(&l, h + 12, 4);
+	if (magic != CTL_MAGIC || l > CTL_MAX || (rid != id && rid != 0)) {
+		c->broken = 1;
+		rc = set_error(EPROTO, "BAD_REQUEST", "caskd sent a malformed response frame");
+		goto out;
+	}
+	char *buf = malloc(l + 1);
+	if (buf == NULL || xfer(c->fd, buf, l, 0) != 0) {
+		free(buf);
+		c->broken = 1;
+		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+		goto out;
+	}
+	buf[l] = '\0';
+	json_object *resp = json_tokener_parse(buf);
+	free(buf);
+	json_object *ok, *v;
+	if (resp == NULL || !json_object_object_get_ex(resp, "ok", &ok)) {
+		json_object_put(resp);
+		c->broken = 1;
+		rc = set_error(EPROTO, "BAD_REQUEST", "caskd sent a response that is not JSON");
+		goto out;
+	}
+	if (json_object_get_boolean(ok)) {
+		if (!json_object_object_get_ex(resp, "result", &v))
+			v = NULL;
+		*result = v ? json_object_get(v) : json_object_new_object();
+		rc = 0;
+	} else {
+		json_object *e = NULL, *en, *ec, *em;
+		json_object_object_get_ex(resp, "error", &e);
+		int err = (e && json_object_object_get_ex(e, "errno", &en)) ? json_object_get_int(en) : EIO;
+		const char *code = (e && json_object_object_get_ex(e, "code", &ec)) ? json_object_get_string(ec) : "INTERNAL";
+		const char *msg = (e && json_object_object_get_ex(e, "message", &em)) ? json_object_get_string(em) : "";
+		rc = set_error(err > 0 ? err : EIO, code, "%s", msg);
+		if (rid == 0)
+			c->broken = 1;
+	}
+	json_object_put(resp);
+out:
+	pthread_mutex_unlock(&c->lock);
+	json_object_put(req);
+	return rc;
+}
+
+static uint64_t
+get_u64(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
+}
+
+static void
+get_str(json_object *o, const char *k, char *out, size_t n)
+{
+	json_object *v;
+	snprintf(out, n, "%s", json_object_object_get_ex(o, k, &v) ? json_object_get_string(v) : "");
+}
+
+static json_object *
+paths_json(const char *const *paths, unsigned n)
+{
+	json_object *a = json_object_new_array();
+	for (unsigned i = 0; i < n; i++)
+		json_object_array_add(a, json_object_new_string(paths[i]));
+	return a;
+}
+
+int
+cask_hello(cask_client *c, char *version, size_t len, int *protocol)
+{
+	json_object *r;
+	int rc = call(c, "hello", NULL, &r);
+	if (rc != 0)
+		return rc;
+	get_str(r, "version", version, len);
+	*protocol = (int)get_u64(r, "protocol");
+	json_object_put(r);
+	return 0;
+}
+
+static int
+call_void(cask_client *c, const char *op, json_object *args)
+{
+	json_object *r;
+	int rc = call(c, op, args, &r);
+	if (rc == 0)
+		json_object_put(r);
+	return rc;
+}
+
+int
+cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "paths", paths_json(paths, n));
+	if (size)
+		json_object_object_add(a, "size", json_object_new_uint64(size));
+	return call_void(c, "pool.create", a);
+}
+
+int
+cask_pool_import(cask_client *c, const char *name, const char *const *paths, unsigned n, const char *dir,
+    char *name_out, size_t name_len)
+{
+	json_object *a = json_object_new_object(), *r;
+	if (name)
+		json_object_object_add(a, "name", json_object_new_string(name));
+	if (dir)
+		json_object_object_add(a, "dir", json_object_new_string(dir));
+	else
+		json_object_object_add(a, "paths", paths_json(paths, n));
+	int rc = call(c, "pool.import", a, &r);
+	if (rc != 0)
+		return rc;
+	if (name_out)
+		get_str(r, "name", name_out, name_len);
+	json_object_put(r);
+	return 0;
+}
+
+static int
+name_op(cask_client *c, const char *op, const char *name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	return call_void(c, op, a);
+}
+
+int cask_pool_export(cask_client *c, const char *name) { return name_op(c, "pool.export", name); }
+int cask_pool_destroy(cask_client *c, const char *name) { return name_op(c, "pool.destroy", name); }
+int cask_vol_destroy(cask_client *c, const char *name) { return name_op(c, "vol.destroy", name); }
+
+static void
+pool_from(json_object *o, cask_pool_info *p)
+{
+	memset(p, 0, sizeof(*p));
+	get_str(o, "name", p->name, sizeof(p->name));
+	get_str(o, "guid", p->guid, sizeof(p->guid));
+	get_str(o, "state", p->state, sizeof(p->state));
+	get_str(o, "error", p->error, sizeof(p->error));
+	p->size = get_u64(o, "size");
+	p->allocated = get_u64(o, "allocated");
+	p->free = get_u64(o, "free");
+	p->nvdevs = (unsigned)get_u64(o, "nvdevs");
+	p->volumes = (unsigned)get_u64(o, "volumes");
+	p->checksum_errors = get_u64(o, "checksum_errors");
+	p->io_errors = get_u64(o, "io_errors");
+	p->txg = get_u64(o, "txg");
+	json_object *v;
+	if (json_object_object_get_ex(o, "vdevs", &v) && json_object_is_type(v, json_type_array)) {
+		p->nvdevs_paths = (unsigned)json_object_array_length(v);
+		p->vdevs = calloc(p->nvdevs_paths ? p->nvdevs_paths : 1, sizeof(char *));
+		for (unsigned i = 0; p->vdevs && i < p->nvdevs_paths; i++)
+			p->vdevs[i] = strdup(json_object_get_string(json_object_array_get_idx(v, i)));
+	}
+}
+
+int
+cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n)
+{
+	json_object *r, *arr;
+	int rc = call(c, "pool.list", NULL, &r);
+	if (rc != 0)
+		return rc;
+	if (!json_object_object_get_ex(r, "pools", &arr) || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(r);
+		return set_error(EPROTO, "BAD_REQUEST", "caskd's pool list is malformed");
+	}
+	size_t k = json_object_array_length(arr);
+	cask_pool_info *list = calloc(k ? k : 1, sizeof(*list));
+	for (size_t i = 0; list && i < k; i++)
+		pool_from(json_object_array_get_idx(arr, i), &list[i]);
+	json_object_put(r);
+	if (list == NULL)
+		return set_error(ENOMEM, "INTERNAL", "out of memory");
+	*out = list;
+	*n = k;
+	return 0;
+}
+
+int
+cask_pool_status(cask_client *c, const char *name, cask_pool_info *out)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "pool.status", a, &r);
+	if (rc != 0)
+		return rc;
+	pool_from(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+void
+cask_pool_info_free(cask_pool_info *list, size_t n)
+{
+	if (list == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		for (unsigned k = 0; k < list[i].nvdevs_paths; k++)
+			free(list[i].vdevs[k]);
+		free(list[i].vdevs);
+	}
+	free(list);
+}
+
+int
+cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "size", json_object_new_uint64(size));
+	if (props != NULL) {
+		json_object *p = json_object_new_object();
+		if (props->volblocksize) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", props->volblocksize);
+			json_object_object_add(p, "volblocksize", json_object_new_string(b));
+		}
+		if (props->compression)
+			json_object_object_add(p, "compression", json_object_new_string(props->compression));
+		if (props->checksum)
+			json_object_object_add(p, "checksum", json_object_new_string(props->checksum));
+		json_object_object_add(a, "props", p);
+	}
+	return call_void(c, "vol.create", a);
+}
+
+int
+cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "size", json_object_new_uint64(size));
+	json_object_object_add(a, "shrink", json_object_new_boolean(shrink != 0));
+	return call_void(c, "vol.resize", a);
+}
+
+int
+cask_vol_rename(cask_client *c, const char *name, const char *new_name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "new_name", json_object_new_string(new_name));
+	return call_void(c, "vol.rename", a);
+}
+
+int
+cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "prop", json_object_new_string(prop));
+	json_object_object_add(a, "value", json_object_new_string(value));
+	return call_void(c, "vol.set", a);
+}
+
+static void
+vol_from(json_object *o, cask_vol_info *v)
+{
+	memset(v, 0, sizeof(*v));
+	get_str(o, "name", v->name, sizeof(v->name));
+	get_str(o, "guid", v->guid, sizeof(v->guid));
+	get_str(o, "compression", v->compression, sizeof(v->compression));
+	get_str(o, "checksum", v->checksum, sizeof(v->checksum));
+	v->size = get_u64(o, "size");
+	v->volblocksize = (uint32_t)get_u64(o, "volblocksize");
+	v->used = get_u64(o, "used");
+	v->logical = get_u64(o, "logical");
+	v->create_txg = get_u64(o, "create_txg");
+	v->creation = get_u64(o, "creation");
+}
+
+int
+cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n)
+{
+	json_object *a = json_object_new_object(), *r, *arr;
+	if (pool)
+		json_object_object_add(a, "pool", json_object_new_string(pool));
+	int rc = call(c, "vol.list", a, &r);
+	if (rc != 0)
+		return rc;
+	if (!json_object_object_get_ex(r, "volumes", &arr) || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(r);
+		return set_error(EPROTO, "BAD_REQUEST", "caskd's volume list is malformed");
+	}
+	size_t k = json_object_array_length(arr);
+	cask_vol_info *list = calloc(k ? k : 1, sizeof(*list));
+	for (size_t i = 0; list && i < k; i++)
+		vol_from(json_object_array_get_idx(arr, i), &list[i]);
+	json_object_put(r);
+	if (list == NULL)
+		return set_error(ENOMEM, "INTERNAL", "out of memory");
+	*out = list;
+	*n = k;
+	return 0;
+}
+
+int
+cask_vol_get(cask_client *c, const char *name, cask_vol_info *out)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.get", a, &r);
+	if (rc != 0)
+		return rc;
+	vol_from(r, out);
+	json_object_put(r);
+	return 0;
+}
