@@ -219,6 +219,16 @@ int
 reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len)
 {
 	ce_pool *p;
+	ce_vdev_label lb;
+	/* An imported pool's vdevs are locked: say what matters, not that they are locked. */
+	if (n > 0 && ce_vdev_probe(paths[0], &lb) == 0) {
+		pthread_mutex_lock(&lock);
+		rpool *have = find(lb.pool_name);
+		int open = have != NULL && have->p != NULL;
+		pthread_mutex_unlock(&lock);
+		if (open)
+			return err_set(-EEXIST, "pool %s is already imported", lb.pool_name);
+	}
 	int err = ce_pool_import(paths, n, &popts, &p);
 	if (err != 0)
 		return err;

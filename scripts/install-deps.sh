@@ -11,6 +11,12 @@ PKGS=(
   libxxhash-dev     # xxh3-128 checksums
   libssl-dev        # SHA-256 checksums (OpenSSL EVP)
   libjson-c-dev     # control protocol payloads (JSON)
+  # real clients for the integration tests and the benchmarks
+  qemu-utils        # qemu-img, qemu-io, qemu-nbd
+  libnbd-bin        # nbdinfo, nbdcopy
+  python3-libnbd    # bad-request tests
+  fio               # fio with ioengine=nbd
+  nbdkit            # benchmark peer (memory plugin)
 )
 missing=()
 for p in "${PKGS[@]}"; do

@@ -5,8 +5,10 @@
 #   tests/run.sh ASAN_BUILD [RELEASE_BUILD]
 #
 # C tests (unit and integration) run from the sanitizer build. Shell tests
-# in tests/integration/*.sh get CASK_BUILD (release tools, fast enough for
-# heavy crash loops) and CASK_ASAN_BUILD in their environment.
+# in tests/integration/*.sh (lib.sh is their helper library) get
+# CASK_BUILD (release build: caskd, cask, tools) and CASK_ASAN_BUILD in
+# their environment; they start real daemons and drive them with real
+# clients (qemu-img, qemu-io, nbdcopy, nbdinfo, python3-libnbd, fio).
 # Exit status 0 passes, 77 skips, anything else fails. Each test has a
 # time limit (CASK_TEST_TIMEOUT, default 600 s).
 set -u
@@ -48,6 +50,7 @@ for t in "$asan"/tests/test_*; do
 done
 for t in tests/integration/*.sh; do
   [ -f "$t" ] || continue
+  [ "$(basename "$t")" = lib.sh ] && continue  # helpers, not a test
   run_one "$(basename "$t" .sh)" bash "$t"
 done
 rm -rf "$logdir"

@@ -210,15 +210,15 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 			close(fd);
 			created[i] = missing ? 1 : 0;
 		}
-		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i])) != 0)
-			goto fail;
-		label_phys lb;
-		int nvalid;
-		if (label_read(p->vds[i].be, paths[i], &lb, &nvalid) == 0) {
+		/* Read-only first: an existing vdev is refused before anything is locked or written. */
+		ce_vdev_label old;
+		if (!missing && ce_vdev_probe(paths[i], &old) == 0) {
 			err = err_set(-EEXIST, "%s: already a vdev of pool '%s'; destroy that pool first",
-			    paths[i], lb.lb_pool_name);
+			    paths[i], old.pool_name);
 			goto fail;
 		}
+		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i])) != 0)
+			goto fail;
 		vdev *vd = &p->vds[i];
 		vd->asize = vdev_asize_of(vd->be->size);
 		if (vd->asize < CE_MIN_VDEV_SIZE) {

@@ -144,7 +144,7 @@ ce_backend_file_open(const char *path, unsigned flags, ce_backend **out)
 	}
 	if (!(flags & (CE_BE_RDONLY | CE_BE_NOLOCK)) && flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		err = err_set(errno == EWOULDBLOCK ? -EBUSY : -errno,
-		    "%s: in use by another process (locked)", path);
+		    "%s: in use by an open pool (locked)", path);
 		goto out_close;
 	}
 	file_be *f = xcalloc(1, sizeof(*f));

@@ -1,0 +1,69 @@
+# lib.sh -- helpers for integration tests: start a real caskd in a private
+# directory on a free loopback port, stop it, and clean up on any exit.
+# Source it; it sets: T (scratch dir), SOCK, CASK, CASKD, PORT, NBD (the
+# nbd://127.0.0.1:PORT base URI), CASKD_PID.
+set -euo pipefail
+: "${CASK_BUILD:?run through tests/run.sh (CASK_BUILD unset)}"
+CASKD="$CASK_BUILD/caskd"
+CASK="$CASK_BUILD/cask"
+PY=/usr/bin/python3
+T=$(mktemp -d "${TMPDIR:-/tmp}/cask-it-XXXXXX")
+SOCK="$T/run/caskd.sock"
+export CASK_SOCKET="$SOCK"
+CASKD_PID=
+
+cleanup() {
+  local rc=$?
+  if [ -n "$CASKD_PID" ] && kill -0 "$CASKD_PID" 2>/dev/null; then
+    kill -TERM "$CASKD_PID" 2>/dev/null || true
+    wait "$CASKD_PID" 2>/dev/null || true
+  fi
+  if [ $rc -ne 0 ] && [ -f "$T/caskd.log" ]; then
+    echo "--- caskd log (last 40 lines) ---" >&2
+    tail -n 40 "$T/caskd.log" >&2
+  fi
+  rm -rf "$T"
+  exit $rc
+}
+trap cleanup EXIT
+
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+need() { command -v "$1" >/dev/null 2>&1 || skip "$1 is not installed"; }
+
+free_port() {
+  "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# start_caskd [ARGS...]: start caskd and wait until both sockets answer.
+start_caskd() {
+  PORT=${PORT:-$(free_port)}
+  NBD="nbd://127.0.0.1:$PORT"
+  "$CASKD" --state "$T/state" --socket "$SOCK" --nbd "127.0.0.1:$PORT" "$@" >>"$T/caskd.log" 2>&1 &
+  CASKD_PID=$!
+  for _ in $(seq 1 100); do
+    if [ -S "$SOCK" ] && "$CASK" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$CASKD_PID" 2>/dev/null || fail "caskd exited at start: $(tail -n 5 "$T/caskd.log")"
+    sleep 0.05
+  done
+  fail "caskd did not come up"
+}
+
+# stop_caskd: SIGTERM, and it must exit 0.
+stop_caskd() {
+  kill -TERM "$CASKD_PID"
+  local rc=0
+  wait "$CASKD_PID" || rc=$?
+  CASKD_PID=
+  [ $rc -eq 0 ] || fail "caskd exited with $rc on SIGTERM"
+}
+
+# expect_fail CODE PATTERN CMD...: CMD must exit CODE and print PATTERN on stderr.
+expect_fail() {
+  local want=$1 pat=$2; shift 2
+  local out rc=0
+  out=$("$@" 2>&1 >/dev/null) || rc=$?
+  [ "$rc" -eq "$want" ] || fail "'$*' exited $rc, want $want ($out)"
+  echo "$out" | grep -q -- "$pat" || fail "'$*' said '$out', want '$pat'"
+  [ "$(echo "$out" | wc -l)" -eq 1 ] || fail "'$*' printed more than one error line: $out"
+}
