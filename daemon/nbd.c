@@ -22,8 +22,14 @@
  *      trim is answered only after it is committed.
  *   3. A connection holds its volume open (and so its pool, which cannot
  *      be exported meanwhile) and releases it however the connection ends.
- *   4. Each connection has its own thread: a slow disk or client blocks
- *      only itself, never the control socket or other clients.
+ *   4. Each connection has its own reader thread and WORKERS threads that
+ *      run its requests concurrently and answer them in any order (the
+ *      protocol matches replies by cookie); replies never interleave
+ *      (send_lock). A slow disk or client blocks only its own connection,
+ *      never the control socket or other clients. At most QUEUE_BYTES of
+ *      write payload wait per connection; the reader waits beyond that.
+ *   5. Requests already read when a connection ends (DISC, EOF, SIGTERM)
+ *      are run and answered first.
  */
 #include "nbd.h"
 #include "log.h"
@@ -95,10 +101,31 @@ typedef struct conn {
 	ce_pool *pool;
 	uint64_t size;
 	uint16_t tflags;
-	uint8_t *buf;
+	uint8_t *buf;          /* option haggling scratch (one thread then) */
 	size_t bufcap;
+	/* transmission: a reader thread queues requests, workers run them */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcv;     /* work queued, or the reader is done */
+	pthread_cond_t qspace;  /* room in the queue again */
+	struct req *qhead, *qtail;
+	uint64_t qbytes;        /* payload bytes queued or running */
+	int qdone;              /* the reader will queue no more */
+	pthread_mutex_t send_lock;
 	struct conn *next, *prev;
 } conn;
+
+typedef struct req {
+	uint16_t flags, type;
+	uint64_t cookie, off;
+	uint32_t len;
+	uint32_t pre_error;     /* set by the reader: reply this error, do nothing */
+	const char *pre_msg;
+	uint8_t *data;          /* WRITE payload */
+	struct req *next;
+} req;
+
+#define WORKERS 4                  /* requests of one connection run at once */
+#define QUEUE_BYTES (64u << 20)    /* payload a connection may have queued */
 
 static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t conns_cv = PTHREAD_COND_INITIALIZER;
@@ -530,6 +557,15 @@ nbd_errno(int err)
 }
 
 static int
+send_locked(conn *c, struct iovec *iov, int n)
+{
+	pthread_mutex_lock(&c->send_lock);
+	int rc = write_iov(c->fd, iov, n);
+	pthread_mutex_unlock(&c->send_lock);
+	return rc;
+}
+
+static int
 reply_simple(conn *c, uint64_t cookie, uint32_t error, const void *data, size_t len)
 {
 	uint8_t h[16];
@@ -537,7 +573,7 @@ reply_simple(conn *c, uint64_t cookie, uint32_t error, const void *data, size_t 
 	put32(h + 4, error);
 	put64(h + 8, cookie);
 	struct iovec iov[2] = { { h, 16 }, { (void *)data, len } };
-	return write_iov(c->fd, iov, (data && len) ? 2 : 1);
+	return send_locked(c, iov, (data && len) ? 2 : 1);
 }
 
 static int
@@ -551,7 +587,7 @@ reply_chunk(conn *c, uint64_t cookie, uint16_t flags, uint16_t type, const void 
 	put64(h + 8, cookie);
 	put32(h + 16, (uint32_t)(l1 + l2));
 	struct iovec iov[3] = { { h, 20 }, { (void *)p1, l1 }, { (void *)p2, l2 } };
-	return write_iov(c->fd, iov, l2 ? 3 : (l1 ? 2 : 1));
+	return send_locked(c, iov, l2 ? 3 : (l1 ? 2 : 1));
 }
 
 /* An error reply (simple or structured, as negotiated). */
@@ -581,52 +617,81 @@ do_block_status(conn *c, uint64_t cookie, uint16_t flags, uint64_t off, uint32_t
 	int err = ce_vol_map(c->vol, off, len, ext, (flags & CF_REQ_ONE) ? 1 : MAX_EXTENTS, &n);
 	if (err != 0)
 		return reply_error(c, cookie, nbd_errno(err), ce_errmsg());
-	uint8_t *d = conn_buf(c, 4 + 8 * n);
+	uint8_t *d = xmalloc(4 + 8 * n);
 	put32(d, META_ID_ALLOC);
 	for (size_t i = 0; i < n; i++) {
 		put32(d + 4 + 8 * i, (uint32_t)ext[i].length);
 		put32(d + 8 + 8 * i, (ext[i].flags & CE_EXTENT_HOLE) ? STATE_HOLE | STATE_ZERO : 0);
 	}
-	return reply_chunk(c, cookie, RF_DONE, RT_BLOCK_STATUS, d, 4 + 8 * n, NULL, 0);
+	int rc = reply_chunk(c, cookie, RF_DONE, RT_BLOCK_STATUS, d, 4 + 8 * n, NULL, 0);
+	free(d);
+	return rc;
 }
 
-/* Handle one request; returns 0 to go on, -1 to close the connection. */
-static int
-request(conn *c)
+/*
+ * Read one request (and a WRITE's payload) off the wire. Returns the request,
+ * or NULL when the connection must end (EOF, bad magic, unskippable payload).
+ */
+static req *
+read_request(conn *c)
 {
 	uint8_t h[28];
 	if (read_full(c->fd, h, 28) != 0)
-		return -1;
+		return NULL;
 	if (get32(h) != REQUEST_MAGIC) {
 		log_info("nbd %s: bad request magic 0x%08x, closing", c->peer, get32(h));
-		return -1;
+		return NULL;
 	}
-	uint16_t flags = get16(h + 4), type = get16(h + 6);
-	uint64_t cookie = get64(h + 8), off = get64(h + 16);
-	uint32_t len = get32(h + 24);
+	req *r = xcalloc(1, sizeof(*r));
+	r->flags = get16(h + 4);
+	r->type = get16(h + 6);
+	r->cookie = get64(h + 8);
+	r->off = get64(h + 16);
+	r->len = get32(h + 24);
+	if (r->type == CMD_WRITE) {
+		/* The payload follows: read it (or skip it) before anything else. */
+		if (r->len > MAX_PAYLOAD) {
+			log_info("nbd %s: write of %u bytes exceeds the %u limit", c->peer, r->len, MAX_PAYLOAD);
+			if (r->len > MAX_SKIP || skip(c->fd, r->len) != 0) {
+				free(r);
+				return NULL;
+			}
+			r->pre_error = NBD_EOVERFLOW;
+			r->pre_msg = "write larger than the maximum payload";
+			return r;
+		}
+		r->data = xmalloc(r->len ? r->len : 1);
+		if (read_full(c->fd, r->data, r->len) != 0) {
+			free(r->data);
+			free(r);
+			return NULL;
+		}
+	}
+	return r;
+}
+
+/* Run one request and send its reply; returns -1 when the reply could not be sent. */
+static int
+exec_request(conn *c, req *r)
+{
+	uint16_t flags = r->flags, type = r->type;
+	uint64_t cookie = r->cookie, off = r->off;
+	uint32_t len = r->len;
 	int in_range = off <= c->size && len <= c->size - off;
 
-	if (type == CMD_WRITE) {
-		/* The payload follows: read it (or skip it) before anything else. */
-		if (len > MAX_PAYLOAD) {
-			log_info("nbd %s: write of %u bytes exceeds the %u limit", c->peer, len, MAX_PAYLOAD);
-			if (len > MAX_SKIP || skip(c->fd, len) != 0)
-				return -1;
-			return reply_error(c, cookie, NBD_EOVERFLOW, "write larger than the maximum payload");
-		}
-		uint8_t *data = conn_buf(c, len ? len : 1);
-		if (read_full(c->fd, data, len) != 0)
-			return -1;
+	if (r->pre_error)
+		return reply_error(c, cookie, r->pre_error, r->pre_msg);
+	switch (type) {
+	case CMD_WRITE: {
 		if (flags & ~(uint16_t)CF_FUA)
 			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for WRITE");
 		if (!in_range)
 			return reply_error(c, cookie, NBD_ENOSPC, "write beyond the end of the export");
-		int err = ce_vol_write(c->vol, data, len, off);
+		int err = ce_vol_write(c->vol, r->data, len, off);
 		if (err == 0 && (flags & CF_FUA))
 			err = ce_pool_sync(c->pool);
 		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
 	}
-	switch (type) {
 	case CMD_READ: {
 		if (flags & ~(uint16_t)(CF_FUA | CF_DF))
 			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for READ");
@@ -634,18 +699,20 @@ request(conn *c)
 			return reply_error(c, cookie, NBD_EINVAL, "read larger than the maximum payload");
 		if (!in_range)
 			return reply_error(c, cookie, NBD_EINVAL, "read beyond the end of the export");
-		uint8_t *data = conn_buf(c, len ? len : 1);
-		int err = ce_vol_read(c->vol, data, len, off);
-		if (err != 0)
-			return reply_error(c, cookie, nbd_errno(err), ce_errmsg());
-		if (!c->structured)
-			return reply_simple(c, cookie, 0, data, len);
-		uint8_t o[8];
-		put64(o, off);
-		return reply_chunk(c, cookie, RF_DONE, RT_OFFSET_DATA, o, 8, data, len);
+		uint8_t *data = xmalloc_aligned(len ? len : 1);
+		int err = ce_vol_read(c->vol, data, len, off), rc;
+		if (err != 0) {
+			rc = reply_error(c, cookie, nbd_errno(err), ce_errmsg());
+		} else if (!c->structured) {
+			rc = reply_simple(c, cookie, 0, data, len);
+		} else {
+			uint8_t o[8];
+			put64(o, off);
+			rc = reply_chunk(c, cookie, RF_DONE, RT_OFFSET_DATA, o, 8, data, len);
+		}
+		free(data);
+		return rc;
 	}
-	case CMD_DISC:
-		return -1;
 	case CMD_FLUSH: {
 		if (flags != 0)
 			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for FLUSH");
@@ -679,6 +746,84 @@ request(conn *c)
 	}
 }
 
+static void
+req_free(req *r)
+{
+	free(r->data);
+	free(r);
+}
+
+static void *
+worker_thread(void *arg)
+{
+	conn *c = arg;
+	pthread_mutex_lock(&c->qlock);
+	for (;;) {
+		while (c->qhead == NULL && !c->qdone)
+			pthread_cond_wait(&c->qcv, &c->qlock);
+		req *r = c->qhead;
+		if (r == NULL)
+			break;
+		c->qhead = r->next;
+		if (c->qhead == NULL)
+			c->qtail = NULL;
+		pthread_mutex_unlock(&c->qlock);
+		int rc = exec_request(c, r);
+		uint64_t bytes = r->data ? r->len : 0;
+		req_free(r);
+		pthread_mutex_lock(&c->qlock);
+		c->qbytes -= bytes;
+		pthread_cond_signal(&c->qspace);
+		if (rc != 0)
+			shutdown(c->fd, SHUT_RDWR); /* the client is gone: stop the reader too */
+	}
+	pthread_mutex_unlock(&c->qlock);
+	return NULL;
+}
+
+/* Transmission: this thread reads and queues; WORKERS threads run requests. */
+static void
+transmit(conn *c)
+{
+	pthread_t w[WORKERS];
+	int nw = 0;
+	for (; nw < WORKERS; nw++)
+		if (pthread_create(&w[nw], NULL, worker_thread, c) != 0)
+			break;
+	if (nw == 0) {
+		log_err("nbd %s: cannot start worker threads; closing", c->peer);
+		return;
+	}
+	while (!atomic_load(&stopping)) {
+		req *r = read_request(c);
+		if (r == NULL)
+			break;
+		if (r->type == CMD_DISC) {
+			req_free(r);
+			break;
+		}
+		uint64_t bytes = r->data ? r->len : 0;
+		pthread_mutex_lock(&c->qlock);
+		while (c->qbytes > 0 && c->qbytes + bytes > QUEUE_BYTES)
+			pthread_cond_wait(&c->qspace, &c->qlock);
+		c->qbytes += bytes;
+		if (c->qtail)
+			c->qtail->next = r;
+		else
+			c->qhead = r;
+		c->qtail = r;
+		pthread_cond_signal(&c->qcv);
+		pthread_mutex_unlock(&c->qlock);
+	}
+	/* Requests already read are finished and answered before the connection ends. */
+	pthread_mutex_lock(&c->qlock);
+	c->qdone = 1;
+	pthread_cond_broadcast(&c->qcv);
+	pthread_mutex_unlock(&c->qlock);
+	for (int i = 0; i < nw; i++)
+		pthread_join(w[i], NULL);
+}
+
 static void *
 conn_thread(void *arg)
 {
@@ -687,8 +832,7 @@ conn_thread(void *arg)
 	if (haggle(c)) {
 		log_info("nbd %s: serving %s (%" PRIu64 " bytes)%s", c->peer, c->export_name, c->size,
 		    c->structured ? ", structured replies" : "");
-		while (!atomic_load(&stopping) && request(c) == 0)
-			;
+		transmit(c);
 	}
 	if (c->vol != NULL)
 		reg_vol_close(c->vol, c->pool);
@@ -705,6 +849,10 @@ conn_thread(void *arg)
 	pthread_cond_broadcast(&conns_cv);
 	pthread_mutex_unlock(&conns_lock);
 	free(c->buf);
+	pthread_mutex_destroy(&c->qlock);
+	pthread_cond_destroy(&c->qcv);
+	pthread_cond_destroy(&c->qspace);
+	pthread_mutex_destroy(&c->send_lock);
 	free(c);
 	return NULL;
 }
@@ -738,6 +886,10 @@ accept_thread(void *arg)
 		}
 		conn *c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
+		pthread_mutex_init(&c->qlock, NULL);
+		pthread_cond_init(&c->qcv, NULL);
+		pthread_cond_init(&c->qspace, NULL);
+		pthread_mutex_init(&c->send_lock, NULL);
 		if (ss.ss_family == AF_UNIX) {
 			snprintf(c->peer, sizeof(c->peer), "unix#%d", fd);
 		} else {
