@@ -2,7 +2,9 @@
 #
 #   make              optimised build in build/ (what the daemon and benchmarks use)
 #   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
-#   make bench        optimised build, then the engine benchmark
+#   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
+#   make bench        optimised build, then the engine and NBD benchmarks
+#   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make clean
 #
 # Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev;
@@ -90,6 +92,10 @@ check: deps
 
 bench: deps all
 	./bench/engine_bench.sh $(BUILD)
+	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
+
+stress: all
+	./build/cask-stress --seconds $${CASK_STRESS_SECONDS:-60} --threads 4 $${CASK_STATE:-state}/stress
 
 run: deps all
 	./scripts/run.sh $(BUILD)
@@ -97,6 +103,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench run clean
+.PHONY: all deps check bench run stress clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -5,8 +5,10 @@ with fio (ioengine=nbd): caskd, qemu-nbd on a raw file (--cache=none
 transport ceiling: no disk at all).
 
 Each target is a fresh 1 GiB device (--size-mb), filled by the first
-workload. Workloads, in order: seqwrite-1m (fills the device), randwrite-4k
-at QD32, seqread-1m, randread-4k at QD32. Random workloads run for
+workload. Workloads, in order: seqwrite-1m (fills the device), seqread-1m,
+randwrite-4k at QD32, randread-4k at QD32, and seqread-1m-aged (the
+sequential read again after the random writes: copy-on-write has
+scattered the overwritten blocks, a raw file has not). Random workloads run for
 --seconds each. Prints a table of IOPS and MB/s with ratios of cask to
 each peer, and writes the same as JSON (--json).
 
@@ -27,9 +29,10 @@ import time
 WORKLOADS = [
     # name, fio rw, bs, iodepth, time based
     ("seqwrite-1m", "write", "1m", 8, False),
-    ("randwrite-4k-qd32", "randwrite", "4k", 32, True),
     ("seqread-1m", "read", "1m", 8, False),
+    ("randwrite-4k-qd32", "randwrite", "4k", 32, True),
     ("randread-4k-qd32", "randread", "4k", 32, True),
+    ("seqread-1m-aged", "read", "1m", 8, False),
 ]
 
 

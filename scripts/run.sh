@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# The main job, until caskd exists (issue 3): a pool in a file under the
-# state directory, exercised by cask-stress (random concurrent volume
-# operations with SIGKILL and re-import, checked against a model), then
-# checked block by block with cask-debug.
+# The main job: caskd on a default pool (a sparse file in the state
+# directory) serving volume default/vol0 over NBD. Ctrl-C stops it
+# cleanly; running it again serves the same data.
 #
-#   scripts/run.sh [BUILD]      (make run)
-#   CASK_STATE=DIR CASK_RUN_SECONDS=N to change where and how long.
+#   scripts/run.sh [BUILD]        (make run)
+# Environment: CASK_STATE (default ./state), CASK_NBD (default
+# 127.0.0.1:10809), CASK_VOL_SIZE (default 10G, thin), CASK_SOCKET
+# (default STATE/caskd.sock).
 set -euo pipefail
 build=${1:-build}
 state=${CASK_STATE:-$PWD/state}
-seconds=${CASK_RUN_SECONDS:-30}
+nbd=${CASK_NBD:-127.0.0.1:10809}
+size=${CASK_VOL_SIZE:-10G}
+export CASK_SOCKET=${CASK_SOCKET:-$state/caskd.sock}
 mkdir -p "$state"
-echo "cask: running cask-stress for ${seconds}s on a pool in $state (Ctrl-C stops it)"
-"$build/cask-stress" --seconds "$seconds" --threads 4 "$state"
-echo
-echo "cask: the pool it left behind:"
-"$build/cask-debug" tree "$state/stress0.vdev" | grep -E '^(pool|MOS|volume)'
-"$build/cask-debug" check "$state/stress0.vdev"
+host=${nbd%:*}; port=${nbd##*:}
+cat <<MSG
+cask: starting caskd (state $state, control socket $CASK_SOCKET)
+cask: serving volume default/vol0 ($size, thin) at
+        nbd://$host:$port/default/vol0
+      try, from another terminal:
+        nbdinfo nbd://$host:$port/default/vol0
+        qemu-io -f raw -c 'write -P 0xab 0 1M' nbd://$host:$port/default/vol0
+        CASK_SOCKET=$CASK_SOCKET $build/cask vol list
+      Ctrl-C stops it cleanly.
+MSG
+exec "$build/caskd" --state "$state" --socket "$CASK_SOCKET" --nbd "$nbd" --default-volume "$size"
