@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "log.h"
 #include "registry.h"
+#include "sockio.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -598,22 +599,6 @@ static const struct {
 /* ---- framing ---- */
 
 static int
-read_full(int fd, void *buf, size_t n)
-{
-	uint8_t *p = buf;
-	while (n > 0) {
-		ssize_t r = read(fd, p, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int
 send_frame(int fd, uint32_t id, json_object *payload)
 {
 	size_t len;
@@ -627,27 +612,8 @@ send_frame(int fd, uint32_t id, json_object *payload)
 	memcpy(h + 8, &id, 4);
 	memcpy(h + 12, &l, 4);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
-	struct msghdr m = { 0 };
-	m.msg_iov = iov;
-	m.msg_iovlen = 2;
-	size_t total = 16 + len, sent = 0;
-	while (sent < total) {
-		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		sent += (size_t)w;
-		while (m.msg_iovlen > 0 && (size_t)w >= m.msg_iov[0].iov_len) {
-			w -= (ssize_t)m.msg_iov[0].iov_len;
-			m.msg_iov++;
-			m.msg_iovlen--;
-		}
-		if (m.msg_iovlen > 0) {
-			m.msg_iov[0].iov_base = (uint8_t *)m.msg_iov[0].iov_base + w;
-			m.msg_iov[0].iov_len -= (size_t)w;
-		}
-	}
+	if (sock_write_iov(fd, iov, 2) != 0)
+		return -1;
 	return 0;
 }
 
@@ -671,7 +637,7 @@ static int
 serve_one(int fd, uid_t uid)
 {
 	uint8_t h[16];
-	if (read_full(fd, h, 16) != 0)
+	if (sock_read_full(fd, h, 16) != 0)
 		return -1;
 	uint32_t magic, id, len;
 	uint16_t ver, kind;
@@ -691,7 +657,7 @@ serve_one(int fd, uid_t uid)
 		return -1;
 	}
 	char *buf = xmalloc(len + 1);
-	if (read_full(fd, buf, len) != 0) {
+	if (sock_read_full(fd, buf, len) != 0) {
 		free(buf);
 		return -1;
 	}

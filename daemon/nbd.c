@@ -34,6 +34,7 @@
 #include "nbd.h"
 #include "log.h"
 #include "registry.h"
+#include "sockio.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -192,60 +193,12 @@ static char unix_paths[16][sizeof(((struct sockaddr_un *)0)->sun_path)];
 /* ---- socket helpers ---- */
 
 static int
-read_full(int fd, void *buf, size_t n)
-{
-	uint8_t *p = buf;
-	while (n > 0) {
-		ssize_t r = recv(fd, p, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
-static int
-write_iov(int fd, struct iovec *iov, int n)
-{
-	while (n > 0) {
-		struct msghdr m = { 0 };
-		m.msg_iov = iov;
-		m.msg_iovlen = (size_t)n;
-		ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
-static int
-write_full(int fd, const void *buf, size_t n)
-{
-	struct iovec iov = { (void *)buf, n };
-	return write_iov(fd, &iov, 1);
-}
-
-static int
 skip(int fd, uint64_t n)
 {
 	uint8_t tmp[65536];
 	while (n > 0) {
 		size_t k = (size_t)MIN(n, (uint64_t)sizeof(tmp));
-		if (read_full(fd, tmp, k) != 0)
+		if (sock_read_full(fd, tmp, k) != 0)
 			return -1;
 		n -= k;
 	}
@@ -314,7 +267,7 @@ opt_reply(conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len)
 	put32(h + 12, type);
 	put32(h + 16, len);
 	struct iovec iov[2] = { { h, 20 }, { (void *)data, len } };
-	return write_iov(c->fd, iov, len ? 2 : 1);
+	return sock_write_iov(c->fd, iov, len ? 2 : 1);
 }
 
 static int
@@ -480,10 +433,10 @@ haggle(conn *c)
 	put64(hello, NBDMAGIC);
 	put64(hello + 8, IHAVEOPT);
 	put16(hello + 16, FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
-	if (write_full(c->fd, hello, 18) != 0)
+	if (sock_write_full(c->fd, hello, 18) != 0)
 		return 0;
 	uint8_t cf[4];
-	if (read_full(c->fd, cf, 4) != 0)
+	if (sock_read_full(c->fd, cf, 4) != 0)
 		return 0;
 	uint32_t cflags = get32(cf);
 	if (cflags & ~(uint32_t)(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)) {
@@ -493,7 +446,7 @@ haggle(conn *c)
 	c->no_zeroes = (cflags & FLAG_NO_ZEROES) != 0;
 	for (;;) {
 		uint8_t h[16];
-		if (read_full(c->fd, h, 16) != 0)
+		if (sock_read_full(c->fd, h, 16) != 0)
 			return 0;
 		if (get64(h) != IHAVEOPT) {
 			log_info("nbd %s: bad option magic, closing", c->peer);
@@ -508,7 +461,7 @@ haggle(conn *c)
 			continue;
 		}
 		uint8_t *data = conn_buf(c, len ? len : 1);
-		if (read_full(c->fd, data, len) != 0)
+		if (sock_read_full(c->fd, data, len) != 0)
 			return 0;
 		int rc = 0, go = 0;
 		switch (opt) {
@@ -529,7 +482,7 @@ haggle(conn *c)
 			memset(r, 0, sizeof(r));
 			put64(r, c->size);
 			put16(r + 8, c->tflags);
-			if (write_full(c->fd, r, c->no_zeroes ? 10 : sizeof(r)) != 0)
+			if (sock_write_full(c->fd, r, c->no_zeroes ? 10 : sizeof(r)) != 0)
 				return 0;
 			return 1;
 		}
@@ -612,7 +565,7 @@ static int
 send_locked(conn *c, struct iovec *iov, int n)
 {
 	pthread_mutex_lock(&c->send_lock);
-	int rc = write_iov(c->fd, iov, n);
+	int rc = sock_write_iov(c->fd, iov, n);
 	pthread_mutex_unlock(&c->send_lock);
 	return rc;
 }
@@ -688,7 +641,7 @@ static req *
 read_request(conn *c)
 {
 	uint8_t h[28];
-	if (read_full(c->fd, h, 28) != 0)
+	if (sock_read_full(c->fd, h, 28) != 0)
 		return NULL;
 	if (get32(h) != REQUEST_MAGIC) {
 		log_info("nbd %s: bad request magic 0x%08x, closing", c->peer, get32(h));
@@ -713,7 +666,7 @@ read_request(conn *c)
 			return r;
 		}
 		r->data = buf_get(c, r->len ? r->len : 1);
-		if (read_full(c->fd, r->data, r->len) != 0) {
+		if (sock_read_full(c->fd, r->data, r->len) != 0) {
 			buf_put(c, r->data);
 			free(r);
 			return NULL;

@@ -14,6 +14,7 @@
  *   3. Never prints; never exits.
  */
 #include "cask/client.h"
+#include "sockio.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -110,22 +111,6 @@ cask_disconnect(cask_client *c)
 	free(c);
 }
 
-static int
-xfer(int fd, void *buf, size_t n, int writing)
-{
-	uint8_t *p = buf;
-	while (n > 0) {
-		ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-	}
-	return 0;
-}
-
 /*
  * Send {"op": op, "args": args} (args consumed) and wait for the response.
  * On success *result is the result object (caller puts it).
@@ -154,7 +139,8 @@ call(cask_client *c, const char *op, json_object *args, json_object **result)
 	memcpy(h + 6, &kind, 2);
 	memcpy(h + 8, &id, 4);
 	memcpy(h + 12, &l, 4);
-	if (xfer(c->fd, h, 16, 1) != 0 || xfer(c->fd, (void *)s, len, 1) != 0 || xfer(c->fd, h, 16, 0) != 0) {
+	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
+	if (sock_write_iov(c->fd, iov, 2) != 0 || sock_read_full(c->fd, h, 16) != 0) {
 		c->broken = 1;
 		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
 		goto out;
@@ -169,7 +155,7 @@ call(cask_client *c, const char *op, json_object *args, json_object **result)
 		goto out;
 	}
 	char *buf = malloc(l + 1);
-	if (buf == NULL || xfer(c->fd, buf, l, 0) != 0) {
+	if (buf == NULL || sock_read_full(c->fd, buf, l) != 0) {
 		free(buf);
 		c->broken = 1;
 		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
