@@ -168,9 +168,7 @@ pool_list(int argc, char **argv, int status)
 			json_object_object_add(j, "vdevs", v);
 			printf("%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
 			json_object_put(j);
-			for (unsigned i = 0; i < p.nvdevs_paths; i++)
-				free(p.vdevs[i]);
-			free(p.vdevs);
+			cask_pool_info_clear(&p);
 		} else {
 			char a[16], b[16], f[16];
 			printf("  pool: %s\n state: %s\n", p.name, p.state);
@@ -186,9 +184,7 @@ pool_list(int argc, char **argv, int status)
 			printf(" vdevs:\n");
 			for (unsigned i = 0; i < p.nvdevs_paths; i++)
 				printf("\t%s\n", p.vdevs[i]);
-			for (unsigned i = 0; i < p.nvdevs_paths; i++)
-				free(p.vdevs[i]);
-			free(p.vdevs);
+			cask_pool_info_clear(&p);
 		}
 	} else {
 		cask_pool_info *list;

@@ -76,6 +76,9 @@ int cask_pool_export(cask_client *c, const char *name);
 int cask_pool_destroy(cask_client *c, const char *name);
 int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
 int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+/* Free what cask_pool_status put into *p (its vdev paths); *p stays usable. */
+void cask_pool_info_clear(cask_pool_info *p);
+/* Free a list from cask_pool_list. */
 void cask_pool_info_free(cask_pool_info *list, size_t n);
 
 int cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props);

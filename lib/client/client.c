@@ -344,15 +344,22 @@ cask_pool_status(cask_client *c, const char *name, cask_pool_info *out)
 }
 
 void
+cask_pool_info_clear(cask_pool_info *p)
+{
+	for (unsigned k = 0; p->vdevs != NULL && k < p->nvdevs_paths; k++)
+		free(p->vdevs[k]);
+	free(p->vdevs);
+	p->vdevs = NULL;
+	p->nvdevs_paths = 0;
+}
+
+void
 cask_pool_info_free(cask_pool_info *list, size_t n)
 {
 	if (list == NULL)
 		return;
-	for (size_t i = 0; i < n; i++) {
-		for (unsigned k = 0; k < list[i].nvdevs_paths; k++)
-			free(list[i].vdevs[k]);
-		free(list[i].vdevs);
-	}
+	for (size_t i = 0; i < n; i++)
+		cask_pool_info_clear(&list[i]);
 	free(list);
 }
 

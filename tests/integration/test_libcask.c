@@ -1,0 +1,168 @@
+/*
+ * test_libcask -- the C client library against a real caskd (the one
+ * built next to this test): every call, its error codes, and eight
+ * threads sharing one handle while eight more use their own.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "../unit/t.h"
+#include "cask/client.h"
+
+static char sock[600];
+static cask_client *shared;
+
+#define CHECK_CODE(e, want_errno, want_code)                                             \
+	do {                                                                             \
+		int r_ = (e);                                                            \
+		if (r_ != -(want_errno) || strcmp(cask_error()->code, want_code) != 0) { \
+			fprintf(stderr, "FAIL %s:%d: %s = %d (%s: %s), want -%d %s\n", __FILE__, \
+			    __LINE__, #e, r_, cask_error()->code, cask_error()->message,  \
+			    want_errno, want_code);                                      \
+			exit(1);                                                         \
+		}                                                                        \
+	} while (0)
+#define COK(e)                                                                            \
+	do {                                                                              \
+		if ((e) != 0) {                                                           \
+			fprintf(stderr, "FAIL %s:%d: %s: %s %s\n", __FILE__, __LINE__, #e, \
+			    cask_error()->code, cask_error()->message);                   \
+			exit(1);                                                          \
+		}                                                                         \
+	} while (0)
+
+static void *
+worker(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	cask_client *c = shared;
+	if (id >= 8)
+		COK(cask_connect(sock, &c));
+	char name[64];
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "tank/t%d-%d", id, i);
+		cask_vol_props pr = { 0, i % 2 ? "zstd" : "off", NULL };
+		COK(cask_vol_create(c, name, (uint64_t)(i + 1) << 20, &pr));
+		cask_vol_info vi;
+		COK(cask_vol_get(c, name, &vi));
+		CHECK(vi.size == (uint64_t)(i + 1) << 20 && strcmp(vi.name, name) == 0);
+		CHECK(strcmp(vi.compression, i % 2 ? "zstd" : "off") == 0);
+		COK(cask_vol_set(c, name, "checksum", "sha256"));
+		COK(cask_vol_resize(c, name, (uint64_t)(i + 2) << 20, 0));
+		CHECK_CODE(cask_vol_create(c, name, 1 << 20, NULL), EEXIST, "VOLUME_EXISTS");
+		if (i % 3 == 0)
+			COK(cask_vol_destroy(c, name));
+	}
+	if (id >= 8)
+		cask_disconnect(c);
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	(void)argc;
+	t_tmpdir();
+	char caskd[600], state[600], nbdsock[600];
+	const char *slash = strrchr(argv[0], '/');
+	snprintf(caskd, sizeof(caskd), "%.*s/../caskd", (int)(slash - argv[0]), argv[0]);
+	snprintf(sock, sizeof(sock), "%s/run/c.sock", t_dir);
+	snprintf(state, sizeof(state), "%s/state", t_dir);
+	snprintf(nbdsock, sizeof(nbdsock), "unix:%s/nbd.sock", t_dir);
+
+	/* no daemon yet */
+	cask_client *c;
+	CHECK(cask_connect(sock, &c) < 0);
+	CHECK(strcmp(cask_error()->code, "NOT_RUNNING") == 0 && strstr(cask_error()->message, "cannot reach"));
+
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		execl(caskd, caskd, "--state", state, "--socket", sock, "--nbd", nbdsock, "-q", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && cask_connect(sock, &c) != 0; i++)
+		usleep(20000);
+	char ver[32];
+	int proto;
+	COK(cask_hello(c, ver, sizeof(ver), &proto));
+	CHECK(proto == 1 && ver[0] != '\0');
+
+	/* pools */
+	char p0[700], p1[700];
+	snprintf(p0, sizeof(p0), "%s/p0.vdev", t_dir);
+	snprintf(p1, sizeof(p1), "%s/p1.vdev", t_dir);
+	const char *paths[] = { p0, p1 };
+	COK(cask_pool_create(c, "tank", paths, 2, 128 << 20));
+	CHECK_CODE(cask_pool_create(c, "tank", paths, 2, 128 << 20), EEXIST, "POOL_EXISTS");
+	CHECK_CODE(cask_pool_create(c, "bad/name", (const char *[]){ "/tmp/x" }, 1, 64 << 20), EINVAL,
+	    "INVALID_ARGUMENT");
+	CHECK_CODE(cask_pool_create(c, "rel", (const char *[]){ "relative.vdev" }, 1, 64 << 20), EINVAL,
+	    "INVALID_ARGUMENT");
+	CHECK_CODE(cask_pool_status(c, "nope", &(cask_pool_info){ 0 }), ENOENT, "POOL_NOT_FOUND");
+	cask_pool_info pi;
+	COK(cask_pool_status(c, "tank", &pi));
+	CHECK(strcmp(pi.state, "ONLINE") == 0 && pi.nvdevs == 2 && pi.nvdevs_paths == 2 && pi.size > 200 << 20);
+	CHECK(strcmp(pi.vdevs[0], p0) == 0 && strcmp(pi.vdevs[1], p1) == 0);
+	cask_pool_info_clear(&pi);
+	CHECK(pi.vdevs == NULL);
+	cask_pool_info *pl;
+	size_t n;
+	COK(cask_pool_list(c, &pl, &n));
+	CHECK(n == 1 && strcmp(pl[0].name, "tank") == 0);
+	cask_pool_info_free(pl, n);
+
+	/* volumes: errors */
+	CHECK_CODE(cask_vol_create(c, "tank/v", 0, NULL), EINVAL, "INVALID_ARGUMENT");
+	CHECK_CODE(cask_vol_create(c, "nopool/v", 1 << 20, NULL), ENOENT, "POOL_NOT_FOUND");
+	CHECK_CODE(cask_vol_create(c, "noslash", 1 << 20, NULL), EINVAL, "INVALID_ARGUMENT");
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, "gzip", NULL }), EINVAL,
+	    "INVALID_ARGUMENT");
+	CHECK_CODE(cask_vol_get(c, "tank/none", &(cask_vol_info){ 0 }), ENOENT, "VOLUME_NOT_FOUND");
+	CHECK_CODE(cask_vol_destroy(c, "tank/none"), ENOENT, "VOLUME_NOT_FOUND");
+	CHECK_CODE(cask_vol_set(c, "tank/none", "compression", "off"), ENOENT, "VOLUME_NOT_FOUND");
+
+	/* sixteen threads: eight share the handle, eight have their own */
+	shared = c;
+	pthread_t th[16];
+	for (int i = 0; i < 16; i++)
+		pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i);
+	for (int i = 0; i < 16; i++)
+		pthread_join(th[i], NULL);
+	cask_vol_info *vl;
+	COK(cask_vol_list(c, "tank", &vl, &n));
+	CHECK(n == 16 * 13); /* 20 each, 7 destroyed */
+	for (size_t i = 0; i < n; i++)
+		CHECK(strcmp(vl[i].checksum, "sha256") == 0);
+	free(vl);
+	COK(cask_vol_list(c, NULL, &vl, &n));
+	CHECK(n == 16 * 13);
+	free(vl);
+	CHECK_CODE(cask_vol_list(c, "nope", &vl, &n), ENOENT, "POOL_NOT_FOUND");
+
+	/* rename, shrink */
+	COK(cask_vol_rename(c, "tank/t0-1", "tank/renamed"));
+	CHECK_CODE(cask_vol_rename(c, "tank/renamed", "other/x"), EINVAL, "INVALID_ARGUMENT");
+	CHECK_CODE(cask_vol_resize(c, "tank/renamed", 1 << 20, 0), EINVAL, "INVALID_ARGUMENT");
+	COK(cask_vol_resize(c, "tank/renamed", 1 << 20, 1));
+
+	/* export, import by directory, destroy */
+	COK(cask_pool_export(c, "tank"));
+	CHECK_CODE(cask_pool_export(c, "tank"), ENOENT, "POOL_NOT_FOUND");
+	char got[64];
+	COK(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)));
+	CHECK(strcmp(got, "tank") == 0);
+	CHECK_CODE(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)), EEXIST, "POOL_EXISTS");
+	COK(cask_pool_destroy(c, "tank"));
+	CHECK_CODE(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)), ENOENT, "POOL_NOT_FOUND");
+	cask_disconnect(c);
+
+	/* SIGTERM: a clean stop, exit 0 */
+	kill(pid, SIGTERM);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	printf("ok\n");
+	return 0;
+}
