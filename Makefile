@@ -5,6 +5,7 @@
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
+#   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
 #
 # Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev;
@@ -45,8 +46,13 @@ UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BIN = $(BUILD)/bench/engine_bench
+CRASH_BIN = $(BUILD)/tests/crash_enum
 
-all: $(ENGINE_LIB) $(CLIENT_LIB) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN)
+all: $(ENGINE_LIB) $(CLIENT_LIB) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
+
+$(CRASH_BIN): $(BUILD)/obj/tests/crash/crash_enum.o $(BUILD)/obj/tests/crash/crashsim.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 $(CLIENT_LIB): $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
@@ -94,6 +100,9 @@ bench: deps all
 	./bench/engine_bench.sh $(BUILD)
 	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
 
+crash-soak: all
+	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
+
 stress: all
 	./build/cask-stress --seconds $${CASK_STRESS_SECONDS:-60} --threads 4 $${CASK_STATE:-state}/stress
 
@@ -103,6 +112,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench run stress clean
+.PHONY: all deps check bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -21,7 +21,7 @@
 /* Not every test uses every helper below. */
 #pragma GCC diagnostic ignored "-Wunused-function"
 
-static int t_failures;
+static int t_failures __attribute__((unused));
 
 #define CHECK(c)                                                                   \
 	do {                                                                       \

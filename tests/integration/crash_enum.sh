@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# crash_enum -- crash simulation (tests/crash): every workload of up to 3
+# operations from {write, trim, write-zeroes, FUA write, flush}, crashed at
+# every device write, four crash states each (unflushed writes dropped,
+# kept, a random subset, one sector torn); then 1000 random states. Each
+# state is imported by a fresh engine and checked block by block against
+# the durability contract. Runs the release build (thousands of imports).
+set -euo pipefail
+: "${CASK_BUILD:?}"
+"$CASK_BUILD/tests/crash_enum" --ops 3
+"$CASK_BUILD/tests/crash_enum" --soak 1000
