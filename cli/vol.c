@@ -19,11 +19,13 @@ vol_usage(FILE *f)
 	    "  create POOL/VOL --size SIZE [-o PROP=VALUE]...   a thin volume; PROP is\n"
 	    "                                      volblocksize (4K-128K, default 4K),\n"
 	    "                                      compression (off|lz4|zstd, default lz4) or\n"
-	    "                                      checksum (xxh128|sha256, default xxh128)\n"
+	    "                                      checksum (xxh128|sha256, default xxh128) or\n"
+	    "                                      sync (standard|always|disabled, default\n"
+	    "                                      standard; disabled is UNSAFE: flushes do nothing)\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
-	    "                                      volblocksize,compression,checksum,creation,guid)\n"
+	    "                                      volblocksize,compression,checksum,sync,creation,guid)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
-	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes)\n"
+	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
 	    "  rename POOL/VOL POOL/NEW            rename within the pool\n"
@@ -36,7 +38,7 @@ static const col vol_cols[] = {
 	{ "name", "NAME", COL_STR }, { "size", "SIZE", COL_SIZE }, { "used", "USED", COL_SIZE },
 	{ "logical", "LUSED", COL_SIZE }, { "volblocksize", "VOLBLOCK", COL_SIZE },
 	{ "compression", "COMPRESS", COL_STR }, { "checksum", "CHECKSUM", COL_STR },
-	{ "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
+	{ "sync", "SYNC", COL_STR }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
 };
 
 static char **
@@ -50,8 +52,9 @@ vol_row(const cask_vol_info *v)
 	r[4] = fmt_u64(v->volblocksize);
 	r[5] = xstrdup(v->compression);
 	r[6] = xstrdup(v->checksum);
-	r[7] = fmt_u64(v->creation);
-	r[8] = xstrdup(v->guid);
+	r[7] = xstrdup(v->sync);
+	r[8] = fmt_u64(v->creation);
+	r[9] = xstrdup(v->guid);
 	return r;
 }
 
@@ -69,7 +72,7 @@ vol_create(int argc, char **argv)
 {
 	uint64_t size = 0;
 	const char *name = NULL;
-	cask_vol_props pr = { 0, NULL, NULL };
+	cask_vol_props pr = { 0, NULL, NULL, NULL };
 	static char bsbuf[32];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -95,8 +98,10 @@ vol_create(int argc, char **argv)
 				pr.compression = val;
 			} else if (strcmp(prop, "checksum") == 0) {
 				pr.checksum = val;
+			} else if (strcmp(prop, "sync") == 0) {
+				pr.sync = val;
 			} else {
-				return usage_error("unknown property '%s' (volblocksize, compression, checksum)", prop);
+				return usage_error("unknown property '%s' (volblocksize, compression, checksum, sync)", prop);
 			}
 		} else if (a[0] == '-') {
 			return usage_error("unknown option '%s' for vol create", a);

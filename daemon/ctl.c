@@ -368,6 +368,7 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "volblocksize", json_object_new_int((int)vi->volblocksize));
 	json_object_object_add(o, "compression", json_object_new_string(ce_compress_name(vi->compress)));
 	json_object_object_add(o, "checksum", json_object_new_string(ce_checksum_name(vi->checksum)));
+	json_object_object_add(o, "sync", json_object_new_string(ce_sync_name(vi->sync)));
 	json_object_object_add(o, "used", json_object_new_uint64(vi->used));
 	json_object_object_add(o, "logical", json_object_new_uint64(vi->logical));
 	json_object_object_add(o, "create_txg", json_object_new_uint64(vi->create_txg));
@@ -412,9 +413,19 @@ vol_create_cb(ce_pool *p, void *arg)
 				else
 					return fail(x->e, err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s),
 					    "INVALID_ARGUMENT");
+			} else if (strcmp(k, "sync") == 0) {
+				if (strcmp(s, "standard") == 0)
+					pr.sync = CE_SYNC_STANDARD;
+				else if (strcmp(s, "always") == 0)
+					pr.sync = CE_SYNC_ALWAYS;
+				else if (strcmp(s, "disabled") == 0)
+					pr.sync = CE_SYNC_DISABLED;
+				else
+					return fail(x->e, err_set(-EINVAL, "bad sync '%s' (standard, always, disabled)", s),
+					    "INVALID_ARGUMENT");
 			} else {
 				return fail(x->e, err_set(-EINVAL, "unknown property '%s' (volblocksize, "
-				    "compression, checksum)", k), "INVALID_ARGUMENT");
+				    "compression, checksum, sync)", k), "INVALID_ARGUMENT");
 			}
 		}
 	}

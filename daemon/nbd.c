@@ -17,9 +17,11 @@
  *      (bad magic, a write payload too large to skip) closes it. Nothing a
  *      client sends can stop the daemon or affect other clients.
  *   2. FLUSH is answered only after every write answered before it is
- *      committed (ce_pool_sync commits the whole pool, so this holds
+ *      committed (ce_vol_flush commits the whole pool, so this holds
  *      across connections too: CAN_MULTI_CONN is true). A FUA write or
- *      trim is answered only after it is committed.
+ *      trim is answered only after it is committed. The volume's sync
+ *      property can make every write durable (always) or make flushes
+ *      no-ops (disabled, documented as unsafe).
  *   3. A connection holds its volume open (and so its pool, which cannot
  *      be exported meanwhile) and releases it however the connection ends.
  *   4. Each connection has its own reader thread and WORKERS threads that
@@ -694,7 +696,7 @@ exec_request(conn *c, req *r)
 			return reply_error(c, cookie, NBD_ENOSPC, "write beyond the end of the export");
 		int err = ce_vol_write(c->vol, r->data, len, off);
 		if (err == 0 && (flags & CF_FUA))
-			err = ce_pool_sync(c->pool);
+			err = ce_vol_flush(c->vol);
 		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
 	}
 	case CMD_READ: {
@@ -721,7 +723,7 @@ exec_request(conn *c, req *r)
 	case CMD_FLUSH: {
 		if (flags != 0)
 			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for FLUSH");
-		int err = ce_pool_sync(c->pool);
+		int err = ce_vol_flush(c->vol);
 		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
 	}
 	case CMD_TRIM:
@@ -735,7 +737,7 @@ exec_request(conn *c, req *r)
 		/* Zeroing always punches holes here, which is as fast as it gets: FAST_ZERO holds. */
 		int err = type == CMD_TRIM ? ce_vol_trim(c->vol, off, len) : ce_vol_write_zeroes(c->vol, off, len);
 		if (err == 0 && (flags & CF_FUA))
-			err = ce_pool_sync(c->pool);
+			err = ce_vol_flush(c->vol);
 		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
 	}
 	case CMD_BLOCK_STATUS:

@@ -56,7 +56,7 @@ typedef struct cask_vol_info {
 	char guid[24];
 	uint64_t size;
 	uint32_t volblocksize;
-	char compression[16], checksum[16];
+	char compression[16], checksum[16], sync[16];
 	uint64_t used, logical, create_txg, creation;
 } cask_vol_info;
 
@@ -64,6 +64,7 @@ typedef struct cask_vol_props {
 	uint32_t volblocksize;   /* 0: default */
 	const char *compression; /* NULL: default */
 	const char *checksum;    /* NULL: default */
+	const char *sync;        /* NULL: default (standard) */
 } cask_vol_props;
 
 /* Server identity: version string and protocol version. */

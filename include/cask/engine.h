@@ -101,6 +101,13 @@ int ce_pool_stat_get(ce_pool *p, ce_pool_stat *st);
 const char *ce_pool_name(const ce_pool *p);
 
 enum { CE_COMPRESS_OFF = 0, CE_COMPRESS_LZ4 = 1, CE_COMPRESS_ZSTD = 2 };
+/*
+ * sync (ZFS semantics): standard -- writes are durable after a flush;
+ * always -- every write, trim and zeroing is durable when it returns;
+ * disabled -- flushes do nothing (UNSAFE: a crash may lose data the
+ * client was told was durable).
+ */
+enum { CE_SYNC_STANDARD = 0, CE_SYNC_ALWAYS = 1, CE_SYNC_DISABLED = 2 };
 enum { CE_CHECKSUM_XXH128 = 1, CE_CHECKSUM_SHA256 = 2 };
 #define CE_VOLBLOCKSIZE_DEFAULT 4096u
 #define CE_VOLBLOCKSIZE_MIN 4096u
@@ -110,8 +117,9 @@ typedef struct ce_vol_props {
 	uint32_t volblocksize; /* 0 = default */
 	int compress;          /* -1 = default (lz4) */
 	int checksum;          /* 0 = default (xxh128) */
+	int sync;              /* CE_SYNC_*, default standard */
 } ce_vol_props;
-#define CE_VOL_PROPS_DEFAULT { 0, -1, 0 }
+#define CE_VOL_PROPS_DEFAULT { 0, -1, 0, CE_SYNC_STANDARD }
 
 typedef struct ce_vol_info {
 	char name[256];
@@ -120,6 +128,7 @@ typedef struct ce_vol_info {
 	uint32_t volblocksize;
 	int compress;
 	int checksum;
+	int sync;
 	uint64_t used;       /* allocated bytes its tree owns (committed) */
 	uint64_t logical;    /* logical bytes of its data blocks (committed) */
 	uint64_t create_txg;
@@ -132,7 +141,8 @@ int ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_prop
 int ce_vol_destroy(ce_pool *p, const char *name);
 int ce_vol_rename(ce_pool *p, const char *oldname, const char *newname);
 int ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags);
-/* Properties by name: "compression" (off|lz4|zstd), "checksum" (xxh128|sha256). */
+/* Properties by name: "compression" (off|lz4|zstd), "checksum" (xxh128|sha256),
+ * "sync" (standard|always|disabled). */
 int ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value);
 int ce_vol_info_get(ce_pool *p, const char *name, ce_vol_info *out);
 /* All volumes, sorted by name, in a new array the caller frees. */
@@ -144,6 +154,9 @@ uint64_t ce_vol_size(const ce_vol *v);
 uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
+/* Make every write that returned before this call durable, as the volume's
+ * sync property says (a no-op with sync=disabled). What NBD FLUSH calls. */
+int ce_vol_flush(ce_vol *v);
 /* Both punch holes (they read as zeros and own no space). */
 int ce_vol_trim(ce_vol *v, uint64_t off, uint64_t len);
 int ce_vol_write_zeroes(ce_vol *v, uint64_t off, uint64_t len);
@@ -163,6 +176,7 @@ int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max
 const char *ce_errmsg(void);
 const char *ce_compress_name(int c);
 const char *ce_checksum_name(int c);
+const char *ce_sync_name(int s);
 
 #ifdef __cplusplus
 }

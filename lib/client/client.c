@@ -380,6 +380,8 @@ cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_
 			json_object_object_add(p, "compression", json_object_new_string(props->compression));
 		if (props->checksum)
 			json_object_object_add(p, "checksum", json_object_new_string(props->checksum));
+		if (props->sync)
+			json_object_object_add(p, "sync", json_object_new_string(props->sync));
 		json_object_object_add(a, "props", p);
 	}
 	return call_void(c, "vol.create", a);
@@ -422,6 +424,7 @@ vol_from(json_object *o, cask_vol_info *v)
 	get_str(o, "guid", v->guid, sizeof(v->guid));
 	get_str(o, "compression", v->compression, sizeof(v->compression));
 	get_str(o, "checksum", v->checksum, sizeof(v->checksum));
+	get_str(o, "sync", v->sync, sizeof(v->sync));
 	v->size = get_u64(o, "size");
 	v->volblocksize = (uint32_t)get_u64(o, "volblocksize");
 	v->used = get_u64(o, "used");

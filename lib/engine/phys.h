@@ -134,6 +134,7 @@ _Static_assert(sizeof(mos_header_phys) == 256 + 128 * CE_MAX_VDEVS, "mos header 
 _Static_assert(sizeof(mos_header_phys) <= CE_MOS_DS_OFF, "mos header fits");
 
 enum { DS_TYPE_VOLUME = 1 };
+#define DS_FLAG_SYNC_MASK 3u /* ds_flags bits 0-1: the sync property (CE_SYNC_*) */
 
 typedef struct ds_phys {
 	uint64_t ds_guid;

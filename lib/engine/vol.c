@@ -132,6 +132,7 @@ vol_capture(volume *v, uint64_t t)
 	v->snap.size = v->size;
 	v->snap.compress = v->compress;
 	v->snap.checksum = v->checksum;
+	v->snap.sync = v->sync;
 	v->snap.want_levels = v->want_levels;
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 }
@@ -142,6 +143,7 @@ vol_record(const volume *v, ds_phys *ds)
 	memset(ds, 0, sizeof(*ds));
 	ds->ds_guid = v->guid;
 	ds->ds_type = DS_TYPE_VOLUME;
+	ds->ds_flags = (uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK;
 	ds->ds_size = v->snap.size;
 	ds->ds_volblocksize = v->bs;
 	ds->ds_levels = v->tree.levels;
@@ -168,6 +170,7 @@ vol_load_all(ce_pool *p)
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
 		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
+		    (ds.ds_flags & ~DS_FLAG_SYNC_MASK) != 0 || (ds.ds_flags & DS_FLAG_SYNC_MASK) > CE_SYNC_DISABLED ||
 		    memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL || !name_valid(ds.ds_name) ||
 		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7))
 			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
@@ -177,6 +180,7 @@ vol_load_all(ce_pool *p)
 		v->bs = ds.ds_volblocksize;
 		v->compress = ds.ds_compress;
 		v->checksum = ds.ds_checksum;
+		v->sync = (int)(ds.ds_flags & DS_FLAG_SYNC_MASK);
 		v->create_txg = ds.ds_create_txg;
 		v->ctime = ds.ds_ctime;
 		v->used = (int64_t)ds.ds_used;
@@ -489,12 +493,30 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+/* sync=always: what just returned must be durable. */
+static int
+sync_always(volume *v, int err)
+{
+	if (err == 0 && v->sync == CE_SYNC_ALWAYS)
+		err = txg_sync_now(v->pool);
+	return err;
+}
+
 int
 ce_vol_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
 {
 	if (buf == NULL)
 		return err_set(-EINVAL, "write: no buffer");
-	return vol_modify(h, buf, len, off);
+	return sync_always(h->v, vol_modify(h, buf, len, off));
+}
+
+int
+ce_vol_flush(ce_vol *h)
+{
+	err_clear();
+	if (h->v->sync == CE_SYNC_DISABLED)
+		return 0;
+	return txg_sync_now(h->v->pool);
 }
 
 int
@@ -511,7 +533,7 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
-		return vol_modify(h, NULL, len, off);
+		return sync_always(v, vol_modify(h, NULL, len, off));
 	/*
 	 * Partial head and tail blocks become zeros, whole blocks one punched
 	 * range; all in one txg, so a crash keeps the trim whole or not at all.
@@ -555,7 +577,7 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&v->lock);
 	txg_rele(p, t);
 	txg_dirty_add(p, dd, 1);
-	return 0;
+	return sync_always(v, 0);
 }
 
 int
@@ -875,6 +897,26 @@ parse_checksum(const char *s, int *out)
 	return 0;
 }
 
+static int
+parse_sync(const char *s, int *out)
+{
+	if (strcmp(s, "standard") == 0)
+		*out = CE_SYNC_STANDARD;
+	else if (strcmp(s, "always") == 0)
+		*out = CE_SYNC_ALWAYS;
+	else if (strcmp(s, "disabled") == 0)
+		*out = CE_SYNC_DISABLED;
+	else
+		return err_set(-EINVAL, "bad sync '%s' (standard, always, disabled)", s);
+	return 0;
+}
+
+const char *
+ce_sync_name(int s)
+{
+	return s == CE_SYNC_STANDARD ? "standard" : s == CE_SYNC_ALWAYS ? "always" : s == CE_SYNC_DISABLED ? "disabled" : "?";
+}
+
 const char *
 ce_compress_name(int c)
 {
@@ -945,6 +987,8 @@ ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 		return err_set(-EINVAL, "bad compression %d", comp);
 	if (!checksum_valid_type(ck))
 		return err_set(-EINVAL, "bad checksum %d", ck);
+	if (pr.sync < CE_SYNC_STANDARD || pr.sync > CE_SYNC_DISABLED)
+		return err_set(-EINVAL, "bad sync %d", pr.sync);
 	if (size == 0 || size % bs != 0)
 		return err_set(-EINVAL, "bad volume size %" PRIu64 " (a non-zero multiple of the "
 		    "block size %u)", size, bs);
@@ -963,6 +1007,7 @@ ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 	v->bs = bs;
 	v->compress = comp;
 	v->checksum = ck;
+	v->sync = pr.sync;
 	v->create_txg = p->open_txg;
 	v->ctime = (uint64_t)time(NULL);
 	v->tree.bsize = bs;
@@ -1082,6 +1127,8 @@ ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
 		err = parse_compress(value, &val);
 	else if (strcmp(prop, "checksum") == 0)
 		err = parse_checksum(value, &val);
+	else if (strcmp(prop, "sync") == 0)
+		err = parse_sync(value, &val);
 	else if (strcmp(prop, "volblocksize") == 0)
 		return err_set(-EINVAL, "volblocksize is fixed when a volume is created");
 	else if (strcmp(prop, "volsize") == 0 || strcmp(prop, "size") == 0)
@@ -1097,7 +1144,9 @@ ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
 		mgmt_abort(p);
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
 	}
-	if (prop[1] == 'o')
+	if (strcmp(prop, "sync") == 0)
+		v->sync = val;
+	else if (prop[1] == 'o')
 		v->compress = val;
 	else
 		v->checksum = val;
@@ -1116,6 +1165,7 @@ fill_info(volume *v, ce_vol_info *out)
 	out->volblocksize = v->bs;
 	out->compress = v->compress;
 	out->checksum = v->checksum;
+	out->sync = v->sync;
 	out->used = (uint64_t)v->used;
 	out->logical = (uint64_t)v->logical;
 	out->create_txg = v->create_txg;

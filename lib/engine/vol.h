@@ -17,6 +17,7 @@ struct volume {
 	uint32_t bs;
 	int compress;
 	int checksum;
+	int sync;              /* CE_SYNC_* */
 	uint64_t create_txg, ctime;
 	cowtree tree;          /* committed (installed) tree */
 	uint8_t want_levels;   /* levels the current size needs */
@@ -43,7 +44,7 @@ struct volume {
 		uint64_t txg;          /* the txg this snapshot is for */
 		char name[CE_NAME_MAX + 1];
 		uint64_t size;
-		int compress, checksum;
+		int compress, checksum, sync;
 		uint8_t want_levels;
 		int doomed;            /* destroyed in or before that txg */
 	} snap;

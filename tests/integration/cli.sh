@@ -57,7 +57,12 @@ expect_fail 1 "does not exist" "$CASK" vol list nope
 $CASK vol list | head -1 | grep -q "^NAME"
 $CASK vol list -j -o name,size | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d[1]=={"name":"tank/b","size":67108864}, d'
 [ "$($CASK vol get compression tank/b -H -o value)" = "zstd" ] || fail "vol get"
-[ "$($CASK vol get all tank/b -H | wc -l)" -eq 8 ] || fail "vol get all"
+[ "$($CASK vol get all tank/b -H | wc -l)" -eq 9 ] || fail "vol get all"
+[ "$($CASK vol get sync tank/b -H -o value)" = "standard" ] || fail "sync default"
+$CASK vol set sync=always tank/b
+[ "$($CASK vol get sync tank/b -H -o value)" = "always" ] || fail "vol set sync"
+expect_fail 1 "bad sync" "$CASK" vol set sync=sometimes tank/b
+$CASK vol set sync=standard tank/b
 [ "$($CASK vol get size tank/b -H -p -o value)" = "67108864" ] || fail "vol get -p"
 [ "$($CASK vol get size tank/b -H -o value)" = "64.0M" ] || fail "vol get human size"
 expect_fail 2 "unknown property" "$CASK" vol get color tank/b

@@ -42,12 +42,13 @@ worker(void *arg)
 	char name[64];
 	for (int i = 0; i < 20; i++) {
 		snprintf(name, sizeof(name), "tank/t%d-%d", id, i);
-		cask_vol_props pr = { 0, i % 2 ? "zstd" : "off", NULL };
+		cask_vol_props pr = { 0, i % 2 ? "zstd" : "off", NULL, i % 4 == 0 ? "always" : NULL };
 		COK(cask_vol_create(c, name, (uint64_t)(i + 1) << 20, &pr));
 		cask_vol_info vi;
 		COK(cask_vol_get(c, name, &vi));
 		CHECK(vi.size == (uint64_t)(i + 1) << 20 && strcmp(vi.name, name) == 0);
 		CHECK(strcmp(vi.compression, i % 2 ? "zstd" : "off") == 0);
+		CHECK(strcmp(vi.sync, i % 4 == 0 ? "always" : "standard") == 0);
 		COK(cask_vol_set(c, name, "checksum", "sha256"));
 		COK(cask_vol_resize(c, name, (uint64_t)(i + 2) << 20, 0));
 		CHECK_CODE(cask_vol_create(c, name, 1 << 20, NULL), EEXIST, "VOLUME_EXISTS");
@@ -117,11 +118,13 @@ main(int argc, char **argv)
 	CHECK_CODE(cask_vol_create(c, "tank/v", 0, NULL), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_create(c, "nopool/v", 1 << 20, NULL), ENOENT, "POOL_NOT_FOUND");
 	CHECK_CODE(cask_vol_create(c, "noslash", 1 << 20, NULL), EINVAL, "INVALID_ARGUMENT");
-	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, "gzip", NULL }), EINVAL,
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, "gzip", NULL, NULL }), EINVAL,
 	    "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_get(c, "tank/none", &(cask_vol_info){ 0 }), ENOENT, "VOLUME_NOT_FOUND");
 	CHECK_CODE(cask_vol_destroy(c, "tank/none"), ENOENT, "VOLUME_NOT_FOUND");
 	CHECK_CODE(cask_vol_set(c, "tank/none", "compression", "off"), ENOENT, "VOLUME_NOT_FOUND");
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, NULL, NULL, "sometimes" }), EINVAL,
+	    "INVALID_ARGUMENT");
 
 	/* sixteen threads: eight share the handle, eight have their own */
 	shared = c;
