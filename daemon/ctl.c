@@ -14,6 +14,7 @@
  *   3. Every response carries the request's id.
  */
 #include "ctl.h"
+#include "ctlframe.h"
 #include "log.h"
 #include "registry.h"
 #include "sockio.h"
@@ -32,11 +33,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CTL_MAGIC 0x4b534143u
-#define CTL_VERSION 1
-#define CTL_REQ 1
-#define CTL_RESP 2
-#define CTL_MAX (1u << 20)
 
 static int lfd = -1;
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -615,13 +611,7 @@ send_frame(int fd, uint32_t id, json_object *payload)
 	size_t len;
 	const char *s = json_object_to_json_string_length(payload, JSON_C_TO_STRING_PLAIN, &len);
 	uint8_t h[16];
-	uint32_t magic = CTL_MAGIC, l = (uint32_t)len;
-	uint16_t ver = CTL_VERSION, kind = CTL_RESP;
-	memcpy(h, &magic, 4);
-	memcpy(h + 4, &ver, 2);
-	memcpy(h + 6, &kind, 2);
-	memcpy(h + 8, &id, 4);
-	memcpy(h + 12, &l, 4);
+	ctl_hdr_encode(h, CTL_RESP, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
 	if (sock_write_iov(fd, iov, 2) != 0)
 		return -1;
@@ -650,13 +640,10 @@ serve_one(int fd, uid_t uid)
 	uint8_t h[16];
 	if (sock_read_full(fd, h, 16) != 0)
 		return -1;
-	uint32_t magic, id, len;
-	uint16_t ver, kind;
-	memcpy(&magic, h, 4);
-	memcpy(&ver, h + 4, 2);
-	memcpy(&kind, h + 6, 2);
-	memcpy(&id, h + 8, 4);
-	memcpy(&len, h + 12, 4);
+	ctl_hdr hd;
+	ctl_hdr_decode(h, &hd);
+	uint32_t magic = hd.magic, id = hd.id, len = hd.length;
+	uint16_t ver = hd.version, kind = hd.kind;
 	if (magic != CTL_MAGIC || kind != CTL_REQ || len > CTL_MAX) {
 		send_error(fd, magic == CTL_MAGIC ? id : 0, -EINVAL, "BAD_REQUEST",
 		    magic != CTL_MAGIC ? "bad frame magic" : kind != CTL_REQ ? "not a request frame"

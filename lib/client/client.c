@@ -14,6 +14,7 @@
  *   3. Never prints; never exits.
  */
 #include "cask/client.h"
+#include "ctlframe.h"
 #include "sockio.h"
 
 #include <errno.h>
@@ -27,8 +28,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define CTL_MAGIC 0x4b534143u
-#define CTL_MAX (1u << 20)
 
 struct cask_client {
 	int fd;
@@ -132,24 +131,17 @@ call(cask_client *c, const char *op, json_object *args, json_object **result)
 	}
 	uint32_t id = c->next_id++;
 	uint8_t h[16];
-	uint32_t magic = CTL_MAGIC, l = (uint32_t)len;
-	uint16_t ver = 1, kind = 1;
-	memcpy(h, &magic, 4);
-	memcpy(h + 4, &ver, 2);
-	memcpy(h + 6, &kind, 2);
-	memcpy(h + 8, &id, 4);
-	memcpy(h + 12, &l, 4);
+	ctl_hdr_encode(h, CTL_REQ, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
 	if (sock_write_iov(c->fd, iov, 2) != 0 || sock_read_full(c->fd, h, 16) != 0) {
 		c->broken = 1;
 		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
 		goto out;
 	}
-	uint32_t rid;
-	memcpy(&magic, h, 4);
-	memcpy(&rid, h + 8, 4);
-	memcpy(&l, h + 12, 4);
-	if (magic != CTL_MAGIC || l > CTL_MAX || (rid != id && rid != 0)) {
+	ctl_hdr rh;
+	ctl_hdr_decode(h, &rh);
+	uint32_t rid = rh.id, l = rh.length;
+	if (rh.magic != CTL_MAGIC || rh.kind != CTL_RESP || l > CTL_MAX || (rid != id && rid != 0)) {
 		c->broken = 1;
 		rc = set_error(EPROTO, "BAD_REQUEST", "caskd sent a malformed response frame");
 		goto out;
