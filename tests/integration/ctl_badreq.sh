@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# ctl_badreq -- malformed control-protocol requests (bad magic, oversized
+# frames, wrong version, bad JSON, unknown operations, mistyped arguments)
+# each get a structured error; framing errors close only that connection;
+# the daemon (sanitizer build) keeps serving.
+source "$(dirname "$0")/lib.sh"
+[ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
+start_caskd
+$CASK pool create tank "$T/t.vdev" --size 64M
+SOCK="$SOCK" "$PY" - <<'PY'
+import json, os, socket, struct, sys
+path = os.environ["SOCK"]
+def conn():
+    s = socket.socket(socket.AF_UNIX); s.connect(path); s.settimeout(5); return s
+def frame(payload, kind=1, ver=1, magic=0x4b534143, id=7, length=None):
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return struct.pack("<IHHII", magic, ver, kind, id, len(data) if length is None else length) + data
+def reply(s):
+    h = b""
+    while len(h) < 16:
+        c = s.recv(16 - len(h))
+        if not c: return None
+        h += c
+    magic, ver, kind, id, n = struct.unpack("<IHHII", h)
+    body = b""
+    while len(body) < n: body += s.recv(n - len(body))
+    assert magic == 0x4b534143 and kind == 2, "response framing"
+    return id, json.loads(body)
+def err(r, code):
+    id, b = r
+    assert b["ok"] is False and b["error"]["code"] == code and b["error"]["errno"] > 0 and b["error"]["message"], (code, b)
+    return id
+def closed(s):
+    try: return s.recv(1) == b""
+    except ConnectionResetError: return True
+# errors that keep the connection
+s = conn()
+s.sendall(frame({"op": "frobnicate"})); assert err(reply(s), "UNKNOWN_OP") == 7
+s.sendall(frame({"op": "vol.create", "args": {"name": "tank/v", "size": "big"}})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "vol.create", "args": {"name": 5, "size": 1}})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "vol.create", "args": {"name": "tank/v", "size": -4096}})); err(reply(s), "INVALID_ARGUMENT")
+s.sendall(frame({"op": "pool.create", "args": {"name": "x", "paths": "notalist"}})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "pool.create", "args": {"name": "x", "paths": []}})); err(reply(s), "INVALID_ARGUMENT")
+s.sendall(frame({"op": "vol.get", "args": []})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "vol.get", "args": {"name": "tank/none"}}, id=99)); assert err(reply(s), "VOLUME_NOT_FOUND") == 99
+s.sendall(frame({"op": "hello"})); id, b = reply(s); assert b["ok"] and b["result"]["protocol"] == 1
+# framing errors: an error frame, then the connection is closed
+for bad in [frame({"op": "hello"}, magic=0xdeadbeef), frame({"op": "hello"}, ver=2),
+            frame({"op": "hello"}, kind=2), frame(b"", length=5 << 20), frame(b"{not json"),
+            frame(b"[1,2,3]"), frame(b'{"op": 42}'), frame(b'{"op":"hello"} trailing')]:
+    s = conn()
+    s.sendall(bad)
+    r = reply(s)
+    assert r is not None and r[1]["ok"] is False, bad[:20]
+    assert r[1]["error"]["code"] in ("BAD_REQUEST", "UNSUPPORTED_VERSION"), r
+    assert closed(s), "connection should close after a framing error"
+# a client that vanishes mid-frame
+s = conn(); s.sendall(frame({"op": "hello"})[:10]); s.close()
+s = conn(); s.sendall(struct.pack("<IHHII", 0x4b534143, 1, 1, 1, 1000) + b"{\"op\""); s.close()
+# still serving
+s = conn(); s.sendall(frame({"op": "pool.list"})); id, b = reply(s); assert b["ok"] and b["result"]["pools"][0]["name"] == "tank"
+print("ok")
+PY
+$CASK pool list -H -o name | grep -qx tank
+stop_caskd
+! grep -q "AddressSanitizer\|runtime error" "$T/caskd.log" || fail "sanitizer report in the caskd log"
+echo ok
