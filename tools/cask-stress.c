@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -564,8 +565,10 @@ main(int argc, char **argv)
 			perror("cask-stress: fork");
 			return 2;
 		}
-		if (pid == 0)
+		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL); /* the worker never outlives cask-stress */
 			worker(round, m, sh, limit);
+		}
 		int status;
 		if (!clean_round) {
 			struct timespec d = { 0, (long)(50 + rnd(&seed_rounds) % 400) * 1000000L };

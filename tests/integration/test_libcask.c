@@ -5,6 +5,7 @@
  */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 
 #include "../unit/t.h"
@@ -12,6 +13,18 @@
 
 static char sock[600];
 static cask_client *shared;
+static pid_t daemon_pid;
+
+/* Whatever way the test ends, its caskd goes too. */
+static void
+stop_daemon(void)
+{
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGTERM);
+		waitpid(daemon_pid, NULL, 0);
+		daemon_pid = 0;
+	}
+}
 
 #define CHECK_CODE(e, want_errno, want_code)                                             \
 	do {                                                                             \
@@ -80,9 +93,12 @@ main(int argc, char **argv)
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* even if the test aborts */
 		execl(caskd, caskd, "--state", state, "--socket", sock, "--nbd", nbdsock, "-q", (char *)NULL);
 		_exit(127);
 	}
+	daemon_pid = pid;
+	atexit(stop_daemon);
 	for (int i = 0; i < 200 && cask_connect(sock, &c) != 0; i++)
 		usleep(20000);
 	char ver[32];
@@ -165,6 +181,7 @@ main(int argc, char **argv)
 	kill(pid, SIGTERM);
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
+	daemon_pid = 0;
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	printf("ok\n");
 	return 0;

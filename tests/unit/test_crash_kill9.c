@@ -12,6 +12,7 @@
  * Iterations: CASK_KILL_ITERS (default 24). Seed: CASK_SEED or time.
  */
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -116,6 +117,7 @@ main(int argc, char **argv)
 		pid_t pid = fork();
 		CHECK(pid >= 0);
 		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failing parent leaves no writer behind */
 			close(pfd[0]);
 			child(path, iter, pfd[1]);
 		}
