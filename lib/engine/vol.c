@@ -631,6 +631,8 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 		pthread_mutex_unlock(&v->lock);
 
 		size_t nread = 0;
+		/* Copy-outs owed from the scratch blocks (first and last block may be partial). */
+		struct { int used; size_t to, from, n; } part[2] = { { 0, 0, 0, 0 }, { 0, 0, 0, 0 } };
 		/* Leaf pointers for the whole batch, one indirect block per 256. */
 		if (ntree > 0)
 			err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
@@ -648,27 +650,25 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 				break;
 			}
 			bps[nread] = bp;
-			dsts[nread] = (s == bstart && e == bstart + v->bs) ? dst + (s - off)
-									     : tmp[blkid != first];
+			if (s == bstart && e == bstart + v->bs) {
+				dsts[nread] = dst + (s - off);
+			} else {
+				int slot = blkid != first;
+				dsts[nread] = tmp[slot];
+				part[slot].used = 1;
+				part[slot].to = s - off;
+				part[slot].from = s - bstart;
+				part[slot].n = e - s;
+			}
 			nread++;
 		}
 		if (err == 0 && nread > 0)
 			err = blk_read_many(p, bps, dsts, nread);
 		pthread_rwlock_unlock(&p->free_lock);
 		if (err == 0) {
-			for (size_t k = 0; k < ntree; k++) {
-				uint64_t blkid = tblk[k], bstart = blkid * v->bs;
-				uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + batch_len);
-				if (!(s == bstart && e == bstart + v->bs)) {
-					/* read into tmp unless it was a hole (already zeroed) */
-					for (size_t r = 0; r < nread; r++) {
-						if (dsts[r] == tmp[blkid != first]) {
-							memcpy(dst + (s - off), tmp[blkid != first] + (s - bstart), e - s);
-							break;
-						}
-					}
-				}
-			}
+			for (int slot = 0; slot < 2; slot++)
+				if (part[slot].used)
+					memcpy(dst + part[slot].to, tmp[slot] + part[slot].from, part[slot].n);
 		} else {
 			err = err_set(err, "%s: read at %" PRIu64 " failed: %s", v->name, off,
 			    err == -EIO ? "checksum or IO error" : strerror(-err));
