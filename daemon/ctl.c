@@ -681,10 +681,15 @@ serve_one(int fd, uid_t uid)
 	}
 	json_object *empty = json_object_new_object();
 	const char *op = json_object_get_string(opv);
-	int rc = -1;
-	for (size_t i = 0; i < ARRAY_SIZE(ops); i++) {
-		if (strcmp(ops[i].name, op) != 0)
-			continue;
+	size_t i = 0;
+	while (i < ARRAY_SIZE(ops) && strcmp(ops[i].name, op) != 0)
+		i++;
+	int rc;
+	if (i == ARRAY_SIZE(ops)) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "unknown operation '%.200s'", op);
+		rc = send_error(fd, id, -EOPNOTSUPP, "UNKNOWN_OP", msg);
+	} else {
 		json_object *res = json_object_new_object();
 		reqerr e = { 0, NULL };
 		err_clear();
@@ -692,26 +697,14 @@ serve_one(int fd, uid_t uid)
 		if (err != 0) {
 			log_info("ctl uid %u: %s failed: %s", (unsigned)uid, op, err_get());
 			rc = send_error(fd, id, err, e.code ? e.code : code_for(err, 0), err_get());
+			json_object_put(res);
 		} else {
 			log_debug("ctl uid %u: %s", (unsigned)uid, op);
 			json_object *r = json_object_new_object();
 			json_object_object_add(r, "ok", json_object_new_boolean(1));
 			json_object_object_add(r, "result", res);
-			res = NULL;
 			rc = send_frame(fd, id, r);
 			json_object_put(r);
-		}
-		json_object_put(res);
-		break;
-	}
-	if (rc == -1 && !json_object_is_type(opv, json_type_null)) {
-		int known = 0;
-		for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
-			known |= strcmp(ops[i].name, op) == 0;
-		if (!known) {
-			char msg[300];
-			snprintf(msg, sizeof(msg), "unknown operation '%.200s'", op);
-			rc = send_error(fd, id, -EOPNOTSUPP, "UNKNOWN_OP", msg);
 		}
 	}
 	json_object_put(empty);
