@@ -299,27 +299,48 @@ pool_from(json_object *o, cask_pool_info *p)
 	}
 }
 
-int
-cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n)
+/*
+ * Decode the array `key` of result r into a new array of n elements of
+ * size elem, each filled by from(); r is released.
+ */
+static int
+decode_list(json_object *r, const char *key, const char *what, size_t elem,
+    void (*from)(json_object *, void *), void **out, size_t *n)
 {
-	json_object *r, *arr;
-	int rc = call(c, "pool.list", NULL, &r);
-	if (rc != 0)
-		return rc;
-	if (!json_object_object_get_ex(r, "pools", &arr) || !json_object_is_type(arr, json_type_array)) {
+	json_object *arr;
+	if (!json_object_object_get_ex(r, key, &arr) || !json_object_is_type(arr, json_type_array)) {
 		json_object_put(r);
-		return set_error(EPROTO, "BAD_REQUEST", "caskd's pool list is malformed");
+		return set_error(EPROTO, "BAD_REQUEST", "caskd's %s list is malformed", what);
 	}
 	size_t k = json_object_array_length(arr);
-	cask_pool_info *list = calloc(k ? k : 1, sizeof(*list));
+	uint8_t *list = calloc(k ? k : 1, elem);
 	for (size_t i = 0; list && i < k; i++)
-		pool_from(json_object_array_get_idx(arr, i), &list[i]);
+		from(json_object_array_get_idx(arr, i), list + i * elem);
 	json_object_put(r);
 	if (list == NULL)
 		return set_error(ENOMEM, "INTERNAL", "out of memory");
 	*out = list;
 	*n = k;
 	return 0;
+}
+
+static void
+pool_from_any(json_object *o, void *p)
+{
+	pool_from(o, p);
+}
+
+int
+cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n)
+{
+	json_object *r;
+	int rc = call(c, "pool.list", NULL, &r);
+	if (rc != 0)
+		return rc;
+	void *list;
+	if ((rc = decode_list(r, "pools", "pool", sizeof(cask_pool_info), pool_from_any, &list, n)) == 0)
+		*out = list;
+	return rc;
 }
 
 int
@@ -425,29 +446,25 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->creation = get_u64(o, "creation");
 }
 
+static void
+vol_from_any(json_object *o, void *v)
+{
+	vol_from(o, v);
+}
+
 int
 cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object(), *r, *arr;
+	json_object *a = json_object_new_object(), *r;
 	if (pool)
 		json_object_object_add(a, "pool", json_object_new_string(pool));
 	int rc = call(c, "vol.list", a, &r);
 	if (rc != 0)
 		return rc;
-	if (!json_object_object_get_ex(r, "volumes", &arr) || !json_object_is_type(arr, json_type_array)) {
-		json_object_put(r);
-		return set_error(EPROTO, "BAD_REQUEST", "caskd's volume list is malformed");
-	}
-	size_t k = json_object_array_length(arr);
-	cask_vol_info *list = calloc(k ? k : 1, sizeof(*list));
-	for (size_t i = 0; list && i < k; i++)
-		vol_from(json_object_array_get_idx(arr, i), &list[i]);
-	json_object_put(r);
-	if (list == NULL)
-		return set_error(ENOMEM, "INTERNAL", "out of memory");
-	*out = list;
-	*n = k;
-	return 0;
+	void *list;
+	if ((rc = decode_list(r, "volumes", "volume", sizeof(cask_vol_info), vol_from_any, &list, n)) == 0)
+		*out = list;
+	return rc;
 }
 
 int
