@@ -281,6 +281,23 @@ cmd_check(int argc, char **argv)
 		}
 		nvols++;
 	}
+	/* The intent log region owns its sectors. */
+	mos_header_phys *mh = mos_hdr(p);
+	for (uint64_t i = 0; i < mh->mh_log_nsectors && mh->mh_log_vdev < p->nvdevs; i++) {
+		uint64_t s = mh->mh_log_sector + i;
+		if (s >= p->alloc.v[mh->mh_log_vdev].nsectors)
+			break;
+		uint64_t *w = &c.refd[mh->mh_log_vdev][s >> 6];
+		if (*w & (1ull << (s & 63))) {
+			c.problems++;
+			printf("PROBLEM intent log: sector %" PRIu64 " is also owned by a block\n", s);
+		}
+		*w |= 1ull << (s & 63);
+		if (!alloc_test(&p->alloc, mh->mh_log_vdev, s)) {
+			c.problems++;
+			printf("PROBLEM intent log: sector %" PRIu64 " is free in the bitmap\n", s);
+		}
+	}
 	/* Every allocated sector must be referenced (no leaks). */
 	uint64_t alloc_total = 0;
 	for (unsigned v = 0; v < p->nvdevs; v++) {

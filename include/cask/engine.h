@@ -76,6 +76,14 @@ typedef struct ce_pool_stat {
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */
 	unsigned nvols;
+	/* intent log (since import) */
+	uint64_t log_size;       /* bytes of the log region; 0: no log */
+	uint64_t log_commits;    /* FLUSH/FUA group commits */
+	uint64_t log_blocks;     /* log blocks written */
+	uint64_t log_bytes;      /* bytes of log blocks written */
+	uint64_t log_fallbacks;  /* commits served by a txg commit instead */
+	uint64_t log_replayed;   /* records replayed at import */
+	char suspend_reason[160]; /* why the pool is suspended, if it is */
 } ce_pool_stat;
 
 /* What a file's label says (to find a pool's vdevs). */

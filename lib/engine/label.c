@@ -38,7 +38,7 @@ label_check(const label_phys *lb, const char **why)
 		*why = "label checksum mismatch";
 		return -EIO;
 	}
-	if (lb->lb_version != CE_FORMAT_VERSION) {
+	if (lb->lb_version < CE_FORMAT_VERSION_MIN || lb->lb_version > CE_FORMAT_VERSION) {
 		*why = "unsupported format version";
 		return -ENOTSUP;
 	}

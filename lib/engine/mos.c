@@ -54,6 +54,12 @@ mos_mark_dirty(ce_pool *p, uint64_t off, uint64_t len)
 		p->mos_dirty[l] = 1;
 }
 
+mos_header_phys *
+mos_hdr(ce_pool *p)
+{
+	return hdr(p);
+}
+
 static uint64_t
 mos_size_for(uint32_t capacity)
 {
@@ -125,7 +131,12 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 		return err_set(err, "pool %s: cannot read the MOS of txg %" PRIu64 ": %s", p->name,
 		    ub->ub_txg, err == -EIO ? "checksum error" : "IO error");
 	mos_header_phys *h = hdr(p);
-	if (h->mh_magic != MH_MAGIC || h->mh_version != CE_FORMAT_VERSION ||
+	if (h->mh_magic == MH_MAGIC && (h->mh_version < CE_FORMAT_VERSION_MIN ||
+	    h->mh_version > CE_FORMAT_VERSION))
+		return err_set(-ENOTSUP, "pool %s: MOS format version %u is not supported (this "
+		    "cask reads %u to %u)", p->name, h->mh_version, CE_FORMAT_VERSION_MIN,
+		    CE_FORMAT_VERSION);
+	if (h->mh_magic != MH_MAGIC ||
 	    h->mh_pool_guid != p->guid || h->mh_nvdevs != p->nvdevs ||
 	    mos_size_for(h->mh_ds_capacity) != p->mos_size)
 		return err_set(-EIO, "pool %s: MOS header is inconsistent with the labels", p->name);

@@ -1,5 +1,5 @@
 /*
- * phys.h -- the on-disk structures of format version 1, transcribed from
+ * phys.h -- the on-disk structures of format version 2, transcribed from
  * docs/on-disk-format.md. Every field is little-endian; the engine
  * currently runs on little-endian hosts only and refuses to build
  * elsewhere rather than writing a format it cannot read back.
@@ -12,7 +12,8 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "cask format v1 is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 1u
+#define CE_FORMAT_VERSION 2u
+#define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
 #define CE_LABEL_REGION (512u * 1024u)
@@ -103,7 +104,10 @@ typedef struct uberblock_phys {
 	uint8_t ub_mos_levels;
 	uint8_t ub_pad2[15];
 	bp_phys ub_mos;
-	uint8_t ub_reserved[CE_CKSUM_OFF - 128];
+	uint64_t ub_log_epoch;  /* intent log: 0 = nothing to replay */
+	uint64_t ub_log_seq;
+	uint64_t ub_log_off;
+	uint8_t ub_reserved[CE_CKSUM_OFF - 152];
 	uint8_t ub_cksum[32];
 } uberblock_phys;
 _Static_assert(sizeof(uberblock_phys) == CE_UB_SIZE, "uberblock_phys is 4 KiB");
@@ -127,7 +131,11 @@ typedef struct mos_header_phys {
 	uint32_t mh_pad;
 	uint64_t mh_pool_guid;
 	char mh_pool_name[64];
-	uint8_t mh_reserved[256 - 96];
+	uint32_t mh_log_vdev;
+	uint32_t mh_log_pad;
+	uint64_t mh_log_sector;
+	uint64_t mh_log_nsectors;
+	uint8_t mh_reserved[256 - 120];
 	mos_vdev_phys mh_vdevs[CE_MAX_VDEVS];
 } mos_header_phys;
 _Static_assert(sizeof(mos_header_phys) == 256 + 128 * CE_MAX_VDEVS, "mos header layout");
@@ -155,5 +163,37 @@ typedef struct ds_phys {
 	uint8_t ds_reserved[CE_DS_SIZE - 384];
 } ds_phys;
 _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
+
+/* Intent log (format version 2, docs/on-disk-format.md section 6). */
+#define LG_MAGIC 0x474f4c494b534143ull /* "CASKILOG" */
+#define LG_VERSION 1u
+#define LG_HDR_SIZE 96u
+#define LR_HDR_SIZE 40u
+enum { LR_WRITE = 1, LR_ZERO = 2 };
+
+typedef struct ilog_blk_phys {
+	uint64_t lg_magic;
+	uint32_t lg_version;
+	uint32_t lg_nsectors;
+	uint64_t lg_pool_guid;
+	uint64_t lg_epoch;
+	uint64_t lg_seq;
+	uint32_t lg_nrecs;
+	uint32_t lg_used;
+	uint8_t lg_pad[16];
+	uint8_t lg_cksum[32];
+} ilog_blk_phys;
+_Static_assert(sizeof(ilog_blk_phys) == LG_HDR_SIZE, "ilog_blk_phys is 96 bytes");
+
+typedef struct ilog_rec_phys {
+	uint16_t lr_type;
+	uint16_t lr_pad;
+	uint32_t lr_datalen;
+	uint64_t lr_ds_guid;
+	uint64_t lr_txg;
+	uint64_t lr_offset;
+	uint64_t lr_length;
+} ilog_rec_phys;
+_Static_assert(sizeof(ilog_rec_phys) == LR_HDR_SIZE, "ilog_rec_phys is 40 bytes");
 
 #endif

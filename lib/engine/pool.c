@@ -113,12 +113,14 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_work, &ca);
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
+	ilog_init(p);
 	return p;
 }
 
 static void
 pool_free(ce_pool *p)
 {
+	ilog_fini(p);
 	vol_free_all(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
@@ -252,6 +254,9 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 	}
 	pool_setup_memory(p);
 	mos_init_empty(p);
+	if ((err = ilog_create_region(p)) != 0)
+		goto fail;
+	ilog_new_epoch(p, 1);
 	p->open_txg = 1;
 	txg_capture(p, 1);
 	if ((err = txg_sync_one(p, 1)) != 0) {
@@ -335,6 +340,11 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		goto fail;
 	if ((err = vol_load_all(p)) != 0)
 		goto fail;
+	if ((err = ilog_load(p)) != 0)
+		goto fail;
+	/* A version-1 pool (or one that had no room) gets its log region now. */
+	if (!p->readonly && !p->ilog.enabled)
+		(void)ilog_create_region(p);
 	p->synced_txg = ub.ub_txg;
 	p->open_txg = ub.ub_txg + 1;
 	/* Self-heal: a vdev with one damaged label copy gets it rewritten. */
@@ -346,6 +356,11 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	}
 	if (!p->readonly && (err = txg_start(p)) != 0)
 		goto fail;
+	/* Changes the intent log holds beyond the uberblock: replay and commit them. */
+	if (!p->readonly && (err = ilog_replay(p, &ub)) != 0) {
+		txg_stop(p);
+		goto fail;
+	}
 	*out = p;
 	return 0;
 fail:
@@ -412,5 +427,14 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 		if (p->vols[i]->destroy_txg == 0)
 			st->nvols++;
 	pthread_mutex_unlock(&p->lock);
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	st->log_size = l->enabled ? l->size : 0;
+	st->log_commits = l->commits;
+	st->log_blocks = l->blocks;
+	st->log_bytes = l->bytes;
+	st->log_fallbacks = l->fallbacks;
+	st->log_replayed = l->replayed;
+	pthread_mutex_unlock(&l->lock);
 	return 0;
 }

@@ -5,9 +5,11 @@
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   pool->config_lock  (management operations, one at a time)
+ *   (ilog_commit holds no lock while it reads volumes or does IO)
  *   pool->free_lock    (read: a reader's root capture and block reads;
  *                       write: handing freed space back after commit)
  *   volume->lock       (dirty maps, root pointer, size)
+ *   ilog.lock          (pending log records, log ring)
  *   pool->lock         (txg state, volume list, dirty accounting)
  *   alloc.lock, cache.lock (leaf locks)
  */
@@ -23,6 +25,7 @@
 #include "cask/engine.h"
 #include "cowtree.h"
 #include "htab.h"
+#include "ilog.h"
 #include "phys.h"
 #include "vdev.h"
 
@@ -86,6 +89,8 @@ struct ce_pool {
 	int readonly;
 	int budgeted;            /* counted in the buffer pool's budget */
 
+	ilog ilog;               /* intent log (ilog.c) */
+
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };
@@ -93,7 +98,6 @@ struct ce_pool {
 /* txg.c */
 uint64_t txg_hold(ce_pool *p, int *err);
 void txg_rele(ce_pool *p, uint64_t txg);
-void txg_mark_dirty(ce_pool *p, uint64_t txg);
 int txg_wait_synced(ce_pool *p, uint64_t txg);
 int txg_sync_now(ce_pool *p);
 int txg_start(ce_pool *p);
@@ -123,6 +127,7 @@ uint32_t mos_ds_slot_alloc(ce_pool *p);
 void mos_ds_put(ce_pool *p, uint32_t slot, const ds_phys *ds);
 void mos_ds_get(const ce_pool *p, uint32_t slot, ds_phys *ds);
 uint32_t mos_ds_capacity(const ce_pool *p);
+mos_header_phys *mos_hdr(ce_pool *p);
 
 /* vol.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);
@@ -131,6 +136,8 @@ void vol_free_all(ce_pool *p);
 void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);
 void vol_capture(volume *v, uint64_t t);
+int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
+int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
 
 static inline int
 pool_io_error(ce_pool *p, int err)

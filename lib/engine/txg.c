@@ -20,7 +20,10 @@
  *   3. A failed sync never half-commits: the pool is suspended (every
  *      later write and sync fails with the error) and the on-disk state
  *      stays at the last committed txg.
- *   4. Dirty data is bounded: writers wait in txg_throttle while more
+ *   4. The uberblock also names where intent log replay starts
+ *      (ilog_ub_fill); the log learns it is durable right after the
+ *      final flush (ilog_ub_durable), before anyone is told of the commit.
+ *   5. Dirty data is bounded: writers wait in txg_throttle while more
  *      than dirty_max bytes are dirty; a sync starts when the open txg
  *      passes dirty_sync bytes, after txg_timeout_ms, or on request.
  */
@@ -186,6 +189,7 @@ txg_sync_one(ce_pool *p, uint64_t t)
 		ub.ub_mos_size = p->mos_size;
 		ub.ub_mos_levels = p->mos_tree.levels;
 		ub.ub_mos = p->mos_tree.root;
+		ilog_ub_fill(p, t, &ub);
 		uberblock_seal(&ub);
 		err = uberblock_write(p->vds, p->nvdevs, &ub);
 		for (unsigned v = 0; v < p->nvdevs && err == 0; v++)
@@ -201,13 +205,15 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	pthread_rwlock_wrlock(&p->free_lock);
 	alloc_commit_done(&p->alloc);
 	pthread_rwlock_unlock(&p->free_lock);
+	ilog_ub_durable(p, t);
 
 	/* Volumes destroyed in this txg are gone for good now. */
 	pthread_mutex_lock(&p->lock);
 	size_t k = 0;
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i];
-		if (v->destroy_txg != 0 && v->destroy_txg <= t) {
+		/* A log batch in flight still reads it: the next commit frees it. */
+		if (v->destroy_txg != 0 && v->destroy_txg <= t && v->ilog_refs == 0) {
 			vol_delete(v);
 		} else {
 			p->vols[k++] = v;

@@ -30,7 +30,8 @@ uberblock_seal(uberblock_phys *ub)
 int
 uberblock_valid(const uberblock_phys *ub, uint64_t pool_guid)
 {
-	return ub->ub_magic == UB_MAGIC && ub->ub_version == CE_FORMAT_VERSION &&
+	return ub->ub_magic == UB_MAGIC && ub->ub_version >= CE_FORMAT_VERSION_MIN &&
+	    ub->ub_version <= CE_FORMAT_VERSION &&
 	    checksum_verify(CE_CK_XXH128, ub, CE_CKSUM_OFF, ub->ub_cksum) &&
 	    ub->ub_pool_guid == pool_guid && ub->ub_txg != 0;
 }

@@ -474,6 +474,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		err = write_blocks(v, t, src, chunk, off, &dd);
 		txg_rele(p, t);
 		txg_dirty_add(p, dd, 1);
+		/* Even a failed chunk may have changed some blocks: log what is there now. */
+		ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
 		if (err == -ENOSPC && !retried) {
 			/* Space freed by earlier txgs comes back when they commit. */
 			retried = 1;
@@ -498,7 +500,7 @@ static int
 sync_always(volume *v, int err)
 {
 	if (err == 0 && v->sync == CE_SYNC_ALWAYS)
-		err = txg_sync_now(v->pool);
+		err = ilog_commit(v->pool);
 	return err;
 }
 
@@ -516,11 +518,11 @@ ce_vol_flush(ce_vol *h)
 	err_clear();
 	if (h->v->sync == CE_SYNC_DISABLED)
 		return 0;
-	return txg_sync_now(h->v->pool);
+	return ilog_commit(h->v->pool);
 }
 
-int
-ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
+static int
+vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -533,7 +535,7 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
-		return sync_always(v, vol_modify(h, NULL, len, off));
+		return vol_modify(h, NULL, len, off);
 	/*
 	 * Partial head and tail blocks become zeros, whole blocks one punched
 	 * range; all in one txg, so a crash keeps the trim whole or not at all.
@@ -577,13 +579,38 @@ ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&v->lock);
 	txg_rele(p, t);
 	txg_dirty_add(p, dd, 1);
-	return sync_always(v, 0);
+	ilog_append(v, LR_ZERO, off, len, t);
+	return 0;
+}
+
+int
+ce_vol_trim(ce_vol *h, uint64_t off, uint64_t len)
+{
+	return sync_always(h->v, vol_trim(h, off, len));
 }
 
 int
 ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
 {
 	return ce_vol_trim(h, off, len);
+}
+
+/* The intent log reads what a range holds now (ilog.c). */
+int
+vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
+{
+	ce_vol h = { .v = v };
+	return ce_vol_read(&h, buf, len, off);
+}
+
+/* Replay one log record (p->ilog.replaying is set: nothing is logged again). */
+int
+vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
+{
+	ce_vol h = { .v = v };
+	if (type == LR_WRITE)
+		return vol_modify(&h, data, len, off);
+	return vol_trim(&h, off, len);
 }
 
 int

@@ -51,6 +51,7 @@ struct volume {
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
+	int ilog_refs;         /* log batches in flight that name it (pool->lock) */
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
 };
 

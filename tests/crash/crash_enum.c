@@ -7,7 +7,7 @@
  *
  * A workload is a sequence of operations on a 16-block volume:
  *   W  write block 0          T  trim block 0        Z  write-zeroes block 1
- *   F  FUA write of block 1 (write, then commit)     S  flush (commit)
+ *   F  FUA write of block 1 (write, then flush)      S  flush
  * followed by a final S. The enumeration runs every workload of up to --ops
  * (default 3) operations, crashes it at every device write it makes, and
  * for each crash point builds four crash states of every vdev (unflushed
@@ -17,8 +17,11 @@
  * or a value written after it -- never anything else. The soak does the
  * same with random workloads of up to 8 operations on random blocks.
  *
- * Today "durable" means committed by a txg sync (S, F); the intent log
- * (issue 4) will keep the same contract with cheaper flushes.
+ * A flush (S, F) is served by the intent log when the pool is "warm" (the
+ * log's epoch is durable) and by a txg commit right after import ("cold");
+ * the enumeration runs every workload both ways, the soak picks at random.
+ * Crash states are imported read-write, so the intent log is replayed
+ * (into an overlay: the template file is never changed).
  * Exit status 0 when every state holds, 1 otherwise (the failing workload,
  * crash point, mode and seed are printed).
  */
@@ -41,6 +44,7 @@ typedef struct op {
 static char template_path[512];
 static uint64_t checked;
 static int quiet; /* the self-test expects a violation: do not print it */
+static int warm;  /* commit once after import, so that flushes use the intent log */
 
 static void
 pattern(uint8_t *b, int opidx, int blk)
@@ -78,6 +82,8 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 	ce_vol *v;
 	OK(ce_pool_import(&path, 1, &o, &p));
 	OK(ce_vol_open(p, "v", &v));
+	if (warm)
+		OK(ce_pool_sync(p));
 	int durable = -1;
 	uint8_t buf[BS];
 	for (int i = 0; i < n; i++) {
@@ -88,7 +94,7 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 			pattern(buf, i, ops[i].blk);
 			r = ce_vol_write(v, buf, BS, (uint64_t)ops[i].blk * BS);
 			if (r == 0 && ops[i].kind == OP_F)
-				r = ce_pool_sync(p);
+				r = ce_vol_flush(v);
 			break;
 		case OP_T:
 			r = ce_vol_trim(v, (uint64_t)ops[i].blk * BS, BS);
@@ -97,7 +103,7 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 			r = ce_vol_write_zeroes(v, (uint64_t)ops[i].blk * BS, BS);
 			break;
 		case OP_S:
-			r = ce_pool_sync(p);
+			r = ce_vol_flush(v);
 			break;
 		}
 		acked[i] = r == 0;
@@ -125,7 +131,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 {
 	crash_state st = { cs, mode, seed };
 	ce_pool_opts o = { 0 };
-	o.flags = CE_BE_RDONLY;
+	o.flags = CE_BE_NOLOCK; /* the crashsim still holds the file (and its lock) open */
 	o.wrap = crashsim_image_wrap;
 	o.wrap_arg = &st;
 	const char *path = template_path;
@@ -136,8 +142,8 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 	checked++;
 	int err = ce_pool_import(&path, 1, &o, &p);
 	if (err != 0) {
-		printf("VIOLATION workload %s crash at write %ld mode %s seed %" PRIu64 ": import failed: %s\n",
-		    desc, crash_at, crashsim_mode_names[mode], seed, ce_errmsg());
+		printf("VIOLATION workload %s (%s) crash at write %ld mode %s seed %" PRIu64 ": import failed: %s\n",
+		    desc, warm ? "warm" : "cold", crash_at, crashsim_mode_names[mode], seed, ce_errmsg());
 		return 1;
 	}
 	OK(ce_vol_open(p, "v", &v));
@@ -166,9 +172,9 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			else
 				snprintf(what, sizeof(what), "the value of op %d", tag - 1);
 			if (!quiet)
-				printf("VIOLATION workload %s crash at write %ld mode %s seed %" PRIu64 ": block %d reads "
-				    "%s, durable through op %d\n", desc, crash_at, crashsim_mode_names[mode], seed, b,
-				    what, durable);
+				printf("VIOLATION workload %s (%s) crash at write %ld mode %s seed %" PRIu64 ": block %d "
+				    "reads %s, durable through op %d\n", desc, warm ? "warm" : "cold", crash_at,
+				    crashsim_mode_names[mode], seed, b, what, durable);
 			bad = 1;
 		}
 	}
@@ -265,6 +271,7 @@ main(int argc, char **argv)
 				ops[i].blk = (int)(t_rand(&s) % 4);
 			}
 			ops[n++] = (op){ OP_S, 0 };
+			warm = (int)(t_rand(&s) & 1);
 			int acked[16];
 			crashsim *cs = crashsim_new(-1);
 			run(ops, n, cs, acked);
@@ -289,7 +296,8 @@ main(int argc, char **argv)
 				for (int i = 0; i < len; i++)
 					ops[i] = alphabet[idx[i]];
 				ops[len] = (op){ OP_S, 0 };
-				bad = crash_all(ops, len + 1, seed);
+				for (warm = 0; warm < 2 && !bad; warm++)
+					bad = crash_all(ops, len + 1, seed);
 				workloads++;
 				if (bad)
 					break;

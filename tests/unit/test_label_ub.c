@@ -86,10 +86,13 @@ main(void)
 	label_seal(&lb);
 	const char *why;
 	OK(label_check(&lb, &why));
-	lb.lb_version = 2;
+	lb.lb_version = 1; /* pools made before the intent log still import */
+	label_seal(&lb);
+	OK(label_check(&lb, &why));
+	lb.lb_version = 3;
 	label_seal(&lb);
 	CHECK_ERR(label_check(&lb, &why), -ENOTSUP);
-	lb.lb_version = 1;
+	lb.lb_version = 2;
 	lb.lb_vdev_index = 1;
 	label_seal(&lb);
 	CHECK_ERR(label_check(&lb, &why), -EIO);

@@ -1,0 +1,704 @@
+/*
+ * ilog.c -- the intent log: fast, honest FLUSH and FUA.
+ *
+ * A txg commit writes every dirty block, the MOS, the bitmaps, the
+ * uberblock and two flushes: far too much to do for every FLUSH or FUA
+ * write. The intent log records what changed since the last commit
+ * instead, in a ring of log blocks inside a region of the pool (format:
+ * docs/on-disk-format.md section 6), and a FLUSH costs one log write and
+ * one device flush.
+ *
+ * Every acknowledged write, trim or write-zeroes appends an in-memory
+ * record (itx: volume, range, txg) in ilog_append. ilog_commit turns all
+ * pending itxs into log blocks: a write record carries the volume's
+ * current contents of its range, read at that moment from the dirty maps
+ * (so nothing is copied for writes that are never flushed, and a record
+ * is never older than the write that made it). Then it writes the blocks
+ * and flushes the log vdev once. One commit runs at a time; FLUSH and FUA
+ * requests that arrive meanwhile wait and are all served by the next one
+ * (group commit).
+ *
+ * Each uberblock names the oldest log block that still holds a record
+ * newer than its txg (ilog_ub_fill); once it is durable the space before
+ * it is reused and itxs of committed txgs are dropped (ilog_ub_durable).
+ * Import replays the chain from there (ilog_replay), commits the result
+ * and starts a new random epoch at offset 0, so blocks of an earlier epoch
+ * are never read as part of the new chain.
+ *
+ * Invariants:
+ *   1. A log block is written only after the previous one was flushed
+ *      (commits are serialized), so an acknowledged block never sits
+ *      behind a gap in the chain.
+ *   2. Blocks are written only while `ready`: a durable uberblock names
+ *      the current epoch. After a log IO error (or at import) the log
+ *      waits for a txg commit that starts a new epoch; meanwhile FLUSH
+ *      falls back to a txg commit.
+ *   3. Space is reused only behind the tail of a durable uberblock.
+ *   4. If a log write fails or the log is full, the waiting FLUSH is
+ *      served by a txg commit instead, so a failure never acknowledges
+ *      anything that is not durable.
+ *   5. Volumes referenced by a batch in flight are not freed
+ *      (volume->ilog_refs), even if their destroy commits meanwhile.
+ */
+#include "ilog.h"
+#include "checksum.h"
+#include "pool_impl.h"
+#include "util.h"
+#include "vol.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#define LOG_BLK_MAX (1024u * 1024u)  /* largest log block */
+#define LOG_REC_MAX (128u * 1024u)   /* records split at 128 KiB boundaries */
+#define LOG_MIN_SECTORS 256u         /* 1 MiB */
+#define LOG_MAX_SECTORS 32768u       /* 128 MiB */
+
+void
+ilog_init(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	memset(l, 0, sizeof(*l));
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_cond_init(&l->cv, NULL);
+	l->head_seq = 1;
+}
+
+void
+ilog_fini(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	free(l->itx);
+	free(l->fifo);
+	l->itx = NULL;
+	l->fifo = NULL;
+	pthread_mutex_destroy(&l->lock);
+	pthread_cond_destroy(&l->cv);
+}
+
+int
+ilog_create_region(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	uint64_t ns = p->vds[0].nsectors / 64;
+	if (ns < LOG_MIN_SECTORS)
+		ns = LOG_MIN_SECTORS;
+	if (ns > LOG_MAX_SECTORS)
+		ns = LOG_MAX_SECTORS;
+	uint32_t vdi;
+	uint64_t off;
+	int err = alloc_alloc(&p->alloc, ns * CE_SECTOR, &vdi, &off);
+	if (err != 0)
+		return err_set(err, "pool %s: no room for an intent log of %" PRIu64 " KiB", p->name,
+		    ns * CE_SECTOR / 1024);
+	mos_header_phys *h = mos_hdr(p);
+	h->mh_version = CE_FORMAT_VERSION;
+	h->mh_log_vdev = vdi;
+	h->mh_log_sector = (off - VDEV_DATA_START) / CE_SECTOR;
+	h->mh_log_nsectors = ns;
+	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	l->enabled = 1;
+	l->vdev = vdi;
+	l->base = off;
+	l->size = ns * CE_SECTOR;
+	return 0;
+}
+
+int
+ilog_load(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	mos_header_phys *h = mos_hdr(p);
+	if (h->mh_log_nsectors == 0)
+		return 0;
+	if (h->mh_log_vdev >= p->nvdevs ||
+	    h->mh_log_sector + h->mh_log_nsectors > p->vds[h->mh_log_vdev].nsectors ||
+	    h->mh_log_nsectors > LOG_MAX_SECTORS)
+		return err_set(-EIO, "pool %s: the intent log region in the MOS is impossible", p->name);
+	for (uint64_t s = 0; s < h->mh_log_nsectors; s++)
+		if (!alloc_test(&p->alloc, h->mh_log_vdev, h->mh_log_sector + s))
+			return err_set(-EIO, "pool %s: the intent log region is not allocated", p->name);
+	l->enabled = 1;
+	l->vdev = h->mh_log_vdev;
+	l->base = VDEV_DATA_START + h->mh_log_sector * CE_SECTOR;
+	l->size = h->mh_log_nsectors * CE_SECTOR;
+	return 0;
+}
+
+void
+ilog_new_epoch(ce_pool *p, uint64_t txg)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	l->ready = 0;
+	l->pending_epoch = util_random64();
+	l->pending_txg = txg;
+	pthread_mutex_unlock(&l->lock);
+}
+
+void
+ilog_append(volume *v, int type, uint64_t off, uint64_t len, uint64_t txg)
+{
+	ilog *l = &v->pool->ilog;
+	if (len == 0 || l->replaying || v->sync == CE_SYNC_DISABLED)
+		return;
+	pthread_mutex_lock(&l->lock);
+	l->next_seq++;
+	if (l->nitx > 0) {
+		/* Sequential writes of one txg grow one record. */
+		ilog_itx *last = &l->itx[l->nitx - 1];
+		if (last->v == v && last->type == type && last->txg == txg &&
+		    last->off + last->len == off) {
+			last->len += len;
+			pthread_mutex_unlock(&l->lock);
+			return;
+		}
+	}
+	if (l->nitx == l->capitx) {
+		l->capitx = l->capitx ? l->capitx * 2 : 256;
+		l->itx = xrealloc(l->itx, l->capitx * sizeof(ilog_itx));
+	}
+	l->itx[l->nitx++] = (ilog_itx){ .v = v, .txg = txg, .off = off, .len = len, .type = type };
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- building and writing log blocks ---- */
+
+typedef struct lbuild {
+	uint8_t *buf;      /* LOG_BLK_MAX, aligned */
+	uint32_t used;
+	uint32_t nrecs;
+	uint64_t max_txg;
+	uint64_t off, seq; /* assigned when placed */
+} lbuild;
+
+typedef struct batchbuf {
+	lbuild *b;
+	size_t n, cap;
+	uint64_t bytes;
+} batchbuf;
+
+static lbuild *
+cur_block(batchbuf *bb, uint32_t need)
+{
+	if (bb->n > 0 && bb->b[bb->n - 1].used + need <= LOG_BLK_MAX)
+		return &bb->b[bb->n - 1];
+	if (bb->n == bb->cap) {
+		bb->cap = bb->cap ? bb->cap * 2 : 4;
+		bb->b = xrealloc(bb->b, bb->cap * sizeof(lbuild));
+	}
+	lbuild *lb = &bb->b[bb->n++];
+	memset(lb, 0, sizeof(*lb));
+	lb->buf = xmalloc_aligned(LOG_BLK_MAX);
+	lb->used = LG_HDR_SIZE;
+	return lb;
+}
+
+static void
+batch_free(batchbuf *bb)
+{
+	for (size_t i = 0; i < bb->n; i++)
+		free(bb->b[i].buf);
+	free(bb->b);
+}
+
+/* Add one record; for a write, read the volume's current bytes into it. */
+static int
+add_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len)
+{
+	uint32_t dlen = it->type == LR_WRITE ? (uint32_t)len : 0;
+	uint32_t need = LR_HDR_SIZE + (uint32_t)P2ROUNDUP(dlen, 8);
+	lbuild *lb = cur_block(bb, need);
+	ilog_rec_phys r;
+	memset(&r, 0, sizeof(r));
+	r.lr_type = (uint16_t)it->type;
+	r.lr_datalen = dlen;
+	r.lr_ds_guid = it->v->guid;
+	r.lr_txg = it->txg;
+	r.lr_offset = off;
+	r.lr_length = len;
+	uint8_t *at = lb->buf + lb->used;
+	memcpy(at, &r, sizeof(r));
+	if (dlen > 0) {
+		int err = vol_read_current(it->v, at + LR_HDR_SIZE, off, dlen);
+		if (err != 0)
+			return err;
+		memset(at + LR_HDR_SIZE + dlen, 0, P2ROUNDUP(dlen, 8) - dlen);
+	}
+	(void)p;
+	lb->used += need;
+	lb->nrecs++;
+	if (it->txg > lb->max_txg)
+		lb->max_txg = it->txg;
+	return 0;
+}
+
+static int
+build_batch(ce_pool *p, const ilog_itx *itx, size_t n, batchbuf *bb)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t synced = p->synced_txg;
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		const ilog_itx *it = &itx[i];
+		volume *v = it->v;
+		if (it->txg <= synced || v->destroy_txg != 0)
+			continue; /* in a committed txg already, or gone */
+		uint64_t size = v->size;
+		if (it->off >= size)
+			continue;
+		uint64_t end = MIN(it->off + it->len, size);
+		if (it->type == LR_ZERO) {
+			int err = add_record(p, bb, it, it->off, end - it->off);
+			if (err != 0)
+				return err;
+			continue;
+		}
+		for (uint64_t o = it->off; o < end;) {
+			uint64_t next = MIN(P2ROUNDUP(o + 1, LOG_REC_MAX), end);
+			int err = add_record(p, bb, it, o, next - o);
+			if (err != 0)
+				return err;
+			o = next;
+		}
+	}
+	for (size_t i = 0; i < bb->n; i++)
+		bb->bytes += P2ROUNDUP(bb->b[i].used, CE_SECTOR);
+	return 0;
+}
+
+static ilog_lblk *
+fifo_at(ilog *l, size_t i)
+{
+	return &l->fifo[(l->ffirst + i) % l->fcap];
+}
+
+static void
+fifo_push(ilog *l, ilog_lblk e)
+{
+	if (l->fn == l->fcap) {
+		size_t nc = l->fcap ? l->fcap * 2 : 64;
+		ilog_lblk *nf = xmalloc(nc * sizeof(ilog_lblk));
+		for (size_t i = 0; i < l->fn; i++)
+			nf[i] = *fifo_at(l, i);
+		free(l->fifo);
+		l->fifo = nf;
+		l->fcap = nc;
+		l->ffirst = 0;
+	}
+	l->fifo[(l->ffirst + l->fn) % l->fcap] = e;
+	l->fn++;
+}
+
+/* Where a block of `bytes` can go (ilog->lock held); -ENOSPC when the ring is full. */
+static int
+place(ilog *l, uint64_t head, uint64_t bytes, const ilog_lblk *first, const ilog_lblk *last,
+    uint64_t *pos)
+{
+	if (bytes > l->size)
+		return -ENOSPC;
+	if (first == NULL) {
+		*pos = head + bytes <= l->size ? head : 0;
+		return 0;
+	}
+	int wrapped = last->off < first->off;
+	if (!wrapped) {
+		if (head + bytes <= l->size) {
+			*pos = head;
+			return 0;
+		}
+		if (bytes <= first->off) {
+			*pos = 0;
+			return 0;
+		}
+		return -ENOSPC;
+	}
+	if (head + bytes <= first->off) {
+		*pos = head;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
+/* Assign ring positions and sequence numbers to every block, or none. */
+static int
+place_batch(ilog *l, batchbuf *bb)
+{
+	uint64_t head = l->head_off;
+	const ilog_lblk *first = l->fn > 0 ? fifo_at(l, 0) : NULL;
+	ilog_lblk tmp_first, tmp_last;
+	const ilog_lblk *last = l->fn > 0 ? fifo_at(l, l->fn - 1) : NULL;
+	for (size_t i = 0; i < bb->n; i++) {
+		uint64_t bytes = P2ROUNDUP(bb->b[i].used, CE_SECTOR), pos;
+		if (place(l, head, bytes, first, last, &pos) != 0)
+			return -ENOSPC;
+		bb->b[i].off = pos;
+		tmp_last = (ilog_lblk){ .off = pos, .bytes = bytes };
+		if (first == NULL) {
+			tmp_first = tmp_last;
+			first = &tmp_first;
+		}
+		last = &tmp_last;
+		head = pos + bytes;
+	}
+	for (size_t i = 0; i < bb->n; i++) {
+		lbuild *lb = &bb->b[i];
+		uint64_t bytes = P2ROUNDUP(lb->used, CE_SECTOR);
+		lb->seq = l->head_seq++;
+		fifo_push(l, (ilog_lblk){ .off = lb->off, .bytes = bytes, .seq = lb->seq,
+		    .max_txg = lb->max_txg });
+		l->head_off = lb->off + bytes;
+	}
+	return 0;
+}
+
+static void
+seal_block(ce_pool *p, uint64_t epoch, lbuild *lb)
+{
+	uint32_t bytes = (uint32_t)P2ROUNDUP(lb->used, CE_SECTOR);
+	memset(lb->buf + lb->used, 0, bytes - lb->used);
+	ilog_blk_phys h;
+	memset(&h, 0, sizeof(h));
+	h.lg_magic = LG_MAGIC;
+	h.lg_version = LG_VERSION;
+	h.lg_nsectors = bytes / CE_SECTOR;
+	h.lg_pool_guid = p->guid;
+	h.lg_epoch = epoch;
+	h.lg_seq = lb->seq;
+	h.lg_nrecs = lb->nrecs;
+	h.lg_used = lb->used;
+	memcpy(lb->buf, &h, sizeof(h));
+	uint8_t ck[32];
+	checksum_compute(CE_CK_XXH128, lb->buf, lb->used, ck);
+	memcpy(lb->buf + offsetof(ilog_blk_phys, lg_cksum), ck, sizeof(ck));
+}
+
+/*
+ * Write the batch as log blocks and flush. -ENOSPC: the ring has no room
+ * (nothing written); -EAGAIN: the log is not usable now; other errors are
+ * IO errors, after which the log waits for a new epoch.
+ */
+static int
+write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
+{
+	ilog *l = &p->ilog;
+	batchbuf bb;
+	memset(&bb, 0, sizeof(bb));
+	int err = build_batch(p, itx, n, &bb);
+	if (err != 0 || bb.n == 0) {
+		batch_free(&bb);
+		return err;
+	}
+	if (bb.bytes > l->size / 2) {
+		batch_free(&bb); /* a txg commit serves a batch this large better */
+		return -ENOSPC;
+	}
+	pthread_mutex_lock(&l->lock);
+	uint64_t epoch = l->epoch;
+	if (!l->ready)
+		err = -EAGAIN;
+	else
+		err = place_batch(l, &bb);
+	pthread_mutex_unlock(&l->lock);
+	if (err != 0) {
+		batch_free(&bb);
+		return err;
+	}
+	vdev *vd = &p->vds[l->vdev];
+	for (size_t i = 0; i < bb.n && err == 0; i++) {
+		lbuild *lb = &bb.b[i];
+		seal_block(p, epoch, lb);
+		struct iovec iov = { lb->buf, P2ROUNDUP(lb->used, CE_SECTOR) };
+		err = vdev_writev(vd, &iov, 1, l->base + lb->off);
+	}
+	if (err == 0)
+		err = vdev_flush(vd);
+	if (err != 0) {
+		pool_io_error(p, err);
+		pthread_mutex_lock(&p->lock);
+		uint64_t open = p->open_txg;
+		pthread_mutex_unlock(&p->lock);
+		ilog_new_epoch(p, open);
+	} else {
+		pthread_mutex_lock(&l->lock);
+		l->blocks += bb.n;
+		l->bytes += bb.bytes;
+		pthread_mutex_unlock(&l->lock);
+	}
+	batch_free(&bb);
+	return err;
+}
+
+static void
+refs_adjust(ce_pool *p, const ilog_itx *itx, size_t n, int delta)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < n; i++)
+		itx[i].v->ilog_refs += delta;
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+ilog_commit(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	int err = 0;
+
+	pthread_mutex_lock(&l->lock);
+	uint64_t target = l->next_seq;
+	while (l->durable_seq < target) {
+		if (l->committing) {
+			pthread_cond_wait(&l->cv, &l->lock);
+			continue;
+		}
+		if (l->nitx == 0) {
+			l->durable_seq = l->next_seq; /* everything was committed by txgs */
+			break;
+		}
+		l->committing = 1;
+		ilog_itx *batch = l->itx;
+		size_t n = l->nitx;
+		uint64_t end = l->next_seq;
+		int usable = l->enabled && l->ready;
+		l->itx = NULL;
+		l->nitx = l->capitx = 0;
+		refs_adjust(p, batch, n, 1);
+		pthread_mutex_unlock(&l->lock);
+
+		err = usable ? write_batch(p, batch, n) : -EAGAIN;
+		if (err != 0) {
+			/* No log (or it failed or is full): commit the txgs instead. */
+			uint64_t maxt = 0;
+			for (size_t i = 0; i < n; i++)
+				maxt = MAX(maxt, batch[i].txg);
+			err = txg_wait_synced(p, maxt);
+			pthread_mutex_lock(&l->lock);
+			l->fallbacks++;
+			pthread_mutex_unlock(&l->lock);
+		}
+		refs_adjust(p, batch, n, -1);
+
+		pthread_mutex_lock(&l->lock);
+		l->committing = 0;
+		l->commits++;
+		if (err == 0) {
+			l->durable_seq = end;
+			free(batch);
+		} else {
+			/* Keep them for the next attempt, in front of newer ones. */
+			ilog_itx *m = xmalloc((n + l->nitx + 1) * sizeof(ilog_itx));
+			memcpy(m, batch, n * sizeof(ilog_itx));
+			if (l->nitx > 0)
+				memcpy(m + n, l->itx, l->nitx * sizeof(ilog_itx));
+			free(batch);
+			free(l->itx);
+			l->itx = m;
+			l->nitx += n;
+			l->capitx = l->nitx + 1;
+		}
+		pthread_cond_broadcast(&l->cv);
+		if (err != 0)
+			break;
+	}
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+/* ---- the sync thread's side ---- */
+
+void
+ilog_ub_fill(ce_pool *p, uint64_t txg, uberblock_phys *ub)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	l->ub_txg = txg;
+	l->ub_switch = 0;
+	l->ub_tail_seq = 0;
+	if (l->enabled && l->pending_epoch != 0 && txg >= l->pending_txg) {
+		ub->ub_log_epoch = l->pending_epoch;
+		ub->ub_log_seq = 1;
+		ub->ub_log_off = 0;
+		l->ub_switch = 1;
+	} else if (l->enabled && l->epoch != 0) {
+		uint64_t seq = l->head_seq, off = l->head_off;
+		for (size_t i = 0; i < l->fn; i++) {
+			ilog_lblk *b = fifo_at(l, i);
+			if (b->max_txg > txg) {
+				seq = b->seq;
+				off = b->off;
+				break;
+			}
+		}
+		ub->ub_log_epoch = l->epoch;
+		ub->ub_log_seq = seq;
+		ub->ub_log_off = off;
+		l->ub_tail_seq = seq;
+	}
+	pthread_mutex_unlock(&l->lock);
+}
+
+void
+ilog_ub_durable(ce_pool *p, uint64_t txg)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	if (l->ub_txg == txg) {
+		if (l->ub_switch) {
+			l->epoch = l->pending_epoch;
+			l->pending_epoch = 0;
+			l->ready = 1;
+			l->fn = 0;
+			l->ffirst = 0;
+			l->head_off = 0;
+			l->head_seq = 1;
+		} else {
+			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
+				l->ffirst = (l->ffirst + 1) % l->fcap;
+				l->fn--;
+			}
+		}
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < l->nitx; i++)
+		if (l->itx[i].txg > txg)
+			l->itx[k++] = l->itx[i];
+	l->nitx = k;
+	pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- replay at import ---- */
+
+/* Read and check the block at region offset off; 1 if it is the expected one. */
+static int
+read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uint8_t *buf,
+    int *ioerr)
+{
+	ilog *l = &p->ilog;
+	vdev *vd = &p->vds[l->vdev];
+	*ioerr = 0;
+	if (off + CE_SECTOR > l->size)
+		return 0;
+	int err = vdev_read(vd, buf, CE_SECTOR, l->base + off);
+	if (err != 0) {
+		*ioerr = err;
+		return 0;
+	}
+	ilog_blk_phys h;
+	memcpy(&h, buf, sizeof(h));
+	uint64_t bytes = (uint64_t)h.lg_nsectors * CE_SECTOR;
+	if (h.lg_magic != LG_MAGIC || h.lg_version != LG_VERSION || h.lg_pool_guid != p->guid ||
+	    h.lg_epoch != ub->ub_log_epoch || h.lg_seq != seq || h.lg_nsectors == 0 ||
+	    bytes > LOG_BLK_MAX || off + bytes > l->size || h.lg_used < LG_HDR_SIZE ||
+	    h.lg_used > bytes)
+		return 0;
+	if (bytes > CE_SECTOR &&
+	    (err = vdev_read(vd, buf + CE_SECTOR, bytes - CE_SECTOR, l->base + off + CE_SECTOR)) != 0) {
+		*ioerr = err;
+		return 0;
+	}
+	uint8_t ck[32];
+	memcpy(ck, buf + offsetof(ilog_blk_phys, lg_cksum), sizeof(ck));
+	memset(buf + offsetof(ilog_blk_phys, lg_cksum), 0, sizeof(ck));
+	return checksum_verify(CE_CK_XXH128, buf, h.lg_used, ck);
+}
+
+static volume *
+vol_by_guid(ce_pool *p, uint64_t guid)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+/* Apply one checked block's records that the uberblock does not cover. */
+static int
+apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t *napplied)
+{
+	ilog_blk_phys h;
+	memcpy(&h, buf, sizeof(h));
+	uint32_t at = LG_HDR_SIZE;
+	for (uint32_t i = 0; i < h.lg_nrecs; i++) {
+		ilog_rec_phys r;
+		if (at + LR_HDR_SIZE > h.lg_used)
+			return err_set(-EIO, "pool %s: intent log block %" PRIu64 " is malformed "
+			    "(record %u past its end)", p->name, h.lg_seq, i);
+		memcpy(&r, buf + at, sizeof(r));
+		uint64_t dlen = P2ROUNDUP((uint64_t)r.lr_datalen, 8);
+		if ((r.lr_type != LR_WRITE && r.lr_type != LR_ZERO) ||
+		    (r.lr_type == LR_WRITE && (r.lr_datalen != r.lr_length || r.lr_length > LOG_REC_MAX)) ||
+		    (r.lr_type == LR_ZERO && r.lr_datalen != 0) ||
+		    at + LR_HDR_SIZE + dlen > h.lg_used)
+			return err_set(-EIO, "pool %s: intent log block %" PRIu64 " record %u is malformed",
+			    p->name, h.lg_seq, i);
+		const uint8_t *data = buf + at + LR_HDR_SIZE;
+		at += LR_HDR_SIZE + (uint32_t)dlen;
+		if (r.lr_txg <= ub->ub_txg)
+			continue;
+		volume *v = vol_by_guid(p, r.lr_ds_guid);
+		if (v == NULL || r.lr_offset >= v->size)
+			continue;
+		uint64_t len = MIN(r.lr_length, v->size - r.lr_offset);
+		int err = vol_apply_log(v, r.lr_type, r.lr_type == LR_WRITE ? data : NULL,
+		    r.lr_offset, len);
+		if (err != 0)
+			return err;
+		(*napplied)++;
+	}
+	return 0;
+}
+
+int
+ilog_replay(ce_pool *p, const uberblock_phys *ub)
+{
+	ilog *l = &p->ilog;
+	int err = 0;
+	uint64_t nblocks = 0, nrecs = 0;
+
+	if (l->enabled && ub->ub_version >= 2 && ub->ub_log_epoch != 0) {
+		uint8_t *buf = xmalloc_aligned(LOG_BLK_MAX);
+		uint64_t off = ub->ub_log_off, seq = ub->ub_log_seq;
+		l->replaying = 1;
+		for (;;) {
+			int ioerr;
+			int ok = read_block(p, ub, off, seq, buf, &ioerr);
+			if (!ok && ioerr == 0 && off != 0) {
+				off = 0; /* the writer wrapped */
+				ok = read_block(p, ub, off, seq, buf, &ioerr);
+			}
+			if (ioerr != 0) {
+				err = err_set(ioerr, "pool %s: cannot read the intent log: %s", p->name,
+				    strerror(-ioerr));
+				break;
+			}
+			if (!ok)
+				break;
+			if ((err = apply_block(p, ub, buf, &nrecs)) != 0)
+				break;
+			nblocks++;
+			off += ((ilog_blk_phys *)buf)->lg_nsectors * (uint64_t)CE_SECTOR;
+			seq++;
+		}
+		l->replaying = 0;
+		free(buf);
+		if (err != 0)
+			return err;
+	}
+	/*
+	 * The next commit starts a fresh epoch; until it is durable the old
+	 * chain stays untouched and FLUSH falls back to a txg commit. When
+	 * something was replayed, commit it now.
+	 */
+	pthread_mutex_lock(&p->lock);
+	uint64_t t = p->open_txg;
+	if (nrecs > 0)
+		p->txg_dirty[t & 3] = 1;
+	pthread_mutex_unlock(&p->lock);
+	ilog_new_epoch(p, t);
+	pthread_mutex_lock(&l->lock);
+	l->replayed = nrecs;
+	l->replayed_blocks = nblocks;
+	pthread_mutex_unlock(&l->lock);
+	return nrecs > 0 ? txg_wait_synced(p, t) : 0;
+}

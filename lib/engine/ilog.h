@@ -1,0 +1,75 @@
+#ifndef CASK_ENGINE_ILOG_H
+#define CASK_ENGINE_ILOG_H
+#include <pthread.h>
+#include <stdint.h>
+#include "phys.h"
+
+typedef struct ce_pool ce_pool;
+typedef struct volume volume;
+typedef struct uberblock_phys uberblock_phys;
+
+/* A change acknowledged in memory and not yet in the log (or a txg). */
+typedef struct ilog_itx {
+	volume *v;
+	uint64_t txg;
+	uint64_t off, len;
+	int type;               /* LR_WRITE, LR_ZERO */
+} ilog_itx;
+
+/* A log block on disk that a committed uberblock may still need. */
+typedef struct ilog_lblk {
+	uint64_t off;           /* region offset in bytes */
+	uint64_t bytes;
+	uint64_t seq;
+	uint64_t max_txg;       /* newest txg among its records */
+} ilog_lblk;
+
+typedef struct ilog {
+	pthread_mutex_t lock;   /* after volume->lock's users, before pool->lock */
+	pthread_cond_t cv;
+	int enabled;            /* the pool has a log region (writable pools only) */
+	uint32_t vdev;
+	uint64_t base, size;    /* region: absolute vdev byte offset, bytes */
+
+	uint64_t epoch;         /* epoch of the blocks being written */
+	int ready;              /* a durable uberblock names `epoch`: blocks may be written */
+	uint64_t pending_epoch; /* switch to it at the first uberblock >= pending_txg */
+	uint64_t pending_txg;
+	uint64_t head_off, head_seq; /* where and what the next block is */
+
+	ilog_lblk *fifo;        /* blocks in ring order, oldest first */
+	size_t ffirst, fn, fcap;
+
+	uint64_t ub_txg;        /* uberblock being written by the sync thread ... */
+	uint64_t ub_tail_seq;   /* ... and the first block it still needs */
+	int ub_switch;          /* ... which starts pending_epoch */
+
+	ilog_itx *itx;          /* pending changes, in order */
+	size_t nitx, capitx;
+	uint64_t next_seq;      /* itx sequence numbers handed out */
+	uint64_t durable_seq;   /* every itx below it is durable */
+	int committing;
+	int replaying;          /* import replays: changes are not logged again */
+
+	/* statistics */
+	uint64_t commits, blocks, bytes, fallbacks, replayed, replayed_blocks;
+} ilog;
+
+void ilog_init(ce_pool *p);
+void ilog_fini(ce_pool *p);
+/* Allocate the log region for an empty or version-1 pool (before its next commit). */
+int ilog_create_region(ce_pool *p);
+/* At import: learn the region from the MOS header. */
+int ilog_load(ce_pool *p);
+/* At import, sync thread running: apply the records the uberblock does not cover, commit. */
+int ilog_replay(ce_pool *p, const uberblock_phys *ub);
+/* Start a new epoch at the first commit of txg >= now's open txg. */
+void ilog_new_epoch(ce_pool *p, uint64_t txg);
+/* A writer changed [off, off+len) of v in txg t (type LR_WRITE or LR_ZERO). */
+void ilog_append(volume *v, int type, uint64_t off, uint64_t len, uint64_t txg);
+/* Make every change appended so far durable (log blocks + flush, or a txg commit). */
+int ilog_commit(ce_pool *p);
+/* Sync thread: the log fields of uberblock t; then, once it is durable, release. */
+void ilog_ub_fill(ce_pool *p, uint64_t txg, uberblock_phys *ub);
+void ilog_ub_durable(ce_pool *p, uint64_t txg);
+#endif
