@@ -289,6 +289,7 @@ fifo_push(ilog *l, ilog_lblk e)
 	}
 	l->fifo[(l->ffirst + l->fn) % l->fcap] = e;
 	l->fn++;
+	l->used += e.bytes;
 }
 
 /* Where a block of `bytes` can go (ilog->lock held); -ENOSPC when the ring is full. */
@@ -400,7 +401,16 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 		err = -EAGAIN;
 	else
 		err = place_batch(l, &bb);
+	int half = l->used > l->size / 2;
 	pthread_mutex_unlock(&l->lock);
+	if (err != 0 || half) {
+		/* Half full (or full): a txg commit moves the tail and frees the ring. */
+		pthread_mutex_lock(&p->lock);
+		if (p->sync_req < p->open_txg)
+			p->sync_req = p->open_txg;
+		pthread_cond_signal(&p->cv_work);
+		pthread_mutex_unlock(&p->lock);
+	}
 	if (err != 0) {
 		batch_free(&bb);
 		return err;
@@ -550,10 +560,12 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 			l->ready = 1;
 			l->fn = 0;
 			l->ffirst = 0;
+			l->used = 0;
 			l->head_off = 0;
 			l->head_seq = 1;
 		} else {
 			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
+				l->used -= fifo_at(l, 0)->bytes;
 				l->ffirst = (l->ffirst + 1) % l->fcap;
 				l->fn--;
 			}
@@ -659,7 +671,18 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 	if (l->enabled && ub->ub_version >= 2 && ub->ub_log_epoch != 0) {
 		uint8_t *buf = xmalloc_aligned(LOG_BLK_MAX);
 		uint64_t off = ub->ub_log_off, seq = ub->ub_log_seq;
+		/*
+		 * A txg that commits while we replay must keep naming this
+		 * chain: with an empty fifo and no pending epoch, ilog_ub_fill
+		 * writes (epoch, head_seq, head_off), i.e. the same tail.
+		 */
+		pthread_mutex_lock(&l->lock);
+		l->epoch = ub->ub_log_epoch;
+		l->head_off = off;
+		l->head_seq = seq;
+		l->ready = 0;
 		l->replaying = 1;
+		pthread_mutex_unlock(&l->lock);
 		for (;;) {
 			int ioerr;
 			int ok = read_block(p, ub, off, seq, buf, &ioerr);
@@ -691,7 +714,7 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 	 * something was replayed, commit it now.
 	 */
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->open_txg;
+	uint64_t t = p->open_txg; /* holds the last replayed change */
 	if (nrecs > 0)
 		p->txg_dirty[t & 3] = 1;
 	pthread_mutex_unlock(&p->lock);

@@ -39,6 +39,7 @@ typedef struct ilog {
 
 	ilog_lblk *fifo;        /* blocks in ring order, oldest first */
 	size_t ffirst, fn, fcap;
+	uint64_t used;          /* bytes of the blocks in fifo */
 
 	uint64_t ub_txg;        /* uberblock being written by the sync thread ... */
 	uint64_t ub_tail_seq;   /* ... and the first block it still needs */
