@@ -105,6 +105,31 @@ int ce_pool_export(ce_pool *p);
 void ce_pool_abandon(ce_pool *p);
 /* Commit every write that returned before this call; returns 0 or -errno. */
 int ce_pool_sync(ce_pool *p);
+/*
+ * Resume a suspended pool once its devices work again: the in-memory
+ * state is rebuilt from the newest committed txg plus the intent log
+ * (everything acknowledged as durable; writes never flushed before the
+ * failure are lost, as in a crash). Open volume handles stay valid.
+ * Also resets the error counters. -EIO (pool still suspended) when the
+ * devices still fail.
+ */
+int ce_pool_clear(ce_pool *p);
+
+/*
+ * Fault injection (for tests and drills, like zinject): make IO of kind
+ * `op` on vdev `vdev` (-1: every vdev) fail with -EIO after `after` more
+ * calls succeed; once, or for every later call until cleared.
+ */
+enum { CE_FAULT_READ = 1, CE_FAULT_WRITE = 2, CE_FAULT_FLUSH = 3 };
+typedef struct ce_fault {
+	int op;
+	int vdev;
+	uint64_t after;
+	int persistent;
+} ce_fault;
+int ce_pool_fault_inject(ce_pool *p, const ce_fault *f);
+void ce_pool_fault_clear(ce_pool *p);
+const char *ce_fault_op_name(int op);
 int ce_pool_stat_get(ce_pool *p, ce_pool_stat *st);
 const char *ce_pool_name(const ce_pool *p);
 

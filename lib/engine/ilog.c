@@ -466,6 +466,14 @@ ilog_commit(ce_pool *p)
 			l->durable_seq = l->next_seq; /* everything was committed by txgs */
 			break;
 		}
+		pthread_mutex_lock(&p->lock);
+		int susp = p->suspended;
+		pthread_mutex_unlock(&p->lock);
+		if (susp != 0) {
+			err = err_set(susp, "pool %s is suspended after an IO error; nothing was made "
+			    "durable ('cask pool clear' resumes it)", p->name);
+			break;
+		}
 		l->committing = 1;
 		ilog_itx *batch = l->itx;
 		size_t n = l->nitx;
@@ -513,6 +521,34 @@ ilog_commit(ce_pool *p)
 	}
 	pthread_mutex_unlock(&l->lock);
 	return err;
+}
+
+/*
+ * ce_pool_clear: forget everything pending (the pool reloads from disk and
+ * replays the log again). The caller stopped the sync thread and made sure
+ * nobody commits (the pool is suspended, so ilog_commit refuses to start).
+ */
+void
+ilog_reset(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	while (l->committing)
+		pthread_cond_wait(&l->cv, &l->lock);
+	free(l->itx);
+	l->itx = NULL;
+	l->nitx = l->capitx = 0;
+	l->durable_seq = l->next_seq;
+	l->fn = l->ffirst = 0;
+	l->used = 0;
+	l->epoch = 0;
+	l->ready = 0;
+	l->pending_epoch = 0;
+	l->head_off = 0;
+	l->head_seq = 1;
+	l->ub_txg = 0;
+	pthread_cond_broadcast(&l->cv);
+	pthread_mutex_unlock(&l->lock);
 }
 
 /* ---- the sync thread's side ---- */

@@ -64,6 +64,8 @@ int ilog_create_region(ce_pool *p);
 int ilog_load(ce_pool *p);
 /* At import, sync thread running: apply the records the uberblock does not cover, commit. */
 int ilog_replay(ce_pool *p, const uberblock_phys *ub);
+/* Forget pending records and ring state (ce_pool_clear reloads and replays). */
+void ilog_reset(ce_pool *p);
 /* Start a new epoch at the first commit of txg >= now's open txg. */
 void ilog_new_epoch(ce_pool *p, uint64_t txg);
 /* A writer changed [off, off+len) of v in txg t (type LR_WRITE or LR_ZERO). */

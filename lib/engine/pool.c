@@ -114,6 +114,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
 	ilog_init(p);
+	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
 }
 
@@ -140,6 +141,7 @@ pool_free(ce_pool *p)
 		free(p->vds[i].path);
 	}
 	free(p->vds);
+	pthread_mutex_destroy(&p->faults.lock);
 	pthread_mutex_destroy(&p->config_lock);
 	pthread_mutex_destroy(&p->lock);
 	pthread_rwlock_destroy(&p->free_lock);
@@ -149,7 +151,8 @@ pool_free(ce_pool *p)
 }
 
 static int
-open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flags, vdev *vd)
+open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flags, vdev *vd,
+    fault_state *fstate)
 {
 	ce_backend *be;
 	int err = ce_backend_file_open(path, flags, &be);
@@ -157,7 +160,7 @@ open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flag
 		return err;
 	if (o->wrap != NULL)
 		be = o->wrap(be, index, o->wrap_arg);
-	vd->be = be;
+	vd->be = fault_wrap(be, index, fstate);
 	vd->path = xstrdup(path);
 	vd->index = index;
 	return 0;
@@ -219,7 +222,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 			    paths[i], old.pool_name);
 			goto fail;
 		}
-		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i])) != 0)
+		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i], &p->faults)) != 0)
 			goto fail;
 		vdev *vd = &p->vds[i];
 		vd->asize = vdev_asize_of(vd->be->size);
@@ -323,7 +326,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	p->guid = lbs[0].lb_pool_guid;
 	for (unsigned i = 0; i < npaths; i++) {
 		unsigned idx = lbs[i].lb_vdev_index;
-		if ((err = open_vdev(&p->opts, paths[i], idx, p->opts.flags, &p->vds[idx])) != 0)
+		if ((err = open_vdev(&p->opts, paths[i], idx, p->opts.flags, &p->vds[idx], &p->faults)) != 0)
 			goto fail;
 		p->vds[idx].guid = lbs[i].lb_vdev_guid;
 		p->vds[idx].asize = lbs[i].lb_asize;
@@ -377,6 +380,120 @@ ce_pool_sync(ce_pool *p)
 	return txg_sync_now(p);
 }
 
+/*
+ * Resume a suspended pool: probe the devices, then rebuild the in-memory
+ * state from the newest committed uberblock exactly as import does (MOS,
+ * bitmaps, volumes, then the intent log replay), keeping the volume
+ * objects that open handles point to.
+ */
+int
+ce_pool_clear(ce_pool *p)
+{
+	int err = 0;
+	err_clear();
+	if (p->readonly)
+		return 0;
+	pthread_mutex_lock(&p->config_lock);
+	atomic_store(&p->io_errors, 0);
+	atomic_store(&p->cksum_errors, 0);
+	pthread_mutex_lock(&p->lock);
+	int susp = p->suspended;
+	pthread_mutex_unlock(&p->lock);
+	if (susp == 0) {
+		pthread_mutex_unlock(&p->config_lock);
+		return 0;
+	}
+	/* The devices must answer again: read the uberblocks, flush every vdev. */
+	uberblock_phys ub;
+	if (uberblock_find_best(p->vds, p->nvdevs, p->guid, &ub) != 0) {
+		pthread_mutex_unlock(&p->config_lock);
+		return err_set(-EIO, "pool %s: its uberblocks cannot be read yet; still suspended", p->name);
+	}
+	for (unsigned v = 0; v < p->nvdevs; v++) {
+		/* Rewrite the label with its own bytes (harmless even if torn), then flush. */
+		label_phys lb;
+		int nvalid;
+		err = label_read(p->vds[v].be, p->vds[v].path, &lb, &nvalid);
+		if (err == 0)
+			err = label_write(&p->vds[v], &lb);
+		if (err == 0)
+			err = vdev_flush(&p->vds[v]);
+		if (err != 0) {
+			pthread_mutex_unlock(&p->config_lock);
+			return err_set(err, "pool %s: vdev %s still fails (%s); still suspended", p->name,
+			    p->vds[v].path, strerror(-err));
+		}
+	}
+	txg_stop(p);
+	ilog_reset(p);
+	/* Writers that were inside a txg when the pool suspended leave now. */
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		uint64_t h = 0;
+		for (int i = 0; i < 4; i++)
+			h += p->holds[i];
+		if (h == 0)
+			break;
+		pthread_mutex_unlock(&p->lock);
+		usleep(1000);
+		pthread_mutex_lock(&p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+
+	pthread_rwlock_wrlock(&p->free_lock);
+	wq_discard(p);
+	free(p->mos_buf);
+	free(p->mos_dirty);
+	free(p->sm_trees);
+	p->mos_buf = NULL;
+	p->mos_dirty = NULL;
+	p->sm_trees = NULL;
+	alloc_fini(&p->alloc);
+	cache_fini(&p->cache);
+	uint64_t ns[CE_MAX_VDEVS];
+	for (unsigned i = 0; i < p->nvdevs; i++)
+		ns[i] = p->vds[i].nsectors;
+	alloc_init(&p->alloc, p->nvdevs, ns);
+	cache_init(&p->cache, p->opts.cache_bytes);
+	err = mos_load(p, &ub);
+	pthread_mutex_lock(&p->lock);
+	p->synced_txg = ub.ub_txg;
+	p->open_txg = ub.ub_txg + 1;
+	p->syncing_txg = 0;
+	p->sync_req = 0;
+	memset(p->txg_dirty, 0, sizeof(p->txg_dirty));
+	p->open_since_ns = 0;
+	p->dirty_total = p->dirty_open = 0;
+	pthread_mutex_unlock(&p->lock);
+	if (err == 0)
+		err = vol_reload_all(p);
+	if (err == 0)
+		err = ilog_load(p);
+	pthread_rwlock_unlock(&p->free_lock);
+	if (err == 0) {
+		pthread_mutex_lock(&p->lock);
+		p->suspended = 0;
+		p->suspend_reason[0] = '\0';
+		pthread_cond_broadcast(&p->cv_done);
+		pthread_mutex_unlock(&p->lock);
+		err = txg_start(p);
+	}
+	if (err == 0)
+		err = ilog_replay(p, &ub);
+	if (err != 0) {
+		pthread_mutex_lock(&p->lock);
+		if (p->suspended == 0) {
+			p->suspended = err;
+			snprintf(p->suspend_reason, sizeof(p->suspend_reason), "clear failed: %s",
+			    err_get()[0] ? err_get() : strerror(-err));
+		}
+		pthread_mutex_unlock(&p->lock);
+		err = err_set(err, "pool %s: clear failed: %s", p->name, strerror(-err));
+	}
+	pthread_mutex_unlock(&p->config_lock);
+	return err;
+}
+
 int
 ce_pool_export(ce_pool *p)
 {
@@ -423,6 +540,7 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->synced_txg = p->synced_txg;
 	st->dirty_bytes = p->dirty_total;
 	st->suspended = p->suspended;
+	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	for (size_t i = 0; i < p->nvols; i++)
 		if (p->vols[i]->destroy_txg == 0)
 			st->nvols++;

@@ -25,6 +25,7 @@
 #include "cask/engine.h"
 #include "cowtree.h"
 #include "htab.h"
+#include "fault.h"
 #include "ilog.h"
 #include "phys.h"
 #include "vdev.h"
@@ -90,6 +91,8 @@ struct ce_pool {
 	int budgeted;            /* counted in the buffer pool's budget */
 
 	ilog ilog;               /* intent log (ilog.c) */
+	fault_state faults;      /* injected IO faults (fault.c) */
+	char suspend_reason[160]; /* why the pool is suspended (pool->lock) */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
@@ -132,6 +135,7 @@ mos_header_phys *mos_hdr(ce_pool *p);
 /* vol.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_load_all(ce_pool *p);
+int vol_reload_all(ce_pool *p);
 void vol_free_all(ce_pool *p);
 void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);

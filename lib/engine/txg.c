@@ -33,6 +33,7 @@
 #include "vol.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -213,7 +214,7 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i];
 		/* A log batch in flight still reads it: the next commit frees it. */
-		if (v->destroy_txg != 0 && v->destroy_txg <= t && v->ilog_refs == 0) {
+		if (v->destroy_txg != 0 && v->destroy_txg <= t && v->ilog_refs == 0 && v->refs == 0) {
 			vol_delete(v);
 		} else {
 			p->vols[k++] = v;
@@ -264,9 +265,12 @@ sync_thread(void *arg)
 
 		pthread_mutex_lock(&p->lock);
 		p->syncing_txg = 0;
-		if (err != 0)
+		if (err != 0) {
 			p->suspended = err;
-		else
+			snprintf(p->suspend_reason, sizeof(p->suspend_reason),
+			    "txg %llu could not be committed: %s", (unsigned long long)open,
+			    err == -EIO ? "IO error on a vdev" : strerror(-err));
+		} else
 			p->synced_txg = open;
 		pthread_cond_broadcast(&p->cv_done);
 	}

@@ -157,24 +157,24 @@ vol_record(const volume *v, ds_phys *ds)
 	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->snap.name);
 }
 
-int
-vol_load_all(ce_pool *p)
+static int
+ds_valid(const ds_phys *dsp)
 {
-	uint32_t cap = mos_ds_capacity(p);
-	for (uint32_t s = 0; s < cap; s++) {
-		ds_phys ds;
-		mos_ds_get(p, s, &ds);
-		if (ds.ds_guid == 0)
-			continue;
-		if (ds.ds_type != DS_TYPE_VOLUME || !IS_P2(ds.ds_volblocksize) ||
+	ds_phys ds = *dsp;
+	return !(ds.ds_type != DS_TYPE_VOLUME || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
 		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
 		    (ds.ds_flags & ~DS_FLAG_SYNC_MASK) != 0 || (ds.ds_flags & DS_FLAG_SYNC_MASK) > CE_SYNC_DISABLED ||
 		    memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL || !name_valid(ds.ds_name) ||
-		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7))
-			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
-		volume *v = vol_new(p);
+		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7));
+}
+
+/* A volume as its committed record says. */
+static void
+vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
+{
+	ds_phys ds = *dsp;
 		v->guid = ds.ds_guid;
 		v->size = ds.ds_size;
 		v->bs = ds.ds_volblocksize;
@@ -191,8 +191,87 @@ vol_load_all(ce_pool *p)
 		v->want_levels = MAX(ds.ds_levels, cowtree_levels_for(v->size / v->bs));
 		v->slot = s;
 		snprintf(v->name, sizeof(v->name), "%s", ds.ds_name);
+}
+
+int
+vol_load_all(ce_pool *p)
+{
+	uint32_t cap = mos_ds_capacity(p);
+	for (uint32_t s = 0; s < cap; s++) {
+		ds_phys ds;
+		mos_ds_get(p, s, &ds);
+		if (ds.ds_guid == 0)
+			continue;
+		if (!ds_valid(&ds))
+			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+		volume *v = vol_new(p);
+		vol_fill(v, &ds, s);
 		add_vol(p, v);
 	}
+	return 0;
+}
+
+/*
+ * ce_pool_clear: make every volume what the freshly loaded MOS says,
+ * keeping the volume objects (open handles point at them). Dirty state is
+ * dropped; volumes the MOS does not have are doomed, new ones are added.
+ * Caller: sync thread stopped, no writers inside a txg, free_lock held
+ * for writing.
+ */
+int
+vol_reload_all(ce_pool *p)
+{
+	uint32_t cap = mos_ds_capacity(p);
+	for (uint32_t s = 0; s < cap; s++) {
+		ds_phys ds;
+		mos_ds_get(p, s, &ds);
+		if (ds.ds_guid != 0 && !ds_valid(&ds))
+			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+	}
+	size_t nold = p->nvols;
+	uint8_t *seen = xcalloc(nold ? nold : 1, 1);
+	for (uint32_t s = 0; s < cap; s++) {
+		ds_phys ds;
+		mos_ds_get(p, s, &ds);
+		if (ds.ds_guid == 0)
+			continue;
+		volume *v = NULL;
+		for (size_t i = 0; i < nold; i++)
+			if (p->vols[i]->guid == ds.ds_guid)
+				v = p->vols[i], seen[i] = 1;
+		if (v == NULL) {
+			v = vol_new(p);
+			add_vol(p, v);
+		}
+		pthread_mutex_lock(&v->lock);
+		for (int i = 0; i < 2; i++) {
+			drop_maps(v, i);
+			v->charged[i] = 0; /* the allocator was rebuilt: no charges exist */
+			v->dbytes[i] = 0;
+		}
+		vol_fill(v, &ds, s);
+		v->destroy_txg = 0;
+		v->gen++;
+		pthread_mutex_unlock(&v->lock);
+	}
+	for (size_t i = 0; i < nold; i++) {
+		volume *v = p->vols[i];
+		if (seen[i])
+			continue;
+		/* Created in a txg that never committed: gone. */
+		pthread_mutex_lock(&v->lock);
+		for (int k = 0; k < 2; k++) {
+			drop_maps(v, k);
+			v->charged[k] = 0;
+			v->dbytes[k] = 0;
+		}
+		v->slot = VOL_NO_SLOT;
+		if (v->destroy_txg == 0)
+			v->destroy_txg = p->synced_txg;
+		v->gen++;
+		pthread_mutex_unlock(&v->lock);
+	}
+	free(seen);
 	return 0;
 }
 
@@ -461,6 +540,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 	err_clear();
 	if (p->readonly)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	if (v->destroy_txg != 0)
+		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
 	const uint8_t *src = buf;
@@ -531,6 +612,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	err_clear();
 	if (p->readonly)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	if (v->destroy_txg != 0)
+		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
