@@ -29,6 +29,12 @@ pool_usage(FILE *f)
 	    "                                      state directory) and import it\n"
 	    "  import --path FILE... [POOL]        import the pool on exactly these files\n"
 	    "  destroy POOL                        close a pool and wipe its labels (data is lost)\n"
+	    "  clear POOL                          resume a pool suspended after an IO error, once\n"
+	    "                                      its devices work again; resets error counters\n"
+	    "  inject POOL read|write|flush [--after N] [--vdev N] [--persistent]\n"
+	    "                                      testing: make that IO fail with EIO after N more\n"
+	    "                                      calls succeed, once (or until cleared)\n"
+	    "  inject POOL none                    remove an injected fault\n"
 	    "\n"
 	    "Sizes take K, M, G, T suffixes. -H: no header, tab separated; -p: exact numbers;\n"
 	    "-j: JSON.\n");
@@ -162,6 +168,14 @@ pool_list(int argc, char **argv, int status)
 			json_object_object_add(j, "checksum_errors", json_object_new_uint64(p.checksum_errors));
 			json_object_object_add(j, "io_errors", json_object_new_uint64(p.io_errors));
 			json_object_object_add(j, "txg", json_object_new_uint64(p.txg));
+			json_object *lg = json_object_new_object();
+			json_object_object_add(lg, "size", json_object_new_uint64(p.log_size));
+			json_object_object_add(lg, "commits", json_object_new_uint64(p.log_commits));
+			json_object_object_add(lg, "blocks", json_object_new_uint64(p.log_blocks));
+			json_object_object_add(lg, "bytes", json_object_new_uint64(p.log_bytes));
+			json_object_object_add(lg, "fallbacks", json_object_new_uint64(p.log_fallbacks));
+			json_object_object_add(lg, "replayed", json_object_new_uint64(p.log_replayed));
+			json_object_object_add(j, "intent_log", lg);
 			json_object *v = json_object_new_array();
 			for (unsigned i = 0; i < p.nvdevs_paths; i++)
 				json_object_array_add(v, json_object_new_string(p.vdevs[i]));
@@ -180,6 +194,14 @@ pool_list(int argc, char **argv, int status)
 				    util_fmt_size(p.free, f, sizeof(f)));
 				printf("errors: %" PRIu64 " checksum, %" PRIu64 " io\n   txg: %" PRIu64
 				    "\nvolumes: %u\n", p.checksum_errors, p.io_errors, p.txg, p.volumes);
+				char ls[16], lb[16];
+				if (p.log_size == 0)
+					printf("   log: none (FLUSH commits a txg)\n");
+				else
+					printf("   log: %s region; %" PRIu64 " commits, %" PRIu64 " blocks (%s), %" PRIu64
+					    " fell back to a txg commit, %" PRIu64 " records replayed at import\n",
+					    util_fmt_size(p.log_size, ls, sizeof(ls)), p.log_commits, p.log_blocks,
+					    util_fmt_size(p.log_bytes, lb, sizeof(lb)), p.log_fallbacks, p.log_replayed);
 			}
 			printf(" vdevs:\n");
 			for (unsigned i = 0; i < p.nvdevs_paths; i++)
@@ -277,6 +299,54 @@ pool_simple(int argc, char **argv, const char *what, int (*fn)(cask_client *, co
 	return rc;
 }
 
+static int
+pool_inject(int argc, char **argv)
+{
+	const char *ops[2];
+	int nops = 0, vdev = -1, persistent = 0;
+	uint64_t after = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			pool_usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--persistent") == 0) {
+			persistent = 1;
+		} else if (strcmp(a, "--after") == 0 || strcmp(a, "--vdev") == 0) {
+			if (++i == argc)
+				return usage_error("%s needs a value", a);
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(argv[i], &end, 10);
+			if (errno != 0 || *end != '\0' || argv[i][0] == '-' || argv[i][0] == '\0' ||
+			    (a[2] == 'v' && n > 63))
+				return usage_error("bad number '%s' for %s", argv[i], a);
+			if (a[2] == 'a')
+				after = n;
+			else
+				vdev = (int)n;
+		} else if (a[0] == '-') {
+			return usage_error("unknown option '%s' for pool inject", a);
+		} else {
+			if (nops == 2)
+				return usage_error("pool inject takes a pool and a fault (read, write, flush, none)");
+			ops[nops++] = a;
+		}
+	}
+	if (nops != 2)
+		return usage_error("pool inject needs a pool and a fault (read, write, flush, none)");
+	if (strcmp(ops[1], "read") != 0 && strcmp(ops[1], "write") != 0 && strcmp(ops[1], "flush") != 0 &&
+	    strcmp(ops[1], "none") != 0)
+		return usage_error("bad fault '%s' (read, write, flush, none)", ops[1]);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_pool_inject(c, ops[0], ops[1], vdev, after, persistent) ? cli_fail("pool inject") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
 int
 cmd_pool(int argc, char **argv)
 {
@@ -297,5 +367,9 @@ cmd_pool(int argc, char **argv)
 		return pool_simple(argc - 1, argv + 1, "export", cask_pool_export);
 	if (strcmp(sub, "destroy") == 0)
 		return pool_simple(argc - 1, argv + 1, "destroy", cask_pool_destroy);
+	if (strcmp(sub, "clear") == 0)
+		return pool_simple(argc - 1, argv + 1, "clear", cask_pool_clear);
+	if (strcmp(sub, "inject") == 0)
+		return pool_inject(argc - 1, argv + 1);
 	return usage_error("unknown pool command '%s'", sub);
 }

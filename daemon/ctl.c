@@ -153,8 +153,12 @@ pool_json(const char *name, ce_pool *p)
 	ce_pool_stat_get(p, &st);
 	json_object_object_add(o, "guid", hex_guid(st.guid));
 	json_object_object_add(o, "state", json_object_new_string(st.suspended ? "SUSPENDED" : "ONLINE"));
-	if (st.suspended)
-		json_object_object_add(o, "error", json_object_new_string(strerror(-st.suspended)));
+	if (st.suspended) {
+		char why[256];
+		snprintf(why, sizeof(why), "suspended (%s): %s; fix the device, then 'cask pool clear %s'",
+		    strerror(-st.suspended), st.suspend_reason[0] ? st.suspend_reason : "IO error", name);
+		json_object_object_add(o, "error", json_object_new_string(why));
+	}
 	json_object_object_add(o, "size", json_object_new_uint64(st.size));
 	json_object_object_add(o, "allocated", json_object_new_uint64(st.allocated));
 	json_object_object_add(o, "free", json_object_new_uint64(st.free));
@@ -163,6 +167,12 @@ pool_json(const char *name, ce_pool *p)
 	json_object_object_add(o, "checksum_errors", json_object_new_uint64(st.cksum_errors));
 	json_object_object_add(o, "io_errors", json_object_new_uint64(st.io_errors));
 	json_object_object_add(o, "txg", json_object_new_uint64(st.synced_txg));
+	json_object_object_add(o, "log_size", json_object_new_uint64(st.log_size));
+	json_object_object_add(o, "log_commits", json_object_new_uint64(st.log_commits));
+	json_object_object_add(o, "log_blocks", json_object_new_uint64(st.log_blocks));
+	json_object_object_add(o, "log_bytes", json_object_new_uint64(st.log_bytes));
+	json_object_object_add(o, "log_fallbacks", json_object_new_uint64(st.log_fallbacks));
+	json_object_object_add(o, "log_replayed", json_object_new_uint64(st.log_replayed));
 	return o;
 }
 
@@ -282,6 +292,88 @@ op_pool_export(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	int err = reg_pool_export(name);
 	return err ? fail(e, err, code_for(err, 0)) : 0;
+}
+
+static int
+clear_cb(ce_pool *p, void *arg)
+{
+	(void)arg;
+	return ce_pool_clear(p);
+}
+
+static int
+op_pool_clear(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	const char *name = arg_str(args, "name", 1, e);
+	if (name == NULL)
+		return e->err;
+	int err = reg_with_pool(name, clear_cb, NULL);
+	if (err != 0) {
+		if (err != -ENOENT && err != -ENXIO)
+			log_msg(LOG_WARN, "pool %s: clear failed: %s", name, err_get());
+		return fail(e, err, err == -EIO ? "POOL_SUSPENDED" : code_for(err, 0));
+	}
+	log_msg(LOG_INFO, "pool %s: cleared; online", name);
+	return 0;
+}
+
+static int
+inject_cb(ce_pool *p, void *arg)
+{
+	const ce_fault *f = arg;
+	if (f->op == 0) {
+		ce_pool_fault_clear(p);
+		return 0;
+	}
+	return ce_pool_fault_inject(p, f);
+}
+
+/* Fault injection for tests and drills: {"name", "op": read|write|flush|none, "vdev", "after", "persistent"}. */
+static int
+op_pool_inject(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	const char *name = arg_str(args, "name", 1, e);
+	const char *op = name ? arg_str(args, "op", 1, e) : NULL;
+	if (op == NULL)
+		return e->err;
+	ce_fault f = { 0, -1, 0, 0 };
+	uint64_t u;
+	if (strcmp(op, "read") == 0)
+		f.op = CE_FAULT_READ;
+	else if (strcmp(op, "write") == 0)
+		f.op = CE_FAULT_WRITE;
+	else if (strcmp(op, "flush") == 0)
+		f.op = CE_FAULT_FLUSH;
+	else if (strcmp(op, "none") != 0)
+		return fail(e, err_set(-EINVAL, "bad fault '%s' (read, write, flush or none)", op),
+		    "INVALID_ARGUMENT");
+	json_object *v;
+	if (json_object_object_get_ex(args, "vdev", &v) && !json_object_is_type(v, json_type_null)) {
+		if (arg_u64(args, "vdev", 1, &u, e) != 0)
+			return e->err;
+		if (u > CE_MAX_VDEVS_API)
+			return fail(e, err_set(-EINVAL, "no vdev %" PRIu64, u), "INVALID_ARGUMENT");
+		f.vdev = (int)u;
+	}
+	if (arg_u64(args, "after", 0, &f.after, e) != 0)
+		return e->err;
+	if (json_object_object_get_ex(args, "persistent", &v) && !json_object_is_type(v, json_type_null)) {
+		if (!json_object_is_type(v, json_type_boolean))
+			return fail(e, err_set(-EINVAL, "argument 'persistent' must be true or false"), "BAD_REQUEST");
+		f.persistent = json_object_get_boolean(v);
+	}
+	int err = reg_with_pool(name, inject_cb, &f);
+	if (err != 0)
+		return fail(e, err, code_for(err, 0));
+	if (f.op != 0)
+		log_msg(LOG_WARN, "pool %s: fault injected: %s on %s after %" PRIu64 " calls, %s", name,
+		    ce_fault_op_name(f.op), f.vdev < 0 ? "every vdev" : "one vdev", f.after,
+		    f.persistent ? "persistent" : "once");
+	else
+		log_msg(LOG_INFO, "pool %s: injected faults cleared", name);
+	return 0;
 }
 
 static int
@@ -576,7 +668,7 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "version", json_object_new_string(version_string));
 	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
 	json_object *f = json_object_new_array();
-	static const char *features[] = { "pools", "volumes", "nbd" };
+	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -594,6 +686,8 @@ static const struct {
 	{ "pool.destroy", op_pool_destroy },
 	{ "pool.list", op_pool_list },
 	{ "pool.status", op_pool_status },
+	{ "pool.clear", op_pool_clear },
+	{ "pool.inject", op_pool_inject },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },

@@ -43,10 +43,13 @@ typedef struct cask_pool_info {
 	char name[64];
 	char guid[24];
 	char state[16];        /* ONLINE, SUSPENDED, UNAVAIL */
-	char error[128];       /* why, when not ONLINE */
+	char error[256];       /* why, when not ONLINE */
 	uint64_t size, allocated, free;
 	unsigned nvdevs, volumes;
 	uint64_t checksum_errors, io_errors, txg;
+	/* intent log since import: region bytes, group commits, blocks and bytes written,
+	   commits served by a txg commit instead, records replayed at import */
+	uint64_t log_size, log_commits, log_blocks, log_bytes, log_fallbacks, log_replayed;
 	char **vdevs;          /* cask_pool_status only; NULL otherwise */
 	unsigned nvdevs_paths;
 } cask_pool_info;
@@ -77,6 +80,15 @@ int cask_pool_export(cask_client *c, const char *name);
 int cask_pool_destroy(cask_client *c, const char *name);
 int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
 int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+/* Resume a suspended pool once its devices work (and reset its error counters). */
+int cask_pool_clear(cask_client *c, const char *name);
+/*
+ * Fault injection for tests and drills: make "read", "write" or "flush" IO
+ * fail with EIO on vdev `vdev` (-1: all) after `after` more calls, once or
+ * until cleared (op "none" clears).
+ */
+int cask_pool_inject(cask_client *c, const char *name, const char *op, int vdev, uint64_t after,
+    int persistent);
 /* Free what cask_pool_status put into *p (its vdev paths); *p stays usable. */
 void cask_pool_info_clear(cask_pool_info *p);
 /* Free a list from cask_pool_list. */

@@ -271,6 +271,21 @@ name_op(cask_client *c, const char *op, const char *name)
 }
 
 int cask_pool_export(cask_client *c, const char *name) { return name_op(c, "pool.export", name); }
+int cask_pool_clear(cask_client *c, const char *name) { return name_op(c, "pool.clear", name); }
+
+int
+cask_pool_inject(cask_client *c, const char *name, const char *op, int vdev, uint64_t after,
+    int persistent)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "op", json_object_new_string(op));
+	if (vdev >= 0)
+		json_object_object_add(a, "vdev", json_object_new_int(vdev));
+	json_object_object_add(a, "after", json_object_new_uint64(after));
+	json_object_object_add(a, "persistent", json_object_new_boolean(persistent != 0));
+	return call_void(c, "pool.inject", a);
+}
 int cask_pool_destroy(cask_client *c, const char *name) { return name_op(c, "pool.destroy", name); }
 int cask_vol_destroy(cask_client *c, const char *name) { return name_op(c, "vol.destroy", name); }
 
@@ -290,6 +305,12 @@ pool_from(json_object *o, cask_pool_info *p)
 	p->checksum_errors = get_u64(o, "checksum_errors");
 	p->io_errors = get_u64(o, "io_errors");
 	p->txg = get_u64(o, "txg");
+	p->log_size = get_u64(o, "log_size");
+	p->log_commits = get_u64(o, "log_commits");
+	p->log_blocks = get_u64(o, "log_blocks");
+	p->log_bytes = get_u64(o, "log_bytes");
+	p->log_fallbacks = get_u64(o, "log_fallbacks");
+	p->log_replayed = get_u64(o, "log_replayed");
 	json_object *v;
 	if (json_object_object_get_ex(o, "vdevs", &v) && json_object_is_type(v, json_type_array)) {
 		p->nvdevs_paths = (unsigned)json_object_array_length(v);
