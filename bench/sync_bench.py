@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """sync_bench -- synchronous writes (FLUSH and FUA) over NBD: cask with its
 intent log (sync=standard) beside qemu-nbd on a raw file (--cache=none)
-and qemu-nbd on qcow2 (--cache=none), measured in the same run.
+qemu-nbd on qcow2 (--cache=none), and qemu-nbd on a fully preallocated
+raw file (the fairest peer for flush latency: its writes never allocate),
+measured in the same run.
 
 Workloads, each for --seconds on a fresh --size-mb device:
 
@@ -99,6 +101,21 @@ def fua_qd32(uri, a):
     return {"iops": n / elapsed}
 
 
+def start_raw_full(a, tmp, port):
+    """qemu-nbd on a raw file whose blocks are all allocated beforehand (no
+    file-system metadata to commit on the first write of a block)."""
+    path = os.path.join(a.dir, "nbd_bench.rawfull")
+    if os.path.exists(path):
+        os.unlink(path)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", "-o", "preallocation=full", path,
+                    "%dM" % a.size_mb], check=True)
+    p = subprocess.Popen(["qemu-nbd", "-f", "raw", "--cache=none", "--aio=io_uring", "-t", "-e", "8",
+                          "-b", "127.0.0.1", "-p", str(port), "-x", "v", path],
+                         stderr=open(os.path.join(tmp, "qemu-nbd-rawfull.log"), "w"))
+    nbd_bench.wait_port(port, p)
+    return p, "nbd://127.0.0.1:%d/v" % port, [path]
+
+
 WORKLOADS = [("qd1-flush", qd1_flush), ("fua-qd32", fua_qd32), ("mixed-16job", mixed)]
 
 
@@ -117,6 +134,7 @@ def main():
         ("cask", lambda t, p: nbd_bench.start_cask(a, t, p)),
         ("qemu-nbd-raw", lambda t, p: nbd_bench.start_qemu(a, t, p, "raw")),
         ("qemu-nbd-qcow2", lambda t, p: nbd_bench.start_qemu(a, t, p, "qcow2")),
+        ("qemu-nbd-raw-full", lambda t, p: start_raw_full(a, t, p)),
     ]
     results = {}
     tmp = tempfile.mkdtemp(prefix="cask-sync-bench-")
@@ -145,7 +163,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
     print()
-    peers = ["qemu-nbd-raw", "qemu-nbd-qcow2"]
+    peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "qemu-nbd-raw-full"]
     hdr = "%-14s %10s" % ("workload", "cask IOPS")
     for p in peers:
         hdr += " %16s %8s" % (p + " IOPS", "ratio")
@@ -158,8 +176,11 @@ def main():
             line += " %16.0f %7.2fx" % (r, c / r if r else 0)
         print(line)
     c, raw = results["cask"], results["qemu-nbd-raw"]
-    print("\nqd1 write+flush latency: cask %.0f us, qemu-nbd raw %.0f us, qcow2 %.0f us" % (
-        c["qd1-flush"]["lat_us"], raw["qd1-flush"]["lat_us"], results["qemu-nbd-qcow2"]["qd1-flush"]["lat_us"]))
+    print("\nqd1 write+flush latency: cask %.0f us, qemu-nbd raw %.0f us, qcow2 %.0f us, "
+          "preallocated raw %.0f us" % (
+              c["qd1-flush"]["lat_us"], raw["qd1-flush"]["lat_us"],
+              results["qemu-nbd-qcow2"]["qd1-flush"]["lat_us"],
+              results["qemu-nbd-raw-full"]["qd1-flush"]["lat_us"]))
     print("targets: qd1 latency <= 1.2x qemu-nbd raw (%.2fx); fua-qd32 IOPS >= qemu-nbd raw (%.2fx)" % (
         c["qd1-flush"]["lat_us"] / raw["qd1-flush"]["lat_us"],
         c["fua-qd32"]["iops"] / raw["fua-qd32"]["iops"]))
