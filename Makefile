@@ -99,6 +99,10 @@ check: deps
 bench: deps all
 	./bench/engine_bench.sh $(BUILD)
 	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
+	/usr/bin/python3 bench/sync_bench.py --build $(BUILD) --json bench/results/sync-$$(date +%Y%m%d-%H%M%S).json
+
+sync-bench: deps all
+	/usr/bin/python3 bench/sync_bench.py --build $(BUILD)
 
 crash-soak: all
 	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
@@ -112,6 +116,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench run stress crash-soak clean
+.PHONY: all deps check bench sync-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
