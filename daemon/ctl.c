@@ -173,6 +173,7 @@ pool_json(const char *name, ce_pool *p)
 	json_object_object_add(o, "log_bytes", json_object_new_uint64(st.log_bytes));
 	json_object_object_add(o, "log_fallbacks", json_object_new_uint64(st.log_fallbacks));
 	json_object_object_add(o, "log_replayed", json_object_new_uint64(st.log_replayed));
+	json_object_object_add(o, "log_inplace_bytes", json_object_new_uint64(st.log_inplace));
 	return o;
 }
 

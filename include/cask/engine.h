@@ -83,6 +83,7 @@ typedef struct ce_pool_stat {
 	uint64_t log_bytes;      /* bytes of log blocks written */
 	uint64_t log_fallbacks;  /* commits served by a txg commit instead */
 	uint64_t log_replayed;   /* records replayed at import */
+	uint64_t log_inplace;    /* bytes of large writes logged in place (pointed to) */
 	char suspend_reason[160]; /* why the pool is suspended, if it is */
 } ce_pool_stat;
 

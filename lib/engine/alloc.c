@@ -231,6 +231,78 @@ alloc_free(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes, int immediat
 	pthread_mutex_unlock(&a->lock);
 }
 
+static uint64_t unallocated(const alloc *a);
+
+/*
+ * Intent log data written in place (ilog.c): sectors taken in `avail` only,
+ * so the allocator skips them but no bitmap ever records them. Only when
+ * the charges of dirty data and the reserve stay covered.
+ */
+int
+alloc_log_claim(alloc *a, uint64_t bytes, uint32_t *vdi, uint64_t *offset)
+{
+	uint64_t n = bytes / CE_SECTOR;
+	VERIFY(n > 0 && bytes % CE_SECTOR == 0);
+	pthread_mutex_lock(&a->lock);
+	if (unallocated(a) < a->charged + a->reserve + n) {
+		pthread_mutex_unlock(&a->lock);
+		return -ENOSPC;
+	}
+	for (unsigned k = 0; k < a->nvdevs; k++) {
+		unsigned v = (a->vrotor + k) % a->nvdevs;
+		alloc_vdev *av = &a->v[v];
+		int64_t s = find_run(av->avail, av->rotor, av->nsectors, n);
+		if (s < 0)
+			s = find_run(av->avail, 0, MIN(av->rotor + n, av->nsectors), n);
+		if (s < 0)
+			continue;
+		set_bits(av->avail, (uint64_t)s, n, 1);
+		av->navail += n;
+		av->rotor = (uint64_t)s + n;
+		pthread_mutex_unlock(&a->lock);
+		*vdi = v;
+		*offset = VDEV_DATA_START + (uint64_t)s * CE_SECTOR;
+		return 0;
+	}
+	pthread_mutex_unlock(&a->lock);
+	return -ENOSPC;
+}
+
+/* At replay: take exactly these sectors; -EEXIST when any of them is in use. */
+int
+alloc_log_claim_at(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes)
+{
+	if (vdi >= a->nvdevs || offset < VDEV_DATA_START || bytes == 0 || bytes % CE_SECTOR != 0 ||
+	    (offset - VDEV_DATA_START) % CE_SECTOR != 0)
+		return -EINVAL;
+	alloc_vdev *av = &a->v[vdi];
+	uint64_t s = (offset - VDEV_DATA_START) / CE_SECTOR, n = bytes / CE_SECTOR;
+	if (s + n > av->nsectors)
+		return -EINVAL;
+	pthread_mutex_lock(&a->lock);
+	for (uint64_t i = s; i < s + n; i++) {
+		if (av->avail[i >> 6] & (1ull << (i & 63))) {
+			pthread_mutex_unlock(&a->lock);
+			return -EEXIST;
+		}
+	}
+	set_bits(av->avail, s, n, 1);
+	av->navail += n;
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+void
+alloc_log_release(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes)
+{
+	alloc_vdev *av = &a->v[vdi];
+	uint64_t s = (offset - VDEV_DATA_START) / CE_SECTOR, n = bytes / CE_SECTOR;
+	pthread_mutex_lock(&a->lock);
+	set_bits(av->avail, s, n, 0);
+	av->navail -= n;
+	pthread_mutex_unlock(&a->lock);
+}
+
 void
 alloc_commit_done(alloc *a)
 {

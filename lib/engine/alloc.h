@@ -44,6 +44,10 @@ int alloc_load(alloc *a, unsigned v, const void *bitmap, uint64_t len);
 int alloc_alloc(alloc *a, uint64_t bytes, uint32_t *vdi, uint64_t *offset);
 /* Free a block; immediate when it was never committed (born in this txg). */
 void alloc_free(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes, int immediate);
+/* Intent log data in place: sectors held in `avail` only (never in a bitmap). */
+int alloc_log_claim(alloc *a, uint64_t bytes, uint32_t *vdi, uint64_t *offset);
+int alloc_log_claim_at(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes);
+void alloc_log_release(alloc *a, uint32_t vdi, uint64_t offset, uint64_t bytes);
 /* The txg committed: deferred frees become allocatable. */
 void alloc_commit_done(alloc *a);
 /* Promise space to dirty data; -ENOSPC when it would eat into the reserve. */

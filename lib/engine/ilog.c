@@ -52,6 +52,7 @@
 
 #define LOG_BLK_MAX (1024u * 1024u)  /* largest log block */
 #define LOG_REC_MAX (128u * 1024u)   /* records split at 128 KiB boundaries */
+#define LOG_PTR_MIN (32u * 1024u)    /* writes at least this long are written in place */
 #define LOG_MIN_SECTORS 256u         /* 1 MiB */
 #define LOG_MAX_SECTORS 32768u       /* 128 MiB */
 
@@ -65,10 +66,39 @@ ilog_init(ce_pool *p)
 	l->head_seq = 1;
 }
 
+static void
+release_exts(ce_pool *p, ilog_ext *e, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		alloc_log_release(&p->alloc, e[i].vdev, e[i].off, e[i].bytes);
+	free(e);
+}
+
+static ilog_lblk *fifo_at(ilog *l, size_t i);
+
+/* Drop every block of the ring (ilog->lock held), handing their data sectors back. */
+static void
+fifo_clear(ce_pool *p, int release)
+{
+	ilog *l = &p->ilog;
+	for (size_t i = 0; i < l->fn; i++) {
+		ilog_lblk *b = fifo_at(l, i);
+		if (release)
+			release_exts(p, b->ext, b->next);
+		else
+			free(b->ext);
+		b->ext = NULL;
+	}
+	l->fn = l->ffirst = 0;
+	l->used = 0;
+}
+
 void
 ilog_fini(ce_pool *p)
 {
 	ilog *l = &p->ilog;
+	fifo_clear(p, 0);
+	free(l->replay_ext);
 	free(l->itx);
 	free(l->fifo);
 	l->itx = NULL;
@@ -171,12 +201,17 @@ typedef struct lbuild {
 	uint32_t nrecs;
 	uint64_t max_txg;
 	uint64_t off, seq; /* assigned when placed */
+	ilog_ext *ext;     /* write-in-place data: where ... */
+	uint8_t **extbuf;  /* ... and what */
+	size_t next, capext;
+	int ring_owns;     /* placed: the ring releases the sectors */
 } lbuild;
 
 typedef struct batchbuf {
 	lbuild *b;
 	size_t n, cap;
-	uint64_t bytes;
+	uint64_t bytes;               /* of log blocks */
+	uint64_t ptr_records, ptr_bytes;
 } batchbuf;
 
 static lbuild *
@@ -195,12 +230,74 @@ cur_block(batchbuf *bb, uint32_t need)
 	return lb;
 }
 
+/* Free a batch; sectors of write-in-place data not handed to the ring go back. */
 static void
-batch_free(batchbuf *bb)
+batch_free(ce_pool *p, batchbuf *bb)
 {
-	for (size_t i = 0; i < bb->n; i++)
-		free(bb->b[i].buf);
+	for (size_t i = 0; i < bb->n; i++) {
+		lbuild *lb = &bb->b[i];
+		free(lb->buf);
+		for (size_t k = 0; k < lb->next; k++)
+			free(lb->extbuf[k]);
+		free(lb->extbuf);
+		if (lb->ring_owns)
+			free(lb->ext);
+		else
+			release_exts(p, lb->ext, lb->next);
+	}
 	free(bb->b);
+}
+
+/* Write in place: read the range, claim sectors, point to them. 1 done, 0 use inline. */
+static int
+add_ptr_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len, int *err)
+{
+	uint64_t bytes = P2ROUNDUP(len, CE_SECTOR);
+	uint8_t *data = xmalloc_aligned(bytes);
+	*err = vol_read_current(it->v, data, off, len);
+	if (*err != 0) {
+		free(data);
+		return 1;
+	}
+	memset(data + len, 0, bytes - len);
+	uint32_t vdi;
+	uint64_t voff;
+	if (alloc_log_claim(&p->alloc, bytes, &vdi, &voff) != 0) {
+		free(data);
+		return 0; /* no room to spare: inline */
+	}
+	uint32_t need = LR_HDR_SIZE + (uint32_t)sizeof(ilog_ptr_phys);
+	lbuild *lb = cur_block(bb, need);
+	ilog_rec_phys r;
+	memset(&r, 0, sizeof(r));
+	r.lr_type = LR_WRITE_PTR;
+	r.lr_datalen = sizeof(ilog_ptr_phys);
+	r.lr_ds_guid = it->v->guid;
+	r.lr_txg = it->txg;
+	r.lr_offset = off;
+	r.lr_length = len;
+	ilog_ptr_phys ptr;
+	memset(&ptr, 0, sizeof(ptr));
+	ptr.lp_vdev = vdi;
+	ptr.lp_offset = voff;
+	checksum_compute(CE_CK_XXH128, data, len, ptr.lp_cksum);
+	memcpy(lb->buf + lb->used, &r, sizeof(r));
+	memcpy(lb->buf + lb->used + LR_HDR_SIZE, &ptr, sizeof(ptr));
+	lb->used += need;
+	lb->nrecs++;
+	if (it->txg > lb->max_txg)
+		lb->max_txg = it->txg;
+	if (lb->next == lb->capext) {
+		lb->capext = lb->capext ? lb->capext * 2 : 4;
+		lb->ext = xrealloc(lb->ext, lb->capext * sizeof(ilog_ext));
+		lb->extbuf = xrealloc(lb->extbuf, lb->capext * sizeof(uint8_t *));
+	}
+	lb->ext[lb->next] = (ilog_ext){ vdi, voff, bytes };
+	lb->extbuf[lb->next] = data;
+	lb->next++;
+	bb->ptr_records++;
+	bb->ptr_bytes += bytes;
+	return 1;
 }
 
 /* Add one record; for a write, read the volume's current bytes into it. */
@@ -257,7 +354,9 @@ build_batch(ce_pool *p, const ilog_itx *itx, size_t n, batchbuf *bb)
 		}
 		for (uint64_t o = it->off; o < end;) {
 			uint64_t next = MIN(P2ROUNDUP(o + 1, LOG_REC_MAX), end);
-			int err = add_record(p, bb, it, o, next - o);
+			int err = 0;
+			if (next - o < LOG_PTR_MIN || !add_ptr_record(p, bb, it, o, next - o, &err))
+				err = add_record(p, bb, it, o, next - o);
 			if (err != 0)
 				return err;
 			o = next;
@@ -347,8 +446,14 @@ place_batch(ilog *l, batchbuf *bb)
 		lbuild *lb = &bb->b[i];
 		uint64_t bytes = P2ROUNDUP(lb->used, CE_SECTOR);
 		lb->seq = l->head_seq++;
+		ilog_ext *copy = NULL;
+		if (lb->next > 0) {
+			copy = xmalloc(lb->next * sizeof(ilog_ext));
+			memcpy(copy, lb->ext, lb->next * sizeof(ilog_ext));
+		}
 		fifo_push(l, (ilog_lblk){ .off = lb->off, .bytes = bytes, .seq = lb->seq,
-		    .max_txg = lb->max_txg });
+		    .max_txg = lb->max_txg, .ext = copy, .next = lb->next });
+		lb->ring_owns = 1; /* the ring releases the sectors now */
 		l->head_off = lb->off + bytes;
 	}
 	return 0;
@@ -388,11 +493,11 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 	memset(&bb, 0, sizeof(bb));
 	int err = build_batch(p, itx, n, &bb);
 	if (err != 0 || bb.n == 0) {
-		batch_free(&bb);
+		batch_free(p, &bb);
 		return err;
 	}
 	if (bb.bytes > l->size / 2) {
-		batch_free(&bb); /* a txg commit serves a batch this large better */
+		batch_free(p, &bb); /* a txg commit serves a batch this large better */
 		return -ENOSPC;
 	}
 	pthread_mutex_lock(&l->lock);
@@ -412,8 +517,19 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 		pthread_mutex_unlock(&p->lock);
 	}
 	if (err != 0) {
-		batch_free(&bb);
+		batch_free(p, &bb);
 		return err;
+	}
+	/* Data written in place, then the log blocks; one flush of each vdev touched. */
+	uint8_t touched[CE_MAX_VDEVS] = { 0 };
+	for (size_t i = 0; i < bb.n && err == 0; i++) {
+		lbuild *lb = &bb.b[i];
+		for (size_t k = 0; k < lb->next && err == 0; k++) {
+			ilog_ext *e = &lb->ext[k];
+			struct iovec iov = { lb->extbuf[k], e->bytes };
+			err = vdev_writev(&p->vds[e->vdev], &iov, 1, e->off);
+			touched[e->vdev] = 1;
+		}
 	}
 	vdev *vd = &p->vds[l->vdev];
 	for (size_t i = 0; i < bb.n && err == 0; i++) {
@@ -422,8 +538,10 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 		struct iovec iov = { lb->buf, P2ROUNDUP(lb->used, CE_SECTOR) };
 		err = vdev_writev(vd, &iov, 1, l->base + lb->off);
 	}
-	if (err == 0)
-		err = vdev_flush(vd);
+	touched[l->vdev] = 1;
+	for (unsigned v = 0; v < p->nvdevs && err == 0; v++)
+		if (touched[v])
+			err = vdev_flush(&p->vds[v]);
 	if (err != 0) {
 		pool_io_error(p, err);
 		pthread_mutex_lock(&p->lock);
@@ -434,9 +552,11 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 		pthread_mutex_lock(&l->lock);
 		l->blocks += bb.n;
 		l->bytes += bb.bytes;
+		l->ptr_records += bb.ptr_records;
+		l->ptr_bytes += bb.ptr_bytes;
 		pthread_mutex_unlock(&l->lock);
 	}
-	batch_free(&bb);
+	batch_free(p, &bb);
 	return err;
 }
 
@@ -539,8 +659,10 @@ ilog_reset(ce_pool *p)
 	l->itx = NULL;
 	l->nitx = l->capitx = 0;
 	l->durable_seq = l->next_seq;
-	l->fn = l->ffirst = 0;
-	l->used = 0;
+	fifo_clear(p, 1);
+	release_exts(p, l->replay_ext, l->nreplay_ext);
+	l->replay_ext = NULL;
+	l->nreplay_ext = 0;
 	l->epoch = 0;
 	l->ready = 0;
 	l->pending_epoch = 0;
@@ -594,14 +716,18 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 			l->epoch = l->pending_epoch;
 			l->pending_epoch = 0;
 			l->ready = 1;
-			l->fn = 0;
-			l->ffirst = 0;
-			l->used = 0;
+			fifo_clear(p, 1);
+			release_exts(p, l->replay_ext, l->nreplay_ext);
+			l->replay_ext = NULL;
+			l->nreplay_ext = 0;
 			l->head_off = 0;
 			l->head_seq = 1;
 		} else {
 			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
-				l->used -= fifo_at(l, 0)->bytes;
+				ilog_lblk *b = fifo_at(l, 0);
+				release_exts(p, b->ext, b->next);
+				b->ext = NULL;
+				l->used -= b->bytes;
 				l->ffirst = (l->ffirst + 1) % l->fcap;
 				l->fn--;
 			}
@@ -660,10 +786,15 @@ vol_by_guid(ce_pool *p, uint64_t guid)
 	return NULL;
 }
 
-/* Apply one checked block's records that the uberblock does not cover. */
+/*
+ * One checked block's records that the uberblock does not cover. Pass 0
+ * reserves the sectors that write-in-place records point to (before any
+ * change can make the allocator hand them out); pass 1 applies.
+ */
 static int
-apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t *napplied)
+apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, uint64_t *napplied)
 {
+	ilog *l = &p->ilog;
 	ilog_blk_phys h;
 	memcpy(&h, buf, sizeof(h));
 	uint32_t at = LG_HDR_SIZE;
@@ -674,9 +805,11 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t *
 			    "(record %u past its end)", p->name, h.lg_seq, i);
 		memcpy(&r, buf + at, sizeof(r));
 		uint64_t dlen = P2ROUNDUP((uint64_t)r.lr_datalen, 8);
-		if ((r.lr_type != LR_WRITE && r.lr_type != LR_ZERO) ||
+		if ((r.lr_type != LR_WRITE && r.lr_type != LR_ZERO && r.lr_type != LR_WRITE_PTR) ||
 		    (r.lr_type == LR_WRITE && (r.lr_datalen != r.lr_length || r.lr_length > LOG_REC_MAX)) ||
 		    (r.lr_type == LR_ZERO && r.lr_datalen != 0) ||
+		    (r.lr_type == LR_WRITE_PTR && (r.lr_datalen != sizeof(ilog_ptr_phys) ||
+		    r.lr_length == 0 || r.lr_length > LOG_REC_MAX)) ||
 		    at + LR_HDR_SIZE + dlen > h.lg_used)
 			return err_set(-EIO, "pool %s: intent log block %" PRIu64 " record %u is malformed",
 			    p->name, h.lg_seq, i);
@@ -684,12 +817,49 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t *
 		at += LR_HDR_SIZE + (uint32_t)dlen;
 		if (r.lr_txg <= ub->ub_txg)
 			continue;
+		ilog_ptr_phys ptr;
+		uint64_t pbytes = P2ROUNDUP(r.lr_length, CE_SECTOR);
+		if (r.lr_type == LR_WRITE_PTR)
+			memcpy(&ptr, data, sizeof(ptr));
+		if (pass == 0) {
+			/* A pointer into space the tree uses cannot be ours: its data fails the checksum. */
+			if (r.lr_type == LR_WRITE_PTR &&
+			    alloc_log_claim_at(&p->alloc, ptr.lp_vdev, ptr.lp_offset, pbytes) == 0) {
+				l->replay_ext = xrealloc(l->replay_ext, (l->nreplay_ext + 1) * sizeof(ilog_ext));
+				l->replay_ext[l->nreplay_ext++] = (ilog_ext){ ptr.lp_vdev, ptr.lp_offset, pbytes };
+			}
+			continue;
+		}
 		volume *v = vol_by_guid(p, r.lr_ds_guid);
 		if (v == NULL || r.lr_offset >= v->size)
 			continue;
 		uint64_t len = MIN(r.lr_length, v->size - r.lr_offset);
-		int err = vol_apply_log(v, r.lr_type, r.lr_type == LR_WRITE ? data : NULL,
-		    r.lr_offset, len);
+		uint8_t *pdata = NULL;
+		if (r.lr_type == LR_WRITE_PTR) {
+			int ok = ptr.lp_vdev < p->nvdevs && ptr.lp_offset >= VDEV_DATA_START &&
+			    ptr.lp_offset % CE_SECTOR == 0 &&
+			    (ptr.lp_offset - VDEV_DATA_START) / CE_SECTOR + pbytes / CE_SECTOR <=
+			    p->vds[ptr.lp_vdev].nsectors;
+			if (ok) {
+				pdata = xmalloc_aligned(pbytes);
+				int e = vdev_read(&p->vds[ptr.lp_vdev], pdata, pbytes, ptr.lp_offset);
+				if (e != 0) {
+					free(pdata);
+					return err_set(e, "pool %s: cannot read intent log data at %u:0x%" PRIx64
+					    ": %s", p->name, ptr.lp_vdev, ptr.lp_offset, strerror(-e));
+				}
+				ok = checksum_verify(CE_CK_XXH128, pdata, r.lr_length, ptr.lp_cksum);
+			}
+			if (!ok) {
+				/* Its data never became durable: the record was never acknowledged. */
+				free(pdata);
+				l->ptr_skipped++;
+				continue;
+			}
+		}
+		int err = vol_apply_log(v, r.lr_type == LR_WRITE_PTR ? LR_WRITE : r.lr_type,
+		    r.lr_type == LR_WRITE ? data : pdata, r.lr_offset, len);
+		free(pdata);
 		if (err != 0)
 			return err;
 		(*napplied)++;
@@ -719,25 +889,30 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 		l->ready = 0;
 		l->replaying = 1;
 		pthread_mutex_unlock(&l->lock);
-		for (;;) {
-			int ioerr;
-			int ok = read_block(p, ub, off, seq, buf, &ioerr);
-			if (!ok && ioerr == 0 && off != 0) {
-				off = 0; /* the writer wrapped */
-				ok = read_block(p, ub, off, seq, buf, &ioerr);
+		for (int pass = 0; pass < 2 && err == 0; pass++) {
+			off = ub->ub_log_off;
+			seq = ub->ub_log_seq;
+			nblocks = 0;
+			for (;;) {
+				int ioerr;
+				int ok = read_block(p, ub, off, seq, buf, &ioerr);
+				if (!ok && ioerr == 0 && off != 0) {
+					off = 0; /* the writer wrapped */
+					ok = read_block(p, ub, off, seq, buf, &ioerr);
+				}
+				if (ioerr != 0) {
+					err = err_set(ioerr, "pool %s: cannot read the intent log: %s", p->name,
+					    strerror(-ioerr));
+					break;
+				}
+				if (!ok)
+					break;
+				if ((err = apply_block(p, ub, buf, pass, &nrecs)) != 0)
+					break;
+				nblocks++;
+				off += ((ilog_blk_phys *)buf)->lg_nsectors * (uint64_t)CE_SECTOR;
+				seq++;
 			}
-			if (ioerr != 0) {
-				err = err_set(ioerr, "pool %s: cannot read the intent log: %s", p->name,
-				    strerror(-ioerr));
-				break;
-			}
-			if (!ok)
-				break;
-			if ((err = apply_block(p, ub, buf, &nrecs)) != 0)
-				break;
-			nblocks++;
-			off += ((ilog_blk_phys *)buf)->lg_nsectors * (uint64_t)CE_SECTOR;
-			seq++;
 		}
 		l->replaying = 0;
 		free(buf);

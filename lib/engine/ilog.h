@@ -16,12 +16,20 @@ typedef struct ilog_itx {
 	int type;               /* LR_WRITE, LR_ZERO */
 } ilog_itx;
 
+/* Sectors holding the data of a write-in-place record (held in alloc's avail only). */
+typedef struct ilog_ext {
+	uint32_t vdev;
+	uint64_t off, bytes;
+} ilog_ext;
+
 /* A log block on disk that a committed uberblock may still need. */
 typedef struct ilog_lblk {
 	uint64_t off;           /* region offset in bytes */
 	uint64_t bytes;
 	uint64_t seq;
 	uint64_t max_txg;       /* newest txg among its records */
+	ilog_ext *ext;          /* data its write-in-place records point to */
+	size_t next;
 } ilog_lblk;
 
 typedef struct ilog {
@@ -51,9 +59,12 @@ typedef struct ilog {
 	uint64_t durable_seq;   /* every itx below it is durable */
 	int committing;
 	int replaying;          /* import replays: changes are not logged again */
+	ilog_ext *replay_ext;   /* sectors replay reserved until the new epoch is durable */
+	size_t nreplay_ext;
 
 	/* statistics */
 	uint64_t commits, blocks, bytes, fallbacks, replayed, replayed_blocks;
+	uint64_t ptr_records, ptr_bytes, ptr_skipped;
 } ilog;
 
 void ilog_init(ce_pool *p);

@@ -169,7 +169,15 @@ _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
 #define LG_VERSION 1u
 #define LG_HDR_SIZE 96u
 #define LR_HDR_SIZE 40u
-enum { LR_WRITE = 1, LR_ZERO = 2 };
+enum { LR_WRITE = 1, LR_ZERO = 2, LR_WRITE_PTR = 3 };
+
+typedef struct ilog_ptr_phys {
+	uint32_t lp_vdev;
+	uint32_t lp_pad;
+	uint64_t lp_offset;
+	uint8_t lp_cksum[32];
+} ilog_ptr_phys;
+_Static_assert(sizeof(ilog_ptr_phys) == 48, "ilog_ptr_phys is 48 bytes");
 
 typedef struct ilog_blk_phys {
 	uint64_t lg_magic;

@@ -377,6 +377,15 @@ ce_pool_sync(ce_pool *p)
 	err_clear();
 	if (p->readonly)
 		return 0;
+	/* A log epoch waiting for its first commit gets one: flushes use the log after this. */
+	pthread_mutex_lock(&p->ilog.lock);
+	int pending = p->ilog.enabled && p->ilog.pending_epoch != 0;
+	pthread_mutex_unlock(&p->ilog.lock);
+	if (pending) {
+		pthread_mutex_lock(&p->lock);
+		p->txg_dirty[p->open_txg & 3] = 1;
+		pthread_mutex_unlock(&p->lock);
+	}
 	return txg_sync_now(p);
 }
 
@@ -553,6 +562,7 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->log_bytes = l->bytes;
 	st->log_fallbacks = l->fallbacks;
 	st->log_replayed = l->replayed;
+	st->log_inplace = l->ptr_bytes;
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }

@@ -8,6 +8,8 @@
  * A workload is a sequence of operations on a 16-block volume:
  *   W  write block 0          T  trim block 0        Z  write-zeroes block 1
  *   F  FUA write of block 1 (write, then flush)      S  flush
+ *   L  one 64 KiB write of blocks 0-15 (logged in place: its data goes to
+ *      free sectors and the log record points to it)
  * followed by a final S. The enumeration runs every workload of up to --ops
  * (default 3) operations, crashes it at every device write it makes, and
  * for each crash point builds four crash states of every vdev (unflushed
@@ -33,13 +35,27 @@
 
 #define NBLK 16
 #define BS 4096
-enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_N };
-static const char opname[] = "WTZFS";
+enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_N };
+static const char opname[] = "WTZFSL";
 
 typedef struct op {
 	int kind;
 	int blk;
 } op;
+
+/* Does op touch block b, and what does it leave there (0 zeros, i+1 op i's pattern)? */
+static int
+touches(const op *o, int b)
+{
+	return o->kind == OP_L || (o->kind != OP_S && o->blk == b);
+}
+
+static int
+value_of(const op *o, int i)
+{
+	return (o->kind == OP_W || o->kind == OP_F || o->kind == OP_L) ? i + 1 : 0;
+}
+
 
 static char template_path[512];
 static uint64_t checked;
@@ -82,11 +98,11 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 	ce_vol *v;
 	OK(ce_pool_import(&path, 1, &o, &p));
 	OK(ce_vol_open(p, "v", &v));
-	if (warm)
-		OK(ce_pool_sync(p));
+	/* warm: one commit first (it may meet the crash itself), then flushes use the log */
+	int warm_err = warm ? ce_pool_sync(p) : 0;
 	int durable = -1;
 	uint8_t buf[BS];
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < n && warm_err == 0; i++) {
 		int r = 0;
 		switch (ops[i].kind) {
 		case OP_W:
@@ -105,6 +121,14 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 		case OP_S:
 			r = ce_vol_flush(v);
 			break;
+		case OP_L: {
+			uint8_t *big = malloc(NBLK * BS);
+			for (int b = 0; b < NBLK; b++)
+				pattern(big + (size_t)b * BS, i, b);
+			r = ce_vol_write(v, big, NBLK * BS, 0);
+			free(big);
+			break;
+		}
 		}
 		acked[i] = r == 0;
 		if (r == 0 && (ops[i].kind == OP_F || ops[i].kind == OP_S))
@@ -155,12 +179,12 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		/* allowed: the value after the last durable op, or any value written after it */
 		int base = 0;
 		for (int i = 0; i <= durable; i++)
-			if (ops[i].blk == b && ops[i].kind != OP_S)
-				base = (ops[i].kind == OP_W || ops[i].kind == OP_F) ? i + 1 : 0;
+			if (touches(&ops[i], b))
+				base = value_of(&ops[i], i);
 		int ok = tag == base;
 		for (int i = durable + 1; i < n && !ok; i++)
-			if (ops[i].blk == b && ops[i].kind != OP_S)
-				ok = tag == ((ops[i].kind == OP_W || ops[i].kind == OP_F) ? i + 1 : 0);
+			if (touches(&ops[i], b))
+				ok = tag == value_of(&ops[i], i);
 		if (!ok) {
 			char what[64];
 			if (tag == -2)
@@ -259,6 +283,30 @@ main(int argc, char **argv)
 		checked = 0;
 		printf("self-test: a lying device is caught\n");
 	}
+	/* The L operation really takes the write-in-place path of the intent log. */
+	{
+		ce_pool_opts o = { 0 };
+		const char *path = template_path;
+		ce_pool *p;
+		ce_vol *v;
+		OK(ce_pool_import(&path, 1, &o, &p));
+		OK(ce_vol_open(p, "v", &v));
+		OK(ce_pool_sync(p));
+		uint8_t *big = calloc(NBLK, BS);
+		big[0] = 1;
+		OK(ce_vol_write(v, big, NBLK * BS, 0));
+		OK(ce_vol_flush(v));
+		free(big);
+		ce_pool_stat st;
+		OK(ce_pool_stat_get(p, &st));
+		CHECK(st.log_inplace == NBLK * BS && st.log_fallbacks == 0);
+		ce_vol_close(v);
+		ce_pool_abandon(p);
+		/* leave the template as it was: re-create it */
+		unlink(template_path);
+		make_template();
+		printf("self-test: a 64 KiB write is logged in place\n");
+	}
 	int bad = 0;
 	uint64_t workloads = 0;
 	if (soak > 0) {
@@ -286,9 +334,15 @@ main(int argc, char **argv)
 			workloads++;
 		}
 	} else {
-		/* every sequence of 1..maxops operations, then a final flush */
-		static const op alphabet[] = { { OP_W, 0 }, { OP_T, 0 }, { OP_Z, 1 }, { OP_F, 1 }, { OP_S, 0 } };
-		const int na = (int)(sizeof(alphabet) / sizeof(alphabet[0]));
+		/*
+		 * Every sequence of 1..maxops operations, then a final flush; then
+		 * the same with the large write among write, FUA write and flush.
+		 */
+		static const op alpha1[] = { { OP_W, 0 }, { OP_T, 0 }, { OP_Z, 1 }, { OP_F, 1 }, { OP_S, 0 } };
+		static const op alpha2[] = { { OP_L, 0 }, { OP_W, 0 }, { OP_F, 1 }, { OP_S, 0 } };
+		for (int set = 0; set < 2 && !bad; set++) {
+		const op *alphabet = set == 0 ? alpha1 : alpha2;
+		const int na = set == 0 ? 5 : 4;
 		for (int len = 1; len <= maxops && !bad; len++) {
 			int idx[8] = { 0 };
 			for (;;) {
@@ -307,6 +361,7 @@ main(int argc, char **argv)
 				if (d < 0)
 					break;
 			}
+		}
 		}
 	}
 	printf("crash_enum: %" PRIu64 " workloads, %" PRIu64 " crash states checked, %d violations (seed %" PRIu64 ")\n",

@@ -3,7 +3,8 @@
  * (which drops the open txg as a crash does, while every write the log
  * made reached the file):
  *
- *   1. Rounds of random writes, trims and write-zeroes of 4K..64K, each
+ *   1. Rounds of random writes, trims and write-zeroes of 4K..64K (those of
+ *      32K and more are logged in place: data in free sectors, pointed to), each
  *      followed by a flush, many more than the log ring holds (so it fills,
  *      falls back to txg commits, and wraps); every round ends with a few
  *      unflushed writes and an abandon. Each import must replay the log:
@@ -170,6 +171,7 @@ main(int argc, char **argv)
 	o.txg_timeout_ms = 60000; /* txgs commit only when the log is full or asked */
 
 	/* 1. rounds of flushed changes, each ended by an abandon */
+	uint64_t total_inplace = 0;
 	uint64_t s = 12345, total_blocks = 0, total_bytes = 0, total_fallbacks = 0, total_replayed = 0;
 	for (int round = 0; round < 6; round++) {
 		OK(ce_pool_import(&path, 1, &o, &p));
@@ -199,13 +201,15 @@ main(int argc, char **argv)
 		total_bytes += st.log_bytes;
 		total_fallbacks += st.log_fallbacks;
 		printf("round %d: %" PRIu64 " group commits, %" PRIu64 " log blocks (%" PRIu64
-		    " KiB), %" PRIu64 " fell back to a txg commit\n", round, st.log_commits,
-		    st.log_blocks, st.log_bytes >> 10, st.log_fallbacks);
+		    " KiB), %" PRIu64 " KiB written in place, %" PRIu64 " fell back to a txg commit\n",
+		    round, st.log_commits, st.log_blocks, st.log_bytes >> 10, st.log_inplace >> 10,
+		    st.log_fallbacks);
+		total_inplace += st.log_inplace;
 		ce_vol_close(v);
 		ce_pool_abandon(p);
 	}
 	/* the ring (1 MiB) held far less than what was logged: it filled and wrapped */
-	CHECK(total_bytes > 2 * st.log_size && total_replayed > 0);
+	CHECK(total_bytes > 2 * st.log_size && total_replayed > 0 && total_inplace > 0);
 	OK(ce_pool_import(&path, 1, &o, &p));
 	verify_all(p, "final import");
 	all_durable();
