@@ -11,10 +11,10 @@
  *   L  one 64 KiB write of blocks 0-15 (logged in place: its data goes to
  *      free sectors and the log record points to it)
  * followed by a final S. The enumeration runs every workload of up to --ops
- * (default 3) operations, crashes it at every device write it makes, and
- * for each crash point builds four crash states of every vdev (unflushed
- * writes all dropped, all kept, a random subset in any order, a random
- * subset with one sector torn). A fresh engine must import each state
+ * (default 3) operations, crashes it at every device write and during
+ * every device flush it makes, and for each crash point builds four crash
+ * states of every vdev (unflushed writes all dropped, all kept, a random
+ * subset applied in a random order, a random subset with one sector torn). A fresh engine must import each state
  * without repair, and every block must read back its last durable value
  * or a value written after it -- never anything else. The soak does the
  * same with random workloads of up to 8 operations on random blocks.
@@ -166,7 +166,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 	checked++;
 	int err = ce_pool_import(&path, 1, &o, &p);
 	if (err != 0) {
-		printf("VIOLATION workload %s (%s) crash at write %ld mode %s seed %" PRIu64 ": import failed: %s\n",
+		printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": import failed: %s\n",
 		    desc, warm ? "warm" : "cold", crash_at, crashsim_mode_names[mode], seed, ce_errmsg());
 		return 1;
 	}
@@ -196,7 +196,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			else
 				snprintf(what, sizeof(what), "the value of op %d", tag - 1);
 			if (!quiet)
-				printf("VIOLATION workload %s (%s) crash at write %ld mode %s seed %" PRIu64 ": block %d "
+				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": block %d "
 				    "reads %s, durable through op %d\n", desc, warm ? "warm" : "cold", crash_at,
 				    crashsim_mode_names[mode], seed, b, what, durable);
 			bad = 1;
@@ -214,11 +214,12 @@ crash_all(const op *ops, int n, uint64_t seed)
 	int acked[16];
 	crashsim *cs = crashsim_new(-1);
 	run(ops, n, cs, acked);
-	long total = crashsim_writes(cs);
+	long total = crashsim_writes(cs), nflush = crashsim_flushes(cs);
 	crashsim_free(cs);
 	int bad = 0;
-	for (long k = 0; k <= total && !bad; k++) {
-		cs = crashsim_new(k);
+	/* at every write, then during every flush */
+	for (long k = 0; k <= total + nflush && !bad; k++) {
+		cs = k <= total ? crashsim_new(k) : crashsim_new_at_flush(k - total - 1);
 		int durable = run(ops, n, cs, acked);
 		for (int mode = 0; mode < CS_NMODES && !bad; mode++)
 			bad = check_state(ops, n, cs, durable, mode, seed + (uint64_t)k * 7 + (uint64_t)mode, k);
@@ -323,10 +324,10 @@ main(int argc, char **argv)
 			int acked[16];
 			crashsim *cs = crashsim_new(-1);
 			run(ops, n, cs, acked);
-			long total = crashsim_writes(cs);
+			long total = crashsim_writes(cs), nflush = crashsim_flushes(cs);
 			crashsim_free(cs);
-			long k = (long)(t_rand(&s) % (uint64_t)(total + 1));
-			cs = crashsim_new(k);
+			long k = (long)(t_rand(&s) % (uint64_t)(total + 1 + nflush));
+			cs = k <= total ? crashsim_new(k) : crashsim_new_at_flush(k - total - 1);
 			int durable = run(ops, n, cs, acked);
 			int mode = (int)(t_rand(&s) % CS_NMODES);
 			bad = check_state(ops, n, cs, durable, mode, t_rand(&s), k);

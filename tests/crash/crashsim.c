@@ -37,6 +37,8 @@ struct crashsim {
 	unsigned ndevs;
 	long writes;
 	long crash_at;
+	long flushes;
+	long crash_at_flush;
 	int crashed;
 };
 
@@ -47,8 +49,19 @@ crashsim_new(long crash_at)
 {
 	crashsim *cs = xcalloc(1, sizeof(*cs));
 	cs->crash_at = crash_at;
+	cs->crash_at_flush = -1;
 	return cs;
 }
+
+crashsim *
+crashsim_new_at_flush(long crash_at_flush)
+{
+	crashsim *cs = crashsim_new(-1);
+	cs->crash_at_flush = crash_at_flush;
+	return cs;
+}
+
+long crashsim_flushes(const crashsim *cs) { return cs->flushes; }
 
 static void
 free_media(htab *h)
@@ -179,6 +192,12 @@ live_flush(ce_backend *be)
 	cs_dev *d = (cs_dev *)be;
 	if (d->cs->crashed)
 		return -EIO;
+	if (d->cs->flushes == d->cs->crash_at_flush) {
+		/* power fails during this flush: what it was flushing is still volatile */
+		d->cs->crashed = 1;
+		return -EIO;
+	}
+	d->cs->flushes++;
 	for (size_t k = 0; k < d->npend; k++) {
 		pwrite_rec *w = &d->pend[k];
 		for (uint32_t o = 0; o < w->len; o += SECTOR)
@@ -299,7 +318,24 @@ crashsim_image_wrap(ce_backend *inner, unsigned idx, void *arg)
 	uint64_t s = st->seed ^ ((uint64_t)idx << 40);
 	long torn = st->mode == CS_TORN && d->npend > 0 ? (long)(rnd(&s) % d->npend) : -1;
 	uint8_t sec[SECTOR];
-	for (size_t k = 0; k < d->npend; k++) {
+	/*
+	 * The device may have written the unflushed writes in any order: the
+	 * random and torn modes apply their subset in a random permutation,
+	 * so of two writes to one sector the older may land last.
+	 */
+	size_t *ord = xmalloc((d->npend ? d->npend : 1) * sizeof(size_t));
+	for (size_t k = 0; k < d->npend; k++)
+		ord[k] = k;
+	if (st->mode == CS_RANDOM || st->mode == CS_TORN) {
+		for (size_t k = d->npend; k > 1; k--) {
+			size_t j = (size_t)(rnd(&s) % k);
+			size_t t = ord[k - 1];
+			ord[k - 1] = ord[j];
+			ord[j] = t;
+		}
+	}
+	for (size_t kk = 0; kk < d->npend; kk++) {
+		size_t k = ord[kk];
 		pwrite_rec *w = &d->pend[k];
 		int keep = st->mode == CS_KEEP_ALL || (long)k == torn ||
 		    ((st->mode == CS_RANDOM || st->mode == CS_TORN) && (rnd(&s) & 1));
@@ -324,5 +360,6 @@ crashsim_image_wrap(ce_backend *inner, unsigned idx, void *arg)
 			media_put(&m->overlay, secno, w->data + o);
 		}
 	}
+	free(ord);
 	return &m->be;
 }

@@ -6,7 +6,8 @@
  * see them. At a chosen write (the crash point) every later IO fails, and
  * the test can then build crash states of each vdev: what the media holds
  * after power is lost with some of the unflushed writes on it (none, all,
- * a random subset in any order, one sector torn). A crash state is itself
+ * a random subset applied in a random order, one sector torn). The crash
+ * point is a write or a flush (power fails while it runs). A crash state is itself
  * a backend, so a fresh engine can import it.
  */
 #ifndef CASK_TEST_CRASHSIM_H
@@ -19,6 +20,9 @@ typedef struct crashsim crashsim;
 
 /* crash_at: the 0-based index of the write at which power fails (-1: never). */
 crashsim *crashsim_new(long crash_at);
+/* crash_at_flush: the 0-based index of the flush during which power fails. */
+crashsim *crashsim_new_at_flush(long crash_at_flush);
+long crashsim_flushes(const crashsim *cs);  /* flushes completed so far */
 void crashsim_free(crashsim *cs);
 /* For ce_pool_opts.wrap, with wrap_arg = the crashsim. */
 ce_backend *crashsim_wrap(ce_backend *inner, unsigned idx, void *arg);
