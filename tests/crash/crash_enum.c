@@ -149,11 +149,33 @@ describe(const op *ops, int n, char *out)
 	out[2 * n] = '\0';
 }
 
-/* Check one crash state; returns 0 when the contract holds. */
+/* A crash during recovery: the crash image, with a second crashsim on top. */
+typedef struct nest {
+	crash_state st1;
+	crashsim *cs2;
+} nest;
+
+static ce_backend *
+nest_wrap(ce_backend *inner, unsigned idx, void *arg)
+{
+	nest *x = arg;
+	return crashsim_wrap(crashsim_image_wrap(inner, idx, &x->st1), idx, x->cs2);
+}
+
+static uint64_t nested_checked, nested_crashed;
+
+/*
+ * Check one crash state; returns 0 when the contract holds. With nested
+ * != 0 the recovery itself (import, intent log replay, its commit) is
+ * crashed at a random write first, and the state after that second crash
+ * is what must hold.
+ */
 static int
-check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t seed, long crash_at)
+check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t seed, long crash_at,
+    uint64_t nested)
 {
 	crash_state st = { cs, mode, seed };
+	crash_state st2;
 	ce_pool_opts o = { 0 };
 	o.flags = CE_BE_NOLOCK; /* the crashsim still holds the file (and its lock) open */
 	o.wrap = crashsim_image_wrap;
@@ -164,7 +186,31 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 	char desc[64];
 	describe(ops, n, desc);
 	checked++;
+	crashsim *cs2 = NULL;
+	if (nested != 0) {
+		/* how many writes recovery makes, then crash it at one of them */
+		nest x = { st, crashsim_new(-1) };
+		ce_pool_opts o2 = o;
+		o2.wrap = nest_wrap;
+		o2.wrap_arg = &x;
+		if (ce_pool_import(&path, 1, &o2, &p) == 0)
+			ce_pool_abandon(p);
+		long total = crashsim_writes(x.cs2);
+		crashsim_free(x.cs2);
+		long k2 = (long)(nested % (uint64_t)(total + 1));
+		if (k2 < total)
+			nested_crashed++; /* recovery wrote, and the crash hit it */
+		x.cs2 = crashsim_new(k2);
+		if (ce_pool_import(&path, 1, &o2, &p) == 0)
+			ce_pool_abandon(p); /* the crash came after recovery */
+		cs2 = x.cs2;
+		st2 = (crash_state){ cs2, (int)((nested >> 20) % CS_NMODES), nested * 31 };
+		o.wrap_arg = &st2;
+		nested_checked++;
+	}
 	int err = ce_pool_import(&path, 1, &o, &p);
+	if (err != 0 && cs2 != NULL)
+		crashsim_free(cs2);
 	if (err != 0) {
 		printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": import failed: %s\n",
 		    desc, warm ? "warm" : "cold", crash_at, crashsim_mode_names[mode], seed, ce_errmsg());
@@ -204,6 +250,8 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 	}
 	ce_vol_close(v);
 	ce_pool_export(p);
+	if (cs2 != NULL)
+		crashsim_free(cs2);
 	return bad;
 }
 
@@ -222,7 +270,7 @@ crash_all(const op *ops, int n, uint64_t seed)
 		cs = k <= total ? crashsim_new(k) : crashsim_new_at_flush(k - total - 1);
 		int durable = run(ops, n, cs, acked);
 		for (int mode = 0; mode < CS_NMODES && !bad; mode++)
-			bad = check_state(ops, n, cs, durable, mode, seed + (uint64_t)k * 7 + (uint64_t)mode, k);
+			bad = check_state(ops, n, cs, durable, mode, seed + (uint64_t)k * 7 + (uint64_t)mode, k, 0);
 		crashsim_free(cs);
 	}
 	return bad;
@@ -277,9 +325,9 @@ main(int argc, char **argv)
 		int durable = run(w, 3, cs, acked);
 		CHECK(durable == 2);
 		quiet = 1;
-		CHECK(check_state(w, 3, cs, durable, CS_LYING, seed, -1) == 1);
+		CHECK(check_state(w, 3, cs, durable, CS_LYING, seed, -1, 0) == 1);
 		quiet = 0;
-		CHECK(check_state(w, 3, cs, durable, CS_KEEP_ALL, seed, -1) == 0);
+		CHECK(check_state(w, 3, cs, durable, CS_KEEP_ALL, seed, -1, 0) == 0);
 		crashsim_free(cs);
 		checked = 0;
 		printf("self-test: a lying device is caught\n");
@@ -330,7 +378,9 @@ main(int argc, char **argv)
 			cs = k <= total ? crashsim_new(k) : crashsim_new_at_flush(k - total - 1);
 			int durable = run(ops, n, cs, acked);
 			int mode = (int)(t_rand(&s) % CS_NMODES);
-			bad = check_state(ops, n, cs, durable, mode, t_rand(&s), k);
+			/* half of them also crash the recovery (import and log replay) */
+			uint64_t nest_seed = (t_rand(&s) & 1) ? (t_rand(&s) | 1) : 0;
+			bad = check_state(ops, n, cs, durable, mode, t_rand(&s), k, nest_seed);
 			crashsim_free(cs);
 			workloads++;
 		}
@@ -365,7 +415,9 @@ main(int argc, char **argv)
 		}
 		}
 	}
-	printf("crash_enum: %" PRIu64 " workloads, %" PRIu64 " crash states checked, %d violations (seed %" PRIu64 ")\n",
-	    workloads, checked, bad, seed);
+	printf("crash_enum: %" PRIu64 " workloads, %" PRIu64 " crash states checked (%" PRIu64
+	    " of them after a second crash during recovery, %" PRIu64 " of which hit a recovery write), "
+	    "%d violations (seed %" PRIu64 ")\n",
+	    workloads, checked, nested_checked, nested_crashed, bad, seed);
 	return bad ? 1 : 0;
 }
