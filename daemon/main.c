@@ -259,7 +259,8 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	if ((err = ctl_listen(sock, CASKD_VERSION)) != 0 || (err = nbd_start()) != 0 || (err = ctl_start()) != 0) {
+	if ((err = ctl_listen(sock, CASKD_VERSION)) != 0 || (err = nbd_start()) != 0 || (err = ctl_start()) != 0 ||
+	    (err = reg_watch_start()) != 0) {
 		log_err("%s", ce_errmsg());
 		nbd_stop();
 		ctl_stop();
@@ -280,6 +281,7 @@ main(int argc, char **argv)
 	}
 	ctl_stop();
 	nbd_stop();
+	reg_watch_stop();
 	reg_shutdown();
 	log_info("caskd stopped");
 	return 0;

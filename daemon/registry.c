@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct rpool {
@@ -36,6 +37,7 @@ typedef struct rpool {
 	char **paths;
 	unsigned npaths;
 	int users;
+	int suspended_seen; /* the watcher logged its suspension */
 } rpool;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -168,6 +170,69 @@ reg_init(const char *state_dir, const ce_pool_opts *opts)
 	}
 	fclose(f);
 	return 0;
+}
+
+/*
+ * The watcher: one log line when a pool suspends (with the reason and what
+ * to do) and one when it is back online. Polls once a second.
+ */
+static pthread_t watch_tid;
+static int watch_running, watch_stop;
+static pthread_cond_t watch_cv = PTHREAD_COND_INITIALIZER;
+
+static void *
+watch(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&lock);
+	while (!watch_stop) {
+		for (size_t i = 0; i < npools; i++) {
+			rpool *r = &pools[i];
+			if (r->p == NULL)
+				continue;
+			ce_pool_stat st;
+			ce_pool_stat_get(r->p, &st);
+			if (st.suspended && !r->suspended_seen) {
+				log_err("pool %s SUSPENDED: %s (%s); writes and flushes fail until the device "
+				    "works and 'cask pool clear %s' is run", r->name, st.suspend_reason,
+				    strerror(-st.suspended), r->name);
+				r->suspended_seen = 1;
+			} else if (!st.suspended && r->suspended_seen) {
+				log_info("pool %s is online again", r->name);
+				r->suspended_seen = 0;
+			}
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&watch_cv, &lock, &ts);
+	}
+	pthread_mutex_unlock(&lock);
+	return NULL;
+}
+
+int
+reg_watch_start(void)
+{
+	watch_stop = 0;
+	int err = pthread_create(&watch_tid, NULL, watch, NULL);
+	if (err != 0)
+		return err_set(-err, "cannot start the pool watcher thread");
+	watch_running = 1;
+	return 0;
+}
+
+void
+reg_watch_stop(void)
+{
+	if (!watch_running)
+		return;
+	pthread_mutex_lock(&lock);
+	watch_stop = 1;
+	pthread_cond_broadcast(&watch_cv);
+	pthread_mutex_unlock(&lock);
+	pthread_join(watch_tid, NULL);
+	watch_running = 0;
 }
 
 void

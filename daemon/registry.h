@@ -7,6 +7,9 @@
 /* The pools this caskd owns, remembered across restarts in STATE/pools.cache. */
 int reg_init(const char *state_dir, const ce_pool_opts *opts);
 void reg_shutdown(void); /* commit and export every pool */
+/* Log pools that suspend or come back online (a thread polling once a second). */
+int reg_watch_start(void);
+void reg_watch_stop(void);
 
 int reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size);
 int reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len);
