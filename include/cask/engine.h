@@ -110,7 +110,9 @@ int ce_pool_sync(ce_pool *p);
  * Resume a suspended pool once its devices work again: the in-memory
  * state is rebuilt from the newest committed txg plus the intent log
  * (everything acknowledged as durable; writes never flushed before the
- * failure are lost, as in a crash). Open volume handles stay valid.
+ * failure are lost, as in a crash). Volume handles opened before the clear
+ * can still read and close, but their writes and flushes fail with -EIO
+ * (a FLUSH must not claim the lost writes durable): reopen the volume.
  * Also resets the error counters. -EIO (pool still suspended) when the
  * devices still fail.
  */

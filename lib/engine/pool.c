@@ -483,6 +483,7 @@ ce_pool_clear(ce_pool *p)
 		pthread_mutex_lock(&p->lock);
 		p->suspended = 0;
 		p->suspend_reason[0] = '\0';
+		atomic_fetch_add(&p->clear_gen, 1); /* older handles may no longer write */
 		pthread_cond_broadcast(&p->cv_done);
 		pthread_mutex_unlock(&p->lock);
 		err = txg_start(p);

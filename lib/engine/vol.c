@@ -487,6 +487,23 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 	}
 }
 
+/*
+ * After ce_pool_clear, writes that were acknowledged but not flushed
+ * before the failure are gone. A handle opened before the clear must not
+ * write or flush as if nothing happened (a later FLUSH would claim those
+ * writes durable): it gets EIO until it is reopened, like a connection to
+ * a server that crashed.
+ */
+static int
+stale_check(const ce_vol *h)
+{
+	ce_pool *p = h->v->pool;
+	if (h->clear_gen != atomic_load(&p->clear_gen))
+		return err_set(-EIO, "pool %s was cleared after an IO error: writes not flushed before "
+		    "it were lost; reopen volume %s", p->name, h->v->name);
+	return 0;
+}
+
 static int
 check_range(const volume *v, uint64_t off, uint64_t len)
 {
@@ -542,6 +559,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
 	if (v->destroy_txg != 0)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
+	if ((err = stale_check(h)) != 0)
+		return err;
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
 	const uint8_t *src = buf;
@@ -597,6 +616,9 @@ int
 ce_vol_flush(ce_vol *h)
 {
 	err_clear();
+	int err = stale_check(h);
+	if (err != 0)
+		return err;
 	if (h->v->sync == CE_SYNC_DISABLED)
 		return 0;
 	return ilog_commit(h->v->pool);
@@ -614,6 +636,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
 	if (v->destroy_txg != 0)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
+	if ((err = stale_check(h)) != 0)
+		return err;
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
@@ -682,7 +706,7 @@ ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
 int
 vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 {
-	ce_vol h = { .v = v };
+	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
 	return ce_vol_read(&h, buf, len, off);
 }
 
@@ -690,7 +714,7 @@ vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 int
 vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
-	ce_vol h = { .v = v };
+	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
 	if (type == LR_WRITE)
 		return vol_modify(&h, data, len, off);
 	return vol_trim(&h, off, len);
@@ -1345,6 +1369,7 @@ ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
 	ce_vol *h = xmalloc(sizeof(*h));
 	h->v = v;
+	h->clear_gen = atomic_load(&p->clear_gen);
 	*out = h;
 	return 0;
 }

@@ -57,6 +57,7 @@ struct volume {
 
 struct ce_vol {
 	volume *v;
+	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 
 extern char vol_hole_marker;

@@ -6,10 +6,12 @@
  *      by a txg commit, and the pool stays online.
  *   2. A persistent write fault: the FLUSH fails, the pool suspends with a
  *      reason, writes fail; ce_pool_clear refuses while the fault lasts.
- *      Once it is gone, clear resumes the pool through the same volume
- *      handle: everything flushed before the fault reads back (from the
- *      tree and the replayed log), unflushed writes read old or new, and
- *      new writes and flushes work, also across an abandon.
+ *      Once it is gone, clear resumes the pool: everything flushed before
+ *      the fault reads back (from the tree and the replayed log), unflushed
+ *      writes read old or new. The handle opened before the clear still
+ *      reads, but its writes and flushes fail (a FLUSH must not claim the
+ *      lost writes durable); a reopened handle writes and flushes, also
+ *      across an abandon.
  *   3. A read fault fails one read only (no suspension).
  *   4. cask-debug check is clean at the end.
  */
@@ -119,7 +121,13 @@ main(int argc, char **argv)
 	CHECK(block_is(v, 5, 6) || block_is_zero(v, 5));
 	CHECK(block_is_zero(v, 6));
 	pat(b, 8);
-	OK(ce_vol_write(v, b, BS, 6 * BS));   /* the same handle works again */
+	CHECK_ERR(ce_vol_flush(v), -EIO);     /* the old handle may not claim anything durable */
+	printf("old handle after clear: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "reopen") != NULL);
+	CHECK_ERR(ce_vol_write(v, b, BS, 6 * BS), -EIO);
+	ce_vol_close(v);
+	OK(ce_vol_open(p, "v", &v));
+	OK(ce_vol_write(v, b, BS, 6 * BS));   /* a reopened handle works */
 	OK(ce_vol_flush(v));
 	ce_vol_close(v);
 	ce_pool_abandon(p);
