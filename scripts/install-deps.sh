@@ -17,6 +17,7 @@ PKGS=(
   python3-libnbd    # bad-request tests
   fio               # fio with ioengine=nbd
   nbdkit            # benchmark peer (memory plugin)
+  xz-utils          # unpacks the test fixtures (old-format pools)
 )
 missing=()
 for p in "${PKGS[@]}"; do
