@@ -44,6 +44,9 @@ usage(FILE *f)
 	    "  tree [-v VOL] FILE...     print each volume's block pointers (or only VOL's)\n"
 	    "  check FILE...             verify every checksum and the space accounting;\n"
 	    "                            exit 1 and name each bad block if anything is wrong\n"
+	    "  log FILE...               print the intent log chain the newest uberblock names:\n"
+	    "                            each block and record, and which records import would\n"
+	    "                            replay (this read-only view does not apply them)\n"
 	    "\n"
 	    "Give every vdev of the pool, in any order.\n");
 }
@@ -327,6 +330,75 @@ cmd_check(int argc, char **argv)
 	return c.problems ? 1 : 0;
 }
 
+/* ---- log ---- */
+
+typedef struct log_ctx {
+	ce_pool *p;
+	uint64_t blocks, recs, replay;
+} log_ctx;
+
+static int
+log_visit(void *arg, const ilog_blk_phys *b, uint64_t off, const ilog_rec_phys *r, const void *body)
+{
+	log_ctx *c = arg;
+	if (r == NULL) {
+		c->blocks++;
+		printf("block seq %" PRIu64 " at +%" PRIu64 ": %u KiB, %u records\n", b->lg_seq, off,
+		    b->lg_nsectors * 4, b->lg_nrecs);
+		return 0;
+	}
+	c->recs++;
+	const char *vname = "(no such volume)";
+	for (size_t i = 0; i < c->p->nvols; i++)
+		if (c->p->vols[i]->guid == r->lr_ds_guid)
+			vname = c->p->vols[i]->name;
+	int replays = r->lr_txg > c->p->synced_txg;
+	c->replay += (uint64_t)replays;
+	const char *type = r->lr_type == LR_WRITE ? "write" : r->lr_type == LR_ZERO ? "zero" :
+	    r->lr_type == LR_WRITE_PTR ? "write-in-place" : "?";
+	printf("  txg %-6" PRIu64 " %-14s %s off %" PRIu64 " len %" PRIu64, r->lr_txg, type, vname,
+	    r->lr_offset, r->lr_length);
+	if (r->lr_type == LR_WRITE_PTR) {
+		ilog_ptr_phys ptr;
+		memcpy(&ptr, body, sizeof(ptr));
+		printf(" data at %u:0x%" PRIx64, ptr.lp_vdev, ptr.lp_offset);
+	}
+	printf("  %s\n", replays ? "(replays)" : "(committed: skipped)");
+	return 0;
+}
+
+static int
+cmd_log(int argc, char **argv)
+{
+	ce_pool *p;
+	if (open_pool(argc, argv, &p) != 0)
+		return 2;
+	const uberblock_phys *ub = &p->import_ub;
+	mos_header_phys *mh = mos_hdr(p);
+	if (mh->mh_log_nsectors == 0) {
+		printf("pool %s has no intent log region (format version 1, not yet upgraded)\n", p->name);
+		ce_pool_export(p);
+		return 0;
+	}
+	printf("intent log: vdev %u, %" PRIu64 " KiB at sector %" PRIu64 "; uberblock txg %" PRIu64,
+	    mh->mh_log_vdev, mh->mh_log_nsectors * 4, mh->mh_log_sector, ub->ub_txg);
+	if (ub->ub_log_epoch == 0) {
+		printf(" names no chain\n");
+		ce_pool_export(p);
+		return 0;
+	}
+	printf(" names epoch %016" PRIx64 ", block seq %" PRIu64 " at +%" PRIu64 "\n", ub->ub_log_epoch,
+	    ub->ub_log_seq, ub->ub_log_off);
+	log_ctx c = { p, 0, 0, 0 };
+	int err = ilog_walk(p, ub, log_visit, &c);
+	if (err != 0)
+		printf("read error: %s\n", strerror(-err));
+	printf("end of chain: %" PRIu64 " blocks, %" PRIu64 " records, %" PRIu64 " to replay\n", c.blocks,
+	    c.recs, c.replay);
+	ce_pool_export(p);
+	return err ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -347,6 +419,8 @@ main(int argc, char **argv)
 		return cmd_tree(argc - 1, argv + 1);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(cmd, "log") == 0)
+		return cmd_log(argc - 2, argv + 2);
 	fprintf(stderr, "cask-debug: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

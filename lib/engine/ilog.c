@@ -936,3 +936,50 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 	pthread_mutex_unlock(&l->lock);
 	return nrecs > 0 ? txg_wait_synced(p, t) : 0;
 }
+
+/* For cask-debug: visit the chain an uberblock names, block by block and record by record. */
+int
+ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg)
+{
+	ilog *l = &p->ilog;
+	if (!l->enabled || ub->ub_log_epoch == 0)
+		return 0;
+	uint8_t *buf = xmalloc_aligned(LOG_BLK_MAX);
+	uint64_t off = ub->ub_log_off, seq = ub->ub_log_seq;
+	int err = 0;
+	for (;;) {
+		int ioerr;
+		int ok = read_block(p, ub, off, seq, buf, &ioerr);
+		if (!ok && ioerr == 0 && off != 0) {
+			off = 0;
+			ok = read_block(p, ub, off, seq, buf, &ioerr);
+		}
+		if (ioerr != 0) {
+			err = ioerr;
+			break;
+		}
+		if (!ok)
+			break;
+		ilog_blk_phys h;
+		memcpy(&h, buf, sizeof(h));
+		if ((err = fn(arg, &h, off, NULL, NULL)) != 0)
+			break;
+		uint32_t at = LG_HDR_SIZE;
+		for (uint32_t i = 0; i < h.lg_nrecs && at + LR_HDR_SIZE <= h.lg_used; i++) {
+			ilog_rec_phys r;
+			memcpy(&r, buf + at, sizeof(r));
+			uint64_t dlen = P2ROUNDUP((uint64_t)r.lr_datalen, 8);
+			if (at + LR_HDR_SIZE + dlen > h.lg_used)
+				break;
+			if ((err = fn(arg, &h, off, &r, buf + at + LR_HDR_SIZE)) != 0)
+				break;
+			at += LR_HDR_SIZE + (uint32_t)dlen;
+		}
+		if (err != 0)
+			break;
+		off += (uint64_t)h.lg_nsectors * CE_SECTOR;
+		seq++;
+	}
+	free(buf);
+	return err;
+}

@@ -341,6 +341,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	}
 	if ((err = mos_load(p, &ub)) != 0)
 		goto fail;
+	p->import_ub = ub;
 	if ((err = vol_load_all(p)) != 0)
 		goto fail;
 	if ((err = ilog_load(p)) != 0)
@@ -465,6 +466,7 @@ ce_pool_clear(ce_pool *p)
 	alloc_init(&p->alloc, p->nvdevs, ns);
 	cache_init(&p->cache, p->opts.cache_bytes);
 	err = mos_load(p, &ub);
+	p->import_ub = ub;
 	pthread_mutex_lock(&p->lock);
 	p->synced_txg = ub.ub_txg;
 	p->open_txg = ub.ub_txg + 1;

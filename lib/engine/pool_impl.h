@@ -94,6 +94,7 @@ struct ce_pool {
 	fault_state faults;      /* injected IO faults (fault.c) */
 	char suspend_reason[160]; /* why the pool is suspended (pool->lock) */
 	_Atomic uint64_t clear_gen; /* bumped by every ce_pool_clear that reloaded the pool */
+	uberblock_phys import_ub; /* the uberblock import (or clear) started from */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;

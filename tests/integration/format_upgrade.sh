@@ -24,6 +24,9 @@ h.pwrite(b"\xbb" * 4096, 8192); h.flush()        # this one goes through the log
 h.pwrite(b"\xcc" * 65536, 65536 + 4096, nbd.CMD_FLAG_FUA)   # FUA, written in place
 PY
 kill -KILL "$CASKD_PID"; wait "$CASKD_PID" 2>/dev/null || true; CASKD_PID=
+# the chain, read-only, before anything replays it
+"$CASK_BUILD/cask-debug" log "$T/old0.vdev" | tee "$T/log.out"
+grep -q "write-in-place .* (replays)" "$T/log.out" || fail "cask-debug log shows no write-in-place record to replay"
 start_caskd
 CASK_TEST_NBD="$NBD" "$PY" - <<'PY'
 import nbd, os, sys
