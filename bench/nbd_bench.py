@@ -118,14 +118,19 @@ def start_nbdkit(a, tmp, port):
     return p, "nbd://127.0.0.1:%d/" % port, []
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc):
+    """The options every NBD benchmark takes."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--json")
-    a = ap.parse_args()
+    return ap.parse_args()
+
+
+def main():
+    a = parse_args(__doc__)
     for tool in ("fio", "qemu-nbd", "qemu-img", "nbdkit"):
         if shutil.which(tool) is None:
             sys.exit("nbd_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)

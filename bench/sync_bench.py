@@ -23,7 +23,6 @@ Targets (issue 4): qd1-flush latency <= 1.2x qemu-nbd raw; fua-qd32 IOPS
     bench/sync_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
                         [--size-mb 1024] [--json FILE]
 """
-import argparse
 import json
 import os
 import random
@@ -120,13 +119,7 @@ WORKLOADS = [("qd1-flush", qd1_flush), ("fua-qd32", fua_qd32), ("mixed-16job", m
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--build", default="build")
-    ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk)")
-    ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--size-mb", type=int, default=1024)
-    ap.add_argument("--json")
-    a = ap.parse_args()
+    a = nbd_bench.parse_args(__doc__)
     for tool in ("fio", "qemu-nbd", "qemu-img"):
         if shutil.which(tool) is None:
             sys.exit("sync_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)

@@ -93,6 +93,19 @@ fifo_clear(ce_pool *p, int release)
 	l->used = 0;
 }
 
+/* An empty ring whose next block goes to offset 0 as sequence 1 (ilog->lock held). */
+static void
+ring_restart(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	fifo_clear(p, 1);
+	release_exts(p, l->replay_ext, l->nreplay_ext);
+	l->replay_ext = NULL;
+	l->nreplay_ext = 0;
+	l->head_off = 0;
+	l->head_seq = 1;
+}
+
 void
 ilog_fini(ce_pool *p)
 {
@@ -659,15 +672,10 @@ ilog_reset(ce_pool *p)
 	l->itx = NULL;
 	l->nitx = l->capitx = 0;
 	l->durable_seq = l->next_seq;
-	fifo_clear(p, 1);
-	release_exts(p, l->replay_ext, l->nreplay_ext);
-	l->replay_ext = NULL;
-	l->nreplay_ext = 0;
+	ring_restart(p);
 	l->epoch = 0;
 	l->ready = 0;
 	l->pending_epoch = 0;
-	l->head_off = 0;
-	l->head_seq = 1;
 	l->ub_txg = 0;
 	pthread_cond_broadcast(&l->cv);
 	pthread_mutex_unlock(&l->lock);
@@ -716,12 +724,7 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 			l->epoch = l->pending_epoch;
 			l->pending_epoch = 0;
 			l->ready = 1;
-			fifo_clear(p, 1);
-			release_exts(p, l->replay_ext, l->nreplay_ext);
-			l->replay_ext = NULL;
-			l->nreplay_ext = 0;
-			l->head_off = 0;
-			l->head_seq = 1;
+			ring_restart(p);
 		} else {
 			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
 				ilog_lblk *b = fifo_at(l, 0);

@@ -193,17 +193,30 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 		snprintf(v->name, sizeof(v->name), "%s", ds.ds_name);
 }
 
+/* Dataset record s: 1 a valid volume, 0 a free slot, -EIO damaged. */
+static int
+record_at(ce_pool *p, uint32_t s, ds_phys *ds)
+{
+	mos_ds_get(p, s, ds);
+	if (ds->ds_guid == 0)
+		return 0;
+	if (!ds_valid(ds))
+		return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+	return 1;
+}
+
 int
 vol_load_all(ce_pool *p)
 {
 	uint32_t cap = mos_ds_capacity(p);
 	for (uint32_t s = 0; s < cap; s++) {
 		ds_phys ds;
-		mos_ds_get(p, s, &ds);
-		if (ds.ds_guid == 0)
+		int r = record_at(p, s, &ds);
+		if (r <= 0) {
+			if (r < 0)
+				return r;
 			continue;
-		if (!ds_valid(&ds))
-			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+		}
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
 		add_vol(p, v);
@@ -224,16 +237,15 @@ vol_reload_all(ce_pool *p)
 	uint32_t cap = mos_ds_capacity(p);
 	for (uint32_t s = 0; s < cap; s++) {
 		ds_phys ds;
-		mos_ds_get(p, s, &ds);
-		if (ds.ds_guid != 0 && !ds_valid(&ds))
-			return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
+		int r = record_at(p, s, &ds);
+		if (r < 0)
+			return r; /* before anything changed */
 	}
 	size_t nold = p->nvols;
 	uint8_t *seen = xcalloc(nold ? nold : 1, 1);
 	for (uint32_t s = 0; s < cap; s++) {
 		ds_phys ds;
-		mos_ds_get(p, s, &ds);
-		if (ds.ds_guid == 0)
+		if (record_at(p, s, &ds) != 1)
 			continue;
 		volume *v = NULL;
 		for (size_t i = 0; i < nold; i++)
