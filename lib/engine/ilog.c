@@ -9,8 +9,10 @@
  * one device flush.
  *
  * Every acknowledged write, trim or write-zeroes appends an in-memory
- * record (itx: volume, range, txg) in ilog_append. ilog_commit turns all
- * pending itxs into log blocks: a write record carries the volume's
+ * record (itx: volume, range, txg) in ilog_append. ilog_commit(v) turns
+ * the pending itxs of v (and of every other volume with a flush waiting)
+ * into log blocks, so a volume's FLUSH never pays for another volume's
+ * unflushed writes: a write record carries the volume's
  * current contents of its range, read at that moment from the dirty maps
  * (so nothing is copied for writes that are never flushed, and a record
  * is never older than the write that made it). Then it writes the blocks
@@ -203,6 +205,7 @@ ilog_append(volume *v, int type, uint64_t off, uint64_t len, uint64_t txg)
 		l->itx = xrealloc(l->itx, l->capitx * sizeof(ilog_itx));
 	}
 	l->itx[l->nitx++] = (ilog_itx){ .v = v, .txg = txg, .off = off, .len = len, .type = type };
+	v->ilog_queued++;
 	pthread_mutex_unlock(&l->lock);
 }
 
@@ -582,22 +585,45 @@ refs_adjust(ce_pool *p, const ilog_itx *itx, size_t n, int delta)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* Take the itxs of every volume with a flush waiting out of the list, in order (l->lock held). */
+static ilog_itx *
+take_batch(ilog *l, size_t *n)
+{
+	ilog_itx *batch = xmalloc((l->nitx ? l->nitx : 1) * sizeof(ilog_itx));
+	size_t k = 0, nb = 0;
+	for (size_t i = 0; i < l->nitx; i++) {
+		ilog_itx *it = &l->itx[i];
+		if (it->v->ilog_waiters > 0) {
+			batch[nb++] = *it;
+			it->v->ilog_queued--;
+			it->v->ilog_inflight++;
+		} else {
+			l->itx[k++] = *it;
+		}
+	}
+	l->nitx = k;
+	*n = nb;
+	return batch;
+}
+
 int
-ilog_commit(ce_pool *p)
+ilog_commit(ce_pool *p, volume *v)
 {
 	ilog *l = &p->ilog;
 	int err = 0;
 
 	pthread_mutex_lock(&l->lock);
 	uint64_t target = l->next_seq;
-	while (l->durable_seq < target) {
+	v->ilog_waiters++;
+	while (v->ilog_durable_seq < target) {
+		if (v->ilog_queued == 0 && v->ilog_inflight == 0) {
+			/* logged by earlier commits, or committed by txgs */
+			v->ilog_durable_seq = target;
+			break;
+		}
 		if (l->committing) {
 			pthread_cond_wait(&l->cv, &l->lock);
 			continue;
-		}
-		if (l->nitx == 0) {
-			l->durable_seq = l->next_seq; /* everything was committed by txgs */
-			break;
 		}
 		pthread_mutex_lock(&p->lock);
 		int susp = p->suspended;
@@ -608,12 +634,10 @@ ilog_commit(ce_pool *p)
 			break;
 		}
 		l->committing = 1;
-		ilog_itx *batch = l->itx;
-		size_t n = l->nitx;
-		uint64_t end = l->next_seq;
+		uint64_t taken_at = l->next_seq;
+		size_t n;
+		ilog_itx *batch = take_batch(l, &n);
 		int usable = l->enabled && l->ready;
-		l->itx = NULL;
-		l->nitx = l->capitx = 0;
 		refs_adjust(p, batch, n, 1);
 		pthread_mutex_unlock(&l->lock);
 
@@ -633,8 +657,14 @@ ilog_commit(ce_pool *p)
 		pthread_mutex_lock(&l->lock);
 		l->committing = 0;
 		l->commits++;
+		for (size_t i = 0; i < n; i++) {
+			volume *bv = batch[i].v;
+			bv->ilog_inflight--;
+			/* it had all its itxs below taken_at in this batch or earlier ones */
+			if (err == 0 && bv->ilog_durable_seq < taken_at)
+				bv->ilog_durable_seq = taken_at;
+		}
 		if (err == 0) {
-			l->durable_seq = end;
 			free(batch);
 		} else {
 			/* Keep them for the next attempt, in front of newer ones. */
@@ -642,6 +672,8 @@ ilog_commit(ce_pool *p)
 			memcpy(m, batch, n * sizeof(ilog_itx));
 			if (l->nitx > 0)
 				memcpy(m + n, l->itx, l->nitx * sizeof(ilog_itx));
+			for (size_t i = 0; i < n; i++)
+				batch[i].v->ilog_queued++;
 			free(batch);
 			free(l->itx);
 			l->itx = m;
@@ -652,6 +684,7 @@ ilog_commit(ce_pool *p)
 		if (err != 0)
 			break;
 	}
+	v->ilog_waiters--;
 	pthread_mutex_unlock(&l->lock);
 	return err;
 }
@@ -668,10 +701,11 @@ ilog_reset(ce_pool *p)
 	pthread_mutex_lock(&l->lock);
 	while (l->committing)
 		pthread_cond_wait(&l->cv, &l->lock);
+	for (size_t i = 0; i < l->nitx; i++)
+		l->itx[i].v->ilog_queued--;
 	free(l->itx);
 	l->itx = NULL;
 	l->nitx = l->capitx = 0;
-	l->durable_seq = l->next_seq;
 	ring_restart(p);
 	l->epoch = 0;
 	l->ready = 0;
@@ -737,9 +771,14 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 		}
 	}
 	size_t k = 0;
-	for (size_t i = 0; i < l->nitx; i++)
+	for (size_t i = 0; i < l->nitx; i++) {
 		if (l->itx[i].txg > txg)
 			l->itx[k++] = l->itx[i];
+		else
+			l->itx[i].v->ilog_queued--; /* committed by the txg */
+	}
+	if (k < l->nitx)
+		pthread_cond_broadcast(&l->cv); /* a flush may have nothing left to wait for */
 	l->nitx = k;
 	pthread_mutex_unlock(&l->lock);
 }

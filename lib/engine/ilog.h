@@ -56,7 +56,6 @@ typedef struct ilog {
 	ilog_itx *itx;          /* pending changes, in order */
 	size_t nitx, capitx;
 	uint64_t next_seq;      /* itx sequence numbers handed out */
-	uint64_t durable_seq;   /* every itx below it is durable */
 	int committing;
 	int replaying;          /* import replays: changes are not logged again */
 	ilog_ext *replay_ext;   /* sectors replay reserved until the new epoch is durable */
@@ -81,8 +80,11 @@ void ilog_reset(ce_pool *p);
 void ilog_new_epoch(ce_pool *p, uint64_t txg);
 /* A writer changed [off, off+len) of v in txg t (type LR_WRITE or LR_ZERO). */
 void ilog_append(volume *v, int type, uint64_t off, uint64_t len, uint64_t txg);
-/* Make every change appended so far durable (log blocks + flush, or a txg commit). */
-int ilog_commit(ce_pool *p);
+/*
+ * Make every change to v appended so far durable (log blocks + flush, or a
+ * txg commit). Changes of other volumes with flushes waiting go along.
+ */
+int ilog_commit(ce_pool *p, volume *v);
 /* Sync thread: the log fields of uberblock t; then, once it is durable, release. */
 void ilog_ub_fill(ce_pool *p, uint64_t txg, uberblock_phys *ub);
 void ilog_ub_durable(ce_pool *p, uint64_t txg);

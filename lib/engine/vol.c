@@ -612,7 +612,7 @@ static int
 sync_always(volume *v, int err)
 {
 	if (err == 0 && v->sync == CE_SYNC_ALWAYS)
-		err = ilog_commit(v->pool);
+		err = ilog_commit(v->pool, v);
 	return err;
 }
 
@@ -633,7 +633,7 @@ ce_vol_flush(ce_vol *h)
 		return err;
 	if (h->v->sync == CE_SYNC_DISABLED)
 		return 0;
-	return ilog_commit(h->v->pool);
+	return ilog_commit(h->v->pool, h->v);
 }
 
 static int

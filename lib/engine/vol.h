@@ -52,6 +52,11 @@ struct volume {
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
 	int ilog_refs;         /* log batches in flight that name it (pool->lock) */
+	/* intent log state (ilog->lock) */
+	uint64_t ilog_queued;      /* its pending itxs */
+	uint64_t ilog_inflight;    /* its itxs in the batch being written */
+	uint64_t ilog_durable_seq; /* every itx of it appended before this is durable */
+	int ilog_waiters;          /* flushes waiting for it */
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
 };
 
