@@ -249,7 +249,7 @@ alloc_log_claim(alloc *a, uint64_t bytes, uint32_t *vdi, uint64_t *offset)
 		return -ENOSPC;
 	}
 	for (unsigned k = 0; k < a->nvdevs; k++) {
-		unsigned v = (a->vrotor + k) % a->nvdevs;
+		unsigned v = (a->log_vrotor + k) % a->nvdevs;
 		alloc_vdev *av = &a->v[v];
 		int64_t s = find_run(av->avail, av->rotor, av->nsectors, n);
 		if (s < 0)
@@ -259,6 +259,7 @@ alloc_log_claim(alloc *a, uint64_t bytes, uint32_t *vdi, uint64_t *offset)
 		set_bits(av->avail, (uint64_t)s, n, 1);
 		av->navail += n;
 		av->rotor = (uint64_t)s + n;
+		a->log_vrotor = (v + 1) % a->nvdevs; /* spread in-place data over the vdevs */
 		pthread_mutex_unlock(&a->lock);
 		*vdi = v;
 		*offset = VDEV_DATA_START + (uint64_t)s * CE_SECTOR;

@@ -28,6 +28,7 @@ typedef struct alloc {
 	alloc_vdev *v;
 	unsigned nvdevs;
 	unsigned vrotor;          /* vdev that gets the next allocation */
+	unsigned log_vrotor;      /* vdev that gets the next intent log data written in place */
 	uint64_t vrotor_left;     /* sectors left before moving to the next vdev */
 	alloc_extent *deferred;   /* frees to hand back after the txg commits */
 	size_t ndeferred, capdeferred;
