@@ -318,7 +318,7 @@ add_ptr_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint6
 
 /* Add one record; for a write, read the volume's current bytes into it. */
 static int
-add_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len)
+add_record(batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len)
 {
 	uint32_t dlen = it->type == LR_WRITE ? (uint32_t)len : 0;
 	uint32_t need = LR_HDR_SIZE + (uint32_t)P2ROUNDUP(dlen, 8);
@@ -339,7 +339,6 @@ add_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t 
 			return err;
 		memset(at + LR_HDR_SIZE + dlen, 0, P2ROUNDUP(dlen, 8) - dlen);
 	}
-	(void)p;
 	lb->used += need;
 	lb->nrecs++;
 	if (it->txg > lb->max_txg)
@@ -363,7 +362,7 @@ build_batch(ce_pool *p, const ilog_itx *itx, size_t n, batchbuf *bb)
 			continue;
 		uint64_t end = MIN(it->off + it->len, size);
 		if (it->type == LR_ZERO) {
-			int err = add_record(p, bb, it, it->off, end - it->off);
+			int err = add_record(bb, it, it->off, end - it->off);
 			if (err != 0)
 				return err;
 			continue;
@@ -372,7 +371,7 @@ build_batch(ce_pool *p, const ilog_itx *itx, size_t n, batchbuf *bb)
 			uint64_t next = MIN(P2ROUNDUP(o + 1, LOG_REC_MAX), end);
 			int err = 0;
 			if (next - o < LOG_PTR_MIN || !add_ptr_record(p, bb, it, o, next - o, &err))
-				err = add_record(p, bb, it, o, next - o);
+				err = add_record(bb, it, o, next - o);
 			if (err != 0)
 				return err;
 			o = next;
