@@ -191,6 +191,7 @@ typedef struct check_ctx {
 	uint64_t blocks;
 	int64_t used, logical;
 	uint8_t *scratch;
+	int count_only;      /* accounting walk: no marking, no reads */
 } check_ctx;
 
 static void
@@ -211,6 +212,12 @@ check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 {
 	check_ctx *c = arg;
 	ce_pool *p = c->p;
+	if (c->count_only) {
+		c->used += (int64_t)bp_asize(bp);
+		if (bp->bp_type == BP_DATA)
+			c->logical += bp->bp_lsize;
+		return 0;
+	}
 	c->blocks++;
 	if (bp->bp_level != level)
 		problem(c, bp, first, "pointer says level %u, found at level %d", bp->bp_level, level);
@@ -269,21 +276,72 @@ cmd_check(int argc, char **argv)
 		c.what = what;
 		cowtree_walk(p, &p->sm_trees[v], check_visit, &c);
 	}
+	/*
+	 * Each volume's chain oldest first: a dataset's walk skips what was
+	 * born at or before its prev_txg (an older dataset counted it), so a
+	 * sector shared by snapshots is owned once. Accounting is a second,
+	 * unpruned walk that only adds up.
+	 */
 	uint64_t nvols = 0;
+	htab dead;
+	htab_init(&dead);
 	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
-		snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
-		c.what = what;
-		c.used = c.logical = 0;
-		cowtree_walk(p, &v->tree, check_visit, &c);
-		if (c.used != v->used || c.logical != v->logical) {
-			c.problems++;
-			printf("PROBLEM %s: accounting says used %" PRId64 " logical %" PRId64
-			    ", the tree holds used %" PRId64 " logical %" PRId64 "\n", what, v->used,
-			    v->logical, c.used, c.logical);
+		volume *h = p->vols[i];
+		if (h->is_snap)
+			continue;
+		volume *chain[4096];
+		size_t nc = 0;
+		for (volume *s = h; s != NULL && nc < 4096; s = s->prev)
+			chain[nc++] = s;
+		for (size_t k = nc; k-- > 0;) {
+			volume *v = chain[k];
+			snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
+			c.what = what;
+			c.used = c.logical = 0;
+			cowtree_walk_after(p, &v->tree, v->prev ? v->prev_txg : 0, check_visit, &c);
+			c.count_only = 1;
+			c.used = c.logical = 0;
+			cowtree_walk(p, &v->tree, check_visit, &c);
+			c.count_only = 0;
+			if (c.used != v->used || c.logical != v->logical) {
+				c.problems++;
+				printf("PROBLEM %s: accounting says used %" PRId64 " logical %" PRId64
+				    ", the tree holds used %" PRId64 " logical %" PRId64 "\n", what, v->used,
+				    v->logical, c.used, c.logical);
+			}
+			/* its dead list: blocks an older dataset owns, each once; its object is metadata */
+			uint64_t bytes = 0;
+			for (uint64_t e = 0; e < v->dl.n; e++) {
+				const bp_phys *bp = &v->dl.e[e];
+				uint64_t s0 = (bp->bp_offset - VDEV_DATA_START) / CE_SECTOR;
+				uint64_t key = (s0 << 8) | bp->bp_vdev;
+				bytes += bp_asize(bp);
+				if (bp->bp_vdev >= p->nvdevs || bp->bp_offset < VDEV_DATA_START ||
+				    s0 + bp_asize(bp) / CE_SECTOR > p->vds[bp->bp_vdev].nsectors) {
+					problem(&c, bp, e, "dead list entry outside the data area");
+					continue;
+				}
+				if (htab_get(&dead, key) != NULL)
+					problem(&c, bp, e, "on a dead list twice");
+				htab_put(&dead, key, (void *)1);
+				if (v->prev == NULL || bp->bp_birth > v->prev_txg)
+					problem(&c, bp, e, "on the dead list but born after the older dataset");
+				for (uint64_t sct = s0; sct < s0 + bp_asize(bp) / CE_SECTOR; sct++)
+					if (!(c.refd[bp->bp_vdev][sct >> 6] & (1ull << (sct & 63))))
+						problem(&c, bp, e, "dead list entry: sector %" PRIu64 " is owned by no "
+						    "older dataset", sct);
+			}
+			if (bytes != v->dl.bytes) {
+				c.problems++;
+				printf("PROBLEM %s: dead list says %" PRIu64 " bytes, its entries hold %" PRIu64
+				    "\n", what, v->dl.bytes, bytes);
+			}
+			snprintf(what, sizeof(what), "dead list of %s/%s", p->name, v->name);
+			cowtree_walk(p, &v->dl.tree, check_visit, &c);
+			nvols++;
 		}
-		nvols++;
 	}
+	htab_fini(&dead);
 	/* The intent log region owns its sectors. */
 	mos_header_phys *mh = mos_hdr(p);
 	for (uint64_t i = 0; i < mh->mh_log_nsectors && mh->mh_log_vdev < p->nvdevs; i++) {

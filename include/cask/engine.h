@@ -169,7 +169,33 @@ typedef struct ce_vol_info {
 	uint64_t logical;    /* logical bytes of its data blocks (committed) */
 	uint64_t create_txg;
 	uint64_t ctime;
+	unsigned nsnapshots;
+	uint64_t usedbysnapshots; /* bytes only its snapshots reference (freed if all were destroyed) */
+	uint64_t written;         /* bytes written since its newest snapshot (all, without one) */
 } ce_vol_info;
+
+/*
+ * Snapshots: read-only, named "VOL@SNAP", taken in O(1) at one instant.
+ * ce_snap_create takes all the named snapshots in one txg, or none: errs[i]
+ * gets 0 or -errno per name (-EINVAL bad name, -ENOENT no volume, -EEXIST
+ * exists or named twice) and the call fails with -EINVAL if any is bad.
+ * A snapshot opens with ce_vol_open (reads only).
+ */
+typedef struct ce_snap_info {
+	char name[256];       /* VOL@SNAP */
+	char volume[256];
+	uint64_t guid;
+	uint64_t txg;         /* the instant it records */
+	uint64_t ctime;
+	uint64_t size;        /* the volume's size then */
+	uint64_t referenced;  /* allocated bytes its tree references */
+	uint64_t logical;
+	uint64_t used;        /* bytes only it references: what destroying it frees */
+} ce_snap_info;
+int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
+int ce_snap_destroy(ce_pool *p, const char *name);
+/* vol NULL: every volume's; sorted by volume, then txg. */
+int ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count);
 
 enum { CE_RESIZE_SHRINK = 1 };
 

@@ -61,12 +61,19 @@ static void
 replace(ce_pool *p, uint64_t txg, const bp_phys *ob, const bp_phys *nb, ct_acct *acct)
 {
 	acct->used += (int64_t)bp_asize(nb) - (int64_t)bp_asize(ob);
+	acct->written += (int64_t)bp_asize(nb);
+	if (ob->bp_birth > acct->keep_txg)
+		acct->written -= (int64_t)bp_asize(ob);
 	if (ob->bp_type == BP_DATA)
 		acct->logical -= ob->bp_lsize;
 	if (nb->bp_type == BP_DATA)
 		acct->logical += nb->bp_lsize;
-	if (!bp_is_hole(ob) && !same_loc(ob, nb))
-		blk_free(p, ob, txg);
+	if (!bp_is_hole(ob) && !same_loc(ob, nb)) {
+		if (acct->kill != NULL && ob->bp_birth <= acct->keep_txg)
+			acct->kill(acct->kill_arg, ob);
+		else
+			blk_free(p, ob, txg);
+	}
 }
 
 static bp_phys
@@ -322,6 +329,7 @@ cowtree_grow(ce_pool *p, cowtree *t, uint64_t txg, uint8_t levels, ct_acct *acct
 			if (err != 0)
 				return err;
 			acct->used += (int64_t)bp_asize(&nb);
+			acct->written += (int64_t)bp_asize(&nb);
 			t->root = nb;
 		}
 		t->levels++;
@@ -331,9 +339,10 @@ cowtree_grow(ce_pool *p, cowtree *t, uint64_t txg, uint8_t levels, ct_acct *acct
 
 static int
 walk_rec(ce_pool *p, const cowtree *t, const bp_phys *bp, int level, uint64_t base,
-    ct_visit_fn fn, void *arg)
+    uint64_t min_birth, ct_visit_fn fn, void *arg)
 {
-	if (bp_is_hole(bp))
+	/* A child is never born after its parent: an old block heads an old subtree. */
+	if (bp_is_hole(bp) || (min_birth != 0 && bp->bp_birth <= min_birth))
 		return 0;
 	if (level == 0)
 		return fn(arg, bp, 0, base, 0);
@@ -342,7 +351,7 @@ walk_rec(ce_pool *p, const cowtree *t, const bp_phys *bp, int level, uint64_t ba
 	int r = fn(arg, bp, level, base, err);
 	uint64_t cspan = cowtree_capacity((uint8_t)level);
 	for (unsigned i = 0; r == 0 && err == 0 && i < CE_IND_PTRS; i++)
-		r = walk_rec(p, t, &buf[i], level - 1, base + i * cspan, fn, arg);
+		r = walk_rec(p, t, &buf[i], level - 1, base + i * cspan, min_birth, fn, arg);
 	free(buf);
 	return r;
 }
@@ -350,5 +359,11 @@ walk_rec(ce_pool *p, const cowtree *t, const bp_phys *bp, int level, uint64_t ba
 int
 cowtree_walk(ce_pool *p, const cowtree *t, ct_visit_fn fn, void *arg)
 {
-	return walk_rec(p, t, &t->root, t->levels - 1, 0, fn, arg);
+	return walk_rec(p, t, &t->root, t->levels - 1, 0, 0, fn, arg);
+}
+
+int
+cowtree_walk_after(ce_pool *p, const cowtree *t, uint64_t min_birth, ct_visit_fn fn, void *arg)
+{
+	return walk_rec(p, t, &t->root, t->levels - 1, 0, min_birth, fn, arg);
 }

@@ -18,6 +18,15 @@ typedef struct cowtree {
 typedef struct ct_acct {
 	int64_t used;    /* allocated bytes owned by the tree */
 	int64_t logical; /* logical bytes of non-hole data leaves */
+	/*
+	 * Snapshots: a released block born at or before keep_txg is still
+	 * referenced by a snapshot; it goes to kill() (the dead list) instead
+	 * of being freed. kill NULL: every released block is freed.
+	 */
+	void (*kill)(void *arg, const bp_phys *bp);
+	void *kill_arg;
+	uint64_t keep_txg;
+	int64_t written; /* change of the bytes born after keep_txg (with kill set) */
 } ct_acct;
 
 typedef struct ct_leaf {
@@ -47,4 +56,7 @@ int cowtree_grow(struct ce_pool *p, cowtree *t, uint64_t txg, uint8_t levels, ct
  */
 typedef int (*ct_visit_fn)(void *arg, const bp_phys *bp, int level, uint64_t first_blkid, int err);
 int cowtree_walk(struct ce_pool *p, const cowtree *t, ct_visit_fn fn, void *arg);
+/* The same, skipping every block born at or before min_birth (and so its whole subtree). */
+int cowtree_walk_after(struct ce_pool *p, const cowtree *t, uint64_t min_birth, ct_visit_fn fn,
+    void *arg);
 #endif

@@ -36,7 +36,7 @@ hdr(ce_pool *p)
 	return (mos_header_phys *)p->mos_buf;
 }
 
-static void
+void
 tree_init(cowtree *t, uint8_t leaf_type, uint64_t nleaves)
 {
 	memset(t, 0, sizeof(*t));
@@ -94,8 +94,8 @@ mos_init_empty(ce_pool *p)
 }
 
 /* Read a whole object of nleaves 16 KiB leaves into buf. */
-static int
-read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves)
+int
+mos_read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves)
 {
 	for (uint64_t i = 0; i < nleaves; i++) {
 		bp_phys bp;
@@ -126,7 +126,7 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 	tree_init(&p->mos_tree, BP_MOS, p->mos_size / CE_META_BLOCK);
 	p->mos_tree.levels = ub->ub_mos_levels;
 	p->mos_tree.root = ub->ub_mos;
-	err = read_object(p, &p->mos_tree, p->mos_buf, p->mos_size / CE_META_BLOCK);
+	err = mos_read_object(p, &p->mos_tree, p->mos_buf, p->mos_size / CE_META_BLOCK);
 	if (err != 0)
 		return err_set(err, "pool %s: cannot read the MOS of txg %" PRIu64 ": %s", p->name,
 		    ub->ub_txg, err == -EIO ? "checksum error" : "IO error");
@@ -151,7 +151,7 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 		p->sm_trees[v].levels = mv->mv_sm_levels;
 		p->sm_trees[v].root = mv->mv_sm_root;
 		uint8_t *bm = xmalloc(av->sm_bytes);
-		err = read_object(p, &p->sm_trees[v], bm, av->nleaves);
+		err = mos_read_object(p, &p->sm_trees[v], bm, av->nleaves);
 		if (err == 0)
 			err = alloc_load(&p->alloc, v, bm, av->sm_bytes);
 		free(bm);
@@ -207,13 +207,13 @@ mos_ds_slot_alloc(ce_pool *p)
 }
 
 /* Write the dirty leaves of an object whose contents live in buf. */
-static int
-sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *dirty,
+int
+mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *dirty,
     uint64_t nleaves, int type, int *did)
 {
 	ct_leaf *leaves = xmalloc(nleaves * sizeof(ct_leaf));
 	size_t n = 0;
-	ct_acct acct = { 0, 0 };
+	ct_acct acct = { 0 };
 	int err = 0;
 	uint8_t want = cowtree_levels_for(nleaves);
 
@@ -244,7 +244,7 @@ sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *d
 int
 mos_sync(ce_pool *p, uint64_t txg, int *did)
 {
-	return sync_object(p, &p->mos_tree, txg, p->mos_buf, p->mos_dirty,
+	return mos_sync_object(p, &p->mos_tree, txg, p->mos_buf, p->mos_dirty,
 	    p->mos_size / CE_META_BLOCK, BP_MOS, did);
 }
 
@@ -254,7 +254,7 @@ mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did)
 	mos_header_phys *h = hdr(p);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		alloc_vdev *av = &p->alloc.v[v];
-		int err = sync_object(p, &p->sm_trees[v], txg, (const uint8_t *)av->cur,
+		int err = mos_sync_object(p, &p->sm_trees[v], txg, (const uint8_t *)av->cur,
 		    av->leaf_dirty, av->nleaves, BP_BITMAP, did);
 		if (err != 0)
 			return err;

@@ -12,7 +12,7 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "cask format v1 is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 2u
+#define CE_FORMAT_VERSION 3u
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
@@ -46,6 +46,7 @@ enum {
 	BP_INDIRECT = 2,
 	BP_MOS = 3,
 	BP_BITMAP = 4,
+	BP_DEADLIST = 5,
 };
 
 typedef struct bp_phys {
@@ -141,7 +142,7 @@ typedef struct mos_header_phys {
 _Static_assert(sizeof(mos_header_phys) == 256 + 128 * CE_MAX_VDEVS, "mos header layout");
 _Static_assert(sizeof(mos_header_phys) <= CE_MOS_DS_OFF, "mos header fits");
 
-enum { DS_TYPE_VOLUME = 1 };
+enum { DS_TYPE_VOLUME = 1, DS_TYPE_SNAPSHOT = 2 };
 #define DS_FLAG_SYNC_MASK 3u /* ds_flags bits 0-1: the sync property (CE_SYNC_*) */
 
 typedef struct ds_phys {
@@ -160,7 +161,15 @@ typedef struct ds_phys {
 	uint64_t ds_ctime;
 	bp_phys ds_root;
 	char ds_name[256];
-	uint8_t ds_reserved[CE_DS_SIZE - 384];
+	/* format 3: snapshots (zero in older records: no snapshots) */
+	uint64_t ds_prev_guid;   /* next older snapshot in the chain (volume: its newest) */
+	uint64_t ds_prev_txg;    /* that snapshot's txg: blocks born at or before it are shared */
+	uint64_t ds_head_guid;   /* snapshot: its volume; volume: 0 */
+	uint64_t ds_dl_count;    /* dead list entries */
+	uint64_t ds_dl_bytes;    /* their allocated bytes */
+	uint8_t ds_dl_levels;    /* levels of the dead list object */
+	uint8_t ds_pad2[23];
+	bp_phys ds_dl_root;      /* root of the dead list object */
 } ds_phys;
 _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
 

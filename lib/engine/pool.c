@@ -554,7 +554,7 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0)
+		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
 			st->nvols++;
 	pthread_mutex_unlock(&p->lock);
 	ilog *l = &p->ilog;

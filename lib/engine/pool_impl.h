@@ -133,6 +133,11 @@ void mos_ds_put(ce_pool *p, uint32_t slot, const ds_phys *ds);
 void mos_ds_get(const ce_pool *p, uint32_t slot, ds_phys *ds);
 uint32_t mos_ds_capacity(const ce_pool *p);
 mos_header_phys *mos_hdr(ce_pool *p);
+/* An object whose contents live in buf (nleaves 16 KiB leaves): write its dirty leaves. */
+int mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *dirty,
+    uint64_t nleaves, int type, int *did);
+void tree_init(cowtree *t, uint8_t leaf_type, uint64_t nleaves);
+int mos_read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves);
 
 /* vol.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);

@@ -147,14 +147,42 @@ txg_sync_one(ce_pool *p, uint64_t t)
 		memcpy(vols, p->vols, nv * sizeof(volume *));
 	pthread_mutex_unlock(&p->lock);
 
-	/* Pass 1: volume data and trees; their records into the MOS. */
+	/*
+	 * Pass 1: volume data and trees (blocks a snapshot still references
+	 * go to dead lists); then snapshots destroyed and taken in t; then
+	 * the dead list objects and every record into the MOS.
+	 */
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
 		/* Created after t's quiesce, or destroyed by an earlier txg. */
-		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t))
+		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t) || v->is_snap)
 			continue;
 		err = vol_sync(p, v, t);
-		if (err == 0 && !v->snap.doomed) {
+	}
+	for (size_t i = 0; i < nv && err == 0; i++) {
+		volume *v = vols[i];
+		if (v->is_snap && v->snap.txg == t && v->snap.doomed && v->destroy_txg == t)
+			err = snap_destroy_sync(p, v, t);
+	}
+	for (size_t i = 0; i < nv && err == 0; i++) {
+		volume *v = vols[i];
+		if (v->is_snap && v->snap.txg == t && v->snap_txg_pending != 0 && v->snap_txg_pending <= t)
+			snap_attach(p, v, t);
+	}
+	for (size_t i = 0; i < nv && err == 0; i++) {
+		volume *v = vols[i];
+		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t))
+			continue;
+		if (v->snap.doomed) {
+			if (v->is_snap && v->slot != VOL_NO_SLOT) {
+				ds_phys ds;
+				memset(&ds, 0, sizeof(ds));
+				mos_ds_put(p, v->slot, &ds);
+			}
+			continue;
+		}
+		err = dl_sync(p, &v->dl, t);
+		if (err == 0) {
 			ds_phys ds;
 			if (v->slot == VOL_NO_SLOT)
 				v->slot = mos_ds_slot_alloc(p);

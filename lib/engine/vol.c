@@ -70,6 +70,7 @@ vol_new(ce_pool *p)
 		htab_init(&v->parents[i]);
 	}
 	v->slot = VOL_NO_SLOT;
+	dl_init(&v->dl);
 	v->tree.leaf_type = BP_DATA;
 	v->tree.ind_comp = CE_COMP_LZ4;
 	v->tree.cktype = CE_CK_XXH128;
@@ -100,6 +101,7 @@ vol_delete(volume *v)
 		htab_fini(&v->parents[i]);
 		free(v->fr[i]);
 	}
+	dl_fini(&v->dl);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -142,7 +144,7 @@ vol_record(const volume *v, ds_phys *ds)
 {
 	memset(ds, 0, sizeof(*ds));
 	ds->ds_guid = v->guid;
-	ds->ds_type = DS_TYPE_VOLUME;
+	ds->ds_type = v->is_snap ? DS_TYPE_SNAPSHOT : DS_TYPE_VOLUME;
 	ds->ds_flags = (uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK;
 	ds->ds_size = v->snap.size;
 	ds->ds_volblocksize = v->bs;
@@ -155,13 +157,36 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_ctime = v->ctime;
 	ds->ds_root = v->tree.root;
 	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->snap.name);
+	ds->ds_prev_guid = v->prev ? v->prev->guid : 0;
+	ds->ds_prev_txg = v->prev ? v->prev_txg : 0;
+	ds->ds_head_guid = v->is_snap ? v->head->guid : 0;
+	ds->ds_dl_count = v->dl.n;
+	ds->ds_dl_bytes = v->dl.bytes;
+	ds->ds_dl_levels = v->dl.tree.levels;
+	ds->ds_dl_root = v->dl.tree.root;
 }
 
 static int
 ds_valid(const ds_phys *dsp)
 {
 	ds_phys ds = *dsp;
-	return !(ds.ds_type != DS_TYPE_VOLUME || !IS_P2(ds.ds_volblocksize) ||
+	int snap = ds.ds_type == DS_TYPE_SNAPSHOT;
+	if (memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL)
+		return 0;
+	if (snap) {
+		/* VOL@SNAP, both parts valid names */
+		char *at = strchr(ds.ds_name, '@');
+		if (at == NULL || ds.ds_head_guid == 0)
+			return 0;
+		*at = '\0';
+		if (!name_valid(at + 1))
+			return 0;
+	} else if (ds.ds_head_guid != 0) {
+		return 0;
+	}
+	if (ds.ds_dl_count > (UINT64_MAX >> 12) || (ds.ds_prev_guid == 0) != (ds.ds_prev_txg == 0))
+		return 0;
+	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
 		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
@@ -191,6 +216,10 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 		v->want_levels = MAX(ds.ds_levels, cowtree_levels_for(v->size / v->bs));
 		v->slot = s;
 		snprintf(v->name, sizeof(v->name), "%s", ds.ds_name);
+	v->is_snap = ds.ds_type == DS_TYPE_SNAPSHOT;
+	v->load_prev = ds.ds_prev_guid;
+	v->load_head = ds.ds_head_guid;
+	v->prev_txg = ds.ds_prev_txg;
 }
 
 /* Dataset record s: 1 a valid volume, 0 a free slot, -EIO damaged. */
@@ -220,8 +249,10 @@ vol_load_all(ce_pool *p)
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
 		add_vol(p, v);
+		if (dl_load(p, &v->dl, &ds) != 0)
+			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
-	return 0;
+	return snap_link_all(p);
 }
 
 /*
@@ -263,8 +294,14 @@ vol_reload_all(ce_pool *p)
 		}
 		vol_fill(v, &ds, s);
 		v->destroy_txg = 0;
+		v->snap_txg_pending = 0;
 		v->gen++;
 		pthread_mutex_unlock(&v->lock);
+		dl_fini(&v->dl);
+		if (dl_load(p, &v->dl, &ds) != 0) {
+			free(seen);
+			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
+		}
 	}
 	for (size_t i = 0; i < nold; i++) {
 		volume *v = p->vols[i];
@@ -280,11 +317,16 @@ vol_reload_all(ce_pool *p)
 		v->slot = VOL_NO_SLOT;
 		if (v->destroy_txg == 0)
 			v->destroy_txg = p->synced_txg;
+		v->snap_txg_pending = 0;
+		v->load_prev = v->load_head = 0;
 		v->gen++;
 		pthread_mutex_unlock(&v->lock);
+		dl_fini(&v->dl);
+		dl_init(&v->dl);
 	}
 	free(seen);
-	return 0;
+	/* link only the living: the doomed keep no pointers */
+	return snap_link_all(p);
 }
 
 void
@@ -571,6 +613,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
 	if (v->destroy_txg != 0)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
+	if (v->is_snap)
+		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -648,6 +692,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
 	if (v->destroy_txg != 0)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
+	if (v->is_snap)
+		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -914,7 +960,13 @@ int
 vol_sync(ce_pool *p, volume *v, uint64_t t)
 {
 	int i = t & 1, err = 0;
-	ct_acct acct = { 0, 0 };
+	ct_acct acct = { 0 };
+	if (v->prev != NULL) {
+		/* what the newest snapshot still references goes to the dead list */
+		acct.kill = snap_kill;
+		acct.kill_arg = v;
+		acct.keep_txg = v->prev_txg;
+	}
 
 	VERIFY3U(v->snap.txg, ==, t);
 	pthread_mutex_lock(&v->lock);
@@ -995,6 +1047,7 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 		v->tree = ts;
 		v->used += acct.used;
 		v->logical += acct.logical;
+		v->written += acct.written;
 		if (v->dtxg[i] == t) {
 			/* Hand the written buffers to the cache instead of freeing them. */
 			for (size_t k = 0; k < nl; k++) {
@@ -1113,6 +1166,42 @@ mgmt_abort(ce_pool *p)
 	pthread_mutex_unlock(&p->config_lock);
 }
 
+int vol_mgmt_begin(ce_pool *p) { return mgmt_begin(p); }
+int vol_mgmt_commit(ce_pool *p) { return mgmt_commit(p); }
+void vol_mgmt_abort(ce_pool *p) { mgmt_abort(p); }
+volume *vol_find(ce_pool *p, const char *name) { return find_vol(p, name); }
+volume *vol_alloc(ce_pool *p) { return vol_new(p); }
+void vol_add(ce_pool *p, volume *v) { add_vol(p, v); }
+int vol_name_valid(const char *name) { return name_valid(name); }
+
+/* A live volume (not a snapshot) for a management operation, or NULL with the error set. */
+static volume *
+find_head(ce_pool *p, const char *name, int *err)
+{
+	volume *v = name != NULL ? find_vol(p, name) : NULL;
+	if (v == NULL)
+		*err = err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
+	else if (v->is_snap)
+		*err = err_set(-EINVAL, "%s/%s is a snapshot (snapshots are read-only; see the snapshot "
+		    "operations)", p->name, name);
+	else
+		*err = 0;
+	return *err ? NULL : v;
+}
+
+/* Snapshots of h, counting those whose destroy has not committed yet. */
+static unsigned
+count_snaps(ce_pool *p, const volume *h)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (s->is_snap && s->head == h && (s->destroy_txg == 0 || s->destroy_txg > p->synced_txg))
+			n++;
+	}
+	return n;
+}
+
 int
 ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props)
 {
@@ -1169,14 +1258,20 @@ ce_vol_destroy(ce_pool *p, const char *name)
 	int err = mgmt_begin(p);
 	if (err != 0)
 		return err;
-	volume *v = find_vol(p, name);
+	volume *v = find_head(p, name, &err);
 	if (v == NULL) {
 		mgmt_abort(p);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+		return err;
 	}
 	if (v->refs > 0) {
 		mgmt_abort(p);
 		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, name, v->refs);
+	}
+	unsigned ns = count_snaps(p, v);
+	if (ns > 0) {
+		mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s has %u snapshot%s: destroy them first", p->name, name,
+		    ns, ns == 1 ? "" : "s");
 	}
 	v->destroy_txg = p->open_txg;
 	return mgmt_commit(p);
@@ -1190,16 +1285,34 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 	int err = mgmt_begin(p);
 	if (err != 0)
 		return err;
-	volume *v = find_vol(p, oldname);
+	volume *v = find_head(p, oldname, &err);
 	if (v == NULL) {
 		mgmt_abort(p);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, oldname);
+		return err;
 	}
 	if (find_vol(p, newname) != NULL) {
 		mgmt_abort(p);
 		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
 	}
+	/* Its snapshots are renamed with it: VOL@SNAP -> NEW@SNAP. */
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (s->is_snap && s->head == v && s->destroy_txg == 0 &&
+		    strlen(newname) + strlen(strchr(s->name, '@')) > CE_NAME_MAX) {
+			mgmt_abort(p);
+			return err_set(-EINVAL, "renaming %s/%s to %s would make snapshot name %s%s too long",
+			    p->name, oldname, newname, newname, strchr(s->name, '@'));
+		}
+	}
 	/* Under pool->lock only: the lock order forbids v->lock here. */
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (s->is_snap && s->head == v && s->destroy_txg == 0) {
+			char nn[CE_NAME_MAX + 1];
+			snprintf(nn, sizeof(nn), "%s%s", newname, strchr(s->name, '@'));
+			snprintf(s->name, sizeof(s->name), "%s", nn);
+		}
+	}
 	snprintf(v->name, sizeof(v->name), "%s", newname);
 	return mgmt_commit(p);
 }
@@ -1210,10 +1323,10 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	int err = mgmt_begin(p);
 	if (err != 0)
 		return err;
-	volume *v = find_vol(p, name);
+	volume *v = find_head(p, name, &err);
 	if (v == NULL) {
 		mgmt_abort(p);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+		return err;
 	}
 	if (size == 0 || size % v->bs != 0 || size / v->bs > cowtree_capacity(7)) {
 		mgmt_abort(p);
@@ -1285,10 +1398,10 @@ ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
 		return err;
 	if ((err = mgmt_begin(p)) != 0)
 		return err;
-	volume *v = find_vol(p, name);
+	volume *v = find_head(p, name, &err);
 	if (v == NULL) {
 		mgmt_abort(p);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
+		return err;
 	}
 	if (strcmp(prop, "sync") == 0)
 		v->sync = val;
@@ -1316,6 +1429,15 @@ fill_info(volume *v, ce_vol_info *out)
 	out->logical = (uint64_t)v->logical;
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
+	out->written = v->is_snap ? 0 : v->written;
+	ce_pool *p = v->pool;
+	for (size_t i = 0; !v->is_snap && i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (s == v || (s->is_snap && s->head == v && s->destroy_txg == 0)) {
+			out->usedbysnapshots += s->dl.bytes;
+			out->nsnapshots += s != v;
+		}
+	}
 	pthread_mutex_unlock(&v->pool->lock);
 	pthread_mutex_unlock(&v->lock);
 }
@@ -1352,7 +1474,7 @@ ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count)
 	volume **live = xmalloc((p->nvols ? p->nvols : 1) * sizeof(volume *));
 	size_t n = 0;
 	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0)
+		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
 			live[n++] = p->vols[i];
 	pthread_mutex_unlock(&p->lock);
 	ce_vol_info *info = xcalloc(n ? n : 1, sizeof(ce_vol_info));
@@ -1373,6 +1495,8 @@ ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
 	volume *v = find_vol(p, name);
+	if (v != NULL && v->snap_txg_pending != 0)
+		v = NULL; /* a snapshot being taken exists once its txg commits */
 	if (v != NULL)
 		v->refs++;
 	pthread_mutex_unlock(&p->lock);

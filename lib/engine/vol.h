@@ -8,6 +8,17 @@ typedef struct vrange {
 
 #define VOL_NO_SLOT UINT32_MAX
 
+/* Blocks the predecessor in the chain still references but this dataset no longer does (snap.c). */
+typedef struct deadlist {
+	bp_phys *e;             /* entries, in order of death; cap is a multiple of 256 */
+	uint64_t n, cap;
+	uint64_t bytes;         /* sum of their allocated sizes */
+	cowtree tree;           /* the object on disk */
+	uint8_t *dirty;         /* per 16 KiB leaf (cap / 256 of them) */
+	uint64_t disk_leaves;   /* leaves the object had when last written */
+	int changed;            /* to be written (and the record with it) */
+} deadlist;
+
 struct volume {
 	ce_pool *pool;
 	pthread_mutex_t lock;
@@ -49,6 +60,20 @@ struct volume {
 		int doomed;            /* destroyed in or before that txg */
 	} snap;
 
+	/*
+	 * Snapshots (snap.c), changed only by the sync thread and by
+	 * management operations (config_lock + pool->lock).
+	 */
+	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
+	volume *head;          /* snapshot: the volume it is of */
+	volume *prev;          /* next older snapshot (a volume: its newest) */
+	uint64_t prev_txg;     /* prev's txg: blocks born at or before it are shared */
+	uint64_t load_prev, load_head; /* guids from the record, until linked */
+	deadlist dl;
+	uint64_t unique;       /* snapshot: bytes only it references */
+	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
+	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
+
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
 	int ilog_refs;         /* log batches in flight that name it (pool->lock) */
@@ -64,6 +89,27 @@ struct ce_vol {
 	volume *v;
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
+
+/* vol.c, for snap.c */
+int vol_mgmt_begin(ce_pool *p);
+int vol_mgmt_commit(ce_pool *p);
+void vol_mgmt_abort(ce_pool *p);
+volume *vol_find(ce_pool *p, const char *name);
+volume *vol_alloc(ce_pool *p);
+void vol_add(ce_pool *p, volume *v);
+int vol_name_valid(const char *name);
+
+/* snap.c */
+void dl_init(deadlist *dl);
+void dl_fini(deadlist *dl);
+int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
+int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
+void snap_kill(void *arg, const bp_phys *bp);
+volume *snap_successor(ce_pool *p, volume *s);
+int snap_written(ce_pool *p, volume *v, uint64_t *out);
+int snap_link_all(ce_pool *p);
+void snap_attach(ce_pool *p, volume *s, uint64_t t);
+int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)

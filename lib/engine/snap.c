@@ -1,0 +1,479 @@
+/*
+ * snap.c -- snapshots and dead lists (design: docs/design-snapshots.md,
+ * format: docs/on-disk-format.md sections 4.4 and 4.5).
+ *
+ * A snapshot is a read-only dataset that keeps a copy of its volume's root
+ * pointer as of the end of one txg: O(1) to take. Each volume's snapshots
+ * form a chain by txg; the volume's `prev` is its newest snapshot and
+ * `prev_txg` that snapshot's txg.
+ *
+ * Freeing rule: when a volume's tree releases a block during a sync
+ * (cowtree's replace), a block born after prev_txg is freed, an older one
+ * is still referenced by the newest snapshot and is appended to the
+ * volume's dead list instead (snap_kill, through ct_acct.kill).
+ *
+ * Taking a snapshot S of volume H in txg t (snap_attach, after H's sync
+ * of t): S gets H's root and H's dead list; H gets an empty dead list and
+ * prev = S, prev_txg = t.
+ *
+ * Destroying S with predecessor P and successor N (snap_destroy_sync): the
+ * entries of N's dead list born after S.prev_txg are exactly the blocks
+ * only S referenced: they are freed; N keeps the others and takes S's
+ * dead list. Only dead lists are read, never a tree.
+ *
+ * Invariants:
+ *   1. Dead lists change only in the sync thread (vol_sync, attach,
+ *      destroy); their objects are written in pass 1 of the same txg as
+ *      the frees and records they go with, so a crash keeps all or none.
+ *   2. A block is on at most one dead list, and only while an older
+ *      dataset of its chain references it.
+ *   3. unique (a snapshot's `used`) is the bytes of its successor's dead
+ *      list born after the snapshot's prev_txg; it grows with the
+ *      volume's kills while the snapshot is the newest, and is recomputed
+ *      when a neighbour is destroyed.
+ */
+#include "vol.h"
+#include "util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <time.h>
+
+#define DL_PER_LEAF (CE_META_BLOCK / sizeof(bp_phys)) /* 256 */
+
+/* ---- dead lists ---- */
+
+void
+dl_init(deadlist *dl)
+{
+	memset(dl, 0, sizeof(*dl));
+	tree_init(&dl->tree, BP_DEADLIST, 1);
+}
+
+void
+dl_fini(deadlist *dl)
+{
+	free(dl->e);
+	free(dl->dirty);
+	dl->e = NULL;
+	dl->dirty = NULL;
+	dl->n = dl->cap = 0;
+}
+
+static void
+dl_reserve(deadlist *dl, uint64_t want)
+{
+	if (want <= dl->cap)
+		return;
+	uint64_t ncap = dl->cap ? dl->cap : DL_PER_LEAF;
+	while (ncap < want)
+		ncap *= 2;
+	dl->e = xrealloc(dl->e, ncap * sizeof(bp_phys));
+	memset(dl->e + dl->cap, 0, (ncap - dl->cap) * sizeof(bp_phys));
+	dl->dirty = xrealloc(dl->dirty, ncap / DL_PER_LEAF);
+	memset(dl->dirty + dl->cap / DL_PER_LEAF, 0, (ncap - dl->cap) / DL_PER_LEAF);
+	dl->cap = ncap;
+}
+
+static void
+dl_append(deadlist *dl, const bp_phys *bp)
+{
+	dl_reserve(dl, dl->n + 1);
+	dl->e[dl->n] = *bp;
+	dl->dirty[dl->n / DL_PER_LEAF] = 1;
+	dl->n++;
+	dl->bytes += bp_asize(bp);
+	dl->changed = 1;
+}
+
+/* Replace the whole list (destroy and attach rewrite lists wholesale). */
+static void
+dl_mark_all(deadlist *dl)
+{
+	if (dl->cap > 0)
+		memset(dl->dirty, 1, dl->cap / DL_PER_LEAF);
+	dl->changed = 1;
+}
+
+/* Write a changed dead list's object in txg t (pass 1 of the sync). */
+int
+dl_sync(ce_pool *p, deadlist *dl, uint64_t t)
+{
+	if (!dl->changed)
+		return 0;
+	uint64_t nleaves = (dl->n + DL_PER_LEAF - 1) / DL_PER_LEAF;
+	int err = 0, did = 0;
+	ct_acct acct = { 0 };
+	if (nleaves > 0)
+		err = mos_sync_object(p, &dl->tree, t, (const uint8_t *)dl->e, dl->dirty, nleaves,
+		    BP_DEADLIST, &did);
+	/* Leaves past the end (the list shrank) are punched. */
+	if (err == 0 && dl->disk_leaves > nleaves)
+		err = cowtree_free_range(p, &dl->tree, t, nleaves, dl->disk_leaves, &acct);
+	if (err == 0) {
+		dl->disk_leaves = nleaves;
+		dl->changed = 0;
+	}
+	return err;
+}
+
+int
+dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds)
+{
+	dl_init(dl);
+	dl->tree.levels = ds->ds_dl_levels ? ds->ds_dl_levels : 1;
+	dl->tree.root = ds->ds_dl_root;
+	if (ds->ds_dl_levels > 8)
+		return -EIO;
+	uint64_t n = ds->ds_dl_count, nleaves = (n + DL_PER_LEAF - 1) / DL_PER_LEAF;
+	if (nleaves > cowtree_capacity(dl->tree.levels))
+		return -EIO;
+	dl_reserve(dl, n);
+	if (nleaves > 0) {
+		int err = mos_read_object(p, &dl->tree, (uint8_t *)dl->e, nleaves);
+		if (err != 0)
+			return err;
+		/* The object has whole leaves: zero what lies past the count. */
+		memset(dl->e + n, 0, (dl->cap - n) * sizeof(bp_phys));
+	}
+	dl->n = n;
+	for (uint64_t i = 0; i < n; i++) {
+		if (bp_is_hole(&dl->e[i]))
+			return -EIO;
+		dl->bytes += bp_asize(&dl->e[i]);
+	}
+	if (dl->bytes != ds->ds_dl_bytes)
+		return -EIO;
+	dl->disk_leaves = nleaves;
+	return 0;
+}
+
+/* ct_acct.kill for a volume's tree: the block is still its newest snapshot's. */
+void
+snap_kill(void *arg, const bp_phys *bp)
+{
+	volume *h = arg;
+	dl_append(&h->dl, bp);
+	if (h->prev != NULL && bp->bp_birth > h->prev->prev_txg)
+		h->prev->unique += bp_asize(bp);
+}
+
+/* The dataset whose prev is s: a newer snapshot or the volume. */
+volume *
+snap_successor(ce_pool *p, volume *s)
+{
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (v->prev == s && v != s && (v->is_snap ? v->head == s->head : v == s->head))
+			return v;
+	}
+	return NULL;
+}
+
+static uint64_t
+unique_of(volume *s, volume *next)
+{
+	uint64_t u = 0;
+	for (uint64_t i = 0; next != NULL && i < next->dl.n; i++)
+		if (next->dl.e[i].bp_birth > s->prev_txg)
+			u += bp_asize(&next->dl.e[i]);
+	return u;
+}
+
+typedef struct sum_ctx {
+	uint64_t bytes;
+} sum_ctx;
+
+static int
+sum_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
+{
+	(void)level;
+	(void)first;
+	((sum_ctx *)arg)->bytes += bp_asize(bp);
+	return err;
+}
+
+/* Bytes of v's tree born after its prev_txg (what "written" reports). */
+int
+snap_written(ce_pool *p, volume *v, uint64_t *out)
+{
+	if (v->prev_txg == 0) {
+		*out = (uint64_t)v->used;
+		return 0;
+	}
+	sum_ctx c = { 0 };
+	int err = cowtree_walk_after(p, &v->tree, v->prev_txg, sum_visit, &c);
+	*out = c.bytes;
+	return err;
+}
+
+/* After import: turn record guids into pointers and derive unique and written. */
+int
+snap_link_all(ce_pool *p)
+{
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		v->prev = NULL;
+		v->head = NULL;
+		if (v->destroy_txg != 0)
+			continue;
+		for (size_t k = 0; k < p->nvols && (v->load_prev || v->load_head); k++) {
+			volume *w = p->vols[k];
+			if (v->load_prev != 0 && w->guid == v->load_prev)
+				v->prev = w;
+			if (v->load_head != 0 && w->guid == v->load_head)
+				v->head = w;
+		}
+		if ((v->load_prev != 0 && (v->prev == NULL || !v->prev->is_snap ||
+		    v->prev->create_txg != v->prev_txg)) ||
+		    (v->is_snap && (v->head == NULL || v->head->is_snap)) ||
+		    (!v->is_snap && v->load_head != 0))
+			return err_set(-EIO, "pool %s: the snapshot chain of %s is damaged", p->name,
+			    v->name);
+	}
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (v->destroy_txg != 0)
+			continue;
+		if (v->is_snap)
+			v->unique = unique_of(v, snap_successor(p, v));
+		else if (snap_written(p, v, &v->written) != 0)
+			return err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
+	}
+	return 0;
+}
+
+/* txg t, after h's sync: snapshot s takes h's root and dead list. */
+void
+snap_attach(ce_pool *p, volume *s, uint64_t t)
+{
+	volume *h = s->head;
+	(void)p;
+	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&s->lock);
+	s->tree = h->tree;
+	/* as of txg t: what h's quiesce captured, not what the open txg changed since */
+	s->size = s->snap.size = h->snap.size;
+	s->bs = h->bs;
+	s->compress = s->snap.compress = h->snap.compress;
+	s->checksum = s->snap.checksum = h->snap.checksum;
+	s->sync = s->snap.sync = h->snap.sync;
+	s->used = h->used;
+	s->logical = h->logical;
+	s->create_txg = t;
+	s->dl = h->dl; /* its object too: the leaves still dirty are written this txg */
+	s->dl.changed = 1;
+	dl_init(&h->dl);
+	h->dl.changed = 1;
+	s->prev = h->prev;
+	s->prev_txg = h->prev_txg;
+	s->unique = 0;
+	s->snap_txg_pending = 0;
+	h->prev = s;
+	h->prev_txg = t;
+	h->written = 0;
+	s->gen++;
+	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* txg t: snapshot s goes; what only it referenced is freed. */
+int
+snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
+{
+	volume *n = snap_successor(p, s);
+	VERIFY(n != NULL);
+	deadlist *nd = &n->dl;
+	uint64_t k = 0, freed = 0;
+	for (uint64_t i = 0; i < nd->n; i++) {
+		bp_phys *e = &nd->e[i];
+		if (e->bp_birth > s->prev_txg) {
+			blk_free(p, e, t);
+			freed += bp_asize(e);
+		} else {
+			nd->e[k++] = *e;
+		}
+	}
+	nd->n = k;
+	nd->bytes -= freed;
+	dl_reserve(nd, nd->n + s->dl.n);
+	for (uint64_t i = 0; i < s->dl.n; i++)
+		nd->e[nd->n++] = s->dl.e[i];
+	nd->bytes += s->dl.bytes;
+	memset(nd->e + nd->n, 0, (nd->cap - nd->n) * sizeof(bp_phys));
+	dl_mark_all(nd);
+	/* s's dead list object is metadata: free it whole. */
+	ct_acct acct = { 0 };
+	int err = cowtree_free_range(p, &s->dl.tree, t, 0, cowtree_capacity(s->dl.tree.levels), &acct);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&n->lock);
+	n->prev = s->prev;
+	n->prev_txg = s->prev_txg;
+	pthread_mutex_unlock(&n->lock);
+	if (n->prev != NULL)
+		n->prev->unique = unique_of(n->prev, n);
+	if (n->is_snap)
+		n->unique = unique_of(n, snap_successor(p, n));
+	else if ((err = snap_written(p, n, &n->written)) != 0)
+		return err;
+	s->prev = NULL;
+	dl_fini(&s->dl);
+	return 0;
+}
+
+/* ---- public ---- */
+
+static int
+split_snap(const char *full, char *vol, size_t vlen, const char **snap)
+{
+	const char *at = strchr(full, '@');
+	if (at == NULL || at == full || at[1] == '\0' || (size_t)(at - full) >= vlen ||
+	    strchr(at + 1, '@') != NULL || strlen(full) > CE_NAME_MAX)
+		return -EINVAL;
+	snprintf(vol, vlen, "%.*s", (int)(at - full), full);
+	*snap = at + 1;
+	return 0;
+}
+
+int
+ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
+{
+	err_clear();
+	if (n == 0)
+		return err_set(-EINVAL, "snapshot: no names given");
+	for (size_t i = 0; i < n; i++)
+		errs[i] = 0;
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	int bad = 0;
+	char first_err[256] = "";
+	for (size_t i = 0; i < n; i++) {
+		char vol[CE_NAME_MAX + 1];
+		const char *sn;
+		const char *why = NULL;
+		volume *h = NULL;
+		if (names[i] == NULL || split_snap(names[i], vol, sizeof(vol), &sn) != 0 ||
+		    !vol_name_valid(sn)) {
+			errs[i] = -EINVAL;
+			why = "bad snapshot name (VOLUME@SNAPSHOT, 255 characters at most; the snapshot "
+			    "part like a volume name)";
+		} else if ((h = vol_find(p, vol)) == NULL || h->is_snap) {
+			errs[i] = -ENOENT;
+			why = "no such volume";
+		} else if (vol_find(p, names[i]) != NULL) {
+			errs[i] = -EEXIST;
+			why = "snapshot exists";
+		} else {
+			for (size_t k = 0; k < i; k++)
+				if (names[k] != NULL && strcmp(names[k], names[i]) == 0) {
+					errs[i] = -EEXIST;
+					why = "named twice";
+				}
+		}
+		if (errs[i] != 0 && bad++ == 0)
+			snprintf(first_err, sizeof(first_err), "%s/%s: %s", p->name,
+			    names[i] ? names[i] : "(null)", why);
+	}
+	if (bad) {
+		vol_mgmt_abort(p);
+		return err_set(-EINVAL, "no snapshot taken: %s%s", first_err,
+		    bad > 1 ? " (and more; see the per-name errors)" : "");
+	}
+	uint64_t t = p->open_txg;
+	for (size_t i = 0; i < n; i++) {
+		char vol[CE_NAME_MAX + 1];
+		const char *sn;
+		split_snap(names[i], vol, sizeof(vol), &sn);
+		volume *h = vol_find(p, vol);
+		volume *s = vol_alloc(p);
+		s->is_snap = 1;
+		s->head = h;
+		s->guid = util_random64();
+		snprintf(s->name, sizeof(s->name), "%s", names[i]);
+		s->bs = h->bs;
+		s->size = h->size;
+		s->tree.bsize = h->bs;
+		s->tree.levels = h->tree.levels;
+		s->ctime = (uint64_t)time(NULL);
+		s->create_txg = t;
+		s->snap_txg_pending = t;
+		vol_add(p, s);
+	}
+	mos_hdr(p)->mh_version = CE_FORMAT_VERSION; /* older software must not open it */
+	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_snap_destroy(ce_pool *p, const char *name)
+{
+	err_clear();
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *s = name != NULL ? vol_find(p, name) : NULL;
+	if (s == NULL || !s->is_snap) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name ? name : "");
+	}
+	if (s->refs > 0 || s->snap_txg_pending != 0) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, name,
+		    s->refs > 0 ? "open" : "still being taken");
+	}
+	s->destroy_txg = p->open_txg;
+	return vol_mgmt_commit(p);
+}
+
+static int
+snap_info_cmp(const void *a, const void *b)
+{
+	const ce_snap_info *x = a, *y = b;
+	int c = strcmp(x->volume, y->volume);
+	if (c != 0)
+		return c;
+	return x->txg < y->txg ? -1 : x->txg > y->txg ? 1 : strcmp(x->name, y->name);
+}
+
+int
+ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
+{
+	err_clear();
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	if (vol != NULL) {
+		volume *h = vol_find(p, vol);
+		if (h == NULL || h->is_snap) {
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_unlock(&p->config_lock);
+			return err_set(-ENOENT, "volume %s/%s does not exist", p->name, vol);
+		}
+	}
+	ce_snap_info *a = xcalloc(p->nvols ? p->nvols : 1, sizeof(ce_snap_info));
+	size_t k = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (!s->is_snap || s->destroy_txg != 0 || s->snap_txg_pending != 0 ||
+		    (vol != NULL && strcmp(s->head->name, vol) != 0))
+			continue;
+		ce_snap_info *o = &a[k++];
+		snprintf(o->name, sizeof(o->name), "%s", s->name);
+		snprintf(o->volume, sizeof(o->volume), "%s", s->head->name);
+		o->guid = s->guid;
+		o->txg = s->create_txg;
+		o->ctime = s->ctime;
+		o->size = s->size;
+		o->referenced = (uint64_t)s->used;
+		o->logical = (uint64_t)s->logical;
+		o->used = s->unique;
+	}
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	qsort(a, k, sizeof(*a), snap_info_cmp);
+	*out = a;
+	*count = k;
+	return 0;
+}
