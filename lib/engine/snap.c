@@ -301,7 +301,8 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	for (uint64_t i = 0; i < s->dl.n; i++)
 		nd->e[nd->n++] = s->dl.e[i];
 	nd->bytes += s->dl.bytes;
-	memset(nd->e + nd->n, 0, (nd->cap - nd->n) * sizeof(bp_phys));
+	if (nd->cap > nd->n)
+		memset(nd->e + nd->n, 0, (nd->cap - nd->n) * sizeof(bp_phys));
 	dl_mark_all(nd);
 	/* s's dead list object is metadata: free it whole. */
 	ct_acct acct = { 0 };

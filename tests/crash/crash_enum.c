@@ -10,6 +10,10 @@
  *   F  FUA write of block 1 (write, then flush)      S  flush
  *   L  one 64 KiB write of blocks 0-15 (logged in place: its data goes to
  *      free sectors and the log record points to it)
+ *   P  snapshot create "v@p<i>"     D  destroy the newest snapshot left
+ * After a crash every snapshot that exists must hold exactly the volume as
+ * it was at its create (whole or not at all); an acknowledged create must
+ * exist, an acknowledged destroy must not.
  * followed by a final S. The enumeration runs every workload of up to --ops
  * (default 3) operations, crashes it at every device write and during
  * every device flush it makes, and for each crash point builds four crash
@@ -35,8 +39,12 @@
 
 #define NBLK 16
 #define BS 4096
-enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_N };
-static const char opname[] = "WTZFSL";
+enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_P, OP_D, OP_N };
+static const char opname[] = "WTZFSLPD";
+
+/* What the last run did with snapshots: acked ops, and which P each D destroyed. */
+static int g_acked[16];
+static int g_dtarget[16];
 
 typedef struct op {
 	int kind;
@@ -47,7 +55,7 @@ typedef struct op {
 static int
 touches(const op *o, int b)
 {
-	return o->kind == OP_L || (o->kind != OP_S && o->blk == b);
+	return o->kind == OP_L || (o->kind != OP_S && o->kind != OP_P && o->kind != OP_D && o->blk == b);
 }
 
 static int
@@ -101,6 +109,9 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 	/* warm: one commit first (it may meet the crash itself), then flushes use the log */
 	int warm_err = warm ? ce_pool_sync(p) : 0;
 	int durable = -1;
+	int stack[16], nstack = 0;
+	for (int i = 0; i < 16; i++)
+		g_acked[i] = 0, g_dtarget[i] = -1;
 	uint8_t buf[BS];
 	for (int i = 0; i < n && warm_err == 0; i++) {
 		int r = 0;
@@ -129,9 +140,31 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 			free(big);
 			break;
 		}
+		case OP_P: {
+			char nm[32];
+			snprintf(nm, sizeof(nm), "v@p%d", i);
+			const char *names[1] = { nm };
+			int errs[1];
+			r = ce_snap_create(p, names, 1, errs);
+			if (r == 0)
+				stack[nstack++] = i;
+			break;
 		}
-		acked[i] = r == 0;
-		if (r == 0 && (ops[i].kind == OP_F || ops[i].kind == OP_S))
+		case OP_D:
+			if (nstack > 0) {
+				char nm[32];
+				g_dtarget[i] = stack[nstack - 1];
+				snprintf(nm, sizeof(nm), "v@p%d", stack[nstack - 1]);
+				r = ce_snap_destroy(p, nm);
+				if (r == 0)
+					nstack--;
+			}
+			break;
+		}
+		acked[i] = g_acked[i] = r == 0;
+		/* F, S flush; P and D commit a txg, which makes everything before them durable */
+		if (r == 0 && (ops[i].kind == OP_F || ops[i].kind == OP_S || ops[i].kind == OP_P ||
+		    (ops[i].kind == OP_D && g_dtarget[i] >= 0)))
 			durable = i;
 	}
 	ce_vol_close(v);
@@ -223,13 +256,17 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		int r = ce_vol_read(v, buf, BS, (uint64_t)b * BS);
 		int tag = r == 0 ? tag_of(buf, b, n) : -2;
 		/* allowed: the value after the last durable op, or any value written after it */
+		/*
+		 * An op that failed (the crash came first) was never acknowledged:
+		 * it does not set the durable value, but it may have landed.
+		 */
 		int base = 0;
 		for (int i = 0; i <= durable; i++)
-			if (touches(&ops[i], b))
+			if (touches(&ops[i], b) && g_acked[i])
 				base = value_of(&ops[i], i);
 		int ok = tag == base;
-		for (int i = durable + 1; i < n && !ok; i++)
-			if (touches(&ops[i], b))
+		for (int i = 0; i < n && !ok; i++)
+			if (touches(&ops[i], b) && (i > durable || !g_acked[i]))
 				ok = tag == value_of(&ops[i], i);
 		if (!ok) {
 			char what[64];
@@ -249,6 +286,48 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		}
 	}
 	ce_vol_close(v);
+	/* Snapshots exist whole or not at all: each one that exists holds the volume as it was */
+	for (int k = 0; k < n && !bad; k++) {
+		if (ops[k].kind != OP_P)
+			continue;
+		char nm[32];
+		snprintf(nm, sizeof(nm), "v@p%d", k);
+		int destroyed = 0, maybe_destroyed = 0;
+		for (int j = k + 1; j < n; j++)
+			if (ops[j].kind == OP_D && g_dtarget[j] == k)
+			{
+				if (g_acked[j])
+					destroyed = 1;
+				else
+					maybe_destroyed = 1;
+			}
+		ce_vol *sv;
+		int exists = ce_vol_open(p, nm, &sv) == 0;
+		const char *why = NULL;
+		if (exists && destroyed)
+			why = "exists although its destroy was acknowledged";
+		else if (!exists && g_acked[k] && !destroyed && !maybe_destroyed)
+			why = "is missing although its create was acknowledged";
+		for (int b = 0; exists && b < NBLK && why == NULL; b++) {
+			uint8_t buf[BS];
+			int want = 0;
+			for (int i = 0; i < k; i++)
+				if (touches(&ops[i], b))
+					want = value_of(&ops[i], i);
+			int r = ce_vol_read(sv, buf, BS, (uint64_t)b * BS);
+			if (r != 0 || tag_of(buf, b, n) != want)
+				why = "is not whole: a block differs from the volume at its instant";
+		}
+		if (exists)
+			ce_vol_close(sv);
+		if (why != NULL) {
+			if (!quiet)
+				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
+				    ": snapshot %s %s\n", desc, warm ? "warm" : "cold", crash_at,
+				    crashsim_mode_names[mode], seed, nm, why);
+			bad = 1;
+		}
+	}
 	ce_pool_export(p);
 	if (cs2 != NULL)
 		crashsim_free(cs2);
@@ -391,8 +470,9 @@ main(int argc, char **argv)
 		 */
 		static const op alpha1[] = { { OP_W, 0 }, { OP_T, 0 }, { OP_Z, 1 }, { OP_F, 1 }, { OP_S, 0 } };
 		static const op alpha2[] = { { OP_L, 0 }, { OP_W, 0 }, { OP_F, 1 }, { OP_S, 0 } };
-		for (int set = 0; set < 2 && !bad; set++) {
-		const op *alphabet = set == 0 ? alpha1 : alpha2;
+		static const op alpha3[] = { { OP_P, 0 }, { OP_D, 0 }, { OP_W, 0 }, { OP_T, 0 } };
+		for (int set = 0; set < 3 && !bad; set++) {
+		const op *alphabet = set == 0 ? alpha1 : set == 1 ? alpha2 : alpha3;
 		const int na = set == 0 ? 5 : 4;
 		for (int len = 1; len <= maxops && !bad; len++) {
 			int idx[8] = { 0 };
