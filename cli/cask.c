@@ -1,7 +1,7 @@
 /*
  * cask -- the command line for caskd, a thin program over libcask.
  *
- *   cask [--socket PATH] pool|vol COMMAND ...
+ *   cask [--socket PATH] pool|vol|snap COMMAND ...
  *
  * Every error is one line on stderr and a non-zero exit status: 1 when
  * the operation failed (or caskd cannot be reached), 2 for a usage error.
@@ -21,6 +21,7 @@ usage(FILE *f)
 	    "\n"
 	    "  pool create|list|status|export|import|destroy ...   (cask pool --help)\n"
 	    "  vol  create|list|get|set|resize|rename|destroy ...  (cask vol --help)\n"
+	    "  snap create|list|destroy ...                        (cask snap --help)\n"
 	    "  version                 the versions of cask and of the caskd it reaches\n"
 	    "\n"
 	    "  --socket PATH           caskd's control socket (default: $CASK_SOCKET,\n"
@@ -60,6 +61,8 @@ main(int argc, char **argv)
 		return cmd_pool(argc - i, argv + i);
 	if (strcmp(cmd, "vol") == 0)
 		return cmd_vol(argc - i, argv + i);
+	if (strcmp(cmd, "snap") == 0)
+		return cmd_snap(argc - i, argv + i);
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;

@@ -48,4 +48,5 @@ int parse_out_opt(int ch, const char *arg, out_opts *o);
 
 int cmd_pool(int argc, char **argv);
 int cmd_vol(int argc, char **argv);
+int cmd_snap(int argc, char **argv);
 #endif

@@ -23,13 +23,15 @@ vol_usage(FILE *f)
 	    "                                      sync (standard|always|disabled, default\n"
 	    "                                      standard; disabled is UNSAFE: flushes do nothing)\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
-	    "                                      volblocksize,compression,checksum,sync,creation,guid)\n"
+	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
+	    "                                      snapshots,usedbysnapshots,written)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
 	    "  rename POOL/VOL POOL/NEW            rename within the pool\n"
-	    "  destroy POOL/VOL                    destroy a volume and free its space\n"
+	    "  destroy POOL/VOL                    destroy a volume and free its space (refused\n"
+	    "                                      while it has snapshots: cask snap destroy them)\n"
 	    "\n"
 	    "Volumes are served over NBD under their name, POOL/VOL.\n");
 }
@@ -39,6 +41,8 @@ static const col vol_cols[] = {
 	{ "logical", "LUSED", COL_SIZE }, { "volblocksize", "VOLBLOCK", COL_SIZE },
 	{ "compression", "COMPRESS", COL_STR }, { "checksum", "CHECKSUM", COL_STR },
 	{ "sync", "SYNC", COL_STR }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
+	{ "snapshots", "SNAPS", COL_NUM }, { "usedbysnapshots", "USEDSNAP", COL_SIZE },
+	{ "written", "WRITTEN", COL_SIZE },
 };
 
 static char **
@@ -55,6 +59,9 @@ vol_row(const cask_vol_info *v)
 	r[7] = xstrdup(v->sync);
 	r[8] = fmt_u64(v->creation);
 	r[9] = xstrdup(v->guid);
+	r[10] = fmt_u64(v->snapshots);
+	r[11] = fmt_u64(v->usedbysnapshots);
+	r[12] = fmt_u64(v->written);
 	return r;
 }
 

@@ -462,6 +462,9 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "logical", json_object_new_uint64(vi->logical));
 	json_object_object_add(o, "create_txg", json_object_new_uint64(vi->create_txg));
 	json_object_object_add(o, "creation", json_object_new_uint64(vi->ctime));
+	json_object_object_add(o, "snapshots", json_object_new_int((int)vi->nsnapshots));
+	json_object_object_add(o, "usedbysnapshots", json_object_new_uint64(vi->usedbysnapshots));
+	json_object_object_add(o, "written", json_object_new_uint64(vi->written));
 	return o;
 }
 
@@ -527,7 +530,7 @@ vol_destroy_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
 	int err = ce_vol_destroy(p, x->vol);
-	if (err == -EBUSY)
+	if (err == -EBUSY && strstr(ce_errmsg(), "is open") != NULL)
 		err_set(err, "volume %s/%s is in use (connected NBD clients)", x->pool, x->vol);
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
@@ -660,6 +663,188 @@ op_vol_list(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
+/* ---- snapshot operations ---- */
+
+static json_object *
+snap_json(const char *pool, const ce_snap_info *si)
+{
+	char full[600];
+	snprintf(full, sizeof(full), "%s/%s", pool, si->name);
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "name", json_object_new_string(full));
+	snprintf(full, sizeof(full), "%s/%s", pool, si->volume);
+	json_object_object_add(o, "volume", json_object_new_string(full));
+	json_object_object_add(o, "guid", hex_guid(si->guid));
+	json_object_object_add(o, "txg", json_object_new_uint64(si->txg));
+	json_object_object_add(o, "creation", json_object_new_uint64(si->ctime));
+	json_object_object_add(o, "size", json_object_new_uint64(si->size));
+	json_object_object_add(o, "referenced", json_object_new_uint64(si->referenced));
+	json_object_object_add(o, "logical", json_object_new_uint64(si->logical));
+	json_object_object_add(o, "used", json_object_new_uint64(si->used));
+	return o;
+}
+
+typedef struct sctx {
+	const char **names;   /* VOL@SNAP within the pool */
+	const char **full;    /* as the client named them */
+	size_t n;
+	reqerr *e;
+} sctx;
+
+static int
+snap_create_cb(ce_pool *p, void *arg)
+{
+	sctx *x = arg;
+	int *errs = xcalloc(x->n, sizeof(int));
+	int err = ce_snap_create(p, x->names, x->n, errs);
+	if (err != 0) {
+		/* every name with its own reason, in one message */
+		char msg[2048];
+		size_t at = (size_t)snprintf(msg, sizeof(msg), "no snapshot taken:");
+		int any = 0;
+		for (size_t i = 0; i < x->n && at < sizeof(msg); i++) {
+			if (errs[i] == 0)
+				continue;
+			any = 1;
+			const char *why = errs[i] == -ENOENT ? "no such volume" : errs[i] == -EEXIST ?
+			    "exists (or named twice)" : "bad snapshot name";
+			at += (size_t)snprintf(msg + at, sizeof(msg) - at, " %s: %s;", x->full[i], why);
+		}
+		if (any && at < sizeof(msg))
+			msg[at - 1] = '\0';
+		err_set(err, "%s", any ? msg : ce_errmsg());
+		free(errs);
+		return fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1));
+	}
+	free(errs);
+	return 0;
+}
+
+/* snap.create {"names": ["pool/vol@snap", ...]}: all in one pool, one instant, all or none. */
+static int
+op_snap_create(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	json_object *arr;
+	if (!json_object_object_get_ex(args, "names", &arr) || !json_object_is_type(arr, json_type_array) ||
+	    json_object_array_length(arr) == 0)
+		return fail(e, err_set(-EINVAL, "argument 'names' must be a non-empty array"), "BAD_REQUEST");
+	size_t n = json_object_array_length(arr);
+	if (n > 1024)
+		return fail(e, err_set(-EINVAL, "at most 1024 snapshots at once"), "INVALID_ARGUMENT");
+	const char **names = xcalloc(n, sizeof(char *)), **full = xcalloc(n, sizeof(char *));
+	char pool[64] = "";
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		json_object *s = json_object_array_get_idx(arr, i);
+		if (!json_object_is_type(s, json_type_string)) {
+			rc = fail(e, err_set(-EINVAL, "'names' must hold strings"), "BAD_REQUEST");
+			break;
+		}
+		char p2[64];
+		const char *rest;
+		full[i] = json_object_get_string(s);
+		if (split_name(full[i], p2, sizeof(p2), &rest, e) != 0) {
+			rc = e->err;
+			break;
+		}
+		if (i == 0)
+			snprintf(pool, sizeof(pool), "%s", p2);
+		else if (strcmp(pool, p2) != 0)
+			rc = fail(e, err_set(-EINVAL, "snapshots taken together must be in one pool (%s, %s)",
+			    pool, p2), "INVALID_ARGUMENT");
+		names[i] = rest;
+	}
+	if (rc == 0) {
+		sctx x = { names, full, n, e };
+		int err = reg_with_pool(pool, snap_create_cb, &x);
+		if (err != 0 && e->err == 0)
+			rc = fail(e, err, code_for(err, 0));
+		else
+			rc = err;
+		if (rc == 0)
+			log_msg(LOG_INFO, "pool %s: %zu snapshot%s taken", pool, n, n == 1 ? "" : "s");
+	}
+	free(names);
+	free(full);
+	return rc;
+}
+
+static int
+snap_destroy_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	int err = ce_snap_destroy(p, x->vol);
+	if (err == -ENOENT)
+		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+static int op_snap_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_destroy_cb); }
+
+typedef struct sl {
+	const char *pool;
+	const char *vol;
+	json_object *arr;
+	reqerr *e;
+} sl;
+
+static int
+snap_list_cb(ce_pool *p, void *arg)
+{
+	sl *x = arg;
+	ce_snap_info *si;
+	size_t n;
+	int err = ce_snap_list(p, x->vol, &si, &n);
+	if (err != 0)
+		return fail(x->e, err, code_for(err, 1));
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(x->arr, snap_json(x->pool, &si[i]));
+	free(si);
+	return 0;
+}
+
+/* snap.list {"name": "pool" | "pool/vol" (optional)} */
+static int
+op_snap_list(json_object *args, json_object *res, reqerr *e)
+{
+	const char *only = arg_str(args, "name", 0, e);
+	if (e->err)
+		return e->err;
+	char opool[64] = "";
+	const char *ovol = NULL;
+	if (only != NULL && strchr(only, '/') != NULL) {
+		if (split_name(only, opool, sizeof(opool), &ovol, e) != 0)
+			return e->err;
+	} else if (only != NULL) {
+		snprintf(opool, sizeof(opool), "%s", only);
+	}
+	json_object *arr = json_object_new_array();
+	char **names;
+	size_t n;
+	reg_pool_names(&names, &n);
+	int found = only == NULL, rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0 && (only == NULL || strcmp(opool, names[i]) == 0)) {
+			sl x = { names[i], ovol, arr, e };
+			found = 1;
+			int err = reg_with_pool(names[i], snap_list_cb, &x);
+			if (ovol != NULL && err != 0)
+				rc = e->err ? e->err : fail(e, err, code_for(err, 0));
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (rc == 0 && !found)
+		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", opool), "POOL_NOT_FOUND");
+	if (rc != 0) {
+		json_object_put(arr);
+		return rc;
+	}
+	json_object_object_add(res, "snapshots", arr);
+	return 0;
+}
+
 static int
 op_hello(json_object *args, json_object *res, reqerr *e)
 {
@@ -669,7 +854,8 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "version", json_object_new_string(version_string));
 	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
 	json_object *f = json_object_new_array();
-	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject" };
+	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
+		"snapshots" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -689,6 +875,9 @@ static const struct {
 	{ "pool.status", op_pool_status },
 	{ "pool.clear", op_pool_clear },
 	{ "pool.inject", op_pool_inject },
+	{ "snap.create", op_snap_create },
+	{ "snap.destroy", op_snap_destroy },
+	{ "snap.list", op_snap_list },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },

@@ -287,8 +287,11 @@ opt_error(conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
 }
 
 static uint16_t
-export_flags(void)
+export_flags(const ce_vol *v)
 {
+	/* A snapshot (pool/vol@snap) is served read-only: writes get EPERM. */
+	if (ce_vol_readonly(v))
+		return TF_HAS_FLAGS | TF_READ_ONLY | TF_CAN_MULTI_CONN;
 	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES |
 	    TF_SEND_FAST_ZERO | TF_CAN_MULTI_CONN;
 }
@@ -305,7 +308,7 @@ attach(conn *c, const char *name)
 	c->vol = v;
 	c->pool = p;
 	c->size = ce_vol_size(v);
-	c->tflags = export_flags();
+	c->tflags = export_flags(v);
 	snprintf(c->export_name, sizeof(c->export_name), "%.4096s", name);
 	return 0;
 }
@@ -345,7 +348,7 @@ do_info(conn *c, uint32_t opt, const uint8_t *data, uint32_t len, int *go)
 	uint8_t info[12];
 	put16(info, INFO_EXPORT);
 	put64(info + 2, ce_vol_size(v));
-	put16(info + 10, export_flags());
+	put16(info + 10, export_flags(v));
 	int rc = opt_reply(c, opt, REP_INFO, info, 12);
 	for (uint16_t i = 0; rc == 0 && i < nreq; i++) {
 		uint16_t what = get16(data + used + 2 + 2 * i);
@@ -371,7 +374,7 @@ do_info(conn *c, uint32_t opt, const uint8_t *data, uint32_t len, int *go)
 		c->vol = v;
 		c->pool = p;
 		c->size = ce_vol_size(v);
-		c->tflags = export_flags();
+		c->tflags = export_flags(v);
 		snprintf(c->export_name, sizeof(c->export_name), "%s", name);
 		*go = 1;
 	} else {

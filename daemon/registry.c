@@ -514,6 +514,17 @@ reg_exports(char ***names, size_t *n)
 			out[k++] = xstrdup(buf);
 		}
 		free(vi);
+		ce_snap_info *si;
+		size_t ns;
+		if (ce_snap_list(pools[i].p, NULL, &si, &ns) != 0)
+			continue;
+		out = xrealloc(out, (k + ns + 1) * sizeof(char *));
+		for (size_t j = 0; j < ns; j++) {
+			char buf[400];
+			snprintf(buf, sizeof(buf), "%s/%s", pools[i].name, si[j].name);
+			out[k++] = xstrdup(buf);
+		}
+		free(si);
 	}
 	pthread_mutex_unlock(&lock);
 	if (out == NULL)

@@ -61,7 +61,20 @@ typedef struct cask_vol_info {
 	uint32_t volblocksize;
 	char compression[16], checksum[16], sync[16];
 	uint64_t used, logical, create_txg, creation;
+	unsigned snapshots;          /* how many it has */
+	uint64_t usedbysnapshots;    /* bytes only its snapshots hold */
+	uint64_t written;            /* bytes written since its newest snapshot */
 } cask_vol_info;
+
+typedef struct cask_snap_info {
+	char name[600];        /* POOL/VOL@SNAP */
+	char volume[320];      /* POOL/VOL */
+	char guid[24];
+	uint64_t txg, creation, size;
+	uint64_t referenced;   /* bytes its tree references */
+	uint64_t logical;
+	uint64_t used;         /* bytes only it holds: what destroying it frees */
+} cask_snap_info;
 
 typedef struct cask_vol_props {
 	uint32_t volblocksize;   /* 0: default */
@@ -102,6 +115,12 @@ int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
 int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
 int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
+
+/* Snapshots. create: all the names (one pool) at one instant, or none (the
+   message names each bad one). list: name NULL (all), "POOL" or "POOL/VOL". */
+int cask_snap_create(cask_client *c, const char *const *names, size_t n);
+int cask_snap_destroy(cask_client *c, const char *name);
+int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);
 
 #ifdef __cplusplus
 }

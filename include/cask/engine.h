@@ -213,6 +213,8 @@ int ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count);
 int ce_vol_open(ce_pool *p, const char *name, ce_vol **out);
 void ce_vol_close(ce_vol *v);
 uint64_t ce_vol_size(const ce_vol *v);
+/* 1 for a snapshot handle (reads only; writes, trims and zeroing fail with -EROFS). */
+int ce_vol_readonly(const ce_vol *v);
 uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);

@@ -465,6 +465,9 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->logical = get_u64(o, "logical");
 	v->create_txg = get_u64(o, "create_txg");
 	v->creation = get_u64(o, "creation");
+	v->snapshots = (unsigned)get_u64(o, "snapshots");
+	v->usedbysnapshots = get_u64(o, "usedbysnapshots");
+	v->written = get_u64(o, "written");
 }
 
 static void
@@ -499,4 +502,49 @@ cask_vol_get(cask_client *c, const char *name, cask_vol_info *out)
 	vol_from(r, out);
 	json_object_put(r);
 	return 0;
+}
+
+/* ---- snapshots ---- */
+
+int
+cask_snap_create(cask_client *c, const char *const *names, size_t n)
+{
+	json_object *a = json_object_new_object(), *arr = json_object_new_array();
+	for (size_t i = 0; i < n; i++)
+		json_object_array_add(arr, json_object_new_string(names[i]));
+	json_object_object_add(a, "names", arr);
+	return call_void(c, "snap.create", a);
+}
+
+int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
+
+static void
+snap_from_any(json_object *o, void *p)
+{
+	cask_snap_info *s = p;
+	memset(s, 0, sizeof(*s));
+	get_str(o, "name", s->name, sizeof(s->name));
+	get_str(o, "volume", s->volume, sizeof(s->volume));
+	get_str(o, "guid", s->guid, sizeof(s->guid));
+	s->txg = get_u64(o, "txg");
+	s->creation = get_u64(o, "creation");
+	s->size = get_u64(o, "size");
+	s->referenced = get_u64(o, "referenced");
+	s->logical = get_u64(o, "logical");
+	s->used = get_u64(o, "used");
+}
+
+int
+cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n)
+{
+	json_object *a = json_object_new_object(), *r;
+	if (name)
+		json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "snap.list", a, &r);
+	if (rc != 0)
+		return rc;
+	void *list;
+	if ((rc = decode_list(r, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any, &list, n)) == 0)
+		*out = list;
+	return rc;
 }

@@ -1523,6 +1523,12 @@ ce_vol_close(ce_vol *h)
 	free(h);
 }
 
+int
+ce_vol_readonly(const ce_vol *h)
+{
+	return h->v->is_snap;
+}
+
 uint64_t
 ce_vol_size(const ce_vol *h)
 {

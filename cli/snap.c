@@ -1,0 +1,146 @@
+/*
+ * snap.c -- cask snap create|list|destroy.
+ */
+#include "cli.h"
+#include "util.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+snap_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: cask snap COMMAND ...\n"
+	    "\n"
+	    "  create POOL/VOL@SNAP...             read-only snapshots, all of them at one instant\n"
+	    "                                      (one pool), or none if any name is bad\n"
+	    "  list [POOL | POOL/VOL] [-H] [-p] [-o FIELD,...] [-j]\n"
+	    "                                      (fields: name,volume,used,referenced,logical,\n"
+	    "                                      size,txg,creation,guid)\n"
+	    "  destroy POOL/VOL@SNAP...            destroy snapshots, freeing what only they hold\n"
+	    "\n"
+	    "A snapshot is served read-only over NBD as POOL/VOL@SNAP. used: the bytes only\n"
+	    "that snapshot holds (what destroying it frees); referenced: all it references.\n");
+}
+
+static const col snap_cols[] = {
+	{ "name", "NAME", COL_STR }, { "volume", "VOLUME", COL_STR }, { "used", "USED", COL_SIZE },
+	{ "referenced", "REFER", COL_SIZE }, { "logical", "LREFER", COL_SIZE }, { "size", "VOLSIZE", COL_SIZE },
+	{ "txg", "TXG", COL_NUM }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
+};
+
+static char **
+snap_row(const cask_snap_info *s)
+{
+	char **r = xcalloc(ARRAY_SIZE(snap_cols), sizeof(char *));
+	r[0] = xstrdup(s->name);
+	r[1] = xstrdup(s->volume);
+	r[2] = fmt_u64(s->used);
+	r[3] = fmt_u64(s->referenced);
+	r[4] = fmt_u64(s->logical);
+	r[5] = fmt_u64(s->size);
+	r[6] = fmt_u64(s->txg);
+	r[7] = fmt_u64(s->creation);
+	r[8] = xstrdup(s->guid);
+	return r;
+}
+
+static int
+need_snap_names(int argc, char **argv, const char *what)
+{
+	if (argc < 2)
+		return usage_error("snap %s needs at least one POOL/VOL@SNAP", what);
+	for (int i = 1; i < argc; i++) {
+		const char *at = strchr(argv[i], '@');
+		if (argv[i][0] == '-' || strchr(argv[i], '/') == NULL || at == NULL || at[1] == '\0')
+			return usage_error("'%s' is not a snapshot name (POOL/VOL@SNAP)", argv[i]);
+	}
+	return 0;
+}
+
+static int
+snap_create(int argc, char **argv)
+{
+	int rc = need_snap_names(argc, argv, "create");
+	if (rc != 0)
+		return rc;
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	rc = cask_snap_create(c, (const char *const *)argv + 1, (size_t)(argc - 1)) ? cli_fail("snap create") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+snap_destroy(int argc, char **argv)
+{
+	int rc = need_snap_names(argc, argv, "destroy");
+	if (rc != 0)
+		return rc;
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	for (int i = 1; i < argc && rc == 0; i++)
+		rc = cask_snap_destroy(c, argv[i]) ? cli_fail("snap destroy") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+snap_list(int argc, char **argv)
+{
+	out_opts o = { 0 };
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, "Hpjo:")) != -1)
+		if (!parse_out_opt(ch, optarg, &o))
+			return usage_error("bad option for snap list");
+	if (argc - optind > 1)
+		return usage_error("snap list takes at most one POOL or POOL/VOL");
+	const char *name = optind < argc ? argv[optind] : NULL;
+	if (name != NULL && strchr(name, '@') != NULL)
+		return usage_error("snap list takes a POOL or POOL/VOL, not a snapshot");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_snap_info *list;
+	size_t n;
+	int rc = 0;
+	if (cask_snap_list(c, name, &list, &n) != 0) {
+		rc = cli_fail("snap list");
+	} else {
+		table t = { snap_cols, (int)ARRAY_SIZE(snap_cols), NULL, 0 };
+		for (size_t i = 0; i < n; i++)
+			table_add(&t, snap_row(&list[i]));
+		rc = table_print(&t, &o, "name,used,referenced,txg");
+		table_free(&t);
+		free(list);
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+int
+cmd_snap(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+		snap_usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	const char *sub = argv[1];
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			snap_usage(stdout);
+			return 0;
+		}
+	if (strcmp(sub, "create") == 0)
+		return snap_create(argc - 1, argv + 1);
+	if (strcmp(sub, "list") == 0)
+		return snap_list(argc - 1, argv + 1);
+	if (strcmp(sub, "destroy") == 0)
+		return snap_destroy(argc - 1, argv + 1);
+	return usage_error("unknown snap command '%s'", sub);
+}
