@@ -29,7 +29,10 @@ vol_usage(FILE *f)
 	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
-	    "  rename POOL/VOL POOL/NEW            rename within the pool\n"
+	    "  rename POOL/VOL POOL/NEW            rename within the pool (its snapshots follow)\n"
+	    "  rollback [-r] POOL/VOL@SNAP         make the volume what the snapshot recorded (data\n"
+	    "                                      and size; not open by clients); -r also destroys\n"
+	    "                                      the snapshots newer than SNAP, else they refuse it\n"
 	    "  destroy POOL/VOL                    destroy a volume and free its space (refused\n"
 	    "                                      while it has snapshots: cask snap destroy them)\n"
 	    "\n"
@@ -275,6 +278,24 @@ vol_rename(int argc, char **argv)
 }
 
 static int
+vol_rollback(int argc, char **argv)
+{
+	int later = 0, i = 1;
+	if (argc > 1 && strcmp(argv[1], "-r") == 0) {
+		later = 1;
+		i = 2;
+	}
+	if (argc - i != 1 || argv[i][0] == '-' || strchr(argv[i], '@') == NULL || strchr(argv[i], '/') == NULL)
+		return usage_error("vol rollback needs [-r] and one snapshot POOL/VOL@SNAP");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_rollback(c, argv[i], later) ? cli_fail("vol rollback") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
 vol_destroy(int argc, char **argv)
 {
 	if (argc != 2 || argv[1][0] == '-')
@@ -309,6 +330,8 @@ cmd_vol(int argc, char **argv)
 		return vol_resize(argc, argv);
 	if (strcmp(sub, "rename") == 0)
 		return vol_rename(argc, argv);
+	if (strcmp(sub, "rollback") == 0)
+		return vol_rollback(argc, argv);
 	if (strcmp(sub, "destroy") == 0)
 		return vol_destroy(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);

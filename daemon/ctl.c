@@ -782,6 +782,25 @@ snap_destroy_cb(ce_pool *p, void *arg)
 
 static int op_snap_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_destroy_cb); }
 
+static int
+vol_rollback_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	json_object *b;
+	int later = json_object_object_get_ex(x->args, "destroy_later", &b) && json_object_get_boolean(b);
+	int err = ce_vol_rollback(p, x->vol, later ? CE_ROLLBACK_DESTROY_LATER : 0);
+	if (err == -ENOENT)
+		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+	if (err == -EEXIST)
+		return fail(x->e, err, "HAS_NEWER_SNAPSHOTS");
+	if (err == 0)
+		log_msg(LOG_INFO, "%s/%s: rolled back", x->pool, x->vol);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+/* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
+static int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
+
 typedef struct sl {
 	const char *pool;
 	const char *vol;
@@ -878,6 +897,7 @@ static const struct {
 	{ "snap.create", op_snap_create },
 	{ "snap.destroy", op_snap_destroy },
 	{ "snap.list", op_snap_list },
+	{ "vol.rollback", op_vol_rollback },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },

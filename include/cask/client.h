@@ -121,6 +121,9 @@ int cask_vol_set(cask_client *c, const char *name, const char *prop, const char 
 int cask_snap_create(cask_client *c, const char *const *names, size_t n);
 int cask_snap_destroy(cask_client *c, const char *name);
 int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);
+/* Make POOL/VOL what POOL/VOL@SNAP recorded; newer snapshots are refused
+   (HAS_NEWER_SNAPSHOTS) unless destroy_later, which destroys them too. */
+int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
 
 #ifdef __cplusplus
 }

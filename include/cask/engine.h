@@ -194,6 +194,13 @@ typedef struct ce_snap_info {
 } ce_snap_info;
 int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
 int ce_snap_destroy(ce_pool *p, const char *name);
+/*
+ * Make the volume what snapshot VOL@SNAP recorded (data and size). Newer
+ * snapshots make it fail with -EEXIST unless CE_ROLLBACK_DESTROY_LATER
+ * destroys them in the same txg. The volume must not be open (-EBUSY).
+ */
+enum { CE_ROLLBACK_DESTROY_LATER = 1 };
+int ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags);
 /* vol NULL: every volume's; sorted by volume, then txg. */
 int ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count);
 

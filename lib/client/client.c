@@ -518,6 +518,15 @@ cask_snap_create(cask_client *c, const char *const *names, size_t n)
 
 int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
 
+int
+cask_vol_rollback(cask_client *c, const char *snap, int destroy_later)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(snap));
+	json_object_object_add(a, "destroy_later", json_object_new_boolean(destroy_later != 0));
+	return call_void(c, "vol.rollback", a);
+}
+
 static void
 snap_from_any(json_object *o, void *p)
 {

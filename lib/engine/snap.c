@@ -324,8 +324,6 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	return 0;
 }
 
-/* ---- public ---- */
-
 static int
 split_snap(const char *full, char *vol, size_t vlen, const char **snap)
 {
@@ -336,6 +334,113 @@ split_snap(const char *full, char *vol, size_t vlen, const char **snap)
 	snprintf(vol, vlen, "%.*s", (int)(at - full), full);
 	*snap = at + 1;
 	return 0;
+}
+
+typedef struct rb_ctx {
+	ce_pool *p;
+	uint64_t txg;
+	uint64_t freed;
+} rb_ctx;
+
+static int
+rb_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
+{
+	rb_ctx *c = arg;
+	(void)level;
+	(void)first;
+	if (err != 0)
+		return err;
+	/* born after the snapshot: only the volume references it */
+	blk_free(c->p, bp, c->txg);
+	c->freed += bp_asize(bp);
+	return 0;
+}
+
+/*
+ * txg t, after h's sync: h becomes its newest snapshot again. What h
+ * wrote since (blocks born after the snapshot) is freed, by a walk that
+ * skips every subtree the snapshot shares; h's dead list (blocks the
+ * snapshot holds) is simply dropped: h references them again.
+ */
+int
+snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
+{
+	volume *s = h->prev;
+	VERIFY(s != NULL && s->is_snap);
+	rb_ctx c = { p, t, 0 };
+	int err = cowtree_walk_after(p, &h->tree, s->create_txg, rb_visit, &c);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&h->lock);
+	h->tree = s->tree;
+	h->used = s->used;
+	h->logical = s->logical;
+	h->size = h->snap.size = s->size;
+	h->want_levels = h->snap.want_levels = MAX(s->tree.levels, cowtree_levels_for(h->size / h->bs));
+	h->written = 0;
+	h->rollback_txg = 0;
+	h->gen++;
+	pthread_mutex_unlock(&h->lock);
+	dl_fini(&h->dl);
+	uint64_t disk = h->dl.disk_leaves;
+	cowtree old = h->dl.tree;
+	dl_init(&h->dl);
+	h->dl.tree = old;          /* the object's leaves go in dl_sync */
+	h->dl.disk_leaves = disk;
+	h->dl.changed = 1;
+	s->unique = 0;
+	return 0;
+}
+
+/* ---- public ---- */
+
+int
+ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
+{
+	err_clear();
+	char vol[CE_NAME_MAX + 1];
+	const char *sn;
+	if (snapname == NULL || split_snap(snapname, vol, sizeof(vol), &sn) != 0)
+		return err_set(-EINVAL, "rollback needs a snapshot name VOL@SNAP");
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *s = vol_find(p, snapname), *h = vol_find(p, vol);
+	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0 || s->destroy_txg != 0 || h == NULL ||
+	    s->head != h) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname);
+	}
+	if (h->refs > 0) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, vol, h->refs);
+	}
+	/* the snapshots taken after it: refused, or destroyed first with -r */
+	unsigned later = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *o = p->vols[i];
+		if (o->is_snap && o->head == h && o->destroy_txg == 0 &&
+		    (o->snap_txg_pending != 0 || o->create_txg > s->create_txg)) {
+			later++;
+			if (o->refs > 0 || o->snap_txg_pending != 0) {
+				vol_mgmt_abort(p);
+				return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
+				    o->refs > 0 ? "open" : "being taken");
+			}
+		}
+	}
+	if (later > 0 && !(flags & CE_ROLLBACK_DESTROY_LATER)) {
+		vol_mgmt_abort(p);
+		return err_set(-EEXIST, "%s/%s has %u snapshot%s newer than %s: destroy them, or roll back "
+		    "with -r to destroy them too", p->name, vol, later, later == 1 ? "" : "s", snapname);
+	}
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *o = p->vols[i];
+		if (o->is_snap && o->head == h && o->destroy_txg == 0 && o->create_txg > s->create_txg)
+			o->destroy_txg = p->open_txg;
+	}
+	h->rollback_txg = p->open_txg;
+	return vol_mgmt_commit(p);
 }
 
 int

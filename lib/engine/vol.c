@@ -295,6 +295,7 @@ vol_reload_all(ce_pool *p)
 		vol_fill(v, &ds, s);
 		v->destroy_txg = 0;
 		v->snap_txg_pending = 0;
+		v->rollback_txg = 0;
 		v->gen++;
 		pthread_mutex_unlock(&v->lock);
 		dl_fini(&v->dl);
@@ -318,6 +319,7 @@ vol_reload_all(ce_pool *p)
 		if (v->destroy_txg == 0)
 			v->destroy_txg = p->synced_txg;
 		v->snap_txg_pending = 0;
+		v->rollback_txg = 0;
 		v->load_prev = v->load_head = 0;
 		v->gen++;
 		pthread_mutex_unlock(&v->lock);
@@ -1497,6 +1499,11 @@ ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
 	volume *v = find_vol(p, name);
 	if (v != NULL && v->snap_txg_pending != 0)
 		v = NULL; /* a snapshot being taken exists once its txg commits */
+	if (v != NULL && v->rollback_txg != 0) {
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&p->config_lock);
+		return err_set(-EBUSY, "volume %s/%s is being rolled back", p->name, name);
+	}
 	if (v != NULL)
 		v->refs++;
 	pthread_mutex_unlock(&p->lock);

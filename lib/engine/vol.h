@@ -73,6 +73,7 @@ struct volume {
 	uint64_t unique;       /* snapshot: bytes only it references */
 	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
 	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
+	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
@@ -110,6 +111,7 @@ int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
 void snap_attach(ce_pool *p, volume *s, uint64_t t);
 int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
+int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)

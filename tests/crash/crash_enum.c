@@ -11,6 +11,7 @@
  *   L  one 64 KiB write of blocks 0-15 (logged in place: its data goes to
  *      free sectors and the log record points to it)
  *   P  snapshot create "v@p<i>"     D  destroy the newest snapshot left
+ *   R  roll the volume back to the newest snapshot left
  * After a crash every snapshot that exists must hold exactly the volume as
  * it was at its create (whole or not at all); an acknowledged create must
  * exist, an acknowledged destroy must not.
@@ -39,8 +40,8 @@
 
 #define NBLK 16
 #define BS 4096
-enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_P, OP_D, OP_N };
-static const char opname[] = "WTZFSLPD";
+enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_P, OP_D, OP_R, OP_N };
+static const char opname[] = "WTZFSLPDR";
 
 /* What the last run did with snapshots: acked ops, and which P each D destroyed. */
 static int g_acked[16];
@@ -55,13 +56,23 @@ typedef struct op {
 static int
 touches(const op *o, int b)
 {
+	if (o->kind == OP_R)
+		return 1; /* a rollback sets every block (when it had a target) */
 	return o->kind == OP_L || (o->kind != OP_S && o->kind != OP_P && o->kind != OP_D && o->blk == b);
 }
 
+/* What op i leaves in block b: 0 zeros, i+1 its pattern; a rollback, the value at its snapshot. */
 static int
-value_of(const op *o, int i)
+value_at(const op *ops, int i, int b)
 {
-	return (o->kind == OP_W || o->kind == OP_F || o->kind == OP_L) ? i + 1 : 0;
+	if (ops[i].kind == OP_R) {
+		int k = g_dtarget[i], v = 0;
+		for (int j = 0; j < k; j++)
+			if (touches(&ops[j], b) && (ops[j].kind != OP_R || g_dtarget[j] >= 0))
+				v = value_at(ops, j, b);
+		return v;
+	}
+	return (ops[i].kind == OP_W || ops[i].kind == OP_F || ops[i].kind == OP_L) ? i + 1 : 0;
 }
 
 
@@ -150,6 +161,17 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 				stack[nstack++] = i;
 			break;
 		}
+		case OP_R:
+			if (nstack > 0) {
+				char nm[32];
+				g_dtarget[i] = stack[nstack - 1];
+				snprintf(nm, sizeof(nm), "v@p%d", stack[nstack - 1]);
+				ce_vol_close(v);
+				r = ce_vol_rollback(p, nm, 0);
+				if (ce_vol_open(p, "v", &v) != 0)
+					v = NULL; /* the crash came during the rollback: nothing more runs */
+			}
+			break;
 		case OP_D:
 			if (nstack > 0) {
 				char nm[32];
@@ -161,13 +183,16 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 			}
 			break;
 		}
-		acked[i] = g_acked[i] = r == 0;
-		/* F, S flush; P and D commit a txg, which makes everything before them durable */
+		acked[i] = g_acked[i] = r == 0 && v != NULL;
+		if (v == NULL)
+			break;
+		/* F, S flush; P, D and R commit a txg, which makes everything before them durable */
 		if (r == 0 && (ops[i].kind == OP_F || ops[i].kind == OP_S || ops[i].kind == OP_P ||
-		    (ops[i].kind == OP_D && g_dtarget[i] >= 0)))
+		    ((ops[i].kind == OP_D || ops[i].kind == OP_R) && g_dtarget[i] >= 0)))
 			durable = i;
 	}
-	ce_vol_close(v);
+	if (v != NULL)
+		ce_vol_close(v);
 	ce_pool_abandon(p);
 	return durable;
 }
@@ -262,12 +287,13 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		 */
 		int base = 0;
 		for (int i = 0; i <= durable; i++)
-			if (touches(&ops[i], b) && g_acked[i])
-				base = value_of(&ops[i], i);
+			if (touches(&ops[i], b) && g_acked[i] && (ops[i].kind != OP_R || g_dtarget[i] >= 0))
+				base = value_at(ops, i, b);
 		int ok = tag == base;
 		for (int i = 0; i < n && !ok; i++)
-			if (touches(&ops[i], b) && (i > durable || !g_acked[i]))
-				ok = tag == value_of(&ops[i], i);
+			if (touches(&ops[i], b) && (i > durable || !g_acked[i]) &&
+			    (ops[i].kind != OP_R || g_dtarget[i] >= 0))
+				ok = tag == value_at(ops, i, b);
 		if (!ok) {
 			char what[64];
 			if (tag == -2)
@@ -312,8 +338,8 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			uint8_t buf[BS];
 			int want = 0;
 			for (int i = 0; i < k; i++)
-				if (touches(&ops[i], b))
-					want = value_of(&ops[i], i);
+				if (touches(&ops[i], b) && (ops[i].kind != OP_R || g_dtarget[i] >= 0))
+					want = value_at(ops, i, b);
 			int r = ce_vol_read(sv, buf, BS, (uint64_t)b * BS);
 			if (r != 0 || tag_of(buf, b, n) != want)
 				why = "is not whole: a block differs from the volume at its instant";
@@ -470,10 +496,10 @@ main(int argc, char **argv)
 		 */
 		static const op alpha1[] = { { OP_W, 0 }, { OP_T, 0 }, { OP_Z, 1 }, { OP_F, 1 }, { OP_S, 0 } };
 		static const op alpha2[] = { { OP_L, 0 }, { OP_W, 0 }, { OP_F, 1 }, { OP_S, 0 } };
-		static const op alpha3[] = { { OP_P, 0 }, { OP_D, 0 }, { OP_W, 0 }, { OP_T, 0 } };
+		static const op alpha3[] = { { OP_P, 0 }, { OP_D, 0 }, { OP_R, 0 }, { OP_W, 0 }, { OP_T, 0 } };
 		for (int set = 0; set < 3 && !bad; set++) {
 		const op *alphabet = set == 0 ? alpha1 : set == 1 ? alpha2 : alpha3;
-		const int na = set == 0 ? 5 : 4;
+		const int na = set == 1 ? 4 : 5;
 		for (int len = 1; len <= maxops && !bad; len++) {
 			int idx[8] = { 0 };
 			for (;;) {

@@ -6,7 +6,9 @@
 # volume; qemu-img compare and nbdcopy against the data written before the
 # snapshot, before and after a caskd restart; nbdinfo --list shows it;
 # cask snap list / vol get report the space; the CLI's errors; destroy
-# order (a volume with snapshots is refused); cask-debug check clean.
+# order (a volume with snapshots is refused); rollback (with -r past a
+# newer snapshot) makes the volume equal to the snapshot again;
+# cask-debug check clean.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 need qemu-img
@@ -82,6 +84,14 @@ expect_fail 2 "not a snapshot" $CASK snap list tank/v@s1
 stop_caskd
 start_caskd
 qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v@s1" || fail "snapshot differs after a restart"
+
+# rollback: a newer snapshot refuses it, -r destroys that one too
+$CASK snap create tank/v@s2
+expect_fail 1 "newer" $CASK vol rollback tank/v@s1
+expect_fail 2 "one snapshot" $CASK vol rollback tank/v
+$CASK vol rollback -r tank/v@s1
+[ -z "$($CASK snap list -H tank/v | grep s2)" ] || fail "rollback -r left the newer snapshot"
+qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v" || fail "the volume is not what the snapshot recorded after rollback"
 $CASK snap destroy tank/v@s1 tank/w@s1
 [ -z "$($CASK snap list -H tank)" ] || fail "snapshots left after destroy"
 $CASK vol destroy tank/v

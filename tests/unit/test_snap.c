@@ -150,7 +150,33 @@ main(int argc, char **argv)
 	CHECK(i2.used >= 16 * BS);
 	CHECK(snap_info(p, "v@s1").used == i1.used);
 
+	/* rollback: to s2 (the newest) directly; to s1 only with -r (s2 goes) */
+	fill_blocks(v, 40, 8, 3);
+	ce_vol_close(v);
+	OK(ce_pool_sync(p));
+	CHECK_ERR(ce_vol_rollback(p, "v@s1", 0), -EEXIST);
+	printf("rollback past a newer snapshot: %s\n", ce_errmsg());
+	OK(ce_vol_open(p, "v", &v));
+	CHECK_ERR(ce_vol_rollback(p, "v@s2", 0), -EBUSY); /* open */
+	ce_vol_close(v);
+	OK(ce_vol_rollback(p, "v@s2", 0));
+	OK(ce_vol_open(p, "v", &v));
+	for (uint32_t b = 0; b < NB; b++)
+		CHECK(holds(v, b, b < NB / 2 ? 2 : 1));
+	OK(ce_vol_info_get(p, "v", &vi));
+	CHECK(vi.written == 0 && vi.nsnapshots == 2);
+	fill_blocks(v, 0, 4, 4); /* writes after a rollback go on as usual */
+	CHECK(holds(v, 0, 4) && holds(v, 4, 2));
+	ce_vol_close(v);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	CHECK(holds(v, 0, 4) && holds(v, 5, 2) && holds(v, 40, 1));
+
 	/* destroy s1: frees what only it held (the first half's old blocks) */
+	OK(ce_pool_sync(p));
+	i2 = snap_info(p, "v@s2");
 	OK(ce_pool_stat_get(p, &st));
 	uint64_t before = st.allocated;
 	OK(ce_snap_destroy(p, "v@s1"));

@@ -5,7 +5,8 @@
  *
  * Two volumes of 256 blocks. Random operations: writes and trims of 1-8
  * blocks, snapshot create (of one or both volumes at one instant),
- * snapshot destroy, txg sync, FLUSH + abandon + import (a crash after a
+ * snapshot destroy, rollback (to the newest snapshot, or with -r to an
+ * older one, destroying the newer), txg sync, FLUSH + abandon + import (a crash after a
  * flush), export + cask-debug check + import. An in-memory model holds
  * every volume's and every snapshot's contents (a generation number per
  * block); after every operation one random volume or snapshot is read
@@ -28,6 +29,7 @@
 typedef struct msnap {
 	char name[64];
 	int vol;
+	long op;        /* creation order */
 	uint32_t gen[NB];
 } msnap;
 
@@ -179,6 +181,7 @@ main(int argc, char **argv)
 				msnap *m = &snaps[nsnaps + cnt];
 				snprintf(m->name, sizeof(m->name), "%s", nm[cnt]);
 				m->vol = k;
+				m->op = op;
 				memcpy(m->gen, cur[k], sizeof(m->gen));
 				cnt++;
 			}
@@ -190,6 +193,28 @@ main(int argc, char **argv)
 			OK(ce_snap_destroy(p, snaps[k].name));
 			snaps[k] = snaps[--nsnaps];
 			counts[3]++;
+		} else if (kind < 77 && nsnaps > 0) { /* rollback to a snapshot of v (-r if not the newest) */
+			int k = -1, newer = 0;
+			for (int i = 0; i < nsnaps; i++)
+				if (snaps[i].vol == v && (k < 0 || (t_rand(&s) & 1)))
+					k = i;
+			if (k >= 0) {
+				for (int i = 0; i < nsnaps; i++)
+					newer += snaps[i].vol == v && snaps[i].op > snaps[k].op;
+				ce_vol_close(h[v]);
+				if (newer > 0)
+					CHECK_ERR(ce_vol_rollback(p, snaps[k].name, 0), -EEXIST);
+				OK(ce_vol_rollback(p, snaps[k].name, newer ? CE_ROLLBACK_DESTROY_LATER : 0));
+				memcpy(cur[v], snaps[k].gen, sizeof(cur[v]));
+				long kop = snaps[k].op;
+				for (int i = 0; i < nsnaps;)
+					if (snaps[i].vol == v && snaps[i].op > kop)
+						snaps[i] = snaps[--nsnaps];
+					else
+						i++;
+				OK(ce_vol_open(p, vname[v], &h[v]));
+				counts[7]++;
+			}
 		} else if (kind < 82) {
 			OK(ce_pool_sync(p));
 			counts[4]++;
@@ -226,9 +251,9 @@ main(int argc, char **argv)
 			verify_all(p);
 	}
 	verify_all(p);
-	printf("ops: %ld writes, %ld trims, %ld snapshot creates, %ld destroys, %ld syncs, "
+	printf("ops: %ld writes, %ld trims, %ld snapshot creates, %ld destroys, %ld rollbacks, %ld syncs, "
 	    "%ld flush+abandon+import, %ld export+check+import; %d snapshots left\n", counts[0],
-	    counts[1], counts[2], counts[3], counts[4], counts[5], counts[6], nsnaps);
+	    counts[1], counts[2], counts[3], counts[7], counts[4], counts[5], counts[6], nsnaps);
 	/* everything goes: the pool returns to its empty allocation */
 	while (nsnaps > 0)
 		OK(ce_snap_destroy(p, snaps[--nsnaps].name));
