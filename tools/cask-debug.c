@@ -291,8 +291,12 @@ cmd_check(int argc, char **argv)
 			continue;
 		volume *chain[4096];
 		size_t nc = 0;
-		for (volume *s = h; s != NULL && nc < 4096; s = s->prev)
+		for (volume *s = h; s != NULL && nc < 4096; s = s->prev) {
+			/* a clone's origin is walked with its own volume */
+			if (s != h && (!s->is_snap || s->head != h))
+				break;
 			chain[nc++] = s;
+		}
 		for (size_t k = nc; k-- > 0;) {
 			volume *v = chain[k];
 			snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
@@ -309,37 +313,55 @@ cmd_check(int argc, char **argv)
 				    ", the tree holds used %" PRId64 " logical %" PRId64 "\n", what, v->used,
 				    v->logical, c.used, c.logical);
 			}
-			/* its dead list: blocks an older dataset owns, each once; its object is metadata */
-			uint64_t bytes = 0;
-			for (uint64_t e = 0; e < v->dl.n; e++) {
-				const bp_phys *bp = &v->dl.e[e];
-				uint64_t s0 = (bp->bp_offset - VDEV_DATA_START) / CE_SECTOR;
-				uint64_t key = (s0 << 8) | bp->bp_vdev;
-				bytes += bp_asize(bp);
-				if (bp->bp_vdev >= p->nvdevs || bp->bp_offset < VDEV_DATA_START ||
-				    s0 + bp_asize(bp) / CE_SECTOR > p->vds[bp->bp_vdev].nsectors) {
-					problem(&c, bp, e, "dead list entry outside the data area");
-					continue;
-				}
-				if (htab_get(&dead, key) != NULL)
-					problem(&c, bp, e, "on a dead list twice");
-				htab_put(&dead, key, (void *)1);
-				if (v->prev == NULL || bp->bp_birth > v->prev_txg)
-					problem(&c, bp, e, "on the dead list but born after the older dataset");
-				for (uint64_t sct = s0; sct < s0 + bp_asize(bp) / CE_SECTOR; sct++)
-					if (!(c.refd[bp->bp_vdev][sct >> 6] & (1ull << (sct & 63))))
-						problem(&c, bp, e, "dead list entry: sector %" PRIu64 " is owned by no "
-						    "older dataset", sct);
-			}
-			if (bytes != v->dl.bytes) {
-				c.problems++;
-				printf("PROBLEM %s: dead list says %" PRIu64 " bytes, its entries hold %" PRIu64
-				    "\n", what, v->dl.bytes, bytes);
-			}
 			snprintf(what, sizeof(what), "dead list of %s/%s", p->name, v->name);
 			cowtree_walk(p, &v->dl.tree, check_visit, &c);
 			nvols++;
 		}
+	}
+	/*
+	 * Dead lists, once every chain is walked (a clone's entries are its
+	 * origin's blocks). A block is on at most one dead list per chain (a
+	 * volume and a clone may both have dropped a block their origin holds).
+	 */
+	for (size_t hi = 0; hi < p->nvols; hi++) {
+	volume *h = p->vols[hi];
+	if (h->is_snap)
+		continue;
+	htab_clear(&dead);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if ((v->is_snap ? v->head : v) != h)
+			continue;
+		snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
+		c.what = what;
+		/* its dead list: blocks an older dataset owns, each once; its object is metadata */
+		uint64_t bytes = 0;
+		for (uint64_t e = 0; e < v->dl.n; e++) {
+			const bp_phys *bp = &v->dl.e[e];
+			uint64_t s0 = (bp->bp_offset - VDEV_DATA_START) / CE_SECTOR;
+			uint64_t key = (s0 << 8) | bp->bp_vdev;
+			bytes += bp_asize(bp);
+			if (bp->bp_vdev >= p->nvdevs || bp->bp_offset < VDEV_DATA_START ||
+			    s0 + bp_asize(bp) / CE_SECTOR > p->vds[bp->bp_vdev].nsectors) {
+				problem(&c, bp, e, "dead list entry outside the data area");
+				continue;
+			}
+			if (htab_get(&dead, key) != NULL)
+				problem(&c, bp, e, "on a dead list twice");
+			htab_put(&dead, key, (void *)1);
+			if (v->prev == NULL || bp->bp_birth > v->prev_txg)
+				problem(&c, bp, e, "on the dead list but born after the older dataset");
+			for (uint64_t sct = s0; sct < s0 + bp_asize(bp) / CE_SECTOR; sct++)
+				if (!(c.refd[bp->bp_vdev][sct >> 6] & (1ull << (sct & 63))))
+				problem(&c, bp, e, "dead list entry: sector %" PRIu64 " is owned by no "
+				    "older dataset", sct);
+		}
+		if (bytes != v->dl.bytes) {
+			c.problems++;
+			printf("PROBLEM %s: dead list says %" PRIu64 " bytes, its entries hold %" PRIu64
+			    "\n", what, v->dl.bytes, bytes);
+		}
+	}
 	}
 	htab_fini(&dead);
 	/* The intent log region owns its sectors. */

@@ -172,6 +172,7 @@ typedef struct ce_vol_info {
 	unsigned nsnapshots;
 	uint64_t usedbysnapshots; /* bytes only its snapshots reference (freed if all were destroyed) */
 	uint64_t written;         /* bytes written since its newest snapshot (all, without one) */
+	char origin[256];         /* a clone: the snapshot it was cloned from; else "" */
 } ce_vol_info;
 
 /*
@@ -200,6 +201,8 @@ int ce_snap_destroy(ce_pool *p, const char *name);
  * destroys them in the same txg. The volume must not be open (-EBUSY).
  */
 enum { CE_ROLLBACK_DESTROY_LATER = 1 };
+/* A new writable volume NEW that starts as VOL@SNAP and shares its blocks (O(1)). */
+int ce_vol_clone(ce_pool *p, const char *snapname, const char *newname);
 int ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags);
 /* vol NULL: every volume's; sorted by volume, then txg. */
 int ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count);

@@ -155,8 +155,39 @@ snap_kill(void *arg, const bp_phys *bp)
 {
 	volume *h = arg;
 	dl_append(&h->dl, bp);
-	if (h->prev != NULL && bp->bp_birth > h->prev->prev_txg)
+	/* a clone's origin belongs to another volume: what the clone drops is not its own */
+	if (h->prev != NULL && h->prev->head == h && bp->bp_birth > h->prev->prev_txg)
 		h->prev->unique += bp_asize(bp);
+}
+
+/* A destroyed clone releases what its origin still holds: nothing to do with it. */
+static void
+kill_forget(void *arg, const bp_phys *bp)
+{
+	(void)arg;
+	(void)bp;
+}
+
+/* Datasets (volumes and their snapshots) cloned from snapshot s. */
+unsigned
+snap_clones(ce_pool *p, const volume *s)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (v->prev == s && v->destroy_txg == 0 && (v->is_snap ? v->head != s->head : v != s->head))
+			n++;
+	}
+	return n;
+}
+
+void
+snap_doomed_acct(volume *v, ct_acct *acct)
+{
+	if (v->prev != NULL) {
+		acct->kill = kill_forget;
+		acct->keep_txg = v->prev_txg;
+	}
 }
 
 /* The dataset whose prev is s: a newer snapshot or the volume. */
@@ -313,7 +344,8 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	n->prev = s->prev;
 	n->prev_txg = s->prev_txg;
 	pthread_mutex_unlock(&n->lock);
-	if (n->prev != NULL)
+	volume *owner = n->is_snap ? n->head : n;
+	if (n->prev != NULL && n->prev->head == owner) /* not a clone's origin */
 		n->prev->unique = unique_of(n->prev, n);
 	if (n->is_snap)
 		n->unique = unique_of(n, snap_successor(p, n));
@@ -393,6 +425,46 @@ snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 }
 
 /* ---- public ---- */
+
+int
+ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
+{
+	err_clear();
+	if (newname == NULL || !vol_name_valid(newname))
+		return err_set(-EINVAL, "bad volume name '%s'", newname ? newname : "");
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *s = snapname != NULL ? vol_find(p, snapname) : NULL;
+	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0 || s->destroy_txg != 0) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname ? snapname : "");
+	}
+	if (vol_find(p, newname) != NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
+	}
+	/* A writable volume that starts as the snapshot's tree and shares its blocks. */
+	volume *c = vol_alloc(p);
+	snprintf(c->name, sizeof(c->name), "%s", newname);
+	c->guid = util_random64();
+	c->size = s->size;
+	c->bs = s->bs;
+	c->compress = s->head->compress;
+	c->checksum = s->head->checksum;
+	c->sync = s->head->sync;
+	c->create_txg = p->open_txg;
+	c->ctime = (uint64_t)time(NULL);
+	c->tree = s->tree;
+	c->used = s->used;
+	c->logical = s->logical;
+	c->want_levels = MAX(s->tree.levels, cowtree_levels_for(c->size / c->bs));
+	c->prev = s;
+	c->prev_txg = s->create_txg;
+	c->written = 0;
+	vol_add(p, c);
+	return vol_mgmt_commit(p);
+}
 
 int
 ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
@@ -529,6 +601,12 @@ ce_snap_destroy(ce_pool *p, const char *name)
 		vol_mgmt_abort(p);
 		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, name,
 		    s->refs > 0 ? "open" : "still being taken");
+	}
+	unsigned nc = snap_clones(p, s);
+	if (nc > 0) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "snapshot %s/%s is the origin of %u clone%s: destroy them first",
+		    p->name, name, nc, nc == 1 ? "" : "s");
 	}
 	s->destroy_txg = p->open_txg;
 	return vol_mgmt_commit(p);

@@ -975,7 +975,15 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	if (v->snap.doomed) {
 		cowtree ts = v->tree;
 		pthread_mutex_unlock(&v->lock);
+		ct_acct dacct = { 0 };
+		snap_doomed_acct(v, &dacct); /* a clone: what its origin holds stays */
+		acct = dacct;
 		err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
+		if (err != 0)
+			return err;
+		/* a clone's dead list (blocks its origin holds) goes with it: only its object is freed */
+		ct_acct meta = { 0 };
+		err = cowtree_free_range(p, &v->dl.tree, t, 0, cowtree_capacity(v->dl.tree.levels), &meta);
 		if (err != 0)
 			return err;
 		pthread_mutex_lock(&v->lock);
@@ -1432,6 +1440,12 @@ fill_info(volume *v, ce_vol_info *out)
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
 	out->written = v->is_snap ? 0 : v->written;
+	/* a clone's chain reaches into another volume's: its origin */
+	for (volume *s = v->is_snap ? NULL : v->prev; s != NULL; s = s->prev)
+		if (s->head != v) {
+			snprintf(out->origin, sizeof(out->origin), "%s", s->name);
+			break;
+		}
 	ce_pool *p = v->pool;
 	for (size_t i = 0; !v->is_snap && i < p->nvols; i++) {
 		volume *s = p->vols[i];

@@ -112,6 +112,8 @@ int snap_link_all(ce_pool *p);
 void snap_attach(ce_pool *p, volume *s, uint64_t t);
 int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
 int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
+unsigned snap_clones(ce_pool *p, const volume *s);
+void snap_doomed_acct(volume *v, ct_acct *acct);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)

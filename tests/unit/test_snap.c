@@ -174,6 +174,46 @@ main(int argc, char **argv)
 	OK(ce_vol_open(p, "v", &v));
 	CHECK(holds(v, 0, 4) && holds(v, 5, 2) && holds(v, 40, 1));
 
+	/* a clone of s2: writable, shares s2's blocks, keeps s2 alive */
+	OK(ce_vol_clone(p, "v@s2", "c"));
+	CHECK_ERR(ce_vol_clone(p, "v@s2", "c"), -EEXIST);
+	CHECK_ERR(ce_vol_clone(p, "v@nosuch", "c2"), -ENOENT);
+	OK(ce_vol_info_get(p, "c", &vi));
+	CHECK(strcmp(vi.origin, "v@s2") == 0 && vi.written == 0);
+	ce_vol *cl;
+	OK(ce_vol_open(p, "c", &cl));
+	for (uint32_t b = 0; b < NB; b++)
+		CHECK(holds(cl, b, b < NB / 2 ? 2 : 1));
+	fill_blocks(cl, 8, 8, 5);
+	CHECK(holds(cl, 8, 5) && holds(v, 8, 2));
+	ce_vol_close(cl);
+	CHECK_ERR(ce_snap_destroy(p, "v@s2"), -EBUSY);
+	printf("destroy an origin: %s\n", ce_errmsg());
+	const char *cs[] = { "c@x" };
+	OK(ce_snap_create(p, cs, 1, errs));
+	OK(ce_vol_open(p, "c", &cl));
+	fill_blocks(cl, 0, 4, 6);
+	ce_vol_close(cl);
+	OK(ce_pool_sync(p));
+	ce_vol_close(v);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	OK(ce_vol_open(p, "c@x", &cl));
+	CHECK(holds(cl, 8, 5) && holds(cl, 0, 2) && holds(cl, 40, 1));
+	ce_vol_close(cl);
+	OK(ce_snap_destroy(p, "c@x"));
+	OK(ce_vol_destroy(p, "c"));
+	OK(ce_pool_sync(p));
+	ce_vol_close(v);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	for (uint32_t b = 0; b < 4; b++)
+		CHECK(holds(v, b, 4));
+
 	/* destroy s1: frees what only it held (the first half's old blocks) */
 	OK(ce_pool_sync(p));
 	i2 = snap_info(p, "v@s2");

@@ -5,8 +5,10 @@
  *
  * Two volumes of 256 blocks. Random operations: writes and trims of 1-8
  * blocks, snapshot create (of one or both volumes at one instant),
- * snapshot destroy, rollback (to the newest snapshot, or with -r to an
- * older one, destroying the newer), txg sync, FLUSH + abandon + import (a crash after a
+ * snapshot destroy (refused for a clone's origin), rollback (to the
+ * newest snapshot, or with -r to an older one), clone of a snapshot into
+ * a new volume (up to two) and its destroy (refused while it has
+ * snapshots), txg sync, FLUSH + abandon + import (a crash after a
  * flush), export + cask-debug check + import. An in-memory model holds
  * every volume's and every snapshot's contents (a generation number per
  * block); after every operation one random volume or snapshot is read
@@ -23,7 +25,7 @@
 
 #define BS 4096u
 #define NB 256u
-#define NVOL 2
+#define MAXV 4      /* a, b and up to two clones */
 #define MAXSNAP 64
 
 typedef struct msnap {
@@ -33,16 +35,20 @@ typedef struct msnap {
 	uint32_t gen[NB];
 } msnap;
 
-static uint32_t cur[NVOL][NB];
+static uint32_t cur[MAXV][NB];
 static msnap snaps[MAXSNAP];
 static int nsnaps;
 static uint32_t gen_next = 1;
-static const char *vname[NVOL] = { "a", "b" };
+static char vname[MAXV][32] = { "a", "b" };
+static int alive[MAXV] = { 1, 1 };
+static char origin[MAXV][64];   /* a clone's origin snapshot */
+static ce_vol *h[MAXV];
 
 static void
 pattern(uint8_t *b, int vol, uint32_t blk, uint32_t gen)
 {
-	t_fill(b, BS, ((uint64_t)gen << 20) | ((uint64_t)vol << 16) | blk);
+	(void)vol; /* generations are unique across volumes (clones share them) */
+	t_fill(b, BS, ((uint64_t)gen << 20) | blk);
 	memcpy(b, &gen, 4);
 }
 
@@ -50,10 +56,10 @@ pattern(uint8_t *b, int vol, uint32_t blk, uint32_t gen)
 static int
 verify(ce_pool *p, const char *name, int vol, const uint32_t *gens)
 {
-	ce_vol *h;
-	OK(ce_vol_open(p, name, &h));
+	ce_vol *dh;
+	OK(ce_vol_open(p, name, &dh));
 	uint8_t *buf = malloc(NB * BS), want[BS];
-	OK(ce_vol_read(h, buf, NB * BS, 0));
+	OK(ce_vol_read(dh, buf, NB * BS, 0));
 	int bad = 0;
 	for (uint32_t b = 0; b < NB; b++) {
 		if (gens[b] == 0)
@@ -68,7 +74,7 @@ verify(ce_pool *p, const char *name, int vol, const uint32_t *gens)
 		}
 	}
 	free(buf);
-	ce_vol_close(h);
+	ce_vol_close(dh);
 	return bad;
 }
 
@@ -76,8 +82,9 @@ static void
 verify_all(ce_pool *p)
 {
 	int bad = 0;
-	for (int v = 0; v < NVOL; v++)
-		bad += verify(p, vname[v], v, cur[v]);
+	for (int v = 0; v < MAXV; v++)
+		if (alive[v])
+			bad += verify(p, vname[v], v, cur[v]);
 	for (int i = 0; i < nsnaps; i++)
 		bad += verify(p, snaps[i].name, snaps[i].vol, snaps[i].gen);
 	CHECK(bad == 0);
@@ -87,7 +94,9 @@ verify_all(ce_pool *p)
 	size_t n;
 	OK(ce_snap_list(p, NULL, &l, &n));
 	CHECK((int)n == nsnaps);
-	for (int v = 0; v < NVOL; v++) {
+	for (int v = 0; v < MAXV; v++) {
+		if (!alive[v])
+			continue;
 		ce_vol_info vi;
 		OK(ce_vol_info_get(p, vname[v], &vi));
 		uint64_t sum = 0;
@@ -100,6 +109,7 @@ verify_all(ce_pool *p)
 		for (uint32_t b = 0; b < NB; b++)
 			data += cur[v][b] != 0 ? BS : 0;
 		CHECK(vi.logical == data);
+		CHECK(strcmp(vi.origin, origin[v]) == 0);
 	}
 	for (size_t i = 0; i < n; i++) {
 		for (int k = 0; k < nsnaps; k++) {
@@ -143,17 +153,18 @@ main(int argc, char **argv)
 	OK(ce_pool_stat_get(p, &empty));
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	pr.compress = CE_COMPRESS_OFF;
-	ce_vol *h[NVOL];
-	for (int v = 0; v < NVOL; v++) {
+	for (int v = 0; v < 2; v++) {
 		OK(ce_vol_create(p, vname[v], NB * BS, &pr));
 		OK(ce_vol_open(p, vname[v], &h[v]));
 	}
 	uint64_t s = seed | 1;
-	long counts[8] = { 0 };
+	long counts[10] = { 0 };
 	uint8_t *buf = malloc(8 * BS);
 	for (long op = 0; op < nops; op++) {
 		int kind = (int)(t_rand(&s) % 100);
-		int v = (int)(t_rand(&s) % NVOL);
+		int v = (int)(t_rand(&s) % MAXV);
+		while (!alive[v])
+			v = (v + 1) % MAXV;
 		if (kind < 40) { /* write */
 			uint32_t n = 1 + (uint32_t)(t_rand(&s) % 8), b0 = (uint32_t)(t_rand(&s) % (NB - n));
 			for (uint32_t i = 0; i < n; i++) {
@@ -173,8 +184,8 @@ main(int argc, char **argv)
 			const char *names[2];
 			char nm[2][64];
 			int cnt = 0, errs[2];
-			for (int k = 0; k < NVOL; k++) {
-				if (!both && k != v)
+			for (int k = 0; k < MAXV && cnt < 2; k++) {
+				if (!alive[k] || (!both && k != v))
 					continue;
 				snprintf(nm[cnt], sizeof(nm[cnt]), "%s@s%ld", vname[k], op);
 				names[cnt] = nm[cnt];
@@ -188,17 +199,28 @@ main(int argc, char **argv)
 			OK(ce_snap_create(p, names, (size_t)cnt, errs));
 			nsnaps += cnt;
 			counts[2]++;
-		} else if (kind < 72 && nsnaps > 0) { /* snapshot destroy */
-			int k = (int)(t_rand(&s) % (uint64_t)nsnaps);
-			OK(ce_snap_destroy(p, snaps[k].name));
-			snaps[k] = snaps[--nsnaps];
-			counts[3]++;
+		} else if (kind < 72 && nsnaps > 0) { /* snapshot destroy (an origin refuses) */
+			int k = (int)(t_rand(&s) % (uint64_t)nsnaps), is_origin = 0;
+			for (int c = 0; c < MAXV; c++)
+				is_origin |= alive[c] && strcmp(origin[c], snaps[k].name) == 0;
+			if (is_origin) {
+				CHECK_ERR(ce_snap_destroy(p, snaps[k].name), -EBUSY);
+			} else {
+				OK(ce_snap_destroy(p, snaps[k].name));
+				snaps[k] = snaps[--nsnaps];
+				counts[3]++;
+			}
 		} else if (kind < 77 && nsnaps > 0) { /* rollback to a snapshot of v (-r if not the newest) */
 			int k = -1, newer = 0;
 			for (int i = 0; i < nsnaps; i++)
 				if (snaps[i].vol == v && (k < 0 || (t_rand(&s) & 1)))
 					k = i;
-			if (k >= 0) {
+			int newer_origin = 0;
+			for (int i = 0; k >= 0 && i < nsnaps; i++)
+				for (int c = 0; c < MAXV; c++)
+					newer_origin |= snaps[i].vol == v && snaps[i].op > snaps[k].op && alive[c] &&
+					    strcmp(origin[c], snaps[i].name) == 0;
+			if (k >= 0 && !newer_origin) {
 				for (int i = 0; i < nsnaps; i++)
 					newer += snaps[i].vol == v && snaps[i].op > snaps[k].op;
 				ce_vol_close(h[v]);
@@ -215,34 +237,71 @@ main(int argc, char **argv)
 				OK(ce_vol_open(p, vname[v], &h[v]));
 				counts[7]++;
 			}
-		} else if (kind < 82) {
+		} else if (kind < 80 && nsnaps > 0) { /* clone a snapshot into a free slot */
+			int c = 2;
+			while (c < MAXV && alive[c])
+				c++;
+			if (c < MAXV) {
+				int k = (int)(t_rand(&s) % (uint64_t)nsnaps);
+				snprintf(vname[c], sizeof(vname[c]), "c%ld", op);
+				OK(ce_vol_clone(p, snaps[k].name, vname[c]));
+				memcpy(cur[c], snaps[k].gen, sizeof(cur[c]));
+				snprintf(origin[c], sizeof(origin[c]), "%s", snaps[k].name);
+				alive[c] = 1;
+				OK(ce_vol_open(p, vname[c], &h[c]));
+				counts[8]++;
+			}
+		} else if (kind < 82) { /* destroy a clone (refused while it has snapshots) */
+			int c = 2 + (int)(t_rand(&s) % 2), has = 0;
+			for (int i = 0; alive[c] && i < nsnaps; i++)
+				has |= snaps[i].vol == c;
+			if (alive[c]) {
+				ce_vol_close(h[c]);
+				if (has) {
+					CHECK_ERR(ce_vol_destroy(p, vname[c]), -EBUSY);
+					OK(ce_vol_open(p, vname[c], &h[c]));
+				} else {
+					OK(ce_vol_destroy(p, vname[c]));
+					alive[c] = 0;
+					origin[c][0] = '\0';
+					counts[9]++;
+				}
+			}
+		} else if (kind < 84) {
 			OK(ce_pool_sync(p));
 			counts[4]++;
 		} else if (kind < 90) { /* crash after a flush: the log replays */
-			for (int k = 0; k < NVOL; k++) {
+			for (int k = 0; k < MAXV; k++) {
+				if (!alive[k])
+					continue;
 				OK(ce_vol_flush(h[k]));
 				ce_vol_close(h[k]);
 			}
 			ce_pool_abandon(p);
 			OK(ce_pool_import(&path, 1, &o, &p));
-			for (int k = 0; k < NVOL; k++)
-				OK(ce_vol_open(p, vname[k], &h[k]));
+			for (int k = 0; k < MAXV; k++)
+				if (alive[k])
+					OK(ce_vol_open(p, vname[k], &h[k]));
 			counts[5]++;
 		} else if (kind < 93) { /* export, check, import */
-			for (int k = 0; k < NVOL; k++)
-				ce_vol_close(h[k]);
+			for (int k = 0; k < MAXV; k++)
+				if (alive[k])
+					ce_vol_close(h[k]);
 			OK(ce_pool_export(p));
 			CHECK(t_debug_check(argv[0], path, NULL) == 0);
 			OK(ce_pool_import(&path, 1, &o, &p));
-			for (int k = 0; k < NVOL; k++)
-				OK(ce_vol_open(p, vname[k], &h[k]));
+			for (int k = 0; k < MAXV; k++)
+				if (alive[k])
+					OK(ce_vol_open(p, vname[k], &h[k]));
 			counts[6]++;
 		}
 		/* one dataset after every operation, all of them every 25 */
-		int pick = (int)(t_rand(&s) % (uint64_t)(NVOL + nsnaps));
-		int bad = pick < NVOL ? verify(p, vname[pick], pick, cur[pick])
-				      : verify(p, snaps[pick - NVOL].name, snaps[pick - NVOL].vol,
-					    snaps[pick - NVOL].gen);
+		int pick = (int)(t_rand(&s) % (uint64_t)(MAXV + nsnaps));
+		while (pick < MAXV && !alive[pick])
+			pick = (pick + 1) % MAXV;
+		int bad = pick < MAXV ? verify(p, vname[pick], pick, cur[pick])
+				      : verify(p, snaps[pick - MAXV].name, snaps[pick - MAXV].vol,
+					    snaps[pick - MAXV].gen);
 		if (bad) {
 			printf("op %ld: mismatch (seed %" PRIu64 ")\n", op, seed);
 			CHECK(bad == 0);
@@ -251,13 +310,41 @@ main(int argc, char **argv)
 			verify_all(p);
 	}
 	verify_all(p);
-	printf("ops: %ld writes, %ld trims, %ld snapshot creates, %ld destroys, %ld rollbacks, %ld syncs, "
-	    "%ld flush+abandon+import, %ld export+check+import; %d snapshots left\n", counts[0],
-	    counts[1], counts[2], counts[3], counts[7], counts[4], counts[5], counts[6], nsnaps);
+	printf("ops: %ld writes, %ld trims, %ld snapshot creates, %ld destroys, %ld rollbacks, %ld clones, "
+	    "%ld clone destroys, %ld syncs, %ld flush+abandon+import, %ld export+check+import; %d "
+	    "snapshots left\n", counts[0], counts[1], counts[2], counts[3], counts[7], counts[8], counts[9],
+	    counts[4], counts[5], counts[6], nsnaps);
 	/* everything goes: the pool returns to its empty allocation */
-	while (nsnaps > 0)
-		OK(ce_snap_destroy(p, snaps[--nsnaps].name));
-	for (int k = 0; k < NVOL; k++) {
+	/* in dependency order: clones without snapshots, snapshots nobody cloned, until none is left */
+	for (int progress = 1; progress;) {
+		progress = 0;
+		for (int k = 2; k < MAXV; k++) {
+			int has = 0;
+			for (int i = 0; i < nsnaps; i++)
+				has |= snaps[i].vol == k;
+			if (alive[k] && !has) {
+				ce_vol_close(h[k]);
+				OK(ce_vol_destroy(p, vname[k]));
+				alive[k] = 0;
+				origin[k][0] = '\0';
+				progress = 1;
+			}
+		}
+		for (int i = 0; i < nsnaps;) {
+			int is_origin = 0;
+			for (int c = 0; c < MAXV; c++)
+				is_origin |= alive[c] && strcmp(origin[c], snaps[i].name) == 0;
+			if (!is_origin) {
+				OK(ce_snap_destroy(p, snaps[i].name));
+				snaps[i] = snaps[--nsnaps];
+				progress = 1;
+			} else {
+				i++;
+			}
+		}
+	}
+	CHECK(nsnaps == 0);
+	for (int k = 0; k < 2; k++) {
 		ce_vol_close(h[k]);
 		OK(ce_vol_destroy(p, vname[k]));
 	}
