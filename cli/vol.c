@@ -24,12 +24,15 @@ vol_usage(FILE *f)
 	    "                                      standard; disabled is UNSAFE: flushes do nothing)\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
-	    "                                      snapshots,usedbysnapshots,written)\n"
+	    "                                      snapshots,usedbysnapshots,written,origin)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
 	    "  rename POOL/VOL POOL/NEW            rename within the pool (its snapshots follow)\n"
+	    "  clone POOL/VOL@SNAP POOL/NEW        a new writable volume that starts as the snapshot\n"
+	    "                                      and shares its blocks (the snapshot then cannot\n"
+	    "                                      be destroyed while the clone exists)\n"
 	    "  rollback [-r] POOL/VOL@SNAP         make the volume what the snapshot recorded (data\n"
 	    "                                      and size; not open by clients); -r also destroys\n"
 	    "                                      the snapshots newer than SNAP, else they refuse it\n"
@@ -45,7 +48,7 @@ static const col vol_cols[] = {
 	{ "compression", "COMPRESS", COL_STR }, { "checksum", "CHECKSUM", COL_STR },
 	{ "sync", "SYNC", COL_STR }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
 	{ "snapshots", "SNAPS", COL_NUM }, { "usedbysnapshots", "USEDSNAP", COL_SIZE },
-	{ "written", "WRITTEN", COL_SIZE },
+	{ "written", "WRITTEN", COL_SIZE }, { "origin", "ORIGIN", COL_STR },
 };
 
 static char **
@@ -65,6 +68,7 @@ vol_row(const cask_vol_info *v)
 	r[10] = fmt_u64(v->snapshots);
 	r[11] = fmt_u64(v->usedbysnapshots);
 	r[12] = fmt_u64(v->written);
+	r[13] = xstrdup(v->origin[0] ? v->origin : "-");
 	return r;
 }
 
@@ -278,6 +282,20 @@ vol_rename(int argc, char **argv)
 }
 
 static int
+vol_clone(int argc, char **argv)
+{
+	if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-' || strchr(argv[1], '@') == NULL ||
+	    strchr(argv[2], '@') != NULL)
+		return usage_error("vol clone needs POOL/VOL@SNAP and POOL/NEW");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_clone(c, argv[1], argv[2]) ? cli_fail("vol clone") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
 vol_rollback(int argc, char **argv)
 {
 	int later = 0, i = 1;
@@ -332,6 +350,8 @@ cmd_vol(int argc, char **argv)
 		return vol_rename(argc, argv);
 	if (strcmp(sub, "rollback") == 0)
 		return vol_rollback(argc, argv);
+	if (strcmp(sub, "clone") == 0)
+		return vol_clone(argc, argv);
 	if (strcmp(sub, "destroy") == 0)
 		return vol_destroy(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);

@@ -465,6 +465,11 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "snapshots", json_object_new_int((int)vi->nsnapshots));
 	json_object_object_add(o, "usedbysnapshots", json_object_new_uint64(vi->usedbysnapshots));
 	json_object_object_add(o, "written", json_object_new_uint64(vi->written));
+	if (vi->origin[0] != '\0') {
+		char on[600];
+		snprintf(on, sizeof(on), "%s/%s", pool, vi->origin);
+		json_object_object_add(o, "origin", json_object_new_string(on));
+	}
 	return o;
 }
 
@@ -798,6 +803,31 @@ vol_rollback_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
+static int
+vol_clone_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *nn = arg_str(x->args, "new_name", 1, x->e);
+	if (nn == NULL)
+		return x->e->err;
+	char npool[64];
+	const char *nvol;
+	if (split_name(nn, npool, sizeof(npool), &nvol, x->e) != 0)
+		return x->e->err;
+	if (strcmp(npool, x->pool) != 0)
+		return fail(x->e, err_set(-EINVAL, "a clone lives in its origin's pool (%s, not %s)", x->pool,
+		    npool), "INVALID_ARGUMENT");
+	int err = ce_vol_clone(p, x->vol, nvol);
+	if (err == -ENOENT)
+		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+	if (err == 0)
+		log_msg(LOG_INFO, "%s/%s: cloned from %s/%s", x->pool, nvol, x->pool, x->vol);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+/* vol.clone {"name": "pool/vol@snap", "new_name": "pool/new"} */
+static int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_clone_cb); }
+
 /* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
 static int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
 
@@ -898,6 +928,7 @@ static const struct {
 	{ "snap.destroy", op_snap_destroy },
 	{ "snap.list", op_snap_list },
 	{ "vol.rollback", op_vol_rollback },
+	{ "vol.clone", op_vol_clone },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },

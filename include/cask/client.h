@@ -64,6 +64,7 @@ typedef struct cask_vol_info {
 	unsigned snapshots;          /* how many it has */
 	uint64_t usedbysnapshots;    /* bytes only its snapshots hold */
 	uint64_t written;            /* bytes written since its newest snapshot */
+	char origin[600];            /* a clone: POOL/VOL@SNAP it was cloned from; else "" */
 } cask_vol_info;
 
 typedef struct cask_snap_info {
@@ -124,6 +125,8 @@ int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_
 /* Make POOL/VOL what POOL/VOL@SNAP recorded; newer snapshots are refused
    (HAS_NEWER_SNAPSHOTS) unless destroy_later, which destroys them too. */
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
+/* A writable volume POOL/NEW that starts as POOL/VOL@SNAP (same pool). */
+int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
 
 #ifdef __cplusplus
 }

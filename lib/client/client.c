@@ -468,6 +468,7 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->snapshots = (unsigned)get_u64(o, "snapshots");
 	v->usedbysnapshots = get_u64(o, "usedbysnapshots");
 	v->written = get_u64(o, "written");
+	get_str(o, "origin", v->origin, sizeof(v->origin));
 }
 
 static void
@@ -517,6 +518,15 @@ cask_snap_create(cask_client *c, const char *const *names, size_t n)
 }
 
 int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
+
+int
+cask_vol_clone(cask_client *c, const char *snap, const char *new_name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(snap));
+	json_object_object_add(a, "new_name", json_object_new_string(new_name));
+	return call_void(c, "vol.clone", a);
+}
 
 int
 cask_vol_rollback(cask_client *c, const char *snap, int destroy_later)

@@ -6,7 +6,8 @@
 # volume; qemu-img compare and nbdcopy against the data written before the
 # snapshot, before and after a caskd restart; nbdinfo --list shows it;
 # cask snap list / vol get report the space; the CLI's errors; destroy
-# order (a volume with snapshots is refused); rollback (with -r past a
+# order (a volume with snapshots is refused); a clone (writable, its
+# origin kept and unchanged); rollback (with -r past a
 # newer snapshot) makes the volume equal to the snapshot again;
 # cask-debug check clean.
 source "$(dirname "$0")/lib.sh"
@@ -92,6 +93,17 @@ expect_fail 2 "one snapshot" $CASK vol rollback tank/v
 $CASK vol rollback -r tank/v@s1
 [ -z "$($CASK snap list -H tank/v | grep s2)" ] || fail "rollback -r left the newer snapshot"
 qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v" || fail "the volume is not what the snapshot recorded after rollback"
+# a clone: writable, starts as the snapshot, keeps it from being destroyed
+$CASK vol clone tank/v@s1 tank/c
+[ "$($CASK vol get -H origin tank/c | cut -f3)" = "tank/v@s1" ] || fail "clone origin"
+qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/c" || fail "the clone is not the snapshot"
+head -c $((1 << 20)) /dev/urandom > "$T/b.raw"
+qemu-img convert -n -f raw -O raw "$T/b.raw" "$NBD/tank/c"
+qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v@s1" || fail "writing the clone changed its origin"
+expect_fail 1 "origin" $CASK snap destroy tank/v@s1
+expect_fail 2 "needs" $CASK vol clone tank/v tank/x
+expect_fail 1 "does not exist" $CASK vol clone tank/v@nosuch tank/x
+$CASK vol destroy tank/c
 $CASK snap destroy tank/v@s1 tank/w@s1
 [ -z "$($CASK snap list -H tank)" ] || fail "snapshots left after destroy"
 $CASK vol destroy tank/v
