@@ -45,7 +45,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
-BENCH_BIN = $(BUILD)/bench/engine_bench
+BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench
 CRASH_BIN = $(BUILD)/tests/crash_enum
 
 all: $(ENGINE_LIB) $(CLIENT_LIB) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
@@ -104,6 +104,9 @@ bench: deps all
 sync-bench: deps all
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD)
 
+snap-bench: deps all
+	$(BUILD)/bench/snap_bench --dir $${CASK_BENCH_DIR:-/var/tmp}
+
 crash-soak: all
 	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
 
@@ -116,6 +119,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench sync-bench run stress crash-soak clean
+.PHONY: all deps check bench sync-bench snap-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
