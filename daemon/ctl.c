@@ -553,20 +553,32 @@ vol_resize_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
+/* The "new_name" argument, POOL/VOL in the request's own pool: its VOL part, or NULL (error set). */
+static const char *
+new_name_arg(vctx *x)
+{
+	const char *nn = arg_str(x->args, "new_name", 1, x->e);
+	if (nn == NULL)
+		return NULL;
+	char npool[64];
+	const char *nvol;
+	if (split_name(nn, npool, sizeof(npool), &nvol, x->e) != 0)
+		return NULL;
+	if (strcmp(npool, x->pool) != 0) {
+		fail(x->e, err_set(-EINVAL, "%s: a volume cannot move to another pool (%s -> %s)", nn, x->pool, npool),
+		    "INVALID_ARGUMENT");
+		return NULL;
+	}
+	return nvol;
+}
+
 static int
 vol_rename_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
-	const char *nn = arg_str(x->args, "new_name", 1, x->e);
-	if (nn == NULL)
+	const char *nvol = new_name_arg(x);
+	if (nvol == NULL)
 		return x->e->err;
-	char npool[64];
-	const char *nvol;
-	if (split_name(nn, npool, sizeof(npool), &nvol, x->e) != 0)
-		return x->e->err;
-	if (strcmp(npool, x->pool) != 0)
-		return fail(x->e, err_set(-EINVAL, "a volume cannot move to another pool (%s -> %s)", x->pool, npool),
-		    "INVALID_ARGUMENT");
 	int err = ce_vol_rename(p, x->vol, nvol);
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
@@ -807,16 +819,9 @@ static int
 vol_clone_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
-	const char *nn = arg_str(x->args, "new_name", 1, x->e);
-	if (nn == NULL)
+	const char *nvol = new_name_arg(x); /* a clone lives in its origin's pool */
+	if (nvol == NULL)
 		return x->e->err;
-	char npool[64];
-	const char *nvol;
-	if (split_name(nn, npool, sizeof(npool), &nvol, x->e) != 0)
-		return x->e->err;
-	if (strcmp(npool, x->pool) != 0)
-		return fail(x->e, err_set(-EINVAL, "a clone lives in its origin's pool (%s, not %s)", x->pool,
-		    npool), "INVALID_ARGUMENT");
 	int err = ce_vol_clone(p, x->vol, nvol);
 	if (err == -ENOENT)
 		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
