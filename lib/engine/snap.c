@@ -301,6 +301,7 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	s->prev_txg = h->prev_txg;
 	s->unique = 0;
 	s->snap_txg_pending = 0;
+	s->rec_txg = t;
 	h->prev = s;
 	h->prev_txg = t;
 	h->written = 0;
@@ -343,6 +344,8 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	pthread_mutex_lock(&n->lock);
 	n->prev = s->prev;
 	n->prev_txg = s->prev_txg;
+	if (n->is_snap)
+		n->rec_txg = t;
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;
 	if (n->prev != NULL && n->prev->head == owner) /* not a clone's origin */
@@ -578,6 +581,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		s->ctime = (uint64_t)time(NULL);
 		s->create_txg = t;
 		s->snap_txg_pending = t;
+		s->rec_txg = t;
 		vol_add(p, s);
 	}
 	mos_hdr(p)->mh_version = CE_FORMAT_VERSION; /* older software must not open it */

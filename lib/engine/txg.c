@@ -187,6 +187,10 @@ txg_sync_one(ce_pool *p, uint64_t t)
 			}
 			continue;
 		}
+		/* a snapshot's record is written only when it changed */
+		int snap_changed = v->rec_txg != 0 && v->rec_txg <= t;
+		if (v->is_snap && !snap_changed && !v->dl.changed)
+			continue;
 		err = dl_sync(p, &v->dl, t);
 		if (err == 0) {
 			ds_phys ds;
@@ -196,6 +200,8 @@ txg_sync_one(ce_pool *p, uint64_t t)
 			vol_record(v, &ds);
 			pthread_mutex_unlock(&v->lock);
 			mos_ds_put(p, v->slot, &ds);
+			if (snap_changed)
+				v->rec_txg = 0;
 		}
 	}
 	/* Later passes: MOS and bitmaps until a pass writes nothing. */

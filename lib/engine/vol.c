@@ -130,6 +130,11 @@ void
 vol_capture(volume *v, uint64_t t)
 {
 	v->snap.txg = t;
+	if (v->is_snap && v->rec_txg == 0) {
+		/* an unchanged snapshot: nothing of it is written this txg */
+		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
+		return;
+	}
 	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
 	v->snap.size = v->size;
 	v->snap.compress = v->compress;
@@ -220,6 +225,14 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->load_prev = ds.ds_prev_guid;
 	v->load_head = ds.ds_head_guid;
 	v->prev_txg = ds.ds_prev_txg;
+	v->rec_txg = 0;
+	/* what a record written later (without a full capture) is made of */
+	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
+	v->snap.size = v->size;
+	v->snap.compress = v->compress;
+	v->snap.checksum = v->checksum;
+	v->snap.sync = v->sync;
+	v->snap.want_levels = v->want_levels;
 }
 
 /* Dataset record s: 1 a valid volume, 0 a free slot, -EIO damaged. */
@@ -1321,6 +1334,7 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 			char nn[CE_NAME_MAX + 1];
 			snprintf(nn, sizeof(nn), "%s%s", newname, strchr(s->name, '@'));
 			snprintf(s->name, sizeof(s->name), "%s", nn);
+			s->rec_txg = p->open_txg;
 		}
 	}
 	snprintf(v->name, sizeof(v->name), "%s", newname);

@@ -74,6 +74,7 @@ struct volume {
 	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
 	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
 	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
+	uint64_t rec_txg;          /* snapshot: its record changed in that txg (0: unchanged) */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
