@@ -1,5 +1,5 @@
 /*
- * snap.c -- cask snap create|list|destroy.
+ * snap.c -- cask snap create|list|destroy|rename.
  */
 #include "cli.h"
 #include "util.h"
@@ -20,6 +20,7 @@ snap_usage(FILE *f)
 	    "                                      (fields: name,volume,used,referenced,logical,\n"
 	    "                                      size,txg,creation,guid)\n"
 	    "  destroy POOL/VOL@SNAP...            destroy snapshots, freeing what only they hold\n"
+	    "  rename POOL/VOL@SNAP NEW            rename a snapshot (NEW or POOL/VOL@NEW)\n"
 	    "\n"
 	    "A snapshot is served read-only over NBD as POOL/VOL@SNAP. used: the bytes only\n"
 	    "that snapshot holds (what destroying it frees); referenced: all it references.\n");
@@ -123,6 +124,22 @@ snap_list(int argc, char **argv)
 	return rc;
 }
 
+static int
+snap_rename(int argc, char **argv)
+{
+	if (argc != 3 || argv[2][0] == '-')
+		return usage_error("snap rename needs POOL/VOL@SNAP and NEW");
+	int rc = need_snap_names(2, argv, "rename");
+	if (rc != 0)
+		return rc;
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	rc = cask_snap_rename(c, argv[1], argv[2]) ? cli_fail("snap rename") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
 int
 cmd_snap(int argc, char **argv)
 {
@@ -142,5 +159,7 @@ cmd_snap(int argc, char **argv)
 		return snap_list(argc - 1, argv + 1);
 	if (strcmp(sub, "destroy") == 0)
 		return snap_destroy(argc - 1, argv + 1);
+	if (strcmp(sub, "rename") == 0)
+		return snap_rename(argc - 1, argv + 1);
 	return usage_error("unknown snap command '%s'", sub);
 }

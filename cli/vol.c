@@ -24,7 +24,9 @@ vol_usage(FILE *f)
 	    "                                      standard; disabled is UNSAFE: flushes do nothing)\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
-	    "                                      snapshots,usedbysnapshots,written,origin)\n"
+	    "                                      snapshots,usedbysnapshots,written,origin,\n"
+	    "                                      referenced,usedbydataset; used = usedbydataset +\n"
+	    "                                      usedbysnapshots)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
@@ -49,6 +51,7 @@ static const col vol_cols[] = {
 	{ "sync", "SYNC", COL_STR }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
 	{ "snapshots", "SNAPS", COL_NUM }, { "usedbysnapshots", "USEDSNAP", COL_SIZE },
 	{ "written", "WRITTEN", COL_SIZE }, { "origin", "ORIGIN", COL_STR },
+	{ "referenced", "REFER", COL_SIZE }, { "usedbydataset", "USEDDS", COL_SIZE },
 };
 
 static char **
@@ -69,6 +72,8 @@ vol_row(const cask_vol_info *v)
 	r[11] = fmt_u64(v->usedbysnapshots);
 	r[12] = fmt_u64(v->written);
 	r[13] = xstrdup(v->origin[0] ? v->origin : "-");
+	r[14] = fmt_u64(v->referenced);
+	r[15] = fmt_u64(v->usedbydataset);
 	return r;
 }
 

@@ -459,6 +459,8 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "checksum", json_object_new_string(ce_checksum_name(vi->checksum)));
 	json_object_object_add(o, "sync", json_object_new_string(ce_sync_name(vi->sync)));
 	json_object_object_add(o, "used", json_object_new_uint64(vi->used));
+	json_object_object_add(o, "referenced", json_object_new_uint64(vi->referenced));
+	json_object_object_add(o, "usedbydataset", json_object_new_uint64(vi->usedbydataset));
 	json_object_object_add(o, "logical", json_object_new_uint64(vi->logical));
 	json_object_object_add(o, "create_txg", json_object_new_uint64(vi->create_txg));
 	json_object_object_add(o, "creation", json_object_new_uint64(vi->ctime));
@@ -799,6 +801,25 @@ snap_destroy_cb(ce_pool *p, void *arg)
 
 static int op_snap_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_destroy_cb); }
 
+/* snap.rename {"name": "pool/vol@old", "new_name": "pool/vol@new" | "new"} */
+static int
+snap_rename_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *nn = arg_str(x->args, "new_name", 1, x->e);
+	if (nn == NULL)
+		return x->e->err;
+	const char *slash = strchr(nn, '/');
+	if (slash != NULL && ((size_t)(slash - nn) != strlen(x->pool) || strncmp(nn, x->pool, strlen(x->pool)) != 0))
+		return fail(x->e, err_set(-EINVAL, "%s: a snapshot stays in pool %s", nn, x->pool), "INVALID_ARGUMENT");
+	int err = ce_snap_rename(p, x->vol, slash ? slash + 1 : nn);
+	if (err == -ENOENT)
+		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+	return err ? fail(x->e, err, err == -EEXIST ? "SNAPSHOT_EXISTS" : code_for(err, 1)) : 0;
+}
+
+static int op_snap_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_rename_cb); }
+
 static int
 vol_rollback_cb(ce_pool *p, void *arg)
 {
@@ -932,6 +953,7 @@ static const struct {
 	{ "snap.create", op_snap_create },
 	{ "snap.destroy", op_snap_destroy },
 	{ "snap.list", op_snap_list },
+	{ "snap.rename", op_snap_rename },
 	{ "vol.rollback", op_vol_rollback },
 	{ "vol.clone", op_vol_clone },
 	{ "vol.create", op_vol_create },

@@ -61,6 +61,8 @@ typedef struct cask_vol_info {
 	uint32_t volblocksize;
 	char compression[16], checksum[16], sync[16];
 	uint64_t used, logical, create_txg, creation;
+	uint64_t referenced;         /* bytes its tree references */
+	uint64_t usedbydataset;      /* bytes only the volume references; used = this + usedbysnapshots */
 	unsigned snapshots;          /* how many it has */
 	uint64_t usedbysnapshots;    /* bytes only its snapshots hold */
 	uint64_t written;            /* bytes written since its newest snapshot */
@@ -121,6 +123,8 @@ int cask_vol_set(cask_client *c, const char *name, const char *prop, const char 
    message names each bad one). list: name NULL (all), "POOL" or "POOL/VOL". */
 int cask_snap_create(cask_client *c, const char *const *names, size_t n);
 int cask_snap_destroy(cask_client *c, const char *name);
+/* POOL/VOL@OLD -> POOL/VOL@NEW (new_name may also be just NEW). */
+int cask_snap_rename(cask_client *c, const char *name, const char *new_name);
 int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);
 /* Make POOL/VOL what POOL/VOL@SNAP recorded; newer snapshots are refused
    (HAS_NEWER_SNAPSHOTS) unless destroy_later, which destroys them too. */

@@ -165,7 +165,9 @@ typedef struct ce_vol_info {
 	int compress;
 	int checksum;
 	int sync;
-	uint64_t used;       /* allocated bytes its tree owns (committed) */
+	uint64_t used;       /* usedbydataset + usedbysnapshots: what destroying it and its snapshots frees */
+	uint64_t referenced; /* allocated bytes its tree references (committed) */
+	uint64_t usedbydataset; /* bytes only the volume itself references (= written) */
 	uint64_t logical;    /* logical bytes of its data blocks (committed) */
 	uint64_t create_txg;
 	uint64_t ctime;
@@ -195,6 +197,8 @@ typedef struct ce_snap_info {
 } ce_snap_info;
 int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
 int ce_snap_destroy(ce_pool *p, const char *name);
+/* Rename VOL@OLD to VOL@NEW (same volume; newname may be "NEW" or "VOL@NEW"). */
+int ce_snap_rename(ce_pool *p, const char *name, const char *newname);
 /*
  * Make the volume what snapshot VOL@SNAP recorded (data and size). Newer
  * snapshots make it fail with -EEXIST unless CE_ROLLBACK_DESTROY_LATER

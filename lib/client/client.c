@@ -462,6 +462,8 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->size = get_u64(o, "size");
 	v->volblocksize = (uint32_t)get_u64(o, "volblocksize");
 	v->used = get_u64(o, "used");
+	v->referenced = get_u64(o, "referenced");
+	v->usedbydataset = get_u64(o, "usedbydataset");
 	v->logical = get_u64(o, "logical");
 	v->create_txg = get_u64(o, "create_txg");
 	v->creation = get_u64(o, "creation");
@@ -518,6 +520,15 @@ cask_snap_create(cask_client *c, const char *const *names, size_t n)
 }
 
 int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
+
+int
+cask_snap_rename(cask_client *c, const char *name, const char *new_name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "new_name", json_object_new_string(new_name));
+	return call_void(c, "snap.rename", a);
+}
 
 int
 cask_vol_clone(cask_client *c, const char *snap, const char *new_name)

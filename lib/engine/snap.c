@@ -616,6 +616,38 @@ ce_snap_destroy(ce_pool *p, const char *name)
 	return vol_mgmt_commit(p);
 }
 
+int
+ce_snap_rename(ce_pool *p, const char *name, const char *newname)
+{
+	err_clear();
+	char vol[CE_NAME_MAX + 1], full[2 * CE_NAME_MAX + 2];
+	const char *sn;
+	if (name == NULL || split_snap(name, vol, sizeof(vol), &sn) != 0 || newname == NULL)
+		return err_set(-EINVAL, "rename needs VOL@SNAP and a new snapshot name");
+	const char *nn = strchr(newname, '@');
+	if (nn != NULL && ((size_t)(nn - newname) != strlen(vol) || strncmp(newname, vol, strlen(vol)) != 0))
+		return err_set(-EINVAL, "a snapshot keeps its volume: %s cannot become %s", name, newname);
+	nn = nn != NULL ? nn + 1 : newname;
+	if (!vol_name_valid(nn) || strlen(vol) + 1 + strlen(nn) > CE_NAME_MAX)
+		return err_set(-EINVAL, "bad snapshot name '%s'", nn);
+	snprintf(full, sizeof(full), "%s@%s", vol, nn);
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *s = vol_find(p, name);
+	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name);
+	}
+	if (vol_find(p, full) != NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-EEXIST, "snapshot %s/%s already exists", p->name, full);
+	}
+	memcpy(s->name, full, strlen(full) + 1); /* fits: checked against CE_NAME_MAX above */
+	s->rec_txg = p->open_txg;
+	return vol_mgmt_commit(p);
+}
+
 static int
 snap_info_cmp(const void *a, const void *b)
 {

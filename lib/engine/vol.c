@@ -1449,7 +1449,8 @@ fill_info(volume *v, ce_vol_info *out)
 	out->compress = v->compress;
 	out->checksum = v->checksum;
 	out->sync = v->sync;
-	out->used = (uint64_t)v->used;
+	out->referenced = (uint64_t)v->used;
+	out->used = (uint64_t)v->used; /* a snapshot: see ce_snap_info.used */
 	out->logical = (uint64_t)v->logical;
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
@@ -1467,6 +1468,10 @@ fill_info(volume *v, ce_vol_info *out)
 			out->usedbysnapshots += s->dl.bytes;
 			out->nsnapshots += s != v;
 		}
+	}
+	if (!v->is_snap) {
+		out->usedbydataset = v->written;
+		out->used = out->usedbydataset + out->usedbysnapshots;
 	}
 	pthread_mutex_unlock(&v->pool->lock);
 	pthread_mutex_unlock(&v->lock);

@@ -93,6 +93,17 @@ expect_fail 2 "one snapshot" $CASK vol rollback tank/v
 $CASK vol rollback -r tank/v@s1
 [ -z "$($CASK snap list -H tank/v | grep s2)" ] || fail "rollback -r left the newer snapshot"
 qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v" || fail "the volume is not what the snapshot recorded after rollback"
+# snapshot rename
+$CASK snap rename tank/v@s1 first
+qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v@first" || fail "renamed snapshot differs"
+expect_fail 1 "keeps its volume" $CASK snap rename tank/v@first tank/w@first
+$CASK snap rename tank/v@first tank/v@s1
+# used = usedbydataset + usedbysnapshots
+$CASK vol get -H -p all tank/v | "$PY" -c '
+import sys
+p = {l.split("	")[1]: l.split("	")[2].strip() for l in sys.stdin}
+assert int(p["used"]) == int(p["usedbydataset"]) + int(p["usedbysnapshots"]), p
+assert int(p["usedbydataset"]) == int(p["written"]), p'
 # a clone: writable, starts as the snapshot, keeps it from being destroyed
 $CASK vol clone tank/v@s1 tank/c
 [ "$($CASK vol get -H origin tank/c | cut -f3)" = "tank/v@s1" ] || fail "clone origin"

@@ -116,7 +116,10 @@ main(int argc, char **argv)
 	    vi.written, vi.usedbysnapshots);
 	CHECK(i1.used >= (NB / 2) * BS && i1.used < (NB / 2) * BS + 65536);
 	CHECK(vi.usedbysnapshots == i1.used && vi.nsnapshots == 1);
-	CHECK(vi.written >= (NB / 2) * BS && vi.written < vi.used);
+	CHECK(vi.written >= (NB / 2) * BS && vi.written < vi.referenced);
+	/* used = usedbydataset + usedbysnapshots; usedbydataset is what only the volume holds */
+	CHECK(vi.usedbydataset == vi.written && vi.used == vi.usedbydataset + vi.usedbysnapshots);
+	CHECK(vi.referenced == i1.referenced);
 	ce_vol_close(v);
 	CHECK_ERR(ce_vol_destroy(p, "v"), -EBUSY);
 	printf("destroy with snapshots: %s\n", ce_errmsg());
@@ -230,6 +233,13 @@ main(int argc, char **argv)
 		CHECK(holds(s, b, b < NB / 2 ? 2 : 1));
 	ce_vol_close(s);
 	CHECK(snap_info(p, "v@s2").used == i2.used);
+	/* snapshot rename (its volume stays) */
+	CHECK_ERR(ce_snap_rename(p, "v@s2", "w@s2"), -EINVAL);
+	CHECK_ERR(ce_snap_rename(p, "v@s2", "bad/name"), -EINVAL);
+	CHECK_ERR(ce_snap_rename(p, "v@nosuch", "x"), -ENOENT);
+	OK(ce_snap_rename(p, "v@s2", "renamed"));
+	CHECK_ERR(ce_vol_open(p, "v@s2", &s), -ENOENT);
+	OK(ce_snap_rename(p, "v@renamed", "v@s2"));
 	/* rename carries snapshots along */
 	ce_vol_close(v);
 	OK(ce_vol_rename(p, "v", "v2"));
