@@ -34,45 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cask/engine.h"
+#define BENCH_NAME "engine_bench"
+#include "bench.h"
 
 static char dir[512] = "/var/tmp";
 static uint64_t vol_size = 1ull << 30;
 static uint64_t nops = 100000;
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what, int err)
-{
-	fprintf(stderr, "engine_bench: %s: %s (%s)\n", what, strerror(err < 0 ? -err : err), ce_errmsg());
-	exit(1);
-}
-
-static uint64_t rs = 88172645463325252ull;
-static uint64_t
-xr(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
-
-static void
-fill_random(uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i + 8 <= n; i += 8) {
-		uint64_t r = xr();
-		memcpy(b + i, &r, 8);
-	}
-}
 
 typedef struct result {
 	const char *name;

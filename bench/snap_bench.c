@@ -27,37 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cask/engine.h"
+#define BENCH_NAME "snap_bench"
+#include "bench.h"
 
 #define BS 4096u
 static char dir[512] = "/var/tmp";
 static long maxsnaps = 10000;
 static int seconds = 5;
-
-static double
-now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void
-die(const char *what, int err)
-{
-	fprintf(stderr, "snap_bench: %s: %s (%s)\n", what, strerror(err < 0 ? -err : err), ce_errmsg());
-	exit(1);
-}
-
-static uint64_t rs = 0x9E3779B97F4A7C15ull;
-static uint64_t
-xr(void)
-{
-	rs ^= rs << 13;
-	rs ^= rs >> 7;
-	rs ^= rs << 17;
-	return rs;
-}
 
 static int
 cmp_d(const void *a, const void *b)
@@ -87,8 +63,7 @@ randwrite(ce_pool *p, ce_vol *v, uint64_t nblocks, int secs)
 	double t0 = now(), end = t0 + secs;
 	while (now() < end) {
 		for (int k = 0; k < 256; k++) {
-			for (unsigned i = 0; i < BS / 8; i++)
-				((uint64_t *)b)[i] = xr();
+			fill_random(b, BS);
 			int err = ce_vol_write(v, b, BS, (xr() % nblocks) * BS);
 			if (err != 0)
 				die("write", err);
@@ -146,8 +121,7 @@ main(int argc, char **argv)
 		die("open", err);
 	uint8_t *big = malloc(1 << 20);
 	for (uint64_t off = 0; off < (64ull << 20); off += 1 << 20) {
-		for (unsigned i = 0; i < (1u << 20) / 8; i++)
-			((uint64_t *)big)[i] = xr();
+		fill_random(big, 1 << 20);
 		if ((err = ce_vol_write(v, big, 1 << 20, off)) != 0)
 			die("fill", err);
 	}
@@ -160,8 +134,7 @@ main(int argc, char **argv)
 	double *lat = malloc((size_t)maxsnaps * sizeof(double));
 	uint8_t blk[BS];
 	for (long i = 0; i < maxsnaps; i++) {
-		for (unsigned k = 0; k < BS / 8; k++)
-			((uint64_t *)blk)[k] = xr();
+		fill_random(blk, BS);
 		if ((err = ce_vol_write(v, blk, BS, (xr() % nblocks) * BS)) != 0)
 			die("write", err);
 		char nm[64];
@@ -225,8 +198,7 @@ main(int argc, char **argv)
 	/* randwrite with 100 snapshots, each after a 1% rewrite */
 	for (int i = 0; i < 100; i++) {
 		for (uint64_t k = 0; k < nblocks / 100; k++) {
-			for (unsigned q = 0; q < BS / 8; q++)
-				((uint64_t *)blk)[q] = xr();
+			fill_random(blk, BS);
 			if ((err = ce_vol_write(v, blk, BS, (xr() % nblocks) * BS)) != 0)
 				die("write", err);
 		}
