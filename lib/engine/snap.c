@@ -33,6 +33,7 @@
  *      when a neighbour is destroyed.
  */
 #include "vol.h"
+#include "htab.h"
 #include "util.h"
 
 #include <errno.h>
@@ -243,36 +244,50 @@ snap_written(ce_pool *p, volume *v, uint64_t *out)
 int
 snap_link_all(ce_pool *p)
 {
-	for (size_t i = 0; i < p->nvols; i++) {
+	/* by guid, and each dataset's successor in its own chain: linear, not quadratic */
+	htab byguid, next;
+	htab_init(&byguid);
+	htab_init(&next);
+	int err = 0;
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->destroy_txg == 0)
+			htab_put(&byguid, p->vols[i]->guid, p->vols[i]);
+	for (size_t i = 0; i < p->nvols && err == 0; i++) {
 		volume *v = p->vols[i];
 		v->prev = NULL;
 		v->head = NULL;
 		if (v->destroy_txg != 0)
 			continue;
-		for (size_t k = 0; k < p->nvols && (v->load_prev || v->load_head); k++) {
-			volume *w = p->vols[k];
-			if (v->load_prev != 0 && w->guid == v->load_prev)
-				v->prev = w;
-			if (v->load_head != 0 && w->guid == v->load_head)
-				v->head = w;
-		}
+		if (v->load_prev != 0)
+			v->prev = htab_get(&byguid, v->load_prev);
+		if (v->load_head != 0)
+			v->head = htab_get(&byguid, v->load_head);
 		if ((v->load_prev != 0 && (v->prev == NULL || !v->prev->is_snap ||
 		    v->prev->create_txg != v->prev_txg)) ||
 		    (v->is_snap && (v->head == NULL || v->head->is_snap)) ||
 		    (!v->is_snap && v->load_head != 0))
-			return err_set(-EIO, "pool %s: the snapshot chain of %s is damaged", p->name,
+			err = err_set(-EIO, "pool %s: the snapshot chain of %s is damaged", p->name,
 			    v->name);
 	}
-	for (size_t i = 0; i < p->nvols; i++) {
+	/* the successor of s is the dataset of s's own volume whose prev is s (not a clone) */
+	for (size_t i = 0; i < p->nvols && err == 0; i++) {
+		volume *v = p->vols[i];
+		if (v->destroy_txg == 0 && v->prev != NULL &&
+		    v->prev->head == (v->is_snap ? v->head : v))
+			htab_put(&next, v->prev->guid, v);
+	}
+	for (size_t i = 0; i < p->nvols && err == 0; i++) {
 		volume *v = p->vols[i];
 		if (v->destroy_txg != 0)
 			continue;
 		if (v->is_snap)
-			v->unique = unique_of(v, snap_successor(p, v));
+			v->unique = unique_of(v, htab_get(&next, v->guid));
 		else if (snap_written(p, v, &v->written) != 0)
-			return err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
+			err = err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
 	}
-	return 0;
+	htab_fini(&byguid);
+	htab_fini(&next);
+	return err;
 }
 
 /* txg t, after h's sync: snapshot s takes h's root and dead list. */

@@ -268,6 +268,20 @@ vol_load_all(ce_pool *p)
 	return snap_link_all(p);
 }
 
+/* ce_pool_clear: forget a volume's dirty state and pending operations (v->lock held). */
+static void
+forget_pending(volume *v)
+{
+	for (int i = 0; i < 2; i++) {
+		drop_maps(v, i);
+		v->charged[i] = 0; /* the allocator was rebuilt: no charges exist */
+		v->dbytes[i] = 0;
+	}
+	v->snap_txg_pending = 0;
+	v->rollback_txg = 0;
+	v->gen++;
+}
+
 /*
  * ce_pool_clear: make every volume what the freshly loaded MOS says,
  * keeping the volume objects (open handles point at them). Dirty state is
@@ -300,16 +314,9 @@ vol_reload_all(ce_pool *p)
 			add_vol(p, v);
 		}
 		pthread_mutex_lock(&v->lock);
-		for (int i = 0; i < 2; i++) {
-			drop_maps(v, i);
-			v->charged[i] = 0; /* the allocator was rebuilt: no charges exist */
-			v->dbytes[i] = 0;
-		}
+		forget_pending(v);
 		vol_fill(v, &ds, s);
 		v->destroy_txg = 0;
-		v->snap_txg_pending = 0;
-		v->rollback_txg = 0;
-		v->gen++;
 		pthread_mutex_unlock(&v->lock);
 		dl_fini(&v->dl);
 		if (dl_load(p, &v->dl, &ds) != 0) {
@@ -323,18 +330,11 @@ vol_reload_all(ce_pool *p)
 			continue;
 		/* Created in a txg that never committed: gone. */
 		pthread_mutex_lock(&v->lock);
-		for (int k = 0; k < 2; k++) {
-			drop_maps(v, k);
-			v->charged[k] = 0;
-			v->dbytes[k] = 0;
-		}
+		forget_pending(v);
 		v->slot = VOL_NO_SLOT;
 		if (v->destroy_txg == 0)
 			v->destroy_txg = p->synced_txg;
-		v->snap_txg_pending = 0;
-		v->rollback_txg = 0;
 		v->load_prev = v->load_head = 0;
-		v->gen++;
 		pthread_mutex_unlock(&v->lock);
 		dl_fini(&v->dl);
 		dl_init(&v->dl);
