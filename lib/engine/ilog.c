@@ -269,19 +269,19 @@ static int
 add_ptr_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len, int *err)
 {
 	uint64_t bytes = P2ROUNDUP(len, CE_SECTOR);
+	uint32_t vdi;
+	uint64_t voff;
+	/* sectors first: without room the record goes inline, and the range is read once */
+	if (alloc_log_claim(&p->alloc, bytes, &vdi, &voff) != 0)
+		return 0;
 	uint8_t *data = xmalloc_aligned(bytes);
 	*err = vol_read_current(it->v, data, off, len);
 	if (*err != 0) {
+		alloc_log_release(&p->alloc, vdi, voff, bytes);
 		free(data);
 		return 1;
 	}
 	memset(data + len, 0, bytes - len);
-	uint32_t vdi;
-	uint64_t voff;
-	if (alloc_log_claim(&p->alloc, bytes, &vdi, &voff) != 0) {
-		free(data);
-		return 0; /* no room to spare: inline */
-	}
 	uint32_t need = LR_HDR_SIZE + (uint32_t)sizeof(ilog_ptr_phys);
 	lbuild *lb = cur_block(bb, need);
 	ilog_rec_phys r;
