@@ -118,6 +118,27 @@ def start_nbdkit(a, tmp, port):
     return p, "nbd://127.0.0.1:%d/" % port, []
 
 
+def run_targets(prefix, targets, body):
+    """Start each target in turn (a fresh port, a shared scratch directory),
+    call body(name, uri, tmp) and store what it returns, then stop it and
+    remove its files, also when body fails."""
+    results = {}
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    try:
+        for name, start in targets:
+            proc, uri, files = start(tmp, free_port())
+            try:
+                results[name] = body(name, uri, tmp)
+            finally:
+                stop(proc)
+                for f in files:
+                    if os.path.exists(f):
+                        os.unlink(f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
 def parse_args(doc):
     """The options every NBD benchmark takes."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,25 +161,15 @@ def main():
         ("qemu-nbd-qcow2", lambda t, p: start_qemu(a, t, p, "qcow2")),
         ("nbdkit-memory", lambda t, p: start_nbdkit(a, t, p)),
     ]
-    results = {}
-    tmp = tempfile.mkdtemp(prefix="cask-nbd-bench-")
-    try:
-        for name, start in targets:
-            port = free_port()
-            proc, uri, files = start(tmp, port)
-            try:
-                results[name] = {}
-                for wname, rw, bs, depth, timed in WORKLOADS:
-                    r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb)
-                    results[name][wname] = r
-                    print("%-16s %-20s %10.0f IOPS %9.1f MB/s" % (name, wname, r["iops"], r["mbs"]), flush=True)
-            finally:
-                stop(proc)
-                for f in files:
-                    if os.path.exists(f):
-                        os.unlink(f)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def body(name, uri, tmp):
+        res = {}
+        for wname, rw, bs, depth, timed in WORKLOADS:
+            r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb)
+            res[wname] = r
+            print("%-16s %-20s %10.0f IOPS %9.1f MB/s" % (name, wname, r["iops"], r["mbs"]), flush=True)
+        return res
+
+    results = run_targets("cask-nbd-bench-", targets, body)
 
     print()
     peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "nbdkit-memory"]

@@ -29,7 +29,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -129,31 +128,21 @@ def main():
         ("qemu-nbd-qcow2", lambda t, p: nbd_bench.start_qemu(a, t, p, "qcow2")),
         ("qemu-nbd-raw-full", lambda t, p: start_raw_full(a, t, p)),
     ]
-    results = {}
-    tmp = tempfile.mkdtemp(prefix="cask-sync-bench-")
-    try:
-        for name, start in targets:
-            port = nbd_bench.free_port()
-            proc, uri, files = start(tmp, port)
-            try:
-                results[name] = {}
-                for wname, fn in WORKLOADS:
-                    r = fn(uri, a)
-                    results[name][wname] = r
-                    extra = " (%.0f us per write+flush)" % r["lat_us"] if "lat_us" in r else ""
-                    print("%-16s %-12s %10.0f IOPS%s" % (name, wname, r["iops"], extra), flush=True)
-                if name == "cask":
-                    env = dict(os.environ, CASK_SOCKET=os.path.join(tmp, "cask.sock"))
-                    st = subprocess.run([os.path.join(a.build, "cask"), "pool", "status", "-j", "bench"],
-                                        capture_output=True, text=True, env=env).stdout
-                    results[name]["pool_status"] = json.loads(st) if st.strip() else {}
-            finally:
-                nbd_bench.stop(proc)
-                for f in files:
-                    if os.path.exists(f):
-                        os.unlink(f)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    def body(name, uri, tmp):
+        res = {}
+        for wname, fn in WORKLOADS:
+            r = fn(uri, a)
+            res[wname] = r
+            extra = " (%.0f us per write+flush)" % r["lat_us"] if "lat_us" in r else ""
+            print("%-16s %-12s %10.0f IOPS%s" % (name, wname, r["iops"], extra), flush=True)
+        if name == "cask":
+            env = dict(os.environ, CASK_SOCKET=os.path.join(tmp, "cask.sock"))
+            st = subprocess.run([os.path.join(a.build, "cask"), "pool", "status", "-j", "bench"],
+                                capture_output=True, text=True, env=env).stdout
+            res["pool_status"] = json.loads(st) if st.strip() else {}
+        return res
+
+    results = nbd_bench.run_targets("cask-sync-bench-", targets, body)
 
     print()
     peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "qemu-nbd-raw-full"]
