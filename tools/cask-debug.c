@@ -28,7 +28,7 @@
 #include "util.h"
 #include "vol.h"
 
-static const char *type_names[] = { "hole", "data", "indirect", "mos", "bitmap" };
+static const char *type_names[] = { "hole", "data", "indirect", "mos", "bitmap", "deadlist", "holds" };
 
 static void
 usage(FILE *f)
@@ -55,7 +55,7 @@ static void
 print_bp(const char *indent, const bp_phys *bp, uint64_t blkid)
 {
 	printf("%sL%u blk %-10" PRIu64 " %s %u:0x%" PRIx64 " psize %u lsize %u comp %u cksum %u birth %" PRIu64 "\n",
-	    indent, bp->bp_level, blkid, bp->bp_type < 5 ? type_names[bp->bp_type] : "?", bp->bp_vdev,
+	    indent, bp->bp_level, blkid, bp->bp_type < 7 ? type_names[bp->bp_type] : "?", bp->bp_vdev,
 	    bp->bp_offset, bp->bp_psize, bp->bp_lsize, bp->bp_comp, bp->bp_cksum_type, bp->bp_birth);
 }
 
@@ -248,7 +248,7 @@ check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 		int e = blk_read(p, bp, c->scratch, 0, bp->bp_lsize);
 		if (e != 0)
 			problem(c, bp, first, "%s block unreadable: %s",
-			    bp->bp_type < 5 ? type_names[bp->bp_type] : "?",
+			    bp->bp_type < 7 ? type_names[bp->bp_type] : "?",
 			    e == -EIO ? "checksum mismatch or IO error" : strerror(-e));
 	}
 	return 0;
@@ -275,6 +275,40 @@ cmd_check(int argc, char **argv)
 		snprintf(what, sizeof(what), "bitmap of vdev %u", v);
 		c.what = what;
 		cowtree_walk(p, &p->sm_trees[v], check_visit, &c);
+	}
+	/* The holds object: its blocks, and every record names a snapshot, each tag once. */
+	mos_header_phys *mh0 = mos_hdr(p);
+	if (mh0->mh_version >= 4 && !bp_is_hole(&mh0->mh_holds_root)) {
+		cowtree ht;
+		tree_init(&ht, BP_HOLDS, 1);
+		ht.levels = mh0->mh_holds_levels;
+		ht.root = mh0->mh_holds_root;
+		c.what = "holds object";
+		cowtree_walk(p, &ht, check_visit, &c);
+		uint64_t n = mh0->mh_holds_count, nl = (n + 127) / 128;
+		hold_phys *hb = xcalloc(nl ? nl : 1, CE_META_BLOCK);
+		if (n > 0 && mos_read_object(p, &ht, (uint8_t *)hb, nl) != 0) {
+			c.problems++;
+			printf("PROBLEM holds object: unreadable\n");
+			n = 0;
+		}
+		for (uint64_t i = 0; i < n; i++) {
+			volume *s = NULL;
+			for (size_t k = 0; k < p->nvols && s == NULL; k++)
+				if (p->vols[k]->is_snap && p->vols[k]->guid == hb[i].hd_snap_guid)
+					s = p->vols[k];
+			int dup = 0;
+			for (uint64_t k = 0; k < i; k++)
+				dup |= hb[k].hd_snap_guid == hb[i].hd_snap_guid &&
+				    strncmp(hb[k].hd_tag, hb[i].hd_tag, sizeof(hb[i].hd_tag)) == 0;
+			if (s == NULL || dup || hb[i].hd_tag[0] == '\0') {
+				c.problems++;
+				printf("PROBLEM hold %" PRIu64 " ('%.63s' on snapshot %016" PRIx64 "): %s\n", i,
+				    hb[i].hd_tag, hb[i].hd_snap_guid, s == NULL ? "no such snapshot" :
+				    dup ? "the same tag twice" : "empty tag");
+			}
+		}
+		free(hb);
 	}
 	/*
 	 * Each volume's chain oldest first: a dataset's walk skips what was

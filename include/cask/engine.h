@@ -194,6 +194,8 @@ typedef struct ce_snap_info {
 	uint64_t referenced;  /* allocated bytes its tree references */
 	uint64_t logical;
 	uint64_t used;        /* bytes only it references: what destroying it frees */
+	unsigned holds;       /* tags holding it (a held snapshot cannot be destroyed) */
+	unsigned clones;      /* volumes cloned from it */
 } ce_snap_info;
 int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
 int ce_snap_destroy(ce_pool *p, const char *name);
@@ -208,6 +210,22 @@ enum { CE_ROLLBACK_DESTROY_LATER = 1 };
 /* A new writable volume NEW that starts as VOL@SNAP and shares its blocks (O(1)). */
 int ce_vol_clone(ce_pool *p, const char *snapname, const char *newname);
 int ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags);
+/*
+ * Holds: a tag (1-63 printable characters, no spaces) on a snapshot keeps
+ * it from being destroyed until released. Hold and release act on every
+ * named snapshot or on none; errs[i] gets 0 or -errno per name (-ENOENT no
+ * such snapshot or, for release, no such hold; -EEXIST already held with
+ * that tag; -EBUSY being taken; -EINVAL named twice).
+ */
+typedef struct ce_hold_info {
+	char snapshot[256];   /* VOL@SNAP */
+	char tag[64];
+	uint64_t ctime;
+} ce_hold_info;
+int ce_snap_hold(ce_pool *p, const char *tag, const char *const *names, size_t n, int *errs);
+int ce_snap_release(ce_pool *p, const char *tag, const char *const *names, size_t n, int *errs);
+/* name NULL: every hold in the pool; sorted by snapshot, then tag. */
+int ce_snap_holds(ce_pool *p, const char *name, ce_hold_info **out, size_t *count);
 /* vol NULL: every volume's; sorted by volume, then txg. */
 int ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count);
 

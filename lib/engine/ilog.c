@@ -138,7 +138,8 @@ ilog_create_region(ce_pool *p)
 		return err_set(err, "pool %s: no room for an intent log of %" PRIu64 " KiB", p->name,
 		    ns * CE_SECTOR / 1024);
 	mos_header_phys *h = mos_hdr(p);
-	h->mh_version = CE_FORMAT_VERSION;
+	if (h->mh_version < 2)
+		h->mh_version = 2;
 	h->mh_log_vdev = vdi;
 	h->mh_log_sector = (off - VDEV_DATA_START) / CE_SECTOR;
 	h->mh_log_nsectors = ns;

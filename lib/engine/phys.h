@@ -12,7 +12,7 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "cask format v1 is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 3u
+#define CE_FORMAT_VERSION 4u
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
@@ -47,6 +47,7 @@ enum {
 	BP_MOS = 3,
 	BP_BITMAP = 4,
 	BP_DEADLIST = 5,
+	BP_HOLDS = 6,
 };
 
 typedef struct bp_phys {
@@ -136,7 +137,11 @@ typedef struct mos_header_phys {
 	uint32_t mh_log_pad;
 	uint64_t mh_log_sector;
 	uint64_t mh_log_nsectors;
-	uint8_t mh_reserved[256 - 120];
+	uint32_t mh_holds_count;  /* format 4: snapshot holds (section 4.6) */
+	uint8_t mh_holds_levels;
+	uint8_t mh_holds_pad[3];
+	bp_phys mh_holds_root;
+	uint8_t mh_reserved[256 - 192];
 	mos_vdev_phys mh_vdevs[CE_MAX_VDEVS];
 } mos_header_phys;
 _Static_assert(sizeof(mos_header_phys) == 256 + 128 * CE_MAX_VDEVS, "mos header layout");
@@ -172,6 +177,16 @@ typedef struct ds_phys {
 	bp_phys ds_dl_root;      /* root of the dead list object */
 } ds_phys;
 _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
+
+/* Snapshot holds (format version 4, docs/on-disk-format.md section 4.6). */
+#define CE_HOLD_TAG_MAX 63u
+typedef struct hold_phys {
+	uint64_t hd_snap_guid;
+	uint64_t hd_ctime;
+	char hd_tag[64];
+	uint8_t hd_pad[48];
+} hold_phys;
+_Static_assert(sizeof(hold_phys) == 128, "hold_phys is 128 bytes");
 
 /* Intent log (format version 2, docs/on-disk-format.md section 6). */
 #define LG_MAGIC 0x474f4c494b534143ull /* "CASKILOG" */

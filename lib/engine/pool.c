@@ -114,6 +114,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
 	ilog_init(p);
+	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
 }
@@ -123,6 +124,7 @@ pool_free(ce_pool *p)
 {
 	ilog_fini(p);
 	vol_free_all(p);
+	hold_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)

@@ -96,6 +96,13 @@ struct ce_pool {
 	_Atomic uint64_t clear_gen; /* bumped by every ce_pool_clear that reloaded the pool */
 	uberblock_phys import_ub; /* the uberblock import (or clear) started from */
 
+	/* snapshot holds (hold.c; pool->lock) */
+	hold_phys *sh;
+	size_t nsh, capsh;
+	cowtree sh_tree;
+	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
+	uint64_t sh_changed_txg;  /* holds changed in that txg: rewrite the object (0: unchanged) */
+
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };
@@ -149,6 +156,13 @@ void vol_record(const volume *v, ds_phys *ds);
 void vol_capture(volume *v, uint64_t t);
 int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
 int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
+
+/* hold.c */
+int hold_load(ce_pool *p);
+int hold_sync(ce_pool *p, uint64_t txg);
+void hold_fini(ce_pool *p);
+unsigned hold_count(const ce_pool *p, uint64_t snap_guid);
+void hold_tags(const ce_pool *p, uint64_t snap_guid, char *buf, size_t len);
 
 static inline int
 pool_io_error(ce_pool *p, int err)

@@ -512,10 +512,13 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 &&
 		    (o->snap_txg_pending != 0 || o->create_txg > s->create_txg)) {
 			later++;
-			if (o->refs > 0 || o->snap_txg_pending != 0) {
+			if (o->refs > 0 || o->snap_txg_pending != 0 || hold_count(p, o->guid) > 0 ||
+			    snap_clones(p, o) > 0) {
 				vol_mgmt_abort(p);
 				return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
-				    o->refs > 0 ? "open" : "being taken");
+				    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
+				    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
+				    "the origin of a clone (destroy or promote the clone first)");
 			}
 		}
 	}
@@ -599,7 +602,8 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		s->rec_txg = t;
 		vol_add(p, s);
 	}
-	mos_hdr(p)->mh_version = CE_FORMAT_VERSION; /* older software must not open it */
+	if (mos_hdr(p)->mh_version < 3)
+		mos_hdr(p)->mh_version = 3; /* older software must not open it */
 	mos_mark_dirty(p, 0, CE_META_BLOCK);
 	return vol_mgmt_commit(p);
 }
@@ -626,6 +630,13 @@ ce_snap_destroy(ce_pool *p, const char *name)
 		vol_mgmt_abort(p);
 		return err_set(-EBUSY, "snapshot %s/%s is the origin of %u clone%s: destroy them first",
 		    p->name, name, nc, nc == 1 ? "" : "s");
+	}
+	if (hold_count(p, s->guid) > 0) {
+		char tags[200];
+		hold_tags(p, s->guid, tags, sizeof(tags));
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "snapshot %s/%s is held (%s): release the holds first", p->name,
+		    name, tags);
 	}
 	s->destroy_txg = p->open_txg;
 	return vol_mgmt_commit(p);
@@ -687,6 +698,14 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 			return err_set(-ENOENT, "volume %s/%s does not exist", p->name, vol);
 		}
 	}
+	/* clones per origin, in one pass */
+	htab nclones;
+	htab_init(&nclones);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i], *o = v->prev;
+		if (v->destroy_txg == 0 && o != NULL && o->head != (v->is_snap ? v->head : v))
+			htab_put(&nclones, o->guid, (void *)((uintptr_t)htab_get(&nclones, o->guid) + 1));
+	}
 	ce_snap_info *a = xcalloc(p->nvols ? p->nvols : 1, sizeof(ce_snap_info));
 	size_t k = 0;
 	for (size_t i = 0; i < p->nvols; i++) {
@@ -704,7 +723,10 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 		o->referenced = (uint64_t)s->used;
 		o->logical = (uint64_t)s->logical;
 		o->used = s->unique;
+		o->holds = hold_count(p, s->guid);
+		o->clones = (unsigned)(uintptr_t)htab_get(&nclones, s->guid);
 	}
+	htab_fini(&nclones);
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&p->config_lock);
 	qsort(a, k, sizeof(*a), snap_info_cmp);

@@ -265,7 +265,8 @@ vol_load_all(ce_pool *p)
 		if (dl_load(p, &v->dl, &ds) != 0)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
-	return snap_link_all(p);
+	int lerr = snap_link_all(p);
+	return lerr != 0 ? lerr : hold_load(p);
 }
 
 /* ce_pool_clear: forget a volume's dirty state and pending operations (v->lock held). */
@@ -341,7 +342,8 @@ vol_reload_all(ce_pool *p)
 	}
 	free(seen);
 	/* link only the living: the doomed keep no pointers */
-	return snap_link_all(p);
+	int lerr = snap_link_all(p);
+	return lerr != 0 ? lerr : hold_load(p);
 }
 
 void

