@@ -634,15 +634,70 @@ static int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return wit
 static int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }
 static int op_vol_set(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_set_cb); }
 
-typedef struct vl {
+/* A listing: what each pool's callback appends to. */
+typedef struct sl {
 	const char *pool;
+	const char *vol;      /* within the pool, or NULL */
 	json_object *arr;
-} vl;
+	reqerr *e;
+} sl;
+
+/*
+ * Run cb on every pool, or only on pool `only`, which must exist; the
+ * callbacks append to one array, added to res as `key`. strict: an error
+ * of the named pool fails the call (else an unavailable pool lists nothing).
+ */
+static int
+list_pools(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
+    json_object *res, const char *key, reqerr *e)
+{
+	json_object *arr = json_object_new_array();
+	char **names;
+	size_t n;
+	reg_pool_names(&names, &n);
+	int found = only == NULL, rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0 && (only == NULL || strcmp(only, names[i]) == 0)) {
+			sl x = { names[i], vol, arr, e };
+			found = 1;
+			int err = reg_with_pool(names[i], cb, &x);
+			if (strict && err != 0)
+				rc = e->err ? e->err : fail(e, err, code_for(err, 0));
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (rc == 0 && !found)
+		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", only), "POOL_NOT_FOUND");
+	if (rc != 0) {
+		json_object_put(arr);
+		return rc;
+	}
+	json_object_object_add(res, key, arr);
+	return 0;
+}
+
+/* "pool" or "pool/rest" (optional argument `arg`) into pool and rest (NULL without a slash). */
+static int
+pool_or_name_arg(json_object *args, const char *arg, char *pool, size_t plen, const char **rest,
+    const char **only, reqerr *e)
+{
+	*only = arg_str(args, arg, 0, e);
+	*rest = NULL;
+	pool[0] = '\0';
+	if (e->err)
+		return e->err;
+	if (*only != NULL && strchr(*only, '/') != NULL)
+		return split_name(*only, pool, plen, rest, e);
+	if (*only != NULL)
+		snprintf(pool, plen, "%s", *only);
+	return 0;
+}
 
 static int
 vol_list_cb(ce_pool *p, void *arg)
 {
-	vl *x = arg;
+	sl *x = arg;
 	ce_vol_info *vi;
 	size_t n;
 	int err = ce_vol_list(p, &vi, &n);
@@ -660,26 +715,7 @@ op_vol_list(json_object *args, json_object *res, reqerr *e)
 	const char *only = arg_str(args, "pool", 0, e);
 	if (e->err)
 		return e->err;
-	json_object *arr = json_object_new_array();
-	char **names;
-	size_t n;
-	reg_pool_names(&names, &n);
-	int found = only == NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (only == NULL || strcmp(only, names[i]) == 0) {
-			vl x = { names[i], arr };
-			found = 1;
-			reg_with_pool(names[i], vol_list_cb, &x); /* an unavailable pool lists nothing */
-		}
-		free(names[i]);
-	}
-	free(names);
-	if (!found) {
-		json_object_put(arr);
-		return fail(e, err_set(-ENOENT, "pool %s does not exist", only), "POOL_NOT_FOUND");
-	}
-	json_object_object_add(res, "volumes", arr);
-	return 0;
+	return list_pools(only, NULL, 0, vol_list_cb, res, "volumes", e);
 }
 
 /* ---- snapshot operations ---- */
@@ -700,6 +736,8 @@ snap_json(const char *pool, const ce_snap_info *si)
 	json_object_object_add(o, "referenced", json_object_new_uint64(si->referenced));
 	json_object_object_add(o, "logical", json_object_new_uint64(si->logical));
 	json_object_object_add(o, "used", json_object_new_uint64(si->used));
+	json_object_object_add(o, "holds", json_object_new_uint64(si->holds));
+	json_object_object_add(o, "clones", json_object_new_uint64(si->clones));
 	return o;
 }
 
@@ -707,43 +745,98 @@ typedef struct sctx {
 	const char **names;   /* VOL@SNAP within the pool */
 	const char **full;    /* as the client named them */
 	size_t n;
+	const char *tag;      /* hold and release */
 	reqerr *e;
 } sctx;
+
+/* "what: name: why; name: why" from per-name errors, or the engine's message. */
+static int
+per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(*why)(int))
+{
+	char msg[2048];
+	size_t at = (size_t)snprintf(msg, sizeof(msg), "%s:", what);
+	int any = 0;
+	for (size_t i = 0; i < x->n && at < sizeof(msg); i++) {
+		if (errs[i] == 0)
+			continue;
+		any = 1;
+		at += (size_t)snprintf(msg + at, sizeof(msg) - at, " %s: %s;", x->full[i], why(errs[i]));
+	}
+	if (any && at < sizeof(msg))
+		msg[at - 1] = '\0';
+	err_set(err, "%s", any ? msg : ce_errmsg());
+	return err;
+}
+
+static const char *
+create_why(int e)
+{
+	return e == -ENOENT ? "no such volume" : e == -EEXIST ? "exists (or named twice)" : "bad snapshot name";
+}
+
+static const char *
+hold_why(int e)
+{
+	return e == -ENOENT ? "no such snapshot" : e == -EEXIST ? "already held with this tag" :
+	    e == -EBUSY ? "still being taken" : "named twice";
+}
+
+static const char *
+release_why(int e)
+{
+	return e == -ENOENT ? "no such snapshot or no hold with this tag" : e == -EBUSY ?
+	    "still being taken" : "named twice";
+}
 
 static int
 snap_create_cb(ce_pool *p, void *arg)
 {
 	sctx *x = arg;
 	int *errs = xcalloc(x->n, sizeof(int));
-	int err = ce_snap_create(p, x->names, x->n, errs);
-	if (err != 0) {
-		/* every name with its own reason, in one message */
-		char msg[2048];
-		size_t at = (size_t)snprintf(msg, sizeof(msg), "no snapshot taken:");
-		int any = 0;
-		for (size_t i = 0; i < x->n && at < sizeof(msg); i++) {
-			if (errs[i] == 0)
-				continue;
-			any = 1;
-			const char *why = errs[i] == -ENOENT ? "no such volume" : errs[i] == -EEXIST ?
-			    "exists (or named twice)" : "bad snapshot name";
-			at += (size_t)snprintf(msg + at, sizeof(msg) - at, " %s: %s;", x->full[i], why);
-		}
-		if (any && at < sizeof(msg))
-			msg[at - 1] = '\0';
-		err_set(err, "%s", any ? msg : ce_errmsg());
-		free(errs);
-		return fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1));
-	}
+	int err = ce_snap_create(p, x->names, x->n, errs), any = 0;
+	for (size_t i = 0; err != 0 && i < x->n; i++)
+		any |= errs[i] != 0;
+	if (err != 0)
+		per_name_fail(x, err, errs, "no snapshot taken", create_why);
 	free(errs);
-	return 0;
+	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1)) : 0;
 }
 
-/* snap.create {"names": ["pool/vol@snap", ...]}: all in one pool, one instant, all or none. */
 static int
-op_snap_create(json_object *args, json_object *res, reqerr *e)
+snap_hold_cb(ce_pool *p, void *arg, int release)
 {
-	(void)res;
+	sctx *x = arg;
+	int *errs = xcalloc(x->n, sizeof(int));
+	int err = release ? ce_snap_release(p, x->tag, x->names, x->n, errs)
+			  : ce_snap_hold(p, x->tag, x->names, x->n, errs);
+	int nf = 0, ex = 0, any = 0;
+	for (size_t i = 0; err != 0 && i < x->n; i++) {
+		any |= errs[i] != 0;
+		nf |= errs[i] == -ENOENT;
+		ex |= errs[i] == -EEXIST;
+	}
+	if (err != 0 && any)
+		per_name_fail(x, err, errs, release ? "no hold released" : "no hold placed",
+		    release ? release_why : hold_why);
+	free(errs);
+	if (err == 0)
+		return 0;
+	const char *code = !any ? code_for(err, 1) : x->n == 1 && nf ?
+	    (release ? "HOLD_NOT_FOUND" : "SNAPSHOT_NOT_FOUND") : x->n == 1 && ex ? "HOLD_EXISTS" :
+	    "INVALID_ARGUMENT";
+	return fail(x->e, err, code);
+}
+
+static int snap_hold_do(ce_pool *p, void *arg) { return snap_hold_cb(p, arg, 0); }
+static int snap_release_do(ce_pool *p, void *arg) { return snap_hold_cb(p, arg, 1); }
+
+/*
+ * The "names" argument: a non-empty array of "pool/vol@snap", all in one
+ * pool. Fills x (names and full are the caller's to free) and pool.
+ */
+static int
+snap_names_arg(json_object *args, sctx *x, char *pool, size_t plen, reqerr *e)
+{
 	json_object *arr;
 	if (!json_object_object_get_ex(args, "names", &arr) || !json_object_is_type(arr, json_type_array) ||
 	    json_object_array_length(arr) == 0)
@@ -751,42 +844,73 @@ op_snap_create(json_object *args, json_object *res, reqerr *e)
 	size_t n = json_object_array_length(arr);
 	if (n > 1024)
 		return fail(e, err_set(-EINVAL, "at most 1024 snapshots at once"), "INVALID_ARGUMENT");
-	const char **names = xcalloc(n, sizeof(char *)), **full = xcalloc(n, sizeof(char *));
-	char pool[64] = "";
-	int rc = 0;
-	for (size_t i = 0; i < n && rc == 0; i++) {
+	x->names = xcalloc(n, sizeof(char *));
+	x->full = xcalloc(n, sizeof(char *));
+	x->n = n;
+	x->e = e;
+	pool[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
 		json_object *s = json_object_array_get_idx(arr, i);
-		if (!json_object_is_type(s, json_type_string)) {
-			rc = fail(e, err_set(-EINVAL, "'names' must hold strings"), "BAD_REQUEST");
-			break;
-		}
+		if (!json_object_is_type(s, json_type_string))
+			return fail(e, err_set(-EINVAL, "'names' must hold strings"), "BAD_REQUEST");
 		char p2[64];
 		const char *rest;
-		full[i] = json_object_get_string(s);
-		if (split_name(full[i], p2, sizeof(p2), &rest, e) != 0) {
-			rc = e->err;
-			break;
-		}
+		x->full[i] = json_object_get_string(s);
+		if (split_name(x->full[i], p2, sizeof(p2), &rest, e) != 0)
+			return e->err;
 		if (i == 0)
-			snprintf(pool, sizeof(pool), "%s", p2);
+			snprintf(pool, plen, "%s", p2);
 		else if (strcmp(pool, p2) != 0)
-			rc = fail(e, err_set(-EINVAL, "snapshots taken together must be in one pool (%s, %s)",
+			return fail(e, err_set(-EINVAL, "snapshots named together must be in one pool (%s, %s)",
 			    pool, p2), "INVALID_ARGUMENT");
-		names[i] = rest;
+		x->names[i] = rest;
 	}
+	return 0;
+}
+
+/* Parse names (and the tag), run cb on their pool. */
+static int
+with_snap_names(json_object *args, reqerr *e, int need_tag, int (*cb)(ce_pool *, void *), const char *done)
+{
+	sctx x = { 0 };
+	char pool[64];
+	int rc = 0;
+	if (need_tag && (x.tag = arg_str(args, "tag", 1, e)) == NULL)
+		return e->err;
+	rc = snap_names_arg(args, &x, pool, sizeof(pool), e);
 	if (rc == 0) {
-		sctx x = { names, full, n, e };
-		int err = reg_with_pool(pool, snap_create_cb, &x);
-		if (err != 0 && e->err == 0)
-			rc = fail(e, err, code_for(err, 0));
-		else
-			rc = err;
+		int err = reg_with_pool(pool, cb, &x);
+		rc = err != 0 && e->err == 0 ? fail(e, err, code_for(err, 0)) : err;
 		if (rc == 0)
-			log_msg(LOG_INFO, "pool %s: %zu snapshot%s taken", pool, n, n == 1 ? "" : "s");
+			log_msg(LOG_INFO, "pool %s: %s %zu snapshot%s%s%s", pool, done, x.n, x.n == 1 ? "" : "s",
+			    x.tag ? " with tag " : "", x.tag ? x.tag : "");
 	}
-	free(names);
-	free(full);
+	free(x.names);
+	free(x.full);
 	return rc;
+}
+
+/* snap.create {"names": ["pool/vol@snap", ...]}: all in one pool, one instant, all or none. */
+static int
+op_snap_create(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	return with_snap_names(args, e, 0, snap_create_cb, "took");
+}
+
+/* snap.hold {"tag": "t", "names": [...]} and snap.release: every named snapshot, or none. */
+static int
+op_snap_hold(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	return with_snap_names(args, e, 1, snap_hold_do, "held");
+}
+
+static int
+op_snap_release(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	return with_snap_names(args, e, 1, snap_release_do, "released");
 }
 
 static int
@@ -796,6 +920,16 @@ snap_destroy_cb(ce_pool *p, void *arg)
 	int err = ce_snap_destroy(p, x->vol);
 	if (err == -ENOENT)
 		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+	if (err == -EBUSY) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		ce_hold_info *h;
+		size_t n = 0;
+		if (ce_snap_holds(p, x->vol, &h, &n) == 0)
+			free(h);
+		err_set(err, "%s", msg);
+		return fail(x->e, err, n > 0 ? "SNAPSHOT_HELD" : "BUSY");
+	}
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
@@ -857,13 +991,6 @@ static int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with
 /* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
 static int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
 
-typedef struct sl {
-	const char *pool;
-	const char *vol;
-	json_object *arr;
-	reqerr *e;
-} sl;
-
 static int
 snap_list_cb(ce_pool *p, void *arg)
 {
@@ -883,41 +1010,47 @@ snap_list_cb(ce_pool *p, void *arg)
 static int
 op_snap_list(json_object *args, json_object *res, reqerr *e)
 {
-	const char *only = arg_str(args, "name", 0, e);
-	if (e->err)
+	char pool[64];
+	const char *vol, *only;
+	if (pool_or_name_arg(args, "name", pool, sizeof(pool), &vol, &only, e) != 0)
 		return e->err;
-	char opool[64] = "";
-	const char *ovol = NULL;
-	if (only != NULL && strchr(only, '/') != NULL) {
-		if (split_name(only, opool, sizeof(opool), &ovol, e) != 0)
-			return e->err;
-	} else if (only != NULL) {
-		snprintf(opool, sizeof(opool), "%s", only);
-	}
-	json_object *arr = json_object_new_array();
-	char **names;
+	return list_pools(only ? pool : NULL, vol, vol != NULL, snap_list_cb, res, "snapshots", e);
+}
+
+static int
+snap_holds_cb(ce_pool *p, void *arg)
+{
+	sl *x = arg;
+	ce_hold_info *h;
 	size_t n;
-	reg_pool_names(&names, &n);
-	int found = only == NULL, rc = 0;
+	int err = ce_snap_holds(p, x->vol, &h, &n);
+	if (err != 0)
+		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1));
 	for (size_t i = 0; i < n; i++) {
-		if (rc == 0 && (only == NULL || strcmp(opool, names[i]) == 0)) {
-			sl x = { names[i], ovol, arr, e };
-			found = 1;
-			int err = reg_with_pool(names[i], snap_list_cb, &x);
-			if (ovol != NULL && err != 0)
-				rc = e->err ? e->err : fail(e, err, code_for(err, 0));
-		}
-		free(names[i]);
+		char full[400];
+		json_object *o = json_object_new_object();
+		snprintf(full, sizeof(full), "%s/%s", x->pool, h[i].snapshot);
+		json_object_object_add(o, "snapshot", json_object_new_string(full));
+		json_object_object_add(o, "tag", json_object_new_string(h[i].tag));
+		json_object_object_add(o, "creation", json_object_new_uint64(h[i].ctime));
+		json_object_array_add(x->arr, o);
 	}
-	free(names);
-	if (rc == 0 && !found)
-		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", opool), "POOL_NOT_FOUND");
-	if (rc != 0) {
-		json_object_put(arr);
-		return rc;
-	}
-	json_object_object_add(res, "snapshots", arr);
+	free(h);
 	return 0;
+}
+
+/* snap.holds {"name": "pool" | "pool/vol@snap" (optional)}: {"holds": [{snapshot, tag, creation}]} */
+static int
+op_snap_holds(json_object *args, json_object *res, reqerr *e)
+{
+	char pool[64];
+	const char *snap, *only;
+	if (pool_or_name_arg(args, "name", pool, sizeof(pool), &snap, &only, e) != 0)
+		return e->err;
+	if (snap != NULL && strchr(snap, '@') == NULL)
+		return fail(e, err_set(-EINVAL, "'%s' is not a snapshot (POOL/VOL@SNAP)", only),
+		    "INVALID_ARGUMENT");
+	return list_pools(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e);
 }
 
 static int
@@ -930,7 +1063,7 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
-		"snapshots" };
+		"snapshots", "holds" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -954,6 +1087,9 @@ static const struct {
 	{ "snap.destroy", op_snap_destroy },
 	{ "snap.list", op_snap_list },
 	{ "snap.rename", op_snap_rename },
+	{ "snap.hold", op_snap_hold },
+	{ "snap.release", op_snap_release },
+	{ "snap.holds", op_snap_holds },
 	{ "vol.rollback", op_vol_rollback },
 	{ "vol.clone", op_vol_clone },
 	{ "vol.create", op_vol_create },

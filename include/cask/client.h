@@ -77,7 +77,15 @@ typedef struct cask_snap_info {
 	uint64_t referenced;   /* bytes its tree references */
 	uint64_t logical;
 	uint64_t used;         /* bytes only it holds: what destroying it frees */
+	unsigned holds;        /* tags holding it (it cannot be destroyed while held) */
+	unsigned clones;       /* volumes cloned from it */
 } cask_snap_info;
+
+typedef struct cask_hold_info {
+	char snapshot[600];    /* POOL/VOL@SNAP */
+	char tag[64];
+	uint64_t creation;     /* when the hold was placed */
+} cask_hold_info;
 
 typedef struct cask_vol_props {
 	uint32_t volblocksize;   /* 0: default */
@@ -126,6 +134,13 @@ int cask_snap_destroy(cask_client *c, const char *name);
 /* POOL/VOL@OLD -> POOL/VOL@NEW (new_name may also be just NEW). */
 int cask_snap_rename(cask_client *c, const char *name, const char *new_name);
 int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);
+/* Holds: tag (1-63 printable characters, no spaces) on every named snapshot
+   (one pool), or on none; a held snapshot cannot be destroyed (SNAPSHOT_HELD).
+   release: the tag off every named snapshot, or off none (HOLD_NOT_FOUND). */
+int cask_snap_hold(cask_client *c, const char *tag, const char *const *names, size_t n);
+int cask_snap_release(cask_client *c, const char *tag, const char *const *names, size_t n);
+/* name NULL (all), "POOL" or "POOL/VOL@SNAP"; sorted by snapshot, then tag. */
+int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *n);
 /* Make POOL/VOL what POOL/VOL@SNAP recorded; newer snapshots are refused
    (HAS_NEWER_SNAPSHOTS) unless destroy_later, which destroys them too. */
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);

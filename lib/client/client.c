@@ -509,14 +509,59 @@ cask_vol_get(cask_client *c, const char *name, cask_vol_info *out)
 
 /* ---- snapshots ---- */
 
-int
-cask_snap_create(cask_client *c, const char *const *names, size_t n)
+static json_object *
+names_args(const char *tag, const char *const *names, size_t n)
 {
 	json_object *a = json_object_new_object(), *arr = json_object_new_array();
 	for (size_t i = 0; i < n; i++)
 		json_object_array_add(arr, json_object_new_string(names[i]));
 	json_object_object_add(a, "names", arr);
-	return call_void(c, "snap.create", a);
+	if (tag != NULL)
+		json_object_object_add(a, "tag", json_object_new_string(tag));
+	return a;
+}
+
+int
+cask_snap_create(cask_client *c, const char *const *names, size_t n)
+{
+	return call_void(c, "snap.create", names_args(NULL, names, n));
+}
+
+int
+cask_snap_hold(cask_client *c, const char *tag, const char *const *names, size_t n)
+{
+	return call_void(c, "snap.hold", names_args(tag, names, n));
+}
+
+int
+cask_snap_release(cask_client *c, const char *tag, const char *const *names, size_t n)
+{
+	return call_void(c, "snap.release", names_args(tag, names, n));
+}
+
+static void
+hold_from_any(json_object *o, void *p)
+{
+	cask_hold_info *h = p;
+	memset(h, 0, sizeof(*h));
+	get_str(o, "snapshot", h->snapshot, sizeof(h->snapshot));
+	get_str(o, "tag", h->tag, sizeof(h->tag));
+	h->creation = get_u64(o, "creation");
+}
+
+int
+cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *n)
+{
+	json_object *a = json_object_new_object(), *r;
+	if (name)
+		json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "snap.holds", a, &r);
+	if (rc != 0)
+		return rc;
+	void *list;
+	if ((rc = decode_list(r, "holds", "hold", sizeof(cask_hold_info), hold_from_any, &list, n)) == 0)
+		*out = list;
+	return rc;
 }
 
 int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
@@ -562,6 +607,8 @@ snap_from_any(json_object *o, void *p)
 	s->referenced = get_u64(o, "referenced");
 	s->logical = get_u64(o, "logical");
 	s->used = get_u64(o, "used");
+	s->holds = (unsigned)get_u64(o, "holds");
+	s->clones = (unsigned)get_u64(o, "clones");
 }
 
 int

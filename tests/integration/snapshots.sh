@@ -112,6 +112,26 @@ head -c $((1 << 20)) /dev/urandom > "$T/b.raw"
 qemu-img convert -n -f raw -O raw "$T/b.raw" "$NBD/tank/c"
 qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/v@s1" || fail "writing the clone changed its origin"
 expect_fail 1 "origin" $CASK snap destroy tank/v@s1
+[ "$($CASK snap list -H -o clones tank/v | head -1)" = "1" ] || fail "snap list clones"
+# holds: a held snapshot is not destroyed; hold/release are all or none
+$CASK snap hold keep tank/v@s1 tank/w@s1
+expect_fail 1 "already held" $CASK snap hold keep tank/v@s1
+expect_fail 1 "no such snapshot" $CASK snap hold other tank/v@s1 tank/v@nosuch
+[ "$($CASK snap holds -H -o tag tank/v@s1)" = "keep" ] || fail "a failed hold changed the holds"
+expect_fail 2 "TAG" $CASK snap hold tank/v@s1
+expect_fail 1 "bad hold tag" $CASK snap hold "two words" tank/v@s1
+[ "$($CASK snap holds -H tank | wc -l)" = 2 ] || fail "snap holds lists two"
+$CASK snap holds -j | "$PY" -c '
+import json, sys
+h = json.load(sys.stdin)
+assert sorted((x["snapshot"], x["tag"]) for x in h) == [("tank/v@s1", "keep"), ("tank/w@s1", "keep")], h'
+[ "$($CASK snap list -H -o holds tank/w)" = "1" ] || fail "snap list holds"
+stop_caskd
+start_caskd
+expect_fail 1 "held" $CASK snap destroy tank/w@s1
+expect_fail 1 "no hold" $CASK snap release nosuch tank/w@s1
+$CASK snap release keep tank/v@s1 tank/w@s1
+[ -z "$($CASK snap holds -H)" ] || fail "holds left after release"
 expect_fail 2 "needs" $CASK vol clone tank/v tank/x
 expect_fail 1 "does not exist" $CASK vol clone tank/v@nosuch tank/x
 $CASK vol destroy tank/c
