@@ -233,6 +233,15 @@ enum { CE_RESIZE_SHRINK = 1 };
 
 int ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props);
 int ce_vol_destroy(ce_pool *p, const char *name);
+/*
+ * Destroy a volume with its snapshots (CE_DESTROY_SNAPSHOTS, "-r") and,
+ * with CE_DESTROY_CLONES ("-R"), the volumes cloned from them, theirs,
+ * and so on: all in one txg. Without the flags a volume that has
+ * snapshots (or snapshots with clones) is refused with -EBUSY. Refused
+ * too if any of them is open, held or being taken.
+ */
+enum { CE_DESTROY_SNAPSHOTS = 1, CE_DESTROY_CLONES = 2 };
+int ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags);
 int ce_vol_rename(ce_pool *p, const char *oldname, const char *newname);
 int ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags);
 /* Properties by name: "compression" (off|lz4|zstd), "checksum" (xxh128|sha256),

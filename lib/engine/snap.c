@@ -367,11 +367,100 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 		n->prev->unique = unique_of(n->prev, n);
 	if (n->is_snap)
 		n->unique = unique_of(n, snap_successor(p, n));
-	else if ((err = snap_written(p, n, &n->written)) != 0)
+	else if (!n->snap.doomed && (err = snap_written(p, n, &n->written)) != 0)
 		return err;
 	s->prev = NULL;
+	s->gone_txg = t;
 	dl_fini(&s->dl);
 	return 0;
+}
+
+/*
+ * txg t, before h's own (doomed) sync: h's snapshots destroyed in the
+ * same txg go first, newest first, so that each one frees what it alone
+ * held and h is left with no snapshot of its own when its tree is freed
+ * (a clone keeps its origin: what that holds is not freed).
+ */
+int
+snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t)
+{
+	int err = 0;
+	while (err == 0 && h->prev != NULL && h->prev->is_snap && h->prev->head == h &&
+	    h->prev->destroy_txg == t)
+		err = snap_destroy_sync(p, h->prev, t);
+	return err;
+}
+
+/* Is v (a volume or snapshot) a clone's first dataset, i.e. is its prev in another chain? */
+static volume *
+clone_head_of(volume *v)
+{
+	volume *owner = v->is_snap ? v->head : v;
+	return v->prev != NULL && v->prev->head != owner ? owner : NULL;
+}
+
+/*
+ * Mark h (and, by flags, its snapshots and their clones, recursively) for
+ * destruction in the open txg; nothing is marked if anything refuses.
+ * config_lock and pool->lock held.
+ */
+int
+snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
+{
+	if (flags & CE_DESTROY_CLONES)
+		flags |= CE_DESTROY_SNAPSHOTS;
+	volume **set = xmalloc((p->nvols + 1) * sizeof(volume *));
+	size_t n = 0;
+	set[n++] = h;
+	int err = 0;
+	/* breadth first over volumes: each one's snapshots, then the clones of those */
+	for (size_t k = 0; k < n && err == 0; k++) {
+		volume *v = set[k];
+		if (v->is_snap)
+			continue;
+		if (v->refs > 0) {
+			err = err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, v->name, v->refs);
+			break;
+		}
+		for (size_t i = 0; i < p->nvols && err == 0; i++) {
+			volume *s = p->vols[i];
+			if (!s->is_snap || s->head != v || s->destroy_txg != 0)
+				continue;
+			char tags[200];
+			if (!(flags & CE_DESTROY_SNAPSHOTS))
+				err = err_set(-EBUSY, "volume %s/%s has snapshots (%s/%s, ...): destroy them "
+				    "first, or destroy with -r", p->name, v->name, p->name, s->name);
+			else if (s->refs > 0 || s->snap_txg_pending != 0)
+				err = err_set(-EBUSY, "snapshot %s/%s is %s", p->name, s->name,
+				    s->refs > 0 ? "open" : "still being taken");
+			else if (hold_count(p, s->guid) > 0)
+				err = (hold_tags(p, s->guid, tags, sizeof(tags)), err_set(-EBUSY,
+				    "snapshot %s/%s is held (%s): release the holds first", p->name, s->name, tags));
+			else
+				set[n++] = s;
+		}
+		/* volumes cloned from v's snapshots */
+		for (size_t i = 0; i < p->nvols && err == 0; i++) {
+			volume *c = p->vols[i], *ch = clone_head_of(c);
+			if (c->destroy_txg != 0 || ch == NULL || c->prev->head != v || ch->destroy_txg != 0)
+				continue;
+			if (!(flags & CE_DESTROY_CLONES)) {
+				err = err_set(-EBUSY, "%s/%s has clones (%s/%s of %s/%s): destroy them first, or "
+				    "destroy with -R", p->name, v->name, p->name, ch->name, p->name, c->prev->name);
+				break;
+			}
+			int seen = 0;
+			for (size_t q = 0; q < n; q++)
+				seen |= set[q] == ch;
+			if (!seen)
+				set[n++] = ch;
+		}
+	}
+	if (err == 0)
+		for (size_t k = 0; k < n; k++)
+			set[k]->destroy_txg = p->open_txg;
+	free(set);
+	return err;
 }
 
 static int

@@ -157,11 +157,16 @@ txg_sync_one(ce_pool *p, uint64_t t)
 		/* Created after t's quiesce, or destroyed by an earlier txg. */
 		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t) || v->is_snap)
 			continue;
-		err = vol_sync(p, v, t);
+		/* a volume destroyed with its snapshots: they go first, newest first */
+		if (v->snap.doomed)
+			err = snap_destroy_chain_sync(p, v, t);
+		if (err == 0)
+			err = vol_sync(p, v, t);
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (v->is_snap && v->snap.txg == t && v->snap.doomed && v->destroy_txg == t)
+		if (v->is_snap && v->snap.txg == t && v->snap.doomed && v->destroy_txg == t &&
+		    v->gone_txg != t)
 			err = snap_destroy_sync(p, v, t);
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {

@@ -1278,7 +1278,7 @@ ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 }
 
 int
-ce_vol_destroy(ce_pool *p, const char *name)
+ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags)
 {
 	int err = mgmt_begin(p);
 	if (err != 0)
@@ -1288,18 +1288,23 @@ ce_vol_destroy(ce_pool *p, const char *name)
 		mgmt_abort(p);
 		return err;
 	}
-	if (v->refs > 0) {
-		mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, name, v->refs);
-	}
 	unsigned ns = count_snaps(p, v);
-	if (ns > 0) {
+	if (ns > 0 && !(flags & (CE_DESTROY_SNAPSHOTS | CE_DESTROY_CLONES))) {
 		mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s has %u snapshot%s: destroy them first", p->name, name,
-		    ns, ns == 1 ? "" : "s");
+		return err_set(-EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
+		    "with -r", p->name, name, ns, ns == 1 ? "" : "s");
 	}
-	v->destroy_txg = p->open_txg;
+	if ((err = snap_doom_volume(p, v, flags)) != 0) {
+		mgmt_abort(p);
+		return err;
+	}
 	return mgmt_commit(p);
+}
+
+int
+ce_vol_destroy(ce_pool *p, const char *name)
+{
+	return ce_vol_destroy_ex(p, name, 0);
 }
 
 int

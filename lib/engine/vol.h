@@ -85,6 +85,7 @@ struct volume {
 	uint64_t ilog_durable_seq; /* every itx of it appended before this is durable */
 	int ilog_waiters;          /* flushes waiting for it */
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
+	uint64_t gone_txg;     /* snapshot: its dead lists were settled in that txg's sync */
 };
 
 struct ce_vol {
@@ -114,6 +115,8 @@ void snap_attach(ce_pool *p, volume *s, uint64_t t);
 int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
 int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
 unsigned snap_clones(ce_pool *p, const volume *s);
+int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
+int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
 void snap_doomed_acct(volume *v, ct_acct *acct);
 
 extern char vol_hole_marker;

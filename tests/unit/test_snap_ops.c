@@ -172,6 +172,90 @@ test_holds(ce_pool *p)
 	return recheck(p);
 }
 
+static uint64_t
+allocated(ce_pool *p)
+{
+	ce_pool_stat st;
+	OK(ce_pool_sync(p));
+	OK(ce_pool_stat_get(p, &st));
+	return st.allocated;
+}
+
+static ce_pool *
+test_recursive_destroy(ce_pool *p)
+{
+	int errs[2];
+	/* a bystander that must not change */
+	OK(ce_vol_create(p, "keep", NB * BS, NULL));
+	fill_blocks(p, "keep", 0, NB, 9);
+	snap(p, "keep@k");
+	uint64_t a0 = allocated(p);
+
+	/* -r: a volume with three snapshots, no clones */
+	OK(ce_vol_create(p, "r", NB * BS, NULL));
+	fill_blocks(p, "r", 0, NB, 1);
+	snap(p, "r@1");
+	fill_blocks(p, "r", 0, 16, 2);
+	snap(p, "r@2");
+	fill_blocks(p, "r", 8, 16, 3);
+	snap(p, "r@3");
+	CHECK_ERR(ce_vol_destroy(p, "r"), -EBUSY);
+	printf("destroy without -r: %s\n", ce_errmsg());
+	const char *r2[] = { "r@2" };
+	OK(ce_snap_hold(p, "t", r2, 1, errs));
+	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS), -EBUSY);
+	printf("destroy -r with a held snapshot: %s\n", ce_errmsg());
+	CHECK(snap_exists(p, "r@1") && snap_exists(p, "r@3"));
+	OK(ce_snap_release(p, "t", r2, 1, errs));
+	ce_vol *h;
+	OK(ce_vol_open(p, "r@1", &h));
+	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS), -EBUSY);
+	ce_vol_close(h);
+	OK(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS));
+	CHECK(!snap_exists(p, "r@1") && !snap_exists(p, "r@2") && !snap_exists(p, "r@3"));
+	CHECK_ERR(ce_vol_open(p, "r", &h), -ENOENT);
+	uint64_t a1 = allocated(p);
+	printf("destroy -r: allocated %" PRIu64 " -> %" PRIu64 " (before the volume)\n", a1, a0);
+	CHECK(a1 == a0);
+	p = recheck(p);
+
+	/* -R: a volume, a clone of its snapshot with its own snapshot, and a clone of that */
+	OK(ce_vol_create(p, "r", NB * BS, NULL));
+	fill_blocks(p, "r", 0, NB, 1);
+	snap(p, "r@1");
+	fill_blocks(p, "r", 0, 16, 2);
+	snap(p, "r@2");
+	OK(ce_vol_clone(p, "r@1", "rc"));
+	fill_blocks(p, "rc", 20, 8, 4);
+	snap(p, "rc@x");
+	fill_blocks(p, "rc", 24, 8, 5);
+	OK(ce_vol_clone(p, "rc@x", "rcc"));
+	fill_blocks(p, "rcc", 40, 4, 6);
+	fill_blocks(p, "r", 30, 4, 7);
+	CHECK(holds_data(p, "rcc", 20, 4, 4) && holds_data(p, "rcc", 40, 4, 6));
+	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS), -EBUSY);
+	printf("destroy -r with clones: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "-R") != NULL);
+	const char *rx[] = { "rc@x" };
+	OK(ce_snap_hold(p, "t", rx, 1, errs));
+	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_CLONES), -EBUSY);
+	OK(ce_snap_release(p, "t", rx, 1, errs));
+	p = recheck(p);
+	OK(ce_vol_destroy_ex(p, "r", CE_DESTROY_CLONES));
+	CHECK_ERR(ce_vol_open(p, "rc", &h), -ENOENT);
+	CHECK_ERR(ce_vol_open(p, "rcc", &h), -ENOENT);
+	CHECK(!snap_exists(p, "rc@x") && snap_exists(p, "keep@k"));
+	a1 = allocated(p);
+	printf("destroy -R: allocated %" PRIu64 " -> %" PRIu64 " (before the volume)\n", a1, a0);
+	CHECK(a1 == a0);
+	CHECK(holds_data(p, "keep", 0, NB, 9) && holds_data(p, "keep@k", 0, NB, 9));
+	p = recheck(p);
+	OK(ce_snap_destroy(p, "keep@k"));
+	OK(ce_vol_destroy(p, "keep"));
+	printf("recursive destroy: ok\n");
+	return recheck(p);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -186,6 +270,7 @@ main(int argc, char **argv)
 	OK(ce_pool_stat_get(p, &st0));
 
 	p = test_holds(p);
+	p = test_recursive_destroy(p);
 
 	OK(ce_pool_sync(p));
 	OK(ce_pool_stat_get(p, &st));
