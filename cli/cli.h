@@ -39,6 +39,7 @@ void table_add(table *t, char **cells);
 int table_print(const table *t, const out_opts *o, const char *default_fields);
 void table_free(table *t);
 char *fmt_u64(uint64_t v);
+char *fmt_ratio(double r); /* "1.52x" */
 
 extern const char *cli_socket;
 cask_client *cli_connect(void);

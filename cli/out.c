@@ -24,6 +24,14 @@ fmt_u64(uint64_t v)
 	return xstrdup(b);
 }
 
+char *
+fmt_ratio(double r)
+{
+	char b[32];
+	snprintf(b, sizeof(b), "%.2fx", r);
+	return xstrdup(b);
+}
+
 void
 table_add(table *t, char **cells)
 {

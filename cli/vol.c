@@ -1,5 +1,6 @@
 /*
- * vol.c -- `cask vol ...`: create, list, get, set, resize, rename, destroy.
+ * vol.c -- `cask vol ...`: create, list, get, set, resize, rename, clone, rollback,
+ * promote, destroy.
  */
 #include "cli.h"
 #include "util.h"
@@ -25,8 +26,9 @@ vol_usage(FILE *f)
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
 	    "                                      snapshots,usedbysnapshots,written,origin,\n"
-	    "                                      referenced,usedbydataset; used = usedbydataset +\n"
-	    "                                      usedbysnapshots)\n"
+	    "                                      referenced,usedbydataset,logicalused,compressratio,\n"
+	    "                                      refcompressratio; used = usedbydataset +\n"
+	    "                                      usedbysnapshots; see cask(8) for each)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
@@ -38,20 +40,28 @@ vol_usage(FILE *f)
 	    "  rollback [-r] POOL/VOL@SNAP         make the volume what the snapshot recorded (data\n"
 	    "                                      and size; not open by clients); -r also destroys\n"
 	    "                                      the snapshots newer than SNAP, else they refuse it\n"
-	    "  destroy POOL/VOL                    destroy a volume and free its space (refused\n"
-	    "                                      while it has snapshots: cask snap destroy them)\n"
+	    "  promote POOL/CLONE                  the clone takes over its origin's snapshots up to\n"
+	    "                                      the origin; the origin's volume becomes its clone\n"
+	    "                                      (then it can be destroyed without the clone)\n"
+	    "  destroy [-r | -R] POOL/VOL          destroy a volume and free its space; refused\n"
+	    "                                      while it has snapshots unless -r (destroys them\n"
+	    "                                      too) and while they have clones unless -R\n"
+	    "                                      (destroys those, theirs, ...); one transaction;\n"
+	    "                                      held or open snapshots refuse it\n"
 	    "\n"
 	    "Volumes are served over NBD under their name, POOL/VOL.\n");
 }
 
 static const col vol_cols[] = {
 	{ "name", "NAME", COL_STR }, { "size", "SIZE", COL_SIZE }, { "used", "USED", COL_SIZE },
-	{ "logical", "LUSED", COL_SIZE }, { "volblocksize", "VOLBLOCK", COL_SIZE },
+	{ "logical", "LREFER", COL_SIZE }, { "volblocksize", "VOLBLOCK", COL_SIZE },
 	{ "compression", "COMPRESS", COL_STR }, { "checksum", "CHECKSUM", COL_STR },
 	{ "sync", "SYNC", COL_STR }, { "creation", "CREATION", COL_NUM }, { "guid", "GUID", COL_STR },
 	{ "snapshots", "SNAPS", COL_NUM }, { "usedbysnapshots", "USEDSNAP", COL_SIZE },
 	{ "written", "WRITTEN", COL_SIZE }, { "origin", "ORIGIN", COL_STR },
 	{ "referenced", "REFER", COL_SIZE }, { "usedbydataset", "USEDDS", COL_SIZE },
+	{ "logicalused", "LUSED", COL_SIZE }, { "compressratio", "RATIO", COL_STR },
+	{ "refcompressratio", "REFRATIO", COL_STR },
 };
 
 static char **
@@ -74,6 +84,9 @@ vol_row(const cask_vol_info *v)
 	r[13] = xstrdup(v->origin[0] ? v->origin : "-");
 	r[14] = fmt_u64(v->referenced);
 	r[15] = fmt_u64(v->usedbydataset);
+	r[16] = fmt_u64(v->logicalused);
+	r[17] = fmt_ratio(v->compressratio);
+	r[18] = fmt_ratio(v->refcompressratio);
 	return r;
 }
 
@@ -321,12 +334,35 @@ vol_rollback(int argc, char **argv)
 static int
 vol_destroy(int argc, char **argv)
 {
-	if (argc != 2 || argv[1][0] == '-')
-		return usage_error("vol destroy needs POOL/VOL");
+	unsigned flags = 0;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-r") == 0)
+			flags |= CASK_DESTROY_SNAPSHOTS;
+		else if (strcmp(argv[i], "-R") == 0)
+			flags |= CASK_DESTROY_SNAPSHOTS | CASK_DESTROY_CLONES;
+		else
+			return usage_error("vol destroy: unknown option %s", argv[i]);
+	}
+	if (argc - i != 1 || strchr(argv[i], '/') == NULL || strchr(argv[i], '@') != NULL)
+		return usage_error("vol destroy needs [-r | -R] and one POOL/VOL");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_vol_destroy(c, argv[1]) ? cli_fail("vol destroy") : 0;
+	int rc = cask_vol_destroy_ex(c, argv[i], flags) ? cli_fail("vol destroy") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_promote(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-' || strchr(argv[1], '/') == NULL || strchr(argv[1], '@') != NULL)
+		return usage_error("vol promote needs one clone POOL/VOL");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_promote(c, argv[1]) ? cli_fail("vol promote") : 0;
 	cask_disconnect(c);
 	return rc;
 }
@@ -359,5 +395,7 @@ cmd_vol(int argc, char **argv)
 		return vol_clone(argc, argv);
 	if (strcmp(sub, "destroy") == 0)
 		return vol_destroy(argc, argv);
+	if (strcmp(sub, "promote") == 0)
+		return vol_promote(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);
 }

@@ -445,6 +445,16 @@ typedef struct vctx {
 	reqerr *e;
 } vctx;
 
+/* logical / allocated, two decimals (1.00 for nothing allocated) */
+static json_object *
+ratio_json(uint64_t logical, uint64_t alloc)
+{
+	double r = alloc == 0 ? 1.0 : (double)logical / (double)alloc;
+	char s[32];
+	snprintf(s, sizeof(s), "%.2f", r);
+	return json_object_new_double_s(r, s);
+}
+
 static json_object *
 vol_json(const char *pool, const ce_vol_info *vi)
 {
@@ -462,6 +472,10 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "referenced", json_object_new_uint64(vi->referenced));
 	json_object_object_add(o, "usedbydataset", json_object_new_uint64(vi->usedbydataset));
 	json_object_object_add(o, "logical", json_object_new_uint64(vi->logical));
+	json_object_object_add(o, "logicalreferenced", json_object_new_uint64(vi->logical));
+	json_object_object_add(o, "logicalused", json_object_new_uint64(vi->logicalused));
+	json_object_object_add(o, "compressratio", ratio_json(vi->logicalused, vi->used));
+	json_object_object_add(o, "refcompressratio", ratio_json(vi->logical, vi->referenced));
 	json_object_object_add(o, "create_txg", json_object_new_uint64(vi->create_txg));
 	json_object_object_add(o, "creation", json_object_new_uint64(vi->ctime));
 	json_object_object_add(o, "snapshots", json_object_new_int((int)vi->nsnapshots));
@@ -536,10 +550,25 @@ static int
 vol_destroy_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
-	int err = ce_vol_destroy(p, x->vol);
-	if (err == -EBUSY && strstr(ce_errmsg(), "is open") != NULL)
-		err_set(err, "volume %s/%s is in use (connected NBD clients)", x->pool, x->vol);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	json_object *b;
+	unsigned flags = 0;
+	if (json_object_object_get_ex(x->args, "recursive", &b) && json_object_get_boolean(b))
+		flags |= CE_DESTROY_SNAPSHOTS;
+	if (json_object_object_get_ex(x->args, "dependents", &b) && json_object_get_boolean(b))
+		flags |= CE_DESTROY_CLONES;
+	int err = ce_vol_destroy_ex(p, x->vol, flags);
+	if (err == -EBUSY && strstr(ce_errmsg(), "is open") != NULL) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		err_set(err, "%s: in use (connected NBD clients)", msg);
+	}
+	if (err == 0 && flags)
+		log_msg(LOG_INFO, "%s/%s destroyed with its snapshots%s", x->pool, x->vol,
+		    flags & CE_DESTROY_CLONES ? " and clones" : "");
+	const char *code = err == -EBUSY && strstr(ce_errmsg(), "held") ? "SNAPSHOT_HELD" :
+	    err == -EBUSY && strstr(ce_errmsg(), "with -r") ? "HAS_SNAPSHOTS" :
+	    err == -EBUSY && strstr(ce_errmsg(), "with -R") ? "HAS_CLONES" : code_for(err, 1);
+	return err ? fail(x->e, err, code) : 0;
 }
 
 static int
@@ -735,6 +764,7 @@ snap_json(const char *pool, const ce_snap_info *si)
 	json_object_object_add(o, "size", json_object_new_uint64(si->size));
 	json_object_object_add(o, "referenced", json_object_new_uint64(si->referenced));
 	json_object_object_add(o, "logical", json_object_new_uint64(si->logical));
+	json_object_object_add(o, "refcompressratio", ratio_json(si->logical, si->referenced));
 	json_object_object_add(o, "used", json_object_new_uint64(si->used));
 	json_object_object_add(o, "holds", json_object_new_uint64(si->holds));
 	json_object_object_add(o, "clones", json_object_new_uint64(si->clones));
@@ -985,6 +1015,21 @@ vol_clone_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
+static int
+vol_promote_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	int err = ce_vol_promote(p, x->vol);
+	if (err == 0)
+		log_msg(LOG_INFO, "%s/%s: promoted", x->pool, x->vol);
+	const char *code = err == -EINVAL && strstr(ce_errmsg(), "not a clone") ? "NOT_A_CLONE" :
+	    err == -EEXIST ? "SNAPSHOT_EXISTS" : code_for(err, 1);
+	return err ? fail(x->e, err, code) : 0;
+}
+
+/* vol.promote {"name": "pool/clone"} */
+static int op_vol_promote(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_promote_cb); }
+
 /* vol.clone {"name": "pool/vol@snap", "new_name": "pool/new"} */
 static int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_clone_cb); }
 
@@ -1063,7 +1108,7 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
-		"snapshots", "holds" };
+		"snapshots", "holds", "vol.promote", "vol.destroy.recursive" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -1092,6 +1137,7 @@ static const struct {
 	{ "snap.holds", op_snap_holds },
 	{ "vol.rollback", op_vol_rollback },
 	{ "vol.clone", op_vol_clone },
+	{ "vol.promote", op_vol_promote },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },

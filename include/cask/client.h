@@ -62,11 +62,15 @@ typedef struct cask_vol_info {
 	char compression[16], checksum[16], sync[16];
 	uint64_t used, logical, create_txg, creation;
 	uint64_t referenced;         /* bytes its tree references */
-	uint64_t usedbydataset;      /* bytes only the volume references; used = this + usedbysnapshots */
+	uint64_t usedbydataset;      /* what destroying it frees after its snapshots: its tree, less
+	                                what a clone shares with its origin; used = this + usedbysnapshots */
 	unsigned snapshots;          /* how many it has */
 	uint64_t usedbysnapshots;    /* bytes only its snapshots hold */
 	uint64_t written;            /* bytes written since its newest snapshot */
 	char origin[600];            /* a clone: POOL/VOL@SNAP it was cloned from; else "" */
+	uint64_t logicalused;        /* uncompressed bytes of what `used` counts (logical: of `referenced`) */
+	double compressratio;        /* logicalused / used */
+	double refcompressratio;     /* logical / referenced */
 } cask_vol_info;
 
 typedef struct cask_snap_info {
@@ -120,6 +124,13 @@ void cask_pool_info_free(cask_pool_info *list, size_t n);
 
 int cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props);
 int cask_vol_destroy(cask_client *c, const char *name);
+/* With its snapshots (CASK_DESTROY_SNAPSHOTS, -r) and the volumes cloned from
+   them, recursively (CASK_DESTROY_CLONES, -R), in one transaction. */
+enum { CASK_DESTROY_SNAPSHOTS = 1, CASK_DESTROY_CLONES = 2 };
+int cask_vol_destroy_ex(cask_client *c, const char *name, unsigned flags);
+/* Clone POOL/VOL takes over its origin's snapshots up to the origin; the
+   origin's volume becomes its clone (NOT_A_CLONE, SNAPSHOT_EXISTS). */
+int cask_vol_promote(cask_client *c, const char *name);
 int cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink);
 int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
 /* pool NULL: every pool. */

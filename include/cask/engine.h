@@ -167,8 +167,10 @@ typedef struct ce_vol_info {
 	int sync;
 	uint64_t used;       /* usedbydataset + usedbysnapshots: what destroying it and its snapshots frees */
 	uint64_t referenced; /* allocated bytes its tree references (committed) */
-	uint64_t usedbydataset; /* bytes only the volume itself references (= written) */
-	uint64_t logical;    /* logical bytes of its data blocks (committed) */
+	uint64_t usedbydataset; /* what destroying the volume frees once its snapshots are gone: its
+	                           tree, less (for a clone) what it shares with its origin */
+	uint64_t logical;    /* logicalreferenced: uncompressed bytes of its data blocks (committed) */
+	uint64_t logicalused; /* uncompressed bytes of the data blocks `used` counts */
 	uint64_t create_txg;
 	uint64_t ctime;
 	unsigned nsnapshots;
@@ -210,6 +212,14 @@ enum { CE_ROLLBACK_DESTROY_LATER = 1 };
 /* A new writable volume NEW that starts as VOL@SNAP and shares its blocks (O(1)). */
 int ce_vol_clone(ce_pool *p, const char *snapname, const char *newname);
 int ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags);
+/*
+ * Promote clone VOL: the snapshots of its origin's volume up to and
+ * including the origin move to VOL (renamed VOL@...), and that volume
+ * becomes a clone of the origin instead, so it can then be destroyed
+ * while VOL lives on. No data moves. -EINVAL if VOL is not a clone,
+ * -EEXIST if VOL already has a snapshot named like one that would move.
+ */
+int ce_vol_promote(ce_pool *p, const char *name);
 /*
  * Holds: a tag (1-63 printable characters, no spaces) on a snapshot keeps
  * it from being destroyed until released. Hold and release act on every

@@ -192,6 +192,13 @@ get_u64(json_object *o, const char *k)
 	return json_object_object_get_ex(o, k, &v) ? json_object_get_uint64(v) : 0;
 }
 
+static double
+get_double(json_object *o, const char *k)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, k, &v) ? json_object_get_double(v) : 0.0;
+}
+
 static void
 get_str(json_object *o, const char *k, char *out, size_t n)
 {
@@ -288,6 +295,17 @@ cask_pool_inject(cask_client *c, const char *name, const char *op, int vdev, uin
 }
 int cask_pool_destroy(cask_client *c, const char *name) { return name_op(c, "pool.destroy", name); }
 int cask_vol_destroy(cask_client *c, const char *name) { return name_op(c, "vol.destroy", name); }
+int cask_vol_promote(cask_client *c, const char *name) { return name_op(c, "vol.promote", name); }
+
+int
+cask_vol_destroy_ex(cask_client *c, const char *name, unsigned flags)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "recursive", json_object_new_boolean((flags & CASK_DESTROY_SNAPSHOTS) != 0));
+	json_object_object_add(a, "dependents", json_object_new_boolean((flags & CASK_DESTROY_CLONES) != 0));
+	return call_void(c, "vol.destroy", a);
+}
 
 static void
 pool_from(json_object *o, cask_pool_info *p)
@@ -471,6 +489,9 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->usedbysnapshots = get_u64(o, "usedbysnapshots");
 	v->written = get_u64(o, "written");
 	get_str(o, "origin", v->origin, sizeof(v->origin));
+	v->logicalused = get_u64(o, "logicalused");
+	v->compressratio = get_double(o, "compressratio");
+	v->refcompressratio = get_double(o, "refcompressratio");
 }
 
 static void

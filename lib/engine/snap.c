@@ -150,6 +150,19 @@ dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds)
 	return 0;
 }
 
+/* Allocated and logical (data blocks') bytes of the entries born after txg. */
+void
+dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes)
+{
+	for (uint64_t i = 0; i < dl->n; i++) {
+		if (dl->e[i].bp_birth <= txg)
+			continue;
+		*bytes += bp_asize(&dl->e[i]);
+		if (dl->e[i].bp_type == BP_DATA)
+			*lbytes += dl->e[i].bp_lsize;
+	}
+}
+
 /* ct_acct.kill for a volume's tree: the block is still its newest snapshot's. */
 void
 snap_kill(void *arg, const bp_phys *bp)
@@ -214,7 +227,7 @@ unique_of(volume *s, volume *next)
 }
 
 typedef struct sum_ctx {
-	uint64_t bytes;
+	uint64_t bytes, lbytes;
 } sum_ctx;
 
 static int
@@ -223,6 +236,8 @@ sum_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 	(void)level;
 	(void)first;
 	((sum_ctx *)arg)->bytes += bp_asize(bp);
+	if (bp->bp_type == BP_DATA)
+		((sum_ctx *)arg)->lbytes += bp->bp_lsize;
 	return err;
 }
 
@@ -237,6 +252,26 @@ snap_written(ce_pool *p, volume *v, uint64_t *out)
 	sum_ctx c = { 0 };
 	int err = cowtree_walk_after(p, &v->tree, v->prev_txg, sum_visit, &c);
 	*out = c.bytes;
+	return err;
+}
+
+/*
+ * From open context (no lock but config_lock): bytes of v's committed tree
+ * born after txg, by a walk that skips older subtrees. free_lock keeps
+ * the blocks of the captured root from being reused meanwhile.
+ */
+int
+snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout)
+{
+	pthread_rwlock_rdlock(&p->free_lock);
+	pthread_mutex_lock(&v->lock);
+	cowtree t = v->tree;
+	pthread_mutex_unlock(&v->lock);
+	sum_ctx c = { 0 };
+	int err = cowtree_walk_after(p, &t, txg, sum_visit, &c);
+	pthread_rwlock_unlock(&p->free_lock);
+	*out = c.bytes;
+	*lout = c.lbytes;
 	return err;
 }
 
@@ -570,6 +605,99 @@ ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
 	c->prev_txg = s->create_txg;
 	c->written = 0;
 	vol_add(p, c);
+	return vol_mgmt_commit(p);
+}
+
+/* The oldest dataset of h's own chain (h, or its oldest snapshot). */
+static volume *
+chain_first(volume *h)
+{
+	volume *f = h;
+	while (f->prev != NULL && f->prev->is_snap && f->prev->head == h)
+		f = f->prev;
+	return f;
+}
+
+/* txg of the snapshot h's chain was cloned from (0: not a clone). */
+uint64_t
+snap_origin_txg(volume *h)
+{
+	volume *f = chain_first(h);
+	return f->prev != NULL ? f->prev->create_txg : 0;
+}
+
+int
+ce_vol_promote(ce_pool *p, const char *name)
+{
+	err_clear();
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *c = name != NULL ? vol_find(p, name) : NULL;
+	if (c == NULL || c->is_snap) {
+		vol_mgmt_abort(p);
+		return err_set(c ? -EINVAL : -ENOENT, c ? "%s/%s is a snapshot: promote a clone volume" :
+		    "volume %s/%s does not exist", p->name, name ? name : "");
+	}
+	volume *first = chain_first(c), *o = first->prev;
+	if (o == NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-EINVAL, "volume %s/%s is not a clone: nothing to promote", p->name, name);
+	}
+	volume *v = o->head;
+	/* the two chains must be settled: no snapshot being taken or destroyed, no rollback */
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *d = p->vols[i], *owner = d->is_snap ? d->head : d;
+		if ((owner == v || owner == c) && (d->snap_txg_pending != 0 || d->destroy_txg != 0 ||
+		    d->rollback_txg != 0)) {
+			vol_mgmt_abort(p);
+			return err_set(-EBUSY, "%s/%s: an operation on %s/%s is still being committed; try "
+			    "again", p->name, name, p->name, d->name);
+		}
+	}
+	/* snapshots move to c with their short names: none may clash */
+	size_t vlen = strlen(v->name), n = 0;
+	volume **mv = xmalloc(p->nvols * sizeof(volume *));
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *s = p->vols[i];
+		if (!s->is_snap || s->head != v || s->create_txg > o->create_txg)
+			continue;
+		const char *sn = s->name + vlen + 1;
+		char full[2 * CE_NAME_MAX + 2];
+		snprintf(full, sizeof(full), "%s@%s", c->name, sn);
+		if (strlen(full) > CE_NAME_MAX || vol_find(p, full) != NULL) {
+			free(mv);
+			vol_mgmt_abort(p);
+			return err_set(strlen(full) > CE_NAME_MAX ? -EINVAL : -EEXIST, "cannot promote %s/%s: "
+			    "%s/%s %s", p->name, name, p->name, full, strlen(full) > CE_NAME_MAX ?
+			    "would be too long a name" : "already exists (rename or destroy it first)");
+		}
+		mv[n++] = s;
+	}
+	/*
+	 * A sync in flight reads heads and names: let it finish (and any txg
+	 * already quiesced), so the whole change lands in one txg.
+	 */
+	while (p->syncing_txg != 0 || p->synced_txg + 1 < p->open_txg) {
+		if (p->suspended) {
+			free(mv);
+			vol_mgmt_abort(p);
+			return err_set(p->suspended, "pool %s is suspended after an IO error", p->name);
+		}
+		pthread_cond_wait(&p->cv_done, &p->lock);
+	}
+	for (size_t i = 0; i < n; i++) {
+		volume *s = mv[i];
+		char full[2 * CE_NAME_MAX + 2];
+		snprintf(full, sizeof(full), "%s@%s", c->name, s->name + vlen + 1);
+		/* under pool->lock, which every reader of a name or head takes (no sync runs now) */
+		memcpy(s->name, full, strlen(full) + 1);
+		s->head = c;
+		s->rec_txg = p->open_txg;
+	}
+	free(mv);
+	/* o's successor is now c's oldest dataset: what only o holds is read from its dead list */
+	o->unique = unique_of(o, first);
 	return vol_mgmt_commit(p);
 }
 

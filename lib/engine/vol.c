@@ -1469,19 +1469,31 @@ fill_info(volume *v, ce_vol_info *out)
 			break;
 		}
 	ce_pool *p = v->pool;
+	/* a clone's dead lists also hold blocks of its origin, which its snapshots never free */
+	uint64_t otxg = v->is_snap ? 0 : snap_origin_txg(v), snap_logical = 0;
 	for (size_t i = 0; !v->is_snap && i < p->nvols; i++) {
 		volume *s = p->vols[i];
 		if (s == v || (s->is_snap && s->head == v && s->destroy_txg == 0)) {
-			out->usedbysnapshots += s->dl.bytes;
+			dl_sum_after(&s->dl, otxg, &out->usedbysnapshots, &snap_logical);
 			out->nsnapshots += s != v;
 		}
 	}
-	if (!v->is_snap) {
-		out->usedbydataset = v->written;
-		out->used = out->usedbydataset + out->usedbysnapshots;
-	}
 	pthread_mutex_unlock(&v->pool->lock);
 	pthread_mutex_unlock(&v->lock);
+	if (!v->is_snap) {
+		/*
+		 * What destroying the volume (after its snapshots) frees: its
+		 * whole tree, but for a clone only what is newer than the origin.
+		 */
+		uint64_t lds = out->logical;
+		out->usedbydataset = out->referenced;
+		if (otxg > 0 && snap_bytes_after(p, v, otxg, &out->usedbydataset, &lds) != 0) {
+			out->usedbydataset = out->referenced; /* unreadable tree: an upper bound */
+			lds = out->logical;
+		}
+		out->used = out->usedbydataset + out->usedbysnapshots;
+		out->logicalused = lds + snap_logical;
+	}
 }
 
 int

@@ -103,7 +103,8 @@ $CASK vol get -H -p all tank/v | "$PY" -c '
 import sys
 p = {l.split("	")[1]: l.split("	")[2].strip() for l in sys.stdin}
 assert int(p["used"]) == int(p["usedbydataset"]) + int(p["usedbysnapshots"]), p
-assert int(p["usedbydataset"]) == int(p["written"]), p'
+assert int(p["usedbydataset"]) == int(p["referenced"]), p
+assert int(p["written"]) < int(p["referenced"]), p'
 # a clone: writable, starts as the snapshot, keeps it from being destroyed
 $CASK vol clone tank/v@s1 tank/c
 [ "$($CASK vol get -H origin tank/c | cut -f3)" = "tank/v@s1" ] || fail "clone origin"
@@ -134,8 +135,33 @@ $CASK snap release keep tank/v@s1 tank/w@s1
 [ -z "$($CASK snap holds -H)" ] || fail "holds left after release"
 expect_fail 2 "needs" $CASK vol clone tank/v tank/x
 expect_fail 1 "does not exist" $CASK vol clone tank/v@nosuch tank/x
-$CASK vol destroy tank/c
-$CASK snap destroy tank/v@s1 tank/w@s1
+# promote: the clone takes v@s1 (renamed c@s1); v becomes c's clone, then goes alone
+$CASK snap create tank/v@s9
+$CASK vol promote tank/c
+[ "$($CASK vol get -H origin tank/v | cut -f3)" = "tank/c@s1" ] || fail "origin after promote"
+[ "$($CASK vol get -H origin tank/c | cut -f3)" = "-" ] || fail "the promoted clone still has an origin"
+qemu-img compare -f raw -F raw "$T/a.raw" "$NBD/tank/c@s1" || fail "the moved snapshot differs"
+expect_fail 1 "not a clone" $CASK vol promote tank/c
+expect_fail 2 "one clone" $CASK vol promote tank/c@s1
+expect_fail 1 "with -r" $CASK vol destroy tank/v
+$CASK vol get -H -p all tank/v | "$PY" -c '
+import sys
+p = {l.split("	")[1]: l.split("	")[2].strip() for l in sys.stdin}
+for k in ("logicalused", "compressratio", "refcompressratio", "usedbydataset"):
+    assert k in p, (k, p)
+assert p["compressratio"].endswith("x"), p'
+$CASK vol destroy -r tank/v
+cp "$T/a.raw" "$T/c.raw"
+dd if="$T/b.raw" of="$T/c.raw" conv=notrunc status=none
+qemu-img compare -f raw -F raw "$T/c.raw" "$NBD/tank/c" || fail "the clone changed when its former parent went"
+# -R: a volume whose snapshot has a clone
+$CASK vol clone tank/c@s1 tank/d
+expect_fail 1 "with -R" $CASK vol destroy -r tank/c
+expect_fail 2 "unknown option" $CASK vol destroy -x tank/c
+$CASK vol destroy -R tank/c
+[ -z "$($CASK vol list -H -o name tank | grep -E 'tank/(c|d)$')" ] || fail "destroy -R left a volume"
+$CASK vol create tank/v --size 8M
+$CASK snap destroy tank/w@s1
 [ -z "$($CASK snap list -H tank)" ] || fail "snapshots left after destroy"
 $CASK vol destroy tank/v
 $CASK vol destroy tank/w

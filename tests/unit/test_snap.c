@@ -117,8 +117,8 @@ main(int argc, char **argv)
 	CHECK(i1.used >= (NB / 2) * BS && i1.used < (NB / 2) * BS + 65536);
 	CHECK(vi.usedbysnapshots == i1.used && vi.nsnapshots == 1);
 	CHECK(vi.written >= (NB / 2) * BS && vi.written < vi.referenced);
-	/* used = usedbydataset + usedbysnapshots; usedbydataset is what only the volume holds */
-	CHECK(vi.usedbydataset == vi.written && vi.used == vi.usedbydataset + vi.usedbysnapshots);
+	/* used = usedbydataset + usedbysnapshots; usedbydataset: its tree (no origin to share with) */
+	CHECK(vi.usedbydataset == vi.referenced && vi.used == vi.usedbydataset + vi.usedbysnapshots);
 	CHECK(vi.referenced == i1.referenced);
 	ce_vol_close(v);
 	CHECK_ERR(ce_vol_destroy(p, "v"), -EBUSY);

@@ -256,6 +256,112 @@ test_recursive_destroy(ce_pool *p)
 	return recheck(p);
 }
 
+static ce_vol_info
+vinfo(ce_pool *p, const char *name)
+{
+	ce_vol_info vi;
+	OK(ce_pool_sync(p));
+	OK(ce_vol_info_get(p, name, &vi));
+	return vi;
+}
+
+/* The data of every dataset of the promote test, wherever its snapshots now live. */
+static void
+promote_data(ce_pool *p, const char *a, const char *b, const char *c)
+{
+	CHECK(holds_data(p, a, 0, NB, 1));
+	CHECK(holds_data(p, b, 0, 16, 2) && holds_data(p, b, 16, NB - 16, 1));
+	CHECK(holds_data(p, c, 0, 16, 2) && holds_data(p, c, 16, 16, 3) && holds_data(p, c, 32, 32, 1));
+	CHECK(holds_data(p, "p", 0, 16, 2) && holds_data(p, "p", 16, 16, 3));
+	CHECK(holds_data(p, "q@q1", 0, 16, 2) && holds_data(p, "q@q1", 16, 16, 1) &&
+	    holds_data(p, "q@q1", 32, 8, 4) && holds_data(p, "q@q1", 40, 24, 1));
+	CHECK(holds_data(p, "q", 32, 8, 4) && holds_data(p, "q", 40, 4, 5) && holds_data(p, "q", 44, 20, 1));
+}
+
+static ce_pool *
+test_promote(ce_pool *p)
+{
+	uint64_t a0 = allocated(p);
+	OK(ce_vol_create(p, "p", NB * BS, NULL));
+	fill_blocks(p, "p", 0, NB, 1);
+	snap(p, "p@a");
+	fill_blocks(p, "p", 0, 16, 2);
+	snap(p, "p@b");
+	fill_blocks(p, "p", 16, 16, 3);
+	snap(p, "p@c");
+	OK(ce_vol_clone(p, "p@b", "q"));
+	fill_blocks(p, "q", 32, 8, 4);
+	snap(p, "q@q1");
+	fill_blocks(p, "q", 40, 4, 5);
+	ce_vol_info pi = vinfo(p, "p"), qi = vinfo(p, "q");
+	printf("before promote: p used %" PRIu64 " usedbysnapshots %" PRIu64 "; q used %" PRIu64
+	    " usedbysnapshots %" PRIu64 " origin %s\n", pi.used, pi.usedbysnapshots, qi.used,
+	    qi.usedbysnapshots, qi.origin);
+	/* q's snapshots' dead lists hold only blocks of p@b: nothing of its own */
+	CHECK(qi.usedbysnapshots < 3 * 16384);
+	CHECK(pi.usedbysnapshots >= 32 * BS);
+
+	CHECK_ERR(ce_vol_promote(p, "p"), -EINVAL);
+	printf("promote a volume that is no clone: %s\n", ce_errmsg());
+	CHECK_ERR(ce_vol_promote(p, "p@a"), -EINVAL);
+	CHECK_ERR(ce_vol_promote(p, "nosuch"), -ENOENT);
+	snap(p, "q@a");
+	CHECK_ERR(ce_vol_promote(p, "q"), -EEXIST);
+	printf("promote with a name clash: %s\n", ce_errmsg());
+	OK(ce_snap_destroy(p, "q@a"));
+
+	OK(ce_vol_promote(p, "q"));
+	CHECK(snap_exists(p, "q@a") && snap_exists(p, "q@b") && snap_exists(p, "p@c"));
+	CHECK(!snap_exists(p, "p@a") && !snap_exists(p, "p@b"));
+	pi = vinfo(p, "p");
+	qi = vinfo(p, "q");
+	printf("after promote: p used %" PRIu64 " usedbysnapshots %" PRIu64 " origin %s; q used %" PRIu64
+	    " usedbysnapshots %" PRIu64 " origin '%s'\n", pi.used, pi.usedbysnapshots, pi.origin, qi.used,
+	    qi.usedbysnapshots, qi.origin);
+	CHECK(strcmp(pi.origin, "q@b") == 0 && qi.origin[0] == '\0');
+	CHECK(pi.nsnapshots == 1 && qi.nsnapshots == 3);
+	/* p's snapshot p@c holds only blocks q@b has (born before it): nothing p would free */
+	CHECK(pi.usedbysnapshots < 2 * 16384);
+	CHECK(qi.usedbysnapshots >= 28 * BS);
+	CHECK(snap_info(p, "q@a").used >= 16 * BS && snap_info(p, "q@b").clones == 1);
+	promote_data(p, "q@a", "q@b", "p@c");
+	p = recheck(p);
+	promote_data(p, "q@a", "q@b", "p@c");
+
+	/* and back: p takes its snapshots again */
+	OK(ce_vol_promote(p, "p"));
+	CHECK(snap_exists(p, "p@a") && snap_exists(p, "p@b") && !snap_exists(p, "q@a"));
+	CHECK(strcmp(vinfo(p, "q").origin, "p@b") == 0 && vinfo(p, "p").origin[0] == '\0');
+	promote_data(p, "p@a", "p@b", "p@c");
+	p = recheck(p);
+	OK(ce_vol_promote(p, "q"));
+	p = recheck(p);
+
+	/* the former parent, now a clone, goes; what it frees is its `used` */
+	pi = vinfo(p, "p");
+	uint64_t before = allocated(p);
+	CHECK_ERR(ce_snap_destroy(p, "q@b"), -EBUSY);
+	OK(ce_vol_destroy_ex(p, "p", CE_DESTROY_SNAPSHOTS));
+	uint64_t after = allocated(p);
+	printf("destroy -r the former parent: freed %" PRIu64 ", its used was %" PRIu64 "\n",
+	    before - after, pi.used);
+	/* used counts data and trees; the dead list objects (metadata) come on top */
+	CHECK(before - after >= pi.used && before - after <= pi.used + 2 * 16384);
+	CHECK(holds_data(p, "q@a", 0, NB, 1) && holds_data(p, "q@b", 0, 16, 2));
+	CHECK(holds_data(p, "q", 32, 8, 4) && holds_data(p, "q", 0, 16, 2));
+	p = recheck(p);
+	qi = vinfo(p, "q");
+	before = allocated(p);
+	OK(ce_vol_destroy_ex(p, "q", CE_DESTROY_SNAPSHOTS));
+	after = allocated(p);
+	printf("destroy -r the promoted clone: freed %" PRIu64 ", its used was %" PRIu64 "\n",
+	    before - after, qi.used);
+	CHECK(before - after >= qi.used && before - after <= qi.used + 4 * 16384);
+	CHECK(after == a0);
+	printf("promote: ok\n");
+	return recheck(p);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -271,6 +377,7 @@ main(int argc, char **argv)
 
 	p = test_holds(p);
 	p = test_recursive_destroy(p);
+	p = test_promote(p);
 
 	OK(ce_pool_sync(p));
 	OK(ce_pool_stat_get(p, &st));
