@@ -766,6 +766,7 @@ snap_json(const char *pool, const ce_snap_info *si)
 	json_object_object_add(o, "logical", json_object_new_uint64(si->logical));
 	json_object_object_add(o, "refcompressratio", ratio_json(si->logical, si->referenced));
 	json_object_object_add(o, "used", json_object_new_uint64(si->used));
+	json_object_object_add(o, "logicalused", json_object_new_uint64(si->logicalused));
 	json_object_object_add(o, "holds", json_object_new_uint64(si->holds));
 	json_object_object_add(o, "clones", json_object_new_uint64(si->clones));
 	return o;

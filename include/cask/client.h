@@ -81,6 +81,8 @@ typedef struct cask_snap_info {
 	uint64_t referenced;   /* bytes its tree references */
 	uint64_t logical;
 	uint64_t used;         /* bytes only it holds: what destroying it frees */
+	uint64_t logicalused;  /* uncompressed bytes of what `used` counts */
+	double refcompressratio; /* logical / referenced */
 	unsigned holds;        /* tags holding it (it cannot be destroyed while held) */
 	unsigned clones;       /* volumes cloned from it */
 } cask_snap_info;

@@ -196,6 +196,7 @@ typedef struct ce_snap_info {
 	uint64_t referenced;  /* allocated bytes its tree references */
 	uint64_t logical;
 	uint64_t used;        /* bytes only it references: what destroying it frees */
+	uint64_t logicalused; /* uncompressed bytes of the data blocks `used` counts */
 	unsigned holds;       /* tags holding it (a held snapshot cannot be destroyed) */
 	unsigned clones;      /* volumes cloned from it */
 } ce_snap_info;

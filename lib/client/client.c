@@ -629,6 +629,8 @@ snap_from_any(json_object *o, void *p)
 	s->logical = get_u64(o, "logical");
 	s->used = get_u64(o, "used");
 	s->holds = (unsigned)get_u64(o, "holds");
+	s->logicalused = get_u64(o, "logicalused");
+	s->refcompressratio = get_double(o, "refcompressratio");
 	s->clones = (unsigned)get_u64(o, "clones");
 }
 

@@ -915,13 +915,18 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 			return err_set(-ENOENT, "volume %s/%s does not exist", p->name, vol);
 		}
 	}
-	/* clones per origin, in one pass */
-	htab nclones;
+	/* clones per origin and each snapshot's successor, in one pass */
+	htab nclones, next;
 	htab_init(&nclones);
+	htab_init(&next);
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i], *o = v->prev;
-		if (v->destroy_txg == 0 && o != NULL && o->head != (v->is_snap ? v->head : v))
+		if (v->destroy_txg != 0 || o == NULL)
+			continue;
+		if (o->head != (v->is_snap ? v->head : v))
 			htab_put(&nclones, o->guid, (void *)((uintptr_t)htab_get(&nclones, o->guid) + 1));
+		else
+			htab_put(&next, o->guid, v);
 	}
 	ce_snap_info *a = xcalloc(p->nvols ? p->nvols : 1, sizeof(ce_snap_info));
 	size_t k = 0;
@@ -942,8 +947,13 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 		o->used = s->unique;
 		o->holds = hold_count(p, s->guid);
 		o->clones = (unsigned)(uintptr_t)htab_get(&nclones, s->guid);
+		volume *n = htab_get(&next, s->guid);
+		uint64_t ub = 0;
+		if (n != NULL)
+			dl_sum_after(&n->dl, s->prev_txg, &ub, &o->logicalused);
 	}
 	htab_fini(&nclones);
+	htab_fini(&next);
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&p->config_lock);
 	qsort(a, k, sizeof(*a), snap_info_cmp);
