@@ -724,25 +724,29 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	}
 	/* the snapshots taken after it: refused, or destroyed first with -r */
 	unsigned later = 0;
+	volume *blocker = NULL;
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 &&
 		    (o->snap_txg_pending != 0 || o->create_txg > s->create_txg)) {
 			later++;
-			if (o->refs > 0 || o->snap_txg_pending != 0 || hold_count(p, o->guid) > 0 ||
-			    snap_clones(p, o) > 0) {
-				vol_mgmt_abort(p);
-				return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
-				    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
-				    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
-				    "the origin of a clone (destroy or promote the clone first)");
-			}
+			if (blocker == NULL && (o->refs > 0 || o->snap_txg_pending != 0 ||
+			    hold_count(p, o->guid) > 0 || snap_clones(p, o) > 0))
+				blocker = o;
 		}
 	}
 	if (later > 0 && !(flags & CE_ROLLBACK_DESTROY_LATER)) {
 		vol_mgmt_abort(p);
 		return err_set(-EEXIST, "%s/%s has %u snapshot%s newer than %s: destroy them, or roll back "
 		    "with -r to destroy them too", p->name, vol, later, later == 1 ? "" : "s", snapname);
+	}
+	if (blocker != NULL) {
+		volume *o = blocker;
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
+		    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
+		    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
+		    "the origin of a clone (destroy or promote the clone first)");
 	}
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
