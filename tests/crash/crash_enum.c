@@ -12,9 +12,14 @@
  *      free sectors and the log record points to it)
  *   P  snapshot create "v@p<i>"     D  destroy the newest snapshot left
  *   R  roll the volume back to the newest snapshot left
+ *   C  clone the newest snapshot left into "c<i>"
+ *   M  promote the newest clone (the snapshots up to its origin move to it)
  * After a crash every snapshot that exists must hold exactly the volume as
- * it was at its create (whole or not at all); an acknowledged create must
- * exist, an acknowledged destroy must not.
+ * it was at its create (whole or not at all), under one name; an
+ * acknowledged create must exist, an acknowledged destroy must not. A
+ * clone that exists holds its origin's contents; an acknowledged clone
+ * exists. A promote happened for all the snapshots it moves or for none,
+ * and an acknowledged one happened.
  * followed by a final S. The enumeration runs every workload of up to --ops
  * (default 3) operations, crashes it at every device write and during
  * every device flush it makes, and for each crash point builds four crash
@@ -40,8 +45,8 @@
 
 #define NBLK 16
 #define BS 4096
-enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_P, OP_D, OP_R, OP_N };
-static const char opname[] = "WTZFSLPDR";
+enum { OP_W, OP_T, OP_Z, OP_F, OP_S, OP_L, OP_P, OP_D, OP_R, OP_C, OP_M, OP_N };
+static const char opname[] = "WTZFSLPDRCM";
 
 /* What the last run did with snapshots: acked ops, and which P each D destroyed. */
 static int g_acked[16];
@@ -58,7 +63,8 @@ touches(const op *o, int b)
 {
 	if (o->kind == OP_R)
 		return 1; /* a rollback sets every block (when it had a target) */
-	return o->kind == OP_L || (o->kind != OP_S && o->kind != OP_P && o->kind != OP_D && o->blk == b);
+	return o->kind == OP_L || (o->kind != OP_S && o->kind != OP_P && o->kind != OP_D &&
+	    o->kind != OP_C && o->kind != OP_M && o->blk == b);
 }
 
 /* What op i leaves in block b: 0 zeros, i+1 its pattern; a rollback, the value at its snapshot. */
@@ -120,7 +126,7 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 	/* warm: one commit first (it may meet the crash itself), then flushes use the log */
 	int warm_err = warm ? ce_pool_sync(p) : 0;
 	int durable = -1;
-	int stack[16], nstack = 0;
+	int stack[16], nstack = 0, clones[16], nclones = 0;
 	for (int i = 0; i < 16; i++)
 		g_acked[i] = 0, g_dtarget[i] = -1;
 	uint8_t buf[BS];
@@ -172,6 +178,27 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 					v = NULL; /* the crash came during the rollback: nothing more runs */
 			}
 			break;
+		case OP_C:
+			if (nstack > 0) {
+				char nm[32], cn[32];
+				g_dtarget[i] = stack[nstack - 1];
+				snprintf(nm, sizeof(nm), "v@p%d", stack[nstack - 1]);
+				snprintf(cn, sizeof(cn), "c%d", i);
+				r = ce_vol_clone(p, nm, cn);
+				if (r == 0)
+					clones[nclones++] = i;
+			}
+			break;
+		case OP_M:
+			if (nclones > 0) {
+				char cn[32];
+				g_dtarget[i] = clones[nclones - 1];
+				snprintf(cn, sizeof(cn), "c%d", clones[nclones - 1]);
+				r = ce_vol_promote(p, cn);
+				if (r == 0) /* its snapshots are renamed: later D and R find nothing */
+					nstack = 0;
+			}
+			break;
 		case OP_D:
 			if (nstack > 0) {
 				char nm[32];
@@ -186,9 +213,10 @@ run(const op *ops, int n, crashsim *cs, int *acked)
 		acked[i] = g_acked[i] = r == 0 && v != NULL;
 		if (v == NULL)
 			break;
-		/* F, S flush; P, D and R commit a txg, which makes everything before them durable */
+		/* F, S flush; P, D, R, C and M commit a txg, which makes everything before them durable */
 		if (r == 0 && (ops[i].kind == OP_F || ops[i].kind == OP_S || ops[i].kind == OP_P ||
-		    ((ops[i].kind == OP_D || ops[i].kind == OP_R) && g_dtarget[i] >= 0)))
+		    ((ops[i].kind == OP_D || ops[i].kind == OP_R || ops[i].kind == OP_C ||
+		    ops[i].kind == OP_M) && g_dtarget[i] >= 0)))
 			durable = i;
 	}
 	if (v != NULL)
@@ -330,7 +358,24 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		ce_vol *sv;
 		int exists = ce_vol_open(p, nm, &sv) == 0;
 		const char *why = NULL;
-		if (exists && destroyed)
+		/* a promote may have moved it to a clone: one name, never two */
+		for (int j = 0; j < n; j++) {
+			ce_vol *sv2;
+			char moved[32];
+			if (ops[j].kind != OP_M || g_dtarget[j] < 0)
+				continue;
+			snprintf(moved, sizeof(moved), "c%d@p%d", g_dtarget[j], k);
+			if (ce_vol_open(p, moved, &sv2) != 0)
+				continue;
+			if (exists) {
+				why = "exists under two names after a promote";
+				ce_vol_close(sv2);
+			} else {
+				exists = 1;
+				sv = sv2;
+			}
+		}
+		if (why == NULL && exists && destroyed)
 			why = "exists although its destroy was acknowledged";
 		else if (!exists && g_acked[k] && !destroyed && !maybe_destroyed)
 			why = "is missing although its create was acknowledged";
@@ -351,6 +396,67 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
 				    ": snapshot %s %s\n", desc, warm ? "warm" : "cold", crash_at,
 				    crashsim_mode_names[mode], seed, nm, why);
+			bad = 1;
+		}
+	}
+	/* clones: an acknowledged one exists; one that exists holds its origin's instant */
+	for (int k = 0; k < n && !bad; k++) {
+		if (ops[k].kind != OP_C || g_dtarget[k] < 0)
+			continue;
+		char cn[32];
+		snprintf(cn, sizeof(cn), "c%d", k);
+		ce_vol *cv;
+		const char *why = NULL;
+		int exists = ce_vol_open(p, cn, &cv) == 0;
+		if (!exists && g_acked[k])
+			why = "is missing although its create was acknowledged";
+		for (int b = 0; exists && b < NBLK && why == NULL; b++) {
+			uint8_t buf[BS];
+			int want = 0;
+			for (int i = 0; i < g_dtarget[k]; i++)
+				if (touches(&ops[i], b) && (ops[i].kind != OP_R || g_dtarget[i] >= 0))
+					want = value_at(ops, i, b);
+			if (ce_vol_read(cv, buf, BS, (uint64_t)b * BS) != 0 || tag_of(buf, b, n) != want)
+				why = "is not its origin's contents";
+		}
+		if (exists)
+			ce_vol_close(cv);
+		if (why != NULL) {
+			if (!quiet)
+				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
+				    ": clone %s %s\n", desc, warm ? "warm" : "cold", crash_at,
+				    crashsim_mode_names[mode], seed, cn, why);
+			bad = 1;
+		}
+	}
+	/* promotes: every snapshot up to the origin moved, or none did; an acknowledged one did */
+	for (int m = 0; m < n && !bad; m++) {
+		if (ops[m].kind != OP_M || g_dtarget[m] < 0)
+			continue;
+		int c = g_dtarget[m], origin = g_dtarget[c], moved = 0, stayed = 0;
+		for (int k = 0; k <= origin; k++) {
+			if (ops[k].kind != OP_P)
+				continue;
+			char nm[32];
+			ce_vol *sv;
+			snprintf(nm, sizeof(nm), "c%d@p%d", c, k);
+			if (ce_vol_open(p, nm, &sv) == 0) {
+				moved++;
+				ce_vol_close(sv);
+			}
+			snprintf(nm, sizeof(nm), "v@p%d", k);
+			if (ce_vol_open(p, nm, &sv) == 0) {
+				stayed++;
+				ce_vol_close(sv);
+			}
+		}
+		const char *why = moved && stayed ? "moved some snapshots but not all" :
+		    g_acked[m] && stayed ? "was acknowledged but its snapshots did not move" : NULL;
+		if (why != NULL) {
+			if (!quiet)
+				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
+				    ": promote of c%d %s\n", desc, warm ? "warm" : "cold", crash_at,
+				    crashsim_mode_names[mode], seed, c, why);
 			bad = 1;
 		}
 	}
@@ -437,6 +543,18 @@ main(int argc, char **argv)
 		checked = 0;
 		printf("self-test: a lying device is caught\n");
 	}
+	/* The clone and promote ops really clone and promote. */
+	{
+		op w[4] = { { OP_P, 0 }, { OP_C, 0 }, { OP_M, 0 }, { OP_S, 0 } };
+		int acked[4];
+		crashsim *cs = crashsim_new(-1);
+		int durable = run(w, 4, cs, acked);
+		CHECK(durable == 3 && acked[1] && acked[2] && g_dtarget[2] == 1);
+		CHECK(check_state(w, 4, cs, durable, CS_KEEP_ALL, seed, -1, 0) == 0);
+		crashsim_free(cs);
+		checked = 0;
+		printf("self-test: clone and promote are acknowledged\n");
+	}
 	/* The L operation really takes the write-in-place path of the intent log. */
 	{
 		ce_pool_opts o = { 0 };
@@ -497,9 +615,10 @@ main(int argc, char **argv)
 		static const op alpha1[] = { { OP_W, 0 }, { OP_T, 0 }, { OP_Z, 1 }, { OP_F, 1 }, { OP_S, 0 } };
 		static const op alpha2[] = { { OP_L, 0 }, { OP_W, 0 }, { OP_F, 1 }, { OP_S, 0 } };
 		static const op alpha3[] = { { OP_P, 0 }, { OP_D, 0 }, { OP_R, 0 }, { OP_W, 0 }, { OP_T, 0 } };
-		for (int set = 0; set < 3 && !bad; set++) {
-		const op *alphabet = set == 0 ? alpha1 : set == 1 ? alpha2 : alpha3;
-		const int na = set == 1 ? 4 : 5;
+		static const op alpha4[] = { { OP_P, 0 }, { OP_C, 0 }, { OP_M, 0 }, { OP_W, 0 } };
+		for (int set = 0; set < 4 && !bad; set++) {
+		const op *alphabet = set == 0 ? alpha1 : set == 1 ? alpha2 : set == 2 ? alpha3 : alpha4;
+		const int na = set == 1 || set == 3 ? 4 : 5;
 		for (int len = 1; len <= maxops && !bad; len++) {
 			int idx[8] = { 0 };
 			for (;;) {
