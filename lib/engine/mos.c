@@ -189,11 +189,15 @@ uint32_t
 mos_ds_slot_alloc(ce_pool *p)
 {
 	uint32_t cap = mos_ds_capacity(p);
-	for (uint32_t s = 0; s < cap; s++) {
-		ds_phys ds;
-		mos_ds_get(p, s, &ds);
-		if (ds.ds_guid == 0)
+	/* from where the last search ended (slots below it were taken then; a freed one is found on the wrap) */
+	for (uint32_t k = 0; k < cap; k++) {
+		uint32_t s = (p->ds_slot_hint + k) % cap;
+		uint64_t guid;
+		memcpy(&guid, p->mos_buf + CE_MOS_DS_OFF + (uint64_t)s * CE_DS_SIZE, sizeof(guid));
+		if (guid == 0) {
+			p->ds_slot_hint = s + 1;
 			return s;
+		}
 	}
 	uint64_t nsize = mos_size_for(cap + CE_DS_GROW);
 	p->mos_buf = xrealloc(p->mos_buf, nsize);
@@ -203,6 +207,7 @@ mos_ds_slot_alloc(ce_pool *p)
 	p->mos_size = nsize;
 	hdr(p)->mh_ds_capacity = cap + CE_DS_GROW;
 	mos_mark_dirty(p, 0, sizeof(mos_header_phys));
+	p->ds_slot_hint = cap + 1;
 	return cap;
 }
 

@@ -63,6 +63,7 @@ struct ce_pool {
 	uint8_t *mos_dirty;      /* per CE_META_BLOCK leaf */
 	cowtree mos_tree;
 	cowtree *sm_trees;       /* per vdev: the bitmap objects */
+	uint32_t ds_slot_hint;   /* where the next free dataset slot search starts (sync thread) */
 
 	pthread_mutex_t config_lock;
 	pthread_rwlock_t free_lock;
