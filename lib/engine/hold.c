@@ -215,12 +215,9 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 		} else if (release && hold_find(p, s->guid, tag) < 0) {
 			errs[i] = -ENOENT;
 			why = "no hold with this tag";
-		} else {
-			for (size_t k = 0; k < i; k++)
-				if (names[k] != NULL && strcmp(names[k], names[i]) == 0) {
-					errs[i] = -EINVAL;
-					why = "named twice";
-				}
+		} else if (snap_named_before(names, i)) {
+			errs[i] = -EINVAL;
+			why = "named twice";
 		}
 		if (errs[i] != 0 && bad++ == 0)
 			snprintf(first, sizeof(first), "%s/%s: %s", p->name, names[i] ? names[i] : "(null)",

@@ -498,6 +498,16 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 	return err;
 }
 
+/* Is names[i] also names[k] for some k < i? (batch operations refuse a name given twice) */
+int
+snap_named_before(const char *const *names, size_t i)
+{
+	for (size_t k = 0; k < i; k++)
+		if (names[k] != NULL && names[i] != NULL && strcmp(names[k], names[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 split_snap(const char *full, char *vol, size_t vlen, const char **snap)
 {
@@ -786,12 +796,9 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		} else if (vol_find(p, names[i]) != NULL) {
 			errs[i] = -EEXIST;
 			why = "snapshot exists";
-		} else {
-			for (size_t k = 0; k < i; k++)
-				if (names[k] != NULL && strcmp(names[k], names[i]) == 0) {
-					errs[i] = -EEXIST;
-					why = "named twice";
-				}
+		} else if (snap_named_before(names, i)) {
+			errs[i] = -EEXIST;
+			why = "named twice";
 		}
 		if (errs[i] != 0 && bad++ == 0)
 			snprintf(first_err, sizeof(first_err), "%s/%s: %s", p->name,

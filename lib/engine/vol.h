@@ -118,6 +118,7 @@ unsigned snap_clones(ce_pool *p, const volume *s);
 int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
 uint64_t snap_origin_txg(volume *h);
+int snap_named_before(const char *const *names, size_t i);
 int snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout);
 void dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes);
 void snap_doomed_acct(volume *v, ct_acct *acct);

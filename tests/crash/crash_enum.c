@@ -67,17 +67,25 @@ touches(const op *o, int b)
 	    o->kind != OP_C && o->kind != OP_M && o->blk == b);
 }
 
+static int value_at(const op *ops, int i, int b);
+
+/* What block b held just before op k ran (a snapshot's or a clone's instant). */
+static int
+value_before(const op *ops, int k, int b)
+{
+	int v = 0;
+	for (int j = 0; j < k; j++)
+		if (touches(&ops[j], b) && (ops[j].kind != OP_R || g_dtarget[j] >= 0))
+			v = value_at(ops, j, b);
+	return v;
+}
+
 /* What op i leaves in block b: 0 zeros, i+1 its pattern; a rollback, the value at its snapshot. */
 static int
 value_at(const op *ops, int i, int b)
 {
-	if (ops[i].kind == OP_R) {
-		int k = g_dtarget[i], v = 0;
-		for (int j = 0; j < k; j++)
-			if (touches(&ops[j], b) && (ops[j].kind != OP_R || g_dtarget[j] >= 0))
-				v = value_at(ops, j, b);
-		return v;
-	}
+	if (ops[i].kind == OP_R)
+		return value_before(ops, g_dtarget[i], b);
 	return (ops[i].kind == OP_W || ops[i].kind == OP_F || ops[i].kind == OP_L) ? i + 1 : 0;
 }
 
@@ -235,6 +243,21 @@ describe(const op *ops, int n, char *out)
 	out[2 * n] = '\0';
 }
 
+/* One line saying which workload, crash point, mode and seed broke the contract, and how. */
+static void __attribute__((format(printf, 5, 6)))
+violation(const char *desc, long crash_at, int mode, uint64_t seed, const char *fmt, ...)
+{
+	if (quiet)
+		return;
+	printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": ", desc,
+	    warm ? "warm" : "cold", crash_at, crashsim_mode_names[mode], seed);
+	va_list ap;
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+}
+
 /* A crash during recovery: the crash image, with a second crashsim on top. */
 typedef struct nest {
 	crash_state st1;
@@ -298,8 +321,10 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 	if (err != 0 && cs2 != NULL)
 		crashsim_free(cs2);
 	if (err != 0) {
-		printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": import failed: %s\n",
-		    desc, warm ? "warm" : "cold", crash_at, crashsim_mode_names[mode], seed, ce_errmsg());
+		int q = quiet;
+		quiet = 0; /* an import failure is never expected: always said */
+		violation(desc, crash_at, mode, seed, "import failed: %s", ce_errmsg());
+		quiet = q;
 		return 1;
 	}
 	OK(ce_vol_open(p, "v", &v));
@@ -332,10 +357,8 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 				snprintf(what, sizeof(what), "zeros");
 			else
 				snprintf(what, sizeof(what), "the value of op %d", tag - 1);
-			if (!quiet)
-				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64 ": block %d "
-				    "reads %s, durable through op %d\n", desc, warm ? "warm" : "cold", crash_at,
-				    crashsim_mode_names[mode], seed, b, what, durable);
+			violation(desc, crash_at, mode, seed, "block %d reads %s, durable through op %d", b, what,
+			    durable);
 			bad = 1;
 		}
 	}
@@ -381,10 +404,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			why = "is missing although its create was acknowledged";
 		for (int b = 0; exists && b < NBLK && why == NULL; b++) {
 			uint8_t buf[BS];
-			int want = 0;
-			for (int i = 0; i < k; i++)
-				if (touches(&ops[i], b) && (ops[i].kind != OP_R || g_dtarget[i] >= 0))
-					want = value_at(ops, i, b);
+			int want = value_before(ops, k, b);
 			int r = ce_vol_read(sv, buf, BS, (uint64_t)b * BS);
 			if (r != 0 || tag_of(buf, b, n) != want)
 				why = "is not whole: a block differs from the volume at its instant";
@@ -392,10 +412,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		if (exists)
 			ce_vol_close(sv);
 		if (why != NULL) {
-			if (!quiet)
-				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
-				    ": snapshot %s %s\n", desc, warm ? "warm" : "cold", crash_at,
-				    crashsim_mode_names[mode], seed, nm, why);
+			violation(desc, crash_at, mode, seed, "snapshot %s %s", nm, why);
 			bad = 1;
 		}
 	}
@@ -412,20 +429,14 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			why = "is missing although its create was acknowledged";
 		for (int b = 0; exists && b < NBLK && why == NULL; b++) {
 			uint8_t buf[BS];
-			int want = 0;
-			for (int i = 0; i < g_dtarget[k]; i++)
-				if (touches(&ops[i], b) && (ops[i].kind != OP_R || g_dtarget[i] >= 0))
-					want = value_at(ops, i, b);
+			int want = value_before(ops, g_dtarget[k], b);
 			if (ce_vol_read(cv, buf, BS, (uint64_t)b * BS) != 0 || tag_of(buf, b, n) != want)
 				why = "is not its origin's contents";
 		}
 		if (exists)
 			ce_vol_close(cv);
 		if (why != NULL) {
-			if (!quiet)
-				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
-				    ": clone %s %s\n", desc, warm ? "warm" : "cold", crash_at,
-				    crashsim_mode_names[mode], seed, cn, why);
+			violation(desc, crash_at, mode, seed, "clone %s %s", cn, why);
 			bad = 1;
 		}
 	}
@@ -453,10 +464,7 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 		const char *why = moved && stayed ? "moved some snapshots but not all" :
 		    g_acked[m] && stayed ? "was acknowledged but its snapshots did not move" : NULL;
 		if (why != NULL) {
-			if (!quiet)
-				printf("VIOLATION workload %s (%s) crash point %ld mode %s seed %" PRIu64
-				    ": promote of c%d %s\n", desc, warm ? "warm" : "cold", crash_at,
-				    crashsim_mode_names[mode], seed, c, why);
+			violation(desc, crash_at, mode, seed, "promote of c%d %s", c, why);
 			bad = 1;
 		}
 	}

@@ -116,6 +116,39 @@ t_debug_check(const char *argv0, const char *path, const char *expect)
 	return rc;
 }
 
+/* Snapshot VOL@SNAP's listing (fails the test if there is none); whether one exists. */
+static int
+t_snap_find(ce_pool *p, const char *name, ce_snap_info *out)
+{
+	ce_snap_info *l;
+	size_t n;
+	int found = 0;
+	OK(ce_snap_list(p, NULL, &l, &n));
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(l[i].name, name) == 0) {
+			if (out != NULL)
+				*out = l[i];
+			found = 1;
+		}
+	free(l);
+	return found;
+}
+
+static ce_snap_info
+t_snap_info(ce_pool *p, const char *name)
+{
+	ce_snap_info r;
+	memset(&r, 0, sizeof(r));
+	CHECK(t_snap_find(p, name, &r));
+	return r;
+}
+
+static int
+t_snap_exists(ce_pool *p, const char *name)
+{
+	return t_snap_find(p, name, NULL);
+}
+
 /* Deterministic pattern: xorshift from a seed. */
 static inline uint64_t
 t_rand(uint64_t *s)

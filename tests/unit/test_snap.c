@@ -37,21 +37,6 @@ holds(ce_vol *v, uint32_t blk, int tag)
 	return memcmp(got, want, BS) == 0;
 }
 
-static ce_snap_info
-snap_info(ce_pool *p, const char *name)
-{
-	ce_snap_info *l, r;
-	size_t n;
-	memset(&r, 0, sizeof(r));
-	OK(ce_snap_list(p, NULL, &l, &n));
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(l[i].name, name) == 0)
-			r = l[i];
-	free(l);
-	CHECK(r.name[0] != '\0');
-	return r;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -90,7 +75,7 @@ main(int argc, char **argv)
 	free(list);
 	const char *good[] = { "v@s1", "w@s1" };
 	OK(ce_snap_create(p, good, 2, errs));
-	ce_snap_info i1 = snap_info(p, "v@s1"), iw = snap_info(p, "w@s1");
+	ce_snap_info i1 = t_snap_info(p, "v@s1"), iw = t_snap_info(p, "w@s1");
 	CHECK(i1.txg == iw.txg);   /* one instant */
 	CHECK(i1.referenced == full && i1.used == 0 && strcmp(i1.volume, "v") == 0);
 	const char *again[] = { "v@s1" };
@@ -109,7 +94,7 @@ main(int argc, char **argv)
 	CHECK_ERR(ce_vol_write(s, blk, BS, 0), -EROFS);
 	CHECK_ERR(ce_vol_trim(s, 0, BS), -EROFS);
 	ce_vol_close(s);
-	i1 = snap_info(p, "v@s1");
+	i1 = t_snap_info(p, "v@s1");
 	OK(ce_vol_info_get(p, "v", &vi));
 	printf("after overwriting half: v@s1 used %" PRIu64 " referenced %" PRIu64 "; v used %" PRIu64
 	    " written %" PRIu64 " usedbysnapshots %" PRIu64 "\n", i1.used, i1.referenced, vi.used,
@@ -149,9 +134,9 @@ main(int argc, char **argv)
 	for (uint32_t b = 0; b < NB; b++)
 		CHECK(holds(s, b, 1));
 	ce_vol_close(s);
-	ce_snap_info i2 = snap_info(p, "v@s2");
+	ce_snap_info i2 = t_snap_info(p, "v@s2");
 	CHECK(i2.used >= 16 * BS);
-	CHECK(snap_info(p, "v@s1").used == i1.used);
+	CHECK(t_snap_info(p, "v@s1").used == i1.used);
 
 	/* rollback: to s2 (the newest) directly; to s1 only with -r (s2 goes) */
 	fill_blocks(v, 40, 8, 3);
@@ -219,7 +204,7 @@ main(int argc, char **argv)
 
 	/* destroy s1: frees what only it held (the first half's old blocks) */
 	OK(ce_pool_sync(p));
-	i2 = snap_info(p, "v@s2");
+	i2 = t_snap_info(p, "v@s2");
 	OK(ce_pool_stat_get(p, &st));
 	uint64_t before = st.allocated;
 	OK(ce_snap_destroy(p, "v@s1"));
@@ -232,7 +217,7 @@ main(int argc, char **argv)
 	for (uint32_t b = 0; b < NB; b++)
 		CHECK(holds(s, b, b < NB / 2 ? 2 : 1));
 	ce_vol_close(s);
-	CHECK(snap_info(p, "v@s2").used == i2.used);
+	CHECK(t_snap_info(p, "v@s2").used == i2.used);
 	/* snapshot rename (its volume stays) */
 	CHECK_ERR(ce_snap_rename(p, "v@s2", "w@s2"), -EINVAL);
 	CHECK_ERR(ce_snap_rename(p, "v@s2", "bad/name"), -EINVAL);

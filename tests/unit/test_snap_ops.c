@@ -58,34 +58,6 @@ snap(ce_pool *p, const char *name)
 	OK(ce_snap_create(p, &name, 1, &e));
 }
 
-static int
-snap_exists(ce_pool *p, const char *name)
-{
-	ce_snap_info *l;
-	size_t n;
-	int found = 0;
-	OK(ce_snap_list(p, NULL, &l, &n));
-	for (size_t i = 0; i < n; i++)
-		found |= strcmp(l[i].name, name) == 0;
-	free(l);
-	return found;
-}
-
-static ce_snap_info
-snap_info(ce_pool *p, const char *name)
-{
-	ce_snap_info *l, r;
-	size_t n;
-	memset(&r, 0, sizeof(r));
-	OK(ce_snap_list(p, NULL, &l, &n));
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(l[i].name, name) == 0)
-			r = l[i];
-	free(l);
-	CHECK(r.name[0] != '\0');
-	return r;
-}
-
 /* Export, cask-debug check, import. */
 static ce_pool *
 recheck(ce_pool *p)
@@ -117,7 +89,7 @@ test_holds(ce_pool *p)
 	CHECK_ERR(ce_snap_hold(p, "x", mixed, 3, errs), -EINVAL);
 	printf("hold with a bad name: %s\n", ce_errmsg());
 	CHECK(errs[0] == 0 && errs[1] == -ENOENT && errs[2] == -EINVAL);
-	CHECK(snap_info(p, "h@b").holds == 1);
+	CHECK(t_snap_info(p, "h@b").holds == 1);
 	CHECK_ERR(ce_snap_hold(p, "has space", one, 1, errs), -EINVAL);
 	CHECK_ERR(ce_snap_hold(p, "", one, 1, errs), -EINVAL);
 	CHECK_ERR(ce_snap_hold(p, "0123456789012345678901234567890123456789012345678901234567890123",
@@ -132,7 +104,7 @@ test_holds(ce_pool *p)
 	CHECK_ERR(ce_vol_rollback(p, "h@a", CE_ROLLBACK_DESTROY_LATER), -EBUSY);
 	printf("rollback -r past a held snapshot: %s\n", ce_errmsg());
 	CHECK(holds_data(p, "h@b", 0, 8, 2));
-	CHECK(snap_info(p, "h@a").holds == 2 && snap_info(p, "h@b").holds == 1);
+	CHECK(t_snap_info(p, "h@a").holds == 2 && t_snap_info(p, "h@b").holds == 1);
 
 	/* listing, persistence, rename */
 	ce_hold_info *hl;
@@ -155,7 +127,7 @@ test_holds(ce_pool *p)
 	const char *rel[] = { "h@first", "h@b" };
 	CHECK_ERR(ce_snap_release(p, "keep", rel, 2, errs), -EINVAL);
 	CHECK(errs[0] == 0 && errs[1] == -ENOENT);
-	CHECK(snap_info(p, "h@first").holds == 2);
+	CHECK(t_snap_info(p, "h@first").holds == 2);
 	OK(ce_snap_release(p, "backup", rel, 2, errs));
 	CHECK_ERR(ce_snap_destroy(p, "h@first"), -EBUSY);
 	const char *first[] = { "h@first" };
@@ -205,14 +177,14 @@ test_recursive_destroy(ce_pool *p)
 	OK(ce_snap_hold(p, "t", r2, 1, errs));
 	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS), -EBUSY);
 	printf("destroy -r with a held snapshot: %s\n", ce_errmsg());
-	CHECK(snap_exists(p, "r@1") && snap_exists(p, "r@3"));
+	CHECK(t_snap_exists(p, "r@1") && t_snap_exists(p, "r@3"));
 	OK(ce_snap_release(p, "t", r2, 1, errs));
 	ce_vol *h;
 	OK(ce_vol_open(p, "r@1", &h));
 	CHECK_ERR(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS), -EBUSY);
 	ce_vol_close(h);
 	OK(ce_vol_destroy_ex(p, "r", CE_DESTROY_SNAPSHOTS));
-	CHECK(!snap_exists(p, "r@1") && !snap_exists(p, "r@2") && !snap_exists(p, "r@3"));
+	CHECK(!t_snap_exists(p, "r@1") && !t_snap_exists(p, "r@2") && !t_snap_exists(p, "r@3"));
 	CHECK_ERR(ce_vol_open(p, "r", &h), -ENOENT);
 	uint64_t a1 = allocated(p);
 	printf("destroy -r: allocated %" PRIu64 " -> %" PRIu64 " (before the volume)\n", a1, a0);
@@ -244,7 +216,7 @@ test_recursive_destroy(ce_pool *p)
 	OK(ce_vol_destroy_ex(p, "r", CE_DESTROY_CLONES));
 	CHECK_ERR(ce_vol_open(p, "rc", &h), -ENOENT);
 	CHECK_ERR(ce_vol_open(p, "rcc", &h), -ENOENT);
-	CHECK(!snap_exists(p, "rc@x") && snap_exists(p, "keep@k"));
+	CHECK(!t_snap_exists(p, "rc@x") && t_snap_exists(p, "keep@k"));
 	a1 = allocated(p);
 	printf("destroy -R: allocated %" PRIu64 " -> %" PRIu64 " (before the volume)\n", a1, a0);
 	CHECK(a1 == a0);
@@ -311,8 +283,8 @@ test_promote(ce_pool *p)
 	OK(ce_snap_destroy(p, "q@a"));
 
 	OK(ce_vol_promote(p, "q"));
-	CHECK(snap_exists(p, "q@a") && snap_exists(p, "q@b") && snap_exists(p, "p@c"));
-	CHECK(!snap_exists(p, "p@a") && !snap_exists(p, "p@b"));
+	CHECK(t_snap_exists(p, "q@a") && t_snap_exists(p, "q@b") && t_snap_exists(p, "p@c"));
+	CHECK(!t_snap_exists(p, "p@a") && !t_snap_exists(p, "p@b"));
 	pi = vinfo(p, "p");
 	qi = vinfo(p, "q");
 	printf("after promote: p used %" PRIu64 " usedbysnapshots %" PRIu64 " origin %s; q used %" PRIu64
@@ -323,14 +295,14 @@ test_promote(ce_pool *p)
 	/* p's snapshot p@c holds only blocks q@b has (born before it): nothing p would free */
 	CHECK(pi.usedbysnapshots < 2 * 16384);
 	CHECK(qi.usedbysnapshots >= 28 * BS);
-	CHECK(snap_info(p, "q@a").used >= 16 * BS && snap_info(p, "q@b").clones == 1);
+	CHECK(t_snap_info(p, "q@a").used >= 16 * BS && t_snap_info(p, "q@b").clones == 1);
 	promote_data(p, "q@a", "q@b", "p@c");
 	p = recheck(p);
 	promote_data(p, "q@a", "q@b", "p@c");
 
 	/* and back: p takes its snapshots again */
 	OK(ce_vol_promote(p, "p"));
-	CHECK(snap_exists(p, "p@a") && snap_exists(p, "p@b") && !snap_exists(p, "q@a"));
+	CHECK(t_snap_exists(p, "p@a") && t_snap_exists(p, "p@b") && !t_snap_exists(p, "q@a"));
 	CHECK(strcmp(vinfo(p, "q").origin, "p@b") == 0 && vinfo(p, "p").origin[0] == '\0');
 	promote_data(p, "p@a", "p@b", "p@c");
 	p = recheck(p);
