@@ -19,7 +19,8 @@ snap_usage(FILE *f)
 	    "  list [POOL | POOL/VOL] [-H] [-p] [-o FIELD,...] [-j]\n"
 	    "                                      (fields: name,volume,used,referenced,logical,\n"
 	    "                                      size,txg,creation,holds,clones,guid)\n"
-	    "  destroy POOL/VOL@SNAP...            destroy snapshots, freeing what only they hold\n"
+	    "  destroy POOL/VOL@SNAP...            destroy snapshots (one pool, all or none), freeing\n"
+	    "                                      what only they hold\n"
 	    "  rename POOL/VOL@SNAP NEW            rename a snapshot (NEW or POOL/VOL@NEW)\n"
 	    "  hold TAG POOL/VOL@SNAP...           put hold TAG on the snapshots (all or none): a\n"
 	    "                                      held snapshot cannot be destroyed\n"
@@ -95,8 +96,8 @@ snap_destroy(int argc, char **argv)
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	for (int i = 1; i < argc && rc == 0; i++)
-		rc = cask_snap_destroy(c, argv[i]) ? cli_fail("snap destroy") : 0;
+	rc = cask_snap_destroy_many(c, (const char *const *)argv + 1, (size_t)(argc - 1)) ?
+	    cli_fail("snap destroy") : 0;
 	cask_disconnect(c);
 	return rc;
 }

@@ -964,7 +964,41 @@ snap_destroy_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
-static int op_snap_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_destroy_cb); }
+static const char *
+destroy_why(int e)
+{
+	return e == -ENOENT ? "no such snapshot" : e == -EBUSY ? "open, held, or the origin of a clone" :
+	    "named twice";
+}
+
+static int
+snap_destroy_many_cb(ce_pool *p, void *arg)
+{
+	sctx *x = arg;
+	int *errs = xcalloc(x->n, sizeof(int));
+	int err = ce_snap_destroy_many(p, x->names, x->n, errs), any = 0;
+	for (size_t i = 0; err != 0 && i < x->n; i++)
+		any |= errs[i] != 0;
+	char one[512];
+	snprintf(one, sizeof(one), "%s", ce_errmsg());
+	if (err != 0 && any) {
+		char all[2048];
+		per_name_fail(x, err, errs, "nothing destroyed", destroy_why);
+		snprintf(all, sizeof(all), "%s", ce_errmsg());
+		err_set(err, "%s (%s)", all, one); /* and the engine's reason for the first */
+	}
+	free(errs);
+	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1)) : 0;
+}
+
+/* snap.destroy {"name": "pool/vol@snap"} or {"names": [...]} (one pool: all in one txg, or none) */
+static int
+op_snap_destroy(json_object *a, json_object *r, reqerr *e)
+{
+	if (json_object_object_get_ex(a, "names", NULL))
+		return with_snap_names(a, e, 0, snap_destroy_many_cb, "destroyed");
+	return with_vol(a, r, e, snap_destroy_cb);
+}
 
 /* snap.rename {"name": "pool/vol@old", "new_name": "pool/vol@new" | "new"} */
 static int

@@ -144,6 +144,8 @@ int cask_vol_set(cask_client *c, const char *name, const char *prop, const char 
    message names each bad one). list: name NULL (all), "POOL" or "POOL/VOL". */
 int cask_snap_create(cask_client *c, const char *const *names, size_t n);
 int cask_snap_destroy(cask_client *c, const char *name);
+/* All the named snapshots (one pool) in one transaction, or none. */
+int cask_snap_destroy_many(cask_client *c, const char *const *names, size_t n);
 /* POOL/VOL@OLD -> POOL/VOL@NEW (new_name may also be just NEW). */
 int cask_snap_rename(cask_client *c, const char *name, const char *new_name);
 int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);

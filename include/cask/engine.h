@@ -202,6 +202,8 @@ typedef struct ce_snap_info {
 } ce_snap_info;
 int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
 int ce_snap_destroy(ce_pool *p, const char *name);
+/* Destroy all the named snapshots in one txg, or none (errs[i]: 0 or -errno per name). */
+int ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs);
 /* Rename VOL@OLD to VOL@NEW (same volume; newname may be "NEW" or "VOL@NEW"). */
 int ce_snap_rename(ce_pool *p, const char *name, const char *newname);
 /*

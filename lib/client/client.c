@@ -588,6 +588,12 @@ cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *
 int cask_snap_destroy(cask_client *c, const char *name) { return name_op(c, "snap.destroy", name); }
 
 int
+cask_snap_destroy_many(cask_client *c, const char *const *names, size_t n)
+{
+	return call_void(c, "snap.destroy", names_args(NULL, names, n));
+}
+
+int
 cask_snap_rename(cask_client *c, const char *name, const char *new_name)
 {
 	json_object *a = json_object_new_object();

@@ -836,38 +836,74 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 	return vol_mgmt_commit(p);
 }
 
-int
-ce_snap_destroy(ce_pool *p, const char *name)
+/* Why snapshot s cannot be destroyed now (into why), or 0. */
+static int
+destroy_refusal(ce_pool *p, volume *s, char *why, size_t len)
 {
-	err_clear();
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
-		return err;
-	volume *s = name != NULL ? vol_find(p, name) : NULL;
-	if (s == NULL || !s->is_snap) {
-		vol_mgmt_abort(p);
-		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name ? name : "");
-	}
 	if (s->refs > 0 || s->snap_txg_pending != 0) {
-		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, name,
-		    s->refs > 0 ? "open" : "still being taken");
+		snprintf(why, len, "%s", s->refs > 0 ? "open" : "still being taken");
+		return -EBUSY;
 	}
 	unsigned nc = snap_clones(p, s);
 	if (nc > 0) {
-		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "snapshot %s/%s is the origin of %u clone%s: destroy them first",
-		    p->name, name, nc, nc == 1 ? "" : "s");
+		snprintf(why, len, "the origin of %u clone%s: destroy or promote them first", nc,
+		    nc == 1 ? "" : "s");
+		return -EBUSY;
 	}
 	if (hold_count(p, s->guid) > 0) {
 		char tags[200];
 		hold_tags(p, s->guid, tags, sizeof(tags));
-		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "snapshot %s/%s is held (%s): release the holds first", p->name,
-		    name, tags);
+		snprintf(why, len, "held (%s): release the holds first", tags);
+		return -EBUSY;
 	}
-	s->destroy_txg = p->open_txg;
+	return 0;
+}
+
+int
+ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs)
+{
+	err_clear();
+	if (n == 0)
+		return err_set(-EINVAL, "destroy: no snapshots named");
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	int bad = 0, first = 0;
+	char msg[400] = "";
+	for (size_t i = 0; i < n; i++) {
+		volume *s = names[i] != NULL ? vol_find(p, names[i]) : NULL;
+		char why[300] = "";
+		errs[i] = 0;
+		if (s == NULL || !s->is_snap) {
+			errs[i] = -ENOENT;
+			snprintf(why, sizeof(why), "does not exist");
+		} else if (snap_named_before(names, i)) {
+			errs[i] = -EINVAL;
+			snprintf(why, sizeof(why), "named twice");
+		} else {
+			errs[i] = destroy_refusal(p, s, why, sizeof(why));
+		}
+		if (errs[i] != 0 && bad++ == 0) {
+			first = errs[i];
+			snprintf(msg, sizeof(msg), "snapshot %s/%s %s%s", p->name, names[i] ? names[i] : "",
+			    errs[i] == -ENOENT ? "" : "is ", why);
+		}
+	}
+	if (bad) {
+		vol_mgmt_abort(p);
+		return err_set(n == 1 ? first : -EINVAL, "%s%s%s", n == 1 ? "" : "nothing destroyed: ", msg,
+		    bad > 1 ? " (and more; see the per-name errors)" : "");
+	}
+	for (size_t i = 0; i < n; i++)
+		vol_find(p, names[i])->destroy_txg = p->open_txg;
 	return vol_mgmt_commit(p);
+}
+
+int
+ce_snap_destroy(ce_pool *p, const char *name)
+{
+	int e;
+	return ce_snap_destroy_many(p, &name, 1, &e);
 }
 
 int

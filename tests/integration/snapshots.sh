@@ -161,6 +161,8 @@ expect_fail 2 "unknown option" $CASK vol destroy -x tank/c
 $CASK vol destroy -R tank/c
 [ -z "$($CASK vol list -H -o name tank | grep -E 'tank/(c|d)$')" ] || fail "destroy -R left a volume"
 $CASK vol create tank/v --size 8M
+expect_fail 1 "nothing destroyed" $CASK snap destroy tank/w@s1 tank/w@nosuch
+[ -n "$($CASK snap list -H tank/w)" ] || fail "a failed multi-destroy destroyed something"
 $CASK snap destroy tank/w@s1
 [ -z "$($CASK snap list -H tank)" ] || fail "snapshots left after destroy"
 $CASK vol destroy tank/v

@@ -137,8 +137,12 @@ test_holds(ce_pool *p)
 	CHECK(n == 0);
 	free(hl);
 	p = recheck(p);
-	OK(ce_snap_destroy(p, "h@first"));
-	OK(ce_snap_destroy(p, "h@b"));
+	/* several snapshots destroyed at once: all or none */
+	const char *two_bad[] = { "h@first", "h@nosuch" }, *two[] = { "h@first", "h@b" };
+	CHECK_ERR(ce_snap_destroy_many(p, two_bad, 2, errs), -EINVAL);
+	CHECK(errs[0] == 0 && errs[1] == -ENOENT && t_snap_exists(p, "h@first"));
+	OK(ce_snap_destroy_many(p, two, 2, errs));
+	CHECK(!t_snap_exists(p, "h@first") && !t_snap_exists(p, "h@b"));
 	OK(ce_vol_destroy(p, "h"));
 	printf("holds: ok\n");
 	return recheck(p);
