@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #ifdef __cplusplus
@@ -177,6 +178,7 @@ typedef struct ce_vol_info {
 	uint64_t usedbysnapshots; /* bytes only its snapshots reference (freed if all were destroyed) */
 	uint64_t written;         /* bytes written since its newest snapshot (all, without one) */
 	char origin[256];         /* a clone: the snapshot it was cloned from; else "" */
+	char receive_resume_token[96]; /* a partial receive: where `send -t` continues; else "" */
 } ce_vol_info;
 
 /*
@@ -241,6 +243,53 @@ int ce_snap_release(ce_pool *p, const char *tag, const char *const *names, size_
 int ce_snap_holds(ce_pool *p, const char *name, ce_hold_info **out, size_t *count);
 /* vol NULL: every volume's; sorted by volume, then txg. */
 int ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count);
+
+/*
+ * Send and receive (docs/send-stream.md). The stream goes through a
+ * callback: write must take all of len (0) or fail (-errno); read returns
+ * the bytes read (0 at the end) or -errno. progress, if given, is called
+ * after every record with the stream bytes so far and the expected total
+ * (0 when unknown); a non-zero return cancels (-ECANCELED).
+ */
+typedef int (*ce_write_fn)(void *arg, const void *buf, size_t len);
+typedef ssize_t (*ce_read_fn)(void *arg, void *buf, size_t len);
+typedef int (*ce_progress_fn)(void *arg, uint64_t done, uint64_t total);
+typedef struct ce_send_opts {
+	const char *from;          /* incremental: an earlier snapshot (VOL@SNAP) of the same lineage,
+	                              its own volume's or, for a clone, its origin; NULL: full */
+	const char *token;         /* resume what a receive_resume_token names (snap and from unused) */
+	ce_progress_fn progress;
+	void *progress_arg;
+} ce_send_opts;
+/* -ENOENT when the token's snapshot is not in this pool. */
+int ce_send(ce_pool *p, const char *snap, const ce_send_opts *o, ce_write_fn write, void *arg);
+enum { CE_RECV_FORCE = 1 }; /* incremental: roll the volume back to the base first */
+typedef struct ce_recv_opts {
+	unsigned flags;
+	ce_progress_fn progress;
+	void *progress_arg;
+} ce_recv_opts;
+/*
+ * Receive into VOL: a full stream creates it, an incremental one applies
+ * onto it, a resumed one continues its partial receive. On success the
+ * snapshot VOL@SNAP exists (its name in snap_out). On an error after the
+ * first record the volume stays a partial receive (resumable; see
+ * ce_vol_info.receive_resume_token); before, nothing changed.
+ */
+int ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn read, void *arg,
+    char *snap_out, size_t snap_len);
+/* Abandon a partial receive: a full one is destroyed, an incremental one rolled back to its base. */
+int ce_recv_abandon(ce_pool *p, const char *vol);
+/*
+ * The changes from snapshot FROM to TO (a later snapshot of the same
+ * lineage, or the live volume, as of its last commit): fn(offset, length,
+ * kind) in increasing offset, adjacent ranges of one kind merged. DATA:
+ * written since; HOLE: reads zeros now but may not have then. A non-zero
+ * return from fn stops the walk and is returned.
+ */
+enum { CE_DIFF_DATA = 1, CE_DIFF_HOLE = 2 };
+typedef int (*ce_diff_fn)(void *arg, uint64_t off, uint64_t len, int kind);
+int ce_vol_diff(ce_pool *p, const char *from, const char *to, ce_diff_fn fn, void *arg);
 
 enum { CE_RESIZE_SHRINK = 1 };
 

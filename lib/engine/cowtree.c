@@ -356,6 +356,31 @@ walk_rec(ce_pool *p, const cowtree *t, const bp_phys *bp, int level, uint64_t ba
 	return r;
 }
 
+static int
+diff_rec(ce_pool *p, const bp_phys *bp, int level, uint64_t base, uint64_t min_birth, int holes,
+    ct_diff_fn fn, void *arg)
+{
+	if (bp_is_hole(bp))
+		return holes && bp->bp_birth > min_birth ? fn(arg, base, cowtree_capacity((uint8_t)(level + 1)), NULL) : 0;
+	if (bp->bp_birth <= min_birth)
+		return 0;
+	if (level == 0)
+		return fn(arg, base, 1, bp);
+	bp_phys *buf = xmalloc(CE_IND_SIZE);
+	int r = blk_read(p, bp, buf, 0, CE_IND_SIZE);
+	uint64_t cspan = cowtree_capacity((uint8_t)level);
+	for (unsigned i = 0; r == 0 && i < CE_IND_PTRS; i++)
+		r = diff_rec(p, &buf[i], level - 1, base + i * cspan, min_birth, holes, fn, arg);
+	free(buf);
+	return r;
+}
+
+int
+cowtree_diff(ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, ct_diff_fn fn, void *arg)
+{
+	return diff_rec(p, &t->root, t->levels - 1, 0, min_birth, holes, fn, arg);
+}
+
 int
 cowtree_walk(ce_pool *p, const cowtree *t, ct_visit_fn fn, void *arg)
 {

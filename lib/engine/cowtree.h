@@ -59,4 +59,14 @@ int cowtree_walk(struct ce_pool *p, const cowtree *t, ct_visit_fn fn, void *arg)
 /* The same, skipping every block born at or before min_birth (and so its whole subtree). */
 int cowtree_walk_after(struct ce_pool *p, const cowtree *t, uint64_t min_birth, ct_visit_fn fn,
     void *arg);
+/*
+ * What changed after min_birth, in leaf order: fn(first, 1, bp) for a data
+ * leaf born after it, and with holes set fn(first, n, NULL) for a hole
+ * pointer (at any level, covering n leaves) born after it. Unchanged
+ * subtrees are skipped without being read. An unreadable indirect block
+ * stops the walk with its error.
+ */
+typedef int (*ct_diff_fn)(void *arg, uint64_t first, uint64_t n, const bp_phys *bp);
+int cowtree_diff(struct ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, ct_diff_fn fn,
+    void *arg);
 #endif

@@ -12,7 +12,7 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "cask format v1 is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 4u
+#define CE_FORMAT_VERSION 5u
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
@@ -173,10 +173,33 @@ typedef struct ds_phys {
 	uint64_t ds_dl_count;    /* dead list entries */
 	uint64_t ds_dl_bytes;    /* their allocated bytes */
 	uint8_t ds_dl_levels;    /* levels of the dead list object */
-	uint8_t ds_pad2[23];
+	uint8_t ds_recv;         /* format 5: 1 while a partial receive (section 4.7) */
+	uint8_t ds_pad2[6];
+	uint64_t ds_send_guid;   /* format 5, snapshot: its send identity if received (0: ds_guid) */
+	uint8_t ds_pad3[8];
 	bp_phys ds_dl_root;      /* root of the dead list object */
 } ds_phys;
 _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
+
+/* Receive table (format version 5, docs/on-disk-format.md section 4.7). */
+#define CE_MOS_RECV_OFF 12288u
+#define CE_RECV_SLOTS 16u
+typedef struct recv_slot_phys {
+	uint64_t rs_vol_guid;
+	uint64_t rs_to_guid;
+	uint64_t rs_from_guid;
+	uint64_t rs_src_vol_guid;
+	uint64_t rs_offset;
+	uint64_t rs_to_txg;
+	uint64_t rs_size;
+	uint32_t rs_flags;
+	uint32_t rs_pad;
+	uint8_t rs_reserved[192];
+} recv_slot_phys;
+_Static_assert(sizeof(recv_slot_phys) == 256, "recv_slot_phys is 256 bytes");
+_Static_assert(sizeof(mos_header_phys) <= CE_MOS_RECV_OFF, "the receive table follows the header");
+_Static_assert(CE_MOS_RECV_OFF + CE_RECV_SLOTS * 256 <= CE_MOS_DS_OFF, "and fits before the records");
+#define RS_INCREMENTAL 1u
 
 /* Snapshot holds (format version 4, docs/on-disk-format.md section 4.6). */
 #define CE_HOLD_TAG_MAX 63u

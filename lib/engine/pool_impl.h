@@ -158,6 +158,10 @@ void vol_capture(volume *v, uint64_t t);
 int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
 int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
 
+/* send.c */
+int recv_table_load(ce_pool *p);
+int recv_table_sync(ce_pool *p, uint64_t txg);
+
 /* hold.c */
 int hold_load(ce_pool *p);
 int hold_sync(ce_pool *p, uint64_t txg);

@@ -655,6 +655,10 @@ ce_vol_promote(ce_pool *p, const char *name)
 		return err_set(-EINVAL, "volume %s/%s is not a clone: nothing to promote", p->name, name);
 	}
 	volume *v = o->head;
+	if (c->receiving || v->receiving) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "%s/%s is a partial receive", p->name, c->receiving ? c->name : v->name);
+	}
 	/* the two chains must be settled: no snapshot being taken or destroyed, no rollback */
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *d = p->vols[i], *owner = d->is_snap ? d->head : d;
@@ -728,9 +732,11 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname);
 	}
-	if (h->refs > 0) {
+	if (h->refs > 0 || h->receiving) {
 		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, vol, h->refs);
+		return h->receiving ? err_set(-EBUSY, "volume %s/%s is a partial receive: abandon it with "
+		    "cask recv -A", p->name, vol) : err_set(-EBUSY, "volume %s/%s is open (%d handles)",
+		    p->name, vol, h->refs);
 	}
 	/* the snapshots taken after it: refused, or destroyed first with -r */
 	unsigned later = 0;
@@ -767,6 +773,33 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	return vol_mgmt_commit(p);
 }
 
+/*
+ * Snapshot `full` (VOL@SNAP) of h, taken at the end of the open txg
+ * (management lock held; the caller commits). send_guid: a received
+ * snapshot's send identity, else 0.
+ */
+volume *
+snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
+{
+	uint64_t t = p->open_txg;
+	volume *s = vol_alloc(p);
+	s->is_snap = 1;
+	s->head = h;
+	s->guid = util_random64();
+	s->send_guid = send_guid;
+	snprintf(s->name, sizeof(s->name), "%s", full);
+	s->bs = h->bs;
+	s->size = h->size;
+	s->tree.bsize = h->bs;
+	s->tree.levels = h->tree.levels;
+	s->ctime = (uint64_t)time(NULL);
+	s->create_txg = t;
+	s->snap_txg_pending = t;
+	s->rec_txg = t;
+	vol_add(p, s);
+	return s;
+}
+
 int
 ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 {
@@ -793,6 +826,9 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		} else if ((h = vol_find(p, vol)) == NULL || h->is_snap) {
 			errs[i] = -ENOENT;
 			why = "no such volume";
+		} else if (h->receiving) {
+			errs[i] = -EBUSY;
+			why = "a receive into it is in progress or partial";
 		} else if (vol_find(p, names[i]) != NULL) {
 			errs[i] = -EEXIST;
 			why = "snapshot exists";
@@ -809,26 +845,11 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		return err_set(-EINVAL, "no snapshot taken: %s%s", first_err,
 		    bad > 1 ? " (and more; see the per-name errors)" : "");
 	}
-	uint64_t t = p->open_txg;
 	for (size_t i = 0; i < n; i++) {
 		char vol[CE_NAME_MAX + 1];
 		const char *sn;
 		split_snap(names[i], vol, sizeof(vol), &sn);
-		volume *h = vol_find(p, vol);
-		volume *s = vol_alloc(p);
-		s->is_snap = 1;
-		s->head = h;
-		s->guid = util_random64();
-		snprintf(s->name, sizeof(s->name), "%s", names[i]);
-		s->bs = h->bs;
-		s->size = h->size;
-		s->tree.bsize = h->bs;
-		s->tree.levels = h->tree.levels;
-		s->ctime = (uint64_t)time(NULL);
-		s->create_txg = t;
-		s->snap_txg_pending = t;
-		s->rec_txg = t;
-		vol_add(p, s);
+		snap_add(p, vol_find(p, vol), names[i], 0);
 	}
 	if (mos_hdr(p)->mh_version < 3)
 		mos_hdr(p)->mh_version = 3; /* older software must not open it */

@@ -211,6 +211,8 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	}
 	if (err == 0)
 		err = hold_sync(p, t);
+	if (err == 0)
+		err = recv_table_sync(p, t);
 	/* Later passes: MOS and bitmaps until a pass writes nothing. */
 	for (int pass = 0; err == 0; pass++) {
 		int did = 0;

@@ -142,6 +142,8 @@ vol_capture(volume *v, uint64_t t)
 	v->snap.sync = v->sync;
 	v->snap.want_levels = v->want_levels;
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
+	v->rcap.receiving = v->receiving;
+	v->rcap.rs = v->rs;
 }
 
 void
@@ -169,6 +171,8 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_dl_bytes = v->dl.bytes;
 	ds->ds_dl_levels = v->dl.tree.levels;
 	ds->ds_dl_root = v->dl.tree.root;
+	ds->ds_recv = v->is_snap ? 0 : (uint8_t)v->rcap.receiving;
+	ds->ds_send_guid = v->is_snap ? v->send_guid : 0;
 }
 
 static int
@@ -190,6 +194,8 @@ ds_valid(const ds_phys *dsp)
 		return 0;
 	}
 	if (ds.ds_dl_count > (UINT64_MAX >> 12) || (ds.ds_prev_guid == 0) != (ds.ds_prev_txg == 0))
+		return 0;
+	if (ds.ds_recv > 1 || (snap && ds.ds_recv) || (!snap && ds.ds_send_guid != 0))
 		return 0;
 	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
@@ -226,6 +232,10 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->load_head = ds.ds_head_guid;
 	v->prev_txg = ds.ds_prev_txg;
 	v->rec_txg = 0;
+	v->send_guid = ds.ds_send_guid;
+	v->receiving = v->rcap.receiving = ds.ds_recv;
+	memset(&v->rs, 0, sizeof(v->rs));
+	v->rcap.rs = v->rs;
 	/* what a record written later (without a full capture) is made of */
 	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
 	v->snap.size = v->size;
@@ -266,7 +276,9 @@ vol_load_all(ce_pool *p)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
 	int lerr = snap_link_all(p);
-	return lerr != 0 ? lerr : hold_load(p);
+	if (lerr == 0)
+		lerr = hold_load(p);
+	return lerr != 0 ? lerr : recv_table_load(p);
 }
 
 /* ce_pool_clear: forget a volume's dirty state and pending operations (v->lock held). */
@@ -343,7 +355,9 @@ vol_reload_all(ce_pool *p)
 	free(seen);
 	/* link only the living: the doomed keep no pointers */
 	int lerr = snap_link_all(p);
-	return lerr != 0 ? lerr : hold_load(p);
+	if (lerr == 0)
+		lerr = hold_load(p);
+	return lerr != 0 ? lerr : recv_table_load(p);
 }
 
 void
@@ -763,6 +777,19 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	txg_dirty_add(p, dd, 1);
 	ilog_append(v, LR_ZERO, off, len, t);
 	return 0;
+}
+
+/* A receive's writes: never synchronous, whatever the sync property (send.c). */
+int
+vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
+{
+	return vol_modify(h, buf, len, off);
+}
+
+int
+vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len)
+{
+	return vol_trim(h, off, len);
 }
 
 int
@@ -1230,6 +1257,14 @@ count_snaps(ce_pool *p, const volume *h)
 int
 ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props)
 {
+	return vol_create_ex(p, name, size, props, NULL);
+}
+
+/* ce_vol_create; with rs, the new volume is a partial receive from its first txg on. */
+int
+vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
+    const recv_slot_phys *rs)
+{
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	int err;
 	if (props != NULL)
@@ -1273,6 +1308,10 @@ ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 	v->tree.bsize = bs;
 	v->tree.levels = 1;
 	v->want_levels = cowtree_levels_for(size / bs);
+	if (rs != NULL) {
+		v->receiving = 1;
+		v->rs = *rs;
+	}
 	add_vol(p, v);
 	return mgmt_commit(p);
 }
@@ -1358,6 +1397,10 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	if (v == NULL) {
 		mgmt_abort(p);
 		return err;
+	}
+	if (v->receiving && !(flags & VOL_RESIZE_RECV)) {
+		mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s is a partial receive", p->name, name);
 	}
 	if (size == 0 || size % v->bs != 0 || size / v->bs > cowtree_capacity(7)) {
 		mgmt_abort(p);
@@ -1462,6 +1505,7 @@ fill_info(volume *v, ce_vol_info *out)
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
 	out->written = v->is_snap ? 0 : v->written;
+	recv_token_of(v, out->receive_resume_token, sizeof(out->receive_resume_token));
 	/* a clone's chain reaches into another volume's: its origin */
 	for (volume *s = v->is_snap ? NULL : v->prev; s != NULL; s = s->prev)
 		if (s->head != v) {
@@ -1545,6 +1589,13 @@ ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count)
 int
 ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
 {
+	return vol_open_any(p, name, 0, out);
+}
+
+/* receiver: the receive itself opens its partial volume (send.c) */
+int
+vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
+{
 	err_clear();
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
@@ -1555,6 +1606,12 @@ ce_vol_open(ce_pool *p, const char *name, ce_vol **out)
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(-EBUSY, "volume %s/%s is being rolled back", p->name, name);
+	}
+	if (v != NULL && v->receiving && !receiver) {
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&p->config_lock);
+		return err_set(-EBUSY, "volume %s/%s is a partial receive: resume it (cask send -t with its "
+		    "receive_resume_token) or abandon it (cask recv -A)", p->name, name);
 	}
 	if (v != NULL)
 		v->refs++;

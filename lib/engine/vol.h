@@ -85,6 +85,18 @@ struct volume {
 	uint64_t ilog_durable_seq; /* every itx of it appended before this is durable */
 	int ilog_waiters;          /* flushes waiting for it */
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
+	uint64_t send_guid;    /* snapshot: send identity if received (0: its guid) */
+	/*
+	 * A partial receive (send.c): the volume cannot be opened but by its
+	 * receiver. Changed under pool->lock; captured at quiesce with the
+	 * record, so the resume offset commits with the data it covers.
+	 */
+	int receiving;
+	recv_slot_phys rs;     /* rs_vol_guid unused in memory */
+	struct {
+		int receiving;
+		recv_slot_phys rs;
+	} rcap;
 	uint64_t gone_txg;     /* snapshot: its dead lists were settled in that txg's sync */
 };
 
@@ -93,7 +105,13 @@ struct ce_vol {
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 
-/* vol.c, for snap.c */
+/* vol.c, for snap.c and send.c */
+#define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
+int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
+    const recv_slot_phys *rs);
+int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
+int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
+int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
 int vol_mgmt_begin(ce_pool *p);
 int vol_mgmt_commit(ce_pool *p);
 void vol_mgmt_abort(ce_pool *p);
@@ -119,6 +137,9 @@ int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
 uint64_t snap_origin_txg(volume *h);
 int snap_named_before(const char *const *names, size_t i);
+volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
+/* send.c */
+void recv_token_of(const volume *v, char *buf, size_t len);
 int snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout);
 void dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes);
 void snap_doomed_acct(volume *v, ct_acct *acct);

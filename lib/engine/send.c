@@ -1,0 +1,1032 @@
+/*
+ * send.c -- send streams, receive, resume and diff (format:
+ * docs/send-stream.md; on disk: docs/on-disk-format.md sections 4.3, 4.7).
+ *
+ * Sending walks the snapshot's tree with cowtree_diff: every block
+ * pointer records its birth txg, so the blocks that changed after the
+ * base snapshot are exactly those born after it, and a subtree whose
+ * root was born before it is skipped without being read. A full send is
+ * the same walk from txg 0 without holes. Changed data blocks are read
+ * in batches (blk_read_many) and go out as DATA records of up to 1 MiB;
+ * ranges that became holes go out as HOLE records. Every record carries
+ * an XXH3-128 of itself, a sequence number, and the END record a hash of
+ * the whole stream, so damage, loss, duplication and reordering are all
+ * caught before anything is presented as received.
+ *
+ * Receiving applies the records to a volume marked as a partial
+ * receive (it cannot be opened meanwhile); after every record the resume
+ * offset advances, and since it is captured with the volume's record at
+ * each quiesce, it commits in the same txg as the data it covers. A
+ * verified END takes the snapshot (with the sender's identity) and
+ * clears the mark in one txg. An interrupted or damaged stream leaves
+ * the partial state: `send -t TOKEN` resumes at the offset, `recv -A`
+ * abandons (destroy, or roll back to the base).
+ *
+ * Invariants:
+ *   1. A volume is a partial receive from the txg that created (or
+ *      marked) it until the txg of its received snapshot; every resume
+ *      offset on disk is covered by data on disk.
+ *   2. A stream is applied only onto the data it was made from: an
+ *      incremental's base is matched by send identity, and the target
+ *      must not have changed since the base.
+ *   3. Nothing of a stream whose BEGIN is bad (or whose base is wrong) is
+ *      applied.
+ */
+#include "checksum.h"
+#include "vol.h"
+#include "util.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#define SR_BEGIN 1u
+#define SR_DATA 2u
+#define SR_HOLE 3u
+#define SR_END 4u
+#define SR_HDR 64u
+#define SR_BEGIN_LEN 512u
+#define SR_END_LEN 48u
+#define SR_MAX_DATA (1u << 20)
+#define SB_MAGIC 0x4d52545344534143ull /* "CASKSTRM" */
+#define SB_VERSION 1u
+#define SB_INCREMENTAL 1u
+#define SB_RESUMED 2u
+
+typedef struct rec_hdr {
+	uint32_t rh_type;
+	uint32_t rh_flags;
+	uint64_t rh_seq;
+	uint64_t rh_offset;
+	uint64_t rh_length;
+	uint32_t rh_payload_len;
+	uint32_t rh_pad;
+	uint64_t rh_pad2;
+	uint8_t rh_cksum[16];
+} rec_hdr;
+_Static_assert(sizeof(rec_hdr) == SR_HDR, "record header is 64 bytes");
+
+typedef struct begin_phys {
+	uint64_t sb_magic;
+	uint32_t sb_version;
+	uint32_t sb_flags;
+	uint64_t sb_vol_guid;
+	uint64_t sb_to_guid;
+	uint64_t sb_to_txg;
+	uint64_t sb_from_guid;
+	uint64_t sb_from_txg;
+	uint64_t sb_size;
+	uint32_t sb_volblocksize;
+	uint8_t sb_compress;
+	uint8_t sb_checksum;
+	uint8_t sb_sync;
+	uint8_t sb_pad;
+	uint64_t sb_resume_offset;
+	uint64_t sb_estimate;
+	uint8_t sb_reserved[168];
+	char sb_to_name[256];
+} begin_phys;
+_Static_assert(sizeof(begin_phys) == SR_BEGIN_LEN, "BEGIN payload is 512 bytes");
+
+typedef struct end_phys {
+	uint64_t se_records;
+	uint64_t se_data_bytes;
+	uint64_t se_hole_bytes;
+	uint8_t se_stream_cksum[16];
+	uint64_t se_pad;
+} end_phys;
+_Static_assert(sizeof(end_phys) == SR_END_LEN, "END payload is 48 bytes");
+
+static void
+cksum16(const XXH128_hash_t h, uint8_t out[16])
+{
+	memcpy(out, &h.low64, 8);
+	memcpy(out + 8, &h.high64, 8);
+}
+
+/* A record's checksum: its header with the checksum field zero, then its payload. */
+static void
+rec_cksum(const rec_hdr *rh, const void *payload, uint8_t out[16])
+{
+	rec_hdr h = *rh;
+	memset(h.rh_cksum, 0, sizeof(h.rh_cksum));
+	XXH3_state_t st;
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, &h, sizeof(h));
+	if (rh->rh_payload_len > 0)
+		XXH3_128bits_update(&st, payload, rh->rh_payload_len);
+	cksum16(XXH3_128bits_digest(&st), out);
+}
+
+static uint64_t
+send_identity(const volume *s)
+{
+	return s->send_guid != 0 ? s->send_guid : s->guid;
+}
+
+/* ---- resume tokens ---- */
+
+typedef struct token {
+	uint64_t to_guid, from_guid, offset, vol_guid;
+} token;
+
+static void
+token_format(const token *t, char *buf, size_t len)
+{
+	uint64_t w[5] = { t->to_guid, t->from_guid, t->offset, t->vol_guid, 0 };
+	w[4] = XXH64(w, 32, 0);
+	size_t at = (size_t)snprintf(buf, len, "1-");
+	for (int i = 0; i < 5 && at < len; i++)
+		at += (size_t)snprintf(buf + at, len - at, "%016" PRIx64, w[i]);
+}
+
+static int
+token_parse(const char *s, token *t)
+{
+	uint64_t w[5];
+	if (s == NULL || strncmp(s, "1-", 2) != 0 || strlen(s) != 2 + 80)
+		return -EINVAL;
+	for (int i = 0; i < 5; i++) {
+		char part[17];
+		memcpy(part, s + 2 + 16 * i, 16);
+		part[16] = '\0';
+		char *end;
+		w[i] = strtoull(part, &end, 16);
+		if (*end != '\0')
+			return -EINVAL;
+	}
+	if (XXH64(w, 32, 0) != w[4])
+		return -EINVAL;
+	*t = (token){ w[0], w[1], w[2], w[3] };
+	return 0;
+}
+
+static void
+volume_token(const volume *v, char *buf, size_t len)
+{
+	token t = { v->rs.rs_to_guid, v->rs.rs_from_guid, v->rs.rs_offset, v->rs.rs_src_vol_guid };
+	token_format(&t, buf, len);
+}
+
+/* ce_vol_info's receive_resume_token (pool->lock held). */
+void
+recv_token_of(const volume *v, char *buf, size_t len)
+{
+	if (!v->receiving || v->rs.rs_to_guid == 0)
+		buf[0] = '\0';
+	else
+		volume_token(v, buf, len);
+}
+
+/* ---- the receive table in the MOS header ---- */
+
+int
+recv_table_load(ce_pool *p)
+{
+	mos_header_phys *mh = mos_hdr(p);
+	if (mh->mh_version < 5)
+		return 0;
+	const recv_slot_phys *tab = (const recv_slot_phys *)(p->mos_buf + CE_MOS_RECV_OFF);
+	for (unsigned i = 0; i < CE_RECV_SLOTS; i++) {
+		if (tab[i].rs_vol_guid == 0)
+			continue;
+		volume *v = NULL;
+		for (size_t k = 0; k < p->nvols && v == NULL; k++)
+			if (p->vols[k]->guid == tab[i].rs_vol_guid && !p->vols[k]->is_snap)
+				v = p->vols[k];
+		if (v == NULL || !v->receiving)
+			return err_set(-EIO, "pool %s: receive table slot %u names no partial receive", p->name, i);
+		v->rs = v->rcap.rs = tab[i];
+	}
+	return 0;
+}
+
+/* Pass 1 of txg t: the table as the volumes captured at t's quiesce say. */
+int
+recv_table_sync(ce_pool *p, uint64_t t)
+{
+	recv_slot_phys tab[CE_RECV_SLOTS];
+	memset(tab, 0, sizeof(tab));
+	unsigned n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (size_t k = 0; k < p->nvols; k++) {
+		volume *v = p->vols[k];
+		if (v->is_snap || v->snap.txg != t || v->snap.doomed || !v->rcap.receiving)
+			continue;
+		VERIFY(n < CE_RECV_SLOTS);
+		tab[n] = v->rcap.rs;
+		tab[n++].rs_vol_guid = v->guid;
+	}
+	pthread_mutex_unlock(&p->lock);
+	uint8_t *dst = p->mos_buf + CE_MOS_RECV_OFF;
+	if (memcmp(dst, tab, sizeof(tab)) != 0) {
+		memcpy(dst, tab, sizeof(tab));
+		mos_mark_dirty(p, CE_MOS_RECV_OFF, sizeof(tab));
+		if (n > 0 && mos_hdr(p)->mh_version < 5) {
+			mos_hdr(p)->mh_version = 5; /* older software would lose the partial state */
+			mos_mark_dirty(p, 0, CE_META_BLOCK);
+		}
+	}
+	return 0;
+}
+
+/* ---- lineage ---- */
+
+/* Is `from` an ancestor of dataset `to` (in its chain or its origin's)? */
+static int
+is_ancestor(const volume *from, const volume *to)
+{
+	for (const volume *d = to->prev; d != NULL; d = d->prev)
+		if (d == from)
+			return 1;
+	return 0;
+}
+
+/* ---- send ---- */
+
+typedef struct sender {
+	ce_pool *p;
+	ce_write_fn wr;
+	void *arg;
+	const ce_send_opts *o;
+	XXH3_state_t stream;
+	uint64_t seq, out_bytes, total;
+	uint32_t bs;
+	uint64_t nblocks, first_blk;
+	int holes;
+	/* the DATA run being gathered and the HOLE run */
+	bp_phys *run_bp;
+	uint64_t run_first, run_n;
+	uint8_t *run_buf;
+	uint64_t hole_first, hole_n;
+	uint64_t records, data_bytes, hole_bytes;
+	int counting; /* the estimate walk: count, send nothing */
+} sender;
+
+static int
+put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *payload, uint32_t plen)
+{
+	rec_hdr rh;
+	memset(&rh, 0, sizeof(rh));
+	rh.rh_type = type;
+	rh.rh_seq = s->seq++;
+	rh.rh_offset = off;
+	rh.rh_length = len;
+	rh.rh_payload_len = plen;
+	rec_cksum(&rh, payload, rh.rh_cksum);
+	if (type != SR_END) {
+		XXH3_128bits_update(&s->stream, &rh, sizeof(rh));
+		if (plen > 0)
+			XXH3_128bits_update(&s->stream, payload, plen);
+	}
+	int err = s->wr(s->arg, &rh, sizeof(rh));
+	if (err == 0 && plen > 0)
+		err = s->wr(s->arg, payload, plen);
+	if (err != 0)
+		return err_set(err < 0 ? err : -EIO, "send: cannot write the stream: %s",
+		    strerror(err < 0 ? -err : EIO));
+	s->out_bytes += SR_HDR + plen;
+	if (s->o != NULL && s->o->progress != NULL && s->o->progress(s->o->progress_arg, s->out_bytes,
+	    s->total) != 0)
+		return err_set(-ECANCELED, "send cancelled after %" PRIu64 " bytes", s->out_bytes);
+	return 0;
+}
+
+static int
+flush_data(sender *s)
+{
+	if (s->run_n == 0)
+		return 0;
+	uint64_t len = s->run_n * s->bs;
+	int err = 0;
+	if (!s->counting) {
+		uint8_t *dsts[SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN];
+		for (uint64_t i = 0; i < s->run_n; i++)
+			dsts[i] = s->run_buf + i * s->bs;
+		err = blk_read_many(s->p, s->run_bp, dsts, s->run_n);
+		if (err != 0)
+			err = err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s",
+			    s->run_first * s->bs, err == -EIO ? "checksum or IO error" : strerror(-err));
+		else
+			err = put_record(s, SR_DATA, s->run_first * s->bs, len, s->run_buf, (uint32_t)len);
+	}
+	s->records++;
+	s->data_bytes += len;
+	s->total += s->counting ? SR_HDR + len : 0;
+	s->run_n = 0;
+	return err;
+}
+
+static int
+flush_hole(sender *s)
+{
+	if (s->hole_n == 0)
+		return 0;
+	int err = 0;
+	uint64_t len = s->hole_n * s->bs;
+	if (!s->counting)
+		err = put_record(s, SR_HOLE, s->hole_first * s->bs, len, NULL, 0);
+	s->records++;
+	s->hole_bytes += len;
+	s->total += s->counting ? SR_HDR : 0;
+	s->hole_n = 0;
+	return err;
+}
+
+static int
+send_visit(void *arg, uint64_t first, uint64_t n, const bp_phys *bp)
+{
+	sender *s = arg;
+	/* clip to [first_blk, nblocks): a resumed stream starts late, a shrunk volume ends early */
+	uint64_t end = first + n;
+	if (first < s->first_blk)
+		first = s->first_blk;
+	if (end > s->nblocks)
+		end = s->nblocks;
+	if (first >= end)
+		return 0;
+	int err = 0;
+	if (bp == NULL) {
+		if (!s->holes)
+			return 0;
+		if ((err = flush_data(s)) != 0)
+			return err;
+		if (s->hole_n > 0 && s->hole_first + s->hole_n == first) {
+			s->hole_n += end - first;
+			return 0;
+		}
+		if ((err = flush_hole(s)) != 0)
+			return err;
+		s->hole_first = first;
+		s->hole_n = end - first;
+		return 0;
+	}
+	if ((err = flush_hole(s)) != 0)
+		return err;
+	if (s->run_n > 0 && (s->run_first + s->run_n != first || (s->run_n + 1) * s->bs > SR_MAX_DATA))
+		if ((err = flush_data(s)) != 0)
+			return err;
+	if (s->run_n == 0)
+		s->run_first = first;
+	s->run_bp[s->run_n++] = *bp;
+	return 0;
+}
+
+/* The snapshot with send identity id in this pool, or NULL. */
+static volume *
+find_identity(ce_pool *p, uint64_t id)
+{
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (v->is_snap && v->destroy_txg == 0 && v->snap_txg_pending == 0 && send_identity(v) == id)
+			return v;
+	}
+	return NULL;
+}
+
+int
+ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr, void *arg)
+{
+	err_clear();
+	token tk = { 0 };
+	char to_full[CE_NAME_MAX + 1], from_full[CE_NAME_MAX + 1] = "";
+	if (o != NULL && o->token != NULL) {
+		if (token_parse(o->token, &tk) != 0)
+			return err_set(-EINVAL, "'%s' is not a receive_resume_token", o->token);
+		pthread_mutex_lock(&p->config_lock);
+		pthread_mutex_lock(&p->lock);
+		volume *to = find_identity(p, tk.to_guid);
+		volume *from = tk.from_guid ? find_identity(p, tk.from_guid) : NULL;
+		if (to != NULL)
+			snprintf(to_full, sizeof(to_full), "%s", to->name);
+		if (from != NULL)
+			snprintf(from_full, sizeof(from_full), "%s", from->name);
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&p->config_lock);
+		if (to == NULL)
+			return err_set(-ENOENT, "pool %s has no snapshot the token names", p->name);
+		if (tk.from_guid != 0 && from == NULL)
+			return err_set(-ENOENT, "pool %s no longer has the base snapshot the token names",
+			    p->name);
+	} else {
+		if (snapname == NULL || strchr(snapname, '@') == NULL)
+			return err_set(-EINVAL, "send needs a snapshot (VOL@SNAP)");
+		snprintf(to_full, sizeof(to_full), "%s", snapname);
+		if (o != NULL && o->from != NULL)
+			snprintf(from_full, sizeof(from_full), "%s", o->from);
+	}
+	/* Open both: an open snapshot cannot be destroyed under the stream. */
+	ce_vol *th = NULL, *fh = NULL;
+	int err = ce_vol_open(p, to_full, &th);
+	if (err != 0)
+		return err_set(err, "snapshot %s/%s does not exist", p->name, to_full);
+	if (!th->v->is_snap) {
+		ce_vol_close(th);
+		return err_set(-EINVAL, "%s/%s is a volume: send a snapshot of it", p->name, to_full);
+	}
+	if (from_full[0] != '\0') {
+		if ((err = ce_vol_open(p, from_full, &fh)) != 0 || !fh->v->is_snap) {
+			if (fh != NULL)
+				ce_vol_close(fh);
+			ce_vol_close(th);
+			return err_set(-ENOENT, "base snapshot %s/%s does not exist", p->name, from_full);
+		}
+	}
+	volume *to = th->v, *from = fh ? fh->v : NULL;
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	int lineage = from == NULL || is_ancestor(from, to);
+	begin_phys b;
+	memset(&b, 0, sizeof(b));
+	b.sb_magic = SB_MAGIC;
+	b.sb_version = SB_VERSION;
+	b.sb_flags = (from ? SB_INCREMENTAL : 0) | (o && o->token ? SB_RESUMED : 0);
+	b.sb_vol_guid = to->head->guid;
+	b.sb_to_guid = send_identity(to);
+	b.sb_to_txg = to->create_txg;
+	b.sb_from_guid = from ? send_identity(from) : 0;
+	b.sb_from_txg = from ? from->create_txg : 0;
+	b.sb_size = to->size;
+	b.sb_volblocksize = to->bs;
+	b.sb_compress = (uint8_t)to->compress;
+	b.sb_checksum = (uint8_t)to->checksum;
+	b.sb_sync = (uint8_t)to->sync;
+	b.sb_resume_offset = o && o->token ? tk.offset : 0;
+	snprintf(b.sb_to_name, sizeof(b.sb_to_name), "%s", to->name);
+	cowtree tree = to->tree;
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	if (!lineage) {
+		ce_vol_close(th);
+		if (fh != NULL)
+			ce_vol_close(fh);
+		return err_set(-EINVAL, "%s/%s is not an earlier snapshot of %s/%s (nor of its origin)",
+		    p->name, from_full, p->name, to_full);
+	}
+	if (o && o->token && (tk.offset % to->bs != 0 || tk.offset > to->size)) {
+		ce_vol_close(th);
+		if (fh != NULL)
+			ce_vol_close(fh);
+		return err_set(-EINVAL, "the token's offset %" PRIu64 " does not fit %s/%s", tk.offset,
+		    p->name, to_full);
+	}
+
+	sender s;
+	memset(&s, 0, sizeof(s));
+	s.p = p;
+	s.wr = wr;
+	s.arg = arg;
+	s.o = o;
+	s.bs = to->bs;
+	s.nblocks = to->size / to->bs;
+	s.first_blk = b.sb_resume_offset / to->bs;
+	s.holes = from != NULL;
+	s.run_bp = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * sizeof(bp_phys));
+	s.run_buf = xmalloc_aligned(SR_MAX_DATA);
+	uint64_t min_birth = from ? from->create_txg : 0;
+	/* the expected size first: the same walk, counting (indirect blocks only are read) */
+	s.counting = 1;
+	err = cowtree_diff(p, &tree, min_birth, s.holes, send_visit, &s);
+	if (err == 0)
+		err = flush_hole(&s);
+	if (err == 0)
+		err = flush_data(&s);
+	s.total += 2 * SR_HDR + SR_BEGIN_LEN + SR_END_LEN;
+	b.sb_estimate = s.total;
+	s.counting = 0;
+	s.records = s.data_bytes = s.hole_bytes = 0;
+	XXH3_128bits_reset(&s.stream);
+	if (err == 0)
+		err = put_record(&s, SR_BEGIN, 0, 0, &b, sizeof(b));
+	if (err == 0)
+		err = cowtree_diff(p, &tree, min_birth, s.holes, send_visit, &s);
+	if (err == 0)
+		err = flush_hole(&s);
+	if (err == 0)
+		err = flush_data(&s);
+	if (err == 0) {
+		end_phys e;
+		memset(&e, 0, sizeof(e));
+		e.se_records = s.records;
+		e.se_data_bytes = s.data_bytes;
+		e.se_hole_bytes = s.hole_bytes;
+		cksum16(XXH3_128bits_digest(&s.stream), e.se_stream_cksum);
+		err = put_record(&s, SR_END, 0, 0, &e, sizeof(e));
+	}
+	free(s.run_bp);
+	free(s.run_buf);
+	ce_vol_close(th);
+	if (fh != NULL)
+		ce_vol_close(fh);
+	if (err != 0 && ce_errmsg()[0] == '\0')
+		err_set(err, "send of %s/%s failed: %s", p->name, to_full, strerror(-err));
+	return err;
+}
+
+/* ---- receive ---- */
+
+typedef struct receiver {
+	ce_pool *p;
+	ce_read_fn rd;
+	void *arg;
+	XXH3_state_t stream;
+	uint64_t in_bytes, seq;
+} receiver;
+
+/* Exactly len bytes: 0, 1 at a clean end before any byte, or -EPIPE in the middle. */
+static int
+read_full(receiver *r, void *buf, size_t len)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = r->rd(r->arg, (uint8_t *)buf + got, len - got);
+		if (n < 0)
+			return err_set((int)n, "receive: cannot read the stream: %s", strerror((int)-n));
+		if (n == 0)
+			return got == 0 ? 1 : err_set(-EPIPE, "the stream ends in the middle of a record "
+			    "(truncated)");
+		got += (size_t)n;
+	}
+	r->in_bytes += len;
+	return 0;
+}
+
+/*
+ * The next record: header checked, payload (up to max bytes) read and
+ * checked. 1 at a clean end of the stream.
+ */
+static int
+read_record(receiver *r, rec_hdr *rh, uint8_t *payload, uint32_t max)
+{
+	uint64_t at = r->in_bytes;
+	int e = read_full(r, rh, sizeof(*rh));
+	if (e != 0)
+		return e;
+	if (rh->rh_payload_len > max)
+		return r->seq == 0 ? err_set(-EINVAL, "not a cask send stream (or its first record is "
+		    "damaged)") : err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64
+		    " claims a %u-byte payload", at, r->seq, rh->rh_payload_len);
+	if ((e = read_full(r, payload, rh->rh_payload_len)) != 0)
+		return e == 1 ? err_set(-EPIPE, "the stream ends in the middle of a record (truncated)") : e;
+	uint8_t ck[16];
+	rec_cksum(rh, payload, ck);
+	if (memcmp(ck, rh->rh_cksum, 16) != 0)
+		return err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " fails its "
+		    "checksum", at, r->seq);
+	if (rh->rh_seq != r->seq)
+		return err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " comes "
+		    "where record %" PRIu64 " belongs (records lost, repeated or reordered)", at,
+		    rh->rh_seq, r->seq);
+	r->seq++;
+	if (rh->rh_type != SR_END) {
+		XXH3_128bits_update(&r->stream, rh, sizeof(*rh));
+		if (rh->rh_payload_len > 0)
+			XXH3_128bits_update(&r->stream, payload, rh->rh_payload_len);
+	}
+	return 0;
+}
+
+static int
+begin_valid(const begin_phys *b, char *why, size_t len)
+{
+	char vol[CE_NAME_MAX + 1];
+	const char *at = memchr(b->sb_to_name, '\0', sizeof(b->sb_to_name)) ? strchr(b->sb_to_name, '@') : NULL;
+	if (at != NULL)
+		snprintf(vol, sizeof(vol), "%.*s", (int)(at - b->sb_to_name), b->sb_to_name);
+	const char *bad = !IS_P2(b->sb_volblocksize) || b->sb_volblocksize < CE_VOLBLOCKSIZE_MIN ||
+	    b->sb_volblocksize > CE_VOLBLOCKSIZE_MAX ? "block size" :
+	    b->sb_size == 0 || b->sb_size % b->sb_volblocksize != 0 ||
+	    b->sb_size / b->sb_volblocksize > cowtree_capacity(7) ? "volume size" :
+	    b->sb_compress > CE_COMP_MAX || !checksum_valid_type(b->sb_checksum) ||
+	    b->sb_sync > CE_SYNC_DISABLED ? "properties" :
+	    at == NULL || !vol_name_valid(at + 1) ? "snapshot name" :
+	    b->sb_to_guid == 0 || ((b->sb_flags & SB_INCREMENTAL) != 0) != (b->sb_from_guid != 0) ||
+	    (b->sb_flags & ~(SB_INCREMENTAL | SB_RESUMED)) != 0 ? "identities or flags" :
+	    b->sb_resume_offset % b->sb_volblocksize != 0 || b->sb_resume_offset > b->sb_size ||
+	    (!(b->sb_flags & SB_RESUMED) && b->sb_resume_offset != 0) ? "resume offset" : NULL;
+	if (bad != NULL)
+		snprintf(why, len, "its BEGIN record has an impossible %s", bad);
+	return bad == NULL;
+}
+
+/* Count partial receives (pool->lock held). */
+static unsigned
+partial_receives(ce_pool *p)
+{
+	unsigned n = 0;
+	for (size_t i = 0; i < p->nvols; i++)
+		n += !p->vols[i]->is_snap && p->vols[i]->destroy_txg == 0 && p->vols[i]->receiving;
+	return n;
+}
+
+/* The volume's own newest snapshot (pool->lock held), or NULL. */
+static volume *
+newest_own(volume *h)
+{
+	return h->prev != NULL && h->prev->is_snap && h->prev->head == h ? h->prev : NULL;
+}
+
+/* BEGIN checked: make vol the partial receive this stream continues or starts. */
+static int
+recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
+{
+	int incr = (b->sb_flags & SB_INCREMENTAL) != 0, resumed = (b->sb_flags & SB_RESUMED) != 0;
+	const char *sn = strchr(b->sb_to_name, '@') + 1;
+	char snapfull[2 * CE_NAME_MAX + 2];
+	snprintf(snapfull, sizeof(snapfull), "%s@%s", vol, sn);
+	if (strlen(snapfull) > CE_NAME_MAX)
+		return err_set(-EINVAL, "%s/%s would be too long a name", p->name, snapfull);
+	recv_slot_phys rs;
+	memset(&rs, 0, sizeof(rs));
+	rs.rs_to_guid = b->sb_to_guid;
+	rs.rs_from_guid = b->sb_from_guid;
+	rs.rs_src_vol_guid = b->sb_vol_guid;
+	rs.rs_offset = b->sb_resume_offset;
+	rs.rs_to_txg = b->sb_to_txg;
+	rs.rs_size = b->sb_size;
+	rs.rs_flags = incr ? RS_INCREMENTAL : 0;
+
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *h = vol_find(p, vol);
+	if (h != NULL && h->is_snap) {
+		vol_mgmt_abort(p);
+		return err_set(-EINVAL, "%s/%s is a snapshot: receive into a volume", p->name, vol);
+	}
+	if (resumed) {
+		if (h == NULL || !h->receiving) {
+			vol_mgmt_abort(p);
+			return err_set(-ENOENT, "%s/%s is not a partial receive: a resumed stream continues one",
+			    p->name, vol);
+		}
+		if (h->refs > 0) {
+			vol_mgmt_abort(p);
+			return err_set(-EBUSY, "a receive into %s/%s is running", p->name, vol);
+		}
+		if (h->rs.rs_to_guid != rs.rs_to_guid || h->rs.rs_from_guid != rs.rs_from_guid ||
+		    h->rs.rs_src_vol_guid != rs.rs_src_vol_guid || h->rs.rs_flags != rs.rs_flags ||
+		    h->rs.rs_offset != rs.rs_offset) {
+			vol_mgmt_abort(p);
+			return err_set(-EINVAL, "this resumed stream does not continue the partial receive of "
+			    "%s/%s (it starts at offset %" PRIu64 ", the receive stopped at %" PRIu64 "; "
+			    "send with the volume's current receive_resume_token)", p->name, vol,
+			    rs.rs_offset, h->rs.rs_offset);
+		}
+		vol_mgmt_abort(p);
+		return 0;
+	}
+	if (h != NULL && h->receiving) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "%s/%s is a partial receive: resume it (cask send -t TOKEN) or "
+		    "abandon it (cask recv -A)", p->name, vol);
+	}
+	if (partial_receives(p) >= CE_RECV_SLOTS) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOSPC, "pool %s already has %u partial receives: finish or abandon one",
+		    p->name, CE_RECV_SLOTS);
+	}
+	if (!incr) {
+		vol_mgmt_abort(p);
+		if (h != NULL)
+			return err_set(-EEXIST, "volume %s/%s exists: a full stream creates a new volume "
+			    "(an incremental one applies onto it)", p->name, vol);
+		ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+		pr.volblocksize = b->sb_volblocksize;
+		pr.compress = b->sb_compress;
+		pr.checksum = b->sb_checksum;
+		pr.sync = b->sb_sync;
+		return vol_create_ex(p, vol, b->sb_size, &pr, &rs);
+	}
+	if (h == NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist: an incremental stream applies onto "
+		    "the volume holding its base snapshot", p->name, vol);
+	}
+	volume *base = newest_own(h);
+	if (base == NULL || send_identity(base) != b->sb_from_guid) {
+		vol_mgmt_abort(p);
+		return err_set(-EXDEV, "wrong base: the stream applies on top of snapshot %016" PRIx64
+		    ", and %s/%s's newest snapshot is %s%s", b->sb_from_guid, p->name, vol,
+		    base ? base->name : "(none)", base ? " (another one)" : "");
+	}
+	if (vol_find(p, snapfull) != NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-EEXIST, "snapshot %s/%s exists", p->name, snapfull);
+	}
+	if (h->refs > 0) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, vol, h->refs);
+	}
+	char basename[CE_NAME_MAX + 1];
+	snprintf(basename, sizeof(basename), "%s", base->name);
+	vol_mgmt_abort(p);
+	/* unchanged since the base, or rolled back to it with -F */
+	ce_vol_info vi;
+	if ((err = ce_pool_sync(p)) != 0 || (err = ce_vol_info_get(p, vol, &vi)) != 0)
+		return err;
+	if (vi.written != 0) {
+		if (!(flags & CE_RECV_FORCE))
+			return err_set(-ETXTBSY, "%s/%s changed since %s (%" PRIu64 " bytes written): roll it "
+			    "back, or receive with -F to roll back first", p->name, vol, basename, vi.written);
+		if ((err = ce_vol_rollback(p, basename, 0)) != 0)
+			return err;
+	}
+	/* mark it: from this txg on it is a partial receive */
+	if ((err = vol_mgmt_begin(p)) != 0)
+		return err;
+	h = vol_find(p, vol);
+	if (h == NULL || h->receiving || h->refs > 0 || newest_own(h) != base) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "%s/%s changed while the receive started", p->name, vol);
+	}
+	h->receiving = 1;
+	h->rs = rs;
+	err = vol_mgmt_commit(p);
+	if (err == 0 && b->sb_size != vi.size)
+		err = ce_vol_resize(p, vol, b->sb_size, CE_RESIZE_SHRINK | VOL_RESIZE_RECV);
+	return err;
+}
+
+/* A verified END: the snapshot with the sender's identity, and the mark cleared, in one txg. */
+static int
+recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, size_t snap_len)
+{
+	const char *sn = strchr(b->sb_to_name, '@') + 1;
+	char full[2 * CE_NAME_MAX + 2];
+	snprintf(full, sizeof(full), "%s@%s", vol, sn);
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *h = vol_find(p, vol);
+	if (h == NULL || !h->receiving) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "%s/%s is no longer a partial receive", p->name, vol);
+	}
+	if (vol_find(p, full) != NULL) {
+		vol_mgmt_abort(p);
+		return err_set(-EEXIST, "snapshot %s/%s exists", p->name, full);
+	}
+	snap_add(p, h, full, b->sb_to_guid);
+	h->receiving = 0;
+	memset(&h->rs, 0, sizeof(h->rs));
+	if (mos_hdr(p)->mh_version < 5)
+		mos_hdr(p)->mh_version = 5; /* a send identity older software would drop */
+	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	err = vol_mgmt_commit(p);
+	if (err == 0 && snap_out != NULL)
+		snprintf(snap_out, snap_len, "%s", full);
+	return err;
+}
+
+int
+ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void *arg,
+    char *snap_out, size_t snap_len)
+{
+	err_clear();
+	if (vol == NULL || !vol_name_valid(vol))
+		return err_set(-EINVAL, "bad volume name '%s'", vol ? vol : "");
+	receiver r;
+	memset(&r, 0, sizeof(r));
+	r.p = p;
+	r.rd = rd;
+	r.arg = arg;
+	XXH3_128bits_reset(&r.stream);
+	uint8_t *payload = xmalloc_aligned(SR_MAX_DATA);
+	rec_hdr rh;
+	begin_phys b;
+	char why[200];
+	int err = read_record(&r, &rh, payload, SR_BEGIN_LEN);
+	if (err == 1)
+		err = err_set(-EINVAL, "the stream is empty");
+	else if (err == 0 && (rh.rh_type != SR_BEGIN || rh.rh_payload_len != SR_BEGIN_LEN))
+		err = err_set(-EINVAL, "not a cask send stream (no BEGIN record)");
+	if (err == 0) {
+		memcpy(&b, payload, sizeof(b));
+		if (b.sb_magic != SB_MAGIC)
+			err = err_set(-EINVAL, "not a cask send stream (bad magic)");
+		else if (b.sb_version != SB_VERSION)
+			err = err_set(-ENOTSUP, "send stream version %u is not supported (this cask reads "
+			    "version %u)", b.sb_version, SB_VERSION);
+		else if (!begin_valid(&b, why, sizeof(why)))
+			err = err_set(-EINVAL, "bad send stream: %s", why);
+	}
+	if (err == 0)
+		err = recv_setup(p, vol, &b, o ? o->flags : 0);
+	if (err != 0) {
+		free(payload);
+		return err;
+	}
+	/* From here on the volume is a partial receive: an error leaves it resumable. */
+	ce_vol *h;
+	if ((err = vol_open_any(p, vol, 1, &h)) != 0) {
+		free(payload);
+		return err;
+	}
+	volume *v = h->v;
+	uint64_t next = b.sb_resume_offset, records = 0, data = 0, holes = 0;
+	for (;;) {
+		uint64_t at = r.in_bytes;
+		err = read_record(&r, &rh, payload, SR_MAX_DATA);
+		if (err == 1) {
+			err = err_set(-EPIPE, "the stream ends before its END record (truncated)");
+			break;
+		}
+		if (err != 0)
+			break;
+		if (rh.rh_type == SR_END) {
+			end_phys e;
+			uint8_t ck[16];
+			cksum16(XXH3_128bits_digest(&r.stream), ck);
+			memcpy(&e, payload, sizeof(e));
+			if (rh.rh_payload_len != SR_END_LEN)
+				err = err_set(-EBADMSG, "stream damaged: an END record of %u bytes",
+				    rh.rh_payload_len);
+			else if (e.se_records != records || e.se_data_bytes != data || e.se_hole_bytes != holes)
+				err = err_set(-EBADMSG, "stream damaged: its END counts %" PRIu64 " records (%" PRIu64
+				    " data bytes), %" PRIu64 " (%" PRIu64 ") arrived", e.se_records,
+				    e.se_data_bytes, records, data);
+			else if (memcmp(ck, e.se_stream_cksum, 16) != 0)
+				err = err_set(-EBADMSG, "stream damaged: the stream checksum does not match");
+			break;
+		}
+		if (rh.rh_type != SR_DATA && rh.rh_type != SR_HOLE) {
+			err = err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " has type %u",
+			    at, rh.rh_seq, rh.rh_type);
+			break;
+		}
+		uint64_t off = rh.rh_offset, len = rh.rh_length;
+		if (len == 0 || off % b.sb_volblocksize != 0 || len % b.sb_volblocksize != 0 ||
+		    off < next || off > b.sb_size || len > b.sb_size - off ||
+		    (rh.rh_type == SR_DATA ? rh.rh_payload_len != len : rh.rh_payload_len != 0)) {
+			err = err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " covers "
+			    "[%" PRIu64 ", +%" PRIu64 ") after %" PRIu64 " (volume size %" PRIu64 ")", at,
+			    rh.rh_seq, off, len, next, b.sb_size);
+			break;
+		}
+		err = rh.rh_type == SR_DATA ? vol_recv_write(h, payload, len, off) : vol_recv_trim(h, off, len);
+		if (err != 0)
+			break;
+		next = off + len;
+		records++;
+		if (rh.rh_type == SR_DATA)
+			data += len;
+		else
+			holes += len;
+		pthread_mutex_lock(&p->lock);
+		v->rs.rs_offset = next; /* commits with this data, or later */
+		pthread_mutex_unlock(&p->lock);
+		if (o != NULL && o->progress != NULL && o->progress(o->progress_arg, r.in_bytes, b.sb_estimate) != 0) {
+			err = err_set(-ECANCELED, "receive cancelled after %" PRIu64 " bytes", r.in_bytes);
+			break;
+		}
+	}
+	ce_vol_close(h);
+	free(payload);
+	if (err == 0)
+		err = recv_finish(p, vol, &b, snap_out, snap_len);
+	if (err != 0) {
+		char msg[600], tok[96];
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		pthread_mutex_lock(&p->lock);
+		volume_token(v, tok, sizeof(tok));
+		pthread_mutex_unlock(&p->lock);
+		err_set(err, "%s; %s/%s stays a partial receive: resume with cask send -t %s, or abandon "
+		    "with cask recv -A", msg, p->name, vol, tok);
+	}
+	return err;
+}
+
+int
+ce_recv_abandon(ce_pool *p, const char *vol)
+{
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *h = vol != NULL ? vol_find(p, vol) : NULL;
+	if (h == NULL || h->is_snap || !h->receiving) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "%s/%s is not a partial receive", p->name, vol ? vol : "");
+	}
+	if (h->refs > 0) {
+		vol_mgmt_abort(p);
+		return err_set(-EBUSY, "a receive into %s/%s is running", p->name, vol);
+	}
+	if (!(h->rs.rs_flags & RS_INCREMENTAL)) {
+		/* a full receive made the volume: it goes (it has no snapshots) */
+		h->destroy_txg = p->open_txg;
+	} else {
+		volume *base = newest_own(h);
+		VERIFY(base != NULL);
+		h->rollback_txg = p->open_txg; /* to the base, with its size */
+	}
+	h->receiving = 0;
+	memset(&h->rs, 0, sizeof(h->rs));
+	return vol_mgmt_commit(p);
+}
+
+/* ---- diff ---- */
+
+/* Extents are gathered first and handed out after the walk, which holds free_lock. */
+typedef struct extent {
+	uint64_t off, len;
+	int kind;
+} extent;
+
+typedef struct differ {
+	extent *ex;
+	size_t nex, capex;
+	uint32_t bs;
+	uint64_t nblocks;
+	uint64_t first, n;
+	int kind;
+} differ;
+
+static int
+diff_emit(differ *d)
+{
+	if (d->n == 0)
+		return 0;
+	if (d->nex == d->capex) {
+		d->capex = d->capex ? 2 * d->capex : 256;
+		d->ex = xrealloc(d->ex, d->capex * sizeof(extent));
+	}
+	d->ex[d->nex++] = (extent){ d->first * d->bs, d->n * d->bs, d->kind };
+	d->n = 0;
+	return 0;
+}
+
+static int
+diff_visit(void *arg, uint64_t first, uint64_t n, const bp_phys *bp)
+{
+	differ *d = arg;
+	uint64_t end = MIN(first + n, d->nblocks);
+	if (first >= end)
+		return 0;
+	int kind = bp == NULL ? CE_DIFF_HOLE : CE_DIFF_DATA;
+	if (d->n > 0 && d->kind == kind && d->first + d->n == first) {
+		d->n += end - first;
+		return 0;
+	}
+	int r = diff_emit(d);
+	d->first = first;
+	d->n = end - first;
+	d->kind = kind;
+	return r;
+}
+
+int
+ce_vol_diff(ce_pool *p, const char *fromname, const char *toname, ce_diff_fn fn, void *arg)
+{
+	err_clear();
+	ce_vol *fh, *th;
+	int err = ce_vol_open(p, fromname ? fromname : "", &fh);
+	if (err != 0)
+		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, fromname ? fromname : "");
+	if (!fh->v->is_snap) {
+		ce_vol_close(fh);
+		return err_set(-EINVAL, "diff starts from a snapshot (VOL@SNAP), not %s/%s", p->name, fromname);
+	}
+	if ((err = ce_vol_open(p, toname ? toname : "", &th)) != 0) {
+		ce_vol_close(fh);
+		return err;
+	}
+	if (!th->v->is_snap)
+		err = ce_pool_sync(p); /* the live volume as of now */
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	int ok = is_ancestor(fh->v, th->v);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	if (err == 0 && !ok)
+		err = err_set(-EINVAL, "%s/%s is not an earlier snapshot of %s/%s (nor of its origin)",
+		    p->name, fromname, p->name, toname);
+	if (err == 0) {
+		differ d;
+		memset(&d, 0, sizeof(d));
+		d.bs = th->v->bs;
+		pthread_rwlock_rdlock(&p->free_lock); /* the live tree's blocks stay while we read */
+		pthread_mutex_lock(&th->v->lock);
+		cowtree t = th->v->tree;
+		d.nblocks = th->v->size / th->v->bs;
+		pthread_mutex_unlock(&th->v->lock);
+		err = cowtree_diff(p, &t, fh->v->create_txg, 1, diff_visit, &d);
+		pthread_rwlock_unlock(&p->free_lock);
+		if (err == 0)
+			err = diff_emit(&d);
+		if (err != 0)
+			err = err_set(err, "diff: cannot read the tree of %s/%s: %s", p->name, toname,
+			    err == -EIO ? "checksum or IO error" : strerror(-err));
+		for (size_t i = 0; err == 0 && i < d.nex; i++)
+			err = fn(arg, d.ex[i].off, d.ex[i].len, d.ex[i].kind);
+		free(d.ex);
+	}
+	ce_vol_close(th);
+	ce_vol_close(fh);
+	return err;
+}
