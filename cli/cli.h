@@ -50,4 +50,8 @@ int parse_out_opt(int ch, const char *arg, out_opts *o);
 int cmd_pool(int argc, char **argv);
 int cmd_vol(int argc, char **argv);
 int cmd_snap(int argc, char **argv);
+int cmd_send(int argc, char **argv);
+int cmd_recv(int argc, char **argv);
+int cmd_job(int argc, char **argv);
+int cmd_vol_diff(int argc, char **argv);
 #endif

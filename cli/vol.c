@@ -40,6 +40,9 @@ vol_usage(FILE *f)
 	    "  rollback [-r] POOL/VOL@SNAP         make the volume what the snapshot recorded (data\n"
 	    "                                      and size; not open by clients); -r also destroys\n"
 	    "                                      the snapshots newer than SNAP, else they refuse it\n"
+	    "  diff [-H] [-p] [-j] POOL/VOL@A [POOL/VOL@B | POOL/VOL]\n"
+	    "                                      the extents that changed since snapshot A (data:\n"
+	    "                                      written since; hole: reads zeros now)\n"
 	    "  promote POOL/CLONE                  the clone takes over its origin's snapshots up to\n"
 	    "                                      the origin; the origin's volume becomes its clone\n"
 	    "                                      (then it can be destroyed without the clone)\n"
@@ -397,5 +400,7 @@ cmd_vol(int argc, char **argv)
 		return vol_destroy(argc, argv);
 	if (strcmp(sub, "promote") == 0)
 		return vol_promote(argc, argv);
+	if (strcmp(sub, "diff") == 0)
+		return cmd_vol_diff(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);
 }

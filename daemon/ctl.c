@@ -15,6 +15,7 @@
  */
 #include "ctl.h"
 #include "ctlframe.h"
+#include "job.h"
 #include "log.h"
 #include "registry.h"
 #include "sockio.h"
@@ -25,6 +26,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -38,6 +40,19 @@ static int lfd = -1;
 static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static pthread_t accept_tid;
 static atomic_int stopping;
+/* the request being served by this thread: a descriptor passed with it, and its connection */
+static __thread int req_fd = -1;
+static __thread uint64_t req_conn;
+static _Atomic uint64_t next_conn = 1;
+
+/* Take the descriptor passed with the request (the op then owns it), or -1. */
+static int
+take_fd(void)
+{
+	int fd = req_fd;
+	req_fd = -1;
+	return fd;
+}
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t clients_cv = PTHREAD_COND_INITIALIZER;
 static int nclients;
@@ -481,6 +496,8 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "snapshots", json_object_new_int((int)vi->nsnapshots));
 	json_object_object_add(o, "usedbysnapshots", json_object_new_uint64(vi->usedbysnapshots));
 	json_object_object_add(o, "written", json_object_new_uint64(vi->written));
+	if (vi->receive_resume_token[0] != '\0')
+		json_object_object_add(o, "receive_resume_token", json_object_new_string(vi->receive_resume_token));
 	if (vi->origin[0] != '\0') {
 		char on[600];
 		snprintf(on, sizeof(on), "%s/%s", pool, vi->origin);
@@ -1133,6 +1150,406 @@ op_snap_holds(json_object *args, json_object *res, reqerr *e)
 	return list_pools(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e);
 }
 
+/* ---- send, receive, diff and jobs ---- */
+
+typedef struct xfer {
+	char pool[64];
+	char name[600];     /* within the pool: VOL@SNAP (send) or VOL (receive) */
+	char from[600];     /* send: the base within the pool, or "" */
+	char token[128];    /* send: resume token, or "" */
+	unsigned flags;     /* receive: CE_RECV_* */
+	int fd;             /* the stream */
+	job *j;
+} xfer;
+
+static void
+xfer_free(void *arg)
+{
+	xfer *x = arg;
+	close(x->fd);
+	free(x);
+}
+
+/* Wait until fd is ready for events, checking the job's cancel flag: 0, or -ECANCELED. */
+static int
+fd_ready(xfer *x, short events)
+{
+	for (;;) {
+		struct pollfd pf = { x->fd, events, 0 };
+		int n = poll(&pf, 1, 200);
+		if (job_cancelled(x->j))
+			return err_set(-ECANCELED, "cancelled");
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno != EINTR)
+			return err_set(-errno, "poll: %s", strerror(errno));
+	}
+}
+
+static int
+fd_write(void *arg, const void *buf, size_t len)
+{
+	xfer *x = arg;
+	const uint8_t *p = buf;
+	while (len > 0) {
+		int e = fd_ready(x, POLLOUT);
+		if (e != 0)
+			return e;
+		ssize_t w = write(x->fd, p, len);
+		if (w < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (w < 0)
+			return -errno;
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static ssize_t
+fd_read(void *arg, void *buf, size_t len)
+{
+	xfer *x = arg;
+	for (;;) {
+		int e = fd_ready(x, POLLIN);
+		if (e != 0)
+			return e;
+		ssize_t r = read(x->fd, buf, len);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		return r < 0 ? -errno : r;
+	}
+}
+
+static int
+xfer_progress(void *arg, uint64_t done, uint64_t total)
+{
+	return job_progress(((xfer *)arg)->j, done, total);
+}
+
+static int
+send_cb(ce_pool *p, void *arg)
+{
+	xfer *x = arg;
+	ce_send_opts o = { x->from[0] ? x->from : NULL, x->token[0] ? x->token : NULL, xfer_progress, x };
+	int err = ce_send(p, x->name, &o, fd_write, x);
+	if (err == 0) {
+		char r[700];
+		snprintf(r, sizeof(r), "%s/%s", x->pool, x->token[0] ? "(resumed)" : x->name);
+		job_set_result(x->j, r);
+	}
+	return err;
+}
+
+static int
+send_work(job *j, void *arg)
+{
+	xfer *x = arg;
+	x->j = j;
+	if (x->token[0] == '\0')
+		return reg_with_pool(x->pool, send_cb, x);
+	/* a token names a snapshot by identity: whichever pool has it */
+	char **names;
+	size_t n;
+	int err = -ENOENT;
+	reg_pool_names(&names, &n);
+	for (size_t i = 0; i < n; i++) {
+		if (err == -ENOENT) {
+			snprintf(x->pool, sizeof(x->pool), "%s", names[i]);
+			err = reg_with_pool(names[i], send_cb, x);
+		}
+		free(names[i]);
+	}
+	free(names);
+	if (err == -ENOENT)
+		err_set(err, "no pool has the snapshot (and base) the token names");
+	return err;
+}
+
+static int
+recv_cb(ce_pool *p, void *arg)
+{
+	xfer *x = arg;
+	ce_recv_opts o = { x->flags, xfer_progress, x };
+	char snap[300];
+	int err = ce_recv(p, x->name, &o, fd_read, x, snap, sizeof(snap));
+	if (err == 0) {
+		char r[400];
+		snprintf(r, sizeof(r), "%s/%s", x->pool, snap);
+		job_set_result(x->j, r);
+	}
+	return err;
+}
+
+static int
+recv_work(job *j, void *arg)
+{
+	xfer *x = arg;
+	x->j = j;
+	return reg_with_pool(x->pool, recv_cb, x);
+}
+
+/* Start the job; with "wait", answer when it ends (its error is the request's). */
+static int
+start_job(const char *kind, xfer *x, const char *target, job_fn fn, json_object *args,
+    json_object *res, reqerr *e)
+{
+	json_object *w;
+	int wait = json_object_object_get_ex(args, "wait", &w) && json_object_get_boolean(w);
+	uint64_t id = job_start(kind, x->pool, target, req_conn, fn, x, xfer_free);
+	json_object_object_add(res, "job", json_object_new_uint64(id));
+	if (!wait)
+		return 0;
+	job_wait(id, -1);
+	char code[32], msg[1024];
+	int err = job_outcome(id, code, sizeof(code), msg, sizeof(msg));
+	if (err != 0) {
+		err_set(err, "%s", msg);
+		return fail(e, err, code[0] ? code : code_for(err, 0));
+	}
+	json_object *jo = job_get(id);
+	json_object *r;
+	if (jo != NULL && json_object_object_get_ex(jo, "result", &r))
+		json_object_object_add(res, "result", json_object_get(r));
+	json_object_put(jo);
+	return 0;
+}
+
+/*
+ * vol.send {"name": "pool/vol@snap", "from": "pool/vol@base" | "@base" (optional),
+ *           "token": "1-..." (instead of name/from), "wait": bool} + the stream's fd
+ */
+static int
+op_vol_send(json_object *args, json_object *res, reqerr *e)
+{
+	int fd = take_fd();
+	if (fd < 0)
+		return fail(e, err_set(-EINVAL, "vol.send needs the stream's file descriptor, passed with "
+		    "the request (SCM_RIGHTS)"), "BAD_REQUEST");
+	xfer *x = xcalloc(1, sizeof(*x));
+	x->fd = fd;
+	const char *token = arg_str(args, "token", 0, e);
+	const char *name = e->err ? NULL : arg_str(args, "name", token == NULL, e);
+	const char *from = e->err ? NULL : arg_str(args, "from", 0, e);
+	const char *rest = NULL;
+	if (e->err == 0 && token != NULL) {
+		if (strlen(token) >= sizeof(x->token))
+			fail(e, err_set(-EINVAL, "'%s' is not a receive_resume_token", token), "INVALID_ARGUMENT");
+		else
+			snprintf(x->token, sizeof(x->token), "%s", token);
+	} else if (e->err == 0 && split_name(name, x->pool, sizeof(x->pool), &rest, e) == 0) {
+		const char *at = strchr(rest, '@');
+		if (at == NULL)
+			fail(e, err_set(-EINVAL, "send needs a snapshot: %s is a volume", name), "INVALID_ARGUMENT");
+		snprintf(x->name, sizeof(x->name), "%s", rest);
+		if (e->err == 0 && from != NULL) {
+			char fpool[64];
+			const char *frest;
+			if (from[0] == '@')
+				snprintf(x->from, sizeof(x->from), "%.*s%s", (int)(at - rest), rest, from);
+			else if (split_name(from, fpool, sizeof(fpool), &frest, e) == 0) {
+				if (strcmp(fpool, x->pool) != 0)
+					fail(e, err_set(-EINVAL, "the base %s must be in pool %s", from, x->pool),
+					    "INVALID_ARGUMENT");
+				snprintf(x->from, sizeof(x->from), "%s", frest);
+			}
+		}
+	}
+	if (e->err != 0) {
+		xfer_free(x);
+		return e->err;
+	}
+	return start_job("send", x, token ? "(resume token)" : name, send_work, args, res, e);
+}
+
+/* vol.recv {"name": "pool/vol", "force": bool, "wait": bool} + the stream's fd */
+static int
+op_vol_recv(json_object *args, json_object *res, reqerr *e)
+{
+	int fd = take_fd();
+	if (fd < 0)
+		return fail(e, err_set(-EINVAL, "vol.recv needs the stream's file descriptor, passed with "
+		    "the request (SCM_RIGHTS)"), "BAD_REQUEST");
+	xfer *x = xcalloc(1, sizeof(*x));
+	x->fd = fd;
+	const char *name = arg_str(args, "name", 1, e), *rest;
+	if (e->err == 0 && split_name(name, x->pool, sizeof(x->pool), &rest, e) == 0) {
+		if (strchr(rest, '@') != NULL)
+			fail(e, err_set(-EINVAL, "receive into a volume (POOL/VOL); the snapshot takes the "
+			    "sent snapshot's name"), "INVALID_ARGUMENT");
+		snprintf(x->name, sizeof(x->name), "%s", rest);
+	}
+	json_object *f;
+	if (json_object_object_get_ex(args, "force", &f) && json_object_get_boolean(f))
+		x->flags |= CE_RECV_FORCE;
+	if (e->err != 0) {
+		xfer_free(x);
+		return e->err;
+	}
+	return start_job("receive", x, name, recv_work, args, res, e);
+}
+
+static int
+recv_abandon_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	int err = ce_recv_abandon(p, x->vol);
+	if (err == 0)
+		log_msg(LOG_INFO, "%s/%s: partial receive abandoned", x->pool, x->vol);
+	return err ? fail(x->e, err, err == -ENOENT ? "NOT_A_PARTIAL_RECEIVE" : code_for(err, 1)) : 0;
+}
+
+/* vol.recv_abandon {"name": "pool/vol"} */
+static int op_vol_recv_abandon(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, recv_abandon_cb); }
+
+typedef struct dctx {
+	const char *from;
+	vctx *x;
+	json_object *arr;
+	uint64_t cursor, limit, n, next;
+	int more;
+} dctx;
+
+static int
+diff_collect(void *arg, uint64_t off, uint64_t len, int kind)
+{
+	dctx *d = arg;
+	if (off + len <= d->cursor)
+		return 0;
+	if (d->n == d->limit) {
+		d->more = 1;
+		d->next = off > d->cursor ? off : d->cursor;
+		return 1; /* a page is full */
+	}
+	if (off < d->cursor) {
+		len -= d->cursor - off;
+		off = d->cursor;
+	}
+	json_object *ex = json_object_new_object();
+	json_object_object_add(ex, "offset", json_object_new_uint64(off));
+	json_object_object_add(ex, "length", json_object_new_uint64(len));
+	json_object_object_add(ex, "type", json_object_new_string(kind == CE_DIFF_DATA ? "data" : "hole"));
+	json_object_array_add(d->arr, ex);
+	d->n++;
+	return 0;
+}
+
+static int
+diff_cb(ce_pool *p, void *arg)
+{
+	dctx *d = arg;
+	int err = ce_vol_diff(p, d->from, d->x->vol, diff_collect, d);
+	if (err == 1)
+		err = 0;
+	return err ? fail(d->x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1)) : 0;
+}
+
+/*
+ * vol.diff {"from": "pool/vol@a" | "@a", "name": "pool/vol@b" | "pool/vol",
+ *           "cursor": offset to start at, "limit": extents (default 10000)}
+ * -> {"extents": [{"offset", "length", "type": "data"|"hole"}], "next": offset (when more)}
+ */
+static int
+diff_vctx_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *from = arg_str(x->args, "from", 1, x->e);
+	if (from == NULL)
+		return x->e->err;
+	char fb[600];
+	const char *at = strchr(x->vol, '@');
+	if (from[0] == '@')
+		snprintf(fb, sizeof(fb), "%.*s%s", at ? (int)(at - x->vol) : (int)strlen(x->vol), x->vol, from);
+	else {
+		const char *slash = strchr(from, '/');
+		if (slash == NULL || (size_t)(slash - from) != strlen(x->pool) ||
+		    strncmp(from, x->pool, strlen(x->pool)) != 0)
+			return fail(x->e, err_set(-EINVAL, "the base %s must be in pool %s", from, x->pool),
+			    "INVALID_ARGUMENT");
+		snprintf(fb, sizeof(fb), "%s", slash + 1);
+	}
+	json_object *c;
+	dctx d = { fb, x, json_object_new_array(), 0, 10000, 0, 0, 0 };
+	if (json_object_object_get_ex(x->args, "cursor", &c))
+		d.cursor = json_object_get_uint64(c);
+	if (json_object_object_get_ex(x->args, "limit", &c) && json_object_get_uint64(c) > 0)
+		d.limit = json_object_get_uint64(c);
+	int err = diff_cb(p, &d);
+	if (err != 0) {
+		json_object_put(d.arr);
+		return err;
+	}
+	json_object_object_add(x->res, "extents", d.arr);
+	if (d.more)
+		json_object_object_add(x->res, "next", json_object_new_uint64(d.next));
+	return 0;
+}
+
+static int op_vol_diff(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, diff_vctx_cb); }
+
+static int
+job_id_arg(json_object *args, uint64_t *id, reqerr *e)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(args, "id", &v) || !json_object_is_type(v, json_type_int))
+		return fail(e, err_set(-EINVAL, "argument 'id' (a job id) is required"), "BAD_REQUEST");
+	*id = json_object_get_uint64(v);
+	return 0;
+}
+
+/* job.get {"id"} -> the job */
+static int
+op_job_get(json_object *args, json_object *res, reqerr *e)
+{
+	uint64_t id;
+	if (job_id_arg(args, &id, e) != 0)
+		return e->err;
+	json_object *j = job_get(id);
+	if (j == NULL)
+		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+	json_object_object_foreach(j, k, v) json_object_object_add(res, k, json_object_get(v));
+	json_object_put(j);
+	return 0;
+}
+
+/* job.wait {"id", "timeout_ms" (default: until it ends)} -> the job */
+static int
+op_job_wait(json_object *args, json_object *res, reqerr *e)
+{
+	uint64_t id;
+	if (job_id_arg(args, &id, e) != 0)
+		return e->err;
+	json_object *t;
+	int ms = json_object_object_get_ex(args, "timeout_ms", &t) ? json_object_get_int(t) : -1;
+	if (job_wait(id, ms) != 0)
+		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+	return op_job_get(args, res, e);
+}
+
+static int
+op_job_cancel(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	uint64_t id;
+	if (job_id_arg(args, &id, e) != 0)
+		return e->err;
+	int err = job_cancel(id);
+	if (err == -ENOENT)
+		return fail(e, err_set(err, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+	if (err == -EALREADY)
+		return fail(e, err_set(err, "job %" PRIu64 " has already ended", id), "JOB_ENDED");
+	return 0;
+}
+
+static int
+op_job_list(json_object *args, json_object *res, reqerr *e)
+{
+	(void)args;
+	(void)e;
+	json_object_object_add(res, "jobs", job_list());
+	return 0;
+}
+
 static int
 op_hello(json_object *args, json_object *res, reqerr *e)
 {
@@ -1143,7 +1560,8 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "protocol", json_object_new_int(CTL_VERSION));
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
-		"snapshots", "holds", "vol.promote", "vol.destroy.recursive" };
+		"snapshots", "holds", "vol.promote", "vol.destroy.recursive", "send", "recv", "recv.resume",
+		"vol.diff", "jobs" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -1173,6 +1591,14 @@ static const struct {
 	{ "vol.rollback", op_vol_rollback },
 	{ "vol.clone", op_vol_clone },
 	{ "vol.promote", op_vol_promote },
+	{ "vol.send", op_vol_send },
+	{ "vol.recv", op_vol_recv },
+	{ "vol.recv_abandon", op_vol_recv_abandon },
+	{ "vol.diff", op_vol_diff },
+	{ "job.get", op_job_get },
+	{ "job.wait", op_job_wait },
+	{ "job.cancel", op_job_cancel },
+	{ "job.list", op_job_list },
 	{ "vol.create", op_vol_create },
 	{ "vol.destroy", op_vol_destroy },
 	{ "vol.resize", op_vol_resize },
@@ -1217,8 +1643,12 @@ static int
 serve_one(int fd, uid_t uid)
 {
 	uint8_t h[16];
-	if (sock_read_full(fd, h, 16) != 0)
+	req_fd = -1;
+	if (sock_read_full_fd(fd, h, 16, &req_fd) != 0) {
+		if (req_fd >= 0)
+			close(take_fd());
 		return -1;
+	}
 	ctl_hdr hd;
 	ctl_hdr_decode(h, &hd);
 	uint32_t magic = hd.magic, id = hd.id, len = hd.length;
@@ -1234,8 +1664,10 @@ serve_one(int fd, uid_t uid)
 		return -1;
 	}
 	char *buf = xmalloc(len + 1);
-	if (sock_read_full(fd, buf, len) != 0) {
+	if (sock_read_full_fd(fd, buf, len, &req_fd) != 0) {
 		free(buf);
+		if (req_fd >= 0)
+			close(take_fd());
 		return -1;
 	}
 	buf[len] = '\0';
@@ -1288,6 +1720,8 @@ serve_one(int fd, uid_t uid)
 	}
 	json_object_put(empty);
 	json_object_put(req);
+	if (req_fd >= 0)
+		close(take_fd()); /* passed to an op that did not take it */
 	return rc;
 }
 
@@ -1301,8 +1735,10 @@ client_thread(void *arg)
 		log_warn("ctl: refused a client (uid %d)", (int)cr.uid);
 		send_error(fd, 0, -EACCES, "PERMISSION_DENIED", "this caskd serves only root and its own user");
 	} else {
+		req_conn = atomic_fetch_add(&next_conn, 1);
 		while (!atomic_load(&stopping) && serve_one(fd, cr.uid) == 0)
 			;
+		job_cancel_owner(req_conn); /* a client that goes away takes its jobs with it */
 	}
 	close(fd);
 	pthread_mutex_lock(&clients_lock);
@@ -1416,6 +1852,7 @@ ctl_stop(void)
 	pthread_join(accept_tid, NULL);
 	close(lfd);
 	unlink(sock_path);
+	job_shutdown(); /* cancel the transfers (a client may be waiting for one) */
 	pthread_mutex_lock(&clients_lock);
 	for (int i = 0; i < nclients; i++)
 		shutdown(client_fds[i], SHUT_RD);

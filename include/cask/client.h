@@ -69,6 +69,7 @@ typedef struct cask_vol_info {
 	uint64_t written;            /* bytes written since its newest snapshot */
 	char origin[600];            /* a clone: POOL/VOL@SNAP it was cloned from; else "" */
 	uint64_t logicalused;        /* uncompressed bytes of what `used` counts (logical: of `referenced`) */
+	char receive_resume_token[96]; /* a partial receive: what `cask send -t` continues; else "" */
 	double compressratio;        /* logicalused / used */
 	double refcompressratio;     /* logical / referenced */
 } cask_vol_info;
@@ -161,6 +162,54 @@ int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
 /* A writable volume POOL/NEW that starts as POOL/VOL@SNAP (same pool). */
 int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
+
+/*
+ * Send and receive (docs/send-stream.md). The stream travels through a
+ * file descriptor handed to caskd (SCM_RIGHTS) and the transfer runs in
+ * caskd as a job: these calls return its id at once, or with wait set
+ * when it has ended (its error is then the call's). The job is cancelled
+ * if this connection closes first.
+ */
+typedef struct cask_send_args {
+	const char *from;      /* incremental base: POOL/VOL@SNAP or @SNAP; NULL: full */
+	const char *token;     /* resume a partial receive (snap NULL) */
+	int wait;
+} cask_send_args;
+int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
+/* Into POOL/VOL (a full stream creates it); force: roll a changed target back first. */
+int cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job,
+    char *snap_out, size_t snap_len);
+int cask_recv_abandon(cask_client *c, const char *vol);
+
+typedef struct cask_job_info {
+	uint64_t id;
+	char kind[16];          /* "send", "receive" */
+	char pool[64];
+	char target[600];
+	char state[16];         /* "running", "done", "failed", "cancelled" */
+	uint64_t done, total;   /* bytes of the stream so far, and expected (0: unknown) */
+	uint64_t elapsed_ms;
+	char result[600];       /* done: what it made (e.g. the received snapshot) */
+	int err;                /* failed or cancelled: errno, stable code, message */
+	char code[32];
+	char message[1024];
+} cask_job_info;
+int cask_job_get(cask_client *c, uint64_t id, cask_job_info *out);
+/* Until the job ends or timeout_ms passes (< 0: until it ends). */
+int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *out);
+int cask_job_cancel(cask_client *c, uint64_t id);
+int cask_job_list(cask_client *c, cask_job_info **out, size_t *n);
+
+/* Changed extents from snapshot FROM to TO (a later snapshot or the volume), in order. */
+typedef struct cask_extent {
+	uint64_t offset, length;
+	int hole;               /* 1: reads zeros now; 0: data written since FROM */
+} cask_extent;
+typedef struct cask_diff_iter cask_diff_iter;
+int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **it);
+/* 1 with *ext filled, 0 at the end, or -errno. */
+int cask_diff_next(cask_diff_iter *it, cask_extent *ext);
+void cask_diff_end(cask_diff_iter *it);
 
 #ifdef __cplusplus
 }

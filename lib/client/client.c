@@ -111,11 +111,12 @@ cask_disconnect(cask_client *c)
 }
 
 /*
- * Send {"op": op, "args": args} (args consumed) and wait for the response.
- * On success *result is the result object (caller puts it).
+ * Send {"op": op, "args": args} (args consumed), with file descriptor
+ * passfd (>= 0) attached, and wait for the response. On success *result
+ * is the result object (caller puts it).
  */
 static int
-call(cask_client *c, const char *op, json_object *args, json_object **result)
+call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_object **result)
 {
 	json_object *req = json_object_new_object();
 	json_object_object_add(req, "op", json_object_new_string(op));
@@ -133,7 +134,7 @@ call(cask_client *c, const char *op, json_object *args, json_object **result)
 	uint8_t h[16];
 	ctl_hdr_encode(h, CTL_REQ, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
-	if (sock_write_iov(c->fd, iov, 2) != 0 || sock_read_full(c->fd, h, 16) != 0) {
+	if (sock_write_iov_fd(c->fd, iov, 2, passfd) != 0 || sock_read_full(c->fd, h, 16) != 0) {
 		c->broken = 1;
 		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
 		goto out;
@@ -183,6 +184,12 @@ out:
 	pthread_mutex_unlock(&c->lock);
 	json_object_put(req);
 	return rc;
+}
+
+static int
+call(cask_client *c, const char *op, json_object *args, json_object **result)
+{
+	return call_fd(c, op, args, -1, result);
 }
 
 static uint64_t
@@ -490,6 +497,7 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->written = get_u64(o, "written");
 	get_str(o, "origin", v->origin, sizeof(v->origin));
 	v->logicalused = get_u64(o, "logicalused");
+	get_str(o, "receive_resume_token", v->receive_resume_token, sizeof(v->receive_resume_token));
 	v->compressratio = get_double(o, "compressratio");
 	v->refcompressratio = get_double(o, "refcompressratio");
 }
@@ -653,4 +661,180 @@ cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n
 	if ((rc = decode_list(r, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any, &list, n)) == 0)
 		*out = list;
 	return rc;
+}
+
+/* ---- send, receive, diff, jobs ---- */
+
+static void
+job_from(json_object *o, cask_job_info *j)
+{
+	memset(j, 0, sizeof(*j));
+	j->id = get_u64(o, "id");
+	get_str(o, "kind", j->kind, sizeof(j->kind));
+	get_str(o, "pool", j->pool, sizeof(j->pool));
+	get_str(o, "target", j->target, sizeof(j->target));
+	get_str(o, "state", j->state, sizeof(j->state));
+	j->done = get_u64(o, "done");
+	j->total = get_u64(o, "total");
+	j->elapsed_ms = get_u64(o, "elapsed_ms");
+	get_str(o, "result", j->result, sizeof(j->result));
+	json_object *e, *v;
+	if (json_object_object_get_ex(o, "error", &e)) {
+		j->err = json_object_object_get_ex(e, "errno", &v) ? json_object_get_int(v) : EIO;
+		get_str(e, "code", j->code, sizeof(j->code));
+		get_str(e, "message", j->message, sizeof(j->message));
+	}
+}
+
+/* A job-starting call: the job id, and with wait the job's own result. */
+static int
+start(cask_client *c, const char *op, json_object *a, int fd, int wait, uint64_t *job, char *result,
+    size_t rlen)
+{
+	json_object *r;
+	json_object_object_add(a, "wait", json_object_new_boolean(wait != 0));
+	int rc = call_fd(c, op, a, fd, &r);
+	if (rc != 0)
+		return rc;
+	if (job != NULL)
+		*job = get_u64(r, "job");
+	if (result != NULL)
+		get_str(r, "result", result, rlen);
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_send(cask_client *c, const char *snap, const cask_send_args *sa, int fd, uint64_t *job)
+{
+	json_object *a = json_object_new_object();
+	if (snap != NULL)
+		json_object_object_add(a, "name", json_object_new_string(snap));
+	if (sa != NULL && sa->from != NULL)
+		json_object_object_add(a, "from", json_object_new_string(sa->from));
+	if (sa != NULL && sa->token != NULL)
+		json_object_object_add(a, "token", json_object_new_string(sa->token));
+	return start(c, "vol.send", a, fd, sa != NULL && sa->wait, job, NULL, 0);
+}
+
+int
+cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job, char *snap_out,
+    size_t snap_len)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	json_object_object_add(a, "force", json_object_new_boolean(force != 0));
+	return start(c, "vol.recv", a, fd, wait, job, snap_out, snap_len);
+}
+
+int cask_recv_abandon(cask_client *c, const char *vol) { return name_op(c, "vol.recv_abandon", vol); }
+
+static int
+job_call(cask_client *c, const char *op, uint64_t id, int timeout_ms, cask_job_info *out)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "id", json_object_new_uint64(id));
+	if (timeout_ms >= 0)
+		json_object_object_add(a, "timeout_ms", json_object_new_int(timeout_ms));
+	int rc = call(c, op, a, &r);
+	if (rc != 0)
+		return rc;
+	if (out != NULL)
+		job_from(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+int cask_job_get(cask_client *c, uint64_t id, cask_job_info *out) { return job_call(c, "job.get", id, -1, out); }
+int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *out)
+{
+	return job_call(c, "job.wait", id, timeout_ms, out);
+}
+int cask_job_cancel(cask_client *c, uint64_t id) { return job_call(c, "job.cancel", id, -1, NULL); }
+
+int
+cask_job_list(cask_client *c, cask_job_info **out, size_t *n)
+{
+	json_object *r, *arr;
+	int rc = call(c, "job.list", json_object_new_object(), &r);
+	if (rc != 0)
+		return rc;
+	if (!json_object_object_get_ex(r, "jobs", &arr) || !json_object_is_type(arr, json_type_array)) {
+		json_object_put(r);
+		return set_error(EPROTO, "BAD_REQUEST", "caskd sent a job list without jobs");
+	}
+	*n = json_object_array_length(arr);
+	*out = calloc(*n ? *n : 1, sizeof(cask_job_info));
+	for (size_t i = 0; i < *n; i++)
+		job_from(json_object_array_get_idx(arr, i), &(*out)[i]);
+	json_object_put(r);
+	return 0;
+}
+
+struct cask_diff_iter {
+	cask_client *c;
+	char *from, *to;
+	json_object *page;   /* the current page's result */
+	size_t idx, n;
+	uint64_t next;
+	int more, started;
+};
+
+int
+cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **out)
+{
+	cask_diff_iter *it = calloc(1, sizeof(*it));
+	if (it == NULL)
+		return set_error(ENOMEM, "INTERNAL", "out of memory");
+	it->c = c;
+	it->from = strdup(from);
+	it->to = strdup(to);
+	*out = it;
+	return 0;
+}
+
+/* 1 and *ext filled, 0 at the end, or -errno. Pages of extents are fetched as needed. */
+int
+cask_diff_next(cask_diff_iter *it, cask_extent *ext)
+{
+	while (it->page == NULL || it->idx == it->n) {
+		if (it->started && !it->more)
+			return 0;
+		json_object_put(it->page);
+		it->page = NULL;
+		json_object *a = json_object_new_object(), *arr, *nx;
+		json_object_object_add(a, "name", json_object_new_string(it->to));
+		json_object_object_add(a, "from", json_object_new_string(it->from));
+		json_object_object_add(a, "cursor", json_object_new_uint64(it->next));
+		int rc = call(it->c, "vol.diff", a, &it->page);
+		if (rc != 0)
+			return rc;
+		it->started = 1;
+		if (!json_object_object_get_ex(it->page, "extents", &arr))
+			return set_error(EPROTO, "BAD_REQUEST", "caskd sent a diff without extents");
+		it->n = json_object_array_length(arr);
+		it->idx = 0;
+		it->more = json_object_object_get_ex(it->page, "next", &nx);
+		it->next = it->more ? json_object_get_uint64(nx) : 0;
+	}
+	json_object *arr, *e;
+	json_object_object_get_ex(it->page, "extents", &arr);
+	e = json_object_array_get_idx(arr, it->idx++);
+	ext->offset = get_u64(e, "offset");
+	ext->length = get_u64(e, "length");
+	char t[8];
+	get_str(e, "type", t, sizeof(t));
+	ext->hole = strcmp(t, "hole") == 0;
+	return 1;
+}
+
+void
+cask_diff_end(cask_diff_iter *it)
+{
+	if (it == NULL)
+		return;
+	json_object_put(it->page);
+	free(it->from);
+	free(it->to);
+	free(it);
 }

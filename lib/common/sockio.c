@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 int
 sock_read_full(int fd, void *buf, size_t n)
@@ -54,4 +56,83 @@ sock_write_full(int fd, const void *buf, size_t n)
 {
 	struct iovec iov = { (void *)buf, n };
 	return sock_write_iov(fd, &iov, 1);
+}
+
+int
+sock_read_full_fd(int fd, void *buf, size_t n, int *fdp)
+{
+	uint8_t *p = buf;
+	while (n > 0) {
+		union {
+			struct cmsghdr h;
+			char b[CMSG_SPACE(4 * sizeof(int))];
+		} cb;
+		struct iovec iov = { p, n };
+		struct msghdr m = { 0 };
+		m.msg_iov = &iov;
+		m.msg_iovlen = 1;
+		m.msg_control = cb.b;
+		m.msg_controllen = sizeof(cb.b);
+		ssize_t r = recvmsg(fd, &m, MSG_CMSG_CLOEXEC);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int got;
+				memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+				if (*fdp < 0)
+					*fdp = got;
+				else
+					close(got); /* one descriptor per request */
+			}
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int
+sock_write_iov_fd(int fd, struct iovec *iov, int n, int passfd)
+{
+	if (passfd < 0)
+		return sock_write_iov(fd, iov, n);
+	union {
+		struct cmsghdr h;
+		char b[CMSG_SPACE(sizeof(int))];
+	} cb;
+	memset(&cb, 0, sizeof(cb));
+	struct msghdr m = { 0 };
+	m.msg_iov = iov;
+	m.msg_iovlen = (size_t)n;
+	m.msg_control = cb.b;
+	m.msg_controllen = sizeof(cb.b);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &passfd, sizeof(int));
+	ssize_t w;
+	do
+		w = sendmsg(fd, &m, MSG_NOSIGNAL);
+	while (w < 0 && errno == EINTR);
+	if (w <= 0)
+		return -1;
+	/* the descriptor went with the first byte; the rest as usual */
+	while (n > 0 && (size_t)w >= iov->iov_len) {
+		w -= (ssize_t)iov->iov_len;
+		iov++;
+		n--;
+	}
+	if (n > 0) {
+		iov->iov_base = (uint8_t *)iov->iov_base + w;
+		iov->iov_len -= (size_t)w;
+		return sock_write_iov(fd, iov, n);
+	}
+	return 0;
 }

@@ -11,5 +11,9 @@
 int sock_read_full(int fd, void *buf, size_t n);
 /* iov is modified (advanced past what was sent). */
 int sock_write_iov(int fd, struct iovec *iov, int n);
+/* The same, passing file descriptor passfd (>= 0) along with the first byte (SCM_RIGHTS). */
+int sock_write_iov_fd(int fd, struct iovec *iov, int n, int passfd);
+/* sock_read_full, keeping a descriptor passed with the bytes in *fdp (set it to -1 first). */
+int sock_read_full_fd(int fd, void *buf, size_t n, int *fdp);
 int sock_write_full(int fd, const void *buf, size_t n);
 #endif

@@ -11,13 +11,16 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/cask-it-XXXXXX")
 SOCK="$T/run/caskd.sock"
 export CASK_SOCKET="$SOCK"
 CASKD_PID=
+CASKD_B_PID=
 
 cleanup() {
   local rc=$?
-  if [ -n "$CASKD_PID" ] && kill -0 "$CASKD_PID" 2>/dev/null; then
-    kill -TERM "$CASKD_PID" 2>/dev/null || true
-    wait "$CASKD_PID" 2>/dev/null || true
-  fi
+  for pid in $CASKD_PID $CASKD_B_PID; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [ $rc -ne 0 ] && [ -f "$T/caskd.log" ]; then
     echo "--- caskd log (last 40 lines) ---" >&2
     tail -n 40 "$T/caskd.log" >&2
@@ -47,6 +50,22 @@ start_caskd() {
     sleep 0.05
   done
   fail "caskd did not come up"
+}
+
+# start_caskd_b [ARGS...]: a second caskd (its own state dir, socket and NBD
+# port: SOCK_B, NBD_B, CASKD_B_PID) for tests between two hosts.
+start_caskd_b() {
+  PORT_B=${PORT_B:-$(free_port)}
+  SOCK_B="$T/run_b/caskd.sock"
+  NBD_B="nbd://127.0.0.1:$PORT_B"
+  "$CASKD" --state "$T/state_b" --socket "$SOCK_B" --nbd "127.0.0.1:$PORT_B" "$@" >>"$T/caskd_b.log" 2>&1 &
+  CASKD_B_PID=$!
+  for _ in $(seq 1 100); do
+    if [ -S "$SOCK_B" ] && CASK_SOCKET="$SOCK_B" "$CASK" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$CASKD_B_PID" 2>/dev/null || fail "caskd B exited at start: $(tail -n 5 "$T/caskd_b.log")"
+    sleep 0.05
+  done
+  fail "caskd B did not come up"
 }
 
 # stop_caskd: SIGTERM, and it must exit 0.
