@@ -64,7 +64,7 @@ static const col vol_cols[] = {
 	{ "written", "WRITTEN", COL_SIZE }, { "origin", "ORIGIN", COL_STR },
 	{ "referenced", "REFER", COL_SIZE }, { "usedbydataset", "USEDDS", COL_SIZE },
 	{ "logicalused", "LUSED", COL_SIZE }, { "compressratio", "RATIO", COL_STR },
-	{ "refcompressratio", "REFRATIO", COL_STR },
+	{ "refcompressratio", "REFRATIO", COL_STR }, { "receive_resume_token", "RESUMETOKEN", COL_STR },
 };
 
 static char **
@@ -90,6 +90,7 @@ vol_row(const cask_vol_info *v)
 	r[16] = fmt_u64(v->logicalused);
 	r[17] = fmt_ratio(v->compressratio);
 	r[18] = fmt_ratio(v->refcompressratio);
+	r[19] = xstrdup(v->receive_resume_token[0] ? v->receive_resume_token : "-");
 	return r;
 }
 

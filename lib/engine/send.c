@@ -287,6 +287,8 @@ put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *pay
 	int err = s->wr(s->arg, &rh, sizeof(rh));
 	if (err == 0 && plen > 0)
 		err = s->wr(s->arg, payload, plen);
+	if (err == -ECANCELED)
+		return err_set(err, "send cancelled after %" PRIu64 " bytes", s->out_bytes);
 	if (err != 0)
 		return err_set(err < 0 ? err : -EIO, "send: cannot write the stream: %s",
 		    strerror(err < 0 ? -err : EIO));
@@ -545,6 +547,8 @@ read_full(receiver *r, void *buf, size_t len)
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = r->rd(r->arg, (uint8_t *)buf + got, len - got);
+		if (n == -ECANCELED)
+			return err_set(-ECANCELED, "receive cancelled after %" PRIu64 " bytes", r->in_bytes + got);
 		if (n < 0)
 			return err_set((int)n, "receive: cannot read the stream: %s", strerror((int)-n));
 		if (n == 0)
@@ -804,6 +808,8 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 	int err = read_record(&r, &rh, payload, SR_BEGIN_LEN);
 	if (err == 1)
 		err = err_set(-EINVAL, "the stream is empty");
+	else if (err == -EPIPE)
+		err = err_set(-EINVAL, "not a cask send stream (it ends before its first record does)");
 	else if (err == 0 && (rh.rh_type != SR_BEGIN || rh.rh_payload_len != SR_BEGIN_LEN))
 		err = err_set(-EINVAL, "not a cask send stream (no BEGIN record)");
 	if (err == 0) {
