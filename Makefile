@@ -4,6 +4,7 @@
 #   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
+#   make sync-bench, snap-bench, send-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
@@ -107,6 +108,9 @@ sync-bench: deps all
 snap-bench: deps all
 	$(BUILD)/bench/snap_bench --dir $${CASK_BENCH_DIR:-/var/tmp}
 
+send-bench: deps all
+	/usr/bin/python3 bench/send_bench.py --build $(BUILD) --dir $${CASK_BENCH_DIR:-/var/tmp}
+
 crash-soak: all
 	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
 
@@ -119,6 +123,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench sync-bench snap-bench run stress crash-soak clean
+.PHONY: all deps check bench sync-bench snap-bench send-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
