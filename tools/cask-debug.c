@@ -276,6 +276,13 @@ cmd_check(int argc, char **argv)
 		c.what = what;
 		cowtree_walk(p, &p->sm_trees[v], check_visit, &c);
 	}
+	/* Every partial receive has its slot in the receive table (import checked the converse). */
+	for (size_t i = 0; i < p->nvols; i++)
+		if (!p->vols[i]->is_snap && p->vols[i]->receiving && p->vols[i]->rs.rs_to_guid == 0) {
+			c.problems++;
+			printf("PROBLEM %s/%s: marked a partial receive, but the receive table has no slot for it\n",
+			    p->name, p->vols[i]->name);
+		}
 	/* The holds object: its blocks, and every record names a snapshot, each tag once. */
 	mos_header_phys *mh0 = mos_hdr(p);
 	if (mh0->mh_version >= 4 && !bp_is_hole(&mh0->mh_holds_root)) {

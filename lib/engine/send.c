@@ -927,9 +927,12 @@ ce_recv_abandon(ce_pool *p, const char *vol)
 		/* a full receive made the volume: it goes (it has no snapshots) */
 		h->destroy_txg = p->open_txg;
 	} else {
-		volume *base = newest_own(h);
-		VERIFY(base != NULL);
-		h->rollback_txg = p->open_txg; /* to the base, with its size */
+		if (newest_own(h) == NULL) {
+			vol_mgmt_abort(p);
+			return err_set(-EIO, "%s/%s: the base snapshot of its partial receive is gone", p->name,
+			    vol);
+		}
+		h->rollback_txg = p->open_txg; /* to the base (its newest snapshot), with its size */
 	}
 	h->receiving = 0;
 	memset(&h->rs, 0, sizeof(h->rs));

@@ -877,6 +877,11 @@ destroy_refusal(ce_pool *p, volume *s, char *why, size_t len)
 		snprintf(why, len, "held (%s): release the holds first", tags);
 		return -EBUSY;
 	}
+	volume *h = s->head;
+	if (h->receiving && (h->rs.rs_flags & RS_INCREMENTAL) && h->prev == s) {
+		snprintf(why, len, "the base of a partial receive: finish or abandon that first");
+		return -EBUSY;
+	}
 	return 0;
 }
 

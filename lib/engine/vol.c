@@ -1359,6 +1359,11 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 		mgmt_abort(p);
 		return err;
 	}
+	if (v->receiving) {
+		mgmt_abort(p);
+		return err_set(-EBUSY, "volume %s/%s is a partial receive: finish or abandon it first",
+		    p->name, oldname);
+	}
 	if (find_vol(p, newname) != NULL) {
 		mgmt_abort(p);
 		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);

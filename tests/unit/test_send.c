@@ -342,6 +342,15 @@ main(int argc, char **argv)
 			CHECK(r == -EBADMSG);
 			CHECK_ERR(ce_vol_open(dst, "r", &rh), -EBUSY); /* partial: not presented */
 			CHECK(!t_snap_exists(dst, "r@s8"));
+			if (i == 1) {
+				/* its base stays, and so does its name, until it is finished or abandoned */
+				CHECK_ERR(ce_snap_destroy(dst, "r@x"), -EBUSY);
+				CHECK_ERR(ce_vol_rename(dst, "r", "r2"), -EBUSY);
+				const char *sx = "r@other";
+				CHECK_ERR(ce_snap_create(dst, &sx, 1, &e), -EINVAL);
+				CHECK(e == -EBUSY);
+				CHECK_ERR(ce_vol_rollback(dst, "r@x", 0), -EBUSY);
+			}
 			OK(ce_recv_abandon(dst, "r"));
 			CHECK(same(src, "c@x", dst, "r")); /* rolled back to the base */
 		}
