@@ -26,6 +26,25 @@ sock_read_full(int fd, void *buf, size_t n)
 	return 0;
 }
 
+/* Step past w bytes that were sent. */
+static void
+iov_advance(struct iovec **iovp, int *np, size_t w)
+{
+	struct iovec *iov = *iovp;
+	int n = *np;
+	while (n > 0 && w >= iov->iov_len) {
+		w -= iov->iov_len;
+		iov++;
+		n--;
+	}
+	if (n > 0) {
+		iov->iov_base = (uint8_t *)iov->iov_base + w;
+		iov->iov_len -= w;
+	}
+	*iovp = iov;
+	*np = n;
+}
+
 int
 sock_write_iov(int fd, struct iovec *iov, int n)
 {
@@ -38,15 +57,7 @@ sock_write_iov(int fd, struct iovec *iov, int n)
 			continue;
 		if (w <= 0)
 			return -1;
-		while (n > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			n--;
-		}
-		if (n > 0) {
-			iov->iov_base = (uint8_t *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		iov_advance(&iov, &n, (size_t)w);
 	}
 	return 0;
 }
@@ -124,15 +135,6 @@ sock_write_iov_fd(int fd, struct iovec *iov, int n, int passfd)
 	if (w <= 0)
 		return -1;
 	/* the descriptor went with the first byte; the rest as usual */
-	while (n > 0 && (size_t)w >= iov->iov_len) {
-		w -= (ssize_t)iov->iov_len;
-		iov++;
-		n--;
-	}
-	if (n > 0) {
-		iov->iov_base = (uint8_t *)iov->iov_base + w;
-		iov->iov_len -= (size_t)w;
-		return sock_write_iov(fd, iov, n);
-	}
-	return 0;
+	iov_advance(&iov, &n, (size_t)w);
+	return n > 0 ? sock_write_iov(fd, iov, n) : 0;
 }
