@@ -110,17 +110,34 @@ cksum16(const XXH128_hash_t h, uint8_t out[16])
 	memcpy(out + 8, &h.high64, 8);
 }
 
-/* A record's checksum: its header with the checksum field zero, then its payload. */
+/*
+ * A record's checksum: over its header with the checksum field zero,
+ * then its payload; a DATA payload counts as the XXH3-128 of each of its
+ * bs-byte blocks in turn (send-stream.md section 2), so a sender may take
+ * a block's hash from its block pointer instead of hashing it again.
+ * hashes: the blocks' hashes when known (NULL: computed here).
+ */
 static void
-rec_cksum(const rec_hdr *rh, const void *payload, uint8_t out[16])
+rec_cksum(const rec_hdr *rh, const void *payload, uint32_t bs, const uint8_t (*hashes)[16],
+    uint8_t out[16])
 {
 	rec_hdr h = *rh;
 	memset(h.rh_cksum, 0, sizeof(h.rh_cksum));
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
 	XXH3_128bits_update(&st, &h, sizeof(h));
-	if (rh->rh_payload_len > 0)
+	if (rh->rh_type == SR_DATA && bs > 0 && rh->rh_payload_len % bs == 0) {
+		for (uint32_t i = 0; i < rh->rh_payload_len / bs; i++) {
+			uint8_t bh[16];
+			if (hashes != NULL)
+				memcpy(bh, hashes[i], 16);
+			else
+				cksum16(XXH3_128bits((const uint8_t *)payload + (size_t)i * bs, bs), bh);
+			XXH3_128bits_update(&st, bh, 16);
+		}
+	} else if (rh->rh_payload_len > 0) {
 		XXH3_128bits_update(&st, payload, rh->rh_payload_len);
+	}
 	cksum16(XXH3_128bits_digest(&st), out);
 }
 
@@ -264,13 +281,15 @@ typedef struct sender {
 	bp_phys *run_bp;
 	uint64_t run_first, run_n;
 	uint8_t *run_buf;
+	uint8_t (*run_hash)[16];  /* each run block's XXH3-128 */
 	uint64_t hole_first, hole_n;
 	uint64_t records, data_bytes, hole_bytes;
 	int counting; /* the estimate walk: count, send nothing */
 } sender;
 
 static int
-put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *payload, uint32_t plen)
+put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *payload, uint32_t plen,
+    const uint8_t (*hashes)[16])
 {
 	rec_hdr rh;
 	memset(&rh, 0, sizeof(rh));
@@ -279,7 +298,7 @@ put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *pay
 	rh.rh_offset = off;
 	rh.rh_length = len;
 	rh.rh_payload_len = plen;
-	rec_cksum(&rh, payload, rh.rh_cksum);
+	rec_cksum(&rh, payload, s->bs, hashes, rh.rh_cksum);
 	if (type != SR_END) /* the header carries its payload's checksum: hashing headers covers all */
 		XXH3_128bits_update(&s->stream, &rh, sizeof(rh));
 	int err = s->wr(s->arg, &rh, sizeof(rh));
@@ -312,8 +331,17 @@ flush_data(sender *s)
 		if (err != 0)
 			err = err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s",
 			    s->run_first * s->bs, err == -EIO ? "checksum or IO error" : strerror(-err));
-		else
-			err = put_record(s, SR_DATA, s->run_first * s->bs, len, s->run_buf, (uint32_t)len);
+		for (uint64_t i = 0; err == 0 && i < s->run_n; i++) {
+			/* a block stored as it is, with an XXH3-128 checksum, already carries its hash */
+			const bp_phys *bp = &s->run_bp[i];
+			if (bp->bp_comp == CE_COMP_OFF && bp->bp_cksum_type == CE_CK_XXH128 && bp->bp_psize == s->bs)
+				memcpy(s->run_hash[i], bp->bp_cksum, 16);
+			else
+				cksum16(XXH3_128bits(dsts[i], s->bs), s->run_hash[i]);
+		}
+		if (err == 0)
+			err = put_record(s, SR_DATA, s->run_first * s->bs, len, s->run_buf, (uint32_t)len,
+			    (const uint8_t(*)[16])s->run_hash);
 	}
 	s->records++;
 	s->data_bytes += len;
@@ -330,7 +358,7 @@ flush_hole(sender *s)
 	int err = 0;
 	uint64_t len = s->hole_n * s->bs;
 	if (!s->counting)
-		err = put_record(s, SR_HOLE, s->hole_first * s->bs, len, NULL, 0);
+		err = put_record(s, SR_HOLE, s->hole_first * s->bs, len, NULL, 0, NULL);
 	s->records++;
 	s->hole_bytes += len;
 	s->total += s->counting ? SR_HDR : 0;
@@ -488,6 +516,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	s.holes = from != NULL;
 	s.run_bp = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * sizeof(bp_phys));
 	s.run_buf = xmalloc_aligned(SR_MAX_DATA);
+	s.run_hash = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * 16);
 	uint64_t min_birth = from ? from->create_txg : 0;
 	/* the expected size first: the same walk, counting (indirect blocks only are read) */
 	s.counting = 1;
@@ -502,7 +531,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	s.records = s.data_bytes = s.hole_bytes = 0;
 	XXH3_128bits_reset(&s.stream);
 	if (err == 0)
-		err = put_record(&s, SR_BEGIN, 0, 0, &b, sizeof(b));
+		err = put_record(&s, SR_BEGIN, 0, 0, &b, sizeof(b), NULL);
 	if (err == 0)
 		err = cowtree_diff(p, &tree, min_birth, s.holes, send_visit, &s);
 	if (err == 0)
@@ -516,10 +545,11 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 		e.se_data_bytes = s.data_bytes;
 		e.se_hole_bytes = s.hole_bytes;
 		cksum16(XXH3_128bits_digest(&s.stream), e.se_stream_cksum);
-		err = put_record(&s, SR_END, 0, 0, &e, sizeof(e));
+		err = put_record(&s, SR_END, 0, 0, &e, sizeof(e), NULL);
 	}
 	free(s.run_bp);
 	free(s.run_buf);
+	free(s.run_hash);
 	ce_vol_close(th);
 	if (fh != NULL)
 		ce_vol_close(fh);
@@ -531,6 +561,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 /* ---- receive ---- */
 
 typedef struct receiver {
+	uint32_t bs;     /* from BEGIN: how DATA payloads are hashed */
 	ce_pool *p;
 	ce_read_fn rd;
 	void *arg;
@@ -576,7 +607,7 @@ read_record(receiver *r, rec_hdr *rh, uint8_t *payload, uint32_t max)
 	if ((e = read_full(r, payload, rh->rh_payload_len)) != 0)
 		return e == 1 ? err_set(-EPIPE, "the stream ends in the middle of a record (truncated)") : e;
 	uint8_t ck[16];
-	rec_cksum(rh, payload, ck);
+	rec_cksum(rh, payload, r->bs, NULL, ck);
 	if (memcmp(ck, rh->rh_cksum, 16) != 0)
 		return err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " fails its "
 		    "checksum", at, r->seq);
@@ -817,8 +848,10 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 		else if (!begin_valid(&b, why, sizeof(why)))
 			err = err_set(-EINVAL, "bad send stream: %s", why);
 	}
-	if (err == 0)
+	if (err == 0) {
+		r.bs = b.sb_volblocksize;
 		err = recv_setup(p, vol, &b, o ? o->flags : 0);
+	}
 	if (err != 0) {
 		free(payload);
 		return err;
