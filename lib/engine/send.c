@@ -42,6 +42,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -267,8 +268,33 @@ is_ancestor(const volume *from, const volume *to)
 
 /* ---- send ---- */
 
+/*
+ * Records on their way out, in order: DATA slots are read (and their
+ * blocks checksummed) by worker threads while earlier slots are written,
+ * so reading overlaps writing and uses more than one core.
+ */
+#define SEND_SLOTS 8
+#define SEND_WORKERS 2
+enum { SL_FREE, SL_QUEUED, SL_READING, SL_READY };
+
+typedef struct send_slot {
+	int state;
+	uint32_t type;          /* SR_DATA or SR_HOLE */
+	uint64_t first, n;      /* blocks */
+	bp_phys *bp;
+	uint8_t *buf;
+	uint8_t (*hash)[16];
+	int err;
+} send_slot;
+
 typedef struct sender {
 	ce_pool *p;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	send_slot slot[SEND_SLOTS];
+	uint64_t head, tail;    /* next slot to write, next to fill */
+	pthread_t workers[SEND_WORKERS];
+	int nworkers, stop;
 	ce_write_fn wr;
 	void *arg;
 	const ce_send_opts *o;
@@ -280,8 +306,6 @@ typedef struct sender {
 	/* the DATA run being gathered and the HOLE run */
 	bp_phys *run_bp;
 	uint64_t run_first, run_n;
-	uint8_t *run_buf;
-	uint8_t (*run_hash)[16];  /* each run block's XXH3-128 */
 	uint64_t hole_first, hole_n;
 	uint64_t records, data_bytes, hole_bytes;
 	int counting; /* the estimate walk: count, send nothing */
@@ -316,6 +340,110 @@ put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *pay
 	return 0;
 }
 
+/* Read a DATA slot's blocks and their hashes (a worker, no lock held). */
+static int
+slot_read(sender *s, send_slot *sl)
+{
+	uint8_t *dsts[SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN];
+	for (uint64_t i = 0; i < sl->n; i++)
+		dsts[i] = sl->buf + i * s->bs;
+	int err = blk_read_many(s->p, sl->bp, dsts, sl->n);
+	if (err != 0)
+		return err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s", sl->first * s->bs,
+		    err == -EIO ? "checksum or IO error" : strerror(-err));
+	for (uint64_t i = 0; i < sl->n; i++) {
+		/* a block stored as it is, with an XXH3-128 checksum, already carries its hash */
+		const bp_phys *bp = &sl->bp[i];
+		if (bp->bp_comp == CE_COMP_OFF && bp->bp_cksum_type == CE_CK_XXH128 && bp->bp_psize == s->bs)
+			memcpy(sl->hash[i], bp->bp_cksum, 16);
+		else
+			cksum16(XXH3_128bits(dsts[i], s->bs), sl->hash[i]);
+	}
+	return 0;
+}
+
+static void *
+send_worker(void *arg)
+{
+	sender *s = arg;
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		send_slot *sl = NULL;
+		for (uint64_t k = s->head; k < s->tail && sl == NULL; k++)
+			if (s->slot[k % SEND_SLOTS].state == SL_QUEUED)
+				sl = &s->slot[k % SEND_SLOTS];
+		if (sl == NULL) {
+			if (s->stop)
+				break;
+			pthread_cond_wait(&s->cv, &s->mu);
+			continue;
+		}
+		sl->state = SL_READING;
+		pthread_mutex_unlock(&s->mu);
+		int err = slot_read(s, sl);
+		char msg[256] = "";
+		if (err != 0)
+			snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		pthread_mutex_lock(&s->mu);
+		sl->err = err;
+		if (err != 0)
+			err_set(err, "%s", msg); /* (this thread's message; the writer sets its own) */
+		sl->state = SL_READY;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
+	return NULL;
+}
+
+/* Write the oldest slot once it is ready. */
+static int
+emit_oldest(sender *s)
+{
+	send_slot *sl = &s->slot[s->head % SEND_SLOTS];
+	pthread_mutex_lock(&s->mu);
+	while (sl->state != SL_READY)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_mutex_unlock(&s->mu);
+	int err = sl->err;
+	uint64_t len = sl->n * s->bs;
+	if (err != 0)
+		err = err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s", sl->first * s->bs,
+		    err == -EIO ? "checksum or IO error" : strerror(-err));
+	else if (sl->type == SR_DATA)
+		err = put_record(s, SR_DATA, sl->first * s->bs, len, sl->buf, (uint32_t)len,
+		    (const uint8_t(*)[16])sl->hash);
+	else
+		err = put_record(s, SR_HOLE, sl->first * s->bs, len, NULL, 0, NULL);
+	pthread_mutex_lock(&s->mu);
+	sl->state = SL_FREE;
+	s->head++;
+	pthread_mutex_unlock(&s->mu);
+	return err;
+}
+
+/* A free slot for the next record (writing the oldest while all are busy). */
+static int
+claim_slot(sender *s, send_slot **out)
+{
+	while (s->tail - s->head == SEND_SLOTS) {
+		int err = emit_oldest(s);
+		if (err != 0)
+			return err;
+	}
+	*out = &s->slot[s->tail % SEND_SLOTS];
+	return 0;
+}
+
+static void
+queue_slot(sender *s, send_slot *sl, int state)
+{
+	pthread_mutex_lock(&s->mu);
+	sl->state = state;
+	s->tail++;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static int
 flush_data(sender *s)
 {
@@ -324,24 +452,15 @@ flush_data(sender *s)
 	uint64_t len = s->run_n * s->bs;
 	int err = 0;
 	if (!s->counting) {
-		uint8_t *dsts[SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN];
-		for (uint64_t i = 0; i < s->run_n; i++)
-			dsts[i] = s->run_buf + i * s->bs;
-		err = blk_read_many(s->p, s->run_bp, dsts, s->run_n);
-		if (err != 0)
-			err = err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s",
-			    s->run_first * s->bs, err == -EIO ? "checksum or IO error" : strerror(-err));
-		for (uint64_t i = 0; err == 0 && i < s->run_n; i++) {
-			/* a block stored as it is, with an XXH3-128 checksum, already carries its hash */
-			const bp_phys *bp = &s->run_bp[i];
-			if (bp->bp_comp == CE_COMP_OFF && bp->bp_cksum_type == CE_CK_XXH128 && bp->bp_psize == s->bs)
-				memcpy(s->run_hash[i], bp->bp_cksum, 16);
-			else
-				cksum16(XXH3_128bits(dsts[i], s->bs), s->run_hash[i]);
-		}
-		if (err == 0)
-			err = put_record(s, SR_DATA, s->run_first * s->bs, len, s->run_buf, (uint32_t)len,
-			    (const uint8_t(*)[16])s->run_hash);
+		send_slot *sl;
+		if ((err = claim_slot(s, &sl)) != 0)
+			return err;
+		sl->type = SR_DATA;
+		sl->first = s->run_first;
+		sl->n = s->run_n;
+		sl->err = 0;
+		memcpy(sl->bp, s->run_bp, s->run_n * sizeof(bp_phys));
+		queue_slot(s, sl, SL_QUEUED);
 	}
 	s->records++;
 	s->data_bytes += len;
@@ -357,13 +476,59 @@ flush_hole(sender *s)
 		return 0;
 	int err = 0;
 	uint64_t len = s->hole_n * s->bs;
-	if (!s->counting)
-		err = put_record(s, SR_HOLE, s->hole_first * s->bs, len, NULL, 0, NULL);
+	if (!s->counting) {
+		send_slot *sl;
+		if ((err = claim_slot(s, &sl)) != 0)
+			return err;
+		sl->type = SR_HOLE;
+		sl->first = s->hole_first;
+		sl->n = s->hole_n;
+		sl->err = 0;
+		queue_slot(s, sl, SL_READY);
+	}
 	s->records++;
 	s->hole_bytes += len;
 	s->total += s->counting ? SR_HDR : 0;
 	s->hole_n = 0;
 	return err;
+}
+
+static void
+send_pipeline_start(sender *s)
+{
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	for (int i = 0; i < SEND_SLOTS; i++) {
+		s->slot[i].bp = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * sizeof(bp_phys));
+		s->slot[i].buf = xmalloc_aligned(SR_MAX_DATA);
+		s->slot[i].hash = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * 16);
+	}
+	for (int i = 0; i < SEND_WORKERS; i++)
+		if (pthread_create(&s->workers[s->nworkers], NULL, send_worker, s) == 0)
+			s->nworkers++;
+}
+
+/* Stop the workers (after the slots were written, or on an error: what is queued is dropped). */
+static void
+send_pipeline_stop(sender *s)
+{
+	pthread_mutex_lock(&s->mu);
+	s->stop = 1;
+	/* queued slots nobody will read: mark them done so no worker starts them */
+	for (uint64_t k = s->head; k < s->tail; k++)
+		if (s->slot[k % SEND_SLOTS].state == SL_QUEUED)
+			s->slot[k % SEND_SLOTS].state = SL_READY;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	for (int i = 0; i < s->nworkers; i++)
+		pthread_join(s->workers[i], NULL);
+	for (int i = 0; i < SEND_SLOTS; i++) {
+		free(s->slot[i].bp);
+		free(s->slot[i].buf);
+		free(s->slot[i].hash);
+	}
+	pthread_mutex_destroy(&s->mu);
+	pthread_cond_destroy(&s->cv);
 }
 
 static int
@@ -515,8 +680,6 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	s.first_blk = b.sb_resume_offset / to->bs;
 	s.holes = from != NULL;
 	s.run_bp = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * sizeof(bp_phys));
-	s.run_buf = xmalloc_aligned(SR_MAX_DATA);
-	s.run_hash = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * 16);
 	uint64_t min_birth = from ? from->create_txg : 0;
 	/* the expected size first: the same walk, counting (indirect blocks only are read) */
 	s.counting = 1;
@@ -530,6 +693,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	s.counting = 0;
 	s.records = s.data_bytes = s.hole_bytes = 0;
 	XXH3_128bits_reset(&s.stream);
+	send_pipeline_start(&s);
 	if (err == 0)
 		err = put_record(&s, SR_BEGIN, 0, 0, &b, sizeof(b), NULL);
 	if (err == 0)
@@ -538,6 +702,9 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 		err = flush_hole(&s);
 	if (err == 0)
 		err = flush_data(&s);
+	while (err == 0 && s.head < s.tail)
+		err = emit_oldest(&s);
+	send_pipeline_stop(&s);
 	if (err == 0) {
 		end_phys e;
 		memset(&e, 0, sizeof(e));
@@ -548,8 +715,6 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 		err = put_record(&s, SR_END, 0, 0, &e, sizeof(e), NULL);
 	}
 	free(s.run_bp);
-	free(s.run_buf);
-	free(s.run_hash);
 	ce_vol_close(th);
 	if (fh != NULL)
 		ce_vol_close(fh);
