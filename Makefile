@@ -39,6 +39,9 @@ CASKD = $(BUILD)/caskd
 CLIENT_SRC = $(wildcard lib/client/*.c) lib/common/sockio.c
 CLIENT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRC))
 CLIENT_LIB = $(BUILD)/libcask.a
+# libcask.so.1: the stable client API, its exports fixed by lib/client/libcask.map
+CLIENT_PIC = $(patsubst %.c,$(BUILD)/pic/%.o,$(CLIENT_SRC))
+CLIENT_SO = $(BUILD)/libcask.so.1.0.0
 CLI_SRC = $(wildcard cli/*.c)
 CLI_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
 CASK = $(BUILD)/cask
@@ -49,7 +52,7 @@ ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench
 CRASH_BIN = $(BUILD)/tests/crash_enum
 
-all: $(ENGINE_LIB) $(CLIENT_LIB) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
+all: $(ENGINE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
 
 $(CRASH_BIN): $(BUILD)/obj/tests/crash/crash_enum.o $(BUILD)/obj/tests/crash/crashsim.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
@@ -58,6 +61,16 @@ $(CRASH_BIN): $(BUILD)/obj/tests/crash/crash_enum.o $(BUILD)/obj/tests/crash/cra
 $(CLIENT_LIB): $(CLIENT_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+$(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
+	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libcask.so.1 -Wl,--version-script=lib/client/libcask.map \
+	    -Wl,-z,defs $(CLIENT_PIC) -o $@ -ljson-c -lpthread
+	ln -sf libcask.so.1.0.0 $(BUILD)/libcask.so.1
+	ln -sf libcask.so.1 $(BUILD)/libcask.so
 
 # The CLI links libcask (the client) and only the common helpers of the engine library.
 $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
@@ -125,4 +138,4 @@ clean:
 
 .PHONY: all deps check bench sync-bench snap-bench send-bench run stress crash-soak clean
 .SECONDARY:
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

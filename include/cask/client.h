@@ -104,6 +104,25 @@ typedef struct cask_vol_props {
 /* Server identity: version string and protocol version. */
 int cask_hello(cask_client *c, char *version, size_t len, int *protocol);
 
+/*
+ * What the server supports, so that a program checks a feature instead of
+ * calling and failing: its version, protocol and feature names (see
+ * docs/control-protocol.md, `hello`).
+ */
+#define CASK_MAX_FEATURES 64
+typedef struct cask_capabilities_info {
+	char server[32];
+	char version[64];
+	int protocol;
+	unsigned nfeatures;
+	char features[CASK_MAX_FEATURES][32];
+} cask_capabilities_info;
+int cask_capabilities(cask_client *c, cask_capabilities_info *out);
+/* 1 if caps names feature. */
+int cask_has_feature(const cask_capabilities_info *caps, const char *feature);
+/* This library's version ("1.0.0"); its soname is libcask.so.1 (docs/client-api.md). */
+const char *cask_lib_version(void);
+
 int cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size);
 int cask_pool_import(cask_client *c, const char *name, const char *const *paths, unsigned n,
     const char *dir, char *name_out, size_t name_len);

@@ -665,6 +665,42 @@ cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n
 
 /* ---- send, receive, diff, jobs ---- */
 
+int
+cask_capabilities(cask_client *c, cask_capabilities_info *out)
+{
+	json_object *r, *f;
+	memset(out, 0, sizeof(*out));
+	int rc = call(c, "hello", NULL, &r);
+	if (rc != 0)
+		return rc;
+	get_str(r, "server", out->server, sizeof(out->server));
+	get_str(r, "version", out->version, sizeof(out->version));
+	out->protocol = (int)get_u64(r, "protocol");
+	if (json_object_object_get_ex(r, "features", &f) && json_object_is_type(f, json_type_array)) {
+		size_t n = json_object_array_length(f);
+		for (size_t i = 0; i < n && out->nfeatures < CASK_MAX_FEATURES; i++)
+			snprintf(out->features[out->nfeatures++], sizeof(out->features[0]), "%s",
+			    json_object_get_string(json_object_array_get_idx(f, i)));
+	}
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_has_feature(const cask_capabilities_info *caps, const char *feature)
+{
+	for (unsigned i = 0; caps != NULL && feature != NULL && i < caps->nfeatures; i++)
+		if (strcmp(caps->features[i], feature) == 0)
+			return 1;
+	return 0;
+}
+
+const char *
+cask_lib_version(void)
+{
+	return "1.0.0";
+}
+
 static void
 job_from(json_object *o, cask_job_info *j)
 {
