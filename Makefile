@@ -52,7 +52,16 @@ ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench
 CRASH_BIN = $(BUILD)/tests/crash_enum
 
-all: $(ENGINE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
+# The Python binding (cffi, API mode) is built with the release libcask only: an
+# ASan-instrumented library cannot be loaded into an uninstrumented python3.
+PYMOD = $(BUILD)/python/cask/.built
+ifeq ($(MODE),asan)
+PYMOD_ALL =
+else
+PYMOD_ALL = $(PYMOD)
+endif
+
+all: $(ENGINE_LIB) $(CLIENT_LIB) $(CLIENT_SO) $(PYMOD_ALL) $(TOOLS) $(CASKD) $(CASK) $(UNIT_BIN) $(ITEST_BIN) $(BENCH_BIN) $(CRASH_BIN)
 
 $(CRASH_BIN): $(BUILD)/obj/tests/crash/crash_enum.o $(BUILD)/obj/tests/crash/crashsim.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
@@ -65,6 +74,9 @@ $(CLIENT_LIB): $(CLIENT_OBJ)
 $(BUILD)/pic/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -fPIC -c $< -o $@
+
+$(PYMOD): $(CLIENT_SO) include/cask/client.h $(wildcard python/cask/*.py)
+	/usr/bin/python3 python/cask/_build.py $(BUILD)
 
 $(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
 	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libcask.so.1 -Wl,--version-script=lib/client/libcask.map \

@@ -998,6 +998,20 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 		any |= errs[i] != 0;
 	char one[512];
 	snprintf(one, sizeof(one), "%s", ce_errmsg());
+	if (err != 0 && x->n == 1) {
+		/* one name: its own error and code, as snap.destroy with "name" gives */
+		int held = 0;
+		ce_hold_info *h;
+		size_t nh = 0;
+		if (err == -EBUSY && ce_snap_holds(p, x->names[0], &h, &nh) == 0) {
+			held = nh > 0;
+			free(h);
+		}
+		err_set(err, "%s", one);
+		free(errs);
+		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : held ? "SNAPSHOT_HELD" :
+		    code_for(err, 1));
+	}
 	if (err != 0 && any) {
 		char all[2048];
 		per_name_fail(x, err, errs, "nothing destroyed", destroy_why);

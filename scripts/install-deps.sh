@@ -18,6 +18,8 @@ PKGS=(
   fio               # fio with ioengine=nbd
   nbdkit            # benchmark peer (memory plugin)
   xz-utils          # unpacks the test fixtures (old-format pools)
+  # the Python binding (python/): cffi in API mode, and its tests
+  python3-cffi python3-dev python3-pytest
 )
 missing=()
 for p in "${PKGS[@]}"; do

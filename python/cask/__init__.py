@@ -1,0 +1,447 @@
+"""cask -- the Python binding of libcask (docs/client-api.md).
+
+    import cask
+    with cask.Client() as c:                      # $CASK_SOCKET or the default socket
+        c.vol_create("tank/db", 20 << 30, compression="zstd")
+        c.snapshot("tank/db@before", "tank/wal@before")    # one instant, all or none
+        for s in c.snapshots("tank/db"):
+            print(s["name"], s["used"])
+        with open("db.stream", "wb") as f:
+            c.send("tank/db@before", f)           # runs in caskd as a job; waits
+        job = c.send("tank/db@before", f, wait=False)
+        job.progress                               # (bytes done, bytes expected)
+
+Names are str or bytes. Listings and diffs are generators of dicts or
+tuples. Errors raise cask.Error (errno, code, name, message) or the
+subclass its stable code selects (PoolNotFound, VolumeExists,
+SnapshotHeld, BadStream, ...). A Client may be shared by threads (calls
+are serialised on its connection); it is not valid in a child process
+after fork. Jobs: job.wait(timeout), job.progress, job.cancel(), and
+`await job` in asyncio.
+"""
+import asyncio
+import errno as _errno
+import os
+
+from ._cask_cffi import ffi, lib
+
+__all__ = ["Client", "Job", "Error", "MultipleErrors", "lib_version"]
+
+
+class Error(Exception):
+    """A failed call: errno (positive), the daemon's stable code, the name the
+    call was about, and a message for people."""
+
+    def __init__(self, errno, code, name, message):
+        super().__init__(message or os.strerror(errno))
+        self.errno = errno
+        self.code = code
+        self.name = name
+        self.message = message
+
+    def __repr__(self):
+        return "%s(%d, %r, %r, %r)" % (type(self).__name__, self.errno, self.code, self.name, self.message)
+
+
+class MultipleErrors(Error):
+    """A batch call refused as a whole; .errors maps each refused name to its Error."""
+
+    def __init__(self, errno, code, name, message, errors):
+        super().__init__(errno, code, name, message)
+        self.errors = errors
+
+
+def _sub(name, doc):
+    return type(name, (Error,), {"__doc__": doc})
+
+
+NotRunning = _sub("NotRunning", "caskd cannot be reached, or the connection was lost")
+PermissionDenied = _sub("PermissionDenied", "not allowed (or a read-only pool)")
+InvalidArgument = _sub("InvalidArgument", "a bad name, size, property or request")
+PoolNotFound = _sub("PoolNotFound", "no such pool")
+PoolExists = _sub("PoolExists", "the pool (or a vdev of it) exists")
+PoolUnavailable = _sub("PoolUnavailable", "the pool is known but did not import")
+VolumeNotFound = _sub("VolumeNotFound", "no such volume")
+VolumeExists = _sub("VolumeExists", "the volume exists")
+SnapshotNotFound = _sub("SnapshotNotFound", "no such snapshot")
+SnapshotExists = _sub("SnapshotExists", "the snapshot exists")
+SnapshotHeld = _sub("SnapshotHeld", "the snapshot carries holds")
+HoldExists = _sub("HoldExists", "the snapshot already carries that tag")
+HoldNotFound = _sub("HoldNotFound", "no such hold")
+HasSnapshots = _sub("HasSnapshots", "the volume has snapshots (destroy recursively)")
+HasClones = _sub("HasClones", "snapshots to destroy have clones (destroy dependents too)")
+HasNewerSnapshots = _sub("HasNewerSnapshots", "rollback past newer snapshots needs destroy_newer")
+NotAClone = _sub("NotAClone", "promote of a volume that is not a clone")
+Busy = _sub("Busy", "in use: open volumes, connected clients, a running job")
+NoSpace = _sub("NoSpace", "the pool is full")
+IOError_ = _sub("IOError", "an IO or checksum error, or a suspended pool")
+BadStream = _sub("BadStream", "a send stream that is damaged, truncated or of an unknown version")
+WrongBase = _sub("WrongBase", "an incremental stream whose base is not the target's newest snapshot")
+TargetChanged = _sub("TargetChanged", "the receive target was written since its base (force rolls it back)")
+NotAPartialReceive = _sub("NotAPartialReceive", "abandon of a volume with no partial receive")
+JobNotFound = _sub("JobNotFound", "no such job")
+JobEnded = _sub("JobEnded", "the job has already ended")
+Cancelled = _sub("Cancelled", "the job was cancelled")
+NotFound = _sub("NotFound", "something the job needed does not exist")
+
+_BY_CODE = {
+    "NOT_RUNNING": NotRunning, "PERMISSION_DENIED": PermissionDenied,
+    "BAD_REQUEST": InvalidArgument, "INVALID_ARGUMENT": InvalidArgument,
+    "POOL_NOT_FOUND": PoolNotFound, "POOL_EXISTS": PoolExists, "POOL_UNAVAILABLE": PoolUnavailable,
+    "VOLUME_NOT_FOUND": VolumeNotFound, "VOLUME_EXISTS": VolumeExists,
+    "SNAPSHOT_NOT_FOUND": SnapshotNotFound, "SNAPSHOT_EXISTS": SnapshotExists,
+    "SNAPSHOT_HELD": SnapshotHeld, "HOLD_EXISTS": HoldExists, "HOLD_NOT_FOUND": HoldNotFound,
+    "HAS_SNAPSHOTS": HasSnapshots, "HAS_CLONES": HasClones, "HAS_NEWER_SNAPSHOTS": HasNewerSnapshots,
+    "NOT_A_CLONE": NotAClone, "BUSY": Busy, "NO_SPACE": NoSpace, "IO_ERROR": IOError_,
+    "POOL_SUSPENDED": IOError_, "BAD_STREAM": BadStream, "TRUNCATED_STREAM": BadStream,
+    "UNSUPPORTED_STREAM": BadStream, "WRONG_BASE": WrongBase, "TARGET_CHANGED": TargetChanged,
+    "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
+    "JOB_ENDED": JobEnded, "CANCELLED": Cancelled, "NOT_FOUND": NotFound, "EXISTS": VolumeExists,
+}
+
+
+def _error(errno, code, name, message):
+    cls = _BY_CODE.get(code, Error)
+    return cls(errno, code, name, message)
+
+
+def _b(name):
+    if name is None:
+        return ffi.NULL
+    if isinstance(name, str):
+        return name.encode()
+    if isinstance(name, (bytes, bytearray)):
+        return bytes(name)
+    raise TypeError("a name is str or bytes, not %s" % type(name).__name__)
+
+
+def _s(cstr):
+    return ffi.string(cstr).decode(errors="replace")
+
+
+def _fd(f):
+    if isinstance(f, int):
+        return f
+    if hasattr(f, "fileno"):
+        if hasattr(f, "flush"):
+            f.flush()
+        return f.fileno()
+    raise TypeError("a stream is an int fd or an object with fileno()")
+
+
+def lib_version():
+    return _s(lib.cask_lib_version())
+
+
+def _struct(p, fields):
+    out = {}
+    for f in fields:
+        v = getattr(p, f)
+        out[f] = _s(v) if isinstance(v, ffi.CData) else v
+    return out
+
+
+_VOL_FIELDS = ("name", "guid", "size", "volblocksize", "compression", "checksum", "sync", "used",
+               "referenced", "usedbydataset", "usedbysnapshots", "written", "logical", "logicalused",
+               "compressratio", "refcompressratio", "snapshots", "create_txg", "creation", "origin",
+               "receive_resume_token")
+_SNAP_FIELDS = ("name", "volume", "guid", "txg", "creation", "size", "referenced", "logical", "used",
+                "logicalused", "refcompressratio", "holds", "clones")
+_POOL_FIELDS = ("name", "guid", "state", "error", "size", "allocated", "free", "nvdevs", "volumes",
+                "checksum_errors", "io_errors", "txg", "log_size", "log_commits", "log_blocks",
+                "log_bytes", "log_fallbacks", "log_replayed")
+_JOB_FIELDS = ("id", "kind", "pool", "target", "state", "done", "total", "elapsed_ms", "result")
+
+
+class Job:
+    """A send or receive running in caskd."""
+
+    def __init__(self, client, job_id):
+        self.client = client
+        self.id = job_id
+
+    def info(self, wait_ms=None):
+        j = ffi.new("cask_job_info *")
+        if wait_ms is None:
+            self.client._check(lib.cask_job_get(self.client._c, self.id, j), self.id)
+        else:
+            self.client._check(lib.cask_job_wait(self.client._c, self.id, int(wait_ms), j), self.id)
+        d = _struct(j, _JOB_FIELDS)
+        if j.err:
+            d["error"] = _error(j.err, _s(j.code), d["target"], _s(j.message))
+        return d
+
+    @property
+    def progress(self):
+        """(stream bytes so far, expected total; 0 when unknown)"""
+        d = self.info()
+        return d["done"], d["total"]
+
+    @property
+    def state(self):
+        return self.info()["state"]
+
+    def cancel(self):
+        self.client._check(lib.cask_job_cancel(self.client._c, self.id), self.id)
+
+    def wait(self, timeout=None):
+        """Until the job ends (or timeout seconds pass: then None). Returns its
+        result (e.g. the received snapshot's name) or raises its error."""
+        d = self.info(wait_ms=-1 if timeout is None else int(timeout * 1000))
+        if d["state"] == "running":
+            return None
+        if "error" in d:
+            raise d["error"]
+        return d["result"] or None
+
+    def __await__(self):
+        async def poll():
+            while True:
+                d = await asyncio.get_running_loop().run_in_executor(None, self.info, 200)
+                if d["state"] != "running":
+                    if "error" in d:
+                        raise d["error"]
+                    return d["result"] or None
+        return poll().__await__()
+
+    def __repr__(self):
+        return "<cask.Job %d>" % self.id
+
+
+class Client:
+    """A connection to caskd; `with cask.Client() as c:` closes it."""
+
+    def __init__(self, socket=None):
+        pp = ffi.new("cask_client **")
+        self._c = ffi.NULL
+        self._check(lib.cask_connect(_b(socket), pp), socket)
+        self._c = pp[0]
+
+    def close(self):
+        if self._c != ffi.NULL:
+            lib.cask_disconnect(self._c)
+            self._c = ffi.NULL
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def _check(self, rc, name=None):
+        if rc < 0:
+            e = lib.cask_error()
+            if isinstance(name, (bytes, bytearray)):
+                name = bytes(name).decode(errors="replace")
+            raise _error(e.err, _s(e.code), name, _s(e.message))
+        return rc
+
+    def _names(self, names):
+        bs = [_b(n) for n in names]
+        keep = [ffi.new("char[]", b) for b in bs]
+        arr = ffi.new("const char *[]", keep)
+        return arr, keep
+
+    # ---- server ----
+    def capabilities(self):
+        caps = ffi.new("cask_capabilities_info *")
+        self._check(lib.cask_capabilities(self._c, caps))
+        return {"server": _s(caps.server), "version": _s(caps.version), "protocol": caps.protocol,
+                "features": frozenset(_s(caps.features[i]) for i in range(caps.nfeatures))}
+
+    # ---- pools ----
+    def pool_create(self, name, paths, size=0):
+        arr, keep = self._names(paths)
+        self._check(lib.cask_pool_create(self._c, _b(name), arr, len(paths), size), name)
+
+    def pool_import(self, name=None, paths=None, dir=None):
+        paths = paths or []
+        arr, keep = self._names(paths)
+        out = ffi.new("char[64]")
+        self._check(lib.cask_pool_import(self._c, _b(name), arr if paths else ffi.NULL, len(paths),
+                                         _b(dir), out, 64), name)
+        return _s(out)
+
+    def pool_export(self, name):
+        self._check(lib.cask_pool_export(self._c, _b(name)), name)
+
+    def pool_destroy(self, name):
+        self._check(lib.cask_pool_destroy(self._c, _b(name)), name)
+
+    def pool_clear(self, name):
+        self._check(lib.cask_pool_clear(self._c, _b(name)), name)
+
+    def pools(self):
+        pp, n = ffi.new("cask_pool_info **"), ffi.new("size_t *")
+        self._check(lib.cask_pool_list(self._c, pp, n))
+        try:
+            for i in range(n[0]):
+                yield _struct(pp[0][i], _POOL_FIELDS)
+        finally:
+            lib.cask_pool_info_free(pp[0], n[0])
+
+    def pool_status(self, name):
+        p = ffi.new("cask_pool_info *")
+        self._check(lib.cask_pool_status(self._c, _b(name), p), name)
+        d = _struct(p, _POOL_FIELDS)
+        d["vdevs"] = [_s(p.vdevs[i]) for i in range(p.nvdevs_paths)] if p.vdevs != ffi.NULL else []
+        lib.cask_pool_info_clear(p)
+        return d
+
+    # ---- volumes ----
+    def vol_create(self, name, size, volblocksize=0, compression=None, checksum=None, sync=None):
+        props = ffi.new("cask_vol_props *")
+        # the strings must outlive the call: keep the cdata objects referenced
+        keep = {k: ffi.new("char[]", _b(v)) for k, v in
+                (("compression", compression), ("checksum", checksum), ("sync", sync)) if v}
+        props.volblocksize = volblocksize
+        props.compression = keep.get("compression", ffi.NULL)
+        props.checksum = keep.get("checksum", ffi.NULL)
+        props.sync = keep.get("sync", ffi.NULL)
+        self._check(lib.cask_vol_create(self._c, _b(name), size, props), name)
+
+    def vol_destroy(self, name, recursive=False, dependents=False):
+        flags = (1 if recursive or dependents else 0) | (2 if dependents else 0)
+        self._check(lib.cask_vol_destroy_ex(self._c, _b(name), flags), name)
+
+    def vol_resize(self, name, size, shrink=False):
+        self._check(lib.cask_vol_resize(self._c, _b(name), size, 1 if shrink else 0), name)
+
+    def vol_rename(self, name, new_name):
+        self._check(lib.cask_vol_rename(self._c, _b(name), _b(new_name)), name)
+
+    def vol_get(self, name):
+        v = ffi.new("cask_vol_info *")
+        self._check(lib.cask_vol_get(self._c, _b(name), v), name)
+        return _struct(v, _VOL_FIELDS)
+
+    def vol_set(self, name, props=None, **kw):
+        """Set properties: a dict and/or keywords (compression, checksum, sync)."""
+        for k, val in dict(props or {}, **kw).items():
+            self._check(lib.cask_vol_set(self._c, _b(name), _b(k), _b(str(val))), name)
+
+    def volumes(self, pool=None):
+        pp, n = ffi.new("cask_vol_info **"), ffi.new("size_t *")
+        self._check(lib.cask_vol_list(self._c, _b(pool), pp, n), pool)
+        try:
+            for i in range(n[0]):
+                yield _struct(pp[0][i], _VOL_FIELDS)
+        finally:
+            lib.free(pp[0])
+
+    def vol_clone(self, snapshot, new_name):
+        self._check(lib.cask_vol_clone(self._c, _b(snapshot), _b(new_name)), snapshot)
+
+    def vol_rollback(self, snapshot, destroy_newer=False):
+        self._check(lib.cask_vol_rollback(self._c, _b(snapshot), 1 if destroy_newer else 0), snapshot)
+
+    def vol_promote(self, name):
+        self._check(lib.cask_vol_promote(self._c, _b(name)), name)
+
+    # ---- snapshots ----
+    def snapshot(self, *names):
+        """All the named snapshots (one pool) at one instant, or none."""
+        arr, keep = self._names(names)
+        self._check(lib.cask_snap_create(self._c, arr, len(names)), names[0] if len(names) == 1 else None)
+
+    def snap_destroy(self, *names):
+        arr, keep = self._names(names)
+        self._check(lib.cask_snap_destroy_many(self._c, arr, len(names)),
+                    names[0] if len(names) == 1 else None)
+
+    def snap_rename(self, name, new_name):
+        self._check(lib.cask_snap_rename(self._c, _b(name), _b(new_name)), name)
+
+    def snapshots(self, name=None):
+        pp, n = ffi.new("cask_snap_info **"), ffi.new("size_t *")
+        self._check(lib.cask_snap_list(self._c, _b(name), pp, n), name)
+        try:
+            for i in range(n[0]):
+                yield _struct(pp[0][i], _SNAP_FIELDS)
+        finally:
+            lib.free(pp[0])
+
+    def hold(self, tag, *names):
+        arr, keep = self._names(names)
+        self._check(lib.cask_snap_hold(self._c, _b(tag), arr, len(names)), names[0] if len(names) == 1 else None)
+
+    def release(self, tag, *names):
+        arr, keep = self._names(names)
+        self._check(lib.cask_snap_release(self._c, _b(tag), arr, len(names)),
+                    names[0] if len(names) == 1 else None)
+
+    def holds(self, name=None):
+        pp, n = ffi.new("cask_hold_info **"), ffi.new("size_t *")
+        self._check(lib.cask_snap_holds(self._c, _b(name), pp, n), name)
+        try:
+            for i in range(n[0]):
+                yield {"snapshot": _s(pp[0][i].snapshot), "tag": _s(pp[0][i].tag),
+                       "creation": pp[0][i].creation}
+        finally:
+            lib.free(pp[0])
+
+    # ---- send, receive, diff, jobs ----
+    def send(self, snapshot, stream, base=None, token=None, wait=True):
+        """Write a send stream of snapshot (or what token resumes) to stream (an
+        int fd or a file object). wait=False returns the Job at once."""
+        a = ffi.new("cask_send_args *")
+        keep = [ffi.new("char[]", _b(base)) if base else ffi.NULL,
+                ffi.new("char[]", _b(token)) if token else ffi.NULL]
+        setattr(a, "from", keep[0])
+        a.token = keep[1]
+        a.wait = 0
+        job = ffi.new("uint64_t *")
+        self._check(lib.cask_send(self._c, _b(snapshot) if snapshot else ffi.NULL, a, _fd(stream), job),
+                    snapshot)
+        j = Job(self, job[0])
+        return j.wait() if wait else j
+
+    def recv(self, volume, stream, force=False, wait=True):
+        """Read a send stream from stream into volume; returns the snapshot made
+        (or, with wait=False, the Job)."""
+        job = ffi.new("uint64_t *")
+        self._check(lib.cask_recv(self._c, _b(volume), 1 if force else 0, 0, _fd(stream), job,
+                                  ffi.NULL, 0), volume)
+        j = Job(self, job[0])
+        return j.wait() if wait else j
+
+    def recv_abandon(self, volume):
+        self._check(lib.cask_recv_abandon(self._c, _b(volume)), volume)
+
+    def diff(self, base, target):
+        """(offset, length, "data" | "hole") for what changed from snapshot base to target."""
+        it = ffi.new("cask_diff_iter **")
+        self._check(lib.cask_diff_begin(self._c, _b(base), _b(target), it), base)
+        ext = ffi.new("cask_extent *")
+        try:
+            while True:
+                r = lib.cask_diff_next(it[0], ext)
+                if r == 0:
+                    return
+                self._check(r, target)
+                yield ext.offset, ext.length, "hole" if ext.hole else "data"
+        finally:
+            lib.cask_diff_end(it[0])
+
+    def job(self, job_id):
+        j = Job(self, job_id)
+        j.info()
+        return j
+
+    def jobs(self):
+        pp, n = ffi.new("cask_job_info **"), ffi.new("size_t *")
+        self._check(lib.cask_job_list(self._c, pp, n))
+        try:
+            for i in range(n[0]):
+                yield _struct(pp[0][i], _JOB_FIELDS)
+        finally:
+            lib.free(pp[0])
+
+
+del _errno

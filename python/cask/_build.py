@@ -1,0 +1,137 @@
+#!/usr/bin/python3
+"""Build cask._cask_cffi: cffi in API mode, compiled against include/cask/client.h
+and linked with libcask.so.1 (so a declaration here that disagrees with the
+header fails to compile rather than misbehaving at run time).
+
+    python3 python/cask/_build.py BUILD_DIR      (make does this; the module
+                                                  lands in BUILD_DIR/python/cask)
+"""
+import os
+import shutil
+import sys
+
+import cffi
+
+CDEF = r"""
+typedef struct cask_client cask_client;
+typedef struct { int err; char code[48]; char message[512]; } cask_error_info;
+const cask_error_info *cask_error(void);
+int cask_connect(const char *socket_path, cask_client **out);
+void cask_disconnect(cask_client *c);
+const char *cask_default_socket(void);
+int cask_hello(cask_client *c, char *version, size_t len, int *protocol);
+
+#define CASK_MAX_FEATURES 64
+typedef struct {
+    char server[32]; char version[64]; int protocol; unsigned nfeatures;
+    char features[64][32];
+} cask_capabilities_info;
+int cask_capabilities(cask_client *c, cask_capabilities_info *out);
+int cask_has_feature(const cask_capabilities_info *caps, const char *feature);
+const char *cask_lib_version(void);
+
+typedef struct {
+    char name[64]; char guid[24]; char state[16]; char error[256];
+    uint64_t size, allocated, free; unsigned nvdevs, volumes;
+    uint64_t checksum_errors, io_errors, txg;
+    uint64_t log_size, log_commits, log_blocks, log_bytes, log_fallbacks, log_replayed;
+    char **vdevs; unsigned nvdevs_paths;
+    ...;
+} cask_pool_info;
+typedef struct {
+    char name[320]; char guid[24]; uint64_t size; uint32_t volblocksize;
+    char compression[16], checksum[16], sync[16];
+    uint64_t used, logical, create_txg, creation; uint64_t referenced; uint64_t usedbydataset;
+    unsigned snapshots; uint64_t usedbysnapshots; uint64_t written; char origin[600];
+    uint64_t logicalused; char receive_resume_token[96]; double compressratio; double refcompressratio;
+    ...;
+} cask_vol_info;
+typedef struct {
+    char name[600]; char volume[320]; char guid[24]; uint64_t txg, creation, size;
+    uint64_t referenced; uint64_t logical; uint64_t used; uint64_t logicalused;
+    double refcompressratio; unsigned holds; unsigned clones;
+    ...;
+} cask_snap_info;
+typedef struct { char snapshot[600]; char tag[64]; uint64_t creation; ...; } cask_hold_info;
+typedef struct {
+    uint32_t volblocksize; const char *compression; const char *checksum; const char *sync; ...;
+} cask_vol_props;
+
+int cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size);
+int cask_pool_import(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    const char *dir, char *name_out, size_t name_len);
+int cask_pool_export(cask_client *c, const char *name);
+int cask_pool_destroy(cask_client *c, const char *name);
+int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
+int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+int cask_pool_clear(cask_client *c, const char *name);
+void cask_pool_info_clear(cask_pool_info *p);
+void cask_pool_info_free(cask_pool_info *list, size_t n);
+
+int cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props);
+int cask_vol_destroy(cask_client *c, const char *name);
+int cask_vol_destroy_ex(cask_client *c, const char *name, unsigned flags);
+int cask_vol_promote(cask_client *c, const char *name);
+int cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink);
+int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
+int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
+int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
+int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
+
+int cask_snap_create(cask_client *c, const char *const *names, size_t n);
+int cask_snap_destroy(cask_client *c, const char *name);
+int cask_snap_destroy_many(cask_client *c, const char *const *names, size_t n);
+int cask_snap_rename(cask_client *c, const char *name, const char *new_name);
+int cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n);
+int cask_snap_hold(cask_client *c, const char *tag, const char *const *names, size_t n);
+int cask_snap_release(cask_client *c, const char *tag, const char *const *names, size_t n);
+int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *n);
+int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
+int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
+
+typedef struct { const char *from; const char *token; int wait; ...; } cask_send_args;
+int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
+int cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job,
+    char *snap_out, size_t snap_len);
+int cask_recv_abandon(cask_client *c, const char *vol);
+typedef struct {
+    uint64_t id; char kind[16]; char pool[64]; char target[600]; char state[16];
+    uint64_t done, total; uint64_t elapsed_ms; char result[600];
+    int err; char code[32]; char message[1024];
+    ...;
+} cask_job_info;
+int cask_job_get(cask_client *c, uint64_t id, cask_job_info *out);
+int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *out);
+int cask_job_cancel(cask_client *c, uint64_t id);
+int cask_job_list(cask_client *c, cask_job_info **out, size_t *n);
+typedef struct { uint64_t offset, length; int hole; ...; } cask_extent;
+typedef struct cask_diff_iter cask_diff_iter;
+int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **it);
+int cask_diff_next(cask_diff_iter *it, cask_extent *ext);
+void cask_diff_end(cask_diff_iter *it);
+void free(void *);
+"""
+
+
+def build(build_dir):
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    libdir = os.path.abspath(build_dir)
+    out = os.path.join(libdir, "python", "cask")
+    os.makedirs(out, exist_ok=True)
+    ffi = cffi.FFI()
+    ffi.cdef(CDEF)
+    ffi.set_source("cask._cask_cffi", '#include <stdlib.h>\n#include "cask/client.h"\n',
+                   include_dirs=[os.path.join(top, "include")], library_dirs=[libdir],
+                   libraries=[":libcask.so.1"], extra_link_args=["-Wl,-rpath," + libdir],
+                   extra_compile_args=["-Wall", "-Werror", "-Wno-unused-parameter"])
+    tmp = os.path.join(libdir, "python", "tmp")
+    lib = ffi.compile(tmpdir=tmp, verbose=False)
+    shutil.copy(lib, out)
+    for f in os.listdir(os.path.join(top, "python", "cask")):
+        if f.endswith(".py") and f != "_build.py":
+            shutil.copy(os.path.join(top, "python", "cask", f), out)
+    open(os.path.join(libdir, "python", "cask", ".built"), "w").close()
+
+
+if __name__ == "__main__":
+    build(sys.argv[1] if len(sys.argv) > 1 else "build")
