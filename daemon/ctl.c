@@ -64,6 +64,7 @@ static const char *version_string = "0.1.0";
 typedef struct reqerr {
 	int err;          /* negative errno */
 	const char *code; /* stable code */
+	json_object *items; /* a batch refused: [{name, errno, code, message}] for each refused name */
 } reqerr;
 
 static int
@@ -797,23 +798,68 @@ typedef struct sctx {
 	reqerr *e;
 } sctx;
 
-/* "what: name: why; name: why" from per-name errors, or the engine's message. */
+/*
+ * "what: name: why; name: why" from per-name errors, or the engine's
+ * message; and each refused name with its errno, code and reason in the
+ * response's "errors" array.
+ */
 static int
-per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(*why)(int))
+per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(*why)(int),
+    const char *(*code)(int))
 {
 	char msg[2048];
 	size_t at = (size_t)snprintf(msg, sizeof(msg), "%s:", what);
 	int any = 0;
-	for (size_t i = 0; i < x->n && at < sizeof(msg); i++) {
+	json_object *items = json_object_new_array();
+	for (size_t i = 0; i < x->n; i++) {
 		if (errs[i] == 0)
 			continue;
 		any = 1;
-		at += (size_t)snprintf(msg + at, sizeof(msg) - at, " %s: %s;", x->full[i], why(errs[i]));
+		if (at < sizeof(msg))
+			at += (size_t)snprintf(msg + at, sizeof(msg) - at, " %s: %s;", x->full[i], why(errs[i]));
+		json_object *it = json_object_new_object();
+		json_object_object_add(it, "name", json_object_new_string(x->full[i]));
+		json_object_object_add(it, "errno", json_object_new_int(-errs[i]));
+		json_object_object_add(it, "code", json_object_new_string(code(errs[i])));
+		json_object_object_add(it, "message", json_object_new_string(why(errs[i])));
+		json_object_array_add(items, it);
+	}
+	if (any) {
+		json_object_put(x->e->items);
+		x->e->items = items;
+	} else {
+		json_object_put(items);
 	}
 	if (any && at < sizeof(msg))
 		msg[at - 1] = '\0';
 	err_set(err, "%s", any ? msg : ce_errmsg());
 	return err;
+}
+
+static const char *
+create_code(int e)
+{
+	return e == -ENOENT ? "VOLUME_NOT_FOUND" : e == -EEXIST ? "SNAPSHOT_EXISTS" : e == -EBUSY ? "BUSY" :
+	    "INVALID_ARGUMENT";
+}
+
+static const char *
+hold_code(int e)
+{
+	return e == -ENOENT ? "SNAPSHOT_NOT_FOUND" : e == -EEXIST ? "HOLD_EXISTS" : e == -EBUSY ? "BUSY" :
+	    "INVALID_ARGUMENT";
+}
+
+static const char *
+release_code(int e)
+{
+	return e == -ENOENT ? "HOLD_NOT_FOUND" : e == -EBUSY ? "BUSY" : "INVALID_ARGUMENT";
+}
+
+static const char *
+destroy_code(int e)
+{
+	return e == -ENOENT ? "SNAPSHOT_NOT_FOUND" : e == -EBUSY ? "BUSY" : "INVALID_ARGUMENT";
 }
 
 static const char *
@@ -845,7 +891,7 @@ snap_create_cb(ce_pool *p, void *arg)
 	for (size_t i = 0; err != 0 && i < x->n; i++)
 		any |= errs[i] != 0;
 	if (err != 0)
-		per_name_fail(x, err, errs, "no snapshot taken", create_why);
+		per_name_fail(x, err, errs, "no snapshot taken", create_why, create_code);
 	free(errs);
 	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1)) : 0;
 }
@@ -865,7 +911,7 @@ snap_hold_cb(ce_pool *p, void *arg, int release)
 	}
 	if (err != 0 && any)
 		per_name_fail(x, err, errs, release ? "no hold released" : "no hold placed",
-		    release ? release_why : hold_why);
+		    release ? release_why : hold_why, release ? release_code : hold_code);
 	free(errs);
 	if (err == 0)
 		return 0;
@@ -1014,7 +1060,7 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 	}
 	if (err != 0 && any) {
 		char all[2048];
-		per_name_fail(x, err, errs, "nothing destroyed", destroy_why);
+		per_name_fail(x, err, errs, "nothing destroyed", destroy_why, destroy_code);
 		snprintf(all, sizeof(all), "%s", ce_errmsg());
 		err_set(err, "%s (%s)", all, one); /* and the engine's reason for the first */
 	}
@@ -1638,18 +1684,26 @@ send_frame(int fd, uint32_t id, json_object *payload)
 }
 
 static int
-send_error(int fd, uint32_t id, int err, const char *code, const char *msg)
+send_error_items(int fd, uint32_t id, int err, const char *code, const char *msg, json_object *items)
 {
 	json_object *r = json_object_new_object();
 	json_object *e = json_object_new_object();
 	json_object_object_add(e, "errno", json_object_new_int(-err));
 	json_object_object_add(e, "code", json_object_new_string(code));
 	json_object_object_add(e, "message", json_object_new_string(msg && *msg ? msg : strerror(-err)));
+	if (items != NULL)
+		json_object_object_add(e, "errors", json_object_get(items));
 	json_object_object_add(r, "ok", json_object_new_boolean(0));
 	json_object_object_add(r, "error", e);
 	int rc = send_frame(fd, id, r);
 	json_object_put(r);
 	return rc;
+}
+
+static int
+send_error(int fd, uint32_t id, int err, const char *code, const char *msg)
+{
+	return send_error_items(fd, id, err, code, msg, NULL);
 }
 
 /* One request; 0 to go on, -1 to close. */
@@ -1716,12 +1770,12 @@ serve_one(int fd, uid_t uid)
 		rc = send_error(fd, id, -EOPNOTSUPP, "UNKNOWN_OP", msg);
 	} else {
 		json_object *res = json_object_new_object();
-		reqerr e = { 0, NULL };
+		reqerr e = { 0, NULL, NULL };
 		err_clear();
 		int err = ops[i].fn(args ? args : empty, res, &e);
 		if (err != 0) {
 			log_info("ctl uid %u: %s failed: %s", (unsigned)uid, op, err_get());
-			rc = send_error(fd, id, err, e.code ? e.code : code_for(err, 0), err_get());
+			rc = send_error_items(fd, id, err, e.code ? e.code : code_for(err, 0), err_get(), e.items);
 			json_object_put(res);
 		} else {
 			log_debug("ctl uid %u: %s", (unsigned)uid, op);
@@ -1731,6 +1785,7 @@ serve_one(int fd, uid_t uid)
 			rc = send_frame(fd, id, r);
 			json_object_put(r);
 		}
+		json_object_put(e.items);
 	}
 	json_object_put(empty);
 	json_object_put(req);

@@ -33,6 +33,20 @@ typedef struct cask_error_info {
 /* The last failure on this thread. */
 const cask_error_info *cask_error(void);
 
+/*
+ * After a batch call (cask_snap_create, cask_snap_destroy_many,
+ * cask_snap_hold, cask_snap_release) was refused as a whole: each name it
+ * refused, with its own errno, code and reason (this thread; 0 after any
+ * other failure). The array stays valid until this thread's next call.
+ */
+typedef struct cask_item_error {
+	char name[600];
+	int err;
+	char code[48];
+	char message[256];
+} cask_item_error;
+size_t cask_error_items(const cask_item_error **items);
+
 /* NULL: $CASK_SOCKET, else $XDG_RUNTIME_DIR/cask/caskd.sock, else /run/cask/caskd.sock. */
 int cask_connect(const char *socket_path, cask_client **out);
 void cask_disconnect(cask_client *c);

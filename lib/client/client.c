@@ -38,15 +38,61 @@ struct cask_client {
 
 static __thread cask_error_info last;
 
+/* The refused names of the thread's last failed batch call (freed with the thread). */
+typedef struct items_tls {
+	cask_item_error *v;
+	size_t n;
+} items_tls;
+static pthread_key_t items_key;
+static pthread_once_t items_once = PTHREAD_ONCE_INIT;
+
+static void
+items_free(void *p)
+{
+	items_tls *t = p;
+	free(t->v);
+	free(t);
+}
+
+static void
+items_init(void)
+{
+	pthread_key_create(&items_key, items_free);
+}
+
+static items_tls *
+items_get(void)
+{
+	pthread_once(&items_once, items_init);
+	items_tls *t = pthread_getspecific(items_key);
+	if (t == NULL) {
+		t = calloc(1, sizeof(*t));
+		if (t != NULL)
+			pthread_setspecific(items_key, t);
+	}
+	return t;
+}
+
 const cask_error_info *
 cask_error(void)
 {
 	return &last;
 }
 
+size_t
+cask_error_items(const cask_item_error **items)
+{
+	items_tls *t = items_get();
+	*items = t && t->n ? t->v : NULL;
+	return t ? t->n : 0;
+}
+
 static int
 set_error(int err, const char *code, const char *fmt, ...)
 {
+	items_tls *t = items_get();
+	if (t != NULL)
+		t->n = 0;
 	va_list ap;
 	last.err = err;
 	snprintf(last.code, sizeof(last.code), "%s", code);
@@ -109,6 +155,8 @@ cask_disconnect(cask_client *c)
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
+
+static void get_str(json_object *o, const char *k, char *out, size_t n);
 
 /*
  * Send {"op": op, "args": args} (args consumed), with file descriptor
@@ -178,6 +226,25 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 		rc = set_error(err > 0 ? err : EIO, code, "%s", msg);
 		if (rid == 0)
 			c->broken = 1;
+		/* a batch call: each refused name */
+		json_object *its;
+		items_tls *t = items_get();
+		if (e && t && json_object_object_get_ex(e, "errors", &its) && json_object_is_type(its, json_type_array)) {
+			size_t n = json_object_array_length(its);
+			cask_item_error *iv = realloc(t->v, (n ? n : 1) * sizeof(*iv));
+			if (iv != NULL) {
+				t->v = iv;
+				for (size_t i = 0; i < n; i++) {
+					json_object *it = json_object_array_get_idx(its, i), *x;
+					memset(&iv[i], 0, sizeof(iv[i]));
+					get_str(it, "name", iv[i].name, sizeof(iv[i].name));
+					iv[i].err = json_object_object_get_ex(it, "errno", &x) ? json_object_get_int(x) : EIO;
+					get_str(it, "code", iv[i].code, sizeof(iv[i].code));
+					get_str(it, "message", iv[i].message, sizeof(iv[i].message));
+				}
+				t->n = n;
+			}
+		}
 	}
 	json_object_put(resp);
 out:

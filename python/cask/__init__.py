@@ -234,11 +234,22 @@ class Client:
         except Exception:
             pass
 
-    def _check(self, rc, name=None):
+    def _check(self, rc, name=None, batch=False):
         if rc < 0:
             e = lib.cask_error()
             if isinstance(name, (bytes, bytearray)):
                 name = bytes(name).decode(errors="replace")
+            pp = ffi.new("const cask_item_error **")
+            n = lib.cask_error_items(pp)
+            if n == 1 and not batch:  # one name: its own error
+                it = pp[0][0]
+                raise _error(it.err, _s(it.code), _s(it.name), _s(e.message))
+            if n > 0:  # a batch call refused: every refused name with its own error
+                errors = {}
+                for i in range(n):
+                    it = pp[0][i]
+                    errors[_s(it.name)] = _error(it.err, _s(it.code), _s(it.name), _s(it.message))
+                raise MultipleErrors(e.err, _s(e.code), name, _s(e.message), errors)
             raise _error(e.err, _s(e.code), name, _s(e.message))
         return rc
 
@@ -348,12 +359,13 @@ class Client:
     def snapshot(self, *names):
         """All the named snapshots (one pool) at one instant, or none."""
         arr, keep = self._names(names)
-        self._check(lib.cask_snap_create(self._c, arr, len(names)), names[0] if len(names) == 1 else None)
+        self._check(lib.cask_snap_create(self._c, arr, len(names)), names[0] if len(names) == 1 else None,
+                    len(names) > 1)
 
     def snap_destroy(self, *names):
         arr, keep = self._names(names)
         self._check(lib.cask_snap_destroy_many(self._c, arr, len(names)),
-                    names[0] if len(names) == 1 else None)
+                    names[0] if len(names) == 1 else None, len(names) > 1)
 
     def snap_rename(self, name, new_name):
         self._check(lib.cask_snap_rename(self._c, _b(name), _b(new_name)), name)
@@ -369,12 +381,13 @@ class Client:
 
     def hold(self, tag, *names):
         arr, keep = self._names(names)
-        self._check(lib.cask_snap_hold(self._c, _b(tag), arr, len(names)), names[0] if len(names) == 1 else None)
+        self._check(lib.cask_snap_hold(self._c, _b(tag), arr, len(names)), names[0] if len(names) == 1 else None,
+                    len(names) > 1)
 
     def release(self, tag, *names):
         arr, keep = self._names(names)
         self._check(lib.cask_snap_release(self._c, _b(tag), arr, len(names)),
-                    names[0] if len(names) == 1 else None)
+                    names[0] if len(names) == 1 else None, len(names) > 1)
 
     def holds(self, name=None):
         pp, n = ffi.new("cask_hold_info **"), ffi.new("size_t *")

@@ -16,6 +16,8 @@ CDEF = r"""
 typedef struct cask_client cask_client;
 typedef struct { int err; char code[48]; char message[512]; } cask_error_info;
 const cask_error_info *cask_error(void);
+typedef struct { char name[600]; int err; char code[48]; char message[256]; } cask_item_error;
+size_t cask_error_items(const cask_item_error **items);
 int cask_connect(const char *socket_path, cask_client **out);
 void cask_disconnect(cask_client *c);
 const char *cask_default_socket(void);

@@ -90,9 +90,14 @@ def test_snapshots_holds_clones(client, daemon):
     client.snapshot("tank/s@1", "tank/t@1")             # one instant
     snaps = {s["name"]: s for s in client.snapshots("tank/s")}
     assert "tank/s@1" in snaps and snaps["tank/s@1"]["holds"] == 0
-    with pytest.raises(cask.Error) as e:                 # all or none
-        client.snapshot("tank/s@2", "tank/nope@2")
-    assert "tank/nope@2" in str(e.value)
+    with pytest.raises(cask.MultipleErrors) as e:        # all or none, each refusal named
+        client.snapshot("tank/s@2", "tank/nope@2", "tank/s@1")
+    assert set(e.value.errors) == {"tank/nope@2", "tank/s@1"}
+    assert isinstance(e.value.errors["tank/nope@2"], cask.VolumeNotFound)
+    assert isinstance(e.value.errors["tank/s@1"], cask.SnapshotExists)
+    with pytest.raises(cask.MultipleErrors) as e:
+        client.hold("t", "tank/s@1", "tank/s@nope")
+    assert isinstance(e.value.errors["tank/s@nope"], cask.SnapshotNotFound)
     assert not any(s["name"] == "tank/s@2" for s in client.snapshots())
     client.hold("keep", "tank/s@1", "tank/t@1")
     assert [(h["snapshot"], h["tag"]) for h in client.holds("tank/s@1")] == [("tank/s@1", "keep")]
