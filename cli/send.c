@@ -97,7 +97,7 @@ send_usage(FILE *f)
 int
 cmd_send(int argc, char **argv)
 {
-	cask_send_args a = { NULL, NULL, 0 };
+	cask_send_args a = CASK_SEND_ARGS_INIT;
 	int verbose = 0, ch;
 	static const struct option lo[] = { { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
 	optind = 1;
@@ -185,8 +185,10 @@ cmd_recv(int argc, char **argv)
 		rc = cask_recv_abandon(c, vol) ? cli_fail("recv -A") : 0;
 	} else {
 		uint64_t id;
-		rc = cask_recv(c, vol, force, 0, STDIN_FILENO, &id, NULL, 0) ? cli_fail("recv")
-									  : follow(c, id, "receive", verbose);
+		cask_recv_args ra = CASK_RECV_ARGS_INIT;
+		ra.force = force;
+		rc = cask_recv(c, vol, &ra, STDIN_FILENO, &id, NULL, 0) ? cli_fail("recv")
+								      : follow(c, id, "receive", verbose);
 	}
 	cask_disconnect(c);
 	return rc;

@@ -108,7 +108,7 @@ vol_create(int argc, char **argv)
 {
 	uint64_t size = 0;
 	const char *name = NULL;
-	cask_vol_props pr = { 0, NULL, NULL, NULL };
+	cask_vol_props pr = CASK_VOL_PROPS_INIT;
 	static char bsbuf[32];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];

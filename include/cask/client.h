@@ -108,12 +108,21 @@ typedef struct cask_hold_info {
 	uint64_t creation;     /* when the hold was placed */
 } cask_hold_info;
 
+/*
+ * Option structures begin with their own size: start from the _INIT macro
+ * (or set .size = sizeof), so that a program built against this header
+ * keeps working when later versions add fields at the end. The library
+ * reads what the caller's size covers (defaults for the rest) and refuses
+ * (EINVAL) a larger size whose extra bytes are not zero.
+ */
 typedef struct cask_vol_props {
+	size_t size;             /* sizeof(cask_vol_props) */
 	uint32_t volblocksize;   /* 0: default */
 	const char *compression; /* NULL: default */
 	const char *checksum;    /* NULL: default */
 	const char *sync;        /* NULL: default (standard) */
 } cask_vol_props;
+#define CASK_VOL_PROPS_INIT { sizeof(cask_vol_props), 0, NULL, NULL, NULL }
 
 /* Server identity: version string and protocol version. */
 int cask_hello(cask_client *c, char *version, size_t len, int *protocol);
@@ -204,13 +213,21 @@ int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
  * if this connection closes first.
  */
 typedef struct cask_send_args {
+	size_t size;           /* sizeof(cask_send_args) */
 	const char *from;      /* incremental base: POOL/VOL@SNAP or @SNAP; NULL: full */
 	const char *token;     /* resume a partial receive (snap NULL) */
 	int wait;
 } cask_send_args;
+#define CASK_SEND_ARGS_INIT { sizeof(cask_send_args), NULL, NULL, 0 }
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
-/* Into POOL/VOL (a full stream creates it); force: roll a changed target back first. */
-int cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job,
+typedef struct cask_recv_args {
+	size_t size;           /* sizeof(cask_recv_args) */
+	int force;             /* roll a changed target back to the base first */
+	int wait;
+} cask_recv_args;
+#define CASK_RECV_ARGS_INIT { sizeof(cask_recv_args), 0, 0 }
+/* Into POOL/VOL (a full stream creates it); snap_out gets the snapshot made (with wait). */
+int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);
 int cask_recv_abandon(cask_client *c, const char *vol);
 

@@ -489,9 +489,36 @@ cask_pool_info_free(cask_pool_info *list, size_t n)
 	free(list);
 }
 
-int
-cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *props)
+/*
+ * The caller's option structure, of its own declared size, as this
+ * library's version of it (out, known bytes): fields it does not cover
+ * are zero. NULL in: all zero.
+ */
+static int
+opts_take(const void *in, size_t known, void *out, const char *what)
 {
+	memset(out, 0, known);
+	if (in == NULL)
+		return 0;
+	size_t size;
+	memcpy(&size, in, sizeof(size));
+	if (size < sizeof(size_t))
+		return set_error(EINVAL, "INVALID_ARGUMENT", "%s: its size field is not set (use %s_INIT)",
+		    what, what);
+	for (size_t i = known; i < size; i++)
+		if (((const uint8_t *)in)[i] != 0)
+			return set_error(EINVAL, "INVALID_ARGUMENT", "%s: %zu bytes, of which this libcask "
+			    "knows %zu; the rest must be zero", what, size, known);
+	memcpy(out, in, size < known ? size : known);
+	return 0;
+}
+
+int
+cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_props *given)
+{
+	cask_vol_props pr, *props = given ? &pr : NULL;
+	if (opts_take(given, sizeof(pr), &pr, "cask_vol_props") != 0)
+		return -EINVAL;
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(name));
 	json_object_object_add(a, "size", json_object_new_uint64(size));
@@ -808,8 +835,11 @@ start(cask_client *c, const char *op, json_object *a, int fd, int wait, uint64_t
 }
 
 int
-cask_send(cask_client *c, const char *snap, const cask_send_args *sa, int fd, uint64_t *job)
+cask_send(cask_client *c, const char *snap, const cask_send_args *given, int fd, uint64_t *job)
 {
+	cask_send_args sargs, *sa = &sargs;
+	if (opts_take(given, sizeof(sargs), &sargs, "cask_send_args") != 0)
+		return -EINVAL;
 	json_object *a = json_object_new_object();
 	if (snap != NULL)
 		json_object_object_add(a, "name", json_object_new_string(snap));
@@ -821,13 +851,16 @@ cask_send(cask_client *c, const char *snap, const cask_send_args *sa, int fd, ui
 }
 
 int
-cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job, char *snap_out,
-    size_t snap_len)
+cask_recv(cask_client *c, const char *vol, const cask_recv_args *given, int fd, uint64_t *job,
+    char *snap_out, size_t snap_len)
 {
+	cask_recv_args ra;
+	if (opts_take(given, sizeof(ra), &ra, "cask_recv_args") != 0)
+		return -EINVAL;
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(vol));
-	json_object_object_add(a, "force", json_object_new_boolean(force != 0));
-	return start(c, "vol.recv", a, fd, wait, job, snap_out, snap_len);
+	json_object_object_add(a, "force", json_object_new_boolean(ra.force != 0));
+	return start(c, "vol.recv", a, fd, ra.wait, job, snap_out, snap_len);
 }
 
 int cask_recv_abandon(cask_client *c, const char *vol) { return name_op(c, "vol.recv_abandon", vol); }

@@ -308,6 +308,7 @@ class Client:
     # ---- volumes ----
     def vol_create(self, name, size, volblocksize=0, compression=None, checksum=None, sync=None):
         props = ffi.new("cask_vol_props *")
+        props.size = ffi.sizeof("cask_vol_props")
         # the strings must outlive the call: keep the cdata objects referenced
         keep = {k: ffi.new("char[]", _b(v)) for k, v in
                 (("compression", compression), ("checksum", checksum), ("sync", sync)) if v}
@@ -404,6 +405,7 @@ class Client:
         """Write a send stream of snapshot (or what token resumes) to stream (an
         int fd or a file object). wait=False returns the Job at once."""
         a = ffi.new("cask_send_args *")
+        a.size = ffi.sizeof("cask_send_args")
         keep = [ffi.new("char[]", _b(base)) if base else ffi.NULL,
                 ffi.new("char[]", _b(token)) if token else ffi.NULL]
         setattr(a, "from", keep[0])
@@ -419,8 +421,10 @@ class Client:
         """Read a send stream from stream into volume; returns the snapshot made
         (or, with wait=False, the Job)."""
         job = ffi.new("uint64_t *")
-        self._check(lib.cask_recv(self._c, _b(volume), 1 if force else 0, 0, _fd(stream), job,
-                                  ffi.NULL, 0), volume)
+        ra = ffi.new("cask_recv_args *")
+        ra.size = ffi.sizeof("cask_recv_args")
+        ra.force = 1 if force else 0
+        self._check(lib.cask_recv(self._c, _b(volume), ra, _fd(stream), job, ffi.NULL, 0), volume)
         j = Job(self, job[0])
         return j.wait() if wait else j
 

@@ -56,7 +56,7 @@ typedef struct {
 } cask_snap_info;
 typedef struct { char snapshot[600]; char tag[64]; uint64_t creation; ...; } cask_hold_info;
 typedef struct {
-    uint32_t volblocksize; const char *compression; const char *checksum; const char *sync; ...;
+    size_t size; uint32_t volblocksize; const char *compression; const char *checksum; const char *sync; ...;
 } cask_vol_props;
 
 int cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size);
@@ -91,9 +91,10 @@ int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
 int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
 
-typedef struct { const char *from; const char *token; int wait; ...; } cask_send_args;
+typedef struct { size_t size; const char *from; const char *token; int wait; ...; } cask_send_args;
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
-int cask_recv(cask_client *c, const char *vol, int force, int wait, int fd, uint64_t *job,
+typedef struct { size_t size; int force; int wait; ...; } cask_recv_args;
+int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);
 int cask_recv_abandon(cask_client *c, const char *vol);
 typedef struct {

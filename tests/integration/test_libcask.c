@@ -55,7 +55,7 @@ worker(void *arg)
 	char name[64];
 	for (int i = 0; i < 20; i++) {
 		snprintf(name, sizeof(name), "tank/t%d-%d", id, i);
-		cask_vol_props pr = { 0, i % 2 ? "zstd" : "off", NULL, i % 4 == 0 ? "always" : NULL };
+		cask_vol_props pr = { sizeof(pr), 0, i % 2 ? "zstd" : "off", NULL, i % 4 == 0 ? "always" : NULL };
 		COK(cask_vol_create(c, name, (uint64_t)(i + 1) << 20, &pr));
 		cask_vol_info vi;
 		COK(cask_vol_get(c, name, &vi));
@@ -134,13 +134,32 @@ main(int argc, char **argv)
 	CHECK_CODE(cask_vol_create(c, "tank/v", 0, NULL), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_create(c, "nopool/v", 1 << 20, NULL), ENOENT, "POOL_NOT_FOUND");
 	CHECK_CODE(cask_vol_create(c, "noslash", 1 << 20, NULL), EINVAL, "INVALID_ARGUMENT");
-	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, "gzip", NULL, NULL }), EINVAL,
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ sizeof(cask_vol_props), 0, "gzip", NULL, NULL }), EINVAL,
 	    "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_get(c, "tank/none", &(cask_vol_info){ 0 }), ENOENT, "VOLUME_NOT_FOUND");
 	CHECK_CODE(cask_vol_destroy(c, "tank/none"), ENOENT, "VOLUME_NOT_FOUND");
 	CHECK_CODE(cask_vol_set(c, "tank/none", "compression", "off"), ENOENT, "VOLUME_NOT_FOUND");
-	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, NULL, NULL, "sometimes" }), EINVAL,
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ sizeof(cask_vol_props), 0, NULL, NULL, "sometimes" }), EINVAL,
 	    "INVALID_ARGUMENT");
+	/* option structures carry their size: unset is refused, a newer one's zero tail accepted */
+	CHECK_CODE(cask_vol_create(c, "tank/v", 1 << 20, &(cask_vol_props){ 0, 0, NULL, NULL, NULL }), EINVAL,
+	    "INVALID_ARGUMENT");
+	CHECK(strstr(cask_error()->message, "size") != NULL);
+	struct {
+		cask_vol_props p;
+		uint64_t later_field;
+	} newer = { { sizeof(newer), 0, "lz4", NULL, NULL }, 0 };
+	CHECK(cask_vol_create(c, "tank/newer", 1 << 20, &newer.p) == 0);
+	newer.later_field = 1;
+	CHECK_CODE(cask_vol_create(c, "tank/newer2", 1 << 20, &newer.p), EINVAL, "INVALID_ARGUMENT");
+	struct {
+		size_t size;
+		uint32_t volblocksize;
+	} older = { sizeof(older), 8192 };   /* an older caller: the fields it has, defaults after */
+	CHECK(cask_vol_create(c, "tank/older", 1 << 20, (const cask_vol_props *)(const void *)&older) == 0);
+	cask_vol_info ovi;
+	CHECK(cask_vol_get(c, "tank/older", &ovi) == 0 && ovi.volblocksize == 8192);
+	CHECK(cask_vol_destroy(c, "tank/newer") == 0 && cask_vol_destroy(c, "tank/older") == 0);
 
 	/* sixteen threads: eight share the handle, eight have their own */
 	shared = c;
