@@ -30,7 +30,9 @@ vol_usage(FILE *f)
 	    "                                      refcompressratio; used = usedbydataset +\n"
 	    "                                      usedbysnapshots; see cask(8) for each)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
-	    "  set PROP=VALUE POOL/VOL             compression or checksum (new writes), or sync\n"
+	    "  set PROP=VALUE... POOL/VOL          compression or checksum (new writes), or sync;\n"
+	    "                                      several at once change together, or none does\n"
+	    "  inherit PROP POOL/VOL               PROP back to its default (source: default)\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
 	    "  rename POOL/VOL POOL/NEW            rename within the pool (its snapshots follow)\n"
@@ -194,7 +196,7 @@ static int
 vol_get(int argc, char **argv)
 {
 	static const col get_cols[] = { { "name", "NAME", COL_STR }, { "property", "PROPERTY", COL_STR },
-		{ "value", "VALUE", COL_STR } };
+		{ "value", "VALUE", COL_STR }, { "source", "SOURCE", COL_STR } };
 	out_opts o = { 0 };
 	int ch;
 	optind = 1;
@@ -219,14 +221,18 @@ vol_get(int argc, char **argv)
 		rc = cli_fail("vol get");
 	} else {
 		char **row = vol_row(&v);
-		table t = { get_cols, 3, NULL, 0 };
+		table t = { get_cols, 4, NULL, 0 };
 		char buf[32];
 		for (size_t i = 1; i < ARRAY_SIZE(vol_cols); i++) {
 			if (!all && strcmp(vol_cols[i].name, prop) != 0)
 				continue;
-			char **r = xcalloc(3, sizeof(char *));
+			char **r = xcalloc(4, sizeof(char *));
 			r[0] = xstrdup(v.name);
 			r[1] = xstrdup(vol_cols[i].name);
+			const char *src = strcmp(vol_cols[i].name, "compression") == 0 ? v.compression_source :
+			    strcmp(vol_cols[i].name, "checksum") == 0 ? v.checksum_source :
+			    strcmp(vol_cols[i].name, "sync") == 0 ? v.sync_source : "-";
+			r[3] = xstrdup(src[0] ? src : "-");
 			/* the value column is a string: format sizes here unless -p or -j */
 			if (vol_cols[i].kind == COL_SIZE && !o.parsable && !o.json)
 				r[2] = xstrdup(util_fmt_size(strtoull(row[i], NULL, 10), buf, sizeof(buf)));
@@ -237,7 +243,7 @@ vol_get(int argc, char **argv)
 		for (size_t i = 0; i < ARRAY_SIZE(vol_cols); i++)
 			free(row[i]);
 		free(row);
-		rc = table_print(&t, &o, "name,property,value");
+		rc = table_print(&t, &o, "name,property,value,source");
 		table_free(&t);
 	}
 	cask_disconnect(c);
@@ -245,18 +251,40 @@ vol_get(int argc, char **argv)
 }
 
 static int
-vol_set(int argc, char **argv)
+vol_inherit(int argc, char **argv)
 {
-	if (argc != 3)
-		return usage_error("vol set needs PROP=VALUE and POOL/VOL");
-	char *eq = strchr(argv[1], '=');
-	if (eq == NULL || eq == argv[1])
-		return usage_error("vol set needs PROP=VALUE, got '%s'", argv[1]);
-	*eq = '\0';
+	if (argc != 3 || strchr(argv[2], '/') == NULL)
+		return usage_error("vol inherit needs PROP and POOL/VOL");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_vol_set(c, argv[2], argv[1], eq + 1) ? cli_fail("vol set") : 0;
+	int rc = cask_vol_inherit(c, argv[2], argv[1]) ? cli_fail("vol inherit") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_set(int argc, char **argv)
+{
+	if (argc < 3 || argc > 10)
+		return usage_error("vol set needs PROP=VALUE (up to 8) and POOL/VOL");
+	const char *props[8], *values[8];
+	int n = argc - 2;
+	for (int i = 0; i < n; i++) {
+		char *eq = strchr(argv[i + 1], '=');
+		if (eq == NULL || eq == argv[i + 1])
+			return usage_error("vol set needs PROP=VALUE, got '%s'", argv[i + 1]);
+		*eq = '\0';
+		props[i] = argv[i + 1];
+		values[i] = eq + 1;
+	}
+	const char *vol = argv[argc - 1];
+	if (strchr(vol, '/') == NULL || strchr(vol, '=') != NULL)
+		return usage_error("vol set needs POOL/VOL last, got '%s'", vol);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_vol_set_many(c, vol, props, values, (size_t)n) ? cli_fail("vol set") : 0;
 	cask_disconnect(c);
 	return rc;
 }
@@ -403,5 +431,7 @@ cmd_vol(int argc, char **argv)
 		return vol_promote(argc, argv);
 	if (strcmp(sub, "diff") == 0)
 		return cmd_vol_diff(argc, argv);
+	if (strcmp(sub, "inherit") == 0)
+		return vol_inherit(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);
 }

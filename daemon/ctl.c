@@ -484,6 +484,14 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "compression", json_object_new_string(ce_compress_name(vi->compress)));
 	json_object_object_add(o, "checksum", json_object_new_string(ce_checksum_name(vi->checksum)));
 	json_object_object_add(o, "sync", json_object_new_string(ce_sync_name(vi->sync)));
+	json_object *src = json_object_new_object();
+	json_object_object_add(src, "compression", json_object_new_string(vi->local_props & CE_PROP_COMPRESSION ?
+	    "local" : "default"));
+	json_object_object_add(src, "checksum", json_object_new_string(vi->local_props & CE_PROP_CHECKSUM ?
+	    "local" : "default"));
+	json_object_object_add(src, "sync", json_object_new_string(vi->local_props & CE_PROP_SYNC ? "local" :
+	    "default"));
+	json_object_object_add(o, "sources", src);
 	json_object_object_add(o, "used", json_object_new_uint64(vi->used));
 	json_object_object_add(o, "referenced", json_object_new_uint64(vi->referenced));
 	json_object_object_add(o, "usedbydataset", json_object_new_uint64(vi->usedbydataset));
@@ -650,11 +658,42 @@ static int
 vol_set_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
+	json_object *props;
+	if (json_object_object_get_ex(x->args, "props", &props)) {
+		/* several at once: all or none */
+		if (!json_object_is_type(props, json_type_object) || json_object_object_length(props) == 0 ||
+		    json_object_object_length(props) > 8)
+			return fail(x->e, err_set(-EINVAL, "'props' must be an object of 1 to 8 properties"),
+			    "BAD_REQUEST");
+		const char *ks[8], *vs[8];
+		size_t n = 0;
+		json_object_object_foreach(props, k, v) {
+			if (!json_object_is_type(v, json_type_string))
+				return fail(x->e, err_set(-EINVAL, "property '%s': the value must be a string", k),
+				    "BAD_REQUEST");
+			ks[n] = k;
+			vs[n++] = json_object_get_string(v);
+		}
+		int err = ce_vol_set_many(p, x->vol, ks, vs, n);
+		return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	}
 	const char *prop = arg_str(x->args, "prop", 1, x->e);
 	const char *value = prop ? arg_str(x->args, "value", 1, x->e) : NULL;
 	if (value == NULL)
 		return x->e->err;
 	int err = ce_vol_set(p, x->vol, prop, value);
+	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+}
+
+/* vol.inherit {"name", "prop"}: back to the default */
+static int
+vol_inherit_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	const char *prop = arg_str(x->args, "prop", 1, x->e);
+	if (prop == NULL)
+		return x->e->err;
+	int err = ce_vol_inherit(p, x->vol, prop);
 	return err ? fail(x->e, err, code_for(err, 1)) : 0;
 }
 
@@ -680,6 +719,7 @@ static int op_vol_resize(json_object *a, json_object *r, reqerr *e) { return wit
 static int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rename_cb); }
 static int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }
 static int op_vol_set(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_set_cb); }
+static int op_vol_inherit(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_inherit_cb); }
 
 /* A listing: what each pool's callback appends to. */
 typedef struct sl {
@@ -1621,7 +1661,7 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
 		"snapshots", "holds", "vol.promote", "vol.destroy.recursive", "send", "recv", "recv.resume",
-		"vol.diff", "jobs" };
+		"vol.diff", "jobs", "vol.set.many", "vol.inherit", "property.source" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
@@ -1666,6 +1706,7 @@ static const struct {
 	{ "vol.list", op_vol_list },
 	{ "vol.get", op_vol_get },
 	{ "vol.set", op_vol_set },
+	{ "vol.inherit", op_vol_inherit },
 };
 
 /* ---- framing ---- */

@@ -86,6 +86,8 @@ typedef struct cask_vol_info {
 	char receive_resume_token[96]; /* a partial receive: what `cask send -t` continues; else "" */
 	double compressratio;        /* logicalused / used */
 	double refcompressratio;     /* logical / referenced */
+	/* where each settable property's value comes from: "local" (set) or "default" */
+	char compression_source[8], checksum_source[8], sync_source[8];
 } cask_vol_info;
 
 typedef struct cask_snap_info {
@@ -182,6 +184,11 @@ int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
 int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
 int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
+/* Several properties at once (1-8): all are checked first, then all change together, or none. */
+int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
+    const char *const *values, size_t n);
+/* A property back to its default (its source becomes "default"). */
+int cask_vol_inherit(cask_client *c, const char *name, const char *prop);
 
 /* Snapshots. create: all the names (one pool) at one instant, or none (the
    message names each bad one). list: name NULL (all), "POOL" or "POOL/VOL". */

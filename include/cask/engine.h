@@ -179,6 +179,7 @@ typedef struct ce_vol_info {
 	uint64_t written;         /* bytes written since its newest snapshot (all, without one) */
 	char origin[256];         /* a clone: the snapshot it was cloned from; else "" */
 	char receive_resume_token[96]; /* a partial receive: where `send -t` continues; else "" */
+	unsigned local_props;     /* CE_PROP_* set explicitly (source "local"; else "default") */
 } ce_vol_info;
 
 /*
@@ -309,6 +310,13 @@ int ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags);
 /* Properties by name: "compression" (off|lz4|zstd), "checksum" (xxh128|sha256),
  * "sync" (standard|always|disabled). */
 int ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value);
+/* Several properties at once: every value is checked first, then all change in one txg. */
+int ce_vol_set_many(ce_pool *p, const char *name, const char *const *props, const char *const *values,
+    size_t n);
+/* Back to the default value (the property's source becomes "default"). */
+int ce_vol_inherit(ce_pool *p, const char *name, const char *prop);
+/* ce_vol_info.local_props: which properties were set rather than left at their default */
+enum { CE_PROP_COMPRESSION = 1, CE_PROP_CHECKSUM = 2, CE_PROP_SYNC = 4 };
 int ce_vol_info_get(ce_pool *p, const char *name, ce_vol_info *out);
 /* All volumes, sorted by name, in a new array the caller frees. */
 int ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count);

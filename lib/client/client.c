@@ -569,6 +569,27 @@ cask_vol_set(cask_client *c, const char *name, const char *prop, const char *val
 	return call_void(c, "vol.set", a);
 }
 
+int
+cask_vol_set_many(cask_client *c, const char *name, const char *const *props, const char *const *values,
+    size_t n)
+{
+	json_object *a = json_object_new_object(), *p = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	for (size_t i = 0; i < n; i++)
+		json_object_object_add(p, props[i], json_object_new_string(values[i]));
+	json_object_object_add(a, "props", p);
+	return call_void(c, "vol.set", a);
+}
+
+int
+cask_vol_inherit(cask_client *c, const char *name, const char *prop)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "prop", json_object_new_string(prop));
+	return call_void(c, "vol.inherit", a);
+}
+
 static void
 vol_from(json_object *o, cask_vol_info *v)
 {
@@ -591,6 +612,12 @@ vol_from(json_object *o, cask_vol_info *v)
 	v->written = get_u64(o, "written");
 	get_str(o, "origin", v->origin, sizeof(v->origin));
 	v->logicalused = get_u64(o, "logicalused");
+	json_object *src;
+	if (json_object_object_get_ex(o, "sources", &src)) {
+		get_str(src, "compression", v->compression_source, sizeof(v->compression_source));
+		get_str(src, "checksum", v->checksum_source, sizeof(v->checksum_source));
+		get_str(src, "sync", v->sync_source, sizeof(v->sync_source));
+	}
 	get_str(o, "receive_resume_token", v->receive_resume_token, sizeof(v->receive_resume_token));
 	v->compressratio = get_double(o, "compressratio");
 	v->refcompressratio = get_double(o, "refcompressratio");

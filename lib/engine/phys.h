@@ -149,6 +149,8 @@ _Static_assert(sizeof(mos_header_phys) <= CE_MOS_DS_OFF, "mos header fits");
 
 enum { DS_TYPE_VOLUME = 1, DS_TYPE_SNAPSHOT = 2 };
 #define DS_FLAG_SYNC_MASK 3u /* ds_flags bits 0-1: the sync property (CE_SYNC_*) */
+#define DS_FLAG_LOCAL_SHIFT 2 /* format 5: bits 2-4, which properties were set (CE_PROP_*) */
+#define DS_FLAG_LOCAL_MASK (7u << DS_FLAG_LOCAL_SHIFT)
 
 typedef struct ds_phys {
 	uint64_t ds_guid;

@@ -204,6 +204,10 @@ txg_sync_one(ce_pool *p, uint64_t t)
 			pthread_mutex_lock(&v->lock);
 			vol_record(v, &ds);
 			pthread_mutex_unlock(&v->lock);
+			if ((ds.ds_flags & DS_FLAG_LOCAL_MASK) && mos_hdr(p)->mh_version < 5) {
+				mos_hdr(p)->mh_version = 5; /* older software would call the record damaged */
+				mos_mark_dirty(p, 0, CE_META_BLOCK);
+			}
 			mos_ds_put(p, v->slot, &ds);
 			if (snap_changed)
 				v->rec_txg = 0;

@@ -140,6 +140,7 @@ vol_capture(volume *v, uint64_t t)
 	v->snap.compress = v->compress;
 	v->snap.checksum = v->checksum;
 	v->snap.sync = v->sync;
+	v->snap.local_props = v->local_props;
 	v->snap.want_levels = v->want_levels;
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 	v->rcap.receiving = v->receiving;
@@ -152,7 +153,8 @@ vol_record(const volume *v, ds_phys *ds)
 	memset(ds, 0, sizeof(*ds));
 	ds->ds_guid = v->guid;
 	ds->ds_type = v->is_snap ? DS_TYPE_SNAPSHOT : DS_TYPE_VOLUME;
-	ds->ds_flags = (uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK;
+	ds->ds_flags = ((uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK) |
+	    (v->is_snap ? 0 : (v->snap.local_props << DS_FLAG_LOCAL_SHIFT) & DS_FLAG_LOCAL_MASK);
 	ds->ds_size = v->snap.size;
 	ds->ds_volblocksize = v->bs;
 	ds->ds_levels = v->tree.levels;
@@ -201,7 +203,7 @@ ds_valid(const ds_phys *dsp)
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
 		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
-		    (ds.ds_flags & ~DS_FLAG_SYNC_MASK) != 0 || (ds.ds_flags & DS_FLAG_SYNC_MASK) > CE_SYNC_DISABLED ||
+		    (ds.ds_flags & ~(DS_FLAG_SYNC_MASK | DS_FLAG_LOCAL_MASK)) != 0 || (ds.ds_flags & DS_FLAG_SYNC_MASK) > CE_SYNC_DISABLED ||
 		    memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL || !name_valid(ds.ds_name) ||
 		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7));
 }
@@ -217,6 +219,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 		v->compress = ds.ds_compress;
 		v->checksum = ds.ds_checksum;
 		v->sync = (int)(ds.ds_flags & DS_FLAG_SYNC_MASK);
+		v->local_props = (ds.ds_flags & DS_FLAG_LOCAL_MASK) >> DS_FLAG_LOCAL_SHIFT;
 		v->create_txg = ds.ds_create_txg;
 		v->ctime = ds.ds_ctime;
 		v->used = (int64_t)ds.ds_used;
@@ -242,6 +245,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->snap.compress = v->compress;
 	v->snap.checksum = v->checksum;
 	v->snap.sync = v->sync;
+	v->snap.local_props = v->local_props;
 	v->snap.want_levels = v->want_levels;
 }
 
@@ -1301,6 +1305,9 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 	v->size = size;
 	v->bs = bs;
 	v->compress = comp;
+	/* what the caller chose, rather than took as the default, is "local" */
+	v->local_props = (pr.compress >= 0 ? CE_PROP_COMPRESSION : 0) | (pr.checksum ? CE_PROP_CHECKSUM : 0) |
+	    (pr.sync != CE_SYNC_STANDARD ? CE_PROP_SYNC : 0);
 	v->checksum = ck;
 	v->sync = pr.sync;
 	v->create_txg = p->open_txg;
@@ -1455,26 +1462,79 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	return err;
 }
 
+/* Which property name is it (CE_PROP_*), or 0 with the error set. */
+static unsigned
+prop_of(const char *prop)
+{
+	if (prop == NULL) {
+		err_set(-EINVAL, "set: a property name is required");
+		return 0;
+	}
+	if (strcmp(prop, "compression") == 0 || strcmp(prop, "compress") == 0)
+		return CE_PROP_COMPRESSION;
+	if (strcmp(prop, "checksum") == 0)
+		return CE_PROP_CHECKSUM;
+	if (strcmp(prop, "sync") == 0)
+		return CE_PROP_SYNC;
+	if (strcmp(prop, "volblocksize") == 0)
+		err_set(-EINVAL, "volblocksize is fixed when a volume is created");
+	else if (strcmp(prop, "volsize") == 0 || strcmp(prop, "size") == 0)
+		err_set(-EINVAL, "use resize to change the size of a volume");
+	else
+		err_set(-EINVAL, "unknown or read-only property '%s'", prop);
+	return 0;
+}
+
+static int
+prop_parse(unsigned which, const char *value, int *val)
+{
+	if (value == NULL)
+		return err_set(-EINVAL, "set: a value is required");
+	return which == CE_PROP_COMPRESSION ? parse_compress(value, val) :
+	    which == CE_PROP_CHECKSUM ? parse_checksum(value, val) : parse_sync(value, val);
+}
+
+/* Set (or with value NULL, reset to the default) one property of v (management lock held). */
+static void
+prop_apply(volume *v, unsigned which, int val, int local)
+{
+	if (which == CE_PROP_COMPRESSION)
+		v->compress = local ? val : CE_COMPRESS_LZ4;
+	else if (which == CE_PROP_CHECKSUM)
+		v->checksum = local ? val : CE_CHECKSUM_XXH128;
+	else
+		v->sync = local ? val : CE_SYNC_STANDARD;
+	if (local)
+		v->local_props |= which;
+	else
+		v->local_props &= ~which;
+}
+
 int
 ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
 {
-	int val = 0, err;
-	if (prop == NULL || value == NULL)
-		return err_set(-EINVAL, "set: property and value are required");
-	if (strcmp(prop, "compression") == 0 || strcmp(prop, "compress") == 0)
-		err = parse_compress(value, &val);
-	else if (strcmp(prop, "checksum") == 0)
-		err = parse_checksum(value, &val);
-	else if (strcmp(prop, "sync") == 0)
-		err = parse_sync(value, &val);
-	else if (strcmp(prop, "volblocksize") == 0)
-		return err_set(-EINVAL, "volblocksize is fixed when a volume is created");
-	else if (strcmp(prop, "volsize") == 0 || strcmp(prop, "size") == 0)
-		return err_set(-EINVAL, "use resize to change the size of a volume");
-	else
-		return err_set(-EINVAL, "unknown or read-only property '%s'", prop);
-	if (err != 0)
-		return err;
+	return ce_vol_set_many(p, name, &prop, &value, 1);
+}
+
+int
+ce_vol_set_many(ce_pool *p, const char *name, const char *const *props, const char *const *values,
+    size_t n)
+{
+	err_clear();
+	unsigned which[8];
+	int vals[8], err;
+	if (n == 0 || n > 8)
+		return err_set(-EINVAL, "set: 1 to 8 properties at once");
+	/* every value checked before anything changes: all or none */
+	for (size_t i = 0; i < n; i++) {
+		if ((which[i] = prop_of(props[i])) == 0)
+			return -EINVAL;
+		if ((err = prop_parse(which[i], values[i], &vals[i])) != 0)
+			return err;
+		for (size_t k = 0; k < i; k++)
+			if (which[k] == which[i])
+				return err_set(-EINVAL, "set: property '%s' given twice", props[i]);
+	}
 	if ((err = mgmt_begin(p)) != 0)
 		return err;
 	volume *v = find_head(p, name, &err);
@@ -1482,12 +1542,27 @@ ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
 		mgmt_abort(p);
 		return err;
 	}
-	if (strcmp(prop, "sync") == 0)
-		v->sync = val;
-	else if (prop[1] == 'o')
-		v->compress = val;
-	else
-		v->checksum = val;
+	for (size_t i = 0; i < n; i++)
+		prop_apply(v, which[i], vals[i], 1);
+	return mgmt_commit(p);
+}
+
+int
+ce_vol_inherit(ce_pool *p, const char *name, const char *prop)
+{
+	err_clear();
+	unsigned which = prop_of(prop);
+	if (which == 0)
+		return -EINVAL;
+	int err = mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_head(p, name, &err);
+	if (v == NULL) {
+		mgmt_abort(p);
+		return err;
+	}
+	prop_apply(v, which, 0, 0);
 	return mgmt_commit(p);
 }
 
@@ -1504,6 +1579,7 @@ fill_info(volume *v, ce_vol_info *out)
 	out->compress = v->compress;
 	out->checksum = v->checksum;
 	out->sync = v->sync;
+	out->local_props = v->local_props;
 	out->referenced = (uint64_t)v->used;
 	out->used = (uint64_t)v->used; /* a snapshot: see ce_snap_info.used */
 	out->logical = (uint64_t)v->logical;

@@ -29,6 +29,7 @@ struct volume {
 	int compress;
 	int checksum;
 	int sync;              /* CE_SYNC_* */
+	unsigned local_props;  /* CE_PROP_* set explicitly (the rest are defaults) */
 	uint64_t create_txg, ctime;
 	cowtree tree;          /* committed (installed) tree */
 	uint8_t want_levels;   /* levels the current size needs */
@@ -56,6 +57,7 @@ struct volume {
 		char name[CE_NAME_MAX + 1];
 		uint64_t size;
 		int compress, checksum, sync;
+		unsigned local_props;
 		uint8_t want_levels;
 		int doomed;            /* destroyed in or before that txg */
 	} snap;

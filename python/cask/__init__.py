@@ -331,12 +331,22 @@ class Client:
     def vol_get(self, name):
         v = ffi.new("cask_vol_info *")
         self._check(lib.cask_vol_get(self._c, _b(name), v), name)
-        return _struct(v, _VOL_FIELDS)
+        d = _struct(v, _VOL_FIELDS)
+        d["sources"] = {"compression": _s(v.compression_source), "checksum": _s(v.checksum_source),
+                        "sync": _s(v.sync_source)}
+        return d
 
     def vol_set(self, name, props=None, **kw):
-        """Set properties: a dict and/or keywords (compression, checksum, sync)."""
-        for k, val in dict(props or {}, **kw).items():
-            self._check(lib.cask_vol_set(self._c, _b(name), _b(k), _b(str(val))), name)
+        """Set properties, a dict and/or keywords (compression, checksum, sync):
+        all of them together, or none."""
+        items = list(dict(props or {}, **kw).items())
+        karr, kk = self._names([k for k, _ in items])
+        varr, vk = self._names([str(v) for _, v in items])
+        self._check(lib.cask_vol_set_many(self._c, _b(name), karr, varr, len(items)), name)
+
+    def vol_inherit(self, name, prop):
+        """prop back to its default (source "default")."""
+        self._check(lib.cask_vol_inherit(self._c, _b(name), _b(prop)), name)
 
     def volumes(self, pool=None):
         pp, n = ffi.new("cask_vol_info **"), ffi.new("size_t *")

@@ -46,6 +46,7 @@ typedef struct {
     uint64_t used, logical, create_txg, creation; uint64_t referenced; uint64_t usedbydataset;
     unsigned snapshots; uint64_t usedbysnapshots; uint64_t written; char origin[600];
     uint64_t logicalused; char receive_resume_token[96]; double compressratio; double refcompressratio;
+    char compression_source[8], checksum_source[8], sync_source[8];
     ...;
 } cask_vol_info;
 typedef struct {
@@ -79,6 +80,9 @@ int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
 int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
 int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
+int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
+    const char *const *values, size_t n);
+int cask_vol_inherit(cask_client *c, const char *name, const char *prop);
 
 int cask_snap_create(cask_client *c, const char *const *names, size_t n);
 int cask_snap_destroy(cask_client *c, const char *name);

@@ -45,9 +45,18 @@ def test_volumes(client):
     assert "tank/a" in names and "tank/b" in names
     v = client.vol_get("tank/a")
     assert v["size"] == 8 << 20 and v["compression"] == "zstd" and v["origin"] == ""
+    assert client.vol_get("tank/a")["sources"] == {"compression": "local", "checksum": "default",
+                                                   "sync": "default"}
     client.vol_set("tank/a", {"checksum": "sha256"}, sync="always")
     v = client.vol_get("tank/a")
     assert v["checksum"] == "sha256" and v["sync"] == "always"
+    assert v["sources"]["sync"] == "local" and v["sources"]["checksum"] == "local"
+    with pytest.raises(cask.InvalidArgument):            # all or none
+        client.vol_set("tank/a", sync="standard", compression="gzip")
+    assert client.vol_get("tank/a")["sync"] == "always"
+    client.vol_inherit("tank/a", "sync")
+    v = client.vol_get("tank/a")
+    assert v["sync"] == "standard" and v["sources"]["sync"] == "default"
     client.vol_resize("tank/b", 6 << 20)
     client.vol_rename("tank/b", "tank/b2")
     assert client.vol_get("tank/b2")["size"] == 6 << 20
@@ -78,8 +87,13 @@ def test_pools(client, daemon):
     with pytest.raises(cask.PoolExists):
         client.pool_create("tank", [os.path.join(daemon.tmp, "other.vdev")], 64 << 20)
     client.pool_create("spare", [os.path.join(daemon.tmp, "spare.vdev")], 64 << 20)
+    client.vol_create("spare/v", 1 << 20, sync="always")
+    client.vol_set("spare/v", checksum="sha256")
     client.pool_export("spare")
     assert client.pool_import("spare", paths=[os.path.join(daemon.tmp, "spare.vdev")]) == "spare"
+    v = client.vol_get("spare/v")                        # property sources are kept on disk
+    assert v["sources"] == {"compression": "default", "checksum": "local", "sync": "local"}
+    assert v["sync"] == "always" and v["checksum"] == "sha256"
     client.pool_destroy("spare")
 
 
