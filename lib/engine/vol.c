@@ -1245,6 +1245,21 @@ find_head(ce_pool *p, const char *name, int *err)
 	return *err ? NULL : v;
 }
 
+/*
+ * Begin a management operation on live volume `name`: it, with the
+ * management locks held; or NULL with *err set and no lock held.
+ */
+static volume *
+mgmt_begin_head(ce_pool *p, const char *name, int *err)
+{
+	if ((*err = mgmt_begin(p)) != 0)
+		return NULL;
+	volume *v = find_head(p, name, err);
+	if (v == NULL)
+		mgmt_abort(p);
+	return v;
+}
+
 /* Snapshots of h, counting those whose destroy has not committed yet. */
 static unsigned
 count_snaps(ce_pool *p, const volume *h)
@@ -1326,14 +1341,10 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 int
 ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags)
 {
-	int err = mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_begin_head(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_head(p, name, &err);
-	if (v == NULL) {
-		mgmt_abort(p);
-		return err;
-	}
 	unsigned ns = count_snaps(p, v);
 	if (ns > 0 && !(flags & (CE_DESTROY_SNAPSHOTS | CE_DESTROY_CLONES))) {
 		mgmt_abort(p);
@@ -1402,14 +1413,10 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 int
 ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 {
-	int err = mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_begin_head(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_head(p, name, &err);
-	if (v == NULL) {
-		mgmt_abort(p);
-		return err;
-	}
 	if (v->receiving && !(flags & VOL_RESIZE_RECV)) {
 		mgmt_abort(p);
 		return err_set(-EBUSY, "volume %s/%s is a partial receive", p->name, name);
@@ -1535,13 +1542,9 @@ ce_vol_set_many(ce_pool *p, const char *name, const char *const *props, const ch
 			if (which[k] == which[i])
 				return err_set(-EINVAL, "set: property '%s' given twice", props[i]);
 	}
-	if ((err = mgmt_begin(p)) != 0)
+	volume *v = mgmt_begin_head(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_head(p, name, &err);
-	if (v == NULL) {
-		mgmt_abort(p);
-		return err;
-	}
 	for (size_t i = 0; i < n; i++)
 		prop_apply(v, which[i], vals[i], 1);
 	return mgmt_commit(p);
@@ -1554,14 +1557,10 @@ ce_vol_inherit(ce_pool *p, const char *name, const char *prop)
 	unsigned which = prop_of(prop);
 	if (which == 0)
 		return -EINVAL;
-	int err = mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_begin_head(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_head(p, name, &err);
-	if (v == NULL) {
-		mgmt_abort(p);
-		return err;
-	}
 	prop_apply(v, which, 0, 0);
 	return mgmt_commit(p);
 }
