@@ -256,6 +256,13 @@ int cask_job_get(cask_client *c, uint64_t id, cask_job_info *out);
 int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *out);
 int cask_job_cancel(cask_client *c, uint64_t id);
 int cask_job_list(cask_client *c, cask_job_info **out, size_t *n);
+/*
+ * A descriptor that becomes readable when job id ends, for poll/select
+ * or an event loop (it is a connection of its own, waiting for the job);
+ * the caller closes it, then reads the outcome with cask_job_get. Closing
+ * it does not cancel the job. Returns the descriptor or -errno.
+ */
+int cask_job_pollfd(cask_client *c, uint64_t id);
 
 /* Changed extents from snapshot FROM to TO (a later snapshot or the volume), in order. */
 typedef struct cask_extent {

@@ -34,6 +34,7 @@ struct cask_client {
 	uint32_t next_id;
 	int broken;
 	pthread_mutex_t lock;
+	char path[108];    /* the socket, for the extra connections of cask_job_pollfd */
 };
 
 static __thread cask_error_info last;
@@ -141,6 +142,7 @@ cask_connect(const char *path, cask_client **out)
 	}
 	c->fd = fd;
 	c->next_id = 1;
+	snprintf(c->path, sizeof(c->path), "%s", path);
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
 	return 0;
@@ -1000,4 +1002,34 @@ cask_diff_end(cask_diff_iter *it)
 	free(it->from);
 	free(it->to);
 	free(it);
+}
+
+int
+cask_job_pollfd(cask_client *c, uint64_t id)
+{
+	/* a connection of its own, waiting in job.wait: its answer makes it readable */
+	cask_client *w;
+	int rc = cask_connect(c->path, &w);
+	if (rc != 0)
+		return rc;
+	json_object *req = json_object_new_object(), *a = json_object_new_object();
+	json_object_object_add(a, "id", json_object_new_uint64(id));
+	json_object_object_add(req, "op", json_object_new_string("job.wait"));
+	json_object_object_add(req, "args", a);
+	size_t len;
+	const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
+	uint8_t h[16];
+	ctl_hdr_encode(h, CTL_REQ, 1, (uint32_t)len);
+	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
+	int ok = sock_write_iov(w->fd, iov, 2) == 0;
+	json_object_put(req);
+	if (!ok) {
+		cask_disconnect(w);
+		return set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+	}
+	int fd = dup(w->fd);
+	cask_disconnect(w);
+	if (fd < 0)
+		return set_error(errno, "INTERNAL", "dup: %s", strerror(errno));
+	return fd;
 }

@@ -194,15 +194,26 @@ class Job:
             raise d["error"]
         return d["result"] or None
 
+    def pollfd(self):
+        """A descriptor that becomes readable when the job ends (the caller closes it)."""
+        return self.client._check(lib.cask_job_pollfd(self.client._c, self.id), self.id)
+
     def __await__(self):
-        async def poll():
-            while True:
-                d = await asyncio.get_running_loop().run_in_executor(None, self.info, 200)
-                if d["state"] != "running":
-                    if "error" in d:
-                        raise d["error"]
-                    return d["result"] or None
-        return poll().__await__()
+        async def ended():
+            loop = asyncio.get_running_loop()
+            fd = self.pollfd()
+            done = loop.create_future()
+            loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+            try:
+                await done
+            finally:
+                loop.remove_reader(fd)
+                os.close(fd)
+            d = self.info()
+            if "error" in d:
+                raise d["error"]
+            return d["result"] or None
+        return ended().__await__()
 
     def __repr__(self):
         return "<cask.Job %d>" % self.id

@@ -111,6 +111,7 @@ int cask_job_get(cask_client *c, uint64_t id, cask_job_info *out);
 int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *out);
 int cask_job_cancel(cask_client *c, uint64_t id);
 int cask_job_list(cask_client *c, cask_job_info **out, size_t *n);
+int cask_job_pollfd(cask_client *c, uint64_t id);
 typedef struct { uint64_t offset, length; int hole; ...; } cask_extent;
 typedef struct cask_diff_iter cask_diff_iter;
 int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **it);

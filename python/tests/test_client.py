@@ -206,7 +206,14 @@ def test_cancel_and_threads(client, daemon):
     try:
         job = client.recv("tank/never", r, wait=False)
         assert job.state == "running"
-        job.cancel()
+        import select
+        pfd = job.pollfd()
+        try:
+            assert select.select([pfd], [], [], 0.3)[0] == []    # still running
+            job.cancel()
+            assert select.select([pfd], [], [], 10)[0] == [pfd]  # readable once it ends
+        finally:
+            os.close(pfd)
         with pytest.raises(cask.Cancelled):
             job.wait(timeout=10)
     finally:

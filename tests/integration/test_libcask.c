@@ -3,6 +3,7 @@
  * built next to this test): every call, its error codes, and eight
  * threads sharing one handle while eight more use their own.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -178,6 +179,61 @@ main(int argc, char **argv)
 	CHECK(n == 16 * 13);
 	free(vl);
 	CHECK_CODE(cask_vol_list(c, "nope", &vl, &n), ENOENT, "POOL_NOT_FOUND");
+
+	/* capabilities */
+	cask_capabilities_info caps;
+	COK(cask_capabilities(c, &caps));
+	CHECK(strcmp(caps.server, "caskd") == 0 && caps.protocol == 1 && caps.nfeatures > 10);
+	CHECK(cask_has_feature(&caps, "send") && cask_has_feature(&caps, "holds") &&
+	    !cask_has_feature(&caps, "no-such-feature"));
+	CHECK(strcmp(cask_lib_version(), "1.0.0") == 0);
+
+	/* several properties at once, all or none; sources; inherit */
+	const char *pk[] = { "sync", "compression" }, *pv[] = { "always", "zstd" }, *pbad[] = { "always", "gzip" };
+	CHECK_CODE(cask_vol_set_many(c, "tank/t0-2", pk, pbad, 2), EINVAL, "INVALID_ARGUMENT");
+	cask_vol_info pvi;
+	COK(cask_vol_get(c, "tank/t0-2", &pvi));
+	CHECK(strcmp(pvi.sync, "always") != 0);
+	COK(cask_vol_set_many(c, "tank/t0-2", pk, pv, 2));
+	COK(cask_vol_get(c, "tank/t0-2", &pvi));
+	CHECK(strcmp(pvi.sync, "always") == 0 && strcmp(pvi.compression, "zstd") == 0);
+	CHECK(strcmp(pvi.sync_source, "local") == 0);
+	COK(cask_vol_inherit(c, "tank/t0-2", "sync"));
+	COK(cask_vol_get(c, "tank/t0-2", &pvi));
+	CHECK(strcmp(pvi.sync, "standard") == 0 && strcmp(pvi.sync_source, "default") == 0);
+
+	/* a batch call refused: each name's own error */
+	const char *sn[] = { "tank/t0-2@a", "tank/nope@a", "tank/t0-2@a" };
+	CHECK_CODE(cask_snap_create(c, sn, 3), EINVAL,
+	    "INVALID_ARGUMENT");
+	const cask_item_error *items;
+	size_t ni = cask_error_items(&items);
+	CHECK(ni == 2 && strcmp(items[0].name, "tank/nope@a") == 0 && items[0].err == ENOENT &&
+	    strcmp(items[0].code, "VOLUME_NOT_FOUND") == 0 && items[1].err == EEXIST);
+	cask_vol_info nvi;
+	CHECK_CODE(cask_vol_get(c, "tank/nope", &nvi), ENOENT, "VOLUME_NOT_FOUND");
+	CHECK(cask_error_items(&items) == 0); /* only after a batch call */
+
+	/* a job's pollable descriptor: readable once it ends */
+	int pp[2];
+	CHECK(pipe(pp) == 0);
+	cask_recv_args ra = CASK_RECV_ARGS_INIT;
+	uint64_t jid;
+	COK(cask_recv(c, "tank/never", &ra, pp[0], &jid, NULL, 0));
+	int pfd = cask_job_pollfd(c, jid);
+	CHECK(pfd >= 0);
+	struct pollfd pw = { pfd, POLLIN, 0 };
+	CHECK(poll(&pw, 1, 200) == 0);          /* running */
+	COK(cask_job_cancel(c, jid));
+	CHECK(poll(&pw, 1, 10000) == 1);        /* ended */
+	close(pfd);
+	cask_job_info ji;
+	COK(cask_job_get(c, jid, &ji));
+	CHECK(strcmp(ji.state, "cancelled") == 0 && strcmp(ji.code, "CANCELLED") == 0);
+	CHECK_CODE(cask_job_cancel(c, jid), EALREADY, "JOB_ENDED");
+	CHECK_CODE(cask_job_get(c, 999999, &ji), ENOENT, "JOB_NOT_FOUND");
+	close(pp[0]);
+	close(pp[1]);
 
 	/* rename, shrink */
 	COK(cask_vol_rename(c, "tank/t0-1", "tank/renamed"));
