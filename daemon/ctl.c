@@ -734,9 +734,86 @@ typedef struct sl {
  * callbacks append to one array, added to res as `key`. strict: an error
  * of the named pool fails the call (else an unavailable pool lists nothing).
  */
+/* The order of a listing as a string key: "pool\x01rest" for "pool/rest". */
+static void
+key_of_name(const char *full, char *buf, size_t len)
+{
+	const char *slash = strchr(full, '/');
+	if (slash == NULL)
+		snprintf(buf, len, "%s", full);
+	else
+		snprintf(buf, len, "%.*s\x01%s", (int)(slash - full), full, slash + 1);
+}
+
+static void
+vol_key(json_object *o, char *buf, size_t len)
+{
+	json_object *v;
+	key_of_name(json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : "", buf, len);
+}
+
+/* snapshots are listed by volume, then txg */
+static void
+snap_key(json_object *o, char *buf, size_t len)
+{
+	json_object *v, *t, *n;
+	char vk[400];
+	key_of_name(json_object_object_get_ex(o, "volume", &v) ? json_object_get_string(v) : "", vk, sizeof(vk));
+	const char *name = json_object_object_get_ex(o, "name", &n) ? json_object_get_string(n) : "";
+	const char *at = strchr(name, '@');
+	snprintf(buf, len, "%s\x01%020" PRIu64 "\x01%s", vk,
+	    json_object_object_get_ex(o, "txg", &t) ? json_object_get_uint64(t) : 0, at ? at + 1 : "");
+}
+
+/*
+ * A page of a listing: the items after `cursor` (an earlier reply's
+ * "next"), at most `limit` (default 1000, at most 5000: a reply stays well
+ * under the 1 MiB frame); "next" is added when more follow.
+ */
+static json_object *
+page_of(json_object *arr, json_object *args, void (*keyfn)(json_object *, char *, size_t), json_object *res)
+{
+	json_object *c;
+	const char *cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
+	uint64_t limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
+	if (limit == 0 || limit > 5000)
+		limit = limit == 0 ? 1000 : 5000;
+	json_object *page = json_object_new_array();
+	size_t n = json_object_array_length(arr), taken = 0;
+	char key[800], last[800] = "";
+	for (size_t i = 0; i < n; i++) {
+		json_object *it = json_object_array_get_idx(arr, i);
+		keyfn(it, key, sizeof(key));
+		if (cursor != NULL && strcmp(key, cursor) <= 0)
+			continue;
+		if (taken == limit) {
+			json_object_object_add(res, "next", json_object_new_string(last));
+			break;
+		}
+		json_object_array_add(page, json_object_get(it));
+		snprintf(last, sizeof(last), "%s", key);
+		taken++;
+	}
+	json_object_put(arr);
+	return page;
+}
+
+static int
+list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
+    json_object *res, const char *key, reqerr *e, json_object *args,
+    void (*keyfn)(json_object *, char *, size_t));
+
 static int
 list_pools(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
     json_object *res, const char *key, reqerr *e)
+{
+	return list_pools_paged(only, vol, strict, cb, res, key, e, NULL, NULL);
+}
+
+static int
+list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
+    json_object *res, const char *key, reqerr *e, json_object *args,
+    void (*keyfn)(json_object *, char *, size_t))
 {
 	json_object *arr = json_object_new_array();
 	char **names;
@@ -760,6 +837,8 @@ list_pools(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, v
 		json_object_put(arr);
 		return rc;
 	}
+	if (keyfn != NULL)
+		arr = page_of(arr, args, keyfn, res);
 	json_object_object_add(res, key, arr);
 	return 0;
 }
@@ -802,7 +881,7 @@ op_vol_list(json_object *args, json_object *res, reqerr *e)
 	const char *only = arg_str(args, "pool", 0, e);
 	if (e->err)
 		return e->err;
-	return list_pools(only, NULL, 0, vol_list_cb, res, "volumes", e);
+	return list_pools_paged(only, NULL, 0, vol_list_cb, res, "volumes", e, args, vol_key);
 }
 
 /* ---- snapshot operations ---- */
@@ -1211,7 +1290,8 @@ op_snap_list(json_object *args, json_object *res, reqerr *e)
 	const char *vol, *only;
 	if (pool_or_name_arg(args, "name", pool, sizeof(pool), &vol, &only, e) != 0)
 		return e->err;
-	return list_pools(only ? pool : NULL, vol, vol != NULL, snap_list_cb, res, "snapshots", e);
+	return list_pools_paged(only ? pool : NULL, vol, vol != NULL, snap_list_cb, res, "snapshots", e, args,
+	    snap_key);
 }
 
 static int

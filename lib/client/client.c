@@ -439,6 +439,59 @@ decode_list(json_object *r, const char *key, const char *what, size_t elem,
 	return 0;
 }
 
+/*
+ * A listing fetched page by page (the server's cursor): args is copied for
+ * each request, with "cursor" set from the previous reply's "next".
+ */
+static int
+call_list(cask_client *c, const char *op, json_object *args, const char *key, const char *what, size_t elem,
+    void (*from)(json_object *, void *), void **out, size_t *n)
+{
+	uint8_t *all = NULL;
+	size_t total = 0;
+	char *cursor = NULL;
+	int rc = 0;
+	for (;;) {
+		json_object *a = NULL, *r, *arr, *nx;
+		json_object_deep_copy(args, &a, NULL);
+		if (cursor != NULL)
+			json_object_object_add(a, "cursor", json_object_new_string(cursor));
+		if ((rc = call(c, op, a, &r)) != 0)
+			break;
+		if (!json_object_object_get_ex(r, key, &arr) || !json_object_is_type(arr, json_type_array)) {
+			json_object_put(r);
+			rc = set_error(EPROTO, "BAD_REQUEST", "caskd's %s list is malformed", what);
+			break;
+		}
+		size_t k = json_object_array_length(arr);
+		uint8_t *grown = realloc(all, (total + k ? total + k : 1) * elem);
+		if (grown == NULL) {
+			json_object_put(r);
+			rc = set_error(ENOMEM, "INTERNAL", "out of memory");
+			break;
+		}
+		all = grown;
+		memset(all + total * elem, 0, k * elem);
+		for (size_t i = 0; i < k; i++)
+			from(json_object_array_get_idx(arr, i), all + (total + i) * elem);
+		total += k;
+		free(cursor);
+		cursor = json_object_object_get_ex(r, "next", &nx) ? strdup(json_object_get_string(nx)) : NULL;
+		json_object_put(r);
+		if (cursor == NULL)
+			break;
+	}
+	free(cursor);
+	json_object_put(args);
+	if (rc != 0) {
+		free(all);
+		return rc;
+	}
+	*out = all != NULL ? all : calloc(1, elem);
+	*n = total;
+	return 0;
+}
+
 static void
 pool_from_any(json_object *o, void *p)
 {
@@ -634,14 +687,12 @@ vol_from_any(json_object *o, void *v)
 int
 cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object(), *r;
+	json_object *a = json_object_new_object();
 	if (pool)
 		json_object_object_add(a, "pool", json_object_new_string(pool));
-	int rc = call(c, "vol.list", a, &r);
-	if (rc != 0)
-		return rc;
 	void *list;
-	if ((rc = decode_list(r, "volumes", "volume", sizeof(cask_vol_info), vol_from_any, &list, n)) == 0)
+	int rc = call_list(c, "vol.list", a, "volumes", "volume", sizeof(cask_vol_info), vol_from_any, &list, n);
+	if (rc == 0)
 		*out = list;
 	return rc;
 }
@@ -774,14 +825,13 @@ snap_from_any(json_object *o, void *p)
 int
 cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object(), *r;
+	json_object *a = json_object_new_object();
 	if (name)
 		json_object_object_add(a, "name", json_object_new_string(name));
-	int rc = call(c, "snap.list", a, &r);
-	if (rc != 0)
-		return rc;
 	void *list;
-	if ((rc = decode_list(r, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any, &list, n)) == 0)
+	int rc = call_list(c, "snap.list", a, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any,
+	    &list, n);
+	if (rc == 0)
 		*out = list;
 	return rc;
 }

@@ -235,6 +235,26 @@ main(int argc, char **argv)
 	close(pp[0]);
 	close(pp[1]);
 
+	/* a listing bigger than a frame comes in pages (server-side cursor) */
+	COK(cask_vol_create(c, "tank/many", 1 << 20, NULL));
+	static char mnames[3000][32];
+	const char *mp[1000];
+	for (int b = 0; b < 3; b++) {
+		for (int i = 0; i < 1000; i++) {
+			snprintf(mnames[b * 1000 + i], sizeof(mnames[0]), "tank/many@s%04d", b * 1000 + i);
+			mp[i] = mnames[b * 1000 + i];
+		}
+		COK(cask_snap_create(c, mp, 1000));
+	}
+	cask_snap_info *ml;
+	size_t mn;
+	COK(cask_snap_list(c, "tank/many", &ml, &mn));
+	CHECK(mn == 3000);
+	for (size_t i = 0; i < mn; i++)
+		CHECK(strcmp(ml[i].name, mnames[i]) == 0); /* in order, each once */
+	free(ml);
+	COK(cask_vol_destroy_ex(c, "tank/many", CASK_DESTROY_SNAPSHOTS));
+
 	/* rename, shrink */
 	COK(cask_vol_rename(c, "tank/t0-1", "tank/renamed"));
 	CHECK_CODE(cask_vol_rename(c, "tank/renamed", "other/x"), EINVAL, "INVALID_ARGUMENT");
