@@ -895,21 +895,36 @@ job_from(json_object *o, cask_job_info *j)
 	}
 }
 
-/* A job-starting call: the job id, and with wait the job's own result. */
+/*
+ * A job-starting call: the job id at once; with wait, also the job's own
+ * result or error once it ends, or -ETIMEDOUT (code TIMED_OUT, the job
+ * running on) when timeout_ms (> 0) passes first.
+ */
 static int
-start(cask_client *c, const char *op, json_object *a, int fd, int wait, uint64_t *job, char *result,
-    size_t rlen)
+start(cask_client *c, const char *op, json_object *a, int fd, int wait, int timeout_ms, uint64_t *job,
+    char *result, size_t rlen)
 {
 	json_object *r;
-	json_object_object_add(a, "wait", json_object_new_boolean(wait != 0));
+	json_object_object_add(a, "wait", json_object_new_boolean(0));
 	int rc = call_fd(c, op, a, fd, &r);
 	if (rc != 0)
 		return rc;
+	uint64_t id = get_u64(r, "job");
 	if (job != NULL)
-		*job = get_u64(r, "job");
-	if (result != NULL)
-		get_str(r, "result", result, rlen);
+		*job = id;
 	json_object_put(r);
+	if (!wait)
+		return 0;
+	cask_job_info j;
+	if ((rc = cask_job_wait(c, id, timeout_ms > 0 ? timeout_ms : -1, &j)) != 0)
+		return rc;
+	if (strcmp(j.state, "running") == 0)
+		return set_error(ETIMEDOUT, "TIMED_OUT", "job %llu is still running after %d ms (it goes on: "
+		    "cask_job_wait, cask_job_cancel)", (unsigned long long)id, timeout_ms);
+	if (j.err != 0)
+		return set_error(j.err, j.code, "%s", j.message);
+	if (result != NULL)
+		snprintf(result, rlen, "%s", j.result);
 	return 0;
 }
 
@@ -926,7 +941,7 @@ cask_send(cask_client *c, const char *snap, const cask_send_args *given, int fd,
 		json_object_object_add(a, "from", json_object_new_string(sa->from));
 	if (sa != NULL && sa->token != NULL)
 		json_object_object_add(a, "token", json_object_new_string(sa->token));
-	return start(c, "vol.send", a, fd, sa != NULL && sa->wait, job, NULL, 0);
+	return start(c, "vol.send", a, fd, sa->wait, sa->timeout_ms, job, NULL, 0);
 }
 
 int
@@ -939,7 +954,7 @@ cask_recv(cask_client *c, const char *vol, const cask_recv_args *given, int fd, 
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(vol));
 	json_object_object_add(a, "force", json_object_new_boolean(ra.force != 0));
-	return start(c, "vol.recv", a, fd, ra.wait, job, snap_out, snap_len);
+	return start(c, "vol.recv", a, fd, ra.wait, ra.timeout_ms, job, snap_out, snap_len);
 }
 
 int cask_recv_abandon(cask_client *c, const char *vol) { return name_op(c, "vol.recv_abandon", vol); }

@@ -83,6 +83,7 @@ JobNotFound = _sub("JobNotFound", "no such job")
 JobEnded = _sub("JobEnded", "the job has already ended")
 Cancelled = _sub("Cancelled", "the job was cancelled")
 NotFound = _sub("NotFound", "something the job needed does not exist")
+TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
 
 _BY_CODE = {
     "NOT_RUNNING": NotRunning, "PERMISSION_DENIED": PermissionDenied,
@@ -97,6 +98,7 @@ _BY_CODE = {
     "UNSUPPORTED_STREAM": BadStream, "WRONG_BASE": WrongBase, "TARGET_CHANGED": TargetChanged,
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled, "NOT_FOUND": NotFound, "EXISTS": VolumeExists,
+    "TIMED_OUT": TimedOut,
 }
 
 
@@ -422,9 +424,20 @@ class Client:
             lib.free(pp[0])
 
     # ---- send, receive, diff, jobs ----
-    def send(self, snapshot, stream, base=None, token=None, wait=True):
+    def _finish(self, job, wait, timeout):
+        if not wait:
+            return job
+        r = job.wait(timeout)
+        if r is None and job.state == "running":
+            e = TimedOut(60, "TIMED_OUT", None, "job %d is still running after %s s" % (job.id, timeout))
+            e.job = job
+            raise e
+        return r
+
+    def send(self, snapshot, stream, base=None, token=None, wait=True, timeout=None):
         """Write a send stream of snapshot (or what token resumes) to stream (an
-        int fd or a file object). wait=False returns the Job at once."""
+        int fd or a file object). wait=False returns the Job at once; with a
+        timeout (seconds), cask.TimedOut (its .job goes on) if it runs longer."""
         a = ffi.new("cask_send_args *")
         a.size = ffi.sizeof("cask_send_args")
         keep = [ffi.new("char[]", _b(base)) if base else ffi.NULL,
@@ -435,10 +448,9 @@ class Client:
         job = ffi.new("uint64_t *")
         self._check(lib.cask_send(self._c, _b(snapshot) if snapshot else ffi.NULL, a, _fd(stream), job),
                     snapshot)
-        j = Job(self, job[0])
-        return j.wait() if wait else j
+        return self._finish(Job(self, job[0]), wait, timeout)
 
-    def recv(self, volume, stream, force=False, wait=True):
+    def recv(self, volume, stream, force=False, wait=True, timeout=None):
         """Read a send stream from stream into volume; returns the snapshot made
         (or, with wait=False, the Job)."""
         job = ffi.new("uint64_t *")
@@ -446,8 +458,7 @@ class Client:
         ra.size = ffi.sizeof("cask_recv_args")
         ra.force = 1 if force else 0
         self._check(lib.cask_recv(self._c, _b(volume), ra, _fd(stream), job, ffi.NULL, 0), volume)
-        j = Job(self, job[0])
-        return j.wait() if wait else j
+        return self._finish(Job(self, job[0]), wait, timeout)
 
     def recv_abandon(self, volume):
         self._check(lib.cask_recv_abandon(self._c, _b(volume)), volume)

@@ -220,6 +220,17 @@ def test_cancel_and_threads(client, daemon):
         os.close(r)
         os.close(w)
     assert not any(v["name"] == "tank/never" for v in client.volumes())
+    r, w = os.pipe()
+    try:
+        with pytest.raises(cask.TimedOut) as e:         # waits at most the timeout; the job goes on
+            client.recv("tank/never", r, timeout=0.3)
+        assert e.value.job.state == "running"
+        e.value.job.cancel()
+        with pytest.raises(cask.Cancelled):
+            e.value.job.wait()
+    finally:
+        os.close(r)
+        os.close(w)
     with pytest.raises(cask.JobNotFound):
         client.job(10 ** 9)
     # several threads on one client

@@ -232,6 +232,15 @@ main(int argc, char **argv)
 	CHECK(strcmp(ji.state, "cancelled") == 0 && strcmp(ji.code, "CANCELLED") == 0);
 	CHECK_CODE(cask_job_cancel(c, jid), EALREADY, "JOB_ENDED");
 	CHECK_CODE(cask_job_get(c, 999999, &ji), ENOENT, "JOB_NOT_FOUND");
+	/* wait with a timeout: TIMED_OUT, and the job goes on until cancelled */
+	ra.wait = 1;
+	ra.timeout_ms = 300;
+	CHECK_CODE(cask_recv(c, "tank/never", &ra, pp[0], &jid, NULL, 0), ETIMEDOUT, "TIMED_OUT");
+	COK(cask_job_get(c, jid, &ji));
+	CHECK(strcmp(ji.state, "running") == 0);
+	COK(cask_job_cancel(c, jid));
+	COK(cask_job_wait(c, jid, -1, &ji));
+	CHECK(strcmp(ji.state, "cancelled") == 0);
 	close(pp[0]);
 	close(pp[1]);
 
