@@ -93,6 +93,8 @@ if "$PY" -c "import nbd" 2>/dev/null; then
   expect_fail 1 "in use" "$CASK" vol destroy tank/c
   expect_fail 1 "in use" "$CASK" pool export tank
   wait $holder
+  # the client is gone once caskd has seen it go (its handle closes then)
+  for _ in $(seq 1 100); do grep -q "disconnected" "$T/caskd.log" && break; sleep 0.05; done
 fi
 $CASK vol destroy tank/c
 expect_fail 1 "does not exist" "$CASK" vol destroy tank/c
