@@ -1,8 +1,12 @@
 /*
  * test_libcask -- the C client library against a real caskd (the one
- * built next to this test): every call, its error codes, and eight
- * threads sharing one handle while eight more use their own.
+ * built next to this test): every function libcask.so.1 exports, its
+ * error codes; sixteen threads (eight sharing one handle, eight with
+ * their own) through the volume calls, and four threads on the shared
+ * handle each through snapshots, holds, diff, send/receive jobs, clone,
+ * promote, rollback, renames and recursive destroys at once.
  */
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -71,6 +75,84 @@ worker(void *arg)
 	}
 	if (id >= 8)
 		cask_disconnect(c);
+	return NULL;
+}
+
+/*
+ * One thread's tour of the snapshot, send/receive, diff and job calls, on
+ * its own volumes, over the shared handle while others do the same.
+ */
+static void *
+tour(void *arg)
+{
+	int id = (int)(intptr_t)arg;
+	cask_client *c = shared;
+	char v[32], s1[96], s2[96], cl[32], cp[96], rv[32], rs[96];
+	snprintf(v, sizeof(v), "tank/tour%d", id);
+	snprintf(s1, sizeof(s1), "%s@a", v);
+	snprintf(s2, sizeof(s2), "%s@b", v);
+	snprintf(cl, sizeof(cl), "tank/tourclone%d", id);
+	snprintf(cp, sizeof(cp), "%s@c", cl);
+	snprintf(rv, sizeof(rv), "tank/tourcopy%d", id);
+	snprintf(rs, sizeof(rs), "%s@a", rv);
+	COK(cask_vol_create(c, v, 4 << 20, NULL));
+	const char *one[] = { s1 };
+	COK(cask_snap_create(c, one, 1));
+	const char *two[] = { s2 };
+	COK(cask_snap_create(c, two, 1));
+	COK(cask_snap_hold(c, "tour", one, 1));
+	cask_hold_info *hl;
+	size_t n;
+	COK(cask_snap_holds(c, s1, &hl, &n));
+	CHECK(n == 1 && strcmp(hl[0].tag, "tour") == 0);
+	free(hl);
+	CHECK_CODE(cask_snap_destroy(c, s1), EBUSY, "SNAPSHOT_HELD");
+	COK(cask_snap_release(c, "tour", one, 1));
+	cask_diff_iter *it;
+	cask_extent e;
+	COK(cask_diff_begin(c, s1, s2, &it));
+	CHECK(cask_diff_next(it, &e) == 0); /* nothing was written between them */
+	cask_diff_end(it);
+	/* send s1 through a pipe into a new volume: two jobs in caskd */
+	int pp[2];
+	CHECK(pipe(pp) == 0);
+	uint64_t sj, rj;
+	cask_send_args sa = CASK_SEND_ARGS_INIT;
+	cask_recv_args ra = CASK_RECV_ARGS_INIT;
+	COK(cask_send(c, s1, &sa, pp[1], &sj));
+	COK(cask_recv(c, rv, &ra, pp[0], &rj, NULL, 0));
+	close(pp[0]);
+	close(pp[1]);
+	cask_job_info ji;
+	COK(cask_job_wait(c, sj, -1, &ji));
+	CHECK(strcmp(ji.state, "done") == 0);
+	COK(cask_job_wait(c, rj, -1, &ji));
+	CHECK(strcmp(ji.state, "done") == 0 && strcmp(ji.result, rs) == 0);
+	cask_job_info *jl;
+	COK(cask_job_list(c, &jl, &n));
+	CHECK(n >= 2);
+	free(jl);
+	/* clone and promote there and back; rollback; renames; recursive destroys */
+	COK(cask_vol_clone(c, s2, cl));
+	const char *cpn[] = { cp };
+	COK(cask_snap_create(c, cpn, 1));
+	COK(cask_vol_promote(c, cl));               /* v's a and b move to the clone */
+	cask_vol_info vi;
+	COK(cask_vol_get(c, v, &vi));
+	CHECK(strstr(vi.origin, "tourclone") != NULL);
+	COK(cask_vol_promote(c, v));                /* and back */
+	COK(cask_vol_get(c, cl, &vi));
+	CHECK(strcmp(vi.origin, s2) == 0);
+	CHECK_CODE(cask_vol_rollback(c, s1, 1), EBUSY, "BUSY"); /* b has a clone */
+	COK(cask_vol_rollback(c, s2, 0));
+	char renamed[96];
+	snprintf(renamed, sizeof(renamed), "%s@renamed", rv);
+	COK(cask_snap_rename(c, rs, renamed));
+	COK(cask_vol_destroy_ex(c, v, CASK_DESTROY_CLONES)); /* with its snapshots and the clone */
+	CHECK_CODE(cask_vol_get(c, cl, &vi), ENOENT, "VOLUME_NOT_FOUND");
+	const char *rn[] = { renamed };
+	COK(cask_snap_destroy_many(c, rn, 1));
+	COK(cask_vol_destroy(c, rv));
 	return NULL;
 }
 
@@ -243,6 +325,63 @@ main(int argc, char **argv)
 	CHECK(strcmp(ji.state, "cancelled") == 0);
 	close(pp[0]);
 	close(pp[1]);
+
+	/* four threads on the shared handle, each through snapshots, holds, diff,
+	   send/receive jobs, clone, promote, rollback and recursive destroy */
+	shared = c;
+	pthread_t tt[4];
+	for (int i = 0; i < 4; i++)
+		pthread_create(&tt[i], NULL, tour, (void *)(intptr_t)i);
+	for (int i = 0; i < 4; i++)
+		pthread_join(tt[i], NULL);
+
+	/* a truncated stream leaves a partial receive; abandon drops it */
+	COK(cask_vol_create(c, "tank/part", 2 << 20, NULL));
+	const char *ps[] = { "tank/part@s" };
+	COK(cask_snap_create(c, ps, 1));
+	char spath[700];
+	snprintf(spath, sizeof(spath), "%s/part.stream", t_dir);
+	int sfd = open(spath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	CHECK(sfd >= 0);
+	cask_send_args swa = CASK_SEND_ARGS_INIT;
+	swa.wait = 1;
+	uint64_t pj;
+	COK(cask_send(c, "tank/part@s", &swa, sfd, &pj));
+	off_t slen = lseek(sfd, 0, SEEK_END);
+	CHECK(slen > 600 && ftruncate(sfd, 600) == 0 && lseek(sfd, 0, SEEK_SET) == 0);
+	cask_recv_args rwa = CASK_RECV_ARGS_INIT;
+	rwa.wait = 1;
+	CHECK_CODE(cask_recv(c, "tank/partcopy", &rwa, sfd, &pj, NULL, 0), EPIPE, "TRUNCATED_STREAM");
+	close(sfd);
+	cask_vol_info pvi2;
+	COK(cask_vol_get(c, "tank/partcopy", &pvi2));
+	CHECK(strncmp(pvi2.receive_resume_token, "1-", 2) == 0);
+	COK(cask_recv_abandon(c, "tank/partcopy"));
+	CHECK_CODE(cask_vol_get(c, "tank/partcopy", &pvi2), ENOENT, "VOLUME_NOT_FOUND"); /* it went */
+	CHECK_CODE(cask_recv_abandon(c, "tank/partcopy"), ENOENT, "NOT_A_PARTIAL_RECEIVE");
+	COK(cask_vol_destroy_ex(c, "tank/part", CASK_DESTROY_SNAPSHOTS));
+
+	/* an injected flush failure suspends the pool; clear resumes it */
+	COK(cask_pool_inject(c, "tank", "flush", -1, 0, 1));
+	const char *fs[] = { "tank/t0-2@fail" };
+	CHECK(cask_snap_create(c, fs, 1) < 0);
+	cask_pool_info pst;
+	COK(cask_pool_status(c, "tank", &pst));
+	CHECK(strcmp(pst.state, "SUSPENDED") == 0);
+	cask_pool_info_clear(&pst);
+	CHECK_CODE(cask_pool_clear(c, "tank"), EIO, "POOL_SUSPENDED"); /* the device still fails */
+	COK(cask_pool_inject(c, "tank", "none", -1, 0, 0));
+	COK(cask_pool_clear(c, "tank"));
+	COK(cask_pool_status(c, "tank", &pst));
+	CHECK(strcmp(pst.state, "ONLINE") == 0);
+	cask_pool_info_clear(&pst);
+
+	/* the default socket follows $CASK_SOCKET */
+	setenv("CASK_SOCKET", sock, 1);
+	CHECK(strcmp(cask_default_socket(), sock) == 0);
+	cask_client *dc;
+	COK(cask_connect(NULL, &dc));
+	cask_disconnect(dc);
 
 	/* a listing bigger than a frame comes in pages (server-side cursor) */
 	COK(cask_vol_create(c, "tank/many", 1 << 20, NULL));
