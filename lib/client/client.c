@@ -595,6 +595,16 @@ cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_
 	return call_void(c, "vol.create", a);
 }
 
+/* An operation on a name that takes a second one: {"name", "new_name"}. */
+static int
+name_pair_op(cask_client *c, const char *op, const char *name, const char *new_name)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "new_name", json_object_new_string(new_name));
+	return call_void(c, op, a);
+}
+
 int
 cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink)
 {
@@ -608,10 +618,7 @@ cask_vol_resize(cask_client *c, const char *name, uint64_t size, int shrink)
 int
 cask_vol_rename(cask_client *c, const char *name, const char *new_name)
 {
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "name", json_object_new_string(name));
-	json_object_object_add(a, "new_name", json_object_new_string(new_name));
-	return call_void(c, "vol.rename", a);
+	return name_pair_op(c, "vol.rename", name, new_name);
 }
 
 int
@@ -778,19 +785,13 @@ cask_snap_destroy_many(cask_client *c, const char *const *names, size_t n)
 int
 cask_snap_rename(cask_client *c, const char *name, const char *new_name)
 {
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "name", json_object_new_string(name));
-	json_object_object_add(a, "new_name", json_object_new_string(new_name));
-	return call_void(c, "snap.rename", a);
+	return name_pair_op(c, "snap.rename", name, new_name);
 }
 
 int
 cask_vol_clone(cask_client *c, const char *snap, const char *new_name)
 {
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "name", json_object_new_string(snap));
-	json_object_object_add(a, "new_name", json_object_new_string(new_name));
-	return call_void(c, "vol.clone", a);
+	return name_pair_op(c, "vol.clone", snap, new_name);
 }
 
 int

@@ -126,6 +126,19 @@ add_vol(ce_pool *p, volume *v)
 	p->vols[p->nvols++] = v;
 }
 
+/* The record fields a management operation changes, as they are now (see volume.snap). */
+static void
+capture_fields(volume *v)
+{
+	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
+	v->snap.size = v->size;
+	v->snap.compress = v->compress;
+	v->snap.checksum = v->checksum;
+	v->snap.sync = v->sync;
+	v->snap.local_props = v->local_props;
+	v->snap.want_levels = v->want_levels;
+}
+
 void
 vol_capture(volume *v, uint64_t t)
 {
@@ -135,13 +148,7 @@ vol_capture(volume *v, uint64_t t)
 		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 		return;
 	}
-	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
-	v->snap.size = v->size;
-	v->snap.compress = v->compress;
-	v->snap.checksum = v->checksum;
-	v->snap.sync = v->sync;
-	v->snap.local_props = v->local_props;
-	v->snap.want_levels = v->want_levels;
+	capture_fields(v);
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 	v->rcap.receiving = v->receiving;
 	v->rcap.rs = v->rs;
@@ -240,13 +247,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	memset(&v->rs, 0, sizeof(v->rs));
 	v->rcap.rs = v->rs;
 	/* what a record written later (without a full capture) is made of */
-	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
-	v->snap.size = v->size;
-	v->snap.compress = v->compress;
-	v->snap.checksum = v->checksum;
-	v->snap.sync = v->sync;
-	v->snap.local_props = v->local_props;
-	v->snap.want_levels = v->want_levels;
+	capture_fields(v);
 }
 
 /* Dataset record s: 1 a valid volume, 0 a free slot, -EIO damaged. */
