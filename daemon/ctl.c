@@ -729,11 +729,6 @@ typedef struct sl {
 	reqerr *e;
 } sl;
 
-/*
- * Run cb on every pool, or only on pool `only`, which must exist; the
- * callbacks append to one array, added to res as `key`. strict: an error
- * of the named pool fails the call (else an unavailable pool lists nothing).
- */
 /* The order of a listing as a string key: "pool\x01rest" for "pool/rest". */
 static void
 key_of_name(const char *full, char *buf, size_t len)
@@ -765,6 +760,17 @@ snap_key(json_object *o, char *buf, size_t len)
 	    json_object_object_get_ex(o, "txg", &t) ? json_object_get_uint64(t) : 0, at ? at + 1 : "");
 }
 
+typedef struct page_item {
+	char key[800];
+	json_object *it;
+} page_item;
+
+static int
+page_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const page_item *)a)->key, ((const page_item *)b)->key);
+}
+
 /*
  * A page of a listing: the items after `cursor` (an earlier reply's
  * "next"), at most `limit` (default 1000, at most 5000: a reply stays well
@@ -780,36 +786,41 @@ page_of(json_object *arr, json_object *args, void (*keyfn)(json_object *, char *
 		limit = limit == 0 ? 1000 : 5000;
 	json_object *page = json_object_new_array();
 	size_t n = json_object_array_length(arr), taken = 0;
-	char key[800], last[800] = "";
+	/* the listing's order is its keys' order, whatever order the sources gave */
+	page_item *items = malloc((n ? n : 1) * sizeof(*items));
+	if (items == NULL) {
+		json_object_put(arr);
+		return page;
+	}
 	for (size_t i = 0; i < n; i++) {
-		json_object *it = json_object_array_get_idx(arr, i);
-		keyfn(it, key, sizeof(key));
-		if (cursor != NULL && strcmp(key, cursor) <= 0)
+		items[i].it = json_object_array_get_idx(arr, i);
+		keyfn(items[i].it, items[i].key, sizeof(items[i].key));
+	}
+	qsort(items, n, sizeof(*items), page_item_cmp);
+	const char *last = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (cursor != NULL && strcmp(items[i].key, cursor) <= 0)
 			continue;
 		if (taken == limit) {
 			json_object_object_add(res, "next", json_object_new_string(last));
 			break;
 		}
-		json_object_array_add(page, json_object_get(it));
-		snprintf(last, sizeof(last), "%s", key);
+		json_object_array_add(page, json_object_get(items[i].it));
+		last = items[i].key;
 		taken++;
 	}
+	free(items);
 	json_object_put(arr);
 	return page;
 }
 
-static int
-list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
-    json_object *res, const char *key, reqerr *e, json_object *args,
-    void (*keyfn)(json_object *, char *, size_t));
-
-static int
-list_pools(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
-    json_object *res, const char *key, reqerr *e)
-{
-	return list_pools_paged(only, vol, strict, cb, res, key, e, NULL, NULL);
-}
-
+/*
+ * Run cb on every pool, or only on pool `only`, which must exist; the
+ * callbacks append to one array, sorted and paged (page_of) into res as
+ * `key`. A named pool's error fails the call (an unavailable pool, or
+ * with `strict` a volume that does not exist); listing every pool skips
+ * the unavailable ones (pool.list shows them).
+ */
 static int
 list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
     json_object *res, const char *key, reqerr *e, json_object *args,
@@ -825,7 +836,7 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 			sl x = { names[i], vol, arr, e };
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
-			if (strict && err != 0)
+			if ((strict || only != NULL) && err != 0)
 				rc = e->err ? e->err : fail(e, err, code_for(err, 0));
 		}
 		free(names[i]);
@@ -837,8 +848,7 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 		json_object_put(arr);
 		return rc;
 	}
-	if (keyfn != NULL)
-		arr = page_of(arr, args, keyfn, res);
+	arr = page_of(arr, args, keyfn, res);
 	json_object_object_add(res, key, arr);
 	return 0;
 }
@@ -1294,6 +1304,16 @@ op_snap_list(json_object *args, json_object *res, reqerr *e)
 	    snap_key);
 }
 
+/* holds are listed by snapshot name (volume, then snapshot), then tag */
+static void
+hold_key(json_object *o, char *buf, size_t len)
+{
+	json_object *v;
+	char sk[600];
+	key_of_name(json_object_object_get_ex(o, "snapshot", &v) ? json_object_get_string(v) : "", sk, sizeof(sk));
+	snprintf(buf, len, "%s\x01%s", sk, json_object_object_get_ex(o, "tag", &v) ? json_object_get_string(v) : "");
+}
+
 static int
 snap_holds_cb(ce_pool *p, void *arg)
 {
@@ -1327,7 +1347,8 @@ op_snap_holds(json_object *args, json_object *res, reqerr *e)
 	if (snap != NULL && strchr(snap, '@') == NULL)
 		return fail(e, err_set(-EINVAL, "'%s' is not a snapshot (POOL/VOL@SNAP)", only),
 		    "INVALID_ARGUMENT");
-	return list_pools(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e);
+	return list_pools_paged(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e, args,
+	    hold_key);
 }
 
 /* ---- send, receive, diff and jobs ---- */
@@ -1339,6 +1360,7 @@ typedef struct xfer {
 	char token[128];    /* send: resume token, or "" */
 	unsigned flags;     /* receive: CE_RECV_* */
 	int fd;             /* the stream */
+	int in_pool;        /* the work reached the pool */
 	job *j;
 } xfer;
 
@@ -1407,10 +1429,28 @@ xfer_progress(void *arg, uint64_t done, uint64_t total)
 	return job_progress(((xfer *)arg)->j, done, total);
 }
 
+/*
+ * The stable code of a failed send or receive where its errno alone is
+ * ambiguous: which thing was not found, or exists (control-protocol.md).
+ */
+static void
+xfer_code(xfer *x, int err, int recv)
+{
+	if (err == -ENOENT && !x->in_pool)
+		job_set_code(x->j, "POOL_NOT_FOUND");
+	else if (err == -ENOENT && recv)
+		job_set_code(x->j, strstr(ce_errmsg(), "partial receive") ? "NOT_A_PARTIAL_RECEIVE" : "VOLUME_NOT_FOUND");
+	else if (err == -ENOENT)
+		job_set_code(x->j, "SNAPSHOT_NOT_FOUND");
+	else if (err == -EEXIST)
+		job_set_code(x->j, strncmp(ce_errmsg(), "volume", 6) == 0 ? "VOLUME_EXISTS" : "SNAPSHOT_EXISTS");
+}
+
 static int
 send_cb(ce_pool *p, void *arg)
 {
 	xfer *x = arg;
+	x->in_pool = 1;
 	ce_send_opts o = { x->from[0] ? x->from : NULL, x->token[0] ? x->token : NULL, xfer_progress, x };
 	int err = ce_send(p, x->name, &o, fd_write, x);
 	if (err == 0) {
@@ -1426,23 +1466,27 @@ send_work(job *j, void *arg)
 {
 	xfer *x = arg;
 	x->j = j;
-	if (x->token[0] == '\0')
-		return reg_with_pool(x->pool, send_cb, x);
-	/* a token names a snapshot by identity: whichever pool has it */
-	char **names;
-	size_t n;
 	int err = -ENOENT;
-	reg_pool_names(&names, &n);
-	for (size_t i = 0; i < n; i++) {
-		if (err == -ENOENT) {
-			snprintf(x->pool, sizeof(x->pool), "%s", names[i]);
-			err = reg_with_pool(names[i], send_cb, x);
+	if (x->token[0] == '\0') {
+		err = reg_with_pool(x->pool, send_cb, x);
+	} else {
+		/* a token names a snapshot by identity: whichever pool has it */
+		char **names;
+		size_t n;
+		reg_pool_names(&names, &n);
+		for (size_t i = 0; i < n; i++) {
+			if (err == -ENOENT) {
+				snprintf(x->pool, sizeof(x->pool), "%s", names[i]);
+				err = reg_with_pool(names[i], send_cb, x);
+			}
+			free(names[i]);
 		}
-		free(names[i]);
+		free(names);
+		x->in_pool = 1;
+		if (err == -ENOENT)
+			err_set(err, "no pool has the snapshot (and base) the token names");
 	}
-	free(names);
-	if (err == -ENOENT)
-		err_set(err, "no pool has the snapshot (and base) the token names");
+	xfer_code(x, err, 0);
 	return err;
 }
 
@@ -1450,6 +1494,7 @@ static int
 recv_cb(ce_pool *p, void *arg)
 {
 	xfer *x = arg;
+	x->in_pool = 1;
 	ce_recv_opts o = { x->flags, xfer_progress, x };
 	char snap[300];
 	int err = ce_recv(p, x->name, &o, fd_read, x, snap, sizeof(snap));
@@ -1466,7 +1511,9 @@ recv_work(job *j, void *arg)
 {
 	xfer *x = arg;
 	x->j = j;
-	return reg_with_pool(x->pool, recv_cb, x);
+	int err = reg_with_pool(x->pool, recv_cb, x);
+	xfer_code(x, err, 1);
+	return err;
 }
 
 /* Start the job; with "wait", answer when it ends (its error is the request's). */
@@ -1721,12 +1768,19 @@ op_job_cancel(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
+/* jobs are listed by id */
+static void
+job_key(json_object *o, char *buf, size_t len)
+{
+	json_object *v;
+	snprintf(buf, len, "%020" PRIu64, json_object_object_get_ex(o, "id", &v) ? json_object_get_uint64(v) : 0);
+}
+
 static int
 op_job_list(json_object *args, json_object *res, reqerr *e)
 {
-	(void)args;
 	(void)e;
-	json_object_object_add(res, "jobs", job_list());
+	json_object_object_add(res, "jobs", page_of(job_list(), args, job_key, res));
 	return 0;
 }
 

@@ -90,8 +90,8 @@ code_of(int err)
 	case ENOTSUP: return "UNSUPPORTED_STREAM";
 	case EXDEV: return "WRONG_BASE";
 	case ETXTBSY: return "TARGET_CHANGED";
-	case ENOENT: return "NOT_FOUND";
-	case EEXIST: return "EXISTS";
+	case ENXIO: return "POOL_UNAVAILABLE";
+	case EROFS: case EACCES: case EPERM: return "PERMISSION_DENIED";
 	case EBUSY: return "BUSY";
 	case ENOSPC: return "NO_SPACE";
 	case EIO: return "IO_ERROR";
@@ -115,7 +115,8 @@ job_thread(void *a)
 		j->state = J_DONE;
 	} else {
 		j->state = err == -ECANCELED ? J_CANCELLED : J_FAILED;
-		snprintf(j->code, sizeof(j->code), "%s", code_of(err));
+		if (j->code[0] == '\0')
+			snprintf(j->code, sizeof(j->code), "%s", code_of(err));
 		snprintf(j->message, sizeof(j->message), "%s", err_get()[0] ? err_get() : strerror(-err));
 	}
 	running--;
@@ -187,6 +188,14 @@ job_set_result(job *j, const char *result)
 {
 	pthread_mutex_lock(&lock);
 	snprintf(j->result, sizeof(j->result), "%s", result);
+	pthread_mutex_unlock(&lock);
+}
+
+void
+job_set_code(job *j, const char *code)
+{
+	pthread_mutex_lock(&lock);
+	snprintf(j->code, sizeof(j->code), "%s", code);
 	pthread_mutex_unlock(&lock);
 }
 

@@ -18,6 +18,8 @@ uint64_t job_start(const char *kind, const char *pool, const char *target, uint6
 /* From the work: progress; non-zero when the job was cancelled. */
 int job_progress(job *j, uint64_t done, uint64_t total);
 void job_set_result(job *j, const char *result);
+/* The stable code of the job's failure, when the work knows better than its errno. */
+void job_set_code(job *j, const char *code);
 int job_cancelled(job *j);
 /* {"id", "kind", "pool", "target", "state", "done", "total", "result", "error"}; NULL: no such job */
 json_object *job_get(uint64_t id);

@@ -132,6 +132,9 @@ cask_connect(const char *path, cask_client **out)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int e = errno;
 		close(fd);
+		if (e == EACCES || e == EPERM)
+			return set_error(e, "PERMISSION_DENIED", "not allowed to reach caskd at %s: %s (its socket "
+			    "serves root and caskd's own user)", path, strerror(e));
 		return set_error(e, "NOT_RUNNING", "cannot reach caskd at %s: %s%s", path, strerror(e),
 		    (e == ENOENT || e == ECONNREFUSED) ? " (is caskd running? set CASK_SOCKET or --socket)" : "");
 	}
@@ -505,7 +508,7 @@ cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n)
 	int rc = call(c, "pool.list", NULL, &r);
 	if (rc != 0)
 		return rc;
-	void *list;
+	void *list = NULL;
 	if ((rc = decode_list(r, "pools", "pool", sizeof(cask_pool_info), pool_from_any, &list, n)) == 0)
 		*out = list;
 	return rc;
@@ -697,7 +700,7 @@ cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n)
 	json_object *a = json_object_new_object();
 	if (pool)
 		json_object_object_add(a, "pool", json_object_new_string(pool));
-	void *list;
+	void *list = NULL;
 	int rc = call_list(c, "vol.list", a, "volumes", "volume", sizeof(cask_vol_info), vol_from_any, &list, n);
 	if (rc == 0)
 		*out = list;
@@ -762,14 +765,12 @@ hold_from_any(json_object *o, void *p)
 int
 cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object(), *r;
+	json_object *a = json_object_new_object();
 	if (name)
 		json_object_object_add(a, "name", json_object_new_string(name));
-	int rc = call(c, "snap.holds", a, &r);
-	if (rc != 0)
-		return rc;
-	void *list;
-	if ((rc = decode_list(r, "holds", "hold", sizeof(cask_hold_info), hold_from_any, &list, n)) == 0)
+	void *list = NULL;
+	int rc = call_list(c, "snap.holds", a, "holds", "hold", sizeof(cask_hold_info), hold_from_any, &list, n);
+	if (rc == 0)
 		*out = list;
 	return rc;
 }
@@ -829,7 +830,7 @@ cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n
 	json_object *a = json_object_new_object();
 	if (name)
 		json_object_object_add(a, "name", json_object_new_string(name));
-	void *list;
+	void *list = NULL;
 	int rc = call_list(c, "snap.list", a, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any,
 	    &list, n);
 	if (rc == 0)
@@ -983,23 +984,21 @@ int cask_job_wait(cask_client *c, uint64_t id, int timeout_ms, cask_job_info *ou
 }
 int cask_job_cancel(cask_client *c, uint64_t id) { return job_call(c, "job.cancel", id, -1, NULL); }
 
+static void
+job_from_any(json_object *o, void *p)
+{
+	job_from(o, p);
+}
+
 int
 cask_job_list(cask_client *c, cask_job_info **out, size_t *n)
 {
-	json_object *r, *arr;
-	int rc = call(c, "job.list", json_object_new_object(), &r);
-	if (rc != 0)
-		return rc;
-	if (!json_object_object_get_ex(r, "jobs", &arr) || !json_object_is_type(arr, json_type_array)) {
-		json_object_put(r);
-		return set_error(EPROTO, "BAD_REQUEST", "caskd sent a job list without jobs");
-	}
-	*n = json_object_array_length(arr);
-	*out = calloc(*n ? *n : 1, sizeof(cask_job_info));
-	for (size_t i = 0; i < *n; i++)
-		job_from(json_object_array_get_idx(arr, i), &(*out)[i]);
-	json_object_put(r);
-	return 0;
+	void *list = NULL;
+	int rc = call_list(c, "job.list", json_object_new_object(), "jobs", "job", sizeof(cask_job_info),
+	    job_from_any, &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
 }
 
 struct cask_diff_iter {

@@ -75,6 +75,7 @@ NotAClone = _sub("NotAClone", "promote of a volume that is not a clone")
 Busy = _sub("Busy", "in use: open volumes, connected clients, a running job")
 NoSpace = _sub("NoSpace", "the pool is full")
 IOError_ = _sub("IOError", "an IO or checksum error, or a suspended pool")
+globals()["IOError"] = IOError_  # cask.IOError (the builtin is not used in this module)
 BadStream = _sub("BadStream", "a send stream that is damaged, truncated or of an unknown version")
 WrongBase = _sub("WrongBase", "an incremental stream whose base is not the target's newest snapshot")
 TargetChanged = _sub("TargetChanged", "the receive target was written since its base (force rolls it back)")
@@ -82,7 +83,6 @@ NotAPartialReceive = _sub("NotAPartialReceive", "abandon of a volume with no par
 JobNotFound = _sub("JobNotFound", "no such job")
 JobEnded = _sub("JobEnded", "the job has already ended")
 Cancelled = _sub("Cancelled", "the job was cancelled")
-NotFound = _sub("NotFound", "something the job needed does not exist")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
 
 _BY_CODE = {
@@ -97,7 +97,7 @@ _BY_CODE = {
     "POOL_SUSPENDED": IOError_, "BAD_STREAM": BadStream, "TRUNCATED_STREAM": BadStream,
     "UNSUPPORTED_STREAM": BadStream, "WRONG_BASE": WrongBase, "TARGET_CHANGED": TargetChanged,
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
-    "JOB_ENDED": JobEnded, "CANCELLED": Cancelled, "NOT_FOUND": NotFound, "EXISTS": VolumeExists,
+    "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut,
 }
 
@@ -299,7 +299,15 @@ class Client:
         self._check(lib.cask_pool_destroy(self._c, _b(name)), name)
 
     def pool_clear(self, name):
+        """Resume a suspended pool once its devices work again."""
         self._check(lib.cask_pool_clear(self._c, _b(name)), name)
+
+    def pool_inject(self, name, fault, vdev=-1, after=0, persistent=False):
+        """Fault injection for testing: make "read", "write" or "flush" fail
+        with EIO on vdev (-1: every vdev) after `after` more calls, once or
+        until cleared; fault "none" removes it."""
+        self._check(lib.cask_pool_inject(self._c, _b(name), _b(fault), vdev, after, 1 if persistent else 0),
+                    name)
 
     def pools(self):
         pp, n = ffi.new("cask_pool_info **"), ffi.new("size_t *")

@@ -68,6 +68,8 @@ int cask_pool_destroy(cask_client *c, const char *name);
 int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
 int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
 int cask_pool_clear(cask_client *c, const char *name);
+int cask_pool_inject(cask_client *c, const char *name, const char *op, int vdev, uint64_t after,
+    int persistent);
 void cask_pool_info_clear(cask_pool_info *p);
 void cask_pool_info_free(cask_pool_info *list, size_t n);
 

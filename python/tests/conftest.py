@@ -1,6 +1,8 @@
 """A real caskd for the binding's tests: its own state directory, control
 socket and NBD port, a pool on a file; stopped (SIGTERM, must exit 0) and
 removed after the tests, also when they fail."""
+import functools
+import inspect
 import os
 import signal
 import socket
@@ -13,6 +15,72 @@ import pytest
 
 BUILD = os.path.abspath(os.environ.get("CASK_BUILD", "build"))
 sys.path.insert(0, os.path.join(BUILD, "python"))
+
+import cask  # noqa: E402
+
+# What the tests called and what they saw raised, so that the last test can
+# check that every call and every exception class of the binding was used.
+# Only calls made by the tests count, not the binding's calls to itself.
+CALLED = set()
+RAISED = set()
+
+
+def _outside(depth=2):
+    return not sys._getframe(depth).f_globals.get("__name__", "").startswith("cask")
+
+
+def _recorded_gen(it):
+    try:
+        return (yield from it)
+    except cask.Error as e:
+        RAISED.add(type(e))
+        raise
+
+
+def _wrap(qual, fn):
+    @functools.wraps(fn)
+    def call(*a, **kw):
+        outer = _outside()
+        if outer:
+            CALLED.add(qual)
+        try:
+            r = fn(*a, **kw)
+        except cask.Error as e:
+            if outer:
+                RAISED.add(type(e))
+            raise
+        if outer and (inspect.isgenerator(r) or qual.endswith("__await__")):
+            return _recorded_gen(r)
+        return r
+    return call
+
+
+def public_api():
+    """The binding's calls: module functions, Client and Job methods and properties."""
+    names = {"lib_version"}
+    for cls in (cask.Client, cask.Job):
+        for n, v in vars(cls).items():
+            if (not n.startswith("_") or n in ("__enter__", "__exit__", "__await__") or
+                    (cls is cask.Client and n == "__init__")) and \
+                    (callable(v) or isinstance(v, property)):
+                names.add("%s.%s" % (cls.__name__, n))
+    return names
+
+
+def _record():
+    for cls in (cask.Client, cask.Job):
+        for n, v in list(vars(cls).items()):
+            q = "%s.%s" % (cls.__name__, n)
+            if q not in public_api():
+                continue
+            if isinstance(v, property):
+                setattr(cls, n, property(_wrap(q, v.fget)))
+            else:
+                setattr(cls, n, _wrap(q, v))
+    cask.lib_version = _wrap("lib_version", cask.lib_version)
+
+
+_record()
 
 
 def free_port():
@@ -32,7 +100,6 @@ class Daemon:
         self.proc = subprocess.Popen([os.path.join(BUILD, "caskd"), "--state", os.path.join(tmp, "state"),
                                       "--socket", self.sock, "--nbd", "127.0.0.1:%d" % self.port],
                                      stdout=self.log, stderr=self.log)
-        import cask
         for _ in range(200):
             try:
                 cask.Client(self.sock).close()
@@ -57,7 +124,6 @@ class Daemon:
 def daemon():
     tmp = tempfile.mkdtemp(prefix="cask-py-")
     d = Daemon(tmp)
-    import cask
     with cask.Client(d.sock) as c:
         c.pool_create("tank", [os.path.join(tmp, "tank0.vdev")], 256 << 20)
     yield d
@@ -68,6 +134,5 @@ def daemon():
 
 @pytest.fixture
 def client(daemon):
-    import cask
     with cask.Client(daemon.sock) as c:
         yield c

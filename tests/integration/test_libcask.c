@@ -401,6 +401,19 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < mn; i++)
 		CHECK(strcmp(ml[i].name, mnames[i]) == 0); /* in order, each once */
 	free(ml);
+	/* holds page the same way: 2,000 holds, by snapshot then tag */
+	for (int i = 0; i < 1000; i++)
+		mp[i] = mnames[i];
+	COK(cask_snap_hold(c, "b", mp, 1000));
+	COK(cask_snap_hold(c, "a", mp, 1000));
+	cask_hold_info *mh;
+	COK(cask_snap_holds(c, "tank", &mh, &mn));
+	CHECK(mn == 2000);
+	for (size_t i = 0; i < mn; i++)
+		CHECK(strcmp(mh[i].snapshot, mnames[i / 2]) == 0 && strcmp(mh[i].tag, i % 2 ? "b" : "a") == 0);
+	free(mh);
+	COK(cask_snap_release(c, "a", mp, 1000));
+	COK(cask_snap_release(c, "b", mp, 1000));
 	COK(cask_vol_destroy_ex(c, "tank/many", CASK_DESTROY_SNAPSHOTS));
 
 	/* rename, shrink */
