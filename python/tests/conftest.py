@@ -106,8 +106,12 @@ class Daemon:
                 return
             except cask.Error:
                 if self.proc.poll() is not None:
+                    self.log.close()
                     raise RuntimeError("caskd exited at start")
                 time.sleep(0.05)
+        self.proc.kill()                                 # ours: end it before giving up
+        self.proc.wait()
+        self.log.close()
         raise RuntimeError("caskd did not come up")
 
     def uri(self, name):
@@ -123,13 +127,17 @@ class Daemon:
 @pytest.fixture(scope="session")
 def daemon():
     tmp = tempfile.mkdtemp(prefix="cask-py-")
-    d = Daemon(tmp)
-    with cask.Client(d.sock) as c:
-        c.pool_create("tank", [os.path.join(tmp, "tank0.vdev")], 256 << 20)
-    yield d
-    rc = d.stop()
-    subprocess.run(["rm", "-rf", tmp])
-    assert rc == 0, "caskd exited %d on SIGTERM" % rc
+    try:
+        d = Daemon(tmp)
+        try:
+            with cask.Client(d.sock) as c:
+                c.pool_create("tank", [os.path.join(tmp, "tank0.vdev")], 256 << 20)
+            yield d
+        finally:
+            rc = d.stop()
+            assert rc == 0, "caskd exited %d on SIGTERM" % rc
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
 
 
 @pytest.fixture

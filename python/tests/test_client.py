@@ -234,6 +234,22 @@ def test_cancel_and_threads(client, daemon):
     finally:
         os.close(r)
         os.close(w)
+    # a client that goes away takes its jobs with it
+    r, w = os.pipe()
+    try:
+        other = cask.Client(daemon.sock)
+        job = other.recv("tank/orphan", r, wait=False)
+        assert client.job(job.id).state == "running"
+        other.close()
+        for _ in range(200):
+            if client.job(job.id).state != "running":
+                break
+            time.sleep(0.05)
+        assert client.job(job.id).state == "cancelled"
+    finally:
+        os.close(r)
+        os.close(w)
+    assert not any(v["name"] == "tank/orphan" for v in client.volumes())
     with pytest.raises(cask.JobNotFound):
         client.job(10 ** 9)
     # several threads on one client
