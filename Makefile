@@ -4,7 +4,7 @@
 #   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, send-bench, api-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
@@ -49,7 +49,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
-BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench
+BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench $(BUILD)/bench/api_bench
 CRASH_BIN = $(BUILD)/tests/crash_enum
 
 # The Python binding (cffi, API mode) is built with the release libcask only: an
@@ -110,6 +110,10 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
+$(BUILD)/bench/api_bench: $(BUILD)/obj/bench/api_bench.o $(CLIENT_LIB) $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
@@ -136,6 +140,9 @@ snap-bench: deps all
 send-bench: deps all
 	/usr/bin/python3 bench/send_bench.py --build $(BUILD) --dir $${CASK_BENCH_DIR:-/var/tmp}
 
+api-bench: deps all
+	/usr/bin/python3 bench/api_bench.py --build $(BUILD) --dir $${CASK_BENCH_DIR:-/var/tmp}
+
 crash-soak: all
 	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
 
@@ -148,6 +155,6 @@ run: deps all
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench sync-bench snap-bench send-bench run stress crash-soak clean
+.PHONY: all deps check bench sync-bench snap-bench send-bench api-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

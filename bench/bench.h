@@ -13,7 +13,7 @@
 
 #include "cask/engine.h"
 
-static double
+static inline double
 now(void)
 {
 	struct timespec ts;
@@ -21,7 +21,7 @@ now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void
+static inline void
 die(const char *what, int err)
 {
 	fprintf(stderr, BENCH_NAME ": %s: %s (%s)\n", what, strerror(err < 0 ? -err : err), ce_errmsg());
@@ -29,7 +29,7 @@ die(const char *what, int err)
 }
 
 static uint64_t rs = 88172645463325252ull;
-static uint64_t
+static inline uint64_t
 xr(void)
 {
 	rs ^= rs << 13;
@@ -39,7 +39,7 @@ xr(void)
 }
 
 /* n bytes (a multiple of 8) of incompressible data */
-static void
+static inline void
 fill_random(uint8_t *b, size_t n)
 {
 	for (size_t i = 0; i + 8 <= n; i += 8) {

@@ -727,7 +727,17 @@ typedef struct sl {
 	const char *vol;      /* within the pool, or NULL */
 	json_object *arr;
 	reqerr *e;
+	const char *cursor;   /* the page: items after this key (NULL: from the start) */
+	uint64_t limit;       /* at most this many */
 } sl;
+
+#define KEY_LEN 800
+
+static int
+str_ptr_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 /* The order of a listing as a string key: "pool\x01rest" for "pool/rest". */
 static void
@@ -747,21 +757,77 @@ vol_key(json_object *o, char *buf, size_t len)
 	key_of_name(json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : "", buf, len);
 }
 
-/* snapshots are listed by volume, then txg */
+/* snapshots are listed by volume, then txg: volume is POOL/VOL, name VOL@SNAP or POOL/VOL@SNAP */
+static void
+snap_key_of(const char *volume, uint64_t txg, const char *name, char *buf, size_t len)
+{
+	char vk[400];
+	key_of_name(volume, vk, sizeof(vk));
+	const char *at = strchr(name, '@');
+	snprintf(buf, len, "%s\x01%020" PRIu64 "\x01%s", vk, txg, at ? at + 1 : "");
+}
+
 static void
 snap_key(json_object *o, char *buf, size_t len)
 {
 	json_object *v, *t, *n;
-	char vk[400];
-	key_of_name(json_object_object_get_ex(o, "volume", &v) ? json_object_get_string(v) : "", vk, sizeof(vk));
-	const char *name = json_object_object_get_ex(o, "name", &n) ? json_object_get_string(n) : "";
-	const char *at = strchr(name, '@');
-	snprintf(buf, len, "%s\x01%020" PRIu64 "\x01%s", vk,
-	    json_object_object_get_ex(o, "txg", &t) ? json_object_get_uint64(t) : 0, at ? at + 1 : "");
+	snap_key_of(json_object_object_get_ex(o, "volume", &v) ? json_object_get_string(v) : "",
+	    json_object_object_get_ex(o, "txg", &t) ? json_object_get_uint64(t) : 0,
+	    json_object_object_get_ex(o, "name", &n) ? json_object_get_string(n) : "", buf, len);
+}
+
+/* holds are listed by snapshot name (POOL/VOL@SNAP), then tag */
+static void
+hold_key_of(const char *snapshot, const char *tag, char *buf, size_t len)
+{
+	char sk[600];
+	key_of_name(snapshot, sk, sizeof(sk));
+	snprintf(buf, len, "%s\x01%s", sk, tag);
+}
+
+static void
+hold_key(json_object *o, char *buf, size_t len)
+{
+	json_object *v, *t;
+	hold_key_of(json_object_object_get_ex(o, "snapshot", &v) ? json_object_get_string(v) : "",
+	    json_object_object_get_ex(o, "tag", &t) ? json_object_get_string(t) : "", buf, len);
+}
+
+/*
+ * Which of a pool's n items (keys[i] each) can be on the page: those after
+ * the cursor, and of those the limit+1 smallest (the page, and whether a
+ * next one follows). Only these are turned into JSON: a listing of 10,000
+ * snapshots answered in pages of 1,000 would otherwise build 10,000
+ * objects per page. NULL when out of memory (then every item is kept).
+ */
+static unsigned char *
+sl_pick(const sl *x, char (*keys)[KEY_LEN], size_t n)
+{
+	unsigned char *pick = calloc(n ? n : 1, 1);
+	const char **after = malloc((n ? n : 1) * sizeof(*after));
+	if (pick == NULL || after == NULL) {
+		free(pick);
+		free(after);
+		return NULL;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (x->cursor == NULL || strcmp(keys[i], x->cursor) > 0)
+			after[m++] = keys[i];
+	const char *bound = NULL; /* the largest key kept */
+	if (m > x->limit + 1) {
+		qsort(after, m, sizeof(*after), str_ptr_cmp);
+		bound = after[x->limit];
+	}
+	for (size_t i = 0; i < n; i++)
+		pick[i] = (x->cursor == NULL || strcmp(keys[i], x->cursor) > 0) &&
+		    (bound == NULL || strcmp(keys[i], bound) <= 0);
+	free(after);
+	return pick;
 }
 
 typedef struct page_item {
-	char key[800];
+	char key[KEY_LEN];
 	json_object *it;
 } page_item;
 
@@ -776,14 +842,22 @@ page_item_cmp(const void *a, const void *b)
  * "next"), at most `limit` (default 1000, at most 5000: a reply stays well
  * under the 1 MiB frame); "next" is added when more follow.
  */
+static void
+page_params(json_object *args, const char **cursor, uint64_t *limit)
+{
+	json_object *c;
+	*cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
+	*limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
+	if (*limit == 0 || *limit > 5000)
+		*limit = *limit == 0 ? 1000 : 5000;
+}
+
 static json_object *
 page_of(json_object *arr, json_object *args, void (*keyfn)(json_object *, char *, size_t), json_object *res)
 {
-	json_object *c;
-	const char *cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
-	uint64_t limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
-	if (limit == 0 || limit > 5000)
-		limit = limit == 0 ? 1000 : 5000;
+	const char *cursor;
+	uint64_t limit;
+	page_params(args, &cursor, &limit);
 	json_object *page = json_object_new_array();
 	size_t n = json_object_array_length(arr), taken = 0;
 	/* the listing's order is its keys' order, whatever order the sources gave */
@@ -833,7 +907,8 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 	int found = only == NULL, rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (rc == 0 && (only == NULL || strcmp(only, names[i]) == 0)) {
-			sl x = { names[i], vol, arr, e };
+			sl x = { names[i], vol, arr, e, NULL, 0 };
+			page_params(args, &x.cursor, &x.limit);
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
 			if ((strict || only != NULL) && err != 0)
@@ -879,8 +954,18 @@ vol_list_cb(ce_pool *p, void *arg)
 	int err = ce_vol_list(p, &vi, &n);
 	if (err != 0)
 		return err;
+	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
+	for (size_t i = 0; keys != NULL && i < n; i++) {
+		char full[400];
+		snprintf(full, sizeof(full), "%s/%s", x->pool, vi[i].name);
+		key_of_name(full, keys[i], KEY_LEN);
+	}
+	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(x->arr, vol_json(x->pool, &vi[i]));
+		if (pick == NULL || pick[i])
+			json_object_array_add(x->arr, vol_json(x->pool, &vi[i]));
+	free(pick);
+	free(keys);
 	free(vi);
 	return 0;
 }
@@ -1286,8 +1371,18 @@ snap_list_cb(ce_pool *p, void *arg)
 	int err = ce_snap_list(p, x->vol, &si, &n);
 	if (err != 0)
 		return fail(x->e, err, code_for(err, 1));
+	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
+	for (size_t i = 0; keys != NULL && i < n; i++) {
+		char full[400];
+		snprintf(full, sizeof(full), "%s/%s", x->pool, si[i].volume);
+		snap_key_of(full, si[i].txg, si[i].name, keys[i], KEY_LEN);
+	}
+	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
 	for (size_t i = 0; i < n; i++)
-		json_object_array_add(x->arr, snap_json(x->pool, &si[i]));
+		if (pick == NULL || pick[i])
+			json_object_array_add(x->arr, snap_json(x->pool, &si[i]));
+	free(pick);
+	free(keys);
 	free(si);
 	return 0;
 }
@@ -1304,16 +1399,6 @@ op_snap_list(json_object *args, json_object *res, reqerr *e)
 	    snap_key);
 }
 
-/* holds are listed by snapshot name (volume, then snapshot), then tag */
-static void
-hold_key(json_object *o, char *buf, size_t len)
-{
-	json_object *v;
-	char sk[600];
-	key_of_name(json_object_object_get_ex(o, "snapshot", &v) ? json_object_get_string(v) : "", sk, sizeof(sk));
-	snprintf(buf, len, "%s\x01%s", sk, json_object_object_get_ex(o, "tag", &v) ? json_object_get_string(v) : "");
-}
-
 static int
 snap_holds_cb(ce_pool *p, void *arg)
 {
@@ -1323,7 +1408,16 @@ snap_holds_cb(ce_pool *p, void *arg)
 	int err = ce_snap_holds(p, x->vol, &h, &n);
 	if (err != 0)
 		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1));
+	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
+	for (size_t i = 0; keys != NULL && i < n; i++) {
+		char full[400];
+		snprintf(full, sizeof(full), "%s/%s", x->pool, h[i].snapshot);
+		hold_key_of(full, h[i].tag, keys[i], KEY_LEN);
+	}
+	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
 	for (size_t i = 0; i < n; i++) {
+		if (pick != NULL && !pick[i])
+			continue;
 		char full[400];
 		json_object *o = json_object_new_object();
 		snprintf(full, sizeof(full), "%s/%s", x->pool, h[i].snapshot);
@@ -1332,6 +1426,8 @@ snap_holds_cb(ce_pool *p, void *arg)
 		json_object_object_add(o, "creation", json_object_new_uint64(h[i].ctime));
 		json_object_array_add(x->arr, o);
 	}
+	free(pick);
+	free(keys);
 	free(h);
 	return 0;
 }
