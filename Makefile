@@ -2,6 +2,7 @@
 #
 #   make              optimised build in build/ (what the daemon and benchmarks use)
 #   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
+#   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
 #   make sync-bench, snap-bench, send-bench, api-bench   one benchmark each (see bench/)
@@ -152,9 +153,28 @@ stress: all
 run: deps all
 	./scripts/run.sh $(BUILD)
 
+# make install [PREFIX=/usr/local] [DESTDIR=]: caskd, cask, cask-debug, libcask
+# (libcask.so.1 and the -dev symlink, the header, a pkg-config file), the
+# Python package, and the docs (man pages in markdown).
+PREFIX ?= /usr/local
+PYDIR ?= $(PREFIX)/lib/python3/dist-packages
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/include/cask $(DESTDIR)$(PYDIR)/cask $(DESTDIR)$(PREFIX)/share/doc/cask/man
+	install -m 755 $(CASKD) $(DESTDIR)$(PREFIX)/sbin/caskd
+	install -m 755 $(CASK) $(BUILD)/cask-debug $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(CLIENT_SO) $(DESTDIR)$(PREFIX)/lib/libcask.so.1.0.0
+	ln -sf libcask.so.1.0.0 $(DESTDIR)$(PREFIX)/lib/libcask.so.1
+	ln -sf libcask.so.1 $(DESTDIR)$(PREFIX)/lib/libcask.so
+	install -m 644 include/cask/client.h $(DESTDIR)$(PREFIX)/include/cask/client.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' lib/client/cask.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/cask.pc
+	/usr/bin/python3 python/cask/_build.py $(BUILD) $(DESTDIR)$(PYDIR)/cask $(PREFIX)/lib
+	install -m 644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/cask/
+	install -m 644 docs/man/*.md $(DESTDIR)$(PREFIX)/share/doc/cask/man/
+
 clean:
 	rm -rf build
 
-.PHONY: all deps check bench sync-bench snap-bench send-bench api-bench run stress crash-soak clean
+.PHONY: all install deps check bench sync-bench snap-bench send-bench api-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

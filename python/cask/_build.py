@@ -5,6 +5,8 @@ header fails to compile rather than misbehaving at run time).
 
     python3 python/cask/_build.py BUILD_DIR      (make does this; the module
                                                   lands in BUILD_DIR/python/cask)
+    python3 python/cask/_build.py BUILD_DIR OUT RPATH   (make install: a copy in
+                                                  OUT that loads libcask.so.1 from RPATH)
 """
 import os
 import shutil
@@ -123,25 +125,31 @@ void free(void *);
 """
 
 
-def build(build_dir):
+def build(build_dir, out=None, rpath=None):
+    """Compile the binding against build_dir's libcask.so.1 into out (default
+    BUILD/python/cask); the module finds the library through rpath (default
+    build_dir: for an installed copy, the library's installed directory)."""
     top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     libdir = os.path.abspath(build_dir)
-    out = os.path.join(libdir, "python", "cask")
+    out = out or os.path.join(libdir, "python", "cask")
     os.makedirs(out, exist_ok=True)
     ffi = cffi.FFI()
     ffi.cdef(CDEF)
     ffi.set_source("cask._cask_cffi", '#include <stdlib.h>\n#include "cask/client.h"\n',
                    include_dirs=[os.path.join(top, "include")], library_dirs=[libdir],
-                   libraries=[":libcask.so.1"], extra_link_args=["-Wl,-rpath," + libdir],
+                   libraries=[":libcask.so.1"], extra_link_args=["-Wl,-rpath," + (rpath or libdir)],
                    extra_compile_args=["-Wall", "-Werror", "-Wno-unused-parameter"])
-    tmp = os.path.join(libdir, "python", "tmp")
+    tmp = os.path.join(libdir, "python", "tmp" if rpath is None else "tmp-install")
     lib = ffi.compile(tmpdir=tmp, verbose=False)
     shutil.copy(lib, out)
     for f in os.listdir(os.path.join(top, "python", "cask")):
         if f.endswith(".py") and f != "_build.py":
             shutil.copy(os.path.join(top, "python", "cask", f), out)
-    open(os.path.join(libdir, "python", "cask", ".built"), "w").close()
+    if rpath is None:
+        open(os.path.join(out, ".built"), "w").close()
 
 
 if __name__ == "__main__":
-    build(sys.argv[1] if len(sys.argv) > 1 else "build")
+    # _build.py [BUILD [OUT RPATH]]
+    a = sys.argv[1:]
+    build(a[0] if a else "build", *(a[1:3] if len(a) >= 3 else []))
