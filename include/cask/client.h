@@ -10,7 +10,8 @@
  * a stable symbolic code (e.g. "POOL_NOT_FOUND") and a message. Nothing
  * is ever printed. A client handle may be used from several threads at
  * once (requests on one handle are serialised). A handle is not valid in
- * a child after fork(); connect again there.
+ * a child after fork(): calls on it there fail with -EINVAL and send
+ * nothing; connect again there.
  */
 #ifndef CASK_CLIENT_H
 #define CASK_CLIENT_H

@@ -33,6 +33,7 @@ struct cask_client {
 	int fd;
 	uint32_t next_id;
 	int broken;
+	pid_t pid;         /* the process that connected: a child after fork() must connect again */
 	pthread_mutex_t lock;
 	char path[108];    /* the socket, for the extra connections of cask_job_pollfd */
 };
@@ -145,6 +146,7 @@ cask_connect(const char *path, cask_client **out)
 	}
 	c->fd = fd;
 	c->next_id = 1;
+	c->pid = getpid();
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	pthread_mutex_init(&c->lock, NULL);
 	*out = c;
@@ -178,6 +180,12 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 	const char *s = json_object_to_json_string_length(req, JSON_C_TO_STRING_PLAIN, &len);
 	int rc;
 
+	if (c->pid != getpid()) {
+		/* the socket is shared with the parent: a request here would interleave with its frames */
+		json_object_put(req);
+		return set_error(EINVAL, "INVALID_ARGUMENT", "this caskd handle was made by process %d, before "
+		    "fork(): connect again in this process", (int)c->pid);
+	}
 	pthread_mutex_lock(&c->lock);
 	if (c->broken) {
 		rc = set_error(ENOTCONN, "NOT_RUNNING", "the connection to caskd was lost");

@@ -383,6 +383,21 @@ main(int argc, char **argv)
 	COK(cask_connect(NULL, &dc));
 	cask_disconnect(dc);
 
+	/* after fork() the child's copy of a handle refuses to be used; the parent's goes on */
+	fflush(NULL);
+	pid_t child = fork();
+	if (child == 0) {
+		char cv[64];
+		int cp;
+		int r = cask_hello(c, cv, sizeof(cv), &cp);
+		_exit(r == -EINVAL && strcmp(cask_error()->code, "INVALID_ARGUMENT") == 0 &&
+		    strstr(cask_error()->message, "fork") != NULL ? 0 : 1);
+	}
+	int cst;
+	CHECK(child > 0 && waitpid(child, &cst, 0) == child && WIFEXITED(cst) && WEXITSTATUS(cst) == 0);
+	cask_vol_info fvi;
+	COK(cask_vol_get(c, "tank/t0-1", &fvi));
+
 	/* a listing bigger than a frame comes in pages (server-side cursor) */
 	COK(cask_vol_create(c, "tank/many", 1 << 20, NULL));
 	static char mnames[3000][32];
