@@ -85,6 +85,7 @@ dl_append(deadlist *dl, const bp_phys *bp)
 	dl->dirty[dl->n / DL_PER_LEAF] = 1;
 	dl->n++;
 	dl->bytes += bp_asize(bp);
+	dl->lbytes += bp->bp_type == BP_DATA ? bp->bp_lsize : 0;
 	dl->changed = 1;
 }
 
@@ -143,6 +144,7 @@ dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds)
 		if (bp_is_hole(&dl->e[i]))
 			return -EIO;
 		dl->bytes += bp_asize(&dl->e[i]);
+		dl->lbytes += dl->e[i].bp_type == BP_DATA ? dl->e[i].bp_lsize : 0;
 	}
 	if (dl->bytes != ds->ds_dl_bytes)
 		return -EIO;
@@ -367,22 +369,25 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	volume *n = snap_successor(p, s);
 	VERIFY(n != NULL);
 	deadlist *nd = &n->dl;
-	uint64_t k = 0, freed = 0;
+	uint64_t k = 0, freed = 0, lfreed = 0;
 	for (uint64_t i = 0; i < nd->n; i++) {
 		bp_phys *e = &nd->e[i];
 		if (e->bp_birth > s->prev_txg) {
 			blk_free(p, e, t);
 			freed += bp_asize(e);
+			lfreed += e->bp_type == BP_DATA ? e->bp_lsize : 0;
 		} else {
 			nd->e[k++] = *e;
 		}
 	}
 	nd->n = k;
 	nd->bytes -= freed;
+	nd->lbytes -= lfreed;
 	dl_reserve(nd, nd->n + s->dl.n);
 	for (uint64_t i = 0; i < s->dl.n; i++)
 		nd->e[nd->n++] = s->dl.e[i];
 	nd->bytes += s->dl.bytes;
+	nd->lbytes += s->dl.lbytes;
 	if (nd->cap > nd->n)
 		memset(nd->e + nd->n, 0, (nd->cap - nd->n) * sizeof(bp_phys));
 	dl_mark_all(nd);
@@ -626,14 +631,6 @@ chain_first(volume *h)
 	while (f->prev != NULL && f->prev->is_snap && f->prev->head == h)
 		f = f->prev;
 	return f;
-}
-
-/* txg of the snapshot h's chain was cloned from (0: not a clone). */
-uint64_t
-snap_origin_txg(volume *h)
-{
-	volume *f = chain_first(h);
-	return f->prev != NULL ? f->prev->create_txg : 0;
 }
 
 int

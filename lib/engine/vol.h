@@ -13,6 +13,7 @@ typedef struct deadlist {
 	bp_phys *e;             /* entries, in order of death; cap is a multiple of 256 */
 	uint64_t n, cap;
 	uint64_t bytes;         /* sum of their allocated sizes */
+	uint64_t lbytes;        /* sum of their data blocks' logical sizes (in memory only) */
 	cowtree tree;           /* the object on disk */
 	uint8_t *dirty;         /* per 16 KiB leaf (cap / 256 of them) */
 	uint64_t disk_leaves;   /* leaves the object had when last written */
@@ -137,7 +138,6 @@ int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
 unsigned snap_clones(ce_pool *p, const volume *s);
 int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
-uint64_t snap_origin_txg(volume *h);
 int snap_named_before(const char *const *names, size_t i);
 volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
 /* send.c */
