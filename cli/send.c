@@ -68,7 +68,7 @@ follow(cask_client *c, uint64_t id, const char *what, int verbose)
 		if (ended)
 			break;
 	}
-	if (tty && (tty || verbose))
+	if (tty)
 		fprintf(stderr, "\n");
 	if (strcmp(j.state, "done") != 0) {
 		fprintf(stderr, "cask %s: %s\n", what, j.message[0] ? j.message : j.state);
