@@ -163,6 +163,8 @@ class Job:
         self.id = job_id
 
     def info(self, wait_ms=None):
+        """The job's dict: kind, pool, target, state, done, total, elapsed_ms, result, and 'error'
+        (an exception) when it failed."""
         j = ffi.new("cask_job_info *")
         if wait_ms is None:
             self.client._check(lib.cask_job_get(self.client._c, self.id, j), self.id)
@@ -181,9 +183,11 @@ class Job:
 
     @property
     def state(self):
+        """'running', 'done', 'failed' or 'cancelled'."""
         return self.info()["state"]
 
     def cancel(self):
+        """Cancel a running job (cask.JobEnded if it has ended already)."""
         self.client._check(lib.cask_job_cancel(self.client._c, self.id), self.id)
 
     def wait(self, timeout=None):
@@ -231,6 +235,7 @@ class Client:
         self._c = pp[0]
 
     def close(self):
+        """Close the connection (jobs it started are cancelled by caskd); `with` does this."""
         if self._c != ffi.NULL:
             lib.cask_disconnect(self._c)
             self._c = ffi.NULL
@@ -274,6 +279,8 @@ class Client:
 
     # ---- server ----
     def capabilities(self):
+        """{'server', 'version', 'protocol', 'features'}: check a feature name in 'features' (a
+        frozenset) before relying on it."""
         caps = ffi.new("cask_capabilities_info *")
         self._check(lib.cask_capabilities(self._c, caps))
         return {"server": _s(caps.server), "version": _s(caps.version), "protocol": caps.protocol,
@@ -281,10 +288,13 @@ class Client:
 
     # ---- pools ----
     def pool_create(self, name, paths, size=0):
+        """A new pool on the files or devices in paths (files are created with size bytes when
+        missing or empty)."""
         arr, keep = self._names(paths)
         self._check(lib.cask_pool_create(self._c, _b(name), arr, len(paths), size), name)
 
     def pool_import(self, name=None, paths=None, dir=None):
+        """Import a pool by name and/or from paths or a directory to scan; returns the pool's name."""
         paths = paths or []
         arr, keep = self._names(paths)
         out = ffi.new("char[64]")
@@ -293,9 +303,12 @@ class Client:
         return _s(out)
 
     def pool_export(self, name):
+        """Commit and close the pool; caskd forgets it (the vdevs keep it). Busy while volumes are
+        open."""
         self._check(lib.cask_pool_export(self._c, _b(name)), name)
 
     def pool_destroy(self, name):
+        """Destroy the pool: its volumes and snapshots are gone, its vdev labels wiped."""
         self._check(lib.cask_pool_destroy(self._c, _b(name)), name)
 
     def pool_clear(self, name):
@@ -310,6 +323,7 @@ class Client:
                     name)
 
     def pools(self):
+        """Every pool caskd knows (a generator of dicts: state, error, size, allocated, free, ...)."""
         pp, n = ffi.new("cask_pool_info **"), ffi.new("size_t *")
         self._check(lib.cask_pool_list(self._c, pp, n))
         try:
@@ -319,6 +333,7 @@ class Client:
             lib.cask_pool_info_free(pp[0], n[0])
 
     def pool_status(self, name):
+        """One pool's dict, with 'vdevs' (their paths) and its error counters."""
         p = ffi.new("cask_pool_info *")
         self._check(lib.cask_pool_status(self._c, _b(name), p), name)
         d = _struct(p, _POOL_FIELDS)
@@ -328,6 +343,8 @@ class Client:
 
     # ---- volumes ----
     def vol_create(self, name, size, volblocksize=0, compression=None, checksum=None, sync=None):
+        """A thin volume of size bytes; volblocksize 0 is the default (4K); compression, checksum,
+        sync as strings."""
         props = ffi.new("cask_vol_props *")
         props.size = ffi.sizeof("cask_vol_props")
         # the strings must outlive the call: keep the cdata objects referenced
@@ -340,16 +357,22 @@ class Client:
         self._check(lib.cask_vol_create(self._c, _b(name), size, props), name)
 
     def vol_destroy(self, name, recursive=False, dependents=False):
+        """Destroy a volume; recursive=True with its snapshots, dependents=True also the clones of
+        those (and theirs)."""
         flags = (1 if recursive or dependents else 0) | (2 if dependents else 0)
         self._check(lib.cask_vol_destroy_ex(self._c, _b(name), flags), name)
 
     def vol_resize(self, name, size, shrink=False):
+        """Set the volume's size; a smaller size needs shrink=True (the data past it is gone)."""
         self._check(lib.cask_vol_resize(self._c, _b(name), size, 1 if shrink else 0), name)
 
     def vol_rename(self, name, new_name):
+        """Rename a volume within its pool (its snapshots follow)."""
         self._check(lib.cask_vol_rename(self._c, _b(name), _b(new_name)), name)
 
     def vol_get(self, name):
+        """The volume's properties as a dict; 'sources' says for each settable one whether it is
+        'local' or 'default'."""
         v = ffi.new("cask_vol_info *")
         self._check(lib.cask_vol_get(self._c, _b(name), v), name)
         d = _struct(v, _VOL_FIELDS)
@@ -370,6 +393,7 @@ class Client:
         self._check(lib.cask_vol_inherit(self._c, _b(name), _b(prop)), name)
 
     def volumes(self, pool=None):
+        """Every volume, or a pool's (a generator of dicts, fetched page by page)."""
         pp, n = ffi.new("cask_vol_info **"), ffi.new("size_t *")
         self._check(lib.cask_vol_list(self._c, _b(pool), pp, n), pool)
         try:
@@ -379,12 +403,17 @@ class Client:
             lib.free(pp[0])
 
     def vol_clone(self, snapshot, new_name):
+        """A writable volume new_name sharing the snapshot's blocks."""
         self._check(lib.cask_vol_clone(self._c, _b(snapshot), _b(new_name)), snapshot)
 
     def vol_rollback(self, snapshot, destroy_newer=False):
+        """Make the volume what snapshot recorded; newer snapshots refuse it unless
+        destroy_newer=True destroys them."""
         self._check(lib.cask_vol_rollback(self._c, _b(snapshot), 1 if destroy_newer else 0), snapshot)
 
     def vol_promote(self, name):
+        """The clone takes over its origin's snapshots up to the origin; the former parent becomes
+        its clone."""
         self._check(lib.cask_vol_promote(self._c, _b(name)), name)
 
     # ---- snapshots ----
@@ -395,14 +424,17 @@ class Client:
                     len(names) > 1)
 
     def snap_destroy(self, *names):
+        """Destroy the named snapshots (one pool), all in one transaction or none."""
         arr, keep = self._names(names)
         self._check(lib.cask_snap_destroy_many(self._c, arr, len(names)),
                     names[0] if len(names) == 1 else None, len(names) > 1)
 
     def snap_rename(self, name, new_name):
+        """Rename a snapshot (new_name: NEW or POOL/VOL@NEW; it keeps its volume)."""
         self._check(lib.cask_snap_rename(self._c, _b(name), _b(new_name)), name)
 
     def snapshots(self, name=None):
+        """Snapshots of every pool, a pool or a volume (a generator of dicts, by volume then age)."""
         pp, n = ffi.new("cask_snap_info **"), ffi.new("size_t *")
         self._check(lib.cask_snap_list(self._c, _b(name), pp, n), name)
         try:
@@ -412,16 +444,20 @@ class Client:
             lib.free(pp[0])
 
     def hold(self, tag, *names):
+        """Put hold `tag` on each named snapshot (all or none): a held snapshot cannot be destroyed."""
         arr, keep = self._names(names)
         self._check(lib.cask_snap_hold(self._c, _b(tag), arr, len(names)), names[0] if len(names) == 1 else None,
                     len(names) > 1)
 
     def release(self, tag, *names):
+        """Take hold `tag` off each named snapshot (all or none)."""
         arr, keep = self._names(names)
         self._check(lib.cask_snap_release(self._c, _b(tag), arr, len(names)),
                     names[0] if len(names) == 1 else None, len(names) > 1)
 
     def holds(self, name=None):
+        """Holds of every pool, a pool or one snapshot (a generator of {'snapshot', 'tag',
+        'creation'})."""
         pp, n = ffi.new("cask_hold_info **"), ffi.new("size_t *")
         self._check(lib.cask_snap_holds(self._c, _b(name), pp, n), name)
         try:
@@ -469,6 +505,8 @@ class Client:
         return self._finish(Job(self, job[0]), wait, timeout)
 
     def recv_abandon(self, volume):
+        """Drop the volume's partial receive: a full one is destroyed, an incremental one rolled
+        back to its base."""
         self._check(lib.cask_recv_abandon(self._c, _b(volume)), volume)
 
     def diff(self, base, target):
@@ -487,11 +525,13 @@ class Client:
             lib.cask_diff_end(it[0])
 
     def job(self, job_id):
+        """The Job of that id (cask.JobNotFound when caskd no longer knows it)."""
         j = Job(self, job_id)
         j.info()
         return j
 
     def jobs(self):
+        """Running jobs and the newest 64 ended ones (a generator of dicts)."""
         pp, n = ffi.new("cask_job_info **"), ffi.new("size_t *")
         self._check(lib.cask_job_list(self._c, pp, n))
         try:
