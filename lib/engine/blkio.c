@@ -23,6 +23,11 @@
  *      uncompressed; its owner keeps it alive until the next wq_flush.
  *   5. Reads that miss more than RQ_CACHE_MAX blocks are streaming reads
  *      and do not fill the cache, so a scan cannot evict the working set.
+ *   6. The syncing thread reads what it queued: a block born in the txg
+ *      it syncs that is not in the cache is taken from the write queue
+ *      (its newest bytes for that location) before the disk. So a sync
+ *      needs no flush between its passes, only before the uberblock,
+ *      and a txg's writes go out in few, large, coalesced runs.
  */
 #include "bufpool.h"
 #include "checksum.h"
@@ -73,6 +78,38 @@ verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 	return 0;
 }
 
+/* The pool and txg this thread is syncing (blk_sync_begin), whose queued writes it may read. */
+static __thread ce_pool *sync_pool;
+static __thread uint64_t sync_txg;
+
+void
+blk_sync_begin(ce_pool *p, uint64_t txg)
+{
+	sync_pool = p;
+	sync_txg = txg;
+}
+
+void
+blk_sync_end(void)
+{
+	sync_pool = NULL;
+	sync_txg = 0;
+}
+
+/* The newest queued write of bp's location, when this thread is syncing the txg bp was born in. */
+static const wq_ent *
+wq_find(ce_pool *p, const bp_phys *bp)
+{
+	if (sync_pool != p || bp->bp_birth != sync_txg)
+		return NULL;
+	for (size_t i = p->wq_n; i-- > 0;) {
+		const wq_ent *q = &p->wq[i];
+		if (q->vdev == bp->bp_vdev && q->offset == bp->bp_offset)
+			return q->len == bp_asize(bp) ? q : NULL;
+	}
+	return NULL;
+}
+
 int
 blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 {
@@ -91,7 +128,12 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 	uint64_t asize = bp_asize(bp);
 	uint8_t *raw = bufpool_get(asize);
 	uint8_t *logical = bp->bp_comp == CE_COMP_OFF ? raw : bufpool_get(bp->bp_lsize);
-	int err = vdev_read(&p->vds[bp->bp_vdev], raw, asize, bp->bp_offset);
+	const wq_ent *q = wq_find(p, bp);
+	int err = 0;
+	if (q != NULL)
+		memcpy(raw, q->buf, asize);
+	else
+		err = vdev_read(&p->vds[bp->bp_vdev], raw, asize, bp->bp_offset);
 	if (err != 0) {
 		pool_io_error(p, err);
 		err = -EIO;
@@ -144,6 +186,12 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 		}
 		if (cache_get(&p->cache, bp, dsts[i], 0, bp->bp_lsize))
 			continue;
+		const wq_ent *q = wq_find(p, bp);
+		if (q != NULL) {
+			if (verify_block(p, bp, q->buf, dsts[i]) != 0)
+				err = -EIO;
+			continue;
+		}
 		rq[nr++] = (rq_ent){ bp, dsts[i] };
 	}
 	int cache_fill = nr <= RQ_CACHE_MAX;
@@ -301,17 +349,26 @@ wq_flush(ce_pool *p)
 		return 0;
 	struct iovec *iov = xmalloc(1024 * sizeof(struct iovec));
 	qsort(p->wq, p->wq_n, sizeof(wq_ent), wq_cmp);
-	/* Keep only the newest write to each location. */
+	/*
+	 * Where two queued writes overlap, only the newer is written. The
+	 * same location rewritten in place keeps its newest bytes; a range
+	 * that overlaps a newer write was freed in this txg (the allocator
+	 * gave its sectors out again), so nothing references its bytes.
+	 * Sorted by offset, the kept writes do not overlap, so a write can
+	 * only overlap the last one kept.
+	 */
 	size_t k = 0;
 	for (size_t i = 0; i < p->wq_n; i++) {
-		if (k > 0 && p->wq[k - 1].vdev == p->wq[i].vdev && p->wq[k - 1].offset == p->wq[i].offset) {
-			VERIFY3U(p->wq[k - 1].len, ==, p->wq[i].len);
-			if (p->wq[k - 1].owned)
-				bufpool_put(p->wq[k - 1].buf, p->wq[k - 1].len);
-			p->wq[k - 1] = p->wq[i];
-		} else {
-			p->wq[k++] = p->wq[i];
+		wq_ent *last = k > 0 ? &p->wq[k - 1] : NULL, *e = &p->wq[i];
+		if (last != NULL && last->vdev == e->vdev && last->offset + last->len > e->offset) {
+			wq_ent *drop = last->seq > e->seq ? e : last;
+			if (drop->owned)
+				bufpool_put(drop->buf, drop->len);
+			if (drop == last)
+				p->wq[k - 1] = *e;
+			continue;
 		}
+		p->wq[k++] = *e;
 	}
 	p->wq_n = k;
 	for (size_t i = 0; i < p->wq_n;) {

@@ -222,11 +222,8 @@ mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_
 	int err = 0;
 	uint8_t want = cowtree_levels_for(nleaves);
 
-	if (t->levels < want) {
+	if (t->levels < want)
 		err = cowtree_grow(p, t, txg, want, &acct);
-		if (err == 0)
-			err = wq_flush(p);
-	}
 	for (uint64_t i = 0; err == 0 && i < nleaves; i++) {
 		if (!dirty[i])
 			continue;

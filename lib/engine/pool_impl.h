@@ -122,6 +122,9 @@ void txg_throttle(ce_pool *p);
 
 /* blkio.c */
 int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
+/* This thread syncs txg t of p: its reads of blocks born in t may come from the write queue. */
+void blk_sync_begin(ce_pool *p, uint64_t t);
+void blk_sync_end(void);
 int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
 enum { BLK_CACHE = 1, BLK_BORROW = 2 };
 int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,

@@ -135,8 +135,8 @@ txg_capture(ce_pool *p, uint64_t t)
 }
 
 /* Write out txg t: volumes, then MOS and bitmaps until stable, then commit. */
-int
-txg_sync_one(ce_pool *p, uint64_t t)
+static int
+txg_sync_work(ce_pool *p, uint64_t t)
 {
 	int err = 0;
 
@@ -217,18 +217,23 @@ txg_sync_one(ce_pool *p, uint64_t t)
 		err = hold_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
-	/* Later passes: MOS and bitmaps until a pass writes nothing. */
+	/*
+	 * Later passes: MOS and bitmaps until a pass writes nothing. A pass
+	 * reads what earlier ones queued from the queue (blkio.c, 6), so the
+	 * blocks go out once, coalesced, with a location rewritten by later
+	 * passes written only with its final bytes.
+	 */
 	for (int pass = 0; err == 0; pass++) {
 		int did = 0;
 		VERIFY3U(pass, <, 100);
 		err = mos_sync(p, t, &did);
 		if (err == 0)
 			err = mos_sync_bitmaps(p, t, &did);
-		if (err == 0)
-			err = wq_flush(p);
 		if (!did)
 			break;
 	}
+	if (err == 0)
+		err = wq_flush(p);
 	for (unsigned v = 0; v < p->nvdevs && err == 0; v++)
 		if ((err = vdev_flush(&p->vds[v])) != 0)
 			pool_io_error(p, err);
@@ -277,6 +282,15 @@ txg_sync_one(ce_pool *p, uint64_t t)
 	pthread_mutex_unlock(&p->lock);
 	free(vols);
 	return 0;
+}
+
+int
+txg_sync_one(ce_pool *p, uint64_t t)
+{
+	blk_sync_begin(p, t);
+	int err = txg_sync_work(p, t);
+	blk_sync_end();
+	return err;
 }
 
 static void *

@@ -1069,16 +1069,11 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	void **datas = xmalloc((n ? n : 1) * sizeof(void *));
 	size_t nl = 0;
 
-	if (ts.levels < want) {
+	if (ts.levels < want)
 		err = cowtree_grow(p, &ts, t, want, &acct);
-		if (err == 0)
-			err = wq_flush(p);
-	}
 	for (size_t k = 0; k < nfr && err == 0; k++)
 		err = cowtree_free_range(p, &ts, t, fr[k].start,
 		    MIN(fr[k].end, cowtree_capacity(ts.levels)), &acct);
-	if (nfr && err == 0)
-		err = wq_flush(p);
 	for (size_t k = 0; k < n && err == 0; k++) {
 		void *d = htab_get(&v->dirty[i], keys[k]);
 		VERIFY(d != NULL);
