@@ -29,8 +29,7 @@ htab_init(htab *h)
 void
 htab_fini(htab *h)
 {
-	free(h->keys);
-	free(h->vals);
+	free(h->slots);
 	memset(h, 0, sizeof(*h));
 }
 
@@ -38,7 +37,7 @@ void
 htab_clear(htab *h)
 {
 	if (h->cap > 0)
-		memset(h->vals, 0, h->cap * sizeof(void *));
+		memset(h->slots, 0, h->cap * sizeof(htab_slot));
 	h->count = h->used = 0;
 }
 
@@ -48,22 +47,19 @@ htab_resize(htab *h, size_t ncap)
 	htab n;
 	n.cap = ncap;
 	n.count = n.used = 0;
-	n.keys = xmalloc(ncap * sizeof(uint64_t));
-	n.vals = xcalloc(ncap, sizeof(void *));
+	n.slots = xcalloc(ncap, sizeof(htab_slot));
 	for (size_t i = 0; i < h->cap; i++) {
-		void *v = h->vals[i];
+		void *v = h->slots[i].val;
 		if (v == NULL || v == HTAB_TOMB)
 			continue;
-		size_t j = hash64(h->keys[i]) & (ncap - 1);
-		while (n.vals[j] != NULL)
+		size_t j = hash64(h->slots[i].key) & (ncap - 1);
+		while (n.slots[j].val != NULL)
 			j = (j + 1) & (ncap - 1);
-		n.keys[j] = h->keys[i];
-		n.vals[j] = v;
+		n.slots[j] = h->slots[i];
 		n.count++;
 		n.used++;
 	}
-	free(h->keys);
-	free(h->vals);
+	free(h->slots);
 	*h = n;
 }
 
@@ -74,32 +70,39 @@ htab_get(const htab *h, uint64_t key)
 		return NULL;
 	size_t j = hash64(key) & (h->cap - 1);
 	for (;;) {
-		void *v = h->vals[j];
+		void *v = h->slots[j].val;
 		if (v == NULL)
 			return NULL;
-		if (v != HTAB_TOMB && h->keys[j] == key)
+		if (v != HTAB_TOMB && h->slots[j].key == key)
 			return v;
 		j = (j + 1) & (h->cap - 1);
 	}
+}
+
+void
+htab_prefetch(const htab *h, uint64_t key)
+{
+	if (h->cap > 0)
+		__builtin_prefetch(&h->slots[hash64(key) & (h->cap - 1)]);
 }
 
 void *
 htab_put(htab *h, uint64_t key, void *val)
 {
 	VERIFY(val != NULL);
-	if ((h->used + 1) * 4 >= h->cap * 3)
+	if ((h->used + 1) * 2 >= h->cap)
 		htab_resize(h, h->cap == 0 ? 16 : (h->count * 2 >= h->cap / 2 ? h->cap * 2 : h->cap));
 	size_t j = hash64(key) & (h->cap - 1);
 	size_t tomb = (size_t)-1;
 	for (;;) {
-		void *v = h->vals[j];
+		void *v = h->slots[j].val;
 		if (v == NULL)
 			break;
 		if (v == HTAB_TOMB) {
 			if (tomb == (size_t)-1)
 				tomb = j;
-		} else if (h->keys[j] == key) {
-			h->vals[j] = val;
+		} else if (h->slots[j].key == key) {
+			h->slots[j].val = val;
 			return v;
 		}
 		j = (j + 1) & (h->cap - 1);
@@ -109,8 +112,8 @@ htab_put(htab *h, uint64_t key, void *val)
 	} else {
 		h->used++;
 	}
-	h->keys[j] = key;
-	h->vals[j] = val;
+	h->slots[j].key = key;
+	h->slots[j].val = val;
 	h->count++;
 	return NULL;
 }
@@ -122,11 +125,11 @@ htab_del(htab *h, uint64_t key)
 		return NULL;
 	size_t j = hash64(key) & (h->cap - 1);
 	for (;;) {
-		void *v = h->vals[j];
+		void *v = h->slots[j].val;
 		if (v == NULL)
 			return NULL;
-		if (v != HTAB_TOMB && h->keys[j] == key) {
-			h->vals[j] = HTAB_TOMB;
+		if (v != HTAB_TOMB && h->slots[j].key == key) {
+			h->slots[j].val = HTAB_TOMB;
 			h->count--;
 			return v;
 		}
@@ -138,9 +141,9 @@ int
 htab_next(const htab *h, size_t *iter, uint64_t *key, void **val)
 {
 	for (size_t i = *iter; i < h->cap; i++) {
-		void *v = h->vals[i];
+		void *v = h->slots[i].val;
 		if (v != NULL && v != HTAB_TOMB) {
-			*key = h->keys[i];
+			*key = h->slots[i].key;
 			*val = v;
 			*iter = i + 1;
 			return 1;

@@ -175,6 +175,9 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 	size_t nr = 0;
 	int err = 0;
 
+	/* one cache lookup per block: their table slots are loaded together, not one miss at a time */
+	if (n > 1)
+		cache_prefetch(&p->cache, bps, n);
 	for (size_t i = 0; i < n; i++) {
 		const bp_phys *bp = &bps[i];
 		if (bp_is_hole(bp))

@@ -90,6 +90,16 @@ cache_fini(cache *c)
 	pthread_mutex_destroy(&c->lock);
 }
 
+void
+cache_prefetch(cache *c, const bp_phys *bps, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < n; i++)
+		if (!bp_is_hole(&bps[i]))
+			htab_prefetch(&c->map, bp_key(&bps[i]));
+	pthread_mutex_unlock(&c->lock);
+}
+
 int
 cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len)
 {

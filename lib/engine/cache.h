@@ -18,6 +18,8 @@ void cache_init(cache *c, uint64_t max_bytes);
 void cache_fini(cache *c);
 /* Copy len bytes at off of the cached block for bp into dst; 1 hit, 0 miss. */
 int cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len);
+/* A batch of lookups is coming (blk_read_many): load their hash slots in parallel first. */
+void cache_prefetch(cache *c, const bp_phys *bps, size_t n);
 /* Insert the logical contents of bp's block. cache_put copies; cache_put_owned
  * takes ownership of a bufpool buffer of bp_lsize bytes. */
 void cache_put(cache *c, const bp_phys *bp, const void *data);
