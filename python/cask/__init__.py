@@ -22,6 +22,7 @@ after fork. Jobs: job.wait(timeout), job.progress, job.cancel(), and
 import asyncio
 import errno as _errno
 import os
+import time
 
 from ._cask_cffi import ffi, lib
 
@@ -192,8 +193,17 @@ class Job:
 
     def wait(self, timeout=None):
         """Until the job ends (or timeout seconds pass: then None). Returns its
-        result (e.g. the received snapshot's name) or raises its error."""
-        d = self.info(wait_ms=-1 if timeout is None else int(timeout * 1000))
+        result (e.g. the received snapshot's name) or raises its error. It
+        waits in slices of a quarter second, so Ctrl-C (KeyboardInterrupt)
+        interrupts it; the job goes on (cancel() stops it)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 250
+            if deadline is not None:
+                step = max(0, min(step, int((deadline - time.monotonic()) * 1000)))
+            d = self.info(wait_ms=step)
+            if d["state"] != "running" or (deadline is not None and time.monotonic() >= deadline):
+                break
         if d["state"] == "running":
             return None
         if "error" in d:

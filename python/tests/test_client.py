@@ -234,6 +234,30 @@ def test_cancel_and_threads(client, daemon):
     finally:
         os.close(r)
         os.close(w)
+    # Ctrl-C interrupts a wait; the job goes on until cancelled
+    r, w = os.pipe()
+    try:
+        job = client.recv("tank/never", r, wait=False)
+        import signal
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        # if the wait did not notice Ctrl-C, ending the stream ends it another way: no hang
+        watchdog = threading.Timer(20, os.close, (w,))
+        timer.start()
+        watchdog.start()
+        with pytest.raises(KeyboardInterrupt):
+            job.wait()
+        watchdog.cancel()
+        timer.join()
+        assert job.state == "running"
+        job.cancel()
+        with pytest.raises(cask.Cancelled):
+            job.wait(timeout=10)
+    finally:
+        os.close(r)
+        try:
+            os.close(w)
+        except OSError:                                  # the watchdog closed it
+            pass
     # a client that goes away takes its jobs with it
     r, w = os.pipe()
     try:
