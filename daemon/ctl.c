@@ -1761,7 +1761,7 @@ static int
 diff_cb(ce_pool *p, void *arg)
 {
 	dctx *d = arg;
-	int err = ce_vol_diff(p, d->from, d->x->vol, diff_collect, d);
+	int err = ce_vol_diff_from(p, d->from, d->x->vol, d->cursor, diff_collect, d);
 	if (err == 1)
 		err = 0;
 	return err ? fail(d->x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1)) : 0;

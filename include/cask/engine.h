@@ -291,6 +291,14 @@ int ce_recv_abandon(ce_pool *p, const char *vol);
 enum { CE_DIFF_DATA = 1, CE_DIFF_HOLE = 2 };
 typedef int (*ce_diff_fn)(void *arg, uint64_t off, uint64_t len, int kind);
 int ce_vol_diff(ce_pool *p, const char *from, const char *to, ce_diff_fn fn, void *arg);
+/*
+ * The same from byte offset `start` on: parts of the tree wholly before it
+ * are not read, and fn is called as the walk goes (so a paged listing that
+ * stops after a page reads only up to it). The first range may begin
+ * before `start`.
+ */
+int ce_vol_diff_from(ce_pool *p, const char *from, const char *to, uint64_t start, ce_diff_fn fn,
+    void *arg);
 
 enum { CE_RESIZE_SHRINK = 1 };
 

@@ -358,7 +358,7 @@ walk_rec(ce_pool *p, const cowtree *t, const bp_phys *bp, int level, uint64_t ba
 
 static int
 diff_rec(ce_pool *p, const bp_phys *bp, int level, uint64_t base, uint64_t min_birth, int holes,
-    ct_diff_fn fn, void *arg)
+    uint64_t start, ct_diff_fn fn, void *arg)
 {
 	if (bp_is_hole(bp))
 		return holes && bp->bp_birth > min_birth ? fn(arg, base, cowtree_capacity((uint8_t)(level + 1)), NULL) : 0;
@@ -370,7 +370,8 @@ diff_rec(ce_pool *p, const bp_phys *bp, int level, uint64_t base, uint64_t min_b
 	int r = blk_read(p, bp, buf, 0, CE_IND_SIZE);
 	uint64_t cspan = cowtree_capacity((uint8_t)level);
 	for (unsigned i = 0; r == 0 && i < CE_IND_PTRS; i++)
-		r = diff_rec(p, &buf[i], level - 1, base + i * cspan, min_birth, holes, fn, arg);
+		if (base + (i + 1) * cspan > start)
+			r = diff_rec(p, &buf[i], level - 1, base + i * cspan, min_birth, holes, start, fn, arg);
 	free(buf);
 	return r;
 }
@@ -378,7 +379,14 @@ diff_rec(ce_pool *p, const bp_phys *bp, int level, uint64_t base, uint64_t min_b
 int
 cowtree_diff(ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, ct_diff_fn fn, void *arg)
 {
-	return diff_rec(p, &t->root, t->levels - 1, 0, min_birth, holes, fn, arg);
+	return diff_rec(p, &t->root, t->levels - 1, 0, min_birth, holes, 0, fn, arg);
+}
+
+int
+cowtree_diff_from(ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, uint64_t start,
+    ct_diff_fn fn, void *arg)
+{
+	return diff_rec(p, &t->root, t->levels - 1, 0, min_birth, holes, start, fn, arg);
 }
 
 int

@@ -69,4 +69,7 @@ int cowtree_walk_after(struct ce_pool *p, const cowtree *t, uint64_t min_birth, 
 typedef int (*ct_diff_fn)(void *arg, uint64_t first, uint64_t n, const bp_phys *bp);
 int cowtree_diff(struct ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, ct_diff_fn fn,
     void *arg);
+/* The same from leaf `start` on: subtrees wholly before it are not visited (a hole may begin before it). */
+int cowtree_diff_from(struct ce_pool *p, const cowtree *t, uint64_t min_birth, int holes, uint64_t start,
+    ct_diff_fn fn, void *arg);
 #endif

@@ -1134,19 +1134,18 @@ ce_recv_abandon(ce_pool *p, const char *vol)
 
 /* ---- diff ---- */
 
-/* Extents are gathered first and handed out after the walk, which holds free_lock. */
-typedef struct extent {
-	uint64_t off, len;
-	int kind;
-} extent;
-
+/*
+ * Ranges are merged as the walk finds them and handed to the caller as
+ * each completes, while the walk holds free_lock (read): the caller's
+ * function must be quick and must not call into the pool.
+ */
 typedef struct differ {
-	extent *ex;
-	size_t nex, capex;
 	uint32_t bs;
 	uint64_t nblocks;
-	uint64_t first, n;
+	uint64_t first, n;  /* the range being merged */
 	int kind;
+	ce_diff_fn fn;      /* called with each range as it completes */
+	void *arg;
 } differ;
 
 static int
@@ -1154,13 +1153,9 @@ diff_emit(differ *d)
 {
 	if (d->n == 0)
 		return 0;
-	if (d->nex == d->capex) {
-		d->capex = d->capex ? 2 * d->capex : 256;
-		d->ex = xrealloc(d->ex, d->capex * sizeof(extent));
-	}
-	d->ex[d->nex++] = (extent){ d->first * d->bs, d->n * d->bs, d->kind };
+	uint64_t off = d->first * d->bs, len = d->n * d->bs;
 	d->n = 0;
-	return 0;
+	return d->fn(d->arg, off, len, d->kind);
 }
 
 static int
@@ -1184,6 +1179,13 @@ diff_visit(void *arg, uint64_t first, uint64_t n, const bp_phys *bp)
 
 int
 ce_vol_diff(ce_pool *p, const char *fromname, const char *toname, ce_diff_fn fn, void *arg)
+{
+	return ce_vol_diff_from(p, fromname, toname, 0, fn, arg);
+}
+
+int
+ce_vol_diff_from(ce_pool *p, const char *fromname, const char *toname, uint64_t start, ce_diff_fn fn,
+    void *arg)
 {
 	err_clear();
 	ce_vol *fh, *th;
@@ -1211,22 +1213,21 @@ ce_vol_diff(ce_pool *p, const char *fromname, const char *toname, ce_diff_fn fn,
 	if (err == 0) {
 		differ d;
 		memset(&d, 0, sizeof(d));
+		d.fn = fn;
+		d.arg = arg;
 		d.bs = th->v->bs;
 		pthread_rwlock_rdlock(&p->free_lock); /* the live tree's blocks stay while we read */
 		pthread_mutex_lock(&th->v->lock);
 		cowtree t = th->v->tree;
 		d.nblocks = th->v->size / th->v->bs;
 		pthread_mutex_unlock(&th->v->lock);
-		err = cowtree_diff(p, &t, fh->v->create_txg, 1, diff_visit, &d);
-		pthread_rwlock_unlock(&p->free_lock);
+		err = cowtree_diff_from(p, &t, fh->v->create_txg, 1, start / d.bs, diff_visit, &d);
 		if (err == 0)
 			err = diff_emit(&d);
-		if (err != 0)
+		pthread_rwlock_unlock(&p->free_lock);
+		if (err < 0)
 			err = err_set(err, "diff: cannot read the tree of %s/%s: %s", p->name, toname,
 			    err == -EIO ? "checksum or IO error" : strerror(-err));
-		for (size_t i = 0; err == 0 && i < d.nex; i++)
-			err = fn(arg, d.ex[i].off, d.ex[i].len, d.ex[i].kind);
-		free(d.ex);
 	}
 	ce_vol_close(th);
 	ce_vol_close(fh);

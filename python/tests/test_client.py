@@ -512,6 +512,8 @@ def test_protocol_paging(client, daemon, tmp_path):
     import socket
     import struct
     client.vol_create("tank/pg", 1 << 20)
+    for extra in ("tank/pg2", "tank/pg3"):                 # at least three volumes to page through
+        client.vol_create(extra, 1 << 20)
     client.snapshot(*["tank/pg@%d" % i for i in range(5)])
     client.hold("x", "tank/pg@1", "tank/pg@3")
     client.hold("a", "tank/pg@3")
@@ -560,11 +562,37 @@ def test_protocol_paging(client, daemon, tmp_path):
             assert [ident(o) for o in got] == whole, op
             assert len(whole) >= 3 and pages == (len(whole) + 1) // 2, op   # no empty last page
         assert [ident for ident in (h["tag"] for h in call("snap.holds", {"name": "tank/pg@3"})["holds"])] == ["a", "x"]
+        # vol.diff pages by offset: each page starts the walk where the last stopped
+        client.vol_create("tank/pgd", 64 << 20)
+        client.snapshot("tank/pgd@a")
+        for i in range(7):
+            nbd_write(daemon, "tank/pgd", b"d" * 4096 * (i + 1), (i * 9 + 1) << 20)
+        client.snapshot("tank/pgd@b")
+        args = {"from": "@a", "name": "tank/pgd@b"}
+        whole = call("vol.diff", dict(args, limit=100000))["extents"]
+        assert [(e["offset"], e["length"]) for e in whole] == [((i * 9 + 1) << 20, 4096 * (i + 1)) for i in range(7)]
+        for lim in (1, 2, 3):
+            got, cursor = [], None
+            while True:
+                a = dict(args, limit=lim)
+                if cursor is not None:
+                    a["cursor"] = cursor
+                r = call("vol.diff", a)
+                assert 0 < len(r["extents"]) <= lim
+                got += r["extents"]
+                cursor = r.get("next")
+                if cursor is None:
+                    break
+            assert got == whole, lim
+        assert list(client.diff("tank/pgd@a", "tank/pgd@b")) == [(e["offset"], e["length"], "data") for e in whole]
+        client.vol_destroy("tank/pgd", recursive=True)
     finally:
         s.close()
     client.release("x", "tank/pg@1", "tank/pg@3")
     client.release("a", "tank/pg@3")
     client.vol_destroy("tank/pg", recursive=True)
+    client.vol_destroy("tank/pg2")
+    client.vol_destroy("tank/pg3")
 
 
 def test_zz_every_call_and_exception(request):
