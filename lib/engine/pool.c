@@ -208,6 +208,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 				goto fail;
 			}
 			int fd = open(paths[i], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+			created[i] = fd >= 0 && missing; /* removed again if anything below fails */
 			if (fd < 0 || ftruncate(fd, (off_t)p->opts.vdev_size) != 0) {
 				err = err_set(-errno, "%s: cannot create: %s", paths[i], strerror(errno));
 				if (fd >= 0)
@@ -215,7 +216,6 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 				goto fail;
 			}
 			close(fd);
-			created[i] = missing ? 1 : 0;
 		}
 		/* Read-only first: an existing vdev is refused before anything is locked or written. */
 		ce_vdev_label old;

@@ -148,6 +148,17 @@ main(void)
 	file_digest(good, d1);
 	CHECK(memcmp(d0, d1, 32) == 0);
 
+	/* a vdev file the file system cannot make that big: refused, and no file is left behind */
+	char hugepath[512];
+	snprintf(hugepath, sizeof(hugepath), "%s/huge.vdev", t_dir); /* not t_path: its 8 buffers are in use */
+	const char *huge = hugepath;
+	ce_pool_opts ho = o;
+	ho.vdev_size = (uint64_t)INT64_MAX & ~4095ull;
+	int herr = ce_pool_create("huge", &huge, 1, &ho, &p);
+	CHECK(herr == -EFBIG || herr == -EINVAL);
+	CHECK(strstr(ce_errmsg(), "cannot create") != NULL);
+	CHECK(access(huge, F_OK) != 0 && errno == ENOENT);
+
 	/* the healthy pools still import */
 	OK(ce_pool_import(&good, 1, &o, &p));
 	OK(ce_pool_export(p));
