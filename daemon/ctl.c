@@ -940,6 +940,8 @@ pool_or_name_arg(json_object *args, const char *arg, char *pool, size_t plen, co
 		return e->err;
 	if (*only != NULL && strchr(*only, '/') != NULL)
 		return split_name(*only, pool, plen, rest, e);
+	if (*only != NULL && strlen(*only) >= plen) /* never cut a name to match another pool */
+		return fail(e, err_set(-ENOENT, "pool %s does not exist", *only), "POOL_NOT_FOUND");
 	if (*only != NULL)
 		snprintf(pool, plen, "%s", *only);
 	return 0;
@@ -1946,12 +1948,24 @@ send_frame(int fd, uint32_t id, json_object *payload)
 {
 	size_t len;
 	const char *s = json_object_to_json_string_length(payload, JSON_C_TO_STRING_PLAIN, &len);
+	/*
+	 * JSON is UTF-8. Strings that echo a client's bytes or were cut to a
+	 * buffer's size may not be: such bytes become '?' (all JSON syntax is
+	 * ASCII, so the text stays valid).
+	 */
+	char *fixed = NULL;
+	if (util_utf8_valid_prefix(s, len) != len) {
+		fixed = xmalloc(len);
+		memcpy(fixed, s, len);
+		util_utf8_repair(fixed, len);
+		s = fixed;
+	}
 	uint8_t h[16];
 	ctl_hdr_encode(h, CTL_RESP, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
-	if (sock_write_iov(fd, iov, 2) != 0)
-		return -1;
-	return 0;
+	int rc = sock_write_iov(fd, iov, 2) != 0 ? -1 : 0;
+	free(fixed);
+	return rc;
 }
 
 static int

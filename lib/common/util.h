@@ -76,4 +76,12 @@ int util_parse_size(const char *s, uint64_t *out);
 /* Format bytes as "1.50G"; buf of at least 16 bytes. */
 const char *util_fmt_size(uint64_t v, char *buf, size_t len);
 
+/*
+ * The length of the longest prefix of s[0..len) that is well-formed UTF-8
+ * (len when all of it is).
+ */
+size_t util_utf8_valid_prefix(const char *s, size_t len);
+/* Replace every byte of s[0..len) that is not part of well-formed UTF-8 with '?'. */
+void util_utf8_repair(char *s, size_t len);
+
 #endif
