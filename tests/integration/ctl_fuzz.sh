@@ -157,6 +157,14 @@ for i in range(1, n + 1):
     r = call(s, req, i)
     key = "ok" if r["ok"] else r["error"]["code"]
     stats[key] = stats.get(key, 0) + 1
+    if i % 100 == 0:                                 # bring tank back when the fuzz destroyed it
+        pools = {p["name"]: p for p in call(s, {"op": "pool.list"}, i)["result"]["pools"]}
+        if "tank" not in pools:
+            call(s, {"op": "pool.create", "args": {"name": "tank", "paths": ["%s/tank%d.vdev" % (T, i)],
+                                                   "size": 64 << 20}}, i)
+            call(s, {"op": "vol.create", "args": {"name": "tank/v", "size": 8 << 20}}, i)
+            call(s, {"op": "snap.create", "args": {"names": ["tank/v@s"]}}, i)
+            stats["tank re-created"] = stats.get("tank re-created", 0) + 1
     if i % 500 == 0:
         t = conn()                                   # others are still served
         assert call(t, {"op": "hello"}, 1)["ok"]
