@@ -282,6 +282,7 @@ opt_error(conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	util_utf8_repair(msg, strlen(msg)); /* the protocol's messages are UTF-8; a name it echoes may not be */
 	log_debug("nbd %s: option %u refused: %s", c->peer, opt, msg);
 	return opt_reply(c, opt, REP_ERR(err), msg, (uint32_t)strlen(msg));
 }
@@ -608,6 +609,7 @@ reply_error(conn *c, uint64_t cookie, uint32_t nerr, const char *msg)
 		return reply_simple(c, cookie, nerr, NULL, 0);
 	uint8_t e[6];
 	size_t ml = MIN(strlen(msg), (size_t)1024);
+	ml = util_utf8_valid_prefix(msg, ml); /* UTF-8: never cut inside a character */
 	put32(e, nerr);
 	put16(e + 4, (uint16_t)ml);
 	return reply_chunk(c, cookie, RF_DONE, RT_ERROR, e, 6, msg, ml);

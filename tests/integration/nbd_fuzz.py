@@ -73,7 +73,8 @@ def witness(where):
 # ---- option haggling ----
 def option_payload(opt):
     r = rnd.random()
-    name = rnd.choice([EXPORT, b"tank/none", b"", b"x" * 5000, EXPORT + b"@nosnap", bytes(rnd.randrange(256) for _ in range(20))])
+    name = rnd.choice([EXPORT, b"tank/none", b"", b"x" * 5000, EXPORT + b"@nosnap",
+                       bytes(rnd.randrange(256) for _ in range(20)), "\u00e9\u20ac".encode() * 300])
     if r < 0.5 and opt in (6, 7):      # INFO/GO: name length, name, info requests
         infos = [rnd.randrange(8) for _ in range(rnd.randrange(4))]
         return struct.pack(">I", len(name)) + name + struct.pack(">H", len(infos)) + b"".join(
@@ -120,8 +121,14 @@ for k in range(200):
             magic, ropt, rtype, rlen = struct.unpack(">QIII", h)
             if magic != OPT_MAGIC or ropt != opt:
                 fail("option reply magic %x / option %d for option %d" % (magic, ropt, opt))
-            if rlen > 64 << 20 or recvn(s, rlen) is None:
+            body = recvn(s, rlen) if rlen <= 64 << 20 else None
+            if body is None:
                 fail("option reply of %d bytes" % rlen)
+            if rtype & 0x80000000:
+                try:
+                    body.decode("utf-8")                  # the protocol's messages are UTF-8
+                except UnicodeDecodeError:
+                    fail("option %d's error message is not UTF-8: %r" % (opt, body[:100]))
             replies += 1
             if rtype == 1 or rtype & 0x80000000:
                 break
@@ -256,6 +263,11 @@ for i in range(N // 2):
             fail("chunk magic %#x" % magic)
         if ctype & 0x8000:
             err = struct.unpack(">I", body[:4])[0]
+            mlen = struct.unpack(">H", body[4:6])[0]
+            try:
+                body[6:6 + mlen].decode("utf-8")
+            except UnicodeDecodeError:
+                fail("error chunk message is not UTF-8")
             if err not in ALLOWED or err == 0:
                 fail("error chunk errno %d" % err)
         elif ctype == 1:      # OFFSET_DATA
