@@ -477,6 +477,22 @@ def test_pool_unavailable(tmp_path):
         assert d.stop() == 0
 
 
+def test_daemon_goes_away(tmp_path):
+    """A client whose caskd stops gets NotRunning on every later call, not a hang or a crash."""
+    from conftest import Daemon
+    d = Daemon(str(tmp_path))
+    c = cask.Client(d.sock)
+    try:
+        assert c.capabilities()["server"] == "caskd"
+    finally:
+        assert d.stop() == 0
+    for _ in range(2):
+        with pytest.raises(cask.NotRunning) as e:
+            list(c.pools())
+        assert e.value.code == "NOT_RUNNING" and "caskd" in e.value.message
+    c.close()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
 def test_permission_denied(daemon):
     run = os.path.dirname(daemon.sock)
