@@ -50,14 +50,9 @@ def main():
     proc = None
     res = {"snapshots": a.snapshots}
     try:
-        port = nbd_bench.free_port()
-        sock = os.path.join(tmp, "caskd.sock")
+        proc, sock = nbd_bench.start_caskd(build, tmp, nbd_bench.free_port())
         env = dict(os.environ, CASK_SOCKET=sock)
         cli = os.path.join(build, "cask")
-        proc = subprocess.Popen([os.path.join(build, "caskd"), "--state", os.path.join(tmp, "state"),
-                                 "--socket", sock, "--nbd", "127.0.0.1:%d" % port, "-q"],
-                                stderr=open(os.path.join(tmp, "caskd.log"), "w"))
-        nbd_bench.wait_port(port, proc)
         vol = "b/v"
         with cask.Client(sock) as c:
             c.pool_create("b", [os.path.join(tmp, "pool.vdev")], 1 << 30)

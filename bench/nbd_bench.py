@@ -67,6 +67,15 @@ def stop(proc):
             proc.wait()
 
 
+def start_caskd(build, tmp, port):
+    """A caskd on loopback with its state, socket (returned) and log in tmp."""
+    sock = os.path.join(tmp, "caskd.sock")
+    p = subprocess.Popen([os.path.join(build, "caskd"), "--state", os.path.join(tmp, "state"), "--socket", sock,
+                          "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
+    wait_port(port, p)
+    return p, sock
+
+
 def run_fio(uri, rw, bs, depth, timed, seconds, size):
     cmd = ["fio", "--output-format=json", "--name=bench", "--ioengine=nbd", "--uri=" + uri,
            "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth, "--size=%dM" % size,

@@ -85,13 +85,9 @@ def main():
     res = {"size_mb": a.size_mb}
     try:
         port = nbd_bench.free_port()
-        sock = os.path.join(tmp, "caskd.sock")
+        proc, sock = nbd_bench.start_caskd(a.build, tmp, port)
         env = dict(os.environ, CASK_SOCKET=sock)
         cask = os.path.join(a.build, "cask")
-        proc = subprocess.Popen([os.path.join(a.build, "caskd"), "--state", os.path.join(tmp, "state"),
-                                 "--socket", sock, "--nbd", "127.0.0.1:%d" % port, "-q"],
-                                stderr=open(os.path.join(tmp, "caskd.log"), "w"))
-        nbd_bench.wait_port(port, proc)
         pool = os.path.join(tmp, "pool.vdev")
         # the volume, its metadata and the 1% rewrite; the copy is received into a second pool,
         # as on another host, so the source pool file is mostly data (cat reads few holes)
