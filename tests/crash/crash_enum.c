@@ -4,6 +4,8 @@
  *
  *   crash_enum [--ops N] [--seed S]            bounded enumeration
  *   crash_enum --soak STATES [--seed S]        random workloads and crashes
+ *   crash_enum --workload W3P1C1S0 [--seed S]  one workload (as a violation names it),
+ *                                              every crash point, cold and warm
  *
  * A workload is a sequence of operations on a 16-block volume:
  *   W  write block 0          T  trim block 0        Z  write-zeroes block 1
@@ -387,6 +389,11 @@ check_state(const op *ops, int n, crashsim *cs, int durable, int mode, uint64_t 
 			char moved[32];
 			if (ops[j].kind != OP_M || g_dtarget[j] < 0)
 				continue;
+			int seen = 0; /* two promotes of the same clone name one place */
+			for (int jj = 0; jj < j; jj++)
+				seen |= ops[jj].kind == OP_M && g_dtarget[jj] == g_dtarget[j];
+			if (seen)
+				continue;
 			snprintf(moved, sizeof(moved), "c%d@p%d", g_dtarget[j], k);
 			if (ce_vol_open(p, moved, &sv2) != 0)
 				continue;
@@ -516,7 +523,8 @@ main(int argc, char **argv)
 	long soak = 0;
 	uint64_t seed = (uint64_t)time(NULL);
 	static const struct option lo[] = { { "ops", 1, NULL, 'o' }, { "soak", 1, NULL, 'k' },
-		{ "seed", 1, NULL, 's' }, { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+		{ "seed", 1, NULL, 's' }, { "workload", 1, NULL, 'w' }, { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+	const char *one = NULL;
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		if (ch == 'o')
@@ -525,8 +533,10 @@ main(int argc, char **argv)
 			soak = atol(optarg);
 		else if (ch == 's')
 			seed = strtoull(optarg, NULL, 0);
+		else if (ch == 'w')
+			one = optarg;
 		else {
-			printf("usage: crash_enum [--ops N] [--seed S] | --soak STATES [--seed S]\n");
+			printf("usage: crash_enum [--ops N] [--seed S] | --soak STATES [--seed S] | --workload W\n");
 			return ch == 'h' ? 0 : 2;
 		}
 	}
@@ -589,7 +599,23 @@ main(int argc, char **argv)
 	}
 	int bad = 0;
 	uint64_t workloads = 0;
-	if (soak > 0) {
+	if (one != NULL) {
+		/* letters of opname, each with its block digit: what a violation prints */
+		op ops[16];
+		int n = 0;
+		for (const char *c = one; c[0] != '\0' && c[1] != '\0' && n < 16; c += 2) {
+			const char *k = strchr(opname, c[0]);
+			if (k == NULL || c[1] < '0' || c[1] > '9') {
+				fprintf(stderr, "crash_enum: bad workload '%s' (letters of %s, each with a digit)\n", one,
+				    opname);
+				return 2;
+			}
+			ops[n++] = (op){ (int)(k - opname), c[1] - '0' };
+		}
+		for (warm = 0; warm < 2 && !bad; warm++)
+			bad = crash_all(ops, n, seed);
+		workloads = 1;
+	} else if (soak > 0) {
 		uint64_t s = seed | 1;
 		while ((long)checked < soak && !bad) {
 			op ops[9];
