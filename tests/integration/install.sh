@@ -47,8 +47,9 @@ readelf -d "$T/prog" | grep -q 'NEEDED.*\[libcask.so.1\]' || fail "the program d
 out=$(LD_LIBRARY_PATH="$root/usr/lib" "$T/prog")
 [ "$out" = "tank/v 8388608 1.0.0" ] || fail "the program said '$out'"
 # and it really loaded the installed copy
-LD_LIBRARY_PATH="$root/usr/lib" LD_DEBUG=libs "$T/prog" 2>&1 | grep -q "$root/usr/lib/libcask.so.1" ||
-  fail "the program did not load the installed libcask"
+# (into a file: grep -q in a pipe could stop reading early, and pipefail would count that)
+LD_LIBRARY_PATH="$root/usr/lib" LD_DEBUG=libs "$T/prog" >"$T/ld.out" 2>&1
+grep -q "$root/usr/lib/libcask.so.1" "$T/ld.out" || fail "the program did not load the installed libcask"
 
 # the installed Python package, with the installed library (not the build tree's)
 LD_LIBRARY_PATH="$root/usr/lib" PYTHONPATH="$root/usr/lib/python3/dist-packages" "$PY" - "$root" <<'PY'
