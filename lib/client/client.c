@@ -503,6 +503,18 @@ call_list(cask_client *c, const char *op, json_object *args, const char *key, co
 	return 0;
 }
 
+/* A listing whose request names at most one thing (argkey: argval, when not NULL). */
+static int
+list_of(cask_client *c, const char *op, const char *argkey, const char *argval, const char *key,
+    const char *what, size_t elem, void (*from)(json_object *, void *), void **list, size_t *n)
+{
+	json_object *a = json_object_new_object();
+	if (argval != NULL)
+		json_object_object_add(a, argkey, json_object_new_string(argval));
+	*list = NULL;
+	return call_list(c, op, a, key, what, elem, from, list, n);
+}
+
 static void
 pool_from_any(json_object *o, void *p)
 {
@@ -705,11 +717,9 @@ vol_from_any(json_object *o, void *v)
 int
 cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object();
-	if (pool)
-		json_object_object_add(a, "pool", json_object_new_string(pool));
-	void *list = NULL;
-	int rc = call_list(c, "vol.list", a, "volumes", "volume", sizeof(cask_vol_info), vol_from_any, &list, n);
+	void *list;
+	int rc = list_of(c, "vol.list", "pool", pool, "volumes", "volume", sizeof(cask_vol_info), vol_from_any,
+	    &list, n);
 	if (rc == 0)
 		*out = list;
 	return rc;
@@ -773,11 +783,9 @@ hold_from_any(json_object *o, void *p)
 int
 cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object();
-	if (name)
-		json_object_object_add(a, "name", json_object_new_string(name));
-	void *list = NULL;
-	int rc = call_list(c, "snap.holds", a, "holds", "hold", sizeof(cask_hold_info), hold_from_any, &list, n);
+	void *list;
+	int rc = list_of(c, "snap.holds", "name", name, "holds", "hold", sizeof(cask_hold_info), hold_from_any,
+	    &list, n);
 	if (rc == 0)
 		*out = list;
 	return rc;
@@ -835,12 +843,9 @@ snap_from_any(json_object *o, void *p)
 int
 cask_snap_list(cask_client *c, const char *name, cask_snap_info **out, size_t *n)
 {
-	json_object *a = json_object_new_object();
-	if (name)
-		json_object_object_add(a, "name", json_object_new_string(name));
-	void *list = NULL;
-	int rc = call_list(c, "snap.list", a, "snapshots", "snapshot", sizeof(cask_snap_info), snap_from_any,
-	    &list, n);
+	void *list;
+	int rc = list_of(c, "snap.list", "name", name, "snapshots", "snapshot", sizeof(cask_snap_info),
+	    snap_from_any, &list, n);
 	if (rc == 0)
 		*out = list;
 	return rc;
@@ -1001,9 +1006,8 @@ job_from_any(json_object *o, void *p)
 int
 cask_job_list(cask_client *c, cask_job_info **out, size_t *n)
 {
-	void *list = NULL;
-	int rc = call_list(c, "job.list", json_object_new_object(), "jobs", "job", sizeof(cask_job_info),
-	    job_from_any, &list, n);
+	void *list;
+	int rc = list_of(c, "job.list", NULL, NULL, "jobs", "job", sizeof(cask_job_info), job_from_any, &list, n);
 	if (rc == 0)
 		*out = list;
 	return rc;
