@@ -177,9 +177,8 @@ for p in call(s, {"op": "pool.list"}, n + 1)["result"]["pools"]:
         call(s, {"op": "pool.clear", "args": {"name": p["name"]}}, n + 3)
 pools = [p for p in call(s, {"op": "pool.list"}, n + 4)["result"]["pools"] if p["state"] == "ONLINE"]
 with open(os.path.join(T, "vdevs"), "w") as f:
-    for p in pools:
-        for v in call(s, {"op": "pool.status", "args": {"name": p["name"]}}, n + 5)["result"]["vdevs"]:
-            f.write(v + "\n")
+    for p in pools:   # one line per pool: all its vdevs
+        f.write(" ".join(call(s, {"op": "pool.status", "args": {"name": p["name"]}}, n + 5)["result"]["vdevs"]) + "\n")
 print("pools left:", [p["name"] for p in pools])
 PY
 # NBD still serves (a volume the fuzz did not touch by name)
@@ -196,7 +195,7 @@ h.pwrite(b"a" * 4096, 0); h.flush(); assert h.pread(4096, 0) == b"a" * 4096
 PY
 stop_caskd
 ! grep -q "AddressSanitizer\|runtime error" "$T/caskd.log" || fail "sanitizer report in the caskd log"
-while read -r vdev; do
-  "$CASK_BUILD/cask-debug" check "$vdev" >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check of $vdev"; }
+while read -r -a vdevs; do
+  "$CASK_BUILD/cask-debug" check "${vdevs[@]}" >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check of ${vdevs[*]}"; }
 done <"$T/vdevs"
 echo "ctl_fuzz: ok"
