@@ -721,17 +721,93 @@ static int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_v
 static int op_vol_set(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_set_cb); }
 static int op_vol_inherit(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_inherit_cb); }
 
-/* A listing: what each pool's callback appends to. */
+/*
+ * Listings. Every item has a string key whose order is the listing's
+ * order; a page is the items after `cursor` (an earlier reply's "next"),
+ * at most `limit` of them (default 1000, at most 5000: a reply stays well
+ * under the 1 MiB frame), with "next" when more follow. The cursor is a
+ * key, not an index, so items created or destroyed between pages neither
+ * repeat nor shift the others.
+ */
+#define KEY_LEN 800
+
+typedef struct page_item {
+	char key[KEY_LEN];
+	json_object *it;
+} page_item;
+
+/* The items of a listing, gathered from its sources in any order. */
+typedef struct page_list {
+	page_item *v;
+	size_t n, cap;
+} page_list;
+
+static void
+page_put(page_list *pl, const char *key, json_object *it)
+{
+	if (pl->n == pl->cap) {
+		pl->cap = pl->cap ? 2 * pl->cap : 64;
+		pl->v = xrealloc(pl->v, pl->cap * sizeof(*pl->v));
+	}
+	snprintf(pl->v[pl->n].key, KEY_LEN, "%s", key);
+	pl->v[pl->n++].it = it;
+}
+
+static void
+page_params(json_object *args, const char **cursor, uint64_t *limit)
+{
+	json_object *c;
+	*cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
+	*limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
+	if (*limit == 0 || *limit > 5000)
+		*limit = *limit == 0 ? 1000 : 5000;
+}
+
+static int
+page_item_cmp(const void *a, const void *b)
+{
+	return strcmp(((const page_item *)a)->key, ((const page_item *)b)->key);
+}
+
+/* The page args asks for, as a JSON array (and "next" into res); takes the items. */
+static json_object *
+page_of(page_list *pl, json_object *args, json_object *res)
+{
+	const char *cursor;
+	uint64_t limit, taken = 0;
+	page_params(args, &cursor, &limit);
+	json_object *page = json_object_new_array();
+	if (pl->n > 1)
+		qsort(pl->v, pl->n, sizeof(*pl->v), page_item_cmp);
+	const char *last = NULL;
+	size_t i = 0;
+	for (; i < pl->n; i++) {
+		if (cursor != NULL && strcmp(pl->v[i].key, cursor) <= 0)
+			continue;
+		if (taken == limit) {
+			json_object_object_add(res, "next", json_object_new_string(last));
+			break;
+		}
+		json_object_array_add(page, json_object_get(pl->v[i].it));
+		last = pl->v[i].key;
+		taken++;
+	}
+	for (i = 0; i < pl->n; i++)
+		json_object_put(pl->v[i].it);
+	free(pl->v);
+	memset(pl, 0, sizeof(*pl));
+	return page;
+}
+
+/* A listing in progress: what each pool's callback adds to. */
 typedef struct sl {
 	const char *pool;
 	const char *vol;      /* within the pool, or NULL */
-	json_object *arr;
+	page_list *items;
 	reqerr *e;
-	const char *cursor;   /* the page: items after this key (NULL: from the start) */
-	uint64_t limit;       /* at most this many */
+	const char *cursor;   /* the page asked for (page_params) */
+	uint64_t limit;
 } sl;
-
-#define KEY_LEN 800
 
 static int
 str_ptr_cmp(const void *a, const void *b)
@@ -750,164 +826,54 @@ key_of_name(const char *full, char *buf, size_t len)
 		snprintf(buf, len, "%.*s\x01%s", (int)(slash - full), full, slash + 1);
 }
 
-static void
-vol_key(json_object *o, char *buf, size_t len)
-{
-	json_object *v;
-	key_of_name(json_object_object_get_ex(o, "name", &v) ? json_object_get_string(v) : "", buf, len);
-}
-
-/* snapshots are listed by volume, then txg: volume is POOL/VOL, name VOL@SNAP or POOL/VOL@SNAP */
-static void
-snap_key_of(const char *volume, uint64_t txg, const char *name, char *buf, size_t len)
-{
-	char vk[400];
-	key_of_name(volume, vk, sizeof(vk));
-	const char *at = strchr(name, '@');
-	snprintf(buf, len, "%s\x01%020" PRIu64 "\x01%s", vk, txg, at ? at + 1 : "");
-}
-
-static void
-snap_key(json_object *o, char *buf, size_t len)
-{
-	json_object *v, *t, *n;
-	snap_key_of(json_object_object_get_ex(o, "volume", &v) ? json_object_get_string(v) : "",
-	    json_object_object_get_ex(o, "txg", &t) ? json_object_get_uint64(t) : 0,
-	    json_object_object_get_ex(o, "name", &n) ? json_object_get_string(n) : "", buf, len);
-}
-
-/* holds are listed by snapshot name (POOL/VOL@SNAP), then tag */
-static void
-hold_key_of(const char *snapshot, const char *tag, char *buf, size_t len)
-{
-	char sk[600];
-	key_of_name(snapshot, sk, sizeof(sk));
-	snprintf(buf, len, "%s\x01%s", sk, tag);
-}
-
-static void
-hold_key(json_object *o, char *buf, size_t len)
-{
-	json_object *v, *t;
-	hold_key_of(json_object_object_get_ex(o, "snapshot", &v) ? json_object_get_string(v) : "",
-	    json_object_object_get_ex(o, "tag", &t) ? json_object_get_string(t) : "", buf, len);
-}
-
 /*
- * Which of a pool's n items (keys[i] each) can be on the page: those after
- * the cursor, and of those the limit+1 smallest (the page, and whether a
- * next one follows). Only these are turned into JSON: a listing of 10,000
- * snapshots answered in pages of 1,000 would otherwise build 10,000
- * objects per page. NULL when out of memory (then every item is kept).
+ * Add a pool's n items to the listing: key(x, items, i, buf) gives item
+ * i's key, make(x, items, i) its JSON. Only the items that can be on the
+ * page are made (after the cursor, and of those the limit+1 smallest: the
+ * page and whether a next one follows): a listing of 10,000 snapshots
+ * answered in pages of 1,000 would otherwise build 10,000 objects a page.
  */
-static unsigned char *
-sl_pick(const sl *x, char (*keys)[KEY_LEN], size_t n)
+static void
+sl_add(sl *x, const void *items, size_t n, void (*key)(const sl *, const void *, size_t, char *),
+    json_object *(*make)(const sl *, const void *, size_t))
 {
-	unsigned char *pick = calloc(n ? n : 1, 1);
-	const char **after = malloc((n ? n : 1) * sizeof(*after));
-	if (pick == NULL || after == NULL) {
-		free(pick);
-		free(after);
-		return NULL;
-	}
+	char (*keys)[KEY_LEN] = xmalloc((n ? n : 1) * KEY_LEN);
+	const char **after = xmalloc((n ? n : 1) * sizeof(*after));
 	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		key(x, items, i, keys[i]);
 		if (x->cursor == NULL || strcmp(keys[i], x->cursor) > 0)
 			after[m++] = keys[i];
-	const char *bound = NULL; /* the largest key kept */
-	if (m > x->limit + 1) {
+	}
+	if (m > x->limit + 1) { /* keep the limit+1 smallest */
 		qsort(after, m, sizeof(*after), str_ptr_cmp);
-		bound = after[x->limit];
+		m = x->limit + 1;
 	}
-	for (size_t i = 0; i < n; i++)
-		pick[i] = (x->cursor == NULL || strcmp(keys[i], x->cursor) > 0) &&
-		    (bound == NULL || strcmp(keys[i], bound) <= 0);
+	for (size_t k = 0; k < m; k++)
+		page_put(x->items, after[k], make(x, items, (size_t)(after[k] - keys[0]) / KEY_LEN));
 	free(after);
-	return pick;
-}
-
-typedef struct page_item {
-	char key[KEY_LEN];
-	json_object *it;
-} page_item;
-
-static int
-page_item_cmp(const void *a, const void *b)
-{
-	return strcmp(((const page_item *)a)->key, ((const page_item *)b)->key);
-}
-
-/*
- * A page of a listing: the items after `cursor` (an earlier reply's
- * "next"), at most `limit` (default 1000, at most 5000: a reply stays well
- * under the 1 MiB frame); "next" is added when more follow.
- */
-static void
-page_params(json_object *args, const char **cursor, uint64_t *limit)
-{
-	json_object *c;
-	*cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
-	*limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
-	if (*limit == 0 || *limit > 5000)
-		*limit = *limit == 0 ? 1000 : 5000;
-}
-
-static json_object *
-page_of(json_object *arr, json_object *args, void (*keyfn)(json_object *, char *, size_t), json_object *res)
-{
-	const char *cursor;
-	uint64_t limit;
-	page_params(args, &cursor, &limit);
-	json_object *page = json_object_new_array();
-	size_t n = json_object_array_length(arr), taken = 0;
-	/* the listing's order is its keys' order, whatever order the sources gave */
-	page_item *items = malloc((n ? n : 1) * sizeof(*items));
-	if (items == NULL) {
-		json_object_put(arr);
-		return page;
-	}
-	for (size_t i = 0; i < n; i++) {
-		items[i].it = json_object_array_get_idx(arr, i);
-		keyfn(items[i].it, items[i].key, sizeof(items[i].key));
-	}
-	qsort(items, n, sizeof(*items), page_item_cmp);
-	const char *last = NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (cursor != NULL && strcmp(items[i].key, cursor) <= 0)
-			continue;
-		if (taken == limit) {
-			json_object_object_add(res, "next", json_object_new_string(last));
-			break;
-		}
-		json_object_array_add(page, json_object_get(items[i].it));
-		last = items[i].key;
-		taken++;
-	}
-	free(items);
-	json_object_put(arr);
-	return page;
+	free(keys);
 }
 
 /*
  * Run cb on every pool, or only on pool `only`, which must exist; the
- * callbacks append to one array, sorted and paged (page_of) into res as
- * `key`. A named pool's error fails the call (an unavailable pool, or
- * with `strict` a volume that does not exist); listing every pool skips
+ * callbacks add their items (sl_add), and the page args asks for goes into
+ * res as `key`. A named pool's error fails the call (an unavailable pool,
+ * or with `strict` a volume that does not exist); listing every pool skips
  * the unavailable ones (pool.list shows them).
  */
 static int
 list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_pool *, void *),
-    json_object *res, const char *key, reqerr *e, json_object *args,
-    void (*keyfn)(json_object *, char *, size_t))
+    json_object *res, const char *key, reqerr *e, json_object *args)
 {
-	json_object *arr = json_object_new_array();
+	page_list items = { 0 };
 	char **names;
 	size_t n;
 	reg_pool_names(&names, &n);
 	int found = only == NULL, rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (rc == 0 && (only == NULL || strcmp(only, names[i]) == 0)) {
-			sl x = { names[i], vol, arr, e, NULL, 0 };
+			sl x = { names[i], vol, &items, e, NULL, 0 };
 			page_params(args, &x.cursor, &x.limit);
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
@@ -919,12 +885,12 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 	free(names);
 	if (rc == 0 && !found)
 		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", only), "POOL_NOT_FOUND");
+	json_object *page = page_of(&items, args, res);
 	if (rc != 0) {
-		json_object_put(arr);
+		json_object_put(page);
 		return rc;
 	}
-	arr = page_of(arr, args, keyfn, res);
-	json_object_object_add(res, key, arr);
+	json_object_object_add(res, key, page);
 	return 0;
 }
 
@@ -947,6 +913,20 @@ pool_or_name_arg(json_object *args, const char *arg, char *pool, size_t plen, co
 	return 0;
 }
 
+static void
+vol_key(const sl *x, const void *items, size_t i, char *buf)
+{
+	char full[400];
+	snprintf(full, sizeof(full), "%s/%s", x->pool, ((const ce_vol_info *)items)[i].name);
+	key_of_name(full, buf, KEY_LEN);
+}
+
+static json_object *
+vol_item(const sl *x, const void *items, size_t i)
+{
+	return vol_json(x->pool, &((const ce_vol_info *)items)[i]);
+}
+
 static int
 vol_list_cb(ce_pool *p, void *arg)
 {
@@ -956,18 +936,7 @@ vol_list_cb(ce_pool *p, void *arg)
 	int err = ce_vol_list(p, &vi, &n);
 	if (err != 0)
 		return err;
-	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
-	for (size_t i = 0; keys != NULL && i < n; i++) {
-		char full[400];
-		snprintf(full, sizeof(full), "%s/%s", x->pool, vi[i].name);
-		key_of_name(full, keys[i], KEY_LEN);
-	}
-	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
-	for (size_t i = 0; i < n; i++)
-		if (pick == NULL || pick[i])
-			json_object_array_add(x->arr, vol_json(x->pool, &vi[i]));
-	free(pick);
-	free(keys);
+	sl_add(x, vi, n, vol_key, vol_item);
 	free(vi);
 	return 0;
 }
@@ -978,7 +947,7 @@ op_vol_list(json_object *args, json_object *res, reqerr *e)
 	const char *only = arg_str(args, "pool", 0, e);
 	if (e->err)
 		return e->err;
-	return list_pools_paged(only, NULL, 0, vol_list_cb, res, "volumes", e, args, vol_key);
+	return list_pools_paged(only, NULL, 0, vol_list_cb, res, "volumes", e, args);
 }
 
 /* ---- snapshot operations ---- */
@@ -1364,6 +1333,24 @@ static int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with
 /* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
 static int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
 
+/* snapshots are listed by volume, then txg */
+static void
+snap_key(const sl *x, const void *items, size_t i, char *buf)
+{
+	const ce_snap_info *si = &((const ce_snap_info *)items)[i];
+	char full[400], vk[400];
+	snprintf(full, sizeof(full), "%s/%s", x->pool, si->volume);
+	key_of_name(full, vk, sizeof(vk));
+	const char *at = strchr(si->name, '@');
+	snprintf(buf, KEY_LEN, "%s\x01%020" PRIu64 "\x01%s", vk, si->txg, at ? at + 1 : "");
+}
+
+static json_object *
+snap_item(const sl *x, const void *items, size_t i)
+{
+	return snap_json(x->pool, &((const ce_snap_info *)items)[i]);
+}
+
 static int
 snap_list_cb(ce_pool *p, void *arg)
 {
@@ -1373,18 +1360,7 @@ snap_list_cb(ce_pool *p, void *arg)
 	int err = ce_snap_list(p, x->vol, &si, &n);
 	if (err != 0)
 		return fail(x->e, err, code_for(err, 1));
-	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
-	for (size_t i = 0; keys != NULL && i < n; i++) {
-		char full[400];
-		snprintf(full, sizeof(full), "%s/%s", x->pool, si[i].volume);
-		snap_key_of(full, si[i].txg, si[i].name, keys[i], KEY_LEN);
-	}
-	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
-	for (size_t i = 0; i < n; i++)
-		if (pick == NULL || pick[i])
-			json_object_array_add(x->arr, snap_json(x->pool, &si[i]));
-	free(pick);
-	free(keys);
+	sl_add(x, si, n, snap_key, snap_item);
 	free(si);
 	return 0;
 }
@@ -1397,8 +1373,31 @@ op_snap_list(json_object *args, json_object *res, reqerr *e)
 	const char *vol, *only;
 	if (pool_or_name_arg(args, "name", pool, sizeof(pool), &vol, &only, e) != 0)
 		return e->err;
-	return list_pools_paged(only ? pool : NULL, vol, vol != NULL, snap_list_cb, res, "snapshots", e, args,
-	    snap_key);
+	return list_pools_paged(only ? pool : NULL, vol, vol != NULL, snap_list_cb, res, "snapshots", e, args);
+}
+
+/* holds are listed by snapshot (POOL/VOL@SNAP), then tag */
+static void
+hold_key(const sl *x, const void *items, size_t i, char *buf)
+{
+	const ce_hold_info *h = &((const ce_hold_info *)items)[i];
+	char full[400], sk[600];
+	snprintf(full, sizeof(full), "%s/%s", x->pool, h->snapshot);
+	key_of_name(full, sk, sizeof(sk));
+	snprintf(buf, KEY_LEN, "%s\x01%s", sk, h->tag);
+}
+
+static json_object *
+hold_item(const sl *x, const void *items, size_t i)
+{
+	const ce_hold_info *h = &((const ce_hold_info *)items)[i];
+	char full[400];
+	json_object *o = json_object_new_object();
+	snprintf(full, sizeof(full), "%s/%s", x->pool, h->snapshot);
+	json_object_object_add(o, "snapshot", json_object_new_string(full));
+	json_object_object_add(o, "tag", json_object_new_string(h->tag));
+	json_object_object_add(o, "creation", json_object_new_uint64(h->ctime));
+	return o;
 }
 
 static int
@@ -1410,26 +1409,7 @@ snap_holds_cb(ce_pool *p, void *arg)
 	int err = ce_snap_holds(p, x->vol, &h, &n);
 	if (err != 0)
 		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1));
-	char (*keys)[KEY_LEN] = malloc((n ? n : 1) * KEY_LEN);
-	for (size_t i = 0; keys != NULL && i < n; i++) {
-		char full[400];
-		snprintf(full, sizeof(full), "%s/%s", x->pool, h[i].snapshot);
-		hold_key_of(full, h[i].tag, keys[i], KEY_LEN);
-	}
-	unsigned char *pick = keys ? sl_pick(x, keys, n) : NULL;
-	for (size_t i = 0; i < n; i++) {
-		if (pick != NULL && !pick[i])
-			continue;
-		char full[400];
-		json_object *o = json_object_new_object();
-		snprintf(full, sizeof(full), "%s/%s", x->pool, h[i].snapshot);
-		json_object_object_add(o, "snapshot", json_object_new_string(full));
-		json_object_object_add(o, "tag", json_object_new_string(h[i].tag));
-		json_object_object_add(o, "creation", json_object_new_uint64(h[i].ctime));
-		json_object_array_add(x->arr, o);
-	}
-	free(pick);
-	free(keys);
+	sl_add(x, h, n, hold_key, hold_item);
 	free(h);
 	return 0;
 }
@@ -1445,8 +1425,7 @@ op_snap_holds(json_object *args, json_object *res, reqerr *e)
 	if (snap != NULL && strchr(snap, '@') == NULL)
 		return fail(e, err_set(-EINVAL, "'%s' is not a snapshot (POOL/VOL@SNAP)", only),
 		    "INVALID_ARGUMENT");
-	return list_pools_paged(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e, args,
-	    hold_key);
+	return list_pools_paged(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e, args);
 }
 
 /* ---- send, receive, diff and jobs ---- */
@@ -1866,19 +1845,22 @@ op_job_cancel(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
-/* jobs are listed by id */
-static void
-job_key(json_object *o, char *buf, size_t len)
-{
-	json_object *v;
-	snprintf(buf, len, "%020" PRIu64, json_object_object_get_ex(o, "id", &v) ? json_object_get_uint64(v) : 0);
-}
-
+/* job.list: jobs are listed by id */
 static int
 op_job_list(json_object *args, json_object *res, reqerr *e)
 {
 	(void)e;
-	json_object_object_add(res, "jobs", page_of(job_list(), args, job_key, res));
+	json_object *all = job_list(), *id;
+	page_list items = { 0 };
+	for (size_t i = 0; i < json_object_array_length(all); i++) {
+		json_object *j = json_object_array_get_idx(all, i);
+		char key[24];
+		snprintf(key, sizeof(key), "%020" PRIu64, json_object_object_get_ex(j, "id", &id) ?
+		    json_object_get_uint64(id) : 0);
+		page_put(&items, key, json_object_get(j));
+	}
+	json_object_put(all);
+	json_object_object_add(res, "jobs", page_of(&items, args, res));
 	return 0;
 }
 
