@@ -75,9 +75,9 @@ fail(reqerr *e, int err, const char *code)
 	return err;
 }
 
-/* The stable code for an engine error, in the context of a pool or a volume. */
-static const char *
-code_for(int err, int vol)
+/* The stable code for an engine error, in the context of a pool or a volume (ctl.h). */
+const char *
+ctl_code_for(int err, int vol)
 {
 	switch (-err) {
 	case ENOENT: return vol ? "VOLUME_NOT_FOUND" : "POOL_NOT_FOUND";
@@ -243,7 +243,7 @@ op_pool_create(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	int err = reg_pool_create(name, paths, n, size);
 	if (err != 0)
-		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : code_for(err, 0));
+		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : ctl_code_for(err, 0));
 	json_object_object_add(res, "name", json_object_new_string(name));
 	return 0;
 }
@@ -295,7 +295,7 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 	}
 	if (err != 0)
 		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : (err == -EINVAL || err == -EIO) ? "BAD_VDEV"
-												    : code_for(err, 0));
+												    : ctl_code_for(err, 0));
 	json_object_object_add(res, "name", json_object_new_string(name));
 	return 0;
 }
@@ -308,7 +308,7 @@ op_pool_export(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_export(name);
-	return err ? fail(e, err, code_for(err, 0)) : 0;
+	return err ? fail(e, err, ctl_code_for(err, 0)) : 0;
 }
 
 static int
@@ -329,7 +329,7 @@ op_pool_clear(json_object *args, json_object *res, reqerr *e)
 	if (err != 0) {
 		if (err != -ENOENT && err != -ENXIO)
 			log_msg(LOG_WARN, "pool %s: clear failed: %s", name, err_get());
-		return fail(e, err, err == -EIO ? "POOL_SUSPENDED" : code_for(err, 0));
+		return fail(e, err, err == -EIO ? "POOL_SUSPENDED" : ctl_code_for(err, 0));
 	}
 	log_msg(LOG_INFO, "pool %s: cleared; online", name);
 	return 0;
@@ -383,7 +383,7 @@ op_pool_inject(json_object *args, json_object *res, reqerr *e)
 	}
 	int err = reg_with_pool(name, inject_cb, &f);
 	if (err != 0)
-		return fail(e, err, code_for(err, 0));
+		return fail(e, err, ctl_code_for(err, 0));
 	if (f.op != 0)
 		log_msg(LOG_WARN, "pool %s: fault injected: %s on %s after %" PRIu64 " calls, %s", name,
 		    ce_fault_op_name(f.op), f.vdev < 0 ? "every vdev" : "one vdev", f.after,
@@ -401,7 +401,7 @@ op_pool_destroy(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_destroy(name);
-	return err ? fail(e, err, code_for(err, 0)) : 0;
+	return err ? fail(e, err, ctl_code_for(err, 0)) : 0;
 }
 
 static int
@@ -435,7 +435,7 @@ op_pool_status(json_object *args, json_object *res, reqerr *e)
 	unsigned n;
 	int err = reg_pool_paths(name, &paths, &n);
 	if (err != 0)
-		return fail(e, err, code_for(err, 0));
+		return fail(e, err, ctl_code_for(err, 0));
 	pj x = { name, NULL };
 	if (reg_with_pool(name, pool_json_cb, &x) != 0)
 		x.out = pool_json(name, NULL);
@@ -569,7 +569,7 @@ vol_create_cb(ce_pool *p, void *arg)
 		}
 	}
 	int err = ce_vol_create(p, x->vol, size, &pr);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -593,7 +593,7 @@ vol_destroy_cb(ce_pool *p, void *arg)
 		    flags & CE_DESTROY_CLONES ? " and clones" : "");
 	const char *code = err == -EBUSY && strstr(ce_errmsg(), "held") ? "SNAPSHOT_HELD" :
 	    err == -EBUSY && strstr(ce_errmsg(), "with -r") ? "HAS_SNAPSHOTS" :
-	    err == -EBUSY && strstr(ce_errmsg(), "with -R") ? "HAS_CLONES" : code_for(err, 1);
+	    err == -EBUSY && strstr(ce_errmsg(), "with -R") ? "HAS_CLONES" : ctl_code_for(err, 1);
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -607,7 +607,7 @@ vol_resize_cb(ce_pool *p, void *arg)
 	if (arg_u64(x->args, "size", 1, &size, x->e) != 0)
 		return x->e->err;
 	int err = ce_vol_resize(p, x->vol, size, shrink ? CE_RESIZE_SHRINK : 0);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 /* The "new_name" argument, POOL/VOL in the request's own pool: its VOL part, or NULL (error set). */
@@ -637,7 +637,7 @@ vol_rename_cb(ce_pool *p, void *arg)
 	if (nvol == NULL)
 		return x->e->err;
 	int err = ce_vol_rename(p, x->vol, nvol);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -647,7 +647,7 @@ vol_get_cb(ce_pool *p, void *arg)
 	ce_vol_info vi;
 	int err = ce_vol_info_get(p, x->vol, &vi);
 	if (err != 0)
-		return fail(x->e, err, code_for(err, 1));
+		return fail(x->e, err, ctl_code_for(err, 1));
 	json_object *o = vol_json(x->pool, &vi);
 	json_object_object_foreach(o, k, v) json_object_object_add(x->res, k, json_object_get(v));
 	json_object_put(o);
@@ -675,14 +675,14 @@ vol_set_cb(ce_pool *p, void *arg)
 			vs[n++] = json_object_get_string(v);
 		}
 		int err = ce_vol_set_many(p, x->vol, ks, vs, n);
-		return err ? fail(x->e, err, code_for(err, 1)) : 0;
+		return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 	}
 	const char *prop = arg_str(x->args, "prop", 1, x->e);
 	const char *value = prop ? arg_str(x->args, "value", 1, x->e) : NULL;
 	if (value == NULL)
 		return x->e->err;
 	int err = ce_vol_set(p, x->vol, prop, value);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 /* vol.inherit {"name", "prop"}: back to the default */
@@ -694,7 +694,7 @@ vol_inherit_cb(ce_pool *p, void *arg)
 	if (prop == NULL)
 		return x->e->err;
 	int err = ce_vol_inherit(p, x->vol, prop);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -709,7 +709,7 @@ with_vol(json_object *args, json_object *res, reqerr *e, int (*cb)(ce_pool *, vo
 		return e->err;
 	int err = reg_with_pool(pool, cb, &x);
 	if (err != 0 && e->err == 0)
-		return fail(e, err, code_for(err, 0)); /* the pool itself */
+		return fail(e, err, ctl_code_for(err, 0)); /* the pool itself */
 	return err;
 }
 
@@ -878,7 +878,7 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
 			if ((strict || only != NULL) && err != 0)
-				rc = e->err ? e->err : fail(e, err, code_for(err, 0));
+				rc = e->err ? e->err : fail(e, err, ctl_code_for(err, 0));
 		}
 		free(names[i]);
 	}
@@ -1078,7 +1078,7 @@ snap_create_cb(ce_pool *p, void *arg)
 	if (err != 0)
 		per_name_fail(x, err, errs, "no snapshot taken", create_why, create_code);
 	free(errs);
-	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -1100,7 +1100,7 @@ snap_hold_cb(ce_pool *p, void *arg, int release)
 	free(errs);
 	if (err == 0)
 		return 0;
-	const char *code = !any ? code_for(err, 1) : x->n == 1 && nf ?
+	const char *code = !any ? ctl_code_for(err, 1) : x->n == 1 && nf ?
 	    (release ? "HOLD_NOT_FOUND" : "SNAPSHOT_NOT_FOUND") : x->n == 1 && ex ? "HOLD_EXISTS" :
 	    "INVALID_ARGUMENT";
 	return fail(x->e, err, code);
@@ -1159,7 +1159,7 @@ with_snap_names(json_object *args, reqerr *e, int need_tag, int (*cb)(ce_pool *,
 	rc = snap_names_arg(args, &x, pool, sizeof(pool), e);
 	if (rc == 0) {
 		int err = reg_with_pool(pool, cb, &x);
-		rc = err != 0 && e->err == 0 ? fail(e, err, code_for(err, 0)) : err;
+		rc = err != 0 && e->err == 0 ? fail(e, err, ctl_code_for(err, 0)) : err;
 		if (rc == 0)
 			log_msg(LOG_INFO, "pool %s: %s %zu snapshot%s%s%s", pool, done, x.n, x.n == 1 ? "" : "s",
 			    x.tag ? " with tag " : "", x.tag ? x.tag : "");
@@ -1209,7 +1209,7 @@ snap_destroy_cb(ce_pool *p, void *arg)
 		err_set(err, "%s", msg);
 		return fail(x->e, err, n > 0 ? "SNAPSHOT_HELD" : "BUSY");
 	}
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static const char *
@@ -1241,7 +1241,7 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 		err_set(err, "%s", one);
 		free(errs);
 		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : held ? "SNAPSHOT_HELD" :
-		    code_for(err, 1));
+		    ctl_code_for(err, 1));
 	}
 	if (err != 0 && any) {
 		char all[2048];
@@ -1250,7 +1250,7 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 		err_set(err, "%s (%s)", all, one); /* and the engine's reason for the first */
 	}
 	free(errs);
-	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : ctl_code_for(err, 1)) : 0;
 }
 
 /* snap.destroy {"name": "pool/vol@snap"} or {"names": [...]} (one pool: all in one txg, or none) */
@@ -1276,7 +1276,7 @@ snap_rename_cb(ce_pool *p, void *arg)
 	int err = ce_snap_rename(p, x->vol, slash ? slash + 1 : nn);
 	if (err == -ENOENT)
 		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
-	return err ? fail(x->e, err, err == -EEXIST ? "SNAPSHOT_EXISTS" : code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, err == -EEXIST ? "SNAPSHOT_EXISTS" : ctl_code_for(err, 1)) : 0;
 }
 
 static int op_snap_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_rename_cb); }
@@ -1294,7 +1294,7 @@ vol_rollback_cb(ce_pool *p, void *arg)
 		return fail(x->e, err, "HAS_NEWER_SNAPSHOTS");
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: rolled back", x->pool, x->vol);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -1309,7 +1309,7 @@ vol_clone_cb(ce_pool *p, void *arg)
 		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: cloned from %s/%s", x->pool, nvol, x->pool, x->vol);
-	return err ? fail(x->e, err, code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
 }
 
 static int
@@ -1320,7 +1320,7 @@ vol_promote_cb(ce_pool *p, void *arg)
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: promoted", x->pool, x->vol);
 	const char *code = err == -EINVAL && strstr(ce_errmsg(), "not a clone") ? "NOT_A_CLONE" :
-	    err == -EEXIST ? "SNAPSHOT_EXISTS" : code_for(err, 1);
+	    err == -EEXIST ? "SNAPSHOT_EXISTS" : ctl_code_for(err, 1);
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -1359,7 +1359,7 @@ snap_list_cb(ce_pool *p, void *arg)
 	size_t n;
 	int err = ce_snap_list(p, x->vol, &si, &n);
 	if (err != 0)
-		return fail(x->e, err, code_for(err, 1));
+		return fail(x->e, err, ctl_code_for(err, 1));
 	sl_add(x, si, n, snap_key, snap_item);
 	free(si);
 	return 0;
@@ -1408,7 +1408,7 @@ snap_holds_cb(ce_pool *p, void *arg)
 	size_t n;
 	int err = ce_snap_holds(p, x->vol, &h, &n);
 	if (err != 0)
-		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1));
+		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : ctl_code_for(err, 1));
 	sl_add(x, h, n, hold_key, hold_item);
 	free(h);
 	return 0;
@@ -1609,7 +1609,7 @@ start_job(const char *kind, xfer *x, const char *target, job_fn fn, json_object 
 	int err = job_outcome(id, code, sizeof(code), msg, sizeof(msg));
 	if (err != 0) {
 		err_set(err, "%s", msg);
-		return fail(e, err, code[0] ? code : code_for(err, 0));
+		return fail(e, err, code[0] ? code : ctl_code_for(err, 0));
 	}
 	json_object *jo = job_get(id);
 	json_object *r;
@@ -1700,7 +1700,7 @@ recv_abandon_cb(ce_pool *p, void *arg)
 	int err = ce_recv_abandon(p, x->vol);
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: partial receive abandoned", x->pool, x->vol);
-	return err ? fail(x->e, err, err == -ENOENT ? "NOT_A_PARTIAL_RECEIVE" : code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, err == -ENOENT ? "NOT_A_PARTIAL_RECEIVE" : ctl_code_for(err, 1)) : 0;
 }
 
 /* vol.recv_abandon {"name": "pool/vol"} */
@@ -1745,7 +1745,7 @@ diff_cb(ce_pool *p, void *arg)
 	int err = ce_vol_diff_from(p, d->from, d->x->vol, d->cursor, diff_collect, d);
 	if (err == 1)
 		err = 0;
-	return err ? fail(d->x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : code_for(err, 1)) : 0;
+	return err ? fail(d->x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : ctl_code_for(err, 1)) : 0;
 }
 
 /*
@@ -2042,7 +2042,7 @@ serve_one(int fd, uid_t uid)
 		int err = ops[i].fn(args ? args : empty, res, &e);
 		if (err != 0) {
 			log_info("ctl uid %u: %s failed: %s", (unsigned)uid, op, err_get());
-			rc = send_error_items(fd, id, err, e.code ? e.code : code_for(err, 0), err_get(), e.items);
+			rc = send_error_items(fd, id, err, e.code ? e.code : ctl_code_for(err, 0), err_get(), e.items);
 			json_object_put(res);
 		} else {
 			log_debug("ctl uid %u: %s", (unsigned)uid, op);

@@ -5,4 +5,6 @@ int ctl_listen(const char *path, const char *version);
 int ctl_start(void);
 /* Stop accepting, let clients finish the request they are in, close them. */
 void ctl_stop(void);
+/* The stable code (control-protocol.md) of engine error err about a pool, or a volume (vol != 0). */
+const char *ctl_code_for(int err, int vol);
 #endif

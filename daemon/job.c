@@ -14,6 +14,7 @@
  *   2. A job is freed only after it ended and was pushed out of the
  *      ended list; job_shutdown waits for every running job.
  */
+#include "ctl.h"
 #include "job.h"
 #include "log.h"
 #include "util.h"
@@ -80,6 +81,7 @@ trim_ended(void)
 	}
 }
 
+/* A failed job's code when its work set none (job_set_code): the stream codes, then the shared ones. */
 static const char *
 code_of(int err)
 {
@@ -90,13 +92,7 @@ code_of(int err)
 	case ENOTSUP: return "UNSUPPORTED_STREAM";
 	case EXDEV: return "WRONG_BASE";
 	case ETXTBSY: return "TARGET_CHANGED";
-	case ENXIO: return "POOL_UNAVAILABLE";
-	case EROFS: case EACCES: case EPERM: return "PERMISSION_DENIED";
-	case EBUSY: return "BUSY";
-	case ENOSPC: return "NO_SPACE";
-	case EIO: return "IO_ERROR";
-	case EINVAL: return "INVALID_ARGUMENT";
-	default: return "INTERNAL";
+	default: return ctl_code_for(err, 1); /* the codes every operation shares */
 	}
 }
 
