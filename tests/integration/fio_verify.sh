@@ -34,11 +34,11 @@ bs=8k
 uri=$NBD/tank/b
 offset=64M
 JOB
-fio --output="$T/fio.out" "$T/job.fio" || { cat "$T/fio.out"; fail "fio failed"; }
+fio --aux-path="$T" --output="$T/fio.out" "$T/job.fio" || { cat "$T/fio.out"; fail "fio failed"; }
 grep -q "err= 0" "$T/fio.out" || { cat "$T/fio.out"; fail "fio reported errors"; }
 # the same data verifies after a restart (verify_only reads and checks)
 stop_caskd
 start_caskd
 sed -i 's/^do_verify=1/verify_only=1/' "$T/job.fio"
-fio --output="$T/fio2.out" "$T/job.fio" || { cat "$T/fio2.out"; fail "verify after restart failed"; }
+fio --aux-path="$T" --output="$T/fio2.out" "$T/job.fio" || { cat "$T/fio2.out"; fail "verify after restart failed"; }
 echo ok
