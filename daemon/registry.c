@@ -12,6 +12,11 @@
  *      with EBUSY.
  *   2. A pool listed in the cache that fails to import at start is logged
  *      and kept in the cache (the disk may come back), not dropped.
+ *   3. One caskd per state directory: reg_init takes an exclusive flock on
+ *      STATE/caskd.lock (which holds the owner's pid, for the message) and
+ *      keeps it until the process exits; a second caskd on the same
+ *      directory refuses to start before it reads or writes anything
+ *      there, so it can never rewrite the first one's pool cache.
  *
  * Format of pools.cache (text, one pool per line):
  *   cask-pool-cache 1
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -120,9 +126,40 @@ abs_paths(const char *const *paths, unsigned n)
 	return out;
 }
 
+/* Invariant 3: the state directory's lock, held (never closed) for the life of the process. */
+static int
+lock_state(const char *state_dir)
+{
+	char path[PATH_MAX], owner[32] = "";
+	snprintf(path, sizeof(path), "%s/caskd.lock", state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return err_set(-errno, "%s: %s", path, strerror(errno));
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		ssize_t n = pread(fd, owner, sizeof(owner) - 1, 0);
+		owner[n > 0 ? n : 0] = '\0';
+		owner[strcspn(owner, "\n")] = '\0';
+		close(fd);
+		if (e != EWOULDBLOCK)
+			return err_set(-e, "%s: cannot lock: %s", path, strerror(e));
+		return err_set(-EBUSY, "state directory %s is in use by another caskd%s%s%s; "
+		    "give each caskd its own --state", state_dir, owner[0] ? " (pid " : "", owner,
+		    owner[0] ? ")" : "");
+	}
+	char pid[32];
+	int len = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+		log_warn("%s: cannot record the pid: %s", path, strerror(errno));
+	return 0;
+}
+
 int
 reg_init(const char *state_dir, const ce_pool_opts *opts)
 {
+	int err = lock_state(state_dir);
+	if (err != 0)
+		return err;
 	popts = *opts;
 	snprintf(cache_path, sizeof(cache_path), "%s/pools.cache", state_dir);
 	FILE *f = fopen(cache_path, "r");
@@ -156,7 +193,7 @@ reg_init(const char *state_dir, const ce_pool_opts *opts)
 			continue;
 		}
 		ce_pool *p = NULL;
-		int err = ce_pool_import((const char *const *)paths, n, &popts, &p);
+		err = ce_pool_import((const char *const *)paths, n, &popts, &p);
 		if (err != 0) {
 			log_err("pool %s: import failed: %s (kept in the pool cache)", name, ce_errmsg());
 			p = NULL;
