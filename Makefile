@@ -10,7 +10,7 @@
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev;
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -25,7 +25,7 @@ endif
 
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-pthread -Iinclude -Ilib/common -Ilib/engine -MMD -MP $(OPT) $(CFLAGS)
-LDLIBS_ALL = -llz4 -lzstd -lcrypto -ljson-c -lpthread -lm $(LDLIBS)
+LDLIBS_ALL = -llz4 -lzstd -lcrypto -ljson-c -lblkid -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = -pthread $(OPT) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard lib/common/*.c)

@@ -47,6 +47,13 @@ enum {
 	CE_BE_RDONLY = 1 << 0,  /* open read-only */
 	CE_BE_NODIRECT = 1 << 1, /* use the page cache (no O_DIRECT) */
 	CE_BE_NOLOCK = 1 << 2,  /* do not take the exclusive flock */
+	CE_BE_NOFOLLOW = 1 << 3, /* refuse a symbolic link as the last component */
+	/*
+	 * ce_pool_create: use files and devices that hold data, a signature
+	 * (filesystem, partition table...) or another pool's label, instead
+	 * of refusing them (zpool create -f).
+	 */
+	CE_POOL_FORCE = 1 << 4,
 };
 int ce_backend_file_open(const char *path, unsigned flags, ce_backend **out);
 

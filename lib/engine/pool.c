@@ -25,12 +25,14 @@
 #include "pool_impl.h"
 #include "uberblock.h"
 #include "util.h"
+#include "vdev_check.h"
 #include "vol.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -184,7 +186,7 @@ int
 ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
     const ce_pool_opts *opts, ce_pool **out)
 {
-	int created[CE_MAX_VDEVS] = { 0 };
+	char *created[CE_MAX_VDEVS] = { NULL }; /* files this call made: removed if it fails */
 	ce_pool *p = NULL;
 	int err;
 
@@ -198,17 +200,36 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	p->guid = util_random64();
 
+	int force = (p->opts.flags & CE_POOL_FORCE) != 0;
 	for (unsigned i = 0; i < npaths; i++) {
+		/*
+		 * Read-only first (vdev_check.c): links, signatures, data and the
+		 * size are checked, and an existing vdev refused, before anything
+		 * is created, locked or written.
+		 */
+		char canon[PATH_MAX];
+		int missing;
+		ce_vdev_label old;
+		if (!force && ce_vdev_probe(paths[i], &old) == 0) {
+			err = err_set(-EEXIST, "%s: already a vdev of pool '%s'; destroy that pool first "
+			    "(or use -f if that pool is gone for good)", paths[i], old.pool_name);
+			goto fail;
+		}
+		if ((err = vdev_check_new(paths[i], p->opts.vdev_size, force, canon, sizeof(canon),
+		    &missing)) != 0)
+			goto fail;
 		struct stat st;
-		int missing = stat(paths[i], &st) != 0;
-		if (missing || (S_ISREG(st.st_mode) && st.st_size == 0)) {
+		if (missing || (stat(canon, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == 0)) {
 			if (p->opts.vdev_size < CE_MIN_VDEV_SIZE) {
 				err = err_set(-EINVAL, "%s: %s; give a size of at least 16M to create it",
 				    paths[i], missing ? "does not exist" : "is empty");
 				goto fail;
 			}
-			int fd = open(paths[i], O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-			created[i] = fd >= 0 && missing; /* removed again if anything below fails */
+			/* O_EXCL | O_NOFOLLOW: never through a link planted since the check */
+			int fd = open(canon, O_RDWR | O_CLOEXEC | O_NOFOLLOW | (missing ? O_CREAT | O_EXCL : 0),
+			    0600);
+			if (fd >= 0 && missing)
+				created[i] = xstrdup(canon);
 			if (fd < 0 || ftruncate(fd, (off_t)p->opts.vdev_size) != 0) {
 				err = err_set(-errno, "%s: cannot create: %s", paths[i], strerror(errno));
 				if (fd >= 0)
@@ -217,14 +238,8 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 			}
 			close(fd);
 		}
-		/* Read-only first: an existing vdev is refused before anything is locked or written. */
-		ce_vdev_label old;
-		if (!missing && ce_vdev_probe(paths[i], &old) == 0) {
-			err = err_set(-EEXIST, "%s: already a vdev of pool '%s'; destroy that pool first",
-			    paths[i], old.pool_name);
-			goto fail;
-		}
-		if ((err = open_vdev(&p->opts, paths[i], i, p->opts.flags & ~CE_BE_RDONLY, &p->vds[i], &p->faults)) != 0)
+		if ((err = open_vdev(&p->opts, canon, i, (p->opts.flags & ~CE_BE_RDONLY) | CE_BE_NOFOLLOW,
+		    &p->vds[i], &p->faults)) != 0)
 			goto fail;
 		vdev *vd = &p->vds[i];
 		vd->asize = vdev_asize_of(vd->be->size);
@@ -273,11 +288,15 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 	if ((err = txg_start(p)) != 0)
 		goto fail;
 	*out = p;
+	for (unsigned i = 0; i < npaths; i++)
+		free(created[i]);
 	return 0;
 fail:
-	for (unsigned i = 0; i < npaths; i++)
+	for (unsigned i = 0; i < npaths; i++) {
 		if (created[i])
-			unlink(paths[i]);
+			unlink(created[i]);
+		free(created[i]);
+	}
 	pool_free(p);
 	return err;
 }

@@ -120,7 +120,7 @@ ce_backend_file_open(const char *path, unsigned flags, ce_backend **out)
 	struct stat st;
 	uint64_t size;
 
-	oflags |= O_CLOEXEC;
+	oflags |= O_CLOEXEC | ((flags & CE_BE_NOFOLLOW) ? O_NOFOLLOW : 0);
 	if (!(flags & CE_BE_NODIRECT))
 		fd = open(path, oflags | O_DIRECT);
 	if (fd < 0 && ((flags & CE_BE_NODIRECT) || errno == EINVAL))
