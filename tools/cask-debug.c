@@ -11,8 +11,13 @@
  * newest uberblock, verifies every checksum (data included), and checks
  * that the allocation bitmap equals the set of referenced sectors, that
  * no sector is referenced twice, and that each volume's used/logical
- * counters equal what its tree owns. Exit status: 0 clean, 1 problems
- * found, 2 usage or the pool could not be opened.
+ * counters equal what its tree owns. It also reads every copy of the
+ * labels and of the uberblock it imported: a damaged copy is a WARNING
+ * (the pool is consistent, but redundancy is reduced), and a damaged
+ * uberblock in another ring slot is a note (a commit cut short by a crash
+ * leaves one; it is older or uncommitted history, not the pool's state).
+ * Exit status: 0 clean, 1 problems found, 2 usage or the pool could not
+ * be opened, 3 consistent but with damaged copies (redundancy reduced).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,7 +48,9 @@ usage(FILE *f)
 	    "  uberblocks FILE...        print every valid uberblock; '*' marks the one import uses\n"
 	    "  tree [-v VOL] FILE...     print each volume's block pointers (or only VOL's)\n"
 	    "  check FILE...             verify every checksum and the space accounting;\n"
-	    "                            exit 1 and name each bad block if anything is wrong\n"
+	    "                            exit 1 and name each bad block if anything is wrong,\n"
+	    "                            exit 3 if all is consistent but a copy of a label or\n"
+	    "                            of the uberblock in use is damaged (redundancy reduced)\n"
 	    "  log FILE...               print the intent log chain the newest uberblock names:\n"
 	    "                            each block and record, and which records import would\n"
 	    "                            replay (this read-only view does not apply them)\n"
@@ -255,6 +262,76 @@ check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 }
 
 static int
+all_zero(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != 0)
+			return 0;
+	return 1;
+}
+
+/*
+ * Every copy of each vdev's labels and of the uberblock import chose
+ * (txg synced_txg, in slot txg % CE_UB_SLOTS of both label regions of
+ * every vdev). Returns the damaged copies; prints a note for each other
+ * slot that holds a damaged uberblock.
+ */
+static uint64_t
+check_copies(ce_pool *p)
+{
+	uint64_t damaged = 0, notes = 0;
+	label_phys *lb = xmalloc_aligned(CE_LABEL_SIZE);
+	uint8_t *raw = xmalloc_aligned(CE_UB_SIZE);
+	unsigned inuse = (unsigned)(p->synced_txg % CE_UB_SLOTS);
+	for (unsigned v = 0; v < p->nvdevs; v++) {
+		vdev *vd = &p->vds[v];
+		for (int copy = 0; copy < 2; copy++) {
+			const char *why = "unreadable";
+			uint64_t off = vdev_label_off(vd->asize, copy);
+			if (vdev_read(vd, lb, CE_LABEL_SIZE, off) != 0 || label_check(lb, &why) != 0) {
+				printf("WARNING vdev %u (%s): label %d at %" PRIu64 " is damaged (%s); "
+				    "the other copy still holds: redundancy is reduced\n", v, vd->path, copy, off, why);
+				damaged++;
+			}
+			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+				uberblock_phys ub;
+				int ok = uberblock_read_slot(vd, copy, s, p->guid, &ub) == 1;
+				if (s == inuse && ok && ub.ub_txg != p->synced_txg) {
+					/* a commit cut short between its copies; the next txg writes both again */
+					printf("note vdev %u (%s): label region %d slot %u still holds txg %" PRIu64
+					    ", not the uberblock in use (txg %" PRIu64 "): its commit was cut short "
+					    "before this copy was written\n", v, vd->path, copy, s, ub.ub_txg, p->synced_txg);
+					notes++;
+					continue;
+				}
+				if (ok)
+					continue;
+				if (s == inuse) {
+					printf("WARNING vdev %u (%s): label region %d slot %u: the copy of the "
+					    "uberblock in use (txg %" PRIu64 ") is damaged: redundancy is reduced\n", v,
+					    vd->path, copy, s, p->synced_txg);
+					damaged++;
+					continue;
+				}
+				uint64_t soff = vdev_label_off(vd->asize, copy) + CE_UB_RING_OFF + (uint64_t)s * CE_UB_SIZE;
+				if (vdev_read(vd, raw, CE_UB_SIZE, soff) == 0 && all_zero(raw, CE_UB_SIZE))
+					continue; /* never written */
+				printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
+				    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
+				    copy, s);
+				notes++;
+			}
+		}
+	}
+	free(raw);
+	free(lb);
+	if (damaged > 0 || notes > 0)
+		printf("%" PRIu64 " damaged copies of labels or of the uberblock in use; %" PRIu64
+		    " notes on other uberblock slots\n", damaged, notes);
+	return damaged;
+}
+
+static int
 cmd_check(int argc, char **argv)
 {
 	ce_pool *p;
@@ -443,12 +520,13 @@ cmd_check(int argc, char **argv)
 	printf("pool %s txg %" PRIu64 ": %" PRIu64 " blocks in %" PRIu64 " volumes, MOS and bitmaps; "
 	    "%" PRIu64 " sectors allocated; %" PRIu64 " checksum errors; %" PRIu64 " problems\n",
 	    p->name, p->synced_txg, c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
+	uint64_t damaged = check_copies(p);
 	for (unsigned v = 0; v < p->nvdevs; v++)
 		free(c.refd[v]);
 	free(c.refd);
 	free(c.scratch);
 	ce_pool_export(p);
-	return c.problems ? 1 : 0;
+	return c.problems ? 1 : damaged ? 3 : 0;
 }
 
 /* ---- log ---- */

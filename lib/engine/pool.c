@@ -267,6 +267,10 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		lb.lb_vdev_index = i;
 		lb.lb_asize = p->vds[i].asize;
 		label_seal(&lb);
+		if ((err = uberblock_ring_clear(&p->vds[i])) != 0) {
+			err = err_set(err, "%s: cannot clear the uberblock ring: %s", paths[i], strerror(-err));
+			goto fail;
+		}
 		if ((err = label_write(&p->vds[i], &lb)) != 0) {
 			err = err_set(err, "%s: cannot write label: %s", paths[i], strerror(-err));
 			goto fail;

@@ -13,6 +13,10 @@
  *      older slots still hold earlier committed txgs.
  *   3. Slot writes are whole 4 KiB sectors, so a torn write cannot damage
  *      a neighbouring slot.
+ *   4. Pool create zeroes both rings (uberblock_ring_clear) before the
+ *      first commit, so a slot never written since is all zeros and
+ *      anything else that fails its checksum is damage or a torn commit
+ *      (cask-debug check tells them apart from empty slots).
  */
 #include "uberblock.h"
 #include "checksum.h"
@@ -56,6 +60,21 @@ uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub)
 		}
 	}
 	free(buf);
+	return err;
+}
+
+int
+uberblock_ring_clear(vdev *vd)
+{
+	size_t len = (size_t)CE_UB_SLOTS * CE_UB_SIZE;
+	uint8_t *zero = xmalloc_aligned(len);
+	memset(zero, 0, len);
+	int err = 0;
+	for (int copy = 0; copy < 2 && err == 0; copy++) {
+		struct iovec iov = { zero, len };
+		err = vdev_writev(vd, &iov, 1, slot_off(vd, copy, 0));
+	}
+	free(zero);
 	return err;
 }
 

@@ -12,6 +12,8 @@ int uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub);
  * valid uberblock with the highest txg. -ENOENT when there is none.
  */
 int uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out);
+/* Zero the ring of both label regions of vd (pool create: nothing left of an earlier owner). */
+int uberblock_ring_clear(vdev *vd);
 /* Read one slot (for cask-debug). 1 valid, 0 invalid, -errno IO error. */
 int uberblock_read_slot(vdev *vd, int copy, unsigned slot, uint64_t pool_guid, uberblock_phys *out);
 #endif
