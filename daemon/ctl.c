@@ -1605,7 +1605,8 @@ start_job(const char *kind, xfer *x, const char *target, job_fn fn, json_object 
 	if (!wait)
 		return 0;
 	job_wait(id, -1);
-	char code[32], msg[1024];
+	static __thread char code[32]; /* e->code points here after this returns */
+	char msg[1024];
 	int err = job_outcome(id, code, sizeof(code), msg, sizeof(msg));
 	if (err != 0) {
 		err_set(err, "%s", msg);
