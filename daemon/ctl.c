@@ -63,33 +63,35 @@ static const char *version_string = "0.1.0";
 
 typedef struct reqerr {
 	int err;          /* negative errno */
-	const char *code; /* stable code */
+	int code;         /* its stable code, CE_E_* (cask/errcodes.h) */
 	json_object *items; /* a batch refused: [{name, errno, code, message}] for each refused name */
 } reqerr;
 
 static int
-fail(reqerr *e, int err, const char *code)
+fail(reqerr *e, int err, int code)
 {
 	e->err = err;
 	e->code = code;
 	return err;
 }
 
-/* The stable code for an engine error, in the context of a pool or a volume (ctl.h). */
-const char *
-ctl_code_for(int err, int vol)
+/* The stable code of an engine error, in the context of a pool or a volume (ctl.h). */
+int
+ctl_code(int err, int vol)
 {
-	switch (-err) {
-	case ENOENT: return vol ? "VOLUME_NOT_FOUND" : "POOL_NOT_FOUND";
-	case EEXIST: return vol ? "VOLUME_EXISTS" : "POOL_EXISTS";
-	case EBUSY: return "BUSY";
-	case ENOSPC: return "NO_SPACE";
-	case EIO: return "IO_ERROR";
-	case ENXIO: return "POOL_UNAVAILABLE";
-	case EINVAL: case EFBIG: case ERANGE: return "INVALID_ARGUMENT";
-	case EROFS: case EACCES: case EPERM: return "PERMISSION_DENIED";
-	default: return "INTERNAL";
-	}
+	int c = ce_errcode_of(err);
+	if (c == CE_E_NOT_FOUND)
+		return vol ? CE_E_VOLUME_NOT_FOUND : CE_E_POOL_NOT_FOUND;
+	if (c == CE_E_EXISTS)
+		return vol ? CE_E_VOLUME_EXISTS : CE_E_POOL_EXISTS;
+	return c;
+}
+
+const char *
+ctl_wire(int code)
+{
+	const char *w = ce_errcode_wire(code);
+	return w != NULL ? w : ce_errcode_wire(CE_E_INTERNAL); /* NONE, or a generic code not named */
 }
 
 /* ---- argument helpers ---- */
@@ -100,11 +102,11 @@ arg_str(json_object *args, const char *key, int required, reqerr *e)
 	json_object *v;
 	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
 		if (required)
-			fail(e, err_set(-EINVAL, "argument '%s' is required", key), "BAD_REQUEST");
+			fail(e, err_set(-EINVAL, "argument '%s' is required", key), CE_E_BAD_REQUEST);
 		return NULL;
 	}
 	if (!json_object_is_type(v, json_type_string)) {
-		fail(e, err_set(-EINVAL, "argument '%s' must be a string", key), "BAD_REQUEST");
+		fail(e, err_set(-EINVAL, "argument '%s' must be a string", key), CE_E_BAD_REQUEST);
 		return NULL;
 	}
 	return json_object_get_string(v);
@@ -116,17 +118,17 @@ arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr 
 	json_object *v;
 	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null)) {
 		if (required)
-			return fail(e, err_set(-EINVAL, "argument '%s' is required", key), "BAD_REQUEST");
+			return fail(e, err_set(-EINVAL, "argument '%s' is required", key), CE_E_BAD_REQUEST);
 		*out = 0;
 		return 0;
 	}
 	if (!json_object_is_type(v, json_type_int))
-		return fail(e, err_set(-EINVAL, "argument '%s' must be an integer", key), "BAD_REQUEST");
+		return fail(e, err_set(-EINVAL, "argument '%s' must be an integer", key), CE_E_BAD_REQUEST);
 	errno = 0;
 	int64_t i = json_object_get_int64(v);
 	uint64_t u = json_object_get_uint64(v);
 	if (i < 0 && u == 0)
-		return fail(e, err_set(-EINVAL, "argument '%s' must not be negative", key), "INVALID_ARGUMENT");
+		return fail(e, err_set(-EINVAL, "argument '%s' must not be negative", key), CE_E_INVALID_ARGUMENT);
 	*out = u;
 	return 0;
 }
@@ -139,7 +141,7 @@ split_name(const char *full, char *pool, size_t plen, const char **vol, reqerr *
 	if (slash == NULL || slash == full || slash[1] == '\0' || (size_t)(slash - full) >= plen ||
 	    strchr(slash + 1, '/') != NULL)
 		return fail(e, err_set(-EINVAL, "'%s' is not a volume name of the form POOL/VOLUME", full),
-		    "INVALID_ARGUMENT");
+		    CE_E_INVALID_ARGUMENT);
 	snprintf(pool, plen, "%.*s", (int)(slash - full), full);
 	*vol = slash + 1;
 	return 0;
@@ -212,19 +214,19 @@ paths_arg(json_object *args, const char **paths, unsigned *n, reqerr *e)
 	json_object *arr;
 	if (!json_object_object_get_ex(args, "paths", &arr) || !json_object_is_type(arr, json_type_array))
 		return fail(e, err_set(-EINVAL, "argument 'paths' (an array of file names) is required"),
-		    "BAD_REQUEST");
+		    CE_E_BAD_REQUEST);
 	size_t len = json_object_array_length(arr);
 	if (len == 0 || len > CE_MAX_VDEVS_API)
 		return fail(e, err_set(-EINVAL, "a pool needs 1 to %d vdev files", CE_MAX_VDEVS_API),
-		    "INVALID_ARGUMENT");
+		    CE_E_INVALID_ARGUMENT);
 	for (size_t i = 0; i < len; i++) {
 		json_object *s = json_object_array_get_idx(arr, i);
 		if (!json_object_is_type(s, json_type_string))
-			return fail(e, err_set(-EINVAL, "'paths' must hold strings"), "BAD_REQUEST");
+			return fail(e, err_set(-EINVAL, "'paths' must hold strings"), CE_E_BAD_REQUEST);
 		paths[i] = json_object_get_string(s);
 		if (paths[i][0] != '/')
 			return fail(e, err_set(-EINVAL, "vdev path '%s' must be absolute", paths[i]),
-			    "INVALID_ARGUMENT");
+			    CE_E_INVALID_ARGUMENT);
 	}
 	*n = (unsigned)len;
 	return 0;
@@ -243,7 +245,7 @@ op_pool_create(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	int err = reg_pool_create(name, paths, n, size);
 	if (err != 0)
-		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : ctl_code_for(err, 0));
+		return fail(e, err, err == -EEXIST ? CE_E_POOL_EXISTS : ctl_code(err, 0));
 	json_object_object_add(res, "name", json_object_new_string(name));
 	return 0;
 }
@@ -261,10 +263,10 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	if (dir != NULL) {
 		if (want == NULL)
-			return fail(e, err_set(-EINVAL, "importing from a directory needs the pool name"), "BAD_REQUEST");
+			return fail(e, err_set(-EINVAL, "importing from a directory needs the pool name"), CE_E_BAD_REQUEST);
 		DIR *d = opendir(dir);
 		if (d == NULL)
-			return fail(e, err_set(-errno, "%s: %s", dir, strerror(errno)), "INVALID_ARGUMENT");
+			return fail(e, err_set(-errno, "%s: %s", dir, strerror(errno)), CE_E_INVALID_ARGUMENT);
 		struct dirent *de;
 		while ((de = readdir(d)) != NULL && nfound < CE_MAX_VDEVS_API) {
 			char path[PATH_MAX];
@@ -278,7 +280,7 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 		}
 		closedir(d);
 		if (nfound == 0)
-			return fail(e, err_set(-ENOENT, "no vdev of pool %s in %s", want, dir), "POOL_NOT_FOUND");
+			return fail(e, err_set(-ENOENT, "no vdev of pool %s in %s", want, dir), CE_E_POOL_NOT_FOUND);
 		for (unsigned i = 0; i < nfound; i++)
 			paths[i] = found[i];
 		n = nfound;
@@ -291,11 +293,11 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 		free(found[i]);
 	if (err == 0 && want != NULL && strcmp(want, name) != 0) {
 		reg_pool_export(name);
-		return fail(e, err_set(-EINVAL, "those vdevs hold pool %s, not %s", name, want), "BAD_VDEV");
+		return fail(e, err_set(-EINVAL, "those vdevs hold pool %s, not %s", name, want), CE_E_BAD_VDEV);
 	}
 	if (err != 0)
-		return fail(e, err, err == -EEXIST ? "POOL_EXISTS" : (err == -EINVAL || err == -EIO) ? "BAD_VDEV"
-												    : ctl_code_for(err, 0));
+		return fail(e, err, err == -EEXIST ? CE_E_POOL_EXISTS : (err == -EINVAL || err == -EIO) ? CE_E_BAD_VDEV
+												    : ctl_code(err, 0));
 	json_object_object_add(res, "name", json_object_new_string(name));
 	return 0;
 }
@@ -308,7 +310,7 @@ op_pool_export(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_export(name);
-	return err ? fail(e, err, ctl_code_for(err, 0)) : 0;
+	return err ? fail(e, err, ctl_code(err, 0)) : 0;
 }
 
 static int
@@ -329,7 +331,7 @@ op_pool_clear(json_object *args, json_object *res, reqerr *e)
 	if (err != 0) {
 		if (err != -ENOENT && err != -ENXIO)
 			log_msg(LOG_WARN, "pool %s: clear failed: %s", name, err_get());
-		return fail(e, err, err == -EIO ? "POOL_SUSPENDED" : ctl_code_for(err, 0));
+		return fail(e, err, err == -EIO ? CE_E_POOL_SUSPENDED : ctl_code(err, 0));
 	}
 	log_msg(LOG_INFO, "pool %s: cleared; online", name);
 	return 0;
@@ -365,25 +367,25 @@ op_pool_inject(json_object *args, json_object *res, reqerr *e)
 		f.op = CE_FAULT_FLUSH;
 	else if (strcmp(op, "none") != 0)
 		return fail(e, err_set(-EINVAL, "bad fault '%s' (read, write, flush or none)", op),
-		    "INVALID_ARGUMENT");
+		    CE_E_INVALID_ARGUMENT);
 	json_object *v;
 	if (json_object_object_get_ex(args, "vdev", &v) && !json_object_is_type(v, json_type_null)) {
 		if (arg_u64(args, "vdev", 1, &u, e) != 0)
 			return e->err;
 		if (u > CE_MAX_VDEVS_API)
-			return fail(e, err_set(-EINVAL, "no vdev %" PRIu64, u), "INVALID_ARGUMENT");
+			return fail(e, err_set(-EINVAL, "no vdev %" PRIu64, u), CE_E_INVALID_ARGUMENT);
 		f.vdev = (int)u;
 	}
 	if (arg_u64(args, "after", 0, &f.after, e) != 0)
 		return e->err;
 	if (json_object_object_get_ex(args, "persistent", &v) && !json_object_is_type(v, json_type_null)) {
 		if (!json_object_is_type(v, json_type_boolean))
-			return fail(e, err_set(-EINVAL, "argument 'persistent' must be true or false"), "BAD_REQUEST");
+			return fail(e, err_set(-EINVAL, "argument 'persistent' must be true or false"), CE_E_BAD_REQUEST);
 		f.persistent = json_object_get_boolean(v);
 	}
 	int err = reg_with_pool(name, inject_cb, &f);
 	if (err != 0)
-		return fail(e, err, ctl_code_for(err, 0));
+		return fail(e, err, ctl_code(err, 0));
 	if (f.op != 0)
 		log_msg(LOG_WARN, "pool %s: fault injected: %s on %s after %" PRIu64 " calls, %s", name,
 		    ce_fault_op_name(f.op), f.vdev < 0 ? "every vdev" : "one vdev", f.after,
@@ -401,7 +403,7 @@ op_pool_destroy(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_destroy(name);
-	return err ? fail(e, err, ctl_code_for(err, 0)) : 0;
+	return err ? fail(e, err, ctl_code(err, 0)) : 0;
 }
 
 static int
@@ -435,7 +437,7 @@ op_pool_status(json_object *args, json_object *res, reqerr *e)
 	unsigned n;
 	int err = reg_pool_paths(name, &paths, &n);
 	if (err != 0)
-		return fail(e, err, ctl_code_for(err, 0));
+		return fail(e, err, ctl_code(err, 0));
 	pj x = { name, NULL };
 	if (reg_with_pool(name, pool_json_cb, &x) != 0)
 		x.out = pool_json(name, NULL);
@@ -526,13 +528,13 @@ vol_create_cb(ce_pool *p, void *arg)
 	json_object *props;
 	if (json_object_object_get_ex(x->args, "props", &props) && !json_object_is_type(props, json_type_null)) {
 		if (!json_object_is_type(props, json_type_object))
-			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), "BAD_REQUEST");
+			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), CE_E_BAD_REQUEST);
 		json_object_object_foreach(props, k, v) {
 			const char *s = json_object_get_string(v);
 			if (strcmp(k, "volblocksize") == 0) {
 				uint64_t bs;
 				if (util_parse_size(s, &bs) != 0 || bs > UINT32_MAX)
-					return fail(x->e, err_set(-EINVAL, "bad volblocksize '%s'", s), "INVALID_ARGUMENT");
+					return fail(x->e, err_set(-EINVAL, "bad volblocksize '%s'", s), CE_E_INVALID_ARGUMENT);
 				pr.volblocksize = (uint32_t)bs;
 			} else if (strcmp(k, "compression") == 0 || strcmp(k, "compress") == 0) {
 				if (strcmp(s, "off") == 0)
@@ -543,7 +545,7 @@ vol_create_cb(ce_pool *p, void *arg)
 					pr.compress = CE_COMPRESS_ZSTD;
 				else
 					return fail(x->e, err_set(-EINVAL, "bad compression '%s' (off, lz4, zstd)", s),
-					    "INVALID_ARGUMENT");
+					    CE_E_INVALID_ARGUMENT);
 			} else if (strcmp(k, "checksum") == 0) {
 				if (strcmp(s, "xxh128") == 0 || strcmp(s, "on") == 0)
 					pr.checksum = CE_CHECKSUM_XXH128;
@@ -551,7 +553,7 @@ vol_create_cb(ce_pool *p, void *arg)
 					pr.checksum = CE_CHECKSUM_SHA256;
 				else
 					return fail(x->e, err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s),
-					    "INVALID_ARGUMENT");
+					    CE_E_INVALID_ARGUMENT);
 			} else if (strcmp(k, "sync") == 0) {
 				if (strcmp(s, "standard") == 0)
 					pr.sync = CE_SYNC_STANDARD;
@@ -561,15 +563,15 @@ vol_create_cb(ce_pool *p, void *arg)
 					pr.sync = CE_SYNC_DISABLED;
 				else
 					return fail(x->e, err_set(-EINVAL, "bad sync '%s' (standard, always, disabled)", s),
-					    "INVALID_ARGUMENT");
+					    CE_E_INVALID_ARGUMENT);
 			} else {
 				return fail(x->e, err_set(-EINVAL, "unknown property '%s' (volblocksize, "
-				    "compression, checksum, sync)", k), "INVALID_ARGUMENT");
+				    "compression, checksum, sync)", k), CE_E_INVALID_ARGUMENT);
 			}
 		}
 	}
 	int err = ce_vol_create(p, x->vol, size, &pr);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -583,17 +585,15 @@ vol_destroy_cb(ce_pool *p, void *arg)
 	if (json_object_object_get_ex(x->args, "dependents", &b) && json_object_get_boolean(b))
 		flags |= CE_DESTROY_CLONES;
 	int err = ce_vol_destroy_ex(p, x->vol, flags);
-	if (err == -EBUSY && strstr(ce_errmsg(), "is open") != NULL) {
+	int code = ctl_code(err, 1); /* HAS_SNAPSHOTS, HAS_CLONES, HELD, VOLUME_OPEN ... */
+	if (code == CE_E_VOLUME_OPEN) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
-		err_set(err, "%s: in use (connected NBD clients)", msg);
+		err_setc(code, err, "%s: in use (connected NBD clients)", msg);
 	}
 	if (err == 0 && flags)
 		log_msg(LOG_INFO, "%s/%s destroyed with its snapshots%s", x->pool, x->vol,
 		    flags & CE_DESTROY_CLONES ? " and clones" : "");
-	const char *code = err == -EBUSY && strstr(ce_errmsg(), "held") ? "SNAPSHOT_HELD" :
-	    err == -EBUSY && strstr(ce_errmsg(), "with -r") ? "HAS_SNAPSHOTS" :
-	    err == -EBUSY && strstr(ce_errmsg(), "with -R") ? "HAS_CLONES" : ctl_code_for(err, 1);
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -607,7 +607,7 @@ vol_resize_cb(ce_pool *p, void *arg)
 	if (arg_u64(x->args, "size", 1, &size, x->e) != 0)
 		return x->e->err;
 	int err = ce_vol_resize(p, x->vol, size, shrink ? CE_RESIZE_SHRINK : 0);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 /* The "new_name" argument, POOL/VOL in the request's own pool: its VOL part, or NULL (error set). */
@@ -623,7 +623,7 @@ new_name_arg(vctx *x)
 		return NULL;
 	if (strcmp(npool, x->pool) != 0) {
 		fail(x->e, err_set(-EINVAL, "%s: a volume cannot move to another pool (%s -> %s)", nn, x->pool, npool),
-		    "INVALID_ARGUMENT");
+		    CE_E_INVALID_ARGUMENT);
 		return NULL;
 	}
 	return nvol;
@@ -637,7 +637,7 @@ vol_rename_cb(ce_pool *p, void *arg)
 	if (nvol == NULL)
 		return x->e->err;
 	int err = ce_vol_rename(p, x->vol, nvol);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -647,7 +647,7 @@ vol_get_cb(ce_pool *p, void *arg)
 	ce_vol_info vi;
 	int err = ce_vol_info_get(p, x->vol, &vi);
 	if (err != 0)
-		return fail(x->e, err, ctl_code_for(err, 1));
+		return fail(x->e, err, ctl_code(err, 1));
 	json_object *o = vol_json(x->pool, &vi);
 	json_object_object_foreach(o, k, v) json_object_object_add(x->res, k, json_object_get(v));
 	json_object_put(o);
@@ -664,25 +664,25 @@ vol_set_cb(ce_pool *p, void *arg)
 		if (!json_object_is_type(props, json_type_object) || json_object_object_length(props) == 0 ||
 		    json_object_object_length(props) > 8)
 			return fail(x->e, err_set(-EINVAL, "'props' must be an object of 1 to 8 properties"),
-			    "BAD_REQUEST");
+			    CE_E_BAD_REQUEST);
 		const char *ks[8], *vs[8];
 		size_t n = 0;
 		json_object_object_foreach(props, k, v) {
 			if (!json_object_is_type(v, json_type_string))
 				return fail(x->e, err_set(-EINVAL, "property '%s': the value must be a string", k),
-				    "BAD_REQUEST");
+				    CE_E_BAD_REQUEST);
 			ks[n] = k;
 			vs[n++] = json_object_get_string(v);
 		}
 		int err = ce_vol_set_many(p, x->vol, ks, vs, n);
-		return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+		return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 	}
 	const char *prop = arg_str(x->args, "prop", 1, x->e);
 	const char *value = prop ? arg_str(x->args, "value", 1, x->e) : NULL;
 	if (value == NULL)
 		return x->e->err;
 	int err = ce_vol_set(p, x->vol, prop, value);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 /* vol.inherit {"name", "prop"}: back to the default */
@@ -694,7 +694,7 @@ vol_inherit_cb(ce_pool *p, void *arg)
 	if (prop == NULL)
 		return x->e->err;
 	int err = ce_vol_inherit(p, x->vol, prop);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -709,7 +709,7 @@ with_vol(json_object *args, json_object *res, reqerr *e, int (*cb)(ce_pool *, vo
 		return e->err;
 	int err = reg_with_pool(pool, cb, &x);
 	if (err != 0 && e->err == 0)
-		return fail(e, err, ctl_code_for(err, 0)); /* the pool itself */
+		return fail(e, err, ctl_code(err, 0)); /* the pool itself */
 	return err;
 }
 
@@ -878,13 +878,13 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
 			if ((strict || only != NULL) && err != 0)
-				rc = e->err ? e->err : fail(e, err, ctl_code_for(err, 0));
+				rc = e->err ? e->err : fail(e, err, ctl_code(err, 0));
 		}
 		free(names[i]);
 	}
 	free(names);
 	if (rc == 0 && !found)
-		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", only), "POOL_NOT_FOUND");
+		rc = fail(e, err_set(-ENOENT, "pool %s does not exist", only), CE_E_POOL_NOT_FOUND);
 	json_object *page = page_of(&items, args, res);
 	if (rc != 0) {
 		json_object_put(page);
@@ -907,7 +907,7 @@ pool_or_name_arg(json_object *args, const char *arg, char *pool, size_t plen, co
 	if (*only != NULL && strchr(*only, '/') != NULL)
 		return split_name(*only, pool, plen, rest, e);
 	if (*only != NULL && strlen(*only) >= plen) /* never cut a name to match another pool */
-		return fail(e, err_set(-ENOENT, "pool %s does not exist", *only), "POOL_NOT_FOUND");
+		return fail(e, err_set(-ENOENT, "pool %s does not exist", *only), CE_E_POOL_NOT_FOUND);
 	if (*only != NULL)
 		snprintf(pool, plen, "%s", *only);
 	return 0;
@@ -990,7 +990,7 @@ typedef struct sctx {
  */
 static int
 per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(*why)(int),
-    const char *(*code)(int))
+    int (*code)(int))
 {
 	char msg[2048];
 	size_t at = (size_t)snprintf(msg, sizeof(msg), "%s:", what);
@@ -1005,7 +1005,7 @@ per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(
 		json_object *it = json_object_new_object();
 		json_object_object_add(it, "name", json_object_new_string(x->full[i]));
 		json_object_object_add(it, "errno", json_object_new_int(-errs[i]));
-		json_object_object_add(it, "code", json_object_new_string(code(errs[i])));
+		json_object_object_add(it, "code", json_object_new_string(ctl_wire(code(errs[i]))));
 		json_object_object_add(it, "message", json_object_new_string(why(errs[i])));
 		json_object_array_add(items, it);
 	}
@@ -1017,34 +1017,34 @@ per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(
 	}
 	if (any && at < sizeof(msg))
 		msg[at - 1] = '\0';
-	err_set(err, "%s", any ? msg : ce_errmsg());
+	err_setc(ce_errcode_of(err), err, "%s", any ? msg : ce_errmsg());
 	return err;
 }
 
-static const char *
+static int
 create_code(int e)
 {
-	return e == -ENOENT ? "VOLUME_NOT_FOUND" : e == -EEXIST ? "SNAPSHOT_EXISTS" : e == -EBUSY ? "BUSY" :
-	    "INVALID_ARGUMENT";
+	return e == -ENOENT ? CE_E_VOLUME_NOT_FOUND : e == -EEXIST ? CE_E_SNAPSHOT_EXISTS : e == -EBUSY ? CE_E_BUSY :
+	    CE_E_INVALID_ARGUMENT;
 }
 
-static const char *
+static int
 hold_code(int e)
 {
-	return e == -ENOENT ? "SNAPSHOT_NOT_FOUND" : e == -EEXIST ? "HOLD_EXISTS" : e == -EBUSY ? "BUSY" :
-	    "INVALID_ARGUMENT";
+	return e == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : e == -EEXIST ? CE_E_HOLD_EXISTS : e == -EBUSY ? CE_E_BUSY :
+	    CE_E_INVALID_ARGUMENT;
 }
 
-static const char *
+static int
 release_code(int e)
 {
-	return e == -ENOENT ? "HOLD_NOT_FOUND" : e == -EBUSY ? "BUSY" : "INVALID_ARGUMENT";
+	return e == -ENOENT ? CE_E_HOLD_NOT_FOUND : e == -EBUSY ? CE_E_BUSY : CE_E_INVALID_ARGUMENT;
 }
 
-static const char *
+static int
 destroy_code(int e)
 {
-	return e == -ENOENT ? "SNAPSHOT_NOT_FOUND" : e == -EBUSY ? "BUSY" : "INVALID_ARGUMENT";
+	return e == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : e == -EBUSY ? CE_E_BUSY : CE_E_INVALID_ARGUMENT;
 }
 
 static const char *
@@ -1078,7 +1078,7 @@ snap_create_cb(ce_pool *p, void *arg)
 	if (err != 0)
 		per_name_fail(x, err, errs, "no snapshot taken", create_why, create_code);
 	free(errs);
-	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, any ? CE_E_INVALID_ARGUMENT : ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -1100,9 +1100,9 @@ snap_hold_cb(ce_pool *p, void *arg, int release)
 	free(errs);
 	if (err == 0)
 		return 0;
-	const char *code = !any ? ctl_code_for(err, 1) : x->n == 1 && nf ?
-	    (release ? "HOLD_NOT_FOUND" : "SNAPSHOT_NOT_FOUND") : x->n == 1 && ex ? "HOLD_EXISTS" :
-	    "INVALID_ARGUMENT";
+	int code = !any ? ctl_code(err, 1) : x->n == 1 && nf ?
+	    (release ? CE_E_HOLD_NOT_FOUND : CE_E_SNAPSHOT_NOT_FOUND) : x->n == 1 && ex ? CE_E_HOLD_EXISTS :
+	    CE_E_INVALID_ARGUMENT;
 	return fail(x->e, err, code);
 }
 
@@ -1119,10 +1119,10 @@ snap_names_arg(json_object *args, sctx *x, char *pool, size_t plen, reqerr *e)
 	json_object *arr;
 	if (!json_object_object_get_ex(args, "names", &arr) || !json_object_is_type(arr, json_type_array) ||
 	    json_object_array_length(arr) == 0)
-		return fail(e, err_set(-EINVAL, "argument 'names' must be a non-empty array"), "BAD_REQUEST");
+		return fail(e, err_set(-EINVAL, "argument 'names' must be a non-empty array"), CE_E_BAD_REQUEST);
 	size_t n = json_object_array_length(arr);
 	if (n > 1024)
-		return fail(e, err_set(-EINVAL, "at most 1024 snapshots at once"), "INVALID_ARGUMENT");
+		return fail(e, err_set(-EINVAL, "at most 1024 snapshots at once"), CE_E_INVALID_ARGUMENT);
 	x->names = xcalloc(n, sizeof(char *));
 	x->full = xcalloc(n, sizeof(char *));
 	x->n = n;
@@ -1131,7 +1131,7 @@ snap_names_arg(json_object *args, sctx *x, char *pool, size_t plen, reqerr *e)
 	for (size_t i = 0; i < n; i++) {
 		json_object *s = json_object_array_get_idx(arr, i);
 		if (!json_object_is_type(s, json_type_string))
-			return fail(e, err_set(-EINVAL, "'names' must hold strings"), "BAD_REQUEST");
+			return fail(e, err_set(-EINVAL, "'names' must hold strings"), CE_E_BAD_REQUEST);
 		char p2[64];
 		const char *rest;
 		x->full[i] = json_object_get_string(s);
@@ -1141,7 +1141,7 @@ snap_names_arg(json_object *args, sctx *x, char *pool, size_t plen, reqerr *e)
 			snprintf(pool, plen, "%s", p2);
 		else if (strcmp(pool, p2) != 0)
 			return fail(e, err_set(-EINVAL, "snapshots named together must be in one pool (%s, %s)",
-			    pool, p2), "INVALID_ARGUMENT");
+			    pool, p2), CE_E_INVALID_ARGUMENT);
 		x->names[i] = rest;
 	}
 	return 0;
@@ -1159,7 +1159,7 @@ with_snap_names(json_object *args, reqerr *e, int need_tag, int (*cb)(ce_pool *,
 	rc = snap_names_arg(args, &x, pool, sizeof(pool), e);
 	if (rc == 0) {
 		int err = reg_with_pool(pool, cb, &x);
-		rc = err != 0 && e->err == 0 ? fail(e, err, ctl_code_for(err, 0)) : err;
+		rc = err != 0 && e->err == 0 ? fail(e, err, ctl_code(err, 0)) : err;
 		if (rc == 0)
 			log_msg(LOG_INFO, "pool %s: %s %zu snapshot%s%s%s", pool, done, x.n, x.n == 1 ? "" : "s",
 			    x.tag ? " with tag " : "", x.tag ? x.tag : "");
@@ -1198,7 +1198,7 @@ snap_destroy_cb(ce_pool *p, void *arg)
 	vctx *x = arg;
 	int err = ce_snap_destroy(p, x->vol);
 	if (err == -ENOENT)
-		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
 	if (err == -EBUSY) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
@@ -1207,9 +1207,9 @@ snap_destroy_cb(ce_pool *p, void *arg)
 		if (ce_snap_holds(p, x->vol, &h, &n) == 0)
 			free(h);
 		err_set(err, "%s", msg);
-		return fail(x->e, err, n > 0 ? "SNAPSHOT_HELD" : "BUSY");
+		return fail(x->e, err, n > 0 ? CE_E_HELD : CE_E_BUSY);
 	}
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static const char *
@@ -1240,8 +1240,8 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 		}
 		err_set(err, "%s", one);
 		free(errs);
-		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : held ? "SNAPSHOT_HELD" :
-		    ctl_code_for(err, 1));
+		return fail(x->e, err, err == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : held ? CE_E_HELD :
+		    ctl_code(err, 1));
 	}
 	if (err != 0 && any) {
 		char all[2048];
@@ -1250,7 +1250,7 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 		err_set(err, "%s (%s)", all, one); /* and the engine's reason for the first */
 	}
 	free(errs);
-	return err ? fail(x->e, err, any ? "INVALID_ARGUMENT" : ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, any ? CE_E_INVALID_ARGUMENT : ctl_code(err, 1)) : 0;
 }
 
 /* snap.destroy {"name": "pool/vol@snap"} or {"names": [...]} (one pool: all in one txg, or none) */
@@ -1272,11 +1272,11 @@ snap_rename_cb(ce_pool *p, void *arg)
 		return x->e->err;
 	const char *slash = strchr(nn, '/');
 	if (slash != NULL && ((size_t)(slash - nn) != strlen(x->pool) || strncmp(nn, x->pool, strlen(x->pool)) != 0))
-		return fail(x->e, err_set(-EINVAL, "%s: a snapshot stays in pool %s", nn, x->pool), "INVALID_ARGUMENT");
+		return fail(x->e, err_set(-EINVAL, "%s: a snapshot stays in pool %s", nn, x->pool), CE_E_INVALID_ARGUMENT);
 	int err = ce_snap_rename(p, x->vol, slash ? slash + 1 : nn);
 	if (err == -ENOENT)
-		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
-	return err ? fail(x->e, err, err == -EEXIST ? "SNAPSHOT_EXISTS" : ctl_code_for(err, 1)) : 0;
+		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
+	return err ? fail(x->e, err, err == -EEXIST ? CE_E_SNAPSHOT_EXISTS : ctl_code(err, 1)) : 0;
 }
 
 static int op_snap_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, snap_rename_cb); }
@@ -1289,12 +1289,12 @@ vol_rollback_cb(ce_pool *p, void *arg)
 	int later = json_object_object_get_ex(x->args, "destroy_later", &b) && json_object_get_boolean(b);
 	int err = ce_vol_rollback(p, x->vol, later ? CE_ROLLBACK_DESTROY_LATER : 0);
 	if (err == -ENOENT)
-		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
 	if (err == -EEXIST)
-		return fail(x->e, err, "HAS_NEWER_SNAPSHOTS");
+		return fail(x->e, err, CE_E_HAS_NEWER_SNAPSHOTS);
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: rolled back", x->pool, x->vol);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -1306,10 +1306,10 @@ vol_clone_cb(ce_pool *p, void *arg)
 		return x->e->err;
 	int err = ce_vol_clone(p, x->vol, nvol);
 	if (err == -ENOENT)
-		return fail(x->e, err, "SNAPSHOT_NOT_FOUND");
+		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: cloned from %s/%s", x->pool, nvol, x->pool, x->vol);
-	return err ? fail(x->e, err, ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
 static int
@@ -1319,8 +1319,7 @@ vol_promote_cb(ce_pool *p, void *arg)
 	int err = ce_vol_promote(p, x->vol);
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: promoted", x->pool, x->vol);
-	const char *code = err == -EINVAL && strstr(ce_errmsg(), "not a clone") ? "NOT_A_CLONE" :
-	    err == -EEXIST ? "SNAPSHOT_EXISTS" : ctl_code_for(err, 1);
+	int code = err == -EEXIST ? CE_E_SNAPSHOT_EXISTS : ctl_code(err, 1); /* NOT_A_CLONE from the engine */
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -1359,7 +1358,7 @@ snap_list_cb(ce_pool *p, void *arg)
 	size_t n;
 	int err = ce_snap_list(p, x->vol, &si, &n);
 	if (err != 0)
-		return fail(x->e, err, ctl_code_for(err, 1));
+		return fail(x->e, err, ctl_code(err, 1));
 	sl_add(x, si, n, snap_key, snap_item);
 	free(si);
 	return 0;
@@ -1408,7 +1407,7 @@ snap_holds_cb(ce_pool *p, void *arg)
 	size_t n;
 	int err = ce_snap_holds(p, x->vol, &h, &n);
 	if (err != 0)
-		return fail(x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : ctl_code_for(err, 1));
+		return fail(x->e, err, err == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : ctl_code(err, 1));
 	sl_add(x, h, n, hold_key, hold_item);
 	free(h);
 	return 0;
@@ -1424,7 +1423,7 @@ op_snap_holds(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	if (snap != NULL && strchr(snap, '@') == NULL)
 		return fail(e, err_set(-EINVAL, "'%s' is not a snapshot (POOL/VOL@SNAP)", only),
-		    "INVALID_ARGUMENT");
+		    CE_E_INVALID_ARGUMENT);
 	return list_pools_paged(only ? pool : NULL, snap, only != NULL, snap_holds_cb, res, "holds", e, args);
 }
 
@@ -1513,14 +1512,12 @@ xfer_progress(void *arg, uint64_t done, uint64_t total)
 static void
 xfer_code(xfer *x, int err, int recv)
 {
-	if (err == -ENOENT && !x->in_pool)
-		job_set_code(x->j, "POOL_NOT_FOUND");
-	else if (err == -ENOENT && recv)
-		job_set_code(x->j, strstr(ce_errmsg(), "partial receive") ? "NOT_A_PARTIAL_RECEIVE" : "VOLUME_NOT_FOUND");
-	else if (err == -ENOENT)
-		job_set_code(x->j, "SNAPSHOT_NOT_FOUND");
-	else if (err == -EEXIST)
-		job_set_code(x->j, strncmp(ce_errmsg(), "volume", 6) == 0 ? "VOLUME_EXISTS" : "SNAPSHOT_EXISTS");
+	int c = ce_errcode_of(err); /* WRONG_BASE, NOT_A_PARTIAL_RECEIVE, VOLUME_EXISTS ... from the engine */
+	if (c == CE_E_NOT_FOUND)
+		c = !x->in_pool ? CE_E_POOL_NOT_FOUND : recv ? CE_E_VOLUME_NOT_FOUND : CE_E_SNAPSHOT_NOT_FOUND;
+	else if (c == CE_E_EXISTS)
+		c = CE_E_SNAPSHOT_EXISTS;
+	job_set_code(x->j, c);
 }
 
 static int
@@ -1605,12 +1602,12 @@ start_job(const char *kind, xfer *x, const char *target, job_fn fn, json_object 
 	if (!wait)
 		return 0;
 	job_wait(id, -1);
-	static __thread char code[32]; /* e->code points here after this returns */
 	char msg[1024];
-	int err = job_outcome(id, code, sizeof(code), msg, sizeof(msg));
+	int code;
+	int err = job_outcome(id, &code, msg, sizeof(msg));
 	if (err != 0) {
-		err_set(err, "%s", msg);
-		return fail(e, err, code[0] ? code : ctl_code_for(err, 0));
+		err_setc(code, err, "%s", msg);
+		return fail(e, err, code);
 	}
 	json_object *jo = job_get(id);
 	json_object *r;
@@ -1630,7 +1627,7 @@ op_vol_send(json_object *args, json_object *res, reqerr *e)
 	int fd = take_fd();
 	if (fd < 0)
 		return fail(e, err_set(-EINVAL, "vol.send needs the stream's file descriptor, passed with "
-		    "the request (SCM_RIGHTS)"), "BAD_REQUEST");
+		    "the request (SCM_RIGHTS)"), CE_E_BAD_REQUEST);
 	xfer *x = xcalloc(1, sizeof(*x));
 	x->fd = fd;
 	const char *token = arg_str(args, "token", 0, e);
@@ -1639,13 +1636,13 @@ op_vol_send(json_object *args, json_object *res, reqerr *e)
 	const char *rest = NULL;
 	if (e->err == 0 && token != NULL) {
 		if (strlen(token) >= sizeof(x->token))
-			fail(e, err_set(-EINVAL, "'%s' is not a receive_resume_token", token), "INVALID_ARGUMENT");
+			fail(e, err_set(-EINVAL, "'%s' is not a receive_resume_token", token), CE_E_INVALID_ARGUMENT);
 		else
 			snprintf(x->token, sizeof(x->token), "%s", token);
 	} else if (e->err == 0 && split_name(name, x->pool, sizeof(x->pool), &rest, e) == 0) {
 		const char *at = strchr(rest, '@');
 		if (at == NULL)
-			fail(e, err_set(-EINVAL, "send needs a snapshot: %s is a volume", name), "INVALID_ARGUMENT");
+			fail(e, err_set(-EINVAL, "send needs a snapshot: %s is a volume", name), CE_E_INVALID_ARGUMENT);
 		snprintf(x->name, sizeof(x->name), "%s", rest);
 		if (e->err == 0 && from != NULL) {
 			char fpool[64];
@@ -1655,7 +1652,7 @@ op_vol_send(json_object *args, json_object *res, reqerr *e)
 			else if (split_name(from, fpool, sizeof(fpool), &frest, e) == 0) {
 				if (strcmp(fpool, x->pool) != 0)
 					fail(e, err_set(-EINVAL, "the base %s must be in pool %s", from, x->pool),
-					    "INVALID_ARGUMENT");
+					    CE_E_INVALID_ARGUMENT);
 				snprintf(x->from, sizeof(x->from), "%s", frest);
 			}
 		}
@@ -1674,14 +1671,14 @@ op_vol_recv(json_object *args, json_object *res, reqerr *e)
 	int fd = take_fd();
 	if (fd < 0)
 		return fail(e, err_set(-EINVAL, "vol.recv needs the stream's file descriptor, passed with "
-		    "the request (SCM_RIGHTS)"), "BAD_REQUEST");
+		    "the request (SCM_RIGHTS)"), CE_E_BAD_REQUEST);
 	xfer *x = xcalloc(1, sizeof(*x));
 	x->fd = fd;
 	const char *name = arg_str(args, "name", 1, e), *rest;
 	if (e->err == 0 && split_name(name, x->pool, sizeof(x->pool), &rest, e) == 0) {
 		if (strchr(rest, '@') != NULL)
 			fail(e, err_set(-EINVAL, "receive into a volume (POOL/VOL); the snapshot takes the "
-			    "sent snapshot's name"), "INVALID_ARGUMENT");
+			    "sent snapshot's name"), CE_E_INVALID_ARGUMENT);
 		snprintf(x->name, sizeof(x->name), "%s", rest);
 	}
 	json_object *f;
@@ -1701,7 +1698,7 @@ recv_abandon_cb(ce_pool *p, void *arg)
 	int err = ce_recv_abandon(p, x->vol);
 	if (err == 0)
 		log_msg(LOG_INFO, "%s/%s: partial receive abandoned", x->pool, x->vol);
-	return err ? fail(x->e, err, err == -ENOENT ? "NOT_A_PARTIAL_RECEIVE" : ctl_code_for(err, 1)) : 0;
+	return err ? fail(x->e, err, err == -ENOENT ? CE_E_NOT_A_PARTIAL_RECEIVE : ctl_code(err, 1)) : 0;
 }
 
 /* vol.recv_abandon {"name": "pool/vol"} */
@@ -1746,7 +1743,7 @@ diff_cb(ce_pool *p, void *arg)
 	int err = ce_vol_diff_from(p, d->from, d->x->vol, d->cursor, diff_collect, d);
 	if (err == 1)
 		err = 0;
-	return err ? fail(d->x->e, err, err == -ENOENT ? "SNAPSHOT_NOT_FOUND" : ctl_code_for(err, 1)) : 0;
+	return err ? fail(d->x->e, err, err == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : ctl_code(err, 1)) : 0;
 }
 
 /*
@@ -1770,7 +1767,7 @@ diff_vctx_cb(ce_pool *p, void *arg)
 		if (slash == NULL || (size_t)(slash - from) != strlen(x->pool) ||
 		    strncmp(from, x->pool, strlen(x->pool)) != 0)
 			return fail(x->e, err_set(-EINVAL, "the base %s must be in pool %s", from, x->pool),
-			    "INVALID_ARGUMENT");
+			    CE_E_INVALID_ARGUMENT);
 		snprintf(fb, sizeof(fb), "%s", slash + 1);
 	}
 	json_object *c;
@@ -1797,7 +1794,7 @@ job_id_arg(json_object *args, uint64_t *id, reqerr *e)
 {
 	json_object *v;
 	if (!json_object_object_get_ex(args, "id", &v) || !json_object_is_type(v, json_type_int))
-		return fail(e, err_set(-EINVAL, "argument 'id' (a job id) is required"), "BAD_REQUEST");
+		return fail(e, err_set(-EINVAL, "argument 'id' (a job id) is required"), CE_E_BAD_REQUEST);
 	*id = json_object_get_uint64(v);
 	return 0;
 }
@@ -1811,7 +1808,7 @@ op_job_get(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	json_object *j = job_get(id);
 	if (j == NULL)
-		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), CE_E_JOB_NOT_FOUND);
 	json_object_object_foreach(j, k, v) json_object_object_add(res, k, json_object_get(v));
 	json_object_put(j);
 	return 0;
@@ -1827,7 +1824,7 @@ op_job_wait(json_object *args, json_object *res, reqerr *e)
 	json_object *t;
 	int ms = json_object_object_get_ex(args, "timeout_ms", &t) ? json_object_get_int(t) : -1;
 	if (job_wait(id, ms) != 0)
-		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+		return fail(e, err_set(-ENOENT, "no job %" PRIu64, id), CE_E_JOB_NOT_FOUND);
 	return op_job_get(args, res, e);
 }
 
@@ -1840,9 +1837,9 @@ op_job_cancel(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	int err = job_cancel(id);
 	if (err == -ENOENT)
-		return fail(e, err_set(err, "no job %" PRIu64, id), "JOB_NOT_FOUND");
+		return fail(e, err_set(err, "no job %" PRIu64, id), CE_E_JOB_NOT_FOUND);
 	if (err == -EALREADY)
-		return fail(e, err_set(err, "job %" PRIu64 " has already ended", id), "JOB_ENDED");
+		return fail(e, err_set(err, "job %" PRIu64 " has already ended", id), CE_E_JOB_ENDED);
 	return 0;
 }
 
@@ -1952,12 +1949,12 @@ send_frame(int fd, uint32_t id, json_object *payload)
 }
 
 static int
-send_error_items(int fd, uint32_t id, int err, const char *code, const char *msg, json_object *items)
+send_error_items(int fd, uint32_t id, int err, int code, const char *msg, json_object *items)
 {
 	json_object *r = json_object_new_object();
 	json_object *e = json_object_new_object();
 	json_object_object_add(e, "errno", json_object_new_int(-err));
-	json_object_object_add(e, "code", json_object_new_string(code));
+	json_object_object_add(e, "code", json_object_new_string(ctl_wire(code)));
 	json_object_object_add(e, "message", json_object_new_string(msg && *msg ? msg : strerror(-err)));
 	if (items != NULL)
 		json_object_object_add(e, "errors", json_object_get(items));
@@ -1969,7 +1966,7 @@ send_error_items(int fd, uint32_t id, int err, const char *code, const char *msg
 }
 
 static int
-send_error(int fd, uint32_t id, int err, const char *code, const char *msg)
+send_error(int fd, uint32_t id, int err, int code, const char *msg)
 {
 	return send_error_items(fd, id, err, code, msg, NULL);
 }
@@ -1990,13 +1987,13 @@ serve_one(int fd, uid_t uid)
 	uint32_t magic = hd.magic, id = hd.id, len = hd.length;
 	uint16_t ver = hd.version, kind = hd.kind;
 	if (magic != CTL_MAGIC || kind != CTL_REQ || len > CTL_MAX) {
-		send_error(fd, magic == CTL_MAGIC ? id : 0, -EINVAL, "BAD_REQUEST",
+		send_error(fd, magic == CTL_MAGIC ? id : 0, -EINVAL, CE_E_BAD_REQUEST,
 		    magic != CTL_MAGIC ? "bad frame magic" : kind != CTL_REQ ? "not a request frame"
 									   : "frame larger than 1 MiB");
 		return -1;
 	}
 	if (ver != CTL_VERSION) {
-		send_error(fd, id, -EPROTO, "UNSUPPORTED_VERSION", "this caskd speaks control protocol version 1");
+		send_error(fd, id, -EPROTO, CE_E_UNSUPPORTED_VERSION, "this caskd speaks control protocol version 1");
 		return -1;
 	}
 	char *buf = xmalloc(len + 1);
@@ -2017,14 +2014,14 @@ serve_one(int fd, uid_t uid)
 	if (!parsed || !json_object_is_type(req, json_type_object) ||
 	    !json_object_object_get_ex(req, "op", &opv) || !json_object_is_type(opv, json_type_string)) {
 		json_object_put(req);
-		send_error(fd, id, -EINVAL, "BAD_REQUEST", "payload is not a JSON object with a string 'op'");
+		send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "payload is not a JSON object with a string 'op'");
 		return -1;
 	}
 	if (!json_object_object_get_ex(req, "args", &args) || json_object_is_type(args, json_type_null))
 		args = NULL;
 	if (args != NULL && !json_object_is_type(args, json_type_object)) {
 		json_object_put(req);
-		return send_error(fd, id, -EINVAL, "BAD_REQUEST", "'args' must be an object");
+		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "'args' must be an object");
 	}
 	json_object *empty = json_object_new_object();
 	const char *op = json_object_get_string(opv);
@@ -2035,15 +2032,15 @@ serve_one(int fd, uid_t uid)
 	if (i == ARRAY_SIZE(ops)) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "unknown operation '%.200s'", op);
-		rc = send_error(fd, id, -EOPNOTSUPP, "UNKNOWN_OP", msg);
+		rc = send_error(fd, id, -EOPNOTSUPP, CE_E_UNKNOWN_OP, msg);
 	} else {
 		json_object *res = json_object_new_object();
-		reqerr e = { 0, NULL, NULL };
+		reqerr e = { 0, CE_E_NONE, NULL };
 		err_clear();
 		int err = ops[i].fn(args ? args : empty, res, &e);
 		if (err != 0) {
 			log_info("ctl uid %u: %s failed: %s", (unsigned)uid, op, err_get());
-			rc = send_error_items(fd, id, err, e.code ? e.code : ctl_code_for(err, 0), err_get(), e.items);
+			rc = send_error_items(fd, id, err, e.code != CE_E_NONE ? e.code : ctl_code(err, 0), err_get(), e.items);
 			json_object_put(res);
 		} else {
 			log_debug("ctl uid %u: %s", (unsigned)uid, op);
@@ -2070,7 +2067,7 @@ client_thread(void *arg)
 	socklen_t cl = sizeof(cr);
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || (cr.uid != 0 && cr.uid != geteuid())) {
 		log_warn("ctl: refused a client (uid %d)", (int)cr.uid);
-		send_error(fd, 0, -EACCES, "PERMISSION_DENIED", "this caskd serves only root and its own user");
+		send_error(fd, 0, -EACCES, CE_E_PERMISSION_DENIED, "this caskd serves only root and its own user");
 	} else {
 		req_conn = atomic_fetch_add(&next_conn, 1);
 		while (!atomic_load(&stopping) && serve_one(fd, cr.uid) == 0)
@@ -2105,7 +2102,7 @@ accept_thread(void *arg)
 		pthread_mutex_lock(&clients_lock);
 		if (nclients == (int)ARRAY_SIZE(client_fds) || atomic_load(&stopping)) {
 			pthread_mutex_unlock(&clients_lock);
-			send_error(fd, 0, -EAGAIN, "BUSY", "too many control clients");
+			send_error(fd, 0, -EAGAIN, CE_E_BUSY, "too many control clients");
 			close(fd);
 			continue;
 		}

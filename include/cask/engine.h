@@ -5,7 +5,9 @@
  * Conventions: every function that can fail returns 0 (or a non-negative
  * count) on success and a negative errno on failure; out-parameters are
  * last and untouched on failure; ce_errmsg() then holds a one-line
- * explanation for the calling thread. The library never prints.
+ * explanation for the calling thread, and ce_errcode() the failure's
+ * stable code (CE_E_*, cask/errcodes.h): branch on the code, never on the
+ * message. The library never prints.
  *
  * The prefix is ce_ ("cask engine") so that the engine and the client
  * library (cask_*, include/cask/client.h) can be linked together.
@@ -21,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+#include <cask/errcodes.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -357,6 +361,15 @@ typedef struct ce_extent {
 int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n);
 
 const char *ce_errmsg(void);
+/*
+ * The stable code (CE_E_*) of the calling thread's last failure: a
+ * specific one where the engine names the condition (CE_E_HELD,
+ * CE_E_WRONG_BASE ...), else the one its errno says (ce_errcode_of_errno);
+ * CE_E_NONE when nothing failed since the call began.
+ */
+int ce_errcode(void);
+/* The code of failure err (a -errno just returned): ce_errcode() if the last failure had that errno. */
+int ce_errcode_of(int err);
 const char *ce_compress_name(int c);
 const char *ce_checksum_name(int c);
 const char *ce_sync_name(int s);

@@ -1308,7 +1308,7 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 		return err;
 	if (find_vol(p, name) != NULL) {
 		mgmt_abort(p);
-		return err_set(-EEXIST, "volume %s/%s already exists", p->name, name);
+		return err_setc(CE_E_VOLUME_EXISTS, -EEXIST, "volume %s/%s already exists", p->name, name);
 	}
 	volume *v = vol_new(p);
 	snprintf(v->name, sizeof(v->name), "%s", name);
@@ -1344,7 +1344,7 @@ ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags)
 	unsigned ns = count_snaps(p, v);
 	if (ns > 0 && !(flags & (CE_DESTROY_SNAPSHOTS | CE_DESTROY_CLONES))) {
 		mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
+		return err_setc(CE_E_HAS_SNAPSHOTS, -EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
 		    "with -r", p->name, name, ns, ns == 1 ? "" : "s");
 	}
 	if ((err = snap_doom_volume(p, v, flags)) != 0) {
