@@ -68,44 +68,10 @@ vol_create_cb(ce_pool *p, void *arg)
 		if (!json_object_is_type(props, json_type_object))
 			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), CE_E_BAD_REQUEST);
 		json_object_object_foreach(props, k, v) {
-			const char *s = json_object_get_string(v);
-			if (strcmp(k, "volblocksize") == 0) {
-				uint64_t bs;
-				if (util_parse_size(s, &bs) != 0 || bs > UINT32_MAX)
-					return fail(x->e, err_set(-EINVAL, "bad volblocksize '%s'", s), CE_E_INVALID_ARGUMENT);
-				pr.volblocksize = (uint32_t)bs;
-			} else if (strcmp(k, "compression") == 0 || strcmp(k, "compress") == 0) {
-				if (strcmp(s, "off") == 0)
-					pr.compress = CE_COMPRESS_OFF;
-				else if (strcmp(s, "lz4") == 0 || strcmp(s, "on") == 0)
-					pr.compress = CE_COMPRESS_LZ4;
-				else if (strcmp(s, "zstd") == 0)
-					pr.compress = CE_COMPRESS_ZSTD;
-				else
-					return fail(x->e, err_set(-EINVAL, "bad compression '%s' (off, lz4, zstd)", s),
-					    CE_E_INVALID_ARGUMENT);
-			} else if (strcmp(k, "checksum") == 0) {
-				if (strcmp(s, "xxh128") == 0 || strcmp(s, "on") == 0)
-					pr.checksum = CE_CHECKSUM_XXH128;
-				else if (strcmp(s, "sha256") == 0)
-					pr.checksum = CE_CHECKSUM_SHA256;
-				else
-					return fail(x->e, err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s),
-					    CE_E_INVALID_ARGUMENT);
-			} else if (strcmp(k, "sync") == 0) {
-				if (strcmp(s, "standard") == 0)
-					pr.sync = CE_SYNC_STANDARD;
-				else if (strcmp(s, "always") == 0)
-					pr.sync = CE_SYNC_ALWAYS;
-				else if (strcmp(s, "disabled") == 0)
-					pr.sync = CE_SYNC_DISABLED;
-				else
-					return fail(x->e, err_set(-EINVAL, "bad sync '%s' (standard, always, disabled)", s),
-					    CE_E_INVALID_ARGUMENT);
-			} else {
-				return fail(x->e, err_set(-EINVAL, "unknown property '%s' (volblocksize, "
-				    "compression, checksum, sync)", k), CE_E_INVALID_ARGUMENT);
-			}
+			/* the engine parses them (a number is taken as its text: volblocksize 8192) */
+			int err = ce_vol_props_parse(&pr, k, json_object_get_string(v));
+			if (err != 0)
+				return fail(x->e, err, CE_E_INVALID_ARGUMENT);
 		}
 	}
 	int err = ce_vol_create(p, x->vol, size, &pr);

@@ -307,6 +307,14 @@ int ce_vol_diff_from(ce_pool *p, const char *from, const char *to, uint64_t star
 enum { CE_RESIZE_SHRINK = 1 };
 
 int ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props);
+/*
+ * Set one field of *pr from a property's name and value as text, the way
+ * a client names them: "volblocksize" (a size such as "8K"; ce_vol_create
+ * checks its range), "compression" (or "compress": off|lz4|zstd),
+ * "checksum" (xxh128|sha256), "sync" (standard|always|disabled). 0, or
+ * -EINVAL (unknown property or bad value, ce_errmsg() says which).
+ */
+int ce_vol_props_parse(ce_vol_props *pr, const char *prop, const char *value);
 int ce_vol_destroy(ce_pool *p, const char *name);
 /*
  * Destroy a volume with its snapshots (CE_DESTROY_SNAPSHOTS, "-r") and,
