@@ -58,6 +58,11 @@ code("VOLUME_EXISTS", "vol.create", name="tank/v", size=M)
 code("VOLUME_NOT_FOUND", "vol.get", name="tank/none")
 code("VOLUME_NOT_FOUND", "vol.destroy", name="tank/none")
 code("INVALID_ARGUMENT", "vol.create", name="tank/bad name", size=M)
+# properties: parsed by the engine (ce_vol_props_parse); a null value is refused, not a crash
+code("INVALID_ARGUMENT", "vol.create", name="tank/n", size=M, props={"compression": "gzip"})
+code("INVALID_ARGUMENT", "vol.create", name="tank/n", size=M, props={"compression": None})
+code("INVALID_ARGUMENT", "vol.create", name="tank/n", size=M, props={"color": "red"})
+assert ok("hello")["protocol"] == 1
 ok("snap.create", names=["tank/v@a"])
 e = code("INVALID_ARGUMENT", "snap.create", names=["tank/v@a", "tank/none@a"])
 assert sorted((i["name"], i["code"]) for i in e["errors"]) == [("tank/none@a", "VOLUME_NOT_FOUND"),
