@@ -200,7 +200,17 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 	uint8_t h[16];
 	ctl_hdr_encode(h, CTL_REQ, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
-	if (sock_write_iov_fd(c->fd, iov, 2, passfd) != 0 || sock_read_full(c->fd, h, 16) != 0) {
+	/*
+	 * A write that fails leaves the connection broken, but when the peer
+	 * has gone, what caskd sent before it closed can still be read: the
+	 * PERMISSION_DENIED frame (id 0) of a refused client may come, and the
+	 * socket close, before its first request could be written.
+	 */
+	int wfail = sock_write_iov_fd(c->fd, iov, 2, passfd) != 0;
+	int gone = wfail && (errno == EPIPE || errno == ECONNRESET); /* else nothing can come back */
+	if (wfail)
+		c->broken = 1;
+	if ((wfail && !gone) || sock_read_full(c->fd, h, 16) != 0) {
 		c->broken = 1;
 		rc = set_error(ECONNRESET, CE_E_NOT_RUNNING, "lost the connection to caskd");
 		goto out;
