@@ -373,7 +373,9 @@ const char *ce_errmsg(void);
  * The stable code (CE_E_*) of the calling thread's last failure: a
  * specific one where the engine names the condition (CE_E_HELD,
  * CE_E_WRONG_BASE ...), else the one its errno says (ce_errcode_of_errno);
- * CE_E_NONE when nothing failed since the call began.
+ * CE_E_NONE when no failure was recorded since the detail was last
+ * cleared (management calls clear it when they begin). Read it right
+ * after the failing call, as ce_errmsg().
  */
 int ce_errcode(void);
 /* The code of failure err (a -errno just returned): ce_errcode() if the last failure had that errno. */
