@@ -34,7 +34,7 @@ LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC) $(ENGINE_SRC))
 ENGINE_LIB = $(BUILD)/libcask-engine.a
 
 TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
-DAEMON_SRC = $(wildcard daemon/*.c)
+DAEMON_SRC = $(wildcard daemon/*.c daemon/ctl/*.c)
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC))
 CASKD = $(BUILD)/caskd
 CLIENT_SRC = $(wildcard lib/client/*.c) lib/common/sockio.c

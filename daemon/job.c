@@ -19,6 +19,8 @@
 #include "log.h"
 #include "util.h"
 
+#include <cask/errcodes.h>
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,7 +40,7 @@ struct job {
 	uint64_t done, total;
 	uint64_t started_ns, ended_ns;
 	int err;
-	char code[32];
+	int code;          /* CE_E_*: the work's (job_set_code), or what err says */
 	char message[1024];
 	char result[600];
 	job_fn fn;
@@ -81,21 +83,6 @@ trim_ended(void)
 	}
 }
 
-/* A failed job's code when its work set none (job_set_code): the stream codes, then the shared ones. */
-static const char *
-code_of(int err)
-{
-	switch (-err) {
-	case ECANCELED: return "CANCELLED";
-	case EPIPE: return "TRUNCATED_STREAM";
-	case EBADMSG: return "BAD_STREAM";
-	case ENOTSUP: return "UNSUPPORTED_STREAM";
-	case EXDEV: return "WRONG_BASE";
-	case ETXTBSY: return "TARGET_CHANGED";
-	default: return ctl_code_for(err, 1); /* the codes every operation shares */
-	}
-}
-
 static void *
 job_thread(void *a)
 {
@@ -111,8 +98,8 @@ job_thread(void *a)
 		j->state = J_DONE;
 	} else {
 		j->state = err == -ECANCELED ? J_CANCELLED : J_FAILED;
-		if (j->code[0] == '\0')
-			snprintf(j->code, sizeof(j->code), "%s", code_of(err));
+		if (j->code == CE_E_NONE)
+			j->code = ctl_code(err, 1); /* the engine's code (this thread's), else its errno's */
 		snprintf(j->message, sizeof(j->message), "%s", err_get()[0] ? err_get() : strerror(-err));
 	}
 	running--;
@@ -188,10 +175,10 @@ job_set_result(job *j, const char *result)
 }
 
 void
-job_set_code(job *j, const char *code)
+job_set_code(job *j, int code)
 {
 	pthread_mutex_lock(&lock);
-	snprintf(j->code, sizeof(j->code), "%s", code);
+	j->code = code;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -213,7 +200,7 @@ to_json(const job *j)
 	if (j->state == J_FAILED || j->state == J_CANCELLED) {
 		json_object *e = json_object_new_object();
 		json_object_object_add(e, "errno", json_object_new_int(-j->err));
-		json_object_object_add(e, "code", json_object_new_string(j->code));
+		json_object_object_add(e, "code", json_object_new_string(ctl_wire(j->code)));
 		json_object_object_add(e, "message", json_object_new_string(j->message));
 		json_object_object_add(o, "error", e);
 	}
@@ -281,12 +268,12 @@ job_wait(uint64_t id, int timeout_ms)
 }
 
 int
-job_outcome(uint64_t id, char *code, size_t clen, char *message, size_t mlen)
+job_outcome(uint64_t id, int *code, char *message, size_t mlen)
 {
 	pthread_mutex_lock(&lock);
 	job *j = find(id);
 	int r = j == NULL ? -ENOENT : j->state == J_RUNNING ? -EINPROGRESS : j->err;
-	snprintf(code, clen, "%s", j ? j->code : "");
+	*code = j == NULL ? CE_E_JOB_NOT_FOUND : j->state == J_RUNNING ? CE_E_BUSY : j->code;
 	snprintf(message, mlen, "%s", j ? j->message : "");
 	pthread_mutex_unlock(&lock);
 	return r;

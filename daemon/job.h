@@ -18,8 +18,8 @@ uint64_t job_start(const char *kind, const char *pool, const char *target, uint6
 /* From the work: progress; non-zero when the job was cancelled. */
 int job_progress(job *j, uint64_t done, uint64_t total);
 void job_set_result(job *j, const char *result);
-/* The stable code of the job's failure, when the work knows better than its errno. */
-void job_set_code(job *j, const char *code);
+/* The stable code (CE_E_*) of the job's failure, when the work knows better than the engine. */
+void job_set_code(job *j, int code);
 int job_cancelled(job *j);
 /* {"id", "kind", "pool", "target", "state", "done", "total", "result", "error"}; NULL: no such job */
 json_object *job_get(uint64_t id);
@@ -28,8 +28,8 @@ json_object *job_list(void);
 int job_cancel(uint64_t id);
 /* Wait until the job ends or timeout_ms passes (<0: forever); -ENOENT if unknown. */
 int job_wait(uint64_t id, int timeout_ms);
-/* The job's outcome once ended: 0 or its -errno, code and message. */
-int job_outcome(uint64_t id, char *code, size_t clen, char *message, size_t mlen);
+/* The job's outcome once ended: 0 or its -errno, code (CE_E_*) and message. */
+int job_outcome(uint64_t id, int *code, char *message, size_t mlen);
 void job_cancel_owner(uint64_t owner);
 /* Cancel every job and wait for them to end (daemon shutdown). */
 void job_shutdown(void);

@@ -5,7 +5,9 @@
  * Conventions: every function that can fail returns 0 (or a non-negative
  * count) on success and a negative errno on failure; out-parameters are
  * last and untouched on failure; ce_errmsg() then holds a one-line
- * explanation for the calling thread. The library never prints.
+ * explanation for the calling thread, and ce_errcode() the failure's
+ * stable code (CE_E_*, cask/errcodes.h): branch on the code, never on the
+ * message. The library never prints.
  *
  * The prefix is ce_ ("cask engine") so that the engine and the client
  * library (cask_*, include/cask/client.h) can be linked together.
@@ -21,6 +23,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+
+#include <cask/errcodes.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -310,6 +314,14 @@ int ce_vol_diff_from(ce_pool *p, const char *from, const char *to, uint64_t star
 enum { CE_RESIZE_SHRINK = 1 };
 
 int ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props);
+/*
+ * Set one field of *pr from a property's name and value as text, the way
+ * a client names them: "volblocksize" (a size such as "8K"; ce_vol_create
+ * checks its range), "compression" (or "compress": off|lz4|zstd),
+ * "checksum" (xxh128|sha256), "sync" (standard|always|disabled). 0, or
+ * -EINVAL (unknown property or bad value, ce_errmsg() says which).
+ */
+int ce_vol_props_parse(ce_vol_props *pr, const char *prop, const char *value);
 int ce_vol_destroy(ce_pool *p, const char *name);
 /*
  * Destroy a volume with its snapshots (CE_DESTROY_SNAPSHOTS, "-r") and,
@@ -364,6 +376,17 @@ typedef struct ce_extent {
 int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n);
 
 const char *ce_errmsg(void);
+/*
+ * The stable code (CE_E_*) of the calling thread's last failure: a
+ * specific one where the engine names the condition (CE_E_HELD,
+ * CE_E_WRONG_BASE ...), else the one its errno says (ce_errcode_of_errno);
+ * CE_E_NONE when no failure was recorded since the detail was last
+ * cleared (management calls clear it when they begin). Read it right
+ * after the failing call, as ce_errmsg().
+ */
+int ce_errcode(void);
+/* The code of failure err (a -errno just returned): ce_errcode() if the last failure had that errno. */
+int ce_errcode_of(int err);
 const char *ce_compress_name(int c);
 const char *ce_checksum_name(int c);
 const char *ce_sync_name(int s);

@@ -14,6 +14,7 @@
  *   3. Never prints; never exits.
  */
 #include "cask/client.h"
+#include "cask/errcodes.h"
 #include "ctlframe.h"
 #include "sockio.h"
 
@@ -89,8 +90,9 @@ cask_error_items(const cask_item_error **items)
 	return t ? t->n : 0;
 }
 
-static int
-set_error(int err, const char *code, const char *fmt, ...)
+/* The failure as caskd named it: its code is a wire name, perhaps one this libcask does not know. */
+static int __attribute__((format(printf, 3, 4)))
+set_error_wire(int err, const char *code, const char *fmt, ...)
 {
 	items_tls *t = items_get();
 	if (t != NULL)
@@ -103,6 +105,9 @@ set_error(int err, const char *code, const char *fmt, ...)
 	va_end(ap);
 	return -err;
 }
+
+/* A failure of libcask's own: code is CE_E_* (cask/errcodes.h). */
+#define set_error(err, code, ...) set_error_wire(err, ce_errcode_wire(code), __VA_ARGS__)
 
 const char *
 cask_default_socket(void)
@@ -125,24 +130,24 @@ cask_connect(const char *path, cask_client **out)
 	if (path == NULL)
 		path = cask_default_socket();
 	if (strlen(path) >= sizeof(sa.sun_path))
-		return set_error(ENAMETOOLONG, "INVALID_ARGUMENT", "socket path too long: %s", path);
+		return set_error(ENAMETOOLONG, CE_E_INVALID_ARGUMENT, "socket path too long: %s", path);
 	strcpy(sa.sun_path, path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return set_error(errno, "INTERNAL", "socket: %s", strerror(errno));
+		return set_error(errno, CE_E_INTERNAL, "socket: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int e = errno;
 		close(fd);
 		if (e == EACCES || e == EPERM)
-			return set_error(e, "PERMISSION_DENIED", "not allowed to reach caskd at %s: %s (its socket "
+			return set_error(e, CE_E_PERMISSION_DENIED, "not allowed to reach caskd at %s: %s (its socket "
 			    "serves root and caskd's own user)", path, strerror(e));
-		return set_error(e, "NOT_RUNNING", "cannot reach caskd at %s: %s%s", path, strerror(e),
+		return set_error(e, CE_E_NOT_RUNNING, "cannot reach caskd at %s: %s%s", path, strerror(e),
 		    (e == ENOENT || e == ECONNREFUSED) ? " (is caskd running? set CASK_SOCKET or --socket)" : "");
 	}
 	cask_client *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
 		close(fd);
-		return set_error(ENOMEM, "INTERNAL", "out of memory");
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
 	}
 	c->fd = fd;
 	c->next_id = 1;
@@ -183,21 +188,31 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 	if (c->pid != getpid()) {
 		/* the socket is shared with the parent: a request here would interleave with its frames */
 		json_object_put(req);
-		return set_error(EINVAL, "INVALID_ARGUMENT", "this caskd handle was made by process %d, before "
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "this caskd handle was made by process %d, before "
 		    "fork(): connect again in this process", (int)c->pid);
 	}
 	pthread_mutex_lock(&c->lock);
 	if (c->broken) {
-		rc = set_error(ENOTCONN, "NOT_RUNNING", "the connection to caskd was lost");
+		rc = set_error(ENOTCONN, CE_E_NOT_RUNNING, "the connection to caskd was lost");
 		goto out;
 	}
 	uint32_t id = c->next_id++;
 	uint8_t h[16];
 	ctl_hdr_encode(h, CTL_REQ, id, (uint32_t)len);
 	struct iovec iov[2] = { { h, 16 }, { (void *)s, len } };
-	if (sock_write_iov_fd(c->fd, iov, 2, passfd) != 0 || sock_read_full(c->fd, h, 16) != 0) {
+	/*
+	 * A write that fails leaves the connection broken, but when the peer
+	 * has gone, what caskd sent before it closed can still be read: the
+	 * PERMISSION_DENIED frame (id 0) of a refused client may come, and the
+	 * socket close, before its first request could be written.
+	 */
+	int wfail = sock_write_iov_fd(c->fd, iov, 2, passfd) != 0;
+	int gone = wfail && (errno == EPIPE || errno == ECONNRESET); /* else nothing can come back */
+	if (wfail)
 		c->broken = 1;
-		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+	if ((wfail && !gone) || sock_read_full(c->fd, h, 16) != 0) {
+		c->broken = 1;
+		rc = set_error(ECONNRESET, CE_E_NOT_RUNNING, "lost the connection to caskd");
 		goto out;
 	}
 	ctl_hdr rh;
@@ -205,14 +220,14 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 	uint32_t rid = rh.id, l = rh.length;
 	if (rh.magic != CTL_MAGIC || rh.kind != CTL_RESP || l > CTL_MAX || (rid != id && rid != 0)) {
 		c->broken = 1;
-		rc = set_error(EPROTO, "BAD_REQUEST", "caskd sent a malformed response frame");
+		rc = set_error(EPROTO, CE_E_BAD_REQUEST, "caskd sent a malformed response frame");
 		goto out;
 	}
 	char *buf = malloc(l + 1);
 	if (buf == NULL || sock_read_full(c->fd, buf, l) != 0) {
 		free(buf);
 		c->broken = 1;
-		rc = set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+		rc = set_error(ECONNRESET, CE_E_NOT_RUNNING, "lost the connection to caskd");
 		goto out;
 	}
 	buf[l] = '\0';
@@ -222,7 +237,7 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 	if (resp == NULL || !json_object_object_get_ex(resp, "ok", &ok)) {
 		json_object_put(resp);
 		c->broken = 1;
-		rc = set_error(EPROTO, "BAD_REQUEST", "caskd sent a response that is not JSON");
+		rc = set_error(EPROTO, CE_E_BAD_REQUEST, "caskd sent a response that is not JSON");
 		goto out;
 	}
 	if (json_object_get_boolean(ok)) {
@@ -234,9 +249,9 @@ call_fd(cask_client *c, const char *op, json_object *args, int passfd, json_obje
 		json_object *e = NULL, *en, *ec, *em;
 		json_object_object_get_ex(resp, "error", &e);
 		int err = (e && json_object_object_get_ex(e, "errno", &en)) ? json_object_get_int(en) : EIO;
-		const char *code = (e && json_object_object_get_ex(e, "code", &ec)) ? json_object_get_string(ec) : "INTERNAL";
+		const char *code = (e && json_object_object_get_ex(e, "code", &ec)) ? json_object_get_string(ec) : ce_errcode_wire(CE_E_INTERNAL);
 		const char *msg = (e && json_object_object_get_ex(e, "message", &em)) ? json_object_get_string(em) : "";
-		rc = set_error(err > 0 ? err : EIO, code, "%s", msg);
+		rc = set_error_wire(err > 0 ? err : EIO, code, "%s", msg);
 		if (rid == 0)
 			c->broken = 1;
 		/* a batch call: each refused name */
@@ -436,7 +451,7 @@ decode_list(json_object *r, const char *key, const char *what, size_t elem,
 	json_object *arr;
 	if (!json_object_object_get_ex(r, key, &arr) || !json_object_is_type(arr, json_type_array)) {
 		json_object_put(r);
-		return set_error(EPROTO, "BAD_REQUEST", "caskd's %s list is malformed", what);
+		return set_error(EPROTO, CE_E_BAD_REQUEST, "caskd's %s list is malformed", what);
 	}
 	size_t k = json_object_array_length(arr);
 	uint8_t *list = calloc(k ? k : 1, elem);
@@ -444,7 +459,7 @@ decode_list(json_object *r, const char *key, const char *what, size_t elem,
 		from(json_object_array_get_idx(arr, i), list + i * elem);
 	json_object_put(r);
 	if (list == NULL)
-		return set_error(ENOMEM, "INTERNAL", "out of memory");
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
 	*out = list;
 	*n = k;
 	return 0;
@@ -471,14 +486,14 @@ call_list(cask_client *c, const char *op, json_object *args, const char *key, co
 			break;
 		if (!json_object_object_get_ex(r, key, &arr) || !json_object_is_type(arr, json_type_array)) {
 			json_object_put(r);
-			rc = set_error(EPROTO, "BAD_REQUEST", "caskd's %s list is malformed", what);
+			rc = set_error(EPROTO, CE_E_BAD_REQUEST, "caskd's %s list is malformed", what);
 			break;
 		}
 		size_t k = json_object_array_length(arr);
 		uint8_t *grown = realloc(all, (total + k ? total + k : 1) * elem);
 		if (grown == NULL) {
 			json_object_put(r);
-			rc = set_error(ENOMEM, "INTERNAL", "out of memory");
+			rc = set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
 			break;
 		}
 		all = grown;
@@ -581,11 +596,11 @@ opts_take(const void *in, size_t known, void *out, const char *what)
 	size_t size;
 	memcpy(&size, in, sizeof(size));
 	if (size < sizeof(size_t))
-		return set_error(EINVAL, "INVALID_ARGUMENT", "%s: its size field is not set (use %s_INIT)",
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "%s: its size field is not set (use %s_INIT)",
 		    what, what);
 	for (size_t i = known; i < size; i++)
 		if (((const uint8_t *)in)[i] != 0)
-			return set_error(EINVAL, "INVALID_ARGUMENT", "%s: %zu bytes, of which this libcask "
+			return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "%s: %zu bytes, of which this libcask "
 			    "knows %zu; the rest must be zero", what, size, known);
 	memcpy(out, in, size < known ? size : known);
 	return 0;
@@ -934,10 +949,10 @@ start(cask_client *c, const char *op, json_object *a, int fd, int wait, int time
 	if ((rc = cask_job_wait(c, id, timeout_ms > 0 ? timeout_ms : -1, &j)) != 0)
 		return rc;
 	if (strcmp(j.state, "running") == 0)
-		return set_error(ETIMEDOUT, "TIMED_OUT", "job %llu is still running after %d ms (it goes on: "
+		return set_error(ETIMEDOUT, CE_E_TIMED_OUT, "job %llu is still running after %d ms (it goes on: "
 		    "cask_job_wait, cask_job_cancel)", (unsigned long long)id, timeout_ms);
 	if (j.err != 0)
-		return set_error(j.err, j.code, "%s", j.message);
+		return set_error_wire(j.err, j.code, "%s", j.message);
 	if (result != NULL)
 		snprintf(result, rlen, "%s", j.result);
 	return 0;
@@ -1027,7 +1042,7 @@ cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter
 {
 	cask_diff_iter *it = calloc(1, sizeof(*it));
 	if (it == NULL)
-		return set_error(ENOMEM, "INTERNAL", "out of memory");
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
 	it->c = c;
 	it->from = strdup(from);
 	it->to = strdup(to);
@@ -1053,7 +1068,7 @@ cask_diff_next(cask_diff_iter *it, cask_extent *ext)
 			return rc;
 		it->started = 1;
 		if (!json_object_object_get_ex(it->page, "extents", &arr))
-			return set_error(EPROTO, "BAD_REQUEST", "caskd sent a diff without extents");
+			return set_error(EPROTO, CE_E_BAD_REQUEST, "caskd sent a diff without extents");
 		it->n = json_object_array_length(arr);
 		it->idx = 0;
 		it->more = json_object_object_get_ex(it->page, "next", &nx);
@@ -1102,11 +1117,11 @@ cask_job_pollfd(cask_client *c, uint64_t id)
 	json_object_put(req);
 	if (!ok) {
 		cask_disconnect(w);
-		return set_error(ECONNRESET, "NOT_RUNNING", "lost the connection to caskd");
+		return set_error(ECONNRESET, CE_E_NOT_RUNNING, "lost the connection to caskd");
 	}
 	int fd = dup(w->fd);
 	cask_disconnect(w);
 	if (fd < 0)
-		return set_error(errno, "INTERNAL", "dup: %s", strerror(errno));
+		return set_error(errno, CE_E_INTERNAL, "dup: %s", strerror(errno));
 	return fd;
 }

@@ -1,6 +1,6 @@
 /*
  * ctlframe.h -- the control protocol's frame header, shared by caskd
- * (daemon/ctl.c) and libcask (lib/client/client.c). Byte layout in
+ * (daemon/ctl/server.c) and libcask (lib/client/client.c). Byte layout in
  * docs/control-protocol.md: 16 bytes, little-endian.
  */
 #ifndef CASK_COMMON_CTLFRAME_H

@@ -3,6 +3,8 @@
  */
 #include "util.h"
 
+#include <cask/errcodes.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -64,6 +66,8 @@ xmalloc_aligned(size_t n)
 }
 
 static __thread char err_buf[512];
+static __thread int err_errno;   /* the failure err_buf describes */
+static __thread int err_ecode;   /* and its code */
 
 int
 err_set(int err, const char *fmt, ...)
@@ -72,7 +76,35 @@ err_set(int err, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
 	va_end(ap);
+	err_errno = err;
+	err_ecode = ce_errcode_of_errno(err);
 	return err;
+}
+
+int
+err_setc(int code, int err, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
+	va_end(ap);
+	err_errno = err;
+	err_ecode = code;
+	return err;
+}
+
+int
+err_code(int err)
+{
+	if (err == 0)
+		return CE_E_NONE;
+	return err == err_errno ? err_ecode : (int)ce_errcode_of_errno(err);
+}
+
+int
+err_last_code(void)
+{
+	return err_ecode;
 }
 
 const char *
@@ -85,6 +117,8 @@ void
 err_clear(void)
 {
 	err_buf[0] = '\0';
+	err_errno = 0;
+	err_ecode = CE_E_NONE;
 }
 
 uint64_t

@@ -62,10 +62,23 @@ void *xmalloc_aligned(size_t n);
 
 /*
  * Error detail: a library call that fails returns -errno and may leave a
- * one-line explanation here for its caller (per thread).
+ * one-line explanation here for its caller (per thread), and with it the
+ * failure's stable code (cask/errcodes.h). err_set gives the code its
+ * errno says; err_setc names a specific one, for a condition whose errno
+ * other conditions share (CE_E_HELD is an EBUSY). Callers branch on the
+ * code, never on the message.
  */
 int err_set(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int err_setc(int code, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *err_get(void);
+/*
+ * The code of failure err: the one the last err_set/err_setc on this
+ * thread gave, when it set this errno; else what err says by itself (so a
+ * failure returned without a message still has a code). CE_E_NONE for 0.
+ */
+int err_code(int err);
+/* The code of this thread's last failure (CE_E_NONE after err_clear). */
+int err_last_code(void);
 void err_clear(void);
 
 uint64_t util_now_ns(void);

@@ -857,7 +857,7 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 	if (resumed) {
 		if (h == NULL || !h->receiving) {
 			vol_mgmt_abort(p);
-			return err_set(-ENOENT, "%s/%s is not a partial receive: a resumed stream continues one",
+			return err_setc(CE_E_NOT_A_PARTIAL_RECEIVE, -ENOENT, "%s/%s is not a partial receive: a resumed stream continues one",
 			    p->name, vol);
 		}
 		if (h->refs > 0) {
@@ -889,7 +889,7 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 	if (!incr) {
 		vol_mgmt_abort(p);
 		if (h != NULL)
-			return err_set(-EEXIST, "volume %s/%s exists: a full stream creates a new volume "
+			return err_setc(CE_E_VOLUME_EXISTS, -EEXIST, "volume %s/%s exists: a full stream creates a new volume "
 			    "(an incremental one applies onto it)", p->name, vol);
 		ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 		pr.volblocksize = b->sb_volblocksize;
@@ -906,13 +906,13 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 	volume *base = newest_own(h);
 	if (base == NULL || send_identity(base) != b->sb_from_guid) {
 		vol_mgmt_abort(p);
-		return err_set(-EXDEV, "wrong base: the stream applies on top of snapshot %016" PRIx64
+		return err_setc(CE_E_WRONG_BASE, -EXDEV, "wrong base: the stream applies on top of snapshot %016" PRIx64
 		    ", and %s/%s's newest snapshot is %s%s", b->sb_from_guid, p->name, vol,
 		    base ? base->name : "(none)", base ? " (another one)" : "");
 	}
 	if (vol_find(p, snapfull) != NULL) {
 		vol_mgmt_abort(p);
-		return err_set(-EEXIST, "snapshot %s/%s exists", p->name, snapfull);
+		return err_setc(CE_E_SNAPSHOT_EXISTS, -EEXIST, "snapshot %s/%s exists", p->name, snapfull);
 	}
 	if (h->refs > 0) {
 		vol_mgmt_abort(p);
@@ -927,7 +927,7 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 		return err;
 	if (vi.written != 0) {
 		if (!(flags & CE_RECV_FORCE))
-			return err_set(-ETXTBSY, "%s/%s changed since %s (%" PRIu64 " bytes written): roll it "
+			return err_setc(CE_E_TARGET_CHANGED, -ETXTBSY, "%s/%s changed since %s (%" PRIu64 " bytes written): roll it "
 			    "back, or receive with -F to roll back first", p->name, vol, basename, vi.written);
 		if ((err = ce_vol_rollback(p, basename, 0)) != 0)
 			return err;
@@ -961,11 +961,11 @@ recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, si
 	volume *h = vol_find(p, vol);
 	if (h == NULL || !h->receiving) {
 		vol_mgmt_abort(p);
-		return err_set(-ENOENT, "%s/%s is no longer a partial receive", p->name, vol);
+		return err_setc(CE_E_NOT_A_PARTIAL_RECEIVE, -ENOENT, "%s/%s is no longer a partial receive", p->name, vol);
 	}
 	if (vol_find(p, full) != NULL) {
 		vol_mgmt_abort(p);
-		return err_set(-EEXIST, "snapshot %s/%s exists", p->name, full);
+		return err_setc(CE_E_SNAPSHOT_EXISTS, -EEXIST, "snapshot %s/%s exists", p->name, full);
 	}
 	snap_add(p, h, full, b->sb_to_guid);
 	h->receiving = 0;
@@ -1008,7 +1008,7 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 		if (b.sb_magic != SB_MAGIC)
 			err = err_set(-EINVAL, "not a cask send stream (bad magic)");
 		else if (b.sb_version != SB_VERSION)
-			err = err_set(-ENOTSUP, "send stream version %u is not supported (this cask reads "
+			err = err_setc(CE_E_UNSUPPORTED_STREAM, -ENOTSUP, "send stream version %u is not supported (this cask reads "
 			    "version %u)", b.sb_version, SB_VERSION);
 		else if (!begin_valid(&b, why, sizeof(why)))
 			err = err_set(-EINVAL, "bad send stream: %s", why);
@@ -1095,7 +1095,7 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 		pthread_mutex_lock(&p->lock);
 		volume_token(v, tok, sizeof(tok));
 		pthread_mutex_unlock(&p->lock);
-		err_set(err, "%s; %s/%s stays a partial receive: resume with cask send -t %s, or abandon "
+		err_setc(ce_errcode_of(err), err, "%s; %s/%s stays a partial receive: resume with cask send -t %s, or abandon "
 		    "with cask recv -A", msg, p->name, vol, tok);
 	}
 	return err;
@@ -1110,7 +1110,7 @@ ce_recv_abandon(ce_pool *p, const char *vol)
 	volume *h = vol != NULL ? vol_find(p, vol) : NULL;
 	if (h == NULL || h->is_snap || !h->receiving) {
 		vol_mgmt_abort(p);
-		return err_set(-ENOENT, "%s/%s is not a partial receive", p->name, vol ? vol : "");
+		return err_setc(CE_E_NOT_A_PARTIAL_RECEIVE, -ENOENT, "%s/%s is not a partial receive", p->name, vol ? vol : "");
 	}
 	if (h->refs > 0) {
 		vol_mgmt_abort(p);

@@ -459,7 +459,7 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 		if (v->is_snap)
 			continue;
 		if (v->refs > 0) {
-			err = err_set(-EBUSY, "volume %s/%s is open (%d handles)", p->name, v->name, v->refs);
+			err = err_setc(CE_E_VOLUME_OPEN, -EBUSY, "volume %s/%s is open (%d handles)", p->name, v->name, v->refs);
 			break;
 		}
 		for (size_t i = 0; i < p->nvols && err == 0; i++) {
@@ -468,13 +468,13 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 				continue;
 			char tags[200];
 			if (!(flags & CE_DESTROY_SNAPSHOTS))
-				err = err_set(-EBUSY, "volume %s/%s has snapshots (%s/%s, ...): destroy them "
+				err = err_setc(CE_E_HAS_SNAPSHOTS, -EBUSY, "volume %s/%s has snapshots (%s/%s, ...): destroy them "
 				    "first, or destroy with -r", p->name, v->name, p->name, s->name);
 			else if (s->refs > 0 || s->snap_txg_pending != 0)
-				err = err_set(-EBUSY, "snapshot %s/%s is %s", p->name, s->name,
+				err = err_setc(s->refs > 0 ? CE_E_VOLUME_OPEN : CE_E_BUSY, -EBUSY, "snapshot %s/%s is %s", p->name, s->name,
 				    s->refs > 0 ? "open" : "still being taken");
 			else if (hold_count(p, s->guid) > 0)
-				err = (hold_tags(p, s->guid, tags, sizeof(tags)), err_set(-EBUSY,
+				err = (hold_tags(p, s->guid, tags, sizeof(tags)), err_setc(CE_E_HELD, -EBUSY,
 				    "snapshot %s/%s is held (%s): release the holds first", p->name, s->name, tags));
 			else
 				set[n++] = s;
@@ -485,7 +485,7 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 			if (c->destroy_txg != 0 || ch == NULL || c->prev->head != v || ch->destroy_txg != 0)
 				continue;
 			if (!(flags & CE_DESTROY_CLONES)) {
-				err = err_set(-EBUSY, "%s/%s has clones (%s/%s of %s/%s): destroy them first, or "
+				err = err_setc(CE_E_HAS_CLONES, -EBUSY, "%s/%s has clones (%s/%s of %s/%s): destroy them first, or "
 				    "destroy with -R", p->name, v->name, p->name, ch->name, p->name, c->prev->name);
 				break;
 			}
@@ -649,7 +649,7 @@ ce_vol_promote(ce_pool *p, const char *name)
 	volume *first = chain_first(c), *o = first->prev;
 	if (o == NULL) {
 		vol_mgmt_abort(p);
-		return err_set(-EINVAL, "volume %s/%s is not a clone: nothing to promote", p->name, name);
+		return err_setc(CE_E_NOT_A_CLONE, -EINVAL, "volume %s/%s is not a clone: nothing to promote", p->name, name);
 	}
 	volume *v = o->head;
 	if (c->receiving || v->receiving) {

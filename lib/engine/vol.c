@@ -32,6 +32,7 @@
 #include "vol.h"
 #include "bufpool.h"
 #include "checksum.h"
+#include "prop.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -1122,64 +1123,6 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 
 /* ---- management ---- */
 
-static int
-parse_compress(const char *s, int *out)
-{
-	if (strcmp(s, "off") == 0)
-		*out = CE_COMPRESS_OFF;
-	else if (strcmp(s, "lz4") == 0 || strcmp(s, "on") == 0)
-		*out = CE_COMPRESS_LZ4;
-	else if (strcmp(s, "zstd") == 0)
-		*out = CE_COMPRESS_ZSTD;
-	else
-		return err_set(-EINVAL, "bad compression '%s' (off, lz4, zstd)", s);
-	return 0;
-}
-
-static int
-parse_checksum(const char *s, int *out)
-{
-	if (strcmp(s, "xxh128") == 0 || strcmp(s, "on") == 0)
-		*out = CE_CHECKSUM_XXH128;
-	else if (strcmp(s, "sha256") == 0)
-		*out = CE_CHECKSUM_SHA256;
-	else
-		return err_set(-EINVAL, "bad checksum '%s' (xxh128, sha256)", s);
-	return 0;
-}
-
-static int
-parse_sync(const char *s, int *out)
-{
-	if (strcmp(s, "standard") == 0)
-		*out = CE_SYNC_STANDARD;
-	else if (strcmp(s, "always") == 0)
-		*out = CE_SYNC_ALWAYS;
-	else if (strcmp(s, "disabled") == 0)
-		*out = CE_SYNC_DISABLED;
-	else
-		return err_set(-EINVAL, "bad sync '%s' (standard, always, disabled)", s);
-	return 0;
-}
-
-const char *
-ce_sync_name(int s)
-{
-	return s == CE_SYNC_STANDARD ? "standard" : s == CE_SYNC_ALWAYS ? "always" : s == CE_SYNC_DISABLED ? "disabled" : "?";
-}
-
-const char *
-ce_compress_name(int c)
-{
-	return c == CE_COMPRESS_OFF ? "off" : c == CE_COMPRESS_LZ4 ? "lz4" : c == CE_COMPRESS_ZSTD ? "zstd" : "?";
-}
-
-const char *
-ce_checksum_name(int c)
-{
-	return c == CE_CHECKSUM_XXH128 ? "xxh128" : c == CE_CHECKSUM_SHA256 ? "sha256" : "?";
-}
-
 /* Begin a management operation: returns with config_lock and pool->lock held. */
 static int
 mgmt_begin(ce_pool *p)
@@ -1308,7 +1251,7 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 		return err;
 	if (find_vol(p, name) != NULL) {
 		mgmt_abort(p);
-		return err_set(-EEXIST, "volume %s/%s already exists", p->name, name);
+		return err_setc(CE_E_VOLUME_EXISTS, -EEXIST, "volume %s/%s already exists", p->name, name);
 	}
 	volume *v = vol_new(p);
 	snprintf(v->name, sizeof(v->name), "%s", name);
@@ -1344,7 +1287,7 @@ ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags)
 	unsigned ns = count_snaps(p, v);
 	if (ns > 0 && !(flags & (CE_DESTROY_SNAPSHOTS | CE_DESTROY_CLONES))) {
 		mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
+		return err_setc(CE_E_HAS_SNAPSHOTS, -EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
 		    "with -r", p->name, name, ns, ns == 1 ? "" : "s");
 	}
 	if ((err = snap_doom_volume(p, v, flags)) != 0) {
@@ -1465,48 +1408,18 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	return err;
 }
 
-/* Which property name is it (CE_PROP_*), or 0 with the error set. */
-static unsigned
-prop_of(const char *prop)
-{
-	if (prop == NULL) {
-		err_set(-EINVAL, "set: a property name is required");
-		return 0;
-	}
-	if (strcmp(prop, "compression") == 0 || strcmp(prop, "compress") == 0)
-		return CE_PROP_COMPRESSION;
-	if (strcmp(prop, "checksum") == 0)
-		return CE_PROP_CHECKSUM;
-	if (strcmp(prop, "sync") == 0)
-		return CE_PROP_SYNC;
-	if (strcmp(prop, "volblocksize") == 0)
-		err_set(-EINVAL, "volblocksize is fixed when a volume is created");
-	else if (strcmp(prop, "volsize") == 0 || strcmp(prop, "size") == 0)
-		err_set(-EINVAL, "use resize to change the size of a volume");
-	else
-		err_set(-EINVAL, "unknown or read-only property '%s'", prop);
-	return 0;
-}
-
-static int
-prop_parse(unsigned which, const char *value, int *val)
-{
-	if (value == NULL)
-		return err_set(-EINVAL, "set: a value is required");
-	return which == CE_PROP_COMPRESSION ? parse_compress(value, val) :
-	    which == CE_PROP_CHECKSUM ? parse_checksum(value, val) : parse_sync(value, val);
-}
-
 /* Set (or with value NULL, reset to the default) one property of v (management lock held). */
 static void
 prop_apply(volume *v, unsigned which, int val, int local)
 {
+	if (!local)
+		val = prop_default(which);
 	if (which == CE_PROP_COMPRESSION)
-		v->compress = local ? val : CE_COMPRESS_LZ4;
+		v->compress = val;
 	else if (which == CE_PROP_CHECKSUM)
-		v->checksum = local ? val : CE_CHECKSUM_XXH128;
+		v->checksum = val;
 	else
-		v->sync = local ? val : CE_SYNC_STANDARD;
+		v->sync = val;
 	if (local)
 		v->local_props |= which;
 	else

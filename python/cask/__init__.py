@@ -86,6 +86,8 @@ JobEnded = _sub("JobEnded", "the job has already ended")
 Cancelled = _sub("Cancelled", "the job was cancelled")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
 
+# Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
+# this table names each one, and no other).
 _BY_CODE = {
     "NOT_RUNNING": NotRunning, "PERMISSION_DENIED": PermissionDenied,
     "BAD_REQUEST": InvalidArgument, "INVALID_ARGUMENT": InvalidArgument,
@@ -100,6 +102,7 @@ _BY_CODE = {
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut,
+    "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
 }
 
 
