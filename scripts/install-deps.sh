@@ -11,6 +11,7 @@ PKGS=(
   libxxhash-dev     # xxh3-128 checksums
   libssl-dev        # SHA-256 checksums (OpenSSL EVP)
   libjson-c-dev     # control protocol payloads (JSON)
+  libyaml-dev       # cask apply: YAML manifests
   # real clients for the integration tests and the benchmarks
   qemu-utils        # qemu-img, qemu-io, qemu-nbd
   libnbd-bin        # nbdinfo, nbdcopy
