@@ -220,7 +220,7 @@ plan_new_pool(manifest *m, plan *p, const mf_pool *mp)
 {
 	for (size_t i = 0; i < mp->nvdevs; i++) {
 		struct stat sb;
-		if (!mp->has_size && stat(mp->vdevs[i], &sb) != 0)
+		if (mp->size_pos.line == 0 && stat(mp->vdevs[i], &sb) != 0) /* no size: given (a bad one is reported) */
 			manifest_err(m, mp->vdev_pos[i], "pool %s: vdev %s does not exist; give the pool a size: to "
 			    "create it", mp->name, mp->vdevs[i]);
 	}
@@ -582,8 +582,8 @@ cmd_apply(int argc, char **argv)
 	}
 	for (size_t i = 0; i < m.nvols; i++) {
 		const mf_vol *mv = &m.vols[i];
-		if (!mv->snapshots.present)
-			continue;
+		if (!mv->snapshots.valid)
+			continue; /* absent, or its errors are reported */
 		if (dry) {
 			action *a = add(&p, A_UNSUPPORTED, 0, mv->name ? mv->name : "?");
 			describe_policy(&mv->snapshots, a->detail, sizeof(a->detail));

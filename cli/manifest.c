@@ -333,8 +333,8 @@ want_size(ld *l, const yaml_node_t *n, const char *field, uint64_t *out)
  * mapping (recorded).
  */
 static int
-fields(ld *l, const yaml_node_t *n, const char *what, const char *const *allowed, size_t nallowed,
-    yaml_node_t **vals, mf_pos *keypos)
+fields_of(ld *l, const yaml_node_t *n, const char *what, const char *noun, const char *const *allowed,
+    size_t nallowed, size_t nlisted, yaml_node_t **vals, mf_pos *keypos)
 {
 	for (size_t i = 0; i < nallowed; i++)
 		vals[i] = NULL;
@@ -345,7 +345,7 @@ fields(ld *l, const yaml_node_t *n, const char *what, const char *const *allowed
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
 		yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
 		if (k->type != YAML_SCALAR_NODE) {
-			manifest_err(l->m, pos_of(k), "%s: a field name must be a string, got %s", what, what_is(k));
+			manifest_err(l->m, pos_of(k), "%s: a %s name must be a string, got %s", what, noun, what_is(k));
 			continue;
 		}
 		size_t i = 0;
@@ -353,13 +353,13 @@ fields(ld *l, const yaml_node_t *n, const char *what, const char *const *allowed
 			i++;
 		if (i == nallowed) {
 			char list[256] = "";
-			for (size_t j = 0; j < nallowed; j++)
+			for (size_t j = 0; j < nlisted; j++)
 				snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", j ? ", " : "", allowed[j]);
-			manifest_err(l->m, pos_of(k), "%s: unknown field '%s' (fields: %s)", what, sval(k), list);
+			manifest_err(l->m, pos_of(k), "%s: unknown %s '%s' (one of: %s)", what, noun, sval(k), list);
 			continue;
 		}
 		if (vals[i] != NULL) {
-			manifest_err(l->m, pos_of(k), "%s: field '%s' given twice (first at line %d)", what, sval(k),
+			manifest_err(l->m, pos_of(k), "%s: %s '%s' given twice (first at line %d)", what, noun, sval(k),
 			    keypos[i].line);
 			continue;
 		}
@@ -367,6 +367,13 @@ fields(ld *l, const yaml_node_t *n, const char *what, const char *const *allowed
 		keypos[i] = pos_of(k);
 	}
 	return 0;
+}
+
+static int
+fields(ld *l, const yaml_node_t *n, const char *what, const char *const *allowed, size_t nallowed,
+    yaml_node_t **vals, mf_pos *keypos)
+{
+	return fields_of(l, n, what, "field", allowed, nallowed, nallowed, vals, keypos);
 }
 
 /* The items of a list field (NULL and 0 for null: an empty list). -1 when not a list. */
@@ -386,6 +393,21 @@ items(ld *l, const yaml_node_t *n, const char *what, yaml_node_item_t **start, s
 	return 0;
 }
 
+/* The name: of mapping n when it is a plain string, so that messages about n can say whose they are. */
+static const char *
+peek_name(ld *l, const yaml_node_t *n)
+{
+	if (n->type != YAML_MAPPING_NODE)
+		return NULL;
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+		yaml_node_t *k = node(l, p->key), *v = node(l, p->value);
+		if (k->type == YAML_SCALAR_NODE && strcmp(sval(k), "name") == 0 && v->type == YAML_SCALAR_NODE &&
+		    !is_null(v) && strlen(sval(v)) < 320)
+			return sval(v);
+	}
+	return NULL;
+}
+
 /* ---- pools ---- */
 
 static void
@@ -395,7 +417,11 @@ load_pool(ld *l, const yaml_node_t *n, size_t idx)
 	yaml_node_t *v[3];
 	mf_pos kp[3];
 	char what[96];
-	snprintf(what, sizeof(what), "pools[%zu]", idx);
+	const char *pn = peek_name(l, n);
+	if (pn != NULL && mf_pool_name_valid(pn))
+		snprintf(what, sizeof(what), "pool %s", pn);
+	else
+		snprintf(what, sizeof(what), "pools[%zu]", idx);
 	if (fields(l, n, what, F, 3, v, kp) != 0)
 		return;
 	manifest *m = l->m;
@@ -492,7 +518,7 @@ load_props(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 	mf_pos kp[5];
 	char w[440];
 	snprintf(w, sizeof(w), "%s: properties", what);
-	if (fields(l, n, w, F, 5, v, kp) != 0)
+	if (fields_of(l, n, w, "property", F, 5, 4, v, kp) != 0)
 		return;
 	if (v[4] != NULL) {
 		if (v[0] != NULL)
@@ -582,18 +608,22 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 	if (v[0] == NULL) {
 		manifest_err(l->m, pos_of(n), "%s: every is required (how often: 15m, 1h, 1d, ...)", w);
 	} else {
-		const char *s = want_string(l, v[0], "snapshots: every");
+		char f[480];
+		snprintf(f, sizeof(f), "%s: every", w);
+		const char *s = want_string(l, v[0], f);
 		if (s != NULL && parse_every(s, &p->every_min) != 0)
-			manifest_err(l->m, pos_of(v[0]), "snapshots: every: bad duration '%s' (whole minutes from 1m to "
-			    "366d, as numbers with m, h, d or w: 15m, 1h30m, 1d)", s);
+			manifest_err(l->m, pos_of(v[0]), "%s: bad duration '%s' (whole minutes from 1m to "
+			    "366d, as numbers with m, h, d or w: 15m, 1h30m, 1d)", f, s);
 	}
+	char f[480];
+	snprintf(f, sizeof(f), "%s: keep", w);
 	if (v[1] != NULL)
-		want_count(l, v[1], "snapshots: keep", &p->keep);
-	if (v[2] != NULL && fields(l, v[2], "snapshots: retain", R, 4, r, rp) == 0) {
+		want_count(l, v[1], f, &p->keep);
+	snprintf(f, sizeof(f), "%s: retain", w);
+	if (v[2] != NULL && fields(l, v[2], f, R, 4, r, rp) == 0) {
 		unsigned *dst[4] = { &p->hourly, &p->daily, &p->weekly, &p->monthly };
 		for (int i = 0; i < 4; i++) {
-			char f[64];
-			snprintf(f, sizeof(f), "snapshots: retain: %s", R[i]);
+			snprintf(f, sizeof(f), "%s: retain: %s", w, R[i]);
 			if (r[i] != NULL)
 				want_count(l, r[i], f, dst[i]);
 		}
@@ -601,6 +631,7 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 	if (l->m->nerrs == before && p->keep == 0 && p->hourly == 0 && p->daily == 0 && p->weekly == 0 &&
 	    p->monthly == 0)
 		manifest_err(l->m, pos_of(n), "%s: the policy keeps nothing (set keep, or a retain count above 0)", w);
+	p->valid = l->m->nerrs == before;
 }
 
 static void
@@ -610,7 +641,11 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 	yaml_node_t *v[6];
 	mf_pos kp[6];
 	char what[400];
-	snprintf(what, sizeof(what), "volumes[%zu]", idx);
+	const char *vn = peek_name(l, n);
+	if (vn != NULL)
+		snprintf(what, sizeof(what), "volume %s", vn);
+	else
+		snprintf(what, sizeof(what), "volumes[%zu]", idx);
 	if (fields(l, n, what, F, 6, v, kp) != 0)
 		return;
 	manifest *m = l->m;

@@ -34,6 +34,7 @@ extern const char *const mf_prop_names[MF_NPROPS];
 
 typedef struct mf_policy {
 	int present;
+	int valid;          /* present and without errors */
 	mf_pos pos;
 	uint64_t every_min;
 	unsigned keep, hourly, daily, weekly, monthly;
