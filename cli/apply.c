@@ -220,9 +220,18 @@ plan_new_pool(manifest *m, plan *p, const mf_pool *mp)
 {
 	for (size_t i = 0; i < mp->nvdevs; i++) {
 		struct stat sb;
-		if (mp->size_pos.line == 0 && stat(mp->vdevs[i], &sb) != 0) /* no size: given (a bad one is reported) */
+		char a[32], b[32];
+		int exists = stat(mp->vdevs[i], &sb) == 0;
+		if (mp->size_pos.line == 0 && !exists) /* no size: given (a bad one is reported) */
 			manifest_err(m, mp->vdev_pos[i], "pool %s: vdev %s does not exist; give the pool a size: to "
 			    "create it", mp->name, mp->vdevs[i]);
+		/* caskd uses a file that exists (and is not empty) as it is: the next apply would see
+		   another size than the file's, so refuse it now rather than never converge */
+		else if (mp->has_size && exists && S_ISREG(sb.st_mode) && sb.st_size != 0 &&
+		    (uint64_t)sb.st_size != mp->size)
+			manifest_err(m, mp->vdev_pos[i], "pool %s: vdev %s exists and is %s, the file says size %s "
+			    "(an existing file is used as it is)", mp->name, mp->vdevs[i], sz((uint64_t)sb.st_size, a,
+			    sizeof(a)), sz(mp->size, b, sizeof(b)));
 	}
 	action *a = add(p, A_CREATE_POOL, 1, mp->name);
 	a->pool = mp;

@@ -141,12 +141,13 @@ mf_parse_size(const char *s, uint64_t *out, const char **why)
 			*why = "a digit must follow the decimal point";
 			return -1;
 		}
+		/* at most 19 decimals, so that frac << 60 fits in 128 bits */
 		for (; isdigit((unsigned char)*p); p++) {
-			if (fdiv < ((unsigned __int128)1 << 100) / 10) { /* digits past ~30 cannot matter */
+			if (fdiv <= 1000000000000000000ull) {
 				frac = frac * 10 + (unsigned)(*p - '0');
 				fdiv *= 10;
 			} else if (*p != '0') {
-				*why = "not a whole number of bytes";
+				*why = "too many decimal places (at most 19)";
 				return -1;
 			}
 		}

@@ -31,6 +31,8 @@ for o in "-f, --file FILE" "--dry-run" "--prune" "Exit status" "apiVersion: cask
 expect_fail 2 "unknown get command" "$A" get frob
 expect_fail 1 "cannot reach caskd" "$A" --socket "$T/nope.sock" get manifest
 expect_fail 2 "cannot open" "$A" apply -f "$M/missing.yaml"
+printf 'apiVersion: cask/v1\n' >"$M/min.yaml"
+expect_fail 1 "cannot reach caskd" "$A" --socket "$T/nope.sock" apply -f "$M/min.yaml"
 
 start_caskd
 
@@ -272,6 +274,9 @@ bad zero "bad size '0': a size must be greater than zero" $'apiVersion: cask/v1\
 bad unit "bad size '5Q': unknown unit" $'apiVersion: cask/v1\nvolumes:\n  - {name: tank/z, size: 5Q}\n'
 bad frac "bad size '1.5': not a whole number of bytes" $'apiVersion: cask/v1\nvolumes:\n  - {name: tank/z, size: 1.5}\n'
 bad align "size 5000 is not a multiple of the block size (4096)" $'apiVersion: cask/v1\nvolumes:\n  - {name: tank/z, size: 5000}\n'
+truncate -s 32M "$M/pre.vdev"
+bad presize "pool q: vdev $M/pre.vdev exists and is 32M, the file says size 64M" $'apiVersion: cask/v1\npools:\n  - {name: q, vdevs: [pre.vdev], size: 64M}\n'
+bad decimals "too many decimal places" $'apiVersion: cask/v1\nvolumes:\n  - {name: tank/z, size: 1.00000000000000000001G}\n'
 bad poolsize "pool q: size: 1M is too small" $'apiVersion: cask/v1\npools:\n  - {name: q, vdevs: [a], size: 1M}\n'
 bad poolname "bad pool name 'bad/name'" $'apiVersion: cask/v1\npools:\n  - {name: bad/name, vdevs: [a], size: 64M}\n'
 bad volname "volume name 'justaname' is not of the form POOL/VOL" $'apiVersion: cask/v1\nvolumes:\n  - {name: justaname, size: 1G}\n'
