@@ -314,5 +314,13 @@ has "$out" "not-supported  volume tank/sched: snapshots every 15m, keep 8, retai
 has "$(cat "$M/sched.err")" "apply would refuse $M/sched.yaml: snapshot schedules are not implemented yet"
 [ "$(state)" = "$before" ] || fail "a schedule file changed the state"
 
+# ---- after a restart (pools imported again from caskd's cache): still no changes ----
+"$A" get manifest >"$M/before-restart.yaml"
+stop_caskd
+start_caskd
+out=$("$A" apply -f "$M/before-restart.yaml" --prune)
+has "$out" "No changes: the running state matches $M/before-restart.yaml."
+[ "$(state)" = "$before" ] || fail "state differs after the restart"
+
 stop_caskd
 echo "PASS: apply"
