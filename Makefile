@@ -10,7 +10,7 @@
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev;
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -86,8 +86,9 @@ $(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
 	ln -sf libcask.so.1 $(BUILD)/libcask.so
 
 # The CLI links libcask (the client) and only the common helpers of the engine library.
+# cask apply reads YAML manifests with libyaml (libyaml-dev).
 $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)

@@ -1,7 +1,7 @@
 /*
  * cask -- the command line for caskd, a thin program over libcask.
  *
- *   cask [--socket PATH] pool|vol|snap|send|recv|job COMMAND ...
+ *   cask [--socket PATH] pool|vol|snap|send|recv|job|apply|get COMMAND ...
  *
  * Every error is one line on stderr and a non-zero exit status: 1 when
  * the operation failed (or caskd cannot be reached), 2 for a usage error.
@@ -25,6 +25,8 @@ usage(FILE *f)
 	    "  send [-i FROM] POOL/VOL@SNAP > STREAM | send -t TOKEN  (cask send --help)\n"
 	    "  recv [-F] POOL/VOL < STREAM | recv -A POOL/VOL      (cask recv --help)\n"
 	    "  job list|cancel|wait ...  send and receive jobs in caskd\n"
+	    "  apply -f FILE [--dry-run] [--prune]  make the state match a manifest (cask apply --help)\n"
+	    "  get manifest [POOL...]  print the state as a manifest (cask get --help)\n"
 	    "  version                 the versions of cask and of the caskd it reaches\n"
 	    "\n"
 	    "  --socket PATH           caskd's control socket (default: $CASK_SOCKET,\n"
@@ -72,6 +74,10 @@ main(int argc, char **argv)
 		return cmd_recv(argc - i, argv + i);
 	if (strcmp(cmd, "job") == 0)
 		return cmd_job(argc - i, argv + i);
+	if (strcmp(cmd, "apply") == 0)
+		return cmd_apply(argc - i, argv + i);
+	if (strcmp(cmd, "get") == 0)
+		return cmd_get(argc - i, argv + i);
 	if (strcmp(cmd, "help") == 0) {
 		usage(stdout);
 		return 0;

@@ -54,4 +54,6 @@ int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_vol_diff(int argc, char **argv);
+int cmd_apply(int argc, char **argv); /* apply.c: cask apply, cask get manifest */
+int cmd_get(int argc, char **argv);
 #endif

@@ -12,6 +12,7 @@ PKGS=(
   libssl-dev        # SHA-256 checksums (OpenSSL EVP)
   libjson-c-dev     # control protocol payloads (JSON)
   libblkid-dev      # pool create: refuse devices and files that hold a filesystem or other signature
+  libyaml-dev       # cask apply: YAML manifests
   # real clients for the integration tests and the benchmarks
   qemu-utils        # qemu-img, qemu-io, qemu-nbd
   libnbd-bin        # nbdinfo, nbdcopy

@@ -1,0 +1,81 @@
+/*
+ * manifest.h -- loading and checking a `cask/v1` manifest (docs/manifests.md).
+ *
+ * manifest_load reads one YAML file with libyaml into the structures
+ * below and checks everything that can be checked without caskd: types,
+ * unknown and duplicate fields, names, sizes, property values, policies.
+ * Every problem is recorded with its position (file:line:column, 1-based)
+ * and loading goes on, so that a caller reports all of them at once.
+ * apply.c adds the problems that need the running state with manifest_err.
+ */
+#ifndef CASK_CLI_MANIFEST_H
+#define CASK_CLI_MANIFEST_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct mf_pos {
+	int line, col; /* 1-based; 0: no position */
+} mf_pos;
+
+typedef struct mf_pool {
+	char *name;
+	mf_pos pos, vdevs_pos, size_pos;
+	char **vdevs; /* absolute paths (relative ones resolved against the file's directory) */
+	mf_pos *vdev_pos;
+	size_t nvdevs;
+	int has_size;
+	uint64_t size;
+} mf_pool;
+
+/* The properties a manifest may manage, in this order. */
+enum { MF_COMPRESSION, MF_CHECKSUM, MF_SYNC, MF_VOLBLOCKSIZE, MF_NPROPS };
+extern const char *const mf_prop_names[MF_NPROPS];
+
+typedef struct mf_policy {
+	int present;
+	int valid;          /* present and without errors */
+	mf_pos pos;
+	uint64_t every_min;
+	unsigned keep, hourly, daily, weekly, monthly;
+} mf_policy;
+
+typedef struct mf_vol {
+	char *name; /* POOL/VOL */
+	char pool[64];
+	mf_pos pos, size_pos;
+	uint64_t size;
+	const char *prop[MF_NPROPS]; /* canonical values (static strings); NULL: not managed */
+	mf_pos prop_pos[MF_NPROPS];
+	uint32_t volblocksize;       /* 0: not given (4K) */
+	mf_policy snapshots;
+} mf_vol;
+
+typedef struct mf_error {
+	mf_pos pos;
+	char *msg;
+} mf_error;
+
+typedef struct manifest {
+	char *file;  /* as given ("-": standard input) */
+	mf_pool *pools;
+	size_t npools;
+	mf_vol *vols;
+	size_t nvols;
+	mf_error *errs;
+	size_t nerrs;
+} manifest;
+
+/* Load and check FILE ("-": stdin). Returns the number of errors recorded (0: usable). */
+size_t manifest_load(const char *file, manifest *m);
+void manifest_err(manifest *m, mf_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Each error as FILE:LINE:COL: message, in file order. */
+void manifest_print_errors(manifest *m, FILE *f);
+void manifest_free(manifest *m);
+
+/* Sizes: bytes, or a number with K M G T P E (powers of 1024). 0, or -1 with *why set. */
+int mf_parse_size(const char *s, uint64_t *out, const char **why);
+/* The shortest exact form: "20G" when it divides evenly, else bytes. */
+const char *mf_fmt_size(uint64_t v, char *buf, size_t len);
+int mf_pool_name_valid(const char *s);
+#endif
