@@ -9,11 +9,12 @@
  * YAML stops early (libyaml cannot resume after a syntax error).
  *
  * Values are checked by the rules caskd applies (names: lib/engine/pool.c
- * pool_name_valid and vol.c name_valid; properties: vol.c parse_compress,
- * parse_checksum, parse_sync; volume sizes: vol_create_ex), so a file
+ * pool_name_valid and vol.c name_valid; properties: parsed by the engine's
+ * own ce_vol_props_parse (prop.c); volume sizes: vol_create_ex), so a file
  * that loads without errors is refused by caskd only for reasons of the
  * running state.
  */
+#include "cask/engine.h"
 #include "manifest.h"
 #include "util.h"
 
@@ -493,20 +494,15 @@ load_pool(ld *l, const yaml_node_t *n, size_t idx)
 
 /* ---- volumes ---- */
 
+/* The engine's canonical name of a property value (prop.c: one parser for caskd and the CLI), or NULL. */
 static const char *
 canon_prop(int which, const char *s)
 {
-	switch (which) {
-	case MF_COMPRESSION:
-		return !strcmp(s, "off") ? "off" : !strcmp(s, "lz4") || !strcmp(s, "on") ? "lz4" :
-		    !strcmp(s, "zstd") ? "zstd" : NULL;
-	case MF_CHECKSUM:
-		return !strcmp(s, "xxh128") || !strcmp(s, "on") ? "xxh128" : !strcmp(s, "sha256") ? "sha256" : NULL;
-	case MF_SYNC:
-		return !strcmp(s, "standard") ? "standard" : !strcmp(s, "always") ? "always" :
-		    !strcmp(s, "disabled") ? "disabled" : NULL;
-	}
-	return NULL;
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	if (ce_vol_props_parse(&pr, mf_prop_names[which], s) != 0)
+		return NULL;
+	return which == MF_COMPRESSION ? ce_compress_name(pr.compress) :
+	    which == MF_CHECKSUM ? ce_checksum_name(pr.checksum) : ce_sync_name(pr.sync);
 }
 
 static void
