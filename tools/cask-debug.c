@@ -521,6 +521,13 @@ cmd_check(int argc, char **argv)
 	    "%" PRIu64 " sectors allocated; %" PRIu64 " checksum errors; %" PRIu64 " problems\n",
 	    p->name, p->synced_txg, c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
 	uint64_t damaged = check_copies(p);
+	if (st.newer_damaged_txg != 0) {
+		/* committed txgs this view cannot reach: import refuses without --rewind */
+		printf("PROBLEM pool %s: txg %" PRIu64 " was committed, but its uberblock is damaged in every "
+		    "copy; this check saw txg %" PRIu64 ", and import refuses to go back to it without "
+		    "--rewind\n", p->name, st.newer_damaged_txg, p->synced_txg);
+		c.problems++;
+	}
 	for (unsigned v = 0; v < p->nvdevs; v++)
 		free(c.refd[v]);
 	free(c.refd);

@@ -364,6 +364,30 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		    "every uberblock is damaged)", p->name);
 		goto fail;
 	}
+	/* uberblock.c invariant 4: never go back past a damaged newer commit without being told to */
+	uint64_t damaged_slots;
+	if (uberblock_newer_damaged(p->vds, p->nvdevs, p->guid, ub.ub_txg, &p->newer_damaged_txg,
+	    &p->newer_damaged_ns, &damaged_slots)) {
+		uint64_t lost = p->newer_damaged_txg - ub.ub_txg;
+		double secs = p->newer_damaged_ns > ub.ub_timestamp ?
+		    (double)(p->newer_damaged_ns - ub.ub_timestamp) / 1e9 : 0;
+		if (!p->readonly && !(p->opts.flags & CE_POOL_REWIND)) {
+			err = err_set(-EUCLEAN, "pool '%s': the uberblock of txg %" PRIu64 " is damaged in "
+			    "every copy; importing would go back to txg %" PRIu64 " and discard %" PRIu64
+			    " committed txg%s (%.1f s of changes after it; what the intent log still "
+			    "holds is replayed); import with --rewind to accept that", p->name,
+			    p->newer_damaged_txg, ub.ub_txg, lost, lost == 1 ? "" : "s", secs);
+			goto fail;
+		}
+		p->rewound = !p->readonly;
+		/* the loss is accepted: the damaged records go, so the next import does not refuse again */
+		for (unsigned s = 0; s < CE_UB_SLOTS && p->rewound; s++)
+			if ((damaged_slots >> s & 1) && (err = uberblock_slot_clear(p->vds, p->nvdevs, s)) != 0) {
+				err = err_set(err, "pool '%s': cannot clear a damaged uberblock slot: %s", p->name,
+				    strerror(-err));
+				goto fail;
+			}
+	}
 	if ((err = mos_load(p, &ub)) != 0)
 		goto fail;
 	p->import_ub = ub;
@@ -578,6 +602,13 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->dirty_bytes = p->dirty_total;
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
+	if (p->rewound) {
+		st->rewound_base_txg = p->import_ub.ub_txg;
+		st->rewound_txg = p->newer_damaged_txg;
+		st->rewound_time_ns = p->newer_damaged_ns;
+	} else {
+		st->newer_damaged_txg = p->newer_damaged_txg;
+	}
 	for (size_t i = 0; i < p->nvols; i++)
 		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
 			st->nvols++;

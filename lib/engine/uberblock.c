@@ -13,7 +13,15 @@
  *      older slots still hold earlier committed txgs.
  *   3. Slot writes are whole 4 KiB sectors, so a torn write cannot damage
  *      a neighbouring slot.
- *   4. Pool create zeroes both rings (uberblock_ring_clear) before the
+ *   4. A commit writes the uberblock to every copy before the final flush,
+ *      and a crash tears at most the one sector in flight, so a slot whose
+ *      copies are all damaged (none valid, none still all zeros) while one
+ *      of them names a newer txg of this pool is damage after that txg
+ *      committed, not an interrupted commit (that leaves the other copies
+ *      old: valid, or zeros in a slot never used):
+ *      uberblock_newer_damaged finds it, and import refuses to go back
+ *      silently (pool.c).
+ *   5. Pool create zeroes both rings (uberblock_ring_clear) before the
  *      first commit, so a slot never written since is all zeros and
  *      anything else that fails its checksum is damage or a torn commit
  *      (cask-debug check tells them apart from empty slots).
@@ -60,6 +68,77 @@ uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub)
 		}
 	}
 	free(buf);
+	return err;
+}
+
+static int
+all_zero(const void *b, size_t n)
+{
+	const uint8_t *p = b;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != 0)
+			return 0;
+	return 1;
+}
+
+int
+uberblock_newer_damaged(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uint64_t best_txg,
+    uint64_t *txg, uint64_t *time_ns, uint64_t *slots)
+{
+	uberblock_phys *ring = xmalloc_aligned((size_t)CE_UB_SLOTS * CE_UB_SIZE);
+	uint64_t claim[CE_UB_SLOTS] = { 0 }, when[CE_UB_SLOTS] = { 0 };
+	int intact[CE_UB_SLOTS] = { 0 }; /* a copy is valid, or all zeros (never written) */
+	for (unsigned v = 0; v < nvdevs; v++) {
+		for (int copy = 0; copy < 2; copy++) {
+			uint64_t off = vdev_label_off(vds[v].asize, copy) + CE_UB_RING_OFF;
+			if (vdev_read(&vds[v], ring, (size_t)CE_UB_SLOTS * CE_UB_SIZE, off) != 0)
+				continue;
+			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+				const uberblock_phys *u = &ring[s];
+				if (uberblock_valid(u, pool_guid) || all_zero(u, CE_UB_SIZE)) {
+					intact[s] = 1;
+					continue;
+				}
+				/* the header of a damaged copy, unverified: only a consistent claim counts */
+				if (u->ub_magic == UB_MAGIC && u->ub_pool_guid == pool_guid &&
+				    u->ub_txg > best_txg && u->ub_txg < best_txg + CE_UB_SLOTS &&
+				    u->ub_txg % CE_UB_SLOTS == s && u->ub_txg > claim[s]) {
+					claim[s] = u->ub_txg;
+					when[s] = u->ub_timestamp;
+				}
+			}
+		}
+	}
+	free(ring);
+	int found = 0;
+	*slots = 0;
+	for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+		if (intact[s] || claim[s] == 0)
+			continue;
+		*slots |= 1ull << s;
+		if (found && claim[s] <= *txg)
+			continue;
+		*txg = claim[s];
+		*time_ns = when[s];
+		found = 1;
+	}
+	return found;
+}
+
+int
+uberblock_slot_clear(vdev *vds, unsigned nvdevs, unsigned slot)
+{
+	uint8_t *zero = xmalloc_aligned(CE_UB_SIZE);
+	memset(zero, 0, CE_UB_SIZE);
+	int err = 0;
+	for (unsigned v = 0; v < nvdevs && err == 0; v++)
+		for (int copy = 0; copy < 2 && err == 0; copy++) {
+			struct iovec iov = { zero, CE_UB_SIZE };
+			err = vdev_writev(&vds[v], &iov, 1, slot_off(&vds[v], copy, slot));
+		}
+	for (unsigned v = 0; v < nvdevs && err == 0; v++)
+		err = vdev_flush(&vds[v]);
+	free(zero);
 	return err;
 }
 
