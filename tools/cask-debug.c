@@ -261,15 +261,6 @@ check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 	return 0;
 }
 
-static int
-all_zero(const uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (b[i] != 0)
-			return 0;
-	return 1;
-}
-
 /*
  * Every copy of each vdev's labels and of the uberblock import chose
  * (txg synced_txg, in slot txg % CE_UB_SLOTS of both label regions of
@@ -314,8 +305,9 @@ check_copies(ce_pool *p)
 					continue;
 				}
 				uint64_t soff = vdev_label_off(vd->asize, copy) + CE_UB_RING_OFF + (uint64_t)s * CE_UB_SIZE;
-				if (vdev_read(vd, raw, CE_UB_SIZE, soff) == 0 && all_zero(raw, CE_UB_SIZE))
-					continue; /* never written */
+				if (vdev_read(vd, raw, CE_UB_SIZE, soff) != 0 ||
+				    !uberblock_damaged_ours((const uberblock_phys *)raw, p->guid))
+					continue; /* never written, or what the file held before the pool */
 				printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
 				    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
 				    copy, s);

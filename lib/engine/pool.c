@@ -267,10 +267,6 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		lb.lb_vdev_index = i;
 		lb.lb_asize = p->vds[i].asize;
 		label_seal(&lb);
-		if ((err = uberblock_ring_clear(&p->vds[i])) != 0) {
-			err = err_set(err, "%s: cannot clear the uberblock ring: %s", paths[i], strerror(-err));
-			goto fail;
-		}
 		if ((err = label_write(&p->vds[i], &lb)) != 0) {
 			err = err_set(err, "%s: cannot write label: %s", paths[i], strerror(-err));
 			goto fail;
@@ -359,15 +355,16 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	}
 	pool_setup_memory(p);
 	uberblock_phys ub;
-	if ((err = uberblock_find_best(p->vds, p->nvdevs, p->guid, &ub)) != 0) {
+	ub_newer newer;
+	if ((err = uberblock_scan(p->vds, p->nvdevs, p->guid, &ub, &newer)) != 0) {
 		err = err_set(-EIO, "pool '%s': no valid uberblock (creation never finished, or "
 		    "every uberblock is damaged)", p->name);
 		goto fail;
 	}
 	/* uberblock.c invariant 4: never go back past a damaged newer commit without being told to */
-	uint64_t damaged_slots;
-	if (uberblock_newer_damaged(p->vds, p->nvdevs, p->guid, ub.ub_txg, &p->newer_damaged_txg,
-	    &p->newer_damaged_ns, &damaged_slots)) {
+	if (newer.txg != 0) {
+		p->newer_damaged_txg = newer.txg;
+		p->newer_damaged_ns = newer.time_ns;
 		uint64_t lost = p->newer_damaged_txg - ub.ub_txg;
 		double secs = p->newer_damaged_ns > ub.ub_timestamp ?
 		    (double)(p->newer_damaged_ns - ub.ub_timestamp) / 1e9 : 0;
@@ -382,7 +379,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		p->rewound = !p->readonly;
 		/* the loss is accepted: the damaged records go, so the next import does not refuse again */
 		for (unsigned s = 0; s < CE_UB_SLOTS && p->rewound; s++)
-			if ((damaged_slots >> s & 1) && (err = uberblock_slot_clear(p->vds, p->nvdevs, s)) != 0) {
+			if ((newer.slots >> s & 1) && (err = uberblock_slot_clear(p->vds, p->nvdevs, s)) != 0) {
 				err = err_set(err, "pool '%s': cannot clear a damaged uberblock slot: %s", p->name,
 				    strerror(-err));
 				goto fail;
