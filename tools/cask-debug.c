@@ -261,15 +261,6 @@ check_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
 	return 0;
 }
 
-static int
-all_zero(const uint8_t *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (b[i] != 0)
-			return 0;
-	return 1;
-}
-
 /*
  * Every copy of each vdev's labels and of the uberblock import chose
  * (txg synced_txg, in slot txg % CE_UB_SLOTS of both label regions of
@@ -314,8 +305,9 @@ check_copies(ce_pool *p)
 					continue;
 				}
 				uint64_t soff = vdev_label_off(vd->asize, copy) + CE_UB_RING_OFF + (uint64_t)s * CE_UB_SIZE;
-				if (vdev_read(vd, raw, CE_UB_SIZE, soff) == 0 && all_zero(raw, CE_UB_SIZE))
-					continue; /* never written */
+				if (vdev_read(vd, raw, CE_UB_SIZE, soff) != 0 ||
+				    !uberblock_damaged_ours((const uberblock_phys *)raw, p->guid))
+					continue; /* never written, or what the file held before the pool */
 				printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
 				    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
 				    copy, s);
@@ -521,6 +513,13 @@ cmd_check(int argc, char **argv)
 	    "%" PRIu64 " sectors allocated; %" PRIu64 " checksum errors; %" PRIu64 " problems\n",
 	    p->name, p->synced_txg, c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
 	uint64_t damaged = check_copies(p);
+	if (st.newer_damaged_txg != 0) {
+		/* committed txgs this view cannot reach: import refuses without --rewind */
+		printf("PROBLEM pool %s: txg %" PRIu64 " was committed, but its uberblock is damaged in every "
+		    "copy; this check saw txg %" PRIu64 ", and import refuses to go back to it without "
+		    "--rewind\n", p->name, st.newer_damaged_txg, p->synced_txg);
+		c.problems++;
+	}
 	for (unsigned v = 0; v < p->nvdevs; v++)
 		free(c.refd[v]);
 	free(c.refd);

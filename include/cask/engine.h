@@ -58,6 +58,13 @@ enum {
 	 * of refusing them (zpool create -f).
 	 */
 	CE_POOL_FORCE = 1 << 4,
+	/*
+	 * ce_pool_import: go back to the newest intact txg even when a newer
+	 * one was committed and its uberblock is damaged in every copy
+	 * (zpool import -F); ce_pool_stat's rewound_* say what was discarded.
+	 * Without it such an import fails with -EUCLEAN.
+	 */
+	CE_POOL_REWIND = 1 << 5,
 };
 int ce_backend_file_open(const char *path, unsigned flags, ce_backend **out);
 
@@ -97,6 +104,17 @@ typedef struct ce_pool_stat {
 	uint64_t log_replayed;   /* records replayed at import */
 	uint64_t log_inplace;    /* bytes of large writes logged in place (pointed to) */
 	char suspend_reason[160]; /* why the pool is suspended, if it is */
+	/*
+	 * Imported with CE_POOL_REWIND past a damaged newer txg: the txgs
+	 * rewound_base_txg + 1 ... rewound_txg were discarded (the newest of
+	 * them committed at rewound_time_ns, as its damaged record says); the
+	 * pool went on from rewound_base_txg. 0: none.
+	 */
+	uint64_t rewound_base_txg;
+	uint64_t rewound_txg;
+	uint64_t rewound_time_ns;
+	/* A read-only import that found such a damaged newer txg (and did not refuse): its number. */
+	uint64_t newer_damaged_txg;
 } ce_pool_stat;
 
 /* What a file's label says (to find a pool's vdevs). */

@@ -267,10 +267,6 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		lb.lb_vdev_index = i;
 		lb.lb_asize = p->vds[i].asize;
 		label_seal(&lb);
-		if ((err = uberblock_ring_clear(&p->vds[i])) != 0) {
-			err = err_set(err, "%s: cannot clear the uberblock ring: %s", paths[i], strerror(-err));
-			goto fail;
-		}
 		if ((err = label_write(&p->vds[i], &lb)) != 0) {
 			err = err_set(err, "%s: cannot write label: %s", paths[i], strerror(-err));
 			goto fail;
@@ -359,10 +355,35 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	}
 	pool_setup_memory(p);
 	uberblock_phys ub;
-	if ((err = uberblock_find_best(p->vds, p->nvdevs, p->guid, &ub)) != 0) {
+	ub_newer newer;
+	if ((err = uberblock_scan(p->vds, p->nvdevs, p->guid, &ub, &newer)) != 0) {
 		err = err_set(-EIO, "pool '%s': no valid uberblock (creation never finished, or "
 		    "every uberblock is damaged)", p->name);
 		goto fail;
+	}
+	/* uberblock.c invariant 4: never go back past a damaged newer commit without being told to */
+	if (newer.txg != 0) {
+		p->newer_damaged_txg = newer.txg;
+		p->newer_damaged_ns = newer.time_ns;
+		uint64_t lost = p->newer_damaged_txg - ub.ub_txg;
+		double secs = p->newer_damaged_ns > ub.ub_timestamp ?
+		    (double)(p->newer_damaged_ns - ub.ub_timestamp) / 1e9 : 0;
+		if (!p->readonly && !(p->opts.flags & CE_POOL_REWIND)) {
+			err = err_set(-EUCLEAN, "pool '%s': the uberblock of txg %" PRIu64 " is damaged in "
+			    "every copy; importing would go back to txg %" PRIu64 " and discard %" PRIu64
+			    " committed txg%s (%.1f s of changes after it; what the intent log still "
+			    "holds is replayed); import with --rewind to accept that", p->name,
+			    p->newer_damaged_txg, ub.ub_txg, lost, lost == 1 ? "" : "s", secs);
+			goto fail;
+		}
+		p->rewound = !p->readonly;
+		/* the loss is accepted: the damaged records go, so the next import does not refuse again */
+		for (unsigned s = 0; s < CE_UB_SLOTS && p->rewound; s++)
+			if ((newer.slots >> s & 1) && (err = uberblock_slot_clear(p->vds, p->nvdevs, s)) != 0) {
+				err = err_set(err, "pool '%s': cannot clear a damaged uberblock slot: %s", p->name,
+				    strerror(-err));
+				goto fail;
+			}
 	}
 	if ((err = mos_load(p, &ub)) != 0)
 		goto fail;
@@ -578,6 +599,13 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->dirty_bytes = p->dirty_total;
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
+	if (p->rewound) {
+		st->rewound_base_txg = p->import_ub.ub_txg;
+		st->rewound_txg = p->newer_damaged_txg;
+		st->rewound_time_ns = p->newer_damaged_ns;
+	} else {
+		st->newer_damaged_txg = p->newer_damaged_txg;
+	}
 	for (size_t i = 0; i < p->nvols; i++)
 		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
 			st->nvols++;

@@ -96,6 +96,9 @@ struct ce_pool {
 	char suspend_reason[160]; /* why the pool is suspended (pool->lock) */
 	_Atomic uint64_t clear_gen; /* bumped by every ce_pool_clear that reloaded the pool */
 	uberblock_phys import_ub; /* the uberblock import (or clear) started from */
+	uint64_t newer_damaged_txg; /* import found this newer txg damaged in every copy (0: none) */
+	uint64_t newer_damaged_ns;  /* and when its damaged record says it committed */
+	int rewound;                /* ... and went back past it (CE_POOL_REWIND) */
 
 	/* snapshot holds (hold.c; pool->lock) */
 	hold_phys *sh;

@@ -13,10 +13,15 @@
  *      older slots still hold earlier committed txgs.
  *   3. Slot writes are whole 4 KiB sectors, so a torn write cannot damage
  *      a neighbouring slot.
- *   4. Pool create zeroes both rings (uberblock_ring_clear) before the
- *      first commit, so a slot never written since is all zeros and
- *      anything else that fails its checksum is damage or a torn commit
- *      (cask-debug check tells them apart from empty slots).
+ *   4. A commit writes the uberblock to every copy before the final flush,
+ *      and a crash tears at most the one sector in flight. A copy that
+ *      names this pool (magic and pool guid) but fails its checksum is a
+ *      damaged uberblock of ours; anything else in a slot (a valid one,
+ *      zeros, whatever a file held before the pool) is old content. So a
+ *      slot whose copies are all damaged ones of ours, one naming a newer
+ *      txg, is damage after that txg committed, not an interrupted commit
+ *      (which leaves the other copies old): uberblock_scan reports it, and
+ *      import refuses to go back silently (pool.c).
  */
 #include "uberblock.h"
 #include "checksum.h"
@@ -64,16 +69,18 @@ uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub)
 }
 
 int
-uberblock_ring_clear(vdev *vd)
+uberblock_slot_clear(vdev *vds, unsigned nvdevs, unsigned slot)
 {
-	size_t len = (size_t)CE_UB_SLOTS * CE_UB_SIZE;
-	uint8_t *zero = xmalloc_aligned(len);
-	memset(zero, 0, len);
+	uint8_t *zero = xmalloc_aligned(CE_UB_SIZE);
+	memset(zero, 0, CE_UB_SIZE);
 	int err = 0;
-	for (int copy = 0; copy < 2 && err == 0; copy++) {
-		struct iovec iov = { zero, len };
-		err = vdev_writev(vd, &iov, 1, slot_off(vd, copy, 0));
-	}
+	for (unsigned v = 0; v < nvdevs && err == 0; v++)
+		for (int copy = 0; copy < 2 && err == 0; copy++) {
+			struct iovec iov = { zero, CE_UB_SIZE };
+			err = vdev_writev(&vds[v], &iov, 1, slot_off(&vds[v], copy, slot));
+		}
+	for (unsigned v = 0; v < nvdevs && err == 0; v++)
+		err = vdev_flush(&vds[v]);
 	free(zero);
 	return err;
 }
@@ -92,10 +99,19 @@ uberblock_read_slot(vdev *vd, int copy, unsigned slot, uint64_t pool_guid, uberb
 }
 
 int
-uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out)
+uberblock_damaged_ours(const uberblock_phys *ub, uint64_t pool_guid)
+{
+	return ub->ub_magic == UB_MAGIC && ub->ub_pool_guid == pool_guid &&
+	    !checksum_verify(CE_CK_XXH128, ub, CE_CKSUM_OFF, ub->ub_cksum);
+}
+
+int
+uberblock_scan(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out, ub_newer *newer)
 {
 	uberblock_phys *ring = xmalloc_aligned((size_t)CE_UB_SLOTS * CE_UB_SIZE);
 	uberblock_phys best;
+	uint64_t claim[CE_UB_SLOTS] = { 0 }, when[CE_UB_SLOTS] = { 0 };
+	int intact[CE_UB_SLOTS] = { 0 }; /* a copy is not a damaged uberblock of this pool */
 	int found = 0;
 	memset(&best, 0, sizeof(best));
 	for (unsigned v = 0; v < nvdevs; v++) {
@@ -104,10 +120,17 @@ uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_ph
 			if (vdev_read(&vds[v], ring, (size_t)CE_UB_SLOTS * CE_UB_SIZE, off) != 0)
 				continue;
 			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
-				if (uberblock_valid(&ring[s], pool_guid) &&
-				    (!found || ring[s].ub_txg > best.ub_txg)) {
-					best = ring[s];
-					found = 1;
+				const uberblock_phys *u = &ring[s];
+				if (!uberblock_damaged_ours(u, pool_guid)) {
+					intact[s] = 1;
+					if (uberblock_valid(u, pool_guid) && (!found || u->ub_txg > best.ub_txg)) {
+						best = *u;
+						found = 1;
+					}
+				} else if (u->ub_txg % CE_UB_SLOTS == s && u->ub_txg > claim[s]) {
+					/* the header of a damaged copy, unverified: kept only if consistent */
+					claim[s] = u->ub_txg;
+					when[s] = u->ub_timestamp;
 				}
 			}
 		}
@@ -116,5 +139,23 @@ uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_ph
 	if (!found)
 		return -ENOENT;
 	*out = best;
+	if (newer != NULL) {
+		memset(newer, 0, sizeof(*newer));
+		for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+			if (intact[s] || claim[s] <= best.ub_txg || claim[s] >= best.ub_txg + CE_UB_SLOTS)
+				continue;
+			newer->slots |= 1ull << s;
+			if (claim[s] > newer->txg) {
+				newer->txg = claim[s];
+				newer->time_ns = when[s];
+			}
+		}
+	}
 	return 0;
+}
+
+int
+uberblock_find_best(vdev *vds, unsigned nvdevs, uint64_t pool_guid, uberblock_phys *out)
+{
+	return uberblock_scan(vds, nvdevs, pool_guid, out, NULL);
 }

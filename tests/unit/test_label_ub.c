@@ -1,7 +1,8 @@
 /*
  * test_label_ub -- labels and the uberblock ring: one damaged label copy
- * is tolerated, import picks the newest valid uberblock, and a torn or
- * damaged newest slot falls back to the previous txg (which is whole).
+ * is tolerated, import picks the newest valid uberblock, and a newest slot
+ * damaged in every copy is refused unless the caller accepts going back to
+ * the previous txg (which is whole) with CE_POOL_REWIND.
  */
 #include "t.h"
 #include "label.h"
@@ -54,11 +55,19 @@ main(void)
 		be->close(be);
 	}
 
-	/* the newest uberblock slot torn in both label regions: the previous txg is used */
+	/*
+	 * The newest uberblock slot damaged in both label regions: that txg
+	 * committed, so import refuses to go back to the previous one in
+	 * silence (issue 17 item 10); with CE_POOL_REWIND the previous txg,
+	 * which is whole, is used.
+	 */
 	uint64_t slot = last % CE_UB_SLOTS;
 	zap(path, CE_UB_RING_OFF + slot * CE_UB_SIZE + 100, 200);
 	zap(path, (32ull << 20) - CE_LABEL_REGION + CE_UB_RING_OFF + slot * CE_UB_SIZE + 100, 200);
-	OK(ce_pool_import(&path, 1, &o, &p));
+	CHECK_ERR(ce_pool_import(&path, 1, &o, &p), -EUCLEAN);
+	ce_pool_opts rew = o;
+	rew.flags |= CE_POOL_REWIND;
+	OK(ce_pool_import(&path, 1, &rew, &p));
 	OK(ce_pool_stat_get(p, &st));
 	CHECK(st.synced_txg == last - 1);
 	CHECK(st.nvols == 1); /* txg last-1 had only volume a */
