@@ -272,7 +272,6 @@ check_copies(ce_pool *p)
 {
 	uint64_t damaged = 0, notes = 0;
 	label_phys *lb = xmalloc_aligned(CE_LABEL_SIZE);
-	uint8_t *raw = xmalloc_aligned(CE_UB_SIZE);
 	unsigned inuse = (unsigned)(p->synced_txg % CE_UB_SLOTS);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		vdev *vd = &p->vds[v];
@@ -286,36 +285,39 @@ check_copies(ce_pool *p)
 			}
 			for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
 				uberblock_phys ub;
-				int ok = uberblock_read_slot(vd, copy, s, p->guid, &ub) == 1;
-				if (s == inuse && ok && ub.ub_txg != p->synced_txg) {
-					/* a commit cut short between its copies; the next txg writes both again */
-					printf("note vdev %u (%s): label region %d slot %u still holds txg %" PRIu64
-					    ", not the uberblock in use (txg %" PRIu64 "): its commit was cut short "
-					    "before this copy was written\n", v, vd->path, copy, s, ub.ub_txg, p->synced_txg);
-					notes++;
+				int r = uberblock_read_slot(vd, copy, s, p->guid, &ub), ok = r == 1;
+				if (r < 0) {
+					printf("WARNING vdev %u (%s): label region %d slot %u cannot be read: %s\n", v,
+					    vd->path, copy, s, strerror(-r));
+					damaged++;
 					continue;
 				}
-				if (ok)
+				if (ok && (s != inuse || ub.ub_txg == p->synced_txg))
 					continue;
-				if (s == inuse) {
+				int ours = !ok && uberblock_damaged_ours(&ub, p->guid);
+				if (s == inuse && ours) {
 					printf("WARNING vdev %u (%s): label region %d slot %u: the copy of the "
 					    "uberblock in use (txg %" PRIu64 ") is damaged: redundancy is reduced\n", v,
 					    vd->path, copy, s, p->synced_txg);
 					damaged++;
 					continue;
 				}
-				uint64_t soff = vdev_label_off(vd->asize, copy) + CE_UB_RING_OFF + (uint64_t)s * CE_UB_SIZE;
-				if (vdev_read(vd, raw, CE_UB_SIZE, soff) != 0 ||
-				    !uberblock_damaged_ours((const uberblock_phys *)raw, p->guid))
+				if (s == inuse) {
+					/* a commit cut short between its copies; the next txg writes both again */
+					printf("note vdev %u (%s): label region %d slot %u does not hold the uberblock "
+					    "in use (txg %" PRIu64 "): its commit was cut short before this copy was "
+					    "written\n", v, vd->path, copy, s, p->synced_txg);
+				} else if (ours) {
+					printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
+					    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
+					    copy, s);
+				} else {
 					continue; /* never written, or what the file held before the pool */
-				printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
-				    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
-				    copy, s);
+				}
 				notes++;
 			}
 		}
 	}
-	free(raw);
 	free(lb);
 	if (damaged > 0 || notes > 0)
 		printf("%" PRIu64 " damaged copies of labels or of the uberblock in use; %" PRIu64
