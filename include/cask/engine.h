@@ -337,6 +337,9 @@ int ce_vol_readonly(const ce_vol *v);
 uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
+/* flags: CE_WRITE_FUA makes the write durable before it returns (as a FLUSH of the volume would). */
+enum { CE_WRITE_FUA = 1 };
+int ce_vol_write_flags(ce_vol *v, const void *buf, size_t len, uint64_t off, unsigned flags);
 /* Make every write that returned before this call durable, as the volume's
  * sync property says (a no-op with sync=disabled). What NBD FLUSH calls. */
 int ce_vol_flush(ce_vol *v);
