@@ -54,4 +54,5 @@ int cmd_send(int argc, char **argv);
 int cmd_recv(int argc, char **argv);
 int cmd_job(int argc, char **argv);
 int cmd_vol_diff(int argc, char **argv);
+int cmd_vol_iostat(int argc, char **argv);
 #endif

@@ -20,6 +20,7 @@
 #include "registry.h"
 #include "sockio.h"
 #include "util.h"
+#include "vioctl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1882,6 +1883,12 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
+/* The volume IO layer's operations live in vioctl.c; this adapts them to the table. */
+#define VIO_OP(f) \
+	static int op_##f(json_object *a, json_object *r, reqerr *e) { return f(a, r, &e->code); }
+VIO_OP(vioctl_iostat)
+VIO_OP(vioctl_fault)
+
 static const struct {
 	const char *name;
 	int (*fn)(json_object *args, json_object *res, reqerr *e);
@@ -1921,6 +1928,7 @@ static const struct {
 	{ "vol.get", op_vol_get },
 	{ "vol.set", op_vol_set },
 	{ "vol.inherit", op_vol_inherit },
+	{ "vol.iostat", op_vioctl_iostat }, { "test.vio_fault", op_vioctl_fault },
 };
 
 /* ---- framing ---- */
