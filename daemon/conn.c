@@ -243,7 +243,8 @@ conn_write(conn *c, const void *p, size_t n)
 void
 conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg), void *arg)
 {
-	if (c->dead) {
+	if (c->dead || n == 0) {
+		/* nothing to send (a zero-length chunk would make writev return 0 forever) */
 		if (release)
 			release(arg);
 		return;

@@ -1876,7 +1876,7 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
 		"snapshots", "holds", "vol.promote", "vol.destroy.recursive", "send", "recv", "recv.resume",
-		"vol.diff", "jobs", "vol.set.many", "vol.inherit", "property.source" };
+		"vol.diff", "jobs", "vol.set.many", "vol.inherit", "property.source", "vol.iostat" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	json_object_object_add(res, "features", f);
