@@ -311,6 +311,7 @@ flush_output(conn *c)
 		}
 		size_t left = (size_t)w;
 		c->obytes -= left;
+		c->out_blocked_since = 0; /* progress: the stall clock restarts */
 		while (left > 0) {
 			ochunk *k = c->ohead;
 			size_t in = k->len - k->off;
@@ -636,6 +637,7 @@ run_ready(loop *lp)
 {
 	pthread_mutex_lock(&lp->lock);
 	conn *r = lp->ready, *nc = lp->newc;
+	int any = r != NULL || nc != NULL || lp->stopping_read;
 	lp->ready = NULL;
 	lp->newc = NULL;
 	int stop_read = lp->stopping_read, stopping = lp->stop;
@@ -665,7 +667,7 @@ run_ready(loop *lp)
 			settle(c);
 		}
 	}
-	return nc != NULL || r != NULL || stop_read;
+	return any;
 }
 
 static void

@@ -13,8 +13,11 @@
  *      so a frontend's mistake becomes an error completion, never an
  *      engine call out of bounds.
  *   4. A plain write (no FUA) completes in memory and runs in the thread
- *      that submits it; anything that may wait on a device (reads, FUA,
- *      flush, trim, zero, map, prefetch) runs on a worker.
+ *      that submits it, unless the pool has so much dirty data that it
+ *      would wait for the sync thread (ce_vol_write_would_wait); that and
+ *      anything that may wait on a device (reads, FUA, flush, trim, zero,
+ *      map, prefetch) runs on a worker, so an event loop does not wait on
+ *      the disk.
  *   5. A handle holds its volume (and so its pool) open from vio_open to
  *      vio_close; the frontend closes it only once nothing is in flight.
  */
@@ -329,7 +332,7 @@ engine_submit(vio_dev *d, vio_req *r)
 		vio_complete(r, -EINVAL, "no buffer");
 		return;
 	}
-	if (r->op == VIO_WRITE && !(r->flags & VIO_FUA)) {
+	if (r->op == VIO_WRITE && !(r->flags & VIO_FUA) && !ce_vol_write_would_wait(v->cv)) {
 		err_clear();
 		int err = engine_run(v, r);
 		vio_complete(r, err, err ? ce_errmsg() : NULL);
