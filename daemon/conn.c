@@ -140,7 +140,7 @@ listen_unix(const char *path, listener *l)
 	if (fd < 0)
 		return err_set(-errno, "socket: %s", strerror(errno));
 	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1024) != 0) {
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		int e = errno;
 		close(fd);
 		return err_set(-e, "%s: %s", path, strerror(e));
@@ -175,7 +175,7 @@ listen_tcp(const char *spec)
 	int one = 1;
 	if (fd >= 0)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
@@ -762,8 +762,14 @@ conn_start(const conn_config *c)
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &wake_marker };
 		epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->efd, &ev);
 	}
-	/* Listening sockets belong to loop 0 (accepting is cheap; connections spread over the loops). */
+	/*
+	 * Bound by conn_listen (so a taken port fails early), listening only now:
+	 * until here a client is refused rather than left waiting. Listening
+	 * sockets belong to loop 0 (accepting is cheap; connections spread).
+	 */
 	for (int i = 0; i < nlisten; i++) {
+		if (listen(listeners[i].fd, 1024) != 0)
+			return err_set(-errno, "cannot listen on %s: %s", listeners[i].spec, strerror(errno));
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &listeners[i] };
 		if (epoll_ctl(loops[0].epfd, EPOLL_CTL_ADD, listeners[i].fd, &ev) != 0)
 			return err_set(-errno, "epoll: %s", strerror(errno));

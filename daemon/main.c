@@ -334,6 +334,7 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
 	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0) {
 		log_err("%s", ce_errmsg());
