@@ -56,7 +56,7 @@ usage(FILE *f)
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
 	    "                          while its queue is full (default 60)\n"
-	    "  --io-threads N          threads that run blocking volume IO (default 16)\n"
+	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
 	    "                          stack and the test.vio_fault control operation\n"
@@ -208,7 +208,7 @@ main(int argc, char **argv)
 	const char *addrs[NFRONT][MAX_ADDRS];
 	int naddrs[NFRONT] = { 0 };
 	conn_config ccfg = { 0, 1024, 60 };
-	vio_config vcfg = { 16, 0 };
+	vio_config vcfg = { 32, 0 };
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));

@@ -126,7 +126,7 @@ vio_defer(void (*fn)(void *arg), void *arg)
 int
 vio_init(const vio_config *cfg)
 {
-	int n = cfg && cfg->io_threads > 0 ? cfg->io_threads : 16;
+	int n = cfg && cfg->io_threads > 0 ? cfg->io_threads : 32;
 	test_ops = cfg ? cfg->test_ops : 0;
 	workers = xcalloc((size_t)n, sizeof(pthread_t));
 	pthread_attr_t a;

@@ -85,7 +85,7 @@ uint64_t vio_now_ns(void);
 
 /* ---- daemon lifetime ---- */
 typedef struct vio_config {
-	int io_threads;          /* worker threads (default 16) */
+	int io_threads;          /* worker threads (default 32) */
 	int test_ops;            /* put the fault layer in every stack, allow test.vio_fault */
 } vio_config;
 int vio_init(const vio_config *cfg);
