@@ -77,7 +77,8 @@ struct conn {
 	void *data;
 	loop *lp;
 	int refused;
-	int rd_closed;           /* EOF seen, conn_close or stop: no more reading */
+	int rd_closed;           /* EOF seen, conn_close or stop: no more reading of the socket */
+	int closing;             /* conn_close: the protocol takes no more input, buffered or not */
 	int dead;                /* write error or cut off: output dropped */
 	int registered;
 	uint32_t events;         /* what epoll watches now */
@@ -283,6 +284,8 @@ mark_dead(conn *c, const char *why)
 		log_info("%s %s: %s", c->proto->name, c->peer, why);
 	c->dead = 1;
 	c->rd_closed = 1;
+	c->closing = 1;
+	c->rlen = 0;
 	shutdown(c->fd, SHUT_RDWR);
 	drop_output(c);
 }
@@ -389,7 +392,7 @@ static void
 parse_input(conn *c)
 {
 	size_t pos = 0;
-	while (pos < c->rlen && !c->rd_closed && !c->dead && !throttled(c)) {
+	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c)) {
 		size_t k = c->proto->on_data(c, c->rbuf + pos, c->rlen - pos);
 		if (k == 0)
 			break;
@@ -430,11 +433,16 @@ on_readable(conn *c)
 static void
 settle(conn *c)
 {
-	if (!c->dead && !c->rd_closed && !throttled(c) && c->rlen > 0)
+	if (!c->dead && !c->closing && !throttled(c) && c->rlen > 0) {
 		parse_input(c);
+		/* At EOF or stop, requests already read are still served (NBD invariant 5); a partial one is dropped. */
+		if (c->rd_closed && !throttled(c))
+			c->rlen = 0;
+	}
 	if (!c->dead)
 		flush_output(c);
-	if ((c->rd_closed || c->dead) && c->inflight == 0 && c->mhead == NULL && c->ohead == NULL) {
+	if ((c->rd_closed || c->dead) && c->inflight == 0 && c->mhead == NULL && c->ohead == NULL &&
+	    (c->rlen == 0 || c->closing || c->dead)) {
 		pthread_mutex_lock(&c->lp->lock);
 		int queued = c->queued;
 		pthread_mutex_unlock(&c->lp->lock);
@@ -450,6 +458,7 @@ void
 conn_close(conn *c)
 {
 	c->rd_closed = 1;
+	c->closing = 1;
 }
 
 void

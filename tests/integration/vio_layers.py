@@ -122,4 +122,30 @@ for i in range(32):
     want = b"\x33" if i == 2 else bytes([0x20 + i]) if i < 6 else b"\0"
     check(bytes(bufs[i].to_bytearray()) == want * 4096, "read %d data" % i)
 h.shutdown()
-print("ok: statistics exact, Nth write failed alone, 32 in flight on one connection")
+# requests already read when the client half-closes (EOF) are answered first, even those
+# parsed after the EOF was seen (here: held in the layer until after the EOF)
+import socket
+import struct
+from viohelp import nbd_raw, recvn
+ctl.call("test.vio_fault", name="tank/fault", action="stall", ops=["read"])
+s, _ = nbd_raw(port, "tank/fault")
+s.sendall(b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 0, 100 + i, i * 4096, 4096) for i in range(300)))
+s.shutdown(socket.SHUT_WR)
+for _ in range(2000):
+    if ctl.call("test.vio_fault", name="tank/fault", action="status")["held"] > 0:
+        break
+    time.sleep(0.01)
+ctl.call("test.vio_fault", name="tank/fault", action="clear")
+ctl.call("test.vio_fault", name="tank/fault", action="release")
+seen = set()
+while True:
+    h = recvn(s, 16)
+    if h is None:
+        break
+    magic, err, cookie = struct.unpack(">IIQ", h)
+    check(magic == 0x67446698 and err == 0, "reply after EOF")
+    recvn(s, 4096)
+    seen.add(cookie)
+check(seen == set(range(100, 400)), "all 300 reads sent before EOF were answered (%d)" % len(seen))
+s.close()
+print("ok: statistics exact, Nth write failed alone, 32 in flight on one connection, answered after EOF")
