@@ -6,11 +6,17 @@ transport ceiling: no disk at all).
 
 Each target is a fresh 1 GiB device (--size-mb), filled by the first
 workload. Workloads, in order: seqwrite-1m (fills the device), seqread-1m,
-randwrite-4k at QD32, randread-4k at QD32, and seqread-1m-aged (the
-sequential read again after the random writes: copy-on-write has
-scattered the overwritten blocks, a raw file has not). Random workloads run for
---seconds each. Prints a table of IOPS and MB/s with ratios of cask to
-each peer, and writes the same as JSON (--json).
+randwrite-4k at QD32, randread-4k at QD32 and QD1 (with its mean latency),
+the random 4K workloads again over 4 connections to the export (fio
+numjobs=4, one NBD connection each), and seqread-1m-aged (the sequential
+read again after the random writes: copy-on-write has scattered the
+overwritten blocks, a raw file has not). Random workloads run for
+--seconds each. Then nbdcopy reads the whole export to /dev/null over 1
+and over 4 connections (multi-conn), and the server's RSS and thread
+count are read from /proc with 1, 64 and 1,000 idle clients connected
+(cask and nbdkit only: qemu-nbd serves at most -e clients). Prints a
+table of IOPS and MB/s with ratios of cask to each peer, and writes the
+same as JSON (--json). The figures are as noisy as the machine they run on.
 
     bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
                        [--size-mb 1024] [--json FILE]
@@ -27,13 +33,18 @@ import tempfile
 import time
 
 WORKLOADS = [
-    # name, fio rw, bs, iodepth, time based
-    ("seqwrite-1m", "write", "1m", 8, False),
-    ("seqread-1m", "read", "1m", 8, False),
-    ("randwrite-4k-qd32", "randwrite", "4k", 32, True),
-    ("randread-4k-qd32", "randread", "4k", 32, True),
-    ("seqread-1m-aged", "read", "1m", 8, False),
+    # name, fio rw, bs, iodepth, time based, connections (fio numjobs)
+    ("seqwrite-1m", "write", "1m", 8, False, 1),
+    ("seqread-1m", "read", "1m", 8, False, 1),
+    ("randwrite-4k-qd32", "randwrite", "4k", 32, True, 1),
+    ("randread-4k-qd32", "randread", "4k", 32, True, 1),
+    ("randread-4k-qd1", "randread", "4k", 1, True, 1),
+    ("randwrite-4k-qd32-4conn", "randwrite", "4k", 32, True, 4),
+    ("randread-4k-qd32-4conn", "randread", "4k", 32, True, 4),
+    ("seqread-1m-aged", "read", "1m", 8, False, 1),
 ]
+IDLE_CLIENTS = (1, 64, 1000)
+CURRENT = {}  # the running server's process (for /proc figures)
 
 
 def free_port():
@@ -76,16 +87,67 @@ def start_caskd(build, tmp, port):
     return p, sock
 
 
-def run_fio(uri, rw, bs, depth, timed, seconds, size):
+def run_fio(uri, rw, bs, depth, timed, seconds, size, jobs=1):
     cmd = ["fio", "--output-format=json", "--name=bench", "--ioengine=nbd", "--uri=" + uri,
            "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth, "--size=%dM" % size,
            "--randrepeat=0", "--norandommap"]
+    if jobs > 1:
+        cmd += ["--numjobs=%d" % jobs, "--group_reporting"]
     if timed:
         cmd += ["--time_based", "--runtime=%d" % seconds, "--ramp_time=1"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     job = json.loads(out[out.index("{"):])["jobs"][0]
     side = job["write"] if "write" in rw else job["read"]
-    return {"iops": side["iops"], "mbs": side["bw_bytes"] / 1e6}
+    return {"iops": side["iops"], "mbs": side["bw_bytes"] / 1e6, "lat_us": side["clat_ns"]["mean"] / 1000}
+
+
+def run_nbdcopy(uri, conns):
+    """Seconds and MB/s for nbdcopy of the whole export to /dev/null over conns connections."""
+    if shutil.which("nbdcopy") is None:
+        return None
+    t0 = time.time()
+    subprocess.run(["nbdcopy", "--connections=%d" % conns, "--requests=16", uri, "null:"], check=True,
+                   capture_output=True)
+    return time.time() - t0
+
+
+def proc_figures(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k = line.split(":")[0]
+            if k in ("VmRSS", "Threads"):
+                out[k] = int(line.split()[1])
+    return out
+
+
+def idle_clients(uri, pid, n):
+    """RSS (KiB) and threads of the server with n raw NBD clients connected and idle after GO."""
+    host, rest = uri[len("nbd://"):].split("/", 1)
+    port = int(host.split(":")[1])
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.recv(18, socket.MSG_WAITALL)
+            s.sendall((3).to_bytes(4, "big"))
+            name = rest.encode()
+            payload = len(name).to_bytes(4, "big") + name + (0).to_bytes(2, "big")
+            s.sendall(b"IHAVEOPT" + (7).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload)
+            while True:
+                h = s.recv(20, socket.MSG_WAITALL)
+                rtype, rlen = int.from_bytes(h[12:16], "big"), int.from_bytes(h[16:20], "big")
+                if rlen:
+                    s.recv(rlen, socket.MSG_WAITALL)
+                if rtype == 1 or rtype & 0x80000000:
+                    break
+            socks.append(s)
+        time.sleep(0.5)
+        return proc_figures(pid)
+    finally:
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
 
 
 class Target:
@@ -136,6 +198,7 @@ def run_targets(prefix, targets, body):
     try:
         for name, start in targets:
             proc, uri, files = start(tmp, free_port())
+            CURRENT["proc"] = proc
             try:
                 results[name] = body(name, uri, tmp)
             finally:
@@ -172,33 +235,62 @@ def main():
     ]
     def body(name, uri, tmp):
         res = {}
-        for wname, rw, bs, depth, timed in WORKLOADS:
-            r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb)
+        for wname, rw, bs, depth, timed, jobs in WORKLOADS:
+            r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
             res[wname] = r
-            print("%-16s %-20s %10.0f IOPS %9.1f MB/s" % (name, wname, r["iops"], r["mbs"]), flush=True)
+            print("%-16s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (name, wname, r["iops"], r["mbs"], r["lat_us"]),
+                  flush=True)
+        for conns in (1, 4):
+            secs = run_nbdcopy(uri, conns)
+            if secs:
+                res["nbdcopy-%dconn" % conns] = {"secs": secs, "mbs": a.size_mb * 1.048576 / secs}
+                print("%-16s %-24s %9.1f MB/s" % (name, "nbdcopy-%dconn" % conns, a.size_mb * 1.048576 / secs),
+                      flush=True)
+        if name in ("cask", "nbdkit-memory"):
+            pid = CURRENT["proc"].pid
+            res["idle"] = {"0": proc_figures(pid)}
+            for n in IDLE_CLIENTS:
+                res["idle"][str(n)] = idle_clients(uri, pid, n)
+            print("%-16s idle clients: %s" % (name, ", ".join("%s: %d KiB RSS, %d threads" % (
+                k, v["VmRSS"], v["Threads"]) for k, v in res["idle"].items())), flush=True)
         return res
 
     results = run_targets("cask-nbd-bench-", targets, body)
 
     print()
     peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "nbdkit-memory"]
-    hdr = "%-20s %12s %10s" % ("workload", "cask IOPS", "cask MB/s")
+    hdr = "%-24s %12s %10s" % ("workload", "cask IOPS", "cask MB/s")
     for p in peers:
         hdr += " %14s %8s" % (p + " MB/s", "ratio")
     print(hdr)
-    for wname, *_ in WORKLOADS:
+    names = [w[0] for w in WORKLOADS] + ["nbdcopy-1conn", "nbdcopy-4conn"]
+    for wname in names:
+        if wname not in results["cask"]:
+            continue
         c = results["cask"][wname]
-        line = "%-20s %12.0f %10.1f" % (wname, c["iops"], c["mbs"])
+        line = "%-24s %12s %10.1f" % (wname, "%.0f" % c["iops"] if "iops" in c else "-", c["mbs"])
         for p in peers:
-            r = results[p][wname]
+            r = results[p].get(wname, {"mbs": 0})
             line += " %14.1f %7.2fx" % (r["mbs"], c["mbs"] / r["mbs"] if r["mbs"] else 0)
         print(line)
     c, raw, mem = results["cask"], results["qemu-nbd-raw"], results["nbdkit-memory"]
-    print("\ntargets: randwrite-4k >= 1.5x qemu-nbd raw (%.2fx) and >= 0.8x nbdkit memory (%.2fx); "
-          "randread-4k >= 1.0x qemu-nbd raw (%.2fx)" % (
+    print("\nrandread-4k QD1 mean latency: cask %.1f us, qemu-nbd raw %.1f us (%.2fx)" % (
+        c["randread-4k-qd1"]["lat_us"], raw["randread-4k-qd1"]["lat_us"],
+        c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
+    for t in ("cask", "qemu-nbd-raw", "nbdkit-memory"):
+        r = results[t]
+        line = "%-14s 4 connections vs 1: randread %.2fx, randwrite %.2fx" % (
+            t, r["randread-4k-qd32-4conn"]["iops"] / r["randread-4k-qd32"]["iops"],
+            r["randwrite-4k-qd32-4conn"]["iops"] / r["randwrite-4k-qd32"]["iops"])
+        if "nbdcopy-4conn" in r:
+            line += ", nbdcopy %.2fx" % (r["nbdcopy-4conn"]["mbs"] / r["nbdcopy-1conn"]["mbs"])
+        print(line)
+    print("\ntargets: randread-4k QD32 >= 1.3x qemu-nbd raw (%.2fx); randwrite-4k QD32 >= 2.0x qemu-nbd raw "
+          "(%.2fx) and >= 0.9x nbdkit memory (%.2fx); randread QD1 latency <= qemu-nbd raw's (%.2fx)" % (
+              c["randread-4k-qd32"]["iops"] / raw["randread-4k-qd32"]["iops"],
               c["randwrite-4k-qd32"]["iops"] / raw["randwrite-4k-qd32"]["iops"],
               c["randwrite-4k-qd32"]["iops"] / mem["randwrite-4k-qd32"]["iops"],
-              c["randread-4k-qd32"]["iops"] / raw["randread-4k-qd32"]["iops"]))
+              c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f, indent=2)

@@ -56,4 +56,5 @@ int cmd_job(int argc, char **argv);
 int cmd_vol_diff(int argc, char **argv);
 int cmd_apply(int argc, char **argv); /* apply.c: cask apply, cask get manifest */
 int cmd_get(int argc, char **argv);
+int cmd_vol_iostat(int argc, char **argv);
 #endif

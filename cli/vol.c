@@ -33,6 +33,10 @@ vol_usage(FILE *f)
 	    "  set PROP=VALUE... POOL/VOL          compression or checksum (new writes), or sync;\n"
 	    "                                      several at once change together, or none does\n"
 	    "  inherit PROP POOL/VOL               PROP back to its default (source: default)\n"
+	    "  iostat [-H] [-p] [-j] POOL/VOL [INTERVAL [COUNT]]\n"
+	    "                                      the volume's client IO (operations, bandwidth,\n"
+	    "                                      average latency): totals since caskd started,\n"
+	    "                                      then rates every INTERVAL seconds\n"
 	    "  resize POOL/VOL SIZE [--shrink]     grow; shrinking discards data past SIZE and\n"
 	    "                                      needs --shrink\n"
 	    "  rename POOL/VOL POOL/NEW            rename within the pool (its snapshots follow)\n"
@@ -433,5 +437,7 @@ cmd_vol(int argc, char **argv)
 		return cmd_vol_diff(argc, argv);
 	if (strcmp(sub, "inherit") == 0)
 		return vol_inherit(argc, argv);
+	if (strcmp(sub, "iostat") == 0)
+		return cmd_vol_iostat(argc, argv);
 	return usage_error("unknown vol command '%s'", sub);
 }

@@ -1,5 +1,7 @@
 /*
  * caskd -- the cask daemon: owns pools, serves their volumes over NBD.
+ * Frontends come from a table (frontends[]); they run on conn.c's event
+ * loops over the volume IO layer (vio.h).
  *
  * Runs in the foreground (container friendly), logs one line per event to
  * stderr, and stops cleanly on SIGTERM or SIGINT: it stops accepting,
@@ -18,15 +20,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cask/engine.h"
+#include "conn.h"
 #include "ctl.h"
 #include "log.h"
 #include "nbd.h"
 #include "registry.h"
 #include "util.h"
+#include "vio.h"
 
 #define CASKD_VERSION "0.1.0"
 
@@ -47,6 +52,14 @@ usage(FILE *f)
 	    "                          else /run/cask/caskd.sock)\n"
 	    "  --nbd ADDR:PORT         listen for NBD clients here; repeatable; [::1]:PORT for\n"
 	    "                          IPv6, unix:PATH for a unix socket (default 127.0.0.1:10809)\n"
+	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
+	    "                          client past it is told \"too many connections\" and not served\n"
+	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
+	    "                          while its queue is full (default 60)\n"
+	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
+	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
+	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
+	    "                          stack and the test.vio_fault control operation\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -103,6 +116,41 @@ default_socket(char *out, size_t n)
 		snprintf(out, n, "/run/cask/caskd.sock");
 }
 
+/* The frontends caskd can run; each gets the addresses given for it (or its default). */
+static const struct frontend {
+	const char *name;
+	int (*listen)(const char *spec);
+	const char *default_addr;
+} frontends[] = {
+	{ "nbd", nbd_listen, "127.0.0.1:10809" },
+};
+#define NFRONT ARRAY_SIZE(frontends)
+#define MAX_ADDRS 16
+
+/* Enough descriptors for the connection cap (each connection is one). */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int
+parse_count(const char *arg, const char *opt, int lo, int hi, int *out)
+{
+	char *end;
+	long v = strtol(arg, &end, 10);
+	if (*arg == '\0' || *end != '\0' || v < lo || v > hi) {
+		fprintf(stderr, "caskd: --%s wants a number from %d to %d, not '%s'\n", opt, lo, hi, arg);
+		return -1;
+	}
+	*out = (int)v;
+	return 0;
+}
+
 typedef struct defvol {
 	uint64_t size;
 } defvol;
@@ -157,8 +205,10 @@ int
 main(int argc, char **argv)
 {
 	char state[PATH_MAX], sock[PATH_MAX];
-	const char *nbd_addrs[16];
-	int nnbd = 0;
+	const char *addrs[NFRONT][MAX_ADDRS];
+	int naddrs[NFRONT] = { 0 };
+	conn_config ccfg = { 0, 1024, 60 };
+	vio_config vcfg = { 32, 0 };
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
@@ -169,6 +219,8 @@ main(int argc, char **argv)
 		{ "state", 1, NULL, 's' }, { "socket", 1, NULL, 'S' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
+		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -180,11 +232,30 @@ main(int argc, char **argv)
 			snprintf(sock, sizeof(sock), "%s", optarg);
 			break;
 		case 'n':
-			if (nnbd == 16) {
-				fprintf(stderr, "caskd: at most 16 --nbd addresses\n");
+			if (naddrs[0] == MAX_ADDRS) {
+				fprintf(stderr, "caskd: at most %d --nbd addresses\n", MAX_ADDRS);
 				return 2;
 			}
-			nbd_addrs[nnbd++] = optarg;
+			addrs[0][naddrs[0]++] = optarg;
+			break;
+		case 'M':
+			if (parse_count(optarg, "max-connections", 1, 1000000, &ccfg.max_connections) != 0)
+				return 2;
+			break;
+		case 'T':
+			if (parse_count(optarg, "stall-timeout", 1, 86400, &ccfg.stall_timeout) != 0)
+				return 2;
+			break;
+		case 'I':
+			if (parse_count(optarg, "io-threads", 1, 1024, &vcfg.io_threads) != 0)
+				return 2;
+			break;
+		case 'L':
+			if (parse_count(optarg, "loops", 1, 8, &ccfg.loops) != 0)
+				return 2;
+			break;
+		case 'X':
+			vcfg.test_ops = 1;
 			break;
 		case 'd':
 		case 'c':
@@ -225,8 +296,10 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if (nnbd == 0)
-		nbd_addrs[nnbd++] = "127.0.0.1:10809";
+	for (size_t f = 0; f < NFRONT; f++)
+		if (naddrs[f] == 0)
+			addrs[f][naddrs[f]++] = frontends[f].default_addr;
+	raise_fd_limit();
 
 	/* Signals are handled by the main thread alone, with sigwait. */
 	sigset_t set;
@@ -252,18 +325,23 @@ main(int argc, char **argv)
 		reg_shutdown();
 		return 1;
 	}
-	for (int i = 0; i < nnbd; i++) {
-		if ((err = nbd_listen(nbd_addrs[i])) != 0) {
-			log_err("%s", ce_errmsg());
-			reg_shutdown();
-			return 1;
+	for (size_t f = 0; f < NFRONT; f++) {
+		for (int i = 0; i < naddrs[f]; i++) {
+			if ((err = frontends[f].listen(addrs[f][i])) != 0) {
+				log_err("%s", ce_errmsg());
+				reg_shutdown();
+				return 1;
+			}
 		}
 	}
-	if ((err = ctl_listen(sock, CASKD_VERSION)) != 0 || (err = nbd_start()) != 0 || (err = ctl_start()) != 0 ||
-	    (err = reg_watch_start()) != 0) {
+	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
+	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
+	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0) {
 		log_err("%s", ce_errmsg());
-		nbd_stop();
 		ctl_stop();
+		vio_quiesce();
+		conn_stop();
+		vio_shutdown();
 		reg_shutdown();
 		return 1;
 	}
@@ -280,7 +358,9 @@ main(int argc, char **argv)
 		break;
 	}
 	ctl_stop();
-	nbd_stop();
+	vio_quiesce();
+	conn_stop();
+	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();
 	log_info("caskd stopped");

@@ -1,61 +1,56 @@
 /*
- * nbd.c -- the NBD server (doc/proto.md of the NetworkBlockDevice project).
+ * nbd.c -- the NBD server (doc/proto.md of the NetworkBlockDevice project),
+ * a conn_proto (conn.c) over the volume IO interface (vio.h).
  *
- * Owns listening sockets (TCP over IPv4/IPv6, or a unix socket) and one
- * thread per client connection. A connection goes through:
+ * A connection goes through:
  *
- *   handshake (fixed newstyle) -> option haggling -> transmission -> closed
+ *   greeting (on_open) -> client flags -> option haggling -> transmission -> closed
+ *   (parse states ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD, ST_SKIP, ST_DONE)
  *
  * Options: EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
  * LIST_META_CONTEXT, SET_META_CONTEXT (base:allocation); others get
  * NBD_REP_ERR_UNSUP. Commands: READ, WRITE, FLUSH, TRIM, WRITE_ZEROES,
- * BLOCK_STATUS, DISC, with FUA. Exports are volumes named "pool/vol".
+ * BLOCK_STATUS, CACHE, DISC, with FUA. Exports are volumes named "pool/vol".
  *
  * Invariants:
  *   1. A bad request gets the error reply the protocol defines and the
  *      connection goes on; only a request whose framing cannot be trusted
  *      (bad magic, a write payload too large to skip) closes it. Nothing a
  *      client sends can stop the daemon or affect other clients.
- *   2. FLUSH is answered only after every write answered before it is
- *      committed (ce_vol_flush commits the whole pool, so this holds
- *      across connections too: CAN_MULTI_CONN is true). A FUA write or
- *      trim is answered only after it is committed. The volume's sync
- *      property can make every write durable (always) or make flushes
- *      no-ops (disabled, documented as unsafe).
- *   3. A connection holds its volume open (and so its pool, which cannot
- *      be exported meanwhile) and releases it however the connection ends.
- *   4. Each connection has its own reader thread and WORKERS threads that
- *      run its requests concurrently and answer them in any order (the
- *      protocol matches replies by cookie); replies never interleave
- *      (send_lock). A slow disk or client blocks only its own connection,
- *      never the control socket or other clients. At most QUEUE_BYTES of
- *      write payload wait per connection; the reader waits beyond that.
+ *   2. FLUSH is answered only after every write answered before it on any
+ *      connection to the same export is durable (ce_vol_flush commits the
+ *      volume's log: CAN_MULTI_CONN is true). It does not cover other
+ *      volumes of the pool. A FUA write, trim or zero is answered only
+ *      after it is durable. The volume's sync property can make every
+ *      write durable (always) or make flushes no-ops (disabled, unsafe).
+ *   3. A connection holds its export open (a vio handle, and so its pool,
+ *      which cannot be exported meanwhile) and closes it only when nothing
+ *      of it is in flight, however the connection ends.
+ *   4. Requests are parsed on the connection's loop thread and submitted
+ *      to vio; completions come back as conn messages and are answered in
+ *      any order (the protocol matches replies by cookie). Each reply is
+ *      queued whole, so replies never interleave. conn.c bounds what a
+ *      connection may have in flight and unread (design-vio.md §5).
  *   5. Requests already read when a connection ends (DISC, EOF, SIGTERM)
  *      are run and answered first.
+ *   6. Past --max-connections a client gets the greeting and an
+ *      NBD_REP_ERR_POLICY reply naming the limit to every option; it is
+ *      never served.
  */
 #include "nbd.h"
+#include "conn.h"
 #include "log.h"
 #include "registry.h"
-#include "sockio.h"
 #include "util.h"
+#include "vio.h"
 
-#include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #define NBDMAGIC 0x4e42444d41474943ull
 #define IHAVEOPT 0x49484156454f5054ull
@@ -76,7 +71,7 @@ enum { INFO_EXPORT = 0, INFO_NAME = 1, INFO_DESCRIPTION = 2, INFO_BLOCK_SIZE = 3
 enum {
 	TF_HAS_FLAGS = 1 << 0, TF_READ_ONLY = 1 << 1, TF_SEND_FLUSH = 1 << 2, TF_SEND_FUA = 1 << 3,
 	TF_SEND_TRIM = 1 << 5, TF_SEND_WRITE_ZEROES = 1 << 6, TF_CAN_MULTI_CONN = 1 << 8,
-	TF_SEND_FAST_ZERO = 1 << 11,
+	TF_SEND_CACHE = 1 << 10, TF_SEND_FAST_ZERO = 1 << 11,
 };
 enum { CMD_READ = 0, CMD_WRITE = 1, CMD_DISC = 2, CMD_FLUSH = 3, CMD_TRIM = 4, CMD_CACHE = 5,
 	CMD_WRITE_ZEROES = 6, CMD_BLOCK_STATUS = 7 };
@@ -92,132 +87,6 @@ enum { STATE_HOLE = 1, STATE_ZERO = 2 };
 #define MAX_SKIP (64u << 20)     /* largest bad payload we read and discard */
 #define MAX_EXTENTS 1024u        /* block status descriptors per reply */
 #define META_ID_ALLOC 1u
-
-typedef struct conn {
-	int fd;
-	char peer[80];
-	int structured;
-	int meta_alloc;        /* base:allocation selected */
-	int no_zeroes;
-	char export_name[4097];
-	ce_vol *vol;
-	ce_pool *pool;
-	uint64_t size;
-	uint16_t tflags;
-	uint8_t *buf;          /* option haggling scratch (one thread then) */
-	size_t bufcap;
-	/* transmission: a reader thread queues requests, workers run them */
-	pthread_mutex_t qlock;
-	pthread_cond_t qcv;     /* work queued, or the reader is done */
-	pthread_cond_t qspace;  /* room in the queue again */
-	struct req *qhead, *qtail;
-	uint64_t qbytes;        /* payload bytes queued or running */
-	int qdone;              /* the reader will queue no more */
-	pthread_mutex_t send_lock;
-	/* recycled payload buffers (a fresh 1 MiB malloc is a fresh mmap to fault in) */
-	pthread_mutex_t block;
-	struct pbuf *bfree;
-	int nbfree;
-	struct conn *next, *prev;
-} conn;
-
-typedef struct pbuf {
-	size_t cap;
-	struct pbuf *next;
-	/* the payload follows, 4 KiB aligned */
-} pbuf;
-#define PBUF_HDR 4096u
-#define PBUF_KEEP 8
-
-/* A payload buffer of at least n bytes, from the connection's free list if possible. */
-static uint8_t *
-buf_get(conn *c, size_t n)
-{
-	pthread_mutex_lock(&c->block);
-	pbuf **pp = &c->bfree;
-	while (*pp != NULL && (*pp)->cap < n)
-		pp = &(*pp)->next;
-	pbuf *b = *pp;
-	if (b != NULL) {
-		*pp = b->next;
-		c->nbfree--;
-	}
-	pthread_mutex_unlock(&c->block);
-	if (b == NULL) {
-		size_t cap = n < 65536 ? 65536 : P2ROUNDUP(n, 65536);
-		b = xmalloc_aligned(PBUF_HDR + cap);
-		b->cap = cap;
-	}
-	return (uint8_t *)b + PBUF_HDR;
-}
-
-static void
-buf_put(conn *c, uint8_t *data)
-{
-	if (data == NULL)
-		return;
-	pbuf *b = (pbuf *)(data - PBUF_HDR);
-	pthread_mutex_lock(&c->block);
-	if (c->nbfree < PBUF_KEEP) {
-		b->next = c->bfree;
-		c->bfree = b;
-		c->nbfree++;
-		b = NULL;
-	}
-	pthread_mutex_unlock(&c->block);
-	free(b);
-}
-
-typedef struct req {
-	uint16_t flags, type;
-	uint64_t cookie, off;
-	uint32_t len;
-	uint32_t pre_error;     /* set by the reader: reply this error, do nothing */
-	const char *pre_msg;
-	uint8_t *data;          /* WRITE payload */
-	struct req *next;
-} req;
-
-#define WORKERS 8                  /* requests of one connection run at once */
-#define WORKER_STACK (256u << 10)
-#define QUEUE_BYTES (64u << 20)    /* payload a connection may have queued */
-
-static pthread_mutex_t conns_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t conns_cv = PTHREAD_COND_INITIALIZER;
-static conn *conns;
-static int nconns;
-static atomic_int stopping;
-static int listen_fds[16];
-static int nlisten;
-static pthread_t accept_threads[16];
-static char unix_paths[16][sizeof(((struct sockaddr_un *)0)->sun_path)];
-
-/* ---- socket helpers ---- */
-
-static int
-skip(int fd, uint64_t n)
-{
-	uint8_t tmp[65536];
-	while (n > 0) {
-		size_t k = (size_t)MIN(n, (uint64_t)sizeof(tmp));
-		if (sock_read_full(fd, tmp, k) != 0)
-			return -1;
-		n -= k;
-	}
-	return 0;
-}
-
-static uint8_t *
-conn_buf(conn *c, size_t n)
-{
-	if (c->bufcap < n) {
-		free(c->buf);
-		c->buf = xmalloc_aligned(n);
-		c->bufcap = P2ROUNDUP(n, 4096);
-	}
-	return c->buf;
-}
-
 static void
 put16(uint8_t *p, uint16_t v)
 {
@@ -258,24 +127,108 @@ get64(const uint8_t *p)
 	return be64toh(v);
 }
 
+
+enum { ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD, ST_SKIP, ST_DONE };
+
+typedef struct pbuf {
+	size_t cap;
+	struct pbuf *next;
+	/* the payload follows, 4 KiB aligned */
+} pbuf;
+#define PBUF_HDR 4096u
+#define PBUF_KEEP 4
+#define PBUF_KEEP_MAX (1u << 20)
+
+typedef struct nconn nconn;
+
+typedef struct nreq {
+	vio_req vr;
+	conn_msg msg;
+	nconn *nc;
+	uint16_t flags, type;
+	uint64_t cookie;
+	uint32_t len;
+	int64_t budget;
+	uint8_t *data;          /* WRITE payload, READ buffer */
+	uint32_t pre_error;     /* a skipped write: reply this error */
+	const char *pre_msg;
+} nreq;
+
+struct nconn {
+	conn *c;
+	int state;
+	int structured;
+	int meta_alloc;        /* base:allocation selected */
+	int no_zeroes;
+	char export_name[4097];
+	vio_vol *vol;
+	uint64_t size;
+	uint16_t tflags;
+	uint32_t skip_opt;     /* ST_OPT_SKIP: the option being skipped */
+	uint64_t skip_left;    /* ST_OPT_SKIP, ST_SKIP: bytes still to discard */
+	uint64_t skip_total;
+	nreq *cur;             /* ST_PAYLOAD, ST_SKIP: the write being read */
+	uint32_t have;         /* ST_PAYLOAD: payload bytes read so far */
+	pbuf *bfree;           /* recycled payload buffers (loop thread only) */
+	int nbfree;
+};
+
+/* ---- payload buffers ---- */
+
+static uint8_t *
+buf_get(nconn *nc, size_t n)
+{
+	pbuf **pp = &nc->bfree;
+	while (*pp != NULL && (*pp)->cap < n)
+		pp = &(*pp)->next;
+	pbuf *b = *pp;
+	if (b != NULL) {
+		*pp = b->next;
+		nc->nbfree--;
+	} else {
+		size_t cap = 4096;
+		while (cap < n)
+			cap <<= 1;
+		b = xmalloc_aligned(PBUF_HDR + cap);
+		b->cap = cap;
+	}
+	return (uint8_t *)b + PBUF_HDR;
+}
+
+static void
+buf_put(nconn *nc, uint8_t *data)
+{
+	if (data == NULL)
+		return;
+	pbuf *b = (pbuf *)(data - PBUF_HDR);
+	if (nc != NULL && nc->nbfree < PBUF_KEEP && b->cap <= PBUF_KEEP_MAX) {
+		b->next = nc->bfree;
+		nc->bfree = b;
+		nc->nbfree++;
+		return;
+	}
+	free(b);
+}
+
 /* ---- option haggling ---- */
 
-static int
-opt_reply(conn *c, uint32_t opt, uint32_t type, const void *data, uint32_t len)
+static void
+opt_reply(nconn *nc, uint32_t opt, uint32_t type, const void *data, uint32_t len)
 {
 	uint8_t h[20];
 	put64(h, OPT_REPLY_MAGIC);
 	put32(h + 8, opt);
 	put32(h + 12, type);
 	put32(h + 16, len);
-	struct iovec iov[2] = { { h, 20 }, { (void *)data, len } };
-	return sock_write_iov(c->fd, iov, len ? 2 : 1);
+	conn_write(nc->c, h, 20);
+	if (len)
+		conn_write(nc->c, data, len);
 }
 
-static int
-opt_error(conn *c, uint32_t opt, uint32_t err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int
-opt_error(conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
+static void
+opt_error(nconn *nc, uint32_t opt, uint32_t err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void
+opt_error(nconn *nc, uint32_t opt, uint32_t err, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -283,35 +236,41 @@ opt_error(conn *c, uint32_t opt, uint32_t err, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	util_utf8_repair(msg, strlen(msg)); /* the protocol's messages are UTF-8; a name it echoes may not be */
-	log_debug("nbd %s: option %u refused: %s", c->peer, opt, msg);
-	return opt_reply(c, opt, REP_ERR(err), msg, (uint32_t)strlen(msg));
+	log_debug("nbd %s: option %u refused: %s", conn_peer(nc->c), opt, msg);
+	opt_reply(nc, opt, REP_ERR(err), msg, (uint32_t)strlen(msg));
 }
 
 static uint16_t
-export_flags(const ce_vol *v)
+export_flags(unsigned caps)
 {
 	/* A snapshot (pool/vol@snap) is served read-only: writes get EPERM. */
-	if (ce_vol_readonly(v))
-		return TF_HAS_FLAGS | TF_READ_ONLY | TF_CAN_MULTI_CONN;
-	return TF_HAS_FLAGS | TF_SEND_FLUSH | TF_SEND_FUA | TF_SEND_TRIM | TF_SEND_WRITE_ZEROES |
-	    TF_SEND_FAST_ZERO | TF_CAN_MULTI_CONN;
+	uint16_t f = TF_HAS_FLAGS;
+	if (caps & VIO_CAP_READ_ONLY)
+		f |= TF_READ_ONLY;
+	if (caps & VIO_CAP_FLUSH)
+		f |= TF_SEND_FLUSH;
+	if (caps & VIO_CAP_FUA)
+		f |= TF_SEND_FUA;
+	if (caps & VIO_CAP_TRIM)
+		f |= TF_SEND_TRIM;
+	if (caps & VIO_CAP_ZERO)
+		f |= TF_SEND_WRITE_ZEROES;
+	if (caps & VIO_CAP_FAST_ZERO)
+		f |= TF_SEND_FAST_ZERO;
+	if (caps & VIO_CAP_CACHE)
+		f |= TF_SEND_CACHE;
+	if (caps & VIO_CAP_MULTI_CONN)
+		f |= TF_CAN_MULTI_CONN;
+	return f;
 }
 
-/* Open the export for transmission (EXPORT_NAME, GO). */
-static int
-attach(conn *c, const char *name)
+static void
+attach(nconn *nc, vio_vol *v, const char *name)
 {
-	ce_vol *v;
-	ce_pool *p;
-	int err = reg_vol_open(name, &v, &p);
-	if (err != 0)
-		return err;
-	c->vol = v;
-	c->pool = p;
-	c->size = ce_vol_size(v);
-	c->tflags = export_flags(v);
-	snprintf(c->export_name, sizeof(c->export_name), "%.4096s", name);
-	return 0;
+	nc->vol = v;
+	nc->size = vio_size(v);
+	nc->tflags = export_flags(vio_caps(v));
+	snprintf(nc->export_name, sizeof(nc->export_name), "%.4096s", name);
 }
 
 /* Parse "u32 len, name" at data; returns bytes used or -1. */
@@ -330,85 +289,85 @@ parse_name(const uint8_t *data, uint32_t len, char *name, size_t cap)
 	return (int)(4 + n);
 }
 
+/* INFO or GO; returns 1 when GO entered transmission. */
 static int
-do_info(conn *c, uint32_t opt, const uint8_t *data, uint32_t len, int *go)
+do_info(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	char name[4097];
 	int used = parse_name(data, len, name, sizeof(name));
-	if (used < 0 || (uint32_t)used + 2 > len)
-		return opt_error(c, opt, ERR_INVALID, "malformed %s request", opt == OPT_GO ? "GO" : "INFO");
-	uint16_t nreq = get16(data + used);
-	if ((uint32_t)used + 2 + 2u * nreq != len)
-		return opt_error(c, opt, ERR_INVALID, "INFO request count does not match its length");
-	ce_vol *v;
-	ce_pool *p;
-	int err = reg_vol_open(name, &v, &p);
-	if (err != 0)
-		return opt_error(c, opt, err == -ENOENT || err == -EINVAL || err == -ENXIO ? ERR_UNKNOWN : ERR_PLATFORM,
+	if (used < 0 || (uint32_t)used + 2 > len) {
+		opt_error(nc, opt, ERR_INVALID, "malformed %s request", opt == OPT_GO ? "GO" : "INFO");
+		return 0;
+	}
+	uint16_t nreqs = get16(data + used);
+	if ((uint32_t)used + 2 + 2u * nreqs != len) {
+		opt_error(nc, opt, ERR_INVALID, "INFO request count does not match its length");
+		return 0;
+	}
+	int err;
+	vio_vol *v = vio_open(name, 0, &err);
+	if (v == NULL) {
+		opt_error(nc, opt, err == -ENOENT || err == -EINVAL || err == -ENXIO ? ERR_UNKNOWN : ERR_PLATFORM,
 		    "export '%s': %s", name, ce_errmsg());
+		return 0;
+	}
 	uint8_t info[12];
 	put16(info, INFO_EXPORT);
-	put64(info + 2, ce_vol_size(v));
-	put16(info + 10, export_flags(v));
-	int rc = opt_reply(c, opt, REP_INFO, info, 12);
-	for (uint16_t i = 0; rc == 0 && i < nreq; i++) {
+	put64(info + 2, vio_size(v));
+	put16(info + 10, export_flags(vio_caps(v)));
+	opt_reply(nc, opt, REP_INFO, info, 12);
+	for (uint16_t i = 0; i < nreqs; i++) {
 		uint16_t what = get16(data + used + 2 + 2 * i);
 		if (what == INFO_NAME) {
 			uint8_t nb[2 + 4096];
 			put16(nb, INFO_NAME);
 			size_t nl = strlen(name);
 			memcpy(nb + 2, name, nl);
-			rc = opt_reply(c, opt, REP_INFO, nb, (uint32_t)(2 + nl));
+			opt_reply(nc, opt, REP_INFO, nb, (uint32_t)(2 + nl));
 		} else if (what == INFO_BLOCK_SIZE) {
 			/* Any offset and length works (read-modify-write); whole blocks avoid it. */
 			uint8_t bs[14];
 			put16(bs, INFO_BLOCK_SIZE);
 			put32(bs + 2, 1);
-			put32(bs + 6, ce_vol_blocksize(v));
+			put32(bs + 6, vio_block_size(v));
 			put32(bs + 10, MAX_PAYLOAD);
-			rc = opt_reply(c, opt, REP_INFO, bs, 14);
+			opt_reply(nc, opt, REP_INFO, bs, 14);
 		}
 	}
-	if (rc == 0)
-		rc = opt_reply(c, opt, REP_ACK, NULL, 0);
-	if (rc == 0 && opt == OPT_GO) {
-		c->vol = v;
-		c->pool = p;
-		c->size = ce_vol_size(v);
-		c->tflags = export_flags(v);
-		snprintf(c->export_name, sizeof(c->export_name), "%s", name);
-		*go = 1;
-	} else {
-		reg_vol_close(v, p);
+	opt_reply(nc, opt, REP_ACK, NULL, 0);
+	if (opt == OPT_GO) {
+		attach(nc, v, name);
+		return 1;
 	}
-	return rc;
+	vio_close(v);
+	return 0;
 }
 
-static int
-do_meta(conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
+static void
+do_meta(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 {
 	char name[4097];
 	int set = opt == OPT_SET_META_CONTEXT;
 	int used = parse_name(data, len, name, sizeof(name));
 	if (used < 0 || (uint32_t)used + 4 > len)
-		return opt_error(c, opt, ERR_INVALID, "malformed meta context request");
-	if (set && !c->structured)
-		return opt_error(c, opt, ERR_INVALID, "SET_META_CONTEXT needs structured replies first");
+		return opt_error(nc, opt, ERR_INVALID, "malformed meta context request");
+	if (set && !nc->structured)
+		return opt_error(nc, opt, ERR_INVALID, "SET_META_CONTEXT needs structured replies first");
 	uint32_t nq = get32(data + used);
 	uint32_t pos = (uint32_t)used + 4;
 	/* Validate the whole query list before answering anything. */
 	uint32_t scan = pos;
 	for (uint32_t i = 0; i < nq; i++) {
 		if (len - scan < 4 || get32(data + scan) > len - scan - 4)
-			return opt_error(c, opt, ERR_INVALID, "meta context query %u is malformed", i);
+			return opt_error(nc, opt, ERR_INVALID, "meta context query %u is malformed", i);
 		scan += 4 + get32(data + scan);
 	}
 	if (scan != len)
-		return opt_error(c, opt, ERR_INVALID, "meta context request has trailing bytes");
+		return opt_error(nc, opt, ERR_INVALID, "meta context request has trailing bytes");
 	ce_vol *v;
 	ce_pool *p;
 	if (reg_vol_open(name, &v, &p) != 0)
-		return opt_error(c, opt, ERR_UNKNOWN, "export '%s': %s", name, ce_errmsg());
+		return opt_error(nc, opt, ERR_UNKNOWN, "export '%s': %s", name, ce_errmsg());
 	reg_vol_close(v, p);
 	int want = nq == 0 && !set; /* LIST with no queries: every context */
 	for (uint32_t i = 0; i < nq; i++) {
@@ -420,133 +379,115 @@ do_meta(conn *c, uint32_t opt, const uint8_t *data, uint32_t len)
 		pos += 4 + ql;
 	}
 	if (set)
-		c->meta_alloc = want;
-	int rc = 0;
+		nc->meta_alloc = want;
 	if (want) {
 		uint8_t r[4 + 15];
 		put32(r, set ? META_ID_ALLOC : 0);
 		memcpy(r + 4, "base:allocation", 15);
-		rc = opt_reply(c, opt, REP_META_CONTEXT, r, sizeof(r));
+		opt_reply(nc, opt, REP_META_CONTEXT, r, sizeof(r));
 	}
-	return rc == 0 ? opt_reply(c, opt, REP_ACK, NULL, 0) : rc;
+	opt_reply(nc, opt, REP_ACK, NULL, 0);
 }
 
-/* Returns 1 to enter transmission, 0 to close. */
-static int
-haggle(conn *c)
+/* One option whose payload is all here. Sets the next state. */
+static void
+do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 {
-	uint8_t hello[18];
-	put64(hello, NBDMAGIC);
-	put64(hello + 8, IHAVEOPT);
-	put16(hello + 16, FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
-	if (sock_write_full(c->fd, hello, 18) != 0)
-		return 0;
-	uint8_t cf[4];
-	if (sock_read_full(c->fd, cf, 4) != 0)
-		return 0;
-	uint32_t cflags = get32(cf);
-	if (cflags & ~(uint32_t)(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)) {
-		log_info("nbd %s: unknown client flags 0x%x, closing", c->peer, cflags);
-		return 0;
+	conn *c = nc->c;
+	if (conn_refused(c)) {
+		/* Over the connection limit: say so to every option, serve nothing. */
+		if (opt == OPT_ABORT) {
+			opt_reply(nc, opt, REP_ACK, NULL, 0);
+		} else if (opt != OPT_EXPORT_NAME) {
+			opt_error(nc, opt, ERR_POLICY, "caskd: too many connections (limit %d); try again later",
+			    conn_limit());
+			if (opt != OPT_GO)
+				return;
+		}
+		nc->state = ST_DONE;
+		conn_close(c);
+		return;
 	}
-	c->no_zeroes = (cflags & FLAG_NO_ZEROES) != 0;
-	for (;;) {
-		uint8_t h[16];
-		if (sock_read_full(c->fd, h, 16) != 0)
-			return 0;
-		if (get64(h) != IHAVEOPT) {
-			log_info("nbd %s: bad option magic, closing", c->peer);
-			return 0;
-		}
-		uint32_t opt = get32(h + 8), len = get32(h + 12);
-		if (len > MAX_OPTION) {
-			if (len > MAX_SKIP || skip(c->fd, len) != 0)
-				return 0;
-			if (opt_error(c, opt, ERR_TOO_BIG, "option payload of %u bytes is too large", len) != 0)
-				return 0;
-			continue;
-		}
-		uint8_t *data = conn_buf(c, len ? len : 1);
-		if (sock_read_full(c->fd, data, len) != 0)
-			return 0;
-		int rc = 0, go = 0;
-		switch (opt) {
-		case OPT_EXPORT_NAME: {
-			char name[4097];
-			if (len > 4096) {
-				log_info("nbd %s: export name of %u bytes is too long; closing", c->peer, len);
-				return 0;
-			}
-			memcpy(name, data, len);
-			name[len] = '\0';
-			if (attach(c, name) != 0) {
-				/* The protocol has no error reply here: close. */
-				log_info("nbd %s: export '%s': %s; closing", c->peer, name, ce_errmsg());
-				return 0;
-			}
-			uint8_t r[10 + 124];
-			memset(r, 0, sizeof(r));
-			put64(r, c->size);
-			put16(r + 8, c->tflags);
-			if (sock_write_full(c->fd, r, c->no_zeroes ? 10 : sizeof(r)) != 0)
-				return 0;
-			return 1;
-		}
-		case OPT_ABORT:
-			opt_reply(c, opt, REP_ACK, NULL, 0);
-			return 0;
-		case OPT_LIST: {
-			if (len != 0) {
-				rc = opt_error(c, opt, ERR_INVALID, "LIST takes no data");
-				break;
-			}
-			char **names;
-			size_t n;
-			reg_exports(&names, &n);
-			for (size_t i = 0; i < n; i++) {
-				uint8_t r[4 + 512];
-				size_t nl = MIN(strlen(names[i]), (size_t)512);
-				put32(r, (uint32_t)nl);
-				memcpy(r + 4, names[i], nl);
-				if (rc == 0)
-					rc = opt_reply(c, opt, REP_SERVER, r, (uint32_t)(4 + nl));
-				free(names[i]);
-			}
-			free(names);
-			if (rc == 0)
-				rc = opt_reply(c, opt, REP_ACK, NULL, 0);
+	switch (opt) {
+	case OPT_EXPORT_NAME: {
+		char name[4097];
+		if (len > 4096) {
+			log_info("nbd %s: export name of %u bytes is too long; closing", conn_peer(c), len);
 			break;
 		}
-		case OPT_INFO:
-		case OPT_GO:
-			rc = do_info(c, opt, data, len, &go);
-			if (rc == 0 && go)
-				return 1;
-			break;
-		case OPT_STRUCTURED_REPLY:
-			if (len != 0)
-				rc = opt_error(c, opt, ERR_INVALID, "STRUCTURED_REPLY takes no data");
-			else if (c->structured)
-				rc = opt_error(c, opt, ERR_INVALID, "structured replies are already on");
-			else {
-				c->structured = 1;
-				rc = opt_reply(c, opt, REP_ACK, NULL, 0);
-			}
-			break;
-		case OPT_LIST_META_CONTEXT:
-		case OPT_SET_META_CONTEXT:
-			rc = do_meta(c, opt, data, len);
-			break;
-		case OPT_STARTTLS:
-			rc = opt_error(c, opt, ERR_POLICY, "TLS is not offered by this server");
-			break;
-		default:
-			rc = opt_error(c, opt, ERR_UNSUP, "option %u is not supported", opt);
+		memcpy(name, data, len);
+		name[len] = '\0';
+		int err;
+		vio_vol *v = vio_open(name, 0, &err);
+		if (v == NULL) {
+			/* The protocol has no error reply here: close. */
+			log_info("nbd %s: export '%s': %s; closing", conn_peer(c), name, ce_errmsg());
 			break;
 		}
-		if (rc != 0)
-			return 0;
+		attach(nc, v, name);
+		uint8_t r[10 + 124];
+		memset(r, 0, sizeof(r));
+		put64(r, nc->size);
+		put16(r + 8, nc->tflags);
+		conn_write(c, r, nc->no_zeroes ? 10 : sizeof(r));
+		goto transmit;
 	}
+	case OPT_ABORT:
+		opt_reply(nc, opt, REP_ACK, NULL, 0);
+		break;
+	case OPT_LIST: {
+		if (len != 0) {
+			opt_error(nc, opt, ERR_INVALID, "LIST takes no data");
+			return;
+		}
+		char **names;
+		size_t n;
+		reg_exports(&names, &n);
+		for (size_t i = 0; i < n; i++) {
+			uint8_t r[4 + 512];
+			size_t nl = MIN(strlen(names[i]), (size_t)512);
+			put32(r, (uint32_t)nl);
+			memcpy(r + 4, names[i], nl);
+			opt_reply(nc, opt, REP_SERVER, r, (uint32_t)(4 + nl));
+			free(names[i]);
+		}
+		free(names);
+		opt_reply(nc, opt, REP_ACK, NULL, 0);
+		return;
+	}
+	case OPT_INFO:
+	case OPT_GO:
+		if (do_info(nc, opt, data, len))
+			goto transmit;
+		return;
+	case OPT_STRUCTURED_REPLY:
+		if (len != 0)
+			opt_error(nc, opt, ERR_INVALID, "STRUCTURED_REPLY takes no data");
+		else if (nc->structured)
+			opt_error(nc, opt, ERR_INVALID, "structured replies are already on");
+		else {
+			nc->structured = 1;
+			opt_reply(nc, opt, REP_ACK, NULL, 0);
+		}
+		return;
+	case OPT_LIST_META_CONTEXT:
+	case OPT_SET_META_CONTEXT:
+		do_meta(nc, opt, data, len);
+		return;
+	case OPT_STARTTLS:
+		opt_error(nc, opt, ERR_POLICY, "TLS is not offered by this server");
+		return;
+	default:
+		opt_error(nc, opt, ERR_UNSUP, "option %u is not supported", opt);
+		return;
+	}
+	nc->state = ST_DONE;
+	conn_close(c);
+	return;
+transmit:
+	log_info("nbd %s: serving %s (%" PRIu64 " bytes)%s", conn_peer(c), nc->export_name, nc->size,
+	    nc->structured ? ", structured replies" : "");
+	nc->state = ST_REQUEST;
 }
 
 /* ---- transmission ---- */
@@ -567,494 +508,390 @@ nbd_errno(int err)
 	}
 }
 
-static int
-send_locked(conn *c, struct iovec *iov, int n)
-{
-	pthread_mutex_lock(&c->send_lock);
-	int rc = sock_write_iov(c->fd, iov, n);
-	pthread_mutex_unlock(&c->send_lock);
-	return rc;
-}
-
-static int
-reply_simple(conn *c, uint64_t cookie, uint32_t error, const void *data, size_t len)
+static void
+reply_simple_hdr(nconn *nc, uint64_t cookie, uint32_t error)
 {
 	uint8_t h[16];
 	put32(h, SIMPLE_REPLY_MAGIC);
 	put32(h + 4, error);
 	put64(h + 8, cookie);
-	struct iovec iov[2] = { { h, 16 }, { (void *)data, len } };
-	return send_locked(c, iov, (data && len) ? 2 : 1);
+	conn_write(nc->c, h, 16);
 }
 
-static int
-reply_chunk(conn *c, uint64_t cookie, uint16_t flags, uint16_t type, const void *p1, size_t l1,
-    const void *p2, size_t l2)
+static void
+reply_chunk_hdr(nconn *nc, uint64_t cookie, uint16_t flags, uint16_t type, size_t len)
 {
 	uint8_t h[20];
 	put32(h, STRUCTURED_REPLY_MAGIC);
 	put16(h + 4, flags);
 	put16(h + 6, type);
 	put64(h + 8, cookie);
-	put32(h + 16, (uint32_t)(l1 + l2));
-	struct iovec iov[3] = { { h, 20 }, { (void *)p1, l1 }, { (void *)p2, l2 } };
-	return send_locked(c, iov, l2 ? 3 : (l1 ? 2 : 1));
+	put32(h + 16, (uint32_t)len);
+	conn_write(nc->c, h, 20);
 }
 
 /* An error reply (simple or structured, as negotiated). */
-static int
-reply_error(conn *c, uint64_t cookie, uint32_t nerr, const char *msg)
+static void
+reply_error(nconn *nc, uint64_t cookie, uint32_t nerr, const char *msg)
 {
-	if (!c->structured)
-		return reply_simple(c, cookie, nerr, NULL, 0);
+	if (!nc->structured)
+		return reply_simple_hdr(nc, cookie, nerr);
 	uint8_t e[6];
 	size_t ml = MIN(strlen(msg), (size_t)1024);
 	ml = util_utf8_valid_prefix(msg, ml); /* UTF-8: never cut inside a character */
 	put32(e, nerr);
 	put16(e + 4, (uint16_t)ml);
-	return reply_chunk(c, cookie, RF_DONE, RT_ERROR, e, 6, msg, ml);
+	reply_chunk_hdr(nc, cookie, RF_DONE, RT_ERROR, 6 + ml);
+	conn_write(nc->c, e, 6);
+	conn_write(nc->c, msg, ml);
 }
 
-static int
-reply_ok(conn *c, uint64_t cookie)
+typedef struct rdref {
+	nconn *nc;
+	uint8_t *data;
+} rdref;
+
+static void
+release_read(void *arg)
 {
-	return reply_simple(c, cookie, 0, NULL, 0);
+	rdref *x = arg;
+	buf_put(x->nc, x->data);
+	free(x);
 }
 
-static int
-do_block_status(conn *c, uint64_t cookie, uint16_t flags, uint64_t off, uint32_t len)
+static void
+req_free(nconn *nc, nreq *r)
 {
-	ce_extent ext[MAX_EXTENTS];
-	size_t n = 0;
-	int err = ce_vol_map(c->vol, off, len, ext, (flags & CF_REQ_ONE) ? 1 : MAX_EXTENTS, &n);
-	if (err != 0)
-		return reply_error(c, cookie, nbd_errno(err), ce_errmsg());
-	uint8_t *d = xmalloc(4 + 8 * n);
-	put32(d, META_ID_ALLOC);
-	for (size_t i = 0; i < n; i++) {
-		put32(d + 4 + 8 * i, (uint32_t)ext[i].length);
-		put32(d + 8 + 8 * i, (ext[i].flags & CE_EXTENT_HOLE) ? STATE_HOLE | STATE_ZERO : 0);
-	}
-	int rc = reply_chunk(c, cookie, RF_DONE, RT_BLOCK_STATUS, d, 4 + 8 * n, NULL, 0);
-	free(d);
-	return rc;
+	buf_put(nc, r->data);
+	free(r->vr.ext);
+	free(r);
 }
 
-/*
- * Read one request (and a WRITE's payload) off the wire. Returns the request,
- * or NULL when the connection must end (EOF, bad magic, unskippable payload).
- */
-static req *
-read_request(conn *c)
+/* Loop thread: a request completed; answer it. */
+static void
+answer(nconn *nc, nreq *r)
 {
-	uint8_t h[28];
-	if (sock_read_full(c->fd, h, 28) != 0)
-		return NULL;
-	if (get32(h) != REQUEST_MAGIC) {
-		log_info("nbd %s: bad request magic 0x%08x, closing", c->peer, get32(h));
-		return NULL;
-	}
-	req *r = xcalloc(1, sizeof(*r));
-	r->flags = get16(h + 4);
-	r->type = get16(h + 6);
-	r->cookie = get64(h + 8);
-	r->off = get64(h + 16);
-	r->len = get32(h + 24);
-	if (r->type == CMD_WRITE) {
-		/* The payload follows: read it (or skip it) before anything else. */
-		if (r->len > MAX_PAYLOAD) {
-			log_info("nbd %s: write of %u bytes exceeds the %u limit", c->peer, r->len, MAX_PAYLOAD);
-			if (r->len > MAX_SKIP || skip(c->fd, r->len) != 0) {
-				free(r);
-				return NULL;
-			}
-			r->pre_error = NBD_EOVERFLOW;
-			r->pre_msg = "write larger than the maximum payload";
-			return r;
-		}
-		r->data = buf_get(c, r->len ? r->len : 1);
-		if (sock_read_full(c->fd, r->data, r->len) != 0) {
-			buf_put(c, r->data);
-			free(r);
-			return NULL;
-		}
-	}
-	return r;
-}
-
-/* Run one request and send its reply; returns -1 when the reply could not be sent. */
-static int
-exec_request(conn *c, req *r)
-{
-	uint16_t flags = r->flags, type = r->type;
-	uint64_t cookie = r->cookie, off = r->off;
-	uint32_t len = r->len;
-	int in_range = off <= c->size && len <= c->size - off;
-
-	if (r->pre_error)
-		return reply_error(c, cookie, r->pre_error, r->pre_msg);
-	switch (type) {
-	case CMD_WRITE: {
-		if (flags & ~(uint16_t)CF_FUA)
-			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for WRITE");
-		if (!in_range)
-			return reply_error(c, cookie, NBD_ENOSPC, "write beyond the end of the export");
-		int err = ce_vol_write(c->vol, r->data, len, off);
-		if (err == 0 && (flags & CF_FUA))
-			err = ce_vol_flush(c->vol);
-		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
-	}
-	case CMD_READ: {
-		if (flags & ~(uint16_t)(CF_FUA | CF_DF))
-			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for READ");
-		if (len > MAX_PAYLOAD)
-			return reply_error(c, cookie, NBD_EINVAL, "read larger than the maximum payload");
-		if (!in_range)
-			return reply_error(c, cookie, NBD_EINVAL, "read beyond the end of the export");
-		uint8_t *data = buf_get(c, len ? len : 1);
-		int err = ce_vol_read(c->vol, data, len, off), rc;
-		if (err != 0) {
-			rc = reply_error(c, cookie, nbd_errno(err), ce_errmsg());
-		} else if (!c->structured) {
-			rc = reply_simple(c, cookie, 0, data, len);
+	vio_req *vr = &r->vr;
+	conn_budget(nc->c, -1, -r->budget);
+	if (vr->status != 0) {
+		reply_error(nc, r->cookie, nbd_errno(vr->status), vr->msg);
+	} else if (r->type == CMD_READ) {
+		rdref *x = xmalloc(sizeof(*x));
+		x->nc = nc;
+		x->data = r->data;
+		r->data = NULL;
+		if (!nc->structured) {
+			reply_simple_hdr(nc, r->cookie, 0);
 		} else {
 			uint8_t o[8];
-			put64(o, off);
-			rc = reply_chunk(c, cookie, RF_DONE, RT_OFFSET_DATA, o, 8, data, len);
+			put64(o, vr->off);
+			reply_chunk_hdr(nc, r->cookie, RF_DONE, RT_OFFSET_DATA, 8 + r->len);
+			conn_write(nc->c, o, 8);
 		}
-		buf_put(c, data);
-		return rc;
+		conn_write_ref(nc->c, x->data, r->len, release_read, x);
+	} else if (r->type == CMD_BLOCK_STATUS) {
+		size_t n = vr->ext_n;
+		uint8_t *d = xmalloc(4 + 8 * n);
+		put32(d, META_ID_ALLOC);
+		for (size_t i = 0; i < n; i++) {
+			put32(d + 4 + 8 * i, (uint32_t)vr->ext[i].length);
+			put32(d + 8 + 8 * i, (vr->ext[i].flags & CE_EXTENT_HOLE) ? STATE_HOLE | STATE_ZERO : 0);
+		}
+		reply_chunk_hdr(nc, r->cookie, RF_DONE, RT_BLOCK_STATUS, 4 + 8 * n);
+		conn_write(nc->c, d, 4 + 8 * n);
+		free(d);
+	} else {
+		reply_simple_hdr(nc, r->cookie, 0);
 	}
-	case CMD_FLUSH: {
-		if (flags != 0)
-			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for FLUSH");
-		int err = ce_vol_flush(c->vol);
-		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
+	req_free(nc, r);
+}
+
+static void
+on_msg(conn *c, conn_msg *m)
+{
+	nreq *r = (nreq *)((char *)m - offsetof(nreq, msg));
+	answer(conn_data(c), r);
+}
+
+/* Any thread: vio finished r. */
+static void
+vio_done(vio_req *vr)
+{
+	nreq *r = (nreq *)vr;
+	conn_post(r->nc->c, &r->msg);
+}
+
+static void
+submit(nconn *nc, nreq *r, int op, uint32_t vflags, int64_t budget)
+{
+	r->vr.op = (uint8_t)op;
+	r->vr.flags = vflags;
+	r->vr.done = vio_done;
+	r->budget = budget;
+	conn_budget(nc->c, 1, budget);
+	vio_submit(nc->vol, &r->vr);
+}
+
+/* Validate a request read whole (a write with its payload) and submit it, or answer its error. */
+static void
+dispatch(nconn *nc, nreq *r)
+{
+	uint16_t flags = r->flags, type = r->type;
+	uint64_t off = r->vr.off;
+	uint32_t len = r->len;
+	int in_range = off <= nc->size && len <= nc->size - off;
+	const char *bad = NULL;
+	uint32_t nerr = NBD_EINVAL;
+
+	if (r->pre_error) {
+		nerr = r->pre_error;
+		bad = r->pre_msg;
+		goto refuse;
 	}
+	switch (type) {
+	case CMD_WRITE:
+		if (flags & ~(uint16_t)CF_FUA)
+			bad = "unsupported flags for WRITE";
+		else if (!in_range)
+			nerr = NBD_ENOSPC, bad = "write beyond the end of the export";
+		if (bad)
+			goto refuse;
+		r->vr.buf = r->data;
+		return submit(nc, r, VIO_WRITE, (flags & CF_FUA) ? VIO_FUA : 0, len);
+	case CMD_READ:
+		if (flags & ~(uint16_t)(CF_FUA | CF_DF))
+			bad = "unsupported flags for READ";
+		else if (len > MAX_PAYLOAD)
+			bad = "read larger than the maximum payload";
+		else if (!in_range)
+			bad = "read beyond the end of the export";
+		if (bad)
+			goto refuse;
+		r->data = buf_get(nc, len ? len : 1);
+		r->vr.buf = r->data;
+		return submit(nc, r, VIO_READ, 0, len);
+	case CMD_FLUSH:
+		if (flags != 0) {
+			bad = "unsupported flags for FLUSH";
+			goto refuse;
+		}
+		return submit(nc, r, VIO_FLUSH, 0, 0);
 	case CMD_TRIM:
 	case CMD_WRITE_ZEROES: {
 		uint16_t ok = type == CMD_TRIM ? CF_FUA : (CF_FUA | CF_NO_HOLE | CF_FAST_ZERO);
 		if (flags & ~ok)
-			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags");
-		if (!in_range)
-			return reply_error(c, cookie, type == CMD_TRIM ? NBD_EINVAL : NBD_ENOSPC,
-			    "range beyond the end of the export");
-		/* Zeroing always punches holes here, which is as fast as it gets: FAST_ZERO holds. */
-		int err = type == CMD_TRIM ? ce_vol_trim(c->vol, off, len) : ce_vol_write_zeroes(c->vol, off, len);
-		if (err == 0 && (flags & CF_FUA))
-			err = ce_vol_flush(c->vol);
-		return err ? reply_error(c, cookie, nbd_errno(err), ce_errmsg()) : reply_ok(c, cookie);
+			bad = "unsupported flags";
+		else if (!in_range)
+			nerr = type == CMD_TRIM ? NBD_EINVAL : NBD_ENOSPC, bad = "range beyond the end of the export";
+		if (bad)
+			goto refuse;
+		uint32_t vf = ((flags & CF_FUA) ? VIO_FUA : 0) | ((flags & CF_NO_HOLE) ? VIO_NO_HOLE : 0) |
+		    ((flags & CF_FAST_ZERO) ? VIO_FAST_ZERO : 0);
+		return submit(nc, r, type == CMD_TRIM ? VIO_TRIM : VIO_ZERO, vf, 0);
 	}
+	case CMD_CACHE:
+		if (flags != 0)
+			bad = "unsupported flags for CACHE";
+		else if (!in_range)
+			bad = "range beyond the end of the export";
+		if (bad)
+			goto refuse;
+		return submit(nc, r, VIO_CACHE, 0, 0);
 	case CMD_BLOCK_STATUS:
-		if (!c->structured || !c->meta_alloc)
-			return reply_error(c, cookie, NBD_EINVAL, "BLOCK_STATUS needs a negotiated meta context");
-		if (flags & ~(uint16_t)CF_REQ_ONE)
-			return reply_error(c, cookie, NBD_EINVAL, "unsupported flags for BLOCK_STATUS");
-		if (len == 0 || !in_range)
-			return reply_error(c, cookie, NBD_EINVAL, "bad range for BLOCK_STATUS");
-		return do_block_status(c, cookie, flags, off, len);
+		if (!nc->structured || !nc->meta_alloc)
+			bad = "BLOCK_STATUS needs a negotiated meta context";
+		else if (flags & ~(uint16_t)CF_REQ_ONE)
+			bad = "unsupported flags for BLOCK_STATUS";
+		else if (len == 0 || !in_range)
+			bad = "bad range for BLOCK_STATUS";
+		if (bad)
+			goto refuse;
+		r->vr.ext = xmalloc(MAX_EXTENTS * sizeof(ce_extent));
+		r->vr.ext_max = MAX_EXTENTS;
+		return submit(nc, r, VIO_MAP, (flags & CF_REQ_ONE) ? VIO_MAP_ONE : 0, 0);
 	default:
-		return reply_error(c, cookie, NBD_EINVAL, "unknown command");
+		bad = "unknown command";
+		goto refuse;
 	}
+refuse:
+	reply_error(nc, r->cookie, nerr, bad);
+	req_free(nc, r);
 }
 
-static void
-req_free(conn *c, req *r)
-{
-	buf_put(c, r->data);
-	free(r);
-}
+/* ---- parsing (conn_proto.on_data) ---- */
 
-static void *
-worker_thread(void *arg)
+static size_t
+on_data(conn *c, const uint8_t *p, size_t n)
 {
-	conn *c = arg;
-	pthread_mutex_lock(&c->qlock);
-	for (;;) {
-		while (c->qhead == NULL && !c->qdone)
-			pthread_cond_wait(&c->qcv, &c->qlock);
-		req *r = c->qhead;
-		if (r == NULL)
-			break;
-		c->qhead = r->next;
-		if (c->qhead == NULL)
-			c->qtail = NULL;
-		pthread_mutex_unlock(&c->qlock);
-		int rc = exec_request(c, r);
-		uint64_t bytes = r->data ? r->len : 0;
-		req_free(c, r);
-		pthread_mutex_lock(&c->qlock);
-		c->qbytes -= bytes;
-		pthread_cond_signal(&c->qspace);
-		if (rc != 0)
-			shutdown(c->fd, SHUT_RDWR); /* the client is gone: stop the reader too */
+	nconn *nc = conn_data(c);
+	switch (nc->state) {
+	case ST_FLAGS: {
+		if (n < 4)
+			return 0;
+		uint32_t cflags = get32(p);
+		if (cflags & ~(uint32_t)(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES)) {
+			log_info("nbd %s: unknown client flags 0x%x, closing", conn_peer(c), cflags);
+			nc->state = ST_DONE;
+			conn_close(c);
+			return 4;
+		}
+		nc->no_zeroes = (cflags & FLAG_NO_ZEROES) != 0;
+		nc->state = ST_OPTIONS;
+		return 4;
 	}
-	pthread_mutex_unlock(&c->qlock);
-	return NULL;
-}
-
-/* Transmission: this thread reads and queues; WORKERS threads run requests. */
-static void
-transmit(conn *c)
-{
-	pthread_t w[WORKERS];
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, WORKER_STACK);
-	int nw = 0;
-	for (; nw < WORKERS; nw++)
-		if (pthread_create(&w[nw], &attr, worker_thread, c) != 0)
-			break;
-	pthread_attr_destroy(&attr);
-	if (nw == 0) {
-		log_err("nbd %s: cannot start worker threads; closing", c->peer);
-		return;
+	case ST_OPTIONS: {
+		if (n < 16)
+			return 0;
+		if (get64(p) != IHAVEOPT) {
+			log_info("nbd %s: bad option magic, closing", conn_peer(c));
+			nc->state = ST_DONE;
+			conn_close(c);
+			return n;
+		}
+		uint32_t opt = get32(p + 8), len = get32(p + 12);
+		if (len > MAX_OPTION) {
+			if (len > MAX_SKIP) {
+				nc->state = ST_DONE;
+				conn_close(c);
+				return n;
+			}
+			nc->skip_opt = opt;
+			nc->skip_left = nc->skip_total = len;
+			nc->state = ST_OPT_SKIP;
+			return 16;
+		}
+		if (n < 16u + len)
+			return 0;
+		do_option(nc, opt, p + 16, len);
+		return 16u + len;
 	}
-	while (!atomic_load(&stopping)) {
-		req *r = read_request(c);
-		if (r == NULL)
-			break;
+	case ST_OPT_SKIP: {
+		size_t k = (size_t)MIN((uint64_t)n, nc->skip_left);
+		nc->skip_left -= k;
+		if (nc->skip_left == 0) {
+			opt_error(nc, nc->skip_opt, ERR_TOO_BIG, "option payload of %" PRIu64 " bytes is too large",
+			    nc->skip_total);
+			nc->state = ST_OPTIONS;
+		}
+		return k;
+	}
+	case ST_REQUEST: {
+		if (n < 28)
+			return 0;
+		if (get32(p) != REQUEST_MAGIC) {
+			log_info("nbd %s: bad request magic 0x%08x, closing", conn_peer(c), get32(p));
+			nc->state = ST_DONE;
+			conn_close(c);
+			return n;
+		}
+		nreq *r = xcalloc(1, sizeof(*r));
+		r->nc = nc;
+		r->flags = get16(p + 4);
+		r->type = get16(p + 6);
+		r->cookie = get64(p + 8);
+		r->vr.off = get64(p + 16);
+		r->len = get32(p + 24);
+		r->vr.len = r->len;
 		if (r->type == CMD_DISC) {
-			req_free(c, r);
-			break;
+			free(r);
+			nc->state = ST_DONE;
+			conn_close(c); /* what was read before is answered first (invariant 5) */
+			return 28;
 		}
-		/*
-		 * A write without FUA completes in memory: run it here rather than
-		 * pay for a hand-off (measured: 4k writes at QD32 went from 84k to
-		 * 55k IOPS on 2 cores when workers ran them). Reads, flushes, FUA
-		 * writes and trims may wait on the disk: they go to the workers.
-		 */
-		if (r->type == CMD_WRITE && !(r->flags & CF_FUA) && !r->pre_error) {
-			int rc = exec_request(c, r);
-			req_free(c, r);
-			if (rc != 0)
-				break;
-			continue;
+		if (r->type != CMD_WRITE) {
+			dispatch(nc, r);
+			return 28;
 		}
-		uint64_t bytes = r->data ? r->len : 0;
-		pthread_mutex_lock(&c->qlock);
-		while (c->qbytes > 0 && c->qbytes + bytes > QUEUE_BYTES)
-			pthread_cond_wait(&c->qspace, &c->qlock);
-		c->qbytes += bytes;
-		if (c->qtail)
-			c->qtail->next = r;
-		else
-			c->qhead = r;
-		c->qtail = r;
-		pthread_cond_signal(&c->qcv);
-		pthread_mutex_unlock(&c->qlock);
+		/* The payload follows: read it (or skip it) before anything else. */
+		if (r->len > MAX_PAYLOAD) {
+			log_info("nbd %s: write of %u bytes exceeds the %u limit", conn_peer(c), r->len, MAX_PAYLOAD);
+			if (r->len > MAX_SKIP) {
+				free(r);
+				nc->state = ST_DONE;
+				conn_close(c);
+				return n;
+			}
+			r->pre_error = NBD_EOVERFLOW;
+			r->pre_msg = "write larger than the maximum payload";
+			nc->cur = r;
+			nc->skip_left = r->len;
+			nc->state = ST_SKIP;
+			return 28;
+		}
+		r->data = buf_get(nc, r->len ? r->len : 1);
+		nc->cur = r;
+		nc->have = 0;
+		nc->state = ST_PAYLOAD;
+		if (r->len == 0) {
+			nc->cur = NULL;
+			nc->state = ST_REQUEST;
+			dispatch(nc, r);
+		}
+		return 28;
 	}
-	/* Requests already read are finished and answered before the connection ends. */
-	pthread_mutex_lock(&c->qlock);
-	c->qdone = 1;
-	pthread_cond_broadcast(&c->qcv);
-	pthread_mutex_unlock(&c->qlock);
-	for (int i = 0; i < nw; i++)
-		pthread_join(w[i], NULL);
+	case ST_PAYLOAD: {
+		nreq *r = nc->cur;
+		size_t k = MIN(n, (size_t)(r->len - nc->have));
+		memcpy(r->data + nc->have, p, k);
+		nc->have += (uint32_t)k;
+		if (nc->have == r->len) {
+			nc->cur = NULL;
+			nc->state = ST_REQUEST;
+			dispatch(nc, r);
+		}
+		return k;
+	}
+	case ST_SKIP: {
+		size_t k = (size_t)MIN((uint64_t)n, nc->skip_left);
+		nc->skip_left -= k;
+		if (nc->skip_left == 0) {
+			nreq *r = nc->cur;
+			nc->cur = NULL;
+			nc->state = ST_REQUEST;
+			dispatch(nc, r);
+		}
+		return k;
+	}
+	default:
+		return n; /* ST_DONE: discard */
+	}
 }
 
-static void *
-conn_thread(void *arg)
+static void
+on_open(conn *c)
 {
-	conn *c = arg;
-	log_info("nbd %s: connected", c->peer);
-	if (haggle(c)) {
-		log_info("nbd %s: serving %s (%" PRIu64 " bytes)%s", c->peer, c->export_name, c->size,
-		    c->structured ? ", structured replies" : "");
-		transmit(c);
-	}
-	if (c->vol != NULL)
-		reg_vol_close(c->vol, c->pool);
-	close(c->fd);
-	log_info("nbd %s: disconnected", c->peer);
-	pthread_mutex_lock(&conns_lock);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	nconns--;
-	pthread_cond_broadcast(&conns_cv);
-	pthread_mutex_unlock(&conns_lock);
-	free(c->buf);
-	while (c->bfree != NULL) {
-		pbuf *b = c->bfree;
-		c->bfree = b->next;
+	nconn *nc = xcalloc(1, sizeof(*nc));
+	nc->c = c;
+	nc->state = ST_FLAGS;
+	conn_set_data(c, nc);
+	uint8_t hello[18];
+	put64(hello, NBDMAGIC);
+	put64(hello + 8, IHAVEOPT);
+	put16(hello + 16, FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+	conn_write(c, hello, 18);
+}
+
+static void
+on_close(conn *c)
+{
+	nconn *nc = conn_data(c);
+	if (nc == NULL)
+		return;
+	if (nc->cur != NULL)
+		req_free(nc, nc->cur);
+	vio_close(nc->vol);
+	while (nc->bfree != NULL) {
+		pbuf *b = nc->bfree;
+		nc->bfree = b->next;
 		free(b);
 	}
-	pthread_mutex_destroy(&c->block);
-	pthread_mutex_destroy(&c->qlock);
-	pthread_cond_destroy(&c->qcv);
-	pthread_cond_destroy(&c->qspace);
-	pthread_mutex_destroy(&c->send_lock);
-	free(c);
-	return NULL;
+	free(nc);
 }
 
-static void *
-accept_thread(void *arg)
-{
-	int lfd = (int)(intptr_t)arg;
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (atomic_load(&stopping))
-				return NULL;
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-				log_warn("nbd: accept: %s; retrying", strerror(errno));
-				usleep(100000);
-				continue;
-			}
-			if (errno == EINVAL || errno == EBADF)
-				return NULL; /* listening socket shut down */
-			log_warn("nbd: accept: %s", strerror(errno));
-			continue;
-		}
-		if (atomic_load(&stopping)) {
-			close(fd);
-			return NULL;
-		}
-		conn *c = xcalloc(1, sizeof(*c));
-		c->fd = fd;
-		pthread_mutex_init(&c->qlock, NULL);
-		pthread_cond_init(&c->qcv, NULL);
-		pthread_cond_init(&c->qspace, NULL);
-		pthread_mutex_init(&c->send_lock, NULL);
-		pthread_mutex_init(&c->block, NULL);
-		if (ss.ss_family == AF_UNIX) {
-			snprintf(c->peer, sizeof(c->peer), "unix#%d", fd);
-		} else {
-			int one = 1;
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			char host[64], serv[16];
-			getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
-			    NI_NUMERICHOST | NI_NUMERICSERV);
-			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
-		}
-		pthread_mutex_lock(&conns_lock);
-		c->next = conns;
-		if (conns)
-			conns->prev = c;
-		conns = c;
-		nconns++;
-		pthread_mutex_unlock(&conns_lock);
-		pthread_t t;
-		pthread_attr_t a;
-		pthread_attr_init(&a);
-		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &a, conn_thread, c) != 0) {
-			log_err("nbd %s: cannot start a thread; closing", c->peer);
-			shutdown(fd, SHUT_RDWR);
-			pthread_attr_destroy(&a);
-			conn_thread(c);
-			continue;
-		}
-		pthread_attr_destroy(&a);
-	}
-}
-
-static int
-listen_unix(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return err_set(-ENAMETOOLONG, "unix socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return err_set(-errno, "socket: %s", strerror(errno));
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 64) != 0) {
-		int e = errno;
-		close(fd);
-		return err_set(-e, "%s: %s", path, strerror(e));
-	}
-	snprintf(unix_paths[nlisten], sizeof(unix_paths[0]), "%s", path);
-	return fd;
-}
-
-static int
-listen_tcp(const char *spec)
-{
-	char host[256], port[32];
-	const char *colon;
-	if (spec[0] == '[') {
-		const char *end = strchr(spec, ']');
-		if (end == NULL || end[1] != ':')
-			return err_set(-EINVAL, "bad NBD address '%s' (use [ADDR]:PORT)", spec);
-		snprintf(host, sizeof(host), "%.*s", (int)(end - spec - 1), spec + 1);
-		snprintf(port, sizeof(port), "%s", end + 2);
-	} else {
-		colon = strrchr(spec, ':');
-		if (colon == NULL)
-			return err_set(-EINVAL, "bad NBD address '%s' (use ADDR:PORT)", spec);
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
-		snprintf(port, sizeof(port), "%s", colon + 1);
-	}
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
-	struct addrinfo *res;
-	int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-	if (g != 0)
-		return err_set(-EINVAL, "NBD address '%s': %s", spec, gai_strerror(g));
-	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	int one = 1;
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-		int e = errno;
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return err_set(-e, "cannot listen on %s: %s", spec, strerror(e));
-	}
-	freeaddrinfo(res);
-	unix_paths[nlisten][0] = '\0';
-	return fd;
-}
+static const conn_proto nbd_proto = { "nbd", on_open, on_data, on_msg, on_close };
 
 int
 nbd_listen(const char *spec)
 {
-	if (nlisten == (int)ARRAY_SIZE(listen_fds))
-		return err_set(-E2BIG, "too many NBD listeners");
-	int fd = strncmp(spec, "unix:", 5) == 0 ? listen_unix(spec + 5) : listen_tcp(spec);
-	if (fd < 0)
-		return fd;
-	listen_fds[nlisten++] = fd;
-	log_info("nbd: listening on %s", spec);
-	return 0;
-}
-
-int
-nbd_start(void)
-{
-	for (int i = 0; i < nlisten; i++)
-		if (pthread_create(&accept_threads[i], NULL, accept_thread, (void *)(intptr_t)listen_fds[i]) != 0)
-			return err_set(-EAGAIN, "cannot start the NBD accept thread");
-	return 0;
-}
-
-void
-nbd_stop(void)
-{
-	atomic_store(&stopping, 1);
-	for (int i = 0; i < nlisten; i++) {
-		shutdown(listen_fds[i], SHUT_RDWR);
-		pthread_join(accept_threads[i], NULL);
-		close(listen_fds[i]);
-		if (unix_paths[i][0])
-			unlink(unix_paths[i]);
-	}
-	/* Let each connection finish the request it is in, then end it. */
-	pthread_mutex_lock(&conns_lock);
-	for (conn *c = conns; c != NULL; c = c->next)
-		shutdown(c->fd, SHUT_RD);
-	while (nconns > 0)
-		pthread_cond_wait(&conns_cv, &conns_lock);
-	pthread_mutex_unlock(&conns_lock);
+	return conn_listen(spec, &nbd_proto);
 }

@@ -81,7 +81,9 @@ fail(reqerr *e, int err, int code)
 	X("vol.list", op_vol_list, NULL)            \
 	X("vol.get", op_vol_get, NULL)              \
 	X("vol.set", op_vol_set, NULL)              \
-	X("vol.inherit", op_vol_inherit, NULL)
+	X("vol.inherit", op_vol_inherit, NULL)      \
+	X("vol.iostat", op_vol_iostat, "vol.iostat") \
+	X("test.vio_fault", op_test_vio_fault, NULL)
 
 typedef int (*ctl_op_fn)(json_object *args, json_object *res, reqerr *e);
 #define CTL_OP_DECL_(name, fn, feature) int fn(json_object *args, json_object *res, reqerr *e);

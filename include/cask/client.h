@@ -278,6 +278,25 @@ int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_
 int cask_diff_next(cask_diff_iter *it, cask_extent *ext);
 void cask_diff_end(cask_diff_iter *it);
 
+/*
+ * (CASK_1.1) IO statistics of a volume as its frontends (NBD) see it, since
+ * caskd started: per kind of request, completed requests, bytes moved by the
+ * successful ones, failures, requests in flight now, total latency, and a
+ * latency histogram (bucket k: [2^k, 2^(k+1)) microseconds; 0 also < 1 us).
+ */
+enum { CASK_IO_READ, CASK_IO_WRITE, CASK_IO_FLUSH, CASK_IO_TRIM, CASK_IO_ZERO, CASK_IO_MAP, CASK_IO_CACHE,
+	CASK_IO_KINDS };
+#define CASK_IO_HIST_BUCKETS 32
+typedef struct cask_io_counts {
+	uint64_t count, bytes, errors, in_flight, latency_ns;
+	uint64_t hist_us[CASK_IO_HIST_BUCKETS];
+} cask_io_counts;
+typedef struct cask_iostat {
+	uint64_t time_ns;       /* caskd's monotonic clock when read (rates between two calls) */
+	cask_io_counts kind[CASK_IO_KINDS];
+} cask_iostat;
+int cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out);
+
 #ifdef __cplusplus
 }
 #endif

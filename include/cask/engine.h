@@ -374,6 +374,11 @@ int ce_vol_readonly(const ce_vol *v);
 uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
+/* flags: CE_WRITE_FUA makes the write durable before it returns (as a FLUSH of the volume would). */
+enum { CE_WRITE_FUA = 1 };
+int ce_vol_write_flags(ce_vol *v, const void *buf, size_t len, uint64_t off, unsigned flags);
+/* 1 if a write now would wait for the sync thread (dirty data over the pool's limit): a hint, unlocked. */
+int ce_vol_write_would_wait(const ce_vol *v);
 /* Make every write that returned before this call durable, as the volume's
  * sync property says (a no-op with sync=disabled). What NBD FLUSH calls. */
 int ce_vol_flush(ce_vol *v);

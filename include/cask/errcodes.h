@@ -71,7 +71,8 @@
 	X(36, JOB_NOT_FOUND, "JOB_NOT_FOUND", ENOENT, "no job of that id")                         \
 	X(37, JOB_ENDED, "JOB_ENDED", EALREADY, "job.cancel of a job that has ended")              \
 	X(38, NOT_RUNNING, "NOT_RUNNING", ECONNREFUSED, "libcask: caskd cannot be reached")        \
-	X(39, TIMED_OUT, "TIMED_OUT", ETIMEDOUT, "libcask: a job still runs after the timeout")
+	X(39, TIMED_OUT, "TIMED_OUT", ETIMEDOUT, "libcask: a job still runs after the timeout")  \
+	X(40, NOT_SUPPORTED, "NOT_SUPPORTED", ENOTSUP, "not enabled in this caskd (test.vio_fault without --test-ops)")
 
 /*
  * What an errno alone says, for a failure that was given no specific code:

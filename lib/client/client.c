@@ -753,6 +753,36 @@ cask_vol_get(cask_client *c, const char *name, cask_vol_info *out)
 	return 0;
 }
 
+int
+cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out)
+{
+	static const char *kinds[CASK_IO_KINDS] = { "read", "write", "flush", "trim", "zero", "map", "cache" };
+	json_object *a = json_object_new_object(), *r, *ops, *o, *h;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.iostat", a, &r);
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->time_ns = get_u64(r, "time_ns");
+	if (json_object_object_get_ex(r, "ops", &ops)) {
+		for (int i = 0; i < CASK_IO_KINDS; i++) {
+			if (!json_object_object_get_ex(ops, kinds[i], &o))
+				continue;
+			cask_io_counts *k = &out->kind[i];
+			k->count = get_u64(o, "count");
+			k->bytes = get_u64(o, "bytes");
+			k->errors = get_u64(o, "errors");
+			k->in_flight = get_u64(o, "in_flight");
+			k->latency_ns = get_u64(o, "latency_ns");
+			if (json_object_object_get_ex(o, "histogram_us", &h) && json_object_is_type(h, json_type_array))
+				for (size_t b = 0; b < CASK_IO_HIST_BUCKETS && b < json_object_array_length(h); b++)
+					k->hist_us[b] = json_object_get_uint64(json_object_array_get_idx(h, b));
+		}
+	}
+	json_object_put(r);
+	return 0;
+}
+
 /* ---- snapshots ---- */
 
 static json_object *

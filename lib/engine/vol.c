@@ -705,6 +705,24 @@ ce_vol_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
 	return sync_always(h->v, vol_modify(h, buf, len, off));
 }
 
+/* A hint for callers that must not block: a write now would wait for the sync thread (too much dirty data). */
+int
+ce_vol_write_would_wait(const ce_vol *h)
+{
+	ce_pool *p = h->v->pool;
+	return __atomic_load_n(&p->dirty_total, __ATOMIC_RELAXED) > p->opts.dirty_max;
+}
+
+/* CE_WRITE_FUA: durable on return (a log commit of this volume; none with sync=disabled). */
+int
+ce_vol_write_flags(ce_vol *h, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	int err = ce_vol_write(h, buf, len, off);
+	if (err == 0 && (flags & CE_WRITE_FUA) && h->v->sync == CE_SYNC_STANDARD)
+		err = ilog_commit(h->v->pool, h->v);
+	return err;
+}
+
 int
 ce_vol_flush(ce_vol *h)
 {

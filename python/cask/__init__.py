@@ -103,6 +103,7 @@ _BY_CODE = {
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut,
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
+    "NOT_SUPPORTED": Error,
 }
 
 

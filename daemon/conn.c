@@ -1,0 +1,827 @@
+/*
+ * conn.c -- listeners, event loops and connections for the frontends
+ * (docs/design-vio.md §4-6). A frontend is a conn_proto; this file owns
+ * the sockets, the threads and the per-connection buffers and bounds.
+ *
+ * A connection goes through:
+ *
+ *   accepted (loop 0) -> open (its loop: on_open) -> serving (on_data, on_msg)
+ *     -> closing (conn_close, EOF, stop: no more reading; in-flight requests
+ *        are answered and the output written) -> gone (on_close, freed)
+ *   serving/closing -> dead (write error, stall timeout: output dropped)
+ *     -> gone once nothing is in flight
+ *
+ * Invariants:
+ *   1. The number of threads is fixed at conn_start (L loops); it never
+ *      depends on the number of connections.
+ *   2. A connection's socket, buffers and protocol state are touched only
+ *      by its loop thread; other threads reach it only through conn_post
+ *      (a list under the loop's lock, and its eventfd).
+ *   3. A connection is freed only when it is closing or dead, nothing is
+ *      in flight (the protocol's conn_budget count is 0) and no message
+ *      for it is queued, so no worker completes into freed memory.
+ *   4. While a connection's budget (requests in flight and their bytes,
+ *      plus queued output) is over QUEUE_REQS or QUEUE_BYTES, its socket
+ *      is not read: a client cannot grow caskd's memory past the bound by
+ *      not reading replies. If it also leaves output unwritten for
+ *      stall_timeout seconds, it is cut off.
+ *   5. At most max_connections are served; a connection past it is
+ *      accepted only to be told (conn_refused), and at most REFUSED_MAX
+ *      such are kept at once.
+ */
+#include "conn.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define QUEUE_BYTES (64u << 20)  /* per connection: payload in flight and output queued */
+#define QUEUE_REQS 256           /* per connection: requests in flight */
+#define RBUF_SIZE (256u << 10)
+#define CHUNK_INLINE 4096u
+#define REFUSED_MAX 64
+#define MAX_LISTEN 16
+#define MAX_LOOPS 8
+
+typedef struct ochunk {
+	struct ochunk *next;
+	const uint8_t *p;
+	size_t len, off;
+	void (*release)(void *arg);
+	void *arg;
+	size_t cap;              /* inline bytes (0 for a reference chunk) */
+	uint8_t inl[];
+} ochunk;
+
+typedef struct loop loop;
+
+struct conn {
+	int fd;
+	char peer[80];
+	const conn_proto *proto;
+	void *data;
+	loop *lp;
+	int refused;
+	int rd_closed;           /* EOF seen, conn_close or stop: no more reading of the socket */
+	int closing;             /* conn_close: the protocol takes no more input, buffered or not */
+	int dead;                /* write error or cut off: output dropped */
+	int registered;
+	uint32_t events;         /* what epoll watches now */
+	uint8_t *rbuf;
+	size_t rlen;
+	ochunk *ohead, *otail;
+	size_t obytes;
+	int inflight;
+	int64_t inflight_bytes;
+	time_t out_blocked_since; /* output waiting on a full socket since (0: not blocked) */
+	time_t opened;
+	conn_msg *mhead, *mtail;  /* under lp->lock */
+	int queued;               /* on lp->ready (under lp->lock) */
+	conn *ready_next;
+	conn *next, *prev;        /* the loop's list */
+};
+
+struct loop {
+	int idx;
+	int epfd, efd;
+	pthread_t tid;
+	pthread_mutex_t lock;
+	conn *ready;              /* connections with messages, or new ones (under lock) */
+	conn *newc;               /* accepted, not yet opened (under lock) */
+	int stop;                 /* under lock */
+	int stopping_read;        /* under lock: shut every connection's reading */
+	conn *conns;              /* loop thread only */
+	atomic_int nconns;
+};
+
+typedef struct listener {
+	int fd;
+	const conn_proto *proto;
+	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char spec[128];
+} listener;
+
+static listener listeners[MAX_LISTEN];
+static int nlisten;
+static loop loops[MAX_LOOPS];
+static int nloops;
+static conn_config cfg = { 0, 1024, 60 };
+static atomic_int nserved, nrefused;
+static atomic_int accepting;
+static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t count_cv = PTHREAD_COND_INITIALIZER;
+static _Thread_local loop *cur_loop;
+static int listen_marker, wake_marker; /* epoll tags (their addresses) */
+
+/* ---- listening ---- */
+
+static int
+listen_unix(const char *path, listener *l)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return err_set(-ENAMETOOLONG, "unix socket path too long: %s", path);
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return err_set(-errno, "socket: %s", strerror(errno));
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int e = errno;
+		close(fd);
+		return err_set(-e, "%s: %s", path, strerror(e));
+	}
+	snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
+	return fd;
+}
+
+static int
+listen_tcp(const char *spec)
+{
+	char host[256], port[32];
+	if (spec[0] == '[') {
+		const char *end = strchr(spec, ']');
+		if (end == NULL || end[1] != ':')
+			return err_set(-EINVAL, "bad address '%s' (use [ADDR]:PORT)", spec);
+		snprintf(host, sizeof(host), "%.*s", (int)(end - spec - 1), spec + 1);
+		snprintf(port, sizeof(port), "%s", end + 2);
+	} else {
+		const char *colon = strrchr(spec, ':');
+		if (colon == NULL)
+			return err_set(-EINVAL, "bad address '%s' (use ADDR:PORT)", spec);
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - spec), spec);
+		snprintf(port, sizeof(port), "%s", colon + 1);
+	}
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res;
+	int g = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (g != 0)
+		return err_set(-EINVAL, "address '%s': %s", spec, gai_strerror(g));
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int one = 1;
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return err_set(-e, "cannot listen on %s: %s", spec, strerror(e));
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+int
+conn_listen(const char *spec, const conn_proto *proto)
+{
+	if (nlisten == MAX_LISTEN)
+		return err_set(-E2BIG, "too many listeners (at most %d)", MAX_LISTEN);
+	listener *l = &listeners[nlisten];
+	memset(l, 0, sizeof(*l));
+	int fd = strncmp(spec, "unix:", 5) == 0 ? listen_unix(spec + 5, l) : listen_tcp(spec);
+	if (fd < 0)
+		return fd;
+	l->fd = fd;
+	l->proto = proto;
+	snprintf(l->spec, sizeof(l->spec), "%s", spec);
+	nlisten++;
+	log_info("%s: listening on %s", proto->name, spec);
+	return 0;
+}
+
+/* ---- output ---- */
+
+static void
+chunk_free(ochunk *k)
+{
+	if (k->release)
+		k->release(k->arg);
+	free(k);
+}
+
+void
+conn_write(conn *c, const void *p, size_t n)
+{
+	if (c->dead || n == 0)
+		return;
+	ochunk *t = c->otail;
+	if (t != NULL && t->cap > 0 && t->cap - t->len >= n) {
+		memcpy(t->inl + t->len, p, n);
+		t->len += n;
+	} else {
+		size_t cap = MAX(n, (size_t)CHUNK_INLINE);
+		ochunk *k = xmalloc(sizeof(*k) + cap);
+		memset(k, 0, sizeof(*k));
+		k->cap = cap;
+		k->p = k->inl;
+		memcpy(k->inl, p, n);
+		k->len = n;
+		if (c->otail)
+			c->otail->next = k;
+		else
+			c->ohead = k;
+		c->otail = k;
+	}
+	c->obytes += n;
+}
+
+void
+conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg), void *arg)
+{
+	if (c->dead || n == 0) {
+		/* nothing to send (a zero-length chunk would make writev return 0 forever) */
+		if (release)
+			release(arg);
+		return;
+	}
+	ochunk *k = xcalloc(1, sizeof(*k));
+	k->p = p;
+	k->len = n;
+	k->release = release;
+	k->arg = arg;
+	if (c->otail)
+		c->otail->next = k;
+	else
+		c->ohead = k;
+	c->otail = k;
+	c->obytes += n;
+}
+
+static void
+drop_output(conn *c)
+{
+	while (c->ohead != NULL) {
+		ochunk *k = c->ohead;
+		c->ohead = k->next;
+		chunk_free(k);
+	}
+	c->otail = NULL;
+	c->obytes = 0;
+}
+
+static void
+mark_dead(conn *c, const char *why)
+{
+	if (c->dead)
+		return;
+	if (why)
+		log_info("%s %s: %s", c->proto->name, c->peer, why);
+	c->dead = 1;
+	c->rd_closed = 1;
+	c->closing = 1;
+	c->rlen = 0;
+	shutdown(c->fd, SHUT_RDWR);
+	drop_output(c);
+}
+
+static void
+flush_output(conn *c)
+{
+	while (c->ohead != NULL && !c->dead) {
+		struct iovec iov[64];
+		int n = 0;
+		for (ochunk *k = c->ohead; k != NULL && n < 64; k = k->next, n++) {
+			iov[n].iov_base = (void *)(k->p + k->off);
+			iov[n].iov_len = k->len - k->off;
+		}
+		ssize_t w = writev(c->fd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				if (c->out_blocked_since == 0)
+					c->out_blocked_since = time(NULL);
+				return;
+			}
+			mark_dead(c, "write failed; closing");
+			return;
+		}
+		size_t left = (size_t)w;
+		c->obytes -= left;
+		c->out_blocked_since = 0; /* progress: the stall clock restarts */
+		while (left > 0) {
+			ochunk *k = c->ohead;
+			size_t in = k->len - k->off;
+			if (left < in) {
+				k->off += left;
+				break;
+			}
+			left -= in;
+			c->ohead = k->next;
+			if (c->ohead == NULL)
+				c->otail = NULL;
+			chunk_free(k);
+		}
+	}
+	c->out_blocked_since = 0;
+}
+
+/* ---- the connection's state ---- */
+
+static int
+throttled(const conn *c)
+{
+	return c->inflight >= QUEUE_REQS || (uint64_t)c->inflight_bytes + c->obytes > QUEUE_BYTES;
+}
+
+static void
+set_events(conn *c)
+{
+	uint32_t want = 0;
+	if (!c->rd_closed && !throttled(c))
+		want |= EPOLLIN | EPOLLRDHUP;
+	if (c->ohead != NULL && !c->dead)
+		want |= EPOLLOUT;
+	if (want == c->events && c->registered)
+		return;
+	struct epoll_event ev = { .events = want, .data.ptr = c };
+	if (epoll_ctl(c->lp->epfd, c->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd, &ev) == 0) {
+		c->registered = 1;
+		c->events = want;
+	}
+}
+
+static void
+destroy(conn *c)
+{
+	loop *lp = c->lp;
+	if (c->registered)
+		epoll_ctl(lp->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+	drop_output(c);
+	if (c->proto->on_close)
+		c->proto->on_close(c);
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		lp->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	log_info("%s %s: disconnected", c->proto->name, c->peer);
+	free(c->rbuf);
+	int refused = c->refused;
+	free(c);
+	atomic_fetch_sub(&lp->nconns, 1);
+	pthread_mutex_lock(&count_lock);
+	if (refused)
+		atomic_fetch_sub(&nrefused, 1);
+	else
+		atomic_fetch_sub(&nserved, 1);
+	pthread_cond_broadcast(&count_cv);
+	pthread_mutex_unlock(&count_lock);
+}
+
+/* Consume buffered input while the protocol takes it and the budget allows. */
+static void
+parse_input(conn *c)
+{
+	size_t pos = 0;
+	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c)) {
+		size_t k = c->proto->on_data(c, c->rbuf + pos, c->rlen - pos);
+		if (k == 0)
+			break;
+		pos += k;
+	}
+	if (pos > 0) {
+		memmove(c->rbuf, c->rbuf + pos, c->rlen - pos);
+		c->rlen -= pos;
+	}
+}
+
+static void
+on_readable(conn *c)
+{
+	for (int round = 0; round < 8 && !c->rd_closed && !throttled(c); round++) {
+		if (c->rlen == RBUF_SIZE)
+			break; /* the protocol wants more than a buffer holds: it consumes partially, so this is a bug */
+		ssize_t n = read(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				c->rd_closed = 1;
+			break;
+		}
+		if (n == 0) {
+			c->rd_closed = 1;
+			break;
+		}
+		c->rlen += (size_t)n;
+		parse_input(c);
+		if ((size_t)n < RBUF_SIZE / 2)
+			break; /* drained the socket, most likely */
+	}
+}
+
+/* After any event: write what can be written, resume reading, or end the connection. */
+static void
+settle(conn *c)
+{
+	if (!c->dead && !c->closing && !throttled(c) && c->rlen > 0) {
+		parse_input(c);
+		/* At EOF or stop, requests already read are still served (NBD invariant 5); a partial one is dropped. */
+		if (c->rd_closed && !throttled(c))
+			c->rlen = 0;
+	}
+	if (!c->dead)
+		flush_output(c);
+	if ((c->rd_closed || c->dead) && c->inflight == 0 && c->mhead == NULL && c->ohead == NULL &&
+	    (c->rlen == 0 || c->closing || c->dead)) {
+		pthread_mutex_lock(&c->lp->lock);
+		int queued = c->queued;
+		pthread_mutex_unlock(&c->lp->lock);
+		if (!queued) {
+			destroy(c);
+			return;
+		}
+	}
+	set_events(c);
+}
+
+void
+conn_close(conn *c)
+{
+	c->rd_closed = 1;
+	c->closing = 1;
+}
+
+void
+conn_budget(conn *c, int dreqs, int64_t dbytes)
+{
+	c->inflight += dreqs;
+	c->inflight_bytes += dbytes;
+}
+
+int
+conn_inflight(const conn *c)
+{
+	return c->inflight;
+}
+
+void
+conn_set_data(conn *c, void *p)
+{
+	c->data = p;
+}
+
+void *
+conn_data(conn *c)
+{
+	return c->data;
+}
+
+const char *
+conn_peer(const conn *c)
+{
+	return c->peer;
+}
+
+int
+conn_refused(const conn *c)
+{
+	return c->refused;
+}
+
+int
+conn_limit(void)
+{
+	return cfg.max_connections;
+}
+
+int
+conn_count(void)
+{
+	return atomic_load(&nserved);
+}
+
+void
+conn_post(conn *c, conn_msg *m)
+{
+	loop *lp = c->lp;
+	m->next = NULL;
+	pthread_mutex_lock(&lp->lock);
+	if (c->mtail)
+		c->mtail->next = m;
+	else
+		c->mhead = m;
+	c->mtail = m;
+	int wake = 0;
+	if (!c->queued) {
+		c->queued = 1;
+		wake = lp->ready == NULL && lp->newc == NULL;
+		c->ready_next = lp->ready;
+		lp->ready = c;
+	}
+	pthread_mutex_unlock(&lp->lock);
+	if (wake && cur_loop != lp) {
+		uint64_t one = 1;
+		ssize_t rc = write(lp->efd, &one, 8);
+		(void)rc;
+	}
+}
+
+/* ---- accepting ---- */
+
+static loop *
+pick_loop(void)
+{
+	loop *best = &loops[0];
+	for (int i = 1; i < nloops; i++)
+		if (atomic_load(&loops[i].nconns) < atomic_load(&best->nconns))
+			best = &loops[i];
+	return best;
+}
+
+static void
+accept_all(listener *l)
+{
+	for (;;) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				log_warn("%s: accept: %s", l->proto->name, strerror(errno));
+			return; /* EAGAIN: all taken */
+		}
+		if (!atomic_load(&accepting)) {
+			close(fd);
+			continue;
+		}
+		int refused = 0;
+		pthread_mutex_lock(&count_lock);
+		if (atomic_load(&nserved) < cfg.max_connections) {
+			atomic_fetch_add(&nserved, 1);
+		} else if (atomic_load(&nrefused) < REFUSED_MAX) {
+			atomic_fetch_add(&nrefused, 1);
+			refused = 1;
+		} else {
+			refused = -1;
+		}
+		pthread_mutex_unlock(&count_lock);
+		if (refused < 0) {
+			log_warn("%s: connection limit (%d) reached; closed a connection at once", l->proto->name,
+			    cfg.max_connections);
+			close(fd);
+			continue;
+		}
+		conn *c = xcalloc(1, sizeof(*c));
+		c->fd = fd;
+		c->proto = l->proto;
+		c->refused = refused;
+		c->opened = time(NULL);
+		c->rbuf = xmalloc(RBUF_SIZE);
+		if (ss.ss_family == AF_UNIX) {
+			snprintf(c->peer, sizeof(c->peer), "unix#%d", fd);
+		} else {
+			int one = 1;
+			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+			char host[64], serv[16];
+			if (getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), serv, sizeof(serv),
+			    NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+				snprintf(host, sizeof(host), "?"), snprintf(serv, sizeof(serv), "?");
+			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
+		}
+		if (refused)
+			log_warn("%s %s: refused: the connection limit (%d) is reached", c->proto->name, c->peer,
+			    cfg.max_connections);
+		loop *lp = pick_loop();
+		c->lp = lp;
+		atomic_fetch_add(&lp->nconns, 1);
+		pthread_mutex_lock(&lp->lock);
+		int wake = lp->ready == NULL && lp->newc == NULL;
+		c->next = lp->newc;
+		lp->newc = c;
+		pthread_mutex_unlock(&lp->lock);
+		if (wake && cur_loop != lp) {
+			uint64_t one = 1;
+			ssize_t rc = write(lp->efd, &one, 8);
+			(void)rc;
+		}
+	}
+}
+
+/* ---- the loop ---- */
+
+static void
+open_new(loop *lp, conn *list, int stopping)
+{
+	while (list != NULL) {
+		conn *c = list;
+		list = c->next;
+		c->next = lp->conns;
+		c->prev = NULL;
+		if (lp->conns)
+			lp->conns->prev = c;
+		lp->conns = c;
+		log_info("%s %s: connected", c->proto->name, c->peer);
+		c->proto->on_open(c);
+		if (stopping)
+			c->rd_closed = 1;
+		settle(c);
+	}
+}
+
+/* Messages and new connections; returns 1 if there was anything. */
+static int
+run_ready(loop *lp)
+{
+	pthread_mutex_lock(&lp->lock);
+	conn *r = lp->ready, *nc = lp->newc;
+	int any = r != NULL || nc != NULL || lp->stopping_read;
+	lp->ready = NULL;
+	lp->newc = NULL;
+	int stop_read = lp->stopping_read, stopping = lp->stop;
+	lp->stopping_read = 0;
+	pthread_mutex_unlock(&lp->lock);
+	if (nc != NULL)
+		open_new(lp, nc, stopping);
+	while (r != NULL) {
+		conn *c = r;
+		pthread_mutex_lock(&lp->lock);
+		r = c->ready_next;
+		conn_msg *m = c->mhead;
+		c->mhead = c->mtail = NULL;
+		c->queued = 0;
+		pthread_mutex_unlock(&lp->lock);
+		while (m != NULL) {
+			conn_msg *nx = m->next;
+			c->proto->on_msg(c, m);
+			m = nx;
+		}
+		settle(c);
+	}
+	if (stop_read) {
+		for (conn *c = lp->conns, *nx; c != NULL; c = nx) {
+			nx = c->next;
+			c->rd_closed = 1;
+			settle(c);
+		}
+	}
+	return any;
+}
+
+static void
+check_timeouts(loop *lp, time_t now)
+{
+	for (conn *c = lp->conns, *nx; c != NULL; c = nx) {
+		nx = c->next;
+		if (c->dead)
+			continue;
+		if (c->out_blocked_since != 0 && now - c->out_blocked_since >= cfg.stall_timeout &&
+		    (throttled(c) || c->rd_closed)) {
+			mark_dead(c, "client has not read its replies; cut off");
+			settle(c);
+		} else if (c->refused && now - c->opened >= cfg.stall_timeout) {
+			mark_dead(c, "refused connection timed out");
+			settle(c);
+		}
+	}
+}
+
+static void *
+loop_main(void *arg)
+{
+	loop *lp = arg;
+	cur_loop = lp;
+	struct epoll_event evs[64];
+	time_t last_check = time(NULL);
+	for (;;) {
+		pthread_mutex_lock(&lp->lock);
+		int stop = lp->stop && lp->conns == NULL && lp->newc == NULL && lp->ready == NULL;
+		int pending = lp->ready != NULL || lp->newc != NULL || lp->stopping_read;
+		pthread_mutex_unlock(&lp->lock);
+		if (stop)
+			break;
+		int n = epoll_wait(lp->epfd, evs, 64, pending ? 0 : 1000);
+		for (int i = 0; i < n; i++) {
+			void *tag = evs[i].data.ptr;
+			if (tag == &wake_marker) {
+				uint64_t v;
+				ssize_t rc = read(lp->efd, &v, 8);
+				(void)rc;
+			} else if ((uintptr_t)tag >= (uintptr_t)&listeners[0] &&
+			    (uintptr_t)tag < (uintptr_t)&listeners[MAX_LISTEN]) {
+				accept_all(tag);
+			} else {
+				conn *c = tag;
+				if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+					on_readable(c);
+				if ((evs[i].events & EPOLLERR) && !(evs[i].events & EPOLLIN))
+					mark_dead(c, NULL);
+				settle(c);
+			}
+		}
+		while (run_ready(lp))
+			;
+		time_t now = time(NULL);
+		if (now != last_check) {
+			last_check = now;
+			check_timeouts(lp, now);
+		}
+	}
+	return NULL;
+}
+
+int
+conn_start(const conn_config *c)
+{
+	if (c != NULL) {
+		if (c->loops > 0)
+			cfg.loops = c->loops;
+		if (c->max_connections > 0)
+			cfg.max_connections = c->max_connections;
+		if (c->stall_timeout > 0)
+			cfg.stall_timeout = c->stall_timeout;
+	}
+	if (cfg.loops <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		cfg.loops = n < 1 ? 1 : (int)n;
+	}
+	if (cfg.loops > MAX_LOOPS)
+		cfg.loops = MAX_LOOPS;
+	atomic_store(&accepting, 1);
+	for (nloops = 0; nloops < cfg.loops; nloops++) {
+		loop *lp = &loops[nloops];
+		memset(lp, 0, sizeof(*lp));
+		lp->idx = nloops;
+		pthread_mutex_init(&lp->lock, NULL);
+		lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+		lp->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (lp->epfd < 0 || lp->efd < 0)
+			return err_set(-errno, "epoll: %s", strerror(errno));
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &wake_marker };
+		epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->efd, &ev);
+	}
+	/*
+	 * Bound by conn_listen (so a taken port fails early), listening only now:
+	 * until here a client is refused rather than left waiting. Listening
+	 * sockets belong to loop 0 (accepting is cheap; connections spread).
+	 */
+	for (int i = 0; i < nlisten; i++) {
+		if (listen(listeners[i].fd, 1024) != 0)
+			return err_set(-errno, "cannot listen on %s: %s", listeners[i].spec, strerror(errno));
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &listeners[i] };
+		if (epoll_ctl(loops[0].epfd, EPOLL_CTL_ADD, listeners[i].fd, &ev) != 0)
+			return err_set(-errno, "epoll: %s", strerror(errno));
+	}
+	(void)listen_marker;
+	for (int i = 0; i < nloops; i++)
+		if (pthread_create(&loops[i].tid, NULL, loop_main, &loops[i]) != 0) {
+			nloops = i;
+			return err_set(-EAGAIN, "cannot start the event loop threads");
+		}
+	log_info("conn: %d event loop threads, at most %d connections, stall timeout %d s", nloops,
+	    cfg.max_connections, cfg.stall_timeout);
+	return 0;
+}
+
+void
+conn_stop(void)
+{
+	atomic_store(&accepting, 0);
+	for (int i = 0; i < nlisten; i++) {
+		if (nloops > 0)
+			epoll_ctl(loops[0].epfd, EPOLL_CTL_DEL, listeners[i].fd, NULL);
+		close(listeners[i].fd);
+		if (listeners[i].unix_path[0])
+			unlink(listeners[i].unix_path);
+	}
+	nlisten = 0;
+	/* Each connection stops reading; what it already read is answered, then it closes. */
+	for (int i = 0; i < nloops; i++) {
+		loop *lp = &loops[i];
+		pthread_mutex_lock(&lp->lock);
+		lp->stopping_read = 1;
+		lp->stop = 1;
+		pthread_mutex_unlock(&lp->lock);
+		uint64_t one = 1;
+		ssize_t rc = write(lp->efd, &one, 8);
+		(void)rc;
+	}
+	for (int i = 0; i < nloops; i++) {
+		pthread_join(loops[i].tid, NULL);
+		close(loops[i].epfd);
+		close(loops[i].efd);
+		pthread_mutex_destroy(&loops[i].lock);
+	}
+	nloops = 0;
+}

@@ -1,0 +1,99 @@
+#ifndef CASK_DAEMON_VIO_H
+#define CASK_DAEMON_VIO_H
+/*
+ * vio -- the volume IO interface every frontend submits to (docs/design-vio.md).
+ * One asynchronous request interface per volume handle; layers stack like
+ * nbdkit filters (statistics, fault injection, later replication) over the
+ * local engine at the bottom.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include "cask/engine.h"
+
+enum vio_op { VIO_READ, VIO_WRITE, VIO_FLUSH, VIO_TRIM, VIO_ZERO, VIO_MAP, VIO_CACHE, VIO_NOPS };
+/* request flags */
+enum { VIO_FUA = 1u << 0, VIO_NO_HOLE = 1u << 1, VIO_FAST_ZERO = 1u << 2, VIO_MAP_ONE = 1u << 3 };
+/* capabilities of an open volume */
+enum {
+	VIO_CAP_READ_ONLY = 1u << 0, VIO_CAP_FLUSH = 1u << 1, VIO_CAP_FUA = 1u << 2, VIO_CAP_TRIM = 1u << 3,
+	VIO_CAP_ZERO = 1u << 4, VIO_CAP_FAST_ZERO = 1u << 5, VIO_CAP_MAP = 1u << 6, VIO_CAP_CACHE = 1u << 7,
+	VIO_CAP_MULTI_CONN = 1u << 8,
+};
+#define VIO_MAX_HOOKS 8
+#define VIO_MSG_MAX 160
+
+typedef struct vio_req vio_req;
+typedef struct vio_dev vio_dev;
+typedef struct vio_vol vio_vol;
+typedef void (*vio_hook_fn)(vio_req *r, void *arg);
+
+struct vio_req {
+	/* set by the submitter */
+	uint8_t op;              /* enum vio_op */
+	uint32_t flags;          /* VIO_FUA ... */
+	uint64_t off, len;
+	void *buf;               /* READ: filled; WRITE: the data */
+	ce_extent *ext;          /* MAP: room for ext_max extents */
+	size_t ext_max, ext_n;
+	void (*done)(vio_req *r); /* runs exactly once, on any thread (maybe inside vio_submit) */
+	void *udata;
+	/* set on completion */
+	int status;              /* 0 or -errno */
+	int code;                /* stable code on failure: CE_E_* (cask/errcodes.h) */
+	char msg[VIO_MSG_MAX];
+	/* private to the stack */
+	uint64_t start_ns;
+	vio_dev *dev;            /* where the request is now */
+	int nhooks;
+	struct { vio_hook_fn fn; void *arg; } hooks[VIO_MAX_HOOKS];
+	vio_req *wnext;          /* worker queue link */
+};
+
+typedef struct vio_layer_ops {
+	const char *name;
+	void (*submit)(vio_dev *d, vio_req *r);
+	void (*close)(vio_dev *d);
+} vio_layer_ops;
+
+struct vio_dev {
+	const vio_layer_ops *ops;
+	vio_dev *next;           /* the layer below (NULL for the bottom) */
+	vio_vol *vol;
+	void *priv;
+};
+
+/* ---- for frontends ---- */
+/* open_flags: none yet. On failure returns NULL with *err a negative errno (message: ce_errmsg()). */
+vio_vol *vio_open(const char *export_name, unsigned open_flags, int *err);
+/* The caller has seen every submitted request complete. */
+void vio_close(vio_vol *v);
+uint64_t vio_size(const vio_vol *v);
+uint32_t vio_block_size(const vio_vol *v);
+unsigned vio_caps(const vio_vol *v);
+const char *vio_name(const vio_vol *v);
+void vio_submit(vio_vol *v, vio_req *r);
+const char *vio_op_name(int op);
+
+/* ---- for layers ---- */
+void vio_next(vio_dev *d, vio_req *r);                       /* pass down */
+void vio_push_done(vio_req *r, vio_hook_fn fn, void *arg);  /* see the completion on the way up */
+void vio_complete(vio_req *r, int status, const char *msg); /* end it here (runs the hooks, then done) */
+/* Run fn(arg) on a worker thread (a layer that must wait: delay). */
+void vio_defer(void (*fn)(void *arg), void *arg);
+uint64_t vio_now_ns(void);
+
+/* ---- daemon lifetime ---- */
+typedef struct vio_config {
+	int io_threads;          /* worker threads (default 32) */
+	int test_ops;            /* put the fault layer in every stack, allow test.vio_fault */
+} vio_config;
+int vio_init(const vio_config *cfg);
+void vio_quiesce(void);      /* before the frontends drain: a test layer holds nothing more */
+void vio_shutdown(void);     /* after every volume is closed */
+int vio_test_ops(void);
+int vio_worker_count(void);
+
+/* the shipped layers (vio_stats.c, vio_fault.c) */
+vio_dev *vio_stats_layer(vio_vol *v, vio_dev *below);
+vio_dev *vio_fault_layer(vio_vol *v, vio_dev *below);
+#endif

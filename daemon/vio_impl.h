@@ -1,0 +1,43 @@
+#ifndef CASK_DAEMON_VIO_IMPL_H
+#define CASK_DAEMON_VIO_IMPL_H
+/* Between the vio layers and their control operations (ctl/iostat.c). */
+#include <stdatomic.h>
+#include <stdint.h>
+#include "vio.h"
+
+#define VIO_HIST_BUCKETS 32 /* bucket k: latencies in [2^k, 2^(k+1)) microseconds (k = 0 also < 1 us) */
+
+typedef struct vio_opstats {
+	_Atomic uint64_t count, bytes, errors, lat_ns;
+	_Atomic int64_t in_flight;
+	_Atomic uint64_t hist[VIO_HIST_BUCKETS];
+} vio_opstats;
+
+typedef struct vio_opstats_snap {
+	uint64_t count, bytes, errors, lat_ns, in_flight;
+	uint64_t hist[VIO_HIST_BUCKETS];
+} vio_opstats_snap;
+
+/* 1 with the counters of the export, 0 (all zero) when it was never opened. */
+int vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS]);
+void vio_stats_fini(void);
+
+enum { VIO_FAULT_NONE, VIO_FAULT_FAIL, VIO_FAULT_DELAY, VIO_FAULT_STALL };
+typedef struct vio_fault_rule {
+	int action;          /* VIO_FAULT_* */
+	unsigned kinds;      /* bit (1 << VIO_READ) ... */
+	int err;             /* FAIL: negative errno */
+	uint64_t delay_us;   /* DELAY */
+	uint64_t nth;        /* 0: every matching request; N: the Nth from now, once */
+} vio_fault_rule;
+typedef struct vio_fault_status {
+	uint64_t matched, injected, held, max_held, released;
+} vio_fault_status;
+/* Replace the export's rule (action NONE clears it; held requests stay held until released). */
+void vio_fault_set(const char *name, const vio_fault_rule *rule);
+/* Pass every held request of the export down; returns how many. */
+uint64_t vio_fault_release(const char *name);
+void vio_fault_get(const char *name, vio_fault_status *st);
+void vio_fault_stop(void); /* release everything held, hold nothing more */
+void vio_fault_fini(void);
+#endif
