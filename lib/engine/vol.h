@@ -61,6 +61,8 @@ struct volume {
 		unsigned local_props;
 		uint8_t want_levels;
 		int doomed;            /* destroyed in or before that txg */
+		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
+		                          made later, in the open txg, writes it meanwhile) */
 	} snap;
 
 	/*
