@@ -787,8 +787,7 @@ snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 	snprintf(s->name, sizeof(s->name), "%s", full);
 	s->bs = h->bs;
 	s->size = h->size;
-	s->tree.bsize = h->bs;
-	s->tree.levels = h->tree.levels;
+	s->tree.bsize = h->bs; /* the rest of its tree is h's at snap_attach (h->tree is the sync thread's) */
 	s->ctime = (uint64_t)time(NULL);
 	s->create_txg = t;
 	s->snap_txg_pending = t;
