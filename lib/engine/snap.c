@@ -332,7 +332,16 @@ void
 snap_attach(ce_pool *p, volume *s, uint64_t t)
 {
 	volume *h = s->head;
-	(void)p;
+	/*
+	 * The MOS header is the sync thread's (mos.c invariant 1): older
+	 * software must not open a pool with snapshots (version 3) nor drop a
+	 * received snapshot's send identity (5).
+	 */
+	uint32_t want = s->send_guid != 0 ? 5 : 3;
+	if (mos_hdr(p)->mh_version < want) {
+		mos_hdr(p)->mh_version = want;
+		mos_mark_dirty(p, 0, CE_META_BLOCK);
+	}
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&s->lock);
 	s->tree = h->tree;
@@ -847,10 +856,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		split_snap(names[i], vol, sizeof(vol), &sn);
 		snap_add(p, vol_find(p, vol), names[i], 0);
 	}
-	if (mos_hdr(p)->mh_version < 3)
-		mos_hdr(p)->mh_version = 3; /* older software must not open it */
-	mos_mark_dirty(p, 0, CE_META_BLOCK);
-	return vol_mgmt_commit(p);
+	return vol_mgmt_commit(p); /* snap_attach raises the MOS version */
 }
 
 /* Why snapshot s cannot be destroyed now (into why), or 0. */
