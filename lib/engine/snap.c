@@ -344,6 +344,8 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	}
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&s->lock);
+	/* management operations read chains, create_txg and snap_txg_pending under pool->lock */
+	pthread_mutex_lock(&p->lock);
 	s->tree = h->tree;
 	/* as of txg t: what h's quiesce captured, not what the open txg changed since */
 	s->size = s->snap.size = h->snap.size;
@@ -367,6 +369,7 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	h->prev_txg = t;
 	h->written = 0;
 	s->gen++;
+	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -405,11 +408,14 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	int err = cowtree_free_range(p, &s->dl.tree, t, 0, cowtree_capacity(s->dl.tree.levels), &acct);
 	if (err != 0)
 		return err;
+	/* management operations read the chains under pool->lock (snap_clones) */
 	pthread_mutex_lock(&n->lock);
+	pthread_mutex_lock(&p->lock);
 	n->prev = s->prev;
 	n->prev_txg = s->prev_txg;
 	if (n->is_snap)
 		n->rec_txg = t;
+	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;
 	if (n->prev != NULL && n->prev->head == owner) /* not a clone's origin */
@@ -418,8 +424,10 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 		n->unique = unique_of(n, snap_successor(p, n));
 	else if (!n->snap.doomed && (err = snap_written(p, n, &n->written)) != 0)
 		return err;
+	pthread_mutex_lock(&p->lock);
 	s->prev = NULL;
 	s->gone_txg = t;
+	pthread_mutex_unlock(&p->lock);
 	dl_fini(&s->dl);
 	return 0;
 }
