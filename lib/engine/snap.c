@@ -584,7 +584,11 @@ snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 	h->size = h->snap.size = s->size;
 	h->want_levels = h->snap.want_levels = MAX(s->tree.levels, cowtree_levels_for(h->size / h->bs));
 	h->written = 0;
-	h->rollback_txg = 0;
+	/* under pool->lock, where management reads and sets it; a rollback made for a later txg stays */
+	pthread_mutex_lock(&p->lock);
+	if (h->rollback_txg <= t)
+		h->rollback_txg = 0;
+	pthread_mutex_unlock(&p->lock);
 	h->gen++;
 	pthread_mutex_unlock(&h->lock);
 	dl_fini(&h->dl);

@@ -171,7 +171,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (!v->is_snap && v->snap.txg == t && v->rollback_txg != 0 && v->rollback_txg <= t &&
+		if (!v->is_snap && v->snap.txg == t && v->snap.rollback_txg != 0 && v->snap.rollback_txg <= t &&
 		    !v->snap.doomed)
 			err = snap_rollback_sync(p, v, t);
 	}

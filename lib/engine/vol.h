@@ -63,6 +63,7 @@ struct volume {
 		int doomed;            /* destroyed in or before that txg */
 		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
 		                          made later, in the open txg, writes it meanwhile) */
+		uint64_t rollback_txg; /* rollback_txg then, likewise */
 	} snap;
 
 	/*
