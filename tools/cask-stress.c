@@ -79,7 +79,7 @@
 #define CHUNK 4096u
 #define NCHUNK (MAXVOL / CHUNK)
 #define MAXSNAP 3        /* snapshots a volume gets before the generator destroys some */
-#define SNAPCAP (2 * MAXSNAP + 1) /* a promote can bring the origin's snapshots over */
+#define SNAPCAP (4 * MAXSNAP) /* promotes bring the origin's snapshots over (gen_op keeps within it) */
 #define MAXRSNAP 5       /* received snapshots before the next send is a full one again */
 #define DUR_B NSLOT      /* durable[] index of the receive target in pool B */
 
@@ -365,6 +365,9 @@ gen_op(unsigned r, unsigned t, uint64_t i, const tmodel *tm)
 		o.kind = OP_SNAPDEL;
 	if (o.kind == OP_PROMOTE && sl->origin_slot < 0)
 		o.kind = OP_SNAP;
+	if (o.kind == OP_PROMOTE &&
+	    sl->nsnap + snap_find(&tm->s[sl->origin_slot], sl->origin_id) + 1 > SNAPCAP)
+		o.kind = sl->nsnap > 0 ? OP_SNAPDEL : OP_WRITE; /* the model's list would overflow */
 	if (o.kind == OP_SNAP && sl->nsnap >= SNAPCAP)
 		o.kind = OP_WRITE;
 	if (sl->nsnap > 0)
