@@ -206,16 +206,23 @@ snap_doomed_acct(volume *v, ct_acct *acct)
 	}
 }
 
-/* The dataset whose prev is s: a newer snapshot or the volume. */
+/*
+ * The dataset whose prev is s: a newer snapshot or the volume. Sync
+ * thread, pool->lock not held: it takes it, since a management operation
+ * may be adding a dataset (and reallocating p->vols) meanwhile.
+ */
 volume *
 snap_successor(ce_pool *p, volume *s)
 {
-	for (size_t i = 0; i < p->nvols; i++) {
+	volume *found = NULL;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nvols && found == NULL; i++) {
 		volume *v = p->vols[i];
 		if (v->prev == s && v != s && (v->is_snap ? v->head == s->head : v == s->head))
-			return v;
+			found = v;
 	}
-	return NULL;
+	pthread_mutex_unlock(&p->lock);
+	return found;
 }
 
 static uint64_t

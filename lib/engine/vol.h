@@ -132,7 +132,7 @@ void dl_fini(deadlist *dl);
 int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
 int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
 void snap_kill(void *arg, const bp_phys *bp);
-volume *snap_successor(ce_pool *p, volume *s);
+volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
 void snap_attach(ce_pool *p, volume *s, uint64_t t);
