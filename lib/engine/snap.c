@@ -782,12 +782,14 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		    "with -r to destroy them too", p->name, vol, later, later == 1 ? "" : "s", snapname);
 	}
 	if (blocker != NULL) {
+		/* the message reads the holds and the name: before the locks go */
 		volume *o = blocker;
-		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
+		err = err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
 		    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
 		    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
 		    "the origin of a clone (destroy or promote the clone first)");
+		vol_mgmt_abort(p);
+		return err;
 	}
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
