@@ -1,7 +1,9 @@
 # cask -- build everything into build/ (or $(BUILD)).
 #
 #   make              optimised build in build/ (what the daemon and benchmarks use)
-#   make check        sanitizer build (ASan + UBSan) in build/asan, then every test
+#   make check        sanitizer build (ASan + UBSan) in build/asan, ThreadSanitizer build in
+#                     build/tsan, then every test (the concurrency-heavy ones under TSan too)
+#   make MODE=tsan    the ThreadSanitizer build alone (build/tsan, -fsanitize=thread -O1 -g)
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
@@ -18,6 +20,11 @@ MODE ?= release
 ifeq ($(MODE),asan)
 BUILD ?= build/asan
 OPT = -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(MODE),tsan)
+# ThreadSanitizer: checks the lock order and every shared access of the
+# concurrency-heavy tests (tests/run.sh runs them from here).
+BUILD ?= build/tsan
+OPT = -O1 -g -fsanitize=thread -fno-omit-frame-pointer
 else
 BUILD ?= build
 OPT = -O2 -g -DNDEBUG
@@ -56,7 +63,7 @@ CRASH_BIN = $(BUILD)/tests/crash_enum
 # The Python binding (cffi, API mode) is built with the release libcask only: an
 # ASan-instrumented library cannot be loaded into an uninstrumented python3.
 PYMOD = $(BUILD)/python/cask/.built
-ifeq ($(MODE),asan)
+ifneq ($(filter asan tsan,$(MODE)),)
 PYMOD_ALL =
 else
 PYMOD_ALL = $(PYMOD)
@@ -126,7 +133,8 @@ deps:
 check: deps
 	$(MAKE) MODE=asan all
 	$(MAKE) all
-	./tests/run.sh build/asan build
+	$(MAKE) MODE=tsan all
+	./tests/run.sh build/asan build build/tsan
 
 bench: deps all
 	./bench/engine_bench.sh $(BUILD)

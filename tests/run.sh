@@ -2,7 +2,7 @@
 # Run every test and print one line per test, then the summary line
 # "N passed, N failed, N skipped".
 #
-#   tests/run.sh ASAN_BUILD [RELEASE_BUILD]
+#   tests/run.sh ASAN_BUILD [RELEASE_BUILD [TSAN_BUILD]]
 #
 # C tests (unit and integration) run from the sanitizer build. Shell tests
 # in tests/integration/*.sh (lib.sh is their helper library) get
@@ -11,9 +11,16 @@
 # clients (qemu-img, qemu-io, nbdcopy, nbdinfo, python3-libnbd, fio).
 # Exit status 0 passes, 77 skips, anything else fails. Each test has a
 # time limit (CASK_TEST_TIMEOUT, default 600 s).
+#
+# With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
+# more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog,
+# test_snap_model, cask-stress for 30 s and nbd_kill_load with a TSan
+# caskd. tests/tsan_wrap.sh fails a test when any of its processes
+# (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
 asan=${1:-build/asan}
 rel=${2:-build}
+tsan=${3:-}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 limit=${CASK_TEST_TIMEOUT:-600}
@@ -53,6 +60,20 @@ for t in tests/integration/*.sh; do
   [ "$(basename "$t")" = lib.sh ] && continue  # helpers, not a test
   run_one "$(basename "$t" .sh)" bash "$t"
 done
+if [ -n "$tsan" ]; then
+  tw="$top/tests/tsan_wrap.sh"
+  for t in test_concurrency test_ilog; do
+    run_one "tsan:$t" "$tw" "$logdir/tsan-$t" "$tsan/tests/$t"
+  done
+  # cask-debug check after every 10th op instead of every op: the check is a
+  # single-threaded reader (the sanitizer build runs it after every op); the
+  # engine's threads are what TSan is here for.
+  run_one "tsan:test_snap_model" "$tw" "$logdir/tsan-snap_model" "$tsan/tests/test_snap_model" --check-every 10
+  run_one "tsan:cask-stress" "$tw" "$logdir/tsan-stress" "$tsan/cask-stress" --seconds 30 --threads 3 \
+      "$logdir/tsan-stress/pool"
+  run_one "tsan:nbd_kill_load" env CASK_BUILD="$top/$tsan" CASK_KILL_ROUNDS=8 "$tw" "$logdir/tsan-kill" \
+      bash tests/integration/nbd_kill_load.sh
+fi
 rm -rf "$logdir"
 echo
 if [ $fail -gt 0 ]; then echo "failed: ${failed[*]}"; fi

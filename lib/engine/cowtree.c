@@ -19,6 +19,11 @@
  *   5. Readers and the sync thread may walk the same tree at once:
  *      apply/free_range only read old blocks and write new ones; the new
  *      root becomes visible when the caller installs it.
+ *   6. A hole's birth is the txg that punched it (0: never written), and
+ *      a hole indirect stands for children that are holes of its birth:
+ *      when a write rebuilds it, they keep that birth. An incremental
+ *      send sends what was born after its base, so a punched block must
+ *      never look older than the punch (test_hole_birth).
  *
  * Transitions: cowtree_grow (more levels), cowtree_free_range (punch),
  * cowtree_apply (replace leaves), all in syncing context only.
@@ -92,7 +97,8 @@ lookup_level(ce_pool *p, const cowtree *t, int level, uint64_t idx, bp_phys *out
 	bp_phys bp = t->root;
 	for (int l = t->levels - 1; l > level; l--) {
 		if (bp_is_hole(&bp)) {
-			*out = hole_bp(0);
+			/* under a hole: punched when it was (invariant 6) */
+			*out = hole_bp(bp.bp_birth);
 			return 0;
 		}
 		uint64_t child = (idx >> ((l - 1 - level) * CE_IND_SHIFT)) & (CE_IND_PTRS - 1);
@@ -145,7 +151,7 @@ cowtree_lookup_range(ce_pool *p, const cowtree *t, uint64_t first, size_t n, bp_
 			return err;
 		if (bp_is_hole(&l1)) {
 			for (size_t j = 0; j < span; j++)
-				out[k + j] = hole_bp(0);
+				out[k + j] = hole_bp(l1.bp_birth);
 		} else {
 			err = blk_read(p, &l1, &out[k], (blkid & (CE_IND_PTRS - 1)) * sizeof(bp_phys),
 			    span * sizeof(bp_phys));
@@ -194,9 +200,13 @@ cowtree_apply(ce_pool *p, cowtree *t, uint64_t txg, const ct_leaf *leaves, size_
 			uint64_t pi = cur[i].blkid >> CE_IND_SHIFT;
 			bp_phys opb, npb;
 			err = lookup_level(p, t, lvl, pi, &opb);
-			if (err == 0)
-				err = bp_is_hole(&opb) ? (memset(buf, 0, CE_IND_SIZE), 0)
-						       : blk_read(p, &opb, buf, 0, CE_IND_SIZE);
+			if (err == 0 && bp_is_hole(&opb)) {
+				/* the children of a hole keep its birth (invariant 6) */
+				for (unsigned k = 0; k < CE_IND_PTRS; k++)
+					buf[k] = hole_bp(opb.bp_birth);
+			} else if (err == 0) {
+				err = blk_read(p, &opb, buf, 0, CE_IND_SIZE);
+			}
 			if (err != 0)
 				goto out;
 			size_t j = i;

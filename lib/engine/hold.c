@@ -20,7 +20,9 @@
  *   2. The object is written in pass 1 of a txg from a copy taken under
  *      pool->lock, so it never mixes two states. A change made in the
  *      open txg while the previous one syncs may be written one txg
- *      early; the operation still waits for its own txg.
+ *      early; the operation still waits for its own txg. Never late:
+ *      sh_changed_txg is the oldest txg with an unwritten change
+ *      (test_hold_lost_txg).
  *   3. Hold and release are all-or-none over the names given.
  */
 #include "vol.h"
@@ -242,7 +244,13 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 			p->sh[k] = p->sh[--p->nsh];
 		}
 	}
-	p->sh_changed_txg = p->open_txg;
+	/*
+	 * The oldest txg with a change not yet written: a later change must
+	 * not move the mark past a txg that is syncing but has not reached
+	 * hold_sync, or that txg commits without this change (invariant 2).
+	 */
+	if (p->sh_changed_txg == 0)
+		p->sh_changed_txg = p->open_txg;
 	return vol_mgmt_commit(p);
 }
 

@@ -105,7 +105,7 @@ struct ce_pool {
 	size_t nsh, capsh;
 	cowtree sh_tree;
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
-	uint64_t sh_changed_txg;  /* holds changed in that txg: rewrite the object (0: unchanged) */
+	uint64_t sh_changed_txg;  /* oldest txg with a holds change not yet written (0: none) */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;

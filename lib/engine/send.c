@@ -970,10 +970,7 @@ recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, si
 	snap_add(p, h, full, b->sb_to_guid);
 	h->receiving = 0;
 	memset(&h->rs, 0, sizeof(h->rs));
-	if (mos_hdr(p)->mh_version < 5)
-		mos_hdr(p)->mh_version = 5; /* a send identity older software would drop */
-	mos_mark_dirty(p, 0, CE_META_BLOCK);
-	err = vol_mgmt_commit(p);
+	err = vol_mgmt_commit(p); /* snap_attach raises the MOS version (a send identity) */
 	if (err == 0 && snap_out != NULL)
 		snprintf(snap_out, snap_len, "%s", full);
 	return err;

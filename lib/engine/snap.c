@@ -206,16 +206,23 @@ snap_doomed_acct(volume *v, ct_acct *acct)
 	}
 }
 
-/* The dataset whose prev is s: a newer snapshot or the volume. */
+/*
+ * The dataset whose prev is s: a newer snapshot or the volume. Sync
+ * thread, pool->lock not held: it takes it, since a management operation
+ * may be adding a dataset (and reallocating p->vols) meanwhile.
+ */
 volume *
 snap_successor(ce_pool *p, volume *s)
 {
-	for (size_t i = 0; i < p->nvols; i++) {
+	volume *found = NULL;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nvols && found == NULL; i++) {
 		volume *v = p->vols[i];
 		if (v->prev == s && v != s && (v->is_snap ? v->head == s->head : v == s->head))
-			return v;
+			found = v;
 	}
-	return NULL;
+	pthread_mutex_unlock(&p->lock);
+	return found;
 }
 
 static uint64_t
@@ -332,9 +339,20 @@ void
 snap_attach(ce_pool *p, volume *s, uint64_t t)
 {
 	volume *h = s->head;
-	(void)p;
+	/*
+	 * The MOS header is the sync thread's (mos.c invariant 1): older
+	 * software must not open a pool with snapshots (version 3) nor drop a
+	 * received snapshot's send identity (5).
+	 */
+	uint32_t want = s->send_guid != 0 ? 5 : 3;
+	if (mos_hdr(p)->mh_version < want) {
+		mos_hdr(p)->mh_version = want;
+		mos_mark_dirty(p, 0, CE_META_BLOCK);
+	}
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&s->lock);
+	/* management operations read chains, create_txg and snap_txg_pending under pool->lock */
+	pthread_mutex_lock(&p->lock);
 	s->tree = h->tree;
 	/* as of txg t: what h's quiesce captured, not what the open txg changed since */
 	s->size = s->snap.size = h->snap.size;
@@ -358,6 +376,7 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	h->prev_txg = t;
 	h->written = 0;
 	s->gen++;
+	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&h->lock);
 }
@@ -396,11 +415,14 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	int err = cowtree_free_range(p, &s->dl.tree, t, 0, cowtree_capacity(s->dl.tree.levels), &acct);
 	if (err != 0)
 		return err;
+	/* management operations read the chains under pool->lock (snap_clones) */
 	pthread_mutex_lock(&n->lock);
+	pthread_mutex_lock(&p->lock);
 	n->prev = s->prev;
 	n->prev_txg = s->prev_txg;
 	if (n->is_snap)
 		n->rec_txg = t;
+	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;
 	if (n->prev != NULL && n->prev->head == owner) /* not a clone's origin */
@@ -409,8 +431,10 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 		n->unique = unique_of(n, snap_successor(p, n));
 	else if (!n->snap.doomed && (err = snap_written(p, n, &n->written)) != 0)
 		return err;
+	pthread_mutex_lock(&p->lock);
 	s->prev = NULL;
 	s->gone_txg = t;
+	pthread_mutex_unlock(&p->lock);
 	dl_fini(&s->dl);
 	return 0;
 }
@@ -567,7 +591,11 @@ snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 	h->size = h->snap.size = s->size;
 	h->want_levels = h->snap.want_levels = MAX(s->tree.levels, cowtree_levels_for(h->size / h->bs));
 	h->written = 0;
-	h->rollback_txg = 0;
+	/* under pool->lock, where management reads and sets it; a rollback made for a later txg stays */
+	pthread_mutex_lock(&p->lock);
+	if (h->rollback_txg <= t)
+		h->rollback_txg = 0;
+	pthread_mutex_unlock(&p->lock);
 	h->gen++;
 	pthread_mutex_unlock(&h->lock);
 	dl_fini(&h->dl);
@@ -754,12 +782,14 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		    "with -r to destroy them too", p->name, vol, later, later == 1 ? "" : "s", snapname);
 	}
 	if (blocker != NULL) {
+		/* the message reads the holds and the name: before the locks go */
 		volume *o = blocker;
-		vol_mgmt_abort(p);
-		return err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
+		err = err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
 		    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
 		    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
 		    "the origin of a clone (destroy or promote the clone first)");
+		vol_mgmt_abort(p);
+		return err;
 	}
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
@@ -787,8 +817,7 @@ snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 	snprintf(s->name, sizeof(s->name), "%s", full);
 	s->bs = h->bs;
 	s->size = h->size;
-	s->tree.bsize = h->bs;
-	s->tree.levels = h->tree.levels;
+	s->tree.bsize = h->bs; /* the rest of its tree is h's at snap_attach (h->tree is the sync thread's) */
 	s->ctime = (uint64_t)time(NULL);
 	s->create_txg = t;
 	s->snap_txg_pending = t;
@@ -848,10 +877,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		split_snap(names[i], vol, sizeof(vol), &sn);
 		snap_add(p, vol_find(p, vol), names[i], 0);
 	}
-	if (mos_hdr(p)->mh_version < 3)
-		mos_hdr(p)->mh_version = 3; /* older software must not open it */
-	mos_mark_dirty(p, 0, CE_META_BLOCK);
-	return vol_mgmt_commit(p);
+	return vol_mgmt_commit(p); /* snap_attach raises the MOS version */
 }
 
 /* Why snapshot s cannot be destroyed now (into why), or 0. */

@@ -155,7 +155,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
 		/* Created after t's quiesce, or destroyed by an earlier txg. */
-		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t) || v->is_snap)
+		if (v->snap.txg != t || (v->snap.destroy_txg != 0 && v->snap.destroy_txg < t) || v->is_snap)
 			continue;
 		/* a volume destroyed with its snapshots: they go first, newest first */
 		if (v->snap.doomed)
@@ -165,13 +165,13 @@ txg_sync_work(ce_pool *p, uint64_t t)
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (v->is_snap && v->snap.txg == t && v->snap.doomed && v->destroy_txg == t &&
+		if (v->is_snap && v->snap.txg == t && v->snap.doomed && v->snap.destroy_txg == t &&
 		    v->gone_txg != t)
 			err = snap_destroy_sync(p, v, t);
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (!v->is_snap && v->snap.txg == t && v->rollback_txg != 0 && v->rollback_txg <= t &&
+		if (!v->is_snap && v->snap.txg == t && v->snap.rollback_txg != 0 && v->snap.rollback_txg <= t &&
 		    !v->snap.doomed)
 			err = snap_rollback_sync(p, v, t);
 	}
@@ -182,7 +182,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 	}
 	for (size_t i = 0; i < nv && err == 0; i++) {
 		volume *v = vols[i];
-		if (v->snap.txg != t || (v->destroy_txg != 0 && v->destroy_txg < t))
+		if (v->snap.txg != t || (v->snap.destroy_txg != 0 && v->snap.destroy_txg < t))
 			continue;
 		if (v->snap.doomed) {
 			if (v->is_snap && v->slot != VOL_NO_SLOT) {

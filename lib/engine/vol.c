@@ -144,6 +144,8 @@ void
 vol_capture(volume *v, uint64_t t)
 {
 	v->snap.txg = t;
+	v->snap.destroy_txg = v->destroy_txg;
+	v->snap.rollback_txg = v->rollback_txg;
 	if (v->is_snap && v->rec_txg == 0) {
 		/* an unchanged snapshot: nothing of it is written this txg */
 		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;

@@ -61,6 +61,9 @@ struct volume {
 		unsigned local_props;
 		uint8_t want_levels;
 		int doomed;            /* destroyed in or before that txg */
+		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
+		                          made later, in the open txg, writes it meanwhile) */
+		uint64_t rollback_txg; /* rollback_txg then, likewise */
 	} snap;
 
 	/*
@@ -129,7 +132,7 @@ void dl_fini(deadlist *dl);
 int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
 int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
 void snap_kill(void *arg, const bp_phys *bp);
-volume *snap_successor(ce_pool *p, volume *s);
+volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
 void snap_attach(ce_pool *p, volume *s, uint64_t t);

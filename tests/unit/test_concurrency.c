@@ -11,6 +11,7 @@
  * another writer's bytes there (vol.c put_block, invariant 2).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "t.h"
 
@@ -23,7 +24,7 @@
 static ce_vol *vol;
 static ce_pool *pool;
 static uint32_t last[NW][NBLK * BSZ / SLICE / NW];
-static volatile int stop_readers;
+static atomic_int stop_readers; /* read by the reader threads while main sets it */
 
 /* Slice s (global index) belongs to writer s % NW. */
 static void

@@ -1,0 +1,196 @@
+/*
+ * test_hold_lost_txg -- regression test for a bug cask-stress found (seed
+ * 17590405971642533855, round 16): a hold that had returned was gone
+ * after a kill.
+ *
+ * A hold or release marks the holds object for rewriting in the open txg
+ * (sh_changed_txg). When a second change came in the next txg while the
+ * first one's txg was already syncing but had not reached hold_sync, the
+ * mark moved to the later txg, the syncing one skipped the holds, and it
+ * committed without the first hold -- whose caller was then told it was
+ * durable. A crash before the next commit lost it.
+ *
+ * Here the sync of the first hold's txg is stopped in its first write
+ * (a backend wrapper), a second hold is made meanwhile, the sync goes on
+ * until its uberblock is flushed and is stopped again before the next
+ * txg writes anything; the pool file is copied then (what a crash there
+ * leaves) and imported: the first hold must be in it.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+
+#include "t.h"
+
+typedef struct gate_be {
+	ce_backend be;
+	ce_backend *inner;
+} gate_be;
+
+static pthread_mutex_t gl = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gcv = PTHREAD_COND_INITIALIZER;
+static int closed;       /* writes wait while set */
+static int waiting;      /* a write is waiting at the gate */
+static int close_after;  /* close the gate after this many more flushes (-1: never) */
+
+static int
+g_pread(ce_backend *be, void *buf, size_t len, uint64_t off)
+{
+	gate_be *g = (gate_be *)be;
+	return g->inner->pread(g->inner, buf, len, off);
+}
+
+static int
+g_pwritev(ce_backend *be, const struct iovec *iov, int n, uint64_t off)
+{
+	gate_be *g = (gate_be *)be;
+	pthread_mutex_lock(&gl);
+	while (closed) {
+		waiting = 1;
+		pthread_cond_broadcast(&gcv);
+		pthread_cond_wait(&gcv, &gl);
+	}
+	waiting = 0;
+	pthread_mutex_unlock(&gl);
+	return g->inner->pwritev(g->inner, iov, n, off);
+}
+
+static int
+g_flush(ce_backend *be)
+{
+	gate_be *g = (gate_be *)be;
+	int r = g->inner->flush(g->inner);
+	pthread_mutex_lock(&gl);
+	if (close_after > 0 && --close_after == 0)
+		closed = 1;
+	pthread_mutex_unlock(&gl);
+	return r;
+}
+
+static void
+g_close(ce_backend *be)
+{
+	gate_be *g = (gate_be *)be;
+	g->inner->close(g->inner);
+	free(g);
+}
+
+static ce_backend *
+wrap(ce_backend *inner, unsigned idx, void *arg)
+{
+	(void)idx;
+	(void)arg;
+	gate_be *g = calloc(1, sizeof(*g));
+	g->inner = inner;
+	g->be = (ce_backend){ g_pread, g_pwritev, g_flush, g_close, inner->size };
+	return &g->be;
+}
+
+static void
+wait_at_gate(void)
+{
+	pthread_mutex_lock(&gl);
+	while (!waiting)
+		pthread_cond_wait(&gcv, &gl);
+	pthread_mutex_unlock(&gl);
+}
+
+static ce_pool *pool;
+
+static void *
+hold_thread(void *arg)
+{
+	const char *name = arg;
+	int e;
+	OK(ce_snap_hold(pool, "keep", &name, 1, &e));
+	return NULL;
+}
+
+static void
+copy_file(const char *from, const char *to)
+{
+	int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	CHECK(in >= 0 && out >= 0);
+	static uint8_t buf[1 << 20];
+	ssize_t n;
+	while ((n = read(in, buf, sizeof(buf))) > 0)
+		CHECK(write(out, buf, (size_t)n) == n);
+	CHECK(n == 0);
+	close(in);
+	close(out);
+}
+
+int
+main(void)
+{
+	t_tmpdir();
+	const char *path = t_path("pool"), *copy = t_path("copy");
+	ce_pool_opts o;
+	memset(&o, 0, sizeof(o));
+	o.vdev_size = 64ull << 20;
+	o.txg_timeout_ms = 600000; /* txgs commit only when asked */
+	o.flags = CE_BE_NODIRECT;  /* the copy reads what was written through the page cache */
+	o.wrap = wrap;
+	OK(ce_pool_create("tank", &path, 1, &o, &pool));
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	OK(ce_vol_create(pool, "v", 1 << 20, &pr));
+	const char *snaps[2] = { "v@a", "v@b" };
+	int errs[2];
+	OK(ce_snap_create(pool, snaps, 2, errs));
+
+	/* a dirty block, so that the sync of the first hold's txg writes before hold_sync */
+	ce_vol *v;
+	OK(ce_vol_open(pool, "v", &v));
+	uint8_t blk[4096];
+	t_fill(blk, sizeof(blk), 1);
+	OK(ce_vol_write(v, blk, sizeof(blk), 0));
+	ce_vol_close(v);
+
+	pthread_mutex_lock(&gl);
+	closed = 1;
+	close_after = -1;
+	pthread_mutex_unlock(&gl);
+	pthread_t a, b;
+	pthread_create(&a, NULL, hold_thread, (void *)"v@a");
+	wait_at_gate(); /* txg t syncs, its first write waits */
+	pthread_create(&b, NULL, hold_thread, (void *)"v@b");
+	/* b's hold is in memory (for txg t+1) once the listing shows it */
+	for (;;) {
+		ce_hold_info *hi;
+		size_t n;
+		OK(ce_snap_holds(pool, "v@b", &hi, &n));
+		free(hi);
+		if (n == 1)
+			break;
+		usleep(1000);
+	}
+	/* let t commit: its uberblock is durable after its second flush; then stop t+1 */
+	pthread_mutex_lock(&gl);
+	waiting = 0;
+	closed = 0;
+	close_after = 2;
+	pthread_cond_broadcast(&gcv);
+	pthread_mutex_unlock(&gl);
+	pthread_join(a, NULL); /* told: the hold on v@a is durable */
+	copy_file(path, copy);  /* a crash now */
+	pthread_mutex_lock(&gl);
+	closed = 0;
+	close_after = -1;
+	pthread_cond_broadcast(&gcv);
+	pthread_mutex_unlock(&gl);
+	pthread_join(b, NULL);
+	OK(ce_pool_export(pool));
+
+	ce_pool_opts io;
+	memset(&io, 0, sizeof(io));
+	ce_pool *c;
+	OK(ce_pool_import(&copy, 1, &io, &c));
+	ce_hold_info *hi;
+	size_t n;
+	OK(ce_snap_holds(c, "v@a", &hi, &n));
+	printf("holds on v@a after the crash: %zu (the hold returned before it)\n", n);
+	CHECK(n == 1);
+	free(hi);
+	OK(ce_pool_export(c));
+	printf("ok\n");
+	return 0;
+}
