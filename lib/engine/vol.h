@@ -47,21 +47,28 @@ struct volume {
 	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
 
 	/*
-	 * The fields a management operation changes, as of the txg being
-	 * synced: captured at its quiesce point (txg_capture, under
-	 * pool->lock, which management operations hold while they change
-	 * them), so an operation made in the open txg cannot leak into the
-	 * record of the txg that is syncing.
+	 * The record image: the fields a management operation changes, as
+	 * of the txg being synced. A management operation in open txg o
+	 * saves them here before its first change to the dataset in o
+	 * (vol_mgmt_dirty, under pool->lock), unless the sync of o - 1
+	 * already settled them; the sync of t settles them from the live
+	 * fields unless an operation of t + 1 saved them first (vol_settle).
+	 * So an operation made in the open txg cannot leak into the record
+	 * of the txg that is syncing.
 	 */
 	struct {
-		uint64_t txg;          /* the txg this snapshot is for */
 		char name[CE_NAME_MAX + 1];
 		uint64_t size;
 		int compress, checksum, sync;
 		unsigned local_props;
 		uint8_t want_levels;
-		int doomed;            /* destroyed in or before that txg */
 	} snap;
+	uint64_t mgmt_txg;     /* open txg of its last management change (pool->lock) */
+	uint64_t snap_txg;     /* the txg `snap` was settled for (pool->lock) */
+	uint64_t dirty_in[4];  /* dirty_in[t & 3] == t: on txg t's dirty list (pool_sync.c, ps.lock) */
+	size_t vidx;           /* its index in pool->vols */
+	volume *name_next;     /* pool->vol_names chain */
+	int freeing;           /* destroyed and committed, waiting for its last reference */
 
 	/*
 	 * Snapshots (snap.c), changed only by the sync thread and by
@@ -75,9 +82,9 @@ struct volume {
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
 	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
-	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
-	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
-	uint64_t rec_txg;          /* snapshot: its record changed in that txg (0: unchanged) */
+	int taking;            /* snapshot: created, its attach task has not run yet */
+	int rolling_back;      /* volume: its rollback task has not run yet */
+	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
@@ -100,7 +107,6 @@ struct volume {
 		int receiving;
 		recv_slot_phys rs;
 	} rcap;
-	uint64_t gone_txg;     /* snapshot: its dead lists were settled in that txg's sync */
 };
 
 struct ce_vol {
@@ -121,6 +127,9 @@ void vol_mgmt_abort(ce_pool *p);
 volume *vol_find(ce_pool *p, const char *name);
 volume *vol_alloc(ce_pool *p);
 void vol_add(ce_pool *p, volume *v);
+void vol_mgmt_dirty(ce_pool *p, volume *v);
+void vol_set_name(ce_pool *p, volume *v, const char *name);
+int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_name_valid(const char *name);
 
 /* snap.c */
@@ -132,12 +141,10 @@ void snap_kill(void *arg, const bp_phys *bp);
 volume *snap_successor(ce_pool *p, volume *s);
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
-void snap_attach(ce_pool *p, volume *s, uint64_t t);
-int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
-int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
 unsigned snap_clones(ce_pool *p, const volume *s);
-int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
+void snap_doom_set(ce_pool *p, volume **set, size_t n);
+void snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n);
 int snap_named_before(const char *const *names, size_t i);
 volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
 /* send.c */
