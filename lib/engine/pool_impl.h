@@ -175,6 +175,7 @@ int recv_table_load(ce_pool *p);
 int recv_table_sync(ce_pool *p, uint64_t txg);
 void recv_track(ce_pool *p, volume *v);
 void recv_forget(ce_pool *p, volume *v);
+void recv_fini(ce_pool *p);
 
 /* hold.c */
 int hold_load(ce_pool *p);

@@ -241,6 +241,14 @@ recv_track(ce_pool *p, volume *v)
 }
 
 void
+recv_fini(ce_pool *p)
+{
+	free(p->recv_vols);
+	p->recv_vols = NULL;
+	p->nrecv = p->caprecv = 0;
+}
+
+void
 recv_forget(ce_pool *p, volume *v)
 {
 	for (size_t k = 0; k < p->nrecv; k++)
