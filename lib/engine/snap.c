@@ -184,16 +184,51 @@ kill_forget(void *arg, const bp_phys *bp)
 	(void)bp;
 }
 
+/*
+ * d->prev = prev, keeping prev's list of children (the datasets whose
+ * prev it is: its successor and its clones), so that neither needs a
+ * scan of every dataset. Sync thread or management locks.
+ */
+void
+snap_set_prev(volume *d, volume *prev)
+{
+	if (d->prev != NULL) {
+		volume **pp = &d->prev->child;
+		while (*pp != NULL && *pp != d)
+			pp = &(*pp)->sib;
+		VERIFY(*pp == d);
+		*pp = d->sib;
+	}
+	d->sib = NULL;
+	d->prev = prev;
+	if (prev != NULL) {
+		d->sib = prev->child;
+		prev->child = d;
+	}
+}
+
+/* v is freed: a dataset still naming it as prev (a destroyed clone of it) names nothing. */
+void
+snap_orphan_children(volume *v)
+{
+	snap_set_prev(v, NULL);
+	while (v->child != NULL) {
+		volume *c = v->child;
+		v->child = c->sib;
+		c->sib = NULL;
+		c->prev = NULL;
+	}
+}
+
 /* Datasets (volumes and their snapshots) cloned from snapshot s. */
 unsigned
 snap_clones(ce_pool *p, const volume *s)
 {
 	unsigned n = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
-		if (v->prev == s && v->destroy_txg == 0 && (v->is_snap ? v->head != s->head : v != s->head))
+	(void)p;
+	for (volume *v = s->child; v != NULL; v = v->sib)
+		if (v->destroy_txg == 0 && (v->is_snap ? v->head != s->head : v != s->head))
 			n++;
-	}
 	return n;
 }
 
@@ -210,11 +245,10 @@ snap_doomed_acct(volume *v, ct_acct *acct)
 volume *
 snap_successor(ce_pool *p, volume *s)
 {
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
-		if (v->prev == s && v != s && (v->is_snap ? v->head == s->head : v == s->head))
+	(void)p;
+	for (volume *v = s->child; v != NULL; v = v->sib)
+		if (v != s && (v->is_snap ? v->head == s->head : v == s->head))
 			return v;
-	}
 	return NULL;
 }
 
@@ -286,17 +320,19 @@ snap_link_all(ce_pool *p)
 	htab_init(&byguid);
 	htab_init(&next);
 	int err = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0)
-			htab_put(&byguid, p->vols[i]->guid, p->vols[i]);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		v->prev = v->child = v->sib = NULL;
+		v->head = NULL;
+		if (v->destroy_txg == 0)
+			htab_put(&byguid, v->guid, v);
+	}
 	for (size_t i = 0; i < p->nvols && err == 0; i++) {
 		volume *v = p->vols[i];
-		v->prev = NULL;
-		v->head = NULL;
 		if (v->destroy_txg != 0)
 			continue;
 		if (v->load_prev != 0)
-			v->prev = htab_get(&byguid, v->load_prev);
+			snap_set_prev(v, htab_get(&byguid, v->load_prev));
 		if (v->load_head != 0)
 			v->head = htab_get(&byguid, v->load_head);
 		if ((v->load_prev != 0 && (v->prev == NULL || !v->prev->is_snap ||
@@ -360,10 +396,10 @@ attach_sync(ce_pool *p, void *arg, uint64_t t)
 	s->dl.changed = 1;
 	dl_init(&h->dl);
 	h->dl.changed = 1;
-	s->prev = h->prev;
+	snap_set_prev(s, h->prev);
 	s->prev_txg = h->prev_txg;
 	s->unique = 0;
-	h->prev = s;
+	snap_set_prev(h, s);
 	h->prev_txg = t;
 	h->written = 0;
 	s->gen++;
@@ -411,7 +447,7 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&n->lock);
-	n->prev = s->prev;
+	snap_set_prev(n, s->prev);
 	n->prev_txg = s->prev_txg;
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;
@@ -421,7 +457,7 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 		n->unique = unique_of(n, snap_successor(p, n));
 	else if (!destroyed_by(p, n, t) && (err = snap_written(p, n, &n->written)) != 0)
 		return err;
-	s->prev = NULL;
+	snap_set_prev(s, NULL);
 	s->gone = 1;
 	dl_fini(&s->dl);
 	return 0;
@@ -736,7 +772,7 @@ ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
 	c->used = s->used;
 	c->logical = s->logical;
 	c->want_levels = MAX(s->tree.levels, cowtree_levels_for(c->size / c->bs));
-	c->prev = s;
+	snap_set_prev(c, s);
 	c->prev_txg = s->create_txg;
 	c->written = 0;
 	vol_add(p, c);

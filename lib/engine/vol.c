@@ -171,6 +171,7 @@ vol_unlink(ce_pool *p, volume *v)
 	VERIFY(v->vidx < p->nvols && p->vols[v->vidx] == v);
 	name_unindex(p, v);
 	recv_forget(p, v);
+	snap_orphan_children(v);
 	p->vols[v->vidx] = p->vols[--p->nvols];
 	p->vols[v->vidx]->vidx = v->vidx;
 }

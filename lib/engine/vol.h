@@ -76,7 +76,8 @@ struct volume {
 	 */
 	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
 	volume *head;          /* snapshot: the volume it is of */
-	volume *prev;          /* next older snapshot (a volume: its newest) */
+	volume *prev;          /* next older snapshot (a volume: its newest); set by snap_set_prev */
+	volume *child, *sib;   /* the datasets whose prev is this one: successor and clones */
 	uint64_t prev_txg;     /* prev's txg: blocks born at or before it are shared */
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
@@ -142,6 +143,8 @@ volume *snap_successor(ce_pool *p, volume *s);
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
 unsigned snap_clones(ce_pool *p, const volume *s);
+void snap_set_prev(volume *d, volume *prev);
+void snap_orphan_children(volume *v);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
 void snap_doom_set(ce_pool *p, volume **set, size_t n);
 void snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n);
