@@ -16,8 +16,9 @@
  *
  * Receiving applies the records to a volume marked as a partial
  * receive (it cannot be opened meanwhile); after every record the resume
- * offset advances, and since it is captured with the volume's record at
- * each quiesce, it commits in the same txg as the data it covers. A
+ * offset advances, and since it is part of the volume's record image
+ * (kept for the syncing txg like the record, vol_mgmt_dirty), it commits
+ * in the same txg as the data it covers, or later. A
  * verified END takes the snapshot (with the sender's identity) and
  * clears the mark in one txg. An interrupted or damaged stream leaves
  * the partial state: `send -t TOKEN` resumes at the offset, `recv -A`

@@ -12,7 +12,7 @@
  * is still referenced by the newest snapshot and is appended to the
  * volume's dead list instead (snap_kill, through ct_acct.kill).
  *
- * Taking a snapshot S of volume H in txg t (snap_attach, after H's sync
+ * Taking a snapshot S of volume H in txg t (attach_sync, after H's sync
  * of t): S gets H's root and H's dead list; H gets an empty dead list and
  * prev = S, prev_txg = t.
  *
@@ -21,9 +21,16 @@
  * only S referenced: they are freed; N keeps the others and takes S's
  * dead list. Only dead lists are read, never a tree.
  *
+ * The syncing halves of the operations are sync tasks (pool_sync.c)
+ * registered by their open-context halves here: attach_sync (snapshot
+ * create, also a receive's END), snap_destroy_task, doom_sync (volume
+ * destroy, recursive), rollback_sync. The open-context half checks,
+ * changes what open context sees (names, destroy_txg, taking,
+ * rolling_back) and dirties every dataset whose record changes.
+ *
  * Invariants:
- *   1. Dead lists change only in the sync thread (vol_sync, attach,
- *      destroy); their objects are written in pass 1 of the same txg as
+ *   1. Dead lists change only in the sync thread (vol_sync and the sync
+ *      tasks); their objects are written in pass 1 of the same txg as
  *      the frees and records they go with, so a crash keeps all or none.
  *   2. A block is on at most one dead list, and only while an older
  *      dataset of its chain references it.
@@ -31,6 +38,9 @@
  *      list born after the snapshot's prev_txg; it grows with the
  *      volume's kills while the snapshot is the newest, and is recomputed
  *      when a neighbour is destroyed.
+ *   4. d->prev is changed only by snap_set_prev, which keeps
+ *      d->prev->child/sib: the successor and the clones of a snapshot are
+ *      its children, found without a scan of every dataset.
  */
 #include "vol.h"
 #include "htab.h"
@@ -383,7 +393,7 @@ attach_sync(ce_pool *p, void *arg, uint64_t t)
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&s->lock);
 	s->tree = h->tree;
-	/* as of txg t: what h's quiesce captured, not what the open txg changed since */
+	/* as of txg t: h's record image for t, not what the open txg changed since */
 	s->size = s->snap.size = h->snap.size;
 	s->bs = h->bs;
 	s->compress = s->snap.compress = h->snap.compress;

@@ -3,8 +3,12 @@
  *
  * Owns each volume's in-memory state (struct volume): its committed tree,
  * and per transaction group the dirty blocks and punched ranges that are
- * not yet in the tree. Also the management operations (create, destroy,
- * rename, resize, set) and the volume's part of a txg sync (vol_sync).
+ * not yet in the tree. Also the dataset directory (every dataset by
+ * index and by name), the management transaction (mgmt_begin/commit),
+ * the operations create, destroy, rename, resize, set, and the dataset's
+ * part of a txg sync: its data (vol_sync), its destroy (vol_destroy_sync)
+ * and its record (vol_sync_record), each called by pool_sync.c for a
+ * dataset on that txg's dirty list.
  *
  * Invariants:
  *   1. A block's current contents are, newest first: its dirty buffer or
@@ -25,6 +29,13 @@
  *      blocks when its parent is not yet charged), so a full pool fails
  *      the write with -ENOSPC instead of failing the sync. Holes are
  *      never charged: trim and destroy always work.
+ *
+ *   6. A dataset is on txg t's dirty list (pool_sync.c) when anything of
+ *      its record or data changed in t: map_claim puts it there with its
+ *      first dirty block of t, vol_mgmt_dirty before a management change.
+ *   7. The record written for t is the image `snap`/`rcap` settled for t
+ *      (vol_settle); an operation in t + 1 saved it before changing the
+ *      live fields, so the open txg never leaks into the syncing one.
  *
  * Management operations change the in-memory state in the open txg and
  * wait for that txg to commit before returning.

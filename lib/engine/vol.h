@@ -99,8 +99,9 @@ struct volume {
 	uint64_t send_guid;    /* snapshot: send identity if received (0: its guid) */
 	/*
 	 * A partial receive (send.c): the volume cannot be opened but by its
-	 * receiver. Changed under pool->lock; captured at quiesce with the
-	 * record, so the resume offset commits with the data it covers.
+	 * receiver. Changed under pool->lock after vol_mgmt_dirty; rcap is
+	 * its image like `snap`, so the resume offset commits with the data
+	 * it covers.
 	 */
 	int receiving;
 	recv_slot_phys rs;     /* rs_vol_guid unused in memory */
