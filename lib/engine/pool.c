@@ -127,7 +127,6 @@ pool_free(ce_pool *p)
 {
 	ilog_fini(p);
 	vol_free_all(p);
-	recv_fini(p);
 	pool_sync_fini(p);
 	hold_fini(p);
 	if (p->alloc.v != NULL)

@@ -487,6 +487,7 @@ vol_free_all(ce_pool *p)
 	p->vols = NULL;
 	p->nvols = p->capvols = 0;
 	htab_fini(&p->vol_names);
+	recv_fini(p);
 }
 
 /* ---- per-txg dirty state ---- */
