@@ -116,9 +116,20 @@ pool_dirty(ce_pool *p, volume *v, uint64_t t)
 	pthread_mutex_unlock(&p->ps.lock);
 }
 
+/* Only the thread syncing t (invariant 1). */
+static void
+assert_syncing(ce_pool *p, uint64_t t)
+{
+	ASSERT3U(p->ps.syncing_txg, ==, t);
+	ASSERT(pthread_equal(p->ps.syncer, pthread_self()));
+	(void)p;
+	(void)t;
+}
+
 void
 pool_sync_dirty(ce_pool *p, volume *v, uint64_t t)
 {
+	assert_syncing(p, t);
 	pthread_mutex_lock(&p->lock);
 	pool_dirty(p, v, t);
 	vol_settle(v, t);
@@ -287,6 +298,7 @@ sync_datasets(ce_pool *p, uint64_t t)
 		pthread_mutex_unlock(&p->ps.lock);
 		if (!have)
 			break;
+		assert_syncing(p, t);
 		err = st.sync(p, st.arg, t);
 	}
 
@@ -346,8 +358,12 @@ sync_work(ce_pool *p, uint64_t t)
 int
 pool_sync(ce_pool *p, uint64_t t)
 {
+	VERIFY3U(p->ps.syncing_txg, ==, 0); /* one txg syncs at a time */
+	p->ps.syncer = pthread_self();
+	p->ps.syncing_txg = t;
 	blk_sync_begin(p, t);
 	int err = sync_work(p, t);
 	blk_sync_end();
+	p->ps.syncing_txg = 0;
 	return err;
 }

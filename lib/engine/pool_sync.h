@@ -40,8 +40,10 @@ typedef struct txg_work {
 typedef struct pool_sync_state {
 	pthread_mutex_t lock;  /* leaf: the lists (writers add under volume->lock) */
 	txg_work w[4];
-	volume **deferred;     /* destroyed and committed, still referenced: freed later */
+	volume **deferred;     /* destroyed and committed, still referenced: freed later (pool->lock) */
 	size_t ndef, capdef;
+	pthread_t syncer;      /* the thread inside pool_sync, while syncing_txg != 0 */
+	uint64_t syncing_txg;
 } pool_sync_state;
 
 /* The upward call from txg.c: write txg t whole, or fail and leave the disk at t - 1. */
