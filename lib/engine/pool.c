@@ -115,6 +115,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
 	ilog_init(p);
+	ilog_set_ops(p, &vol_ilog_ops);
 	pool_sync_init(p);
 	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);

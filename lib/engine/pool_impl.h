@@ -167,8 +167,7 @@ int vol_reload_all(ce_pool *p);
 void vol_free_all(ce_pool *p);
 void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);
-int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
-int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
+extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
 
 /* send.c */
 int recv_table_load(ce_pool *p);

@@ -926,8 +926,8 @@ ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
 	return ce_vol_trim(h, off, len);
 }
 
-/* The intent log reads what a range holds now (ilog.c). */
-int
+/* The intent log reads what a range holds now (ilog_ops.get_data). */
+static int
 vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -935,7 +935,7 @@ vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 }
 
 /* Replay one log record (p->ilog.replaying is set: nothing is logged again). */
-int
+static int
 vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -943,6 +943,23 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 		return vol_modify(&h, data, len, off);
 	return vol_trim(&h, off, len);
 }
+
+/* The live dataset a log record names (replay at import: few calls, a scan). */
+static volume *
+vol_find_guid(ce_pool *p, uint64_t guid)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+/* Registered with the intent log at pool open (pool.c): it reaches volumes only through these. */
+const ilog_ops vol_ilog_ops = {
+	.get_data = vol_read_current,
+	.find = vol_find_guid,
+	.replay = vol_apply_log,
+};
 
 int
 ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
