@@ -85,6 +85,8 @@ JobNotFound = _sub("JobNotFound", "no such job")
 JobEnded = _sub("JobEnded", "the job has already ended")
 Cancelled = _sub("Cancelled", "the job was cancelled")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
+VdevInUse = _sub("VdevInUse", "pool_create: a file holds data or a signature (force=True overwrites it)")
+PoolNeedsRewind = _sub("PoolNeedsRewind", "pool_import: the newest txg is damaged; rewind=True discards it")
 
 # Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
 # this table names each one, and no other).
@@ -101,7 +103,7 @@ _BY_CODE = {
     "UNSUPPORTED_STREAM": BadStream, "WRONG_BASE": WrongBase, "TARGET_CHANGED": TargetChanged,
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
-    "TIMED_OUT": TimedOut,
+    "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
 }
 
