@@ -44,6 +44,8 @@ char *fmt_ratio(double r); /* "1.52x" */
 extern const char *cli_socket;
 cask_client *cli_connect(void);
 int cli_fail(const char *what);
+/* cli_fail, with the stable code at the end of the line ("... [VDEV_IN_USE]") for scripts to branch on */
+int cli_fail_code(const char *what);
 int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int parse_out_opt(int ch, const char *arg, out_opts *o);
 

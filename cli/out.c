@@ -152,6 +152,19 @@ cli_fail(const char *what)
 	return EXIT_FAIL;
 }
 
+int
+cli_fail_code(const char *what)
+{
+	const cask_error_info *e = cask_error();
+	const char *msg = e->message[0] ? e->message : strerror(e->err);
+	if (what != NULL && e->message[0] == '\0')
+		fprintf(stderr, "cask: %s: %s", what, msg);
+	else
+		fprintf(stderr, "cask: %s", msg);
+	fprintf(stderr, e->code[0] ? " [%s]\n" : "\n", e->code);
+	return EXIT_FAIL;
+}
+
 cask_client *
 cli_connect(void)
 {

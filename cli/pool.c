@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static void
@@ -19,15 +20,28 @@ pool_usage(FILE *f)
 	fprintf(f,
 	    "usage: cask pool COMMAND ...\n"
 	    "\n"
-	    "  create POOL FILE... [--size SIZE]   make a pool of these files or devices; files\n"
-	    "                                      that do not exist are created sparse, of SIZE\n"
+	    "  create [-f] POOL FILE... [--size SIZE]\n"
+	    "                                      make a pool of these files or devices; files\n"
+	    "                                      that do not exist are created sparse, of SIZE;\n"
+	    "                                      an existing file must be of SIZE. A file or\n"
+	    "                                      device holding anything (a filesystem, a\n"
+	    "                                      partition table, another pool, any non-zero\n"
+	    "                                      byte) is refused; -f, --force overwrites it:\n"
+	    "                                      what it held is lost. Never forced: a size\n"
+	    "                                      mismatch, a symbolic link another user owns\n"
+	    "                                      or that sits in a sticky world-writable dir\n"
 	    "  list [-H] [-p] [-o FIELD,...] [-j]  list pools (fields: name,size,alloc,free,cap,\n"
 	    "                                      health,vdevs,volumes,txg,guid)\n"
 	    "  status POOL [-j]                    state, space, errors and vdevs of a pool\n"
 	    "  export POOL                         commit and close a pool (it stops being served)\n"
-	    "  import POOL [-d DIR]                find the vdevs of POOL in DIR (default: caskd's\n"
+	    "  import [--rewind] POOL [-d DIR]     find the vdevs of POOL in DIR (default: caskd's\n"
 	    "                                      state directory) and import it\n"
-	    "  import --path FILE... [POOL]        import the pool on exactly these files\n"
+	    "  import [--rewind] --path FILE...    import the pool on exactly these files\n"
+	    "                                      Import refuses a pool whose newest committed\n"
+	    "                                      txg is damaged in every copy; --rewind goes\n"
+	    "                                      back to the newest intact txg and discards the\n"
+	    "                                      newer ones (the changes they committed are\n"
+	    "                                      lost; pool status says which txgs went)\n"
 	    "  destroy POOL                        close a pool and wipe its labels (data is lost)\n"
 	    "  clear POOL                          resume a pool suspended after an IO error, once\n"
 	    "                                      its devices work again; resets error counters\n"
@@ -83,6 +97,7 @@ static int
 pool_create(int argc, char **argv)
 {
 	uint64_t size = 0;
+	unsigned flags = 0;
 	const char *ops[70];
 	int nops = 0;
 	/* Options may come before, between or after the operands. */
@@ -91,6 +106,10 @@ pool_create(int argc, char **argv)
 		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
 			pool_usage(stdout);
 			return 0;
+		}
+		if (strcmp(a, "-f") == 0 || strcmp(a, "--force") == 0) {
+			flags |= CASK_POOL_FORCE;
+			continue;
 		}
 		if (strcmp(a, "--size") == 0 || strcmp(a, "-s") == 0) {
 			if (++i == argc)
@@ -123,7 +142,8 @@ pool_create(int argc, char **argv)
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_pool_create(c, ops[0], pp, (unsigned)(nops - 1), size) ? cli_fail("pool create") : 0;
+	int rc = cask_pool_create_ex(c, ops[0], pp, (unsigned)(nops - 1), size, flags) ? cli_fail_code("pool create")
+										       : 0;
 	cask_disconnect(c);
 	return rc;
 }
@@ -152,8 +172,13 @@ pool_list(int argc, char **argv, int status)
 	int rc = 0;
 	if (status) {
 		cask_pool_info p;
+		cask_pool_rewind_info ri;
+		int rwok = 0;
 		if (cask_pool_status(c, argv[optind], &p) != 0) {
 			rc = cli_fail("pool status");
+		} else if (!(rwok = cask_pool_rewind_get(c, argv[optind], &ri) == 0)) {
+			rc = cli_fail("pool status");
+			cask_pool_info_clear(&p);
 		} else if (o.json) {
 			json_object *j = json_object_new_object();
 			json_object_object_add(j, "name", json_object_new_string(p.name));
@@ -176,6 +201,16 @@ pool_list(int argc, char **argv, int status)
 			json_object_object_add(lg, "fallbacks", json_object_new_uint64(p.log_fallbacks));
 			json_object_object_add(lg, "replayed", json_object_new_uint64(p.log_replayed));
 			json_object_object_add(j, "intent_log", lg);
+			if (rwok && ri.last_discarded_txg != 0) {
+				json_object *rw = json_object_new_object();
+				json_object_object_add(rw, "base_txg", json_object_new_uint64(ri.base_txg));
+				json_object_object_add(rw, "first_discarded_txg", json_object_new_uint64(ri.first_discarded_txg));
+				json_object_object_add(rw, "last_discarded_txg", json_object_new_uint64(ri.last_discarded_txg));
+				json_object_object_add(rw, "last_discarded_time_ns", json_object_new_uint64(ri.last_discarded_time_ns));
+				json_object_object_add(j, "rewound", rw);
+			}
+			if (rwok && ri.newer_damaged_txg != 0)
+				json_object_object_add(j, "newer_damaged_txg", json_object_new_uint64(ri.newer_damaged_txg));
 			json_object *v = json_object_new_array();
 			for (unsigned i = 0; i < p.nvdevs_paths; i++)
 				json_object_array_add(v, json_object_new_string(p.vdevs[i]));
@@ -188,6 +223,20 @@ pool_list(int argc, char **argv, int status)
 			printf("  pool: %s\n state: %s\n", p.name, p.state);
 			if (p.error[0])
 				printf("status: %s\n", p.error);
+			if (rwok && ri.last_discarded_txg != 0) {
+				char when[64];
+				time_t t = (time_t)(ri.last_discarded_time_ns / 1000000000u);
+				struct tm tm;
+				if (ri.last_discarded_time_ns == 0 || gmtime_r(&t, &tm) == NULL ||
+				    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+					snprintf(when, sizeof(when), "an unknown time");
+				printf("rewind: imported with --rewind: txgs %" PRIu64 "-%" PRIu64 " were discarded "
+				    "(the newest committed at %s); the pool went on from txg %" PRIu64 "\n",
+				    ri.first_discarded_txg, ri.last_discarded_txg, when, ri.base_txg);
+			}
+			if (rwok && ri.newer_damaged_txg != 0)
+				printf("warning: imported read-only at an older txg than txg %" PRIu64
+				    ", whose uberblock is damaged in every copy\n", ri.newer_damaged_txg);
 			if (strcmp(p.state, "UNAVAIL") != 0) {
 				printf("  guid: %s\n space: %s size, %s allocated, %s free\n", p.guid,
 				    util_fmt_size(p.size, a, sizeof(a)), util_fmt_size(p.allocated, b, sizeof(b)),
@@ -231,8 +280,9 @@ pool_import(int argc, char **argv)
 {
 	const char *dir = NULL;
 	int use_paths = 0;
+	unsigned flags = 0;
 	static const struct option lo[] = { { "dir", 1, NULL, 'd' }, { "path", 0, NULL, 'P' },
-		{ "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+		{ "rewind", 0, NULL, 'R' }, { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
 	int ch;
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "d:h", lo, NULL)) != -1) {
@@ -240,6 +290,8 @@ pool_import(int argc, char **argv)
 			dir = optarg;
 		else if (ch == 'P')
 			use_paths = 1;
+		else if (ch == 'R')
+			flags |= CASK_POOL_REWIND;
 		else if (ch == 'h') {
 			pool_usage(stdout);
 			return 0;
@@ -274,10 +326,15 @@ pool_import(int argc, char **argv)
 	if (c == NULL)
 		return EXIT_FAIL;
 	char got[64];
-	int rc = cask_pool_import(c, name, use_paths ? pp : NULL, n, dir, got, sizeof(got));
+	int rc = cask_pool_import_ex(c, name, use_paths ? pp : NULL, n, dir, flags, got, sizeof(got));
 	if (rc == 0 && use_paths)
 		printf("%s\n", got);
-	rc = rc ? cli_fail("pool import") : 0;
+	rc = rc ? cli_fail_code("pool import") : 0;
+	cask_pool_rewind_info ri;
+	if (rc == 0 && (flags & CASK_POOL_REWIND) && cask_pool_rewind_get(c, got, &ri) == 0 &&
+	    ri.last_discarded_txg != 0)
+		fprintf(stderr, "cask: pool %s: rewound to txg %" PRIu64 "; txgs %" PRIu64 "-%" PRIu64
+		    " were discarded\n", got, ri.base_txg, ri.first_discarded_txg, ri.last_discarded_txg);
 	cask_disconnect(c);
 	return rc;
 }

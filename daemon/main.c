@@ -191,9 +191,9 @@ ensure_default(const char *state, uint64_t size)
 		int err;
 		char name[64];
 		if (stat(path, &st) == 0 && st.st_size > 0)
-			err = reg_pool_import(paths, 1, name, sizeof(name));
+			err = reg_pool_import(paths, 1, 0, name, sizeof(name));
 		else
-			err = reg_pool_create("default", paths, 1, MAX(size * 2, (uint64_t)1 << 30));
+			err = reg_pool_create("default", paths, 1, MAX(size * 2, (uint64_t)1 << 30), 0);
 		if (err != 0)
 			return err;
 	}

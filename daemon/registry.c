@@ -11,7 +11,9 @@
  *      through reg_with_pool) is never exported or destroyed: those fail
  *      with EBUSY.
  *   2. A pool listed in the cache that fails to import at start is logged
- *      and kept in the cache (the disk may come back), not dropped.
+ *      and kept in the cache (the disk may come back), not dropped. That
+ *      includes one that would need a rewind (POOL_NEEDS_REWIND): start
+ *      never discards committed txgs; only pool.import with "rewind" does.
  *   3. One caskd per state directory: reg_init takes an exclusive flock on
  *      STATE/caskd.lock (which holds the owner's pid, for the message) and
  *      keeps it until the process exits; a second caskd on the same
@@ -28,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -52,6 +55,38 @@ static rpool *pools;
 static size_t npools;
 static char cache_path[PATH_MAX];
 static ce_pool_opts popts;
+
+/* "2026-12-01 23:59:59 UTC" for a time in ns since the epoch */
+static void
+utc_time(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000u);
+	struct tm tm;
+	if (ns == 0 || gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(buf, len, "an unknown time");
+}
+
+/*
+ * One line for a pool that an import rewound past damaged txgs (what was
+ * discarded, and when the newest of them had committed), or that a
+ * read-only import found such a txg in.
+ */
+static void
+log_rewound(ce_pool *p)
+{
+	ce_pool_stat st;
+	char when[64];
+	ce_pool_stat_get(p, &st);
+	if (st.rewound_txg != 0) {
+		utc_time(st.rewound_time_ns, when, sizeof(when));
+		log_warn("pool %s: imported with rewind: txgs %" PRIu64 "-%" PRIu64 " discarded (the newest "
+		    "committed at %s, its uberblock damaged in every copy); the pool goes on from txg %" PRIu64,
+		    ce_pool_name(p), st.rewound_base_txg + 1, st.rewound_txg, when, st.rewound_base_txg);
+	} else if (st.newer_damaged_txg != 0) {
+		log_warn("pool %s: imported read-only at an older txg than txg %" PRIu64 ", whose uberblock "
+		    "is damaged in every copy", ce_pool_name(p), st.newer_damaged_txg);
+	}
+}
 
 static rpool *
 find(const char *name)
@@ -194,15 +229,21 @@ reg_init(const char *state_dir, const ce_pool_opts *opts)
 		}
 		ce_pool *p = NULL;
 		err = ce_pool_import((const char *const *)paths, n, &popts, &p);
-		if (err != 0) {
+		if (err != 0 && ce_errcode() == CE_E_POOL_NEEDS_REWIND) {
+			log_err("pool %s: not imported: %s (kept in the pool cache; 'cask pool import --rewind' "
+			    "with its vdevs accepts the loss)", name, ce_errmsg());
+			p = NULL;
+		} else if (err != 0) {
 			log_err("pool %s: import failed: %s (kept in the pool cache)", name, ce_errmsg());
 			p = NULL;
 		} else if (strcmp(ce_pool_name(p), name) != 0) {
 			log_warn("pool cache names %s, but its vdevs hold pool %s", name, ce_pool_name(p));
 			name = (char *)ce_pool_name(p);
 		}
-		if (p != NULL)
+		if (p != NULL) {
 			log_info("pool %s imported (%u vdevs)", name, n);
+			log_rewound(p);
+		}
 		add(name, p, abs_paths((const char *const *)paths, n), n);
 	}
 	fclose(f);
@@ -295,10 +336,11 @@ reg_shutdown(void)
 }
 
 int
-reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size)
+reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size, unsigned flags)
 {
 	ce_pool_opts o = popts;
 	o.vdev_size = size;
+	o.flags |= flags & CE_POOL_FORCE;
 	pthread_mutex_lock(&lock);
 	if (find(name) != NULL) {
 		pthread_mutex_unlock(&lock);
@@ -310,7 +352,7 @@ reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t
 		add(name, p, abs_paths(paths, n), n);
 		if ((err = save_cache()) != 0)
 			log_err("%s", ce_errmsg());
-		log_info("pool %s created (%u vdevs)", name, n);
+		log_info("pool %s created (%u vdevs%s)", name, n, flags & CE_POOL_FORCE ? ", forced" : "");
 		err = 0;
 	}
 	pthread_mutex_unlock(&lock);
@@ -318,9 +360,11 @@ reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t
 }
 
 int
-reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len)
+reg_pool_import(const char *const *paths, unsigned n, unsigned flags, char *name_out, size_t name_len)
 {
 	ce_pool *p;
+	ce_pool_opts o = popts;
+	o.flags |= flags & CE_POOL_REWIND;
 	ce_vdev_label lb;
 	/* An imported pool's vdevs are locked: say what matters, not that they are locked. */
 	if (n > 0 && ce_vdev_probe(paths[0], &lb) == 0) {
@@ -331,9 +375,10 @@ reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t nam
 		if (open)
 			return err_set(-EEXIST, "pool %s is already imported", lb.pool_name);
 	}
-	int err = ce_pool_import(paths, n, &popts, &p);
+	int err = ce_pool_import(paths, n, &o, &p);
 	if (err != 0)
 		return err;
+	log_rewound(p);
 	pthread_mutex_lock(&lock);
 	rpool *r = find(ce_pool_name(p));
 	if (r != NULL && r->p != NULL) {

@@ -11,8 +11,9 @@ void reg_shutdown(void); /* commit and export every pool */
 int reg_watch_start(void);
 void reg_watch_stop(void);
 
-int reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size);
-int reg_pool_import(const char *const *paths, unsigned n, char *name_out, size_t name_len);
+/* flags: CE_POOL_FORCE (create), CE_POOL_REWIND (import); 0 for neither */
+int reg_pool_create(const char *name, const char *const *paths, unsigned n, uint64_t size, unsigned flags);
+int reg_pool_import(const char *const *paths, unsigned n, unsigned flags, char *name_out, size_t name_len);
 int reg_pool_export(const char *name);
 int reg_pool_destroy(const char *name);
 /* Run fn with the named pool held (it cannot be exported meanwhile). */

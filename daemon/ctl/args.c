@@ -48,6 +48,20 @@ arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr 
 	return 0;
 }
 
+/* An optional boolean argument: absent or null is false; anything but true/false is a BAD_REQUEST. */
+int
+arg_bool(json_object *args, const char *key, int *out, reqerr *e)
+{
+	json_object *v;
+	*out = 0;
+	if (!json_object_object_get_ex(args, key, &v) || json_object_is_type(v, json_type_null))
+		return 0;
+	if (!json_object_is_type(v, json_type_boolean))
+		return fail(e, err_set(-EINVAL, "argument '%s' must be true or false", key), CE_E_BAD_REQUEST);
+	*out = json_object_get_boolean(v);
+	return 0;
+}
+
 /* A "POOL/VOL" name split into its parts. */
 int
 split_name(const char *full, char *pool, size_t plen, const char **vol, reqerr *e)

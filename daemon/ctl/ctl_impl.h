@@ -111,6 +111,7 @@ const char *ctl_version(void);
 /* args.c */
 const char *arg_str(json_object *args, const char *key, int required, reqerr *e);
 int arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr *e);
+int arg_bool(json_object *args, const char *key, int *out, reqerr *e);
 /* A "POOL/VOL" name split into its parts. */
 int split_name(const char *full, char *pool, size_t plen, const char **vol, reqerr *e);
 /* "pool" or "pool/rest" (optional argument `arg`) into pool and rest (NULL without a slash). */

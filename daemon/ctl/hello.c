@@ -17,7 +17,8 @@ op_hello(json_object *args, json_object *res, reqerr *e)
 	json_object *f = json_object_new_array();
 	static const char *features[] = { "pools", "volumes", "nbd", "intent-log", "pool.clear", "pool.inject",
 		"snapshots", "holds", "vol.promote", "vol.destroy.recursive", "send", "recv", "recv.resume",
-		"vol.diff", "jobs", "vol.set.many", "vol.inherit", "property.source" };
+		"vol.diff", "jobs", "vol.set.many", "vol.inherit", "property.source",
+		"pool.create.force", "pool.import.rewind" };
 	for (size_t i = 0; i < ARRAY_SIZE(features); i++)
 		json_object_array_add(f, json_object_new_string(features[i]));
 	for (size_t i = 0; i < ctl_nops; i++) /* what operations added since declare */

@@ -49,6 +49,17 @@ pool_json(const char *name, ce_pool *p)
 	json_object_object_add(o, "log_fallbacks", json_object_new_uint64(st.log_fallbacks));
 	json_object_object_add(o, "log_replayed", json_object_new_uint64(st.log_replayed));
 	json_object_object_add(o, "log_inplace_bytes", json_object_new_uint64(st.log_inplace));
+	if (st.rewound_txg != 0) {
+		/* imported with "rewind": what the import discarded */
+		json_object *rw = json_object_new_object();
+		json_object_object_add(rw, "base_txg", json_object_new_uint64(st.rewound_base_txg));
+		json_object_object_add(rw, "first_discarded_txg", json_object_new_uint64(st.rewound_base_txg + 1));
+		json_object_object_add(rw, "last_discarded_txg", json_object_new_uint64(st.rewound_txg));
+		json_object_object_add(rw, "last_discarded_time_ns", json_object_new_uint64(st.rewound_time_ns));
+		json_object_object_add(o, "rewound", rw);
+	}
+	if (st.newer_damaged_txg != 0)
+		json_object_object_add(o, "newer_damaged_txg", json_object_new_uint64(st.newer_damaged_txg));
 	return o;
 }
 
@@ -98,11 +109,16 @@ op_pool_create(json_object *args, json_object *res, reqerr *e)
 	const char *paths[CE_MAX_VDEVS_API];
 	unsigned n;
 	uint64_t size;
-	if (paths_arg(args, paths, &n, e) != 0 || arg_u64(args, "size", 0, &size, e) != 0)
+	int force;
+	if (paths_arg(args, paths, &n, e) != 0 || arg_u64(args, "size", 0, &size, e) != 0 ||
+	    arg_bool(args, "force", &force, e) != 0)
 		return e->err;
-	int err = reg_pool_create(name, paths, n, size);
-	if (err != 0)
-		return fail(e, err, err == -EEXIST ? CE_E_POOL_EXISTS : ctl_code(err, 0));
+	int err = reg_pool_create(name, paths, n, size, force ? CE_POOL_FORCE : 0);
+	if (err != 0) {
+		/* VDEV_IN_USE is what "force" overrides; any other EEXIST stays CASK_1.0's POOL_EXISTS */
+		int c = ce_errcode_of(err);
+		return fail(e, err, c == CE_E_VDEV_IN_USE ? c : err == -EEXIST ? CE_E_POOL_EXISTS : ctl_code(err, 0));
+	}
 	json_object_object_add(res, "name", json_object_new_string(name));
 	return 0;
 }
@@ -115,8 +131,8 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 	const char *paths[CE_MAX_VDEVS_API];
 	char *found[CE_MAX_VDEVS_API];
 	unsigned n = 0, nfound = 0;
-	int err;
-	if (e->err)
+	int err, rewind;
+	if (e->err || arg_bool(args, "rewind", &rewind, e) != 0)
 		return e->err;
 	if (dir != NULL) {
 		if (want == NULL)
@@ -145,7 +161,7 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	}
 	char name[64];
-	err = reg_pool_import(paths, n, name, sizeof(name));
+	err = reg_pool_import(paths, n, rewind ? CE_POOL_REWIND : 0, name, sizeof(name));
 	for (unsigned i = 0; i < nfound; i++)
 		free(found[i]);
 	if (err == 0 && want != NULL && strcmp(want, name) != 0) {

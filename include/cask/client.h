@@ -156,6 +156,37 @@ int cask_pool_export(cask_client *c, const char *name);
 int cask_pool_destroy(cask_client *c, const char *name);
 int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
 int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+
+/*
+ * Since CASK_1.1 (caskd features "pool.create.force", "pool.import.rewind";
+ * a caskd without them ignores the flag). flags: 0, or
+ *   CASK_POOL_FORCE  (create) use files and devices that hold data, a
+ *                    filesystem or other signature, or another pool's
+ *                    label, overwriting it (zpool create -f). Without it
+ *                    they are refused: VDEV_IN_USE, or POOL_EXISTS for a
+ *                    pool's label. A size mismatch and an unsafe symbolic
+ *                    link are refused either way.
+ *   CASK_POOL_REWIND (import) when the newest committed txg's uberblock is
+ *                    damaged in every copy, go back to the newest intact
+ *                    txg and discard the newer ones (zpool import -F).
+ *                    Without it such an import fails: POOL_NEEDS_REWIND.
+ * Any other bit: EINVAL. cask_pool_create/import are these with flags 0.
+ */
+#define CASK_POOL_FORCE  (1u << 0)
+#define CASK_POOL_REWIND (1u << 1)
+int cask_pool_create_ex(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    uint64_t size, unsigned flags);
+int cask_pool_import_ex(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    const char *dir, unsigned flags, char *name_out, size_t name_len);
+/* What an import with CASK_POOL_REWIND discarded (all 0: nothing). Since CASK_1.1. */
+typedef struct cask_pool_rewind_info {
+	uint64_t base_txg;               /* the txg the pool went on from */
+	uint64_t first_discarded_txg;    /* base_txg + 1 */
+	uint64_t last_discarded_txg;
+	uint64_t last_discarded_time_ns; /* when that txg had committed (ns since the epoch) */
+	uint64_t newer_damaged_txg;      /* a read-only import: the damaged newer txg it found */
+} cask_pool_rewind_info;
+int cask_pool_rewind_get(cask_client *c, const char *name, cask_pool_rewind_info *out);
 /* Resume a suspended pool once its devices work (and reset its error counters). */
 int cask_pool_clear(cask_client *c, const char *name);
 /*

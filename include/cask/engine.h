@@ -55,14 +55,16 @@ enum {
 	/*
 	 * ce_pool_create: use files and devices that hold data, a signature
 	 * (filesystem, partition table...) or another pool's label, instead
-	 * of refusing them (zpool create -f).
+	 * of refusing them (zpool create -f). Without it they are refused
+	 * with -EEXIST: CE_E_VDEV_IN_USE for data and signatures, the plain
+	 * EEXIST code (the protocol's POOL_EXISTS) for another pool's label.
 	 */
 	CE_POOL_FORCE = 1 << 4,
 	/*
 	 * ce_pool_import: go back to the newest intact txg even when a newer
 	 * one was committed and its uberblock is damaged in every copy
 	 * (zpool import -F); ce_pool_stat's rewound_* say what was discarded.
-	 * Without it such an import fails with -EUCLEAN.
+	 * Without it such an import fails with -EUCLEAN (CE_E_POOL_NEEDS_REWIND).
 	 */
 	CE_POOL_REWIND = 1 << 5,
 };

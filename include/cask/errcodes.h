@@ -22,7 +22,8 @@
  * The first group is what a failure's errno alone says (CE_ERRNO_CODES
  * below derives it); the second, conditions the engine names itself
  * (err_setc) because their errno is shared with others; the third, codes
- * of caskd's own (framing, jobs, registry); the last, libcask's own. A
+ * of caskd's own (framing, jobs, registry); then libcask's own; codes
+ * added after CASK_1.0 follow, whatever their group. A
  * specific code the engine gives must be what the protocol already said
  * for that failure: the codes of CASK_1.0 are frozen.
  */
@@ -72,7 +73,9 @@
 	X(37, JOB_ENDED, "JOB_ENDED", EALREADY, "job.cancel of a job that has ended")              \
 	X(38, NOT_RUNNING, "NOT_RUNNING", ECONNREFUSED, "libcask: caskd cannot be reached")        \
 	X(39, TIMED_OUT, "TIMED_OUT", ETIMEDOUT, "libcask: a job still runs after the timeout")  \
-	X(40, NOT_SUPPORTED, "NOT_SUPPORTED", ENOTSUP, "not enabled in this caskd (test.vio_fault without --test-ops)")
+	X(40, NOT_SUPPORTED, "NOT_SUPPORTED", ENOTSUP, "not enabled in this caskd (test.vio_fault without --test-ops)")  \
+	X(41, VDEV_IN_USE, "VDEV_IN_USE", EEXIST, "pool.create: a file holds data or a signature")  \
+	X(42, POOL_NEEDS_REWIND, "POOL_NEEDS_REWIND", EUCLEAN, "import would discard a damaged txg")
 
 /*
  * What an errno alone says, for a failure that was given no specific code:

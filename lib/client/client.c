@@ -343,19 +343,43 @@ call_void(cask_client *c, const char *op, json_object *args)
 int
 cask_pool_create(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size)
 {
-	json_object *a = json_object_new_object();
-	json_object_object_add(a, "name", json_object_new_string(name));
-	json_object_object_add(a, "paths", paths_json(paths, n));
-	if (size)
-		json_object_object_add(a, "size", json_object_new_uint64(size));
-	return call_void(c, "pool.create", a);
+	return cask_pool_create_ex(c, name, paths, n, size, 0);
 }
 
 int
 cask_pool_import(cask_client *c, const char *name, const char *const *paths, unsigned n, const char *dir,
     char *name_out, size_t name_len)
 {
+	return cask_pool_import_ex(c, name, paths, n, dir, 0, name_out, name_len);
+}
+
+int
+cask_pool_create_ex(cask_client *c, const char *name, const char *const *paths, unsigned n, uint64_t size,
+    unsigned flags)
+{
+	if (flags & ~CASK_POOL_FORCE)
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_pool_create_ex: unknown flags 0x%x",
+		    flags & ~CASK_POOL_FORCE);
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "paths", paths_json(paths, n));
+	if (size)
+		json_object_object_add(a, "size", json_object_new_uint64(size));
+	if (flags & CASK_POOL_FORCE)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
+	return call_void(c, "pool.create", a);
+}
+
+int
+cask_pool_import_ex(cask_client *c, const char *name, const char *const *paths, unsigned n, const char *dir,
+    unsigned flags, char *name_out, size_t name_len)
+{
+	if (flags & ~CASK_POOL_REWIND)
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_pool_import_ex: unknown flags 0x%x",
+		    flags & ~CASK_POOL_REWIND);
 	json_object *a = json_object_new_object(), *r;
+	if (flags & CASK_POOL_REWIND)
+		json_object_object_add(a, "rewind", json_object_new_boolean(1));
 	if (name)
 		json_object_object_add(a, "name", json_object_new_string(name));
 	if (dir)
@@ -558,6 +582,26 @@ cask_pool_status(cask_client *c, const char *name, cask_pool_info *out)
 	if (rc != 0)
 		return rc;
 	pool_from(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_pool_rewind_get(cask_client *c, const char *name, cask_pool_rewind_info *out)
+{
+	json_object *a = json_object_new_object(), *r, *rw;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "pool.status", a, &r);
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	if (json_object_object_get_ex(r, "rewound", &rw) && json_object_is_type(rw, json_type_object)) {
+		out->base_txg = get_u64(rw, "base_txg");
+		out->first_discarded_txg = get_u64(rw, "first_discarded_txg");
+		out->last_discarded_txg = get_u64(rw, "last_discarded_txg");
+		out->last_discarded_time_ns = get_u64(rw, "last_discarded_time_ns");
+	}
+	out->newer_damaged_txg = get_u64(r, "newer_damaged_txg");
 	json_object_put(r);
 	return 0;
 }

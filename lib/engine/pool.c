@@ -373,7 +373,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		double secs = p->newer_damaged_ns > ub.ub_timestamp ?
 		    (double)(p->newer_damaged_ns - ub.ub_timestamp) / 1e9 : 0;
 		if (!p->readonly && !(p->opts.flags & CE_POOL_REWIND)) {
-			err = err_set(-EUCLEAN, "pool '%s': the uberblock of txg %" PRIu64 " is damaged in "
+			err = err_setc(CE_E_POOL_NEEDS_REWIND, -EUCLEAN, "pool '%s': the uberblock of txg %" PRIu64 " is damaged in "
 			    "every copy; importing would go back to txg %" PRIu64 " and discard %" PRIu64
 			    " committed txg%s (%.1f s of changes after it; what the intent log still "
 			    "holds is replayed); import with --rewind to accept that", p->name,

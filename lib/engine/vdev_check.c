@@ -18,6 +18,9 @@
  *      skipped with SEEK_DATA, and the scan stops at the first non-zero
  *      byte); for a block device the first and last VC_EDGE bytes, where
  *      labels and partition tables live, besides libblkid's probe.
+ *      These refusals are -EEXIST with the code CE_E_VDEV_IN_USE (what
+ *      -f overrides), unlike another pool's label below, which stays the
+ *      EEXIST that CASK_1.0 clients knew as POOL_EXISTS.
  *   3. An existing non-empty file or a device whose size differs from
  *      the size the caller asked for is an error, never silently used at
  *      its own size (CE_POOL_FORCE does not change that).
@@ -29,6 +32,7 @@
 #include "util.h"
 
 #include <blkid/blkid.h>
+#include <cask/errcodes.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -177,10 +181,10 @@ probe_signature(const char *path)
 			what = "a partition table";
 		else if (blkid_probe_lookup_value(pr, "TYPE", &type, NULL) == 0)
 			what = "a signature";
-		err = err_set(-EEXIST, "%s: holds %s%s%s%s (found by libblkid); use -f to overwrite it",
+		err = err_setc(CE_E_VDEV_IN_USE, -EEXIST, "%s: holds %s%s%s%s (found by libblkid); use -f to overwrite it",
 		    path, what, type ? " (" : "", type ? type : "", type ? ")" : "");
 	} else if (rc == -2) {
-		err = err_set(-EEXIST, "%s: holds several conflicting signatures (found by libblkid); "
+		err = err_setc(CE_E_VDEV_IN_USE, -EEXIST, "%s: holds several conflicting signatures (found by libblkid); "
 		    "use -f to overwrite it", path);
 	}
 	blkid_free_probe(pr);
@@ -243,7 +247,7 @@ scan_data(const char *path, int fd, const struct stat *st, uint64_t size)
 	if (rc < 0)
 		return err_set(rc, "%s: cannot read it to check for data: %s", path, strerror(-rc));
 	if (rc > 0)
-		return err_set(-EEXIST, "%s: holds data (a non-zero byte at offset %" PRIu64 "); "
+		return err_setc(CE_E_VDEV_IN_USE, -EEXIST, "%s: holds data (a non-zero byte at offset %" PRIu64 "); "
 		    "use -f to overwrite it", path, where);
 	return 0;
 }

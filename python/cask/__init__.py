@@ -85,6 +85,8 @@ JobNotFound = _sub("JobNotFound", "no such job")
 JobEnded = _sub("JobEnded", "the job has already ended")
 Cancelled = _sub("Cancelled", "the job was cancelled")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
+VdevInUse = _sub("VdevInUse", "pool_create: a file holds data or a signature (force=True overwrites it)")
+PoolNeedsRewind = _sub("PoolNeedsRewind", "pool_import: the newest txg is damaged; rewind=True discards it")
 
 # Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
 # this table names each one, and no other).
@@ -101,7 +103,7 @@ _BY_CODE = {
     "UNSUPPORTED_STREAM": BadStream, "WRONG_BASE": WrongBase, "TARGET_CHANGED": TargetChanged,
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
-    "TIMED_OUT": TimedOut,
+    "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
     "NOT_SUPPORTED": Error,
 }
@@ -301,19 +303,24 @@ class Client:
                 "features": frozenset(_s(caps.features[i]) for i in range(caps.nfeatures))}
 
     # ---- pools ----
-    def pool_create(self, name, paths, size=0):
+    def pool_create(self, name, paths, size=0, force=False):
         """A new pool on the files or devices in paths (files are created with size bytes when
-        missing or empty)."""
+        missing or empty). A file that holds data or a signature raises VdevInUse (one that is
+        a vdev of a pool: PoolExists) unless force=True, which overwrites it."""
         arr, keep = self._names(paths)
-        self._check(lib.cask_pool_create(self._c, _b(name), arr, len(paths), size), name)
+        self._check(lib.cask_pool_create_ex(self._c, _b(name), arr, len(paths), size,
+                                            lib.CASK_POOL_FORCE if force else 0), name)
 
-    def pool_import(self, name=None, paths=None, dir=None):
-        """Import a pool by name and/or from paths or a directory to scan; returns the pool's name."""
+    def pool_import(self, name=None, paths=None, dir=None, rewind=False):
+        """Import a pool by name and/or from paths or a directory to scan; returns the pool's name.
+        A pool whose newest txg is damaged in every copy raises PoolNeedsRewind unless
+        rewind=True, which discards it (pool_status()["rewound"] says what went)."""
         paths = paths or []
         arr, keep = self._names(paths)
         out = ffi.new("char[64]")
-        self._check(lib.cask_pool_import(self._c, _b(name), arr if paths else ffi.NULL, len(paths),
-                                         _b(dir), out, 64), name)
+        self._check(lib.cask_pool_import_ex(self._c, _b(name), arr if paths else ffi.NULL, len(paths),
+                                            _b(dir), lib.CASK_POOL_REWIND if rewind else 0, out, 64),
+                    name)
         return _s(out)
 
     def pool_export(self, name):
@@ -353,6 +360,13 @@ class Client:
         d = _struct(p, _POOL_FIELDS)
         d["vdevs"] = [_s(p.vdevs[i]) for i in range(p.nvdevs_paths)] if p.vdevs != ffi.NULL else []
         lib.cask_pool_info_clear(p)
+        # what an import with rewind discarded (None: nothing)
+        rw = ffi.new("cask_pool_rewind_info *")
+        self._check(lib.cask_pool_rewind_get(self._c, _b(name), rw), name)
+        d["rewound"] = None if rw.last_discarded_txg == 0 else {
+            "base_txg": rw.base_txg, "first_discarded_txg": rw.first_discarded_txg,
+            "last_discarded_txg": rw.last_discarded_txg, "last_discarded_time_ns": rw.last_discarded_time_ns}
+        d["newer_damaged_txg"] = rw.newer_damaged_txg
         return d
 
     # ---- volumes ----

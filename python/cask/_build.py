@@ -69,6 +69,16 @@ int cask_pool_export(cask_client *c, const char *name);
 int cask_pool_destroy(cask_client *c, const char *name);
 int cask_pool_list(cask_client *c, cask_pool_info **out, size_t *n);
 int cask_pool_status(cask_client *c, const char *name, cask_pool_info *out);
+#define CASK_POOL_FORCE ...
+#define CASK_POOL_REWIND ...
+int cask_pool_create_ex(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    uint64_t size, unsigned flags);
+int cask_pool_import_ex(cask_client *c, const char *name, const char *const *paths, unsigned n,
+    const char *dir, unsigned flags, char *name_out, size_t name_len);
+typedef struct {
+    uint64_t base_txg, first_discarded_txg, last_discarded_txg, last_discarded_time_ns, newer_damaged_txg;
+} cask_pool_rewind_info;
+int cask_pool_rewind_get(cask_client *c, const char *name, cask_pool_rewind_info *out);
 int cask_pool_clear(cask_client *c, const char *name);
 int cask_pool_inject(cask_client *c, const char *name, const char *op, int vdev, uint64_t after,
     int persistent);

@@ -2,13 +2,18 @@
 classes the daemon's codes select, send/receive through file objects and
 fds, jobs (wait, progress, cancel, asyncio), threads sharing one client."""
 import asyncio
+import errno
+import hashlib
 import os
+import re
+import subprocess
 import threading
 import time
 
 import pytest
 
 import cask
+from conftest import BUILD
 
 
 def nbd_read(daemon, name, length, offset=0):
@@ -96,6 +101,61 @@ def test_pools(client, daemon):
     assert v["sources"] == {"compression": "default", "checksum": "local", "sync": "local"}
     assert v["sync"] == "always" and v["checksum"] == "sha256"
     client.pool_destroy("spare")
+
+
+def _newest_txg(path):
+    """The txg of the uberblock import uses ('*' in cask-debug uberblocks)."""
+    out = subprocess.run([os.path.join(BUILD, "cask-debug"), "uberblocks", path], check=True,
+                         capture_output=True, text=True).stdout
+    txgs = {int(m.group(1)) for m in re.finditer(r"^\s*\*.*\btxg (\d+)", out, re.M)}
+    assert len(txgs) == 1, out
+    return txgs.pop()
+
+
+def damage_newest_uberblock(path):
+    """Flip a byte inside both copies of the newest uberblock's slot (docs/on-disk-format.md
+    section 1: the ring at 16 KiB + slot * 4 KiB of each 512 KiB label region); its txg."""
+    txg = _newest_txg(path)
+    asize = os.path.getsize(path) // (512 << 10) * (512 << 10)
+    with open(path, "r+b") as f:
+        for region in (0, asize - (512 << 10)):
+            off = region + (16 << 10) + (txg % 64) * 4096 + 1000
+            f.seek(off)
+            b = f.read(1)
+            f.seek(off)
+            f.write(bytes([b[0] ^ 0x5a]))
+        os.fsync(f.fileno())
+    return txg
+
+
+def test_pool_force_and_rewind(client, daemon):
+    used = os.path.join(daemon.tmp, "used.img")
+    with open(used, "wb") as f:
+        f.write(os.urandom(32 << 20))
+    before = hashlib.sha256(open(used, "rb").read()).hexdigest()
+    with pytest.raises(cask.VdevInUse) as ei:
+        client.pool_create("used", [used])
+    assert ei.value.code == "VDEV_IN_USE" and ei.value.errno == errno.EEXIST and "holds data" in str(ei.value)
+    assert hashlib.sha256(open(used, "rb").read()).hexdigest() == before
+    client.pool_create("used", [used], force=True)
+    assert client.pool_status("used")["rewound"] is None
+    client.pool_destroy("used")
+    os.unlink(used)
+
+    path = os.path.join(daemon.tmp, "rw.vdev")
+    client.pool_create("rw", [path], 64 << 20)
+    client.vol_create("rw/v", 1 << 20)
+    client.pool_export("rw")
+    txg = damage_newest_uberblock(path)
+    with pytest.raises(cask.PoolNeedsRewind) as ei:
+        client.pool_import(paths=[path])
+    assert ei.value.code == "POOL_NEEDS_REWIND" and ei.value.errno == errno.EUCLEAN
+    assert "txg %d is damaged in every copy" % txg in str(ei.value)
+    assert client.pool_import(paths=[path], rewind=True) == "rw"
+    rw = client.pool_status("rw")["rewound"]
+    assert rw["last_discarded_txg"] == txg and rw["first_discarded_txg"] == txg
+    assert rw["base_txg"] == txg - 1 and rw["last_discarded_time_ns"] > 0
+    client.pool_destroy("rw")
 
 
 def test_snapshots_holds_clones(client, daemon):

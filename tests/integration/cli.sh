@@ -20,7 +20,9 @@ for c in "" "pool" "vol"; do
   # shellcheck disable=SC2086
   $CASK $c --help | grep -q "usage: cask" || fail "cask $c --help"
 done
-$CASK pool create --help | grep -q "create POOL FILE"
+$CASK pool create --help | grep -q "create \[-f\] POOL FILE"
+$CASK pool create --help | grep -q -- "-f, --force overwrites it"
+$CASK pool import --help | grep -q "import \[--rewind\]"
 $CASK vol list --help | grep -q "list \[POOL\]"
 $CASKD --help | grep -q -- "--default-volume"
 

@@ -40,6 +40,8 @@ s.sendall(frame({"op": "vol.create", "args": {"name": "tank/v", "size": "big"}})
 s.sendall(frame({"op": "vol.create", "args": {"name": 5, "size": 1}})); err(reply(s), "BAD_REQUEST")
 s.sendall(frame({"op": "vol.create", "args": {"name": "tank/v", "size": -4096}})); err(reply(s), "INVALID_ARGUMENT")
 s.sendall(frame({"op": "pool.create", "args": {"name": "x", "paths": "notalist"}})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "pool.create", "args": {"name": "x", "paths": ["/x"], "force": "yes"}})); err(reply(s), "BAD_REQUEST")
+s.sendall(frame({"op": "pool.import", "args": {"paths": ["/x"], "rewind": 1}})); err(reply(s), "BAD_REQUEST")
 s.sendall(frame({"op": "pool.create", "args": {"name": "x", "paths": []}})); err(reply(s), "INVALID_ARGUMENT")
 s.sendall(frame({"op": "vol.get", "args": []})); err(reply(s), "BAD_REQUEST")
 s.sendall(frame({"op": "vol.get", "args": {"name": "tank/none"}}, id=99)); assert err(reply(s), "VOLUME_NOT_FOUND") == 99

@@ -96,6 +96,12 @@ tour(void *arg)
 	snprintf(rv, sizeof(rv), "tank/tourcopy%d", id);
 	snprintf(rs, sizeof(rs), "%s@a", rv);
 	COK(cask_vol_create(c, v, 4 << 20, NULL));
+	/* CASK_1.1: a volume no client has done IO to has all-zero counters; a missing one is refused */
+	cask_iostat ios;
+	memset(&ios, 0xff, sizeof(ios));
+	COK(cask_vol_iostat(c, v, &ios));
+	CHECK(ios.kind[CASK_IO_READ].count == 0 && ios.kind[CASK_IO_WRITE].bytes == 0 && ios.time_ns != 0);
+	CHECK_CODE(cask_vol_iostat(c, "tank/no-such-volume", &ios), ENOENT, "VOLUME_NOT_FOUND");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	const char *two[] = { s2 };
@@ -212,6 +218,39 @@ main(int argc, char **argv)
 	COK(cask_pool_list(c, &pl, &n));
 	CHECK(n == 1 && strcmp(pl[0].name, "tank") == 0);
 	cask_pool_info_free(pl, n);
+	cask_pool_rewind_info ri;
+	memset(&ri, 0xff, sizeof(ri));
+	COK(cask_pool_rewind_get(c, "tank", &ri));
+	CHECK(ri.base_txg == 0 && ri.last_discarded_txg == 0 && ri.newer_damaged_txg == 0);
+	CHECK_CODE(cask_pool_rewind_get(c, "nope", &ri), ENOENT, "POOL_NOT_FOUND");
+
+	/* CASK_1.1: a file that holds data is refused unless forced; a vdev of a pool stays POOL_EXISTS */
+	char used[700];
+	snprintf(used, sizeof(used), "%s/used.img", t_dir);
+	{
+		int fd = open(used, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		CHECK(fd >= 0);
+		char junk[4096];
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (char)(i * 7 + 1);
+		for (int i = 0; i < (32 << 20) / (int)sizeof(junk); i++)
+			CHECK(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+		close(fd);
+	}
+	const char *up[] = { used };
+	CHECK_CODE(cask_pool_create_ex(c, "used", up, 1, 0, 0), EEXIST, "VDEV_IN_USE");
+	CHECK(strstr(cask_error()->message, "holds data") != NULL);
+	CHECK_CODE(cask_pool_create_ex(c, "used", up, 1, 0, 1u << 7), EINVAL, "INVALID_ARGUMENT");
+	CHECK_CODE(cask_pool_create_ex(c, "used", up, 1, 16 << 20, CASK_POOL_FORCE), EINVAL, "INVALID_ARGUMENT");
+	COK(cask_pool_create_ex(c, "used", up, 1, 0, CASK_POOL_FORCE));
+	COK(cask_pool_export(c, "used"));
+	CHECK_CODE(cask_pool_create_ex(c, "used2", up, 1, 0, 0), EEXIST, "POOL_EXISTS");
+	CHECK_CODE(cask_pool_import_ex(c, NULL, up, 1, NULL, 1u << 7, NULL, 0), EINVAL, "INVALID_ARGUMENT");
+	char uname[64];
+	COK(cask_pool_import_ex(c, NULL, up, 1, NULL, 0, uname, sizeof(uname)));
+	CHECK(strcmp(uname, "used") == 0);
+	COK(cask_pool_destroy(c, "used"));
+	unlink(used);
 
 	/* volumes: errors */
 	CHECK_CODE(cask_vol_create(c, "tank/v", 0, NULL), EINVAL, "INVALID_ARGUMENT");
@@ -443,6 +482,11 @@ main(int argc, char **argv)
 	char got[64];
 	COK(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)));
 	CHECK(strcmp(got, "tank") == 0);
+	/* rewind on an intact pool discards nothing */
+	COK(cask_pool_export(c, "tank"));
+	COK(cask_pool_import_ex(c, "tank", NULL, 0, t_dir, CASK_POOL_REWIND, got, sizeof(got)));
+	COK(cask_pool_rewind_get(c, "tank", &ri));
+	CHECK(ri.base_txg == 0 && ri.first_discarded_txg == 0 && ri.last_discarded_txg == 0);
 	CHECK_CODE(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)), EEXIST, "POOL_EXISTS");
 	COK(cask_pool_destroy(c, "tank"));
 	CHECK_CODE(cask_pool_import(c, "tank", NULL, 0, t_dir, got, sizeof(got)), ENOENT, "POOL_NOT_FOUND");

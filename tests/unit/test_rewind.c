@@ -85,6 +85,7 @@ main(int argc, char **argv)
 	int err = ce_pool_import(paths, 1, &rw, &p);
 	printf("import: %d %s\n", err, ce_errmsg());
 	CHECK(err == -EUCLEAN);
+	CHECK(ce_errcode() == CE_E_POOL_NEEDS_REWIND);
 	char want[200];
 	snprintf(want, sizeof(want), "the uberblock of txg %" PRIu64 " is damaged in every copy; importing "
 	    "would go back to txg %" PRIu64 " and discard 1 committed txg", newest, newest - 1);

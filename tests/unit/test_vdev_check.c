@@ -60,6 +60,9 @@ refused(const char *path, uint64_t size, unsigned flags, int err, const char *ms
 		CHECK(0);
 	}
 	printf("refused %-28s %s\n", strrchr(path, '/') + 1, ce_errmsg());
+	/* what -f overrides has its own code; another pool's label stays CASK_1.0's EEXIST (POOL_EXISTS) */
+	if (err == -EEXIST)
+		CHECK(ce_errcode() == (strstr(msg, "already a vdev") ? CE_E_EXISTS : CE_E_VDEV_IN_USE));
 	if (exists) {
 		digest(path, after);
 		CHECK(memcmp(before, after, 32) == 0);
