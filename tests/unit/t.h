@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "cask/engine.h"
 
 /* Not every test uses every helper below. */
@@ -62,6 +64,39 @@ t_cleanup(void)
 		if (system(cmd) != 0)
 			fprintf(stderr, "warning: could not remove %s\n", t_dir);
 	}
+}
+
+/* XOR `len` bytes of the file at off with mask, in place (twice restores them): damage on demand. */
+static void
+t_flip(const char *path, uint64_t off, size_t len, uint8_t mask)
+{
+	FILE *f = fopen(path, "r+b");
+	CHECK(f != NULL);
+	uint8_t b[4096];
+	CHECK(len <= sizeof(b));
+	CHECK(fseek(f, (long)off, SEEK_SET) == 0 && fread(b, 1, len, f) == len);
+	for (size_t i = 0; i < len; i++)
+		b[i] ^= mask;
+	CHECK(fseek(f, (long)off, SEEK_SET) == 0 && fwrite(b, 1, len, f) == len);
+	CHECK(fflush(f) == 0 && fsync(fileno(f)) == 0 && fclose(f) == 0);
+}
+
+/* SHA-256 of a whole file: did a refused operation leave it untouched? */
+static void
+t_file_digest(const char *path, uint8_t out[32])
+{
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	static uint8_t buf[1 << 16];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		EVP_DigestUpdate(c, buf, n);
+	unsigned len;
+	EVP_DigestFinal_ex(c, out, &len);
+	EVP_MD_CTX_free(c);
+	fclose(f);
 }
 
 /* A private scratch directory, removed at exit (also on failure exits). */

@@ -8,27 +8,9 @@
  * existing vdev.
  */
 #include <fcntl.h>
-#include <openssl/evp.h>
 
 #include "t.h"
 #include "label.h"
-
-static void
-file_digest(const char *path, uint8_t out[32])
-{
-	FILE *f = fopen(path, "rb");
-	CHECK(f != NULL);
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-	static uint8_t buf[1 << 16];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		EVP_DigestUpdate(c, buf, n);
-	unsigned len;
-	EVP_DigestFinal_ex(c, out, &len);
-	EVP_MD_CTX_free(c);
-	fclose(f);
-}
 
 /* Import must fail with `err` and a message containing `msg`, leaving the files unchanged. */
 static void
@@ -36,7 +18,7 @@ refused(const char *const *paths, unsigned n, int err, const char *msg)
 {
 	uint8_t before[8][32], after[32];
 	for (unsigned i = 0; i < n; i++)
-		file_digest(paths[i], before[i]);
+		t_file_digest(paths[i], before[i]);
 	ce_pool *p = NULL;
 	ce_pool_opts o = { 0 };
 	int r = ce_pool_import(paths, n, &o, &p);
@@ -47,7 +29,7 @@ refused(const char *const *paths, unsigned n, int err, const char *msg)
 	}
 	printf("refused %-40s %s\n", strrchr(paths[n - 1], '/') + 1, ce_errmsg());
 	for (unsigned i = 0; i < n; i++) {
-		file_digest(paths[i], after);
+		t_file_digest(paths[i], after);
 		CHECK(memcmp(before[i], after, 32) == 0);
 	}
 }
@@ -142,10 +124,10 @@ main(void)
 
 	/* creating a pool over an existing vdev is refused and leaves it intact */
 	uint8_t d0[32], d1[32];
-	file_digest(good, d0);
+	t_file_digest(good, d0);
 	CHECK_ERR(ce_pool_create("other", &good, 1, &o, &p), -EEXIST);
 	CHECK(strstr(ce_errmsg(), "already a vdev of pool 'good'") != NULL);
-	file_digest(good, d1);
+	t_file_digest(good, d1);
 	CHECK(memcmp(d0, d1, 32) == 0);
 
 	/* a vdev file the file system cannot make that big: refused, and no file is left behind */

@@ -15,19 +15,6 @@
 static const char *argv0;
 
 /* Flip one byte of the file at off (twice restores it). */
-static void
-flip(const char *path, uint64_t off)
-{
-	int fd = open(path, O_RDWR);
-	CHECK(fd >= 0);
-	uint8_t b;
-	CHECK(pread(fd, &b, 1, (off_t)off) == 1);
-	b ^= 0x5a;
-	CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-	CHECK(fsync(fd) == 0);
-	close(fd);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -66,23 +53,23 @@ main(int argc, char **argv)
 	CHECK(t_debug_check(argv0, path, NULL) == 0);
 
 	/* the second label copy */
-	flip(path, label1 + 100);
+	t_flip(path, label1 + 100, 1, 0x5a);
 	CHECK(t_debug_check(argv0, path, "WARNING vdev 0 .*: label 1 at .* is damaged") == 3);
-	flip(path, label1 + 100);
+	t_flip(path, label1 + 100, 1, 0x5a);
 	CHECK(t_debug_check(argv0, path, NULL) == 0);
 
 	/* one copy of the uberblock in use, then the other (import uses the intact one) */
-	flip(path, ub1 + 40);
+	t_flip(path, ub1 + 40, 1, 0x5a);
 	CHECK(t_debug_check(argv0, path, "label region 1 slot .*uberblock in use (txg .*) is damaged") == 3);
-	flip(path, ub1 + 40);
-	flip(path, ub0 + 40);
+	t_flip(path, ub1 + 40, 1, 0x5a);
+	t_flip(path, ub0 + 40, 1, 0x5a);
 	CHECK(t_debug_check(argv0, path, "label region 0 slot .*uberblock in use") == 3);
-	flip(path, ub0 + 40);
+	t_flip(path, ub0 + 40, 1, 0x5a);
 
 	/* an older slot: a note, still exit 0 */
-	flip(path, old0 + 40);
+	t_flip(path, old0 + 40, 1, 0x5a);
 	CHECK(t_debug_check(argv0, path, "note vdev 0 .*: label region 0 slot .* holds a damaged uberblock") == 0);
-	flip(path, old0 + 40);
+	t_flip(path, old0 + 40, 1, 0x5a);
 
 	CHECK(t_debug_check(argv0, path, NULL) == 0);
 

@@ -10,19 +10,6 @@
 
 #define VOLSIZE (8ull << 20)
 
-static void
-flip(const char *path, uint64_t off)
-{
-	FILE *f = fopen(path, "r+b");
-	CHECK(f != NULL);
-	uint8_t b[16];
-	CHECK(fseek(f, (long)off, SEEK_SET) == 0 && fread(b, 1, 16, f) == 16);
-	for (int i = 0; i < 16; i++)
-		b[i] ^= 0x5a;
-	CHECK(fseek(f, (long)off, SEEK_SET) == 0 && fwrite(b, 1, 16, f) == 16);
-	CHECK(fclose(f) == 0);
-}
-
 /* Every 4K reads back, except blocks in [lo1,hi1) or [lo2,hi2), which fail with EIO. */
 static void
 verify_all(ce_vol *v, const uint8_t *model, uint64_t lo1, uint64_t hi1, uint64_t lo2, uint64_t hi2)
@@ -77,7 +64,7 @@ main(int argc, char **argv)
 	OK(ce_pool_export(p));
 
 	/* 1. A damaged data block. */
-	flip(path, data_bp.bp_offset + 1000);
+	t_flip(path, data_bp.bp_offset + 1000, 16, 0x5a);
 	OK(ce_pool_import(&path, 1, &o, &p));
 	OK(ce_vol_open(p, "v", &v));
 	verify_all(v, model, 100 * 4096, 101 * 4096, 0, 0);
@@ -89,7 +76,7 @@ main(int argc, char **argv)
 	CHECK(t_debug_check(argv[0], path, "dmg/v: L0 blk 100 at 0:0x") == 1);
 
 	/* 2. A damaged indirect block: blocks 256..511 are unreachable. */
-	flip(path, l1_bp.bp_offset + 8);
+	t_flip(path, l1_bp.bp_offset + 8, 16, 0x5a);
 	OK(ce_pool_import(&path, 1, &o, &p));
 	OK(ce_vol_open(p, "v", &v));
 	verify_all(v, model, 100 * 4096, 101 * 4096, 256 * 4096, 512 * 4096);

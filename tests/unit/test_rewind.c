@@ -22,19 +22,6 @@
 #include "uberblock.h"
 
 static void
-flip(const char *path, uint64_t off)
-{
-	int fd = open(path, O_RDWR);
-	CHECK(fd >= 0);
-	uint8_t b;
-	CHECK(pread(fd, &b, 1, (off_t)off) == 1);
-	b ^= 0x01;
-	CHECK(pwrite(fd, &b, 1, (off_t)off) == 1);
-	CHECK(fsync(fd) == 0);
-	close(fd);
-}
-
-static void
 write_block(ce_pool *p, uint64_t blk, char c)
 {
 	ce_vol *v;
@@ -74,13 +61,13 @@ main(int argc, char **argv)
 	printf("newest txg %" PRIu64 "\n", newest);
 
 	/* 4. one copy damaged: the other is used, nothing refused */
-	flip(path, slot_off(asize, 1, newest) + 1000);
+	t_flip(path, slot_off(asize, 1, newest) + 1000, 1, 0x01);
 	OK(ce_pool_import(paths, 1, &ro, &p));
 	CHECK(p->synced_txg == newest);
 	ce_pool_export(p);
 
 	/* 1. both copies damaged: refused, with what would be lost */
-	flip(path, slot_off(asize, 0, newest) + 1000);
+	t_flip(path, slot_off(asize, 0, newest) + 1000, 1, 0x01);
 	ce_pool_opts rw = { 0 };
 	int err = ce_pool_import(paths, 1, &rw, &p);
 	printf("import: %d %s\n", err, ce_errmsg());

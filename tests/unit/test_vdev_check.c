@@ -12,27 +12,9 @@
  * differs from the one asked for.
  */
 #include <fcntl.h>
-#include <openssl/evp.h>
 
 #include "t.h"
 #include "util.h"
-
-static void
-digest(const char *path, uint8_t out[32])
-{
-	FILE *f = fopen(path, "rb");
-	CHECK(f != NULL);
-	EVP_MD_CTX *c = EVP_MD_CTX_new();
-	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
-	static uint8_t buf[1 << 16];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		EVP_DigestUpdate(c, buf, n);
-	unsigned len;
-	EVP_DigestFinal_ex(c, out, &len);
-	EVP_MD_CTX_free(c);
-	fclose(f);
-}
 
 static int
 create(const char *path, uint64_t size, unsigned flags)
@@ -53,7 +35,7 @@ refused(const char *path, uint64_t size, unsigned flags, int err, const char *ms
 	struct stat st;
 	int exists = stat(path, &st) == 0;
 	if (exists)
-		digest(path, before);
+		t_file_digest(path, before);
 	int r = create(path, size, flags);
 	if (r != err || strstr(ce_errmsg(), msg) == NULL) {
 		fprintf(stderr, "create on %s: got %d '%s', want %d '...%s...'\n", path, r, ce_errmsg(), err, msg);
@@ -64,7 +46,7 @@ refused(const char *path, uint64_t size, unsigned flags, int err, const char *ms
 	if (err == -EEXIST)
 		CHECK(ce_errcode() == (strstr(msg, "already a vdev") ? CE_E_EXISTS : CE_E_VDEV_IN_USE));
 	if (exists) {
-		digest(path, after);
+		t_file_digest(path, after);
 		CHECK(memcmp(before, after, 32) == 0);
 	}
 }
