@@ -525,7 +525,8 @@ ce_pool_clear(ce_pool *p)
 	p->sync_req = 0;
 	memset(p->txg_dirty, 0, sizeof(p->txg_dirty));
 	p->open_since_ns = 0;
-	p->dirty_total = p->dirty_open = 0;
+	__atomic_store_n(&p->dirty_total, 0, __ATOMIC_RELAXED); /* read unlocked too (txg.c) */
+	p->dirty_open = 0;
 	pthread_mutex_unlock(&p->lock);
 	if (err == 0)
 		err = vol_reload_all(p);

@@ -83,7 +83,7 @@ struct ce_pool {
 	int txg_dirty[4];        /* something to commit in txg t */
 	uint64_t open_since_ns;  /* when the open txg first got dirty */
 	uint64_t sync_req;       /* highest txg somebody waits for */
-	uint64_t dirty_total;    /* bytes of dirty data buffers */
+	uint64_t dirty_total;    /* bytes of dirty data buffers (stored atomically: read unlocked) */
 	uint64_t dirty_open;     /* of which in the open txg */
 	int throttled;           /* writers are waiting for dirty space */
 	pthread_cond_t cv_work;  /* wakes the sync thread */

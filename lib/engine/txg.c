@@ -73,7 +73,8 @@ txg_dirty_add(ce_pool *p, int64_t bytes, int open)
 	if (bytes == 0)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->dirty_total = (uint64_t)((int64_t)p->dirty_total + bytes);
+	/* written under pool->lock, but read without it (ce_vol_write_would_wait): an atomic store */
+	__atomic_store_n(&p->dirty_total, (uint64_t)((int64_t)p->dirty_total + bytes), __ATOMIC_RELAXED);
 	if (open) {
 		/* Racing a quiesce can move bytes between txgs: never wrap. */
 		int64_t o = (int64_t)p->dirty_open + bytes;
