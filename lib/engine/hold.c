@@ -17,14 +17,12 @@
  *   1. A hold names a snapshot that exists and is not being taken or
  *      destroyed: hold refuses pending snapshots, destroy refuses held
  *      ones, both under config_lock.
- *   2. The object is written in pass 1 of a txg (hold_sync, when
- *      sh_dirty says the holds changed) from a copy taken under
+ *   2. The object is written in pass 1 of a txg from a copy taken under
  *      pool->lock, so it never mixes two states. A change made in the
  *      open txg while the previous one syncs may be written one txg
  *      early; the operation still waits for its own txg. Never late:
- *      hold_sync copies the holds and clears sh_dirty in one critical
- *      section, so a change is either in the copy or marks the next txg
- *      (test_hold_lost_txg: an earlier mark that moved could skip one).
+ *      sh_changed_txg is the oldest txg with an unwritten change
+ *      (test_hold_lost_txg).
  *   3. Hold and release are all-or-none over the names given.
  */
 #include "vol.h"
@@ -95,7 +93,7 @@ hold_load(ce_pool *p)
 	hold_fini(p);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	p->sh_disk_leaves = 0;
-	p->sh_dirty = 0;
+	p->sh_changed_txg = 0;
 	if (mh->mh_version < 4 || mh->mh_holds_count == 0) {
 		if (mh->mh_version >= 4 && !bp_is_hole(&mh->mh_holds_root)) {
 			p->sh_tree.levels = mh->mh_holds_levels ? mh->mh_holds_levels : 1;
@@ -128,19 +126,19 @@ hold_load(ce_pool *p)
 		    hold_find(p, h->hd_snap_guid, h->hd_tag) < 0)
 			hold_add(p, h->hd_snap_guid, h->hd_tag, h->hd_ctime);
 		else
-			p->sh_dirty = 1; /* rewritten without it at the next commit */
+			p->sh_changed_txg = 1; /* rewritten without it at the next commit */
 	}
 	htab_fini(&snaps);
 	free(buf);
 	return 0;
 }
 
-/* Pass 1 of txg t (pool_sync): rewrite the holds object if the holds changed. */
+/* Pass 1 of txg t: rewrite the holds object if the holds changed. */
 int
 hold_sync(ce_pool *p, uint64_t t)
 {
 	pthread_mutex_lock(&p->lock);
-	if (!p->sh_dirty) {
+	if (p->sh_changed_txg == 0 || p->sh_changed_txg > t) {
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
@@ -148,7 +146,7 @@ hold_sync(ce_pool *p, uint64_t t)
 	uint8_t *buf = xcalloc(nleaves ? nleaves : 1, CE_META_BLOCK);
 	for (uint64_t i = 0; i < n; i++)
 		((hold_phys *)buf)[i] = p->sh[i];
-	p->sh_dirty = 0;
+	p->sh_changed_txg = 0;
 	pthread_mutex_unlock(&p->lock);
 
 	uint8_t *dirty = xmalloc(nleaves ? nleaves : 1);
@@ -210,7 +208,7 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 		if (s == NULL || !s->is_snap) {
 			errs[i] = -ENOENT;
 			why = "no such snapshot";
-		} else if (s->taking) {
+		} else if (s->snap_txg_pending != 0) {
 			errs[i] = -EBUSY;
 			why = "still being taken";
 		} else if (!release && hold_find(p, s->guid, tag) >= 0) {
@@ -246,7 +244,13 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 			p->sh[k] = p->sh[--p->nsh];
 		}
 	}
-	p->sh_dirty = 1; /* the holds object is the pool's one dirty hold record */
+	/*
+	 * The oldest txg with a change not yet written: a later change must
+	 * not move the mark past a txg that is syncing but has not reached
+	 * hold_sync, or that txg commits without this change (invariant 2).
+	 */
+	if (p->sh_changed_txg == 0)
+		p->sh_changed_txg = p->open_txg;
 	return vol_mgmt_commit(p);
 }
 
@@ -278,7 +282,7 @@ ce_snap_holds(ce_pool *p, const char *name, ce_hold_info **out, size_t *count)
 	pthread_mutex_lock(&p->lock);
 	volume *only = NULL;
 	if (name != NULL && ((only = vol_find(p, name)) == NULL || !only->is_snap ||
-	    only->taking)) {
+	    only->snap_txg_pending != 0)) {
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name);

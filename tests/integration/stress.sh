@@ -9,7 +9,7 @@
 #
 # It caught: a management operation made in the open txg (resize, rename,
 # set) leaked into the dataset record written by the txg that was syncing
-# at the same time (each dataset now keeps a record image for the syncing txg, vol_mgmt_dirty).
+# at the same time (txg_capture now snapshots those fields at quiesce).
 set -euo pipefail
 : "${CASK_BUILD:?}" "${CASK_ASAN_BUILD:?}"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cask-stress-XXXXXX")
