@@ -32,6 +32,9 @@
 #include "conn.h"
 #include "log.h"
 #include "util.h"
+#include "sockpath.h"
+#include <fcntl.h>
+#include <grp.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -45,6 +48,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
@@ -130,21 +134,115 @@ static int listen_marker, wake_marker; /* epoll tags (their addresses) */
 
 /* ---- listening ---- */
 
+/*
+ * "PATH[,mode=OCTAL][,group=NAME|GID]": the unix socket's options follow the
+ * first comma (so PATH cannot hold one). Mode defaults to 0600, or 0660 when
+ * a group is given; only the permission bits (at most 0777) are accepted.
+ */
 static int
-listen_unix(const char *path, listener *l)
+parse_unix_spec(const char *spec, char *path, size_t pathlen, mode_t *mode, gid_t *gid)
+{
+	const char *comma = strchr(spec, ',');
+	size_t n = comma ? (size_t)(comma - spec) : strlen(spec);
+	if (n == 0)
+		return err_set(-EINVAL, "unix socket: no path in 'unix:%s'", spec);
+	if (n >= pathlen)
+		return err_set(-ENAMETOOLONG, "unix socket path too long: %.*s", (int)n, spec);
+	memcpy(path, spec, n);
+	path[n] = '\0';
+	int have_mode = 0;
+	*gid = (gid_t)-1;
+	while (comma != NULL) {
+		const char *opt = comma + 1;
+		comma = strchr(opt, ',');
+		size_t len = comma ? (size_t)(comma - opt) : strlen(opt);
+		char val[256];
+		if (len >= 5 && strncmp(opt, "mode=", 5) == 0 && len - 5 < sizeof(val)) {
+			snprintf(val, sizeof(val), "%.*s", (int)(len - 5), opt + 5);
+			char *end;
+			errno = 0;
+			unsigned long m = strtoul(val, &end, 8);
+			if (val[0] < '0' || val[0] > '7' || *end != '\0' || errno != 0 || m > 0777)
+				return err_set(-EINVAL, "unix socket %s: bad mode '%s' (octal permission bits, at most 0777)",
+				    path, val);
+			*mode = (mode_t)m;
+			have_mode = 1;
+		} else if (len >= 6 && strncmp(opt, "group=", 6) == 0 && len - 6 < sizeof(val)) {
+			snprintf(val, sizeof(val), "%.*s", (int)(len - 6), opt + 6);
+			char buf[4096];
+			struct group gr, *res = NULL;
+			int g = getgrnam_r(val, &gr, buf, sizeof(buf), &res);
+			if (g == 0 && res != NULL) {
+				*gid = res->gr_gid;
+			} else {
+				char *end;
+				errno = 0;
+				unsigned long v = strtoul(val, &end, 10);
+				if (val[0] < '0' || val[0] > '9' || *end != '\0' || errno != 0 || v >= (gid_t)-1)
+					return err_set(-EINVAL, "unix socket %s: unknown group '%s'", path, val);
+				*gid = (gid_t)v;
+			}
+		} else {
+			return err_set(-EINVAL, "unix socket %s: unknown option '%.*s' (use mode=OCTAL, group=NAME)", path,
+			    (int)len, opt);
+		}
+	}
+	if (!have_mode)
+		*mode = *gid != (gid_t)-1 ? 0660 : 0600;
+	return 0;
+}
+
+static int
+listen_unix(const char *spec, listener *l)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return err_set(-ENAMETOOLONG, "unix socket path too long: %s", path);
-	strcpy(sa.sun_path, path);
+	mode_t mode;
+	gid_t gid;
+	int rc = parse_unix_spec(spec, sa.sun_path, sizeof(sa.sun_path), &mode, &gid);
+	if (rc != 0)
+		return rc;
+	const char *path = sa.sun_path;
+	/* Only a stale socket is replaced (a live caskd's, or a file that is no socket, is refused). */
+	if ((rc = sockpath_claim(path, "NBD socket")) != 0)
+		return rc;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return err_set(-errno, "socket: %s", strerror(errno));
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+	/*
+	 * Permissions without a window: bind under umask 0077, so the socket is
+	 * born owner-only whatever caskd's umask; then the group (lchown: never
+	 * follows a symlink swapped in) and only then the wider mode (fchmodat
+	 * without following links), so the wider mode never holds with the wrong
+	 * group; and listen() right after, so nobody can connect before the
+	 * permissions are final (connect to a bound, non-listening socket is
+	 * refused). A umask of the wanted mode around bind would skip the chmod
+	 * but umask is per process: another thread creating a file in that
+	 * instant could get a wider mode than caskd's umask allows; 0077 can only
+	 * make such a file narrower. Listening here rather than in conn_start
+	 * also keeps the socket from looking stale (bound, not listening) to
+	 * another caskd's probe; a client that connects early waits in the
+	 * backlog until the loops start.
+	 */
+	mode_t old = umask(0077);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc != 0) {
 		int e = errno;
 		close(fd);
 		return err_set(-e, "%s: %s", path, strerror(e));
+	}
+	const char *step = NULL;
+	if (gid != (gid_t)-1 && lchown(path, (uid_t)-1, gid) != 0)
+		step = "chown";
+	else if (fchmodat(AT_FDCWD, path, mode, AT_SYMLINK_NOFOLLOW) != 0)
+		step = "chmod";
+	else if (listen(fd, 1024) != 0)
+		step = "listen";
+	if (step != NULL) {
+		int e = errno;
+		close(fd);
+		unlink(path);
+		return err_set(-e, "NBD socket %s: %s: %s", path, step, strerror(e));
 	}
 	snprintf(l->unix_path, sizeof(l->unix_path), "%s", path);
 	return fd;
@@ -772,8 +870,10 @@ conn_start(const conn_config *c)
 		epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->efd, &ev);
 	}
 	/*
-	 * Bound by conn_listen (so a taken port fails early), listening only now:
-	 * until here a client is refused rather than left waiting. Listening
+	 * Bound by conn_listen (so a taken port fails early), TCP listening only
+	 * now: until here a client is refused rather than left waiting (a unix
+	 * socket listens from conn_listen on, see listen_unix; listen() again
+	 * only sets its backlog). Listening
 	 * sockets belong to loop 0 (accepting is cheap; connections spread).
 	 */
 	for (int i = 0; i < nlisten; i++) {

@@ -51,7 +51,10 @@ usage(FILE *f)
 	    "                          (default: $CASK_SOCKET, else $XDG_RUNTIME_DIR/cask/caskd.sock,\n"
 	    "                          else /run/cask/caskd.sock)\n"
 	    "  --nbd ADDR:PORT         listen for NBD clients here; repeatable; [::1]:PORT for\n"
-	    "                          IPv6, unix:PATH for a unix socket (default 127.0.0.1:10809)\n"
+	    "                          IPv6 (default 127.0.0.1:10809)\n"
+	    "  --nbd unix:PATH[,mode=OCTAL][,group=GROUP]\n"
+	    "                          a unix socket: mode (default 0600, 0660 with a group)\n"
+	    "                          and group (name or gid) set on the socket file\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
@@ -69,7 +72,9 @@ usage(FILE *f)
 	    "  -h, --help              this help\n"
 	    "  -V, --version           print the version\n"
 	    "\n"
-	    "Sizes take K, M, G, T suffixes (powers of 1024).\n");
+	    "Sizes take K, M, G, T suffixes (powers of 1024). At a socket path caskd replaces\n"
+	    "only a stale socket (no listener); a socket in use or anything that is not a\n"
+	    "socket is an error naming the path, and caskd does not start.\n");
 }
 
 static int

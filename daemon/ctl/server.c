@@ -20,6 +20,7 @@
 #include "ctlframe.h"
 #include "../job.h"
 #include "../log.h"
+#include "../sockpath.h"
 #include "sockio.h"
 #include "util.h"
 
@@ -286,15 +287,10 @@ ctl_listen(const char *path, const char *version)
 			return err_set(-errno, "cannot create %s: %s", dir, strerror(errno));
 	}
 	strcpy(sa.sun_path, path);
-	/* A live daemon on this socket must not be displaced. */
-	int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (probe >= 0 && connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-		close(probe);
-		return err_set(-EADDRINUSE, "another caskd is listening on %s", path);
-	}
-	if (probe >= 0)
-		close(probe);
-	unlink(path);
+	/* A live daemon on this socket must not be displaced, nor a file that is not a socket removed. */
+	int claim = sockpath_claim(path, "control socket");
+	if (claim != 0)
+		return claim;
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (lfd < 0)
 		return err_set(-errno, "socket: %s", strerror(errno));
