@@ -169,12 +169,20 @@ parse_unix_spec(const char *spec, char *path, size_t pathlen, mode_t *mode, gid_
 			have_mode = 1;
 		} else if (len >= 6 && strncmp(opt, "group=", 6) == 0 && len - 6 < sizeof(val)) {
 			snprintf(val, sizeof(val), "%.*s", (int)(len - 6), opt + 6);
-			char buf[4096];
 			struct group gr, *res = NULL;
-			int g = getgrnam_r(val, &gr, buf, sizeof(buf), &res);
-			if (g == 0 && res != NULL) {
+			size_t blen = 4096;
+			char *buf = xmalloc(blen);
+			int g;
+			while ((g = getgrnam_r(val, &gr, buf, blen, &res)) == ERANGE && blen < ((size_t)1 << 24)) {
+				blen *= 2;
+				buf = xrealloc(buf, blen);
+			}
+			if (res != NULL)
 				*gid = res->gr_gid;
-			} else {
+			free(buf);
+			if (g != 0 && g != ENOENT && g != ESRCH && g != EBADF && g != EPERM)
+				return err_set(-g, "unix socket %s: cannot look up group '%s': %s", path, val, strerror(g));
+			if (res == NULL) {
 				char *end;
 				errno = 0;
 				unsigned long v = strtoul(val, &end, 10);
@@ -196,8 +204,8 @@ static int
 listen_unix(const char *spec, listener *l)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	mode_t mode;
-	gid_t gid;
+	mode_t mode = 0600;
+	gid_t gid = (gid_t)-1;
 	int rc = parse_unix_spec(spec, sa.sun_path, sizeof(sa.sun_path), &mode, &gid);
 	if (rc != 0)
 		return rc;

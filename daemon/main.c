@@ -334,6 +334,7 @@ main(int argc, char **argv)
 		for (int i = 0; i < naddrs[f]; i++) {
 			if ((err = frontends[f].listen(addrs[f][i])) != 0) {
 				log_err("%s", ce_errmsg());
+				conn_stop(); /* close (and remove the unix sockets of) the ones already bound */
 				reg_shutdown();
 				return 1;
 			}

@@ -93,5 +93,9 @@ refuse "unix socket $T/b.sock: unknown group 'no-such-group-cask'" \
   --socket "$T/rb/caskd.sock" --nbd "unix:$T/b.sock,group=no-such-group-cask"
 refuse "unix socket $T/b.sock: unknown option 'owner=root'" \
   --socket "$T/rb/caskd.sock" --nbd "unix:$T/b.sock,owner=root"
-[ ! -e "$T/b.sock" ] && [ ! -e "$T/rb/caskd.sock" ] || fail "a refused caskd left a socket behind"
+# a bad second listener: the first one's socket is removed again
+refuse "unix socket $T/b.sock: bad mode '9'" \
+  --socket "$T/rb/caskd.sock" --nbd "unix:$T/ok.sock" --nbd "unix:$T/b.sock,mode=9"
+[ ! -e "$T/b.sock" ] && [ ! -e "$T/ok.sock" ] && [ ! -e "$T/rb/caskd.sock" ] ||
+  fail "a refused caskd left a socket behind"
 echo ok
