@@ -417,6 +417,10 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		}
 		memcpy(name, data, len);
 		name[len] = '\0';
+		if (memchr(name, '\0', len) != NULL) { /* would name a shorter export */
+			log_info("nbd %s: export name holds a NUL byte; closing", conn_peer(c));
+			break;
+		}
 		int err;
 		vio_vol *v = vio_open(name, 0, &err);
 		if (v == NULL) {

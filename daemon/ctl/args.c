@@ -11,6 +11,28 @@
 #include <inttypes.h>
 #include <string.h>
 
+/*
+ * The one place a request's string becomes a C string: v must be a JSON
+ * string, and its decoded length must be its C-string length -- a string
+ * holding "\u0000" would otherwise be cut at the NUL ("POOL/VOL\u0000junk"
+ * naming POOL/VOL), so it is a BAD_REQUEST.  `what` names the argument in
+ * the error.  Returns the string, or NULL with the error set.
+ */
+const char *
+str_value(json_object *v, const char *what, reqerr *e)
+{
+	if (v == NULL || !json_object_is_type(v, json_type_string)) {
+		fail(e, err_set(-EINVAL, "argument '%s' must be a string", what), CE_E_BAD_REQUEST);
+		return NULL;
+	}
+	const char *s = json_object_get_string(v);
+	if (s == NULL || strlen(s) != (size_t)json_object_get_string_len(v)) {
+		fail(e, err_set(-EINVAL, "argument '%s' holds a NUL character", what), CE_E_BAD_REQUEST);
+		return NULL;
+	}
+	return s;
+}
+
 const char *
 arg_str(json_object *args, const char *key, int required, reqerr *e)
 {
@@ -20,11 +42,7 @@ arg_str(json_object *args, const char *key, int required, reqerr *e)
 			fail(e, err_set(-EINVAL, "argument '%s' is required", key), CE_E_BAD_REQUEST);
 		return NULL;
 	}
-	if (!json_object_is_type(v, json_type_string)) {
-		fail(e, err_set(-EINVAL, "argument '%s' must be a string", key), CE_E_BAD_REQUEST);
-		return NULL;
-	}
-	return json_object_get_string(v);
+	return str_value(v, key, e);
 }
 
 int

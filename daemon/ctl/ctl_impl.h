@@ -109,6 +109,7 @@ uint64_t ctl_conn(void);
 const char *ctl_version(void);
 
 /* args.c */
+const char *str_value(json_object *v, const char *what, reqerr *e);
 const char *arg_str(json_object *args, const char *key, int required, reqerr *e);
 int arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr *e);
 int arg_bool(json_object *args, const char *key, int *out, reqerr *e);
@@ -146,8 +147,10 @@ typedef struct page_list {
 	size_t n, cap;
 } page_list;
 void page_put(page_list *pl, const char *key, json_object *it);
-void page_params(json_object *args, const char **cursor, uint64_t *limit);
-/* The page args asks for, as a JSON array (and "next" into res); takes the items. */
+/* The "cursor" and "limit" arguments (a cursor holding a NUL is a BAD_REQUEST). */
+int page_params(json_object *args, const char **cursor, uint64_t *limit, reqerr *e);
+/* The page args asks for, as a JSON array (and "next" into res); takes the items;
+ * page_params must have accepted args. */
 json_object *page_of(page_list *pl, json_object *args, json_object *res);
 /* A listing in progress: what each pool's callback adds to. */
 typedef struct sl {

@@ -26,7 +26,7 @@ arg_name(json_object *args, reqerr *e)
 		err_set(-EINVAL, "argument 'name' (a string, POOL/VOL) is required");
 		return NULL;
 	}
-	return json_object_get_string(v);
+	return str_value(v, "name", e);
 }
 
 /* The export must exist now (its counters may be older than it). */
@@ -105,8 +105,9 @@ op_test_vio_fault(json_object *args, json_object *res, reqerr *e)
 		return err;
 	json_object *v;
 	const char *action = "status";
-	if (json_object_object_get_ex(args, "action", &v) && json_object_is_type(v, json_type_string))
-		action = json_object_get_string(v);
+	if (json_object_object_get_ex(args, "action", &v) && json_object_is_type(v, json_type_string) &&
+	    (action = str_value(v, "action", e)) == NULL)
+		return e->err;
 	vio_fault_rule ru = { 0 };
 	uint64_t eno = 0;
 	if ((err = get_u64(args, "errno", &eno, e)) != 0 || (err = get_u64(args, "nth", &ru.nth, e)) != 0 ||
@@ -114,7 +115,9 @@ op_test_vio_fault(json_object *args, json_object *res, reqerr *e)
 		return err;
 	if (json_object_object_get_ex(args, "ops", &v) && json_object_is_type(v, json_type_array)) {
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
-			const char *k = json_object_get_string(json_object_array_get_idx(v, i));
+			const char *k = str_value(json_object_array_get_idx(v, i), "ops", e);
+			if (k == NULL)
+				return e->err;
 			int op = 0;
 			while (op < VIO_NOPS && strcmp(vio_op_name(op), k ? k : "") != 0)
 				op++;

@@ -68,7 +68,10 @@ op_job_cancel(json_object *args, json_object *res, reqerr *e)
 int
 op_job_list(json_object *args, json_object *res, reqerr *e)
 {
-	(void)e;
+	const char *cursor;
+	uint64_t limit;
+	if (page_params(args, &cursor, &limit, e) != 0)
+		return e->err;
 	json_object *all = job_list(), *id;
 	page_list items = { 0 };
 	for (size_t i = 0; i < json_object_array_length(all); i++) {

@@ -27,14 +27,17 @@ page_put(page_list *pl, const char *key, json_object *it)
 	pl->v[pl->n++].it = it;
 }
 
-void
-page_params(json_object *args, const char **cursor, uint64_t *limit)
+int
+page_params(json_object *args, const char **cursor, uint64_t *limit, reqerr *e)
 {
 	json_object *c;
-	*cursor = json_object_object_get_ex(args, "cursor", &c) ? json_object_get_string(c) : NULL;
+	*cursor = arg_str(args, "cursor", 0, e);
+	if (e->err)
+		return e->err;
 	*limit = json_object_object_get_ex(args, "limit", &c) ? json_object_get_uint64(c) : 1000;
 	if (*limit == 0 || *limit > 5000)
 		*limit = *limit == 0 ? 1000 : 5000;
+	return 0;
 }
 
 static int
@@ -49,7 +52,8 @@ page_of(page_list *pl, json_object *args, json_object *res)
 {
 	const char *cursor;
 	uint64_t limit, taken = 0;
-	page_params(args, &cursor, &limit);
+	reqerr e = { 0, CE_E_NONE, NULL };
+	page_params(args, &cursor, &limit, &e); /* checked by the caller (page_params before page_of) */
 	json_object *page = json_object_new_array();
 	if (pl->n > 1)
 		qsort(pl->v, pl->n, sizeof(*pl->v), page_item_cmp);
@@ -132,12 +136,17 @@ list_pools_paged(const char *only, const char *vol, int strict, int (*cb)(ce_poo
 	page_list items = { 0 };
 	char **names;
 	size_t n;
+	const char *cursor;
+	uint64_t limit;
+	if (page_params(args, &cursor, &limit, e) != 0)
+		return e->err;
 	reg_pool_names(&names, &n);
 	int found = only == NULL, rc = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (rc == 0 && (only == NULL || strcmp(only, names[i]) == 0)) {
 			sl x = { names[i], vol, &items, e, NULL, 0 };
-			page_params(args, &x.cursor, &x.limit);
+			x.cursor = cursor;
+			x.limit = limit;
 			found = 1;
 			int err = reg_with_pool(names[i], cb, &x);
 			if ((strict || only != NULL) && err != 0)

@@ -91,7 +91,8 @@ paths_arg(json_object *args, const char **paths, unsigned *n, reqerr *e)
 		json_object *s = json_object_array_get_idx(arr, i);
 		if (!json_object_is_type(s, json_type_string))
 			return fail(e, err_set(-EINVAL, "'paths' must hold strings"), CE_E_BAD_REQUEST);
-		paths[i] = json_object_get_string(s);
+		if ((paths[i] = str_value(s, "paths", e)) == NULL)
+			return e->err;
 		if (paths[i][0] != '/')
 			return fail(e, err_set(-EINVAL, "vdev path '%s' must be absolute", paths[i]),
 			    CE_E_INVALID_ARGUMENT);

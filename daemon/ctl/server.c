@@ -170,6 +170,10 @@ serve_one(int fd, uid_t uid)
 		json_object_put(req);
 		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "'args' must be an object");
 	}
+	if (json_object_get_string_len(opv) != (int)strlen(json_object_get_string(opv))) {
+		json_object_put(req); /* the one check of args.c (str_value), for the op */
+		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "'op' holds a NUL character");
+	}
 	json_object *empty = json_object_new_object();
 	const char *op = json_object_get_string(opv);
 	const ctl_op *o = ctl_op_find(op);

@@ -195,7 +195,8 @@ snap_names_arg(json_object *args, sctx *x, char *pool, size_t plen, reqerr *e)
 			return fail(e, err_set(-EINVAL, "'names' must hold strings"), CE_E_BAD_REQUEST);
 		char p2[64];
 		const char *rest;
-		x->full[i] = json_object_get_string(s);
+		if ((x->full[i] = str_value(s, "names", e)) == NULL)
+			return e->err;
 		if (split_name(x->full[i], p2, sizeof(p2), &rest, e) != 0)
 			return e->err;
 		if (i == 0)

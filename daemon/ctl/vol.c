@@ -69,7 +69,11 @@ vol_create_cb(ce_pool *p, void *arg)
 			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), CE_E_BAD_REQUEST);
 		json_object_object_foreach(props, k, v) {
 			/* the engine parses them (a number is taken as its text: volblocksize 8192) */
-			int err = ce_vol_props_parse(&pr, k, json_object_get_string(v));
+			const char *val = json_object_is_type(v, json_type_string) ? str_value(v, k, x->e)
+			    : json_object_get_string(v);
+			if (val == NULL)
+				return x->e->err;
+			int err = ce_vol_props_parse(&pr, k, val);
 			if (err != 0)
 				return fail(x->e, err, CE_E_INVALID_ARGUMENT);
 		}
@@ -157,7 +161,8 @@ vol_set_cb(ce_pool *p, void *arg)
 				return fail(x->e, err_set(-EINVAL, "property '%s': the value must be a string", k),
 				    CE_E_BAD_REQUEST);
 			ks[n] = k;
-			vs[n++] = json_object_get_string(v);
+			if ((vs[n++] = str_value(v, k, x->e)) == NULL)
+				return x->e->err;
 		}
 		int err = ce_vol_set_many(p, x->vol, ks, vs, n);
 		return err ? fail(x->e, err, ctl_code(err, 1)) : 0;

@@ -246,6 +246,85 @@ util_utf8_valid_prefix(const char *s, size_t len)
 	return len;
 }
 
+/* A code point that behaves as a control character on a terminal or in an editor. */
+static int
+cp_is_control(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || (cp >= 0x202a && cp <= 0x202e) ||
+	    (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The escaped form of the character at s[0..len): its bytes in *piece (maybe esc), their count; *n input bytes. */
+static size_t
+escape_piece(const unsigned char *u, size_t len, char esc[12], const char **piece, size_t *n)
+{
+	unsigned char c = u[0];
+	*n = utf8_seq(u, len);
+	*piece = esc;
+	if (*n == 0 || c == 0x7f || (*n == 1 && c < 0x20)) {
+		*n = 1;
+		if (c == '\n' || c == '\r' || c == '\t')
+			return (size_t)snprintf(esc, 12, "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+		return (size_t)snprintf(esc, 12, "\\x%02x", c);
+	}
+	if (c == '\\') {
+		*piece = "\\\\";
+		return 2;
+	}
+	uint32_t cp = *n == 1 ? c : *n == 2 ? c & 0x1fu : *n == 3 ? c & 0x0fu : c & 0x07u;
+	for (size_t k = 1; k < *n; k++)
+		cp = cp << 6 | (u[k] & 0x3fu);
+	if (cp_is_control(cp))
+		return (size_t)snprintf(esc, 12, "\\u{%04x}", (unsigned)cp);
+	*piece = (const char *)u;
+	return *n;
+}
+
+/* Whether the escaped form of u[0..len) fits in room bytes. */
+static int
+escape_fits(const unsigned char *u, size_t len, size_t room)
+{
+	size_t total = 0, i = 0, n;
+	char esc[12];
+	const char *piece;
+	while (i < len) {
+		total += escape_piece(u + i, len - i, esc, &piece, &n);
+		if (total > room)
+			return 0;
+		i += n;
+	}
+	return 1;
+}
+
+size_t
+util_escape(char *out, size_t cap, const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t o = 0, i = 0, n;
+	int rest_fits = 0;
+	if (cap == 0)
+		return 0;
+	while (i < len) {
+		char esc[12];
+		const char *piece;
+		size_t pn = escape_piece(u + i, len - i, esc, &piece, &n);
+		/* room for this piece and, if more follows, for "..." -- unless all the rest fits */
+		if (!rest_fits && o + pn + (i + n < len ? 3 : 0) >= cap &&
+		    !(rest_fits = escape_fits(u + i, len - i, cap - 1 - o))) {
+			/* each earlier piece left room for the dots (but cap may be tiny) */
+			size_t dots = cap - 1 - o < 3 ? cap - 1 - o : 3;
+			memcpy(out + o, "...", dots);
+			o += dots;
+			break;
+		}
+		memcpy(out + o, piece, pn);
+		o += pn;
+		i += n;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 void
 util_utf8_repair(char *s, size_t len)
 {

@@ -96,5 +96,17 @@ const char *util_fmt_size(uint64_t v, char *buf, size_t len);
 size_t util_utf8_valid_prefix(const char *s, size_t len);
 /* Replace every byte of s[0..len) that is not part of well-formed UTF-8 with '?'. */
 void util_utf8_repair(char *s, size_t len);
+/*
+ * s[0..len) as text that cannot end or forge a line or drive a terminal
+ * (caskd's log, daemon/log.c): a backslash becomes \\, \n \r \t stay
+ * readable as \n \r \t, every other control byte (C0, DEL), every byte
+ * outside well-formed UTF-8 and a NUL become \xHH; code points that act
+ * as controls (C1 U+0080-U+009F, the line and paragraph separators
+ * U+2028/2029, the bidirectional overrides U+202A-202E, U+2066-2069)
+ * become \u{HHHH}.  Other UTF-8 and printable ASCII are kept.  The result
+ * is NUL-terminated in out[0..cap) (cap >= 1), cut only between escapes,
+ * and ends in "..." when s did not fit.  Returns the length written.
+ */
+size_t util_escape(char *out, size_t cap, const char *s, size_t len);
 
 #endif
