@@ -7,7 +7,7 @@ source "$(dirname "$0")/lib.sh"
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
 start_caskd
 $CASK pool create tank "$T/t.vdev" --size 64M
-SOCK="$SOCK" "$PY" - <<'PY'
+SOCK="$SOCK" T="$T" "$PY" - <<'PY'
 import json, os, socket, struct, sys
 path = os.environ["SOCK"]
 def conn():
@@ -59,6 +59,36 @@ for bad in [frame({"op": "hello"}, magic=0xdeadbeef), frame({"op": "hello"}, ver
 # a client that vanishes mid-frame
 s = conn(); s.sendall(frame({"op": "hello"})[:10]); s.close()
 s = conn(); s.sendall(struct.pack("<IHHII", 0x4b534143, 1, 1, 1, 1000) + b"{\"op\""); s.close()
+# regression nul_suffixed_names (issue 17 item 7): a string argument holding
+# a NUL was cut at it -- vol.destroy of "tank/keep\u0000junk" destroyed
+# tank/keep.  Every such string is a BAD_REQUEST and nothing is touched.
+s = conn()
+s.sendall(frame({"op": "vol.create", "args": {"name": "tank/keep", "size": 1 << 20}})); assert reply(s)[1]["ok"]
+s.sendall(frame({"op": "snap.create", "args": {"names": ["tank/keep@s1"]}})); assert reply(s)[1]["ok"]
+for req in [{"op": "vol.destroy", "args": {"name": "tank/keep\0junk"}},
+            {"op": "vol.destroy", "args": {"name": "tank/keep\0"}},
+            {"op": "vol.get", "args": {"name": "tank/keep\0/x"}},
+            {"op": "vol.rename", "args": {"name": "tank/keep", "new_name": "tank/k\0x"}},
+            {"op": "vol.set", "args": {"name": "tank/keep", "prop": "compression", "value": "lz4\0x"}},
+            {"op": "vol.set", "args": {"name": "tank/keep", "props": {"compression": "off\0"}}},
+            {"op": "vol.create", "args": {"name": "tank/n", "size": 1 << 20, "props": {"compression": "lz4\0"}}},
+            {"op": "vol.list", "args": {"cursor": "tank/a\0"}},
+            {"op": "snap.destroy", "args": {"names": ["tank/keep@s1\0x"]}},
+            {"op": "snap.create", "args": {"names": ["tank/keep@s2", "tank/keep@s3\0"]}},
+            {"op": "pool.destroy", "args": {"name": "tank\0x"}},
+            {"op": "pool.create", "args": {"name": "p2", "paths": [os.environ["T"] + "/p2.vdev\0x"]}},
+            {"op": "pool.create", "args": {"name": "p2\0", "paths": [os.environ["T"] + "/p2.vdev"]}},
+            {"op": "job.list", "args": {"cursor": "\0"}},
+            {"op": "hello\0junk"}]:
+    s.sendall(frame(req)); r = reply(s)
+    err(r, "BAD_REQUEST")
+    assert "NUL" in r[1]["error"]["message"], r
+s.sendall(frame({"op": "vol.get", "args": {"name": "tank/keep"}})); id, b = reply(s); assert b["ok"], b
+s.sendall(frame({"op": "snap.list", "args": {"name": "tank/keep"}})); id, b = reply(s)
+assert b["ok"] and [x["name"] for x in b["result"]["snapshots"]] == ["tank/keep@s1"], b
+s.sendall(frame({"op": "vol.list"})); id, b = reply(s)
+assert b["ok"] and [v["name"] for v in b["result"]["volumes"]] == ["tank/keep"], b
+assert not os.path.exists(os.environ["T"] + "/p2.vdev"), "a pool file was created"
 # still serving
 s = conn(); s.sendall(frame({"op": "pool.list"})); id, b = reply(s); assert b["ok"] and b["result"]["pools"][0]["name"] == "tank"
 print("ok")

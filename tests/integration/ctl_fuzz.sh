@@ -5,11 +5,15 @@
 # junk), sent to the sanitizer-built caskd. Every one must get a
 # well-formed answer on a connection that stays open; caskd must stay up,
 # serve NBD afterwards, and every pool left must pass `cask-debug check`.
+# Some strings carry a NUL (the first argument the op reads, or the op
+# itself: never accepted, issue 17 item 7) or a newline and terminal
+# escapes (issue 17 item 8: the log must show them escaped, with no line
+# starting with the forged text and no raw ESC byte).
 # The seed is printed (CASK_FUZZ_SEED repeats a run; CASK_FUZZ_N sets the
 # number of requests).
 source "$(dirname "$0")/lib.sh"
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
-start_caskd
+start_caskd -v
 $CASK pool create tank "$T/tank.vdev" --size 64M
 $CASK vol create tank/v --size 8M
 $CASK snap create tank/v@s
@@ -153,9 +157,35 @@ for i in range(1, n + 1):
             args["timeout_ms"] = rnd.choice([0, 1, 50])
     else:
         args = junk()
-    req = {"op": op, "args": args} if rnd.random() < 0.95 else {"op": op}
+    poisoned = None
+    r2 = rnd.random()
+    if r2 < 0.08 and isinstance(args, dict) and ARGS.get(op) and op != "snap.destroy":
+        # a NUL inside the first argument the op reads: refused, never cut at the NUL (issue 17 item 7)
+        k = ARGS[op][0]
+        v = args.get(k, name())
+        poisoned = k
+        if isinstance(v, list) and v and isinstance(v[0], str):
+            args[k] = [x + "\0" + rnd.choice(["", "junk", "/x", "@s"]) if isinstance(x, str) else x for x in v]
+        else:
+            args[k] = (v if isinstance(v, str) else name()) + "\0" + rnd.choice(["", "junk", "/x", "@s"])
+    elif r2 < 0.14 and isinstance(args, dict) and args:
+        # a forged log line and a terminal escape in any string (issue 17 item 8; checked in the log below)
+        k = rnd.choice(list(args))
+        if isinstance(args[k], str):
+            args[k] += "\nFAKE pool tank SUSPENDED\x1b[31m"
+        elif isinstance(args[k], list):
+            args[k] = [x + "\r\nFAKE pool tank SUSPENDED\x1b]0;t\x07" if isinstance(x, str) else x for x in args[k]]
+    if rnd.random() < 0.01:
+        op += "\0" + rnd.choice(["", "x", "\nFAKE pool tank SUSPENDED"])
+    req = {"op": op, "args": args} if poisoned or rnd.random() < 0.95 else {"op": op}
     r = call(s, req, i)
+    if poisoned is not None and r["ok"]:
+        raise SystemExit("a NUL in %r was accepted: %r" % (poisoned, req))
+    if "\0" in op:
+        assert not r["ok"] and r["error"]["code"] == "BAD_REQUEST", (req, r)
     key = "ok" if r["ok"] else r["error"]["code"]
+    if poisoned is not None:
+        stats["NUL in " + poisoned + ": " + key] = stats.get("NUL in " + poisoned + ": " + key, 0) + 1
     stats[key] = stats.get(key, 0) + 1
     if i % 100 == 0:                                 # bring tank back when the fuzz destroyed it
         pools = {p["name"]: p for p in call(s, {"op": "pool.list"}, i)["result"]["pools"]}
@@ -195,6 +225,9 @@ h.pwrite(b"a" * 4096, 0); h.flush(); assert h.pread(4096, 0) == b"a" * 4096
 PY
 stop_caskd
 ! grep -q "AddressSanitizer\|runtime error" "$T/caskd.log" || fail "sanitizer report in the caskd log"
+# no client string forged a line or put a raw escape into the log (issue 17 item 8)
+! grep -q '^FAKE' "$T/caskd.log" || fail "a client's string forged a log line"
+! grep -q "$(printf '\033')" "$T/caskd.log" || fail "a raw ESC byte in the caskd log"
 while read -r -a vdevs; do
   "$CASK_BUILD/cask-debug" check "${vdevs[@]}" >"$T/check.out" 2>&1 || { cat "$T/check.out"; fail "check of ${vdevs[*]}"; }
 done <"$T/vdevs"
