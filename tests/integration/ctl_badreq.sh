@@ -64,7 +64,8 @@ s = conn(); s.sendall(struct.pack("<IHHII", 0x4b534143, 1, 1, 1, 1000) + b"{\"op
 # tank/keep.  Every such string is a BAD_REQUEST and nothing is touched.
 s = conn()
 s.sendall(frame({"op": "vol.create", "args": {"name": "tank/keep", "size": 1 << 20}})); assert reply(s)[1]["ok"]
-s.sendall(frame({"op": "snap.create", "args": {"names": ["tank/keep@s1"]}})); assert reply(s)[1]["ok"]
+s.sendall(frame({"op": "vol.create", "args": {"name": "tank/sv", "size": 1 << 20}})); assert reply(s)[1]["ok"]
+s.sendall(frame({"op": "snap.create", "args": {"names": ["tank/sv@s1"]}})); assert reply(s)[1]["ok"]
 for req in [{"op": "vol.destroy", "args": {"name": "tank/keep\0junk"}},
             {"op": "vol.destroy", "args": {"name": "tank/keep\0"}},
             {"op": "vol.get", "args": {"name": "tank/keep\0/x"}},
@@ -73,8 +74,9 @@ for req in [{"op": "vol.destroy", "args": {"name": "tank/keep\0junk"}},
             {"op": "vol.set", "args": {"name": "tank/keep", "props": {"compression": "off\0"}}},
             {"op": "vol.create", "args": {"name": "tank/n", "size": 1 << 20, "props": {"compression": "lz4\0"}}},
             {"op": "vol.list", "args": {"cursor": "tank/a\0"}},
-            {"op": "snap.destroy", "args": {"names": ["tank/keep@s1\0x"]}},
-            {"op": "snap.create", "args": {"names": ["tank/keep@s2", "tank/keep@s3\0"]}},
+            {"op": "snap.destroy", "args": {"names": ["tank/sv@s1\0x"]}},
+            {"op": "snap.destroy", "args": {"name": "tank/sv@s1\0x"}},
+            {"op": "snap.create", "args": {"names": ["tank/sv@s2", "tank/sv@s3\0"]}},
             {"op": "pool.destroy", "args": {"name": "tank\0x"}},
             {"op": "pool.create", "args": {"name": "p2", "paths": [os.environ["T"] + "/p2.vdev\0x"]}},
             {"op": "pool.create", "args": {"name": "p2\0", "paths": [os.environ["T"] + "/p2.vdev"]}},
@@ -84,10 +86,10 @@ for req in [{"op": "vol.destroy", "args": {"name": "tank/keep\0junk"}},
     err(r, "BAD_REQUEST")
     assert "NUL" in r[1]["error"]["message"], r
 s.sendall(frame({"op": "vol.get", "args": {"name": "tank/keep"}})); id, b = reply(s); assert b["ok"], b
-s.sendall(frame({"op": "snap.list", "args": {"name": "tank/keep"}})); id, b = reply(s)
-assert b["ok"] and [x["name"] for x in b["result"]["snapshots"]] == ["tank/keep@s1"], b
+s.sendall(frame({"op": "snap.list", "args": {"name": "tank/sv"}})); id, b = reply(s)
+assert b["ok"] and [x["name"] for x in b["result"]["snapshots"]] == ["tank/sv@s1"], b
 s.sendall(frame({"op": "vol.list"})); id, b = reply(s)
-assert b["ok"] and [v["name"] for v in b["result"]["volumes"]] == ["tank/keep"], b
+assert b["ok"] and sorted(v["name"] for v in b["result"]["volumes"]) == ["tank/keep", "tank/sv"], b
 assert not os.path.exists(os.environ["T"] + "/p2.vdev"), "a pool file was created"
 # still serving
 s = conn(); s.sendall(frame({"op": "pool.list"})); id, b = reply(s); assert b["ok"] and b["result"]["pools"][0]["name"] == "tank"
