@@ -33,6 +33,49 @@ str_value(json_object *v, const char *what, reqerr *e)
 	return s;
 }
 
+/* NUL characters in the decoded strings of v and below. */
+static size_t
+nuls_in_values(json_object *v)
+{
+	size_t n = 0;
+	if (json_object_is_type(v, json_type_string)) {
+		const char *s = json_object_get_string(v);
+		size_t len = (size_t)json_object_get_string_len(v);
+		for (const char *p = s; (p = memchr(p, '\0', len - (size_t)(p - s))) != NULL; p++)
+			n++;
+	} else if (json_object_is_type(v, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			n += nuls_in_values(json_object_array_get_idx(v, i));
+	} else if (json_object_is_type(v, json_type_object)) {
+		json_object_object_foreach(v, k, c) {
+			(void)k;
+			n += nuls_in_values(c);
+		}
+	}
+	return n;
+}
+
+/*
+ * Whether an object key of the request held a NUL.  json-c keeps keys as
+ * C strings, so "compression\u0000x" arrives as "compression" and no check
+ * after parsing can see it; but in JSON a backslash occurs only inside
+ * strings, so the payload's \u0000 escapes are exactly the NULs of its keys
+ * and values: more escapes than NULs in the values means a key had one.
+ */
+int
+nul_in_keys(const char *raw, size_t len, json_object *req)
+{
+	size_t escapes = 0;
+	for (size_t i = 0; i + 1 < len; i++) {
+		if (raw[i] != '\\')
+			continue;
+		if (raw[i + 1] == 'u' && i + 5 < len && memcmp(raw + i + 2, "0000", 4) == 0)
+			escapes++;
+		i++; /* the escaped character (a second backslash, too) */
+	}
+	return escapes > nuls_in_values(req);
+}
+
 const char *
 arg_str(json_object *args, const char *key, int required, reqerr *e)
 {

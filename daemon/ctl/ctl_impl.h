@@ -110,6 +110,8 @@ const char *ctl_version(void);
 
 /* args.c */
 const char *str_value(json_object *v, const char *what, reqerr *e);
+/* Whether an object key in the request (raw[0..len) parsed as req) held a NUL. */
+int nul_in_keys(const char *raw, size_t len, json_object *req);
 const char *arg_str(json_object *args, const char *key, int required, reqerr *e);
 int arg_u64(json_object *args, const char *key, int required, uint64_t *out, reqerr *e);
 int arg_bool(json_object *args, const char *key, int *out, reqerr *e);

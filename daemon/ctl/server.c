@@ -156,6 +156,7 @@ serve_one(int fd, uid_t uid)
 	int parsed = req != NULL && json_tokener_get_error(tok) == json_tokener_success &&
 	    (size_t)json_tokener_get_parse_end(tok) == len;
 	json_tokener_free(tok);
+	int key_nul = parsed && nul_in_keys(buf, len, req);
 	free(buf);
 	json_object *opv, *args = NULL;
 	if (!parsed || !json_object_is_type(req, json_type_object) ||
@@ -170,9 +171,10 @@ serve_one(int fd, uid_t uid)
 		json_object_put(req);
 		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "'args' must be an object");
 	}
-	if (json_object_get_string_len(opv) != (int)strlen(json_object_get_string(opv))) {
-		json_object_put(req); /* the one check of args.c (str_value), for the op */
-		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST, "'op' holds a NUL character");
+	if (json_object_get_string_len(opv) != (int)strlen(json_object_get_string(opv)) || key_nul) {
+		json_object_put(req); /* args.c's check (str_value) for the op; keys: nul_in_keys */
+		return send_error(fd, id, -EINVAL, CE_E_BAD_REQUEST,
+		    key_nul ? "a key of the request holds a NUL character" : "'op' holds a NUL character");
 	}
 	json_object *empty = json_object_new_object();
 	const char *op = json_object_get_string(opv);

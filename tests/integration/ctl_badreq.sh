@@ -81,11 +81,16 @@ for req in [{"op": "vol.destroy", "args": {"name": "tank/keep\0junk"}},
             {"op": "pool.create", "args": {"name": "p2", "paths": [os.environ["T"] + "/p2.vdev\0x"]}},
             {"op": "pool.create", "args": {"name": "p2\0", "paths": [os.environ["T"] + "/p2.vdev"]}},
             {"op": "job.list", "args": {"cursor": "\0"}},
-            {"op": "hello\0junk"}]:
+            {"op": "hello\0junk"},
+            {"op": "vol.set", "args": {"name": "tank/keep", "props": {"compression\0x": "lz4"}}},  # keys too
+            {"op": "vol.get", "args": {"name\0": "tank/keep"}}]:
     s.sendall(frame(req)); r = reply(s)
     err(r, "BAD_REQUEST")
     assert "NUL" in r[1]["error"]["message"], r
+# a backslash, then "u0000" (no NUL): an ordinary name that does not exist
+s.sendall(frame({"op": "vol.get", "args": {"name": "tank/keep\\u0000", "x": "\\\\u0000"}})); err(reply(s), "VOLUME_NOT_FOUND")
 s.sendall(frame({"op": "vol.get", "args": {"name": "tank/keep"}})); id, b = reply(s); assert b["ok"], b
+assert b["result"]["sources"]["compression"] == "default", b   # none of the refused vol.set calls took effect
 s.sendall(frame({"op": "snap.list", "args": {"name": "tank/sv"}})); id, b = reply(s)
 assert b["ok"] and [x["name"] for x in b["result"]["snapshots"]] == ["tank/sv@s1"], b
 s.sendall(frame({"op": "vol.list"})); id, b = reply(s)
