@@ -47,9 +47,14 @@ log_msg(int level, const char *fmt, ...)
 	va_end(ap);
 	if (m < 0)
 		m = 0;
-	if ((size_t)m >= sizeof(raw))
-		m = (int)sizeof(raw) - 1; /* cut (a sequence cut in two shows as \xHH) */
-	n += (int)log_escape(line + n, sizeof(line) - (size_t)n - 1, raw, (size_t)m);
+	int cut = (size_t)m >= sizeof(raw);
+	if (cut)
+		m = (int)sizeof(raw) - 1; /* (a character cut in two shows as \xHH) */
+	n += (int)log_escape(line + n, sizeof(line) - (size_t)n - 4, raw, (size_t)m);
+	if (cut && (n < 3 || memcmp(line + n - 3, "...", 3) != 0)) {
+		memcpy(line + n, "...", 3);
+		n += 3;
+	}
 	line[n++] = '\n';
 	ssize_t w = write(STDERR_FILENO, line, (size_t)n);
 	(void)w;
