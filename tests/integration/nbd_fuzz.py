@@ -4,7 +4,9 @@
 Option haggling: connections that send random options (known and
 unknown numbers, random and well-formed payloads, export names that
 exist and that do not); every reply must be well formed and answer the
-option asked, or the server closes the connection.
+option asked, or the server closes the connection. Some names carry a
+NUL or a forged log line with terminal escapes (nbd_fuzz.sh checks that
+the log, at debug level, shows them escaped).
 
 Transmission: one connection sends random commands (known and unknown
 types, random flags, offsets in and past the export, lengths from 0 to
@@ -74,7 +76,9 @@ def witness(where):
 def option_payload(opt):
     r = rnd.random()
     name = rnd.choice([EXPORT, b"tank/none", b"", b"x" * 5000, EXPORT + b"@nosnap",
-                       bytes(rnd.randrange(256) for _ in range(20)), "\u00e9\u20ac".encode() * 300])
+                       bytes(rnd.randrange(256) for _ in range(20)), "\u00e9\u20ac".encode() * 300,
+                       EXPORT + b"\0junk",     # never EXPORT (issue 17 item 7)
+                       b"a\nFAKE pool tank SUSPENDED\x1b[31m", EXPORT + b"\r\nFAKE pool tank SUSPENDED\x1b]0;t\x07"])
     if r < 0.5 and opt in (6, 7):      # INFO/GO: name length, name, info requests
         infos = [rnd.randrange(8) for _ in range(rnd.randrange(4))]
         return struct.pack(">I", len(name)) + name + struct.pack(">H", len(infos)) + b"".join(
