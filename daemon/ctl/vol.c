@@ -69,10 +69,11 @@ vol_create_cb(ce_pool *p, void *arg)
 			return fail(x->e, err_set(-EINVAL, "'props' must be an object"), CE_E_BAD_REQUEST);
 		json_object_object_foreach(props, k, v) {
 			/* the engine parses them (a number is taken as its text: volblocksize 8192) */
-			const char *val = json_object_is_type(v, json_type_string) ? str_value(v, k, x->e)
-			    : json_object_get_string(v);
-			if (val == NULL)
+			const char *val = NULL;
+			if (json_object_is_type(v, json_type_string) && (val = str_value(v, k, x->e)) == NULL)
 				return x->e->err;
+			if (!json_object_is_type(v, json_type_string))
+				val = json_object_get_string(v); /* NULL for null: the engine refuses it */
 			int err = ce_vol_props_parse(&pr, k, val);
 			if (err != 0)
 				return fail(x->e, err, CE_E_INVALID_ARGUMENT);
