@@ -1,5 +1,6 @@
 /*
- * phys.h -- the on-disk structures of format version 2, transcribed from
+ * phys.h -- the on-disk structures of format version 5 (CE_FORMAT_VERSION
+ * below; import reads 1 to 5 and upgrades), transcribed from
  * docs/on-disk-format.md. Every field is little-endian; the engine
  * currently runs on little-endian hosts only and refuses to build
  * elsewhere rather than writing a format it cannot read back.
@@ -10,7 +11,7 @@
 #include <stdint.h>
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-    "cask format v1 is written by little-endian hosts only");
+    "the cask format is written by little-endian hosts only");
 
 #define CE_FORMAT_VERSION 5u
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
