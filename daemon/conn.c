@@ -321,6 +321,17 @@ chunk_free(ochunk *k)
 	free(k);
 }
 
+/* Queue chunk k last on c's output list. */
+static void
+out_append(conn *c, ochunk *k)
+{
+	if (c->otail)
+		c->otail->next = k;
+	else
+		c->ohead = k;
+	c->otail = k;
+}
+
 void
 conn_write(conn *c, const void *p, size_t n)
 {
@@ -338,11 +349,7 @@ conn_write(conn *c, const void *p, size_t n)
 		k->p = k->inl;
 		memcpy(k->inl, p, n);
 		k->len = n;
-		if (c->otail)
-			c->otail->next = k;
-		else
-			c->ohead = k;
-		c->otail = k;
+		out_append(c, k);
 	}
 	c->obytes += n;
 }
@@ -361,11 +368,7 @@ conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg), voi
 	k->len = n;
 	k->release = release;
 	k->arg = arg;
-	if (c->otail)
-		c->otail->next = k;
-	else
-		c->ohead = k;
-	c->otail = k;
+	out_append(c, k);
 	c->obytes += n;
 }
 

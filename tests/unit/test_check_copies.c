@@ -14,7 +14,6 @@
 
 static const char *argv0;
 
-/* Flip one byte of the file at off (twice restores it). */
 int
 main(int argc, char **argv)
 {
