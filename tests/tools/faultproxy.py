@@ -231,6 +231,14 @@ class Pipe:
         return self.conn.dead or (not link.paused and self.ds.mode != "stall"
                                   and self.queued < MAX_QUEUE)
 
+    def unstalled(self):
+        link = self.conn.link
+        return self.conn.dead or (not link.paused and self.ds.mode != "stall")
+
+    def unheld(self):
+        link = self.conn.link
+        return self.conn.dead or (not link.paused and self.ds.mode != "hold")
+
     def sending_allowed(self):
         link = self.conn.link
         return self.conn.dead or (len(self.q) > 0 and not link.paused
@@ -249,6 +257,11 @@ class Pipe:
             if self.conn.dead:
                 return
             data = await self.src.read(READ_CHUNK)
+            # A stall or pause that began while the read was pending holds
+            # this chunk too: nothing read after the command is forwarded.
+            await link.wait_until(self.unstalled)
+            if self.conn.dead:
+                return
             if not data or self.src_gone:
                 if not self.src_gone:
                     self.push((0.0, None), 0)
@@ -297,6 +310,10 @@ class Pipe:
                 continue
             pos = 0
             while pos < len(data):
+                if pos:
+                    await link.wait_until(self.unheld)
+                    if self.conn.dead:
+                        return
                 rate = self.ds.rate
                 if rate:
                     piece = max(1, min(len(data) - pos, rate // 50 or 1))

@@ -27,8 +27,10 @@ was sent). `ts` is time.monotonic_ns() (CLOCK_MONOTONIC, shared by the
 processes of one host), taken just before the request and just after its
 answer.
 
-As a command:  histrec.py read-all URI HISTORY CLIENT NBLOCKS
-records reads of blocks 0..NBLOCKS-1 (256 blocks per request).
+As a command:  histrec.py read-all URI HISTORY CLIENT NBLOCKS [FIRST]
+records reads of blocks FIRST..FIRST+NBLOCKS-1 (256 blocks per request).
+A history assumes its blocks were zeros at its start: zero (and flush) the
+range before recording into it.
 """
 import json
 import os
@@ -206,18 +208,20 @@ class Client:
         del self.h               # libnbd closes the handle when it is freed
 
 
-def read_all(uri, path, cid, nblocks, step=256):
+def read_all(uri, path, cid, nblocks, first=0, step=256):
+    """Record reads of blocks first..first+nblocks-1, step blocks a request."""
     rec = Recorder(path)
     c = rec.client(cid, uri)
-    for b in range(0, nblocks, step):
-        if c.read(b, min(step, nblocks - b)) is None:
+    for b in range(first, first + nblocks, step):
+        if c.read(b, min(step, first + nblocks - b)) is None:
             sys.exit("read of blocks %d.. failed" % b)
     c.close()
     rec.close()
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "read-all":
-        read_all(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+    if len(sys.argv) in (6, 7) and sys.argv[1] == "read-all":
+        read_all(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]),
+                 int(sys.argv[6]) if len(sys.argv) == 7 else 0)
     else:
         sys.exit(__doc__)
