@@ -441,10 +441,11 @@ def command_line():
     os.rmdir(d)
 
 
-hand_built()
-generated()
-broken_models()
-command_line()
-if failures:
-    sys.exit("histcheck_cases: %d failed: %s" % (len(failures), "; ".join(failures)))
-print("histcheck_cases: all cases as expected")
+if __name__ == "__main__":
+    hand_built()
+    generated()
+    broken_models()
+    command_line()
+    if failures:
+        sys.exit("histcheck_cases: %d failed: %s" % (len(failures), "; ".join(failures)))
+    print("histcheck_cases: all cases as expected")

@@ -66,6 +66,7 @@ offset, invoke/complete times). From Python: check(events, ...) returns a
 Result with .violations (list of dicts) and .summary().
 """
 import bisect
+import gc
 import json
 import sys
 
@@ -214,6 +215,19 @@ def load(paths):
 
 
 def check(events, stale=True, prefix=False, bs=None, multi_conn=None):
+    """Check a list of history events (dicts); returns a Result."""
+    # The check allocates many long-lived objects and no cycles: the cyclic
+    # collector would rescan them over and over (superlinear time).
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return _check(events, stale, prefix, bs, multi_conn)
+    finally:
+        if was:
+            gc.enable()
+
+
+def _check(events, stale, prefix, bs, multi_conn):
     res = Result()
     header = {}
     ops = {}
