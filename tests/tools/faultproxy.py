@@ -90,7 +90,8 @@ import time
 
 DIRS = ("c2r", "r2c")
 MODES = ("pass", "stall", "hold", "blackhole")
-READ_CHUNK = 65536
+READ_CHUNK = 262144
+STREAM_LIMIT = 1 << 20         # asyncio stream buffer per socket
 MAX_QUEUE = 256 << 20          # a direction stops reading once this much is queued
 
 
@@ -132,11 +133,19 @@ class Link:
             for k in ("received", "forwarded", "dropped"):
                 self.st[d + "." + k] = 0
         self.changed = asyncio.Event()
+        self.watchers = 0          # `wait` commands on this link's counters
 
     def notify(self):
+        """Settings or connections changed: wake every waiter of the link."""
+        self.wake_watchers()
+        for conn in self.conns:
+            for p in conn.pipes.values():
+                p.bump()
+        self.proxy.notify()
+
+    def wake_watchers(self):
         self.changed.set()
         self.changed = asyncio.Event()
-        self.proxy.notify()
 
     async def wait_until(self, pred):
         while not pred():
@@ -158,7 +167,7 @@ class Link:
 
     async def start(self):
         host, port = self.listen
-        self.server = await asyncio.start_server(self.accept, host, port)
+        self.server = await asyncio.start_server(self.accept, host, port, limit=STREAM_LIMIT)
         self.port = self.server.sockets[0].getsockname()[1]
         self.log(None, "listen %s:%d -> %s:%d src=%s dst=%s"
                  % (host, self.port, self.target[0], self.target[1], self.src, self.dst))
@@ -173,7 +182,7 @@ class Link:
             rst(writer)
             return
         try:
-            ur, uw = await asyncio.open_connection(*self.target)
+            ur, uw = await asyncio.open_connection(*self.target, limit=STREAM_LIMIT)
         except OSError as e:
             self.log(cid, "connect to target failed: %s (reset client)" % e)
             rst(writer)
@@ -217,6 +226,7 @@ class Pipe:
         self.offset = 0            # stream bytes received so far
         self.forwarded = 0
         self.flipped = set()
+        self.changed = asyncio.Event()
         self.cut = False
         self.dst_gone = False      # receiver closed by detach: discard
         self.src_gone = False      # sender closed by detach: its EOF is not forwarded
@@ -244,22 +254,36 @@ class Pipe:
         return self.conn.dead or (len(self.q) > 0 and not link.paused
                                   and self.ds.mode != "hold")
 
+    def bump(self):
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def activity(self):
+        """Bytes moved: wake this pipe's tasks and any `wait` on the link."""
+        self.bump()
+        if self.conn.link.watchers:
+            self.conn.link.wake_watchers()
+
+    async def wait_until(self, pred):
+        while not pred():
+            await self.changed.wait()
+
     def push(self, item, n):
         self.q.append(item)
         self.queued += n
-        self.conn.link.notify()
+        self.activity()
 
     async def read_loop(self):
         link = self.conn.link
         st = link.st
         while True:
-            await link.wait_until(self.reading_allowed)
+            await self.wait_until(self.reading_allowed)
             if self.conn.dead:
                 return
             data = await self.src.read(READ_CHUNK)
             # A stall or pause that began while the read was pending holds
             # this chunk too: nothing read after the command is forwarded.
-            await link.wait_until(self.unstalled)
+            await self.wait_until(self.unstalled)
             if self.conn.dead:
                 return
             if not data or self.src_gone:
@@ -272,7 +296,7 @@ class Pipe:
             self.offset += n
             if self.ds.mode == "blackhole" or self.cut or self.dst_gone:
                 st[self.d + ".dropped"] += n
-                link.notify()
+                self.activity()
                 continue
             for off, bit in self.ds.flips:
                 if start <= off < start + n and off not in self.flipped:
@@ -289,7 +313,7 @@ class Pipe:
         st = link.st
         tokens_t = time.monotonic()
         while True:
-            await link.wait_until(self.sending_allowed)
+            await self.wait_until(self.sending_allowed)
             if self.conn.dead:
                 return
             at, data = self.q[0]
@@ -304,14 +328,15 @@ class Pipe:
                 self.done = True
                 return
             self.queued -= len(data)
+            self.bump()            # room in the queue for the reader
             if self.cut or self.dst_gone:
                 st[self.d + ".dropped"] += len(data)
-                link.notify()
+                self.activity()
                 continue
             pos = 0
             while pos < len(data):
                 if pos:
-                    await link.wait_until(self.unheld)
+                    await self.wait_until(self.unheld)
                     if self.conn.dead:
                         return
                 rate = self.ds.rate
@@ -329,7 +354,7 @@ class Pipe:
                 pos += piece
                 self.forwarded += piece
                 st[self.d + ".forwarded"] += piece
-                link.notify()
+                self.activity()
 
     def half_close(self):
         try:
@@ -623,10 +648,13 @@ class Proxy:
                 raise ProxyError("OP must be >=, <= or ==")
             if key not in link.stats():
                 raise ProxyError("no stat %s" % key)
+            link.watchers += 1
             try:
                 await asyncio.wait_for(link.wait_until(lambda: ops[op](link.stats()[key])), limit)
             except asyncio.TimeoutError:
                 raise ProxyError("timeout: %s is %s" % (key, link.stats()[key]))
+            finally:
+                link.watchers -= 1
             return {key: link.stats()[key]}
         if c == "mark":
             return None
