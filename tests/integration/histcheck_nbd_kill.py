@@ -2,7 +2,8 @@
 """histcheck_nbd_kill.py -- the recorded workload of histcheck_nbd_kill.sh.
 
   histcheck_nbd_kill.py load URI HISTORY ROUND CASKD_PID SEED
-      2 processes x 3 threads, each thread its own NBD connection, write,
+      2 processes x 3 threads, each thread its own NBD connection (the
+      second process's with up to 8 requests in flight: libnbd aio), write,
       read, flush, trim and zero blocks of a hot set (16 blocks) and a cold
       set (2048 blocks) with FUA now and then, recording everything with
       histrec; after a random moment caskd (CASKD_PID) is killed with
@@ -26,6 +27,7 @@ HOT = 16
 COLD = 2048
 NPROC = 2
 NTHREAD = 3
+DEPTH = 8                         # requests in flight per aio connection
 
 
 def pick(r):
@@ -70,9 +72,44 @@ def worker(uri, hist, cid, seed, counts):
     rec.close()
 
 
-def proc_main(uri, hist, first_cid, seed, q):
+def aio_worker(uri, hist, cid, seed, counts):
+    """Like worker, with up to DEPTH requests in flight on its connection."""
+    r = random.Random(seed)
+    rec = histrec.Recorder(hist)
+    try:
+        c = rec.aio_client(cid, uri)
+    except Exception as e:
+        print("client %d: connect: %s" % (cid, e))
+        return
+    n = 0
+    try:
+        while not c.dead:
+            while c.in_flight < DEPTH and not c.dead:
+                k = r.random()
+                b, cnt = pick(r)
+                if k < 0.45:
+                    c.aio_write(b, cnt, fua=r.random() < 0.1)
+                elif k < 0.85:
+                    c.aio_read(b, cnt)
+                elif k < 0.95:
+                    c.aio_flush()
+                elif k < 0.98:
+                    c.aio_trim(b, cnt)
+                else:
+                    c.aio_zero(b, cnt)
+                n += 1
+            c.poll(50)
+    except histrec.ClientDead:
+        pass
+    counts.append(n)
+    c.close()
+    rec.close()
+
+
+def proc_main(uri, hist, first_cid, seed, q, aio):
     counts = []
-    ts = [threading.Thread(target=worker, args=(uri, hist, first_cid + i, seed * 7 + i, counts))
+    ts = [threading.Thread(target=aio_worker if aio else worker,
+                           args=(uri, hist, first_cid + i, seed * 7 + i, counts))
           for i in range(NTHREAD)]
     for t in ts:
         t.start()
@@ -94,7 +131,8 @@ def load(uri, hist, rnd, pid, seed):
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
     base = rnd * 16 + 1
-    ps = [ctx.Process(target=proc_main, args=(uri, hist, base + p * NTHREAD, seed * 13 + p, q))
+    ps = [ctx.Process(target=proc_main,
+                      args=(uri, hist, base + p * NTHREAD, seed * 13 + p, q, p == NPROC - 1))
           for p in range(NPROC)]
     for p in ps:
         p.start()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # histcheck_nbd_kill -- a history recorded from six python3-libnbd clients (two
-# processes, three connections each) writing, reading, flushing, trimming and
-# zeroing through caskd, with a SIGKILL of caskd and a restart each round
+# processes, three connections each; the second process's with 8 requests in
+# flight) writing, reading, flushing, trimming and zeroing through caskd,
+# with a SIGKILL of caskd and a restart each round
 # (CASK_HIST_ROUNDS, default 3), then a read of every block. The assertion is
 # histcheck.py's verdict: no FLUSH- or FUA-acknowledged write lost, no stale
 # or non-monotonic read, nothing read that nobody wrote, and (--prefix) the

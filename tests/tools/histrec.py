@@ -10,6 +10,8 @@ in the format tests/tools/histcheck.py checks.
     c.read(block, nblocks=1)              -> list of per-block values, or None
     c.flush() / c.trim(block, n) / c.zero(block, n)     -> True / False
     c.close()
+    a = rec.aio_client(2, uri)                # several requests in flight:
+    a.aio_write(block, 1); a.aio_flush(); a.poll(100); a.drain()   # see AioClient
     rec.event("crash")                        # after the kill took effect
     rec.close()
 
@@ -104,6 +106,9 @@ class Recorder:
 
     def client(self, cid, uri):
         return Client(self, cid, uri)
+
+    def aio_client(self, cid, uri):
+        return AioClient(self, cid, uri)
 
     def close(self):
         if self.fd is not None:
@@ -206,6 +211,132 @@ class Client:
         except self.nbd.Error:
             pass
         del self.h               # libnbd closes the handle when it is freed
+
+
+class AioClient(Client):
+    """One NBD connection with several requests in flight (libnbd aio):
+
+        c = rec.aio_client(7, uri)
+        c.aio_write(block, n, fua) / c.aio_read(block, n) / c.aio_flush()
+        c.aio_trim(block, n) / c.aio_zero(block, n)
+        c.poll(ms)        reap what completed (records ok, or info on error)
+        c.drain(seconds)  wait until nothing is in flight (False on timeout)
+        c.in_flight       requests sent and not answered
+
+    The invoke is recorded before the request is queued and the answer when
+    poll() sees it, so every recorded interval contains the true one."""
+
+    def __init__(self, rec, cid, uri):
+        super().__init__(rec, cid, uri)
+        self.inflight = {}
+
+    @property
+    def in_flight(self):
+        return len(self.inflight)
+
+    def _submit(self, ev, submit, buf=None):
+        if self.dead:
+            raise ClientDead("connection of client %d failed earlier" % self.cid)
+        ev["ts"] = time.monotonic_ns()
+        self.rec._emit(ev)
+        try:
+            cookie = submit()
+        except self.nbd.Error as e:
+            self.dead = self.dead or not self._alive()
+            self.rec._emit({"type": "info", "id": ev["id"], "ts": time.monotonic_ns(),
+                            "err": str(e)[:200]})
+            return False
+        self.inflight[cookie] = (ev, buf)
+        return True
+
+    def aio_write(self, block, nblocks=1, fua=False):
+        bs = self.rec.bs
+        opid = self._id()
+        data = bytearray(b"".join(block_data(opid, block + i, bs) for i in range(nblocks)))
+        buf = self.nbd.Buffer.from_bytearray(data)
+        ev = {"type": "invoke", "id": opid, "client": self.cid, "op": "write",
+              "off": block * bs, "len": nblocks * bs, "fua": fua}
+        flags = self.nbd.CMD_FLAG_FUA if fua else 0
+        return self._submit(ev, lambda: self.h.aio_pwrite(buf, block * bs, flags=flags), buf)
+
+    def aio_read(self, block, nblocks=1):
+        bs = self.rec.bs
+        opid = self._id()
+        buf = self.nbd.Buffer(nblocks * bs)
+        ev = {"type": "invoke", "id": opid, "client": self.cid, "op": "read",
+              "off": block * bs, "len": nblocks * bs}
+        return self._submit(ev, lambda: self.h.aio_pread(buf, block * bs), buf)
+
+    def _aio_simple(self, op, submit, block=0, nblocks=0):
+        bs = self.rec.bs
+        ev = {"type": "invoke", "id": self._id(), "client": self.cid, "op": op,
+              "off": block * bs, "len": nblocks * bs}
+        return self._submit(ev, submit)
+
+    def aio_flush(self):
+        return self._aio_simple("flush", lambda: self.h.aio_flush())
+
+    def aio_trim(self, block, nblocks=1):
+        bs = self.rec.bs
+        return self._aio_simple("trim", lambda: self.h.aio_trim(nblocks * bs, block * bs),
+                                block, nblocks)
+
+    def aio_zero(self, block, nblocks=1):
+        bs = self.rec.bs
+        return self._aio_simple("zero", lambda: self.h.aio_zero(nblocks * bs, block * bs),
+                                block, nblocks)
+
+    def poll(self, timeout_ms=100):
+        """Wait up to timeout_ms for the connection, then record what completed;
+        returns how many requests completed (answered or failed)."""
+        if self.inflight:
+            try:
+                self.h.poll(timeout_ms)
+            except self.nbd.Error:
+                self.dead = True
+        n = 0
+        bs = self.rec.bs
+        for cookie in list(self.inflight):
+            ev, buf = self.inflight[cookie]
+            try:
+                done = self.h.aio_command_completed(cookie)
+            except self.nbd.Error as e:
+                self.dead = self.dead or not self._alive()
+                self.rec._emit({"type": "info", "id": ev["id"], "ts": time.monotonic_ns(),
+                                "err": str(e)[:200]})
+                del self.inflight[cookie]
+                n += 1
+                continue
+            if not done:
+                continue
+            t = time.monotonic_ns()
+            out = {"type": "ok", "id": ev["id"], "ts": t}
+            if ev["op"] == "read":
+                data = bytes(buf.to_bytearray())
+                b0 = ev["off"] // bs
+                out["vs"] = [decode_block(data[i * bs:(i + 1) * bs], b0 + i)
+                             for i in range(ev["len"] // bs)]
+            self.rec._emit(out)
+            del self.inflight[cookie]
+            n += 1
+        if self.dead and self.inflight:
+            for cookie, (ev, _) in list(self.inflight.items()):
+                self.rec._emit({"type": "info", "id": ev["id"], "ts": time.monotonic_ns(),
+                                "err": "connection lost"})
+            self.inflight.clear()
+        return n
+
+    def drain(self, seconds=60):
+        end = time.monotonic() + seconds
+        while self.inflight:
+            if time.monotonic() > end:
+                return False
+            self.poll(100)
+        return True
+
+    def close(self):
+        self.drain(10)
+        super().close()
 
 
 def read_all(uri, path, cid, nblocks, first=0, step=256):
