@@ -111,7 +111,7 @@ proxy = FaultProxy(os.path.join(D, "proxy.sock"), {
 
 def scenario(name):
     proxy.cmd("mark scenario " + name.replace(" ", "_"))
-    proxy.cmd("clear all")
+    proxy.cmd("clear")                 # no link named: every link
     print("== " + name)
 
 
@@ -321,6 +321,9 @@ def stall_hold_pause():
 
 def partition():
     scenario("partition c1,s1 | s2 (reset): link b refused, link a serves; heal")
+    st = proxy.cmd("stats")
+    if sorted(st) != ["a", "b"] or st["b"]["c2r.mode"] != "pass":
+        fail("stats without a link: %s" % sorted(st))
     r = proxy.cmd("partition reset c1,s1 s2")
     if r["links"] != ["b"]:
         fail("partition hit %s, want [b]" % r["links"])

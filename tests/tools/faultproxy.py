@@ -25,7 +25,8 @@ raises ProxyError on `err`; .stats(link); .close().
 
 Directions: `c2r` is bytes from the connecting side (client, controller)
 to the target (server, replica), `r2c` the other way, `both` is both.
-LINK is a link name or `all`.
+LINK is a link name or `all`; a command given without its LINK (the form
+of docs/replication.md §13.1, `delay c2r 20`, `drop`) applies to all.
 
 Commands (one line each; the answer is one line, `ok`, `ok JSON` or `err TEXT`)
 --------
@@ -93,6 +94,13 @@ MODES = ("pass", "stall", "hold", "blackhole")
 READ_CHUNK = 262144
 STREAM_LIMIT = 1 << 20         # asyncio stream buffer per socket
 MAX_QUEUE = 256 << 20          # a direction stops reading once this much is queued
+
+
+# Commands whose first argument is LINK, with their number of arguments.
+LINK_ARITY = {"delay": 3, "rate": 3, "stall": 2, "hold": 2, "blackhole": 2, "resume": 2,
+              "release": 2, "pass": 2, "pause": 1, "unpause": 1, "cut": 2, "reset": 1,
+              "drop": 1, "close": 1, "detach": 1, "refuse": 2, "flip": 4, "clear": 1,
+              "stats": 1}
 
 
 class ProxyError(Exception):
@@ -497,6 +505,8 @@ class Proxy:
             raise ProxyError("empty command")
         c, a = w[0], w[1:]
         self.log(None, None, "command: " + line.strip())
+        if len(a) == LINK_ARITY.get(c, -1) - 1:
+            a = ["all"] + a        # the design's form without a link: every link
 
         def need(n, usage):
             if len(a) != n:
