@@ -242,13 +242,16 @@ def hand_built():
     expect("lost flushed write at the second crash", h, ["lost"])
 
 
-def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=None):
+def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=None,
+             flush_p=0.07):
     """A history from a model device that keeps the durability contract the
     way cask does (a FLUSH or FUA makes everything applied so far durable;
     a crash reverts to the durable state). Returns (events, info).
     broken="lose-flush": a crash reverts to the state before the last
     FLUSH or FUA; broken="lagging-reads": one read in 50 returns what the
-    block held before its latest write (a lagging replica)."""
+    block held before its latest write (a lagging replica); broken=
+    "non-prefix": a crash keeps the newest non-durable change and loses the
+    older ones."""
     rnd = random.Random(seed)
     ops = []
     per = nops // nclients
@@ -264,7 +267,7 @@ def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=
                 kind = "write"
             elif k < 0.9:
                 kind = "read"
-            elif k < 0.97:
+            elif k < 0.9 + flush_p:
                 kind = "flush"
             else:
                 kind = "trim"
@@ -279,6 +282,7 @@ def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=
     durable = {}
     before_durable = {}
     previous = {}
+    lastp = {}
     events = [{"type": "header", "bs": BS, "multi_conn": True}]
     ci = 0
     oid = 0
@@ -286,7 +290,14 @@ def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=
     for o in ops:
         while ci < len(crash_at) and crash_at[ci] < o["p"]:
             stats["lost"] += sum(1 for b in state if state[b] != durable.get(b, 0))
-            state = dict(before_durable if broken == "lose-flush" else durable)
+            new = dict(before_durable if broken == "lose-flush" else durable)
+            if broken == "non-prefix":
+                # keep only the newest changed block: every older change is lost
+                changed = [b for b in state if state[b] != durable.get(b, 0)]
+                if changed:
+                    keep = max(changed, key=lambda b: lastp[b])
+                    new[keep] = state[keep]
+            state = new
             events.append({"type": "event", "what": "crash", "ts": crash_at[ci]})
             ci += 1
         oid += 1
@@ -305,10 +316,12 @@ def generate(seed, nclients=8, nops=40000, hot=16, cold=4096, crashes=4, broken=
             for b in blocks:
                 previous[b] = state.get(b, 0)
                 state[b] = oid
+                lastp[b] = o["p"]
         elif o["op"] == "trim":
             for b in blocks:
                 previous[b] = state.get(b, 0)
                 state[b] = 0
+                lastp[b] = o["p"]
         elif o["op"] == "read":
             if broken == "lagging-reads" and rnd.random() < 0.02:
                 o["vs"] = [previous.get(b, 0) for b in blocks]
@@ -402,12 +415,17 @@ def generated():
 
 def broken_models():
     """Histories from models that break the contract must be caught."""
-    for broken, kinds in (("lose-flush", {"lost"}), ("lagging-reads", {"stale", "nonmonotonic"})):
-        events, st = generate(11, nops=20000, broken=broken)
-        res = histcheck.check(events)
-        print("model %s: %s" % (broken, res.summary()))
-        if not set(res.kinds) & kinds:
+    for broken, kinds in (("lose-flush", {"lost"}), ("lagging-reads", {"stale", "nonmonotonic"}),
+                          (None, set()), ("non-prefix", {"prefix"})):
+        rare = broken in (None, "non-prefix")    # few flushes: much to lose at a crash
+        events, st = generate(11, nops=20000, broken=broken, crashes=10,
+                              flush_p=0.005 if rare else 0.07)
+        res = histcheck.check(events, prefix=rare)
+        print("model %s%s: %s" % (broken or "clean", " (--prefix)" if rare else "", res.summary()))
+        if kinds and not set(res.kinds) & kinds:
             failures.append("model %s: no %s reported" % (broken, "/".join(sorted(kinds))))
+        if not kinds and not res.ok:
+            failures.append("the clean model with rare flushes: %s" % res.summary())
 
 
 def command_line():

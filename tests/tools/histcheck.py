@@ -479,22 +479,30 @@ def _check(events, stale, prefix, bs, multi_conn):
 
 def check_prefix(res, crashes, reads, wby, subreads, bs):
     """After each crash, the state the first reads show must be a prefix of
-    the real-time order of answered writes."""
+    the real-time order of answered writes. Writes and reads are bucketed by
+    epoch, so each crash looks only at its own: O(n log n) in all."""
+    winv = {b: sorted(w.inv for ws in byv.values() for w in ws) for b, byv in wby.items()}
+    reads_by_epoch = {}
+    for sr in subreads:
+        reads_by_epoch.setdefault(bisect.bisect_right(crashes, sr[0].inv), []).append(sr)
+    writes_by_epoch = {}
+    seen = set()
+    for byv in wby.values():
+        for ws in byv.values():
+            for w in ws:
+                if w.status == "ok" and id(w) not in seen:
+                    seen.add(id(w))
+                    writes_by_epoch.setdefault(bisect.bisect_right(crashes, w.cmp), []).append(w)
     for k, cr in enumerate(crashes):
         nxt = crashes[k + 1] if k + 1 < len(crashes) else INF
-        prev = crashes[k - 1] if k > 0 else NINF
-        first_post_write = {}
-        for b, byv in wby.items():
-            m = INF
-            for ws in byv.values():
-                for w in ws:
-                    if cr < w.inv < m:
-                        m = w.inv
-            first_post_write[b] = m
         state = {}                 # block -> (survivor with the smallest inv, best cmp)
-        for r, b, v, best, floor, torn in subreads:
-            if r.inv <= cr or r.cmp >= nxt or r.cmp >= first_post_write.get(b, INF):
+        for r, b, v, best, floor, torn in reads_by_epoch.get(k + 1, ()):
+            if r.inv <= cr or r.cmp >= nxt:
                 continue
+            invs = winv.get(b, ())
+            i = bisect.bisect_right(invs, cr)
+            if i < len(invs) and invs[i] <= r.cmp:
+                continue           # a write after the crash may show in this read
             cs = [w for w in wby.get(b, {}).get(v, ()) if w.inv < cr]
             if v == 0:
                 cs.append(INITIAL)
@@ -509,12 +517,14 @@ def check_prefix(res, crashes, reads, wby, subreads, bs):
                 state[b] = (lo if lo.inv < old[0].inv else old[0],
                             hi if hi.cmp > old[1].cmp else old[1])
         lost_first = None
-        for b, (lo, hi) in state.items():
-            for ws in wby.get(b, {}).values():
-                for x in ws:
-                    if x.status == "ok" and prev < x.cmp < cr and x.inv > hi.cmp:
-                        if lost_first is None or x.cmp < lost_first[0].cmp:
-                            lost_first = (x, b)
+        for x in writes_by_epoch.get(k, ()):
+            if x.cmp >= cr or (lost_first is not None and x.cmp >= lost_first[0].cmp):
+                continue
+            for b in range(x.off // bs, (x.off + x.len) // bs):
+                st = state.get(b)
+                if st is not None and x.inv > st[1].cmp:
+                    lost_first = (x, b)
+                    break
         if lost_first is None:
             continue
         x, bx = lost_first
