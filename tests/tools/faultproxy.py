@@ -37,7 +37,8 @@ Commands (one line each; the answer is one line, `ok`, `ok JSON` or `err TEXT`)
                                  is forwarded (order kept; 0 = none)
   rate LINK DIR BYTES_PER_S      forward at most that many bytes a second (0 = no limit)
   stall LINK DIR                 stop reading from the sending side; TCP pushes back
-  hold LINK DIR                  keep reading and buffering, forward nothing
+  hold LINK DIR                  keep reading and buffering, forward nothing (past
+                                 256 MiB queued in a direction it stops reading)
   blackhole LINK DIR             keep reading, throw the bytes away (the connection
                                  stays open; the sender's writes succeed, nothing arrives)
   resume LINK DIR | release LINK DIR | pass LINK DIR
