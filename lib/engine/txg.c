@@ -127,12 +127,13 @@ txg_sync_now(ce_pool *p)
 	return txg_wait_synced(p, t);
 }
 
-/* At txg t's quiesce point (pool->lock held): what each volume looks like in t. */
+/* At txg t's quiesce point (pool->lock held): what each volume and the holds look like in t. */
 void
 txg_capture(ce_pool *p, uint64_t t)
 {
 	for (size_t i = 0; i < p->nvols; i++)
 		vol_capture(p->vols[i], t);
+	hold_capture(p, t);
 }
 
 /* Write out txg t: volumes, then MOS and bitmaps until stable, then commit. */
