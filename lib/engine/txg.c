@@ -195,7 +195,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 			continue;
 		}
 		/* a snapshot's record is written only when it changed */
-		int snap_changed = v->rec_txg != 0 && v->rec_txg <= t;
+		int snap_changed = v->snap.rec;
 		if (v->is_snap && !snap_changed && !v->dl.changed)
 			continue;
 		err = dl_sync(p, &v->dl, t);
@@ -212,7 +212,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 			}
 			mos_ds_put(p, v->slot, &ds);
 			if (snap_changed)
-				v->rec_txg = 0;
+				v->snap.rec = 0;
 		}
 	}
 	if (err == 0)
