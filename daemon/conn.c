@@ -28,6 +28,18 @@
  *   5. At most max_connections are served; a connection past it is
  *      accepted only to be told (conn_refused), and at most REFUSED_MAX
  *      such are kept at once.
+ *   6. Every connection is on the daemon-wide list (all_conns, under
+ *      count_lock) from accept to free, with an id never reused: other
+ *      threads see it only through that list (conn_list, conn_kill,
+ *      conn_wait_gone), reading what the loop publishes (the pub_
+ *      atomics, export_name under count_lock), never the loop's fields.
+ *      conn_kill only flags it; its loop ends it (mark_dead).
+ *   7. A connection that has not named what it serves (conn_set_export)
+ *      handshake_timeout seconds after accept is cut off; a serving one
+ *      with nothing in flight, nothing to write and no byte either way for
+ *      idle_timeout seconds is cut off when idle_timeout is set (it is not
+ *      by default: the kernel NBD client and qemu keep an attached disk's
+ *      connection idle indefinitely and have no keepalive).
  */
 #include "conn.h"
 #include "log.h"
@@ -35,6 +47,7 @@
 #include "sockpath.h"
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 
 #include <errno.h>
 #include <netdb.h>
@@ -94,6 +107,16 @@ struct conn {
 	int64_t inflight_bytes;
 	time_t out_blocked_since; /* output waiting on a full socket since (0: not blocked) */
 	time_t opened;
+	time_t last_io;           /* the last byte read or written */
+	int serving;              /* conn_set_export was called */
+	uint64_t id;              /* invariant 6 */
+	long uid, pid;            /* a unix peer's, else -1 */
+	char export_name[256];    /* under count_lock */
+	conn *all_next, *all_prev; /* all_conns, under count_lock */
+	atomic_int kill_req;
+	_Atomic uint64_t pub_in, pub_out, pub_queued;
+	_Atomic int64_t pub_last_io;
+	atomic_int pub_reqs, pub_state;
 	conn_msg *mhead, *mtail;  /* under lp->lock */
 	int queued;               /* on lp->ready (under lp->lock) */
 	conn *ready_next;
@@ -111,6 +134,7 @@ struct loop {
 	int stopping_read;        /* under lock: shut every connection's reading */
 	conn *conns;              /* loop thread only */
 	atomic_int nconns;
+	atomic_int kill_pending;  /* some connection of this loop has kill_req set */
 };
 
 typedef struct listener {
@@ -124,7 +148,10 @@ static listener listeners[MAX_LISTEN];
 static int nlisten;
 static loop loops[MAX_LOOPS];
 static int nloops;
-static conn_config cfg = { 0, 1024, 60 };
+static conn_config cfg = { 0, 1024, 60, 0, 30 };
+static conn *all_conns;                /* invariant 6, under count_lock */
+static uint64_t next_id = 1;           /* under count_lock */
+enum { PS_HANDSHAKE, PS_SERVING, PS_CLOSING, PS_REFUSED };
 static atomic_int nserved, nrefused;
 static atomic_int accepting;
 static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -423,6 +450,8 @@ flush_output(conn *c)
 		}
 		size_t left = (size_t)w;
 		c->obytes -= left;
+		c->last_io = time(NULL);
+		atomic_fetch_add_explicit(&c->pub_out, (uint64_t)w, memory_order_relaxed);
 		c->out_blocked_since = 0; /* progress: the stall clock restarts */
 		while (left > 0) {
 			ochunk *k = c->ohead;
@@ -482,18 +511,23 @@ destroy(conn *c)
 		lp->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	log_info("%s %s: disconnected", c->proto->name, c->peer);
+	log_info("%s %s: disconnected (client %" PRIu64 ")", c->proto->name, c->peer, c->id);
 	free(c->rbuf);
-	int refused = c->refused;
-	free(c);
 	atomic_fetch_sub(&lp->nconns, 1);
 	pthread_mutex_lock(&count_lock);
-	if (refused)
+	if (c->refused)
 		atomic_fetch_sub(&nrefused, 1);
 	else
 		atomic_fetch_sub(&nserved, 1);
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		all_conns = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
 	pthread_cond_broadcast(&count_cv);
 	pthread_mutex_unlock(&count_lock);
+	free(c);
 }
 
 /* Consume buffered input while the protocol takes it and the budget allows. */
@@ -532,6 +566,8 @@ on_readable(conn *c)
 			break;
 		}
 		c->rlen += (size_t)n;
+		c->last_io = time(NULL);
+		atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
 		parse_input(c);
 		if ((size_t)n < RBUF_SIZE / 2)
 			break; /* drained the socket, most likely */
@@ -550,6 +586,11 @@ settle(conn *c)
 	}
 	if (!c->dead)
 		flush_output(c);
+	atomic_store_explicit(&c->pub_reqs, c->inflight, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_queued, (uint64_t)c->inflight_bytes + c->obytes, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_last_io, (int64_t)c->last_io, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_state, c->refused ? PS_REFUSED : c->closing || c->dead ? PS_CLOSING :
+	    c->serving ? PS_SERVING : PS_HANDSHAKE, memory_order_relaxed);
 	if ((c->rd_closed || c->dead) && c->inflight == 0 && c->mhead == NULL && c->ohead == NULL &&
 	    (c->rlen == 0 || c->closing || c->dead)) {
 		pthread_mutex_lock(&c->lp->lock);
@@ -620,6 +661,117 @@ conn_count(void)
 }
 
 void
+conn_set_export(conn *c, const char *name)
+{
+	pthread_mutex_lock(&count_lock);
+	snprintf(c->export_name, sizeof(c->export_name), "%s", name);
+	pthread_mutex_unlock(&count_lock);
+	c->serving = 1;
+}
+
+int
+conn_list(conn_info **out, size_t *n)
+{
+	static const char *states[] = { "handshake", "serving", "closing", "refused" };
+	pthread_mutex_lock(&count_lock);
+	size_t k = 0;
+	for (conn *c = all_conns; c != NULL; c = c->all_next)
+		k++;
+	conn_info *v = xcalloc(k ? k : 1, sizeof(*v));
+	time_t now = time(NULL);
+	size_t i = k;
+	/* all_conns is newest first: fill from the end so the list is by id */
+	for (conn *c = all_conns; c != NULL; c = c->all_next) {
+		conn_info *x = &v[--i];
+		x->id = c->id;
+		x->frontend = c->proto->name;
+		snprintf(x->peer, sizeof(x->peer), "%s", c->peer);
+		x->uid = c->uid;
+		x->pid = c->pid;
+		snprintf(x->export_name, sizeof(x->export_name), "%s", c->export_name);
+		x->since = (int64_t)c->opened;
+		int64_t last = atomic_load_explicit(&c->pub_last_io, memory_order_relaxed);
+		x->idle = last > 0 && now > last ? (int64_t)now - last : 0;
+		x->bytes_in = atomic_load_explicit(&c->pub_in, memory_order_relaxed);
+		x->bytes_out = atomic_load_explicit(&c->pub_out, memory_order_relaxed);
+		x->requests = atomic_load_explicit(&c->pub_reqs, memory_order_relaxed);
+		x->queued_bytes = atomic_load_explicit(&c->pub_queued, memory_order_relaxed);
+		x->state = states[atomic_load_explicit(&c->pub_state, memory_order_relaxed) & 3];
+	}
+	pthread_mutex_unlock(&count_lock);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int
+conn_kill(uint64_t id, const char *why)
+{
+	pthread_mutex_lock(&count_lock);
+	conn *c = all_conns;
+	while (c != NULL && c->id != id)
+		c = c->all_next;
+	if (c == NULL) {
+		pthread_mutex_unlock(&count_lock);
+		return err_set(-ENOENT, "no client %" PRIu64 " is connected", id);
+	}
+	log_info("%s %s: client %" PRIu64 " disconnected: %s", c->proto->name, c->peer, id, why);
+	atomic_store(&c->kill_req, 1);
+	loop *lp = c->lp; /* c cannot be freed while count_lock is held (destroy unlinks under it) */
+	atomic_store(&lp->kill_pending, 1);
+	pthread_mutex_unlock(&count_lock);
+	uint64_t one = 1;
+	ssize_t rc = write(lp->efd, &one, 8);
+	(void)rc;
+	return 0;
+}
+
+int
+conn_wait_gone(const uint64_t *ids, size_t n, int timeout_ms)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	int rc = 0;
+	pthread_mutex_lock(&count_lock);
+	for (;;) {
+		int any = 0;
+		for (conn *c = all_conns; c != NULL && !any; c = c->all_next)
+			for (size_t i = 0; i < n && !any; i++)
+				any = c->id == ids[i];
+		if (!any)
+			break;
+		if (rc == ETIMEDOUT) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		rc = pthread_cond_timedwait(&count_cv, &count_lock, &dl);
+	}
+	pthread_mutex_unlock(&count_lock);
+	return rc == -ETIMEDOUT ? rc : 0;
+}
+
+/* Loop thread: end the connections conn_kill flagged. */
+static void
+run_kills(loop *lp)
+{
+	if (!atomic_exchange(&lp->kill_pending, 0))
+		return;
+	for (conn *c = lp->conns, *nx; c != NULL; c = nx) {
+		nx = c->next;
+		if (atomic_load(&c->kill_req) && !c->dead) {
+			mark_dead(c, NULL);
+			settle(c);
+		}
+	}
+}
+
+void
 conn_post(conn *c, conn_msg *m)
 {
 	loop *lp = c->lp;
@@ -676,6 +828,7 @@ accept_all(listener *l)
 			continue;
 		}
 		int refused = 0;
+		conn *c = xcalloc(1, sizeof(*c));
 		pthread_mutex_lock(&count_lock);
 		if (atomic_load(&nserved) < cfg.max_connections) {
 			atomic_fetch_add(&nserved, 1);
@@ -685,21 +838,37 @@ accept_all(listener *l)
 		} else {
 			refused = -1;
 		}
+		if (refused >= 0) {
+			c->id = next_id++;
+			c->all_next = all_conns;
+			if (all_conns)
+				all_conns->all_prev = c;
+			all_conns = c;
+		}
 		pthread_mutex_unlock(&count_lock);
 		if (refused < 0) {
 			log_warn("%s: connection limit (%d) reached; closed a connection at once", l->proto->name,
 			    cfg.max_connections);
+			free(c);
 			close(fd);
 			continue;
 		}
-		conn *c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
 		c->proto = l->proto;
 		c->refused = refused;
-		c->opened = time(NULL);
+		c->opened = c->last_io = time(NULL);
+		atomic_store(&c->pub_last_io, (int64_t)c->opened);
+		atomic_store(&c->pub_state, refused ? PS_REFUSED : PS_HANDSHAKE);
+		c->uid = c->pid = -1;
 		c->rbuf = xmalloc(RBUF_SIZE);
 		if (ss.ss_family == AF_UNIX) {
 			snprintf(c->peer, sizeof(c->peer), "unix#%d", fd);
+			struct ucred cr;
+			socklen_t cl = sizeof(cr);
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+				c->uid = (long)cr.uid;
+				c->pid = (long)cr.pid;
+			}
 		} else {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -741,10 +910,16 @@ open_new(loop *lp, conn *list, int stopping)
 		if (lp->conns)
 			lp->conns->prev = c;
 		lp->conns = c;
-		log_info("%s %s: connected", c->proto->name, c->peer);
+		if (c->uid >= 0)
+			log_info("%s %s: connected (client %" PRIu64 ", uid %ld pid %ld)", c->proto->name, c->peer,
+			    c->id, c->uid, c->pid);
+		else
+			log_info("%s %s: connected (client %" PRIu64 ")", c->proto->name, c->peer, c->id);
 		c->proto->on_open(c);
 		if (stopping)
 			c->rd_closed = 1;
+		if (atomic_load(&c->kill_req))
+			mark_dead(c, NULL);
 		settle(c);
 	}
 }
@@ -802,6 +977,19 @@ check_timeouts(loop *lp, time_t now)
 		} else if (c->refused && now - c->opened >= cfg.stall_timeout) {
 			mark_dead(c, "refused connection timed out");
 			settle(c);
+		} else if (!c->refused && !c->serving && !c->closing && cfg.handshake_timeout > 0 &&
+		    now - c->opened >= cfg.handshake_timeout) {
+			char why[128];
+			snprintf(why, sizeof(why), "chose nothing to serve within %d s (--handshake-timeout); cut off",
+			    cfg.handshake_timeout);
+			mark_dead(c, why);
+			settle(c);
+		} else if (c->serving && cfg.idle_timeout > 0 && c->inflight == 0 && c->ohead == NULL &&
+		    now - c->last_io >= cfg.idle_timeout) {
+			char why[128];
+			snprintf(why, sizeof(why), "idle for %d s (--idle-timeout); disconnected", cfg.idle_timeout);
+			mark_dead(c, why);
+			settle(c);
 		}
 	}
 }
@@ -841,6 +1029,7 @@ loop_main(void *arg)
 		}
 		while (run_ready(lp))
 			;
+		run_kills(lp);
 		time_t now = time(NULL);
 		if (now != last_check) {
 			last_check = now;
@@ -860,6 +1049,9 @@ conn_start(const conn_config *c)
 			cfg.max_connections = c->max_connections;
 		if (c->stall_timeout > 0)
 			cfg.stall_timeout = c->stall_timeout;
+		cfg.idle_timeout = c->idle_timeout > 0 ? c->idle_timeout : 0;
+		if (c->handshake_timeout > 0)
+			cfg.handshake_timeout = c->handshake_timeout;
 	}
 	if (cfg.loops <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -900,8 +1092,10 @@ conn_start(const conn_config *c)
 			nloops = i;
 			return err_set(-EAGAIN, "cannot start the event loop threads");
 		}
-	log_info("conn: %d event loop threads, at most %d connections, stall timeout %d s", nloops,
-	    cfg.max_connections, cfg.stall_timeout);
+	char idle[32];
+	snprintf(idle, sizeof(idle), cfg.idle_timeout > 0 ? "%d s" : "off", cfg.idle_timeout);
+	log_info("conn: %d event loop threads, at most %d connections, stall timeout %d s, handshake timeout %d s, "
+	    "idle timeout %s", nloops, cfg.max_connections, cfg.stall_timeout, cfg.handshake_timeout, idle);
 	return 0;
 }
 

@@ -59,6 +59,12 @@ usage(FILE *f)
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
 	    "                          while its queue is full (default 60)\n"
+	    "  --idle-timeout SECS     disconnect a serving client that has nothing in flight and\n"
+	    "                          sent or received nothing this long (default 0: never; the\n"
+	    "                          kernel NBD client and qemu keep an attached disk idle and\n"
+	    "                          send no keepalive, so a default cut would break them)\n"
+	    "  --handshake-timeout SECS  disconnect a client that has not chosen an export this\n"
+	    "                          long after connecting (default 30)\n"
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
@@ -212,7 +218,7 @@ main(int argc, char **argv)
 	char state[PATH_MAX], sock[PATH_MAX];
 	const char *addrs[NFRONT][MAX_ADDRS];
 	int naddrs[NFRONT] = { 0 };
-	conn_config ccfg = { 0, 1024, 60 };
+	conn_config ccfg = { 0, 1024, 60, 0, 30 };
 	vio_config vcfg = { 32, 0 };
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
@@ -225,7 +231,8 @@ main(int argc, char **argv)
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
-		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
+		{ "handshake-timeout", 1, NULL, 'H' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -249,6 +256,14 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			if (parse_count(optarg, "stall-timeout", 1, 86400, &ccfg.stall_timeout) != 0)
+				return 2;
+			break;
+		case 'i':
+			if (parse_count(optarg, "idle-timeout", 0, 86400 * 30, &ccfg.idle_timeout) != 0)
+				return 2;
+			break;
+		case 'H':
+			if (parse_count(optarg, "handshake-timeout", 1, 86400, &ccfg.handshake_timeout) != 0)
 				return 2;
 			break;
 		case 'I':

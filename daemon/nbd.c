@@ -271,6 +271,7 @@ attach(nconn *nc, vio_vol *v, const char *name)
 	nc->size = vio_size(v);
 	nc->tflags = export_flags(vio_caps(v));
 	snprintf(nc->export_name, sizeof(nc->export_name), "%.4096s", name);
+	conn_set_export(nc->c, name);
 }
 
 /* Parse "u32 len, name" at data; returns bytes used or -1. */

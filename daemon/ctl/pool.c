@@ -176,8 +176,8 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
-int
-op_pool_export(json_object *args, json_object *res, reqerr *e)
+static int
+pool_export_run(json_object *args, json_object *res, reqerr *e)
 {
 	(void)res;
 	const char *name = arg_str(args, "name", 1, e);
@@ -185,6 +185,12 @@ op_pool_export(json_object *args, json_object *res, reqerr *e)
 		return e->err;
 	int err = reg_pool_export(name);
 	return err ? fail(e, err, ctl_code(err, 0)) : 0;
+}
+
+int
+op_pool_export(json_object *args, json_object *res, reqerr *e)
+{
+	return with_holders(args, res, e, HOLD_POOL, "pool.export", pool_export_run);
 }
 
 static int

@@ -316,12 +316,18 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 }
 
 /* snap.destroy {"name": "pool/vol@snap"} or {"names": [...]} (one pool: all in one txg, or none) */
-int
-op_snap_destroy(json_object *a, json_object *r, reqerr *e)
+static int
+snap_destroy_run(json_object *a, json_object *r, reqerr *e)
 {
 	if (json_object_object_get_ex(a, "names", NULL))
 		return with_snap_names(a, e, 0, snap_destroy_many_cb, "destroyed");
 	return with_vol(a, r, e, snap_destroy_cb);
+}
+
+int
+op_snap_destroy(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_SNAP, "snap.destroy", snap_destroy_run);
 }
 
 /* snap.rename {"name": "pool/vol@old", "new_name": "pool/vol@new" | "new"} */
@@ -392,7 +398,11 @@ int op_vol_promote(json_object *a, json_object *r, reqerr *e) { return with_vol(
 int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_clone_cb); }
 
 /* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
-int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
+static int vol_rollback_run(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
+int op_vol_rollback(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_ROLLBACK, "vol.rollback", vol_rollback_run);
+}
 
 /* snapshots are listed by volume, then txg */
 static void

@@ -98,7 +98,7 @@ vol_destroy_cb(ce_pool *p, void *arg)
 	if (code == CE_E_VOLUME_OPEN) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
-		err_setc(code, err, "%s: in use (connected NBD clients)", msg);
+		err_setc(code, err, "%s: in use", msg);
 	}
 	if (err == 0 && flags)
 		log_msg(LOG_INFO, "%s/%s destroyed with its snapshots%s", x->pool, x->vol,
@@ -189,7 +189,11 @@ vol_inherit_cb(ce_pool *p, void *arg)
 }
 
 int op_vol_create(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_create_cb); }
-int op_vol_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
+static int vol_destroy_run(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
+int op_vol_destroy(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_VOL, "vol.destroy", vol_destroy_run);
+}
 int op_vol_resize(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_resize_cb); }
 int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rename_cb); }
 int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }
