@@ -40,6 +40,14 @@
  *      idle_timeout seconds is cut off when idle_timeout is set (it is not
  *      by default: the kernel NBD client and qemu keep an attached disk's
  *      connection idle indefinitely and have no keepalive).
+ *   8. Frontend connections leave FD_RESERVE descriptors of RLIMIT_NOFILE
+ *      free (a connection whose descriptor would eat into them is closed
+ *      at once), so the control socket, pool imports and send/receive
+ *      still get descriptors with every connection slot taken. A listener
+ *      that still hits EMFILE closes the pending connection with a spare
+ *      descriptor kept for that, or else stops accepting for a second:
+ *      accept never spins. Refusals are logged at most once per
+ *      LOG_EVERY seconds, with their count (no log storm).
  */
 #include "conn.h"
 #include "log.h"
@@ -49,7 +57,10 @@
 #include <grp.h>
 #include <inttypes.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <sys/resource.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -74,6 +85,8 @@
 #define REFUSED_MAX 64
 #define MAX_LISTEN 16
 #define MAX_LOOPS 8
+#define FD_RESERVE 64            /* invariant 8 */
+#define LOG_EVERY 10             /* seconds between two refusal lines of one kind */
 
 typedef struct ochunk {
 	struct ochunk *next;
@@ -139,6 +152,8 @@ struct loop {
 
 typedef struct listener {
 	int fd;
+	atomic_int paused;             /* accept stopped until resume_at (set by loop 0 only) */
+	time_t resume_at;
 	const conn_proto *proto;
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char spec[128];
@@ -150,6 +165,37 @@ static loop loops[MAX_LOOPS];
 static int nloops;
 static conn_config cfg = { 0, 1024, 60, 0, 30 };
 static conn *all_conns;                /* invariant 6, under count_lock */
+static long fd_limit;                  /* RLIMIT_NOFILE at conn_start */
+static int spare_fd = -1;              /* invariant 8 (loop 0 only) */
+
+/* A kind of refusal logged at most once per LOG_EVERY seconds (loop 0 only: accepting). */
+typedef struct ratelog {
+	time_t last;
+	unsigned long n;               /* refusals since the last line */
+} ratelog;
+static ratelog rl_fds, rl_emfile, rl_cap, rl_capfull;
+
+static void
+rate_warn(ratelog *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+rate_warn(ratelog *r, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	r->n++;
+	if (r->last != 0 && now - r->last < LOG_EVERY)
+		return;
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->last == 0 || r->n == 1)
+		log_warn("%s", msg);
+	else
+		log_warn("%s (%lu times in the last %ld s)", msg, r->n, (long)(now - r->last));
+	r->last = now;
+	r->n = 0;
+}
 static uint64_t next_id = 1;           /* under count_lock */
 enum { PS_HANDSHAKE, PS_SERVING, PS_CLOSING, PS_REFUSED };
 static atomic_int nserved, nrefused;
@@ -809,6 +855,55 @@ pick_loop(void)
 	return best;
 }
 
+/* Stop accepting on l for a second (loop 0's timer resumes it). */
+static void
+pause_listener(listener *l)
+{
+	if (l->paused)
+		return;
+	epoll_ctl(loops[0].epfd, EPOLL_CTL_DEL, l->fd, NULL);
+	l->paused = 1;
+	l->resume_at = time(NULL) + 1;
+}
+
+static void
+resume_listeners(time_t now)
+{
+	if (!atomic_load(&accepting))
+		return; /* conn_stop is closing them */
+	for (int i = 0; i < nlisten; i++) {
+		listener *l = &listeners[i];
+		if (!l->paused || now < l->resume_at)
+			continue;
+		if (spare_fd < 0)
+			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+		if (epoll_ctl(loops[0].epfd, EPOLL_CTL_ADD, l->fd, &ev) == 0)
+			l->paused = 0;
+		else
+			l->resume_at = now + 1;
+	}
+}
+
+/* accept failed with EMFILE/ENFILE: shed one pending connection with the spare descriptor, or pause. */
+static void
+out_of_fds(listener *l, int e)
+{
+	rate_warn(&rl_emfile, "%s: accept: %s (ulimit -n %ld): refusing new connections while descriptors are "
+	    "short", l->proto->name, strerror(e), fd_limit);
+	if (spare_fd >= 0) {
+		close(spare_fd);
+		spare_fd = -1;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd); /* the client sees its connection closed, not a hang */
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && spare_fd >= 0)
+			return;
+	}
+	pause_listener(l);
+}
+
 static void
 accept_all(listener *l)
 {
@@ -819,11 +914,27 @@ accept_all(listener *l)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-				log_warn("%s: accept: %s", l->proto->name, strerror(errno));
+			if (errno == EMFILE || errno == ENFILE) {
+				out_of_fds(l, errno);
+				if (l->paused)
+					return;
+				continue;
+			}
+			if (errno == ENOBUFS || errno == ENOMEM) {
+				rate_warn(&rl_emfile, "%s: accept: %s", l->proto->name, strerror(errno));
+				pause_listener(l);
+			}
 			return; /* EAGAIN: all taken */
 		}
 		if (!atomic_load(&accepting)) {
+			close(fd);
+			continue;
+		}
+		if (fd_limit > 0 && fd >= fd_limit - FD_RESERVE) {
+			/* the lowest free descriptor is this high: fewer than FD_RESERVE are left (invariant 8) */
+			rate_warn(&rl_fds, "%s: refused a connection: descriptor %d of ulimit -n %ld, %d kept for the "
+			    "control socket and pools (raise ulimit -n or lower --max-connections)", l->proto->name, fd,
+			    fd_limit, FD_RESERVE);
 			close(fd);
 			continue;
 		}
@@ -847,8 +958,8 @@ accept_all(listener *l)
 		}
 		pthread_mutex_unlock(&count_lock);
 		if (refused < 0) {
-			log_warn("%s: connection limit (%d) reached; closed a connection at once", l->proto->name,
-			    cfg.max_connections);
+			rate_warn(&rl_capfull, "%s: connection limit (%d) reached; closed a connection at once",
+			    l->proto->name, cfg.max_connections);
 			free(c);
 			close(fd);
 			continue;
@@ -879,8 +990,8 @@ accept_all(listener *l)
 			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
 		}
 		if (refused)
-			log_warn("%s %s: refused: the connection limit (%d) is reached", c->proto->name, c->peer,
-			    cfg.max_connections);
+			rate_warn(&rl_cap, "%s %s: refused: the connection limit (%d) is reached", c->proto->name,
+			    c->peer, cfg.max_connections);
 		loop *lp = pick_loop();
 		c->lp = lp;
 		atomic_fetch_add(&lp->nconns, 1);
@@ -1034,6 +1145,8 @@ loop_main(void *arg)
 		if (now != last_check) {
 			last_check = now;
 			check_timeouts(lp, now);
+			if (lp->idx == 0)
+				resume_listeners(now);
 		}
 	}
 	return NULL;
@@ -1059,6 +1172,21 @@ conn_start(const conn_config *c)
 	}
 	if (cfg.loops > MAX_LOOPS)
 		cfg.loops = MAX_LOOPS;
+	struct rlimit rl;
+	fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long)rl.rlim_cur : 0;
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	long open_now = 0;
+	DIR *d = opendir("/proc/self/fd");
+	for (struct dirent *de; d != NULL && (de = readdir(d)) != NULL;)
+		open_now += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	/* each loop adds its epoll and eventfd below */
+	long room = fd_limit - FD_RESERVE - open_now - 2L * MAX_LOOPS;
+	if (fd_limit > 0 && room < cfg.max_connections)
+		log_warn("conn: ulimit -n %ld leaves room for about %ld connections, not --max-connections %d: "
+		    "past that clients are refused at once (raise ulimit -n)", fd_limit, MAX(room, 0L),
+		    cfg.max_connections);
 	atomic_store(&accepting, 1);
 	for (nloops = 0; nloops < cfg.loops; nloops++) {
 		loop *lp = &loops[nloops];
@@ -1104,13 +1232,12 @@ conn_stop(void)
 {
 	atomic_store(&accepting, 0);
 	for (int i = 0; i < nlisten; i++) {
-		if (nloops > 0)
+		if (nloops > 0 && !listeners[i].paused)
 			epoll_ctl(loops[0].epfd, EPOLL_CTL_DEL, listeners[i].fd, NULL);
 		close(listeners[i].fd);
 		if (listeners[i].unix_path[0])
 			unlink(listeners[i].unix_path);
 	}
-	nlisten = 0;
 	/* Each connection stops reading; what it already read is answered, then it closes. */
 	for (int i = 0; i < nloops; i++) {
 		loop *lp = &loops[i];
@@ -1129,4 +1256,8 @@ conn_stop(void)
 		pthread_mutex_destroy(&loops[i].lock);
 	}
 	nloops = 0;
+	nlisten = 0;
+	if (spare_fd >= 0)
+		close(spare_fd);
+	spare_fd = -1;
 }
