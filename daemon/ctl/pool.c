@@ -6,6 +6,7 @@
 #include "../log.h"
 #include "../registry.h"
 #include "util.h"
+#include "../vio_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -199,6 +200,8 @@ pool_export_run(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_export(name);
+	if (err == 0)
+		vio_stats_forget(name); /* its volumes' IO counters (vio_stats.c invariant 1) */
 	return err ? fail(e, err, ctl_code(err, 0)) : 0;
 }
 
@@ -307,6 +310,8 @@ op_pool_destroy(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_destroy(name);
+	if (err == 0)
+		vio_stats_forget(name);
 	return err ? fail(e, err, ctl_code(err, 0)) : 0;
 }
 

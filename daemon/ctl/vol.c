@@ -6,6 +6,7 @@
 #include "ctl_impl.h"
 #include "../log.h"
 #include "util.h"
+#include "../vio_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -83,6 +84,15 @@ vol_create_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
+/* The IO counters of POOL/VOL (and its snapshots) go with it. */
+static void
+forget_stats(const char *pool, const char *vol)
+{
+	char full[600];
+	snprintf(full, sizeof(full), "%s/%s", pool, vol);
+	vio_stats_forget(full);
+}
+
 static int
 vol_destroy_cb(ce_pool *p, void *arg)
 {
@@ -103,6 +113,8 @@ vol_destroy_cb(ce_pool *p, void *arg)
 	if (err == 0 && flags)
 		log_msg(LOG_INFO, "%s/%s destroyed with its snapshots%s", x->pool, x->vol,
 		    flags & CE_DESTROY_CLONES ? " and clones" : "");
+	if (err == 0)
+		forget_stats(x->pool, x->vol); /* (clones destroyed with -R keep theirs until evicted) */
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -127,6 +139,8 @@ vol_rename_cb(ce_pool *p, void *arg)
 	if (nvol == NULL)
 		return x->e->err;
 	int err = ce_vol_rename(p, x->vol, nvol);
+	if (err == 0)
+		forget_stats(x->pool, x->vol);
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
