@@ -98,7 +98,7 @@ $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lssl
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -16,7 +16,7 @@ static const col client_cols[] = {
 	{ "uid", "UID", COL_STR }, { "pid", "PID", COL_STR }, { "export", "EXPORT", COL_STR },
 	{ "state", "STATE", COL_STR }, { "since", "SINCE", COL_STR }, { "idle", "IDLE", COL_NUM },
 	{ "bytes_in", "IN", COL_SIZE }, { "bytes_out", "OUT", COL_SIZE }, { "requests", "REQS", COL_NUM },
-	{ "queued_bytes", "QUEUED", COL_SIZE },
+	{ "queued_bytes", "QUEUED", COL_SIZE }, { "tls", "TLS", COL_STR },
 };
 
 static char *
@@ -101,6 +101,7 @@ cmd_client(int argc, char **argv)
 				r[10] = fmt_u64(l[i].bytes_out);
 				r[11] = fmt_u64((uint64_t)(l[i].requests > 0 ? l[i].requests : 0));
 				r[12] = fmt_u64(l[i].queued_bytes);
+				r[13] = xstrdup(l[i].tls[0] ? l[i].tls : "-");
 				table_add(&t, r);
 			}
 			rc = table_print(&t, &o, "id,frontend,peer,uid,export,state,since,idle,bytes_in,bytes_out,requests");

@@ -48,6 +48,11 @@
  *      descriptor kept for that, or else stops accepting for a second:
  *      accept never spins. Refusals are logged at most once per
  *      LOG_EVERY seconds, with their count (no log storm).
+ *   9. TLS (conn_start_tls): the reply that agrees to it is written in the
+ *      clear, then the handshake runs and every later byte either way
+ *      goes through the TLS session; nothing the client sent before the
+ *      handshake is ever taken as protocol input (such a client is cut
+ *      off), and no output is written during the handshake.
  */
 #include "conn.h"
 #include "log.h"
@@ -59,6 +64,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdarg.h>
 #include <sys/resource.h>
 #include <netdb.h>
@@ -127,6 +135,11 @@ struct conn {
 	char export_name[256];    /* under count_lock */
 	conn *all_next, *all_prev; /* all_conns, under count_lock */
 	atomic_int kill_req;
+	SSL *ssl;                 /* invariant 9: the session, once the handshake started */
+	SSL_CTX *tls_pending;     /* conn_start_tls: begin once the output is written */
+	int tls_hs;               /* handshake in progress */
+	int tls_want_write;       /* the session waits for the socket to take bytes */
+	char tls_desc[96];        /* "TLSv1.3 psk:ID" or "TLSv1.3 x509:SUBJECT" (under count_lock) */
 	_Atomic uint64_t pub_in, pub_out, pub_queued;
 	_Atomic int64_t pub_last_io;
 	atomic_int pub_reqs, pub_state;
@@ -472,17 +485,46 @@ mark_dead(conn *c, const char *why)
 	drop_output(c);
 }
 
+/* One TLS record's worth of the first chunk; -1 when the session cannot take it now. */
+static ssize_t
+tls_write(conn *c)
+{
+	ochunk *k = c->ohead;
+	size_t len = MIN(k->len - k->off, (size_t)1 << 30);
+	int r = SSL_write(c->ssl, k->p + k->off, (int)len);
+	if (r > 0) {
+		c->tls_want_write = 0;
+		return r;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		if (c->out_blocked_since == 0)
+			c->out_blocked_since = time(NULL);
+	} else {
+		ERR_clear_error();
+		mark_dead(c, "TLS write failed; closing");
+	}
+	return -1;
+}
+
 static void
 flush_output(conn *c)
 {
 	while (c->ohead != NULL && !c->dead) {
+		ssize_t w;
+		if (c->ssl != NULL) {
+			if (c->tls_hs || (w = tls_write(c)) < 0)
+				return;
+			goto wrote;
+		}
 		struct iovec iov[64];
 		int n = 0;
 		for (ochunk *k = c->ohead; k != NULL && n < 64; k = k->next, n++) {
 			iov[n].iov_base = (void *)(k->p + k->off);
 			iov[n].iov_len = k->len - k->off;
 		}
-		ssize_t w = writev(c->fd, iov, n);
+		w = writev(c->fd, iov, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -494,6 +536,7 @@ flush_output(conn *c)
 			mark_dead(c, "write failed; closing");
 			return;
 		}
+	wrote:;
 		size_t left = (size_t)w;
 		c->obytes -= left;
 		c->last_io = time(NULL);
@@ -528,9 +571,9 @@ static void
 set_events(conn *c)
 {
 	uint32_t want = 0;
-	if (!c->rd_closed && !throttled(c))
+	if (!c->rd_closed && (!throttled(c) || c->tls_hs))
 		want |= EPOLLIN | EPOLLRDHUP;
-	if (c->ohead != NULL && !c->dead)
+	if ((c->ohead != NULL || c->tls_want_write) && !c->dead)
 		want |= EPOLLOUT;
 	if (want == c->events && c->registered)
 		return;
@@ -550,6 +593,12 @@ destroy(conn *c)
 	drop_output(c);
 	if (c->proto->on_close)
 		c->proto->on_close(c);
+	if (c->ssl != NULL) {
+		if (!c->dead && !c->tls_hs)
+			SSL_shutdown(c->ssl); /* close_notify, best effort (the socket is non-blocking) */
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -581,7 +630,7 @@ static void
 parse_input(conn *c)
 {
 	size_t pos = 0;
-	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c)) {
+	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c) && c->tls_pending == NULL) {
 		size_t k = c->proto->on_data(c, c->rbuf + pos, c->rlen - pos);
 		if (k == 0)
 			break;
@@ -593,20 +642,113 @@ parse_input(conn *c)
 	}
 }
 
+/* What the peer presented: for client.list and the log. */
+static void
+tls_describe(conn *c)
+{
+	char who[80] = "";
+	const char *id = SSL_get_psk_identity(c->ssl);
+	if (id == NULL)
+		id = SSL_get_app_data(c->ssl); /* tls.c's PSK callback leaves it there */
+	X509 *cert = SSL_get1_peer_certificate(c->ssl);
+	if (id != NULL) {
+		snprintf(who, sizeof(who), " psk:%s", id);
+	} else if (cert != NULL) {
+		char subj[72];
+		X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof(subj));
+		snprintf(who, sizeof(who), " x509:%s", subj);
+	}
+	X509_free(cert); /* (log_msg escapes what the client chose: the identity, the subject) */
+	pthread_mutex_lock(&count_lock);
+	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s%s", SSL_get_version(c->ssl), who);
+	pthread_mutex_unlock(&count_lock);
+	log_info("%s %s: TLS %s (%s)", c->proto->name, c->peer, c->tls_desc, SSL_get_cipher_name(c->ssl));
+}
+
+static void
+tls_handshake(conn *c)
+{
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls_hs = 0;
+		c->tls_want_write = 0;
+		tls_describe(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		return;
+	}
+	char why[200];
+	unsigned long oe = ERR_get_error();
+	char es[160];
+	ERR_error_string_n(oe, es, sizeof(es));
+	ERR_clear_error();
+	snprintf(why, sizeof(why), "TLS handshake failed: %s", oe ? es : "connection closed");
+	mark_dead(c, why);
+}
+
+/* invariant 9: the reply agreeing to TLS is written; start the session */
+static void
+tls_begin(conn *c)
+{
+	SSL_CTX *ctx = c->tls_pending;
+	c->tls_pending = NULL;
+	if (c->rlen > 0) {
+		mark_dead(c, "sent data before the TLS handshake; cut off");
+		return;
+	}
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		mark_dead(c, "cannot start a TLS session");
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	c->tls_hs = 1;
+	tls_handshake(c);
+}
+
+/* One read from the socket or the session: bytes, 0 at the end, -1 for nothing now (EAGAIN). */
+static ssize_t
+read_some(conn *c, uint8_t *p, size_t n)
+{
+	if (c->ssl == NULL) {
+		ssize_t r = read(c->fd, p, n);
+		if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return 0;
+		return r < 0 ? -1 : r;
+	}
+	int r = SSL_read(c->ssl, p, (int)MIN(n, (size_t)1 << 30));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		return -1;
+	}
+	ERR_clear_error();
+	return 0; /* close_notify, or a broken session */
+}
+
 static void
 on_readable(conn *c)
 {
+	if (c->tls_hs) {
+		tls_handshake(c);
+		if (c->tls_hs || c->dead)
+			return;
+	}
 	for (int round = 0; round < 8 && !c->rd_closed && !throttled(c); round++) {
 		if (c->rlen == RBUF_SIZE)
 			break; /* the protocol wants more than a buffer holds: it consumes partially, so this is a bug */
-		ssize_t n = read(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				c->rd_closed = 1;
+		errno = 0;
+		ssize_t n = read_some(c, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
 			break;
-		}
 		if (n == 0) {
 			c->rd_closed = 1;
 			break;
@@ -615,8 +757,8 @@ on_readable(conn *c)
 		c->last_io = time(NULL);
 		atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
 		parse_input(c);
-		if ((size_t)n < RBUF_SIZE / 2)
-			break; /* drained the socket, most likely */
+		if (c->ssl == NULL && (size_t)n < RBUF_SIZE / 2)
+			break; /* drained the socket, most likely (a session reads one record at a time) */
 	}
 }
 
@@ -630,8 +772,16 @@ settle(conn *c)
 		if (c->rd_closed && !throttled(c))
 			c->rlen = 0;
 	}
+	if (!c->dead && c->tls_hs)
+		tls_handshake(c);
 	if (!c->dead)
 		flush_output(c);
+	if (!c->dead && c->tls_pending != NULL && c->ohead == NULL)
+		tls_begin(c);
+	/* records the session already took off the socket: epoll will not say so */
+	for (int i = 0; i < 64 && c->ssl != NULL && !c->tls_hs && !c->dead && !c->rd_closed && !throttled(c) &&
+	    c->rlen < RBUF_SIZE && SSL_pending(c->ssl) > 0; i++)
+		on_readable(c);
 	atomic_store_explicit(&c->pub_reqs, c->inflight, memory_order_relaxed);
 	atomic_store_explicit(&c->pub_queued, (uint64_t)c->inflight_bytes + c->obytes, memory_order_relaxed);
 	atomic_store_explicit(&c->pub_last_io, (int64_t)c->last_io, memory_order_relaxed);
@@ -707,6 +857,18 @@ conn_count(void)
 }
 
 void
+conn_start_tls(conn *c, void *ssl_ctx)
+{
+	c->tls_pending = ssl_ctx;
+}
+
+int
+conn_tls(const conn *c)
+{
+	return c->ssl != NULL && !c->tls_hs;
+}
+
+void
 conn_set_export(conn *c, const char *name)
 {
 	pthread_mutex_lock(&count_lock);
@@ -735,6 +897,7 @@ conn_list(conn_info **out, size_t *n)
 		x->uid = c->uid;
 		x->pid = c->pid;
 		snprintf(x->export_name, sizeof(x->export_name), "%s", c->export_name);
+		snprintf(x->tls, sizeof(x->tls), "%s", c->tls_desc);
 		x->since = (int64_t)c->opened;
 		int64_t last = atomic_load_explicit(&c->pub_last_io, memory_order_relaxed);
 		x->idle = last > 0 && now > last ? (int64_t)now - last : 0;

@@ -54,6 +54,12 @@ int conn_limit(void);
 void conn_write(conn *c, const void *p, size_t n);
 /* Queue output by reference: release(arg) once written (or the connection died). */
 void conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg), void *arg);
+/* TLS (conn.c invariant 9), ssl_ctx an SSL_CTX *: once the output queued so far (the
+ * reply agreeing to it) is written, the server handshake runs; from then on every byte
+ * goes through the session. Input after this call is no longer passed to on_data. */
+void conn_start_tls(conn *c, void *ssl_ctx);
+/* 1 once the TLS handshake has finished. */
+int conn_tls(const conn *c);
 /* End the connection once what is in flight is answered and the output written. */
 void conn_close(conn *c);
 /* Requests in flight on this connection and their bytes (the queue bound, design-vio.md §5). */
@@ -83,6 +89,7 @@ typedef struct conn_info {
 	int requests;            /* in flight */
 	uint64_t queued_bytes;   /* payload in flight and output not yet written */
 	const char *state;       /* "handshake", "serving", "closing", "refused" */
+	char tls[96];            /* "TLSv1.3 psk:ID", "TLSv1.3 x509:/CN=..."; "" in the clear */
 } conn_info;
 /* A snapshot of every connection, by id; the caller frees *out. */
 int conn_list(conn_info **out, size_t *n);

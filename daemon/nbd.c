@@ -36,11 +36,19 @@
  *   6. Past --max-connections a client gets the greeting and an
  *      NBD_REP_ERR_POLICY reply naming the limit to every option; it is
  *      never served.
+ *   7. TLS (--tls=on|require, tls.c): NBD_OPT_STARTTLS is answered with an
+ *      ACK, then the TLS handshake (conn_start_tls); options negotiated
+ *      before it are forgotten (the protocol's rule). With --tls=require,
+ *      before the handshake every option but STARTTLS and ABORT is
+ *      refused with NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which has no error
+ *      reply, closes the connection): no export is listed, described or
+ *      served in the clear.
  */
 #include "nbd.h"
 #include "conn.h"
 #include "log.h"
 #include "registry.h"
+#include "tls.h"
 #include "util.h"
 #include "vio.h"
 
@@ -66,7 +74,8 @@ enum {
 };
 #define REP_ERR(n) (0x80000000u | (n))
 enum { REP_ACK = 1, REP_SERVER = 2, REP_INFO = 3, REP_META_CONTEXT = 4 };
-enum { ERR_UNSUP = 1, ERR_POLICY = 2, ERR_INVALID = 3, ERR_PLATFORM = 4, ERR_UNKNOWN = 6, ERR_TOO_BIG = 9 };
+enum { ERR_UNSUP = 1, ERR_POLICY = 2, ERR_INVALID = 3, ERR_PLATFORM = 4, ERR_TLS_REQD = 5, ERR_UNKNOWN = 6,
+	ERR_TOO_BIG = 9 };
 enum { INFO_EXPORT = 0, INFO_NAME = 1, INFO_DESCRIPTION = 2, INFO_BLOCK_SIZE = 3 };
 enum {
 	TF_HAS_FLAGS = 1 << 0, TF_READ_ONLY = 1 << 1, TF_SEND_FLUSH = 1 << 2, TF_SEND_FUA = 1 << 3,
@@ -160,6 +169,7 @@ struct nconn {
 	int structured;
 	int meta_alloc;        /* base:allocation selected */
 	int no_zeroes;
+	int tls;               /* STARTTLS agreed: what follows is inside the session */
 	char export_name[4097];
 	vio_vol *vol;
 	uint64_t size;
@@ -409,6 +419,17 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		conn_close(c);
 		return;
 	}
+	if (tls_mode() == TLS_REQUIRE && !nc->tls && opt != OPT_STARTTLS && opt != OPT_ABORT) {
+		/* invariant 7: nothing in the clear */
+		if (opt == OPT_EXPORT_NAME) {
+			log_info("nbd %s: EXPORT_NAME in the clear while TLS is required; closing", conn_peer(c));
+			nc->state = ST_DONE;
+			conn_close(c);
+		} else {
+			opt_error(nc, opt, ERR_TLS_REQD, "this server requires TLS: use NBD_OPT_STARTTLS first");
+		}
+		return;
+	}
 	switch (opt) {
 	case OPT_EXPORT_NAME: {
 		char name[4097];
@@ -480,7 +501,19 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		do_meta(nc, opt, data, len);
 		return;
 	case OPT_STARTTLS:
-		opt_error(nc, opt, ERR_POLICY, "TLS is not offered by this server");
+		if (tls_mode() == TLS_OFF)
+			opt_error(nc, opt, ERR_POLICY, "TLS is not offered by this server");
+		else if (len != 0)
+			opt_error(nc, opt, ERR_INVALID, "STARTTLS takes no data");
+		else if (nc->tls)
+			opt_error(nc, opt, ERR_INVALID, "TLS is already on");
+		else {
+			opt_reply(nc, opt, REP_ACK, NULL, 0);
+			nc->tls = 1;
+			nc->structured = 0; /* the options before it are forgotten (invariant 7) */
+			nc->meta_alloc = 0;
+			conn_start_tls(c, tls_ctx());
+		}
 		return;
 	default:
 		opt_error(nc, opt, ERR_UNSUP, "option %u is not supported", opt);

@@ -37,6 +37,7 @@ info_json(const conn_info *x)
 		json_object_object_add(o, "pid", json_object_new_int64(x->pid));
 	}
 	json_object_object_add(o, "export", json_object_new_string(x->export_name));
+	json_object_object_add(o, "tls", json_object_new_string(x->tls));
 	json_object_object_add(o, "state", json_object_new_string(x->state));
 	json_object_object_add(o, "since", json_object_new_int64(x->since));
 	json_object_object_add(o, "idle", json_object_new_int64(x->idle));

@@ -346,6 +346,7 @@ typedef struct cask_conn_info {
 	uint64_t bytes_in, bytes_out;
 	int requests;            /* in flight */
 	uint64_t queued_bytes;   /* request payload in flight and replies not yet sent */
+	char tls[96];            /* "TLSv1.3 psk:ID", "TLSv1.3 x509:SUBJECT"; "" in the clear */
 } cask_conn_info;
 int cask_conn_list(cask_client *c, cask_conn_info **out, size_t *n);
 int cask_conn_kill(cask_client *c, uint64_t id);

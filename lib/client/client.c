@@ -957,6 +957,7 @@ conn_from_any(json_object *o, void *p)
 	x->pid = json_object_object_get_ex(o, "pid", &v) ? (long)json_object_get_int64(v) : -1;
 	get_str(o, "export", x->export_name, sizeof(x->export_name));
 	get_str(o, "state", x->state, sizeof(x->state));
+	get_str(o, "tls", x->tls, sizeof(x->tls));
 	x->since = json_object_object_get_ex(o, "since", &v) ? json_object_get_int64(v) : 0;
 	x->idle = json_object_object_get_ex(o, "idle", &v) ? json_object_get_int64(v) : 0;
 	x->bytes_in = get_u64(o, "bytes_in");
