@@ -10,6 +10,7 @@
 #   make sync-bench, snap-bench, send-bench, api-bench, tls-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
+#   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
 # Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
@@ -141,6 +142,10 @@ bench: deps all
 	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD) --json bench/results/sync-$$(date +%Y%m%d-%H%M%S).json
 	/usr/bin/python3 bench/tls_bench.py --build $(BUILD) --json bench/results/tls-$$(date +%Y%m%d-%H%M%S).json
+
+# issue 17's hostile clients beside verified normal IO (not in make check): HOSTILE_SOAK_SECONDS (default 600)
+hostile-soak: deps all
+	/usr/bin/python3 tests/soak/hostile_soak.py --build $(BUILD) --seconds $${HOSTILE_SOAK_SECONDS:-600}
 
 tls-bench: deps all
 	/usr/bin/python3 bench/tls_bench.py --build $(BUILD)
