@@ -140,6 +140,7 @@ struct conn {
 	int tls_hs;               /* handshake in progress */
 	int tls_want_write;       /* the session waits for the socket to take bytes */
 	char tls_desc[96];        /* "TLSv1.3 psk:ID" or "TLSv1.3 x509:SUBJECT" (under count_lock) */
+	char tls_id[128];         /* the PSK identity or the certificate's CN ("" none; loop thread) */
 	_Atomic uint64_t pub_in, pub_out, pub_queued;
 	_Atomic int64_t pub_last_io;
 	atomic_int pub_reqs, pub_state;
@@ -653,10 +654,14 @@ tls_describe(conn *c)
 	X509 *cert = SSL_get1_peer_certificate(c->ssl);
 	if (id != NULL) {
 		snprintf(who, sizeof(who), " psk:%s", id);
+		snprintf(c->tls_id, sizeof(c->tls_id), "%s", id);
 	} else if (cert != NULL) {
 		char subj[72];
 		X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof(subj));
 		snprintf(who, sizeof(who), " x509:%s", subj);
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, c->tls_id,
+		    (int)sizeof(c->tls_id)) < 0)
+			c->tls_id[0] = '\0';
 	}
 	X509_free(cert); /* (log_msg escapes what the client chose: the identity, the subject) */
 	pthread_mutex_lock(&count_lock);
@@ -866,6 +871,12 @@ int
 conn_tls(const conn *c)
 {
 	return c->ssl != NULL && !c->tls_hs;
+}
+
+const char *
+conn_tls_identity(const conn *c)
+{
+	return conn_tls(c) ? c->tls_id : "";
 }
 
 void

@@ -60,6 +60,8 @@ void conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg)
 void conn_start_tls(conn *c, void *ssl_ctx);
 /* 1 once the TLS handshake has finished. */
 int conn_tls(const conn *c);
+/* Who the session authenticated: the PSK identity or the client certificate's CN ("" none). */
+const char *conn_tls_identity(const conn *c);
 /* End the connection once what is in flight is answered and the output written. */
 void conn_close(conn *c);
 /* Requests in flight on this connection and their bytes (the queue bound, design-vio.md §5). */

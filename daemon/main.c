@@ -72,6 +72,9 @@ usage(FILE *f)
 	    "                          the server's x509 certificate (chain) and key, PEM\n"
 	    "  --tls-ca FILE           also require a client certificate signed by this CA\n"
 	    "  --tls-psk FILE          pre-shared keys, IDENTITY:HEXKEY per line (psktool's format)\n"
+	    "  --tls-access FILE       which client may open which exports: IDENTITY EXPORT... per\n"
+	    "                          line (a PSK identity or certificate CN; - for none; exports\n"
+	    "                          POOL/VOL, POOL/*, *); without it every client opens every export\n"
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
@@ -227,7 +230,7 @@ main(int argc, char **argv)
 	int naddrs[NFRONT] = { 0 };
 	conn_config ccfg = { 0, 1024, 60, 0, 30 };
 	vio_config vcfg = { 32, 0 };
-	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL };
+	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
@@ -242,6 +245,7 @@ main(int argc, char **argv)
 		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
 		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
 		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
+		{ "tls-access", 1, NULL, 'a' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -290,6 +294,9 @@ main(int argc, char **argv)
 			break;
 		case 'P':
 			tcfg.psk = optarg;
+			break;
+		case 'a':
+			tcfg.access = optarg;
 			break;
 		case 'i':
 			if (parse_count(optarg, "idle-timeout", 0, 86400 * 30, &ccfg.idle_timeout) != 0)

@@ -43,6 +43,10 @@
  *      refused with NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which has no error
  *      reply, closes the connection): no export is listed, described or
  *      served in the clear.
+ *   8. With --tls-access, INFO, GO, EXPORT_NAME and the meta context
+ *      options of an export the client's identity is not granted are
+ *      refused (NBD_REP_ERR_POLICY; EXPORT_NAME closes), and LIST names
+ *      only the exports it may open (tls.c invariant 4).
  */
 #include "nbd.h"
 #include "conn.h"
@@ -315,6 +319,10 @@ do_info(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		opt_error(nc, opt, ERR_INVALID, "INFO request count does not match its length");
 		return 0;
 	}
+	if (!tls_allows(conn_tls_identity(nc->c), name)) {
+		opt_error(nc, opt, ERR_POLICY, "export '%s' is not open to this client", name);
+		return 0;
+	}
 	int err;
 	vio_vol *v = vio_open(name, 0, &err);
 	if (v == NULL) {
@@ -375,6 +383,8 @@ do_meta(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 	}
 	if (scan != len)
 		return opt_error(nc, opt, ERR_INVALID, "meta context request has trailing bytes");
+	if (!tls_allows(conn_tls_identity(nc->c), name))
+		return opt_error(nc, opt, ERR_POLICY, "export '%s' is not open to this client", name);
 	ce_vol *v;
 	ce_pool *p;
 	if (reg_vol_open(name, &v, &p) != 0)
@@ -443,6 +453,10 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 			log_info("nbd %s: export name holds a NUL byte; closing", conn_peer(c));
 			break;
 		}
+		if (!tls_allows(conn_tls_identity(c), name)) {
+			log_info("nbd %s: export '%s' is not open to this client; closing", conn_peer(c), name);
+			break;
+		}
 		int err;
 		vio_vol *v = vio_open(name, 0, &err);
 		if (v == NULL) {
@@ -470,6 +484,10 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		size_t n;
 		reg_exports(&names, &n);
 		for (size_t i = 0; i < n; i++) {
+			if (!tls_allows(conn_tls_identity(c), names[i])) {
+				free(names[i]);
+				continue; /* only what this client may open is listed */
+			}
 			uint8_t r[4 + 512];
 			size_t nl = MIN(strlen(names[i]), (size_t)512);
 			put32(r, (uint32_t)nl);

@@ -12,6 +12,12 @@
  *      file read at start; an unknown identity fails the handshake.
  *   3. With --tls-ca, a client without a certificate signed by that CA is
  *      refused in the handshake.
+ *   4. With --tls-access, an export is opened (or listed) only for an
+ *      identity whose line names it: exactly, or by the pattern POOL/STAR
+ *      (STAR being the character '*': the volumes and snapshots of POOL),
+ *      or STAR alone (all); "-" names the clients without an identity (in
+ *      the clear, or x509 without a client certificate). Without the file
+ *      every client may open every export.
  */
 #include "tls.h"
 #include "log.h"
@@ -30,7 +36,16 @@ typedef struct pskent {
 	size_t keylen;
 } pskent;
 
+typedef struct access_ent {
+	char *id;               /* "-": no identity */
+	char **pat;
+	size_t npat;
+} access_ent;
+
 static SSL_CTX *ctx;
+static access_ent *acl;
+static size_t nacl;
+static int have_acl;
 static int mode = TLS_OFF;
 static pskent *psks;
 static size_t npsk;
@@ -110,13 +125,77 @@ psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned int m
 	return 0;
 }
 
+/* "IDENTITY PATTERN..." per line (invariant 4), # comments. */
+static int
+load_access(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return err_set(-errno, "TLS: cannot read the access file %s: %s", path, strerror(errno));
+	char line[4096];
+	int lineno = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		char *save, *tok = strtok_r(line, " \t\r\n", &save);
+		if (tok == NULL || tok[0] == '#')
+			continue;
+		access_ent e = { xstrdup(tok), NULL, 0 };
+		while ((tok = strtok_r(NULL, " \t\r\n", &save)) != NULL) {
+			e.pat = xrealloc(e.pat, (e.npat + 1) * sizeof(char *));
+			e.pat[e.npat++] = xstrdup(tok);
+		}
+		if (e.npat == 0) {
+			fclose(f);
+			free(e.id);
+			return err_set(-EINVAL, "TLS: %s line %d: want IDENTITY EXPORT... (POOL/VOL, POOL/*, *)", path,
+			    lineno);
+		}
+		acl = xrealloc(acl, (nacl + 1) * sizeof(*acl));
+		acl[nacl++] = e;
+	}
+	fclose(f);
+	have_acl = 1;
+	return 0;
+}
+
+static int
+pattern_matches(const char *pat, const char *ex)
+{
+	size_t n = strlen(pat);
+	if (strcmp(pat, "*") == 0)
+		return 1;
+	if (n >= 2 && strcmp(pat + n - 2, "/*") == 0)
+		return strncmp(ex, pat, n - 1) == 0; /* "pool/" prefix */
+	return strcmp(pat, ex) == 0;
+}
+
+int
+tls_allows(const char *identity, const char *export_name)
+{
+	if (!have_acl)
+		return 1;
+	const char *who = identity[0] ? identity : "-";
+	for (size_t i = 0; i < nacl; i++)
+		if (strcmp(acl[i].id, who) == 0)
+			for (size_t k = 0; k < acl[i].npat; k++)
+				if (pattern_matches(acl[i].pat[k], export_name))
+					return 1;
+	return 0;
+}
+
 int
 tls_init(const tls_config *cfg)
 {
 	mode = cfg->mode;
+	if (cfg->access != NULL) {
+		int err = load_access(cfg->access);
+		if (err != 0)
+			return err;
+	}
 	if (mode == TLS_OFF) {
-		if (cfg->cert || cfg->key || cfg->psk || cfg->ca)
-			return err_set(-EINVAL, "--tls-cert, --tls-key, --tls-ca and --tls-psk need --tls=on or --tls=require");
+		if (cfg->cert || cfg->key || cfg->psk || cfg->ca || cfg->access)
+			return err_set(-EINVAL, "--tls-cert, --tls-key, --tls-ca, --tls-psk and --tls-access need --tls=on or "
+			    "--tls=require");
 		return 0;
 	}
 	if ((cfg->cert == NULL) != (cfg->key == NULL))
@@ -183,6 +262,16 @@ tls_fini(void)
 	free(psks);
 	psks = NULL;
 	npsk = 0;
+	for (size_t i = 0; i < nacl; i++) {
+		for (size_t k = 0; k < acl[i].npat; k++)
+			free(acl[i].pat[k]);
+		free(acl[i].pat);
+		free(acl[i].id);
+	}
+	free(acl);
+	acl = NULL;
+	nacl = 0;
+	have_acl = 0;
 }
 
 int

@@ -5,7 +5,8 @@
 # nbdcopy and python3-libnbd (libnbd, GnuTLS) with x509 certificates and PSK,
 # qemu-img/qemu-io with tls-creds-x509 and tls-creds-psk. Right credentials
 # work, wrong ones are refused; with --tls=require nothing is listed,
-# described or served in the clear; --tls-ca requires client certificates.
+# described or served in the clear; --tls-ca requires client certificates;
+# --tls-access limits which identity may open (and list) which exports.
 source "$(dirname "$0")/lib.sh"
 need nbdinfo; need openssl; need qemu-io; need nbdcopy
 "$PY" -c 'import nbd' 2>/dev/null || skip "python3-libnbd is not installed"
@@ -121,5 +122,25 @@ nbdinfo "nbd://localhost:$PORT/tank/v" | grep -q "without TLS" || fail "--tls=on
 nbdinfo "$U?tls-certificates=$C" | grep -q "with TLS" || fail "x509 with a client certificate"
 nbdinfo "$U?tls-certificates=$T/cli" >/dev/null 2>&1 && fail "a client without a certificate passed --tls-ca"
 grep -q "TLS TLSv1.3 x509:/CN=cask client" "$T/caskd.log" || fail "the client certificate's subject is not logged"
+stop_caskd
+
+# per-export access (--tls-access): alice one volume, bob the pool, clients without an identity one other
+printf 'bob:%s\n' "$(openssl rand -hex 32)" > "$T/bob.psk"
+cat "$C/keys.psk" "$T/bob.psk" > "$T/both.psk"
+printf '# identity exports\nalice tank/v\nbob tank/*\n- tank/pub\n' > "$T/access"
+start_caskd --tls=on --tls-psk "$T/both.psk" --tls-access "$T/access"
+$CASK vol create tank/pub --size 1M
+$CASK vol create tank/w --size 1M
+B="nbds://bob@localhost:$PORT"
+nbdinfo "$P?tls-psk-file=$C/keys.psk" >/dev/null || fail "alice cannot open tank/v"
+nbdinfo "nbds://alice@localhost:$PORT/tank/w?tls-psk-file=$C/keys.psk" >/dev/null 2>&1 && fail "alice opened tank/w"
+list=$(nbdinfo --list --json "nbds://alice@localhost:$PORT?tls-psk-file=$C/keys.psk" |
+  "$PY" -c 'import json,sys; print(" ".join(sorted(e["export-name"] for e in json.load(sys.stdin)["exports"])))')
+[ "$list" = "tank/v" ] || fail "alice's list: '$list'"
+nbdinfo "$B/tank/w?tls-psk-file=$T/bob.psk" >/dev/null || fail "bob cannot open tank/w"
+nbdinfo "$B/tank/v?tls-psk-file=$T/bob.psk" >/dev/null || fail "bob cannot open tank/v"
+nbdinfo "nbd://localhost:$PORT/tank/pub" >/dev/null || fail "a plain client cannot open tank/pub"
+nbdinfo "nbd://localhost:$PORT/tank/v" >/dev/null 2>&1 && fail "a plain client opened tank/v"
+expect_fail 1 "need --tls=on or --tls=require" "$CASKD" --state "$T/s1" --socket "$T/s1.sock" --tls-access "$T/access"
 stop_caskd
 echo ok
