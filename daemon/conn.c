@@ -1123,13 +1123,6 @@ accept_all(listener *l)
 		} else {
 			refused = -1;
 		}
-		if (refused >= 0) {
-			c->id = next_id++;
-			c->all_next = all_conns;
-			if (all_conns)
-				all_conns->all_prev = c;
-			all_conns = c;
-		}
 		pthread_mutex_unlock(&count_lock);
 		if (refused < 0) {
 			rate_warn(&rl_capfull, "%s: connection limit (%d) reached; closed a connection at once",
@@ -1169,6 +1162,14 @@ accept_all(listener *l)
 		loop *lp = pick_loop();
 		c->lp = lp;
 		atomic_fetch_add(&lp->nconns, 1);
+		/* on the daemon-wide list once what other threads read of it is set (invariant 6) */
+		pthread_mutex_lock(&count_lock);
+		c->id = next_id++;
+		c->all_next = all_conns;
+		if (all_conns)
+			all_conns->all_prev = c;
+		all_conns = c;
+		pthread_mutex_unlock(&count_lock);
 		pthread_mutex_lock(&lp->lock);
 		int wake = lp->ready == NULL && lp->newc == NULL;
 		c->next = lp->newc;
