@@ -64,6 +64,13 @@ typedef struct ilog {
 	/* statistics */
 	uint64_t commits, blocks, bytes, fallbacks, replayed, replayed_blocks;
 	uint64_t ptr_records, ptr_bytes, ptr_skipped;
+	/* damage the last replay found (invariant 6 of ilog.c), until ce_pool_clear */
+	uint64_t dmg_seq;        /* the damaged block's sequence number (0: none) */
+	uint64_t dmg_lost_blocks, dmg_lost_records; /* intact blocks after it, not replayed */
+	uint64_t dmg_inplace;    /* write records whose in-place data failed its checksum */
+	uint64_t dmg_inplace_seq; /* the newest block holding one */
+	int dmg_certain;         /* an intact block followed the damage: it had been acknowledged */
+	int dmg_inplace_certain; /* likewise for the in-place data */
 } ilog;
 
 void ilog_init(ce_pool *p);
