@@ -87,7 +87,6 @@ Cancelled = _sub("Cancelled", "the job was cancelled")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
 VdevInUse = _sub("VdevInUse", "pool_create: a file holds data or a signature (force=True overwrites it)")
 PoolNeedsRewind = _sub("PoolNeedsRewind", "pool_import: the newest txg is damaged; rewind=True discards it")
-ClientNotFound = _sub("ClientNotFound", "client_kill: no connected client of that id")
 
 # Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
 # this table names each one, and no other).
@@ -105,7 +104,7 @@ _BY_CODE = {
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
-    "CLIENT_NOT_FOUND": ClientNotFound,
+    "CLIENT_NOT_FOUND": Error,  # client.kill: the binding has no client calls yet
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
     "NOT_SUPPORTED": Error,
 }
