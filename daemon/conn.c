@@ -27,7 +27,8 @@
  *      stall_timeout seconds, it is cut off.
  *   5. At most max_connections are served; a connection past it is
  *      accepted only to be told (conn_refused), and at most REFUSED_MAX
- *      such are kept at once.
+ *      such are kept at once. With max_per_export, at most that many
+ *      connections serve one export (conn_set_export refuses the next).
  *   6. Every connection is on the daemon-wide list (all_conns, under
  *      count_lock) from accept to free, with an id never reused: other
  *      threads see it only through that list (conn_list, conn_kill,
@@ -177,7 +178,7 @@ static listener listeners[MAX_LISTEN];
 static int nlisten;
 static loop loops[MAX_LOOPS];
 static int nloops;
-static conn_config cfg = { 0, 1024, 60, 0, 30 };
+static conn_config cfg = { 0, 1024, 60, 0, 30, 0 };
 static conn *all_conns;                /* invariant 6, under count_lock */
 static long fd_limit;                  /* RLIMIT_NOFILE at conn_start */
 static int spare_fd = -1;              /* invariant 8 (loop 0 only) */
@@ -879,13 +880,25 @@ conn_tls_identity(const conn *c)
 	return conn_tls(c) ? c->tls_id : "";
 }
 
-void
+int
 conn_set_export(conn *c, const char *name)
 {
 	pthread_mutex_lock(&count_lock);
+	if (cfg.max_per_export > 0) {
+		int n = 0;
+		for (conn *o = all_conns; o != NULL; o = o->all_next)
+			n += o != c && strncmp(o->export_name, name, sizeof(o->export_name) - 1) == 0 &&
+			    o->export_name[0] != '\0';
+		if (n >= cfg.max_per_export) {
+			pthread_mutex_unlock(&count_lock);
+			return err_set(-EUSERS, "export %s has %d connections, its limit (--max-export-connections)", name,
+			    n);
+		}
+	}
 	snprintf(c->export_name, sizeof(c->export_name), "%s", name);
 	pthread_mutex_unlock(&count_lock);
 	c->serving = 1;
+	return 0;
 }
 
 int
@@ -1340,6 +1353,7 @@ conn_start(const conn_config *c)
 		cfg.idle_timeout = c->idle_timeout > 0 ? c->idle_timeout : 0;
 		if (c->handshake_timeout > 0)
 			cfg.handshake_timeout = c->handshake_timeout;
+		cfg.max_per_export = c->max_per_export > 0 ? c->max_per_export : 0;
 	}
 	if (cfg.loops <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -36,6 +36,7 @@ typedef struct conn_config {
 	int stall_timeout;       /* seconds a throttled client may leave its replies unread (default 60) */
 	int idle_timeout;        /* seconds a serving connection may do nothing (0: never cut, the default) */
 	int handshake_timeout;   /* seconds from accept to conn_set_export (default 30) */
+	int max_per_export;      /* connections serving one export (0: no limit, the default) */
 } conn_config;
 
 /* spec: "HOST:PORT", "[V6ADDR]:PORT" or "unix:PATH" */
@@ -73,7 +74,9 @@ void conn_post(conn *c, conn_msg *m);
 /* The frontend names what c serves (an export, a target): from then on the
  * connection is "serving" (the idle timeout, not the handshake timeout,
  * applies) and client.list shows the name; --force matches holders by it. */
-void conn_set_export(conn *c, const char *name);
+/* 0, or -EUSERS (ce_errmsg says so) when name already has --max-export-connections
+ * connections: the frontend refuses the client then. */
+int conn_set_export(conn *c, const char *name);
 
 /* counts for tests and the status op */
 int conn_count(void);

@@ -58,6 +58,8 @@ usage(FILE *f)
 	    "                          and group (name or gid) set on the socket file\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
+	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
+	    "                          beyond --max-connections); past it NBD_REP_ERR_POLICY\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
 	    "                          while its queue is full (default 60)\n"
 	    "  --idle-timeout SECS     disconnect a serving client that has nothing in flight and\n"
@@ -228,7 +230,7 @@ main(int argc, char **argv)
 	char state[PATH_MAX], sock[PATH_MAX];
 	const char *addrs[NFRONT][MAX_ADDRS];
 	int naddrs[NFRONT] = { 0 };
-	conn_config ccfg = { 0, 1024, 60, 0, 30 };
+	conn_config ccfg = { 0, 1024, 60, 0, 30, 0 };
 	vio_config vcfg = { 32, 0 };
 	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
@@ -245,7 +247,7 @@ main(int argc, char **argv)
 		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
 		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
 		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
-		{ "tls-access", 1, NULL, 'a' },
+		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -297,6 +299,10 @@ main(int argc, char **argv)
 			break;
 		case 'a':
 			tcfg.access = optarg;
+			break;
+		case 'E':
+			if (parse_count(optarg, "max-export-connections", 1, 1000000, &ccfg.max_per_export) != 0)
+				return 2;
 			break;
 		case 'i':
 			if (parse_count(optarg, "idle-timeout", 0, 86400 * 30, &ccfg.idle_timeout) != 0)

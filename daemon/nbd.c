@@ -285,7 +285,6 @@ attach(nconn *nc, vio_vol *v, const char *name)
 	nc->size = vio_size(v);
 	nc->tflags = export_flags(vio_caps(v));
 	snprintf(nc->export_name, sizeof(nc->export_name), "%.4096s", name);
-	conn_set_export(nc->c, name);
 }
 
 /* Parse "u32 len, name" at data; returns bytes used or -1. */
@@ -328,6 +327,11 @@ do_info(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 	if (v == NULL) {
 		opt_error(nc, opt, err == -ENOENT || err == -EINVAL || err == -ENXIO ? ERR_UNKNOWN : ERR_PLATFORM,
 		    "export '%s': %s", name, ce_errmsg());
+		return 0;
+	}
+	if (opt == OPT_GO && conn_set_export(nc->c, name) != 0) { /* --max-export-connections */
+		vio_close(v);
+		opt_error(nc, opt, ERR_POLICY, "caskd: %s; try again later", ce_errmsg());
 		return 0;
 	}
 	uint8_t info[12];
@@ -462,6 +466,11 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		if (v == NULL) {
 			/* The protocol has no error reply here: close. */
 			log_info("nbd %s: export '%s': %s; closing", conn_peer(c), name, ce_errmsg());
+			break;
+		}
+		if (conn_set_export(c, name) != 0) {
+			vio_close(v);
+			log_info("nbd %s: %s; closing", conn_peer(c), ce_errmsg());
 			break;
 		}
 		attach(nc, v, name);

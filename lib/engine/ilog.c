@@ -1070,6 +1070,8 @@ ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg)
 			err = ioerr;
 			break;
 		}
+		if (ok < 0)
+			err = -EBADMSG; /* damage, not the end (invariant 6) */
 		if (ok <= 0)
 			break;
 		ilog_blk_phys h;

@@ -95,7 +95,8 @@ int ilog_commit(ce_pool *p, volume *v);
 /* Sync thread: the log fields of uberblock t; then, once it is durable, release. */
 void ilog_ub_fill(ce_pool *p, uint64_t txg, uberblock_phys *ub);
 void ilog_ub_durable(ce_pool *p, uint64_t txg);
-/* cask-debug: fn(arg, block, region offset, NULL, NULL) per block, then per record. */
+/* cask-debug: fn(arg, block, region offset, NULL, NULL) per block, then per record;
+ * -EBADMSG when the chain is cut by a damaged block (ilog.c invariant 6). */
 typedef int (*ilog_walk_fn)(void *arg, const ilog_blk_phys *b, uint64_t off, const ilog_rec_phys *r,
     const void *body);
 int ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg);

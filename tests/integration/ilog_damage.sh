@@ -34,6 +34,9 @@ import sys
 with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2])); b = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0x10]))
 PY
+rc=0; out=$("$CASK_BUILD/cask-debug" log "$T/tank0.vdev") || rc=$?
+[ $rc -eq 1 ] && echo "$out" | grep -q "^damaged: block seq [0-9]* has the chain's identity but fails its checksum" ||
+  fail "cask-debug log does not report the damaged block (exit $rc): $out"
 start_caskd
 grep -q "pool tank: the intent log's last block ([0-9]*) fails its checksum and was not replayed" "$T/caskd.log" ||
   fail "caskd did not log the damaged log block"

@@ -4,7 +4,7 @@
 # client.kill, BUSY errors that name the holders, --force (nbd_holders.py),
 # the CLI's `cask client list|kill` and --force; then the handshake and idle
 # timeouts (--handshake-timeout, --idle-timeout) cut off silent clients while
-# a busy one is kept.
+# a busy one is kept; and --max-export-connections.
 source "$(dirname "$0")/lib.sh"
 start_caskd --nbd "unix:$T/nbd.sock"
 $CASK pool create tank "$T/tank0.vdev" --size 1G
@@ -75,5 +75,27 @@ print("timeouts: handshake and idle cut off, a busy client kept")
 PY
 grep -q "chose nothing to serve within 1 s (--handshake-timeout); cut off" "$T/caskd.log" || fail "no handshake timeout log line"
 grep -q "idle for 2 s (--idle-timeout); disconnected" "$T/caskd.log" || fail "no idle timeout log line"
+stop_caskd
+
+# a per-export cap: the third client of one export is refused with a reason, others are served
+start_caskd --max-export-connections 2
+$CASK vol create tank/w2 --size 16M
+PYTHONPATH="$(dirname "$0")" "$PY" - "$PORT" "$SOCK" <<'PY'
+import sys, time
+from viohelp import Ctl, check, nbd_raw, nbd_raw_refusal
+port, ctl = int(sys.argv[1]), Ctl(sys.argv[2])
+a, _ = nbd_raw(port, "tank/v")
+b, _ = nbd_raw(port, "tank/v")
+why = nbd_raw_refusal(port, "tank/v")
+check(why is not None and "has 2 connections, its limit (--max-export-connections)" in why, "third client: %r" % why)
+w, _ = nbd_raw(port, "tank/w2")          # another export is not affected
+a.close()
+for _ in range(400):
+    if len([c for c in ctl.call("client.list")["clients"] if c["export"] == "tank/v"]) < 2:
+        break
+    time.sleep(0.01)
+c, _ = nbd_raw(port, "tank/v")          # room again
+print("per-export cap: third client refused with its reason, served once one left")
+PY
 stop_caskd
 echo ok
