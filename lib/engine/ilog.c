@@ -59,6 +59,12 @@
 #define LOG_MAX_SECTORS 32768u       /* 128 MiB */
 
 void
+ilog_set_ops(ce_pool *p, const ilog_ops *ops)
+{
+	p->ilog.ops = ops;
+}
+
+void
 ilog_init(ce_pool *p)
 {
 	ilog *l = &p->ilog;
@@ -276,7 +282,7 @@ add_ptr_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint6
 	if (alloc_log_claim(&p->alloc, bytes, &vdi, &voff) != 0)
 		return 0;
 	uint8_t *data = xmalloc_aligned(bytes);
-	*err = vol_read_current(it->v, data, off, len);
+	*err = p->ilog.ops->get_data(it->v, data, off, len);
 	if (*err != 0) {
 		alloc_log_release(&p->alloc, vdi, voff, bytes);
 		free(data);
@@ -335,7 +341,7 @@ add_record(batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len)
 	uint8_t *at = lb->buf + lb->used;
 	memcpy(at, &r, sizeof(r));
 	if (dlen > 0) {
-		int err = vol_read_current(it->v, at + LR_HDR_SIZE, off, dlen);
+		int err = it->v->pool->ilog.ops->get_data(it->v, at + LR_HDR_SIZE, off, dlen);
 		if (err != 0)
 			return err;
 		memset(at + LR_HDR_SIZE + dlen, 0, P2ROUNDUP(dlen, 8) - dlen);
@@ -819,15 +825,6 @@ read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uin
 	return checksum_verify(CE_CK_XXH128, buf, h.lg_used, ck);
 }
 
-static volume *
-vol_by_guid(ce_pool *p, uint64_t guid)
-{
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
-			return p->vols[i];
-	return NULL;
-}
-
 /*
  * One checked block's records that the uberblock does not cover. Pass 0
  * reserves the sectors that write-in-place records point to (before any
@@ -872,7 +869,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 			}
 			continue;
 		}
-		volume *v = vol_by_guid(p, r.lr_ds_guid);
+		volume *v = p->ilog.ops->find(p, r.lr_ds_guid);
 		if (v == NULL || r.lr_offset >= v->size)
 			continue;
 		uint64_t len = MIN(r.lr_length, v->size - r.lr_offset);
@@ -899,7 +896,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 				continue;
 			}
 		}
-		int err = vol_apply_log(v, r.lr_type == LR_WRITE_PTR ? LR_WRITE : r.lr_type,
+		int err = p->ilog.ops->replay(v, r.lr_type == LR_WRITE_PTR ? LR_WRITE : r.lr_type,
 		    r.lr_type == LR_WRITE ? data : pdata, r.lr_offset, len);
 		free(pdata);
 		if (err != 0)

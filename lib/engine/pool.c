@@ -23,6 +23,7 @@
 #include "bufpool.h"
 #include "label.h"
 #include "pool_impl.h"
+#include "pool_sync.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vdev_check.h"
@@ -116,6 +117,9 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
 	ilog_init(p);
+	ilog_set_ops(p, &vol_ilog_ops);
+	pool_sync_init(p);
+	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
@@ -126,6 +130,7 @@ pool_free(ce_pool *p)
 {
 	ilog_fini(p);
 	vol_free_all(p);
+	pool_sync_fini(p);
 	hold_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
@@ -278,8 +283,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		goto fail;
 	ilog_new_epoch(p, 1);
 	p->open_txg = 1;
-	txg_capture(p, 1);
-	if ((err = txg_sync_one(p, 1)) != 0) {
+	if ((err = pool_sync(p, 1)) != 0) {
 		err = err_set(err, "pool %s: first commit failed: %s", name, strerror(-err));
 		goto fail;
 	}
@@ -482,6 +486,7 @@ ce_pool_clear(ce_pool *p)
 	}
 	txg_stop(p);
 	ilog_reset(p);
+	pool_sync_reset(p); /* the txgs that did not commit: their lists and tasks */
 	/* Writers that were inside a txg when the pool suspended leave now. */
 	pthread_mutex_lock(&p->lock);
 	for (;;) {

@@ -11,7 +11,8 @@
  *   volume->lock       (dirty maps, root pointer, size)
  *   ilog.lock          (pending log records, log ring)
  *   pool->lock         (txg state, volume list, dirty accounting)
- *   alloc.lock, cache.lock (leaf locks)
+ *   ps.lock, alloc.lock, cache.lock (leaf locks; ps: each txg's dirty
+ *                       datasets and sync tasks, pool_sync.c)
  */
 #ifndef CASK_ENGINE_POOL_IMPL_H
 #define CASK_ENGINE_POOL_IMPL_H
@@ -28,6 +29,7 @@
 #include "fault.h"
 #include "ilog.h"
 #include "phys.h"
+#include "pool_sync.h"
 #include "vdev.h"
 
 typedef struct wq_ent {
@@ -68,8 +70,10 @@ struct ce_pool {
 	pthread_mutex_t config_lock;
 	pthread_rwlock_t free_lock;
 	pthread_mutex_t lock;
-	volume **vols;           /* live and doomed volumes */
+	volume **vols;           /* live and doomed volumes (any order: volume.vidx) */
 	size_t nvols, capvols;
+	htab vol_names;          /* name hash -> volume chain (vol.c; pool->lock) */
+	pool_sync_state ps;      /* each txg's dirty datasets and sync tasks (pool_sync.c) */
 
 	/* transaction groups (pool->lock) */
 	uint64_t open_txg;
@@ -105,7 +109,14 @@ struct ce_pool {
 	size_t nsh, capsh;
 	cowtree sh_tree;
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
-	uint64_t sh_changed_txg;  /* oldest txg with a holds change not yet written (0: none) */
+	/* the holds as of the txg being synced (hold.c's sync task; sync thread, or import) */
+	hold_phys *sh_sync;
+	size_t nsync, capsync;
+	int sh_dirty;             /* sh_sync changed: this txg's hold_sync rewrites the object */
+
+	/* partial receives (send.c; pool->lock): the volumes the receive table is made of */
+	volume **recv_vols;
+	size_t nrecv, caprecv;
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
@@ -118,8 +129,6 @@ int txg_wait_synced(ce_pool *p, uint64_t txg);
 int txg_sync_now(ce_pool *p);
 int txg_start(ce_pool *p);
 void txg_stop(ce_pool *p);
-int txg_sync_one(ce_pool *p, uint64_t txg); /* used at pool creation */
-void txg_capture(ce_pool *p, uint64_t txg);
 void txg_dirty_add(ce_pool *p, int64_t bytes, int open);
 void txg_throttle(ce_pool *p);
 
@@ -155,18 +164,23 @@ int mos_read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves
 
 /* vol.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);
+int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
+void vol_settle(volume *v, uint64_t txg);
+int vol_destroyed_by(const volume *v, uint64_t txg);
+void vol_unlink(ce_pool *p, volume *v);
 int vol_load_all(ce_pool *p);
 int vol_reload_all(ce_pool *p);
 void vol_free_all(ce_pool *p);
 void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);
-void vol_capture(volume *v, uint64_t t);
-int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
-int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
+extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
 
 /* send.c */
 int recv_table_load(ce_pool *p);
 int recv_table_sync(ce_pool *p, uint64_t txg);
+void recv_track(ce_pool *p, volume *v);
+void recv_forget(ce_pool *p, volume *v);
+void recv_fini(ce_pool *p);
 
 /* hold.c */
 int hold_load(ce_pool *p);

@@ -3,8 +3,12 @@
  *
  * Owns each volume's in-memory state (struct volume): its committed tree,
  * and per transaction group the dirty blocks and punched ranges that are
- * not yet in the tree. Also the management operations (create, destroy,
- * rename, resize, set) and the volume's part of a txg sync (vol_sync).
+ * not yet in the tree. Also the dataset directory (every dataset by
+ * index and by name), the management transaction (mgmt_begin/commit),
+ * the operations create, destroy, rename, resize, set, and the dataset's
+ * part of a txg sync: its data (vol_sync), its destroy (vol_destroy_sync)
+ * and its record (vol_sync_record), each called by pool_sync.c for a
+ * dataset on that txg's dirty list.
  *
  * Invariants:
  *   1. A block's current contents are, newest first: its dirty buffer or
@@ -25,6 +29,13 @@
  *      blocks when its parent is not yet charged), so a full pool fails
  *      the write with -ENOSPC instead of failing the sync. Holes are
  *      never charged: trim and destroy always work.
+ *
+ *   6. A dataset is on txg t's dirty list (pool_sync.c) when anything of
+ *      its record or data changed in t: map_claim puts it there with its
+ *      first dirty block of t, vol_mgmt_dirty before a management change.
+ *   7. The record written for t is the image `snap`/`rcap` settled for t
+ *      (vol_settle); an operation in t + 1 saved it before changing the
+ *      live fields, so the open txg never leaks into the syncing one.
  *
  * Management operations change the in-memory state in the open txg and
  * wait for that txg to commit before returning.
@@ -107,13 +118,49 @@ vol_delete(volume *v)
 	free(v);
 }
 
+/* ---- the dataset directory: every dataset by index and by name (pool->lock) ---- */
+
+static uint64_t
+name_hash(const char *name)
+{
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+		h = (h ^ *c) * 0x100000001b3ull;
+	return h;
+}
+
+static void
+name_index(ce_pool *p, volume *v)
+{
+	uint64_t k = name_hash(v->name);
+	v->name_next = htab_get(&p->vol_names, k);
+	htab_put(&p->vol_names, k, v);
+}
+
+static void
+name_unindex(ce_pool *p, volume *v)
+{
+	uint64_t k = name_hash(v->name);
+	volume *c = htab_get(&p->vol_names, k), *prev = NULL;
+	while (c != NULL && c != v)
+		prev = c, c = c->name_next;
+	VERIFY(c == v);
+	if (prev != NULL)
+		prev->name_next = v->name_next;
+	else if (v->name_next != NULL)
+		htab_put(&p->vol_names, k, v->name_next);
+	else
+		htab_del(&p->vol_names, k);
+	v->name_next = NULL;
+}
+
 /* Live volume by name; caller holds pool->lock. */
 static volume *
 find_vol(ce_pool *p, const char *name)
 {
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && strcmp(p->vols[i]->name, name) == 0)
-			return p->vols[i];
+	for (volume *v = htab_get(&p->vol_names, name_hash(name)); v != NULL; v = v->name_next)
+		if (v->destroy_txg == 0 && strcmp(v->name, name) == 0)
+			return v;
 	return NULL;
 }
 
@@ -124,7 +171,32 @@ add_vol(ce_pool *p, volume *v)
 		p->capvols = p->capvols ? p->capvols * 2 : 16;
 		p->vols = xrealloc(p->vols, p->capvols * sizeof(volume *));
 	}
+	v->vidx = p->nvols;
 	p->vols[p->nvols++] = v;
+	name_index(p, v);
+}
+
+/* A destroyed dataset leaves the directory for good (pool->lock held; pool_sync.c frees it). */
+void
+vol_unlink(ce_pool *p, volume *v)
+{
+	VERIFY(v->vidx < p->nvols && p->vols[v->vidx] == v);
+	name_unindex(p, v);
+	recv_forget(p, v);
+	snap_orphan_children(v);
+	p->vols[v->vidx] = p->vols[--p->nvols];
+	p->vols[v->vidx]->vidx = v->vidx;
+}
+
+/* Rename a dataset (pool->lock held; the caller dirtied it first). */
+void
+vol_set_name(ce_pool *p, volume *v, const char *name)
+{
+	char nn[CE_NAME_MAX + 1];
+	snprintf(nn, sizeof(nn), "%s", name);
+	name_unindex(p, v);
+	memcpy(v->name, nn, sizeof(nn));
+	name_index(p, v);
 }
 
 /* The record fields a management operation changes, as they are now (see volume.snap). */
@@ -140,21 +212,48 @@ capture_fields(volume *v)
 	v->snap.want_levels = v->want_levels;
 }
 
-void
-vol_capture(volume *v, uint64_t t)
+static void
+capture_image(volume *v)
 {
-	v->snap.txg = t;
-	v->snap.destroy_txg = v->destroy_txg;
-	v->snap.rollback_txg = v->rollback_txg;
-	if (v->is_snap && v->rec_txg == 0) {
-		/* an unchanged snapshot: nothing of it is written this txg */
-		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
-		return;
-	}
 	capture_fields(v);
-	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 	v->rcap.receiving = v->receiving;
 	v->rcap.rs = v->rs;
+}
+
+/* The sync of t is about to read v's image (pool->lock held). */
+void
+vol_settle(volume *v, uint64_t t)
+{
+	if (v->snap_txg == t)
+		return;
+	if (v->mgmt_txg <= t)
+		capture_image(v); /* no operation of t + 1 changed it yet: the live fields are t's */
+	v->snap_txg = t;
+}
+
+/*
+ * A management operation is about to change v in the open txg o
+ * (management locks held): keep v's image as of o - 1 for that txg's
+ * sync, and put v on o's dirty list so that its record is written.
+ */
+void
+vol_mgmt_dirty(ce_pool *p, volume *v)
+{
+	uint64_t o = p->open_txg;
+	if (v->mgmt_txg != o) {
+		/* settled already: the sync of o - 1 reads it, and it is right */
+		if (v->snap_txg != o - 1)
+			capture_image(v);
+		v->mgmt_txg = o;
+	}
+	pool_dirty(p, v, o);
+}
+
+/* Destroyed in t or before (its destroy is in t's sync or already committed). */
+int
+vol_destroyed_by(const volume *v, uint64_t t)
+{
+	return v->destroy_txg != 0 && v->destroy_txg <= t;
 }
 
 void
@@ -244,7 +343,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->load_prev = ds.ds_prev_guid;
 	v->load_head = ds.ds_head_guid;
 	v->prev_txg = ds.ds_prev_txg;
-	v->rec_txg = 0;
+	v->mgmt_txg = v->snap_txg = 0;
 	v->send_guid = ds.ds_send_guid;
 	v->receiving = v->rcap.receiving = ds.ds_recv;
 	memset(&v->rs, 0, sizeof(v->rs));
@@ -280,6 +379,8 @@ vol_load_all(ce_pool *p)
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
 		add_vol(p, v);
+		if (v->receiving)
+			recv_track(p, v);
 		if (dl_load(p, &v->dl, &ds) != 0)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
@@ -298,8 +399,9 @@ forget_pending(volume *v)
 		v->charged[i] = 0; /* the allocator was rebuilt: no charges exist */
 		v->dbytes[i] = 0;
 	}
-	v->snap_txg_pending = 0;
-	v->rollback_txg = 0;
+	v->taking = 0;
+	v->rolling_back = 0;
+	v->gone = 0;
 	v->gen++;
 }
 
@@ -332,13 +434,20 @@ vol_reload_all(ce_pool *p)
 				v = p->vols[i], seen[i] = 1;
 		if (v == NULL) {
 			v = vol_new(p);
+			vol_fill(v, &ds, s);
 			add_vol(p, v);
 		}
 		pthread_mutex_lock(&v->lock);
 		forget_pending(v);
+		name_unindex(p, v);
 		vol_fill(v, &ds, s);
+		name_index(p, v);
 		v->destroy_txg = 0;
 		pthread_mutex_unlock(&v->lock);
+		if (v->receiving)
+			recv_track(p, v);
+		else
+			recv_forget(p, v);
 		dl_fini(&v->dl);
 		if (dl_load(p, &v->dl, &ds) != 0) {
 			free(seen);
@@ -357,6 +466,8 @@ vol_reload_all(ce_pool *p)
 			v->destroy_txg = p->synced_txg;
 		v->load_prev = v->load_head = 0;
 		pthread_mutex_unlock(&v->lock);
+		recv_forget(p, v);
+		pool_defer_free(p, v); /* freed after the next commit */
 		dl_fini(&v->dl);
 		dl_init(&v->dl);
 	}
@@ -376,6 +487,8 @@ vol_free_all(ce_pool *p)
 	free(p->vols);
 	p->vols = NULL;
 	p->nvols = p->capvols = 0;
+	htab_fini(&p->vol_names);
+	recv_fini(p);
 }
 
 /* ---- per-txg dirty state ---- */
@@ -384,8 +497,10 @@ static void
 map_claim(volume *v, uint64_t t)
 {
 	int i = t & 1;
-	if (v->dtxg[i] == 0)
+	if (v->dtxg[i] == 0) {
 		v->dtxg[i] = t;
+		pool_dirty(v->pool, v, t); /* its first dirty block of t */
+	}
 	VERIFY3U(v->dtxg[i], ==, t);
 }
 
@@ -830,8 +945,8 @@ ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
 	return ce_vol_trim(h, off, len);
 }
 
-/* The intent log reads what a range holds now (ilog.c). */
-int
+/* The intent log reads what a range holds now (ilog_ops.get_data). */
+static int
 vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -839,7 +954,7 @@ vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 }
 
 /* Replay one log record (p->ilog.replaying is set: nothing is logged again). */
-int
+static int
 vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -847,6 +962,23 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 		return vol_modify(&h, data, len, off);
 	return vol_trim(&h, off, len);
 }
+
+/* The live dataset a log record names (replay at import: few calls, a scan). */
+static volume *
+vol_find_guid(ce_pool *p, uint64_t guid)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+/* Registered with the intent log at pool open (pool.c): it reaches volumes only through these. */
+const ilog_ops vol_ilog_ops = {
+	.get_data = vol_read_current,
+	.find = vol_find_guid,
+	.replay = vol_apply_log,
+};
 
 int
 ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
@@ -1026,6 +1158,43 @@ release_txg(ce_pool *p, volume *v, int i)
 	txg_dirty_add(p, -(int64_t)dbytes, 0);
 }
 
+/* txg t destroys volume v (its snapshots went first): its tree and dead list object are freed. */
+int
+vol_destroy_sync(ce_pool *p, volume *v, uint64_t t)
+{
+	int i = t & 1;
+	VERIFY(!v->is_snap && vol_destroyed_by(v, t));
+	pthread_mutex_lock(&v->lock);
+	cowtree ts = v->tree;
+	pthread_mutex_unlock(&v->lock);
+	ct_acct acct = { 0 };
+	snap_doomed_acct(v, &acct); /* a clone: what its origin holds stays */
+	int err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
+	if (err != 0)
+		return err;
+	/* a clone's dead list (blocks its origin holds) goes with it: only its object is freed */
+	ct_acct meta = { 0 };
+	err = cowtree_free_range(p, &v->dl.tree, t, 0, cowtree_capacity(v->dl.tree.levels), &meta);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&v->lock);
+	v->tree = ts;
+	v->used += acct.used;
+	v->logical += acct.logical;
+	VERIFY3U(v->used, ==, 0);
+	if (v->dtxg[i] == t)
+		release_txg(p, v, i);
+	v->gen++;
+	pthread_mutex_unlock(&v->lock);
+	if (v->slot != VOL_NO_SLOT) {
+		ds_phys ds;
+		memset(&ds, 0, sizeof(ds));
+		mos_ds_put(p, v->slot, &ds);
+	}
+	return 0;
+}
+
+/* Volume v's data of txg t: its dirty blocks into the tree, the new root installed. */
 int
 vol_sync(ce_pool *p, volume *v, uint64_t t)
 {
@@ -1038,38 +1207,8 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 		acct.keep_txg = v->prev_txg;
 	}
 
-	VERIFY3U(v->snap.txg, ==, t);
+	VERIFY3U(v->snap_txg, ==, t); /* settled: the image below is t's */
 	pthread_mutex_lock(&v->lock);
-	if (v->snap.doomed) {
-		cowtree ts = v->tree;
-		pthread_mutex_unlock(&v->lock);
-		ct_acct dacct = { 0 };
-		snap_doomed_acct(v, &dacct); /* a clone: what its origin holds stays */
-		acct = dacct;
-		err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
-		if (err != 0)
-			return err;
-		/* a clone's dead list (blocks its origin holds) goes with it: only its object is freed */
-		ct_acct meta = { 0 };
-		err = cowtree_free_range(p, &v->dl.tree, t, 0, cowtree_capacity(v->dl.tree.levels), &meta);
-		if (err != 0)
-			return err;
-		pthread_mutex_lock(&v->lock);
-		v->tree = ts;
-		v->used += acct.used;
-		v->logical += acct.logical;
-		VERIFY3U(v->used, ==, 0);
-		if (v->dtxg[i] == t)
-			release_txg(p, v, i);
-		v->gen++;
-		pthread_mutex_unlock(&v->lock);
-		if (v->slot != VOL_NO_SLOT) {
-			ds_phys ds;
-			memset(&ds, 0, sizeof(ds));
-			mos_ds_put(p, v->slot, &ds);
-		}
-		return 0;
-	}
 	if (v->dtxg[i] != t && v->tree.levels >= v->snap.want_levels) {
 		pthread_mutex_unlock(&v->lock);
 		return 0;
@@ -1141,6 +1280,43 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	return err;
 }
 
+/*
+ * Pass 1 of txg t, after its data and sync tasks: the dead list and the
+ * record of dataset v, which changed in t.
+ */
+int
+vol_sync_record(ce_pool *p, volume *v, uint64_t t)
+{
+	pthread_mutex_lock(&p->lock);
+	int gone = vol_destroyed_by(v, t);
+	pthread_mutex_unlock(&p->lock);
+	if (gone) {
+		/* a destroyed volume's record went with its tree (vol_destroy_sync) */
+		if (v->is_snap && v->slot != VOL_NO_SLOT) {
+			ds_phys ds;
+			memset(&ds, 0, sizeof(ds));
+			mos_ds_put(p, v->slot, &ds);
+		}
+		return 0;
+	}
+	VERIFY3U(v->snap_txg, ==, t);
+	int err = dl_sync(p, &v->dl, t);
+	if (err != 0)
+		return err;
+	ds_phys ds;
+	if (v->slot == VOL_NO_SLOT)
+		v->slot = mos_ds_slot_alloc(p);
+	pthread_mutex_lock(&v->lock);
+	vol_record(v, &ds);
+	pthread_mutex_unlock(&v->lock);
+	if ((ds.ds_flags & DS_FLAG_LOCAL_MASK) && mos_hdr(p)->mh_version < 5) {
+		mos_hdr(p)->mh_version = 5; /* older software would call the record damaged */
+		mos_mark_dirty(p, 0, CE_META_BLOCK);
+	}
+	mos_ds_put(p, v->slot, &ds);
+	return 0;
+}
+
 /* ---- management ---- */
 
 /* Begin a management operation: returns with config_lock and pool->lock held. */
@@ -1186,7 +1362,15 @@ int vol_mgmt_commit(ce_pool *p) { return mgmt_commit(p); }
 void vol_mgmt_abort(ce_pool *p) { mgmt_abort(p); }
 volume *vol_find(ce_pool *p, const char *name) { return find_vol(p, name); }
 volume *vol_alloc(ce_pool *p) { return vol_new(p); }
-void vol_add(ce_pool *p, volume *v) { add_vol(p, v); }
+/* A dataset a management operation creates in the open txg (its name set; management locks held). */
+void
+vol_add(ce_pool *p, volume *v)
+{
+	add_vol(p, v);
+	v->mgmt_txg = p->open_txg; /* no older image: the sync of its first txg settles it */
+	pool_dirty(p, v, p->open_txg);
+}
+
 int vol_name_valid(const char *name) { return name_valid(name); }
 
 /* A live volume (not a snapshot) for a management operation, or NULL with the error set. */
@@ -1293,7 +1477,9 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 		v->receiving = 1;
 		v->rs = *rs;
 	}
-	add_vol(p, v);
+	vol_add(p, v);
+	if (rs != NULL)
+		recv_track(p, v);
 	return mgmt_commit(p);
 }
 
@@ -1361,11 +1547,12 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 		if (s->is_snap && s->head == v && s->destroy_txg == 0) {
 			char nn[CE_NAME_MAX + 1];
 			snprintf(nn, sizeof(nn), "%s%s", newname, strchr(s->name, '@'));
-			snprintf(s->name, sizeof(s->name), "%s", nn);
-			s->rec_txg = p->open_txg;
+			vol_mgmt_dirty(p, s);
+			vol_set_name(p, s, nn);
 		}
 	}
-	snprintf(v->name, sizeof(v->name), "%s", newname);
+	vol_mgmt_dirty(p, v);
+	vol_set_name(p, v, newname);
 	return mgmt_commit(p);
 }
 
@@ -1395,6 +1582,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	pthread_mutex_lock(&v->lock);
 	pthread_mutex_lock(&p->lock);
 	uint64_t t = p->open_txg;
+	vol_mgmt_dirty(p, v);
 	uint64_t old = v->size / v->bs, nb = size / v->bs;
 	int64_t dd = 0;
 	if (nb < old) {
@@ -1474,6 +1662,7 @@ ce_vol_set_many(ce_pool *p, const char *name, const char *const *props, const ch
 	volume *v = mgmt_begin_head(p, name, &err);
 	if (v == NULL)
 		return err;
+	vol_mgmt_dirty(p, v);
 	for (size_t i = 0; i < n; i++)
 		prop_apply(v, which[i], vals[i], 1);
 	return mgmt_commit(p);
@@ -1490,6 +1679,7 @@ ce_vol_inherit(ce_pool *p, const char *name, const char *prop)
 	volume *v = mgmt_begin_head(p, name, &err);
 	if (v == NULL)
 		return err;
+	vol_mgmt_dirty(p, v);
 	prop_apply(v, which, 0, 0);
 	return mgmt_commit(p);
 }
@@ -1620,9 +1810,9 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
 	volume *v = find_vol(p, name);
-	if (v != NULL && v->snap_txg_pending != 0)
+	if (v != NULL && v->taking)
 		v = NULL; /* a snapshot being taken exists once its txg commits */
-	if (v != NULL && v->rollback_txg != 0) {
+	if (v != NULL && v->rolling_back) {
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(-EBUSY, "volume %s/%s is being rolled back", p->name, name);

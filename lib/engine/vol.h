@@ -47,24 +47,28 @@ struct volume {
 	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
 
 	/*
-	 * The fields a management operation changes, as of the txg being
-	 * synced: captured at its quiesce point (txg_capture, under
-	 * pool->lock, which management operations hold while they change
-	 * them), so an operation made in the open txg cannot leak into the
-	 * record of the txg that is syncing.
+	 * The record image: the fields a management operation changes, as
+	 * of the txg being synced. A management operation in open txg o
+	 * saves them here before its first change to the dataset in o
+	 * (vol_mgmt_dirty, under pool->lock), unless the sync of o - 1
+	 * already settled them; the sync of t settles them from the live
+	 * fields unless an operation of t + 1 saved them first (vol_settle).
+	 * So an operation made in the open txg cannot leak into the record
+	 * of the txg that is syncing.
 	 */
 	struct {
-		uint64_t txg;          /* the txg this snapshot is for */
 		char name[CE_NAME_MAX + 1];
 		uint64_t size;
 		int compress, checksum, sync;
 		unsigned local_props;
 		uint8_t want_levels;
-		int doomed;            /* destroyed in or before that txg */
-		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
-		                          made later, in the open txg, writes it meanwhile) */
-		uint64_t rollback_txg; /* rollback_txg then, likewise */
 	} snap;
+	uint64_t mgmt_txg;     /* open txg of its last management change (pool->lock) */
+	uint64_t snap_txg;     /* the txg `snap` was settled for (pool->lock) */
+	uint64_t dirty_in[4];  /* dirty_in[t & 3] == t: on txg t's dirty list (pool_sync.c, ps.lock) */
+	size_t vidx;           /* its index in pool->vols */
+	volume *name_next;     /* pool->vol_names chain */
+	int freeing;           /* destroyed and committed, waiting for its last reference */
 
 	/*
 	 * Snapshots (snap.c), changed only by the sync thread and by
@@ -72,15 +76,16 @@ struct volume {
 	 */
 	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
 	volume *head;          /* snapshot: the volume it is of */
-	volume *prev;          /* next older snapshot (a volume: its newest) */
+	volume *prev;          /* next older snapshot (a volume: its newest); set by snap_set_prev */
+	volume *child, *sib;   /* the datasets whose prev is this one: successor and clones */
 	uint64_t prev_txg;     /* prev's txg: blocks born at or before it are shared */
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
 	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
-	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
-	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
-	uint64_t rec_txg;          /* snapshot: its record changed in that txg (0: unchanged) */
+	int taking;            /* snapshot: created, its attach task has not run yet */
+	int rolling_back;      /* volume: its rollback task has not run yet */
+	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
@@ -94,8 +99,9 @@ struct volume {
 	uint64_t send_guid;    /* snapshot: send identity if received (0: its guid) */
 	/*
 	 * A partial receive (send.c): the volume cannot be opened but by its
-	 * receiver. Changed under pool->lock; captured at quiesce with the
-	 * record, so the resume offset commits with the data it covers.
+	 * receiver. Changed under pool->lock after vol_mgmt_dirty; rcap is
+	 * its image like `snap`, so the resume offset commits with the data
+	 * it covers.
 	 */
 	int receiving;
 	recv_slot_phys rs;     /* rs_vol_guid unused in memory */
@@ -103,7 +109,6 @@ struct volume {
 		int receiving;
 		recv_slot_phys rs;
 	} rcap;
-	uint64_t gone_txg;     /* snapshot: its dead lists were settled in that txg's sync */
 };
 
 struct ce_vol {
@@ -124,6 +129,9 @@ void vol_mgmt_abort(ce_pool *p);
 volume *vol_find(ce_pool *p, const char *name);
 volume *vol_alloc(ce_pool *p);
 void vol_add(ce_pool *p, volume *v);
+void vol_mgmt_dirty(ce_pool *p, volume *v);
+void vol_set_name(ce_pool *p, volume *v, const char *name);
+int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_name_valid(const char *name);
 
 /* snap.c */
@@ -135,12 +143,12 @@ void snap_kill(void *arg, const bp_phys *bp);
 volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
 int snap_link_all(ce_pool *p);
-void snap_attach(ce_pool *p, volume *s, uint64_t t);
-int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
-int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
 unsigned snap_clones(ce_pool *p, const volume *s);
-int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
+void snap_set_prev(volume *d, volume *prev);
+void snap_orphan_children(volume *v);
 int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
+void snap_doom_set(ce_pool *p, volume **set, size_t n);
+void snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n);
 int snap_named_before(const char *const *names, size_t i);
 volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
 /* send.c */

@@ -9,7 +9,7 @@
 #
 # It caught: a management operation made in the open txg (resize, rename,
 # set) leaked into the dataset record written by the txg that was syncing
-# at the same time (txg_capture now snapshots those fields at quiesce).
+# at the same time (each dataset now keeps a record image for the syncing txg, vol_mgmt_dirty).
 #
 # OPEN BUG (stop 21): rounds that end by SIGKILL sometimes find a volume
 # that holds no prefix of its thread's ops that includes every durable one

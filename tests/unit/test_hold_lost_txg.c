@@ -3,8 +3,9 @@
  * 17590405971642533855, round 16): a hold that had returned was gone
  * after a kill.
  *
- * A hold or release marks the holds object for rewriting in the open txg
- * (sh_changed_txg). When a second change came in the next txg while the
+ * A hold or release marked the holds object for rewriting in the open txg
+ * (a txg number; holds are a sync task since, hold.c). When a second
+ * change came in the next txg while the
  * first one's txg was already syncing but had not reached hold_sync, the
  * mark moved to the later txg, the syncing one skipped the holds, and it
  * committed without the first hold -- whose caller was then told it was
@@ -15,6 +16,14 @@
  * until its uberblock is flushed and is stopped again before the next
  * txg writes anything; the pool file is copied then (what a crash there
  * leaves) and imported: the first hold must be in it.
+ *
+ * And the second hold must not be (test_hold_early_txg, seed
+ * 14747911605823436651: "the hold in flight shows on one volume, but not
+ * everything before it on the other"): it belongs to txg t+1, which wrote
+ * nothing before the crash, so a copy of it in t's holds object -- the
+ * holds as they were when t's sync reached hold_sync, not as of t -- put
+ * it on disk ahead of a write made before it in t+1 (block 1 of v here),
+ * which was lost. The holds object of t is the holds of t only.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -152,6 +161,11 @@ main(void)
 	pthread_t a, b;
 	pthread_create(&a, NULL, hold_thread, (void *)"v@a");
 	wait_at_gate(); /* txg t syncs, its first write waits */
+	/* in t+1, before the second hold: a write that t does not have */
+	OK(ce_vol_open(pool, "v", &v));
+	t_fill(blk, sizeof(blk), 2);
+	OK(ce_vol_write(v, blk, sizeof(blk), 4096));
+	ce_vol_close(v);
 	pthread_create(&b, NULL, hold_thread, (void *)"v@b");
 	/* b's hold is in memory (for txg t+1) once the listing shows it */
 	for (;;) {
@@ -190,6 +204,17 @@ main(void)
 	printf("holds on v@a after the crash: %zu (the hold returned before it)\n", n);
 	CHECK(n == 1);
 	free(hi);
+	OK(ce_snap_holds(c, "v@b", &hi, &n));
+	printf("holds on v@b after the crash: %zu (made in the txg that did not commit)\n", n);
+	CHECK(n == 0);
+	free(hi);
+	ce_vol *cv;
+	uint8_t got[4096], want[4096];
+	OK(ce_vol_open(c, "v", &cv));
+	OK(ce_vol_read(cv, got, sizeof(got), 4096));
+	memset(want, 0, sizeof(want));
+	CHECK(memcmp(got, want, sizeof(got)) == 0); /* t+1's write is not there either */
+	ce_vol_close(cv);
 	OK(ce_pool_export(c));
 	printf("ok\n");
 	return 0;
