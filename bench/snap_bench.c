@@ -14,9 +14,10 @@
  *            with 100 (each snapshot taken after a 1% rewrite); IOPS
  *            including a final ce_pool_sync; the ratio
  * Every create and destroy returns after its txg commit (two device
- * flushes), as the API promises. Targets (issue 5): create median <= 1 ms
- * and flat to 10,000; destroy >= 100/s; IOPS with 100 snapshots >= 90% of
- * none.
+ * flushes), as the API promises. Targets (issues 5 and 13): create median
+ * <= 1 ms and flat to 10,000; destroy >= 1,000/s from 10,000; IOPS with
+ * 100 snapshots >= 90% of none. On a loaded machine the process CPU per
+ * create and destroy (printed too) says more than the wall clock.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -225,7 +226,7 @@ main(int argc, char **argv)
 	double iops100 = randwrite(p, v, nblocks, seconds);
 	printf("randwrite-4k: %.0f IOPS with no snapshots, %.0f with 100 (%.2fx)\n", iops0, iops100,
 	    iops100 / iops0);
-	printf("targets: create median <= 1 ms (%.3f ms at 1, %.3f ms at %ld); destroy >= 100/s (%.0f/s); "
+	printf("targets: create median <= 1 ms (%.3f ms at 1, %.3f ms at %ld); destroy >= 1000/s (%.0f/s); "
 	    "IOPS with 100 snapshots >= 0.90x (%.2fx)\n", med[0], maxsnaps >= 10000 ? med[3] :
 	    maxsnaps >= 1000 ? med[2] : med[1], maxsnaps >= 10000 ? 10000L : maxsnaps >= 1000 ? 1000L : 100L,
 	    drate, iops100 / iops0);

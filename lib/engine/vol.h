@@ -82,7 +82,8 @@ struct volume {
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
-	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
+	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: since it
+	                          was taken; WRITTEN_UNKNOWN until an attach or destroy sets it) */
 	int taking;            /* snapshot: created, its attach task has not run yet */
 	int rolling_back;      /* volume: its rollback task has not run yet */
 	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */
@@ -142,6 +143,7 @@ int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
 void snap_kill(void *arg, const bp_phys *bp);
 volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
+#define WRITTEN_UNKNOWN UINT64_MAX /* a snapshot's written, not derived at import (a walk) */
 int snap_link_all(ce_pool *p);
 unsigned snap_clones(ce_pool *p, const volume *s);
 void snap_set_prev(volume *d, volume *prev);
