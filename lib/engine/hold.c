@@ -28,8 +28,11 @@
  *   3. sh equals sh_sync plus the changes whose tasks have not run yet.
  *   4. Hold and release are all-or-none over the names given.
  */
-#include "vol.h"
+#include "hold.h"
+#include "mos.h"
+#include "snap.h"
 #include "util.h"
+#include "vol.h"
 
 #include <errno.h>
 #include <string.h>
@@ -85,6 +88,7 @@ hold_find(const ce_pool *p, uint64_t guid, const char *tag)
 unsigned
 hold_count(const ce_pool *p, uint64_t guid)
 {
+	ASSERT_HELD(&p->lock);
 	unsigned n = 0;
 	for (size_t i = 0; i < p->nsh; i++)
 		n += p->sh[i].hd_snap_guid == guid;
@@ -164,6 +168,7 @@ hold_task(ce_pool *p, void *arg, uint64_t t)
 {
 	hold_chg *c = arg;
 	(void)t;
+	ASSERT(pool_sync_thread(p)); /* sh_sync is the sync thread's */
 	for (size_t i = 0; i < c->n; i++) {
 		ssize_t k = find_in(p->sh_sync, p->nsync, c->h[i].hd_snap_guid, c->h[i].hd_tag);
 		if (!c->release) {
@@ -182,6 +187,7 @@ hold_task(ce_pool *p, void *arg, uint64_t t)
 int
 hold_sync(ce_pool *p, uint64_t t)
 {
+	ASSERT(pool_sync_thread(p));
 	if (!p->sh_dirty)
 		return 0;
 	uint64_t n = p->nsync, nleaves = (n + HOLDS_PER_LEAF - 1) / HOLDS_PER_LEAF;

@@ -44,7 +44,9 @@
  */
 #include "ilog.h"
 #include "checksum.h"
+#include "mos.h"
 #include "pool_impl.h"
+#include "txg.h"
 #include "util.h"
 #include "vol.h"
 
@@ -398,6 +400,9 @@ fifo_at(ilog *l, size_t i)
 static void
 fifo_push(ilog *l, ilog_lblk e)
 {
+	ASSERT_HELD(&l->lock);
+	/* invariant 1: blocks join the ring in sequence order, each after the last */
+	ASSERT(l->fn == 0 || e.seq > fifo_at(l, l->fn - 1)->seq);
 	if (l->fn == l->fcap) {
 		size_t nc = l->fcap ? l->fcap * 2 : 64;
 		ilog_lblk *nf = xmalloc(nc * sizeof(ilog_lblk));
@@ -411,6 +416,7 @@ fifo_push(ilog *l, ilog_lblk e)
 	l->fifo[(l->ffirst + l->fn) % l->fcap] = e;
 	l->fn++;
 	l->used += e.bytes;
+	VERIFY3U(l->used, <=, l->size); /* the ring never holds more than its region */
 }
 
 /* Where a block of `bytes` can go (ilog->lock held); -ENOSPC when the ring is full. */
@@ -455,6 +461,7 @@ place_batch(ilog *l, batchbuf *bb)
 		uint64_t bytes = P2ROUNDUP(bb->b[i].used, CE_SECTOR), pos;
 		if (place(l, head, bytes, first, last, &pos) != 0)
 			return -ENOSPC;
+		VERIFY3U(pos + bytes, <=, l->size); /* inside the region, never over the tail */
 		bb->b[i].off = pos;
 		tmp_last = (ilog_lblk){ .off = pos, .bytes = bytes };
 		if (first == NULL) {
@@ -766,6 +773,8 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 			l->ready = 1;
 			ring_restart(p);
 		} else {
+			/* invariant 3: only blocks behind the durable uberblock's tail are reused */
+			ASSERT3U(l->ub_tail_seq, <=, l->head_seq);
 			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
 				ilog_lblk *b = fifo_at(l, 0);
 				release_exts(p, b->ext, b->next);

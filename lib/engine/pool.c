@@ -20,10 +20,14 @@
  *      again if creation fails.
  *   3. An open vdev is flocked: two processes never own one pool.
  */
+#include "blkio.h"
 #include "bufpool.h"
+#include "hold.h"
 #include "label.h"
+#include "mos.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
+#include "txg.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vdev_check.h"
@@ -128,6 +132,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 static void
 pool_free(ce_pool *p)
 {
+	VERIFY(!p->thread_running); /* the sync thread stopped first (export, abandon, a failed open) */
 	ilog_fini(p);
 	vol_free_all(p);
 	pool_sync_fini(p);

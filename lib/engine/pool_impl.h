@@ -1,7 +1,10 @@
 /*
  * pool_impl.h -- the in-memory state of an open pool, shared by the
  * engine's subsystems (not part of the public API; the debug and stress
- * tools include it as zdb includes libzpool's headers).
+ * tools include it as zdb includes libzpool's headers). Each module's
+ * functions are declared in its own header (txg.h, blkio.h, mos.h,
+ * vol.h, snap.h, hold.h, send.h, pool_sync.h), so a file's includes say
+ * which modules it calls.
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   pool->config_lock  (management operations, one at a time)
@@ -29,7 +32,7 @@
 #include "fault.h"
 #include "ilog.h"
 #include "phys.h"
-#include "pool_sync.h"
+#include "pool_sync.h" /* struct pool_sync_state */
 #include "vdev.h"
 
 typedef struct wq_ent {
@@ -121,73 +124,6 @@ struct ce_pool {
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };
-
-/* txg.c */
-uint64_t txg_hold(ce_pool *p, int *err);
-void txg_rele(ce_pool *p, uint64_t txg);
-int txg_wait_synced(ce_pool *p, uint64_t txg);
-int txg_sync_now(ce_pool *p);
-int txg_start(ce_pool *p);
-void txg_stop(ce_pool *p);
-void txg_dirty_add(ce_pool *p, int64_t bytes, int open);
-void txg_throttle(ce_pool *p);
-
-/* blkio.c */
-int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
-/* This thread syncs txg t of p: its reads of blocks born in t may come from the write queue. */
-void blk_sync_begin(ce_pool *p, uint64_t t);
-void blk_sync_end(void);
-int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
-enum { BLK_CACHE = 1, BLK_BORROW = 2 };
-int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
-    int type, int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out);
-void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
-int wq_flush(ce_pool *p);
-void wq_discard(ce_pool *p);
-
-/* mos.c */
-void mos_init_empty(ce_pool *p);
-int mos_load(ce_pool *p, const uberblock_phys *ub);
-void mos_mark_dirty(ce_pool *p, uint64_t off, uint64_t len);
-int mos_sync(ce_pool *p, uint64_t txg, int *did);
-int mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did);
-uint32_t mos_ds_slot_alloc(ce_pool *p);
-void mos_ds_put(ce_pool *p, uint32_t slot, const ds_phys *ds);
-void mos_ds_get(const ce_pool *p, uint32_t slot, ds_phys *ds);
-uint32_t mos_ds_capacity(const ce_pool *p);
-mos_header_phys *mos_hdr(ce_pool *p);
-/* An object whose contents live in buf (nleaves 16 KiB leaves): write its dirty leaves. */
-int mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *dirty,
-    uint64_t nleaves, int type, int *did);
-void tree_init(cowtree *t, uint8_t leaf_type, uint64_t nleaves);
-int mos_read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves);
-
-/* vol.c */
-int vol_sync(ce_pool *p, volume *v, uint64_t txg);
-int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
-void vol_settle(volume *v, uint64_t txg);
-int vol_destroyed_by(const volume *v, uint64_t txg);
-void vol_unlink(ce_pool *p, volume *v);
-int vol_load_all(ce_pool *p);
-int vol_reload_all(ce_pool *p);
-void vol_free_all(ce_pool *p);
-void vol_delete(volume *v);
-void vol_record(const volume *v, ds_phys *ds);
-extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
-
-/* send.c */
-int recv_table_load(ce_pool *p);
-int recv_table_sync(ce_pool *p, uint64_t txg);
-void recv_track(ce_pool *p, volume *v);
-void recv_forget(ce_pool *p, volume *v);
-void recv_fini(ce_pool *p);
-
-/* hold.c */
-int hold_load(ce_pool *p);
-int hold_sync(ce_pool *p, uint64_t txg);
-void hold_fini(ce_pool *p);
-unsigned hold_count(const ce_pool *p, uint64_t snap_guid);
-void hold_tags(const ce_pool *p, uint64_t snap_guid, char *buf, size_t len);
 
 static inline int
 pool_io_error(ce_pool *p, int err)

@@ -37,7 +37,11 @@
  *      ce_pool_clear drops every uncommitted txg's work (pool_sync_reset).
  */
 #include "pool_sync.h"
+#include "blkio.h"
+#include "hold.h"
+#include "mos.h"
 #include "pool_impl.h"
+#include "send.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vol.h"
@@ -92,6 +96,7 @@ pool_sync_reset(ce_pool *p)
 static txg_work *
 work_of(ce_pool *p, uint64_t t)
 {
+	ASSERT_HELD(&p->ps.lock);
 	txg_work *w = &p->ps.w[t & 3];
 	if (w->txg != t) {
 		VERIFY3U(w->nds + w->nst, ==, 0); /* invariant 1: t - 4 committed */
@@ -116,12 +121,18 @@ pool_dirty(ce_pool *p, volume *v, uint64_t t)
 	pthread_mutex_unlock(&p->ps.lock);
 }
 
+int
+pool_sync_thread(const ce_pool *p)
+{
+	return p->ps.syncing_txg != 0 && pthread_equal(p->ps.syncer, pthread_self());
+}
+
 /* Only the thread syncing t (invariant 1). */
 static void
 assert_syncing(ce_pool *p, uint64_t t)
 {
 	ASSERT3U(p->ps.syncing_txg, ==, t);
-	ASSERT(pthread_equal(p->ps.syncer, pthread_self()));
+	ASSERT(pool_sync_thread(p));
 	(void)p;
 	(void)t;
 }
@@ -158,6 +169,7 @@ synctask_add(ce_pool *p, synctask_fn sync, void *arg)
 void
 pool_defer_free(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	if (v->freeing)
 		return;
 	v->freeing = 1;

@@ -46,6 +46,8 @@ typedef struct pool_sync_state {
 	uint64_t syncing_txg;
 } pool_sync_state;
 
+/* This thread is inside pool_sync (for ASSERT: "only the sync thread", invariant 1). */
+int pool_sync_thread(const ce_pool *p);
 /* The upward call from txg.c: write txg t whole, or fail and leave the disk at t - 1. */
 int pool_sync(ce_pool *p, uint64_t t);
 void pool_sync_init(ce_pool *p);

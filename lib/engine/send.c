@@ -34,9 +34,13 @@
  *   3. Nothing of a stream whose BEGIN is bad (or whose base is wrong) is
  *      applied.
  */
+#include "send.h"
+#include "blkio.h"
 #include "checksum.h"
-#include "vol.h"
+#include "mos.h"
+#include "snap.h"
 #include "util.h"
+#include "vol.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -231,6 +235,7 @@ recv_table_load(ce_pool *p)
 void
 recv_track(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	for (size_t k = 0; k < p->nrecv; k++)
 		if (p->recv_vols[k] == v)
 			return;
@@ -252,6 +257,7 @@ recv_fini(ce_pool *p)
 void
 recv_forget(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	for (size_t k = 0; k < p->nrecv; k++)
 		if (p->recv_vols[k] == v) {
 			p->recv_vols[k] = p->recv_vols[--p->nrecv];
@@ -267,6 +273,7 @@ recv_forget(ce_pool *p, volume *v)
 int
 recv_table_sync(ce_pool *p, uint64_t t)
 {
+	ASSERT(pool_sync_thread(p));
 	recv_slot_phys tab[CE_RECV_SLOTS];
 	memset(tab, 0, sizeof(tab));
 	unsigned n = 0;

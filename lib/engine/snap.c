@@ -49,9 +49,13 @@
  *      destroy reads no tree (snap_destroy_sync; checked against a walk
  *      in debug builds).
  */
-#include "vol.h"
+#include "snap.h"
+#include "blkio.h"
+#include "hold.h"
 #include "htab.h"
+#include "mos.h"
 #include "util.h"
+#include "vol.h"
 
 #include <errno.h>
 #include <inttypes.h>

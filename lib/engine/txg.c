@@ -29,6 +29,7 @@
  *      than dirty_max bytes are dirty; a sync starts when the open txg
  *      passes dirty_sync bytes, after txg_timeout_ms, or on request.
  */
+#include "txg.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
 #include "util.h"
@@ -48,6 +49,7 @@ txg_hold(ce_pool *p, int *err)
 		return 0;
 	}
 	uint64_t t = p->open_txg;
+	ASSERT(p->syncing_txg == 0 || p->syncing_txg + 1 == t); /* at most one txg behind it */
 	p->holds[t & 3]++;
 	p->txg_dirty[t & 3] = 1;
 	if (p->open_since_ns == 0)
@@ -73,6 +75,7 @@ txg_dirty_add(ce_pool *p, int64_t bytes, int open)
 	if (bytes == 0)
 		return;
 	pthread_mutex_lock(&p->lock);
+	ASSERT(bytes > 0 || (uint64_t)-bytes <= p->dirty_total); /* invariant 5: the count never wraps */
 	/* written under pool->lock, but read without it (ce_vol_write_would_wait): an atomic store */
 	__atomic_store_n(&p->dirty_total, (uint64_t)((int64_t)p->dirty_total + bytes), __ATOMIC_RELAXED);
 	if (open) {
@@ -162,6 +165,8 @@ sync_thread(void *arg)
 		 */
 		while (p->holds[open & 3] > 0)
 			pthread_cond_wait(&p->cv_done, &p->lock);
+		/* one open and at most one syncing txg: the two slots (txg & 1) of every volume */
+		ASSERT3U(p->synced_txg + 1, ==, open);
 		p->syncing_txg = open;
 		pthread_mutex_unlock(&p->lock);
 

@@ -41,9 +41,15 @@
  * wait for that txg to commit before returning.
  */
 #include "vol.h"
+#include "blkio.h"
 #include "bufpool.h"
 #include "checksum.h"
+#include "hold.h"
+#include "mos.h"
 #include "prop.h"
+#include "send.h"
+#include "snap.h"
+#include "txg.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -132,6 +138,7 @@ name_hash(const char *name)
 static void
 name_index(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	uint64_t k = name_hash(v->name);
 	v->name_next = htab_get(&p->vol_names, k);
 	htab_put(&p->vol_names, k, v);
@@ -140,6 +147,7 @@ name_index(ce_pool *p, volume *v)
 static void
 name_unindex(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	uint64_t k = name_hash(v->name);
 	volume *c = htab_get(&p->vol_names, k), *prev = NULL;
 	while (c != NULL && c != v)
@@ -158,6 +166,7 @@ name_unindex(ce_pool *p, volume *v)
 static volume *
 find_vol(ce_pool *p, const char *name)
 {
+	ASSERT_HELD(&p->lock);
 	for (volume *v = htab_get(&p->vol_names, name_hash(name)); v != NULL; v = v->name_next)
 		if (v->destroy_txg == 0 && strcmp(v->name, name) == 0)
 			return v;
@@ -171,6 +180,7 @@ add_vol(ce_pool *p, volume *v)
 		p->capvols = p->capvols ? p->capvols * 2 : 16;
 		p->vols = xrealloc(p->vols, p->capvols * sizeof(volume *));
 	}
+	ASSERT_HELD(&p->lock);
 	v->vidx = p->nvols;
 	p->vols[p->nvols++] = v;
 	name_index(p, v);
@@ -180,6 +190,7 @@ add_vol(ce_pool *p, volume *v)
 void
 vol_unlink(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	VERIFY(v->vidx < p->nvols && p->vols[v->vidx] == v);
 	name_unindex(p, v);
 	recv_forget(p, v);
@@ -224,6 +235,7 @@ capture_image(volume *v)
 void
 vol_settle(volume *v, uint64_t t)
 {
+	ASSERT_HELD(&v->pool->lock);
 	if (v->snap_txg == t)
 		return;
 	if (v->mgmt_txg <= t)
@@ -239,6 +251,7 @@ vol_settle(volume *v, uint64_t t)
 void
 vol_mgmt_dirty(ce_pool *p, volume *v)
 {
+	ASSERT_HELD(&p->lock);
 	uint64_t o = p->open_txg;
 	if (v->mgmt_txg != o) {
 		/* settled already: the sync of o - 1 reads it, and it is right */
@@ -378,9 +391,11 @@ vol_load_all(ce_pool *p)
 		}
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
+		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
 		add_vol(p, v);
 		if (v->receiving)
 			recv_track(p, v);
+		pthread_mutex_unlock(&p->lock);
 		if (dl_load(p, &v->dl, &ds) != 0)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
@@ -435,19 +450,23 @@ vol_reload_all(ce_pool *p)
 		if (v == NULL) {
 			v = vol_new(p);
 			vol_fill(v, &ds, s);
+			pthread_mutex_lock(&p->lock);
 			add_vol(p, v);
+			pthread_mutex_unlock(&p->lock);
 		}
 		pthread_mutex_lock(&v->lock);
+		pthread_mutex_lock(&p->lock);
 		forget_pending(v);
 		name_unindex(p, v);
 		vol_fill(v, &ds, s);
 		name_index(p, v);
 		v->destroy_txg = 0;
-		pthread_mutex_unlock(&v->lock);
 		if (v->receiving)
 			recv_track(p, v);
 		else
 			recv_forget(p, v);
+		pthread_mutex_unlock(&p->lock);
+		pthread_mutex_unlock(&v->lock);
 		dl_fini(&v->dl);
 		if (dl_load(p, &v->dl, &ds) != 0) {
 			free(seen);
@@ -466,8 +485,10 @@ vol_reload_all(ce_pool *p)
 			v->destroy_txg = p->synced_txg;
 		v->load_prev = v->load_head = 0;
 		pthread_mutex_unlock(&v->lock);
+		pthread_mutex_lock(&p->lock);
 		recv_forget(p, v);
 		pool_defer_free(p, v); /* freed after the next commit */
+		pthread_mutex_unlock(&p->lock);
 		dl_fini(&v->dl);
 		dl_init(&v->dl);
 	}
@@ -497,6 +518,7 @@ static void
 map_claim(volume *v, uint64_t t)
 {
 	int i = t & 1;
+	ASSERT_HELD(&v->lock); /* invariant 2: the maps of t change under the volume's lock */
 	if (v->dtxg[i] == 0) {
 		v->dtxg[i] = t;
 		pool_dirty(v->pool, v, t); /* its first dirty block of t */
@@ -1164,6 +1186,7 @@ vol_destroy_sync(ce_pool *p, volume *v, uint64_t t)
 {
 	int i = t & 1;
 	VERIFY(!v->is_snap && vol_destroyed_by(v, t));
+	ASSERT(pool_sync_thread(p));
 	pthread_mutex_lock(&v->lock);
 	cowtree ts = v->tree;
 	pthread_mutex_unlock(&v->lock);
@@ -1208,6 +1231,7 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	}
 
 	VERIFY3U(v->snap_txg, ==, t); /* settled: the image below is t's */
+	ASSERT(pool_sync_thread(p));
 	pthread_mutex_lock(&v->lock);
 	if (v->dtxg[i] != t && v->tree.levels >= v->snap.want_levels) {
 		pthread_mutex_unlock(&v->lock);

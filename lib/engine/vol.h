@@ -117,6 +117,20 @@ struct ce_vol {
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 
+/* vol.c: the dataset's part of a sync, loading, the directory (pool_sync.c, pool.c) */
+int vol_sync(ce_pool *p, volume *v, uint64_t txg);
+int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
+void vol_settle(volume *v, uint64_t txg);
+int vol_destroyed_by(const volume *v, uint64_t txg);
+void vol_unlink(ce_pool *p, volume *v);
+int vol_load_all(ce_pool *p);
+int vol_reload_all(ce_pool *p);
+void vol_free_all(ce_pool *p);
+void vol_delete(volume *v);
+void vol_record(const volume *v, ds_phys *ds);
+extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
+
+
 /* vol.c, for snap.c and send.c */
 #define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
 int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
@@ -134,30 +148,6 @@ void vol_mgmt_dirty(ce_pool *p, volume *v);
 void vol_set_name(ce_pool *p, volume *v, const char *name);
 int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_name_valid(const char *name);
-
-/* snap.c */
-void dl_init(deadlist *dl);
-void dl_fini(deadlist *dl);
-int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
-int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
-void snap_kill(void *arg, const bp_phys *bp);
-volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
-int snap_written(ce_pool *p, volume *v, uint64_t *out);
-#define WRITTEN_UNKNOWN UINT64_MAX /* a snapshot's written, not derived at import (a walk) */
-int snap_link_all(ce_pool *p);
-unsigned snap_clones(ce_pool *p, const volume *s);
-void snap_set_prev(volume *d, volume *prev);
-void snap_orphan_children(volume *v);
-int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
-void snap_doom_set(ce_pool *p, volume **set, size_t n);
-void snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n);
-int snap_named_before(const char *const *names, size_t i);
-volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
-/* send.c */
-void recv_token_of(const volume *v, char *buf, size_t len);
-int snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout);
-void dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes);
-void snap_doomed_acct(volume *v, ct_acct *acct);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)
