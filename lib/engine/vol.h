@@ -117,37 +117,53 @@ struct ce_vol {
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 
-/* vol.c: the dataset's part of a sync, loading, the directory (pool_sync.c, pool.c) */
+/*
+ * The three files of the volume layer share struct volume and these:
+ * dataset.c (the directory, record images, loading, the management
+ * transaction), vol.c (the data path, handles, resize, the log's
+ * callbacks) and vol_sync.c (a dataset's part of a txg).
+ */
+
+/* vol_sync.c, for pool_sync.c and snap.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
+int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
+
+/* dataset.c: the directory and record images (pool_sync.c, pool.c, snap.c, send.c, hold.c) */
 void vol_settle(volume *v, uint64_t txg);
 int vol_destroyed_by(const volume *v, uint64_t txg);
 void vol_unlink(ce_pool *p, volume *v);
 int vol_load_all(ce_pool *p);
 int vol_reload_all(ce_pool *p);
 void vol_free_all(ce_pool *p);
-void vol_delete(volume *v);
 void vol_record(const volume *v, ds_phys *ds);
-extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
-
-
-/* vol.c, for snap.c and send.c */
-#define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
-int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
-    const recv_slot_phys *rs);
-int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
-int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
-int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
-int vol_mgmt_begin(ce_pool *p);
-int vol_mgmt_commit(ce_pool *p);
-void vol_mgmt_abort(ce_pool *p);
 volume *vol_find(ce_pool *p, const char *name);
 volume *vol_alloc(ce_pool *p);
 void vol_add(ce_pool *p, volume *v);
 void vol_mgmt_dirty(ce_pool *p, volume *v);
 void vol_set_name(ce_pool *p, volume *v, const char *name);
-int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_name_valid(const char *name);
+/* the management transaction: returns with config_lock and pool->lock held */
+int vol_mgmt_begin(ce_pool *p);
+int vol_mgmt_commit(ce_pool *p);
+void vol_mgmt_abort(ce_pool *p);
+/* a live volume (not a snapshot) for a management operation, locks held; NULL: *err */
+volume *vol_mgmt_begin_head(ce_pool *p, const char *name, int *err);
+int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
+    const recv_slot_phys *rs);
+
+/* vol.c */
+#define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
+int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
+int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
+int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
+void vol_delete(volume *v);
+extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
+/* for dataset.c: a dataset's in-memory object; ce_pool_clear forgets its pending state */
+volume *vol_new(ce_pool *p);
+void vol_forget_pending(volume *v);
+/* for vol_sync.c: drop slot i's dirty maps (the data is in the tree, or is forgotten) */
+void vol_drop_maps(volume *v, int i);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)
