@@ -69,7 +69,7 @@ if [ -n "$tsan" ]; then
   # single-threaded reader (the sanitizer build runs it after every op); the
   # engine's threads are what TSan is here for.
   run_one "tsan:test_snap_model" "$tw" "$logdir/tsan-snap_model" "$tsan/tests/test_snap_model" --check-every 10
-  run_one "tsan:cask-stress" "$tw" "$logdir/tsan-stress" "$tsan/cask-stress" --no-kill --seconds 30 --threads 3 \
+  run_one "tsan:cask-stress" "$tw" "$logdir/tsan-stress" "$tsan/cask-stress" --seconds 30 --threads 3 \
       "$logdir/tsan-stress/pool"
   run_one "tsan:nbd_kill_load" env CASK_BUILD="$top/$tsan" CASK_KILL_ROUNDS=8 "$tw" "$logdir/tsan-kill" \
       bash tests/integration/nbd_kill_load.sh
