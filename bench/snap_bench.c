@@ -14,9 +14,10 @@
  *            with 100 (each snapshot taken after a 1% rewrite); IOPS
  *            including a final ce_pool_sync; the ratio
  * Every create and destroy returns after its txg commit (two device
- * flushes), as the API promises. Targets (issue 5): create median <= 1 ms
- * and flat to 10,000; destroy >= 100/s; IOPS with 100 snapshots >= 90% of
- * none.
+ * flushes), as the API promises. Targets (issues 5 and 13): create median
+ * <= 1 ms and flat to 10,000; destroy >= 1,000/s from 10,000; IOPS with
+ * 100 snapshots >= 90% of none. On a loaded machine the process CPU per
+ * create and destroy (printed too) says more than the wall clock.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -53,6 +54,15 @@ window(const double *v, long from, long to, double *med, double *p99)
 	*med = c[n / 2] * 1e3;
 	*p99 = c[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] * 1e3;
 	free(c);
+}
+
+/* CPU seconds of the whole process (the sync thread's work included): load on the machine does not inflate it */
+static double
+cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static double
@@ -132,6 +142,7 @@ main(int argc, char **argv)
 
 	/* create latency */
 	double *lat = malloc((size_t)maxsnaps * sizeof(double));
+	double *cpu = malloc((size_t)maxsnaps * sizeof(double));
 	uint8_t blk[BS];
 	for (long i = 0; i < maxsnaps; i++) {
 		fill_random(blk, BS);
@@ -141,26 +152,29 @@ main(int argc, char **argv)
 		snprintf(nm, sizeof(nm), "v@s%ld", i);
 		const char *names[1] = { nm };
 		int errs[1];
-		double t0 = now();
+		double t0 = now(), c0 = cpu_now();
 		if ((err = ce_snap_create(p, names, 1, errs)) != 0)
 			die("snap create", err);
 		lat[i] = now() - t0;
+		cpu[i] = cpu_now() - c0;
 		if ((i + 1) % 1000 == 0)
 			fprintf(stderr, "  %ld snapshots\n", i + 1);
 	}
 	long marks[4] = { 1, 100, 1000, 10000 };
-	double med[4] = { 0 }, p99[4] = { 0 };
+	double med[4] = { 0 }, p99[4] = { 0 }, cmed[4] = { 0 }, cp99[4] = { 0 };
 	printf("snapshot create latency (each commits its txg):\n");
 	for (int m = 0; m < 4; m++) {
 		if (marks[m] > maxsnaps)
 			continue;
 		long to = marks[m], from = to > 50 ? to - 50 : 0;
 		window(lat, from, to, &med[m], &p99[m]);
-		printf("  around %6ld snapshots: median %.3f ms, p99 %.3f ms\n", marks[m], med[m], p99[m]);
+		window(cpu, from, to, &cmed[m], &cp99[m]);
+		printf("  around %6ld snapshots: median %.3f ms, p99 %.3f ms (process CPU: median %.3f ms)\n",
+		    marks[m], med[m], p99[m], cmed[m]);
 	}
 
 	/* destroy all, newest first */
-	double t0 = now();
+	double t0 = now(), dc0 = cpu_now();
 	for (long i = maxsnaps - 1; i >= 0; i--) {
 		char nm[64];
 		snprintf(nm, sizeof(nm), "v@s%ld", i);
@@ -168,7 +182,8 @@ main(int argc, char **argv)
 			die("snap destroy", err);
 	}
 	double drate = (double)maxsnaps / (now() - t0);
-	printf("snapshot destroy: %ld in %.2f s = %.0f per second\n", maxsnaps, now() - t0, drate);
+	printf("snapshot destroy: %ld in %.2f s = %.0f per second (process CPU %.3f ms per destroy)\n",
+	    maxsnaps, now() - t0, drate, (cpu_now() - dc0) * 1e3 / (double)maxsnaps);
 
 	/* clones */
 	const char *s0[1] = { "v@base" };
@@ -211,7 +226,7 @@ main(int argc, char **argv)
 	double iops100 = randwrite(p, v, nblocks, seconds);
 	printf("randwrite-4k: %.0f IOPS with no snapshots, %.0f with 100 (%.2fx)\n", iops0, iops100,
 	    iops100 / iops0);
-	printf("targets: create median <= 1 ms (%.3f ms at 1, %.3f ms at %ld); destroy >= 100/s (%.0f/s); "
+	printf("targets: create median <= 1 ms (%.3f ms at 1, %.3f ms at %ld); destroy >= 1000/s (%.0f/s); "
 	    "IOPS with 100 snapshots >= 0.90x (%.2fx)\n", med[0], maxsnaps >= 10000 ? med[3] :
 	    maxsnaps >= 1000 ? med[2] : med[1], maxsnaps >= 10000 ? 10000L : maxsnaps >= 1000 ? 1000L : 100L,
 	    drate, iops100 / iops0);
@@ -229,6 +244,7 @@ main(int argc, char **argv)
 	ce_pool_export(p);
 	unlink(path);
 	free(lat);
+	free(cpu);
 	free(big);
 	return 0;
 }

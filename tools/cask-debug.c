@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blkio.h"
 #include "label.h"
+#include "mos.h"
 #include "pool_impl.h"
 #include "uberblock.h"
 #include "util.h"

@@ -25,6 +25,16 @@ util_panic(const char *file, int line, const char *fmt, ...)
 	abort();
 }
 
+#if !defined(NDEBUG) && defined(__GLIBC__)
+#include <unistd.h>
+/* The kernel's id of this thread, what glibc stores as a mutex's owner (not cached: fork). */
+int
+util_tid(void)
+{
+	return (int)gettid();
+}
+#endif
+
 void *
 xmalloc(size_t n)
 {

@@ -44,12 +44,24 @@ _Noreturn void util_panic(const char *file, int line, const char *fmt, ...)
 			util_panic(__FILE__, __LINE__,                      \
 			    "VERIFY0(%s) failed (%lld)", #e, ve_);          \
 	} while (0)
+/*
+ * ASSERT: an invariant checked in debug and sanitizer builds (not in the
+ * release build, -DNDEBUG). ASSERT_HELD(m): this thread holds mutex m, from
+ * the owner glibc records in every default mutex (elsewhere: unchecked).
+ */
 #ifdef NDEBUG
 #define ASSERT(c) ((void)0)
 #define ASSERT3U(a, op, b) ((void)0)
+#define ASSERT_HELD(m) ((void)0)
 #else
 #define ASSERT(c) VERIFY(c)
 #define ASSERT3U(a, op, b) VERIFY3U(a, op, b)
+#if defined(__GLIBC__)
+int util_tid(void);
+#define ASSERT_HELD(m) VERIFY3U((m)->__data.__owner, ==, util_tid())
+#else
+#define ASSERT_HELD(m) ((void)(m))
+#endif
 #endif
 
 /* Allocation that cannot fail silently: out of memory is fatal. */

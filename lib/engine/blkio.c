@@ -29,6 +29,7 @@
  *      needs no flush between its passes, only before the uberblock,
  *      and a txg's writes go out in few, large, coalesced runs.
  */
+#include "blkio.h"
 #include "bufpool.h"
 #include "checksum.h"
 #include "compress.h"
@@ -264,6 +265,7 @@ int
 blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, int type,
     int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out)
 {
+	ASSERT(sync_pool == p && sync_txg == txg); /* invariant 3: the sync thread of txg writes */
 	uint32_t psize = lsize;
 	uint8_t used_comp = CE_COMP_OFF;
 	uint8_t *iobuf = NULL;
@@ -307,6 +309,8 @@ blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, in
 	checksum_compute(cktype, iobuf, psize, bp.bp_cksum);
 
 	if (old != NULL && !bp_is_hole(old) && old->bp_birth == txg && bp_asize(old) == asize) {
+		/* invariant 2: born in the txg being synced, so no committed uberblock names it */
+		ASSERT3U(old->bp_birth, ==, sync_txg);
 		bp.bp_vdev = old->bp_vdev;
 		bp.bp_offset = old->bp_offset;
 	} else {
@@ -330,6 +334,7 @@ blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg)
 {
 	if (bp_is_hole(bp))
 		return;
+	ASSERT(sync_pool == p && sync_txg == txg); /* frees belong to the txg being synced */
 	alloc_free(&p->alloc, bp->bp_vdev, bp->bp_offset, bp_asize(bp), bp->bp_birth == txg);
 }
 
@@ -374,6 +379,9 @@ wq_flush(ce_pool *p)
 		p->wq[k++] = *e;
 	}
 	p->wq_n = k;
+	for (size_t i = 1; i < p->wq_n; i++) /* invariant 3: the kept writes do not overlap */
+		ASSERT(p->wq[i - 1].vdev != p->wq[i].vdev ||
+		    p->wq[i - 1].offset + p->wq[i - 1].len <= p->wq[i].offset);
 	for (size_t i = 0; i < p->wq_n;) {
 		size_t j = i;
 		uint64_t end = p->wq[i].offset;

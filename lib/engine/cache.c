@@ -74,6 +74,8 @@ push_front(cache *c, cache_ent *e)
 static void
 drop_ent(cache *c, cache_ent *e)
 {
+	ASSERT_HELD(&c->lock);
+	VERIFY3U(c->bytes, >=, e->size + ENT_OVERHEAD);
 	unlink_ent(c, e);
 	htab_del(&c->map, e->key);
 	c->bytes -= e->size + ENT_OVERHEAD;
@@ -84,8 +86,10 @@ drop_ent(cache *c, cache_ent *e)
 void
 cache_fini(cache *c)
 {
+	pthread_mutex_lock(&c->lock); /* nobody else uses it now: for drop_ent's ASSERT_HELD */
 	while (c->head)
 		drop_ent(c, c->head);
+	pthread_mutex_unlock(&c->lock);
 	htab_fini(&c->map);
 	pthread_mutex_destroy(&c->lock);
 }
@@ -148,6 +152,7 @@ cache_put_owned(cache *c, const bp_phys *bp, void *data)
 	htab_put(&c->map, e->key, e);
 	push_front(c, e);
 	c->bytes += cost;
+	VERIFY3U(c->bytes, <=, c->max); /* invariant 3 */
 	pthread_mutex_unlock(&c->lock);
 }
 

@@ -38,6 +38,8 @@ compress_block(int comp, const void *src, size_t len, void *dst, size_t cap, siz
 	}
 	if (n == 0 || n > max_len)
 		return 0;
+	VERIFY3U(n, <=, cap);
+	ASSERT3U(n, <, len); /* invariant 1: stored compressed only when smaller */
 	return n;
 }
 

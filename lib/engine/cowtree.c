@@ -29,6 +29,7 @@
  * cowtree_apply (replace leaves), all in syncing context only.
  */
 #include "cowtree.h"
+#include "blkio.h"
 #include "pool_impl.h"
 #include "util.h"
 

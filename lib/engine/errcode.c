@@ -24,5 +24,7 @@ ce_errcode(void)
 int
 ce_errcode_of(int err)
 {
-	return err_code(err);
+	int c = err_code(err);
+	ASSERT(err == 0 || c != 0); /* invariant 1: every failure has a code */
+	return c;
 }

@@ -45,6 +45,7 @@ hit(fault_be *f, int op)
 		return 0;
 	int fail = 0;
 	pthread_mutex_lock(&s->lock);
+	ASSERT(s->f.op == CE_FAULT_READ || s->f.op == CE_FAULT_WRITE || s->f.op == CE_FAULT_FLUSH);
 	if (s->armed && s->f.op == op && (s->f.vdev < 0 || (unsigned)s->f.vdev == f->idx)) {
 		if (s->left > 0) {
 			s->left--;

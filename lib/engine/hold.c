@@ -8,28 +8,31 @@
  * can instead defer the destroy until the last release); refusing is
  * simpler to explain, and `release` then `destroy` says what happens.
  *
- * All holds of a pool live in one array in memory (pool->lock) and on
- * disk in one small object rooted in the MOS header, rewritten whole in
- * the txg of any change: holds are few, and one object keeps a snapshot's
- * 512-byte record unchanged.
+ * All holds of a pool live in one array in memory and on disk in one
+ * small object rooted in the MOS header, rewritten whole in the txg of
+ * any change: holds are few, and one object keeps a snapshot's 512-byte
+ * record unchanged. A hold or release is a sync task (pool_sync.c): its
+ * open-context half checks and changes `sh`, what open context sees
+ * (pool->lock); its syncing half (hold_task) makes the same change to
+ * `sh_sync`, the holds as of the txg being synced, which only the sync
+ * thread touches, and hold_sync writes that.
  *
  * Invariants:
  *   1. A hold names a snapshot that exists and is not being taken or
  *      destroyed: hold refuses pending snapshots, destroy refuses held
  *      ones, both under config_lock.
- *   2. Txg t writes the holds exactly as they were at its quiesce: the
- *      copy hold_capture takes in the critical section that closes t
- *      (txg_capture), written in pass 1 of t. So a change is in the txg
- *      it waits for, never later (a crash lost a hold that had returned)
- *      and never earlier: a hold made in the open txg while the previous
- *      one synced used to be written by that one, so a crash could keep
- *      it without the writes its thread made before it (cask-stress:
- *      "the hold in flight shows on one volume, but not everything
- *      before it on the other"). Both: test_hold_lost_txg.
- *   3. Hold and release are all-or-none over the names given.
+ *   2. The object written in txg t holds exactly the changes of txgs up
+ *      to t: never late (a change's task runs in its own txg), never
+ *      early (a change made in the open txg while t syncs is in t + 1's
+ *      task, not in the copy t writes; test_hold_lost_txg checks both).
+ *   3. sh equals sh_sync plus the changes whose tasks have not run yet.
+ *   4. Hold and release are all-or-none over the names given.
  */
-#include "vol.h"
+#include "hold.h"
+#include "mos.h"
+#include "snap.h"
 #include "util.h"
+#include "vol.h"
 
 #include <errno.h>
 #include <string.h>
@@ -43,20 +46,24 @@ hold_fini(ce_pool *p)
 	free(p->sh);
 	p->sh = NULL;
 	p->nsh = p->capsh = 0;
-	free(p->sh_cap);
-	p->sh_cap = NULL;
-	p->nsh_cap = p->capsh_cap = 0;
-	p->sh_cap_txg = 0;
+	free(p->sh_sync);
+	p->sh_sync = NULL;
+	p->nsync = p->capsync = 0;
 }
 
 static void
-hold_add(ce_pool *p, uint64_t guid, const char *tag, uint64_t ctime)
+hold_put(hold_phys **a, size_t *n, size_t *cap, const hold_phys *h)
 {
-	if (p->nsh == p->capsh) {
-		p->capsh = p->capsh ? p->capsh * 2 : 16;
-		p->sh = xrealloc(p->sh, p->capsh * sizeof(hold_phys));
+	if (*n == *cap) {
+		*cap = *cap ? *cap * 2 : 16;
+		*a = xrealloc(*a, *cap * sizeof(hold_phys));
 	}
-	hold_phys *h = &p->sh[p->nsh++];
+	(*a)[(*n)++] = *h;
+}
+
+static void
+hold_make(hold_phys *h, uint64_t guid, const char *tag, uint64_t ctime)
+{
 	memset(h, 0, sizeof(*h));
 	h->hd_snap_guid = guid;
 	h->hd_ctime = ctime;
@@ -64,17 +71,24 @@ hold_add(ce_pool *p, uint64_t guid, const char *tag, uint64_t ctime)
 }
 
 static ssize_t
-hold_find(const ce_pool *p, uint64_t guid, const char *tag)
+find_in(const hold_phys *a, size_t n, uint64_t guid, const char *tag)
 {
-	for (size_t i = 0; i < p->nsh; i++)
-		if (p->sh[i].hd_snap_guid == guid && strcmp(p->sh[i].hd_tag, tag) == 0)
+	for (size_t i = 0; i < n; i++)
+		if (a[i].hd_snap_guid == guid && strcmp(a[i].hd_tag, tag) == 0)
 			return (ssize_t)i;
 	return -1;
+}
+
+static ssize_t
+hold_find(const ce_pool *p, uint64_t guid, const char *tag)
+{
+	return find_in(p->sh, p->nsh, guid, tag);
 }
 
 unsigned
 hold_count(const ce_pool *p, uint64_t guid)
 {
+	ASSERT_HELD(&p->lock);
 	unsigned n = 0;
 	for (size_t i = 0; i < p->nsh; i++)
 		n += p->sh[i].hd_snap_guid == guid;
@@ -100,8 +114,7 @@ hold_load(ce_pool *p)
 	hold_fini(p);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	p->sh_disk_leaves = 0;
-	p->sh_changed_txg = 0;
-	p->sh_cap_txg = 0;
+	p->sh_dirty = 0;
 	if (mh->mh_version < 4 || mh->mh_holds_count == 0) {
 		if (mh->mh_version >= 4 && !bp_is_hole(&mh->mh_holds_root)) {
 			p->sh_tree.levels = mh->mh_holds_levels ? mh->mh_holds_levels : 1;
@@ -131,48 +144,57 @@ hold_load(ce_pool *p)
 		hold_phys *h = &buf[i];
 		h->hd_tag[sizeof(h->hd_tag) - 1] = '\0';
 		if (htab_get(&snaps, h->hd_snap_guid) != NULL && h->hd_tag[0] != '\0' &&
-		    hold_find(p, h->hd_snap_guid, h->hd_tag) < 0)
-			hold_add(p, h->hd_snap_guid, h->hd_tag, h->hd_ctime);
-		else
-			p->sh_changed_txg = 1; /* rewritten without it at the next commit */
+		    hold_find(p, h->hd_snap_guid, h->hd_tag) < 0) {
+			hold_put(&p->sh, &p->nsh, &p->capsh, h);
+			hold_put(&p->sh_sync, &p->nsync, &p->capsync, h);
+		} else
+			p->sh_dirty = 1; /* rewritten without it at the next commit */
 	}
 	htab_fini(&snaps);
 	free(buf);
 	return 0;
 }
 
-/* At txg t's quiesce (txg_capture, pool->lock held): the holds t writes, if they changed (invariant 2). */
-void
-hold_capture(ce_pool *p, uint64_t t)
+/* A hold or release of txg t, in its sync (invariant 2). */
+typedef struct hold_chg {
+	int release;
+	size_t n;
+	hold_phys h[];
+} hold_chg;
+
+/* Sync task of hold and release: the same change to the holds as of t. */
+static int
+hold_task(ce_pool *p, void *arg, uint64_t t)
 {
-	if (p->sh_changed_txg == 0 || p->sh_changed_txg > t)
-		return;
-	if (p->capsh_cap < p->nsh) {
-		p->capsh_cap = p->capsh;
-		p->sh_cap = xrealloc(p->sh_cap, p->capsh_cap * sizeof(hold_phys));
+	hold_chg *c = arg;
+	(void)t;
+	ASSERT(pool_sync_thread(p)); /* sh_sync is the sync thread's */
+	for (size_t i = 0; i < c->n; i++) {
+		ssize_t k = find_in(p->sh_sync, p->nsync, c->h[i].hd_snap_guid, c->h[i].hd_tag);
+		if (!c->release) {
+			VERIFY(k < 0); /* invariant 3: open context checked it against sh */
+			hold_put(&p->sh_sync, &p->nsync, &p->capsync, &c->h[i]);
+		} else {
+			VERIFY(k >= 0);
+			p->sh_sync[k] = p->sh_sync[--p->nsync];
+		}
 	}
-	if (p->nsh > 0)
-		memcpy(p->sh_cap, p->sh, p->nsh * sizeof(hold_phys));
-	p->nsh_cap = p->nsh;
-	p->sh_cap_txg = t;
-	p->sh_changed_txg = 0;
+	p->sh_dirty = 1;
+	return 0;
 }
 
-/* Pass 1 of txg t: rewrite the holds object with what t's quiesce captured, if the holds changed. */
+/* Pass 1 of txg t (pool_sync, after the sync tasks): rewrite the holds object if t changed them. */
 int
 hold_sync(ce_pool *p, uint64_t t)
 {
-	pthread_mutex_lock(&p->lock);
-	if (p->sh_cap_txg != t) {
-		pthread_mutex_unlock(&p->lock);
+	ASSERT(pool_sync_thread(p));
+	if (!p->sh_dirty)
 		return 0;
-	}
-	uint64_t n = p->nsh_cap, nleaves = (n + HOLDS_PER_LEAF - 1) / HOLDS_PER_LEAF;
+	uint64_t n = p->nsync, nleaves = (n + HOLDS_PER_LEAF - 1) / HOLDS_PER_LEAF;
 	uint8_t *buf = xcalloc(nleaves ? nleaves : 1, CE_META_BLOCK);
 	for (uint64_t i = 0; i < n; i++)
-		((hold_phys *)buf)[i] = p->sh_cap[i];
-	p->sh_cap_txg = 0;
-	pthread_mutex_unlock(&p->lock);
+		((hold_phys *)buf)[i] = p->sh_sync[i];
+	p->sh_dirty = 0;
 
 	uint8_t *dirty = xmalloc(nleaves ? nleaves : 1);
 	memset(dirty, 1, nleaves ? nleaves : 1);
@@ -233,7 +255,7 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 		if (s == NULL || !s->is_snap) {
 			errs[i] = -ENOENT;
 			why = "no such snapshot";
-		} else if (s->snap_txg_pending != 0) {
+		} else if (s->taking) {
 			errs[i] = -EBUSY;
 			why = "still being taken";
 		} else if (!release && hold_find(p, s->guid, tag) >= 0) {
@@ -260,17 +282,20 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 		    bad > 1 ? " (and more; see the per-name errors)" : "");
 	}
 	uint64_t now = (uint64_t)time(NULL);
+	hold_chg *c = xmalloc(sizeof(*c) + n * sizeof(hold_phys));
+	c->release = release;
+	c->n = n;
 	for (size_t i = 0; i < n; i++) {
 		volume *s = vol_find(p, names[i]);
+		hold_make(&c->h[i], s->guid, tag, now);
 		if (!release) {
-			hold_add(p, s->guid, tag, now);
+			hold_put(&p->sh, &p->nsh, &p->capsh, &c->h[i]);
 		} else {
 			ssize_t k = hold_find(p, s->guid, tag);
 			p->sh[k] = p->sh[--p->nsh];
 		}
 	}
-	/* the open txg's quiesce captures the holds for it (invariant 2) */
-	p->sh_changed_txg = p->open_txg;
+	synctask_add(p, hold_task, c); /* the holds object of the open txg gets the same change */
 	return vol_mgmt_commit(p);
 }
 
@@ -302,7 +327,7 @@ ce_snap_holds(ce_pool *p, const char *name, ce_hold_info **out, size_t *count)
 	pthread_mutex_lock(&p->lock);
 	volume *only = NULL;
 	if (name != NULL && ((only = vol_find(p, name)) == NULL || !only->is_snap ||
-	    only->snap_txg_pending != 0)) {
+	    only->taking)) {
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name);

@@ -55,7 +55,9 @@
  */
 #include "ilog.h"
 #include "checksum.h"
+#include "mos.h"
 #include "pool_impl.h"
+#include "txg.h"
 #include "util.h"
 #include "vol.h"
 
@@ -68,6 +70,12 @@
 #define LOG_PTR_MIN (32u * 1024u)    /* writes at least this long are written in place */
 #define LOG_MIN_SECTORS 256u         /* 1 MiB */
 #define LOG_MAX_SECTORS 32768u       /* 128 MiB */
+
+void
+ilog_set_ops(ce_pool *p, const ilog_ops *ops)
+{
+	p->ilog.ops = ops;
+}
 
 void
 ilog_init(ce_pool *p)
@@ -287,7 +295,7 @@ add_ptr_record(ce_pool *p, batchbuf *bb, const ilog_itx *it, uint64_t off, uint6
 	if (alloc_log_claim(&p->alloc, bytes, &vdi, &voff) != 0)
 		return 0;
 	uint8_t *data = xmalloc_aligned(bytes);
-	*err = vol_read_current(it->v, data, off, len);
+	*err = p->ilog.ops->get_data(it->v, data, off, len);
 	if (*err != 0) {
 		alloc_log_release(&p->alloc, vdi, voff, bytes);
 		free(data);
@@ -346,7 +354,7 @@ add_record(batchbuf *bb, const ilog_itx *it, uint64_t off, uint64_t len)
 	uint8_t *at = lb->buf + lb->used;
 	memcpy(at, &r, sizeof(r));
 	if (dlen > 0) {
-		int err = vol_read_current(it->v, at + LR_HDR_SIZE, off, dlen);
+		int err = it->v->pool->ilog.ops->get_data(it->v, at + LR_HDR_SIZE, off, dlen);
 		if (err != 0)
 			return err;
 		memset(at + LR_HDR_SIZE + dlen, 0, P2ROUNDUP(dlen, 8) - dlen);
@@ -403,6 +411,9 @@ fifo_at(ilog *l, size_t i)
 static void
 fifo_push(ilog *l, ilog_lblk e)
 {
+	ASSERT_HELD(&l->lock);
+	/* invariant 1: blocks join the ring in sequence order, each after the last */
+	ASSERT(l->fn == 0 || e.seq > fifo_at(l, l->fn - 1)->seq);
 	if (l->fn == l->fcap) {
 		size_t nc = l->fcap ? l->fcap * 2 : 64;
 		ilog_lblk *nf = xmalloc(nc * sizeof(ilog_lblk));
@@ -416,6 +427,7 @@ fifo_push(ilog *l, ilog_lblk e)
 	l->fifo[(l->ffirst + l->fn) % l->fcap] = e;
 	l->fn++;
 	l->used += e.bytes;
+	VERIFY3U(l->used, <=, l->size); /* the ring never holds more than its region */
 }
 
 /* Where a block of `bytes` can go (ilog->lock held); -ENOSPC when the ring is full. */
@@ -460,6 +472,7 @@ place_batch(ilog *l, batchbuf *bb)
 		uint64_t bytes = P2ROUNDUP(bb->b[i].used, CE_SECTOR), pos;
 		if (place(l, head, bytes, first, last, &pos) != 0)
 			return -ENOSPC;
+		VERIFY3U(pos + bytes, <=, l->size); /* inside the region, never over the tail */
 		bb->b[i].off = pos;
 		tmp_last = (ilog_lblk){ .off = pos, .bytes = bytes };
 		if (first == NULL) {
@@ -771,6 +784,8 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 			l->ready = 1;
 			ring_restart(p);
 		} else {
+			/* invariant 3: only blocks behind the durable uberblock's tail are reused */
+			ASSERT3U(l->ub_tail_seq, <=, l->head_seq);
 			while (l->fn > 0 && fifo_at(l, 0)->seq < l->ub_tail_seq) {
 				ilog_lblk *b = fifo_at(l, 0);
 				release_exts(p, b->ext, b->next);
@@ -872,15 +887,6 @@ note_damage(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, ui
 	pthread_mutex_unlock(&l->lock);
 }
 
-static volume *
-vol_by_guid(ce_pool *p, uint64_t guid)
-{
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
-			return p->vols[i];
-	return NULL;
-}
-
 /*
  * One checked block's records that the uberblock does not cover. Pass 0
  * reserves the sectors that write-in-place records point to (before any
@@ -925,7 +931,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 			}
 			continue;
 		}
-		volume *v = vol_by_guid(p, r.lr_ds_guid);
+		volume *v = p->ilog.ops->find(p, r.lr_ds_guid);
 		if (v == NULL || r.lr_offset >= v->size)
 			continue;
 		uint64_t len = MIN(r.lr_length, v->size - r.lr_offset);
@@ -960,7 +966,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 				continue;
 			}
 		}
-		int err = vol_apply_log(v, r.lr_type == LR_WRITE_PTR ? LR_WRITE : r.lr_type,
+		int err = p->ilog.ops->replay(v, r.lr_type == LR_WRITE_PTR ? LR_WRITE : r.lr_type,
 		    r.lr_type == LR_WRITE ? data : pdata, r.lr_offset, len);
 		free(pdata);
 		if (err != 0)

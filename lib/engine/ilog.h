@@ -32,7 +32,22 @@ typedef struct ilog_lblk {
 	size_t next;
 } ilog_lblk;
 
+/*
+ * How the log reaches the volumes it logs for: given at open
+ * (ilog_set_ops), as OpenZFS's zil_open takes get_data and zil_replay a
+ * replay vector, so the log never calls the volume code by name.
+ */
+typedef struct ilog_ops {
+	/* What [off, off + len) of v holds now (a batch copies it into a log block). */
+	int (*get_data)(volume *v, void *buf, uint64_t off, uint64_t len);
+	/* Replay: the live volume with this guid, or NULL (pool->lock not held; import) */
+	volume *(*find)(ce_pool *p, uint64_t guid);
+	/* Replay one record (type LR_WRITE or LR_ZERO) onto v; nothing is logged again. */
+	int (*replay)(volume *v, int type, const void *data, uint64_t off, uint64_t len);
+} ilog_ops;
+
 typedef struct ilog {
+	const ilog_ops *ops;
 	pthread_mutex_t lock;   /* after volume->lock's users, before pool->lock */
 	pthread_cond_t cv;
 	int enabled;            /* the pool has a log region (writable pools only) */
@@ -74,6 +89,7 @@ typedef struct ilog {
 } ilog;
 
 void ilog_init(ce_pool *p);
+void ilog_set_ops(ce_pool *p, const ilog_ops *ops);
 void ilog_fini(ce_pool *p);
 /* Allocate the log region for an empty or version-1 pool (before its next commit). */
 int ilog_create_region(ce_pool *p);

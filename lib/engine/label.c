@@ -57,6 +57,8 @@ label_check(const label_phys *lb, const char **why)
 int
 label_write(vdev *vd, const label_phys *lb)
 {
+	const char *why;
+	VERIFY0(label_check(lb, &why)); /* invariant 1: only a label that reads back valid is written */
 	label_phys *buf = xmalloc_aligned(CE_LABEL_SIZE);
 	int err = 0;
 	memcpy(buf, lb, CE_LABEL_SIZE);

@@ -17,11 +17,13 @@
  *   3. After the last pass, the bitmap on disk equals alloc's `cur`, and
  *      each vdev record's mv_alloc equals the bits set in it.
  *
- * Sync passes (txg.c drives them): mos_sync writes dirty MOS leaves;
+ * Sync passes (pool_sync.c drives them): mos_sync writes dirty MOS leaves;
  * mos_sync_bitmaps writes dirty bitmap leaves and refreshes the vdev
  * records (which dirties the MOS again if they changed); repeat until a
  * pass writes nothing.
  */
+#include "mos.h"
+#include "blkio.h"
 #include "label.h"
 #include "pool_impl.h"
 #include "util.h"
@@ -230,6 +232,8 @@ mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_
 		dirty[i] = 0;
 		bp_phys old;
 		err = cowtree_lookup(p, t, i, &old);
+		/* invariant 2: a leaf rewritten in this txg stays where it is (uncompressed, same size) */
+		ASSERT(err != 0 || bp_is_hole(&old) || old.bp_birth != txg || old.bp_comp == CE_COMP_OFF);
 		if (err == 0)
 			err = blk_write(p, buf + i * CE_META_BLOCK, CE_META_BLOCK, CE_COMP_OFF,
 			    CE_CK_XXH128, type, 0, txg, &old, BLK_CACHE, &leaves[n].bp);
@@ -246,6 +250,7 @@ mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_
 int
 mos_sync(ce_pool *p, uint64_t txg, int *did)
 {
+	ASSERT(pool_sync_thread(p)); /* invariant 1 */
 	return mos_sync_object(p, &p->mos_tree, txg, p->mos_buf, p->mos_dirty,
 	    p->mos_size / CE_META_BLOCK, BP_MOS, did);
 }
@@ -253,6 +258,7 @@ mos_sync(ce_pool *p, uint64_t txg, int *did)
 int
 mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did)
 {
+	ASSERT(pool_sync_thread(p)); /* invariant 1 */
 	mos_header_phys *h = hdr(p);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		alloc_vdev *av = &p->alloc.v[v];

@@ -1,9 +1,11 @@
 /*
- * phys.h -- the on-disk structures of format version 5 (CE_FORMAT_VERSION
- * below; import reads 1 to 5 and upgrades), transcribed from
- * docs/on-disk-format.md. Every field is little-endian; the engine
- * currently runs on little-endian hosts only and refuses to build
- * elsewhere rather than writing a format it cannot read back.
+ * phys.h -- the on-disk structures of format version 5 (CE_FORMAT_VERSION;
+ * import reads versions 1 to 5 and upgrades them as their features are
+ * first used), transcribed from docs/on-disk-format.md; each structure
+ * added after version 1 names the version that added it. Every field is
+ * little-endian; the engine currently runs on little-endian hosts only
+ * and refuses to build elsewhere rather than writing a format it cannot
+ * read back.
  */
 #ifndef CASK_ENGINE_PHYS_H
 #define CASK_ENGINE_PHYS_H
@@ -15,6 +17,7 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 #define CE_FORMAT_VERSION 5u
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
+_Static_assert(CE_FORMAT_VERSION == 5u, "a new format version: update this essay and docs/on-disk-format.md");
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
 #define CE_LABEL_REGION (512u * 1024u)

@@ -20,9 +20,14 @@
  *      again if creation fails.
  *   3. An open vdev is flocked: two processes never own one pool.
  */
+#include "blkio.h"
 #include "bufpool.h"
+#include "hold.h"
 #include "label.h"
+#include "mos.h"
 #include "pool_impl.h"
+#include "pool_sync.h"
+#include "txg.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vdev_check.h"
@@ -116,6 +121,9 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_cond_init(&p->cv_done, &ca);
 	pthread_condattr_destroy(&ca);
 	ilog_init(p);
+	ilog_set_ops(p, &vol_ilog_ops);
+	pool_sync_init(p);
+	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
@@ -124,8 +132,10 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 static void
 pool_free(ce_pool *p)
 {
+	VERIFY(!p->thread_running); /* the sync thread stopped first (export, abandon, a failed open) */
 	ilog_fini(p);
 	vol_free_all(p);
+	pool_sync_fini(p);
 	hold_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
@@ -278,8 +288,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		goto fail;
 	ilog_new_epoch(p, 1);
 	p->open_txg = 1;
-	txg_capture(p, 1);
-	if ((err = txg_sync_one(p, 1)) != 0) {
+	if ((err = pool_sync(p, 1)) != 0) {
 		err = err_set(err, "pool %s: first commit failed: %s", name, strerror(-err));
 		goto fail;
 	}
@@ -487,6 +496,7 @@ ce_pool_clear(ce_pool *p)
 	}
 	txg_stop(p);
 	ilog_reset(p);
+	pool_sync_reset(p); /* the txgs that did not commit: their lists and tasks */
 	/* Writers that were inside a txg when the pool suspended leave now. */
 	pthread_mutex_lock(&p->lock);
 	for (;;) {

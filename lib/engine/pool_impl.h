@@ -1,7 +1,10 @@
 /*
  * pool_impl.h -- the in-memory state of an open pool, shared by the
  * engine's subsystems (not part of the public API; the debug and stress
- * tools include it as zdb includes libzpool's headers).
+ * tools include it as zdb includes libzpool's headers). Each module's
+ * functions are declared in its own header (txg.h, blkio.h, mos.h,
+ * vol.h, snap.h, hold.h, send.h, pool_sync.h), so a file's includes say
+ * which modules it calls.
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   pool->config_lock  (management operations, one at a time)
@@ -11,7 +14,8 @@
  *   volume->lock       (dirty maps, root pointer, size)
  *   ilog.lock          (pending log records, log ring)
  *   pool->lock         (txg state, volume list, dirty accounting)
- *   alloc.lock, cache.lock (leaf locks)
+ *   ps.lock, alloc.lock, cache.lock (leaf locks; ps: each txg's dirty
+ *                       datasets and sync tasks, pool_sync.c)
  */
 #ifndef CASK_ENGINE_POOL_IMPL_H
 #define CASK_ENGINE_POOL_IMPL_H
@@ -28,6 +32,7 @@
 #include "fault.h"
 #include "ilog.h"
 #include "phys.h"
+#include "pool_sync.h" /* struct pool_sync_state */
 #include "vdev.h"
 
 typedef struct wq_ent {
@@ -68,8 +73,10 @@ struct ce_pool {
 	pthread_mutex_t config_lock;
 	pthread_rwlock_t free_lock;
 	pthread_mutex_t lock;
-	volume **vols;           /* live and doomed volumes */
+	volume **vols;           /* live and doomed volumes (any order: volume.vidx) */
 	size_t nvols, capvols;
+	htab vol_names;          /* name hash -> volume chain (vol.c; pool->lock) */
+	pool_sync_state ps;      /* each txg's dirty datasets and sync tasks (pool_sync.c) */
 
 	/* transaction groups (pool->lock) */
 	uint64_t open_txg;
@@ -105,79 +112,18 @@ struct ce_pool {
 	size_t nsh, capsh;
 	cowtree sh_tree;
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
-	uint64_t sh_changed_txg;  /* the holds changed since the last capture, in this txg (0: no) */
-	hold_phys *sh_cap;        /* the holds as of txg sh_cap_txg's quiesce (hold_capture) ... */
-	size_t nsh_cap, capsh_cap;
-	uint64_t sh_cap_txg;      /* ... which hold_sync of that txg writes (0: nothing to write) */
+	/* the holds as of the txg being synced (hold.c's sync task; sync thread, or import) */
+	hold_phys *sh_sync;
+	size_t nsync, capsync;
+	int sh_dirty;             /* sh_sync changed: this txg's hold_sync rewrites the object */
+
+	/* partial receives (send.c; pool->lock): the volumes the receive table is made of */
+	volume **recv_vols;
+	size_t nrecv, caprecv;
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };
-
-/* txg.c */
-uint64_t txg_hold(ce_pool *p, int *err);
-void txg_rele(ce_pool *p, uint64_t txg);
-int txg_wait_synced(ce_pool *p, uint64_t txg);
-int txg_sync_now(ce_pool *p);
-int txg_start(ce_pool *p);
-void txg_stop(ce_pool *p);
-int txg_sync_one(ce_pool *p, uint64_t txg); /* used at pool creation */
-void txg_capture(ce_pool *p, uint64_t txg);
-void txg_dirty_add(ce_pool *p, int64_t bytes, int open);
-void txg_throttle(ce_pool *p);
-
-/* blkio.c */
-int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
-/* This thread syncs txg t of p: its reads of blocks born in t may come from the write queue. */
-void blk_sync_begin(ce_pool *p, uint64_t t);
-void blk_sync_end(void);
-int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
-enum { BLK_CACHE = 1, BLK_BORROW = 2 };
-int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
-    int type, int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out);
-void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
-int wq_flush(ce_pool *p);
-void wq_discard(ce_pool *p);
-
-/* mos.c */
-void mos_init_empty(ce_pool *p);
-int mos_load(ce_pool *p, const uberblock_phys *ub);
-void mos_mark_dirty(ce_pool *p, uint64_t off, uint64_t len);
-int mos_sync(ce_pool *p, uint64_t txg, int *did);
-int mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did);
-uint32_t mos_ds_slot_alloc(ce_pool *p);
-void mos_ds_put(ce_pool *p, uint32_t slot, const ds_phys *ds);
-void mos_ds_get(const ce_pool *p, uint32_t slot, ds_phys *ds);
-uint32_t mos_ds_capacity(const ce_pool *p);
-mos_header_phys *mos_hdr(ce_pool *p);
-/* An object whose contents live in buf (nleaves 16 KiB leaves): write its dirty leaves. */
-int mos_sync_object(ce_pool *p, cowtree *t, uint64_t txg, const uint8_t *buf, uint8_t *dirty,
-    uint64_t nleaves, int type, int *did);
-void tree_init(cowtree *t, uint8_t leaf_type, uint64_t nleaves);
-int mos_read_object(ce_pool *p, const cowtree *t, uint8_t *buf, uint64_t nleaves);
-
-/* vol.c */
-int vol_sync(ce_pool *p, volume *v, uint64_t txg);
-int vol_load_all(ce_pool *p);
-int vol_reload_all(ce_pool *p);
-void vol_free_all(ce_pool *p);
-void vol_delete(volume *v);
-void vol_record(const volume *v, ds_phys *ds);
-void vol_capture(volume *v, uint64_t t);
-int vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len);
-int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len);
-
-/* send.c */
-int recv_table_load(ce_pool *p);
-int recv_table_sync(ce_pool *p, uint64_t txg);
-
-/* hold.c */
-int hold_load(ce_pool *p);
-void hold_capture(ce_pool *p, uint64_t txg);
-int hold_sync(ce_pool *p, uint64_t txg);
-void hold_fini(ce_pool *p);
-unsigned hold_count(const ce_pool *p, uint64_t snap_guid);
-void hold_tags(const ce_pool *p, uint64_t snap_guid, char *buf, size_t len);
 
 static inline int
 pool_io_error(ce_pool *p, int err)

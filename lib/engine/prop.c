@@ -121,6 +121,7 @@ prop_parse(unsigned which, const char *value, int *val)
 int
 prop_default(unsigned which)
 {
+	ASSERT(which == CE_PROP_COMPRESSION || which == CE_PROP_CHECKSUM || which == CE_PROP_SYNC);
 	return which == CE_PROP_COMPRESSION ? CE_COMPRESS_LZ4 : which == CE_PROP_CHECKSUM ?
 	    CE_CHECKSUM_XXH128 : CE_SYNC_STANDARD;
 }

@@ -16,8 +16,9 @@
  *
  * Receiving applies the records to a volume marked as a partial
  * receive (it cannot be opened meanwhile); after every record the resume
- * offset advances, and since it is captured with the volume's record at
- * each quiesce, it commits in the same txg as the data it covers. A
+ * offset advances, and since it is part of the volume's record image
+ * (kept for the syncing txg like the record, vol_mgmt_dirty), it commits
+ * in the same txg as the data it covers, or later. A
  * verified END takes the snapshot (with the sender's identity) and
  * clears the mark in one txg. An interrupted or damaged stream leaves
  * the partial state: `send -t TOKEN` resumes at the offset, `recv -A`
@@ -33,9 +34,13 @@
  *   3. Nothing of a stream whose BEGIN is bad (or whose base is wrong) is
  *      applied.
  */
+#include "send.h"
+#include "blkio.h"
 #include "checksum.h"
-#include "vol.h"
+#include "mos.h"
+#include "snap.h"
 #include "util.h"
+#include "vol.h"
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -215,9 +220,10 @@ recv_table_load(ce_pool *p)
 		if (tab[i].rs_vol_guid == 0)
 			continue;
 		volume *v = NULL;
-		for (size_t k = 0; k < p->nvols && v == NULL; k++)
-			if (p->vols[k]->guid == tab[i].rs_vol_guid && !p->vols[k]->is_snap)
-				v = p->vols[k];
+		/* the partial receives are tracked already (vol_fill): few, so a scan */
+		for (size_t k = 0; k < p->nrecv && v == NULL; k++)
+			if (p->recv_vols[k]->guid == tab[i].rs_vol_guid && !p->recv_vols[k]->is_snap)
+				v = p->recv_vols[k];
 		if (v == NULL || !v->receiving)
 			return err_set(-EIO, "pool %s: receive table slot %u names no partial receive", p->name, i);
 		v->rs = v->rcap.rs = tab[i];
@@ -225,21 +231,68 @@ recv_table_load(ce_pool *p)
 	return 0;
 }
 
-/* Pass 1 of txg t: the table as the volumes captured at t's quiesce say. */
+/* v is (or becomes, in the open txg) a partial receive: the table is made of these (pool->lock). */
+void
+recv_track(ce_pool *p, volume *v)
+{
+	ASSERT_HELD(&p->lock);
+	for (size_t k = 0; k < p->nrecv; k++)
+		if (p->recv_vols[k] == v)
+			return;
+	if (p->nrecv == p->caprecv) {
+		p->caprecv = p->caprecv ? p->caprecv * 2 : CE_RECV_SLOTS;
+		p->recv_vols = xrealloc(p->recv_vols, p->caprecv * sizeof(volume *));
+	}
+	p->recv_vols[p->nrecv++] = v;
+}
+
+void
+recv_fini(ce_pool *p)
+{
+	free(p->recv_vols);
+	p->recv_vols = NULL;
+	p->nrecv = p->caprecv = 0;
+}
+
+void
+recv_forget(ce_pool *p, volume *v)
+{
+	ASSERT_HELD(&p->lock);
+	for (size_t k = 0; k < p->nrecv; k++)
+		if (p->recv_vols[k] == v) {
+			p->recv_vols[k] = p->recv_vols[--p->nrecv];
+			return;
+		}
+}
+
+/*
+ * Pass 1 of txg t: the table as the partial receives' images for t say
+ * (volume.rcap: settled or saved like the record). Only the volumes that
+ * are or were partial receives are read, never every dataset.
+ */
 int
 recv_table_sync(ce_pool *p, uint64_t t)
 {
+	ASSERT(pool_sync_thread(p));
 	recv_slot_phys tab[CE_RECV_SLOTS];
 	memset(tab, 0, sizeof(tab));
 	unsigned n = 0;
 	pthread_mutex_lock(&p->lock);
-	for (size_t k = 0; k < p->nvols; k++) {
-		volume *v = p->vols[k];
-		if (v->is_snap || v->snap.txg != t || v->snap.doomed || !v->rcap.receiving)
+	for (size_t k = 0; k < p->nrecv;) {
+		volume *v = p->recv_vols[k];
+		int gone = vol_destroyed_by(v, t);
+		if (gone || (!v->rcap.receiving && !v->receiving)) {
+			/* done with: its end (or its destroy) is in t, and it is no partial receive after */
+			p->recv_vols[k] = p->recv_vols[--p->nrecv];
 			continue;
-		VERIFY(n < CE_RECV_SLOTS);
-		tab[n] = v->rcap.rs;
-		tab[n++].rs_vol_guid = v->guid;
+		}
+		/* one created after t's quiesce has no image of t */
+		if (v->rcap.receiving && v->create_txg <= t) {
+			VERIFY(n < CE_RECV_SLOTS);
+			tab[n] = v->rcap.rs;
+			tab[n++].rs_vol_guid = v->guid;
+		}
+		k++;
 	}
 	pthread_mutex_unlock(&p->lock);
 	uint8_t *dst = p->mos_buf + CE_MOS_RECV_OFF;
@@ -576,7 +629,7 @@ find_identity(ce_pool *p, uint64_t id)
 {
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i];
-		if (v->is_snap && v->destroy_txg == 0 && v->snap_txg_pending == 0 && send_identity(v) == id)
+		if (v->is_snap && v->destroy_txg == 0 && !v->taking && send_identity(v) == id)
 			return v;
 	}
 	return NULL;
@@ -940,8 +993,10 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 		vol_mgmt_abort(p);
 		return err_set(-EBUSY, "%s/%s changed while the receive started", p->name, vol);
 	}
+	vol_mgmt_dirty(p, h);
 	h->receiving = 1;
 	h->rs = rs;
+	recv_track(p, h);
 	err = vol_mgmt_commit(p);
 	if (err == 0 && b->sb_size != vi.size)
 		err = ce_vol_resize(p, vol, b->sb_size, CE_RESIZE_SHRINK | VOL_RESIZE_RECV);
@@ -968,6 +1023,7 @@ recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, si
 		return err_setc(CE_E_SNAPSHOT_EXISTS, -EEXIST, "snapshot %s/%s exists", p->name, full);
 	}
 	snap_add(p, h, full, b->sb_to_guid);
+	vol_mgmt_dirty(p, h);
 	h->receiving = 0;
 	memset(&h->rs, 0, sizeof(h->rs));
 	err = vol_mgmt_commit(p); /* snap_attach raises the MOS version (a send identity) */
@@ -1075,6 +1131,7 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 		else
 			holes += len;
 		pthread_mutex_lock(&p->lock);
+		vol_mgmt_dirty(p, v);
 		v->rs.rs_offset = next; /* commits with this data, or later */
 		pthread_mutex_unlock(&p->lock);
 		if (o != NULL && o->progress != NULL && o->progress(o->progress_arg, r.in_bytes, b.sb_estimate) != 0) {
@@ -1115,15 +1172,16 @@ ce_recv_abandon(ce_pool *p, const char *vol)
 	}
 	if (!(h->rs.rs_flags & RS_INCREMENTAL)) {
 		/* a full receive made the volume: it goes (it has no snapshots) */
-		h->destroy_txg = p->open_txg;
+		snap_doom_set(p, &h, 1);
 	} else {
 		if (newest_own(h) == NULL) {
 			vol_mgmt_abort(p);
 			return err_set(-EIO, "%s/%s: the base snapshot of its partial receive is gone", p->name,
 			    vol);
 		}
-		h->rollback_txg = p->open_txg; /* to the base (its newest snapshot), with its size */
+		snap_rollback_begin(p, h, NULL, 0); /* to the base (its newest snapshot), with its size */
 	}
+	vol_mgmt_dirty(p, h);
 	h->receiving = 0;
 	memset(&h->rs, 0, sizeof(h->rs));
 	return vol_mgmt_commit(p);

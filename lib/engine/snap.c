@@ -12,7 +12,7 @@
  * is still referenced by the newest snapshot and is appended to the
  * volume's dead list instead (snap_kill, through ct_acct.kill).
  *
- * Taking a snapshot S of volume H in txg t (snap_attach, after H's sync
+ * Taking a snapshot S of volume H in txg t (attach_sync, after H's sync
  * of t): S gets H's root and H's dead list; H gets an empty dead list and
  * prev = S, prev_txg = t.
  *
@@ -21,9 +21,16 @@
  * only S referenced: they are freed; N keeps the others and takes S's
  * dead list. Only dead lists are read, never a tree.
  *
+ * The syncing halves of the operations are sync tasks (pool_sync.c)
+ * registered by their open-context halves here: attach_sync (snapshot
+ * create, also a receive's END), snap_destroy_task, doom_sync (volume
+ * destroy, recursive), rollback_sync. The open-context half checks,
+ * changes what open context sees (names, destroy_txg, taking,
+ * rolling_back) and dirties every dataset whose record changes.
+ *
  * Invariants:
- *   1. Dead lists change only in the sync thread (vol_sync, attach,
- *      destroy); their objects are written in pass 1 of the same txg as
+ *   1. Dead lists change only in the sync thread (vol_sync and the sync
+ *      tasks); their objects are written in pass 1 of the same txg as
  *      the frees and records they go with, so a crash keeps all or none.
  *   2. A block is on at most one dead list, and only while an older
  *      dataset of its chain references it.
@@ -31,10 +38,24 @@
  *      list born after the snapshot's prev_txg; it grows with the
  *      volume's kills while the snapshot is the newest, and is recomputed
  *      when a neighbour is destroyed.
+ *   4. d->prev is changed only by snap_set_prev, which keeps
+ *      d->prev->child/sib: the successor and the clones of a snapshot are
+ *      its children, found without a scan of every dataset.
+ *   5. A dataset's written (bytes of its tree born after its prev_txg)
+ *      is exact: a volume's from import on, a snapshot's from its attach
+ *      (or WRITTEN_UNKNOWN). When snapshot s goes, its successor n takes
+ *      s's blocks born after s->prev_txg that n still references: n's
+ *      written grows by s's written less what n's dead list frees, so a
+ *      destroy reads no tree (snap_destroy_sync; checked against a walk
+ *      in debug builds).
  */
-#include "vol.h"
+#include "snap.h"
+#include "blkio.h"
+#include "hold.h"
 #include "htab.h"
+#include "mos.h"
 #include "util.h"
+#include "vol.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -184,16 +205,51 @@ kill_forget(void *arg, const bp_phys *bp)
 	(void)bp;
 }
 
+/*
+ * d->prev = prev, keeping prev's list of children (the datasets whose
+ * prev it is: its successor and its clones), so that neither needs a
+ * scan of every dataset. Sync thread or management locks.
+ */
+void
+snap_set_prev(volume *d, volume *prev)
+{
+	if (d->prev != NULL) {
+		volume **pp = &d->prev->child;
+		while (*pp != NULL && *pp != d)
+			pp = &(*pp)->sib;
+		VERIFY(*pp == d);
+		*pp = d->sib;
+	}
+	d->sib = NULL;
+	d->prev = prev;
+	if (prev != NULL) {
+		d->sib = prev->child;
+		prev->child = d;
+	}
+}
+
+/* v is freed: a dataset still naming it as prev (a destroyed clone of it) names nothing. */
+void
+snap_orphan_children(volume *v)
+{
+	snap_set_prev(v, NULL);
+	while (v->child != NULL) {
+		volume *c = v->child;
+		v->child = c->sib;
+		c->sib = NULL;
+		c->prev = NULL;
+	}
+}
+
 /* Datasets (volumes and their snapshots) cloned from snapshot s. */
 unsigned
 snap_clones(ce_pool *p, const volume *s)
 {
 	unsigned n = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
-		if (v->prev == s && v->destroy_txg == 0 && (v->is_snap ? v->head != s->head : v != s->head))
+	(void)p;
+	for (volume *v = s->child; v != NULL; v = v->sib)
+		if (v->destroy_txg == 0 && (v->is_snap ? v->head != s->head : v != s->head))
 			n++;
-	}
 	return n;
 }
 
@@ -215,12 +271,10 @@ volume *
 snap_successor(ce_pool *p, volume *s)
 {
 	volume *found = NULL;
-	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->nvols && found == NULL; i++) {
-		volume *v = p->vols[i];
-		if (v->prev == s && v != s && (v->is_snap ? v->head == s->head : v == s->head))
+	pthread_mutex_lock(&p->lock); /* a clone in the open txg links into s->child meanwhile */
+	for (volume *v = s->child; v != NULL && found == NULL; v = v->sib)
+		if (v != s && (v->is_snap ? v->head == s->head : v == s->head))
 			found = v;
-	}
 	pthread_mutex_unlock(&p->lock);
 	return found;
 }
@@ -264,6 +318,18 @@ snap_written(ce_pool *p, volume *v, uint64_t *out)
 	return err;
 }
 
+#ifndef NDEBUG
+/* Debug builds: the written derived by a destroy equals a walk of the tree (invariant 5). */
+static int
+written_checked(ce_pool *p, volume *v)
+{
+	uint64_t w = 0;
+	if (snap_written(p, v, &w) != 0)
+		return 1; /* an IO error: nothing to compare */
+	return w == v->written;
+}
+#endif
+
 /*
  * From open context (no lock but config_lock): bytes of v's committed tree
  * born after txg, by a walk that skips older subtrees. free_lock keeps
@@ -293,17 +359,19 @@ snap_link_all(ce_pool *p)
 	htab_init(&byguid);
 	htab_init(&next);
 	int err = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0)
-			htab_put(&byguid, p->vols[i]->guid, p->vols[i]);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		v->prev = v->child = v->sib = NULL;
+		v->head = NULL;
+		if (v->destroy_txg == 0)
+			htab_put(&byguid, v->guid, v);
+	}
 	for (size_t i = 0; i < p->nvols && err == 0; i++) {
 		volume *v = p->vols[i];
-		v->prev = NULL;
-		v->head = NULL;
 		if (v->destroy_txg != 0)
 			continue;
 		if (v->load_prev != 0)
-			v->prev = htab_get(&byguid, v->load_prev);
+			snap_set_prev(v, htab_get(&byguid, v->load_prev));
 		if (v->load_head != 0)
 			v->head = htab_get(&byguid, v->load_head);
 		if ((v->load_prev != 0 && (v->prev == NULL || !v->prev->is_snap ||
@@ -324,9 +392,10 @@ snap_link_all(ce_pool *p)
 		volume *v = p->vols[i];
 		if (v->destroy_txg != 0)
 			continue;
-		if (v->is_snap)
+		if (v->is_snap) {
 			v->unique = unique_of(v, htab_get(&next, v->guid));
-		else if (snap_written(p, v, &v->written) != 0)
+			v->written = WRITTEN_UNKNOWN; /* a walk of its tree, if a destroy ever needs it */
+		} else if (snap_written(p, v, &v->written) != 0)
 			err = err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
 	}
 	htab_fini(&byguid);
@@ -334,11 +403,23 @@ snap_link_all(ce_pool *p)
 	return err;
 }
 
-/* txg t, after h's sync: snapshot s takes h's root and dead list. */
-void
-snap_attach(ce_pool *p, volume *s, uint64_t t)
+/* Destroyed by txg t (read under pool->lock: open context may be destroying it in t + 1). */
+static int
+destroyed_by(ce_pool *p, volume *v, uint64_t t)
 {
-	volume *h = s->head;
+	pthread_mutex_lock(&p->lock);
+	int r = vol_destroyed_by(v, t);
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+/* Sync task of snapshot create, txg t, after h's sync: snapshot s takes h's root and dead list. */
+static int
+attach_sync(ce_pool *p, void *arg, uint64_t t)
+{
+	volume *s = *(volume **)arg, *h = s->head;
+	pool_sync_dirty(p, h, t);
+	pool_sync_dirty(p, s, t);
 	/*
 	 * The MOS header is the sync thread's (mos.c invariant 1): older
 	 * software must not open a pool with snapshots (version 3) nor drop a
@@ -351,10 +432,10 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	}
 	pthread_mutex_lock(&h->lock);
 	pthread_mutex_lock(&s->lock);
-	/* management operations read chains, create_txg and snap_txg_pending under pool->lock */
+	/* management operations read chains, create_txg and taking under pool->lock */
 	pthread_mutex_lock(&p->lock);
 	s->tree = h->tree;
-	/* as of txg t: what h's quiesce captured, not what the open txg changed since */
+	/* as of txg t: h's record image for t, not what the open txg changed since */
 	s->size = s->snap.size = h->snap.size;
 	s->bs = h->bs;
 	s->compress = s->snap.compress = h->snap.compress;
@@ -367,26 +448,30 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	s->dl.changed = 1;
 	dl_init(&h->dl);
 	h->dl.changed = 1;
-	s->prev = h->prev;
+	snap_set_prev(s, h->prev);
 	s->prev_txg = h->prev_txg;
 	s->unique = 0;
-	s->snap_txg_pending = 0;
-	s->snap.rec = 1;
-	h->prev = s;
+	snap_set_prev(h, s);
 	h->prev_txg = t;
+	s->written = h->written; /* s's tree is h's: the same blocks born after that prev_txg */
 	h->written = 0;
 	s->gen++;
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&s->lock);
 	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_lock(&p->lock);
+	s->taking = 0;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
 }
 
 /* txg t: snapshot s goes; what only it referenced is freed. */
-int
+static int
 snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 {
 	volume *n = snap_successor(p, s);
-	VERIFY(n != NULL);
+	VERIFY(n != NULL && !s->gone);
+	pool_sync_dirty(p, n, t); /* its dead list and prev change */
 	deadlist *nd = &n->dl;
 	uint64_t k = 0, freed = 0, lfreed = 0;
 	for (uint64_t i = 0; i < nd->n; i++) {
@@ -418,10 +503,8 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	/* management operations read the chains under pool->lock (snap_clones) */
 	pthread_mutex_lock(&n->lock);
 	pthread_mutex_lock(&p->lock);
-	n->prev = s->prev;
+	snap_set_prev(n, s->prev);
 	n->prev_txg = s->prev_txg;
-	if (n->is_snap)
-		n->snap.rec = 1; /* not rec_txg: a rename in the open txg may have marked that */
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;
@@ -429,11 +512,20 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 		n->prev->unique = unique_of(n->prev, n);
 	if (n->is_snap)
 		n->unique = unique_of(n, snap_successor(p, n));
-	else if (!n->snap.doomed && (err = snap_written(p, n, &n->written)) != 0)
+	/* invariant 5: n's blocks born after its new prev_txg, without a walk of its tree */
+	if (n->prev_txg == 0) {
+		n->written = (uint64_t)n->used; /* no older snapshot: all of it */
+	} else if (n->written != WRITTEN_UNKNOWN && s->written != WRITTEN_UNKNOWN) {
+		n->written = n->written + s->written - freed;
+		ASSERT(destroyed_by(p, n, t) || written_checked(p, n));
+	} else if (n->is_snap) {
+		n->written = WRITTEN_UNKNOWN;
+	} else if (!destroyed_by(p, n, t) && (err = snap_written(p, n, &n->written)) != 0) {
 		return err;
+	}
 	pthread_mutex_lock(&p->lock);
-	s->prev = NULL;
-	s->gone_txg = t;
+	snap_set_prev(s, NULL);
+	s->gone = 1;
 	pthread_mutex_unlock(&p->lock);
 	dl_fini(&s->dl);
 	return 0;
@@ -445,14 +537,90 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
  * held and h is left with no snapshot of its own when its tree is freed
  * (a clone keeps its origin: what that holds is not freed).
  */
-int
+static int
 snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t)
 {
 	int err = 0;
 	while (err == 0 && h->prev != NULL && h->prev->is_snap && h->prev->head == h &&
-	    h->prev->destroy_txg == t)
+	    destroyed_by(p, h->prev, t))
 		err = snap_destroy_sync(p, h->prev, t);
 	return err;
+}
+
+/* A set of datasets one operation destroys, for its sync task. */
+typedef struct doom_set {
+	volume *h;             /* rollback: the volume rolled back */
+	size_t n;
+	volume *v[];
+} doom_set;
+
+static doom_set *
+set_new(volume *h, volume **v, size_t n)
+{
+	doom_set *d = xmalloc(sizeof(*d) + (n ? n : 1) * sizeof(volume *));
+	d->h = h;
+	d->n = n;
+	if (n > 0)
+		memcpy(d->v, v, n * sizeof(volume *));
+	return d;
+}
+
+static int
+older_first(const void *a, const void *b)
+{
+	const volume *x = *(volume *const *)a, *y = *(volume *const *)b;
+	return x->create_txg < y->create_txg ? -1 : x->create_txg > y->create_txg;
+}
+
+/* Snapshots of the set not destroyed yet, oldest first. */
+static int
+destroy_snaps(ce_pool *p, doom_set *d, uint64_t t)
+{
+	int err = 0;
+	qsort(d->v, d->n, sizeof(volume *), older_first);
+	for (size_t i = 0; i < d->n && err == 0; i++)
+		if (d->v[i]->is_snap && !d->v[i]->gone)
+			err = snap_destroy_sync(p, d->v[i], t);
+	return err;
+}
+
+/*
+ * Sync task of a volume destroy: each volume of the set after its own
+ * snapshots of the set, newest first (snap_destroy_chain_sync); then any
+ * snapshot left.
+ */
+static int
+doom_sync(ce_pool *p, void *arg, uint64_t t)
+{
+	doom_set *d = arg;
+	int err = 0;
+	for (size_t i = 0; i < d->n && err == 0; i++) {
+		volume *h = d->v[i];
+		if (h->is_snap)
+			continue;
+		err = snap_destroy_chain_sync(p, h, t);
+		if (err == 0)
+			err = vol_destroy_sync(p, h, t);
+	}
+	return err != 0 ? err : destroy_snaps(p, d, t);
+}
+
+/* Destroy the datasets of set in the open txg (management locks held; all checked). */
+void
+snap_doom_set(ce_pool *p, volume **set, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		vol_mgmt_dirty(p, set[k]);
+		set[k]->destroy_txg = p->open_txg;
+	}
+	synctask_add(p, doom_sync, set_new(NULL, set, n));
+}
+
+/* Sync task of a snapshot destroy. */
+static int
+snap_destroy_task(ce_pool *p, void *arg, uint64_t t)
+{
+	return destroy_snaps(p, arg, t);
 }
 
 /* Is v (a volume or snapshot) a clone's first dataset, i.e. is its prev in another chain? */
@@ -494,7 +662,7 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 			if (!(flags & CE_DESTROY_SNAPSHOTS))
 				err = err_setc(CE_E_HAS_SNAPSHOTS, -EBUSY, "volume %s/%s has snapshots (%s/%s, ...): destroy them "
 				    "first, or destroy with -r", p->name, v->name, p->name, s->name);
-			else if (s->refs > 0 || s->snap_txg_pending != 0)
+			else if (s->refs > 0 || s->taking)
 				err = err_setc(s->refs > 0 ? CE_E_VOLUME_OPEN : CE_E_BUSY, -EBUSY, "snapshot %s/%s is %s", p->name, s->name,
 				    s->refs > 0 ? "open" : "still being taken");
 			else if (hold_count(p, s->guid) > 0)
@@ -521,8 +689,7 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 		}
 	}
 	if (err == 0)
-		for (size_t k = 0; k < n; k++)
-			set[k]->destroy_txg = p->open_txg;
+		snap_doom_set(p, set, n);
 	free(set);
 	return err;
 }
@@ -575,7 +742,7 @@ rb_visit(void *arg, const bp_phys *bp, int level, uint64_t first, int err)
  * skips every subtree the snapshot shares; h's dead list (blocks the
  * snapshot holds) is simply dropped: h references them again.
  */
-int
+static int
 snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 {
 	volume *s = h->prev;
@@ -591,11 +758,6 @@ snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 	h->size = h->snap.size = s->size;
 	h->want_levels = h->snap.want_levels = MAX(s->tree.levels, cowtree_levels_for(h->size / h->bs));
 	h->written = 0;
-	/* under pool->lock, where management reads and sets it; a rollback made for a later txg stays */
-	pthread_mutex_lock(&p->lock);
-	if (h->rollback_txg <= t)
-		h->rollback_txg = 0;
-	pthread_mutex_unlock(&p->lock);
 	h->gen++;
 	pthread_mutex_unlock(&h->lock);
 	dl_fini(&h->dl);
@@ -607,6 +769,40 @@ snap_rollback_sync(ce_pool *p, volume *h, uint64_t t)
 	h->dl.changed = 1;
 	s->unique = 0;
 	return 0;
+}
+
+/* Sync task of a rollback: the later snapshots go, oldest first, then h rolls back to its newest. */
+static int
+rollback_sync(ce_pool *p, void *arg, uint64_t t)
+{
+	doom_set *d = arg;
+	volume *h = d->h;
+	int err = destroy_snaps(p, d, t);
+	pool_sync_dirty(p, h, t);
+	if (err == 0 && !destroyed_by(p, h, t))
+		err = snap_rollback_sync(p, h, t);
+	if (err == 0) {
+		pthread_mutex_lock(&p->lock);
+		h->rolling_back = 0;
+		pthread_mutex_unlock(&p->lock);
+	}
+	return err;
+}
+
+/*
+ * Roll h back to its newest snapshot once the later ones (all checked)
+ * are destroyed, in the open txg (management locks held).
+ */
+void
+snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		vol_mgmt_dirty(p, later[k]);
+		later[k]->destroy_txg = p->open_txg;
+	}
+	vol_mgmt_dirty(p, h);
+	h->rolling_back = 1;
+	synctask_add(p, rollback_sync, set_new(h, later, n));
 }
 
 /* ---- public ---- */
@@ -621,7 +817,7 @@ ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
 	if (err != 0)
 		return err;
 	volume *s = snapname != NULL ? vol_find(p, snapname) : NULL;
-	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0 || s->destroy_txg != 0) {
+	if (s == NULL || !s->is_snap || s->taking || s->destroy_txg != 0) {
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname ? snapname : "");
 	}
@@ -644,7 +840,7 @@ ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
 	c->used = s->used;
 	c->logical = s->logical;
 	c->want_levels = MAX(s->tree.levels, cowtree_levels_for(c->size / c->bs));
-	c->prev = s;
+	snap_set_prev(c, s);
 	c->prev_txg = s->create_txg;
 	c->written = 0;
 	vol_add(p, c);
@@ -687,8 +883,8 @@ ce_vol_promote(ce_pool *p, const char *name)
 	/* the two chains must be settled: no snapshot being taken or destroyed, no rollback */
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *d = p->vols[i], *owner = d->is_snap ? d->head : d;
-		if ((owner == v || owner == c) && (d->snap_txg_pending != 0 || d->destroy_txg != 0 ||
-		    d->rollback_txg != 0)) {
+		if ((owner == v || owner == c) && (d->taking || d->destroy_txg != 0 ||
+		    d->rolling_back)) {
 			vol_mgmt_abort(p);
 			return err_set(-EBUSY, "%s/%s: an operation on %s/%s is still being committed; try "
 			    "again", p->name, name, p->name, d->name);
@@ -730,9 +926,9 @@ ce_vol_promote(ce_pool *p, const char *name)
 		char full[2 * CE_NAME_MAX + 2];
 		snprintf(full, sizeof(full), "%s@%s", c->name, s->name + vlen + 1);
 		/* under pool->lock, which every reader of a name or head takes (no sync runs now) */
-		memcpy(s->name, full, strlen(full) + 1);
+		vol_mgmt_dirty(p, s);
+		vol_set_name(p, s, full);
 		s->head = c;
-		s->rec_txg = p->open_txg;
 	}
 	free(mv);
 	/* o's successor is now c's oldest dataset: what only o holds is read from its dead list */
@@ -752,7 +948,7 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	if (err != 0)
 		return err;
 	volume *s = vol_find(p, snapname), *h = vol_find(p, vol);
-	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0 || s->destroy_txg != 0 || h == NULL ||
+	if (s == NULL || !s->is_snap || s->taking || s->destroy_txg != 0 || h == NULL ||
 	    s->head != h) {
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname);
@@ -769,9 +965,9 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 &&
-		    (o->snap_txg_pending != 0 || o->create_txg > s->create_txg)) {
+		    (o->taking || o->create_txg > s->create_txg)) {
 			later++;
-			if (blocker == NULL && (o->refs > 0 || o->snap_txg_pending != 0 ||
+			if (blocker == NULL && (o->refs > 0 || o->taking ||
 			    hold_count(p, o->guid) > 0 || snap_clones(p, o) > 0))
 				blocker = o;
 		}
@@ -785,18 +981,21 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		/* the message reads the holds and the name: before the locks go */
 		volume *o = blocker;
 		err = err_set(-EBUSY, "snapshot %s/%s is %s", p->name, o->name,
-		    o->refs > 0 ? "open" : o->snap_txg_pending ? "being taken" :
+		    o->refs > 0 ? "open" : o->taking ? "being taken" :
 		    hold_count(p, o->guid) > 0 ? "held (release its holds first)" :
 		    "the origin of a clone (destroy or promote the clone first)");
 		vol_mgmt_abort(p);
 		return err;
 	}
+	volume **lv = xmalloc((later ? later : 1) * sizeof(volume *));
+	size_t nl = 0;
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *o = p->vols[i];
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 && o->create_txg > s->create_txg)
-			o->destroy_txg = p->open_txg;
+			lv[nl++] = o;
 	}
-	h->rollback_txg = p->open_txg;
+	snap_rollback_begin(p, h, lv, nl);
+	free(lv);
 	return vol_mgmt_commit(p);
 }
 
@@ -820,9 +1019,12 @@ snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 	s->tree.bsize = h->bs; /* the rest of its tree is h's at snap_attach (h->tree is the sync thread's) */
 	s->ctime = (uint64_t)time(NULL);
 	s->create_txg = t;
-	s->snap_txg_pending = t;
-	s->rec_txg = t;
+	s->taking = 1;
+	vol_mgmt_dirty(p, h); /* its prev and dead list change with the attach */
 	vol_add(p, s);
+	volume **arg = xmalloc(sizeof(volume *));
+	*arg = s;
+	synctask_add(p, attach_sync, arg);
 	return s;
 }
 
@@ -884,7 +1086,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 static int
 destroy_refusal(ce_pool *p, volume *s, char *why, size_t len)
 {
-	if (s->refs > 0 || s->snap_txg_pending != 0) {
+	if (s->refs > 0 || s->taking) {
 		snprintf(why, len, "%s", s->refs > 0 ? "open" : "still being taken");
 		return -EBUSY;
 	}
@@ -943,8 +1145,14 @@ ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs)
 		return err_set(n == 1 ? first : -EINVAL, "%s%s%s", n == 1 ? "" : "nothing destroyed: ", msg,
 		    bad > 1 ? " (and more; see the per-name errors)" : "");
 	}
-	for (size_t i = 0; i < n; i++)
-		vol_find(p, names[i])->destroy_txg = p->open_txg;
+	volume **set = xmalloc(n * sizeof(volume *));
+	for (size_t i = 0; i < n; i++) {
+		set[i] = vol_find(p, names[i]);
+		vol_mgmt_dirty(p, set[i]);
+		set[i]->destroy_txg = p->open_txg;
+	}
+	synctask_add(p, snap_destroy_task, set_new(NULL, set, n));
+	free(set);
 	return vol_mgmt_commit(p);
 }
 
@@ -974,7 +1182,7 @@ ce_snap_rename(ce_pool *p, const char *name, const char *newname)
 	if (err != 0)
 		return err;
 	volume *s = vol_find(p, name);
-	if (s == NULL || !s->is_snap || s->snap_txg_pending != 0) {
+	if (s == NULL || !s->is_snap || s->taking) {
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, name);
 	}
@@ -982,8 +1190,8 @@ ce_snap_rename(ce_pool *p, const char *name, const char *newname)
 		vol_mgmt_abort(p);
 		return err_set(-EEXIST, "snapshot %s/%s already exists", p->name, full);
 	}
-	memcpy(s->name, full, strlen(full) + 1); /* fits: checked against CE_NAME_MAX above */
-	s->rec_txg = p->open_txg;
+	vol_mgmt_dirty(p, s);
+	vol_set_name(p, s, full); /* fits: checked against CE_NAME_MAX above */
 	return vol_mgmt_commit(p);
 }
 
@@ -1028,7 +1236,7 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 	size_t k = 0;
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *s = p->vols[i];
-		if (!s->is_snap || s->destroy_txg != 0 || s->snap_txg_pending != 0 ||
+		if (!s->is_snap || s->destroy_txg != 0 || s->taking ||
 		    (vol != NULL && strcmp(s->head->name, vol) != 0))
 			continue;
 		ce_snap_info *o = &a[k++];

@@ -54,6 +54,8 @@ slot_off(const vdev *vd, int copy, unsigned slot)
 int
 uberblock_write(vdev *vds, unsigned nvdevs, const uberblock_phys *ub)
 {
+	VERIFY(uberblock_valid(ub, ub->ub_pool_guid)); /* sealed: a reader can tell it from a torn slot */
+	ASSERT(CE_UB_SIZE % CE_SECTOR == 0);           /* invariant 3: whole sectors */
 	uberblock_phys *buf = xmalloc_aligned(CE_UB_SIZE);
 	unsigned slot = (unsigned)(ub->ub_txg % CE_UB_SLOTS);
 	int err = 0;

@@ -176,12 +176,16 @@ vdev_nsectors_of(uint64_t asize)
 int
 vdev_read(vdev *vd, void *buf, size_t len, uint64_t off)
 {
+	ASSERT(off % CE_SECTOR == 0 && len % CE_SECTOR == 0); /* invariant 1 */
 	return vd->be->pread(vd->be, buf, len, off);
 }
 
 int
 vdev_writev(vdev *vd, const struct iovec *iov, int n, uint64_t off)
 {
+	ASSERT(off % CE_SECTOR == 0); /* invariant 1: every piece is whole sectors too */
+	for (int i = 0; i < n; i++)
+		ASSERT(iov[i].iov_len % CE_SECTOR == 0);
 	return vd->be->pwritev(vd->be, iov, n, off);
 }
 

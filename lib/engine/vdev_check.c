@@ -257,6 +257,8 @@ vdev_check_new(const char *path, uint64_t want_size, int force, char *canon, siz
     int *missing)
 {
 	int err = resolve(path, canon, canonlen, missing);
+	/* invariant 1: what the pool opens is absolute, with no "." or ".." left */
+	ASSERT(err != 0 || (canon[0] == '/' && strstr(canon, "/./") == NULL && strstr(canon, "/../") == NULL));
 	if (err != 0 || *missing)
 		return err;
 	int fd = open(canon, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);

@@ -1,10 +1,13 @@
 /*
  * vol.c -- volumes: thin block devices made of a copy-on-write tree.
  *
- * Owns each volume's in-memory state (struct volume): its committed tree,
- * and per transaction group the dirty blocks and punched ranges that are
- * not yet in the tree. Also the management operations (create, destroy,
- * rename, resize, set) and the volume's part of a txg sync (vol_sync).
+ * Owns each volume's in-memory data state (struct volume): its committed
+ * tree, and per transaction group the dirty blocks and punched ranges
+ * that are not yet in the tree; the data path (read, write, trim,
+ * write-zeroes, map, flush), resize (it punches the dirty maps), the
+ * handles (open, close) and what the intent log reads and replays
+ * (vol_ilog_ops). The dataset directory and the other management
+ * operations are dataset.c's; writing a volume's txg out is vol_sync.c's.
  *
  * Invariants:
  *   1. A block's current contents are, newest first: its dirty buffer or
@@ -19,20 +22,20 @@
  *      meanwhile.
  *   4. The maps of a syncing txg are frozen: nobody adds to them. The
  *      sync thread writes them out, then installs the new root and drops
- *      the maps in one critical section (vol_sync).
+ *      the maps in one critical section (vol_sync.c).
  *   5. Every dirty data block is charged against free space when it first
  *      becomes dirty in a txg (its size plus one path of new indirect
  *      blocks when its parent is not yet charged), so a full pool fails
  *      the write with -ENOSPC instead of failing the sync. Holes are
  *      never charged: trim and destroy always work.
- *
- * Management operations change the in-memory state in the open txg and
- * wait for that txg to commit before returning.
+ *   6. A volume is on txg t's dirty list (pool_sync.c) from its first
+ *      dirty block of t on: map_claim puts it there.
  */
 #include "vol.h"
+#include "blkio.h"
 #include "bufpool.h"
-#include "checksum.h"
-#include "prop.h"
+#include "snap.h"
+#include "txg.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -46,21 +49,7 @@ char vol_hole_marker;
 #define TRIM_RANGE_MIN 64u  /* punch by range at or above this many blocks */
 #define READ_BATCH 256u     /* blocks resolved per read batch */
 
-static int
-name_valid(const char *name)
-{
-	size_t n = strlen(name);
-	if (n == 0 || n > CE_NAME_MAX || !isalnum((unsigned char)name[0]))
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if (!isalnum(c) && c != '_' && c != '-' && c != '.' && c != ':')
-			return 0;
-	}
-	return 1;
-}
-
-static volume *
+volume *
 vol_new(ce_pool *p)
 {
 	volume *v = xcalloc(1, sizeof(*v));
@@ -78,8 +67,8 @@ vol_new(ce_pool *p)
 	return v;
 }
 
-static void
-drop_maps(volume *v, int i)
+void
+vol_drop_maps(volume *v, int i)
 {
 	size_t it = 0;
 	uint64_t k;
@@ -97,7 +86,7 @@ void
 vol_delete(volume *v)
 {
 	for (int i = 0; i < 2; i++) {
-		drop_maps(v, i);
+		vol_drop_maps(v, i);
 		htab_fini(&v->dirty[i]);
 		htab_fini(&v->parents[i]);
 		free(v->fr[i]);
@@ -107,281 +96,19 @@ vol_delete(volume *v)
 	free(v);
 }
 
-/* Live volume by name; caller holds pool->lock. */
-static volume *
-find_vol(ce_pool *p, const char *name)
-{
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && strcmp(p->vols[i]->name, name) == 0)
-			return p->vols[i];
-	return NULL;
-}
-
-static void
-add_vol(ce_pool *p, volume *v)
-{
-	if (p->nvols == p->capvols) {
-		p->capvols = p->capvols ? p->capvols * 2 : 16;
-		p->vols = xrealloc(p->vols, p->capvols * sizeof(volume *));
-	}
-	p->vols[p->nvols++] = v;
-}
-
-/* The record fields a management operation changes, as they are now (see volume.snap). */
-static void
-capture_fields(volume *v)
-{
-	snprintf(v->snap.name, sizeof(v->snap.name), "%s", v->name);
-	v->snap.size = v->size;
-	v->snap.compress = v->compress;
-	v->snap.checksum = v->checksum;
-	v->snap.sync = v->sync;
-	v->snap.local_props = v->local_props;
-	v->snap.want_levels = v->want_levels;
-}
-
-void
-vol_capture(volume *v, uint64_t t)
-{
-	v->snap.txg = t;
-	v->snap.destroy_txg = v->destroy_txg;
-	v->snap.rollback_txg = v->rollback_txg;
-	if (v->is_snap && (v->rec_txg == 0 || v->rec_txg > t)) {
-		/* an unchanged snapshot: nothing of it is written this txg (unless its sync changes it) */
-		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
-		return;
-	}
-	if (v->is_snap) {
-		/* the change is t's now: a rename in t + 1 marks t + 1, and t still writes this one */
-		v->snap.rec = 1;
-		v->rec_txg = 0;
-	}
-	capture_fields(v);
-	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
-	v->rcap.receiving = v->receiving;
-	v->rcap.rs = v->rs;
-}
-
-void
-vol_record(const volume *v, ds_phys *ds)
-{
-	memset(ds, 0, sizeof(*ds));
-	ds->ds_guid = v->guid;
-	ds->ds_type = v->is_snap ? DS_TYPE_SNAPSHOT : DS_TYPE_VOLUME;
-	ds->ds_flags = ((uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK) |
-	    (v->is_snap ? 0 : (v->snap.local_props << DS_FLAG_LOCAL_SHIFT) & DS_FLAG_LOCAL_MASK);
-	ds->ds_size = v->snap.size;
-	ds->ds_volblocksize = v->bs;
-	ds->ds_levels = v->tree.levels;
-	ds->ds_compress = (uint8_t)v->snap.compress;
-	ds->ds_checksum = (uint8_t)v->snap.checksum;
-	ds->ds_create_txg = v->create_txg;
-	ds->ds_used = (uint64_t)v->used;
-	ds->ds_logical = (uint64_t)v->logical;
-	ds->ds_ctime = v->ctime;
-	ds->ds_root = v->tree.root;
-	snprintf(ds->ds_name, sizeof(ds->ds_name), "%s", v->snap.name);
-	ds->ds_prev_guid = v->prev ? v->prev->guid : 0;
-	ds->ds_prev_txg = v->prev ? v->prev_txg : 0;
-	ds->ds_head_guid = v->is_snap ? v->head->guid : 0;
-	ds->ds_dl_count = v->dl.n;
-	ds->ds_dl_bytes = v->dl.bytes;
-	ds->ds_dl_levels = v->dl.tree.levels;
-	ds->ds_dl_root = v->dl.tree.root;
-	ds->ds_recv = v->is_snap ? 0 : (uint8_t)v->rcap.receiving;
-	ds->ds_send_guid = v->is_snap ? v->send_guid : 0;
-}
-
-static int
-ds_valid(const ds_phys *dsp)
-{
-	ds_phys ds = *dsp;
-	int snap = ds.ds_type == DS_TYPE_SNAPSHOT;
-	if (memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL)
-		return 0;
-	if (snap) {
-		/* VOL@SNAP, both parts valid names */
-		char *at = strchr(ds.ds_name, '@');
-		if (at == NULL || ds.ds_head_guid == 0)
-			return 0;
-		*at = '\0';
-		if (!name_valid(at + 1))
-			return 0;
-	} else if (ds.ds_head_guid != 0) {
-		return 0;
-	}
-	if (ds.ds_dl_count > (UINT64_MAX >> 12) || (ds.ds_prev_guid == 0) != (ds.ds_prev_txg == 0))
-		return 0;
-	if (ds.ds_recv > 1 || (snap && ds.ds_recv) || (!snap && ds.ds_send_guid != 0))
-		return 0;
-	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
-		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
-		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
-		    !checksum_valid_type(ds.ds_checksum) || ds.ds_size % ds.ds_volblocksize != 0 ||
-		    (ds.ds_flags & ~(DS_FLAG_SYNC_MASK | DS_FLAG_LOCAL_MASK)) != 0 || (ds.ds_flags & DS_FLAG_SYNC_MASK) > CE_SYNC_DISABLED ||
-		    memchr(ds.ds_name, '\0', sizeof(ds.ds_name)) == NULL || !name_valid(ds.ds_name) ||
-		    ds.ds_size == 0 || ds.ds_size / ds.ds_volblocksize > cowtree_capacity(7));
-}
-
-/* A volume as its committed record says. */
-static void
-vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
-{
-	ds_phys ds = *dsp;
-		v->guid = ds.ds_guid;
-		v->size = ds.ds_size;
-		v->bs = ds.ds_volblocksize;
-		v->compress = ds.ds_compress;
-		v->checksum = ds.ds_checksum;
-		v->sync = (int)(ds.ds_flags & DS_FLAG_SYNC_MASK);
-		v->local_props = (ds.ds_flags & DS_FLAG_LOCAL_MASK) >> DS_FLAG_LOCAL_SHIFT;
-		v->create_txg = ds.ds_create_txg;
-		v->ctime = ds.ds_ctime;
-		v->used = (int64_t)ds.ds_used;
-		v->logical = (int64_t)ds.ds_logical;
-		v->tree.root = ds.ds_root;
-		v->tree.levels = ds.ds_levels;
-		v->tree.bsize = v->bs;
-		v->want_levels = MAX(ds.ds_levels, cowtree_levels_for(v->size / v->bs));
-		v->slot = s;
-		snprintf(v->name, sizeof(v->name), "%s", ds.ds_name);
-	v->is_snap = ds.ds_type == DS_TYPE_SNAPSHOT;
-	v->load_prev = ds.ds_prev_guid;
-	v->load_head = ds.ds_head_guid;
-	v->prev_txg = ds.ds_prev_txg;
-	v->rec_txg = 0;
-	v->snap.rec = 0;
-	v->send_guid = ds.ds_send_guid;
-	v->receiving = v->rcap.receiving = ds.ds_recv;
-	memset(&v->rs, 0, sizeof(v->rs));
-	v->rcap.rs = v->rs;
-	/* what a record written later (without a full capture) is made of */
-	capture_fields(v);
-}
-
-/* Dataset record s: 1 a valid volume, 0 a free slot, -EIO damaged. */
-static int
-record_at(ce_pool *p, uint32_t s, ds_phys *ds)
-{
-	mos_ds_get(p, s, ds);
-	if (ds->ds_guid == 0)
-		return 0;
-	if (!ds_valid(ds))
-		return err_set(-EIO, "pool %s: dataset record %u is damaged", p->name, s);
-	return 1;
-}
-
-int
-vol_load_all(ce_pool *p)
-{
-	uint32_t cap = mos_ds_capacity(p);
-	for (uint32_t s = 0; s < cap; s++) {
-		ds_phys ds;
-		int r = record_at(p, s, &ds);
-		if (r <= 0) {
-			if (r < 0)
-				return r;
-			continue;
-		}
-		volume *v = vol_new(p);
-		vol_fill(v, &ds, s);
-		add_vol(p, v);
-		if (dl_load(p, &v->dl, &ds) != 0)
-			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
-	}
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
-}
-
 /* ce_pool_clear: forget a volume's dirty state and pending operations (v->lock held). */
-static void
-forget_pending(volume *v)
+void
+vol_forget_pending(volume *v)
 {
 	for (int i = 0; i < 2; i++) {
-		drop_maps(v, i);
+		vol_drop_maps(v, i);
 		v->charged[i] = 0; /* the allocator was rebuilt: no charges exist */
 		v->dbytes[i] = 0;
 	}
-	v->snap_txg_pending = 0;
-	v->rollback_txg = 0;
+	v->taking = 0;
+	v->rolling_back = 0;
+	v->gone = 0;
 	v->gen++;
-}
-
-/*
- * ce_pool_clear: make every volume what the freshly loaded MOS says,
- * keeping the volume objects (open handles point at them). Dirty state is
- * dropped; volumes the MOS does not have are doomed, new ones are added.
- * Caller: sync thread stopped, no writers inside a txg, free_lock held
- * for writing.
- */
-int
-vol_reload_all(ce_pool *p)
-{
-	uint32_t cap = mos_ds_capacity(p);
-	for (uint32_t s = 0; s < cap; s++) {
-		ds_phys ds;
-		int r = record_at(p, s, &ds);
-		if (r < 0)
-			return r; /* before anything changed */
-	}
-	size_t nold = p->nvols;
-	uint8_t *seen = xcalloc(nold ? nold : 1, 1);
-	for (uint32_t s = 0; s < cap; s++) {
-		ds_phys ds;
-		if (record_at(p, s, &ds) != 1)
-			continue;
-		volume *v = NULL;
-		for (size_t i = 0; i < nold; i++)
-			if (p->vols[i]->guid == ds.ds_guid)
-				v = p->vols[i], seen[i] = 1;
-		if (v == NULL) {
-			v = vol_new(p);
-			add_vol(p, v);
-		}
-		pthread_mutex_lock(&v->lock);
-		forget_pending(v);
-		vol_fill(v, &ds, s);
-		v->destroy_txg = 0;
-		pthread_mutex_unlock(&v->lock);
-		dl_fini(&v->dl);
-		if (dl_load(p, &v->dl, &ds) != 0) {
-			free(seen);
-			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
-		}
-	}
-	for (size_t i = 0; i < nold; i++) {
-		volume *v = p->vols[i];
-		if (seen[i])
-			continue;
-		/* Created in a txg that never committed: gone. */
-		pthread_mutex_lock(&v->lock);
-		forget_pending(v);
-		v->slot = VOL_NO_SLOT;
-		if (v->destroy_txg == 0)
-			v->destroy_txg = p->synced_txg;
-		v->load_prev = v->load_head = 0;
-		pthread_mutex_unlock(&v->lock);
-		dl_fini(&v->dl);
-		dl_init(&v->dl);
-	}
-	free(seen);
-	/* link only the living: the doomed keep no pointers */
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
-}
-
-void
-vol_free_all(ce_pool *p)
-{
-	for (size_t i = 0; i < p->nvols; i++)
-		vol_delete(p->vols[i]);
-	free(p->vols);
-	p->vols = NULL;
-	p->nvols = p->capvols = 0;
 }
 
 /* ---- per-txg dirty state ---- */
@@ -390,8 +117,11 @@ static void
 map_claim(volume *v, uint64_t t)
 {
 	int i = t & 1;
-	if (v->dtxg[i] == 0)
+	ASSERT_HELD(&v->lock); /* invariant 2: the maps of t change under the volume's lock */
+	if (v->dtxg[i] == 0) {
 		v->dtxg[i] = t;
+		pool_dirty(v->pool, v, t); /* its first dirty block of t */
+	}
 	VERIFY3U(v->dtxg[i], ==, t);
 }
 
@@ -836,8 +566,8 @@ ce_vol_write_zeroes(ce_vol *h, uint64_t off, uint64_t len)
 	return ce_vol_trim(h, off, len);
 }
 
-/* The intent log reads what a range holds now (ilog.c). */
-int
+/* The intent log reads what a range holds now (ilog_ops.get_data). */
+static int
 vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -845,7 +575,7 @@ vol_read_current(volume *v, void *buf, uint64_t off, uint64_t len)
 }
 
 /* Replay one log record (p->ilog.replaying is set: nothing is logged again). */
-int
+static int
 vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
@@ -853,6 +583,23 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 		return vol_modify(&h, data, len, off);
 	return vol_trim(&h, off, len);
 }
+
+/* The live dataset a log record names (replay at import: few calls, a scan). */
+static volume *
+vol_find_guid(ce_pool *p, uint64_t guid)
+{
+	for (size_t i = 0; i < p->nvols; i++)
+		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
+			return p->vols[i];
+	return NULL;
+}
+
+/* Registered with the intent log at pool open (pool.c): it reaches volumes only through these. */
+const ilog_ops vol_ilog_ops = {
+	.get_data = vol_read_current,
+	.find = vol_find_guid,
+	.replay = vol_apply_log,
+};
 
 int
 ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
@@ -1009,390 +756,24 @@ ce_vol_map(ce_vol *h, uint64_t off, uint64_t len, ce_extent *ext, size_t max, si
 	return 0;
 }
 
-/* ---- sync ---- */
-
-static int
-all_zero(const uint8_t *b, size_t n)
-{
-	static const uint8_t z[4096];
-	for (size_t o = 0; o < n; o += sizeof(z))
-		if (memcmp(b + o, z, MIN(sizeof(z), n - o)) != 0)
-			return 0;
-	return 1;
-}
-
-static void
-release_txg(ce_pool *p, volume *v, int i)
-{
-	uint64_t charged = v->charged[i], dbytes = v->dbytes[i];
-	v->charged[i] = 0;
-	v->dbytes[i] = 0;
-	drop_maps(v, i);
-	alloc_uncharge(&p->alloc, charged);
-	txg_dirty_add(p, -(int64_t)dbytes, 0);
-}
-
-int
-vol_sync(ce_pool *p, volume *v, uint64_t t)
-{
-	int i = t & 1, err = 0;
-	ct_acct acct = { 0 };
-	if (v->prev != NULL) {
-		/* what the newest snapshot still references goes to the dead list */
-		acct.kill = snap_kill;
-		acct.kill_arg = v;
-		acct.keep_txg = v->prev_txg;
-	}
-
-	VERIFY3U(v->snap.txg, ==, t);
-	pthread_mutex_lock(&v->lock);
-	if (v->snap.doomed) {
-		cowtree ts = v->tree;
-		pthread_mutex_unlock(&v->lock);
-		ct_acct dacct = { 0 };
-		snap_doomed_acct(v, &dacct); /* a clone: what its origin holds stays */
-		acct = dacct;
-		err = cowtree_free_range(p, &ts, t, 0, cowtree_capacity(ts.levels), &acct);
-		if (err != 0)
-			return err;
-		/* a clone's dead list (blocks its origin holds) goes with it: only its object is freed */
-		ct_acct meta = { 0 };
-		err = cowtree_free_range(p, &v->dl.tree, t, 0, cowtree_capacity(v->dl.tree.levels), &meta);
-		if (err != 0)
-			return err;
-		pthread_mutex_lock(&v->lock);
-		v->tree = ts;
-		v->used += acct.used;
-		v->logical += acct.logical;
-		VERIFY3U(v->used, ==, 0);
-		if (v->dtxg[i] == t)
-			release_txg(p, v, i);
-		v->gen++;
-		pthread_mutex_unlock(&v->lock);
-		if (v->slot != VOL_NO_SLOT) {
-			ds_phys ds;
-			memset(&ds, 0, sizeof(ds));
-			mos_ds_put(p, v->slot, &ds);
-		}
-		return 0;
-	}
-	if (v->dtxg[i] != t && v->tree.levels >= v->snap.want_levels) {
-		pthread_mutex_unlock(&v->lock);
-		return 0;
-	}
-	size_t n = 0;
-	uint64_t *keys = v->dtxg[i] == t ? htab_sorted_keys(&v->dirty[i], &n) : xmalloc(8);
-	size_t nfr = v->dtxg[i] == t ? v->nfr[i] : 0;
-	vrange *fr = xmalloc((nfr ? nfr : 1) * sizeof(vrange));
-	if (nfr)
-		memcpy(fr, v->fr[i], nfr * sizeof(vrange));
-	cowtree ts = v->tree;
-	uint8_t want = v->snap.want_levels;
-	int comp = v->snap.compress, ck = v->snap.checksum;
-	uint64_t nblocks = v->snap.size / v->bs;
-	pthread_mutex_unlock(&v->lock);
-
-	ct_leaf *leaves = xmalloc((n ? n : 1) * sizeof(ct_leaf));
-	void **datas = xmalloc((n ? n : 1) * sizeof(void *));
-	size_t nl = 0;
-
-	if (ts.levels < want)
-		err = cowtree_grow(p, &ts, t, want, &acct);
-	for (size_t k = 0; k < nfr && err == 0; k++)
-		err = cowtree_free_range(p, &ts, t, fr[k].start,
-		    MIN(fr[k].end, cowtree_capacity(ts.levels)), &acct);
-	for (size_t k = 0; k < n && err == 0; k++) {
-		void *d = htab_get(&v->dirty[i], keys[k]);
-		VERIFY(d != NULL);
-		if (keys[k] >= nblocks)
-			continue; /* shrunk away in this txg */
-		leaves[nl].blkid = keys[k];
-		datas[nl] = d;
-		if (d == VOL_HOLE || (comp != CE_COMP_OFF && all_zero(d, v->bs))) {
-			memset(&leaves[nl].bp, 0, sizeof(bp_phys));
-			leaves[nl].bp.bp_birth = t;
-			datas[nl] = VOL_HOLE;
-		} else {
-			err = blk_write(p, d, v->bs, comp, ck, BP_DATA, 0, t, NULL, BLK_BORROW, &leaves[nl].bp);
-		}
-		nl++;
-	}
-	if (err == 0)
-		err = cowtree_apply(p, &ts, t, leaves, nl, &acct);
-	if (err == 0)
-		err = wq_flush(p);
-	if (err == 0) {
-		pthread_mutex_lock(&v->lock);
-		v->tree = ts;
-		v->used += acct.used;
-		v->logical += acct.logical;
-		v->written += acct.written;
-		if (v->dtxg[i] == t) {
-			/* Hand the written buffers to the cache instead of freeing them. */
-			for (size_t k = 0; k < nl; k++) {
-				if (datas[k] != VOL_HOLE) {
-					cache_put_owned(&p->cache, &leaves[k].bp, datas[k]);
-					htab_put(&v->dirty[i], leaves[k].blkid, VOL_HOLE);
-				}
-			}
-			release_txg(p, v, i);
-		}
-		v->gen++;
-		pthread_mutex_unlock(&v->lock);
-	}
-	free(keys);
-	free(fr);
-	free(leaves);
-	free(datas);
-	return err;
-}
-
-/* ---- management ---- */
-
-/* Begin a management operation: returns with config_lock and pool->lock held. */
-static int
-mgmt_begin(ce_pool *p)
-{
-	err_clear();
-	if (p->readonly)
-		return err_set(-EROFS, "pool %s is imported read-only", p->name);
-	pthread_mutex_lock(&p->config_lock);
-	pthread_mutex_lock(&p->lock);
-	if (p->suspended) {
-		int err = p->suspended;
-		pthread_mutex_unlock(&p->lock);
-		pthread_mutex_unlock(&p->config_lock);
-		return err_set(err, "pool %s is suspended after an IO error", p->name);
-	}
-	return 0;
-}
-
-/* Mark the open txg dirty, drop the locks and wait for it to commit. */
-static int
-mgmt_commit(ce_pool *p)
-{
-	uint64_t t = p->open_txg;
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
-	pthread_mutex_unlock(&p->lock);
-	pthread_mutex_unlock(&p->config_lock);
-	return txg_wait_synced(p, t);
-}
-
-static void
-mgmt_abort(ce_pool *p)
-{
-	pthread_mutex_unlock(&p->lock);
-	pthread_mutex_unlock(&p->config_lock);
-}
-
-int vol_mgmt_begin(ce_pool *p) { return mgmt_begin(p); }
-int vol_mgmt_commit(ce_pool *p) { return mgmt_commit(p); }
-void vol_mgmt_abort(ce_pool *p) { mgmt_abort(p); }
-volume *vol_find(ce_pool *p, const char *name) { return find_vol(p, name); }
-volume *vol_alloc(ce_pool *p) { return vol_new(p); }
-void vol_add(ce_pool *p, volume *v) { add_vol(p, v); }
-int vol_name_valid(const char *name) { return name_valid(name); }
-
-/* A live volume (not a snapshot) for a management operation, or NULL with the error set. */
-static volume *
-find_head(ce_pool *p, const char *name, int *err)
-{
-	volume *v = name != NULL ? find_vol(p, name) : NULL;
-	if (v == NULL)
-		*err = err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
-	else if (v->is_snap)
-		*err = err_set(-EINVAL, "%s/%s is a snapshot (snapshots are read-only; see the snapshot "
-		    "operations)", p->name, name);
-	else
-		*err = 0;
-	return *err ? NULL : v;
-}
-
-/*
- * Begin a management operation on live volume `name`: it, with the
- * management locks held; or NULL with *err set and no lock held.
- */
-static volume *
-mgmt_begin_head(ce_pool *p, const char *name, int *err)
-{
-	if ((*err = mgmt_begin(p)) != 0)
-		return NULL;
-	volume *v = find_head(p, name, err);
-	if (v == NULL)
-		mgmt_abort(p);
-	return v;
-}
-
-/* Snapshots of h, counting those whose destroy has not committed yet. */
-static unsigned
-count_snaps(ce_pool *p, const volume *h)
-{
-	unsigned n = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
-		if (s->is_snap && s->head == h && (s->destroy_txg == 0 || s->destroy_txg > p->synced_txg))
-			n++;
-	}
-	return n;
-}
-
-int
-ce_vol_create(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props)
-{
-	return vol_create_ex(p, name, size, props, NULL);
-}
-
-/* ce_vol_create; with rs, the new volume is a partial receive from its first txg on. */
-int
-vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
-    const recv_slot_phys *rs)
-{
-	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
-	int err;
-	if (props != NULL)
-		pr = *props;
-	uint32_t bs = pr.volblocksize ? pr.volblocksize : CE_VOLBLOCKSIZE_DEFAULT;
-	int comp = pr.compress < 0 ? CE_COMPRESS_LZ4 : pr.compress;
-	int ck = pr.checksum ? pr.checksum : CE_CHECKSUM_XXH128;
-	err_clear();
-	if (name == NULL || !name_valid(name))
-		return err_set(-EINVAL, "bad volume name '%s' (1-%u characters: letters, digits, "
-		    "'_', '-', '.', ':'; starting with a letter or digit)", name ? name : "", CE_NAME_MAX);
-	if (!IS_P2(bs) || bs < CE_VOLBLOCKSIZE_MIN || bs > CE_VOLBLOCKSIZE_MAX)
-		return err_set(-EINVAL, "bad volblocksize %u (a power of two from 4K to 128K)", bs);
-	if (comp < 0 || comp > CE_COMP_MAX)
-		return err_set(-EINVAL, "bad compression %d", comp);
-	if (!checksum_valid_type(ck))
-		return err_set(-EINVAL, "bad checksum %d", ck);
-	if (pr.sync < CE_SYNC_STANDARD || pr.sync > CE_SYNC_DISABLED)
-		return err_set(-EINVAL, "bad sync %d", pr.sync);
-	if (size == 0 || size % bs != 0)
-		return err_set(-EINVAL, "bad volume size %" PRIu64 " (a non-zero multiple of the "
-		    "block size %u)", size, bs);
-	if (size / bs > cowtree_capacity(7))
-		return err_set(-EFBIG, "volume size %" PRIu64 " is too large", size);
-	if ((err = mgmt_begin(p)) != 0)
-		return err;
-	if (find_vol(p, name) != NULL) {
-		mgmt_abort(p);
-		return err_setc(CE_E_VOLUME_EXISTS, -EEXIST, "volume %s/%s already exists", p->name, name);
-	}
-	volume *v = vol_new(p);
-	snprintf(v->name, sizeof(v->name), "%s", name);
-	v->guid = util_random64();
-	v->size = size;
-	v->bs = bs;
-	v->compress = comp;
-	/* what the caller chose, rather than took as the default, is "local" */
-	v->local_props = (pr.compress >= 0 ? CE_PROP_COMPRESSION : 0) | (pr.checksum ? CE_PROP_CHECKSUM : 0) |
-	    (pr.sync != CE_SYNC_STANDARD ? CE_PROP_SYNC : 0);
-	v->checksum = ck;
-	v->sync = pr.sync;
-	v->create_txg = p->open_txg;
-	v->ctime = (uint64_t)time(NULL);
-	v->tree.bsize = bs;
-	v->tree.levels = 1;
-	v->want_levels = cowtree_levels_for(size / bs);
-	if (rs != NULL) {
-		v->receiving = 1;
-		v->rs = *rs;
-	}
-	add_vol(p, v);
-	return mgmt_commit(p);
-}
-
-int
-ce_vol_destroy_ex(ce_pool *p, const char *name, unsigned flags)
-{
-	int err;
-	volume *v = mgmt_begin_head(p, name, &err);
-	if (v == NULL)
-		return err;
-	unsigned ns = count_snaps(p, v);
-	if (ns > 0 && !(flags & (CE_DESTROY_SNAPSHOTS | CE_DESTROY_CLONES))) {
-		mgmt_abort(p);
-		return err_setc(CE_E_HAS_SNAPSHOTS, -EBUSY, "volume %s/%s has %u snapshot%s: destroy them first, or destroy "
-		    "with -r", p->name, name, ns, ns == 1 ? "" : "s");
-	}
-	if ((err = snap_doom_volume(p, v, flags)) != 0) {
-		mgmt_abort(p);
-		return err;
-	}
-	return mgmt_commit(p);
-}
-
-int
-ce_vol_destroy(ce_pool *p, const char *name)
-{
-	return ce_vol_destroy_ex(p, name, 0);
-}
-
-int
-ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
-{
-	if (newname == NULL || !name_valid(newname))
-		return err_set(-EINVAL, "bad volume name '%s'", newname ? newname : "");
-	int err = mgmt_begin(p);
-	if (err != 0)
-		return err;
-	volume *v = find_head(p, oldname, &err);
-	if (v == NULL) {
-		mgmt_abort(p);
-		return err;
-	}
-	if (v->receiving) {
-		mgmt_abort(p);
-		return err_set(-EBUSY, "volume %s/%s is a partial receive: finish or abandon it first",
-		    p->name, oldname);
-	}
-	if (find_vol(p, newname) != NULL) {
-		mgmt_abort(p);
-		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
-	}
-	/* Its snapshots are renamed with it: VOL@SNAP -> NEW@SNAP. */
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
-		if (s->is_snap && s->head == v && s->destroy_txg == 0 &&
-		    strlen(newname) + strlen(strchr(s->name, '@')) > CE_NAME_MAX) {
-			mgmt_abort(p);
-			return err_set(-EINVAL, "renaming %s/%s to %s would make snapshot name %s%s too long",
-			    p->name, oldname, newname, newname, strchr(s->name, '@'));
-		}
-	}
-	/* Under pool->lock only: the lock order forbids v->lock here. */
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
-		if (s->is_snap && s->head == v && s->destroy_txg == 0) {
-			char nn[CE_NAME_MAX + 1];
-			snprintf(nn, sizeof(nn), "%s%s", newname, strchr(s->name, '@'));
-			snprintf(s->name, sizeof(s->name), "%s", nn);
-			s->rec_txg = p->open_txg;
-		}
-	}
-	snprintf(v->name, sizeof(v->name), "%s", newname);
-	return mgmt_commit(p);
-}
-
 int
 ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 {
 	int err;
-	volume *v = mgmt_begin_head(p, name, &err);
+	volume *v = vol_mgmt_begin_head(p, name, &err);
 	if (v == NULL)
 		return err;
 	if (v->receiving && !(flags & VOL_RESIZE_RECV)) {
-		mgmt_abort(p);
+		vol_mgmt_abort(p);
 		return err_set(-EBUSY, "volume %s/%s is a partial receive", p->name, name);
 	}
 	if (size == 0 || size % v->bs != 0 || size / v->bs > cowtree_capacity(7)) {
-		mgmt_abort(p);
+		vol_mgmt_abort(p);
 		return err_set(-EINVAL, "bad volume size %" PRIu64 " (a non-zero multiple of the "
 		    "block size %u)", size, v->bs);
 	}
 	if (size < v->size && !(flags & CE_RESIZE_SHRINK)) {
-		mgmt_abort(p);
+		vol_mgmt_abort(p);
 		return err_set(-EINVAL, "shrinking %s/%s would discard data past the new size (cask vol resize --shrink; CE_RESIZE_SHRINK)",
 		    p->name, name);
 	}
@@ -1401,6 +782,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	pthread_mutex_lock(&v->lock);
 	pthread_mutex_lock(&p->lock);
 	uint64_t t = p->open_txg;
+	vol_mgmt_dirty(p, v);
 	uint64_t old = v->size / v->bs, nb = size / v->bs;
 	int64_t dd = 0;
 	if (nb < old) {
@@ -1429,187 +811,9 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	v->want_levels = MAX(v->want_levels, cowtree_levels_for(nb));
 	v->gen++;
 	pthread_mutex_unlock(&v->lock);
-	err = mgmt_commit(p);
+	err = vol_mgmt_commit(p);
 	txg_dirty_add(p, dd, 1);
 	return err;
-}
-
-/* Set (or with value NULL, reset to the default) one property of v (management lock held). */
-static void
-prop_apply(volume *v, unsigned which, int val, int local)
-{
-	if (!local)
-		val = prop_default(which);
-	if (which == CE_PROP_COMPRESSION)
-		v->compress = val;
-	else if (which == CE_PROP_CHECKSUM)
-		v->checksum = val;
-	else
-		v->sync = val;
-	if (local)
-		v->local_props |= which;
-	else
-		v->local_props &= ~which;
-}
-
-int
-ce_vol_set(ce_pool *p, const char *name, const char *prop, const char *value)
-{
-	return ce_vol_set_many(p, name, &prop, &value, 1);
-}
-
-int
-ce_vol_set_many(ce_pool *p, const char *name, const char *const *props, const char *const *values,
-    size_t n)
-{
-	err_clear();
-	unsigned which[8];
-	int vals[8], err;
-	if (n == 0 || n > 8)
-		return err_set(-EINVAL, "set: 1 to 8 properties at once");
-	/* every value checked before anything changes: all or none */
-	for (size_t i = 0; i < n; i++) {
-		if ((which[i] = prop_of(props[i])) == 0)
-			return -EINVAL;
-		if ((err = prop_parse(which[i], values[i], &vals[i])) != 0)
-			return err;
-		for (size_t k = 0; k < i; k++)
-			if (which[k] == which[i])
-				return err_set(-EINVAL, "set: property '%s' given twice", props[i]);
-	}
-	volume *v = mgmt_begin_head(p, name, &err);
-	if (v == NULL)
-		return err;
-	for (size_t i = 0; i < n; i++)
-		prop_apply(v, which[i], vals[i], 1);
-	return mgmt_commit(p);
-}
-
-int
-ce_vol_inherit(ce_pool *p, const char *name, const char *prop)
-{
-	err_clear();
-	unsigned which = prop_of(prop);
-	if (which == 0)
-		return -EINVAL;
-	int err;
-	volume *v = mgmt_begin_head(p, name, &err);
-	if (v == NULL)
-		return err;
-	prop_apply(v, which, 0, 0);
-	return mgmt_commit(p);
-}
-
-static void
-fill_info(volume *v, ce_vol_info *out)
-{
-	memset(out, 0, sizeof(*out));
-	pthread_mutex_lock(&v->lock);
-	pthread_mutex_lock(&v->pool->lock);
-	snprintf(out->name, sizeof(out->name), "%s", v->name);
-	out->guid = v->guid;
-	out->size = v->size;
-	out->volblocksize = v->bs;
-	out->compress = v->compress;
-	out->checksum = v->checksum;
-	out->sync = v->sync;
-	out->local_props = v->local_props;
-	out->referenced = (uint64_t)v->used;
-	out->used = (uint64_t)v->used; /* a snapshot: see ce_snap_info.used */
-	out->logical = (uint64_t)v->logical;
-	out->create_txg = v->create_txg;
-	out->ctime = v->ctime;
-	out->written = v->is_snap ? 0 : v->written;
-	recv_token_of(v, out->receive_resume_token, sizeof(out->receive_resume_token));
-	ce_pool *p = v->pool;
-	uint64_t otxg = 0, snap_logical = 0;
-	if (!v->is_snap) {
-		/*
-		 * The volume's snapshots are its prev chain up to the first
-		 * dataset of another head: a clone's origin (one walk; the
-		 * per-list totals make a non-clone's sum O(1) per snapshot).
-		 */
-		volume *o = v->prev;
-		while (o != NULL && o->is_snap && o->head == v)
-			o = o->prev;
-		if (o != NULL) {
-			snprintf(out->origin, sizeof(out->origin), "%s", o->name);
-			otxg = o->create_txg; /* a clone's dead lists also hold blocks of its origin */
-		}
-		for (volume *s = v; s != o; s = s->prev) {
-			if (s != v && s->destroy_txg != 0)
-				continue;
-			if (otxg == 0) {
-				out->usedbysnapshots += s->dl.bytes;
-				snap_logical += s->dl.lbytes;
-			} else {
-				dl_sum_after(&s->dl, otxg, &out->usedbysnapshots, &snap_logical);
-			}
-			out->nsnapshots += s != v;
-		}
-	}
-	pthread_mutex_unlock(&v->pool->lock);
-	pthread_mutex_unlock(&v->lock);
-	if (!v->is_snap) {
-		/*
-		 * What destroying the volume (after its snapshots) frees: its
-		 * whole tree, but for a clone only what is newer than the origin.
-		 */
-		uint64_t lds = out->logical;
-		out->usedbydataset = out->referenced;
-		if (otxg > 0 && snap_bytes_after(p, v, otxg, &out->usedbydataset, &lds) != 0) {
-			out->usedbydataset = out->referenced; /* unreadable tree: an upper bound */
-			lds = out->logical;
-		}
-		out->used = out->usedbydataset + out->usedbysnapshots;
-		out->logicalused = lds + snap_logical;
-	}
-}
-
-int
-ce_vol_info_get(ce_pool *p, const char *name, ce_vol_info *out)
-{
-	err_clear();
-	pthread_mutex_lock(&p->config_lock);
-	pthread_mutex_lock(&p->lock);
-	volume *v = find_vol(p, name);
-	pthread_mutex_unlock(&p->lock);
-	if (v == NULL) {
-		pthread_mutex_unlock(&p->config_lock);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
-	}
-	fill_info(v, out);
-	pthread_mutex_unlock(&p->config_lock);
-	return 0;
-}
-
-static int
-info_cmp(const void *a, const void *b)
-{
-	return strcmp(((const ce_vol_info *)a)->name, ((const ce_vol_info *)b)->name);
-}
-
-int
-ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count)
-{
-	err_clear();
-	pthread_mutex_lock(&p->config_lock);
-	pthread_mutex_lock(&p->lock);
-	volume **live = xmalloc((p->nvols ? p->nvols : 1) * sizeof(volume *));
-	size_t n = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
-			live[n++] = p->vols[i];
-	pthread_mutex_unlock(&p->lock);
-	ce_vol_info *info = xcalloc(n ? n : 1, sizeof(ce_vol_info));
-	for (size_t i = 0; i < n; i++)
-		fill_info(live[i], &info[i]);
-	pthread_mutex_unlock(&p->config_lock);
-	free(live);
-	qsort(info, n, sizeof(ce_vol_info), info_cmp);
-	*out = info;
-	*count = n;
-	return 0;
 }
 
 int
@@ -1625,10 +829,10 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 	err_clear();
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
-	volume *v = find_vol(p, name);
-	if (v != NULL && v->snap_txg_pending != 0)
+	volume *v = vol_find(p, name);
+	if (v != NULL && v->taking)
 		v = NULL; /* a snapshot being taken exists once its txg commits */
-	if (v != NULL && v->rollback_txg != 0) {
+	if (v != NULL && v->rolling_back) {
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(-EBUSY, "volume %s/%s is being rolled back", p->name, name);

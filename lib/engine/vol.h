@@ -47,26 +47,28 @@ struct volume {
 	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
 
 	/*
-	 * The fields a management operation changes, as of the txg being
-	 * synced: captured at its quiesce point (txg_capture, under
-	 * pool->lock, which management operations hold while they change
-	 * them), so an operation made in the open txg cannot leak into the
-	 * record of the txg that is syncing.
+	 * The record image: the fields a management operation changes, as
+	 * of the txg being synced. A management operation in open txg o
+	 * saves them here before its first change to the dataset in o
+	 * (vol_mgmt_dirty, under pool->lock), unless the sync of o - 1
+	 * already settled them; the sync of t settles them from the live
+	 * fields unless an operation of t + 1 saved them first (vol_settle).
+	 * So an operation made in the open txg cannot leak into the record
+	 * of the txg that is syncing.
 	 */
 	struct {
-		uint64_t txg;          /* the txg this snapshot is for */
 		char name[CE_NAME_MAX + 1];
 		uint64_t size;
 		int compress, checksum, sync;
 		unsigned local_props;
 		uint8_t want_levels;
-		int doomed;            /* destroyed in or before that txg */
-		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
-		                          made later, in the open txg, writes it meanwhile) */
-		uint64_t rollback_txg; /* rollback_txg then, likewise */
-		int rec;               /* snapshot: that txg writes its record (a change handed to
-		                          it at quiesce, or one its sync made) */
 	} snap;
+	uint64_t mgmt_txg;     /* open txg of its last management change (pool->lock) */
+	uint64_t snap_txg;     /* the txg `snap` was settled for (pool->lock) */
+	uint64_t dirty_in[4];  /* dirty_in[t & 3] == t: on txg t's dirty list (pool_sync.c, ps.lock) */
+	size_t vidx;           /* its index in pool->vols */
+	volume *name_next;     /* pool->vol_names chain */
+	int freeing;           /* destroyed and committed, waiting for its last reference */
 
 	/*
 	 * Snapshots (snap.c), changed only by the sync thread and by
@@ -74,16 +76,17 @@ struct volume {
 	 */
 	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
 	volume *head;          /* snapshot: the volume it is of */
-	volume *prev;          /* next older snapshot (a volume: its newest) */
+	volume *prev;          /* next older snapshot (a volume: its newest); set by snap_set_prev */
+	volume *child, *sib;   /* the datasets whose prev is this one: successor and clones */
 	uint64_t prev_txg;     /* prev's txg: blocks born at or before it are shared */
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
-	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
-	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
-	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
-	uint64_t rec_txg;          /* snapshot: a management operation of that (open) txg changed
-	                              its record; the txg's quiesce takes it over (0: none since) */
+	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: since it
+	                          was taken; WRITTEN_UNKNOWN until an attach or destroy sets it) */
+	int taking;            /* snapshot: created, its attach task has not run yet */
+	int rolling_back;      /* volume: its rollback task has not run yet */
+	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */
@@ -97,8 +100,9 @@ struct volume {
 	uint64_t send_guid;    /* snapshot: send identity if received (0: its guid) */
 	/*
 	 * A partial receive (send.c): the volume cannot be opened but by its
-	 * receiver. Changed under pool->lock; captured at quiesce with the
-	 * record, so the resume offset commits with the data it covers.
+	 * receiver. Changed under pool->lock after vol_mgmt_dirty; rcap is
+	 * its image like `snap`, so the resume offset commits with the data
+	 * it covers.
 	 */
 	int receiving;
 	recv_slot_phys rs;     /* rs_vol_guid unused in memory */
@@ -106,7 +110,6 @@ struct volume {
 		int receiving;
 		recv_slot_phys rs;
 	} rcap;
-	uint64_t gone_txg;     /* snapshot: its dead lists were settled in that txg's sync */
 };
 
 struct ce_vol {
@@ -114,43 +117,53 @@ struct ce_vol {
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 
-/* vol.c, for snap.c and send.c */
-#define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
-int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
-    const recv_slot_phys *rs);
-int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
-int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
-int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
-int vol_mgmt_begin(ce_pool *p);
-int vol_mgmt_commit(ce_pool *p);
-void vol_mgmt_abort(ce_pool *p);
+/*
+ * The three files of the volume layer share struct volume and these:
+ * dataset.c (the directory, record images, loading, the management
+ * transaction), vol.c (the data path, handles, resize, the log's
+ * callbacks) and vol_sync.c (a dataset's part of a txg).
+ */
+
+/* vol_sync.c, for pool_sync.c and snap.c */
+int vol_sync(ce_pool *p, volume *v, uint64_t txg);
+int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
+int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
+
+/* dataset.c: the directory and record images (pool_sync.c, pool.c, snap.c, send.c, hold.c) */
+void vol_settle(volume *v, uint64_t txg);
+int vol_destroyed_by(const volume *v, uint64_t txg);
+void vol_unlink(ce_pool *p, volume *v);
+int vol_load_all(ce_pool *p);
+int vol_reload_all(ce_pool *p);
+void vol_free_all(ce_pool *p);
+void vol_record(const volume *v, ds_phys *ds);
 volume *vol_find(ce_pool *p, const char *name);
 volume *vol_alloc(ce_pool *p);
 void vol_add(ce_pool *p, volume *v);
+void vol_mgmt_dirty(ce_pool *p, volume *v);
+void vol_set_name(ce_pool *p, volume *v, const char *name);
 int vol_name_valid(const char *name);
+/* the management transaction: returns with config_lock and pool->lock held */
+int vol_mgmt_begin(ce_pool *p);
+int vol_mgmt_commit(ce_pool *p);
+void vol_mgmt_abort(ce_pool *p);
+/* a live volume (not a snapshot) for a management operation, locks held; NULL: *err */
+volume *vol_mgmt_begin_head(ce_pool *p, const char *name, int *err);
+int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
+    const recv_slot_phys *rs);
 
-/* snap.c */
-void dl_init(deadlist *dl);
-void dl_fini(deadlist *dl);
-int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
-int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
-void snap_kill(void *arg, const bp_phys *bp);
-volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
-int snap_written(ce_pool *p, volume *v, uint64_t *out);
-int snap_link_all(ce_pool *p);
-void snap_attach(ce_pool *p, volume *s, uint64_t t);
-int snap_destroy_sync(ce_pool *p, volume *s, uint64_t t);
-int snap_rollback_sync(ce_pool *p, volume *h, uint64_t t);
-unsigned snap_clones(ce_pool *p, const volume *s);
-int snap_destroy_chain_sync(ce_pool *p, volume *h, uint64_t t);
-int snap_doom_volume(ce_pool *p, volume *h, unsigned flags);
-int snap_named_before(const char *const *names, size_t i);
-volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
-/* send.c */
-void recv_token_of(const volume *v, char *buf, size_t len);
-int snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout);
-void dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes);
-void snap_doomed_acct(volume *v, ct_acct *acct);
+/* vol.c */
+#define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
+int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
+int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
+int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
+void vol_delete(volume *v);
+extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
+/* for dataset.c: a dataset's in-memory object; ce_pool_clear forgets its pending state */
+volume *vol_new(ce_pool *p);
+void vol_forget_pending(volume *v);
+/* for vol_sync.c: drop slot i's dirty maps (the data is in the tree, or is forgotten) */
+void vol_drop_maps(volume *v, int i);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)

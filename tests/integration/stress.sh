@@ -9,7 +9,8 @@
 #
 # It caught: a management operation made in the open txg (resize, rename,
 # set) leaked into the dataset record written by the txg that was syncing
-# at the same time (txg_capture now snapshots those fields at quiesce).
+# at the same time (each dataset now keeps a record image for the syncing
+# txg: vol_mgmt_dirty, dataset.c).
 #
 # It caught: a hold made in the open txg while the previous txg synced was
 # written by that txg (hold_sync read the live holds), so a kill could keep
@@ -17,8 +18,8 @@
 # flight shows on one volume, but not everything before it on the other",
 # or "no prefix of its ops ... matches what volume v0 holds" when those
 # writes were to the held snapshot's own volume; seed 2443684589037203758,
-# about one minute-long run in four). The holds are now captured at
-# quiesce (hold_capture; test_hold_lost_txg).
+# about one minute-long run in four). Hold and release are now a sync
+# task: txg t writes the holds as of t (hold.c; test_hold_lost_txg).
 set -euo pipefail
 : "${CASK_BUILD:?}" "${CASK_ASAN_BUILD:?}"
 dir=$(mktemp -d "${TMPDIR:-/tmp}/cask-stress-XXXXXX")

@@ -4,8 +4,9 @@
  * other range still reads back, the checksum error counter counts, and
  * `cask-debug check` exits 1 naming the damaged block.
  */
-#include "t.h"
+#include "blkio.h"
 #include "pool_impl.h"
+#include "t.h"
 #include "vol.h"
 
 #define VOLSIZE (8ull << 20)

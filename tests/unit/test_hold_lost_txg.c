@@ -3,8 +3,9 @@
  * 17590405971642533855, round 16): a hold that had returned was gone
  * after a kill.
  *
- * A hold or release marks the holds object for rewriting in the open txg
- * (sh_changed_txg). When a second change came in the next txg while the
+ * A hold or release marked the holds object for rewriting in the open txg
+ * (a txg number, sh_changed_txg; hold and release are a sync task since,
+ * hold.c). When a second change came in the next txg while the
  * first one's txg was already syncing but had not reached hold_sync, the
  * mark moved to the later txg, the syncing one skipped the holds, and it
  * committed without the first hold -- whose caller was then told it was

@@ -12,8 +12,9 @@
  *      before it) it set the mark back to t and cleared it, so the rename
  *      of t + 1 was never written at all: after export and import the
  *      snapshot had its old name.
- * Now the quiesce of t hands the change over to t (snap.rec) and the sync
- * thread marks only that, so a later change keeps its own mark.
+ * Now a change puts the snapshot on its own txg's dirty list and keeps
+ * the record image of the txg before (vol_mgmt_dirty, dataset.c), so t
+ * writes t's name and t + 1 its own, whichever sync changes the record.
  *
  * The sync of t is stopped in its first write (a backend wrapper, as in
  * test_hold_lost_txg), the change of t + 1 is made meanwhile, then t goes
