@@ -1,5 +1,6 @@
 /*
- * caskd -- the cask daemon: owns pools, serves their volumes over NBD.
+ * caskd -- the cask daemon: owns pools, serves their volumes over NBD
+ * (and iSCSI with --iscsi).
  * Frontends come from a table (frontends[]); they run on conn.c's event
  * loops over the volume IO layer (vio.h).
  *
@@ -28,6 +29,7 @@
 #include "conn.h"
 #include "ctl.h"
 #include "log.h"
+#include "iscsi.h"
 #include "nbd.h"
 #include "registry.h"
 #include "util.h"
@@ -55,6 +57,15 @@ usage(FILE *f)
 	    "  --nbd unix:PATH[,mode=OCTAL][,group=GROUP]\n"
 	    "                          a unix socket: mode (default 0600, 0660 with a group)\n"
 	    "                          and group (name or gid) set on the socket file\n"
+ "  --iscsi ADDR[:PORT]     serve iSCSI here (default port 3260); repeatable; [::1] for\n"
+	    "                          IPv6. Off unless given. Targets PREFIX:POOL.VOL (snapshots\n"
+	    "                          PREFIX:POOL.VOL.SNAP, read-only), LUN 0; docs/iscsi.md\n"
+	    "  --iqn-prefix IQN        the target name prefix (default iqn.2026-12.io.cask)\n"
+	    "  --iscsi-auth none|chap|mutual\n"
+	    "                          CHAP policy for targets that set none in STATE/iscsi.json\n"
+	    "                          (secrets live only there, mode 0600; default none)\n"
+	    "  --iscsi-header-digest allow|require|off, --iscsi-data-digest allow|require|off\n"
+	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
@@ -128,6 +139,7 @@ static const struct frontend {
 	const char *default_addr;
 } frontends[] = {
 	{ "nbd", nbd_listen, "127.0.0.1:10809" },
+	{ "iscsi", iscsi_listen, NULL }, /* off unless --iscsi is given */
 };
 #define NFRONT ARRAY_SIZE(frontends)
 #define MAX_ADDRS 16
@@ -225,7 +237,9 @@ main(int argc, char **argv)
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
-		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "iscsi", 1, NULL, 'i' },
+		{ "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 }, { "iscsi-header-digest", 1, NULL, 1003 },
+		{ "iscsi-data-digest", 1, NULL, 1004 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -243,6 +257,25 @@ main(int argc, char **argv)
 			}
 			addrs[0][naddrs[0]++] = optarg;
 			break;
+		case 'i':
+			if (naddrs[1] == MAX_ADDRS) {
+				fprintf(stderr, "caskd: at most %d --iscsi addresses\n", MAX_ADDRS);
+				return 2;
+			}
+			addrs[1][naddrs[1]++] = optarg;
+			break;
+		case 1001:
+		case 1002:
+		case 1003:
+		case 1004: {
+			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest" };
+			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
+				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
+				    keys[ch - 1001]);
+				return 2;
+			}
+			break;
+		}
 		case 'M':
 			if (parse_count(optarg, "max-connections", 1, 1000000, &ccfg.max_connections) != 0)
 				return 2;
@@ -302,8 +335,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	for (size_t f = 0; f < NFRONT; f++)
-		if (naddrs[f] == 0)
+		if (naddrs[f] == 0 && frontends[f].default_addr != NULL)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
+	iscsi_configure("state", state);
 	raise_fd_limit();
 
 	/* Signals are handled by the main thread alone, with sigwait. */
