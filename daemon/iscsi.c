@@ -360,6 +360,8 @@ typedef struct itask {
 	struct itask *next, *prev;
 	uint32_t itt, cmdsn;
 	uint8_t lun[8];
+	int rbit;               /* the initiator set R: Data-In may be sent */
+	int data_err;           /* a Data-Out had a wrong DataSN: answered 0B/4B/00 once its data is in */
 	int immediate;
 	int running;            /* handed to the SCSI core */
 	int aborted;            /* by a TMF: no response */
@@ -1278,6 +1280,14 @@ task_send_status(iconn *ic, itask *t)
 	int good = sc->status == SCSI_GOOD && sc->sense_len == 0;
 	uint32_t datasn = 0;
 	uint8_t resid_flags = (uint8_t)((sc->resid_over ? 0x04 : 0) | (sc->resid_under ? 0x02 : 0));
+	if (din > 0 && !t->rbit) {
+		/* Data-In for a command the initiator did not flag as a read: not sent */
+		sc->resid_over = 0;
+		sc->resid_under = 1;
+		sc->resid = t->edtl;
+		resid_flags = 0x02;
+		din = 0;
+	}
 	if (din > 0 && sc->din != NULL && sc->status == SCSI_GOOD) {
 		uint32_t seg = MIN(ic->peer_mrdsl, (uint32_t)(256u << 10));
 		for (uint32_t off = 0; off < din; off += seg) {
@@ -1421,6 +1431,11 @@ task_advance(iconn *ic, itask *t)
 		task_finish(ic, t);
 		return;
 	}
+	if (t->data_err) {
+		scsi_set_sense(&t->sc, 0x0b, 0x4b, 0x00); /* ABORTED COMMAND, DATA PHASE ERROR */
+		task_finish(ic, t);
+		return;
+	}
 	if (t->prep_failed) {
 		task_finish(ic, t);
 		return;
@@ -1491,6 +1506,7 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	sc->edtl = t->edtl;
 	int r = (b[1] & 0x40) != 0, w = (b[1] & 0x20) != 0;
 	sc->dir = w ? SCSI_DIR_OUT : r ? SCSI_DIR_IN : SCSI_DIR_NONE;
+	t->rbit = r;
 	sc->done = task_core_done;
 	sc->udata = t;
 	t->next = ic->tasks;
@@ -1556,9 +1572,11 @@ data_out_begin(iconn *ic, const uint8_t *b)
 		drop(ic, "Data-Out with a TTT that names no open burst");
 		return;
 	}
-	if (datasn != t->datasn) {
-		drop(ic, "Data-Out with a wrong DataSN");
-		return;
+	if (datasn != t->datasn && !t->data_err) {
+		/* the framing is sound: read the burst, drop its data, fail the command (not the session) */
+		log_info("iscsi %s: Data-Out with DataSN %u, %u expected; the command fails", conn_peer(ic->c), datasn,
+		    t->datasn);
+		t->data_err = 1;
 	}
 	if (off != t->next_off) {
 		drop(ic, "Data-Out at an unexpected offset");
@@ -1572,7 +1590,7 @@ data_out_begin(iconn *ic, const uint8_t *b)
 	t->datasn++;
 	t->next_off = (uint32_t)end;
 	ic->rx_task = t;
-	if (off < t->need) {
+	if (off < t->need && !t->data_err) {
 		ic->dst = t->buf + off;
 		ic->dst_len = MIN(dlen, t->need - off);
 	}
@@ -1659,7 +1677,8 @@ tmf_pdu(iconn *ic, const uint8_t *b)
 		uint32_t rtt = g32(b + 20), refsn = g32(b + 32);
 		itask *t = task_find(ic, rtt);
 		if (t == NULL) {
-			m->response = (sn_lt(refsn, ic->exp_cmd_sn) || refsn == ic->exp_cmd_sn) ? 0 : 1;
+			/* not received yet (RefCmdSN in the window): complete; already answered: no such task */
+			m->response = !sn_lt(refsn, ic->exp_cmd_sn) && !sn_lt(max_cmd_sn(ic), refsn) ? 0 : 1;
 			break;
 		}
 		m->waiting += task_abort(ic, t, m);

@@ -1072,6 +1072,7 @@ exec_read(scsi_cmd *c)
 	submit_one(c, VIO_READ, 0, c->lba * LU(c)->bs, c->spdtl, c->din, read_then);
 }
 
+/* A command whose Data-Out is one block pattern (WRITE SAME, VERIFY BYTCHK=11b): EDTL must match. */
 static int
 medium_out_len(scsi_cmd *c, uint32_t spdtl)
 {
@@ -1087,6 +1088,33 @@ medium_out_len(scsi_cmd *c, uint32_t spdtl)
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x0e, 0x03);
 	}
 	c->need_out = (int)spdtl;
+	return 0;
+}
+
+/*
+ * A command whose Data-Out is medium data block by block (WRITE, WRITE AND VERIFY, VERIFY
+ * BYTCHK=01b): as FCP-4 and libiscsi 1.19's residual tests want, the command runs on the whole
+ * blocks EDTL covers (never beyond SPDTL) with the residual reported; an EDTL that ends inside a
+ * block it would need is 0E/03 and nothing is written.
+ */
+static int
+medium_out_blocks(scsi_cmd *c)
+{
+	uint32_t bs = LU(c)->bs;
+	uint32_t spdtl = c->nblk * bs;
+	c->spdtl = spdtl;
+	if (c->edtl > spdtl) {
+		c->resid_under = 1;
+		c->resid = c->edtl - spdtl;
+	} else if (c->edtl < spdtl) {
+		c->resid_over = 1;
+		c->resid = spdtl - c->edtl;
+		if (c->edtl % bs)
+			return sense_err(c, SK_ILLEGAL_REQUEST, 0x0e, 0x03);
+		c->nblk = c->edtl / bs;
+		c->spdtl = c->edtl;
+	}
+	c->need_out = (int)c->spdtl;
 	return 0;
 }
 
@@ -1108,7 +1136,7 @@ prep_write(scsi_cmd *c)
 		if (c->flag1 > 1)
 			return bad_cdb(c, 1, 2);
 	}
-	return medium_out_len(c, c->nblk * LU(c)->bs);
+	return medium_out_blocks(c);
 }
 
 static void
@@ -1154,7 +1182,9 @@ prep_verify(scsi_cmd *c)
 		c->spdtl = 0;
 		return 0;
 	}
-	return medium_out_len(c, c->flag1 == 3 ? (c->nblk ? LU(c)->bs : 0) : c->nblk * LU(c)->bs);
+	if (c->flag1 == 3)
+		return medium_out_len(c, c->nblk ? LU(c)->bs : 0);
+	return medium_out_blocks(c);
 }
 
 static void
@@ -2063,8 +2093,10 @@ scsi_prepare(scsi_cmd *c)
 			return bad_cdb(c, i, bit);
 		}
 	}
-	/* 7. direction bits vs the op */
-	if (c->edtl > 0 && c->dir != SCSI_DIR_NONE && o->dir != SCSI_DIR_NONE && c->dir != o->dir)
+	/* 7. direction bits vs the op: a Data-Out command flagged as a read cannot get its data;
+	 * a Data-In command flagged as a write runs and its Data-In is not sent (the transport
+	 * reports the underflow; libiscsi Read10Invalid) */
+	if (c->edtl > 0 && o->dir == SCSI_DIR_OUT && c->dir != SCSI_DIR_OUT)
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x0e, 0x03);
 	/* 8. LU state */
 	if (o->flags & OP_WRITES) {
