@@ -846,7 +846,10 @@ login_keys(iconn *ic, kv *kvs, int n, tbuf *t)
 			continue;
 		if (strcmp(k, "HeaderDigest") == 0 || strcmp(k, "DataDigest") == 0) {
 			int h = k[0] == 'H';
-			const char *p = digest_pick(v, h ? hd_policy : dd_policy);
+			int pol = h ? hd_policy : dd_policy;
+			if (ic->discovery && pol == 1)
+				pol = 0; /* "require" is for sessions that carry data: discovery may go without */
+			const char *p = digest_pick(v, pol);
 			tb_add(t, k, p);
 			if (strcmp(p, "Reject") == 0) {
 				login_fail(ic, 0x0200, "no acceptable digest");
