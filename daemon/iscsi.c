@@ -1211,8 +1211,9 @@ text_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 					tb_add(&t, "TargetName", tn);
 					tb_add(&t, "TargetAddress", ta);
 				}
-				free(names[j]);
 			}
+			for (size_t j = 0; j < cnt; j++)
+				free(names[j]); /* after the loop: the conflict check reads every name */
 			free(names);
 		} else if (strcmp(kvs[i].k, "MaxRecvDataSegmentLength") == 0) {
 			uint64_t x;

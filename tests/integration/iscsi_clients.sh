@@ -9,6 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 need iscsi-ls; need iscsi-inq; need iscsi-readcapacity16; need qemu-img; need qemu-io
 qemu-img --help | grep -q "iscsi" || skip "qemu-img has no iscsi driver (qemu-block-extra)"
+[ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
 
 IPORT=$(free_port)
 IPORT2=$(free_port)
@@ -92,4 +93,6 @@ cmp "$T/id1" "$T/id3" || fail "device identification changed across a restart"
 qemu-img compare -f raw -F raw "$T/via-nbd.img" "$U" >/dev/null 2>&1 && fail "compare should see the 40M change"
 qemu-io -f raw "$U" -c "read -P 0x3c 40M 1M" -c "read -P 0x5a 1000 5000" > "$T/y.out"
 grep -qi "fail\|error" "$T/y.out" && { cat "$T/y.out"; fail "data lost across restart"; }
+stop_caskd
+! grep -q "AddressSanitizer\|runtime error\|LeakSanitizer" "$T/caskd.log" || fail "sanitizer report in the caskd log"
 echo ok

@@ -9,6 +9,7 @@
 # subset plus GET LBA STATUS on a 4096-byte LU. Prints the pass/fail/skip counts.
 source "$(dirname "$0")/lib.sh"
 need iscsi-test-cu
+[ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"  # the sanitizer caskd: every command path under ASan
 here=$(cd "$(dirname "$0")" && pwd)
 IPORT=$(free_port)
 mkdir -p "$T/state"
@@ -69,4 +70,6 @@ echo "4096-byte LU: $(grep -c '^PASS' "$T/k.out") passed of $(wc -l < "$T/k.out"
 grep -q '^PASS ALL.GetLBAStatus.UnmapSingle' "$T/k.out" || fail "GetLBAStatus.UnmapSingle on the 4096-byte LU"
 grep -v '^PASS' "$T/k.out" | grep -v -E ' ALL\.(ProutReserve\.Access(EA|WE|EARO|WERO|EAAR|WEAR)|WriteSame16\.Unmap)$' |
   grep -v -E '^SKIP ALL\.WriteSame16\.(UnmapUnaligned|InvalidDataOutSize)$' && fail "unexpected outcomes on the 4096-byte LU"
+stop_caskd
+! grep -q "AddressSanitizer\|runtime error\|LeakSanitizer" "$T/caskd.log" || fail "sanitizer report in the caskd log"
 echo ok
