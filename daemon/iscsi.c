@@ -75,6 +75,7 @@ enum { REJ_PROTOCOL = 0x04, REJ_NOT_SUPPORTED = 0x05, REJ_IMMEDIATE = 0x06, REJ_
 #define MY_FIRST_BURST (64u << 10)
 #define QUEUE_DEPTH 128
 #define LOGIN_TEXT_MAX (64u << 10)
+#define SOLICIT_MAX (64u << 20)     /* per connection: Data-Out buffers of tasks soliciting data */
 #define RSV 0xffffffffu
 #define ISCSI_PORT "3260"
 
@@ -377,6 +378,8 @@ typedef struct itask {
 	int r2t_out;            /* an R2T is outstanding */
 	uint32_t r2t_ttt, r2t_off, r2t_len, r2tsn;
 	struct itmf *tmf;       /* a TMF waiting for this task */
+	int soliciting;         /* its buffer counts in ic->solicit_bytes */
+	int budget_wait;        /* waits for ic->solicit_bytes to fall before its first R2T */
 } itask;
 
 typedef struct itmf {
@@ -444,6 +447,7 @@ struct iconn {
 	uint32_t logout_itt;
 	int running;            /* tasks in the SCSI core */
 	int cold_reset;
+	uint64_t solicit_bytes; /* Data-Out buffers of tasks that are soliciting (bound SOLICIT_MAX) */
 };
 
 static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1255,11 +1259,22 @@ task_unlink(iconn *ic, itask *t)
 }
 
 static void
+task_unsolicit(iconn *ic, itask *t)
+{
+	if (t->soliciting) {
+		t->soliciting = 0;
+		if (ic != NULL)
+			ic->solicit_bytes -= t->need;
+	}
+}
+
+static void
 task_unref(itask *t)
 {
 	if (--t->refs > 0)
 		return;
 	iconn *ic = t->ic;
+	task_unsolicit(ic, t);
 	if (!t->immediate && ic != NULL)
 		ic->live--;
 	scsi_cmd_fini(&t->sc);
@@ -1385,6 +1400,7 @@ task_core_done(scsi_cmd *sc)
 static void
 task_run(iconn *ic, itask *t)
 {
+	task_unsolicit(ic, t);
 	t->sc.dout = t->buf;
 	t->running = 1;
 	ic->running++;
@@ -1445,6 +1461,17 @@ task_advance(iconn *ic, itask *t)
 		return;
 	}
 	if (t->got < t->need) {
+		/* bound what a connection's soliciting tasks may make us hold: past SOLICIT_MAX a task
+		 * waits for others to finish before its first R2T (one always proceeds) */
+		if (!t->soliciting) {
+			if (ic->solicit_bytes > 0 && ic->solicit_bytes + t->need > SOLICIT_MAX) {
+				t->budget_wait = 1;
+				return;
+			}
+			t->soliciting = 1;
+			t->budget_wait = 0;
+			ic->solicit_bytes += t->need;
+		}
 		send_r2t(ic, t);
 		return;
 	}
@@ -1626,6 +1653,20 @@ data_out_end(iconn *ic, const uint8_t *b, itask *t)
 	task_advance(ic, t);
 }
 
+/* Solicit budget was freed: tasks waiting for it go on (oldest first: the list is newest first). */
+static void
+kick_waiters(iconn *ic)
+{
+	itask *last = NULL;
+	for (itask *x = ic->tasks; x; x = x->next)
+		last = x;
+	for (itask *x = last, *pv; x && ic->phase == PH_FFP; x = pv) {
+		pv = x->prev;
+		if (x->budget_wait)
+			task_advance(ic, x);
+	}
+}
+
 /* ---- task management ---- */
 
 static void
@@ -1715,6 +1756,7 @@ tmf_pdu(iconn *ic, const uint8_t *b)
 	}
 	if (m->waiting == 0)
 		send_tmf_rsp(ic, m);
+	kick_waiters(ic);
 	maybe_logout(ic);
 }
 
@@ -1972,6 +2014,7 @@ on_msg(conn *c, conn_msg *m)
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
 	task_finish(ic, t);
+	kick_waiters(ic);
 }
 
 static void

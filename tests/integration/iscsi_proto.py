@@ -340,7 +340,68 @@ def cmdsn_out_of_window():
     assert st == 0
 
 
+def solicit_bound():
+    """Three 32 MiB writes: the first two get R2Ts, the third waits (64 MiB per connection)
+    until the first has all its data and completed. Causal, no clock: a NOP-Out sent after
+    the three commands is answered after every R2T the target sent for them."""
+    s = Sess()
+    s.login()
+    big = 32 << 20
+    for i in range(3):
+        bhs = bytearray(48)
+        bhs[0] = 0x01
+        bhs[1] = 0x80 | 0x20 | 1
+        struct.pack_into(">I", bhs, 16, 100 + i)
+        struct.pack_into(">I", bhs, 20, big)
+        struct.pack_into(">I", bhs, 24, s.cmdsn)
+        s.cmdsn += 1
+        bhs[32:48] = struct.pack(">BBQIBB", 0x8A, 0, 0, big // 512, 0, 0)
+        s.send_pdu(bhs)
+    nop = bytearray(48)
+    nop[0] = 0x40
+    nop[1] = 0x80
+    struct.pack_into(">I", nop, 16, 0x5555)
+    struct.pack_into(">I", nop, 20, 0xFFFFFFFF)
+    struct.pack_into(">I", nop, 24, s.cmdsn)
+    s.send_pdu(nop)
+    r2t = {}
+    while True:
+        r, d = s.recv_pdu()
+        if r[0] & 0x3F == 0x20:
+            break
+        assert r[0] & 0x3F == 0x31, "expected R2Ts, got opcode 0x%x" % (r[0] & 0x3F)
+        r2t[struct.unpack(">I", r[16:20])[0]] = r
+    assert sorted(r2t) == [100, 101], "R2Ts before the NOP-In: %r" % sorted(r2t)
+    # feed the first write all its data, burst by burst
+    data = b"\x5a" * 8192
+    r = r2t[100]
+    while True:
+        off, ln = struct.unpack(">II", r[40:48])
+        pos, sn = off, 0
+        while pos < off + ln:
+            n = min(8192, off + ln - pos)
+            o = bytearray(48)
+            o[0] = 0x05
+            o[1] = 0x80 if pos + n == off + ln else 0
+            struct.pack_into(">I", o, 16, 100)
+            o[20:24] = r[20:24]
+            struct.pack_into(">I", o, 36, sn)
+            struct.pack_into(">I", o, 40, pos)
+            s.send_pdu(o, data[:n])
+            pos += n
+            sn += 1
+        r, d = s.recv_pdu()
+        if r[0] & 0x3F == 0x21:
+            assert struct.unpack(">I", r[16:20])[0] == 100 and r[3] == 0, "first write failed"
+            break
+        assert r[0] & 0x3F == 0x31 and struct.unpack(">I", r[16:20])[0] == 100, "unexpected PDU"
+    r, d = s.recv_pdu()  # now the third write may solicit
+    assert r[0] & 0x3F == 0x31 and struct.unpack(">I", r[16:20])[0] == 102, "no R2T for the waiting write"
+    s.s.close()
+
+
 for name, fn in [("a SCSI command before login: dropped", bad_first_pdu),
+                 ("Data-Out held per connection is bounded: the third 32 MiB write waits", solicit_bound),
                  ("data segment over MaxRecvDataSegmentLength: dropped", oversized_segment),
                  ("unknown opcode: Reject 0x04, session goes on", unknown_opcode),
                  ("header digest error: dropped", header_digest_error),
