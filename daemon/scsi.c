@@ -1398,6 +1398,7 @@ exec_unmap(scsi_cmd *c)
 
 /* GET LBA STATUS */
 #define LBAS_EXT_MAX 512
+#define LBAS_WINDOW (64u << 20)
 
 static int
 prep_get_lba_status(scsi_cmd *c)
@@ -1457,13 +1458,17 @@ exec_get_lba_status(scsi_cmd *c)
 	if (c->spdtl == 0)
 		return finish(c);
 	uint64_t off = c->lba * lu->bs;
-	uint64_t len = MIN(lu->size - off, (uint64_t)1 << 30);
+	/* a bounded window: qemu asks before reads, and the map's cost grows with its range
+	 * (the 1 GiB window this had made qemu's 1 MiB reads ten times slower than over NBD);
+	 * fewer descriptors than the rest of the LU is what SBC-3 allows */
+	uint64_t len = MIN(lu->size - off, (uint64_t)LBAS_WINDOW);
+	size_t want = c->spdtl > 8 ? (c->spdtl - 8) / 16 + 1 : 1;
 	vio_req *r = reqs_alloc(c, 1);
 	r->op = VIO_MAP;
 	r->off = off;
 	r->len = len;
-	r->ext = xcalloc(LBAS_EXT_MAX, sizeof(ce_extent));
-	r->ext_max = LBAS_EXT_MAX;
+	r->ext_max = MIN(want, (size_t)LBAS_EXT_MAX);
+	r->ext = xcalloc(r->ext_max, sizeof(ce_extent));
 	submit_all(c, lbas_then);
 }
 
