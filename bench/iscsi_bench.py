@@ -64,6 +64,10 @@ def wait_port(port):
             return
         except OSError:
             time.sleep(0.05)
+    for log in ("caskd.log", "tgtd.log"):
+        path = os.path.join(tmp, log)
+        if os.path.exists(path):
+            sys.stderr.write("--- %s\n%s" % (log, open(path).read()[-2000:]))
     raise SystemExit("port %d did not open" % port)
 
 
