@@ -33,7 +33,7 @@ B="127.0.0.1:$IPORT/iqn.2026-12.io.cask:tank"
 
 iscsi-test-cu -l 2>/dev/null | awk -F. '$1=="ALL" && NF==3' > "$T/all.txt"
 [ "$(wc -l < "$T/all.txt")" -ge 200 ] || fail "iscsi-test-cu lists $(wc -l < "$T/all.txt") tests"
-bash "$here/iscsi_cu_run.sh" "iscsi://$B.c/0" "$T/all.txt" > "$T/out.txt"
+bash "$here/../tools/iscsi_cu_run.sh" "iscsi://$B.c/0" "$T/all.txt" > "$T/out.txt"
 awk '{print $1, $2}' "$T/out.txt" | grep -v '^PASS' | sort > "$T/got"
 grep -v '^#' "$here/iscsi_expected.txt" | awk 'NF {print $1, $2}' | sort > "$T/want"
 echo "512-byte LU: $(grep -c '^PASS' "$T/out.txt") passed, $(grep -c '^FAIL' "$T/out.txt") failed," \
@@ -45,7 +45,7 @@ fi
 # a write-protected LU: the snapshot target
 $CASK snap create tank/c@ro
 echo ALL.ReadOnly.ReadOnlySBC > "$T/ro.txt"
-bash "$here/iscsi_cu_run.sh" "iscsi://$B.c.ro/0" "$T/ro.txt" | tee "$T/ro.out"
+bash "$here/../tools/iscsi_cu_run.sh" "iscsi://$B.c.ro/0" "$T/ro.txt" | tee "$T/ro.out"
 grep -q '^PASS' "$T/ro.out" || fail "ReadOnly.ReadOnlySBC on a snapshot target"
 
 # mutual CHAP (and header digests required) on a subset
@@ -53,14 +53,14 @@ grep -E '^ALL\.(iSCSI[A-Za-z]*|Read10|Write10|Prout[A-Za-z]*|Prin[A-Za-z]*|Multi
   grep -v LUNResetSimpleAsync > "$T/sub.txt"
 stop_caskd
 PORT= start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-header-digest require
-bash "$here/iscsi_cu_run.sh" \
+bash "$here/../tools/iscsi_cu_run.sh" \
   "iscsi://cu%cu-secret-0123@$B.m/0?target_user=tank-m&target_password=tgt-secret-4567" "$T/sub.txt" > "$T/chap.out"
 echo "mutual CHAP, header digests: $(grep -c '^PASS' "$T/chap.out") passed of $(wc -l < "$T/chap.out")"
 grep -v '^PASS' "$T/chap.out" && fail "tests failed with mutual CHAP and header digests"
 grep -q "tank.m (ISID [0-9a-f]*, TSIH [0-9]*), header digest" "$T/caskd.log" || fail "no digest session"
 # the wrong secret: refused, so every test fails
 echo ALL.Read10.Simple > "$T/one.txt"
-bash "$here/iscsi_cu_run.sh" "iscsi://cu%not-the-secret@$B.m/0" "$T/one.txt" | grep -q '^FAIL' ||
+bash "$here/../tools/iscsi_cu_run.sh" "iscsi://cu%not-the-secret@$B.m/0" "$T/one.txt" | grep -q '^FAIL' ||
   fail "a wrong CHAP secret logged in"
 
 # a 4096-byte LU: the subset, GET LBA STATUS (UnmapSingle passes here) and the 16-byte commands.
@@ -68,7 +68,7 @@ bash "$here/iscsi_cu_run.sh" "iscsi://cu%not-the-secret@$B.m/0" "$T/one.txt" | g
 # a partial block: 0E/03) and WriteSame16.Unmap (one 65536-block WRITE16, 256 MiB, over the
 # 32 MiB MAXIMUM TRANSFER LENGTH the test does not check).
 grep -E '^ALL\.(GetLBAStatus|Read16|Write16|Unmap|WriteSame16|ReadCapacity16|Inquiry)\.' "$T/all.txt" >> "$T/sub.txt"
-bash "$here/iscsi_cu_run.sh" "iscsi://$B.k/0" "$T/sub.txt" > "$T/k.out"
+bash "$here/../tools/iscsi_cu_run.sh" "iscsi://$B.k/0" "$T/sub.txt" > "$T/k.out"
 echo "4096-byte LU: $(grep -c '^PASS' "$T/k.out") passed of $(wc -l < "$T/k.out")"
 grep -q '^PASS ALL.GetLBAStatus.UnmapSingle' "$T/k.out" || fail "GetLBAStatus.UnmapSingle on the 4096-byte LU"
 grep -v '^PASS' "$T/k.out" | grep -v -E ' ALL\.(ProutReserve\.Access(EA|WE|EARO|WERO|EAAR|WEAR)|WriteSame16\.Unmap)$' |

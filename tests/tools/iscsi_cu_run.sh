@@ -2,7 +2,7 @@
 # iscsi_cu_run.sh URL [TESTLIST] -- run each libiscsi iscsi-test-cu test in its own process
 # (Debian's 1.19.0 leaks a queue_pdu override between tests, upstream cc3ddbf) against URL,
 # the same LUN as the second (multipath) path, and print one line per test:
-# "PASS|FAIL|SKIP NAME". Not a test itself (lib: sourced by iscsi_conformance.sh, used by bench).
+# "PASS|FAIL|SKIP NAME". A helper of tests/integration/iscsi_conformance.sh, not a test.
 set -u
 url=$1
 list=${2:-}
