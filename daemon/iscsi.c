@@ -955,6 +955,12 @@ login_attach(iconn *ic)
 {
 	int err;
 	char tport[300];
+	/* the connection now serves this volume: the handshake timeout stops, client.list and
+	 * --force see it, and --max-export-connections counts it */
+	if (conn_set_export(ic->c, ic->export_name) != 0) {
+		login_fail(ic, 0x0302, "the volume has --max-export-connections connections");
+		return -1;
+	}
 	snprintf(tport, sizeof(tport), "%s,t,0x0001", ic->target);
 	ic->lu = scsi_lu_get(ic->export_name, tport, ic->tc.blocksize, &err);
 	if (ic->lu == NULL) {

@@ -32,6 +32,7 @@
 #include "iscsi.h"
 #include "nbd.h"
 #include "registry.h"
+#include "tls.h"
 #include "util.h"
 #include "vio.h"
 
@@ -68,8 +69,25 @@ usage(FILE *f)
 	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
+	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
+	    "                          beyond --max-connections); past it NBD_REP_ERR_POLICY\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
 	    "                          while its queue is full (default 60)\n"
+	    "  --idle-timeout SECS     disconnect a serving client that has nothing in flight and\n"
+	    "                          sent or received nothing this long (default 0: never; the\n"
+	    "                          kernel NBD client and qemu keep an attached disk idle and\n"
+	    "                          send no keepalive, so a default cut would break them)\n"
+	    "  --handshake-timeout SECS  disconnect a client that has not chosen an export this\n"
+	    "                          long after connecting (default 30)\n"
+	    "  --tls=off|on|require    NBD over TLS (NBD_OPT_STARTTLS): on offers it, require\n"
+	    "                          refuses every option but STARTTLS in the clear (default off)\n"
+	    "  --tls-cert FILE, --tls-key FILE\n"
+	    "                          the server's x509 certificate (chain) and key, PEM\n"
+	    "  --tls-ca FILE           also require a client certificate signed by this CA\n"
+	    "  --tls-psk FILE          pre-shared keys, IDENTITY:HEXKEY per line (psktool's format)\n"
+	    "  --tls-access FILE       which client may open which exports: IDENTITY EXPORT... per\n"
+	    "                          line (a PSK identity or certificate CN; - for none; exports\n"
+	    "                          POOL/VOL, POOL/*, *); without it every client opens every export\n"
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
@@ -224,8 +242,9 @@ main(int argc, char **argv)
 	char state[PATH_MAX], sock[PATH_MAX];
 	const char *addrs[NFRONT][MAX_ADDRS];
 	int naddrs[NFRONT] = { 0 };
-	conn_config ccfg = { 0, 1024, 60 };
+	conn_config ccfg = { 0, 1024, 60, 0, 30, 0 };
 	vio_config vcfg = { 32, 0 };
+	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
@@ -237,9 +256,12 @@ main(int argc, char **argv)
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
-		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "iscsi", 1, NULL, 'i' },
-		{ "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 }, { "iscsi-header-digest", 1, NULL, 1003 },
-		{ "iscsi-data-digest", 1, NULL, 1004 },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
+		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
+		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
+		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
+		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
+		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -257,7 +279,7 @@ main(int argc, char **argv)
 			}
 			addrs[0][naddrs[0]++] = optarg;
 			break;
-		case 'i':
+		case 1000:
 			if (naddrs[1] == MAX_ADDRS) {
 				fprintf(stderr, "caskd: at most %d --iscsi addresses\n", MAX_ADDRS);
 				return 2;
@@ -282,6 +304,45 @@ main(int argc, char **argv)
 			break;
 		case 'T':
 			if (parse_count(optarg, "stall-timeout", 1, 86400, &ccfg.stall_timeout) != 0)
+				return 2;
+			break;
+		case 't':
+			if (strcmp(optarg, "off") == 0)
+				tcfg.mode = TLS_OFF;
+			else if (strcmp(optarg, "on") == 0)
+				tcfg.mode = TLS_ON;
+			else if (strcmp(optarg, "require") == 0)
+				tcfg.mode = TLS_REQUIRE;
+			else {
+				fprintf(stderr, "caskd: --tls wants off, on or require, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			tcfg.cert = optarg;
+			break;
+		case 'K':
+			tcfg.key = optarg;
+			break;
+		case 'A':
+			tcfg.ca = optarg;
+			break;
+		case 'P':
+			tcfg.psk = optarg;
+			break;
+		case 'a':
+			tcfg.access = optarg;
+			break;
+		case 'E':
+			if (parse_count(optarg, "max-export-connections", 1, 1000000, &ccfg.max_per_export) != 0)
+				return 2;
+			break;
+		case 'i':
+			if (parse_count(optarg, "idle-timeout", 0, 86400 * 30, &ccfg.idle_timeout) != 0)
+				return 2;
+			break;
+		case 'H':
+			if (parse_count(optarg, "handshake-timeout", 1, 86400, &ccfg.handshake_timeout) != 0)
 				return 2;
 			break;
 		case 'I':
@@ -349,7 +410,14 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	int err = mkdir_p(state, 0700);
+	/* before anything starts: a TLS option error is the only line */
+	int err = tls_init(&tcfg);
+	if (err != 0) {
+		log_err("%s", ce_errmsg());
+		tls_fini();
+		return 1;
+	}
+	err = mkdir_p(state, 0700);
 	if (err != 0) {
 		fprintf(stderr, "caskd: cannot create state directory %s: %s\n", state, strerror(-err));
 		return 1;
@@ -403,6 +471,7 @@ main(int argc, char **argv)
 	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();
+	tls_fini();
 	log_info("caskd stopped");
 	return 0;
 }
