@@ -7,13 +7,14 @@
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench, iscsi-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
 # Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
+# tests and benchmarks also use libiscsi-bin, qemu-block-extra (qemu's iscsi:// driver) and tgt;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -162,6 +163,10 @@ send-bench: deps all
 api-bench: deps all
 	/usr/bin/python3 bench/api_bench.py --build $(BUILD) --dir $${CASK_BENCH_DIR:-/var/tmp}
 
+# caskd's iSCSI target against tgt (Debian tgt) and caskd's NBD, qemu-img bench as the client
+iscsi-bench: deps all
+	/usr/bin/python3 bench/iscsi_bench.py --build $(BUILD)
+
 crash-soak: all
 	./build/tests/crash_enum --soak $${CRASH_STATES:-100000}
 
@@ -193,6 +198,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench send-bench api-bench run stress crash-soak clean
+.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench send-bench api-bench iscsi-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

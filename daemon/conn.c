@@ -838,6 +838,20 @@ conn_data(conn *c)
 	return c->data;
 }
 
+int
+conn_local_addr(const conn *c, char *buf, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char host[INET6_ADDRSTRLEN + 1], port[16];
+	if (getsockname(c->fd, (struct sockaddr *)&ss, &sl) != 0 ||
+	    getnameinfo((struct sockaddr *)&ss, sl, host, sizeof(host), port, sizeof(port),
+	        NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		return -1;
+	snprintf(buf, n, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+	return 0;
+}
+
 const char *
 conn_peer(const conn *c)
 {

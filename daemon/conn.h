@@ -49,6 +49,8 @@ void conn_stop(void);
 void conn_set_data(conn *c, void *p);
 void *conn_data(conn *c);
 const char *conn_peer(const conn *c);
+/* The socket's local address as "ADDR:PORT" or "[V6ADDR]:PORT" (TCP only); -1 if unknown. */
+int conn_local_addr(const conn *c, char *buf, size_t n);
 int conn_refused(const conn *c);
 int conn_limit(void);
 /* Queue output: copied. */

@@ -1,5 +1,6 @@
 /*
- * caskd -- the cask daemon: owns pools, serves their volumes over NBD.
+ * caskd -- the cask daemon: owns pools, serves their volumes over NBD
+ * (and iSCSI with --iscsi).
  * Frontends come from a table (frontends[]); they run on conn.c's event
  * loops over the volume IO layer (vio.h).
  *
@@ -28,6 +29,7 @@
 #include "conn.h"
 #include "ctl.h"
 #include "log.h"
+#include "iscsi.h"
 #include "nbd.h"
 #include "registry.h"
 #include "tls.h"
@@ -56,6 +58,15 @@ usage(FILE *f)
 	    "  --nbd unix:PATH[,mode=OCTAL][,group=GROUP]\n"
 	    "                          a unix socket: mode (default 0600, 0660 with a group)\n"
 	    "                          and group (name or gid) set on the socket file\n"
+ "  --iscsi ADDR[:PORT]     serve iSCSI here (default port 3260); repeatable; [::1] for\n"
+	    "                          IPv6. Off unless given. Targets PREFIX:POOL.VOL (snapshots\n"
+	    "                          PREFIX:POOL.VOL.SNAP, read-only), LUN 0; docs/iscsi.md\n"
+	    "  --iqn-prefix IQN        the target name prefix (default iqn.2026-12.io.cask)\n"
+	    "  --iscsi-auth none|chap|mutual\n"
+	    "                          CHAP policy for targets that set none in STATE/iscsi.json\n"
+	    "                          (secrets live only there, mode 0600; default none)\n"
+	    "  --iscsi-header-digest allow|require|off, --iscsi-data-digest allow|require|off\n"
+	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
@@ -146,6 +157,7 @@ static const struct frontend {
 	const char *default_addr;
 } frontends[] = {
 	{ "nbd", nbd_listen, "127.0.0.1:10809" },
+	{ "iscsi", iscsi_listen, NULL }, /* off unless --iscsi is given */
 };
 #define NFRONT ARRAY_SIZE(frontends)
 #define MAX_ADDRS 16
@@ -248,6 +260,8 @@ main(int argc, char **argv)
 		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
 		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
 		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
+		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
+		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -265,6 +279,25 @@ main(int argc, char **argv)
 			}
 			addrs[0][naddrs[0]++] = optarg;
 			break;
+		case 1000:
+			if (naddrs[1] == MAX_ADDRS) {
+				fprintf(stderr, "caskd: at most %d --iscsi addresses\n", MAX_ADDRS);
+				return 2;
+			}
+			addrs[1][naddrs[1]++] = optarg;
+			break;
+		case 1001:
+		case 1002:
+		case 1003:
+		case 1004: {
+			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest" };
+			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
+				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
+				    keys[ch - 1001]);
+				return 2;
+			}
+			break;
+		}
 		case 'M':
 			if (parse_count(optarg, "max-connections", 1, 1000000, &ccfg.max_connections) != 0)
 				return 2;
@@ -363,8 +396,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	for (size_t f = 0; f < NFRONT; f++)
-		if (naddrs[f] == 0)
+		if (naddrs[f] == 0 && frontends[f].default_addr != NULL)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
+	iscsi_configure("state", state);
 	raise_fd_limit();
 
 	/* Signals are handled by the main thread alone, with sigwait. */

@@ -20,6 +20,9 @@ PKGS=(
   python3-libnbd    # bad-request tests
   fio               # fio with ioengine=nbd
   nbdkit            # benchmark peer (memory plugin)
+  libiscsi-bin      # iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-test-cu (the iSCSI conformance suite)
+  qemu-block-extra  # qemu's iscsi:// driver (qemu-img, qemu-io over iSCSI)
+  tgt               # iSCSI benchmark peer (tgtd)
   xz-utils          # unpacks the test fixtures (old-format pools)
   # the Python binding (python/): cffi in API mode, and its tests
   python3-cffi python3-dev python3-pytest
