@@ -51,6 +51,7 @@ def test_volumes(client):
     assert "tank/a" in names and "tank/b" in names
     v = client.vol_get("tank/a")
     assert v["size"] == 8 << 20 and v["compression"] == "zstd" and v["origin"] == ""
+    assert v["log_damaged"] == ""  # no intent log damage (tests/integration/ilog_damage.sh: a damaged one)
     assert client.vol_get("tank/a")["sources"] == {"compression": "local", "checksum": "default",
                                                    "sync": "default"}
     client.vol_set("tank/a", {"checksum": "sha256"}, sync="always")
