@@ -364,7 +364,11 @@ def test_clients_and_force(client, daemon):
     client.vol_create("tank/held", 1 << 20)
     h = nbd.NBD()
     h.connect_uri(daemon.uri("tank/held"))
-    got = [c for c in client.clients() if c["export"] == "tank/held"]
+    for _ in range(400):  # caskd may list it a moment before it records the GO (bounded tries)
+        got = [c for c in client.clients() if c["export"] == "tank/held"]
+        if len(got) == 1 and got[0]["state"] == "serving":
+            break
+        time.sleep(0.01)
     assert len(got) == 1 and got[0]["frontend"] == "nbd" and got[0]["state"] == "serving"
     assert got[0]["peer"].startswith("127.0.0.1:") and got[0]["uid"] == -1 and got[0]["tls"] == ""
     with pytest.raises(cask.Busy) as e:
