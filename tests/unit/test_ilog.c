@@ -320,9 +320,15 @@ main(int argc, char **argv)
 	OK(ce_pool_export(p));
 	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 
-	/* 3b. damaged in-place data of a flushed 64 KiB write, then a damaged last block */
-	for (int round = 0; round < 2; round++) {
+	/*
+	 * 3b. damaged in-place data of a flushed 64 KiB write, then a damaged last block;
+	 * then (round 2) a damaged last block whose record names no volume: its records
+	 * cannot be attributed, so every live volume (v and a new w) is marked (invariant 7)
+	 */
+	for (int round = 0; round < 3; round++) {
 		OK(ce_pool_import(&path, 1, &o, &p));
+		if (round == 2)
+			OK(ce_vol_create(p, "w", 1u << 20, NULL));
 		OK(ce_vol_open(p, "v", &v));
 		OK(ce_pool_sync(p));
 		base = p->ilog.base;
@@ -343,7 +349,8 @@ main(int argc, char **argv)
 		ce_pool_abandon(p);
 		FILE *f = fopen(path, "r+b");
 		CHECK(f != NULL);
-		long at = round == 0 ? (long)(data_off + 3000) : (long)(base + last_off + 300);
+		long at = round == 0 ? (long)(data_off + 3000) : round == 1 ? (long)(base + last_off + 300) :
+		    (long)(base + last_off + LG_HDR_SIZE + offsetof(ilog_rec_phys, lr_ds_guid));
 		CHECK(fseek(f, at, SEEK_SET) == 0);
 		int c = fgetc(f);
 		CHECK(fseek(f, at, SEEK_SET) == 0);
@@ -353,12 +360,21 @@ main(int argc, char **argv)
 		OK(ce_pool_stat_get(p, &st));
 		printf("%s: bad in-place %" PRIu64 " (certain %d), damaged seq %" PRIu64 " (certain %d), %" PRIu64
 		    " checksum errors, %" PRIu64 " replayed\n", round == 0 ? "flipped bit in in-place data" :
-		    "flipped bit in the last log block", st.log_bad_inplace, st.log_bad_inplace_certain,
+		    round == 1 ? "flipped bit in the last log block" : "flipped bit in its record's volume guid",
+		    st.log_bad_inplace, st.log_bad_inplace_certain,
 		    st.log_damaged_seq, st.log_damage_certain, st.cksum_errors, st.log_replayed);
 		ce_vol_info vi3;
 		OK(ce_vol_info_get(p, "v", &vi3));
 		printf("  v's log_damaged: '%s'\n", vi3.log_damaged);
-		CHECK(st.log_damaged_vols == 1 && strstr(vi3.log_damaged, ", 1 record") != NULL);
+		if (round < 2) {
+			CHECK(st.log_damaged_vols == 1 && strstr(vi3.log_damaged, ", 1 record") != NULL);
+		} else {
+			ce_vol_info wi;
+			OK(ce_vol_info_get(p, "w", &wi));
+			printf("  w's log_damaged: '%s'\n", wi.log_damaged);
+			CHECK(st.log_damaged_vols == 2 && strstr(vi3.log_damaged, "unknown") != NULL &&
+			    strstr(wi.log_damaged, "unknown") != NULL);
+		}
 		if (round == 0) {
 			CHECK(st.log_bad_inplace == 1 && st.log_bad_inplace_certain == 1 && st.log_damaged_seq == 0);
 			CHECK(st.log_replayed == 1 && st.cksum_errors == 1);
