@@ -57,8 +57,9 @@
  *      shown as its log_damaged property) until ce_pool_clear: the
  *      records of the intact blocks after the damage and the write
  *      records with bad in-place data name theirs; a damaged block's own
- *      records are attributed only if every one parses and names a live
- *      volume, else every live volume is marked as possibly affected.
+ *      records are attributed only if every one is well formed, of a txg
+ *      the uberblock does not cover, and names a live volume; else every
+ *      live volume is marked as possibly affected.
  *      The mark lives in memory: the next epoch overwrites the evidence.
  */
 #include "ilog.h"
@@ -874,10 +875,14 @@ mark_vol(ce_pool *p, volume *v, uint64_t t, int known)
 /*
  * Mark the volumes of the records of a block (buf, the first `have` bytes
  * read) that the uberblock does not cover. Returns 0 if every record
- * parsed and named a live volume, -1 if not (the block is damaged).
+ * parsed and named a live volume, -1 if not. A damaged block (!verified)
+ * is held to more: every record well formed and of a txg the uberblock
+ * does not cover (a flip could have made a lost record's txg look
+ * committed; a damaged block that really held older ones costs only a
+ * wider mark).
  */
 static int
-mark_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t have)
+mark_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t have, int verified)
 {
 	ilog_blk_phys h;
 	memcpy(&h, buf, sizeof(h));
@@ -889,6 +894,13 @@ mark_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t ha
 			return -1;
 		memcpy(&r, buf + at, sizeof(r));
 		at += LR_HDR_SIZE + P2ROUNDUP((uint64_t)r.lr_datalen, 8);
+		/* what apply_block requires, plus a txg the uberblock does not cover */
+		if (!verified && ((r.lr_type != LR_WRITE && r.lr_type != LR_ZERO && r.lr_type != LR_WRITE_PTR) ||
+		    (r.lr_type == LR_WRITE && (r.lr_datalen != r.lr_length || r.lr_length > LOG_REC_MAX)) ||
+		    (r.lr_type == LR_ZERO && r.lr_datalen != 0) ||
+		    (r.lr_type == LR_WRITE_PTR && (r.lr_datalen != sizeof(ilog_ptr_phys) ||
+		    r.lr_length == 0 || r.lr_length > LOG_REC_MAX)) || at > used || r.lr_txg <= ub->ub_txg))
+			return -1;
 		if (r.lr_txg <= ub->ub_txg)
 			continue;
 		volume *v = r.lr_txg <= ub->ub_txg + 1000000 ? p->ilog.ops->find(p, r.lr_ds_guid) : NULL;
@@ -964,12 +976,12 @@ note_damage(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, ui
 	memcpy(&dh, buf, sizeof(dh));
 	uint64_t have = (uint64_t)dh.lg_nsectors * CE_SECTOR;
 	if (dh.lg_nsectors == 0 || have > LOG_BLK_MAX || off + have > l->size || dh.lg_used < LG_HDR_SIZE ||
-	    dh.lg_used > have || mark_block(p, ub, buf, have) != 0)
+	    dh.lg_used > have || mark_block(p, ub, buf, have, 0) != 0)
 		mark_all(p, ub);
 	for (uint64_t s = seq; next_after_damage(p, ub, &off, s, buf); s++) {
 		blocks++;
 		recs += ((ilog_blk_phys *)buf)->lg_nrecs;
-		(void)mark_block(p, ub, buf, LOG_BLK_MAX); /* verified: every record parses */
+		(void)mark_block(p, ub, buf, LOG_BLK_MAX, 1); /* verified: every record parses */
 	}
 	pthread_mutex_lock(&l->lock);
 	l->dmg_seq = seq;
