@@ -27,8 +27,9 @@ vol_usage(FILE *f)
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
 	    "                                      snapshots,usedbysnapshots,written,origin,\n"
 	    "                                      referenced,usedbydataset,logicalused,compressratio,\n"
-	    "                                      refcompressratio; used = usedbydataset +\n"
-	    "                                      usedbysnapshots; see cask(8) for each)\n"
+	    "                                      refcompressratio,receive_resume_token,log_damaged;\n"
+	    "                                      used = usedbydataset + usedbysnapshots; see\n"
+	    "                                      cask(8) for each)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE... POOL/VOL          compression or checksum (new writes), or sync;\n"
 	    "                                      several at once change together, or none does\n"
@@ -74,10 +75,33 @@ static const col vol_cols[] = {
 	{ "referenced", "REFER", COL_SIZE }, { "usedbydataset", "USEDDS", COL_SIZE },
 	{ "logicalused", "LUSED", COL_SIZE }, { "compressratio", "RATIO", COL_STR },
 	{ "refcompressratio", "REFRATIO", COL_STR }, { "receive_resume_token", "RESUMETOKEN", COL_STR },
+	{ "log_damaged", "LOGDAMAGED", COL_STR },
 };
 
+/* log_damaged is not in cask_vol_info (its layout is frozen): one vol.get per volume, when shown */
+static const char *
+log_damaged_of(cask_client *c, const char *name, char *buf, size_t len)
+{
+	buf[0] = '\0';
+	if (cask_vol_log_damaged(c, name, buf, len) != 0)
+		snprintf(buf, len, "?");
+	return buf[0] ? buf : "-";
+}
+
+static int
+shows(const out_opts *o, const char *field)
+{
+	if (o->fields == NULL)
+		return 0;
+	size_t n = strlen(field);
+	for (const char *s = o->fields; (s = strstr(s, field)) != NULL; s += n)
+		if ((s == o->fields || s[-1] == ',') && (s[n] == '\0' || s[n] == ','))
+			return 1;
+	return 0;
+}
+
 static char **
-vol_row(const cask_vol_info *v)
+vol_row(const cask_vol_info *v, const char *log_damaged)
 {
 	char **r = xcalloc(ARRAY_SIZE(vol_cols), sizeof(char *));
 	r[0] = xstrdup(v->name);
@@ -100,6 +124,7 @@ vol_row(const cask_vol_info *v)
 	r[17] = fmt_ratio(v->compressratio);
 	r[18] = fmt_ratio(v->refcompressratio);
 	r[19] = xstrdup(v->receive_resume_token[0] ? v->receive_resume_token : "-");
+	r[20] = xstrdup(log_damaged);
 	return r;
 }
 
@@ -189,8 +214,10 @@ vol_list(int argc, char **argv)
 		rc = cli_fail("vol list");
 	} else {
 		table t = { vol_cols, (int)ARRAY_SIZE(vol_cols), NULL, 0 };
+		int dmg = shows(&o, "log_damaged");
+		char buf[128];
 		for (size_t i = 0; i < n; i++)
-			table_add(&t, vol_row(&list[i]));
+			table_add(&t, vol_row(&list[i], dmg ? log_damaged_of(c, list[i].name, buf, sizeof(buf)) : "-"));
 		rc = table_print(&t, &o, "name,size,used,volblocksize,compression");
 		table_free(&t);
 		free(list);
@@ -227,7 +254,9 @@ vol_get(int argc, char **argv)
 	if (cask_vol_get(c, name, &v) != 0) {
 		rc = cli_fail("vol get");
 	} else {
-		char **row = vol_row(&v);
+		char dbuf[128];
+		char **row = vol_row(&v, all || strcmp(prop, "log_damaged") == 0 ?
+		    log_damaged_of(c, name, dbuf, sizeof(dbuf)) : "-");
 		table t = { get_cols, 4, NULL, 0 };
 		char buf[32];
 		for (size_t i = 1; i < ARRAY_SIZE(vol_cols); i++) {

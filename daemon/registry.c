@@ -114,8 +114,12 @@ reg_log_damage_text(const ce_pool_stat *st, const char *name, char *buf, size_t 
 	if (used == 0)
 		return 0;
 	if (used < len)
-		snprintf(buf + used, len - used, "; the ranges they wrote read older data. 'cask pool clear %s' "
-		    "acknowledges this", name);
+		used += (size_t)snprintf(buf + used, len - used, "; the ranges they wrote read older data");
+	if (st->log_damaged_vols != 0 && used < len)
+		used += (size_t)snprintf(buf + used, len - used, "; %u volume%s marked (property log_damaged)",
+		    st->log_damaged_vols, st->log_damaged_vols == 1 ? " is" : "s are");
+	if (used < len)
+		snprintf(buf + used, len - used, ". 'cask pool clear %s' acknowledges this", name);
 	return 1;
 }
 
@@ -125,8 +129,17 @@ reg_log_damage(ce_pool *p)
 	ce_pool_stat st;
 	char msg[1024];
 	ce_pool_stat_get(p, &st);
-	if (reg_log_damage_text(&st, ce_pool_name(p), msg, sizeof(msg)))
-		log_warn("pool %s: %s", ce_pool_name(p), msg);
+	if (!reg_log_damage_text(&st, ce_pool_name(p), msg, sizeof(msg)))
+		return;
+	log_warn("pool %s: %s", ce_pool_name(p), msg);
+	ce_vol_info *vi;
+	size_t n;
+	if (st.log_damaged_vols == 0 || ce_vol_list(p, &vi, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (vi[i].log_damaged[0] != '\0')
+			log_warn("pool %s: volume %s: log_damaged=%s", ce_pool_name(p), vi[i].name, vi[i].log_damaged);
+	free(vi);
 }
 
 static rpool *

@@ -48,6 +48,7 @@ pool_json(const char *name, ce_pool *p)
 		json_object_object_add(d, "certain", json_object_new_boolean(st.log_damage_certain));
 		json_object_object_add(d, "bad_inplace_records", json_object_new_uint64(st.log_bad_inplace));
 		json_object_object_add(d, "bad_inplace_certain", json_object_new_boolean(st.log_bad_inplace_certain));
+		json_object_object_add(d, "volumes", json_object_new_int((int)st.log_damaged_vols));
 		json_object_object_add(o, "log_damage", d);
 	}
 	json_object_object_add(o, "size", json_object_new_uint64(st.size));

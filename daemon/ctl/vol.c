@@ -46,6 +46,8 @@ vol_json(const char *pool, const ce_vol_info *vi)
 	json_object_object_add(o, "snapshots", json_object_new_int((int)vi->nsnapshots));
 	json_object_object_add(o, "usedbysnapshots", json_object_new_uint64(vi->usedbysnapshots));
 	json_object_object_add(o, "written", json_object_new_uint64(vi->written));
+	/* intent log damage the replay found in its records, until pool.clear ("": none) */
+	json_object_object_add(o, "log_damaged", json_object_new_string(vi->log_damaged));
 	if (vi->receive_resume_token[0] != '\0')
 		json_object_object_add(o, "receive_resume_token", json_object_new_string(vi->receive_resume_token));
 	if (vi->origin[0] != '\0') {

@@ -327,6 +327,14 @@ typedef struct cask_iostat {
 	cask_io_counts kind[CASK_IO_KINDS];
 } cask_iostat;
 int cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out);
+/*
+ * (CASK_1.1) The volume's read-only log_damaged property into buf: the
+ * writes the last intent log replay found damaged and did not apply
+ * ("txg A-B, N records ..."), kept until `pool clear` for the life of the
+ * import; "" when clean or when the server does not report it. Not in
+ * cask_vol_info, whose CASK_1.0 layout is frozen.
+ */
+int cask_vol_log_damaged(cask_client *c, const char *name, char *buf, size_t len);
 
 /*
  * (CASK_1.1) The clients connected to caskd's frontends (NBD): who, serving

@@ -131,6 +131,7 @@ typedef struct ce_pool_stat {
 	uint64_t log_lost_blocks, log_lost_records;
 	uint64_t log_bad_inplace;
 	int log_damage_certain, log_bad_inplace_certain;
+	unsigned log_damaged_vols;   /* volumes marked log_damaged (ce_vol_info) */
 } ce_pool_stat;
 
 /* What a file's label says (to find a pool's vdevs). */
@@ -225,6 +226,9 @@ typedef struct ce_vol_info {
 	char origin[256];         /* a clone: the snapshot it was cloned from; else "" */
 	char receive_resume_token[96]; /* a partial receive: where `send -t` continues; else "" */
 	unsigned local_props;     /* CE_PROP_* set explicitly (source "local"; else "default") */
+	/* acknowledged writes the last intent log replay found damaged and did not apply, until
+	 * ce_pool_clear (in memory only): "txg A-B, N records" (see ce_pool_stat.log_*); "" clean */
+	char log_damaged[96];
 } ce_vol_info;
 
 /*

@@ -800,6 +800,20 @@ cask_vol_get(cask_client *c, const char *name, cask_vol_info *out)
 }
 
 int
+cask_vol_log_damaged(cask_client *c, const char *name, char *buf, size_t len)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.get", a, &r);
+	if (rc != 0)
+		return rc;
+	if (len > 0)
+		get_str(r, "log_damaged", buf, len);
+	json_object_put(r);
+	return 0;
+}
+
+int
 cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out)
 {
 	static const char *kinds[CASK_IO_KINDS] = { "read", "write", "flush", "trim", "zero", "map", "cache" };

@@ -757,6 +757,10 @@ fill_info(volume *v, ce_vol_info *out)
 	out->create_txg = v->create_txg;
 	out->ctime = v->ctime;
 	out->written = v->is_snap ? 0 : v->written;
+	if (v->logdmg_lo != 0) /* ilog.c invariant 7 */
+		snprintf(out->log_damaged, sizeof(out->log_damaged), "txg %" PRIu64 "-%" PRIu64 ", %" PRIu64
+		    " record%s%s", v->logdmg_lo, v->logdmg_hi, v->logdmg_recs, v->logdmg_recs == 1 ? "" : "s",
+		    v->logdmg_unknown ? " (and a damaged block's unknown ones)" : "");
 	recv_token_of(v, out->receive_resume_token, sizeof(out->receive_resume_token));
 	ce_pool *p = v->pool;
 	uint64_t otxg = 0, snap_logical = 0;

@@ -52,6 +52,15 @@
  *      intact block is certain (invariant 1: it had been flushed); in the
  *      last block it may also be a write a crash tore before its flush
  *      returned, which was never acknowledged, and is reported as such.
+ *   7. Every volume a damaged record may belong to is marked (volume
+ *      logdmg_*: the txg range and count of its records not applied,
+ *      shown as its log_damaged property) until ce_pool_clear: the
+ *      records of the intact blocks after the damage and the write
+ *      records with bad in-place data name theirs; a damaged block's own
+ *      records are attributed only if every one is well formed, of a txg
+ *      the uberblock does not cover, and names a live volume; else every
+ *      live volume is marked as possibly affected.
+ *      The mark lives in memory: the next epoch overwrites the evidence.
  */
 #include "ilog.h"
 #include "checksum.h"
@@ -847,6 +856,93 @@ read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uin
 	return checksum_verify(CE_CK_XXH128, buf, h.lg_used, ck) ? 1 : -1;
 }
 
+/* Mark v as holding a record of txg t that replay did not apply (invariant 7). */
+static void
+mark_vol(ce_pool *p, volume *v, uint64_t t, int known)
+{
+	pthread_mutex_lock(&p->lock);
+	if (v->logdmg_lo == 0 || t < v->logdmg_lo)
+		v->logdmg_lo = t;
+	if (t > v->logdmg_hi)
+		v->logdmg_hi = t;
+	if (known)
+		v->logdmg_recs++;
+	else
+		v->logdmg_unknown = 1;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/*
+ * Mark the volumes of the records of a block (buf, the first `have` bytes
+ * read) that the uberblock does not cover. Returns 0 if every record
+ * parsed and named a live volume, -1 if not. A damaged block (!verified)
+ * is held to more: every record well formed and of a txg the uberblock
+ * does not cover (a flip could have made a lost record's txg look
+ * committed; a damaged block that really held older ones costs only a
+ * wider mark).
+ */
+static int
+mark_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, uint64_t have, int verified)
+{
+	ilog_blk_phys h;
+	memcpy(&h, buf, sizeof(h));
+	uint64_t used = MIN((uint64_t)h.lg_used, have), at = LG_HDR_SIZE;
+	int bad = 0;
+	for (uint32_t i = 0; i < h.lg_nrecs; i++) {
+		ilog_rec_phys r;
+		if (at + LR_HDR_SIZE > used)
+			return -1;
+		memcpy(&r, buf + at, sizeof(r));
+		at += LR_HDR_SIZE + P2ROUNDUP((uint64_t)r.lr_datalen, 8);
+		/* what apply_block requires, plus a txg the uberblock does not cover */
+		if (!verified && ((r.lr_type != LR_WRITE && r.lr_type != LR_ZERO && r.lr_type != LR_WRITE_PTR) ||
+		    (r.lr_type == LR_WRITE && (r.lr_datalen != r.lr_length || r.lr_length > LOG_REC_MAX)) ||
+		    (r.lr_type == LR_ZERO && r.lr_datalen != 0) ||
+		    (r.lr_type == LR_WRITE_PTR && (r.lr_datalen != sizeof(ilog_ptr_phys) ||
+		    r.lr_length == 0 || r.lr_length > LOG_REC_MAX)) || at > used || r.lr_txg <= ub->ub_txg))
+			return -1;
+		if (r.lr_txg <= ub->ub_txg)
+			continue;
+		volume *v = r.lr_txg <= ub->ub_txg + 1000000 ? p->ilog.ops->find(p, r.lr_ds_guid) : NULL;
+		if (v == NULL) {
+			bad = 1; /* (a verified block: a volume created in a txg that never committed) */
+			continue;
+		}
+		mark_vol(p, v, r.lr_txg, 1);
+	}
+	return bad ? -1 : 0;
+}
+
+void
+ilog_unmark(ce_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		v->logdmg_lo = v->logdmg_hi = v->logdmg_recs = 0;
+		v->logdmg_unknown = 0;
+	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* A damaged block whose records cannot be attributed: every live volume may be affected. */
+static void
+mark_all(ce_pool *p, const uberblock_phys *ub)
+{
+	pthread_mutex_lock(&p->lock);
+	size_t n = p->nvols;
+	uint64_t *guids = xcalloc(n ? n : 1, sizeof(uint64_t));
+	for (size_t i = 0; i < n; i++)
+		guids[i] = p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap ? p->vols[i]->guid : 0;
+	pthread_mutex_unlock(&p->lock);
+	for (size_t i = 0; i < n; i++) {
+		volume *v = guids[i] != 0 ? p->ilog.ops->find(p, guids[i]) : NULL;
+		if (v != NULL)
+			mark_vol(p, v, ub->ub_txg + 1, 0);
+	}
+	free(guids);
+}
+
 /* The block after the one at off (sequence seq) that fails its checks: where it would be. */
 static int
 next_after_damage(ce_pool *p, const uberblock_phys *ub, uint64_t *off, uint64_t seq, uint8_t *buf)
@@ -875,9 +971,17 @@ note_damage(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, ui
 	ilog *l = &p->ilog;
 	uint64_t blocks = 0, recs = 0;
 	atomic_fetch_add(&p->cksum_errors, 1);
+	/* its own records, unverified: attributed only if all of them parse (invariant 7) */
+	ilog_blk_phys dh;
+	memcpy(&dh, buf, sizeof(dh));
+	uint64_t have = (uint64_t)dh.lg_nsectors * CE_SECTOR;
+	if (dh.lg_nsectors == 0 || have > LOG_BLK_MAX || off + have > l->size || dh.lg_used < LG_HDR_SIZE ||
+	    dh.lg_used > have || mark_block(p, ub, buf, have, 0) != 0)
+		mark_all(p, ub);
 	for (uint64_t s = seq; next_after_damage(p, ub, &off, s, buf); s++) {
 		blocks++;
 		recs += ((ilog_blk_phys *)buf)->lg_nrecs;
+		(void)mark_block(p, ub, buf, LOG_BLK_MAX, 1); /* verified: every record parses */
 	}
 	pthread_mutex_lock(&l->lock);
 	l->dmg_seq = seq;
@@ -963,6 +1067,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 				l->dmg_inplace++;
 				l->dmg_inplace_seq = h.lg_seq;
 				pthread_mutex_unlock(&l->lock);
+				mark_vol(p, v, r.lr_txg, 1);
 				continue;
 			}
 		}
@@ -1000,6 +1105,7 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 		l->dmg_seq = l->dmg_lost_blocks = l->dmg_lost_records = l->dmg_inplace = l->dmg_inplace_seq = 0;
 		l->dmg_certain = 0;
 		pthread_mutex_unlock(&l->lock);
+		ilog_unmark(p);
 		for (int pass = 0; pass < 2 && err == 0; pass++) {
 			off = ub->ub_log_off;
 			seq = ub->ub_log_seq;

@@ -97,6 +97,8 @@ int ilog_create_region(ce_pool *p);
 int ilog_load(ce_pool *p);
 /* At import, sync thread running: apply the records the uberblock does not cover, commit. */
 int ilog_replay(ce_pool *p, const uberblock_phys *ub);
+/* Clear every volume's log damage mark (ilog.c invariant 7; ce_pool_clear). */
+void ilog_unmark(ce_pool *p);
 /* Forget pending records and ring state (ce_pool_clear reloads and replays). */
 void ilog_reset(ce_pool *p);
 /* Start a new epoch at the first commit of txg >= now's open txg. */

@@ -466,6 +466,7 @@ ce_pool_clear(ce_pool *p)
 	p->ilog.dmg_inplace = p->ilog.dmg_inplace_seq = 0;
 	p->ilog.dmg_certain = p->ilog.dmg_inplace_certain = 0;
 	pthread_mutex_unlock(&p->ilog.lock);
+	ilog_unmark(p); /* and the volumes' log_damaged marks */
 	pthread_mutex_lock(&p->lock);
 	int susp = p->suspended;
 	pthread_mutex_unlock(&p->lock);
@@ -623,8 +624,10 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 		st->newer_damaged_txg = p->newer_damaged_txg;
 	}
 	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
+		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap) {
 			st->nvols++;
+			st->log_damaged_vols += p->vols[i]->logdmg_lo != 0;
+		}
 	pthread_mutex_unlock(&p->lock);
 	ilog *l = &p->ilog;
 	pthread_mutex_lock(&l->lock);

@@ -96,6 +96,16 @@ struct volume {
 	uint64_t ilog_inflight;    /* its itxs in the batch being written */
 	uint64_t ilog_durable_seq; /* every itx of it appended before this is durable */
 	int ilog_waiters;          /* flushes waiting for it */
+	/*
+	 * Intent log damage (ilog.c invariant 7; pool->lock): records of it
+	 * with txgs in [logdmg_lo, logdmg_hi] that the last replay could not
+	 * apply (logdmg_recs of them known; logdmg_unknown: a damaged block
+	 * whose records could not be attributed may have held more). In
+	 * memory until ce_pool_clear: the log's next epoch overwrites the
+	 * evidence, so a later import no longer sees it.
+	 */
+	uint64_t logdmg_lo, logdmg_hi, logdmg_recs;
+	int logdmg_unknown;
 	uint64_t destroy_txg;  /* destroyed in that txg (no longer named) */
 	uint64_t send_guid;    /* snapshot: send identity if received (0: its guid) */
 	/*

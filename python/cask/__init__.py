@@ -413,6 +413,10 @@ class Client:
         d = _struct(v, _VOL_FIELDS)
         d["sources"] = {"compression": _s(v.compression_source), "checksum": _s(v.checksum_source),
                         "sync": _s(v.sync_source)}
+        # intent log damage found at import, until pool_clear ("" when clean)
+        buf = ffi.new("char[]", 128)
+        self._check(lib.cask_vol_log_damaged(self._c, _b(name), buf, 128), name)
+        d["log_damaged"] = _s(buf)
         return d
 
     def vol_set(self, name, props=None, **kw):

@@ -51,6 +51,7 @@ def test_volumes(client):
     assert "tank/a" in names and "tank/b" in names
     v = client.vol_get("tank/a")
     assert v["size"] == 8 << 20 and v["compression"] == "zstd" and v["origin"] == ""
+    assert v["log_damaged"] == ""  # no intent log damage (tests/integration/ilog_damage.sh: a damaged one)
     assert client.vol_get("tank/a")["sources"] == {"compression": "local", "checksum": "default",
                                                    "sync": "default"}
     client.vol_set("tank/a", {"checksum": "sha256"}, sync="always")
@@ -363,7 +364,11 @@ def test_clients_and_force(client, daemon):
     client.vol_create("tank/held", 1 << 20)
     h = nbd.NBD()
     h.connect_uri(daemon.uri("tank/held"))
-    got = [c for c in client.clients() if c["export"] == "tank/held"]
+    for _ in range(400):  # caskd may list it a moment before it records the GO (bounded tries)
+        got = [c for c in client.clients() if c["export"] == "tank/held"]
+        if len(got) == 1 and got[0]["state"] == "serving":
+            break
+        time.sleep(0.01)
     assert len(got) == 1 and got[0]["frontend"] == "nbd" and got[0]["state"] == "serving"
     assert got[0]["peer"].startswith("127.0.0.1:") and got[0]["uid"] == -1 and got[0]["tls"] == ""
     with pytest.raises(cask.Busy) as e:

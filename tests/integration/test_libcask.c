@@ -151,6 +151,12 @@ tour(void *arg)
 	COK(cask_vol_iostat(c, v, &ios));
 	CHECK(ios.kind[CASK_IO_READ].count == 0 && ios.kind[CASK_IO_WRITE].bytes == 0 && ios.time_ns != 0);
 	CHECK_CODE(cask_vol_iostat(c, "tank/no-such-volume", &ios), ENOENT, "VOLUME_NOT_FOUND");
+	/* CASK_1.1: no intent log damage on a new volume (ilog_damage.sh checks a damaged one) */
+	char dmg[128];
+	memset(dmg, 'x', sizeof(dmg));
+	COK(cask_vol_log_damaged(c, v, dmg, sizeof(dmg)));
+	CHECK(dmg[0] == '\0');
+	CHECK_CODE(cask_vol_log_damaged(c, "tank/no-such-volume", dmg, sizeof(dmg)), ENOENT, "VOLUME_NOT_FOUND");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	const char *two[] = { s2 };

@@ -302,9 +302,17 @@ main(int argc, char **argv)
 	    st.log_lost_blocks, st.log_lost_records, st.log_damage_certain, st.cksum_errors);
 	CHECK(st.log_damaged_seq != 0 && st.log_lost_blocks == 5 && st.log_lost_records == 5);
 	CHECK(st.log_damage_certain == 1 && st.cksum_errors >= 1 && st.log_bad_inplace == 0);
+	/* invariant 7: v is marked with the damaged block's record and the 5 lost ones */
+	ce_vol_info vi;
+	OK(ce_vol_info_get(p, "v", &vi));
+	printf("damaged 5th log block: v's log_damaged is '%s'\n", vi.log_damaged);
+	CHECK(st.log_damaged_vols == 1 && strstr(vi.log_damaged, ", 6 records") != NULL &&
+	    strncmp(vi.log_damaged, "txg ", 4) == 0 && strstr(vi.log_damaged, "unknown") == NULL);
 	OK(ce_pool_clear(p)); /* acknowledged */
 	OK(ce_pool_stat_get(p, &st));
 	CHECK(st.log_damaged_seq == 0 && st.log_lost_blocks == 0 && st.cksum_errors == 0);
+	OK(ce_vol_info_get(p, "v", &vi));
+	CHECK(vi.log_damaged[0] == '\0' && st.log_damaged_vols == 0);
 	/* the first four are back; the rest read zeros (their old value), never garbage */
 	for (int i = 0; i < 4; i++)
 		durable_gen[i * 8] = newest_gen[i * 8];
@@ -312,9 +320,15 @@ main(int argc, char **argv)
 	OK(ce_pool_export(p));
 	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 
-	/* 3b. damaged in-place data of a flushed 64 KiB write, then a damaged last block */
-	for (int round = 0; round < 2; round++) {
+	/*
+	 * 3b. damaged in-place data of a flushed 64 KiB write, then a damaged last block;
+	 * then (round 2) a damaged last block whose record names no volume: its records
+	 * cannot be attributed, so every live volume (v and a new w) is marked (invariant 7)
+	 */
+	for (int round = 0; round < 3; round++) {
 		OK(ce_pool_import(&path, 1, &o, &p));
+		if (round == 2)
+			OK(ce_vol_create(p, "w", 1u << 20, NULL));
 		OK(ce_vol_open(p, "v", &v));
 		OK(ce_pool_sync(p));
 		base = p->ilog.base;
@@ -335,7 +349,8 @@ main(int argc, char **argv)
 		ce_pool_abandon(p);
 		FILE *f = fopen(path, "r+b");
 		CHECK(f != NULL);
-		long at = round == 0 ? (long)(data_off + 3000) : (long)(base + last_off + 300);
+		long at = round == 0 ? (long)(data_off + 3000) : round == 1 ? (long)(base + last_off + 300) :
+		    (long)(base + last_off + LG_HDR_SIZE + offsetof(ilog_rec_phys, lr_ds_guid));
 		CHECK(fseek(f, at, SEEK_SET) == 0);
 		int c = fgetc(f);
 		CHECK(fseek(f, at, SEEK_SET) == 0);
@@ -345,8 +360,21 @@ main(int argc, char **argv)
 		OK(ce_pool_stat_get(p, &st));
 		printf("%s: bad in-place %" PRIu64 " (certain %d), damaged seq %" PRIu64 " (certain %d), %" PRIu64
 		    " checksum errors, %" PRIu64 " replayed\n", round == 0 ? "flipped bit in in-place data" :
-		    "flipped bit in the last log block", st.log_bad_inplace, st.log_bad_inplace_certain,
+		    round == 1 ? "flipped bit in the last log block" : "flipped bit in its record's volume guid",
+		    st.log_bad_inplace, st.log_bad_inplace_certain,
 		    st.log_damaged_seq, st.log_damage_certain, st.cksum_errors, st.log_replayed);
+		ce_vol_info vi3;
+		OK(ce_vol_info_get(p, "v", &vi3));
+		printf("  v's log_damaged: '%s'\n", vi3.log_damaged);
+		if (round < 2) {
+			CHECK(st.log_damaged_vols == 1 && strstr(vi3.log_damaged, ", 1 record") != NULL);
+		} else {
+			ce_vol_info wi;
+			OK(ce_vol_info_get(p, "w", &wi));
+			printf("  w's log_damaged: '%s'\n", wi.log_damaged);
+			CHECK(st.log_damaged_vols == 2 && strstr(vi3.log_damaged, "unknown") != NULL &&
+			    strstr(wi.log_damaged, "unknown") != NULL);
+		}
 		if (round == 0) {
 			CHECK(st.log_bad_inplace == 1 && st.log_bad_inplace_certain == 1 && st.log_damaged_seq == 0);
 			CHECK(st.log_replayed == 1 && st.cksum_errors == 1);
@@ -357,6 +385,8 @@ main(int argc, char **argv)
 		OK(ce_pool_clear(p));
 		OK(ce_pool_stat_get(p, &st));
 		CHECK(st.log_bad_inplace == 0 && st.log_damaged_seq == 0 && st.cksum_errors == 0);
+		OK(ce_vol_info_get(p, "v", &vi3));
+		CHECK(vi3.log_damaged[0] == '\0' && st.log_damaged_vols == 0);
 		OK(ce_pool_export(p));
 		CHECK(t_debug_check(argv[0], path, NULL) == 0);
 	}
