@@ -26,8 +26,8 @@ expect_fail 2 "unknown option '--frob'" "$A" apply -f x --frob
 expect_fail 2 "not 'extra'" "$A" apply -f x extra
 help=$("$A" apply --help)
 for o in "-f, --file FILE" "--dry-run" "--prune" "Exit status" "apiVersion: cask/v1"; do has "$help" "$o"; done
-"$A" get --help | grep -q "usage: cask get manifest" || fail "get --help"
-"$A" --help | grep -q "apply -f FILE" || fail "cask --help lacks apply"
+"$A" get --help | grep >/dev/null -c "usage: cask get manifest" || fail "get --help"
+"$A" --help | grep >/dev/null -c "apply -f FILE" || fail "cask --help lacks apply"
 expect_fail 2 "unknown get command" "$A" get frob
 expect_fail 1 "cannot reach caskd" "$A" --socket "$T/nope.sock" get manifest
 expect_fail 2 "cannot open" "$A" apply -f "$M/missing.yaml"

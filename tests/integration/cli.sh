@@ -18,13 +18,13 @@ expect_fail 2 "unknown property" "$CASK" vol create p/v --size 1M -o color=red
 expect_fail 2 "unknown option" "$CASK" --bogus pool list
 for c in "" "pool" "vol"; do
   # shellcheck disable=SC2086
-  $CASK $c --help | grep -q "usage: cask" || fail "cask $c --help"
+  $CASK $c --help | grep >/dev/null -c "usage: cask" || fail "cask $c --help"
 done
-$CASK pool create --help | grep -q "create \[-f\] POOL FILE"
-$CASK pool create --help | grep -q -- "-f, --force overwrites it"
-$CASK pool import --help | grep -q "import \[--rewind\]"
-$CASK vol list --help | grep -q "list \[POOL\]"
-$CASKD --help | grep -q -- "--default-volume"
+$CASK pool create --help | grep >/dev/null -c "create \[-f\] POOL FILE"
+$CASK pool create --help | grep >/dev/null -c -- "-f, --force overwrites it"
+$CASK pool import --help | grep >/dev/null -c "import \[--rewind\]"
+$CASK vol list --help | grep >/dev/null -c "list \[POOL\]"
+$CASKD --help | grep >/dev/null -c -- "--default-volume"
 
 start_caskd
 # pools

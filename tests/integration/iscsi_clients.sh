@@ -8,7 +8,7 @@
 # qemu-img map, and one content seen through iSCSI and NBD both ways.
 source "$(dirname "$0")/lib.sh"
 need iscsi-ls; need iscsi-inq; need iscsi-readcapacity16; need qemu-img; need qemu-io
-qemu-img --help | grep -q "iscsi" || skip "qemu-img has no iscsi driver (qemu-block-extra)"
+qemu-img --help | grep >/dev/null -c "iscsi" || skip "qemu-img has no iscsi driver (qemu-block-extra)"
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
 
 IPORT=$(free_port)

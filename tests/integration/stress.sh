@@ -37,4 +37,4 @@ echo "control (sync=disabled): $(grep -m1 'no prefix' "$dir/control.out")"
 # Bad arguments are refused with usage.
 if "$CASK_BUILD/cask-stress" --threads 0 "$dir/x" 2>/dev/null; then exit 1; fi
 if "$CASK_BUILD/cask-stress" 2>/dev/null; then exit 1; fi
-"$CASK_BUILD/cask-stress" --help | grep -q "SIGKILL"
+"$CASK_BUILD/cask-stress" --help | grep >/dev/null -c "SIGKILL"
