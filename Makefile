@@ -12,7 +12,8 @@
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev
+# libmicrohttpd-dev;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -97,8 +98,9 @@ $(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
 $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
+# caskd --metrics serves HTTP with libmicrohttpd (libmicrohttpd-dev).
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lmicrohttpd
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -78,6 +78,7 @@ struct conn {
 	int fd;
 	char peer[80];
 	const conn_proto *proto;
+	struct listener *l;      /* where it was accepted (its counters) */
 	void *data;
 	loop *lp;
 	int refused;
@@ -116,6 +117,8 @@ struct loop {
 typedef struct listener {
 	int fd;
 	const conn_proto *proto;
+	atomic_int current;                 /* connections open now, served or refused */
+	_Atomic uint64_t accepted, refused; /* since start (refused: over the cap) */
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char spec[128];
 } listener;
@@ -485,6 +488,7 @@ destroy(conn *c)
 	log_info("%s %s: disconnected", c->proto->name, c->peer);
 	free(c->rbuf);
 	int refused = c->refused;
+	atomic_fetch_sub(&c->l->current, 1);
 	free(c);
 	atomic_fetch_sub(&lp->nconns, 1);
 	pthread_mutex_lock(&count_lock);
@@ -619,6 +623,30 @@ conn_count(void)
 	return atomic_load(&nserved);
 }
 
+size_t
+conn_frontend_stats(conn_fstats *out, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < nlisten; i++) {
+		listener *l = &listeners[i];
+		size_t k = 0;
+		while (k < n && strcmp(out[k].name, l->proto->name) != 0)
+			k++;
+		if (k == n) {
+			if (n == max)
+				continue;
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].name = l->proto->name;
+			n++;
+		}
+		out[k].listeners++;
+		out[k].current += atomic_load(&l->current);
+		out[k].accepted += atomic_load(&l->accepted);
+		out[k].refused += atomic_load(&l->refused);
+	}
+	return n;
+}
+
 void
 conn_post(conn *c, conn_msg *m)
 {
@@ -686,6 +714,7 @@ accept_all(listener *l)
 			refused = -1;
 		}
 		pthread_mutex_unlock(&count_lock);
+		atomic_fetch_add(refused ? &l->refused : &l->accepted, 1);
 		if (refused < 0) {
 			log_warn("%s: connection limit (%d) reached; closed a connection at once", l->proto->name,
 			    cfg.max_connections);
@@ -695,6 +724,8 @@ accept_all(listener *l)
 		conn *c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
 		c->proto = l->proto;
+		c->l = l;
+		atomic_fetch_add(&l->current, 1);
 		c->refused = refused;
 		c->opened = time(NULL);
 		c->rbuf = xmalloc(RBUF_SIZE);

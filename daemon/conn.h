@@ -62,4 +62,12 @@ void conn_post(conn *c, conn_msg *m);
 
 /* counts for tests and the status op */
 int conn_count(void);
+/* Per frontend (protocol name), summed over its listeners: for the metrics server. */
+typedef struct conn_fstats {
+	const char *name;
+	int listeners, current;      /* current: open connections, served or refused */
+	uint64_t accepted, refused;  /* since start; refused: over --max-connections */
+} conn_fstats;
+/* Between conn_start and conn_stop; returns how many of out[0..max) it filled. */
+size_t conn_frontend_stats(conn_fstats *out, size_t max);
 #endif

@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "ctl.h"
 #include "log.h"
+#include "metrics.h"
 #include "nbd.h"
 #include "registry.h"
 #include "util.h"
@@ -55,6 +56,9 @@ usage(FILE *f)
 	    "  --nbd unix:PATH[,mode=OCTAL][,group=GROUP]\n"
 	    "                          a unix socket: mode (default 0600, 0660 with a group)\n"
 	    "                          and group (name or gid) set on the socket file\n"
+	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	    "                          ([::1]:PORT for IPv6; every metric: docs/metrics.md);\n"
+	    "                          default: no metrics server\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
@@ -215,6 +219,7 @@ main(int argc, char **argv)
 	conn_config ccfg = { 0, 1024, 60 };
 	vio_config vcfg = { 32, 0 };
 	uint64_t defsize = 0;
+	const char *metrics = NULL;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
@@ -225,7 +230,7 @@ main(int argc, char **argv)
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
-		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "metrics", 1, NULL, 'P' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -261,6 +266,9 @@ main(int argc, char **argv)
 			break;
 		case 'X':
 			vcfg.test_ops = 1;
+			break;
+		case 'P':
+			metrics = optarg;
 			break;
 		case 'd':
 		case 'c':
@@ -342,8 +350,10 @@ main(int argc, char **argv)
 	}
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
-	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0) {
+	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
+	    (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0)) {
 		log_err("%s", ce_errmsg());
+		reg_watch_stop();
 		ctl_stop();
 		vio_quiesce();
 		conn_stop();
@@ -363,6 +373,7 @@ main(int argc, char **argv)
 		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	}
+	metrics_stop();
 	ctl_stop();
 	vio_quiesce();
 	conn_stop();

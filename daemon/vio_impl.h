@@ -20,6 +20,9 @@ typedef struct vio_opstats_snap {
 
 /* 1 with the counters of the export, 0 (all zero) when it was never opened. */
 int vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS]);
+/* fn(name, counters, arg) for every export opened since start (stops when fn returns non-zero);
+ * returns how many it visited. Takes no lock the IO path takes. */
+size_t vio_stats_each(int (*fn)(const char *name, const vio_opstats_snap st[VIO_NOPS], void *arg), void *arg);
 void vio_stats_fini(void);
 
 enum { VIO_FAULT_NONE, VIO_FAULT_FAIL, VIO_FAULT_DELAY, VIO_FAULT_STALL };

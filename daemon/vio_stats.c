@@ -99,6 +99,8 @@ vio_stats_layer(vio_vol *v, vio_dev *below)
 	return d;
 }
 
+static void snap_ops(vstats *s, vio_opstats_snap out[VIO_NOPS]);
+
 int
 vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 {
@@ -106,6 +108,13 @@ vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 	vstats *s = stats_find(name, 0);
 	if (s == NULL)
 		return 0;
+	snap_ops(s, out);
+	return 1;
+}
+
+static void
+snap_ops(vstats *s, vio_opstats_snap out[VIO_NOPS])
+{
 	for (int i = 0; i < VIO_NOPS; i++) {
 		vio_opstats *o = &s->op[i];
 		out[i].count = atomic_load(&o->count);
@@ -117,7 +126,28 @@ vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 		for (int b = 0; b < VIO_HIST_BUCKETS; b++)
 			out[i].hist[b] = atomic_load(&o->hist[b]);
 	}
-	return 1;
+}
+
+/*
+ * The list only grows at its head and its entries stay until vio_stats_fini
+ * (invariant 1), so the walk needs the lock only to read the head: what is
+ * behind it was complete before it was linked.
+ */
+size_t
+vio_stats_each(int (*fn)(const char *name, const vio_opstats_snap st[VIO_NOPS], void *arg), void *arg)
+{
+	pthread_mutex_lock(&stats_lock);
+	vstats *s = stats_all;
+	pthread_mutex_unlock(&stats_lock);
+	size_t n = 0;
+	vio_opstats_snap *st = xcalloc(VIO_NOPS, sizeof(*st));
+	for (; s != NULL; s = s->next, n++) {
+		snap_ops(s, st);
+		if (fn(s->name, st, arg) != 0)
+			break;
+	}
+	free(st);
+	return n;
 }
 
 void

@@ -82,6 +82,7 @@ typedef struct ce_pool_opts {
 	void *wrap_arg;
 } ce_pool_opts;
 
+#define CE_SYNC_HIST_BUCKETS 32 /* bucket k: txg syncs that took [2^k, 2^(k+1)) us (k = 0: also < 1 us) */
 typedef struct ce_pool_stat {
 	char name[64];
 	uint64_t guid;
@@ -93,6 +94,9 @@ typedef struct ce_pool_stat {
 	uint64_t io_errors;      /* backend errors seen since import */
 	uint64_t synced_txg;     /* newest committed txg */
 	uint64_t dirty_bytes;    /* data waiting for a txg sync */
+	uint64_t syncs;          /* txgs committed since import (by the sync thread) */
+	uint64_t sync_ns;        /* the time their syncs took, summed */
+	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS];
 	uint64_t cache_bytes;    /* block cache in use */
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */

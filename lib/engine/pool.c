@@ -598,6 +598,9 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	pthread_mutex_lock(&p->lock);
 	st->synced_txg = p->synced_txg;
 	st->dirty_bytes = p->dirty_total;
+	st->syncs = p->syncs;
+	st->sync_ns = p->sync_ns;
+	memcpy(st->sync_hist, p->sync_hist, sizeof(st->sync_hist));
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	if (p->rewound) {

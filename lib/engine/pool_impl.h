@@ -81,6 +81,8 @@ struct ce_pool {
 	uint64_t sync_req;       /* highest txg somebody waits for */
 	uint64_t dirty_total;    /* bytes of dirty data buffers (stored atomically: read unlocked) */
 	uint64_t dirty_open;     /* of which in the open txg */
+	uint64_t syncs, sync_ns; /* committed txgs since import and the time their syncs took */
+	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS]; /* their durations (ce_pool_stat.sync_hist) */
 	int throttled;           /* writers are waiting for dirty space */
 	pthread_cond_t cv_work;  /* wakes the sync thread */
 	pthread_cond_t cv_done;  /* txg synced, quiesced, or space freed */

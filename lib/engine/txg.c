@@ -329,7 +329,9 @@ sync_thread(void *arg)
 		p->syncing_txg = open;
 		pthread_mutex_unlock(&p->lock);
 
+		uint64_t t0 = util_now_ns();
 		int err = txg_sync_one(p, open);
+		uint64_t took = util_now_ns() - t0;
 
 		pthread_mutex_lock(&p->lock);
 		p->syncing_txg = 0;
@@ -338,8 +340,14 @@ sync_thread(void *arg)
 			snprintf(p->suspend_reason, sizeof(p->suspend_reason),
 			    "txg %llu could not be committed: %s", (unsigned long long)open,
 			    err == -EIO ? "IO error on a vdev" : strerror(-err));
-		} else
+		} else {
 			p->synced_txg = open;
+			p->syncs++;
+			p->sync_ns += took;
+			uint64_t us = took / 1000;
+			int b = us == 0 ? 0 : 63 - __builtin_clzll(us);
+			p->sync_hist[b < CE_SYNC_HIST_BUCKETS ? b : CE_SYNC_HIST_BUCKETS - 1]++;
+		}
 		pthread_cond_broadcast(&p->cv_done);
 	}
 	pthread_mutex_unlock(&p->lock);
