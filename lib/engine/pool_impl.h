@@ -109,6 +109,13 @@ struct ce_pool {
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
 	uint64_t sh_changed_txg;  /* oldest txg with a holds change not yet written (0: none) */
 
+	/* snapshot policies (sched.c; pool->lock) */
+	sched_phys *sc;
+	size_t nsc, capsc;
+	cowtree sc_tree;
+	uint64_t sc_disk_leaves;  /* leaves the object had when last written */
+	uint64_t sc_changed_txg;  /* oldest txg with a policy change not yet written (0: none) */
+
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };
@@ -169,6 +176,11 @@ int vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t 
 /* send.c */
 int recv_table_load(ce_pool *p);
 int recv_table_sync(ce_pool *p, uint64_t txg);
+
+/* sched.c */
+int sched_load(ce_pool *p);
+int sched_sync(ce_pool *p, uint64_t txg);
+void sched_fini(ce_pool *p);
 
 /* hold.c */
 int hold_load(ce_pool *p);

@@ -829,6 +829,12 @@ snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 int
 ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 {
+	return ce_snap_create_ex(p, names, n, 0, errs);
+}
+
+int
+ce_snap_create_ex(ce_pool *p, const char *const *names, size_t n, unsigned flags, int *errs)
+{
 	err_clear();
 	if (n == 0)
 		return err_set(-EINVAL, "snapshot: no names given");
@@ -875,7 +881,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		char vol[CE_NAME_MAX + 1];
 		const char *sn;
 		split_snap(names[i], vol, sizeof(vol), &sn);
-		snap_add(p, vol_find(p, vol), names[i], 0);
+		snap_add(p, vol_find(p, vol), names[i], 0)->is_auto = (flags & CE_SNAP_AUTO) != 0;
 	}
 	return vol_mgmt_commit(p); /* snap_attach raises the MOS version */
 }
@@ -1043,6 +1049,7 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 		o->used = s->unique;
 		o->holds = hold_count(p, s->guid);
 		o->clones = (unsigned)(uintptr_t)htab_get(&nclones, s->guid);
+		o->automatic = s->is_auto;
 		volume *n = htab_get(&next, s->guid);
 		uint64_t ub = 0;
 		if (n != NULL)

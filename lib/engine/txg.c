@@ -209,6 +209,10 @@ txg_sync_work(ce_pool *p, uint64_t t)
 				mos_hdr(p)->mh_version = 5; /* older software would call the record damaged */
 				mos_mark_dirty(p, 0, CE_META_BLOCK);
 			}
+			if ((ds.ds_flags & DS_FLAG_AUTO) && mos_hdr(p)->mh_version < FMT_V_SCHED) {
+				mos_hdr(p)->mh_version = FMT_V_SCHED; /* sched.c: an automatic snapshot */
+				mos_mark_dirty(p, 0, CE_META_BLOCK);
+			}
 			mos_ds_put(p, v->slot, &ds);
 			if (snap_changed)
 				v->rec_txg = 0;
@@ -216,6 +220,8 @@ txg_sync_work(ce_pool *p, uint64_t t)
 	}
 	if (err == 0)
 		err = hold_sync(p, t);
+	if (err == 0)
+		err = sched_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
 	/*

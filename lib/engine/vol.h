@@ -71,6 +71,7 @@ struct volume {
 	 * management operations (config_lock + pool->lock).
 	 */
 	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
+	int is_auto;           /* snapshot: taken by a snapshot policy (DS_FLAG_AUTO) */
 	volume *head;          /* snapshot: the volume it is of */
 	volume *prev;          /* next older snapshot (a volume: its newest) */
 	uint64_t prev_txg;     /* prev's txg: blocks born at or before it are shared */
