@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "nbd.h"
 #include "registry.h"
+#include "sched.h"
 #include "util.h"
 #include "vio.h"
 
@@ -66,7 +67,11 @@ usage(FILE *f)
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
-	    "                          stack and the test.vio_fault control operation\n"
+	    "                          stack, the test.vio_fault and test.sched_clock control\n"
+	    "                          operations\n"
+	    "  --sched-clock SECONDS   for tests (with --test-ops): the snapshot scheduler's\n"
+	    "                          clock starts at SECONDS since the epoch and stays there\n"
+	    "                          until test.sched_clock moves it\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -220,6 +225,7 @@ main(int argc, char **argv)
 	vio_config vcfg = { 32, 0 };
 	uint64_t defsize = 0;
 	const char *metrics = NULL;
+	long long sched_clock = -1;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
@@ -231,6 +237,7 @@ main(int argc, char **argv)
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
 		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "metrics", 1, NULL, 'P' },
+		{ "sched-clock", 1, NULL, 'C' },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -270,6 +277,15 @@ main(int argc, char **argv)
 		case 'P':
 			metrics = optarg;
 			break;
+		case 'C': {
+			char *end;
+			sched_clock = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || sched_clock < 0) {
+				fprintf(stderr, "caskd: --sched-clock wants seconds since the epoch, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'd':
 		case 'c':
 		case 'm': {
@@ -309,6 +325,12 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (sched_clock >= 0 && !vcfg.test_ops) {
+		fprintf(stderr, "caskd: --sched-clock is for tests: it needs --test-ops\n");
+		return 2;
+	}
+	if (sched_clock >= 0)
+		sched_test_clock(sched_clock);
 	for (size_t f = 0; f < NFRONT; f++)
 		if (naddrs[f] == 0)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
@@ -351,10 +373,11 @@ main(int argc, char **argv)
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
 	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
-	    (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0)) {
+	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0)) {
 		log_err("%s", ce_errmsg());
 		reg_watch_stop();
 		ctl_stop();
+		sched_stop();
 		vio_quiesce();
 		conn_stop();
 		vio_shutdown();
@@ -375,6 +398,7 @@ main(int argc, char **argv)
 	}
 	metrics_stop();
 	ctl_stop();
+	sched_stop();
 	vio_quiesce();
 	conn_stop();
 	vio_shutdown();

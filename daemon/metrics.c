@@ -30,6 +30,7 @@
 #include "job.h"
 #include "log.h"
 #include "registry.h"
+#include "sched.h"
 #include "util.h"
 #include "vio.h"
 #include "vio_impl.h"
@@ -426,6 +427,7 @@ render(size_t *len)
 
 	frontend_metrics(&b);
 	job_metrics(&b);
+	sched_metrics(&b.p, &b.len, &b.cap, METRICS_MAX_VOLUMES);
 	daemon_metrics(&b, omitted);
 	*len = b.len;
 	return b.p;

@@ -173,7 +173,8 @@ cmd_tree(int argc, char **argv)
 	if (open_pool(argc, argv, &p) != 0)
 		return 2;
 	printf("pool %s guid %016" PRIx64 " txg %" PRIu64 "\n", p->name, p->guid, p->synced_txg);
-	printf("MOS: %" PRIu64 " bytes, %u levels\n", p->mos_size, p->mos_tree.levels);
+	printf("MOS: %" PRIu64 " bytes, %u levels, format version %u\n", p->mos_size, p->mos_tree.levels,
+	    mos_hdr(p)->mh_version);
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i];
 		if (only && strcmp(only, v->name) != 0)
