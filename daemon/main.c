@@ -280,7 +280,7 @@ main(int argc, char **argv)
 		case 'C': {
 			char *end;
 			sched_clock = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || sched_clock < 0) {
+			if (*optarg == '\0' || *end != '\0' || sched_clock < 0 || sched_clock >= 253402300800ll) {
 				fprintf(stderr, "caskd: --sched-clock wants seconds since the epoch, not '%s'\n", optarg);
 				return 2;
 			}

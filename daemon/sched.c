@@ -103,8 +103,8 @@ sched_slot_name(int64_t t, char *buf, size_t len)
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
-	gmtime_r(&tt, &tm);
-	strftime(buf, len, "auto-%Y-%m-%dT%H:%MZ", &tm);
+	if (gmtime_r(&tt, &tm) == NULL || strftime(buf, len, "auto-%Y-%m-%dT%H:%MZ", &tm) == 0)
+		snprintf(buf, len, "auto-invalid");
 }
 
 int

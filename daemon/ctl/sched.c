@@ -185,8 +185,9 @@ op_test_sched_clock(json_object *args, json_object *res, reqerr *e)
 		    CE_E_NOT_SUPPORTED);
 	json_object *v;
 	if (!json_object_object_get_ex(args, "time", &v) || !json_object_is_type(v, json_type_int) ||
-	    json_object_get_int64(v) < 0)
-		return fail(e, err_set(-EINVAL, "argument 'time' (seconds since the epoch) is required"),
+	    json_object_get_int64(v) < 0 || json_object_get_int64(v) >= 253402300800ll)
+		return fail(e, err_set(-EINVAL, "argument 'time' (seconds since the epoch, before the year 10000) "
+		    "is required"),
 		    CE_E_BAD_REQUEST);
 	return sched_clock_pass(json_object_get_int64(v), res);
 }

@@ -131,6 +131,14 @@ typedef struct cask_diff_iter cask_diff_iter;
 int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **it);
 int cask_diff_next(cask_diff_iter *it, cask_extent *ext);
 void cask_diff_end(cask_diff_iter *it);
+typedef struct { uint32_t every_min; uint32_t keep; uint32_t hourly, daily, weekly, monthly; } cask_sched;
+typedef struct {
+    char name[320]; cask_sched policy; uint64_t set_time; uint64_t auto_snapshots; char last_snapshot[600];
+    int64_t last_run; int64_t next_run; uint64_t runs, failures, pruned; char last_error[200];
+} cask_sched_info;
+int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
+int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
+int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
 void free(void *);
 """
 
