@@ -235,7 +235,7 @@ typedef struct pass {
 	const char *only;      /* `schedule run`: this volume only, at the minute */
 	json_object *taken, *pruned, *failed; /* reports (may be NULL) */
 	int run_err;           /* `schedule run`: the volume's outcome */
-	char run_msg[300];
+	char run_msg[1024];
 	int found;             /* `schedule run`: the volume has a policy */
 } pass;
 
