@@ -174,7 +174,8 @@ diff "$T/snaps.before" "$T/snaps.after" || fail "export/import changed the snaps
 # ---- a version-5 pool: imports, replays, takes a policy, becomes version 7 ----
 xz -dc "$here/../fixtures/pool-v5.vdev.xz" >"$T/old5.vdev"
 "$CASK_BUILD/cask-debug" labels "$T/old5.vdev" | grep -q "version 5" || fail "the fixture is not a version-5 pool"
-"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" | grep -q "format version 5" || fail "the fixture's MOS is not version 5"
+"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" >"$T/tree5.out"
+grep -q "format version 5" "$T/tree5.out" || fail "the fixture's MOS is not version 5"
 [ "$("$A" pool import --path "$T/old5.vdev")" = old5 ] || fail "import of the version-5 pool"
 "$PY" - "$NBD" <<'PY' || fail "the version-5 pool's data"
 import nbd, sys
@@ -188,7 +189,8 @@ PY
 s=$("$A" schedule run old5/v)
 "$A" pool export old5
 "$CASK_BUILD/cask-debug" check "$T/old5.vdev" >"$T/check5.out" || { cat "$T/check5.out"; fail "check of the upgraded pool"; }
-"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" | grep -q "format version 7" || fail "the upgraded pool's MOS is not version 7"
+"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" >"$T/tree7.out"
+grep -q "format version 7" "$T/tree7.out" || fail "the upgraded pool's MOS is not version 7"
 "$A" pool import --path "$T/old5.vdev" >/dev/null
 "$A" schedule list -H -o name,every,keep old5 | grep -q $'old5/v\t1h\t2' || fail "the upgraded pool lost its policy"
 "$A" snap list -H -o name old5/v | grep -qx "$s" || fail "the upgraded pool lost $s"
