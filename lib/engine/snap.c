@@ -21,6 +21,10 @@
  * only S referenced: they are freed; N keeps the others and takes S's
  * dead list. Only dead lists are read, never a tree.
  *
+ * A snapshot taken with CE_SNAP_AUTO (ce_snap_create_ex, for caskd's
+ * snapshot policies, sched.c) carries is_auto, written as DS_FLAG_AUTO in
+ * its record (format 7); it is an ordinary snapshot in every other way.
+ *
  * Invariants:
  *   1. Dead lists change only in the sync thread (vol_sync, attach,
  *      destroy); their objects are written in pass 1 of the same txg as
