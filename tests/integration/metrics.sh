@@ -6,7 +6,9 @@
 # scrapes caskd and answers a query, through its HTTP API, for a counter the
 # test moved by a known amount; every metric family of docs/metrics.md is in
 # the scrape and every family scraped is in docs/metrics.md; bad --metrics
-# addresses are refused at start; 404 / 405 for other paths and methods.
+# addresses are refused at start; 404 / 405 for other paths and methods;
+# HTTP clients that hold connections or never read their answer block
+# neither volume IO nor the control socket.
 source "$(dirname "$0")/lib.sh"
 need curl
 need promtool
@@ -115,6 +117,29 @@ scrape >"$T/m4"
 [ "$(value 'cask_volume_write_bytes_total{pool="tank",volume="tmp"}' <"$T/m4")" = absent ] ||
   fail "a destroyed volume still has series"
 
+# ---- the metrics server never blocks IO: stuck HTTP clients (idle ones past the connection
+# limit, and scrapers that never read their answer) while a client writes and flushes ----
+"$PY" - "$MPORT" "$NBD/tank/db" <<'PY' || fail "IO or the control socket waited for the metrics server"
+import socket, subprocess, sys
+port, uri = int(sys.argv[1]), sys.argv[2]
+held = []
+for i in range(12):                      # more than its 8 connections
+    s = socket.create_connection(("127.0.0.1", port))
+    if i % 2:                            # a request whose answer is never read
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    held.append(s)
+r = subprocess.run(["qemu-io", "-f", "raw", "-c", "write -P 5 40M 1M", "-c", "flush", uri],
+                   capture_output=True, timeout=60)
+assert r.returncode == 0, r.stderr
+for s in held:
+    s.close()
+PY
+"$CASK" pool status tank >/dev/null || fail "the control socket after stuck metrics clients"
+for _ in $(seq 1 100); do scrape >"$T/m5" 2>/dev/null && break; sleep 0.05; done
+check "$T/m5"
+[ "$(value "cask_volume_write_bytes_total{$L}" <"$T/m5")" = $((4 * 1048576 + 524288)) ] ||
+  fail "the write during the stuck scrapes is not counted"
+
 # ---- docs/metrics.md names every family, and every documented family is scraped ----
 fams=$(grep '^# TYPE ' "$T/m3" | awk '{print $3}' | sort -u)
 for f in $fams; do
@@ -142,7 +167,7 @@ prometheus --config.file="$T/prom/prometheus.yml" --storage.tsdb.path="$T/prom/d
 PROM_PID=$!
 # move the counter by a known amount once prometheus runs: 5 MiB more written
 qemu-io -f raw -c 'write -P 9 32M 5M' "$NBD/tank/db" >/dev/null
-want=$((3 * 1048576 + 524288 + 5 * 1048576))
+want=$((4 * 1048576 + 524288 + 5 * 1048576))
 q='cask_volume_write_bytes_total{job="caskd",pool="tank",volume="db"}'
 got=
 for _ in $(seq 1 300); do
