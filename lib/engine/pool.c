@@ -27,6 +27,7 @@
 #include "mos.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
+#include "sched_policy.h"
 #include "txg.h"
 #include "uberblock.h"
 #include "util.h"
@@ -137,6 +138,7 @@ pool_free(ce_pool *p)
 	vol_free_all(p);
 	pool_sync_fini(p);
 	hold_fini(p);
+	sched_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)
@@ -613,6 +615,9 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	pthread_mutex_lock(&p->lock);
 	st->synced_txg = p->synced_txg;
 	st->dirty_bytes = p->dirty_total;
+	st->syncs = p->syncs;
+	st->sync_ns = p->sync_ns;
+	memcpy(st->sync_hist, p->sync_hist, sizeof(st->sync_hist));
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	if (p->rewound) {
