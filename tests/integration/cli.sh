@@ -24,7 +24,7 @@ $CASK pool create --help | grep -q "create \[-f\] POOL FILE"
 $CASK pool create --help | grep -q -- "-f, --force overwrites it"
 $CASK pool import --help | grep -q "import \[--rewind\]"
 $CASK vol list --help | grep -q "list \[POOL\]"
-$CASKD --help | grep -q -- "--default-volume"
+grep -q -- "--default-volume" <<<"$($CASKD --help)"
 
 start_caskd
 # pools

@@ -36,7 +36,7 @@ for bad in "nonsense" "127.0.0.1:99999" "127.0.0.1:" "[::1:80"; do
   [ $rc -ne 0 ] || fail "caskd started with --metrics $bad"
   grep -q -- "--metrics" "$T/bad.log" || fail "no --metrics error for '$bad': $(cat "$T/bad.log")"
 done
-"$CASKD" --help | grep -q -- "--metrics ADDR:PORT" || fail "caskd --help lacks --metrics"
+grep -q -- "--metrics ADDR:PORT" <<<"$("$CASKD" --help)" || fail "caskd --help lacks --metrics"
 
 MPORT=$(free_port)
 start_caskd --metrics "127.0.0.1:$MPORT"

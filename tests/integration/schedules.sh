@@ -37,7 +37,7 @@ expect_fail 2 "count from 0 to 100000" "$A" schedule set tank/a --every 1h --kee
 expect_fail 2 "needs a volume" "$A" schedule run tank
 expect_fail 2 "unknown schedule command" "$A" schedule frob
 expect_fail 2 "needs --test-ops" "$CASKD" --state "$T/x" --socket "$T/x.sock" --sched-clock 5
-"$CASKD" --help | grep -q -- "--sched-clock SECONDS" || fail "caskd --help lacks --sched-clock"
+grep -q -- "--sched-clock SECONDS" <<<"$("$CASKD" --help)" || fail "caskd --help lacks --sched-clock"
 
 # clock TIME: the scheduler's clock to TIME (test.sched_clock, which runs a pass); prints its report
 clock() {
