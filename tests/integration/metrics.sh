@@ -146,7 +146,7 @@ for f in $fams; do
   grep -q "\`$f\`" "$top/docs/metrics.md" || fail "docs/metrics.md does not list $f"
 done
 for f in $(grep -o '^| `cask_[a-z_]*`' "$top/docs/metrics.md" | tr -d '|` ' | sort -u); do
-  echo "$fams" | grep -qx "$f" || fail "docs/metrics.md lists $f, the scrape lacks it"
+  grep -qx "$f" <<<"$fams" || fail "docs/metrics.md lists $f, the scrape lacks it"
 done
 
 # ---- a real prometheus scrapes caskd; its query API answers with our counter ----
