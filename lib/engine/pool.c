@@ -126,6 +126,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pool_sync_init(p);
 	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
+	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
 }
