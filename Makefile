@@ -13,8 +13,9 @@
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
-# tests and benchmarks also use libiscsi-bin, qemu-block-extra (qemu's iscsi:// driver) and tgt;
+# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev
+# libmicrohttpd-dev; tests and benchmarks also use libiscsi-bin, qemu-block-extra (qemu's iscsi:// driver), tgt
+# and prometheus;
 # scripts/install-deps.sh installs them.
 
 CC ?= cc
@@ -99,8 +100,9 @@ $(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
 $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
+# caskd --metrics serves HTTP with libmicrohttpd (libmicrohttpd-dev).
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lssl
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lssl -lmicrohttpd
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)

@@ -14,7 +14,7 @@
  *      exit 1. Each action is derived from the state found in step 2, so
  *      applying again after a failure (or twice) converges: what was done
  *      is then "unchanged".
- * Only the stable client API (cask/client.h, CASK_1.0) is used.
+ * Only the stable client API (cask/client.h, CASK_1.0 and CASK_1.1) is used.
  */
 #include "cli.h"
 #include "manifest.h"
@@ -30,10 +30,10 @@
 enum act_kind {
 	/* in the order they are printed and run */
 	A_DESTROY, A_SHRINK, A_KEEP, A_WOULD_DESTROY, A_WOULD_SHRINK,
-	A_CREATE_POOL, A_CREATE_VOL, A_GROW, A_SET, A_UNCHANGED, A_UNSUPPORTED, A_NKINDS
+	A_CREATE_POOL, A_CREATE_VOL, A_GROW, A_SET, A_SCHED, A_UNCHANGED, A_NKINDS
 };
 static const char *const verb[A_NKINDS] = { "destroy", "shrink", "keep", "would-destroy", "would-shrink",
-	"create", "create", "change", "change", "unchanged", "not-supported" };
+	"create", "create", "change", "change", "change", "unchanged" };
 
 typedef struct action {
 	int kind;
@@ -62,6 +62,9 @@ typedef struct spool {
 	cask_vol_info *vols;  /* NULL until listed */
 	size_t nvols;
 	int listed;
+	cask_sched_info *scheds; /* the snapshot policies, NULL until listed */
+	size_t nscheds;
+	int sched_listed;
 } spool;
 
 typedef struct state {
@@ -128,8 +131,10 @@ sz(uint64_t v, char *buf, size_t n)
 static void
 state_free(state *s)
 {
-	for (size_t i = 0; i < s->npools; i++)
+	for (size_t i = 0; i < s->npools; i++) {
 		free(s->sp[i].vols);
+		free(s->sp[i].scheds);
+	}
 	free(s->sp);
 	cask_pool_info_free(s->pools, s->npools);
 	memset(s, 0, sizeof(*s));
@@ -144,6 +149,26 @@ list_vols(cask_client *c, spool *sp)
 		return -1;
 	sp->listed = 1;
 	return 0;
+}
+
+static int
+list_scheds(cask_client *c, spool *sp)
+{
+	if (sp->sched_listed)
+		return 0;
+	if (cask_sched_list(c, sp->info.name, &sp->scheds, &sp->nscheds) != 0)
+		return -1;
+	sp->sched_listed = 1;
+	return 0;
+}
+
+static const cask_sched_info *
+find_sched(const spool *sp, const char *name)
+{
+	for (size_t i = 0; i < sp->nscheds; i++)
+		if (strcmp(sp->scheds[i].name, name) == 0)
+			return &sp->scheds[i];
+	return NULL;
 }
 
 static int
@@ -264,22 +289,49 @@ cur_prop(const cask_vol_info *v, int i)
 	return i == MF_COMPRESSION ? v->compression : i == MF_CHECKSUM ? v->checksum : v->sync;
 }
 
+/* ", snapshots every 15m, keep 8, ..." of the file's policy, appended at out[o..n) */
 static void
-describe_policy(const mf_policy *pol, char *out, size_t n)
+add_policy(const mf_policy *pol, char *out, size_t n)
 {
-	snprintf(out, n, "snapshots every %" PRIu64 "m, keep %u, retain hourly %u daily %u weekly %u monthly %u "
-	    "(schedules are not implemented yet: apply refuses this)", pol->every_min, pol->keep, pol->hourly,
-	    pol->daily, pol->weekly, pol->monthly);
+	size_t o = strlen(out);
+	if (!pol->valid || o >= n)
+		return;
+	char b[400];
+	mf_fmt_policy(pol, b, sizeof(b));
+	snprintf(out + o, n - o, ", snapshots %s", b);
 }
 
 static void
-plan_vol(manifest *m, plan *p, const mf_vol *mv, const cask_vol_info *cur, int prune)
+running_policy(const cask_sched_info *si, char *out, size_t n)
+{
+	if (si == NULL) {
+		snprintf(out, n, "none");
+		return;
+	}
+	mf_policy p = { 1, 1, { 0, 0 }, si->policy.every_min, si->policy.keep, si->policy.hourly,
+		si->policy.daily, si->policy.weekly, si->policy.monthly };
+	mf_fmt_policy(&p, out, n);
+}
+
+static int
+same_policy(const mf_policy *p, const cask_sched_info *si)
+{
+	return si != NULL && p->every_min == si->policy.every_min && p->keep == si->policy.keep &&
+	    p->hourly == si->policy.hourly && p->daily == si->policy.daily && p->weekly == si->policy.weekly &&
+	    p->monthly == si->policy.monthly;
+}
+
+/* cur_sched: the volume's running policy (NULL: none); a file without snapshots: leaves it as it is. */
+static void
+plan_vol(manifest *m, plan *p, const mf_vol *mv, const cask_vol_info *cur, const cask_sched_info *cur_sched,
+    int prune)
 {
 	char a1[32], a2[32];
 	if (cur == NULL) {
 		action *a = add(p, A_CREATE_VOL, 0, mv->name);
 		a->vol = mv;
 		describe_props(mv, a->detail, sizeof(a->detail));
+		add_policy(&mv->snapshots, a->detail, sizeof(a->detail));
 		return;
 	}
 	int changed = 0;
@@ -316,10 +368,20 @@ plan_vol(manifest *m, plan *p, const mf_vol *mv, const cask_vol_info *cur, int p
 		s->val[s->nprops++] = mv->prop[i];
 		changed = 1;
 	}
+	if (mv->snapshots.valid && !same_policy(&mv->snapshots, cur_sched)) {
+		action *a = add(p, A_SCHED, 0, mv->name);
+		a->vol = mv;
+		char was[400], now[400];
+		running_policy(cur_sched, was, sizeof(was));
+		mf_fmt_policy(&mv->snapshots, now, sizeof(now));
+		snprintf(a->detail, sizeof(a->detail), "snapshots %s -> %s", was, now);
+		changed = 1;
+	}
 	if (!changed) {
 		action *a = add(p, A_UNCHANGED, 0, mv->name);
 		a->vol = mv;
 		describe_props(mv, a->detail, sizeof(a->detail));
+		add_policy(&mv->snapshots, a->detail, sizeof(a->detail));
 	}
 }
 
@@ -372,7 +434,7 @@ print_plan(const plan *p, const char *file)
 		switch (a->kind) {
 		case A_DESTROY: case A_SHRINK: ndestroy++; break;
 		case A_CREATE_POOL: case A_CREATE_VOL: ncreate++; break;
-		case A_GROW: case A_SET: nchange++; break;
+		case A_GROW: case A_SET: case A_SCHED: nchange++; break;
 		case A_UNCHANGED: nsame++; break;
 		}
 	}
@@ -383,7 +445,7 @@ static int
 is_change(int kind)
 {
 	return kind == A_DESTROY || kind == A_SHRINK || kind == A_CREATE_POOL || kind == A_CREATE_VOL ||
-	    kind == A_GROW || kind == A_SET;
+	    kind == A_GROW || kind == A_SET || kind == A_SCHED;
 }
 
 static void
@@ -394,7 +456,10 @@ describe_done(const action *a, char *out, size_t n)
 	case A_DESTROY: snprintf(out, n, "destroy volume %s", a->name); break;
 	case A_SHRINK: snprintf(out, n, "shrink volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
 	case A_CREATE_POOL: snprintf(out, n, "create pool %s", a->name); break;
-	case A_CREATE_VOL: snprintf(out, n, "create volume %s", a->name); break;
+	case A_CREATE_VOL:
+		snprintf(out, n, "create volume %s%s", a->name, a->vol->snapshots.valid ? " with its snapshot policy" : "");
+		break;
+	case A_SCHED: snprintf(out, n, "set the snapshot policy of %s", a->name); break;
 	case A_GROW: snprintf(out, n, "grow volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
 	case A_SET: {
 		size_t o = (size_t)snprintf(out, n, "set");
@@ -406,6 +471,13 @@ describe_done(const action *a, char *out, size_t n)
 	}
 	default: snprintf(out, n, "%s %s", verb[a->kind], a->name);
 	}
+}
+
+static int
+set_policy(cask_client *c, const char *name, const mf_policy *p)
+{
+	cask_sched s = { (uint32_t)p->every_min, p->keep, p->hourly, p->daily, p->weekly, p->monthly };
+	return cask_sched_set(c, name, &s);
 }
 
 static int
@@ -427,10 +499,15 @@ run_action(cask_client *c, const action *a)
 		pr.compression = a->vol->prop[MF_COMPRESSION];
 		pr.checksum = a->vol->prop[MF_CHECKSUM];
 		pr.sync = a->vol->prop[MF_SYNC];
-		return cask_vol_create(c, a->name, a->vol->size, &pr);
+		int rc = cask_vol_create(c, a->name, a->vol->size, &pr);
+		if (rc == 0 && a->vol->snapshots.valid)
+			rc = set_policy(c, a->name, &a->vol->snapshots); /* failing here, the next apply sets it */
+		return rc;
 	}
 	case A_SET:
 		return cask_vol_set_many(c, a->name, a->props, a->val, a->nprops);
+	case A_SCHED:
+		return set_policy(c, a->name, &a->vol->snapshots);
 	}
 	return 0;
 }
@@ -452,6 +529,10 @@ apply_usage(FILE *f)
 	    "    - name: tank/db\n"
 	    "      size: 20G\n"
 	    "      properties: {compression: zstd, checksum: xxh128, sync: standard, volblocksize: 4K}\n"
+	    "      snapshots:                          # caskd snapshots it on time (cask schedule)\n"
+	    "        every: 15m                        # an automatic snapshot every 15 minutes\n"
+	    "        keep: 8                           # keep the newest 8 of them, and one per\n"
+	    "        retain: {hourly: 24, daily: 7, weekly: 4, monthly: 6}   # period for so many\n"
 	    "\n"
 	    "First the whole file is checked, alone and against the running state; every\n"
 	    "error is printed as FILE:LINE:COLUMN: message and then nothing changes (exit 2).\n"
@@ -475,9 +556,10 @@ apply_usage(FILE *f)
 	    "\n"
 	    "Properties not named in the file are left as they are. volblocksize, a pool's\n"
 	    "vdevs and its size cannot change once created: a file that changes them is an\n"
-	    "error. A snapshots: policy (every, keep, retain) is checked, but caskd cannot\n"
-	    "run schedules yet: apply refuses a file with one (--dry-run shows it as\n"
-	    "not-supported). replicas: and consistency: are reserved and refused.\n"
+	    "error. A snapshots: policy is installed in the volume's pool (caskd runs it:\n"
+	    "cask schedule --help); a volume without snapshots: keeps whatever policy it\n"
+	    "has (cask schedule remove takes one away). replicas: and consistency: are\n"
+	    "reserved and refused.\n"
 	    "\n"
 	    "Exit status: 0 applied or nothing to do, 1 an operation failed (or caskd\n"
 	    "cannot be reached), 2 usage or validation errors.\n");
@@ -564,7 +646,7 @@ cmd_apply(int argc, char **argv)
 				manifest_err(&m, mv->pos, "volume %s: pool %s is neither declared under pools: nor exists",
 				    mv->name, mv->pool);
 			else
-				plan_vol(&m, &p, mv, NULL, prune);
+				plan_vol(&m, &p, mv, NULL, NULL, prune);
 			continue;
 		}
 		if (strcmp(sp->info.state, "ONLINE") != 0) {
@@ -573,9 +655,9 @@ cmd_apply(int argc, char **argv)
 				    mv->pool, sp->info.state);
 			continue;
 		}
-		if (list_vols(c, sp) != 0)
+		if (list_vols(c, sp) != 0 || list_scheds(c, sp) != 0)
 			goto failed;
-		plan_vol(&m, &p, mv, find_vol(sp, mv->name), prune);
+		plan_vol(&m, &p, mv, find_vol(sp, mv->name), find_sched(sp, mv->name), prune);
 	}
 	for (size_t i = 0; i < s.npools; i++) {
 		spool *sp = &s.sp[i];
@@ -589,18 +671,6 @@ cmd_apply(int argc, char **argv)
 				goto failed;
 		}
 	}
-	for (size_t i = 0; i < m.nvols; i++) {
-		const mf_vol *mv = &m.vols[i];
-		if (!mv->snapshots.valid)
-			continue; /* absent, or its errors are reported */
-		if (dry) {
-			action *a = add(&p, A_UNSUPPORTED, 0, mv->name ? mv->name : "?");
-			describe_policy(&mv->snapshots, a->detail, sizeof(a->detail));
-		} else {
-			manifest_err(&m, mv->snapshots.pos, "volume %s: snapshots: schedules are not implemented yet "
-			    "(caskd cannot run them); remove the policy to apply this file", mv->name ? mv->name : "?");
-		}
-	}
 	if (m.nerrs > 0)
 		goto errors;
 
@@ -611,10 +681,8 @@ cmd_apply(int argc, char **argv)
 	size_t todo = 0;
 	for (size_t i = 0; i < p.n; i++)
 		todo += is_change(p.a[i].kind);
-	int unsupported = 0;
 	size_t skipped = 0;
 	for (size_t i = 0; i < p.n; i++) {
-		unsupported |= p.a[i].kind == A_UNSUPPORTED;
 		skipped += p.a[i].kind == A_WOULD_DESTROY || p.a[i].kind == A_WOULD_SHRINK;
 	}
 	char nochange[600];
@@ -624,13 +692,8 @@ cmd_apply(int argc, char **argv)
 	else
 		snprintf(nochange, sizeof(nochange), "No changes: the running state matches %s.\n", shown);
 	if (dry) {
-		if (unsupported) {
-			fprintf(stderr, "cask: apply would refuse %s: snapshot schedules are not implemented yet\n", shown);
-			rc = EXIT_USAGE;
-		} else {
-			fputs(todo ? "Dry run: nothing was changed.\n" : nochange, stdout);
-			rc = 0;
-		}
+		fputs(todo ? "Dry run: nothing was changed.\n" : nochange, stdout);
+		rc = 0;
 		goto out;
 	}
 	if (todo == 0) {
@@ -751,8 +814,14 @@ export_pool(cask_client *c, FILE *out, const cask_pool_info *pi, FILE *vols)
 	cask_pool_info_clear(&st);
 	cask_vol_info *v;
 	size_t n;
-	if (cask_vol_list(c, pi->name, &v, &n) != 0)
+	cask_sched_info *sc;
+	size_t nsc;
+	if (cask_sched_list(c, pi->name, &sc, &nsc) != 0)
 		return -1;
+	if (cask_vol_list(c, pi->name, &v, &n) != 0) {
+		free(sc);
+		return -1;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (v[i].receive_resume_token[0] != '\0') {
 			fprintf(vols, "  # %s: a partial receive, not exported\n", v[i].name);
@@ -764,10 +833,28 @@ export_pool(cask_client *c, FILE *out, const cask_pool_info *pi, FILE *vols)
 		fprintf(vols, "    properties:\n      compression: %s\n      checksum: %s\n      sync: %s\n"
 		    "      volblocksize: %s\n", v[i].compression, v[i].checksum, v[i].sync,
 		    sz(v[i].volblocksize, b, sizeof(b)));
+		for (size_t k = 0; k < nsc; k++) {
+			if (strcmp(sc[k].name, v[i].name) != 0)
+				continue;
+			const cask_sched *p = &sc[k].policy;
+			char e[32];
+			fprintf(vols, "    snapshots:\n      every: %s\n", mf_fmt_every(p->every_min, e, sizeof(e)));
+			if (p->keep)
+				fprintf(vols, "      keep: %u\n", p->keep);
+			if (p->hourly | p->daily | p->weekly | p->monthly) {
+				fprintf(vols, "      retain:\n");
+				const uint32_t r[4] = { p->hourly, p->daily, p->weekly, p->monthly };
+				static const char *const rn[4] = { "hourly", "daily", "weekly", "monthly" };
+				for (int j = 0; j < 4; j++)
+					if (r[j])
+						fprintf(vols, "        %s: %u\n", rn[j], r[j]);
+			}
+		}
 		if (v[i].origin[0] != '\0')
 			fprintf(vols, "    # a clone of %s (exported as a plain volume)\n", v[i].origin);
 	}
 	free(v);
+	free(sc);
 	return 0;
 }
 

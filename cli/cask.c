@@ -1,7 +1,7 @@
 /*
  * cask -- the command line for caskd, a thin program over libcask.
  *
- *   cask [--socket PATH] pool|vol|snap|send|recv|job|apply|get COMMAND ...
+ *   cask [--socket PATH] pool|vol|snap|schedule|send|recv|job|apply|get COMMAND ...
  *
  * Every error is one line on stderr and a non-zero exit status: 1 when
  * the operation failed (or caskd cannot be reached), 2 for a usage error.
@@ -22,6 +22,7 @@ usage(FILE *f)
 	    "  pool create|list|status|export|import|destroy ...   (cask pool --help)\n"
 	    "  vol  create|list|get|set|resize|rename|destroy ...  (cask vol --help)\n"
 	    "  snap create|list|destroy|hold|release|holds ...     (cask snap --help)\n"
+	    "  schedule list|run|set|remove ...  snapshot policies caskd runs (cask schedule --help)\n"
 	    "  send [-i FROM] POOL/VOL@SNAP > STREAM | send -t TOKEN  (cask send --help)\n"
 	    "  recv [-F] POOL/VOL < STREAM | recv -A POOL/VOL      (cask recv --help)\n"
 	    "  job list|cancel|wait ...  send and receive jobs in caskd\n"
@@ -69,6 +70,8 @@ main(int argc, char **argv)
 		return cmd_vol(argc - i, argv + i);
 	if (strcmp(cmd, "snap") == 0)
 		return cmd_snap(argc - i, argv + i);
+	if (strcmp(cmd, "schedule") == 0)
+		return cmd_schedule(argc - i, argv + i);
 	if (strcmp(cmd, "send") == 0)
 		return cmd_send(argc - i, argv + i);
 	if (strcmp(cmd, "recv") == 0 || strcmp(cmd, "receive") == 0)

@@ -23,6 +23,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -558,8 +559,8 @@ load_props(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 }
 
 /* "15m", "1h30m", "1d": whole minutes from 1m to 366d. */
-static int
-parse_every(const char *s, uint64_t *out)
+int
+mf_parse_every(const char *s, uint64_t *out)
 {
 	uint64_t total = 0;
 	if (*s == '\0')
@@ -587,6 +588,40 @@ parse_every(const char *s, uint64_t *out)
 	return 0;
 }
 
+const char *
+mf_fmt_every(uint64_t min, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t m;
+		char u;
+	} units[] = { { 10080, 'w' }, { 1440, 'd' }, { 60, 'h' }, { 1, 'm' } };
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < 4 && o < len; i++)
+		if (min >= units[i].m) {
+			o += (size_t)snprintf(buf + o, len - o, "%" PRIu64 "%c", min / units[i].m, units[i].u);
+			min %= units[i].m;
+		}
+	return buf;
+}
+
+void
+mf_fmt_policy(const mf_policy *p, char *buf, size_t len)
+{
+	char e[32];
+	size_t o = (size_t)snprintf(buf, len, "every %s", mf_fmt_every(p->every_min, e, sizeof(e)));
+	if (p->keep && o < len)
+		o += (size_t)snprintf(buf + o, len - o, ", keep %u", p->keep);
+	const unsigned r[4] = { p->hourly, p->daily, p->weekly, p->monthly };
+	static const char *const rn[4] = { "hourly", "daily", "weekly", "monthly" };
+	int any = 0;
+	for (int i = 0; i < 4 && o < len; i++)
+		if (r[i]) {
+			o += (size_t)snprintf(buf + o, len - o, "%s%s %u", any ? ", " : ", retain ", rn[i], r[i]);
+			any = 1;
+		}
+}
+
 static void
 load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 {
@@ -608,7 +643,7 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 		char f[480];
 		snprintf(f, sizeof(f), "%s: every", w);
 		const char *s = want_string(l, v[0], f);
-		if (s != NULL && parse_every(s, &p->every_min) != 0)
+		if (s != NULL && mf_parse_every(s, &p->every_min) != 0)
 			manifest_err(l->m, pos_of(v[0]), "%s: bad duration '%s' (whole minutes from 1m to "
 			    "366d, as numbers with m, h, d or w: 15m, 1h30m, 1d)", f, s);
 	}

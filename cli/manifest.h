@@ -78,4 +78,9 @@ int mf_parse_size(const char *s, uint64_t *out, const char **why);
 /* The shortest exact form: "20G" when it divides evenly, else bytes. */
 const char *mf_fmt_size(uint64_t v, char *buf, size_t len);
 int mf_pool_name_valid(const char *s);
+/* Durations of whole minutes: "1h30m" <-> 90 (1m .. 366d). */
+int mf_parse_every(const char *s, uint64_t *out);
+const char *mf_fmt_every(uint64_t min, char *buf, size_t len);
+/* "every 15m, keep 8, retain hourly 24, daily 7" */
+void mf_fmt_policy(const mf_policy *p, char *buf, size_t len);
 #endif

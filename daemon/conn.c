@@ -113,6 +113,7 @@ struct conn {
 	int fd;
 	char peer[80];
 	const conn_proto *proto;
+	struct listener *l;      /* where it was accepted (its counters) */
 	void *data;
 	loop *lp;
 	int refused;
@@ -170,6 +171,8 @@ typedef struct listener {
 	atomic_int paused;             /* accept stopped until resume_at (set by loop 0 only) */
 	time_t resume_at;
 	const conn_proto *proto;
+	atomic_int current;                 /* connections open now, served or refused */
+	_Atomic uint64_t accepted, refused; /* since start (refused: over the cap) */
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char spec[128];
 } listener;
@@ -610,6 +613,7 @@ destroy(conn *c)
 		c->next->prev = c->prev;
 	log_info("%s %s: disconnected (client %" PRIu64 ")", c->proto->name, c->peer, c->id);
 	free(c->rbuf);
+	atomic_fetch_sub(&c->l->current, 1);
 	atomic_fetch_sub(&lp->nconns, 1);
 	pthread_mutex_lock(&count_lock);
 	if (c->refused)
@@ -874,6 +878,30 @@ int
 conn_count(void)
 {
 	return atomic_load(&nserved);
+}
+
+size_t
+conn_frontend_stats(conn_fstats *out, size_t max)
+{
+	size_t n = 0;
+	for (int i = 0; i < nlisten; i++) {
+		listener *l = &listeners[i];
+		size_t k = 0;
+		while (k < n && strcmp(out[k].name, l->proto->name) != 0)
+			k++;
+		if (k == n) {
+			if (n == max)
+				continue;
+			memset(&out[n], 0, sizeof(out[n]));
+			out[n].name = l->proto->name;
+			n++;
+		}
+		out[k].listeners++;
+		out[k].current += atomic_load(&l->current);
+		out[k].accepted += atomic_load(&l->accepted);
+		out[k].refused += atomic_load(&l->refused);
+	}
+	return n;
 }
 
 void
@@ -1151,6 +1179,7 @@ accept_all(listener *l)
 			refused = -1;
 		}
 		pthread_mutex_unlock(&count_lock);
+		atomic_fetch_add(refused ? &l->refused : &l->accepted, 1);
 		if (refused < 0) {
 			rate_warn(&rl_capfull, "%s: connection limit (%d) reached; closed a connection at once",
 			    l->proto->name, cfg.max_connections);
@@ -1160,6 +1189,8 @@ accept_all(listener *l)
 		}
 		c->fd = fd;
 		c->proto = l->proto;
+		c->l = l;
+		atomic_fetch_add(&l->current, 1);
 		c->refused = refused;
 		c->opened = c->last_io = time(NULL);
 		atomic_store(&c->pub_last_io, (int64_t)c->opened);

@@ -105,4 +105,13 @@ int conn_list(conn_info **out, size_t *n);
 int conn_kill(uint64_t id, const char *why);
 /* Wait until none of ids is connected, at most timeout_ms: 0, or -ETIMEDOUT. */
 int conn_wait_gone(const uint64_t *ids, size_t n, int timeout_ms);
+
+/* Per frontend (protocol name), summed over its listeners: for the metrics server. */
+typedef struct conn_fstats {
+	const char *name;
+	int listeners, current;      /* current: open connections, served or refused */
+	uint64_t accepted, refused;  /* since start; refused: over --max-connections */
+} conn_fstats;
+/* Between conn_start and conn_stop; returns how many of out[0..max) it filled. */
+size_t conn_frontend_stats(conn_fstats *out, size_t max);
 #endif

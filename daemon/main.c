@@ -30,8 +30,10 @@
 #include "ctl.h"
 #include "log.h"
 #include "iscsi.h"
+#include "metrics.h"
 #include "nbd.h"
 #include "registry.h"
+#include "sched.h"
 #include "tls.h"
 #include "util.h"
 #include "vio.h"
@@ -67,6 +69,9 @@ usage(FILE *f)
 	    "                          (secrets live only there, mode 0600; default none)\n"
 	    "  --iscsi-header-digest allow|require|off, --iscsi-data-digest allow|require|off\n"
 	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
+	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	    "                          ([::1]:PORT for IPv6; every metric: docs/metrics.md);\n"
+	    "                          default: no metrics server\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
@@ -91,7 +96,11 @@ usage(FILE *f)
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
-	    "                          stack and the test.vio_fault control operation\n"
+	    "                          stack, the test.vio_fault and test.sched_clock control\n"
+	    "                          operations\n"
+	    "  --sched-clock SECONDS   for tests (with --test-ops): the snapshot scheduler's\n"
+	    "                          clock starts at SECONDS since the epoch and stays there\n"
+	    "                          until test.sched_clock moves it\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -246,11 +255,15 @@ main(int argc, char **argv)
 	vio_config vcfg = { 32, 0 };
 	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
+	const char *metrics = NULL;
+	long long sched_clock = -1;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
 	default_socket(sock, sizeof(sock));
 
+	/* long options without a short letter: values past every character */
+	enum { OPT_METRICS = 256, OPT_SCHED_CLOCK };
 	static const struct option lo[] = {
 		{ "state", 1, NULL, 's' }, { "socket", 1, NULL, 'S' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
@@ -262,6 +275,7 @@ main(int argc, char **argv)
 		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
+		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -356,6 +370,18 @@ main(int argc, char **argv)
 		case 'X':
 			vcfg.test_ops = 1;
 			break;
+		case OPT_METRICS:
+			metrics = optarg;
+			break;
+		case OPT_SCHED_CLOCK: {
+			char *end;
+			sched_clock = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || sched_clock < 0 || sched_clock >= 253402300800ll) {
+				fprintf(stderr, "caskd: --sched-clock wants seconds since the epoch, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'd':
 		case 'c':
 		case 'm': {
@@ -395,6 +421,12 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	if (sched_clock >= 0 && !vcfg.test_ops) {
+		fprintf(stderr, "caskd: --sched-clock is for tests: it needs --test-ops\n");
+		return 2;
+	}
+	if (sched_clock >= 0)
+		sched_test_clock(sched_clock);
 	for (size_t f = 0; f < NFRONT; f++)
 		if (naddrs[f] == 0 && frontends[f].default_addr != NULL)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
@@ -444,9 +476,12 @@ main(int argc, char **argv)
 	}
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
-	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0) {
+	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
+	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0)) {
 		log_err("%s", ce_errmsg());
+		reg_watch_stop();
 		ctl_stop();
+		sched_stop();
 		vio_quiesce();
 		conn_stop();
 		vio_shutdown();
@@ -465,7 +500,9 @@ main(int argc, char **argv)
 		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	}
+	metrics_stop();
 	ctl_stop();
+	sched_stop();
 	vio_quiesce();
 	conn_stop();
 	vio_shutdown();

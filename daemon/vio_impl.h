@@ -20,6 +20,10 @@ typedef struct vio_opstats_snap {
 
 /* 1 with the counters of the export, 0 (all zero) when it was never opened. */
 int vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS]);
+/* fn(name, counters, arg) for every export with counters (invariant 1; stops when fn returns
+ * non-zero); returns how many it visited. fn runs under the table's lock, which the IO path never
+ * takes (only opens and closes do): it must only copy. */
+size_t vio_stats_each(int (*fn)(const char *name, const vio_opstats_snap st[VIO_NOPS], void *arg), void *arg);
 void vio_stats_fini(void);
 /* The volume (or snapshot, or pool) `name` is gone or renamed: drop its counters and those of
  * names under it ("name@...", "name/..."); vio_stats.c invariant 1. */

@@ -186,13 +186,25 @@ vio_stats_layer(vio_vol *v, vio_dev *below)
 	return d;
 }
 
+static void snap_ops(vstats *s, vio_opstats_snap out[VIO_NOPS]);
+
 int
 vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 {
 	memset(out, 0, sizeof(vio_opstats_snap) * VIO_NOPS);
 	pthread_mutex_lock(&stats_lock); /* the entry cannot be freed meanwhile */
 	vstats *s = lookup(name);
-	for (int i = 0; s != NULL && i < VIO_NOPS; i++) {
+	if (s != NULL)
+		snap_ops(s, out);
+	pthread_mutex_unlock(&stats_lock);
+	return s != NULL;
+}
+
+/* stats_lock held (the entry is not freed meanwhile); the counters are read atomically. */
+static void
+snap_ops(vstats *s, vio_opstats_snap out[VIO_NOPS])
+{
+	for (int i = 0; i < VIO_NOPS; i++) {
 		vio_opstats *o = &s->op[i];
 		out[i].count = atomic_load(&o->count);
 		out[i].bytes = atomic_load(&o->bytes);
@@ -203,8 +215,6 @@ vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 		for (int b = 0; b < VIO_HIST_BUCKETS; b++)
 			out[i].hist[b] = atomic_load(&o->hist[b]);
 	}
-	pthread_mutex_unlock(&stats_lock);
-	return s != NULL;
 }
 
 void
@@ -230,6 +240,28 @@ vio_stats_count(void)
 	pthread_mutex_lock(&stats_lock);
 	size_t n = nentries;
 	pthread_mutex_unlock(&stats_lock);
+	return n;
+}
+
+/*
+ * Entries are freed on forget and when the idle list overflows
+ * (invariant 1), so the walk holds stats_lock throughout: the table is
+ * bounded (open volumes plus STATS_IDLE_MAX), fn only copies, and the IO
+ * path takes no lock (invariant 2), so no request waits for a scrape.
+ */
+size_t
+vio_stats_each(int (*fn)(const char *name, const vio_opstats_snap st[VIO_NOPS], void *arg), void *arg)
+{
+	size_t n = 0;
+	vio_opstats_snap *st = xcalloc(VIO_NOPS, sizeof(*st));
+	pthread_mutex_lock(&stats_lock);
+	for (vstats *s = stats_all; s != NULL; s = s->next, n++) {
+		snap_ops(s, st);
+		if (fn(s->name, st, arg) != 0)
+			break;
+	}
+	pthread_mutex_unlock(&stats_lock);
+	free(st);
 	return n;
 }
 

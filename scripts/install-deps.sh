@@ -14,6 +14,7 @@ PKGS=(
   libjson-c-dev     # control protocol payloads (JSON)
   libblkid-dev      # pool create: refuse devices and files that hold a filesystem or other signature
   libyaml-dev       # cask apply: YAML manifests
+  libmicrohttpd-dev # caskd --metrics: the Prometheus endpoint's HTTP server
   # real clients for the integration tests and the benchmarks
   qemu-utils        # qemu-img, qemu-io, qemu-nbd
   libnbd-bin        # nbdinfo, nbdcopy
@@ -24,6 +25,7 @@ PKGS=(
   qemu-block-extra  # qemu's iscsi:// driver (qemu-img, qemu-io over iSCSI)
   tgt               # iSCSI benchmark peer (tgtd)
   xz-utils          # unpacks the test fixtures (old-format pools)
+  prometheus        # promtool check metrics, and a real scraper in tests/integration/metrics.sh
   # the Python binding (python/): cffi in API mode, and its tests
   python3-cffi python3-dev python3-pytest
 )

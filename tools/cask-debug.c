@@ -175,7 +175,8 @@ cmd_tree(int argc, char **argv)
 	if (open_pool(argc, argv, &p) != 0)
 		return 2;
 	printf("pool %s guid %016" PRIx64 " txg %" PRIu64 "\n", p->name, p->guid, p->synced_txg);
-	printf("MOS: %" PRIu64 " bytes, %u levels\n", p->mos_size, p->mos_tree.levels);
+	printf("MOS: %" PRIu64 " bytes, %u levels, format version %u\n", p->mos_size, p->mos_tree.levels,
+	    mos_hdr(p)->mh_version);
 	for (size_t i = 0; i < p->nvols; i++) {
 		volume *v = p->vols[i];
 		if (only && strcmp(only, v->name) != 0)
@@ -389,6 +390,22 @@ cmd_check(int argc, char **argv)
 			}
 		}
 		free(hb);
+	}
+	/* The snapshot policy object (format FMT_V_SCHED): its blocks; the engine validated the records at import. */
+	const mos_sched_phys *ms0 = (const mos_sched_phys *)(p->mos_buf + CE_MOS_SCHED_OFF);
+	if (mh0->mh_version >= FMT_V_SCHED && !bp_is_hole(&ms0->ms_root)) {
+		cowtree st;
+		tree_init(&st, BP_SCHED, 1);
+		st.levels = ms0->ms_levels;
+		st.root = ms0->ms_root;
+		c.what = "snapshot policy object";
+		cowtree_walk(p, &st, check_visit, &c);
+	} else if (mh0->mh_version < FMT_V_SCHED) {
+		static const uint8_t zero[sizeof(mos_sched_phys)];
+		if (memcmp(ms0, zero, sizeof(zero)) != 0) {
+			c.problems++;
+			printf("PROBLEM MOS header block: a snapshot policy root in a version %u pool\n", mh0->mh_version);
+		}
 	}
 	/*
 	 * Each volume's chain oldest first: a dataset's walk skips what was

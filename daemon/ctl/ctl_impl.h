@@ -86,7 +86,11 @@ fail(reqerr *e, int err, int code)
 	X("vol.iostat", op_vol_iostat, "vol.iostat") \
 	X("client.list", op_client_list, "client.list") \
 	X("client.kill", op_client_kill, "client.kill") \
-	X("test.vio_fault", op_test_vio_fault, NULL)
+	X("sched.set", op_sched_set, "schedules")   \
+	X("sched.list", op_sched_list, NULL)        \
+	X("sched.run", op_sched_run, NULL)          \
+	X("test.vio_fault", op_test_vio_fault, NULL) \
+	X("test.sched_clock", op_test_sched_clock, NULL)
 
 typedef int (*ctl_op_fn)(json_object *args, json_object *res, reqerr *e);
 #define CTL_OP_DECL_(name, fn, feature) int fn(json_object *args, json_object *res, reqerr *e);

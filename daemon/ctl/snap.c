@@ -34,6 +34,7 @@ snap_json(const char *pool, const ce_snap_info *si)
 	json_object_object_add(o, "logicalused", json_object_new_uint64(si->logicalused));
 	json_object_object_add(o, "holds", json_object_new_uint64(si->holds));
 	json_object_object_add(o, "clones", json_object_new_uint64(si->clones));
+	json_object_object_add(o, "automatic", json_object_new_boolean(si->automatic));
 	return o;
 }
 

@@ -371,6 +371,37 @@ int cask_vol_rollback_ex(cask_client *c, const char *snap, unsigned flags);
 int cask_snap_destroy_many_ex(cask_client *c, const char *const *names, size_t n, unsigned flags);
 int cask_pool_export_ex(cask_client *c, const char *name, unsigned flags);
 
+/*
+ * (CASK_1.1) Snapshot policies (docs/manifests.md "Snapshot policy"): stored
+ * in the volume's pool, run by caskd. Every `every_min` minutes an automatic
+ * snapshot POOL/VOL@auto-YYYY-MM-DDTHH:MMZ (UTC, the slot's minute); kept
+ * are the newest `keep` and, per retain count, the oldest automatic snapshot
+ * of each of that many newest hours / days / weeks / months that have one.
+ * Only automatic snapshots are pruned, never a held one or a clone's origin.
+ */
+typedef struct cask_sched {
+	uint32_t every_min;     /* 1 .. 527040 (366 days) */
+	uint32_t keep;          /* each count 0 .. 100000; at least one above 0 */
+	uint32_t hourly, daily, weekly, monthly;
+} cask_sched;
+typedef struct cask_sched_info {
+	char name[320];         /* POOL/VOL */
+	cask_sched policy;
+	uint64_t set_time;      /* when the policy was set (seconds since the epoch) */
+	uint64_t auto_snapshots; /* automatic snapshots the volume has */
+	char last_snapshot[600]; /* the newest of them ("" none) */
+	int64_t last_run;       /* its slot (seconds since the epoch), -1 none */
+	int64_t next_run;       /* the next slot caskd will take */
+	uint64_t runs, failures, pruned; /* since caskd started */
+	char last_error[200];   /* of the last failed run, "" none */
+} cask_sched_info;
+/* Set (replace) POOL/VOL's policy; policy NULL removes it (INVALID_ARGUMENT if there is none). */
+int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
+/* name NULL (all), "POOL" or "POOL/VOL"; sorted by pool, then volume. */
+int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
+/* A snapshot of POOL/VOL now (named after the minute), then pruning; its name into snapshot[0..len). */
+int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

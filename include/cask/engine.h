@@ -82,6 +82,7 @@ typedef struct ce_pool_opts {
 	void *wrap_arg;
 } ce_pool_opts;
 
+#define CE_SYNC_HIST_BUCKETS 32 /* bucket k: txg syncs that took [2^k, 2^(k+1)) us (k = 0: also < 1 us) */
 typedef struct ce_pool_stat {
 	char name[64];
 	uint64_t guid;
@@ -93,6 +94,9 @@ typedef struct ce_pool_stat {
 	uint64_t io_errors;      /* backend errors seen since import */
 	uint64_t synced_txg;     /* newest committed txg */
 	uint64_t dirty_bytes;    /* data waiting for a txg sync */
+	uint64_t syncs;          /* txgs committed since import (by the sync thread) */
+	uint64_t sync_ns;        /* the time their syncs took, summed */
+	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS];
 	uint64_t cache_bytes;    /* block cache in use */
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */
@@ -251,8 +255,36 @@ typedef struct ce_snap_info {
 	uint64_t logicalused; /* uncompressed bytes of the data blocks `used` counts */
 	unsigned holds;       /* tags holding it (a held snapshot cannot be destroyed) */
 	unsigned clones;      /* volumes cloned from it */
+	int automatic;        /* taken by a snapshot policy (CE_SNAP_AUTO) */
 } ce_snap_info;
 int ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs);
+/* CE_SNAP_AUTO: the snapshots are a policy's (ce_sched_*): marked so on disk, pruned by caskd. */
+enum { CE_SNAP_AUTO = 1 };
+int ce_snap_create_ex(ce_pool *p, const char *const *names, size_t n, unsigned flags, int *errs);
+
+/*
+ * Snapshot policies (docs/manifests.md `snapshots:`), stored in the pool
+ * (on-disk-format.md section 4.8) and run by caskd: every `every_min`
+ * minutes an automatic snapshot; kept are the newest `keep` and, per
+ * retain count, one per hour / day / week / month for that many periods.
+ */
+#define CE_SCHED_EVERY_MAX 527040u /* 366 days, in minutes */
+#define CE_SCHED_COUNT_MAX 100000u
+typedef struct ce_sched {
+	uint32_t every_min;
+	uint32_t keep;
+	uint32_t hourly, daily, weekly, monthly;
+} ce_sched;
+typedef struct ce_sched_info {
+	char volume[256];
+	uint64_t vol_guid;
+	ce_sched policy;
+	uint64_t mtime;       /* when it was set (seconds since the epoch) */
+} ce_sched_info;
+/* Set (replace) the volume's policy, or remove it (policy NULL; -ENOENT if it has none). Commits. */
+int ce_sched_set(ce_pool *p, const char *vol, const ce_sched *policy);
+/* Every policy of a living volume, sorted by volume name; caller frees *out. */
+int ce_sched_list(ce_pool *p, ce_sched_info **out, size_t *count);
 int ce_snap_destroy(ce_pool *p, const char *name);
 /* Destroy all the named snapshots in one txg, or none (errs[i]: 0 or -errno per name). */
 int ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs);

@@ -843,6 +843,95 @@ cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out)
 	return 0;
 }
 
+/* ---- snapshot policies ---- */
+
+int
+cask_sched_set(cask_client *c, const char *name, const cask_sched *s)
+{
+	json_object *a = json_object_new_object(), *pol = NULL;
+	json_object_object_add(a, "name", json_object_new_string(name ? name : ""));
+	if (s != NULL) {
+		pol = json_object_new_object();
+		json_object_object_add(pol, "every_min", json_object_new_int64(s->every_min));
+		json_object_object_add(pol, "keep", json_object_new_int64(s->keep));
+		json_object_object_add(pol, "hourly", json_object_new_int64(s->hourly));
+		json_object_object_add(pol, "daily", json_object_new_int64(s->daily));
+		json_object_object_add(pol, "weekly", json_object_new_int64(s->weekly));
+		json_object_object_add(pol, "monthly", json_object_new_int64(s->monthly));
+	}
+	json_object_object_add(a, "policy", pol);
+	return call_void(c, "sched.set", a);
+}
+
+static int64_t
+get_i64_or(json_object *o, const char *k, int64_t dflt)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, k, &v) || json_object_is_type(v, json_type_null))
+		return dflt;
+	return json_object_get_int64(v);
+}
+
+/* A string that may be null (then ""). */
+static void
+get_str_or_empty(json_object *o, const char *k, char *out, size_t n)
+{
+	json_object *v;
+	const char *str = json_object_object_get_ex(o, k, &v) && v != NULL ? json_object_get_string(v) : NULL;
+	snprintf(out, n, "%s", str != NULL ? str : "");
+}
+
+static void
+sched_from_any(json_object *o, void *p)
+{
+	cask_sched_info *s = p;
+	json_object *r;
+	memset(s, 0, sizeof(*s));
+	get_str(o, "name", s->name, sizeof(s->name));
+	s->policy.every_min = (uint32_t)get_u64(o, "every_min");
+	s->policy.keep = (uint32_t)get_u64(o, "keep");
+	if (json_object_object_get_ex(o, "retain", &r)) {
+		s->policy.hourly = (uint32_t)get_u64(r, "hourly");
+		s->policy.daily = (uint32_t)get_u64(r, "daily");
+		s->policy.weekly = (uint32_t)get_u64(r, "weekly");
+		s->policy.monthly = (uint32_t)get_u64(r, "monthly");
+	}
+	s->set_time = get_u64(o, "set_time");
+	s->auto_snapshots = get_u64(o, "auto_snapshots");
+	get_str_or_empty(o, "last_snapshot", s->last_snapshot, sizeof(s->last_snapshot));
+	s->last_run = get_i64_or(o, "last_run", -1);
+	s->next_run = get_i64_or(o, "next_run", -1);
+	s->runs = get_u64(o, "runs");
+	s->failures = get_u64(o, "failures");
+	s->pruned = get_u64(o, "pruned");
+	get_str_or_empty(o, "last_error", s->last_error, sizeof(s->last_error));
+}
+
+int
+cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n)
+{
+	void *list;
+	int rc = list_of(c, "sched.list", "name", name, "schedules", "schedule", sizeof(cask_sched_info),
+	    sched_from_any, &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
+}
+
+int
+cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name ? name : ""));
+	int rc = call(c, "sched.run", a, &r);
+	if (rc != 0)
+		return rc;
+	if (snapshot != NULL && len > 0)
+		get_str_or_empty(r, "snapshot", snapshot, len);
+	json_object_put(r);
+	return 0;
+}
+
 /* ---- snapshots ---- */
 
 static json_object *

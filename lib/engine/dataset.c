@@ -26,6 +26,7 @@
 #include "hold.h"
 #include "mos.h"
 #include "prop.h"
+#include "sched_policy.h"
 #include "send.h"
 #include "snap.h"
 #include "txg.h"
@@ -203,7 +204,8 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_guid = v->guid;
 	ds->ds_type = v->is_snap ? DS_TYPE_SNAPSHOT : DS_TYPE_VOLUME;
 	ds->ds_flags = ((uint32_t)v->snap.sync & DS_FLAG_SYNC_MASK) |
-	    (v->is_snap ? 0 : (v->snap.local_props << DS_FLAG_LOCAL_SHIFT) & DS_FLAG_LOCAL_MASK);
+	    (v->is_snap ? 0 : (v->snap.local_props << DS_FLAG_LOCAL_SHIFT) & DS_FLAG_LOCAL_MASK) |
+	    (v->is_snap && v->is_auto ? DS_FLAG_AUTO : 0);
 	ds->ds_size = v->snap.size;
 	ds->ds_volblocksize = v->bs;
 	ds->ds_levels = v->tree.levels;
@@ -248,6 +250,9 @@ ds_valid(const ds_phys *dsp)
 		return 0;
 	if (ds.ds_recv > 1 || (snap && ds.ds_recv) || (!snap && ds.ds_send_guid != 0))
 		return 0;
+	if ((ds.ds_flags & DS_FLAG_AUTO) && !snap)
+		return 0;
+	ds.ds_flags &= ~DS_FLAG_AUTO;
 	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
@@ -269,6 +274,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 		v->checksum = ds.ds_checksum;
 		v->sync = (int)(ds.ds_flags & DS_FLAG_SYNC_MASK);
 		v->local_props = (ds.ds_flags & DS_FLAG_LOCAL_MASK) >> DS_FLAG_LOCAL_SHIFT;
+		v->is_auto = (ds.ds_flags & DS_FLAG_AUTO) != 0;
 		v->create_txg = ds.ds_create_txg;
 		v->ctime = ds.ds_ctime;
 		v->used = (int64_t)ds.ds_used;
@@ -329,6 +335,8 @@ vol_load_all(ce_pool *p)
 	int lerr = snap_link_all(p);
 	if (lerr == 0)
 		lerr = hold_load(p);
+	if (lerr == 0)
+		lerr = sched_load(p);
 	return lerr != 0 ? lerr : recv_table_load(p);
 }
 
@@ -409,6 +417,8 @@ vol_reload_all(ce_pool *p)
 	int lerr = snap_link_all(p);
 	if (lerr == 0)
 		lerr = hold_load(p);
+	if (lerr == 0)
+		lerr = sched_load(p);
 	return lerr != 0 ? lerr : recv_table_load(p);
 }
 

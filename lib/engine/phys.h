@@ -1,8 +1,9 @@
 /*
- * phys.h -- the on-disk structures of format version 5 (CE_FORMAT_VERSION;
- * import reads versions 1 to 5 and upgrades them as their features are
- * first used), transcribed from docs/on-disk-format.md; each structure
- * added after version 1 names the version that added it. Every field is
+ * phys.h -- the on-disk structures of format version 7 (CE_FORMAT_VERSION;
+ * import reads versions 1 to 7 and upgrades them as their features are
+ * first used; no software writes 6, which is replication's designed
+ * number), transcribed from docs/on-disk-format.md; each structure added
+ * after version 1 names the version that added it. Every field is
  * little-endian; the engine currently runs on little-endian hosts only
  * and refuses to build elsewhere rather than writing a format it cannot
  * read back.
@@ -15,9 +16,15 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "the cask format is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 5u
+/*
+ * Version 7: snapshot policies and automatic snapshots (section 4.8). It is
+ * the number after replication's designed 6; the one constant to renumber
+ * if 6 lands first or never (FMT_V_SCHED follows it).
+ */
+#define CE_FORMAT_VERSION 7u
+#define FMT_V_SCHED CE_FORMAT_VERSION /* the version that added section 4.8 */
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
-_Static_assert(CE_FORMAT_VERSION == 5u, "a new format version: update this essay and docs/on-disk-format.md");
+_Static_assert(CE_FORMAT_VERSION == 7u, "a new format version: update this essay and docs/on-disk-format.md");
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
 #define CE_LABEL_REGION (512u * 1024u)
@@ -52,6 +59,8 @@ enum {
 	BP_BITMAP = 4,
 	BP_DEADLIST = 5,
 	BP_HOLDS = 6,
+	/* 7: the replica object of format 6 (designed, on-disk-format.md section 7) */
+	BP_SCHED = 8,
 };
 
 typedef struct bp_phys {
@@ -155,6 +164,7 @@ enum { DS_TYPE_VOLUME = 1, DS_TYPE_SNAPSHOT = 2 };
 #define DS_FLAG_SYNC_MASK 3u /* ds_flags bits 0-1: the sync property (CE_SYNC_*) */
 #define DS_FLAG_LOCAL_SHIFT 2 /* format 5: bits 2-4, which properties were set (CE_PROP_*) */
 #define DS_FLAG_LOCAL_MASK (7u << DS_FLAG_LOCAL_SHIFT)
+#define DS_FLAG_AUTO (1u << 5) /* format 7, a snapshot: taken by a snapshot policy (section 4.8) */
 
 typedef struct ds_phys {
 	uint64_t ds_guid;
@@ -206,6 +216,30 @@ _Static_assert(sizeof(recv_slot_phys) == 256, "recv_slot_phys is 256 bytes");
 _Static_assert(sizeof(mos_header_phys) <= CE_MOS_RECV_OFF, "the receive table follows the header");
 _Static_assert(CE_MOS_RECV_OFF + CE_RECV_SLOTS * 256 <= CE_MOS_DS_OFF, "and fits before the records");
 #define RS_INCREMENTAL 1u
+
+/*
+ * Snapshot policies (FMT_V_SCHED, docs/on-disk-format.md section 4.8): the
+ * root of the policy object in the MOS header block, and its records.
+ */
+#define CE_MOS_SCHED_OFF 8704u
+typedef struct mos_sched_phys {
+	uint32_t ms_count;       /* records in the object */
+	uint8_t ms_levels;       /* levels of its tree */
+	uint8_t ms_pad[59];
+	bp_phys ms_root;         /* a hole while there are none */
+} mos_sched_phys;
+_Static_assert(sizeof(mos_sched_phys) == 128, "mos_sched_phys is 128 bytes");
+_Static_assert(CE_MOS_SCHED_OFF >= sizeof(mos_header_phys) + 128, "after the header and format 6's replica root");
+_Static_assert(CE_MOS_SCHED_OFF + 128 <= CE_MOS_RECV_OFF, "before the receive table");
+typedef struct sched_phys {
+	uint64_t sc_vol_guid;    /* the volume (ds_guid); 0 never in the object */
+	uint32_t sc_every_min;   /* minutes between automatic snapshots, 1 .. 527040 */
+	uint32_t sc_keep;        /* newest automatic snapshots kept */
+	uint32_t sc_hourly, sc_daily, sc_weekly, sc_monthly; /* retain: periods kept, one snapshot each */
+	uint64_t sc_mtime;       /* when the policy was set (seconds since the epoch) */
+	uint8_t sc_pad[88];
+} sched_phys;
+_Static_assert(sizeof(sched_phys) == 128, "sched_phys is 128 bytes");
 
 /* Snapshot holds (format version 4, docs/on-disk-format.md section 4.6). */
 #define CE_HOLD_TAG_MAX 63u

@@ -27,6 +27,7 @@
 #include "mos.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
+#include "sched_policy.h"
 #include "txg.h"
 #include "uberblock.h"
 #include "util.h"
@@ -125,6 +126,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pool_sync_init(p);
 	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
+	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
 }
@@ -137,6 +139,7 @@ pool_free(ce_pool *p)
 	vol_free_all(p);
 	pool_sync_fini(p);
 	hold_fini(p);
+	sched_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)
@@ -614,6 +617,9 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	pthread_mutex_lock(&p->lock);
 	st->synced_txg = p->synced_txg;
 	st->dirty_bytes = p->dirty_total;
+	st->syncs = p->syncs;
+	st->sync_ns = p->sync_ns;
+	memcpy(st->sync_hist, p->sync_hist, sizeof(st->sync_hist));
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	if (p->rewound) {

@@ -88,6 +88,8 @@ struct ce_pool {
 	uint64_t sync_req;       /* highest txg somebody waits for */
 	uint64_t dirty_total;    /* bytes of dirty data buffers (stored atomically: read unlocked) */
 	uint64_t dirty_open;     /* of which in the open txg */
+	uint64_t syncs, sync_ns; /* committed txgs since import and the time their syncs took */
+	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS]; /* their durations (ce_pool_stat.sync_hist) */
 	int throttled;           /* writers are waiting for dirty space */
 	pthread_cond_t cv_work;  /* wakes the sync thread */
 	pthread_cond_t cv_done;  /* txg synced, quiesced, or space freed */
@@ -120,6 +122,16 @@ struct ce_pool {
 	/* partial receives (send.c; pool->lock): the volumes the receive table is made of */
 	volume **recv_vols;
 	size_t nrecv, caprecv;
+
+	/* snapshot policies (sched.c; pool->lock) */
+	sched_phys *sc;
+	size_t nsc, capsc;
+	cowtree sc_tree;
+	uint64_t sc_disk_leaves;  /* leaves the object had when last written */
+	/* the policies as of the txg being synced (sched.c's sync task; sync thread, or import) */
+	sched_phys *sc_sync;
+	size_t nscsync, capscsync;
+	int sc_dirty;             /* sc_sync changed: this txg's sched_sync rewrites the object */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;

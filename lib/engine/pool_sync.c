@@ -9,12 +9,13 @@
  *   data     each dirty volume's blocks and tree (vol_sync)
  *   tasks    the sync tasks registered for t, in registration order:
  *            the syncing halves of management operations (snapshot
- *            attach and destroy, volume destroy, rollback, holds), each
- *            living in its own subsystem's file; they may dirty more
- *            datasets of t (pool_sync_dirty)
+ *            attach and destroy, volume destroy, rollback, holds,
+ *            snapshot policies), each living in its own subsystem's
+ *            file; they may dirty more datasets of t (pool_sync_dirty)
  *   records  dead lists and dataset records of every dataset dirtied in t
- *   pool     holds and receive objects, then the MOS and bitmaps until a
- *            pass writes nothing, flush, uberblock, flush
+ *   pool     holds, snapshot policy (sched.c) and receive objects, then
+ *            the MOS and bitmaps until a pass writes nothing, flush,
+ *            uberblock, flush
  *   after    freed space becomes allocatable, the log learns the commit,
  *            datasets destroyed in t are freed (or later, when still
  *            referenced)
@@ -41,6 +42,7 @@
 #include "hold.h"
 #include "mos.h"
 #include "pool_impl.h"
+#include "sched_policy.h"
 #include "send.h"
 #include "uberblock.h"
 #include "util.h"
@@ -330,6 +332,8 @@ sync_work(ce_pool *p, uint64_t t)
 	int err = sync_datasets(p, t);
 	if (err == 0)
 		err = hold_sync(p, t);
+	if (err == 0)
+		err = sched_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
 	/*

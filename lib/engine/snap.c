@@ -27,6 +27,9 @@
  * destroy, recursive), rollback_sync. The open-context half checks,
  * changes what open context sees (names, destroy_txg, taking,
  * rolling_back) and dirties every dataset whose record changes.
+ * A snapshot taken with CE_SNAP_AUTO (ce_snap_create_ex, for caskd's
+ * snapshot policies, sched.c) carries is_auto, written as DS_FLAG_AUTO in
+ * its record (format 7); it is an ordinary snapshot in every other way.
  *
  * Invariants:
  *   1. Dead lists change only in the sync thread (vol_sync and the sync
@@ -422,10 +425,11 @@ attach_sync(ce_pool *p, void *arg, uint64_t t)
 	pool_sync_dirty(p, s, t);
 	/*
 	 * The MOS header is the sync thread's (mos.c invariant 1): older
-	 * software must not open a pool with snapshots (version 3) nor drop a
-	 * received snapshot's send identity (5).
+	 * software must not open a pool with snapshots (version 3), drop a
+	 * received snapshot's send identity (5) nor an automatic snapshot's
+	 * DS_FLAG_AUTO (FMT_V_SCHED, sched.c).
 	 */
-	uint32_t want = s->send_guid != 0 ? 5 : 3;
+	uint32_t want = s->is_auto ? FMT_V_SCHED : s->send_guid != 0 ? 5 : 3;
 	if (mos_hdr(p)->mh_version < want) {
 		mos_hdr(p)->mh_version = want;
 		mos_mark_dirty(p, 0, CE_META_BLOCK);
@@ -1031,6 +1035,12 @@ snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 int
 ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 {
+	return ce_snap_create_ex(p, names, n, 0, errs);
+}
+
+int
+ce_snap_create_ex(ce_pool *p, const char *const *names, size_t n, unsigned flags, int *errs)
+{
 	err_clear();
 	if (n == 0)
 		return err_set(-EINVAL, "snapshot: no names given");
@@ -1077,7 +1087,7 @@ ce_snap_create(ce_pool *p, const char *const *names, size_t n, int *errs)
 		char vol[CE_NAME_MAX + 1];
 		const char *sn;
 		split_snap(names[i], vol, sizeof(vol), &sn);
-		snap_add(p, vol_find(p, vol), names[i], 0);
+		snap_add(p, vol_find(p, vol), names[i], 0)->is_auto = (flags & CE_SNAP_AUTO) != 0;
 	}
 	return vol_mgmt_commit(p); /* snap_attach raises the MOS version */
 }
@@ -1251,6 +1261,7 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 		o->used = s->unique;
 		o->holds = hold_count(p, s->guid);
 		o->clones = (unsigned)(uintptr_t)htab_get(&nclones, s->guid);
+		o->automatic = s->is_auto;
 		volume *n = htab_get(&next, s->guid);
 		uint64_t ub = 0;
 		if (n != NULL)

@@ -10,7 +10,10 @@
  * Writers enter the open txg with txg_hold() and leave with txg_rele();
  * there is one open txg and at most one syncing txg at a time, so per-txg
  * state can live in two slots (txg & 1) in each volume. pool_sync(p, t)
- * is the only call this file makes into the rest of the engine.
+ * is the only call this file makes into the rest of the engine. The sync
+ * thread also keeps the sync statistics (ce_pool_stat syncs, sync_ns,
+ * sync_hist, under pool->lock): how long each pool_sync that committed
+ * took, from quiesced to committed.
  *
  * Invariants:
  *   1. Commit order (pool_sync): all blocks of txg t written -> flush
@@ -170,7 +173,9 @@ sync_thread(void *arg)
 		p->syncing_txg = open;
 		pthread_mutex_unlock(&p->lock);
 
+		uint64_t t0 = util_now_ns();
 		int err = pool_sync(p, open);
+		uint64_t took = util_now_ns() - t0;
 
 		pthread_mutex_lock(&p->lock);
 		p->syncing_txg = 0;
@@ -179,8 +184,14 @@ sync_thread(void *arg)
 			snprintf(p->suspend_reason, sizeof(p->suspend_reason),
 			    "txg %llu could not be committed: %s", (unsigned long long)open,
 			    err == -EIO ? "IO error on a vdev" : strerror(-err));
-		} else
+		} else {
 			p->synced_txg = open;
+			p->syncs++;
+			p->sync_ns += took;
+			uint64_t us = took / 1000;
+			int b = us == 0 ? 0 : 63 - __builtin_clzll(us);
+			p->sync_hist[b < CE_SYNC_HIST_BUCKETS ? b : CE_SYNC_HIST_BUCKETS - 1]++;
+		}
 		pthread_cond_broadcast(&p->cv_done);
 	}
 	pthread_mutex_unlock(&p->lock);

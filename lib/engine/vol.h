@@ -75,6 +75,7 @@ struct volume {
 	 * management operations (config_lock + pool->lock).
 	 */
 	int is_snap;           /* a read-only snapshot "VOL@SNAP" */
+	int is_auto;           /* snapshot: taken by a snapshot policy (DS_FLAG_AUTO) */
 	volume *head;          /* snapshot: the volume it is of */
 	volume *prev;          /* next older snapshot (a volume: its newest); set by snap_set_prev */
 	volume *child, *sib;   /* the datasets whose prev is this one: successor and clones */

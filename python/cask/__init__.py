@@ -506,6 +506,47 @@ class Client:
         finally:
             lib.free(pp[0])
 
+    # ---- snapshot policies (docs/manifests.md "Snapshot policy") ----
+    def schedule_set(self, name, every_min=None, keep=0, hourly=0, daily=0, weekly=0, monthly=0):
+        """Set (replace) POOL/VOL's snapshot policy: an automatic snapshot every every_min minutes,
+        keeping the newest `keep` and one per hour/day/week/month for that many periods;
+        every_min=None removes the policy. Stored in the pool; caskd runs it."""
+        if every_min is None:
+            self._check(lib.cask_sched_set(self._c, _b(name), ffi.NULL), name)
+            return
+        p = ffi.new("cask_sched *", {"every_min": every_min, "keep": keep, "hourly": hourly, "daily": daily,
+                                     "weekly": weekly, "monthly": monthly})
+        self._check(lib.cask_sched_set(self._c, _b(name), p), name)
+
+    def schedules(self, name=None):
+        """The snapshot policies of every pool, a pool or a volume (a generator of dicts: name,
+        every_min, keep, retain {hourly, daily, weekly, monthly}, set_time, auto_snapshots,
+        last_snapshot, last_run, next_run (slots, seconds since the epoch; None: none), runs,
+        failures, pruned, last_error)."""
+        pp, n = ffi.new("cask_sched_info **"), ffi.new("size_t *")
+        self._check(lib.cask_sched_list(self._c, _b(name), pp, n), name)
+        try:
+            for i in range(n[0]):
+                s = pp[0][i]
+                yield {"name": _s(s.name), "every_min": s.policy.every_min, "keep": s.policy.keep,
+                       "retain": {"hourly": s.policy.hourly, "daily": s.policy.daily,
+                                  "weekly": s.policy.weekly, "monthly": s.policy.monthly},
+                       "set_time": s.set_time, "auto_snapshots": s.auto_snapshots,
+                       "last_snapshot": _s(s.last_snapshot) or None,
+                       "last_run": s.last_run if s.last_run >= 0 else None,
+                       "next_run": s.next_run if s.next_run >= 0 else None,
+                       "runs": s.runs, "failures": s.failures, "pruned": s.pruned,
+                       "last_error": _s(s.last_error) or None}
+        finally:
+            lib.free(pp[0])
+
+    def schedule_run(self, name):
+        """Take POOL/VOL's automatic snapshot now (named after the minute), then prune as its
+        policy says; returns the snapshot's name."""
+        buf = ffi.new("char[]", 600)
+        self._check(lib.cask_sched_run(self._c, _b(name), buf, 600), name)
+        return _s(buf)
+
     # ---- send, receive, diff, jobs ----
     def _finish(self, job, wait, timeout):
         if not wait:

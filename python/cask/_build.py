@@ -140,6 +140,14 @@ typedef struct {
 int cask_conn_list(cask_client *c, cask_conn_info **out, size_t *n);
 int cask_conn_kill(cask_client *c, uint64_t id);
 int cask_pool_export_ex(cask_client *c, const char *name, unsigned flags);
+typedef struct { uint32_t every_min; uint32_t keep; uint32_t hourly, daily, weekly, monthly; } cask_sched;
+typedef struct {
+    char name[320]; cask_sched policy; uint64_t set_time; uint64_t auto_snapshots; char last_snapshot[600];
+    int64_t last_run; int64_t next_run; uint64_t runs, failures, pruned; char last_error[200];
+} cask_sched_info;
+int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
+int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
+int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
 void free(void *);
 """
 

@@ -208,6 +208,31 @@ def test_snapshots_holds_clones(client, daemon):
     assert not any(v["name"] in ("tank/s", "tank/c", "tank/t") for v in client.volumes())
 
 
+def test_schedules(client, daemon):
+    client.vol_create("tank/sch", 1 << 20)
+    client.schedule_set("tank/sch", 60, keep=3, daily=7)
+    (s,) = list(client.schedules("tank/sch"))
+    assert s["name"] == "tank/sch" and s["every_min"] == 60 and s["keep"] == 3, s
+    assert s["retain"] == {"hourly": 0, "daily": 7, "weekly": 0, "monthly": 0} and s["next_run"], s
+    with pytest.raises(cask.InvalidArgument):           # keeps nothing
+        client.schedule_set("tank/sch", 60)
+    with pytest.raises(cask.VolumeNotFound):
+        client.schedule_set("tank/nope", 60, keep=1)
+    try:
+        snap = client.schedule_run("tank/sch")
+        assert snap.startswith("tank/sch@auto-"), snap
+    except cask.SnapshotExists:                          # caskd's own pass took this minute's slot
+        pass
+    auto = [x for x in client.snapshots("tank/sch") if "@auto-" in x["name"]]
+    assert auto, list(client.snapshots("tank/sch"))
+    assert list(client.schedules("tank/sch"))[0]["last_snapshot"] == max(x["name"] for x in auto)
+    client.schedule_set("tank/sch", None)                # removed; its snapshots stay
+    assert list(client.schedules("tank/sch")) == []
+    with pytest.raises(cask.InvalidArgument):
+        client.schedule_run("tank/sch")
+    client.vol_destroy("tank/sch", recursive=True)
+
+
 def test_send_recv_jobs(client, daemon, tmp_path):
     client.vol_create("tank/src", 8 << 20)
     data = os.urandom(1 << 20)

@@ -6,7 +6,8 @@
 # without (a volume with a snapshot is never destroyed), the round trip
 # export -> apply -> no change, a failure halfway that converges when
 # applied again, and bad files refused clearly (bad YAML, unknown fields,
-# wrong types, sizes -1 / 16E / 0, snapshot policies, reserved fields).
+# wrong types, sizes -1 / 16E / 0, bad snapshot policies, reserved fields);
+# a snapshot policy is installed with its volume and shows unchanged after.
 source "$(dirname "$0")/lib.sh"
 
 # apply runs from the sanitizer build when there is one (leaks and UB fail the test)
@@ -291,7 +292,7 @@ bad keepsnothing "the policy keeps nothing" $'apiVersion: cask/v1\nvolumes:\n  -
 bad retainfield "snapshots: retain: unknown field 'yearly'" $'apiVersion: cask/v1\nvolumes:\n  - name: tank/db\n    size: 2G\n    snapshots: {every: 1h, retain: {yearly: 1}}\n'
 [ "$(state)" = "$before" ] || fail "a refused file changed the state"
 
-# ---- a snapshot policy: validated, then refused (not ignored); --dry-run marks it ----
+# ---- a snapshot policy: --dry-run shows it, apply installs it with the volume, then unchanged ----
 cat >"$M/sched.yaml" <<'EOF'
 apiVersion: cask/v1
 volumes:
@@ -304,15 +305,30 @@ volumes:
       keep: 8
       retain: {hourly: 24, daily: 7, weekly: 4, monthly: 6}
 EOF
-expect_fail 2 "sched.yaml:7:5: volume tank/sched: snapshots: schedules are not implemented yet" "$A" apply -f "$M/sched.yaml"
-"$CASK" vol get size tank/sched >/dev/null 2>&1 && fail "a refused file created a volume"
-rc=0
-out=$("$A" apply -f "$M/sched.yaml" --dry-run 2>"$M/sched.err") || rc=$?
-[ $rc -eq 2 ] || fail "dry run of a schedule: exit $rc, want 2"
-has "$out" "create         volume tank/sched: size 1G"
-has "$out" "not-supported  volume tank/sched: snapshots every 15m, keep 8, retain hourly 24 daily 7 weekly 4 monthly 6"
-has "$(cat "$M/sched.err")" "apply would refuse $M/sched.yaml: snapshot schedules are not implemented yet"
-[ "$(state)" = "$before" ] || fail "a schedule file changed the state"
+out=$("$A" apply -f "$M/sched.yaml" --dry-run)
+has "$out" "create         volume tank/sched: size 1G, snapshots every 15m, keep 8, retain hourly 24, daily 7, weekly 4, monthly 6"
+has "$out" "Dry run: nothing was changed."
+[ "$(state)" = "$before" ] || fail "a dry run changed the state"
+[ -z "$("$CASK" schedule list -H)" ] || fail "a dry run installed a policy"
+out=$("$A" apply -f "$M/sched.yaml")
+has "$out" "done: create volume tank/sched with its snapshot policy"
+"$CASK" schedule list -H -o name,every,keep,retain | grep -q $'tank/sched\t15m\t8\thourly=24,daily=7,weekly=4,monthly=6' ||
+  fail "the policy is not installed: $("$CASK" schedule list)"
+out=$("$A" apply -f "$M/sched.yaml")
+has "$out" "unchanged      volume tank/sched: size 1G, snapshots every 15m, keep 8, retain hourly 24, daily 7, weekly 4, monthly 6"
+has "$out" "No changes"
+# a changed policy is one change line; a file without snapshots: leaves the policy alone
+sed -i 's/keep: 8/keep: 9/' "$M/sched.yaml"
+out=$("$A" apply -f "$M/sched.yaml")
+has "$out" "change         volume tank/sched: snapshots every 15m, keep 8, retain hourly 24, daily 7, weekly 4, monthly 6 -> every 15m, keep 9, retain hourly 24, daily 7, weekly 4, monthly 6"
+printf 'apiVersion: cask/v1\nvolumes:\n  - name: tank/sched\n    size: 1G\n' >"$M/nosched.yaml"
+has "$("$A" apply -f "$M/nosched.yaml")" "No changes"
+"$CASK" schedule list -H -o name,keep | grep -q $'tank/sched\t9' || fail "a file without snapshots: changed the policy"
+# the round trip keeps it
+"$A" get manifest >"$M/sched-rt.yaml"
+grep -q "keep: 9" "$M/sched-rt.yaml" || fail "get manifest lacks the policy"
+has "$("$A" apply -f "$M/sched-rt.yaml" --prune)" "No changes"
+before=$(state)
 
 # ---- after a restart (pools imported again from caskd's cache): still no changes ----
 "$A" get manifest >"$M/before-restart.yaml"

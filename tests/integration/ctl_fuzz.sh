@@ -34,10 +34,10 @@ OPS = ["hello", "pool.create", "pool.import", "pool.export", "pool.destroy", "po
        "snap.release", "snap.holds", "vol.rollback", "vol.clone", "vol.promote", "vol.send", "vol.recv",
        "vol.recv_abandon", "vol.diff", "job.get", "job.wait", "job.cancel", "job.list", "vol.create",
        "vol.destroy", "vol.resize", "vol.rename", "vol.list", "vol.get", "vol.set", "vol.inherit",
-       "client.list", "client.kill"]
+       "client.list", "client.kill", "sched.set", "sched.list", "sched.run"]
 KEYS = ["name", "names", "new_name", "paths", "dir", "size", "props", "prop", "value", "pool", "tag",
         "recursive", "dependents", "shrink", "destroy_later", "from", "token", "force", "wait", "cursor",
-        "limit", "id", "timeout_ms", "op", "vdev", "after", "persistent"]
+        "limit", "id", "timeout_ms", "op", "vdev", "after", "persistent", "policy"]
 ARGS = {"pool.create": ["name", "paths", "size"], "pool.import": ["name", "paths", "dir"],
         "pool.export": ["name", "force"], "client.list": ["cursor", "limit"], "client.kill": ["id"], "pool.destroy": ["name"], "pool.status": ["name"], "pool.clear": ["name"],
         "pool.inject": ["name", "op", "vdev", "after", "persistent"], "snap.create": ["names"],
@@ -50,7 +50,8 @@ ARGS = {"pool.create": ["name", "paths", "size"], "pool.import": ["name", "paths
         "job.wait": ["id", "timeout_ms"], "job.list": ["cursor", "limit"], "vol.create": ["name", "size", "props"],
         "vol.destroy": ["name", "recursive", "dependents", "force"], "vol.resize": ["name", "size", "shrink"],
         "vol.rename": ["name", "new_name"], "vol.list": ["pool", "cursor", "limit"], "vol.get": ["name"],
-        "vol.set": ["name", "prop", "value", "props"], "vol.inherit": ["name", "prop"]}
+        "vol.set": ["name", "prop", "value", "props"], "vol.inherit": ["name", "prop"],
+        "sched.set": ["name", "policy"], "sched.list": ["name"], "sched.run": ["name"]}
 POOLS = ["tank", "tank", "tank", "fz", "nope", ""]
 VOLS = ["v", "w", "c", "x" * 300, "bad name", "../v", "v@s"]
 SNAPS = ["s", "t", "", "x" * 300]
@@ -96,6 +97,12 @@ def value(key):
         return {rnd.choice(["compression", "checksum", "sync", "volblocksize", "bogus"]):
                 rnd.choice(["lz4", "zstd", "off", "sha256", "always", "disabled", 4096, 65536, 3, "x"])
                 for _ in range(rnd.randrange(0, 9))}
+    if key == "policy":
+        if rnd.random() < 0.2:
+            return None
+        return {rnd.choice(["every_min", "keep", "hourly", "daily", "weekly", "monthly", "yearly"]):
+                rnd.choice([0, 1, 60, 527040, 527041, 100000, 100001, -1, 2 ** 40, 1.5, "1h", None])
+                for _ in range(rnd.randrange(0, 7))}
     if key == "prop":
         return rnd.choice(["compression", "checksum", "sync", "volblocksize", "size", "bogus"])
     if key == "tag":

@@ -157,6 +157,31 @@ tour(void *arg)
 	COK(cask_vol_log_damaged(c, v, dmg, sizeof(dmg)));
 	CHECK(dmg[0] == '\0');
 	CHECK_CODE(cask_vol_log_damaged(c, "tank/no-such-volume", dmg, sizeof(dmg)), ENOENT, "VOLUME_NOT_FOUND");
+	/* CASK_1.1: a snapshot policy: set, listed, run now (an automatic snapshot), removed */
+	cask_sched pol = { 60, 3, 0, 2, 0, 0 }, bad = { 60, 0, 0, 0, 0, 0 };
+	char sv[32];
+	snprintf(sv, sizeof(sv), "tank/sched%d", id);
+	size_t n0;
+	COK(cask_vol_create(c, sv, 1 << 20, NULL));
+	COK(cask_sched_set(c, sv, &pol));
+	CHECK_CODE(cask_sched_set(c, sv, &bad), EINVAL, "INVALID_ARGUMENT");
+	CHECK_CODE(cask_sched_set(c, "tank/no-such-volume", &pol), ENOENT, "VOLUME_NOT_FOUND");
+	cask_sched_info *sl;
+	COK(cask_sched_list(c, sv, &sl, &n0));
+	CHECK(n0 == 1 && strcmp(sl[0].name, sv) == 0 && sl[0].policy.every_min == 60 && sl[0].policy.keep == 3 &&
+	    sl[0].policy.daily == 2 && sl[0].next_run > 0);
+	free(sl);
+	char autosnap[600];
+	int runrc = cask_sched_run(c, sv, autosnap, sizeof(autosnap));
+	/* the scheduler may have taken this minute's snapshot itself (the policy's slot): then EEXIST */
+	CHECK(runrc == 0 ? strncmp(autosnap, sv, strlen(sv)) == 0 && strstr(autosnap, "@auto-") != NULL :
+	    cask_error()->err == EEXIST);
+	COK(cask_sched_set(c, sv, NULL));
+	CHECK_CODE(cask_sched_set(c, sv, NULL), EINVAL, "INVALID_ARGUMENT");
+	COK(cask_sched_list(c, NULL, &sl, &n0));
+	free(sl);
+	CHECK_CODE(cask_sched_run(c, sv, autosnap, sizeof(autosnap)), EINVAL, "INVALID_ARGUMENT");
+	COK(cask_vol_destroy_ex(c, sv, CASK_DESTROY_SNAPSHOTS));
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	const char *two[] = { s2 };

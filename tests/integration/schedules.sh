@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# schedules -- snapshot policies run by caskd (docs/manifests.md "Snapshot
+# policy", on-disk-format.md 4.8), with the scheduler's clock driven by the
+# test (caskd --test-ops --sched-clock, test.sched_clock: test-only), so no
+# step waits for real time:
+#   * cask apply installs snapshots: policies (and says unchanged the second
+#     time); get manifest prints them back and apply of that changes nothing;
+#   * a simulated year under every 1h, keep 4, retain {daily 7, weekly 4,
+#     monthly 6}: the automatic snapshots equal a model's after every step
+#     (schedules.py), including clock jumps back, a policy change without a
+#     restart, a held and a cloned snapshot that survive pruning, and
+#     hand-made snapshots (one named like an automatic one) never touched;
+#   * a restart after a simulated 3-day outage takes one catch-up snapshot;
+#   * a failing run (an injected write fault suspends the pool) is logged,
+#     not retried in its slot, and the next slot succeeds after the clear;
+#   * export and import keep the policies; cask-debug check is clean;
+#   * cask schedule list|run|set|remove; the metrics of the scheduler;
+#   * a version-5 pool (tests/fixtures/pool-v5.vdev.xz) imports, replays its
+#     log, takes a policy and runs it, and is version 7 afterwards.
+source "$(dirname "$0")/lib.sh"
+need xz
+[ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
+A="$CASK"
+[ -x "${CASK_ASAN_BUILD:-}/cask" ] && A="$CASK_ASAN_BUILD/cask"
+here=$(cd "$(dirname "$0")" && pwd)
+has() { grep -qF -- "$2" <<<"$1" || fail "output lacks '$2': $1"; }
+
+# ---- usage, before any daemon ----
+h=$("$A" schedule --help)
+for w in "list [POOL | POOL/VOL]" "run POOL/VOL" "set POOL/VOL --every DURATION" "remove POOL/VOL" \
+  "auto-YYYY-MM-DDTHH:MMZ" "catch-up" "Exit status"; do has "$h" "$w"; done
+"$A" --help | grep -q "schedule list|run|set|remove" || fail "cask --help lacks schedule"
+expect_fail 2 "needs --every" "$A" schedule set tank/a --keep 3
+expect_fail 2 "keeps nothing" "$A" schedule set tank/a --every 1h
+expect_fail 2 "whole minutes" "$A" schedule set tank/a --every 90s --keep 1
+expect_fail 2 "count from 0 to 100000" "$A" schedule set tank/a --every 1h --keep -1
+expect_fail 2 "needs a volume" "$A" schedule run tank
+expect_fail 2 "unknown schedule command" "$A" schedule frob
+expect_fail 2 "needs --test-ops" "$CASKD" --state "$T/x" --socket "$T/x.sock" --sched-clock 5
+grep -q -- "--sched-clock SECONDS" <<<"$("$CASKD" --help)" || fail "caskd --help lacks --sched-clock"
+
+# clock TIME: the scheduler's clock to TIME (test.sched_clock, which runs a pass); prints its report
+clock() {
+  "$PY" - "$here" "$SOCK" "$1" <<'PY'
+import json, sys; sys.path.insert(0, sys.argv[1])
+from viohelp import Ctl
+print(json.dumps(Ctl(sys.argv[2]).call("test.sched_clock", time=int(sys.argv[3]))))
+PY
+}
+
+T0=1767225600   # 2026-01-01T00:00Z
+MPORT=$(free_port)
+start_caskd --test-ops --sched-clock "$T0" --metrics "127.0.0.1:$MPORT"
+"$A" pool create tank "$T/tank0.vdev" --size 512M >/dev/null
+for v in a b c; do "$A" vol create "tank/$v" --size 16M >/dev/null; done
+# hand-made snapshots, one with an automatic-looking name: never pruned, never counted
+"$A" snap create tank/a@manual "tank/a@auto-2025-12-31T00:00Z"
+
+# ---- apply installs the policies ----
+cat >"$T/m.yaml" <<'EOF'
+apiVersion: cask/v1
+volumes:
+  - name: tank/a
+    size: 16M
+    snapshots:
+      every: 1h
+      keep: 4
+      retain: {daily: 7, weekly: 4, monthly: 6}
+  - name: tank/b
+    size: 16M
+    snapshots: {every: 1h, keep: 4, retain: {daily: 7, weekly: 4, monthly: 6}}
+EOF
+out=$("$A" apply -f "$T/m.yaml" --dry-run)
+has "$out" "change         volume tank/a: snapshots none -> every 1h, keep 4, retain daily 7, weekly 4, monthly 6"
+has "$out" "Plan: 0 to create, 2 to change, 0 to destroy, 0 unchanged."
+[ "$("$A" schedule list -H | wc -l)" = 0 ] || fail "--dry-run installed a policy"
+out=$("$A" apply -f "$T/m.yaml")
+has "$out" "Applied: 2 changes."
+out=$("$A" apply -f "$T/m.yaml")
+has "$out" "unchanged      volume tank/a: size 16M, snapshots every 1h, keep 4, retain daily 7, weekly 4, monthly 6"
+has "$out" "No changes"
+"$A" get manifest >"$T/got.yaml"
+grep -q "every: 1h" "$T/got.yaml" || fail "get manifest lacks the policy: $(cat "$T/got.yaml")"
+out=$("$A" apply -f "$T/got.yaml" --prune)
+has "$out" "No changes"
+
+# ---- a simulated year against the model ----
+"$PY" "$here/schedules.py" "$SOCK" tank "$T0" "$T/year.json" | tee "$T/year.out"
+NOW=$(tail -n 1 "$T/year.out")
+grep -q "schedule tank/a: took tank/a@auto-" "$T/caskd.log" || fail "no 'took' line in the log"
+grep -q "schedule tank/a: pruned tank/a@auto-" "$T/caskd.log" || fail "no 'pruned' line in the log"
+list=$("$A" schedule list -j tank/a)
+"$PY" - "$list" <<'PY' || fail "schedule list -j: $list"
+import json, sys
+l = json.loads(sys.argv[1]); assert len(l) == 1, l
+s = l[0]
+assert s["name"] == "tank/a" and s["every"] == "1h" and s["keep"] == 4, s
+assert s["retain"] == "daily=7,weekly=4,monthly=6", s
+assert s["auto"] >= 10 and s["runs"] > 100 and s["failures"] == 0 and s["pruned"] > 100, s
+PY
+
+# ---- the metrics of the scheduler ----
+curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/m.txt" || fail "no metrics"
+if command -v promtool >/dev/null; then promtool check metrics <"$T/m.txt" || fail "promtool"; fi
+grep -q '^cask_schedule_snapshots_total{pool="tank",volume="a"} [1-9]' "$T/m.txt" || fail "no schedule metric"
+grep -q '^cask_schedule_failures_total{pool="tank",volume="a"} 0' "$T/m.txt" || fail "schedule failures"
+
+# ---- restart after a 3-day outage: one catch-up snapshot, not a burst ----
+before=$("$A" snap list -H -o name tank/c | grep -c @auto- || true)
+"$A" schedule set tank/c --every 15m --keep 1000 >/dev/null
+clock "$NOW" >/dev/null
+n0=$("$A" snap list -H -o name tank/c | grep -c @auto-)
+[ "$n0" = $((before + 1)) ] || fail "tank/c: $n0 automatic snapshots, want $((before + 1))"
+stop_caskd
+LATER=$((NOW + 3 * 86400 + 600))
+start_caskd --test-ops --sched-clock "$LATER" --metrics "127.0.0.1:$MPORT"
+# the scheduler's first pass at start takes the catch-up; a second pass at the same time adds nothing
+for _ in $(seq 1 200); do
+  [ "$("$A" snap list -H -o name tank/c | grep -c @auto-)" -gt "$n0" ] && break
+  sleep 0.05
+done
+clock "$LATER" >/dev/null
+n1=$("$A" snap list -H -o name tank/c | grep -c @auto-)
+[ "$n1" = $((n0 + 1)) ] || fail "after a 3-day outage tank/c has $n1 automatic snapshots, want one more than $n0"
+slot=$(TZ=UTC date -d "@$((LATER - LATER % 900))" +%Y-%m-%dT%H:%MZ)
+"$A" snap list -H -o name tank/c | grep -q "tank/c@auto-$slot" || fail "the catch-up is not named after its slot $slot"
+
+# ---- a failing run is logged and retried at the next slot ----
+"$A" pool inject tank write --persistent
+t1=$((LATER - LATER % 3600 + 3600))
+r=$(clock "$t1")
+grep -q '"failed": \[ *{' <<<"$r" || fail "the pass with a failing device reported no failure: $r"
+grep -q "snapshot tank/a@auto-.* failed: .*(tried again at the next slot)" "$T/caskd.log" ||
+  fail "the failed run is not logged: $r"
+f=$("$A" schedule list -j tank/a | "$PY" -c 'import json,sys; s=json.load(sys.stdin)[0]; print(s["failures"], s["error"] != "-")')
+[ "$f" = "1 True" ] || fail "schedule list after the failure: $f"
+"$A" pool inject tank none
+"$A" pool clear tank
+# the same slot again: not retried
+r=$(clock "$((t1 + 60))")
+grep -q "auto-$(TZ=UTC date -d "@$t1" +%Y-%m-%dT%H:%MZ)" <<<"$("$A" snap list -H -o name tank/a)" &&
+  fail "the failed slot was retried within the slot"
+# the next slot succeeds
+clock "$((t1 + 3600))" >/dev/null
+"$A" snap list -H -o name tank/a | grep -q "tank/a@auto-$(TZ=UTC date -d "@$((t1 + 3600))" +%Y-%m-%dT%H:%MZ)" ||
+  fail "the next slot after the failure did not succeed"
+"$A" schedule list -H -o name,failures,error tank/a | grep -q $'tank/a\t1\t-' || fail "a success did not clear the error, or the failure was not counted"
+
+# ---- cask schedule run / set / remove ----
+# two minutes past a slot of every policy here: a run's name (the minute) is nobody's slot
+clock "$((t1 + 3600 + 120))" >/dev/null
+snap=$("$A" schedule run tank/b)
+[[ "$snap" == tank/b@auto-* ]] || fail "schedule run printed '$snap'"
+expect_fail 1 "SNAPSHOT_EXISTS" "$A" schedule run tank/b   # the same minute again
+expect_fail 1 "no snapshot policy" "$A" schedule run tank/nope
+"$A" schedule set tank/b --every 1d --keep 2 --weekly 3
+"$A" schedule list -H -o name,every,keep,retain tank/b | grep -q $'tank/b\t1d\t2\tweekly=3' || fail "schedule set"
+"$A" schedule remove tank/b
+[ -z "$("$A" schedule list -H tank/b)" ] || fail "schedule remove"
+expect_fail 1 "has no snapshot policy" "$A" schedule remove tank/b
+"$A" snap list -H -o name tank/b | grep -q "@auto-" || fail "remove took the snapshots with it"
+
+# ---- export/import keeps the policies and the automatic snapshots ----
+"$A" schedule list -H -o name,every,keep,retain >"$T/before"
+"$A" snap list -H -o name tank >"$T/snaps.before"
+"$A" pool export tank
+"$CASK_BUILD/cask-debug" check "$T/tank0.vdev" >"$T/check.out" || { cat "$T/check.out"; fail "cask-debug check"; }
+"$A" pool import --path "$T/tank0.vdev" >/dev/null
+"$A" schedule list -H -o name,every,keep,retain >"$T/after"
+diff "$T/before" "$T/after" || fail "export/import changed the policies"
+"$A" snap list -H -o name tank >"$T/snaps.after"
+diff "$T/snaps.before" "$T/snaps.after" || fail "export/import changed the snapshots"
+
+# ---- a version-5 pool: imports, replays, takes a policy, becomes version 7 ----
+xz -dc "$here/../fixtures/pool-v5.vdev.xz" >"$T/old5.vdev"
+"$CASK_BUILD/cask-debug" labels "$T/old5.vdev" | grep -q "version 5" || fail "the fixture is not a version-5 pool"
+"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" >"$T/tree5.out"
+grep -q "format version 5" "$T/tree5.out" || fail "the fixture's MOS is not version 5"
+[ "$("$A" pool import --path "$T/old5.vdev")" = old5 ] || fail "import of the version-5 pool"
+"$PY" - "$NBD" <<'PY' || fail "the version-5 pool's data"
+import nbd, sys
+h = nbd.NBD(); h.connect_uri(sys.argv[1] + "/old5/v")
+assert h.pread(4096, 0) == b"\x77" * 4096, "the logged write was not replayed"
+for i in range(64):
+    assert h.pread(4096, i * 65536 + 4096) == bytes([i + 1]) * 4096, "chunk %d" % i
+PY
+"$A" snap holds old5 | grep -q "old5/v@s1.*keep" || fail "the fixture's hold"
+"$A" schedule set old5/v --every 1h --keep 2
+s=$("$A" schedule run old5/v)
+"$A" pool export old5
+"$CASK_BUILD/cask-debug" check "$T/old5.vdev" >"$T/check5.out" || { cat "$T/check5.out"; fail "check of the upgraded pool"; }
+"$CASK_BUILD/cask-debug" tree "$T/old5.vdev" >"$T/tree7.out"
+grep -q "format version 7" "$T/tree7.out" || fail "the upgraded pool's MOS is not version 7"
+"$A" pool import --path "$T/old5.vdev" >/dev/null
+"$A" schedule list -H -o name,every,keep old5 | grep -q $'old5/v\t1h\t2' || fail "the upgraded pool lost its policy"
+"$A" snap list -H -o name old5/v | grep -qx "$s" || fail "the upgraded pool lost $s"
+stop_caskd
+echo "PASS: schedules"
