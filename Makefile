@@ -41,7 +41,7 @@ LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC) $(ENGINE_SRC))
 ENGINE_LIB = $(BUILD)/libcask-engine.a
 
 TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
-DAEMON_SRC = $(wildcard daemon/*.c daemon/ctl/*.c)
+DAEMON_SRC = $(wildcard daemon/*.c daemon/ctl/*.c daemon/repl/*.c)
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC))
 CASKD = $(BUILD)/caskd
 CLIENT_SRC = $(wildcard lib/client/*.c) lib/common/sockio.c
@@ -109,6 +109,11 @@ $(ENGINE_LIB): $(LIB_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/cask-%: $(BUILD)/obj/tools/cask-%.o $(ENGINE_LIB)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
+# the replica protocol codec is the daemon's; its unit test links it alone
+$(BUILD)/tests/test_repl_proto: $(BUILD)/obj/tests/unit/test_repl_proto.o $(BUILD)/obj/daemon/repl/proto.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ENGINE_LIB)

@@ -75,7 +75,8 @@
 	X(39, TIMED_OUT, "TIMED_OUT", ETIMEDOUT, "libcask: a job still runs after the timeout")  \
 	X(40, NOT_SUPPORTED, "NOT_SUPPORTED", ENOTSUP, "not enabled in this caskd (test.vio_fault without --test-ops)")  \
 	X(41, VDEV_IN_USE, "VDEV_IN_USE", EEXIST, "pool.create: a file holds data or a signature")  \
-	X(42, POOL_NEEDS_REWIND, "POOL_NEEDS_REWIND", EUCLEAN, "import would discard a damaged txg")
+	X(42, POOL_NEEDS_REWIND, "POOL_NEEDS_REWIND", EUCLEAN, "import would discard a damaged txg")  \
+	X(43, REPLICA_READ_ONLY, "REPLICA_READ_ONLY", EROFS, "a replica volume: only its controller writes it")
 
 /*
  * What an errno alone says, for a failure that was given no specific code:

@@ -187,7 +187,8 @@ void
 ilog_append(volume *v, int type, uint64_t off, uint64_t len, uint64_t txg)
 {
 	ilog *l = &v->pool->ilog;
-	if (len == 0 || l->replaying || v->sync == CE_SYNC_DISABLED)
+	/* a replica volume's durability is a txg commit carrying its applied seq (repl.c, 5) */
+	if (len == 0 || l->replaying || v->sync == CE_SYNC_DISABLED || v->rp != NULL)
 		return;
 	pthread_mutex_lock(&l->lock);
 	l->next_seq++;

@@ -127,6 +127,7 @@ pool_free(ce_pool *p)
 	ilog_fini(p);
 	vol_free_all(p);
 	hold_fini(p);
+	repl_pool_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)

@@ -107,6 +107,11 @@ struct ce_pool {
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
 	uint64_t sh_changed_txg;  /* oldest txg with a holds change not yet written (0: none) */
 
+	/* the replica object (repl.c; written by the sync thread) */
+	cowtree rp_tree;
+	uint8_t *rp_buf;          /* the object as last written or loaded */
+	uint64_t rp_disk_leaves;
+
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;
 };

@@ -218,6 +218,8 @@ txg_sync_work(ce_pool *p, uint64_t t)
 		err = hold_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
+	if (err == 0)
+		err = repl_sync(p, t);
 	/*
 	 * Later passes: MOS and bitmaps until a pass writes nothing. A pass
 	 * reads what earlier ones queued from the queue (blkio.c, 6), so the

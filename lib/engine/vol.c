@@ -103,6 +103,7 @@ vol_delete(volume *v)
 		free(v->fr[i]);
 	}
 	dl_fini(&v->dl);
+	repl_free(v);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -155,6 +156,7 @@ vol_capture(volume *v, uint64_t t)
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 	v->rcap.receiving = v->receiving;
 	v->rcap.rs = v->rs;
+	repl_capture(v, t);
 }
 
 void
@@ -185,6 +187,11 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_dl_root = v->dl.tree.root;
 	ds->ds_recv = v->is_snap ? 0 : (uint8_t)v->rcap.receiving;
 	ds->ds_send_guid = v->is_snap ? v->send_guid : 0;
+	/* the role as of the captured record, so the dataset and the replica object agree */
+	if (!v->is_snap && v->rp != NULL && v->rp->cap.rp_ds_guid != 0) {
+		ds->ds_role = DS_ROLE_REPLICA;
+		ds->ds_repl_idx = v->rp->idx;
+	}
 }
 
 static int
@@ -208,6 +215,8 @@ ds_valid(const ds_phys *dsp)
 	if (ds.ds_dl_count > (UINT64_MAX >> 12) || (ds.ds_prev_guid == 0) != (ds.ds_prev_txg == 0))
 		return 0;
 	if (ds.ds_recv > 1 || (snap && ds.ds_recv) || (!snap && ds.ds_send_guid != 0))
+		return 0;
+	if (ds.ds_role > DS_ROLE_REPLICA || (snap && ds.ds_role) || (ds.ds_role == 0 && ds.ds_repl_idx != 0))
 		return 0;
 	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
@@ -247,6 +256,8 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->rec_txg = 0;
 	v->send_guid = ds.ds_send_guid;
 	v->receiving = v->rcap.receiving = ds.ds_recv;
+	v->load_role = ds.ds_role;
+	v->load_repl_idx = ds.ds_repl_idx;
 	memset(&v->rs, 0, sizeof(v->rs));
 	v->rcap.rs = v->rs;
 	/* what a record written later (without a full capture) is made of */
@@ -286,7 +297,9 @@ vol_load_all(ce_pool *p)
 	int lerr = snap_link_all(p);
 	if (lerr == 0)
 		lerr = hold_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
+	if (lerr == 0)
+		lerr = recv_table_load(p);
+	return lerr != 0 ? lerr : repl_load(p);
 }
 
 /* ce_pool_clear: forget a volume's dirty state and pending operations (v->lock held). */
@@ -365,7 +378,9 @@ vol_reload_all(ce_pool *p)
 	int lerr = snap_link_all(p);
 	if (lerr == 0)
 		lerr = hold_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
+	if (lerr == 0)
+		lerr = recv_table_load(p);
+	return lerr != 0 ? lerr : repl_load(p);
 }
 
 void
@@ -654,6 +669,9 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
+	if (v->rp != NULL && !h->repl)
+		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
+		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -751,6 +769,9 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
+	if (v->rp != NULL && !h->repl)
+		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
+		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -1641,6 +1662,7 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
 	ce_vol *h = xmalloc(sizeof(*h));
 	h->v = v;
+	h->repl = 0;
 	h->clear_gen = atomic_load(&p->clear_gen);
 	*out = h;
 	return 0;

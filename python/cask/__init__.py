@@ -104,6 +104,7 @@ _BY_CODE = {
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
+    "REPLICA_READ_ONLY": PermissionDenied,  # a replica volume: only its controller writes it
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
     "NOT_SUPPORTED": Error,
 }
