@@ -450,7 +450,7 @@ int ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder
     const ce_epoch *expect, ce_repl_info *out);
 /*
  * Adopt epoch e with base (START_EPOCH): e must be the promised epoch
- * (-ESTALE), applied must equal base (-EPROTO), mb (CE_REPL_MB_SIZE bytes)
+ * (-ESTALE), not adopted already, and applied must equal base (-EPROTO), mb (CE_REPL_MB_SIZE bytes)
  * becomes the held membership. Durable before it returns.
  */
 int ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, const void *mb);

@@ -459,6 +459,9 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
 		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was not the one promised",
 		    p->name, name, e.counter, e.node);
+	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
+		err = err_set(-EPROTO, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was started already (a "
+		    "controller that reconnects prepares a new epoch)", p->name, name, e.counter, e.node);
 	else if (rs->applied != base || r->rp_state != RP_COMPLETE)
 		err = err_set(-EPROTO, "volume %s/%s: cannot start an epoch at base %" PRIu64
 		    " (applied %" PRIu64 ", state %u)", p->name, name, base, rs->applied, r->rp_state);

@@ -109,6 +109,7 @@ test_rules(ce_pool *p, const char *path)
 	mb_make(bad, ep(1, id), 1, id + 1);
 	CHECK_ERR(ce_repl_start_epoch(p, "r", ep(1, id), 0, bad), -EINVAL);    /* does not name it */
 	OK(ce_repl_start_epoch(p, "r", ep(1, id), 0, mb));
+	CHECK_ERR(ce_repl_start_epoch(p, "r", ep(1, id), 0, mb), -EPROTO); /* started already */
 	for (uint64_t s = 1; s <= 10; s++) {
 		block_of(b, s, s);
 		OK(ce_repl_write(h, ep(1, id), s, b, BS, s * BS));
