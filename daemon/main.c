@@ -32,6 +32,7 @@
 #include "registry.h"
 #include "repl/proto.h"
 #include "repl/service.h"
+#include "repl/ctrl.h"
 #include "util.h"
 #include "vio.h"
 
@@ -421,6 +422,7 @@ main(int argc, char **argv)
 	ctl_stop();
 	vio_quiesce();
 	conn_stop();
+	repl_ctrl_shutdown();
 	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();
