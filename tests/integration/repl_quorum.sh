@@ -32,6 +32,12 @@ CASK_SOCKET="$SOCK_B" $CASK pool create p2 "$T/p2.vdev" --size 512M >/dev/null
 CASK_SOCKET="$SOCK_C" $CASK pool create p3 "$T/p3.vdev" --size 512M >/dev/null
 export SOCK SOCK_B NBD NBD_B RADDR_B="127.0.0.1:$RB" RADDR_C="127.0.0.1:$RC" KEYFILE="$T/peer.key"
 export CASKD_C_PID CASKD_B_PID
+# the CLI: a 2-way volume at consistency all
+$CASK vol create tank/db2 --size 16M --replica "127.0.0.1:$RB/p2" -o consistency=all -o repl_deadline=3000
+$CASK vol status tank/db2 | tee "$T/status.out"
+grep -q "consistency all  state serving" "$T/status.out" || fail "vol status: $(cat "$T/status.out")"
+grep -q "127.0.0.1:$RB/p2 *in-sync *up" "$T/status.out" || fail "vol status shows no in-sync replica on B"
+expect_fail 1 "not a replicated volume" $CASK vol status tank/nope
 "$PY" - <<'PY'
 import os, sys, struct, signal, time, nbd
 sys.path.insert(0, "tests/integration")
@@ -42,7 +48,6 @@ rb, rc = os.environ["RADDR_B"], os.environ["RADDR_C"]
 st = ctl.call("vol.create", name="tank/db", size=64 << 20, replicas=[rb + "/p2", rc + "/p3"],
               props={"consistency": "quorum"})
 assert st["consistency"] == "quorum" and st["state"] == "serving" and len(st["replicas"]) == 3, st
-ctl.call("vol.create", name="tank/db2", size=16 << 20, replicas=[rb + "/p2"], props={"consistency": "all"})
 
 def tag(vol, blk, gen):
     return struct.pack("<4sQQ", vol.encode()[:4], blk, gen) * (4096 // 20) + b"\0" * (4096 % 20)
@@ -129,6 +134,7 @@ for blk, v in want["db2"].items():
 print("consistency all: B ejected (membership version %d), %d blocks all there" % (s["membership_version"], len(want["db2"])))
 db2.shutdown()
 PY
+$CASK vol status -j tank/db2 | "$PY" -c 'import json,sys; s=json.load(sys.stdin); r=[x for x in s["replicas"] if x["pool"]=="p2"][0]; assert r["state"]=="degraded" and r["link"]=="offline", s'
 CASKD_B_PID=; CASKD_C_PID=
 stop_caskd
 for v in tank p2 p3; do
