@@ -61,6 +61,13 @@ def parse_status(p):
               applied=f[7], durable=f[8], hi=f[9], state=f[10], flags=f[11], size=f[12], bs=f[13])
     st["holder"] = p[120:184].split(b"\0")[0].decode()
     st["mb_version"] = struct.unpack_from("<Q", p, 256)[0]
+    n = p[256 + 33]
+    st["members"] = []
+    for i in range(n):
+        o = 256 + 320 + 192 * i
+        mid, pg, state, reason = struct.unpack_from("<QQBB", p, o)
+        st["members"].append(dict(id=mid, pool_guid=pg, state=state, reason=reason,
+                                  pool=p[o + 104:o + 168].split(b"\0")[0].decode()))
     return st
 
 
