@@ -29,10 +29,13 @@
  *      before it is acknowledged and the local replica applied it (stricter
  *      than rule 5 asks: any earlier write, not only overlapping ones).
  *
- * As built (see docs/replication.md, as-built notes of section 4): no
- * leases, no reads from remote replicas, no takeover or restart
- * reconciliation, no sequenced snapshots, and an ejection does not wait for
- * the durability invariant (D) on the remaining members first.
+ *   6. An ejection is proposed only once (D) holds for the remaining members:
+ *      k of them have applied the highest seq answered to a client and made
+ *      durable the highest one a FLUSH/FUA answer covered (rule 4 item 2).
+ *
+ * As built (see docs/replication.md, "As built, issue 15"): no leases, no
+ * reads from remote replicas, no takeover or restart reconciliation, no
+ * sequenced snapshots.
  */
 #include "ctrl.h"
 #include "proto.h"
@@ -129,6 +132,8 @@ struct ctrl {
 	int n;
 	ep eps[MAX_MEMBERS];
 	uint64_t next_seq;    /* last assigned */
+	uint64_t acked_max;   /* A: the highest seq answered to a client */
+	uint64_t durable_max; /* F: the highest seq covered by an answered FLUSH or FUA */
 	creq *ph, *pt;        /* pending client requests, in order */
 	int fenced;
 	char fenced_by[160];
@@ -207,6 +212,11 @@ settle(ctrl *c)
 		if (c->ph == NULL)
 			c->pt = NULL;
 		q->next = NULL;
+		if (!c->fenced && !q->is_read) {
+			c->acked_max = MAX(c->acked_max, q->seq);
+			if (q->durable)
+				c->durable_max = MAX(c->durable_max, q->seq);
+		}
 		*dt = q;
 		dt = &q->next;
 	}
@@ -699,10 +709,49 @@ mb_build(ctrl *c, mb_phys *mb, uint64_t version, int change)
 	}
 }
 
+/* (D) for I without the failed members: k' of them hold A applied and F durable. */
+static int
+d_holds(const ctrl *c)
+{
+	int in = 0, ga = 0, gd = 0;
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		if (!e->in_sync || e->failed)
+			continue;
+		in++;
+		ga += e->applied >= c->acked_max;
+		gd += e->durable >= c->durable_max;
+	}
+	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? c->n / 2 + 1 : in;
+	return in > 0 && ga >= k && gd >= k;
+}
+
 /* Commit an ejection of every failed member of I (invariant 3). c->mu held. */
 static void
 eject_failed(ctrl *c)
 {
+	/*
+	 * Rule 4 item 2: the new I must satisfy (D) before it is proposed, so a
+	 * later controller counting only I never misses an acknowledged write.
+	 * The remaining members were sent everything: wait for them.
+	 */
+	uint64_t dwait = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
+	while (!d_holds(c)) {
+		if (c->fenced || c->stopping || now_ns() > dwait) {
+			log_err("replicated volume %s: the remaining replicas do not hold every acknowledged write "
+			    "(seq %" PRIu64 ", durable %" PRIu64 "): no ejection; the volume stays suspended",
+			    c->export_name, c->acked_max, c->durable_max);
+			return;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
 	mb_phys mb;
 	mb_build(c, &mb, c->mb.mb_version + 1, 1);
 	int voters = 0;
