@@ -7,7 +7,7 @@
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench, api-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, send-bench, api-bench, repl-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make clean
@@ -145,6 +145,9 @@ bench: deps all
 	./bench/engine_bench.sh $(BUILD)
 	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD) --json bench/results/sync-$$(date +%Y%m%d-%H%M%S).json
+
+repl-bench: deps all
+	bash bench/repl_bench.sh $(abspath $(BUILD))
 
 sync-bench: deps all
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD)
