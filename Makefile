@@ -7,9 +7,10 @@
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench, api-bench, repl-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench, repl-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
+#   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
 # Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev;
@@ -98,7 +99,7 @@ $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
 $(CASKD): $(DAEMON_OBJ) $(ENGINE_LIB)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lssl
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -145,6 +146,14 @@ bench: deps all
 	./bench/engine_bench.sh $(BUILD)
 	/usr/bin/python3 bench/nbd_bench.py --build $(BUILD) --json bench/results/nbd-$$(date +%Y%m%d-%H%M%S).json
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD) --json bench/results/sync-$$(date +%Y%m%d-%H%M%S).json
+	/usr/bin/python3 bench/tls_bench.py --build $(BUILD) --json bench/results/tls-$$(date +%Y%m%d-%H%M%S).json
+
+# issue 17's hostile clients beside verified normal IO (not in make check): HOSTILE_SOAK_SECONDS (default 600)
+hostile-soak: deps all
+	/usr/bin/python3 tests/soak/hostile_soak.py --build $(BUILD) --seconds $${HOSTILE_SOAK_SECONDS:-600}
+
+tls-bench: deps all
+	/usr/bin/python3 bench/tls_bench.py --build $(BUILD)
 
 repl-bench: deps all
 	bash bench/repl_bench.sh $(abspath $(BUILD))
@@ -192,6 +201,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all install deps check bench sync-bench snap-bench send-bench api-bench run stress crash-soak clean
+.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench send-bench api-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

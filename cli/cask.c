@@ -25,6 +25,7 @@ usage(FILE *f)
 	    "  send [-i FROM] POOL/VOL@SNAP > STREAM | send -t TOKEN  (cask send --help)\n"
 	    "  recv [-F] POOL/VOL < STREAM | recv -A POOL/VOL      (cask recv --help)\n"
 	    "  job list|cancel|wait ...  send and receive jobs in caskd\n"
+	    "  client list|kill ...    the clients connected to caskd's NBD server (cask client --help)\n"
 	    "  apply -f FILE [--dry-run] [--prune]  make the state match a manifest (cask apply --help)\n"
 	    "  get manifest [POOL...]  print the state as a manifest (cask get --help)\n"
 	    "  version                 the versions of cask and of the caskd it reaches\n"
@@ -74,6 +75,8 @@ main(int argc, char **argv)
 		return cmd_recv(argc - i, argv + i);
 	if (strcmp(cmd, "job") == 0)
 		return cmd_job(argc - i, argv + i);
+	if (strcmp(cmd, "client") == 0)
+		return cmd_client(argc - i, argv + i);
 	if (strcmp(cmd, "apply") == 0)
 		return cmd_apply(argc - i, argv + i);
 	if (strcmp(cmd, "get") == 0)

@@ -33,7 +33,10 @@ pool_usage(FILE *f)
 	    "  list [-H] [-p] [-o FIELD,...] [-j]  list pools (fields: name,size,alloc,free,cap,\n"
 	    "                                      health,vdevs,volumes,txg,guid)\n"
 	    "  status POOL [-j]                    state, space, errors and vdevs of a pool\n"
-	    "  export POOL                         commit and close a pool (it stops being served)\n"
+	    "  export [--force] POOL               commit and close a pool (it stops being served);\n"
+	    "                                      refused while clients are connected to its\n"
+	    "                                      volumes (the error names them) unless --force,\n"
+	    "                                      which disconnects them first\n"
 	    "  import [--rewind] POOL [-d DIR]     find the vdevs of POOL in DIR (default: caskd's\n"
 	    "                                      state directory) and import it\n"
 	    "  import [--rewind] --path FILE...    import the pool on exactly these files\n"
@@ -356,6 +359,29 @@ pool_simple(int argc, char **argv, const char *what, int (*fn)(cask_client *, co
 	return rc;
 }
 
+/* pool export [-f | --force] POOL: --force disconnects the clients served from it first */
+static int
+pool_export(int argc, char **argv)
+{
+	unsigned flags = 0;
+	if (argc == 3 && (strcmp(argv[1], "-f") == 0 || strcmp(argv[1], "--force") == 0)) {
+		flags = CASK_FORCE_DISCONNECT;
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
+	if (flags == 0)
+		return pool_simple(argc, argv, "export", cask_pool_export);
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("pool export needs [--force] and exactly one pool name");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int rc = cask_pool_export_ex(c, argv[1], flags) ? cli_fail("export") : 0;
+	cask_disconnect(c);
+	return rc;
+}
+
 static int
 pool_inject(int argc, char **argv)
 {
@@ -421,7 +447,7 @@ cmd_pool(int argc, char **argv)
 	if (strcmp(sub, "import") == 0)
 		return pool_import(argc - 1, argv + 1);
 	if (strcmp(sub, "export") == 0)
-		return pool_simple(argc - 1, argv + 1, "export", cask_pool_export);
+		return pool_export(argc - 1, argv + 1);
 	if (strcmp(sub, "destroy") == 0)
 		return pool_simple(argc - 1, argv + 1, "destroy", cask_pool_destroy);
 	if (strcmp(sub, "clear") == 0)

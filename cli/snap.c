@@ -19,7 +19,7 @@ snap_usage(FILE *f)
 	    "  list [POOL | POOL/VOL] [-H] [-p] [-o FIELD,...] [-j]\n"
 	    "                                      (fields: name,volume,used,referenced,logical,\n"
 	    "                                      size,txg,creation,holds,clones,guid)\n"
-	    "  destroy POOL/VOL@SNAP...            destroy snapshots (one pool, all or none), freeing\n"
+	    "  destroy [--force] POOL/VOL@SNAP...  destroy snapshots (one pool, all or none), freeing\n"
 	    "                                      what only they hold\n"
 	    "  rename POOL/VOL@SNAP NEW            rename a snapshot (NEW or POOL/VOL@NEW)\n"
 	    "  hold TAG POOL/VOL@SNAP...           put hold TAG on the snapshots (all or none): a\n"
@@ -90,13 +90,21 @@ snap_create(int argc, char **argv)
 static int
 snap_destroy(int argc, char **argv)
 {
+	unsigned flags = 0;
+	if (argc > 1 && (strcmp(argv[1], "--force") == 0 || strcmp(argv[1], "-f") == 0)) {
+		flags = CASK_FORCE_DISCONNECT;
+		argv[1] = argv[0];
+		argc--;
+		argv++;
+	}
 	int rc = need_snap_names(argc, argv, "destroy");
 	if (rc != 0)
 		return rc;
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	rc = cask_snap_destroy_many(c, (const char *const *)argv + 1, (size_t)(argc - 1)) ?
+	rc = (flags ? cask_snap_destroy_many_ex(c, (const char *const *)argv + 1, (size_t)(argc - 1), flags) :
+	    cask_snap_destroy_many(c, (const char *const *)argv + 1, (size_t)(argc - 1))) ?
 	    cli_fail("snap destroy") : 0;
 	cask_disconnect(c);
 	return rc;

@@ -49,7 +49,8 @@ vol_usage(FILE *f)
 	    "  clone POOL/VOL@SNAP POOL/NEW        a new writable volume that starts as the snapshot\n"
 	    "                                      and shares its blocks (the snapshot then cannot\n"
 	    "                                      be destroyed while the clone exists)\n"
-	    "  rollback [-r] POOL/VOL@SNAP         make the volume what the snapshot recorded (data\n"
+	    "  rollback [-r] [--force] POOL/VOL@SNAP\n"
+	    "                                      make the volume what the snapshot recorded (data\n"
 	    "                                      and size; not open by clients); -r also destroys\n"
 	    "                                      the snapshots newer than SNAP, else they refuse it\n"
 	    "  diff [-H] [-p] [-j] POOL/VOL@A [POOL/VOL@B | POOL/VOL]\n"
@@ -63,6 +64,8 @@ vol_usage(FILE *f)
 	    "                                      too) and while they have clones unless -R\n"
 	    "                                      (destroys those, theirs, ...); one transaction;\n"
 	    "                                      held or open snapshots refuse it\n"
+	    "  destroy and rollback are refused while clients are connected to the volume\n"
+	    "  (the error names them: cask client list); --force (-f) disconnects them first.\n"
 	    "\n"
 	    "Volumes are served over NBD under their name, POOL/VOL.\n");
 }
@@ -433,17 +436,23 @@ vol_clone(int argc, char **argv)
 static int
 vol_rollback(int argc, char **argv)
 {
-	int later = 0, i = 1;
-	if (argc > 1 && strcmp(argv[1], "-r") == 0) {
-		later = 1;
-		i = 2;
+	unsigned flags = 0;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "-r") == 0)
+			flags |= CASK_ROLLBACK_DESTROY_LATER;
+		else if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0)
+			flags |= CASK_FORCE_DISCONNECT;
+		else
+			break;
 	}
 	if (argc - i != 1 || argv[i][0] == '-' || strchr(argv[i], '@') == NULL || strchr(argv[i], '/') == NULL)
-		return usage_error("vol rollback needs [-r] and one snapshot POOL/VOL@SNAP");
+		return usage_error("vol rollback needs [-r] [--force] and one snapshot POOL/VOL@SNAP");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_vol_rollback(c, argv[i], later) ? cli_fail("vol rollback") : 0;
+	int rc = (flags & CASK_FORCE_DISCONNECT ? cask_vol_rollback_ex(c, argv[i], flags) :
+	    cask_vol_rollback(c, argv[i], (flags & CASK_ROLLBACK_DESTROY_LATER) != 0)) ? cli_fail("vol rollback") : 0;
 	cask_disconnect(c);
 	return rc;
 }
@@ -458,11 +467,13 @@ vol_destroy(int argc, char **argv)
 			flags |= CASK_DESTROY_SNAPSHOTS;
 		else if (strcmp(argv[i], "-R") == 0)
 			flags |= CASK_DESTROY_SNAPSHOTS | CASK_DESTROY_CLONES;
+		else if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0)
+			flags |= CASK_FORCE_DISCONNECT;
 		else
 			return usage_error("vol destroy: unknown option %s", argv[i]);
 	}
 	if (argc - i != 1 || strchr(argv[i], '/') == NULL || strchr(argv[i], '@') != NULL)
-		return usage_error("vol destroy needs [-r | -R] and one POOL/VOL");
+		return usage_error("vol destroy needs [-r | -R] [--force] and one POOL/VOL");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;

@@ -27,7 +27,33 @@
  *      stall_timeout seconds, it is cut off.
  *   5. At most max_connections are served; a connection past it is
  *      accepted only to be told (conn_refused), and at most REFUSED_MAX
- *      such are kept at once.
+ *      such are kept at once. With max_per_export, at most that many
+ *      connections serve one export (conn_set_export refuses the next).
+ *   6. Every connection is on the daemon-wide list (all_conns, under
+ *      count_lock) from accept to free, with an id never reused: other
+ *      threads see it only through that list (conn_list, conn_kill,
+ *      conn_wait_gone), reading what the loop publishes (the pub_
+ *      atomics, export_name under count_lock), never the loop's fields.
+ *      conn_kill only flags it; its loop ends it (mark_dead).
+ *   7. A connection that has not named what it serves (conn_set_export)
+ *      handshake_timeout seconds after accept is cut off; a serving one
+ *      with nothing in flight, nothing to write and no byte either way for
+ *      idle_timeout seconds is cut off when idle_timeout is set (it is not
+ *      by default: the kernel NBD client and qemu keep an attached disk's
+ *      connection idle indefinitely and have no keepalive).
+ *   8. Frontend connections leave FD_RESERVE descriptors of RLIMIT_NOFILE
+ *      free (a connection whose descriptor would eat into them is closed
+ *      at once), so the control socket, pool imports and send/receive
+ *      still get descriptors with every connection slot taken. A listener
+ *      that still hits EMFILE closes the pending connection with a spare
+ *      descriptor kept for that, or else stops accepting for a second:
+ *      accept never spins. Refusals are logged at most once per
+ *      LOG_EVERY seconds, with their count (no log storm).
+ *   9. TLS (conn_start_tls): the reply that agrees to it is written in the
+ *      clear, then the handshake runs and every later byte either way
+ *      goes through the TLS session; nothing the client sent before the
+ *      handshake is ever taken as protocol input (such a client is cut
+ *      off), and no output is written during the handshake.
  */
 #include "conn.h"
 #include "log.h"
@@ -35,8 +61,15 @@
 #include "sockpath.h"
 #include <fcntl.h>
 #include <grp.h>
+#include <inttypes.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdarg.h>
+#include <sys/resource.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -61,6 +94,8 @@
 #define REFUSED_MAX 64
 #define MAX_LISTEN 16
 #define MAX_LOOPS 8
+#define FD_RESERVE 64            /* invariant 8 */
+#define LOG_EVERY 10             /* seconds between two refusal lines of one kind */
 
 typedef struct ochunk {
 	struct ochunk *next;
@@ -94,6 +129,22 @@ struct conn {
 	int64_t inflight_bytes;
 	time_t out_blocked_since; /* output waiting on a full socket since (0: not blocked) */
 	time_t opened;
+	time_t last_io;           /* the last byte read or written */
+	int serving;              /* conn_set_export was called */
+	uint64_t id;              /* invariant 6 */
+	long uid, pid;            /* a unix peer's, else -1 */
+	char export_name[256];    /* under count_lock */
+	conn *all_next, *all_prev; /* all_conns, under count_lock */
+	atomic_int kill_req;
+	SSL *ssl;                 /* invariant 9: the session, once the handshake started */
+	SSL_CTX *tls_pending;     /* conn_start_tls: begin once the output is written */
+	int tls_hs;               /* handshake in progress */
+	int tls_want_write;       /* the session waits for the socket to take bytes */
+	char tls_desc[96];        /* "TLSv1.3 psk:ID" or "TLSv1.3 x509:SUBJECT" (under count_lock) */
+	char tls_id[128];         /* the PSK identity or the certificate's CN ("" none; loop thread) */
+	_Atomic uint64_t pub_in, pub_out, pub_queued;
+	_Atomic int64_t pub_last_io;
+	atomic_int pub_reqs, pub_state;
 	conn_msg *mhead, *mtail;  /* under lp->lock */
 	int queued;               /* on lp->ready (under lp->lock) */
 	conn *ready_next;
@@ -111,10 +162,13 @@ struct loop {
 	int stopping_read;        /* under lock: shut every connection's reading */
 	conn *conns;              /* loop thread only */
 	atomic_int nconns;
+	atomic_int kill_pending;  /* some connection of this loop has kill_req set */
 };
 
 typedef struct listener {
 	int fd;
+	atomic_int paused;             /* accept stopped until resume_at (set by loop 0 only) */
+	time_t resume_at;
 	const conn_proto *proto;
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char spec[128];
@@ -124,7 +178,41 @@ static listener listeners[MAX_LISTEN];
 static int nlisten;
 static loop loops[MAX_LOOPS];
 static int nloops;
-static conn_config cfg = { 0, 1024, 60 };
+static conn_config cfg = { 0, 1024, 60, 0, 30, 0 };
+static conn *all_conns;                /* invariant 6, under count_lock */
+static long fd_limit;                  /* RLIMIT_NOFILE at conn_start */
+static int spare_fd = -1;              /* invariant 8 (loop 0 only) */
+
+/* A kind of refusal logged at most once per LOG_EVERY seconds (loop 0 only: accepting). */
+typedef struct ratelog {
+	time_t last;
+	unsigned long n;               /* refusals since the last line */
+} ratelog;
+static ratelog rl_fds, rl_emfile, rl_cap, rl_capfull;
+
+static void
+rate_warn(ratelog *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void
+rate_warn(ratelog *r, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	r->n++;
+	if (r->last != 0 && now - r->last < LOG_EVERY)
+		return;
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->last == 0 || r->n == 1)
+		log_warn("%s", msg);
+	else
+		log_warn("%s (%lu times in the last %ld s)", msg, r->n, (long)(now - r->last));
+	r->last = now;
+	r->n = 0;
+}
+static uint64_t next_id = 1;           /* under count_lock */
+enum { PS_HANDSHAKE, PS_SERVING, PS_CLOSING, PS_REFUSED };
 static atomic_int nserved, nrefused;
 static atomic_int accepting;
 static pthread_mutex_t count_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -399,17 +487,46 @@ mark_dead(conn *c, const char *why)
 	drop_output(c);
 }
 
+/* One TLS record's worth of the first chunk; -1 when the session cannot take it now. */
+static ssize_t
+tls_write(conn *c)
+{
+	ochunk *k = c->ohead;
+	size_t len = MIN(k->len - k->off, (size_t)1 << 30);
+	int r = SSL_write(c->ssl, k->p + k->off, (int)len);
+	if (r > 0) {
+		c->tls_want_write = 0;
+		return r;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		if (c->out_blocked_since == 0)
+			c->out_blocked_since = time(NULL);
+	} else {
+		ERR_clear_error();
+		mark_dead(c, "TLS write failed; closing");
+	}
+	return -1;
+}
+
 static void
 flush_output(conn *c)
 {
 	while (c->ohead != NULL && !c->dead) {
+		ssize_t w;
+		if (c->ssl != NULL) {
+			if (c->tls_hs || (w = tls_write(c)) < 0)
+				return;
+			goto wrote;
+		}
 		struct iovec iov[64];
 		int n = 0;
 		for (ochunk *k = c->ohead; k != NULL && n < 64; k = k->next, n++) {
 			iov[n].iov_base = (void *)(k->p + k->off);
 			iov[n].iov_len = k->len - k->off;
 		}
-		ssize_t w = writev(c->fd, iov, n);
+		w = writev(c->fd, iov, n);
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
@@ -421,8 +538,11 @@ flush_output(conn *c)
 			mark_dead(c, "write failed; closing");
 			return;
 		}
+	wrote:;
 		size_t left = (size_t)w;
 		c->obytes -= left;
+		c->last_io = time(NULL);
+		atomic_fetch_add_explicit(&c->pub_out, (uint64_t)w, memory_order_relaxed);
 		c->out_blocked_since = 0; /* progress: the stall clock restarts */
 		while (left > 0) {
 			ochunk *k = c->ohead;
@@ -453,9 +573,9 @@ static void
 set_events(conn *c)
 {
 	uint32_t want = 0;
-	if (!c->rd_closed && !throttled(c))
+	if (!c->rd_closed && (!throttled(c) || c->tls_hs))
 		want |= EPOLLIN | EPOLLRDHUP;
-	if (c->ohead != NULL && !c->dead)
+	if ((c->ohead != NULL || c->tls_want_write) && !c->dead)
 		want |= EPOLLOUT;
 	if (want == c->events && c->registered)
 		return;
@@ -475,6 +595,12 @@ destroy(conn *c)
 	drop_output(c);
 	if (c->proto->on_close)
 		c->proto->on_close(c);
+	if (c->ssl != NULL) {
+		if (!c->dead && !c->tls_hs)
+			SSL_shutdown(c->ssl); /* close_notify, best effort (the socket is non-blocking) */
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
 	close(c->fd);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -482,18 +608,23 @@ destroy(conn *c)
 		lp->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	log_info("%s %s: disconnected", c->proto->name, c->peer);
+	log_info("%s %s: disconnected (client %" PRIu64 ")", c->proto->name, c->peer, c->id);
 	free(c->rbuf);
-	int refused = c->refused;
-	free(c);
 	atomic_fetch_sub(&lp->nconns, 1);
 	pthread_mutex_lock(&count_lock);
-	if (refused)
+	if (c->refused)
 		atomic_fetch_sub(&nrefused, 1);
 	else
 		atomic_fetch_sub(&nserved, 1);
+	if (c->all_prev)
+		c->all_prev->all_next = c->all_next;
+	else
+		all_conns = c->all_next;
+	if (c->all_next)
+		c->all_next->all_prev = c->all_prev;
 	pthread_cond_broadcast(&count_cv);
 	pthread_mutex_unlock(&count_lock);
+	free(c);
 }
 
 /* Consume buffered input while the protocol takes it and the budget allows. */
@@ -501,7 +632,7 @@ static void
 parse_input(conn *c)
 {
 	size_t pos = 0;
-	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c)) {
+	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c) && c->tls_pending == NULL) {
 		size_t k = c->proto->on_data(c, c->rbuf + pos, c->rlen - pos);
 		if (k == 0)
 			break;
@@ -513,28 +644,127 @@ parse_input(conn *c)
 	}
 }
 
+/* What the peer presented: for client.list and the log. */
+static void
+tls_describe(conn *c)
+{
+	char who[80] = "";
+	const char *id = SSL_get_psk_identity(c->ssl);
+	if (id == NULL)
+		id = SSL_get_app_data(c->ssl); /* tls.c's PSK callback leaves it there */
+	X509 *cert = SSL_get1_peer_certificate(c->ssl);
+	if (id != NULL) {
+		snprintf(who, sizeof(who), " psk:%s", id);
+		snprintf(c->tls_id, sizeof(c->tls_id), "%s", id);
+	} else if (cert != NULL) {
+		char subj[72];
+		X509_NAME_oneline(X509_get_subject_name(cert), subj, sizeof(subj));
+		snprintf(who, sizeof(who), " x509:%s", subj);
+		if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, c->tls_id,
+		    (int)sizeof(c->tls_id)) < 0)
+			c->tls_id[0] = '\0';
+	}
+	X509_free(cert); /* (log_msg escapes what the client chose: the identity, the subject) */
+	pthread_mutex_lock(&count_lock);
+	snprintf(c->tls_desc, sizeof(c->tls_desc), "%s%s", SSL_get_version(c->ssl), who);
+	pthread_mutex_unlock(&count_lock);
+	log_info("%s %s: TLS %s (%s)", c->proto->name, c->peer, c->tls_desc, SSL_get_cipher_name(c->ssl));
+}
+
+static void
+tls_handshake(conn *c)
+{
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls_hs = 0;
+		c->tls_want_write = 0;
+		tls_describe(c);
+		return;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		return;
+	}
+	char why[200];
+	unsigned long oe = ERR_get_error();
+	char es[160];
+	ERR_error_string_n(oe, es, sizeof(es));
+	ERR_clear_error();
+	snprintf(why, sizeof(why), "TLS handshake failed: %s", oe ? es : "connection closed");
+	mark_dead(c, why);
+}
+
+/* invariant 9: the reply agreeing to TLS is written; start the session */
+static void
+tls_begin(conn *c)
+{
+	SSL_CTX *ctx = c->tls_pending;
+	c->tls_pending = NULL;
+	if (c->rlen > 0) {
+		mark_dead(c, "sent data before the TLS handshake; cut off");
+		return;
+	}
+	c->ssl = SSL_new(ctx);
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		mark_dead(c, "cannot start a TLS session");
+		return;
+	}
+	SSL_set_accept_state(c->ssl);
+	c->tls_hs = 1;
+	tls_handshake(c);
+}
+
+/* One read from the socket or the session: bytes, 0 at the end, -1 for nothing now (EAGAIN). */
+static ssize_t
+read_some(conn *c, uint8_t *p, size_t n)
+{
+	if (c->ssl == NULL) {
+		ssize_t r = read(c->fd, p, n);
+		if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return 0;
+		return r < 0 ? -1 : r;
+	}
+	int r = SSL_read(c->ssl, p, (int)MIN(n, (size_t)1 << 30));
+	if (r > 0)
+		return r;
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->tls_want_write = e == SSL_ERROR_WANT_WRITE;
+		return -1;
+	}
+	ERR_clear_error();
+	return 0; /* close_notify, or a broken session */
+}
+
 static void
 on_readable(conn *c)
 {
+	if (c->tls_hs) {
+		tls_handshake(c);
+		if (c->tls_hs || c->dead)
+			return;
+	}
 	for (int round = 0; round < 8 && !c->rd_closed && !throttled(c); round++) {
 		if (c->rlen == RBUF_SIZE)
 			break; /* the protocol wants more than a buffer holds: it consumes partially, so this is a bug */
-		ssize_t n = read(c->fd, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				c->rd_closed = 1;
+		errno = 0;
+		ssize_t n = read_some(c, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
 			break;
-		}
 		if (n == 0) {
 			c->rd_closed = 1;
 			break;
 		}
 		c->rlen += (size_t)n;
+		c->last_io = time(NULL);
+		atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
 		parse_input(c);
-		if ((size_t)n < RBUF_SIZE / 2)
-			break; /* drained the socket, most likely */
+		if (c->ssl == NULL && (size_t)n < RBUF_SIZE / 2)
+			break; /* drained the socket, most likely (a session reads one record at a time) */
 	}
 }
 
@@ -548,8 +778,21 @@ settle(conn *c)
 		if (c->rd_closed && !throttled(c))
 			c->rlen = 0;
 	}
+	if (!c->dead && c->tls_hs)
+		tls_handshake(c);
 	if (!c->dead)
 		flush_output(c);
+	if (!c->dead && c->tls_pending != NULL && c->ohead == NULL)
+		tls_begin(c);
+	/* records the session already took off the socket: epoll will not say so */
+	for (int i = 0; i < 64 && c->ssl != NULL && !c->tls_hs && !c->dead && !c->rd_closed && !throttled(c) &&
+	    c->rlen < RBUF_SIZE && SSL_pending(c->ssl) > 0; i++)
+		on_readable(c);
+	atomic_store_explicit(&c->pub_reqs, c->inflight, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_queued, (uint64_t)c->inflight_bytes + c->obytes, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_last_io, (int64_t)c->last_io, memory_order_relaxed);
+	atomic_store_explicit(&c->pub_state, c->refused ? PS_REFUSED : c->closing || c->dead ? PS_CLOSING :
+	    c->serving ? PS_SERVING : PS_HANDSHAKE, memory_order_relaxed);
 	if ((c->rd_closed || c->dead) && c->inflight == 0 && c->mhead == NULL && c->ohead == NULL &&
 	    (c->rlen == 0 || c->closing || c->dead)) {
 		pthread_mutex_lock(&c->lp->lock);
@@ -620,6 +863,148 @@ conn_count(void)
 }
 
 void
+conn_start_tls(conn *c, void *ssl_ctx)
+{
+	c->tls_pending = ssl_ctx;
+}
+
+int
+conn_tls(const conn *c)
+{
+	return c->ssl != NULL && !c->tls_hs;
+}
+
+const char *
+conn_tls_identity(const conn *c)
+{
+	return conn_tls(c) ? c->tls_id : "";
+}
+
+int
+conn_set_export(conn *c, const char *name)
+{
+	pthread_mutex_lock(&count_lock);
+	if (cfg.max_per_export > 0) {
+		int n = 0;
+		for (conn *o = all_conns; o != NULL; o = o->all_next)
+			n += o != c && strncmp(o->export_name, name, sizeof(o->export_name) - 1) == 0 &&
+			    o->export_name[0] != '\0';
+		if (n >= cfg.max_per_export) {
+			pthread_mutex_unlock(&count_lock);
+			return err_set(-EUSERS, "export %s has %d connections, its limit (--max-export-connections)", name,
+			    n);
+		}
+	}
+	snprintf(c->export_name, sizeof(c->export_name), "%s", name);
+	pthread_mutex_unlock(&count_lock);
+	c->serving = 1;
+	return 0;
+}
+
+int
+conn_list(conn_info **out, size_t *n)
+{
+	static const char *states[] = { "handshake", "serving", "closing", "refused" };
+	pthread_mutex_lock(&count_lock);
+	size_t k = 0;
+	for (conn *c = all_conns; c != NULL; c = c->all_next)
+		k++;
+	conn_info *v = xcalloc(k ? k : 1, sizeof(*v));
+	time_t now = time(NULL);
+	size_t i = k;
+	/* all_conns is newest first: fill from the end so the list is by id */
+	for (conn *c = all_conns; c != NULL; c = c->all_next) {
+		conn_info *x = &v[--i];
+		x->id = c->id;
+		x->frontend = c->proto->name;
+		snprintf(x->peer, sizeof(x->peer), "%s", c->peer);
+		x->uid = c->uid;
+		x->pid = c->pid;
+		snprintf(x->export_name, sizeof(x->export_name), "%s", c->export_name);
+		snprintf(x->tls, sizeof(x->tls), "%s", c->tls_desc);
+		x->since = (int64_t)c->opened;
+		int64_t last = atomic_load_explicit(&c->pub_last_io, memory_order_relaxed);
+		x->idle = last > 0 && now > last ? (int64_t)now - last : 0;
+		x->bytes_in = atomic_load_explicit(&c->pub_in, memory_order_relaxed);
+		x->bytes_out = atomic_load_explicit(&c->pub_out, memory_order_relaxed);
+		x->requests = atomic_load_explicit(&c->pub_reqs, memory_order_relaxed);
+		x->queued_bytes = atomic_load_explicit(&c->pub_queued, memory_order_relaxed);
+		x->state = states[atomic_load_explicit(&c->pub_state, memory_order_relaxed) & 3];
+	}
+	pthread_mutex_unlock(&count_lock);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+int
+conn_kill(uint64_t id, const char *why)
+{
+	pthread_mutex_lock(&count_lock);
+	conn *c = all_conns;
+	while (c != NULL && c->id != id)
+		c = c->all_next;
+	if (c == NULL) {
+		pthread_mutex_unlock(&count_lock);
+		return err_set(-ENOENT, "no client %" PRIu64 " is connected", id);
+	}
+	log_info("%s %s: client %" PRIu64 " disconnected: %s", c->proto->name, c->peer, id, why);
+	atomic_store(&c->kill_req, 1);
+	loop *lp = c->lp; /* c cannot be freed while count_lock is held (destroy unlinks under it) */
+	atomic_store(&lp->kill_pending, 1);
+	pthread_mutex_unlock(&count_lock);
+	uint64_t one = 1;
+	ssize_t rc = write(lp->efd, &one, 8);
+	(void)rc;
+	return 0;
+}
+
+int
+conn_wait_gone(const uint64_t *ids, size_t n, int timeout_ms)
+{
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
+	}
+	int rc = 0;
+	pthread_mutex_lock(&count_lock);
+	for (;;) {
+		int any = 0;
+		for (conn *c = all_conns; c != NULL && !any; c = c->all_next)
+			for (size_t i = 0; i < n && !any; i++)
+				any = c->id == ids[i];
+		if (!any)
+			break;
+		if (rc == ETIMEDOUT) {
+			rc = -ETIMEDOUT;
+			break;
+		}
+		rc = pthread_cond_timedwait(&count_cv, &count_lock, &dl);
+	}
+	pthread_mutex_unlock(&count_lock);
+	return rc == -ETIMEDOUT ? rc : 0;
+}
+
+/* Loop thread: end the connections conn_kill flagged. */
+static void
+run_kills(loop *lp)
+{
+	if (!atomic_exchange(&lp->kill_pending, 0))
+		return;
+	for (conn *c = lp->conns, *nx; c != NULL; c = nx) {
+		nx = c->next;
+		if (atomic_load(&c->kill_req) && !c->dead) {
+			mark_dead(c, NULL);
+			settle(c);
+		}
+	}
+}
+
+void
 conn_post(conn *c, conn_msg *m)
 {
 	loop *lp = c->lp;
@@ -657,6 +1042,55 @@ pick_loop(void)
 	return best;
 }
 
+/* Stop accepting on l for a second (loop 0's timer resumes it). */
+static void
+pause_listener(listener *l)
+{
+	if (l->paused)
+		return;
+	epoll_ctl(loops[0].epfd, EPOLL_CTL_DEL, l->fd, NULL);
+	l->paused = 1;
+	l->resume_at = time(NULL) + 1;
+}
+
+static void
+resume_listeners(time_t now)
+{
+	if (!atomic_load(&accepting))
+		return; /* conn_stop is closing them */
+	for (int i = 0; i < nlisten; i++) {
+		listener *l = &listeners[i];
+		if (!l->paused || now < l->resume_at)
+			continue;
+		if (spare_fd < 0)
+			spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = l };
+		if (epoll_ctl(loops[0].epfd, EPOLL_CTL_ADD, l->fd, &ev) == 0)
+			l->paused = 0;
+		else
+			l->resume_at = now + 1;
+	}
+}
+
+/* accept failed with EMFILE/ENFILE: shed one pending connection with the spare descriptor, or pause. */
+static void
+out_of_fds(listener *l, int e)
+{
+	rate_warn(&rl_emfile, "%s: accept: %s (ulimit -n %ld): refusing new connections while descriptors are "
+	    "short", l->proto->name, strerror(e), fd_limit);
+	if (spare_fd >= 0) {
+		close(spare_fd);
+		spare_fd = -1;
+		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd); /* the client sees its connection closed, not a hang */
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && spare_fd >= 0)
+			return;
+	}
+	pause_listener(l);
+}
+
 static void
 accept_all(listener *l)
 {
@@ -667,15 +1101,32 @@ accept_all(listener *l)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-				log_warn("%s: accept: %s", l->proto->name, strerror(errno));
+			if (errno == EMFILE || errno == ENFILE) {
+				out_of_fds(l, errno);
+				if (l->paused)
+					return;
+				continue;
+			}
+			if (errno == ENOBUFS || errno == ENOMEM) {
+				rate_warn(&rl_emfile, "%s: accept: %s", l->proto->name, strerror(errno));
+				pause_listener(l);
+			}
 			return; /* EAGAIN: all taken */
 		}
 		if (!atomic_load(&accepting)) {
 			close(fd);
 			continue;
 		}
+		if (fd_limit > 0 && fd >= fd_limit - FD_RESERVE) {
+			/* the lowest free descriptor is this high: fewer than FD_RESERVE are left (invariant 8) */
+			rate_warn(&rl_fds, "%s: refused a connection: descriptor %d of ulimit -n %ld, %d kept for the "
+			    "control socket and pools (raise ulimit -n or lower --max-connections)", l->proto->name, fd,
+			    fd_limit, FD_RESERVE);
+			close(fd);
+			continue;
+		}
 		int refused = 0;
+		conn *c = xcalloc(1, sizeof(*c));
 		pthread_mutex_lock(&count_lock);
 		if (atomic_load(&nserved) < cfg.max_connections) {
 			atomic_fetch_add(&nserved, 1);
@@ -687,19 +1138,28 @@ accept_all(listener *l)
 		}
 		pthread_mutex_unlock(&count_lock);
 		if (refused < 0) {
-			log_warn("%s: connection limit (%d) reached; closed a connection at once", l->proto->name,
-			    cfg.max_connections);
+			rate_warn(&rl_capfull, "%s: connection limit (%d) reached; closed a connection at once",
+			    l->proto->name, cfg.max_connections);
+			free(c);
 			close(fd);
 			continue;
 		}
-		conn *c = xcalloc(1, sizeof(*c));
 		c->fd = fd;
 		c->proto = l->proto;
 		c->refused = refused;
-		c->opened = time(NULL);
+		c->opened = c->last_io = time(NULL);
+		atomic_store(&c->pub_last_io, (int64_t)c->opened);
+		atomic_store(&c->pub_state, refused ? PS_REFUSED : PS_HANDSHAKE);
+		c->uid = c->pid = -1;
 		c->rbuf = xmalloc(RBUF_SIZE);
 		if (ss.ss_family == AF_UNIX) {
 			snprintf(c->peer, sizeof(c->peer), "unix#%d", fd);
+			struct ucred cr;
+			socklen_t cl = sizeof(cr);
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0) {
+				c->uid = (long)cr.uid;
+				c->pid = (long)cr.pid;
+			}
 		} else {
 			int one = 1;
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -710,11 +1170,19 @@ accept_all(listener *l)
 			snprintf(c->peer, sizeof(c->peer), "%s:%s", host, serv);
 		}
 		if (refused)
-			log_warn("%s %s: refused: the connection limit (%d) is reached", c->proto->name, c->peer,
-			    cfg.max_connections);
+			rate_warn(&rl_cap, "%s %s: refused: the connection limit (%d) is reached", c->proto->name,
+			    c->peer, cfg.max_connections);
 		loop *lp = pick_loop();
 		c->lp = lp;
 		atomic_fetch_add(&lp->nconns, 1);
+		/* on the daemon-wide list once what other threads read of it is set (invariant 6) */
+		pthread_mutex_lock(&count_lock);
+		c->id = next_id++;
+		c->all_next = all_conns;
+		if (all_conns)
+			all_conns->all_prev = c;
+		all_conns = c;
+		pthread_mutex_unlock(&count_lock);
 		pthread_mutex_lock(&lp->lock);
 		int wake = lp->ready == NULL && lp->newc == NULL;
 		c->next = lp->newc;
@@ -741,10 +1209,16 @@ open_new(loop *lp, conn *list, int stopping)
 		if (lp->conns)
 			lp->conns->prev = c;
 		lp->conns = c;
-		log_info("%s %s: connected", c->proto->name, c->peer);
+		if (c->uid >= 0)
+			log_info("%s %s: connected (client %" PRIu64 ", uid %ld pid %ld)", c->proto->name, c->peer,
+			    c->id, c->uid, c->pid);
+		else
+			log_info("%s %s: connected (client %" PRIu64 ")", c->proto->name, c->peer, c->id);
 		c->proto->on_open(c);
 		if (stopping)
 			c->rd_closed = 1;
+		if (atomic_load(&c->kill_req))
+			mark_dead(c, NULL);
 		settle(c);
 	}
 }
@@ -802,6 +1276,19 @@ check_timeouts(loop *lp, time_t now)
 		} else if (c->refused && now - c->opened >= cfg.stall_timeout) {
 			mark_dead(c, "refused connection timed out");
 			settle(c);
+		} else if (!c->refused && !c->serving && !c->closing && cfg.handshake_timeout > 0 &&
+		    now - c->opened >= cfg.handshake_timeout) {
+			char why[128];
+			snprintf(why, sizeof(why), "chose nothing to serve within %d s (--handshake-timeout); cut off",
+			    cfg.handshake_timeout);
+			mark_dead(c, why);
+			settle(c);
+		} else if (c->serving && cfg.idle_timeout > 0 && c->inflight == 0 && c->ohead == NULL &&
+		    now - c->last_io >= cfg.idle_timeout) {
+			char why[128];
+			snprintf(why, sizeof(why), "idle for %d s (--idle-timeout); disconnected", cfg.idle_timeout);
+			mark_dead(c, why);
+			settle(c);
 		}
 	}
 }
@@ -841,10 +1328,13 @@ loop_main(void *arg)
 		}
 		while (run_ready(lp))
 			;
+		run_kills(lp);
 		time_t now = time(NULL);
 		if (now != last_check) {
 			last_check = now;
 			check_timeouts(lp, now);
+			if (lp->idx == 0)
+				resume_listeners(now);
 		}
 	}
 	return NULL;
@@ -860,6 +1350,10 @@ conn_start(const conn_config *c)
 			cfg.max_connections = c->max_connections;
 		if (c->stall_timeout > 0)
 			cfg.stall_timeout = c->stall_timeout;
+		cfg.idle_timeout = c->idle_timeout > 0 ? c->idle_timeout : 0;
+		if (c->handshake_timeout > 0)
+			cfg.handshake_timeout = c->handshake_timeout;
+		cfg.max_per_export = c->max_per_export > 0 ? c->max_per_export : 0;
 	}
 	if (cfg.loops <= 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -867,6 +1361,21 @@ conn_start(const conn_config *c)
 	}
 	if (cfg.loops > MAX_LOOPS)
 		cfg.loops = MAX_LOOPS;
+	struct rlimit rl;
+	fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long)rl.rlim_cur : 0;
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	long open_now = 0;
+	DIR *d = opendir("/proc/self/fd");
+	for (struct dirent *de; d != NULL && (de = readdir(d)) != NULL;)
+		open_now += de->d_name[0] != '.';
+	if (d != NULL)
+		closedir(d);
+	/* each loop adds its epoll and eventfd below */
+	long room = fd_limit - FD_RESERVE - open_now - 2L * MAX_LOOPS;
+	if (fd_limit > 0 && room < cfg.max_connections)
+		log_warn("conn: ulimit -n %ld leaves room for about %ld connections, not --max-connections %d: "
+		    "past that clients are refused at once (raise ulimit -n)", fd_limit, MAX(room, 0L),
+		    cfg.max_connections);
 	atomic_store(&accepting, 1);
 	for (nloops = 0; nloops < cfg.loops; nloops++) {
 		loop *lp = &loops[nloops];
@@ -900,8 +1409,10 @@ conn_start(const conn_config *c)
 			nloops = i;
 			return err_set(-EAGAIN, "cannot start the event loop threads");
 		}
-	log_info("conn: %d event loop threads, at most %d connections, stall timeout %d s", nloops,
-	    cfg.max_connections, cfg.stall_timeout);
+	char idle[32];
+	snprintf(idle, sizeof(idle), cfg.idle_timeout > 0 ? "%d s" : "off", cfg.idle_timeout);
+	log_info("conn: %d event loop threads, at most %d connections, stall timeout %d s, handshake timeout %d s, "
+	    "idle timeout %s", nloops, cfg.max_connections, cfg.stall_timeout, cfg.handshake_timeout, idle);
 	return 0;
 }
 
@@ -910,13 +1421,12 @@ conn_stop(void)
 {
 	atomic_store(&accepting, 0);
 	for (int i = 0; i < nlisten; i++) {
-		if (nloops > 0)
+		if (nloops > 0 && !listeners[i].paused)
 			epoll_ctl(loops[0].epfd, EPOLL_CTL_DEL, listeners[i].fd, NULL);
 		close(listeners[i].fd);
 		if (listeners[i].unix_path[0])
 			unlink(listeners[i].unix_path);
 	}
-	nlisten = 0;
 	/* Each connection stops reading; what it already read is answered, then it closes. */
 	for (int i = 0; i < nloops; i++) {
 		loop *lp = &loops[i];
@@ -935,4 +1445,8 @@ conn_stop(void)
 		pthread_mutex_destroy(&loops[i].lock);
 	}
 	nloops = 0;
+	nlisten = 0;
+	if (spare_fd >= 0)
+		close(spare_fd);
+	spare_fd = -1;
 }

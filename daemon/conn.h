@@ -34,6 +34,9 @@ typedef struct conn_config {
 	int loops;               /* event-loop threads (default: CPUs, at most 8) */
 	int max_connections;     /* default 1024 */
 	int stall_timeout;       /* seconds a throttled client may leave its replies unread (default 60) */
+	int idle_timeout;        /* seconds a serving connection may do nothing (0: never cut, the default) */
+	int handshake_timeout;   /* seconds from accept to conn_set_export (default 30) */
+	int max_per_export;      /* connections serving one export (0: no limit, the default) */
 } conn_config;
 
 /* spec: "HOST:PORT", "[V6ADDR]:PORT" or "unix:PATH" */
@@ -52,6 +55,14 @@ int conn_limit(void);
 void conn_write(conn *c, const void *p, size_t n);
 /* Queue output by reference: release(arg) once written (or the connection died). */
 void conn_write_ref(conn *c, const void *p, size_t n, void (*release)(void *arg), void *arg);
+/* TLS (conn.c invariant 9), ssl_ctx an SSL_CTX *: once the output queued so far (the
+ * reply agreeing to it) is written, the server handshake runs; from then on every byte
+ * goes through the session. Input after this call is no longer passed to on_data. */
+void conn_start_tls(conn *c, void *ssl_ctx);
+/* 1 once the TLS handshake has finished. */
+int conn_tls(const conn *c);
+/* Who the session authenticated: the PSK identity or the client certificate's CN ("" none). */
+const char *conn_tls_identity(const conn *c);
 /* End the connection once what is in flight is answered and the output written. */
 void conn_close(conn *c);
 /* Requests in flight on this connection and their bytes (the queue bound, design-vio.md §5). */
@@ -60,6 +71,36 @@ int conn_inflight(const conn *c);
 /* From any thread: deliver m to on_msg on c's loop thread. */
 void conn_post(conn *c, conn_msg *m);
 
+/* The frontend names what c serves (an export, a target): from then on the
+ * connection is "serving" (the idle timeout, not the handshake timeout,
+ * applies) and client.list shows the name; --force matches holders by it. */
+/* 0, or -EUSERS (ce_errmsg says so) when name already has --max-export-connections
+ * connections: the frontend refuses the client then. */
+int conn_set_export(conn *c, const char *name);
+
 /* counts for tests and the status op */
 int conn_count(void);
+
+/* ---- from any thread: who is connected (client.list, client.kill) ---- */
+typedef struct conn_info {
+	uint64_t id;             /* unique while caskd runs, never reused */
+	const char *frontend;    /* the proto's name (static) */
+	char peer[80];           /* "ADDR:PORT" or "unix#FD" */
+	long uid, pid;           /* a unix peer's (SO_PEERCRED), else -1 */
+	char export_name[256];   /* conn_set_export's name, "" before it */
+	int64_t since;           /* accept time, seconds since the epoch */
+	int64_t idle;            /* seconds since the last byte either way */
+	uint64_t bytes_in, bytes_out;
+	int requests;            /* in flight */
+	uint64_t queued_bytes;   /* payload in flight and output not yet written */
+	const char *state;       /* "handshake", "serving", "closing", "refused" */
+	char tls[96];            /* "TLSv1.3 psk:ID", "TLSv1.3 x509:/CN=..."; "" in the clear */
+} conn_info;
+/* A snapshot of every connection, by id; the caller frees *out. */
+int conn_list(conn_info **out, size_t *n);
+/* Disconnect a connection (what it has in flight completes first): 0, or
+ * -ENOENT. why goes to the log line. */
+int conn_kill(uint64_t id, const char *why);
+/* Wait until none of ids is connected, at most timeout_ms: 0, or -ETIMEDOUT. */
+int conn_wait_gone(const uint64_t *ids, size_t n, int timeout_ms);
 #endif

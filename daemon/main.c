@@ -30,6 +30,7 @@
 #include "log.h"
 #include "nbd.h"
 #include "registry.h"
+#include "tls.h"
 #include "repl/proto.h"
 #include "repl/service.h"
 #include "repl/ctrl.h"
@@ -60,8 +61,25 @@ usage(FILE *f)
 	    "                          and group (name or gid) set on the socket file\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
+	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
+	    "                          beyond --max-connections); past it NBD_REP_ERR_POLICY\n"
 	    "  --stall-timeout SECS    cut off a client that leaves its replies unread this long\n"
 	    "                          while its queue is full (default 60)\n"
+	    "  --idle-timeout SECS     disconnect a serving client that has nothing in flight and\n"
+	    "                          sent or received nothing this long (default 0: never; the\n"
+	    "                          kernel NBD client and qemu keep an attached disk idle and\n"
+	    "                          send no keepalive, so a default cut would break them)\n"
+	    "  --handshake-timeout SECS  disconnect a client that has not chosen an export this\n"
+	    "                          long after connecting (default 30)\n"
+	    "  --tls=off|on|require    NBD over TLS (NBD_OPT_STARTTLS): on offers it, require\n"
+	    "                          refuses every option but STARTTLS in the clear (default off)\n"
+	    "  --tls-cert FILE, --tls-key FILE\n"
+	    "                          the server's x509 certificate (chain) and key, PEM\n"
+	    "  --tls-ca FILE           also require a client certificate signed by this CA\n"
+	    "  --tls-psk FILE          pre-shared keys, IDENTITY:HEXKEY per line (psktool's format)\n"
+	    "  --tls-access FILE       which client may open which exports: IDENTITY EXPORT... per\n"
+	    "                          line (a PSK identity or certificate CN; - for none; exports\n"
+	    "                          POOL/VOL, POOL/*, *); without it every client opens every export\n"
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
@@ -221,8 +239,9 @@ main(int argc, char **argv)
 	char state[PATH_MAX], sock[PATH_MAX];
 	const char *addrs[NFRONT][MAX_ADDRS];
 	int naddrs[NFRONT] = { 0 };
-	conn_config ccfg = { 0, 1024, 60 };
+	conn_config ccfg = { 0, 1024, 60, 0, 30, 0 };
 	vio_config vcfg = { 32, 0 };
+	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
 	const char *repl_listen = NULL, *peer_key = NULL, *advertise = NULL;
 	int insecure_peers = 0;
@@ -236,9 +255,12 @@ main(int argc, char **argv)
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
-		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' },
-		{ "replica-listen", 1, NULL, 'R' }, { "peer-key", 1, NULL, 'K' }, { "insecure-peers", 0, NULL, 'N' },
-		{ "replica-advertise", 1, NULL, 'A' },
+		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
+		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
+		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
+		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
+		{ "replica-listen", 1, NULL, 1001 }, { "peer-key", 1, NULL, 1002 }, { "insecure-peers", 0, NULL, 1003 },
+		{ "replica-advertise", 1, NULL, 1004 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -264,6 +286,45 @@ main(int argc, char **argv)
 			if (parse_count(optarg, "stall-timeout", 1, 86400, &ccfg.stall_timeout) != 0)
 				return 2;
 			break;
+		case 't':
+			if (strcmp(optarg, "off") == 0)
+				tcfg.mode = TLS_OFF;
+			else if (strcmp(optarg, "on") == 0)
+				tcfg.mode = TLS_ON;
+			else if (strcmp(optarg, "require") == 0)
+				tcfg.mode = TLS_REQUIRE;
+			else {
+				fprintf(stderr, "caskd: --tls wants off, on or require, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			tcfg.cert = optarg;
+			break;
+		case 'K':
+			tcfg.key = optarg;
+			break;
+		case 'A':
+			tcfg.ca = optarg;
+			break;
+		case 'P':
+			tcfg.psk = optarg;
+			break;
+		case 'a':
+			tcfg.access = optarg;
+			break;
+		case 'E':
+			if (parse_count(optarg, "max-export-connections", 1, 1000000, &ccfg.max_per_export) != 0)
+				return 2;
+			break;
+		case 'i':
+			if (parse_count(optarg, "idle-timeout", 0, 86400 * 30, &ccfg.idle_timeout) != 0)
+				return 2;
+			break;
+		case 'H':
+			if (parse_count(optarg, "handshake-timeout", 1, 86400, &ccfg.handshake_timeout) != 0)
+				return 2;
+			break;
 		case 'I':
 			if (parse_count(optarg, "io-threads", 1, 1024, &vcfg.io_threads) != 0)
 				return 2;
@@ -275,16 +336,16 @@ main(int argc, char **argv)
 		case 'X':
 			vcfg.test_ops = 1;
 			break;
-		case 'R':
+		case 1001:
 			repl_listen = optarg;
 			break;
-		case 'K':
+		case 1002:
 			peer_key = optarg;
 			break;
-		case 'N':
+		case 1003:
 			insecure_peers = 1;
 			break;
-		case 'A':
+		case 1004:
 			advertise = optarg;
 			break;
 		case 'd':
@@ -362,7 +423,14 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	int err = mkdir_p(state, 0700);
+	/* before anything starts: a TLS option error is the only line */
+	int err = tls_init(&tcfg);
+	if (err != 0) {
+		log_err("%s", ce_errmsg());
+		tls_fini();
+		return 1;
+	}
+	err = mkdir_p(state, 0700);
 	if (err != 0) {
 		fprintf(stderr, "caskd: cannot create state directory %s: %s\n", state, strerror(-err));
 		return 1;
@@ -426,6 +494,7 @@ main(int argc, char **argv)
 	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();
+	tls_fini();
 	log_info("caskd stopped");
 	return 0;
 }

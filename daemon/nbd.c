@@ -36,11 +36,23 @@
  *   6. Past --max-connections a client gets the greeting and an
  *      NBD_REP_ERR_POLICY reply naming the limit to every option; it is
  *      never served.
+ *   7. TLS (--tls=on|require, tls.c): NBD_OPT_STARTTLS is answered with an
+ *      ACK, then the TLS handshake (conn_start_tls); options negotiated
+ *      before it are forgotten (the protocol's rule). With --tls=require,
+ *      before the handshake every option but STARTTLS and ABORT is
+ *      refused with NBD_REP_ERR_TLS_REQD (EXPORT_NAME, which has no error
+ *      reply, closes the connection): no export is listed, described or
+ *      served in the clear.
+ *   8. With --tls-access, INFO, GO, EXPORT_NAME and the meta context
+ *      options of an export the client's identity is not granted are
+ *      refused (NBD_REP_ERR_POLICY; EXPORT_NAME closes), and LIST names
+ *      only the exports it may open (tls.c invariant 4).
  */
 #include "nbd.h"
 #include "conn.h"
 #include "log.h"
 #include "registry.h"
+#include "tls.h"
 #include "util.h"
 #include "vio.h"
 
@@ -66,7 +78,8 @@ enum {
 };
 #define REP_ERR(n) (0x80000000u | (n))
 enum { REP_ACK = 1, REP_SERVER = 2, REP_INFO = 3, REP_META_CONTEXT = 4 };
-enum { ERR_UNSUP = 1, ERR_POLICY = 2, ERR_INVALID = 3, ERR_PLATFORM = 4, ERR_UNKNOWN = 6, ERR_TOO_BIG = 9 };
+enum { ERR_UNSUP = 1, ERR_POLICY = 2, ERR_INVALID = 3, ERR_PLATFORM = 4, ERR_TLS_REQD = 5, ERR_UNKNOWN = 6,
+	ERR_TOO_BIG = 9 };
 enum { INFO_EXPORT = 0, INFO_NAME = 1, INFO_DESCRIPTION = 2, INFO_BLOCK_SIZE = 3 };
 enum {
 	TF_HAS_FLAGS = 1 << 0, TF_READ_ONLY = 1 << 1, TF_SEND_FLUSH = 1 << 2, TF_SEND_FUA = 1 << 3,
@@ -160,6 +173,7 @@ struct nconn {
 	int structured;
 	int meta_alloc;        /* base:allocation selected */
 	int no_zeroes;
+	int tls;               /* STARTTLS agreed: what follows is inside the session */
 	char export_name[4097];
 	vio_vol *vol;
 	uint64_t size;
@@ -304,11 +318,20 @@ do_info(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		opt_error(nc, opt, ERR_INVALID, "INFO request count does not match its length");
 		return 0;
 	}
+	if (!tls_allows(conn_tls_identity(nc->c), name)) {
+		opt_error(nc, opt, ERR_POLICY, "export '%s' is not open to this client", name);
+		return 0;
+	}
 	int err;
 	vio_vol *v = vio_open(name, 0, &err);
 	if (v == NULL) {
 		opt_error(nc, opt, err == -ENOENT || err == -EINVAL || err == -ENXIO ? ERR_UNKNOWN : ERR_PLATFORM,
 		    "export '%s': %s", name, ce_errmsg());
+		return 0;
+	}
+	if (opt == OPT_GO && conn_set_export(nc->c, name) != 0) { /* --max-export-connections */
+		vio_close(v);
+		opt_error(nc, opt, ERR_POLICY, "caskd: %s; try again later", ce_errmsg());
 		return 0;
 	}
 	uint8_t info[12];
@@ -364,6 +387,8 @@ do_meta(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 	}
 	if (scan != len)
 		return opt_error(nc, opt, ERR_INVALID, "meta context request has trailing bytes");
+	if (!tls_allows(conn_tls_identity(nc->c), name))
+		return opt_error(nc, opt, ERR_POLICY, "export '%s' is not open to this client", name);
 	ce_vol *v;
 	ce_pool *p;
 	if (reg_vol_open(name, &v, &p) != 0)
@@ -408,6 +433,17 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		conn_close(c);
 		return;
 	}
+	if (tls_mode() == TLS_REQUIRE && !nc->tls && opt != OPT_STARTTLS && opt != OPT_ABORT) {
+		/* invariant 7: nothing in the clear */
+		if (opt == OPT_EXPORT_NAME) {
+			log_info("nbd %s: EXPORT_NAME in the clear while TLS is required; closing", conn_peer(c));
+			nc->state = ST_DONE;
+			conn_close(c);
+		} else {
+			opt_error(nc, opt, ERR_TLS_REQD, "this server requires TLS: use NBD_OPT_STARTTLS first");
+		}
+		return;
+	}
 	switch (opt) {
 	case OPT_EXPORT_NAME: {
 		char name[4097];
@@ -421,11 +457,20 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 			log_info("nbd %s: export name holds a NUL byte; closing", conn_peer(c));
 			break;
 		}
+		if (!tls_allows(conn_tls_identity(c), name)) {
+			log_info("nbd %s: export '%s' is not open to this client; closing", conn_peer(c), name);
+			break;
+		}
 		int err;
 		vio_vol *v = vio_open(name, 0, &err);
 		if (v == NULL) {
 			/* The protocol has no error reply here: close. */
 			log_info("nbd %s: export '%s': %s; closing", conn_peer(c), name, ce_errmsg());
+			break;
+		}
+		if (conn_set_export(c, name) != 0) {
+			vio_close(v);
+			log_info("nbd %s: %s; closing", conn_peer(c), ce_errmsg());
 			break;
 		}
 		attach(nc, v, name);
@@ -448,6 +493,10 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		size_t n;
 		reg_exports(&names, &n);
 		for (size_t i = 0; i < n; i++) {
+			if (!tls_allows(conn_tls_identity(c), names[i])) {
+				free(names[i]);
+				continue; /* only what this client may open is listed */
+			}
 			uint8_t r[4 + 512];
 			size_t nl = MIN(strlen(names[i]), (size_t)512);
 			put32(r, (uint32_t)nl);
@@ -479,7 +528,19 @@ do_option(nconn *nc, uint32_t opt, const uint8_t *data, uint32_t len)
 		do_meta(nc, opt, data, len);
 		return;
 	case OPT_STARTTLS:
-		opt_error(nc, opt, ERR_POLICY, "TLS is not offered by this server");
+		if (tls_mode() == TLS_OFF)
+			opt_error(nc, opt, ERR_POLICY, "TLS is not offered by this server");
+		else if (len != 0)
+			opt_error(nc, opt, ERR_INVALID, "STARTTLS takes no data");
+		else if (nc->tls)
+			opt_error(nc, opt, ERR_INVALID, "TLS is already on");
+		else {
+			opt_reply(nc, opt, REP_ACK, NULL, 0);
+			nc->tls = 1;
+			nc->structured = 0; /* the options before it are forgotten (invariant 7) */
+			nc->meta_alloc = 0;
+			conn_start_tls(c, tls_ctx());
+		}
 		return;
 	default:
 		opt_error(nc, opt, ERR_UNSUP, "option %u is not supported", opt);

@@ -86,6 +86,47 @@ log_rewound(ce_pool *p)
 		log_warn("pool %s: imported read-only at an older txg than txg %" PRIu64 ", whose uberblock "
 		    "is damaged in every copy", ce_pool_name(p), st.newer_damaged_txg);
 	}
+	reg_log_damage(p);
+}
+
+int
+reg_log_damage_text(const ce_pool_stat *st, const char *name, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	if (st->log_damaged_seq != 0) {
+		if (st->log_lost_blocks > 0)
+			used += (size_t)snprintf(buf, len, "intent log block %" PRIu64 " fails its checksum: replay "
+			    "stopped there, and the %" PRIu64 " intact blocks after it (%" PRIu64 " records of "
+			    "acknowledged writes) were not replayed", st->log_damaged_seq, st->log_lost_blocks,
+			    st->log_lost_records);
+		else
+			used += (size_t)snprintf(buf, len, "the intent log's last block (%" PRIu64 ") fails its "
+			    "checksum and was not replayed (damage, or a write a crash tore before it was "
+			    "acknowledged)", st->log_damaged_seq);
+	}
+	if (st->log_bad_inplace != 0 && used < len)
+		used += (size_t)snprintf(buf + used, len - used, "%s%" PRIu64 " logged write%s whose data fails its "
+		    "checksum %s not replayed%s", used ? "; " : "", st->log_bad_inplace,
+		    st->log_bad_inplace == 1 ? "" : "s", st->log_bad_inplace == 1 ? "was" : "were",
+		    st->log_bad_inplace_certain ? " (they had been acknowledged)" :
+		    " (damage, or the last writes before a crash, never acknowledged)");
+	if (used == 0)
+		return 0;
+	if (used < len)
+		snprintf(buf + used, len - used, "; the ranges they wrote read older data. 'cask pool clear %s' "
+		    "acknowledges this", name);
+	return 1;
+}
+
+void
+reg_log_damage(ce_pool *p)
+{
+	ce_pool_stat st;
+	char msg[1024];
+	ce_pool_stat_get(p, &st);
+	if (reg_log_damage_text(&st, ce_pool_name(p), msg, sizeof(msg)))
+		log_warn("pool %s: %s", ce_pool_name(p), msg);
 }
 
 static rpool *

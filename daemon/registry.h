@@ -23,6 +23,11 @@ int reg_pool_names(char ***names, size_t *n);
 /* Paths of a pool's vdevs (for status), newly allocated. */
 int reg_pool_paths(const char *name, char ***paths, unsigned *n);
 
+/* The intent log damage the pool's last replay found (ce_pool_stat log_*), for people: 1 with
+ * buf filled, 0 (buf "") when there is none. reg_log_damage logs it as a warning. */
+int reg_log_damage_text(const ce_pool_stat *st, const char *name, char *buf, size_t len);
+void reg_log_damage(ce_pool *p);
+
 /* An export is "pool/vol". The pool stays held until reg_vol_close. */
 int reg_vol_open(const char *export_name, ce_vol **v, ce_pool **p);
 void reg_vol_close(ce_vol *v, ce_pool *p);

@@ -21,6 +21,11 @@ typedef struct vio_opstats_snap {
 /* 1 with the counters of the export, 0 (all zero) when it was never opened. */
 int vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS]);
 void vio_stats_fini(void);
+/* The volume (or snapshot, or pool) `name` is gone or renamed: drop its counters and those of
+ * names under it ("name@...", "name/..."); vio_stats.c invariant 1. */
+void vio_stats_forget(const char *name);
+/* Counter entries held now (tests: the table stays bounded). */
+size_t vio_stats_count(void);
 
 enum { VIO_FAULT_NONE, VIO_FAULT_FAIL, VIO_FAULT_DELAY, VIO_FAULT_STALL };
 typedef struct vio_fault_rule {

@@ -6,10 +6,15 @@
  *
  * Invariants:
  *   1. The counters of a volume are shared by every handle (connection) of
- *      it and live from the first open until caskd exits: a table keyed by
- *      export name, entries never removed while caskd runs.
+ *      it and live from the first open while a handle is open, and after
+ *      the last close until the volume is destroyed, renamed or its pool
+ *      exported (vio_stats_forget), or STATS_IDLE_MAX other volumes' idle
+ *      counters are newer (least recently closed first): the table is
+ *      bounded by the open volumes plus STATS_IDLE_MAX, whatever names
+ *      clients come and go with (issue 17).
  *   2. The IO path takes no lock: counters are atomics, updated once when
- *      a request is submitted (in flight) and once when it completes.
+ *      a request is submitted (in flight) and once when it completes. An
+ *      entry is freed only with no handle open (so nothing in flight).
  *   3. A request is counted when it completes, whatever its outcome:
  *      count and latency always, bytes only when it succeeded, errors when
  *      it did not.
@@ -23,28 +28,92 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STATS_IDLE_MAX 256 /* about 6 KiB each */
+
 typedef struct vstats {
 	char name[4097];
 	vio_opstats op[VIO_NOPS];
-	struct vstats *next;
+	int refs;                /* open handles (stats_lock) */
+	int listed;              /* on stats_all: found by name (stats_lock) */
+	struct vstats *next, *prev;           /* stats_all */
+	struct vstats *idle_next, *idle_prev; /* idle list, oldest first (refs == 0) */
 } vstats;
 
 static pthread_mutex_t stats_lock = PTHREAD_MUTEX_INITIALIZER;
 static vstats *stats_all;
+static vstats *idle_head, *idle_tail;
+static size_t nidle, nentries;
 
-static vstats *
-stats_find(const char *name, int create)
+static void
+idle_unlink(vstats *s)
 {
-	pthread_mutex_lock(&stats_lock);
+	if (s->idle_prev)
+		s->idle_prev->idle_next = s->idle_next;
+	else
+		idle_head = s->idle_next;
+	if (s->idle_next)
+		s->idle_next->idle_prev = s->idle_prev;
+	else
+		idle_tail = s->idle_prev;
+	s->idle_next = s->idle_prev = NULL;
+	nidle--;
+}
+
+static void
+unlist(vstats *s)
+{
+	if (!s->listed)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		stats_all = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	s->listed = 0;
+}
+
+/* stats_lock held; s has no handle open */
+static void
+entry_free(vstats *s)
+{
+	if (s->listed)
+		idle_unlink(s);
+	unlist(s);
+	nentries--;
+	free(s);
+}
+
+/* stats_lock held */
+static vstats *
+lookup(const char *name)
+{
 	vstats *s = stats_all;
 	while (s != NULL && strcmp(s->name, name) != 0)
 		s = s->next;
-	if (s == NULL && create) {
+	return s;
+}
+
+/* A handle opens: its volume's counters (created, or taken off the idle list). */
+static vstats *
+stats_open(const char *name)
+{
+	pthread_mutex_lock(&stats_lock);
+	vstats *s = lookup(name);
+	if (s == NULL) {
 		s = xcalloc(1, sizeof(*s));
 		snprintf(s->name, sizeof(s->name), "%s", name);
 		s->next = stats_all;
+		if (stats_all)
+			stats_all->prev = s;
 		stats_all = s;
+		s->listed = 1;
+		nentries++;
+	} else if (s->refs == 0) {
+		idle_unlink(s);
 	}
+	s->refs++;
 	pthread_mutex_unlock(&stats_lock);
 	return s;
 }
@@ -83,7 +152,25 @@ stats_submit(vio_dev *d, vio_req *r)
 static void
 stats_close(vio_dev *d)
 {
-	(void)d; /* the counters outlive the handle (invariant 1) */
+	vstats *s = d->priv;
+	pthread_mutex_lock(&stats_lock);
+	if (--s->refs == 0) {
+		if (!s->listed) { /* forgotten while open */
+			nentries--;
+			free(s);
+		} else {
+			s->idle_prev = idle_tail;
+			if (idle_tail)
+				idle_tail->idle_next = s;
+			else
+				idle_head = s;
+			idle_tail = s;
+			nidle++;
+			while (nidle > STATS_IDLE_MAX)
+				entry_free(idle_head);
+		}
+	}
+	pthread_mutex_unlock(&stats_lock);
 }
 
 static const vio_layer_ops stats_ops = { "stats", stats_submit, stats_close };
@@ -95,7 +182,7 @@ vio_stats_layer(vio_vol *v, vio_dev *below)
 	d->ops = &stats_ops;
 	d->next = below;
 	d->vol = v;
-	d->priv = stats_find(vio_name(v), 1);
+	d->priv = stats_open(vio_name(v));
 	return d;
 }
 
@@ -103,10 +190,9 @@ int
 vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 {
 	memset(out, 0, sizeof(vio_opstats_snap) * VIO_NOPS);
-	vstats *s = stats_find(name, 0);
-	if (s == NULL)
-		return 0;
-	for (int i = 0; i < VIO_NOPS; i++) {
+	pthread_mutex_lock(&stats_lock); /* the entry cannot be freed meanwhile */
+	vstats *s = lookup(name);
+	for (int i = 0; s != NULL && i < VIO_NOPS; i++) {
 		vio_opstats *o = &s->op[i];
 		out[i].count = atomic_load(&o->count);
 		out[i].bytes = atomic_load(&o->bytes);
@@ -117,7 +203,34 @@ vio_stats_get(const char *name, vio_opstats_snap out[VIO_NOPS])
 		for (int b = 0; b < VIO_HIST_BUCKETS; b++)
 			out[i].hist[b] = atomic_load(&o->hist[b]);
 	}
-	return 1;
+	pthread_mutex_unlock(&stats_lock);
+	return s != NULL;
+}
+
+void
+vio_stats_forget(const char *name)
+{
+	size_t n = strlen(name);
+	pthread_mutex_lock(&stats_lock);
+	for (vstats *s = stats_all, *nx; s != NULL; s = nx) {
+		nx = s->next;
+		if (strncmp(s->name, name, n) != 0 || (s->name[n] != '\0' && s->name[n] != '@' && s->name[n] != '/'))
+			continue;
+		if (s->refs == 0)
+			entry_free(s);
+		else
+			unlist(s); /* freed at its last close; a new open starts afresh */
+	}
+	pthread_mutex_unlock(&stats_lock);
+}
+
+size_t
+vio_stats_count(void)
+{
+	pthread_mutex_lock(&stats_lock);
+	size_t n = nentries;
+	pthread_mutex_unlock(&stats_lock);
+	return n;
 }
 
 void
@@ -129,5 +242,7 @@ vio_stats_fini(void)
 		stats_all = s->next;
 		free(s);
 	}
+	idle_head = idle_tail = NULL;
+	nidle = nentries = 0;
 	pthread_mutex_unlock(&stats_lock);
 }

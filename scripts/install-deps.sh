@@ -9,7 +9,8 @@ PKGS=(
   liblz4-dev        # lz4 block compression
   libzstd-dev       # zstd block compression
   libxxhash-dev     # xxh3-128 checksums
-  libssl-dev        # SHA-256 checksums (OpenSSL EVP)
+  libssl-dev        # SHA-256 checksums (OpenSSL EVP); NBD over TLS (libssl)
+  openssl           # the TLS test makes its certificates and keys (tests/integration/nbd_tls.sh)
   libjson-c-dev     # control protocol payloads (JSON)
   libblkid-dev      # pool create: refuse devices and files that hold a filesystem or other signature
   libyaml-dev       # cask apply: YAML manifests

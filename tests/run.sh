@@ -14,7 +14,7 @@
 #
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
 # more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog,
-# test_snap_model, cask-stress for 30 s and nbd_kill_load with a TSan
+# test_snap_model, cask-stress for 30 s, nbd_kill_load, nbd_holders and nbd_tls with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -69,10 +69,14 @@ if [ -n "$tsan" ]; then
   # single-threaded reader (the sanitizer build runs it after every op); the
   # engine's threads are what TSan is here for.
   run_one "tsan:test_snap_model" "$tw" "$logdir/tsan-snap_model" "$tsan/tests/test_snap_model" --check-every 10
-  run_one "tsan:cask-stress" "$tw" "$logdir/tsan-stress" "$tsan/cask-stress" --no-kill --seconds 30 --threads 3 \
+  run_one "tsan:cask-stress" "$tw" "$logdir/tsan-stress" "$tsan/cask-stress" --seconds 30 --threads 3 \
       "$logdir/tsan-stress/pool"
   run_one "tsan:nbd_kill_load" env CASK_BUILD="$top/$tsan" CASK_KILL_ROUNDS=8 "$tw" "$logdir/tsan-kill" \
       bash tests/integration/nbd_kill_load.sh
+  # the connection list read by control threads (client.list, kill, --force) and TLS sessions on the loops
+  for t in nbd_holders nbd_tls; do
+    run_one "tsan:$t" env CASK_BUILD="$top/$tsan" "$tw" "$logdir/tsan-$t" bash tests/integration/$t.sh
+  done
 fi
 rm -rf "$logdir"
 echo

@@ -604,7 +604,10 @@ cmd_log(int argc, char **argv)
 	    ub->ub_log_seq, ub->ub_log_off);
 	log_ctx c = { p, 0, 0, 0 };
 	int err = ilog_walk(p, ub, log_visit, &c);
-	if (err != 0)
+	if (err == -EBADMSG)
+		printf("damaged: block seq %" PRIu64 " has the chain's identity but fails its checksum; replay "
+		    "stops there\n", ub->ub_log_seq + c.blocks);
+	else if (err != 0)
 		printf("read error: %s\n", strerror(-err));
 	printf("end of chain: %" PRIu64 " blocks, %" PRIu64 " records, %" PRIu64 " to replay\n", c.blocks,
 	    c.recs, c.replay);

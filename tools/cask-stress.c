@@ -169,6 +169,7 @@ static char g_pathb[PATH_MAX];
 static unsigned g_nvdevs = 1;
 static char g_debug[PATH_MAX];
 static int g_debug_env;
+static int g_keep; /* CASK_STRESS_KEEP=1: each round's pool files, as the worker left them, go to DIR/pre-import */
 static int g_trace = -1; /* CASK_STRESS_TRACE=FILE: one line per op started, per volume adopted */
 static int g_control;
 static uint64_t g_torn; /* writes in flight found landed in part (allowed) */ /* --control: volumes get sync=disabled, so FLUSH claims are false */
@@ -1381,14 +1382,15 @@ usage(FILE *f)
 	    "  --vdevs V     vdev files in the pool, 1-4 (default 1)\n"
 	    "  --control     negative control: create volumes with sync=disabled, so\n"
 	    "                FLUSH and FUA make nothing durable; the run must fail\n"
-	    "  --no-kill     no round ends by SIGKILL (abandon instead): what make check\n"
-	    "                runs while the kill rounds' open failure is fixed (see\n"
-	    "                tests/integration/stress.sh)\n"
+	    "  --no-kill     no round ends by SIGKILL (an abandon instead): to tell a\n"
+	    "                kill-round failure from any other\n"
 	    "\n"
 	    "DIR is created if needed; the pool files in it are replaced. Exit status 0 when\n"
 	    "every round verified, 1 on a violation (the seed to reproduce is printed).\n"
 	    "CASK_STRESS_DEBUG=1 prints the replay of a failing round; CASK_STRESS_TRACE=FILE\n"
-	    "writes every op started and every state adopted to FILE.\n", MAXT);
+	    "writes every op started and every state adopted to FILE; CASK_STRESS_KEEP=1\n"
+	    "copies the pool files each round leaves to DIR/pre-import before the check\n"
+	    "imports them (on a failure, the state that failed).\n", MAXT);
 }
 
 int
@@ -1452,6 +1454,7 @@ main(int argc, char **argv)
 	}
 	g_dir = argv[optind];
 	g_debug_env = getenv("CASK_STRESS_DEBUG") != NULL;
+	g_keep = getenv("CASK_STRESS_KEEP") != NULL;
 	if (getenv("CASK_STRESS_TRACE") != NULL &&
 	    (g_trace = open(getenv("CASK_STRESS_TRACE"), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644)) < 0) {
 		fprintf(stderr, "cask-stress: %s: %s\n", getenv("CASK_STRESS_TRACE"), strerror(errno));
@@ -1555,6 +1558,16 @@ main(int argc, char **argv)
 			    end_names[end], status);
 			violation = 1;
 			break;
+		}
+		if (g_keep) {
+			/* what the worker left, before the check's import replays the log and commits */
+			char cmd[PATH_MAX * 2 + 64];
+			snprintf(cmd, sizeof(cmd), "rm -rf '%s/pre-import' && mkdir '%s/pre-import' && "
+			    "cp --sparse=always '%s'/*.vdev '%s/pre-import/'", g_dir, g_dir, g_dir, g_dir);
+			if (system(cmd) != 0) {
+				fprintf(stderr, "cask-stress: cannot keep the pool files of round %u\n", round);
+				return 2;
+			}
 		}
 		if (run_check("pool stress", paths, g_nvdevs) != 0 || run_check("pool stressb", pathb, 1) != 0) {
 			fprintf(stderr, "cask-stress: round %u (%s): cask-debug check found problems\n", round, end_names[end]);

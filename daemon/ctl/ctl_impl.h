@@ -9,6 +9,7 @@
  *   errors.c   the stable code of a failure in a request's context
  *   args.c     JSON argument helpers, names, with_vol
  *   page.c     paged listings (sorted keys, cursors)
+ *   client.c   client.list, client.kill, and the holders of a BUSY object
  *   hello.c pool.c vol.c snap.c xfer.c diff.c jobs.c
  *              the operations, one file per noun (xfer: send and receive
  *              jobs and their stream plumbing)
@@ -83,6 +84,8 @@ fail(reqerr *e, int err, int code)
 	X("vol.set", op_vol_set, NULL)              \
 	X("vol.inherit", op_vol_inherit, NULL)      \
 	X("vol.iostat", op_vol_iostat, "vol.iostat") \
+	X("client.list", op_client_list, "client.list") \
+	X("client.kill", op_client_kill, "client.kill") \
 	X("vol.status", op_vol_status, "replication") \
 	X("test.vio_fault", op_test_vio_fault, NULL)
 
@@ -139,6 +142,12 @@ typedef struct vctx {
 int with_vol(json_object *args, json_object *res, reqerr *e, int (*cb)(ce_pool *, void *));
 /* The "new_name" argument, POOL/VOL in the request's own pool: its VOL part, or NULL (error set). */
 const char *new_name_arg(vctx *x);
+
+/* client.c: what a connected frontend client may hold */
+enum { HOLD_POOL, HOLD_VOL, HOLD_SNAP, HOLD_ROLLBACK };
+/* Run fn; with args "force" first disconnect the clients holding the named
+ * object(s) ("name" or "names"); a BUSY it returns names those still holding it. */
+int with_holders(json_object *args, json_object *res, reqerr *e, int scope, const char *opname, ctl_op_fn fn);
 
 /* page.c: listings (see there) */
 #define KEY_LEN 800

@@ -157,5 +157,6 @@ op_test_vio_fault(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "held", json_object_new_uint64(st.held));
 	json_object_object_add(res, "max_held", json_object_new_uint64(st.max_held));
 	json_object_object_add(res, "released_total", json_object_new_uint64(st.released));
+	json_object_object_add(res, "stats_entries", json_object_new_uint64(vio_stats_count()));
 	return 0;
 }

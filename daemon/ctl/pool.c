@@ -6,6 +6,7 @@
 #include "../log.h"
 #include "../registry.h"
 #include "util.h"
+#include "../vio_impl.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,11 +29,26 @@ pool_json(const char *name, ce_pool *p)
 	ce_pool_stat_get(p, &st);
 	json_object_object_add(o, "guid", hex_guid(st.guid));
 	json_object_object_add(o, "state", json_object_new_string(st.suspended ? "SUSPENDED" : "ONLINE"));
+	char dmg[1024];
+	int damaged = reg_log_damage_text(&st, name, dmg, sizeof(dmg));
 	if (st.suspended) {
 		char why[256];
 		snprintf(why, sizeof(why), "suspended (%s): %s; fix the device, then 'cask pool clear %s'",
 		    strerror(-st.suspended), st.suspend_reason[0] ? st.suspend_reason : "IO error", name);
 		json_object_object_add(o, "error", json_object_new_string(why));
+	} else if (damaged) {
+		json_object_object_add(o, "error", json_object_new_string(dmg));
+	}
+	if (damaged) {
+		/* intent log damage the replay found, until pool.clear (lib/engine/ilog.c invariant 6) */
+		json_object *d = json_object_new_object();
+		json_object_object_add(d, "damaged_block", json_object_new_uint64(st.log_damaged_seq));
+		json_object_object_add(d, "lost_blocks", json_object_new_uint64(st.log_lost_blocks));
+		json_object_object_add(d, "lost_records", json_object_new_uint64(st.log_lost_records));
+		json_object_object_add(d, "certain", json_object_new_boolean(st.log_damage_certain));
+		json_object_object_add(d, "bad_inplace_records", json_object_new_uint64(st.log_bad_inplace));
+		json_object_object_add(d, "bad_inplace_certain", json_object_new_boolean(st.log_bad_inplace_certain));
+		json_object_object_add(o, "log_damage", d);
 	}
 	json_object_object_add(o, "size", json_object_new_uint64(st.size));
 	json_object_object_add(o, "allocated", json_object_new_uint64(st.allocated));
@@ -176,15 +192,23 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 	return 0;
 }
 
-int
-op_pool_export(json_object *args, json_object *res, reqerr *e)
+static int
+pool_export_run(json_object *args, json_object *res, reqerr *e)
 {
 	(void)res;
 	const char *name = arg_str(args, "name", 1, e);
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_export(name);
+	if (err == 0)
+		vio_stats_forget(name); /* its volumes' IO counters (vio_stats.c invariant 1) */
 	return err ? fail(e, err, ctl_code(err, 0)) : 0;
+}
+
+int
+op_pool_export(json_object *args, json_object *res, reqerr *e)
+{
+	return with_holders(args, res, e, HOLD_POOL, "pool.export", pool_export_run);
 }
 
 static int
@@ -192,6 +216,14 @@ clear_cb(ce_pool *p, void *arg)
 {
 	(void)arg;
 	return ce_pool_clear(p);
+}
+
+static int
+clear_report_cb(ce_pool *p, void *arg)
+{
+	(void)arg;
+	reg_log_damage(p);
+	return 0;
 }
 
 int
@@ -208,6 +240,7 @@ op_pool_clear(json_object *args, json_object *res, reqerr *e)
 		return fail(e, err, err == -EIO ? CE_E_POOL_SUSPENDED : ctl_code(err, 0));
 	}
 	log_msg(LOG_INFO, "pool %s: cleared; online", name);
+	reg_with_pool(name, clear_report_cb, NULL); /* a suspended pool's clear replays the log again */
 	return 0;
 }
 
@@ -277,6 +310,8 @@ op_pool_destroy(json_object *args, json_object *res, reqerr *e)
 	if (name == NULL)
 		return e->err;
 	int err = reg_pool_destroy(name);
+	if (err == 0)
+		vio_stats_forget(name);
 	return err ? fail(e, err, ctl_code(err, 0)) : 0;
 }
 

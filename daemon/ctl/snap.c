@@ -7,6 +7,7 @@
 #include "../log.h"
 #include "../registry.h"
 #include "util.h"
+#include "../vio_impl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -259,6 +260,11 @@ snap_destroy_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
 	int err = ce_snap_destroy(p, x->vol);
+	if (err == 0) {
+		char full[600];
+		snprintf(full, sizeof(full), "%s/%s", x->pool, x->vol);
+		vio_stats_forget(full);
+	}
 	if (err == -ENOENT)
 		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
 	if (err == -EBUSY) {
@@ -287,6 +293,8 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 	sctx *x = arg;
 	int *errs = xcalloc(x->n, sizeof(int));
 	int err = ce_snap_destroy_many(p, x->names, x->n, errs), any = 0;
+	for (size_t i = 0; err == 0 && i < x->n; i++)
+		vio_stats_forget(x->full[i]);
 	for (size_t i = 0; err != 0 && i < x->n; i++)
 		any |= errs[i] != 0;
 	char one[512];
@@ -316,12 +324,18 @@ snap_destroy_many_cb(ce_pool *p, void *arg)
 }
 
 /* snap.destroy {"name": "pool/vol@snap"} or {"names": [...]} (one pool: all in one txg, or none) */
-int
-op_snap_destroy(json_object *a, json_object *r, reqerr *e)
+static int
+snap_destroy_run(json_object *a, json_object *r, reqerr *e)
 {
 	if (json_object_object_get_ex(a, "names", NULL))
 		return with_snap_names(a, e, 0, snap_destroy_many_cb, "destroyed");
 	return with_vol(a, r, e, snap_destroy_cb);
+}
+
+int
+op_snap_destroy(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_SNAP, "snap.destroy", snap_destroy_run);
 }
 
 /* snap.rename {"name": "pool/vol@old", "new_name": "pool/vol@new" | "new"} */
@@ -336,6 +350,11 @@ snap_rename_cb(ce_pool *p, void *arg)
 	if (slash != NULL && ((size_t)(slash - nn) != strlen(x->pool) || strncmp(nn, x->pool, strlen(x->pool)) != 0))
 		return fail(x->e, err_set(-EINVAL, "%s: a snapshot stays in pool %s", nn, x->pool), CE_E_INVALID_ARGUMENT);
 	int err = ce_snap_rename(p, x->vol, slash ? slash + 1 : nn);
+	if (err == 0) {
+		char full[600];
+		snprintf(full, sizeof(full), "%s/%s", x->pool, x->vol);
+		vio_stats_forget(full);
+	}
 	if (err == -ENOENT)
 		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);
 	return err ? fail(x->e, err, err == -EEXIST ? CE_E_SNAPSHOT_EXISTS : ctl_code(err, 1)) : 0;
@@ -392,7 +411,11 @@ int op_vol_promote(json_object *a, json_object *r, reqerr *e) { return with_vol(
 int op_vol_clone(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_clone_cb); }
 
 /* vol.rollback {"name": "pool/vol@snap", "destroy_later": bool} */
-int op_vol_rollback(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
+static int vol_rollback_run(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rollback_cb); }
+int op_vol_rollback(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_ROLLBACK, "vol.rollback", vol_rollback_run);
+}
 
 /* snapshots are listed by volume, then txg */
 static void

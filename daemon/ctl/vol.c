@@ -6,6 +6,7 @@
 #include "ctl_impl.h"
 #include "../log.h"
 #include "util.h"
+#include "../vio_impl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -83,6 +84,15 @@ vol_create_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
+/* The IO counters of POOL/VOL (and its snapshots) go with it. */
+static void
+forget_stats(const char *pool, const char *vol)
+{
+	char full[600];
+	snprintf(full, sizeof(full), "%s/%s", pool, vol);
+	vio_stats_forget(full);
+}
+
 static int
 vol_destroy_cb(ce_pool *p, void *arg)
 {
@@ -98,11 +108,13 @@ vol_destroy_cb(ce_pool *p, void *arg)
 	if (code == CE_E_VOLUME_OPEN) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
-		err_setc(code, err, "%s: in use (connected NBD clients)", msg);
+		err_setc(code, err, "%s: in use", msg);
 	}
 	if (err == 0 && flags)
 		log_msg(LOG_INFO, "%s/%s destroyed with its snapshots%s", x->pool, x->vol,
 		    flags & CE_DESTROY_CLONES ? " and clones" : "");
+	if (err == 0)
+		forget_stats(x->pool, x->vol); /* (clones destroyed with -R keep theirs until evicted) */
 	return err ? fail(x->e, err, code) : 0;
 }
 
@@ -127,6 +139,8 @@ vol_rename_cb(ce_pool *p, void *arg)
 	if (nvol == NULL)
 		return x->e->err;
 	int err = ce_vol_rename(p, x->vol, nvol);
+	if (err == 0)
+		forget_stats(x->pool, x->vol);
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
@@ -200,7 +214,11 @@ op_vol_create(json_object *a, json_object *r, reqerr *e)
 	}
 	return with_vol(a, r, e, vol_create_cb);
 }
-int op_vol_destroy(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
+static int vol_destroy_run(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
+int op_vol_destroy(json_object *a, json_object *r, reqerr *e)
+{
+	return with_holders(a, r, e, HOLD_VOL, "vol.destroy", vol_destroy_run);
+}
 int op_vol_resize(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_resize_cb); }
 int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rename_cb); }
 int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }

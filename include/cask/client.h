@@ -329,6 +329,41 @@ typedef struct cask_iostat {
 int cask_vol_iostat(cask_client *c, const char *name, cask_iostat *out);
 
 /*
+ * (CASK_1.1) The clients connected to caskd's frontends (NBD): who, serving
+ * what, since when, how much they moved and have in flight. Free the list
+ * with free(). cask_conn_kill disconnects one (CLIENT_NOT_FOUND if no such
+ * id); what it has in flight completes first.
+ */
+typedef struct cask_conn_info {
+	uint64_t id;             /* never reused while caskd runs */
+	char frontend[16];       /* "nbd" */
+	char peer[80];           /* "ADDR:PORT", or "unix#N" */
+	long uid, pid;           /* a unix socket peer's; -1 when unknown */
+	char export_name[256];   /* what it serves ("" while it negotiates) */
+	char state[16];          /* "handshake", "serving", "closing", "refused" */
+	int64_t since;           /* connected at, seconds since the epoch */
+	int64_t idle;            /* seconds since its last byte either way */
+	uint64_t bytes_in, bytes_out;
+	int requests;            /* in flight */
+	uint64_t queued_bytes;   /* request payload in flight and replies not yet sent */
+	char tls[96];            /* "TLSv1.3 psk:ID", "TLSv1.3 x509:SUBJECT"; "" in the clear */
+} cask_conn_info;
+int cask_conn_list(cask_client *c, cask_conn_info **out, size_t *n);
+int cask_conn_kill(cask_client *c, uint64_t id);
+
+/*
+ * (CASK_1.1) A management call that connected clients make BUSY names them
+ * in its error; with CASK_FORCE_DISCONNECT it disconnects them first (their
+ * requests in flight complete), then acts. Accepted by cask_vol_destroy_ex
+ * (beside CASK_DESTROY_*) and by the _ex calls below.
+ */
+#define CASK_FORCE_DISCONNECT 0x100u
+enum { CASK_ROLLBACK_DESTROY_LATER = 1 };
+int cask_vol_rollback_ex(cask_client *c, const char *snap, unsigned flags);
+int cask_snap_destroy_many_ex(cask_client *c, const char *const *names, size_t n, unsigned flags);
+int cask_pool_export_ex(cask_client *c, const char *name, unsigned flags);
+
+/*
  * Replication (CASK_1.1, feature "replication"; docs/replication.md). A
  * replicated volume: replica 0 in the named pool of this caskd, one more
  * per replicas[i] ("HOST:PORT/POOL" of a caskd --replica-listen), served by

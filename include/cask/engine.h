@@ -117,6 +117,20 @@ typedef struct ce_pool_stat {
 	uint64_t rewound_time_ns;
 	/* A read-only import that found such a damaged newer txg (and did not refuse): its number. */
 	uint64_t newer_damaged_txg;
+	/*
+	 * Intent log damage the replay at import (or clear) found, until
+	 * ce_pool_clear acknowledges it: log_damaged_seq, a block of the chain
+	 * that fails its checksum (replay stopped there; the intact blocks
+	 * after it and their records were not replayed); log_bad_inplace,
+	 * write records whose data written in place fails its checksum (not
+	 * replayed). *_certain: a later block shows it had been acknowledged
+	 * (else it may be a write a crash tore before its flush returned).
+	 * Each is also counted in cksum_errors.
+	 */
+	uint64_t log_damaged_seq;
+	uint64_t log_lost_blocks, log_lost_records;
+	uint64_t log_bad_inplace;
+	int log_damage_certain, log_bad_inplace_certain;
 } ce_pool_stat;
 
 /* What a file's label says (to find a pool's vdevs). */

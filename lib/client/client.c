@@ -430,6 +430,8 @@ cask_vol_destroy_ex(cask_client *c, const char *name, unsigned flags)
 	json_object_object_add(a, "name", json_object_new_string(name));
 	json_object_object_add(a, "recursive", json_object_new_boolean((flags & CASK_DESTROY_SNAPSHOTS) != 0));
 	json_object_object_add(a, "dependents", json_object_new_boolean((flags & CASK_DESTROY_CLONES) != 0));
+	if (flags & CASK_FORCE_DISCONNECT)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
 	return call_void(c, "vol.destroy", a);
 }
 
@@ -982,12 +984,86 @@ cask_vol_clone(cask_client *c, const char *snap, const char *new_name)
 }
 
 int
-cask_vol_rollback(cask_client *c, const char *snap, int destroy_later)
+cask_vol_rollback_ex(cask_client *c, const char *snap, unsigned flags)
 {
+	if (flags & ~(unsigned)(CASK_ROLLBACK_DESTROY_LATER | CASK_FORCE_DISCONNECT))
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_rollback_ex: unknown flags 0x%x", flags & ~(unsigned)(CASK_ROLLBACK_DESTROY_LATER | CASK_FORCE_DISCONNECT));
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(snap));
-	json_object_object_add(a, "destroy_later", json_object_new_boolean(destroy_later != 0));
+	json_object_object_add(a, "destroy_later", json_object_new_boolean((flags & CASK_ROLLBACK_DESTROY_LATER) != 0));
+	if (flags & CASK_FORCE_DISCONNECT)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
 	return call_void(c, "vol.rollback", a);
+}
+
+int
+cask_vol_rollback(cask_client *c, const char *snap, int destroy_later)
+{
+	return cask_vol_rollback_ex(c, snap, destroy_later ? CASK_ROLLBACK_DESTROY_LATER : 0);
+}
+
+int
+cask_snap_destroy_many_ex(cask_client *c, const char *const *names, size_t n, unsigned flags)
+{
+	if (flags & ~(unsigned)(CASK_FORCE_DISCONNECT))
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_snap_destroy_many_ex: unknown flags 0x%x", flags & ~(unsigned)(CASK_FORCE_DISCONNECT));
+	json_object *a = names_args(NULL, names, n);
+	if (flags & CASK_FORCE_DISCONNECT)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
+	return call_void(c, "snap.destroy", a);
+}
+
+int
+cask_pool_export_ex(cask_client *c, const char *name, unsigned flags)
+{
+	if (flags & ~(unsigned)(CASK_FORCE_DISCONNECT))
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_pool_export_ex: unknown flags 0x%x", flags & ~(unsigned)(CASK_FORCE_DISCONNECT));
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	if (flags & CASK_FORCE_DISCONNECT)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
+	return call_void(c, "pool.export", a);
+}
+
+static void
+conn_from_any(json_object *o, void *p)
+{
+	cask_conn_info *x = p;
+	memset(x, 0, sizeof(*x));
+	x->id = get_u64(o, "id");
+	get_str(o, "frontend", x->frontend, sizeof(x->frontend));
+	get_str(o, "peer", x->peer, sizeof(x->peer));
+	json_object *v;
+	x->uid = json_object_object_get_ex(o, "uid", &v) ? (long)json_object_get_int64(v) : -1;
+	x->pid = json_object_object_get_ex(o, "pid", &v) ? (long)json_object_get_int64(v) : -1;
+	get_str(o, "export", x->export_name, sizeof(x->export_name));
+	get_str(o, "state", x->state, sizeof(x->state));
+	get_str(o, "tls", x->tls, sizeof(x->tls));
+	x->since = json_object_object_get_ex(o, "since", &v) ? json_object_get_int64(v) : 0;
+	x->idle = json_object_object_get_ex(o, "idle", &v) ? json_object_get_int64(v) : 0;
+	x->bytes_in = get_u64(o, "bytes_in");
+	x->bytes_out = get_u64(o, "bytes_out");
+	x->requests = (int)get_u64(o, "requests");
+	x->queued_bytes = get_u64(o, "queued_bytes");
+}
+
+int
+cask_conn_list(cask_client *c, cask_conn_info **out, size_t *n)
+{
+	void *list;
+	int rc = list_of(c, "client.list", NULL, NULL, "clients", "client", sizeof(cask_conn_info), conn_from_any,
+	    &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
+}
+
+int
+cask_conn_kill(cask_client *c, uint64_t id)
+{
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "id", json_object_new_uint64(id));
+	return call_void(c, "client.kill", a);
 }
 
 static void

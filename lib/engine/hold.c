@@ -17,12 +17,15 @@
  *   1. A hold names a snapshot that exists and is not being taken or
  *      destroyed: hold refuses pending snapshots, destroy refuses held
  *      ones, both under config_lock.
- *   2. The object is written in pass 1 of a txg from a copy taken under
- *      pool->lock, so it never mixes two states. A change made in the
- *      open txg while the previous one syncs may be written one txg
- *      early; the operation still waits for its own txg. Never late:
- *      sh_changed_txg is the oldest txg with an unwritten change
- *      (test_hold_lost_txg).
+ *   2. Txg t writes the holds exactly as they were at its quiesce: the
+ *      copy hold_capture takes in the critical section that closes t
+ *      (txg_capture), written in pass 1 of t. So a change is in the txg
+ *      it waits for, never later (a crash lost a hold that had returned)
+ *      and never earlier: a hold made in the open txg while the previous
+ *      one synced used to be written by that one, so a crash could keep
+ *      it without the writes its thread made before it (cask-stress:
+ *      "the hold in flight shows on one volume, but not everything
+ *      before it on the other"). Both: test_hold_lost_txg.
  *   3. Hold and release are all-or-none over the names given.
  */
 #include "vol.h"
@@ -40,6 +43,10 @@ hold_fini(ce_pool *p)
 	free(p->sh);
 	p->sh = NULL;
 	p->nsh = p->capsh = 0;
+	free(p->sh_cap);
+	p->sh_cap = NULL;
+	p->nsh_cap = p->capsh_cap = 0;
+	p->sh_cap_txg = 0;
 }
 
 static void
@@ -94,6 +101,7 @@ hold_load(ce_pool *p)
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	p->sh_disk_leaves = 0;
 	p->sh_changed_txg = 0;
+	p->sh_cap_txg = 0;
 	if (mh->mh_version < 4 || mh->mh_holds_count == 0) {
 		if (mh->mh_version >= 4 && !bp_is_hole(&mh->mh_holds_root)) {
 			p->sh_tree.levels = mh->mh_holds_levels ? mh->mh_holds_levels : 1;
@@ -133,20 +141,37 @@ hold_load(ce_pool *p)
 	return 0;
 }
 
-/* Pass 1 of txg t: rewrite the holds object if the holds changed. */
+/* At txg t's quiesce (txg_capture, pool->lock held): the holds t writes, if they changed (invariant 2). */
+void
+hold_capture(ce_pool *p, uint64_t t)
+{
+	if (p->sh_changed_txg == 0 || p->sh_changed_txg > t)
+		return;
+	if (p->capsh_cap < p->nsh) {
+		p->capsh_cap = p->capsh;
+		p->sh_cap = xrealloc(p->sh_cap, p->capsh_cap * sizeof(hold_phys));
+	}
+	if (p->nsh > 0)
+		memcpy(p->sh_cap, p->sh, p->nsh * sizeof(hold_phys));
+	p->nsh_cap = p->nsh;
+	p->sh_cap_txg = t;
+	p->sh_changed_txg = 0;
+}
+
+/* Pass 1 of txg t: rewrite the holds object with what t's quiesce captured, if the holds changed. */
 int
 hold_sync(ce_pool *p, uint64_t t)
 {
 	pthread_mutex_lock(&p->lock);
-	if (p->sh_changed_txg == 0 || p->sh_changed_txg > t) {
+	if (p->sh_cap_txg != t) {
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
-	uint64_t n = p->nsh, nleaves = (n + HOLDS_PER_LEAF - 1) / HOLDS_PER_LEAF;
+	uint64_t n = p->nsh_cap, nleaves = (n + HOLDS_PER_LEAF - 1) / HOLDS_PER_LEAF;
 	uint8_t *buf = xcalloc(nleaves ? nleaves : 1, CE_META_BLOCK);
 	for (uint64_t i = 0; i < n; i++)
-		((hold_phys *)buf)[i] = p->sh[i];
-	p->sh_changed_txg = 0;
+		((hold_phys *)buf)[i] = p->sh_cap[i];
+	p->sh_cap_txg = 0;
 	pthread_mutex_unlock(&p->lock);
 
 	uint8_t *dirty = xmalloc(nleaves ? nleaves : 1);
@@ -244,13 +269,8 @@ hold_change(ce_pool *p, const char *tag, const char *const *names, size_t n, int
 			p->sh[k] = p->sh[--p->nsh];
 		}
 	}
-	/*
-	 * The oldest txg with a change not yet written: a later change must
-	 * not move the mark past a txg that is syncing but has not reached
-	 * hold_sync, or that txg commits without this change (invariant 2).
-	 */
-	if (p->sh_changed_txg == 0)
-		p->sh_changed_txg = p->open_txg;
+	/* the open txg's quiesce captures the holds for it (invariant 2) */
+	p->sh_changed_txg = p->open_txg;
 	return vol_mgmt_commit(p);
 }
 

@@ -41,6 +41,17 @@
  *      anything that is not durable.
  *   5. Volumes referenced by a batch in flight are not freed
  *      (volume->ilog_refs), even if their destroy commits meanwhile.
+ *   6. Replay tells a chain that ends (the next block is not there: wrong
+ *      identity) from one cut by damage (a block of the chain's identity,
+ *      epoch and sequence that fails its checksum or is malformed; write
+ *      data in place that fails its checksum). Damage is never taken for
+ *      the end: it is counted as a checksum error and kept in dmg_* (pool
+ *      status, caskd's log) until ce_pool_clear. Replay still stops at a
+ *      damaged block (what follows is counted, not applied: the volumes
+ *      stay a prefix of what was acknowledged). Damage followed by an
+ *      intact block is certain (invariant 1: it had been flushed); in the
+ *      last block it may also be a write a crash tore before its flush
+ *      returned, which was never acknowledged, and is reported as such.
  */
 #include "ilog.h"
 #include "checksum.h"
@@ -786,7 +797,8 @@ ilog_ub_durable(ce_pool *p, uint64_t txg)
 
 /* ---- replay at import ---- */
 
-/* Read and check the block at region offset off; 1 if it is the expected one. */
+/* Read and check the block at region offset off: 1 if it is the expected one, 0 if it is not
+ * there (another identity: the chain ends), -1 if it is but fails its checks (damage). */
 static int
 read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uint8_t *buf,
     int *ioerr)
@@ -805,10 +817,11 @@ read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uin
 	memcpy(&h, buf, sizeof(h));
 	uint64_t bytes = (uint64_t)h.lg_nsectors * CE_SECTOR;
 	if (h.lg_magic != LG_MAGIC || h.lg_version != LG_VERSION || h.lg_pool_guid != p->guid ||
-	    h.lg_epoch != ub->ub_log_epoch || h.lg_seq != seq || h.lg_nsectors == 0 ||
-	    bytes > LOG_BLK_MAX || off + bytes > l->size || h.lg_used < LG_HDR_SIZE ||
-	    h.lg_used > bytes)
+	    h.lg_epoch != ub->ub_log_epoch || h.lg_seq != seq)
 		return 0;
+	if (h.lg_nsectors == 0 || bytes > LOG_BLK_MAX || off + bytes > l->size || h.lg_used < LG_HDR_SIZE ||
+	    h.lg_used > bytes)
+		return -1;
 	if (bytes > CE_SECTOR &&
 	    (err = vdev_read(vd, buf + CE_SECTOR, bytes - CE_SECTOR, l->base + off + CE_SECTOR)) != 0) {
 		*ioerr = err;
@@ -817,7 +830,47 @@ read_block(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uin
 	uint8_t ck[32];
 	memcpy(ck, buf + offsetof(ilog_blk_phys, lg_cksum), sizeof(ck));
 	memset(buf + offsetof(ilog_blk_phys, lg_cksum), 0, sizeof(ck));
-	return checksum_verify(CE_CK_XXH128, buf, h.lg_used, ck);
+	return checksum_verify(CE_CK_XXH128, buf, h.lg_used, ck) ? 1 : -1;
+}
+
+/* The block after the one at off (sequence seq) that fails its checks: where it would be. */
+static int
+next_after_damage(ce_pool *p, const uberblock_phys *ub, uint64_t *off, uint64_t seq, uint8_t *buf)
+{
+	ilog_blk_phys h;
+	memcpy(&h, buf, sizeof(h));
+	int ioerr, ok = 0;
+	uint64_t bytes = (uint64_t)h.lg_nsectors * CE_SECTOR;
+	if (h.lg_nsectors != 0 && bytes <= LOG_BLK_MAX)
+		ok = read_block(p, ub, *off + bytes, seq + 1, buf, &ioerr) > 0;
+	if (ok) {
+		*off += bytes;
+		return 1;
+	}
+	if (read_block(p, ub, 0, seq + 1, buf, &ioerr) > 0) { /* the writer wrapped after it */
+		*off = 0;
+		return 1;
+	}
+	return 0;
+}
+
+/* Replay met a damaged block (invariant 6): count it and what follows it, apply nothing more. */
+static void
+note_damage(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, uint8_t *buf)
+{
+	ilog *l = &p->ilog;
+	uint64_t blocks = 0, recs = 0;
+	atomic_fetch_add(&p->cksum_errors, 1);
+	for (uint64_t s = seq; next_after_damage(p, ub, &off, s, buf); s++) {
+		blocks++;
+		recs += ((ilog_blk_phys *)buf)->lg_nrecs;
+	}
+	pthread_mutex_lock(&l->lock);
+	l->dmg_seq = seq;
+	l->dmg_lost_blocks = blocks;
+	l->dmg_lost_records = recs;
+	l->dmg_certain = blocks > 0;
+	pthread_mutex_unlock(&l->lock);
 }
 
 static volume *
@@ -894,9 +947,17 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 				ok = checksum_verify(CE_CK_XXH128, pdata, r.lr_length, ptr.lp_cksum);
 			}
 			if (!ok) {
-				/* Its data never became durable: the record was never acknowledged. */
+				/*
+				 * Its data fails its checksum: damage, or (in the chain's last block) data a
+				 * crash kept from its flush, never acknowledged (invariant 6). Not applied.
+				 */
 				free(pdata);
 				l->ptr_skipped++;
+				atomic_fetch_add(&p->cksum_errors, 1);
+				pthread_mutex_lock(&l->lock);
+				l->dmg_inplace++;
+				l->dmg_inplace_seq = h.lg_seq;
+				pthread_mutex_unlock(&l->lock);
 				continue;
 			}
 		}
@@ -931,6 +992,8 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 		l->head_seq = seq;
 		l->ready = 0;
 		l->replaying = 1;
+		l->dmg_seq = l->dmg_lost_blocks = l->dmg_lost_records = l->dmg_inplace = l->dmg_inplace_seq = 0;
+		l->dmg_certain = 0;
 		pthread_mutex_unlock(&l->lock);
 		for (int pass = 0; pass < 2 && err == 0; pass++) {
 			off = ub->ub_log_off;
@@ -939,7 +1002,7 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 			for (;;) {
 				int ioerr;
 				int ok = read_block(p, ub, off, seq, buf, &ioerr);
-				if (!ok && ioerr == 0 && off != 0) {
+				if (ok == 0 && ioerr == 0 && off != 0) {
 					off = 0; /* the writer wrapped */
 					ok = read_block(p, ub, off, seq, buf, &ioerr);
 				}
@@ -948,7 +1011,9 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 					    strerror(-ioerr));
 					break;
 				}
-				if (!ok)
+				if (ok < 0 && pass == 1)
+					note_damage(p, ub, off, seq, buf);
+				if (ok <= 0)
 					break;
 				if ((err = apply_block(p, ub, buf, pass, &nrecs)) != 0)
 					break;
@@ -961,6 +1026,11 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 		free(buf);
 		if (err != 0)
 			return err;
+		pthread_mutex_lock(&l->lock);
+		/* in-place data that failed with an intact or damaged block after its own: it had been flushed */
+		l->dmg_inplace_certain = l->dmg_inplace != 0 && (seq > l->dmg_inplace_seq + 1 ||
+		    l->dmg_seq == l->dmg_inplace_seq + 1);
+		pthread_mutex_unlock(&l->lock);
 	}
 	/*
 	 * The next commit starts a fresh epoch; until it is durable the old
@@ -993,7 +1063,7 @@ ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg)
 	for (;;) {
 		int ioerr;
 		int ok = read_block(p, ub, off, seq, buf, &ioerr);
-		if (!ok && ioerr == 0 && off != 0) {
+		if (ok == 0 && ioerr == 0 && off != 0) {
 			off = 0;
 			ok = read_block(p, ub, off, seq, buf, &ioerr);
 		}
@@ -1001,7 +1071,9 @@ ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg)
 			err = ioerr;
 			break;
 		}
-		if (!ok)
+		if (ok < 0)
+			err = -EBADMSG; /* damage, not the end (invariant 6) */
+		if (ok <= 0)
 			break;
 		ilog_blk_phys h;
 		memcpy(&h, buf, sizeof(h));

@@ -64,6 +64,13 @@ typedef struct ilog {
 	/* statistics */
 	uint64_t commits, blocks, bytes, fallbacks, replayed, replayed_blocks;
 	uint64_t ptr_records, ptr_bytes, ptr_skipped;
+	/* damage the last replay found (invariant 6 of ilog.c), until ce_pool_clear */
+	uint64_t dmg_seq;        /* the damaged block's sequence number (0: none) */
+	uint64_t dmg_lost_blocks, dmg_lost_records; /* intact blocks after it, not replayed */
+	uint64_t dmg_inplace;    /* write records whose in-place data failed its checksum */
+	uint64_t dmg_inplace_seq; /* the newest block holding one */
+	int dmg_certain;         /* an intact block followed the damage: it had been acknowledged */
+	int dmg_inplace_certain; /* likewise for the in-place data */
 } ilog;
 
 void ilog_init(ce_pool *p);
@@ -88,7 +95,8 @@ int ilog_commit(ce_pool *p, volume *v);
 /* Sync thread: the log fields of uberblock t; then, once it is durable, release. */
 void ilog_ub_fill(ce_pool *p, uint64_t txg, uberblock_phys *ub);
 void ilog_ub_durable(ce_pool *p, uint64_t txg);
-/* cask-debug: fn(arg, block, region offset, NULL, NULL) per block, then per record. */
+/* cask-debug: fn(arg, block, region offset, NULL, NULL) per block, then per record;
+ * -EBADMSG when the chain is cut by a damaged block (ilog.c invariant 6). */
 typedef int (*ilog_walk_fn)(void *arg, const ilog_blk_phys *b, uint64_t off, const ilog_rec_phys *r,
     const void *body);
 int ilog_walk(ce_pool *p, const uberblock_phys *ub, ilog_walk_fn fn, void *arg);

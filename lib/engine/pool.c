@@ -453,6 +453,11 @@ ce_pool_clear(ce_pool *p)
 	pthread_mutex_lock(&p->config_lock);
 	atomic_store(&p->io_errors, 0);
 	atomic_store(&p->cksum_errors, 0);
+	pthread_mutex_lock(&p->ilog.lock); /* intent log damage: acknowledged (ilog.c invariant 6) */
+	p->ilog.dmg_seq = p->ilog.dmg_lost_blocks = p->ilog.dmg_lost_records = 0;
+	p->ilog.dmg_inplace = p->ilog.dmg_inplace_seq = 0;
+	p->ilog.dmg_certain = p->ilog.dmg_inplace_certain = 0;
+	pthread_mutex_unlock(&p->ilog.lock);
 	pthread_mutex_lock(&p->lock);
 	int susp = p->suspended;
 	pthread_mutex_unlock(&p->lock);
@@ -621,6 +626,12 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->log_fallbacks = l->fallbacks;
 	st->log_replayed = l->replayed;
 	st->log_inplace = l->ptr_bytes;
+	st->log_damaged_seq = l->dmg_seq;
+	st->log_lost_blocks = l->dmg_lost_blocks;
+	st->log_lost_records = l->dmg_lost_records;
+	st->log_bad_inplace = l->dmg_inplace;
+	st->log_damage_certain = l->dmg_certain;
+	st->log_bad_inplace_certain = l->dmg_inplace_certain;
 	pthread_mutex_unlock(&l->lock);
 	return 0;
 }

@@ -105,7 +105,10 @@ struct ce_pool {
 	size_t nsh, capsh;
 	cowtree sh_tree;
 	uint64_t sh_disk_leaves;  /* leaves the object had when last written */
-	uint64_t sh_changed_txg;  /* oldest txg with a holds change not yet written (0: none) */
+	uint64_t sh_changed_txg;  /* the holds changed since the last capture, in this txg (0: no) */
+	hold_phys *sh_cap;        /* the holds as of txg sh_cap_txg's quiesce (hold_capture) ... */
+	size_t nsh_cap, capsh_cap;
+	uint64_t sh_cap_txg;      /* ... which hold_sync of that txg writes (0: nothing to write) */
 
 	/* the replica object (repl.c; written by the sync thread) */
 	cowtree rp_tree;
@@ -175,6 +178,7 @@ int recv_table_sync(ce_pool *p, uint64_t txg);
 
 /* hold.c */
 int hold_load(ce_pool *p);
+void hold_capture(ce_pool *p, uint64_t txg);
 int hold_sync(ce_pool *p, uint64_t txg);
 void hold_fini(ce_pool *p);
 unsigned hold_count(const ce_pool *p, uint64_t snap_guid);

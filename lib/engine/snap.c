@@ -371,7 +371,7 @@ snap_attach(ce_pool *p, volume *s, uint64_t t)
 	s->prev_txg = h->prev_txg;
 	s->unique = 0;
 	s->snap_txg_pending = 0;
-	s->rec_txg = t;
+	s->snap.rec = 1;
 	h->prev = s;
 	h->prev_txg = t;
 	h->written = 0;
@@ -421,7 +421,7 @@ snap_destroy_sync(ce_pool *p, volume *s, uint64_t t)
 	n->prev = s->prev;
 	n->prev_txg = s->prev_txg;
 	if (n->is_snap)
-		n->rec_txg = t;
+		n->snap.rec = 1; /* not rec_txg: a rename in the open txg may have marked that */
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&n->lock);
 	volume *owner = n->is_snap ? n->head : n;

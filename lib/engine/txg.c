@@ -127,12 +127,13 @@ txg_sync_now(ce_pool *p)
 	return txg_wait_synced(p, t);
 }
 
-/* At txg t's quiesce point (pool->lock held): what each volume looks like in t. */
+/* At txg t's quiesce point (pool->lock held): what each volume and the holds look like in t. */
 void
 txg_capture(ce_pool *p, uint64_t t)
 {
 	for (size_t i = 0; i < p->nvols; i++)
 		vol_capture(p->vols[i], t);
+	hold_capture(p, t);
 }
 
 /* Write out txg t: volumes, then MOS and bitmaps until stable, then commit. */
@@ -194,7 +195,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 			continue;
 		}
 		/* a snapshot's record is written only when it changed */
-		int snap_changed = v->rec_txg != 0 && v->rec_txg <= t;
+		int snap_changed = v->snap.rec;
 		if (v->is_snap && !snap_changed && !v->dl.changed)
 			continue;
 		err = dl_sync(p, &v->dl, t);
@@ -211,7 +212,7 @@ txg_sync_work(ce_pool *p, uint64_t t)
 			}
 			mos_ds_put(p, v->slot, &ds);
 			if (snap_changed)
-				v->rec_txg = 0;
+				v->snap.rec = 0;
 		}
 	}
 	if (err == 0)

@@ -147,10 +147,15 @@ vol_capture(volume *v, uint64_t t)
 	v->snap.txg = t;
 	v->snap.destroy_txg = v->destroy_txg;
 	v->snap.rollback_txg = v->rollback_txg;
-	if (v->is_snap && v->rec_txg == 0) {
-		/* an unchanged snapshot: nothing of it is written this txg */
+	if (v->is_snap && (v->rec_txg == 0 || v->rec_txg > t)) {
+		/* an unchanged snapshot: nothing of it is written this txg (unless its sync changes it) */
 		v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
 		return;
+	}
+	if (v->is_snap) {
+		/* the change is t's now: a rename in t + 1 marks t + 1, and t still writes this one */
+		v->snap.rec = 1;
+		v->rec_txg = 0;
 	}
 	capture_fields(v);
 	v->snap.doomed = v->destroy_txg != 0 && v->destroy_txg <= t;
@@ -254,6 +259,7 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->load_head = ds.ds_head_guid;
 	v->prev_txg = ds.ds_prev_txg;
 	v->rec_txg = 0;
+	v->snap.rec = 0;
 	v->send_guid = ds.ds_send_guid;
 	v->receiving = v->rcap.receiving = ds.ds_recv;
 	v->load_role = ds.ds_role;

@@ -65,6 +65,8 @@ struct volume {
 		uint64_t destroy_txg;  /* destroy_txg then: what the sync thread tests (a destroy
 		                          made later, in the open txg, writes it meanwhile) */
 		uint64_t rollback_txg; /* rollback_txg then, likewise */
+		int rec;               /* snapshot: that txg writes its record (a change handed to
+		                          it at quiesce, or one its sync made) */
 	} snap;
 
 	/*
@@ -81,7 +83,8 @@ struct volume {
 	uint64_t written;      /* volume: bytes of its tree born after prev_txg */
 	uint64_t snap_txg_pending; /* snapshot created in this txg, not yet attached */
 	uint64_t rollback_txg;     /* volume: roll back to prev in that txg's sync */
-	uint64_t rec_txg;          /* snapshot: its record changed in that txg (0: unchanged) */
+	uint64_t rec_txg;          /* snapshot: a management operation of that (open) txg changed
+	                              its record; the txg's quiesce takes it over (0: none since) */
 
 	uint64_t gen;          /* bumps on every change a reader or RMW could see */
 	int refs;              /* open handles */

@@ -87,6 +87,7 @@ Cancelled = _sub("Cancelled", "the job was cancelled")
 TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.job)")
 VdevInUse = _sub("VdevInUse", "pool_create: a file holds data or a signature (force=True overwrites it)")
 PoolNeedsRewind = _sub("PoolNeedsRewind", "pool_import: the newest txg is damaged; rewind=True discards it")
+ClientNotFound = _sub("ClientNotFound", "client_kill: no connected client of that id")
 
 # Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
 # this table names each one, and no other).
@@ -104,6 +105,7 @@ _BY_CODE = {
     "NOT_A_PARTIAL_RECEIVE": NotAPartialReceive, "JOB_NOT_FOUND": JobNotFound,
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
+    "CLIENT_NOT_FOUND": ClientNotFound,
     "REPLICA_READ_ONLY": PermissionDenied,  # a replica volume: only its controller writes it
     "REPLICATION_INSECURE": PermissionDenied, "PEER_UNREACHABLE": Error, "PEER_REFUSED": Error,
     "NOT_REPLICATED": InvalidArgument,
@@ -163,6 +165,8 @@ _POOL_FIELDS = ("name", "guid", "state", "error", "size", "allocated", "free", "
                 "checksum_errors", "io_errors", "txg", "log_size", "log_commits", "log_blocks",
                 "log_bytes", "log_fallbacks", "log_replayed")
 _JOB_FIELDS = ("id", "kind", "pool", "target", "state", "done", "total", "elapsed_ms", "result")
+_CLIENT_FIELDS = ("id", "frontend", "peer", "uid", "pid", "export_name", "state", "since", "idle", "bytes_in",
+                  "bytes_out", "requests", "queued_bytes", "tls")
 
 
 class Job:
@@ -326,10 +330,13 @@ class Client:
                     name)
         return _s(out)
 
-    def pool_export(self, name):
-        """Commit and close the pool; caskd forgets it (the vdevs keep it). Busy while volumes are
-        open."""
-        self._check(lib.cask_pool_export(self._c, _b(name)), name)
+    def pool_export(self, name, force=False):
+        """Commit and close the pool; caskd forgets it (the vdevs keep it). Busy (naming them) while
+        clients have its volumes open, unless force=True disconnects them first."""
+        if force:
+            self._check(lib.cask_pool_export_ex(self._c, _b(name), 0x100), name)
+        else:
+            self._check(lib.cask_pool_export(self._c, _b(name)), name)
 
     def pool_destroy(self, name):
         """Destroy the pool: its volumes and snapshots are gone, its vdev labels wiped."""
@@ -387,10 +394,10 @@ class Client:
         props.sync = keep.get("sync", ffi.NULL)
         self._check(lib.cask_vol_create(self._c, _b(name), size, props), name)
 
-    def vol_destroy(self, name, recursive=False, dependents=False):
+    def vol_destroy(self, name, recursive=False, dependents=False, force=False):
         """Destroy a volume; recursive=True with its snapshots, dependents=True also the clones of
-        those (and theirs)."""
-        flags = (1 if recursive or dependents else 0) | (2 if dependents else 0)
+        those (and theirs); force=True first disconnects the clients that have it open."""
+        flags = (1 if recursive or dependents else 0) | (2 if dependents else 0) | (0x100 if force else 0)
         self._check(lib.cask_vol_destroy_ex(self._c, _b(name), flags), name)
 
     def vol_resize(self, name, size, shrink=False):
@@ -560,6 +567,22 @@ class Client:
         j = Job(self, job_id)
         j.info()
         return j
+
+    def clients(self):
+        """The clients connected to caskd's frontends (a generator of dicts, by id)."""
+        pp, n = ffi.new("cask_conn_info **"), ffi.new("size_t *")
+        self._check(lib.cask_conn_list(self._c, pp, n))
+        try:
+            for i in range(n[0]):
+                d = _struct(pp[0][i], _CLIENT_FIELDS)
+                d["export"] = d.pop("export_name")
+                yield d
+        finally:
+            lib.free(pp[0])
+
+    def client_kill(self, client_id):
+        """Disconnect a client (its requests in flight are answered first)."""
+        self._check(lib.cask_conn_kill(self._c, client_id))
 
     def jobs(self):
         """Running jobs and the newest 64 ended ones (a generator of dicts)."""

@@ -131,6 +131,14 @@ typedef struct cask_diff_iter cask_diff_iter;
 int cask_diff_begin(cask_client *c, const char *from, const char *to, cask_diff_iter **it);
 int cask_diff_next(cask_diff_iter *it, cask_extent *ext);
 void cask_diff_end(cask_diff_iter *it);
+typedef struct {
+    uint64_t id; char frontend[16]; char peer[80]; long uid, pid; char export_name[256]; char state[16];
+    int64_t since, idle; uint64_t bytes_in, bytes_out; int requests; uint64_t queued_bytes; char tls[96];
+    ...;
+} cask_conn_info;
+int cask_conn_list(cask_client *c, cask_conn_info **out, size_t *n);
+int cask_conn_kill(cask_client *c, uint64_t id);
+int cask_pool_export_ex(cask_client *c, const char *name, unsigned flags);
 void free(void *);
 """
 

@@ -357,6 +357,27 @@ def test_cancel_and_threads(client, daemon):
     client.vol_destroy("tank/th")
 
 
+def test_clients_and_force(client, daemon):
+    """Issue 17: who is connected, client_kill, and force on destroy and export."""
+    import nbd
+    client.vol_create("tank/held", 1 << 20)
+    h = nbd.NBD()
+    h.connect_uri(daemon.uri("tank/held"))
+    got = [c for c in client.clients() if c["export"] == "tank/held"]
+    assert len(got) == 1 and got[0]["frontend"] == "nbd" and got[0]["state"] == "serving"
+    assert got[0]["peer"].startswith("127.0.0.1:") and got[0]["uid"] == -1 and got[0]["tls"] == ""
+    with pytest.raises(cask.Busy) as e:
+        client.vol_destroy("tank/held")
+    assert ("client %d " % got[0]["id"]) in str(e.value)
+    client.client_kill(got[0]["id"])
+    with pytest.raises(cask.ClientNotFound):
+        client.client_kill(got[0]["id"])
+    h2 = nbd.NBD()
+    h2.connect_uri(daemon.uri("tank/held"))
+    client.vol_destroy("tank/held", force=True)
+    assert [c for c in client.clients() if c["export"] == "tank/held"] == []
+
+
 def test_not_running(tmp_path):
     with pytest.raises(cask.NotRunning) as e:
         cask.Client(str(tmp_path / "no.sock"))

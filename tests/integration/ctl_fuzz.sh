@@ -29,21 +29,22 @@ OPS = ["hello", "pool.create", "pool.import", "pool.export", "pool.destroy", "po
        "pool.clear", "pool.inject", "snap.create", "snap.destroy", "snap.list", "snap.rename", "snap.hold",
        "snap.release", "snap.holds", "vol.rollback", "vol.clone", "vol.promote", "vol.send", "vol.recv",
        "vol.recv_abandon", "vol.diff", "job.get", "job.wait", "job.cancel", "job.list", "vol.create",
-       "vol.destroy", "vol.resize", "vol.rename", "vol.list", "vol.get", "vol.set", "vol.inherit"]
+       "vol.destroy", "vol.resize", "vol.rename", "vol.list", "vol.get", "vol.set", "vol.inherit",
+       "client.list", "client.kill"]
 KEYS = ["name", "names", "new_name", "paths", "dir", "size", "props", "prop", "value", "pool", "tag",
         "recursive", "dependents", "shrink", "destroy_later", "from", "token", "force", "wait", "cursor",
         "limit", "id", "timeout_ms", "op", "vdev", "after", "persistent"]
 ARGS = {"pool.create": ["name", "paths", "size"], "pool.import": ["name", "paths", "dir"],
-        "pool.export": ["name"], "pool.destroy": ["name"], "pool.status": ["name"], "pool.clear": ["name"],
+        "pool.export": ["name", "force"], "client.list": ["cursor", "limit"], "client.kill": ["id"], "pool.destroy": ["name"], "pool.status": ["name"], "pool.clear": ["name"],
         "pool.inject": ["name", "op", "vdev", "after", "persistent"], "snap.create": ["names"],
-        "snap.destroy": ["name", "names"], "snap.list": ["name", "cursor", "limit"],
+        "snap.destroy": ["name", "names", "force"], "snap.list": ["name", "cursor", "limit"],
         "snap.rename": ["name", "new_name"], "snap.hold": ["tag", "names"], "snap.release": ["tag", "names"],
-        "snap.holds": ["name", "cursor", "limit"], "vol.rollback": ["name", "destroy_later"],
+        "snap.holds": ["name", "cursor", "limit"], "vol.rollback": ["name", "destroy_later", "force"],
         "vol.clone": ["name", "new_name"], "vol.promote": ["name"], "vol.send": ["name", "from", "token", "wait"],
         "vol.recv": ["name", "force", "wait"], "vol.recv_abandon": ["name"],
         "vol.diff": ["from", "name", "cursor", "limit"], "job.get": ["id"], "job.cancel": ["id"],
         "job.wait": ["id", "timeout_ms"], "job.list": ["cursor", "limit"], "vol.create": ["name", "size", "props"],
-        "vol.destroy": ["name", "recursive", "dependents"], "vol.resize": ["name", "size", "shrink"],
+        "vol.destroy": ["name", "recursive", "dependents", "force"], "vol.resize": ["name", "size", "shrink"],
         "vol.rename": ["name", "new_name"], "vol.list": ["pool", "cursor", "limit"], "vol.get": ["name"],
         "vol.set": ["name", "prop", "value", "props"], "vol.inherit": ["name", "prop"]}
 POOLS = ["tank", "tank", "tank", "fz", "nope", ""]

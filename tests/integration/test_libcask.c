@@ -10,7 +10,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <endian.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include "../unit/t.h"
@@ -49,6 +52,52 @@ stop_daemon(void)
 			exit(1);                                                          \
 		}                                                                         \
 	} while (0)
+
+/* A raw NBD client on caskd's unix socket, through GO of export: its descriptor. */
+static int
+nbd_go(const char *path, const char *export)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	uint8_t g[18], m[512];
+	CHECK(recv(fd, g, 18, MSG_WAITALL) == 18 && memcmp(g, "NBDMAGICIHAVEOPT", 16) == 0);
+	uint32_t nl = (uint32_t)strlen(export);
+	uint8_t *p = m;
+	uint32_t be = htobe32(3);
+	memcpy(p, &be, 4), p += 4;                                   /* client flags */
+	memcpy(p, "IHAVEOPT", 8), p += 8;
+	be = htobe32(7), memcpy(p, &be, 4), p += 4;                  /* GO */
+	be = htobe32(4 + nl + 2), memcpy(p, &be, 4), p += 4;
+	be = htobe32(nl), memcpy(p, &be, 4), p += 4;
+	memcpy(p, export, nl), p += nl;
+	memset(p, 0, 2), p += 2;
+	CHECK(write(fd, m, (size_t)(p - m)) == p - m);
+	for (;;) {
+		uint8_t h[20];
+		CHECK(recv(fd, h, 20, MSG_WAITALL) == 20);
+		uint32_t type, len;
+		memcpy(&type, h + 12, 4), memcpy(&len, h + 16, 4);
+		type = be32toh(type), len = be32toh(len);
+		CHECK(len <= sizeof(m) && (len == 0 || recv(fd, m, len, MSG_WAITALL) == (ssize_t)len));
+		CHECK((type & 0x80000000u) == 0);
+		if (type == 1)
+			return fd; /* ACK: transmission */
+	}
+}
+
+/* The server closed fd. */
+static int
+nbd_closed(int fd)
+{
+	char b;
+	struct pollfd pf = { fd, POLLIN, 0 };
+	CHECK(poll(&pf, 1, 30000) == 1);
+	int gone = recv(fd, &b, 1, 0) <= 0;
+	close(fd);
+	return gone;
+}
 
 static void *
 worker(void *arg)
@@ -485,6 +534,52 @@ main(int argc, char **argv)
 	CHECK_CODE(cask_vol_rename(c, "tank/renamed", "other/x"), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_resize(c, "tank/renamed", 1 << 20, 0), EINVAL, "INVALID_ARGUMENT");
 	COK(cask_vol_resize(c, "tank/renamed", 1 << 20, 1));
+
+	/* CASK_1.1: frontend clients listed and killed; BUSY names them; CASK_FORCE_DISCONNECT */
+	{
+		char nbdpath[700];
+		snprintf(nbdpath, sizeof(nbdpath), "%s/nbd.sock", t_dir);
+		const char *hs[] = { "tank/renamed@h1", "tank/renamed@h2" };
+		COK(cask_snap_create(c, hs, 2));
+		int a = nbd_go(nbdpath, "tank/renamed"), b = nbd_go(nbdpath, "tank/renamed@h2");
+		cask_conn_info *cl;
+		size_t k = 0;
+		for (int i = 0; i < 200 && k < 2; i++) { /* listed once its loop has taken it */
+			COK(cask_conn_list(c, &cl, &k));
+			if (k < 2)
+				free(cl), usleep(10000);
+		}
+		CHECK(k == 2 && cl[0].id < cl[1].id && strcmp(cl[0].export_name, "tank/renamed") == 0);
+		CHECK(strcmp(cl[1].export_name, "tank/renamed@h2") == 0 && strcmp(cl[0].frontend, "nbd") == 0);
+		CHECK(cl[0].uid == (long)geteuid() && cl[0].pid == (long)getpid() && strcmp(cl[0].state, "serving") == 0);
+		uint64_t ida = cl[0].id;
+		free(cl);
+		CHECK_CODE(cask_snap_destroy_many_ex(c, &hs[1], 1, 0), EBUSY, "BUSY");
+		CHECK(strstr(cask_error()->message, "held by nbd client") != NULL);
+		CHECK_CODE(cask_snap_destroy_many_ex(c, &hs[1], 1, 1u << 3), EINVAL, "INVALID_ARGUMENT");
+		COK(cask_snap_destroy_many_ex(c, &hs[1], 1, CASK_FORCE_DISCONNECT));
+		CHECK(nbd_closed(b));
+		CHECK_CODE(cask_vol_rollback_ex(c, hs[0], 0), EBUSY, "BUSY");
+		CHECK_CODE(cask_vol_rollback_ex(c, hs[0], 1u << 3), EINVAL, "INVALID_ARGUMENT");
+		COK(cask_conn_kill(c, ida));
+		CHECK(nbd_closed(a));
+		CHECK_CODE(cask_conn_kill(c, ida), ENOENT, "CLIENT_NOT_FOUND");
+		a = nbd_go(nbdpath, "tank/renamed");
+		COK(cask_vol_rollback_ex(c, hs[0], CASK_ROLLBACK_DESTROY_LATER | CASK_FORCE_DISCONNECT));
+		CHECK(nbd_closed(a));
+		a = nbd_go(nbdpath, "tank/renamed");
+		CHECK_CODE(cask_pool_export_ex(c, "tank", 0), EBUSY, "BUSY");
+		CHECK(strstr(cask_error()->message, "held by nbd client") != NULL);
+		CHECK_CODE(cask_pool_export_ex(c, "tank", 1u << 3), EINVAL, "INVALID_ARGUMENT");
+		COK(cask_pool_export_ex(c, "tank", CASK_FORCE_DISCONNECT));
+		CHECK(nbd_closed(a));
+		COK(cask_conn_list(c, &cl, &k));
+		CHECK(k == 0);
+		free(cl);
+		CHECK_CODE(cask_pool_export_ex(c, "tank", 0), ENOENT, "POOL_NOT_FOUND");
+		char got0[64];
+		COK(cask_pool_import(c, "tank", NULL, 0, t_dir, got0, sizeof(got0)));
+	}
 
 	/* export, import by directory, destroy */
 	COK(cask_pool_export(c, "tank"));

@@ -15,6 +15,14 @@
  * until its uberblock is flushed and is stopped again before the next
  * txg writes anything; the pool file is copied then (what a crash there
  * leaves) and imported: the first hold must be in it.
+ *
+ * The same crash found the opposite bug (cask-stress: "the hold in
+ * flight (op 13) shows on one volume, but not everything before it on
+ * the other"): the syncing txg wrote the holds as they were when it
+ * reached hold_sync, so the second hold, made in the next txg, was
+ * written one txg early -- a crash kept it without the writes its thread
+ * had made before it. Here a write to volume w comes before the second
+ * hold; after the crash the second hold must be absent, like the write.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -133,6 +141,7 @@ main(void)
 	OK(ce_pool_create("tank", &path, 1, &o, &pool));
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	OK(ce_vol_create(pool, "v", 1 << 20, &pr));
+	OK(ce_vol_create(pool, "w", 1 << 20, &pr));
 	const char *snaps[2] = { "v@a", "v@b" };
 	int errs[2];
 	OK(ce_snap_create(pool, snaps, 2, errs));
@@ -152,6 +161,12 @@ main(void)
 	pthread_t a, b;
 	pthread_create(&a, NULL, hold_thread, (void *)"v@a");
 	wait_at_gate(); /* txg t syncs, its first write waits */
+	/* what b's thread wrote before its hold: in txg t+1, as the hold is */
+	ce_vol *w;
+	OK(ce_vol_open(pool, "w", &w));
+	t_fill(blk, sizeof(blk), 2);
+	OK(ce_vol_write(w, blk, sizeof(blk), 0));
+	ce_vol_close(w);
 	pthread_create(&b, NULL, hold_thread, (void *)"v@b");
 	/* b's hold is in memory (for txg t+1) once the listing shows it */
 	for (;;) {
@@ -189,6 +204,17 @@ main(void)
 	OK(ce_snap_holds(c, "v@a", &hi, &n));
 	printf("holds on v@a after the crash: %zu (the hold returned before it)\n", n);
 	CHECK(n == 1);
+	free(hi);
+	/* txg t+1 never committed: neither the write to w nor the hold on v@b */
+	uint8_t got[4096], zero[4096];
+	memset(zero, 0, sizeof(zero));
+	OK(ce_vol_open(c, "w", &w));
+	OK(ce_vol_read(w, got, sizeof(got), 0));
+	ce_vol_close(w);
+	CHECK(memcmp(got, zero, sizeof(got)) == 0);
+	OK(ce_snap_holds(c, "v@b", &hi, &n));
+	printf("holds on v@b after the crash: %zu (made in the txg that never committed)\n", n);
+	CHECK(n == 0);
 	free(hi);
 	OK(ce_pool_export(c));
 	printf("ok\n");

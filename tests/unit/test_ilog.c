@@ -12,7 +12,12 @@
  *   2. Group commit: 8 threads doing FUA writes share log commits; all of
  *      them survive an abandon.
  *   3. A damaged log block: import stops the replay there, still imports,
- *      and no block reads anything that was never written.
+ *      and no block reads anything that was never written; the damage is
+ *      reported (issue 17 item 9: it used to pass for the chain's end,
+ *      silently): the block, the intact blocks and records after it, a
+ *      checksum error, until ce_pool_clear; so is in-place data of a logged
+ *      write that fails its checksum, and a damaged last block (which a
+ *      torn unacknowledged write also leaves) is reported as uncertain.
  *   4. Per-volume commits: a FLUSH on one volume does not log another
  *      volume's unflushed writes; a later FLUSH of that volume does.
  *   5. A pool of three vdevs: in-place data lands on every vdev (each one
@@ -292,12 +297,69 @@ main(int argc, char **argv)
 	OK(ce_pool_stat_get(p, &st));
 	printf("damaged 5th log block: %" PRIu64 " of 10 records replayed\n", st.log_replayed);
 	CHECK(st.log_replayed == 4);
+	printf("damaged 5th log block: reported as seq %" PRIu64 ", %" PRIu64 " blocks and %" PRIu64
+	    " records after it lost, certain %d, %" PRIu64 " checksum errors\n", st.log_damaged_seq,
+	    st.log_lost_blocks, st.log_lost_records, st.log_damage_certain, st.cksum_errors);
+	CHECK(st.log_damaged_seq != 0 && st.log_lost_blocks == 5 && st.log_lost_records == 5);
+	CHECK(st.log_damage_certain == 1 && st.cksum_errors >= 1 && st.log_bad_inplace == 0);
+	OK(ce_pool_clear(p)); /* acknowledged */
+	OK(ce_pool_stat_get(p, &st));
+	CHECK(st.log_damaged_seq == 0 && st.log_lost_blocks == 0 && st.cksum_errors == 0);
 	/* the first four are back; the rest read zeros (their old value), never garbage */
 	for (int i = 0; i < 4; i++)
 		durable_gen[i * 8] = newest_gen[i * 8];
 	verify_all(p, "after a damaged log block");
 	OK(ce_pool_export(p));
 	CHECK(t_debug_check(argv[0], path, NULL) == 0);
+
+	/* 3b. damaged in-place data of a flushed 64 KiB write, then a damaged last block */
+	for (int round = 0; round < 2; round++) {
+		OK(ce_pool_import(&path, 1, &o, &p));
+		OK(ce_vol_open(p, "v", &v));
+		OK(ce_pool_sync(p));
+		base = p->ilog.base;
+		write_range(v, 100, 16, 0); /* 64 KiB: written in place */
+		OK(ce_vol_flush(v));
+		uint64_t data_off = 0, last_off = 0;
+		pthread_mutex_lock(&p->ilog.lock);
+		CHECK(p->ilog.fn == 1 && p->ilog.fifo[p->ilog.ffirst % p->ilog.fcap].next == 1);
+		data_off = p->ilog.fifo[p->ilog.ffirst % p->ilog.fcap].ext[0].off;
+		pthread_mutex_unlock(&p->ilog.lock);
+		write_range(v, 200, 1, 0);
+		OK(ce_vol_flush(v)); /* a later block: the first had been acknowledged */
+		pthread_mutex_lock(&p->ilog.lock);
+		CHECK(p->ilog.fn == 2);
+		last_off = p->ilog.fifo[(p->ilog.ffirst + 1) % p->ilog.fcap].off;
+		pthread_mutex_unlock(&p->ilog.lock);
+		ce_vol_close(v);
+		ce_pool_abandon(p);
+		FILE *f = fopen(path, "r+b");
+		CHECK(f != NULL);
+		long at = round == 0 ? (long)(data_off + 3000) : (long)(base + last_off + 300);
+		CHECK(fseek(f, at, SEEK_SET) == 0);
+		int c = fgetc(f);
+		CHECK(fseek(f, at, SEEK_SET) == 0);
+		fputc(c ^ 0x01, f);
+		fclose(f);
+		OK(ce_pool_import(&path, 1, &o, &p));
+		OK(ce_pool_stat_get(p, &st));
+		printf("%s: bad in-place %" PRIu64 " (certain %d), damaged seq %" PRIu64 " (certain %d), %" PRIu64
+		    " checksum errors, %" PRIu64 " replayed\n", round == 0 ? "flipped bit in in-place data" :
+		    "flipped bit in the last log block", st.log_bad_inplace, st.log_bad_inplace_certain,
+		    st.log_damaged_seq, st.log_damage_certain, st.cksum_errors, st.log_replayed);
+		if (round == 0) {
+			CHECK(st.log_bad_inplace == 1 && st.log_bad_inplace_certain == 1 && st.log_damaged_seq == 0);
+			CHECK(st.log_replayed == 1 && st.cksum_errors == 1);
+		} else {
+			CHECK(st.log_bad_inplace == 0 && st.log_damaged_seq != 0 && st.log_damage_certain == 0);
+			CHECK(st.log_lost_blocks == 0 && st.log_replayed == 1 && st.cksum_errors == 1);
+		}
+		OK(ce_pool_clear(p));
+		OK(ce_pool_stat_get(p, &st));
+		CHECK(st.log_bad_inplace == 0 && st.log_damaged_seq == 0 && st.cksum_errors == 0);
+		OK(ce_pool_export(p));
+		CHECK(t_debug_check(argv[0], path, NULL) == 0);
+	}
 
 	/* 4. a FLUSH logs only its own volume's changes */
 	OK(ce_pool_import(&path, 1, &o, &p));
