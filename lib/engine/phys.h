@@ -13,7 +13,8 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "the cask format is written by little-endian hosts only");
 
-#define CE_FORMAT_VERSION 6u
+#define FMT_V_REPL 6u /* replication: ds_role, ds_repl_idx, the replica object (section 7) */
+#define CE_FORMAT_VERSION FMT_V_REPL /* the newest version this build writes */
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12

@@ -207,8 +207,8 @@ repl_sync(ce_pool *p, uint64_t t)
 		mr.mr_root = p->rp_tree.root;
 	}
 	memcpy(p->mos_buf + CE_MOS_REPL_OFF, &mr, sizeof(mr));
-	if (nleaves > 0 && mos_hdr(p)->mh_version < 6)
-		mos_hdr(p)->mh_version = 6; /* older software would not keep the promises */
+	if (nleaves > 0 && mos_hdr(p)->mh_version < FMT_V_REPL)
+		mos_hdr(p)->mh_version = FMT_V_REPL; /* older software would not keep the promises */
 	mos_mark_dirty(p, 0, CE_META_BLOCK);
 	return 0;
 }
@@ -227,7 +227,7 @@ repl_load(ce_pool *p)
 	int any_role = 0;
 	for (size_t i = 0; i < p->nvols; i++)
 		any_role |= p->vols[i]->load_role != 0;
-	if (mh->mh_version < 6 || mr.mr_magic == 0) {
+	if (mh->mh_version < FMT_V_REPL || mr.mr_magic == 0) {
 		if (any_role)
 			return err_set(-EIO, "pool %s: a replica volume has no replica object", p->name);
 		return 0;
