@@ -31,6 +31,9 @@
 #include "nbd.h"
 #include "registry.h"
 #include "tls.h"
+#include "repl/proto.h"
+#include "repl/service.h"
+#include "repl/ctrl.h"
 #include "util.h"
 #include "vio.h"
 
@@ -81,6 +84,12 @@ usage(FILE *f)
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
 	    "                          stack and the test.vio_fault control operation\n"
+	    "  --replica-listen ADDR:PORT  accept replication controllers here ([::]:PORT for\n"
+	    "                          IPv6; docs/replication.md)\n"
+	    "  --peer-key FILE         the shared secret replication peers prove they hold\n"
+	    "                          (HMAC-SHA256; at least 32 bytes; mode 0600)\n"
+	    "  --insecure-peers        replicate without a peer key (peers are not authenticated)\n"
+	    "  --replica-advertise HOST:PORT  the address peers are told (default: the listen address)\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -234,6 +243,8 @@ main(int argc, char **argv)
 	vio_config vcfg = { 32, 0 };
 	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
+	const char *repl_listen = NULL, *peer_key = NULL, *advertise = NULL;
+	int insecure_peers = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
@@ -248,6 +259,8 @@ main(int argc, char **argv)
 		{ "handshake-timeout", 1, NULL, 'H' }, { "tls", 1, NULL, 't' }, { "tls-cert", 1, NULL, 'C' },
 		{ "tls-key", 1, NULL, 'K' }, { "tls-ca", 1, NULL, 'A' }, { "tls-psk", 1, NULL, 'P' },
 		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
+		{ "replica-listen", 1, NULL, 1001 }, { "peer-key", 1, NULL, 1002 }, { "insecure-peers", 0, NULL, 1003 },
+		{ "replica-advertise", 1, NULL, 1004 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -323,6 +336,18 @@ main(int argc, char **argv)
 		case 'X':
 			vcfg.test_ops = 1;
 			break;
+		case 1001:
+			repl_listen = optarg;
+			break;
+		case 1002:
+			peer_key = optarg;
+			break;
+		case 1003:
+			insecure_peers = 1;
+			break;
+		case 1004:
+			advertise = optarg;
+			break;
 		case 'd':
 		case 'c':
 		case 'm': {
@@ -366,6 +391,28 @@ main(int argc, char **argv)
 		if (naddrs[f] == 0)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
 	raise_fd_limit();
+	/* Replication peers: a key, or an explicit --insecure-peers (docs/replication.md 10.1). */
+	repl_peer_config pc;
+	memset(&pc, 0, sizeof(pc));
+	if (peer_key != NULL) {
+		uint8_t *k;
+		size_t kl;
+		const char *why;
+		if (rp_key_load(peer_key, &k, &kl, &why) != 0) {
+			fprintf(stderr, "caskd: --peer-key %s: %s\n", peer_key, why);
+			return 2;
+		}
+		pc.key = k;
+		pc.keylen = kl;
+	} else if (repl_listen != NULL && !insecure_peers) {
+		fprintf(stderr, "caskd: --replica-listen needs --peer-key FILE (or --insecure-peers to "
+		    "replicate without authentication)\n");
+		return 2;
+	}
+	pc.insecure = insecure_peers && peer_key == NULL;
+	pc.instance = util_random64();
+	snprintf(pc.advertise, sizeof(pc.advertise), "%s", advertise ? advertise : repl_listen ? repl_listen : "");
+	repl_peer_configure(&pc);
 
 	/* Signals are handled by the main thread alone, with sigwait. */
 	sigset_t set;
@@ -408,10 +455,18 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	if (repl_listen != NULL && (err = repl_service_listen(repl_listen)) != 0) {
+		log_err("%s", ce_errmsg());
+		conn_stop();
+		reg_shutdown();
+		return 1;
+	}
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
-	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0) {
+	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
+	    (err = repl_service_start()) != 0) {
 		log_err("%s", ce_errmsg());
+		repl_service_stop();
 		ctl_stop();
 		vio_quiesce();
 		conn_stop();
@@ -431,9 +486,11 @@ main(int argc, char **argv)
 		log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
 		break;
 	}
+	repl_service_stop();
 	ctl_stop();
 	vio_quiesce();
 	conn_stop();
+	repl_ctrl_shutdown();
 	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();

@@ -86,9 +86,12 @@ fail(reqerr *e, int err, int code)
 	X("vol.iostat", op_vol_iostat, "vol.iostat") \
 	X("client.list", op_client_list, "client.list") \
 	X("client.kill", op_client_kill, "client.kill") \
+	X("vol.status", op_vol_status, "replication") \
 	X("test.vio_fault", op_test_vio_fault, NULL)
 
 typedef int (*ctl_op_fn)(json_object *args, json_object *res, reqerr *e);
+/* repl.c: vol.create with "replicas" */
+int op_vol_create_replicated(json_object *args, json_object *res, reqerr *e);
 #define CTL_OP_DECL_(name, fn, feature) int fn(json_object *args, json_object *res, reqerr *e);
 CTL_OPS(CTL_OP_DECL_)
 #undef CTL_OP_DECL_

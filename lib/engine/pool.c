@@ -137,6 +137,7 @@ pool_free(ce_pool *p)
 	vol_free_all(p);
 	pool_sync_fini(p);
 	hold_fini(p);
+	repl_pool_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)

@@ -151,6 +151,16 @@ tour(void *arg)
 	COK(cask_vol_iostat(c, v, &ios));
 	CHECK(ios.kind[CASK_IO_READ].count == 0 && ios.kind[CASK_IO_WRITE].bytes == 0 && ios.time_ns != 0);
 	CHECK_CODE(cask_vol_iostat(c, "tank/no-such-volume", &ios), ENOENT, "VOLUME_NOT_FOUND");
+	/* CASK_1.1 replication: this caskd has no --peer-key, and v is not a replicated volume
+	 * (repl_quorum.sh drives both with real replicas) */
+	cask_repl_status rst;
+	CHECK_CODE(cask_vol_repl_status(c, v, &rst), EINVAL, "NOT_REPLICATED");
+	const char *reps[] = { "127.0.0.1:1/p2" };
+	cask_repl_args rargs = CASK_REPL_ARGS_INIT;
+	rargs.replicas = reps;
+	rargs.nreplicas = 1;
+	rargs.consistency = "quorum";
+	CHECK_CODE(cask_vol_create_replicated(c, "tank/r", 1 << 20, NULL, &rargs), EPERM, "REPLICATION_INSECURE");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	const char *two[] = { s2 };
