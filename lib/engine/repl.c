@@ -41,8 +41,8 @@
  *      the txg syncing (rec -> img, so the open txg never leaks into it),
  *      and return only after their txg committed (durable before the
  *      replica answers).
- *   5. Replica volumes are not written to the intent log (ilog_append
- *      skips them): their durability is a txg commit (ce_repl_flush), so
+ *   5. Replica volumes are not written to the intent log (vol.c does not
+ *      append their writes): their durability is a txg commit (ce_repl_flush), so
  *      a log replay can never bring back bytes past the record's applied
  *      without the record saying so. (As built: the LR_REPL and
  *      LR_REPL_REC log records of the design are not implemented.)
