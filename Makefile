@@ -7,7 +7,7 @@
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench, iscsi-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench, iscsi-bench, repl-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
@@ -44,7 +44,7 @@ LIB_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC) $(ENGINE_SRC))
 ENGINE_LIB = $(BUILD)/libcask-engine.a
 
 TOOLS = $(BUILD)/cask-debug $(BUILD)/cask-stress
-DAEMON_SRC = $(wildcard daemon/*.c daemon/ctl/*.c)
+DAEMON_SRC = $(wildcard daemon/*.c daemon/ctl/*.c daemon/repl/*.c)
 DAEMON_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(DAEMON_SRC))
 CASKD = $(BUILD)/caskd
 CLIENT_SRC = $(wildcard lib/client/*.c) lib/common/sockio.c
@@ -115,6 +115,11 @@ $(ENGINE_LIB): $(LIB_OBJ)
 $(BUILD)/cask-%: $(BUILD)/obj/tools/cask-%.o $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
 
+# the replica protocol codec is the daemon's; its unit test links it alone
+$(BUILD)/tests/test_repl_proto: $(BUILD)/obj/tests/unit/test_repl_proto.o $(BUILD)/obj/daemon/repl/proto.o $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
@@ -152,6 +157,9 @@ hostile-soak: deps all
 
 tls-bench: deps all
 	/usr/bin/python3 bench/tls_bench.py --build $(BUILD)
+
+repl-bench: deps all
+	bash bench/repl_bench.sh $(abspath $(BUILD))
 
 sync-bench: deps all
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD)

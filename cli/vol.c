@@ -23,6 +23,12 @@ vol_usage(FILE *f)
 	    "                                      checksum (xxh128|sha256, default xxh128) or\n"
 	    "                                      sync (standard|always|disabled, default\n"
 	    "                                      standard; disabled is UNSAFE: flushes do nothing)\n"
+	    "         [--replica HOST:PORT/POOL]... [-o consistency=one|quorum|all] [-o repl_deadline=MS]\n"
+	    "                                      replicated: one more replica per --replica on the\n"
+	    "                                      caskd --replica-listen there (docs/replication.md);\n"
+	    "                                      default consistency quorum, deadline 5000 ms\n"
+	    "  status POOL/VOL [-j]                a replicated volume's epoch, consistency, state\n"
+	    "                                      and per replica: state, link, acked and durable seq\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
 	    "                                      snapshots,usedbysnapshots,written,origin,\n"
@@ -143,10 +149,18 @@ vol_create(int argc, char **argv)
 	uint64_t size = 0;
 	const char *name = NULL;
 	cask_vol_props pr = CASK_VOL_PROPS_INIT;
+	cask_repl_args ra = CASK_REPL_ARGS_INIT;
+	const char *reps[CASK_REPL_MAX];
 	static char bsbuf[32];
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if (strcmp(a, "--size") == 0 || strcmp(a, "-s") == 0 || strncmp(a, "--size=", 7) == 0) {
+		if (strcmp(a, "--replica") == 0) {
+			if (++i == argc)
+				return usage_error("--replica needs HOST:PORT/POOL");
+			if (ra.nreplicas == CASK_REPL_MAX - 1)
+				return usage_error("at most %d replicas besides the local one", CASK_REPL_MAX - 1);
+			reps[ra.nreplicas++] = argv[i];
+		} else if (strcmp(a, "--size") == 0 || strcmp(a, "-s") == 0 || strncmp(a, "--size=", 7) == 0) {
 			const char *v = a[2] == 's' && a[6] == '=' ? a + 7 : (++i < argc ? argv[i] : NULL);
 			if (v == NULL || util_parse_size(v, &size) != 0 || size == 0)
 				return usage_error("bad or missing size for %s", a);
@@ -170,6 +184,14 @@ vol_create(int argc, char **argv)
 				pr.checksum = val;
 			} else if (strcmp(prop, "sync") == 0) {
 				pr.sync = val;
+			} else if (strcmp(prop, "consistency") == 0) {
+				ra.consistency = val;
+			} else if (strcmp(prop, "repl_deadline") == 0) {
+				char *end;
+				unsigned long ms = strtoul(val, &end, 10);
+				if (*end != '\0' || ms == 0 || ms > UINT32_MAX)
+					return usage_error("bad repl_deadline '%s' (milliseconds)", val);
+				ra.deadline_ms = (uint32_t)ms;
 			} else {
 				return usage_error("unknown property '%s' (volblocksize, compression, checksum, sync)", prop);
 			}
@@ -188,7 +210,66 @@ vol_create(int argc, char **argv)
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
+	int rc;
+	if (ra.nreplicas > 0) {
+		ra.replicas = reps;
+		rc = cask_vol_create_replicated(c, name, size, &pr, &ra) ? cli_fail("vol create") : 0;
+	} else {
+		if (ra.consistency || ra.deadline_ms)
+			return usage_error("consistency and repl_deadline need --replica");
+		rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_status(int argc, char **argv)
+{
+	int json = 0;
+	const char *name = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-j") == 0)
+			json = 1;
+		else if (argv[i][0] != '-' && name == NULL)
+			name = argv[i];
+		else
+			return usage_error("vol status takes [-j] POOL/VOL");
+	}
+	if (name == NULL)
+		return usage_error("vol status needs POOL/VOL");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_repl_status st;
+	int rc = 0;
+	if (cask_vol_repl_status(c, name, &st) != 0) {
+		rc = cli_fail("vol status");
+	} else if (json) {
+		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
+		    "\"seq\": %" PRIu64 ", \"membership_version\": %" PRIu64 ", \"replicas\": [", name, st.epoch,
+		    st.consistency, st.state, st.seq, st.membership_version);
+		for (size_t i = 0; i < st.nreplicas; i++) {
+			const cask_replica_info *r = &st.replicas[i];
+			printf("%s{\"address\": \"%s\", \"pool\": \"%s\", \"state\": \"%s\", \"link\": \"%s\", "
+			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64 "}", i ? ", " : "",
+			    r->address, r->pool, r->state, r->link, r->reason, r->acked_seq, r->durable_seq);
+		}
+		printf("]}\n");
+	} else {
+		printf("%s  epoch %s  consistency %s  state %s  seq %" PRIu64 "\n", name, st.epoch, st.consistency,
+		    st.state, st.seq);
+		if (st.fenced_by[0])
+			printf("  fenced: %s\n", st.fenced_by);
+		printf("  %-24s %-10s %-8s %-12s %-10s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE", "REASON");
+		for (size_t i = 0; i < st.nreplicas; i++) {
+			const cask_replica_info *r = &st.replicas[i];
+			char who[140];
+			snprintf(who, sizeof(who), "%s/%s", r->address, r->pool);
+			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %s\n", who, r->state, r->link,
+			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-");
+		}
+	}
 	cask_disconnect(c);
 	return rc;
 }
@@ -455,6 +536,8 @@ cmd_vol(int argc, char **argv)
 	argv++;
 	if (strcmp(sub, "create") == 0)
 		return vol_create(argc, argv);
+	if (strcmp(sub, "status") == 0)
+		return vol_status(argc, argv);
 	if (strcmp(sub, "list") == 0)
 		return vol_list(argc, argv);
 	if (strcmp(sub, "get") == 0)

@@ -35,6 +35,9 @@
 #include "registry.h"
 #include "sched.h"
 #include "tls.h"
+#include "repl/proto.h"
+#include "repl/service.h"
+#include "repl/ctrl.h"
 #include "util.h"
 #include "vio.h"
 
@@ -101,6 +104,12 @@ usage(FILE *f)
 	    "  --sched-clock SECONDS   for tests (with --test-ops): the snapshot scheduler's\n"
 	    "                          clock starts at SECONDS since the epoch and stays there\n"
 	    "                          until test.sched_clock moves it\n"
+	    "  --replica-listen ADDR:PORT  accept replication controllers here ([::]:PORT for\n"
+	    "                          IPv6; docs/replication.md)\n"
+	    "  --peer-key FILE         the shared secret replication peers prove they hold\n"
+	    "                          (HMAC-SHA256; at least 32 bytes; mode 0600)\n"
+	    "  --insecure-peers        replicate without a peer key (peers are not authenticated)\n"
+	    "  --replica-advertise HOST:PORT  the address peers are told (default: the listen address)\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -257,6 +266,8 @@ main(int argc, char **argv)
 	uint64_t defsize = 0;
 	const char *metrics = NULL;
 	long long sched_clock = -1;
+	const char *repl_listen = NULL, *peer_key = NULL, *advertise = NULL;
+	int insecure_peers = 0;
 	ce_pool_opts opts;
 	memset(&opts, 0, sizeof(opts));
 	default_state_dir(state, sizeof(state));
@@ -276,6 +287,8 @@ main(int argc, char **argv)
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
+		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
+		{ "replica-advertise", 1, NULL, 1104 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -382,6 +395,18 @@ main(int argc, char **argv)
 			}
 			break;
 		}
+		case 1101:
+			repl_listen = optarg;
+			break;
+		case 1102:
+			peer_key = optarg;
+			break;
+		case 1103:
+			insecure_peers = 1;
+			break;
+		case 1104:
+			advertise = optarg;
+			break;
 		case 'd':
 		case 'c':
 		case 'm': {
@@ -432,6 +457,28 @@ main(int argc, char **argv)
 			addrs[f][naddrs[f]++] = frontends[f].default_addr;
 	iscsi_configure("state", state);
 	raise_fd_limit();
+	/* Replication peers: a key, or an explicit --insecure-peers (docs/replication.md 10.1). */
+	repl_peer_config pc;
+	memset(&pc, 0, sizeof(pc));
+	if (peer_key != NULL) {
+		uint8_t *k;
+		size_t kl;
+		const char *why;
+		if (rp_key_load(peer_key, &k, &kl, &why) != 0) {
+			fprintf(stderr, "caskd: --peer-key %s: %s\n", peer_key, why);
+			return 2;
+		}
+		pc.key = k;
+		pc.keylen = kl;
+	} else if (repl_listen != NULL && !insecure_peers) {
+		fprintf(stderr, "caskd: --replica-listen needs --peer-key FILE (or --insecure-peers to "
+		    "replicate without authentication)\n");
+		return 2;
+	}
+	pc.insecure = insecure_peers && peer_key == NULL;
+	pc.instance = util_random64();
+	snprintf(pc.advertise, sizeof(pc.advertise), "%s", advertise ? advertise : repl_listen ? repl_listen : "");
+	repl_peer_configure(&pc);
 
 	/* Signals are handled by the main thread alone, with sigwait. */
 	sigset_t set;
@@ -474,11 +521,20 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	if (repl_listen != NULL && (err = repl_service_listen(repl_listen)) != 0) {
+		log_err("%s", ce_errmsg());
+		conn_stop();
+		reg_shutdown();
+		return 1;
+	}
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
 	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
-	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0)) {
+	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0) ||
+	    (err = repl_service_start()) != 0) {
 		log_err("%s", ce_errmsg());
+		repl_service_stop();
+		metrics_stop();
 		reg_watch_stop();
 		ctl_stop();
 		sched_stop();
@@ -501,10 +557,12 @@ main(int argc, char **argv)
 		break;
 	}
 	metrics_stop();
+	repl_service_stop();
 	ctl_stop();
 	sched_stop();
 	vio_quiesce();
 	conn_stop();
+	repl_ctrl_shutdown();
 	vio_shutdown();
 	reg_watch_stop();
 	reg_shutdown();

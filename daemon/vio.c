@@ -25,6 +25,7 @@
 #include "vio_impl.h"
 #include "log.h"
 #include "registry.h"
+#include "repl/ctrl.h"
 #include "util.h"
 
 #include <errno.h>
@@ -369,7 +370,8 @@ vio_open(const char *export_name, unsigned open_flags, int *errp)
 		v->caps |= VIO_CAP_FLUSH | VIO_CAP_FUA | VIO_CAP_TRIM | VIO_CAP_ZERO | VIO_CAP_FAST_ZERO;
 	v->engine.ops = &engine_ops;
 	v->engine.vol = v;
-	vio_dev *top = &v->engine;
+	/* a replicated volume this caskd controls: the controller replaces the engine (ctrl.c) */
+	vio_dev *top = repl_ctrl_layer(v, export_name, &v->engine, cp, cv);
 	if (test_ops)
 		top = vio_fault_layer(v, top);
 	top = vio_stats_layer(v, top);

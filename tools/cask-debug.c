@@ -31,6 +31,7 @@
 #include "label.h"
 #include "mos.h"
 #include "pool_impl.h"
+#include "repl.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vol.h"
@@ -328,6 +329,12 @@ check_copies(ce_pool *p)
 	return damaged;
 }
 
+static void
+repl_report(void *arg, const char *msg)
+{
+	printf("PROBLEM %s\n", msg);
+}
+
 static int
 cmd_check(int argc, char **argv)
 {
@@ -357,6 +364,12 @@ cmd_check(int argc, char **argv)
 			printf("PROBLEM %s/%s: marked a partial receive, but the receive table has no slot for it\n",
 			    p->name, p->vols[i]->name);
 		}
+	/* The replica object (format 6): its blocks, and every record (invariant 8). */
+	if (p->rp_disk_leaves > 0) {
+		c.what = "replica object";
+		cowtree_walk(p, &p->rp_tree, check_visit, &c);
+	}
+	c.problems += repl_check(p, repl_report, NULL);
 	/* The holds object: its blocks, and every record names a snapshot, each tag once. */
 	mos_header_phys *mh0 = mos_hdr(p);
 	if (mh0->mh_version >= 4 && !bp_is_hole(&mh0->mh_holds_root)) {

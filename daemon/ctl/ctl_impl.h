@@ -89,10 +89,13 @@ fail(reqerr *e, int err, int code)
 	X("sched.set", op_sched_set, "schedules")   \
 	X("sched.list", op_sched_list, NULL)        \
 	X("sched.run", op_sched_run, NULL)          \
+	X("vol.status", op_vol_status, "replication") \
 	X("test.vio_fault", op_test_vio_fault, NULL) \
 	X("test.sched_clock", op_test_sched_clock, NULL)
 
 typedef int (*ctl_op_fn)(json_object *args, json_object *res, reqerr *e);
+/* repl.c: vol.create with "replicas" */
+int op_vol_create_replicated(json_object *args, json_object *res, reqerr *e);
 #define CTL_OP_DECL_(name, fn, feature) int fn(json_object *args, json_object *res, reqerr *e);
 CTL_OPS(CTL_OP_DECL_)
 #undef CTL_OP_DECL_

@@ -204,7 +204,18 @@ vol_inherit_cb(ce_pool *p, void *arg)
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 
-int op_vol_create(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_create_cb); }
+int
+op_vol_create(json_object *a, json_object *r, reqerr *e)
+{
+	json_object *reps;
+	if (json_object_object_get_ex(a, "replicas", &reps) && !json_object_is_type(reps, json_type_null)) {
+		if (!json_object_is_type(reps, json_type_array))
+			return fail(e, err_set(-EINVAL, "'replicas' must be an array"), CE_E_BAD_REQUEST);
+		if (json_object_array_length(reps) > 0)
+			return op_vol_create_replicated(a, r, e);
+	}
+	return with_vol(a, r, e, vol_create_cb);
+}
 static int vol_destroy_run(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_destroy_cb); }
 int op_vol_destroy(json_object *a, json_object *r, reqerr *e)
 {

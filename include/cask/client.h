@@ -401,6 +401,45 @@ int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
 int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
 /* A snapshot of POOL/VOL now (named after the minute), then pruning; its name into snapshot[0..len). */
 int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
+ * Replication (CASK_1.1, feature "replication"; docs/replication.md). A
+ * replicated volume: replica 0 in the named pool of this caskd, one more
+ * per replicas[i] ("HOST:PORT/POOL" of a caskd --replica-listen), served by
+ * this caskd's controller. consistency: "one", "quorum" (NULL: the default)
+ * or "all"; deadline_ms 0: the default (5000).
+ */
+typedef struct cask_repl_args {
+	size_t size;                 /* sizeof(cask_repl_args) */
+	const char *const *replicas;
+	size_t nreplicas;
+	const char *consistency;
+	uint32_t deadline_ms;
+} cask_repl_args;
+#define CASK_REPL_ARGS_INIT { sizeof(cask_repl_args), NULL, 0, NULL, 0 }
+int cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size,
+    const cask_vol_props *props, const cask_repl_args *a);
+#define CASK_REPL_MAX 5
+typedef struct cask_replica_info {
+	char address[64];            /* HOST:PORT, or "local" */
+	char pool[64];
+	uint64_t id;
+	int local;
+	char state[16];              /* in-sync, degraded */
+	char reason[16];             /* why it left (timeout, disconnect, io-error ...) or "" */
+	char link[16];               /* up, offline */
+	uint64_t acked_seq, durable_seq, lag_ops;
+} cask_replica_info;
+typedef struct cask_repl_status {
+	char epoch[48];              /* COUNTER.NODEHEX */
+	char consistency[16];
+	char state[16];              /* serving, suspended, fenced */
+	char fenced_by[160];
+	uint64_t seq, membership_version;
+	uint32_t deadline_ms;
+	size_t nreplicas;
+	cask_replica_info replicas[CASK_REPL_MAX];
+} cask_repl_status;
+/* The controller's view of a replicated volume this caskd controls (NOT_REPLICATED otherwise). */
+int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
 
 #ifdef __cplusplus
 }

@@ -450,6 +450,81 @@ typedef struct ce_extent {
 } ce_extent;
 int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n);
 
+/*
+ * Replication, the replica side (lib/engine/repl.c; design
+ * docs/replication.md section 3.8, format docs/on-disk-format.md section 7).
+ * A replica volume carries a replica record committed with its data: the
+ * epoch it promised (and to whom), the last epoch it adopted, the applied
+ * sequence, its membership record, epoch history and sequence->txg map.
+ * Only a handle from ce_repl_open writes it, one sequenced operation at a
+ * time (ce_repl_write ...); any other writer gets -EROFS.
+ */
+#define CE_REPL_MB_SIZE 1280u   /* the membership record (mb_phys), wire and disk layout */
+#define CE_REPL_REC_HEAD 2304u  /* bytes 0..2303 of the record (repl_phys): all but the map */
+typedef struct ce_epoch {
+	uint64_t counter, node;
+} ce_epoch;
+static inline int ce_epoch_cmp(ce_epoch a, ce_epoch b)
+{
+	return a.counter != b.counter ? (a.counter < b.counter ? -1 : 1) :
+	    a.node != b.node ? (a.node < b.node ? -1 : 1) : 0;
+}
+typedef struct ce_repl_info {
+	uint64_t id;                 /* the volume's ds_guid: its replica id */
+	uint64_t pool_guid;
+	uint8_t vol_uuid[16];
+	uint32_t state;              /* 1 complete, 2 rebuilding, 3 retired */
+	uint32_t flags;              /* bit 0 controller here */
+	ce_epoch promised, last_epoch;
+	uint64_t applied;            /* in memory: every operation 1..applied applied */
+	uint64_t durable;            /* committed with the data (a txg) */
+	uint64_t hi;                 /* highest seq whose bytes may be present */
+	char holder_addr[64];
+	uint32_t map_count, hist_count;
+	uint64_t size;
+	uint32_t volblocksize;
+	uint8_t rec[CE_REPL_REC_HEAD]; /* the record as it is now (mb at 256, history at 1536) */
+} ce_repl_info;
+/* Make live volume `name` a replica (state complete, applied 0, promised e to holder). Durable. */
+int ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch e,
+    const char *holder_addr);
+int ce_repl_info_get(ce_pool *p, const char *name, ce_repl_info *out);
+/*
+ * Promise epoch e to holder (PREPARE): refused with -ESTALE when e is not
+ * newer than the promised epoch (a repeat of the promised epoch is
+ * answered again), and, when expect is given (resume mode), when the
+ * promised epoch is newer than *expect. Durable before it returns; *out
+ * (may be NULL) is the record after it, or on -ESTALE the record that refused.
+ */
+int ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder_addr,
+    const ce_epoch *expect, ce_repl_info *out);
+/*
+ * Adopt epoch e with base (START_EPOCH): e must be the promised epoch
+ * (-ESTALE), not adopted already, and applied must equal base (-EPROTO), mb (CE_REPL_MB_SIZE bytes)
+ * becomes the held membership. Durable before it returns.
+ */
+int ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, const void *mb);
+/* Store membership record mb written by epoch e (MB_COMMIT): e must be promised; (epoch, version) newer. */
+int ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mb);
+/* Set or clear record flags (RP_CONTROLLER_HERE). Durable. */
+int ce_repl_set_flags(ce_pool *p, const char *name, uint32_t set, uint32_t clear);
+/* A handle that applies sequenced operations (and reads). */
+int ce_repl_open(ce_pool *p, const char *name, ce_vol **out);
+/*
+ * Sequenced operations: applied only when e is the promised epoch
+ * (-ESTALE) and seq == applied + 1 (-EPROTO; *expect said by ce_repl_info).
+ * A failure after the epoch and sequence checks leaves the operation
+ * unapplied and the volume possibly partly changed: the caller ends the
+ * session (the controller ejects this replica).
+ */
+int ce_repl_write(ce_vol *h, ce_epoch e, uint64_t seq, const void *buf, size_t len, uint64_t off);
+int ce_repl_trim(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len);
+int ce_repl_zero(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len);
+/* Make everything applied durable (a txg commit); *durable the seq now durable. */
+int ce_repl_flush(ce_vol *h, uint64_t *durable);
+uint64_t ce_repl_applied(ce_vol *h);
+int ce_vol_is_replica(ce_pool *p, const char *name);
+
 const char *ce_errmsg(void);
 /*
  * The stable code (CE_E_*) of the calling thread's last failure: a

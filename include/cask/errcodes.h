@@ -76,7 +76,12 @@
 	X(40, NOT_SUPPORTED, "NOT_SUPPORTED", ENOTSUP, "not enabled in this caskd (test.vio_fault without --test-ops)")  \
 	X(41, VDEV_IN_USE, "VDEV_IN_USE", EEXIST, "pool.create: a file holds data or a signature")  \
 	X(42, POOL_NEEDS_REWIND, "POOL_NEEDS_REWIND", EUCLEAN, "import would discard a damaged txg") \
-	X(43, CLIENT_NOT_FOUND, "CLIENT_NOT_FOUND", ENOENT, "client.kill: no connected client of that id")
+	X(43, CLIENT_NOT_FOUND, "CLIENT_NOT_FOUND", ENOENT, "client.kill: no connected client of that id")  \
+	X(44, REPLICA_READ_ONLY, "REPLICA_READ_ONLY", EROFS, "a replica volume: only its controller writes it")  \
+	X(45, REPLICATION_INSECURE, "REPLICATION_INSECURE", EPERM, "replication without --peer-key or --insecure-peers")  \
+	X(46, PEER_UNREACHABLE, "PEER_UNREACHABLE", EHOSTUNREACH, "a replica's caskd cannot be reached")  \
+	X(47, PEER_REFUSED, "PEER_REFUSED", ECONNREFUSED, "a replica's caskd refused: key, version or its own error")  \
+	X(48, NOT_REPLICATED, "NOT_REPLICATED", EINVAL, "vol.status of a volume this caskd does not control")
 
 /*
  * What an errno alone says, for a failure that was given no specific code:

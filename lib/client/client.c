@@ -679,6 +679,87 @@ cask_vol_create(cask_client *c, const char *name, uint64_t size, const cask_vol_
 	return call_void(c, "vol.create", a);
 }
 
+int
+cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size, const cask_vol_props *given,
+    const cask_repl_args *ga)
+{
+	cask_vol_props pr;
+	cask_repl_args ra;
+	if (opts_take(given, sizeof(pr), &pr, "cask_vol_props") != 0 ||
+	    opts_take(ga, sizeof(ra), &ra, "cask_repl_args") != 0)
+		return -EINVAL;
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(name));
+	json_object_object_add(a, "size", json_object_new_uint64(size));
+	json_object *p = json_object_new_object();
+	if (given != NULL) {
+		if (pr.volblocksize) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", pr.volblocksize);
+			json_object_object_add(p, "volblocksize", json_object_new_string(b));
+		}
+		if (pr.compression)
+			json_object_object_add(p, "compression", json_object_new_string(pr.compression));
+		if (pr.checksum)
+			json_object_object_add(p, "checksum", json_object_new_string(pr.checksum));
+		if (pr.sync)
+			json_object_object_add(p, "sync", json_object_new_string(pr.sync));
+	}
+	json_object *reps = json_object_new_array();
+	if (ga != NULL) {
+		if (ra.consistency)
+			json_object_object_add(p, "consistency", json_object_new_string(ra.consistency));
+		if (ra.deadline_ms) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", ra.deadline_ms);
+			json_object_object_add(p, "repl_deadline", json_object_new_string(b));
+		}
+		for (size_t i = 0; i < ra.nreplicas; i++)
+			json_object_array_add(reps, json_object_new_string(ra.replicas[i] ? ra.replicas[i] : ""));
+	}
+	json_object_object_add(a, "props", p);
+	json_object_object_add(a, "replicas", reps);
+	return call_void(c, "vol.create", a);
+}
+
+int
+cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out)
+{
+	json_object *a = json_object_new_object(), *r, *arr;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.status", a, &r);
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	get_str(r, "epoch", out->epoch, sizeof(out->epoch));
+	get_str(r, "consistency", out->consistency, sizeof(out->consistency));
+	get_str(r, "state", out->state, sizeof(out->state));
+	get_str(r, "fenced_by", out->fenced_by, sizeof(out->fenced_by));
+	out->seq = get_u64(r, "seq");
+	out->membership_version = get_u64(r, "membership_version");
+	out->deadline_ms = (uint32_t)get_u64(r, "deadline_ms");
+	if (json_object_object_get_ex(r, "replicas", &arr) && json_object_is_type(arr, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(arr) && i < CASK_REPL_MAX; i++) {
+			json_object *o = json_object_array_get_idx(arr, i), *v;
+			cask_replica_info *ri = &out->replicas[out->nreplicas++];
+			get_str(o, "address", ri->address, sizeof(ri->address));
+			get_str(o, "pool", ri->pool, sizeof(ri->pool));
+			char id[24] = "";
+			get_str(o, "id", id, sizeof(id));
+			ri->id = strtoull(id, NULL, 16);
+			ri->local = json_object_object_get_ex(o, "local", &v) && json_object_get_boolean(v);
+			get_str(o, "state", ri->state, sizeof(ri->state));
+			get_str(o, "reason", ri->reason, sizeof(ri->reason));
+			get_str(o, "link", ri->link, sizeof(ri->link));
+			ri->acked_seq = get_u64(o, "acked_seq");
+			ri->durable_seq = get_u64(o, "durable_seq");
+			ri->lag_ops = get_u64(o, "lag_ops");
+		}
+	}
+	json_object_put(r);
+	return 0;
+}
+
 /* An operation on a name that takes a second one: {"name", "new_name"}. */
 static int
 name_pair_op(cask_client *c, const char *op, const char *name, const char *new_name)

@@ -157,6 +157,7 @@ capture_image(volume *v)
 	capture_fields(v);
 	v->rcap.receiving = v->receiving;
 	v->rcap.rs = v->rs;
+	repl_image(v);
 }
 
 /* The sync of t is about to read v's image (pool->lock held). */
@@ -169,6 +170,7 @@ vol_settle(volume *v, uint64_t t)
 	if (v->mgmt_txg <= t)
 		capture_image(v); /* no operation of t + 1 changed it yet: the live fields are t's */
 	v->snap_txg = t;
+	repl_settle(v, t); /* a replica's record of t: this image and the applies t holds */
 }
 
 /*
@@ -226,6 +228,11 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_dl_root = v->dl.tree.root;
 	ds->ds_recv = v->is_snap ? 0 : (uint8_t)v->rcap.receiving;
 	ds->ds_send_guid = v->is_snap ? v->send_guid : 0;
+	/* the role as of the settled replica record, so the dataset and the replica object agree */
+	if (!v->is_snap && v->rp != NULL && v->rp->cap.rp_ds_guid != 0) {
+		ds->ds_role = DS_ROLE_REPLICA;
+		ds->ds_repl_idx = v->rp->idx;
+	}
 }
 
 static int
@@ -253,6 +260,8 @@ ds_valid(const ds_phys *dsp)
 	if ((ds.ds_flags & DS_FLAG_AUTO) && !snap)
 		return 0;
 	ds.ds_flags &= ~DS_FLAG_AUTO;
+	if (ds.ds_role > DS_ROLE_REPLICA || (snap && ds.ds_role) || (ds.ds_role == 0 && ds.ds_repl_idx != 0))
+		return 0;
 	return !((ds.ds_type != DS_TYPE_VOLUME && !snap) || !IS_P2(ds.ds_volblocksize) ||
 		    ds.ds_volblocksize < CE_VOLBLOCKSIZE_MIN || ds.ds_volblocksize > CE_VOLBLOCKSIZE_MAX ||
 		    ds.ds_levels == 0 || ds.ds_levels > 8 || ds.ds_compress > CE_COMP_MAX ||
@@ -292,6 +301,8 @@ vol_fill(volume *v, const ds_phys *dsp, uint32_t s)
 	v->mgmt_txg = v->snap_txg = 0;
 	v->send_guid = ds.ds_send_guid;
 	v->receiving = v->rcap.receiving = ds.ds_recv;
+	v->load_role = ds.ds_role;
+	v->load_repl_idx = ds.ds_repl_idx;
 	memset(&v->rs, 0, sizeof(v->rs));
 	v->rcap.rs = v->rs;
 	/* what a record written later (without a full capture) is made of */
@@ -337,7 +348,9 @@ vol_load_all(ce_pool *p)
 		lerr = hold_load(p);
 	if (lerr == 0)
 		lerr = sched_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
+	if (lerr == 0)
+		lerr = recv_table_load(p);
+	return lerr != 0 ? lerr : repl_load(p);
 }
 
 /*
@@ -419,7 +432,9 @@ vol_reload_all(ce_pool *p)
 		lerr = hold_load(p);
 	if (lerr == 0)
 		lerr = sched_load(p);
-	return lerr != 0 ? lerr : recv_table_load(p);
+	if (lerr == 0)
+		lerr = recv_table_load(p);
+	return lerr != 0 ? lerr : repl_load(p);
 }
 
 void

@@ -1,9 +1,10 @@
 /*
  * phys.h -- the on-disk structures of format version 7 (CE_FORMAT_VERSION;
  * import reads versions 1 to 7 and upgrades them as their features are
- * first used; no software writes 6, which is replication's designed
- * number), transcribed from docs/on-disk-format.md; each structure added
- * after version 1 names the version that added it. Every field is
+ * first used: 6 when a volume first becomes a replica (FMT_V_REPL), 7 when
+ * a pool first stores a snapshot policy or an automatic snapshot
+ * (FMT_V_SCHED)), transcribed from docs/on-disk-format.md; each structure
+ * added after version 1 names the version that added it. Every field is
  * little-endian; the engine currently runs on little-endian hosts only
  * and refuses to build elsewhere rather than writing a format it cannot
  * read back.
@@ -16,13 +17,9 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
     "the cask format is written by little-endian hosts only");
 
-/*
- * Version 7: snapshot policies and automatic snapshots (section 4.8). It is
- * the number after replication's designed 6; the one constant to renumber
- * if 6 lands first or never (FMT_V_SCHED follows it).
- */
-#define CE_FORMAT_VERSION 7u
-#define FMT_V_SCHED CE_FORMAT_VERSION /* the version that added section 4.8 */
+#define FMT_V_REPL 6u /* replication: ds_role, ds_repl_idx, the replica object (section 7) */
+#define FMT_V_SCHED 7u /* snapshot policies and automatic snapshots (section 4.8) */
+#define CE_FORMAT_VERSION FMT_V_SCHED /* the newest version this build writes */
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
 _Static_assert(CE_FORMAT_VERSION == 7u, "a new format version: update this essay and docs/on-disk-format.md");
 #define CE_SECTOR 4096u
@@ -59,8 +56,8 @@ enum {
 	BP_BITMAP = 4,
 	BP_DEADLIST = 5,
 	BP_HOLDS = 6,
-	/* 7: the replica object of format 6 (designed, on-disk-format.md section 7) */
-	BP_SCHED = 8,
+	BP_REPL = 7,      /* format 6: the replica object (section 7) */
+	BP_SCHED = 8,     /* format 7: the snapshot policy object (section 4.8) */
 };
 
 typedef struct bp_phys {
@@ -190,12 +187,16 @@ typedef struct ds_phys {
 	uint64_t ds_dl_bytes;    /* their allocated bytes */
 	uint8_t ds_dl_levels;    /* levels of the dead list object */
 	uint8_t ds_recv;         /* format 5: 1 while a partial receive (section 4.7) */
-	uint8_t ds_pad2[6];
+	uint8_t ds_role;         /* format 6: 0 none, 1 a replica volume (section 7.1) */
+	uint8_t ds_pad2;
+	uint32_t ds_repl_idx;    /* format 6, a replica volume: its record's slot */
 	uint64_t ds_send_guid;   /* format 5, snapshot: its send identity if received (0: ds_guid) */
 	uint8_t ds_pad3[8];
 	bp_phys ds_dl_root;      /* root of the dead list object */
 } ds_phys;
 _Static_assert(sizeof(ds_phys) == CE_DS_SIZE, "ds_phys is 512 bytes");
+_Static_assert(__builtin_offsetof(ds_phys, ds_role) == 426 && __builtin_offsetof(ds_phys, ds_repl_idx) == 428,
+    "ds_role at 426, ds_repl_idx at 428");
 
 /* Receive table (format version 5, docs/on-disk-format.md section 4.7). */
 #define CE_MOS_RECV_OFF 12288u
@@ -216,6 +217,126 @@ _Static_assert(sizeof(recv_slot_phys) == 256, "recv_slot_phys is 256 bytes");
 _Static_assert(sizeof(mos_header_phys) <= CE_MOS_RECV_OFF, "the receive table follows the header");
 _Static_assert(CE_MOS_RECV_OFF + CE_RECV_SLOTS * 256 <= CE_MOS_DS_OFF, "and fits before the records");
 #define RS_INCREMENTAL 1u
+
+/* Replication state (format version 6, docs/on-disk-format.md section 7). */
+#define CE_MOS_REPL_OFF 8448u
+#define MR_MAGIC 0x4c5045524b534143ull /* "CASKREPL" */
+#define CE_REPL_REC_SIZE 4096u
+#define CE_REPL_PER_LEAF (CE_META_BLOCK / CE_REPL_REC_SIZE) /* 4 */
+#define CE_REPL_MAX_SLOTS 1024u
+#define CE_REPL_HIST 16u
+#define CE_REPL_MAP 112u
+#define CE_REPL_MEMBERS 5u
+enum { DS_ROLE_NONE = 0, DS_ROLE_REPLICA = 1 };
+enum { RP_COMPLETE = 1, RP_REBUILDING = 2, RP_RETIRED = 3 };
+enum { RP_CONTROLLER_HERE = 1u << 0, RP_FORCED = 1u << 1 };
+enum { MM_IN_SYNC = 1, MM_REBUILDING = 2, MM_DEGRADED = 3, MM_EJECTED = 4 };
+enum { MB_ONE = 1, MB_QUORUM = 2, MB_ALL = 3 };
+#define EH_ADOPTED 1u
+
+typedef struct epoch_phys {
+	uint64_t ep_counter;
+	uint64_t ep_node;
+} epoch_phys;
+
+typedef struct mos_repl_phys {
+	uint64_t mr_magic;
+	uint32_t mr_nslots;
+	uint32_t mr_used;
+	uint8_t mr_levels;
+	uint8_t mr_pad[47];
+	bp_phys mr_root;
+} mos_repl_phys;
+_Static_assert(sizeof(mos_repl_phys) == 128, "mos_repl_phys is 128 bytes");
+_Static_assert(sizeof(mos_header_phys) <= CE_MOS_REPL_OFF, "the replica root follows the header");
+_Static_assert(CE_MOS_REPL_OFF + 128 <= CE_MOS_RECV_OFF, "and precedes the receive table");
+
+typedef struct mm_phys {
+	uint64_t mm_id;
+	uint64_t mm_pool_guid;
+	uint8_t mm_state;
+	uint8_t mm_reason;
+	uint16_t mm_flags;
+	uint32_t mm_pad;
+	uint64_t mm_since_seq;
+	uint64_t mm_since_time;
+	char mm_addr[64];
+	char mm_pool[64];
+	uint8_t mm_reserved[24];
+} mm_phys;
+_Static_assert(sizeof(mm_phys) == 192, "mm_phys is 192 bytes");
+
+typedef struct mb_phys {
+	uint64_t mb_version;
+	epoch_phys mb_epoch;
+	uint64_t mb_seq;
+	uint8_t mb_level;
+	uint8_t mb_nmembers;
+	uint8_t mb_change;
+	uint8_t mb_on_no_quorum;
+	uint32_t mb_deadline_ms;
+	uint32_t mb_rebuild_wait_s;
+	uint32_t mb_rebuild_rate;
+	uint8_t mb_vol_uuid[16];
+	char mb_name[256];
+	mm_phys mb_members[CE_REPL_MEMBERS];
+} mb_phys;
+_Static_assert(sizeof(mb_phys) == 1280, "mb_phys is 1280 bytes");
+
+typedef struct eh_phys {
+	epoch_phys eh_epoch;
+	uint64_t eh_base;
+	uint32_t eh_flags;
+	uint32_t eh_pad;
+} eh_phys;
+_Static_assert(sizeof(eh_phys) == 32, "eh_phys is 32 bytes");
+
+typedef struct rb_phys {
+	uint32_t rb_kind;
+	uint32_t rb_flags;
+	epoch_phys rb_base_epoch;
+	uint64_t rb_base_seq;
+	uint64_t rb_join_seq;
+	uint64_t rb_cursor;
+	uint64_t rb_done;
+	uint64_t rb_total;
+	uint64_t rb_source;
+	uint64_t rb_started;
+	uint64_t rb_transferred;
+	uint8_t rb_reserved[40];
+} rb_phys;
+_Static_assert(sizeof(rb_phys) == 128, "rb_phys is 128 bytes");
+
+typedef struct sm_phys {
+	uint64_t sm_txg;
+	uint64_t sm_hi;
+} sm_phys;
+
+typedef struct repl_phys {
+	uint64_t rp_ds_guid;
+	uint8_t rp_vol_uuid[16];
+	uint32_t rp_state;
+	uint32_t rp_flags;
+	epoch_phys rp_promised;
+	epoch_phys rp_last_epoch;
+	uint64_t rp_applied;
+	uint64_t rp_hi;
+	uint32_t rp_map_count;
+	uint32_t rp_hist_count;
+	uint64_t rp_pad;
+	char rp_holder_addr[64];
+	uint8_t rp_reserved[96];
+	mb_phys rp_mb;
+	eh_phys rp_hist[CE_REPL_HIST];
+	rb_phys rp_rb;
+	uint8_t rp_reserved2[128];
+	sm_phys rp_map[CE_REPL_MAP];
+} repl_phys;
+_Static_assert(sizeof(repl_phys) == CE_REPL_REC_SIZE, "repl_phys is 4096 bytes");
+_Static_assert(__builtin_offsetof(repl_phys, rp_mb) == 256, "rp_mb at 256");
+_Static_assert(__builtin_offsetof(repl_phys, rp_hist) == 1536, "rp_hist at 1536");
+_Static_assert(__builtin_offsetof(repl_phys, rp_rb) == 2048, "rp_rb at 2048");
+_Static_assert(__builtin_offsetof(repl_phys, rp_map) == 2304, "rp_map at 2304");
 
 /*
  * Snapshot policies (FMT_V_SCHED, docs/on-disk-format.md section 4.8): the

@@ -140,6 +140,7 @@ pool_free(ce_pool *p)
 	pool_sync_fini(p);
 	hold_fini(p);
 	sched_fini(p);
+	repl_pool_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);
 	if (p->cache.max != 0)

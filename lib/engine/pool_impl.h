@@ -132,6 +132,17 @@ struct ce_pool {
 	sched_phys *sc_sync;
 	size_t nscsync, capscsync;
 	int sc_dirty;             /* sc_sync changed: this txg's sched_sync rewrites the object */
+	/*
+	 * The replica object (repl.c), touched by the sync thread only (and
+	 * by import): rp_buf is the object as of the txg syncing, rp_dirty
+	 * marks the leaves that txg's records changed (repl_record).
+	 */
+	cowtree rp_tree;
+	uint8_t *rp_buf;          /* rp_cap_leaves leaves */
+	uint8_t *rp_dirty;        /* per leaf */
+	uint64_t rp_cap_leaves;
+	uint64_t rp_disk_leaves;  /* leaves the object had when last written */
+	int rp_changed;           /* some leaf is dirty: repl_sync writes the object */
 
 	_Atomic uint64_t cksum_errors;
 	_Atomic uint64_t io_errors;

@@ -13,9 +13,9 @@
  *            snapshot policies), each living in its own subsystem's
  *            file; they may dirty more datasets of t (pool_sync_dirty)
  *   records  dead lists and dataset records of every dataset dirtied in t
- *   pool     holds, snapshot policy (sched.c) and receive objects, then
- *            the MOS and bitmaps until a pass writes nothing, flush,
- *            uberblock, flush
+ *   pool     holds, snapshot policy (sched.c), receive and replica
+ *            objects, then the MOS and bitmaps until a pass writes
+ *            nothing, flush, uberblock, flush
  *   after    freed space becomes allocatable, the log learns the commit,
  *            datasets destroyed in t are freed (or later, when still
  *            referenced)
@@ -336,6 +336,8 @@ sync_work(ce_pool *p, uint64_t t)
 		err = sched_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
+	if (err == 0)
+		err = repl_sync(p, t);
 	/*
 	 * Later passes: MOS and bitmaps until a pass writes nothing. A pass
 	 * reads what earlier ones queued from the queue (blkio.c, 6), so the

@@ -92,6 +92,7 @@ vol_delete(volume *v)
 		free(v->fr[i]);
 	}
 	dl_fini(&v->dl);
+	repl_free(v);
 	pthread_mutex_destroy(&v->lock);
 	free(v);
 }
@@ -390,6 +391,9 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
+	if (v->rp != NULL && !h->repl)
+		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
+		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -406,7 +410,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		txg_rele(p, t);
 		txg_dirty_add(p, dd, 1);
 		/* Even a failed chunk may have changed some blocks: log what is there now. */
-		ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
+		if (v->rp == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
+			ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
 		if (err == -ENOSPC && !retried) {
 			/* Space freed by earlier txgs comes back when they commit. */
 			retried = 1;
@@ -487,6 +492,9 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
+	if (v->rp != NULL && !h->repl)
+		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
+		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
 		return err;
 	if ((err = check_range(v, off, len)) != 0)
@@ -537,7 +545,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&v->lock);
 	txg_rele(p, t);
 	txg_dirty_add(p, dd, 1);
-	ilog_append(v, LR_ZERO, off, len, t);
+	if (v->rp == NULL) /* nor is a replica volume's trim logged */
+		ilog_append(v, LR_ZERO, off, len, t);
 	return 0;
 }
 
@@ -851,6 +860,7 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name);
 	ce_vol *h = xmalloc(sizeof(*h));
 	h->v = v;
+	h->repl = 0;
 	h->clear_gen = atomic_load(&p->clear_gen);
 	*out = h;
 	return 0;

@@ -1,6 +1,7 @@
 #ifndef CASK_ENGINE_VOL_H
 #define CASK_ENGINE_VOL_H
 #include "pool_impl.h"
+#include "repl.h"
 
 typedef struct vrange {
 	uint64_t start, end; /* blkids [start, end) */
@@ -121,10 +122,15 @@ struct volume {
 		int receiving;
 		recv_slot_phys rs;
 	} rcap;
+	/* a replica volume (repl.c): its record; NULL for an ordinary volume */
+	struct repl_state *rp;
+	uint8_t load_role;     /* ds_role and ds_repl_idx as loaded, until repl_load attaches the record */
+	uint32_t load_repl_idx;
 };
 
 struct ce_vol {
 	volume *v;
+	int repl;           /* ce_repl_open: may apply sequenced operations to a replica volume */
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 };
 

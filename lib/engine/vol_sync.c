@@ -193,6 +193,7 @@ vol_sync_record(ce_pool *p, volume *v, uint64_t t)
 			memset(&ds, 0, sizeof(ds));
 			mos_ds_put(p, v->slot, &ds);
 		}
+		repl_record(p, v, t); /* and a replica volume's slot goes with it */
 		return 0;
 	}
 	VERIFY3U(v->snap_txg, ==, t);
@@ -210,5 +211,6 @@ vol_sync_record(ce_pool *p, volume *v, uint64_t t)
 		mos_mark_dirty(p, 0, CE_META_BLOCK);
 	}
 	mos_ds_put(p, v->slot, &ds);
+	repl_record(p, v, t); /* a replica volume's record, settled with the image above */
 	return 0;
 }

@@ -106,6 +106,9 @@ _BY_CODE = {
     "JOB_ENDED": JobEnded, "CANCELLED": Cancelled,
     "TIMED_OUT": TimedOut, "VDEV_IN_USE": VdevInUse, "POOL_NEEDS_REWIND": PoolNeedsRewind,
     "CLIENT_NOT_FOUND": ClientNotFound,
+    "REPLICA_READ_ONLY": PermissionDenied,  # a replica volume: only its controller writes it
+    "REPLICATION_INSECURE": PermissionDenied, "PEER_UNREACHABLE": Error, "PEER_REFUSED": Error,
+    "NOT_REPLICATED": InvalidArgument,
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
     "NOT_SUPPORTED": Error,
 }

@@ -12,10 +12,11 @@ SOCK="$T/run/caskd.sock"
 export CASK_SOCKET="$SOCK"
 CASKD_PID=
 CASKD_B_PID=
+CASKD_C_PID=
 
 cleanup() {
   local rc=$?
-  for pid in $CASKD_PID $CASKD_B_PID; do
+  for pid in $CASKD_PID $CASKD_B_PID $CASKD_C_PID; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true

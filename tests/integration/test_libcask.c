@@ -182,6 +182,16 @@ tour(void *arg)
 	free(sl);
 	CHECK_CODE(cask_sched_run(c, sv, autosnap, sizeof(autosnap)), EINVAL, "INVALID_ARGUMENT");
 	COK(cask_vol_destroy_ex(c, sv, CASK_DESTROY_SNAPSHOTS));
+	/* CASK_1.1 replication: this caskd has no --peer-key, and v is not a replicated volume
+	 * (repl_quorum.sh drives both with real replicas) */
+	cask_repl_status rst;
+	CHECK_CODE(cask_vol_repl_status(c, v, &rst), EINVAL, "NOT_REPLICATED");
+	const char *reps[] = { "127.0.0.1:1/p2" };
+	cask_repl_args rargs = CASK_REPL_ARGS_INIT;
+	rargs.replicas = reps;
+	rargs.nreplicas = 1;
+	rargs.consistency = "quorum";
+	CHECK_CODE(cask_vol_create_replicated(c, "tank/r", 1 << 20, NULL, &rargs), EPERM, "REPLICATION_INSECURE");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	const char *two[] = { s2 };

@@ -1,0 +1,1300 @@
+/*
+ * ctrl.c -- the replication controller: a layer of the volume IO
+ * interface with N replica endpoints below it instead of one engine
+ * (docs/replication.md sections 3.1-3.5, 4, 6-8; wire: replica-protocol.md).
+ *
+ * The local replica is driven in-process through the engine's replica
+ * calls (ce_repl_write ...: the same epoch and sequence checks a remote
+ * replica's service makes); remote replicas through one TCP connection
+ * each. Every endpoint has a queue, fed in seq order under the
+ * controller's lock, and one thread that drains it (the local one applies,
+ * a remote one sends), plus for remote ones a thread that reads APPLIED,
+ * DURABLE, MB_ACK and ERROR.
+ *
+ * Invariants:
+ *   1. Seqs are assigned under c->mu and queued to every live member in
+ *      the same critical section, so every endpoint receives them in order.
+ *   2. A write (trim, zero) s is answered when k live members of I have
+ *      applied >= s; FUA and FLUSH when k have durable >= s (k: one 1,
+ *      quorum floor(N/2)+1, all |I|). Nothing waits for the (k+1)-th.
+ *   3. A member that fails (connection lost, fatal error, deadline missed)
+ *      stops counting at once; it leaves I only when a membership record
+ *      naming it degraded has been stored by a commit quorum (ceil(N/2)
+ *      members) -- so at `all` the operations waiting for it are answered
+ *      only after that record is durable on a commit quorum (rule 4).
+ *   4. STALE_EPOCH, NOT_PROMISED or PROMISED_ELSEWHERE from any replica, or
+ *      ESTALE from the local one, fences the controller: every request in
+ *      flight and every later one fails with EIO.
+ *   5. A read is served from the local replica once every operation assigned
+ *      before it is acknowledged and the local replica applied it (stricter
+ *      than rule 5 asks: any earlier write, not only overlapping ones).
+ *
+ *   6. An ejection is proposed only once (D) holds for the remaining members:
+ *      k of them have applied the highest seq answered to a client and made
+ *      durable the highest one a FLUSH/FUA answer covered (rule 4 item 2).
+ *
+ * As built (see docs/replication.md, "As built, issue 15"): no leases, no
+ * reads from remote replicas, no takeover or restart reconciliation, no
+ * sequenced snapshots.
+ */
+#include "ctrl.h"
+#include "proto.h"
+#include "service.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cask/engine.h"
+#include "cask/errcodes.h"
+#include "phys.h"
+#include "sockio.h"
+#include "util.h"
+#include "../log.h"
+#include "../registry.h"
+
+#define MAX_MEMBERS 5
+#define CHUNK (1u << 20)
+
+enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB };
+
+typedef struct cop {
+	uint64_t seq;
+	int kind;
+	uint64_t off, len;
+	uint8_t *data;
+	int fua;
+	int refs;             /* queues still holding it (c->mu) */
+} cop;
+
+typedef struct qitem {
+	int kind;
+	cop *op;              /* Q_WRITE/TRIM/ZERO */
+	uint64_t upto;        /* Q_FLUSH */
+	mb_phys mb;           /* Q_MB */
+	struct qitem *next;
+} qitem;
+
+typedef struct ctrl ctrl;
+
+typedef struct ep {
+	ctrl *c;
+	int idx, local;
+	char addr[64], pool[64];
+	uint64_t id, pool_guid;
+	int in_sync;          /* member of I (membership record) */
+	int failed;           /* stopped counting (invariant 3) */
+	int reason;
+	uint64_t applied, durable, sent;
+	uint64_t progress_ns; /* when applied last advanced or the first op was queued to an idle member */
+	uint64_t mb_acked;    /* highest membership version it acknowledged */
+	int fd;
+	uint64_t next_id;
+	qitem *qh, *qt;
+	pthread_cond_t qcv;
+	pthread_t th, rx;
+	int have_th, have_rx;
+	ce_vol *lh;           /* local: the replica handle */
+	uint8_t *rxbuf;
+} ep;
+
+typedef struct creq {
+	vio_req *r;
+	uint64_t seq;         /* answered when seq is acknowledged */
+	int durable;          /* ... durable */
+	int is_read;
+	struct creq *next;
+} creq;
+
+struct ctrl {
+	char export_name[330];
+	char pool[64], name[256];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;    /* acks, membership changes */
+	ce_epoch e;
+	uint8_t uuid[16];
+	int level;
+	uint32_t deadline_ms;
+	mb_phys mb;           /* the newest committed record */
+	int n;
+	ep eps[MAX_MEMBERS];
+	uint64_t next_seq;    /* last assigned */
+	uint64_t acked_max;   /* A: the highest seq answered to a client */
+	uint64_t durable_max; /* F: the highest seq covered by an answered FLUSH or FUA */
+	creq *ph, *pt;        /* pending client requests, in order */
+	int fenced;
+	char fenced_by[160];
+	int stopping;
+	int ejecting;
+	pthread_t mt;         /* maintenance: deadlines and ejections */
+	ce_pool *p;
+	ce_vol *rd;           /* local plain handle: reads */
+	int opens;
+	struct ctrl *next;
+};
+
+static pthread_mutex_t ctrls_mu = PTHREAD_MUTEX_INITIALIZER;
+static ctrl *ctrls;
+
+static json_object *
+hex_guid_json(uint64_t g)
+{
+	char b[20];
+	snprintf(b, sizeof(b), "%016" PRIx64, g);
+	return json_object_new_string(b);
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- acknowledgement (invariant 2) ---- */
+
+static int
+k_of(const ctrl *c)
+{
+	int in = 0;
+	for (int i = 0; i < c->n; i++)
+		in += c->eps[i].in_sync;
+	return c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? c->n / 2 + 1 : in;
+}
+
+static int
+acked(const ctrl *c, uint64_t s, int durable)
+{
+	int got = 0;
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		if (e->in_sync && !e->failed && (durable ? e->durable : e->applied) >= s)
+			got++;
+	}
+	return got >= k_of(c);
+}
+
+static void read_work(void *arg);
+
+/* Complete what can be completed; called with c->mu held, completes after dropping it. */
+static void
+settle(ctrl *c)
+{
+	creq *done = NULL, **dt = &done;
+	while (c->ph != NULL) {
+		creq *q = c->ph;
+		int ok = c->fenced || acked(c, q->seq, q->durable);
+		if (ok && q->is_read && !c->fenced) {
+			ep *l = &c->eps[0];
+			ok = l->in_sync && !l->failed && l->applied >= q->seq;
+			if (!ok && (l->failed || !l->in_sync)) {
+				q->r->code = CE_E_IO_ERROR;
+				ok = 1; /* fails below: remote reads are not built */
+			}
+		}
+		if (!ok)
+			break;
+		c->ph = q->next;
+		if (c->ph == NULL)
+			c->pt = NULL;
+		q->next = NULL;
+		if (!c->fenced && !q->is_read) {
+			c->acked_max = MAX(c->acked_max, q->seq);
+			if (q->durable)
+				c->durable_max = MAX(c->durable_max, q->seq);
+		}
+		*dt = q;
+		dt = &q->next;
+	}
+	pthread_cond_broadcast(&c->cv);
+	int fenced = c->fenced, local_ok = !c->eps[0].failed && c->eps[0].in_sync;
+	pthread_mutex_unlock(&c->mu);
+	while (done != NULL) {
+		creq *q = done;
+		done = q->next;
+		if (fenced) {
+			vio_complete(q->r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		} else if (q->is_read && !local_ok) {
+			vio_complete(q->r, -EIO, "the local replica was ejected (reads from remote replicas are not built)");
+		} else if (q->is_read) {
+			vio_defer(read_work, q->r);
+			q->r = NULL;
+		} else {
+			vio_complete(q->r, 0, NULL);
+		}
+		free(q);
+	}
+	pthread_mutex_lock(&c->mu);
+}
+
+static void
+fence(ctrl *c, const char *why)
+{
+	if (!c->fenced)
+		log_err("replicated volume %s: fenced: %s", c->export_name, why);
+	c->fenced = 1;
+	snprintf(c->fenced_by, sizeof(c->fenced_by), "%s", why);
+	for (int i = 0; i < c->n; i++)
+		pthread_cond_broadcast(&c->eps[i].qcv);
+}
+
+/* Invariant 3: stop counting it now; the maintenance thread commits the ejection. */
+static void
+ep_fail(ep *e, int reason, const char *why)
+{
+	ctrl *c = e->c;
+	if (e->failed)
+		return;
+	e->failed = 1;
+	e->reason = reason;
+	log_warn("replicated volume %s: replica %s%s%s failed: %s", c->export_name, e->local ? "local/" : e->addr,
+	    e->local ? e->pool : "/", e->local ? "" : e->pool, why);
+	if (e->fd >= 0)
+		shutdown(e->fd, SHUT_RDWR);
+	pthread_cond_broadcast(&e->qcv);
+	pthread_cond_broadcast(&c->cv);
+}
+
+static void
+q_push(ep *e, qitem *it)
+{
+	it->next = NULL;
+	if (e->qt)
+		e->qt->next = it;
+	else
+		e->qh = it;
+	e->qt = it;
+	pthread_cond_signal(&e->qcv);
+}
+
+static void
+item_free(ctrl *c, qitem *it)
+{
+	if (it->op != NULL && --it->op->refs == 0) {
+		free(it->op->data);
+		free(it->op);
+	}
+	free(it);
+}
+
+/* ---- remote frames ---- */
+
+static int
+ep_send(ep *e, uint16_t type, uint32_t flags, uint64_t seq, const void *a, size_t an, const void *b, size_t bn)
+{
+	rp_hdr h;
+	rp_hdr_init(&h, type, flags, (uint32_t)(an + bn), e->c->e.counter, e->c->e.node, seq, ++e->next_id);
+	/* the checksum over header, a and b as one payload */
+	uint8_t *tmp = NULL;
+	const void *pl = a;
+	if (bn > 0) {
+		tmp = xmalloc(an + bn);
+		memcpy(tmp, a, an);
+		memcpy(tmp + an, b, bn);
+		pl = tmp;
+	}
+	rp_seal(&h, pl, an + bn);
+	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)pl, an + bn } };
+	int r = sock_write_iov(e->fd, iov, an + bn ? 2 : 1);
+	free(tmp);
+	return r == 0 ? 0 : -EPIPE;
+}
+
+static int
+ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
+{
+	if (sock_read_full(fd, h, sizeof(*h)) != 0)
+		return -EPIPE;
+	if (rp_check_header(h, max, RP_VERSION) != 0)
+		return -EPROTO;
+	if (h->rf_len && sock_read_full(fd, buf, h->rf_len) != 0)
+		return -EPIPE;
+	return rp_verify(h, buf) == 0 ? 0 : -EBADMSG;
+}
+
+/* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
+static int
+peer_connect(const char *addr, int *fdp, char *msg, size_t mlen)
+{
+	const repl_peer_config *pc = repl_peer_cfg();
+	if (pc->key == NULL && !pc->insecure) {
+		snprintf(msg, mlen, "replication needs --peer-key (or --insecure-peers)");
+		return -EPERM;
+	}
+	char host[128], port[32];
+	if (repl_split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
+		snprintf(msg, mlen, "replica address '%s': want HOST:PORT", addr);
+		return -EINVAL;
+	}
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res;
+	if (getaddrinfo(host, port, &hints, &res) != 0) {
+		snprintf(msg, mlen, "replica %s: cannot resolve", addr);
+		return -EHOSTUNREACH;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+		int e = errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		snprintf(msg, mlen, "replica %s: %s", addr, strerror(e));
+		return -EHOSTUNREACH;
+	}
+	freeaddrinfo(res);
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct timeval tv = { 10, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rp_hello he;
+	memset(&he, 0, sizeof(he));
+	memcpy(he.he_proto, "cask-replica", 12);
+	he.he_min_version = 1;
+	he.he_max_version = RP_VERSION;
+	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
+	he.he_instance = pc->instance;
+	uint8_t nc[RP_NONCE];
+	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
+		close(fd);
+		return -EIO;
+	}
+	memcpy(he.he_nonce, nc, RP_NONCE);
+	snprintf(he.he_software, sizeof(he.he_software), "caskd");
+	snprintf(he.he_addr, sizeof(he.he_addr), "%s", pc->advertise);
+	rp_hdr h;
+	rp_hdr_init(&h, RP_HELLO, 0, sizeof(he), 0, 0, 0, 1);
+	rp_seal(&h, &he, sizeof(he));
+	uint8_t buf[256];
+	int err = -EPROTO;
+	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &he, sizeof(he)) != 0 ||
+	    ep_recv(fd, &h, buf, 256) != 0)
+		goto refused;
+	if (h.rf_type == RP_ERROR)
+		goto error_frame;
+	if (h.rf_type != RP_HELLO_REPLY || h.rf_len != 256)
+		goto refused;
+	rp_hello_reply hr;
+	memcpy(&hr, buf, sizeof(hr));
+	if (hr.hr_version != RP_VERSION || (pc->key && !(hr.hr_flags & HE_KEY))) {
+		snprintf(msg, mlen, "replica %s: version %u or key mode not offered", addr, hr.hr_version);
+		goto out;
+	}
+	rp_auth au;
+	memset(&au, 0, sizeof(au));
+	if (pc->key)
+		rp_mac(0, pc->key, pc->keylen, nc, hr.hr_nonce, pc->instance, hr.hr_instance, 1, au.au_mac);
+	rp_hdr_init(&h, RP_AUTH, 0, sizeof(au), 0, 0, 0, 2);
+	rp_seal(&h, &au, sizeof(au));
+	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &au, sizeof(au)) != 0 ||
+	    ep_recv(fd, &h, buf, 256) != 0)
+		goto refused;
+	if (h.rf_type == RP_ERROR)
+		goto error_frame;
+	if (h.rf_type != RP_AUTH_OK || h.rf_len != 64)
+		goto refused;
+	if (pc->key) {
+		uint8_t want[RP_MAC];
+		rp_mac(1, pc->key, pc->keylen, nc, hr.hr_nonce, pc->instance, hr.hr_instance, 1, want);
+		if (!rp_mac_equal(want, buf)) {
+			snprintf(msg, mlen, "replica %s: it does not hold the peer key", addr);
+			goto out;
+		}
+	}
+	*fdp = fd;
+	return 0;
+error_frame: {
+	rp_error er;
+	memcpy(&er, buf, sizeof(er));
+	er.er_msg[sizeof(er.er_msg) - 1] = '\0';
+	snprintf(msg, mlen, "replica %s refused: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
+	goto out;
+}
+refused:
+	snprintf(msg, mlen, "replica %s: the handshake failed", addr);
+out:
+	close(fd);
+	return err;
+}
+
+/* One request and its answer, before the endpoint threads run. */
+static int
+rpc(int fd, uint16_t type, ce_epoch e, uint64_t seq, const void *pl, size_t n, uint16_t want, uint8_t *out,
+    char *msg, size_t mlen, const char *addr)
+{
+	rp_hdr h;
+	rp_hdr_init(&h, type, 0, (uint32_t)n, e.counter, e.node, seq, 3);
+	rp_seal(&h, pl, n);
+	if (sock_write_full(fd, &h, sizeof(h)) != 0 || (n && sock_write_full(fd, pl, n) != 0)) {
+		snprintf(msg, mlen, "replica %s: connection lost", addr);
+		return -EHOSTUNREACH;
+	}
+	for (;;) {
+		int err = ep_recv(fd, &h, out, RP_STATUS_SIZE);
+		if (err != 0) {
+			snprintf(msg, mlen, "replica %s: no answer to %s", addr, rp_type_name(type));
+			return -EHOSTUNREACH;
+		}
+		if (h.rf_type == RP_APPLIED || h.rf_type == RP_DURABLE)
+			continue;
+		if (h.rf_type == RP_ERROR) {
+			rp_error er;
+			memcpy(&er, out, sizeof(er));
+			er.er_msg[sizeof(er.er_msg) - 1] = '\0';
+			snprintf(msg, mlen, "replica %s: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
+			return -rp_err_errno(er.er_code);
+		}
+		if (h.rf_type != want) {
+			snprintf(msg, mlen, "replica %s: %s answered with %s", addr, rp_type_name(type),
+			    rp_type_name(h.rf_type));
+			return -EPROTO;
+		}
+		return 0;
+	}
+}
+
+/* ---- endpoint threads ---- */
+
+static void
+ep_applied(ep *e, uint64_t a, uint64_t d)
+{
+	ctrl *c = e->c;
+	if (a > e->applied) {
+		e->applied = a;
+		e->progress_ns = now_ns();
+	}
+	if (d > e->durable)
+		e->durable = d;
+	settle(c);
+}
+
+static void *
+local_thread(void *arg)
+{
+	ep *e = arg;
+	ctrl *c = e->c;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (e->qh == NULL && !c->stopping && !c->fenced && !e->failed)
+			pthread_cond_wait(&e->qcv, &c->mu);
+		if (e->qh == NULL || c->stopping || c->fenced || e->failed)
+			break;
+		qitem *it = e->qh;
+		e->qh = it->next;
+		if (e->qh == NULL)
+			e->qt = NULL;
+		ce_epoch ep_ = c->e;
+		pthread_mutex_unlock(&c->mu);
+		int err = 0;
+		uint64_t d = 0, a = 0;
+		err_clear();
+		switch (it->kind) {
+		case Q_WRITE:
+			err = ce_repl_write(e->lh, ep_, it->op->seq, it->op->data, it->op->len, it->op->off);
+			break;
+		case Q_TRIM:
+			err = ce_repl_trim(e->lh, ep_, it->op->seq, it->op->off, it->op->len);
+			break;
+		case Q_ZERO:
+			err = ce_repl_zero(e->lh, ep_, it->op->seq, it->op->off, it->op->len);
+			break;
+		case Q_FLUSH:
+			err = ce_repl_flush(e->lh, &d);
+			break;
+		case Q_MB:
+			err = ce_repl_membership(c->p, c->name, ep_, &it->mb);
+			break;
+		}
+		if (err == 0 && it->op != NULL && it->op->fua)
+			err = ce_repl_flush(e->lh, &d);
+		if (err == 0)
+			a = ce_repl_applied(e->lh);
+		char why[200];
+		snprintf(why, sizeof(why), "%s", err ? ce_errmsg() : "");
+		pthread_mutex_lock(&c->mu);
+		uint64_t mbv = it->kind == Q_MB ? it->mb.mb_version : 0;
+		item_free(c, it);
+		if (err == -ESTALE) {
+			fence(c, why);
+			settle(c);
+			break;
+		}
+		if (err != 0) {
+			ep_fail(e, err == -EIO ? 2 : 2, why);
+			settle(c);
+			break;
+		}
+		if (mbv > e->mb_acked)
+			e->mb_acked = mbv;
+		ep_applied(e, a, d);
+	}
+	/* drop what is left */
+	while (e->qh != NULL) {
+		qitem *it = e->qh;
+		e->qh = it->next;
+		item_free(c, it);
+	}
+	e->qt = NULL;
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void *
+remote_tx(void *arg)
+{
+	ep *e = arg;
+	ctrl *c = e->c;
+	pthread_mutex_lock(&c->mu);
+	for (;;) {
+		while (e->qh == NULL && !c->stopping && !c->fenced && !e->failed)
+			pthread_cond_wait(&e->qcv, &c->mu);
+		if (e->qh == NULL || c->stopping || c->fenced || e->failed)
+			break;
+		qitem *it = e->qh;
+		e->qh = it->next;
+		if (e->qh == NULL)
+			e->qt = NULL;
+		if (it->op != NULL && e->sent <= e->applied)
+			e->progress_ns = now_ns(); /* an idle member starts its deadline now */
+		pthread_mutex_unlock(&c->mu);
+		int err = 0;
+		cop *op = it->op;
+		switch (it->kind) {
+		case Q_WRITE: {
+			rp_write w = { op->off, (uint32_t)op->len, 0 };
+			err = ep_send(e, RP_WRITE, op->fua ? RPF_FUA : 0, op->seq, &w, sizeof(w), op->data, op->len);
+			break;
+		}
+		case Q_TRIM:
+		case Q_ZERO: {
+			rp_zero z = { op->off, op->len, 0, 0 };
+			err = ep_send(e, it->kind == Q_TRIM ? RP_TRIM : RP_ZERO, 0, op->seq, &z,
+			    it->kind == Q_TRIM ? 16 : 24, NULL, 0);
+			break;
+		}
+		case Q_FLUSH:
+			err = ep_send(e, RP_FLUSH, 0, it->upto, NULL, 0, NULL, 0);
+			break;
+		case Q_MB:
+			err = ep_send(e, RP_MB_COMMIT, 0, 0, &it->mb, sizeof(it->mb), NULL, 0);
+			break;
+		}
+		pthread_mutex_lock(&c->mu);
+		if (op != NULL && op->seq > e->sent)
+			e->sent = op->seq;
+		item_free(c, it);
+		if (err != 0) {
+			ep_fail(e, 3, "connection lost");
+			settle(c);
+			break;
+		}
+	}
+	while (e->qh != NULL) {
+		qitem *it = e->qh;
+		e->qh = it->next;
+		item_free(c, it);
+	}
+	e->qt = NULL;
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+static void *
+remote_rx(void *arg)
+{
+	ep *e = arg;
+	ctrl *c = e->c;
+	for (;;) {
+		rp_hdr h;
+		int err = ep_recv(e->fd, &h, e->rxbuf, RP_MAX_PAYLOAD);
+		pthread_mutex_lock(&c->mu);
+		if (c->stopping) {
+			pthread_mutex_unlock(&c->mu);
+			break;
+		}
+		if (err != 0) {
+			if (err != -EAGAIN)
+				ep_fail(e, err == -EBADMSG ? 5 : 3, err == -EBADMSG ? "a frame with a bad checksum" :
+				    "connection lost");
+			settle(c);
+			pthread_mutex_unlock(&c->mu);
+			if (err == -EAGAIN && !e->failed)
+				continue;
+			break;
+		}
+		switch (h.rf_type) {
+		case RP_APPLIED:
+			ep_applied(e, h.rf_seq, 0);
+			break;
+		case RP_DURABLE:
+			ep_applied(e, 0, h.rf_seq);
+			break;
+		case RP_MB_ACK: {
+			rp_mb_ack a;
+			memcpy(&a, e->rxbuf, sizeof(a));
+			if (a.version > e->mb_acked)
+				e->mb_acked = a.version;
+			pthread_cond_broadcast(&c->cv);
+			break;
+		}
+		case RP_KEEPALIVE_ACK:
+			break;
+		case RP_ERROR: {
+			rp_error er;
+			memcpy(&er, e->rxbuf, sizeof(er));
+			er.er_msg[sizeof(er.er_msg) - 1] = '\0';
+			char why[700];
+			snprintf(why, sizeof(why), "replica %s/%s: %s: %s (epoch %" PRIu64 ".%016" PRIx64 " at %.64s)",
+			    e->addr, e->pool, rp_err_name(er.er_code), er.er_msg, er.er_epoch_ctr, er.er_epoch_node,
+			    er.er_addr);
+			if (er.er_code == RPE_STALE_EPOCH || er.er_code == RPE_NOT_PROMISED ||
+			    er.er_code == RPE_PROMISED_ELSEWHERE)
+				fence(c, why);
+			else
+				ep_fail(e, er.er_code == RPE_BAD_CHECKSUM ? 5 : 2, why);
+			settle(c);
+			break;
+		}
+		default:
+			break;
+		}
+		int stop = e->failed || c->fenced;
+		pthread_mutex_unlock(&c->mu);
+		if (stop)
+			break;
+	}
+	return NULL;
+}
+
+/* ---- membership and deadlines (the maintenance thread) ---- */
+
+static void
+mb_build(ctrl *c, mb_phys *mb, uint64_t version, int change)
+{
+	memset(mb, 0, sizeof(*mb));
+	mb->mb_version = version;
+	mb->mb_epoch = (epoch_phys){ c->e.counter, c->e.node };
+	mb->mb_seq = c->next_seq;
+	mb->mb_level = (uint8_t)c->level;
+	mb->mb_nmembers = (uint8_t)c->n;
+	mb->mb_change = (uint8_t)change;
+	mb->mb_deadline_ms = c->deadline_ms;
+	mb->mb_rebuild_wait_s = 600;
+	memcpy(mb->mb_vol_uuid, c->uuid, 16);
+	snprintf(mb->mb_name, sizeof(mb->mb_name), "%s", c->name);
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		mm_phys *m = &mb->mb_members[i];
+		m->mm_id = e->id;
+		m->mm_pool_guid = e->pool_guid;
+		m->mm_state = e->in_sync && !(change == 1 && e->failed) ? MM_IN_SYNC : MM_DEGRADED;
+		m->mm_reason = m->mm_state == MM_IN_SYNC ? 0 : (uint8_t)e->reason;
+		m->mm_flags = e->local ? 1 : 0;
+		m->mm_since_seq = c->next_seq;
+		m->mm_since_time = (uint64_t)time(NULL);
+		snprintf(m->mm_addr, sizeof(m->mm_addr), "%s", e->local ? repl_peer_cfg()->advertise : e->addr);
+		snprintf(m->mm_pool, sizeof(m->mm_pool), "%s", e->pool);
+	}
+}
+
+/* (D) for I without the failed members: k' of them hold A applied and F durable. */
+static int
+d_holds(const ctrl *c)
+{
+	int in = 0, ga = 0, gd = 0;
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		if (!e->in_sync || e->failed)
+			continue;
+		in++;
+		ga += e->applied >= c->acked_max;
+		gd += e->durable >= c->durable_max;
+	}
+	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? c->n / 2 + 1 : in;
+	return in > 0 && ga >= k && gd >= k;
+}
+
+/* Commit an ejection of every failed member of I (invariant 3). c->mu held. */
+static void
+eject_failed(ctrl *c)
+{
+	/*
+	 * Rule 4 item 2: the new I must satisfy (D) before it is proposed, so a
+	 * later controller counting only I never misses an acknowledged write.
+	 * The remaining members were sent everything: wait for them.
+	 */
+	uint64_t dwait = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
+	while (!d_holds(c)) {
+		if (c->fenced || c->stopping || now_ns() > dwait) {
+			log_err("replicated volume %s: the remaining replicas do not hold every acknowledged write "
+			    "(seq %" PRIu64 ", durable %" PRIu64 "): no ejection; the volume stays suspended",
+			    c->export_name, c->acked_max, c->durable_max);
+			return;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 20000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	mb_phys mb;
+	mb_build(c, &mb, c->mb.mb_version + 1, 1);
+	int voters = 0;
+	for (int i = 0; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (e->in_sync && !e->failed) {
+			qitem *it = xcalloc(1, sizeof(*it));
+			it->kind = Q_MB;
+			it->mb = mb;
+			q_push(e, it);
+			voters++;
+		}
+	}
+	int need = (c->n + 1) / 2; /* a commit quorum */
+	uint64_t deadline = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
+	for (;;) {
+		int got = 0;
+		for (int i = 0; i < c->n; i++)
+			got += c->eps[i].in_sync && !c->eps[i].failed && c->eps[i].mb_acked >= mb.mb_version;
+		if (got >= need)
+			break;
+		if (c->fenced || c->stopping || now_ns() > deadline || voters < need) {
+			log_err("replicated volume %s: the ejection could not be committed on %d members (%d voted): "
+			    "the volume stays suspended", c->export_name, need, got);
+			return;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	for (int i = 0; i < c->n; i++)
+		if (c->eps[i].failed && c->eps[i].in_sync) {
+			c->eps[i].in_sync = 0;
+			log_info("replicated volume %s: replica %s/%s ejected (membership version %" PRIu64 ")",
+			    c->export_name, c->eps[i].local ? "local" : c->eps[i].addr, c->eps[i].pool, mb.mb_version);
+		}
+	c->mb = mb;
+	settle(c);
+}
+
+static void *
+maint_thread(void *arg)
+{
+	ctrl *c = arg;
+	pthread_mutex_lock(&c->mu);
+	while (!c->stopping) {
+		uint64_t now = now_ns();
+		int need_eject = 0;
+		for (int i = 0; i < c->n; i++) {
+			ep *e = &c->eps[i];
+			if (!e->failed && e->in_sync && !e->local && e->sent > e->applied &&
+			    now - e->progress_ns > (uint64_t)c->deadline_ms * 1000000ull)
+				ep_fail(e, 1, "missed the deadline");
+			need_eject |= e->failed && e->in_sync;
+		}
+		if (need_eject && !c->fenced)
+			eject_failed(c);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 100000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* ---- the layer ---- */
+
+typedef struct layer {
+	ctrl *c;
+} layer;
+
+static void
+read_work(void *arg)
+{
+	vio_req *r = arg;
+	ctrl *c = ((layer *)r->dev->priv)->c;
+	err_clear();
+	int err;
+	if (r->op == VIO_READ)
+		err = ce_vol_read(c->rd, r->buf, r->len, r->off);
+	else if (r->op == VIO_MAP)
+		err = ce_vol_map(c->rd, r->off, r->len, r->ext, (r->flags & VIO_MAP_ONE) ? 1 : r->ext_max, &r->ext_n);
+	else
+		err = 0; /* CACHE: a hint */
+	if (err != 0)
+		r->code = ce_errcode();
+	vio_complete(r, err, err ? ce_errmsg() : NULL);
+}
+
+static void
+ctrl_submit(vio_dev *d, vio_req *r)
+{
+	ctrl *c = ((layer *)d->priv)->c;
+	if (r->op >= VIO_NOPS) {
+		vio_complete(r, -EINVAL, "unknown request type");
+		return;
+	}
+	uint64_t size = ce_vol_size(c->rd);
+	if (r->op != VIO_FLUSH && (r->off > size || r->len > size - r->off)) {
+		vio_complete(r, r->op == VIO_WRITE || r->op == VIO_ZERO ? -ENOSPC : -EINVAL,
+		    "range beyond the end of the volume");
+		return;
+	}
+	creq *q = xcalloc(1, sizeof(*q));
+	q->r = r;
+	pthread_mutex_lock(&c->mu);
+	if (c->fenced) {
+		pthread_mutex_unlock(&c->mu);
+		free(q);
+		vio_complete(r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		return;
+	}
+	if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
+		int kind = r->op == VIO_WRITE ? Q_WRITE : r->op == VIO_TRIM ? Q_TRIM : Q_ZERO;
+		uint64_t step = kind == Q_WRITE ? CHUNK : r->len ? r->len : 1;
+		for (uint64_t off = 0; off < r->len || (r->len == 0 && off == 0); off += step) {
+			if (r->len == 0)
+				break;
+			cop *op = xcalloc(1, sizeof(*op));
+			op->seq = ++c->next_seq;
+			op->kind = kind;
+			op->off = r->off + off;
+			op->len = MIN(step, r->len - off);
+			op->fua = (r->flags & VIO_FUA) && off + op->len >= r->len;
+			if (kind == Q_WRITE) {
+				op->data = xmalloc(op->len);
+				memcpy(op->data, (uint8_t *)r->buf + off, op->len);
+			}
+			for (int i = 0; i < c->n; i++) {
+				ep *e = &c->eps[i];
+				if (!e->in_sync || e->failed)
+					continue;
+				qitem *it = xcalloc(1, sizeof(*it));
+				it->kind = kind;
+				it->op = op;
+				op->refs++;
+				q_push(e, it);
+			}
+			if (op->refs == 0) {
+				free(op->data);
+				free(op);
+			}
+		}
+		q->seq = c->next_seq;
+		q->durable = (r->flags & VIO_FUA) != 0;
+	} else if (r->op == VIO_FLUSH) {
+		q->seq = c->next_seq;
+		q->durable = 1;
+		for (int i = 0; i < c->n; i++) {
+			ep *e = &c->eps[i];
+			if (!e->in_sync || e->failed)
+				continue;
+			qitem *it = xcalloc(1, sizeof(*it));
+			it->kind = Q_FLUSH;
+			it->upto = c->next_seq;
+			q_push(e, it);
+		}
+	} else {
+		q->seq = c->next_seq; /* invariant 5 */
+		q->is_read = 1;
+	}
+	if (c->pt)
+		c->pt->next = q;
+	else
+		c->ph = q;
+	c->pt = q;
+	settle(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static void
+ctrl_close(vio_dev *d)
+{
+	layer *l = d->priv;
+	pthread_mutex_lock(&l->c->mu);
+	l->c->opens--;
+	pthread_mutex_unlock(&l->c->mu);
+	free(l);
+}
+
+static const vio_layer_ops ctrl_ops = { "replication", ctrl_submit, ctrl_close };
+
+vio_dev *
+repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p, ce_vol *cv)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	pthread_mutex_unlock(&ctrls_mu);
+	if (c == NULL)
+		return below;
+	pthread_mutex_lock(&c->mu);
+	c->opens++;
+	pthread_mutex_unlock(&c->mu);
+	vio_dev *d = xcalloc(1, sizeof(*d));
+	layer *l = xcalloc(1, sizeof(*l));
+	l->c = c;
+	d->ops = &ctrl_ops;
+	d->next = below; /* never passed down (its replicas are its lower half); closed after it */
+	d->vol = v;
+	d->priv = l;
+	return d;
+}
+
+/* ---- create ---- */
+
+static void
+ep_start_threads(ep *e)
+{
+	if (e->local) {
+		e->have_th = pthread_create(&e->th, NULL, local_thread, e) == 0;
+	} else {
+		e->have_th = pthread_create(&e->th, NULL, remote_tx, e) == 0;
+		e->have_rx = pthread_create(&e->rx, NULL, remote_rx, e) == 0;
+	}
+}
+
+static void
+ctrl_free(ctrl *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->stopping = 1;
+	for (int i = 0; i < c->n; i++) {
+		pthread_cond_broadcast(&c->eps[i].qcv);
+		if (c->eps[i].fd >= 0)
+			shutdown(c->eps[i].fd, SHUT_RDWR);
+	}
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
+	if (c->mt)
+		pthread_join(c->mt, NULL);
+	for (int i = 0; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (e->have_th)
+			pthread_join(e->th, NULL);
+		if (e->have_rx)
+			pthread_join(e->rx, NULL);
+		if (e->fd >= 0)
+			close(e->fd);
+		if (e->lh)
+			ce_vol_close(e->lh);
+		free(e->rxbuf);
+		pthread_cond_destroy(&e->qcv);
+	}
+	/* a request still pending fails */
+	pthread_mutex_lock(&c->mu);
+	c->fenced = 1;
+	settle(c);
+	pthread_mutex_unlock(&c->mu);
+	if (c->rd)
+		reg_vol_close(c->rd, c->p);
+	free(c);
+}
+
+typedef struct mk_args {
+	const char *name;
+	uint64_t size;
+	const ce_vol_props *props;
+	const uint8_t *uuid;
+	uint64_t guid;
+	const char *holder;
+} mk_args;
+
+static int
+make_local(ce_pool *p, void *arg)
+{
+	mk_args *a = arg;
+	int err = ce_vol_create(p, a->name, a->size, a->props);
+	if (err != 0)
+		return err;
+	ce_vol_info vi;
+	if ((err = ce_vol_info_get(p, a->name, &vi)) == 0) {
+		a->guid = vi.guid;
+		err = ce_repl_make(p, a->name, a->uuid, (ce_epoch){ 1, vi.guid }, a->holder);
+	}
+	if (err != 0) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		(void)ce_vol_destroy(p, a->name);
+		err_set(err, "%s", msg);
+	}
+	return err;
+}
+
+static int
+destroy_local(ce_pool *p, void *arg)
+{
+	return ce_vol_destroy(p, (const char *)arg);
+}
+
+int
+repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol_props *props,
+    const char *const *replicas, size_t n, int level, uint32_t deadline_ms)
+{
+	char msg[400] = "";
+	if (n + 1 > MAX_MEMBERS)
+		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "at most %d replicas", MAX_MEMBERS);
+	const repl_peer_config *pc = repl_peer_cfg();
+	if (pc->key == NULL && !pc->insecure)
+		return err_setc(CE_E_REPLICATION_INSECURE, -EPERM, "replication needs caskd --peer-key FILE "
+		    "(or --insecure-peers)");
+	if (props != NULL && props->sync == CE_SYNC_DISABLED)
+		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "a replicated volume cannot be sync=disabled");
+	ctrl *c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	snprintf(c->pool, sizeof(c->pool), "%s", pool);
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->export_name, sizeof(c->export_name), "%s/%s", pool, name);
+	c->level = level;
+	c->deadline_ms = deadline_ms ? deadline_ms : 5000;
+	if (getrandom(c->uuid, 16, 0) != 16)
+		return err_set(-EIO, "getrandom failed");
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		c->eps[i].fd = -1;
+		pthread_cond_init(&c->eps[i].qcv, NULL);
+		c->eps[i].c = c;
+		c->eps[i].idx = i;
+	}
+	/* replica 0: here */
+	mk_args a = { name, size, props, c->uuid, 0, pc->advertise };
+	int err = reg_with_pool(pool, make_local, &a);
+	if (err != 0) {
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		int code = ce_errcode();
+		for (int i = 0; i < MAX_MEMBERS; i++)
+			pthread_cond_destroy(&c->eps[i].qcv);
+		free(c);
+		return err_setc(code, err, "%s", msg);
+	}
+	c->e = (ce_epoch){ 1, a.guid };
+	ep *l = &c->eps[0];
+	l->local = 1;
+	l->id = a.guid;
+	snprintf(l->pool, sizeof(l->pool), "%s", pool);
+	c->n = 1;
+	err = reg_vol_open(c->export_name, &c->rd, &c->p);
+	if (err == 0)
+		err = ce_repl_open(c->p, name, &l->lh);
+	if (err != 0) {
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		goto fail;
+	}
+	ce_pool_stat pst;
+	l->pool_guid = ce_pool_stat_get(c->p, &pst) == 0 ? pst.guid : 0;
+	/* the remote replicas: CREATE with the promise of epoch 1 */
+	for (size_t i = 0; i < n; i++) {
+		ep *e = &c->eps[c->n];
+		const char *slash = strrchr(replicas[i], '/');
+		if (slash == NULL || slash == replicas[i] || slash[1] == '\0' ||
+		    (size_t)(slash - replicas[i]) >= sizeof(e->addr) || strlen(slash + 1) >= sizeof(e->pool)) {
+			snprintf(msg, sizeof(msg), "replica '%s': want HOST:PORT/POOL", replicas[i]);
+			err = -EINVAL;
+			goto fail;
+		}
+		snprintf(e->addr, sizeof(e->addr), "%.*s", (int)(slash - replicas[i]), replicas[i]);
+		snprintf(e->pool, sizeof(e->pool), "%s", slash + 1);
+		if ((err = peer_connect(e->addr, &e->fd, msg, sizeof(msg))) != 0)
+			goto fail;
+		c->n++;
+		rp_create cr;
+		memset(&cr, 0, sizeof(cr));
+		memcpy(cr.cr_vol_uuid, c->uuid, 16);
+		cr.cr_size = ce_vol_size(c->rd);
+		cr.cr_volblocksize = ce_vol_blocksize(c->rd);
+		cr.cr_compress = props && props->compress >= 0 ? (uint8_t)props->compress : 0xff;
+		cr.cr_checksum = props && props->checksum > 0 ? (uint8_t)props->checksum : 0xff;
+		cr.cr_sync = props ? (uint8_t)props->sync : 0;
+		snprintf(cr.cr_pool, sizeof(cr.cr_pool), "%s", e->pool);
+		memcpy(cr.cr_name, name, strlen(name) < sizeof(cr.cr_name) ? strlen(name) : sizeof(cr.cr_name));
+		cr.cr_epoch_ctr = c->e.counter;
+		cr.cr_epoch_node = c->e.node;
+		snprintf(cr.cr_holder_addr, sizeof(cr.cr_holder_addr), "%s", pc->advertise);
+		uint8_t st[RP_STATUS_SIZE];
+		if ((err = rpc(e->fd, RP_CREATE, c->e, 0, &cr, sizeof(cr), RP_STATUS, st, msg, sizeof(msg), e->addr)) != 0) {
+			close(e->fd);
+			e->fd = -1;
+			c->n--;
+			goto fail;
+		}
+		rp_status s;
+		memcpy(&s, st, sizeof(s));
+		e->id = s.st_id;
+		e->pool_guid = s.st_pool_guid;
+	}
+	/* START_EPOCH (base 0) with the first membership record, everyone in sync */
+	for (int i = 0; i < c->n; i++)
+		c->eps[i].in_sync = 1;
+	mb_build(c, &c->mb, 1, 0);
+	if ((err = ce_repl_start_epoch(c->p, name, c->e, 0, &c->mb)) != 0) {
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+		goto fail;
+	}
+	for (int i = 1; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		rp_start_epoch se;
+		memset(&se, 0, sizeof(se));
+		memcpy(se.se_mb, &c->mb, sizeof(c->mb));
+		uint8_t st[RP_STATUS_SIZE];
+		if ((err = rpc(e->fd, RP_START_EPOCH, c->e, 0, &se, sizeof(se), RP_EPOCH_STARTED, st, msg, sizeof(msg),
+		    e->addr)) != 0)
+			goto fail;
+		struct timeval tv = { 0, 0 };
+		setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		e->rxbuf = xmalloc(RP_MAX_PAYLOAD + 64);
+	}
+	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	uint64_t t = now_ns();
+	for (int i = 0; i < c->n; i++) {
+		c->eps[i].progress_ns = t;
+		c->eps[i].mb_acked = 1;
+		ep_start_threads(&c->eps[i]);
+	}
+	pthread_create(&c->mt, NULL, maint_thread, c);
+	pthread_mutex_lock(&ctrls_mu);
+	c->next = ctrls;
+	ctrls = c;
+	pthread_mutex_unlock(&ctrls_mu);
+	log_info("replicated volume %s: serving, epoch %" PRIu64 ".%016" PRIx64 ", %d replicas, consistency %s",
+	    c->export_name, c->e.counter, c->e.node, c->n, level == MB_ONE ? "one" : level == MB_QUORUM ? "quorum" : "all");
+	return 0;
+fail:
+	for (int i = 1; i < c->n; i++)
+		if (c->eps[i].fd >= 0)
+			close(c->eps[i].fd);
+	if (l->lh)
+		ce_vol_close(l->lh);
+	if (c->rd)
+		reg_vol_close(c->rd, c->p);
+	(void)reg_with_pool(pool, destroy_local, (void *)name);
+	for (int i = 0; i < MAX_MEMBERS; i++)
+		pthread_cond_destroy(&c->eps[i].qcv);
+	free(c);
+	int code = err == -EHOSTUNREACH ? CE_E_PEER_UNREACHABLE : err == -EACCES || err == -EPROTONOSUPPORT ?
+	    CE_E_PEER_REFUSED : ce_errcode_of(err);
+	return err_setc(code, err, "%s (nothing was created here; a remote replica created before the failure "
+	    "stays)", msg);
+}
+
+/* ---- status ---- */
+
+int
+repl_ctrl_status(const char *export_name, json_object *res)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	if (c == NULL) {
+		pthread_mutex_unlock(&ctrls_mu);
+		return -ENOENT;
+	}
+	pthread_mutex_lock(&c->mu);
+	char ep_s[64];
+	snprintf(ep_s, sizeof(ep_s), "%" PRIu64 ".%016" PRIx64, c->e.counter, c->e.node);
+	json_object_object_add(res, "epoch", json_object_new_string(ep_s));
+	json_object_object_add(res, "epoch_counter", json_object_new_uint64(c->e.counter));
+	json_object_object_add(res, "epoch_node", hex_guid_json(c->e.node));
+	json_object_object_add(res, "consistency", json_object_new_string(c->level == MB_ONE ? "one" :
+	    c->level == MB_QUORUM ? "quorum" : "all"));
+	int in = 0;
+	for (int i = 0; i < c->n; i++)
+		in += c->eps[i].in_sync && !c->eps[i].failed;
+	json_object_object_add(res, "state", json_object_new_string(c->fenced ? "fenced" : in >= k_of(c) ?
+	    "serving" : "suspended"));
+	if (c->fenced)
+		json_object_object_add(res, "fenced_by", json_object_new_string(c->fenced_by));
+	json_object_object_add(res, "seq", json_object_new_uint64(c->next_seq));
+	json_object_object_add(res, "membership_version", json_object_new_uint64(c->mb.mb_version));
+	char u[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(u + 2 * i, 3, "%02x", c->uuid[i]);
+	json_object_object_add(res, "uuid", json_object_new_string(u));
+	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
+	json_object *arr = json_object_new_array();
+	static const char *reasons[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum", "lost-writes",
+		"admin", "not reconciled" };
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "address", json_object_new_string(e->local ? "local" : e->addr));
+		json_object_object_add(o, "pool", json_object_new_string(e->pool));
+		json_object_object_add(o, "id", hex_guid_json(e->id));
+		json_object_object_add(o, "local", json_object_new_boolean(e->local));
+		json_object_object_add(o, "state", json_object_new_string(e->in_sync ? "in-sync" : "degraded"));
+		json_object_object_add(o, "reason", json_object_new_string(e->failed && e->reason >= 0 && e->reason <= 8 ?
+		    reasons[e->reason] : ""));
+		json_object_object_add(o, "link", json_object_new_string(e->failed ? "offline" : "up"));
+		json_object_object_add(o, "acked_seq", json_object_new_uint64(e->applied));
+		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));
+		json_object_object_add(o, "lag_ops", json_object_new_uint64(c->next_seq > e->applied && !e->failed ?
+		    c->next_seq - e->applied : 0));
+		json_object_array_add(arr, o);
+	}
+	json_object_object_add(res, "replicas", arr);
+	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&ctrls_mu);
+	return 0;
+}
+
+void
+repl_ctrl_shutdown(void)
+{
+	for (;;) {
+		pthread_mutex_lock(&ctrls_mu);
+		ctrl *c = ctrls;
+		if (c != NULL)
+			ctrls = c->next;
+		pthread_mutex_unlock(&ctrls_mu);
+		if (c == NULL)
+			return;
+		/* a clean stop: what was applied becomes durable everywhere it can */
+		pthread_mutex_lock(&c->mu);
+		if (!c->fenced) {
+			for (int i = 0; i < c->n; i++) {
+				ep *e = &c->eps[i];
+				if (e->in_sync && !e->failed) {
+					qitem *it = xcalloc(1, sizeof(*it));
+					it->kind = Q_FLUSH;
+					it->upto = c->next_seq;
+					q_push(e, it);
+				}
+			}
+			uint64_t deadline = now_ns() + 2000000000ull;
+			while (!acked(c, c->next_seq, 1) && now_ns() < deadline && !c->fenced) {
+				struct timespec ts;
+				clock_gettime(CLOCK_REALTIME, &ts);
+				ts.tv_sec += 1;
+				pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+			}
+		}
+		pthread_mutex_unlock(&c->mu);
+		ctrl_free(c);
+	}
+}

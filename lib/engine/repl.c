@@ -1,0 +1,826 @@
+/*
+ * repl.c -- a volume as a replica of a replicated volume: its replica
+ * record as engine state (design: docs/replication.md section 3.8;
+ * bytes: docs/on-disk-format.md section 7).
+ *
+ * The replica service of caskd (daemon/repl/) decides what the record
+ * says -- which epoch it promised, which one it adopted, the membership
+ * -- and applies the controller's sequenced operations through this file,
+ * which makes those facts commit with the data they describe. Records of
+ * all replica volumes of a pool live in one replica object rooted at MOS
+ * offset 8448 (four 4 KiB records per 16 KiB leaf, slot = ds_repl_idx).
+ * A replica record is part of its volume's record: whatever changes it
+ * (a management operation, an apply that finished) puts the volume on
+ * the open txg's dirty list (pool_dirty, vol_mgmt_dirty), the sync of
+ * that txg settles the record with the volume's image (repl_settle from
+ * vol_settle), puts it into its slot with the dataset record
+ * (repl_record from vol_sync_record), and rewrites the leaves that
+ * changed after the records (repl_sync, pool_sync.c's pool step, like the
+ * holds object). No step walks the replica volumes.
+ *
+ * Invariants:
+ *   1. One apply at a time per volume (rp->mu, outside every engine
+ *      lock), in seq order: an operation is applied only when its seq is
+ *      applied + 1 and its epoch is the promised one, checked under
+ *      pool->lock, so no frame of an older epoch is applied once a newer
+ *      one was promised (replication.md rule 3, at the engine itself).
+ *   2. applied commits with the data: an apply that finished records
+ *      (seq, open txg at its start, open txg at its end) and dirties the
+ *      volume in the latter; every byte of it lies in txgs between the
+ *      two (its txg holds are taken in order and released before it
+ *      ends). The settle of txg t (after t's quiesce, when no apply can
+ *      end in t any more) takes as applied the newest seq whose end is
+ *      <= t, so the record of txg t never claims an operation that is not
+ *      wholly in t's tree, and misses none that is; hi is the highest seq
+ *      that began in a txg <= t (it may have bytes in t), so hi >= applied.
+ *   3. The map gains (t, hi) in each txg where hi rose, so "data of
+ *      seqs > c lie only in txgs >= the first entry with sm_hi > c" holds;
+ *      merging old pairs (t1,h1),(t2,h2) -> (t1,h2) keeps it true.
+ *   4. Promise, epoch start, membership and flags change the live record
+ *      under the management locks, after vol_mgmt_dirty kept the image of
+ *      the txg syncing (rec -> img, so the open txg never leaks into it),
+ *      and return only after their txg committed (durable before the
+ *      replica answers).
+ *   5. Replica volumes are not written to the intent log (vol.c does not
+ *      append their writes): their durability is a txg commit (ce_repl_flush), so
+ *      a log replay can never bring back bytes past the record's applied
+ *      without the record saying so. (As built: the LR_REPL and
+ *      LR_REPL_REC log records of the design are not implemented.)
+ *
+ * States of the record: complete (1) from ce_repl_make on; rebuilding
+ * (2) and retired (3) belong to the rebuild issue (16) and are only
+ * checked here.
+ */
+#include "repl.h"
+#include "mos.h"
+#include "pool_sync.h"
+#include "txg.h"
+#include "util.h"
+#include "vol.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+static epoch_phys
+ep_of(ce_epoch e)
+{
+	return (epoch_phys){ e.counter, e.node };
+}
+
+static ce_epoch
+ce_of(epoch_phys e)
+{
+	return (ce_epoch){ e.ep_counter, e.ep_node };
+}
+
+static int
+ep_cmp(epoch_phys a, epoch_phys b)
+{
+	return ce_epoch_cmp(ce_of(a), ce_of(b));
+}
+
+void
+repl_free(volume *v)
+{
+	if (v->rp == NULL)
+		return;
+	pthread_mutex_destroy(&v->rp->mu);
+	free(v->rp->done);
+	free(v->rp);
+	v->rp = NULL;
+}
+
+void
+repl_pool_fini(ce_pool *p)
+{
+	free(p->rp_buf);
+	free(p->rp_dirty);
+	p->rp_buf = p->rp_dirty = NULL;
+	p->rp_cap_leaves = p->rp_disk_leaves = 0;
+	p->rp_changed = 0;
+}
+
+/* The object buffer holds at least n leaves (sync thread or import). */
+static void
+obj_reserve(ce_pool *p, uint64_t n)
+{
+	if (n <= p->rp_cap_leaves)
+		return;
+	p->rp_buf = xrealloc(p->rp_buf, n * CE_META_BLOCK);
+	p->rp_dirty = xrealloc(p->rp_dirty, n);
+	memset(p->rp_buf + p->rp_cap_leaves * CE_META_BLOCK, 0, (n - p->rp_cap_leaves) * CE_META_BLOCK);
+	memset(p->rp_dirty + p->rp_cap_leaves, 0, n - p->rp_cap_leaves);
+	p->rp_cap_leaves = n;
+}
+
+static repl_state *
+state_new(uint32_t idx)
+{
+	repl_state *rs = xcalloc(1, sizeof(*rs));
+	pthread_mutex_init(&rs->mu, NULL);
+	rs->idx = idx;
+	return rs;
+}
+
+/* ---- capture and sync ---- */
+
+static void
+map_append(repl_phys *r, uint64_t t, uint64_t hi)
+{
+	if (r->rp_map_count == CE_REPL_MAP) {
+		/* the older half, pairwise: coarser old answers, never wrong ones */
+		uint32_t half = CE_REPL_MAP / 2, k = 0;
+		for (uint32_t i = 0; i < half; i += 2)
+			r->rp_map[k++] = (sm_phys){ r->rp_map[i].sm_txg, r->rp_map[i + 1].sm_hi };
+		memmove(&r->rp_map[k], &r->rp_map[half], (CE_REPL_MAP - half) * sizeof(sm_phys));
+		r->rp_map_count = k + (CE_REPL_MAP - half);
+		memset(&r->rp_map[r->rp_map_count], 0, (CE_REPL_MAP - r->rp_map_count) * sizeof(sm_phys));
+	}
+	r->rp_map[r->rp_map_count++] = (sm_phys){ t, hi };
+}
+
+/* The record image (dataset.c capture_image): rec as it is now; pool->lock held. */
+void
+repl_image(volume *v)
+{
+	ASSERT_HELD(&v->pool->lock);
+	if (v->rp != NULL)
+		v->rp->img = v->rp->rec;
+}
+
+/*
+ * Invariant 2: what txg t holds of this replica, settled once per txg
+ * with the volume's image (vol_settle; pool->lock held, t quiesced).
+ */
+void
+repl_settle(volume *v, uint64_t t)
+{
+	repl_state *rs = v->rp;
+	ASSERT_HELD(&v->pool->lock);
+	if (rs == NULL || rs->img.rp_ds_guid == 0)
+		return; /* made a replica after t: t has no record of it */
+	const repl_phys old = rs->cap.rp_ds_guid != 0 ? rs->cap : rs->img;
+	uint64_t applied = old.rp_applied;
+	size_t k = 0;
+	while (k < rs->ndone && rs->done[k].txg <= t)
+		applied = rs->done[k++].seq;
+	if (k > 0) {
+		memmove(rs->done, rs->done + k, (rs->ndone - k) * sizeof(repl_done));
+		rs->ndone -= k;
+	}
+	/* the one operation after applied that may have begun in t (applies are serial) */
+	uint64_t hi = applied;
+	if (rs->ndone > 0 && rs->done[0].btxg <= t)
+		hi = rs->done[0].seq;
+	else if (rs->ndone == 0 && rs->begun > applied && rs->begun_txg <= t)
+		hi = rs->begun;
+	repl_phys c = rs->img;
+	c.rp_applied = applied;
+	c.rp_hi = MAX(old.rp_hi, hi);
+	c.rp_map_count = old.rp_map_count;
+	memcpy(c.rp_map, old.rp_map, sizeof(c.rp_map));
+	if (c.rp_map_count == 0 || c.rp_hi > c.rp_map[c.rp_map_count - 1].sm_hi) {
+		if (c.rp_map_count > 0 && c.rp_map[c.rp_map_count - 1].sm_txg == t)
+			c.rp_map[c.rp_map_count - 1].sm_hi = c.rp_hi;
+		else
+			map_append(&c, t, c.rp_hi);
+	}
+	rs->cap = c;
+}
+
+/* Records step of txg t (vol_sync_record): v's slot as settled for t, or empty once v is gone. */
+void
+repl_record(ce_pool *p, volume *v, uint64_t t)
+{
+	ASSERT(pool_sync_thread(p));
+	repl_state *rs = v->rp;
+	if (rs == NULL)
+		return;
+	pthread_mutex_lock(&p->lock);
+	int gone = vol_destroyed_by(v, t);
+	pthread_mutex_unlock(&p->lock);
+	uint64_t leaf = rs->idx / CE_REPL_PER_LEAF;
+	repl_phys *slot = (repl_phys *)(p->rp_buf + (size_t)rs->idx * CE_REPL_REC_SIZE);
+	if (gone || rs->cap.rp_ds_guid == 0) {
+		if (leaf < p->rp_cap_leaves && slot->rp_ds_guid == v->guid) {
+			memset(slot, 0, sizeof(*slot));
+			p->rp_dirty[leaf] = 1;
+			p->rp_changed = 1;
+		}
+		return;
+	}
+	obj_reserve(p, leaf + 1);
+	slot = (repl_phys *)(p->rp_buf + (size_t)rs->idx * CE_REPL_REC_SIZE);
+	if (memcmp(slot, &rs->cap, sizeof(*slot)) != 0) {
+		memcpy(slot, &rs->cap, sizeof(*slot));
+		p->rp_dirty[leaf] = 1;
+		p->rp_changed = 1;
+	}
+}
+
+/* Pool step of txg t, after every record of t: the leaves t changed, and the root. */
+int
+repl_sync(ce_pool *p, uint64_t t)
+{
+	ASSERT(pool_sync_thread(p));
+	if (!p->rp_changed)
+		return 0;
+	uint64_t nleaves = 0;
+	uint32_t used = 0;
+	for (uint64_t s = 0; s < p->rp_cap_leaves * CE_REPL_PER_LEAF; s++)
+		if (((const repl_phys *)p->rp_buf)[s].rp_ds_guid != 0) {
+			used++;
+			nleaves = s / CE_REPL_PER_LEAF + 1;
+		}
+	for (uint64_t l = p->rp_disk_leaves; l < nleaves; l++)
+		p->rp_dirty[l] = 1; /* new leaves */
+	int err = 0, did = 0;
+	if (nleaves > 0)
+		err = mos_sync_object(p, &p->rp_tree, t, p->rp_buf, p->rp_dirty, nleaves, BP_REPL, &did);
+	if (err == 0 && p->rp_disk_leaves > nleaves) {
+		ct_acct acct = { 0 };
+		err = cowtree_free_range(p, &p->rp_tree, t, nleaves, p->rp_disk_leaves, &acct);
+	}
+	if (err != 0)
+		return err; /* the pool suspends; clear reloads the object (repl_load) */
+	memset(p->rp_dirty, 0, p->rp_cap_leaves);
+	p->rp_changed = 0;
+	p->rp_disk_leaves = nleaves;
+	mos_repl_phys mr;
+	memset(&mr, 0, sizeof(mr));
+	if (nleaves > 0) {
+		mr.mr_magic = MR_MAGIC;
+		mr.mr_nslots = (uint32_t)(nleaves * CE_REPL_PER_LEAF);
+		mr.mr_used = used;
+		mr.mr_levels = p->rp_tree.levels;
+		mr.mr_root = p->rp_tree.root;
+	}
+	memcpy(p->mos_buf + CE_MOS_REPL_OFF, &mr, sizeof(mr));
+	if (nleaves > 0 && mos_hdr(p)->mh_version < FMT_V_REPL)
+		mos_hdr(p)->mh_version = FMT_V_REPL; /* older software would not keep the promises */
+	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	return 0;
+}
+
+/* At import (and clear): the replica object, attached to the volumes that name their slots. */
+int
+repl_load(ce_pool *p)
+{
+	repl_pool_fini(p);
+	tree_init(&p->rp_tree, BP_REPL, 1);
+	for (size_t i = 0; i < p->nvols; i++)
+		repl_free(p->vols[i]);
+	mos_header_phys *mh = mos_hdr(p);
+	mos_repl_phys mr;
+	memcpy(&mr, p->mos_buf + CE_MOS_REPL_OFF, sizeof(mr));
+	int any_role = 0;
+	for (size_t i = 0; i < p->nvols; i++)
+		any_role |= p->vols[i]->load_role != 0;
+	if (mh->mh_version < FMT_V_REPL || mr.mr_magic == 0) {
+		if (any_role)
+			return err_set(-EIO, "pool %s: a replica volume has no replica object", p->name);
+		return 0;
+	}
+	uint64_t nleaves = mr.mr_nslots / CE_REPL_PER_LEAF;
+	if (mr.mr_magic != MR_MAGIC || mr.mr_nslots == 0 || mr.mr_nslots % CE_REPL_PER_LEAF != 0 ||
+	    mr.mr_nslots > CE_REPL_MAX_SLOTS || mr.mr_levels == 0 || mr.mr_levels > 8 ||
+	    nleaves > cowtree_capacity(mr.mr_levels))
+		return err_set(-EIO, "pool %s: the replica object root is damaged", p->name);
+	p->rp_tree.levels = mr.mr_levels;
+	p->rp_tree.root = mr.mr_root;
+	uint8_t *buf = xmalloc(nleaves * CE_META_BLOCK);
+	int err = mos_read_object(p, &p->rp_tree, buf, nleaves);
+	if (err != 0) {
+		free(buf);
+		return err_set(err, "pool %s: cannot read the replica object", p->name);
+	}
+	obj_reserve(p, nleaves);
+	memcpy(p->rp_buf, buf, nleaves * CE_META_BLOCK);
+	free(buf);
+	buf = p->rp_buf;
+	p->rp_disk_leaves = nleaves;
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		if (v->load_role == 0)
+			continue;
+		if (v->is_snap || v->load_repl_idx >= mr.mr_nslots)
+			return err_set(-EIO, "pool %s: volume %s names replica slot %u, outside the object",
+			    p->name, v->name, v->load_repl_idx);
+		const repl_phys *r = (const repl_phys *)(buf + (size_t)v->load_repl_idx * CE_REPL_REC_SIZE);
+		if (r->rp_ds_guid != v->guid || r->rp_map_count == 0 || r->rp_map_count > CE_REPL_MAP ||
+		    r->rp_hist_count > CE_REPL_HIST)
+			return err_set(-EIO, "pool %s: the replica record of volume %s is damaged", p->name,
+			    v->name);
+		repl_state *rs = state_new(v->load_repl_idx);
+		rs->rec = rs->img = rs->cap = *r;
+		rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
+		rs->applied = rs->durable = r->rp_applied;
+		rs->begun = r->rp_hi;
+		v->rp = rs;
+	}
+	return 0;
+}
+
+/* ---- management ---- */
+
+static volume *
+find_replica(ce_pool *p, const char *name, int *err)
+{
+	volume *v = name != NULL ? vol_find(p, name) : NULL;
+	if (v == NULL || v->is_snap)
+		*err = err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
+	else if (v->rp == NULL)
+		*err = err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
+	else
+		*err = 0;
+	return *err ? NULL : v;
+}
+
+static void
+info_fill(const volume *v, ce_repl_info *o)
+{
+	const repl_state *rs = v->rp;
+	memset(o, 0, sizeof(*o));
+	o->id = v->guid;
+	o->pool_guid = v->pool->guid;
+	memcpy(o->vol_uuid, rs->rec.rp_vol_uuid, 16);
+	o->state = rs->rec.rp_state;
+	o->flags = rs->rec.rp_flags;
+	o->promised = ce_of(rs->rec.rp_promised);
+	o->last_epoch = ce_of(rs->rec.rp_last_epoch);
+	o->applied = rs->applied;
+	o->durable = rs->durable;
+	o->hi = MAX(MAX(rs->begun, rs->applied), rs->cap.rp_ds_guid != 0 ? rs->cap.rp_hi : rs->rec.rp_hi);
+	snprintf(o->holder_addr, sizeof(o->holder_addr), "%s", rs->rec.rp_holder_addr);
+	o->map_count = rs->cap.rp_ds_guid != 0 ? rs->cap.rp_map_count : rs->rec.rp_map_count;
+	o->hist_count = rs->rec.rp_hist_count;
+	o->size = v->size;
+	o->volblocksize = v->bs;
+	repl_phys r = rs->rec;
+	r.rp_applied = o->applied;
+	r.rp_hi = o->hi;
+	memcpy(o->rec, &r, CE_REPL_REC_HEAD);
+}
+
+int
+ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch e,
+    const char *holder_addr)
+{
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = name != NULL ? vol_find(p, name) : NULL;
+	if (v == NULL || v->is_snap) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
+	}
+	if (v->rp != NULL || v->receiving || e.counter == 0 || e.node == 0) {
+		vol_mgmt_abort(p);
+		return err_set(v->rp != NULL ? -EEXIST : -EINVAL, "volume %s/%s: %s", p->name, name,
+		    v->rp != NULL ? "already a replica" : v->receiving ? "a partial receive" :
+		    "epoch counter and node must be nonzero");
+	}
+	uint32_t idx = 0;
+	for (;; idx++) {
+		int taken = 0;
+		for (size_t i = 0; i < p->nvols && !taken; i++)
+			taken = p->vols[i]->rp != NULL && p->vols[i]->rp->idx == idx;
+		if (!taken)
+			break;
+	}
+	if (idx >= CE_REPL_MAX_SLOTS) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOSPC, "pool %s: %u replica volumes already", p->name, CE_REPL_MAX_SLOTS);
+	}
+	vol_mgmt_dirty(p, v); /* the txg syncing keeps v's image without a record */
+	repl_state *rs = state_new(idx);
+	repl_phys *r = &rs->rec;
+	r->rp_ds_guid = v->guid;
+	memcpy(r->rp_vol_uuid, vol_uuid, 16);
+	r->rp_state = RP_COMPLETE;
+	r->rp_promised = ep_of(e);
+	snprintf(r->rp_holder_addr, sizeof(r->rp_holder_addr), "%s", holder_addr ? holder_addr : "");
+	r->rp_map_count = 1;
+	r->rp_map[0] = (sm_phys){ p->open_txg, 0 };
+	v->rp = rs;
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_repl_info_get(ce_pool *p, const char *name, ce_repl_info *out)
+{
+	err_clear();
+	int err;
+	pthread_mutex_lock(&p->lock);
+	volume *v = find_replica(p, name, &err);
+	if (v != NULL)
+		info_fill(v, out);
+	pthread_mutex_unlock(&p->lock);
+	return err;
+}
+
+int
+ce_vol_is_replica(ce_pool *p, const char *name)
+{
+	pthread_mutex_lock(&p->lock);
+	volume *v = name != NULL ? vol_find(p, name) : NULL;
+	int r = v != NULL && !v->is_snap && v->rp != NULL;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+int
+ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder_addr,
+    const ce_epoch *expect, ce_repl_info *out)
+{
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_replica(p, name, &err);
+	if (v == NULL) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	repl_phys *r = &v->rp->rec;
+	int c = ep_cmp(ep_of(e), r->rp_promised);
+	if (c < 0 ||
+	    (expect != NULL && ep_cmp(r->rp_promised, ep_of(*expect)) > 0 && c != 0)) {
+		int elsewhere = c > 0;
+		if (out != NULL)
+			info_fill(v, out);
+		err = err_set(-ESTALE, "volume %s/%s: %s %" PRIu64 ".%016" PRIx64 " to %s", p->name, name,
+		    elsewhere ? "promised elsewhere since: epoch" : "promised a newer epoch",
+		    r->rp_promised.ep_counter, r->rp_promised.ep_node, r->rp_holder_addr);
+		vol_mgmt_abort(p);
+		return err;
+	}
+	if (c == 0) {
+		/* a repeat of the promise (a lost reply): it is durable already */
+		if (out != NULL)
+			info_fill(v, out);
+		vol_mgmt_abort(p);
+		return 0;
+	}
+	vol_mgmt_dirty(p, v);
+	r->rp_promised = ep_of(e);
+	snprintf(r->rp_holder_addr, sizeof(r->rp_holder_addr), "%s", holder_addr ? holder_addr : "");
+	if (out != NULL)
+		info_fill(v, out);
+	return vol_mgmt_commit(p);
+}
+
+static int
+mb_valid(const mb_phys *mb, uint64_t self, const char **why)
+{
+	*why = NULL;
+	if (mb->mb_level < MB_ONE || mb->mb_level > MB_ALL)
+		*why = "consistency level not 1-3";
+	else if (mb->mb_nmembers < 1 || mb->mb_nmembers > CE_REPL_MEMBERS)
+		*why = "member count not 1-5";
+	int self_in = 0;
+	for (unsigned i = 0; i < CE_REPL_MEMBERS && *why == NULL; i++) {
+		const mm_phys *m = &mb->mb_members[i];
+		if (i >= mb->mb_nmembers)
+			continue;
+		if (m->mm_id == 0 || m->mm_state < MM_IN_SYNC || m->mm_state > MM_EJECTED)
+			*why = "a member with id 0 or a bad state";
+		for (unsigned k = 0; k < i && *why == NULL; k++)
+			if (mb->mb_members[k].mm_id == m->mm_id)
+				*why = "a member listed twice";
+		self_in |= m->mm_id == self;
+	}
+	if (*why == NULL && !self_in)
+		*why = "it does not name this replica";
+	return *why == NULL;
+}
+
+int
+ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, const void *mbp)
+{
+	mb_phys mb;
+	memcpy(&mb, mbp, sizeof(mb));
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_replica(p, name, &err);
+	if (v == NULL) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	repl_state *rs = v->rp;
+	repl_phys *r = &rs->rec;
+	const char *why;
+	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was not the one promised",
+		    p->name, name, e.counter, e.node);
+	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
+		err = err_set(-EPROTO, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was started already (a "
+		    "controller that reconnects prepares a new epoch)", p->name, name, e.counter, e.node);
+	else if (rs->applied != base || r->rp_state != RP_COMPLETE)
+		err = err_set(-EPROTO, "volume %s/%s: cannot start an epoch at base %" PRIu64
+		    " (applied %" PRIu64 ", state %u)", p->name, name, base, rs->applied, r->rp_state);
+	else if (ep_cmp(mb.mb_epoch, ep_of(e)) != 0 || !mb_valid(&mb, v->guid, &why))
+		err = err_set(-EINVAL, "volume %s/%s: bad membership record: %s", p->name, name,
+		    why ? why : "written by another epoch");
+	if (err != 0) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	vol_mgmt_dirty(p, v);
+	if (r->rp_hist_count == CE_REPL_HIST) {
+		memmove(&r->rp_hist[0], &r->rp_hist[1], (CE_REPL_HIST - 1) * sizeof(eh_phys));
+		r->rp_hist_count--;
+	}
+	r->rp_hist[r->rp_hist_count++] = (eh_phys){ .eh_epoch = ep_of(e), .eh_base = base,
+	    .eh_flags = EH_ADOPTED };
+	r->rp_last_epoch = ep_of(e);
+	r->rp_mb = mb;
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mbp)
+{
+	mb_phys mb;
+	memcpy(&mb, mbp, sizeof(mb));
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_replica(p, name, &err);
+	if (v == NULL) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	repl_phys *r = &v->rp->rec;
+	const char *why;
+	int c = ep_cmp(mb.mb_epoch, r->rp_mb.mb_epoch);
+	if (ep_cmp(ep_of(e), r->rp_promised) != 0 || ep_cmp(mb.mb_epoch, ep_of(e)) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: membership of an epoch not promised", p->name, name);
+	else if (!mb_valid(&mb, v->guid, &why))
+		err = err_set(-EINVAL, "volume %s/%s: bad membership record: %s", p->name, name, why);
+	else if (c < 0 || (c == 0 && mb.mb_version < r->rp_mb.mb_version) ||
+	    (c == 0 && mb.mb_version == r->rp_mb.mb_version && memcmp(&mb, &r->rp_mb, sizeof(mb)) != 0))
+		err = err_set(-ESTALE, "volume %s/%s: membership version %" PRIu64 " is not newer than %" PRIu64,
+		    p->name, name, mb.mb_version, r->rp_mb.mb_version);
+	if (err != 0) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	if (c == 0 && mb.mb_version == r->rp_mb.mb_version) {
+		vol_mgmt_abort(p);
+		return 0; /* acknowledged again */
+	}
+	vol_mgmt_dirty(p, v);
+	r->rp_mb = mb;
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_repl_set_flags(ce_pool *p, const char *name, uint32_t set, uint32_t clear)
+{
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = find_replica(p, name, &err);
+	if (v == NULL || ((set | clear) & ~(uint32_t)(RP_CONTROLLER_HERE | RP_FORCED))) {
+		vol_mgmt_abort(p);
+		return v == NULL ? err : err_set(-EINVAL, "unknown replica record flags");
+	}
+	vol_mgmt_dirty(p, v);
+	v->rp->rec.rp_flags = (v->rp->rec.rp_flags | set) & ~clear;
+	return vol_mgmt_commit(p);
+}
+
+/* ---- sequenced operations ---- */
+
+int
+ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
+{
+	ce_vol *h;
+	int err = ce_vol_open(p, name, &h);
+	if (err != 0)
+		return err;
+	if (h->v->rp == NULL || h->v->is_snap) {
+		ce_vol_close(h);
+		return err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
+	}
+	h->repl = 1;
+	*out = h;
+	return 0;
+}
+
+enum { OP_WRITE, OP_TRIM, OP_ZERO };
+
+static int
+apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off, uint64_t len)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = v->rp;
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&rs->mu);
+	pthread_mutex_lock(&p->lock);
+	int err = 0;
+	if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
+		    p->name, v->name, e.counter, e.node);
+	else if (ep_cmp(rs->rec.rp_last_epoch, rs->rec.rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: the promised epoch has not started", p->name, v->name);
+	else if (seq != rs->applied + 1)
+		err = err_set(-EPROTO, "volume %s/%s: sequence %" PRIu64 ", expected %" PRIu64, p->name,
+		    v->name, seq, rs->applied + 1);
+	else if (rs->rec.rp_state != RP_COMPLETE)
+		err = err_set(-EINVAL, "volume %s/%s: replica state %u takes no writes", p->name, v->name,
+		    rs->rec.rp_state);
+	if (err == 0 && rs->begun != seq) {
+		rs->begun = seq; /* a retry keeps its first txg: its failed try may have left bytes there */
+		rs->begun_txg = p->open_txg;
+	}
+	uint64_t btxg = rs->begun_txg;
+	pthread_mutex_unlock(&p->lock);
+	if (err == 0) {
+		err = op == OP_WRITE ? ce_vol_write(h, buf, len, off) :
+		    op == OP_TRIM ? ce_vol_trim(h, off, len) : ce_vol_write_zeroes(h, off, len);
+	}
+	if (err == 0) {
+		pthread_mutex_lock(&p->lock);
+		if (rs->ndone == rs->capdone) {
+			rs->capdone = rs->capdone ? rs->capdone * 2 : 64;
+			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
+		}
+		uint64_t o = p->open_txg;
+		rs->done[rs->ndone++] = (repl_done){ seq, o, btxg };
+		rs->applied = seq;
+		/* the record changes in o: v is o's to write, whether or not o has data of it */
+		pool_dirty(p, v, o);
+		p->txg_dirty[o & 3] = 1;
+		if (p->open_since_ns == 0)
+			p->open_since_ns = util_now_ns();
+		pthread_mutex_unlock(&p->lock);
+	}
+	pthread_mutex_unlock(&rs->mu);
+	return err;
+}
+
+int
+ce_repl_write(ce_vol *h, ce_epoch e, uint64_t seq, const void *buf, size_t len, uint64_t off)
+{
+	return apply(h, e, seq, OP_WRITE, buf, off, len);
+}
+
+int
+ce_repl_trim(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len)
+{
+	return apply(h, e, seq, OP_TRIM, NULL, off, len);
+}
+
+int
+ce_repl_zero(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len)
+{
+	return apply(h, e, seq, OP_ZERO, NULL, off, len);
+}
+
+uint64_t
+ce_repl_applied(ce_vol *h)
+{
+	ce_pool *p = h->v->pool;
+	pthread_mutex_lock(&p->lock);
+	uint64_t a = h->v->rp ? h->v->rp->applied : 0;
+	pthread_mutex_unlock(&p->lock);
+	return a;
+}
+
+int
+ce_repl_flush(ce_vol *h, uint64_t *durable)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = v->rp;
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&p->lock);
+	uint64_t a = rs->applied, t = p->open_txg;
+	if (a <= rs->durable) {
+		*durable = rs->durable;
+		pthread_mutex_unlock(&p->lock);
+		return 0;
+	}
+	/* every apply up to a ended with txg <= t (invariant 2): t's record says applied >= a */
+	p->txg_dirty[t & 3] = 1;
+	if (p->open_since_ns == 0)
+		p->open_since_ns = util_now_ns();
+	pthread_mutex_unlock(&p->lock);
+	int err = txg_wait_synced(p, t);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&p->lock);
+	if (a > rs->durable)
+		rs->durable = a;
+	*durable = rs->durable;
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* ---- cask-debug check ---- */
+
+static void
+reportf(unsigned *n, void (*report)(void *, const char *), void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void
+reportf(unsigned *n, void (*report)(void *, const char *), void *arg, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(*n)++;
+	report(arg, msg);
+}
+
+unsigned
+repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
+{
+	unsigned n = 0;
+	mos_repl_phys mr;
+	memcpy(&mr, p->mos_buf + CE_MOS_REPL_OFF, sizeof(mr));
+	uint32_t nslots = mr.mr_magic == MR_MAGIC ? mr.mr_nslots : 0, used = 0;
+	const repl_phys *recs = (const repl_phys *)p->rp_buf;
+	if (p->rp_buf == NULL)
+		nslots = 0;
+	for (uint32_t s = 0; s < nslots; s++) {
+		const repl_phys *r = &recs[s];
+		if (r->rp_ds_guid == 0)
+			continue;
+		used++;
+		const volume *v = NULL;
+		for (size_t i = 0; i < p->nvols && v == NULL; i++)
+			if (p->vols[i]->guid == r->rp_ds_guid && !p->vols[i]->is_snap)
+				v = p->vols[i];
+		const char *vn = v ? v->name : "?";
+		if (v == NULL || v->rp == NULL || v->rp->idx != s) {
+			reportf(&n, report, arg, "replica slot %u: names volume %016" PRIx64 ", which is not a "
+			    "replica volume with that slot", s, r->rp_ds_guid);
+			continue;
+		}
+		if (r->rp_state < RP_COMPLETE || r->rp_state > RP_RETIRED)
+			reportf(&n, report, arg, "replica %s: state %u", vn, r->rp_state);
+		if ((r->rp_rb.rb_kind != 0) != (r->rp_state == RP_REBUILDING))
+			reportf(&n, report, arg, "replica %s: rebuild kind %u in state %u", vn,
+			    r->rp_rb.rb_kind, r->rp_state);
+		if (r->rp_rb.rb_cursor > v->size)
+			reportf(&n, report, arg, "replica %s: rebuild cursor beyond the volume", vn);
+		if (ep_cmp(r->rp_promised, r->rp_last_epoch) < 0 || ep_cmp(r->rp_promised, r->rp_mb.mb_epoch) < 0)
+			reportf(&n, report, arg, "replica %s: promised epoch older than one it adopted", vn);
+		if (r->rp_hist_count > CE_REPL_HIST) {
+			reportf(&n, report, arg, "replica %s: %u history entries", vn, r->rp_hist_count);
+		} else {
+			for (uint32_t i = 0; i < r->rp_hist_count; i++) {
+				const eh_phys *e = &r->rp_hist[i];
+				if (i > 0 && (ep_cmp(e->eh_epoch, r->rp_hist[i - 1].eh_epoch) <= 0 ||
+				    e->eh_base < r->rp_hist[i - 1].eh_base))
+					reportf(&n, report, arg, "replica %s: history entry %u out of order", vn, i);
+				if (e->eh_base > r->rp_applied)
+					reportf(&n, report, arg, "replica %s: history base %" PRIu64 " beyond applied %"
+					    PRIu64, vn, e->eh_base, r->rp_applied);
+			}
+			if (r->rp_hist_count > 0 &&
+			    ep_cmp(r->rp_hist[r->rp_hist_count - 1].eh_epoch, r->rp_last_epoch) != 0)
+				reportf(&n, report, arg, "replica %s: last history epoch is not the last epoch", vn);
+		}
+		if (r->rp_map_count < 1 || r->rp_map_count > CE_REPL_MAP) {
+			reportf(&n, report, arg, "replica %s: %u map entries", vn, r->rp_map_count);
+		} else {
+			for (uint32_t i = 0; i < r->rp_map_count; i++) {
+				const sm_phys *m = &r->rp_map[i];
+				if (m->sm_txg > p->synced_txg || (i > 0 && (m->sm_txg <= r->rp_map[i - 1].sm_txg ||
+				    m->sm_hi < r->rp_map[i - 1].sm_hi)))
+					reportf(&n, report, arg, "replica %s: map entry %u (txg %" PRIu64 ", hi %" PRIu64
+					    ") out of order", vn, i, m->sm_txg, m->sm_hi);
+			}
+			if (r->rp_map[r->rp_map_count - 1].sm_hi != r->rp_hi || r->rp_hi < r->rp_applied)
+				reportf(&n, report, arg, "replica %s: hi %" PRIu64 " does not match the map or is "
+				    "below applied %" PRIu64, vn, r->rp_hi, r->rp_applied);
+		}
+		if (r->rp_mb.mb_version != 0 || r->rp_mb.mb_nmembers != 0) {
+			const char *why;
+			if (!mb_valid(&r->rp_mb, r->rp_state == RP_RETIRED ? r->rp_mb.mb_members[0].mm_id :
+			    r->rp_ds_guid, &why))
+				reportf(&n, report, arg, "replica %s: membership record: %s", vn, why);
+		}
+	}
+	if (nslots > 0 && used != mr.mr_used)
+		reportf(&n, report, arg, "replica object: %u records used, the root says %u", used, mr.mr_used);
+	for (size_t i = 0; i < p->nvols; i++) {
+		const volume *v = p->vols[i];
+		if (v->rp != NULL && (v->rp->idx >= nslots || recs[v->rp->idx].rp_ds_guid != v->guid))
+			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, v->rp->idx);
+	}
+	return n;
+}

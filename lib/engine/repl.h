@@ -1,0 +1,51 @@
+#ifndef CASK_ENGINE_REPL_H
+#define CASK_ENGINE_REPL_H
+/*
+ * repl.h -- the replica side of replication as engine state (repl.c;
+ * docs/replication.md section 3.8, docs/on-disk-format.md section 7).
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include "phys.h"
+
+typedef struct ce_pool ce_pool;
+typedef struct volume volume;
+
+/* An apply that finished: every byte of seq is in txgs >= btxg and <= txg. */
+typedef struct repl_done {
+	uint64_t seq, txg, btxg;
+} repl_done;
+
+typedef struct repl_state {
+	pthread_mutex_t mu;      /* one apply at a time; taken before every engine lock */
+	uint32_t idx;            /* slot in the replica object */
+	/* pool->lock: */
+	repl_phys rec;           /* live management fields (promise, epochs, membership, history);
+	                            applied, hi and the map live in the fields below */
+	repl_phys img;           /* rec as of the txg being synced: the volume's record image
+	                            (dataset.c, 3); rp_ds_guid 0 while that txg had no record */
+	repl_phys cap;           /* the whole record as settled for the last txg that wrote it
+	                            (sync thread); rp_ds_guid 0 before the first */
+	uint64_t applied;        /* every operation 1..applied has finished applying */
+	uint64_t begun;          /* highest seq whose apply began ... */
+	uint64_t begun_txg;      /* ... in this open txg (its first attempt) */
+	uint64_t durable;        /* the applied of the newest committed capture this process waited for */
+	repl_done *done;         /* finished applies not yet captured, oldest first */
+	size_t ndone, capdone;
+} repl_state;
+
+/* dataset.c: the image (capture_image) and the record of txg t (vol_settle); pool->lock held */
+void repl_image(volume *v);
+void repl_settle(volume *v, uint64_t t);
+/* vol_sync.c, records step of txg t: v's slot of the replica object as settled (or freed) */
+void repl_record(ce_pool *p, volume *v, uint64_t t);
+int repl_load(ce_pool *p);                 /* at import, after the datasets */
+int repl_sync(ce_pool *p, uint64_t t);     /* pool_sync, after the records of txg t */
+void repl_free(volume *v);
+void repl_pool_fini(ce_pool *p);
+/*
+ * cask-debug check, invariant 8 (on-disk-format.md section 7.7): each
+ * problem is passed to report; returns how many.
+ */
+unsigned repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg);
+#endif
