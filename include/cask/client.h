@@ -401,6 +401,8 @@ int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
 int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
 /* A snapshot of POOL/VOL now (named after the minute), then pruning; its name into snapshot[0..len). */
 int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
+
+/*
  * Replication (CASK_1.1, feature "replication"; docs/replication.md). A
  * replicated volume: replica 0 in the named pool of this caskd, one more
  * per replicas[i] ("HOST:PORT/POOL" of a caskd --replica-listen), served by
