@@ -31,6 +31,9 @@
  *   5. Dirty data is bounded: writers wait in txg_throttle while more
  *      than dirty_max bytes are dirty; a sync starts when the open txg
  *      passes dirty_sync bytes, after txg_timeout_ms, or on request.
+ *      The count never wraps: a writer counts its bytes (txg_dirty_add)
+ *      before it releases the txg hold it made them under, so txg t's
+ *      sync can never uncount bytes that were not yet counted.
  */
 #include "txg.h"
 #include "pool_impl.h"
