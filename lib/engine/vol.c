@@ -407,8 +407,9 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		if (err != 0)
 			return err;
 		err = write_blocks(v, t, src, chunk, off, &dd);
-		txg_rele(p, t);
+		/* counted before t can quiesce: its sync subtracts these bytes (release_txg) */
 		txg_dirty_add(p, dd, 1);
+		txg_rele(p, t);
 		/* Even a failed chunk may have changed some blocks: log what is there now. */
 		if (v->rp == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
 			ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
@@ -516,8 +517,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	if (err == 0 && off + len > b1 * v->bs)
 		err = write_blocks(v, t, NULL, off + len - b1 * v->bs, b1 * v->bs, &dd);
 	if (err != 0) {
-		txg_rele(p, t);
 		txg_dirty_add(p, dd, 1);
+		txg_rele(p, t);
 		return err;
 	}
 	pthread_mutex_lock(&v->lock);
@@ -543,8 +544,8 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	free(keys);
 	v->gen++;
 	pthread_mutex_unlock(&v->lock);
-	txg_rele(p, t);
 	txg_dirty_add(p, dd, 1);
+	txg_rele(p, t);
 	if (v->rp == NULL) /* nor is a replica volume's trim logged */
 		ilog_append(v, LR_ZERO, off, len, t);
 	return 0;
