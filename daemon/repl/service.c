@@ -33,6 +33,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,7 +120,7 @@ static int nunauth;
 static int listen_fd = -1;
 static pthread_t accept_th;
 static int accept_running;
-static volatile int stopping;
+static _Atomic int stopping; /* set by repl_service_stop, read by the accept thread */
 
 #define IN_CAP (2u << 20)
 

@@ -407,7 +407,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		if (err != 0)
 			return err;
 		err = write_blocks(v, t, src, chunk, off, &dd);
-		txg_dirty_add(p, dd, 1); /* before the release: t cannot sync (and uncount) them first */
+		/* counted before t can quiesce: its sync subtracts these bytes (release_txg) */
+		txg_dirty_add(p, dd, 1);
 		txg_rele(p, t);
 		/* Even a failed chunk may have changed some blocks: log what is there now. */
 		if (v->rp == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
