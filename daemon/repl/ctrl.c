@@ -480,6 +480,38 @@ ep_applied(ep *e, uint64_t a, uint64_t d)
 	settle(c);
 }
 
+/*
+ * An endpoint's sender thread (local_thread, remote_tx), under c->mu: the
+ * next queued item, waiting for one; NULL when the thread must stop (the
+ * controller stops or is fenced, or the endpoint failed).
+ */
+static qitem *
+ep_next(ep *e)
+{
+	ctrl *c = e->c;
+	while (e->qh == NULL && !c->stopping && !c->fenced && !e->failed)
+		pthread_cond_wait(&e->qcv, &c->mu);
+	if (e->qh == NULL || c->stopping || c->fenced || e->failed)
+		return NULL;
+	qitem *it = e->qh;
+	e->qh = it->next;
+	if (e->qh == NULL)
+		e->qt = NULL;
+	return it;
+}
+
+/* Under c->mu, when a sender thread stops: drop what is left in its queue. */
+static void
+ep_drain(ep *e)
+{
+	while (e->qh != NULL) {
+		qitem *it = e->qh;
+		e->qh = it->next;
+		item_free(e->c, it);
+	}
+	e->qt = NULL;
+}
+
 static void *
 local_thread(void *arg)
 {
@@ -487,14 +519,9 @@ local_thread(void *arg)
 	ctrl *c = e->c;
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		while (e->qh == NULL && !c->stopping && !c->fenced && !e->failed)
-			pthread_cond_wait(&e->qcv, &c->mu);
-		if (e->qh == NULL || c->stopping || c->fenced || e->failed)
+		qitem *it = ep_next(e);
+		if (it == NULL)
 			break;
-		qitem *it = e->qh;
-		e->qh = it->next;
-		if (e->qh == NULL)
-			e->qt = NULL;
 		ce_epoch ep_ = c->e;
 		pthread_mutex_unlock(&c->mu);
 		int err = 0;
@@ -532,7 +559,7 @@ local_thread(void *arg)
 			break;
 		}
 		if (err != 0) {
-			ep_fail(e, err == -EIO ? 2 : 2, why);
+			ep_fail(e, 2, why); /* io-error */
 			settle(c);
 			break;
 		}
@@ -540,13 +567,7 @@ local_thread(void *arg)
 			e->mb_acked = mbv;
 		ep_applied(e, a, d);
 	}
-	/* drop what is left */
-	while (e->qh != NULL) {
-		qitem *it = e->qh;
-		e->qh = it->next;
-		item_free(c, it);
-	}
-	e->qt = NULL;
+	ep_drain(e);
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
@@ -558,14 +579,9 @@ remote_tx(void *arg)
 	ctrl *c = e->c;
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
-		while (e->qh == NULL && !c->stopping && !c->fenced && !e->failed)
-			pthread_cond_wait(&e->qcv, &c->mu);
-		if (e->qh == NULL || c->stopping || c->fenced || e->failed)
+		qitem *it = ep_next(e);
+		if (it == NULL)
 			break;
-		qitem *it = e->qh;
-		e->qh = it->next;
-		if (e->qh == NULL)
-			e->qt = NULL;
 		if (it->op != NULL && e->sent <= e->applied)
 			e->progress_ns = now_ns(); /* an idle member starts its deadline now */
 		pthread_mutex_unlock(&c->mu);
@@ -601,12 +617,7 @@ remote_tx(void *arg)
 			break;
 		}
 	}
-	while (e->qh != NULL) {
-		qitem *it = e->qh;
-		e->qh = it->next;
-		item_free(c, it);
-	}
-	e->qt = NULL;
+	ep_drain(e);
 	pthread_mutex_unlock(&c->mu);
 	return NULL;
 }
