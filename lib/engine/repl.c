@@ -341,6 +341,18 @@ find_replica(ce_pool *p, const char *name, int *err)
 	return *err ? NULL : v;
 }
 
+/* A management call on replica name begins: its volume with vol_mgmt_begin done, or NULL (*err set, nothing begun). */
+static volume *
+mgmt_replica(ce_pool *p, const char *name, int *err)
+{
+	if ((*err = vol_mgmt_begin(p)) != 0)
+		return NULL;
+	volume *v = find_replica(p, name, err);
+	if (v == NULL)
+		vol_mgmt_abort(p);
+	return v;
+}
+
 static void
 info_fill(const volume *v, ce_repl_info *o)
 {
@@ -438,14 +450,10 @@ int
 ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder_addr,
     const ce_epoch *expect, ce_repl_info *out)
 {
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_replica(p, name, &err);
-	if (v == NULL) {
-		vol_mgmt_abort(p);
-		return err;
-	}
 	repl_phys *r = &v->rp->rec;
 	int c = ep_cmp(ep_of(e), r->rp_promised);
 	if (c < 0 ||
@@ -504,14 +512,10 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 {
 	mb_phys mb;
 	memcpy(&mb, mbp, sizeof(mb));
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_replica(p, name, &err);
-	if (v == NULL) {
-		vol_mgmt_abort(p);
-		return err;
-	}
 	repl_state *rs = v->rp;
 	repl_phys *r = &rs->rec;
 	const char *why;
@@ -548,14 +552,10 @@ ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mbp)
 {
 	mb_phys mb;
 	memcpy(&mb, mbp, sizeof(mb));
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_replica(p, name, &err);
-	if (v == NULL) {
-		vol_mgmt_abort(p);
-		return err;
-	}
 	repl_phys *r = &v->rp->rec;
 	const char *why;
 	int c = ep_cmp(mb.mb_epoch, r->rp_mb.mb_epoch);
@@ -583,13 +583,13 @@ ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mbp)
 int
 ce_repl_set_flags(ce_pool *p, const char *name, uint32_t set, uint32_t clear)
 {
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
 		return err;
-	volume *v = find_replica(p, name, &err);
-	if (v == NULL || ((set | clear) & ~(uint32_t)(RP_CONTROLLER_HERE | RP_FORCED))) {
+	if ((set | clear) & ~(uint32_t)(RP_CONTROLLER_HERE | RP_FORCED)) {
 		vol_mgmt_abort(p);
-		return v == NULL ? err : err_set(-EINVAL, "unknown replica record flags");
+		return err_set(-EINVAL, "unknown replica record flags");
 	}
 	vol_mgmt_dirty(p, v);
 	v->rp->rec.rp_flags = (v->rp->rec.rp_flags | set) & ~clear;
