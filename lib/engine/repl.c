@@ -46,6 +46,13 @@
  *      a log replay can never bring back bytes past the record's applied
  *      without the record saying so. (As built: the LR_REPL and
  *      LR_REPL_REC log records of the design are not implemented.)
+ *   6. A volume's repl_state lives as long as the volume (v->rp is set
+ *      with a release store and read with repl_of's acquire load, so the
+ *      write paths read it without pool->lock). ce_pool_clear's reload
+ *      refreshes the same object in place and bumps its gen under
+ *      pool->lock (a volume the reloaded object does not name has its
+ *      state moved to v->rp_retired, never freed under an apply); an
+ *      apply or flush that began before the bump records nothing.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) and retired (3) belong to the rebuild issue (16) and are only
@@ -84,15 +91,39 @@ ep_cmp(epoch_phys a, epoch_phys b)
 	return ce_epoch_cmp(ce_of(a), ce_of(b));
 }
 
+struct repl_state *
+repl_of(const volume *v)
+{
+	return __atomic_load_n(&v->rp, __ATOMIC_ACQUIRE);
+}
+
+static void
+set_rp(volume *v, repl_state *rs)
+{
+	__atomic_store_n(&v->rp, rs, __ATOMIC_RELEASE);
+}
+
+static void
+state_free(repl_state *rs)
+{
+	while (rs != NULL) {
+		repl_state *next = rs->retired;
+		pthread_mutex_destroy(&rs->mu);
+		free(rs->done);
+		free(rs);
+		rs = next;
+	}
+}
+
+/* The volume is going (vol_delete): nothing can apply to it any more. */
 void
 repl_free(volume *v)
 {
-	if (v->rp == NULL)
-		return;
-	pthread_mutex_destroy(&v->rp->mu);
-	free(v->rp->done);
-	free(v->rp);
-	v->rp = NULL;
+	repl_state *rs = repl_of(v);
+	set_rp(v, NULL);
+	state_free(rs);
+	state_free(v->rp_retired);
+	v->rp_retired = NULL;
 }
 
 void
@@ -149,8 +180,8 @@ void
 repl_image(volume *v)
 {
 	ASSERT_HELD(&v->pool->lock);
-	if (v->rp != NULL)
-		v->rp->img = v->rp->rec;
+	if (repl_of(v) != NULL)
+		repl_of(v)->img = repl_of(v)->rec;
 }
 
 /*
@@ -160,7 +191,7 @@ repl_image(volume *v)
 void
 repl_settle(volume *v, uint64_t t)
 {
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	ASSERT_HELD(&v->pool->lock);
 	if (rs == NULL || rs->img.rp_ds_guid == 0)
 		return; /* made a replica after t: t has no record of it */
@@ -198,7 +229,7 @@ void
 repl_record(ce_pool *p, volume *v, uint64_t t)
 {
 	ASSERT(pool_sync_thread(p));
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (rs == NULL)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -267,14 +298,62 @@ repl_sync(ce_pool *p, uint64_t t)
 	return 0;
 }
 
+static int load_object(ce_pool *p, uint8_t *named);
+
 /* At import (and clear): the replica object, attached to the volumes that name their slots. */
 int
 repl_load(ce_pool *p)
 {
 	repl_pool_fini(p);
 	tree_init(&p->rp_tree, BP_REPL, 1);
-	for (size_t i = 0; i < p->nvols; i++)
-		repl_free(p->vols[i]);
+	/*
+	 * Invariant 6: a clear keeps every volume's state object (an apply or
+	 * a flush may hold its mutex or a pointer to it); attach() refreshes
+	 * it in place, and a volume the reloaded object does not name loses
+	 * its state to its retired list.
+	 */
+	uint8_t *named = xcalloc(p->nvols ? p->nvols : 1, 1);
+	int err = load_object(p, named);
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->nvols; i++) {
+		volume *v = p->vols[i];
+		repl_state *rs = repl_of(v);
+		if (rs != NULL && (err != 0 || !named[i])) {
+			set_rp(v, NULL);
+			rs->gen++;
+			rs->retired = v->rp_retired;
+			v->rp_retired = rs;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(named);
+	return err;
+}
+
+/* Attach the record r to v: a new state, or v's old one refreshed (pool->lock held). */
+static void
+attach(volume *v, const repl_phys *r, uint32_t idx)
+{
+	repl_state *rs = repl_of(v);
+	if (rs == NULL) {
+		rs = state_new(idx);
+	} else {
+		rs->idx = idx;
+		rs->gen++; /* invariant 6: what began before this reload records nothing */
+		rs->ndone = 0;
+		rs->begun_txg = 0;
+	}
+	rs->rec = rs->img = rs->cap = *r;
+	rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
+	rs->applied = rs->durable = r->rp_applied;
+	rs->begun = r->rp_hi;
+	set_rp(v, rs);
+}
+
+/* The replica object from disk; named[i] set for each volume it gives a record. */
+static int
+load_object(ce_pool *p, uint8_t *named)
+{
 	mos_header_phys *mh = mos_hdr(p);
 	mos_repl_phys mr;
 	memcpy(&mr, p->mos_buf + CE_MOS_REPL_OFF, sizeof(mr));
@@ -316,12 +395,10 @@ repl_load(ce_pool *p)
 		    r->rp_hist_count > CE_REPL_HIST)
 			return err_set(-EIO, "pool %s: the replica record of volume %s is damaged", p->name,
 			    v->name);
-		repl_state *rs = state_new(v->load_repl_idx);
-		rs->rec = rs->img = rs->cap = *r;
-		rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
-		rs->applied = rs->durable = r->rp_applied;
-		rs->begun = r->rp_hi;
-		v->rp = rs;
+		pthread_mutex_lock(&p->lock);
+		attach(v, r, v->load_repl_idx);
+		pthread_mutex_unlock(&p->lock);
+		named[i] = 1;
 	}
 	return 0;
 }
@@ -334,7 +411,7 @@ find_replica(ce_pool *p, const char *name, int *err)
 	volume *v = name != NULL ? vol_find(p, name) : NULL;
 	if (v == NULL || v->is_snap)
 		*err = err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
-	else if (v->rp == NULL)
+	else if (repl_of(v) == NULL)
 		*err = err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
 	else
 		*err = 0;
@@ -356,7 +433,7 @@ mgmt_replica(ce_pool *p, const char *name, int *err)
 static void
 info_fill(const volume *v, ce_repl_info *o)
 {
-	const repl_state *rs = v->rp;
+	const repl_state *rs = repl_of(v);
 	memset(o, 0, sizeof(*o));
 	o->id = v->guid;
 	o->pool_guid = v->pool->guid;
@@ -391,17 +468,17 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
 	}
-	if (v->rp != NULL || v->receiving || e.counter == 0 || e.node == 0) {
+	if (repl_of(v) != NULL || v->receiving || e.counter == 0 || e.node == 0) {
 		vol_mgmt_abort(p);
-		return err_set(v->rp != NULL ? -EEXIST : -EINVAL, "volume %s/%s: %s", p->name, name,
-		    v->rp != NULL ? "already a replica" : v->receiving ? "a partial receive" :
+		return err_set(repl_of(v) != NULL ? -EEXIST : -EINVAL, "volume %s/%s: %s", p->name, name,
+		    repl_of(v) != NULL ? "already a replica" : v->receiving ? "a partial receive" :
 		    "epoch counter and node must be nonzero");
 	}
 	uint32_t idx = 0;
 	for (;; idx++) {
 		int taken = 0;
 		for (size_t i = 0; i < p->nvols && !taken; i++)
-			taken = p->vols[i]->rp != NULL && p->vols[i]->rp->idx == idx;
+			taken = repl_of(p->vols[i]) != NULL && repl_of(p->vols[i])->idx == idx;
 		if (!taken)
 			break;
 	}
@@ -419,7 +496,7 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 	snprintf(r->rp_holder_addr, sizeof(r->rp_holder_addr), "%s", holder_addr ? holder_addr : "");
 	r->rp_map_count = 1;
 	r->rp_map[0] = (sm_phys){ p->open_txg, 0 };
-	v->rp = rs;
+	set_rp(v, rs);
 	return vol_mgmt_commit(p);
 }
 
@@ -441,7 +518,7 @@ ce_vol_is_replica(ce_pool *p, const char *name)
 {
 	pthread_mutex_lock(&p->lock);
 	volume *v = name != NULL ? vol_find(p, name) : NULL;
-	int r = v != NULL && !v->is_snap && v->rp != NULL;
+	int r = v != NULL && !v->is_snap && repl_of(v) != NULL;
 	pthread_mutex_unlock(&p->lock);
 	return r;
 }
@@ -454,7 +531,7 @@ ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder_add
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_phys *r = &v->rp->rec;
+	repl_phys *r = &repl_of(v)->rec;
 	int c = ep_cmp(ep_of(e), r->rp_promised);
 	if (c < 0 ||
 	    (expect != NULL && ep_cmp(r->rp_promised, ep_of(*expect)) > 0 && c != 0)) {
@@ -516,7 +593,7 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	repl_phys *r = &rs->rec;
 	const char *why;
 	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
@@ -556,7 +633,7 @@ ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mbp)
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_phys *r = &v->rp->rec;
+	repl_phys *r = &repl_of(v)->rec;
 	const char *why;
 	int c = ep_cmp(mb.mb_epoch, r->rp_mb.mb_epoch);
 	if (ep_cmp(ep_of(e), r->rp_promised) != 0 || ep_cmp(mb.mb_epoch, ep_of(e)) != 0)
@@ -592,7 +669,7 @@ ce_repl_set_flags(ce_pool *p, const char *name, uint32_t set, uint32_t clear)
 		return err_set(-EINVAL, "unknown replica record flags");
 	}
 	vol_mgmt_dirty(p, v);
-	v->rp->rec.rp_flags = (v->rp->rec.rp_flags | set) & ~clear;
+	repl_of(v)->rec.rp_flags = (repl_of(v)->rec.rp_flags | set) & ~clear;
 	return vol_mgmt_commit(p);
 }
 
@@ -605,7 +682,7 @@ ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
 	int err = ce_vol_open(p, name, &h);
 	if (err != 0)
 		return err;
-	if (h->v->rp == NULL || h->v->is_snap) {
+	if (repl_of(h->v) == NULL || h->v->is_snap) {
 		ce_vol_close(h);
 		return err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
 	}
@@ -621,13 +698,19 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (!h->repl || rs == NULL)
 		return err_set(-EINVAL, "not a replica handle");
 	pthread_mutex_lock(&rs->mu);
 	pthread_mutex_lock(&p->lock);
 	int err = 0;
-	if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
+	uint64_t gen = rs->gen;
+	if (p->suspended)
+		err = err_set(p->suspended, "pool %s is suspended after an IO error", p->name);
+	else if (repl_of(v) != rs)
+		err = err_set(-EIO, "volume %s/%s: the pool was cleared and the volume is no longer a "
+		    "replica", p->name, v->name);
+	else if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
 		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
 		    p->name, v->name, e.counter, e.node);
 	else if (ep_cmp(rs->rec.rp_last_epoch, rs->rec.rp_promised) != 0)
@@ -650,6 +733,17 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 	}
 	if (err == 0) {
 		pthread_mutex_lock(&p->lock);
+		if (rs->gen != gen) {
+			/*
+			 * Invariant 6: a clear reloaded the record while this apply ran;
+			 * its bytes went with the txgs the clear dropped (vol.c refuses
+			 * the chunks after it), so it is not applied.
+			 */
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_unlock(&rs->mu);
+			return err_set(-EIO, "volume %s/%s: the pool was cleared during the apply of %" PRIu64
+			    "; reopen", p->name, v->name, seq);
+		}
 		if (rs->ndone == rs->capdone) {
 			rs->capdone = rs->capdone ? rs->capdone * 2 : 64;
 			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
@@ -691,7 +785,8 @@ ce_repl_applied(ce_vol *h)
 {
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&p->lock);
-	uint64_t a = h->v->rp ? h->v->rp->applied : 0;
+	repl_state *rs = repl_of(h->v);
+	uint64_t a = rs ? rs->applied : 0;
 	pthread_mutex_unlock(&p->lock);
 	return a;
 }
@@ -701,11 +796,11 @@ ce_repl_flush(ce_vol *h, uint64_t *durable)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (!h->repl || rs == NULL)
 		return err_set(-EINVAL, "not a replica handle");
 	pthread_mutex_lock(&p->lock);
-	uint64_t a = rs->applied, t = p->open_txg;
+	uint64_t a = rs->applied, t = p->open_txg, gen = rs->gen;
 	if (a <= rs->durable) {
 		*durable = rs->durable;
 		pthread_mutex_unlock(&p->lock);
@@ -720,6 +815,11 @@ ce_repl_flush(ce_vol *h, uint64_t *durable)
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&p->lock);
+	if (rs->gen != gen) {
+		/* invariant 6: t was a txg of the pool before a clear; nothing of it is known durable */
+		pthread_mutex_unlock(&p->lock);
+		return err_set(-EIO, "volume %s/%s: the pool was cleared during the flush", p->name, v->name);
+	}
 	if (a > rs->durable)
 		rs->durable = a;
 	*durable = rs->durable;
@@ -764,7 +864,7 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 			if (p->vols[i]->guid == r->rp_ds_guid && !p->vols[i]->is_snap)
 				v = p->vols[i];
 		const char *vn = v ? v->name : "?";
-		if (v == NULL || v->rp == NULL || v->rp->idx != s) {
+		if (v == NULL || repl_of(v) == NULL || repl_of(v)->idx != s) {
 			reportf(&n, report, arg, "replica slot %u: names volume %016" PRIx64 ", which is not a "
 			    "replica volume with that slot", s, r->rp_ds_guid);
 			continue;
@@ -819,8 +919,8 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 		reportf(&n, report, arg, "replica object: %u records used, the root says %u", used, mr.mr_used);
 	for (size_t i = 0; i < p->nvols; i++) {
 		const volume *v = p->vols[i];
-		if (v->rp != NULL && (v->rp->idx >= nslots || recs[v->rp->idx].rp_ds_guid != v->guid))
-			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, v->rp->idx);
+		if (repl_of(v) != NULL && (repl_of(v)->idx >= nslots || recs[repl_of(v)->idx].rp_ds_guid != v->guid))
+			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, repl_of(v)->idx);
 	}
 	return n;
 }
