@@ -99,6 +99,11 @@ rp_payload_size(uint16_t type)
 	case RP_STATUS: case RP_PROMISE: case RP_EPOCH_STARTED: return RP_STATUS_SIZE;
 	case RP_PREPARE: return 128;
 	case RP_START_EPOCH: return 1296;
+	case RP_TAIL_LIST: return 16;
+	case RP_TAIL_BEGIN: return 528;
+	case RP_SNAPSHOT: case RP_SNAP_DESTROY: return 320;
+	case RP_SNAP_RENAME: return 576;
+	case RP_TAIL_EXTENTS: case RP_TAIL_DATA: return -1;
 	case RP_TRIM: return 16;
 	case RP_ZERO: case RP_READ: return 24;
 	case RP_MB_COMMIT: return 1280;
@@ -128,6 +133,13 @@ rp_type_name(uint16_t t)
 	case RP_PROMISE: return "PROMISE";
 	case RP_START_EPOCH: return "START_EPOCH";
 	case RP_EPOCH_STARTED: return "EPOCH_STARTED";
+	case RP_TAIL_LIST: return "TAIL_LIST";
+	case RP_TAIL_EXTENTS: return "TAIL_EXTENTS";
+	case RP_TAIL_BEGIN: return "TAIL_BEGIN";
+	case RP_TAIL_DATA: return "TAIL_DATA";
+	case RP_SNAPSHOT: return "SNAPSHOT";
+	case RP_SNAP_DESTROY: return "SNAP_DESTROY";
+	case RP_SNAP_RENAME: return "SNAP_RENAME";
 	case RP_WRITE: return "WRITE";
 	case RP_TRIM: return "TRIM";
 	case RP_ZERO: return "ZERO";
@@ -164,6 +176,7 @@ static const struct {
 	{ RPE_EPOCH_REFUSED, "EPOCH_REFUSED", ESTALE }, { RPE_SEQUENCE_GAP, "SEQUENCE_GAP", EPROTO },
 	{ RPE_SEQUENCE_DUP, "SEQUENCE_DUP", EPROTO }, { RPE_LAGGING, "LAGGING", EAGAIN },
 	{ RPE_MB_STALE, "MB_STALE", ESTALE }, { RPE_RETIRED, "RETIRED", ESHUTDOWN },
+	{ RPE_TAIL_UNKNOWN, "TAIL_UNKNOWN", ERANGE },
 	{ RPE_INTERNAL, "INTERNAL", EIO },
 };
 

@@ -53,6 +53,18 @@
  *      pool->lock (a volume the reloaded object does not name has its
  *      state moved to v->rp_retired, never freed under an apply); an
  *      apply or flush that began before the bump records nothing.
+ *   7. The ring keeps the byte range of each of the newest REPL_RING
+ *      operations, noted under pool->lock when its apply begins (before a
+ *      byte changes), so the extents listed for seqs after c cover every
+ *      byte this replica may hold of them, a failed try's included. It is
+ *      memory only: after an import it knows nothing before applied
+ *      (ce_repl_extents answers -ERANGE), and a reconciliation then counts
+ *      on the other members' rings or leaves this one degraded.
+ *   8. A tail sync (ce_repl_tail_begin .. ce_repl_start_epoch) first makes
+ *      the record rebuilding (kind tail) with the reference's history,
+ *      durably, so a crash during the copy never leaves a replica that
+ *      says complete with half a tail; the START_EPOCH that ends it sets
+ *      applied = base with the new epoch, in one commit.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) and retired (3) belong to the rebuild issue (16) and are only
@@ -72,6 +84,10 @@
 #include <stddef.h>
 #include <string.h>
 #include <time.h>
+
+#ifndef RB_TAIL
+#define RB_TAIL 1u /* rb_kind of a tail sync (on-disk-format.md section 7) */
+#endif
 
 static epoch_phys
 ep_of(ce_epoch e)
@@ -602,7 +618,12 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
 		err = err_set(-EPROTO, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was started already (a "
 		    "controller that reconnects prepares a new epoch)", p->name, name, e.counter, e.node);
-	else if (rs->applied != base || r->rp_state != RP_COMPLETE)
+	else if (r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL &&
+	    (r->rp_hist_count == 0 || r->rp_hist[r->rp_hist_count - 1].eh_base > base))
+		err = err_set(-EPROTO, "volume %s/%s: base %" PRIu64 " is older than the tail sync's history",
+		    p->name, name, base);
+	else if ((rs->applied != base && !(r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL)) ||
+	    (r->rp_state != RP_COMPLETE && !(r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL)))
 		err = err_set(-EPROTO, "volume %s/%s: cannot start an epoch at base %" PRIu64
 		    " (applied %" PRIu64 ", state %u)", p->name, name, base, rs->applied, r->rp_state);
 	else if (ep_cmp(mb.mb_epoch, ep_of(e)) != 0 || !mb_valid(&mb, v->guid, &why))
@@ -621,7 +642,35 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	    .eh_flags = EH_ADOPTED };
 	r->rp_last_epoch = ep_of(e);
 	r->rp_mb = mb;
-	return vol_mgmt_commit(p);
+	if (r->rp_state == RP_REBUILDING) {
+		/*
+		 * A tail sync ends: the content is the reference's state(base), so
+		 * applied is base (up or down), recorded like an apply that ended in
+		 * the open txg; the ring's newer entries were another lineage's.
+		 */
+		r->rp_state = RP_COMPLETE;
+		memset(&r->rp_rb, 0, sizeof(r->rp_rb));
+		uint64_t o = p->open_txg;
+		rs->ndone = 0;
+		if (rs->capdone == 0) {
+			rs->capdone = 64;
+			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
+		}
+		rs->done[rs->ndone++] = (repl_done){ base, o, o };
+		rs->void_hi = MAX(MAX(rs->cap.rp_hi, rs->rec.rp_hi), MAX(rs->begun, rs->applied));
+		rs->applied = base;
+		rs->begun = base;
+		rs->begun_txg = o;
+		rs->ring_lo = base;
+	}
+	err = vol_mgmt_commit(p);
+	if (err == 0) {
+		pthread_mutex_lock(&p->lock);
+		if (rs->applied == base)
+			rs->durable = base; /* the commit above carried applied = base */
+		pthread_mutex_unlock(&p->lock);
+	}
+	return err;
 }
 
 int
@@ -691,7 +740,41 @@ ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
 	return 0;
 }
 
-enum { OP_WRITE, OP_TRIM, OP_ZERO };
+enum { OP_WRITE, OP_TRIM, OP_ZERO, OP_SNAP };
+
+typedef struct snap_op {
+	int op;
+	const char *snap, *newname;
+	int err;
+} snap_op;
+
+/* Invariant 7: seq's extent, before any byte of it changes (pool->lock held). */
+static void
+ring_note(repl_state *rs, uint64_t seq, uint64_t off, uint64_t len)
+{
+	if (rs->ring == NULL)
+		rs->ring = xcalloc(REPL_RING, sizeof(repl_ext));
+	rs->ring[seq % REPL_RING] = (repl_ext){ seq, off, len };
+	if (seq > REPL_RING && rs->ring_lo < seq - REPL_RING)
+		rs->ring_lo = seq - REPL_RING;
+}
+
+static int
+snap_apply(ce_pool *p, volume *v, snap_op *so)
+{
+	char full[520], nn[520];
+	snprintf(full, sizeof(full), "%s@%s", v->name, so->snap);
+	if (so->op == CE_REPL_SNAP_CREATE) {
+		const char *names[1] = { full };
+		int e1 = 0;
+		int err = ce_snap_create(p, names, 1, &e1);
+		return err != 0 && e1 != 0 ? e1 : err;
+	}
+	if (so->op == CE_REPL_SNAP_DESTROY)
+		return ce_snap_destroy(p, full);
+	snprintf(nn, sizeof(nn), "%s@%s", v->name, so->newname ? so->newname : "");
+	return ce_snap_rename(p, full, nn);
+}
 
 static int
 apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off, uint64_t len)
@@ -725,9 +808,21 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		rs->begun = seq; /* a retry keeps its first txg: its failed try may have left bytes there */
 		rs->begun_txg = p->open_txg;
 	}
+	if (err == 0)
+		ring_note(rs, seq, op == OP_SNAP ? 0 : off, op == OP_SNAP ? 0 : len);
 	uint64_t btxg = rs->begun_txg;
 	pthread_mutex_unlock(&p->lock);
-	if (err == 0) {
+	if (err == 0 && op == OP_SNAP) {
+		/*
+		 * Rule 6: applies are serial, so the snapshot holds exactly the
+		 * operations 1..seq-1; its own failure is every replica's alike
+		 * and consumes the seq (the caller reads it in so->err).
+		 */
+		snap_op *so = (snap_op *)buf;
+		so->err = snap_apply(p, v, so);
+		if (so->err != 0)
+			so->err = so->err < 0 ? so->err : -EIO;
+	} else if (err == 0) {
 		err = op == OP_WRITE ? ce_vol_write(h, buf, len, off) :
 		    op == OP_TRIM ? ce_vol_trim(h, off, len) : ce_vol_write_zeroes(h, off, len);
 	}
@@ -778,6 +873,124 @@ int
 ce_repl_zero(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len)
 {
 	return apply(h, e, seq, OP_ZERO, NULL, off, len);
+}
+
+int
+ce_repl_snap(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, const char *newname,
+    int *op_err)
+{
+	*op_err = 0;
+	if (op < CE_REPL_SNAP_CREATE || op > CE_REPL_SNAP_RENAME || snap == NULL || snap[0] == '\0' ||
+	    strchr(snap, '@') != NULL || (op == CE_REPL_SNAP_RENAME && (newname == NULL || newname[0] == '\0')))
+		return err_set(-EINVAL, "a sequenced snapshot operation needs an operation and a snapshot name");
+	snap_op so = { op, snap, newname, 0 };
+	int err = apply(h, e, seq, OP_SNAP, &so, 0, 0);
+	if (err == 0 && so.err != 0) {
+		*op_err = so.err;
+		err_set(so.err, "snapshot %s: %s", snap, strerror(-so.err));
+	}
+	return err;
+}
+
+int
+ce_repl_extents(ce_vol *h, uint64_t after, uint64_t *off, uint64_t *len, size_t max, size_t *n, uint64_t *top)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = repl_of(v);
+	*n = 0;
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&rs->mu); /* no apply between the listing and its end */
+	pthread_mutex_lock(&p->lock);
+	uint64_t hi = MAX(rs->begun, rs->applied);
+	int err = 0;
+	if (after < rs->ring_lo && hi > after)
+		err = err_set(-ERANGE, "volume %s/%s: the extents of operations after %" PRIu64 " are not known here "
+		    "(kept from %" PRIu64 ")", p->name, v->name, after, rs->ring_lo + 1);
+	uint64_t s = after;
+	while (err == 0 && s < hi && *n < max) {
+		s++;
+		const repl_ext *x = rs->ring != NULL ? &rs->ring[s % REPL_RING] : NULL;
+		if (x == NULL || x->seq != s) {
+			err = err_set(-ERANGE, "volume %s/%s: no extent kept for operation %" PRIu64, p->name, v->name, s);
+			break;
+		}
+		if (x->len == 0)
+			continue; /* a snapshot operation: no bytes */
+		off[*n] = x->off;
+		len[*n] = x->len;
+		(*n)++;
+	}
+	/* invariant 8: what the record's hi claimed before a tail sync ended is the reference's content now */
+	*top = err == 0 && s == hi ? MAX(s, rs->void_hi) : s;
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&rs->mu);
+	return err;
+}
+
+int
+ce_repl_tail_begin(ce_pool *p, const char *name, ce_epoch e, const void *hist, uint32_t nhist)
+{
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
+		return err;
+	repl_state *rs = repl_of(v);
+	repl_phys *r = &rs->rec;
+	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was not the one promised",
+		    p->name, name, e.counter, e.node);
+	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
+		err = err_set(-EPROTO, "volume %s/%s: the epoch started already: no tail sync", p->name, name);
+	else if (r->rp_state == RP_RETIRED || (r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind != RB_TAIL))
+		err = err_set(-EINVAL, "volume %s/%s: state %u takes no tail sync", p->name, name, r->rp_state);
+	else if (nhist == 0 || nhist > CE_REPL_HIST)
+		err = err_set(-EINVAL, "volume %s/%s: a tail sync needs 1 to %u history entries", p->name, name,
+		    CE_REPL_HIST);
+	if (err != 0) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	const eh_phys *eh = hist;
+	for (uint32_t i = 1; i < nhist; i++)
+		if (ep_cmp(eh[i].eh_epoch, eh[i - 1].eh_epoch) <= 0 || eh[i].eh_base < eh[i - 1].eh_base) {
+			vol_mgmt_abort(p);
+			return err_set(-EINVAL, "volume %s/%s: the reference's history is out of order", p->name, name);
+		}
+	vol_mgmt_dirty(p, v);
+	r->rp_state = RP_REBUILDING;
+	memset(&r->rp_rb, 0, sizeof(r->rp_rb));
+	r->rp_rb.rb_kind = RB_TAIL;
+	r->rp_rb.rb_base_epoch = ep_of(e);
+	memset(r->rp_hist, 0, sizeof(r->rp_hist));
+	memcpy(r->rp_hist, hist, nhist * sizeof(eh_phys));
+	r->rp_hist_count = nhist;
+	r->rp_last_epoch = eh[nhist - 1].eh_epoch;
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_repl_tail_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off, int zero)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = repl_of(v);
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&rs->mu);
+	pthread_mutex_lock(&p->lock);
+	int err = 0;
+	if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
+		    p->name, v->name, e.counter, e.node);
+	else if (rs->rec.rp_state != RP_REBUILDING || rs->rec.rp_rb.rb_kind != RB_TAIL)
+		err = err_set(-EINVAL, "volume %s/%s: no tail sync in progress", p->name, v->name);
+	pthread_mutex_unlock(&p->lock);
+	if (err == 0)
+		err = zero ? ce_vol_write_zeroes(h, off, len) : ce_vol_write(h, buf, len, off);
+	pthread_mutex_unlock(&rs->mu);
+	return err;
 }
 
 uint64_t

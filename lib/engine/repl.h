@@ -35,7 +35,20 @@ typedef struct repl_state {
 	                            that began before it records nothing */
 	repl_done *done;         /* finished applies not yet captured, oldest first */
 	size_t ndone, capdone;
+	/*
+	 * The extents of the newest operations (invariant 7), recorded when
+	 * each apply begins: ring[seq % REPL_RING] for seqs ring_lo+1 ..
+	 * begun; in memory only (an import starts it empty at applied).
+	 */
+	struct repl_ext *ring;
+	uint64_t ring_lo;
+	uint64_t void_hi;        /* a tail sync ended here: the record's hi up to this claims no bytes */
 } repl_state;
+
+#define REPL_RING 65536u
+typedef struct repl_ext {
+	uint64_t seq, off, len;
+} repl_ext;
 
 /*
  * v->rp, read without pool->lock (the write paths, the sync thread): it is
