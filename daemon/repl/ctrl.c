@@ -1995,8 +1995,8 @@ resume_thread(void *arg)
 			pthread_mutex_unlock(&resume_mu);
 			return NULL;
 		}
-		snprintf(r->state, sizeof(r->state), "%s: %s", err == -EAGAIN ? "reconciling" : err == -ESTALE ?
-		    "moved" : "stopped", msg);
+		snprintf(r->state, sizeof(r->state), "%s%s", err == -EAGAIN ? "" : err == -ESTALE ? "moved: " :
+		    "stopped: ", msg);
 		if (attempt == 0 || err != -EAGAIN)
 			log_warn("replicated volume %s: %s", r->export_name, r->state);
 		if (err != -EAGAIN) {
