@@ -9,7 +9,7 @@
 #      newest operations, or left degraded) and serves writes again at a new
 #      epoch; the clients go on through A; histcheck finds nothing lost, no
 #      phantom, no stale read; every member the new epoch counts in sync
-#      holds the same bytes;
+#      holds the same bytes (`cask vol checksum`, and sha256 over NBD);
 #   2. a clean restart (SIGTERM) of A: resumed, in sync members equal;
 #   3. with only A up, the restarted controller does not serve writes (it
 #      needs a prepare quorum): `vol status` says reconciling; once B is
@@ -23,7 +23,7 @@ import os, sys, random, threading, time
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
 import histrec
-from replnodes import Cluster, digest
+from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
 cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"])
 ok = False
@@ -37,7 +37,7 @@ def in_sync_equal(st, what):
     for r in st["replicas"]:
         if r["state"] == "in-sync":
             node = NODE[r["pool"]]
-            ds[node] = digest(cl[node].uri(URIS[node]), SIZE)
+            ds[node] = (digest(cl[node].uri(URIS[node]), SIZE), checksum(cl[node], URIS[node]))
     assert len(set(ds.values())) == 1 and len(ds) >= 2, (what, ds, st)
     return sorted(ds)
 

@@ -5,7 +5,8 @@
 # quorum), replicas on B and C; two libnbd writers keep writing while
 # `cask snap create tank/v@sK` is called eight times:
 #   - each snapshot exists on all three replicas (tank/v@sK, p2/v@sK,
-#     p3/v@sK) with the same bytes (sha256 over NBD of each copy);
+#     p3/v@sK) with the same bytes (`cask vol checksum` of each copy, and a
+#     sha256 over NBD);
 #   - each holds every write acknowledged before its call began and no
 #     write issued after it returned (every block's value in the snapshot
 #     lies between the two, by the writers' counters);
@@ -19,7 +20,7 @@ export TDIR="$T" BUILD="$CASK_BUILD"
 import os, sys, struct, threading, time
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
-from replnodes import Cluster, digest
+from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
 cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"])
 ok = False
@@ -61,7 +62,8 @@ try:
     stop.set()
     for t in ths: t.join()
     for k, (before, after) in enumerate(bounds):
-        ds = {n: digest(cl[n].uri("%s/v@s%d" % (p, k)), SIZE) for n, p in (("a", "tank"), ("b", "p2"), ("c", "p3"))}
+        ds = {n: (digest(cl[n].uri("%s/v@s%d" % (p, k)), SIZE), checksum(cl[n], "%s/v@s%d" % (p, k)))
+              for n, p in (("a", "tank"), ("b", "p2"), ("c", "p3"))}
         assert len(set(ds.values())) == 1, ("snapshot s%d differs between replicas" % k, ds)
         h = nbd.NBD(); h.connect_uri(b.uri("p2/v@s%d" % k))
         for blk in range(NB):

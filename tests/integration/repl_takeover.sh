@@ -5,7 +5,8 @@
 #      tests/tools/histrec.py), then `cask vol takeover p2/v` on B: B serves
 #      at a new epoch, the clients go on through B; tests/tools/histcheck.py
 #      finds no lost acknowledged write, no phantom, no stale read; B and C
-#      (in sync) hold the same bytes (sha256 of each replica read over NBD);
+#      (in sync) hold the same bytes (`cask vol checksum` on each, and a
+#      sha256 of each replica read over NBD);
 #   2. the old controller restarted does not take the volume back: its
 #      `vol status` says moved and names B, its local replica refuses NBD
 #      writes, and B keeps serving writes;
@@ -22,7 +23,7 @@ import os, sys, random, threading, time
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
 import histrec
-from replnodes import Cluster, digest
+from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
 cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"])
 ok = False
@@ -82,6 +83,8 @@ try:
     rec.close()
     dB, dC = digest(b.uri("p2/v"), SIZE), digest(c.uri("p3/v"), SIZE)
     assert dB == dC, (dB, dC)
+    kB, kC = checksum(b, "p2/v"), checksum(c, "p3/v")
+    assert kB == kC, ("vol checksum", kB, kC)
     print("takeover on B after kill -9 of A under load: epoch %s, B and C identical (%s...)" % (st["epoch"], dB[:16]))
 
     # 2. the old controller comes back and does not take the volume back

@@ -8,7 +8,8 @@ replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
     a.ctl("vol.status", name="tank/v")           # the control protocol (viohelp.Ctl)
     a.kill9(); a.start(); a.stop()               # the same state directory again
     a.uri("tank/v")                              # nbd://127.0.0.1:PORT/tank/v
-    digest(uri, size)                            # XXH-free: sha256 of the volume's bytes over NBD
+    checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
+    digest(uri, size)                            # sha256 of the volume's bytes read over NBD
     cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
 
 Each node keeps its state directory, control socket, NBD port and
@@ -153,6 +154,12 @@ class Cluster:
 
     def logs(self):
         return "\n".join("--- caskd %s ---\n%s" % (n.name, n.tail()) for n in self.nodes.values())
+
+
+def checksum(node, name):
+    """`cask vol checksum POOL/VOL[@SNAP]` on that node: the digest of the logical contents."""
+    import json
+    return json.loads(node.cask("vol", "checksum", name, "-j").stdout)["digest"]
 
 
 def digest(uri, size, chunk=1 << 20):
