@@ -2097,6 +2097,8 @@ status_other(const char *export_name, json_object *res)
 			json_object_object_add(res, "state", json_object_new_string(r->done ? strncmp(r->state, "moved", 5)
 			    == 0 ? "moved" : "stopped" : "reconciling"));
 			json_object_object_add(res, "message", json_object_new_string(r->state));
+			json_object_object_add(res, "fenced_by", json_object_new_string(r->state));
+			json_object_object_add(res, "replicas", json_object_new_array());
 			pthread_mutex_unlock(&resume_mu);
 			return 0;
 		}

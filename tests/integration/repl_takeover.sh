@@ -91,6 +91,10 @@ try:
     a.start()
     sa = a.wait_state("tank/v", ("moved",), 60)
     assert b.raddr in sa["message"], sa
+    sys.path.insert(0, os.environ["BUILD"] + "/python")
+    import cask
+    cs = cask.Client(a.sock).vol_status("tank/v")        # the Python binding says the same
+    assert cs["state"] == "moved" and b.raddr in cs["fenced_by"], cs
     h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
     try:
         h.pwrite(b"\x55" * 4096, 0)
