@@ -475,7 +475,14 @@ rpc_next(int fd, uint16_t type, uint16_t want, uint8_t *out, uint32_t outmax, rp
 			rp_error er;
 			memcpy(&er, out, sizeof(er));
 			er.er_msg[sizeof(er.er_msg) - 1] = '\0';
-			snprintf(msg, mlen, "replica %s: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
+			er.er_addr[sizeof(er.er_addr) - 1] = '\0';
+			if (er.er_code == RPE_STALE_EPOCH || er.er_code == RPE_PROMISED_ELSEWHERE)
+				/* where the volume went: the promised epoch and its holder (rule 7) */
+				snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s (%s from %s)",
+				    er.er_epoch_ctr, er.er_epoch_node, er.er_addr[0] ? er.er_addr : "?",
+				    rp_err_name(er.er_code), addr);
+			else
+				snprintf(msg, mlen, "replica %s: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
 			return -rp_err_errno(er.er_code);
 		}
 		if (h.rf_type != want) {

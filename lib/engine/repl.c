@@ -126,6 +126,7 @@ state_free(repl_state *rs)
 		repl_state *next = rs->retired;
 		pthread_mutex_destroy(&rs->mu);
 		free(rs->done);
+		free(rs->ring);
 		free(rs);
 		rs = next;
 	}

@@ -14,9 +14,10 @@
 #   3. with only A up, the restarted controller does not serve writes (it
 #      needs a prepare quorum): `vol status` says reconciling; once B is
 #      back it serves, and what was written before is there.
+# caskd: the sanitizer build when CASK_ASAN_BUILD is set (tests/run.sh sets it); any sanitizer report fails.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
-export TDIR="$T" BUILD="$CASK_BUILD" SEED=${CASK_SEED:-$RANDOM}
+export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}" SEED=${CASK_SEED:-$RANDOM}
 echo "seed $SEED"
 "$PY" - <<'PY'
 import os, sys, random, threading, time
@@ -25,7 +26,7 @@ import nbd
 import histrec
 from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
-cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"])
+cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
 ok = False
 SIZE = 16 << 20
 URIS = {"a": "tank/v", "b": "p2/v", "c": "p3/v"}
@@ -135,6 +136,8 @@ finally:
     cl.close()
     if not ok:
         print(cl.logs())
+rep = cl.sanitizer_reports()
+assert not rep, "sanitizer reports in caskd logs:\n" + "\n".join(rep) + "\n" + cl.logs()
 PY
 "$PY" tests/tools/histcheck.py "$T/hist.jsonl" | tail -n 5 | tee "$T/check.txt"
 echo ok

@@ -13,16 +13,17 @@
 #   - rename and destroy are sequenced too: renamed and gone on every copy;
 #   - on B, which only holds a replica, `snap create p2/v@x` is refused
 #     (REPLICA_READ_ONLY: it would make that copy differ).
+# caskd: the sanitizer build when CASK_ASAN_BUILD is set (tests/run.sh sets it); any sanitizer report fails.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
-export TDIR="$T" BUILD="$CASK_BUILD"
+export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}"
 "$PY" - <<'PY'
 import os, sys, struct, threading, time
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
 from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
-cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"])
+cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
 ok = False
 SIZE, NB = 4 << 20, 256
 try:
@@ -88,5 +89,7 @@ finally:
     cl.close()
     if not ok:
         print(cl.logs())
+rep = cl.sanitizer_reports()
+assert not rep, "sanitizer reports in caskd logs:\n" + "\n".join(rep) + "\n" + cl.logs()
 PY
 echo ok

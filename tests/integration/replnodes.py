@@ -3,7 +3,8 @@
 replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
 
     from replnodes import Cluster
-    cl = Cluster(tdir, build, ["a", "b", "c"])   # a peer key, free ports
+    cl = Cluster(tdir, build, ["a", "b", "c"], daemon_build)   # a peer key, free ports;
+                                                 # caskd from daemon_build (the sanitizer build) if given
     a = cl["a"]; a.start(); a.cask("pool", "create", "tank", path, "--size", "256M")
     a.ctl("vol.status", name="tank/v")           # the control protocol (viohelp.Ctl)
     a.kill9(); a.start(); a.stop()               # the same state directory again
@@ -11,6 +12,7 @@ replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
     checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
     digest(uri, size)                            # sha256 of the volume's bytes read over NBD
     cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
+    cl.sanitizer_reports()                       # sanitizer reports in any caskd log (a test fails on them)
 
 Each node keeps its state directory, control socket, NBD port and
 --replica-listen port across restarts; its log is TDIR/caskd_NAME.log.
@@ -48,7 +50,7 @@ class Node:
     def start(self, wait=True):
         assert self.proc is None or self.proc.poll() is not None
         with open(self.log, "ab") as lf:
-            self.proc = subprocess.Popen([self.cl.build + "/caskd", "--state", self.state, "--socket", self.sock,
+            self.proc = subprocess.Popen([self.cl.daemon_build + "/caskd", "--state", self.state, "--socket", self.sock,
                                           "--nbd", "127.0.0.1:%d" % self.port, "--peer-key", self.cl.key,
                                           "--replica-listen", self.raddr], stdout=lf, stderr=lf)
         for _ in range(200):
@@ -130,8 +132,9 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, tdir, build, names):
+    def __init__(self, tdir, build, names, daemon_build=None):
         self.t, self.build = tdir, build
+        self.daemon_build = daemon_build or build  # CASK_ASAN_BUILD: the sanitizer caskd
         self.key = os.path.join(tdir, "peer.key")
         if not os.path.exists(self.key):
             with open(self.key, "wb") as f:
@@ -151,6 +154,18 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     n.proc.kill()
                     n.proc.wait()
+
+    def sanitizer_reports(self):
+        """Lines of AddressSanitizer/LeakSanitizer/UBSan reports in any caskd log."""
+        out = []
+        for n in self.nodes.values():
+            try:
+                with open(n.log, errors="replace") as f:
+                    out += ["%s: %s" % (n.name, l.strip()) for l in f
+                            if "Sanitizer" in l and "ERROR" in l or "runtime error" in l]
+            except OSError:
+                pass
+        return out
 
     def logs(self):
         return "\n".join("--- caskd %s ---\n%s" % (n.name, n.tail()) for n in self.nodes.values())
