@@ -1035,12 +1035,14 @@ repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p,
 	ctrl *c = ctrls;
 	while (c != NULL && strcmp(c->export_name, export_name) != 0)
 		c = c->next;
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu); /* under ctrls_mu: a takeover frees only a listed controller none opened */
+		c->opens++;
+		pthread_mutex_unlock(&c->mu);
+	}
 	pthread_mutex_unlock(&ctrls_mu);
 	if (c == NULL)
 		return below;
-	pthread_mutex_lock(&c->mu);
-	c->opens++;
-	pthread_mutex_unlock(&c->mu);
 	vio_dev *d = xcalloc(1, sizeof(*d));
 	layer *l = xcalloc(1, sizeof(*l));
 	l->c = c;
@@ -1971,8 +1973,27 @@ repl_ctrl_takeover(const char *pool, const char *name)
 {
 	char export_name[330], msg[1600] = "";
 	snprintf(export_name, sizeof(export_name), "%s/%s", pool, name);
-	if (ctrl_exists(export_name))
-		return err_setc(CE_E_INVALID_ARGUMENT, -EEXIST, "%s: this caskd controls it already", export_name);
+	/* a controller here that a newer one fenced goes first, once nothing has it open */
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl **pp = &ctrls, *old = NULL;
+	while (*pp != NULL && strcmp((*pp)->export_name, export_name) != 0)
+		pp = &(*pp)->next;
+	if (*pp != NULL) {
+		pthread_mutex_lock(&(*pp)->mu);
+		int fenced = (*pp)->fenced, opens = (*pp)->opens;
+		pthread_mutex_unlock(&(*pp)->mu);
+		if (!fenced || opens > 0) {
+			pthread_mutex_unlock(&ctrls_mu);
+			return err_setc(CE_E_INVALID_ARGUMENT, -EEXIST, "%s: %s", export_name, !fenced ?
+			    "this caskd controls it already" : "its fenced controller here is still open by clients "
+			    "(disconnect them first)");
+		}
+		old = *pp;
+		*pp = old->next;
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	if (old != NULL)
+		ctrl_free(old);
 	pthread_mutex_lock(&resume_mu);
 	for (resume *r = resumes; r != NULL; r = r->next)
 		if (!r->done && strcmp(r->export_name, export_name) == 0) {

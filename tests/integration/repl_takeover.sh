@@ -13,7 +13,8 @@
 #   3. two simultaneous takeovers (B and C, of a second volume whose
 #      controller was killed): exactly one ends up serving -- a write and
 #      flush through it succeed, one through the other fails -- and the
-#      loser's status says it is not serving.
+#      loser's status says it is not serving; then the loser takes it over:
+#      the winner's acknowledged write is there and the winner is fenced.
 # caskd: the sanitizer build when CASK_ASAN_BUILD is set (tests/run.sh sets it); any sanitizer report fails.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
@@ -139,6 +140,21 @@ try:
     lst = loser.status("p3/w" if loser is c else "p2/w")
     assert lst["state"] != "serving", lst
     print("two takeovers at once: %s won; %s is %s" % (wins[0], loser.name, lst["state"]))
+    # and the loser can take it over afterwards: the winner is fenced by its next write
+    winner = b if loser is c else c
+    lvol, wvol = ("p3/w", "p2/w") if loser is c else ("p2/w", "p3/w")
+    loser.cask("vol", "takeover", lvol)
+    hl = nbd.NBD(); hl.connect_uri(loser.uri(lvol))
+    assert hl.pread(4096, 0) == b"\x99" * 4096      # the winner's acknowledged write is there
+    hl.pwrite(b"\xaa" * 4096, 0); hl.flush(); hl.shutdown()
+    hw2 = nbd.NBD(); hw2.connect_uri(winner.uri(wvol))
+    try:
+        hw2.pwrite(b"\xbb" * 4096, 0); hw2.flush()
+        raise AssertionError("the fenced winner still wrote")
+    except nbd.Error:
+        pass
+    assert winner.status(wvol)["state"] == "fenced", winner.status(wvol)
+    print("%s took it over next: the former winner is fenced" % loser.name)
     ok = True
 finally:
     cl.close()
