@@ -2062,6 +2062,15 @@ scan_pool(ce_pool *p, void *arg)
 		if (strchr(vs[i].name, '@') != NULL || ce_repl_info_get(p, vs[i].name, &ri) != 0 ||
 		    !(ri.flags & RP_CONTROLLER_HERE))
 			continue;
+		char exp[330];
+		snprintf(exp, sizeof(exp), "%s/%s", a->pool, vs[i].name);
+		int busy = ctrl_exists(exp);
+		pthread_mutex_lock(&resume_mu);
+		for (resume *q = resumes; q != NULL && !busy; q = q->next)
+			busy = !q->done && strcmp(q->export_name, exp) == 0;
+		pthread_mutex_unlock(&resume_mu);
+		if (busy)
+			continue;
 		resume *r = xcalloc(1, sizeof(*r));
 		snprintf(r->pool, sizeof(r->pool), "%s", a->pool);
 		snprintf(r->name, sizeof(r->name), "%s", vs[i].name);
@@ -2095,6 +2104,13 @@ repl_ctrl_resume_all(void)
 		free(names[i]);
 	}
 	free(names);
+}
+
+void
+repl_ctrl_resume_pool(const char *pool)
+{
+	scan_args a = { pool };
+	(void)reg_with_pool(pool, scan_pool, &a);
 }
 
 static void

@@ -30,6 +30,8 @@ int repl_ctrl_status(const char *export_name, json_object *res);
 int repl_ctrl_takeover(const char *pool, const char *name);
 /* At start, after the replica service: reconcile (resume) every volume this caskd controlled. */
 void repl_ctrl_resume_all(void);
+/* The same for one pool just imported (pool.import); volumes already controlled or resuming are left alone. */
+void repl_ctrl_resume_pool(const char *pool);
 /*
  * A sequenced snapshot operation (CE_REPL_SNAP_*) on a volume this caskd
  * controls: taken at one seq on every in-sync replica (rule 6). -ENOENT
