@@ -67,6 +67,23 @@ rp_seal(rp_hdr *h, const void *payload, size_t plen)
 	digest(h, payload, h->rf_cksum);
 }
 
+void
+rp_seal2(rp_hdr *h, const void *a, size_t an, const void *b, size_t bn)
+{
+	h->rf_len = (uint32_t)(an + bn);
+	memset(h->rf_cksum, 0, sizeof(h->rf_cksum));
+	XXH3_state_t st;
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, h, sizeof(*h));
+	if (an > 0)
+		XXH3_128bits_update(&st, a, an);
+	if (bn > 0)
+		XXH3_128bits_update(&st, b, bn);
+	XXH128_hash_t d = XXH3_128bits_digest(&st);
+	memcpy(h->rf_cksum, &d.low64, 8);
+	memcpy(h->rf_cksum + 8, &d.high64, 8);
+}
+
 int
 rp_check_header(const rp_hdr *h, uint32_t max_len, uint16_t version)
 {

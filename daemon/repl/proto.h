@@ -244,6 +244,8 @@ _Static_assert(sizeof(rp_read) == 24 && sizeof(rp_zero) == 24 && sizeof(rp_write
 
 /* Fill the checksum of h (its other fields set, rf_len = plen) over h and payload. */
 void rp_seal(rp_hdr *h, const void *payload, size_t plen);
+/* The same for a payload in two parts a then b (a WRITE's 16 bytes and its data), without copying them. */
+void rp_seal2(rp_hdr *h, const void *a, size_t an, const void *b, size_t bn);
 /*
  * Check a received header before its payload is read: magic, length
  * (limit: max_len), version (0: any, during HELLO). 0 or an RPE_* code.
