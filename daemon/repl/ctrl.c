@@ -33,9 +33,21 @@
  *      k of them have applied the highest seq answered to a client and made
  *      durable the highest one a FLUSH/FUA answer covered (rule 4 item 2).
  *
+ *   7. Reconciliation (reconcile: `vol takeover`, and the resume of a volume
+ *      this caskd controlled, at start) serves nothing until a prepare
+ *      quorum promised the new epoch, the reference R (highest last epoch,
+ *      then applied, among the in-sync members whose content is known) was
+ *      chosen from at least |I| - k + 1 candidates, every member started
+ *      holds exactly R's state (tail sync from R over both members' recent
+ *      extents), at least k members started and a commit quorum stored the
+ *      new membership record. A resume that meets a newer epoch of another
+ *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
+ *   8. Snapshot operations are sequenced (repl_ctrl_snap): one at a time,
+ *      queued like writes, answered when k members of I report them done.
+ *
  * As built (see docs/replication.md, "As built, issue 15"): no leases, no
- * reads from remote replicas, no takeover or restart reconciliation, no
- * sequenced snapshots.
+ * reads from remote replicas; a member left out of an epoch is not sent
+ * anything until a rebuild (issue 16).
  */
 #include "ctrl.h"
 #include "proto.h"

@@ -22,6 +22,11 @@
  *      connection bound to the volume before it answers, so no frame of an
  *      older connection is read after the new session began.
  *   4. DURABLE(d) is sent only after ce_repl_flush said d is committed.
+ *   5. Reconciliation frames (feature TAIL: TAIL_LIST, TAIL_BEGIN,
+ *      TAIL_DATA, READ) are served on a promised connection, before its
+ *      epoch started; the engine refuses a tail write unless the record is
+ *      in a tail sync of the promised epoch (repl.c 8). Snapshot operations
+ *      are sequenced frames like writes; OP_DONE follows their APPLIED.
  */
 #include "service.h"
 #include "proto.h"
