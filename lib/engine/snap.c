@@ -45,8 +45,12 @@
  *      d->prev->child/sib: the successor and the clones of a snapshot are
  *      its children, found without a scan of every dataset.
  *   5. A dataset's written (bytes of its tree born after its prev_txg)
- *      is exact: a volume's from import on, a snapshot's from its attach
- *      (or WRITTEN_UNKNOWN). When snapshot s goes, its successor n takes
+ *      is exact: a volume's from import on (a walk of what it wrote since
+ *      its newest snapshot), a snapshot's from its attach, or from import
+ *      without a walk: s references what s->prev does, less its dead
+ *      list, plus what it wrote, so written = used - prev's used + dead
+ *      list bytes (WRITTEN_UNKNOWN if the records disagree with that; a
+ *      destroy then walks). When snapshot s goes, its successor n takes
  *      s's blocks born after s->prev_txg that n still references: n's
  *      written grows by s's written less what n's dead list frees, so a
  *      destroy reads no tree (snap_destroy_sync; checked against a walk
@@ -355,6 +359,20 @@ snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *l
 	return err;
 }
 
+/*
+ * A loaded snapshot's written, from its record and its prev's (invariant
+ * 5): what s references is what prev references, less s's dead list, plus
+ * the blocks s wrote after prev_txg.
+ */
+static uint64_t
+written_of_records(const volume *s)
+{
+	if (s->prev == NULL)
+		return (uint64_t)s->used; /* no older snapshot: all of it */
+	int64_t w = s->used - s->prev->used + (int64_t)s->dl.bytes;
+	return w < 0 || w > s->used ? WRITTEN_UNKNOWN : (uint64_t)w;
+}
+
 /* After import: turn record guids into pointers and derive unique and written. */
 int
 snap_link_all(ce_pool *p)
@@ -399,7 +417,7 @@ snap_link_all(ce_pool *p)
 			continue;
 		if (v->is_snap) {
 			v->unique = unique_of(v, htab_get(&next, v->guid));
-			v->written = WRITTEN_UNKNOWN; /* a walk of its tree, if a destroy ever needs it */
+			v->written = written_of_records(v);
 		} else if (snap_written(p, v, &v->written) != 0)
 			err = err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
 	}

@@ -14,7 +14,7 @@ int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
 void snap_kill(void *arg, const bp_phys *bp);
 volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
-#define WRITTEN_UNKNOWN UINT64_MAX /* a snapshot's written, not derived at import (a walk) */
+#define WRITTEN_UNKNOWN UINT64_MAX /* a loaded snapshot whose records disagree (invariant 5): a destroy walks */
 int snap_link_all(ce_pool *p);
 unsigned snap_clones(ce_pool *p, const volume *s);
 void snap_set_prev(volume *d, volume *prev);

@@ -84,8 +84,8 @@ struct volume {
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
-	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: since it
-	                          was taken; WRITTEN_UNKNOWN until an attach or destroy sets it) */
+	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: what it wrote
+	                          before it was taken; derived at import, snap.c invariant 5) */
 	int taking;            /* snapshot: created, its attach task has not run yet */
 	int rolling_back;      /* volume: its rollback task has not run yet */
 	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */
