@@ -35,6 +35,7 @@
 #include "blkio.h"
 #include "bufpool.h"
 #include "dataset.h"
+#include "deadlist.h"
 #include "snap.h"
 #include "txg.h"
 #include "util.h"
