@@ -20,6 +20,11 @@ same as JSON (--json). The figures are as noisy as the machine they run on.
 
     bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
                        [--size-mb 1024] [--json FILE]
+
+With --ab OLD_BUILD the peers are left out: caskd of OLD_BUILD and of
+--build are measured alternately, --rounds times each (ABBA order, so a
+drift in the machine's load falls on both), and the table gives each
+workload's median MB/s of both and new/old.
 """
 import argparse
 import json
@@ -156,14 +161,16 @@ class Target:
         self.start = start
 
 
-def start_cask(a, tmp, port):
+def start_cask(a, tmp, port, build=None):
+    build = build or a.build
     state = os.path.join(tmp, "cask-state")
+    shutil.rmtree(state, ignore_errors=True)
     sock = os.path.join(tmp, "cask.sock")
-    p = subprocess.Popen([os.path.join(a.build, "caskd"), "--state", state, "--socket", sock,
+    p = subprocess.Popen([os.path.join(build, "caskd"), "--state", state, "--socket", sock,
                           "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
     wait_port(port, p)
     env = dict(os.environ, CASK_SOCKET=sock)
-    cask = os.path.join(a.build, "cask")
+    cask = os.path.join(build, "cask")
     subprocess.run([cask, "pool", "create", "bench", os.path.join(a.dir, "nbd_bench.cask"),
                     "--size", "%dM" % (a.size_mb * 2 + 512)], check=True, env=env)
     subprocess.run([cask, "vol", "create", "bench/v", "--size", "%dM" % a.size_mb], check=True, env=env)
@@ -219,14 +226,18 @@ def parse_args(doc):
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--json")
+    ap.add_argument("--ab", metavar="OLD_BUILD", help="caskd of OLD_BUILD against --build's, no peers")
+    ap.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each build")
     return ap.parse_args()
 
 
 def main():
     a = parse_args(__doc__)
-    for tool in ("fio", "qemu-nbd", "qemu-img", "nbdkit"):
+    for tool in ("fio",) if a.ab else ("fio", "qemu-nbd", "qemu-img", "nbdkit"):
         if shutil.which(tool) is None:
             sys.exit("nbd_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)
+    if a.ab:
+        return main_ab(a)
     targets = [
         ("cask", lambda t, p: start_cask(a, t, p)),
         ("qemu-nbd-raw", lambda t, p: start_qemu(a, t, p, "raw")),
@@ -294,6 +305,45 @@ def main():
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f, indent=2)
+        print("results:", a.json)
+
+
+def main_ab(a):
+    """Old and new caskd alternated (ABBA...), each with the same workloads; medians and new/old."""
+    order = []
+    for r in range(a.rounds):
+        pair = [("old", a.ab), ("new", a.build)]
+        order += pair if r % 2 == 0 else pair[::-1]
+    targets = [("%s#%d" % (tag, i), (lambda b: lambda t, p: start_cask(a, t, p, b))(build))
+               for i, (tag, build) in enumerate(order)]
+
+    def body(name, uri, tmp):
+        res = {}
+        for wname, rw, bs, depth, timed, jobs in WORKLOADS:
+            res[wname] = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
+            print("%-10s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (
+                name, wname, res[wname]["iops"], res[wname]["mbs"], res[wname]["lat_us"]), flush=True)
+        return res
+
+    results = run_targets("cask-nbd-ab-", targets, body)
+
+    def median(xs):
+        xs = sorted(xs)
+        n = len(xs)
+        return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+    print("\n%-24s %12s %12s %8s   (median of %d runs each, MB/s)" % ("workload", "old", "new", "new/old",
+                                                                     a.rounds))
+    table = {}
+    for wname in [w[0] for w in WORKLOADS]:
+        o = median([r[wname]["mbs"] for n, r in results.items() if n.startswith("old")])
+        n_ = median([r[wname]["mbs"] for n, r in results.items() if n.startswith("new")])
+        table[wname] = {"old": o, "new": n_, "ratio": n_ / o if o else 0}
+        print("%-24s %12.1f %12.1f %7.2fx" % (wname, o, n_, n_ / o if o else 0))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"bench": "nbd-ab", "old": a.ab, "new": a.build, "size_mb": a.size_mb,
+                       "seconds": a.seconds, "runs": results, "median": table}, f, indent=2)
         print("results:", a.json)
 
 

@@ -26,11 +26,12 @@
  */
 #include "dataset.h"
 #include "checksum.h"
+#include "deadlist.h"
 #include "hold.h"
 #include "mos.h"
 #include "prop.h"
+#include "recv.h"
 #include "sched_policy.h"
-#include "send.h"
 #include "snap.h"
 #include "txg.h"
 #include "util.h"

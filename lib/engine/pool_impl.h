@@ -3,8 +3,8 @@
  * engine's subsystems (not part of the public API; the debug and stress
  * tools include it as zdb includes libzpool's headers). Each module's
  * functions are declared in its own header (txg.h, blkio.h, mos.h,
- * dataset.h, vol.h, snap.h, hold.h, send.h, pool_sync.h), so a file's
- * includes say which modules it calls.
+ * dataset.h, deadlist.h, vol.h, snap.h, hold.h, recv.h, pool_sync.h), so
+ * a file's includes say which modules it calls.
  *
  * Ownership: every part of struct ce_pool is written by one file only.
  * The sub-structures are the txg state (tx: txg.c), the MOS (mos: mos.c),

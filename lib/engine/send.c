@@ -34,7 +34,7 @@
  *   3. Nothing of a stream whose BEGIN is bad (or whose base is wrong) is
  *      applied.
  */
-#include "send.h"
+#include "recv.h"
 #include "blkio.h"
 #include "checksum.h"
 #include "dataset.h"

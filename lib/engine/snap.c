@@ -1,5 +1,5 @@
 /*
- * snap.c -- snapshots and dead lists (design: docs/design-snapshots.md,
+ * snap.c -- snapshots (design: docs/design-snapshots.md,
  * format: docs/on-disk-format.md sections 4.4 and 4.5).
  *
  * A snapshot is a read-only dataset that keeps a copy of its volume's root
@@ -45,8 +45,12 @@
  *      d->prev->child/sib: the successor and the clones of a snapshot are
  *      its children, found without a scan of every dataset.
  *   5. A dataset's written (bytes of its tree born after its prev_txg)
- *      is exact: a volume's from import on, a snapshot's from its attach
- *      (or WRITTEN_UNKNOWN). When snapshot s goes, its successor n takes
+ *      is exact: a volume's from import on (a walk of what it wrote since
+ *      its newest snapshot), a snapshot's from its attach, or from import
+ *      without a walk: s references what s->prev does, less its dead
+ *      list, plus what it wrote, so written = used - prev's used + dead
+ *      list bytes (WRITTEN_UNKNOWN if the records disagree with that; a
+ *      destroy then walks). When snapshot s goes, its successor n takes
  *      s's blocks born after s->prev_txg that n still references: n's
  *      written grows by s's written less what n's dead list frees, so a
  *      destroy reads no tree (snap_destroy_sync; checked against a walk
@@ -55,6 +59,7 @@
 #include "snap.h"
 #include "blkio.h"
 #include "dataset.h"
+#include "deadlist.h"
 #include "hold.h"
 #include "htab.h"
 #include "mos.h"
@@ -66,130 +71,6 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
-
-#define DL_PER_LEAF (CE_META_BLOCK / sizeof(bp_phys)) /* 256 */
-
-/* ---- dead lists ---- */
-
-void
-dl_init(deadlist *dl)
-{
-	memset(dl, 0, sizeof(*dl));
-	tree_init(&dl->tree, BP_DEADLIST, 1);
-}
-
-void
-dl_fini(deadlist *dl)
-{
-	free(dl->e);
-	free(dl->dirty);
-	dl->e = NULL;
-	dl->dirty = NULL;
-	dl->n = dl->cap = 0;
-}
-
-static void
-dl_reserve(deadlist *dl, uint64_t want)
-{
-	if (want <= dl->cap)
-		return;
-	uint64_t ncap = dl->cap ? dl->cap : DL_PER_LEAF;
-	while (ncap < want)
-		ncap *= 2;
-	dl->e = xrealloc(dl->e, ncap * sizeof(bp_phys));
-	memset(dl->e + dl->cap, 0, (ncap - dl->cap) * sizeof(bp_phys));
-	dl->dirty = xrealloc(dl->dirty, ncap / DL_PER_LEAF);
-	memset(dl->dirty + dl->cap / DL_PER_LEAF, 0, (ncap - dl->cap) / DL_PER_LEAF);
-	dl->cap = ncap;
-}
-
-static void
-dl_append(deadlist *dl, const bp_phys *bp)
-{
-	dl_reserve(dl, dl->n + 1);
-	dl->e[dl->n] = *bp;
-	dl->dirty[dl->n / DL_PER_LEAF] = 1;
-	dl->n++;
-	dl->bytes += bp_asize(bp);
-	dl->lbytes += bp->bp_type == BP_DATA ? bp->bp_lsize : 0;
-	dl->changed = 1;
-}
-
-/* Replace the whole list (destroy and attach rewrite lists wholesale). */
-static void
-dl_mark_all(deadlist *dl)
-{
-	if (dl->cap > 0)
-		memset(dl->dirty, 1, dl->cap / DL_PER_LEAF);
-	dl->changed = 1;
-}
-
-/* Write a changed dead list's object in txg t (pass 1 of the sync). */
-int
-dl_sync(ce_pool *p, deadlist *dl, uint64_t t)
-{
-	if (!dl->changed)
-		return 0;
-	uint64_t nleaves = (dl->n + DL_PER_LEAF - 1) / DL_PER_LEAF;
-	int err = 0, did = 0;
-	ct_acct acct = { 0 };
-	if (nleaves > 0)
-		err = mos_sync_object(p, &dl->tree, t, (const uint8_t *)dl->e, dl->dirty, nleaves,
-		    BP_DEADLIST, &did);
-	/* Leaves past the end (the list shrank) are punched. */
-	if (err == 0 && dl->disk_leaves > nleaves)
-		err = cowtree_free_range(p, &dl->tree, t, nleaves, dl->disk_leaves, &acct);
-	if (err == 0) {
-		dl->disk_leaves = nleaves;
-		dl->changed = 0;
-	}
-	return err;
-}
-
-int
-dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds)
-{
-	dl_init(dl);
-	dl->tree.levels = ds->ds_dl_levels ? ds->ds_dl_levels : 1;
-	dl->tree.root = ds->ds_dl_root;
-	if (ds->ds_dl_levels > 8)
-		return -EIO;
-	uint64_t n = ds->ds_dl_count, nleaves = (n + DL_PER_LEAF - 1) / DL_PER_LEAF;
-	if (nleaves > cowtree_capacity(dl->tree.levels))
-		return -EIO;
-	dl_reserve(dl, n);
-	if (nleaves > 0) {
-		int err = mos_read_object(p, &dl->tree, (uint8_t *)dl->e, nleaves);
-		if (err != 0)
-			return err;
-		/* The object has whole leaves: zero what lies past the count. */
-		memset(dl->e + n, 0, (dl->cap - n) * sizeof(bp_phys));
-	}
-	dl->n = n;
-	for (uint64_t i = 0; i < n; i++) {
-		if (bp_is_hole(&dl->e[i]))
-			return -EIO;
-		dl->bytes += bp_asize(&dl->e[i]);
-		dl->lbytes += dl->e[i].bp_type == BP_DATA ? dl->e[i].bp_lsize : 0;
-	}
-	if (dl->bytes != ds->ds_dl_bytes)
-		return -EIO;
-	dl->disk_leaves = nleaves;
-	return 0;
-}
-
-/* Allocated and logical (data blocks') bytes of the entries born after txg. */
-void
-dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes)
-{
-	for (uint64_t i = 0; i < dl->n; i++) {
-		if (dl->e[i].bp_birth <= txg)
-			continue;
-		*bytes += bp_asize(&dl->e[i]);
-		if (dl->e[i].bp_type == BP_DATA)
-			*lbytes += dl->e[i].bp_lsize;
-	}
-}
 
 /* ct_acct.kill for a volume's tree: the block is still its newest snapshot's. */
 void
@@ -355,6 +236,20 @@ snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *l
 	return err;
 }
 
+/*
+ * A loaded snapshot's written, from its record and its prev's (invariant
+ * 5): what s references is what prev references, less s's dead list, plus
+ * the blocks s wrote after prev_txg.
+ */
+static uint64_t
+written_of_records(const volume *s)
+{
+	if (s->prev == NULL)
+		return (uint64_t)s->used; /* no older snapshot: all of it */
+	int64_t w = s->used - s->prev->used + (int64_t)s->dl.bytes;
+	return w < 0 || w > s->used ? WRITTEN_UNKNOWN : (uint64_t)w;
+}
+
 /* After import: turn record guids into pointers and derive unique and written. */
 int
 snap_link_all(ce_pool *p)
@@ -399,7 +294,7 @@ snap_link_all(ce_pool *p)
 			continue;
 		if (v->is_snap) {
 			v->unique = unique_of(v, htab_get(&next, v->guid));
-			v->written = WRITTEN_UNKNOWN; /* a walk of its tree, if a destroy ever needs it */
+			v->written = written_of_records(v);
 		} else if (snap_written(p, v, &v->written) != 0)
 			err = err_set(-EIO, "pool %s: cannot read the tree of %s", p->name, v->name);
 	}

@@ -1,5 +1,5 @@
 /*
- * snap.h -- snapshots and dead lists (snap.c): the chain, the sync tasks'
+ * snap.h -- snapshots (snap.c): the chain, the sync tasks'
  * open-context halves, the accounting send.c and vol.c read.
  */
 #ifndef CASK_ENGINE_SNAP_H
@@ -7,14 +7,10 @@
 
 #include "vol.h"
 
-void dl_init(deadlist *dl);
-void dl_fini(deadlist *dl);
-int dl_sync(ce_pool *p, deadlist *dl, uint64_t t);
-int dl_load(ce_pool *p, deadlist *dl, const ds_phys *ds);
 void snap_kill(void *arg, const bp_phys *bp);
 volume *snap_successor(ce_pool *p, volume *s); /* takes pool->lock: sync thread only */
 int snap_written(ce_pool *p, volume *v, uint64_t *out);
-#define WRITTEN_UNKNOWN UINT64_MAX /* a snapshot's written, not derived at import (a walk) */
+#define WRITTEN_UNKNOWN UINT64_MAX /* a loaded snapshot whose records disagree (invariant 5): a destroy walks */
 int snap_link_all(ce_pool *p);
 unsigned snap_clones(ce_pool *p, const volume *s);
 void snap_set_prev(volume *d, volume *prev);
@@ -26,7 +22,6 @@ int snap_named_before(const char *const *names, size_t i);
 volume *snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid);
 /* for send.c and vol.c */
 int snap_bytes_after(ce_pool *p, volume *v, uint64_t txg, uint64_t *out, uint64_t *lout);
-void dl_sum_after(const deadlist *dl, uint64_t txg, uint64_t *bytes, uint64_t *lbytes);
 void snap_doomed_acct(volume *v, ct_acct *acct);
 
 #endif

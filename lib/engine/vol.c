@@ -35,6 +35,7 @@
 #include "blkio.h"
 #include "bufpool.h"
 #include "dataset.h"
+#include "deadlist.h"
 #include "snap.h"
 #include "repl.h"
 #include "txg.h"

@@ -1,5 +1,6 @@
 #ifndef CASK_ENGINE_VOL_H
 #define CASK_ENGINE_VOL_H
+#include "deadlist.h"
 #include "pool_impl.h"
 #include "repl.h"
 
@@ -8,18 +9,6 @@ typedef struct vrange {
 } vrange;
 
 #define VOL_NO_SLOT UINT32_MAX
-
-/* Blocks the predecessor in the chain still references but this dataset no longer does (snap.c). */
-typedef struct deadlist {
-	bp_phys *e;             /* entries, in order of death; cap is a multiple of 256 */
-	uint64_t n, cap;
-	uint64_t bytes;         /* sum of their allocated sizes */
-	uint64_t lbytes;        /* sum of their data blocks' logical sizes (in memory only) */
-	cowtree tree;           /* the object on disk */
-	uint8_t *dirty;         /* per 16 KiB leaf (cap / 256 of them) */
-	uint64_t disk_leaves;   /* leaves the object had when last written */
-	int changed;            /* to be written (and the record with it) */
-} deadlist;
 
 struct volume {
 	ce_pool *pool;
@@ -84,8 +73,8 @@ struct volume {
 	uint64_t load_prev, load_head; /* guids from the record, until linked */
 	deadlist dl;
 	uint64_t unique;       /* snapshot: bytes only it references */
-	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: since it
-	                          was taken; WRITTEN_UNKNOWN until an attach or destroy sets it) */
+	uint64_t written;      /* bytes of its tree born after prev_txg (a snapshot: what it wrote
+	                          before it was taken; derived at import, snap.c invariant 5) */
 	int taking;            /* snapshot: created, its attach task has not run yet */
 	int rolling_back;      /* volume: its rollback task has not run yet */
 	int gone;              /* snapshot: destroyed in the sync (dead lists settled) */

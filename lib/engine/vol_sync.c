@@ -19,6 +19,7 @@
 #include "vol.h"
 #include "blkio.h"
 #include "dataset.h"
+#include "deadlist.h"
 #include "mos.h"
 #include "snap.h"
 #include "txg.h"
