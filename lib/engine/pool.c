@@ -25,6 +25,7 @@
 #include "hold.h"
 #include "label.h"
 #include "mos.h"
+#include "pipe.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
 #include "sched_policy.h"
@@ -147,6 +148,7 @@ pool_free(ce_pool *p)
 		cache_fini(&p->cache);
 	if (p->budgeted)
 		bufpool_budget_add(-(long long)(p->opts.dirty_max + p->opts.cache_bytes));
+	pipe_fini(p);
 	wq_discard(p);
 	free(p->wq);
 	free(p->cbuf);
@@ -621,6 +623,9 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->syncs = p->syncs;
 	st->sync_ns = p->sync_ns;
 	memcpy(st->sync_hist, p->sync_hist, sizeof(st->sync_hist));
+	st->last_sync_ns = p->last_sync_ns;
+	st->last_sync_bytes = p->last_sync_bytes;
+	st->sync_threads = pipe_threads(p);
 	st->suspended = p->suspended;
 	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
 	if (p->rewound) {

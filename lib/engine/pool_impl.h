@@ -60,7 +60,9 @@ struct ce_pool {
 	size_t wq_n, wq_cap;
 	uint64_t wq_seq;
 	uint64_t wq_bytes;
+	uint64_t wq_total;       /* bytes ever queued (txg.c: a sync's bytes, before and after) */
 	uint8_t *cbuf;           /* compression scratch (sync thread) */
+	struct sync_pipe *pipe;  /* the sync pipeline's workers (pipe.c); NULL: none */
 
 	/* MOS: held wholly in memory, written as an object each txg */
 	uint8_t *mos_buf;
@@ -90,6 +92,7 @@ struct ce_pool {
 	uint64_t dirty_open;     /* of which in the open txg */
 	uint64_t syncs, sync_ns; /* committed txgs since import and the time their syncs took */
 	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS]; /* their durations (ce_pool_stat.sync_hist) */
+	uint64_t last_sync_ns, last_sync_bytes;   /* the newest one's time and bytes written */
 	int throttled;           /* writers are waiting for dirty space */
 	pthread_cond_t cv_work;  /* wakes the sync thread */
 	pthread_cond_t cv_done;  /* txg synced, quiesced, or space freed */

@@ -13,7 +13,8 @@
  * is the only call this file makes into the rest of the engine. The sync
  * thread also keeps the sync statistics (ce_pool_stat syncs, sync_ns,
  * sync_hist, under pool->lock): how long each pool_sync that committed
- * took, from quiesced to committed.
+ * took, from quiesced to committed, and the newest one's time and the
+ * bytes it queued for writing (wq_total, the sync thread's: last_sync_*).
  *
  * Invariants:
  *   1. Commit order (pool_sync): all blocks of txg t written -> flush
@@ -176,9 +177,9 @@ sync_thread(void *arg)
 		p->syncing_txg = open;
 		pthread_mutex_unlock(&p->lock);
 
-		uint64_t t0 = util_now_ns();
+		uint64_t t0 = util_now_ns(), q0 = p->wq_total;
 		int err = pool_sync(p, open);
-		uint64_t took = util_now_ns() - t0;
+		uint64_t took = util_now_ns() - t0, bytes = p->wq_total - q0;
 
 		pthread_mutex_lock(&p->lock);
 		p->syncing_txg = 0;
@@ -191,6 +192,8 @@ sync_thread(void *arg)
 			p->synced_txg = open;
 			p->syncs++;
 			p->sync_ns += took;
+			p->last_sync_ns = took;
+			p->last_sync_bytes = bytes;
 			uint64_t us = took / 1000;
 			int b = us == 0 ? 0 : 63 - __builtin_clzll(us);
 			p->sync_hist[b < CE_SYNC_HIST_BUCKETS ? b : CE_SYNC_HIST_BUCKETS - 1]++;
@@ -208,6 +211,7 @@ txg_start(ce_pool *p)
 	int err = pthread_create(&p->sync_thread, NULL, sync_thread, p);
 	if (err != 0)
 		return err_set(-err, "cannot start the sync thread");
+	pthread_setname_np(p->sync_thread, "cask-sync"); /* for top -H, perf: a name only */
 	p->thread_running = 1;
 	return 0;
 }
