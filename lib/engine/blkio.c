@@ -67,7 +67,7 @@ static int
 verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 {
 	if (!checksum_verify(bp->bp_cksum_type, raw, bp->bp_psize, bp->bp_cksum)) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	if (bp->bp_comp == CE_COMP_OFF) {
@@ -76,7 +76,7 @@ verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 		return 0;
 	}
 	if (decompress_block(bp->bp_comp, raw, bp->bp_psize, dst, bp->bp_lsize) != 0) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	return 0;
@@ -91,13 +91,24 @@ blk_sync_begin(ce_pool *p, uint64_t txg)
 {
 	sync_pool = p;
 	sync_txg = txg;
+	p->wq_sync_start = p->wq_total;
 }
 
 void
 blk_sync_end(void)
 {
+	if (sync_pool != NULL)
+		__atomic_store_n(&sync_pool->wq_last_sync, sync_pool->wq_total - sync_pool->wq_sync_start,
+		    __ATOMIC_RELAXED);
 	sync_pool = NULL;
 	sync_txg = 0;
+}
+
+/* What the newest txg sync queued for writing (ce_pool_stat.last_sync_bytes; any thread). */
+uint64_t
+blk_last_sync_bytes(const ce_pool *p)
+{
+	return __atomic_load_n(&p->wq_last_sync, __ATOMIC_RELAXED);
 }
 
 /* The newest queued write of bp's location, when this thread is syncing the txg bp was born in. */
@@ -122,7 +133,7 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 		return 0;
 	}
 	if (!bp_sane(p, bp)) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	if (off + len > bp->bp_lsize)
@@ -187,7 +198,7 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 		if (bp_is_hole(bp))
 			continue; /* the caller zero-fills holes: they have no size */
 		if (!bp_sane(p, bp)) {
-			atomic_fetch_add(&p->cksum_errors, 1);
+			pool_cksum_error(p);
 			err = -EIO;
 			continue;
 		}
@@ -459,6 +470,17 @@ wq_flush(ce_pool *p)
 	p->wq_bytes = 0;
 	free(iov);
 	return err;
+}
+
+void
+blk_fini(ce_pool *p)
+{
+	wq_discard(p);
+	free(p->wq);
+	free(p->cbuf);
+	p->wq = NULL;
+	p->cbuf = NULL;
+	p->wq_cap = 0;
 }
 
 void

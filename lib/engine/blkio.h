@@ -10,6 +10,7 @@ int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
 /* This thread syncs txg t of p: its reads of blocks born in t may come from the write queue. */
 void blk_sync_begin(ce_pool *p, uint64_t t);
 void blk_sync_end(void);
+uint64_t blk_last_sync_bytes(const ce_pool *p);
 int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
 enum { BLK_CACHE = 1, BLK_BORROW = 2 };
 int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
@@ -32,5 +33,7 @@ void blk_prep_drop(blk_prep *b);
 void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
 int wq_flush(ce_pool *p);
 void wq_discard(ce_pool *p);
+/* pool_free: the write queue and the compression scratch. */
+void blk_fini(ce_pool *p);
 
 #endif

@@ -19,6 +19,7 @@
  */
 #include "vol.h"
 #include "blkio.h"
+#include "dataset.h"
 #include "mos.h"
 #include "pipe.h"
 #include "snap.h"
