@@ -17,9 +17,10 @@
  *   2. A block is rewritten in place only if it was born in the txg being
  *      synced (no committed uberblock can reference it) and its size is
  *      unchanged; otherwise new space is allocated.
- *   3. Only the sync thread writes; queued writes reach the vdevs in
- *      wq_flush (called by the sync passes, and whenever 32 MiB are
- *      queued), in queue order, before anything that references them is
+ *   3. Only the sync thread writes (blk_place, blk_write; blk_prepare
+ *      touches no pool state and may run anywhere); queued writes reach
+ *      the vdevs in wq_flush (called by the sync passes, by the pipeline
+ *      every 8 MiB of data, and whenever 32 MiB are queued), in queue order, before anything that references them is
  *      committed. A location queued twice in one flush is written once,
  *      with the newest bytes.
  *   4. A BLK_BORROW buffer is written without a copy when it is stored
