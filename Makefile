@@ -7,7 +7,7 @@
 #   make install      into PREFIX (default /usr/local), DESTDIR for staging
 #   make run          the main job: caskd serving default/vol0 over NBD (scripts/run.sh)
 #   make bench        optimised build, then the engine and NBD benchmarks
-#   make sync-bench, snap-bench, send-bench, api-bench, tls-bench, iscsi-bench, repl-bench   one benchmark each (see bench/)
+#   make sync-bench, snap-bench, pipe-bench, send-bench, api-bench, tls-bench, iscsi-bench, repl-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
@@ -60,7 +60,7 @@ UNIT_SRC = $(wildcard tests/unit/test_*.c)
 UNIT_BIN = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_SRC = $(wildcard tests/integration/*.c)
 ITEST_BIN = $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
-BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench $(BUILD)/bench/api_bench
+BENCH_BIN = $(BUILD)/bench/engine_bench $(BUILD)/bench/snap_bench $(BUILD)/bench/api_bench $(BUILD)/bench/pipe_bench
 CRASH_BIN = $(BUILD)/tests/crash_enum
 
 # The Python binding (cffi, API mode) is built with the release libcask only: an
@@ -167,6 +167,9 @@ sync-bench: deps all
 snap-bench: deps all
 	$(BUILD)/bench/snap_bench --dir $${CASK_BENCH_DIR:-/var/tmp}
 
+pipe-bench: deps all
+	$(BUILD)/bench/pipe_bench --dir $${CASK_BENCH_DIR:-/var/tmp}
+
 send-bench: deps all
 	/usr/bin/python3 bench/send_bench.py --build $(BUILD) --dir $${CASK_BENCH_DIR:-/var/tmp}
 
@@ -208,6 +211,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench send-bench api-bench iscsi-bench run stress crash-soak clean
+.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench pipe-bench send-bench api-bench iscsi-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)

@@ -20,6 +20,11 @@ same as JSON (--json). The figures are as noisy as the machine they run on.
 
     bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
                        [--size-mb 1024] [--json FILE]
+                       [--only seqwrite-1m,randwrite-4k-qd32] [--targets cask,qemu-nbd-raw]
+                       [--ab OLD_BUILD [--rounds N]]
+
+--only and --targets make a short run (the nbdcopy and idle-client figures
+are taken only in a full run).
 
 With --ab OLD_BUILD the peers are left out: caskd of OLD_BUILD and of
 --build are measured alternately, --rounds times each (ABBA order, so a
@@ -228,6 +233,9 @@ def parse_args(doc):
     ap.add_argument("--json")
     ap.add_argument("--ab", metavar="OLD_BUILD", help="caskd of OLD_BUILD against --build's, no peers")
     ap.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each build")
+    ap.add_argument("--only", help="comma-separated workloads to run (default: all, in order); seqwrite-1m "
+                    "always runs first, as it fills the device")
+    ap.add_argument("--targets", help="comma-separated targets (default: all); cask and qemu-nbd-raw always run")
     return ap.parse_args()
 
 
@@ -244,20 +252,32 @@ def main():
         ("qemu-nbd-qcow2", lambda t, p: start_qemu(a, t, p, "qcow2")),
         ("nbdkit-memory", lambda t, p: start_nbdkit(a, t, p)),
     ]
+    if a.targets:
+        keep = set(a.targets.split(",")) | {"cask", "qemu-nbd-raw"}
+        targets = [t for t in targets if t[0] in keep]
+    workloads = WORKLOADS
+    if a.only:
+        keep = set(a.only.split(",")) | {"seqwrite-1m"}
+        unknown = keep - {w[0] for w in WORKLOADS}
+        if unknown:
+            sys.exit("nbd_bench: unknown workload %s" % ", ".join(sorted(unknown)))
+        workloads = [w for w in WORKLOADS if w[0] in keep]
+    full = len(workloads) == len(WORKLOADS) and len(targets) == 4
+
     def body(name, uri, tmp):
         res = {}
-        for wname, rw, bs, depth, timed, jobs in WORKLOADS:
+        for wname, rw, bs, depth, timed, jobs in workloads:
             r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
             res[wname] = r
             print("%-16s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (name, wname, r["iops"], r["mbs"], r["lat_us"]),
                   flush=True)
-        for conns in (1, 4):
+        for conns in ((1, 4) if full else ()):
             secs = run_nbdcopy(uri, conns)
             if secs:
                 res["nbdcopy-%dconn" % conns] = {"secs": secs, "mbs": a.size_mb * 1.048576 / secs}
                 print("%-16s %-24s %9.1f MB/s" % (name, "nbdcopy-%dconn" % conns, a.size_mb * 1.048576 / secs),
                       flush=True)
-        if name in ("cask", "nbdkit-memory"):
+        if full and name in ("cask", "nbdkit-memory"):
             pid = CURRENT["proc"].pid
             res["idle"] = {"0": proc_figures(pid)}
             for n in IDLE_CLIENTS:
@@ -269,7 +289,7 @@ def main():
     results = run_targets("cask-nbd-bench-", targets, body)
 
     print()
-    peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "nbdkit-memory"]
+    peers = [t[0] for t in targets if t[0] != "cask"]
     hdr = "%-24s %12s %10s" % ("workload", "cask IOPS", "cask MB/s")
     for p in peers:
         hdr += " %14s %8s" % (p + " MB/s", "ratio")
@@ -284,6 +304,12 @@ def main():
             r = results[p].get(wname, {"mbs": 0})
             line += " %14.1f %7.2fx" % (r["mbs"], c["mbs"] / r["mbs"] if r["mbs"] else 0)
         print(line)
+    if not full:
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f,
+                          indent=2)
+        return
     c, raw, mem = results["cask"], results["qemu-nbd-raw"], results["nbdkit-memory"]
     print("\nrandread-4k QD1 mean latency: cask %.1f us, qemu-nbd raw %.1f us (%.2fx)" % (
         c["randread-4k-qd1"]["lat_us"], raw["randread-4k-qd1"]["lat_us"],

@@ -176,10 +176,12 @@ pool_list(int argc, char **argv, int status)
 	if (status) {
 		cask_pool_info p;
 		cask_pool_rewind_info ri;
+		cask_pool_sync_info si;
 		int rwok = 0;
 		if (cask_pool_status(c, argv[optind], &p) != 0) {
 			rc = cli_fail("pool status");
-		} else if (!(rwok = cask_pool_rewind_get(c, argv[optind], &ri) == 0)) {
+		} else if (!(rwok = cask_pool_rewind_get(c, argv[optind], &ri) == 0) ||
+		    cask_pool_sync_get(c, argv[optind], &si) != 0) {
 			rc = cli_fail("pool status");
 			cask_pool_info_clear(&p);
 		} else if (o.json) {
@@ -204,6 +206,13 @@ pool_list(int argc, char **argv, int status)
 			json_object_object_add(lg, "fallbacks", json_object_new_uint64(p.log_fallbacks));
 			json_object_object_add(lg, "replayed", json_object_new_uint64(p.log_replayed));
 			json_object_object_add(j, "intent_log", lg);
+			json_object *sy = json_object_new_object();
+			json_object_object_add(sy, "txgs", json_object_new_uint64(si.syncs));
+			json_object_object_add(sy, "total_ns", json_object_new_uint64(si.sync_ns_total));
+			json_object_object_add(sy, "last_ns", json_object_new_uint64(si.last_sync_ns));
+			json_object_object_add(sy, "last_bytes", json_object_new_uint64(si.last_sync_bytes));
+			json_object_object_add(sy, "threads", json_object_new_int((int)si.sync_threads));
+			json_object_object_add(j, "sync", sy);
 			if (rwok && ri.last_discarded_txg != 0) {
 				json_object *rw = json_object_new_object();
 				json_object_object_add(rw, "base_txg", json_object_new_uint64(ri.base_txg));
@@ -254,6 +263,10 @@ pool_list(int argc, char **argv, int status)
 					    " fell back to a txg commit, %" PRIu64 " records replayed at import\n",
 					    util_fmt_size(p.log_size, ls, sizeof(ls)), p.log_commits, p.log_blocks,
 					    util_fmt_size(p.log_bytes, lb, sizeof(lb)), p.log_fallbacks, p.log_replayed);
+				char sb[16];
+				printf("  sync: %" PRIu64 " txgs since import, mean %.1f ms; last %.1f ms, %s written; "
+				    "%u pipeline threads\n", si.syncs, si.syncs ? si.sync_ns_total / 1e6 / (double)si.syncs : 0.0,
+				    si.last_sync_ns / 1e6, util_fmt_size(si.last_sync_bytes, sb, sizeof(sb)), si.sync_threads);
 			}
 			printf(" vdevs:\n");
 			for (unsigned i = 0; i < p.nvdevs_paths; i++)

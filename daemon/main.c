@@ -114,6 +114,8 @@ usage(FILE *f)
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
 	    "  --dirty-max SIZE        dirty data per pool before writers wait (default 512M)\n"
+	    "  --sync-threads N|none   per pool: threads that compress and checksum a txg's\n"
+	    "                          blocks beside the sync thread (default: one per core)\n"
 	    "  -v, --verbose           log more (repeat for debug)\n"
 	    "  -q, --quiet             log only warnings and errors\n"
 	    "  -h, --help              this help\n"
@@ -277,7 +279,8 @@ main(int argc, char **argv)
 	enum { OPT_METRICS = 256, OPT_SCHED_CLOCK };
 	static const struct option lo[] = {
 		{ "state", 1, NULL, 's' }, { "socket", 1, NULL, 'S' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
-		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "verbose", 0, NULL, 'v' },
+		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "sync-threads", 1, NULL, 1105 },
+		{ "verbose", 0, NULL, 'v' },
 		{ "quiet", 0, NULL, 'q' }, { "help", 0, NULL, 'h' }, { "version", 0, NULL, 'V' },
 		{ "max-connections", 1, NULL, 'M' }, { "stall-timeout", 1, NULL, 'T' }, { "io-threads", 1, NULL, 'I' },
 		{ "loops", 1, NULL, 'L' }, { "test-ops", 0, NULL, 'X' }, { "idle-timeout", 1, NULL, 'i' },
@@ -407,6 +410,16 @@ main(int argc, char **argv)
 		case 1104:
 			advertise = optarg;
 			break;
+		case 1105: {
+			char *end;
+			long v = strcmp(optarg, "none") == 0 ? CE_SYNC_THREADS_NONE : strtol(optarg, &end, 10);
+			if (strcmp(optarg, "none") != 0 && (*optarg == '\0' || *end != '\0' || v < 0 || v > 16)) {
+				fprintf(stderr, "caskd: bad --sync-threads '%s' (0 to 16, or none)\n", optarg);
+				return 2;
+			}
+			opts.sync_threads = (int)v;
+			break;
+		}
 		case 'd':
 		case 'c':
 		case 'm': {

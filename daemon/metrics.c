@@ -216,6 +216,7 @@ pool_metrics(mbuf *b, ce_pool_stat *ps, size_t n)
 		F("cask_pool_log_blocks_total", "counter", "Intent log blocks written since import.", log_blocks),
 		F("cask_pool_log_bytes_total", "counter", "Bytes of intent log blocks written since import.", log_bytes),
 		F("cask_pool_log_fallbacks_total", "counter", "Log commits served by a txg commit instead, since import.", log_fallbacks),
+		F("cask_pool_txg_last_sync_bytes", "gauge", "Bytes the newest committed txg's sync wrote (data and metadata).", last_sync_bytes),
 #undef F
 	};
 	for (size_t f = 0; f < ARRAY_SIZE(g); f++) {
@@ -241,6 +242,13 @@ pool_metrics(mbuf *b, ce_pool_stat *ps, size_t n)
 		hist(b, "cask_pool_txg_sync_duration_seconds", l, ps[i].sync_hist, CE_SYNC_HIST_BUCKETS, ps[i].syncs,
 		    ps[i].sync_ns);
 	}
+	family(b, "cask_pool_txg_last_sync_seconds", "gauge", "How long the newest committed txg's sync took.");
+	for (size_t i = 0; i < n; i++)
+		put(b, "cask_pool_txg_last_sync_seconds{pool=\"%s\"} %.6f\n", esc(ps[i].name, e, sizeof(e)),
+		    ps[i].last_sync_ns / 1e9);
+	family(b, "cask_pool_sync_threads", "gauge", "Worker threads of the pool's sync pipeline (caskd --sync-threads).");
+	for (size_t i = 0; i < n; i++)
+		put(b, "cask_pool_sync_threads{pool=\"%s\"} %u\n", esc(ps[i].name, e, sizeof(e)), ps[i].sync_threads);
 }
 
 static const char *const op_label[VIO_NOPS] = { "read", "write", "flush", "trim", "zero", "map", "cache" };

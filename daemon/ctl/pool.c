@@ -60,6 +60,11 @@ pool_json(const char *name, ce_pool *p)
 	json_object_object_add(o, "checksum_errors", json_object_new_uint64(st.cksum_errors));
 	json_object_object_add(o, "io_errors", json_object_new_uint64(st.io_errors));
 	json_object_object_add(o, "txg", json_object_new_uint64(st.synced_txg));
+	json_object_object_add(o, "syncs", json_object_new_uint64(st.syncs));
+	json_object_object_add(o, "sync_ns_total", json_object_new_uint64(st.sync_ns));
+	json_object_object_add(o, "last_sync_ns", json_object_new_uint64(st.last_sync_ns));
+	json_object_object_add(o, "last_sync_bytes", json_object_new_uint64(st.last_sync_bytes));
+	json_object_object_add(o, "sync_threads", json_object_new_int((int)st.sync_threads));
 	json_object_object_add(o, "log_size", json_object_new_uint64(st.log_size));
 	json_object_object_add(o, "log_commits", json_object_new_uint64(st.log_commits));
 	json_object_object_add(o, "log_blocks", json_object_new_uint64(st.log_blocks));

@@ -187,6 +187,15 @@ typedef struct cask_pool_rewind_info {
 	uint64_t newer_damaged_txg;      /* a read-only import: the damaged newer txg it found */
 } cask_pool_rewind_info;
 int cask_pool_rewind_get(cask_client *c, const char *name, cask_pool_rewind_info *out);
+/* Since CASK_1.1: a pool's txg syncs since import (pool.status; 0 from a caskd that does not report them). */
+typedef struct cask_pool_sync_info {
+	uint64_t syncs;           /* txgs committed since import */
+	uint64_t sync_ns_total;   /* the time their syncs took, summed */
+	uint64_t last_sync_ns;    /* the newest one's */
+	uint64_t last_sync_bytes; /* the bytes it wrote (data and metadata) */
+	unsigned sync_threads;    /* worker threads of the sync pipeline */
+} cask_pool_sync_info;
+int cask_pool_sync_get(cask_client *c, const char *name, cask_pool_sync_info *out);
 /* Resume a suspended pool once its devices work (and reset its error counters). */
 int cask_pool_clear(cask_client *c, const char *name);
 /*

@@ -80,7 +80,14 @@ typedef struct ce_pool_opts {
 	/* Optional: wrap each vdev's backend (fault injection, crash simulation). */
 	ce_backend *(*wrap)(ce_backend *inner, unsigned vdev_index, void *arg);
 	void *wrap_arg;
+	/*
+	 * Worker threads that compress and checksum a txg's data blocks beside
+	 * the sync thread (the sync pipeline): 0 = one per online core (at most
+	 * 16), CE_SYNC_THREADS_NONE = none (the sync thread alone).
+	 */
+	int sync_threads;
 } ce_pool_opts;
+#define CE_SYNC_THREADS_NONE (-1)
 
 #define CE_SYNC_HIST_BUCKETS 32 /* bucket k: txg syncs that took [2^k, 2^(k+1)) us (k = 0: also < 1 us) */
 typedef struct ce_pool_stat {
@@ -97,6 +104,9 @@ typedef struct ce_pool_stat {
 	uint64_t syncs;          /* txgs committed since import (by the sync thread) */
 	uint64_t sync_ns;        /* the time their syncs took, summed */
 	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS];
+	uint64_t last_sync_ns;   /* the newest committed txg's sync: its time */
+	uint64_t last_sync_bytes; /* the bytes the newest sync wrote (data, metadata; not the uberblocks) */
+	unsigned sync_threads;   /* the sync pipeline's workers (ce_pool_opts.sync_threads) */
 	uint64_t cache_bytes;    /* block cache in use */
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */

@@ -608,6 +608,24 @@ cask_pool_rewind_get(cask_client *c, const char *name, cask_pool_rewind_info *ou
 	return 0;
 }
 
+int
+cask_pool_sync_get(cask_client *c, const char *name, cask_pool_sync_info *out)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "pool.status", a, &r);
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->syncs = get_u64(r, "syncs");
+	out->sync_ns_total = get_u64(r, "sync_ns_total");
+	out->last_sync_ns = get_u64(r, "last_sync_ns");
+	out->last_sync_bytes = get_u64(r, "last_sync_bytes");
+	out->sync_threads = (unsigned)get_u64(r, "sync_threads");
+	json_object_put(r);
+	return 0;
+}
+
 void
 cask_pool_info_clear(cask_pool_info *p)
 {

@@ -3,8 +3,11 @@
  *
  * Owns the path between a bp_phys and the bytes on a vdev:
  *   read:  cache -> vdev read -> checksum -> decompress -> cache;
- *   write: compress -> checksum -> allocate (or rewrite in place) ->
- *          write queue -> (wq_flush) sorted, coalesced vdev writes.
+ *   write: compress -> checksum (blk_prepare: any thread, no pool state)
+ *          -> allocate (or rewrite in place) -> write queue (blk_place:
+ *          the sync thread) -> (wq_flush) sorted, coalesced vdev writes.
+ *          blk_write is the two in one call; pipe.c runs the first half
+ *          of a volume's data blocks on its workers.
  *
  * Invariants:
  *   1. A read never returns bytes that do not match the checksum in the
@@ -14,9 +17,10 @@
  *   2. A block is rewritten in place only if it was born in the txg being
  *      synced (no committed uberblock can reference it) and its size is
  *      unchanged; otherwise new space is allocated.
- *   3. Only the sync thread writes; queued writes reach the vdevs in
- *      wq_flush (called by the sync passes, and whenever 32 MiB are
- *      queued), in queue order, before anything that references them is
+ *   3. Only the sync thread writes (blk_place, blk_write; blk_prepare
+ *      touches no pool state and may run anywhere); queued writes reach
+ *      the vdevs in wq_flush (called by the sync passes, by the pipeline
+ *      every 8 MiB of data, and whenever 32 MiB are queued), in queue order, before anything that references them is
  *      committed. A location queued twice in one flush is written once,
  *      with the newest bytes.
  *   4. A BLK_BORROW buffer is written without a copy when it is stored
@@ -88,13 +92,24 @@ blk_sync_begin(ce_pool *p, uint64_t txg)
 {
 	sync_pool = p;
 	sync_txg = txg;
+	p->wq_sync_start = p->wq_total;
 }
 
 void
 blk_sync_end(void)
 {
+	if (sync_pool != NULL)
+		__atomic_store_n(&sync_pool->wq_last_sync, sync_pool->wq_total - sync_pool->wq_sync_start,
+		    __ATOMIC_RELAXED);
 	sync_pool = NULL;
 	sync_txg = 0;
+}
+
+/* What the newest txg sync queued for writing (ce_pool_stat.last_sync_bytes; any thread). */
+uint64_t
+blk_last_sync_bytes(const ce_pool *p)
+{
+	return __atomic_load_n(&p->wq_last_sync, __ATOMIC_RELAXED);
 }
 
 /* The newest queued write of bp's location, when this thread is syncing the txg bp was born in. */
@@ -257,32 +272,35 @@ wq_add(ce_pool *p, uint32_t vdi, uint64_t offset, void *buf, uint32_t len, int o
 	}
 	p->wq[p->wq_n++] = (wq_ent){ vdi, offset, p->wq_seq++, buf, len, owned };
 	p->wq_bytes += len;
+	p->wq_total += len;
 	/* Bound the memory queued writes hold; order is kept, so this is always safe. */
 	return p->wq_bytes >= WQ_FLUSH_BYTES ? wq_flush(p) : 0;
 }
 
-int
-blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, int type,
-    int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out)
+/*
+ * The part of a block write that needs only the block's bytes: compress
+ * (into scratch, a compress_bound(CE_VOLBLOCKSIZE_MAX) buffer of the
+ * caller's), pad, checksum. Any thread may run it (pipe.c's workers do);
+ * it touches no pool state. The result is placed by blk_place or dropped
+ * by blk_prep_drop.
+ */
+void
+blk_prepare(const void *data, uint32_t lsize, int comp, int cktype, unsigned flags, uint8_t *scratch,
+    blk_prep *out)
 {
-	ASSERT(sync_pool == p && sync_txg == txg); /* invariant 3: the sync thread of txg writes */
 	uint32_t psize = lsize;
 	uint8_t used_comp = CE_COMP_OFF;
 	uint8_t *iobuf = NULL;
 	int owned = 1;
-	bp_phys bp;
-	int err;
 
 	if (comp != CE_COMP_OFF && lsize > CE_SECTOR) {
 		size_t cap = compress_bound(CE_VOLBLOCKSIZE_MAX);
-		if (p->cbuf == NULL)
-			p->cbuf = xmalloc(cap);
-		size_t n = compress_block(comp, data, lsize, p->cbuf, cap, lsize - CE_SECTOR);
+		size_t n = compress_block(comp, data, lsize, scratch, cap, lsize - CE_SECTOR);
 		if (n > 0) {
 			psize = (uint32_t)n;
 			used_comp = (uint8_t)comp;
 			iobuf = bufpool_get(P2ROUNDUP(psize, CE_SECTOR));
-			memcpy(iobuf, p->cbuf, psize);
+			memcpy(iobuf, scratch, psize);
 		}
 	}
 	uint32_t asize = P2ROUNDUP(psize, CE_SECTOR);
@@ -297,16 +315,48 @@ blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, in
 	}
 	if (asize > psize)
 		memset(iobuf + psize, 0, asize - psize);
+	memset(out, 0, sizeof(*out));
+	out->data = data;
+	out->iobuf = iobuf;
+	out->lsize = lsize;
+	out->psize = psize;
+	out->comp = used_comp;
+	out->cktype = (uint8_t)cktype;
+	out->owned = (uint8_t)owned;
+	checksum_compute(cktype, iobuf, psize, out->cksum);
+}
+
+void
+blk_prep_drop(blk_prep *b)
+{
+	if (b->iobuf != NULL && b->owned)
+		bufpool_put(b->iobuf, P2ROUNDUP(b->psize, CE_SECTOR));
+	b->iobuf = NULL;
+}
+
+/*
+ * The sync thread's part: allocate (or rewrite in place), cache, queue.
+ * Consumes b (placed or, on failure, dropped).
+ */
+int
+blk_place(ce_pool *p, blk_prep *b, int type, int level, uint64_t txg, const bp_phys *old, unsigned flags,
+    bp_phys *out)
+{
+	ASSERT(sync_pool == p && sync_txg == txg); /* invariant 3: the sync thread of txg writes */
+	ASSERT(b->iobuf != NULL);
+	uint32_t asize = P2ROUNDUP(b->psize, CE_SECTOR);
+	bp_phys bp;
+	int err;
 
 	memset(&bp, 0, sizeof(bp));
-	bp.bp_psize = psize;
-	bp.bp_lsize = lsize;
+	bp.bp_psize = b->psize;
+	bp.bp_lsize = b->lsize;
 	bp.bp_birth = txg;
-	bp.bp_comp = used_comp;
-	bp.bp_cksum_type = (uint8_t)cktype;
+	bp.bp_comp = b->comp;
+	bp.bp_cksum_type = b->cktype;
 	bp.bp_type = (uint8_t)type;
 	bp.bp_level = (uint8_t)level;
-	checksum_compute(cktype, iobuf, psize, bp.bp_cksum);
+	memcpy(bp.bp_cksum, b->cksum, sizeof(bp.bp_cksum));
 
 	if (old != NULL && !bp_is_hole(old) && old->bp_birth == txg && bp_asize(old) == asize) {
 		/* invariant 2: born in the txg being synced, so no committed uberblock names it */
@@ -317,16 +367,29 @@ blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, in
 		uint32_t v;
 		err = alloc_alloc(&p->alloc, asize, &v, &bp.bp_offset);
 		if (err != 0) {
-			if (owned)
-				bufpool_put(iobuf, asize);
+			blk_prep_drop(b);
 			return err;
 		}
 		bp.bp_vdev = (uint16_t)v;
 	}
 	if (flags & BLK_CACHE)
-		cache_put(&p->cache, &bp, data);
+		cache_put(&p->cache, &bp, b->data);
 	*out = bp;
-	return wq_add(p, bp.bp_vdev, bp.bp_offset, iobuf, asize, owned);
+	uint8_t *iobuf = b->iobuf;
+	b->iobuf = NULL; /* the queue has it now */
+	return wq_add(p, bp.bp_vdev, bp.bp_offset, iobuf, asize, b->owned);
+}
+
+int
+blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype, int type,
+    int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out)
+{
+	ASSERT(sync_pool == p && sync_txg == txg); /* invariant 3: the sync thread of txg writes */
+	if (comp != CE_COMP_OFF && p->cbuf == NULL)
+		p->cbuf = xmalloc(compress_bound(CE_VOLBLOCKSIZE_MAX));
+	blk_prep b;
+	blk_prepare(data, lsize, comp, cktype, flags, p->cbuf, &b);
+	return blk_place(p, &b, type, level, txg, old, flags, out);
 }
 
 void

@@ -10,10 +10,26 @@ int blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len);
 /* This thread syncs txg t of p: its reads of blocks born in t may come from the write queue. */
 void blk_sync_begin(ce_pool *p, uint64_t t);
 void blk_sync_end(void);
+uint64_t blk_last_sync_bytes(const ce_pool *p);
 int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
 enum { BLK_CACHE = 1, BLK_BORROW = 2 };
 int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
     int type, int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out);
+/* A block's bytes made ready to write (blk_prepare), not yet allocated or queued. */
+typedef struct blk_prep {
+	const void *data;  /* the logical bytes (lsize), borrowed */
+	uint8_t *iobuf;    /* what is written: psize bytes padded to the sector */
+	uint32_t lsize, psize;
+	uint8_t comp;      /* the compression used (CE_COMP_OFF when it did not pay) */
+	uint8_t cktype;
+	uint8_t owned;     /* iobuf is a buffer-pool buffer of its own, else it is data */
+	uint8_t cksum[32];
+} blk_prep;
+void blk_prepare(const void *data, uint32_t lsize, int comp, int cktype, unsigned flags,
+    uint8_t *scratch, blk_prep *out);
+int blk_place(ce_pool *p, blk_prep *b, int type, int level, uint64_t txg, const bp_phys *old,
+    unsigned flags, bp_phys *out);
+void blk_prep_drop(blk_prep *b);
 void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
 int wq_flush(ce_pool *p);
 void wq_discard(ce_pool *p);

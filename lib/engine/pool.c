@@ -26,6 +26,7 @@
 #include "hold.h"
 #include "label.h"
 #include "mos.h"
+#include "pipe.h"
 #include "pool_impl.h"
 #include "pool_sync.h"
 #include "sched_policy.h"
@@ -144,6 +145,7 @@ pool_free(ce_pool *p)
 		cache_fini(&p->cache);
 	if (p->budgeted)
 		bufpool_budget_add(-(long long)(p->opts.dirty_max + p->opts.cache_bytes));
+	pipe_fini(p); /* its workers, before the buffers they might use */
 	blk_fini(p);
 	mos_fini(p);
 	for (unsigned i = 0; i < p->nvdevs; i++) {
@@ -579,6 +581,8 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	pthread_mutex_unlock(&p->cache.lock);
 	pthread_mutex_lock(&p->lock);
 	txg_stat(p, st);
+	st->last_sync_bytes = blk_last_sync_bytes(p);
+	st->sync_threads = pipe_threads(p);
 	if (p->rewound) {
 		st->rewound_base_txg = p->import_ub.ub_txg;
 		st->rewound_txg = p->newer_damaged_txg;

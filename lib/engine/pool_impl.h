@@ -80,6 +80,7 @@ typedef struct txg_state {
 	uint64_t dirty_open;     /* of which in the open txg */
 	uint64_t syncs, sync_ns; /* committed txgs since import and the time their syncs took */
 	uint64_t sync_hist[CE_SYNC_HIST_BUCKETS]; /* their durations (ce_pool_stat.sync_hist) */
+	uint64_t last_sync_ns;   /* the newest one's */
 	int throttled;           /* writers are waiting for dirty space */
 	pthread_cond_t cv_work;  /* wakes the sync thread */
 	pthread_cond_t cv_done;  /* txg synced, quiesced, or space freed */
@@ -122,7 +123,11 @@ struct ce_pool {
 	size_t wq_n, wq_cap;
 	uint64_t wq_seq;
 	uint64_t wq_bytes;
+	uint64_t wq_total;       /* bytes ever queued */
+	uint64_t wq_sync_start;  /* wq_total when the txg syncing now began (blk_sync_begin) */
+	uint64_t wq_last_sync;   /* bytes the newest sync queued (stored atomically: read by stat) */
 	uint8_t *cbuf;           /* compression scratch (sync thread) */
+	struct sync_pipe *pipe;  /* the sync pipeline's workers (pipe.c; the sync thread's) */
 
 	mos_state mos;           /* the MOS in memory (mos.c) */
 

@@ -346,6 +346,34 @@ check_range(const volume *v, uint64_t off, uint64_t len)
 	return 0;
 }
 
+#define PUT_BATCH 256u /* whole blocks copied outside the lock, then put under one hold of it */
+
+/*
+ * Whole blocks [blkid, blkid + n) from src: each copied into a buffer of
+ * its own without the lock, then all put in one critical section (a
+ * reader sees each block old or new, as with one at a time).
+ */
+static int
+put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, uint32_t n, int64_t *dd)
+{
+	void *nb[PUT_BATCH];
+	VERIFY3U(n, <=, PUT_BATCH);
+	for (uint32_t k = 0; k < n; k++) {
+		nb[k] = bufpool_get(v->bs);
+		memcpy(nb[k], src + (size_t)k * v->bs, v->bs);
+	}
+	int err = 0;
+	uint32_t k = 0;
+	pthread_mutex_lock(&v->lock);
+	for (; k < n && err == 0; k++)
+		err = put_block(v, t, blkid + k, nb[k], 1, dd);
+	pthread_mutex_unlock(&v->lock);
+	if (err != 0)
+		for (k--; k < n; k++) /* the failed block's buffer and those not put */
+			bufpool_put(nb[k], v->bs);
+	return err;
+}
+
 /* Apply a write (src) or zeroing (src NULL) block by block within txg t. */
 static int
 write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t off, int64_t *dd)
@@ -355,7 +383,11 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 		uint32_t boff = (uint32_t)(off % v->bs);
 		uint32_t n = (uint32_t)MIN((uint64_t)(v->bs - boff), len);
 		int err;
-		if (n == v->bs && src != NULL) {
+		if (n == v->bs && src != NULL && len >= 2 * (uint64_t)v->bs) {
+			uint32_t nblk = (uint32_t)MIN(len / v->bs, (uint64_t)PUT_BATCH);
+			n = nblk * v->bs;
+			err = put_blocks(v, t, blkid, src, nblk, dd);
+		} else if (n == v->bs && src != NULL) {
 			void *nb = bufpool_get(v->bs);
 			memcpy(nb, src, v->bs);
 			pthread_mutex_lock(&v->lock);

@@ -2,8 +2,9 @@
  * vol_sync.c -- a dataset's part of writing txg t, called by pool_sync.c
  * for each dataset on t's dirty list.
  *
- * vol_sync writes a volume's dirty blocks of t and punches its trimmed
- * ranges into its tree (blocks a snapshot still references go to the dead
+ * vol_sync writes a volume's dirty blocks of t (through the sync
+ * pipeline, pipe.c: prepared on its workers, placed in key order here)
+ * and punches its trimmed ranges into its tree (blocks a snapshot still references go to the dead
  * list: snap_kill), then installs the new root and drops t's maps in one
  * critical section (vol.c invariant 4). vol_destroy_sync frees the tree of
  * a volume destroyed in t; vol_sync_record writes the dead list and the
@@ -21,6 +22,7 @@
 #include "dataset.h"
 #include "deadlist.h"
 #include "mos.h"
+#include "pipe.h"
 #include "snap.h"
 #include "txg.h"
 #include "util.h"
@@ -32,16 +34,6 @@
 #include <time.h>
 
 /* ---- sync ---- */
-
-static int
-all_zero(const uint8_t *b, size_t n)
-{
-	static const uint8_t z[4096];
-	for (size_t o = 0; o < n; o += sizeof(z))
-		if (memcmp(b + o, z, MIN(sizeof(z), n - o)) != 0)
-			return 0;
-	return 1;
-}
 
 static void
 release_txg(ce_pool *p, volume *v, int i)
@@ -139,15 +131,11 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 			continue; /* shrunk away in this txg */
 		leaves[nl].blkid = keys[k];
 		datas[nl] = d;
-		if (d == VOL_HOLE || (comp != CE_COMP_OFF && all_zero(d, v->bs))) {
-			memset(&leaves[nl].bp, 0, sizeof(bp_phys));
-			leaves[nl].bp.bp_birth = t;
-			datas[nl] = VOL_HOLE;
-		} else {
-			err = blk_write(p, d, v->bs, comp, ck, BP_DATA, 0, t, NULL, BLK_BORROW, &leaves[nl].bp);
-		}
 		nl++;
 	}
+	/* compressed and checksummed on the pipeline's workers, placed here in key order (pipe.c) */
+	if (err == 0)
+		err = pipe_write(p, t, datas, leaves, nl, v->bs, comp, ck);
 	if (err == 0)
 		err = cowtree_apply(p, &ts, t, leaves, nl, &acct);
 	if (err == 0)

@@ -322,6 +322,13 @@ main(int argc, char **argv)
 	COK(cask_pool_rewind_get(c, "tank", &ri));
 	CHECK(ri.base_txg == 0 && ri.last_discarded_txg == 0 && ri.newer_damaged_txg == 0);
 	CHECK_CODE(cask_pool_rewind_get(c, "nope", &ri), ENOENT, "POOL_NOT_FOUND");
+	cask_pool_sync_info si;
+	memset(&si, 0xff, sizeof(si));
+	COK(cask_pool_sync_get(c, "tank", &si));
+	/* a fresh pool (its creation writes its first txgs itself); the pipeline has a worker per core */
+	CHECK(si.sync_ns_total >= si.last_sync_ns && (si.syncs > 0 || si.last_sync_ns == 0));
+	CHECK(si.sync_threads >= 1 && si.sync_threads <= 16);
+	CHECK_CODE(cask_pool_sync_get(c, "nope", &si), ENOENT, "POOL_NOT_FOUND");
 
 	/* CASK_1.1: a file that holds data is refused unless forced; a vdev of a pool stays POOL_EXISTS */
 	char used[700];
@@ -599,6 +606,10 @@ main(int argc, char **argv)
 		CHECK_CODE(cask_snap_destroy_many_ex(c, &hs[1], 1, 1u << 3), EINVAL, "INVALID_ARGUMENT");
 		COK(cask_snap_destroy_many_ex(c, &hs[1], 1, CASK_FORCE_DISCONNECT));
 		CHECK(nbd_closed(b));
+		/* that destroy committed a txg through the sync thread: timed and counted */
+		cask_pool_sync_info s2;
+		COK(cask_pool_sync_get(c, "tank", &s2));
+		CHECK(s2.syncs > 0 && s2.last_sync_ns > 0 && s2.last_sync_bytes > 0 && s2.sync_ns_total >= s2.last_sync_ns);
 		CHECK_CODE(cask_vol_rollback_ex(c, hs[0], 0), EBUSY, "BUSY");
 		CHECK_CODE(cask_vol_rollback_ex(c, hs[0], 1u << 3), EINVAL, "INVALID_ARGUMENT");
 		COK(cask_conn_kill(c, ida));
