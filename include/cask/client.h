@@ -257,16 +257,18 @@ typedef struct cask_send_args {
 	const char *token;     /* resume a partial receive (snap NULL) */
 	int wait;              /* 0: return the job at once; else wait for its end (its error is the call's) */
 	int timeout_ms;        /* with wait, > 0: at most that long (-ETIMEDOUT, TIMED_OUT; the job goes on) */
+	int no_policy;         /* (1.1) leave the volume's snapshot policy out of the stream */
 } cask_send_args;
-#define CASK_SEND_ARGS_INIT { sizeof(cask_send_args), NULL, NULL, 0, 0 }
+#define CASK_SEND_ARGS_INIT { sizeof(cask_send_args), NULL, NULL, 0, 0, 0 }
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
 typedef struct cask_recv_args {
 	size_t size;           /* sizeof(cask_recv_args) */
 	int force;             /* roll a changed target back to the base first */
 	int wait;              /* as in cask_send_args */
 	int timeout_ms;
+	int no_policy;         /* (1.1) do not install the snapshot policy the stream carries */
 } cask_recv_args;
-#define CASK_RECV_ARGS_INIT { sizeof(cask_recv_args), 0, 0, 0 }
+#define CASK_RECV_ARGS_INIT { sizeof(cask_recv_args), 0, 0, 0, 0 }
 /* Into POOL/VOL (a full stream creates it); snap_out gets the snapshot made (with wait). */
 int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);

@@ -1305,6 +1305,8 @@ cask_send(cask_client *c, const char *snap, const cask_send_args *given, int fd,
 		json_object_object_add(a, "from", json_object_new_string(sa->from));
 	if (sa != NULL && sa->token != NULL)
 		json_object_object_add(a, "token", json_object_new_string(sa->token));
+	if (sa->no_policy) /* only when set: an older caskd refuses no field it does not know of */
+		json_object_object_add(a, "no_policy", json_object_new_boolean(1));
 	return start(c, "vol.send", a, fd, sa->wait, sa->timeout_ms, job, NULL, 0);
 }
 
@@ -1318,6 +1320,8 @@ cask_recv(cask_client *c, const char *vol, const cask_recv_args *given, int fd, 
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(vol));
 	json_object_object_add(a, "force", json_object_new_boolean(ra.force != 0));
+	if (ra.no_policy)
+		json_object_object_add(a, "no_policy", json_object_new_boolean(1));
 	return start(c, "vol.recv", a, fd, ra.wait, ra.timeout_ms, job, snap_out, snap_len);
 }
 

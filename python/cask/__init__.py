@@ -561,10 +561,12 @@ class Client:
             raise e
         return r
 
-    def send(self, snapshot, stream, base=None, token=None, wait=True, timeout=None):
+    def send(self, snapshot, stream, base=None, token=None, wait=True, timeout=None, policy=True):
         """Write a send stream of snapshot (or what token resumes) to stream (an
         int fd or a file object). wait=False returns the Job at once; with a
-        timeout (seconds), cask.TimedOut (its .job goes on) if it runs longer."""
+        timeout (seconds), cask.TimedOut (its .job goes on) if it runs longer.
+        The stream carries the volume's snapshot policy unless policy=False
+        (docs/send-stream.md 3.1)."""
         a = ffi.new("cask_send_args *")
         a.size = ffi.sizeof("cask_send_args")
         keep = [ffi.new("char[]", _b(base)) if base else ffi.NULL,
@@ -572,18 +574,21 @@ class Client:
         setattr(a, "from", keep[0])
         a.token = keep[1]
         a.wait = 0
+        a.no_policy = 0 if policy else 1
         job = ffi.new("uint64_t *")
         self._check(lib.cask_send(self._c, _b(snapshot) if snapshot else ffi.NULL, a, _fd(stream), job),
                     snapshot)
         return self._finish(Job(self, job[0]), wait, timeout)
 
-    def recv(self, volume, stream, force=False, wait=True, timeout=None):
+    def recv(self, volume, stream, force=False, wait=True, timeout=None, policy=True):
         """Read a send stream from stream into volume; returns the snapshot made
-        (or, with wait=False, the Job)."""
+        (or, with wait=False, the Job). The snapshot policy the stream carries is
+        installed on a volume that has none, unless policy=False."""
         job = ffi.new("uint64_t *")
         ra = ffi.new("cask_recv_args *")
         ra.size = ffi.sizeof("cask_recv_args")
         ra.force = 1 if force else 0
+        ra.no_policy = 0 if policy else 1
         self._check(lib.cask_recv(self._c, _b(volume), ra, _fd(stream), job, ffi.NULL, 0), volume)
         return self._finish(Job(self, job[0]), wait, timeout)
 

@@ -110,9 +110,9 @@ int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
 int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
 
-typedef struct { size_t size; const char *from; const char *token; int wait; int timeout_ms; ...; } cask_send_args;
+typedef struct { size_t size; const char *from; const char *token; int wait; int timeout_ms; int no_policy; ...; } cask_send_args;
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
-typedef struct { size_t size; int force; int wait; int timeout_ms; ...; } cask_recv_args;
+typedef struct { size_t size; int force; int wait; int timeout_ms; int no_policy; ...; } cask_recv_args;
 int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);
 int cask_recv_abandon(cask_client *c, const char *vol);
