@@ -290,6 +290,36 @@ async def _await(job):
     return await job
 
 
+def test_send_recv_policy(client, daemon, tmp_path):
+    """A stream carries the volume's snapshot policy (send-stream.md 3.1) unless
+    policy=False; recv installs it on a new volume unless policy=False."""
+    client.vol_create("tank/pol", 1 << 20)
+    client.schedule_set("tank/pol", 60, keep=3, weekly=4)
+    client.snapshot("tank/pol@p1")
+    with_p, without = tmp_path / "with.stream", tmp_path / "without.stream"
+    with open(with_p, "wb") as f:
+        client.send("tank/pol@p1", f)
+    with open(without, "wb") as f:
+        client.send("tank/pol@p1", f, policy=False)
+    version = lambda p: int.from_bytes(p.read_bytes()[72:76], "little")
+    assert (version(with_p), version(without)) == (2, 1)
+
+    def policy(name):
+        s = list(client.schedules(name))
+        return (s[0]["every_min"], s[0]["keep"], s[0]["retain"]["weekly"]) if s else None
+    with open(with_p, "rb") as f:
+        assert client.recv("tank/pol-a", f) == "tank/pol-a@p1"
+    assert policy("tank/pol-a") == (60, 3, 4)
+    with open(with_p, "rb") as f:
+        client.recv("tank/pol-b", f, policy=False)
+    assert policy("tank/pol-b") is None
+    with open(without, "rb") as f:
+        client.recv("tank/pol-c", f)
+    assert policy("tank/pol-c") is None
+    for v in ("tank/pol", "tank/pol-a", "tank/pol-b", "tank/pol-c"):
+        client.vol_destroy(v, recursive=True)
+
+
 def test_cancel_and_threads(client, daemon):
     r, w = os.pipe()
     try:
