@@ -50,6 +50,7 @@ typedef struct action {
 	const mf_pool *pool;
 	const mf_vol *vol;
 	uint64_t from, to;              /* sizes: shrink, grow */
+	unsigned flags;                 /* A_DESTROY: CASK_DESTROY_* (a volume the file says is absent) */
 	const char *props[MF_NPROPS];   /* A_SET: the changed properties, their old and new values */
 	const char *old[MF_NPROPS];
 	const char *val[MF_NPROPS];
@@ -356,12 +357,14 @@ plan_vol(manifest *m, plan *p, const mf_vol *mv, const cask_vol_info *cur, const
 		snprintf(a->detail, sizeof(a->detail), "size %s -> %s", sz(cur->size, a1, sizeof(a1)), sz(mv->size, a2, sizeof(a2)));
 		changed = 1;
 	} else if (mv->size < cur->size) {
-		action *a = add(p, prune ? A_SHRINK : A_WOULD_SHRINK, 0, mv->name);
+		int may = prune || mv->allow_shrink;
+		action *a = add(p, may ? A_SHRINK : A_WOULD_SHRINK, 0, mv->name);
 		a->vol = mv;
 		a->from = cur->size;
 		a->to = mv->size;
 		snprintf(a->detail, sizeof(a->detail), "size %s -> %s (discards the data past %s)%s",
-		    sz(cur->size, a1, sizeof(a1)), sz(mv->size, a2, sizeof(a2)), a2, prune ? "" : "; only with --prune");
+		    sz(cur->size, a1, sizeof(a1)), sz(mv->size, a2, sizeof(a2)), a2,
+		    may ? "" : "; only with --prune or allowShrink: true");
 		changed = 1;
 	}
 	action *s = NULL;
@@ -427,6 +430,94 @@ plan_prune(cask_client *c, plan *p, const cask_vol_info *v, int prune)
 }
 
 
+/* Is v a clone of a snapshot of h, or of such a clone, and so on (the volumes -R destroys with h)? */
+static int
+depends_on(const spool *sp, const cask_vol_info *v, const char *h, int depth)
+{
+	size_t hl = strlen(h);
+	if (v->origin[0] == '\0' || depth > 64)
+		return 0;
+	if (strncmp(v->origin, h, hl) == 0 && v->origin[hl] == '@')
+		return 1;
+	char parent[320];
+	snprintf(parent, sizeof(parent), "%.*s", (int)strcspn(v->origin, "@"), v->origin);
+	const cask_vol_info *pv = find_vol(sp, parent);
+	return pv != NULL && depends_on(sp, pv, h, depth + 1);
+}
+
+/*
+ * A volume the file says is absent (absent: true): destroyed, with what
+ * destroy: allows going with it; kept, and said why, when it has more
+ * (snapshots, clones of them) or a held snapshot: apply never releases a
+ * hold. A clone that would go with it but that the file declares is an
+ * error.
+ */
+static int
+plan_absent(cask_client *c, manifest *m, plan *p, const spool *sp, const cask_vol_info *v, const mf_vol *mv)
+{
+	if (v->receive_resume_token[0] != '\0') {
+		action *a = add(p, A_KEEP, 0, v->name);
+		snprintf(a->detail, sizeof(a->detail), "absent in the file, but a partial receive (cask recv -A to "
+		    "abandon it)");
+		return 0;
+	}
+	/* the clones (and theirs) that destroying it with its snapshots takes along */
+	char clones[800] = "";
+	size_t nclones = 0, o = 0;
+	for (size_t i = 0; i < sp->nvols; i++) {
+		if (!depends_on(sp, &sp->vols[i], v->name, 0))
+			continue;
+		nclones++;
+		if (o < sizeof(clones))
+			o += (size_t)snprintf(clones + o, sizeof(clones) - o, "%s%s", o ? ", " : "", sp->vols[i].name);
+		for (size_t j = 0; j < m->nvols && mv->destroy == MF_DESTROY_CLONES; j++)
+			if (m->vols[j].name && !m->vols[j].absent && strcmp(m->vols[j].name, sp->vols[i].name) == 0)
+				manifest_err(m, mv->absent_pos, "volume %s: absent with destroy: clones would destroy %s, "
+				    "which the file declares (line %d)", v->name, sp->vols[i].name, m->vols[j].pos.line);
+	}
+	unsigned held = 0;
+	size_t nsnaps = 0;
+	if (v->snapshots > 0) {
+		cask_snap_info *snaps;
+		int rc = cask_snap_list(c, v->name, &snaps, &nsnaps);
+		if (rc != 0)
+			return rc;
+		for (size_t i = 0; i < nsnaps; i++)
+			held += snaps[i].holds > 0;
+		free(snaps);
+	}
+	const char *why = NULL;
+	char buf[1000];
+	if (held > 0) {
+		snprintf(buf, sizeof(buf), "absent in the file, but %u of its snapshots %s held; apply never releases "
+		    "a hold (cask snap release)", held, held == 1 ? "is" : "are");
+		why = buf;
+	} else if (nsnaps > 0 && mv->destroy == MF_DESTROY_NONE) {
+		snprintf(buf, sizeof(buf), "absent in the file, but it has %zu snapshot%s; destroy: snapshots in the "
+		    "file destroys %s too", nsnaps, nsnaps == 1 ? "" : "s", nsnaps == 1 ? "it" : "them");
+		why = buf;
+	} else if (nclones > 0 && mv->destroy != MF_DESTROY_CLONES) {
+		snprintf(buf, sizeof(buf), "absent in the file, but its snapshots have clones (%s); destroy: clones in "
+		    "the file destroys those too", clones);
+		why = buf;
+	}
+	if (why != NULL) {
+		action *a = add(p, A_KEEP, 0, v->name);
+		snprintf(a->detail, sizeof(a->detail), "%s", why);
+		return 0;
+	}
+	action *a = add(p, A_DESTROY, 0, v->name);
+	a->flags = mv->destroy == MF_DESTROY_CLONES ? CASK_DESTROY_CLONES | CASK_DESTROY_SNAPSHOTS :
+	    mv->destroy == MF_DESTROY_SNAPSHOTS && nsnaps > 0 ? CASK_DESTROY_SNAPSHOTS : 0;
+	o = (size_t)snprintf(a->detail, sizeof(a->detail), "absent in the file");
+	if (nsnaps > 0 && o < sizeof(a->detail))
+		o += (size_t)snprintf(a->detail + o, sizeof(a->detail) - o, ", with its %zu snapshot%s", nsnaps,
+		    nsnaps == 1 ? "" : "s");
+	if (nclones > 0 && o < sizeof(a->detail))
+		snprintf(a->detail + o, sizeof(a->detail) - o, " and the clone%s %s", nclones == 1 ? "" : "s", clones);
+	return 0;
+}
+
 static int
 is_change(int kind)
 {
@@ -439,7 +530,10 @@ describe_done(const action *a, char *out, size_t n)
 {
 	char b1[32], b2[32];
 	switch (a->kind) {
-	case A_DESTROY: snprintf(out, n, "destroy volume %s", a->name); break;
+	case A_DESTROY:
+		snprintf(out, n, "destroy volume %s%s", a->name, (a->flags & CASK_DESTROY_CLONES) ? " with its snapshots "
+		    "and their clones" : (a->flags & CASK_DESTROY_SNAPSHOTS) ? " with its snapshots" : "");
+		break;
 	case A_SHRINK: snprintf(out, n, "shrink volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
 	case A_CREATE_POOL: snprintf(out, n, "create pool %s", a->name); break;
 	case A_CREATE_VOL:
@@ -471,7 +565,7 @@ run_action(cask_client *c, const action *a)
 {
 	switch (a->kind) {
 	case A_DESTROY:
-		return cask_vol_destroy(c, a->name);
+		return a->flags ? cask_vol_destroy_ex(c, a->name, a->flags) : cask_vol_destroy(c, a->name);
 	case A_SHRINK:
 		return cask_vol_resize(c, a->name, a->to, 1);
 	case A_GROW:
@@ -618,9 +712,27 @@ cask_apply(cask_client *c, const char *text, size_t len, const cask_apply_args *
 	}
 	for (size_t i = 0; i < m.nvols; i++) {
 		const mf_vol *mv = &m.vols[i];
-		if (mv->name == NULL || mv->size == 0)
+		if (mv->name == NULL || (mv->size == 0 && !mv->absent))
 			continue;
 		spool *sp = find_pool(&s, mv->pool);
+		if (mv->absent) {
+			const cask_vol_info *cur = NULL;
+			if (sp != NULL && strcmp(sp->info.state, "ONLINE") != 0) {
+				manifest_err(&m, mv->pos, "volume %s: pool %s is %s; apply needs it ONLINE", mv->name,
+				    mv->pool, sp->info.state);
+				continue;
+			}
+			if (sp != NULL && (rc = list_vols(c, sp)) != 0)
+				goto out;
+			if (sp != NULL && (cur = find_vol(sp, mv->name)) != NULL) {
+				if ((rc = plan_absent(c, &m, &p, sp, cur, mv)) != 0)
+					goto out;
+			} else {
+				action *a = add(&p, A_UNCHANGED, 0, mv->name);
+				snprintf(a->detail, sizeof(a->detail), "absent, as the file says");
+			}
+			continue;
+		}
 		if (sp == NULL) {
 			if (mf_find_pool(&m, mv->pool) == NULL)
 				manifest_err(&m, mv->pos, "volume %s: pool %s is neither declared under pools: nor exists",

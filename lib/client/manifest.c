@@ -276,6 +276,21 @@ want_string(ld *l, const yaml_node_t *n, const char *field)
 	return sval(n);
 }
 
+/* A boolean: the plain scalars true and false only (YAML 1.1's yes/no/on/off are refused as ambiguous). */
+static int
+want_bool(ld *l, const yaml_node_t *n, const char *field, int *out)
+{
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+	    (strcmp(sval(n), "true") != 0 && strcmp(sval(n), "false") != 0)) {
+		manifest_err(l->m, pos_of(n), "%s: expected true or false, got %s%s%s%s", field, what_is(n),
+		    n->type == YAML_SCALAR_NODE ? " '" : "", n->type == YAML_SCALAR_NODE ? sval(n) : "",
+		    n->type == YAML_SCALAR_NODE ? "'" : "");
+		return -1;
+	}
+	*out = strcmp(sval(n), "true") == 0;
+	return 0;
+}
+
 static int
 want_count(ld *l, const yaml_node_t *n, const char *field, unsigned *out)
 {
@@ -609,16 +624,17 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 static void
 load_vol(ld *l, const yaml_node_t *n, size_t idx)
 {
-	static const char *const F[] = { "name", "size", "properties", "snapshots", "replicas", "consistency" };
-	yaml_node_t *v[6];
-	mf_pos kp[6];
+	static const char *const F[] = { "name", "size", "properties", "snapshots", "replicas", "consistency",
+		"absent", "destroy", "allowShrink" };
+	yaml_node_t *v[9];
+	mf_pos kp[9];
 	char what[400];
 	const char *vn = peek_name(l, n);
 	if (vn != NULL)
 		snprintf(what, sizeof(what), "volume %s", vn);
 	else
 		snprintf(what, sizeof(what), "volumes[%zu]", idx);
-	if (fields(l, n, what, F, 6, v, kp) != 0)
+	if (fields(l, n, what, F, 9, v, kp) != 0)
 		return;
 	manifest *m = l->m;
 	m->vols = xrealloc(m->vols, (m->nvols + 1) * sizeof(*m->vols));
@@ -651,7 +667,35 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 			}
 		}
 	}
-	if (v[1] == NULL) {
+	if (v[6] != NULL) {
+		vol->absent_pos = kp[6];
+		if (want_bool(l, v[6], "absent", &vol->absent) == 0 && vol->absent) {
+			/* a volume that must not exist has nothing else to say but what goes with it */
+			static const int other[] = { 1, 2, 3, 8 };
+			for (size_t k = 0; k < 4; k++)
+				if (v[other[k]] != NULL)
+					manifest_err(m, kp[other[k]], "%s: absent: true takes no %s: (the volume is to be "
+					    "destroyed)", what, F[other[k]]);
+		}
+	}
+	if (v[7] != NULL) {
+		const char *s = want_string(l, v[7], "destroy");
+		if (s != NULL && !vol->absent)
+			manifest_err(m, kp[7], "%s: destroy: goes with absent: true (what else goes when the volume is "
+			    "destroyed)", what);
+		else if (s != NULL && strcmp(s, "snapshots") == 0)
+			vol->destroy = MF_DESTROY_SNAPSHOTS;
+		else if (s != NULL && strcmp(s, "clones") == 0)
+			vol->destroy = MF_DESTROY_CLONES;
+		else if (s != NULL)
+			manifest_err(m, pos_of(v[7]), "%s: destroy: '%s' is neither snapshots (its snapshots too) nor "
+			    "clones (its snapshots, their clones and theirs too)", what, s);
+	}
+	if (v[8] != NULL && !vol->absent)
+		want_bool(l, v[8], "allowShrink", &vol->allow_shrink);
+	if (vol->absent) {
+		/* no size, properties or policy: nothing more to load */
+	} else if (v[1] == NULL) {
 		manifest_err(m, pos_of(n), "%s: size is required", what);
 	} else {
 		char w[420];
@@ -660,9 +704,9 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 		if (want_size(l, v[1], w, &vol->size) != 0)
 			vol->size = 0;
 	}
-	if (v[2] != NULL && !is_null(v[2]))
+	if (v[2] != NULL && !is_null(v[2]) && !vol->absent)
 		load_props(l, v[2], vol, what);
-	if (v[3] != NULL && !is_null(v[3])) {
+	if (v[3] != NULL && !is_null(v[3]) && !vol->absent) {
 		load_policy(l, v[3], vol, what);
 		vol->snapshots.pos = kp[3]; /* where apply's refusal points: the snapshots: key */
 	}

@@ -51,7 +51,12 @@ typedef struct mf_vol {
 	mf_pos prop_pos[MF_NPROPS];
 	uint32_t volblocksize;       /* 0: not given (4K) */
 	mf_policy snapshots;
+	int absent;                  /* absent: true: the volume must not exist */
+	int destroy;                 /* with absent: MF_DESTROY_* (what may go with it) */
+	int allow_shrink;            /* allowShrink: true: a smaller size shrinks it without --prune */
+	mf_pos absent_pos;
 } mf_vol;
+enum { MF_DESTROY_NONE, MF_DESTROY_SNAPSHOTS, MF_DESTROY_CLONES };
 
 typedef struct mf_error {
 	mf_pos pos;
