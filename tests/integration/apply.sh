@@ -37,6 +37,28 @@ expect_fail 1 "cannot reach caskd" "$A" --socket "$T/nope.sock" apply -f "$M/min
 
 start_caskd
 
+# ---- the example of the issue, exactly as written: checked and planned (a dry run: /var/lib/cask is not ours) ----
+cat >"$M/example.yaml" <<'EOF'
+apiVersion: cask/v1
+pools:
+  - name: tank
+    vdevs: [/var/lib/cask/tank0.vdev]
+    size: 100G
+volumes:
+  - name: tank/db
+    size: 20G
+    properties: {compression: zstd, sync: standard}
+    snapshots:
+      every: 15m          # frequent snapshots, keep the newest 8
+      keep: 8
+      retain: {hourly: 24, daily: 7, weekly: 4, monthly: 6}
+EOF
+out=$("$A" apply -f "$M/example.yaml" --dry-run)
+has "$out" "create         pool   tank: vdevs [/var/lib/cask/tank0.vdev], size 100G"
+has "$out" "create         volume tank/db: size 20G, compression zstd, sync standard, snapshots every 15m, keep 8, retain hourly 24, daily 7, weekly 4, monthly 6"
+has "$out" "Plan: 2 to create, 0 to change, 0 to destroy, 0 unchanged."
+[ -z "$("$CASK" pool list -H)" ] || fail "a dry run created a pool"
+
 # ---- create from nothing ----
 cat >"$M/a.yaml" <<'EOF'
 apiVersion: cask/v1
