@@ -146,22 +146,6 @@ u32_at(const buf *b, size_t off)
 	return v;
 }
 
-/* The policy of p's volume vol: 1 and *out, or 0. */
-static int
-policy_of(ce_pool *p, const char *vol, ce_sched *out)
-{
-	ce_sched_info *si;
-	size_t n;
-	OK(ce_sched_list(p, &si, &n));
-	int found = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(si[i].volume, vol) == 0) {
-			*out = si[i].policy;
-			found = 1;
-		}
-	free(si);
-	return found;
-}
 
 static int
 same_policy(const ce_sched *a, const ce_sched *b)
@@ -212,17 +196,17 @@ policy_streams(const char *pb)
 	b2.pos = 0;
 	OK(ce_recv(dst, "pa", &ro, buf_read, &b2, snap, sizeof(snap)));
 	CHECK(ro.policy_result == CE_RECV_POLICY_INSTALLED && same_policy(&ro.policy, &pol));
-	CHECK(policy_of(dst, "pa", &got) && same_policy(&got, &pol));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &pol));
 	CHECK(same(src, "pv@p1", dst, "pa@p1"));
 	/* CE_RECV_NO_POLICY: none; a version 1 stream: none */
 	ce_recv_opts rn = { CE_RECV_NO_POLICY, NULL, NULL, 0, { 0 } };
 	b2.pos = 0;
 	OK(ce_recv(dst, "pn", &rn, buf_read, &b2, snap, sizeof(snap)));
-	CHECK(rn.policy_result == CE_RECV_POLICY_IGNORED && !policy_of(dst, "pn", &got));
+	CHECK(rn.policy_result == CE_RECV_POLICY_IGNORED && !t_policy_of(dst, "pn", &got));
 	ce_recv_opts r1 = { 0, NULL, NULL, 0, { 0 } };
 	b1.pos = 0;
 	OK(ce_recv(dst, "p1", &r1, buf_read, &b1, snap, sizeof(snap)));
-	CHECK(r1.policy_result == CE_RECV_POLICY_NONE && !policy_of(dst, "p1", &got));
+	CHECK(r1.policy_result == CE_RECV_POLICY_NONE && !t_policy_of(dst, "p1", &got));
 
 	/* incremental onto a target with another policy: the target's is kept */
 	ce_sched mine = { 15, 8, 24, 0, 0, 0 };
@@ -236,7 +220,7 @@ policy_streams(const char *pb)
 	ce_recv_opts rk = { 0, NULL, NULL, 0, { 0 } };
 	OK(ce_recv(dst, "pa", &rk, buf_read, &i2, snap, sizeof(snap)));
 	CHECK(rk.policy_result == CE_RECV_POLICY_KEPT && same_policy(&rk.policy, &pol));
-	CHECK(policy_of(dst, "pa", &got) && same_policy(&got, &mine));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &mine));
 	CHECK(same(src, "pv@p2", dst, "pa@p2"));
 	/* the same policy: nothing to do */
 	OK(ce_sched_set(dst, "pa", &pol));
@@ -303,16 +287,16 @@ policy_streams(const char *pb)
 	ce_recv_opts rt = { 0, NULL, NULL, 0, { 0 } };
 	CHECK_ERR(ce_recv(dst, "pr", &rt, buf_read, &b2, snap, sizeof(snap)), -EPIPE);
 	b2.limit = 0;
-	CHECK(!policy_of(dst, "pr", &got));
+	CHECK(!t_policy_of(dst, "pr", &got));
 	OK(resume("pr"));
-	CHECK(policy_of(dst, "pr", &got) && same_policy(&got, &pol));
+	CHECK(t_policy_of(dst, "pr", &got) && same_policy(&got, &pol));
 
 	/* they travel with the pool */
 	OK(ce_pool_export(dst));
 	OK(ce_pool_import(&pb, 1, NULL, &dst));
-	CHECK(policy_of(dst, "pr", &got) && same_policy(&got, &pol));
-	CHECK(policy_of(dst, "pa", &got) && same_policy(&got, &pol));
-	CHECK(!policy_of(dst, "pn", &got));
+	CHECK(t_policy_of(dst, "pr", &got) && same_policy(&got, &pol));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &pol));
+	CHECK(!t_policy_of(dst, "pn", &got));
 	free(b1.d);
 	free(b2.d);
 	free(nb.d);
