@@ -10,6 +10,7 @@
 
 int sched_load(ce_pool *p);
 int sched_sync(ce_pool *p, uint64_t txg);
+void sched_init(ce_pool *p);
 void sched_fini(ce_pool *p);
 /* A policy ce_sched_set accepts: every 1 .. CE_SCHED_EVERY_MAX, counts at most CE_SCHED_COUNT_MAX, one above 0. */
 int sched_valid(const ce_sched *s);
