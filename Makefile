@@ -51,7 +51,11 @@ CLIENT_SRC = $(wildcard lib/client/*.c) lib/common/sockio.c
 CLIENT_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLIENT_SRC))
 CLIENT_LIB = $(BUILD)/libcask.a
 # libcask.so.1: the stable client API, its exports fixed by lib/client/libcask.map
-CLIENT_PIC = $(patsubst %.c,$(BUILD)/pic/%.o,$(CLIENT_SRC))
+# cask_apply (lib/client/apply.c, manifest.c) checks property values with the engine's own parser
+# (prop.c) and the common helpers; the static libcask.a leaves those to libcask-engine.a, which
+# everything linking libcask.a links too. Manifests are YAML: libyaml (libyaml-dev).
+CLIENT_SO_EXTRA = lib/common/util.c lib/engine/prop.c
+CLIENT_PIC = $(patsubst %.c,$(BUILD)/pic/%.o,$(CLIENT_SRC) $(CLIENT_SO_EXTRA))
 CLIENT_SO = $(BUILD)/libcask.so.1.0.0
 CLI_SRC = $(wildcard cli/*.c)
 CLI_OBJ = $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_SRC))
@@ -91,12 +95,12 @@ $(PYMOD): $(CLIENT_SO) include/cask/client.h $(wildcard python/cask/*.py)
 
 $(CLIENT_SO): $(CLIENT_PIC) lib/client/libcask.map
 	$(CC) $(LDFLAGS_ALL) -shared -Wl,-soname,libcask.so.1 -Wl,--version-script=lib/client/libcask.map \
-	    -Wl,-z,defs $(CLIENT_PIC) -o $@ -ljson-c -lpthread
+	    -Wl,-z,defs $(CLIENT_PIC) -o $@ -ljson-c -lyaml -lpthread
 	ln -sf libcask.so.1.0.0 $(BUILD)/libcask.so.1
 	ln -sf libcask.so.1 $(BUILD)/libcask.so
 
-# The CLI links libcask (the client) and only the common helpers of the engine library.
-# cask apply reads YAML manifests with libyaml (libyaml-dev).
+# The CLI links libcask (the client) and only the common helpers of the engine library;
+# libcask's cask_apply reads YAML manifests with libyaml (libyaml-dev).
 $(CASK): $(CLI_OBJ) $(CLIENT_LIB) $(ENGINE_LIB)
 	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
@@ -126,11 +130,11 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(ENGINE_LIB)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
 $(BUILD)/bench/api_bench: $(BUILD)/obj/bench/api_bench.o $(CLIENT_LIB) $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL)
+	$(CC) $(LDFLAGS_ALL) $^ -o $@ $(LDLIBS_ALL) -lyaml
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)

@@ -1,514 +1,94 @@
 /*
- * apply.c -- `cask apply -f FILE` and `cask get manifest` (docs/manifests.md).
- *
- * apply runs in four steps, and changes nothing before the third:
- *   1. load: manifest_load checks the file alone (every error, with positions);
- *   2. compare: read the running state through libcask and check the file
- *      against it (undeclared pools, vdevs or a pool size that differ, a
- *      changed volblocksize); these errors carry positions too. Any error
- *      of step 1 or 2: print them all, exit 2.
- *      Then build the plan: a list of actions, destructive ones first;
- *   3. print the plan (and stop here with --dry-run);
- *   4. run the actions in order, one libcask call each, printing each when
- *      done; at the first failure, print what failed and what was not done,
- *      exit 1. Each action is derived from the state found in step 2, so
- *      applying again after a failure (or twice) converges: what was done
- *      is then "unchanged".
- * Only the stable client API (cask/client.h, CASK_1.0 and CASK_1.1) is used.
+ * apply.c -- `cask apply -f FILE` and `cask get manifest` (docs/manifests.md,
+ * docs/man/cask-apply.8.md): thin programs over libcask's cask_apply and
+ * cask_manifest_get (lib/client/apply.c), which check, plan and apply.
+ * This file reads the file, prints the plan as cask_apply hands it over
+ * (before anything changes), each change when done, and the errors with
+ * their positions, and maps the outcome to the exit status.
  */
 #include "cli.h"
-#include "manifest.h"
-#include "util.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <unistd.h>
+#include <libgen.h>
+#include <limits.h>
 
-enum act_kind {
-	/* in the order they are printed and run */
-	A_DESTROY, A_SHRINK, A_KEEP, A_WOULD_DESTROY, A_WOULD_SHRINK,
-	A_CREATE_POOL, A_CREATE_VOL, A_GROW, A_SET, A_SCHED, A_UNCHANGED, A_NKINDS
-};
-static const char *const verb[A_NKINDS] = { "destroy", "shrink", "keep", "would-destroy", "would-shrink",
-	"create", "create", "change", "change", "change", "unchanged" };
-
-typedef struct action {
-	int kind;
-	size_t seq;                     /* the order it was planned in: ties keep it */
-	int is_pool;
-	char name[320];
-	char detail[1200];
-	const mf_pool *pool;
-	const mf_vol *vol;
-	uint64_t from, to;              /* sizes: shrink, grow */
-	const char *props[MF_NPROPS];   /* A_SET: the changed properties, their old and new values */
-	const char *old[MF_NPROPS];
-	const char *val[MF_NPROPS];
-	size_t nprops;
-} action;
-
-typedef struct plan {
-	action *a;
-	size_t n;
-} plan;
-
-/* What caskd has, for the pools the manifest is about. */
-typedef struct spool {
-	cask_pool_info info;
-	int managed;          /* listed under pools: */
-	cask_vol_info *vols;  /* NULL until listed */
-	size_t nvols;
-	int listed;
-	cask_sched_info *scheds; /* the snapshot policies, NULL until listed */
-	size_t nscheds;
-	int sched_listed;
-} spool;
-
-typedef struct state {
-	cask_pool_info *pools;
-	size_t npools;
-	spool *sp;            /* one per pools[i] */
-} state;
-
-static action *
-add(plan *p, int kind, int is_pool, const char *name)
-{
-	p->a = xrealloc(p->a, (p->n + 1) * sizeof(*p->a));
-	action *a = &p->a[p->n++];
-	memset(a, 0, sizeof(*a));
-	a->kind = kind;
-	a->seq = p->n - 1;
-	a->is_pool = is_pool;
-	snprintf(a->name, sizeof(a->name), "%s", name);
-	return a;
-}
-
+/* The whole of FILE ("-": standard input): 0, or -errno. */
 static int
-kind_cmp(const void *x, const void *y)
+read_all(const char *file, char **out, size_t *len)
 {
-	const action *a = x, *b = y;
-	if (a->kind != b->kind)
-		return a->kind - b->kind;
-	return a->seq < b->seq ? -1 : a->seq > b->seq;
-}
-
-static spool *
-find_pool(state *s, const char *name)
-{
-	for (size_t i = 0; i < s->npools; i++)
-		if (strcmp(s->pools[i].name, name) == 0)
-			return &s->sp[i];
-	return NULL;
-}
-
-static const mf_pool *
-mf_find_pool(const manifest *m, const char *name)
-{
-	for (size_t i = 0; i < m->npools; i++)
-		if (m->pools[i].name && strcmp(m->pools[i].name, name) == 0)
-			return &m->pools[i];
-	return NULL;
-}
-
-static const cask_vol_info *
-find_vol(const spool *sp, const char *name)
-{
-	for (size_t i = 0; i < sp->nvols; i++)
-		if (strcmp(sp->vols[i].name, name) == 0)
-			return &sp->vols[i];
-	return NULL;
-}
-
-static const char *
-sz(uint64_t v, char *buf, size_t n)
-{
-	return mf_fmt_size(v, buf, n);
+	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+	if (f == NULL)
+		return -errno;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	for (;;) {
+		if (n + 65536 > cap) {
+			cap = (n + 65536) * 2;
+			char *nb = realloc(buf, cap);
+			if (nb == NULL) {
+				free(buf);
+				if (f != stdin)
+					fclose(f);
+				return -ENOMEM;
+			}
+			buf = nb;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		n += got;
+		if (got == 0)
+			break;
+	}
+	int err = ferror(f) ? -EIO : 0;
+	if (f != stdin)
+		fclose(f);
+	if (err != 0) {
+		free(buf);
+		return err;
+	}
+	*out = buf;
+	*len = n;
+	return 0;
 }
 
 static void
-state_free(state *s)
+print_errors(const cask_apply_result *r, const char *shown)
 {
-	for (size_t i = 0; i < s->npools; i++) {
-		free(s->sp[i].vols);
-		free(s->sp[i].scheds);
-	}
-	free(s->sp);
-	cask_pool_info_free(s->pools, s->npools);
-	memset(s, 0, sizeof(*s));
-}
-
-static int
-list_vols(cask_client *c, spool *sp)
-{
-	if (sp->listed)
-		return 0;
-	if (cask_vol_list(c, sp->info.name, &sp->vols, &sp->nvols) != 0)
-		return -1;
-	sp->listed = 1;
-	return 0;
-}
-
-static int
-list_scheds(cask_client *c, spool *sp)
-{
-	if (sp->sched_listed)
-		return 0;
-	if (cask_sched_list(c, sp->info.name, &sp->scheds, &sp->nscheds) != 0)
-		return -1;
-	sp->sched_listed = 1;
-	return 0;
-}
-
-static const cask_sched_info *
-find_sched(const spool *sp, const char *name)
-{
-	for (size_t i = 0; i < sp->nscheds; i++)
-		if (strcmp(sp->scheds[i].name, name) == 0)
-			return &sp->scheds[i];
-	return NULL;
-}
-
-static int
-path_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Paths resolved the same way on both sides, so that a/./b and a/b compare equal. */
-static char *
-canon_path(const char *p)
-{
-	char buf[PATH_MAX];
-	return xstrdup(realpath(p, buf) != NULL ? buf : p);
-}
-
-/* Check an existing pool against its entry: vdevs and size. 0, or -1 with caskd's error. */
-static int
-check_pool(cask_client *c, manifest *m, const mf_pool *mp, spool *sp)
-{
-	if (strcmp(sp->info.state, "ONLINE") != 0) {
-		manifest_err(m, mp->pos, "pool %s is %s%s%s; apply needs it ONLINE (cask pool status %s)", mp->name,
-		    sp->info.state, sp->info.error[0] ? ": " : "", sp->info.error, mp->name);
-		return 0;
-	}
-	cask_pool_info st;
-	if (cask_pool_status(c, mp->name, &st) != 0)
-		return -1;
-	size_t n = st.nvdevs_paths;
-	char **have = xcalloc(n ? n : 1, sizeof(char *)), **want = xcalloc(mp->nvdevs ? mp->nvdevs : 1, sizeof(char *));
-	for (size_t i = 0; i < n; i++)
-		have[i] = canon_path(st.vdevs[i]);
-	for (size_t i = 0; i < mp->nvdevs; i++)
-		want[i] = canon_path(mp->vdevs[i]);
-	qsort(have, n, sizeof(char *), path_cmp);
-	qsort(want, mp->nvdevs, sizeof(char *), path_cmp);
-	int same = n == mp->nvdevs;
-	for (size_t i = 0; same && i < n; i++)
-		same = strcmp(have[i], want[i]) == 0;
-	if (!same && mp->nvdevs > 0) {
-		char list[2048] = "";
-		for (size_t i = 0; i < n; i++)
-			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "", have[i]);
-		manifest_err(m, mp->vdevs_pos, "pool %s exists with other vdevs [%s]; cask cannot add, remove or "
-		    "replace vdevs", mp->name, list);
-	}
-	/* size: the size of its vdev files, when they are regular files of one size */
-	uint64_t fsize = 0;
-	int known = n > 0;
-	for (size_t i = 0; i < n && known; i++) {
-		struct stat sb;
-		if (stat(have[i], &sb) != 0 || !S_ISREG(sb.st_mode) || (i > 0 && (uint64_t)sb.st_size != fsize))
-			known = 0;
+	for (size_t i = 0; i < r->nerrors; i++) {
+		const cask_apply_error *e = &r->errors[i];
+		if (e->line > 0)
+			fprintf(stderr, "%s:%d:%d: %s\n", shown, e->line, e->column, e->message);
 		else
-			fsize = (uint64_t)sb.st_size;
+			fprintf(stderr, "%s: %s\n", shown, e->message);
 	}
-	if (mp->has_size && known && fsize != mp->size) {
-		char a[32], b[32];
-		manifest_err(m, mp->size_pos, "pool %s: its vdev files are %s, the file says %s; a pool cannot be "
-		    "resized", mp->name, sz(fsize, a, sizeof(a)), sz(mp->size, b, sizeof(b)));
-	}
-	for (size_t i = 0; i < n; i++)
-		free(have[i]);
-	for (size_t i = 0; i < mp->nvdevs; i++)
-		free(want[i]);
-	free(have);
-	free(want);
-	cask_pool_info_clear(&st);
-	return 0;
+	if (r->nerrors > 1) /* one error stays one line */
+		fprintf(stderr, "cask: %zu errors in %s; nothing was changed\n", r->nerrors, shown);
 }
 
-static void
-plan_new_pool(manifest *m, plan *p, const mf_pool *mp)
-{
-	for (size_t i = 0; i < mp->nvdevs; i++) {
-		struct stat sb;
-		char a[32], b[32];
-		int exists = stat(mp->vdevs[i], &sb) == 0;
-		if (mp->size_pos.line == 0 && !exists) /* no size: given (a bad one is reported) */
-			manifest_err(m, mp->vdev_pos[i], "pool %s: vdev %s does not exist; give the pool a size: to "
-			    "create it", mp->name, mp->vdevs[i]);
-		/* caskd uses a file that exists (and is not empty) as it is: the next apply would see
-		   another size than the file's, so refuse it now rather than never converge */
-		else if (mp->has_size && exists && S_ISREG(sb.st_mode) && sb.st_size != 0 &&
-		    (uint64_t)sb.st_size != mp->size)
-			manifest_err(m, mp->vdev_pos[i], "pool %s: vdev %s exists and is %s, the file says size %s "
-			    "(an existing file is used as it is)", mp->name, mp->vdevs[i], sz((uint64_t)sb.st_size, a,
-			    sizeof(a)), sz(mp->size, b, sizeof(b)));
-	}
-	action *a = add(p, A_CREATE_POOL, 1, mp->name);
-	a->pool = mp;
-	size_t o = 0;
-	o += (size_t)snprintf(a->detail + o, sizeof(a->detail) - o, "vdevs [");
-	for (size_t i = 0; i < mp->nvdevs && o < sizeof(a->detail); i++)
-		o += (size_t)snprintf(a->detail + o, sizeof(a->detail) - o, "%s%s", i ? ", " : "", mp->vdevs[i]);
-	if (o < sizeof(a->detail)) {
-		char b[32];
-		if (mp->has_size)
-			snprintf(a->detail + o, sizeof(a->detail) - o, "], size %s", sz(mp->size, b, sizeof(b)));
-		else
-			snprintf(a->detail + o, sizeof(a->detail) - o, "]");
-	}
-}
+typedef struct shown_plan {
+	const char *file;
+} shown_plan;
 
-static void
-describe_props(const mf_vol *v, char *out, size_t n)
-{
-	char b[32];
-	size_t o = (size_t)snprintf(out, n, "size %s", sz(v->size, b, sizeof(b)));
-	for (int i = 0; i < MF_NPROPS && o < n; i++)
-		if (v->prop[i] != NULL)
-			o += (size_t)snprintf(out + o, n - o, ", %s %s", mf_prop_names[i], v->prop[i]);
-}
-
-static const char *
-cur_prop(const cask_vol_info *v, int i)
-{
-	return i == MF_COMPRESSION ? v->compression : i == MF_CHECKSUM ? v->checksum : v->sync;
-}
-
-/* ", snapshots every 15m, keep 8, ..." of the file's policy, appended at out[o..n) */
-static void
-add_policy(const mf_policy *pol, char *out, size_t n)
-{
-	size_t o = strlen(out);
-	if (!pol->valid || o >= n)
-		return;
-	char b[400];
-	mf_fmt_policy(pol, b, sizeof(b));
-	snprintf(out + o, n - o, ", snapshots %s", b);
-}
-
-static void
-running_policy(const cask_sched_info *si, char *out, size_t n)
-{
-	if (si == NULL) {
-		snprintf(out, n, "none");
-		return;
-	}
-	mf_policy p = { 1, 1, { 0, 0 }, si->policy.every_min, si->policy.keep, si->policy.hourly,
-		si->policy.daily, si->policy.weekly, si->policy.monthly };
-	mf_fmt_policy(&p, out, n);
-}
-
+/* cask_apply's progress: the plan before anything changes, then each change when done. */
 static int
-same_policy(const mf_policy *p, const cask_sched_info *si)
+on_progress(void *arg, const cask_apply_result *r, size_t item)
 {
-	return si != NULL && p->every_min == si->policy.every_min && p->keep == si->policy.keep &&
-	    p->hourly == si->policy.hourly && p->daily == si->policy.daily && p->weekly == si->policy.weekly &&
-	    p->monthly == si->policy.monthly;
-}
-
-/* cur_sched: the volume's running policy (NULL: none); a file without snapshots: leaves it as it is. */
-static void
-plan_vol(manifest *m, plan *p, const mf_vol *mv, const cask_vol_info *cur, const cask_sched_info *cur_sched,
-    int prune)
-{
-	char a1[32], a2[32];
-	if (cur == NULL) {
-		action *a = add(p, A_CREATE_VOL, 0, mv->name);
-		a->vol = mv;
-		describe_props(mv, a->detail, sizeof(a->detail));
-		add_policy(&mv->snapshots, a->detail, sizeof(a->detail));
-		return;
-	}
-	int changed = 0;
-	if (mv->volblocksize != 0 && mv->volblocksize != cur->volblocksize)
-		manifest_err(m, mv->prop_pos[MF_VOLBLOCKSIZE], "volume %s: volblocksize is fixed when a volume is "
-		    "created (it has %s, the file says %s)", mv->name, sz(cur->volblocksize, a1, sizeof(a1)),
-		    mv->prop[MF_VOLBLOCKSIZE]);
-	if (mv->size > cur->size) {
-		action *a = add(p, A_GROW, 0, mv->name);
-		a->vol = mv;
-		a->from = cur->size;
-		a->to = mv->size;
-		snprintf(a->detail, sizeof(a->detail), "size %s -> %s", sz(cur->size, a1, sizeof(a1)), sz(mv->size, a2, sizeof(a2)));
-		changed = 1;
-	} else if (mv->size < cur->size) {
-		action *a = add(p, prune ? A_SHRINK : A_WOULD_SHRINK, 0, mv->name);
-		a->vol = mv;
-		a->from = cur->size;
-		a->to = mv->size;
-		snprintf(a->detail, sizeof(a->detail), "size %s -> %s (discards the data past %s)%s",
-		    sz(cur->size, a1, sizeof(a1)), sz(mv->size, a2, sizeof(a2)), a2, prune ? "" : "; only with --prune");
-		changed = 1;
-	}
-	action *s = NULL;
-	for (int i = 0; i < MF_VOLBLOCKSIZE; i++) {
-		if (mv->prop[i] == NULL || strcmp(mv->prop[i], cur_prop(cur, i)) == 0)
-			continue;
-		if (s == NULL) {
-			s = add(p, A_SET, 0, mv->name);
-			s->vol = mv;
-		}
-		s->props[s->nprops] = mf_prop_names[i];
-		s->old[s->nprops] = cur_prop(cur, i);
-		s->val[s->nprops++] = mv->prop[i];
-		changed = 1;
-	}
-	if (mv->snapshots.valid && !same_policy(&mv->snapshots, cur_sched)) {
-		action *a = add(p, A_SCHED, 0, mv->name);
-		a->vol = mv;
-		char was[400], now[400];
-		running_policy(cur_sched, was, sizeof(was));
-		mf_fmt_policy(&mv->snapshots, now, sizeof(now));
-		snprintf(a->detail, sizeof(a->detail), "snapshots %s -> %s", was, now);
-		changed = 1;
-	}
-	if (!changed) {
-		action *a = add(p, A_UNCHANGED, 0, mv->name);
-		a->vol = mv;
-		describe_props(mv, a->detail, sizeof(a->detail));
-		add_policy(&mv->snapshots, a->detail, sizeof(a->detail));
-	}
-}
-
-/* A volume of a managed pool that the file does not name. */
-static int
-plan_prune(cask_client *c, plan *p, const cask_vol_info *v, int prune)
-{
-	if (v->receive_resume_token[0] != '\0') {
-		action *a = add(p, A_KEEP, 0, v->name);
-		snprintf(a->detail, sizeof(a->detail), "not in the file, but a partial receive (cask recv -A to abandon it)");
+	shown_plan *sp = arg;
+	if (item != (size_t)-1) {
+		printf("done: %s\n", r->items[item].action);
+		fflush(stdout);
 		return 0;
 	}
-	if (v->snapshots > 0) {
-		cask_snap_info *snaps;
-		size_t n;
-		if (cask_snap_list(c, v->name, &snaps, &n) != 0)
-			return -1;
-		unsigned held = 0, cloned = 0;
-		for (size_t i = 0; i < n; i++) {
-			held += snaps[i].holds > 0;
-			cloned += snaps[i].clones > 0;
-		}
-		free(snaps);
-		action *a = add(p, A_KEEP, 0, v->name);
-		snprintf(a->detail, sizeof(a->detail), "not in the file, but it has %zu snapshot%s (%u held, %u with "
-		    "clones); apply never destroys a volume with snapshots, clones or holds", n, n == 1 ? "" : "s",
-		    held, cloned);
-		return 0;
+	printf("Plan for %s:\n", sp->file);
+	for (size_t i = 0; i < r->nitems; i++) {
+		const cask_apply_item *it = &r->items[i];
+		printf("  %-14s %-6s %s%s%s\n", it->verb, it->kind, it->name, it->detail[0] ? ": " : "", it->detail);
 	}
-	action *a = add(p, prune ? A_DESTROY : A_WOULD_DESTROY, 0, v->name);
-	snprintf(a->detail, sizeof(a->detail), "not in the file%s", prune ? "" : "; only with --prune");
-	return 0;
-}
-
-static void
-print_plan(const plan *p, const char *file)
-{
-	printf("Plan for %s:\n", file);
-	size_t ncreate = 0, nchange = 0, ndestroy = 0, nsame = 0;
-	for (size_t i = 0; i < p->n; i++) {
-		const action *a = &p->a[i];
-		const char *what = a->is_pool ? "pool" : "volume";
-		if (a->kind == A_SET) {
-			for (size_t k = 0; k < a->nprops; k++)
-				printf("  %-14s %-6s %s: %s %s -> %s\n", verb[a->kind], what, a->name, a->props[k], a->old[k],
-				    a->val[k]);
-		} else {
-			printf("  %-14s %-6s %s%s%s\n", verb[a->kind], what, a->name, a->detail[0] ? ": " : "", a->detail);
-		}
-		switch (a->kind) {
-		case A_DESTROY: case A_SHRINK: ndestroy++; break;
-		case A_CREATE_POOL: case A_CREATE_VOL: ncreate++; break;
-		case A_GROW: case A_SET: case A_SCHED: nchange++; break;
-		case A_UNCHANGED: nsame++; break;
-		}
-	}
-	printf("Plan: %zu to create, %zu to change, %zu to destroy, %zu unchanged.\n", ncreate, nchange, ndestroy, nsame);
-}
-
-static int
-is_change(int kind)
-{
-	return kind == A_DESTROY || kind == A_SHRINK || kind == A_CREATE_POOL || kind == A_CREATE_VOL ||
-	    kind == A_GROW || kind == A_SET || kind == A_SCHED;
-}
-
-static void
-describe_done(const action *a, char *out, size_t n)
-{
-	char b1[32], b2[32];
-	switch (a->kind) {
-	case A_DESTROY: snprintf(out, n, "destroy volume %s", a->name); break;
-	case A_SHRINK: snprintf(out, n, "shrink volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
-	case A_CREATE_POOL: snprintf(out, n, "create pool %s", a->name); break;
-	case A_CREATE_VOL:
-		snprintf(out, n, "create volume %s%s", a->name, a->vol->snapshots.valid ? " with its snapshot policy" : "");
-		break;
-	case A_SCHED: snprintf(out, n, "set the snapshot policy of %s", a->name); break;
-	case A_GROW: snprintf(out, n, "grow volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
-	case A_SET: {
-		size_t o = (size_t)snprintf(out, n, "set");
-		for (size_t k = 0; k < a->nprops && o < n; k++)
-			o += (size_t)snprintf(out + o, n - o, " %s=%s", a->props[k], a->val[k]);
-		if (o < n)
-			snprintf(out + o, n - o, " on %s", a->name);
-		break;
-	}
-	default: snprintf(out, n, "%s %s", verb[a->kind], a->name);
-	}
-}
-
-static int
-set_policy(cask_client *c, const char *name, const mf_policy *p)
-{
-	cask_sched s = { (uint32_t)p->every_min, p->keep, p->hourly, p->daily, p->weekly, p->monthly };
-	return cask_sched_set(c, name, &s);
-}
-
-static int
-run_action(cask_client *c, const action *a)
-{
-	switch (a->kind) {
-	case A_DESTROY:
-		return cask_vol_destroy(c, a->name);
-	case A_SHRINK:
-		return cask_vol_resize(c, a->name, a->to, 1);
-	case A_GROW:
-		return cask_vol_resize(c, a->name, a->to, 0);
-	case A_CREATE_POOL:
-		return cask_pool_create(c, a->name, (const char *const *)a->pool->vdevs, (unsigned)a->pool->nvdevs,
-		    a->pool->has_size ? a->pool->size : 0);
-	case A_CREATE_VOL: {
-		cask_vol_props pr = CASK_VOL_PROPS_INIT;
-		pr.volblocksize = a->vol->volblocksize;
-		pr.compression = a->vol->prop[MF_COMPRESSION];
-		pr.checksum = a->vol->prop[MF_CHECKSUM];
-		pr.sync = a->vol->prop[MF_SYNC];
-		int rc = cask_vol_create(c, a->name, a->vol->size, &pr);
-		if (rc == 0 && a->vol->snapshots.valid)
-			rc = set_policy(c, a->name, &a->vol->snapshots); /* failing here, the next apply sets it */
-		return rc;
-	}
-	case A_SET:
-		return cask_vol_set_many(c, a->name, a->props, a->val, a->nprops);
-	case A_SCHED:
-		return set_policy(c, a->name, &a->vol->snapshots);
-	}
+	printf("Plan: %zu to create, %zu to change, %zu to destroy, %zu unchanged.\n", r->ncreate, r->nchange,
+	    r->ndestroy, r->nunchanged);
+	fflush(stdout);
 	return 0;
 }
 
@@ -551,7 +131,11 @@ apply_usage(FILE *f)
 	    "                    volume with snapshots (and so any with holds or clones) or\n"
 	    "                    a partial receive is never destroyed (shown as keep); pools\n"
 	    "                    are never destroyed, and volumes of pools the file does not\n"
-	    "                    list are never touched.\n"
+	    "                    list are never touched. Volume by volume the file can\n"
+	    "                    ask for more: absent: true destroys the volume (also\n"
+	    "                    without --prune), with destroy: snapshots (or clones)\n"
+	    "                    its snapshots (and their clones) too, never a held\n"
+	    "                    snapshot; allowShrink: true shrinks it to a smaller size.\n"
 	    "  -h, --help        this help\n"
 	    "\n"
 	    "Properties not named in the file are left as they are. volblocksize, a pool's\n"
@@ -597,173 +181,95 @@ cmd_apply(int argc, char **argv)
 	}
 	if (file == NULL)
 		return usage_error("apply needs -f FILE");
-
-	manifest m;
-	manifest_load(file, &m);
-	int rc = EXIT_USAGE;
-	state s = { 0 };
-	plan p = { 0 };
-	cask_client *c = NULL;
-	if (m.nerrs > 0 && (m.npools == 0 && m.nvols == 0))
-		goto errors; /* nothing usable to check against caskd */
-	if (cask_connect(cli_socket, &c) != 0) {
-		if (m.nerrs > 0)
-			goto errors;
-		rc = cli_fail(NULL);
-		goto out;
-	}
-	/* step 2: the running state, and the file against it */
-	if (cask_pool_list(c, &s.pools, &s.npools) != 0)
-		goto failed;
-	s.sp = xcalloc(s.npools ? s.npools : 1, sizeof(spool));
-	for (size_t i = 0; i < s.npools; i++)
-		s.sp[i].info = s.pools[i];
-	for (size_t i = 0; i < m.npools; i++) {
-		const mf_pool *mp = &m.pools[i];
-		if (mp->name == NULL)
-			continue;
-		spool *sp = find_pool(&s, mp->name);
-		if (sp == NULL) {
-			plan_new_pool(&m, &p, mp);
-			continue;
-		}
-		sp->managed = 1;
-		if (check_pool(c, &m, mp, sp) != 0)
-			goto failed;
-		if (strcmp(sp->info.state, "ONLINE") == 0) {
-			if (list_vols(c, sp) != 0)
-				goto failed;
-			add(&p, A_UNCHANGED, 1, mp->name);
-		}
-	}
-	for (size_t i = 0; i < m.nvols; i++) {
-		const mf_vol *mv = &m.vols[i];
-		if (mv->name == NULL || mv->size == 0)
-			continue;
-		spool *sp = find_pool(&s, mv->pool);
-		if (sp == NULL) {
-			if (mf_find_pool(&m, mv->pool) == NULL)
-				manifest_err(&m, mv->pos, "volume %s: pool %s is neither declared under pools: nor exists",
-				    mv->name, mv->pool);
-			else
-				plan_vol(&m, &p, mv, NULL, NULL, prune);
-			continue;
-		}
-		if (strcmp(sp->info.state, "ONLINE") != 0) {
-			if (!sp->managed)
-				manifest_err(&m, mv->pos, "volume %s: pool %s is %s; apply needs it ONLINE", mv->name,
-				    mv->pool, sp->info.state);
-			continue;
-		}
-		if (list_vols(c, sp) != 0 || list_scheds(c, sp) != 0)
-			goto failed;
-		plan_vol(&m, &p, mv, find_vol(sp, mv->name), find_sched(sp, mv->name), prune);
-	}
-	for (size_t i = 0; i < s.npools; i++) {
-		spool *sp = &s.sp[i];
-		if (!sp->managed || !sp->listed)
-			continue;
-		for (size_t k = 0; k < sp->nvols; k++) {
-			int named = 0;
-			for (size_t j = 0; j < m.nvols && !named; j++)
-				named = m.vols[j].name && strcmp(m.vols[j].name, sp->vols[k].name) == 0;
-			if (!named && plan_prune(c, &p, &sp->vols[k], prune) != 0)
-				goto failed;
-		}
-	}
-	if (m.nerrs > 0)
-		goto errors;
-
-	/* step 3: the plan */
-	qsort(p.a, p.n, sizeof(*p.a), kind_cmp);
 	const char *shown = strcmp(file, "-") == 0 ? "<stdin>" : file;
-	print_plan(&p, shown);
-	size_t todo = 0;
-	for (size_t i = 0; i < p.n; i++)
-		todo += is_change(p.a[i].kind);
-	size_t skipped = 0;
-	for (size_t i = 0; i < p.n; i++) {
-		skipped += p.a[i].kind == A_WOULD_DESTROY || p.a[i].kind == A_WOULD_SHRINK;
+	char *text = NULL;
+	size_t len = 0;
+	int err = read_all(file, &text, &len);
+	if (err != 0) {
+		fprintf(stderr, "%s: cannot open: %s\n", shown, strerror(-err));
+		return EXIT_USAGE;
 	}
-	char nochange[600];
-	if (skipped > 0)
-		snprintf(nochange, sizeof(nochange), "No changes: the running state matches %s, except for %zu "
-		    "destructive change%s that only --prune makes.\n", shown, skipped, skipped == 1 ? "" : "s");
-	else
-		snprintf(nochange, sizeof(nochange), "No changes: the running state matches %s.\n", shown);
-	if (dry) {
-		fputs(todo ? "Dry run: nothing was changed.\n" : nochange, stdout);
-		rc = 0;
-		goto out;
+	/* relative vdev paths start at the file's directory (standard input: the current one) */
+	char dir[PATH_MAX] = "";
+	if (strcmp(file, "-") != 0) {
+		char *copy = strdup(file);
+		snprintf(dir, sizeof(dir), "%s", copy != NULL ? dirname(copy) : ".");
+		free(copy);
 	}
-	if (todo == 0) {
-		fputs(nochange, stdout);
-		rc = 0;
-		goto out;
-	}
-	/* step 4: make it so */
-	size_t done = 0;
-	for (size_t i = 0; i < p.n; i++) {
-		const action *a = &p.a[i];
-		if (!is_change(a->kind))
-			continue;
-		char d[1400];
-		describe_done(a, d, sizeof(d));
-		if (run_action(c, a) != 0) {
-			const cask_error_info *e = cask_error();
-			fprintf(stderr, "cask: apply: %s failed: %s\n", d, e->message[0] ? e->message : strerror(e->err));
-			fprintf(stderr, "cask: apply stopped after %zu of %zu changes; not done:\n", done, todo);
-			for (size_t j = i; j < p.n; j++)
-				if (is_change(p.a[j].kind)) {
-					describe_done(&p.a[j], d, sizeof(d));
-					fprintf(stderr, "  %s\n", d);
-				}
-			fprintf(stderr, "cask: fix the cause and apply again: what was done shows as unchanged\n");
+	shown_plan sp = { shown };
+	cask_apply_args a = CASK_APPLY_ARGS_INIT;
+	a.name = shown;
+	a.base_dir = dir[0] ? dir : NULL;
+	a.dry_run = dry;
+	a.prune = prune;
+	a.progress = on_progress;
+	a.progress_arg = &sp;
+	cask_apply_result *r = NULL;
+	cask_client *c = NULL;
+	int rc;
+	if (cask_connect(cli_socket, &c) != 0) {
+		/* caskd cannot be reached: the file's own errors still come first */
+		cask_error_info e = *cask_error();
+		if (cask_apply(NULL, text, len, &a, &r) != 0 && r != NULL && r->nerrors > 0) {
+			print_errors(r, shown);
+			rc = EXIT_USAGE;
+		} else {
+			fprintf(stderr, "cask: %s\n", e.message[0] ? e.message : strerror(e.err));
 			rc = EXIT_FAIL;
-			goto out;
 		}
-		printf("done: %s\n", d);
-		done++;
+		goto out;
 	}
-	printf("Applied: %zu change%s.\n", done, done == 1 ? "" : "s");
-	rc = 0;
-	goto out;
-
-failed:
-	rc = cli_fail("apply: reading the running state");
-	goto out;
-errors:
-	manifest_print_errors(&m, stderr);
-	if (m.nerrs > 1) /* one error stays one line */
-		fprintf(stderr, "cask: %zu errors in %s; nothing was changed\n", m.nerrs,
-		    strcmp(file, "-") == 0 ? "<stdin>" : file);
-	rc = EXIT_USAGE;
+	err = cask_apply(c, text, len, &a, &r);
+	if (r == NULL) {
+		rc = cli_fail("apply");
+	} else if (r->nerrors > 0) {
+		print_errors(r, shown);
+		rc = EXIT_USAGE;
+	} else if (r->nitems == 0 && err != 0) {
+		rc = cli_fail("apply: reading the running state");
+	} else if (err != 0) {
+		size_t failed = 0;
+		while (failed < r->nitems && r->items[failed].state != CASK_APPLY_FAILED)
+			failed++;
+		if (failed < r->nitems)
+			fprintf(stderr, "cask: apply: %s failed: %s\n", r->items[failed].action, r->items[failed].message);
+		else
+			cli_fail("apply");
+		fprintf(stderr, "cask: apply stopped after %zu of %zu changes; not done:\n", r->ndone, r->nsteps);
+		size_t last = 0;
+		for (size_t i = 0; i < r->nitems; i++)
+			if ((r->items[i].state == CASK_APPLY_FAILED || r->items[i].state == CASK_APPLY_NOT_DONE) &&
+			    r->items[i].step != last) {
+				fprintf(stderr, "  %s\n", r->items[i].action);
+				last = r->items[i].step;
+			}
+		fprintf(stderr, "cask: fix the cause and apply again: what was done shows as unchanged\n");
+		rc = EXIT_FAIL;
+	} else {
+		char nochange[600];
+		if (r->nskipped > 0)
+			snprintf(nochange, sizeof(nochange), "No changes: the running state matches %s, except for %zu "
+			    "destructive change%s that only --prune makes.\n", shown, r->nskipped,
+			    r->nskipped == 1 ? "" : "s");
+		else
+			snprintf(nochange, sizeof(nochange), "No changes: the running state matches %s.\n", shown);
+		if (r->nsteps == 0)
+			fputs(nochange, stdout);
+		else if (dry)
+			fputs("Dry run: nothing was changed.\n", stdout);
+		else
+			printf("Applied: %zu change%s.\n", r->ndone, r->ndone == 1 ? "" : "s");
+		rc = 0;
+	}
 out:
-	free(p.a);
-	state_free(&s);
+	cask_apply_result_free(r);
 	if (c != NULL)
 		cask_disconnect(c);
-	manifest_free(&m);
+	free(text);
 	return rc;
 }
 
 /* ---- cask get manifest ---- */
-
-/* A YAML double-quoted scalar. */
-static void
-yq(FILE *f, const char *s)
-{
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(f, "\\x%02x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
 
 static void
 get_usage(FILE *f)
@@ -787,76 +293,6 @@ get_usage(FILE *f)
 	    "does not exist or is not ONLINE), 2 usage error.\n");
 }
 
-static int
-export_pool(cask_client *c, FILE *out, const cask_pool_info *pi, FILE *vols)
-{
-	cask_pool_info st;
-	if (cask_pool_status(c, pi->name, &st) != 0)
-		return -1;
-	fprintf(out, "  - name: ");
-	yq(out, pi->name);
-	fprintf(out, "\n    vdevs:\n");
-	uint64_t fsize = 0;
-	int known = st.nvdevs_paths > 0;
-	for (unsigned i = 0; i < st.nvdevs_paths; i++) {
-		fprintf(out, "      - ");
-		yq(out, st.vdevs[i]);
-		fputc('\n', out);
-		struct stat sb;
-		if (stat(st.vdevs[i], &sb) != 0 || !S_ISREG(sb.st_mode) || (i > 0 && (uint64_t)sb.st_size != fsize))
-			known = 0;
-		else
-			fsize = (uint64_t)sb.st_size;
-	}
-	char b[32];
-	if (known)
-		fprintf(out, "    size: %s\n", sz(fsize, b, sizeof(b)));
-	cask_pool_info_clear(&st);
-	cask_vol_info *v;
-	size_t n;
-	cask_sched_info *sc;
-	size_t nsc;
-	if (cask_sched_list(c, pi->name, &sc, &nsc) != 0)
-		return -1;
-	if (cask_vol_list(c, pi->name, &v, &n) != 0) {
-		free(sc);
-		return -1;
-	}
-	for (size_t i = 0; i < n; i++) {
-		if (v[i].receive_resume_token[0] != '\0') {
-			fprintf(vols, "  # %s: a partial receive, not exported\n", v[i].name);
-			continue;
-		}
-		fprintf(vols, "  - name: ");
-		yq(vols, v[i].name);
-		fprintf(vols, "\n    size: %s\n", sz(v[i].size, b, sizeof(b)));
-		fprintf(vols, "    properties:\n      compression: %s\n      checksum: %s\n      sync: %s\n"
-		    "      volblocksize: %s\n", v[i].compression, v[i].checksum, v[i].sync,
-		    sz(v[i].volblocksize, b, sizeof(b)));
-		for (size_t k = 0; k < nsc; k++) {
-			if (strcmp(sc[k].name, v[i].name) != 0)
-				continue;
-			const cask_sched *p = &sc[k].policy;
-			char e[32];
-			fprintf(vols, "    snapshots:\n      every: %s\n", mf_fmt_every(p->every_min, e, sizeof(e)));
-			if (p->keep)
-				fprintf(vols, "      keep: %u\n", p->keep);
-			if (p->hourly | p->daily | p->weekly | p->monthly) {
-				fprintf(vols, "      retain:\n");
-				const uint32_t r[4] = { p->hourly, p->daily, p->weekly, p->monthly };
-				static const char *const rn[4] = { "hourly", "daily", "weekly", "monthly" };
-				for (int j = 0; j < 4; j++)
-					if (r[j])
-						fprintf(vols, "        %s: %u\n", rn[j], r[j]);
-			}
-		}
-		if (v[i].origin[0] != '\0')
-			fprintf(vols, "    # a clone of %s (exported as a plain volume)\n", v[i].origin);
-	}
-	free(v);
-	free(sc);
-	return 0;
-}
 
 int
 cmd_get(int argc, char **argv)
@@ -878,59 +314,13 @@ cmd_get(int argc, char **argv)
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	cask_pool_info *pools;
-	size_t np;
+	char *text = NULL;
 	int rc = 0;
-	if (cask_pool_list(c, &pools, &np) != 0) {
+	if (cask_manifest_get(c, (const char *const *)argv + 2, (size_t)(argc - 2), &text) != 0)
 		rc = cli_fail("get manifest");
-		cask_disconnect(c);
-		return rc;
-	}
-	for (int i = 2; i < argc && rc == 0; i++) {
-		size_t k = 0;
-		while (k < np && strcmp(pools[k].name, argv[i]) != 0)
-			k++;
-		if (k == np) {
-			fprintf(stderr, "cask: get manifest: pool %s does not exist\n", argv[i]);
-			rc = EXIT_FAIL;
-		} else if (strcmp(pools[k].state, "ONLINE") != 0) {
-			fprintf(stderr, "cask: get manifest: pool %s is %s\n", argv[i], pools[k].state);
-			rc = EXIT_FAIL;
-		}
-	}
-	char *pbuf = NULL, *vbuf = NULL;
-	size_t plen = 0, vlen = 0;
-	FILE *pf = open_memstream(&pbuf, &plen), *vf = open_memstream(&vbuf, &vlen);
-	if (pf == NULL || vf == NULL) {
-		fprintf(stderr, "cask: get manifest: %s\n", strerror(errno));
-		rc = EXIT_FAIL;
-	}
-	for (size_t k = 0; k < np && rc == 0; k++) {
-		int wanted = argc == 2;
-		for (int i = 2; i < argc; i++)
-			wanted |= strcmp(pools[k].name, argv[i]) == 0;
-		if (!wanted)
-			continue;
-		if (strcmp(pools[k].state, "ONLINE") != 0) {
-			fprintf(pf, "  # pool %s is %s: not exported\n", pools[k].name, pools[k].state);
-			continue;
-		}
-		if (export_pool(c, pf, &pools[k], vf) != 0)
-			rc = cli_fail("get manifest");
-	}
-	if (pf != NULL)
-		fclose(pf);
-	if (vf != NULL)
-		fclose(vf);
-	if (rc == 0) {
-		printf("# the running state of caskd, as printed by cask get manifest (docs/manifests.md)\n");
-		printf("apiVersion: cask/v1\n");
-		printf("pools:%s\n%s", plen ? "" : " []", pbuf ? pbuf : "");
-		printf("volumes:%s\n%s", vlen ? "" : " []", vbuf ? vbuf : "");
-	}
-	free(pbuf);
-	free(vbuf);
-	cask_pool_info_free(pools, np);
+	else
+		fputs(text, stdout);
+	free(text);
 	cask_disconnect(c);
 	return rc;
 }

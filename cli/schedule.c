@@ -3,7 +3,6 @@
  * caskd runs (docs/manifests.md "Snapshot policy"), through libcask.
  */
 #include "cli.h"
-#include "manifest.h"
 #include "util.h"
 
 #include <getopt.h>
@@ -77,7 +76,7 @@ sched_row(const cask_sched_info *s)
 	char **r = xcalloc(ARRAY_SIZE(sched_cols), sizeof(char *));
 	char b[200];
 	r[0] = xstrdup(s->name);
-	r[1] = xstrdup(mf_fmt_every(s->policy.every_min, b, sizeof(b)));
+	r[1] = xstrdup(util_fmt_minutes(s->policy.every_min, b, sizeof(b)));
 	r[2] = fmt_u64(s->policy.keep);
 	const uint32_t v[4] = { s->policy.hourly, s->policy.daily, s->policy.weekly, s->policy.monthly };
 	static const char *const n[4] = { "hourly", "daily", "weekly", "monthly" };
@@ -189,7 +188,7 @@ sched_set_cmd(int argc, char **argv)
 		uint64_t m;
 		switch (ch) {
 		case 'e':
-			if (mf_parse_every(optarg, &m) != 0)
+			if (util_parse_minutes(optarg, &m) != 0)
 				return usage_error("--every wants whole minutes from 1m to 366d (15m, 1h30m, 1d), not '%s'",
 				    optarg);
 			s.every_min = (uint32_t)m;

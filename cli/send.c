@@ -83,15 +83,20 @@ static void
 send_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: cask send [-v] [-i FROM] POOL/VOL@SNAP > STREAM\n"
-	    "       cask send [-v] -t TOKEN > STREAM\n"
+	    "usage: cask send [-v] [--no-policy] [-i FROM] POOL/VOL@SNAP > STREAM\n"
+	    "       cask send [-v] [--no-policy] -t TOKEN > STREAM\n"
 	    "\n"
 	    "Write a send stream (docs/send-stream.md) of the snapshot to stdout: all of it,\n"
 	    "or with -i only what changed since FROM (POOL/VOL@SNAP or @SNAP: an earlier\n"
 	    "snapshot of the volume, or of the origin it was cloned from). -t continues a\n"
 	    "receive that stopped, from the target's receive_resume_token. On a terminal,\n"
 	    "progress goes to stderr; -v prints it when piped too. caskd does the work;\n"
-	    "interrupting this command cancels it.\n");
+	    "interrupting this command cancels it.\n"
+	    "\n"
+	    "The stream carries the volume's snapshot policy (cask schedule), as it is\n"
+	    "now, so that `cask recv` can install it; such a stream is version 2, which\n"
+	    "a cask older than policies in streams refuses. --no-policy leaves it out\n"
+	    "(a version 1 stream, which every cask reads).\n");
 }
 
 int
@@ -99,7 +104,7 @@ cmd_send(int argc, char **argv)
 {
 	cask_send_args a = CASK_SEND_ARGS_INIT;
 	int verbose = 0, ch;
-	static const struct option lo[] = { { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+	static const struct option lo[] = { { "help", 0, NULL, 'h' }, { "no-policy", 0, NULL, 'P' }, { 0, 0, 0, 0 } };
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+vi:t:h", lo, NULL)) != -1) {
 		if (ch == 'v')
@@ -108,6 +113,8 @@ cmd_send(int argc, char **argv)
 			a.from = optarg;
 		else if (ch == 't')
 			a.token = optarg;
+		else if (ch == 'P')
+			a.no_policy = 1;
 		else if (ch == 'h') {
 			send_usage(stdout);
 			return 0;
@@ -137,7 +144,7 @@ static void
 recv_usage(FILE *f)
 {
 	fprintf(f,
-	    "usage: cask recv [-v] [-F] POOL/VOL < STREAM\n"
+	    "usage: cask recv [-v] [-F] [--no-policy] POOL/VOL < STREAM\n"
 	    "       cask recv -A POOL/VOL\n"
 	    "\n"
 	    "Read a send stream from stdin. A full stream creates POOL/VOL; an incremental\n"
@@ -147,14 +154,23 @@ recv_usage(FILE *f)
 	    "whole stream arrived intact. A stream that stops early or is damaged leaves a\n"
 	    "partial receive: `cask vol get receive_resume_token POOL/VOL` gives the token\n"
 	    "for `cask send -t`; -A abandons it (a full receive's volume is destroyed, an\n"
-	    "incremental one rolled back to its base). -v: progress when piped too.\n");
+	    "incremental one rolled back to its base). -v: progress when piped too.\n"
+	    "\n"
+	    "A stream that carries a snapshot policy (cask send without --no-policy, of a\n"
+	    "volume with one) installs it on POOL/VOL with the snapshot, when POOL/VOL has\n"
+	    "no policy; a volume that has one keeps its own, and caskd logs that the\n"
+	    "stream's was not installed. --no-policy never installs one. Automatic\n"
+	    "snapshots that POOL/VOL's own policy took after the stream's base make an\n"
+	    "incremental stream refused; -F destroys them first (never a snapshot taken\n"
+	    "by hand). A volume that goes on receiving incremental streams is best\n"
+	    "received with --no-policy.\n");
 }
 
 int
 cmd_recv(int argc, char **argv)
 {
-	int verbose = 0, force = 0, abandon = 0, ch;
-	static const struct option lo[] = { { "help", 0, NULL, 'h' }, { 0, 0, 0, 0 } };
+	int verbose = 0, force = 0, abandon = 0, nopol = 0, ch;
+	static const struct option lo[] = { { "help", 0, NULL, 'h' }, { "no-policy", 0, NULL, 'P' }, { 0, 0, 0, 0 } };
 	optind = 1;
 	while ((ch = getopt_long(argc, argv, "+vFAh", lo, NULL)) != -1) {
 		if (ch == 'v')
@@ -163,6 +179,8 @@ cmd_recv(int argc, char **argv)
 			force = 1;
 		else if (ch == 'A')
 			abandon = 1;
+		else if (ch == 'P')
+			nopol = 1;
 		else if (ch == 'h') {
 			recv_usage(stdout);
 			return 0;
@@ -187,6 +205,7 @@ cmd_recv(int argc, char **argv)
 		uint64_t id;
 		cask_recv_args ra = CASK_RECV_ARGS_INIT;
 		ra.force = force;
+		ra.no_policy = nopol;
 		rc = cask_recv(c, vol, &ra, STDIN_FILENO, &id, NULL, 0) ? cli_fail("recv")
 								      : follow(c, id, "receive", verbose);
 	}

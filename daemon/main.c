@@ -75,6 +75,9 @@ usage(FILE *f)
 	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	    "                          ([::1]:PORT for IPv6; every metric: docs/metrics.md);\n"
 	    "                          default: no metrics server\n"
+	    "  --metrics-max-volumes N at most N volumes (and N snapshot policies) in a scrape,\n"
+	    "                          1-65536 (default 1024); the rest are counted in\n"
+	    "                          cask_metrics_omitted\n"
 	    "  --max-connections N     frontend connections served at once (default 1024); a\n"
 	    "                          client past it is told \"too many connections\" and not served\n"
 	    "  --max-export-connections N  connections to one export at once (default: no limit\n"
@@ -267,6 +270,7 @@ main(int argc, char **argv)
 	tls_config tcfg = { TLS_OFF, NULL, NULL, NULL, NULL, NULL };
 	uint64_t defsize = 0;
 	const char *metrics = NULL;
+	int metrics_max_volumes = METRICS_VOLUMES_DEFAULT;
 	long long sched_clock = -1;
 	const char *repl_listen = NULL, *peer_key = NULL, *advertise = NULL;
 	int insecure_peers = 0;
@@ -276,7 +280,7 @@ main(int argc, char **argv)
 	default_socket(sock, sizeof(sock));
 
 	/* long options without a short letter: values past every character */
-	enum { OPT_METRICS = 256, OPT_SCHED_CLOCK };
+	enum { OPT_METRICS = 256, OPT_SCHED_CLOCK, OPT_METRICS_MAX_VOLUMES };
 	static const struct option lo[] = {
 		{ "state", 1, NULL, 's' }, { "socket", 1, NULL, 'S' }, { "nbd", 1, NULL, 'n' }, { "default-volume", 1, NULL, 'd' },
 		{ "cache", 1, NULL, 'c' }, { "dirty-max", 1, NULL, 'm' }, { "sync-threads", 1, NULL, 1105 },
@@ -290,6 +294,7 @@ main(int argc, char **argv)
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
+		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
 		{ "replica-advertise", 1, NULL, 1104 },
 		{ 0, 0, 0, 0 } };
@@ -388,6 +393,11 @@ main(int argc, char **argv)
 			break;
 		case OPT_METRICS:
 			metrics = optarg;
+			break;
+		case OPT_METRICS_MAX_VOLUMES:
+			if (parse_count(optarg, "metrics-max-volumes", METRICS_VOLUMES_MIN, METRICS_VOLUMES_MAX,
+			    &metrics_max_volumes) != 0)
+				return 2;
 			break;
 		case OPT_SCHED_CLOCK: {
 			char *end;
@@ -543,7 +553,7 @@ main(int argc, char **argv)
 	/* Frontend ports are bound above but accept only from conn_start, after the control socket exists. */
 	if ((err = vio_init(&vcfg)) != 0 || (err = ctl_listen(sock, CASKD_VERSION)) != 0 ||
 	    (err = conn_start(&ccfg)) != 0 || (err = ctl_start()) != 0 || (err = reg_watch_start()) != 0 ||
-	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION)) != 0) ||
+	    (err = sched_start()) != 0 || (metrics != NULL && (err = metrics_start(metrics, CASKD_VERSION, (unsigned)metrics_max_volumes)) != 0) ||
 	    (err = repl_service_start()) != 0) {
 		log_err("%s", ce_errmsg());
 		repl_service_stop();

@@ -15,7 +15,8 @@
  *      the IO path) and takes a pool's lock only as long as
  *      ce_pool_stat_get does, like `cask pool status`.
  *   2. Memory and cardinality are bounded: at most METRICS_MAX_POOLS pools
- *      and METRICS_MAX_VOLUMES volumes per scrape (the rest are counted in
+ *      and max_volumes volumes per scrape (caskd --metrics-max-volumes,
+ *      default METRICS_VOLUMES_DEFAULT; the rest are counted in
  *      cask_metrics_omitted), at most METRICS_MAX_CONNS connections at
  *      once, each holding at most one response; histograms have
  *      HIST_NB buckets.
@@ -50,13 +51,13 @@
 #include <unistd.h>
 
 #define METRICS_MAX_POOLS 256
-#define METRICS_MAX_VOLUMES 1024
 #define METRICS_MAX_CONNS 8
 #define METRICS_MAX_JOBS 128
 
 static struct MHD_Daemon *mhd;
 static char version[32];
 static uint64_t start_time;
+static size_t max_volumes = METRICS_VOLUMES_DEFAULT; /* set before the server starts; read by scrapes */
 static _Atomic uint64_t scrapes;
 
 /* ---- the response body ---- */
@@ -163,7 +164,7 @@ take_vol(const char *name, const vio_opstats_snap st[VIO_NOPS], void *arg)
 	const char *key = name;
 	if (bsearch(&key, g->exports, g->nexports, sizeof(char *), cmp_str) == NULL)
 		return 0; /* destroyed (or never existed): not shown (invariant 3) */
-	if (g->nrows == METRICS_MAX_VOLUMES) {
+	if (g->nrows == max_volumes) {
 		g->omitted++;
 		return 0;
 	}
@@ -423,7 +424,7 @@ render(size_t *len)
 
 	gather g = { 0 };
 	reg_exports(&g.exports, &g.nexports);
-	g.rows = xcalloc(MIN(g.nexports, (size_t)METRICS_MAX_VOLUMES) + 1, sizeof(vrow));
+	g.rows = xcalloc(MIN(g.nexports, (size_t)max_volumes) + 1, sizeof(vrow));
 	vio_stats_each(take_vol, &g);
 	qsort(g.rows, g.nrows, sizeof(vrow), cmp_row);
 	volume_metrics(&b, &g);
@@ -435,7 +436,7 @@ render(size_t *len)
 
 	frontend_metrics(&b);
 	job_metrics(&b);
-	sched_metrics(&b.p, &b.len, &b.cap, METRICS_MAX_VOLUMES);
+	omitted += sched_metrics(&b.p, &b.len, &b.cap, max_volumes);
 	daemon_metrics(&b, omitted);
 	*len = b.len;
 	return b.p;
@@ -547,8 +548,10 @@ bind_spec(const char *spec, int *fd_out, char *shown, size_t shown_len)
 }
 
 int
-metrics_start(const char *spec, const char *ver)
+metrics_start(const char *spec, const char *ver, unsigned max_vols)
 {
+	VERIFY(max_vols >= METRICS_VOLUMES_MIN && max_vols <= METRICS_VOLUMES_MAX);
+	max_volumes = max_vols;
 	snprintf(version, sizeof(version), "%s", ver);
 	start_time = (uint64_t)time(NULL);
 	int fd = -1;

@@ -9,7 +9,10 @@
  * Invariants:
  *   1. A pool in use (an open volume handle, or a request running on it
  *      through reg_with_pool) is never exported or destroyed: those fail
- *      with EBUSY.
+ *      with EBUSY. When the only users are requests (short, like a
+ *      scheduler pass or a property change; not a client's open volume),
+ *      export and destroy first wait up to REMOVE_WAIT_S for them to end,
+ *      so that one running at that moment does not make them fail.
  *   2. A pool listed in the cache that fails to import at start is logged
  *      and kept in the cache (the disk may come back), not dropped. That
  *      includes one that would need a rewind (POOL_NEEDS_REWIND): start
@@ -46,6 +49,7 @@ typedef struct rpool {
 	char **paths;
 	unsigned npaths;
 	int users;
+	int requests;    /* of users: reg_with_pool calls running */
 	int suspended_seen; /* the watcher logged its suspension */
 } rpool;
 
@@ -456,11 +460,20 @@ reg_pool_import(const char *const *paths, unsigned n, unsigned flags, char *name
 	return 0;
 }
 
+#define REMOVE_WAIT_S 5
+
 static int
 remove_pool(const char *name, int destroy)
 {
 	pthread_mutex_lock(&lock);
 	rpool *r = find(name);
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	dl.tv_sec += REMOVE_WAIT_S;
+	/* invariant 1: requests alone are waited for (r is found again: the array may move meanwhile) */
+	while (r != NULL && r->users > 0 && r->users == r->requests &&
+	    pthread_cond_timedwait(&idle, &lock, &dl) == 0)
+		r = find(name);
 	if (r == NULL) {
 		pthread_mutex_unlock(&lock);
 		return err_set(-ENOENT, "pool %s does not exist", name);
@@ -545,11 +558,16 @@ reg_with_pool(const char *name, int (*fn)(ce_pool *p, void *arg), void *arg)
 	pthread_mutex_lock(&lock);
 	rpool *r = hold(name, &err);
 	ce_pool *p = r ? r->p : NULL;
+	if (r != NULL)
+		r->requests++;
 	pthread_mutex_unlock(&lock);
 	if (r == NULL)
 		return err;
 	err = fn(p, arg);
 	pthread_mutex_lock(&lock);
+	r = find(name);
+	VERIFY(r != NULL && r->requests > 0);
+	r->requests--;
 	release(name);
 	pthread_mutex_unlock(&lock);
 	return err;

@@ -662,9 +662,10 @@ lesc(const char *s, char *out, size_t cap)
 	return out;
 }
 
-void
+size_t
 sched_metrics(char **buf, size_t *len, size_t *cap, size_t max_series)
 {
+	size_t omitted = 0;
 	static const struct {
 		const char *name, *type, *help;
 		int which;
@@ -689,5 +690,8 @@ sched_metrics(char **buf, size_t *len, size_t *cap, size_t max_series)
 			    lesc(s->pool, ep, sizeof(ep)), lesc(s->volume, ev, sizeof(ev)), v);
 		}
 	}
+	for (size_t i = max_series; i < nstates; i++)
+		omitted += states[i].volume[0] != '\0';
 	pthread_mutex_unlock(&state_lock);
+	return omitted;
 }

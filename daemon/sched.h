@@ -24,7 +24,7 @@ int sched_run(const char *pool, const char *vol, json_object *res);
 /* The listing's fields of one policy (pool held by the caller). */
 int sched_describe(ce_pool *p, const ce_sched_info *si, json_object *o);
 /* The metrics families of the scheduler, appended to buf (metrics.c). */
-void sched_metrics(char **buf, size_t *len, size_t *cap, size_t max_series);
+size_t sched_metrics(char **buf, size_t *len, size_t *cap, size_t max_series); /* returns the policies left out */
 
 /* The rule, shared with the listing: names and the kept set. */
 void sched_slot_name(int64_t t, char *buf, size_t len);  /* "auto-YYYY-MM-DDTHH:MMZ" */

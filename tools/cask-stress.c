@@ -14,9 +14,11 @@
  * the model: create, destroy (-r, -R), write (any offset and length, some
  * compressible, some FUA), FLUSH, read-and-verify, trim, write-zeroes,
  * resize, set, sync, snapshot, snapshot destroy, clone, promote, rollback
- * (-r), hold, release, read a snapshot, and send (full or incremental,
- * some cut short and resumed with the receive_resume_token) into pool B,
- * where the received snapshot is read back and compared. Refusals the
+ * (-r), hold, release, read a snapshot, set or remove a snapshot policy
+ * (ce_sched_set), and send (full or incremental, some cut short and
+ * resumed with the receive_resume_token) into pool B, where the received
+ * snapshot is read back and compared, and the policy the stream carried
+ * is installed on the target when it has none (send-stream.md 3.1). Refusals the
  * engine must make (destroying a held snapshot or a clone's origin, a
  * rollback past a held snapshot) are expected with their errno.
  *
@@ -108,12 +110,16 @@ typedef struct slot {
 	msnap snap[SNAPCAP]; /* oldest first */
 	int origin_slot;     /* a clone: of snapshot origin_id of this slot; else -1 */
 	uint64_t origin_id;
+	int has_pol;         /* its snapshot policy (ce_sched_set) */
+	ce_sched pol;
 } slot;
 
 typedef struct rtarget {
 	int exists;
 	int nsnap;
 	msnap snap[MAXRSNAP]; /* oldest first; held is unused */
+	int has_pol;          /* the policy a received stream installed */
+	ce_sched pol;
 } rtarget;
 
 typedef struct tmodel {
@@ -128,11 +134,11 @@ typedef struct model {
 enum {
 	OP_CREATE, OP_DESTROY, OP_WRITE, OP_READ, OP_TRIM, OP_ZERO, OP_RESIZE, OP_SET, OP_SYNC,
 	OP_FLUSH, OP_SNAP, OP_SNAPDEL, OP_CLONE, OP_PROMOTE, OP_ROLLBACK, OP_HOLD, OP_RELEASE,
-	OP_READSNAP, OP_SEND, OP_NKINDS
+	OP_READSNAP, OP_SEND, OP_SCHED, OP_NKINDS
 };
 static const char *op_names[] = { "create", "destroy", "write", "read", "trim", "zero", "resize", "set",
 	"sync", "flush", "snapshot", "snapdestroy", "clone", "promote", "rollback", "hold", "release",
-	"readsnap", "send" };
+	"readsnap", "send", "sched" };
 
 typedef struct shared {
 	_Atomic uint64_t started[MAXT];
@@ -151,13 +157,14 @@ typedef struct op {
 	unsigned flags;
 	uint64_t off, len, size;
 	uint32_t bs;
-	int prop;      /* OP_SET: 0 compression, 1 checksum; OP_CREATE: compression */
+	int prop;      /* OP_SET: 0 compression, 1 checksum; OP_CREATE: compression; OP_SCHED: 1 set, 0 remove */
 	int value;
 	int sidx;      /* a snapshot of the slot (index into snap[]) */
 	uint64_t id;   /* OP_SNAP: the new snapshot's id */
 	uint64_t from; /* OP_SEND: incremental from this snapshot id (0: full) */
 	int full_resend; /* OP_SEND: the target is destroyed first */
 	uint32_t cut;  /* OP_SEND: cut the stream at cut/65536 of its length, then resume; 0 never */
+	ce_sched pol;  /* OP_SCHED with prop 1: the policy */
 	uint64_t dseed;
 } op;
 
@@ -237,6 +244,8 @@ slot_clear(slot *sl)
 	sl->nsnap = 0;
 	sl->exists = 0;
 	sl->origin_slot = -1;
+	sl->has_pol = 0;
+	memset(&sl->pol, 0, sizeof(sl->pol));
 }
 
 /* dst becomes a copy of src (dst->data is dst's own buffer). */
@@ -259,6 +268,8 @@ rt_clear(rtarget *r)
 		sbuf_put(r->snap[k].b);
 	r->nsnap = 0;
 	r->exists = 0;
+	r->has_pol = 0;
+	memset(&r->pol, 0, sizeof(r->pol));
 }
 
 static void
@@ -314,6 +325,7 @@ is_mgmt(int kind)
 	switch (kind) {
 	case OP_CREATE: case OP_DESTROY: case OP_RESIZE: case OP_SET: case OP_SYNC: case OP_SNAP:
 	case OP_SNAPDEL: case OP_CLONE: case OP_PROMOTE: case OP_ROLLBACK: case OP_HOLD: case OP_RELEASE:
+	case OP_SCHED:
 		return 1;
 	default:
 		return 0;
@@ -352,7 +364,7 @@ gen_op(unsigned r, unsigned t, uint64_t i, const tmodel *tm)
 		{ 300, OP_WRITE }, { 380, OP_READ }, { 440, OP_TRIM }, { 470, OP_ZERO }, { 500, OP_RESIZE },
 		{ 520, OP_SET }, { 540, OP_SYNC }, { 620, OP_FLUSH }, { 690, OP_SNAP }, { 730, OP_SNAPDEL },
 		{ 760, OP_PROMOTE }, { 800, OP_ROLLBACK }, { 830, OP_HOLD }, { 860, OP_RELEASE },
-		{ 900, OP_READSNAP }, { 950, OP_SEND }, { 975, OP_DESTROY }, { 1000, OP_WRITE },
+		{ 900, OP_READSNAP }, { 950, OP_SEND }, { 975, OP_DESTROY }, { 990, OP_SCHED }, { 1000, OP_WRITE },
 	};
 	for (size_t k = 0; k < sizeof(table) / sizeof(table[0]); k++)
 		if (w < table[k].upto) {
@@ -423,6 +435,18 @@ gen_op(unsigned r, unsigned t, uint64_t i, const tmodel *tm)
 	case OP_RELEASE:
 		if (!sl->snap[o.sidx].held)
 			o.expect = -ENOENT;
+		break;
+	case OP_SCHED:
+		/* set (replace) a policy that keeps something, or remove one (refused when there is none) */
+		o.prop = rnd(&s) % 3 != 0;
+		if (o.prop) {
+			o.pol.every_min = 1 + (uint32_t)(rnd(&s) % 1440);
+			o.pol.keep = (uint32_t)(rnd(&s) % 6);
+			o.pol.daily = (uint32_t)(rnd(&s) % 4);
+			o.pol.monthly = o.pol.keep + o.pol.daily == 0 ? 1 : (uint32_t)(rnd(&s) % 2);
+		} else if (!sl->has_pol) {
+			o.expect = -ENOENT;
+		}
 		break;
 	case OP_DESTROY: {
 		o.other = clone_slot_of(tm, o.slot);
@@ -566,10 +590,18 @@ model_apply(tmodel *tm, const op *o)
 	case OP_RELEASE:
 		sl->snap[o->sidx].held = 0;
 		break;
+	case OP_SCHED:
+		sl->has_pol = o->prop;
+		sl->pol = o->prop ? o->pol : (ce_sched){ 0 };
+		break;
 	case OP_SEND: {
 		rtarget *rt = &tm->r;
 		if (o->from == 0)
 			rt_clear(rt);
+		if (!rt->has_pol && sl->has_pol) { /* installed where there is none; a target's own is kept */
+			rt->has_pol = 1;
+			rt->pol = sl->pol;
+		}
 		rt->exists = 1;
 		rt->snap[rt->nsnap++] = (msnap){ sl->snap[o->sidx].id, sbuf_get(sl->snap[o->sidx].b), 0 };
 		break;
@@ -904,6 +936,9 @@ worker_thread(void *arg)
 				r = errs[0];
 			break;
 		}
+		case OP_SCHED:
+			r = ce_sched_set(c->p, name, o.prop ? &o.pol : NULL);
+			break;
 		case OP_READSNAP: {
 			int differs = 0;
 			const sbuf *b = sl->snap[o.sidx].b;
@@ -1039,7 +1074,35 @@ typedef struct observed {
 	int nsnap;
 	osnap snap[SNAPCAP + MAXRSNAP];
 	int partial; /* a receive target: it was a partial receive (now abandoned) */
+	int has_pol; /* its snapshot policy, as ce_sched_list gives it */
+	ce_sched pol;
 } observed;
+
+/* The policy of volume name in p: 1 and *out, 0 when it has none, -1 on an error. */
+static int
+policy_of(ce_pool *p, const char *name, ce_sched *out)
+{
+	ce_sched_info *si;
+	size_t n;
+	if (ce_sched_list(p, &si, &n) != 0) {
+		fprintf(stderr, "cask-stress: the snapshot policies of %s: %s\n", ce_pool_name(p), ce_errmsg());
+		return -1;
+	}
+	int found = 0;
+	for (size_t k = 0; k < n; k++)
+		if (strcmp(si[k].volume, name) == 0) {
+			*out = si[k].policy;
+			found = 1;
+		}
+	free(si);
+	return found;
+}
+
+static int
+same_pol(int has_a, const ce_sched *a, int has_b, const ce_sched *b)
+{
+	return has_a == has_b && (!has_a || memcmp(a, b, sizeof(*a)) == 0);
+}
 
 static int
 digest_of(ce_pool *p, const char *name, uint64_t size, uint64_t *dig, uint8_t *buf)
@@ -1074,6 +1137,8 @@ observe(ce_pool *p, const char *name, observed *ob, uint8_t *buf, int is_target)
 	ob->exists = 1;
 	ob->size = vi.size;
 	ob->bs = vi.volblocksize;
+	if ((ob->has_pol = policy_of(p, name, &ob->pol)) < 0)
+		return -1;
 	snprintf(ob->origin, sizeof(ob->origin), "%s", vi.origin);
 	if (digest_of(p, name, vi.size, ob->dig, buf) != 0)
 		return -1;
@@ -1151,6 +1216,11 @@ slot_matches(const tmodel *tm, unsigned t, int s, const observed *ob, char *why,
 		snprintf(why, n, "model has %d snapshots, pool %d", sl->nsnap, ob->nsnap);
 		return 0;
 	}
+	if (!same_pol(sl->has_pol, &sl->pol, ob->has_pol, &ob->pol)) {
+		snprintf(why, n, "model %s a snapshot policy (every %um), pool %s (every %um)", sl->has_pol ? "has" : "has no",
+		    sl->pol.every_min, ob->has_pol ? "has" : "has none", ob->pol.every_min);
+		return 0;
+	}
 	for (int k = 0; k < sl->nsnap; k++) {
 		const msnap *m = &sl->snap[k];
 		const osnap *os = osnap_find(ob, m->id);
@@ -1184,6 +1254,11 @@ rt_matches(const rtarget *rt, const observed *ob, char *why, size_t n)
 		return 1;
 	if (rt->nsnap != ob->nsnap) {
 		snprintf(why, n, "model has %d snapshots, pool %d", rt->nsnap, ob->nsnap);
+		return 0;
+	}
+	if (!same_pol(rt->has_pol, &rt->pol, ob->has_pol, &ob->pol)) {
+		snprintf(why, n, "model %s the stream's snapshot policy, the target %s", rt->has_pol ? "has" : "has not",
+		    ob->has_pol ? "has one" : "has none");
 		return 0;
 	}
 	for (int k = 0; k < rt->nsnap; k++) {

@@ -8,6 +8,7 @@
 #include "../job.h"
 #include "../log.h"
 #include "../registry.h"
+#include "../sched.h"
 #include "util.h"
 
 #include <errno.h>
@@ -21,7 +22,7 @@ typedef struct xfer {
 	char name[600];     /* within the pool: VOL@SNAP (send) or VOL (receive) */
 	char from[600];     /* send: the base within the pool, or "" */
 	char token[128];    /* send: resume token, or "" */
-	unsigned flags;     /* receive: CE_RECV_* */
+	unsigned flags;     /* send: CE_SEND_*; receive: CE_RECV_* */
 	int fd;             /* the stream */
 	int in_pool;        /* the work reached the pool */
 	job *j;
@@ -112,7 +113,7 @@ send_cb(ce_pool *p, void *arg)
 {
 	xfer *x = arg;
 	x->in_pool = 1;
-	ce_send_opts o = { x->from[0] ? x->from : NULL, x->token[0] ? x->token : NULL, xfer_progress, x };
+	ce_send_opts o = { x->from[0] ? x->from : NULL, x->token[0] ? x->token : NULL, xfer_progress, x, x->flags };
 	int err = ce_send(p, x->name, &o, fd_write, x);
 	if (err == 0) {
 		char r[700];
@@ -156,9 +157,20 @@ recv_cb(ce_pool *p, void *arg)
 {
 	xfer *x = arg;
 	x->in_pool = 1;
-	ce_recv_opts o = { x->flags, xfer_progress, x };
+	ce_recv_opts o = { x->flags, xfer_progress, x, 0, { 0 } };
 	char snap[300];
 	int err = ce_recv(p, x->name, &o, fd_read, x, snap, sizeof(snap));
+	if (err == 0 && o.policy_result != CE_RECV_POLICY_NONE) {
+		static const char *const what[] = { "", "installed", "already the volume's",
+			"not installed: the volume keeps its own policy", "not installed (no_policy)" };
+		const ce_sched *s = &o.policy;
+		log_msg(o.policy_result == CE_RECV_POLICY_KEPT ? LOG_WARN : LOG_INFO,
+		    "%s/%s: the stream's snapshot policy (every %um, keep %u, hourly %u, daily %u, weekly %u, "
+		    "monthly %u) %s", x->pool, x->name, s->every_min, s->keep, s->hourly, s->daily, s->weekly,
+		    s->monthly, what[o.policy_result]);
+		if (o.policy_result == CE_RECV_POLICY_INSTALLED)
+			sched_kick(); /* in effect at once, as after sched.set */
+	}
 	if (err == 0) {
 		char r[400];
 		snprintf(r, sizeof(r), "%s/%s", x->pool, snap);
@@ -244,6 +256,9 @@ op_vol_send(json_object *args, json_object *res, reqerr *e)
 			}
 		}
 	}
+	json_object *np;
+	if (json_object_object_get_ex(args, "no_policy", &np) && json_object_get_boolean(np))
+		x->flags |= CE_SEND_NO_POLICY;
 	if (e->err != 0) {
 		xfer_free(x);
 		return e->err;
@@ -271,6 +286,8 @@ op_vol_recv(json_object *args, json_object *res, reqerr *e)
 	json_object *f;
 	if (json_object_object_get_ex(args, "force", &f) && json_object_get_boolean(f))
 		x->flags |= CE_RECV_FORCE;
+	if (json_object_object_get_ex(args, "no_policy", &f) && json_object_get_boolean(f))
+		x->flags |= CE_RECV_NO_POLICY;
 	if (e->err != 0) {
 		xfer_free(x);
 		return e->err;

@@ -266,16 +266,18 @@ typedef struct cask_send_args {
 	const char *token;     /* resume a partial receive (snap NULL) */
 	int wait;              /* 0: return the job at once; else wait for its end (its error is the call's) */
 	int timeout_ms;        /* with wait, > 0: at most that long (-ETIMEDOUT, TIMED_OUT; the job goes on) */
+	int no_policy;         /* (1.1) leave the volume's snapshot policy out of the stream */
 } cask_send_args;
-#define CASK_SEND_ARGS_INIT { sizeof(cask_send_args), NULL, NULL, 0, 0 }
+#define CASK_SEND_ARGS_INIT { sizeof(cask_send_args), NULL, NULL, 0, 0, 0 }
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
 typedef struct cask_recv_args {
 	size_t size;           /* sizeof(cask_recv_args) */
 	int force;             /* roll a changed target back to the base first */
 	int wait;              /* as in cask_send_args */
 	int timeout_ms;
+	int no_policy;         /* (1.1) do not install the snapshot policy the stream carries */
 } cask_recv_args;
-#define CASK_RECV_ARGS_INIT { sizeof(cask_recv_args), 0, 0, 0 }
+#define CASK_RECV_ARGS_INIT { sizeof(cask_recv_args), 0, 0, 0, 0 }
 /* Into POOL/VOL (a full stream creates it); snap_out gets the snapshot made (with wait). */
 int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);
@@ -466,6 +468,72 @@ int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out
  * few members reachable; PEER_REFUSED: a newer epoch was promised elsewhere.
  */
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
+
+/*
+ * (CASK_1.1) Manifests (docs/manifests.md): cask_apply checks a `cask/v1`
+ * manifest (YAML text), alone and against caskd's running state, plans,
+ * and unless dry_run makes the running state match it; `cask apply -f` is
+ * a thin program over it. Nothing changes when the text has any error.
+ */
+typedef struct cask_apply_error {
+	int line, column;       /* 1-based, as libyaml reports them; 0: no position */
+	char message[1024];
+} cask_apply_error;
+enum { CASK_APPLY_PLANNED = 0, CASK_APPLY_DONE = 1, CASK_APPLY_FAILED = 2, CASK_APPLY_NOT_DONE = 3 };
+typedef struct cask_apply_item {
+	char verb[16];          /* destroy, shrink, keep, would-destroy, would-shrink, create, change, unchanged */
+	char kind[8];           /* "pool" or "volume" */
+	char name[320];
+	char detail[1200];      /* "size 1G -> 2G", "compression zstd -> lz4", "vdevs [...], size 256M" ... */
+	size_t step;            /* a change: its place in the run order, from 1 (the items of one change,
+	                           e.g. several properties set together, share it); 0: not a change */
+	char action[1400];      /* a change: what running it does ("grow volume tank/db 1G -> 2G"); else "" */
+	int state;              /* CASK_APPLY_*: PLANNED (a dry run, or not a change), DONE, FAILED, NOT_DONE */
+	int err;                /* FAILED: errno, stable code and caskd's message */
+	char code[32];
+	char message[512];
+} cask_apply_item;
+typedef struct cask_apply_result {
+	cask_apply_error *errors; /* in the order of their positions; nothing changed when there are any */
+	size_t nerrors;
+	cask_apply_item *items;   /* the plan, destructive items first (docs/manifests.md) */
+	size_t nitems;
+	size_t ncreate, nchange, ndestroy, nunchanged; /* the plan's summary line */
+	size_t nsteps;          /* changes to run */
+	size_t ndone;           /* changes run */
+	size_t nskipped;        /* would-destroy and would-shrink: only with prune */
+} cask_apply_result;
+typedef struct cask_apply_args {
+	size_t size;            /* sizeof(cask_apply_args) */
+	const char *name;       /* the manifest's name in messages (a file name); NULL: "<manifest>" */
+	const char *base_dir;   /* where relative vdev paths start; NULL: the current directory */
+	int dry_run;            /* check and plan; change nothing */
+	int prune;              /* also destroy and shrink (docs/manifests.md "Pruning") */
+	/* NULL, or called once with the plan (item == (size_t)-1) before anything changes, and after
+	   each change has run with the index of its first item; non-zero stops (-ECANCELED) */
+	int (*progress)(void *arg, const cask_apply_result *r, size_t item);
+	void *progress_arg;
+} cask_apply_args;
+#define CASK_APPLY_ARGS_INIT { sizeof(cask_apply_args), NULL, NULL, 0, 0, NULL, NULL }
+/*
+ * Apply the manifest text[0..len). *out (freed with cask_apply_result_free)
+ * is set on every return but -EINVAL for bad arguments. 0: applied, or
+ * nothing to do, or a dry run whose plan can be applied. -EINVAL
+ * (INVALID_ARGUMENT): the text has errors, all in (*out)->errors, and
+ * nothing changed. Else the error of the call that failed: reading the
+ * running state (nothing changed), or a change (its item FAILED, with the
+ * code and message; those before it DONE, those after NOT_DONE: applying
+ * again converges). c NULL checks the text alone (no plan): 0 or -EINVAL.
+ */
+int cask_apply(cask_client *c, const char *text, size_t len, const cask_apply_args *a, cask_apply_result **out);
+void cask_apply_result_free(cask_apply_result *r);
+/*
+ * (CASK_1.1) The running state as a `cask/v1` manifest that cask_apply
+ * accepts unchanged (`cask get manifest`): every pool (npools 0) or those
+ * named (POOL_NOT_FOUND; POOL_UNAVAILABLE when one is not ONLINE), with its
+ * volumes, properties and snapshot policies. *text is malloc'd: free it.
+ */
+int cask_manifest_get(cask_client *c, const char *const *pools, size_t npools, char **text);
 
 /*
  * The digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents (CASK_1.1,

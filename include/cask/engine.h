@@ -352,14 +352,31 @@ typedef struct ce_send_opts {
 	const char *token;         /* resume what a receive_resume_token names (snap and from unused) */
 	ce_progress_fn progress;
 	void *progress_arg;
+	unsigned flags;            /* CE_SEND_NO_POLICY */
 } ce_send_opts;
+/* CE_SEND_NO_POLICY: leave the volume's snapshot policy out of the stream (send-stream.md 3.1). */
+enum { CE_SEND_NO_POLICY = 1 };
 /* -ENOENT when the token's snapshot is not in this pool. */
 int ce_send(ce_pool *p, const char *snap, const ce_send_opts *o, ce_write_fn write, void *arg);
-enum { CE_RECV_FORCE = 1 }; /* incremental: roll the volume back to the base first */
+/*
+ * CE_RECV_FORCE: incremental: roll the volume back to the base first.
+ * CE_RECV_NO_POLICY: do not install the snapshot policy the stream carries.
+ */
+enum { CE_RECV_FORCE = 1, CE_RECV_NO_POLICY = 2 };
+/* What a receive did with the stream's snapshot policy (send-stream.md 3.1). */
+enum {
+	CE_RECV_POLICY_NONE = 0,      /* the stream carries none (a version 1 stream, or sent without) */
+	CE_RECV_POLICY_INSTALLED = 1, /* the volume had none: it has the stream's now */
+	CE_RECV_POLICY_SAME = 2,      /* the volume has the same one already */
+	CE_RECV_POLICY_KEPT = 3,      /* the volume has another one: kept, the stream's is not installed */
+	CE_RECV_POLICY_IGNORED = 4,   /* CE_RECV_NO_POLICY */
+};
 typedef struct ce_recv_opts {
 	unsigned flags;
 	ce_progress_fn progress;
 	void *progress_arg;
+	int policy_result;            /* out, on success: CE_RECV_POLICY_* */
+	ce_sched policy;              /* out: the stream's policy, unless POLICY_NONE */
 } ce_recv_opts;
 /*
  * Receive into VOL: a full stream creates it, an incremental one applies
@@ -368,7 +385,7 @@ typedef struct ce_recv_opts {
  * first record the volume stays a partial receive (resumable; see
  * ce_vol_info.receive_resume_token); before, nothing changed.
  */
-int ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn read, void *arg,
+int ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn read, void *arg,
     char *snap_out, size_t snap_len);
 /* Abandon a partial receive: a full one is destroyed, an incremental one rolled back to its base. */
 int ce_recv_abandon(ce_pool *p, const char *vol);

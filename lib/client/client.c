@@ -15,6 +15,7 @@
  */
 #include "cask/client.h"
 #include "cask/errcodes.h"
+#include "client_impl.h"
 #include "ctlframe.h"
 #include "sockio.h"
 
@@ -76,6 +77,8 @@ items_get(void)
 	return t;
 }
 
+#define opts_take client_opts_take
+
 const cask_error_info *
 cask_error(void)
 {
@@ -91,8 +94,8 @@ cask_error_items(const cask_item_error **items)
 }
 
 /* The failure as caskd named it: its code is a wire name, perhaps one this libcask does not know. */
-static int __attribute__((format(printf, 3, 4)))
-set_error_wire(int err, const char *code, const char *fmt, ...)
+int
+client_set_error_wire(int err, const char *code, const char *fmt, ...)
 {
 	items_tls *t = items_get();
 	if (t != NULL)
@@ -106,8 +109,8 @@ set_error_wire(int err, const char *code, const char *fmt, ...)
 	return -err;
 }
 
-/* A failure of libcask's own: code is CE_E_* (cask/errcodes.h). */
-#define set_error(err, code, ...) set_error_wire(err, ce_errcode_wire(code), __VA_ARGS__)
+#define set_error_wire client_set_error_wire
+#define set_error client_set_error
 
 const char *
 cask_default_socket(void)
@@ -651,8 +654,8 @@ cask_pool_info_free(cask_pool_info *list, size_t n)
  * library's version of it (out, known bytes): fields it does not cover
  * are zero. NULL in: all zero.
  */
-static int
-opts_take(const void *in, size_t known, void *out, const char *what)
+int
+client_opts_take(const void *in, size_t known, void *out, const char *what)
 {
 	memset(out, 0, known);
 	if (in == NULL)
@@ -1368,6 +1371,8 @@ cask_send(cask_client *c, const char *snap, const cask_send_args *given, int fd,
 		json_object_object_add(a, "from", json_object_new_string(sa->from));
 	if (sa != NULL && sa->token != NULL)
 		json_object_object_add(a, "token", json_object_new_string(sa->token));
+	if (sa->no_policy) /* only when set: an older caskd refuses no field it does not know of */
+		json_object_object_add(a, "no_policy", json_object_new_boolean(1));
 	return start(c, "vol.send", a, fd, sa->wait, sa->timeout_ms, job, NULL, 0);
 }
 
@@ -1381,6 +1386,8 @@ cask_recv(cask_client *c, const char *vol, const cask_recv_args *given, int fd, 
 	json_object *a = json_object_new_object();
 	json_object_object_add(a, "name", json_object_new_string(vol));
 	json_object_object_add(a, "force", json_object_new_boolean(ra.force != 0));
+	if (ra.no_policy)
+		json_object_object_add(a, "no_policy", json_object_new_boolean(1));
 	return start(c, "vol.recv", a, fd, ra.wait, ra.timeout_ms, job, snap_out, snap_len);
 }
 

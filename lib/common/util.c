@@ -7,6 +7,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -348,4 +349,51 @@ util_utf8_repair(char *s, size_t len)
 		}
 		i += n;
 	}
+}
+
+/* Durations of whole minutes (docs/manifests.md `every:`): "1h30m" <-> 90, 1m .. 366d. */
+int
+util_parse_minutes(const char *s, uint64_t *out)
+{
+	uint64_t total = 0;
+	if (*s == '\0')
+		return -1;
+	while (*s) {
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		uint64_t n = 0;
+		for (; isdigit((unsigned char)*s); s++) {
+			n = n * 10 + (uint64_t)(*s - '0');
+			if (n > 1000000)
+				return -1;
+		}
+		uint64_t mul = *s == 'm' ? 1 : *s == 'h' ? 60 : *s == 'd' ? 1440 : *s == 'w' ? 10080 : 0;
+		if (mul == 0)
+			return -1;
+		s++;
+		total += n * mul;
+		if (total > 366ull * 1440)
+			return -1;
+	}
+	if (total == 0)
+		return -1;
+	*out = total;
+	return 0;
+}
+
+const char *
+util_fmt_minutes(uint64_t min, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t m;
+		char u;
+	} units[] = { { 10080, 'w' }, { 1440, 'd' }, { 60, 'h' }, { 1, 'm' } };
+	size_t o = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < 4 && o < len; i++)
+		if (min >= units[i].m) {
+			o += (size_t)snprintf(buf + o, len - o, "%" PRIu64 "%c", min / units[i].m, units[i].u);
+			min %= units[i].m;
+		}
+	return buf;
 }

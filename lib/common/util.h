@@ -98,6 +98,10 @@ uint64_t util_random64(void); /* from getrandom(), never 0 */
 
 /* Parse "512", "4K", "1.5G", "2TiB" into bytes. 0 or -EINVAL. */
 int util_parse_size(const char *s, uint64_t *out);
+/* Durations of whole minutes, 1m .. 366d (manifests' and cask schedule's `every`): "1h30m" -> 90: 0, or -1. */
+int util_parse_minutes(const char *s, uint64_t *out);
+/* 90 -> "1h30m" (weeks, days, hours, minutes). */
+const char *util_fmt_minutes(uint64_t min, char *buf, size_t len);
 /* Format bytes as "1.50G"; buf of at least 16 bytes. */
 const char *util_fmt_size(uint64_t v, char *buf, size_t len);
 

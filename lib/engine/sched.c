@@ -78,7 +78,7 @@ sched_put(sched_phys **a, size_t *n, size_t *cap, const sched_phys *r)
 	(*a)[(*n)++] = *r;
 }
 
-static int
+int
 sched_valid(const ce_sched *s)
 {
 	return s->every_min >= 1 && s->every_min <= CE_SCHED_EVERY_MAX && s->keep <= CE_SCHED_COUNT_MAX &&
@@ -253,30 +253,26 @@ sched_sync(ce_pool *p, uint64_t t)
 	return 0;
 }
 
+/*
+ * Set (replace) or remove (policy NULL) v's policy, as part of the
+ * management change the caller has begun (vol_mgmt_begin; it commits or
+ * aborts): the change and its sync task land in the txg of that change,
+ * so a received snapshot and the policy its stream carried (send.c
+ * recv_finish) commit together.
+ */
 int
-ce_sched_set(ce_pool *p, const char *vol, const ce_sched *policy)
+sched_stage(ce_pool *p, volume *v, const ce_sched *policy)
 {
-	err_clear();
+	ASSERT_HELD(&p->lock);
+	ssize_t k = sched_find(p, v->guid);
+	if (policy == NULL && k < 0)
+		return err_set(-ENOENT, "volume %s/%s has no snapshot policy", p->name, v->name);
 	if (policy != NULL && !sched_valid(policy))
 		return err_set(-EINVAL, "bad snapshot policy: every is 1 to %u minutes, counts at most %u, and "
 		    "keep or a retain count must be above 0", CE_SCHED_EVERY_MAX, CE_SCHED_COUNT_MAX);
-	int err = vol_mgmt_begin(p);
-	if (err != 0)
-		return err;
-	volume *v = vol != NULL ? vol_find(p, vol) : NULL;
-	if (v == NULL || v->is_snap || v->destroy_txg != 0) {
-		vol_mgmt_abort(p);
-		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, vol ? vol : "(null)");
-	}
-	ssize_t k = sched_find(p, v->guid);
 	sched_chg *c = xcalloc(1, sizeof(*c));
 	c->r.sc_vol_guid = v->guid;
 	if (policy == NULL) {
-		if (k < 0) {
-			free(c);
-			vol_mgmt_abort(p);
-			return err_set(-ENOENT, "volume %s/%s has no snapshot policy", p->name, vol);
-		}
 		c->remove = 1;
 		p->sc[k] = p->sc[--p->nsc];
 	} else {
@@ -294,6 +290,40 @@ ce_sched_set(ce_pool *p, const char *vol, const ce_sched *policy)
 			p->sc[k] = *r;
 	}
 	synctask_add(p, sched_task, c); /* the policy object of the open txg gets the same change */
+	return 0;
+}
+
+/* v's policy as open context sees it (pool->lock held): 1 and *out, or 0 when it has none. */
+int
+sched_get(ce_pool *p, const volume *v, ce_sched *out)
+{
+	ASSERT_HELD(&p->lock);
+	ssize_t k = sched_find(p, v->guid);
+	if (k < 0)
+		return 0;
+	to_policy(&p->sc[k], out);
+	return 1;
+}
+
+int
+ce_sched_set(ce_pool *p, const char *vol, const ce_sched *policy)
+{
+	err_clear();
+	if (policy != NULL && !sched_valid(policy))
+		return err_set(-EINVAL, "bad snapshot policy: every is 1 to %u minutes, counts at most %u, and "
+		    "keep or a retain count must be above 0", CE_SCHED_EVERY_MAX, CE_SCHED_COUNT_MAX);
+	int err = vol_mgmt_begin(p);
+	if (err != 0)
+		return err;
+	volume *v = vol != NULL ? vol_find(p, vol) : NULL;
+	if (v == NULL || v->is_snap || v->destroy_txg != 0) {
+		vol_mgmt_abort(p);
+		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, vol ? vol : "(null)");
+	}
+	if ((err = sched_stage(p, v, policy)) != 0) {
+		vol_mgmt_abort(p);
+		return err;
+	}
 	return vol_mgmt_commit(p);
 }
 

@@ -33,12 +33,18 @@
  *      must not have changed since the base.
  *   3. Nothing of a stream whose BEGIN is bad (or whose base is wrong) is
  *      applied.
+ *   4. A stream carries its volume's snapshot policy only as version 2
+ *      (a stream without one is version 1, which every cask reads). The
+ *      receiver installs it in the txg of the received snapshot, and only
+ *      on a volume that has no policy: a policy the target has is never
+ *      replaced by a stream's (recv_finish).
  */
 #include "recv.h"
 #include "blkio.h"
 #include "checksum.h"
 #include "dataset.h"
 #include "mos.h"
+#include "sched_policy.h"
 #include "snap.h"
 #include "util.h"
 #include "vol.h"
@@ -62,9 +68,11 @@
 #define SR_END_LEN 48u
 #define SR_MAX_DATA (1u << 20)
 #define SB_MAGIC 0x4d52545344534143ull /* "CASKSTRM" */
-#define SB_VERSION 1u
+#define SB_VERSION_1 1u /* without a snapshot policy: what every cask reads */
+#define SB_VERSION 2u   /* the newest: BEGIN may carry the volume's snapshot policy */
 #define SB_INCREMENTAL 1u
 #define SB_RESUMED 2u
+#define SB_POLICY 4u    /* version 2: sb_policy holds the source volume's snapshot policy */
 
 typedef struct rec_hdr {
 	uint32_t rh_type;
@@ -96,7 +104,10 @@ typedef struct begin_phys {
 	uint8_t sb_pad;
 	uint64_t sb_resume_offset;
 	uint64_t sb_estimate;
-	uint8_t sb_reserved[168];
+	uint32_t sb_every_min;   /* SB_POLICY: the policy (sched_phys's fields), else 0 */
+	uint32_t sb_keep;
+	uint32_t sb_hourly, sb_daily, sb_weekly, sb_monthly;
+	uint8_t sb_reserved[144];
 	char sb_to_name[256];
 } begin_phys;
 _Static_assert(sizeof(begin_phys) == SR_BEGIN_LEN, "BEGIN payload is 512 bytes");
@@ -691,7 +702,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	begin_phys b;
 	memset(&b, 0, sizeof(b));
 	b.sb_magic = SB_MAGIC;
-	b.sb_version = SB_VERSION;
+	b.sb_version = SB_VERSION_1;
 	b.sb_flags = (from ? SB_INCREMENTAL : 0) | (o && o->token ? SB_RESUMED : 0);
 	b.sb_vol_guid = to->head->guid;
 	b.sb_to_guid = send_identity(to);
@@ -705,6 +716,19 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	b.sb_sync = (uint8_t)to->sync;
 	b.sb_resume_offset = o && o->token ? tk.offset : 0;
 	snprintf(b.sb_to_name, sizeof(b.sb_to_name), "%s", to->name);
+	ce_sched pol;
+	if (!(o && (o->flags & CE_SEND_NO_POLICY)) && sched_get(p, to->head, &pol)) {
+		/* the policy as it is now (policies are not snapshotted); only then version 2, so a
+		   stream without one stays readable by every cask */
+		b.sb_version = SB_VERSION;
+		b.sb_flags |= SB_POLICY;
+		b.sb_every_min = pol.every_min;
+		b.sb_keep = pol.keep;
+		b.sb_hourly = pol.hourly;
+		b.sb_daily = pol.daily;
+		b.sb_weekly = pol.weekly;
+		b.sb_monthly = pol.monthly;
+	}
 	cowtree tree = to->tree;
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&p->config_lock);
@@ -840,9 +864,18 @@ read_record(receiver *r, rec_hdr *rh, uint8_t *payload, uint32_t max)
 	return 0;
 }
 
+/* The policy a BEGIN carries (meaningful with SB_POLICY). */
+static ce_sched
+begin_policy(const begin_phys *b)
+{
+	ce_sched s = { b->sb_every_min, b->sb_keep, b->sb_hourly, b->sb_daily, b->sb_weekly, b->sb_monthly };
+	return s;
+}
+
 static int
 begin_valid(const begin_phys *b, char *why, size_t len)
 {
+	ce_sched pol = begin_policy(b);
 	char vol[CE_NAME_MAX + 1];
 	const char *at = memchr(b->sb_to_name, '\0', sizeof(b->sb_to_name)) ? strchr(b->sb_to_name, '@') : NULL;
 	if (at != NULL)
@@ -855,7 +888,9 @@ begin_valid(const begin_phys *b, char *why, size_t len)
 	    b->sb_sync > CE_SYNC_DISABLED ? "properties" :
 	    at == NULL || !vol_name_valid(at + 1) ? "snapshot name" :
 	    b->sb_to_guid == 0 || ((b->sb_flags & SB_INCREMENTAL) != 0) != (b->sb_from_guid != 0) ||
-	    (b->sb_flags & ~(SB_INCREMENTAL | SB_RESUMED)) != 0 ? "identities or flags" :
+	    (b->sb_flags & ~(SB_INCREMENTAL | SB_RESUMED | (b->sb_version >= 2 ? SB_POLICY : 0))) != 0 ?
+	    "identities or flags" :
+	    (b->sb_flags & SB_POLICY) && !sched_valid(&pol) ? "snapshot policy" :
 	    b->sb_resume_offset % b->sb_volblocksize != 0 || b->sb_resume_offset > b->sb_size ||
 	    (!(b->sb_flags & SB_RESUMED) && b->sb_resume_offset != 0) ? "resume offset" : NULL;
 	if (bad != NULL)
@@ -958,8 +993,25 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 		    "the volume holding its base snapshot", p->name, vol);
 	}
 	volume *base = newest_own(h);
+	/* only automatic snapshots (the target's own policy's) after the base: -F destroys them */
+	volume *older = base;
+	unsigned autos = 0;
+	while (older != NULL && older->is_auto && send_identity(older) != b->sb_from_guid) {
+		older = older->prev != NULL && older->prev->is_snap && older->prev->head == h ? older->prev : NULL;
+		autos++;
+	}
+	int drop_autos = 0;
+	if (base != NULL && send_identity(base) != b->sb_from_guid && older != NULL &&
+	    send_identity(older) == b->sb_from_guid && (flags & CE_RECV_FORCE)) {
+		base = older;
+		drop_autos = 1;
+	}
 	if (base == NULL || send_identity(base) != b->sb_from_guid) {
 		vol_mgmt_abort(p);
+		if (older != NULL && send_identity(older) == b->sb_from_guid)
+			return err_setc(CE_E_WRONG_BASE, -EXDEV, "wrong base: the stream applies on top of %s, and "
+			    "%s/%s has %u automatic snapshot%s after it (its own snapshot policy's): receive with "
+			    "-F to destroy them first", older->name, p->name, vol, autos, autos == 1 ? "" : "s");
 		return err_setc(CE_E_WRONG_BASE, -EXDEV, "wrong base: the stream applies on top of snapshot %016" PRIx64
 		    ", and %s/%s's newest snapshot is %s%s", b->sb_from_guid, p->name, vol,
 		    base ? base->name : "(none)", base ? " (another one)" : "");
@@ -979,7 +1031,10 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 	ce_vol_info vi;
 	if ((err = ce_pool_sync(p)) != 0 || (err = ce_vol_info_get(p, vol, &vi)) != 0)
 		return err;
-	if (vi.written != 0) {
+	if (drop_autos) {
+		if ((err = ce_vol_rollback(p, basename, CE_ROLLBACK_DESTROY_LATER)) != 0)
+			return err;
+	} else if (vi.written != 0) {
 		if (!(flags & CE_RECV_FORCE))
 			return err_setc(CE_E_TARGET_CHANGED, -ETXTBSY, "%s/%s changed since %s (%" PRIu64 " bytes written): roll it "
 			    "back, or receive with -F to roll back first", p->name, vol, basename, vi.written);
@@ -1004,9 +1059,14 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 	return err;
 }
 
-/* A verified END: the snapshot with the sender's identity, and the mark cleared, in one txg. */
+/*
+ * A verified END: the snapshot with the sender's identity, the mark
+ * cleared and the stream's snapshot policy (send-stream.md 3.1: installed
+ * when the volume has none; a policy it has is kept), in one txg.
+ */
 static int
-recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, size_t snap_len)
+recv_finish(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags, int *pres, char *snap_out,
+    size_t snap_len)
 {
 	const char *sn = strchr(b->sb_to_name, '@') + 1;
 	char full[2 * CE_NAME_MAX + 2];
@@ -1023,6 +1083,20 @@ recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, si
 		vol_mgmt_abort(p);
 		return err_setc(CE_E_SNAPSHOT_EXISTS, -EEXIST, "snapshot %s/%s exists", p->name, full);
 	}
+	*pres = CE_RECV_POLICY_NONE;
+	if (b->sb_flags & SB_POLICY) {
+		ce_sched want = begin_policy(b), have;
+		if (flags & CE_RECV_NO_POLICY)
+			*pres = CE_RECV_POLICY_IGNORED;
+		else if (!sched_get(p, h, &have))
+			*pres = CE_RECV_POLICY_INSTALLED;
+		else
+			*pres = memcmp(&have, &want, sizeof(have)) == 0 ? CE_RECV_POLICY_SAME : CE_RECV_POLICY_KEPT;
+		if (*pres == CE_RECV_POLICY_INSTALLED && (err = sched_stage(p, h, &want)) != 0) {
+			vol_mgmt_abort(p); /* begin_valid checked it: cannot fail */
+			return err;
+		}
+	}
 	snap_add(p, h, full, b->sb_to_guid);
 	vol_mgmt_dirty(p, h);
 	h->receiving = 0;
@@ -1034,7 +1108,7 @@ recv_finish(ce_pool *p, const char *vol, const begin_phys *b, char *snap_out, si
 }
 
 int
-ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void *arg,
+ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn rd, void *arg,
     char *snap_out, size_t snap_len)
 {
 	err_clear();
@@ -1061,9 +1135,9 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 		memcpy(&b, payload, sizeof(b));
 		if (b.sb_magic != SB_MAGIC)
 			err = err_set(-EINVAL, "not a cask send stream (bad magic)");
-		else if (b.sb_version != SB_VERSION)
+		else if (b.sb_version != SB_VERSION_1 && b.sb_version != SB_VERSION)
 			err = err_setc(CE_E_UNSUPPORTED_STREAM, -ENOTSUP, "send stream version %u is not supported (this cask reads "
-			    "version %u)", b.sb_version, SB_VERSION);
+			    "versions %u to %u)", b.sb_version, SB_VERSION_1, SB_VERSION);
 		else if (!begin_valid(&b, why, sizeof(why)))
 			err = err_set(-EINVAL, "bad send stream: %s", why);
 	}
@@ -1142,8 +1216,13 @@ ce_recv(ce_pool *p, const char *vol, const ce_recv_opts *o, ce_read_fn rd, void 
 	}
 	ce_vol_close(h);
 	free(payload);
+	int pres = CE_RECV_POLICY_NONE;
 	if (err == 0)
-		err = recv_finish(p, vol, &b, snap_out, snap_len);
+		err = recv_finish(p, vol, &b, o ? o->flags : 0, &pres, snap_out, snap_len);
+	if (err == 0 && o != NULL) {
+		o->policy_result = pres;
+		o->policy = pres != CE_RECV_POLICY_NONE ? begin_policy(&b) : (ce_sched){ 0 };
+	}
 	if (err != 0) {
 		char msg[600], tok[96];
 		snprintf(msg, sizeof(msg), "%s", ce_errmsg());

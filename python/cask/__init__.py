@@ -21,6 +21,7 @@ after fork. Jobs: job.wait(timeout), job.progress, job.cancel(), and
 """
 import asyncio
 import errno as _errno
+import json
 import os
 import time
 
@@ -553,6 +554,79 @@ class Client:
                                      "weekly": weekly, "monthly": monthly})
         self._check(lib.cask_sched_set(self._c, _b(name), p), name)
 
+    # ---- manifests ----
+    def apply(self, manifest, dry_run=False, prune=False, name=None, base_dir=None):
+        """Make caskd's pools and volumes match a cask/v1 manifest (docs/manifests.md),
+        as `cask apply -f` does: YAML text (str or bytes), or a dict (sent as JSON,
+        which YAML reads). dry_run: plan only; prune: also destroy and shrink.
+        name: what error messages call the manifest; base_dir: where relative vdev
+        paths start (default: the current directory). Returns {"plan": [item, ...],
+        "summary": {"create", "change", "destroy", "unchanged", "skipped"},
+        "changes", "done"}; an item is {"verb", "kind", "name", "detail", "step",
+        "action", "state" (planned, done, failed, not-done), "error"}. A manifest
+        with errors raises cask.InvalidArgument whose .errors lists every one as
+        (line, column, message), and nothing changes; a change caskd refuses raises
+        its error, whose .result is the plan with each item's state (applying again
+        converges)."""
+        if isinstance(manifest, dict):
+            text = json.dumps(manifest).encode()
+        elif isinstance(manifest, str):
+            text = manifest.encode()
+        elif isinstance(manifest, (bytes, bytearray)):
+            text = bytes(manifest)
+        else:
+            raise TypeError("a manifest is YAML text (str or bytes) or a dict, not %s" % type(manifest).__name__)
+        a = ffi.new("cask_apply_args *")
+        a.size = ffi.sizeof("cask_apply_args")
+        keep = [ffi.new("char[]", _b(name)) if name else ffi.NULL,
+                ffi.new("char[]", _b(os.fspath(base_dir))) if base_dir else ffi.NULL]
+        a.name, a.base_dir = keep
+        a.dry_run = 1 if dry_run else 0
+        a.prune = 1 if prune else 0
+        pp = ffi.new("cask_apply_result **")
+        buf = ffi.new("char[]", text)
+        rc = lib.cask_apply(self._c, buf, len(text), a, pp)
+        if pp[0] == ffi.NULL:
+            self._check(rc)
+        try:
+            r = pp[0]
+            states = {lib.CASK_APPLY_PLANNED: "planned", lib.CASK_APPLY_DONE: "done",
+                      lib.CASK_APPLY_FAILED: "failed", lib.CASK_APPLY_NOT_DONE: "not-done"}
+            items = []
+            for i in range(r.nitems):
+                it = r.items[i]
+                d = {"verb": _s(it.verb), "kind": _s(it.kind), "name": _s(it.name), "detail": _s(it.detail),
+                     "step": it.step, "action": _s(it.action), "state": states[it.state], "error": None}
+                if it.state == lib.CASK_APPLY_FAILED:
+                    d["error"] = {"errno": it.err, "code": _s(it.code), "message": _s(it.message)}
+                items.append(d)
+            result = {"plan": items,
+                      "summary": {"create": r.ncreate, "change": r.nchange, "destroy": r.ndestroy,
+                                  "unchanged": r.nunchanged, "skipped": r.nskipped},
+                      "changes": r.nsteps, "done": r.ndone}
+            errors = [(r.errors[i].line, r.errors[i].column, _s(r.errors[i].message)) for i in range(r.nerrors)]
+        finally:
+            lib.cask_apply_result_free(pp[0])
+        try:
+            self._check(rc)
+        except Error as e:
+            e.errors = errors
+            e.result = result
+            raise
+        return result
+
+    def manifest(self, pools=()):
+        """The running state of every pool (or those named) as cask/v1 manifest text that
+        apply() accepts unchanged (`cask get manifest`)."""
+        pools = list(pools)
+        arr, keep = self._names(pools) if pools else (ffi.NULL, [])
+        out = ffi.new("char **")
+        self._check(lib.cask_manifest_get(self._c, arr, len(keep), out), ",".join(pools) or None)
+        try:
+            return _s(out[0])
+        finally:
+            lib.free(out[0])
+
     def schedules(self, name=None):
         """The snapshot policies of every pool, a pool or a volume (a generator of dicts: name,
         every_min, keep, retain {hourly, daily, weekly, monthly}, set_time, auto_snapshots,
@@ -593,10 +667,12 @@ class Client:
             raise e
         return r
 
-    def send(self, snapshot, stream, base=None, token=None, wait=True, timeout=None):
+    def send(self, snapshot, stream, base=None, token=None, wait=True, timeout=None, policy=True):
         """Write a send stream of snapshot (or what token resumes) to stream (an
         int fd or a file object). wait=False returns the Job at once; with a
-        timeout (seconds), cask.TimedOut (its .job goes on) if it runs longer."""
+        timeout (seconds), cask.TimedOut (its .job goes on) if it runs longer.
+        The stream carries the volume's snapshot policy unless policy=False
+        (docs/send-stream.md 3.1)."""
         a = ffi.new("cask_send_args *")
         a.size = ffi.sizeof("cask_send_args")
         keep = [ffi.new("char[]", _b(base)) if base else ffi.NULL,
@@ -604,18 +680,21 @@ class Client:
         setattr(a, "from", keep[0])
         a.token = keep[1]
         a.wait = 0
+        a.no_policy = 0 if policy else 1
         job = ffi.new("uint64_t *")
         self._check(lib.cask_send(self._c, _b(snapshot) if snapshot else ffi.NULL, a, _fd(stream), job),
                     snapshot)
         return self._finish(Job(self, job[0]), wait, timeout)
 
-    def recv(self, volume, stream, force=False, wait=True, timeout=None):
+    def recv(self, volume, stream, force=False, wait=True, timeout=None, policy=True):
         """Read a send stream from stream into volume; returns the snapshot made
-        (or, with wait=False, the Job)."""
+        (or, with wait=False, the Job). The snapshot policy the stream carries is
+        installed on a volume that has none, unless policy=False."""
         job = ffi.new("uint64_t *")
         ra = ffi.new("cask_recv_args *")
         ra.size = ffi.sizeof("cask_recv_args")
         ra.force = 1 if force else 0
+        ra.no_policy = 0 if policy else 1
         self._check(lib.cask_recv(self._c, _b(volume), ra, _fd(stream), job, ffi.NULL, 0), volume)
         return self._finish(Job(self, job[0]), wait, timeout)
 

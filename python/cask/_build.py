@@ -122,9 +122,9 @@ int cask_snap_holds(cask_client *c, const char *name, cask_hold_info **out, size
 int cask_vol_rollback(cask_client *c, const char *snap, int destroy_later);
 int cask_vol_clone(cask_client *c, const char *snap, const char *new_name);
 
-typedef struct { size_t size; const char *from; const char *token; int wait; int timeout_ms; ...; } cask_send_args;
+typedef struct { size_t size; const char *from; const char *token; int wait; int timeout_ms; int no_policy; ...; } cask_send_args;
 int cask_send(cask_client *c, const char *snap, const cask_send_args *a, int fd, uint64_t *job);
-typedef struct { size_t size; int force; int wait; int timeout_ms; ...; } cask_recv_args;
+typedef struct { size_t size; int force; int wait; int timeout_ms; int no_policy; ...; } cask_recv_args;
 int cask_recv(cask_client *c, const char *vol, const cask_recv_args *a, int fd, uint64_t *job,
     char *snap_out, size_t snap_len);
 int cask_recv_abandon(cask_client *c, const char *vol);
@@ -160,6 +160,25 @@ typedef struct {
 int cask_sched_set(cask_client *c, const char *name, const cask_sched *policy);
 int cask_sched_list(cask_client *c, const char *name, cask_sched_info **out, size_t *n);
 int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len);
+typedef struct { int line, column; char message[1024]; ...; } cask_apply_error;
+#define CASK_APPLY_PLANNED ...
+#define CASK_APPLY_DONE ...
+#define CASK_APPLY_FAILED ...
+#define CASK_APPLY_NOT_DONE ...
+typedef struct {
+    char verb[16]; char kind[8]; char name[320]; char detail[1200]; size_t step; char action[1400];
+    int state; int err; char code[32]; char message[512]; ...;
+} cask_apply_item;
+typedef struct {
+    cask_apply_error *errors; size_t nerrors; cask_apply_item *items; size_t nitems;
+    size_t ncreate, nchange, ndestroy, nunchanged, nsteps, ndone, nskipped; ...;
+} cask_apply_result;
+typedef struct {
+    size_t size; const char *name; const char *base_dir; int dry_run; int prune; void *progress_arg; ...;
+} cask_apply_args;
+int cask_apply(cask_client *c, const char *text, size_t len, const cask_apply_args *a, cask_apply_result **out);
+void cask_apply_result_free(cask_apply_result *r);
+int cask_manifest_get(cask_client *c, const char *const *pools, size_t npools, char **text);
 void free(void *);
 """
 

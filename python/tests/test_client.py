@@ -308,6 +308,89 @@ async def _await(job):
     return await job
 
 
+def test_apply_manifest(client, daemon, tmp_path):
+    """Client.apply (libcask cask_apply) with YAML text and with a dict: dry run,
+    apply, again (nothing), every error with its position, a refused change
+    with .result, and manifest() round-tripping through apply()."""
+    text = """apiVersion: cask/v1
+pools:
+  - name: mfp
+    vdevs: [mfp0.vdev]
+    size: 64M
+volumes:
+  - name: mfp/a
+    size: 8M
+    properties: {compression: zstd}
+"""
+    r = client.apply(text, dry_run=True, base_dir=tmp_path)
+    assert [(i["verb"], i["kind"], i["name"], i["state"]) for i in r["plan"]] == \
+        [("create", "pool", "mfp", "planned"), ("create", "volume", "mfp/a", "planned")], r
+    assert r["changes"] == 2 and r["done"] == 0 and r["summary"]["create"] == 2
+    assert not any(p["name"] == "mfp" for p in client.pools())
+    r = client.apply(text, base_dir=tmp_path, name="m.yaml")
+    assert r["done"] == 2 and all(i["state"] == "done" for i in r["plan"]), r
+    assert client.vol_get("mfp/a")["compression"] == "zstd"
+    # the same as a dict, growing the volume and adding a policy
+    d = {"apiVersion": "cask/v1",
+         "volumes": [{"name": "mfp/a", "size": "16M", "properties": {"compression": "zstd"},
+                      "snapshots": {"every": "1h", "keep": 2}}]}
+    r = client.apply(d)
+    assert sorted(i["detail"].split(" ")[0] for i in r["plan"]) == ["size", "snapshots"], r
+    assert client.vol_get("mfp/a")["size"] == 16 << 20
+    assert client.apply(d)["changes"] == 0
+    # every error at once, with positions; nothing changes
+    with pytest.raises(cask.InvalidArgument) as e:
+        client.apply("apiVersion: cask/v1\nvolumes:\n  - name: mfp/a\n    size: 16E\n    frob: 1\n",
+                     name="bad.yaml")
+    assert [x[:2] for x in e.value.errors] == [(4, 11), (5, 5)], e.value.errors
+    assert "2 errors in bad.yaml" in str(e.value)
+    with pytest.raises(TypeError):
+        client.apply(42)
+    # a change caskd refuses: its error, with the plan's states
+    with pytest.raises(cask.Error) as e:
+        client.apply({"apiVersion": "cask/v1",
+                      "pools": [{"name": "mfq", "vdevs": ["/nonexistent-dir/q.vdev"], "size": "64M"}]})
+    assert [i["state"] for i in e.value.result["plan"]] == ["failed"] and e.value.result["plan"][0]["error"]
+    # the round trip
+    m = client.manifest(["mfp"])
+    assert '"mfp/a"' in m and "every: 1h" in m
+    assert client.apply(m, prune=True)["changes"] == 0
+    assert "apiVersion: cask/v1" in client.manifest()
+    with pytest.raises(cask.PoolNotFound):
+        client.manifest(["no-such-pool"])
+    client.pool_destroy("mfp")
+
+
+def test_send_recv_policy(client, daemon, tmp_path):
+    """A stream carries the volume's snapshot policy (send-stream.md 3.1) unless
+    policy=False; recv installs it on a new volume unless policy=False."""
+    client.vol_create("tank/pol", 1 << 20)
+    client.schedule_set("tank/pol", 60, keep=3, weekly=4)
+    client.snapshot("tank/pol@p1")
+    with_p, without = tmp_path / "with.stream", tmp_path / "without.stream"
+    with open(with_p, "wb") as f:
+        client.send("tank/pol@p1", f)
+    with open(without, "wb") as f:
+        client.send("tank/pol@p1", f, policy=False)
+    version = lambda p: int.from_bytes(p.read_bytes()[72:76], "little")
+    assert (version(with_p), version(without)) == (2, 1)
+
+    def policy(name):
+        s = list(client.schedules(name))
+        return (s[0]["every_min"], s[0]["keep"], s[0]["retain"]["weekly"]) if s else None
+    with open(with_p, "rb") as f:
+        assert client.recv("tank/pol-a", f) == "tank/pol-a@p1"
+    assert policy("tank/pol-a") == (60, 3, 4)
+    with open(with_p, "rb") as f:
+        client.recv("tank/pol-b", f, policy=False)
+    assert policy("tank/pol-b") is None
+    with open(without, "rb") as f:
+        client.recv("tank/pol-c", f)
+    assert policy("tank/pol-c") is None
+    for v in ("tank/pol", "tank/pol-a", "tank/pol-b", "tank/pol-c"):
+        client.vol_destroy(v, recursive=True)
+
+
 def test_cancel_and_threads(client, daemon):
     r, w = os.pipe()
     try:

@@ -37,6 +37,28 @@ expect_fail 1 "cannot reach caskd" "$A" --socket "$T/nope.sock" apply -f "$M/min
 
 start_caskd
 
+# ---- the example of the issue, exactly as written: checked and planned (a dry run: /var/lib/cask is not ours) ----
+cat >"$M/example.yaml" <<'EOF'
+apiVersion: cask/v1
+pools:
+  - name: tank
+    vdevs: [/var/lib/cask/tank0.vdev]
+    size: 100G
+volumes:
+  - name: tank/db
+    size: 20G
+    properties: {compression: zstd, sync: standard}
+    snapshots:
+      every: 15m          # frequent snapshots, keep the newest 8
+      keep: 8
+      retain: {hourly: 24, daily: 7, weekly: 4, monthly: 6}
+EOF
+out=$("$A" apply -f "$M/example.yaml" --dry-run)
+has "$out" "create         pool   tank: vdevs [/var/lib/cask/tank0.vdev], size 100G"
+has "$out" "create         volume tank/db: size 20G, compression zstd, sync standard, snapshots every 15m, keep 8, retain hourly 24, daily 7, weekly 4, monthly 6"
+has "$out" "Plan: 2 to create, 0 to change, 0 to destroy, 0 unchanged."
+[ -z "$("$CASK" pool list -H)" ] || fail "a dry run created a pool"
+
 # ---- create from nothing ----
 cat >"$M/a.yaml" <<'EOF'
 apiVersion: cask/v1
@@ -328,6 +350,69 @@ has "$("$A" apply -f "$M/nosched.yaml")" "No changes"
 "$A" get manifest >"$M/sched-rt.yaml"
 grep -q "keep: 9" "$M/sched-rt.yaml" || fail "get manifest lacks the policy"
 has "$("$A" apply -f "$M/sched-rt.yaml" --prune)" "No changes"
+before=$(state)
+
+# ---- explicit destructive fields: absent: true (with destroy:), allowShrink: true ----
+"$CASK" vol create tank/gone --size 8M
+"$CASK" vol create tank/gone-s --size 8M
+"$CASK" snap create tank/gone-s@a tank/gone-s@b
+"$CASK" vol create tank/gone-c --size 8M
+"$CASK" snap create tank/gone-c@o
+"$CASK" vol clone tank/gone-c@o tank/gone-cc
+"$CASK" vol create tank/gone-h --size 8M
+"$CASK" snap create tank/gone-h@h
+"$CASK" snap hold keep tank/gone-h@h
+"$CASK" vol create tank/small --size 16M
+# absent_yaml DESTROY_S DESTROY_C: the file, with what goes with tank/gone-s and tank/gone-c
+absent_yaml() {
+  printf 'apiVersion: cask/v1\nvolumes:\n'
+  printf '  - name: tank/gone          # no snapshots: destroyed without --prune\n    absent: true\n'
+  printf '  - name: tank/gone-s        # two snapshots: only with destroy: snapshots\n    absent: true\n%s' "$1"
+  printf '  - name: tank/gone-c        # a snapshot with a clone: only with destroy: clones\n    absent: true\n%s' "$2"
+  printf '  - name: tank/gone-h        # a held snapshot: never\n    absent: true\n    destroy: clones\n'
+  printf '  - name: tank/never-was\n    absent: true\n'
+  printf '  - name: tank/small\n    size: 8M\n    allowShrink: true        # shrinks without --prune\n'
+}
+absent_yaml "" "    destroy: snapshots
+" >"$M/absent.yaml"
+out=$("$A" apply -f "$M/absent.yaml")
+has "$out" "destroy        volume tank/gone: absent in the file"
+has "$out" "keep           volume tank/gone-s: absent in the file, but it has 2 snapshots; destroy: snapshots in the file destroys them too"
+has "$out" "keep           volume tank/gone-c: absent in the file, but its snapshots have clones (tank/gone-cc); destroy: clones in the file destroys those too"
+has "$out" "keep           volume tank/gone-h: absent in the file, but 1 of its snapshots is held; apply never releases a hold"
+has "$out" "unchanged      volume tank/never-was: absent, as the file says"
+has "$out" "shrink         volume tank/small: size 16M -> 8M"
+has "$out" "done: destroy volume tank/gone"
+has "$out" "done: shrink volume tank/small 16M -> 8M"
+"$CASK" vol get size tank/gone >/dev/null 2>&1 && fail "absent: true kept tank/gone"
+for v in gone-s gone-c gone-cc gone-h; do "$CASK" vol get size "tank/$v" >/dev/null || fail "tank/$v was destroyed"; done
+absent_yaml "    destroy: snapshots
+" "    destroy: clones
+" >"$M/absent.yaml"
+out=$("$A" apply -f "$M/absent.yaml")
+has "$out" "destroy        volume tank/gone-s: absent in the file, with its 2 snapshots"
+has "$out" "destroy        volume tank/gone-c: absent in the file, with its 1 snapshot and the clone tank/gone-cc"
+has "$out" "done: destroy volume tank/gone-c with its snapshots and their clones"
+for v in gone-s gone-c gone-cc; do "$CASK" vol get size "tank/$v" >/dev/null 2>&1 && fail "tank/$v was kept"; done
+"$CASK" vol get size tank/gone-h >/dev/null || fail "a held snapshot's volume was destroyed"
+has "$("$A" apply -f "$M/absent.yaml")" "No changes"
+# a clone the file declares cannot go with its origin; the fields are checked
+"$CASK" vol create tank/o2 --size 8M
+"$CASK" snap create tank/o2@s
+"$CASK" vol clone tank/o2@s tank/o2c
+printf 'apiVersion: cask/v1\nvolumes:\n  - name: tank/o2\n    absent: true\n    destroy: clones\n  - name: tank/o2c\n    size: 8M\n' >"$M/conflict.yaml"
+expect_fail 2 "conflict.yaml:4:5: volume tank/o2: absent with destroy: clones would destroy tank/o2c, which the file declares (line 6)" \
+  "$A" apply -f "$M/conflict.yaml"
+printf 'apiVersion: cask/v1\nvolumes:\n  - name: tank/x\n    absent: maybe\n  - name: tank/y\n    absent: true\n    size: 1G\n  - name: tank/z\n    size: 1G\n    destroy: clones\n  - name: tank/w\n    absent: true\n    destroy: everything\n' >"$M/badabsent.yaml"
+err=$("$A" apply -f "$M/badabsent.yaml" 2>&1) && fail "bad absent fields accepted"
+has "$err" "badabsent.yaml:4:13: absent: expected true or false, got a scalar 'maybe'"
+has "$err" "badabsent.yaml:7:5: volume tank/y: absent: true takes no size: (the volume is to be destroyed)"
+has "$err" "badabsent.yaml:10:5: volume tank/z: destroy: goes with absent: true"
+has "$err" "badabsent.yaml:13:14: volume tank/w: destroy: 'everything' is neither snapshots"
+"$CASK" vol destroy -R tank/o2
+"$CASK" snap release keep tank/gone-h@h
+"$CASK" vol destroy -r tank/gone-h
+"$CASK" vol destroy tank/small
 before=$(state)
 
 # ---- after a restart (pools imported again from caskd's cache): still no changes ----

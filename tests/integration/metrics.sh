@@ -188,4 +188,24 @@ up=$(curl -sf -G "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode 'query=
 stop_prom
 
 stop_caskd
+
+# ---- --metrics-max-volumes: the volume bound; what it leaves out is counted ----
+for bad in 0 65537 x; do
+  expect_fail 2 "metrics-max-volumes" "$CASKD" --state "$T/bad" --socket "$T/bad.sock" --metrics-max-volumes "$bad"
+done
+grep -q -- "--metrics-max-volumes N" <<<"$("$CASKD" --help)" || fail "caskd --help lacks --metrics-max-volumes"
+MPORT=$(free_port)
+PORT=$(free_port)
+start_caskd --metrics "127.0.0.1:$MPORT" --metrics-max-volumes 2
+URL="http://127.0.0.1:$MPORT/metrics"
+for v in a b c; do
+  "$CASK" vol create "tank/$v" --size 4M >/dev/null
+  qemu-io -f raw -c 'write 0 4k' "$NBD/tank/$v" >/dev/null
+done
+scrape >"$T/m-cap"
+check "$T/m-cap"
+shown=$(grep '^cask_volume_write_bytes_total{' "$T/m-cap" | sed 's/.*volume="\([^"]*\)".*/\1/' | sort -u | wc -l)
+[ "$shown" = 2 ] || fail "--metrics-max-volumes 2 showed $shown volumes"
+[ "$(value cask_metrics_omitted <"$T/m-cap")" = 1 ] || fail "cask_metrics_omitted is $(value cask_metrics_omitted <"$T/m-cap"), want 1"
+stop_caskd
 echo "PASS: metrics"

@@ -184,6 +184,23 @@ t_snap_exists(ce_pool *p, const char *name)
 	return t_snap_find(p, name, NULL);
 }
 
+/* The snapshot policy of p's volume vol (ce_sched_list): 1 and *out, or 0 when it has none. */
+static inline int
+t_policy_of(ce_pool *p, const char *vol, ce_sched *out)
+{
+	ce_sched_info *l;
+	size_t n;
+	OK(ce_sched_list(p, &l, &n));
+	int found = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(l[i].volume, vol) == 0) {
+			*out = l[i].policy;
+			found = 1;
+		}
+	free(l);
+	return found;
+}
+
 /* Deterministic pattern: xorshift from a seed. */
 static inline uint64_t
 t_rand(uint64_t *s)

@@ -58,9 +58,9 @@ static void
 xfer(const char *snap, const char *from, const char *target)
 {
 	buf b = { 0 };
-	ce_send_opts so = { from, NULL, NULL, NULL };
+	ce_send_opts so = { from, NULL, NULL, NULL, 0 };
 	OK(ce_send(src, snap, &so, buf_write, &b));
-	ce_recv_opts ro = { 0, NULL, NULL };
+	ce_recv_opts ro = { 0, NULL, NULL, 0, { 0 } };
 	char got[300];
 	OK(ce_recv(dst, target, &ro, buf_read, &b, got, sizeof(got)));
 	free(b.d);

@@ -20,21 +20,6 @@ recheck(ce_pool *p)
 	return p;
 }
 
-static int
-find(ce_pool *p, const char *vol, ce_sched *out)
-{
-	ce_sched_info *l;
-	size_t n;
-	OK(ce_sched_list(p, &l, &n));
-	int found = 0;
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(l[i].volume, vol) == 0) {
-			*out = l[i].policy;
-			found = 1;
-		}
-	free(l);
-	return found;
-}
 
 static size_t
 count(ce_pool *p)
@@ -79,18 +64,18 @@ main(int argc, char **argv)
 	OK(ce_sched_set(p, "db", &a));
 	OK(ce_sched_set(p, "web", &b));
 	CHECK(count(p) == 2);
-	CHECK(find(p, "db", &got) && memcmp(&got, &a, sizeof(a)) == 0);
+	CHECK(t_policy_of(p, "db", &got) && memcmp(&got, &a, sizeof(a)) == 0);
 	p = recheck(p);
 	CHECK(count(p) == 2);
-	CHECK(find(p, "db", &got) && memcmp(&got, &a, sizeof(a)) == 0);
-	CHECK(find(p, "web", &got) && memcmp(&got, &b, sizeof(b)) == 0);
+	CHECK(t_policy_of(p, "db", &got) && memcmp(&got, &a, sizeof(a)) == 0);
+	CHECK(t_policy_of(p, "web", &got) && memcmp(&got, &b, sizeof(b)) == 0);
 
 	/* replace; a rename keeps it (keyed by guid) */
 	OK(ce_sched_set(p, "db", &b));
 	OK(ce_vol_rename(p, "db", "db2"));
 	p = recheck(p);
-	CHECK(!find(p, "db", &got));
-	CHECK(find(p, "db2", &got) && memcmp(&got, &b, sizeof(b)) == 0);
+	CHECK(!t_policy_of(p, "db", &got));
+	CHECK(t_policy_of(p, "db2", &got) && memcmp(&got, &b, sizeof(b)) == 0);
 
 	/* automatic snapshots are marked, hand-made ones not, across import */
 	const char *autos[] = { "db2@auto-2026-12-01T20:15Z", "web@auto-2026-12-01T20:15Z" };
@@ -109,7 +94,7 @@ main(int argc, char **argv)
 	OK(ce_sched_set(p, "web", NULL));
 	CHECK(count(p) == 1);
 	p = recheck(p);
-	CHECK(count(p) == 1 && !find(p, "web", &got));
+	CHECK(count(p) == 1 && !t_policy_of(p, "web", &got));
 
 	/* many: three leaves of the object, then back to one (the freed leaves are accounted by check) */
 	char name[64];
@@ -123,7 +108,7 @@ main(int argc, char **argv)
 	}
 	p = recheck(p);
 	CHECK(count(p) == 301);
-	CHECK(find(p, "v299", &got) && got.every_min == 300 && got.keep == 299 && got.monthly == 299 % 3);
+	CHECK(t_policy_of(p, "v299", &got) && got.every_min == 300 && got.keep == 299 && got.monthly == 299 % 3);
 	/* a destroyed volume's policy goes with it */
 	for (int i = 0; i < 250; i++) {
 		snprintf(name, sizeof(name), "v%03d", i);
@@ -135,7 +120,7 @@ main(int argc, char **argv)
 	OK(ce_sched_set(p, "db2", &a)); /* rewrites the object without the dropped ones */
 	p = recheck(p);
 	CHECK(count(p) == 51);
-	CHECK(find(p, "v260", &got) && got.every_min == 261);
+	CHECK(t_policy_of(p, "v260", &got) && got.every_min == 261);
 	OK(ce_pool_export(p));
 	CHECK(t_debug_check(argv[0], path, NULL) == 0);
 	printf("ok\n");

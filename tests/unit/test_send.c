@@ -9,8 +9,10 @@
  * kind, a record repeated, two records swapped, a record dropped, the
  * wrong base, an unknown version, garbage, an empty stream. A refused
  * BEGIN changes nothing; later damage leaves a resumable partial receive
- * that cannot be opened and is never presented as a snapshot. cask-debug
- * check is clean on both pools at the end.
+ * that cannot be opened and is never presented as a snapshot. Snapshot
+ * policies in streams (version 2): sent, installed, kept, ignored, refused
+ * when bad (policy_streams). cask-debug check is clean on both pools at
+ * the end.
  */
 #include "t.h"
 
@@ -94,7 +96,7 @@ static buf
 send_stream(const char *snap, const char *from)
 {
 	buf b = { 0 };
-	ce_send_opts o = { from, NULL, NULL, NULL };
+	ce_send_opts o = { from, NULL, NULL, NULL, 0 };
 	OK(ce_send(src, snap, &o, buf_write, &b));
 	return b;
 }
@@ -103,7 +105,7 @@ static int
 recv_buf(const char *vol, buf *b, unsigned flags)
 {
 	char snap[300];
-	ce_recv_opts o = { flags, NULL, NULL };
+	ce_recv_opts o = { flags, NULL, NULL, 0, { 0 } };
 	b->pos = 0;
 	return ce_recv(dst, vol, &o, buf_read, b, snap, sizeof(snap));
 }
@@ -120,6 +122,186 @@ records(const buf *b, size_t *at, size_t max)
 		off += 64 + plen;
 	}
 	return n;
+}
+
+/* BEGIN's record checksum made right again after an edit of its payload. */
+static void
+reseal_begin(buf *b)
+{
+	memset(b->d + 48, 0, 16);
+	XXH3_state_t xs;
+	XXH3_128bits_reset(&xs);
+	XXH3_128bits_update(&xs, b->d, 64);
+	XXH3_128bits_update(&xs, b->d + 64, 512);
+	XXH128_hash_t h = XXH3_128bits_digest(&xs);
+	memcpy(b->d + 48, &h.low64, 8);
+	memcpy(b->d + 56, &h.high64, 8);
+}
+
+static uint32_t
+u32_at(const buf *b, size_t off)
+{
+	uint32_t v;
+	memcpy(&v, b->d + off, 4);
+	return v;
+}
+
+
+static int
+same_policy(const ce_sched *a, const ce_sched *b)
+{
+	return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+/*
+ * Snapshot policies in streams (send-stream.md 3.1): a volume with a policy
+ * sends version 2 with it, one without (or CE_SEND_NO_POLICY) version 1; a
+ * full receive installs it with the snapshot; a target with its own keeps
+ * it; CE_RECV_NO_POLICY installs nothing; a bad policy or the flag in a
+ * version 1 stream is refused before anything changes; the policy survives
+ * an export and import of the receiving pool.
+ */
+static int vol_exists(ce_pool *p, const char *name);
+static int resume(const char *vol);
+
+static void
+policy_streams(const char *pb)
+{
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	OK(ce_vol_create(src, "pv", 64 * BS, &pr));
+	ce_vol *h;
+	OK(ce_vol_open(src, "pv", &h));
+	fill(h, 0, 8, 9);
+	ce_vol_close(h);
+	const char *p1 = "pv@p1";
+	int e;
+	OK(ce_snap_create(src, &p1, 1, &e));
+	/* no policy: version 1, as before */
+	buf b1 = send_stream("pv@p1", NULL);
+	CHECK(u32_at(&b1, 64 + 8) == 1 && (u32_at(&b1, 64 + 12) & 4) == 0);
+	ce_sched pol = { 60, 4, 0, 7, 4, 6 }, got;
+	OK(ce_sched_set(src, "pv", &pol));
+	buf b2 = send_stream("pv@p1", NULL);
+	CHECK(u32_at(&b2, 64 + 8) == 2 && (u32_at(&b2, 64 + 12) & 4) != 0);
+	CHECK(u32_at(&b2, 64 + 88) == 60 && u32_at(&b2, 64 + 92) == 4 && u32_at(&b2, 64 + 100) == 7);
+	buf nb = { 0 };
+	ce_send_opts so = { NULL, NULL, NULL, NULL, CE_SEND_NO_POLICY };
+	OK(ce_send(src, "pv@p1", &so, buf_write, &nb));
+	CHECK(u32_at(&nb, 64 + 8) == 1 && nb.n == b1.n);
+	printf("policy streams: version 1 without (%zu bytes), 2 with a policy (%zu bytes)\n", b1.n, b2.n);
+
+	/* full receive: installed, with the snapshot */
+	char snap[300];
+	ce_recv_opts ro = { 0, NULL, NULL, 0, { 0 } };
+	b2.pos = 0;
+	OK(ce_recv(dst, "pa", &ro, buf_read, &b2, snap, sizeof(snap)));
+	CHECK(ro.policy_result == CE_RECV_POLICY_INSTALLED && same_policy(&ro.policy, &pol));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &pol));
+	CHECK(same(src, "pv@p1", dst, "pa@p1"));
+	/* CE_RECV_NO_POLICY: none; a version 1 stream: none */
+	ce_recv_opts rn = { CE_RECV_NO_POLICY, NULL, NULL, 0, { 0 } };
+	b2.pos = 0;
+	OK(ce_recv(dst, "pn", &rn, buf_read, &b2, snap, sizeof(snap)));
+	CHECK(rn.policy_result == CE_RECV_POLICY_IGNORED && !t_policy_of(dst, "pn", &got));
+	ce_recv_opts r1 = { 0, NULL, NULL, 0, { 0 } };
+	b1.pos = 0;
+	OK(ce_recv(dst, "p1", &r1, buf_read, &b1, snap, sizeof(snap)));
+	CHECK(r1.policy_result == CE_RECV_POLICY_NONE && !t_policy_of(dst, "p1", &got));
+
+	/* incremental onto a target with another policy: the target's is kept */
+	ce_sched mine = { 15, 8, 24, 0, 0, 0 };
+	OK(ce_sched_set(dst, "pa", &mine));
+	OK(ce_vol_open(src, "pv", &h));
+	fill(h, 3, 2, 10);
+	ce_vol_close(h);
+	const char *p2 = "pv@p2";
+	OK(ce_snap_create(src, &p2, 1, &e));
+	buf i2 = send_stream("pv@p2", "pv@p1");
+	ce_recv_opts rk = { 0, NULL, NULL, 0, { 0 } };
+	OK(ce_recv(dst, "pa", &rk, buf_read, &i2, snap, sizeof(snap)));
+	CHECK(rk.policy_result == CE_RECV_POLICY_KEPT && same_policy(&rk.policy, &pol));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &mine));
+	CHECK(same(src, "pv@p2", dst, "pa@p2"));
+	/* the same policy: nothing to do */
+	OK(ce_sched_set(dst, "pa", &pol));
+	const char *p3 = "pv@p3";
+	OK(ce_snap_create(src, &p3, 1, &e));
+	buf i3 = send_stream("pv@p3", "pv@p2");
+	ce_recv_opts rs = { 0, NULL, NULL, 0, { 0 } };
+	OK(ce_recv(dst, "pa", &rs, buf_read, &i3, snap, sizeof(snap)));
+	CHECK(rs.policy_result == CE_RECV_POLICY_SAME);
+
+	/* the target's policy took automatic snapshots after the base: refused, -F destroys them */
+	const char *autos[2] = { "pa@auto-2026-01-01T00:00Z", "pa@auto-2026-01-01T01:00Z" };
+	int errs[2];
+	OK(ce_snap_create_ex(dst, &autos[0], 1, CE_SNAP_AUTO, errs));
+	OK(ce_snap_create_ex(dst, &autos[1], 1, CE_SNAP_AUTO, errs));
+	const char *p4 = "pv@p4";
+	OK(ce_snap_create(src, &p4, 1, &e));
+	buf i4 = send_stream("pv@p4", "pv@p3");
+	CHECK_ERR(recv_buf("pa", &i4, 0), -EXDEV);
+	printf("automatic snapshots after the base: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "2 automatic snapshots") != NULL);
+	OK(recv_buf("pa", &i4, CE_RECV_FORCE));
+	CHECK(!t_snap_exists(dst, autos[0]) && !t_snap_exists(dst, autos[1]));
+	CHECK(same(src, "pv@p4", dst, "pa@p4"));
+	/* a hand-made snapshot after the base: -F does not destroy it */
+	const char *mine1 = "pa@mine";
+	OK(ce_snap_create(dst, &mine1, 1, &e));
+	OK(ce_snap_create_ex(dst, &autos[0], 1, CE_SNAP_AUTO, errs));
+	const char *p5 = "pv@p5";
+	OK(ce_snap_create(src, &p5, 1, &e));
+	buf i5 = send_stream("pv@p5", "pv@p4");
+	CHECK_ERR(recv_buf("pa", &i5, CE_RECV_FORCE), -EXDEV);
+	CHECK(t_snap_exists(dst, "pa@mine") && t_snap_exists(dst, autos[0]));
+	free(i4.d);
+	free(i5.d);
+
+	/* bad BEGINs, checksums made right: refused, nothing created */
+	buf bad = { 0 };
+	buf_write(&bad, b2.d, b2.n);
+	uint32_t zero = 0, one = 1, big = CE_SCHED_EVERY_MAX + 1;
+	memcpy(bad.d + 64 + 92, &zero, 4); /* keep 0 */
+	memcpy(bad.d + 64 + 100, &zero, 4);
+	memcpy(bad.d + 64 + 104, &zero, 4);
+	memcpy(bad.d + 64 + 108, &zero, 4); /* keeps nothing */
+	reseal_begin(&bad);
+	CHECK_ERR(recv_buf("pbad", &bad, 0), -EINVAL);
+	printf("a policy that keeps nothing: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "snapshot policy") != NULL);
+	memcpy(bad.d, b2.d, b2.n);
+	memcpy(bad.d + 64 + 88, &big, 4);
+	reseal_begin(&bad);
+	CHECK_ERR(recv_buf("pbad", &bad, 0), -EINVAL);
+	memcpy(bad.d, b2.d, b2.n);
+	memcpy(bad.d + 64 + 8, &one, 4); /* the policy flag in a version 1 stream */
+	reseal_begin(&bad);
+	CHECK_ERR(recv_buf("pbad", &bad, 0), -EINVAL);
+	printf("the policy flag in version 1: %s\n", ce_errmsg());
+	CHECK(!vol_exists(dst, "pbad"));
+	free(bad.d);
+
+	/* a receive damaged after BEGIN installs nothing; its resume does */
+	b2.limit = b2.n - 30;
+	b2.pos = 0;
+	ce_recv_opts rt = { 0, NULL, NULL, 0, { 0 } };
+	CHECK_ERR(ce_recv(dst, "pr", &rt, buf_read, &b2, snap, sizeof(snap)), -EPIPE);
+	b2.limit = 0;
+	CHECK(!t_policy_of(dst, "pr", &got));
+	OK(resume("pr"));
+	CHECK(t_policy_of(dst, "pr", &got) && same_policy(&got, &pol));
+
+	/* they travel with the pool */
+	OK(ce_pool_export(dst));
+	OK(ce_pool_import(&pb, 1, NULL, &dst));
+	CHECK(t_policy_of(dst, "pr", &got) && same_policy(&got, &pol));
+	CHECK(t_policy_of(dst, "pa", &got) && same_policy(&got, &pol));
+	CHECK(!t_policy_of(dst, "pn", &got));
+	free(b1.d);
+	free(b2.d);
+	free(nb.d);
+	free(i2.d);
+	free(i3.d);
 }
 
 static int
@@ -145,7 +327,7 @@ resume(const char *vol)
 	token_of(dst, vol, tok, sizeof(tok));
 	CHECK(tok[0] != '\0');
 	buf b = { 0 };
-	ce_send_opts o = { NULL, tok, NULL, NULL };
+	ce_send_opts o = { NULL, tok, NULL, NULL, 0 };
 	OK(ce_send(src, NULL, &o, buf_write, &b));
 	int r = recv_buf(vol, &b, 0);
 	free(b.d);
@@ -294,7 +476,7 @@ main(int argc, char **argv)
 	/* unknown version, garbage, empty: refused, nothing changes */
 	buf bad = { 0 };
 	buf_write(&bad, good.d, good.n);
-	uint32_t ver = 2;
+	uint32_t ver = 3;
 	memcpy(bad.d + 64 + 8, &ver, 4);
 	CHECK_ERR(recv_buf("r", &bad, 0), -EBADMSG); /* the record checksum covers the version */
 	printf("a changed version, checksum not fixed: %s\n", ce_errmsg());
@@ -309,7 +491,7 @@ main(int argc, char **argv)
 	memcpy(bad.d + 48, &hh.low64, 8);
 	memcpy(bad.d + 56, &hh.high64, 8);
 	CHECK_ERR(recv_buf("r", &bad, 0), -ENOTSUP);
-	printf("version 2: %s\n", ce_errmsg());
+	printf("version 3: %s\n", ce_errmsg());
 	bad.n = 0;
 	const char *junk = "this is not a stream, just some text of a reasonable length......................";
 	buf_write(&bad, junk, strlen(junk));
@@ -439,6 +621,8 @@ main(int argc, char **argv)
 	OK(recv_buf("r", &inc9, CE_RECV_FORCE));
 	CHECK(same(src, "c@s9", dst, "r@s9") && same(src, "c@s9", dst, "r"));
 	free(inc9.d);
+
+	policy_streams(pb);
 
 	ce_vol_close(v);
 	OK(ce_pool_export(src));

@@ -1,15 +1,17 @@
 /*
  * manifest.h -- loading and checking a `cask/v1` manifest (docs/manifests.md).
  *
- * manifest_load reads one YAML file with libyaml into the structures
+ * manifest_load_text reads one YAML text with libyaml into the structures
  * below and checks everything that can be checked without caskd: types,
  * unknown and duplicate fields, names, sizes, property values, policies.
  * Every problem is recorded with its position (file:line:column, 1-based)
  * and loading goes on, so that a caller reports all of them at once.
- * apply.c adds the problems that need the running state with manifest_err.
+ * apply.c (cask_apply) adds the problems that need the running state with
+ * manifest_err. Internal to libcask (lib/client); the CLI uses only
+ * cask/client.h.
  */
-#ifndef CASK_CLI_MANIFEST_H
-#define CASK_CLI_MANIFEST_H
+#ifndef CASK_CLIENT_MANIFEST_H
+#define CASK_CLIENT_MANIFEST_H
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,7 +51,12 @@ typedef struct mf_vol {
 	mf_pos prop_pos[MF_NPROPS];
 	uint32_t volblocksize;       /* 0: not given (4K) */
 	mf_policy snapshots;
+	int absent;                  /* absent: true: the volume must not exist */
+	int destroy;                 /* with absent: MF_DESTROY_* (what may go with it) */
+	int allow_shrink;            /* allowShrink: true: a smaller size shrinks it without --prune */
+	mf_pos absent_pos;
 } mf_vol;
+enum { MF_DESTROY_NONE, MF_DESTROY_SNAPSHOTS, MF_DESTROY_CLONES };
 
 typedef struct mf_error {
 	mf_pos pos;
@@ -66,11 +73,15 @@ typedef struct manifest {
 	size_t nerrs;
 } manifest;
 
-/* Load and check FILE ("-": stdin). Returns the number of errors recorded (0: usable). */
-size_t manifest_load(const char *file, manifest *m);
+/*
+ * Load and check text[0..len), called name in messages; relative vdev paths
+ * start at base_dir (NULL: the current directory). Returns the number of
+ * errors recorded (0: usable).
+ */
+size_t manifest_load_text(const char *name, const char *text, size_t len, const char *base_dir, manifest *m);
 void manifest_err(manifest *m, mf_pos pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Each error as FILE:LINE:COL: message, in file order. */
-void manifest_print_errors(manifest *m, FILE *f);
+/* The errors in file order (stable). */
+void manifest_sort_errors(manifest *m);
 void manifest_free(manifest *m);
 
 /* Sizes: bytes, or a number with K M G T P E (powers of 1024). 0, or -1 with *why set. */
@@ -78,9 +89,6 @@ int mf_parse_size(const char *s, uint64_t *out, const char **why);
 /* The shortest exact form: "20G" when it divides evenly, else bytes. */
 const char *mf_fmt_size(uint64_t v, char *buf, size_t len);
 int mf_pool_name_valid(const char *s);
-/* Durations of whole minutes: "1h30m" <-> 90 (1m .. 366d). */
-int mf_parse_every(const char *s, uint64_t *out);
-const char *mf_fmt_every(uint64_t min, char *buf, size_t len);
 /* "every 15m, keep 8, retain hourly 24, daily 7" */
 void mf_fmt_policy(const mf_policy *p, char *buf, size_t len);
 #endif

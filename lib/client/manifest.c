@@ -1,7 +1,8 @@
 /*
- * manifest.c -- read a `cask/v1` manifest (docs/manifests.md) with libyaml.
+ * manifest.c -- read a `cask/v1` manifest (docs/manifests.md) with libyaml;
+ * part of libcask (cask_apply, apply.c).
  *
- * The file is loaded as one YAML document (libyaml's node tree keeps each
+ * The text is loaded as one YAML document (libyaml's node tree keeps each
  * node's position) and walked field by field. The walk never stops at a
  * problem: each one is recorded with the position of the node it is
  * about, the field is left unset, and the walk goes on, so the caller
@@ -66,34 +67,19 @@ err_cmp(const void *a, const void *b)
 		return x->pos.line < y->pos.line ? -1 : 1;
 	if (x->pos.col != y->pos.col)
 		return x->pos.col < y->pos.col ? -1 : 1;
-	return x < y ? -1 : x > y; /* stable */
+	return 0;
 }
 
+/* The errors in file order (equal positions keep the order they were found in). */
 void
-manifest_print_errors(manifest *m, FILE *f)
+manifest_sort_errors(manifest *m)
 {
-	/* qsort is not stable; sort an index-ordered copy so equal positions keep their order */
-	mf_error *e = xcalloc(m->nerrs ? m->nerrs : 1, sizeof(*e));
-	memcpy(e, m->errs, m->nerrs * sizeof(*e));
-	size_t *order = xcalloc(m->nerrs ? m->nerrs : 1, sizeof(size_t));
-	for (size_t i = 0; i < m->nerrs; i++)
-		order[i] = i;
 	for (size_t i = 1; i < m->nerrs; i++) /* insertion sort: stable, and files have few errors */
-		for (size_t j = i; j > 0 && err_cmp(&e[order[j - 1]], &e[order[j]]) > 0; j--) {
-			size_t t = order[j];
-			order[j] = order[j - 1];
-			order[j - 1] = t;
+		for (size_t j = i; j > 0 && err_cmp(&m->errs[j - 1], &m->errs[j]) > 0; j--) {
+			mf_error t = m->errs[j];
+			m->errs[j] = m->errs[j - 1];
+			m->errs[j - 1] = t;
 		}
-	const char *name = strcmp(m->file, "-") == 0 ? "<stdin>" : m->file;
-	for (size_t i = 0; i < m->nerrs; i++) {
-		const mf_error *x = &e[order[i]];
-		if (x->pos.line > 0)
-			fprintf(f, "%s:%d:%d: %s\n", name, x->pos.line, x->pos.col, x->msg);
-		else
-			fprintf(f, "%s: %s\n", name, x->msg);
-	}
-	free(order);
-	free(e);
 }
 
 void
@@ -288,6 +274,21 @@ want_string(ld *l, const yaml_node_t *n, const char *field)
 		return NULL;
 	}
 	return sval(n);
+}
+
+/* A boolean: the plain scalars true and false only (YAML 1.1's yes/no/on/off are refused as ambiguous). */
+static int
+want_bool(ld *l, const yaml_node_t *n, const char *field, int *out)
+{
+	if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE ||
+	    (strcmp(sval(n), "true") != 0 && strcmp(sval(n), "false") != 0)) {
+		manifest_err(l->m, pos_of(n), "%s: expected true or false, got %s%s%s%s", field, what_is(n),
+		    n->type == YAML_SCALAR_NODE ? " '" : "", n->type == YAML_SCALAR_NODE ? sval(n) : "",
+		    n->type == YAML_SCALAR_NODE ? "'" : "");
+		return -1;
+	}
+	*out = strcmp(sval(n), "true") == 0;
+	return 0;
 }
 
 static int
@@ -559,57 +560,11 @@ load_props(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 }
 
 /* "15m", "1h30m", "1d": whole minutes from 1m to 366d. */
-int
-mf_parse_every(const char *s, uint64_t *out)
-{
-	uint64_t total = 0;
-	if (*s == '\0')
-		return -1;
-	while (*s) {
-		if (!isdigit((unsigned char)*s))
-			return -1;
-		uint64_t n = 0;
-		for (; isdigit((unsigned char)*s); s++) {
-			n = n * 10 + (uint64_t)(*s - '0');
-			if (n > 1000000)
-				return -1;
-		}
-		uint64_t mul = *s == 'm' ? 1 : *s == 'h' ? 60 : *s == 'd' ? 1440 : *s == 'w' ? 10080 : 0;
-		if (mul == 0)
-			return -1;
-		s++;
-		total += n * mul;
-		if (total > 366ull * 1440)
-			return -1;
-	}
-	if (total == 0)
-		return -1;
-	*out = total;
-	return 0;
-}
-
-const char *
-mf_fmt_every(uint64_t min, char *buf, size_t len)
-{
-	static const struct {
-		uint64_t m;
-		char u;
-	} units[] = { { 10080, 'w' }, { 1440, 'd' }, { 60, 'h' }, { 1, 'm' } };
-	size_t o = 0;
-	buf[0] = '\0';
-	for (size_t i = 0; i < 4 && o < len; i++)
-		if (min >= units[i].m) {
-			o += (size_t)snprintf(buf + o, len - o, "%" PRIu64 "%c", min / units[i].m, units[i].u);
-			min %= units[i].m;
-		}
-	return buf;
-}
-
 void
 mf_fmt_policy(const mf_policy *p, char *buf, size_t len)
 {
 	char e[32];
-	size_t o = (size_t)snprintf(buf, len, "every %s", mf_fmt_every(p->every_min, e, sizeof(e)));
+	size_t o = (size_t)snprintf(buf, len, "every %s", util_fmt_minutes(p->every_min, e, sizeof(e)));
 	if (p->keep && o < len)
 		o += (size_t)snprintf(buf + o, len - o, ", keep %u", p->keep);
 	const unsigned r[4] = { p->hourly, p->daily, p->weekly, p->monthly };
@@ -643,7 +598,7 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 		char f[480];
 		snprintf(f, sizeof(f), "%s: every", w);
 		const char *s = want_string(l, v[0], f);
-		if (s != NULL && mf_parse_every(s, &p->every_min) != 0)
+		if (s != NULL && util_parse_minutes(s, &p->every_min) != 0)
 			manifest_err(l->m, pos_of(v[0]), "%s: bad duration '%s' (whole minutes from 1m to "
 			    "366d, as numbers with m, h, d or w: 15m, 1h30m, 1d)", f, s);
 	}
@@ -669,16 +624,17 @@ load_policy(ld *l, const yaml_node_t *n, mf_vol *vol, const char *what)
 static void
 load_vol(ld *l, const yaml_node_t *n, size_t idx)
 {
-	static const char *const F[] = { "name", "size", "properties", "snapshots", "replicas", "consistency" };
-	yaml_node_t *v[6];
-	mf_pos kp[6];
+	static const char *const F[] = { "name", "size", "properties", "snapshots", "replicas", "consistency",
+		"absent", "destroy", "allowShrink" };
+	yaml_node_t *v[9];
+	mf_pos kp[9];
 	char what[400];
 	const char *vn = peek_name(l, n);
 	if (vn != NULL)
 		snprintf(what, sizeof(what), "volume %s", vn);
 	else
 		snprintf(what, sizeof(what), "volumes[%zu]", idx);
-	if (fields(l, n, what, F, 6, v, kp) != 0)
+	if (fields(l, n, what, F, 9, v, kp) != 0)
 		return;
 	manifest *m = l->m;
 	m->vols = xrealloc(m->vols, (m->nvols + 1) * sizeof(*m->vols));
@@ -711,7 +667,35 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 			}
 		}
 	}
-	if (v[1] == NULL) {
+	if (v[6] != NULL) {
+		vol->absent_pos = kp[6];
+		if (want_bool(l, v[6], "absent", &vol->absent) == 0 && vol->absent) {
+			/* a volume that must not exist has nothing else to say but what goes with it */
+			static const int other[] = { 1, 2, 3, 8 };
+			for (size_t k = 0; k < 4; k++)
+				if (v[other[k]] != NULL)
+					manifest_err(m, kp[other[k]], "%s: absent: true takes no %s: (the volume is to be "
+					    "destroyed)", what, F[other[k]]);
+		}
+	}
+	if (v[7] != NULL) {
+		const char *s = want_string(l, v[7], "destroy");
+		if (s != NULL && !vol->absent)
+			manifest_err(m, kp[7], "%s: destroy: goes with absent: true (what else goes when the volume is "
+			    "destroyed)", what);
+		else if (s != NULL && strcmp(s, "snapshots") == 0)
+			vol->destroy = MF_DESTROY_SNAPSHOTS;
+		else if (s != NULL && strcmp(s, "clones") == 0)
+			vol->destroy = MF_DESTROY_CLONES;
+		else if (s != NULL)
+			manifest_err(m, pos_of(v[7]), "%s: destroy: '%s' is neither snapshots (its snapshots too) nor "
+			    "clones (its snapshots, their clones and theirs too)", what, s);
+	}
+	if (v[8] != NULL && !vol->absent)
+		want_bool(l, v[8], "allowShrink", &vol->allow_shrink);
+	if (vol->absent) {
+		/* no size, properties or policy: nothing more to load */
+	} else if (v[1] == NULL) {
 		manifest_err(m, pos_of(n), "%s: size is required", what);
 	} else {
 		char w[420];
@@ -720,9 +704,9 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 		if (want_size(l, v[1], w, &vol->size) != 0)
 			vol->size = 0;
 	}
-	if (v[2] != NULL && !is_null(v[2]))
+	if (v[2] != NULL && !is_null(v[2]) && !vol->absent)
 		load_props(l, v[2], vol, what);
-	if (v[3] != NULL && !is_null(v[3])) {
+	if (v[3] != NULL && !is_null(v[3]) && !vol->absent) {
 		load_policy(l, v[3], vol, what);
 		vol->snapshots.pos = kp[3]; /* where apply's refusal points: the snapshots: key */
 	}
@@ -798,31 +782,21 @@ load_root(ld *l, yaml_node_t *root)
 }
 
 size_t
-manifest_load(const char *file, manifest *m)
+manifest_load_text(const char *name, const char *text, size_t len, const char *base_dir, manifest *m)
 {
 	memset(m, 0, sizeof(*m));
-	m->file = xstrdup(file);
+	m->file = xstrdup(name);
 	ld l = { .m = m };
-	FILE *f;
-	if (strcmp(file, "-") == 0) {
-		f = stdin;
-		if (getcwd(l.dir, sizeof(l.dir)) == NULL)
+	if (base_dir == NULL || realpath(base_dir, l.dir) == NULL) {
+		if (base_dir != NULL)
+			snprintf(l.dir, sizeof(l.dir), "%s", base_dir);
+		else if (getcwd(l.dir, sizeof(l.dir)) == NULL)
 			snprintf(l.dir, sizeof(l.dir), ".");
-	} else {
-		f = fopen(file, "r");
-		if (f == NULL) {
-			manifest_err(m, (mf_pos){ 0, 0 }, "cannot open: %s", strerror(errno));
-			return m->nerrs;
-		}
-		char *copy = xstrdup(file), *d = dirname(copy);
-		if (realpath(d, l.dir) == NULL)
-			snprintf(l.dir, sizeof(l.dir), "%s", d);
-		free(copy);
 	}
 	yaml_parser_t parser;
 	yaml_document_t doc;
 	yaml_parser_initialize(&parser);
-	yaml_parser_set_input_file(&parser, f);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		mf_pos pos = { (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1 };
 		if (parser.context != NULL)
@@ -853,7 +827,5 @@ manifest_load(const char *file, manifest *m)
 	}
 out:
 	yaml_parser_delete(&parser);
-	if (f != stdin)
-		fclose(f);
 	return m->nerrs;
 }
