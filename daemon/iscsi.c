@@ -190,6 +190,18 @@ target_name_of(const char *export_name, char *out, size_t n)
 	return k > 223 ? -1 : 0;
 }
 
+int
+iscsi_target_name(const char *export_name, char *out, size_t n)
+{
+	return target_name_of(export_name, out, n);
+}
+
+const char *
+iscsi_state_dir(void)
+{
+	return state_dir;
+}
+
 /* Find the export of a target name; 0, -ENOENT, or -EEXIST (two exports map to it). */
 static int
 target_lookup(const char *tname, char *export_out, size_t n)

@@ -443,6 +443,37 @@ typedef struct cask_repl_status {
 /* The controller's view of a replicated volume this caskd controls (NOT_REPLICATED otherwise). */
 int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
 
+/*
+ * (CASK_1.1, feature "iscsi.config") The iSCSI target's configuration
+ * (docs/iscsi.md §14): per volume POOL/VOL (target NULL: the daemon-wide
+ * entry) an ACL, a CHAP policy, a block size and CHAP secrets. Applies to
+ * the next login. Secrets are sent only by cask_iscsi_chap_set and never
+ * returned: cask_iscsi_config says whether one is set.
+ */
+/* property "acl" ("IQN[,IQN...]", a '*' at the end matches a prefix; "*" any),
+ * "auth" (default|none|chap|mutual), "blocksize" (512|4096); value NULL: the default. */
+int cask_iscsi_set(cask_client *c, const char *target, const char *property, const char *value);
+/* user+secret and/or mutual_user+mutual_secret (NULL: leave that pair as it is); secrets 12..255 bytes. */
+int cask_iscsi_chap_set(cask_client *c, const char *target, const char *user, const char *secret,
+    const char *mutual_user, const char *mutual_secret);
+/* Remove the secrets (mutual: only the mutual pair). */
+int cask_iscsi_chap_unset(cask_client *c, const char *target, int mutual);
+#define CASK_ISCSI_ACL_MAX 32
+typedef struct cask_iscsi_entry {
+	char target[256];            /* POOL/VOL; "" for the daemon-wide entry */
+	char iqn[256];               /* its target name ("" for the daemon-wide entry) */
+	char auth[16];               /* default, none, chap, mutual */
+	char acl[CASK_ISCSI_ACL_MAX][224];
+	unsigned nacl;               /* 1 with acl[0] "*": any initiator */
+	unsigned blocksize;          /* 0 for the daemon-wide entry */
+	char chap_user[256];         /* "" none */
+	int chap_secret;             /* whether a secret is set */
+	char mutual_user[256];
+	int mutual_secret;
+} cask_iscsi_entry;
+/* The daemon-wide entry first, then each configured volume. */
+int cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif
