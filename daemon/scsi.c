@@ -87,7 +87,9 @@ struct scsi_lu {
 	uint32_t prgen;
 	int pr_type;             /* 0: none */
 	scsi_nexus *pr_holder;   /* NULL for the all-registrants types */
-	int aptpl;
+	int aptpl;               /* the PR state is kept in the pool (PTPL_A) */
+	int is_snap;             /* a snapshot's LU: APTPL refused (PTPL_C 0) */
+	pthread_mutex_t save_lock; /* one pr_persist at a time, each writing the newest state */
 	/* COMPARE AND WRITE / OR WRITE run one at a time per LU (their read-modify-write) */
 	int rmw_busy;
 	scsi_cmd *rmw_head, *rmw_tail;
@@ -259,6 +261,9 @@ find_guids(ce_pool *p, void *arg)
 	return 0;
 }
 
+static void pr_restore(scsi_lu *lu);
+static void pr_keep(scsi_lu *lu);
+
 scsi_lu *
 scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 {
@@ -294,6 +299,9 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 	reg_with_pool(pool, find_guids, &q);
 	lu->pool_guid = q.pool_guid;
 	lu->ds_guid = q.ds_guid;
+	lu->is_snap = strchr(export_name, '@') != NULL;
+	pthread_mutex_init(&lu->save_lock, NULL);
+	pr_restore(lu);
 	pthread_mutex_lock(&lus_lock);
 	/* another session may have opened it meanwhile: share that one */
 	for (scsi_lu *o = lus; o; o = o->next) {
@@ -301,6 +309,12 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 			o->refs++;
 			pthread_mutex_unlock(&lus_lock);
 			vio_close(v);
+			while (lu->nexuses) {
+				scsi_nexus *n = lu->nexuses;
+				lu->nexuses = n->next;
+				free(n);
+			}
+			pthread_mutex_destroy(&lu->save_lock);
 			pthread_mutex_destroy(&lu->lock);
 			free(lu);
 			return o;
@@ -330,11 +344,13 @@ scsi_lu_put(scsi_lu *lu)
 	}
 	pthread_mutex_unlock(&lus_lock);
 	vio_close(lu->vol);
+	pr_keep(lu);
 	while (lu->nexuses) {
 		scsi_nexus *n = lu->nexuses;
 		lu->nexuses = n->next;
 		free(n);
 	}
+	pthread_mutex_destroy(&lu->save_lock);
 	pthread_mutex_destroy(&lu->lock);
 	free(lu);
 }
@@ -1842,7 +1858,7 @@ exec_rstmf(scsi_cmd *c)
 	finish(c);
 }
 
-/* ---- persistent reservations (in memory; APTPL is refused, see docs/iscsi.md "As built") ---- */
+/* ---- persistent reservations (shared by every nexus; with APTPL kept in the pool, below) ---- */
 enum { PRT_WE = 1, PRT_EA = 3, PRT_WERO = 5, PRT_EARO = 6, PRT_WEAR = 7, PRT_EAAR = 8 };
 
 static int
@@ -1859,6 +1875,268 @@ static int
 pr_valid_type(int t)
 {
 	return t == 1 || t == 3 || t == 5 || t == 6 || t == 7 || t == 8;
+}
+
+
+/*
+ * ---- keeping the PR state: across the LU's close (memory) and, with
+ * APTPL, in the pool (the dataset attribute object, namespace
+ * CE_ATTR_NS_ISCSI_PR; docs/on-disk-format.md §4.9) ----
+ *
+ * The state is serialized to attribute records: key 1 once (u32
+ * PRgeneration, u8 type, u8 APTPL, u16 the holder's index among the key-2
+ * records or 0xffff), key 2 per registration (u64 key, u16 N, N bytes of
+ * the initiator port name). The same records are kept in memory when the
+ * last session of an LU ends (a registration outlives its I_T nexus, SPC-4
+ * §5.14.3) and written to the pool while APTPL is set; an LU opening takes
+ * the memory copy, else the pool's.
+ */
+enum { PRA_STATE = 1, PRA_REG = 2 };
+#define PRA_NOHOLDER 0xffffu
+
+typedef struct pr_kept {
+	struct pr_kept *next;
+	uint64_t pool_guid, ds_guid;
+	ce_attr *a;
+	size_t n;
+} pr_kept;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static pr_kept *kept;
+
+/* The LU's PR state as records (lu->lock held); *n 0 when there is nothing to keep. */
+static ce_attr *
+pr_serialize_locked(scsi_lu *lu, size_t *n)
+{
+	size_t nreg = 0;
+	for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+		nreg += x->registered;
+	*n = 0;
+	if (nreg == 0 && lu->prgen == 0 && !lu->aptpl)
+		return NULL;
+	ce_attr *a = xcalloc(1 + nreg, sizeof(*a));
+	size_t k = 1;
+	uint16_t holder = PRA_NOHOLDER;
+	for (scsi_nexus *x = lu->nexuses; x && k <= CE_ATTR_MAX - 1; x = x->next) {
+		if (!x->registered)
+			continue;
+		size_t pl = strnlen(x->port, 480);
+		if (lu->pr_type != 0 && !pr_all_reg(lu->pr_type) && lu->pr_holder == x)
+			holder = (uint16_t)(k - 1);
+		a[k].key = PRA_REG;
+		a[k].len = (uint16_t)(10 + pl);
+		p64(a[k].val, x->key);
+		p16(a[k].val + 8, (uint16_t)pl);
+		memcpy(a[k].val + 10, x->port, pl);
+		k++;
+	}
+	a[0].key = PRA_STATE;
+	a[0].len = 16;
+	p32(a[0].val, lu->prgen);
+	a[0].val[4] = (uint8_t)lu->pr_type;
+	a[0].val[5] = (uint8_t)(lu->aptpl != 0);
+	p16(a[0].val + 6, holder);
+	*n = k;
+	return a;
+}
+
+/* Rebuild the state from records (before the LU is shared); 0, or -1 if they make no sense. */
+static int
+pr_deserialize(scsi_lu *lu, const ce_attr *a, size_t n)
+{
+	if (n == 0 || a[0].key != PRA_STATE || a[0].len < 8)
+		return -1;
+	int type = a[0].val[4];
+	uint16_t holder = g16(a[0].val + 6);
+	if (type != 0 && !pr_valid_type(type))
+		return -1;
+	scsi_nexus *hold = NULL, **tail = &lu->nexuses;
+	for (size_t i = 1; i < n; i++) {
+		uint16_t pl = a[i].len >= 10 ? g16(a[i].val + 8) : 0;
+		if (a[i].key != PRA_REG || a[i].len < 10 || pl == 0 || pl > 480 || (size_t)pl + 10 > a[i].len)
+			return -1;
+		scsi_nexus *x = xcalloc(1, sizeof(*x));
+		x->lu = lu;
+		memcpy(x->port, a[i].val + 10, pl);
+		x->port[pl] = '\0';
+		x->registered = 1;
+		x->key = g64(a[i].val);
+		*tail = x; /* in the stored order (READ KEYS lists them so) */
+		tail = &x->next;
+		if (holder == i - 1)
+			hold = x;
+	}
+	if (type != 0 && !pr_all_reg(type) && hold == NULL)
+		return -1;
+	if (type != 0 && pr_all_reg(type) && n < 2)
+		return -1;
+	lu->prgen = g32(a[0].val);
+	lu->pr_type = type;
+	lu->pr_holder = pr_all_reg(type) ? NULL : hold;
+	lu->aptpl = a[0].val[5] != 0;
+	return 0;
+}
+
+static void
+pr_clear_nexuses(scsi_lu *lu)
+{
+	while (lu->nexuses) {
+		scsi_nexus *x = lu->nexuses;
+		lu->nexuses = x->next;
+		free(x);
+	}
+	lu->prgen = 0;
+	lu->pr_type = 0;
+	lu->pr_holder = NULL;
+	lu->aptpl = 0;
+}
+
+typedef struct pr_load_q {
+	const char *vol;
+	ce_attr *a;
+	size_t n;
+} pr_load_q;
+
+static int
+pr_load_cb(ce_pool *p, void *arg)
+{
+	pr_load_q *q = arg;
+	return ce_attr_get(p, q->vol, CE_ATTR_NS_ISCSI_PR, &q->a, &q->n);
+}
+
+static void
+pr_restore(scsi_lu *lu)
+{
+	if (lu->ds_guid == 0)
+		return;
+	pthread_mutex_lock(&kept_lock);
+	for (pr_kept *k = kept; k; k = k->next)
+		if (k->pool_guid == lu->pool_guid && k->ds_guid == lu->ds_guid) {
+			if (pr_deserialize(lu, k->a, k->n) != 0)
+				pr_clear_nexuses(lu);
+			pthread_mutex_unlock(&kept_lock);
+			return;
+		}
+	pthread_mutex_unlock(&kept_lock);
+	if (lu->is_snap)
+		return;
+	char pool[128];
+	const char *slash = strchr(lu->name, '/');
+	if (slash == NULL)
+		return;
+	snprintf(pool, sizeof(pool), "%.*s", (int)(slash - lu->name), lu->name);
+	pr_load_q q = { slash + 1, NULL, 0 };
+	if (reg_with_pool(pool, pr_load_cb, &q) == 0 && q.n > 0) {
+		if (pr_deserialize(lu, q.a, q.n) != 0) {
+			pr_clear_nexuses(lu);
+			log_err("scsi %s: the persistent reservation kept in the pool is damaged; not restored", lu->name);
+		} else {
+			log_info("scsi %s: persistent reservations restored from the pool (APTPL): generation %u, type %d",
+			    lu->name, lu->prgen, lu->pr_type);
+		}
+	}
+	free(q.a);
+}
+
+/* The last session of the LU ended: keep its PR state in memory for the next open. */
+static void
+pr_keep(scsi_lu *lu)
+{
+	if (lu->ds_guid == 0)
+		return;
+	size_t n;
+	ce_attr *a = pr_serialize_locked(lu, &n); /* the LU is no longer shared */
+	pthread_mutex_lock(&kept_lock);
+	pr_kept **pp = &kept;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->pool_guid == lu->pool_guid && (*pp)->ds_guid == lu->ds_guid)
+			break;
+	if (*pp == NULL && n > 0) {
+		*pp = xcalloc(1, sizeof(**pp));
+		(*pp)->pool_guid = lu->pool_guid;
+		(*pp)->ds_guid = lu->ds_guid;
+	}
+	if (*pp != NULL) {
+		pr_kept *k = *pp;
+		free(k->a);
+		k->a = a;
+		k->n = n;
+		a = NULL;
+		if (n == 0) {
+			*pp = k->next;
+			free(k);
+		}
+	}
+	pthread_mutex_unlock(&kept_lock);
+	free(a);
+}
+
+typedef struct pr_save_q {
+	const char *vol;
+	ce_attr *a;
+	size_t n;
+} pr_save_q;
+
+static int
+pr_save_cb(ce_pool *p, void *arg)
+{
+	pr_save_q *q = arg;
+	return ce_attr_replace(p, q->vol, CE_ATTR_NS_ISCSI_PR, q->a, q->n);
+}
+
+/*
+ * Write the LU's newest PR state to the pool (APTPL set), or remove it
+ * (APTPL cleared), then complete the command: GOOD only once the txg holding
+ * it committed. Runs on its own thread (a commit takes a txg; the
+ * connection's loop must not wait for it), holding an LU reference.
+ */
+static void *
+pr_persist_thread(void *arg)
+{
+	scsi_cmd *c = arg;
+	scsi_lu *lu = LU(c);
+	pthread_mutex_lock(&lu->save_lock);
+	pthread_mutex_lock(&lu->lock);
+	size_t n = 0;
+	ce_attr *a = lu->aptpl ? pr_serialize_locked(lu, &n) : NULL;
+	pthread_mutex_unlock(&lu->lock);
+	char pool[128];
+	const char *slash = strchr(lu->name, '/');
+	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - lu->name) : 0, lu->name);
+	pr_save_q q = { slash ? slash + 1 : lu->name, a, n };
+	int err = reg_with_pool(pool, pr_save_cb, &q);
+	pthread_mutex_unlock(&lu->save_lock);
+	free(a);
+	if (err != 0) {
+		log_err("scsi %s: cannot keep the persistent reservation in the pool: %s", lu->name, err_get());
+		scsi_set_sense(c, SK_HARDWARE_ERROR, 0x44, 0x00);
+	}
+	finish(c);
+	scsi_lu_put(lu);
+	return NULL;
+}
+
+/* Complete a PROUT that changed the state: through the pool when APTPL is or was set. */
+static void
+pr_done(scsi_cmd *c, int was_aptpl)
+{
+	scsi_lu *lu = LU(c);
+	if (!was_aptpl && !lu->aptpl)
+		return finish(c);
+	pthread_mutex_lock(&lus_lock);
+	lu->refs++;
+	pthread_mutex_unlock(&lus_lock);
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, pr_persist_thread, c) != 0) {
+		pthread_attr_destroy(&at);
+		scsi_lu_put(lu);
+		log_err("scsi %s: no thread to keep the persistent reservation", lu->name);
+		scsi_set_sense(c, SK_HARDWARE_ERROR, 0x44, 0x00);
+		return finish(c);
+	}
+	pthread_attr_destroy(&at);
 }
 
 static int
@@ -1909,8 +2187,8 @@ exec_prin(scsi_cmd *c)
 	case 2:
 		memset(d, 0, 8);
 		p16(d, 8);
-		d[2] = 0x10 | 0x04; /* CRH, ATP_C */
-		d[3] = 0x80 | 0x10; /* TMV, ALLOW COMMANDS 001b */
+		d[2] = 0x10 | 0x04 | (lu->is_snap ? 0 : 0x01); /* CRH, ATP_C, PTPL_C (not on a snapshot) */
+		d[3] = 0x80 | 0x10 | (lu->aptpl ? 0x01 : 0); /* TMV, ALLOW COMMANDS 001b, PTPL_A */
 		d[4] = 0x80 | 0x20 | 0x08 | 0x02; /* WR_EX_AR, EX_AC_RO, WR_EX_RO... */
 		d[4] = 0xea; /* EX_AC_RO(7) WR_EX_RO(6) EX_AC(5) WR_EX(3) ... per SPC-4 bits */
 		d[4] = (uint8_t)((1 << 7) | (1 << 6) | (1 << 5) | (1 << 3) | (1 << 1));
@@ -2024,11 +2302,12 @@ exec_prout(scsi_cmd *c)
 		bad_param(c, 20, 3);
 		return finish(c);
 	}
-	if (aptpl) {
-		bad_param(c, 20, 0); /* PTPL_C=0: persisting needs the on-disk attribute object (not built) */
+	if (aptpl && lu->is_snap) {
+		bad_param(c, 20, 0); /* PTPL_C=0 on a snapshot: nothing of it is written to the pool */
 		return finish(c);
 	}
 	pthread_mutex_lock(&lu->lock);
+	int was_aptpl = lu->aptpl;
 	if (lu->spc2 != NULL && lu->spc2 != me) {
 		c->status = SCSI_RESV_CONFLICT;
 		goto out;
@@ -2057,6 +2336,7 @@ exec_prout(scsi_cmd *c)
 				me->key = sark;
 			lu->prgen++;
 		}
+		lu->aptpl = aptpl; /* SPC-4 5.14.5: the last REGISTER's APTPL bit decides */
 		break;
 	case 1: /* RESERVE */
 		if (!me->registered) {
@@ -2153,8 +2433,11 @@ exec_prout(scsi_cmd *c)
 		bad_cdb(c, 1, 4);
 		break;
 	}
-out:
+out:;
+	int changed = c->status == SCSI_GOOD && c->sense_len == 0;
 	pthread_mutex_unlock(&lu->lock);
+	if (changed)
+		return pr_done(c, was_aptpl);
 	finish(c);
 }
 

@@ -27,6 +27,7 @@
 #include "mos.h"
 #include "prop.h"
 #include "sched_policy.h"
+#include "attr.h"
 #include "send.h"
 #include "snap.h"
 #include "txg.h"
@@ -349,6 +350,8 @@ vol_load_all(ce_pool *p)
 	if (lerr == 0)
 		lerr = sched_load(p);
 	if (lerr == 0)
+		lerr = attr_load(p);
+	if (lerr == 0)
 		lerr = recv_table_load(p);
 	return lerr != 0 ? lerr : repl_load(p);
 }
@@ -432,6 +435,8 @@ vol_reload_all(ce_pool *p)
 		lerr = hold_load(p);
 	if (lerr == 0)
 		lerr = sched_load(p);
+	if (lerr == 0)
+		lerr = attr_load(p);
 	if (lerr == 0)
 		lerr = recv_table_load(p);
 	return lerr != 0 ? lerr : repl_load(p);

@@ -28,6 +28,7 @@
 #include "pool_impl.h"
 #include "pool_sync.h"
 #include "sched_policy.h"
+#include "attr.h"
 #include "txg.h"
 #include "uberblock.h"
 #include "util.h"
@@ -127,6 +128,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	htab_init(&p->vol_names);
 	tree_init(&p->sh_tree, BP_HOLDS, 1);
 	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
+	tree_init(&p->at_tree, BP_ATTR, 1);  /* nor an attribute object (attr_load) */
 	pthread_mutex_init(&p->faults.lock, NULL);
 	return p;
 }
@@ -140,6 +142,7 @@ pool_free(ce_pool *p)
 	pool_sync_fini(p);
 	hold_fini(p);
 	sched_fini(p);
+	attr_fini(p);
 	repl_pool_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);

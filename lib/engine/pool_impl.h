@@ -132,6 +132,15 @@ struct ce_pool {
 	sched_phys *sc_sync;
 	size_t nscsync, capscsync;
 	int sc_dirty;             /* sc_sync changed: this txg's sched_sync rewrites the object */
+
+	/* dataset attributes (attr.c; pool->lock), and as of the txg being synced (its sync task) */
+	attr_phys *at;
+	size_t nat, capat;
+	cowtree at_tree;
+	uint64_t at_disk_leaves;  /* leaves the object had when last written */
+	attr_phys *at_sync;
+	size_t natsync, capatsync;
+	int at_dirty;             /* at_sync changed: this txg's attr_sync rewrites the object */
 	/*
 	 * The replica object (repl.c), touched by the sync thread only (and
 	 * by import): rp_buf is the object as of the txg syncing, rp_dirty
