@@ -297,10 +297,11 @@ int ce_sched_list(ce_pool *p, ce_sched_info **out, size_t *count);
  */
 #define CE_ATTR_NS_ISCSI_PR 1u
 #define CE_ATTR_MAX 256u            /* records per volume and namespace */
+#define CE_ATTR_VALUE_MAX 496u      /* bytes of one record's value */
 typedef struct ce_attr {
 	uint16_t key;
-	uint16_t len;                   /* 0 .. 496 */
-	uint8_t val[496];
+	uint16_t len;                   /* 0 .. CE_ATTR_VALUE_MAX */
+	uint8_t val[CE_ATTR_VALUE_MAX];
 } ce_attr;
 int ce_attr_replace(ce_pool *p, const char *vol, uint16_t ns, const ce_attr *a, size_t n);
 int ce_attr_get(ce_pool *p, const char *vol, uint16_t ns, ce_attr **out, size_t *count);

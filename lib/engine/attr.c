@@ -35,11 +35,14 @@
 #include "attr.h"
 #include "mos.h"
 #include "pool_sync.h"
+#include "recobj.h"
 #include "util.h"
 #include "vol.h"
 
 #include <errno.h>
 #include <string.h>
+
+_Static_assert(CE_ATTR_VALUE_MAX == CE_ATTR_VAL_MAX, "ce_attr holds a whole attr_phys value");
 
 #define ATTR_PER_LEAF (CE_META_BLOCK / sizeof(attr_phys)) /* 32 */
 
@@ -63,11 +66,7 @@ attr_fini(ce_pool *p)
 static void
 attr_put(attr_phys **a, size_t *n, size_t *cap, const attr_phys *r)
 {
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 16;
-		*a = xrealloc(*a, *cap * sizeof(attr_phys));
-	}
-	(*a)[(*n)++] = *r;
+	recs_put((void **)a, n, cap, r, sizeof(*r));
 }
 
 static int
@@ -87,19 +86,6 @@ attr_drop(attr_phys *a, size_t *n, uint64_t guid, uint16_t ns)
 	*n = k;
 }
 
-/* The volume (not a snapshot) with this guid not destroyed by txg t, or NULL (pool->lock held). */
-static volume *
-vol_at(ce_pool *p, uint64_t guid, uint64_t t)
-{
-	ASSERT_HELD(&p->lock);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
-		if (v->guid == guid && !v->is_snap && !vol_destroyed_by(v, t))
-			return v;
-	}
-	return NULL;
-}
-
 /* At import and clear, after the datasets. */
 int
 attr_load(ce_pool *p)
@@ -111,21 +97,12 @@ attr_load(ce_pool *p)
 	p->at_dirty = 0;
 	if (mos_hdr(p)->mh_version < FMT_V_ISCSI)
 		return 0; /* older pools have zeros there (never written) */
-	if (!bp_is_hole(&ma->ma_root)) {
-		p->at_tree.levels = ma->ma_levels ? ma->ma_levels : 1;
-		p->at_tree.root = ma->ma_root;
-	}
-	if (ma->ma_count == 0)
-		return 0;
-	uint64_t n = ma->ma_count, nleaves = (n + ATTR_PER_LEAF - 1) / ATTR_PER_LEAF;
-	if (ma->ma_levels == 0 || ma->ma_levels > 8 || nleaves > cowtree_capacity(ma->ma_levels))
-		return err_set(-EIO, "pool %s: the attribute object is damaged", p->name);
-	attr_phys *buf = xmalloc(nleaves * CE_META_BLOCK);
-	int err = mos_read_object(p, &p->at_tree, (uint8_t *)buf, nleaves);
-	if (err != 0) {
-		free(buf);
-		return err_set(err, "pool %s: cannot read the attribute object", p->name);
-	}
+	uint64_t n = ma->ma_count, nleaves;
+	attr_phys *buf;
+	int err = recobj_read(p, &p->at_tree, &ma->ma_root, ma->ma_levels, n, sizeof(attr_phys),
+	    "attribute object", (void **)&buf, &nleaves);
+	if (err != 0 || n == 0)
+		return err;
 	p->at_disk_leaves = nleaves;
 	pthread_mutex_lock(&p->lock); /* the directory's lock (the sync thread is stopped) */
 	for (uint64_t i = 0; i < n; i++) {
@@ -135,7 +112,7 @@ attr_load(ce_pool *p)
 			attr_fini(p);
 			return err_set(-EIO, "pool %s: attribute record %llu is damaged", p->name, (unsigned long long)i);
 		}
-		if (vol_at(p, buf[i].at_ds_guid, UINT64_MAX) == NULL) {
+		if (recobj_vol_at(p, buf[i].at_ds_guid, UINT64_MAX) == NULL) {
 			p->at_dirty = 1; /* its volume is gone: rewritten without it at the next commit */
 			continue;
 		}
@@ -179,26 +156,14 @@ attr_sync(ce_pool *p, uint64_t t)
 	uint64_t n = 0;
 	pthread_mutex_lock(&p->lock); /* destroy_txg: open context may be destroying one in t + 1 */
 	for (size_t i = 0; i < p->natsync; i++)
-		if (vol_at(p, p->at_sync[i].at_ds_guid, t) != NULL) /* invariant 1 */
+		if (recobj_vol_at(p, p->at_sync[i].at_ds_guid, t) != NULL) /* invariant 1 */
 			((attr_phys *)buf)[n++] = p->at_sync[i];
 	pthread_mutex_unlock(&p->lock);
 	p->at_dirty = 0;
-
-	uint64_t nleaves = (n + ATTR_PER_LEAF - 1) / ATTR_PER_LEAF;
-	uint8_t *dirty = xmalloc(nleaves ? nleaves : 1);
-	memset(dirty, 1, nleaves ? nleaves : 1);
-	int err = 0, did = 0;
-	if (nleaves > 0)
-		err = mos_sync_object(p, &p->at_tree, t, buf, dirty, nleaves, BP_ATTR, &did);
-	if (err == 0 && p->at_disk_leaves > nleaves) {
-		ct_acct acct = { 0 };
-		err = cowtree_free_range(p, &p->at_tree, t, nleaves, p->at_disk_leaves, &acct);
-	}
-	free(dirty);
+	int err = recobj_write(p, &p->at_tree, &p->at_disk_leaves, t, buf, n, sizeof(attr_phys), BP_ATTR);
 	free(buf);
 	if (err != 0)
 		return err;
-	p->at_disk_leaves = nleaves;
 	if (n == 0 && mos_hdr(p)->mh_version < FMT_V_ISCSI)
 		return 0; /* never used here: the header block keeps its zeros (invariant 5) */
 	mos_attr_phys *ma = attr_root(p);
