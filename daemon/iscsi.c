@@ -442,7 +442,9 @@ struct iconn {
 	int auth;               /* required: AUTH_* */
 	int chap_state;         /* 0 none, 1 CHAP chosen, 2 challenge sent, 3 done */
 	int auth_method_done;
-	uint8_t chap_id, chap_chal[16];
+	uint8_t chap_id, chap_chal[32];
+	int chap_alg;           /* CHAP_A chosen: 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256 */
+	unsigned chap_len;      /* its digest size, and the challenge's */
 	char initiator[224], target[256], export_name[512], alias[520];
 	char *ltext;            /* login text accumulated over C PDUs */
 	uint32_t ltext_len;
@@ -692,12 +694,27 @@ bindec(const char *s, uint8_t *out, size_t max, size_t *n)
 	return -1;
 }
 
+/* The digest of CHAP_A value alg (RFC 1994 MD5; SHA-1, SHA-256 and SHA3-256 as open-iscsi, LIO
+ * and SCST number them: 6, 7, 8), or NULL for one cask does not do. */
+static const EVP_MD *
+chap_md(int alg)
+{
+	switch (alg) {
+	case 5: return EVP_md5();
+	case 6: return EVP_sha1();
+	case 7: return EVP_sha256();
+	case 8: return EVP_sha3_256();
+	}
+	return NULL;
+}
+
+/* out = H(id || secret || challenge), EVP_MD_size(chap_md(alg)) bytes (at most 32). */
 static void
-chap_md5(uint8_t id, const char *secret, const uint8_t *chal, size_t cl, uint8_t out[16])
+chap_hash(int alg, uint8_t id, const char *secret, const uint8_t *chal, size_t cl, uint8_t out[32])
 {
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
-	unsigned ol = 16;
-	EVP_DigestInit_ex(m, EVP_md5(), NULL);
+	unsigned ol = 32;
+	EVP_DigestInit_ex(m, chap_md(alg), NULL);
 	EVP_DigestUpdate(m, &id, 1);
 	EVP_DigestUpdate(m, secret, strlen(secret));
 	EVP_DigestUpdate(m, chal, cl);
@@ -755,25 +772,30 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 			login_fail(ic, 0x0200, "CHAP_A outside the CHAP exchange");
 			return -1;
 		}
-		int ok = 0;
+		int alg = 0; /* the first of the initiator's that cask does */
 		char list[256];
 		snprintf(list, sizeof(list), "%s", chap_a);
-		for (char *sv, *m = strtok_r(list, ",", &sv); m; m = strtok_r(NULL, ",", &sv))
-			ok |= strcmp(m, "5") == 0;
-		if (!ok) {
+		for (char *sv, *m = strtok_r(list, ",", &sv); m && !alg; m = strtok_r(NULL, ",", &sv)) {
+			uint64_t a;
+			if (parse_num(m, 5, 8, &a) == 0 && chap_md((int)a) != NULL)
+				alg = (int)a;
+		}
+		if (!alg) {
 			tb_add(t, "CHAP_A", "Reject");
-			login_fail(ic, 0x0201, "no CHAP algorithm in common (MD5 only)");
+			login_fail(ic, 0x0201, "no CHAP algorithm in common (cask: 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256)");
 			return -1;
 		}
+		ic->chap_alg = alg;
+		ic->chap_len = (unsigned)EVP_MD_size(chap_md(alg));
 		uint8_t idb;
-		if (getrandom(&idb, 1, 0) != 1 || getrandom(ic->chap_chal, 16, 0) != 16) {
+		if (getrandom(&idb, 1, 0) != 1 || getrandom(ic->chap_chal, ic->chap_len, 0) != (ssize_t)ic->chap_len) {
 			login_fail(ic, 0x0300, "no random bytes");
 			return -1;
 		}
 		ic->chap_id = idb;
-		char hx[40];
-		hexenc(ic->chap_chal, 16, hx);
-		tb_add(t, "CHAP_A", "5");
+		char hx[72];
+		hexenc(ic->chap_chal, ic->chap_len, hx);
+		tb_addu(t, "CHAP_A", (unsigned)alg);
 		tb_addu(t, "CHAP_I", idb);
 		tb_add(t, "CHAP_C", hx);
 		ic->chap_state = 2;
@@ -787,14 +809,14 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 			login_fail(ic, 0x0201, "unknown CHAP user or no secret configured");
 			return -1;
 		}
-		uint8_t resp[16], want[16];
+		uint8_t resp[32], want[32];
 		size_t rl;
-		if (bindec(chap_r, resp, sizeof(resp), &rl) != 0 || rl != 16) {
+		if (bindec(chap_r, resp, sizeof(resp), &rl) != 0 || rl != ic->chap_len) {
 			login_fail(ic, 0x0201, "malformed CHAP_R");
 			return -1;
 		}
-		chap_md5(ic->chap_id, ic->tc.secret, ic->chap_chal, 16, want);
-		if (CRYPTO_memcmp(resp, want, 16) != 0) {
+		chap_hash(ic->chap_alg, ic->chap_id, ic->tc.secret, ic->chap_chal, ic->chap_len, want);
+		if (CRYPTO_memcmp(resp, want, ic->chap_len) != 0) {
 			login_fail(ic, 0x0201, "CHAP response does not match");
 			return -1;
 		}
@@ -807,7 +829,7 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 				login_fail(ic, 0x0201, "malformed mutual CHAP challenge");
 				return -1;
 			}
-			if (c2l == 16 && memcmp(c2, ic->chap_chal, 16) == 0) {
+			if (c2l == ic->chap_len && memcmp(c2, ic->chap_chal, c2l) == 0) {
 				login_fail(ic, 0x0201, "reflected CHAP challenge");
 				return -1;
 			}
@@ -815,10 +837,10 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 				login_fail(ic, 0x0201, "mutual CHAP asked, no target secret configured");
 				return -1;
 			}
-			uint8_t r2[16];
-			chap_md5((uint8_t)id2, ic->tc.msecret, c2, c2l, r2);
-			char hx[40];
-			hexenc(r2, 16, hx);
+			uint8_t r2[32];
+			chap_hash(ic->chap_alg, (uint8_t)id2, ic->tc.msecret, c2, c2l, r2);
+			char hx[72];
+			hexenc(r2, ic->chap_len, hx);
 			tb_add(t, "CHAP_N", ic->tc.muser[0] ? ic->tc.muser : ic->target);
 			tb_add(t, "CHAP_R", hx);
 		} else if (ic->auth == AUTH_MUTUAL) {
@@ -1170,10 +1192,12 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 		ic->dd = ic->want_dd;
 		explicit_bzero(ic->tc.secret, sizeof(ic->tc.secret));
 		explicit_bzero(ic->tc.msecret, sizeof(ic->tc.msecret));
-		log_info("iscsi %s: %s session of %s%s%s (ISID %02x%02x%02x%02x%02x%02x, TSIH %u)%s%s", conn_peer(ic->c),
+		static const char *const alg_names[] = { "", "", "", "", "", "MD5", "SHA-1", "SHA-256", "SHA3-256" };
+		log_info("iscsi %s: %s session of %s%s%s (ISID %02x%02x%02x%02x%02x%02x, TSIH %u)%s%s%s%s", conn_peer(ic->c),
 		    ic->discovery ? "discovery" : "normal", ic->initiator, ic->discovery ? "" : " to ",
 		    ic->discovery ? "" : ic->target, ic->isid[0], ic->isid[1], ic->isid[2], ic->isid[3], ic->isid[4],
-		    ic->isid[5], ic->tsih, ic->hd ? ", header digest" : "", ic->dd ? ", data digest" : "");
+		    ic->isid[5], ic->tsih, ic->hd ? ", header digest" : "", ic->dd ? ", data digest" : "",
+		    ic->chap_state == 3 ? ", CHAP " : "", ic->chap_state == 3 ? alg_names[ic->chap_alg] : "");
 	} else if (go) {
 		ic->csg = nsg;
 	}

@@ -4,8 +4,8 @@
 # (linux-image-amd64) boots under qemu-system-x86_64 -accel tcg with an initramfs built here
 # from the installed packages (busybox-static, open-iscsi, e2fsprogs, the kernel's modules).
 # In the guest: SendTargets discovery; login with CHAP (the secret set by `cask iscsi chap
-# set`); mkfs.ext4; files written with fsync; checksums; logout; login again with mutual CHAP
-# and header and data digests CRC32C; e2fsck -fn; the checksums again; fstrim. Results come
+# set`, SHA-256); mkfs.ext4; files written with fsync; checksums; logout; login again with
+# mutual CHAP (SHA3-256) and header and data digests CRC32C; e2fsck -fn; the checksums again; fstrim. Results come
 # back over the serial console; the host then reads the volume over NBD and checks the
 # filesystem (e2fsck) and every file (debugfs) against the checksums the guest printed.
 source "$(dirname "$0")/lib.sh"
@@ -94,6 +94,7 @@ step discovery \$(cat /tmp/disc)
 \$N -o update -n node.session.auth.authmethod -v CHAP
 \$N -o update -n node.session.auth.username -v guest
 \$N -o update -n node.session.auth.password -v guest-secret-0123
+\$N -o update -n node.session.auth.chap_algs -v SHA256,MD5
 waitdisk() {
   for i in \$(seq 1 300); do [ -b /dev/sda ] && [ "\$(cat /sys/block/sda/size 2>/dev/null)" != 0 ] && return 0; sleep 0.1; done
   die "no /dev/sda after login"
@@ -115,6 +116,7 @@ for i in \$(seq 1 100); do [ -b /dev/sda ] || break; sleep 0.1; done
 step logout
 \$N -o update -n node.session.auth.username_in -v tank-k
 \$N -o update -n node.session.auth.password_in -v target-secret-4567
+\$N -o update -n node.session.auth.chap_algs -v SHA3-256,SHA256,SHA1,MD5
 \$N -o update -n node.conn[0].iscsi.HeaderDigest -v CRC32C
 \$N -o update -n node.conn[0].iscsi.DataDigest -v CRC32C
 \$N --login >/tmp/login 2>&1 || die "login with mutual CHAP and digests: \$(cat /tmp/login)"
@@ -154,7 +156,11 @@ if ! grep -q "^CASK-DONE" "$T/console.log"; then
 fi
 tr -d '\r' < "$T/console.log" | grep "^CASK-SUM " > "$T/sums"
 [ "$(wc -l < "$T/sums")" -eq 6 ] || fail "the guest reported $(wc -l < "$T/sums") checksums, want 6"
-grep -q "normal session of $INAME to $TGT" "$T/caskd.log" || fail "caskd logged no session of the guest"
+grep "normal session of $INAME to $TGT" "$T/caskd.log" | sed 's/.*: normal/normal/' | tee "$T/sessions"
+# the first of the initiator's CHAP_A list that cask does wins: SHA256,MD5 then SHA3-256,...
+sed -n 1p "$T/sessions" | grep -q ", CHAP SHA-256$" || fail "the first login did not use CHAP SHA-256"
+sed -n 2p "$T/sessions" | grep -q "header digest, data digest, CHAP SHA3-256$" ||
+  fail "the second login did not use digests and CHAP SHA3-256"
 grep -q "$TGT (ISID [0-9a-f]*, TSIH [0-9]*), header digest" "$T/caskd.log" || fail "caskd logged no digest session"
 
 # the host's view: one filesystem, the files the guest wrote, the trimmed space given back
