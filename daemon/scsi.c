@@ -1716,6 +1716,7 @@ static const scsi_op optab[] = {
 	{ 0x5f, 0x04, "PERSISTENT RESERVE OUT / PREEMPT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x05, "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x06, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
+	{ 0x5f, 0x07, "PERSISTENT RESERVE OUT / REGISTER AND MOVE", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
 	{ 0x89, -1, "COMPARE AND WRITE", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x89, 0xf8, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1f, 0 } },
 	{ 0x8b, -1, "OR WRITE(16)", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8b, 0xf8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
@@ -2239,12 +2240,63 @@ prep_prout(scsi_cmd *c)
 		if (!pr_valid_type(type))
 			return bad_cdb(c, 2, 3);
 	}
-	if (c->spdtl != 24)
+	if (sa == 7) { /* REGISTER AND MOVE: 24 bytes, then a TransportID (at most 4 + 480 bytes here) */
+		if (!pr_valid_type(type))
+			return bad_cdb(c, 2, 3);
+		if (c->spdtl < 24 + 24 || c->spdtl > 24 + 4 + 484)
+			return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
+	} else if (c->spdtl != 24) {
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
-	c->need_out = (int)MIN(24u, c->edtl);
-	if (c->edtl < 24)
+	}
+	c->need_out = (int)MIN(c->spdtl, c->edtl);
+	if (c->edtl < c->spdtl)
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
 	return 0;
+}
+
+/*
+ * The I_T nexus an iSCSI TransportID names (SPC-4 7.6.4.6): format 01
+ * "NAME,i,0xISID" exactly, or format 00 "NAME" when one nexus of that
+ * initiator is known; created (unregistered) when the initiator port has
+ * not logged in yet. NULL when the TransportID is malformed or ambiguous
+ * (lu->lock held).
+ */
+static scsi_nexus *
+nexus_of_transport_id(scsi_lu *lu, const uint8_t *t, size_t avail)
+{
+	if (avail < 4 || (t[0] & 0x0f) != 0x05)
+		return NULL;
+	int fmt = t[0] >> 6;
+	size_t len = g16(t + 2);
+	if (len < 4 || len + 4 > avail || len > 484)
+		return NULL;
+	char name[490];
+	memcpy(name, t + 4, len);
+	name[len] = '\0';
+	size_t nl = strnlen(name, len);
+	if (nl == 0 || nl >= 320)
+		return NULL;
+	scsi_nexus *hit = NULL;
+	if (fmt == 0) {
+		int n = 0;
+		for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+			if (strncasecmp(x->port, name, nl) == 0 && strncmp(x->port + nl, ",i,0x", 5) == 0) {
+				hit = x;
+				n++;
+			}
+		return n == 1 ? hit : NULL;
+	}
+	if (fmt != 1 || strstr(name, ",i,0x") == NULL)
+		return NULL;
+	for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+		if (strcasecmp(x->port, name) == 0)
+			return x;
+	hit = xcalloc(1, sizeof(*hit));
+	hit->lu = lu;
+	memcpy(hit->port, name, nl + 1); /* nl < sizeof(hit->port) */
+	hit->next = lu->nexuses;
+	lu->nexuses = hit;
+	return hit;
 }
 
 static void
@@ -2296,7 +2348,8 @@ exec_prout(scsi_cmd *c)
 	const uint8_t *p = c->dout;
 	int sa = c->cdb[1] & 0x1f, type = c->cdb[2] & 0x0f;
 	uint64_t rk = g64(p), sark = g64(p + 8);
-	int spec_i_pt = (p[20] & 0x08) != 0, aptpl = (p[20] & 0x01) != 0;
+	int spec_i_pt = sa != 7 && (p[20] & 0x08) != 0;
+	int aptpl = sa == 7 ? (p[17] & 0x01) != 0 : (p[20] & 0x01) != 0;
 	scsi_nexus *me = c->nx;
 	if (spec_i_pt) {
 		bad_param(c, 20, 3);
@@ -2378,6 +2431,44 @@ exec_prout(scsi_cmd *c)
 		lu->pr_holder = NULL;
 		lu->prgen++;
 		break;
+	case 7: { /* REGISTER AND MOVE (SPC-4 5.14.7.8): the holder hands its reservation to another nexus */
+		/* not the holder, no reservation, or an all-registrants one (no single holder to move; LIO
+		 * answers so too): RESERVATION CONFLICT */
+		if (!me->registered || lu->pr_type == 0 || pr_all_reg(lu->pr_type) || lu->pr_holder != me) {
+			c->status = SCSI_RESV_CONFLICT;
+			break;
+		}
+		int unreg = (p[17] & 0x02) != 0;
+		uint32_t tlen = g32(p + 20);
+		if (sark == 0) {
+			bad_param(c, 8, -1);
+			break;
+		}
+		if (g16(p + 18) != 1) {
+			bad_param(c, 18, -1); /* one target port: relative port 1 */
+			break;
+		}
+		if (tlen < 24 || 24 + (size_t)tlen > c->spdtl) {
+			bad_param(c, 20, -1);
+			break;
+		}
+		scsi_nexus *to = nexus_of_transport_id(lu, p + 24, tlen);
+		if (to == NULL || to == me) {
+			bad_param(c, 24, -1);
+			break;
+		}
+		if (!to->registered)
+			to->registered = 1;
+		to->key = sark;
+		lu->pr_holder = to;
+		if (unreg) {
+			me->registered = 0;
+			me->key = 0;
+		}
+		lu->prgen++;
+		lu->aptpl = (p[17] & 0x01) != 0;
+		break;
+	}
 	case 4: /* PREEMPT */
 	case 5: /* PREEMPT AND ABORT (tasks of the preempted nexuses are not aborted: see As built) */
 		if (!me->registered) {

@@ -6,6 +6,9 @@ I_T nexus across sessions). Steps, run in order, each printing one line:
   register KEY [aptpl]      PROUT REGISTER (AND IGNORE EXISTING KEY) to KEY (hex), APTPL bit
   reserve KEY TYPE          PROUT RESERVE, TYPE 1/3/5/6/7/8
   clear KEY                 PROUT CLEAR
+  move KEY NEWKEY TYPE PORT [unreg]
+                            PROUT REGISTER AND MOVE of the reservation (type TYPE) to the
+                            initiator port PORT ("NAME,i,0xISID", TransportID format 01)
   keys                      PRIN READ KEYS: "keys GEN K1 K2 ..."
   res                       PRIN READ RESERVATION: "res none" or "res KEY TYPE"
   caps                      PRIN REPORT CAPABILITIES: "caps ptpl_c=X ptpl_a=Y"
@@ -43,6 +46,20 @@ def prout(sa, key, sakey=0, typ=0, aptpl=False):
     return "%d%s" % (st, " sense " + sense_of(got) if st == 2 else "")
 
 
+def move(key, newkey, typ, port, unreg):
+    name = port.encode() + b"\0"
+    name += b"\0" * ((-len(name)) % 4)
+    if len(name) < 20:
+        name += b"\0" * (20 - len(name))
+    tid = bytes([0x40 | 0x05, 0]) + struct.pack(">H", len(name)) + name
+    par = struct.pack(">QQ", key, newkey) + b"\0" + bytes([2 if unreg else 0]) + struct.pack(">H", 1) + struct.pack(">I", len(tid))
+    assert len(par) == 24, len(par)
+    par += tid
+    cdb = bytes([0x5F, 7, typ & 0x0F, 0, 0]) + struct.pack(">I", len(par)) + b"\0"
+    st, got = cmd(cdb, len(par), par)
+    return "%d%s" % (st, " sense " + sense_of(got) if st == 2 else "")
+
+
 def prin(sa, alloc=4096):
     cdb = bytes([0x5E, sa, 0, 0, 0, 0, 0]) + struct.pack(">H", alloc) + b"\0"
     st, got = cmd(cdb, alloc, read=True)
@@ -61,6 +78,10 @@ while i < len(steps):
     elif op == "reserve":
         print("reserve", prout(1, int(steps[i + 1], 16), 0, int(steps[i + 2])))
         i += 3
+    elif op == "move":
+        unreg = i + 5 < len(steps) and steps[i + 5] == "unreg"
+        print("move", move(int(steps[i + 1], 16), int(steps[i + 2], 16), int(steps[i + 3]), steps[i + 4], unreg))
+        i += 6 if unreg else 5
     elif op == "clear":
         print("clear", prout(3, int(steps[i + 1], 16)))
         i += 2
