@@ -40,6 +40,12 @@
  *      its LU reference) outlives every vio request of it.
  *   6. CHAP secrets are read from STATE/iscsi.json (mode 0600 or the
  *      file is ignored) at each login and never logged or sent back.
+ *   7. A full-feature session that sent nothing for --iscsi-nop-ms gets a
+ *      NOP-In ping (TTT set, ITT reserved; at most one outstanding), and is
+ *      dropped when the answer has not come --iscsi-nop-ms later. The
+ *      pinger thread only posts a check to the session's loop (under
+ *      sess_lock: a listed session's connection lives); every decision is
+ *      made there (invariant 1).
  */
 #include "iscsi.h"
 #include "conn.h"
@@ -62,6 +68,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* opcodes */
 enum { OP_NOP_OUT = 0x00, OP_SCSI_CMD = 0x01, OP_TMF = 0x02, OP_LOGIN = 0x03, OP_TEXT = 0x04, OP_DATA_OUT = 0x05,
@@ -84,6 +91,7 @@ static char iqn_prefix[224] = "iqn.2026-12.io.cask";
 static char state_dir[4096];
 static int auth_default;           /* AUTH_* */
 static int hd_policy, dd_policy;   /* 0 allow, 1 require, 2 off */
+static int nop_ms = 5000;          /* --iscsi-nop-ms: ping after this idle time, drop after as long again */
 enum { AUTH_NONE, AUTH_CHAP, AUTH_MUTUAL };
 
 int
@@ -113,6 +121,14 @@ iscsi_configure(const char *key, const char *value)
 			auth_default = AUTH_MUTUAL;
 		else
 			return -1;
+		return 0;
+	}
+	if (strcmp(key, "nop-ms") == 0) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || v < 0 || v > 3600000 || (v > 0 && v < 100))
+			return -1;
+		nop_ms = (int)v;
 		return 0;
 	}
 	if (strcmp(key, "header-digest") == 0 || strcmp(key, "data-digest") == 0) {
@@ -462,6 +478,11 @@ struct iconn {
 	int running;            /* tasks in the SCSI core */
 	int cold_reset;
 	uint64_t solicit_bytes; /* Data-Out buffers of tasks that are soliciting (bound SOLICIT_MAX) */
+	/* target NOP-In pings (--iscsi-nop-ms; invariant 7) */
+	uint64_t last_rx_ns;    /* when the last byte came */
+	uint32_t ping_ttt;      /* the TTT of the unanswered ping, 0 none */
+	uint64_t ping_ns;       /* when it was sent */
+	_Atomic int ping_queued; /* a check message is on its way to the loop */
 };
 
 static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1810,8 +1831,11 @@ nop_out(iconn *ic, const uint8_t *b, const uint8_t *data, uint32_t len)
 	uint32_t itt = g32(b + 16);
 	if (!(b[0] & 0x40))
 		ic->exp_cmd_sn++;
-	if (itt == RSV)
-		return; /* a ping answer or a no-reply NOP */
+	if (itt == RSV) { /* a ping answer or a no-reply NOP */
+		if (ic->ping_ttt != 0 && g32(b + 20) == ic->ping_ttt)
+			ic->ping_ttt = 0;
+		return;
+	}
 	uint8_t r[48] = { 0 };
 	r[0] = OP_NOP_IN;
 	r[1] = 0x80;
@@ -1975,6 +1999,7 @@ on_data(conn *c, const uint8_t *p, size_t n)
 	iconn *ic = conn_data(c);
 	if (ic->phase == PH_DONE)
 		return n;
+	ic->last_rx_ns = util_now_ns();
 	if (ic->rx == RX_HDR) {
 		if (n < 48)
 			return 0;
@@ -2041,6 +2066,58 @@ on_data(conn *c, const uint8_t *p, size_t n)
 	return k;
 }
 
+/* On the loop (a kind-2 message from the pinger): ping an idle session, drop a silent one. */
+static void
+ping_check(iconn *ic)
+{
+	if (ic->phase != PH_FFP || nop_ms == 0)
+		return;
+	uint64_t now = util_now_ns(), period = (uint64_t)nop_ms * 1000000u;
+	if (ic->ping_ttt != 0) {
+		if (now - ic->ping_ns >= period) {
+			log_warn("iscsi %s: no answer to a NOP-In ping in %d ms; dropping the session", conn_peer(ic->c), nop_ms);
+			drop(ic, "NOP-In ping unanswered");
+		}
+		return;
+	}
+	if (now - ic->last_rx_ns < period)
+		return;
+	uint32_t ttt = ic->next_ttt++;
+	if (ttt == 0 || ttt == RSV)
+		ttt = ic->next_ttt++;
+	uint8_t r[48] = { 0 };
+	r[0] = OP_NOP_IN;
+	r[1] = 0x80;
+	p32(r + 16, RSV); /* target-initiated: ITT reserved, TTT for the answer */
+	p32(r + 20, ttt);
+	put_sns(ic, r, 0); /* StatSN not advanced (RFC 7143 11.19.2) */
+	send_pdu(ic, r, NULL, 0);
+	ic->ping_ttt = ttt;
+	ic->ping_ns = now;
+}
+
+/* The pinger: every half period, a check for every listed session (invariant 7). */
+static void *
+pinger(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct timespec ts = { nop_ms / 2000, (long)(nop_ms / 2 % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&sess_lock);
+		for (isession *s = sessions; s; s = s->next) {
+			if (s->ic->ping_queued)
+				continue;
+			s->ic->ping_queued = 1;
+			imsg *m = xcalloc(1, sizeof(*m));
+			m->kind = 2;
+			conn_post(s->ic->c, &m->m);
+		}
+		pthread_mutex_unlock(&sess_lock);
+	}
+	return NULL;
+}
+
 static void
 on_msg(conn *c, conn_msg *m)
 {
@@ -2050,6 +2127,12 @@ on_msg(conn *c, conn_msg *m)
 		free(im);
 		if (ic->phase != PH_DONE)
 			drop(ic, "session reinstated by a new login");
+		return;
+	}
+	if (im->kind == 2) {
+		free(im);
+		ic->ping_queued = 0;
+		ping_check(ic);
 		return;
 	}
 	itask *t = (itask *)((char *)im - offsetof(itask, msg));
@@ -2110,6 +2193,18 @@ on_close(conn *c)
 
 static const conn_proto iscsi_proto = { "iscsi", on_open, on_data, on_msg, on_close };
 
+static void
+start_pinger(void)
+{
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, pinger, NULL) != 0)
+		log_warn("iscsi: no NOP-In pinger thread; idle sessions are not pinged");
+	pthread_attr_destroy(&at);
+}
+
 int
 iscsi_listen(const char *spec)
 {
@@ -2126,5 +2221,9 @@ iscsi_listen(const char *spec)
 		snprintf(buf, sizeof(buf), "%s:%s", spec, ISCSI_PORT);
 		s = buf;
 	}
-	return conn_listen(s, &iscsi_proto);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	int err = conn_listen(s, &iscsi_proto);
+	if (err == 0 && nop_ms > 0)
+		pthread_once(&once, start_pinger);
+	return err;
 }
