@@ -378,6 +378,7 @@ typedef struct iconn iconn;
 typedef struct imsg {
 	conn_msg m;
 	int kind;
+	struct preempt_wait *pw; /* kind 3 */
 } imsg;
 
 typedef struct itask {
@@ -410,12 +411,30 @@ typedef struct itask {
 	int budget_wait;        /* waits for ic->solicit_bytes to fall before its first R2T */
 } itask;
 
+typedef struct preempt_wait preempt_wait;
 typedef struct itmf {
 	uint32_t itt;
 	uint8_t response;
 	int waiting;
 	int cold;
+	preempt_wait *pw;       /* not a TMF: another session's PREEMPT AND ABORT waits (no response PDU) */
 } itmf;
+
+/* A PREEMPT AND ABORT waiting for the sessions of the preempted nexuses (abort_nexuses). */
+struct preempt_wait {
+	_Atomic int pending;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void
+preempt_release(preempt_wait *pw)
+{
+	if (--pw->pending == 0) {
+		pw->done(pw->arg);
+		free(pw);
+	}
+}
 
 typedef struct isession {
 	struct isession *next;
@@ -1735,6 +1754,11 @@ kick_waiters(iconn *ic)
 static void
 send_tmf_rsp(iconn *ic, itmf *m)
 {
+	if (m->pw != NULL) { /* the tasks a PREEMPT AND ABORT ended are gone */
+		preempt_release(m->pw);
+		free(m);
+		return;
+	}
 	uint8_t b[48] = { 0 };
 	b[0] = OP_TMF_RSP;
 	b[1] = 0x80;
@@ -2096,6 +2120,31 @@ ping_check(iconn *ic)
 	ic->ping_ns = now;
 }
 
+/* scsi.c's abort hook: post an abort to every session of the preempted nexuses on lu. */
+static void
+abort_nexuses(scsi_lu *lu, scsi_nexus *const *nx, size_t n, void (*done)(void *arg), void *arg)
+{
+	preempt_wait *pw = xcalloc(1, sizeof(*pw));
+	pw->pending = 1;
+	pw->done = done;
+	pw->arg = arg;
+	pthread_mutex_lock(&sess_lock);
+	for (isession *s = sessions; s; s = s->next) {
+		int hit = 0;
+		for (size_t i = 0; i < n && !hit; i++)
+			hit = s->ic->lu == lu && s->ic->nx == nx[i];
+		if (!hit)
+			continue;
+		pw->pending++;
+		imsg *m = xcalloc(1, sizeof(*m));
+		m->kind = 3;
+		m->pw = pw;
+		conn_post(s->ic->c, &m->m);
+	}
+	pthread_mutex_unlock(&sess_lock);
+	preempt_release(pw);
+}
+
 /* The pinger: every half period, a check for every listed session (invariant 7). */
 static void *
 pinger(void *arg)
@@ -2133,6 +2182,21 @@ on_msg(conn *c, conn_msg *m)
 		free(im);
 		ic->ping_queued = 0;
 		ping_check(ic);
+		return;
+	}
+	if (im->kind == 3) { /* PREEMPT AND ABORT by another nexus: end every task of this session */
+		itmf *w = xcalloc(1, sizeof(*w));
+		w->pw = im->pw;
+		free(im);
+		for (itask *t = ic->tasks, *nx; t; t = nx) {
+			nx = t->next;
+			if (!t->aborted) /* one aborted by a TMF already: that TMF waits for it */
+				w->waiting += task_abort(ic, t, w);
+		}
+		if (w->waiting == 0)
+			send_tmf_rsp(ic, w);
+		kick_waiters(ic);
+		maybe_logout(ic);
 		return;
 	}
 	itask *t = (itask *)((char *)im - offsetof(itask, msg));
@@ -2222,6 +2286,7 @@ iscsi_listen(const char *spec)
 		s = buf;
 	}
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	scsi_set_abort_hook(abort_nexuses);
 	int err = conn_listen(s, &iscsi_proto);
 	if (err == 0 && nop_ms > 0)
 		pthread_once(&once, start_pinger);

@@ -261,6 +261,14 @@ find_guids(ce_pool *p, void *arg)
 	return 0;
 }
 
+static scsi_abort_hook abort_hook;
+
+void
+scsi_set_abort_hook(scsi_abort_hook fn)
+{
+	abort_hook = fn;
+}
+
 static void pr_restore(scsi_lu *lu);
 static void pr_keep(scsi_lu *lu);
 
@@ -2228,6 +2236,22 @@ exec_prin(scsi_cmd *c)
 	finish(c);
 }
 
+typedef struct abort_wait {
+	scsi_cmd *c;
+	int was_aptpl;
+} abort_wait;
+
+/* The transport ended the preempted nexuses' tasks: the PREEMPT AND ABORT completes. */
+static void
+preempt_aborted(void *arg)
+{
+	abort_wait *w = arg;
+	scsi_cmd *c = w->c;
+	int was = w->was_aptpl;
+	free(w);
+	pr_done(c, was);
+}
+
 static int
 prep_prout(scsi_cmd *c)
 {
@@ -2361,6 +2385,8 @@ exec_prout(scsi_cmd *c)
 	}
 	pthread_mutex_lock(&lu->lock);
 	int was_aptpl = lu->aptpl;
+	scsi_nexus **gone = NULL; /* PREEMPT AND ABORT: the nexuses whose tasks end */
+	size_t ngone = 0;
 	if (lu->spc2 != NULL && lu->spc2 != me) {
 		c->status = SCSI_RESV_CONFLICT;
 		goto out;
@@ -2481,6 +2507,10 @@ exec_prout(scsi_cmd *c)
 					x->registered = 0;
 					x->key = 0;
 					ua_add_locked(x, ASC(0x2a, 0x05));
+					if (sa == 5) {
+						gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+						gone[ngone++] = x;
+					}
 				}
 			lu->pr_type = type;
 			lu->pr_holder = pr_all_reg(type) ? NULL : me;
@@ -2501,6 +2531,10 @@ exec_prout(scsi_cmd *c)
 				x->registered = 0;
 				x->key = 0;
 				ua_add_locked(x, ASC(0x2a, 0x05));
+				if (sa == 5) {
+					gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+					gone[ngone++] = x;
+				}
 			}
 		}
 		if (!found) {
@@ -2527,6 +2561,16 @@ exec_prout(scsi_cmd *c)
 out:;
 	int changed = c->status == SCSI_GOOD && c->sense_len == 0;
 	pthread_mutex_unlock(&lu->lock);
+	if (changed && ngone > 0 && abort_hook != NULL) {
+		/* the preempted nexuses' tasks end before this command completes (nexuses live as long as the LU) */
+		abort_wait *w = xcalloc(1, sizeof(*w));
+		w->c = c;
+		w->was_aptpl = was_aptpl;
+		abort_hook(lu, (scsi_nexus *const *)gone, ngone, preempt_aborted, w);
+		free(gone);
+		return;
+	}
+	free(gone);
 	if (changed)
 		return pr_done(c, was_aptpl);
 	finish(c);
