@@ -411,6 +411,11 @@ typedef struct itask {
 	int budget_wait;        /* waits for ic->solicit_bytes to fall before its first R2T */
 } itask;
 
+typedef struct tbuf {
+	char *p;
+	size_t len, cap;
+} tbuf;
+
 typedef struct preempt_wait preempt_wait;
 typedef struct itmf {
 	uint32_t itt;
@@ -502,6 +507,11 @@ struct iconn {
 	uint32_t ping_ttt;      /* the TTT of the unanswered ping, 0 none */
 	uint64_t ping_ns;       /* when it was sent */
 	_Atomic int ping_queued; /* a check message is on its way to the loop */
+	/* reinstatement (§4.5): the new login's final response waits for the old session to end */
+	struct preempt_wait *drain_pw;  /* the old session: released by on_close, once its tasks are gone */
+	int held;                       /* the new one: waiting (holds a conn_budget request) */
+	tbuf held_text;                 /* its final response's keys */
+	int held_csg;
 };
 
 static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -614,10 +624,6 @@ kv_parse(char *text, uint32_t len, kv *out, int max, int *n)
 	return 0;
 }
 
-typedef struct tbuf {
-	char *p;
-	size_t len, cap;
-} tbuf;
 
 static void
 tb_add(tbuf *t, const char *k, const char *v)
@@ -1023,7 +1029,20 @@ session_end(iconn *ic)
 	}
 }
 
-/* the final step of a normal login: open the LU, register the session (reinstating an old one) */
+static void login_finish(iconn *ic, int go, int csg, int nsg, tbuf *t);
+
+/* From the old session's loop (on_close): it ended; tell the reinstating login's loop. */
+static void
+reinstated(void *arg)
+{
+	iconn *ic = arg; /* alive: it holds a conn_budget request until the kind-4 message */
+	imsg *m = xcalloc(1, sizeof(*m));
+	m->kind = 4;
+	conn_post(ic->c, &m->m);
+}
+
+/* the final step of a normal login: open the LU, register the session (reinstating an old one);
+ * 1 when the final response waits for the old session (login_finish from the kind-4 message) */
 static int
 login_attach(iconn *ic)
 {
@@ -1051,15 +1070,25 @@ login_attach(iconn *ic)
 	memcpy(s->isid, ic->isid, 6);
 	snprintf(s->target, sizeof(s->target), "%s", ic->target);
 	pthread_mutex_lock(&sess_lock);
-	/* reinstatement: a live session of the same initiator port to the same target is ended */
+	/* reinstatement: a live session of the same initiator port to the same target is ended, and
+	 * this login's final response waits until its tasks are gone (kind-4 message, reinstated) */
+	preempt_wait *pw = NULL;
 	for (isession **pp = &sessions; *pp;) {
 		isession *o = *pp;
 		if (strcasecmp(o->initiator, s->initiator) == 0 && memcmp(o->isid, s->isid, 6) == 0 &&
 		    strcasecmp(o->target, s->target) == 0) {
 			*pp = o->next;
 			o->unlinked = 1; /* its connection frees it; while it was listed, that connection lived */
+			if (pw == NULL) {
+				pw = xcalloc(1, sizeof(*pw));
+				pw->pending = 1;
+				pw->done = reinstated;
+				pw->arg = ic;
+			}
+			pw->pending++;
 			imsg *km = xcalloc(1, sizeof(*km));
 			km->kind = 1;
+			km->pw = pw;
 			conn_post(o->ic->c, &km->m);
 			log_info("iscsi %s: session of %s reinstated", conn_peer(ic->c), s->initiator);
 			continue;
@@ -1083,6 +1112,12 @@ login_attach(iconn *ic)
 	pthread_mutex_unlock(&sess_lock);
 	ic->sess = s;
 	ic->tsih = s->tsih;
+	if (pw != NULL) {
+		ic->held = 1;
+		conn_budget(ic->c, 1, 0); /* the connection lives until reinstated() has been delivered */
+		preempt_release(pw);
+		return 1;
+	}
 	return 0;
 }
 
@@ -1214,8 +1249,15 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 			login_fail(ic, 0x0202, "the target's ACL excludes this initiator");
 			goto out;
 		}
-		if (login_attach(ic) != 0)
+		int a = login_attach(ic);
+		if (a < 0)
 			goto out;
+		if (a > 0) { /* held: the old session drains first */
+			ic->held_text = t;
+			ic->held_csg = csg;
+			t.p = NULL;
+			goto out;
+		}
 	}
 	if (transit && !stay && nsg == 3 && ic->discovery) {
 		pthread_mutex_lock(&sess_lock);
@@ -1224,8 +1266,17 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 		ic->tsih = next_tsih++;
 		pthread_mutex_unlock(&sess_lock);
 	}
-	int go = transit && !stay;
-	login_respond(ic, go, csg, nsg, 0, 0, &t);
+	login_finish(ic, transit && !stay, csg, nsg, &t);
+out:
+	free(t.p);
+	free(text);
+}
+
+/* The login's last response; with go and nsg 3, the full feature phase begins. */
+static void
+login_finish(iconn *ic, int go, int csg, int nsg, tbuf *t)
+{
+	login_respond(ic, go, csg, nsg, 0, 0, t);
 	if (go && nsg == 3) {
 		ic->phase = PH_FFP;
 		ic->hd = ic->want_hd;
@@ -1241,9 +1292,6 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 	} else if (go) {
 		ic->csg = nsg;
 	}
-out:
-	free(t.p);
-	free(text);
 }
 
 /* ---- Text: SendTargets ---- */
@@ -2173,9 +2221,25 @@ on_msg(conn *c, conn_msg *m)
 	iconn *ic = conn_data(c);
 	imsg *im = (imsg *)m;
 	if (im->kind == 1) {
+		if (ic->drain_pw == NULL)
+			ic->drain_pw = im->pw; /* released by on_close: then nothing of this session is left */
+		else
+			preempt_release(im->pw);
 		free(im);
 		if (ic->phase != PH_DONE)
 			drop(ic, "session reinstated by a new login");
+		return;
+	}
+	if (im->kind == 4) { /* the session this login reinstates is gone */
+		free(im);
+		ic->held = 0;
+		conn_budget(c, -1, 0);
+		if (ic->phase == PH_LOGIN) {
+			log_info("iscsi %s: the reinstated session drained; login of %s completes", conn_peer(c), ic->initiator);
+			login_finish(ic, 1, ic->held_csg, 3, &ic->held_text);
+		}
+		free(ic->held_text.p);
+		ic->held_text.p = NULL;
 		return;
 	}
 	if (im->kind == 2) {
@@ -2240,8 +2304,11 @@ on_close(conn *c)
 	while (ic->tasks) {
 		itask *t = ic->tasks;
 		task_unlink(ic, t);
-		if (t->tmf && --t->tmf->waiting == 0)
+		if (t->tmf && --t->tmf->waiting == 0) {
+			if (t->tmf->pw != NULL)
+				preempt_release(t->tmf->pw);
 			free(t->tmf);
+		}
 		t->ic = NULL;
 		task_unref(t);
 	}
@@ -2249,6 +2316,9 @@ on_close(conn *c)
 	if (ic->nx)
 		scsi_nexus_lost(ic->nx);
 	scsi_lu_put(ic->lu);
+	if (ic->drain_pw != NULL)
+		preempt_release(ic->drain_pw); /* a reinstating login may complete now */
+	free(ic->held_text.p);
 	free(ic->ltext);
 	free(ic->stage);
 	explicit_bzero(&ic->tc, sizeof(ic->tc));
