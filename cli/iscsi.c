@@ -26,12 +26,15 @@ iscsi_usage(FILE *f)
 	    "usage: cask iscsi config [-H] [-p] [-j] [-o FIELD,...]\n"
 	    "                              the daemon-wide entry and each configured volume: target,\n"
 	    "                              iqn, auth, acl, blocksize, chap_user, chap_secret (set|-),\n"
-	    "                              mutual_user, mutual_secret (set|-); secrets are never shown\n"
+	    "                              mutual_user, mutual_secret (set|-), discovery_auth;\n"
+	    "                              secrets are never shown\n"
 	    "       cask iscsi set PROP=VALUE... [POOL/VOL]\n"
 	    "                              acl=IQN[,IQN...] (an entry ending in '*' matches a prefix;\n"
 	    "                              '*' alone: any initiator, the default), auth=default|none|\n"
 	    "                              chap|mutual, blocksize=512|4096; without POOL/VOL only auth\n"
-	    "                              (the daemon-wide default, over caskd --iscsi-auth)\n"
+	    "                              (the daemon-wide default, over caskd --iscsi-auth) and\n"
+	    "                              discovery_auth=default|none|chap|mutual (discovery sessions,\n"
+	    "                              with the daemon-wide CHAP secret; over --iscsi-discovery-auth)\n"
 	    "       cask iscsi chap set [--target POOL/VOL] [--user NAME [--secret-file FILE]]\n"
 	    "                           [--mutual-user NAME --mutual-secret-file FILE]\n"
 	    "                              CHAP secrets (12 to 255 bytes) of a volume's target, or the\n"
@@ -178,7 +181,7 @@ static const col cfg_cols[] = {
 	{ "target", "TARGET", COL_STR }, { "iqn", "IQN", COL_STR }, { "auth", "AUTH", COL_STR },
 	{ "acl", "ACL", COL_STR }, { "blocksize", "BLOCKSIZE", COL_STR }, { "chap_user", "CHAP_USER", COL_STR },
 	{ "chap_secret", "SECRET", COL_STR }, { "mutual_user", "MUTUAL_USER", COL_STR },
-	{ "mutual_secret", "MUTUAL_SECRET", COL_STR },
+	{ "mutual_secret", "MUTUAL_SECRET", COL_STR }, { "discovery_auth", "DISCOVERY_AUTH", COL_STR },
 };
 
 static char *
@@ -223,6 +226,7 @@ config_cmd(int argc, char **argv)
 			r[6] = xstrdup(l[i].chap_secret ? "set" : "-");
 			r[7] = dash_or(l[i].mutual_user);
 			r[8] = xstrdup(l[i].mutual_secret ? "set" : "-");
+			r[9] = dash_or(l[i].discovery_auth);
 			table_add(&t, r);
 		}
 		rc = table_print(&t, &o, "target,auth,acl,blocksize,chap_user,chap_secret,mutual_user,mutual_secret");

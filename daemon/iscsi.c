@@ -90,6 +90,7 @@ enum { REJ_PROTOCOL = 0x04, REJ_NOT_SUPPORTED = 0x05, REJ_IMMEDIATE = 0x06, REJ_
 static char iqn_prefix[224] = "iqn.2026-12.io.cask";
 static char state_dir[4096];
 static int auth_default;           /* AUTH_* */
+static int disc_auth_default;      /* --iscsi-discovery-auth */
 static int hd_policy, dd_policy;   /* 0 allow, 1 require, 2 off */
 static int nop_ms = 5000;          /* --iscsi-nop-ms: ping after this idle time, drop after as long again */
 enum { AUTH_NONE, AUTH_CHAP, AUTH_MUTUAL };
@@ -112,13 +113,14 @@ iscsi_configure(const char *key, const char *value)
 		snprintf(iqn_prefix, sizeof(iqn_prefix), "%s", value);
 		return 0;
 	}
-	if (strcmp(key, "auth") == 0) {
+	if (strcmp(key, "auth") == 0 || strcmp(key, "discovery-auth") == 0) {
+		int *dst = key[0] == 'a' ? &auth_default : &disc_auth_default;
 		if (strcmp(value, "none") == 0)
-			auth_default = AUTH_NONE;
+			*dst = AUTH_NONE;
 		else if (strcmp(value, "chap") == 0)
-			auth_default = AUTH_CHAP;
+			*dst = AUTH_CHAP;
 		else if (strcmp(value, "mutual") == 0)
-			auth_default = AUTH_MUTUAL;
+			*dst = AUTH_MUTUAL;
 		else
 			return -1;
 		return 0;
@@ -243,6 +245,7 @@ target_lookup(const char *tname, char *export_out, size_t n)
 /* ---- per-target configuration: STATE/iscsi.json ---- */
 typedef struct tconf {
 	int auth;
+	int disc_auth;          /* discovery sessions: --iscsi-discovery-auth, or "discovery_auth" */
 	char user[256], secret[256], muser[256], msecret[256];
 	int acl_any;
 	char acl[32][224];
@@ -282,6 +285,7 @@ tconf_load(const char *export_name, tconf *t)
 {
 	memset(t, 0, sizeof(*t));
 	t->auth = auth_default;
+	t->disc_auth = disc_auth_default;
 	t->acl_any = 1;
 	t->blocksize = 512;
 	if (!state_dir[0])
@@ -306,6 +310,10 @@ tconf_load(const char *export_name, tconf *t)
 	jstr(root, "auth", a, sizeof(a));
 	if (a[0])
 		t->auth = parse_auth(a, t->auth);
+	a[0] = '\0';
+	jstr(root, "discovery_auth", a, sizeof(a));
+	if (a[0])
+		t->disc_auth = parse_auth(a, t->disc_auth);
 	jchap(root, t);
 	json_object *targets, *tg = NULL;
 	char vol[512];
@@ -1216,8 +1224,8 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 			tb_add(&t, "TargetAlias", ic->alias);
 			tb_add(&t, "TargetPortalGroupTag", "1");
 		} else {
-			tconf_load("", &ic->tc);
-			ic->auth = AUTH_NONE; /* discovery sessions: no authentication (see As built) */
+			tconf_load("", &ic->tc); /* the daemon-wide entry: its secrets and discovery_auth */
+			ic->auth = ic->tc.disc_auth;
 		}
 	}
 	if (csg == 0) {

@@ -224,6 +224,15 @@ iscsi_cfg_set(const char *target, const char *key, const char *value)
 			return err_set(-EINVAL, "iscsi_auth: '%s' is not default, none, chap or mutual", value);
 		if (value != NULL)
 			nv = json_object_new_string(value);
+	} else if (strcmp(key, "discovery_auth") == 0) {
+		if (target != NULL)
+			return err_set(-EINVAL, "discovery_auth is daemon-wide (no volume)");
+		if (value != NULL && strcmp(value, "default") == 0)
+			value = NULL;
+		if (value != NULL && strcmp(value, "none") != 0 && strcmp(value, "chap") != 0 && strcmp(value, "mutual") != 0)
+			return err_set(-EINVAL, "discovery_auth: '%s' is not default, none, chap or mutual", value);
+		if (value != NULL)
+			nv = json_object_new_string(value);
 	} else if (strcmp(key, "blocksize") == 0) {
 		if (target == NULL)
 			return err_set(-EINVAL, "iscsi_blocksize is set per volume");
@@ -232,7 +241,8 @@ iscsi_cfg_set(const char *target, const char *key, const char *value)
 		if (value != NULL)
 			nv = json_object_new_int(atoi(value));
 	} else {
-		return err_set(-EINVAL, "unknown iSCSI property '%s' (iscsi_acl, iscsi_auth, iscsi_blocksize)", key);
+		return err_set(-EINVAL, "unknown iSCSI property '%s' (iscsi_acl, iscsi_auth, iscsi_blocksize; "
+		    "daemon-wide also discovery_auth)", key);
 	}
 	pthread_mutex_lock(&cfg_lock);
 	json_object *root = cfg_read();
@@ -371,6 +381,9 @@ entry_of(const char *target, json_object *o)
 	}
 	json_object_object_add(e, "auth", json_object_new_string(json_object_object_get_ex(o, "auth", &v) ?
 	    json_object_get_string(v) : "default"));
+	if (target == NULL)
+		json_object_object_add(e, "discovery_auth", json_object_new_string(json_object_object_get_ex(o,
+		    "discovery_auth", &v) ? json_object_get_string(v) : "default"));
 	if (target != NULL) {
 		json_object *acl = json_object_new_array();
 		if (json_object_object_get_ex(o, "acl", &v) && json_object_is_type(v, json_type_array)) {

@@ -72,6 +72,9 @@ usage(FILE *f)
 	    "                          (secrets live only there, mode 0600; default none)\n"
 	    "  --iscsi-header-digest allow|require|off, --iscsi-data-digest allow|require|off\n"
 	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
+	    "  --iscsi-discovery-auth none|chap|mutual\n"
+	    "                          CHAP for discovery sessions, with the daemon-wide secret\n"
+	    "                          (default none; cask iscsi set discovery_auth=... overrides)\n"
 	    "  --iscsi-nop-ms MS       ping a session idle this long with a NOP-In and drop it when\n"
 	    "                          the answer takes as long again (default 5000; 0: never)\n"
 	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
@@ -288,7 +291,7 @@ main(int argc, char **argv)
 		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
-		{ "iscsi-nop-ms", 1, NULL, 1005 },
+		{ "iscsi-nop-ms", 1, NULL, 1005 }, { "iscsi-discovery-auth", 1, NULL, 1006 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
 		{ "replica-advertise", 1, NULL, 1104 },
@@ -320,8 +323,10 @@ main(int argc, char **argv)
 		case 1002:
 		case 1003:
 		case 1004:
-		case 1005: {
-			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest", "nop-ms" };
+		case 1005:
+		case 1006: {
+			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest", "nop-ms",
+				"discovery-auth" };
 			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
 				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
 				    keys[ch - 1001]);

@@ -451,7 +451,8 @@ int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out
  * returned: cask_iscsi_config says whether one is set.
  */
 /* property "acl" ("IQN[,IQN...]", a '*' at the end matches a prefix; "*" any),
- * "auth" (default|none|chap|mutual), "blocksize" (512|4096); value NULL: the default. */
+ * "auth" (default|none|chap|mutual), "blocksize" (512|4096); daemon-wide (target NULL) also
+ * "discovery_auth" (default|none|chap|mutual); value NULL: the default. */
 int cask_iscsi_set(cask_client *c, const char *target, const char *property, const char *value);
 /* user+secret and/or mutual_user+mutual_secret (NULL: leave that pair as it is); secrets 12..255 bytes. */
 int cask_iscsi_chap_set(cask_client *c, const char *target, const char *user, const char *secret,
@@ -463,6 +464,7 @@ typedef struct cask_iscsi_entry {
 	char target[256];            /* POOL/VOL; "" for the daemon-wide entry */
 	char iqn[256];               /* its target name ("" for the daemon-wide entry) */
 	char auth[16];               /* default, none, chap, mutual */
+	char discovery_auth[16];     /* the daemon-wide entry's policy for discovery sessions ("" for a volume) */
 	char acl[CASK_ISCSI_ACL_MAX][224];
 	unsigned nacl;               /* 1 with acl[0] "*": any initiator */
 	unsigned blocksize;          /* 0 for the daemon-wide entry */

@@ -1510,6 +1510,7 @@ iscsi_entry_from(json_object *o, void *p)
 	get_str_or_empty(o, "target", e->target, sizeof(e->target));
 	get_str_or_empty(o, "iqn", e->iqn, sizeof(e->iqn));
 	get_str_or_empty(o, "auth", e->auth, sizeof(e->auth));
+	get_str_or_empty(o, "discovery_auth", e->discovery_auth, sizeof(e->discovery_auth));
 	if (json_object_object_get_ex(o, "acl", &acl) && json_object_is_type(acl, json_type_array))
 		for (size_t i = 0; i < json_object_array_length(acl) && e->nacl < CASK_ISCSI_ACL_MAX; i++)
 			snprintf(e->acl[e->nacl++], sizeof(e->acl[0]), "%s",

@@ -104,7 +104,17 @@ echo "daemon-secret-77" | $CASK iscsi chap set --user ops
 $CASK iscsi set auth=chap
 inq "iscsi://$B.a/0" && fail "daemon-wide auth=chap not applied"
 inq "iscsi://ops%daemon-secret-77@$B.a/0" || fail "daemon-wide CHAP secret refused"
-$CASK iscsi set auth=default; $CASK iscsi chap unset
+$CASK iscsi set auth=default
+# discovery sessions: CHAP with the daemon-wide secret once discovery_auth says so
+iscsi-ls "iscsi://127.0.0.1:$IPORT" | grep -q "tank.c " || fail "open discovery refused"
+$CASK iscsi set discovery_auth=chap
+[ "$($CASK iscsi config -H -o target,discovery_auth | head -n 1)" = "$(printf '(daemon)\tchap')" ] ||
+  fail "discovery_auth not listed"
+iscsi-ls "iscsi://127.0.0.1:$IPORT" > "$T/ls2" 2>&1 && fail "discovery without CHAP under discovery_auth=chap"
+iscsi-ls "iscsi://ops%daemon-secret-77@127.0.0.1:$IPORT" | grep -q "tank.c " || fail "discovery with CHAP refused"
+expect_fail 1 "daemon-wide" $CASK iscsi set discovery_auth=chap tank/a
+$CASK iscsi set discovery_auth=default; $CASK iscsi chap unset
+iscsi-ls "iscsi://127.0.0.1:$IPORT" | grep -q "tank.c " || fail "discovery_auth=default did not open discovery again"
 
 # a damaged iscsi.json is not overwritten
 echo '{ "targets": ' > "$T/state/iscsi.json"; chmod 600 "$T/state/iscsi.json"
