@@ -46,6 +46,11 @@
  *      pinger thread only posts a check to the session's loop (under
  *      sess_lock: a listed session's connection lives); every decision is
  *      made there (invariant 1).
+ *   8. Behind a task that has been in the SCSI core for --iscsi-stall-ms
+ *      (a stalled backend), a new medium-access command of the session is
+ *      answered TASK SET FULL without being started (retryable: it never
+ *      ran); the stalled task itself is waited for (vio has no cancel), and
+ *      NOP-Outs go on being answered (the loop never waits for vio).
  */
 #include "iscsi.h"
 #include "conn.h"
@@ -93,6 +98,7 @@ static int auth_default;           /* AUTH_* */
 static int disc_auth_default;      /* --iscsi-discovery-auth */
 static int hd_policy, dd_policy;   /* 0 allow, 1 require, 2 off */
 static int nop_ms = 5000;          /* --iscsi-nop-ms: ping after this idle time, drop after as long again */
+static int stall_ms = 15000;       /* --iscsi-stall-ms: new medium commands get TASK SET FULL behind a stall */
 enum { AUTH_NONE, AUTH_CHAP, AUTH_MUTUAL };
 
 int
@@ -125,12 +131,12 @@ iscsi_configure(const char *key, const char *value)
 			return -1;
 		return 0;
 	}
-	if (strcmp(key, "nop-ms") == 0) {
+	if (strcmp(key, "nop-ms") == 0 || strcmp(key, "stall-ms") == 0) {
 		char *end;
 		long v = strtol(value, &end, 10);
 		if (*value == '\0' || *end != '\0' || v < 0 || v > 3600000 || (v > 0 && v < 100))
 			return -1;
-		nop_ms = (int)v;
+		*(key[0] == 'n' ? &nop_ms : &stall_ms) = (int)v;
 		return 0;
 	}
 	if (strcmp(key, "header-digest") == 0 || strcmp(key, "data-digest") == 0) {
@@ -393,6 +399,7 @@ typedef struct itask {
 	scsi_cmd sc;
 	imsg msg;
 	int64_t budget;
+	uint64_t run_ns;        /* when it entered the SCSI core */
 	uint32_t next_off;      /* offset the next Data-Out of the open burst must carry */
 	iconn *ic;
 	struct itask *next, *prev;
@@ -515,6 +522,7 @@ struct iconn {
 	uint32_t ping_ttt;      /* the TTT of the unanswered ping, 0 none */
 	uint64_t ping_ns;       /* when it was sent */
 	_Atomic int ping_queued; /* a check message is on its way to the loop */
+	int stall_said;         /* the stall bound's log line was written (until a task completes) */
 	/* reinstatement (§4.5): the new login's final response waits for the old session to end */
 	struct preempt_wait *drain_pw;  /* the old session: released by on_close, once its tasks are gone */
 	int held;                       /* the new one: waiting (holds a conn_budget request) */
@@ -1535,10 +1543,36 @@ task_core_done(scsi_cmd *sc)
 	conn_post(t->ic->c, &t->msg.m);
 }
 
+/* A task of this session in the SCSI core for stall_ms or longer (invariant 8), or NULL. */
+static itask *
+stalled_task(iconn *ic, uint64_t now)
+{
+	if (stall_ms == 0 || ic->running == 0)
+		return NULL;
+	uint64_t bound = (uint64_t)stall_ms * 1000000u;
+	for (itask *t = ic->tasks; t; t = t->next)
+		if (t->running && now - t->run_ns >= bound)
+			return t;
+	return NULL;
+}
+
 static void
 task_run(iconn *ic, itask *t)
 {
 	task_unsolicit(ic, t);
+	uint64_t now = util_now_ns();
+	if (scsi_cmd_medium(&t->sc) && stalled_task(ic, now) != NULL) {
+		/* never started, so retryable: the initiator backs off instead of queueing behind the stall */
+		if (!ic->stall_said) {
+			log_warn("iscsi %s: a command has been in the volume IO stack for %d ms or more; new ones get "
+			    "TASK SET FULL until it completes", conn_peer(ic->c), stall_ms);
+			ic->stall_said = 1;
+		}
+		t->sc.status = SCSI_TASK_SET_FULL;
+		task_finish(ic, t);
+		return;
+	}
+	t->run_ns = now;
 	t->sc.dout = t->buf;
 	t->running = 1;
 	ic->running++;
@@ -2274,6 +2308,7 @@ on_msg(conn *c, conn_msg *m)
 	itask *t = (itask *)((char *)im - offsetof(itask, msg));
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
+	ic->stall_said = 0;
 	task_finish(ic, t);
 	kick_waiters(ic);
 }

@@ -75,6 +75,8 @@ usage(FILE *f)
 	    "  --iscsi-discovery-auth none|chap|mutual\n"
 	    "                          CHAP for discovery sessions, with the daemon-wide secret\n"
 	    "                          (default none; cask iscsi set discovery_auth=... overrides)\n"
+	    "  --iscsi-stall-ms MS     behind a command in the volume IO stack this long, new ones\n"
+	    "                          get TASK SET FULL (retryable; default 15000; 0: never)\n"
 	    "  --iscsi-nop-ms MS       ping a session idle this long with a NOP-In and drop it when\n"
 	    "                          the answer takes as long again (default 5000; 0: never)\n"
 	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
@@ -292,6 +294,7 @@ main(int argc, char **argv)
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ "iscsi-nop-ms", 1, NULL, 1005 }, { "iscsi-discovery-auth", 1, NULL, 1006 },
+		{ "iscsi-stall-ms", 1, NULL, 1007 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
 		{ "replica-advertise", 1, NULL, 1104 },
@@ -324,9 +327,10 @@ main(int argc, char **argv)
 		case 1003:
 		case 1004:
 		case 1005:
-		case 1006: {
+		case 1006:
+		case 1007: {
 			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest", "nop-ms",
-				"discovery-auth" };
+				"discovery-auth", "stall-ms" };
 			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
 				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
 				    keys[ch - 1001]);

@@ -2687,6 +2687,13 @@ scsi_prepare(scsi_cmd *c)
 	return 0;
 }
 
+int
+scsi_cmd_medium(const scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	return o != NULL && (o->flags & OP_MEDIUM) != 0;
+}
+
 void
 scsi_exec(scsi_cmd *c)
 {

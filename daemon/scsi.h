@@ -77,6 +77,8 @@ scsi_lu *scsi_nexus_lu(scsi_nexus *nx);
 /* Decode and check the CDB (docs/iscsi.md §10.2 steps 1-9). 0: run it with scsi_exec after
  * collecting need_out bytes of Data-Out; -1: answered (status/sense set), do not call done. */
 int scsi_prepare(scsi_cmd *c);
+/* After scsi_prepare accepted it: whether the command reaches the medium (the volume IO stack). */
+int scsi_cmd_medium(const scsi_cmd *c);
 /* Run a prepared command; c->done runs exactly once (maybe inside). */
 void scsi_exec(scsi_cmd *c);
 /* Free what the core allocated (din, work buffers). */
