@@ -33,6 +33,7 @@
  *      version (older software can still read it).
  */
 #include "attr.h"
+#include "dataset.h"
 #include "mos.h"
 #include "pool_sync.h"
 #include "recobj.h"
@@ -49,7 +50,13 @@ _Static_assert(CE_ATTR_VALUE_MAX == CE_ATTR_VAL_MAX, "ce_attr holds a whole attr
 static mos_attr_phys *
 attr_root(ce_pool *p)
 {
-	return (mos_attr_phys *)(p->mos_buf + CE_MOS_ATTR_OFF);
+	return (mos_attr_phys *)mos_ptr(p, CE_MOS_ATTR_OFF);
+}
+
+void
+attr_init(ce_pool *p)
+{
+	tree_init(&p->at_tree, BP_ATTR, 1); /* a created pool has no attribute object yet (attr_load: import) */
 }
 
 void

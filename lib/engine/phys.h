@@ -1,9 +1,10 @@
 /*
- * phys.h -- the on-disk structures of format version 7 (CE_FORMAT_VERSION;
- * import reads versions 1 to 7 and upgrades them as their features are
+ * phys.h -- the on-disk structures of format version 9 (CE_FORMAT_VERSION;
+ * import reads versions 1 to 9 and upgrades them as their features are
  * first used: 6 when a volume first becomes a replica (FMT_V_REPL), 7 when
  * a pool first stores a snapshot policy or an automatic snapshot
- * (FMT_V_SCHED)), transcribed from docs/on-disk-format.md; each structure
+ * (FMT_V_SCHED), 9 when it first stores a dataset attribute (FMT_V_ISCSI;
+ * 8 is another change's)), transcribed from docs/on-disk-format.md; each structure
  * added after version 1 names the version that added it. Every field is
  * little-endian; the engine currently runs on little-endian hosts only
  * and refuses to build elsewhere rather than writing a format it cannot

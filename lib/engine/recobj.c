@@ -9,6 +9,7 @@
  * records given, in ceil(n / per leaf) leaves, and *disk_leaves says so.
  */
 #include "recobj.h"
+#include "dataset.h"
 #include "mos.h"
 #include "util.h"
 #include "vol.h"
@@ -76,8 +77,8 @@ volume *
 recobj_vol_at(ce_pool *p, uint64_t guid, uint64_t t)
 {
 	ASSERT_HELD(&p->lock);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if (v->guid == guid && !v->is_snap && !vol_destroyed_by(v, t))
 			return v;
 	}

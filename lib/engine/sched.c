@@ -33,6 +33,7 @@
  *      checked the same way, and a bad record makes the object damaged.
  */
 #include "sched_policy.h"
+#include "dataset.h"
 #include "mos.h"
 #include "recobj.h"
 #include "pool_sync.h"
@@ -48,7 +49,13 @@
 static mos_sched_phys *
 sched_root(ce_pool *p)
 {
-	return (mos_sched_phys *)(p->mos_buf + CE_MOS_SCHED_OFF);
+	return (mos_sched_phys *)mos_ptr(p, CE_MOS_SCHED_OFF);
+}
+
+void
+sched_init(ce_pool *p)
+{
+	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
 }
 
 void
