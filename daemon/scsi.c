@@ -1999,16 +1999,17 @@ pr_clear_nexuses(scsi_lu *lu)
 	lu->aptpl = 0;
 }
 
-typedef struct pr_load_q {
+/* The records a volume's PR state is read into (pr_load_cb) or written from (pr_save_cb). */
+typedef struct pr_io_q {
 	const char *vol;
 	ce_attr *a;
 	size_t n;
-} pr_load_q;
+} pr_io_q;
 
 static int
 pr_load_cb(ce_pool *p, void *arg)
 {
-	pr_load_q *q = arg;
+	pr_io_q *q = arg;
 	return ce_attr_get(p, q->vol, CE_ATTR_NS_ISCSI_PR, &q->a, &q->n);
 }
 
@@ -2033,7 +2034,7 @@ pr_restore(scsi_lu *lu)
 	if (slash == NULL)
 		return;
 	snprintf(pool, sizeof(pool), "%.*s", (int)(slash - lu->name), lu->name);
-	pr_load_q q = { slash + 1, NULL, 0 };
+	pr_io_q q = { slash + 1, NULL, 0 };
 	if (reg_with_pool(pool, pr_load_cb, &q) == 0 && q.n > 0) {
 		if (pr_deserialize(lu, q.a, q.n) != 0) {
 			pr_clear_nexuses(lu);
@@ -2079,16 +2080,10 @@ pr_keep(scsi_lu *lu)
 	free(a);
 }
 
-typedef struct pr_save_q {
-	const char *vol;
-	ce_attr *a;
-	size_t n;
-} pr_save_q;
-
 static int
 pr_save_cb(ce_pool *p, void *arg)
 {
-	pr_save_q *q = arg;
+	pr_io_q *q = arg;
 	return ce_attr_replace(p, q->vol, CE_ATTR_NS_ISCSI_PR, q->a, q->n);
 }
 
@@ -2111,7 +2106,7 @@ pr_persist_thread(void *arg)
 	char pool[128];
 	const char *slash = strchr(lu->name, '/');
 	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - lu->name) : 0, lu->name);
-	pr_save_q q = { slash ? slash + 1 : lu->name, a, n };
+	pr_io_q q = { slash ? slash + 1 : lu->name, a, n };
 	int err = reg_with_pool(pool, pr_save_cb, &q);
 	pthread_mutex_unlock(&lu->save_lock);
 	free(a);
