@@ -94,6 +94,7 @@ fail(reqerr *e, int err, int code)
 	X("iscsi.chap.set", op_iscsi_chap_set, NULL) \
 	X("iscsi.chap.unset", op_iscsi_chap_unset, NULL) \
 	X("iscsi.config", op_iscsi_config, NULL)    \
+	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("test.vio_fault", op_test_vio_fault, NULL) \
 	X("test.sched_clock", op_test_sched_clock, NULL)
