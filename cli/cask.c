@@ -1,7 +1,7 @@
 /*
  * cask -- the command line for caskd, a thin program over libcask.
  *
- *   cask [--socket PATH] pool|vol|snap|schedule|send|recv|job|apply|get COMMAND ...
+ *   cask [--socket PATH] pool|vol|snap|schedule|send|recv|job|client|iscsi|apply|get COMMAND ...
  *
  * Every error is one line on stderr and a non-zero exit status: 1 when
  * the operation failed (or caskd cannot be reached), 2 for a usage error.
@@ -27,6 +27,7 @@ usage(FILE *f)
 	    "  recv [-F] POOL/VOL < STREAM | recv -A POOL/VOL      (cask recv --help)\n"
 	    "  job list|cancel|wait ...  send and receive jobs in caskd\n"
 	    "  client list|kill ...    the clients connected to caskd's NBD server (cask client --help)\n"
+	    "  iscsi config|set|chap ...  the iSCSI target's ACLs, CHAP and block size (cask iscsi --help)\n"
 	    "  apply -f FILE [--dry-run] [--prune]  make the state match a manifest (cask apply --help)\n"
 	    "  get manifest [POOL...]  print the state as a manifest (cask get --help)\n"
 	    "  version                 the versions of cask and of the caskd it reaches\n"
@@ -80,6 +81,8 @@ main(int argc, char **argv)
 		return cmd_job(argc - i, argv + i);
 	if (strcmp(cmd, "client") == 0)
 		return cmd_client(argc - i, argv + i);
+	if (strcmp(cmd, "iscsi") == 0)
+		return cmd_iscsi(argc - i, argv + i);
 	if (strcmp(cmd, "apply") == 0)
 		return cmd_apply(argc - i, argv + i);
 	if (strcmp(cmd, "get") == 0)

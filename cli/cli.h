@@ -61,4 +61,7 @@ int cmd_get(int argc, char **argv);
 int cmd_vol_iostat(int argc, char **argv);
 int cmd_client(int argc, char **argv); /* client.c: cask client list, kill */
 int cmd_schedule(int argc, char **argv); /* schedule.c: snapshot policies */
+int cmd_iscsi(int argc, char **argv); /* iscsi.c: the iSCSI target's configuration */
+/* iscsi.c: one iSCSI property (acl, auth, blocksize) of target POOL/VOL; 0 or the exit status */
+int cli_iscsi_set(cask_client *c, const char *target, const char *prop, const char *value);
 #endif

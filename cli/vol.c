@@ -44,6 +44,7 @@ vol_usage(FILE *f)
 	    "                                      cask(8) for each)\n"
 	    "  get PROP|all POOL/VOL [-H] [-p] [-j]   one property, or all of them\n"
 	    "  set PROP=VALUE... POOL/VOL          compression or checksum (new writes), or sync;\n"
+	    "                                      iscsi_acl, iscsi_auth, iscsi_blocksize (cask iscsi --help);\n"
 	    "                                      several at once change together, or none does\n"
 	    "  inherit PROP POOL/VOL               PROP back to its default (source: default)\n"
 	    "  iostat [-H] [-p] [-j] POOL/VOL [INTERVAL [COUNT]]\n"
@@ -465,7 +466,19 @@ vol_set(int argc, char **argv)
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
-	int rc = cask_vol_set_many(c, vol, props, values, (size_t)n) ? cli_fail("vol set") : 0;
+	/* iscsi_* properties live in caskd's iSCSI configuration (cask iscsi), the rest in the pool */
+	const char *eprops[8], *evalues[8];
+	int ne = 0, rc = 0;
+	for (int i = 0; i < n; i++)
+		if (strncmp(props[i], "iscsi_", 6) != 0) {
+			eprops[ne] = props[i];
+			evalues[ne++] = values[i];
+		}
+	if (ne > 0)
+		rc = cask_vol_set_many(c, vol, eprops, evalues, (size_t)ne) ? cli_fail("vol set") : 0;
+	for (int i = 0; i < n && rc == 0; i++)
+		if (strncmp(props[i], "iscsi_", 6) == 0)
+			rc = cli_iscsi_set(c, vol, props[i] + 6, values[i]);
 	cask_disconnect(c);
 	return rc;
 }

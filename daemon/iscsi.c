@@ -40,6 +40,17 @@
  *      its LU reference) outlives every vio request of it.
  *   6. CHAP secrets are read from STATE/iscsi.json (mode 0600 or the
  *      file is ignored) at each login and never logged or sent back.
+ *   7. A full-feature session that sent nothing for --iscsi-nop-ms gets a
+ *      NOP-In ping (TTT set, ITT reserved; at most one outstanding), and is
+ *      dropped when the answer has not come --iscsi-nop-ms later. The
+ *      pinger thread only posts a check to the session's loop (under
+ *      sess_lock: a listed session's connection lives); every decision is
+ *      made there (invariant 1).
+ *   8. Behind a task that has been in the SCSI core for --iscsi-stall-ms
+ *      (a stalled backend), a new medium-access command of the session is
+ *      answered TASK SET FULL without being started (retryable: it never
+ *      ran); the stalled task itself is waited for (vio has no cancel), and
+ *      NOP-Outs go on being answered (the loop never waits for vio).
  */
 #include "iscsi.h"
 #include "conn.h"
@@ -62,6 +73,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 /* opcodes */
 enum { OP_NOP_OUT = 0x00, OP_SCSI_CMD = 0x01, OP_TMF = 0x02, OP_LOGIN = 0x03, OP_TEXT = 0x04, OP_DATA_OUT = 0x05,
@@ -83,7 +95,10 @@ enum { REJ_PROTOCOL = 0x04, REJ_NOT_SUPPORTED = 0x05, REJ_IMMEDIATE = 0x06, REJ_
 static char iqn_prefix[224] = "iqn.2026-12.io.cask";
 static char state_dir[4096];
 static int auth_default;           /* AUTH_* */
+static int disc_auth_default;      /* --iscsi-discovery-auth */
 static int hd_policy, dd_policy;   /* 0 allow, 1 require, 2 off */
+static int nop_ms = 5000;          /* --iscsi-nop-ms: ping after this idle time, drop after as long again */
+static int stall_ms = 15000;       /* --iscsi-stall-ms: new medium commands get TASK SET FULL behind a stall */
 enum { AUTH_NONE, AUTH_CHAP, AUTH_MUTUAL };
 
 int
@@ -104,15 +119,24 @@ iscsi_configure(const char *key, const char *value)
 		snprintf(iqn_prefix, sizeof(iqn_prefix), "%s", value);
 		return 0;
 	}
-	if (strcmp(key, "auth") == 0) {
+	if (strcmp(key, "auth") == 0 || strcmp(key, "discovery-auth") == 0) {
+		int *dst = key[0] == 'a' ? &auth_default : &disc_auth_default;
 		if (strcmp(value, "none") == 0)
-			auth_default = AUTH_NONE;
+			*dst = AUTH_NONE;
 		else if (strcmp(value, "chap") == 0)
-			auth_default = AUTH_CHAP;
+			*dst = AUTH_CHAP;
 		else if (strcmp(value, "mutual") == 0)
-			auth_default = AUTH_MUTUAL;
+			*dst = AUTH_MUTUAL;
 		else
 			return -1;
+		return 0;
+	}
+	if (strcmp(key, "nop-ms") == 0 || strcmp(key, "stall-ms") == 0) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || v < 0 || v > 3600000 || (v > 0 && v < 100))
+			return -1;
+		*(key[0] == 'n' ? &nop_ms : &stall_ms) = (int)v;
 		return 0;
 	}
 	if (strcmp(key, "header-digest") == 0 || strcmp(key, "data-digest") == 0) {
@@ -190,6 +214,18 @@ target_name_of(const char *export_name, char *out, size_t n)
 	return k > 223 ? -1 : 0;
 }
 
+int
+iscsi_target_name(const char *export_name, char *out, size_t n)
+{
+	return target_name_of(export_name, out, n);
+}
+
+const char *
+iscsi_state_dir(void)
+{
+	return state_dir;
+}
+
 /* Find the export of a target name; 0, -ENOENT, or -EEXIST (two exports map to it). */
 static int
 target_lookup(const char *tname, char *export_out, size_t n)
@@ -215,6 +251,7 @@ target_lookup(const char *tname, char *export_out, size_t n)
 /* ---- per-target configuration: STATE/iscsi.json ---- */
 typedef struct tconf {
 	int auth;
+	int disc_auth;          /* discovery sessions: --iscsi-discovery-auth, or "discovery_auth" */
 	char user[256], secret[256], muser[256], msecret[256];
 	int acl_any;
 	char acl[32][224];
@@ -254,6 +291,7 @@ tconf_load(const char *export_name, tconf *t)
 {
 	memset(t, 0, sizeof(*t));
 	t->auth = auth_default;
+	t->disc_auth = disc_auth_default;
 	t->acl_any = 1;
 	t->blocksize = 512;
 	if (!state_dir[0])
@@ -278,6 +316,10 @@ tconf_load(const char *export_name, tconf *t)
 	jstr(root, "auth", a, sizeof(a));
 	if (a[0])
 		t->auth = parse_auth(a, t->auth);
+	a[0] = '\0';
+	jstr(root, "discovery_auth", a, sizeof(a));
+	if (a[0])
+		t->disc_auth = parse_auth(a, t->disc_auth);
 	jchap(root, t);
 	json_object *targets, *tg = NULL;
 	char vol[512];
@@ -350,12 +392,14 @@ typedef struct iconn iconn;
 typedef struct imsg {
 	conn_msg m;
 	int kind;
+	struct preempt_wait *pw; /* kind 3 */
 } imsg;
 
 typedef struct itask {
 	scsi_cmd sc;
 	imsg msg;
 	int64_t budget;
+	uint64_t run_ns;        /* when it entered the SCSI core */
 	uint32_t next_off;      /* offset the next Data-Out of the open burst must carry */
 	iconn *ic;
 	struct itask *next, *prev;
@@ -382,12 +426,35 @@ typedef struct itask {
 	int budget_wait;        /* waits for ic->solicit_bytes to fall before its first R2T */
 } itask;
 
+typedef struct tbuf {
+	char *p;
+	size_t len, cap;
+} tbuf;
+
+typedef struct preempt_wait preempt_wait;
 typedef struct itmf {
 	uint32_t itt;
 	uint8_t response;
 	int waiting;
 	int cold;
+	preempt_wait *pw;       /* not a TMF: another session's PREEMPT AND ABORT waits (no response PDU) */
 } itmf;
+
+/* A PREEMPT AND ABORT waiting for the sessions of the preempted nexuses (abort_nexuses). */
+struct preempt_wait {
+	_Atomic int pending;
+	void (*done)(void *arg);
+	void *arg;
+};
+
+static void
+preempt_release(preempt_wait *pw)
+{
+	if (--pw->pending == 0) {
+		pw->done(pw->arg);
+		free(pw);
+	}
+}
 
 typedef struct isession {
 	struct isession *next;
@@ -430,7 +497,9 @@ struct iconn {
 	int auth;               /* required: AUTH_* */
 	int chap_state;         /* 0 none, 1 CHAP chosen, 2 challenge sent, 3 done */
 	int auth_method_done;
-	uint8_t chap_id, chap_chal[16];
+	uint8_t chap_id, chap_chal[32];
+	int chap_alg;           /* CHAP_A chosen: 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256 */
+	unsigned chap_len;      /* its digest size, and the challenge's */
 	char initiator[224], target[256], export_name[512], alias[520];
 	char *ltext;            /* login text accumulated over C PDUs */
 	uint32_t ltext_len;
@@ -448,6 +517,17 @@ struct iconn {
 	int running;            /* tasks in the SCSI core */
 	int cold_reset;
 	uint64_t solicit_bytes; /* Data-Out buffers of tasks that are soliciting (bound SOLICIT_MAX) */
+	/* target NOP-In pings (--iscsi-nop-ms; invariant 7) */
+	uint64_t last_rx_ns;    /* when the last byte came */
+	uint32_t ping_ttt;      /* the TTT of the unanswered ping, 0 none */
+	uint64_t ping_ns;       /* when it was sent */
+	_Atomic int ping_queued; /* a check message is on its way to the loop */
+	int stall_said;         /* the stall bound's log line was written (until a task completes) */
+	/* reinstatement (§4.5): the new login's final response waits for the old session to end */
+	struct preempt_wait *drain_pw;  /* the old session: released by on_close, once its tasks are gone */
+	int held;                       /* the new one: waiting (holds a conn_budget request) */
+	tbuf held_text;                 /* its final response's keys */
+	int held_csg;
 };
 
 static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -560,10 +640,6 @@ kv_parse(char *text, uint32_t len, kv *out, int max, int *n)
 	return 0;
 }
 
-typedef struct tbuf {
-	char *p;
-	size_t len, cap;
-} tbuf;
 
 static void
 tb_add(tbuf *t, const char *k, const char *v)
@@ -680,12 +756,27 @@ bindec(const char *s, uint8_t *out, size_t max, size_t *n)
 	return -1;
 }
 
+/* The digest of CHAP_A value alg (RFC 1994 MD5; SHA-1, SHA-256 and SHA3-256 as open-iscsi, LIO
+ * and SCST number them: 6, 7, 8), or NULL for one cask does not do. */
+static const EVP_MD *
+chap_md(int alg)
+{
+	switch (alg) {
+	case 5: return EVP_md5();
+	case 6: return EVP_sha1();
+	case 7: return EVP_sha256();
+	case 8: return EVP_sha3_256();
+	}
+	return NULL;
+}
+
+/* out = H(id || secret || challenge), EVP_MD_size(chap_md(alg)) bytes (at most 32). */
 static void
-chap_md5(uint8_t id, const char *secret, const uint8_t *chal, size_t cl, uint8_t out[16])
+chap_hash(int alg, uint8_t id, const char *secret, const uint8_t *chal, size_t cl, uint8_t out[32])
 {
 	EVP_MD_CTX *m = EVP_MD_CTX_new();
-	unsigned ol = 16;
-	EVP_DigestInit_ex(m, EVP_md5(), NULL);
+	unsigned ol = 32;
+	EVP_DigestInit_ex(m, chap_md(alg), NULL);
 	EVP_DigestUpdate(m, &id, 1);
 	EVP_DigestUpdate(m, secret, strlen(secret));
 	EVP_DigestUpdate(m, chal, cl);
@@ -743,25 +834,30 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 			login_fail(ic, 0x0200, "CHAP_A outside the CHAP exchange");
 			return -1;
 		}
-		int ok = 0;
+		int alg = 0; /* the first of the initiator's that cask does */
 		char list[256];
 		snprintf(list, sizeof(list), "%s", chap_a);
-		for (char *sv, *m = strtok_r(list, ",", &sv); m; m = strtok_r(NULL, ",", &sv))
-			ok |= strcmp(m, "5") == 0;
-		if (!ok) {
+		for (char *sv, *m = strtok_r(list, ",", &sv); m && !alg; m = strtok_r(NULL, ",", &sv)) {
+			uint64_t a;
+			if (parse_num(m, 5, 8, &a) == 0 && chap_md((int)a) != NULL)
+				alg = (int)a;
+		}
+		if (!alg) {
 			tb_add(t, "CHAP_A", "Reject");
-			login_fail(ic, 0x0201, "no CHAP algorithm in common (MD5 only)");
+			login_fail(ic, 0x0201, "no CHAP algorithm in common (cask: 5 MD5, 6 SHA-1, 7 SHA-256, 8 SHA3-256)");
 			return -1;
 		}
+		ic->chap_alg = alg;
+		ic->chap_len = (unsigned)EVP_MD_size(chap_md(alg));
 		uint8_t idb;
-		if (getrandom(&idb, 1, 0) != 1 || getrandom(ic->chap_chal, 16, 0) != 16) {
+		if (getrandom(&idb, 1, 0) != 1 || getrandom(ic->chap_chal, ic->chap_len, 0) != (ssize_t)ic->chap_len) {
 			login_fail(ic, 0x0300, "no random bytes");
 			return -1;
 		}
 		ic->chap_id = idb;
-		char hx[40];
-		hexenc(ic->chap_chal, 16, hx);
-		tb_add(t, "CHAP_A", "5");
+		char hx[72];
+		hexenc(ic->chap_chal, ic->chap_len, hx);
+		tb_addu(t, "CHAP_A", (unsigned)alg);
 		tb_addu(t, "CHAP_I", idb);
 		tb_add(t, "CHAP_C", hx);
 		ic->chap_state = 2;
@@ -775,14 +871,14 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 			login_fail(ic, 0x0201, "unknown CHAP user or no secret configured");
 			return -1;
 		}
-		uint8_t resp[16], want[16];
+		uint8_t resp[32], want[32];
 		size_t rl;
-		if (bindec(chap_r, resp, sizeof(resp), &rl) != 0 || rl != 16) {
+		if (bindec(chap_r, resp, sizeof(resp), &rl) != 0 || rl != ic->chap_len) {
 			login_fail(ic, 0x0201, "malformed CHAP_R");
 			return -1;
 		}
-		chap_md5(ic->chap_id, ic->tc.secret, ic->chap_chal, 16, want);
-		if (CRYPTO_memcmp(resp, want, 16) != 0) {
+		chap_hash(ic->chap_alg, ic->chap_id, ic->tc.secret, ic->chap_chal, ic->chap_len, want);
+		if (CRYPTO_memcmp(resp, want, ic->chap_len) != 0) {
 			login_fail(ic, 0x0201, "CHAP response does not match");
 			return -1;
 		}
@@ -795,7 +891,7 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 				login_fail(ic, 0x0201, "malformed mutual CHAP challenge");
 				return -1;
 			}
-			if (c2l == 16 && memcmp(c2, ic->chap_chal, 16) == 0) {
+			if (c2l == ic->chap_len && memcmp(c2, ic->chap_chal, c2l) == 0) {
 				login_fail(ic, 0x0201, "reflected CHAP challenge");
 				return -1;
 			}
@@ -803,10 +899,10 @@ login_security(iconn *ic, kv *kvs, int n, tbuf *t, int *stay)
 				login_fail(ic, 0x0201, "mutual CHAP asked, no target secret configured");
 				return -1;
 			}
-			uint8_t r2[16];
-			chap_md5((uint8_t)id2, ic->tc.msecret, c2, c2l, r2);
-			char hx[40];
-			hexenc(r2, 16, hx);
+			uint8_t r2[32];
+			chap_hash(ic->chap_alg, (uint8_t)id2, ic->tc.msecret, c2, c2l, r2);
+			char hx[72];
+			hexenc(r2, ic->chap_len, hx);
 			tb_add(t, "CHAP_N", ic->tc.muser[0] ? ic->tc.muser : ic->target);
 			tb_add(t, "CHAP_R", hx);
 		} else if (ic->auth == AUTH_MUTUAL) {
@@ -949,7 +1045,20 @@ session_end(iconn *ic)
 	}
 }
 
-/* the final step of a normal login: open the LU, register the session (reinstating an old one) */
+static void login_finish(iconn *ic, int go, int csg, int nsg, tbuf *t);
+
+/* From the old session's loop (on_close): it ended; tell the reinstating login's loop. */
+static void
+reinstated(void *arg)
+{
+	iconn *ic = arg; /* alive: it holds a conn_budget request until the kind-4 message */
+	imsg *m = xcalloc(1, sizeof(*m));
+	m->kind = 4;
+	conn_post(ic->c, &m->m);
+}
+
+/* the final step of a normal login: open the LU, register the session (reinstating an old one);
+ * 1 when the final response waits for the old session (login_finish from the kind-4 message) */
 static int
 login_attach(iconn *ic)
 {
@@ -977,15 +1086,25 @@ login_attach(iconn *ic)
 	memcpy(s->isid, ic->isid, 6);
 	snprintf(s->target, sizeof(s->target), "%s", ic->target);
 	pthread_mutex_lock(&sess_lock);
-	/* reinstatement: a live session of the same initiator port to the same target is ended */
+	/* reinstatement: a live session of the same initiator port to the same target is ended, and
+	 * this login's final response waits until its tasks are gone (kind-4 message, reinstated) */
+	preempt_wait *pw = NULL;
 	for (isession **pp = &sessions; *pp;) {
 		isession *o = *pp;
 		if (strcasecmp(o->initiator, s->initiator) == 0 && memcmp(o->isid, s->isid, 6) == 0 &&
 		    strcasecmp(o->target, s->target) == 0) {
 			*pp = o->next;
 			o->unlinked = 1; /* its connection frees it; while it was listed, that connection lived */
+			if (pw == NULL) {
+				pw = xcalloc(1, sizeof(*pw));
+				pw->pending = 1;
+				pw->done = reinstated;
+				pw->arg = ic;
+			}
+			pw->pending++;
 			imsg *km = xcalloc(1, sizeof(*km));
 			km->kind = 1;
+			km->pw = pw;
 			conn_post(o->ic->c, &km->m);
 			log_info("iscsi %s: session of %s reinstated", conn_peer(ic->c), s->initiator);
 			continue;
@@ -1009,6 +1128,12 @@ login_attach(iconn *ic)
 	pthread_mutex_unlock(&sess_lock);
 	ic->sess = s;
 	ic->tsih = s->tsih;
+	if (pw != NULL) {
+		ic->held = 1;
+		conn_budget(ic->c, 1, 0); /* the connection lives until reinstated() has been delivered */
+		preempt_release(pw);
+		return 1;
+	}
 	return 0;
 }
 
@@ -1107,8 +1232,8 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 			tb_add(&t, "TargetAlias", ic->alias);
 			tb_add(&t, "TargetPortalGroupTag", "1");
 		} else {
-			tconf_load("", &ic->tc);
-			ic->auth = AUTH_NONE; /* discovery sessions: no authentication (see As built) */
+			tconf_load("", &ic->tc); /* the daemon-wide entry: its secrets and discovery_auth */
+			ic->auth = ic->tc.disc_auth;
 		}
 	}
 	if (csg == 0) {
@@ -1140,8 +1265,15 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 			login_fail(ic, 0x0202, "the target's ACL excludes this initiator");
 			goto out;
 		}
-		if (login_attach(ic) != 0)
+		int a = login_attach(ic);
+		if (a < 0)
 			goto out;
+		if (a > 0) { /* held: the old session drains first */
+			ic->held_text = t;
+			ic->held_csg = csg;
+			t.p = NULL;
+			goto out;
+		}
 	}
 	if (transit && !stay && nsg == 3 && ic->discovery) {
 		pthread_mutex_lock(&sess_lock);
@@ -1150,24 +1282,32 @@ login_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 		ic->tsih = next_tsih++;
 		pthread_mutex_unlock(&sess_lock);
 	}
-	int go = transit && !stay;
-	login_respond(ic, go, csg, nsg, 0, 0, &t);
+	login_finish(ic, transit && !stay, csg, nsg, &t);
+out:
+	free(t.p);
+	free(text);
+}
+
+/* The login's last response; with go and nsg 3, the full feature phase begins. */
+static void
+login_finish(iconn *ic, int go, int csg, int nsg, tbuf *t)
+{
+	login_respond(ic, go, csg, nsg, 0, 0, t);
 	if (go && nsg == 3) {
 		ic->phase = PH_FFP;
 		ic->hd = ic->want_hd;
 		ic->dd = ic->want_dd;
 		explicit_bzero(ic->tc.secret, sizeof(ic->tc.secret));
 		explicit_bzero(ic->tc.msecret, sizeof(ic->tc.msecret));
-		log_info("iscsi %s: %s session of %s%s%s (ISID %02x%02x%02x%02x%02x%02x, TSIH %u)%s%s", conn_peer(ic->c),
+		static const char *const alg_names[] = { "", "", "", "", "", "MD5", "SHA-1", "SHA-256", "SHA3-256" };
+		log_info("iscsi %s: %s session of %s%s%s (ISID %02x%02x%02x%02x%02x%02x, TSIH %u)%s%s%s%s", conn_peer(ic->c),
 		    ic->discovery ? "discovery" : "normal", ic->initiator, ic->discovery ? "" : " to ",
 		    ic->discovery ? "" : ic->target, ic->isid[0], ic->isid[1], ic->isid[2], ic->isid[3], ic->isid[4],
-		    ic->isid[5], ic->tsih, ic->hd ? ", header digest" : "", ic->dd ? ", data digest" : "");
+		    ic->isid[5], ic->tsih, ic->hd ? ", header digest" : "", ic->dd ? ", data digest" : "",
+		    ic->chap_state == 3 ? ", CHAP " : "", ic->chap_state == 3 ? alg_names[ic->chap_alg] : "");
 	} else if (go) {
 		ic->csg = nsg;
 	}
-out:
-	free(t.p);
-	free(text);
 }
 
 /* ---- Text: SendTargets ---- */
@@ -1403,10 +1543,36 @@ task_core_done(scsi_cmd *sc)
 	conn_post(t->ic->c, &t->msg.m);
 }
 
+/* A task of this session in the SCSI core for stall_ms or longer (invariant 8), or NULL. */
+static itask *
+stalled_task(iconn *ic, uint64_t now)
+{
+	if (stall_ms == 0 || ic->running == 0)
+		return NULL;
+	uint64_t bound = (uint64_t)stall_ms * 1000000u;
+	for (itask *t = ic->tasks; t; t = t->next)
+		if (t->running && now - t->run_ns >= bound)
+			return t;
+	return NULL;
+}
+
 static void
 task_run(iconn *ic, itask *t)
 {
 	task_unsolicit(ic, t);
+	uint64_t now = util_now_ns();
+	if (scsi_cmd_medium(&t->sc) && stalled_task(ic, now) != NULL) {
+		/* never started, so retryable: the initiator backs off instead of queueing behind the stall */
+		if (!ic->stall_said) {
+			log_warn("iscsi %s: a command has been in the volume IO stack for %d ms or more; new ones get "
+			    "TASK SET FULL until it completes", conn_peer(ic->c), stall_ms);
+			ic->stall_said = 1;
+		}
+		t->sc.status = SCSI_TASK_SET_FULL;
+		task_finish(ic, t);
+		return;
+	}
+	t->run_ns = now;
 	t->sc.dout = t->buf;
 	t->running = 1;
 	ic->running++;
@@ -1678,6 +1844,11 @@ kick_waiters(iconn *ic)
 static void
 send_tmf_rsp(iconn *ic, itmf *m)
 {
+	if (m->pw != NULL) { /* the tasks a PREEMPT AND ABORT ended are gone */
+		preempt_release(m->pw);
+		free(m);
+		return;
+	}
 	uint8_t b[48] = { 0 };
 	b[0] = OP_TMF_RSP;
 	b[1] = 0x80;
@@ -1774,8 +1945,11 @@ nop_out(iconn *ic, const uint8_t *b, const uint8_t *data, uint32_t len)
 	uint32_t itt = g32(b + 16);
 	if (!(b[0] & 0x40))
 		ic->exp_cmd_sn++;
-	if (itt == RSV)
-		return; /* a ping answer or a no-reply NOP */
+	if (itt == RSV) { /* a ping answer or a no-reply NOP */
+		if (ic->ping_ttt != 0 && g32(b + 20) == ic->ping_ttt)
+			ic->ping_ttt = 0;
+		return;
+	}
 	uint8_t r[48] = { 0 };
 	r[0] = OP_NOP_IN;
 	r[1] = 0x80;
@@ -1939,6 +2113,7 @@ on_data(conn *c, const uint8_t *p, size_t n)
 	iconn *ic = conn_data(c);
 	if (ic->phase == PH_DONE)
 		return n;
+	ic->last_rx_ns = util_now_ns();
 	if (ic->rx == RX_HDR) {
 		if (n < 48)
 			return 0;
@@ -2005,20 +2180,135 @@ on_data(conn *c, const uint8_t *p, size_t n)
 	return k;
 }
 
+/* On the loop (a kind-2 message from the pinger): ping an idle session, drop a silent one. */
+static void
+ping_check(iconn *ic)
+{
+	if (ic->phase != PH_FFP || nop_ms == 0)
+		return;
+	uint64_t now = util_now_ns(), period = (uint64_t)nop_ms * 1000000u;
+	if (ic->ping_ttt != 0) {
+		if (now - ic->ping_ns >= period) {
+			log_warn("iscsi %s: no answer to a NOP-In ping in %d ms; dropping the session", conn_peer(ic->c), nop_ms);
+			drop(ic, "NOP-In ping unanswered");
+		}
+		return;
+	}
+	if (now - ic->last_rx_ns < period)
+		return;
+	uint32_t ttt = ic->next_ttt++;
+	if (ttt == 0 || ttt == RSV)
+		ttt = ic->next_ttt++;
+	uint8_t r[48] = { 0 };
+	r[0] = OP_NOP_IN;
+	r[1] = 0x80;
+	p32(r + 16, RSV); /* target-initiated: ITT reserved, TTT for the answer */
+	p32(r + 20, ttt);
+	put_sns(ic, r, 0); /* StatSN not advanced (RFC 7143 11.19.2) */
+	send_pdu(ic, r, NULL, 0);
+	ic->ping_ttt = ttt;
+	ic->ping_ns = now;
+}
+
+/* scsi.c's abort hook: post an abort to every session of the preempted nexuses on lu. */
+static void
+abort_nexuses(scsi_lu *lu, scsi_nexus *const *nx, size_t n, void (*done)(void *arg), void *arg)
+{
+	preempt_wait *pw = xcalloc(1, sizeof(*pw));
+	pw->pending = 1;
+	pw->done = done;
+	pw->arg = arg;
+	pthread_mutex_lock(&sess_lock);
+	for (isession *s = sessions; s; s = s->next) {
+		int hit = 0;
+		for (size_t i = 0; i < n && !hit; i++)
+			hit = s->ic->lu == lu && s->ic->nx == nx[i];
+		if (!hit)
+			continue;
+		pw->pending++;
+		imsg *m = xcalloc(1, sizeof(*m));
+		m->kind = 3;
+		m->pw = pw;
+		conn_post(s->ic->c, &m->m);
+	}
+	pthread_mutex_unlock(&sess_lock);
+	preempt_release(pw);
+}
+
+/* The pinger: every half period, a check for every listed session (invariant 7). */
+static void *
+pinger(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct timespec ts = { nop_ms / 2000, (long)(nop_ms / 2 % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&sess_lock);
+		for (isession *s = sessions; s; s = s->next) {
+			if (s->ic->ping_queued)
+				continue;
+			s->ic->ping_queued = 1;
+			imsg *m = xcalloc(1, sizeof(*m));
+			m->kind = 2;
+			conn_post(s->ic->c, &m->m);
+		}
+		pthread_mutex_unlock(&sess_lock);
+	}
+	return NULL;
+}
+
 static void
 on_msg(conn *c, conn_msg *m)
 {
 	iconn *ic = conn_data(c);
 	imsg *im = (imsg *)m;
 	if (im->kind == 1) {
+		if (ic->drain_pw == NULL)
+			ic->drain_pw = im->pw; /* released by on_close: then nothing of this session is left */
+		else
+			preempt_release(im->pw);
 		free(im);
 		if (ic->phase != PH_DONE)
 			drop(ic, "session reinstated by a new login");
 		return;
 	}
+	if (im->kind == 4) { /* the session this login reinstates is gone */
+		free(im);
+		ic->held = 0;
+		conn_budget(c, -1, 0);
+		if (ic->phase == PH_LOGIN) {
+			log_info("iscsi %s: the reinstated session drained; login of %s completes", conn_peer(c), ic->initiator);
+			login_finish(ic, 1, ic->held_csg, 3, &ic->held_text);
+		}
+		free(ic->held_text.p);
+		ic->held_text.p = NULL;
+		return;
+	}
+	if (im->kind == 2) {
+		free(im);
+		ic->ping_queued = 0;
+		ping_check(ic);
+		return;
+	}
+	if (im->kind == 3) { /* PREEMPT AND ABORT by another nexus: end every task of this session */
+		itmf *w = xcalloc(1, sizeof(*w));
+		w->pw = im->pw;
+		free(im);
+		for (itask *t = ic->tasks, *nx; t; t = nx) {
+			nx = t->next;
+			if (!t->aborted) /* one aborted by a TMF already: that TMF waits for it */
+				w->waiting += task_abort(ic, t, w);
+		}
+		if (w->waiting == 0)
+			send_tmf_rsp(ic, w);
+		kick_waiters(ic);
+		maybe_logout(ic);
+		return;
+	}
 	itask *t = (itask *)((char *)im - offsetof(itask, msg));
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
+	ic->stall_said = 0;
 	task_finish(ic, t);
 	kick_waiters(ic);
 }
@@ -2057,8 +2347,11 @@ on_close(conn *c)
 	while (ic->tasks) {
 		itask *t = ic->tasks;
 		task_unlink(ic, t);
-		if (t->tmf && --t->tmf->waiting == 0)
+		if (t->tmf && --t->tmf->waiting == 0) {
+			if (t->tmf->pw != NULL)
+				preempt_release(t->tmf->pw);
 			free(t->tmf);
+		}
 		t->ic = NULL;
 		task_unref(t);
 	}
@@ -2066,6 +2359,9 @@ on_close(conn *c)
 	if (ic->nx)
 		scsi_nexus_lost(ic->nx);
 	scsi_lu_put(ic->lu);
+	if (ic->drain_pw != NULL)
+		preempt_release(ic->drain_pw); /* a reinstating login may complete now */
+	free(ic->held_text.p);
 	free(ic->ltext);
 	free(ic->stage);
 	explicit_bzero(&ic->tc, sizeof(ic->tc));
@@ -2073,6 +2369,18 @@ on_close(conn *c)
 }
 
 static const conn_proto iscsi_proto = { "iscsi", on_open, on_data, on_msg, on_close };
+
+static void
+start_pinger(void)
+{
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, pinger, NULL) != 0)
+		log_warn("iscsi: no NOP-In pinger thread; idle sessions are not pinged");
+	pthread_attr_destroy(&at);
+}
 
 int
 iscsi_listen(const char *spec)
@@ -2090,5 +2398,10 @@ iscsi_listen(const char *spec)
 		snprintf(buf, sizeof(buf), "%s:%s", spec, ISCSI_PORT);
 		s = buf;
 	}
-	return conn_listen(s, &iscsi_proto);
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	scsi_set_abort_hook(abort_nexuses);
+	int err = conn_listen(s, &iscsi_proto);
+	if (err == 0 && nop_ms > 0)
+		pthread_once(&once, start_pinger);
+	return err;
 }

@@ -72,6 +72,13 @@ usage(FILE *f)
 	    "                          (secrets live only there, mode 0600; default none)\n"
 	    "  --iscsi-header-digest allow|require|off, --iscsi-data-digest allow|require|off\n"
 	    "                          CRC32C digests (default allow: the initiator's order decides)\n"
+	    "  --iscsi-discovery-auth none|chap|mutual\n"
+	    "                          CHAP for discovery sessions, with the daemon-wide secret\n"
+	    "                          (default none; cask iscsi set discovery_auth=... overrides)\n"
+	    "  --iscsi-stall-ms MS     behind a command in the volume IO stack this long, new ones\n"
+	    "                          get TASK SET FULL (retryable; default 15000; 0: never)\n"
+	    "  --iscsi-nop-ms MS       ping a session idle this long with a NOP-In and drop it when\n"
+	    "                          the answer takes as long again (default 5000; 0: never)\n"
 	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	    "                          ([::1]:PORT for IPv6; every metric: docs/metrics.md);\n"
 	    "                          default: no metrics server\n"
@@ -293,6 +300,8 @@ main(int argc, char **argv)
 		{ "tls-access", 1, NULL, 'a' }, { "max-export-connections", 1, NULL, 'E' },
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
+		{ "iscsi-nop-ms", 1, NULL, 1005 }, { "iscsi-discovery-auth", 1, NULL, 1006 },
+		{ "iscsi-stall-ms", 1, NULL, 1007 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
@@ -324,8 +333,12 @@ main(int argc, char **argv)
 		case 1001:
 		case 1002:
 		case 1003:
-		case 1004: {
-			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest" };
+		case 1004:
+		case 1005:
+		case 1006:
+		case 1007: {
+			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest", "nop-ms",
+				"discovery-auth", "stall-ms" };
 			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
 				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
 				    keys[ch - 1001]);

@@ -87,7 +87,9 @@ struct scsi_lu {
 	uint32_t prgen;
 	int pr_type;             /* 0: none */
 	scsi_nexus *pr_holder;   /* NULL for the all-registrants types */
-	int aptpl;
+	int aptpl;               /* the PR state is kept in the pool (PTPL_A) */
+	int is_snap;             /* a snapshot's LU: APTPL refused (PTPL_C 0) */
+	pthread_mutex_t save_lock; /* one pr_persist at a time, each writing the newest state */
 	/* COMPARE AND WRITE / OR WRITE run one at a time per LU (their read-modify-write) */
 	int rmw_busy;
 	scsi_cmd *rmw_head, *rmw_tail;
@@ -259,6 +261,17 @@ find_guids(ce_pool *p, void *arg)
 	return 0;
 }
 
+static scsi_abort_hook abort_hook;
+
+void
+scsi_set_abort_hook(scsi_abort_hook fn)
+{
+	abort_hook = fn;
+}
+
+static void pr_restore(scsi_lu *lu);
+static void pr_keep(scsi_lu *lu);
+
 scsi_lu *
 scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 {
@@ -294,6 +307,9 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 	reg_with_pool(pool, find_guids, &q);
 	lu->pool_guid = q.pool_guid;
 	lu->ds_guid = q.ds_guid;
+	lu->is_snap = strchr(export_name, '@') != NULL;
+	pthread_mutex_init(&lu->save_lock, NULL);
+	pr_restore(lu);
 	pthread_mutex_lock(&lus_lock);
 	/* another session may have opened it meanwhile: share that one */
 	for (scsi_lu *o = lus; o; o = o->next) {
@@ -301,6 +317,12 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 			o->refs++;
 			pthread_mutex_unlock(&lus_lock);
 			vio_close(v);
+			while (lu->nexuses) {
+				scsi_nexus *n = lu->nexuses;
+				lu->nexuses = n->next;
+				free(n);
+			}
+			pthread_mutex_destroy(&lu->save_lock);
 			pthread_mutex_destroy(&lu->lock);
 			free(lu);
 			return o;
@@ -330,11 +352,13 @@ scsi_lu_put(scsi_lu *lu)
 	}
 	pthread_mutex_unlock(&lus_lock);
 	vio_close(lu->vol);
+	pr_keep(lu);
 	while (lu->nexuses) {
 		scsi_nexus *n = lu->nexuses;
 		lu->nexuses = n->next;
 		free(n);
 	}
+	pthread_mutex_destroy(&lu->save_lock);
 	pthread_mutex_destroy(&lu->lock);
 	free(lu);
 }
@@ -1700,6 +1724,7 @@ static const scsi_op optab[] = {
 	{ 0x5f, 0x04, "PERSISTENT RESERVE OUT / PREEMPT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x05, "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x06, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
+	{ 0x5f, 0x07, "PERSISTENT RESERVE OUT / REGISTER AND MOVE", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
 	{ 0x89, -1, "COMPARE AND WRITE", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x89, 0xf8, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1f, 0 } },
 	{ 0x8b, -1, "OR WRITE(16)", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8b, 0xf8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
@@ -1842,7 +1867,7 @@ exec_rstmf(scsi_cmd *c)
 	finish(c);
 }
 
-/* ---- persistent reservations (in memory; APTPL is refused, see docs/iscsi.md "As built") ---- */
+/* ---- persistent reservations (shared by every nexus; with APTPL kept in the pool, below) ---- */
 enum { PRT_WE = 1, PRT_EA = 3, PRT_WERO = 5, PRT_EARO = 6, PRT_WEAR = 7, PRT_EAAR = 8 };
 
 static int
@@ -1859,6 +1884,263 @@ static int
 pr_valid_type(int t)
 {
 	return t == 1 || t == 3 || t == 5 || t == 6 || t == 7 || t == 8;
+}
+
+
+/*
+ * ---- keeping the PR state: across the LU's close (memory) and, with
+ * APTPL, in the pool (the dataset attribute object, namespace
+ * CE_ATTR_NS_ISCSI_PR; docs/on-disk-format.md §4.9) ----
+ *
+ * The state is serialized to attribute records: key 1 once (u32
+ * PRgeneration, u8 type, u8 APTPL, u16 the holder's index among the key-2
+ * records or 0xffff), key 2 per registration (u64 key, u16 N, N bytes of
+ * the initiator port name). The same records are kept in memory when the
+ * last session of an LU ends (a registration outlives its I_T nexus, SPC-4
+ * §5.14.3) and written to the pool while APTPL is set; an LU opening takes
+ * the memory copy, else the pool's.
+ */
+enum { PRA_STATE = 1, PRA_REG = 2 };
+#define PRA_NOHOLDER 0xffffu
+
+typedef struct pr_kept {
+	struct pr_kept *next;
+	uint64_t pool_guid, ds_guid;
+	ce_attr *a;
+	size_t n;
+} pr_kept;
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static pr_kept *kept;
+
+/* The LU's PR state as records (lu->lock held); *n 0 when there is nothing to keep. */
+static ce_attr *
+pr_serialize_locked(scsi_lu *lu, size_t *n)
+{
+	size_t nreg = 0;
+	for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+		nreg += x->registered;
+	*n = 0;
+	if (nreg == 0 && lu->prgen == 0 && !lu->aptpl)
+		return NULL;
+	ce_attr *a = xcalloc(1 + nreg, sizeof(*a));
+	size_t k = 1;
+	uint16_t holder = PRA_NOHOLDER;
+	for (scsi_nexus *x = lu->nexuses; x && k <= CE_ATTR_MAX - 1; x = x->next) {
+		if (!x->registered)
+			continue;
+		size_t pl = strnlen(x->port, 480);
+		if (lu->pr_type != 0 && !pr_all_reg(lu->pr_type) && lu->pr_holder == x)
+			holder = (uint16_t)(k - 1);
+		a[k].key = PRA_REG;
+		a[k].len = (uint16_t)(10 + pl);
+		p64(a[k].val, x->key);
+		p16(a[k].val + 8, (uint16_t)pl);
+		memcpy(a[k].val + 10, x->port, pl);
+		k++;
+	}
+	a[0].key = PRA_STATE;
+	a[0].len = 16;
+	p32(a[0].val, lu->prgen);
+	a[0].val[4] = (uint8_t)lu->pr_type;
+	a[0].val[5] = (uint8_t)(lu->aptpl != 0);
+	p16(a[0].val + 6, holder);
+	*n = k;
+	return a;
+}
+
+/* Rebuild the state from records (before the LU is shared); 0, or -1 if they make no sense. */
+static int
+pr_deserialize(scsi_lu *lu, const ce_attr *a, size_t n)
+{
+	if (n == 0 || a[0].key != PRA_STATE || a[0].len < 8)
+		return -1;
+	int type = a[0].val[4];
+	uint16_t holder = g16(a[0].val + 6);
+	if (type != 0 && !pr_valid_type(type))
+		return -1;
+	scsi_nexus *hold = NULL, **tail = &lu->nexuses;
+	for (size_t i = 1; i < n; i++) {
+		uint16_t pl = a[i].len >= 10 ? g16(a[i].val + 8) : 0;
+		if (a[i].key != PRA_REG || a[i].len < 10 || pl == 0 || pl > 480 || (size_t)pl + 10 > a[i].len)
+			return -1;
+		scsi_nexus *x = xcalloc(1, sizeof(*x));
+		x->lu = lu;
+		memcpy(x->port, a[i].val + 10, pl);
+		x->port[pl] = '\0';
+		x->registered = 1;
+		x->key = g64(a[i].val);
+		*tail = x; /* in the stored order (READ KEYS lists them so) */
+		tail = &x->next;
+		if (holder == i - 1)
+			hold = x;
+	}
+	if (type != 0 && !pr_all_reg(type) && hold == NULL)
+		return -1;
+	if (type != 0 && pr_all_reg(type) && n < 2)
+		return -1;
+	lu->prgen = g32(a[0].val);
+	lu->pr_type = type;
+	lu->pr_holder = pr_all_reg(type) ? NULL : hold;
+	lu->aptpl = a[0].val[5] != 0;
+	return 0;
+}
+
+static void
+pr_clear_nexuses(scsi_lu *lu)
+{
+	while (lu->nexuses) {
+		scsi_nexus *x = lu->nexuses;
+		lu->nexuses = x->next;
+		free(x);
+	}
+	lu->prgen = 0;
+	lu->pr_type = 0;
+	lu->pr_holder = NULL;
+	lu->aptpl = 0;
+}
+
+/* The records a volume's PR state is read into (pr_load_cb) or written from (pr_save_cb). */
+typedef struct pr_io_q {
+	const char *vol;
+	ce_attr *a;
+	size_t n;
+} pr_io_q;
+
+static int
+pr_load_cb(ce_pool *p, void *arg)
+{
+	pr_io_q *q = arg;
+	return ce_attr_get(p, q->vol, CE_ATTR_NS_ISCSI_PR, &q->a, &q->n);
+}
+
+static void
+pr_restore(scsi_lu *lu)
+{
+	if (lu->ds_guid == 0)
+		return;
+	pthread_mutex_lock(&kept_lock);
+	for (pr_kept *k = kept; k; k = k->next)
+		if (k->pool_guid == lu->pool_guid && k->ds_guid == lu->ds_guid) {
+			if (pr_deserialize(lu, k->a, k->n) != 0)
+				pr_clear_nexuses(lu);
+			pthread_mutex_unlock(&kept_lock);
+			return;
+		}
+	pthread_mutex_unlock(&kept_lock);
+	if (lu->is_snap)
+		return;
+	char pool[128];
+	const char *slash = strchr(lu->name, '/');
+	if (slash == NULL)
+		return;
+	snprintf(pool, sizeof(pool), "%.*s", (int)(slash - lu->name), lu->name);
+	pr_io_q q = { slash + 1, NULL, 0 };
+	if (reg_with_pool(pool, pr_load_cb, &q) == 0 && q.n > 0) {
+		if (pr_deserialize(lu, q.a, q.n) != 0) {
+			pr_clear_nexuses(lu);
+			log_err("scsi %s: the persistent reservation kept in the pool is damaged; not restored", lu->name);
+		} else {
+			log_info("scsi %s: persistent reservations restored from the pool (APTPL): generation %u, type %d",
+			    lu->name, lu->prgen, lu->pr_type);
+		}
+	}
+	free(q.a);
+}
+
+/* The last session of the LU ended: keep its PR state in memory for the next open. */
+static void
+pr_keep(scsi_lu *lu)
+{
+	if (lu->ds_guid == 0)
+		return;
+	size_t n;
+	ce_attr *a = pr_serialize_locked(lu, &n); /* the LU is no longer shared */
+	pthread_mutex_lock(&kept_lock);
+	pr_kept **pp = &kept;
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->pool_guid == lu->pool_guid && (*pp)->ds_guid == lu->ds_guid)
+			break;
+	if (*pp == NULL && n > 0) {
+		*pp = xcalloc(1, sizeof(**pp));
+		(*pp)->pool_guid = lu->pool_guid;
+		(*pp)->ds_guid = lu->ds_guid;
+	}
+	if (*pp != NULL) {
+		pr_kept *k = *pp;
+		free(k->a);
+		k->a = a;
+		k->n = n;
+		a = NULL;
+		if (n == 0) {
+			*pp = k->next;
+			free(k);
+		}
+	}
+	pthread_mutex_unlock(&kept_lock);
+	free(a);
+}
+
+static int
+pr_save_cb(ce_pool *p, void *arg)
+{
+	pr_io_q *q = arg;
+	return ce_attr_replace(p, q->vol, CE_ATTR_NS_ISCSI_PR, q->a, q->n);
+}
+
+/*
+ * Write the LU's newest PR state to the pool (APTPL set), or remove it
+ * (APTPL cleared), then complete the command: GOOD only once the txg holding
+ * it committed. Runs on its own thread (a commit takes a txg; the
+ * connection's loop must not wait for it), holding an LU reference.
+ */
+static void *
+pr_persist_thread(void *arg)
+{
+	scsi_cmd *c = arg;
+	scsi_lu *lu = LU(c);
+	pthread_mutex_lock(&lu->save_lock);
+	pthread_mutex_lock(&lu->lock);
+	size_t n = 0;
+	ce_attr *a = lu->aptpl ? pr_serialize_locked(lu, &n) : NULL;
+	pthread_mutex_unlock(&lu->lock);
+	char pool[128];
+	const char *slash = strchr(lu->name, '/');
+	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - lu->name) : 0, lu->name);
+	pr_io_q q = { slash ? slash + 1 : lu->name, a, n };
+	int err = reg_with_pool(pool, pr_save_cb, &q);
+	pthread_mutex_unlock(&lu->save_lock);
+	free(a);
+	if (err != 0) {
+		log_err("scsi %s: cannot keep the persistent reservation in the pool: %s", lu->name, err_get());
+		scsi_set_sense(c, SK_HARDWARE_ERROR, 0x44, 0x00);
+	}
+	finish(c);
+	scsi_lu_put(lu);
+	return NULL;
+}
+
+/* Complete a PROUT that changed the state: through the pool when APTPL is or was set. */
+static void
+pr_done(scsi_cmd *c, int was_aptpl)
+{
+	scsi_lu *lu = LU(c);
+	if (!was_aptpl && !lu->aptpl)
+		return finish(c);
+	pthread_mutex_lock(&lus_lock);
+	lu->refs++;
+	pthread_mutex_unlock(&lus_lock);
+	pthread_t th;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &at, pr_persist_thread, c) != 0) {
+		pthread_attr_destroy(&at);
+		scsi_lu_put(lu);
+		log_err("scsi %s: no thread to keep the persistent reservation", lu->name);
+		scsi_set_sense(c, SK_HARDWARE_ERROR, 0x44, 0x00);
+		return finish(c);
+	}
+	pthread_attr_destroy(&at);
 }
 
 static int
@@ -1909,8 +2191,8 @@ exec_prin(scsi_cmd *c)
 	case 2:
 		memset(d, 0, 8);
 		p16(d, 8);
-		d[2] = 0x10 | 0x04; /* CRH, ATP_C */
-		d[3] = 0x80 | 0x10; /* TMV, ALLOW COMMANDS 001b */
+		d[2] = 0x10 | 0x04 | (lu->is_snap ? 0 : 0x01); /* CRH, ATP_C, PTPL_C (not on a snapshot) */
+		d[3] = 0x80 | 0x10 | (lu->aptpl ? 0x01 : 0); /* TMV, ALLOW COMMANDS 001b, PTPL_A */
 		d[4] = 0x80 | 0x20 | 0x08 | 0x02; /* WR_EX_AR, EX_AC_RO, WR_EX_RO... */
 		d[4] = 0xea; /* EX_AC_RO(7) WR_EX_RO(6) EX_AC(5) WR_EX(3) ... per SPC-4 bits */
 		d[4] = (uint8_t)((1 << 7) | (1 << 6) | (1 << 5) | (1 << 3) | (1 << 1));
@@ -1949,6 +2231,22 @@ exec_prin(scsi_cmd *c)
 	finish(c);
 }
 
+typedef struct abort_wait {
+	scsi_cmd *c;
+	int was_aptpl;
+} abort_wait;
+
+/* The transport ended the preempted nexuses' tasks: the PREEMPT AND ABORT completes. */
+static void
+preempt_aborted(void *arg)
+{
+	abort_wait *w = arg;
+	scsi_cmd *c = w->c;
+	int was = w->was_aptpl;
+	free(w);
+	pr_done(c, was);
+}
+
 static int
 prep_prout(scsi_cmd *c)
 {
@@ -1961,12 +2259,63 @@ prep_prout(scsi_cmd *c)
 		if (!pr_valid_type(type))
 			return bad_cdb(c, 2, 3);
 	}
-	if (c->spdtl != 24)
+	if (sa == 7) { /* REGISTER AND MOVE: 24 bytes, then a TransportID (at most 4 + 480 bytes here) */
+		if (!pr_valid_type(type))
+			return bad_cdb(c, 2, 3);
+		if (c->spdtl < 24 + 24 || c->spdtl > 24 + 4 + 484)
+			return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
+	} else if (c->spdtl != 24) {
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
-	c->need_out = (int)MIN(24u, c->edtl);
-	if (c->edtl < 24)
+	}
+	c->need_out = (int)MIN(c->spdtl, c->edtl);
+	if (c->edtl < c->spdtl)
 		return sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
 	return 0;
+}
+
+/*
+ * The I_T nexus an iSCSI TransportID names (SPC-4 7.6.4.6): format 01
+ * "NAME,i,0xISID" exactly, or format 00 "NAME" when one nexus of that
+ * initiator is known; created (unregistered) when the initiator port has
+ * not logged in yet. NULL when the TransportID is malformed or ambiguous
+ * (lu->lock held).
+ */
+static scsi_nexus *
+nexus_of_transport_id(scsi_lu *lu, const uint8_t *t, size_t avail)
+{
+	if (avail < 4 || (t[0] & 0x0f) != 0x05)
+		return NULL;
+	int fmt = t[0] >> 6;
+	size_t len = g16(t + 2);
+	if (len < 4 || len + 4 > avail || len > 484)
+		return NULL;
+	char name[490];
+	memcpy(name, t + 4, len);
+	name[len] = '\0';
+	size_t nl = strnlen(name, len);
+	if (nl == 0 || nl >= 320)
+		return NULL;
+	scsi_nexus *hit = NULL;
+	if (fmt == 0) {
+		int n = 0;
+		for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+			if (strncasecmp(x->port, name, nl) == 0 && strncmp(x->port + nl, ",i,0x", 5) == 0) {
+				hit = x;
+				n++;
+			}
+		return n == 1 ? hit : NULL;
+	}
+	if (fmt != 1 || strstr(name, ",i,0x") == NULL)
+		return NULL;
+	for (scsi_nexus *x = lu->nexuses; x; x = x->next)
+		if (strcasecmp(x->port, name) == 0)
+			return x;
+	hit = xcalloc(1, sizeof(*hit));
+	hit->lu = lu;
+	memcpy(hit->port, name, nl + 1); /* nl < sizeof(hit->port) */
+	hit->next = lu->nexuses;
+	lu->nexuses = hit;
+	return hit;
 }
 
 static void
@@ -2018,17 +2367,21 @@ exec_prout(scsi_cmd *c)
 	const uint8_t *p = c->dout;
 	int sa = c->cdb[1] & 0x1f, type = c->cdb[2] & 0x0f;
 	uint64_t rk = g64(p), sark = g64(p + 8);
-	int spec_i_pt = (p[20] & 0x08) != 0, aptpl = (p[20] & 0x01) != 0;
+	int spec_i_pt = sa != 7 && (p[20] & 0x08) != 0;
+	int aptpl = sa == 7 ? (p[17] & 0x01) != 0 : (p[20] & 0x01) != 0;
 	scsi_nexus *me = c->nx;
 	if (spec_i_pt) {
 		bad_param(c, 20, 3);
 		return finish(c);
 	}
-	if (aptpl) {
-		bad_param(c, 20, 0); /* PTPL_C=0: persisting needs the on-disk attribute object (not built) */
+	if (aptpl && lu->is_snap) {
+		bad_param(c, 20, 0); /* PTPL_C=0 on a snapshot: nothing of it is written to the pool */
 		return finish(c);
 	}
 	pthread_mutex_lock(&lu->lock);
+	int was_aptpl = lu->aptpl;
+	scsi_nexus **gone = NULL; /* PREEMPT AND ABORT: the nexuses whose tasks end */
+	size_t ngone = 0;
 	if (lu->spc2 != NULL && lu->spc2 != me) {
 		c->status = SCSI_RESV_CONFLICT;
 		goto out;
@@ -2057,6 +2410,7 @@ exec_prout(scsi_cmd *c)
 				me->key = sark;
 			lu->prgen++;
 		}
+		lu->aptpl = aptpl; /* SPC-4 5.14.5: the last REGISTER's APTPL bit decides */
 		break;
 	case 1: /* RESERVE */
 		if (!me->registered) {
@@ -2098,6 +2452,44 @@ exec_prout(scsi_cmd *c)
 		lu->pr_holder = NULL;
 		lu->prgen++;
 		break;
+	case 7: { /* REGISTER AND MOVE (SPC-4 5.14.7.8): the holder hands its reservation to another nexus */
+		/* not the holder, no reservation, or an all-registrants one (no single holder to move; LIO
+		 * answers so too): RESERVATION CONFLICT */
+		if (!me->registered || lu->pr_type == 0 || pr_all_reg(lu->pr_type) || lu->pr_holder != me) {
+			c->status = SCSI_RESV_CONFLICT;
+			break;
+		}
+		int unreg = (p[17] & 0x02) != 0;
+		uint32_t tlen = g32(p + 20);
+		if (sark == 0) {
+			bad_param(c, 8, -1);
+			break;
+		}
+		if (g16(p + 18) != 1) {
+			bad_param(c, 18, -1); /* one target port: relative port 1 */
+			break;
+		}
+		if (tlen < 24 || 24 + (size_t)tlen > c->spdtl) {
+			bad_param(c, 20, -1);
+			break;
+		}
+		scsi_nexus *to = nexus_of_transport_id(lu, p + 24, tlen);
+		if (to == NULL || to == me) {
+			bad_param(c, 24, -1);
+			break;
+		}
+		if (!to->registered)
+			to->registered = 1;
+		to->key = sark;
+		lu->pr_holder = to;
+		if (unreg) {
+			me->registered = 0;
+			me->key = 0;
+		}
+		lu->prgen++;
+		lu->aptpl = (p[17] & 0x01) != 0;
+		break;
+	}
 	case 4: /* PREEMPT */
 	case 5: /* PREEMPT AND ABORT (tasks of the preempted nexuses are not aborted: see As built) */
 		if (!me->registered) {
@@ -2110,6 +2502,10 @@ exec_prout(scsi_cmd *c)
 					x->registered = 0;
 					x->key = 0;
 					ua_add_locked(x, ASC(0x2a, 0x05));
+					if (sa == 5) {
+						gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+						gone[ngone++] = x;
+					}
 				}
 			lu->pr_type = type;
 			lu->pr_holder = pr_all_reg(type) ? NULL : me;
@@ -2130,6 +2526,10 @@ exec_prout(scsi_cmd *c)
 				x->registered = 0;
 				x->key = 0;
 				ua_add_locked(x, ASC(0x2a, 0x05));
+				if (sa == 5) {
+					gone = xrealloc(gone, (ngone + 1) * sizeof(*gone));
+					gone[ngone++] = x;
+				}
 			}
 		}
 		if (!found) {
@@ -2153,8 +2553,21 @@ exec_prout(scsi_cmd *c)
 		bad_cdb(c, 1, 4);
 		break;
 	}
-out:
+out:;
+	int changed = c->status == SCSI_GOOD && c->sense_len == 0;
 	pthread_mutex_unlock(&lu->lock);
+	if (changed && ngone > 0 && abort_hook != NULL) {
+		/* the preempted nexuses' tasks end before this command completes (nexuses live as long as the LU) */
+		abort_wait *w = xcalloc(1, sizeof(*w));
+		w->c = c;
+		w->was_aptpl = was_aptpl;
+		abort_hook(lu, (scsi_nexus *const *)gone, ngone, preempt_aborted, w);
+		free(gone);
+		return;
+	}
+	free(gone);
+	if (changed)
+		return pr_done(c, was_aptpl);
 	finish(c);
 }
 
@@ -2267,6 +2680,13 @@ scsi_prepare(scsi_cmd *c)
 	if (o->dir != SCSI_DIR_OUT)
 		c->need_out = 0;
 	return 0;
+}
+
+int
+scsi_cmd_medium(const scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	return o != NULL && (o->flags & OP_MEDIUM) != 0;
 }
 
 void

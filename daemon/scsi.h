@@ -77,6 +77,8 @@ scsi_lu *scsi_nexus_lu(scsi_nexus *nx);
 /* Decode and check the CDB (docs/iscsi.md §10.2 steps 1-9). 0: run it with scsi_exec after
  * collecting need_out bytes of Data-Out; -1: answered (status/sense set), do not call done. */
 int scsi_prepare(scsi_cmd *c);
+/* After scsi_prepare accepted it: whether the command reaches the medium (the volume IO stack). */
+int scsi_cmd_medium(const scsi_cmd *c);
 /* Run a prepared command; c->done runs exactly once (maybe inside). */
 void scsi_exec(scsi_cmd *c);
 /* Free what the core allocated (din, work buffers). */
@@ -88,4 +90,12 @@ void scsi_set_sense(scsi_cmd *c, int key, int asc, int ascq);
 /* LU RESET / TARGET WARM RESET: reservation (SPC-2) released, mode pages to defaults,
  * UA 29/00 for every nexus of the LU. */
 void scsi_lu_reset(scsi_lu *lu);
+/*
+ * PREEMPT AND ABORT (SPC-4 5.14.7.6): the transport ends every task of the
+ * nexuses nx[0..n) on lu (waiting for those already in the core), then calls
+ * done(arg) once, from any thread. Set once at start; without it the tasks
+ * are not aborted.
+ */
+typedef void (*scsi_abort_hook)(scsi_lu *lu, scsi_nexus *const *nx, size_t n, void (*done)(void *arg), void *arg);
+void scsi_set_abort_hook(scsi_abort_hook fn);
 #endif

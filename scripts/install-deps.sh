@@ -24,6 +24,9 @@ PKGS=(
   libiscsi-bin      # iscsi-ls, iscsi-inq, iscsi-readcapacity16, iscsi-test-cu (the iSCSI conformance suite)
   qemu-block-extra  # qemu's iscsi:// driver (qemu-img, qemu-io over iSCSI)
   tgt               # iSCSI benchmark peer (tgtd)
+  # the kernel-initiator test (tests/integration/iscsi_kernel.sh): Debian's kernel under
+  # qemu-system-x86_64 -accel tcg, with an initramfs built from these
+  qemu-system-x86 linux-image-amd64 open-iscsi busybox-static cpio kmod e2fsprogs
   xz-utils          # unpacks the test fixtures (old-format pools)
   prometheus        # promtool check metrics, and a real scraper in tests/integration/metrics.sh
   # the Python binding (python/): cffi in API mode, and its tests

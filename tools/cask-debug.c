@@ -422,6 +422,22 @@ cmd_check(int argc, char **argv)
 			printf("PROBLEM MOS header block: a snapshot policy root in a version %u pool\n", mh0->mh_version);
 		}
 	}
+	/* The dataset attribute object (format FMT_V_ISCSI): its blocks; the engine validated the records at import. */
+	const mos_attr_phys *ma0 = (const mos_attr_phys *)mos_ptr(p, CE_MOS_ATTR_OFF);
+	if (mh0->mh_version >= FMT_V_ISCSI && !bp_is_hole(&ma0->ma_root)) {
+		cowtree at;
+		tree_init(&at, BP_ATTR, 1);
+		at.levels = ma0->ma_levels;
+		at.root = ma0->ma_root;
+		c.what = "dataset attribute object";
+		cowtree_walk(p, &at, check_visit, &c);
+	} else if (mh0->mh_version < FMT_V_ISCSI) {
+		static const uint8_t zero[sizeof(mos_attr_phys)];
+		if (memcmp(ma0, zero, sizeof(zero)) != 0) {
+			c.problems++;
+			printf("PROBLEM MOS header block: an attribute object root in a version %u pool\n", mh0->mh_version);
+		}
+	}
 	/*
 	 * Each volume's chain oldest first: a dataset's walk skips what was
 	 * born at or before its prev_txg (an older dataset counted it), so a

@@ -90,6 +90,10 @@ fail(reqerr *e, int err, int code)
 	X("sched.list", op_sched_list, NULL)        \
 	X("sched.run", op_sched_run, NULL)          \
 	X("vol.status", op_vol_status, "replication") \
+	X("iscsi.set", op_iscsi_set, "iscsi.config") \
+	X("iscsi.chap.set", op_iscsi_chap_set, NULL) \
+	X("iscsi.chap.unset", op_iscsi_chap_unset, NULL) \
+	X("iscsi.config", op_iscsi_config, NULL)    \
 	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("test.vio_fault", op_test_vio_fault, NULL) \

@@ -534,6 +534,37 @@ void cask_apply_result_free(cask_apply_result *r);
  * volumes, properties and snapshot policies. *text is malloc'd: free it.
  */
 int cask_manifest_get(cask_client *c, const char *const *pools, size_t npools, char **text);
+ * (CASK_1.1, feature "iscsi.config") The iSCSI target's configuration
+ * (docs/iscsi.md §14): per volume POOL/VOL (target NULL: the daemon-wide
+ * entry) an ACL, a CHAP policy, a block size and CHAP secrets. Applies to
+ * the next login. Secrets are sent only by cask_iscsi_chap_set and never
+ * returned: cask_iscsi_config says whether one is set.
+ */
+/* property "acl" ("IQN[,IQN...]", a '*' at the end matches a prefix; "*" any),
+ * "auth" (default|none|chap|mutual), "blocksize" (512|4096); daemon-wide (target NULL) also
+ * "discovery_auth" (default|none|chap|mutual); value NULL: the default. */
+int cask_iscsi_set(cask_client *c, const char *target, const char *property, const char *value);
+/* user+secret and/or mutual_user+mutual_secret (NULL: leave that pair as it is); secrets 12..255 bytes. */
+int cask_iscsi_chap_set(cask_client *c, const char *target, const char *user, const char *secret,
+    const char *mutual_user, const char *mutual_secret);
+/* Remove the secrets (mutual: only the mutual pair). */
+int cask_iscsi_chap_unset(cask_client *c, const char *target, int mutual);
+#define CASK_ISCSI_ACL_MAX 32
+typedef struct cask_iscsi_entry {
+	char target[256];            /* POOL/VOL; "" for the daemon-wide entry */
+	char iqn[256];               /* its target name ("" for the daemon-wide entry) */
+	char auth[16];               /* default, none, chap, mutual */
+	char discovery_auth[16];     /* the daemon-wide entry's policy for discovery sessions ("" for a volume) */
+	char acl[CASK_ISCSI_ACL_MAX][224];
+	unsigned nacl;               /* 1 with acl[0] "*": any initiator */
+	unsigned blocksize;          /* 0 for the daemon-wide entry */
+	char chap_user[256];         /* "" none */
+	int chap_secret;             /* whether a secret is set */
+	char mutual_user[256];
+	int mutual_secret;
+} cask_iscsi_entry;
+/* The daemon-wide entry first, then each configured volume. */
+int cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n);
 
 /*
  * The digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents (CASK_1.1,

@@ -295,6 +295,26 @@ typedef struct ce_sched_info {
 int ce_sched_set(ce_pool *p, const char *vol, const ce_sched *policy);
 /* Every policy of a living volume, sorted by volume name; caller frees *out. */
 int ce_sched_list(ce_pool *p, ce_sched_info **out, size_t *count);
+
+/*
+ * Dataset attributes (format 8, docs/on-disk-format.md section 4.9): small
+ * records a frontend keeps with a volume in its own namespace (1: the iSCSI
+ * target's APTPL persistent reservations). ce_attr_replace replaces the
+ * volume's records of that namespace with a[0..n) (n 0 removes them) and
+ * returns once the txg holding the change committed; ce_attr_get returns
+ * them in the order they were given (free *out). Dropped with the volume,
+ * never sent or cloned. The pool's format becomes 9 at the first record.
+ */
+#define CE_ATTR_NS_ISCSI_PR 1u
+#define CE_ATTR_MAX 256u            /* records per volume and namespace */
+#define CE_ATTR_VALUE_MAX 496u      /* bytes of one record's value */
+typedef struct ce_attr {
+	uint16_t key;
+	uint16_t len;                   /* 0 .. CE_ATTR_VALUE_MAX */
+	uint8_t val[CE_ATTR_VALUE_MAX];
+} ce_attr;
+int ce_attr_replace(ce_pool *p, const char *vol, uint16_t ns, const ce_attr *a, size_t n);
+int ce_attr_get(ce_pool *p, const char *vol, uint16_t ns, ce_attr **out, size_t *count);
 int ce_snap_destroy(ce_pool *p, const char *name);
 /* Destroy all the named snapshots in one txg, or none (errs[i]: 0 or -errno per name). */
 int ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs);

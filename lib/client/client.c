@@ -1529,3 +1529,77 @@ cask_job_pollfd(cask_client *c, uint64_t id)
 		return set_error(errno, CE_E_INTERNAL, "dup: %s", strerror(errno));
 	return fd;
 }
+
+/* ---- the iSCSI target's configuration ---- */
+
+static void
+add_opt_str(json_object *a, const char *k, const char *v)
+{
+	if (v != NULL)
+		json_object_object_add(a, k, json_object_new_string(v));
+}
+
+int
+cask_iscsi_set(cask_client *c, const char *target, const char *property, const char *value)
+{
+	json_object *a = json_object_new_object();
+	add_opt_str(a, "target", target);
+	json_object_object_add(a, "property", json_object_new_string(property ? property : ""));
+	json_object_object_add(a, "value", value ? json_object_new_string(value) : NULL);
+	return call_void(c, "iscsi.set", a);
+}
+
+int
+cask_iscsi_chap_set(cask_client *c, const char *target, const char *user, const char *secret,
+    const char *mutual_user, const char *mutual_secret)
+{
+	json_object *a = json_object_new_object();
+	add_opt_str(a, "target", target);
+	add_opt_str(a, "user", user);
+	add_opt_str(a, "secret", secret);
+	add_opt_str(a, "mutual_user", mutual_user);
+	add_opt_str(a, "mutual_secret", mutual_secret);
+	return call_void(c, "iscsi.chap.set", a);
+}
+
+int
+cask_iscsi_chap_unset(cask_client *c, const char *target, int mutual)
+{
+	json_object *a = json_object_new_object();
+	add_opt_str(a, "target", target);
+	json_object_object_add(a, "mutual", json_object_new_boolean(mutual != 0));
+	return call_void(c, "iscsi.chap.unset", a);
+}
+
+static void
+iscsi_entry_from(json_object *o, void *p)
+{
+	cask_iscsi_entry *e = p;
+	json_object *acl;
+	memset(e, 0, sizeof(*e));
+	get_str_or_empty(o, "target", e->target, sizeof(e->target));
+	get_str_or_empty(o, "iqn", e->iqn, sizeof(e->iqn));
+	get_str_or_empty(o, "auth", e->auth, sizeof(e->auth));
+	get_str_or_empty(o, "discovery_auth", e->discovery_auth, sizeof(e->discovery_auth));
+	if (json_object_object_get_ex(o, "acl", &acl) && json_object_is_type(acl, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(acl) && e->nacl < CASK_ISCSI_ACL_MAX; i++)
+			snprintf(e->acl[e->nacl++], sizeof(e->acl[0]), "%s",
+			    json_object_get_string(json_object_array_get_idx(acl, i)));
+	e->blocksize = (unsigned)get_u64(o, "blocksize");
+	get_str_or_empty(o, "chap_user", e->chap_user, sizeof(e->chap_user));
+	get_str_or_empty(o, "mutual_user", e->mutual_user, sizeof(e->mutual_user));
+	json_object *b;
+	e->chap_secret = json_object_object_get_ex(o, "chap_secret", &b) && json_object_get_boolean(b);
+	e->mutual_secret = json_object_object_get_ex(o, "mutual_secret", &b) && json_object_get_boolean(b);
+}
+
+int
+cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n)
+{
+	void *list;
+	int rc = list_of(c, "iscsi.config", "target", NULL, "entries", "entry", sizeof(cask_iscsi_entry),
+	    iscsi_entry_from, &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
+}

@@ -32,6 +32,7 @@
 #include "prop.h"
 #include "recv.h"
 #include "sched_policy.h"
+#include "attr.h"
 #include "snap.h"
 #include "txg.h"
 #include "util.h"
@@ -354,6 +355,8 @@ vol_load_all(ce_pool *p)
 	if (lerr == 0)
 		lerr = sched_load(p);
 	if (lerr == 0)
+		lerr = attr_load(p);
+	if (lerr == 0)
 		lerr = recv_table_load(p);
 	return lerr != 0 ? lerr : repl_load(p);
 }
@@ -437,6 +440,8 @@ vol_reload_all(ce_pool *p)
 		lerr = hold_load(p);
 	if (lerr == 0)
 		lerr = sched_load(p);
+	if (lerr == 0)
+		lerr = attr_load(p);
 	if (lerr == 0)
 		lerr = recv_table_load(p);
 	return lerr != 0 ? lerr : repl_load(p);

@@ -1,9 +1,10 @@
 /*
- * phys.h -- the on-disk structures of format version 7 (CE_FORMAT_VERSION;
- * import reads versions 1 to 7 and upgrades them as their features are
+ * phys.h -- the on-disk structures of format version 8 (CE_FORMAT_VERSION;
+ * import reads versions 1 to 8 and upgrades them as their features are
  * first used: 6 when a volume first becomes a replica (FMT_V_REPL), 7 when
  * a pool first stores a snapshot policy or an automatic snapshot
- * (FMT_V_SCHED)), transcribed from docs/on-disk-format.md; each structure
+ * (FMT_V_SCHED), 8 when it first stores a dataset attribute (FMT_V_ISCSI)),
+ * transcribed from docs/on-disk-format.md; each structure
  * added after version 1 names the version that added it. Every field is
  * little-endian; the engine currently runs on little-endian hosts only
  * and refuses to build elsewhere rather than writing a format it cannot
@@ -19,9 +20,10 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 
 #define FMT_V_REPL 6u /* replication: ds_role, ds_repl_idx, the replica object (section 7) */
 #define FMT_V_SCHED 7u /* snapshot policies and automatic snapshots (section 4.8) */
-#define CE_FORMAT_VERSION FMT_V_SCHED /* the newest version this build writes */
+#define FMT_V_ISCSI 8u /* dataset attributes: the iSCSI target's APTPL reservations (section 4.9) */
+#define CE_FORMAT_VERSION FMT_V_ISCSI /* the newest version this build writes */
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
-_Static_assert(CE_FORMAT_VERSION == 7u, "a new format version: update this essay and docs/on-disk-format.md");
+_Static_assert(CE_FORMAT_VERSION == 8u, "a new format version: update this essay and docs/on-disk-format.md");
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
 #define CE_LABEL_REGION (512u * 1024u)
@@ -58,6 +60,7 @@ enum {
 	BP_HOLDS = 6,
 	BP_REPL = 7,      /* format 6: the replica object (section 7) */
 	BP_SCHED = 8,     /* format 7: the snapshot policy object (section 4.8) */
+	BP_ATTR = 9,      /* format 8: the dataset attribute object (section 4.9) */
 };
 
 typedef struct bp_phys {
@@ -361,6 +364,31 @@ typedef struct sched_phys {
 	uint8_t sc_pad[88];
 } sched_phys;
 _Static_assert(sizeof(sched_phys) == 128, "sched_phys is 128 bytes");
+
+/*
+ * Dataset attributes (FMT_V_ISCSI, docs/on-disk-format.md section 4.9): the
+ * root of the attribute object in the MOS header block, and its records.
+ */
+#define CE_MOS_ATTR_OFF 10240u
+typedef struct mos_attr_phys {
+	uint32_t ma_count;       /* records in the object */
+	uint8_t ma_levels;       /* levels of its tree */
+	uint8_t ma_pad[59];
+	bp_phys ma_root;         /* a hole while there are none */
+} mos_attr_phys;
+_Static_assert(sizeof(mos_attr_phys) == 128, "mos_attr_phys is 128 bytes");
+_Static_assert(CE_MOS_ATTR_OFF >= CE_MOS_SCHED_OFF + 128, "after format 7's policy root");
+_Static_assert(CE_MOS_ATTR_OFF + 128 <= CE_MOS_RECV_OFF, "before the receive table");
+#define CE_ATTR_VAL_MAX 496u
+typedef struct attr_phys {
+	uint64_t at_ds_guid;     /* the volume (ds_guid); never 0 */
+	uint16_t at_ns;          /* namespace, 1 = iSCSI persistent reservations */
+	uint16_t at_key;
+	uint16_t at_len;         /* bytes of at_val used */
+	uint16_t at_pad;
+	uint8_t at_val[CE_ATTR_VAL_MAX];
+} attr_phys;
+_Static_assert(sizeof(attr_phys) == 512, "attr_phys is 512 bytes");
 
 /* Snapshot holds (format version 4, docs/on-disk-format.md section 4.6). */
 #define CE_HOLD_TAG_MAX 63u

@@ -30,6 +30,7 @@
 #include "pool_impl.h"
 #include "pool_sync.h"
 #include "sched_policy.h"
+#include "attr.h"
 #include "txg.h"
 #include "uberblock.h"
 #include "util.h"
@@ -125,6 +126,7 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	dataset_init(p);
 	hold_init(p);
 	sched_init(p);
+	attr_init(p);
 	fault_init(&p->faults);
 	return p;
 }
@@ -138,6 +140,7 @@ pool_free(ce_pool *p)
 	pool_sync_fini(p);
 	hold_fini(p);
 	sched_fini(p);
+	attr_fini(p);
 	repl_pool_fini(p);
 	if (p->alloc.v != NULL)
 		alloc_fini(&p->alloc);

@@ -12,7 +12,8 @@
  * pool_sync.c), the allocator, cache, intent log and injected faults
  * (alloc.c, cache.c, ilog.c, fault.c), the write queue (blkio.c), the
  * holds (sh*: hold.c), the receive table (recv_*: send.c), the policies
- * (sc*: sched.c) and the replica object (rp_*: repl.c); the rest is
+ * (sc*: sched.c), the dataset attributes (at*: attr.c) and the replica
+ * object (rp_*: repl.c); the rest is
  * pool.c's (identity, devices, options, the locks, what import found, the
  * error counters). Other files read through the owner's header (txg_open,
  * mos_ptr, ds_at, ...) and change state through the owner's functions
@@ -172,6 +173,15 @@ struct ce_pool {
 	sched_phys *sc_sync;
 	size_t nscsync, capscsync;
 	int sc_dirty;             /* sc_sync changed: this txg's sched_sync rewrites the object */
+
+	/* dataset attributes (attr.c; pool->lock), and as of the txg being synced (its sync task) */
+	attr_phys *at;
+	size_t nat, capat;
+	cowtree at_tree;
+	uint64_t at_disk_leaves;  /* leaves the object had when last written */
+	attr_phys *at_sync;
+	size_t natsync, capatsync;
+	int at_dirty;             /* at_sync changed: this txg's attr_sync rewrites the object */
 	/*
 	 * The replica object (repl.c), touched by the sync thread only (and
 	 * by import): rp_buf is the object as of the txg syncing, rp_dirty

@@ -13,7 +13,7 @@
  *            snapshot policies), each living in its own subsystem's
  *            file; they may dirty more datasets of t (pool_sync_dirty)
  *   records  dead lists and dataset records of every dataset dirtied in t
- *   pool     holds, snapshot policy (sched.c), receive and replica
+ *   pool     holds, snapshot policy (sched.c), dataset attributes (attr.c), receive and replica
  *            objects, then the MOS and bitmaps until a pass writes
  *            nothing, flush, uberblock, flush
  *   after    freed space becomes allocatable, the log learns the commit,
@@ -45,6 +45,7 @@
 #include "pool_impl.h"
 #include "recv.h"
 #include "sched_policy.h"
+#include "attr.h"
 #include "txg.h"
 #include "uberblock.h"
 #include "util.h"
@@ -336,6 +337,8 @@ sync_work(ce_pool *p, uint64_t t)
 		err = hold_sync(p, t);
 	if (err == 0)
 		err = sched_sync(p, t);
+	if (err == 0)
+		err = attr_sync(p, t);
 	if (err == 0)
 		err = recv_table_sync(p, t);
 	if (err == 0)

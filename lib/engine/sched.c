@@ -35,6 +35,7 @@
 #include "sched_policy.h"
 #include "dataset.h"
 #include "mos.h"
+#include "recobj.h"
 #include "pool_sync.h"
 #include "util.h"
 #include "vol.h"
@@ -71,11 +72,7 @@ sched_fini(ce_pool *p)
 static void
 sched_put(sched_phys **a, size_t *n, size_t *cap, const sched_phys *r)
 {
-	if (*n == *cap) {
-		*cap = *cap ? *cap * 2 : 16;
-		*a = xrealloc(*a, *cap * sizeof(sched_phys));
-	}
-	(*a)[(*n)++] = *r;
+	recs_put((void **)a, n, cap, r, sizeof(*r));
 }
 
 int
@@ -113,24 +110,11 @@ sched_find(const ce_pool *p, uint64_t guid)
 	return find_in(p->sc, p->nsc, guid);
 }
 
-/* The volume (not a snapshot) with this guid not destroyed by txg t, or NULL (pool->lock held). */
-static volume *
-vol_at(ce_pool *p, uint64_t guid, uint64_t t)
-{
-	ASSERT_HELD(&p->lock);
-	for (size_t i = 0; i < ds_count(p); i++) {
-		volume *v = ds_at(p, i);
-		if (v->guid == guid && !v->is_snap && !vol_destroyed_by(v, t))
-			return v;
-	}
-	return NULL;
-}
-
 /* The living volume with this guid, as open context sees it (pool->lock held). */
 static volume *
 live_vol(ce_pool *p, uint64_t guid)
 {
-	return vol_at(p, guid, UINT64_MAX);
+	return recobj_vol_at(p, guid, UINT64_MAX);
 }
 
 /* At import and clear, after the datasets. */
@@ -144,21 +128,12 @@ sched_load(ce_pool *p)
 	p->sc_dirty = 0;
 	if (mos_hdr(p)->mh_version < FMT_V_SCHED)
 		return 0; /* older pools have zeros there (never written) */
-	if (!bp_is_hole(&ms->ms_root)) {
-		p->sc_tree.levels = ms->ms_levels ? ms->ms_levels : 1;
-		p->sc_tree.root = ms->ms_root;
-	}
-	if (ms->ms_count == 0)
-		return 0;
-	uint64_t n = ms->ms_count, nleaves = (n + SCHED_PER_LEAF - 1) / SCHED_PER_LEAF;
-	if (ms->ms_levels == 0 || ms->ms_levels > 8 || nleaves > cowtree_capacity(ms->ms_levels))
-		return err_set(-EIO, "pool %s: the snapshot policy object is damaged", p->name);
-	sched_phys *buf = xmalloc(nleaves * CE_META_BLOCK);
-	int err = mos_read_object(p, &p->sc_tree, (uint8_t *)buf, nleaves);
-	if (err != 0) {
-		free(buf);
-		return err_set(err, "pool %s: cannot read the snapshot policy object", p->name);
-	}
+	uint64_t n = ms->ms_count, nleaves;
+	sched_phys *buf;
+	int err = recobj_read(p, &p->sc_tree, &ms->ms_root, ms->ms_levels, n, sizeof(sched_phys),
+	    "snapshot policy object", (void **)&buf, &nleaves);
+	if (err != 0 || n == 0)
+		return err;
 	p->sc_disk_leaves = nleaves;
 	pthread_mutex_lock(&p->lock); /* the directory's lock (the sync thread is stopped) */
 	for (uint64_t i = 0; i < n; i++) {
@@ -221,26 +196,14 @@ sched_sync(ce_pool *p, uint64_t t)
 	uint64_t n = 0;
 	pthread_mutex_lock(&p->lock); /* destroy_txg: open context may be destroying one in t + 1 */
 	for (size_t i = 0; i < p->nscsync; i++)
-		if (vol_at(p, p->sc_sync[i].sc_vol_guid, t) != NULL) /* invariant 1 */
+		if (recobj_vol_at(p, p->sc_sync[i].sc_vol_guid, t) != NULL) /* invariant 1 */
 			((sched_phys *)buf)[n++] = p->sc_sync[i];
 	pthread_mutex_unlock(&p->lock);
 	p->sc_dirty = 0;
-
-	uint64_t nleaves = (n + SCHED_PER_LEAF - 1) / SCHED_PER_LEAF;
-	uint8_t *dirty = xmalloc(nleaves ? nleaves : 1);
-	memset(dirty, 1, nleaves ? nleaves : 1);
-	int err = 0, did = 0;
-	if (nleaves > 0)
-		err = mos_sync_object(p, &p->sc_tree, t, buf, dirty, nleaves, BP_SCHED, &did);
-	if (err == 0 && p->sc_disk_leaves > nleaves) {
-		ct_acct acct = { 0 };
-		err = cowtree_free_range(p, &p->sc_tree, t, nleaves, p->sc_disk_leaves, &acct);
-	}
-	free(dirty);
+	int err = recobj_write(p, &p->sc_tree, &p->sc_disk_leaves, t, buf, n, sizeof(sched_phys), BP_SCHED);
 	free(buf);
 	if (err != 0)
 		return err;
-	p->sc_disk_leaves = nleaves;
 	mos_sched_phys *ms = sched_root(p);
 	ms->ms_count = (uint32_t)n;
 	ms->ms_levels = p->sc_tree.levels;

@@ -9,7 +9,10 @@ import socket
 import struct
 import sys
 
-HOST, PORT, TARGET = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if __name__ == "__main__":
+    HOST, PORT, TARGET = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+else:  # imported (iscsi_pr.py): the importer sets HOST, PORT and TARGET
+    HOST, PORT, TARGET = None, None, None
 INITIATOR = "iqn.2026-12.io.cask.test:proto"
 
 
@@ -34,8 +37,10 @@ class Dropped(Exception):
 
 
 class Sess:
-    def __init__(self, hd=False, dd=False):
+    def __init__(self, hd=False, dd=False, initiator=None, isid=None):
         self.s = socket.create_connection((HOST, PORT), timeout=10)
+        self.initiator = initiator or INITIATOR
+        self.isid = isid or (b"\x80" + os.urandom(3) + b"\0\0")
         self.hd = self.dd = False
         self.want_hd, self.want_dd = hd, dd
         self.itt = 1
@@ -85,12 +90,12 @@ class Sess:
         return bhs, data
 
     def login(self, keys_extra=b""):
-        keys = (b"InitiatorName=" + INITIATOR.encode() + b"\0SessionType=Normal\0TargetName=" +
+        keys = (b"InitiatorName=" + self.initiator.encode() + b"\0SessionType=Normal\0TargetName=" +
                 TARGET.encode() + b"\0AuthMethod=None\0")
         bhs = bytearray(48)
         bhs[0] = 0x43
         bhs[1] = 0x80 | (0 << 2) | 1  # T, CSG 0, NSG 1
-        bhs[8:14] = b"\x80" + os.urandom(3) + b"\0\0"
+        bhs[8:14] = self.isid
         struct.pack_into(">I", bhs, 16, 0)
         struct.pack_into(">I", bhs, 24, self.cmdsn)
         self.send_pdu(bhs, keys)
@@ -147,8 +152,8 @@ class Sess:
                 got += d
                 if r[1] & 0x01:
                     return r[3], got
-            elif op == 0x21:
-                return r[3], got
+            elif op == 0x21:  # SCSI Response: its data segment is the sense (SenseLength first)
+                return r[3], got or d
             else:
                 raise AssertionError("unexpected opcode 0x%x" % op)
 
@@ -208,8 +213,9 @@ def good_io(hd=False, dd=False, lba=64):
     s.s.close()
 
 
-case("plain session: write (R2T, Data-Out) and read back", lambda: good_io())
-case("header and data digests CRC32C: write and read", lambda: good_io(True, True, 256))
+if __name__ == "__main__":
+    case("plain session: write (R2T, Data-Out) and read back", lambda: good_io())
+    case("header and data digests CRC32C: write and read", lambda: good_io(True, True, 256))
 
 
 def hostile_then_good(fn):
@@ -400,17 +406,18 @@ def solicit_bound():
     s.s.close()
 
 
-for name, fn in [("a SCSI command before login: dropped", bad_first_pdu),
-                 ("Data-Out held per connection is bounded: the third 32 MiB write waits", solicit_bound),
-                 ("data segment over MaxRecvDataSegmentLength: dropped", oversized_segment),
-                 ("unknown opcode: Reject 0x04, session goes on", unknown_opcode),
-                 ("header digest error: dropped", header_digest_error),
-                 ("data digest error: dropped", data_digest_error),
-                 ("Data-Out at a wrong offset: dropped", bad_dataout_offset),
-                 ("random bytes: dropped", garbage),
-                 ("AHS on a NOP-Out: dropped", huge_ahs_and_truncation),
-                 ("endless login text: refused", login_text_bomb),
-                 ("CmdSN out of the window: dropped silently", cmdsn_out_of_window)]:
-    case(name + " (then a good session works)", hostile_then_good(fn))
+if __name__ == "__main__":
+    for name, fn in [("a SCSI command before login: dropped", bad_first_pdu),
+                     ("Data-Out held per connection is bounded: the third 32 MiB write waits", solicit_bound),
+                     ("data segment over MaxRecvDataSegmentLength: dropped", oversized_segment),
+                     ("unknown opcode: Reject 0x04, session goes on", unknown_opcode),
+                     ("header digest error: dropped", header_digest_error),
+                     ("data digest error: dropped", data_digest_error),
+                     ("Data-Out at a wrong offset: dropped", bad_dataout_offset),
+                     ("random bytes: dropped", garbage),
+                     ("AHS on a NOP-Out: dropped", huge_ahs_and_truncation),
+                     ("endless login text: refused", login_text_bomb),
+                     ("CmdSN out of the window: dropped silently", cmdsn_out_of_window)]:
+        case(name + " (then a good session works)", hostile_then_good(fn))
 
-sys.exit(1 if failures else 0)
+    sys.exit(1 if failures else 0)
