@@ -15,4 +15,6 @@ typedef struct fault_state {
 } fault_state;
 
 ce_backend *fault_wrap(ce_backend *inner, unsigned idx, fault_state *st);
+/* 1 when a read of vdev idx made now must fail (counts it, as the wrapped pread does): aread.c. */
+int fault_read_hit(fault_state *st, unsigned idx);
 #endif
