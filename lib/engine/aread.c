@@ -75,6 +75,7 @@ typedef struct ar_run {
 	int raw_kind;
 	int fault;           /* an injected fault: fail without data */
 	size_t first, n;     /* items of the run */
+	uint64_t seq;        /* order of submission (the test hook releases by it) */
 	struct ar_run *qnext;
 } ar_run;
 
@@ -105,6 +106,8 @@ struct aread {
 	ar_run *qhead, *qtail; /* lock */
 	unsigned ring_used;  /* lock */
 	uint64_t inflight;   /* batches (lock) */
+	uint64_t seq;        /* runs submitted (lock) */
+	uint64_t drain_waits; /* aread_drain calls that had to wait (lock; a test hook reads it) */
 	/* test hook: park finished reads (lock) */
 	int hold;
 	ar_parked *parked;
@@ -274,8 +277,10 @@ aread_submit(aread_batch *b)
 	atomic_fetch_add_explicit(&ar->device_reads, b->nruns, memory_order_relaxed);
 	pthread_mutex_lock(&ar->lock);
 	ar->inflight++; /* invariant 3: before the submitter lets go of free_lock */
-	for (size_t i = 0; i < b->nruns; i++)
+	for (size_t i = 0; i < b->nruns; i++) {
+		b->runs[i].seq = ar->seq++;
 		ar_queue(ar, &b->runs[i]);
+	}
 	pump(p, ar);
 	pthread_mutex_unlock(&ar->lock);
 	return 1;
@@ -486,6 +491,10 @@ aread_drain(ce_pool *p)
 	if (ar == NULL || !ar->ok)
 		return;
 	pthread_mutex_lock(&ar->lock);
+	if (ar->inflight > 0) {
+		ar->drain_waits++;
+		pthread_cond_broadcast(&ar->cv); /* aread_test_wait_drain */
+	}
 	while (ar->inflight > 0)
 		pthread_cond_wait(&ar->cv, &ar->lock);
 	pthread_mutex_unlock(&ar->lock);
@@ -543,6 +552,23 @@ aread_test_wait_held(ce_pool *p, unsigned n)
 	pthread_mutex_unlock(&ar->lock);
 }
 
+static int
+parked_cmp(const void *a, const void *b)
+{
+	uint64_t x = ((const ar_parked *)a)->run->seq, y = ((const ar_parked *)b)->run->seq;
+	return x < y ? 1 : x > y ? -1 : 0; /* newest first */
+}
+
+void
+aread_test_wait_drain(ce_pool *p, uint64_t n)
+{
+	aread *ar = p->ar;
+	pthread_mutex_lock(&ar->lock);
+	while (ar->drain_waits < n)
+		pthread_cond_wait(&ar->cv, &ar->lock);
+	pthread_mutex_unlock(&ar->lock);
+}
+
 void
 aread_test_release(ce_pool *p)
 {
@@ -554,7 +580,8 @@ aread_test_release(ce_pool *p)
 	ar->parked = NULL;
 	ar->nparked = ar->capparked = 0;
 	pthread_mutex_unlock(&ar->lock);
-	for (size_t i = n; i-- > 0;) /* newest first: the reverse of how they completed */
+	qsort(pk, n, sizeof(ar_parked), parked_cmp);
+	for (size_t i = 0; i < n; i++)
 		run_done(p, ar, pk[i].run, pk[i].res);
 	free(pk);
 }

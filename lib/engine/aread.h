@@ -56,12 +56,15 @@ void aread_note_inline(ce_pool *p);
 
 /*
  * Test hook: while held, finished device reads are parked instead of
- * processed; aread_test_release processes the parked ones in reverse
- * order of their completion (out-of-order completion, deterministic).
- * aread_test_wait_held waits until n are parked.
+ * processed; aread_test_release processes the parked ones on the calling
+ * thread, newest submitted first (out-of-order completion, made
+ * deterministic). Call it once every read in flight is parked
+ * (aread_test_wait_held waits until n are).
  */
 void aread_test_hold(ce_pool *p);
 void aread_test_wait_held(ce_pool *p, unsigned n);
 void aread_test_release(ce_pool *p);
+/* Test hook: wait until aread_drain has found reads in flight n times (and so waits or waited). */
+void aread_test_wait_drain(ce_pool *p, uint64_t n);
 
 #endif
