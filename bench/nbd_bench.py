@@ -18,8 +18,15 @@ count are read from /proc with 1, 64 and 1,000 idle clients connected
 table of IOPS and MB/s with ratios of cask to each peer, and writes the
 same as JSON (--json). The figures are as noisy as the machine they run on.
 
+--targets picks the servers (default: cask and the three peers);
+cask-no-uring is caskd --no-io-uring, its reads on worker threads (the
+synchronous read path, for a before/after of the io_uring read path in one
+run). --workloads picks workloads (seqwrite-1m, the fill, always runs
+first); --quick leaves out nbdcopy and the idle-client figures.
+
     bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
-                       [--size-mb 1024] [--json FILE]
+                       [--size-mb 1024] [--json FILE] [--targets T,...]
+                       [--workloads W,...] [--quick]
 """
 import argparse
 import json
@@ -156,11 +163,12 @@ class Target:
         self.start = start
 
 
-def start_cask(a, tmp, port):
+def start_cask(a, tmp, port, extra=()):
     state = os.path.join(tmp, "cask-state")
     sock = os.path.join(tmp, "cask.sock")
     p = subprocess.Popen([os.path.join(a.build, "caskd"), "--state", state, "--socket", sock,
-                          "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
+                          "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
+                         stderr=open(os.path.join(tmp, "caskd.log"), "w"))
     wait_port(port, p)
     env = dict(os.environ, CASK_SOCKET=sock)
     cask = os.path.join(a.build, "cask")
@@ -211,42 +219,61 @@ def run_targets(prefix, targets, body):
     return results
 
 
-def parse_args(doc):
-    """The options every NBD benchmark takes."""
+def parse_args(doc, extra=False):
+    """The options every NBD benchmark takes (extra: nbd_bench's own)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--json")
+    if extra:
+        ap.add_argument("--targets", default="cask,qemu-nbd-raw,qemu-nbd-qcow2,nbdkit-memory")
+        ap.add_argument("--workloads", default=",".join(w[0] for w in WORKLOADS))
+        ap.add_argument("--quick", action="store_true", help="no nbdcopy, no idle-client figures")
     return ap.parse_args()
 
 
 def main():
-    a = parse_args(__doc__)
+    a = parse_args(__doc__, extra=True)
     for tool in ("fio", "qemu-nbd", "qemu-img", "nbdkit"):
         if shutil.which(tool) is None:
             sys.exit("nbd_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)
-    targets = [
-        ("cask", lambda t, p: start_cask(a, t, p)),
-        ("qemu-nbd-raw", lambda t, p: start_qemu(a, t, p, "raw")),
-        ("qemu-nbd-qcow2", lambda t, p: start_qemu(a, t, p, "qcow2")),
-        ("nbdkit-memory", lambda t, p: start_nbdkit(a, t, p)),
-    ]
+    every = {
+        "cask": lambda t, p: start_cask(a, t, p),
+        "cask-no-uring": lambda t, p: start_cask(a, t, p, ["--no-io-uring"]),
+        "qemu-nbd-raw": lambda t, p: start_qemu(a, t, p, "raw"),
+        "qemu-nbd-qcow2": lambda t, p: start_qemu(a, t, p, "qcow2"),
+        "nbdkit-memory": lambda t, p: start_nbdkit(a, t, p),
+    }
+    names = a.targets.split(",")
+    for n in names:
+        if n not in every:
+            sys.exit("nbd_bench: no target %s (%s)" % (n, ", ".join(every)))
+    if "cask" not in names:
+        sys.exit("nbd_bench: the targets must include cask")
+    targets = [(n, every[n]) for n in names]
+    wanted = set(a.workloads.split(",")) | {"seqwrite-1m"}
+    for w in wanted:
+        if w not in [x[0] for x in WORKLOADS]:
+            sys.exit("nbd_bench: no workload %s" % w)
+    workloads = [w for w in WORKLOADS if w[0] in wanted]
+
     def body(name, uri, tmp):
         res = {}
-        for wname, rw, bs, depth, timed, jobs in WORKLOADS:
+        print("%-16s load before: %s" % (name, " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
+        for wname, rw, bs, depth, timed, jobs in workloads:
             r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
             res[wname] = r
             print("%-16s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (name, wname, r["iops"], r["mbs"], r["lat_us"]),
                   flush=True)
-        for conns in (1, 4):
+        for conns in () if a.quick else (1, 4):
             secs = run_nbdcopy(uri, conns)
             if secs:
                 res["nbdcopy-%dconn" % conns] = {"secs": secs, "mbs": a.size_mb * 1.048576 / secs}
                 print("%-16s %-24s %9.1f MB/s" % (name, "nbdcopy-%dconn" % conns, a.size_mb * 1.048576 / secs),
                       flush=True)
-        if name in ("cask", "nbdkit-memory"):
+        if name in ("cask", "nbdkit-memory") and not a.quick:
             pid = CURRENT["proc"].pid
             res["idle"] = {"0": proc_figures(pid)}
             for n in IDLE_CLIENTS:
@@ -258,13 +285,12 @@ def main():
     results = run_targets("cask-nbd-bench-", targets, body)
 
     print()
-    peers = ["qemu-nbd-raw", "qemu-nbd-qcow2", "nbdkit-memory"]
+    peers = [n for n in names if n != "cask"]
     hdr = "%-24s %12s %10s" % ("workload", "cask IOPS", "cask MB/s")
     for p in peers:
         hdr += " %14s %8s" % (p + " MB/s", "ratio")
     print(hdr)
-    names = [w[0] for w in WORKLOADS] + ["nbdcopy-1conn", "nbdcopy-4conn"]
-    for wname in names:
+    for wname in [w[0] for w in workloads] + ["nbdcopy-1conn", "nbdcopy-4conn"]:
         if wname not in results["cask"]:
             continue
         c = results["cask"][wname]
@@ -273,24 +299,30 @@ def main():
             r = results[p].get(wname, {"mbs": 0})
             line += " %14.1f %7.2fx" % (r["mbs"], c["mbs"] / r["mbs"] if r["mbs"] else 0)
         print(line)
-    c, raw, mem = results["cask"], results["qemu-nbd-raw"], results["nbdkit-memory"]
-    print("\nrandread-4k QD1 mean latency: cask %.1f us, qemu-nbd raw %.1f us (%.2fx)" % (
-        c["randread-4k-qd1"]["lat_us"], raw["randread-4k-qd1"]["lat_us"],
-        c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
-    for t in ("cask", "qemu-nbd-raw", "nbdkit-memory"):
+    c = results["cask"]
+    raw, mem = results.get("qemu-nbd-raw"), results.get("nbdkit-memory")
+    for p in peers:
+        r = results[p]
+        if "randread-4k-qd1" in c and "randread-4k-qd1" in r:
+            print("randread-4k QD1 mean latency: cask %.1f us, %s %.1f us (%.2fx)" % (
+                c["randread-4k-qd1"]["lat_us"], p, r["randread-4k-qd1"]["lat_us"],
+                c["randread-4k-qd1"]["lat_us"] / r["randread-4k-qd1"]["lat_us"]))
+    for t in names:
         r = results[t]
+        if "randread-4k-qd32-4conn" not in r or "randwrite-4k-qd32-4conn" not in r:
+            continue
         line = "%-14s 4 connections vs 1: randread %.2fx, randwrite %.2fx" % (
             t, r["randread-4k-qd32-4conn"]["iops"] / r["randread-4k-qd32"]["iops"],
             r["randwrite-4k-qd32-4conn"]["iops"] / r["randwrite-4k-qd32"]["iops"])
         if "nbdcopy-4conn" in r:
             line += ", nbdcopy %.2fx" % (r["nbdcopy-4conn"]["mbs"] / r["nbdcopy-1conn"]["mbs"])
         print(line)
+    def ratio(w, peer, key="iops"):
+        return c[w][key] / peer[w][key] if peer and w in c and w in peer else float("nan")
     print("\ntargets: randread-4k QD32 >= 1.3x qemu-nbd raw (%.2fx); randwrite-4k QD32 >= 2.0x qemu-nbd raw "
           "(%.2fx) and >= 0.9x nbdkit memory (%.2fx); randread QD1 latency <= qemu-nbd raw's (%.2fx)" % (
-              c["randread-4k-qd32"]["iops"] / raw["randread-4k-qd32"]["iops"],
-              c["randwrite-4k-qd32"]["iops"] / raw["randwrite-4k-qd32"]["iops"],
-              c["randwrite-4k-qd32"]["iops"] / mem["randwrite-4k-qd32"]["iops"],
-              c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
+              ratio("randread-4k-qd32", raw), ratio("randwrite-4k-qd32", raw), ratio("randwrite-4k-qd32", mem),
+              ratio("randread-4k-qd1", raw, "lat_us")))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f, indent=2)

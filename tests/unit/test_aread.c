@@ -507,6 +507,7 @@ no_uring_flag(const char *path, const uint8_t *model)
 static void
 refused_setup(const char *path, const uint8_t *model)
 {
+	fflush(stdout); /* the child must not print what the parent buffered */
 	pid_t pid = fork();
 	CHECK(pid >= 0);
 	if (pid == 0) {
