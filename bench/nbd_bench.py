@@ -164,8 +164,8 @@ class Target:
 
 
 def start_cask(a, tmp, port, extra=()):
-    state = os.path.join(tmp, "cask-state")
-    sock = os.path.join(tmp, "cask.sock")
+    state = os.path.join(tmp, "cask-state-%d" % port)  # each cask target its own (they share tmp)
+    sock = os.path.join(tmp, "cask-%d.sock" % port)
     p = subprocess.Popen([os.path.join(a.build, "caskd"), "--state", state, "--socket", sock,
                           "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
                          stderr=open(os.path.join(tmp, "caskd.log"), "w"))
