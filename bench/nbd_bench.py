@@ -163,9 +163,10 @@ class Target:
         self.start = start
 
 
-def start_cask(a, tmp, port, extra=()):
-    state = os.path.join(tmp, "cask-state-%d" % port)  # each cask target its own (they share tmp)
-    sock = os.path.join(tmp, "cask-%d.sock" % port)
+def start_cask(a, tmp, port, extra=(), tag="cask"):
+    """caskd with extra options; tag names its state and socket in tmp (two cask targets share tmp)."""
+    state = os.path.join(tmp, tag + "-state")
+    sock = os.path.join(tmp, tag + ".sock")
     p = subprocess.Popen([os.path.join(a.build, "caskd"), "--state", state, "--socket", sock,
                           "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
                          stderr=open(os.path.join(tmp, "caskd.log"), "w"))
@@ -241,7 +242,7 @@ def main():
             sys.exit("nbd_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)
     every = {
         "cask": lambda t, p: start_cask(a, t, p),
-        "cask-no-uring": lambda t, p: start_cask(a, t, p, ["--no-io-uring"]),
+        "cask-no-uring": lambda t, p: start_cask(a, t, p, ["--no-io-uring"], "cask-no-uring"),
         "qemu-nbd-raw": lambda t, p: start_qemu(a, t, p, "raw"),
         "qemu-nbd-qcow2": lambda t, p: start_qemu(a, t, p, "qcow2"),
         "nbdkit-memory": lambda t, p: start_nbdkit(a, t, p),

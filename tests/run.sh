@@ -14,7 +14,7 @@
 #
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
 # more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog, test_aread,
-# test_snap_model, cask-stress for 30 s, nbd_kill_load, nbd_holders, nbd_tls and nbd_aread with a TSan
+# test_snap_model, cask-stress for 30 s, nbd_kill_load, nbd_holders, nbd_tls, nbd_aread and ctl_fuzz with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -75,7 +75,7 @@ if [ -n "$tsan" ]; then
       bash tests/integration/nbd_kill_load.sh
   # the connection list read by control threads (client.list, kill, --force) and TLS sessions on the loops
   # ... and the io_uring completion thread feeding the event loops (nbd_aread)
-  for t in nbd_holders nbd_tls nbd_aread; do
+  for t in nbd_holders nbd_tls nbd_aread ctl_fuzz; do
     run_one "tsan:$t" env CASK_BUILD="$top/$tsan" "$tw" "$logdir/tsan-$t" bash tests/integration/$t.sh
   done
 fi
