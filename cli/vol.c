@@ -29,6 +29,9 @@ vol_usage(FILE *f)
 	    "                                      default consistency quorum, deadline 5000 ms\n"
 	    "  status POOL/VOL [-j]                a replicated volume's epoch, consistency, state\n"
 	    "                                      and per replica: state, link, acked and durable seq\n"
+	    "  checksum POOL/VOL[@SNAP] [-j]       the digest of the logical contents (32 hex digits;\n"
+	    "                                      holes read as zeros; XXH3-128 over 1 MiB chunks,\n"
+	    "                                      docs/replication.md 12.11): equal bytes, equal digest\n"
 	    "  list [POOL] [-H] [-p] [-o FIELD,...] [-j]   (fields: name,size,used,logical,\n"
 	    "                                      volblocksize,compression,checksum,sync,creation,guid,\n"
 	    "                                      snapshots,usedbysnapshots,written,origin,\n"
@@ -223,21 +226,32 @@ vol_create(int argc, char **argv)
 	return rc;
 }
 
+/* "CMD [-j] NAME": the name and whether -j was given; 0, or the usage error's exit status. */
+static int
+name_and_json(int argc, char **argv, const char *cmd, const char *what, const char **name, int *json)
+{
+	*json = 0;
+	*name = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-j") == 0)
+			*json = 1;
+		else if (argv[i][0] != '-' && *name == NULL)
+			*name = argv[i];
+		else
+			return usage_error("%s takes [-j] %s", cmd, what);
+	}
+	if (*name == NULL || strchr(*name, '/') == NULL)
+		return usage_error("%s needs %s", cmd, what);
+	return 0;
+}
+
 static int
 vol_status(int argc, char **argv)
 {
-	int json = 0;
-	const char *name = NULL;
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "-j") == 0)
-			json = 1;
-		else if (argv[i][0] != '-' && name == NULL)
-			name = argv[i];
-		else
-			return usage_error("vol status takes [-j] POOL/VOL");
-	}
-	if (name == NULL)
-		return usage_error("vol status needs POOL/VOL");
+	int json, rc0;
+	const char *name;
+	if ((rc0 = name_and_json(argc, argv, "vol status", "POOL/VOL", &name, &json)) != 0)
+		return rc0;
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
@@ -269,6 +283,33 @@ vol_status(int argc, char **argv)
 			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %s\n", who, r->state, r->link,
 			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-");
 		}
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+vol_checksum(int argc, char **argv)
+{
+	int json, rc0;
+	const char *name;
+	if ((rc0 = name_and_json(argc, argv, "vol checksum", "POOL/VOL[@SNAP]", &name, &json)) != 0)
+		return rc0;
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	uint8_t d[16];
+	int rc = 0;
+	if (cask_vol_checksum(c, name, d) != 0) {
+		rc = cli_fail("vol checksum");
+	} else {
+		char hex[33];
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", d[i]);
+		if (json)
+			printf("{\"name\": \"%s\", \"digest\": \"%s\"}\n", name, hex);
+		else
+			printf("%s  %s\n", hex, name);
 	}
 	cask_disconnect(c);
 	return rc;
@@ -540,6 +581,8 @@ cmd_vol(int argc, char **argv)
 		return vol_status(argc, argv);
 	if (strcmp(sub, "list") == 0)
 		return vol_list(argc, argv);
+	if (strcmp(sub, "checksum") == 0)
+		return vol_checksum(argc, argv);
 	if (strcmp(sub, "get") == 0)
 		return vol_get(argc, argv);
 	if (strcmp(sub, "set") == 0)

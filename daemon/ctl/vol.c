@@ -223,6 +223,25 @@ int op_vol_destroy(json_object *a, json_object *r, reqerr *e)
 }
 int op_vol_resize(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_resize_cb); }
 int op_vol_rename(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_rename_cb); }
+/* vol.checksum {"name": POOL/VOL | POOL/VOL@SNAP} -> {"digest": 32 hex digits, "size"} */
+static int
+vol_checksum_cb(ce_pool *p, void *arg)
+{
+	vctx *x = arg;
+	uint8_t d[16];
+	uint64_t size;
+	int err = ce_vol_checksum(p, x->vol, d, &size);
+	if (err != 0)
+		return fail(x->e, err, err == -ENOENT && strchr(x->vol, '@') ? CE_E_SNAPSHOT_NOT_FOUND : ctl_code(err, 1));
+	char hex[33];
+	for (int i = 0; i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	json_object_object_add(x->res, "digest", json_object_new_string(hex));
+	json_object_object_add(x->res, "size", json_object_new_uint64(size));
+	return 0;
+}
+
+int op_vol_checksum(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_checksum_cb); }
 int op_vol_get(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_get_cb); }
 int op_vol_set(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_set_cb); }
 int op_vol_inherit(json_object *a, json_object *r, reqerr *e) { return with_vol(a, r, e, vol_inherit_cb); }

@@ -443,6 +443,15 @@ typedef struct cask_repl_status {
 /* The controller's view of a replicated volume this caskd controls (NOT_REPLICATED otherwise). */
 int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
 
+/*
+ * The digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents (CASK_1.1,
+ * feature "vol.checksum"; docs/replication.md section 12.11): XXH3-128 over
+ * the size and the XXH3-128 of each 1 MiB chunk, holes read as zeros. Equal
+ * bytes and size give equal digests whatever the history, block size or
+ * compression. IO_ERROR for a damaged block.
+ */
+int cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16]);
+
 #ifdef __cplusplus
 }
 #endif

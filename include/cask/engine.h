@@ -480,6 +480,21 @@ typedef struct ce_extent {
 int ce_vol_map(ce_vol *v, uint64_t off, uint64_t len, ce_extent *ext, size_t max, size_t *n);
 
 /*
+ * Digest of the logical contents (lib/engine/vol_digest.c; design
+ * docs/replication.md section 12.11): chunk i is bytes [i*1MiB, (i+1)*1MiB)
+ * (the last one shorter), L_i = XXH3-128 of its bytes with holes as
+ * zeros; the volume digest is XXH3-128(u64 size LE || L_0 || L_1 ...).
+ * Digests are the 16 canonical (big-endian) bytes of the XXH128 hash.
+ * -EIO for a damaged block (never a digest over it).
+ */
+#define CE_DIGEST_CHUNK (1u << 20)
+/* Digests of chunks first..first+n-1 into out[n]; -EINVAL past the end. */
+int ce_vol_digest_chunks(ce_vol *v, uint64_t first, uint64_t n, uint8_t (*out)[16]);
+int ce_vol_digest(ce_vol *v, uint8_t out[16]);
+/* ce_vol_digest of volume or snapshot `name` (VOL or VOL@SNAP); *size (may be NULL): its size. */
+int ce_vol_checksum(ce_pool *p, const char *name, uint8_t out[16], uint64_t *size);
+
+/*
  * Replication, the replica side (lib/engine/repl.c; design
  * docs/replication.md section 3.8, format docs/on-disk-format.md section 7).
  * A replica volume carries a replica record committed with its data: the

@@ -760,6 +760,28 @@ cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out)
 	return 0;
 }
 
+int
+cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16])
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.checksum", a, &r);
+	if (rc != 0)
+		return rc;
+	char hex[40] = "";
+	uint8_t d[16];
+	get_str(r, "digest", hex, sizeof(hex));
+	json_object_put(r);
+	for (int i = 0; i < 16; i++) {
+		unsigned b;
+		if (strlen(hex) != 32 || sscanf(hex + 2 * i, "%2x", &b) != 1)
+			return set_error(EPROTO, CE_E_BAD_REQUEST, "caskd's vol.checksum digest is malformed");
+		d[i] = (uint8_t)b;
+	}
+	memcpy(digest, d, 16);
+	return 0;
+}
+
 /* An operation on a name that takes a second one: {"name", "new_name"}. */
 static int
 name_pair_op(cask_client *c, const char *op, const char *name, const char *new_name)

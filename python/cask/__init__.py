@@ -422,6 +422,14 @@ class Client:
         d["log_damaged"] = _s(buf)
         return d
 
+    def vol_checksum(self, name):
+        """The 16-byte digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents
+        (XXH3-128 over 1 MiB chunks, holes as zeros; docs/replication.md 12.11):
+        equal bytes and size, equal digest. .hex() gives what `cask vol checksum` prints."""
+        d = ffi.new("uint8_t[16]")
+        self._check(lib.cask_vol_checksum(self._c, _b(name), d), name)
+        return bytes(ffi.buffer(d, 16))
+
     def vol_set(self, name, props=None, **kw):
         """Set properties, a dict and/or keywords (compression, checksum, sync):
         all of them together, or none."""

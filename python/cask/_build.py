@@ -94,6 +94,7 @@ int cask_vol_rename(cask_client *c, const char *name, const char *new_name);
 int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t *n);
 int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
 int cask_vol_log_damaged(cask_client *c, const char *name, char *buf, size_t len);
+int cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16]);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
 int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
     const char *const *values, size_t n);

@@ -203,6 +203,12 @@ def test_snapshots_holds_clones(client, daemon):
     assert client.vol_get("tank/s")["origin"] == "tank/c@one"
     d = list(client.diff("tank/c@one", "tank/s@2"))
     assert d == [(0, 4096, "data")], d
+    # the digest of the logical bytes: a clone equals its origin snapshot, a write changes it
+    assert client.vol_checksum("tank/c") == client.vol_checksum("tank/c@one")
+    assert len(client.vol_checksum("tank/s@2")) == 16
+    assert client.vol_checksum("tank/s@2") != client.vol_checksum("tank/c@one")
+    with pytest.raises(cask.SnapshotNotFound):
+        client.vol_checksum("tank/s@nope")
     client.vol_destroy("tank/c", dependents=True)
     client.vol_destroy("tank/t", recursive=True)
     assert not any(v["name"] in ("tank/s", "tank/c", "tank/t") for v in client.volumes())

@@ -194,6 +194,14 @@ tour(void *arg)
 	CHECK_CODE(cask_vol_create_replicated(c, "tank/r", 1 << 20, NULL, &rargs), EPERM, "REPLICATION_INSECURE");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
+	/* CASK_1.1 vol checksum: the snapshot of an unchanged volume has its digest (an empty 4 MiB
+	 * volume: the digest of 4 MiB of zeros, whatever the volume); unknown names are refused */
+	uint8_t dv[16], ds[16];
+	COK(cask_vol_checksum(c, v, dv));
+	COK(cask_vol_checksum(c, s1, ds));
+	CHECK(memcmp(dv, ds, 16) == 0);
+	CHECK_CODE(cask_vol_checksum(c, "tank/no-such-volume", dv), ENOENT, "VOLUME_NOT_FOUND");
+	CHECK_CODE(cask_vol_checksum(c, "tank/no-such-volume@x", dv), ENOENT, "SNAPSHOT_NOT_FOUND");
 	const char *two[] = { s2 };
 	COK(cask_snap_create(c, two, 1));
 	COK(cask_snap_hold(c, "tour", one, 1));

@@ -18,6 +18,7 @@
  */
 #include "aread.h"
 #include "blkio.h"
+#include "dataset.h"
 #include "pool_impl.h"
 #include "t.h"
 #include "util.h"
