@@ -90,6 +90,7 @@ fail(reqerr *e, int err, int code)
 	X("sched.list", op_sched_list, NULL)        \
 	X("sched.run", op_sched_run, NULL)          \
 	X("vol.status", op_vol_status, "replication") \
+	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("test.vio_fault", op_test_vio_fault, NULL) \
 	X("test.sched_clock", op_test_sched_clock, NULL)
