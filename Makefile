@@ -13,7 +13,7 @@
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
-# Dependencies (Debian packages): liblz4-dev libzstd-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev
+# Dependencies (Debian packages): liblz4-dev libzstd-dev liburing-dev libxxhash-dev libssl-dev libjson-c-dev libblkid-dev libyaml-dev
 # libmicrohttpd-dev; tests and benchmarks also use libiscsi-bin, qemu-block-extra (qemu's iscsi:// driver), tgt
 # and prometheus;
 # scripts/install-deps.sh installs them.
@@ -35,7 +35,7 @@ endif
 
 CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 	-pthread -Iinclude -Ilib/common -Ilib/engine -MMD -MP $(OPT) $(CFLAGS)
-LDLIBS_ALL = -llz4 -lzstd -lcrypto -ljson-c -lblkid -lpthread -lm $(LDLIBS)
+LDLIBS_ALL = -llz4 -lzstd -luring -lcrypto -ljson-c -lblkid -lpthread -lm $(LDLIBS)
 LDFLAGS_ALL = -pthread $(OPT) $(LDFLAGS)
 
 COMMON_SRC = $(wildcard lib/common/*.c)

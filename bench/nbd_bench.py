@@ -18,18 +18,21 @@ count are read from /proc with 1, 64 and 1,000 idle clients connected
 table of IOPS and MB/s with ratios of cask to each peer, and writes the
 same as JSON (--json). The figures are as noisy as the machine they run on.
 
-    bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
-                       [--size-mb 1024] [--json FILE]
-                       [--only seqwrite-1m,randwrite-4k-qd32] [--targets cask,qemu-nbd-raw]
-                       [--ab OLD_BUILD [--rounds N]]
+--targets picks the servers (default: cask and the three peers);
+cask-no-uring is caskd --no-io-uring, its reads on worker threads (the
+synchronous read path, for a before/after of the io_uring read path in one
+run). --workloads picks workloads (seqwrite-1m, the fill, always runs
+first); --quick leaves out nbdcopy and the idle-client figures.
 
---only and --targets make a short run (the nbdcopy and idle-client figures
-are taken only in a full run).
+    bench/nbd_bench.py [--build build] [--dir /var/tmp] [--seconds 10]
+                       [--size-mb 1024] [--json FILE] [--targets T,...]
+                       [--workloads W,...] [--quick] [--ab OLD_BUILD [--rounds N]]
 
 With --ab OLD_BUILD the peers are left out: caskd of OLD_BUILD and of
 --build are measured alternately, --rounds times each (ABBA order, so a
 drift in the machine's load falls on both), and the table gives each
-workload's median MB/s of both and new/old.
+workload's median MB/s of both and new/old. --only is another name for
+--workloads.
 """
 import argparse
 import json
@@ -166,13 +169,16 @@ class Target:
         self.start = start
 
 
-def start_cask(a, tmp, port, build=None):
+def start_cask(a, tmp, port, extra=(), tag="cask", build=None):
+    """caskd of build (default --build) with extra options; tag names its state and socket in tmp
+    (two cask targets share tmp)."""
     build = build or a.build
-    state = os.path.join(tmp, "cask-state")
+    state = os.path.join(tmp, tag + "-state")
     shutil.rmtree(state, ignore_errors=True)
-    sock = os.path.join(tmp, "cask.sock")
+    sock = os.path.join(tmp, tag + ".sock")
     p = subprocess.Popen([os.path.join(build, "caskd"), "--state", state, "--socket", sock,
-                          "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
+                          "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
+                         stderr=open(os.path.join(tmp, "caskd.log"), "w"))
     wait_port(port, p)
     env = dict(os.environ, CASK_SOCKET=sock)
     cask = os.path.join(build, "cask")
@@ -223,61 +229,65 @@ def run_targets(prefix, targets, body):
     return results
 
 
-def parse_args(doc):
-    """The options every NBD benchmark takes."""
+def parse_args(doc, extra=False):
+    """The options every NBD benchmark takes (extra: nbd_bench's own)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--json")
-    ap.add_argument("--ab", metavar="OLD_BUILD", help="caskd of OLD_BUILD against --build's, no peers")
-    ap.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each build")
-    ap.add_argument("--only", help="comma-separated workloads to run (default: all, in order); seqwrite-1m "
-                    "always runs first, as it fills the device")
-    ap.add_argument("--targets", help="comma-separated targets (default: all); cask and qemu-nbd-raw always run")
+    if extra:
+        ap.add_argument("--targets", default="cask,qemu-nbd-raw,qemu-nbd-qcow2,nbdkit-memory")
+        ap.add_argument("--workloads", "--only", default=",".join(w[0] for w in WORKLOADS))
+        ap.add_argument("--quick", action="store_true", help="no nbdcopy, no idle-client figures")
+        ap.add_argument("--ab", metavar="OLD_BUILD", help="caskd of OLD_BUILD against --build's, no peers")
+        ap.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each build")
     return ap.parse_args()
 
 
 def main():
-    a = parse_args(__doc__)
+    a = parse_args(__doc__, extra=True)
     for tool in ("fio",) if a.ab else ("fio", "qemu-nbd", "qemu-img", "nbdkit"):
         if shutil.which(tool) is None:
             sys.exit("nbd_bench: %s is not installed (scripts/install-deps.sh installs it)" % tool)
     if a.ab:
         return main_ab(a)
-    targets = [
-        ("cask", lambda t, p: start_cask(a, t, p)),
-        ("qemu-nbd-raw", lambda t, p: start_qemu(a, t, p, "raw")),
-        ("qemu-nbd-qcow2", lambda t, p: start_qemu(a, t, p, "qcow2")),
-        ("nbdkit-memory", lambda t, p: start_nbdkit(a, t, p)),
-    ]
-    if a.targets:
-        keep = set(a.targets.split(",")) | {"cask", "qemu-nbd-raw"}
-        targets = [t for t in targets if t[0] in keep]
-    workloads = WORKLOADS
-    if a.only:
-        keep = set(a.only.split(",")) | {"seqwrite-1m"}
-        unknown = keep - {w[0] for w in WORKLOADS}
-        if unknown:
-            sys.exit("nbd_bench: unknown workload %s" % ", ".join(sorted(unknown)))
-        workloads = [w for w in WORKLOADS if w[0] in keep]
-    full = len(workloads) == len(WORKLOADS) and len(targets) == 4
+    every = {
+        "cask": lambda t, p: start_cask(a, t, p),
+        "cask-no-uring": lambda t, p: start_cask(a, t, p, ["--no-io-uring"], "cask-no-uring"),
+        "qemu-nbd-raw": lambda t, p: start_qemu(a, t, p, "raw"),
+        "qemu-nbd-qcow2": lambda t, p: start_qemu(a, t, p, "qcow2"),
+        "nbdkit-memory": lambda t, p: start_nbdkit(a, t, p),
+    }
+    names = a.targets.split(",")
+    for n in names:
+        if n not in every:
+            sys.exit("nbd_bench: no target %s (%s)" % (n, ", ".join(every)))
+    if "cask" not in names:
+        sys.exit("nbd_bench: the targets must include cask")
+    targets = [(n, every[n]) for n in names]
+    wanted = set(a.workloads.split(",")) | {"seqwrite-1m"}
+    for w in wanted:
+        if w not in [x[0] for x in WORKLOADS]:
+            sys.exit("nbd_bench: no workload %s" % w)
+    workloads = [w for w in WORKLOADS if w[0] in wanted]
 
     def body(name, uri, tmp):
         res = {}
+        print("%-16s load before: %s" % (name, " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
         for wname, rw, bs, depth, timed, jobs in workloads:
             r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
             res[wname] = r
             print("%-16s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (name, wname, r["iops"], r["mbs"], r["lat_us"]),
                   flush=True)
-        for conns in ((1, 4) if full else ()):
+        for conns in () if a.quick else (1, 4):
             secs = run_nbdcopy(uri, conns)
             if secs:
                 res["nbdcopy-%dconn" % conns] = {"secs": secs, "mbs": a.size_mb * 1.048576 / secs}
                 print("%-16s %-24s %9.1f MB/s" % (name, "nbdcopy-%dconn" % conns, a.size_mb * 1.048576 / secs),
                       flush=True)
-        if full and name in ("cask", "nbdkit-memory"):
+        if name in ("cask", "nbdkit-memory") and not a.quick:
             pid = CURRENT["proc"].pid
             res["idle"] = {"0": proc_figures(pid)}
             for n in IDLE_CLIENTS:
@@ -289,13 +299,12 @@ def main():
     results = run_targets("cask-nbd-bench-", targets, body)
 
     print()
-    peers = [t[0] for t in targets if t[0] != "cask"]
+    peers = [n for n in names if n != "cask"]
     hdr = "%-24s %12s %10s" % ("workload", "cask IOPS", "cask MB/s")
     for p in peers:
         hdr += " %14s %8s" % (p + " MB/s", "ratio")
     print(hdr)
-    names = [w[0] for w in WORKLOADS] + ["nbdcopy-1conn", "nbdcopy-4conn"]
-    for wname in names:
+    for wname in [w[0] for w in workloads] + ["nbdcopy-1conn", "nbdcopy-4conn"]:
         if wname not in results["cask"]:
             continue
         c = results["cask"][wname]
@@ -304,30 +313,30 @@ def main():
             r = results[p].get(wname, {"mbs": 0})
             line += " %14.1f %7.2fx" % (r["mbs"], c["mbs"] / r["mbs"] if r["mbs"] else 0)
         print(line)
-    if not full:
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f,
-                          indent=2)
-        return
-    c, raw, mem = results["cask"], results["qemu-nbd-raw"], results["nbdkit-memory"]
-    print("\nrandread-4k QD1 mean latency: cask %.1f us, qemu-nbd raw %.1f us (%.2fx)" % (
-        c["randread-4k-qd1"]["lat_us"], raw["randread-4k-qd1"]["lat_us"],
-        c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
-    for t in ("cask", "qemu-nbd-raw", "nbdkit-memory"):
+    c = results["cask"]
+    raw, mem = results.get("qemu-nbd-raw"), results.get("nbdkit-memory")
+    for p in peers:
+        r = results[p]
+        if "randread-4k-qd1" in c and "randread-4k-qd1" in r:
+            print("randread-4k QD1 mean latency: cask %.1f us, %s %.1f us (%.2fx)" % (
+                c["randread-4k-qd1"]["lat_us"], p, r["randread-4k-qd1"]["lat_us"],
+                c["randread-4k-qd1"]["lat_us"] / r["randread-4k-qd1"]["lat_us"]))
+    for t in names:
         r = results[t]
+        if "randread-4k-qd32-4conn" not in r or "randwrite-4k-qd32-4conn" not in r:
+            continue
         line = "%-14s 4 connections vs 1: randread %.2fx, randwrite %.2fx" % (
             t, r["randread-4k-qd32-4conn"]["iops"] / r["randread-4k-qd32"]["iops"],
             r["randwrite-4k-qd32-4conn"]["iops"] / r["randwrite-4k-qd32"]["iops"])
         if "nbdcopy-4conn" in r:
             line += ", nbdcopy %.2fx" % (r["nbdcopy-4conn"]["mbs"] / r["nbdcopy-1conn"]["mbs"])
         print(line)
+    def ratio(w, peer, key="iops"):
+        return c[w][key] / peer[w][key] if peer and w in c and w in peer else float("nan")
     print("\ntargets: randread-4k QD32 >= 1.3x qemu-nbd raw (%.2fx); randwrite-4k QD32 >= 2.0x qemu-nbd raw "
           "(%.2fx) and >= 0.9x nbdkit memory (%.2fx); randread QD1 latency <= qemu-nbd raw's (%.2fx)" % (
-              c["randread-4k-qd32"]["iops"] / raw["randread-4k-qd32"]["iops"],
-              c["randwrite-4k-qd32"]["iops"] / raw["randwrite-4k-qd32"]["iops"],
-              c["randwrite-4k-qd32"]["iops"] / mem["randwrite-4k-qd32"]["iops"],
-              c["randread-4k-qd1"]["lat_us"] / raw["randread-4k-qd1"]["lat_us"]))
+              ratio("randread-4k-qd32", raw), ratio("randwrite-4k-qd32", raw), ratio("randwrite-4k-qd32", mem),
+              ratio("randread-4k-qd1", raw, "lat_us")))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "nbd", "size_mb": a.size_mb, "seconds": a.seconds, "results": results}, f, indent=2)
@@ -340,7 +349,7 @@ def main_ab(a):
     for r in range(a.rounds):
         pair = [("old", a.ab), ("new", a.build)]
         order += pair if r % 2 == 0 else pair[::-1]
-    targets = [("%s#%d" % (tag, i), (lambda b: lambda t, p: start_cask(a, t, p, b))(build))
+    targets = [("%s#%d" % (tag, i), (lambda b: lambda t, p: start_cask(a, t, p, build=b))(build))
                for i, (tag, build) in enumerate(order)]
 
     def body(name, uri, tmp):

@@ -108,6 +108,8 @@ usage(FILE *f)
 	    "                          POOL/VOL, POOL/*, *); without it every client opens every export\n"
 	    "  --io-threads N          threads that run blocking volume IO (default 32)\n"
 	    "  --loops N               event loop threads for connections (default: CPUs, max 8)\n"
+	    "  --no-io-uring           read through the IO worker threads, not io_uring (the\n"
+	    "                          fallback used when io_uring cannot be set up)\n"
 	    "  --test-ops              for tests: the fault/delay layer in every volume's IO\n"
 	    "                          stack, the test.vio_fault and test.sched_clock control\n"
 	    "                          operations\n"
@@ -305,7 +307,7 @@ main(int argc, char **argv)
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
-		{ "replica-advertise", 1, NULL, 1104 },
+		{ "replica-advertise", 1, NULL, 1104 }, { "no-io-uring", 0, NULL, 1108 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -443,6 +445,9 @@ main(int argc, char **argv)
 			opts.sync_threads = (int)v;
 			break;
 		}
+		case 1108:
+			opts.flags |= CE_POOL_NO_URING;
+			break;
 		case 'd':
 		case 'c':
 		case 'm': {

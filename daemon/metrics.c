@@ -186,10 +186,47 @@ cmp_row(const void *a, const void *b)
 	return c != 0 ? c : strcmp(x->vol, y->vol);
 }
 
+typedef struct pstat {
+	ce_pool_stat *st;
+	ce_aread_stat *as;
+} pstat;
+
 static int
 get_stat(ce_pool *p, void *arg)
 {
-	return ce_pool_stat_get(p, arg);
+	pstat *ps = arg;
+	int err = ce_pool_stat_get(p, ps->st);
+	return err != 0 ? err : ce_pool_aread_stat(p, ps->as);
+}
+
+/* The asynchronous read path of each pool (docs/design-vio.md §8). */
+static void
+aread_metrics(mbuf *b, const ce_pool_stat *ps, const ce_aread_stat *as, size_t n)
+{
+	char e[200];
+	static const struct {
+		const char *name, *help;
+		size_t off;
+	} g[] = {
+#define F(n, h, f) { n, h, offsetof(ce_aread_stat, f) }
+		F("cask_pool_async_reads_total", "Reads that sent device reads through the pool's io_uring ring.", requests),
+		F("cask_pool_async_reads_inline_total", "Asynchronous reads that needed no device read (cached, dirty, holes).", inline_done),
+		F("cask_pool_async_read_fallbacks_total", "Reads that could not start asynchronously and took the synchronous path on a worker.", fallbacks),
+		F("cask_pool_async_device_reads_total", "Device reads sent to the pool's io_uring ring.", device_reads),
+#undef F
+	};
+	family(b, "cask_pool_async_reads_available", "gauge", "1 when the pool's reads go through io_uring, 0 when they use the worker threads (the caskd log says why).");
+	for (size_t i = 0; i < n; i++)
+		put(b, "cask_pool_async_reads_available{pool=\"%s\"} %d\n", esc(ps[i].name, e, sizeof(e)), as[i].available);
+	for (size_t f = 0; f < ARRAY_SIZE(g); f++) {
+		family(b, g[f].name, "counter", g[f].help);
+		for (size_t i = 0; i < n; i++)
+			put(b, "%s{pool=\"%s\"} %" PRIu64 "\n", g[f].name, esc(ps[i].name, e, sizeof(e)),
+			    *(const uint64_t *)((const char *)&as[i] + g[f].off));
+	}
+	family(b, "cask_pool_async_ring_max", "gauge", "The most device reads in the pool's io_uring ring at once since import.");
+	for (size_t i = 0; i < n; i++)
+		put(b, "cask_pool_async_ring_max{pool=\"%s\"} %" PRIu64 "\n", esc(ps[i].name, e, sizeof(e)), as[i].ring_max);
 }
 
 /* ---- the families ---- */
@@ -410,17 +447,21 @@ render(size_t *len)
 	size_t nnames;
 	reg_pool_names(&names, &nnames);
 	ce_pool_stat *ps = xcalloc(MIN(nnames, (size_t)METRICS_MAX_POOLS) + 1, sizeof(*ps));
+	ce_aread_stat *as = xcalloc(MIN(nnames, (size_t)METRICS_MAX_POOLS) + 1, sizeof(*as));
 	size_t np = 0;
 	for (size_t i = 0; i < nnames; i++) {
+		pstat both = { &ps[np], &as[np] };
 		if (np == METRICS_MAX_POOLS)
 			omitted++;
-		else if (reg_with_pool(names[i], get_stat, &ps[np]) == 0)
+		else if (reg_with_pool(names[i], get_stat, &both) == 0)
 			np++;
 		free(names[i]);
 	}
 	free(names);
 	pool_metrics(&b, ps, np);
+	aread_metrics(&b, ps, as, np);
 	free(ps);
+	free(as);
 
 	gather g = { 0 };
 	reg_exports(&g.exports, &g.nexports);

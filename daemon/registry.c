@@ -193,9 +193,23 @@ save_cache(void)
 	return 0;
 }
 
+/* Once per pool opened: whether its reads go through io_uring, and if not why (docs/design-vio.md §8). */
+static void
+log_aread(const char *name, ce_pool *p)
+{
+	ce_aread_stat as;
+	if (p == NULL || ce_pool_aread_stat(p, &as) != 0)
+		return;
+	if (as.available)
+		log_info("pool %s: asynchronous reads through io_uring", name);
+	else
+		log_info("pool %s: asynchronous reads unavailable (%s): reads use the IO worker threads", name, as.why);
+}
+
 static void
 add(const char *name, ce_pool *p, char **paths, unsigned n)
 {
+	log_aread(name, p);
 	pools = xrealloc(pools, (npools + 1) * sizeof(rpool));
 	rpool *r = &pools[npools++];
 	memset(r, 0, sizeof(*r));
@@ -446,6 +460,7 @@ reg_pool_import(const char *const *paths, unsigned n, unsigned flags, char *name
 	}
 	if (r != NULL) {
 		r->p = p;
+		log_aread(r->name, p);
 		free_paths(r->paths, r->npaths);
 		r->paths = abs_paths(paths, n);
 		r->npaths = n;

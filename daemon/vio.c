@@ -15,9 +15,13 @@
  *   4. A plain write (no FUA) completes in memory and runs in the thread
  *      that submits it, unless the pool has so much dirty data that it
  *      would wait for the sync thread (ce_vol_write_would_wait); that and
- *      anything that may wait on a device (reads, FUA, flush, trim, zero,
- *      map, prefetch) runs on a worker, so an event loop does not wait on
- *      the disk.
+ *      anything that may wait on a device (FUA, flush, trim, zero, map,
+ *      prefetch) runs on a worker, so an event loop does not wait on the
+ *      disk. A read is started asynchronously in the submitting thread
+ *      (ce_vol_read_async: its device reads go through the pool's
+ *      io_uring ring and it completes on the engine's completion thread,
+ *      or at once when nothing needed a device); only when that cannot
+ *      start without waiting (-EAGAIN) does a worker read.
  *   5. A handle holds its volume (and so its pool) open from vio_open to
  *      vio_close; the frontend closes it only once nothing is in flight.
  */
@@ -297,6 +301,18 @@ engine_work(void *arg)
 	vio_complete(r, err, err ? ce_errmsg() : NULL);
 }
 
+/* The asynchronous read's completion (ce_vol_read_async: the completion thread, or inline). */
+static void
+engine_read_done(void *arg, int err)
+{
+	vio_req *r = arg;
+	char msg[VIO_MSG_MAX];
+	if (err != 0)
+		snprintf(msg, sizeof(msg), "%.96s: read at %llu failed: %s", r->dev->vol->name,
+		    (unsigned long long)r->off, err == -EIO ? "checksum or IO error" : strerror(-err));
+	vio_complete(r, err, err ? msg : NULL);
+}
+
 static void
 engine_submit(vio_dev *d, vio_req *r)
 {
@@ -326,6 +342,17 @@ engine_submit(vio_dev *d, vio_req *r)
 		r->code = ce_errcode();
 	vio_complete(r, err, err ? ce_errmsg() : NULL);
 		return;
+	}
+	if (r->op == VIO_READ) {
+		/* invariant 4: device reads go to the ring; -EAGAIN (no ring, ...): a worker reads */
+		int err = ce_vol_read_async(v->cv, r->buf, r->len, r->off, engine_read_done, r);
+		if (err == 0)
+			return;
+		if (err != -EAGAIN) {
+			r->code = ce_errcode();
+			vio_complete(r, err, ce_errmsg());
+			return;
+		}
 	}
 	ejob *j = xmalloc(sizeof(*j));
 	j->r = r;

@@ -8,6 +8,7 @@ PKGS=(
 
   liblz4-dev        # lz4 block compression
   libzstd-dev       # zstd block compression
+  liburing-dev      # the engine's asynchronous reads (io_uring)
   libxxhash-dev     # xxh3-128 checksums
   libssl-dev        # SHA-256 checksums (OpenSSL EVP); NBD over TLS (libssl)
   openssl           # the TLS test makes its certificates and keys (tests/integration/nbd_tls.sh)

@@ -14,8 +14,8 @@
 #
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
 # more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog, test_repl_clear,
-# test_sync_pipe, test_snap_model, cask-stress for 30 s, nbd_kill_load, repl_takeover, nbd_holders
-# and nbd_tls with a TSan
+# test_sync_pipe, test_aread, test_snap_model, cask-stress for 30 s, nbd_kill_load, repl_takeover,
+# nbd_holders, nbd_tls, nbd_aread and ctl_fuzz with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -63,7 +63,7 @@ for t in tests/integration/*.sh; do
 done
 if [ -n "$tsan" ]; then
   tw="$top/tests/tsan_wrap.sh"
-  for t in test_concurrency test_ilog test_repl_clear test_sync_pipe; do
+  for t in test_concurrency test_ilog test_repl_clear test_sync_pipe test_aread; do
     run_one "tsan:$t" "$tw" "$logdir/tsan-$t" "$tsan/tests/$t"
   done
   # cask-debug check after every 10th op instead of every op: the check is a
@@ -78,7 +78,8 @@ if [ -n "$tsan" ]; then
   run_one "tsan:repl_takeover" env CASK_ASAN_BUILD="$top/$tsan" "$tw" "$logdir/tsan-repl_takeover" \
       bash tests/integration/repl_takeover.sh
   # the connection list read by control threads (client.list, kill, --force) and TLS sessions on the loops
-  for t in nbd_holders nbd_tls; do
+  # ... the io_uring completion thread feeding the event loops (nbd_aread), the control loop and workers (ctl_fuzz)
+  for t in nbd_holders nbd_tls nbd_aread ctl_fuzz; do
     run_one "tsan:$t" env CASK_BUILD="$top/$tsan" "$tw" "$logdir/tsan-$t" bash tests/integration/$t.sh
   done
 fi

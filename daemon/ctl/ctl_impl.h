@@ -3,7 +3,7 @@
  * (docs/control-protocol.md). daemon/ctl.h is its face to the rest of
  * caskd.
  *
- *   server.c   the socket, access (SO_PEERCRED), client threads, framing,
+ *   server.c   the socket, access (SO_PEERCRED), the loop and its workers, framing,
  *              dispatch through the operation table
  *   ops.c      the operation table (CTL_OPS below, instantiated)
  *   errors.c   the stable code of a failure in a request's context

@@ -67,6 +67,8 @@ enum {
 	 * Without it such an import fails with -EUCLEAN (CE_E_POOL_NEEDS_REWIND).
 	 */
 	CE_POOL_REWIND = 1 << 5,
+	/* ce_pool_opts.flags: no io_uring ring; ce_vol_read_async always says -EAGAIN. */
+	CE_POOL_NO_URING = 1 << 6,
 };
 int ce_backend_file_open(const char *path, unsigned flags, ce_backend **out);
 
@@ -147,6 +149,18 @@ typedef struct ce_pool_stat {
 	int log_damage_certain, log_bad_inplace_certain;
 	unsigned log_damaged_vols;   /* volumes marked log_damaged (ce_vol_info) */
 } ce_pool_stat;
+
+/* The asynchronous read path of an open pool (ce_pool_aread_stat). */
+typedef struct ce_aread_stat {
+	int available;           /* 1: reads go through io_uring */
+	char why[160];           /* when not: why (the ring could not be set up, ...) */
+	uint64_t requests;       /* ce_vol_read_async calls that sent device reads */
+	uint64_t inline_done;    /* ... that needed none (dirty, holes, cached) */
+	uint64_t fallbacks;      /* ... that said -EAGAIN */
+	uint64_t device_reads;   /* reads sent to the ring */
+	uint64_t ring_max;       /* most device reads in the ring at once */
+} ce_aread_stat;
+int ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st);
 
 /* What a file's label says (to find a pool's vdevs). */
 typedef struct ce_vdev_label {
@@ -472,6 +486,21 @@ uint64_t ce_vol_size(const ce_vol *v);
 int ce_vol_readonly(const ce_vol *v);
 uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
+/*
+ * Asynchronous read (docs/design-vio.md §8): blocks not in the cache are
+ * read through io_uring and verified on the pool's completion thread.
+ * Returns 0 when started: cb(arg, err) then runs exactly once, with err
+ * 0 or a negative errno (-EIO: a checksum or device error, counted in
+ * ce_pool_stat), either inside this call (nothing needed a device) or
+ * later on the completion thread; buf is filled when err is 0. Returns
+ * -EAGAIN, calling nothing, when the read cannot be started without
+ * blocking (no ring, an uncached indirect block, a commit in progress, a
+ * large range): make the synchronous ce_vol_read on a thread that may
+ * block. Any other -errno (a bad range): cb is not called. cb must not
+ * wait for the pool's sync thread (a flush, a throttled write).
+ */
+typedef void (*ce_read_cb)(void *arg, int err);
+int ce_vol_read_async(ce_vol *v, void *buf, size_t len, uint64_t off, ce_read_cb cb, void *arg);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
 /* flags: CE_WRITE_FUA makes the write durable before it returns (as a FLUSH of the volume would). */
 enum { CE_WRITE_FUA = 1 };

@@ -126,6 +126,34 @@ wq_find(ce_pool *p, const bp_phys *bp)
 	return NULL;
 }
 
+/* ---- for the asynchronous reader (aread.c) ---- */
+
+static __thread int nowait;
+
+void
+blk_nowait_begin(void)
+{
+	nowait = 1;
+}
+
+void
+blk_nowait_end(void)
+{
+	nowait = 0;
+}
+
+int
+blk_bp_sane(const ce_pool *p, const bp_phys *bp)
+{
+	return bp_sane(p, bp);
+}
+
+int
+blk_verify(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
+{
+	return verify_block(p, bp, raw, dst);
+}
+
 int
 blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 {
@@ -141,6 +169,8 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 		return -EINVAL;
 	if (cache_get(&p->cache, bp, dst, off, len))
 		return 0;
+	if (nowait)
+		return -EWOULDBLOCK; /* blk_nowait_begin: no device reads on this thread */
 	uint64_t asize = bp_asize(bp);
 	uint8_t *raw = bufpool_get(asize);
 	uint8_t *logical = bp->bp_comp == CE_COMP_OFF ? raw : bufpool_get(bp->bp_lsize);

@@ -38,15 +38,14 @@ ce_fault_op_name(int op)
 
 /* 1 when this call of kind op on vdev idx must fail. */
 static int
-hit(fault_be *f, int op)
+hit_state(fault_state *s, unsigned idx, int op)
 {
-	fault_state *s = f->st;
 	if (!atomic_load_explicit(&s->armed, memory_order_acquire))
 		return 0;
 	int fail = 0;
 	pthread_mutex_lock(&s->lock);
 	ASSERT(s->f.op == CE_FAULT_READ || s->f.op == CE_FAULT_WRITE || s->f.op == CE_FAULT_FLUSH);
-	if (s->armed && s->f.op == op && (s->f.vdev < 0 || (unsigned)s->f.vdev == f->idx)) {
+	if (s->armed && s->f.op == op && (s->f.vdev < 0 || (unsigned)s->f.vdev == idx)) {
 		if (s->left > 0) {
 			s->left--;
 		} else {
@@ -58,6 +57,18 @@ hit(fault_be *f, int op)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return fail;
+}
+
+static int
+hit(fault_be *f, int op)
+{
+	return hit_state(f->st, f->idx, op);
+}
+
+int
+fault_read_hit(fault_state *st, unsigned idx)
+{
+	return hit_state(st, idx, CE_FAULT_READ);
 }
 
 static int

@@ -17,4 +17,6 @@ typedef struct fault_state {
 void fault_init(fault_state *st);
 void fault_fini(fault_state *st);
 ce_backend *fault_wrap(ce_backend *inner, unsigned idx, fault_state *st);
+/* 1 when a read of vdev idx made now must fail (counts it, as the wrapped pread does): aread.c. */
+int fault_read_hit(fault_state *st, unsigned idx);
 #endif

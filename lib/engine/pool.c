@@ -20,6 +20,7 @@
  *      again if creation fails.
  *   3. An open vdev is flocked: two processes never own one pool.
  */
+#include "aread.h"
 #include "blkio.h"
 #include "bufpool.h"
 #include "dataset.h"
@@ -112,6 +113,8 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	opts_defaults(&p->opts, opts);
 	p->nvdevs = nvdevs;
 	p->vds = xcalloc(nvdevs, sizeof(vdev));
+	for (unsigned i = 0; i < nvdevs; i++)
+		p->vds[i].fd = -1;
 	pthread_mutex_init(&p->config_lock, NULL);
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_rwlockattr_t ra;
@@ -135,6 +138,7 @@ static void
 pool_free(ce_pool *p)
 {
 	VERIFY(!txg_running(p)); /* the sync thread stopped first (export, abandon, a failed open) */
+	aread_fini(p);
 	ilog_fini(p);
 	vol_free_all(p);
 	pool_sync_fini(p);
@@ -173,6 +177,7 @@ open_vdev(const ce_pool_opts *o, const char *path, unsigned index, unsigned flag
 	int err = ce_backend_file_open(path, flags, &be);
 	if (err != 0)
 		return err;
+	vd->fd = o->wrap != NULL ? -1 : vdev_backend_fd(be); /* aread.c reads the plain file itself */
 	if (o->wrap != NULL)
 		be = o->wrap(be, index, o->wrap_arg);
 	vd->be = fault_wrap(be, index, fstate);
@@ -284,6 +289,7 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 		}
 	}
 	pool_setup_memory(p);
+	aread_init(p); /* the read ring, or the reason there is none */
 	mos_init_empty(p);
 	if ((err = ilog_create_region(p)) != 0)
 		goto fail;
@@ -363,6 +369,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 		p->vds[idx].nsectors = vdev_nsectors_of(lbs[i].lb_asize);
 	}
 	pool_setup_memory(p);
+	aread_init(p); /* the read ring, or the reason there is none */
 	uberblock_phys ub;
 	ub_newer newer;
 	if ((err = uberblock_scan(p->vds, p->nvdevs, p->guid, &ub, &newer)) != 0) {
@@ -502,6 +509,7 @@ ce_pool_clear(ce_pool *p)
 	pthread_mutex_unlock(&p->lock);
 
 	pthread_rwlock_wrlock(&p->free_lock);
+	aread_drain(p); /* asynchronous reads fill the cache rebuilt below */
 	wq_discard(p);
 	mos_fini(p);
 	alloc_fini(&p->alloc);

@@ -118,6 +118,7 @@ struct ce_pool {
 	ce_pool_opts opts;
 	alloc alloc;
 	cache cache;
+	struct aread *ar;        /* asynchronous reads: the ring and its completion thread (aread.c) */
 
 	/* write queue (blkio.c): filled and drained by the sync thread only */
 	wq_ent *wq;

@@ -38,6 +38,7 @@
  *      ce_pool_clear drops every uncommitted txg's work (pool_sync_reset).
  */
 #include "pool_sync.h"
+#include "aread.h"
 #include "blkio.h"
 #include "dataset.h"
 #include "hold.h"
@@ -370,6 +371,7 @@ sync_work(ce_pool *p, uint64_t t)
 		return err;
 	}
 	pthread_rwlock_wrlock(&p->free_lock);
+	aread_drain(p); /* no read started under an older root is still reading (aread.c invariant 3) */
 	alloc_commit_done(&p->alloc);
 	pthread_rwlock_unlock(&p->free_lock);
 	ilog_ub_durable(p, t);

@@ -174,6 +174,12 @@ vdev_nsectors_of(uint64_t asize)
 }
 
 int
+vdev_backend_fd(const ce_backend *be)
+{
+	return be->pread == file_pread ? ((const file_be *)be)->fd : -1;
+}
+
+int
 vdev_read(vdev *vd, void *buf, size_t len, uint64_t off)
 {
 	ASSERT(off % CE_SECTOR == 0 && len % CE_SECTOR == 0); /* invariant 1 */

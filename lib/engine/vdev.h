@@ -12,6 +12,7 @@ typedef struct vdev {
 	uint64_t guid;
 	uint64_t asize;     /* usable size: multiple of CE_LABEL_REGION */
 	uint64_t nsectors;  /* data-area sectors */
+	int fd;             /* the file, when the backend is the plain file one (else -1): aread.c */
 } vdev;
 
 /* First byte of the data area and of label copy 1. */
@@ -25,4 +26,6 @@ uint64_t vdev_nsectors_of(uint64_t asize);
 int vdev_read(vdev *vd, void *buf, size_t len, uint64_t off);
 int vdev_writev(vdev *vd, const struct iovec *iov, int n, uint64_t off);
 int vdev_flush(vdev *vd);
+/* The descriptor of a file backend (ce_backend_file_open), -1 for any other backend. */
+int vdev_backend_fd(const ce_backend *be);
 #endif

@@ -32,6 +32,7 @@
  *      dirty block of t on: map_claim puts it there.
  */
 #include "vol.h"
+#include "aread.h"
 #include "blkio.h"
 #include "bufpool.h"
 #include "dataset.h"
@@ -754,6 +755,104 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	bufpool_put(tmp[0], v->bs);
 	bufpool_put(tmp[1], v->bs);
 	return err;
+}
+
+/*
+ * The asynchronous read (docs/design-vio.md §8): the blocks are resolved
+ * as ce_vol_read resolves them (invariant 1), in this thread and without
+ * waiting: free_lock is only tried, the tree lookup is cache-only, and the
+ * blocks left are read by aread.c. -EAGAIN: take the synchronous path.
+ */
+int
+ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb, void *arg)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	uint8_t *dst = buf;
+	int err;
+
+	err_clear();
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	if (!aread_ready(p))
+		return -EAGAIN;
+	if (len == 0) {
+		aread_note_inline(p);
+		cb(arg, 0);
+		return 0;
+	}
+	uint64_t first = off / v->bs, nblk = (off + len - 1) / v->bs - first + 1;
+	if (nblk > READ_BATCH || pthread_rwlock_tryrdlock(&p->free_lock) != 0) {
+		aread_note_fallback(p);
+		return -EAGAIN;
+	}
+	/* small reads (the common case) resolve on the stack */
+	uint64_t tblk_s[16];
+	bp_phys lbp_s[16];
+	uint64_t *tblk = nblk <= 16 ? tblk_s : xmalloc(nblk * sizeof(uint64_t));
+	bp_phys *lbp = nblk <= 16 ? lbp_s : xmalloc(nblk * sizeof(bp_phys));
+	size_t ntree = 0;
+	cowtree ts;
+	pthread_mutex_lock(&v->lock);
+	for (uint64_t k = 0; k < nblk; k++) {
+		uint64_t blkid = first + k, bstart = blkid * v->bs;
+		uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + len);
+		void *d;
+		if (dirty_lookup(v, UINT64_MAX, blkid, &d)) {
+			if (d == VOL_HOLE)
+				memset(dst + (s - off), 0, e - s);
+			else
+				memcpy(dst + (s - off), (uint8_t *)d + (s - bstart), e - s);
+		} else {
+			tblk[ntree++] = blkid;
+		}
+	}
+	ts = v->tree;
+	pthread_mutex_unlock(&v->lock);
+	if (ntree > 0) {
+		blk_nowait_begin();
+		err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		blk_nowait_end();
+	}
+	int rc;
+	if (err == -EWOULDBLOCK) {
+		rc = -EAGAIN; /* an indirect block is not cached: the synchronous read loads it */
+	} else if (err != 0) {
+		rc = err;
+	} else {
+		aread_batch *b = aread_batch_new(p, cb, arg);
+		for (size_t k = 0; k < ntree && err == 0; k++) {
+			uint64_t blkid = tblk[k], bstart = blkid * v->bs;
+			uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + len);
+			const bp_phys *bp = &lbp[blkid - first];
+			if (!bp_is_hole(bp) && bp->bp_lsize != v->bs) {
+				atomic_fetch_add(&p->cksum_errors, 1);
+				err = -EIO;
+				break;
+			}
+			aread_add(b, bp, dst + (s - off), (uint32_t)(s - bstart), (uint32_t)(e - s));
+		}
+		if (err != 0) {
+			aread_batch_drop(b); /* nothing of it was sent */
+			rc = err;
+		} else {
+			rc = aread_submit(b);
+		}
+	}
+	if (tblk != tblk_s) {
+		free(tblk);
+		free(lbp);
+	}
+	pthread_rwlock_unlock(&p->free_lock);
+	if (rc == -EAGAIN) {
+		aread_note_fallback(p);
+		return -EAGAIN;
+	}
+	if (rc != 1) {
+		aread_note_inline(p);
+		cb(arg, rc);
+	}
+	return 0;
 }
 
 int

@@ -11,8 +11,9 @@ fuzzer (issue 17), run by ctl_fuzz.sh against the release caskd.
   vol.list, hello) and never reads an answer: caskd stops reading it (the
   client's send blocks: fewer taken than offered) and serves the others.
 * RSS stays under a bound computed from the documented limits
-  (ARCHITECTURE.md 10a: a control client is one thread and at most one
-  frame of 1 MiB in memory; its answers wait in the socket, not in caskd).
+  (ARCHITECTURE.md 10a: a control client holds at most one frame of 1 MiB
+  and one answer in memory; it holds no thread: the loop assembles frames
+  and a worker pool runs whole ones), and the idle flood adds no thread.
 
 Assertions are on outcomes, never on time; waits are bounded tries.
 Usage: ctl_fuzz_hostile.py SOCK CASKD_PID
@@ -27,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from viohelp import rss_kib  # noqa: E402
+from viohelp import rss_kib, threads  # noqa: E402
 
 path, pid = sys.argv[1], int(sys.argv[2])
 seed = int(os.environ.get("CASK_FUZZ_SEED", int(time.time())))
@@ -89,6 +90,7 @@ def served(where):
 
 served("start")
 rss0 = rss_kib(pid)
+threads0 = threads(pid)
 
 # ---- idle flood ----
 flood, kinds = [], {}
@@ -105,6 +107,10 @@ for i in range(NI):
     if i % 50 == 0:
         served("during the idle flood (%d held)" % (i + 1))
 served("beside %d idle control connections" % NI)
+# a client whose frame is not whole holds no thread (the loop assembles frames; workers run whole ones)
+threads1 = threads(pid)
+if threads1 > threads0:
+    fail("caskd's threads went from %d to %d with %d idle control connections" % (threads0, threads1, NI))
 
 # ---- never-read replies ----
 nr = conn()
