@@ -27,8 +27,11 @@ vol_usage(FILE *f)
 	    "                                      replicated: one more replica per --replica on the\n"
 	    "                                      caskd --replica-listen there (docs/replication.md);\n"
 	    "                                      default consistency quorum, deadline 5000 ms\n"
+	    "         [-o rebuild_rate=MB/s]       limit rebuild copies (default 0: unlimited)\n"
 	    "  status POOL/VOL [-j]                a replicated volume's epoch, consistency, state\n"
-	    "                                      and per replica: state, link, acked and durable seq\n"
+	    "                                      and per replica: state, link, acked and durable seq,\n"
+	    "                                      rebuild progress and bytes transferred\n"
+	    "  replica add|remove|replace|rebuild POOL/VOL ...   its replicas (cask vol replica help)\n"
 	    "  checksum POOL/VOL[@SNAP] [-j]       the digest of the logical contents (32 hex digits;\n"
 	    "                                      holes read as zeros; XXH3-128 over 1 MiB chunks,\n"
 	    "                                      docs/replication.md 12.11): equal bytes, equal digest\n"
@@ -195,6 +198,12 @@ vol_create(int argc, char **argv)
 				if (*end != '\0' || ms == 0 || ms > UINT32_MAX)
 					return usage_error("bad repl_deadline '%s' (milliseconds)", val);
 				ra.deadline_ms = (uint32_t)ms;
+			} else if (strcmp(prop, "rebuild_rate") == 0) {
+				char *end;
+				unsigned long mbs = strtoul(val, &end, 10);
+				if (*end != '\0' || val[0] == '\0' || mbs > 1000000)
+					return usage_error("bad rebuild_rate '%s' (MB/s, 0 unlimited)", val);
+				ra.rebuild_rate_mbs = (uint32_t)mbs;
 			} else {
 				return usage_error("unknown property '%s' (volblocksize, compression, checksum, sync)", prop);
 			}
@@ -218,8 +227,8 @@ vol_create(int argc, char **argv)
 		ra.replicas = reps;
 		rc = cask_vol_create_replicated(c, name, size, &pr, &ra) ? cli_fail("vol create") : 0;
 	} else {
-		if (ra.consistency || ra.deadline_ms)
-			return usage_error("consistency and repl_deadline need --replica");
+		if (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs)
+			return usage_error("consistency, repl_deadline and rebuild_rate need --replica");
 		rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
 	}
 	cask_disconnect(c);
@@ -583,6 +592,8 @@ cmd_vol(int argc, char **argv)
 		return vol_list(argc, argv);
 	if (strcmp(sub, "checksum") == 0)
 		return vol_checksum(argc, argv);
+	if (strcmp(sub, "replica") == 0)
+		return cmd_vol_replica(argc, argv);
 	if (strcmp(sub, "get") == 0)
 		return vol_get(argc, argv);
 	if (strcmp(sub, "set") == 0)

@@ -91,6 +91,10 @@ fail(reqerr *e, int err, int code)
 	X("sched.run", op_sched_run, NULL)          \
 	X("vol.status", op_vol_status, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
+	X("vol.replica_rebuild", op_vol_replica_rebuild, "replication.rebuild") \
+	X("vol.replica_add", op_vol_replica_add, NULL) \
+	X("vol.replica_replace", op_vol_replica_replace, NULL) \
+	X("vol.replica_remove", op_vol_replica_remove, NULL) \
 	X("test.vio_fault", op_test_vio_fault, NULL) \
 	X("test.sched_clock", op_test_sched_clock, NULL)
 

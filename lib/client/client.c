@@ -714,6 +714,11 @@ cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size, cons
 			snprintf(b, sizeof(b), "%u", ra.deadline_ms);
 			json_object_object_add(p, "repl_deadline", json_object_new_string(b));
 		}
+		if (ra.rebuild_rate_mbs) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", ra.rebuild_rate_mbs);
+			json_object_object_add(p, "rebuild_rate", json_object_new_string(b));
+		}
 		for (size_t i = 0; i < ra.nreplicas; i++)
 			json_object_array_add(reps, json_object_new_string(ra.replicas[i] ? ra.replicas[i] : ""));
 	}
@@ -780,6 +785,54 @@ cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16])
 	}
 	memcpy(digest, d, 16);
 	return 0;
+}
+
+/* A replica job (vol.replica_add, _replace, _rebuild): {"job"}. */
+static int
+replica_job(cask_client *c, const char *op, const char *vol, const char *k1, const char *v1, const char *k2,
+    const char *v2, uint64_t *job)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	json_object_object_add(a, k1, json_object_new_string(v1 ? v1 : ""));
+	if (k2 != NULL)
+		json_object_object_add(a, k2, json_object_new_string(v2 ? v2 : ""));
+	int rc = call(c, op, a, &r);
+	if (rc != 0)
+		return rc;
+	if (job != NULL)
+		*job = get_u64(r, "job");
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_vol_replica_add(cask_client *c, const char *vol, const char *replica, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_add", vol, "replica", replica, NULL, NULL, job);
+}
+
+int
+cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_rebuild", vol, "replica", replica, NULL, NULL, job);
+}
+
+int
+cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_replace", vol, "old", old_r, "new", new_r, job);
+}
+
+int
+cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica, unsigned flags)
+{
+	if (flags != 0)
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_replica_remove: unknown flags 0x%x", flags);
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	json_object_object_add(a, "replica", json_object_new_string(replica ? replica : ""));
+	return call_void(c, "vol.replica_remove", a);
 }
 
 /* An operation on a name that takes a second one: {"name", "new_name"}. */
