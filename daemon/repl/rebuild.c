@@ -247,7 +247,7 @@ rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl)
 			return err == -ESTALE ? err : 0;
 		}
 		rp->take_session(rp->conn);
-		*rp->rx_bytes = 0;
+		*rp->rx_bytes = *rp->rx_committed = 0;
 		log_info("replica %s: rebuilding (%s) from seq %" PRIu64 ", joined at %" PRIu64 "%s", rp->name,
 		    b.rb_kind == CE_RB_FULL ? "full" : b.rb_kind == CE_RB_DELTA ? "delta" : "tail", b.rb_base_seq,
 		    b.rb_join_seq, rb.flags ? ", resumed" : "");
@@ -309,10 +309,19 @@ rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl)
 		memcpy(&cu, pl, sizeof(cu));
 		ce_rebuild rb;
 		uint64_t dc = 0;
-		if ((err = ce_rebuild_cursor(rp->h, cu.cu_cursor, cu.cu_done, 0)) != 0 ||
+		if ((err = ce_rebuild_cursor(rp->h, cu.cu_cursor, cu.cu_done, *rp->rx_bytes)) != 0 ||
 		    (err = ce_rebuild_get(rp->h, &rb, &dc)) != 0) {
 			rp->error(rp->conn, code_of(err), h, 1, ce_errmsg());
 			return err;
+		}
+		/* durable progress (section 12.7): a commit every RB_COMMIT_EVERY bytes, so a killed
+		 * target loses at most that much of the copy */
+		if (*rp->rx_bytes - *rp->rx_committed >= RB_COMMIT_EVERY) {
+			if ((err = ce_rebuild_flush(rp->h, &dc)) != 0) {
+				rp->error(rp->conn, RPE_POOL_SUSPENDED, h, 1, ce_errmsg());
+				return err;
+			}
+			*rp->rx_committed = *rp->rx_bytes;
 		}
 		rp_rb_progress pg = { cu.cu_cursor, dc, *rp->rx_bytes, 0, ce_repl_applied(rp->h), 0 };
 		return rp->send(rp->conn, RP_RB_PROGRESS, 0, h->rf_id, &pg, sizeof(pg));

@@ -26,6 +26,7 @@ typedef struct rb_peer {
 	int session;                 /* the connection is the volume's session */
 	uint8_t *out;                /* RP_MAX_PAYLOAD bytes of scratch */
 	uint64_t *rx_bytes;          /* the connection's rebuild bytes applied since RB_BEGIN */
+	uint64_t *rx_committed;      /* rx_bytes at the last commit the target made of its own */
 	int (*send)(void *conn, uint16_t type, uint32_t flags, uint64_t id, const void *pl, size_t n);
 	void (*error)(void *conn, uint32_t code, const rp_hdr *ref, int fatal, const char *msg);
 	void (*take_session)(void *conn);
@@ -35,6 +36,8 @@ typedef struct rb_peer {
 int rb_target_type(uint16_t type);
 /* Whether the connection state allows it: RB_BEGIN and RB_SCAN on a bound connection, the rest on the session. */
 int rb_target_needs_session(uint16_t type);
+/* The target commits its rebuild data and cursor at least this often (bytes applied). */
+#define RB_COMMIT_EVERY (16ull << 20)
 /* Handle one such frame (header checked, payload verified, epoch checked): 0 go on, <0 close. */
 int rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl);
 

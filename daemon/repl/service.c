@@ -107,6 +107,7 @@ typedef struct rconn {
 	uint64_t applied_sent;
 	int applied_pending;
 	uint64_t rb_bytes;       /* rebuild bytes applied since RB_BEGIN (rebuild.c) */
+	uint64_t rb_committed;   /* rb_bytes at the target's last commit of them */
 	/* input buffer */
 	uint8_t *in;
 	size_t in_len, in_off;
@@ -470,8 +471,8 @@ rb_serve(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
 	/* scratch for an answer: the payload buffer past the frame (RB_SCAN's 48 bytes; an RB_RANGES
 	 * answer of 4096 ranges is 98320 bytes) */
 	_Static_assert(4096 + 16 + 24 * RP_RB_MAX_RANGES <= RP_MAX_PAYLOAD, "the RB_RANGES answer fits");
-	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes, rb_send,
-		rb_error, rb_take_session };
+	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes,
+		&c->rb_committed, rb_send, rb_error, rb_take_session };
 	return rb_target_frame(&rp, h, pl);
 }
 
