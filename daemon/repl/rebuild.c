@@ -645,7 +645,8 @@ copy_range(rbjob *r, ce_vol *src, uint64_t off, uint64_t len, uint64_t state_seq
 		ce_extent ext[64];
 		size_t ne;
 		if ((err = ce_vol_map(src, at, n, ext, 64, &ne)) != 0)
-			return err;
+			return err_set(err, "mapping %" PRIu64 "+%" PRIu64 " from the source: %s (the rebuild stops "
+			    "here; the replica keeps its cursor)", at, n, ce_errmsg());
 		uint64_t covered = 0;
 		for (size_t i = 0; i < ne; i++) {
 			covered += ext[i].length;
