@@ -235,6 +235,18 @@ vol_create(int argc, char **argv)
 	return rc;
 }
 
+/* The rebuild entry of replica r, or NULL. */
+static const cask_rebuild_info *
+rebuild_of(const cask_rebuild_info *v, size_t n, const cask_replica_info *r)
+{
+	char who[140];
+	snprintf(who, sizeof(who), "%s/%s", r->address, r->pool);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].replica, who) == 0)
+			return &v[i];
+	return NULL;
+}
+
 /* "CMD [-j] NAME": the name and whether -j was given; 0, or the usage error's exit status. */
 static int
 name_and_json(int argc, char **argv, const char *cmd, const char *what, const char **name, int *json)
@@ -265,8 +277,10 @@ vol_status(int argc, char **argv)
 	if (c == NULL)
 		return EXIT_FAIL;
 	cask_repl_status st;
+	cask_rebuild_info *rbi = NULL;
+	size_t nrb = 0;
 	int rc = 0;
-	if (cask_vol_repl_status(c, name, &st) != 0) {
+	if (cask_vol_repl_status(c, name, &st) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0) {
 		rc = cli_fail("vol status");
 	} else if (json) {
 		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
@@ -275,8 +289,15 @@ vol_status(int argc, char **argv)
 		for (size_t i = 0; i < st.nreplicas; i++) {
 			const cask_replica_info *r = &st.replicas[i];
 			printf("%s{\"address\": \"%s\", \"pool\": \"%s\", \"state\": \"%s\", \"link\": \"%s\", "
-			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64 "}", i ? ", " : "",
+			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64, i ? ", " : "",
 			    r->address, r->pool, r->state, r->link, r->reason, r->acked_seq, r->durable_seq);
+			const cask_rebuild_info *b = rebuild_of(rbi, nrb, r);
+			if (b != NULL)
+				printf(", \"rebuild\": {\"kind\": \"%s\", \"state\": \"%s\", \"done\": %" PRIu64
+				    ", \"total\": %" PRIu64 ", \"transferred\": %" PRIu64 ", \"rate\": %" PRIu64
+				    ", \"eta_s\": %" PRIu64 ", \"job\": %" PRIu64 "}", b->kind, b->state, b->done, b->total,
+				    b->transferred, b->rate, b->eta_s, b->job);
+			printf("}");
 		}
 		printf("]}\n");
 	} else {
@@ -284,15 +305,27 @@ vol_status(int argc, char **argv)
 		    st.state, st.seq);
 		if (st.fenced_by[0])
 			printf("  fenced: %s\n", st.fenced_by);
-		printf("  %-24s %-10s %-8s %-12s %-10s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE", "REASON");
+		printf("  %-24s %-10s %-8s %-12s %-10s %-8s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE",
+		    "REASON", "REBUILD");
 		for (size_t i = 0; i < st.nreplicas; i++) {
 			const cask_replica_info *r = &st.replicas[i];
-			char who[140];
+			char who[140], rbs[200] = "-";
 			snprintf(who, sizeof(who), "%s/%s", r->address, r->pool);
-			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %s\n", who, r->state, r->link,
-			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-");
+			const cask_rebuild_info *b = rebuild_of(rbi, nrb, r);
+			if (b != NULL) {
+				char d[16], t[16], x[16], rt[16];
+				util_fmt_size(b->done, d, sizeof(d));
+				util_fmt_size(b->total, t, sizeof(t));
+				util_fmt_size(b->transferred, x, sizeof(x));
+				util_fmt_size(b->rate, rt, sizeof(rt));
+				snprintf(rbs, sizeof(rbs), "%s %s %s/%s %s/s eta %" PRIu64 "s, %s transferred (job %" PRIu64 ")",
+				    b->kind, b->state, d, t, rt, b->eta_s, x, b->job);
+			}
+			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %-8s %s\n", who, r->state, r->link,
+			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-", rbs);
 		}
 	}
+	free(rbi);
 	cask_disconnect(c);
 	return rc;
 }

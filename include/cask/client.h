@@ -471,6 +471,18 @@ int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica
 int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
     uint64_t *job);
 int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+/* The rebuild of each replica that has had one since this controller started (vol.status). */
+typedef struct cask_rebuild_info {
+	char replica[140];           /* HOST:PORT/POOL */
+	char kind[8];                /* delta, full */
+	char state[16];              /* running, done, failed, cancelled */
+	uint64_t job;
+	uint64_t done, total;        /* bytes of the listed ranges */
+	uint64_t transferred;        /* bytes of rebuild frames on the wire (headers included) */
+	uint64_t rate, eta_s;        /* bytes/s over the last second; seconds left at that rate */
+} cask_rebuild_info;
+/* A new array (free() it) of *n entries; NOT_REPLICATED. */
+int cask_vol_rebuild_list(cask_client *c, const char *vol, cask_rebuild_info **out, size_t *n);
 
 #ifdef __cplusplus
 }

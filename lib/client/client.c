@@ -787,6 +787,45 @@ cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16])
 	return 0;
 }
 
+int
+cask_vol_rebuild_list(cask_client *c, const char *vol, cask_rebuild_info **out, size_t *n)
+{
+	json_object *a = json_object_new_object(), *r, *arr;
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	int rc = call(c, "vol.status", a, &r);
+	if (rc != 0)
+		return rc;
+	size_t k = 0, len = json_object_object_get_ex(r, "replicas", &arr) &&
+	    json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
+	cask_rebuild_info *v = calloc(len ? len : 1, sizeof(*v));
+	if (v == NULL) {
+		json_object_put(r);
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
+	}
+	for (size_t i = 0; i < len; i++) {
+		json_object *o = json_object_array_get_idx(arr, i), *rb;
+		if (!json_object_object_get_ex(o, "rebuild", &rb))
+			continue;
+		cask_rebuild_info *x = &v[k++];
+		char addr[64] = "", pool[64] = "";
+		get_str(o, "address", addr, sizeof(addr));
+		get_str(o, "pool", pool, sizeof(pool));
+		snprintf(x->replica, sizeof(x->replica), "%s/%s", addr, pool);
+		get_str(rb, "kind", x->kind, sizeof(x->kind));
+		get_str(rb, "state", x->state, sizeof(x->state));
+		x->job = get_u64(rb, "job");
+		x->done = get_u64(rb, "done");
+		x->total = get_u64(rb, "total");
+		x->transferred = get_u64(rb, "transferred");
+		x->rate = get_u64(rb, "rate");
+		x->eta_s = get_u64(rb, "eta_s");
+	}
+	json_object_put(r);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
 /* A replica job (vol.replica_add, _replace, _rebuild): {"job"}. */
 static int
 replica_job(cask_client *c, const char *op, const char *vol, const char *k1, const char *v1, const char *k2,

@@ -80,6 +80,10 @@ assert rb["transferred"] >= W, rb          # it did move the data
 PY
 [ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(B vol checksum p2/db | cut -d' ' -f1)" ] ||
   fail "the replicas differ after the delta rebuild"
+$CASK vol status tank/db | tee "$T/status.out"
+grep -q "127.0.0.1:$RB/p2 *in-sync .*delta done .* transferred (job 1)" "$T/status.out" || fail "vol status: no rebuild"
+$CASK vol status -j tank/db | "$PY" -c 'import json,sys; s=json.load(sys.stdin); r=[x for x in s["replicas"] if x["pool"]=="p2"][0]; assert r["rebuild"]["state"]=="done" and r["rebuild"]["transferred"] > 0, s'
+$CASK job list -H -o kind,state,done,total | grep -q "^rebuild	done	" || fail "job list: $($CASK job list)"
 
 # in sync again: a write reaches both (consistency all)
 "$PY" -c '

@@ -200,6 +200,9 @@ tour(void *arg)
 	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 0), EINVAL, "NOT_REPLICATED");
 	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 8), EINVAL, "INVALID_ARGUMENT");
 	CHECK(rjob == 0);
+	cask_rebuild_info *rbl;
+	size_t nrbl;
+	CHECK_CODE(cask_vol_rebuild_list(c, v, &rbl, &nrbl), EINVAL, "NOT_REPLICATED");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	/* CASK_1.1 vol checksum: the snapshot of an unchanged volume has its digest (an empty 4 MiB
