@@ -1686,14 +1686,7 @@ mb_commit(ctrl *c, const mb_phys *mb, int also, char *msg, size_t mlen)
 			    mb->mb_version, got, need, other ? "" : ", not by the rebuilt replica");
 			return -EIO;
 		}
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		util_cond_wait_ms(&c->cv, &c->mu, 20);
 	}
 }
 
@@ -1782,12 +1775,8 @@ ctrl_rb_remove(ctrl *c, int idx, char *msg, size_t mlen)
 	if (was_member) {
 		/* (D) for the rest first, as for an ejection (rule 4 item 2) */
 		uint64_t dwait = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
-		while (!d_holds(c) && !c->fenced && now_ns() < dwait) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1;
-			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
-		}
+		while (!d_holds(c) && !c->fenced && now_ns() < dwait)
+			util_cond_wait_ms(&c->cv, &c->mu, 1000);
 		mb_phys mb;
 		mb_build(c, &mb, c->mb.mb_version + 1, 5);
 		if ((err = mb_commit(c, &mb, -1, msg, mlen)) == 0)

@@ -492,15 +492,8 @@ wait_for(rbjob *r, int *flag, const char *what)
 		if (util_now_ns() > deadline)
 			return err_set(-ETIMEDOUT, "the replica %s did not answer %s", r->replica, what);
 		pthread_mutex_lock(&r->mu);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 20000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
 		if (!*flag)
-			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+			util_cond_wait_ms(&r->cv, &r->mu, 20);
 		pthread_mutex_unlock(&r->mu);
 	}
 }

@@ -157,8 +157,9 @@ rb_check(ce_vol *h, repl_state *rs, ce_epoch e)
 	return err;
 }
 
-int
-ce_rebuild_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off)
+/* Rebuild data (buf) or a hole (buf NULL): invariant 1, then a plain write or trim. */
+static int
+rb_apply(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off)
 {
 	repl_state *rs = NULL;
 	int err = rb_handle(h, &rs);
@@ -166,23 +167,21 @@ ce_rebuild_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t of
 		return err;
 	pthread_mutex_lock(&rs->mu);
 	if ((err = rb_check(h, rs, e)) == 0)
-		err = ce_vol_write(h, buf, len, off);
+		err = buf != NULL ? ce_vol_write(h, buf, len, off) : ce_vol_trim(h, off, len);
 	pthread_mutex_unlock(&rs->mu);
 	return err;
 }
 
 int
+ce_rebuild_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off)
+{
+	return buf != NULL ? rb_apply(h, e, buf, len, off) : err_set(-EINVAL, "rebuild data without bytes");
+}
+
+int
 ce_rebuild_hole(ce_vol *h, ce_epoch e, uint64_t off, uint64_t len)
 {
-	repl_state *rs = NULL;
-	int err = rb_handle(h, &rs);
-	if (err != 0)
-		return err;
-	pthread_mutex_lock(&rs->mu);
-	if ((err = rb_check(h, rs, e)) == 0)
-		err = ce_vol_trim(h, off, len);
-	pthread_mutex_unlock(&rs->mu);
-	return err;
+	return rb_apply(h, e, NULL, len, off);
 }
 
 int

@@ -20,14 +20,7 @@ RB=$(free_port); RC=$(free_port)
 start_caskd --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$(free_port)"
 start_caskd_b --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RB"
 B() { CASK_SOCKET="$SOCK_B" "$CASK" "$@"; }
-start_c() {
-  PORT_C=${PORT_C:-$(free_port)}; SOCK_C="$T/run_c/caskd.sock"
-  "$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" --peer-key "$T/peer.key" \
-    --replica-listen "127.0.0.1:$RC" >>"$T/caskd_c.log" 2>&1 &
-  CASKD_C_PID=$!
-  for _ in $(seq 1 100); do [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1 && return 0; sleep 0.05; done
-  fail "caskd C did not come up"
-}
+start_c() { start_caskd_c --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RC"; }
 C() { CASK_SOCKET="$SOCK_C" "$CASK" "$@"; }
 start_c
 $CASK pool create tank "$T/tank.vdev" --size 1G >/dev/null

@@ -94,11 +94,7 @@ h.pwrite(b"z" * 65536, 5 << 20); h.flush(); h.shutdown()'
   fail "a write after the rebuild did not reach both"
 
 # a full rebuild: a new replica on C (vol replica add); the data once, no zeros of the thin volume
-PORT_C=$(free_port); SOCK_C="$T/run_c/caskd.sock"
-"$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" --peer-key "$T/peer.key" \
-  --replica-listen "127.0.0.1:$RC" >>"$T/caskd_c.log" 2>&1 &
-CASKD_C_PID=$!
-for _ in $(seq 1 100); do [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1 && break; sleep 0.05; done
+start_caskd_c --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RC"
 C() { CASK_SOCKET="$SOCK_C" "$CASK" "$@"; }
 C pool create p3 "$T/p3.vdev" --size 2G >/dev/null
 out=$($CASK vol replica add tank/db "127.0.0.1:$RC/p3" --wait) || fail "replica add: $out"
