@@ -6,7 +6,9 @@
 # pool inject`): the job fails once with a message naming the range it
 # could not read, no other rebuild job starts, B stays degraded (rebuilding
 # on its side, its cursor kept), the volume keeps serving; `vol replica
-# rebuild` then resumes and finishes, and the replicas are equal.
+# rebuild` then resumes and finishes, and the replicas are equal. Then a
+# rebuild cancelled part-way (`cask job cancel`) leaves B degraded with its
+# cursor, writes go on without it, and the next rebuild finishes.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 head -c 48 /dev/urandom | base64 > "$T/peer.key"; chmod 600 "$T/peer.key"
@@ -47,6 +49,36 @@ out=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" --wait) || fail "the 
 echo "$out"
 [ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(B vol checksum p2/db | cut -d' ' -f1)" ] ||
   fail "the replicas differ after the retried rebuild"
+
+# cancel: B misses more writes; its rebuild is cancelled part-way (job cancelled, B degraded and
+# no longer sent writes), and a later rebuild resumes and finishes
+kill -9 "$CASKD_B_PID"; wait "$CASKD_B_PID" 2>/dev/null || true; CASKD_B_PID=
+"$PY" - <<'PY'
+import os, random, nbd
+h = nbd.NBD(); h.connect_uri(os.environ["NBD"] + "/tank/db")
+rnd = random.Random(6)
+for mib in range(48):
+    h.pwrite(rnd.randbytes(1 << 20), (mib * 3 + 1) << 20)
+h.flush(); h.shutdown()
+PY
+PORT_B= start_caskd_b --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RB"
+job=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" | awk '{print $2}')
+for _ in $(seq 1 200); do
+  [ "$($CASK job list -H -p -o id,done | awk -v j="$job" '$1 == j {print $2}')" -gt $((4 << 20)) ] && break
+  sleep 0.05
+done
+$CASK job cancel "$job"
+$CASK job wait "$job" > /dev/null 2>&1 || true
+$CASK job list -H -o id,state | grep -q "^$job	cancelled$" || fail "job $job: $($CASK job list)"
+$CASK vol status tank/db | grep -q "127.0.0.1:$RB/p2 *degraded .*cancelled" || fail "after cancel: $($CASK vol status tank/db)"
+"$PY" -c '
+import os, nbd
+h = nbd.NBD(); h.connect_uri(os.environ["NBD"] + "/tank/db")
+h.pwrite(b"c" * 65536, 200 << 20); h.flush(); h.shutdown()'
+out=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" --wait) || fail "rebuild after cancel: $out"
+echo "$out"
+[ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(B vol checksum p2/db | cut -d' ' -f1)" ] ||
+  fail "the replicas differ after the rebuild that followed a cancel"
 stop_caskd
 kill -TERM "$CASKD_B_PID"; wait "$CASKD_B_PID" 2>/dev/null || true; CASKD_B_PID=
 for v in tank p2; do
