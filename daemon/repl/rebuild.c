@@ -20,9 +20,9 @@
  *            T: RB_SCAN pages; merged (union, coalesced)
  *   copy     per range, per chunk of at most 1 MiB: S's map and bytes,
  *            cut around what live operations touched since J, queued to
- *            T behind the live operations queued so far, then RB_CURSOR
- *            (every listed byte below it is queued); at most 64 MiB ahead
- *            of T's RB_PROGRESS
+ *            T behind the live operations queued so far; RB_CURSOR (every
+ *            listed byte below it is queued) every 4 MiB and at the end;
+ *            at most 64 MiB ahead of T's RB_PROGRESS
  *   end      RB_END(complete) (T commits, then says complete), then the
  *            membership change that makes T in-sync (ctrl_rb_join)
  *
@@ -69,6 +69,7 @@
 
 #define RB_AHEAD (64ull << 20)  /* rebuild bytes queued to T beyond its RB_PROGRESS */
 #define RB_WAIT_MS 30000        /* an answer from T */
+#define RB_CURSOR_EVERY (4ull << 20) /* rebuild bytes queued between two RB_CURSOR frames */
 
 /* ---- the live set (invariant 1) ---- */
 
@@ -314,13 +315,11 @@ rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl)
 			rp->error(rp->conn, code_of(err), h, 1, ce_errmsg());
 			return err;
 		}
-		/* durable progress (section 12.7): a commit every RB_COMMIT_EVERY bytes, so a killed
-		 * target loses at most that much of the copy */
+		/* durable progress (section 12.7): a commit asked for every RB_COMMIT_EVERY bytes, so a
+		 * killed target loses about that much of the copy; not waited for (the cursor commits
+		 * with the data it covers whenever the txg does: engine rebuild.c invariant 2) */
 		if (*rp->rx_bytes - *rp->rx_committed >= RB_COMMIT_EVERY) {
-			if ((err = ce_rebuild_flush(rp->h, &dc)) != 0) {
-				rp->error(rp->conn, RPE_POOL_SUSPENDED, h, 1, ce_errmsg());
-				return err;
-			}
+			(void)ce_rebuild_commit(rp->h);
 			*rp->rx_committed = *rp->rx_bytes;
 		}
 		rp_rb_progress pg = { cu.cu_cursor, dc, *rp->rx_bytes, 0, ce_repl_applied(rp->h), 0 };
@@ -422,6 +421,7 @@ typedef struct rbjob {
 	/* progress */
 	ctrl_rb_progress prog;
 	uint64_t sent_bytes;          /* RB_DATA and RB_HOLE bytes queued (flow control) */
+	uint64_t cursor_sent;         /* sent_bytes at the last RB_CURSOR */
 	uint64_t kept_newer;          /* bytes cut out by invariant 1 */
 	uint64_t start_ns, rate_ns, rate_done;
 	double rate;
@@ -625,6 +625,26 @@ throttle(rbjob *r, uint32_t rate_mbs, uint64_t more)
 	return job_cancelled(r->j) ? -ECANCELED : 0;
 }
 
+/*
+ * Every listed byte below `at` is queued: tell T (RB_CURSOR; its
+ * RB_PROGRESS answer feeds throttle) once RB_CURSOR_EVERY bytes were
+ * queued since the last cursor, and always with force (the end). A cursor
+ * costs the target a record update, so it is not sent per chunk.
+ */
+static int
+maybe_cursor(rbjob *r, uint64_t at, int force)
+{
+	if (!force && r->sent_bytes - r->cursor_sent < RB_CURSOR_EVERY)
+		return 0;
+	rp_rb_cursor cu = { at, r->prog.done };
+	ctrl_rb_lock(r->c);
+	int err = ctrl_rb_queue(r->c, r->idx, RP_RB_CURSOR, &cu, sizeof(cu), NULL, 0);
+	ctrl_rb_unlock(r->c);
+	r->prog.transferred += RP_HDR_SIZE + sizeof(cu);
+	r->cursor_sent = r->sent_bytes;
+	return err ? err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica) : 0;
+}
+
 /* Copy range [off, off+len) from the source to T (section 12.4). */
 static int
 copy_range(rbjob *r, ce_vol *src, uint64_t off, uint64_t len, uint64_t state_seq, uint8_t *buf, uint32_t rate)
@@ -660,14 +680,8 @@ copy_range(rbjob *r, ce_vol *src, uint64_t off, uint64_t len, uint64_t state_seq
 			return err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica);
 		at += covered ? covered : n;
 		r->prog.done += covered ? covered : n;
-		/* every listed byte below `at` is queued: the cursor (and T's RB_PROGRESS, for throttle) */
-		rp_rb_cursor cu = { at, r->prog.done };
-		ctrl_rb_lock(r->c);
-		err = ctrl_rb_queue(r->c, r->idx, RP_RB_CURSOR, &cu, sizeof(cu), NULL, 0);
-		ctrl_rb_unlock(r->c);
-		r->prog.transferred += RP_HDR_SIZE + sizeof(cu);
-		if (err != 0)
-			return err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica);
+		if ((err = maybe_cursor(r, at, 0)) != 0)
+			return err;
 		if (job_progress(r->j, r->prog.done, r->prog.total))
 			return -ECANCELED;
 		publish(r, "running");
@@ -807,7 +821,8 @@ rebuild_work(job *j, void *arg)
 	if (err != 0)
 		goto out;
 	/* end and join (section 12.5) */
-	if ((err = end_target(r, CE_RB_COMPLETE)) != 0)
+	if ((err = maybe_cursor(r, ranges.n ? ranges.v[ranges.n - 1].off + ranges.v[ranges.n - 1].len : 0, 1)) != 0 ||
+	    (err = end_target(r, CE_RB_COMPLETE)) != 0)
 		goto out;
 	if ((err = ctrl_rb_join(c, idx, msg, sizeof(msg))) != 0) {
 		err = err_set(err, "%s", msg);

@@ -569,6 +569,8 @@ int ce_rebuild_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_
 int ce_rebuild_hole(ce_vol *h, ce_epoch e, uint64_t off, uint64_t len);
 /* Everything listed below cursor is applied: it commits with the next txg. */
 int ce_rebuild_cursor(ce_vol *h, uint64_t cursor, uint64_t done, uint64_t transferred);
+/* Ask for a commit of the rebuild's data and cursor so far, without waiting for it. */
+int ce_rebuild_commit(ce_vol *h);
 /* Commit the rebuild's data and cursor now; *durable_cursor: the cursor that commit holds. */
 int ce_rebuild_flush(ce_vol *h, uint64_t *durable_cursor);
 /*

@@ -239,6 +239,26 @@ ce_rebuild_flush(ce_vol *h, uint64_t *durable_cursor)
 }
 
 int
+ce_rebuild_commit(ce_vol *h)
+{
+	repl_state *rs = NULL;
+	int err = rb_handle(h, &rs);
+	if (err != 0)
+		return err;
+	ce_pool *p = h->v->pool;
+	pthread_mutex_lock(&p->lock);
+	uint64_t t = p->open_txg;
+	p->txg_dirty[t & 3] = 1;
+	if (p->open_since_ns == 0)
+		p->open_since_ns = util_now_ns();
+	if (p->sync_req < t)
+		p->sync_req = t;
+	pthread_cond_broadcast(&p->cv_work);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int
 ce_rebuild_end(ce_vol *h, ce_epoch e, int outcome)
 {
 	repl_state *rs = NULL;
