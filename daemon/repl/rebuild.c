@@ -705,7 +705,9 @@ static int
 rebuild_work(job *j, void *arg)
 {
 	rbjob *r = arg;
+	pthread_mutex_lock(&r->mu); /* repl_rebuild_start has set prog.job */
 	r->j = j;
+	pthread_mutex_unlock(&r->mu);
 	char msg[400] = "";
 	int err = 0, started = 0, idx = -1;
 	ctrl *c = r->c;
@@ -914,10 +916,13 @@ repl_rebuild_start(const char *export_name, const char *replica, const char *old
 	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - export_name) : 0, export_name);
 	char target[400];
 	snprintf(target, sizeof(target), "%s %s", export_name, replica);
-	/* owned by no connection: a rebuild goes on after the command that started it returns */
+	/* owned by no connection: a rebuild goes on after the command that started it returns;
+	 * its id is set under r->mu, which the work takes first */
+	snprintf(r->prog.state, sizeof(r->prog.state), "running");
+	pthread_mutex_lock(&r->mu);
 	*jobid = job_start("rebuild", pool, target, 0, rebuild_work, r, rbjob_free);
 	r->prog.job = *jobid;
-	snprintf(r->prog.state, sizeof(r->prog.state), "running");
+	pthread_mutex_unlock(&r->mu);
 	return 0;
 }
 
