@@ -28,10 +28,12 @@
 #include <string.h>
 
 #include "blkio.h"
+#include "dataset.h"
 #include "label.h"
 #include "mos.h"
 #include "pool_impl.h"
 #include "repl.h"
+#include "txg.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vol.h"
@@ -132,7 +134,7 @@ cmd_uberblocks(int argc, char **argv)
 				if (uberblock_read_slot(&p->vds[v], copy, s, p->guid, &ub) != 1)
 					continue;
 				printf("  %c label %d slot %2u txg %-8" PRIu64 " time %" PRIu64 ".%09" PRIu64
-				    " mos %u:0x%" PRIx64 " levels %u\n", ub.ub_txg == p->synced_txg ? '*' : ' ',
+				    " mos %u:0x%" PRIx64 " levels %u\n", ub.ub_txg == txg_synced(p) ? '*' : ' ',
 				    copy, s, ub.ub_txg, (uint64_t)(ub.ub_timestamp / 1000000000ull),
 				    (uint64_t)(ub.ub_timestamp % 1000000000ull), ub.ub_mos.bp_vdev, ub.ub_mos.bp_offset,
 				    ub.ub_mos_levels);
@@ -175,11 +177,11 @@ cmd_tree(int argc, char **argv)
 	ce_pool *p;
 	if (open_pool(argc, argv, &p) != 0)
 		return 2;
-	printf("pool %s guid %016" PRIx64 " txg %" PRIu64 "\n", p->name, p->guid, p->synced_txg);
-	printf("MOS: %" PRIu64 " bytes, %u levels, format version %u\n", p->mos_size, p->mos_tree.levels,
+	printf("pool %s guid %016" PRIx64 " txg %" PRIu64 "\n", p->name, p->guid, txg_synced(p));
+	printf("MOS: %" PRIu64 " bytes, %u levels, format version %u\n", mos_bytes(p), mos_tree(p)->levels,
 	    mos_hdr(p)->mh_version);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if (only && strcmp(only, v->name) != 0)
 			continue;
 		printf("volume %s/%s guid %016" PRIx64 " size %" PRIu64 " volblocksize %u levels %u used %"
@@ -276,7 +278,7 @@ check_copies(ce_pool *p)
 {
 	uint64_t damaged = 0, notes = 0;
 	label_phys *lb = xmalloc_aligned(CE_LABEL_SIZE);
-	unsigned inuse = (unsigned)(p->synced_txg % CE_UB_SLOTS);
+	unsigned inuse = (unsigned)(txg_synced(p) % CE_UB_SLOTS);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		vdev *vd = &p->vds[v];
 		for (int copy = 0; copy < 2; copy++) {
@@ -296,13 +298,13 @@ check_copies(ce_pool *p)
 					damaged++;
 					continue;
 				}
-				if (ok && (s != inuse || ub.ub_txg == p->synced_txg))
+				if (ok && (s != inuse || ub.ub_txg == txg_synced(p)))
 					continue;
 				int ours = !ok && uberblock_damaged_ours(&ub, p->guid);
 				if (s == inuse && ours) {
 					printf("WARNING vdev %u (%s): label region %d slot %u: the copy of the "
 					    "uberblock in use (txg %" PRIu64 ") is damaged: redundancy is reduced\n", v,
-					    vd->path, copy, s, p->synced_txg);
+					    vd->path, copy, s, txg_synced(p));
 					damaged++;
 					continue;
 				}
@@ -310,7 +312,7 @@ check_copies(ce_pool *p)
 					/* a commit cut short between its copies; the next txg writes both again */
 					printf("note vdev %u (%s): label region %d slot %u does not hold the uberblock "
 					    "in use (txg %" PRIu64 "): its commit was cut short before this copy was "
-					    "written\n", v, vd->path, copy, s, p->synced_txg);
+					    "written\n", v, vd->path, copy, s, txg_synced(p));
 				} else if (ours) {
 					printf("note vdev %u (%s): label region %d slot %u holds a damaged uberblock "
 					    "(a commit cut short by a crash, or damage to older history)\n", v, vd->path,
@@ -351,18 +353,18 @@ cmd_check(int argc, char **argv)
 		c.refd[v] = xcalloc(p->alloc.v[v].nwords, 8);
 
 	c.what = "MOS";
-	cowtree_walk(p, &p->mos_tree, check_visit, &c);
+	cowtree_walk(p, mos_tree(p), check_visit, &c);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		snprintf(what, sizeof(what), "bitmap of vdev %u", v);
 		c.what = what;
-		cowtree_walk(p, &p->sm_trees[v], check_visit, &c);
+		cowtree_walk(p, mos_sm_tree(p, v), check_visit, &c);
 	}
 	/* Every partial receive has its slot in the receive table (import checked the converse). */
-	for (size_t i = 0; i < p->nvols; i++)
-		if (!p->vols[i]->is_snap && p->vols[i]->receiving && p->vols[i]->rs.rs_to_guid == 0) {
+	for (size_t i = 0; i < ds_count(p); i++)
+		if (!ds_at(p, i)->is_snap && ds_at(p, i)->receiving && ds_at(p, i)->rs.rs_to_guid == 0) {
 			c.problems++;
 			printf("PROBLEM %s/%s: marked a partial receive, but the receive table has no slot for it\n",
-			    p->name, p->vols[i]->name);
+			    p->name, ds_at(p, i)->name);
 		}
 	/* The replica object (format 6): its blocks, and every record (invariant 8). */
 	if (p->rp_disk_leaves > 0) {
@@ -388,9 +390,9 @@ cmd_check(int argc, char **argv)
 		}
 		for (uint64_t i = 0; i < n; i++) {
 			volume *s = NULL;
-			for (size_t k = 0; k < p->nvols && s == NULL; k++)
-				if (p->vols[k]->is_snap && p->vols[k]->guid == hb[i].hd_snap_guid)
-					s = p->vols[k];
+			for (size_t k = 0; k < ds_count(p) && s == NULL; k++)
+				if (ds_at(p, k)->is_snap && ds_at(p, k)->guid == hb[i].hd_snap_guid)
+					s = ds_at(p, k);
 			int dup = 0;
 			for (uint64_t k = 0; k < i; k++)
 				dup |= hb[k].hd_snap_guid == hb[i].hd_snap_guid &&
@@ -405,7 +407,7 @@ cmd_check(int argc, char **argv)
 		free(hb);
 	}
 	/* The snapshot policy object (format FMT_V_SCHED): its blocks; the engine validated the records at import. */
-	const mos_sched_phys *ms0 = (const mos_sched_phys *)(p->mos_buf + CE_MOS_SCHED_OFF);
+	const mos_sched_phys *ms0 = (const mos_sched_phys *)mos_ptr(p, CE_MOS_SCHED_OFF);
 	if (mh0->mh_version >= FMT_V_SCHED && !bp_is_hole(&ms0->ms_root)) {
 		cowtree st;
 		tree_init(&st, BP_SCHED, 1);
@@ -429,8 +431,8 @@ cmd_check(int argc, char **argv)
 	uint64_t nvols = 0;
 	htab dead;
 	htab_init(&dead);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *h = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *h = ds_at(p, i);
 		if (h->is_snap)
 			continue;
 		volume *chain[4096];
@@ -467,13 +469,13 @@ cmd_check(int argc, char **argv)
 	 * origin's blocks). A block is on at most one dead list per chain (a
 	 * volume and a clone may both have dropped a block their origin holds).
 	 */
-	for (size_t hi = 0; hi < p->nvols; hi++) {
-	volume *h = p->vols[hi];
+	for (size_t hi = 0; hi < ds_count(p); hi++) {
+	volume *h = ds_at(p, hi);
 	if (h->is_snap)
 		continue;
 	htab_clear(&dead);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if ((v->is_snap ? v->head : v) != h)
 			continue;
 		snprintf(what, sizeof(what), "%s/%s", p->name, v->name);
@@ -545,13 +547,13 @@ cmd_check(int argc, char **argv)
 	ce_pool_stat_get(p, &st);
 	printf("pool %s txg %" PRIu64 ": %" PRIu64 " blocks in %" PRIu64 " volumes, MOS and bitmaps; "
 	    "%" PRIu64 " sectors allocated; %" PRIu64 " checksum errors; %" PRIu64 " problems\n",
-	    p->name, p->synced_txg, c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
+	    p->name, txg_synced(p), c.blocks, nvols, alloc_total, st.cksum_errors, c.problems);
 	uint64_t damaged = check_copies(p);
 	if (st.newer_damaged_txg != 0) {
 		/* committed txgs this view cannot reach: import refuses without --rewind */
 		printf("PROBLEM pool %s: txg %" PRIu64 " was committed, but its uberblock is damaged in every "
 		    "copy; this check saw txg %" PRIu64 ", and import refuses to go back to it without "
-		    "--rewind\n", p->name, st.newer_damaged_txg, p->synced_txg);
+		    "--rewind\n", p->name, st.newer_damaged_txg, txg_synced(p));
 		c.problems++;
 	}
 	for (unsigned v = 0; v < p->nvdevs; v++)
@@ -581,10 +583,10 @@ log_visit(void *arg, const ilog_blk_phys *b, uint64_t off, const ilog_rec_phys *
 	}
 	c->recs++;
 	const char *vname = "(no such volume)";
-	for (size_t i = 0; i < c->p->nvols; i++)
-		if (c->p->vols[i]->guid == r->lr_ds_guid)
-			vname = c->p->vols[i]->name;
-	int replays = r->lr_txg > c->p->synced_txg;
+	for (size_t i = 0; i < ds_count(c->p); i++)
+		if (ds_at(c->p, i)->guid == r->lr_ds_guid)
+			vname = ds_at(c->p, i)->name;
+	int replays = r->lr_txg > txg_synced(c->p);
 	c->replay += (uint64_t)replays;
 	const char *type = r->lr_type == LR_WRITE ? "write" : r->lr_type == LR_ZERO ? "zero" :
 	    r->lr_type == LR_WRITE_PTR ? "write-in-place" : "?";

@@ -64,7 +64,7 @@ static int
 verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 {
 	if (!checksum_verify(bp->bp_cksum_type, raw, bp->bp_psize, bp->bp_cksum)) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	if (bp->bp_comp == CE_COMP_OFF) {
@@ -73,7 +73,7 @@ verify_block(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst)
 		return 0;
 	}
 	if (decompress_block(bp->bp_comp, raw, bp->bp_psize, dst, bp->bp_lsize) != 0) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	return 0;
@@ -119,7 +119,7 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 		return 0;
 	}
 	if (!bp_sane(p, bp)) {
-		atomic_fetch_add(&p->cksum_errors, 1);
+		pool_cksum_error(p);
 		return -EIO;
 	}
 	if (off + len > bp->bp_lsize)
@@ -184,7 +184,7 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 		if (bp_is_hole(bp))
 			continue; /* the caller zero-fills holes: they have no size */
 		if (!bp_sane(p, bp)) {
-			atomic_fetch_add(&p->cksum_errors, 1);
+			pool_cksum_error(p);
 			err = -EIO;
 			continue;
 		}
@@ -408,6 +408,17 @@ wq_flush(ce_pool *p)
 	p->wq_bytes = 0;
 	free(iov);
 	return err;
+}
+
+void
+blk_fini(ce_pool *p)
+{
+	wq_discard(p);
+	free(p->wq);
+	free(p->cbuf);
+	p->wq = NULL;
+	p->cbuf = NULL;
+	p->wq_cap = 0;
 }
 
 void

@@ -17,5 +17,7 @@ int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype
 void blk_free(ce_pool *p, const bp_phys *bp, uint64_t txg);
 int wq_flush(ce_pool *p);
 void wq_discard(ce_pool *p);
+/* pool_free: the write queue and the compression scratch. */
+void blk_fini(ce_pool *p);
 
 #endif

@@ -109,7 +109,7 @@ lookup_level(ce_pool *p, const cowtree *t, int level, uint64_t idx, bp_phys *out
 			return err;
 		if (!bp_is_hole(&bp) && (bp.bp_type != (l - 1 == 0 ? t->leaf_type : BP_INDIRECT) ||
 		    bp.bp_level != l - 1)) {
-			atomic_fetch_add(&p->cksum_errors, 1);
+			pool_cksum_error(p);
 			return -EIO;
 		}
 	}
@@ -145,7 +145,7 @@ cowtree_lookup_range(ce_pool *p, const cowtree *t, uint64_t first, size_t n, bp_
 		int err = blkid >= cowtree_capacity(t->levels) ? (l1 = hole_bp(0), 0)
 							       : lookup_level(p, t, 1, blkid >> CE_IND_SHIFT, &l1);
 		if (err == 0 && !bp_is_hole(&l1) && (l1.bp_type != BP_INDIRECT || l1.bp_level != 1)) {
-			atomic_fetch_add(&p->cksum_errors, 1);
+			pool_cksum_error(p);
 			err = -EIO;
 		}
 		if (err != 0)
@@ -161,7 +161,7 @@ cowtree_lookup_range(ce_pool *p, const cowtree *t, uint64_t first, size_t n, bp_
 			for (size_t j = 0; j < span; j++)
 				if (!bp_is_hole(&out[k + j]) && (out[k + j].bp_type != t->leaf_type ||
 				    out[k + j].bp_level != 0)) {
-					atomic_fetch_add(&p->cksum_errors, 1);
+					pool_cksum_error(p);
 					return -EIO;
 				}
 		}

@@ -2,13 +2,16 @@
  * dataset.c -- the dataset directory and the management transaction.
  *
  * Owns the set of datasets of an open pool (volumes and snapshots, by
- * index in pool->vols and by name in pool->vol_names), loading it from
+ * index in pool->dd.vols and by name in pool->dd.names), loading it from
  * the dataset records at import and again at clear, the record images
  * the sync writes, and the management transaction (mgmt_begin/commit)
  * that snap.c, hold.c and send.c build their operations on, with the
  * operations create, destroy, rename, set and inherit, info and list.
  * Management operations change the in-memory state in the open txg and
  * wait for that txg to commit before returning.
+ *
+ * This file alone writes p->dd; the others read it through ds_count and
+ * ds_at (dataset.h).
  *
  * Invariants:
  *   1. The directory changes only under pool->lock (ASSERT_HELD); a name
@@ -21,7 +24,7 @@
  *      live fields (vol_mgmt_dirty), so the open txg never leaks into the
  *      syncing one.
  */
-#include "vol.h"
+#include "dataset.h"
 #include "checksum.h"
 #include "hold.h"
 #include "mos.h"
@@ -68,8 +71,8 @@ name_index(ce_pool *p, volume *v)
 {
 	ASSERT_HELD(&p->lock);
 	uint64_t k = name_hash(v->name);
-	v->name_next = htab_get(&p->vol_names, k);
-	htab_put(&p->vol_names, k, v);
+	v->name_next = htab_get(&p->dd.names, k);
+	htab_put(&p->dd.names, k, v);
 }
 
 static void
@@ -77,16 +80,16 @@ name_unindex(ce_pool *p, volume *v)
 {
 	ASSERT_HELD(&p->lock);
 	uint64_t k = name_hash(v->name);
-	volume *c = htab_get(&p->vol_names, k), *prev = NULL;
+	volume *c = htab_get(&p->dd.names, k), *prev = NULL;
 	while (c != NULL && c != v)
 		prev = c, c = c->name_next;
 	VERIFY(c == v);
 	if (prev != NULL)
 		prev->name_next = v->name_next;
 	else if (v->name_next != NULL)
-		htab_put(&p->vol_names, k, v->name_next);
+		htab_put(&p->dd.names, k, v->name_next);
 	else
-		htab_del(&p->vol_names, k);
+		htab_del(&p->dd.names, k);
 	v->name_next = NULL;
 }
 
@@ -95,7 +98,7 @@ static volume *
 find_vol(ce_pool *p, const char *name)
 {
 	ASSERT_HELD(&p->lock);
-	for (volume *v = htab_get(&p->vol_names, name_hash(name)); v != NULL; v = v->name_next)
+	for (volume *v = htab_get(&p->dd.names, name_hash(name)); v != NULL; v = v->name_next)
 		if (v->destroy_txg == 0 && strcmp(v->name, name) == 0)
 			return v;
 	return NULL;
@@ -104,13 +107,13 @@ find_vol(ce_pool *p, const char *name)
 static void
 add_vol(ce_pool *p, volume *v)
 {
-	if (p->nvols == p->capvols) {
-		p->capvols = p->capvols ? p->capvols * 2 : 16;
-		p->vols = xrealloc(p->vols, p->capvols * sizeof(volume *));
+	if (p->dd.nvols == p->dd.capvols) {
+		p->dd.capvols = p->dd.capvols ? p->dd.capvols * 2 : 16;
+		p->dd.vols = xrealloc(p->dd.vols, p->dd.capvols * sizeof(volume *));
 	}
 	ASSERT_HELD(&p->lock);
-	v->vidx = p->nvols;
-	p->vols[p->nvols++] = v;
+	v->vidx = p->dd.nvols;
+	p->dd.vols[p->dd.nvols++] = v;
 	name_index(p, v);
 }
 
@@ -119,12 +122,12 @@ void
 vol_unlink(ce_pool *p, volume *v)
 {
 	ASSERT_HELD(&p->lock);
-	VERIFY(v->vidx < p->nvols && p->vols[v->vidx] == v);
+	VERIFY(v->vidx < p->dd.nvols && p->dd.vols[v->vidx] == v);
 	name_unindex(p, v);
 	recv_forget(p, v);
 	snap_orphan_children(v);
-	p->vols[v->vidx] = p->vols[--p->nvols];
-	p->vols[v->vidx]->vidx = v->vidx;
+	p->dd.vols[v->vidx] = p->dd.vols[--p->dd.nvols];
+	p->dd.vols[v->vidx]->vidx = v->vidx;
 }
 
 /* Rename a dataset (pool->lock held; the caller dirtied it first). */
@@ -182,7 +185,7 @@ void
 vol_mgmt_dirty(ce_pool *p, volume *v)
 {
 	ASSERT_HELD(&p->lock);
-	uint64_t o = p->open_txg;
+	uint64_t o = txg_open(p);
 	if (v->mgmt_txg != o) {
 		/* settled already: the sync of o - 1 reads it, and it is right */
 		if (v->snap_txg != o - 1)
@@ -370,7 +373,7 @@ vol_reload_all(ce_pool *p)
 		if (r < 0)
 			return r; /* before anything changed */
 	}
-	size_t nold = p->nvols;
+	size_t nold = p->dd.nvols;
 	uint8_t *seen = xcalloc(nold ? nold : 1, 1);
 	for (uint32_t s = 0; s < cap; s++) {
 		ds_phys ds;
@@ -378,8 +381,8 @@ vol_reload_all(ce_pool *p)
 			continue;
 		volume *v = NULL;
 		for (size_t i = 0; i < nold; i++)
-			if (p->vols[i]->guid == ds.ds_guid)
-				v = p->vols[i], seen[i] = 1;
+			if (p->dd.vols[i]->guid == ds.ds_guid)
+				v = p->dd.vols[i], seen[i] = 1;
 		if (v == NULL) {
 			v = vol_new(p);
 			vol_fill(v, &ds, s);
@@ -407,7 +410,7 @@ vol_reload_all(ce_pool *p)
 		}
 	}
 	for (size_t i = 0; i < nold; i++) {
-		volume *v = p->vols[i];
+		volume *v = p->dd.vols[i];
 		if (seen[i])
 			continue;
 		/* Created in a txg that never committed: gone. */
@@ -415,7 +418,7 @@ vol_reload_all(ce_pool *p)
 		vol_forget_pending(v);
 		v->slot = VOL_NO_SLOT;
 		if (v->destroy_txg == 0)
-			v->destroy_txg = p->synced_txg;
+			v->destroy_txg = txg_synced(p);
 		v->load_prev = v->load_head = 0;
 		pthread_mutex_unlock(&v->lock);
 		pthread_mutex_lock(&p->lock);
@@ -438,14 +441,20 @@ vol_reload_all(ce_pool *p)
 }
 
 void
+dataset_init(ce_pool *p)
+{
+	htab_init(&p->dd.names);
+}
+
+void
 vol_free_all(ce_pool *p)
 {
-	for (size_t i = 0; i < p->nvols; i++)
-		vol_delete(p->vols[i]);
-	free(p->vols);
-	p->vols = NULL;
-	p->nvols = p->capvols = 0;
-	htab_fini(&p->vol_names);
+	for (size_t i = 0; i < p->dd.nvols; i++)
+		vol_delete(p->dd.vols[i]);
+	free(p->dd.vols);
+	p->dd.vols = NULL;
+	p->dd.nvols = p->dd.capvols = 0;
+	htab_fini(&p->dd.names);
 	recv_fini(p);
 }
 
@@ -460,8 +469,8 @@ mgmt_begin(ce_pool *p)
 		return err_set(-EROFS, "pool %s is imported read-only", p->name);
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
-	if (p->suspended) {
-		int err = p->suspended;
+	if (txg_suspended(p)) {
+		int err = txg_suspended(p);
 		pthread_mutex_unlock(&p->lock);
 		pthread_mutex_unlock(&p->config_lock);
 		return err_set(err, "pool %s is suspended after an IO error", p->name);
@@ -473,10 +482,7 @@ mgmt_begin(ce_pool *p)
 static int
 mgmt_commit(ce_pool *p)
 {
-	uint64_t t = p->open_txg;
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
+	uint64_t t = txg_mark_open(p);
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&p->config_lock);
 	return txg_wait_synced(p, t);
@@ -499,8 +505,8 @@ void
 vol_add(ce_pool *p, volume *v)
 {
 	add_vol(p, v);
-	v->mgmt_txg = p->open_txg; /* no older image: the sync of its first txg settles it */
-	pool_dirty(p, v, p->open_txg);
+	v->mgmt_txg = txg_open(p); /* no older image: the sync of its first txg settles it */
+	pool_dirty(p, v, txg_open(p));
 }
 
 int vol_name_valid(const char *name) { return name_valid(name); }
@@ -546,9 +552,9 @@ static unsigned
 count_snaps(ce_pool *p, const volume *h)
 {
 	unsigned n = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
-		if (s->is_snap && s->head == h && (s->destroy_txg == 0 || s->destroy_txg > p->synced_txg))
+	for (size_t i = 0; i < p->dd.nvols; i++) {
+		volume *s = p->dd.vols[i];
+		if (s->is_snap && s->head == h && (s->destroy_txg == 0 || s->destroy_txg > txg_synced(p)))
 			n++;
 	}
 	return n;
@@ -606,7 +612,7 @@ vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *p
 	    (pr.sync != CE_SYNC_STANDARD ? CE_PROP_SYNC : 0);
 	v->checksum = ck;
 	v->sync = pr.sync;
-	v->create_txg = p->open_txg;
+	v->create_txg = txg_open(p);
 	v->ctime = (uint64_t)time(NULL);
 	v->tree.bsize = bs;
 	v->tree.levels = 1;
@@ -670,8 +676,8 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 		return err_set(-EEXIST, "volume %s/%s already exists", p->name, newname);
 	}
 	/* Its snapshots are renamed with it: VOL@SNAP -> NEW@SNAP. */
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
+	for (size_t i = 0; i < p->dd.nvols; i++) {
+		volume *s = p->dd.vols[i];
 		if (s->is_snap && s->head == v && s->destroy_txg == 0 &&
 		    strlen(newname) + strlen(strchr(s->name, '@')) > CE_NAME_MAX) {
 			mgmt_abort(p);
@@ -680,8 +686,8 @@ ce_vol_rename(ce_pool *p, const char *oldname, const char *newname)
 		}
 	}
 	/* Under pool->lock only: the lock order forbids v->lock here. */
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
+	for (size_t i = 0; i < p->dd.nvols; i++) {
+		volume *s = p->dd.vols[i];
 		if (s->is_snap && s->head == v && s->destroy_txg == 0) {
 			char nn[CE_NAME_MAX + 1];
 			snprintf(nn, sizeof(nn), "%s%s", newname, strchr(s->name, '@'));
@@ -861,11 +867,11 @@ ce_vol_list(ce_pool *p, ce_vol_info **out, size_t *count)
 	err_clear();
 	pthread_mutex_lock(&p->config_lock);
 	pthread_mutex_lock(&p->lock);
-	volume **live = xmalloc((p->nvols ? p->nvols : 1) * sizeof(volume *));
+	volume **live = xmalloc((p->dd.nvols ? p->dd.nvols : 1) * sizeof(volume *));
 	size_t n = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap)
-			live[n++] = p->vols[i];
+	for (size_t i = 0; i < p->dd.nvols; i++)
+		if (p->dd.vols[i]->destroy_txg == 0 && !p->dd.vols[i]->is_snap)
+			live[n++] = p->dd.vols[i];
 	pthread_mutex_unlock(&p->lock);
 	ce_vol_info *info = xcalloc(n ? n : 1, sizeof(ce_vol_info));
 	for (size_t i = 0; i < n; i++)

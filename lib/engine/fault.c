@@ -89,6 +89,18 @@ f_close(ce_backend *be)
 	free(f);
 }
 
+void
+fault_init(fault_state *st)
+{
+	pthread_mutex_init(&st->lock, NULL);
+}
+
+void
+fault_fini(fault_state *st)
+{
+	pthread_mutex_destroy(&st->lock);
+}
+
 ce_backend *
 fault_wrap(ce_backend *inner, unsigned idx, fault_state *st)
 {

@@ -14,5 +14,7 @@ typedef struct fault_state {
 	uint64_t hits;   /* calls failed so far */
 } fault_state;
 
+void fault_init(fault_state *st);
+void fault_fini(fault_state *st);
 ce_backend *fault_wrap(ce_backend *inner, unsigned idx, fault_state *st);
 #endif

@@ -29,6 +29,7 @@
  *   4. Hold and release are all-or-none over the names given.
  */
 #include "hold.h"
+#include "dataset.h"
 #include "mos.h"
 #include "snap.h"
 #include "util.h"
@@ -39,6 +40,12 @@
 #include <time.h>
 
 #define HOLDS_PER_LEAF (CE_META_BLOCK / sizeof(hold_phys)) /* 128 */
+
+void
+hold_init(ce_pool *p)
+{
+	tree_init(&p->sh_tree, BP_HOLDS, 1);
+}
 
 void
 hold_fini(ce_pool *p)
@@ -137,9 +144,9 @@ hold_load(ce_pool *p)
 	p->sh_disk_leaves = nleaves;
 	htab snaps;
 	htab_init(&snaps);
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->is_snap && p->vols[i]->destroy_txg == 0)
-			htab_put(&snaps, p->vols[i]->guid, p->vols[i]);
+	for (size_t i = 0; i < ds_count(p); i++)
+		if (ds_at(p, i)->is_snap && ds_at(p, i)->destroy_txg == 0)
+			htab_put(&snaps, ds_at(p, i)->guid, ds_at(p, i));
 	for (uint64_t i = 0; i < n; i++) {
 		hold_phys *h = &buf[i];
 		h->hd_tag[sizeof(h->hd_tag) - 1] = '\0';
@@ -334,9 +341,9 @@ ce_snap_holds(ce_pool *p, const char *name, ce_hold_info **out, size_t *count)
 	}
 	htab snaps;
 	htab_init(&snaps);
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->is_snap && p->vols[i]->destroy_txg == 0)
-			htab_put(&snaps, p->vols[i]->guid, p->vols[i]);
+	for (size_t i = 0; i < ds_count(p); i++)
+		if (ds_at(p, i)->is_snap && ds_at(p, i)->destroy_txg == 0)
+			htab_put(&snaps, ds_at(p, i)->guid, ds_at(p, i));
 	ce_hold_info *a = xcalloc(p->nsh ? p->nsh : 1, sizeof(ce_hold_info));
 	size_t k = 0;
 	for (size_t i = 0; i < p->nsh; i++) {

@@ -64,6 +64,7 @@
  */
 #include "ilog.h"
 #include "checksum.h"
+#include "dataset.h"
 #include "mos.h"
 #include "pool_impl.h"
 #include "txg.h"
@@ -379,7 +380,7 @@ static int
 build_batch(ce_pool *p, const ilog_itx *itx, size_t n, batchbuf *bb)
 {
 	pthread_mutex_lock(&p->lock);
-	uint64_t synced = p->synced_txg;
+	uint64_t synced = txg_synced(p);
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < n; i++) {
 		const ilog_itx *it = &itx[i];
@@ -559,11 +560,7 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 	pthread_mutex_unlock(&l->lock);
 	if (err != 0 || half) {
 		/* Half full (or full): a txg commit moves the tail and frees the ring. */
-		pthread_mutex_lock(&p->lock);
-		if (p->sync_req < p->open_txg)
-			p->sync_req = p->open_txg;
-		pthread_cond_signal(&p->cv_work);
-		pthread_mutex_unlock(&p->lock);
+		txg_kick(p);
 	}
 	if (err != 0) {
 		batch_free(p, &bb);
@@ -594,7 +591,7 @@ write_batch(ce_pool *p, const ilog_itx *itx, size_t n)
 	if (err != 0) {
 		pool_io_error(p, err);
 		pthread_mutex_lock(&p->lock);
-		uint64_t open = p->open_txg;
+		uint64_t open = txg_open(p);
 		pthread_mutex_unlock(&p->lock);
 		ilog_new_epoch(p, open);
 	} else {
@@ -659,7 +656,7 @@ ilog_commit(ce_pool *p, volume *v)
 			continue;
 		}
 		pthread_mutex_lock(&p->lock);
-		int susp = p->suspended;
+		int susp = txg_suspended(p);
 		pthread_mutex_unlock(&p->lock);
 		if (susp != 0) {
 			err = err_set(susp, "pool %s is suspended after an IO error; nothing was made "
@@ -720,6 +717,47 @@ ilog_commit(ce_pool *p, volume *v)
 	v->ilog_waiters--;
 	pthread_mutex_unlock(&l->lock);
 	return err;
+}
+
+void
+ilog_stat(ce_pool *p, ce_pool_stat *st)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	st->log_size = l->enabled ? l->size : 0;
+	st->log_commits = l->commits;
+	st->log_blocks = l->blocks;
+	st->log_bytes = l->bytes;
+	st->log_fallbacks = l->fallbacks;
+	st->log_replayed = l->replayed;
+	st->log_inplace = l->ptr_bytes;
+	st->log_damaged_seq = l->dmg_seq;
+	st->log_lost_blocks = l->dmg_lost_blocks;
+	st->log_lost_records = l->dmg_lost_records;
+	st->log_bad_inplace = l->dmg_inplace;
+	st->log_damage_certain = l->dmg_certain;
+	st->log_bad_inplace_certain = l->dmg_inplace_certain;
+	pthread_mutex_unlock(&l->lock);
+}
+
+int
+ilog_epoch_pending(ce_pool *p)
+{
+	pthread_mutex_lock(&p->ilog.lock);
+	int pending = p->ilog.enabled && p->ilog.pending_epoch != 0;
+	pthread_mutex_unlock(&p->ilog.lock);
+	return pending;
+}
+
+void
+ilog_ack_damage(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	pthread_mutex_lock(&l->lock);
+	l->dmg_seq = l->dmg_lost_blocks = l->dmg_lost_records = 0;
+	l->dmg_inplace = l->dmg_inplace_seq = 0;
+	l->dmg_certain = l->dmg_inplace_certain = 0;
+	pthread_mutex_unlock(&l->lock);
 }
 
 /*
@@ -917,8 +955,8 @@ void
 ilog_unmark(ce_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		v->logdmg_lo = v->logdmg_hi = v->logdmg_recs = 0;
 		v->logdmg_unknown = 0;
 	}
@@ -930,10 +968,10 @@ static void
 mark_all(ce_pool *p, const uberblock_phys *ub)
 {
 	pthread_mutex_lock(&p->lock);
-	size_t n = p->nvols;
+	size_t n = ds_count(p);
 	uint64_t *guids = xcalloc(n ? n : 1, sizeof(uint64_t));
 	for (size_t i = 0; i < n; i++)
-		guids[i] = p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap ? p->vols[i]->guid : 0;
+		guids[i] = ds_at(p, i)->destroy_txg == 0 && !ds_at(p, i)->is_snap ? ds_at(p, i)->guid : 0;
 	pthread_mutex_unlock(&p->lock);
 	for (size_t i = 0; i < n; i++) {
 		volume *v = guids[i] != 0 ? p->ilog.ops->find(p, guids[i]) : NULL;
@@ -970,7 +1008,7 @@ note_damage(ce_pool *p, const uberblock_phys *ub, uint64_t off, uint64_t seq, ui
 {
 	ilog *l = &p->ilog;
 	uint64_t blocks = 0, recs = 0;
-	atomic_fetch_add(&p->cksum_errors, 1);
+	pool_cksum_error(p);
 	/* its own records, unverified: attributed only if all of them parse (invariant 7) */
 	ilog_blk_phys dh;
 	memcpy(&dh, buf, sizeof(dh));
@@ -1062,7 +1100,7 @@ apply_block(ce_pool *p, const uberblock_phys *ub, const uint8_t *buf, int pass, 
 				 */
 				free(pdata);
 				l->ptr_skipped++;
-				atomic_fetch_add(&p->cksum_errors, 1);
+				pool_cksum_error(p);
 				pthread_mutex_lock(&l->lock);
 				l->dmg_inplace++;
 				l->dmg_inplace_seq = h.lg_seq;
@@ -1149,9 +1187,9 @@ ilog_replay(ce_pool *p, const uberblock_phys *ub)
 	 * something was replayed, commit it now.
 	 */
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->open_txg; /* holds the last replayed change */
+	uint64_t t = txg_open(p); /* holds the last replayed change */
 	if (nrecs > 0)
-		p->txg_dirty[t & 3] = 1;
+		txg_mark_dirty(p, t);
 	pthread_mutex_unlock(&p->lock);
 	ilog_new_epoch(p, t);
 	pthread_mutex_lock(&l->lock);

@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include "phys.h"
+#include "cask/engine.h"
 
 typedef struct ce_pool ce_pool;
 typedef struct volume volume;
@@ -101,6 +102,12 @@ int ilog_replay(ce_pool *p, const uberblock_phys *ub);
 void ilog_unmark(ce_pool *p);
 /* Forget pending records and ring state (ce_pool_clear reloads and replays). */
 void ilog_reset(ce_pool *p);
+/* ce_pool_clear: the damage the last replay found is acknowledged (invariant 6). */
+void ilog_ack_damage(ce_pool *p);
+/* The log part of ce_pool_stat (takes ilog.lock). */
+void ilog_stat(ce_pool *p, ce_pool_stat *st);
+/* A log epoch waits for its first commit (ce_pool_sync gives it one). */
+int ilog_epoch_pending(ce_pool *p);
 /* Start a new epoch at the first commit of txg >= now's open txg. */
 void ilog_new_epoch(ce_pool *p, uint64_t txg);
 /* A writer changed [off, off+len) of v in txg t (type LR_WRITE or LR_ZERO). */

@@ -3,13 +3,16 @@
  *
  * Owns the MOS object (format §4): the header with one record per vdev
  * (naming its allocation bitmap object) and the table of dataset
- * records. The MOS is small and held wholly in memory (mos_buf); each
+ * records. The MOS is small and held wholly in memory (p->mos.buf); each
  * txg writes the 16 KiB leaves that changed, and the bitmap leaves that
- * changed, as copy-on-write objects.
+ * changed, as copy-on-write objects. This file alone writes p->mos; the
+ * files that own a region of the buffer (send.c's receive table, sched.c's
+ * and repl.c's headers) reach it through mos_ptr (mos.h).
  *
  * Invariants:
- *   1. Only the sync thread (or import/create before it starts) touches
- *      mos_buf, the MOS tree and the bitmap trees.
+ *   1. Only the sync thread (or import/create before it starts, or clear
+ *      while it is stopped) touches the MOS buffer, the MOS tree and the
+ *      bitmap trees.
  *   2. MOS and bitmap blocks are never compressed, so their second and
  *      later rewrites within one txg are in place (blkio.c invariant 2)
  *      and the sync passes converge: a pass that allocates nothing
@@ -35,7 +38,7 @@
 static mos_header_phys *
 hdr(ce_pool *p)
 {
-	return (mos_header_phys *)p->mos_buf;
+	return (mos_header_phys *)p->mos.buf;
 }
 
 void
@@ -53,7 +56,7 @@ void
 mos_mark_dirty(ce_pool *p, uint64_t off, uint64_t len)
 {
 	for (uint64_t l = off / CE_META_BLOCK; l <= (off + len - 1) / CE_META_BLOCK; l++)
-		p->mos_dirty[l] = 1;
+		p->mos.dirty[l] = 1;
 }
 
 mos_header_phys *
@@ -69,12 +72,23 @@ mos_size_for(uint32_t capacity)
 }
 
 void
+mos_fini(ce_pool *p)
+{
+	free(p->mos.buf);
+	free(p->mos.dirty);
+	free(p->mos.sm_trees);
+	p->mos.buf = NULL;
+	p->mos.dirty = NULL;
+	p->mos.sm_trees = NULL;
+}
+
+void
 mos_init_empty(ce_pool *p)
 {
-	p->mos_size = mos_size_for(CE_DS_GROW);
-	p->mos_buf = xcalloc(1, p->mos_size);
-	p->mos_dirty = xcalloc(p->mos_size / CE_META_BLOCK, 1);
-	tree_init(&p->mos_tree, BP_MOS, p->mos_size / CE_META_BLOCK);
+	p->mos.size = mos_size_for(CE_DS_GROW);
+	p->mos.buf = xcalloc(1, p->mos.size);
+	p->mos.dirty = xcalloc(p->mos.size / CE_META_BLOCK, 1);
+	tree_init(&p->mos.tree, BP_MOS, p->mos.size / CE_META_BLOCK);
 	mos_header_phys *h = hdr(p);
 	h->mh_magic = MH_MAGIC;
 	h->mh_version = CE_FORMAT_VERSION;
@@ -82,17 +96,17 @@ mos_init_empty(ce_pool *p)
 	h->mh_ds_capacity = CE_DS_GROW;
 	h->mh_pool_guid = p->guid;
 	snprintf(h->mh_pool_name, sizeof(h->mh_pool_name), "%s", p->name);
-	p->sm_trees = xcalloc(p->nvdevs, sizeof(cowtree));
+	p->mos.sm_trees = xcalloc(p->nvdevs, sizeof(cowtree));
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		alloc_vdev *av = &p->alloc.v[v];
-		tree_init(&p->sm_trees[v], BP_BITMAP, av->nleaves);
+		tree_init(&p->mos.sm_trees[v], BP_BITMAP, av->nleaves);
 		memset(av->leaf_dirty, 1, av->nleaves);
 		h->mh_vdevs[v].mv_guid = p->vds[v].guid;
 		h->mh_vdevs[v].mv_nsectors = av->nsectors;
 		h->mh_vdevs[v].mv_sm_size = av->sm_bytes;
-		h->mh_vdevs[v].mv_sm_levels = p->sm_trees[v].levels;
+		h->mh_vdevs[v].mv_sm_levels = p->mos.sm_trees[v].levels;
 	}
-	mos_mark_dirty(p, 0, p->mos_size);
+	mos_mark_dirty(p, 0, p->mos.size);
 }
 
 /* Read a whole object of nleaves 16 KiB leaves into buf. */
@@ -122,13 +136,13 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 	    ub->ub_mos_levels == 0 || ub->ub_mos_levels > 8)
 		return err_set(-EIO, "pool %s: uberblock txg %" PRIu64 " has an impossible MOS size",
 		    p->name, ub->ub_txg);
-	p->mos_size = ub->ub_mos_size;
-	p->mos_buf = xcalloc(1, p->mos_size);
-	p->mos_dirty = xcalloc(p->mos_size / CE_META_BLOCK, 1);
-	tree_init(&p->mos_tree, BP_MOS, p->mos_size / CE_META_BLOCK);
-	p->mos_tree.levels = ub->ub_mos_levels;
-	p->mos_tree.root = ub->ub_mos;
-	err = mos_read_object(p, &p->mos_tree, p->mos_buf, p->mos_size / CE_META_BLOCK);
+	p->mos.size = ub->ub_mos_size;
+	p->mos.buf = xcalloc(1, p->mos.size);
+	p->mos.dirty = xcalloc(p->mos.size / CE_META_BLOCK, 1);
+	tree_init(&p->mos.tree, BP_MOS, p->mos.size / CE_META_BLOCK);
+	p->mos.tree.levels = ub->ub_mos_levels;
+	p->mos.tree.root = ub->ub_mos;
+	err = mos_read_object(p, &p->mos.tree, p->mos.buf, p->mos.size / CE_META_BLOCK);
 	if (err != 0)
 		return err_set(err, "pool %s: cannot read the MOS of txg %" PRIu64 ": %s", p->name,
 		    ub->ub_txg, err == -EIO ? "checksum error" : "IO error");
@@ -140,20 +154,20 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 		    CE_FORMAT_VERSION);
 	if (h->mh_magic != MH_MAGIC ||
 	    h->mh_pool_guid != p->guid || h->mh_nvdevs != p->nvdevs ||
-	    mos_size_for(h->mh_ds_capacity) != p->mos_size)
+	    mos_size_for(h->mh_ds_capacity) != p->mos.size)
 		return err_set(-EIO, "pool %s: MOS header is inconsistent with the labels", p->name);
-	p->sm_trees = xcalloc(p->nvdevs, sizeof(cowtree));
+	p->mos.sm_trees = xcalloc(p->nvdevs, sizeof(cowtree));
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		mos_vdev_phys *mv = &h->mh_vdevs[v];
 		alloc_vdev *av = &p->alloc.v[v];
 		if (mv->mv_guid != p->vds[v].guid || mv->mv_nsectors != av->nsectors ||
 		    mv->mv_sm_size != av->sm_bytes || mv->mv_sm_levels == 0 || mv->mv_sm_levels > 8)
 			return err_set(-EIO, "pool %s: vdev %u record does not match its label", p->name, v);
-		tree_init(&p->sm_trees[v], BP_BITMAP, av->nleaves);
-		p->sm_trees[v].levels = mv->mv_sm_levels;
-		p->sm_trees[v].root = mv->mv_sm_root;
+		tree_init(&p->mos.sm_trees[v], BP_BITMAP, av->nleaves);
+		p->mos.sm_trees[v].levels = mv->mv_sm_levels;
+		p->mos.sm_trees[v].root = mv->mv_sm_root;
 		uint8_t *bm = xmalloc(av->sm_bytes);
-		err = mos_read_object(p, &p->sm_trees[v], bm, av->nleaves);
+		err = mos_read_object(p, &p->mos.sm_trees[v], bm, av->nleaves);
 		if (err == 0)
 			err = alloc_load(&p->alloc, v, bm, av->sm_bytes);
 		free(bm);
@@ -168,19 +182,19 @@ mos_load(ce_pool *p, const uberblock_phys *ub)
 uint32_t
 mos_ds_capacity(const ce_pool *p)
 {
-	return ((const mos_header_phys *)p->mos_buf)->mh_ds_capacity;
+	return ((const mos_header_phys *)p->mos.buf)->mh_ds_capacity;
 }
 
 void
 mos_ds_get(const ce_pool *p, uint32_t slot, ds_phys *ds)
 {
-	memcpy(ds, p->mos_buf + CE_MOS_DS_OFF + (uint64_t)slot * CE_DS_SIZE, CE_DS_SIZE);
+	memcpy(ds, p->mos.buf + CE_MOS_DS_OFF + (uint64_t)slot * CE_DS_SIZE, CE_DS_SIZE);
 }
 
 void
 mos_ds_put(ce_pool *p, uint32_t slot, const ds_phys *ds)
 {
-	uint8_t *dst = p->mos_buf + CE_MOS_DS_OFF + (uint64_t)slot * CE_DS_SIZE;
+	uint8_t *dst = p->mos.buf + CE_MOS_DS_OFF + (uint64_t)slot * CE_DS_SIZE;
 	if (memcmp(dst, ds, CE_DS_SIZE) != 0) {
 		memcpy(dst, ds, CE_DS_SIZE);
 		mos_mark_dirty(p, CE_MOS_DS_OFF + (uint64_t)slot * CE_DS_SIZE, CE_DS_SIZE);
@@ -193,23 +207,23 @@ mos_ds_slot_alloc(ce_pool *p)
 	uint32_t cap = mos_ds_capacity(p);
 	/* from where the last search ended (slots below it were taken then; a freed one is found on the wrap) */
 	for (uint32_t k = 0; k < cap; k++) {
-		uint32_t s = (p->ds_slot_hint + k) % cap;
+		uint32_t s = (p->mos.ds_slot_hint + k) % cap;
 		uint64_t guid;
-		memcpy(&guid, p->mos_buf + CE_MOS_DS_OFF + (uint64_t)s * CE_DS_SIZE, sizeof(guid));
+		memcpy(&guid, p->mos.buf + CE_MOS_DS_OFF + (uint64_t)s * CE_DS_SIZE, sizeof(guid));
 		if (guid == 0) {
-			p->ds_slot_hint = s + 1;
+			p->mos.ds_slot_hint = s + 1;
 			return s;
 		}
 	}
 	uint64_t nsize = mos_size_for(cap + CE_DS_GROW);
-	p->mos_buf = xrealloc(p->mos_buf, nsize);
-	memset(p->mos_buf + p->mos_size, 0, nsize - p->mos_size);
-	p->mos_dirty = xrealloc(p->mos_dirty, nsize / CE_META_BLOCK);
-	memset(p->mos_dirty + p->mos_size / CE_META_BLOCK, 1, (nsize - p->mos_size) / CE_META_BLOCK);
-	p->mos_size = nsize;
+	p->mos.buf = xrealloc(p->mos.buf, nsize);
+	memset(p->mos.buf + p->mos.size, 0, nsize - p->mos.size);
+	p->mos.dirty = xrealloc(p->mos.dirty, nsize / CE_META_BLOCK);
+	memset(p->mos.dirty + p->mos.size / CE_META_BLOCK, 1, (nsize - p->mos.size) / CE_META_BLOCK);
+	p->mos.size = nsize;
 	hdr(p)->mh_ds_capacity = cap + CE_DS_GROW;
 	mos_mark_dirty(p, 0, sizeof(mos_header_phys));
-	p->ds_slot_hint = cap + 1;
+	p->mos.ds_slot_hint = cap + 1;
 	return cap;
 }
 
@@ -251,8 +265,8 @@ int
 mos_sync(ce_pool *p, uint64_t txg, int *did)
 {
 	ASSERT(pool_sync_thread(p)); /* invariant 1 */
-	return mos_sync_object(p, &p->mos_tree, txg, p->mos_buf, p->mos_dirty,
-	    p->mos_size / CE_META_BLOCK, BP_MOS, did);
+	return mos_sync_object(p, &p->mos.tree, txg, p->mos.buf, p->mos.dirty,
+	    p->mos.size / CE_META_BLOCK, BP_MOS, did);
 }
 
 int
@@ -262,7 +276,7 @@ mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did)
 	mos_header_phys *h = hdr(p);
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		alloc_vdev *av = &p->alloc.v[v];
-		int err = mos_sync_object(p, &p->sm_trees[v], txg, (const uint8_t *)av->cur,
+		int err = mos_sync_object(p, &p->mos.sm_trees[v], txg, (const uint8_t *)av->cur,
 		    av->leaf_dirty, av->nleaves, BP_BITMAP, did);
 		if (err != 0)
 			return err;
@@ -271,8 +285,8 @@ mos_sync_bitmaps(ce_pool *p, uint64_t txg, int *did)
 	for (unsigned v = 0; v < p->nvdevs; v++) {
 		mos_vdev_phys mv = h->mh_vdevs[v];
 		mv.mv_alloc = p->alloc.v[v].ncur;
-		mv.mv_sm_levels = p->sm_trees[v].levels;
-		mv.mv_sm_root = p->sm_trees[v].root;
+		mv.mv_sm_levels = p->mos.sm_trees[v].levels;
+		mv.mv_sm_root = p->mos.sm_trees[v].root;
 		if (memcmp(&mv, &h->mh_vdevs[v], sizeof(mv)) != 0) {
 			h->mh_vdevs[v] = mv;
 			mos_mark_dirty(p, 256 + (uint64_t)v * sizeof(mv), sizeof(mv));

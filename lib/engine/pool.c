@@ -22,6 +22,7 @@
  */
 #include "blkio.h"
 #include "bufpool.h"
+#include "dataset.h"
 #include "hold.h"
 #include "label.h"
 #include "mos.h"
@@ -116,25 +117,21 @@ pool_alloc(const ce_pool_opts *opts, unsigned nvdevs)
 	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	pthread_rwlock_init(&p->free_lock, &ra);
 	pthread_rwlockattr_destroy(&ra);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_cond_init(&p->cv_work, &ca);
-	pthread_cond_init(&p->cv_done, &ca);
-	pthread_condattr_destroy(&ca);
+	txg_init(p);
 	ilog_init(p);
 	ilog_set_ops(p, &vol_ilog_ops);
 	pool_sync_init(p);
-	htab_init(&p->vol_names);
-	tree_init(&p->sh_tree, BP_HOLDS, 1);
-	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
-	pthread_mutex_init(&p->faults.lock, NULL);
+	dataset_init(p);
+	hold_init(p);
+	sched_init(p);
+	fault_init(&p->faults);
 	return p;
 }
 
 static void
 pool_free(ce_pool *p)
 {
-	VERIFY(!p->thread_running); /* the sync thread stopped first (export, abandon, a failed open) */
+	VERIFY(!txg_running(p)); /* the sync thread stopped first (export, abandon, a failed open) */
 	ilog_fini(p);
 	vol_free_all(p);
 	pool_sync_fini(p);
@@ -147,24 +144,19 @@ pool_free(ce_pool *p)
 		cache_fini(&p->cache);
 	if (p->budgeted)
 		bufpool_budget_add(-(long long)(p->opts.dirty_max + p->opts.cache_bytes));
-	wq_discard(p);
-	free(p->wq);
-	free(p->cbuf);
-	free(p->mos_buf);
-	free(p->mos_dirty);
-	free(p->sm_trees);
+	blk_fini(p);
+	mos_fini(p);
 	for (unsigned i = 0; i < p->nvdevs; i++) {
 		if (p->vds[i].be != NULL)
 			p->vds[i].be->close(p->vds[i].be);
 		free(p->vds[i].path);
 	}
 	free(p->vds);
-	pthread_mutex_destroy(&p->faults.lock);
+	fault_fini(&p->faults);
 	pthread_mutex_destroy(&p->config_lock);
 	pthread_mutex_destroy(&p->lock);
 	pthread_rwlock_destroy(&p->free_lock);
-	pthread_cond_destroy(&p->cv_work);
-	pthread_cond_destroy(&p->cv_done);
+	txg_fini(p);
 	free(p);
 }
 
@@ -291,13 +283,12 @@ ce_pool_create(const char *name, const char *const *paths, unsigned npaths,
 	if ((err = ilog_create_region(p)) != 0)
 		goto fail;
 	ilog_new_epoch(p, 1);
-	p->open_txg = 1;
+	txg_reset(p, 0); /* txg 1 open */
 	if ((err = pool_sync(p, 1)) != 0) {
 		err = err_set(err, "pool %s: first commit failed: %s", name, strerror(-err));
 		goto fail;
 	}
-	p->synced_txg = 1;
-	p->open_txg = 2;
+	txg_reset(p, 1);
 	if ((err = txg_start(p)) != 0)
 		goto fail;
 	*out = p;
@@ -408,8 +399,7 @@ ce_pool_import(const char *const *paths, unsigned npaths, const ce_pool_opts *op
 	/* A version-1 pool (or one that had no room) gets its log region now. */
 	if (!p->readonly && !p->ilog.enabled)
 		(void)ilog_create_region(p);
-	p->synced_txg = ub.ub_txg;
-	p->open_txg = ub.ub_txg + 1;
+	txg_reset(p, ub.ub_txg);
 	/* Self-heal: a vdev with one damaged label copy gets it rewritten. */
 	for (unsigned i = 0; i < npaths && !p->readonly; i++) {
 		if (nvalid[i] < 2 && (err = label_write(&p->vds[lbs[i].lb_vdev_index], &lbs[i])) != 0) {
@@ -438,12 +428,9 @@ ce_pool_sync(ce_pool *p)
 	if (p->readonly)
 		return 0;
 	/* A log epoch waiting for its first commit gets one: flushes use the log after this. */
-	pthread_mutex_lock(&p->ilog.lock);
-	int pending = p->ilog.enabled && p->ilog.pending_epoch != 0;
-	pthread_mutex_unlock(&p->ilog.lock);
-	if (pending) {
+	if (ilog_epoch_pending(p)) {
 		pthread_mutex_lock(&p->lock);
-		p->txg_dirty[p->open_txg & 3] = 1;
+		txg_mark_dirty(p, txg_open(p));
 		pthread_mutex_unlock(&p->lock);
 	}
 	return txg_sync_now(p);
@@ -465,14 +452,10 @@ ce_pool_clear(ce_pool *p)
 	pthread_mutex_lock(&p->config_lock);
 	atomic_store(&p->io_errors, 0);
 	atomic_store(&p->cksum_errors, 0);
-	pthread_mutex_lock(&p->ilog.lock); /* intent log damage: acknowledged (ilog.c invariant 6) */
-	p->ilog.dmg_seq = p->ilog.dmg_lost_blocks = p->ilog.dmg_lost_records = 0;
-	p->ilog.dmg_inplace = p->ilog.dmg_inplace_seq = 0;
-	p->ilog.dmg_certain = p->ilog.dmg_inplace_certain = 0;
-	pthread_mutex_unlock(&p->ilog.lock);
+	ilog_ack_damage(p); /* intent log damage: acknowledged (ilog.c invariant 6) */
 	ilog_unmark(p); /* and the volumes' log_damaged marks */
 	pthread_mutex_lock(&p->lock);
-	int susp = p->suspended;
+	int susp = txg_suspended(p);
 	pthread_mutex_unlock(&p->lock);
 	if (susp == 0) {
 		pthread_mutex_unlock(&p->config_lock);
@@ -505,10 +488,7 @@ ce_pool_clear(ce_pool *p)
 	/* Writers that were inside a txg when the pool suspended leave now. */
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		uint64_t h = 0;
-		for (int i = 0; i < 4; i++)
-			h += p->holds[i];
-		if (h == 0)
+		if (txg_holders(p) == 0)
 			break;
 		pthread_mutex_unlock(&p->lock);
 		usleep(1000);
@@ -518,12 +498,7 @@ ce_pool_clear(ce_pool *p)
 
 	pthread_rwlock_wrlock(&p->free_lock);
 	wq_discard(p);
-	free(p->mos_buf);
-	free(p->mos_dirty);
-	free(p->sm_trees);
-	p->mos_buf = NULL;
-	p->mos_dirty = NULL;
-	p->sm_trees = NULL;
+	mos_fini(p);
 	alloc_fini(&p->alloc);
 	cache_fini(&p->cache);
 	uint64_t ns[CE_MAX_VDEVS];
@@ -533,16 +508,7 @@ ce_pool_clear(ce_pool *p)
 	cache_init(&p->cache, p->opts.cache_bytes);
 	err = mos_load(p, &ub);
 	p->import_ub = ub;
-	pthread_mutex_lock(&p->lock);
-	p->synced_txg = ub.ub_txg;
-	p->open_txg = ub.ub_txg + 1;
-	p->syncing_txg = 0;
-	p->sync_req = 0;
-	memset(p->txg_dirty, 0, sizeof(p->txg_dirty));
-	p->open_since_ns = 0;
-	__atomic_store_n(&p->dirty_total, 0, __ATOMIC_RELAXED); /* read unlocked too (txg.c) */
-	p->dirty_open = 0;
-	pthread_mutex_unlock(&p->lock);
+	txg_reset(p, ub.ub_txg);
 	if (err == 0)
 		err = vol_reload_all(p);
 	if (err == 0)
@@ -550,10 +516,8 @@ ce_pool_clear(ce_pool *p)
 	pthread_rwlock_unlock(&p->free_lock);
 	if (err == 0) {
 		pthread_mutex_lock(&p->lock);
-		p->suspended = 0;
-		p->suspend_reason[0] = '\0';
 		atomic_fetch_add(&p->clear_gen, 1); /* older handles may no longer write */
-		pthread_cond_broadcast(&p->cv_done);
+		txg_resume(p);
 		pthread_mutex_unlock(&p->lock);
 		err = txg_start(p);
 	}
@@ -561,11 +525,9 @@ ce_pool_clear(ce_pool *p)
 		err = ilog_replay(p, &ub);
 	if (err != 0) {
 		pthread_mutex_lock(&p->lock);
-		if (p->suspended == 0) {
-			p->suspended = err;
-			snprintf(p->suspend_reason, sizeof(p->suspend_reason), "clear failed: %s",
-			    err_get()[0] ? err_get() : strerror(-err));
-		}
+		char why[TXG_REASON_MAX];
+		snprintf(why, sizeof(why), "clear failed: %s", err_get()[0] ? err_get() : strerror(-err));
+		txg_suspend(p, err, why);
 		pthread_mutex_unlock(&p->lock);
 		err = err_set(err, "pool %s: clear failed: %s", p->name, strerror(-err));
 	}
@@ -616,13 +578,7 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	st->cache_max = p->cache.max;
 	pthread_mutex_unlock(&p->cache.lock);
 	pthread_mutex_lock(&p->lock);
-	st->synced_txg = p->synced_txg;
-	st->dirty_bytes = p->dirty_total;
-	st->syncs = p->syncs;
-	st->sync_ns = p->sync_ns;
-	memcpy(st->sync_hist, p->sync_hist, sizeof(st->sync_hist));
-	st->suspended = p->suspended;
-	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->suspend_reason);
+	txg_stat(p, st);
 	if (p->rewound) {
 		st->rewound_base_txg = p->import_ub.ub_txg;
 		st->rewound_txg = p->newer_damaged_txg;
@@ -630,27 +586,12 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	} else {
 		st->newer_damaged_txg = p->newer_damaged_txg;
 	}
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->destroy_txg == 0 && !p->vols[i]->is_snap) {
+	for (size_t i = 0; i < ds_count(p); i++)
+		if (ds_at(p, i)->destroy_txg == 0 && !ds_at(p, i)->is_snap) {
 			st->nvols++;
-			st->log_damaged_vols += p->vols[i]->logdmg_lo != 0;
+			st->log_damaged_vols += ds_at(p, i)->logdmg_lo != 0;
 		}
 	pthread_mutex_unlock(&p->lock);
-	ilog *l = &p->ilog;
-	pthread_mutex_lock(&l->lock);
-	st->log_size = l->enabled ? l->size : 0;
-	st->log_commits = l->commits;
-	st->log_blocks = l->blocks;
-	st->log_bytes = l->bytes;
-	st->log_fallbacks = l->fallbacks;
-	st->log_replayed = l->replayed;
-	st->log_inplace = l->ptr_bytes;
-	st->log_damaged_seq = l->dmg_seq;
-	st->log_lost_blocks = l->dmg_lost_blocks;
-	st->log_lost_records = l->dmg_lost_records;
-	st->log_bad_inplace = l->dmg_inplace;
-	st->log_damage_certain = l->dmg_certain;
-	st->log_bad_inplace_certain = l->dmg_inplace_certain;
-	pthread_mutex_unlock(&l->lock);
+	ilog_stat(p, st);
 	return 0;
 }

@@ -3,8 +3,20 @@
  * engine's subsystems (not part of the public API; the debug and stress
  * tools include it as zdb includes libzpool's headers). Each module's
  * functions are declared in its own header (txg.h, blkio.h, mos.h,
- * vol.h, snap.h, hold.h, send.h, pool_sync.h), so a file's includes say
- * which modules it calls.
+ * dataset.h, vol.h, snap.h, hold.h, send.h, pool_sync.h), so a file's
+ * includes say which modules it calls.
+ *
+ * Ownership: every part of struct ce_pool is written by one file only.
+ * The sub-structures are the txg state (tx: txg.c), the MOS (mos: mos.c),
+ * the dataset directory (dd: dataset.c), each txg's work (ps:
+ * pool_sync.c), the allocator, cache, intent log and injected faults
+ * (alloc.c, cache.c, ilog.c, fault.c), the write queue (blkio.c), the
+ * holds (sh*: hold.c), the receive table (recv_*: send.c), the policies
+ * (sc*: sched.c) and the replica object (rp_*: repl.c); the rest is
+ * pool.c's (identity, devices, options, the locks, what import found, the
+ * error counters). Other files read through the owner's header (txg_open,
+ * mos_ptr, ds_at, ...) and change state through the owner's functions
+ * (txg_mark_open, mos_mark_dirty, vol_add, ...).
  *
  * Lock order (never take an earlier lock while holding a later one):
  *   pool->config_lock  (management operations, one at a time)
@@ -13,7 +25,8 @@
  *                       write: handing freed space back after commit)
  *   volume->lock       (dirty maps, root pointer, size)
  *   ilog.lock          (pending log records, log ring)
- *   pool->lock         (txg state, volume list, dirty accounting)
+ *   pool->lock         (p->tx: txg state and dirty accounting; p->dd: the
+ *                       dataset directory; the holds, receive and policy tables)
  *   ps.lock, alloc.lock, cache.lock (leaf locks; ps: each txg's dirty
  *                       datasets and sync tasks, pool_sync.c)
  */
@@ -46,39 +59,16 @@ typedef struct wq_ent {
 
 typedef struct volume volume;
 
-struct ce_pool {
-	char name[64];
-	uint64_t guid;
-	vdev *vds;
-	unsigned nvdevs;
-	ce_pool_opts opts;
-	alloc alloc;
-	cache cache;
+/*
+ * The sub-structures below are each written by one file only (their
+ * owner); other files read them through the owner's header (txg.h,
+ * mos.h, dataset.h) and change them through its functions.
+ */
 
-	/* write queue: filled and drained by the sync thread only */
-	wq_ent *wq;
-	size_t wq_n, wq_cap;
-	uint64_t wq_seq;
-	uint64_t wq_bytes;
-	uint8_t *cbuf;           /* compression scratch (sync thread) */
+#define TXG_REASON_MAX 160
 
-	/* MOS: held wholly in memory, written as an object each txg */
-	uint8_t *mos_buf;
-	uint64_t mos_size;
-	uint8_t *mos_dirty;      /* per CE_META_BLOCK leaf */
-	cowtree mos_tree;
-	cowtree *sm_trees;       /* per vdev: the bitmap objects */
-	uint32_t ds_slot_hint;   /* where the next free dataset slot search starts (sync thread) */
-
-	pthread_mutex_t config_lock;
-	pthread_rwlock_t free_lock;
-	pthread_mutex_t lock;
-	volume **vols;           /* live and doomed volumes (any order: volume.vidx) */
-	size_t nvols, capvols;
-	htab vol_names;          /* name hash -> volume chain (vol.c; pool->lock) */
-	pool_sync_state ps;      /* each txg's dirty datasets and sync tasks (pool_sync.c) */
-
-	/* transaction groups (pool->lock) */
+/* Transaction groups: txg.c's, under pool->lock unless said. */
+typedef struct txg_state {
 	uint64_t open_txg;
 	uint64_t syncing_txg;    /* 0 when no txg is syncing */
 	uint64_t synced_txg;
@@ -97,12 +87,57 @@ struct ce_pool {
 	int thread_running;
 	int stop;
 	int suspended;           /* -errno that stopped the pool, or 0 */
+	char suspend_reason[TXG_REASON_MAX]; /* why the pool is suspended */
+} txg_state;
+
+/* The MOS, held wholly in memory and written as an object each txg: mos.c's. */
+typedef struct mos_state {
+	uint8_t *buf;
+	uint64_t size;
+	uint8_t *dirty;          /* per CE_META_BLOCK leaf */
+	cowtree tree;
+	cowtree *sm_trees;       /* per vdev: the bitmap objects */
+	uint32_t ds_slot_hint;   /* where the next free dataset slot search starts (sync thread) */
+} mos_state;
+
+/* The dataset directory: dataset.c's, under pool->lock. */
+typedef struct ds_dir {
+	volume **vols;           /* live and doomed volumes (any order: volume.vidx) */
+	size_t nvols, capvols;
+	htab names;              /* name hash -> volume chain */
+} ds_dir;
+
+struct ce_pool {
+	/* pool.c's: set at create or import (guid, vds, nvdevs, opts, readonly) */
+	char name[64];
+	uint64_t guid;
+	vdev *vds;
+	unsigned nvdevs;
+	ce_pool_opts opts;
+	alloc alloc;
+	cache cache;
+
+	/* write queue (blkio.c): filled and drained by the sync thread only */
+	wq_ent *wq;
+	size_t wq_n, wq_cap;
+	uint64_t wq_seq;
+	uint64_t wq_bytes;
+	uint8_t *cbuf;           /* compression scratch (sync thread) */
+
+	mos_state mos;           /* the MOS in memory (mos.c) */
+
+	pthread_mutex_t config_lock;
+	pthread_rwlock_t free_lock;
+	pthread_mutex_t lock;
+	ds_dir dd;               /* the dataset directory (dataset.c; pool->lock) */
+	pool_sync_state ps;      /* each txg's dirty datasets and sync tasks (pool_sync.c) */
+
+	txg_state tx;            /* transaction groups (txg.c; pool->lock) */
 	int readonly;
 	int budgeted;            /* counted in the buffer pool's budget */
 
 	ilog ilog;               /* intent log (ilog.c) */
 	fault_state faults;      /* injected IO faults (fault.c) */
-	char suspend_reason[160]; /* why the pool is suspended (pool->lock) */
 	_Atomic uint64_t clear_gen; /* bumped by every ce_pool_clear that reloaded the pool */
 	uberblock_phys import_ub; /* the uberblock import (or clear) started from */
 	uint64_t newer_damaged_txg; /* import found this newer txg damaged in every copy (0: none) */
@@ -148,10 +183,17 @@ struct ce_pool {
 	_Atomic uint64_t io_errors;
 };
 
+/* The pool's error counters (pool.c's; ce_pool_clear zeroes them): any file counts through these. */
 static inline int
 pool_io_error(ce_pool *p, int err)
 {
 	atomic_fetch_add(&p->io_errors, 1);
 	return err;
+}
+
+static inline void
+pool_cksum_error(ce_pool *p)
+{
+	atomic_fetch_add(&p->cksum_errors, 1);
 }
 #endif

@@ -39,11 +39,13 @@
  */
 #include "pool_sync.h"
 #include "blkio.h"
+#include "dataset.h"
 #include "hold.h"
 #include "mos.h"
 #include "pool_impl.h"
 #include "sched_policy.h"
 #include "send.h"
+#include "txg.h"
 #include "uberblock.h"
 #include "util.h"
 #include "vol.h"
@@ -165,7 +167,7 @@ synctask_add_txg(ce_pool *p, uint64_t t, synctask_fn sync, void *arg)
 void
 synctask_add(ce_pool *p, synctask_fn sync, void *arg)
 {
-	synctask_add_txg(p, p->open_txg, sync, arg);
+	synctask_add_txg(p, txg_open(p), sync, arg);
 }
 
 void
@@ -262,9 +264,9 @@ write_uberblock(ce_pool *p, uint64_t t)
 	ub.ub_txg = t;
 	ub.ub_pool_guid = p->guid;
 	ub.ub_timestamp = util_now_ns();
-	ub.ub_mos_size = p->mos_size;
-	ub.ub_mos_levels = p->mos_tree.levels;
-	ub.ub_mos = p->mos_tree.root;
+	ub.ub_mos_size = mos_bytes(p);
+	ub.ub_mos_levels = mos_tree(p)->levels;
+	ub.ub_mos = mos_tree(p)->root;
 	ilog_ub_fill(p, t, &ub);
 	uberblock_seal(&ub);
 	int err = uberblock_write(p->vds, p->nvdevs, &ub);

@@ -53,6 +53,7 @@
  * (3) is only checked here.
  */
 #include "repl.h"
+#include "dataset.h"
 #include "mos.h"
 #include "rebuild.h"
 #include "pool_sync.h"
@@ -262,7 +263,7 @@ repl_sync(ce_pool *p, uint64_t t)
 		mr.mr_levels = p->rp_tree.levels;
 		mr.mr_root = p->rp_tree.root;
 	}
-	memcpy(p->mos_buf + CE_MOS_REPL_OFF, &mr, sizeof(mr));
+	memcpy(mos_ptr(p, CE_MOS_REPL_OFF), &mr, sizeof(mr));
 	if (nleaves > 0 && mos_hdr(p)->mh_version < FMT_V_REPL)
 		mos_hdr(p)->mh_version = FMT_V_REPL; /* older software would not keep the promises */
 	mos_mark_dirty(p, 0, CE_META_BLOCK);
@@ -275,14 +276,14 @@ repl_load(ce_pool *p)
 {
 	repl_pool_fini(p);
 	tree_init(&p->rp_tree, BP_REPL, 1);
-	for (size_t i = 0; i < p->nvols; i++)
-		repl_free(p->vols[i]);
+	for (size_t i = 0; i < ds_count(p); i++)
+		repl_free(ds_at(p, i));
 	mos_header_phys *mh = mos_hdr(p);
 	mos_repl_phys mr;
-	memcpy(&mr, p->mos_buf + CE_MOS_REPL_OFF, sizeof(mr));
+	memcpy(&mr, mos_ptr(p, CE_MOS_REPL_OFF), sizeof(mr));
 	int any_role = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		any_role |= p->vols[i]->load_role != 0;
+	for (size_t i = 0; i < ds_count(p); i++)
+		any_role |= ds_at(p, i)->load_role != 0;
 	if (mh->mh_version < FMT_V_REPL || mr.mr_magic == 0) {
 		if (any_role)
 			return err_set(-EIO, "pool %s: a replica volume has no replica object", p->name);
@@ -306,8 +307,8 @@ repl_load(ce_pool *p)
 	free(buf);
 	buf = p->rp_buf;
 	p->rp_disk_leaves = nleaves;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if (v->load_role == 0)
 			continue;
 		if (v->is_snap || v->load_repl_idx >= mr.mr_nslots)
@@ -402,8 +403,8 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 	uint32_t idx = 0;
 	for (;; idx++) {
 		int taken = 0;
-		for (size_t i = 0; i < p->nvols && !taken; i++)
-			taken = p->vols[i]->rp != NULL && p->vols[i]->rp->idx == idx;
+		for (size_t i = 0; i < ds_count(p) && !taken; i++)
+			taken = ds_at(p, i)->rp != NULL && ds_at(p, i)->rp->idx == idx;
 		if (!taken)
 			break;
 	}
@@ -420,7 +421,7 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 	r->rp_promised = ep_of(e);
 	snprintf(r->rp_holder_addr, sizeof(r->rp_holder_addr), "%s", holder_addr ? holder_addr : "");
 	r->rp_map_count = 1;
-	r->rp_map[0] = (sm_phys){ p->open_txg, 0 };
+	r->rp_map[0] = (sm_phys){ txg_open(p), 0 };
 	v->rp = rs;
 	return vol_mgmt_commit(p);
 }
@@ -642,7 +643,7 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		    rs->rec.rp_state);
 	if (err == 0 && rs->begun != seq) {
 		rs->begun = seq; /* a retry keeps its first txg: its failed try may have left bytes there */
-		rs->begun_txg = p->open_txg;
+		rs->begun_txg = txg_open(p);
 	}
 	uint64_t btxg = rs->begun_txg;
 	pthread_mutex_unlock(&p->lock);
@@ -656,14 +657,12 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 			rs->capdone = rs->capdone ? rs->capdone * 2 : 64;
 			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
 		}
-		uint64_t o = p->open_txg;
+		uint64_t o = txg_open(p);
 		rs->done[rs->ndone++] = (repl_done){ seq, o, btxg };
 		rs->applied = seq;
 		/* the record changes in o: v is o's to write, whether or not o has data of it */
 		pool_dirty(p, v, o);
-		p->txg_dirty[o & 3] = 1;
-		if (p->open_since_ns == 0)
-			p->open_since_ns = util_now_ns();
+		txg_mark_open(p);
 		pthread_mutex_unlock(&p->lock);
 	}
 	pthread_mutex_unlock(&rs->mu);
@@ -707,16 +706,14 @@ ce_repl_flush(ce_vol *h, uint64_t *durable)
 	if (!h->repl || rs == NULL)
 		return err_set(-EINVAL, "not a replica handle");
 	pthread_mutex_lock(&p->lock);
-	uint64_t a = rs->applied, t = p->open_txg;
+	uint64_t a = rs->applied, t = txg_open(p);
 	if (a <= rs->durable) {
 		*durable = rs->durable;
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
 	/* every apply up to a ended with txg <= t (invariant 2): t's record says applied >= a */
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
+	txg_mark_open(p);
 	pthread_mutex_unlock(&p->lock);
 	int err = txg_wait_synced(p, t);
 	if (err != 0)
@@ -751,7 +748,7 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 {
 	unsigned n = 0;
 	mos_repl_phys mr;
-	memcpy(&mr, p->mos_buf + CE_MOS_REPL_OFF, sizeof(mr));
+	memcpy(&mr, mos_ptr(p, CE_MOS_REPL_OFF), sizeof(mr));
 	uint32_t nslots = mr.mr_magic == MR_MAGIC ? mr.mr_nslots : 0, used = 0;
 	const repl_phys *recs = (const repl_phys *)p->rp_buf;
 	if (p->rp_buf == NULL)
@@ -762,9 +759,9 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 			continue;
 		used++;
 		const volume *v = NULL;
-		for (size_t i = 0; i < p->nvols && v == NULL; i++)
-			if (p->vols[i]->guid == r->rp_ds_guid && !p->vols[i]->is_snap)
-				v = p->vols[i];
+		for (size_t i = 0; i < ds_count(p) && v == NULL; i++)
+			if (ds_at(p, i)->guid == r->rp_ds_guid && !ds_at(p, i)->is_snap)
+				v = ds_at(p, i);
 		const char *vn = v ? v->name : "?";
 		if (v == NULL || v->rp == NULL || v->rp->idx != s) {
 			reportf(&n, report, arg, "replica slot %u: names volume %016" PRIx64 ", which is not a "
@@ -801,7 +798,7 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 		} else {
 			for (uint32_t i = 0; i < r->rp_map_count; i++) {
 				const sm_phys *m = &r->rp_map[i];
-				if (m->sm_txg > p->synced_txg || (i > 0 && (m->sm_txg <= r->rp_map[i - 1].sm_txg ||
+				if (m->sm_txg > txg_synced(p) || (i > 0 && (m->sm_txg <= r->rp_map[i - 1].sm_txg ||
 				    m->sm_hi < r->rp_map[i - 1].sm_hi)))
 					reportf(&n, report, arg, "replica %s: map entry %u (txg %" PRIu64 ", hi %" PRIu64
 					    ") out of order", vn, i, m->sm_txg, m->sm_hi);
@@ -819,8 +816,8 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 	}
 	if (nslots > 0 && used != mr.mr_used)
 		reportf(&n, report, arg, "replica object: %u records used, the root says %u", used, mr.mr_used);
-	for (size_t i = 0; i < p->nvols; i++) {
-		const volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		const volume *v = ds_at(p, i);
 		if (v->rp != NULL && (v->rp->idx >= nslots || recs[v->rp->idx].rp_ds_guid != v->guid))
 			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, v->rp->idx);
 	}

@@ -33,6 +33,7 @@
  *      checked the same way, and a bad record makes the object damaged.
  */
 #include "sched_policy.h"
+#include "dataset.h"
 #include "mos.h"
 #include "pool_sync.h"
 #include "util.h"
@@ -47,7 +48,13 @@
 static mos_sched_phys *
 sched_root(ce_pool *p)
 {
-	return (mos_sched_phys *)(p->mos_buf + CE_MOS_SCHED_OFF);
+	return (mos_sched_phys *)mos_ptr(p, CE_MOS_SCHED_OFF);
+}
+
+void
+sched_init(ce_pool *p)
+{
+	tree_init(&p->sc_tree, BP_SCHED, 1); /* a created pool has no policy object yet (sched_load: import) */
 }
 
 void
@@ -111,8 +118,8 @@ static volume *
 vol_at(ce_pool *p, uint64_t guid, uint64_t t)
 {
 	ASSERT_HELD(&p->lock);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if (v->guid == guid && !v->is_snap && !vol_destroyed_by(v, t))
 			return v;
 	}

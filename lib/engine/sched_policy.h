@@ -10,6 +10,7 @@
 
 int sched_load(ce_pool *p);
 int sched_sync(ce_pool *p, uint64_t txg);
+void sched_init(ce_pool *p);
 void sched_fini(ce_pool *p);
 
 #endif

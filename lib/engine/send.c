@@ -37,6 +37,7 @@
 #include "send.h"
 #include "blkio.h"
 #include "checksum.h"
+#include "dataset.h"
 #include "mos.h"
 #include "snap.h"
 #include "util.h"
@@ -215,7 +216,7 @@ recv_table_load(ce_pool *p)
 	mos_header_phys *mh = mos_hdr(p);
 	if (mh->mh_version < 5)
 		return 0;
-	const recv_slot_phys *tab = (const recv_slot_phys *)(p->mos_buf + CE_MOS_RECV_OFF);
+	const recv_slot_phys *tab = (const recv_slot_phys *)mos_ptr(p, CE_MOS_RECV_OFF);
 	for (unsigned i = 0; i < CE_RECV_SLOTS; i++) {
 		if (tab[i].rs_vol_guid == 0)
 			continue;
@@ -295,7 +296,7 @@ recv_table_sync(ce_pool *p, uint64_t t)
 		k++;
 	}
 	pthread_mutex_unlock(&p->lock);
-	uint8_t *dst = p->mos_buf + CE_MOS_RECV_OFF;
+	uint8_t *dst = mos_ptr(p, CE_MOS_RECV_OFF);
 	if (memcmp(dst, tab, sizeof(tab)) != 0) {
 		memcpy(dst, tab, sizeof(tab));
 		mos_mark_dirty(p, CE_MOS_RECV_OFF, sizeof(tab));
@@ -627,8 +628,8 @@ send_visit(void *arg, uint64_t first, uint64_t n, const bp_phys *bp)
 static volume *
 find_identity(ce_pool *p, uint64_t id)
 {
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		if (v->is_snap && v->destroy_txg == 0 && !v->taking && send_identity(v) == id)
 			return v;
 	}
@@ -867,8 +868,8 @@ static unsigned
 partial_receives(ce_pool *p)
 {
 	unsigned n = 0;
-	for (size_t i = 0; i < p->nvols; i++)
-		n += !p->vols[i]->is_snap && p->vols[i]->destroy_txg == 0 && p->vols[i]->receiving;
+	for (size_t i = 0; i < ds_count(p); i++)
+		n += !ds_at(p, i)->is_snap && ds_at(p, i)->destroy_txg == 0 && ds_at(p, i)->receiving;
 	return n;
 }
 

@@ -54,9 +54,11 @@
  */
 #include "snap.h"
 #include "blkio.h"
+#include "dataset.h"
 #include "hold.h"
 #include "htab.h"
 #include "mos.h"
+#include "txg.h"
 #include "util.h"
 #include "vol.h"
 
@@ -268,7 +270,7 @@ snap_doomed_acct(volume *v, ct_acct *acct)
 /*
  * The dataset whose prev is s: a newer snapshot or the volume. Sync
  * thread, pool->lock not held: it takes it, since a management operation
- * may be adding a dataset (and reallocating p->vols) meanwhile.
+ * may be adding a dataset (and reallocating p->dd.vols) meanwhile.
  */
 volume *
 snap_successor(ce_pool *p, volume *s)
@@ -362,15 +364,15 @@ snap_link_all(ce_pool *p)
 	htab_init(&byguid);
 	htab_init(&next);
 	int err = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
 		v->prev = v->child = v->sib = NULL;
 		v->head = NULL;
 		if (v->destroy_txg == 0)
 			htab_put(&byguid, v->guid, v);
 	}
-	for (size_t i = 0; i < p->nvols && err == 0; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p) && err == 0; i++) {
+		volume *v = ds_at(p, i);
 		if (v->destroy_txg != 0)
 			continue;
 		if (v->load_prev != 0)
@@ -385,14 +387,14 @@ snap_link_all(ce_pool *p)
 			    v->name);
 	}
 	/* the successor of s is the dataset of s's own volume whose prev is s (not a clone) */
-	for (size_t i = 0; i < p->nvols && err == 0; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p) && err == 0; i++) {
+		volume *v = ds_at(p, i);
 		if (v->destroy_txg == 0 && v->prev != NULL &&
 		    v->prev->head == (v->is_snap ? v->head : v))
 			htab_put(&next, v->prev->guid, v);
 	}
-	for (size_t i = 0; i < p->nvols && err == 0; i++) {
-		volume *v = p->vols[i];
+	for (size_t i = 0; i < ds_count(p) && err == 0; i++) {
+		volume *v = ds_at(p, i);
 		if (v->destroy_txg != 0)
 			continue;
 		if (v->is_snap) {
@@ -615,7 +617,7 @@ snap_doom_set(ce_pool *p, volume **set, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		vol_mgmt_dirty(p, set[k]);
-		set[k]->destroy_txg = p->open_txg;
+		set[k]->destroy_txg = txg_open(p);
 	}
 	synctask_add(p, doom_sync, set_new(NULL, set, n));
 }
@@ -645,7 +647,7 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 {
 	if (flags & CE_DESTROY_CLONES)
 		flags |= CE_DESTROY_SNAPSHOTS;
-	volume **set = xmalloc((p->nvols + 1) * sizeof(volume *));
+	volume **set = xmalloc((ds_count(p) + 1) * sizeof(volume *));
 	size_t n = 0;
 	set[n++] = h;
 	int err = 0;
@@ -658,8 +660,8 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 			err = err_setc(CE_E_VOLUME_OPEN, -EBUSY, "volume %s/%s is open (%d handles)", p->name, v->name, v->refs);
 			break;
 		}
-		for (size_t i = 0; i < p->nvols && err == 0; i++) {
-			volume *s = p->vols[i];
+		for (size_t i = 0; i < ds_count(p) && err == 0; i++) {
+			volume *s = ds_at(p, i);
 			if (!s->is_snap || s->head != v || s->destroy_txg != 0)
 				continue;
 			char tags[200];
@@ -676,8 +678,8 @@ snap_doom_volume(ce_pool *p, volume *h, unsigned flags)
 				set[n++] = s;
 		}
 		/* volumes cloned from v's snapshots */
-		for (size_t i = 0; i < p->nvols && err == 0; i++) {
-			volume *c = p->vols[i], *ch = clone_head_of(c);
+		for (size_t i = 0; i < ds_count(p) && err == 0; i++) {
+			volume *c = ds_at(p, i), *ch = clone_head_of(c);
 			if (c->destroy_txg != 0 || ch == NULL || c->prev->head != v || ch->destroy_txg != 0)
 				continue;
 			if (!(flags & CE_DESTROY_CLONES)) {
@@ -802,7 +804,7 @@ snap_rollback_begin(ce_pool *p, volume *h, volume **later, size_t n)
 {
 	for (size_t k = 0; k < n; k++) {
 		vol_mgmt_dirty(p, later[k]);
-		later[k]->destroy_txg = p->open_txg;
+		later[k]->destroy_txg = txg_open(p);
 	}
 	vol_mgmt_dirty(p, h);
 	h->rolling_back = 1;
@@ -838,7 +840,7 @@ ce_vol_clone(ce_pool *p, const char *snapname, const char *newname)
 	c->compress = s->head->compress;
 	c->checksum = s->head->checksum;
 	c->sync = s->head->sync;
-	c->create_txg = p->open_txg;
+	c->create_txg = txg_open(p);
 	c->ctime = (uint64_t)time(NULL);
 	c->tree = s->tree;
 	c->used = s->used;
@@ -885,8 +887,8 @@ ce_vol_promote(ce_pool *p, const char *name)
 		return err_set(-EBUSY, "%s/%s is a partial receive", p->name, c->receiving ? c->name : v->name);
 	}
 	/* the two chains must be settled: no snapshot being taken or destroyed, no rollback */
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *d = p->vols[i], *owner = d->is_snap ? d->head : d;
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *d = ds_at(p, i), *owner = d->is_snap ? d->head : d;
 		if ((owner == v || owner == c) && (d->taking || d->destroy_txg != 0 ||
 		    d->rolling_back)) {
 			vol_mgmt_abort(p);
@@ -896,9 +898,9 @@ ce_vol_promote(ce_pool *p, const char *name)
 	}
 	/* snapshots move to c with their short names: none may clash */
 	size_t vlen = strlen(v->name), n = 0;
-	volume **mv = xmalloc(p->nvols * sizeof(volume *));
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
+	volume **mv = xmalloc(ds_count(p) * sizeof(volume *));
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *s = ds_at(p, i);
 		if (!s->is_snap || s->head != v || s->create_txg > o->create_txg)
 			continue;
 		const char *sn = s->name + vlen + 1;
@@ -917,13 +919,11 @@ ce_vol_promote(ce_pool *p, const char *name)
 	 * A sync in flight reads heads and names: let it finish (and any txg
 	 * already quiesced), so the whole change lands in one txg.
 	 */
-	while (p->syncing_txg != 0 || p->synced_txg + 1 < p->open_txg) {
-		if (p->suspended) {
-			free(mv);
-			vol_mgmt_abort(p);
-			return err_set(p->suspended, "pool %s is suspended after an IO error", p->name);
-		}
-		pthread_cond_wait(&p->cv_done, &p->lock);
+	int serr = txg_wait_quiet(p);
+	if (serr != 0) {
+		free(mv);
+		vol_mgmt_abort(p);
+		return err_set(serr, "pool %s is suspended after an IO error", p->name);
 	}
 	for (size_t i = 0; i < n; i++) {
 		volume *s = mv[i];
@@ -966,8 +966,8 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	/* the snapshots taken after it: refused, or destroyed first with -r */
 	unsigned later = 0;
 	volume *blocker = NULL;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *o = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *o = ds_at(p, i);
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 &&
 		    (o->taking || o->create_txg > s->create_txg)) {
 			later++;
@@ -993,8 +993,8 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 	}
 	volume **lv = xmalloc((later ? later : 1) * sizeof(volume *));
 	size_t nl = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *o = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *o = ds_at(p, i);
 		if (o->is_snap && o->head == h && o->destroy_txg == 0 && o->create_txg > s->create_txg)
 			lv[nl++] = o;
 	}
@@ -1011,7 +1011,7 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 volume *
 snap_add(ce_pool *p, volume *h, const char *full, uint64_t send_guid)
 {
-	uint64_t t = p->open_txg;
+	uint64_t t = txg_open(p);
 	volume *s = vol_alloc(p);
 	s->is_snap = 1;
 	s->head = h;
@@ -1159,7 +1159,7 @@ ce_snap_destroy_many(ce_pool *p, const char *const *names, size_t n, int *errs)
 	for (size_t i = 0; i < n; i++) {
 		set[i] = vol_find(p, names[i]);
 		vol_mgmt_dirty(p, set[i]);
-		set[i]->destroy_txg = p->open_txg;
+		set[i]->destroy_txg = txg_open(p);
 	}
 	synctask_add(p, snap_destroy_task, set_new(NULL, set, n));
 	free(set);
@@ -1233,8 +1233,8 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 	htab nclones, next;
 	htab_init(&nclones);
 	htab_init(&next);
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *v = p->vols[i], *o = v->prev;
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i), *o = v->prev;
 		if (v->destroy_txg != 0 || o == NULL)
 			continue;
 		if (o->head != (v->is_snap ? v->head : v))
@@ -1242,10 +1242,10 @@ ce_snap_list(ce_pool *p, const char *vol, ce_snap_info **out, size_t *count)
 		else
 			htab_put(&next, o->guid, v);
 	}
-	ce_snap_info *a = xcalloc(p->nvols ? p->nvols : 1, sizeof(ce_snap_info));
+	ce_snap_info *a = xcalloc(ds_count(p) ? ds_count(p) : 1, sizeof(ce_snap_info));
 	size_t k = 0;
-	for (size_t i = 0; i < p->nvols; i++) {
-		volume *s = p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *s = ds_at(p, i);
 		if (!s->is_snap || s->destroy_txg != 0 || s->taking ||
 		    (vol != NULL && strcmp(s->head->name, vol) != 0))
 			continue;

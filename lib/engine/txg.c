@@ -13,7 +13,10 @@
  * is the only call this file makes into the rest of the engine. The sync
  * thread also keeps the sync statistics (ce_pool_stat syncs, sync_ns,
  * sync_hist, under pool->lock): how long each pool_sync that committed
- * took, from quiesced to committed.
+ * took, from quiesced to committed. This file alone writes p->tx: other
+ * files read it through txg.h's accessors (txg_open, txg_synced, ...) and
+ * change it through its functions (txg_mark_open for a management
+ * operation, txg_kick, txg_reset at create, import and clear).
  *
  * Invariants:
  *   1. Commit order (pool_sync): all blocks of txg t written -> flush
@@ -49,17 +52,17 @@ uint64_t
 txg_hold(ce_pool *p, int *err)
 {
 	pthread_mutex_lock(&p->lock);
-	if (p->suspended) {
-		*err = err_set(p->suspended, "pool %s is suspended after an IO error", p->name);
+	if (p->tx.suspended) {
+		*err = err_set(p->tx.suspended, "pool %s is suspended after an IO error", p->name);
 		pthread_mutex_unlock(&p->lock);
 		return 0;
 	}
-	uint64_t t = p->open_txg;
-	ASSERT(p->syncing_txg == 0 || p->syncing_txg + 1 == t); /* at most one txg behind it */
-	p->holds[t & 3]++;
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
+	uint64_t t = p->tx.open_txg;
+	ASSERT(p->tx.syncing_txg == 0 || p->tx.syncing_txg + 1 == t); /* at most one txg behind it */
+	p->tx.holds[t & 3]++;
+	p->tx.txg_dirty[t & 3] = 1;
+	if (p->tx.open_since_ns == 0)
+		p->tx.open_since_ns = util_now_ns();
 	pthread_mutex_unlock(&p->lock);
 	*err = 0;
 	return t;
@@ -69,9 +72,9 @@ void
 txg_rele(ce_pool *p, uint64_t t)
 {
 	pthread_mutex_lock(&p->lock);
-	VERIFY(p->holds[t & 3] > 0);
-	if (--p->holds[t & 3] == 0 && t != p->open_txg)
-		pthread_cond_broadcast(&p->cv_done);
+	VERIFY(p->tx.holds[t & 3] > 0);
+	if (--p->tx.holds[t & 3] == 0 && t != p->tx.open_txg)
+		pthread_cond_broadcast(&p->tx.cv_done);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -81,18 +84,18 @@ txg_dirty_add(ce_pool *p, int64_t bytes, int open)
 	if (bytes == 0)
 		return;
 	pthread_mutex_lock(&p->lock);
-	ASSERT(bytes > 0 || (uint64_t)-bytes <= p->dirty_total); /* invariant 5: the count never wraps */
+	ASSERT(bytes > 0 || (uint64_t)-bytes <= p->tx.dirty_total); /* invariant 5: the count never wraps */
 	/* written under pool->lock, but read without it (ce_vol_write_would_wait): an atomic store */
-	__atomic_store_n(&p->dirty_total, (uint64_t)((int64_t)p->dirty_total + bytes), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->tx.dirty_total, (uint64_t)((int64_t)p->tx.dirty_total + bytes), __ATOMIC_RELAXED);
 	if (open) {
 		/* Racing a quiesce can move bytes between txgs: never wrap. */
-		int64_t o = (int64_t)p->dirty_open + bytes;
-		p->dirty_open = o < 0 ? 0 : (uint64_t)o;
+		int64_t o = (int64_t)p->tx.dirty_open + bytes;
+		p->tx.dirty_open = o < 0 ? 0 : (uint64_t)o;
 	}
-	if (bytes < 0 && p->throttled)
-		pthread_cond_broadcast(&p->cv_done);
-	if (p->dirty_open >= p->opts.dirty_sync)
-		pthread_cond_signal(&p->cv_work);
+	if (bytes < 0 && p->tx.throttled)
+		pthread_cond_broadcast(&p->tx.cv_done);
+	if (p->tx.dirty_open >= p->opts.dirty_sync)
+		pthread_cond_signal(&p->tx.cv_work);
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -100,12 +103,12 @@ void
 txg_throttle(ce_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	while (p->dirty_total > p->opts.dirty_max && !p->suspended && !p->stop) {
-		p->throttled = 1;
-		pthread_cond_signal(&p->cv_work);
-		pthread_cond_wait(&p->cv_done, &p->lock);
+	while (p->tx.dirty_total > p->opts.dirty_max && !p->tx.suspended && !p->tx.stop) {
+		p->tx.throttled = 1;
+		pthread_cond_signal(&p->tx.cv_work);
+		pthread_cond_wait(&p->tx.cv_done, &p->lock);
 	}
-	p->throttled = 0;
+	p->tx.throttled = 0;
 	pthread_mutex_unlock(&p->lock);
 }
 
@@ -114,13 +117,13 @@ txg_wait_synced(ce_pool *p, uint64_t t)
 {
 	int err = 0;
 	pthread_mutex_lock(&p->lock);
-	if (p->sync_req < t)
-		p->sync_req = t;
-	pthread_cond_signal(&p->cv_work);
-	while (p->synced_txg < t && !p->suspended && p->thread_running)
-		pthread_cond_wait(&p->cv_done, &p->lock);
-	if (p->synced_txg < t)
-		err = p->suspended ? p->suspended : -EIO;
+	if (p->tx.sync_req < t)
+		p->tx.sync_req = t;
+	pthread_cond_signal(&p->tx.cv_work);
+	while (p->tx.synced_txg < t && !p->tx.suspended && p->tx.thread_running)
+		pthread_cond_wait(&p->tx.cv_done, &p->lock);
+	if (p->tx.synced_txg < t)
+		err = p->tx.suspended ? p->tx.suspended : -EIO;
 	pthread_mutex_unlock(&p->lock);
 	if (err != 0)
 		err_set(err, "pool %s: txg %llu did not commit: %s", p->name,
@@ -132,7 +135,7 @@ int
 txg_sync_now(ce_pool *p)
 {
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->txg_dirty[p->open_txg & 3] ? p->open_txg : p->open_txg - 1;
+	uint64_t t = p->tx.txg_dirty[p->tx.open_txg & 3] ? p->tx.open_txg : p->tx.open_txg - 1;
 	pthread_mutex_unlock(&p->lock);
 	return txg_wait_synced(p, t);
 }
@@ -142,38 +145,38 @@ sync_thread(void *arg)
 {
 	ce_pool *p = arg;
 	pthread_mutex_lock(&p->lock);
-	while (!p->stop) {
+	while (!p->tx.stop) {
 		uint64_t now = util_now_ns();
-		uint64_t open = p->open_txg;
-		int dirty = p->txg_dirty[open & 3];
-		uint64_t deadline = p->open_since_ns + (uint64_t)p->opts.txg_timeout_ms * 1000000ull;
-		int want = !p->suspended &&
-		    (p->sync_req >= open || (dirty && (p->dirty_open >= p->opts.dirty_sync ||
-		    p->throttled || now >= deadline)));
+		uint64_t open = p->tx.open_txg;
+		int dirty = p->tx.txg_dirty[open & 3];
+		uint64_t deadline = p->tx.open_since_ns + (uint64_t)p->opts.txg_timeout_ms * 1000000ull;
+		int want = !p->tx.suspended &&
+		    (p->tx.sync_req >= open || (dirty && (p->tx.dirty_open >= p->opts.dirty_sync ||
+		    p->tx.throttled || now >= deadline)));
 		if (!want) {
 			struct timespec ts;
-			uint64_t wake = (dirty && !p->suspended) ? deadline : now + 1000000000ull;
+			uint64_t wake = (dirty && !p->tx.suspended) ? deadline : now + 1000000000ull;
 			if (wake > now + 1000000000ull)
 				wake = now + 1000000000ull;
 			ts.tv_sec = (time_t)(wake / 1000000000ull);
 			ts.tv_nsec = (long)(wake % 1000000000ull);
-			pthread_cond_timedwait(&p->cv_work, &p->lock, &ts);
+			pthread_cond_timedwait(&p->tx.cv_work, &p->lock, &ts);
 			continue;
 		}
 		/* Quiesce: close txg `open` to new writers and wait for the ones inside. */
-		p->open_txg = open + 1;
-		p->txg_dirty[(open + 1) & 3] = 0;
-		p->open_since_ns = 0;
-		p->dirty_open = 0;
+		p->tx.open_txg = open + 1;
+		p->tx.txg_dirty[(open + 1) & 3] = 0;
+		p->tx.open_since_ns = 0;
+		p->tx.dirty_open = 0;
 		/*
 		 * From here on management operations belong to open + 1; each
 		 * dataset they change keeps its image as of `open` (vol_mgmt_dirty).
 		 */
-		while (p->holds[open & 3] > 0)
-			pthread_cond_wait(&p->cv_done, &p->lock);
+		while (p->tx.holds[open & 3] > 0)
+			pthread_cond_wait(&p->tx.cv_done, &p->lock);
 		/* one open and at most one syncing txg: the two slots (txg & 1) of every volume */
-		ASSERT3U(p->synced_txg + 1, ==, open);
-		p->syncing_txg = open;
+		ASSERT3U(p->tx.synced_txg + 1, ==, open);
+		p->tx.syncing_txg = open;
 		pthread_mutex_unlock(&p->lock);
 
 		uint64_t t0 = util_now_ns();
@@ -181,21 +184,21 @@ sync_thread(void *arg)
 		uint64_t took = util_now_ns() - t0;
 
 		pthread_mutex_lock(&p->lock);
-		p->syncing_txg = 0;
+		p->tx.syncing_txg = 0;
 		if (err != 0) {
-			p->suspended = err;
-			snprintf(p->suspend_reason, sizeof(p->suspend_reason),
+			p->tx.suspended = err;
+			snprintf(p->tx.suspend_reason, sizeof(p->tx.suspend_reason),
 			    "txg %llu could not be committed: %s", (unsigned long long)open,
 			    err == -EIO ? "IO error on a vdev" : strerror(-err));
 		} else {
-			p->synced_txg = open;
-			p->syncs++;
-			p->sync_ns += took;
+			p->tx.synced_txg = open;
+			p->tx.syncs++;
+			p->tx.sync_ns += took;
 			uint64_t us = took / 1000;
 			int b = us == 0 ? 0 : 63 - __builtin_clzll(us);
-			p->sync_hist[b < CE_SYNC_HIST_BUCKETS ? b : CE_SYNC_HIST_BUCKETS - 1]++;
+			p->tx.sync_hist[b < CE_SYNC_HIST_BUCKETS ? b : CE_SYNC_HIST_BUCKETS - 1]++;
 		}
-		pthread_cond_broadcast(&p->cv_done);
+		pthread_cond_broadcast(&p->tx.cv_done);
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -204,27 +207,142 @@ sync_thread(void *arg)
 int
 txg_start(ce_pool *p)
 {
-	p->stop = 0;
-	int err = pthread_create(&p->sync_thread, NULL, sync_thread, p);
+	p->tx.stop = 0;
+	int err = pthread_create(&p->tx.sync_thread, NULL, sync_thread, p);
 	if (err != 0)
 		return err_set(-err, "cannot start the sync thread");
-	p->thread_running = 1;
+	p->tx.thread_running = 1;
 	return 0;
 }
 
 void
 txg_stop(ce_pool *p)
 {
-	if (!p->thread_running)
+	if (!p->tx.thread_running)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->stop = 1;
-	pthread_cond_broadcast(&p->cv_work);
-	pthread_cond_broadcast(&p->cv_done);
+	p->tx.stop = 1;
+	pthread_cond_broadcast(&p->tx.cv_work);
+	pthread_cond_broadcast(&p->tx.cv_done);
 	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->sync_thread, NULL);
+	pthread_join(p->tx.sync_thread, NULL);
 	pthread_mutex_lock(&p->lock);
-	p->thread_running = 0;
-	pthread_cond_broadcast(&p->cv_done);
+	p->tx.thread_running = 0;
+	pthread_cond_broadcast(&p->tx.cv_done);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void
+txg_init(ce_pool *p)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_cond_init(&p->tx.cv_work, &ca);
+	pthread_cond_init(&p->tx.cv_done, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+void
+txg_fini(ce_pool *p)
+{
+	pthread_cond_destroy(&p->tx.cv_work);
+	pthread_cond_destroy(&p->tx.cv_done);
+}
+
+void
+txg_reset(ce_pool *p, uint64_t synced)
+{
+	pthread_mutex_lock(&p->lock);
+	ASSERT(!p->tx.thread_running);
+	p->tx.synced_txg = synced;
+	p->tx.open_txg = synced + 1;
+	p->tx.syncing_txg = 0;
+	p->tx.sync_req = 0;
+	memset(p->tx.txg_dirty, 0, sizeof(p->tx.txg_dirty));
+	p->tx.open_since_ns = 0;
+	__atomic_store_n(&p->tx.dirty_total, 0, __ATOMIC_RELAXED); /* read unlocked too */
+	p->tx.dirty_open = 0;
+	pthread_mutex_unlock(&p->lock);
+}
+
+uint64_t
+txg_mark_open(ce_pool *p)
+{
+	ASSERT_HELD(&p->lock);
+	uint64_t t = p->tx.open_txg;
+	p->tx.txg_dirty[t & 3] = 1;
+	if (p->tx.open_since_ns == 0)
+		p->tx.open_since_ns = util_now_ns();
+	return t;
+}
+
+void
+txg_mark_dirty(ce_pool *p, uint64_t t)
+{
+	ASSERT_HELD(&p->lock);
+	ASSERT3U(t, ==, p->tx.open_txg);
+	p->tx.txg_dirty[t & 3] = 1;
+}
+
+void
+txg_kick(ce_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->tx.sync_req < p->tx.open_txg)
+		p->tx.sync_req = p->tx.open_txg;
+	pthread_cond_signal(&p->tx.cv_work);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int
+txg_wait_quiet(ce_pool *p)
+{
+	ASSERT_HELD(&p->lock);
+	while (p->tx.syncing_txg != 0 || p->tx.synced_txg + 1 < p->tx.open_txg) {
+		if (p->tx.suspended)
+			return p->tx.suspended;
+		pthread_cond_wait(&p->tx.cv_done, &p->lock);
+	}
+	return 0;
+}
+
+void
+txg_resume(ce_pool *p)
+{
+	ASSERT_HELD(&p->lock);
+	p->tx.suspended = 0;
+	p->tx.suspend_reason[0] = '\0';
+	pthread_cond_broadcast(&p->tx.cv_done);
+}
+
+void
+txg_suspend(ce_pool *p, int err, const char *why)
+{
+	ASSERT_HELD(&p->lock);
+	ASSERT(err < 0);
+	if (p->tx.suspended == 0) {
+		p->tx.suspended = err;
+		snprintf(p->tx.suspend_reason, sizeof(p->tx.suspend_reason), "%s", why);
+	}
+}
+
+uint64_t
+txg_holders(const ce_pool *p)
+{
+	uint64_t h = 0;
+	for (int i = 0; i < 4; i++)
+		h += p->tx.holds[i];
+	return h;
+}
+
+void
+txg_stat(const ce_pool *p, ce_pool_stat *st)
+{
+	st->synced_txg = p->tx.synced_txg;
+	st->dirty_bytes = p->tx.dirty_total;
+	st->syncs = p->tx.syncs;
+	st->sync_ns = p->tx.sync_ns;
+	memcpy(st->sync_hist, p->tx.sync_hist, sizeof(st->sync_hist));
+	st->suspended = p->tx.suspended;
+	snprintf(st->suspend_reason, sizeof(st->suspend_reason), "%s", p->tx.suspend_reason);
 }

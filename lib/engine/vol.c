@@ -34,6 +34,7 @@
 #include "vol.h"
 #include "blkio.h"
 #include "bufpool.h"
+#include "dataset.h"
 #include "snap.h"
 #include "txg.h"
 #include "util.h"
@@ -454,7 +455,7 @@ int
 ce_vol_write_would_wait(const ce_vol *h)
 {
 	ce_pool *p = h->v->pool;
-	return __atomic_load_n(&p->dirty_total, __ATOMIC_RELAXED) > p->opts.dirty_max;
+	return txg_dirty_bytes(p) > p->opts.dirty_max;
 }
 
 /* CE_WRITE_FUA: durable on return (a log commit of this volume; none with sync=disabled). */
@@ -598,9 +599,9 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 static volume *
 vol_find_guid(ce_pool *p, uint64_t guid)
 {
-	for (size_t i = 0; i < p->nvols; i++)
-		if (p->vols[i]->guid == guid && p->vols[i]->destroy_txg == 0)
-			return p->vols[i];
+	for (size_t i = 0; i < ds_count(p); i++)
+		if (ds_at(p, i)->guid == guid && ds_at(p, i)->destroy_txg == 0)
+			return ds_at(p, i);
 	return NULL;
 }
 
@@ -670,7 +671,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 				continue;
 			}
 			if (bp.bp_lsize != v->bs) {
-				atomic_fetch_add(&p->cksum_errors, 1);
+				pool_cksum_error(p);
 				err = -EIO;
 				break;
 			}
@@ -791,7 +792,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_lock(&v->lock);
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->open_txg;
+	uint64_t t = txg_open(p);
 	vol_mgmt_dirty(p, v);
 	uint64_t old = v->size / v->bs, nb = size / v->bs;
 	int64_t dd = 0;

@@ -67,8 +67,8 @@ struct volume {
 	uint64_t mgmt_txg;     /* open txg of its last management change (pool->lock) */
 	uint64_t snap_txg;     /* the txg `snap` was settled for (pool->lock) */
 	uint64_t dirty_in[4];  /* dirty_in[t & 3] == t: on txg t's dirty list (pool_sync.c, ps.lock) */
-	size_t vidx;           /* its index in pool->vols */
-	volume *name_next;     /* pool->vol_names chain */
+	size_t vidx;           /* its index in pool->dd.vols */
+	volume *name_next;     /* pool->dd.names chain */
 	int freeing;           /* destroyed and committed, waiting for its last reference */
 
 	/*
@@ -138,36 +138,14 @@ struct ce_vol {
  * The three files of the volume layer share struct volume and these:
  * dataset.c (the directory, record images, loading, the management
  * transaction), vol.c (the data path, handles, resize, the log's
- * callbacks) and vol_sync.c (a dataset's part of a txg).
+ * callbacks) and vol_sync.c (a dataset's part of a txg). dataset.c's
+ * functions are declared in dataset.h.
  */
 
 /* vol_sync.c, for pool_sync.c and snap.c */
 int vol_sync(ce_pool *p, volume *v, uint64_t txg);
 int vol_sync_record(ce_pool *p, volume *v, uint64_t txg);
 int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
-
-/* dataset.c: the directory and record images (pool_sync.c, pool.c, snap.c, send.c, hold.c) */
-void vol_settle(volume *v, uint64_t txg);
-int vol_destroyed_by(const volume *v, uint64_t txg);
-void vol_unlink(ce_pool *p, volume *v);
-int vol_load_all(ce_pool *p);
-int vol_reload_all(ce_pool *p);
-void vol_free_all(ce_pool *p);
-void vol_record(const volume *v, ds_phys *ds);
-volume *vol_find(ce_pool *p, const char *name);
-volume *vol_alloc(ce_pool *p);
-void vol_add(ce_pool *p, volume *v);
-void vol_mgmt_dirty(ce_pool *p, volume *v);
-void vol_set_name(ce_pool *p, volume *v, const char *name);
-int vol_name_valid(const char *name);
-/* the management transaction: returns with config_lock and pool->lock held */
-int vol_mgmt_begin(ce_pool *p);
-int vol_mgmt_commit(ce_pool *p);
-void vol_mgmt_abort(ce_pool *p);
-/* a live volume (not a snapshot) for a management operation, locks held; NULL: *err */
-volume *vol_mgmt_begin_head(ce_pool *p, const char *name, int *err);
-int vol_create_ex(ce_pool *p, const char *name, uint64_t size, const ce_vol_props *props,
-    const recv_slot_phys *rs);
 
 /* vol.c */
 #define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */

@@ -18,6 +18,7 @@
  */
 #include "vol.h"
 #include "blkio.h"
+#include "dataset.h"
 #include "mos.h"
 #include "snap.h"
 #include "txg.h"

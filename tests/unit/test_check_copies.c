@@ -10,6 +10,7 @@
 
 #include "t.h"
 #include "pool_impl.h"
+#include "txg.h"
 #include "uberblock.h"
 
 static const char *argv0;
@@ -40,7 +41,7 @@ main(int argc, char **argv)
 	/* where things are: the txg import uses, and the label regions */
 	ce_pool_opts ro = { .flags = CE_BE_RDONLY };
 	OK(ce_pool_import(paths, 1, &ro, &p));
-	uint64_t txg = p->synced_txg, asize = p->vds[0].asize;
+	uint64_t txg = txg_synced(p), asize = p->vds[0].asize;
 	ce_pool_export(p);
 	uint64_t label1 = vdev_label_off(asize, 1);
 	unsigned slot = (unsigned)(txg % CE_UB_SLOTS);

@@ -5,6 +5,7 @@
  * `cask-debug check` exits 1 naming the damaged block.
  */
 #include "blkio.h"
+#include "dataset.h"
 #include "pool_impl.h"
 #include "t.h"
 #include "vol.h"
@@ -51,7 +52,7 @@ main(int argc, char **argv)
 
 	/* Find data block 100 and the level-1 indirect block covering blocks 256..511. */
 	OK(ce_pool_import(&path, 1, &o, &p));
-	volume *vol = p->vols[0];
+	volume *vol = ds_at(p, 0);
 	bp_phys data_bp, l1_bp;
 	OK(cowtree_lookup(p, &vol->tree, 100, &data_bp));
 	{

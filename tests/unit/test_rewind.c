@@ -19,6 +19,7 @@
 
 #include "t.h"
 #include "pool_impl.h"
+#include "txg.h"
 #include "uberblock.h"
 
 static void
@@ -56,14 +57,14 @@ main(int argc, char **argv)
 
 	ce_pool_opts ro = { .flags = CE_BE_RDONLY };
 	OK(ce_pool_import(paths, 1, &ro, &p));
-	uint64_t newest = p->synced_txg, asize = p->vds[0].asize;
+	uint64_t newest = txg_synced(p), asize = p->vds[0].asize;
 	ce_pool_export(p);
 	printf("newest txg %" PRIu64 "\n", newest);
 
 	/* 4. one copy damaged: the other is used, nothing refused */
 	t_flip(path, slot_off(asize, 1, newest) + 1000, 1, 0x01);
 	OK(ce_pool_import(paths, 1, &ro, &p));
-	CHECK(p->synced_txg == newest);
+	CHECK(txg_synced(p) == newest);
 	ce_pool_export(p);
 
 	/* 1. both copies damaged: refused, with what would be lost */

@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "blkio.h"
 #include "pool_impl.h"
+#include "txg.h"
 #include "t.h"
 
 static void
@@ -30,7 +31,7 @@ main(void)
 	ce_pool *p;
 	OK(ce_pool_create("wq", &path, 1, &o, &p));
 	/* the sync thread only syncs dirty txgs: with no volume written it stays idle */
-	uint64_t t = p->open_txg + 100;
+	uint64_t t = txg_open(p) + 100;
 	blk_sync_begin(p, t);
 
 	static uint8_t a[16384], b[4096], c[8192], d[4096], r[16384];
