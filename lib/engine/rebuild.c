@@ -37,6 +37,7 @@
  * CE_RB_RESUME continues it.
  */
 #include "repl.h"
+#include "dataset.h"
 #include "send.h"
 #include "txg.h"
 #include "util.h"
@@ -118,7 +119,7 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 	r->rp_state = RP_REBUILDING;
 	if (r->rp_hist_count == 0)
 		r->rp_last_epoch = r->rp_promised; /* a new replica: the live stream of e starts here */
-	uint64_t o = p->open_txg;
+	uint64_t o = txg_open(p);
 	if (rb->join_seq > rs->applied) {
 		/* invariant 3: the jump is an apply that ended in o */
 		if (rs->ndone == rs->capdone) {
@@ -209,9 +210,7 @@ ce_rebuild_cursor(ce_vol *h, uint64_t cursor, uint64_t done, uint64_t transferre
 	rs->rec.rp_rb.rb_cursor = cursor;
 	rs->rec.rp_rb.rb_done = done;
 	rs->rec.rp_rb.rb_transferred = transferred;
-	p->txg_dirty[p->open_txg & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
+	txg_mark_open(p);
 	vol_mgmt_abort(p); /* no wait: it commits with the next txg */
 	pthread_mutex_unlock(&rs->mu);
 	return 0;
@@ -226,10 +225,7 @@ ce_rebuild_flush(ce_vol *h, uint64_t *durable_cursor)
 		return err;
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->open_txg, cur = rs->rec.rp_rb.rb_cursor;
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
+	uint64_t cur = rs->rec.rp_rb.rb_cursor, t = txg_mark_open(p);
 	pthread_mutex_unlock(&p->lock);
 	if ((err = txg_wait_synced(p, t)) != 0)
 		return err;
@@ -247,14 +243,9 @@ ce_rebuild_commit(ce_vol *h)
 		return err;
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&p->lock);
-	uint64_t t = p->open_txg;
-	p->txg_dirty[t & 3] = 1;
-	if (p->open_since_ns == 0)
-		p->open_since_ns = util_now_ns();
-	if (p->sync_req < t)
-		p->sync_req = t;
-	pthread_cond_broadcast(&p->cv_work);
+	txg_mark_open(p);
 	pthread_mutex_unlock(&p->lock);
+	txg_kick(p);
 	return 0;
 }
 
