@@ -489,6 +489,8 @@ wait_for(rbjob *r, int *flag, const char *what)
 		ctrl_rb_unlock(r->c);
 		if (failed)
 			return err_set(-EPIPE, "the replica %s failed while rebuilding (waiting for %s)", r->replica, what);
+		if (r->j != NULL && job_cancelled(r->j))
+			return -ECANCELED;
 		if (util_now_ns() > deadline)
 			return err_set(-ETIMEDOUT, "the replica %s did not answer %s", r->replica, what);
 		pthread_mutex_lock(&r->mu);

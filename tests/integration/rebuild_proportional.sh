@@ -10,7 +10,8 @@
 # and then `cask vol checksum` of both replicas is equal, B is in sync
 # again, later writes reach it, and cask-debug check is clean on both pools.
 # Also: a full rebuild (vol replica add) of a new replica on a third caskd
-# C transfers the data once (no zeros of the thin volume), and equals.
+# C transfers the data once (no zeros of the thin volume), and equals;
+# remove; replace (B's replica by another new one on C).
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 head -c 48 /dev/urandom | base64 > "$T/peer.key"; chmod 600 "$T/peer.key"
@@ -118,11 +119,17 @@ expect_fail 1 "already" "$CASK" vol replica add tank/db "127.0.0.1:$RC/p3"
 expect_fail 1 "not a replica" "$CASK" vol replica rebuild tank/db "127.0.0.1:1/nope"
 $CASK vol replica remove tank/db "127.0.0.1:$RC/p3"
 $CASK vol status -j tank/db | "$PY" -c 'import json,sys; s=json.load(sys.stdin); assert len(s["replicas"]) == 2, s'
+# replace: B's replica by a new one on C (added with a full copy, then B's removed)
+C pool create p4 "$T/p4.vdev" --size 2G >/dev/null
+out=$($CASK vol replica replace tank/db "127.0.0.1:$RB/p2" "127.0.0.1:$RC/p4" --wait) || fail "replace: $out"
+$CASK vol status -j tank/db | "$PY" -c 'import json,sys; s=json.load(sys.stdin); p=sorted(r["pool"] for r in s["replicas"]); assert p == ["p4", "tank"] and all(r["state"] == "in-sync" for r in s["replicas"]), s'
+[ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(C vol checksum p4/db | cut -d' ' -f1)" ] ||
+  fail "the replacing replica differs"
 
 stop_caskd
 kill -TERM "$CASKD_B_PID" "$CASKD_C_PID"; wait "$CASKD_B_PID" "$CASKD_C_PID" 2>/dev/null || true
 CASKD_B_PID=; CASKD_C_PID=
-for v in tank p2 p3; do
+for v in tank p2 p3 p4; do
   "$CASK_BUILD/cask-debug" check "$T/$v.vdev" > "$T/check.out" 2>&1 || { cat "$T/check.out"; fail "cask-debug check $v"; }
 done
 echo "ok: delta rebuild proportional to the change; full rebuild moves the data once"
