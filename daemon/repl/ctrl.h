@@ -43,6 +43,7 @@ typedef struct ctrl_rb_progress {
 	int kind;                    /* CE_RB_* */
 	char state[16];              /* running, done, failed, cancelled */
 	uint64_t done, total, transferred, rate, eta_s;
+	uint64_t durable_cursor;     /* the target's committed cursor (byte offset), from RB_PROGRESS */
 } ctrl_rb_progress;
 /* The controller of export_name, claimed for one rebuild job (-ENOENT, -EBUSY, -ESTALE fenced). */
 ctrl *ctrl_rb_claim(const char *export_name, int *err);

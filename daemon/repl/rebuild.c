@@ -513,7 +513,9 @@ publish(rbjob *r, const char *state)
 	r->prog.rate = (uint64_t)r->rate;
 	r->prog.eta_s = r->rate > 0 && r->prog.total > r->prog.done ? (uint64_t)((double)(r->prog.total -
 	    r->prog.done) / r->rate) : 0;
-	r->prog.transferred = r->prog.transferred;
+	pthread_mutex_lock(&r->mu);
+	r->prog.durable_cursor = r->pg_durable;
+	pthread_mutex_unlock(&r->mu);
 	snprintf(r->prog.state, sizeof(r->prog.state), "%s", state);
 	ctrl_rb_set_progress(r->c, r->idx, &r->prog);
 }
@@ -959,6 +961,7 @@ rb_status_json(const ctrl_rb_progress *p, json_object *o)
 	json_object_object_add(rb, "transferred", json_object_new_uint64(p->transferred));
 	json_object_object_add(rb, "rate", json_object_new_uint64(p->rate));
 	json_object_object_add(rb, "eta_s", json_object_new_uint64(p->eta_s));
+	json_object_object_add(rb, "durable_cursor", json_object_new_uint64(p->durable_cursor));
 	json_object_object_add(rb, "job", json_object_new_uint64(p->job));
 	json_object_object_add(o, "rebuild", rb);
 }

@@ -10,7 +10,7 @@
 #     model's -- no lost or reverted write -- the job reports bytes kept
 #     newer (the rule was exercised), and the checksums are equal;
 #   - kill -9 of the target mid-rebuild: C is added the same way and killed
-#     when 70% is queued; the job fails, C restarts `rebuilding`
+#     once its durable cursor (RB_PROGRESS) passed half; the job fails, C restarts `rebuilding`
 #     with its durable cursor, `vol replica rebuild` resumes it and
 #     transfers less than the first copy's total, and C equals A.
 source "$(dirname "$0")/lib.sh"
@@ -97,14 +97,16 @@ sys.path.insert(0, "tests/integration")
 from viohelp import Ctl
 ctl = Ctl(os.environ["SOCK"])
 job = ctl.call("vol.replica_add", name="tank/db", replica="127.0.0.1:%s/p3" % os.environ["RC"])["job"]
-while True:
+while True:                                # until C has committed at least half of the copy
     j = ctl.call("job.get", id=job)
     assert j["state"] == "running", j
-    if j["total"] and j["done"] >= j["total"] * 7 // 10:
+    st = ctl.call("vol.status", name="tank/db")
+    rb = [r for r in st["replicas"] if r["pool"] == "p3"][0].get("rebuild", {})
+    if j["total"] and rb.get("durable_cursor", 0) >= 48 << 20:
         break
     time.sleep(0.05)
 open(os.environ["T"] + "/first_total", "w").write(str(j["total"]))
-print("killing C at %d of %d bytes" % (j["done"], j["total"]))
+print("killing C at %d of %d bytes, its durable cursor at %d" % (j["done"], j["total"], rb["durable_cursor"]))
 PY
 kill -9 "$CASKD_C_PID"; wait "$CASKD_C_PID" 2>/dev/null || true; CASKD_C_PID=
 for _ in $(seq 1 200); do
