@@ -126,6 +126,11 @@ $CASK vol status -j tank/db | "$PY" -c 'import json,sys; s=json.load(sys.stdin);
 [ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(C vol checksum p4/db | cut -d' ' -f1)" ] ||
   fail "the replacing replica differs"
 
+# an unreachable new replica: the job fails, naming it, and the volume's members are as before
+dead=$(free_port)
+expect_fail 1 "127.0.0.1:$dead" "$CASK" vol replica add tank/db "127.0.0.1:$dead/p9" --wait
+$CASK vol status -j tank/db | "$PY" -c 'import json,sys; s=json.load(sys.stdin); assert sorted(r["pool"] for r in s["replicas"]) == ["p4", "tank"], s'
+
 stop_caskd
 kill -TERM "$CASKD_B_PID" "$CASKD_C_PID"; wait "$CASKD_B_PID" "$CASKD_C_PID" 2>/dev/null || true
 CASKD_B_PID=; CASKD_C_PID=
