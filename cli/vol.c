@@ -32,6 +32,9 @@ vol_usage(FILE *f)
 	    "                                      and per replica: state, link, acked and durable seq,\n"
 	    "                                      rebuild progress and bytes transferred\n"
 	    "  replica add|remove|replace|rebuild POOL/VOL ...   its replicas (cask vol replica help)\n"
+	    "  takeover POOL/VOL                   become the controller of a replica this caskd\n"
+	    "                                      holds: membership read from the replicas, the\n"
+	    "                                      old controller fenced by a new epoch\n"
 	    "  checksum POOL/VOL[@SNAP] [-j]       the digest of the logical contents (32 hex digits;\n"
 	    "                                      holes read as zeros; XXH3-128 over 1 MiB chunks,\n"
 	    "                                      docs/replication.md 12.11): equal bytes, equal digest\n"
@@ -284,8 +287,8 @@ vol_status(int argc, char **argv)
 		rc = cli_fail("vol status");
 	} else if (json) {
 		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
-		    "\"seq\": %" PRIu64 ", \"membership_version\": %" PRIu64 ", \"replicas\": [", name, st.epoch,
-		    st.consistency, st.state, st.seq, st.membership_version);
+		    "\"fenced_by\": \"%s\", \"seq\": %" PRIu64 ", \"membership_version\": %" PRIu64 ", \"replicas\": [",
+		    name, st.epoch, st.consistency, st.state, st.fenced_by, st.seq, st.membership_version);
 		for (size_t i = 0; i < st.nreplicas; i++) {
 			const cask_replica_info *r = &st.replicas[i];
 			printf("%s{\"address\": \"%s\", \"pool\": \"%s\", \"state\": \"%s\", \"link\": \"%s\", "
@@ -304,7 +307,7 @@ vol_status(int argc, char **argv)
 		printf("%s  epoch %s  consistency %s  state %s  seq %" PRIu64 "\n", name, st.epoch, st.consistency,
 		    st.state, st.seq);
 		if (st.fenced_by[0])
-			printf("  fenced: %s\n", st.fenced_by);
+			printf("  %s%s\n", strcmp(st.state, "fenced") == 0 ? "fenced: " : "", st.fenced_by);
 		printf("  %-24s %-10s %-8s %-12s %-10s %-8s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE",
 		    "REASON", "REBUILD");
 		for (size_t i = 0; i < st.nreplicas; i++) {
@@ -326,6 +329,26 @@ vol_status(int argc, char **argv)
 		}
 	}
 	free(rbi);
+	cask_disconnect(c);
+	return rc;
+}
+
+/* vol takeover POOL/VOL: become the controller of a replica this caskd holds (replication.md rule 7). */
+static int
+vol_takeover(int argc, char **argv)
+{
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("vol takeover needs POOL/VOL");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_repl_status st;
+	int rc = 0;
+	if (cask_vol_takeover(c, argv[1], &st) != 0)
+		rc = cli_fail("vol takeover");
+	else
+		printf("%s: this caskd is its controller now: epoch %s, state %s, seq %" PRIu64 "\n", argv[1], st.epoch,
+		    st.state, st.seq);
 	cask_disconnect(c);
 	return rc;
 }
@@ -621,6 +644,8 @@ cmd_vol(int argc, char **argv)
 		return vol_create(argc, argv);
 	if (strcmp(sub, "status") == 0)
 		return vol_status(argc, argv);
+	if (strcmp(sub, "takeover") == 0)
+		return vol_takeover(argc, argv);
 	if (strcmp(sub, "list") == 0)
 		return vol_list(argc, argv);
 	if (strcmp(sub, "checksum") == 0)

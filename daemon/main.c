@@ -544,6 +544,7 @@ main(int argc, char **argv)
 		reg_shutdown();
 		return 1;
 	}
+	repl_ctrl_resume_all(); /* rule 7: volumes this caskd controlled reconcile before they serve writes */
 	log_info("caskd ready");
 	for (;;) {
 		int sig;

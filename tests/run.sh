@@ -13,8 +13,8 @@
 # time limit (CASK_TEST_TIMEOUT, default 600 s).
 #
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
-# more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog,
-# test_snap_model, cask-stress for 30 s, nbd_kill_load, nbd_holders and nbd_tls with a TSan
+# more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog, test_repl_clear,
+# test_snap_model, cask-stress for 30 s, nbd_kill_load, repl_takeover, nbd_holders and nbd_tls with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -62,7 +62,7 @@ for t in tests/integration/*.sh; do
 done
 if [ -n "$tsan" ]; then
   tw="$top/tests/tsan_wrap.sh"
-  for t in test_concurrency test_ilog; do
+  for t in test_concurrency test_ilog test_repl_clear; do
     run_one "tsan:$t" "$tw" "$logdir/tsan-$t" "$tsan/tests/$t"
   done
   # cask-debug check after every 10th op instead of every op: the check is a
@@ -73,6 +73,9 @@ if [ -n "$tsan" ]; then
       "$logdir/tsan-stress/pool"
   run_one "tsan:nbd_kill_load" env CASK_BUILD="$top/$tsan" CASK_KILL_ROUNDS=8 "$tw" "$logdir/tsan-kill" \
       bash tests/integration/nbd_kill_load.sh
+  # reconciliation and takeover: three caskd of the TSan build (the tests take caskd from CASK_ASAN_BUILD)
+  run_one "tsan:repl_takeover" env CASK_ASAN_BUILD="$top/$tsan" "$tw" "$logdir/tsan-repl_takeover" \
+      bash tests/integration/repl_takeover.sh
   # the connection list read by control threads (client.list, kill, --force) and TLS sessions on the loops
   for t in nbd_holders nbd_tls; do
     run_one "tsan:$t" env CASK_BUILD="$top/$tsan" "$tw" "$logdir/tsan-$t" bash tests/integration/$t.sh

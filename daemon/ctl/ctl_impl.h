@@ -90,6 +90,7 @@ fail(reqerr *e, int err, int code)
 	X("sched.list", op_sched_list, NULL)        \
 	X("sched.run", op_sched_run, NULL)          \
 	X("vol.status", op_vol_status, "replication") \
+	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("vol.replica_rebuild", op_vol_replica_rebuild, "replication.rebuild") \
 	X("vol.replica_add", op_vol_replica_add, NULL) \

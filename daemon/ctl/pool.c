@@ -3,6 +3,7 @@
  * list, status, clear, inject.
  */
 #include "ctl_impl.h"
+#include "../repl/ctrl.h"
 #include "../log.h"
 #include "../registry.h"
 #include "util.h"
@@ -190,6 +191,7 @@ op_pool_import(json_object *args, json_object *res, reqerr *e)
 		return fail(e, err, err == -EEXIST ? CE_E_POOL_EXISTS : (err == -EINVAL || err == -EIO) ? CE_E_BAD_VDEV
 												    : ctl_code(err, 0));
 	json_object_object_add(res, "name", json_object_new_string(name));
+	repl_ctrl_resume_pool(name); /* replicated volumes this caskd controlled: reconcile, then serve */
 	return 0;
 }
 

@@ -9,9 +9,11 @@
 #include "../job.h"
 #include "../repl/ctrl.h"
 #include "../repl/rebuild.h"
+#include "../registry.h"
 #include "util.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,16 +88,66 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 	return repl_ctrl_status(full, res) == 0 ? 0 : 0;
 }
 
+/* A replica this caskd holds but does not control: its record says who does. */
+typedef struct rinfo_args {
+	const char *vol;
+	json_object *res;
+} rinfo_args;
+
+static int
+replica_info(ce_pool *p, void *arg)
+{
+	rinfo_args *a = arg;
+	ce_repl_info ri;
+	int err = ce_repl_info_get(p, a->vol, &ri);
+	if (err != 0)
+		return err;
+	char ep[64], by[200];
+	snprintf(ep, sizeof(ep), "%" PRIu64 ".%016" PRIx64, ri.promised.counter, ri.promised.node);
+	snprintf(by, sizeof(by), "controlled by %s at %s", ep, ri.holder_addr[0] ? ri.holder_addr : "?");
+	json_object_object_add(a->res, "state", json_object_new_string("replica"));
+	json_object_object_add(a->res, "epoch", json_object_new_string(ep));
+	json_object_object_add(a->res, "controller", json_object_new_string(ri.holder_addr));
+	json_object_object_add(a->res, "fenced_by", json_object_new_string(by));
+	json_object_object_add(a->res, "seq", json_object_new_uint64(ri.applied));
+	json_object_object_add(a->res, "replicas", json_object_new_array());
+	return 0;
+}
+
 int
 op_vol_status(json_object *args, json_object *res, reqerr *e)
 {
 	const char *full = arg_str(args, "name", 1, e);
 	if (full == NULL)
 		return e->err;
-	if (repl_ctrl_status(full, res) != 0)
-		return fail(e, err_set(-EINVAL, "%s is not a replicated volume this caskd controls", full),
-		    CE_E_NOT_REPLICATED);
-	return 0;
+	if (repl_ctrl_status(full, res) == 0)
+		return 0;
+	char pool[64];
+	const char *vol;
+	if (split_name(full, pool, sizeof(pool), &vol, e) != 0)
+		return e->err;
+	rinfo_args ra = { vol, res };
+	if (reg_with_pool(pool, replica_info, &ra) == 0)
+		return 0;
+	return fail(e, err_set(-EINVAL, "%s is not a replicated volume this caskd controls or holds", full),
+	    CE_E_NOT_REPLICATED);
+}
+
+/* vol.takeover {"name": "POOL/VOL"}: become the controller of a replica this caskd holds (rule 7). */
+int
+op_vol_takeover(json_object *args, json_object *res, reqerr *e)
+{
+	const char *full = arg_str(args, "name", 1, e);
+	if (full == NULL)
+		return e->err;
+	char pool[64];
+	const char *vol;
+	if (split_name(full, pool, sizeof(pool), &vol, e) != 0)
+		return e->err;
+	int err = repl_ctrl_takeover(pool, vol);
+	if (err != 0)
+		return fail(e, err, ce_errcode());
+	return repl_ctrl_status(full, res) == 0 ? 0 : 0;
 }
 
 /* The job started for a replica operation: {"job"}; with "wait", answer when it ends (its error is ours). */

@@ -8,6 +8,7 @@
 #include "../registry.h"
 #include "util.h"
 #include "../vio_impl.h"
+#include "../repl/ctrl.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -130,10 +131,52 @@ release_why(int e)
 	    "still being taken" : "named twice";
 }
 
+/*
+ * Rule 6: a snapshot operation on a replicated volume this caskd controls
+ * goes through the sequence (repl_ctrl_snap: one seq on every in-sync
+ * replica); one on a replica volume that another caskd controls is
+ * refused (it would make this copy differ from the others). 1 with *rc set
+ * when `vol@snap` in pool was one of those, else 0.
+ */
+static int
+repl_snap(ce_pool *p, const char *pool, const char *volsnap, int op, const char *newname, size_t n, reqerr *e,
+    int *rc)
+{
+	const char *at = strchr(volsnap, '@');
+	if (at == NULL)
+		return 0;
+	char vol[300], exp[400];
+	snprintf(vol, sizeof(vol), "%.*s", (int)(at - volsnap), volsnap);
+	snprintf(exp, sizeof(exp), "%s/%s", pool, vol);
+	if (repl_ctrl_controls(exp)) {
+		if (n != 1) {
+			*rc = fail(e, err_set(-EINVAL, "%s is replicated: its snapshots are taken one at a time, not with "
+			    "others (one sequence point per controller)", exp), CE_E_INVALID_ARGUMENT);
+			return 1;
+		}
+		int err = repl_ctrl_snap(exp, op, at + 1, newname);
+		*rc = err ? fail(e, err, ce_errcode()) : 0;
+		return 1;
+	}
+	if (ce_vol_is_replica(p, vol)) {
+		*rc = fail(e, err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s is a replica volume: its snapshots are "
+		    "taken through its controller (cask vol status %s)", exp, exp), CE_E_REPLICA_READ_ONLY);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 snap_create_cb(ce_pool *p, void *arg)
 {
 	sctx *x = arg;
+	for (size_t i = 0; i < x->n; i++) {
+		char pool[64];
+		snprintf(pool, sizeof(pool), "%.*s", (int)(strchr(x->full[i], '/') - x->full[i]), x->full[i]);
+		int rc;
+		if (repl_snap(p, pool, x->names[i], CE_REPL_SNAP_CREATE, NULL, x->n, x->e, &rc))
+			return rc;
+	}
 	int *errs = xcalloc(x->n, sizeof(int));
 	int err = ce_snap_create(p, x->names, x->n, errs), any = 0;
 	for (size_t i = 0; err != 0 && i < x->n; i++)
@@ -260,6 +303,9 @@ static int
 snap_destroy_cb(ce_pool *p, void *arg)
 {
 	vctx *x = arg;
+	int rc;
+	if (repl_snap(p, x->pool, x->vol, CE_REPL_SNAP_DESTROY, NULL, 1, x->e, &rc))
+		return rc;
 	int err = ce_snap_destroy(p, x->vol);
 	if (err == 0) {
 		char full[600];
@@ -292,6 +338,13 @@ static int
 snap_destroy_many_cb(ce_pool *p, void *arg)
 {
 	sctx *x = arg;
+	for (size_t i = 0; i < x->n; i++) {
+		char pool[64];
+		snprintf(pool, sizeof(pool), "%.*s", (int)(strchr(x->full[i], '/') - x->full[i]), x->full[i]);
+		int rc;
+		if (repl_snap(p, pool, x->names[i], CE_REPL_SNAP_DESTROY, NULL, x->n, x->e, &rc))
+			return rc;
+	}
 	int *errs = xcalloc(x->n, sizeof(int));
 	int err = ce_snap_destroy_many(p, x->names, x->n, errs), any = 0;
 	for (size_t i = 0; err == 0 && i < x->n; i++)
@@ -350,6 +403,10 @@ snap_rename_cb(ce_pool *p, void *arg)
 	const char *slash = strchr(nn, '/');
 	if (slash != NULL && ((size_t)(slash - nn) != strlen(x->pool) || strncmp(nn, x->pool, strlen(x->pool)) != 0))
 		return fail(x->e, err_set(-EINVAL, "%s: a snapshot stays in pool %s", nn, x->pool), CE_E_INVALID_ARGUMENT);
+	const char *nat = strchr(slash ? slash + 1 : nn, '@');
+	int rc;
+	if (repl_snap(p, x->pool, x->vol, CE_REPL_SNAP_RENAME, nat ? nat + 1 : slash ? slash + 1 : nn, 1, x->e, &rc))
+		return rc;
 	int err = ce_snap_rename(p, x->vol, slash ? slash + 1 : nn);
 	if (err == 0) {
 		char full[600];
@@ -369,6 +426,12 @@ vol_rollback_cb(ce_pool *p, void *arg)
 	vctx *x = arg;
 	json_object *b;
 	int later = json_object_object_get_ex(x->args, "destroy_later", &b) && json_object_get_boolean(b);
+	const char *at = strchr(x->vol, '@');
+	char vol[300];
+	snprintf(vol, sizeof(vol), "%.*s", at ? (int)(at - x->vol) : (int)strlen(x->vol), x->vol);
+	if (ce_vol_is_replica(p, vol))
+		return fail(x->e, err_set(-EOPNOTSUPP, "%s/%s is replicated: a sequenced rollback is not built (it would "
+		    "roll back one copy)", x->pool, vol), CE_E_INVALID_ARGUMENT);
 	int err = ce_vol_rollback(p, x->vol, later ? CE_ROLLBACK_DESTROY_LATER : 0);
 	if (err == -ENOENT)
 		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);

@@ -33,9 +33,21 @@
  *      k of them have applied the highest seq answered to a client and made
  *      durable the highest one a FLUSH/FUA answer covered (rule 4 item 2).
  *
+ *   7. Reconciliation (reconcile: `vol takeover`, and the resume of a volume
+ *      this caskd controlled, at start) serves nothing until a prepare
+ *      quorum promised the new epoch, the reference R (highest last epoch,
+ *      then applied, among the in-sync members whose content is known) was
+ *      chosen from at least |I| - k + 1 candidates, every member started
+ *      holds exactly R's state (tail sync from R over both members' recent
+ *      extents), at least k members started and a commit quorum stored the
+ *      new membership record. A resume that meets a newer epoch of another
+ *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
+ *   8. Snapshot operations are sequenced (repl_ctrl_snap): one at a time,
+ *      queued like writes, answered when k members of I report them done.
+ *
  * As built (see docs/replication.md, "As built, issue 15"): no leases, no
- * reads from remote replicas, no takeover or restart reconciliation, no
- * sequenced snapshots.
+ * reads from remote replicas; a member left out of an epoch is not sent
+ * anything until a rebuild (issue 16).
  */
 #include "ctrl.h"
 #include "proto.h"
@@ -70,14 +82,15 @@
 #define MAX_MEMBERS 5
 #define CHUNK (1u << 20)
 
-enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_RB };
+enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP, Q_RB };
 
 typedef struct cop {
 	uint64_t seq;
 	int kind;
 	uint64_t off, len;
-	uint8_t *data;
+	uint8_t *data;        /* Q_SNAP: the snapshot's name at 0, the new name at 256 */
 	int fua;
+	int snap_op;          /* Q_SNAP: CE_REPL_SNAP_* */
 	int refs;             /* queues still holding it (c->mu) */
 } cop;
 
@@ -105,6 +118,7 @@ typedef struct ep {
 	uint64_t applied, durable, sent;
 	uint64_t progress_ns; /* when applied last advanced or the first op was queued to an idle member */
 	uint64_t mb_acked;    /* highest membership version it acknowledged */
+	int snap_done, snap_err; /* the sequenced snapshot operation in flight (c->snap_seq): done, its outcome */
 	int fd;
 	uint64_t next_id;
 	qitem *qh, *qt;
@@ -151,6 +165,7 @@ struct ctrl {
 	char fenced_by[160];
 	int stopping;
 	int ejecting;
+	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
 	pthread_t mt;         /* maintenance: deadlines and ejections */
 	ce_pool *p;
 	ce_vol *rd;           /* local plain handle: reads */
@@ -325,25 +340,74 @@ item_free(ctrl *c, qitem *it)
 
 /* ---- remote frames ---- */
 
-static int
-ep_send(ep *e, uint16_t type, uint32_t flags, uint64_t seq, const void *a, size_t an, const void *b, size_t bn)
-{
+#define TX_BATCH 64             /* frames one writev sends at most */
+#define TX_BATCH_BYTES (4u << 20)
+
+/* A frame being sent: header, a fixed first part, and a second part (data, a record, a name) not copied. */
+typedef struct txf {
 	rp_hdr h;
-	rp_hdr_init(&h, type, flags, (uint32_t)(an + bn), e->c->e.counter, e->c->e.node, seq, ++e->next_id);
-	/* the checksum over header, a and b as one payload */
-	uint8_t *tmp = NULL;
-	const void *pl = a;
-	if (bn > 0) {
-		tmp = xmalloc(an + bn);
-		memcpy(tmp, a, an);
-		memcpy(tmp + an, b, bn);
-		pl = tmp;
+	union {
+		rp_write w;
+		rp_zero z;
+		rp_snap sn;
+	} a;
+	size_t an;
+	const void *b;
+	size_t bn;
+} txf;
+
+/* Frame queue item it for e (the sender thread: e->next_id is its own). */
+static void
+tx_frame(ep *e, const qitem *it, txf *f)
+{
+	const cop *op = it->op;
+	uint16_t t = RP_FLUSH;
+	uint32_t fl = 0;
+	uint64_t seq = op != NULL ? op->seq : 0;
+	f->an = f->bn = 0;
+	f->b = NULL;
+	switch (it->kind) {
+	case Q_WRITE:
+		t = RP_WRITE;
+		fl = op->fua ? RPF_FUA : 0;
+		f->a.w = (rp_write){ op->off, (uint32_t)op->len, 0 };
+		f->an = sizeof(f->a.w);
+		f->b = op->data;
+		f->bn = op->len;
+		break;
+	case Q_TRIM:
+	case Q_ZERO:
+		t = it->kind == Q_TRIM ? RP_TRIM : RP_ZERO;
+		f->a.z = (rp_zero){ op->off, op->len, 0, 0 };
+		f->an = t == RP_TRIM ? 16 : 24;
+		break;
+	case Q_FLUSH:
+		seq = it->upto;
+		break;
+	case Q_MB:
+		t = RP_MB_COMMIT;
+		f->b = &it->mb;
+		f->bn = sizeof(it->mb);
+		break;
+	case Q_SNAP:
+		t = op->snap_op == CE_REPL_SNAP_CREATE ? RP_SNAPSHOT : op->snap_op == CE_REPL_SNAP_DESTROY ?
+		    RP_SNAP_DESTROY : RP_SNAP_RENAME;
+		memset(&f->a.sn, 0, sizeof(f->a.sn));
+		memcpy(f->a.sn.sn_name, op->data, strnlen((const char *)op->data, sizeof(f->a.sn.sn_name)));
+		f->an = sizeof(f->a.sn);
+		if (t == RP_SNAP_RENAME) {
+			f->b = op->data + 256;
+			f->bn = 256;
+		}
+		break;
+	case Q_RB: /* a rebuild frame, its payload built by rebuild.c */
+		t = it->rbtype;
+		f->b = it->rbpl;
+		f->bn = it->rbn;
+		break;
 	}
-	rp_seal(&h, pl, an + bn);
-	struct iovec iov[2] = { { &h, sizeof(h) }, { (void *)pl, an + bn } };
-	int r = sock_write_iov(e->fd, iov, an + bn ? 2 : 1);
-	free(tmp);
-	return r == 0 ? 0 : -EPIPE;
+	rp_hdr_init(&f->h, t, fl, 0, e->c->e.counter, e->c->e.node, seq, ++e->next_id);
+	rp_seal2(&f->h, &f->a, f->an, f->b, f->bn);
 }
 
 static int
@@ -360,7 +424,17 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
+peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
+
+static int
 peer_connect(const char *addr, int *fdp, char *msg, size_t mlen)
+{
+	uint64_t f;
+	return peer_connect_f(addr, fdp, &f, msg, mlen);
+}
+
+static int
+peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
 	const repl_peer_config *pc = repl_peer_cfg();
 	if (pc->key == NULL && !pc->insecure) {
@@ -397,6 +471,7 @@ peer_connect(const char *addr, int *fdp, char *msg, size_t mlen)
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -446,6 +521,7 @@ peer_connect(const char *addr, int *fdp, char *msg, size_t mlen)
 		}
 	}
 	*fdp = fd;
+	*features = hr.hr_features;
 	return 0;
 error_frame: {
 	rp_error er;
@@ -462,30 +538,44 @@ out:
 }
 
 /* One request and its answer, before the endpoint threads run. */
+static int rpc_x(int fd, uint16_t type, ce_epoch e, uint64_t seq, const void *pl, size_t n, uint16_t want,
+    uint8_t *out, uint32_t outmax, rp_hdr *hout, char *msg, size_t mlen, const char *addr);
+
 static int
 rpc(int fd, uint16_t type, ce_epoch e, uint64_t seq, const void *pl, size_t n, uint16_t want, uint8_t *out,
     char *msg, size_t mlen, const char *addr)
 {
+	return rpc_x(fd, type, e, seq, pl, n, want, out, RP_STATUS_SIZE, NULL, msg, mlen, addr);
+}
+
+/* The next answer frame (APPLIED/DURABLE skipped) into out (outmax), its header in *hout. */
+static int
+rpc_next(int fd, uint16_t type, uint16_t want, uint8_t *out, uint32_t outmax, rp_hdr *hout, char *msg,
+    size_t mlen, const char *addr)
+{
 	rp_hdr h;
-	rp_hdr_init(&h, type, 0, (uint32_t)n, e.counter, e.node, seq, 3);
-	rp_seal(&h, pl, n);
-	if (sock_write_full(fd, &h, sizeof(h)) != 0 || (n && sock_write_full(fd, pl, n) != 0)) {
-		snprintf(msg, mlen, "replica %s: connection lost", addr);
-		return -EHOSTUNREACH;
-	}
 	for (;;) {
-		int err = ep_recv(fd, &h, out, RP_STATUS_SIZE);
+		int err = ep_recv(fd, &h, out, outmax);
 		if (err != 0) {
 			snprintf(msg, mlen, "replica %s: no answer to %s", addr, rp_type_name(type));
 			return -EHOSTUNREACH;
 		}
 		if (h.rf_type == RP_APPLIED || h.rf_type == RP_DURABLE)
 			continue;
+		if (hout != NULL)
+			*hout = h;
 		if (h.rf_type == RP_ERROR) {
 			rp_error er;
 			memcpy(&er, out, sizeof(er));
 			er.er_msg[sizeof(er.er_msg) - 1] = '\0';
-			snprintf(msg, mlen, "replica %s: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
+			er.er_addr[sizeof(er.er_addr) - 1] = '\0';
+			if (er.er_code == RPE_STALE_EPOCH || er.er_code == RPE_PROMISED_ELSEWHERE)
+				/* where the volume went: the promised epoch and its holder (rule 7) */
+				snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s (%s from %s)",
+				    er.er_epoch_ctr, er.er_epoch_node, er.er_addr[0] ? er.er_addr : "?",
+				    rp_err_name(er.er_code), addr);
+			else
+				snprintf(msg, mlen, "replica %s: %s: %s", addr, rp_err_name(er.er_code), er.er_msg);
 			return -rp_err_errno(er.er_code);
 		}
 		if (h.rf_type != want) {
@@ -495,6 +585,22 @@ rpc(int fd, uint16_t type, ce_epoch e, uint64_t seq, const void *pl, size_t n, u
 		}
 		return 0;
 	}
+}
+
+static int
+rpc_x(int fd, uint16_t type, ce_epoch e, uint64_t seq, const void *pl, size_t n, uint16_t want, uint8_t *out,
+    uint32_t outmax, rp_hdr *hout, char *msg, size_t mlen, const char *addr)
+{
+	rp_hdr h;
+	rp_hdr_init(&h, type, 0, (uint32_t)n, e.counter, e.node, seq, 3);
+	rp_seal(&h, pl, n);
+	if (sock_write_full(fd, &h, sizeof(h)) != 0 || (n && sock_write_full(fd, pl, n) != 0)) {
+		snprintf(msg, mlen, "replica %s: connection lost", addr);
+		return -EHOSTUNREACH;
+	}
+	if (want == 0)
+		return 0; /* no answer expected */
+	return rpc_next(fd, type, want, out, outmax, hout, msg, mlen, addr);
 }
 
 /* ---- endpoint threads ---- */
@@ -556,7 +662,7 @@ local_thread(void *arg)
 			break;
 		ce_epoch ep_ = c->e;
 		pthread_mutex_unlock(&c->mu);
-		int err = 0;
+		int err = 0, snap_err = 0;
 		uint64_t d = 0, a = 0;
 		err_clear();
 		switch (it->kind) {
@@ -575,6 +681,10 @@ local_thread(void *arg)
 		case Q_MB:
 			err = ce_repl_membership(c->p, c->name, ep_, &it->mb);
 			break;
+		case Q_SNAP:
+			err = ce_repl_snap(e->lh, ep_, it->op->seq, it->op->snap_op, (const char *)it->op->data,
+			    (const char *)it->op->data + 256, &snap_err);
+			break;
 		}
 		if (err == 0 && it->op != NULL && it->op->fua)
 			err = ce_repl_flush(e->lh, &d);
@@ -584,6 +694,10 @@ local_thread(void *arg)
 		snprintf(why, sizeof(why), "%s", err ? ce_errmsg() : "");
 		pthread_mutex_lock(&c->mu);
 		uint64_t mbv = it->kind == Q_MB ? it->mb.mb_version : 0;
+		if (err == 0 && it->kind == Q_SNAP && it->op->seq == c->snap_seq) {
+			e->snap_done = 1;
+			e->snap_err = snap_err;
+		}
 		item_free(c, it);
 		if (err == -ESTALE) {
 			fence(c, why);
@@ -604,48 +718,55 @@ local_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * A remote endpoint's sender: everything queued (up to TX_BATCH frames or
+ * TX_BATCH_BYTES of data) goes out in one writev, in seq order, each frame
+ * checksummed over its parts in place (no copy of the data).
+ */
 static void *
 remote_tx(void *arg)
 {
 	ep *e = arg;
 	ctrl *c = e->c;
+	txf *fr = xmalloc(TX_BATCH * sizeof(txf));
+	qitem *batch[TX_BATCH];
+	struct iovec iov[3 * TX_BATCH];
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
 		qitem *it = ep_next(e);
 		if (it == NULL)
 			break;
-		if (it->op != NULL && e->sent <= e->applied)
+		int n = 0, ops = it->op != NULL;
+		size_t bytes = it->kind == Q_WRITE ? it->op->len : it->kind == Q_RB ? it->rbn : 0;
+		batch[n++] = it;
+		while (n < TX_BATCH && e->qh != NULL && bytes < TX_BATCH_BYTES) {
+			qitem *x = e->qh;
+			e->qh = x->next;
+			if (e->qh == NULL)
+				e->qt = NULL;
+			batch[n++] = x;
+			ops |= x->op != NULL;
+			bytes += x->kind == Q_WRITE ? x->op->len : x->kind == Q_RB ? x->rbn : 0;
+		}
+		if (ops && e->sent <= e->applied)
 			e->progress_ns = now_ns(); /* an idle member starts its deadline now */
 		pthread_mutex_unlock(&c->mu);
-		int err = 0;
-		cop *op = it->op;
-		switch (it->kind) {
-		case Q_WRITE: {
-			rp_write w = { op->off, (uint32_t)op->len, 0 };
-			err = ep_send(e, RP_WRITE, op->fua ? RPF_FUA : 0, op->seq, &w, sizeof(w), op->data, op->len);
-			break;
+		int k = 0;
+		for (int i = 0; i < n; i++) {
+			tx_frame(e, batch[i], &fr[i]);
+			iov[k++] = (struct iovec){ &fr[i].h, sizeof(fr[i].h) };
+			if (fr[i].an > 0)
+				iov[k++] = (struct iovec){ &fr[i].a, fr[i].an };
+			if (fr[i].bn > 0)
+				iov[k++] = (struct iovec){ (void *)fr[i].b, fr[i].bn };
 		}
-		case Q_TRIM:
-		case Q_ZERO: {
-			rp_zero z = { op->off, op->len, 0, 0 };
-			err = ep_send(e, it->kind == Q_TRIM ? RP_TRIM : RP_ZERO, 0, op->seq, &z,
-			    it->kind == Q_TRIM ? 16 : 24, NULL, 0);
-			break;
-		}
-		case Q_FLUSH:
-			err = ep_send(e, RP_FLUSH, 0, it->upto, NULL, 0, NULL, 0);
-			break;
-		case Q_MB:
-			err = ep_send(e, RP_MB_COMMIT, 0, 0, &it->mb, sizeof(it->mb), NULL, 0);
-			break;
-		case Q_RB:
-			err = ep_send(e, it->rbtype, 0, 0, it->rbpl, it->rbn, NULL, 0);
-			break;
-		}
+		int err = sock_write_iov(e->fd, iov, k) == 0 ? 0 : -EPIPE;
 		pthread_mutex_lock(&c->mu);
-		if (op != NULL && op->seq > e->sent)
-			e->sent = op->seq;
-		item_free(c, it);
+		for (int i = 0; i < n; i++) {
+			if (batch[i]->op != NULL && batch[i]->op->seq > e->sent)
+				e->sent = batch[i]->op->seq;
+			item_free(c, batch[i]);
+		}
 		if (err != 0) {
 			ep_fail(e, 3, "connection lost");
 			settle(c);
@@ -654,6 +775,7 @@ remote_tx(void *arg)
 	}
 	ep_drain(e);
 	pthread_mutex_unlock(&c->mu);
+	free(fr);
 	return NULL;
 }
 
@@ -703,6 +825,16 @@ remote_rx(void *arg)
 			if (e->rb_cb != NULL)
 				e->rb_cb(e->rb_arg, &h, e->rxbuf);
 			break;
+		case RP_OP_DONE: {
+			rp_op_done od;
+			memcpy(&od, e->rxbuf, sizeof(od));
+			if (h.rf_len == sizeof(od) && h.rf_seq == c->snap_seq) {
+				e->snap_done = 1;
+				e->snap_err = od.od_code == 0 ? 0 : -(int)od.od_value;
+				pthread_cond_broadcast(&c->cv);
+			}
+			break;
+		}
 		case RP_ERROR: {
 			rp_error er;
 			memcpy(&er, e->rxbuf, sizeof(er));
@@ -1010,12 +1142,14 @@ repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p,
 	ctrl *c = ctrls;
 	while (c != NULL && strcmp(c->export_name, export_name) != 0)
 		c = c->next;
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu); /* under ctrls_mu: a takeover frees only a listed controller none opened */
+		c->opens++;
+		pthread_mutex_unlock(&c->mu);
+	}
 	pthread_mutex_unlock(&ctrls_mu);
 	if (c == NULL)
 		return below;
-	pthread_mutex_lock(&c->mu);
-	c->opens++;
-	pthread_mutex_unlock(&c->mu);
 	vio_dev *d = xcalloc(1, sizeof(*d));
 	layer *l = xcalloc(1, sizeof(*l));
 	l->c = c;
@@ -1262,6 +1396,988 @@ fail:
 	    "stays)", msg);
 }
 
+static int
+clear_here(ce_pool *p, void *arg)
+{
+	return ce_repl_set_flags(p, (const char *)arg, 0, RP_CONTROLLER_HERE);
+}
+
+/* ---- takeover and restart: reconciliation (rule 7; docs/replication.md section 3.7, as built) ---- */
+
+typedef struct rmem {
+	const mm_phys *m;
+	int local, promised;
+	int fd;
+	uint64_t features;
+	ce_repl_info ri;      /* the local one's record, or a remote PROMISE's fields */
+	eh_phys hist[CE_REPL_HIST];
+	uint32_t nhist;
+	uint64_t top;         /* max(applied, hi): the highest seq with bytes maybe here */
+	int exact;            /* its content is state(applied) plus ops whose extents are known */
+	int start;            /* chosen: started in the new epoch */
+	int synced;           /* a tail sync made it the reference's state */
+} rmem;
+
+static int
+ephcmp(epoch_phys a, epoch_phys b)
+{
+	return ce_epoch_cmp((ce_epoch){ a.ep_counter, a.ep_node }, (ce_epoch){ b.ep_counter, b.ep_node });
+}
+
+/* The epoch that numbered seq s in a history (the last entry with base < s); 0 when before it. */
+static int
+lineage_at(const rmem *x, uint64_t s, epoch_phys *out)
+{
+	for (uint32_t i = x->nhist; i-- > 0;)
+		if (x->hist[i].eh_base < s) {
+			*out = x->hist[i].eh_epoch;
+			return 1;
+		}
+	return 0;
+}
+
+/* The highest c <= limit with every seq 1..c numbered by the same epoch on both. */
+static uint64_t
+common_point(const rmem *a, const rmem *b, uint64_t limit)
+{
+	uint64_t pts[2 * CE_REPL_HIST + 1];
+	size_t n = 0;
+	for (uint32_t i = 0; i < a->nhist; i++)
+		pts[n++] = a->hist[i].eh_base;
+	for (uint32_t i = 0; i < b->nhist; i++)
+		pts[n++] = b->hist[i].eh_base;
+	pts[n++] = limit;
+	/* each segment (p, next p] is one epoch on each side: check its first seq */
+	uint64_t c = 0;
+	for (;;) {
+		uint64_t next = UINT64_MAX;
+		for (size_t i = 0; i < n; i++)
+			if (pts[i] > c && pts[i] < next)
+				next = pts[i];
+		if (next == UINT64_MAX || c >= limit)
+			return MIN(c, limit);
+		epoch_phys ea, eb;
+		if (!lineage_at(a, c + 1, &ea) || !lineage_at(b, c + 1, &eb) || ephcmp(ea, eb) != 0)
+			return c;
+		c = MIN(next, limit);
+	}
+}
+
+/* Extents of the operations after `after` on member x (TAIL_LIST, or the engine for the local one). */
+static int
+member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, uint64_t **len, size_t *n,
+    uint64_t *top, char *msg, size_t mlen)
+{
+	size_t cap = 0;
+	*off = *len = NULL;
+	*n = 0;
+	*top = after;
+	if (x->local) {
+		for (;;) {
+			cap += RP_TAIL_MAX;
+			*off = xrealloc(*off, cap * sizeof(uint64_t));
+			*len = xrealloc(*len, cap * sizeof(uint64_t));
+			size_t k = 0;
+			if (ce_repl_extents(lh, *top, *off + *n, *len + *n, RP_TAIL_MAX, &k, top) != 0) {
+				snprintf(msg, mlen, "%s", ce_errmsg());
+				return -ERANGE;
+			}
+			*n += k;
+			if (k < RP_TAIL_MAX)
+				return 0;
+		}
+	}
+	if (!(x->features & RP_FEAT_TAIL)) {
+		snprintf(msg, mlen, "replica %s does not speak the TAIL frames", x->m->mm_addr);
+		return -EPROTONOSUPPORT;
+	}
+	rp_tail_list tl = { after, 0 };
+	uint8_t *buf = xmalloc(RP_MAX_PAYLOAD);
+	rp_hdr h;
+	int err = rpc_x(x->fd, RP_TAIL_LIST, e, 0, &tl, sizeof(tl), RP_TAIL_EXTENTS, buf, RP_MAX_PAYLOAD, &h, msg,
+	    mlen, x->m->mm_addr);
+	while (err == 0) {
+		rp_tail_extents te;
+		memcpy(&te, buf, sizeof(te));
+		if (te.te_n > RP_TAIL_MAX || h.rf_len != 16 + 16 * te.te_n) {
+			snprintf(msg, mlen, "replica %s: a malformed TAIL_EXTENTS", x->m->mm_addr);
+			err = -EPROTO;
+			break;
+		}
+		*off = xrealloc(*off, (*n + te.te_n + 1) * sizeof(uint64_t));
+		*len = xrealloc(*len, (*n + te.te_n + 1) * sizeof(uint64_t));
+		for (uint32_t i = 0; i < te.te_n; i++) {
+			memcpy(&(*off)[*n], buf + 16 + 16 * i, 8);
+			memcpy(&(*len)[*n], buf + 24 + 16 * i, 8);
+			(*n)++;
+		}
+		*top = te.te_top;
+		if (!(h.rf_flags & RPF_MORE))
+			break;
+		err = rpc_next(x->fd, RP_TAIL_LIST, RP_TAIL_EXTENTS, buf, RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr);
+	}
+	free(buf);
+	return err;
+}
+
+/* Read [off, off+len) of the reference (len <= RP_MAX_IO). */
+static int
+ref_read(rmem *r, ce_vol *rd, ce_epoch e, uint8_t *buf, uint8_t *tmp, uint64_t off, uint32_t len, char *msg,
+    size_t mlen)
+{
+	if (r->local) {
+		int err = ce_vol_read(rd, buf, len, off);
+		if (err != 0)
+			snprintf(msg, mlen, "reading the reference: %s", ce_errmsg());
+		return err;
+	}
+	rp_read q = { off, len, 0, 0 };
+	int err = rpc_x(r->fd, RP_READ, e, 0, &q, sizeof(q), RP_READ_DATA, tmp, RP_MAX_PAYLOAD, NULL, msg, mlen,
+	    r->m->mm_addr);
+	if (err == 0)
+		memcpy(buf, tmp + 16, len);
+	return err;
+}
+
+typedef struct xt {
+	uint64_t off, len;
+} xt;
+
+static int
+xt_cmp(const void *a, const void *b)
+{
+	const xt *x = a, *y = b;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
+/* Make q hold the reference's content on the ranges xs (sorted, merged): TAIL_BEGIN, TAIL_DATA... */
+static int
+tail_sync(rmem *r, rmem *q, ctrl *c, ce_vol *lh, ce_epoch e, const xt *xs, size_t nx, char *msg, size_t mlen)
+{
+	int err;
+	if (q->local) {
+		err = ce_repl_tail_begin(c->p, c->name, e, r->hist, r->nhist);
+		if (err != 0) {
+			snprintf(msg, mlen, "tail sync of the local replica: %s", ce_errmsg());
+			return err;
+		}
+	} else {
+		rp_tail_begin tb;
+		memset(&tb, 0, sizeof(tb));
+		memcpy(tb.tb_hist, r->hist, r->nhist * sizeof(eh_phys));
+		tb.tb_nhist = r->nhist;
+		uint8_t st[RP_STATUS_SIZE];
+		if ((err = rpc(q->fd, RP_TAIL_BEGIN, e, 0, &tb, sizeof(tb), RP_STATUS, st, msg, mlen, q->m->mm_addr)) != 0)
+			return err;
+	}
+	uint8_t *buf = xmalloc(RP_MAX_IO + 16), *tmp = xmalloc(RP_MAX_PAYLOAD + 64);
+	err = 0;
+	for (size_t i = 0; i < nx && err == 0; i++) {
+		for (uint64_t o = xs[i].off; o < xs[i].off + xs[i].len && err == 0; o += RP_MAX_IO) {
+			uint32_t l = (uint32_t)MIN((uint64_t)RP_MAX_IO, xs[i].off + xs[i].len - o);
+			if ((err = ref_read(r, c->rd, e, buf + 16, tmp, o, l, msg, mlen)) != 0)
+				break;
+			if (q->local) {
+				if ((err = ce_repl_tail_write(lh, e, buf + 16, l, o, 0)) != 0)
+					snprintf(msg, mlen, "tail sync of the local replica: %s", ce_errmsg());
+			} else {
+				rp_tail_data td = { o, l, 0 };
+				memcpy(buf, &td, 16);
+				err = rpc_x(q->fd, RP_TAIL_DATA, e, 0, buf, 16 + (size_t)l, 0, NULL, 0, NULL, msg, mlen,
+				    q->m->mm_addr);
+			}
+		}
+	}
+	free(buf);
+	free(tmp);
+	return err;
+}
+
+/* Where a refusal says the volume went: "EPOCH at ADDR". */
+static void
+refusal_where(const char *msg, char *where, size_t wlen)
+{
+	snprintf(where, wlen, "%s", msg);
+}
+
+/*
+ * Reconcile pool/name from its members and serve it (mode PR_RESUME: this
+ * caskd controlled it before; PR_TAKEOVER: `vol takeover`). 0 serving;
+ * -EAGAIN not enough members now (the message says who); -ESTALE the volume
+ * belongs to a newer controller (where: the message); else -errno.
+ */
+static int
+reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
+{
+	/* (msg: at least 1600 bytes from the callers) */
+	const repl_peer_config *pc = repl_peer_cfg();
+	ctrl *c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->cv, NULL);
+	snprintf(c->pool, sizeof(c->pool), "%s", pool);
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->export_name, sizeof(c->export_name), "%s/%s", pool, name);
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		c->eps[i].fd = -1;
+		pthread_cond_init(&c->eps[i].qcv, NULL);
+		c->eps[i].c = c;
+		c->eps[i].idx = i;
+	}
+	rmem rm[MAX_MEMBERS];
+	memset(rm, 0, sizeof(rm));
+	for (int i = 0; i < MAX_MEMBERS; i++)
+		rm[i].fd = -1;
+	int nm = 0, err = 0, li = -1;
+	ce_vol *lh = NULL;
+	mb_phys mb;
+	ce_repl_info lri;
+	if ((err = reg_vol_open(c->export_name, &c->rd, &c->p)) != 0) {
+		snprintf(msg, mlen, "%s", ce_errmsg());
+		goto out;
+	}
+	if ((err = ce_repl_info_get(c->p, name, &lri)) != 0) {
+		snprintf(msg, mlen, "%s is not a replica volume", c->export_name);
+		err = -EINVAL;
+		goto out;
+	}
+	if (pc->key == NULL && !pc->insecure) {
+		snprintf(msg, mlen, "replication needs caskd --peer-key FILE (or --insecure-peers)");
+		err = -EPERM;
+		goto out;
+	}
+	memcpy(&mb, lri.rec + 256, sizeof(mb));
+	memcpy(c->uuid, lri.vol_uuid, 16);
+	if (mb.mb_nmembers == 0 || mb.mb_nmembers > MAX_MEMBERS) {
+		snprintf(msg, mlen, "%s has no membership record", c->export_name);
+		err = -EINVAL;
+		goto out;
+	}
+	if ((err = ce_repl_open(c->p, name, &lh)) != 0) {
+		snprintf(msg, mlen, "%s", ce_errmsg());
+		goto out;
+	}
+	uint64_t self = lri.id;
+	/* 1. the new epoch: the local replica promises first (replication.md 3.3 item 2) */
+	ce_epoch expect = lri.promised;
+	if (mode == PR_RESUME && lri.promised.node != self) {
+		snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s (a takeover happened)",
+		    lri.promised.counter, lri.promised.node, lri.holder_addr);
+		err = -ESTALE;
+		goto out;
+	}
+	uint64_t ctr = MAX(MAX(lri.promised.counter, lri.last_epoch.counter), mb.mb_epoch.ep_counter);
+	c->e = (ce_epoch){ ctr + 1, self };
+	if ((err = ce_repl_promise(c->p, name, c->e, pc->advertise, mode == PR_RESUME ? &expect : NULL, &lri)) != 0) {
+		snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s", lri.promised.counter,
+		    lri.promised.node, lri.holder_addr);
+		err = -ESTALE;
+		goto out;
+	}
+	/* 2. prepare every member of the newest record this replica holds */
+	nm = mb.mb_nmembers;
+	int npromised = 0;
+	char missing[1200] = "";
+	for (int i = 0; i < nm; i++) {
+		rmem *x = &rm[i];
+		x->m = &mb.mb_members[i];
+		if (x->m->mm_id == self) {
+			x->local = 1;
+			li = i;
+			x->ri = lri;
+			x->promised = 1;
+			npromised++;
+			continue;
+		}
+		char m2[300];
+		char addr[65];
+		snprintf(addr, sizeof(addr), "%.64s", x->m->mm_addr);
+		if (peer_connect_f(addr, &x->fd, &x->features, m2, sizeof(m2)) != 0) {
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s (%s)", addr, m2);
+			continue;
+		}
+		rp_attach at;
+		memset(&at, 0, sizeof(at));
+		memcpy(at.at_vol_uuid, c->uuid, 16);
+		snprintf(at.at_pool, sizeof(at.at_pool), "%.63s", x->m->mm_pool);
+		memcpy(at.at_name, name, MIN(strlen(name), sizeof(at.at_name)));
+		uint8_t st[RP_STATUS_SIZE];
+		rp_prepare pr;
+		memset(&pr, 0, sizeof(pr));
+		pr.pr_mode = (uint32_t)mode;
+		pr.pr_expect_ctr = mode == PR_RESUME ? expect.counter : 0;
+		pr.pr_expect_node = mode == PR_RESUME ? expect.node : 0;
+		snprintf(pr.pr_addr, sizeof(pr.pr_addr), "%s", pc->advertise);
+		int e2 = rpc(x->fd, RP_ATTACH, (ce_epoch){ 0, 0 }, 0, &at, sizeof(at), RP_STATUS, st, m2, sizeof(m2), addr);
+		if (e2 == 0)
+			e2 = rpc(x->fd, RP_PREPARE, c->e, 0, &pr, sizeof(pr), RP_PROMISE, st, m2, sizeof(m2), addr);
+		if (e2 == -ESTALE) {
+			refusal_where(m2, msg, mlen);
+			err = -ESTALE;
+			goto out;
+		}
+		if (e2 != 0) {
+			snprintf(missing + strlen(missing), sizeof(missing) - strlen(missing), " %s (%s)", addr, m2);
+			close(x->fd);
+			x->fd = -1;
+			continue;
+		}
+		rp_status s;
+		memcpy(&s, st, sizeof(s));
+		x->promised = 1;
+		npromised++;
+		x->ri.id = s.st_id;
+		x->ri.state = s.st_state;
+		x->ri.last_epoch = (ce_epoch){ s.st_last_ctr, s.st_last_node };
+		x->ri.applied = s.st_applied;
+		x->ri.hi = s.st_hi;
+		memcpy(x->ri.rec + 1536, s.st_hist, 512);
+		mb_phys mbx;
+		memcpy(&mbx, s.st_mb, sizeof(mbx));
+		int cm = ephcmp(mbx.mb_epoch, mb.mb_epoch);
+		if (cm > 0 || (cm == 0 && mbx.mb_version > mb.mb_version)) {
+			/* a newer record than ours: its member list must be the same set (joint changes are not built) */
+			int same = mbx.mb_nmembers == mb.mb_nmembers;
+			for (int k = 0; k < mb.mb_nmembers && same; k++) {
+				int found = 0;
+				for (int j = 0; j < mbx.mb_nmembers; j++)
+					found |= mbx.mb_members[j].mm_id == mb.mb_members[k].mm_id;
+				same = found;
+			}
+			if (!same) {
+				snprintf(msg, mlen, "member %s holds a membership record with other members (not built: "
+				    "reconciling across a membership change)", addr);
+				err = -EINVAL;
+				goto out;
+			}
+			/* take its member states, keep our order (x->m points into mb) */
+			for (int k = 0; k < mb.mb_nmembers; k++)
+				for (int j = 0; j < mbx.mb_nmembers; j++)
+					if (mbx.mb_members[j].mm_id == mb.mb_members[k].mm_id) {
+						mb.mb_members[k].mm_state = mbx.mb_members[j].mm_state;
+						mb.mb_members[k].mm_reason = mbx.mb_members[j].mm_reason;
+					}
+			mb.mb_version = mbx.mb_version;
+			mb.mb_epoch = mbx.mb_epoch;
+			mb.mb_level = mbx.mb_level;
+		}
+	}
+	if (li < 0) {
+		snprintf(msg, mlen, "%s is not named in its own membership record", c->export_name);
+		err = -EINVAL;
+		goto out;
+	}
+	c->level = mb.mb_level;
+	c->deadline_ms = mb.mb_deadline_ms ? mb.mb_deadline_ms : 5000;
+	int q1 = nm / 2 + 1;
+	if (npromised < q1) {
+		snprintf(msg, mlen, "reconciling: %d of %d members promised (need %d); unreachable:%s", npromised, nm, q1,
+		    missing);
+		err = -EAGAIN;
+		goto out;
+	}
+	/* 3. enough of I, and the reference R */
+	int nin = 0, ncand = 0, ri_ = -1;
+	for (int i = 0; i < nm; i++) {
+		rmem *x = &rm[i];
+		memcpy(x->hist, x->ri.rec + 1536, sizeof(x->hist));
+		for (x->nhist = 0; x->nhist < CE_REPL_HIST && (x->hist[x->nhist].eh_epoch.ep_counter != 0); x->nhist++)
+			;
+		x->top = MAX(x->ri.applied, x->ri.hi);
+		if (x->m->mm_state != MM_IN_SYNC)
+			continue;
+		nin++;
+		if (!x->promised || x->ri.state != RP_COMPLETE)
+			continue;
+		x->exact = x->ri.hi <= x->ri.applied;
+		if (!x->exact) {
+			uint64_t *o, *l, top;
+			size_t n;
+			char m2[200];
+			x->exact = member_extents(x, lh, c->e, x->ri.applied, &o, &l, &n, &top, m2, sizeof(m2)) == 0 &&
+			    top >= x->top;
+			free(o);
+			free(l);
+		}
+		if (!x->exact)
+			continue;
+		ncand++;
+		if (ri_ < 0 || ce_epoch_cmp(x->ri.last_epoch, rm[ri_].ri.last_epoch) > 0 ||
+		    (ce_epoch_cmp(x->ri.last_epoch, rm[ri_].ri.last_epoch) == 0 && x->ri.applied > rm[ri_].ri.applied))
+			ri_ = i;
+	}
+	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : nin;
+	if (ri_ < 0 || ncand < nin - k + 1) {
+		snprintf(msg, mlen, "reconciling: %d in-sync members can be counted, %d needed to hold every "
+		    "acknowledged write; unreachable:%s", ncand, nin - k + 1, missing[0] ? missing : " none");
+		err = -EAGAIN;
+		goto out;
+	}
+	rmem *R = &rm[ri_];
+	uint64_t B = R->ri.applied;
+	R->start = 1;
+	/* 4. plan: who can be made R's state (their extents and R's are known) */
+	int nstart = 1;
+	xt *plan[MAX_MEMBERS] = { 0 };
+	size_t nplan[MAX_MEMBERS] = { 0 };
+	for (int i = 0; i < nm; i++) {
+		rmem *q = &rm[i];
+		if (q == R || !q->promised || q->m->mm_state != MM_IN_SYNC || q->ri.state != RP_COMPLETE)
+			continue;
+		uint64_t cp = common_point(R, q, MIN(R->top, q->top));
+		uint64_t *o1 = NULL, *l1 = NULL, *o2 = NULL, *l2 = NULL, t1 = 0, t2 = 0;
+		size_t n1 = 0, n2 = 0;
+		char m2[300];
+		int ok = member_extents(R, lh, c->e, MIN(cp, q->ri.applied), &o1, &l1, &n1, &t1, m2, sizeof(m2)) == 0 &&
+		    t1 >= R->top;
+		if (ok && cp < q->top)
+			ok = member_extents(q, lh, c->e, cp, &o2, &l2, &n2, &t2, m2, sizeof(m2)) == 0 && t2 >= q->top;
+		if (ok) {
+			xt *xs = xmalloc((n1 + n2 + 1) * sizeof(xt));
+			size_t nx = 0;
+			for (size_t j = 0; j < n1; j++)
+				xs[nx++] = (xt){ o1[j], l1[j] };
+			for (size_t j = 0; j < n2; j++)
+				xs[nx++] = (xt){ o2[j], l2[j] };
+			qsort(xs, nx, sizeof(xt), xt_cmp);
+			size_t w = 0;
+			for (size_t j = 0; j < nx; j++) {
+				if (w > 0 && xs[j].off <= xs[w - 1].off + xs[w - 1].len) {
+					uint64_t end = MAX(xs[w - 1].off + xs[w - 1].len, xs[j].off + xs[j].len);
+					xs[w - 1].len = end - xs[w - 1].off;
+				} else {
+					xs[w++] = xs[j];
+				}
+			}
+			plan[i] = xs;
+			nplan[i] = w;
+			q->start = 1;
+			q->synced = w > 0 || q->ri.applied != B;
+			nstart++;
+		} else {
+			log_warn("replicated volume %s: member %s/%s cannot be made the reference's state here (%s): "
+			    "degraded until a rebuild", c->export_name, q->local ? "local" : q->m->mm_addr, q->m->mm_pool, m2);
+		}
+		free(o1);
+		free(l1);
+		free(o2);
+		free(l2);
+	}
+	int kstart = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : 1;
+	if (nstart < kstart) {
+		snprintf(msg, mlen, "reconciling: only %d members can hold the newest state (seq %" PRIu64 "), %d needed",
+		    nstart, B, kstart);
+		err = -EAGAIN;
+		goto plan_out;
+	}
+	/* 5. tail syncs (each member durably `rebuilding` before its first byte changes) */
+	for (int i = 0; i < nm; i++) {
+		rmem *q = &rm[i];
+		if (!q->start || q == R || !q->synced)
+			continue;
+		char m2[300];
+		int e2 = tail_sync(R, q, c, lh, c->e, plan[i], nplan[i], m2, sizeof(m2));
+		if (e2 != 0) {
+			log_warn("replicated volume %s: tail sync of %s/%s failed: %s", c->export_name,
+			    q->local ? "local" : q->m->mm_addr, q->m->mm_pool, m2);
+			if (e2 == -ESTALE) {
+				snprintf(msg, mlen, "%s", m2);
+				err = -ESTALE;
+				goto plan_out;
+			}
+			q->start = 0;
+			nstart--;
+			continue;
+		}
+		log_info("replicated volume %s: %s/%s brought to seq %" PRIu64 " (%zu ranges copied from %s/%s)",
+		    c->export_name, q->local ? "local" : q->m->mm_addr, q->m->mm_pool, B, nplan[i],
+		    R->local ? "local" : R->m->mm_addr, R->m->mm_pool);
+	}
+	if (nstart < kstart) {
+		snprintf(msg, mlen, "reconciling: tail syncs failed; %d members can start, %d needed", nstart, kstart);
+		err = -EAGAIN;
+		goto plan_out;
+	}
+	/* 6. the controller's members: local first (eps[0]), then the others in record order */
+	int order[MAX_MEMBERS], no = 0;
+	order[no++] = li;
+	for (int i = 0; i < nm; i++)
+		if (i != li)
+			order[no++] = i;
+	c->n = nm;
+	for (int j = 0; j < nm; j++) {
+		rmem *x = &rm[order[j]];
+		ep *e = &c->eps[j];
+		e->local = x->local;
+		e->id = x->m->mm_id;
+		e->pool_guid = x->m->mm_pool_guid;
+		snprintf(e->addr, sizeof(e->addr), "%.63s", x->m->mm_addr);
+		snprintf(e->pool, sizeof(e->pool), "%.63s", x->m->mm_pool);
+		e->in_sync = x->start;
+		e->failed = !x->start;
+		e->reason = x->start ? 0 : x->m->mm_state == MM_IN_SYNC ? 8 : x->m->mm_reason;
+		e->applied = e->durable = e->sent = x->start ? B : 0;
+		if (!x->local) {
+			e->fd = x->fd;
+			x->fd = -1;
+		}
+	}
+	c->next_seq = c->acked_max = c->durable_max = B;
+	mb_phys nmb;
+	mb_build(c, &nmb, mb.mb_version + 1, 0);
+	for (int j = 0; j < nm; j++) {
+		mm_phys *m = &nmb.mb_members[j];
+		const rmem *x = &rm[order[j]];
+		if (!x->start) {
+			m->mm_state = x->m->mm_state == MM_IN_SYNC ? MM_DEGRADED : x->m->mm_state;
+			m->mm_reason = x->m->mm_state == MM_IN_SYNC ? 8 : x->m->mm_reason; /* not reconciled */
+		}
+		m->mm_since_seq = x->start ? B : x->m->mm_since_seq;
+	}
+	c->mb = nmb;
+	/* 7. START_EPOCH on the chosen, MB_COMMIT to the rest that promised; a commit quorum must hold it */
+	int acks = 0, started = 0;
+	for (int j = 0; j < nm; j++) {
+		ep *e = &c->eps[j];
+		rmem *x = &rm[order[j]];
+		char m2[300];
+		int e2;
+		if (!x->promised)
+			continue;
+		if (x->start) {
+			if (e->local) {
+				e2 = ce_repl_start_epoch(c->p, name, c->e, B, &nmb);
+				if (e2 != 0)
+					snprintf(m2, sizeof(m2), "%s", ce_errmsg());
+			} else {
+				rp_start_epoch se;
+				memset(&se, 0, sizeof(se));
+				memcpy(se.se_mb, &nmb, sizeof(nmb));
+				se.se_flags = x->synced ? 1 : 0;
+				uint8_t st[RP_STATUS_SIZE];
+				e2 = rpc(e->fd, RP_START_EPOCH, c->e, B, &se, sizeof(se), RP_EPOCH_STARTED, st, m2, sizeof(m2),
+				    e->addr);
+			}
+		} else if (e->local) {
+			e2 = ce_repl_membership(c->p, name, c->e, &nmb);
+			if (e2 != 0)
+				snprintf(m2, sizeof(m2), "%s", ce_errmsg());
+		} else {
+			uint8_t st[RP_STATUS_SIZE];
+			e2 = rpc(e->fd, RP_MB_COMMIT, c->e, 0, &nmb, sizeof(nmb), RP_MB_ACK, st, m2, sizeof(m2), e->addr);
+		}
+		if (e2 == -ESTALE) {
+			snprintf(msg, mlen, "%s", m2);
+			err = -ESTALE;
+			goto plan_out;
+		}
+		if (e2 != 0) {
+			log_warn("replicated volume %s: member %s/%s: %s", c->export_name, e->local ? "local" : e->addr,
+			    e->pool, m2);
+			if (x->start) {
+				e->in_sync = 0;
+				e->failed = 1;
+				e->reason = 8;
+			}
+			continue;
+		}
+		acks++;
+		started += x->start;
+		e->mb_acked = nmb.mb_version;
+	}
+	if (acks < (nm + 1) / 2 || started < kstart) {
+		snprintf(msg, mlen, "reconciling: the new epoch's membership reached %d members (%d needed), %d started",
+		    acks, (nm + 1) / 2, started);
+		err = -EAGAIN;
+		goto plan_out;
+	}
+	/* 8. serve */
+	c->eps[0].lh = lh;
+	lh = NULL;
+	for (int j = 1; j < nm; j++) {
+		ep *e = &c->eps[j];
+		if (e->fd >= 0 && (!e->in_sync || e->failed)) {
+			close(e->fd); /* a member left out: not sent anything (it rejoins by a rebuild) */
+			e->fd = -1;
+		}
+		if (e->fd >= 0) {
+			struct timeval tv = { 0, 0 };
+			setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			e->rxbuf = xmalloc(RP_MAX_PAYLOAD + 64);
+		}
+	}
+	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	uint64_t t = now_ns();
+	for (int j = 0; j < nm; j++) {
+		c->eps[j].progress_ns = t;
+		if (c->eps[j].in_sync && !c->eps[j].failed)
+			ep_start_threads(&c->eps[j]);
+	}
+	pthread_create(&c->mt, NULL, maint_thread, c);
+	pthread_mutex_lock(&ctrls_mu);
+	c->next = ctrls;
+	ctrls = c;
+	pthread_mutex_unlock(&ctrls_mu);
+	log_info("replicated volume %s: %s, serving, epoch %" PRIu64 ".%016" PRIx64 " from seq %" PRIu64
+	    " (reference %s/%s), %d of %d members in sync", c->export_name, mode == PR_RESUME ? "resumed" : "taken over",
+	    c->e.counter, c->e.node, B, R->local ? "local" : R->m->mm_addr, R->m->mm_pool, started, nm);
+	for (int i = 0; i < MAX_MEMBERS; i++)
+		free(plan[i]);
+	return 0;
+plan_out:
+	for (int i = 0; i < MAX_MEMBERS; i++)
+		free(plan[i]);
+out:
+	for (int i = 0; i < MAX_MEMBERS; i++) {
+		if (rm[i].fd >= 0)
+			close(rm[i].fd);
+		if (c->eps[i].fd >= 0)
+			close(c->eps[i].fd);
+		pthread_cond_destroy(&c->eps[i].qcv);
+	}
+	if (lh != NULL)
+		ce_vol_close(lh);
+	if (c->rd != NULL)
+		reg_vol_close(c->rd, c->p);
+	if (err == -ESTALE && mode == PR_RESUME)
+		(void)reg_with_pool(pool, clear_here, (void *)name);
+	free(c);
+	return err;
+}
+
+/* ---- `vol takeover`, and the resume of controllers at start ---- */
+
+typedef struct resume {
+	char pool[64], name[256], export_name[330];
+	pthread_t th;
+	char state[1700];    /* resume.mu: what `vol status` says meanwhile */
+	int done;
+	struct resume *next;
+} resume;
+
+static pthread_mutex_t resume_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t resume_cv = PTHREAD_COND_INITIALIZER;
+static resume *resumes;
+static int resume_stop;
+
+static int
+ctrl_exists(const char *export_name)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	pthread_mutex_unlock(&ctrls_mu);
+	return c != NULL;
+}
+
+int
+repl_ctrl_controls(const char *export_name)
+{
+	return ctrl_exists(export_name);
+}
+
+int
+repl_ctrl_takeover(const char *pool, const char *name)
+{
+	char export_name[330], msg[1600] = "";
+	snprintf(export_name, sizeof(export_name), "%s/%s", pool, name);
+	/* a controller here that a newer one fenced goes first, once nothing has it open */
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl **pp = &ctrls, *old = NULL;
+	while (*pp != NULL && strcmp((*pp)->export_name, export_name) != 0)
+		pp = &(*pp)->next;
+	if (*pp != NULL) {
+		pthread_mutex_lock(&(*pp)->mu);
+		int fenced = (*pp)->fenced, opens = (*pp)->opens;
+		pthread_mutex_unlock(&(*pp)->mu);
+		if (!fenced || opens > 0) {
+			pthread_mutex_unlock(&ctrls_mu);
+			return err_setc(CE_E_INVALID_ARGUMENT, -EEXIST, "%s: %s", export_name, !fenced ?
+			    "this caskd controls it already" : "its fenced controller here is still open by clients "
+			    "(disconnect them first)");
+		}
+		old = *pp;
+		*pp = old->next;
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	if (old != NULL)
+		ctrl_free(old);
+	pthread_mutex_lock(&resume_mu);
+	for (resume *r = resumes; r != NULL; r = r->next)
+		if (!r->done && strcmp(r->export_name, export_name) == 0) {
+			pthread_mutex_unlock(&resume_mu);
+			return err_setc(CE_E_INVALID_ARGUMENT, -EBUSY, "%s: this caskd is resuming it already (%s)",
+			    export_name, r->state);
+		}
+	pthread_mutex_unlock(&resume_mu);
+	int err = reconcile(pool, name, PR_TAKEOVER, msg, sizeof(msg));
+	if (err == 0)
+		return 0;
+	int code = err == -ESTALE ? CE_E_PEER_REFUSED : err == -EAGAIN ? CE_E_PEER_UNREACHABLE :
+	    err == -EINVAL ? CE_E_NOT_REPLICATED : err == -EPERM ? CE_E_REPLICATION_INSECURE : ce_errcode_of(err);
+	return err_setc(code, err, "takeover of %s: %s", export_name, msg);
+}
+
+static void *
+resume_thread(void *arg)
+{
+	resume *r = arg;
+	for (int attempt = 0;; attempt++) {
+		char msg[1600] = "";
+		int err = reconcile(r->pool, r->name, PR_RESUME, msg, sizeof(msg));
+		pthread_mutex_lock(&resume_mu);
+		if (err == 0) {
+			r->done = 1;
+			pthread_mutex_unlock(&resume_mu);
+			return NULL;
+		}
+		snprintf(r->state, sizeof(r->state), "%s%s", err == -EAGAIN ? "" : err == -ESTALE ? "moved: " :
+		    "stopped: ", msg);
+		if (attempt == 0 || err != -EAGAIN)
+			log_warn("replicated volume %s: %s", r->export_name, r->state);
+		if (err != -EAGAIN) {
+			/* -ESTALE: a takeover happened; the local replica serves the new controller (rule 7) */
+			r->done = 1;
+			pthread_mutex_unlock(&resume_mu);
+			return NULL;
+		}
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		while (!resume_stop && pthread_cond_timedwait(&resume_cv, &resume_mu, &ts) == 0)
+			;
+		int stop = resume_stop;
+		pthread_mutex_unlock(&resume_mu);
+		if (stop)
+			return NULL;
+	}
+}
+
+typedef struct scan_args {
+	const char *pool;
+} scan_args;
+
+static int
+scan_pool(ce_pool *p, void *arg)
+{
+	scan_args *a = arg;
+	ce_vol_info *vs;
+	size_t n;
+	if (ce_vol_list(p, &vs, &n) != 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		ce_repl_info ri;
+		if (strchr(vs[i].name, '@') != NULL || ce_repl_info_get(p, vs[i].name, &ri) != 0 ||
+		    !(ri.flags & RP_CONTROLLER_HERE))
+			continue;
+		char exp[330];
+		snprintf(exp, sizeof(exp), "%s/%s", a->pool, vs[i].name);
+		int busy = ctrl_exists(exp);
+		pthread_mutex_lock(&resume_mu);
+		for (resume *q = resumes; q != NULL && !busy; q = q->next)
+			busy = !q->done && strcmp(q->export_name, exp) == 0;
+		pthread_mutex_unlock(&resume_mu);
+		if (busy)
+			continue;
+		resume *r = xcalloc(1, sizeof(*r));
+		snprintf(r->pool, sizeof(r->pool), "%s", a->pool);
+		snprintf(r->name, sizeof(r->name), "%s", vs[i].name);
+		snprintf(r->export_name, sizeof(r->export_name), "%s/%s", a->pool, vs[i].name);
+		snprintf(r->state, sizeof(r->state), "reconciling: starting");
+		pthread_mutex_lock(&resume_mu);
+		r->next = resumes;
+		resumes = r;
+		if (pthread_create(&r->th, NULL, resume_thread, r) != 0) {
+			resumes = r->next;
+			free(r);
+		}
+		pthread_mutex_unlock(&resume_mu);
+		log_info("replicated volume %s/%s: this caskd controlled it: reconciling before it serves writes",
+		    a->pool, vs[i].name);
+	}
+	free(vs);
+	return 0;
+}
+
+void
+repl_ctrl_resume_all(void)
+{
+	char **names;
+	size_t n;
+	if (reg_pool_names(&names, &n) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		scan_args a = { names[i] };
+		(void)reg_with_pool(names[i], scan_pool, &a);
+		free(names[i]);
+	}
+	free(names);
+}
+
+void
+repl_ctrl_resume_pool(const char *pool)
+{
+	scan_args a = { pool };
+	(void)reg_with_pool(pool, scan_pool, &a);
+}
+
+static void
+resume_stop_all(void)
+{
+	pthread_mutex_lock(&resume_mu);
+	resume_stop = 1;
+	pthread_cond_broadcast(&resume_cv);
+	resume *list = resumes;
+	resumes = NULL;
+	pthread_mutex_unlock(&resume_mu);
+	while (list != NULL) {
+		resume *r = list;
+		list = r->next;
+		pthread_join(r->th, NULL);
+		free(r);
+	}
+}
+
+/* vol.status of a volume this caskd does not control: resuming, or a replica (and whose). */
+static int
+status_other(const char *export_name, json_object *res)
+{
+	pthread_mutex_lock(&resume_mu);
+	for (resume *r = resumes; r != NULL; r = r->next)
+		if (strcmp(r->export_name, export_name) == 0 && (!r->done || strncmp(r->state, "moved", 5) == 0 ||
+		    strncmp(r->state, "stopped", 7) == 0)) {
+			json_object_object_add(res, "state", json_object_new_string(r->done ? strncmp(r->state, "moved", 5)
+			    == 0 ? "moved" : "stopped" : "reconciling"));
+			json_object_object_add(res, "message", json_object_new_string(r->state));
+			json_object_object_add(res, "fenced_by", json_object_new_string(r->state));
+			json_object_object_add(res, "replicas", json_object_new_array());
+			pthread_mutex_unlock(&resume_mu);
+			return 0;
+		}
+	pthread_mutex_unlock(&resume_mu);
+	return -ENOENT;
+}
+
+/* ---- sequenced snapshots (rule 6) ---- */
+
+int
+repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *newname)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	pthread_mutex_unlock(&ctrls_mu);
+	if (c == NULL)
+		return -ENOENT;
+	if (strlen(snap) >= 256 || (newname != NULL && strlen(newname) >= 256))
+		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
+	pthread_mutex_lock(&c->mu);
+	while (c->snap_seq != 0 && !c->fenced && !c->stopping)
+		pthread_cond_wait(&c->cv, &c->mu); /* one at a time */
+	if (c->fenced || c->stopping) {
+		pthread_mutex_unlock(&c->mu);
+		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
+		    "over", export_name);
+	}
+	/* every write answered before this call has a lower seq: the snapshot holds it (rule 6) */
+	cop *o = xcalloc(1, sizeof(*o));
+	o->seq = ++c->next_seq;
+	o->kind = Q_SNAP;
+	o->snap_op = op;
+	o->data = xcalloc(1, 512);
+	snprintf((char *)o->data, 256, "%s", snap);
+	if (newname != NULL)
+		snprintf((char *)o->data + 256, 256, "%s", newname);
+	c->snap_seq = o->seq;
+	for (int i = 0; i < c->n; i++) {
+		c->eps[i].snap_done = 0;
+		c->eps[i].snap_err = 0;
+	}
+	for (int i = 0; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (!e->in_sync || e->failed)
+			continue;
+		qitem *it = xcalloc(1, sizeof(*it));
+		it->kind = Q_SNAP;
+		it->op = o;
+		o->refs++;
+		q_push(e, it);
+	}
+	if (o->refs == 0) {
+		free(o->data);
+		free(o);
+	}
+	uint64_t seq = c->snap_seq;
+	int result = 0, ok = 0;
+	/* a member that takes longer misses its deadline and is ejected; then the rest answer */
+	uint64_t give_up = now_ns() + 4ull * c->deadline_ms * 1000000ull;
+	for (;;) {
+		int done = 0, in = 0;
+		for (int i = 0; i < c->n; i++) {
+			const ep *e = &c->eps[i];
+			if (e->in_sync && !e->failed) {
+				in++;
+				done += e->snap_done;
+			}
+		}
+		if (c->fenced || c->stopping)
+			break;
+		/* k members of I took it (or failed it alike); a failed member stops counting and is ejected */
+		if (done >= k_of(c) && acked(c, seq, 0)) {
+			ok = 1;
+			break;
+		}
+		if (now_ns() > give_up)
+			break;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 50000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+	}
+	if (ok) {
+		/* the outcome: the local replica's, else the first member's that took it */
+		const ep *l = &c->eps[0];
+		int have = 0;
+		if (l->in_sync && !l->failed && l->snap_done) {
+			result = l->snap_err;
+			have = 1;
+		}
+		for (int i = 0; i < c->n && !have; i++)
+			if (c->eps[i].in_sync && !c->eps[i].failed && c->eps[i].snap_done) {
+				result = c->eps[i].snap_err;
+				have = 1;
+			}
+		/* a member that did otherwise differs from the rest: it leaves I (io-error) */
+		for (int i = 0; i < c->n; i++) {
+			ep *e = &c->eps[i];
+			if (e->in_sync && !e->failed && e->snap_done && e->snap_err != result)
+				ep_fail(e, 2, "a sequenced snapshot operation ended otherwise than on the others");
+		}
+		if (result == 0)
+			c->acked_max = MAX(c->acked_max, seq);
+	}
+	c->snap_seq = 0;
+	pthread_cond_broadcast(&c->cv);
+	int fenced = c->fenced;
+	pthread_mutex_unlock(&c->mu);
+	if (!ok)
+		return err_setc(CE_E_IO_ERROR, -EIO, "%s@%s: %s", export_name, snap, fenced ?
+		    "the replicated volume is fenced: a newer controller took it over" : c->stopping ?
+		    "the controller stopped" : "too few in-sync replicas took it in time (it may exist on some)");
+	if (result != 0)
+		return err_setc(result == -EEXIST ? CE_E_SNAPSHOT_EXISTS : result == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND :
+		    ce_errcode_of(result), result, "%s@%s: %s (on every in-sync replica, at seq %" PRIu64 ")",
+		    export_name, snap, strerror(-result), seq);
+	log_info("replicated volume %s: snapshot %s %s at seq %" PRIu64 " on every in-sync replica", export_name,
+	    op == CE_REPL_SNAP_CREATE ? "create" : op == CE_REPL_SNAP_DESTROY ? "destroy" : "rename", snap, seq);
+	return 0;
+}
+
 /* ---- status ---- */
 
 int
@@ -1273,7 +2389,7 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		c = c->next;
 	if (c == NULL) {
 		pthread_mutex_unlock(&ctrls_mu);
-		return -ENOENT;
+		return status_other(export_name, res);
 	}
 	pthread_mutex_lock(&c->mu);
 	char ep_s[64];
@@ -1332,6 +2448,7 @@ repl_ctrl_status(const char *export_name, json_object *res)
 void
 repl_ctrl_shutdown(void)
 {
+	resume_stop_all();
 	for (;;) {
 		pthread_mutex_lock(&ctrls_mu);
 		ctrl *c = ctrls;

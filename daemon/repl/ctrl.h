@@ -22,6 +22,24 @@ int repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce
 vio_dev *repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p, ce_vol *cv);
 /* vol.status: 0 with the fields added to res, -ENOENT when not a controlled volume. */
 int repl_ctrl_status(const char *export_name, json_object *res);
+/*
+ * `vol takeover` (rule 7): become the controller of replica pool/name from
+ * the members it can reach (membership read from them, the old controller
+ * fenced by a new epoch). 0 serving, or -errno with the message and code set.
+ */
+int repl_ctrl_takeover(const char *pool, const char *name);
+/* At start, after the replica service: reconcile (resume) every volume this caskd controlled. */
+void repl_ctrl_resume_all(void);
+/* The same for one pool just imported (pool.import); volumes already controlled or resuming are left alone. */
+void repl_ctrl_resume_pool(const char *pool);
+/*
+ * A sequenced snapshot operation (CE_REPL_SNAP_*) on a volume this caskd
+ * controls: taken at one seq on every in-sync replica (rule 6). -ENOENT
+ * (nothing set) when it controls no such volume.
+ */
+int repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *newname);
+/* 1 when this caskd controls the replicated volume export_name. */
+int repl_ctrl_controls(const char *export_name);
 /* At shutdown: stop every controller (after the frontends closed their handles). */
 void repl_ctrl_shutdown(void);
 /* -o rebuild_rate= (MB/s, 0 unlimited) of a controlled volume; -ENOENT. */

@@ -67,6 +67,23 @@ rp_seal(rp_hdr *h, const void *payload, size_t plen)
 	digest(h, payload, h->rf_cksum);
 }
 
+void
+rp_seal2(rp_hdr *h, const void *a, size_t an, const void *b, size_t bn)
+{
+	h->rf_len = (uint32_t)(an + bn);
+	memset(h->rf_cksum, 0, sizeof(h->rf_cksum));
+	XXH3_state_t st;
+	XXH3_128bits_reset(&st);
+	XXH3_128bits_update(&st, h, sizeof(*h));
+	if (an > 0)
+		XXH3_128bits_update(&st, a, an);
+	if (bn > 0)
+		XXH3_128bits_update(&st, b, bn);
+	XXH128_hash_t d = XXH3_128bits_digest(&st);
+	memcpy(h->rf_cksum, &d.low64, 8);
+	memcpy(h->rf_cksum + 8, &d.high64, 8);
+}
+
 int
 rp_check_header(const rp_hdr *h, uint32_t max_len, uint16_t version)
 {
@@ -99,6 +116,11 @@ rp_payload_size(uint16_t type)
 	case RP_STATUS: case RP_PROMISE: case RP_EPOCH_STARTED: return RP_STATUS_SIZE;
 	case RP_PREPARE: return 128;
 	case RP_START_EPOCH: return 1296;
+	case RP_TAIL_LIST: return 16;
+	case RP_TAIL_BEGIN: return 528;
+	case RP_SNAPSHOT: case RP_SNAP_DESTROY: return 320;
+	case RP_SNAP_RENAME: return 576;
+	case RP_TAIL_EXTENTS: case RP_TAIL_DATA: return -1;
 	case RP_TRIM: return 16;
 	case RP_ZERO: case RP_READ: return 24;
 	case RP_MB_COMMIT: return 1280;
@@ -133,6 +155,13 @@ rp_type_name(uint16_t t)
 	case RP_PROMISE: return "PROMISE";
 	case RP_START_EPOCH: return "START_EPOCH";
 	case RP_EPOCH_STARTED: return "EPOCH_STARTED";
+	case RP_TAIL_LIST: return "TAIL_LIST";
+	case RP_TAIL_EXTENTS: return "TAIL_EXTENTS";
+	case RP_TAIL_BEGIN: return "TAIL_BEGIN";
+	case RP_TAIL_DATA: return "TAIL_DATA";
+	case RP_SNAPSHOT: return "SNAPSHOT";
+	case RP_SNAP_DESTROY: return "SNAP_DESTROY";
+	case RP_SNAP_RENAME: return "SNAP_RENAME";
 	case RP_WRITE: return "WRITE";
 	case RP_TRIM: return "TRIM";
 	case RP_ZERO: return "ZERO";
@@ -178,6 +207,7 @@ static const struct {
 	{ RPE_EPOCH_REFUSED, "EPOCH_REFUSED", ESTALE }, { RPE_SEQUENCE_GAP, "SEQUENCE_GAP", EPROTO },
 	{ RPE_SEQUENCE_DUP, "SEQUENCE_DUP", EPROTO }, { RPE_LAGGING, "LAGGING", EAGAIN },
 	{ RPE_MB_STALE, "MB_STALE", ESTALE }, { RPE_RETIRED, "RETIRED", ESHUTDOWN },
+	{ RPE_TAIL_UNKNOWN, "TAIL_UNKNOWN", ERANGE },
 	{ RPE_INTERNAL, "INTERNAL", EIO },
 };
 

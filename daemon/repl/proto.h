@@ -23,7 +23,9 @@ enum rp_type {
 	RP_KEEPALIVE = 0x06, RP_KEEPALIVE_ACK = 0x07, RP_BYE = 0x08,
 	RP_CREATE = 0x10, RP_ATTACH = 0x11, RP_STATUS_REQ = 0x12, RP_STATUS = 0x13, RP_RETIRE = 0x14,
 	RP_PREPARE = 0x20, RP_PROMISE = 0x21, RP_START_EPOCH = 0x22, RP_EPOCH_STARTED = 0x23,
+	RP_TAIL_LIST = 0x24, RP_TAIL_EXTENTS = 0x25, RP_TAIL_BEGIN = 0x26, RP_TAIL_DATA = 0x27,
 	RP_WRITE = 0x30, RP_TRIM = 0x31, RP_ZERO = 0x32,
+	RP_SNAPSHOT = 0x33, RP_SNAP_DESTROY = 0x34, RP_SNAP_RENAME = 0x35,
 	RP_MB_COMMIT = 0x40, RP_MB_ACK = 0x41,
 	RP_APPLIED = 0x50, RP_DURABLE = 0x51, RP_FLUSH = 0x52, RP_OP_DONE = 0x53,
 	RP_READ = 0x58, RP_READ_DATA = 0x59,
@@ -35,6 +37,8 @@ enum rp_type {
 enum { RP_FEAT_REBUILD = 1u << 0, RP_FEAT_VERIFY = 1u << 1 };
 enum { RPF_FUA = 1u << 0, RPF_MORE = 1u << 1, RPF_REPAIR = 1u << 2 };
 enum { HE_KEY = 1u << 0, HE_INSECURE = 1u << 1 };
+/* he_features / hr_features (section 1) */
+#define RP_FEAT_TAIL (1ull << 2) /* frames 0x24-0x27 and 0x33-0x35 (reconciliation, sequenced snapshots) */
 enum { PR_RESUME = 1, PR_TAKEOVER = 2, PR_JOIN = 3 };
 
 /* ERROR codes (replica-protocol.md section 10) */
@@ -47,7 +51,7 @@ enum rp_err {
 	RPE_REPLICA_SYNC_DISABLED = 26,
 	RPE_STALE_EPOCH = 32, RPE_NOT_PROMISED = 33, RPE_PROMISED_ELSEWHERE = 34, RPE_NOT_SESSION = 35,
 	RPE_EPOCH_REFUSED = 36, RPE_SEQUENCE_GAP = 37, RPE_SEQUENCE_DUP = 38, RPE_LAGGING = 39,
-	RPE_MB_STALE = 40, RPE_RETIRED = 41, RPE_INTERNAL = 63,
+	RPE_MB_STALE = 40, RPE_RETIRED = 41, RPE_TAIL_UNKNOWN = 42, RPE_INTERNAL = 63,
 };
 
 typedef struct rp_hdr {
@@ -205,6 +209,39 @@ typedef struct rp_read_data {
 typedef struct rp_mb_ack {
 	uint64_t version, pad;
 } rp_mb_ack;
+/* Reconciliation (section 6.3) */
+typedef struct rp_tail_list {
+	uint64_t tl_after, tl_pad;
+} rp_tail_list;
+typedef struct rp_tail_extents {
+	uint64_t te_top;          /* the highest seq this frame lists */
+	uint32_t te_n, te_pad;    /* then te_n x (u64 offset, u64 length) */
+} rp_tail_extents;
+#define RP_TAIL_MAX 4096u
+typedef struct rp_tail_begin {
+	uint8_t tb_hist[512];     /* the reference's epoch history (eh_phys[16]) */
+	uint32_t tb_nhist, tb_pad;
+	uint64_t tb_pad2;
+} rp_tail_begin;
+_Static_assert(sizeof(rp_tail_begin) == 528, "TAIL_BEGIN is 528 bytes");
+typedef struct rp_tail_data {
+	uint64_t td_offset;
+	uint32_t td_length;
+	uint32_t td_flags;        /* bit 0: zeros (no data follows) */
+} rp_tail_data;
+/* SNAPSHOT, SNAP_DESTROY (320 bytes); SNAP_RENAME (576: then char[256] the new name) */
+typedef struct rp_snap {
+	uint64_t sn_identity;     /* 0 in this version (send identities are not carried) */
+	uint32_t sn_flags, sn_pad;
+	char sn_name[256];
+	uint8_t sn_reserved[48];
+} rp_snap;
+_Static_assert(sizeof(rp_snap) == 320, "SNAPSHOT is 320 bytes");
+typedef struct rp_op_done {
+	uint32_t od_code, od_pad;
+	uint64_t od_value;        /* the positive errno of a failed snapshot operation, else 0 */
+} rp_op_done;
+
 typedef struct rp_keepalive {
 	uint64_t ka_time, pad;
 } rp_keepalive;
@@ -270,6 +307,8 @@ _Static_assert(sizeof(rp_rb_begin) == 128 && sizeof(rp_rb_state) == 144 && sizeo
 
 /* Fill the checksum of h (its other fields set, rf_len = plen) over h and payload. */
 void rp_seal(rp_hdr *h, const void *payload, size_t plen);
+/* The same for a payload in two parts a then b (a WRITE's 16 bytes and its data), without copying them. */
+void rp_seal2(rp_hdr *h, const void *a, size_t an, const void *b, size_t bn);
 /*
  * Check a received header before its payload is read: magic, length
  * (limit: max_len), version (0: any, during HELLO). 0 or an RPE_* code.

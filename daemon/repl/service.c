@@ -22,6 +22,11 @@
  *      connection bound to the volume before it answers, so no frame of an
  *      older connection is read after the new session began.
  *   4. DURABLE(d) is sent only after ce_repl_flush said d is committed.
+ *   5. Reconciliation frames (feature TAIL: TAIL_LIST, TAIL_BEGIN,
+ *      TAIL_DATA, READ) are served on a promised connection, before its
+ *      epoch started; the engine refuses a tail write unless the record is
+ *      in a tail sync of the promised epoch (repl.c 8). Snapshot operations
+ *      are sequenced frames like writes; OP_DONE follows their APPLIED.
  */
 #include "service.h"
 #include "proto.h"
@@ -97,6 +102,7 @@ typedef struct rconn {
 	uint16_t version;
 	uint8_t nonce_c[RP_NONCE], nonce_r[RP_NONCE];
 	uint64_t inst_c;
+	uint64_t features;       /* negotiated (HELLO_REPLY hr_features) */
 	int peer_key;
 	/* bound volume */
 	char pool[64], name[256], export_name[330];
@@ -297,7 +303,8 @@ handshake(rconn *c)
 	hr.hr_min_version = 1;
 	hr.hr_max_version = RP_VERSION;
 	hr.hr_flags = cfg.key ? HE_KEY : HE_INSECURE;
-	hr.hr_features = RP_FEAT_REBUILD;
+	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD);
+	c->features = hr.hr_features;
 	hr.hr_instance = cfg.instance;
 	if (getrandom(c->nonce_r, RP_NONCE, 0) != RP_NONCE)
 		return -EIO;
@@ -440,7 +447,41 @@ take_session(rconn *c)
 static int
 is_sequenced(uint16_t t)
 {
-	return t == RP_WRITE || t == RP_TRIM || t == RP_ZERO;
+	return t == RP_WRITE || t == RP_TRIM || t == RP_ZERO || t == RP_SNAPSHOT || t == RP_SNAP_DESTROY ||
+	    t == RP_SNAP_RENAME;
+}
+
+/* TAIL_LIST: the extents after tl_after, in frames of at most RP_TAIL_MAX (MORE on all but the last). */
+static int
+tail_list(rconn *c, const rp_hdr *h, const rp_tail_list *tl)
+{
+	uint64_t *off = xmalloc(RP_TAIL_MAX * sizeof(uint64_t)), *len = xmalloc(RP_TAIL_MAX * sizeof(uint64_t));
+	uint64_t after = tl->tl_after;
+	int rc = 0;
+	for (;;) {
+		size_t n = 0;
+		uint64_t top = after;
+		int err = ce_repl_extents(c->h, after, off, len, RP_TAIL_MAX, &n, &top);
+		if (err != 0) {
+			send_error(c, RPE_TAIL_UNKNOWN, h, 0, NULL, after, ce_errmsg());
+			break;
+		}
+		int more = n == RP_TAIL_MAX;
+		uint8_t *pl = c->payload;
+		rp_tail_extents te = { top, (uint32_t)n, 0 };
+		memcpy(pl, &te, sizeof(te));
+		for (size_t i = 0; i < n; i++) {
+			memcpy(pl + 16 + 16 * i, &off[i], 8);
+			memcpy(pl + 24 + 16 * i, &len[i], 8);
+		}
+		if ((rc = send_frame(c, RP_TAIL_EXTENTS, more ? RPF_MORE : 0, 0, h->rf_id, pl, 16 + 16 * n)) != 0 ||
+		    !more)
+			break;
+		after = top;
+	}
+	free(off);
+	free(len);
+	return rc;
 }
 
 /* ---- the rebuild frames (rebuild.c does them; these lend it the connection) ---- */
@@ -492,13 +533,27 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_START_EPOCH: case RP_MB_COMMIT: ok_state = c->st >= CS_PROMISED; break;
 	case RP_WRITE: case RP_TRIM: case RP_ZERO: case RP_FLUSH: case RP_READ: ok_state = c->st >= CS_BOUND; break;
 	case RP_RB_BEGIN: case RP_RB_SCAN: case RP_RB_DATA: case RP_RB_HOLE: case RP_RB_CURSOR: case RP_RB_END:
+		if (!(c->features & RP_FEAT_REBUILD)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (REBUILD)");
+			return -EPROTO;
+		}
 		ok_state = c->st >= CS_BOUND;
+		break;
+	case RP_TAIL_LIST: case RP_TAIL_BEGIN: case RP_TAIL_DATA:
+	case RP_SNAPSHOT: case RP_SNAP_DESTROY: case RP_SNAP_RENAME:
+		if (!(c->features & RP_FEAT_TAIL)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (TAIL)");
+			return -EPROTO;
+		}
+		ok_state = t == RP_TAIL_LIST || t == RP_TAIL_BEGIN || t == RP_TAIL_DATA ? c->st >= CS_PROMISED :
+		    c->st >= CS_BOUND;
 		break;
 	default:
 		send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame type a controller does not send");
 		return -EPROTO;
 	}
 	if (!ok_state || (want >= 0 && h->rf_len != (uint32_t)want) || (want == -1 && h->rf_len < 16) ||
+	    (t == RP_TAIL_DATA && h->rf_len > 16 + RP_MAX_IO) ||
 	    (h->rf_flags & ~(uint32_t)(t == RP_WRITE ? RPF_FUA | RPF_REPAIR : 0)) != 0) {
 		snprintf(msg, sizeof(msg), "%s: wrong size, flags or state", rp_type_name(t));
 		send_error(c, RPE_BAD_FRAME, h, 1, NULL, 0, msg);
@@ -572,8 +627,9 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 			return -ESTALE;
 		}
 	}
-	/* 5. session */
-	if ((is_sequenced(t) || t == RP_FLUSH || t == RP_READ || rb_target_needs_session(t)) && c->st != CS_SESSION) {
+	/* 5. session (READ also on a promised connection: a reconciliation reads its reference) */
+	if ((is_sequenced(t) || t == RP_FLUSH || (t == RP_READ && c->st != CS_PROMISED) || rb_target_needs_session(t)) &&
+	    c->st != CS_SESSION) {
 		send_error(c, RPE_NOT_SESSION, h, 1, &ri, 0, "not the volume's session");
 		return -ESTALE;
 	}
@@ -631,6 +687,42 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		log_info("replica %s: epoch %" PRIu64 ".%016" PRIx64 " started at %" PRIu64 " (%s)", c->export_name,
 		    fe.counter, fe.node, h->rf_seq, c->peer);
 		return send_status(c, RP_EPOCH_STARTED, h->rf_id);
+	}
+	case RP_TAIL_LIST: {
+		rp_tail_list tl;
+		memcpy(&tl, pl, sizeof(tl));
+		return tail_list(c, h, &tl);
+	}
+	case RP_TAIL_BEGIN: {
+		rp_tail_begin tb;
+		memcpy(&tb, pl, sizeof(tb));
+		int err = ce_repl_tail_begin(c->p, c->name, fe, tb.tb_hist, tb.tb_nhist);
+		if (err != 0) {
+			send_error(c, err == -ESTALE ? RPE_STALE_EPOCH : err == -EPROTO ? RPE_EPOCH_REFUSED :
+			    err == -EINVAL ? RPE_INVALID_ARGUMENT : RPE_IO_ERROR, h, err != -EINVAL && err != -EPROTO, &ri,
+			    0, ce_errmsg());
+			return err == -EINVAL || err == -EPROTO ? 0 : err;
+		}
+		log_info("replica %s: tail sync for epoch %" PRIu64 ".%016" PRIx64 " begins (%s)", c->export_name,
+		    fe.counter, fe.node, c->peer);
+		return send_status(c, RP_STATUS, h->rf_id);
+	}
+	case RP_TAIL_DATA: {
+		rp_tail_data td;
+		memcpy(&td, pl, sizeof(td));
+		int zero = (td.td_flags & 1) != 0;
+		if ((td.td_flags & ~1u) != 0 || td.td_length == 0 || td.td_offset > ri.size ||
+		    td.td_length > ri.size - td.td_offset || (zero ? h->rf_len != 16 : h->rf_len != 16 + td.td_length)) {
+			send_error(c, RPE_INVALID_RANGE, h, 1, NULL, 0, "TAIL_DATA outside the volume or of a wrong size");
+			return -EPROTO;
+		}
+		int err = ce_repl_tail_write(c->h, fe, pl + 16, td.td_length, td.td_offset, zero);
+		if (err != 0) {
+			send_error(c, err == -ESTALE ? RPE_STALE_EPOCH : err == -ENOSPC ? RPE_NO_SPACE : RPE_IO_ERROR, h, 1,
+			    &ri, 0, ce_errmsg());
+			return err;
+		}
+		return 0;
 	}
 	case RP_MB_COMMIT: {
 		int err = ce_repl_membership(c->p, c->name, fe, pl);
@@ -697,6 +789,34 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		return -EPROTO;
 	}
 	int err;
+	if (t == RP_SNAPSHOT || t == RP_SNAP_DESTROY || t == RP_SNAP_RENAME) {
+		rp_snap sn;
+		memcpy(&sn, pl, sizeof(sn));
+		char name[257], nn[257] = "";
+		snprintf(name, sizeof(name), "%.256s", sn.sn_name);
+		if (t == RP_SNAP_RENAME)
+			snprintf(nn, sizeof(nn), "%.256s", (const char *)pl + sizeof(sn));
+		int op_err = 0;
+		err = ce_repl_snap(c->h, fe, h->rf_seq, t == RP_SNAPSHOT ? CE_REPL_SNAP_CREATE :
+		    t == RP_SNAP_DESTROY ? CE_REPL_SNAP_DESTROY : CE_REPL_SNAP_RENAME, name, nn, &op_err);
+		if (err == -ESTALE) {
+			(void)ce_repl_info_get(c->p, c->name, &ri);
+			send_error(c, RPE_STALE_EPOCH, h, 1, &ri, 0, ce_errmsg());
+			return -ESTALE;
+		}
+		if (err != 0) {
+			send_error(c, err == -EINVAL ? RPE_INVALID_ARGUMENT : RPE_IO_ERROR, h, 1, NULL, 0, ce_errmsg());
+			return err;
+		}
+		c->applied_pending = 1;
+		if (flush_applied(c) != 0)
+			return -EPIPE;
+		/* the snapshot operation committed (its own txg): done, with its outcome */
+		rp_op_done od = { op_err ? (uint32_t)RPE_INVALID_ARGUMENT : 0, 0, op_err ? (uint64_t)-op_err : 0 };
+		log_info("replica %s: %s %s at seq %" PRIu64 "%s%s", c->export_name, rp_type_name(t), name, h->rf_seq,
+		    op_err ? ": " : "", op_err ? strerror(-op_err) : "");
+		return send_frame(c, RP_OP_DONE, 0, h->rf_seq, h->rf_id, &od, sizeof(od));
+	}
 	uint64_t off, len;
 	if (t == RP_WRITE) {
 		rp_write w;

@@ -443,8 +443,23 @@ typedef struct cask_repl_status {
 	size_t nreplicas;
 	cask_replica_info replicas[CASK_REPL_MAX];
 } cask_repl_status;
-/* The controller's view of a replicated volume this caskd controls (NOT_REPLICATED otherwise). */
+/*
+ * The controller's view of a replicated volume this caskd controls. For a
+ * replica this caskd holds but does not control, state is "replica" and
+ * fenced_by says "controlled by EPOCH at HOST:PORT"; while a restarted
+ * controller reconciles, "reconciling" (fenced_by: what it waits for);
+ * "moved" when it found that a takeover happened. NOT_REPLICATED otherwise.
+ */
 int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
+/*
+ * Become the controller of POOL/VOL, a replica this caskd holds (`cask vol
+ * takeover`; docs/replication.md rule 7): the membership is read from the
+ * replicas it reaches (a prepare quorum), the newest state is made that of
+ * every member it counts in sync, the old controller is fenced by the new
+ * epoch. out (may be NULL): the status once serving. PEER_UNREACHABLE: too
+ * few members reachable; PEER_REFUSED: a newer epoch was promised elsewhere.
+ */
+int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
 
 /*
  * The digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents (CASK_1.1,

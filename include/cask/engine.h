@@ -594,6 +594,39 @@ int ce_rebuild_scan(ce_vol *h, uint64_t base, int full, uint64_t from, ce_diff_f
 int ce_repl_flush(ce_vol *h, uint64_t *durable);
 uint64_t ce_repl_applied(ce_vol *h);
 int ce_vol_is_replica(ce_pool *p, const char *name);
+/*
+ * Reconciliation (docs/replication.md section 3.7, as built). The extents
+ * of the operations after seq `after` this replica began applying (in
+ * memory: the newest 65536, none from before this import): up to max of
+ * them into off/len (a byte range each, in seq order), *n how many, *top
+ * the highest seq listed. -ERANGE when the record no longer (or never)
+ * held an operation after `after` (`after` below what it kept).
+ */
+int ce_repl_extents(ce_vol *h, uint64_t after, uint64_t *off, uint64_t *len, size_t max, size_t *n,
+    uint64_t *top);
+/*
+ * A tail sync begins (promised epoch e, not yet started): the record goes
+ * to state rebuilding (tail) and takes hist (nhist eh_phys entries: the
+ * reference's epoch history, whose state it is about to hold), durable
+ * before any byte changes; then ce_repl_tail_write copies bytes (zero: a
+ * range of zeros), and ce_repl_start_epoch(.., base, ..) completes it
+ * (applied := base, state complete).
+ */
+int ce_repl_tail_begin(ce_pool *p, const char *name, ce_epoch e, const void *hist, uint32_t nhist);
+int ce_repl_tail_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off, int zero);
+/*
+ * Sequenced snapshot operations (replication.md rule 6): applied like a
+ * write, at seq (== applied + 1) in the promised epoch, on volume h's
+ * snapshot `snap` (the part after '@'). op: 1 create, 2 destroy, 3 rename
+ * to `newname`. A failure of the snapshot operation itself (a name taken
+ * or missing, no space) still consumes the seq -- every replica fails it
+ * alike, so they stay identical -- and is reported in *op_err (0 or
+ * -errno); the return value is nonzero only when the seq was not consumed
+ * (stale epoch -ESTALE, out of sequence -EPROTO, not a replica handle).
+ */
+enum { CE_REPL_SNAP_CREATE = 1, CE_REPL_SNAP_DESTROY = 2, CE_REPL_SNAP_RENAME = 3 };
+int ce_repl_snap(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, const char *newname,
+    int *op_err);
 
 const char *ce_errmsg(void);
 /*

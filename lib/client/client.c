@@ -727,14 +727,39 @@ cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size, cons
 	return call_void(c, "vol.create", a);
 }
 
+static void repl_status_fill(json_object *r, cask_repl_status *out);
+
 int
 cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out)
 {
-	json_object *a = json_object_new_object(), *r, *arr;
+	json_object *a = json_object_new_object(), *r;
 	json_object_object_add(a, "name", json_object_new_string(name));
 	int rc = call(c, "vol.status", a, &r);
 	if (rc != 0)
 		return rc;
+	repl_status_fill(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.takeover", a, &r);
+	if (rc != 0)
+		return rc;
+	if (out != NULL)
+		repl_status_fill(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+static void
+repl_status_fill(json_object *r, cask_repl_status *out)
+{
+	json_object *arr;
 	memset(out, 0, sizeof(*out));
 	get_str(r, "epoch", out->epoch, sizeof(out->epoch));
 	get_str(r, "consistency", out->consistency, sizeof(out->consistency));
@@ -761,8 +786,6 @@ cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out)
 			ri->lag_ops = get_u64(o, "lag_ops");
 		}
 	}
-	json_object_put(r);
-	return 0;
 }
 
 int

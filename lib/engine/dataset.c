@@ -232,9 +232,10 @@ vol_record(const volume *v, ds_phys *ds)
 	ds->ds_recv = v->is_snap ? 0 : (uint8_t)v->rcap.receiving;
 	ds->ds_send_guid = v->is_snap ? v->send_guid : 0;
 	/* the role as of the settled replica record, so the dataset and the replica object agree */
-	if (!v->is_snap && v->rp != NULL && v->rp->cap.rp_ds_guid != 0) {
+	const struct repl_state *rs = repl_of(v);
+	if (!v->is_snap && rs != NULL && rs->cap.rp_ds_guid != 0) {
 		ds->ds_role = DS_ROLE_REPLICA;
-		ds->ds_repl_idx = v->rp->idx;
+		ds->ds_repl_idx = rs->idx;
 	}
 }
 

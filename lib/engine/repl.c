@@ -46,6 +46,25 @@
  *      a log replay can never bring back bytes past the record's applied
  *      without the record saying so. (As built: the LR_REPL and
  *      LR_REPL_REC log records of the design are not implemented.)
+ *   6. A volume's repl_state lives as long as the volume (v->rp is set
+ *      with a release store and read with repl_of's acquire load, so the
+ *      write paths read it without pool->lock). ce_pool_clear's reload
+ *      refreshes the same object in place and bumps its gen under
+ *      pool->lock (a volume the reloaded object does not name has its
+ *      state moved to v->rp_retired, never freed under an apply); an
+ *      apply or flush that began before the bump records nothing.
+ *   7. The ring keeps the byte range of each of the newest REPL_RING
+ *      operations, noted under pool->lock when its apply begins (before a
+ *      byte changes), so the extents listed for seqs after c cover every
+ *      byte this replica may hold of them, a failed try's included. It is
+ *      memory only: after an import it knows nothing before applied
+ *      (ce_repl_extents answers -ERANGE), and a reconciliation then counts
+ *      on the other members' rings or leaves this one degraded.
+ *   8. A tail sync (ce_repl_tail_begin .. ce_repl_start_epoch) first makes
+ *      the record rebuilding (kind tail) with the reference's history,
+ *      durably, so a crash during the copy never leaves a replica that
+ *      says complete with half a tail; the START_EPOCH that ends it sets
+ *      applied = base with the new epoch, in one commit.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) is entered and left by rebuild.c (ce_rebuild_begin, _end), and
@@ -69,6 +88,10 @@
 #include <string.h>
 #include <time.h>
 
+#ifndef RB_TAIL
+#define RB_TAIL 1u /* rb_kind of a tail sync (on-disk-format.md section 7) */
+#endif
+
 static epoch_phys
 ep_of(ce_epoch e)
 {
@@ -87,15 +110,40 @@ ep_cmp(epoch_phys a, epoch_phys b)
 	return ce_epoch_cmp(ce_of(a), ce_of(b));
 }
 
+struct repl_state *
+repl_of(const volume *v)
+{
+	return __atomic_load_n(&v->rp, __ATOMIC_ACQUIRE);
+}
+
+static void
+set_rp(volume *v, repl_state *rs)
+{
+	__atomic_store_n(&v->rp, rs, __ATOMIC_RELEASE);
+}
+
+static void
+state_free(repl_state *rs)
+{
+	while (rs != NULL) {
+		repl_state *next = rs->retired;
+		pthread_mutex_destroy(&rs->mu);
+		free(rs->done);
+		free(rs->ring);
+		free(rs);
+		rs = next;
+	}
+}
+
+/* The volume is going (vol_delete): nothing can apply to it any more. */
 void
 repl_free(volume *v)
 {
-	if (v->rp == NULL)
-		return;
-	pthread_mutex_destroy(&v->rp->mu);
-	free(v->rp->done);
-	free(v->rp);
-	v->rp = NULL;
+	repl_state *rs = repl_of(v);
+	set_rp(v, NULL);
+	state_free(rs);
+	state_free(v->rp_retired);
+	v->rp_retired = NULL;
 }
 
 void
@@ -152,8 +200,8 @@ void
 repl_image(volume *v)
 {
 	ASSERT_HELD(&v->pool->lock);
-	if (v->rp != NULL)
-		v->rp->img = v->rp->rec;
+	if (repl_of(v) != NULL)
+		repl_of(v)->img = repl_of(v)->rec;
 }
 
 /*
@@ -163,7 +211,7 @@ repl_image(volume *v)
 void
 repl_settle(volume *v, uint64_t t)
 {
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	ASSERT_HELD(&v->pool->lock);
 	if (rs == NULL || rs->img.rp_ds_guid == 0)
 		return; /* made a replica after t: t has no record of it */
@@ -201,7 +249,7 @@ void
 repl_record(ce_pool *p, volume *v, uint64_t t)
 {
 	ASSERT(pool_sync_thread(p));
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (rs == NULL)
 		return;
 	pthread_mutex_lock(&p->lock);
@@ -270,14 +318,62 @@ repl_sync(ce_pool *p, uint64_t t)
 	return 0;
 }
 
+static int load_object(ce_pool *p, uint8_t *named);
+
 /* At import (and clear): the replica object, attached to the volumes that name their slots. */
 int
 repl_load(ce_pool *p)
 {
 	repl_pool_fini(p);
 	tree_init(&p->rp_tree, BP_REPL, 1);
-	for (size_t i = 0; i < ds_count(p); i++)
-		repl_free(ds_at(p, i));
+	/*
+	 * Invariant 6: a clear keeps every volume's state object (an apply or
+	 * a flush may hold its mutex or a pointer to it); attach() refreshes
+	 * it in place, and a volume the reloaded object does not name loses
+	 * its state to its retired list.
+	 */
+	uint8_t *named = xcalloc(ds_count(p) ? ds_count(p) : 1, 1);
+	int err = load_object(p, named);
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < ds_count(p); i++) {
+		volume *v = ds_at(p, i);
+		repl_state *rs = repl_of(v);
+		if (rs != NULL && (err != 0 || !named[i])) {
+			set_rp(v, NULL);
+			rs->gen++;
+			rs->retired = v->rp_retired;
+			v->rp_retired = rs;
+		}
+	}
+	pthread_mutex_unlock(&p->lock);
+	free(named);
+	return err;
+}
+
+/* Attach the record r to v: a new state, or v's old one refreshed (pool->lock held). */
+static void
+attach(volume *v, const repl_phys *r, uint32_t idx)
+{
+	repl_state *rs = repl_of(v);
+	if (rs == NULL) {
+		rs = state_new(idx);
+	} else {
+		rs->idx = idx;
+		rs->gen++; /* invariant 6: what began before this reload records nothing */
+		rs->ndone = 0;
+		rs->begun_txg = 0;
+	}
+	rs->rec = rs->img = rs->cap = *r;
+	rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
+	rs->applied = rs->durable = r->rp_applied;
+	rs->begun = r->rp_hi;
+	set_rp(v, rs);
+}
+
+/* The replica object from disk; named[i] set for each volume it gives a record. */
+static int
+load_object(ce_pool *p, uint8_t *named)
+{
 	mos_header_phys *mh = mos_hdr(p);
 	mos_repl_phys mr;
 	memcpy(&mr, mos_ptr(p, CE_MOS_REPL_OFF), sizeof(mr));
@@ -319,12 +415,10 @@ repl_load(ce_pool *p)
 		    r->rp_hist_count > CE_REPL_HIST)
 			return err_set(-EIO, "pool %s: the replica record of volume %s is damaged", p->name,
 			    v->name);
-		repl_state *rs = state_new(v->load_repl_idx);
-		rs->rec = rs->img = rs->cap = *r;
-		rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
-		rs->applied = rs->durable = r->rp_applied;
-		rs->begun = r->rp_hi;
-		v->rp = rs;
+		pthread_mutex_lock(&p->lock);
+		attach(v, r, v->load_repl_idx);
+		pthread_mutex_unlock(&p->lock);
+		named[i] = 1;
 	}
 	return 0;
 }
@@ -337,7 +431,7 @@ find_replica(ce_pool *p, const char *name, int *err)
 	volume *v = name != NULL ? vol_find(p, name) : NULL;
 	if (v == NULL || v->is_snap)
 		*err = err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
-	else if (v->rp == NULL)
+	else if (repl_of(v) == NULL)
 		*err = err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
 	else
 		*err = 0;
@@ -359,7 +453,7 @@ mgmt_replica(ce_pool *p, const char *name, int *err)
 static void
 info_fill(const volume *v, ce_repl_info *o)
 {
-	const repl_state *rs = v->rp;
+	const repl_state *rs = repl_of(v);
 	memset(o, 0, sizeof(*o));
 	o->id = v->guid;
 	o->pool_guid = v->pool->guid;
@@ -394,17 +488,17 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "volume %s/%s does not exist", p->name, name ? name : "");
 	}
-	if (v->rp != NULL || v->receiving || e.counter == 0 || e.node == 0) {
+	if (repl_of(v) != NULL || v->receiving || e.counter == 0 || e.node == 0) {
 		vol_mgmt_abort(p);
-		return err_set(v->rp != NULL ? -EEXIST : -EINVAL, "volume %s/%s: %s", p->name, name,
-		    v->rp != NULL ? "already a replica" : v->receiving ? "a partial receive" :
+		return err_set(repl_of(v) != NULL ? -EEXIST : -EINVAL, "volume %s/%s: %s", p->name, name,
+		    repl_of(v) != NULL ? "already a replica" : v->receiving ? "a partial receive" :
 		    "epoch counter and node must be nonzero");
 	}
 	uint32_t idx = 0;
 	for (;; idx++) {
 		int taken = 0;
 		for (size_t i = 0; i < ds_count(p) && !taken; i++)
-			taken = ds_at(p, i)->rp != NULL && ds_at(p, i)->rp->idx == idx;
+			taken = repl_of(ds_at(p, i)) != NULL && repl_of(ds_at(p, i))->idx == idx;
 		if (!taken)
 			break;
 	}
@@ -422,7 +516,7 @@ ce_repl_make(ce_pool *p, const char *name, const uint8_t vol_uuid[16], ce_epoch 
 	snprintf(r->rp_holder_addr, sizeof(r->rp_holder_addr), "%s", holder_addr ? holder_addr : "");
 	r->rp_map_count = 1;
 	r->rp_map[0] = (sm_phys){ txg_open(p), 0 };
-	v->rp = rs;
+	set_rp(v, rs);
 	return vol_mgmt_commit(p);
 }
 
@@ -444,7 +538,7 @@ ce_vol_is_replica(ce_pool *p, const char *name)
 {
 	pthread_mutex_lock(&p->lock);
 	volume *v = name != NULL ? vol_find(p, name) : NULL;
-	int r = v != NULL && !v->is_snap && v->rp != NULL;
+	int r = v != NULL && !v->is_snap && repl_of(v) != NULL;
 	pthread_mutex_unlock(&p->lock);
 	return r;
 }
@@ -457,7 +551,7 @@ ce_repl_promise(ce_pool *p, const char *name, ce_epoch e, const char *holder_add
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_phys *r = &v->rp->rec;
+	repl_phys *r = &repl_of(v)->rec;
 	int c = ep_cmp(ep_of(e), r->rp_promised);
 	if (c < 0 ||
 	    (expect != NULL && ep_cmp(r->rp_promised, ep_of(*expect)) > 0 && c != 0)) {
@@ -519,7 +613,7 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	repl_phys *r = &rs->rec;
 	const char *why;
 	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
@@ -528,7 +622,12 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
 		err = err_set(-EPROTO, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was started already (a "
 		    "controller that reconnects prepares a new epoch)", p->name, name, e.counter, e.node);
-	else if (rs->applied != base || r->rp_state != RP_COMPLETE)
+	else if (r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL &&
+	    (r->rp_hist_count == 0 || r->rp_hist[r->rp_hist_count - 1].eh_base > base))
+		err = err_set(-EPROTO, "volume %s/%s: base %" PRIu64 " is older than the tail sync's history",
+		    p->name, name, base);
+	else if ((rs->applied != base && !(r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL)) ||
+	    (r->rp_state != RP_COMPLETE && !(r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind == RB_TAIL)))
 		err = err_set(-EPROTO, "volume %s/%s: cannot start an epoch at base %" PRIu64
 		    " (applied %" PRIu64 ", state %u)", p->name, name, base, rs->applied, r->rp_state);
 	else if (ep_cmp(mb.mb_epoch, ep_of(e)) != 0 || !mb_valid(&mb, v->guid, &why))
@@ -547,7 +646,35 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 	    .eh_flags = EH_ADOPTED };
 	r->rp_last_epoch = ep_of(e);
 	r->rp_mb = mb;
-	return vol_mgmt_commit(p);
+	if (r->rp_state == RP_REBUILDING) {
+		/*
+		 * A tail sync ends: the content is the reference's state(base), so
+		 * applied is base (up or down), recorded like an apply that ended in
+		 * the open txg; the ring's newer entries were another lineage's.
+		 */
+		r->rp_state = RP_COMPLETE;
+		memset(&r->rp_rb, 0, sizeof(r->rp_rb));
+		uint64_t o = txg_open(p);
+		rs->ndone = 0;
+		if (rs->capdone == 0) {
+			rs->capdone = 64;
+			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
+		}
+		rs->done[rs->ndone++] = (repl_done){ base, o, o };
+		rs->void_hi = MAX(MAX(rs->cap.rp_hi, rs->rec.rp_hi), MAX(rs->begun, rs->applied));
+		rs->applied = base;
+		rs->begun = base;
+		rs->begun_txg = o;
+		rs->ring_lo = base;
+	}
+	err = vol_mgmt_commit(p);
+	if (err == 0) {
+		pthread_mutex_lock(&p->lock);
+		if (rs->applied == base)
+			rs->durable = base; /* the commit above carried applied = base */
+		pthread_mutex_unlock(&p->lock);
+	}
+	return err;
 }
 
 int
@@ -559,7 +686,7 @@ ce_repl_membership(ce_pool *p, const char *name, ce_epoch e, const void *mbp)
 	volume *v = mgmt_replica(p, name, &err);
 	if (v == NULL)
 		return err;
-	repl_phys *r = &v->rp->rec;
+	repl_phys *r = &repl_of(v)->rec;
 	const char *why;
 	int c = ep_cmp(mb.mb_epoch, r->rp_mb.mb_epoch);
 	if (ep_cmp(ep_of(e), r->rp_promised) != 0 || ep_cmp(mb.mb_epoch, ep_of(e)) != 0)
@@ -595,7 +722,7 @@ ce_repl_set_flags(ce_pool *p, const char *name, uint32_t set, uint32_t clear)
 		return err_set(-EINVAL, "unknown replica record flags");
 	}
 	vol_mgmt_dirty(p, v);
-	v->rp->rec.rp_flags = (v->rp->rec.rp_flags | set) & ~clear;
+	repl_of(v)->rec.rp_flags = (repl_of(v)->rec.rp_flags | set) & ~clear;
 	return vol_mgmt_commit(p);
 }
 
@@ -608,7 +735,7 @@ ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
 	int err = ce_vol_open(p, name, &h);
 	if (err != 0)
 		return err;
-	if (h->v->rp == NULL || h->v->is_snap) {
+	if (repl_of(h->v) == NULL || h->v->is_snap) {
 		ce_vol_close(h);
 		return err_set(-EINVAL, "volume %s/%s is not a replica", p->name, name);
 	}
@@ -617,20 +744,60 @@ ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
 	return 0;
 }
 
-enum { OP_WRITE, OP_TRIM, OP_ZERO };
+enum { OP_WRITE, OP_TRIM, OP_ZERO, OP_SNAP };
+
+typedef struct snap_op {
+	int op;
+	const char *snap, *newname;
+	int err;
+} snap_op;
+
+/* Invariant 7: seq's extent, before any byte of it changes (pool->lock held). */
+static void
+ring_note(repl_state *rs, uint64_t seq, uint64_t off, uint64_t len)
+{
+	if (rs->ring == NULL)
+		rs->ring = xcalloc(REPL_RING, sizeof(repl_ext));
+	rs->ring[seq % REPL_RING] = (repl_ext){ seq, off, len };
+	if (seq > REPL_RING && rs->ring_lo < seq - REPL_RING)
+		rs->ring_lo = seq - REPL_RING;
+}
+
+static int
+snap_apply(ce_pool *p, volume *v, snap_op *so)
+{
+	char full[520], nn[520];
+	snprintf(full, sizeof(full), "%s@%s", v->name, so->snap);
+	if (so->op == CE_REPL_SNAP_CREATE) {
+		const char *names[1] = { full };
+		int e1 = 0;
+		int err = ce_snap_create(p, names, 1, &e1);
+		return err != 0 && e1 != 0 ? e1 : err;
+	}
+	if (so->op == CE_REPL_SNAP_DESTROY)
+		return ce_snap_destroy(p, full);
+	snprintf(nn, sizeof(nn), "%s@%s", v->name, so->newname ? so->newname : "");
+	return ce_snap_rename(p, full, nn);
+}
 
 static int
 apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off, uint64_t len)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (!h->repl || rs == NULL)
 		return err_set(-EINVAL, "not a replica handle");
 	pthread_mutex_lock(&rs->mu);
 	pthread_mutex_lock(&p->lock);
 	int err = 0;
-	if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
+	uint64_t gen = rs->gen;
+	if (txg_suspended(p))
+		err = err_set(txg_suspended(p), "pool %s is suspended after an IO error", p->name);
+	else if (repl_of(v) != rs)
+		err = err_set(-EIO, "volume %s/%s: the pool was cleared and the volume is no longer a "
+		    "replica", p->name, v->name);
+	else if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
 		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
 		    p->name, v->name, e.counter, e.node);
 	else if (ep_cmp(rs->rec.rp_last_epoch, rs->rec.rp_promised) != 0)
@@ -645,14 +812,37 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		rs->begun = seq; /* a retry keeps its first txg: its failed try may have left bytes there */
 		rs->begun_txg = txg_open(p);
 	}
+	if (err == 0)
+		ring_note(rs, seq, op == OP_SNAP ? 0 : off, op == OP_SNAP ? 0 : len);
 	uint64_t btxg = rs->begun_txg;
 	pthread_mutex_unlock(&p->lock);
-	if (err == 0) {
+	if (err == 0 && op == OP_SNAP) {
+		/*
+		 * Rule 6: applies are serial, so the snapshot holds exactly the
+		 * operations 1..seq-1; its own failure is every replica's alike
+		 * and consumes the seq (the caller reads it in so->err).
+		 */
+		snap_op *so = (snap_op *)buf;
+		so->err = snap_apply(p, v, so);
+		if (so->err != 0)
+			so->err = so->err < 0 ? so->err : -EIO;
+	} else if (err == 0) {
 		err = op == OP_WRITE ? ce_vol_write(h, buf, len, off) :
 		    op == OP_TRIM ? ce_vol_trim(h, off, len) : ce_vol_write_zeroes(h, off, len);
 	}
 	if (err == 0) {
 		pthread_mutex_lock(&p->lock);
+		if (rs->gen != gen) {
+			/*
+			 * Invariant 6: a clear reloaded the record while this apply ran;
+			 * its bytes went with the txgs the clear dropped (vol.c refuses
+			 * the chunks after it), so it is not applied.
+			 */
+			pthread_mutex_unlock(&p->lock);
+			pthread_mutex_unlock(&rs->mu);
+			return err_set(-EIO, "volume %s/%s: the pool was cleared during the apply of %" PRIu64
+			    "; reopen", p->name, v->name, seq);
+		}
 		if (rs->ndone == rs->capdone) {
 			rs->capdone = rs->capdone ? rs->capdone * 2 : 64;
 			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
@@ -662,7 +852,7 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		rs->applied = seq;
 		/* the record changes in o: v is o's to write, whether or not o has data of it */
 		pool_dirty(p, v, o);
-		txg_mark_open(p);
+			txg_mark_open(p);
 		pthread_mutex_unlock(&p->lock);
 	}
 	pthread_mutex_unlock(&rs->mu);
@@ -687,12 +877,131 @@ ce_repl_zero(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len)
 	return apply(h, e, seq, OP_ZERO, NULL, off, len);
 }
 
+int
+ce_repl_snap(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, const char *newname,
+    int *op_err)
+{
+	*op_err = 0;
+	if (op < CE_REPL_SNAP_CREATE || op > CE_REPL_SNAP_RENAME || snap == NULL || snap[0] == '\0' ||
+	    strchr(snap, '@') != NULL || (op == CE_REPL_SNAP_RENAME && (newname == NULL || newname[0] == '\0')))
+		return err_set(-EINVAL, "a sequenced snapshot operation needs an operation and a snapshot name");
+	snap_op so = { op, snap, newname, 0 };
+	int err = apply(h, e, seq, OP_SNAP, &so, 0, 0);
+	if (err == 0 && so.err != 0) {
+		*op_err = so.err;
+		err_set(so.err, "snapshot %s: %s", snap, strerror(-so.err));
+	}
+	return err;
+}
+
+int
+ce_repl_extents(ce_vol *h, uint64_t after, uint64_t *off, uint64_t *len, size_t max, size_t *n, uint64_t *top)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = repl_of(v);
+	*n = 0;
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&rs->mu); /* no apply between the listing and its end */
+	pthread_mutex_lock(&p->lock);
+	uint64_t hi = MAX(rs->begun, rs->applied);
+	int err = 0;
+	if (after < rs->ring_lo && hi > after)
+		err = err_set(-ERANGE, "volume %s/%s: the extents of operations after %" PRIu64 " are not known here "
+		    "(kept from %" PRIu64 ")", p->name, v->name, after, rs->ring_lo + 1);
+	uint64_t s = after;
+	while (err == 0 && s < hi && *n < max) {
+		s++;
+		const repl_ext *x = rs->ring != NULL ? &rs->ring[s % REPL_RING] : NULL;
+		if (x == NULL || x->seq != s) {
+			err = err_set(-ERANGE, "volume %s/%s: no extent kept for operation %" PRIu64, p->name, v->name, s);
+			break;
+		}
+		if (x->len == 0)
+			continue; /* a snapshot operation: no bytes */
+		off[*n] = x->off;
+		len[*n] = x->len;
+		(*n)++;
+	}
+	/* invariant 8: what the record's hi claimed before a tail sync ended is the reference's content now */
+	*top = err == 0 && s == hi ? MAX(s, rs->void_hi) : s;
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&rs->mu);
+	return err;
+}
+
+int
+ce_repl_tail_begin(ce_pool *p, const char *name, ce_epoch e, const void *hist, uint32_t nhist)
+{
+	int err;
+	volume *v = mgmt_replica(p, name, &err);
+	if (v == NULL)
+		return err;
+	repl_state *rs = repl_of(v);
+	repl_phys *r = &rs->rec;
+	if (ep_cmp(ep_of(e), r->rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " was not the one promised",
+		    p->name, name, e.counter, e.node);
+	else if (ep_cmp(r->rp_last_epoch, ep_of(e)) == 0)
+		err = err_set(-EPROTO, "volume %s/%s: the epoch started already: no tail sync", p->name, name);
+	else if (r->rp_state == RP_RETIRED || (r->rp_state == RP_REBUILDING && r->rp_rb.rb_kind != RB_TAIL))
+		err = err_set(-EINVAL, "volume %s/%s: state %u takes no tail sync", p->name, name, r->rp_state);
+	else if (nhist == 0 || nhist > CE_REPL_HIST)
+		err = err_set(-EINVAL, "volume %s/%s: a tail sync needs 1 to %u history entries", p->name, name,
+		    CE_REPL_HIST);
+	if (err != 0) {
+		vol_mgmt_abort(p);
+		return err;
+	}
+	const eh_phys *eh = hist;
+	for (uint32_t i = 1; i < nhist; i++)
+		if (ep_cmp(eh[i].eh_epoch, eh[i - 1].eh_epoch) <= 0 || eh[i].eh_base < eh[i - 1].eh_base) {
+			vol_mgmt_abort(p);
+			return err_set(-EINVAL, "volume %s/%s: the reference's history is out of order", p->name, name);
+		}
+	vol_mgmt_dirty(p, v);
+	r->rp_state = RP_REBUILDING;
+	memset(&r->rp_rb, 0, sizeof(r->rp_rb));
+	r->rp_rb.rb_kind = RB_TAIL;
+	r->rp_rb.rb_base_epoch = ep_of(e);
+	memset(r->rp_hist, 0, sizeof(r->rp_hist));
+	memcpy(r->rp_hist, hist, nhist * sizeof(eh_phys));
+	r->rp_hist_count = nhist;
+	r->rp_last_epoch = eh[nhist - 1].eh_epoch;
+	return vol_mgmt_commit(p);
+}
+
+int
+ce_repl_tail_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off, int zero)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	repl_state *rs = repl_of(v);
+	if (!h->repl || rs == NULL)
+		return err_set(-EINVAL, "not a replica handle");
+	pthread_mutex_lock(&rs->mu);
+	pthread_mutex_lock(&p->lock);
+	int err = 0;
+	if (ep_cmp(ep_of(e), rs->rec.rp_promised) != 0)
+		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
+		    p->name, v->name, e.counter, e.node);
+	else if (rs->rec.rp_state != RP_REBUILDING || rs->rec.rp_rb.rb_kind != RB_TAIL)
+		err = err_set(-EINVAL, "volume %s/%s: no tail sync in progress", p->name, v->name);
+	pthread_mutex_unlock(&p->lock);
+	if (err == 0)
+		err = zero ? ce_vol_write_zeroes(h, off, len) : ce_vol_write(h, buf, len, off);
+	pthread_mutex_unlock(&rs->mu);
+	return err;
+}
+
 uint64_t
 ce_repl_applied(ce_vol *h)
 {
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&p->lock);
-	uint64_t a = h->v->rp ? h->v->rp->applied : 0;
+	repl_state *rs = repl_of(h->v);
+	uint64_t a = rs ? rs->applied : 0;
 	pthread_mutex_unlock(&p->lock);
 	return a;
 }
@@ -702,11 +1011,11 @@ ce_repl_flush(ce_vol *h, uint64_t *durable)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
-	repl_state *rs = v->rp;
+	repl_state *rs = repl_of(v);
 	if (!h->repl || rs == NULL)
 		return err_set(-EINVAL, "not a replica handle");
 	pthread_mutex_lock(&p->lock);
-	uint64_t a = rs->applied, t = txg_open(p);
+	uint64_t a = rs->applied, t = txg_open(p), gen = rs->gen;
 	if (a <= rs->durable) {
 		*durable = rs->durable;
 		pthread_mutex_unlock(&p->lock);
@@ -719,6 +1028,11 @@ ce_repl_flush(ce_vol *h, uint64_t *durable)
 	if (err != 0)
 		return err;
 	pthread_mutex_lock(&p->lock);
+	if (rs->gen != gen) {
+		/* invariant 6: t was a txg of the pool before a clear; nothing of it is known durable */
+		pthread_mutex_unlock(&p->lock);
+		return err_set(-EIO, "volume %s/%s: the pool was cleared during the flush", p->name, v->name);
+	}
 	if (a > rs->durable)
 		rs->durable = a;
 	*durable = rs->durable;
@@ -763,7 +1077,7 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 			if (ds_at(p, i)->guid == r->rp_ds_guid && !ds_at(p, i)->is_snap)
 				v = ds_at(p, i);
 		const char *vn = v ? v->name : "?";
-		if (v == NULL || v->rp == NULL || v->rp->idx != s) {
+		if (v == NULL || repl_of(v) == NULL || repl_of(v)->idx != s) {
 			reportf(&n, report, arg, "replica slot %u: names volume %016" PRIx64 ", which is not a "
 			    "replica volume with that slot", s, r->rp_ds_guid);
 			continue;
@@ -818,8 +1132,8 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 		reportf(&n, report, arg, "replica object: %u records used, the root says %u", used, mr.mr_used);
 	for (size_t i = 0; i < ds_count(p); i++) {
 		const volume *v = ds_at(p, i);
-		if (v->rp != NULL && (v->rp->idx >= nslots || recs[v->rp->idx].rp_ds_guid != v->guid))
-			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, v->rp->idx);
+		if (repl_of(v) != NULL && (repl_of(v)->idx >= nslots || recs[repl_of(v)->idx].rp_ds_guid != v->guid))
+			reportf(&n, report, arg, "replica volume %s: no record in slot %u", v->name, repl_of(v)->idx);
 	}
 	return n;
 }

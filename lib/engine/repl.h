@@ -18,6 +18,7 @@ typedef struct repl_done {
 
 typedef struct repl_state {
 	pthread_mutex_t mu;      /* one apply at a time; taken before every engine lock */
+	struct repl_state *retired; /* a state repl_load detached from this volume (kept until the volume goes) */
 	uint32_t idx;            /* slot in the replica object */
 	/* pool->lock: */
 	repl_phys rec;           /* live management fields (promise, epochs, membership, history);
@@ -30,9 +31,32 @@ typedef struct repl_state {
 	uint64_t begun;          /* highest seq whose apply began ... */
 	uint64_t begun_txg;      /* ... in this open txg (its first attempt) */
 	uint64_t durable;        /* the applied of the newest committed capture this process waited for */
+	uint64_t gen;            /* bumped by every reload (repl_load at a clear): an apply or flush
+	                            that began before it records nothing */
 	repl_done *done;         /* finished applies not yet captured, oldest first */
 	size_t ndone, capdone;
+	/*
+	 * The extents of the newest operations (invariant 7), recorded when
+	 * each apply begins: ring[seq % REPL_RING] for seqs ring_lo+1 ..
+	 * begun; in memory only (an import starts it empty at applied).
+	 */
+	struct repl_ext *ring;
+	uint64_t ring_lo;
+	uint64_t void_hi;        /* a tail sync ended here: the record's hi up to this claims no bytes */
 } repl_state;
+
+#define REPL_RING 65536u
+typedef struct repl_ext {
+	uint64_t seq, off, len;
+} repl_ext;
+
+/*
+ * v->rp, read without pool->lock (the write paths, the sync thread): it is
+ * set once (ce_repl_make, repl_load) and never freed while v lives, so a
+ * pointer read here stays valid; an acquire load pairs with the release
+ * store that published it.
+ */
+struct repl_state *repl_of(const volume *v);
 
 /* dataset.c: the image (capture_image) and the record of txg t (vol_settle); pool->lock held */
 void repl_image(volume *v);

@@ -36,6 +36,7 @@
 #include "bufpool.h"
 #include "dataset.h"
 #include "snap.h"
+#include "repl.h"
 #include "txg.h"
 #include "util.h"
 
@@ -392,7 +393,7 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
-	if (v->rp != NULL && !h->repl)
+	if (repl_of(v) != NULL && !h->repl)
 		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
 		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
@@ -407,12 +408,22 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		uint64_t t = txg_hold(p, &err);
 		if (err != 0)
 			return err;
+		if (h->clear_gen != atomic_load(&p->clear_gen)) {
+			/*
+			 * A clear ran between two chunks: the earlier ones went with the
+			 * txgs it dropped, so this write must not finish in the new pool
+			 * and be answered as if whole (clear_gen is bumped under
+			 * pool->lock with the resume, so a hold taken after it sees it).
+			 */
+			txg_rele(p, t);
+			return stale_check(h);
+		}
 		err = write_blocks(v, t, src, chunk, off, &dd);
 		/* counted before t can quiesce: its sync subtracts these bytes (release_txg) */
 		txg_dirty_add(p, dd, 1);
 		txg_rele(p, t);
 		/* Even a failed chunk may have changed some blocks: log what is there now. */
-		if (v->rp == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
+		if (repl_of(v) == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
 			ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
 		if (err == -ENOSPC && !retried) {
 			/* Space freed by earlier txgs comes back when they commit. */
@@ -494,7 +505,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
 	if (v->is_snap)
 		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
-	if (v->rp != NULL && !h->repl)
+	if (repl_of(v) != NULL && !h->repl)
 		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
 		    "controller writes it", p->name, v->name);
 	if ((err = stale_check(h)) != 0)
@@ -547,7 +558,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	pthread_mutex_unlock(&v->lock);
 	txg_dirty_add(p, dd, 1);
 	txg_rele(p, t);
-	if (v->rp == NULL) /* nor is a replica volume's trim logged */
+	if (repl_of(v) == NULL) /* nor is a replica volume's trim logged */
 		ilog_append(v, LR_ZERO, off, len, t);
 	return 0;
 }

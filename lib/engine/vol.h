@@ -124,6 +124,7 @@ struct volume {
 	} rcap;
 	/* a replica volume (repl.c): its record; NULL for an ordinary volume */
 	struct repl_state *rp;
+	struct repl_state *rp_retired; /* states a clear detached (repl.c, 6): freed with the volume */
 	uint8_t load_role;     /* ds_role and ds_repl_idx as loaded, until repl_load attaches the record */
 	uint32_t load_repl_idx;
 };

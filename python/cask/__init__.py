@@ -422,6 +422,30 @@ class Client:
         d["log_damaged"] = _s(buf)
         return d
 
+    def _repl_status(self, st):
+        out = _struct(st, ("epoch", "consistency", "state", "fenced_by", "seq", "membership_version",
+                           "deadline_ms"))
+        out["replicas"] = [_struct(st.replicas[i], ("address", "pool", "id", "local", "state", "reason", "link",
+                                                    "acked_seq", "durable_seq", "lag_ops"))
+                           for i in range(st.nreplicas)]
+        return out
+
+    def vol_status(self, name):
+        """A replicated volume as this caskd sees it (docs/replication.md): its controller's epoch,
+        consistency, state (serving, suspended, fenced; for a replica another caskd controls
+        "replica", for a restarted controller "reconciling" or "moved", with fenced_by saying
+        where it is) and per replica its address, state, link and acknowledged seq."""
+        st = ffi.new("cask_repl_status *")
+        self._check(lib.cask_vol_repl_status(self._c, _b(name), st), name)
+        return self._repl_status(st)
+
+    def vol_takeover(self, name):
+        """Become the controller of POOL/VOL, a replica this caskd holds (`cask vol takeover`,
+        replication rule 7); its status once serving."""
+        st = ffi.new("cask_repl_status *")
+        self._check(lib.cask_vol_takeover(self._c, _b(name), st), name)
+        return self._repl_status(st)
+
     def vol_checksum(self, name):
         """The 16-byte digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents
         (XXH3-128 over 1 MiB chunks, holes as zeros; docs/replication.md 12.11):

@@ -100,6 +100,17 @@ int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica
 int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
     uint64_t *job);
 int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+typedef struct {
+    char address[64]; char pool[64]; uint64_t id; int local; char state[16]; char reason[16]; char link[16];
+    uint64_t acked_seq, durable_seq, lag_ops;
+} cask_replica_info;
+typedef struct {
+    char epoch[48]; char consistency[16]; char state[16]; char fenced_by[160];
+    uint64_t seq, membership_version; uint32_t deadline_ms; size_t nreplicas;
+    cask_replica_info replicas[5];
+} cask_repl_status;
+int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
+int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
 int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
     const char *const *values, size_t n);

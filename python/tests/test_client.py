@@ -44,6 +44,18 @@ def test_capabilities(client):
     assert cask.lib_version() == "1.0.0"
 
 
+def test_replication_calls(client):
+    # a plain volume is neither controlled nor a replica here (repl_takeover.sh drives real ones)
+    client.vol_create("tank/plain", 1 << 20)
+    with pytest.raises(cask.InvalidArgument) as e:
+        client.vol_status("tank/plain")
+    assert e.value.code == "NOT_REPLICATED"
+    with pytest.raises(cask.InvalidArgument) as e:
+        client.vol_takeover("tank/plain")
+    assert e.value.code == "NOT_REPLICATED"
+    client.vol_destroy("tank/plain")
+
+
 def test_volumes(client):
     client.vol_create("tank/a", 8 << 20, compression="zstd")
     client.vol_create(b"tank/b", 4 << 20)              # bytes names work too

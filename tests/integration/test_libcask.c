@@ -186,6 +186,7 @@ tour(void *arg)
 	 * (repl_quorum.sh drives both with real replicas) */
 	cask_repl_status rst;
 	CHECK_CODE(cask_vol_repl_status(c, v, &rst), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_takeover(c, v, &rst), EINVAL, "NOT_REPLICATED"); /* repl_takeover.sh: real ones */
 	const char *reps[] = { "127.0.0.1:1/p2" };
 	cask_repl_args rargs = CASK_REPL_ARGS_INIT;
 	rargs.replicas = reps;

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""replnodes.py -- several real caskd processes on loopback for the
+replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
+
+    from replnodes import Cluster
+    cl = Cluster(tdir, build, ["a", "b", "c"], daemon_build)   # a peer key, free ports;
+                                                 # caskd from daemon_build (the sanitizer build) if given
+    a = cl["a"]; a.start(); a.cask("pool", "create", "tank", path, "--size", "256M")
+    a.ctl("vol.status", name="tank/v")           # the control protocol (viohelp.Ctl)
+    a.kill9(); a.start(); a.stop()               # the same state directory again
+    a.uri("tank/v")                              # nbd://127.0.0.1:PORT/tank/v
+    checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
+    digest(uri, size)                            # sha256 of the volume's bytes read over NBD
+    cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
+    cl.sanitizer_reports()                       # sanitizer reports in any caskd log (a test fails on them)
+
+Each node keeps its state directory, control socket, NBD port and
+--replica-listen port across restarts; its log is TDIR/caskd_NAME.log.
+"""
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from viohelp import Ctl  # noqa: E402
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Node:
+    def __init__(self, cl, name):
+        self.cl, self.name = cl, name
+        self.state = os.path.join(cl.t, "state_" + name)
+        self.sock = os.path.join(cl.t, "run_" + name, "caskd.sock")
+        self.port, self.rport = free_port(), free_port()
+        self.raddr = "127.0.0.1:%d" % self.rport
+        self.log = os.path.join(cl.t, "caskd_%s.log" % name)
+        self.proc = None
+
+    def start(self, wait=True):
+        assert self.proc is None or self.proc.poll() is not None
+        with open(self.log, "ab") as lf:
+            self.proc = subprocess.Popen([self.cl.daemon_build + "/caskd", "--state", self.state, "--socket", self.sock,
+                                          "--nbd", "127.0.0.1:%d" % self.port, "--peer-key", self.cl.key,
+                                          "--replica-listen", self.raddr], stdout=lf, stderr=lf)
+        for _ in range(200):
+            if self.proc.poll() is not None:
+                raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))
+            if os.path.exists(self.sock) and self.cask_rc("version") == 0:
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("caskd %s did not come up" % self.name)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError("caskd %s did not stop on SIGTERM" % self.name)
+            if rc != 0:
+                raise RuntimeError("caskd %s exited %d on SIGTERM" % (self.name, rc))
+
+    def env(self):
+        e = dict(os.environ)
+        e["CASK_SOCKET"] = self.sock
+        return e
+
+    def cask_rc(self, *args):
+        return subprocess.run([self.cl.build + "/cask"] + list(args), env=self.env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode
+
+    def cask(self, *args, check=True):
+        r = subprocess.run([self.cl.build + "/cask"] + list(args), env=self.env(), capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError("cask %s on %s: %s" % (" ".join(args), self.name, r.stderr.strip()))
+        return r
+
+    def ctl(self, op, **args):
+        c = Ctl(self.sock)
+        try:
+            return c.call(op, **args)
+        finally:
+            c.s.close()
+
+    def status(self, name):
+        return self.ctl("vol.status", name=name)
+
+    def wait_state(self, name, states, timeout=60):
+        """Poll vol.status until its state is one of states; the last status."""
+        end = time.monotonic() + timeout
+        st = None
+        while time.monotonic() < end:
+            try:
+                st = self.status(name)
+                if st.get("state") in states:
+                    return st
+            except RuntimeError as e:
+                st = {"error": str(e)}
+            time.sleep(0.1)
+        raise RuntimeError("%s on %s: state never became %s: %s" % (name, self.name, states, st))
+
+    def uri(self, vol):
+        return "nbd://127.0.0.1:%d/%s" % (self.port, vol)
+
+    def tail(self, n=30):
+        try:
+            with open(self.log, "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+
+class Cluster:
+    def __init__(self, tdir, build, names, daemon_build=None):
+        self.t, self.build = tdir, build
+        self.daemon_build = daemon_build or build  # CASK_ASAN_BUILD: the sanitizer caskd
+        self.key = os.path.join(tdir, "peer.key")
+        if not os.path.exists(self.key):
+            with open(self.key, "wb") as f:
+                f.write(os.urandom(32).hex().encode() + b"\n")
+            os.chmod(self.key, 0o600)
+        self.nodes = {n: Node(self, n) for n in names}
+
+    def __getitem__(self, n):
+        return self.nodes[n]
+
+    def close(self):
+        for n in self.nodes.values():
+            if n.alive():
+                n.proc.send_signal(signal.SIGTERM)
+                try:
+                    n.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    n.proc.kill()
+                    n.proc.wait()
+
+    def sanitizer_reports(self):
+        """Lines of AddressSanitizer/LeakSanitizer/UBSan reports in any caskd log."""
+        out = []
+        for n in self.nodes.values():
+            try:
+                with open(n.log, errors="replace") as f:
+                    out += ["%s: %s" % (n.name, l.strip()) for l in f
+                            if "Sanitizer" in l and "ERROR" in l or "runtime error" in l]
+            except OSError:
+                pass
+        return out
+
+    def logs(self):
+        return "\n".join("--- caskd %s ---\n%s" % (n.name, n.tail()) for n in self.nodes.values())
+
+
+def checksum(node, name):
+    """`cask vol checksum POOL/VOL[@SNAP]` on that node: the digest of the logical contents."""
+    import json
+    return json.loads(node.cask("vol", "checksum", name, "-j").stdout)["digest"]
+
+
+def digest(uri, size, chunk=1 << 20):
+    """sha256 of a volume's logical bytes, read over NBD (holes as zeros)."""
+    import nbd
+    h = nbd.NBD()
+    h.connect_uri(uri)
+    d = hashlib.sha256()
+    for off in range(0, size, chunk):
+        d.update(h.pread(min(chunk, size - off), off))
+    h.shutdown()
+    return d.hexdigest()

@@ -1,0 +1,187 @@
+/*
+ * test_repl_tail -- the engine side of reconciliation and of sequenced
+ * snapshots (lib/engine/repl.c invariants 7 and 8; docs/replication.md
+ * sections 3.6 and 3.7, as built):
+ *   - the extent ring: ce_repl_extents lists the ranges of the operations
+ *     after a seq, in order (snapshot operations have none); after an
+ *     import it knows nothing before the recovered applied (-ERANGE);
+ *   - sequenced snapshots: create at seq s holds exactly 1..s-1; a create
+ *     of a name that exists still consumes its seq (every replica fails it
+ *     alike); rename and destroy likewise;
+ *   - a tail sync: refused unless the epoch is promised and not started;
+ *     TAIL_BEGIN makes the record rebuilding (kind tail) durably, so a
+ *     crash in the middle (an abandon) imports as rebuilding, which
+ *     cask-debug check accepts and which no sequenced write may touch; a
+ *     new attempt begins again, copies, and START_EPOCH sets applied down
+ *     to the base with the new epoch and the reference's history; the
+ *     bytes copied and the record survive export and import.
+ */
+#include "t.h"
+
+#define BS 4096u
+
+static const char *argv0;
+
+static void
+mb_make(uint8_t mb[CE_REPL_MB_SIZE], ce_epoch e, uint64_t version, uint64_t id)
+{
+	memset(mb, 0, CE_REPL_MB_SIZE);
+	memcpy(mb + 0, &version, 8);
+	memcpy(mb + 8, &e.counter, 8);
+	memcpy(mb + 16, &e.node, 8);
+	mb[32] = 2;
+	mb[33] = 1;
+	memcpy(mb + 320, &id, 8);
+	mb[320 + 16] = 1;
+}
+
+static void
+pat(uint8_t *b, uint64_t tag)
+{
+	t_fill(b, BS, tag * 7919 + 1);
+	memcpy(b, &tag, 8);
+}
+
+/* eh_phys entries (32 bytes: epoch counter, node, base, flags) */
+static void
+hist_entry(uint8_t *h, ce_epoch e, uint64_t base)
+{
+	memset(h, 0, 32);
+	memcpy(h, &e.counter, 8);
+	memcpy(h + 8, &e.node, 8);
+	memcpy(h + 16, &base, 8);
+	h[24] = 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	(void)argc;
+	argv0 = argv[0];
+	t_tmpdir();
+	const char *path = t_path("pool");
+	ce_pool_opts o = { 0 };
+	o.vdev_size = 64ull << 20;
+	ce_pool *p;
+	OK(ce_pool_create("rt", &path, 1, &o, &p));
+	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
+	pr.compress = CE_COMPRESS_OFF;
+	OK(ce_vol_create(p, "r", 4 << 20, &pr));
+	ce_vol_info vi;
+	OK(ce_vol_info_get(p, "r", &vi));
+	uint64_t id = vi.guid;
+	uint8_t uuid[16] = { 7 };
+	ce_epoch e1 = { 1, id };
+	OK(ce_repl_make(p, "r", uuid, e1, "here:1"));
+	uint8_t mb[CE_REPL_MB_SIZE];
+	mb_make(mb, e1, 1, id);
+	OK(ce_repl_start_epoch(p, "r", e1, 0, mb));
+	ce_vol *h;
+	OK(ce_repl_open(p, "r", &h));
+	uint8_t b[BS], got[BS];
+
+	/* the ring: 20 writes, block s % 16 each */
+	for (uint64_t s = 1; s <= 20; s++) {
+		pat(b, s);
+		OK(ce_repl_write(h, e1, s, b, BS, (s % 16) * BS));
+	}
+	uint64_t off[64], len[64], top;
+	size_t n;
+	OK(ce_repl_extents(h, 10, off, len, 64, &n, &top));
+	CHECK(n == 10 && top == 20);
+	for (size_t i = 0; i < n; i++)
+		CHECK(off[i] == ((11 + i) % 16) * BS && len[i] == BS);
+	OK(ce_repl_extents(h, 20, off, len, 64, &n, &top));
+	CHECK(n == 0 && top == 20);
+	OK(ce_repl_extents(h, 0, off, len, 4, &n, &top)); /* a page of 4 */
+	CHECK(n == 4 && top == 4);
+
+	/* sequenced snapshots */
+	int oe;
+	OK(ce_repl_snap(h, e1, 21, CE_REPL_SNAP_CREATE, "s1", NULL, &oe));
+	CHECK(oe == 0 && ce_repl_applied(h) == 21);
+	OK(ce_repl_snap(h, e1, 22, CE_REPL_SNAP_CREATE, "s1", NULL, &oe)); /* exists: consumed, failed alike */
+	CHECK(oe == -EEXIST && ce_repl_applied(h) == 22);
+	CHECK_ERR(ce_repl_snap(h, e1, 24, CE_REPL_SNAP_CREATE, "s2", NULL, &oe), -EPROTO); /* a gap: not consumed */
+	CHECK(ce_repl_applied(h) == 22);
+	pat(b, 23);
+	OK(ce_repl_write(h, e1, 23, b, BS, 5 * BS)); /* after the snapshot */
+	OK(ce_repl_snap(h, e1, 24, CE_REPL_SNAP_RENAME, "s1", "t1", &oe));
+	CHECK(oe == 0);
+	OK(ce_repl_extents(h, 20, off, len, 64, &n, &top));
+	CHECK(n == 1 && off[0] == 5 * BS && top == 24); /* snapshot operations: no bytes */
+	ce_vol *sv;
+	OK(ce_vol_open(p, "r@t1", &sv));
+	OK(ce_vol_read(sv, got, BS, 5 * BS));
+	pat(b, 5);
+	CHECK(memcmp(got, b, BS) == 0); /* seq 5 wrote block 5; 23 came after the snapshot */
+	ce_vol_close(sv);
+	OK(ce_repl_snap(h, e1, 25, CE_REPL_SNAP_DESTROY, "t1", NULL, &oe));
+	CHECK(oe == 0 && ce_vol_open(p, "r@t1", &sv) == -ENOENT);
+
+	/* a tail sync: promised, not started */
+	ce_epoch e2 = { 2, id };
+	uint8_t hist[2 * 32];
+	hist_entry(hist, e1, 0);
+	CHECK_ERR(ce_repl_tail_begin(p, "r", e2, hist, 1), -ESTALE); /* not promised */
+	OK(ce_repl_promise(p, "r", e2, "there:2", NULL, NULL));
+	CHECK_ERR(ce_repl_tail_begin(p, "r", e2, hist, 0), -EINVAL);
+	OK(ce_repl_tail_begin(p, "r", e2, hist, 1));
+	ce_repl_info ri;
+	OK(ce_repl_info_get(p, "r", &ri));
+	CHECK(ri.state == 2);
+	pat(b, 900);
+	OK(ce_repl_tail_write(h, e2, b, BS, 2 * BS, 0));
+	CHECK_ERR(ce_repl_write(h, e2, 26, b, BS, 0), -ESTALE); /* no sequenced write during it */
+	ce_vol_close(h);
+	ce_pool_abandon(p); /* a crash in the middle */
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	OK(ce_repl_info_get(p, "r", &ri));
+	printf("after a crash during a tail sync: state %u (rebuilding), applied %" PRIu64 "\n", ri.state, ri.applied);
+	CHECK(ri.state == 2);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv0, path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	OK(ce_repl_open(p, "r", &h));
+	/* after an import the ring knows nothing before applied */
+	OK(ce_repl_info_get(p, "r", &ri));
+	CHECK_ERR(ce_repl_extents(h, ri.applied - 1, off, len, 64, &n, &top), -ERANGE);
+
+	/* a new attempt: the reference's state is seq 15 of epoch 1 (its history), copied, started */
+	ce_epoch e3 = { 3, id };
+	OK(ce_repl_promise(p, "r", e3, "there:3", NULL, NULL));
+	OK(ce_repl_tail_begin(p, "r", e3, hist, 1));
+	pat(b, 901);
+	OK(ce_repl_tail_write(h, e3, b, BS, 2 * BS, 0));
+	OK(ce_repl_tail_write(h, e3, NULL, BS, 3 * BS, 1));
+	mb_make(mb, e3, 2, id);
+	OK(ce_repl_start_epoch(p, "r", e3, 15, mb));
+	OK(ce_repl_info_get(p, "r", &ri));
+	CHECK(ri.state == 1 && ri.applied == 15 && ri.last_epoch.counter == 3 && ri.hist_count == 2);
+	CHECK_ERR(ce_repl_tail_write(h, e3, b, BS, 0, 0), -EINVAL); /* over */
+	OK(ce_repl_extents(h, 15, off, len, 64, &n, &top));
+	CHECK(n == 0 && top >= 15);
+	pat(b, 16);
+	OK(ce_repl_write(h, e3, 16, b, BS, 9 * BS)); /* the new epoch goes on from the base */
+	uint64_t d;
+	OK(ce_repl_flush(h, &d));
+	CHECK(d == 16);
+	ce_vol_close(h);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv0, path, NULL) == 0);
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	OK(ce_repl_info_get(p, "r", &ri));
+	CHECK(ri.state == 1 && ri.applied == 16 && ri.last_epoch.counter == 3);
+	ce_vol *rd;
+	OK(ce_vol_open(p, "r", &rd));
+	OK(ce_vol_read(rd, got, BS, 2 * BS));
+	pat(b, 901);
+	CHECK(memcmp(got, b, BS) == 0);
+	static const uint8_t z[BS];
+	OK(ce_vol_read(rd, got, BS, 3 * BS));
+	CHECK(memcmp(got, z, BS) == 0);
+	ce_vol_close(rd);
+	OK(ce_pool_export(p));
+	printf("ok\n");
+	return 0;
+}
