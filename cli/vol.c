@@ -28,6 +28,9 @@ vol_usage(FILE *f)
 	    "                                      caskd --replica-listen there (docs/replication.md);\n"
 	    "                                      default consistency quorum, deadline 5000 ms\n"
 	    "         [-o rebuild_rate=MB/s]       limit rebuild copies (default 0: unlimited)\n"
+	    "         [-o rebuild_wait=SECONDS]    rebuild a replica by itself when it comes back: a\n"
+	    "                                      delta within SECONDS of its failure, else full\n"
+	    "                                      (default 0: only cask vol replica rebuild does)\n"
 	    "  status POOL/VOL [-j]                a replicated volume's epoch, consistency, state\n"
 	    "                                      and per replica: state, link, acked and durable seq,\n"
 	    "                                      rebuild progress and bytes transferred\n"
@@ -201,6 +204,12 @@ vol_create(int argc, char **argv)
 				if (*end != '\0' || ms == 0 || ms > UINT32_MAX)
 					return usage_error("bad repl_deadline '%s' (milliseconds)", val);
 				ra.deadline_ms = (uint32_t)ms;
+			} else if (strcmp(prop, "rebuild_wait") == 0) {
+				char *end;
+				unsigned long secs = strtoul(val, &end, 10);
+				if (*end != '\0' || val[0] == '\0' || secs > 365ul * 86400)
+					return usage_error("bad rebuild_wait '%s' (seconds)", val);
+				ra.rebuild_wait_s = (uint32_t)secs;
 			} else if (strcmp(prop, "rebuild_rate") == 0) {
 				char *end;
 				unsigned long mbs = strtoul(val, &end, 10);
@@ -230,8 +239,8 @@ vol_create(int argc, char **argv)
 		ra.replicas = reps;
 		rc = cask_vol_create_replicated(c, name, size, &pr, &ra) ? cli_fail("vol create") : 0;
 	} else {
-		if (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs)
-			return usage_error("consistency, repl_deadline and rebuild_rate need --replica");
+		if (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs || ra.rebuild_wait_s)
+			return usage_error("consistency, repl_deadline, rebuild_rate and rebuild_wait need --replica");
 		rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
 	}
 	cask_disconnect(c);

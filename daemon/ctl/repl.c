@@ -45,7 +45,7 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 	}
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	int level = 2;
-	uint64_t deadline_ms = 5000, rate = 0;
+	uint64_t deadline_ms = 5000, rate = 0, wait_s = 0;
 	json_object *props;
 	if (json_object_object_get_ex(args, "props", &props) && json_object_is_type(props, json_type_object)) {
 		json_object_object_foreach(props, k, v) {
@@ -61,6 +61,11 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 				    val && strcmp(val, "all") == 0 ? 3 : 0;
 				if (level == 0)
 					err = err_set(-EINVAL, "consistency must be one, quorum or all");
+			} else if (strcmp(k, "rebuild_wait") == 0) {
+				char *end;
+				wait_s = val ? strtoull(val, &end, 10) : 0;
+				if (val == NULL || *end != '\0' || wait_s > 365ull * 86400)
+					err = err_set(-EINVAL, "rebuild_wait is seconds, 0 (no automatic rebuild) to a year");
 			} else if (strcmp(k, "rebuild_rate") == 0) {
 				char *end;
 				rate = val ? strtoull(val, &end, 10) : 0;
@@ -85,6 +90,8 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 	if (err != 0)
 		return fail(e, err, ce_errcode_of(err));
 	(void)repl_ctrl_set_rebuild_rate(full, (uint32_t)rate);
+	if (wait_s > 0 && repl_ctrl_set_rebuild_wait(full, (uint32_t)wait_s) == 0)
+		repl_rebuild_policy_start();
 	return repl_ctrl_status(full, res) == 0 ? 0 : 0;
 }
 

@@ -135,6 +135,8 @@ typedef struct ep {
 	rb_frame_fn rb_cb;    /* its RB_STATE, RB_RANGES, RB_PROGRESS frames go here */
 	void *rb_arg;
 	ctrl_rb_progress rbp; /* for vol.status */
+	uint64_t failed_ns;   /* when it last failed (the rebuild_wait policy) */
+	int auto_tries;       /* rebuilds the policy started since it last joined (at most RB_AUTO_TRIES) */
 } ep;
 
 typedef struct creq {
@@ -172,6 +174,7 @@ struct ctrl {
 	int opens;
 	int rb_busy;          /* a rebuild job runs (one per volume) */
 	uint32_t rebuild_rate;/* MB/s, 0 unlimited */
+	uint32_t rebuild_wait;/* seconds; 0: no automatic rebuild (rebuild.c's policy) */
 	struct ctrl *next;
 };
 
@@ -307,6 +310,7 @@ ep_fail(ep *e, int reason, const char *why)
 		return;
 	e->failed = 1;
 	e->reason = reason;
+	e->failed_ns = now_ns();
 	log_warn("replicated volume %s: replica %s%s%s failed: %s", c->export_name, e->local ? "local/" : e->addr,
 	    e->local ? e->pool : "/", e->local ? "" : e->pool, why);
 	if (e->fd >= 0)
@@ -2832,6 +2836,7 @@ ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen)
 	if (err == 0) {
 		e->in_sync = 1;
 		e->rebuilding = 0;
+		e->auto_tries = 0;
 		e->live = NULL;
 		e->rb_cb = NULL;
 		e->rb_arg = NULL;
@@ -2930,4 +2935,79 @@ repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
 	}
 	pthread_mutex_unlock(&ctrls_mu);
 	return c ? 0 : -ENOENT;
+}
+
+int
+repl_ctrl_set_rebuild_wait(const char *export_name, uint32_t seconds)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu);
+		c->rebuild_wait = seconds;
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	return c ? 0 : -ENOENT;
+}
+
+/*
+ * The automatic rebuild's candidates (rebuild.c's policy thread): every
+ * degraded remote member of a controller with rebuild_wait set and no
+ * rebuild running, that the policy tried fewer than max_tries times since
+ * it last joined; fn(export, "HOST:PORT/POOL", seconds offline, wait, arg)
+ * is called with no lock held. A call counts as a try.
+ */
+void
+ctrl_rb_candidates(int max_tries, void (*fn)(const char *, const char *, uint64_t, uint32_t, void *), void *arg)
+{
+	typedef struct cand {
+		char export_name[330], replica[140];
+		uint64_t offline_s;
+		uint32_t wait;
+	} cand;
+	cand v[32];
+	int n = 0;
+	uint64_t now = now_ns();
+	pthread_mutex_lock(&ctrls_mu);
+	for (ctrl *c = ctrls; c != NULL && n < 32; c = c->next) {
+		pthread_mutex_lock(&c->mu);
+		for (int i = 0; c->rebuild_wait > 0 && !c->rb_busy && !c->fenced && !c->stopping && i < c->n && n < 32;
+		    i++) {
+			ep *e = &c->eps[i];
+			if (e->local || e->removed || e->in_sync || e->rebuilding || !e->failed || e->auto_tries >= max_tries)
+				continue;
+			e->auto_tries++;
+			snprintf(v[n].export_name, sizeof(v[n].export_name), "%s", c->export_name);
+			snprintf(v[n].replica, sizeof(v[n].replica), "%s/%s", e->addr, e->pool);
+			v[n].offline_s = e->failed_ns ? (now - e->failed_ns) / 1000000000ull : 0;
+			v[n++].wait = c->rebuild_wait;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	for (int i = 0; i < n; i++)
+		fn(v[i].export_name, v[i].replica, v[i].offline_s, v[i].wait, arg);
+}
+
+/* Give back a try that did not start a rebuild (the member was unreachable). */
+void
+ctrl_rb_untry(const char *export_name, const char *replica)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	for (ctrl *c = ctrls; c != NULL; c = c->next) {
+		if (strcmp(c->export_name, export_name) != 0)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		for (int i = 0; i < c->n; i++) {
+			char who[140];
+			snprintf(who, sizeof(who), "%s/%s", c->eps[i].addr, c->eps[i].pool);
+			if (!c->eps[i].local && strcmp(who, replica) == 0 && c->eps[i].auto_tries > 0)
+				c->eps[i].auto_tries--;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
 }

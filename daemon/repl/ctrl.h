@@ -82,6 +82,10 @@ int ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen);
 void ctrl_rb_stop(ctrl *c, int idx, const char *why);
 int ctrl_rb_remove(ctrl *c, int idx, char *msg, size_t mlen);
 void ctrl_rb_set_progress(ctrl *c, int idx, const ctrl_rb_progress *p);
+int repl_ctrl_set_rebuild_wait(const char *export_name, uint32_t seconds);
+void ctrl_rb_candidates(int max_tries, void (*fn)(const char *, const char *, uint64_t, uint32_t, void *),
+    void *arg);
+void ctrl_rb_untry(const char *export_name, const char *replica);
 /* rebuild.c: a member's rebuild fields for vol.status */
 void rb_status_json(const ctrl_rb_progress *p, json_object *o);
 #endif

@@ -51,10 +51,13 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -728,7 +731,7 @@ rebuild_work(job *j, void *arg)
 		goto out;
 	}
 	idx = r->idx;
-	int create = r->op != RB_OP_REBUILD;
+	int create = r->op == RB_OP_ADD || r->op == RB_OP_REPLACE;
 	if ((err = ctrl_rb_connect(c, idx, create, &st, msg, sizeof(msg))) != 0) {
 		err = err_setc(err == -EHOSTUNREACH ? CE_E_PEER_UNREACHABLE : ce_errcode_of(err), err, "%s", msg);
 		goto out;
@@ -748,7 +751,8 @@ rebuild_work(job *j, void *arg)
 	uint64_t base = 0, resume_base = 0, K = 0;
 	int full = 0, resume = 0;
 	ce_epoch be = e;
-	if (!create && st.st_state == RP_REBUILDING && trb.rb_kind != 0) {
+	if (!create && st.st_state == RP_REBUILDING && trb.rb_kind != 0 &&
+	    (r->op != RB_OP_FULL || trb.rb_kind == CE_RB_FULL)) {
 		resume = 1;
 		full = trb.rb_kind == CE_RB_FULL;
 		base = trb.rb_base_seq;
@@ -757,7 +761,8 @@ rebuild_work(job *j, void *arg)
 		resume_base = st.st_applied; /* what it missed or lost since its durable live position */
 		b.rb_flags = 1;
 		b.rb_cursor = K;
-	} else if (create || common_point(hs, ns, li.applied, ht, nt, st.st_applied, &base, &be) != 0) {
+	} else if (create || r->op == RB_OP_FULL ||
+	    common_point(hs, ns, li.applied, ht, nt, st.st_applied, &base, &be) != 0) {
 		full = 1;
 		base = 0;
 		for (uint32_t i = 0; i < ns; i++)
@@ -859,7 +864,7 @@ out:
 			(void)end_target(r, CE_RB_CANCELLED);
 		ctrl_rb_stop(c, idx, cancelled ? "rebuild cancelled" : "rebuild failed");
 		publish(r, cancelled ? "cancelled" : "failed");
-	} else if (idx >= 0 && r->op != RB_OP_REBUILD) {
+	} else if (idx >= 0 && create) {
 		(void)ctrl_rb_remove(c, idx, msg, sizeof(msg)); /* the member that was being added */
 	}
 done:
@@ -895,7 +900,7 @@ repl_rebuild_start(const char *export_name, const char *replica, const char *old
 		ctrl_rb_release(c);
 		return err_setc(CE_E_INVALID_ARGUMENT, -ENOENT, "%s is not a replica of %s", old, export_name);
 	}
-	if (op == RB_OP_REBUILD)
+	if (op == RB_OP_REBUILD || op == RB_OP_FULL)
 		err = ctrl_rb_member(c, replica, &idx);
 	else
 		err = ctrl_rb_add_slot(c, replica, &idx);
@@ -925,8 +930,11 @@ repl_rebuild_start(const char *export_name, const char *replica, const char *old
 	snprintf(r->prog.state, sizeof(r->prog.state), "running");
 	pthread_mutex_lock(&r->mu);
 	*jobid = job_start("rebuild", pool, target, 0, rebuild_work, r, rbjob_free);
-	r->prog.job = *jobid;
+	if (*jobid != 0)
+		r->prog.job = *jobid;
 	pthread_mutex_unlock(&r->mu);
+	if (*jobid == 0) /* caskd is stopping: rbjob_free ran (it released the claim) */
+		return err_setc(CE_E_BUSY, -ESHUTDOWN, "caskd is stopping");
 	return 0;
 }
 
@@ -964,4 +972,95 @@ rb_status_json(const ctrl_rb_progress *p, json_object *o)
 	json_object_object_add(rb, "durable_cursor", json_object_new_uint64(p->durable_cursor));
 	json_object_object_add(rb, "job", json_object_new_uint64(p->job));
 	json_object_object_add(o, "rebuild", rb);
+}
+
+/*
+ * ---- the policy (section 12.8, as built: opt-in with -o rebuild_wait) ----
+ *
+ * One thread for the caskd, from the first volume with rebuild_wait set:
+ * every 2 s it asks ctrl.c for the degraded members of such volumes (no
+ * rebuild running), probes each one's address with a TCP connect (250 ms),
+ * and starts a rebuild job for one that answers: a delta (or a resume)
+ * when it has been offline for at most rebuild_wait seconds, else full.
+ * A member gets at most RB_AUTO_TRIES automatic rebuilds until it joins
+ * (a failing one is not retried for ever: `vol replica rebuild` still can).
+ */
+#define RB_AUTO_TRIES 3
+
+static int
+reachable(const char *replica)
+{
+	char addr[140], host[128], port[32];
+	snprintf(addr, sizeof(addr), "%s", replica);
+	char *slash = strrchr(addr, '/');
+	if (slash != NULL)
+		*slash = '\0';
+	if (repl_split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0)
+		return 0;
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res;
+	if (getaddrinfo(host, port, &hints, &res) != 0)
+		return 0;
+	int ok = 0, fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd >= 0) {
+		int r = connect(fd, res->ai_addr, res->ai_addrlen);
+		if (r == 0) {
+			ok = 1;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd pf = { fd, POLLOUT, 0 };
+			int e = 0;
+			socklen_t el = sizeof(e);
+			ok = poll(&pf, 1, 250) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0;
+		}
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+static void
+auto_one(const char *export_name, const char *replica, uint64_t offline_s, uint32_t wait, void *arg)
+{
+	(void)arg;
+	if (!reachable(replica)) {
+		ctrl_rb_untry(export_name, replica);
+		return;
+	}
+	int op = offline_s <= wait ? RB_OP_REBUILD : RB_OP_FULL;
+	uint64_t id;
+	if (repl_rebuild_start(export_name, replica, NULL, op, &id) == 0)
+		log_info("replicated volume %s: %s is back after %" PRIu64 " s: rebuild job %" PRIu64 " (%s)",
+		    export_name, replica, offline_s, id, op == RB_OP_FULL ? "full: offline longer than rebuild_wait" :
+		    "delta or resume");
+	else
+		ctrl_rb_untry(export_name, replica);
+}
+
+static void *
+policy_thread(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep(2);
+		ctrl_rb_candidates(RB_AUTO_TRIES, auto_one, NULL);
+	}
+	return NULL;
+}
+
+static void
+policy_start_once(void)
+{
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, policy_thread, NULL) != 0)
+		log_warn("the automatic rebuild thread could not start: rebuild_wait has no effect");
+	pthread_attr_destroy(&at);
+}
+
+void
+repl_rebuild_policy_start(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, policy_start_once);
 }

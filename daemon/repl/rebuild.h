@@ -43,7 +43,7 @@ int rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl);
 
 /* ---- the controller (ctrl.c, the control operations) ---- */
 
-enum { RB_OP_REBUILD = 1, RB_OP_ADD = 2, RB_OP_REPLACE = 3 };
+enum { RB_OP_REBUILD = 1, RB_OP_ADD = 2, RB_OP_REPLACE = 3, RB_OP_FULL = 4 /* a member, copied whole */ };
 /*
  * Start a rebuild job of export_name's member `replica` (HOST:PORT/POOL):
  * RB_OP_REBUILD an existing member (delta from the common point, a resume
@@ -52,6 +52,8 @@ enum { RB_OP_REBUILD = 1, RB_OP_ADD = 2, RB_OP_REPLACE = 3 };
  * 0 with *job, or -errno with the message and code set.
  */
 int repl_rebuild_start(const char *export_name, const char *replica, const char *old, int op, uint64_t *job);
+/* The automatic rebuild of members that come back (-o rebuild_wait; started once, on first use). */
+void repl_rebuild_policy_start(void);
 /* Remove member `replica` (a membership change without it). */
 int repl_replica_remove(const char *export_name, const char *replica);
 

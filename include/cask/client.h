@@ -418,8 +418,9 @@ typedef struct cask_repl_args {
 	const char *consistency;
 	uint32_t deadline_ms;
 	uint32_t rebuild_rate_mbs;
+	uint32_t rebuild_wait_s;     /* rebuild a member that comes back by itself (0: only when asked) */
 } cask_repl_args;
-#define CASK_REPL_ARGS_INIT { sizeof(cask_repl_args), NULL, 0, NULL, 0, 0 }
+#define CASK_REPL_ARGS_INIT { sizeof(cask_repl_args), NULL, 0, NULL, 0, 0, 0 }
 int cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size,
     const cask_vol_props *props, const cask_repl_args *a);
 #define CASK_REPL_MAX 5

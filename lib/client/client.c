@@ -714,6 +714,11 @@ cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size, cons
 			snprintf(b, sizeof(b), "%u", ra.deadline_ms);
 			json_object_object_add(p, "repl_deadline", json_object_new_string(b));
 		}
+		if (ra.rebuild_wait_s) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", ra.rebuild_wait_s);
+			json_object_object_add(p, "rebuild_wait", json_object_new_string(b));
+		}
 		if (ra.rebuild_rate_mbs) {
 			char b[16];
 			snprintf(b, sizeof(b), "%u", ra.rebuild_rate_mbs);
