@@ -61,6 +61,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2921,8 +2922,9 @@ ctrl_rb_set_progress(ctrl *c, int idx, const ctrl_rb_progress *p)
 	pthread_mutex_unlock(&c->mu);
 }
 
-int
-repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
+/* Set one of a controlled volume's rebuild settings (field of struct ctrl); -ENOENT. */
+static int
+set_rebuild_setting(const char *export_name, size_t field, uint32_t value)
 {
 	pthread_mutex_lock(&ctrls_mu);
 	ctrl *c = ctrls;
@@ -2930,7 +2932,7 @@ repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
 		c = c->next;
 	if (c != NULL) {
 		pthread_mutex_lock(&c->mu);
-		c->rebuild_rate = mbs;
+		memcpy((char *)c + field, &value, sizeof(value));
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&ctrls_mu);
@@ -2938,19 +2940,15 @@ repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
 }
 
 int
+repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
+{
+	return set_rebuild_setting(export_name, offsetof(ctrl, rebuild_rate), mbs);
+}
+
+int
 repl_ctrl_set_rebuild_wait(const char *export_name, uint32_t seconds)
 {
-	pthread_mutex_lock(&ctrls_mu);
-	ctrl *c = ctrls;
-	while (c != NULL && strcmp(c->export_name, export_name) != 0)
-		c = c->next;
-	if (c != NULL) {
-		pthread_mutex_lock(&c->mu);
-		c->rebuild_wait = seconds;
-		pthread_mutex_unlock(&c->mu);
-	}
-	pthread_mutex_unlock(&ctrls_mu);
-	return c ? 0 : -ENOENT;
+	return set_rebuild_setting(export_name, offsetof(ctrl, rebuild_wait), seconds);
 }
 
 /*
