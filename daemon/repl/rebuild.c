@@ -717,6 +717,7 @@ rebuild_work(job *j, void *arg)
 	pthread_mutex_unlock(&r->mu);
 	char msg[400] = "";
 	int err = 0, started = 0, idx = -1;
+	int create = r->op == RB_OP_ADD || r->op == RB_OP_REPLACE;
 	ctrl *c = r->c;
 	rp_status st;
 	ce_epoch e;
@@ -731,7 +732,6 @@ rebuild_work(job *j, void *arg)
 		goto out;
 	}
 	idx = r->idx;
-	int create = r->op == RB_OP_ADD || r->op == RB_OP_REPLACE;
 	if ((err = ctrl_rb_connect(c, idx, create, &st, msg, sizeof(msg))) != 0) {
 		err = err_setc(err == -EHOSTUNREACH ? CE_E_PEER_UNREACHABLE : ce_errcode_of(err), err, "%s", msg);
 		goto out;
