@@ -231,6 +231,8 @@ vol_create(int argc, char **argv)
 		return usage_error("vol create needs POOL/VOL");
 	if (size == 0)
 		return usage_error("vol create needs --size SIZE");
+	if (ra.nreplicas == 0 && (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs || ra.rebuild_wait_s))
+		return usage_error("consistency, repl_deadline, rebuild_rate and rebuild_wait need --replica");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
@@ -239,8 +241,6 @@ vol_create(int argc, char **argv)
 		ra.replicas = reps;
 		rc = cask_vol_create_replicated(c, name, size, &pr, &ra) ? cli_fail("vol create") : 0;
 	} else {
-		if (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs || ra.rebuild_wait_s)
-			return usage_error("consistency, repl_deadline, rebuild_rate and rebuild_wait need --replica");
 		rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
 	}
 	cask_disconnect(c);
