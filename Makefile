@@ -164,6 +164,7 @@ tls-bench: deps all
 
 repl-bench: deps all
 	bash bench/repl_bench.sh $(abspath $(BUILD))
+	bash bench/rebuild_bench.sh $(abspath $(BUILD))
 
 sync-bench: deps all
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD)

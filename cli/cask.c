@@ -25,7 +25,7 @@ usage(FILE *f)
 	    "  schedule list|run|set|remove ...  snapshot policies caskd runs (cask schedule --help)\n"
 	    "  send [-i FROM] POOL/VOL@SNAP > STREAM | send -t TOKEN  (cask send --help)\n"
 	    "  recv [-F] POOL/VOL < STREAM | recv -A POOL/VOL      (cask recv --help)\n"
-	    "  job list|cancel|wait ...  send and receive jobs in caskd\n"
+	    "  job list|cancel|wait ...  send, receive and rebuild jobs in caskd\n"
 	    "  client list|kill ...    the clients connected to caskd's NBD server (cask client --help)\n"
 	    "  iscsi config|set|chap ...  the iSCSI target's ACLs, CHAP and block size (cask iscsi --help)\n"
 	    "  apply -f FILE [--dry-run] [--prune]  make the state match a manifest (cask apply --help)\n"

@@ -59,6 +59,7 @@ int cmd_vol_diff(int argc, char **argv);
 int cmd_apply(int argc, char **argv); /* apply.c: cask apply, cask get manifest */
 int cmd_get(int argc, char **argv);
 int cmd_vol_iostat(int argc, char **argv);
+int cmd_vol_replica(int argc, char **argv);
 int cmd_client(int argc, char **argv); /* client.c: cask client list, kill */
 int cmd_schedule(int argc, char **argv); /* schedule.c: snapshot policies */
 int cmd_iscsi(int argc, char **argv); /* iscsi.c: the iSCSI target's configuration */

@@ -267,6 +267,7 @@ static const col job_cols[] = {
 	{ "id", "ID", COL_NUM }, { "kind", "KIND", COL_STR }, { "target", "TARGET", COL_STR },
 	{ "state", "STATE", COL_STR }, { "done", "DONE", COL_SIZE }, { "total", "TOTAL", COL_SIZE },
 	{ "elapsed_ms", "MS", COL_NUM }, { "result", "RESULT", COL_STR }, { "error", "ERROR", COL_STR },
+	{ "rate", "RATE/S", COL_SIZE }, { "eta", "ETA_S", COL_STR },
 };
 
 /* cask job list [-H -p -j -o] | cancel ID | wait ID */
@@ -275,7 +276,7 @@ cmd_job(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		fprintf(argc < 2 ? stderr : stdout,
-		    "usage: cask job list [-H] [-p] [-j] [-o FIELD,...]   running and recent send/receive jobs\n"
+		    "usage: cask job list [-H] [-p] [-j] [-o FIELD,...]   running and recent send, receive and rebuild jobs\n"
 		    "       cask job cancel ID                          stop one (a receive stays resumable)\n"
 		    "       cask job wait ID                            until it ends; its outcome\n");
 		return argc < 2 ? EXIT_USAGE : 0;
@@ -308,9 +309,16 @@ cmd_job(int argc, char **argv)
 				r[6] = fmt_u64(l[i].elapsed_ms);
 				r[7] = xstrdup(l[i].result[0] ? l[i].result : "-");
 				r[8] = xstrdup(l[i].message[0] ? l[i].message : "-");
+				/* the average rate since the job began, and the time left at that rate */
+				uint64_t rate = l[i].elapsed_ms ? l[i].done * 1000 / l[i].elapsed_ms : 0;
+				r[9] = fmt_u64(rate);
+				if (strcmp(l[i].state, "running") == 0 && rate > 0 && l[i].total >= l[i].done)
+					r[10] = fmt_u64((l[i].total - l[i].done) / rate);
+				else
+					r[10] = xstrdup("-");
 				table_add(&t, r);
 			}
-			rc = table_print(&t, &o, "id,kind,target,state,done,total,result");
+			rc = table_print(&t, &o, "id,kind,target,state,done,total,rate,eta,result");
 			table_free(&t);
 			free(l);
 		}

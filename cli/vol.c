@@ -27,8 +27,14 @@ vol_usage(FILE *f)
 	    "                                      replicated: one more replica per --replica on the\n"
 	    "                                      caskd --replica-listen there (docs/replication.md);\n"
 	    "                                      default consistency quorum, deadline 5000 ms\n"
+	    "         [-o rebuild_rate=MB/s]       limit rebuild copies (default 0: unlimited)\n"
+	    "         [-o rebuild_wait=SECONDS]    rebuild a replica by itself when it comes back: a\n"
+	    "                                      delta within SECONDS of its failure, else full\n"
+	    "                                      (default 0: only cask vol replica rebuild does)\n"
 	    "  status POOL/VOL [-j]                a replicated volume's epoch, consistency, state\n"
-	    "                                      and per replica: state, link, acked and durable seq\n"
+	    "                                      and per replica: state, link, acked and durable seq,\n"
+	    "                                      rebuild progress and bytes transferred\n"
+	    "  replica add|remove|replace|rebuild POOL/VOL ...   its replicas (cask vol replica help)\n"
 	    "  takeover POOL/VOL                   become the controller of a replica this caskd\n"
 	    "                                      holds: membership read from the replicas, the\n"
 	    "                                      old controller fenced by a new epoch\n"
@@ -199,6 +205,18 @@ vol_create(int argc, char **argv)
 				if (*end != '\0' || ms == 0 || ms > UINT32_MAX)
 					return usage_error("bad repl_deadline '%s' (milliseconds)", val);
 				ra.deadline_ms = (uint32_t)ms;
+			} else if (strcmp(prop, "rebuild_wait") == 0) {
+				char *end;
+				unsigned long secs = strtoul(val, &end, 10);
+				if (*end != '\0' || val[0] == '\0' || secs > 365ul * 86400)
+					return usage_error("bad rebuild_wait '%s' (seconds)", val);
+				ra.rebuild_wait_s = (uint32_t)secs;
+			} else if (strcmp(prop, "rebuild_rate") == 0) {
+				char *end;
+				unsigned long mbs = strtoul(val, &end, 10);
+				if (*end != '\0' || val[0] == '\0' || mbs > 1000000)
+					return usage_error("bad rebuild_rate '%s' (MB/s, 0 unlimited)", val);
+				ra.rebuild_rate_mbs = (uint32_t)mbs;
 			} else {
 				return usage_error("unknown property '%s' (volblocksize, compression, checksum, sync)", prop);
 			}
@@ -214,6 +232,8 @@ vol_create(int argc, char **argv)
 		return usage_error("vol create needs POOL/VOL");
 	if (size == 0)
 		return usage_error("vol create needs --size SIZE");
+	if (ra.nreplicas == 0 && (ra.consistency || ra.deadline_ms || ra.rebuild_rate_mbs || ra.rebuild_wait_s))
+		return usage_error("consistency, repl_deadline, rebuild_rate and rebuild_wait need --replica");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
@@ -222,12 +242,22 @@ vol_create(int argc, char **argv)
 		ra.replicas = reps;
 		rc = cask_vol_create_replicated(c, name, size, &pr, &ra) ? cli_fail("vol create") : 0;
 	} else {
-		if (ra.consistency || ra.deadline_ms)
-			return usage_error("consistency and repl_deadline need --replica");
 		rc = cask_vol_create(c, name, size, &pr) ? cli_fail("vol create") : 0;
 	}
 	cask_disconnect(c);
 	return rc;
+}
+
+/* The rebuild entry of replica r, or NULL. */
+static const cask_rebuild_info *
+rebuild_of(const cask_rebuild_info *v, size_t n, const cask_replica_info *r)
+{
+	char who[140];
+	snprintf(who, sizeof(who), "%s/%s", r->address, r->pool);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].replica, who) == 0)
+			return &v[i];
+	return NULL;
 }
 
 /* "CMD [-j] NAME": the name and whether -j was given; 0, or the usage error's exit status. */
@@ -260,8 +290,10 @@ vol_status(int argc, char **argv)
 	if (c == NULL)
 		return EXIT_FAIL;
 	cask_repl_status st;
+	cask_rebuild_info *rbi = NULL;
+	size_t nrb = 0;
 	int rc = 0;
-	if (cask_vol_repl_status(c, name, &st) != 0) {
+	if (cask_vol_repl_status(c, name, &st) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0) {
 		rc = cli_fail("vol status");
 	} else if (json) {
 		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
@@ -270,8 +302,15 @@ vol_status(int argc, char **argv)
 		for (size_t i = 0; i < st.nreplicas; i++) {
 			const cask_replica_info *r = &st.replicas[i];
 			printf("%s{\"address\": \"%s\", \"pool\": \"%s\", \"state\": \"%s\", \"link\": \"%s\", "
-			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64 "}", i ? ", " : "",
+			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64, i ? ", " : "",
 			    r->address, r->pool, r->state, r->link, r->reason, r->acked_seq, r->durable_seq);
+			const cask_rebuild_info *b = rebuild_of(rbi, nrb, r);
+			if (b != NULL)
+				printf(", \"rebuild\": {\"kind\": \"%s\", \"state\": \"%s\", \"done\": %" PRIu64
+				    ", \"total\": %" PRIu64 ", \"transferred\": %" PRIu64 ", \"rate\": %" PRIu64
+				    ", \"eta_s\": %" PRIu64 ", \"job\": %" PRIu64 "}", b->kind, b->state, b->done, b->total,
+				    b->transferred, b->rate, b->eta_s, b->job);
+			printf("}");
 		}
 		printf("]}\n");
 	} else {
@@ -279,15 +318,27 @@ vol_status(int argc, char **argv)
 		    st.state, st.seq);
 		if (st.fenced_by[0])
 			printf("  %s%s\n", strcmp(st.state, "fenced") == 0 ? "fenced: " : "", st.fenced_by);
-		printf("  %-24s %-10s %-8s %-12s %-10s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE", "REASON");
+		printf("  %-24s %-10s %-8s %-12s %-10s %-8s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE",
+		    "REASON", "REBUILD");
 		for (size_t i = 0; i < st.nreplicas; i++) {
 			const cask_replica_info *r = &st.replicas[i];
-			char who[140];
+			char who[140], rbs[200] = "-";
 			snprintf(who, sizeof(who), "%s/%s", r->address, r->pool);
-			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %s\n", who, r->state, r->link,
-			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-");
+			const cask_rebuild_info *b = rebuild_of(rbi, nrb, r);
+			if (b != NULL) {
+				char d[16], t[16], x[16], rt[16];
+				util_fmt_size(b->done, d, sizeof(d));
+				util_fmt_size(b->total, t, sizeof(t));
+				util_fmt_size(b->transferred, x, sizeof(x));
+				util_fmt_size(b->rate, rt, sizeof(rt));
+				snprintf(rbs, sizeof(rbs), "%s %s %s/%s %s/s eta %" PRIu64 "s, %s transferred (job %" PRIu64 ")",
+				    b->kind, b->state, d, t, rt, b->eta_s, x, b->job);
+			}
+			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %-8s %s\n", who, r->state, r->link,
+			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-", rbs);
 		}
 	}
+	free(rbi);
 	cask_disconnect(c);
 	return rc;
 }
@@ -621,6 +672,8 @@ cmd_vol(int argc, char **argv)
 		return vol_list(argc, argv);
 	if (strcmp(sub, "checksum") == 0)
 		return vol_checksum(argc, argv);
+	if (strcmp(sub, "replica") == 0)
+		return cmd_vol_replica(argc, argv);
 	if (strcmp(sub, "get") == 0)
 		return vol_get(argc, argv);
 	if (strcmp(sub, "set") == 0)

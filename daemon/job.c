@@ -54,6 +54,7 @@ static job **jobs;
 static size_t njobs, capjobs;
 static uint64_t next_id = 1;
 static int running;
+static int shut;          /* job_shutdown began: no job starts any more */
 
 static job *
 find(uint64_t id)
@@ -125,6 +126,13 @@ job_start(const char *kind, const char *pool, const char *target, uint64_t owner
 	j->free_arg = free_arg;
 	j->started_ns = util_now_ns();
 	pthread_mutex_lock(&lock);
+	if (shut) {
+		pthread_mutex_unlock(&lock);
+		if (free_arg != NULL)
+			free_arg(arg);
+		free(j);
+		return 0; /* caskd is stopping */
+	}
 	j->id = next_id++;
 	if (njobs == capjobs) {
 		capjobs = capjobs ? 2 * capjobs : 16;
@@ -296,6 +304,7 @@ void
 job_shutdown(void)
 {
 	pthread_mutex_lock(&lock);
+	shut = 1;
 	for (size_t i = 0; i < njobs; i++)
 		jobs[i]->cancel = 1;
 	while (running > 0)

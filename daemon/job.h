@@ -11,7 +11,8 @@ typedef int (*job_fn)(job *j, void *arg);
 /*
  * Start a job (kind "send" or "receive", on `pool`, about `target`),
  * owned by control connection `owner`: when that connection closes, the
- * job is cancelled. free_arg(arg) runs when the work ends. Returns the id.
+ * job is cancelled. free_arg(arg) runs when the work ends. Returns the id,
+ * or 0 (free_arg done, nothing run) once job_shutdown began.
  */
 uint64_t job_start(const char *kind, const char *pool, const char *target, uint64_t owner,
     job_fn fn, void *arg, void (*free_arg)(void *));

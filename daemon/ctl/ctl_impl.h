@@ -96,6 +96,10 @@ fail(reqerr *e, int err, int code)
 	X("iscsi.config", op_iscsi_config, NULL)    \
 	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
+	X("vol.replica_rebuild", op_vol_replica_rebuild, "replication.rebuild") \
+	X("vol.replica_add", op_vol_replica_add, NULL) \
+	X("vol.replica_replace", op_vol_replica_replace, NULL) \
+	X("vol.replica_remove", op_vol_replica_remove, NULL) \
 	X("test.vio_fault", op_test_vio_fault, NULL) \
 	X("test.sched_clock", op_test_sched_clock, NULL)
 

@@ -1,10 +1,14 @@
 /*
  * repl.c -- the replication operations (docs/control-protocol.md,
- * docs/replication.md section 10.3): vol.create with "replicas", and
- * vol.status. The controller itself is daemon/repl/ctrl.c.
+ * docs/replication.md section 10.3): vol.create with "replicas",
+ * vol.status, and the replica jobs vol.replica_add, _replace, _rebuild and
+ * vol.replica_remove. The controller itself is daemon/repl/ctrl.c, the
+ * rebuild job daemon/repl/rebuild.c.
  */
 #include "ctl_impl.h"
+#include "../job.h"
 #include "../repl/ctrl.h"
+#include "../repl/rebuild.h"
 #include "../registry.h"
 #include "util.h"
 
@@ -41,7 +45,7 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 	}
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	int level = 2;
-	uint64_t deadline_ms = 5000;
+	uint64_t deadline_ms = 5000, rate = 0, wait_s = 0;
 	json_object *props;
 	if (json_object_object_get_ex(args, "props", &props) && json_object_is_type(props, json_type_object)) {
 		json_object_object_foreach(props, k, v) {
@@ -57,6 +61,16 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 				    val && strcmp(val, "all") == 0 ? 3 : 0;
 				if (level == 0)
 					err = err_set(-EINVAL, "consistency must be one, quorum or all");
+			} else if (strcmp(k, "rebuild_wait") == 0) {
+				char *end;
+				wait_s = val ? strtoull(val, &end, 10) : 0;
+				if (val == NULL || *end != '\0' || wait_s > 365ull * 86400)
+					err = err_set(-EINVAL, "rebuild_wait is seconds, 0 (no automatic rebuild) to a year");
+			} else if (strcmp(k, "rebuild_rate") == 0) {
+				char *end;
+				rate = val ? strtoull(val, &end, 10) : 0;
+				if (val == NULL || *end != '\0' || rate > 1000000)
+					err = err_set(-EINVAL, "rebuild_rate is MB/s, 0 (unlimited) to 1000000");
 			} else if (strcmp(k, "repl_deadline") == 0) {
 				char *end;
 				deadline_ms = val ? strtoull(val, &end, 10) : 0;
@@ -75,6 +89,9 @@ op_vol_create_replicated(json_object *args, json_object *res, reqerr *e)
 	free(rv);
 	if (err != 0)
 		return fail(e, err, ce_errcode_of(err));
+	(void)repl_ctrl_set_rebuild_rate(full, (uint32_t)rate);
+	if (wait_s > 0 && repl_ctrl_set_rebuild_wait(full, (uint32_t)wait_s) == 0)
+		repl_rebuild_policy_start();
 	return repl_ctrl_status(full, res) == 0 ? 0 : 0;
 }
 
@@ -138,4 +155,51 @@ op_vol_takeover(json_object *args, json_object *res, reqerr *e)
 	if (err != 0)
 		return fail(e, err, ce_errcode());
 	return repl_ctrl_status(full, res) == 0 ? 0 : 0;
+}
+
+/* The job started for a replica operation: {"job"}; with "wait", answer when it ends (its error is ours). */
+static int
+replica_job(json_object *args, json_object *res, reqerr *e, int op)
+{
+	const char *full = arg_str(args, "name", 1, e);
+	const char *rep = full ? arg_str(args, op == RB_OP_REPLACE ? "new" : "replica", 1, e) : NULL;
+	const char *old = rep && op == RB_OP_REPLACE ? arg_str(args, "old", 1, e) : NULL;
+	if (full == NULL || rep == NULL || (op == RB_OP_REPLACE && old == NULL))
+		return e->err;
+	int wait = 0;
+	if (arg_bool(args, "wait", &wait, e) != 0)
+		return e->err;
+	uint64_t id;
+	int err = repl_rebuild_start(full, rep, old, op, &id);
+	if (err != 0)
+		return fail(e, err, ce_errcode_of(err));
+	json_object_object_add(res, "job", json_object_new_uint64(id));
+	if (!wait)
+		return 0;
+	job_wait(id, -1);
+	int code;
+	char msg[1024];
+	if ((err = job_outcome(id, &code, msg, sizeof(msg))) != 0)
+		return fail(e, err_set(err, "%s", msg), code);
+	return 0;
+}
+
+/* vol.replica_rebuild {"name", "replica": HOST:PORT/POOL, "wait"} -> {"job"} */
+int op_vol_replica_rebuild(json_object *a, json_object *r, reqerr *e) { return replica_job(a, r, e, RB_OP_REBUILD); }
+/* vol.replica_add {"name", "replica", "wait"} -> {"job"} */
+int op_vol_replica_add(json_object *a, json_object *r, reqerr *e) { return replica_job(a, r, e, RB_OP_ADD); }
+/* vol.replica_replace {"name", "old", "new", "wait"} -> {"job"} */
+int op_vol_replica_replace(json_object *a, json_object *r, reqerr *e) { return replica_job(a, r, e, RB_OP_REPLACE); }
+
+/* vol.replica_remove {"name", "replica"} -> {} */
+int
+op_vol_replica_remove(json_object *args, json_object *res, reqerr *e)
+{
+	(void)res;
+	const char *full = arg_str(args, "name", 1, e);
+	const char *rep = full ? arg_str(args, "replica", 1, e) : NULL;
+	if (full == NULL || rep == NULL)
+		return e->err;
+	int err = repl_replica_remove(full, rep);
+	return err ? fail(e, err, ce_errcode_of(err)) : 0;
 }

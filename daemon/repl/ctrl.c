@@ -51,6 +51,7 @@
  */
 #include "ctrl.h"
 #include "proto.h"
+#include "rebuild.h"
 #include "service.h"
 
 #include <errno.h>
@@ -60,6 +61,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +83,7 @@
 #define MAX_MEMBERS 5
 #define CHUNK (1u << 20)
 
-enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP };
+enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP, Q_RB };
 
 typedef struct cop {
 	uint64_t seq;
@@ -98,6 +100,9 @@ typedef struct qitem {
 	cop *op;              /* Q_WRITE/TRIM/ZERO */
 	uint64_t upto;        /* Q_FLUSH */
 	mb_phys mb;           /* Q_MB */
+	uint16_t rbtype;      /* Q_RB: a rebuild frame, its payload in rbpl (rebuild.c) */
+	uint8_t *rbpl;
+	size_t rbn;
 	struct qitem *next;
 } qitem;
 
@@ -123,6 +128,16 @@ typedef struct ep {
 	int have_th, have_rx;
 	ce_vol *lh;           /* local: the replica handle */
 	uint8_t *rxbuf;
+	/* rebuild (rebuild.c, through the hooks at the end of this file) */
+	int rebuilding;       /* a write-only member: sent the live stream, not counted */
+	int adding;           /* not yet a member of the volume (replica add): not in n for k */
+	int removed;          /* no longer a member: its slot is unused */
+	rb_live *live;        /* what live operations touched since its join point */
+	rb_frame_fn rb_cb;    /* its RB_STATE, RB_RANGES, RB_PROGRESS frames go here */
+	void *rb_arg;
+	ctrl_rb_progress rbp; /* for vol.status */
+	uint64_t failed_ns;   /* when it last failed (the rebuild_wait policy) */
+	int auto_tries;       /* rebuilds the policy started since it last joined (at most RB_AUTO_TRIES) */
 } ep;
 
 typedef struct creq {
@@ -158,6 +173,9 @@ struct ctrl {
 	ce_pool *p;
 	ce_vol *rd;           /* local plain handle: reads */
 	int opens;
+	int rb_busy;          /* a rebuild job runs (one per volume) */
+	uint32_t rebuild_rate;/* MB/s, 0 unlimited */
+	uint32_t rebuild_wait;/* seconds; 0: no automatic rebuild (rebuild.c's policy) */
 	struct ctrl *next;
 };
 
@@ -182,13 +200,30 @@ now_ns(void)
 
 /* ---- acknowledgement (invariant 2) ---- */
 
+/* The volume's members: slots not removed and not still being added. */
+static int
+members(const ctrl *c)
+{
+	int m = 0;
+	for (int i = 0; i < c->n; i++)
+		m += !c->eps[i].removed && !c->eps[i].adding;
+	return m;
+}
+
 static int
 k_of(const ctrl *c)
 {
 	int in = 0;
 	for (int i = 0; i < c->n; i++)
 		in += c->eps[i].in_sync;
-	return c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? c->n / 2 + 1 : in;
+	return c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? members(c) / 2 + 1 : in;
+}
+
+/* Whether e is sent the live stream: a member of I, or a write-only rebuilding one. */
+static int
+gets_live(const ep *e)
+{
+	return (e->in_sync || e->rebuilding) && !e->failed && !e->removed;
 }
 
 static int
@@ -276,6 +311,7 @@ ep_fail(ep *e, int reason, const char *why)
 		return;
 	e->failed = 1;
 	e->reason = reason;
+	e->failed_ns = now_ns();
 	log_warn("replicated volume %s: replica %s%s%s failed: %s", c->export_name, e->local ? "local/" : e->addr,
 	    e->local ? e->pool : "/", e->local ? "" : e->pool, why);
 	if (e->fd >= 0)
@@ -303,6 +339,7 @@ item_free(ctrl *c, qitem *it)
 		free(it->op->data);
 		free(it->op);
 	}
+	free(it->rbpl);
 	free(it);
 }
 
@@ -367,6 +404,11 @@ tx_frame(ep *e, const qitem *it, txf *f)
 			f->b = op->data + 256;
 			f->bn = 256;
 		}
+		break;
+	case Q_RB: /* a rebuild frame, its payload built by rebuild.c */
+		t = it->rbtype;
+		f->b = it->rbpl;
+		f->bn = it->rbn;
 		break;
 	}
 	rp_hdr_init(&f->h, t, fl, 0, e->c->e.counter, e->c->e.node, seq, ++e->next_id);
@@ -434,7 +476,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -700,7 +742,7 @@ remote_tx(void *arg)
 		if (it == NULL)
 			break;
 		int n = 0, ops = it->op != NULL;
-		size_t bytes = it->kind == Q_WRITE ? it->op->len : 0;
+		size_t bytes = it->kind == Q_WRITE ? it->op->len : it->kind == Q_RB ? it->rbn : 0;
 		batch[n++] = it;
 		while (n < TX_BATCH && e->qh != NULL && bytes < TX_BATCH_BYTES) {
 			qitem *x = e->qh;
@@ -709,7 +751,7 @@ remote_tx(void *arg)
 				e->qt = NULL;
 			batch[n++] = x;
 			ops |= x->op != NULL;
-			bytes += x->kind == Q_WRITE ? x->op->len : 0;
+			bytes += x->kind == Q_WRITE ? x->op->len : x->kind == Q_RB ? x->rbn : 0;
 		}
 		if (ops && e->sent <= e->applied)
 			e->progress_ns = now_ns(); /* an idle member starts its deadline now */
@@ -782,6 +824,12 @@ remote_rx(void *arg)
 		}
 		case RP_KEEPALIVE_ACK:
 			break;
+		case RP_RB_STATE:
+		case RP_RB_RANGES:
+		case RP_RB_PROGRESS:
+			if (e->rb_cb != NULL)
+				e->rb_cb(e->rb_arg, &h, e->rxbuf);
+			break;
 		case RP_OP_DONE: {
 			rp_op_done od;
 			memcpy(&od, e->rxbuf, sizeof(od));
@@ -829,18 +877,22 @@ mb_build(ctrl *c, mb_phys *mb, uint64_t version, int change)
 	mb->mb_epoch = (epoch_phys){ c->e.counter, c->e.node };
 	mb->mb_seq = c->next_seq;
 	mb->mb_level = (uint8_t)c->level;
-	mb->mb_nmembers = (uint8_t)c->n;
 	mb->mb_change = (uint8_t)change;
 	mb->mb_deadline_ms = c->deadline_ms;
 	mb->mb_rebuild_wait_s = 600;
+	mb->mb_rebuild_rate = c->rebuild_rate;
 	memcpy(mb->mb_vol_uuid, c->uuid, 16);
 	snprintf(mb->mb_name, sizeof(mb->mb_name), "%s", c->name);
+	int nm = 0;
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
-		mm_phys *m = &mb->mb_members[i];
+		if (e->removed)
+			continue;
+		mm_phys *m = &mb->mb_members[nm++];
 		m->mm_id = e->id;
 		m->mm_pool_guid = e->pool_guid;
-		m->mm_state = e->in_sync && !(change == 1 && e->failed) ? MM_IN_SYNC : MM_DEGRADED;
+		m->mm_state = e->in_sync && !(change == 1 && e->failed) ? MM_IN_SYNC :
+		    e->rebuilding && !e->failed ? MM_REBUILDING : MM_DEGRADED;
 		m->mm_reason = m->mm_state == MM_IN_SYNC ? 0 : (uint8_t)e->reason;
 		m->mm_flags = e->local ? 1 : 0;
 		m->mm_since_seq = c->next_seq;
@@ -848,6 +900,7 @@ mb_build(ctrl *c, mb_phys *mb, uint64_t version, int change)
 		snprintf(m->mm_addr, sizeof(m->mm_addr), "%s", e->local ? repl_peer_cfg()->advertise : e->addr);
 		snprintf(m->mm_pool, sizeof(m->mm_pool), "%s", e->pool);
 	}
+	mb->mb_nmembers = (uint8_t)nm;
 }
 
 /* (D) for I without the failed members: k' of them hold A applied and F durable. */
@@ -863,7 +916,7 @@ d_holds(const ctrl *c)
 		ga += e->applied >= c->acked_max;
 		gd += e->durable >= c->durable_max;
 	}
-	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? c->n / 2 + 1 : in;
+	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? members(c) / 2 + 1 : in;
 	return in > 0 && ga >= k && gd >= k;
 }
 
@@ -906,7 +959,7 @@ eject_failed(ctrl *c)
 			voters++;
 		}
 	}
-	int need = (c->n + 1) / 2; /* a commit quorum */
+	int need = (members(c) + 1) / 2; /* a commit quorum */
 	uint64_t deadline = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
 	for (;;) {
 		int got = 0;
@@ -1033,8 +1086,10 @@ ctrl_submit(vio_dev *d, vio_req *r)
 			}
 			for (int i = 0; i < c->n; i++) {
 				ep *e = &c->eps[i];
-				if (!e->in_sync || e->failed)
+				if (!gets_live(e))
 					continue;
+				if (e->rebuilding && e->live != NULL)
+					rb_live_add(e->live, op->off, op->len); /* rebuild data never lands here now */
 				qitem *it = xcalloc(1, sizeof(*it));
 				it->kind = kind;
 				it->op = op;
@@ -1053,7 +1108,7 @@ ctrl_submit(vio_dev *d, vio_req *r)
 		q->durable = 1;
 		for (int i = 0; i < c->n; i++) {
 			ep *e = &c->eps[i];
-			if (!e->in_sync || e->failed)
+			if (!gets_live(e))
 				continue;
 			qitem *it = xcalloc(1, sizeof(*it));
 			it->kind = Q_FLUSH;
@@ -1148,6 +1203,7 @@ ctrl_free(ctrl *c)
 		if (e->lh)
 			ce_vol_close(e->lh);
 		free(e->rxbuf);
+		rb_live_free(e->live);
 		pthread_cond_destroy(&e->qcv);
 	}
 	/* a request still pending fails */
@@ -2362,17 +2418,21 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		snprintf(u + 2 * i, 3, "%02x", c->uuid[i]);
 	json_object_object_add(res, "uuid", json_object_new_string(u));
 	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
+	json_object_object_add(res, "rebuild_rate", json_object_new_uint64(c->rebuild_rate));
 	json_object *arr = json_object_new_array();
 	static const char *reasons[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum", "lost-writes",
 		"admin", "not reconciled" };
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
+		if (e->removed)
+			continue;
 		json_object *o = json_object_new_object();
 		json_object_object_add(o, "address", json_object_new_string(e->local ? "local" : e->addr));
 		json_object_object_add(o, "pool", json_object_new_string(e->pool));
 		json_object_object_add(o, "id", hex_guid_json(e->id));
 		json_object_object_add(o, "local", json_object_new_boolean(e->local));
-		json_object_object_add(o, "state", json_object_new_string(e->in_sync ? "in-sync" : "degraded"));
+		json_object_object_add(o, "state", json_object_new_string(e->in_sync ? "in-sync" :
+		    e->rebuilding && !e->failed ? "rebuilding" : "degraded"));
 		json_object_object_add(o, "reason", json_object_new_string(e->failed && e->reason >= 0 && e->reason <= 8 ?
 		    reasons[e->reason] : ""));
 		json_object_object_add(o, "link", json_object_new_string(e->failed ? "offline" : "up"));
@@ -2380,6 +2440,8 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));
 		json_object_object_add(o, "lag_ops", json_object_new_uint64(c->next_seq > e->applied && !e->failed ?
 		    c->next_seq - e->applied : 0));
+		if (e->rbp.job != 0)
+			rb_status_json(&e->rbp, o);
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(res, "replicas", arr);
@@ -2423,4 +2485,527 @@ repl_ctrl_shutdown(void)
 		pthread_mutex_unlock(&c->mu);
 		ctrl_free(c);
 	}
+}
+
+/*
+ * ---- rebuild hooks (docs/replication.md section 12) ----
+ *
+ * The rebuild job (rebuild.c) drives a target member through these; they
+ * are the only places here that know a member can be write-only: a
+ * rebuilding member gets the live stream (gets_live) but is never
+ * counted for acknowledgements, reads or (D), and becomes a member of I
+ * only through ctrl_rb_join, a membership change committed like an
+ * ejection.
+ */
+
+ctrl *
+ctrl_rb_claim(const char *export_name, int *err)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	*err = c == NULL ? -ENOENT : 0;
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu);
+		if (c->rb_busy || c->fenced || c->stopping)
+			*err = c->rb_busy ? -EBUSY : -ESTALE;
+		else
+			c->rb_busy = 1;
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	return *err ? NULL : c;
+}
+
+void
+ctrl_rb_release(ctrl *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->rb_busy = 0;
+	pthread_mutex_unlock(&c->mu);
+}
+
+const char *
+ctrl_rb_name(const ctrl *c)
+{
+	return c->export_name;
+}
+
+/* "HOST:PORT/POOL" -> the member's slot; -ENOENT. */
+int
+ctrl_rb_member(ctrl *c, const char *replica, int *idx)
+{
+	pthread_mutex_lock(&c->mu);
+	int found = -1;
+	for (int i = 0; i < c->n && found < 0; i++) {
+		const ep *e = &c->eps[i];
+		char who[140];
+		snprintf(who, sizeof(who), "%s/%s", e->addr, e->pool);
+		if (!e->local && !e->removed && strcmp(who, replica) == 0)
+			found = i;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (found < 0)
+		return -ENOENT;
+	*idx = found;
+	return 0;
+}
+
+/* A slot for a new member (replica add): adding, not live. -EEXIST, -ENOSPC, -EINVAL. */
+int
+ctrl_rb_add_slot(ctrl *c, const char *replica, int *idx)
+{
+	const char *slash = strrchr(replica, '/');
+	if (slash == NULL || slash == replica || slash[1] == '\0' || (size_t)(slash - replica) >= 64 ||
+	    strlen(slash + 1) >= 64)
+		return -EINVAL;
+	int i;
+	if (ctrl_rb_member(c, replica, &i) == 0)
+		return -EEXIST;
+	pthread_mutex_lock(&c->mu);
+	int slot = -1;
+	for (i = 1; i < c->n && slot < 0; i++)
+		if (c->eps[i].removed && !c->eps[i].have_th && !c->eps[i].have_rx)
+			slot = i;
+	if (slot < 0 && c->n < MAX_MEMBERS)
+		slot = c->n++;
+	if (slot < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return -ENOSPC;
+	}
+	ep *e = &c->eps[slot];
+	rb_live_free(e->live);
+	free(e->rxbuf);
+	pthread_cond_t cv = e->qcv;
+	memset(e, 0, sizeof(*e));
+	e->qcv = cv;
+	e->c = c;
+	e->idx = slot;
+	e->fd = -1;
+	e->failed = 1; /* not live until ctrl_rb_start */
+	e->adding = 1;
+	snprintf(e->addr, sizeof(e->addr), "%.*s", (int)(slash - replica), replica);
+	snprintf(e->pool, sizeof(e->pool), "%s", slash + 1);
+	pthread_mutex_unlock(&c->mu);
+	*idx = slot;
+	return 0;
+}
+
+/* Join a member's old threads (they stop once it failed) and close its old connection. */
+static void
+ep_reap(ep *e)
+{
+	if (e->have_th)
+		pthread_join(e->th, NULL);
+	if (e->have_rx)
+		pthread_join(e->rx, NULL);
+	e->have_th = e->have_rx = 0;
+	if (e->fd >= 0)
+		close(e->fd);
+	e->fd = -1;
+}
+
+/*
+ * Connect to member idx (not live: degraded, or being added) and bind it:
+ * ATTACH, or with create CREATE (the promise of the controller's epoch).
+ * *st: its STATUS.
+ */
+int
+ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t mlen)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *e = &c->eps[idx];
+	int live = gets_live(e) || e->local;
+	if (!live)
+		e->failed = 1; /* its threads stop */
+	pthread_mutex_unlock(&c->mu);
+	if (live) {
+		snprintf(msg, mlen, "replica %s/%s is %s", e->addr, e->pool, e->in_sync ? "in sync" : "rebuilding");
+		return -EBUSY;
+	}
+	if (e->fd >= 0)
+		shutdown(e->fd, SHUT_RDWR);
+	ep_reap(e);
+	int fd, err = peer_connect(e->addr, &fd, msg, mlen);
+	if (err != 0)
+		return err;
+	uint8_t buf[RP_STATUS_SIZE];
+	const repl_peer_config *pc = repl_peer_cfg();
+	if (create) {
+		rp_create cr;
+		memset(&cr, 0, sizeof(cr));
+		memcpy(cr.cr_vol_uuid, c->uuid, 16);
+		cr.cr_size = ce_vol_size(c->rd);
+		cr.cr_volblocksize = ce_vol_blocksize(c->rd);
+		ce_vol_info vi;
+		cr.cr_compress = 0xff;
+		cr.cr_checksum = 0xff;
+		if (ce_vol_info_get(c->p, c->name, &vi) == 0) {
+			cr.cr_compress = (uint8_t)vi.compress;
+			cr.cr_checksum = (uint8_t)vi.checksum;
+			cr.cr_sync = (uint8_t)vi.sync;
+		}
+		snprintf(cr.cr_pool, sizeof(cr.cr_pool), "%s", e->pool);
+		memcpy(cr.cr_name, c->name, strlen(c->name) < sizeof(cr.cr_name) ? strlen(c->name) : sizeof(cr.cr_name));
+		cr.cr_epoch_ctr = c->e.counter;
+		cr.cr_epoch_node = c->e.node;
+		snprintf(cr.cr_holder_addr, sizeof(cr.cr_holder_addr), "%s", pc->advertise);
+		err = rpc(fd, RP_CREATE, c->e, 0, &cr, sizeof(cr), RP_STATUS, buf, msg, mlen, e->addr);
+	} else {
+		rp_attach at;
+		memset(&at, 0, sizeof(at));
+		memcpy(at.at_vol_uuid, c->uuid, 16);
+		snprintf(at.at_pool, sizeof(at.at_pool), "%s", e->pool);
+		memcpy(at.at_name, c->name, strlen(c->name) < sizeof(at.at_name) ? strlen(c->name) : sizeof(at.at_name));
+		err = rpc(fd, RP_ATTACH, c->e, 0, &at, sizeof(at), RP_STATUS, buf, msg, mlen, e->addr);
+	}
+	if (err != 0) {
+		close(fd);
+		return err;
+	}
+	memcpy(st, buf, sizeof(*st));
+	struct timeval tv = { 0, 0 };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	pthread_mutex_lock(&c->mu);
+	e->fd = fd;
+	e->id = st->st_id;
+	e->pool_guid = st->st_pool_guid;
+	if (e->rxbuf == NULL)
+		e->rxbuf = xmalloc(RP_MAX_PAYLOAD + 64);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+/*
+ * The join point (section 12.4 item 1): in one critical section J is the
+ * last assigned seq, RB_BEGIN(J) is the first frame of the member's queue,
+ * the member gets every later operation (live records what they touch),
+ * and a membership record naming it rebuilding goes to every live member.
+ */
+int
+ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_live *live, uint64_t *J)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *e = &c->eps[idx];
+	if (c->fenced || c->stopping || e->fd < 0) {
+		pthread_mutex_unlock(&c->mu);
+		return -ESTALE;
+	}
+	ep_drain(e);
+	*J = b->rb_join_seq = c->next_seq;
+	e->rebuilding = 1;
+	e->failed = 0;
+	e->reason = 0;
+	e->live = live;
+	e->rb_cb = cb;
+	e->rb_arg = arg;
+	e->applied = e->durable = e->sent = c->next_seq;
+	e->mb_acked = 0;
+	e->progress_ns = now_ns();
+	qitem *it = xcalloc(1, sizeof(*it));
+	it->kind = Q_RB;
+	it->rbtype = RP_RB_BEGIN;
+	it->rbpl = xmalloc(sizeof(*b));
+	memcpy(it->rbpl, b, sizeof(*b));
+	it->rbn = sizeof(*b);
+	q_push(e, it);
+	mb_phys mb;
+	mb_build(c, &mb, c->mb.mb_version + 1, 3);
+	for (int i = 0; i < c->n; i++)
+		if (gets_live(&c->eps[i])) {
+			qitem *m = xcalloc(1, sizeof(*m));
+			m->kind = Q_MB;
+			m->mb = mb;
+			q_push(&c->eps[i], m);
+		}
+	c->mb = mb;
+	ep_start_threads(e);
+	pthread_mutex_unlock(&c->mu);
+	return 0;
+}
+
+void ctrl_rb_lock(ctrl *c) { pthread_mutex_lock(&c->mu); }
+void ctrl_rb_unlock(ctrl *c) { pthread_mutex_unlock(&c->mu); }
+
+/* With ctrl_rb_lock held: queue a rebuild frame behind the live operations queued so far. */
+int
+ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const void *data, size_t dn)
+{
+	ep *e = &c->eps[idx];
+	if (c->fenced || c->stopping || e->failed || !e->rebuilding)
+		return -EPIPE;
+	qitem *it = xcalloc(1, sizeof(*it));
+	it->kind = Q_RB;
+	it->rbtype = type;
+	it->rbpl = xmalloc(n + dn);
+	memcpy(it->rbpl, pl, n);
+	if (dn)
+		memcpy(it->rbpl + n, data, dn);
+	it->rbn = n + dn;
+	q_push(e, it);
+	return 0;
+}
+
+/* With ctrl_rb_lock held: whether the member failed (its connection or an error). */
+int
+ctrl_rb_failed(ctrl *c, int idx)
+{
+	return c->fenced || c->stopping || c->eps[idx].failed;
+}
+
+/* The source of section 12.6: the local replica when it is in sync. */
+ce_vol *
+ctrl_rb_source(ctrl *c, ce_epoch *e, uint64_t *id, uint32_t *rate, ce_repl_info *info)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *l = &c->eps[0];
+	ce_vol *h = l->local && l->in_sync && !l->failed ? l->lh : NULL;
+	*e = c->e;
+	*id = l->id;
+	*rate = c->rebuild_rate;
+	pthread_mutex_unlock(&c->mu);
+	if (h != NULL && ce_repl_info_get(c->p, c->name, info) != 0)
+		h = NULL;
+	return h;
+}
+
+/* Wait until the local replica applied seq (it was queued before the caller asked). */
+int
+ctrl_rb_wait_local(ctrl *c, uint64_t seq)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *l = &c->eps[0];
+	while (l->applied < seq && !l->failed && !c->fenced && !c->stopping)
+		pthread_cond_wait(&c->cv, &c->mu);
+	int err = l->applied >= seq ? 0 : -EIO;
+	pthread_mutex_unlock(&c->mu);
+	return err;
+}
+
+/* Commit mb on a commit quorum of I (and on member `also`, if >= 0); c->mu held. */
+static int
+mb_commit(ctrl *c, const mb_phys *mb, int also, char *msg, size_t mlen)
+{
+	for (int i = 0; i < c->n; i++)
+		if (gets_live(&c->eps[i])) {
+			qitem *m = xcalloc(1, sizeof(*m));
+			m->kind = Q_MB;
+			m->mb = *mb;
+			q_push(&c->eps[i], m);
+		}
+	int need = (members(c) + 1) / 2;
+	uint64_t deadline = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
+	for (;;) {
+		int got = 0;
+		for (int i = 0; i < c->n; i++)
+			got += c->eps[i].in_sync && !c->eps[i].failed && c->eps[i].mb_acked >= mb->mb_version;
+		int other = also < 0 || c->eps[also].mb_acked >= mb->mb_version;
+		if (got >= need && other)
+			return 0;
+		if (c->fenced || c->stopping || now_ns() > deadline || (also >= 0 && c->eps[also].failed)) {
+			snprintf(msg, mlen, "membership version %" PRIu64 " was not committed (%d of %d members%s)",
+			    mb->mb_version, got, need, other ? "" : ", not by the rebuilt replica");
+			return -EIO;
+		}
+		util_cond_wait_ms(&c->cv, &c->mu, 20);
+	}
+}
+
+/*
+ * Section 12.5: the member is caught up (the target said so durably in
+ * RB_END's answer); the record naming it in-sync is committed on a commit
+ * quorum and by the member itself, and only then does it count.
+ */
+int
+ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *e = &c->eps[idx];
+	if (ctrl_rb_failed(c, idx)) {
+		pthread_mutex_unlock(&c->mu);
+		snprintf(msg, mlen, "replica %s/%s failed before it could join", e->addr, e->pool);
+		return -EPIPE;
+	}
+	mb_phys mb;
+	e->in_sync = 1; /* for the record only, until it is committed */
+	int adding = e->adding;
+	e->adding = 0;
+	mb_build(c, &mb, c->mb.mb_version + 1, 4);
+	e->in_sync = 0;
+	int err = mb_commit(c, &mb, idx, msg, mlen);
+	if (err == 0) {
+		e->in_sync = 1;
+		e->rebuilding = 0;
+		e->auto_tries = 0;
+		e->live = NULL;
+		e->rb_cb = NULL;
+		e->rb_arg = NULL;
+		c->mb = mb;
+		log_info("replicated volume %s: replica %s/%s in sync (membership version %" PRIu64 ")",
+		    c->export_name, e->addr, e->pool, mb.mb_version);
+		settle(c);
+	} else {
+		e->adding = adding;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return err;
+}
+
+/* The rebuild stopped (cancelled or failed): the member is degraded again and gets no more live frames. */
+void
+ctrl_rb_stop(ctrl *c, int idx, const char *why)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *e = &c->eps[idx];
+	if (e->rebuilding) {
+		if (!e->failed)
+			ep_fail(e, 3, why);
+		e->rebuilding = 0;
+	}
+	e->live = NULL;
+	e->rb_cb = NULL;
+	e->rb_arg = NULL;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Drop member idx from the volume (replica remove): a membership change without it. */
+int
+ctrl_rb_remove(ctrl *c, int idx, char *msg, size_t mlen)
+{
+	pthread_mutex_lock(&c->mu);
+	ep *e = &c->eps[idx];
+	if (e->local || e->removed) {
+		pthread_mutex_unlock(&c->mu);
+		snprintf(msg, mlen, "the local replica cannot be removed");
+		return -EINVAL;
+	}
+	int in = 0;
+	for (int i = 0; i < c->n; i++)
+		in += c->eps[i].in_sync && !c->eps[i].failed && i != idx;
+	int was_member = !e->adding;
+	if (e->in_sync && in == 0) {
+		pthread_mutex_unlock(&c->mu);
+		snprintf(msg, mlen, "%s/%s is the only in-sync replica besides none: refused", e->addr, e->pool);
+		return -EBUSY;
+	}
+	if (!e->failed)
+		ep_fail(e, 7, "removed"); /* admin */
+	e->removed = 1;
+	e->in_sync = 0;
+	e->rebuilding = 0;
+	int err = 0;
+	if (was_member) {
+		/* (D) for the rest first, as for an ejection (rule 4 item 2) */
+		uint64_t dwait = now_ns() + (uint64_t)c->deadline_ms * 1000000ull;
+		while (!d_holds(c) && !c->fenced && now_ns() < dwait)
+			util_cond_wait_ms(&c->cv, &c->mu, 1000);
+		mb_phys mb;
+		mb_build(c, &mb, c->mb.mb_version + 1, 5);
+		if ((err = mb_commit(c, &mb, -1, msg, mlen)) == 0)
+			c->mb = mb;
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (e->fd >= 0)
+		shutdown(e->fd, SHUT_RDWR);
+	ep_reap(e);
+	if (err == 0)
+		log_info("replicated volume %s: replica %s/%s removed", c->export_name, e->addr, e->pool);
+	return err;
+}
+
+void
+ctrl_rb_set_progress(ctrl *c, int idx, const ctrl_rb_progress *p)
+{
+	pthread_mutex_lock(&c->mu);
+	c->eps[idx].rbp = *p;
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Set one of a controlled volume's rebuild settings (field of struct ctrl); -ENOENT. */
+static int
+set_rebuild_setting(const char *export_name, size_t field, uint32_t value)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	ctrl *c = ctrls;
+	while (c != NULL && strcmp(c->export_name, export_name) != 0)
+		c = c->next;
+	if (c != NULL) {
+		pthread_mutex_lock(&c->mu);
+		memcpy((char *)c + field, &value, sizeof(value));
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	return c ? 0 : -ENOENT;
+}
+
+int
+repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs)
+{
+	return set_rebuild_setting(export_name, offsetof(ctrl, rebuild_rate), mbs);
+}
+
+int
+repl_ctrl_set_rebuild_wait(const char *export_name, uint32_t seconds)
+{
+	return set_rebuild_setting(export_name, offsetof(ctrl, rebuild_wait), seconds);
+}
+
+/*
+ * The automatic rebuild's candidates (rebuild.c's policy thread): every
+ * degraded remote member of a controller with rebuild_wait set and no
+ * rebuild running, that the policy tried fewer than max_tries times since
+ * it last joined; fn(export, "HOST:PORT/POOL", seconds offline, wait, arg)
+ * is called with no lock held. A call counts as a try.
+ */
+void
+ctrl_rb_candidates(int max_tries, void (*fn)(const char *, const char *, uint64_t, uint32_t, void *), void *arg)
+{
+	typedef struct cand {
+		char export_name[330], replica[140];
+		uint64_t offline_s;
+		uint32_t wait;
+	} cand;
+	cand v[32];
+	int n = 0;
+	uint64_t now = now_ns();
+	pthread_mutex_lock(&ctrls_mu);
+	for (ctrl *c = ctrls; c != NULL && n < 32; c = c->next) {
+		pthread_mutex_lock(&c->mu);
+		for (int i = 0; c->rebuild_wait > 0 && !c->rb_busy && !c->fenced && !c->stopping && i < c->n && n < 32;
+		    i++) {
+			ep *e = &c->eps[i];
+			if (e->local || e->removed || e->in_sync || e->rebuilding || !e->failed || e->auto_tries >= max_tries)
+				continue;
+			e->auto_tries++;
+			snprintf(v[n].export_name, sizeof(v[n].export_name), "%s", c->export_name);
+			snprintf(v[n].replica, sizeof(v[n].replica), "%s/%s", e->addr, e->pool);
+			v[n].offline_s = e->failed_ns ? (now - e->failed_ns) / 1000000000ull : 0;
+			v[n++].wait = c->rebuild_wait;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
+	for (int i = 0; i < n; i++)
+		fn(v[i].export_name, v[i].replica, v[i].offline_s, v[i].wait, arg);
+}
+
+/* Give back a try that did not start a rebuild (the member was unreachable). */
+void
+ctrl_rb_untry(const char *export_name, const char *replica)
+{
+	pthread_mutex_lock(&ctrls_mu);
+	for (ctrl *c = ctrls; c != NULL; c = c->next) {
+		if (strcmp(c->export_name, export_name) != 0)
+			continue;
+		pthread_mutex_lock(&c->mu);
+		for (int i = 0; i < c->n; i++) {
+			char who[140];
+			snprintf(who, sizeof(who), "%s/%s", c->eps[i].addr, c->eps[i].pool);
+			if (!c->eps[i].local && strcmp(who, replica) == 0 && c->eps[i].auto_tries > 0)
+				c->eps[i].auto_tries--;
+		}
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&ctrls_mu);
 }

@@ -42,4 +42,50 @@ int repl_ctrl_snap(const char *export_name, int op, const char *snap, const char
 int repl_ctrl_controls(const char *export_name);
 /* At shutdown: stop every controller (after the frontends closed their handles). */
 void repl_ctrl_shutdown(void);
+/* -o rebuild_rate= (MB/s, 0 unlimited) of a controlled volume; -ENOENT. */
+int repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs);
+
+/*
+ * Rebuild hooks (ctrl.c's last section; used by the rebuild job in
+ * rebuild.c, docs/replication.md section 12). A member is named by its
+ * slot; frames of a rebuilding member's RB_STATE, RB_RANGES and
+ * RB_PROGRESS go to its rb_frame_fn (called with the controller's lock
+ * held: it must only copy and signal).
+ */
+#include "proto.h"
+typedef struct ctrl ctrl;
+typedef struct rb_live rb_live;
+typedef void (*rb_frame_fn)(void *arg, const rp_hdr *h, const uint8_t *pl);
+typedef struct ctrl_rb_progress {
+	uint64_t job;                /* 0: no rebuild was ever started for it */
+	int kind;                    /* CE_RB_* */
+	char state[16];              /* running, done, failed, cancelled */
+	uint64_t done, total, transferred, rate, eta_s;
+	uint64_t durable_cursor;     /* the target's committed cursor (byte offset), from RB_PROGRESS */
+} ctrl_rb_progress;
+/* The controller of export_name, claimed for one rebuild job (-ENOENT, -EBUSY, -ESTALE fenced). */
+ctrl *ctrl_rb_claim(const char *export_name, int *err);
+void ctrl_rb_release(ctrl *c);
+const char *ctrl_rb_name(const ctrl *c);
+int ctrl_rb_member(ctrl *c, const char *replica, int *idx);
+int ctrl_rb_add_slot(ctrl *c, const char *replica, int *idx);
+int ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t mlen);
+int ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_live *live, uint64_t *J);
+void ctrl_rb_lock(ctrl *c);
+void ctrl_rb_unlock(ctrl *c);
+int ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const void *data, size_t dn);
+int ctrl_rb_failed(ctrl *c, int idx);
+/* The local replica when it is in sync (the source), its record in *info; NULL otherwise. */
+ce_vol *ctrl_rb_source(ctrl *c, ce_epoch *e, uint64_t *id, uint32_t *rate, ce_repl_info *info);
+int ctrl_rb_wait_local(ctrl *c, uint64_t seq);
+int ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen);
+void ctrl_rb_stop(ctrl *c, int idx, const char *why);
+int ctrl_rb_remove(ctrl *c, int idx, char *msg, size_t mlen);
+void ctrl_rb_set_progress(ctrl *c, int idx, const ctrl_rb_progress *p);
+int repl_ctrl_set_rebuild_wait(const char *export_name, uint32_t seconds);
+void ctrl_rb_candidates(int max_tries, void (*fn)(const char *, const char *, uint64_t, uint32_t, void *),
+    void *arg);
+void ctrl_rb_untry(const char *export_name, const char *replica);
+/* rebuild.c: a member's rebuild fields for vol.status */
+void rb_status_json(const ctrl_rb_progress *p, json_object *o);
 #endif

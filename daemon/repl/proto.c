@@ -124,7 +124,12 @@ rp_payload_size(uint16_t type)
 	case RP_TRIM: return 16;
 	case RP_ZERO: case RP_READ: return 24;
 	case RP_MB_COMMIT: return 1280;
-	case RP_WRITE: case RP_READ_DATA: return -1;
+	case RP_RB_BEGIN: return 128;
+	case RP_RB_STATE: return 144;
+	case RP_RB_SCAN: case RP_RB_PROGRESS: return 48;
+	case RP_RB_HOLE: return 24;
+	case RP_RB_CURSOR: case RP_RB_END: return 16;
+	case RP_WRITE: case RP_READ_DATA: case RP_RB_RANGES: case RP_RB_DATA: return -1;
 	default: return -2;
 	}
 }
@@ -168,6 +173,15 @@ rp_type_name(uint16_t t)
 	case RP_OP_DONE: return "OP_DONE";
 	case RP_READ: return "READ";
 	case RP_READ_DATA: return "READ_DATA";
+	case RP_RB_BEGIN: return "RB_BEGIN";
+	case RP_RB_STATE: return "RB_STATE";
+	case RP_RB_SCAN: return "RB_SCAN";
+	case RP_RB_RANGES: return "RB_RANGES";
+	case RP_RB_DATA: return "RB_DATA";
+	case RP_RB_HOLE: return "RB_HOLE";
+	case RP_RB_PROGRESS: return "RB_PROGRESS";
+	case RP_RB_CURSOR: return "RB_CURSOR";
+	case RP_RB_END: return "RB_END";
 	default: return "?";
 	}
 }

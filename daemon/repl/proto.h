@@ -29,7 +29,12 @@ enum rp_type {
 	RP_MB_COMMIT = 0x40, RP_MB_ACK = 0x41,
 	RP_APPLIED = 0x50, RP_DURABLE = 0x51, RP_FLUSH = 0x52, RP_OP_DONE = 0x53,
 	RP_READ = 0x58, RP_READ_DATA = 0x59,
+	RP_RB_BEGIN = 0x70, RP_RB_STATE = 0x71, RP_RB_SCAN = 0x72, RP_RB_RANGES = 0x73,
+	RP_RB_DATA = 0x75, RP_RB_HOLE = 0x76, RP_RB_PROGRESS = 0x78, RP_RB_CURSOR = 0x79,
+	RP_RB_END = 0x7a,
 };
+/* HELLO feature bits (he_features, hr_features) */
+enum { RP_FEAT_REBUILD = 1u << 0, RP_FEAT_VERIFY = 1u << 1 };
 enum { RPF_FUA = 1u << 0, RPF_MORE = 1u << 1, RPF_REPAIR = 1u << 2 };
 enum { HE_KEY = 1u << 0, HE_INSECURE = 1u << 1 };
 /* he_features / hr_features (section 1) */
@@ -241,6 +246,64 @@ typedef struct rp_keepalive {
 	uint64_t ka_time, pad;
 } rp_keepalive;
 _Static_assert(sizeof(rp_read) == 24 && sizeof(rp_zero) == 24 && sizeof(rp_write) == 16, "sizes");
+
+/* Rebuild frames (replica-protocol.md section 8.3) */
+typedef struct rp_rb_begin {
+	uint32_t rb_kind;            /* 1 tail, 2 delta, 3 full */
+	uint32_t rb_flags;           /* bit 0 resume */
+	uint64_t rb_base_ctr, rb_base_node;
+	uint64_t rb_base_seq;
+	uint64_t rb_join_seq;
+	uint64_t rb_source;
+	uint64_t rb_cursor;
+	uint8_t rb_reserved[72];
+} rp_rb_begin;
+typedef struct rp_rb_state {
+	uint8_t rs_rb[128];          /* rb_phys */
+	uint64_t rs_applied;
+	uint64_t rs_durable_cursor;
+} rp_rb_state;
+typedef struct rp_rb_scan {
+	uint64_t sc_base_seq;
+	uint64_t sc_from;
+	uint32_t sc_max;             /* <= RP_RB_MAX_RANGES */
+	uint32_t sc_flags;           /* RB_SCAN_FULL, RB_SCAN_SYNC */
+	uint64_t sc_snap;            /* 0: the live volume */
+	uint8_t sc_reserved[16];
+} rp_rb_scan;
+enum { RB_SCAN_FULL = 1u << 0, RB_SCAN_SYNC = 1u << 1 };
+#define RP_RB_MAX_RANGES 4096u
+typedef struct rp_rb_ranges {
+	uint64_t rr_next;
+	uint32_t rr_n, rr_pad;
+} rp_rb_ranges;
+typedef struct rp_rb_range {
+	uint64_t offset, length;
+	uint32_t kind, pad;          /* 0 data, 1 hole */
+} rp_rb_range;
+typedef struct rp_rb_data {
+	uint64_t offset;
+	uint32_t length, pad;
+	uint64_t state_seq;
+} rp_rb_data;
+typedef struct rp_rb_hole {
+	uint64_t offset, length, state_seq;
+} rp_rb_hole;
+typedef struct rp_rb_progress {
+	uint64_t pg_cursor, pg_durable_cursor, pg_bytes_applied, pg_bytes_kept_newer, pg_applied, pg_pad;
+} rp_rb_progress;
+typedef struct rp_rb_cursor {
+	uint64_t cu_cursor;
+	uint64_t cu_done;            /* bytes of this rebuild's ranges sent so far (for the record) */
+} rp_rb_cursor;
+typedef struct rp_rb_end {
+	uint32_t en_outcome, en_pad;
+	uint64_t en_pad2;
+} rp_rb_end;
+_Static_assert(sizeof(rp_rb_begin) == 128 && sizeof(rp_rb_state) == 144 && sizeof(rp_rb_scan) == 48 &&
+    sizeof(rp_rb_ranges) == 16 && sizeof(rp_rb_range) == 24 && sizeof(rp_rb_data) == 24 &&
+    sizeof(rp_rb_hole) == 24 && sizeof(rp_rb_progress) == 48 && sizeof(rp_rb_cursor) == 16 &&
+    sizeof(rp_rb_end) == 16, "rebuild frame sizes");
 
 /* Fill the checksum of h (its other fields set, rf_len = plen) over h and payload. */
 void rp_seal(rp_hdr *h, const void *payload, size_t plen);

@@ -30,6 +30,7 @@
  */
 #include "service.h"
 #include "proto.h"
+#include "rebuild.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -111,6 +112,8 @@ typedef struct rconn {
 	ce_epoch e;              /* the epoch this connection was promised */
 	uint64_t applied_sent;
 	int applied_pending;
+	uint64_t rb_bytes;       /* rebuild bytes applied since RB_BEGIN (rebuild.c) */
+	uint64_t rb_committed;   /* rb_bytes at the target's last commit of them */
 	/* input buffer */
 	uint8_t *in;
 	size_t in_len, in_off;
@@ -300,7 +303,7 @@ handshake(rconn *c)
 	hr.hr_min_version = 1;
 	hr.hr_max_version = RP_VERSION;
 	hr.hr_flags = cfg.key ? HE_KEY : HE_INSECURE;
-	hr.hr_features = he.he_features & RP_FEAT_TAIL;
+	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD);
 	c->features = hr.hr_features;
 	hr.hr_instance = cfg.instance;
 	if (getrandom(c->nonce_r, RP_NONCE, 0) != RP_NONCE)
@@ -481,6 +484,39 @@ tail_list(rconn *c, const rp_hdr *h, const rp_tail_list *tl)
 	return rc;
 }
 
+/* ---- the rebuild frames (rebuild.c does them; these lend it the connection) ---- */
+
+static int
+rb_send(void *conn, uint16_t type, uint32_t flags, uint64_t id, const void *pl, size_t n)
+{
+	return send_frame(conn, type, flags, 0, id, pl, n);
+}
+
+static void
+rb_error(void *conn, uint32_t code, const rp_hdr *ref, int fatal, const char *msg)
+{
+	send_error(conn, code, ref, fatal, NULL, 0, msg);
+}
+
+static void
+rb_take_session(void *conn)
+{
+	rconn *c = conn;
+	take_session(c);
+	c->applied_sent = ce_repl_applied(c->h);
+}
+
+static int
+rb_serve(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
+{
+	/* scratch for an answer: the payload buffer past the frame (RB_SCAN's 48 bytes; an RB_RANGES
+	 * answer of 4096 ranges is 98320 bytes) */
+	_Static_assert(4096 + 16 + 24 * RP_RB_MAX_RANGES <= RP_MAX_PAYLOAD, "the RB_RANGES answer fits");
+	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes,
+		&c->rb_committed, rb_send, rb_error, rb_take_session };
+	return rb_target_frame(&rp, h, pl);
+}
+
 /* One frame after the handshake: 0 go on, <0 close. */
 static int
 serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
@@ -496,6 +532,13 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_PREPARE: case RP_STATUS_REQ: ok_state = c->st >= CS_BOUND; break;
 	case RP_START_EPOCH: case RP_MB_COMMIT: ok_state = c->st >= CS_PROMISED; break;
 	case RP_WRITE: case RP_TRIM: case RP_ZERO: case RP_FLUSH: case RP_READ: ok_state = c->st >= CS_BOUND; break;
+	case RP_RB_BEGIN: case RP_RB_SCAN: case RP_RB_DATA: case RP_RB_HOLE: case RP_RB_CURSOR: case RP_RB_END:
+		if (!(c->features & RP_FEAT_REBUILD)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (REBUILD)");
+			return -EPROTO;
+		}
+		ok_state = c->st >= CS_BOUND;
+		break;
 	case RP_TAIL_LIST: case RP_TAIL_BEGIN: case RP_TAIL_DATA:
 	case RP_SNAPSHOT: case RP_SNAP_DESTROY: case RP_SNAP_RENAME:
 		if (!(c->features & RP_FEAT_TAIL)) {
@@ -585,7 +628,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		}
 	}
 	/* 5. session (READ also on a promised connection: a reconciliation reads its reference) */
-	if ((is_sequenced(t) || t == RP_FLUSH || (t == RP_READ && c->st != CS_PROMISED)) && c->st != CS_SESSION) {
+	if ((is_sequenced(t) || t == RP_FLUSH || (t == RP_READ && c->st != CS_PROMISED) || rb_target_needs_session(t)) &&
+	    c->st != CS_SESSION) {
 		send_error(c, RPE_NOT_SESSION, h, 1, &ri, 0, "not the volume's session");
 		return -ESTALE;
 	}
@@ -733,6 +777,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		return send_frame(c, RP_READ_DATA, 0, 0, h->rf_id, c->payload, 16 + (size_t)rd.length);
 	}
 	default:
+		if (rb_target_type(t))
+			return rb_serve(c, h, pl, fe);
 		break;
 	}
 	/* 6. sequence, then 7. act (one at a time, in order) */

@@ -418,7 +418,9 @@ int cask_sched_run(cask_client *c, const char *name, char *snapshot, size_t len)
  * replicated volume: replica 0 in the named pool of this caskd, one more
  * per replicas[i] ("HOST:PORT/POOL" of a caskd --replica-listen), served by
  * this caskd's controller. consistency: "one", "quorum" (NULL: the default)
- * or "all"; deadline_ms 0: the default (5000).
+ * or "all"; deadline_ms 0: the default (5000); rebuild_rate_mbs: the
+ * rebuild copy limit in MB/s (0: unlimited; a field added later, so a
+ * smaller size from an older caller leaves it 0).
  */
 typedef struct cask_repl_args {
 	size_t size;                 /* sizeof(cask_repl_args) */
@@ -426,8 +428,10 @@ typedef struct cask_repl_args {
 	size_t nreplicas;
 	const char *consistency;
 	uint32_t deadline_ms;
+	uint32_t rebuild_rate_mbs;
+	uint32_t rebuild_wait_s;     /* rebuild a member that comes back by itself (0: only when asked) */
 } cask_repl_args;
-#define CASK_REPL_ARGS_INIT { sizeof(cask_repl_args), NULL, 0, NULL, 0 }
+#define CASK_REPL_ARGS_INIT { sizeof(cask_repl_args), NULL, 0, NULL, 0, 0, 0 }
 int cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size,
     const cask_vol_props *props, const cask_repl_args *a);
 #define CASK_REPL_MAX 5
@@ -574,6 +578,35 @@ int cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n);
  * compression. IO_ERROR for a damaged block.
  */
 int cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16]);
+
+/*
+ * Replica membership (CASK_1.1, feature "replication.rebuild";
+ * docs/replication.md section 12). Each of add, replace and rebuild starts
+ * a rebuild job (kind "rebuild"; cask_job_get/wait/cancel) and gives its
+ * id: add creates the volume on the caskd at replica ("HOST:PORT/POOL")
+ * and copies it there (full: data and holes only), replace adds new_r and
+ * then removes old_r, rebuild brings a degraded member back (delta from
+ * where it left, a resume of a cancelled or interrupted rebuild, or full).
+ * remove takes a member out of the volume (flags: 0). NOT_REPLICATED, BUSY
+ * (a rebuild runs), VOLUME_EXISTS (already a member), INVALID_ARGUMENT.
+ */
+int cask_vol_replica_add(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica, unsigned flags);
+int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
+    uint64_t *job);
+int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+/* The rebuild of each replica that has had one since this controller started (vol.status). */
+typedef struct cask_rebuild_info {
+	char replica[140];           /* HOST:PORT/POOL */
+	char kind[8];                /* delta, full */
+	char state[16];              /* running, done, failed, cancelled */
+	uint64_t job;
+	uint64_t done, total;        /* bytes of the listed ranges */
+	uint64_t transferred;        /* bytes of rebuild frames on the wire (headers included) */
+	uint64_t rate, eta_s;        /* bytes/s over the last second; seconds left at that rate */
+} cask_rebuild_info;
+/* A new array (free() it) of *n entries; NOT_REPLICATED. */
+int cask_vol_rebuild_list(cask_client *c, const char *vol, cask_rebuild_info **out, size_t *n);
 
 #ifdef __cplusplus
 }

@@ -611,6 +611,61 @@ int ce_repl_open(ce_pool *p, const char *name, ce_vol **out);
 int ce_repl_write(ce_vol *h, ce_epoch e, uint64_t seq, const void *buf, size_t len, uint64_t off);
 int ce_repl_trim(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len);
 int ce_repl_zero(ce_vol *h, ce_epoch e, uint64_t seq, uint64_t off, uint64_t len);
+/*
+ * Rebuild, the engine side (lib/engine/rebuild.c; docs/replication.md
+ * section 12, bytes on-disk-format.md section 7.5). A target replica in
+ * state rebuilding takes rebuild data (ce_rebuild_write, _hole) besides
+ * its live sequenced operations; its progress (rb_phys) commits with the
+ * data it covers, so a killed target resumes from its durable cursor.
+ */
+typedef struct ce_rebuild {
+	uint32_t kind;               /* CE_RB_TAIL, CE_RB_DELTA, CE_RB_FULL */
+	uint32_t flags;              /* CE_RB_RESUME: keep the durable cursor (must equal cursor) */
+	ce_epoch base_epoch;         /* the lineage of the base point (and the epoch adopted at the end) */
+	uint64_t base_seq;           /* c: the common point (delta), 0 for full */
+	uint64_t join_seq;           /* J: the live stream's operations after it are applied here */
+	uint64_t source;             /* the source replica's id */
+	uint64_t cursor;             /* byte offset: every listed range ending at or before it is applied */
+	uint64_t done, total, transferred;
+	uint64_t started;            /* seconds since the epoch */
+} ce_rebuild;
+enum { CE_RB_TAIL = 1, CE_RB_DELTA = 2, CE_RB_FULL = 3 };
+enum { CE_RB_RESUME = 1 };
+enum { CE_RB_COMPLETE = 1, CE_RB_CANCELLED = 2, CE_RB_FAILED = 3 };
+/*
+ * Begin (or resume) a rebuild on replica handle h in epoch e (the promised
+ * one): state rebuilding with rb, applied becomes rb->join_seq (the next
+ * live operation accepted is J + 1). Durable before it returns.
+ * -ESTALE: not the promised epoch; -EPROTO: resume with another cursor, or
+ * J below what was applied; -EINVAL: bad kind.
+ */
+int ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb);
+/* Rebuild data and holes (state rebuilding, epoch e); not sequenced. */
+int ce_rebuild_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint64_t off);
+int ce_rebuild_hole(ce_vol *h, ce_epoch e, uint64_t off, uint64_t len);
+/* Everything listed below cursor is applied: it commits with the next txg. */
+int ce_rebuild_cursor(ce_vol *h, uint64_t cursor, uint64_t done, uint64_t transferred);
+/* Ask for a commit of the rebuild's data and cursor so far, without waiting for it. */
+int ce_rebuild_commit(ce_vol *h);
+/* Commit the rebuild's data and cursor now; *durable_cursor: the cursor that commit holds. */
+int ce_rebuild_flush(ce_vol *h, uint64_t *durable_cursor);
+/*
+ * End it: CE_RB_COMPLETE (the data is committed first, then the record
+ * says complete and, for a target with no epoch history, adopts
+ * rb.base_epoch at rb.base_seq), or CANCELLED / FAILED (stays rebuilding,
+ * its cursor kept, flags say why). Durable.
+ */
+int ce_rebuild_end(ce_vol *h, ce_epoch e, int outcome);
+/* The replica's rebuild record (kind 0: none) and the cursor of its last commit. */
+int ce_rebuild_get(ce_vol *h, ce_rebuild *out, uint64_t *durable_cursor);
+/*
+ * The ranges to copy (section 12.3): with full, every data block; else
+ * data and holes born in or after the txg the sequence->txg map gives for
+ * seq base (nothing when base is the newest applied). The pool is synced
+ * first, so everything applied before the call is listed. From byte
+ * `from` on; fn as ce_vol_diff's (it must not call into the pool).
+ */
+int ce_rebuild_scan(ce_vol *h, uint64_t base, int full, uint64_t from, ce_diff_fn fn, void *arg);
 /* Make everything applied durable (a txg commit); *durable the seq now durable. */
 int ce_repl_flush(ce_vol *h, uint64_t *durable);
 uint64_t ce_repl_applied(ce_vol *h);

@@ -735,6 +735,16 @@ cask_vol_create_replicated(cask_client *c, const char *name, uint64_t size, cons
 			snprintf(b, sizeof(b), "%u", ra.deadline_ms);
 			json_object_object_add(p, "repl_deadline", json_object_new_string(b));
 		}
+		if (ra.rebuild_wait_s) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", ra.rebuild_wait_s);
+			json_object_object_add(p, "rebuild_wait", json_object_new_string(b));
+		}
+		if (ra.rebuild_rate_mbs) {
+			char b[16];
+			snprintf(b, sizeof(b), "%u", ra.rebuild_rate_mbs);
+			json_object_object_add(p, "rebuild_rate", json_object_new_string(b));
+		}
 		for (size_t i = 0; i < ra.nreplicas; i++)
 			json_object_array_add(reps, json_object_new_string(ra.replicas[i] ? ra.replicas[i] : ""));
 	}
@@ -824,6 +834,93 @@ cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16])
 	}
 	memcpy(digest, d, 16);
 	return 0;
+}
+
+int
+cask_vol_rebuild_list(cask_client *c, const char *vol, cask_rebuild_info **out, size_t *n)
+{
+	json_object *a = json_object_new_object(), *r, *arr;
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	int rc = call(c, "vol.status", a, &r);
+	if (rc != 0)
+		return rc;
+	size_t k = 0, len = json_object_object_get_ex(r, "replicas", &arr) &&
+	    json_object_is_type(arr, json_type_array) ? json_object_array_length(arr) : 0;
+	cask_rebuild_info *v = calloc(len ? len : 1, sizeof(*v));
+	if (v == NULL) {
+		json_object_put(r);
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
+	}
+	for (size_t i = 0; i < len; i++) {
+		json_object *o = json_object_array_get_idx(arr, i), *rb;
+		if (!json_object_object_get_ex(o, "rebuild", &rb))
+			continue;
+		cask_rebuild_info *x = &v[k++];
+		char addr[64] = "", pool[64] = "";
+		get_str(o, "address", addr, sizeof(addr));
+		get_str(o, "pool", pool, sizeof(pool));
+		snprintf(x->replica, sizeof(x->replica), "%s/%s", addr, pool);
+		get_str(rb, "kind", x->kind, sizeof(x->kind));
+		get_str(rb, "state", x->state, sizeof(x->state));
+		x->job = get_u64(rb, "job");
+		x->done = get_u64(rb, "done");
+		x->total = get_u64(rb, "total");
+		x->transferred = get_u64(rb, "transferred");
+		x->rate = get_u64(rb, "rate");
+		x->eta_s = get_u64(rb, "eta_s");
+	}
+	json_object_put(r);
+	*out = v;
+	*n = k;
+	return 0;
+}
+
+/* A replica job (vol.replica_add, _replace, _rebuild): {"job"}. */
+static int
+replica_job(cask_client *c, const char *op, const char *vol, const char *k1, const char *v1, const char *k2,
+    const char *v2, uint64_t *job)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	json_object_object_add(a, k1, json_object_new_string(v1 ? v1 : ""));
+	if (k2 != NULL)
+		json_object_object_add(a, k2, json_object_new_string(v2 ? v2 : ""));
+	int rc = call(c, op, a, &r);
+	if (rc != 0)
+		return rc;
+	if (job != NULL)
+		*job = get_u64(r, "job");
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_vol_replica_add(cask_client *c, const char *vol, const char *replica, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_add", vol, "replica", replica, NULL, NULL, job);
+}
+
+int
+cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_rebuild", vol, "replica", replica, NULL, NULL, job);
+}
+
+int
+cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r, uint64_t *job)
+{
+	return replica_job(c, "vol.replica_replace", vol, "old", old_r, "new", new_r, job);
+}
+
+int
+cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica, unsigned flags)
+{
+	if (flags != 0)
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_replica_remove: unknown flags 0x%x", flags);
+	json_object *a = json_object_new_object();
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	json_object_object_add(a, "replica", json_object_new_string(replica ? replica : ""));
+	return call_void(c, "vol.replica_remove", a);
 }
 
 /* An operation on a name that takes a second one: {"name", "new_name"}. */

@@ -6,6 +6,7 @@
 #ifndef CASK_COMMON_UTIL_H
 #define CASK_COMMON_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +95,8 @@ int err_last_code(void);
 void err_clear(void);
 
 uint64_t util_now_ns(void);
+/* pthread_cond_timedwait for at most ms milliseconds (cv on CLOCK_REALTIME, the default). */
+void util_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, long ms);
 uint64_t util_random64(void); /* from getrandom(), never 0 */
 
 /* Parse "512", "4K", "1.5G", "2TiB" into bytes. 0 or -EINVAL. */

@@ -67,12 +67,14 @@
  *      applied = base with the new epoch, in one commit.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
- * (2) and retired (3) belong to the rebuild issue (16) and are only
- * checked here.
+ * (2) is entered and left by rebuild.c (ce_rebuild_begin, _end), and
+ * applies the live stream like complete (rebuild_takes_live); retired
+ * (3) is only checked here.
  */
 #include "repl.h"
 #include "dataset.h"
 #include "mos.h"
+#include "rebuild.h"
 #include "pool_sync.h"
 #include "txg.h"
 #include "util.h"
@@ -803,7 +805,7 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 	else if (seq != rs->applied + 1)
 		err = err_set(-EPROTO, "volume %s/%s: sequence %" PRIu64 ", expected %" PRIu64, p->name,
 		    v->name, seq, rs->applied + 1);
-	else if (rs->rec.rp_state != RP_COMPLETE)
+	else if (!rebuild_takes_live(&rs->rec))
 		err = err_set(-EINVAL, "volume %s/%s: replica state %u takes no writes", p->name, v->name,
 		    rs->rec.rp_state);
 	if (err == 0 && rs->begun != seq) {

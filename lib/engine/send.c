@@ -1345,26 +1345,37 @@ ce_vol_diff_from(ce_pool *p, const char *fromname, const char *toname, uint64_t 
 	if (err == 0 && !ok)
 		err = err_set(-EINVAL, "%s/%s is not an earlier snapshot of %s/%s (nor of its origin)",
 		    p->name, fromname, p->name, toname);
-	if (err == 0) {
-		differ d;
-		memset(&d, 0, sizeof(d));
-		d.fn = fn;
-		d.arg = arg;
-		d.bs = th->v->bs;
-		pthread_rwlock_rdlock(&p->free_lock); /* the live tree's blocks stay while we read */
-		pthread_mutex_lock(&th->v->lock);
-		cowtree t = th->v->tree;
-		d.nblocks = th->v->size / th->v->bs;
-		pthread_mutex_unlock(&th->v->lock);
-		err = cowtree_diff_from(p, &t, fh->v->create_txg, 1, start / d.bs, diff_visit, &d);
-		if (err == 0)
-			err = diff_emit(&d);
-		pthread_rwlock_unlock(&p->free_lock);
-		if (err < 0)
-			err = err_set(err, "diff: cannot read the tree of %s/%s: %s", p->name, toname,
-			    err == -EIO ? "checksum or IO error" : strerror(-err));
-	}
+	if (err == 0)
+		err = vol_changed_after(th, fh->v->create_txg, 1, start, fn, arg);
 	ce_vol_close(th);
 	ce_vol_close(fh);
+	return err;
+}
+
+/*
+ * The walk diff and rebuild share (recv.h): the ranges of h's committed
+ * tree born after min_birth, from byte `start` on, merged, in offset order.
+ */
+int
+vol_changed_after(ce_vol *h, uint64_t min_birth, int holes, uint64_t start, ce_diff_fn fn, void *arg)
+{
+	ce_pool *p = h->v->pool;
+	differ d;
+	memset(&d, 0, sizeof(d));
+	d.fn = fn;
+	d.arg = arg;
+	d.bs = h->v->bs;
+	pthread_rwlock_rdlock(&p->free_lock); /* the live tree's blocks stay while we read */
+	pthread_mutex_lock(&h->v->lock);
+	cowtree t = h->v->tree;
+	d.nblocks = h->v->size / h->v->bs;
+	pthread_mutex_unlock(&h->v->lock);
+	int err = cowtree_diff_from(p, &t, min_birth, holes, start / d.bs, diff_visit, &d);
+	if (err == 0)
+		err = diff_emit(&d);
+	pthread_rwlock_unlock(&p->free_lock);
+	if (err < 0)
+		err = err_set(err, "cannot read the tree of %s/%s: %s", p->name, h->v->name,
+		    err == -EIO ? "checksum or IO error" : strerror(-err));
 	return err;
 }

@@ -171,7 +171,7 @@ _CLIENT_FIELDS = ("id", "frontend", "peer", "uid", "pid", "export_name", "state"
 
 
 class Job:
-    """A send or receive running in caskd."""
+    """A send, receive or rebuild running in caskd."""
 
     def __init__(self, client, job_id):
         self.client = client
@@ -697,6 +697,29 @@ class Client:
         ra.no_policy = 0 if policy else 1
         self._check(lib.cask_recv(self._c, _b(volume), ra, _fd(stream), job, ffi.NULL, 0), volume)
         return self._finish(Job(self, job[0]), wait, timeout)
+
+    def vol_replica_add(self, volume, replica, wait=True, timeout=None):
+        """Add a replica ("HOST:PORT/POOL") to a replicated volume this caskd controls: a rebuild
+        Job (full copy) that it returns with wait=False; else its result once it is in sync."""
+        job = ffi.new("uint64_t *")
+        self._check(lib.cask_vol_replica_add(self._c, _b(volume), _b(replica), job), volume)
+        return self._finish(Job(self, job[0]), wait, timeout)
+
+    def vol_replica_replace(self, volume, old, new, wait=True, timeout=None):
+        """Add replica new (full copy), then remove old: a rebuild Job, as vol_replica_add."""
+        job = ffi.new("uint64_t *")
+        self._check(lib.cask_vol_replica_replace(self._c, _b(volume), _b(old), _b(new), job), volume)
+        return self._finish(Job(self, job[0]), wait, timeout)
+
+    def vol_replica_rebuild(self, volume, replica, wait=True, timeout=None):
+        """Bring a degraded replica back (delta, resume or full): a rebuild Job, as vol_replica_add."""
+        job = ffi.new("uint64_t *")
+        self._check(lib.cask_vol_replica_rebuild(self._c, _b(volume), _b(replica), job), volume)
+        return self._finish(Job(self, job[0]), wait, timeout)
+
+    def vol_replica_remove(self, volume, replica):
+        """Take a replica out of the volume (a membership change; its volume stays there)."""
+        self._check(lib.cask_vol_replica_remove(self._c, _b(volume), _b(replica), 0), volume)
 
     def recv_abandon(self, volume):
         """Drop the volume's partial receive: a full one is destroyed, an incremental one rolled

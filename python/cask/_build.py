@@ -95,6 +95,11 @@ int cask_vol_list(cask_client *c, const char *pool, cask_vol_info **out, size_t 
 int cask_vol_get(cask_client *c, const char *name, cask_vol_info *out);
 int cask_vol_log_damaged(cask_client *c, const char *name, char *buf, size_t len);
 int cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16]);
+int cask_vol_replica_add(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica, unsigned flags);
+int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
+    uint64_t *job);
+int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
 typedef struct {
     char address[64]; char pool[64]; uint64_t id; int local; char state[16]; char reason[16]; char link[16];
     uint64_t acked_seq, durable_seq, lag_ops;

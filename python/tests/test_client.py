@@ -221,6 +221,14 @@ def test_snapshots_holds_clones(client, daemon):
     assert client.vol_checksum("tank/s@2") != client.vol_checksum("tank/c@one")
     with pytest.raises(cask.SnapshotNotFound):
         client.vol_checksum("tank/s@nope")
+    # replica membership needs a replicated volume (tests/integration/rebuild_*.sh drive it for real)
+    for call in (lambda: client.vol_replica_add("tank/s", "127.0.0.1:1/p2"),
+                 lambda: client.vol_replica_rebuild("tank/s", "127.0.0.1:1/p2", wait=False),
+                 lambda: client.vol_replica_replace("tank/s", "127.0.0.1:1/p2", "127.0.0.1:2/p3"),
+                 lambda: client.vol_replica_remove("tank/s", "127.0.0.1:1/p2")):
+        with pytest.raises(cask.InvalidArgument) as e:
+            call()
+        assert e.value.code == "NOT_REPLICATED", e.value
     client.vol_destroy("tank/c", dependents=True)
     client.vol_destroy("tank/t", recursive=True)
     assert not any(v["name"] in ("tank/s", "tank/c", "tank/t") for v in client.volumes())

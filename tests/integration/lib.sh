@@ -69,6 +69,21 @@ start_caskd_b() {
   fail "caskd B did not come up"
 }
 
+# start_caskd_c [ARGS...]: a third caskd (SOCK_C, NBD_C, CASKD_C_PID), as start_caskd_b.
+start_caskd_c() {
+  PORT_C=${PORT_C:-$(free_port)}
+  SOCK_C="$T/run_c/caskd.sock"
+  NBD_C="nbd://127.0.0.1:$PORT_C"
+  "$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" "$@" >>"$T/caskd_c.log" 2>&1 &
+  CASKD_C_PID=$!
+  for _ in $(seq 1 100); do
+    if [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1; then return 0; fi
+    kill -0 "$CASKD_C_PID" 2>/dev/null || fail "caskd C exited at start: $(tail -n 5 "$T/caskd_c.log")"
+    sleep 0.05
+  done
+  fail "caskd C did not come up"
+}
+
 # stop_caskd: SIGTERM, and it must exit 0.
 stop_caskd() {
   kill -TERM "$CASKD_PID"

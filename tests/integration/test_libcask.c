@@ -193,6 +193,17 @@ tour(void *arg)
 	rargs.nreplicas = 1;
 	rargs.consistency = "quorum";
 	CHECK_CODE(cask_vol_create_replicated(c, "tank/r", 1 << 20, NULL, &rargs), EPERM, "REPLICATION_INSECURE");
+	/* the replica jobs need a replicated volume (rebuild_proportional.sh drives them for real) */
+	uint64_t rjob = 0;
+	CHECK_CODE(cask_vol_replica_add(c, v, "127.0.0.1:1/p2", &rjob), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_replica_rebuild(c, v, "127.0.0.1:1/p2", &rjob), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_replica_replace(c, v, "127.0.0.1:1/p2", "127.0.0.1:2/p3", &rjob), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 0), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 8), EINVAL, "INVALID_ARGUMENT");
+	CHECK(rjob == 0);
+	cask_rebuild_info *rbl;
+	size_t nrbl;
+	CHECK_CODE(cask_vol_rebuild_list(c, v, &rbl, &nrbl), EINVAL, "NOT_REPLICATED");
 	const char *one[] = { s1 };
 	COK(cask_snap_create(c, one, 1));
 	/* CASK_1.1 vol checksum: the snapshot of an unchanged volume has its digest (an empty 4 MiB
