@@ -81,7 +81,7 @@
 #define MAX_MEMBERS 5
 #define CHUNK (1u << 20)
 
-enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP };
+enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP, Q_KA };
 
 typedef struct cop {
 	uint64_t seq;
@@ -123,6 +123,8 @@ typedef struct ep {
 	int have_th, have_rx;
 	ce_vol *lh;           /* local: the replica handle */
 	uint8_t *rxbuf;
+	uint64_t lease_ns;    /* when the newest frame it renewed the lease with was sent (local: granted) */
+	uint64_t ka_ns;       /* when the last KEEPALIVE was queued */
 } ep;
 
 typedef struct creq {
@@ -158,6 +160,9 @@ struct ctrl {
 	ce_pool *p;
 	ce_vol *rd;           /* local plain handle: reads */
 	int opens;
+	uint64_t start_ns;    /* the maintenance thread's start: a lease is pending until held or the deadline */
+	int lease_held;       /* held once since start */
+	int lease_last;       /* the state the maintenance thread saw last (LEASE_*) */
 	struct ctrl *next;
 };
 
@@ -205,15 +210,119 @@ acked(const ctrl *c, uint64_t s, int durable)
 
 static void read_work(void *arg);
 
+/* ---- read leases (replication.md 3.3 item 7, as built) ---- */
+
+enum { LEASE_VALID, LEASE_PENDING, LEASE_LAPSED };
+#define LEASE_USE_NS ((uint64_t)REPL_LEASE_MS * 900000ull) /* 0.9 of the replicas' lease: drift margin */
+#define KA_EVERY_NS 250000000ull
+
+/* Test builds only (--test-ops and CASK_TEST_UNSAFE_NO_LEASE=1): serve without a lease, to prove the test catches it. */
+static int
+lease_off(void)
+{
+	static int off = -1;
+	if (off < 0) {
+		const char *v = getenv("CASK_TEST_UNSAFE_NO_LEASE");
+		off = vio_test_ops() && v != NULL && strcmp(v, "1") == 0;
+		if (off)
+			log_warn("replication: CASK_TEST_UNSAFE_NO_LEASE: the lease check is off (unsafe, tests only)");
+	}
+	return off;
+}
+
+/* How many members renewed the lease in the last LEASE_USE_NS. c->mu held. */
+static int
+lease_count(const ctrl *c, uint64_t now)
+{
+	int got = 0;
+	for (int i = 0; i < c->n; i++)
+		got += c->eps[i].lease_ns != 0 && now - c->eps[i].lease_ns < LEASE_USE_NS;
+	return got;
+}
+
+/* A commit quorum of M renewed it (replication.md section 2): valid; never held yet and young: pending. */
+static int
+lease_state(ctrl *c, uint64_t now)
+{
+	if (lease_off() || lease_count(c, now) >= (c->n + 1) / 2) {
+		c->lease_held = 1;
+		return LEASE_VALID;
+	}
+	return !c->lease_held && now - c->start_ns < (uint64_t)c->deadline_ms * 1000000ull ? LEASE_PENDING :
+	    LEASE_LAPSED;
+}
+
+static void settle(ctrl *c);
+static void q_push(ep *e, qitem *it);
+
+/* The maintenance thread, c->mu held: renew (local grant, KEEPALIVE to each connected member), settle on a change. */
+static void
+lease_tick(ctrl *c, uint64_t now)
+{
+	if (!c->fenced && repl_lease_grant(c->export_name, c->e) == 0)
+		c->eps[0].lease_ns = now;
+	for (int i = 1; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
+			continue;
+		e->ka_ns = now;
+		qitem *it = xcalloc(1, sizeof(*it));
+		it->kind = Q_KA;
+		q_push(e, it);
+	}
+	int ls = lease_state(c, now);
+	if (ls != c->lease_last) {
+		if (ls == LEASE_LAPSED)
+			log_warn("replicated volume %s: lease lapsed (%d of %d members renewed it): IO fails until it is "
+			    "renewed", c->export_name, lease_count(c, now), c->n);
+		else if (ls == LEASE_VALID && c->lease_last == LEASE_LAPSED)
+			log_info("replicated volume %s: lease renewed", c->export_name);
+		c->lease_last = ls;
+		settle(c);
+	}
+}
+
+/* vol status: the lease object, and for no-lease the reason in fenced_by (what the CLI prints). c->mu held. */
+static void
+lease_status(ctrl *c, int ls, json_object *res)
+{
+	uint64_t now = now_ns(), left = 0;
+	int got = lease_count(c, now), need = (c->n + 1) / 2;
+	/* the lease lasts until the need-th newest renewal is LEASE_USE_NS old */
+	for (int i = 0; i < c->n && ls == LEASE_VALID && !lease_off(); i++) {
+		uint64_t t = c->eps[i].lease_ns;
+		int newer = 0;
+		for (int j = 0; j < c->n; j++)
+			newer += c->eps[j].lease_ns >= t && j != i ? 1 : 0;
+		if (t != 0 && now - t < LEASE_USE_NS && newer < need && newer + 1 >= need)
+			left = MAX(left, (LEASE_USE_NS - (now - t)) / 1000000ull);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "state", json_object_new_string(lease_off() ? "off (test)" : ls == LEASE_VALID ?
+	    "valid" : ls == LEASE_PENDING ? "pending" : "lapsed"));
+	json_object_object_add(o, "left_ms", json_object_new_uint64(left));
+	json_object_object_add(o, "renewed_by", json_object_new_int(got));
+	json_object_object_add(o, "needed", json_object_new_int(need));
+	json_object_object_add(o, "lease_ms", json_object_new_uint64(REPL_LEASE_MS));
+	json_object_object_add(res, "lease", o);
+	if (ls == LEASE_LAPSED) {
+		char b[160];
+		snprintf(b, sizeof(b), "lease lapsed: %d of %d members renewed it in the last %u ms (%d needed)", got,
+		    c->n, (unsigned)(LEASE_USE_NS / 1000000ull), need);
+		json_object_object_add(res, "fenced_by", json_object_new_string(b));
+	}
+}
+
 /* Complete what can be completed; called with c->mu held, completes after dropping it. */
 static void
 settle(ctrl *c)
 {
 	creq *done = NULL, **dt = &done;
-	while (c->ph != NULL) {
+	int ls = c->fenced ? LEASE_VALID : lease_state(c, now_ns());
+	while (c->ph != NULL && ls != LEASE_PENDING) {
 		creq *q = c->ph;
-		int ok = c->fenced || acked(c, q->seq, q->durable);
-		if (ok && q->is_read && !c->fenced) {
+		int ok = c->fenced || ls == LEASE_LAPSED || acked(c, q->seq, q->durable);
+		if (ok && q->is_read && !c->fenced && ls == LEASE_VALID) {
 			ep *l = &c->eps[0];
 			ok = l->in_sync && !l->failed && l->applied >= q->seq;
 			if (!ok && (l->failed || !l->in_sync)) {
@@ -227,7 +336,7 @@ settle(ctrl *c)
 		if (c->ph == NULL)
 			c->pt = NULL;
 		q->next = NULL;
-		if (!c->fenced && !q->is_read) {
+		if (!c->fenced && ls == LEASE_VALID && !q->is_read) {
 			c->acked_max = MAX(c->acked_max, q->seq);
 			if (q->durable)
 				c->durable_max = MAX(c->durable_max, q->seq);
@@ -243,6 +352,9 @@ settle(ctrl *c)
 		done = q->next;
 		if (fenced) {
 			vio_complete(q->r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		} else if (ls == LEASE_LAPSED) {
+			q->r->code = CE_E_IO_ERROR;
+			vio_complete(q->r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
 		} else if (q->is_read && !local_ok) {
 			vio_complete(q->r, -EIO, "the local replica was ejected (reads from remote replicas are not built)");
 		} else if (q->is_read) {
@@ -318,6 +430,7 @@ typedef struct txf {
 		rp_write w;
 		rp_zero z;
 		rp_snap sn;
+		uint64_t ka[2];
 	} a;
 	size_t an;
 	const void *b;
@@ -368,6 +481,12 @@ tx_frame(ep *e, const qitem *it, txf *f)
 			f->bn = 256;
 		}
 		break;
+	}
+	if (it->kind == Q_KA) {
+		t = RP_KEEPALIVE;
+		f->a.ka[0] = now_ns(); /* ka_time: the lease counts from here (replica-protocol.md 6.0) */
+		f->a.ka[1] = 0;
+		f->an = 16;
 	}
 	rp_hdr_init(&f->h, t, fl, 0, e->c->e.counter, e->c->e.node, seq, ++e->next_id);
 	rp_seal2(&f->h, &f->a, f->an, f->b, f->bn);
@@ -780,8 +899,14 @@ remote_rx(void *arg)
 			pthread_cond_broadcast(&c->cv);
 			break;
 		}
-		case RP_KEEPALIVE_ACK:
+		case RP_KEEPALIVE_ACK: {
+			uint64_t ka;
+			memcpy(&ka, e->rxbuf, sizeof(ka));
+			if (h.rf_len == 16 && ka > e->lease_ns && ka <= now_ns())
+				e->lease_ns = ka;
+			settle(c);
 			break;
+		}
 		case RP_OP_DONE: {
 			rp_op_done od;
 			memcpy(&od, e->rxbuf, sizeof(od));
@@ -943,8 +1068,11 @@ maint_thread(void *arg)
 {
 	ctrl *c = arg;
 	pthread_mutex_lock(&c->mu);
+	c->start_ns = now_ns();
+	c->lease_last = LEASE_PENDING;
 	while (!c->stopping) {
 		uint64_t now = now_ns();
+		lease_tick(c, now);
 		int need_eject = 0;
 		for (int i = 0; i < c->n; i++) {
 			ep *e = &c->eps[i];
@@ -989,6 +1117,16 @@ read_work(void *arg)
 		err = 0; /* CACHE: a hint */
 	if (err != 0)
 		r->code = ce_errcode();
+	if (err == 0 && r->op != VIO_CACHE) { /* what was read is current only if the lease still held after it */
+		pthread_mutex_lock(&c->mu);
+		int bad = c->fenced || lease_state(c, now_ns()) != LEASE_VALID;
+		pthread_mutex_unlock(&c->mu);
+		if (bad) {
+			r->code = CE_E_IO_ERROR;
+			vio_complete(r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
+			return;
+		}
+	}
 	vio_complete(r, err, err ? ce_errmsg() : NULL);
 }
 
@@ -1616,6 +1754,7 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 	}
 	uint64_t ctr = MAX(MAX(lri.promised.counter, lri.last_epoch.counter), mb.mb_epoch.ep_counter);
 	c->e = (ce_epoch){ ctr + 1, self };
+	repl_lease_wait(c->export_name, c->e); /* a lease this caskd granted an older holder runs out first */
 	if ((err = ce_repl_promise(c->p, name, c->e, pc->advertise, mode == PR_RESUME ? &expect : NULL, &lri)) != 0) {
 		snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s", lri.promised.counter,
 		    lri.promised.node, lri.holder_addr);
@@ -2351,10 +2490,13 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	int in = 0;
 	for (int i = 0; i < c->n; i++)
 		in += c->eps[i].in_sync && !c->eps[i].failed;
-	json_object_object_add(res, "state", json_object_new_string(c->fenced ? "fenced" : in >= k_of(c) ?
-	    "serving" : "suspended"));
+	int ls = c->fenced ? LEASE_LAPSED : lease_state(c, now_ns());
+	json_object_object_add(res, "state", json_object_new_string(c->fenced ? "fenced" : ls == LEASE_LAPSED ?
+	    "no-lease" : in >= k_of(c) ? "serving" : "suspended"));
 	if (c->fenced)
 		json_object_object_add(res, "fenced_by", json_object_new_string(c->fenced_by));
+	else
+		lease_status(c, ls, res);
 	json_object_object_add(res, "seq", json_object_new_uint64(c->next_seq));
 	json_object_object_add(res, "membership_version", json_object_new_uint64(c->mb.mb_version));
 	char u[33];

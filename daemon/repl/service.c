@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cask/engine.h"
@@ -591,6 +592,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	}
 	switch (t) {
 	case RP_KEEPALIVE:
+		if (c->st >= CS_PROMISED && repl_lease_grant(c->export_name, fe) != 0)
+			return 0; /* a newer epoch is being promised: no renewal, the holder's lease runs out */
 		return send_frame(c, RP_KEEPALIVE_ACK, 0, 0, h->rf_id, pl, 16);
 	case RP_STATUS_REQ:
 		return send_status(c, RP_STATUS, h->rf_id);
@@ -604,6 +607,9 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 			send_error(c, RPE_BAD_FRAME, h, 1, NULL, 0, "PREPARE: unknown mode");
 			return -EPROTO;
 		}
+		if (ce_epoch_cmp(fe, ri.promised) > 0 &&
+		    (pr.pr_mode != PR_RESUME || ce_epoch_cmp(ri.promised, expect) <= 0))
+			repl_lease_wait(c->export_name, fe); /* the older holder's lease runs out first (3.3 item 7) */
 		int err = ce_repl_promise(c->p, c->name, fe, addr, pr.pr_mode == PR_RESUME ? &expect : NULL, &ri);
 		if (err == -ESTALE) {
 			int elsewhere = ce_epoch_cmp(fe, ri.promised) > 0;
@@ -1000,4 +1006,77 @@ repl_service_stop(void)
 	close(listen_fd);
 	listen_fd = -1;
 	reap(1);
+}
+
+/* ---- read leases (replication.md 3.3 item 7, as built) ---- */
+
+typedef struct lease_ent {
+	char name[330];
+	ce_epoch floor;       /* grants go only to this epoch or newer */
+	uint64_t granted_ns;  /* the last grant (CLOCK_MONOTONIC) */
+	struct lease_ent *next;
+} lease_ent;
+
+static pthread_mutex_t lease_mu = PTHREAD_MUTEX_INITIALIZER;
+static lease_ent *leases;
+static uint64_t lease_start_ns; /* this process's first use: a grant before it is unknown */
+
+static uint64_t
+lease_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under lease_mu: the entry of a volume, made on first use. */
+static lease_ent *
+lease_find(const char *name)
+{
+	if (lease_start_ns == 0)
+		lease_start_ns = lease_now();
+	for (lease_ent *l = leases; l != NULL; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return l;
+	lease_ent *l = xcalloc(1, sizeof(*l));
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->granted_ns = lease_start_ns; /* a grant before a restart may still run: count one from the start */
+	l->next = leases;
+	leases = l;
+	return l;
+}
+
+int
+repl_lease_grant(const char *export_name, ce_epoch e)
+{
+	pthread_mutex_lock(&lease_mu);
+	lease_ent *l = lease_find(export_name);
+	int err = 0;
+	if (ce_epoch_cmp(e, l->floor) < 0) {
+		err = -ESTALE;
+	} else {
+		l->floor = e;
+		l->granted_ns = lease_now();
+	}
+	pthread_mutex_unlock(&lease_mu);
+	return err;
+}
+
+void
+repl_lease_wait(const char *export_name, ce_epoch newer)
+{
+	pthread_mutex_lock(&lease_mu);
+	lease_ent *l = lease_find(export_name);
+	int older = ce_epoch_cmp(newer, l->floor) > 0;
+	if (older)
+		l->floor = newer; /* from now on the older holder cannot renew */
+	uint64_t until = l->granted_ns + (uint64_t)REPL_LEASE_MS * 1000000ull;
+	pthread_mutex_unlock(&lease_mu);
+	if (!older)
+		return;
+	for (uint64_t now = lease_now(); now < until; now = lease_now()) {
+		uint64_t d = until - now;
+		struct timespec ts = { (time_t)(d / 1000000000ull), (long)(d % 1000000000ull) };
+		nanosleep(&ts, NULL);
+	}
 }

@@ -9,6 +9,7 @@ replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
     a.ctl("vol.status", name="tank/v")           # the control protocol (viohelp.Ctl)
     a.kill9(); a.start(); a.stop()               # the same state directory again
     a.uri("tank/v")                              # nbd://127.0.0.1:PORT/tank/v
+    a.args, a.daemon_env                         # more caskd arguments / environment (before start)
     checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
     digest(uri, size)                            # sha256 of the volume's bytes read over NBD
     cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
@@ -46,13 +47,16 @@ class Node:
         self.raddr = "127.0.0.1:%d" % self.rport
         self.log = os.path.join(cl.t, "caskd_%s.log" % name)
         self.proc = None
+        self.args = []                          # more caskd arguments (e.g. --replica-advertise, --test-ops)
+        self.daemon_env = {}                    # more environment for caskd
 
     def start(self, wait=True):
         assert self.proc is None or self.proc.poll() is not None
         with open(self.log, "ab") as lf:
             self.proc = subprocess.Popen([self.cl.daemon_build + "/caskd", "--state", self.state, "--socket", self.sock,
                                           "--nbd", "127.0.0.1:%d" % self.port, "--peer-key", self.cl.key,
-                                          "--replica-listen", self.raddr], stdout=lf, stderr=lf)
+                                          "--replica-listen", self.raddr] + list(self.args),
+                                         stdout=lf, stderr=lf, env=dict(os.environ, **self.daemon_env))
         for _ in range(200):
             if self.proc.poll() is not None:
                 raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))

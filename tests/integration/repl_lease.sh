@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# repl_lease -- rule 5 with leases (docs/replication.md section 3.3 item 7):
+# a controller partitioned from the majority never serves a read of a block
+# that a newer controller overwrote. Real caskd processes A (controller of
+# tank/v, quorum), B and C; tests/tools/faultproxy.py carries A -> B, A -> C
+# and every connection to A's replica service (A advertises the proxy).
+#   1. write OLD to block 5 through A, flush; read it back from A;
+#   2. partition A from the majority: `freeze` the open A -> B and A -> C
+#      connections (nothing moves, the sockets stay open: an idle old
+#      controller that is never told), `refuse` new connections to A;
+#   3. `cask vol takeover p2/v` on B (reaches C through the proxy: new
+#      connections pass), write NEW to block 5 through B, flush;
+#   4. every read of block 5 from A after that returns EIO or NEW, never
+#      OLD; A's `vol status` says no-lease (lease lapsed); a write through A
+#      fails with EIO.
+# Then the same with A started with --test-ops and CASK_TEST_UNSAFE_NO_LEASE=1
+# (the lease check off): step 4 must see OLD, or the test fails (it can fail).
+# Network namespaces: when `ip netns` works (root), the same scenario runs
+# once more with each caskd in its own namespace (replnodes.py NetNS) and
+# the partition a real link-down of A's veth (repl_netns_partition below).
+# caskd: the sanitizer build when CASK_ASAN_BUILD is set; any sanitizer report fails.
+source "$(dirname "$0")/lib.sh"
+"$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
+export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}"
+"$PY" - <<'PY'
+import errno, os, sys, time
+sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
+import nbd
+from replnodes import Cluster
+from faultproxy import FaultProxy
+
+BS, BLK = 4096, 5
+OLD, NEW = b"O" * BS, b"N" * BS
+
+
+def read_a(h):
+    try:
+        return h.pread(BS, BLK * BS)
+    except nbd.Error as e:
+        assert e.errno in (errno.EIO, "EIO"), "read from the old controller: %s (errno %s), expected EIO" % (e, e.errno)
+        return "EIO"
+
+
+def scenario(sub, broken):
+    T = os.path.join(os.environ["TDIR"], sub)
+    os.makedirs(T)
+    cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
+    a, b, c = cl["a"], cl["b"], cl["c"]
+    fp = FaultProxy(T + "/proxy.sock", {"ab": ("127.0.0.1:0", b.raddr), "ac": ("127.0.0.1:0", c.raddr),
+                                        "ba": ("127.0.0.1:0", a.raddr)}, log=T + "/proxy.log")
+    ha = None
+    try:
+        a.args = ["--replica-advertise", "127.0.0.1:%d" % fp.port("ba")]
+        if broken:
+            a.args.append("--test-ops")
+            a.daemon_env = {"CASK_TEST_UNSAFE_NO_LEASE": "1"}
+        for n, pool in (("a", "tank"), ("b", "p2"), ("c", "p3")):
+            cl[n].start()
+            cl[n].cask("pool", "create", pool, T + "/%s.vdev" % pool, "--size", "128M")
+        a.cask("vol", "create", "tank/v", "--size", "8M", "--replica", "127.0.0.1:%d/p2" % fp.port("ab"),
+               "--replica", "127.0.0.1:%d/p3" % fp.port("ac"))
+        want = "off (test)" if broken else "valid"
+        for _ in range(300):
+            st = a.wait_state("tank/v", ["serving"])
+            if st["lease"]["state"] == want:
+                break
+            time.sleep(0.05)
+        assert st["lease"]["state"] == want, st
+        ha = nbd.NBD()
+        ha.connect_uri(a.uri("tank/v"))
+        ha.pwrite(OLD, BLK * BS)
+        ha.flush()
+        assert read_a(ha) == OLD
+
+        # 2. partition A from B and C (A's own replica is the minority)
+        for link in ("ab", "ac"):
+            n = fp.cmd("freeze " + link)["connections"]
+            assert n >= 1, (link, n)
+        fp.cmd("refuse ba on")
+        fp.cmd("reset ba")
+
+        # 3. takeover on B, new data through B
+        r = b.cask("vol", "takeover", "p2/v", check=False)
+        assert r.returncode == 0, r.stderr
+        hb = nbd.NBD()
+        hb.connect_uri(b.uri("p2/v"))
+        hb.pwrite(NEW, BLK * BS)
+        hb.flush()
+        assert hb.pread(BS, BLK * BS) == NEW
+        hb.shutdown()
+
+        # 4. reads from the old controller, every one begun after NEW was acknowledged
+        seen = [read_a(ha) for _ in range(20)]
+        stale = sum(1 for v in seen if v == OLD)
+        other = [v for v in seen if v not in (OLD, NEW, "EIO")]
+        assert not other, "a read returned a value never written: %r" % other[0][:16]
+        sa = a.status("tank/v")
+        print("%s: old controller reads: %d EIO, %d new, %d OLD (stale); status %s lease %s" % (
+            sub, seen.count("EIO"), sum(1 for v in seen if v == NEW), stale, sa["state"], sa.get("lease")))
+        if not broken:
+            assert stale == 0, "the old controller served the overwritten value %d times" % stale
+            sa = a.wait_state("tank/v", ["no-lease", "fenced"])
+            assert sa["state"] == "fenced" or sa["lease"]["state"] == "lapsed", sa
+            try:
+                ha.pwrite(b"X" * BS, 0)
+                raise AssertionError("a write through the old controller was acknowledged without a lease")
+            except nbd.Error as e:
+                assert e.errno in (errno.EIO, "EIO"), e
+            txt = a.cask("vol", "status", "tank/v").stdout
+            assert "no-lease" in txt or "fenced" in txt, txt
+            print(txt.strip())
+        else:
+            assert stale > 0, "the lease check was off and yet no stale read was seen: the test cannot fail"
+        reps = cl.sanitizer_reports()
+        assert not reps, reps
+    except BaseException:
+        for n in ("a", "b", "c"):
+            print("--- caskd %s" % n, cl[n].tail(), file=sys.stderr)
+        raise
+    finally:
+        if ha is not None:
+            try:
+                ha.shutdown()
+            except nbd.Error:
+                pass
+        fp.close()
+        cl.close()
+
+
+scenario("lease", broken=False)
+scenario("nolease", broken=True)
+print("ok: the partitioned controller never served the overwritten block; with the lease check off it did")
+PY
