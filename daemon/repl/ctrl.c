@@ -45,7 +45,12 @@
  *   8. Snapshot operations are sequenced (repl_ctrl_snap): one at a time,
  *      queued like writes, answered when k members of I report them done.
  *
- * As built (see docs/replication.md, "As built, issue 15"): no leases, no
+ *   9. Read leases (lease_*): nothing is answered -- read, write or flush --
+ *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
+ *      of sending (a read: before and after it reads), and the replicas wait
+ *      out a lease they granted before promising a newer epoch (service.c).
+ *
+ * As built (see docs/replication.md, "As built, issue 15"): no
  * reads from remote replicas; a member left out of an epoch is not sent
  * anything until a rebuild (issue 16).
  */
@@ -244,6 +249,8 @@ lease_count(const ctrl *c, uint64_t now)
 static int
 lease_state(ctrl *c, uint64_t now)
 {
+	if (c->start_ns == 0)
+		return LEASE_PENDING; /* the maintenance thread has not started yet */
 	if (lease_off() || lease_count(c, now) >= (c->n + 1) / 2) {
 		c->lease_held = 1;
 		return LEASE_VALID;
