@@ -289,6 +289,18 @@ lease_tick(ctrl *c, uint64_t now)
 	}
 }
 
+/* A member's failure reason (on-disk-format.md 7.3 mm_reason) as words; an unknown number as "reason N". */
+static const char *
+reason_name(int r, char *buf, size_t len)
+{
+	static const char *const names[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum",
+		"lost-writes", "admin", "not reconciled" };
+	if (r >= 0 && r < (int)(sizeof(names) / sizeof(names[0])))
+		return names[r];
+	snprintf(buf, len, "reason %d", r);
+	return buf;
+}
+
 /* vol status: the lease object, and for no-lease the reason in fenced_by (what the CLI prints). c->mu held. */
 static void
 lease_status(ctrl *c, int ls, json_object *res)
@@ -1063,8 +1075,10 @@ eject_failed(ctrl *c)
 	for (int i = 0; i < c->n; i++)
 		if (c->eps[i].failed && c->eps[i].in_sync) {
 			c->eps[i].in_sync = 0;
-			log_info("replicated volume %s: replica %s/%s ejected (membership version %" PRIu64 ")",
-			    c->export_name, c->eps[i].local ? "local" : c->eps[i].addr, c->eps[i].pool, mb.mb_version);
+			char rb[32];
+			log_info("replicated volume %s: replica %s/%s ejected (%s; membership version %" PRIu64 ")",
+			    c->export_name, c->eps[i].local ? "local" : c->eps[i].addr, c->eps[i].pool,
+			    reason_name(c->eps[i].reason, rb, sizeof(rb)), mb.mb_version);
 		}
 	c->mb = mb;
 	settle(c);
@@ -1257,6 +1271,38 @@ repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p,
 
 /* ---- create ---- */
 
+static _Thread_local char retire_left[300]; /* what retire_created could not destroy, for the message */
+
+/*
+ * vol create failed part-way: destroy the remote replicas it created
+ * (RETIRE with flag destroy, replica-protocol.md 5.4 as built); those that
+ * cannot be destroyed are named in retire_left.
+ */
+static void
+retire_created(ctrl *c)
+{
+	size_t used = 0;
+	for (int i = 1; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (e->fd < 0)
+			continue;
+		struct timeval tv = { 5, 0 };
+		setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		uint32_t rt[4] = { 1, 0, 0, 0 };
+		uint8_t st[RP_STATUS_SIZE];
+		char m2[300];
+		if (rpc(e->fd, RP_RETIRE, c->e, 0, rt, sizeof(rt), RP_STATUS, st, m2, sizeof(m2), e->addr) == 0) {
+			log_info("vol create %s: replica %s/%s destroyed again", c->export_name, e->addr, e->pool);
+			continue;
+		}
+		log_warn("vol create %s: replica %s/%s stays: %s", c->export_name, e->addr, e->pool, m2);
+		used += (size_t)snprintf(retire_left + used, sizeof(retire_left) - MIN(used, sizeof(retire_left)),
+		    "%s %s/%s/%s", used ? "," : "; left behind:", e->addr, e->pool, c->name);
+		if (used >= sizeof(retire_left))
+			used = sizeof(retire_left) - 1;
+	}
+}
+
 static void
 ep_start_threads(ep *e)
 {
@@ -1370,6 +1416,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		c->eps[i].c = c;
 		c->eps[i].idx = i;
 	}
+	retire_left[0] = '\0';
 	/* replica 0: here */
 	mk_args a = { name, size, props, c->uuid, 0, pc->advertise };
 	int err = reg_with_pool(pool, make_local, &a);
@@ -1473,6 +1520,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 	    c->export_name, c->e.counter, c->e.node, c->n, level == MB_ONE ? "one" : level == MB_QUORUM ? "quorum" : "all");
 	return 0;
 fail:
+	retire_created(c);
 	for (int i = 1; i < c->n; i++)
 		if (c->eps[i].fd >= 0)
 			close(c->eps[i].fd);
@@ -1484,10 +1532,11 @@ fail:
 	for (int i = 0; i < MAX_MEMBERS; i++)
 		pthread_cond_destroy(&c->eps[i].qcv);
 	free(c);
+	char c_left[300];
+	snprintf(c_left, sizeof(c_left), "%s", retire_left);
 	int code = err == -EHOSTUNREACH ? CE_E_PEER_UNREACHABLE : err == -EACCES || err == -EPROTONOSUPPORT ?
 	    CE_E_PEER_REFUSED : ce_errcode_of(err);
-	return err_setc(code, err, "%s (nothing was created here; a remote replica created before the failure "
-	    "stays)", msg);
+	return err_setc(code, err, "%s (nothing was created here%s)", msg, c_left[0] ? c_left : "");
 }
 
 static int
@@ -2512,8 +2561,6 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	json_object_object_add(res, "uuid", json_object_new_string(u));
 	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
 	json_object *arr = json_object_new_array();
-	static const char *reasons[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum", "lost-writes",
-		"admin", "not reconciled" };
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
 		json_object *o = json_object_new_object();
@@ -2522,8 +2569,9 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(o, "id", hex_guid_json(e->id));
 		json_object_object_add(o, "local", json_object_new_boolean(e->local));
 		json_object_object_add(o, "state", json_object_new_string(e->in_sync ? "in-sync" : "degraded"));
-		json_object_object_add(o, "reason", json_object_new_string(e->failed && e->reason >= 0 && e->reason <= 8 ?
-		    reasons[e->reason] : ""));
+		char rb[32];
+		json_object_object_add(o, "reason", json_object_new_string(e->failed || !e->in_sync ?
+		    reason_name(e->reason, rb, sizeof(rb)) : ""));
 		json_object_object_add(o, "link", json_object_new_string(e->failed ? "offline" : "up"));
 		json_object_object_add(o, "acked_seq", json_object_new_uint64(e->applied));
 		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));

@@ -482,6 +482,51 @@ tail_list(rconn *c, const rp_hdr *h, const rp_tail_list *tl)
 	return rc;
 }
 
+static int
+destroy_vol(ce_pool *p, void *arg)
+{
+	return ce_vol_destroy(p, (const char *)arg);
+}
+
+/*
+ * RETIRE (replica-protocol.md 5.4, as built): only flag 1, destroy, of a
+ * replica that holds no write (applied and hi 0): what `vol create` cleans
+ * up after a failure part-way. Answered STATUS (state 3) once it is gone;
+ * then the connection closes. 0 go on (refused), <0 close.
+ */
+static int
+serve_retire(rconn *c, const rp_hdr *h, const uint8_t *pl, const ce_repl_info *ri)
+{
+	uint32_t flags;
+	memcpy(&flags, pl, sizeof(flags));
+	if (flags != 1) {
+		send_error(c, RPE_INVALID_ARGUMENT, h, 0, NULL, 0, "RETIRE: only flag 1 (destroy) is built");
+		return 0;
+	}
+	if (ri->applied != 0 || ri->hi != 0) {
+		send_error(c, RPE_INVALID_ARGUMENT, h, 0, NULL, 0, "RETIRE: the replica holds writes: not destroyed");
+		return 0;
+	}
+	rp_status st;
+	fill_status(&st, ri, c->st == CS_SESSION);
+	st.st_state = 3; /* retired: gone */
+	char pool[64], name[256];
+	snprintf(pool, sizeof(pool), "%s", c->pool);
+	snprintf(name, sizeof(name), "%s", c->name);
+	unbind(c);
+	c->st = CS_AUTH;
+	int err = reg_with_pool(pool, destroy_vol, name);
+	if (err != 0) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "RETIRE: %s", ce_errmsg());
+		send_error(c, RPE_IO_ERROR, h, 1, NULL, 0, msg);
+		return err;
+	}
+	log_info("replica %s/%s destroyed by its controller %s (RETIRE: vol create failed)", pool, name, c->peer);
+	(void)send_frame(c, RP_STATUS, 0, 0, h->rf_id, &st, sizeof(st));
+	return -ECONNRESET;
+}
+
 /* One frame after the handshake: 0 go on, <0 close. */
 static int
 serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
@@ -495,7 +540,7 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_CREATE: case RP_ATTACH: ok_state = c->st == CS_AUTH; break;
 	case RP_KEEPALIVE: case RP_BYE: ok_state = 1; break;
 	case RP_PREPARE: case RP_STATUS_REQ: ok_state = c->st >= CS_BOUND; break;
-	case RP_START_EPOCH: case RP_MB_COMMIT: ok_state = c->st >= CS_PROMISED; break;
+	case RP_START_EPOCH: case RP_MB_COMMIT: case RP_RETIRE: ok_state = c->st >= CS_PROMISED; break;
 	case RP_WRITE: case RP_TRIM: case RP_ZERO: case RP_FLUSH: case RP_READ: ok_state = c->st >= CS_BOUND; break;
 	case RP_TAIL_LIST: case RP_TAIL_BEGIN: case RP_TAIL_DATA:
 	case RP_SNAPSHOT: case RP_SNAP_DESTROY: case RP_SNAP_RENAME:
@@ -591,6 +636,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		return -ESTALE;
 	}
 	switch (t) {
+	case RP_RETIRE:
+		return serve_retire(c, h, pl, &ri);
 	case RP_KEEPALIVE:
 		if (c->st >= CS_PROMISED && repl_lease_grant(c->export_name, fe) != 0)
 			return 0; /* a newer epoch is being promised: no renewal, the holder's lease runs out */

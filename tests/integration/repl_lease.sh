@@ -113,6 +113,10 @@ def scenario(sub, broken, netns=False):
         # 3. takeover on B, new data through B
         r = b.cask("vol", "takeover", "p2/v", check=False)
         assert r.returncode == 0, r.stderr
+        # the member B could not reach is shown out of sync, with its reason in words
+        ma = [m for m in b.status("p2/v")["replicas"] if m["pool"] == "tank"][0]
+        assert ma["state"] != "in-sync" and ma["reason"] and not ma["reason"][-1].isdigit(), ma
+        print("%s: on B, A is %s (%s)" % (sub, ma["state"], ma["reason"]))
         hb = nbd.NBD()
         hb.connect_uri(b.uri("p2/v"))
         hb.pwrite(NEW, BLK * BS)
