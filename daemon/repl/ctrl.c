@@ -270,7 +270,8 @@ lease_tick(ctrl *c, uint64_t now)
 		c->eps[0].lease_ns = now;
 	for (int i = 1; i < c->n; i++) {
 		ep *e = &c->eps[i];
-		if (e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
+		/* the sender drains its queue once it stops (fenced, stopping, failed): push nothing after that */
+		if (c->fenced || c->stopping || e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
 			continue;
 		e->ka_ns = now;
 		qitem *it = xcalloc(1, sizeof(*it));
