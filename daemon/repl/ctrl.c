@@ -45,7 +45,12 @@
  *   8. Snapshot operations are sequenced (repl_ctrl_snap): one at a time,
  *      queued like writes, answered when k members of I report them done.
  *
- * As built (see docs/replication.md, "As built, issue 15"): no leases, no
+ *   9. Read leases (lease_*): nothing is answered -- read, write or flush --
+ *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
+ *      of sending (a read: before and after it reads), and the replicas wait
+ *      out a lease they granted before promising a newer epoch (service.c).
+ *
+ * As built (see docs/replication.md, "As built, issue 15"): no
  * reads from remote replicas; a member left out of an epoch is not sent
  * anything until a rebuild (issue 16).
  */
@@ -83,7 +88,7 @@
 #define MAX_MEMBERS 5
 #define CHUNK (1u << 20)
 
-enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP, Q_RB };
+enum { Q_WRITE, Q_TRIM, Q_ZERO, Q_FLUSH, Q_MB, Q_SNAP, Q_RB, Q_KA };
 
 typedef struct cop {
 	uint64_t seq;
@@ -138,6 +143,8 @@ typedef struct ep {
 	ctrl_rb_progress rbp; /* for vol.status */
 	uint64_t failed_ns;   /* when it last failed (the rebuild_wait policy) */
 	int auto_tries;       /* rebuilds the policy started since it last joined (at most RB_AUTO_TRIES) */
+	uint64_t lease_ns;    /* when the newest frame it renewed the lease with was sent (local: granted) */
+	uint64_t ka_ns;       /* when the last KEEPALIVE was queued */
 } ep;
 
 typedef struct creq {
@@ -176,6 +183,9 @@ struct ctrl {
 	int rb_busy;          /* a rebuild job runs (one per volume) */
 	uint32_t rebuild_rate;/* MB/s, 0 unlimited */
 	uint32_t rebuild_wait;/* seconds; 0: no automatic rebuild (rebuild.c's policy) */
+	uint64_t start_ns;    /* the maintenance thread's start: a lease is pending until held or the deadline */
+	int lease_held;       /* held once since start */
+	int lease_last;       /* the state the maintenance thread saw last (LEASE_*) */
 	struct ctrl *next;
 };
 
@@ -240,15 +250,136 @@ acked(const ctrl *c, uint64_t s, int durable)
 
 static void read_work(void *arg);
 
+/* ---- read leases (replication.md 3.3 item 7, as built) ---- */
+
+enum { LEASE_VALID, LEASE_PENDING, LEASE_LAPSED };
+#define LEASE_USE_NS ((uint64_t)REPL_LEASE_MS * 900000ull) /* 0.9 of the replicas' lease: drift margin */
+#define KA_EVERY_NS 250000000ull
+
+/* Test builds only (--test-ops and CASK_TEST_UNSAFE_NO_LEASE=1): serve without a lease, to prove the test catches it. */
+static int
+lease_off(void)
+{
+	static int off = -1;
+	if (off < 0) {
+		const char *v = getenv("CASK_TEST_UNSAFE_NO_LEASE");
+		off = vio_test_ops() && v != NULL && strcmp(v, "1") == 0;
+		if (off)
+			log_warn("replication: CASK_TEST_UNSAFE_NO_LEASE: the lease check is off (unsafe, tests only)");
+	}
+	return off;
+}
+
+/* How many members renewed the lease in the last LEASE_USE_NS (a slot removed or still being
+ * added is not a member: its renewals do not count). c->mu held. */
+static int
+lease_count(const ctrl *c, uint64_t now)
+{
+	int got = 0;
+	for (int i = 0; i < c->n; i++)
+		got += !c->eps[i].removed && !c->eps[i].adding && c->eps[i].lease_ns != 0 &&
+		    now - c->eps[i].lease_ns < LEASE_USE_NS;
+	return got;
+}
+
+/* A commit quorum of M renewed it (replication.md section 2): valid; never held yet and young: pending. */
+static int
+lease_state(ctrl *c, uint64_t now)
+{
+	if (c->start_ns == 0)
+		return LEASE_PENDING; /* the maintenance thread has not started yet */
+	if (lease_off() || lease_count(c, now) >= (members(c) + 1) / 2) {
+		c->lease_held = 1;
+		return LEASE_VALID;
+	}
+	return !c->lease_held && now - c->start_ns < (uint64_t)c->deadline_ms * 1000000ull ? LEASE_PENDING :
+	    LEASE_LAPSED;
+}
+
+static void settle(ctrl *c);
+static void q_push(ep *e, qitem *it);
+
+/* The maintenance thread, c->mu held: renew (local grant, KEEPALIVE to each connected member), settle on a change. */
+static void
+lease_tick(ctrl *c, uint64_t now)
+{
+	if (!c->fenced && repl_lease_grant(c->export_name, c->e) == 0)
+		c->eps[0].lease_ns = now;
+	for (int i = 1; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		/* the sender drains its queue once it stops (fenced, stopping, failed): push nothing after that */
+		if (c->fenced || c->stopping || e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
+			continue;
+		e->ka_ns = now;
+		qitem *it = xcalloc(1, sizeof(*it));
+		it->kind = Q_KA;
+		q_push(e, it);
+	}
+	int ls = lease_state(c, now);
+	if (ls != c->lease_last) {
+		if (ls == LEASE_LAPSED)
+			log_warn("replicated volume %s: lease lapsed (%d of %d members renewed it): IO fails until it is "
+			    "renewed", c->export_name, lease_count(c, now), members(c));
+		else if (ls == LEASE_VALID && c->lease_last == LEASE_LAPSED)
+			log_info("replicated volume %s: lease renewed", c->export_name);
+		c->lease_last = ls;
+		settle(c);
+	}
+}
+
+/* A member's failure reason (on-disk-format.md 7.3 mm_reason) as words; an unknown number as "reason N". */
+static const char *
+reason_name(int r, char *buf, size_t len)
+{
+	static const char *const names[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum",
+		"lost-writes", "admin", "not reconciled" };
+	if (r >= 0 && r < (int)(sizeof(names) / sizeof(names[0])))
+		return names[r];
+	snprintf(buf, len, "reason %d", r);
+	return buf;
+}
+
+/* vol status: the lease object, and for no-lease the reason in fenced_by (what the CLI prints). c->mu held. */
+static void
+lease_status(ctrl *c, int ls, json_object *res)
+{
+	uint64_t now = now_ns(), left = 0;
+	int got = lease_count(c, now), need = (members(c) + 1) / 2;
+	/* the lease lasts until the need-th newest renewal is LEASE_USE_NS old */
+	for (int i = 0; i < c->n && ls == LEASE_VALID && !lease_off(); i++) {
+		uint64_t t = c->eps[i].lease_ns;
+		int newer = 0;
+		for (int j = 0; j < c->n; j++)
+			newer += c->eps[j].lease_ns >= t && j != i ? 1 : 0;
+		if (t != 0 && now - t < LEASE_USE_NS && newer < need && newer + 1 >= need)
+			left = MAX(left, (LEASE_USE_NS - (now - t)) / 1000000ull);
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "state", json_object_new_string(lease_off() ? "off (test)" : ls == LEASE_VALID ?
+	    "valid" : ls == LEASE_PENDING ? "pending" : "lapsed"));
+	json_object_object_add(o, "left_ms", json_object_new_uint64(left));
+	json_object_object_add(o, "renewed_by", json_object_new_int(got));
+	json_object_object_add(o, "needed", json_object_new_int(need));
+	json_object_object_add(o, "lease_ms", json_object_new_uint64(REPL_LEASE_MS));
+	json_object_object_add(res, "lease", o);
+	if (ls == LEASE_LAPSED) {
+		char b[160];
+		snprintf(b, sizeof(b), "lease lapsed: %d of %d members renewed it in the last %u ms (%d needed)", got,
+		    c->n, (unsigned)(LEASE_USE_NS / 1000000ull), need);
+		json_object_object_add(res, "fenced_by", json_object_new_string(b));
+	}
+}
+
 /* Complete what can be completed; called with c->mu held, completes after dropping it. */
 static void
 settle(ctrl *c)
 {
 	creq *done = NULL, **dt = &done;
-	while (c->ph != NULL) {
+	int ls = c->fenced ? LEASE_VALID : lease_state(c, now_ns());
+	while (c->ph != NULL && ls != LEASE_PENDING) {
 		creq *q = c->ph;
-		int ok = c->fenced || acked(c, q->seq, q->durable);
-		if (ok && q->is_read && !c->fenced) {
+		int ok = c->fenced || ls == LEASE_LAPSED || acked(c, q->seq, q->durable);
+		if (ok && q->is_read && !c->fenced && ls == LEASE_VALID) {
 			ep *l = &c->eps[0];
 			ok = l->in_sync && !l->failed && l->applied >= q->seq;
 			if (!ok && (l->failed || !l->in_sync)) {
@@ -262,7 +393,7 @@ settle(ctrl *c)
 		if (c->ph == NULL)
 			c->pt = NULL;
 		q->next = NULL;
-		if (!c->fenced && !q->is_read) {
+		if (!c->fenced && ls == LEASE_VALID && !q->is_read) {
 			c->acked_max = MAX(c->acked_max, q->seq);
 			if (q->durable)
 				c->durable_max = MAX(c->durable_max, q->seq);
@@ -278,6 +409,9 @@ settle(ctrl *c)
 		done = q->next;
 		if (fenced) {
 			vio_complete(q->r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		} else if (ls == LEASE_LAPSED) {
+			q->r->code = CE_E_IO_ERROR;
+			vio_complete(q->r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
 		} else if (q->is_read && !local_ok) {
 			vio_complete(q->r, -EIO, "the local replica was ejected (reads from remote replicas are not built)");
 		} else if (q->is_read) {
@@ -355,6 +489,7 @@ typedef struct txf {
 		rp_write w;
 		rp_zero z;
 		rp_snap sn;
+		uint64_t ka[2];
 	} a;
 	size_t an;
 	const void *b;
@@ -410,6 +545,12 @@ tx_frame(ep *e, const qitem *it, txf *f)
 		f->b = it->rbpl;
 		f->bn = it->rbn;
 		break;
+	}
+	if (it->kind == Q_KA) {
+		t = RP_KEEPALIVE;
+		f->a.ka[0] = now_ns(); /* ka_time: the lease counts from here (replica-protocol.md 6.0) */
+		f->a.ka[1] = 0;
+		f->an = 16;
 	}
 	rp_hdr_init(&f->h, t, fl, 0, e->c->e.counter, e->c->e.node, seq, ++e->next_id);
 	rp_seal2(&f->h, &f->a, f->an, f->b, f->bn);
@@ -822,8 +963,14 @@ remote_rx(void *arg)
 			pthread_cond_broadcast(&c->cv);
 			break;
 		}
-		case RP_KEEPALIVE_ACK:
+		case RP_KEEPALIVE_ACK: {
+			uint64_t ka;
+			memcpy(&ka, e->rxbuf, sizeof(ka));
+			if (h.rf_len == 16 && ka > e->lease_ns && ka <= now_ns())
+				e->lease_ns = ka;
+			settle(c);
 			break;
+		}
 		case RP_RB_STATE:
 		case RP_RB_RANGES:
 		case RP_RB_PROGRESS:
@@ -984,8 +1131,10 @@ eject_failed(ctrl *c)
 	for (int i = 0; i < c->n; i++)
 		if (c->eps[i].failed && c->eps[i].in_sync) {
 			c->eps[i].in_sync = 0;
-			log_info("replicated volume %s: replica %s/%s ejected (membership version %" PRIu64 ")",
-			    c->export_name, c->eps[i].local ? "local" : c->eps[i].addr, c->eps[i].pool, mb.mb_version);
+			char rb[32];
+			log_info("replicated volume %s: replica %s/%s ejected (%s; membership version %" PRIu64 ")",
+			    c->export_name, c->eps[i].local ? "local" : c->eps[i].addr, c->eps[i].pool,
+			    reason_name(c->eps[i].reason, rb, sizeof(rb)), mb.mb_version);
 		}
 	c->mb = mb;
 	settle(c);
@@ -996,8 +1145,11 @@ maint_thread(void *arg)
 {
 	ctrl *c = arg;
 	pthread_mutex_lock(&c->mu);
+	c->start_ns = now_ns();
+	c->lease_last = LEASE_PENDING;
 	while (!c->stopping) {
 		uint64_t now = now_ns();
+		lease_tick(c, now);
 		int need_eject = 0;
 		for (int i = 0; i < c->n; i++) {
 			ep *e = &c->eps[i];
@@ -1042,6 +1194,16 @@ read_work(void *arg)
 		err = 0; /* CACHE: a hint */
 	if (err != 0)
 		r->code = ce_errcode();
+	if (err == 0 && r->op != VIO_CACHE) { /* what was read is current only if the lease still held after it */
+		pthread_mutex_lock(&c->mu);
+		int bad = c->fenced || lease_state(c, now_ns()) != LEASE_VALID;
+		pthread_mutex_unlock(&c->mu);
+		if (bad) {
+			r->code = CE_E_IO_ERROR;
+			vio_complete(r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
+			return;
+		}
+	}
 	vio_complete(r, err, err ? ce_errmsg() : NULL);
 }
 
@@ -1167,6 +1329,38 @@ repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p,
 
 /* ---- create ---- */
 
+static _Thread_local char retire_left[300]; /* what retire_created could not destroy, for the message */
+
+/*
+ * vol create failed part-way: destroy the remote replicas it created
+ * (RETIRE with flag destroy, replica-protocol.md 5.4 as built); those that
+ * cannot be destroyed are named in retire_left.
+ */
+static void
+retire_created(ctrl *c)
+{
+	size_t used = 0;
+	for (int i = 1; i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (e->fd < 0)
+			continue;
+		struct timeval tv = { 5, 0 };
+		setsockopt(e->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		uint32_t rt[4] = { 1, 0, 0, 0 };
+		uint8_t st[RP_STATUS_SIZE];
+		char m2[300];
+		if (rpc(e->fd, RP_RETIRE, c->e, 0, rt, sizeof(rt), RP_STATUS, st, m2, sizeof(m2), e->addr) == 0) {
+			log_info("vol create %s: replica %s/%s destroyed again", c->export_name, e->addr, e->pool);
+			continue;
+		}
+		log_warn("vol create %s: replica %s/%s stays: %s", c->export_name, e->addr, e->pool, m2);
+		used += (size_t)snprintf(retire_left + used, sizeof(retire_left) - MIN(used, sizeof(retire_left)),
+		    "%s %s/%s/%s", used ? "," : "; left behind:", e->addr, e->pool, c->name);
+		if (used >= sizeof(retire_left))
+			used = sizeof(retire_left) - 1;
+	}
+}
+
 static void
 ep_start_threads(ep *e)
 {
@@ -1281,6 +1475,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		c->eps[i].c = c;
 		c->eps[i].idx = i;
 	}
+	retire_left[0] = '\0';
 	/* replica 0: here */
 	mk_args a = { name, size, props, c->uuid, 0, pc->advertise };
 	int err = reg_with_pool(pool, make_local, &a);
@@ -1384,6 +1579,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 	    c->export_name, c->e.counter, c->e.node, c->n, level == MB_ONE ? "one" : level == MB_QUORUM ? "quorum" : "all");
 	return 0;
 fail:
+	retire_created(c);
 	for (int i = 1; i < c->n; i++)
 		if (c->eps[i].fd >= 0)
 			close(c->eps[i].fd);
@@ -1395,10 +1591,11 @@ fail:
 	for (int i = 0; i < MAX_MEMBERS; i++)
 		pthread_cond_destroy(&c->eps[i].qcv);
 	free(c);
+	char c_left[300];
+	snprintf(c_left, sizeof(c_left), "%s", retire_left);
 	int code = err == -EHOSTUNREACH ? CE_E_PEER_UNREACHABLE : err == -EACCES || err == -EPROTONOSUPPORT ?
 	    CE_E_PEER_REFUSED : ce_errcode_of(err);
-	return err_setc(code, err, "%s (nothing was created here; a remote replica created before the failure "
-	    "stays)", msg);
+	return err_setc(code, err, "%s (nothing was created here%s)", msg, c_left[0] ? c_left : "");
 }
 
 static int
@@ -1672,6 +1869,7 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 	}
 	uint64_t ctr = MAX(MAX(lri.promised.counter, lri.last_epoch.counter), mb.mb_epoch.ep_counter);
 	c->e = (ce_epoch){ ctr + 1, self };
+	repl_lease_wait(c->export_name, c->e); /* a lease this caskd granted an older holder runs out first */
 	if ((err = ce_repl_promise(c->p, name, c->e, pc->advertise, mode == PR_RESUME ? &expect : NULL, &lri)) != 0) {
 		snprintf(msg, mlen, "controlled by %" PRIu64 ".%016" PRIx64 " at %s", lri.promised.counter,
 		    lri.promised.node, lri.holder_addr);
@@ -2407,10 +2605,13 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	int in = 0;
 	for (int i = 0; i < c->n; i++)
 		in += c->eps[i].in_sync && !c->eps[i].failed;
-	json_object_object_add(res, "state", json_object_new_string(c->fenced ? "fenced" : in >= k_of(c) ?
-	    "serving" : "suspended"));
+	int ls = c->fenced ? LEASE_LAPSED : lease_state(c, now_ns());
+	json_object_object_add(res, "state", json_object_new_string(c->fenced ? "fenced" : ls == LEASE_LAPSED ?
+	    "no-lease" : in >= k_of(c) ? "serving" : "suspended"));
 	if (c->fenced)
 		json_object_object_add(res, "fenced_by", json_object_new_string(c->fenced_by));
+	else
+		lease_status(c, ls, res);
 	json_object_object_add(res, "seq", json_object_new_uint64(c->next_seq));
 	json_object_object_add(res, "membership_version", json_object_new_uint64(c->mb.mb_version));
 	char u[33];
@@ -2420,8 +2621,6 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
 	json_object_object_add(res, "rebuild_rate", json_object_new_uint64(c->rebuild_rate));
 	json_object *arr = json_object_new_array();
-	static const char *reasons[] = { "", "timeout", "io-error", "disconnect", "lag", "checksum", "lost-writes",
-		"admin", "not reconciled" };
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
 		if (e->removed)
@@ -2433,8 +2632,9 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(o, "local", json_object_new_boolean(e->local));
 		json_object_object_add(o, "state", json_object_new_string(e->in_sync ? "in-sync" :
 		    e->rebuilding && !e->failed ? "rebuilding" : "degraded"));
-		json_object_object_add(o, "reason", json_object_new_string(e->failed && e->reason >= 0 && e->reason <= 8 ?
-		    reasons[e->reason] : ""));
+		char rb[32];
+		json_object_object_add(o, "reason", json_object_new_string(e->failed || (!e->in_sync && !e->rebuilding) ?
+		    reason_name(e->reason, rb, sizeof(rb)) : ""));
 		json_object_object_add(o, "link", json_object_new_string(e->failed ? "offline" : "up"));
 		json_object_object_add(o, "acked_seq", json_object_new_uint64(e->applied));
 		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));

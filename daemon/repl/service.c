@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cask/engine.h"
@@ -515,6 +516,49 @@ rb_serve(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
 	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes,
 		&c->rb_committed, rb_send, rb_error, rb_take_session };
 	return rb_target_frame(&rp, h, pl);
+static int
+destroy_vol(ce_pool *p, void *arg)
+{
+	return ce_vol_destroy(p, (const char *)arg);
+}
+
+/*
+ * RETIRE (replica-protocol.md 5.4, as built): only flag 1, destroy, of a
+ * replica that holds no write (applied and hi 0): what `vol create` cleans
+ * up after a failure part-way. Answered STATUS (state 3) once it is gone;
+ * then the connection closes. 0 go on (refused), <0 close.
+ */
+static int
+serve_retire(rconn *c, const rp_hdr *h, const uint8_t *pl, const ce_repl_info *ri)
+{
+	uint32_t flags;
+	memcpy(&flags, pl, sizeof(flags));
+	if (flags != 1) {
+		send_error(c, RPE_INVALID_ARGUMENT, h, 0, NULL, 0, "RETIRE: only flag 1 (destroy) is built");
+		return 0;
+	}
+	if (ri->applied != 0 || ri->hi != 0) {
+		send_error(c, RPE_INVALID_ARGUMENT, h, 0, NULL, 0, "RETIRE: the replica holds writes: not destroyed");
+		return 0;
+	}
+	rp_status st;
+	fill_status(&st, ri, c->st == CS_SESSION);
+	st.st_state = 3; /* retired: gone */
+	char pool[64], name[256];
+	snprintf(pool, sizeof(pool), "%s", c->pool);
+	snprintf(name, sizeof(name), "%s", c->name);
+	unbind(c);
+	c->st = CS_AUTH;
+	int err = reg_with_pool(pool, destroy_vol, name);
+	if (err != 0) {
+		char msg[200];
+		snprintf(msg, sizeof(msg), "RETIRE: %s", ce_errmsg());
+		send_error(c, RPE_IO_ERROR, h, 1, NULL, 0, msg);
+		return err;
+	}
+	log_info("replica %s/%s destroyed by its controller %s (RETIRE: vol create failed)", pool, name, c->peer);
+	(void)send_frame(c, RP_STATUS, 0, 0, h->rf_id, &st, sizeof(st));
+	return -ECONNRESET;
 }
 
 /* One frame after the handshake: 0 go on, <0 close. */
@@ -530,7 +574,7 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_CREATE: case RP_ATTACH: ok_state = c->st == CS_AUTH; break;
 	case RP_KEEPALIVE: case RP_BYE: ok_state = 1; break;
 	case RP_PREPARE: case RP_STATUS_REQ: ok_state = c->st >= CS_BOUND; break;
-	case RP_START_EPOCH: case RP_MB_COMMIT: ok_state = c->st >= CS_PROMISED; break;
+	case RP_START_EPOCH: case RP_MB_COMMIT: case RP_RETIRE: ok_state = c->st >= CS_PROMISED; break;
 	case RP_WRITE: case RP_TRIM: case RP_ZERO: case RP_FLUSH: case RP_READ: ok_state = c->st >= CS_BOUND; break;
 	case RP_RB_BEGIN: case RP_RB_SCAN: case RP_RB_DATA: case RP_RB_HOLE: case RP_RB_CURSOR: case RP_RB_END:
 		if (!(c->features & RP_FEAT_REBUILD)) {
@@ -634,7 +678,11 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		return -ESTALE;
 	}
 	switch (t) {
+	case RP_RETIRE:
+		return serve_retire(c, h, pl, &ri);
 	case RP_KEEPALIVE:
+		if (c->st >= CS_PROMISED && repl_lease_grant(c->export_name, fe) != 0)
+			return 0; /* a newer epoch is being promised: no renewal, the holder's lease runs out */
 		return send_frame(c, RP_KEEPALIVE_ACK, 0, 0, h->rf_id, pl, 16);
 	case RP_STATUS_REQ:
 		return send_status(c, RP_STATUS, h->rf_id);
@@ -648,6 +696,9 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 			send_error(c, RPE_BAD_FRAME, h, 1, NULL, 0, "PREPARE: unknown mode");
 			return -EPROTO;
 		}
+		if (ce_epoch_cmp(fe, ri.promised) > 0 &&
+		    (pr.pr_mode != PR_RESUME || ce_epoch_cmp(ri.promised, expect) <= 0))
+			repl_lease_wait(c->export_name, fe); /* the older holder's lease runs out first (3.3 item 7) */
 		int err = ce_repl_promise(c->p, c->name, fe, addr, pr.pr_mode == PR_RESUME ? &expect : NULL, &ri);
 		if (err == -ESTALE) {
 			int elsewhere = ce_epoch_cmp(fe, ri.promised) > 0;
@@ -1046,4 +1097,77 @@ repl_service_stop(void)
 	close(listen_fd);
 	listen_fd = -1;
 	reap(1);
+}
+
+/* ---- read leases (replication.md 3.3 item 7, as built) ---- */
+
+typedef struct lease_ent {
+	char name[330];
+	ce_epoch floor;       /* grants go only to this epoch or newer */
+	uint64_t granted_ns;  /* the last grant (CLOCK_MONOTONIC) */
+	struct lease_ent *next;
+} lease_ent;
+
+static pthread_mutex_t lease_mu = PTHREAD_MUTEX_INITIALIZER;
+static lease_ent *leases;
+static uint64_t lease_start_ns; /* this process's first use: a grant before it is unknown */
+
+static uint64_t
+lease_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Under lease_mu: the entry of a volume, made on first use. */
+static lease_ent *
+lease_find(const char *name)
+{
+	if (lease_start_ns == 0)
+		lease_start_ns = lease_now();
+	for (lease_ent *l = leases; l != NULL; l = l->next)
+		if (strcmp(l->name, name) == 0)
+			return l;
+	lease_ent *l = xcalloc(1, sizeof(*l));
+	snprintf(l->name, sizeof(l->name), "%s", name);
+	l->granted_ns = lease_start_ns; /* a grant before a restart may still run: count one from the start */
+	l->next = leases;
+	leases = l;
+	return l;
+}
+
+int
+repl_lease_grant(const char *export_name, ce_epoch e)
+{
+	pthread_mutex_lock(&lease_mu);
+	lease_ent *l = lease_find(export_name);
+	int err = 0;
+	if (ce_epoch_cmp(e, l->floor) < 0) {
+		err = -ESTALE;
+	} else {
+		l->floor = e;
+		l->granted_ns = lease_now();
+	}
+	pthread_mutex_unlock(&lease_mu);
+	return err;
+}
+
+void
+repl_lease_wait(const char *export_name, ce_epoch newer)
+{
+	pthread_mutex_lock(&lease_mu);
+	lease_ent *l = lease_find(export_name);
+	int older = ce_epoch_cmp(newer, l->floor) > 0;
+	if (older)
+		l->floor = newer; /* from now on the older holder cannot renew */
+	uint64_t until = l->granted_ns + (uint64_t)REPL_LEASE_MS * 1000000ull;
+	pthread_mutex_unlock(&lease_mu);
+	if (!older)
+		return;
+	for (uint64_t now = lease_now(); now < until; now = lease_now()) {
+		uint64_t d = until - now;
+		struct timespec ts = { (time_t)(d / 1000000000ull), (long)(d % 1000000000ull) };
+		nanosleep(&ts, NULL);
+	}
 }

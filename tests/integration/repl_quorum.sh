@@ -114,7 +114,11 @@ for i in range(20):
     except nbd.Error:
         fenced = True
         break
-s = status("tank/db")
+for _ in range(200):  # the write may fail first for want of a lease (B stopped renewing it before it promised)
+    s = status("tank/db")  # the next frame A sends B (a write or KEEPALIVE) is refused: fenced
+    if s["state"] == "fenced":
+        break
+    time.sleep(0.05)
 assert fenced and s["state"] == "fenced" and "STALE_EPOCH" in s["fenced_by"], s
 try:
     db.pwrite(b"y" * 4096, 0); db.flush()

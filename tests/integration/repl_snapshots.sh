@@ -13,6 +13,10 @@
 #   - rename and destroy are sequenced too: renamed and gone on every copy;
 #   - on B, which only holds a replica, `snap create p2/v@x` is refused
 #     (REPLICA_READ_ONLY: it would make that copy differ).
+# Hosts: each caskd in its own network namespace (replnodes.py netns="auto";
+# loopback ports where `ip netns` is unavailable). The two writers write
+# disjoint halves of the volume, so no two writes to one block race (their
+# counters say the order they were issued, not applied).
 # caskd: the sanitizer build when CASK_ASAN_BUILD is set (tests/run.sh sets it); any sanitizer report fails.
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
@@ -23,7 +27,8 @@ sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
 from replnodes import Cluster, checksum, digest
 T = os.environ["TDIR"]
-cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
+cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"], netns="auto")
+print("hosts: each caskd in its own network namespace (veth + bridge)" if cl.netns else "hosts: loopback ports")
 ok = False
 SIZE, NB = 4 << 20, 256
 try:
@@ -41,7 +46,7 @@ try:
         k = 0
         while not stop.is_set():
             k += 1
-            blk = (k * 7 + w * 128) % NB
+            blk = (k * 7) % (NB // 2) + w * (NB // 2)  # disjoint halves: no two writes to a block race
             with lock:
                 issued[0] += 1
                 ctr = issued[0]

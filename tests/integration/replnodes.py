@@ -9,10 +9,21 @@ replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
     a.ctl("vol.status", name="tank/v")           # the control protocol (viohelp.Ctl)
     a.kill9(); a.start(); a.stop()               # the same state directory again
     a.uri("tank/v")                              # nbd://127.0.0.1:PORT/tank/v
+    a.args, a.daemon_env                         # more caskd arguments / environment (before start)
     checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
     digest(uri, size)                            # sha256 of the volume's bytes read over NBD
     cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
     cl.sanitizer_reports()                       # sanitizer reports in any caskd log (a test fails on them)
+
+Network namespaces (docs/replication.md section 13.1): Cluster(...,
+netns=True) puts every caskd in its own namespace, joined to a bridge in
+the test's namespace by a veth pair (10.X.Y.1 the bridge, 10.X.Y.10+i the
+node); cl.partition("a") / cl.heal("a") set the node's veth down / up (a
+hard partition: nothing reaches it, nothing leaves it); node.run_in(argv)
+runs a command inside the node's namespace (an NBD client of a
+partitioned node). netns="auto" uses them when `ip netns` works (root)
+and falls back to loopback, printing why; cl.netns says which. Namespaces,
+veths and the bridge are removed by close() (and at exit).
 
 Each node keeps its state directory, control socket, NBD port and
 --replica-listen port across restarts; its log is TDIR/caskd_NAME.log.
@@ -37,22 +48,91 @@ def free_port():
     return p
 
 
+def _ip(*args, check=True):
+    r = subprocess.run(["ip"] + list(args), capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError("ip %s: %s" % (" ".join(args), r.stderr.strip()))
+    return r
+
+
+class NetNS:
+    """A bridge in this namespace and one namespace + veth pair per node."""
+
+    def __init__(self, names):
+        import random
+        self.tag = "%05x" % random.randrange(1 << 20)
+        used = _ip("-4", "addr").stdout
+        for _ in range(50):
+            self.net = "10.%d.%d" % (random.randrange(200, 250), random.randrange(1, 255))
+            if self.net + "." not in used:
+                break
+        self.br = "ckb" + self.tag
+        self.ns, self.host, self.addr = {}, {}, {}
+        self.created = []
+        try:
+            _ip("link", "add", self.br, "type", "bridge")
+            self.created.append(("link", self.br))
+            _ip("addr", "add", self.net + ".1/24", "dev", self.br)
+            _ip("link", "set", self.br, "up")
+            for i, n in enumerate(names):
+                ns, h, v = "cask%s%s" % (self.tag, n), "ck%s%dh" % (self.tag, i), "ck%s%dn" % (self.tag, i)
+                _ip("netns", "add", ns)
+                self.created.append(("netns", ns))
+                _ip("link", "add", h, "type", "veth", "peer", "name", v)
+                self.created.append(("link", h))
+                _ip("link", "set", v, "netns", ns)
+                _ip("link", "set", h, "master", self.br)
+                _ip("link", "set", h, "up")
+                _ip("-n", ns, "addr", "add", "%s.%d/24" % (self.net, 10 + i), "dev", v)
+                _ip("-n", ns, "link", "set", v, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+                self.ns[n], self.host[n], self.addr[n] = ns, h, "%s.%d" % (self.net, 10 + i)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self):
+        for kind, name in reversed(self.created):
+            if kind == "netns":
+                _ip("netns", "del", name, check=False)
+            else:
+                _ip("link", "del", name, check=False)
+        self.created = []
+
+    @staticmethod
+    def unavailable():
+        """Why namespaces cannot be used here, or None."""
+        if os.geteuid() != 0:
+            return "not root"
+        try:
+            r = _ip("netns", "list", check=False)
+        except OSError as e:
+            return "no ip command: %s" % e
+        if r.returncode != 0:
+            return "ip netns: %s" % r.stderr.strip()
+        return None
+
+
 class Node:
     def __init__(self, cl, name):
         self.cl, self.name = cl, name
+        self.host = cl.nsnet.addr[name] if cl.nsnet else "127.0.0.1"
         self.state = os.path.join(cl.t, "state_" + name)
         self.sock = os.path.join(cl.t, "run_" + name, "caskd.sock")
         self.port, self.rport = free_port(), free_port()
-        self.raddr = "127.0.0.1:%d" % self.rport
+        self.raddr = "%s:%d" % (self.host, self.rport)
         self.log = os.path.join(cl.t, "caskd_%s.log" % name)
         self.proc = None
+        self.args = []                          # more caskd arguments (e.g. --replica-advertise, --test-ops)
+        self.daemon_env = {}                    # more environment for caskd
 
     def start(self, wait=True):
         assert self.proc is None or self.proc.poll() is not None
         with open(self.log, "ab") as lf:
-            self.proc = subprocess.Popen([self.cl.daemon_build + "/caskd", "--state", self.state, "--socket", self.sock,
-                                          "--nbd", "127.0.0.1:%d" % self.port, "--peer-key", self.cl.key,
-                                          "--replica-listen", self.raddr], stdout=lf, stderr=lf)
+            self.proc = subprocess.Popen(self.ns_prefix() + [self.cl.daemon_build + "/caskd", "--state", self.state,
+                                          "--socket", self.sock, "--nbd", "%s:%d" % (self.host, self.port), "--peer-key", self.cl.key,
+                                          "--replica-listen", self.raddr] + list(self.args),
+                                         stdout=lf, stderr=lf, env=dict(os.environ, **self.daemon_env))
         for _ in range(200):
             if self.proc.poll() is not None:
                 raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))
@@ -60,6 +140,13 @@ class Node:
                 return self
             time.sleep(0.05)
         raise RuntimeError("caskd %s did not come up" % self.name)
+
+    def ns_prefix(self):
+        return ["ip", "netns", "exec", self.cl.nsnet.ns[self.name]] if self.cl.nsnet else []
+
+    def run_in(self, argv, **kw):
+        """Run argv inside this node's namespace (or here, on loopback)."""
+        return subprocess.run(self.ns_prefix() + list(argv), **kw)
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -121,7 +208,7 @@ class Node:
         raise RuntimeError("%s on %s: state never became %s: %s" % (name, self.name, states, st))
 
     def uri(self, vol):
-        return "nbd://127.0.0.1:%d/%s" % (self.port, vol)
+        return "nbd://%s:%d/%s" % (self.host, self.port, vol)
 
     def tail(self, n=30):
         try:
@@ -132,8 +219,20 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, tdir, build, names, daemon_build=None):
+    def __init__(self, tdir, build, names, daemon_build=None, netns=False):
         self.t, self.build = tdir, build
+        self.nsnet = None
+        if netns:
+            why = NetNS.unavailable()
+            if why is None:
+                self.nsnet = NetNS(names)
+                import atexit
+                atexit.register(self.nsnet.remove)
+            elif netns != "auto":
+                raise RuntimeError("network namespaces unavailable: " + why)
+            else:
+                print("replnodes: network namespaces unavailable (%s): loopback ports" % why)
+        self.netns = self.nsnet is not None
         self.daemon_build = daemon_build or build  # CASK_ASAN_BUILD: the sanitizer caskd
         self.key = os.path.join(tdir, "peer.key")
         if not os.path.exists(self.key):
@@ -145,6 +244,13 @@ class Cluster:
     def __getitem__(self, n):
         return self.nodes[n]
 
+    def partition(self, name):
+        """A hard partition: the node's veth goes down (namespaces only)."""
+        _ip("link", "set", self.nsnet.host[name], "down")
+
+    def heal(self, name):
+        _ip("link", "set", self.nsnet.host[name], "up")
+
     def close(self):
         for n in self.nodes.values():
             if n.alive():
@@ -154,6 +260,8 @@ class Cluster:
                 except subprocess.TimeoutExpired:
                     n.proc.kill()
                     n.proc.wait()
+        if self.nsnet is not None:
+            self.nsnet.remove()
 
     def sanitizer_reports(self):
         """Lines of AddressSanitizer/LeakSanitizer/UBSan reports in any caskd log."""

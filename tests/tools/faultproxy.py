@@ -44,6 +44,9 @@ Commands (one line each; the answer is one line, `ok`, `ok JSON` or `err TEXT`)
   resume LINK DIR | release LINK DIR | pass LINK DIR
                                  forward again; held bytes go first, in order
   pause LINK | unpause LINK      stall and hold both directions / undo
+  freeze LINK | thaw LINK        pause only the connections open now (later ones pass:
+                                 one peer partitioned while others connect through
+                                 the same link) / undo
   cut LINK DIR                   half-close: FIN towards that direction's receiver,
                                  later bytes in that direction are dropped
   reset LINK  (or drop LINK)     RST on both sides of every open connection
@@ -99,7 +102,7 @@ MAX_QUEUE = 256 << 20          # a direction stops reading once this much is que
 
 # Commands whose first argument is LINK, with their number of arguments.
 LINK_ARITY = {"delay": 3, "rate": 3, "stall": 2, "hold": 2, "blackhole": 2, "resume": 2,
-              "release": 2, "pass": 2, "pause": 1, "unpause": 1, "cut": 2, "reset": 1,
+              "release": 2, "pass": 2, "pause": 1, "unpause": 1, "freeze": 1, "thaw": 1, "cut": 2, "reset": 1,
               "drop": 1, "close": 1, "detach": 1, "refuse": 2, "flip": 4, "clear": 1,
               "stats": 1}
 
@@ -247,16 +250,16 @@ class Pipe:
 
     def reading_allowed(self):
         link = self.conn.link
-        return self.conn.dead or (not link.paused and self.ds.mode != "stall"
+        return self.conn.dead or (not (link.paused or self.conn.frozen) and self.ds.mode != "stall"
                                   and self.queued < MAX_QUEUE)
 
     def unstalled(self):
         link = self.conn.link
-        return self.conn.dead or (not link.paused and self.ds.mode != "stall")
+        return self.conn.dead or (not (link.paused or self.conn.frozen) and self.ds.mode != "stall")
 
     def unheld(self):
         link = self.conn.link
-        return self.conn.dead or (not link.paused and self.ds.mode != "hold")
+        return self.conn.dead or (not (link.paused or self.conn.frozen) and self.ds.mode != "hold")
 
     def sending_allowed(self):
         link = self.conn.link
@@ -380,6 +383,7 @@ class Conn:
         self.cw = cw
         self.uw = uw
         self.dead = False
+        self.frozen = False        # `freeze`: paused, whatever the link does
         self.pipes = {"c2r": Pipe(self, "c2r", cr, uw), "r2c": Pipe(self, "r2c", ur, cw)}
         self.tasks = []
         self.end = "eof"
@@ -558,6 +562,15 @@ class Proxy:
                 link.paused = c == "pause"
                 link.notify()
             return None
+        if c in ("freeze", "thaw"):
+            need(1, c + " LINK")
+            n = 0
+            for link in self.pick(a[0]):
+                for conn in list(link.conns):
+                    conn.frozen = c == "freeze"
+                    n += 1
+                link.notify()
+            return {"connections": n}
         if c == "cut":
             need(2, "cut LINK DIR")
             for link in self.pick(a[0]):
