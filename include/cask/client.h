@@ -538,6 +538,7 @@ void cask_apply_result_free(cask_apply_result *r);
  * volumes, properties and snapshot policies. *text is malloc'd: free it.
  */
 int cask_manifest_get(cask_client *c, const char *const *pools, size_t npools, char **text);
+/*
  * (CASK_1.1, feature "iscsi.config") The iSCSI target's configuration
  * (docs/iscsi.md §14): per volume POOL/VOL (target NULL: the daemon-wide
  * entry) an ACL, a CHAP policy, a block size and CHAP secrets. Applies to
