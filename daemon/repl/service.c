@@ -516,6 +516,8 @@ rb_serve(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
 	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes,
 		&c->rb_committed, rb_send, rb_error, rb_take_session };
 	return rb_target_frame(&rp, h, pl);
+}
+
 static int
 destroy_vol(ce_pool *p, void *arg)
 {
