@@ -35,10 +35,10 @@
 #include <sys/stat.h>
 enum act_kind {
 	/* in the order they are printed and run */
-	A_DESTROY, A_SHRINK, A_KEEP, A_WOULD_DESTROY, A_WOULD_SHRINK,
+	A_RELEASE, A_DESTROY, A_SHRINK, A_KEEP, A_WOULD_DESTROY, A_WOULD_SHRINK,
 	A_CREATE_POOL, A_CREATE_VOL, A_GROW, A_SET, A_SCHED, A_UNCHANGED, A_NKINDS
 };
-static const char *const verb[A_NKINDS] = { "destroy", "shrink", "keep", "would-destroy", "would-shrink",
+static const char *const verb[A_NKINDS] = { "release", "destroy", "shrink", "keep", "would-destroy", "would-shrink",
 	"create", "create", "change", "change", "change", "unchanged" };
 
 typedef struct action {
@@ -51,6 +51,7 @@ typedef struct action {
 	const mf_vol *vol;
 	uint64_t from, to;              /* sizes: shrink, grow */
 	unsigned flags;                 /* A_DESTROY: CASK_DESTROY_* (a volume the file says is absent) */
+	char snap[600], tag[64];        /* A_RELEASE: the hold (releaseHolds: true) */
 	const char *props[MF_NPROPS];   /* A_SET: the changed properties, their old and new values */
 	const char *old[MF_NPROPS];
 	const char *val[MF_NPROPS];
@@ -448,8 +449,8 @@ depends_on(const spool *sp, const cask_vol_info *v, const char *h, int depth)
 /*
  * A volume the file says is absent (absent: true): destroyed, with what
  * destroy: allows going with it; kept, and said why, when it has more
- * (snapshots, clones of them) or a held snapshot: apply never releases a
- * hold. A clone that would go with it but that the file declares is an
+ * (snapshots, clones of them) or a held snapshot, unless releaseHolds:
+ * true (then each hold is released first, one step each). A clone that would go with it but that the file declares is an
  * error.
  */
 static int
@@ -475,22 +476,49 @@ plan_absent(cask_client *c, manifest *m, plan *p, const spool *sp, const cask_vo
 				manifest_err(m, mv->absent_pos, "volume %s: absent with destroy: clones would destroy %s, "
 				    "which the file declares (line %d)", v->name, sp->vols[i].name, m->vols[j].pos.line);
 	}
-	unsigned held = 0;
 	size_t nsnaps = 0;
 	if (v->snapshots > 0) {
 		cask_snap_info *snaps;
 		int rc = cask_snap_list(c, v->name, &snaps, &nsnaps);
 		if (rc != 0)
 			return rc;
-		for (size_t i = 0; i < nsnaps; i++)
-			held += snaps[i].holds > 0;
 		free(snaps);
 	}
+	/*
+	 * The holds on the snapshots the destroy would take: the volume's and,
+	 * with destroy: clones, those of the clones that go with it (caskd
+	 * refuses the whole destroy if one of them is held).
+	 */
+	cask_hold_info *holds = NULL;
+	size_t nholds = 0, nheld = 0, hn = 0;
+	if (nsnaps > 0) {
+		int rc = cask_snap_holds(c, sp->info.name, &holds, &nholds);
+		if (rc != 0)
+			return rc;
+	}
+	char tags[800] = "";
+	size_t to = 0;
+	for (size_t i = 0; i < nholds; i++) {
+		const char *hs = holds[i].snapshot;
+		char hv[320];
+		snprintf(hv, sizeof(hv), "%.*s", (int)strcspn(hs, "@"), hs);
+		const cask_vol_info *owner = find_vol(sp, hv);
+		int goes = strcmp(hv, v->name) == 0 || (mv->destroy == MF_DESTROY_CLONES && owner != NULL &&
+		    depends_on(sp, owner, v->name, 0));
+		if (!goes)
+			continue;
+		nheld += hn == 0 || strcmp(hs, holds[hn - 1].snapshot) != 0; /* sorted by snapshot */
+		holds[hn++] = holds[i];
+		if (to < sizeof(tags))
+			to += (size_t)snprintf(tags + to, sizeof(tags) - to, "%s%s on %s", to ? ", " : "", holds[i].tag,
+			    hs);
+	}
 	const char *why = NULL;
-	char buf[1000];
-	if (held > 0) {
-		snprintf(buf, sizeof(buf), "absent in the file, but %u of its snapshots %s held; apply never releases "
-		    "a hold (cask snap release)", held, held == 1 ? "is" : "are");
+	char buf[1200];
+	if (hn > 0 && !mv->release_holds) {
+		snprintf(buf, sizeof(buf), "absent in the file, but %zu of the snapshots it would destroy %s held (%s); "
+		    "apply releases holds only with destroy: and releaseHolds: true in the file", nheld,
+		    nheld == 1 ? "is" : "are", tags);
 		why = buf;
 	} else if (nsnaps > 0 && mv->destroy == MF_DESTROY_NONE) {
 		snprintf(buf, sizeof(buf), "absent in the file, but it has %zu snapshot%s; destroy: snapshots in the "
@@ -502,10 +530,19 @@ plan_absent(cask_client *c, manifest *m, plan *p, const spool *sp, const cask_vo
 		why = buf;
 	}
 	if (why != NULL) {
+		free(holds);
 		action *a = add(p, A_KEEP, 0, v->name);
 		snprintf(a->detail, sizeof(a->detail), "%s", why);
 		return 0;
 	}
+	/* releaseHolds: true: each hold its own step, all before the destroys (the plan's order) */
+	for (size_t i = 0; i < hn; i++) {
+		action *r = add(p, A_RELEASE, 0, v->name);
+		snprintf(r->snap, sizeof(r->snap), "%s", holds[i].snapshot);
+		snprintf(r->tag, sizeof(r->tag), "%s", holds[i].tag);
+		snprintf(r->detail, sizeof(r->detail), "hold %s on %s (releaseHolds: true)", r->tag, r->snap);
+	}
+	free(holds);
 	action *a = add(p, A_DESTROY, 0, v->name);
 	a->flags = mv->destroy == MF_DESTROY_CLONES ? CASK_DESTROY_CLONES | CASK_DESTROY_SNAPSHOTS :
 	    mv->destroy == MF_DESTROY_SNAPSHOTS && nsnaps > 0 ? CASK_DESTROY_SNAPSHOTS : 0;
@@ -521,7 +558,7 @@ plan_absent(cask_client *c, manifest *m, plan *p, const spool *sp, const cask_vo
 static int
 is_change(int kind)
 {
-	return kind == A_DESTROY || kind == A_SHRINK || kind == A_CREATE_POOL || kind == A_CREATE_VOL ||
+	return kind == A_RELEASE || kind == A_DESTROY || kind == A_SHRINK || kind == A_CREATE_POOL || kind == A_CREATE_VOL ||
 	    kind == A_GROW || kind == A_SET || kind == A_SCHED;
 }
 
@@ -534,6 +571,7 @@ describe_done(const action *a, char *out, size_t n)
 		snprintf(out, n, "destroy volume %s%s", a->name, (a->flags & CASK_DESTROY_CLONES) ? " with its snapshots "
 		    "and their clones" : (a->flags & CASK_DESTROY_SNAPSHOTS) ? " with its snapshots" : "");
 		break;
+	case A_RELEASE: snprintf(out, n, "release hold %s on %s", a->tag, a->snap); break;
 	case A_SHRINK: snprintf(out, n, "shrink volume %s %s -> %s", a->name, sz(a->from, b1, 32), sz(a->to, b2, 32)); break;
 	case A_CREATE_POOL: snprintf(out, n, "create pool %s", a->name); break;
 	case A_CREATE_VOL:
@@ -564,6 +602,10 @@ static int
 run_action(cask_client *c, const action *a)
 {
 	switch (a->kind) {
+	case A_RELEASE: {
+		const char *names[1] = { a->snap };
+		return cask_snap_release(c, a->tag, names, 1);
+	}
 	case A_DESTROY:
 		return a->flags ? cask_vol_destroy_ex(c, a->name, a->flags) : cask_vol_destroy(c, a->name);
 	case A_SHRINK:
@@ -631,7 +673,7 @@ fill_items(cask_apply_result *r, const plan *p, size_t *first)
 		switch (a->kind) {
 		case A_DESTROY: case A_SHRINK: r->ndestroy++; break;
 		case A_CREATE_POOL: case A_CREATE_VOL: r->ncreate++; break;
-		case A_GROW: case A_SET: case A_SCHED: r->nchange++; break;
+		case A_RELEASE: case A_GROW: case A_SET: case A_SCHED: r->nchange++; break;
 		case A_UNCHANGED: r->nunchanged++; break;
 		case A_WOULD_DESTROY: case A_WOULD_SHRINK: r->nskipped++; break;
 		}

@@ -625,16 +625,16 @@ static void
 load_vol(ld *l, const yaml_node_t *n, size_t idx)
 {
 	static const char *const F[] = { "name", "size", "properties", "snapshots", "replicas", "consistency",
-		"absent", "destroy", "allowShrink" };
-	yaml_node_t *v[9];
-	mf_pos kp[9];
+		"absent", "destroy", "allowShrink", "releaseHolds" };
+	yaml_node_t *v[10];
+	mf_pos kp[10];
 	char what[400];
 	const char *vn = peek_name(l, n);
 	if (vn != NULL)
 		snprintf(what, sizeof(what), "volume %s", vn);
 	else
 		snprintf(what, sizeof(what), "volumes[%zu]", idx);
-	if (fields(l, n, what, F, 9, v, kp) != 0)
+	if (fields(l, n, what, F, 10, v, kp) != 0)
 		return;
 	manifest *m = l->m;
 	m->vols = xrealloc(m->vols, (m->nvols + 1) * sizeof(*m->vols));
@@ -693,6 +693,10 @@ load_vol(ld *l, const yaml_node_t *n, size_t idx)
 	}
 	if (v[8] != NULL && !vol->absent)
 		want_bool(l, v[8], "allowShrink", &vol->allow_shrink);
+	if (v[9] != NULL && want_bool(l, v[9], "releaseHolds", &vol->release_holds) == 0 && vol->release_holds &&
+	    (!vol->absent || vol->destroy == MF_DESTROY_NONE))
+		manifest_err(m, kp[9], "%s: releaseHolds: true goes with absent: true and destroy: snapshots or "
+		    "clones (it releases the holds on the snapshots that are destroyed)", what);
 	if (vol->absent) {
 		/* no size, properties or policy: nothing more to load */
 	} else if (v[1] == NULL) {

@@ -54,6 +54,8 @@ typedef struct mf_vol {
 	int absent;                  /* absent: true: the volume must not exist */
 	int destroy;                 /* with absent: MF_DESTROY_* (what may go with it) */
 	int allow_shrink;            /* allowShrink: true: a smaller size shrinks it without --prune */
+	int release_holds;           /* with absent and destroy: releaseHolds: true: release the holds on
+	                                the snapshots that go, then destroy */
 	mf_pos absent_pos;
 } mf_vol;
 enum { MF_DESTROY_NONE, MF_DESTROY_SNAPSHOTS, MF_DESTROY_CLONES };

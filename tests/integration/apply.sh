@@ -379,7 +379,7 @@ out=$("$A" apply -f "$M/absent.yaml")
 has "$out" "destroy        volume tank/gone: absent in the file"
 has "$out" "keep           volume tank/gone-s: absent in the file, but it has 2 snapshots; destroy: snapshots in the file destroys them too"
 has "$out" "keep           volume tank/gone-c: absent in the file, but its snapshots have clones (tank/gone-cc); destroy: clones in the file destroys those too"
-has "$out" "keep           volume tank/gone-h: absent in the file, but 1 of its snapshots is held; apply never releases a hold"
+has "$out" "keep           volume tank/gone-h: absent in the file, but 1 of the snapshots it would destroy is held (keep on tank/gone-h@h); apply releases holds only with destroy: and releaseHolds: true in the file"
 has "$out" "unchanged      volume tank/never-was: absent, as the file says"
 has "$out" "shrink         volume tank/small: size 16M -> 8M"
 has "$out" "done: destroy volume tank/gone"
