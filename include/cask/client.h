@@ -485,7 +485,7 @@ typedef struct cask_apply_error {
 } cask_apply_error;
 enum { CASK_APPLY_PLANNED = 0, CASK_APPLY_DONE = 1, CASK_APPLY_FAILED = 2, CASK_APPLY_NOT_DONE = 3 };
 typedef struct cask_apply_item {
-	char verb[16];          /* destroy, shrink, keep, would-destroy, would-shrink, create, change, unchanged */
+	char verb[16];          /* release, destroy, shrink, keep, would-destroy, would-shrink, create, change, unchanged */
 	char kind[8];           /* "pool" or "volume" */
 	char name[320];
 	char detail[1200];      /* "size 1G -> 2G", "compression zstd -> lz4", "vdevs [...], size 256M" ... */

@@ -369,6 +369,43 @@ volumes:
     client.pool_destroy("mfp")
 
 
+def test_apply_release_holds(client, daemon, tmp_path):
+    """Client.apply with a dict carrying releaseHolds: true (docs/manifests.md):
+    without it a held volume is kept; with it the plan lists each hold, a dry
+    run changes nothing, apply releases and destroys, again has nothing to do."""
+    client.apply({"apiVersion": "cask/v1",
+                  "pools": [{"name": "mfh", "vdevs": ["mfh0.vdev"], "size": "64M"}],
+                  "volumes": [{"name": "mfh/v", "size": "8M"}]}, base_dir=tmp_path)
+    client.snapshot("mfh/v@a", "mfh/v@b")
+    client.hold("t1", "mfh/v@a", "mfh/v@b")
+    client.hold("t2", "mfh/v@b")
+    gone = {"name": "mfh/v", "absent": True, "destroy": "snapshots"}
+    r = client.apply({"apiVersion": "cask/v1", "volumes": [gone]})
+    assert [(i["verb"], i["name"]) for i in r["plan"]] == [("keep", "mfh/v")], r
+    assert "t1 on mfh/v@a, t1 on mfh/v@b, t2 on mfh/v@b" in r["plan"][0]["detail"], r
+    assert r["changes"] == 0 and len(list(client.holds("mfh"))) == 3
+    d = {"apiVersion": "cask/v1", "volumes": [dict(gone, releaseHolds=True)]}
+    r = client.apply(d, dry_run=True)
+    assert [(i["verb"], i["detail"]) for i in r["plan"]] == [
+        ("release", "hold t1 on mfh/v@a (releaseHolds: true)"),
+        ("release", "hold t1 on mfh/v@b (releaseHolds: true)"),
+        ("release", "hold t2 on mfh/v@b (releaseHolds: true)"),
+        ("destroy", "absent in the file, with its 2 snapshots")], r
+    assert r["summary"]["change"] == 3 and r["summary"]["destroy"] == 1 and r["done"] == 0
+    assert len(list(client.holds("mfh"))) == 3 and client.vol_get("mfh/v")
+    r = client.apply(d)
+    assert r["done"] == 4 and all(i["state"] == "done" for i in r["plan"]), r
+    assert list(client.holds("mfh")) == []
+    with pytest.raises(cask.Error):
+        client.vol_get("mfh/v")
+    assert client.apply(d)["changes"] == 0
+    with pytest.raises(cask.InvalidArgument) as e:
+        client.apply({"apiVersion": "cask/v1", "volumes": [{"name": "mfh/w", "absent": True,
+                                                             "releaseHolds": True}]})
+    assert "releaseHolds: true goes with absent: true and destroy:" in e.value.errors[0][2], e.value.errors
+    client.pool_destroy("mfh")
+
+
 def test_send_recv_policy(client, daemon, tmp_path):
     """A stream carries the volume's snapshot policy (send-stream.md 3.1) unless
     policy=False; recv installs it on a new volume unless policy=False."""
