@@ -421,7 +421,8 @@ plan_prune(cask_client *c, plan *p, const cask_vol_info *v, int prune)
 		free(snaps);
 		action *a = add(p, A_KEEP, 0, v->name);
 		snprintf(a->detail, sizeof(a->detail), "not in the file, but it has %zu snapshot%s (%u held, %u with "
-		    "clones); apply never destroys a volume with snapshots, clones or holds", n, n == 1 ? "" : "s",
+		    "clones); --prune never destroys a volume with snapshots, clones or holds (absent: true with destroy: "
+		    "and, for holds, releaseHolds: true in the file does)", n, n == 1 ? "" : "s",
 		    held, cloned);
 		return 0;
 	}

@@ -173,6 +173,7 @@ has "$out" "would-destroy  volume tank/old: not in the file; only with --prune"
 has "$out" "would-shrink   volume tank/web: size 64M -> 32M"
 has "$out" "keep           volume tank/snapped: not in the file, but it has 1 snapshot (0 held, 0 with clones)"
 has "$out" "keep           volume tank/held: not in the file, but it has 1 snapshot (1 held, 0 with clones)"
+has "$out" "keep           volume tank/held: not in the file, but it has 1 snapshot (1 held, 0 with clones); --prune never destroys a volume with snapshots, clones or holds (absent: true with destroy: and, for holds, releaseHolds: true in the file does)"
 has "$out" "except for 2 destructive changes that only --prune makes"
 [ "$(state)" = "$before" ] || fail "apply without --prune destroyed or shrank"
 # destructive actions come first in the plan
