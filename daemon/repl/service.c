@@ -857,10 +857,16 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 			uint32_t n = (uint32_t)MIN(end - first, (uint64_t)RP_CKSUM_MAX);
 			rp_cksum_reply cr = { first * RP_CKSUM_CHUNK, n, 0 };
 			memcpy(c->payload, &cr, sizeof(cr));
-			int err = ce_vol_digest_chunks(c->rd, first, n, (uint8_t (*)[16])(c->payload + sizeof(cr)));
-			if (err != 0) {
-				send_error(c, RPE_IO_ERROR, h, 0, NULL, 0, ce_errmsg());
-				return 0;
+			uint8_t (*dg)[16] = (uint8_t (*)[16])(c->payload + sizeof(cr));
+			if (ce_vol_digest_chunks(c->rd, first, n, dg) != 0) {
+				/* chunk by chunk: one this replica cannot read (a checksum error) has the digest
+				 * of 16 zero bytes, "unreadable", so that the controller reports it */
+				for (uint32_t i = 0; i < n; i++)
+					if (ce_vol_digest_chunks(c->rd, first + i, 1, dg + i) != 0) {
+						log_warn("replica %s: CKSUM: chunk at %" PRIu64 " unreadable: %s",
+						    c->export_name, (first + i) * RP_CKSUM_CHUNK, ce_errmsg());
+						memset(dg[i], 0, 16);
+					}
 			}
 			first += n;
 			int e2 = send_frame(c, RP_CKSUM_REPLY, first < end ? RPF_MORE : 0, 0, h->rf_id, c->payload,
