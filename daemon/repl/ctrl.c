@@ -618,7 +618,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
