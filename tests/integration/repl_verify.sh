@@ -65,6 +65,8 @@ echo "$out"
 [ "$(echo "$out" | grep -c '^differs:')" -eq 1 ] || fail "not exactly one differing range: $out"
 echo "$out" | grep -q "^differs: offset $((20 << 20)) length $((1 << 20))$" || fail "the wrong range: $out"
 echo "$out" | grep -q "compared on 3 replicas: 1 differ$" || fail "summary: $out"
+grep -q "replica p2/db: CKSUM: chunk at $((20 << 20)) unreadable" "$T/caskd_b.log" ||
+  fail "B did not report the damaged chunk: $(grep -i cksum "$T/caskd_b.log")"
 [ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(C vol checksum p3/db | cut -d' ' -f1)" ] ||
   fail "A and C differ"
 $CASK vol status tank/db | grep -q "state serving" || fail "the volume stopped serving: $($CASK vol status tank/db)"
