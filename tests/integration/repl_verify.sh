@@ -67,6 +67,17 @@ echo "$out" | grep -q "^differs: offset $((20 << 20)) length $((1 << 20))$" || f
 echo "$out" | grep -q "compared on 3 replicas: 1 differ$" || fail "summary: $out"
 grep -q "replica p2/db: CKSUM: chunk at $((20 << 20)) unreadable" "$T/caskd_b.log" ||
   fail "B did not report the damaged chunk: $(grep -i cksum "$T/caskd_b.log")"
+# the Python binding says the same (when it is built)
+if [ -d "$CASK_BUILD/python/cask" ]; then
+  CASK_SOCK_A="$SOCK" BUILD="$CASK_BUILD" "$PY" - <<'PY' || fail "Client.vol_verify"
+import os, sys
+sys.path.insert(0, os.environ["BUILD"] + "/python")
+import cask
+r = cask.Client(os.environ["CASK_SOCK_A"]).vol_verify("tank/db")
+assert r["differing"] == 1 and r["ranges"] == [(20 << 20, 1 << 20)] and len(r["replicas"]) == 3, r
+print("python: vol_verify", r["ranges"])
+PY
+fi
 [ "$($CASK vol checksum tank/db | cut -d' ' -f1)" = "$(C vol checksum p3/db | cut -d' ' -f1)" ] ||
   fail "A and C differ"
 $CASK vol status tank/db | grep -q "state serving" || fail "the volume stopped serving: $($CASK vol status tank/db)"
