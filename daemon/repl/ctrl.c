@@ -3213,7 +3213,8 @@ ctrl_rb_untry(const char *export_name, const char *replica)
 
 /* ---- online verify (replication.md section 12.11, as built; replica-protocol.md section 8.2) ---- */
 
-#define VF_BATCH 256u            /* chunks asked of every member per round (256 MiB of volume) */
+#define VF_BATCH 64u             /* chunks asked of every member per round (64 MiB of volume) */
+#define VF_TIMEOUT_S 60          /* a remote member's answer to one round */
 #define VF_RECHECKS 3            /* a differing chunk is compared again this many times before it is reported */
 #define VF_MAXM MAX_MEMBERS
 
@@ -3256,7 +3257,7 @@ typedef struct vfm {
 
 /* The digests of chunks [first, first+n) from member m into out. */
 static int
-vf_digests(vfm *m, ctrl *c, uint64_t size, uint64_t first, uint32_t n, uint8_t (*out)[16], uint8_t *buf,
+vf_digests(vfm *m, ctrl *c, ce_epoch vep, uint64_t size, uint64_t first, uint32_t n, uint8_t (*out)[16], uint8_t *buf,
     char *msg, size_t mlen)
 {
 	if (m->local) {
@@ -3275,7 +3276,7 @@ vf_digests(vfm *m, ctrl *c, uint64_t size, uint64_t first, uint32_t n, uint8_t (
 	ck.ck_length = MIN((uint64_t)n * RP_CKSUM_CHUNK, size - ck.ck_offset);
 	ck.ck_chunk = RP_CKSUM_CHUNK;
 	rp_hdr h;
-	int err = rpc_x(m->fd, RP_CKSUM, c->e, 0, &ck, sizeof(ck), RP_CKSUM_REPLY, buf, RP_MAX_PAYLOAD, &h, msg,
+	int err = rpc_x(m->fd, RP_CKSUM, vep, 0, &ck, sizeof(ck), RP_CKSUM_REPLY, buf, RP_MAX_PAYLOAD, &h, msg,
 	    mlen, m->addr);
 	uint32_t got = 0;
 	while (err == 0) {
@@ -3319,12 +3320,15 @@ verify_work(job *j, void *arg)
 	/* the members of I that count now (not rebuilding, not failed) */
 	pthread_mutex_lock(&c->mu);
 	uint64_t size = ce_vol_size(c->rd);
+	ce_epoch vep = c->e;
+	char pools[VF_MAXM][64];
 	for (int i = 0; i < c->n && nm < VF_MAXM; i++) {
 		ep *e = &c->eps[i];
 		if (!e->in_sync || e->failed || e->removed || e->adding)
 			continue;
 		ms[nm] = (vfm){ e->local, -1, e->local ? e->lh : NULL, "" };
 		snprintf(ms[nm].addr, sizeof(ms[nm].addr), "%s", e->addr);
+		snprintf(pools[nm], sizeof(pools[nm]), "%s", e->pool);
 		snprintf(v->names[nm], sizeof(v->names[nm]), "%s/%s", e->local ? "local" : e->addr, e->pool);
 		nm++;
 	}
@@ -3352,16 +3356,16 @@ verify_work(job *j, void *arg)
 		rp_attach at;
 		memset(&at, 0, sizeof(at));
 		memcpy(at.at_vol_uuid, c->uuid, 16);
-		pthread_mutex_lock(&c->mu);
-		snprintf(at.at_pool, sizeof(at.at_pool), "%s", strchr(v->names[k], '/') + 1);
-		pthread_mutex_unlock(&c->mu);
+		snprintf(at.at_pool, sizeof(at.at_pool), "%.63s", pools[k]);
 		memcpy(at.at_name, c->name, MIN(strlen(c->name), sizeof(at.at_name)));
 		uint8_t st[RP_STATUS_SIZE];
-		if ((err = rpc(ms[k].fd, RP_ATTACH, c->e, 0, &at, sizeof(at), RP_STATUS, st, msg, sizeof(msg),
+		if ((err = rpc(ms[k].fd, RP_ATTACH, vep, 0, &at, sizeof(at), RP_STATUS, st, msg, sizeof(msg),
 		    ms[k].addr)) != 0) {
 			err = err_set(err, "%s", msg);
 			goto out;
 		}
+		struct timeval tv = { VF_TIMEOUT_S, 0 };
+		setsockopt(ms[k].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
 	uint64_t nchunks = (size + RP_CKSUM_CHUNK - 1) / RP_CKSUM_CHUNK;
 	uint8_t (*d[VF_MAXM])[16];
@@ -3376,7 +3380,7 @@ verify_work(job *j, void *arg)
 	for (uint64_t first = 0; first < nchunks && err == 0; first += VF_BATCH) {
 		uint32_t n = (uint32_t)MIN((uint64_t)VF_BATCH, nchunks - first);
 		for (int k = 0; k < nm && err == 0; k++)
-			if ((err = vf_digests(&ms[k], c, size, first, n, d[k], buf, msg, sizeof(msg))) != 0)
+			if ((err = vf_digests(&ms[k], c, vep, size, first, n, d[k], buf, msg, sizeof(msg))) != 0)
 				err = err_set(err, "%s", msg);
 		for (uint32_t i = 0; i < n && err == 0; i++) {
 			if (vf_same(d, nm, i))
@@ -3387,7 +3391,7 @@ verify_work(job *j, void *arg)
 				struct timespec ts = { 0, 100 * 1000000L };
 				nanosleep(&ts, NULL);
 				for (int k = 0; k < nm && err == 0; k++)
-					if ((err = vf_digests(&ms[k], c, size, first + i, 1, one[k], buf, msg, sizeof(msg))) != 0)
+					if ((err = vf_digests(&ms[k], c, vep, size, first + i, 1, one[k], buf, msg, sizeof(msg))) != 0)
 						err = err_set(err, "%s", msg);
 				same = err == 0 && vf_same(one, nm, 0);
 			}
