@@ -97,6 +97,7 @@ fail(reqerr *e, int err, int code)
 	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("vol.replica_rebuild", op_vol_replica_rebuild, "replication.rebuild") \
+	X("vol.verify", op_vol_verify, "replication.verify") \
 	X("vol.replica_add", op_vol_replica_add, NULL) \
 	X("vol.replica_replace", op_vol_replica_replace, NULL) \
 	X("vol.replica_remove", op_vol_replica_remove, NULL) \

@@ -191,6 +191,23 @@ int op_vol_replica_add(json_object *a, json_object *r, reqerr *e) { return repli
 /* vol.replica_replace {"name", "old", "new", "wait"} -> {"job"} */
 int op_vol_replica_replace(json_object *a, json_object *r, reqerr *e) { return replica_job(a, r, e, RB_OP_REPLACE); }
 
+/* vol.verify {"name", "repair"} -> {"job", "size", "chunk", "chunks", "differing", "replicas", "ranges"} */
+int
+op_vol_verify(json_object *args, json_object *res, reqerr *e)
+{
+	const char *full = arg_str(args, "name", 1, e);
+	if (full == NULL)
+		return e->err;
+	int repair = 0;
+	if (arg_bool(args, "repair", &repair, e) != 0)
+		return e->err;
+	if (repair)
+		return fail(e, err_setc(CE_E_INVALID_ARGUMENT, -EOPNOTSUPP, "vol verify --repair is not built "
+		    "(verify reports differing ranges only)"), CE_E_INVALID_ARGUMENT);
+	int err = repl_verify(full, res);
+	return err != 0 ? fail(e, err, ce_errcode_of(err)) : 0;
+}
+
 /* vol.replica_remove {"name", "replica"} -> {} */
 int
 op_vol_replica_remove(json_object *args, json_object *res, reqerr *e)

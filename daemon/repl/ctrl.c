@@ -82,6 +82,7 @@
 #include "phys.h"
 #include "sockio.h"
 #include "util.h"
+#include "../job.h"
 #include "../log.h"
 #include "../registry.h"
 
@@ -617,7 +618,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -3208,4 +3209,275 @@ ctrl_rb_untry(const char *export_name, const char *replica)
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&ctrls_mu);
+}
+
+/* ---- online verify (replication.md section 12.11, as built; replica-protocol.md section 8.2) ---- */
+
+#define VF_BATCH 64u             /* chunks asked of every member per round (64 MiB of volume) */
+#define VF_TIMEOUT_S 60          /* a remote member's answer to one round */
+#define VF_RECHECKS 3            /* a differing chunk is compared again this many times before it is reported */
+#define VF_MAXM MAX_MEMBERS
+
+typedef struct vfjob {
+	ctrl *c;
+	pthread_mutex_t mu;
+	int refs;                    /* the job and the control operation that waits for it */
+	uint64_t chunks, differing, size;
+	int nm;
+	char names[VF_MAXM][140];
+	json_object *ranges;         /* [{"offset", "length", "digests": {member: hex}}] */
+} vfjob;
+
+static void
+vf_put(vfjob *v)
+{
+	pthread_mutex_lock(&v->mu);
+	int last = --v->refs == 0;
+	pthread_mutex_unlock(&v->mu);
+	if (!last)
+		return;
+	json_object_put(v->ranges);
+	pthread_mutex_destroy(&v->mu);
+	free(v);
+}
+
+static void
+vf_free(void *arg)
+{
+	vfjob *v = arg;
+	ctrl_rb_release(v->c);
+	vf_put(v);
+}
+
+typedef struct vfm {
+	int local, fd;
+	ce_vol *lh;
+	char addr[65];
+} vfm;
+
+/* The digests of chunks [first, first+n) from member m into out. */
+static int
+vf_digests(vfm *m, ctrl *c, ce_epoch vep, uint64_t size, uint64_t first, uint32_t n, uint8_t (*out)[16], uint8_t *buf,
+    char *msg, size_t mlen)
+{
+	if (m->local) {
+		if (ce_vol_digest_chunks(m->lh, first, n, out) != 0)
+			for (uint32_t i = 0; i < n; i++) /* as the service does: unreadable, 16 zero bytes */
+				if (ce_vol_digest_chunks(m->lh, first + i, 1, out + i) != 0) {
+					log_warn("replicated volume %s: verify: local chunk at %" PRIu64 " unreadable: %s",
+					    c->export_name, (first + i) * RP_CKSUM_CHUNK, ce_errmsg());
+					memset(out[i], 0, 16);
+				}
+		return 0;
+	}
+	rp_cksum ck;
+	memset(&ck, 0, sizeof(ck));
+	ck.ck_offset = first * RP_CKSUM_CHUNK;
+	ck.ck_length = MIN((uint64_t)n * RP_CKSUM_CHUNK, size - ck.ck_offset);
+	ck.ck_chunk = RP_CKSUM_CHUNK;
+	rp_hdr h;
+	int err = rpc_x(m->fd, RP_CKSUM, vep, 0, &ck, sizeof(ck), RP_CKSUM_REPLY, buf, RP_MAX_PAYLOAD, &h, msg,
+	    mlen, m->addr);
+	uint32_t got = 0;
+	while (err == 0) {
+		rp_cksum_reply cr;
+		memcpy(&cr, buf, sizeof(cr));
+		if (h.rf_len < sizeof(cr) || h.rf_len != sizeof(cr) + (uint64_t)cr.cr_n * 16 ||
+		    cr.cr_offset != (first + got) * RP_CKSUM_CHUNK || cr.cr_n > n - got) {
+			snprintf(msg, mlen, "replica %s: a malformed CKSUM_REPLY", m->addr);
+			return -EPROTO;
+		}
+		memcpy(out + got, buf + sizeof(cr), (size_t)cr.cr_n * 16);
+		got += cr.cr_n;
+		if (!(h.rf_flags & RPF_MORE))
+			break;
+		err = rpc_next(m->fd, RP_CKSUM, RP_CKSUM_REPLY, buf, RP_MAX_PAYLOAD, &h, msg, mlen, m->addr);
+	}
+	if (err == 0 && got != n) {
+		snprintf(msg, mlen, "replica %s: CKSUM answered %u of %u chunks", m->addr, got, n);
+		return -EPROTO;
+	}
+	return err;
+}
+
+static int
+vf_same(uint8_t (*const *d)[16], int nm, uint32_t i)
+{
+	for (int k = 1; k < nm; k++)
+		if (memcmp(d[k][i], d[0][i], 16) != 0)
+			return 0;
+	return 1;
+}
+
+static int
+verify_work(job *j, void *arg)
+{
+	vfjob *v = arg;
+	ctrl *c = v->c;
+	vfm ms[VF_MAXM];
+	int nm = 0, err = 0;
+	char msg[400] = "";
+	/* the members of I that count now (not rebuilding, not failed) */
+	pthread_mutex_lock(&c->mu);
+	uint64_t size = ce_vol_size(c->rd);
+	ce_epoch vep = c->e;
+	char pools[VF_MAXM][64];
+	for (int i = 0; i < c->n && nm < VF_MAXM; i++) {
+		ep *e = &c->eps[i];
+		if (!e->in_sync || e->failed || e->removed || e->adding)
+			continue;
+		ms[nm] = (vfm){ e->local, -1, e->local ? e->lh : NULL, "" };
+		snprintf(ms[nm].addr, sizeof(ms[nm].addr), "%s", e->addr);
+		snprintf(pools[nm], sizeof(pools[nm]), "%s", e->pool);
+		snprintf(v->names[nm], sizeof(v->names[nm]), "%s/%s", e->local ? "local" : e->addr, e->pool);
+		nm++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	v->nm = nm;
+	v->size = size;
+	if (nm < 2) {
+		err = err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "%s has %d in-sync replica(s): nothing to compare",
+		    c->export_name, nm);
+		return err;
+	}
+	for (int k = 0; k < nm; k++) {
+		if (ms[k].local)
+			continue;
+		uint64_t feat = 0;
+		if ((err = peer_connect_f(ms[k].addr, &ms[k].fd, &feat, msg, sizeof(msg))) != 0) {
+			ms[k].fd = -1;
+			err = err_setc(CE_E_PEER_UNREACHABLE, err, "%s", msg);
+			goto out;
+		}
+		if (!(feat & RP_FEAT_VERIFY)) {
+			err = err_setc(CE_E_INVALID_ARGUMENT, -EOPNOTSUPP, "replica %s does not offer VERIFY", ms[k].addr);
+			goto out;
+		}
+		rp_attach at;
+		memset(&at, 0, sizeof(at));
+		memcpy(at.at_vol_uuid, c->uuid, 16);
+		snprintf(at.at_pool, sizeof(at.at_pool), "%.63s", pools[k]);
+		memcpy(at.at_name, c->name, MIN(strlen(c->name), sizeof(at.at_name)));
+		uint8_t st[RP_STATUS_SIZE];
+		if ((err = rpc(ms[k].fd, RP_ATTACH, vep, 0, &at, sizeof(at), RP_STATUS, st, msg, sizeof(msg),
+		    ms[k].addr)) != 0) {
+			err = err_set(err, "%s", msg);
+			goto out;
+		}
+		struct timeval tv = { VF_TIMEOUT_S, 0 };
+		setsockopt(ms[k].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	uint64_t nchunks = (size + RP_CKSUM_CHUNK - 1) / RP_CKSUM_CHUNK;
+	uint8_t (*d[VF_MAXM])[16];
+	for (int k = 0; k < nm; k++)
+		d[k] = xmalloc((size_t)VF_BATCH * 16);
+	uint8_t *buf = xmalloc(RP_MAX_PAYLOAD);
+	uint8_t (*one[VF_MAXM])[16];
+	uint8_t ones[VF_MAXM][1][16];
+	for (int k = 0; k < nm; k++)
+		one[k] = ones[k];
+	job_progress(j, 0, size);
+	for (uint64_t first = 0; first < nchunks && err == 0; first += VF_BATCH) {
+		uint32_t n = (uint32_t)MIN((uint64_t)VF_BATCH, nchunks - first);
+		for (int k = 0; k < nm && err == 0; k++)
+			if ((err = vf_digests(&ms[k], c, vep, size, first, n, d[k], buf, msg, sizeof(msg))) != 0)
+				err = err_set(err, "%s", msg);
+		for (uint32_t i = 0; i < n && err == 0; i++) {
+			if (vf_same(d, nm, i))
+				continue;
+			/* live writes reach the members at different moments: compare again (section 12.11) */
+			int same = 0;
+			for (int r = 0; r < VF_RECHECKS && !same && err == 0; r++) {
+				struct timespec ts = { 0, 100 * 1000000L };
+				nanosleep(&ts, NULL);
+				for (int k = 0; k < nm && err == 0; k++)
+					if ((err = vf_digests(&ms[k], c, vep, size, first + i, 1, one[k], buf, msg, sizeof(msg))) != 0)
+						err = err_set(err, "%s", msg);
+				same = err == 0 && vf_same(one, nm, 0);
+			}
+			if (err != 0 || same)
+				continue;
+			uint64_t off = (first + i) * RP_CKSUM_CHUNK;
+			json_object *o = json_object_new_object(), *dg = json_object_new_object();
+			json_object_object_add(o, "offset", json_object_new_uint64(off));
+			json_object_object_add(o, "length", json_object_new_uint64(MIN((uint64_t)RP_CKSUM_CHUNK, size - off)));
+			for (int k = 0; k < nm; k++) {
+				char hex[33];
+				for (int b = 0; b < 16; b++)
+					snprintf(hex + 2 * b, 3, "%02x", one[k][0][b]);
+				json_object_object_add(dg, v->names[k], json_object_new_string(hex));
+			}
+			json_object_object_add(o, "digests", dg);
+			pthread_mutex_lock(&v->mu);
+			json_object_array_add(v->ranges, o);
+			v->differing++;
+			pthread_mutex_unlock(&v->mu);
+		}
+		pthread_mutex_lock(&v->mu);
+		v->chunks += n;
+		pthread_mutex_unlock(&v->mu);
+		if (err == 0 && job_progress(j, MIN((first + n) * RP_CKSUM_CHUNK, size), size) != 0)
+			err = -ECANCELED;
+	}
+	for (int k = 0; k < nm; k++)
+		free(d[k]);
+	free(buf);
+	if (err == 0) {
+		char res[200];
+		snprintf(res, sizeof(res), "%" PRIu64 " chunks of 1 MiB compared on %d replicas, %" PRIu64 " differ",
+		    v->chunks, nm, v->differing);
+		job_set_result(j, res);
+		log_info("replicated volume %s: verify: %s", c->export_name, res);
+	}
+out:
+	for (int k = 0; k < nm; k++)
+		if (ms[k].fd >= 0)
+			close(ms[k].fd);
+	return err;
+}
+
+int
+repl_verify(const char *export_name, json_object *res)
+{
+	int err;
+	ctrl *c = ctrl_rb_claim(export_name, &err);
+	if (c == NULL)
+		return err == -ENOENT ? err_setc(CE_E_NOT_REPLICATED, -EINVAL, "%s is not a replicated volume this "
+		    "caskd controls", export_name) : err == -EBUSY ? err_setc(CE_E_BUSY, -EBUSY, "%s: a rebuild "
+		    "or verify is running (one at a time per volume)", export_name) : err_set(-ESTALE, "%s is fenced",
+		    export_name);
+	vfjob *v = xcalloc(1, sizeof(*v));
+	v->c = c;
+	v->refs = 2;
+	v->ranges = json_object_new_array();
+	pthread_mutex_init(&v->mu, NULL);
+	char pool[64];
+	const char *slash = strchr(export_name, '/');
+	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - export_name) : 0, export_name);
+	uint64_t id = job_start("verify", pool, export_name, 0, verify_work, v, vf_free);
+	if (id == 0) {
+		vf_put(v);
+		return err_setc(CE_E_BUSY, -ESHUTDOWN, "caskd is stopping");
+	}
+	job_wait(id, -1);
+	int code;
+	char msg[1024];
+	if ((err = job_outcome(id, &code, msg, sizeof(msg))) != 0) {
+		vf_put(v);
+		return err_setc(code, err, "%s", msg);
+	}
+	pthread_mutex_lock(&v->mu);
+	json_object_object_add(res, "job", json_object_new_uint64(id));
+	json_object_object_add(res, "size", json_object_new_uint64(v->size));
+	json_object_object_add(res, "chunk", json_object_new_uint64(RP_CKSUM_CHUNK));
+	json_object_object_add(res, "chunks", json_object_new_uint64(v->chunks));
+	json_object_object_add(res, "differing", json_object_new_uint64(v->differing));
+	json_object *rep = json_object_new_array();
+	for (int k = 0; k < v->nm; k++)
+		json_object_array_add(rep, json_object_new_string(v->names[k]));
+	json_object_object_add(res, "replicas", rep);
+	json_object_object_add(res, "ranges", json_object_get(v->ranges));
+	pthread_mutex_unlock(&v->mu);
+	vf_put(v);
+	return 0;
 }

@@ -22,6 +22,9 @@ int repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce
 vio_dev *repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p, ce_vol *cv);
 /* vol.status: 0 with the fields added to res, -ENOENT when not a controlled volume. */
 int repl_ctrl_status(const char *export_name, json_object *res);
+/* Online verify (replication.md 12.11): a job comparing the in-sync members chunk by chunk; waits for it and
+ * fills res {"job", "size", "chunk", "chunks", "differing", "replicas", "ranges"}; 0 or -errno. */
+int repl_verify(const char *export_name, json_object *res);
 /*
  * `vol takeover` (rule 7): become the controller of replica pool/name from
  * the members it can reach (membership read from them, the old controller

@@ -126,10 +126,10 @@ rp_payload_size(uint16_t type)
 	case RP_MB_COMMIT: return 1280;
 	case RP_RB_BEGIN: return 128;
 	case RP_RB_STATE: return 144;
-	case RP_RB_SCAN: case RP_RB_PROGRESS: return 48;
+	case RP_RB_SCAN: case RP_RB_PROGRESS: case RP_CKSUM: return 48;
 	case RP_RB_HOLE: return 24;
 	case RP_RB_CURSOR: case RP_RB_END: return 16;
-	case RP_WRITE: case RP_READ_DATA: case RP_RB_RANGES: case RP_RB_DATA: return -1;
+	case RP_WRITE: case RP_READ_DATA: case RP_RB_RANGES: case RP_RB_DATA: case RP_CKSUM_REPLY: return -1;
 	default: return -2;
 	}
 }
@@ -173,6 +173,8 @@ rp_type_name(uint16_t t)
 	case RP_OP_DONE: return "OP_DONE";
 	case RP_READ: return "READ";
 	case RP_READ_DATA: return "READ_DATA";
+	case RP_CKSUM: return "CKSUM";
+	case RP_CKSUM_REPLY: return "CKSUM_REPLY";
 	case RP_RB_BEGIN: return "RB_BEGIN";
 	case RP_RB_STATE: return "RB_STATE";
 	case RP_RB_SCAN: return "RB_SCAN";

@@ -29,6 +29,7 @@ enum rp_type {
 	RP_MB_COMMIT = 0x40, RP_MB_ACK = 0x41,
 	RP_APPLIED = 0x50, RP_DURABLE = 0x51, RP_FLUSH = 0x52, RP_OP_DONE = 0x53,
 	RP_READ = 0x58, RP_READ_DATA = 0x59,
+	RP_CKSUM = 0x60, RP_CKSUM_REPLY = 0x61,
 	RP_RB_BEGIN = 0x70, RP_RB_STATE = 0x71, RP_RB_SCAN = 0x72, RP_RB_RANGES = 0x73,
 	RP_RB_DATA = 0x75, RP_RB_HOLE = 0x76, RP_RB_PROGRESS = 0x78, RP_RB_CURSOR = 0x79,
 	RP_RB_END = 0x7a,
@@ -281,6 +282,21 @@ typedef struct rp_rb_range {
 	uint64_t offset, length;
 	uint32_t kind, pad;          /* 0 data, 1 hole */
 } rp_rb_range;
+/* CKSUM (feature VERIFY, replica-protocol.md section 8.2) */
+#define RP_CKSUM_CHUNK (1u << 20)
+#define RP_CKSUM_MAX 4096u
+typedef struct rp_cksum {
+	uint64_t ck_identity;        /* 0: the live volume (the only one built) */
+	uint64_t ck_offset, ck_length;
+	uint32_t ck_chunk, ck_pad;
+	uint8_t ck_reserved[16];
+} rp_cksum;
+typedef struct rp_cksum_reply {
+	uint64_t cr_offset;
+	uint32_t cr_n, cr_pad;
+} rp_cksum_reply;
+_Static_assert(sizeof(rp_cksum) == 48, "CKSUM is 48 bytes");
+_Static_assert(sizeof(rp_cksum_reply) == 16, "CKSUM_REPLY's head is 16 bytes");
 typedef struct rp_rb_data {
 	uint64_t offset;
 	uint32_t length, pad;

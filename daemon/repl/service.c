@@ -304,7 +304,7 @@ handshake(rconn *c)
 	hr.hr_min_version = 1;
 	hr.hr_max_version = RP_VERSION;
 	hr.hr_flags = cfg.key ? HE_KEY : HE_INSECURE;
-	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD);
+	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY);
 	c->features = hr.hr_features;
 	hr.hr_instance = cfg.instance;
 	if (getrandom(c->nonce_r, RP_NONCE, 0) != RP_NONCE)
@@ -585,6 +585,13 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		}
 		ok_state = c->st >= CS_BOUND;
 		break;
+	case RP_CKSUM:
+		if (!(c->features & RP_FEAT_VERIFY)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (VERIFY)");
+			return -EPROTO;
+		}
+		ok_state = c->st >= CS_BOUND;
+		break;
 	case RP_TAIL_LIST: case RP_TAIL_BEGIN: case RP_TAIL_DATA:
 	case RP_SNAPSHOT: case RP_SNAP_DESTROY: case RP_SNAP_RENAME:
 		if (!(c->features & RP_FEAT_TAIL)) {
@@ -828,6 +835,46 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		rp_read_data rdd = { a, 0 };
 		memcpy(c->payload, &rdd, 16);
 		return send_frame(c, RP_READ_DATA, 0, 0, h->rf_id, c->payload, 16 + (size_t)rd.length);
+	}
+	case RP_CKSUM: {
+		/* the digests L_i of replication.md 12.11 of the chunks of [offset, offset+length) of the
+		 * live volume as this replica has applied it now; MORE while more frames follow */
+		rp_cksum ck;
+		memcpy(&ck, pl, sizeof(ck));
+		if (ck.ck_identity != 0 || ck.ck_chunk != RP_CKSUM_CHUNK) {
+			send_error(c, RPE_INVALID_RANGE, h, 0, NULL, 0, "CKSUM: only the live volume (identity 0) "
+			    "in chunks of 1 MiB");
+			return 0;
+		}
+		if (ck.ck_offset % RP_CKSUM_CHUNK != 0 || ck.ck_length == 0 || ck.ck_offset >= ri.size ||
+		    ck.ck_length > ri.size - ck.ck_offset) {
+			send_error(c, RPE_INVALID_RANGE, h, 0, NULL, 0, "CKSUM outside the volume or not on a chunk");
+			return 0;
+		}
+		uint64_t first = ck.ck_offset / RP_CKSUM_CHUNK;
+		uint64_t end = (ck.ck_offset + ck.ck_length + RP_CKSUM_CHUNK - 1) / RP_CKSUM_CHUNK;
+		while (first < end) {
+			uint32_t n = (uint32_t)MIN(end - first, (uint64_t)RP_CKSUM_MAX);
+			rp_cksum_reply cr = { first * RP_CKSUM_CHUNK, n, 0 };
+			memcpy(c->payload, &cr, sizeof(cr));
+			uint8_t (*dg)[16] = (uint8_t (*)[16])(c->payload + sizeof(cr));
+			if (ce_vol_digest_chunks(c->rd, first, n, dg) != 0) {
+				/* chunk by chunk: one this replica cannot read (a checksum error) has the digest
+				 * of 16 zero bytes, "unreadable", so that the controller reports it */
+				for (uint32_t i = 0; i < n; i++)
+					if (ce_vol_digest_chunks(c->rd, first + i, 1, dg + i) != 0) {
+						log_warn("replica %s: CKSUM: chunk at %" PRIu64 " unreadable: %s",
+						    c->export_name, (first + i) * RP_CKSUM_CHUNK, ce_errmsg());
+						memset(dg[i], 0, 16);
+					}
+			}
+			first += n;
+			int e2 = send_frame(c, RP_CKSUM_REPLY, first < end ? RPF_MORE : 0, 0, h->rf_id, c->payload,
+			    sizeof(cr) + (size_t)n * 16);
+			if (e2 != 0)
+				return e2;
+		}
+		return 0;
 	}
 	default:
 		if (rb_target_type(t))

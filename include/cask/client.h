@@ -596,6 +596,26 @@ int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica
 int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
     uint64_t *job);
 int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+/*
+ * Online verify (CASK_1.1, feature "replication.verify"; docs/replication.md
+ * section 12.11): the controller of POOL/VOL compares the 1 MiB chunk
+ * digests of its in-sync replicas (a job of kind "verify", shown by
+ * cask_job_list while it runs; this call waits for it) and gives every
+ * chunk where they still differ after re-checks in *ranges (malloc'd, the
+ * caller frees it; *n of them). flags: 0 (repair is not built:
+ * INVALID_ARGUMENT). NOT_REPLICATED, BUSY (a rebuild or verify runs),
+ * PEER_UNREACHABLE, IO_ERROR (a damaged block on a replica).
+ */
+typedef struct cask_verify_range {
+	uint64_t offset, length;
+} cask_verify_range;
+typedef struct cask_verify_result {
+	uint64_t job, size, chunks, differing;
+	unsigned nreplicas;
+	char replicas[5][140];       /* "local/POOL" or "HOST:PORT/POOL" */
+} cask_verify_result;
+int cask_vol_verify(cask_client *c, const char *vol, unsigned flags, cask_verify_result *out,
+    cask_verify_range **ranges, size_t *n);
 /* The rebuild of each replica that has had one since this controller started (vol.status). */
 typedef struct cask_rebuild_info {
 	char replica[140];           /* HOST:PORT/POOL */

@@ -837,6 +837,44 @@ cask_vol_checksum(cask_client *c, const char *name, uint8_t digest[16])
 }
 
 int
+cask_vol_verify(cask_client *c, const char *vol, unsigned flags, cask_verify_result *out,
+    cask_verify_range **ranges, size_t *n)
+{
+	if (flags != 0)
+		return set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_verify: unknown flags 0x%x", flags);
+	json_object *a = json_object_new_object(), *r, *arr;
+	json_object_object_add(a, "name", json_object_new_string(vol));
+	int rc = call(c, "vol.verify", a, &r);
+	if (rc != 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->job = get_u64(r, "job");
+	out->size = get_u64(r, "size");
+	out->chunks = get_u64(r, "chunks");
+	out->differing = get_u64(r, "differing");
+	if (json_object_object_get_ex(r, "replicas", &arr) && json_object_is_type(arr, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(arr) && out->nreplicas < 5; i++)
+			snprintf(out->replicas[out->nreplicas++], sizeof(out->replicas[0]), "%s",
+			    json_object_get_string(json_object_array_get_idx(arr, i)));
+	size_t len = json_object_object_get_ex(r, "ranges", &arr) && json_object_is_type(arr, json_type_array) ?
+	    json_object_array_length(arr) : 0;
+	cask_verify_range *v = calloc(len ? len : 1, sizeof(*v));
+	if (v == NULL) {
+		json_object_put(r);
+		return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
+	}
+	for (size_t i = 0; i < len; i++) {
+		json_object *o = json_object_array_get_idx(arr, i);
+		v[i].offset = get_u64(o, "offset");
+		v[i].length = get_u64(o, "length");
+	}
+	json_object_put(r);
+	*ranges = v;
+	*n = len;
+	return 0;
+}
+
+int
 cask_vol_rebuild_list(cask_client *c, const char *vol, cask_rebuild_info **out, size_t *n)
 {
 	json_object *a = json_object_new_object(), *r, *arr;

@@ -100,6 +100,12 @@ int cask_vol_replica_remove(cask_client *c, const char *vol, const char *replica
 int cask_vol_replica_replace(cask_client *c, const char *vol, const char *old_r, const char *new_r,
     uint64_t *job);
 int cask_vol_replica_rebuild(cask_client *c, const char *vol, const char *replica, uint64_t *job);
+typedef struct { uint64_t offset, length; } cask_verify_range;
+typedef struct {
+    uint64_t job, size, chunks, differing; unsigned nreplicas; char replicas[5][140];
+} cask_verify_result;
+int cask_vol_verify(cask_client *c, const char *vol, unsigned flags, cask_verify_result *out,
+    cask_verify_range **ranges, size_t *n);
 typedef struct {
     char address[64]; char pool[64]; uint64_t id; int local; char state[16]; char reason[16]; char link[16];
     uint64_t acked_seq, durable_seq, lag_ops;

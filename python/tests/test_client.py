@@ -225,7 +225,8 @@ def test_snapshots_holds_clones(client, daemon):
     for call in (lambda: client.vol_replica_add("tank/s", "127.0.0.1:1/p2"),
                  lambda: client.vol_replica_rebuild("tank/s", "127.0.0.1:1/p2", wait=False),
                  lambda: client.vol_replica_replace("tank/s", "127.0.0.1:1/p2", "127.0.0.1:2/p3"),
-                 lambda: client.vol_replica_remove("tank/s", "127.0.0.1:1/p2")):
+                 lambda: client.vol_replica_remove("tank/s", "127.0.0.1:1/p2"),
+                 lambda: client.vol_verify("tank/s")):
         with pytest.raises(cask.InvalidArgument) as e:
             call()
         assert e.value.code == "NOT_REPLICATED", e.value

@@ -201,6 +201,13 @@ tour(void *arg)
 	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 0), EINVAL, "NOT_REPLICATED");
 	CHECK_CODE(cask_vol_replica_remove(c, v, "127.0.0.1:1/p2", 8), EINVAL, "INVALID_ARGUMENT");
 	CHECK(rjob == 0);
+	/* verify needs a replicated volume too (repl_verify.sh drives it for real) */
+	cask_verify_result vres;
+	cask_verify_range *vrg = NULL;
+	size_t nvrg = 0;
+	CHECK_CODE(cask_vol_verify(c, v, 0, &vres, &vrg, &nvrg), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_verify(c, v, 1, &vres, &vrg, &nvrg), EINVAL, "INVALID_ARGUMENT");
+	CHECK(vrg == NULL && nvrg == 0);
 	cask_rebuild_info *rbl;
 	size_t nrbl;
 	CHECK_CODE(cask_vol_rebuild_list(c, v, &rbl, &nrbl), EINVAL, "NOT_REPLICATED");
