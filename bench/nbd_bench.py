@@ -31,7 +31,9 @@ first); --quick leaves out nbdcopy and the idle-client figures.
 With --ab OLD_BUILD the peers are left out: caskd of OLD_BUILD and of
 --build are measured alternately, --rounds times each (ABBA order, so a
 drift in the machine's load falls on both), and the table gives each
-workload's median MB/s of both and new/old. --only is another name for
+workload's median MB/s of both and new/old, and the median CPU
+(user+system) caskd used per MB moved, a less noisy second measure on a
+loaded machine. --workloads applies here too. --only is another name for
 --workloads.
 """
 import argparse
@@ -111,7 +113,23 @@ def run_fio(uri, rw, bs, depth, timed, seconds, size, jobs=1):
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     job = json.loads(out[out.index("{"):])["jobs"][0]
     side = job["write"] if "write" in rw else job["read"]
-    return {"iops": side["iops"], "mbs": side["bw_bytes"] / 1e6, "lat_us": side["clat_ns"]["mean"] / 1000}
+    return {"iops": side["iops"], "mbs": side["bw_bytes"] / 1e6, "lat_us": side["clat_ns"]["mean"] / 1000,
+            "io_mb": side["io_bytes"] / 1e6}
+
+
+def cpu_seconds(proc):
+    """User plus system CPU seconds a process has used so far (/proc/PID/stat)."""
+    fields = open("/proc/%d/stat" % proc.pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pick_workloads(a):
+    """The WORKLOADS --workloads names, in their order; seqwrite-1m (the fill) always."""
+    wanted = set(a.workloads.split(",")) | {"seqwrite-1m"}
+    for w in wanted:
+        if w not in [x[0] for x in WORKLOADS]:
+            sys.exit("nbd_bench: no workload %s" % w)
+    return [w for w in WORKLOADS if w[0] in wanted]
 
 
 def run_nbdcopy(uri, conns):
@@ -267,11 +285,7 @@ def main():
     if "cask" not in names:
         sys.exit("nbd_bench: the targets must include cask")
     targets = [(n, every[n]) for n in names]
-    wanted = set(a.workloads.split(",")) | {"seqwrite-1m"}
-    for w in wanted:
-        if w not in [x[0] for x in WORKLOADS]:
-            sys.exit("nbd_bench: no workload %s" % w)
-    workloads = [w for w in WORKLOADS if w[0] in wanted]
+    workloads = pick_workloads(a)
 
     def body(name, uri, tmp):
         res = {}
@@ -351,13 +365,19 @@ def main_ab(a):
         order += pair if r % 2 == 0 else pair[::-1]
     targets = [("%s#%d" % (tag, i), (lambda b: lambda t, p: start_cask(a, t, p, build=b))(build))
                for i, (tag, build) in enumerate(order)]
+    workloads = pick_workloads(a)
 
     def body(name, uri, tmp):
         res = {}
-        for wname, rw, bs, depth, timed, jobs in WORKLOADS:
+        for wname, rw, bs, depth, timed, jobs in workloads:
+            c0 = cpu_seconds(CURRENT["proc"])
             res[wname] = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
-            print("%-10s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (
-                name, wname, res[wname]["iops"], res[wname]["mbs"], res[wname]["lat_us"]), flush=True)
+            # caskd's CPU per MB moved: less noisy than wall clock on a loaded machine (the
+            # ramp's CPU is counted, its bytes are not: the same bias for old and new)
+            res[wname]["cpu_ms_mb"] = 1000 * (cpu_seconds(CURRENT["proc"]) - c0) / max(res[wname]["io_mb"], 1e-9)
+            print("%-10s %-24s %10.0f IOPS %9.1f MB/s %9.1f us %7.2f CPU ms/MB  load %s" % (
+                name, wname, res[wname]["iops"], res[wname]["mbs"], res[wname]["lat_us"],
+                res[wname]["cpu_ms_mb"], open("/proc/loadavg").read().split()[0]), flush=True)
         return res
 
     results = run_targets("cask-nbd-ab-", targets, body)
@@ -367,14 +387,20 @@ def main_ab(a):
         n = len(xs)
         return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
-    print("\n%-24s %12s %12s %8s   (median of %d runs each, MB/s)" % ("workload", "old", "new", "new/old",
-                                                                     a.rounds))
+    print("\n%-24s %9s %9s %8s %9s %9s %8s   (medians of %d runs each)" % (
+        "workload", "old MB/s", "new MB/s", "new/old", "old CPU", "new CPU", "new/old", a.rounds))
     table = {}
-    for wname in [w[0] for w in WORKLOADS]:
-        o = median([r[wname]["mbs"] for n, r in results.items() if n.startswith("old")])
-        n_ = median([r[wname]["mbs"] for n, r in results.items() if n.startswith("new")])
-        table[wname] = {"old": o, "new": n_, "ratio": n_ / o if o else 0}
-        print("%-24s %12.1f %12.1f %7.2fx" % (wname, o, n_, n_ / o if o else 0))
+    for wname in [w[0] for w in workloads]:
+        def med(side, key):
+            return median([r[wname][key] for n, r in results.items() if n.startswith(side)])
+        o, n_ = med("old", "mbs"), med("new", "mbs")
+        co, cn = med("old", "cpu_ms_mb"), med("new", "cpu_ms_mb")
+        table[wname] = {"old": o, "new": n_, "ratio": n_ / o if o else 0,
+                        "old_cpu_ms_mb": co, "new_cpu_ms_mb": cn, "cpu_ratio": cn / co if co else 0}
+        print("%-24s %9.1f %9.1f %7.2fx %9.2f %9.2f %7.2fx" % (wname, o, n_, n_ / o if o else 0,
+                                                              co, cn, cn / co if co else 0))
+    print("(CPU: caskd's user+system milliseconds per MB moved; load now %s)"
+          % " ".join(open("/proc/loadavg").read().split()[:3]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"bench": "nbd-ab", "old": a.ab, "new": a.build, "size_mb": a.size_mb,
