@@ -307,7 +307,8 @@ aread_submit(aread_batch *b)
 		i = j;
 	}
 	b->left = b->nruns;
-	atomic_fetch_add_explicit(&ar->requests, 1, memory_order_relaxed);
+	if (!b->prefetch)
+		atomic_fetch_add_explicit(&ar->requests, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&ar->device_reads, b->nruns, memory_order_relaxed);
 	pthread_mutex_lock(&ar->lock);
 	ar->inflight++; /* invariant 3: before the submitter lets go of free_lock */

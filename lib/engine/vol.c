@@ -775,6 +775,8 @@ ra_note(ce_vol *h, uint64_t off, uint64_t len, int can_block)
 	pthread_mutex_unlock(&h->ra_lock);
 	if (!ra_send(h, start, stop, can_block)) {
 		pthread_mutex_lock(&h->ra_lock);
+		if (h->ra_end == stop)
+			h->ra_end = start; /* nothing sent (or nothing needed): the next read tries again */
 		h->ra_busy = 0;
 		pthread_cond_broadcast(&h->ra_cv);
 		pthread_mutex_unlock(&h->ra_lock);
