@@ -677,7 +677,8 @@ const ilog_ops vol_ilog_ops = {
  *   c. At most one batch per handle is in flight (ra_busy), of at most
  *      one window: memory in flight is bounded by the window, and once
  *      done by the cache's budget. ce_vol_close waits for it (the
- *      callback names the handle).
+ *      callback names the handle), so a handle is never closed from a
+ *      read callback (the completion thread would wait for itself).
  *   d. A read that is not sequential resets the stream: nothing more is
  *      sent until two sequential reads again (a batch already sent is
  *      not cancelled; it is at most one window).
