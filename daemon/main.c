@@ -128,6 +128,8 @@ usage(FILE *f)
 	    "  --dirty-max SIZE        dirty data per pool before writers wait (default 512M)\n"
 	    "  --sync-threads N|none   per pool: threads that compress and checksum a txg's\n"
 	    "                          blocks beside the sync thread (default: one per core)\n"
+	    "  --readahead SIZE|none   per pool: read-ahead window of a volume read sequentially\n"
+	    "                          (default 4M; at most 64M and a quarter of --cache)\n"
 	    "  -v, --verbose           log more (repeat for debug)\n"
 	    "  -q, --quiet             log only warnings and errors\n"
 	    "  -h, --help              this help\n"
@@ -307,7 +309,7 @@ main(int argc, char **argv)
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
-		{ "replica-advertise", 1, NULL, 1104 }, { "no-io-uring", 0, NULL, 1108 },
+		{ "replica-advertise", 1, NULL, 1104 }, { "no-io-uring", 0, NULL, 1108 }, { "readahead", 1, NULL, 1120 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -443,6 +445,18 @@ main(int argc, char **argv)
 				return 2;
 			}
 			opts.sync_threads = (int)v;
+			break;
+		}
+		case 1120: {
+			uint64_t v;
+			if (strcmp(optarg, "none") == 0) {
+				opts.readahead_bytes = CE_READAHEAD_NONE;
+			} else if (util_parse_size(optarg, &v) != 0 || v == 0) {
+				fprintf(stderr, "caskd: bad size '%s' for --readahead (a size, or none)\n", optarg);
+				return 2;
+			} else {
+				opts.readahead_bytes = v;
+			}
 			break;
 		}
 		case 1108:

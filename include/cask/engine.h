@@ -88,8 +88,15 @@ typedef struct ce_pool_opts {
 	 * 16), CE_SYNC_THREADS_NONE = none (the sync thread alone).
 	 */
 	int sync_threads;
+	/*
+	 * Read-ahead window of a volume handle read sequentially
+	 * (docs/design-vio.md §8.1): 0 = 4 MiB, CE_READAHEAD_NONE = off;
+	 * at most 64 MiB and a quarter of the cache budget.
+	 */
+	uint64_t readahead_bytes;
 } ce_pool_opts;
 #define CE_SYNC_THREADS_NONE (-1)
+#define CE_READAHEAD_NONE UINT64_MAX
 
 #define CE_SYNC_HIST_BUCKETS 32 /* bucket k: txg syncs that took [2^k, 2^(k+1)) us (k = 0: also < 1 us) */
 typedef struct ce_pool_stat {
@@ -159,6 +166,9 @@ typedef struct ce_aread_stat {
 	uint64_t fallbacks;      /* ... that said -EAGAIN */
 	uint64_t device_reads;   /* reads sent to the ring */
 	uint64_t ring_max;       /* most device reads in the ring at once */
+	uint64_t readahead_batches; /* read-ahead windows sent (ce_pool_opts.readahead_bytes) */
+	uint64_t readahead_blocks;  /* blocks they read into the cache */
+	uint64_t readahead_failed;  /* windows with a block that failed (not cached; its reader gets EIO) */
 } ce_aread_stat;
 int ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st);
 

@@ -36,6 +36,13 @@
  *   6. An injected read fault (fault.c) is asked once per run, as the
  *      backend's pread would be, and a failing run returns no data: it
  *      goes through the ring as a no-op and completes with -EIO.
+ *   7. A read-ahead batch (aread_batch_prefetch; vol.c's read-ahead) has
+ *      no caller buffers (dst NULL): each block it reads is verified
+ *      like any other and only then put in the cache; a block that fails
+ *      verification is counted (cksum_errors, ra_failed) and left out,
+ *      so the reader who wants it reads it again and gets -EIO
+ *      (invariant 1). It always fills the cache: the cache's budget is
+ *      the bound on the memory read-ahead holds once the batch is done.
  */
 #include "aread.h"
 #include "blkio.h"
@@ -89,6 +96,7 @@ struct aread_batch {
 	size_t nruns, left;  /* runs not yet done (completion thread) */
 	int err;
 	int cache_fill;
+	int prefetch;        /* read-ahead: fills the cache only (invariant 7) */
 };
 
 typedef struct ar_parked {
@@ -114,6 +122,7 @@ struct aread {
 	size_t nparked, capparked;
 	/* counters */
 	_Atomic uint64_t requests, inline_done, fallbacks, device_reads, ring_max;
+	_Atomic uint64_t ra_batches, ra_blocks, ra_failed;
 };
 
 static int
@@ -224,6 +233,27 @@ raw_free(ar_run *r)
 	r->raw = NULL;
 }
 
+void
+aread_batch_prefetch(aread_batch *b)
+{
+	b->prefetch = 1;
+}
+
+void
+aread_add_prefetch(aread_batch *b, const bp_phys *bp)
+{
+	ce_pool *p = b->p;
+	VERIFY(b->prefetch);
+	/* A hole, an impossible pointer or a cached block: nothing to read ahead (the reader judges it). */
+	if (bp_is_hole(bp) || !blk_bp_sane(p, bp) || cache_has(&p->cache, bp))
+		return;
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 8;
+		b->items = xrealloc(b->items, b->cap * sizeof(ar_item));
+	}
+	b->items[b->n++] = (ar_item){ *bp, NULL, 0, bp->bp_lsize };
+}
+
 int
 aread_submit(aread_batch *b)
 {
@@ -234,7 +264,11 @@ aread_submit(aread_batch *b)
 		batch_free(b);
 		return err;
 	}
-	b->cache_fill = b->n <= AR_CACHE_MAX;
+	b->cache_fill = b->prefetch || b->n <= AR_CACHE_MAX;
+	if (b->prefetch) {
+		atomic_fetch_add_explicit(&ar->ra_batches, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&ar->ra_blocks, b->n, memory_order_relaxed);
+	}
 	qsort(b->items, b->n, sizeof(ar_item), item_cmp);
 	b->runs = xcalloc(b->n, sizeof(ar_run));
 	for (size_t i = 0; i < b->n;) {
@@ -247,7 +281,7 @@ aread_submit(aread_batch *b)
 			j++;
 		}
 		/* Straight into the caller's buffer: whole uncompressed blocks, contiguous and aligned there. */
-		int direct = ((uintptr_t)it->dst % CE_SECTOR) == 0;
+		int direct = it->dst != NULL && ((uintptr_t)it->dst % CE_SECTOR) == 0;
 		for (size_t k = i; direct && k < j; k++) {
 			const ar_item *x = &b->items[k];
 			direct = x->bp.bp_comp == CE_COMP_OFF && x->off == 0 && x->len == x->bp.bp_lsize &&
@@ -273,7 +307,8 @@ aread_submit(aread_batch *b)
 		i = j;
 	}
 	b->left = b->nruns;
-	atomic_fetch_add_explicit(&ar->requests, 1, memory_order_relaxed);
+	if (!b->prefetch)
+		atomic_fetch_add_explicit(&ar->requests, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&ar->device_reads, b->nruns, memory_order_relaxed);
 	pthread_mutex_lock(&ar->lock);
 	ar->inflight++; /* invariant 3: before the submitter lets go of free_lock */
@@ -294,13 +329,15 @@ batch_finish(aread_batch *b)
 	aread *ar = b->p->ar;
 	aread_done_fn fn = b->fn;
 	void *arg = b->arg;
-	int err = b->err;
+	int err = b->err, prefetch = b->prefetch;
 	batch_free(b);
 	pthread_mutex_lock(&ar->lock);
 	VERIFY3U(ar->inflight, >, 0);
 	if (--ar->inflight == 0)
 		pthread_cond_broadcast(&ar->cv);
 	pthread_mutex_unlock(&ar->lock);
+	if (err != 0 && prefetch)
+		atomic_fetch_add_explicit(&ar->ra_failed, 1, memory_order_relaxed);
 	fn(arg, err); /* invariant 2 */
 }
 
@@ -313,7 +350,7 @@ run_verify(aread_batch *b, ar_run *r)
 		ar_item *it = &b->items[k];
 		const bp_phys *bp = &it->bp;
 		uint8_t *raw = r->raw + (bp->bp_offset - r->off);
-		int whole = it->off == 0 && it->len == bp->bp_lsize;
+		int whole = it->dst != NULL && it->off == 0 && it->len == bp->bp_lsize;
 		uint8_t *logical;
 		if (whole)
 			logical = it->dst; /* == raw when direct: verified in place */
@@ -324,7 +361,7 @@ run_verify(aread_batch *b, ar_run *r)
 		if (blk_verify(p, bp, raw, logical) != 0) {
 			b->err = -EIO; /* invariant 1 (counted by blk_verify) */
 		} else {
-			if (!whole)
+			if (!whole && it->dst != NULL)
 				memcpy(it->dst, logical + it->off, it->len);
 			if (b->cache_fill)
 				cache_put(&p->cache, bp, logical);
@@ -528,6 +565,9 @@ ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st)
 	st->fallbacks = atomic_load(&ar->fallbacks);
 	st->device_reads = atomic_load(&ar->device_reads);
 	st->ring_max = atomic_load(&ar->ring_max);
+	st->readahead_batches = atomic_load(&ar->ra_batches);
+	st->readahead_blocks = atomic_load(&ar->ra_blocks);
+	st->readahead_failed = atomic_load(&ar->ra_failed);
 	return 0;
 }
 

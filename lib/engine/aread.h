@@ -47,6 +47,14 @@ void aread_add(aread_batch *b, const bp_phys *bp, uint8_t *dst, uint32_t off, ui
  * called, and the result (0 or -EIO) is returned.
  */
 int aread_submit(aread_batch *b);
+/*
+ * Read-ahead (aread.c invariant 7): mark a new batch as one that only
+ * fills the cache, then name its blocks with aread_add_prefetch (holes,
+ * cached blocks and impossible pointers are skipped). fn's err says
+ * whether every block was verified; failed blocks are not cached.
+ */
+void aread_batch_prefetch(aread_batch *b);
+void aread_add_prefetch(aread_batch *b, const bp_phys *bp);
 /* Free a batch that will not be submitted (nothing of it was sent). */
 void aread_batch_drop(aread_batch *b);
 

@@ -105,6 +105,16 @@ cache_prefetch(cache *c, const bp_phys *bps, size_t n)
 }
 
 int
+cache_has(cache *c, const bp_phys *bp)
+{
+	pthread_mutex_lock(&c->lock);
+	cache_ent *e = htab_get(&c->map, bp_key(bp));
+	int hit = e != NULL && memcmp(e->ck, bp->bp_cksum, 16) == 0 && e->size == bp->bp_lsize;
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
+int
 cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len)
 {
 	int hit = 0;

@@ -16,6 +16,8 @@ typedef struct cache {
 
 void cache_init(cache *c, uint64_t max_bytes);
 void cache_fini(cache *c);
+/* 1: bp's verified bytes are cached (no copy, no LRU change). */
+int cache_has(cache *c, const bp_phys *bp);
 /* Copy len bytes at off of the cached block for bp into dst; 1 hit, 0 miss. */
 int cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len);
 /* A batch of lookups is coming (blk_read_many): load their hash slots in parallel first. */

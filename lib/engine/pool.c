@@ -98,6 +98,11 @@ opts_defaults(ce_pool_opts *o, const ce_pool_opts *in)
 		*o = *in;
 	if (o->cache_bytes == 0)
 		o->cache_bytes = 256ull << 20;
+	if (o->readahead_bytes == 0)
+		o->readahead_bytes = 4ull << 20;
+	if (o->readahead_bytes == CE_READAHEAD_NONE)
+		o->readahead_bytes = 0;
+	o->readahead_bytes = MIN(o->readahead_bytes, MIN(64ull << 20, o->cache_bytes / 4));
 	if (o->dirty_max == 0)
 		o->dirty_max = 512ull << 20;
 	if (o->dirty_sync == 0)

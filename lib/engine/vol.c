@@ -657,6 +657,133 @@ const ilog_ops vol_ilog_ops = {
 	.replay = vol_apply_log,
 };
 
+/*
+ * Read-ahead (docs/design-vio.md §8.1). A handle read sequentially (two
+ * reads in a row, each starting where the previous ended, give or take
+ * a window of reordering) gets the blocks of the next window
+ * (ce_pool_opts.readahead_bytes) that are neither dirty nor cached sent
+ * as one aread batch that only fills the cache, so the scattered blocks
+ * of an aged volume are read with a deep queue while the reader works.
+ *
+ * Read-ahead invariants:
+ *   a. It never hands out data: the reader reads as before and finds
+ *      the blocks in the cache (verified: aread.c invariant 7) or reads
+ *      them itself; a damaged block is never cached, so its reader gets
+ *      -EIO from its own read.
+ *   b. It never reads freed space: the window's pointers are looked up
+ *      and the batch submitted under free_lock held for reading, so the
+ *      batch counts in aread's inflight before a commit can free them
+ *      (aread.c invariant 3; aread_drain).
+ *   c. At most one batch per handle is in flight (ra_busy), of at most
+ *      one window: memory in flight is bounded by the window, and once
+ *      done by the cache's budget. ce_vol_close waits for it (the
+ *      callback names the handle), so a handle is never closed from a
+ *      read callback (the completion thread would wait for itself).
+ *   d. A read that is not sequential resets the stream: nothing more is
+ *      sent until two sequential reads again (a batch already sent is
+ *      not cancelled; it is at most one window).
+ *   e. The reader never waits for it: free_lock is only tried; the tree
+ *      lookup is cache-only unless the caller is a synchronous read
+ *      (which would load those indirect blocks itself a moment later).
+ */
+static void
+ra_done(void *arg, int err)
+{
+	ce_vol *h = arg;
+	(void)err; /* counted by aread (readahead_failed); the reader finds the block uncached */
+	pthread_mutex_lock(&h->ra_lock);
+	h->ra_busy = 0;
+	pthread_cond_broadcast(&h->ra_cv);
+	pthread_mutex_unlock(&h->ra_lock); /* invariant c: h is not touched after this */
+}
+
+/* Send [start, stop) (block aligned) as a read-ahead batch: 1 if sent (ra_done will run). */
+static int
+ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	uint64_t first = start / v->bs, nblk = (stop - start) / v->bs;
+	if (nblk == 0 || pthread_rwlock_tryrdlock(&p->free_lock) != 0)
+		return 0;
+	uint64_t *tblk = xmalloc(nblk * sizeof(uint64_t));
+	bp_phys *lbp = xmalloc(nblk * sizeof(bp_phys));
+	size_t ntree = 0;
+	cowtree ts;
+	pthread_mutex_lock(&v->lock);
+	for (uint64_t k = 0; k < nblk; k++) {
+		void *d;
+		if (!dirty_lookup(v, UINT64_MAX, first + k, &d))
+			tblk[ntree++] = first + k;
+	}
+	ts = v->tree;
+	pthread_mutex_unlock(&v->lock);
+	int err = 0, rc = 0;
+	if (ntree > 0) {
+		blk_nowait_begin();
+		err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		blk_nowait_end();
+		if (err == -EWOULDBLOCK && can_block)
+			err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+	}
+	if (ntree > 0 && err == 0) {
+		aread_batch *b = aread_batch_new(p, ra_done, h);
+		aread_batch_prefetch(b);
+		for (size_t k = 0; k < ntree; k++) {
+			const bp_phys *bp = &lbp[tblk[k] - first];
+			if (bp->bp_lsize == v->bs)
+				aread_add_prefetch(b, bp);
+		}
+		rc = aread_submit(b) == 1; /* invariant b: before free_lock is let go */
+	}
+	pthread_rwlock_unlock(&p->free_lock);
+	free(tblk);
+	free(lbp);
+	err_clear(); /* a failed lookup is the reader's to report, not read-ahead's */
+	return rc;
+}
+
+/* A read of [off, off+len) is starting: follow the stream, send the next window when due. */
+static void
+ra_note(ce_vol *h, uint64_t off, uint64_t len, int can_block)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	uint64_t win = p->opts.readahead_bytes / v->bs * v->bs;
+	if (win == 0 || len == 0 || !aread_ready(p))
+		return;
+	pthread_mutex_lock(&h->ra_lock);
+	int seq = off <= h->ra_next && off + win >= h->ra_next;
+	uint64_t end = off + len;
+	if (!seq) {
+		h->ra_streak = 0; /* invariant d */
+		h->ra_end = 0;
+		h->ra_next = end;
+		pthread_mutex_unlock(&h->ra_lock);
+		return;
+	}
+	h->ra_next = MAX(h->ra_next, end);
+	h->ra_streak++;
+	uint64_t start = MAX(h->ra_end, (end + v->bs - 1) / v->bs * v->bs);
+	uint64_t stop = MIN(end + win, v->size / v->bs * v->bs);
+	/* send a window when less than half of one is left ahead of the reader */
+	if (h->ra_streak < 2 || h->ra_busy || h->ra_end >= end + win / 2 || start >= stop) {
+		pthread_mutex_unlock(&h->ra_lock);
+		return;
+	}
+	h->ra_busy = 1;
+	h->ra_end = stop;
+	pthread_mutex_unlock(&h->ra_lock);
+	if (!ra_send(h, start, stop, can_block)) {
+		pthread_mutex_lock(&h->ra_lock);
+		if (h->ra_end == stop)
+			h->ra_end = start; /* nothing sent (or nothing needed): the next read tries again */
+		h->ra_busy = 0;
+		pthread_cond_broadcast(&h->ra_cv);
+		pthread_mutex_unlock(&h->ra_lock);
+	}
+}
+
 int
 ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 {
@@ -668,6 +795,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	err_clear();
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
+	ra_note(h, off, len, 1);
 	bp_phys *bps = xmalloc(READ_BATCH * sizeof(bp_phys));
 	bp_phys *lbp = xmalloc(READ_BATCH * sizeof(bp_phys));
 	uint8_t **dsts = xmalloc(READ_BATCH * sizeof(uint8_t *));
@@ -776,6 +904,7 @@ ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb,
 		return err;
 	if (!aread_ready(p))
 		return -EAGAIN;
+	ra_note(h, off, len, 0);
 	if (len == 0) {
 		aread_note_inline(p);
 		cb(arg, 0);
@@ -1007,6 +1136,11 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 	h->v = v;
 	h->repl = 0;
 	h->clear_gen = atomic_load(&p->clear_gen);
+	pthread_mutex_init(&h->ra_lock, NULL);
+	pthread_cond_init(&h->ra_cv, NULL);
+	h->ra_next = h->ra_end = 0;
+	h->ra_streak = 0;
+	h->ra_busy = 0;
 	*out = h;
 	return 0;
 }
@@ -1017,6 +1151,12 @@ ce_vol_close(ce_vol *h)
 	if (h == NULL)
 		return;
 	ce_pool *p = h->v->pool;
+	pthread_mutex_lock(&h->ra_lock);
+	while (h->ra_busy) /* read-ahead invariant c: its callback names the handle */
+		pthread_cond_wait(&h->ra_cv, &h->ra_lock);
+	pthread_mutex_unlock(&h->ra_lock);
+	pthread_mutex_destroy(&h->ra_lock);
+	pthread_cond_destroy(&h->ra_cv);
 	pthread_mutex_lock(&p->lock);
 	VERIFY(h->v->refs > 0);
 	h->v->refs--;

@@ -548,6 +548,8 @@ main(void)
 	const char *path = t_path("pool");
 	ce_pool_opts o = { 0 };
 	o.vdev_size = 128ull << 20;
+	/* the cases here count device reads of blocks they know uncached: read-ahead is test_readahead's */
+	o.readahead_bytes = CE_READAHEAD_NONE;
 	ce_pool *p;
 	OK(ce_pool_create("ar", &path, 1, &o, &p));
 	ce_aread_stat as;
