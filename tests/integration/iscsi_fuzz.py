@@ -86,6 +86,8 @@ def drain(s, wait=0.02):
             return
         s.s.settimeout(5)
         bhs, _ = s.recv_pdu()
+        if bhs[0] & 0x3F in (0x20, 0x21, 0x22, 0x24, 0x25, 0x26, 0x31, 0x3F):
+            s.cmdsn = struct.unpack(">I", bhs[28:32])[0]  # follow the target's ExpCmdSN
         if bhs[0] & 0x3F == 0x3F and bhs[2] == 0:  # a Reject must give a reason
             raise AssertionError("Reject without a reason")
         wait = 0.005
@@ -206,24 +208,26 @@ def rcdb():
             struct.pack_into(">QI", c, 2, lba & ((1 << 64) - 1), ln)
         else:
             struct.pack_into(">IH", c, 2, lba & 0xFFFFFFFF, ln & 0xFFFF)
-    if R.random() < 0.2:
+    if R.random() < 0.2 and n >= 2:
         c[1] = R.getrandbits(8)  # service actions, FUA/DPO/protect bits
     return bytes(c)
 
 
 def scsi_cmd_pdu(s):
     b = bytearray(48)
-    b[0] = 0x01 | (0x40 if R.random() < 0.3 else 0)
+    imm = R.random() < 0.3
+    b[0] = 0x01 | (0x40 if imm else 0)
     fl = R.choice([0x80, 0x80 | 0x40, 0x80 | 0x20, 0x80 | 0x60, 0x00, R.getrandbits(8)])
     b[1] = fl | R.choice([1, 0, 2, 4])  # task attribute
-    if R.random() < 0.05:
+    if R.random() < ABUSE / 2:
         b[4] = R.getrandbits(8)  # bad TotalAHSLength
-    b[8:16] = bytes(8) if R.random() < 0.9 else rbytes(8)  # LUN
+    b[8:16] = bytes(8) if R.random() >= ABUSE else rbytes(8)  # LUN
     struct.pack_into(">I", b, 16, s.itt if R.random() < 0.9 else rnum())
     s.itt += 1
     struct.pack_into(">I", b, 20, R.choice([0, 512, 4096, 65536, 1 << 20, rnum()]))  # EDTL
-    struct.pack_into(">I", b, 24, s.cmdsn if R.random() < 0.9 else rnum())
-    s.cmdsn += 1
+    struct.pack_into(">I", b, 24, s.cmdsn if R.random() >= ABUSE else rnum())
+    if not imm:
+        s.cmdsn += 1
     struct.pack_into(">I", b, 28, s.expstatsn)
     c = rcdb()
     b[32:32 + len(c)] = c
@@ -232,6 +236,8 @@ def scsi_cmd_pdu(s):
         data = rbytes(R.choice([1, 512, 4096, 8192]))  # immediate data, maybe beyond limits
         if R.random() < 0.1:
             data = b"\0" * R.choice([65537, 70000])
+        if R.random() >= ABUSE and len(data) > struct.unpack(">I", b[20:24])[0]:
+            data = b""  # well framed: no more immediate data than the command expects
     return b, data
 
 
@@ -254,7 +260,7 @@ def other_pdu(s):
         struct.pack_into(">II", b, 32, rnum(), rnum())
         return b, b""
     if kind == "text":
-        b[0] = 0x04 | R.choice([0, 0x40])
+        b[0] = 0x04 | R.choice([0, 0x40])  # a wrong CmdSN is resynchronised from ExpCmdSN
         b[1] = R.choice([0x80, 0x40, 0xC0, 0])
         struct.pack_into(">II", b, 16, s.itt, R.choice([0xFFFFFFFF, rnum()]))
         s.itt += 1
@@ -287,14 +293,19 @@ def other_pdu(s):
     return b, rbytes(R.randrange(0, 600))
 
 
+ABUSE = 0.1
+
+
 def ffp_session():
+    global ABUSE
     hd, dd = R.random() < 0.25, R.random() < 0.15
+    ABUSE = R.choice([0, 0.01, 0.1])  # framing abuse: some sessions stay well framed, long
     s = sess(SNAP, hd, dd)
     stats["ffp_sessions"] += 1
     try:
-        for _ in range(R.randrange(5, 40)):
-            b, data = scsi_cmd_pdu(s) if R.random() < 0.65 else other_pdu(s)
-            how = R.random()
+        for _ in range(R.randrange(5, 80)):
+            b, data = scsi_cmd_pdu(s) if R.random() < 1 - ABUSE * 3.5 else other_pdu(s)
+            how = 0.5 if R.random() >= ABUSE * 2 else R.random()
             stats["ffp"] += 1
             if dd and len(data) > 4096:
                 data = data[:4096]  # the pure-Python CRC is slow
@@ -362,7 +373,7 @@ alive("start")
 for _ in range(int(300 * scale)):
     login_case()
 alive("login")
-for _ in range(int(60 * scale)):
+for _ in range(int(250 * scale)):
     ffp_session()
 alive("full-feature")
 reads(int(400 * scale))

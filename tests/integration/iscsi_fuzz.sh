@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh"
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
 IPORT=$(free_port)
 IQN=iqn.2026-12.io.cask:tank
-start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-nop-ms 0
+start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-nop-ms 0 -v
 $CASK pool create tank "$T/tank0.vdev" --size 256M
 $CASK vol create tank/v --size 4M
 $CASK vol create tank/victim --size 4M
