@@ -11,6 +11,9 @@ MODE fuzz:  against the read-only snapshot target IQN_BASE.v.s1 only (never the 
       truncated PDUs, connections dropped mid-PDU;
   (c) well-formed READ 6/10/12/16 at random LBAs and lengths: GOOD with exactly the
       pattern, or CHECK CONDITION -- never other data.
+  (d) well-formed WRITEs to IQN_BASE.v of the pattern already there, sent as Data-Out
+      with one wrong offset/DataSN/TTT/ITT/F bit/length against live R2Ts: the volume's
+      checksum (checked by iscsi_fuzz.sh) shows any byte put where it does not belong.
   After each phase a clean session logs in and reads the pattern back.
 CASK_SEED reproduces a run; CASK_FUZZ_SCALE scales the iteration counts."""
 import os
@@ -366,6 +369,76 @@ def reads(count):
     s.s.close()
 
 
+# ---- (d) Data-Out against live R2Ts on the writable volume ----------------------------
+def dataout_case(s):
+    """A well-formed WRITE whose data is the pattern already there, sent in Data-Out PDUs
+    with one mutation (offset, DataSN, TTT, ITT, F bit, length). Each byte sent is the
+    pattern for where it truly belongs: caskd placing it anywhere else changes the volume."""
+    n = R.choice([1, 8, 32, 128])
+    lba = R.randrange(0, NBLK - n)
+    itt = s.itt
+    s.itt += 1
+    b = bytearray(48)
+    b[0] = 0x01
+    b[1] = 0x80 | 0x20 | 1
+    struct.pack_into(">III", b, 16, itt, n * BS, s.cmdsn)
+    s.cmdsn += 1
+    b[32:42] = ip.wr10(lba, n)
+    s.send_pdu(b)
+    data = pattern(lba, n)
+    bad = R.choice(["offset", "datasn", "ttt", "itt", "final", "long", "none"])
+    while True:
+        s.s.settimeout(5)
+        r, _ = s.recv_pdu()
+        op = r[0] & 0x3F
+        if op == 0x21:
+            return r[3]
+        assert op == 0x31, "unexpected opcode 0x%x during a write" % op
+        off, ln = struct.unpack(">II", r[40:48])
+        pos, sn = off, 0
+        while pos < off + ln:
+            k = min(R.choice([512, 4096, 8192]), off + ln - pos)
+            o = bytearray(48)
+            o[0] = 0x05
+            o[1] = 0x80 if pos + k == off + ln else 0
+            struct.pack_into(">I", o, 16, itt)
+            o[20:24] = r[20:24]
+            struct.pack_into(">II", o, 36, sn, pos)
+            chunk = data[pos:pos + k]
+            if bad != "none" and R.random() < 0.3:
+                if bad == "offset":
+                    struct.pack_into(">I", o, 40, R.choice([pos + 512, max(0, pos - 512), rnum()]))
+                elif bad == "datasn":
+                    struct.pack_into(">I", o, 36, R.choice([sn + 1, sn + 2, rnum()]))
+                elif bad == "ttt":
+                    o[20:24] = rbytes(4)
+                elif bad == "itt":
+                    struct.pack_into(">I", o, 16, rnum())
+                elif bad == "final":
+                    o[1] ^= 0x80
+                else:
+                    chunk = data[pos:pos + k] + data[pos + k:pos + k + 512]
+                bad = "done"
+            s.send_pdu(o, chunk)
+            pos += k
+            sn += 1
+
+
+def dataouts(count):
+    s = sess(BASE + ".v")
+    for _ in range(count):
+        try:
+            st = dataout_case(s)
+            assert st in (0, 2), "write status 0x%x" % st
+        except (ip.Dropped, OSError):
+            stats["drops"] += 1
+            s.s.close()
+            s = sess(BASE + ".v")
+        stats["dataout"] += 1
+    s.s.close()
+
+
+stats["dataout"] = 0
 s0 = sess(SNAP)
 NBLK = capacity(s0)
 s0.s.close()
@@ -378,7 +451,9 @@ for _ in range(int(250 * scale)):
 alive("full-feature")
 reads(int(400 * scale))
 alive("read-check")
+dataouts(int(150 * scale))
+alive("data-out")
 print("iscsi_fuzz: seed %d: %d login cases, %d full-feature sessions with %d PDUs, %d reads "
-      "(%d CHECK CONDITION), %d connections dropped by caskd" % (
+      "(%d CHECK CONDITION), %d mutated writes, %d connections dropped by caskd" % (
           seed, stats["login"], stats["ffp_sessions"], stats["ffp"], stats["reads"],
-          stats["reads_cc"], stats["drops"]))
+          stats["reads_cc"], stats["dataout"], stats["drops"]))

@@ -3,7 +3,8 @@
 # full-feature phases and random CDBs against the sanitizer-built caskd's read-only
 # snapshot target; reads at random LBAs return the known pattern or CHECK CONDITION.
 # Afterwards the volume's, the snapshot's and a never-touched victim volume's
-# `cask vol checksum` are unchanged, caskd is alive, no sanitizer report is logged and
+# `cask vol checksum` are unchanged (mutated Data-Out against live R2Ts on tank/v only
+# ever carries the bytes already there), caskd is alive, no sanitizer report is logged and
 # `cask-debug check` is clean. CASK_SEED=N reproduces a run.
 source "$(dirname "$0")/lib.sh"
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
