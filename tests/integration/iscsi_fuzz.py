@@ -19,7 +19,6 @@ CASK_SEED reproduces a run; CASK_FUZZ_SCALE scales the iteration counts."""
 import os
 import random
 import select
-import socket
 import struct
 import sys
 
