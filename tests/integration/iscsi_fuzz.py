@@ -80,7 +80,7 @@ def rnum():
                      0xFFFFFFFE, R.getrandbits(32), R.getrandbits(16), R.getrandbits(8)])
 
 
-def drain(s, wait=0.02):
+def drain(s, wait=0.01):
     """Read whatever the target answers within WAIT; raise ip.Dropped on a drop."""
     while True:
         r, _, _ = select.select([s.s], [], [], wait)
@@ -387,7 +387,7 @@ def dataout_case(s):
     data = pattern(lba, n)
     bad = R.choice(["offset", "datasn", "ttt", "itt", "final", "long", "none"])
     while True:
-        s.s.settimeout(5)
+        s.s.settimeout(3)  # a timeout counts as a drop: the fuzzer reconnects
         r, _ = s.recv_pdu()
         op = r[0] & 0x3F
         if op == 0x21:
@@ -404,7 +404,7 @@ def dataout_case(s):
             o[20:24] = r[20:24]
             struct.pack_into(">II", o, 36, sn, pos)
             chunk = data[pos:pos + k]
-            if bad != "none" and R.random() < 0.3:
+            if bad not in ("none", "done") and R.random() < 0.3 and not (bad == "final" and o[1]):
                 if bad == "offset":
                     struct.pack_into(">I", o, 40, R.choice([pos + 512, max(0, pos - 512), rnum()]))
                 elif bad == "datasn":
@@ -414,7 +414,7 @@ def dataout_case(s):
                 elif bad == "itt":
                     struct.pack_into(">I", o, 16, rnum())
                 elif bad == "final":
-                    o[1] ^= 0x80
+                    o[1] = 0x80  # F early (F missing at the end only makes caskd wait)
                 else:
                     chunk = data[pos:pos + k] + data[pos + k:pos + k + 512]
                 bad = "done"
