@@ -467,12 +467,33 @@ q_push(ep *e, qitem *it)
 	pthread_cond_signal(&e->qcv);
 }
 
+/* Free op when no queue holds it any more. c->mu held. */
+static void
+op_drop_unused(cop *op)
+{
+	if (op->refs == 0) {
+		free(op->data);
+		free(op);
+	}
+}
+
+/* Queue op (a sequenced operation shared by every member it goes to) on e. c->mu held. */
+static void
+q_push_op(ep *e, int kind, cop *op)
+{
+	qitem *it = xcalloc(1, sizeof(*it));
+	it->kind = kind;
+	it->op = op;
+	op->refs++;
+	q_push(e, it);
+}
+
 static void
 item_free(ctrl *c, qitem *it)
 {
-	if (it->op != NULL && --it->op->refs == 0) {
-		free(it->op->data);
-		free(it->op);
+	if (it->op != NULL) {
+		it->op->refs--;
+		op_drop_unused(it->op);
 	}
 	free(it->rbpl);
 	free(it);
@@ -1253,16 +1274,9 @@ ctrl_submit(vio_dev *d, vio_req *r)
 					continue;
 				if (e->rebuilding && e->live != NULL)
 					rb_live_add(e->live, op->off, op->len); /* rebuild data never lands here now */
-				qitem *it = xcalloc(1, sizeof(*it));
-				it->kind = kind;
-				it->op = op;
-				op->refs++;
-				q_push(e, it);
+				q_push_op(e, kind, op);
 			}
-			if (op->refs == 0) {
-				free(op->data);
-				free(op);
-			}
+			op_drop_unused(op);
 		}
 		q->seq = c->next_seq;
 		q->durable = (r->flags & VIO_FUA) != 0;
@@ -2502,16 +2516,9 @@ repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *ne
 		ep *e = &c->eps[i];
 		if (!e->in_sync || e->failed)
 			continue;
-		qitem *it = xcalloc(1, sizeof(*it));
-		it->kind = Q_SNAP;
-		it->op = o;
-		o->refs++;
-		q_push(e, it);
+		q_push_op(e, Q_SNAP, o);
 	}
-	if (o->refs == 0) {
-		free(o->data);
-		free(o);
-	}
+	op_drop_unused(o);
 	uint64_t seq = c->snap_seq;
 	int result = 0, ok = 0;
 	/* a member that takes longer misses its deadline and is ejected; then the rest answer */
