@@ -996,6 +996,40 @@ conn_loop(rconn *c)
 	}
 }
 
+/*
+ * End a connection so that the last frames sent (a fatal ERROR above all:
+ * STALE_EPOCH is how a stale controller learns it is fenced) reach the peer.
+ * Closing a socket with unread input makes the kernel answer with a reset,
+ * and a reset may destroy what the peer has not read yet; so the write side
+ * is shut first (the peer reads our frames, then end of stream) and input
+ * is read and dropped until the peer closes too, for at most
+ * LINGER_MS. Stopping the service shuts the read side, which ends this wait.
+ */
+#define LINGER_MS 2000
+static void
+linger_close(rconn *c)
+{
+	shutdown(c->fd, SHUT_WR);
+	uint64_t until = util_now_ns() / 1000000u + LINGER_MS;
+	for (;;) {
+		uint64_t now = util_now_ns() / 1000000u;
+		if (now >= until)
+			break;
+		struct pollfd pf = { c->fd, POLLIN, 0 };
+		int r = poll(&pf, 1, (int)(until - now));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		ssize_t n = recv(c->fd, c->in, IN_CAP, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+	}
+	shutdown(c->fd, SHUT_RDWR);
+}
+
 static void *
 conn_thread(void *arg)
 {
@@ -1003,7 +1037,7 @@ conn_thread(void *arg)
 	conn_loop(c);
 	(void)flush_applied(c);
 	unbind(c);
-	shutdown(c->fd, SHUT_RDWR);
+	linger_close(c);
 	pthread_mutex_lock(&conns_mu);
 	c->done = 1;
 	pthread_mutex_unlock(&conns_mu);
