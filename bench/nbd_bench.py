@@ -10,7 +10,10 @@ randwrite-4k at QD32, randread-4k at QD32 and QD1 (with its mean latency),
 the random 4K workloads again over 4 connections to the export (fio
 numjobs=4, one NBD connection each), and seqread-1m-aged (the sequential
 read again after the random writes: copy-on-write has scattered the
-overwritten blocks, a raw file has not). Random workloads run for
+overwritten blocks, a raw file has not), and randwrite-4k-qd1-flush (a
+FLUSH after every write, fio --fsync=1: the mean latency of a write and
+its flush, on a device whose intent log has not been used yet). Random
+workloads run for
 --seconds each. Then nbdcopy reads the whole export to /dev/null over 1
 and over 4 connections (multi-conn), and the server's RSS and thread
 count are read from /proc with 1, 64 and 1,000 idle clients connected
@@ -57,7 +60,10 @@ WORKLOADS = [
     ("randwrite-4k-qd32-4conn", "randwrite", "4k", 32, True, 4),
     ("randread-4k-qd32-4conn", "randread", "4k", 32, True, 4),
     ("seqread-1m-aged", "read", "1m", 8, False, 1),
+    ("randwrite-4k-qd1-flush", "randwrite", "4k", 1, True, 1),
 ]
+# workloads that FLUSH after every write (fio --fsync=1): the QD1 sync-write latency
+FSYNC = {"randwrite-4k-qd1-flush": 1}
 IDLE_CLIENTS = (1, 64, 1000)
 CURRENT = {}  # the running server's process (for /proc figures)
 
@@ -102,10 +108,12 @@ def start_caskd(build, tmp, port):
     return p, sock
 
 
-def run_fio(uri, rw, bs, depth, timed, seconds, size, jobs=1):
+def run_fio(uri, rw, bs, depth, timed, seconds, size, jobs=1, fsync=0):
     cmd = ["fio", "--output-format=json", "--name=bench", "--ioengine=nbd", "--uri=" + uri,
            "--rw=" + rw, "--bs=" + bs, "--iodepth=%d" % depth, "--size=%dM" % size,
            "--randrepeat=0", "--norandommap"]
+    if fsync:
+        cmd += ["--fsync=%d" % fsync]
     if jobs > 1:
         cmd += ["--numjobs=%d" % jobs, "--group_reporting"]
     if timed:
@@ -291,7 +299,7 @@ def main():
         res = {}
         print("%-16s load before: %s" % (name, " ".join(open("/proc/loadavg").read().split()[:3])), flush=True)
         for wname, rw, bs, depth, timed, jobs in workloads:
-            r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
+            r = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs, FSYNC.get(wname, 0))
             res[wname] = r
             print("%-16s %-24s %10.0f IOPS %9.1f MB/s %9.1f us" % (name, wname, r["iops"], r["mbs"], r["lat_us"]),
                   flush=True)
@@ -371,7 +379,7 @@ def main_ab(a):
         res = {}
         for wname, rw, bs, depth, timed, jobs in workloads:
             c0 = cpu_seconds(CURRENT["proc"])
-            res[wname] = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs)
+            res[wname] = run_fio(uri, rw, bs, depth, timed, a.seconds, a.size_mb, jobs, FSYNC.get(wname, 0))
             # caskd's CPU per MB moved: less noisy than wall clock on a loaded machine (the
             # ramp's CPU is counted, its bytes are not: the same bias for old and new)
             res[wname]["cpu_ms_mb"] = 1000 * (cpu_seconds(CURRENT["proc"]) - c0) / max(res[wname]["io_mb"], 1e-9)

@@ -61,6 +61,9 @@
  *      the uberblock does not cover, and names a live volume; else every
  *      live volume is marked as possibly affected.
  *      The mark lives in memory: the next epoch overwrites the evidence.
+ *   8. On a vdev that is a plain file the region has no holes once the
+ *      log is set up (ilog_create_region, ilog_load: region_prewrite),
+ *      so a FLUSH never pays for the file system allocating log space.
  */
 #include "ilog.h"
 #include "checksum.h"
@@ -69,6 +72,7 @@
 #include "pool_impl.h"
 #include "txg.h"
 #include "util.h"
+#include "vdev.h"
 #include "vol.h"
 
 #include <errno.h>
@@ -151,6 +155,26 @@ ilog_fini(ce_pool *p)
 	pthread_cond_destroy(&l->cv);
 }
 
+/*
+ * Invariant 8: the region is allocated in the vdev file before the first
+ * log block is written. A vdev file is sparse (ftruncate), and the first
+ * write to a hole makes the FLUSH after it commit the file system's
+ * metadata (an ext4 journal transaction) as well as the log block; with
+ * the region written once, a FLUSH pays only for its log write. Zeroes
+ * go only into holes (vdev.c invariant 4), so this also runs at import,
+ * before replay. Best effort: a failure (the host file system is full)
+ * leaves the region as it was, counted in prewrite_failed.
+ */
+static void
+region_prewrite(ce_pool *p)
+{
+	ilog *l = &p->ilog;
+	uint64_t wrote = 0;
+	if (vdev_prewrite(&p->vds[l->vdev], l->base, l->size, &wrote) != 0)
+		l->prewrite_failed++;
+	l->prewritten += wrote;
+}
+
 int
 ilog_create_region(ce_pool *p)
 {
@@ -177,6 +201,7 @@ ilog_create_region(ce_pool *p)
 	l->vdev = vdi;
 	l->base = off;
 	l->size = ns * CE_SECTOR;
+	region_prewrite(p);
 	return 0;
 }
 
@@ -198,6 +223,8 @@ ilog_load(ce_pool *p)
 	l->vdev = h->mh_log_vdev;
 	l->base = VDEV_DATA_START + h->mh_log_sector * CE_SECTOR;
 	l->size = h->mh_log_nsectors * CE_SECTOR;
+	if (!p->readonly)
+		region_prewrite(p); /* a pool made before it was done at create, or copied sparse */
 	return 0;
 }
 

@@ -87,6 +87,8 @@ typedef struct ilog {
 	uint64_t dmg_inplace_seq; /* the newest block holding one */
 	int dmg_certain;         /* an intact block followed the damage: it had been acknowledged */
 	int dmg_inplace_certain; /* likewise for the in-place data */
+	uint64_t prewritten;     /* bytes of holes in the region written with zeroes (invariant 8) */
+	uint64_t prewrite_failed; /* times that failed (best effort) */
 } ilog;
 
 void ilog_init(ce_pool *p);

@@ -13,6 +13,11 @@
  *      second process cannot import the same pool and corrupt it.
  *   3. Short reads and writes are retried until complete or an error;
  *      reads past the end of the file fail with -EIO.
+ *   4. vdev_prewrite only writes zeroes where the file has a hole (or an
+ *      unwritten extent, which reads as zeroes too), so it never changes
+ *      what any read returns: it may run on a region that holds live
+ *      data (an imported intent log before its replay). Where the file
+ *      system cannot say where its holes are, it writes nothing.
  */
 #include "vdev.h"
 #include "phys.h"
@@ -20,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -199,4 +205,59 @@ int
 vdev_flush(vdev *vd)
 {
 	return vd->be->flush(vd->be);
+}
+
+#define PREWRITE_CHUNK (1u << 20)
+
+int
+vdev_prewrite(vdev *vd, uint64_t off, uint64_t len, uint64_t *written)
+{
+	struct stat st;
+	uint64_t end = off + len, pos = off, wrote = 0;
+	uint8_t *zero = NULL;
+	int err = 0;
+
+	*written = 0;
+	if (vd->fd < 0 || fstat(vd->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return 0; /* a block device, or a wrapped backend (tests): nothing to allocate */
+	while (pos < end && err == 0) {
+		off_t h = lseek(vd->fd, (off_t)pos, SEEK_HOLE);
+		if (h < 0) {
+			if (errno != ENXIO) /* EINVAL: no SEEK_HOLE here; invariant 4: write nothing */
+				err = errno == EINVAL ? 0 : -errno;
+			break;
+		}
+		if ((uint64_t)h >= end)
+			break;
+		off_t d = lseek(vd->fd, h, SEEK_DATA);
+		uint64_t hend = d < 0 ? (uint64_t)st.st_size : (uint64_t)d;
+		if (d < 0 && errno != ENXIO) {
+			err = -errno;
+			break;
+		}
+		/* whole sectors strictly inside the hole (invariant 4) */
+		uint64_t s = P2ROUNDUP((uint64_t)h, (uint64_t)CE_SECTOR), e = P2ALIGN(MIN(hend, end), (uint64_t)CE_SECTOR);
+		if (zero == NULL && s < e) {
+			zero = xmalloc_aligned(PREWRITE_CHUNK);
+			memset(zero, 0, PREWRITE_CHUNK);
+		}
+		while (s < e) {
+			size_t n = (size_t)MIN((uint64_t)PREWRITE_CHUNK, e - s);
+			ssize_t w = pwrite(vd->fd, zero, n, (off_t)s);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				err = w < 0 ? -errno : -EIO;
+				break;
+			}
+			s += (uint64_t)w;
+			wrote += (uint64_t)w;
+		}
+		pos = MAX(MIN(hend, end), pos + 1);
+	}
+	free(zero);
+	if (wrote > 0 && err == 0 && fdatasync(vd->fd) != 0)
+		err = -errno; /* commit the allocation now, not in the first FLUSH */
+	*written = wrote;
+	return err;
 }

@@ -26,6 +26,14 @@ uint64_t vdev_nsectors_of(uint64_t asize);
 int vdev_read(vdev *vd, void *buf, size_t len, uint64_t off);
 int vdev_writev(vdev *vd, const struct iovec *iov, int n, uint64_t off);
 int vdev_flush(vdev *vd);
+/*
+ * Make [off, off+len) of a vdev that is a plain file allocated: zeroes go
+ * into its holes (invariant 4: what is there is kept) and the file is
+ * synced, so that the first writes there do not make the next FLUSH
+ * commit file-system metadata. *written: bytes written. A block device or
+ * a wrapped backend: nothing to do (0).
+ */
+int vdev_prewrite(vdev *vd, uint64_t off, uint64_t len, uint64_t *written);
 /* The descriptor of a file backend (ce_backend_file_open), -1 for any other backend. */
 int vdev_backend_fd(const ce_backend *be);
 #endif
