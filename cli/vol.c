@@ -293,10 +293,11 @@ vol_status(int argc, char **argv)
 	if (c == NULL)
 		return EXIT_FAIL;
 	cask_repl_status st;
+	cask_repl_lease ls = CASK_REPL_LEASE_INIT;
 	cask_rebuild_info *rbi = NULL;
 	size_t nrb = 0;
 	int rc = 0;
-	if (cask_vol_repl_status(c, name, &st) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0) {
+	if (cask_vol_repl_status_ex(c, name, &st, &ls) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0) {
 		rc = cli_fail("vol status");
 	} else if (json) {
 		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
@@ -315,12 +316,20 @@ vol_status(int argc, char **argv)
 				    b->transferred, b->rate, b->eta_s, b->job);
 			printf("}");
 		}
-		printf("]}\n");
+		printf("]");
+		if (ls.state[0])
+			printf(", \"lease\": {\"state\": \"%s\", \"left_ms\": %" PRIu64 ", \"renewed_by\": %u, "
+			    "\"needed\": %u, \"lease_ms\": %" PRIu64 "}", ls.state, ls.left_ms, ls.renewed_by, ls.needed,
+			    ls.lease_ms);
+		printf("}\n");
 	} else {
 		printf("%s  epoch %s  consistency %s  state %s  seq %" PRIu64 "\n", name, st.epoch, st.consistency,
 		    st.state, st.seq);
 		if (st.fenced_by[0])
 			printf("  %s%s\n", strcmp(st.state, "fenced") == 0 ? "fenced: " : "", st.fenced_by);
+		if (ls.state[0])
+			printf("  lease %s, %" PRIu64 " ms left, renewed by %u (%u needed; a lease is %" PRIu64 " ms)\n",
+			    ls.state, ls.left_ms, ls.renewed_by, ls.needed, ls.lease_ms);
 		printf("  %-24s %-10s %-8s %-12s %-10s %-8s %s\n", "REPLICA", "STATE", "LINK", "ACKED", "DURABLE",
 		    "REASON", "REBUILD");
 		for (size_t i = 0; i < st.nreplicas; i++) {

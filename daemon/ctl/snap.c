@@ -429,9 +429,18 @@ vol_rollback_cb(ce_pool *p, void *arg)
 	const char *at = strchr(x->vol, '@');
 	char vol[300];
 	snprintf(vol, sizeof(vol), "%.*s", at ? (int)(at - x->vol) : (int)strlen(x->vol), x->vol);
+	char exp[400];
+	snprintf(exp, sizeof(exp), "%s/%s", x->pool, vol);
+	if (at != NULL && repl_ctrl_controls(exp)) {
+		/* at one seq on every in-sync replica (replication.md 3.6 item 4) */
+		int err = repl_ctrl_rollback(exp, at + 1, later ? CE_ROLLBACK_DESTROY_LATER : 0);
+		if (err == 0)
+			log_msg(LOG_INFO, "%s/%s: rolled back on every in-sync replica", x->pool, x->vol);
+		return err ? fail(x->e, err, ce_errcode()) : 0;
+	}
 	if (ce_vol_is_replica(p, vol))
-		return fail(x->e, err_set(-EOPNOTSUPP, "%s/%s is replicated: a sequenced rollback is not built (it would "
-		    "roll back one copy)", x->pool, vol), CE_E_INVALID_ARGUMENT);
+		return fail(x->e, err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s is a replica volume: it is rolled back "
+		    "through its controller (cask vol status %s)", exp, exp), CE_E_REPLICA_READ_ONLY);
 	int err = ce_vol_rollback(p, x->vol, later ? CE_ROLLBACK_DESTROY_LATER : 0);
 	if (err == -ENOENT)
 		return fail(x->e, err, CE_E_SNAPSHOT_NOT_FOUND);

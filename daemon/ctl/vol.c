@@ -7,6 +7,7 @@
 #include "../log.h"
 #include "util.h"
 #include "../vio_impl.h"
+#include "../repl/ctrl.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -129,6 +130,16 @@ vol_resize_cb(ce_pool *p, void *arg)
 	int shrink = json_object_object_get_ex(x->args, "shrink", &sh) && json_object_get_boolean(sh);
 	if (arg_u64(x->args, "size", 1, &size, x->e) != 0)
 		return x->e->err;
+	char exp[400];
+	snprintf(exp, sizeof(exp), "%s/%s", x->pool, x->vol);
+	if (repl_ctrl_controls(exp)) {
+		/* at one seq on every in-sync replica (replication.md 3.6 item 4) */
+		int err = repl_ctrl_resize(exp, size, shrink ? CE_RESIZE_SHRINK : 0);
+		return err ? fail(x->e, err, ce_errcode()) : 0;
+	}
+	if (ce_vol_is_replica(p, x->vol))
+		return fail(x->e, err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s is a replica volume: it is resized "
+		    "through its controller (cask vol status %s)", exp, exp), CE_E_REPLICA_READ_ONLY);
 	int err = ce_vol_resize(p, x->vol, size, shrink ? CE_RESIZE_SHRINK : 0);
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }

@@ -42,8 +42,9 @@
  *      extents), at least k members started and a commit quorum stored the
  *      new membership record. A resume that meets a newer epoch of another
  *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
- *   8. Snapshot operations are sequenced (repl_ctrl_snap): one at a time,
- *      queued like writes, answered when k members of I report them done.
+ *   8. Snapshot operations, rollback and resize are sequenced (seq_op): one
+ *      at a time, queued like writes, answered when k members of I report them
+ *      done (rollback and resize: done and durable, with the record).
  *
  *   9. Read leases (lease_*): nothing is answered -- read, write or flush --
  *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
@@ -97,7 +98,9 @@ typedef struct cop {
 	uint64_t off, len;
 	uint8_t *data;        /* Q_SNAP: the snapshot's name at 0, the new name at 256 */
 	int fua;
-	int snap_op;          /* Q_SNAP: CE_REPL_SNAP_* */
+	int snap_op;          /* Q_SNAP: CE_REPL_SNAP_*, CE_REPL_ROLLBACK, CE_REPL_RESIZE */
+	uint64_t vsize;       /* Q_SNAP resize: the new size */
+	unsigned vflags;      /* Q_SNAP rollback / resize: CE_ROLLBACK_DESTROY_LATER / CE_RESIZE_SHRINK */
 	int refs;             /* queues still holding it (c->mu) */
 } cop;
 
@@ -119,6 +122,7 @@ typedef struct ep {
 	int idx, local;
 	char addr[64], pool[64];
 	uint64_t id, pool_guid;
+	uint64_t features;    /* remote: what its HELLO_REPLY granted (RP_FEAT_*) */
 	int in_sync;          /* member of I (membership record) */
 	int failed;           /* stopped counting (invariant 3) */
 	int reason;
@@ -511,6 +515,7 @@ typedef struct txf {
 		rp_write w;
 		rp_zero z;
 		rp_snap sn;
+		rp_resize rz;
 		uint64_t ka[2];
 	} a;
 	size_t an;
@@ -552,10 +557,18 @@ tx_frame(ep *e, const qitem *it, txf *f)
 		f->bn = sizeof(it->mb);
 		break;
 	case Q_SNAP:
+		if (op->snap_op == CE_REPL_RESIZE) {
+			t = RP_RESIZE;
+			f->a.rz = (rp_resize){ op->vsize, op->vflags & CE_RESIZE_SHRINK ? RZ_SHRINK : 0, 0 };
+			f->an = sizeof(f->a.rz);
+			break;
+		}
 		t = op->snap_op == CE_REPL_SNAP_CREATE ? RP_SNAPSHOT : op->snap_op == CE_REPL_SNAP_DESTROY ?
-		    RP_SNAP_DESTROY : RP_SNAP_RENAME;
+		    RP_SNAP_DESTROY : op->snap_op == CE_REPL_ROLLBACK ? RP_ROLLBACK : RP_SNAP_RENAME;
 		memset(&f->a.sn, 0, sizeof(f->a.sn));
 		memcpy(f->a.sn.sn_name, op->data, strnlen((const char *)op->data, sizeof(f->a.sn.sn_name)));
+		if (t == RP_ROLLBACK && (op->vflags & CE_ROLLBACK_DESTROY_LATER))
+			f->a.sn.sn_flags = SN_DESTROY_LATER;
 		f->an = sizeof(f->a.sn);
 		if (t == RP_SNAP_RENAME) {
 			f->b = op->data + 256;
@@ -591,16 +604,6 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 }
 
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
-static int
-peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
-
-static int
-peer_connect(const char *addr, int *fdp, char *msg, size_t mlen)
-{
-	uint64_t f;
-	return peer_connect_f(addr, fdp, &f, msg, mlen);
-}
-
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
@@ -639,7 +642,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_VOLOP;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -850,8 +853,12 @@ local_thread(void *arg)
 			err = ce_repl_membership(c->p, c->name, ep_, &it->mb);
 			break;
 		case Q_SNAP:
-			err = ce_repl_snap(e->lh, ep_, it->op->seq, it->op->snap_op, (const char *)it->op->data,
-			    (const char *)it->op->data + 256, &snap_err);
+			if (it->op->snap_op == CE_REPL_ROLLBACK || it->op->snap_op == CE_REPL_RESIZE)
+				err = ce_repl_volop(e->lh, ep_, it->op->seq, it->op->snap_op, (const char *)it->op->data,
+				    it->op->vsize, it->op->vflags, &snap_err); /* op->fua: durable below */
+			else
+				err = ce_repl_snap(e->lh, ep_, it->op->seq, it->op->snap_op, (const char *)it->op->data,
+				    (const char *)it->op->data + 256, &snap_err);
 			break;
 		}
 		if (err == 0 && it->op != NULL && it->op->fua)
@@ -1529,7 +1536,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		}
 		snprintf(e->addr, sizeof(e->addr), "%.*s", (int)(slash - replicas[i]), replicas[i]);
 		snprintf(e->pool, sizeof(e->pool), "%s", slash + 1);
-		if ((err = peer_connect(e->addr, &e->fd, msg, sizeof(msg))) != 0)
+		if ((err = peer_connect_f(e->addr, &e->fd, &e->features, msg, sizeof(msg))) != 0)
 			goto fail;
 		c->n++;
 		rp_create cr;
@@ -1948,6 +1955,7 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 		x->ri.last_epoch = (ce_epoch){ s.st_last_ctr, s.st_last_node };
 		x->ri.applied = s.st_applied;
 		x->ri.hi = s.st_hi;
+		x->ri.size = s.st_size;
 		memcpy(x->ri.rec + 1536, s.st_hist, 512);
 		mb_phys mbx;
 		memcpy(&mbx, s.st_mb, sizeof(mbx));
@@ -2049,6 +2057,11 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 		    t1 >= R->top;
 		if (ok && cp < q->top)
 			ok = member_extents(q, lh, c->e, cp, &o2, &l2, &n2, &t2, m2, sizeof(m2)) == 0 && t2 >= q->top;
+		if (ok && q->ri.size != R->ri.size) {
+			/* a resize that reached only one of them (never answered): a tail sync copies bytes, not sizes */
+			snprintf(m2, sizeof(m2), "its size %" PRIu64 " is not the reference's %" PRIu64, q->ri.size, R->ri.size);
+			ok = 0;
+		}
 		if (ok) {
 			xt *xs = xmalloc((n1 + n2 + 1) * sizeof(xt));
 			size_t nx = 0;
@@ -2136,6 +2149,7 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 		e->applied = e->durable = e->sent = x->start ? B : 0;
 		if (!x->local) {
 			e->fd = x->fd;
+			e->features = x->features;
 			x->fd = -1;
 		}
 	}
@@ -2478,8 +2492,15 @@ status_other(const char *export_name, json_object *res)
 
 /* ---- sequenced snapshots (rule 6) ---- */
 
-int
-repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *newname)
+/*
+ * One sequenced operation that is not a write (invariant 8): a snapshot
+ * create / destroy / rename, or (feature VOLOP) a rollback or a resize of
+ * the volume. Rollback and resize are answered only when k members have
+ * them durable (each replica commits them with its record before it
+ * reports them done), so they survive a crash and a reconciliation.
+ */
+static int
+seq_op(const char *export_name, int op, const char *snap, const char *newname, uint64_t size, unsigned flags)
 {
 	pthread_mutex_lock(&ctrls_mu);
 	ctrl *c = ctrls;
@@ -2488,7 +2509,9 @@ repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *ne
 	pthread_mutex_unlock(&ctrls_mu);
 	if (c == NULL)
 		return -ENOENT;
-	if (strlen(snap) >= 256 || (newname != NULL && strlen(newname) >= 256))
+	int volop = op == CE_REPL_ROLLBACK || op == CE_REPL_RESIZE;
+	const char *what = op == CE_REPL_ROLLBACK ? "rollback" : op == CE_REPL_RESIZE ? "resize" : "snapshot";
+	if ((snap != NULL && strlen(snap) >= 256) || (newname != NULL && strlen(newname) >= 256))
 		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
 	pthread_mutex_lock(&c->mu);
 	while (c->snap_seq != 0 && !c->fenced && !c->stopping)
@@ -2498,13 +2521,37 @@ repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *ne
 		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
 		    "over", export_name);
 	}
-	/* every write answered before this call has a lower seq: the snapshot holds it (rule 6) */
+	if (volop) {
+		/*
+		 * A rebuilding member copies ranges while it takes the live stream: a
+		 * rollback or resize under it would leave its copy neither old nor new.
+		 * A member that did not negotiate VOLOP could not take it.
+		 */
+		for (int i = 0; i < c->n; i++) {
+			const ep *e = &c->eps[i];
+			int busy = c->rb_busy || (e->rebuilding && !e->failed && !e->removed);
+			int old = !e->local && !e->removed && e->in_sync && !e->failed && !(e->features & RP_FEAT_VOLOP);
+			if (!busy && !old)
+				continue;
+			pthread_mutex_unlock(&c->mu);
+			if (busy)
+				return err_setc(CE_E_BUSY, -EBUSY, "%s: %s of a replicated volume refused while a rebuild "
+				    "runs (wait for it: cask vol status)", export_name, what);
+			return err_setc(CE_E_NOT_SUPPORTED, -ENOTSUP, "%s: %s of a replicated volume refused: the caskd of "
+			    "replica %s/%s does not take it (protocol feature VOLOP): upgrade it", export_name, what,
+			    e->addr, e->pool);
+		}
+	}
+	/* every write answered before this call has a lower seq: the operation follows it (rule 6) */
 	cop *o = xcalloc(1, sizeof(*o));
 	o->seq = ++c->next_seq;
 	o->kind = Q_SNAP;
 	o->snap_op = op;
+	o->vsize = size;
+	o->vflags = flags;
+	o->fua = volop; /* the local replica makes it durable (local_thread) like a FUA write */
 	o->data = xcalloc(1, 512);
-	snprintf((char *)o->data, 256, "%s", snap);
+	snprintf((char *)o->data, 256, "%s", snap != NULL ? snap : "");
 	if (newname != NULL)
 		snprintf((char *)o->data + 256, 256, "%s", newname);
 	c->snap_seq = o->seq;
@@ -2535,7 +2582,7 @@ repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *ne
 		if (c->fenced || c->stopping)
 			break;
 		/* k members of I took it (or failed it alike); a failed member stops counting and is ejected */
-		if (done >= k_of(c) && acked(c, seq, 0)) {
+		if (done >= k_of(c) && acked(c, seq, volop)) {
 			ok = 1;
 			break;
 		}
@@ -2567,26 +2614,57 @@ repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *ne
 		for (int i = 0; i < c->n; i++) {
 			ep *e = &c->eps[i];
 			if (e->in_sync && !e->failed && e->snap_done && e->snap_err != result)
-				ep_fail(e, 2, "a sequenced snapshot operation ended otherwise than on the others");
+				ep_fail(e, 2, "a sequenced operation ended otherwise than on the others");
 		}
 		if (result == 0)
 			c->acked_max = MAX(c->acked_max, seq);
+		if (result == 0 && volop)
+			c->durable_max = MAX(c->durable_max, seq);
 	}
 	c->snap_seq = 0;
 	pthread_cond_broadcast(&c->cv);
 	int fenced = c->fenced;
 	pthread_mutex_unlock(&c->mu);
+	char obj[600];
+	if (op == CE_REPL_RESIZE)
+		snprintf(obj, sizeof(obj), "%s: resize to %" PRIu64, export_name, size);
+	else
+		snprintf(obj, sizeof(obj), "%s%s%s", export_name, op == CE_REPL_ROLLBACK ? ": rollback to @" : "@",
+		    snap);
 	if (!ok)
-		return err_setc(CE_E_IO_ERROR, -EIO, "%s@%s: %s", export_name, snap, fenced ?
+		return err_setc(CE_E_IO_ERROR, -EIO, "%s: %s", obj, fenced ?
 		    "the replicated volume is fenced: a newer controller took it over" : c->stopping ?
-		    "the controller stopped" : "too few in-sync replicas took it in time (it may exist on some)");
-	if (result != 0)
-		return err_setc(result == -EEXIST ? CE_E_SNAPSHOT_EXISTS : result == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND :
-		    ce_errcode_of(result), result, "%s@%s: %s (on every in-sync replica, at seq %" PRIu64 ")",
-		    export_name, snap, strerror(-result), seq);
-	log_info("replicated volume %s: snapshot %s %s at seq %" PRIu64 " on every in-sync replica", export_name,
-	    op == CE_REPL_SNAP_CREATE ? "create" : op == CE_REPL_SNAP_DESTROY ? "destroy" : "rename", snap, seq);
+		    "the controller stopped" : "too few in-sync replicas took it in time (it may have happened on some)");
+	if (result != 0) {
+		int code = result == -EEXIST ? (op == CE_REPL_ROLLBACK ? CE_E_HAS_NEWER_SNAPSHOTS : CE_E_SNAPSHOT_EXISTS) :
+		    result == -ENOENT ? CE_E_SNAPSHOT_NOT_FOUND : ce_errcode_of(result);
+		return err_setc(code, result, "%s: %s (on every in-sync replica, at seq %" PRIu64 ")%s", obj,
+		    strerror(-result), seq, op == CE_REPL_ROLLBACK && result == -EEXIST ?
+		    ": it has newer snapshots (destroy them, or roll back with -r)" : op == CE_REPL_RESIZE &&
+		    result == -EINVAL ? ": a size that is a multiple of the block size; a smaller one needs --shrink" : "");
+	}
+	log_info("replicated volume %s: %s at seq %" PRIu64 " on every in-sync replica", obj,
+	    op == CE_REPL_SNAP_CREATE ? "create" : op == CE_REPL_SNAP_DESTROY ? "destroy" : op == CE_REPL_SNAP_RENAME ?
+	    "rename" : "done", seq);
 	return 0;
+}
+
+int
+repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *newname)
+{
+	return seq_op(export_name, op, snap, newname, 0, 0);
+}
+
+int
+repl_ctrl_rollback(const char *export_name, const char *snap, unsigned flags)
+{
+	return seq_op(export_name, CE_REPL_ROLLBACK, snap, NULL, 0, flags);
+}
+
+int
+repl_ctrl_resize(const char *export_name, uint64_t size, unsigned flags)
+{
+	return seq_op(export_name, CE_REPL_RESIZE, NULL, NULL, size, flags);
 }
 
 /* ---- status ---- */
@@ -2835,7 +2913,8 @@ ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t m
 	if (e->fd >= 0)
 		shutdown(e->fd, SHUT_RDWR);
 	ep_reap(e);
-	int fd, err = peer_connect(e->addr, &fd, msg, mlen);
+	uint64_t feat = 0;
+	int fd, err = peer_connect_f(e->addr, &fd, &feat, msg, mlen);
 	if (err != 0)
 		return err;
 	uint8_t buf[RP_STATUS_SIZE];
@@ -2873,10 +2952,18 @@ ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t m
 		return err;
 	}
 	memcpy(st, buf, sizeof(*st));
+	if (st->st_size != ce_vol_size(c->rd)) {
+		/* it missed a sequenced resize while it was out: a rebuild copies bytes, not the size (not built) */
+		snprintf(msg, mlen, "replica %s/%s is %" PRIu64 " bytes, the volume %" PRIu64 " (resized while it was "
+		    "out): replace it (cask vol replica replace)", e->addr, e->pool, st->st_size, ce_vol_size(c->rd));
+		close(fd);
+		return -EINVAL;
+	}
 	struct timeval tv = { 0, 0 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	pthread_mutex_lock(&c->mu);
 	e->fd = fd;
+	e->features = feat;
 	e->id = st->st_id;
 	e->pool_guid = st->st_pool_guid;
 	if (e->rxbuf == NULL)

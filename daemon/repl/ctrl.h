@@ -41,6 +41,14 @@ void repl_ctrl_resume_pool(const char *pool);
  * (nothing set) when it controls no such volume.
  */
 int repl_ctrl_snap(const char *export_name, int op, const char *snap, const char *newname);
+/*
+ * Sequenced rollback (to snapshot `snap`, the part after '@'; flags
+ * CE_ROLLBACK_DESTROY_LATER) and resize (flags CE_RESIZE_SHRINK) of a volume
+ * this caskd controls: at one seq on every in-sync replica, answered when k
+ * have it durable. -ENOENT (nothing set) when it controls no such volume.
+ */
+int repl_ctrl_rollback(const char *export_name, const char *snap, unsigned flags);
+int repl_ctrl_resize(const char *export_name, uint64_t size, unsigned flags);
 /* 1 when this caskd controls the replicated volume export_name. */
 int repl_ctrl_controls(const char *export_name);
 /* At shutdown: stop every controller (after the frontends closed their handles). */

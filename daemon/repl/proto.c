@@ -120,6 +120,8 @@ rp_payload_size(uint16_t type)
 	case RP_TAIL_BEGIN: return 528;
 	case RP_SNAPSHOT: case RP_SNAP_DESTROY: return 320;
 	case RP_SNAP_RENAME: return 576;
+	case RP_ROLLBACK: return 320;
+	case RP_RESIZE: return 16;
 	case RP_TAIL_EXTENTS: case RP_TAIL_DATA: return -1;
 	case RP_TRIM: return 16;
 	case RP_ZERO: case RP_READ: return 24;
@@ -162,6 +164,8 @@ rp_type_name(uint16_t t)
 	case RP_SNAPSHOT: return "SNAPSHOT";
 	case RP_SNAP_DESTROY: return "SNAP_DESTROY";
 	case RP_SNAP_RENAME: return "SNAP_RENAME";
+	case RP_ROLLBACK: return "ROLLBACK";
+	case RP_RESIZE: return "RESIZE";
 	case RP_WRITE: return "WRITE";
 	case RP_TRIM: return "TRIM";
 	case RP_ZERO: return "ZERO";

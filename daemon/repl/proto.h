@@ -26,6 +26,7 @@ enum rp_type {
 	RP_TAIL_LIST = 0x24, RP_TAIL_EXTENTS = 0x25, RP_TAIL_BEGIN = 0x26, RP_TAIL_DATA = 0x27,
 	RP_WRITE = 0x30, RP_TRIM = 0x31, RP_ZERO = 0x32,
 	RP_SNAPSHOT = 0x33, RP_SNAP_DESTROY = 0x34, RP_SNAP_RENAME = 0x35,
+	RP_ROLLBACK = 0x36, RP_RESIZE = 0x37,
 	RP_MB_COMMIT = 0x40, RP_MB_ACK = 0x41,
 	RP_APPLIED = 0x50, RP_DURABLE = 0x51, RP_FLUSH = 0x52, RP_OP_DONE = 0x53,
 	RP_READ = 0x58, RP_READ_DATA = 0x59,
@@ -40,6 +41,7 @@ enum { RPF_FUA = 1u << 0, RPF_MORE = 1u << 1, RPF_REPAIR = 1u << 2 };
 enum { HE_KEY = 1u << 0, HE_INSECURE = 1u << 1 };
 /* he_features / hr_features (section 1) */
 #define RP_FEAT_TAIL (1ull << 2) /* frames 0x24-0x27 and 0x33-0x35 (reconciliation, sequenced snapshots) */
+#define RP_FEAT_VOLOP (1ull << 5) /* frames 0x36-0x37 (sequenced rollback and resize) */
 enum { PR_RESUME = 1, PR_TAKEOVER = 2, PR_JOIN = 3 };
 
 /* ERROR codes (replica-protocol.md section 10) */
@@ -238,6 +240,14 @@ typedef struct rp_snap {
 	uint8_t sn_reserved[48];
 } rp_snap;
 _Static_assert(sizeof(rp_snap) == 320, "SNAPSHOT is 320 bytes");
+/* ROLLBACK is an rp_snap (sn_name the snapshot, sn_flags SN_DESTROY_LATER); RESIZE (16 bytes): */
+enum { SN_DESTROY_LATER = 1u << 0 };
+enum { RZ_SHRINK = 1u << 0 };
+typedef struct rp_resize {
+	uint64_t rz_size;
+	uint32_t rz_flags, rz_pad;
+} rp_resize;
+_Static_assert(sizeof(rp_resize) == 16, "RESIZE is 16 bytes");
 typedef struct rp_op_done {
 	uint32_t od_code, od_pad;
 	uint64_t od_value;        /* the positive errno of a failed snapshot operation, else 0 */

@@ -304,7 +304,7 @@ handshake(rconn *c)
 	hr.hr_min_version = 1;
 	hr.hr_max_version = RP_VERSION;
 	hr.hr_flags = cfg.key ? HE_KEY : HE_INSECURE;
-	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY);
+	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_VOLOP);
 	c->features = hr.hr_features;
 	hr.hr_instance = cfg.instance;
 	if (getrandom(c->nonce_r, RP_NONCE, 0) != RP_NONCE)
@@ -564,6 +564,72 @@ serve_retire(rconn *c, const rp_hdr *h, const uint8_t *pl, const ce_repl_info *r
 }
 
 /* One frame after the handshake: 0 go on, <0 close. */
+
+/*
+ * ROLLBACK and RESIZE (feature VOLOP, replica-protocol.md section 7.2): at
+ * their seq (checked by the caller), applied like a snapshot operation, then
+ * made durable with the record before OP_DONE, so an answered rollback or
+ * resize survives a crash of k members (replication.md 3.6, as built).
+ */
+static int
+serve_volop(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
+{
+	uint16_t t = h->rf_type;
+	char name[257] = "";
+	uint64_t size = 0;
+	unsigned flags = 0;
+	if (t == RP_ROLLBACK) {
+		rp_snap sn;
+		memcpy(&sn, pl, sizeof(sn));
+		snprintf(name, sizeof(name), "%.256s", sn.sn_name);
+		if ((sn.sn_flags & ~(uint32_t)SN_DESTROY_LATER) != 0 || name[0] == '\0') {
+			send_error(c, RPE_INVALID_ARGUMENT, h, 1, NULL, 0, "ROLLBACK: unknown flags or no snapshot name");
+			return -EPROTO;
+		}
+		flags = sn.sn_flags & SN_DESTROY_LATER ? CE_ROLLBACK_DESTROY_LATER : 0;
+	} else {
+		rp_resize rz;
+		memcpy(&rz, pl, sizeof(rz));
+		if ((rz.rz_flags & ~(uint32_t)RZ_SHRINK) != 0 || rz.rz_size == 0) {
+			send_error(c, RPE_INVALID_ARGUMENT, h, 1, NULL, 0, "RESIZE: unknown flags or size 0");
+			return -EPROTO;
+		}
+		size = rz.rz_size;
+		flags = rz.rz_flags & RZ_SHRINK ? CE_RESIZE_SHRINK : 0;
+	}
+	int op_err = 0;
+	int err = ce_repl_volop(c->h, fe, h->rf_seq, t == RP_ROLLBACK ? CE_REPL_ROLLBACK : CE_REPL_RESIZE, name, size,
+	    flags, &op_err);
+	if (err == -ESTALE) {
+		ce_repl_info ri;
+		(void)ce_repl_info_get(c->p, c->name, &ri);
+		send_error(c, RPE_STALE_EPOCH, h, 1, &ri, 0, ce_errmsg());
+		return -ESTALE;
+	}
+	if (err != 0) {
+		send_error(c, err == -EINVAL ? RPE_INVALID_ARGUMENT : RPE_IO_ERROR, h, 1, NULL, 0, ce_errmsg());
+		return err;
+	}
+	char why[200];
+	snprintf(why, sizeof(why), "%s", op_err ? ce_errmsg() : "");
+	uint64_t d;
+	if ((err = ce_repl_flush(c->h, &d)) != 0) {
+		send_error(c, RPE_POOL_SUSPENDED, h, 1, NULL, 0, ce_errmsg());
+		return err;
+	}
+	c->applied_pending = 1;
+	if (flush_applied(c) != 0 || send_frame(c, RP_DURABLE, 0, d, h->rf_id, NULL, 0) != 0)
+		return -EPIPE;
+	rp_op_done od = { op_err ? (uint32_t)RPE_INVALID_ARGUMENT : 0, 0, op_err ? (uint64_t)-op_err : 0 };
+	if (t == RP_ROLLBACK)
+		log_info("replica %s: ROLLBACK to %s at seq %" PRIu64 "%s%s", c->export_name, name, h->rf_seq,
+		    op_err ? ": " : "", why);
+	else
+		log_info("replica %s: RESIZE to %" PRIu64 " at seq %" PRIu64 "%s%s", c->export_name, size, h->rf_seq,
+		    op_err ? ": " : "", why);
+	return send_frame(c, RP_OP_DONE, 0, h->rf_seq, h->rf_id, &od, sizeof(od));
+}
+
 static int
 serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 {
@@ -588,6 +654,13 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_CKSUM:
 		if (!(c->features & RP_FEAT_VERIFY)) {
 			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (VERIFY)");
+			return -EPROTO;
+		}
+		ok_state = c->st >= CS_BOUND;
+		break;
+	case RP_ROLLBACK: case RP_RESIZE:
+		if (!(c->features & RP_FEAT_VOLOP)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (VOLOP)");
 			return -EPROTO;
 		}
 		ok_state = c->st >= CS_BOUND;
@@ -917,6 +990,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		    op_err ? ": " : "", op_err ? strerror(-op_err) : "");
 		return send_frame(c, RP_OP_DONE, 0, h->rf_seq, h->rf_id, &od, sizeof(od));
 	}
+	if (t == RP_ROLLBACK || t == RP_RESIZE)
+		return serve_volop(c, h, pl, fe);
 	uint64_t off, len;
 	if (t == RP_WRITE) {
 		rp_write w;

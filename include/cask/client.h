@@ -464,6 +464,25 @@ typedef struct cask_repl_status {
  */
 int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
 /*
+ * (CASK_1.1) The controller's read lease (docs/replication.md 3.3 item 7):
+ * it answers no read, write or flush unless a commit quorum of the members
+ * renewed it lately. A size-prefixed output structure: the caller sets
+ * size (CASK_REPL_LEASE_INIT) and the library fills only what that size
+ * covers, so fields added later never overrun an older caller's copy; a
+ * size smaller than the first field after it is INVALID_ARGUMENT.
+ */
+typedef struct cask_repl_lease {
+	size_t size;                 /* sizeof(cask_repl_lease) */
+	char state[16];              /* valid, pending (never held yet, young), lapsed; "" when not controlled here */
+	uint64_t left_ms;            /* how long it stays valid without another renewal (0 unless valid) */
+	uint32_t renewed_by;         /* members that renewed it within the usable part of the lease */
+	uint32_t needed;             /* renewals it needs: a commit quorum of the members */
+	uint64_t lease_ms;           /* the length of a lease the replicas grant */
+} cask_repl_lease;
+#define CASK_REPL_LEASE_INIT { sizeof(cask_repl_lease), "", 0, 0, 0, 0 }
+/* cask_vol_repl_status and the lease from the same vol.status answer (lease may be NULL). */
+int cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out, cask_repl_lease *lease);
+/*
  * Become the controller of POOL/VOL, a replica this caskd holds (`cask vol
  * takeover`; docs/replication.md rule 7): the membership is read from the
  * replicas it reaches (a prepare quorum), the newest state is made that of

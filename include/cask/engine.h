@@ -713,6 +713,19 @@ int ce_repl_tail_write(ce_vol *h, ce_epoch e, const void *buf, size_t len, uint6
 enum { CE_REPL_SNAP_CREATE = 1, CE_REPL_SNAP_DESTROY = 2, CE_REPL_SNAP_RENAME = 3 };
 int ce_repl_snap(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, const char *newname,
     int *op_err);
+/*
+ * Sequenced volume operations (replication.md rule 6 item 4), with the
+ * same seq rules and *op_err as ce_repl_snap: CE_REPL_ROLLBACK rolls h's
+ * volume back to its snapshot `snap` (flags: CE_ROLLBACK_DESTROY_LATER;
+ * the replica's own open handles do not refuse it: the apply line orders
+ * every operation around it), CE_REPL_RESIZE resizes it to `size` bytes
+ * (flags: CE_RESIZE_SHRINK). Each commits its own txg before it counts as
+ * applied; the caller makes applied durable (ce_repl_flush) before it
+ * reports it done.
+ */
+enum { CE_REPL_ROLLBACK = 4, CE_REPL_RESIZE = 5 };
+int ce_repl_volop(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, uint64_t size,
+    unsigned flags, int *op_err);
 
 const char *ce_errmsg(void);
 /*

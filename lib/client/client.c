@@ -23,6 +23,7 @@
 #include <json-c/json.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -764,6 +765,39 @@ cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out)
 	if (rc != 0)
 		return rc;
 	repl_status_fill(r, out);
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out, cask_repl_lease *lease)
+{
+	if (lease != NULL && lease->size < offsetof(cask_repl_lease, state) + sizeof(lease->state)) {
+		set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_repl_lease: size %zu is too small (use "
+		    "CASK_REPL_LEASE_INIT; sizeof is %zu)", lease->size, sizeof(cask_repl_lease));
+		return -EINVAL;
+	}
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.status", a, &r);
+	if (rc != 0)
+		return rc;
+	repl_status_fill(r, out);
+	if (lease != NULL) {
+		cask_repl_lease l;
+		memset(&l, 0, sizeof(l));
+		json_object *o;
+		if (json_object_object_get_ex(r, "lease", &o) && json_object_is_type(o, json_type_object)) {
+			get_str(o, "state", l.state, sizeof(l.state));
+			l.left_ms = get_u64(o, "left_ms");
+			l.renewed_by = (uint32_t)get_u64(o, "renewed_by");
+			l.needed = (uint32_t)get_u64(o, "needed");
+			l.lease_ms = get_u64(o, "lease_ms");
+		}
+		size_t n = lease->size < sizeof(l) ? lease->size : sizeof(l);
+		l.size = lease->size;
+		memcpy(lease, &l, n); /* what the caller's size covers; the rest of a larger one left alone */
+	}
 	json_object_put(r);
 	return 0;
 }

@@ -747,8 +747,10 @@ ce_repl_open(ce_pool *p, const char *name, ce_vol **out)
 enum { OP_WRITE, OP_TRIM, OP_ZERO, OP_SNAP };
 
 typedef struct snap_op {
-	int op;
+	int op;               /* CE_REPL_SNAP_*, CE_REPL_ROLLBACK, CE_REPL_RESIZE */
 	const char *snap, *newname;
+	uint64_t size;        /* CE_REPL_RESIZE */
+	unsigned flags;       /* CE_ROLLBACK_DESTROY_LATER, CE_RESIZE_SHRINK */
 	int err;
 } snap_op;
 
@@ -776,6 +778,10 @@ snap_apply(ce_pool *p, volume *v, snap_op *so)
 	}
 	if (so->op == CE_REPL_SNAP_DESTROY)
 		return ce_snap_destroy(p, full);
+	if (so->op == CE_REPL_ROLLBACK)
+		return ce_vol_rollback(p, full, (so->flags & CE_ROLLBACK_DESTROY_LATER) | VOL_ROLLBACK_OPEN);
+	if (so->op == CE_REPL_RESIZE)
+		return ce_vol_resize(p, v->name, so->size, so->flags & CE_RESIZE_SHRINK);
 	snprintf(nn, sizeof(nn), "%s@%s", v->name, so->newname ? so->newname : "");
 	return ce_snap_rename(p, full, nn);
 }
@@ -812,8 +818,23 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		rs->begun = seq; /* a retry keeps its first txg: its failed try may have left bytes there */
 		rs->begun_txg = txg_open(p);
 	}
-	if (err == 0)
-		ring_note(rs, seq, op == OP_SNAP ? 0 : off, op == OP_SNAP ? 0 : len);
+	if (err == 0 && op == OP_SNAP) {
+		/*
+		 * Invariant 7: a rollback may change any byte (the whole volume, at
+		 * its larger size); a resize the bytes between the two sizes; a
+		 * snapshot operation none.
+		 */
+		const snap_op *so = buf;
+		uint64_t big = MAX(v->size, so->size);
+		if (so->op == CE_REPL_ROLLBACK)
+			ring_note(rs, seq, 0, v->size);
+		else if (so->op == CE_REPL_RESIZE)
+			ring_note(rs, seq, MIN(v->size, so->size), big - MIN(v->size, so->size));
+		else
+			ring_note(rs, seq, 0, 0);
+	} else if (err == 0) {
+		ring_note(rs, seq, off, len);
+	}
 	uint64_t btxg = rs->begun_txg;
 	pthread_mutex_unlock(&p->lock);
 	if (err == 0 && op == OP_SNAP) {
@@ -885,11 +906,35 @@ ce_repl_snap(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, cons
 	if (op < CE_REPL_SNAP_CREATE || op > CE_REPL_SNAP_RENAME || snap == NULL || snap[0] == '\0' ||
 	    strchr(snap, '@') != NULL || (op == CE_REPL_SNAP_RENAME && (newname == NULL || newname[0] == '\0')))
 		return err_set(-EINVAL, "a sequenced snapshot operation needs an operation and a snapshot name");
-	snap_op so = { op, snap, newname, 0 };
+	snap_op so = { op, snap, newname, 0, 0, 0 };
 	int err = apply(h, e, seq, OP_SNAP, &so, 0, 0);
 	if (err == 0 && so.err != 0) {
 		*op_err = so.err;
 		err_set(so.err, "snapshot %s: %s", snap, strerror(-so.err));
+	}
+	return err;
+}
+
+int
+ce_repl_volop(ce_vol *h, ce_epoch e, uint64_t seq, int op, const char *snap, uint64_t size, unsigned flags,
+    int *op_err)
+{
+	*op_err = 0;
+	if (op == CE_REPL_ROLLBACK && (snap == NULL || snap[0] == '\0' || strchr(snap, '@') != NULL ||
+	    (flags & ~(unsigned)CE_ROLLBACK_DESTROY_LATER)))
+		return err_set(-EINVAL, "a sequenced rollback needs a snapshot name (and only flag destroy-later)");
+	if (op == CE_REPL_RESIZE && (size == 0 || (flags & ~(unsigned)CE_RESIZE_SHRINK)))
+		return err_set(-EINVAL, "a sequenced resize needs a size (and only flag shrink)");
+	if (op != CE_REPL_ROLLBACK && op != CE_REPL_RESIZE)
+		return err_set(-EINVAL, "unknown sequenced volume operation %d", op);
+	snap_op so = { op, snap, NULL, size, flags, 0 };
+	int err = apply(h, e, seq, OP_SNAP, &so, 0, 0);
+	if (err == 0 && so.err != 0) {
+		*op_err = so.err;
+		if (op == CE_REPL_ROLLBACK)
+			err_set(so.err, "rollback to %s: %s", snap, strerror(-so.err));
+		else
+			err_set(so.err, "resize to %" PRIu64 ": %s", size, strerror(-so.err));
 	}
 	return err;
 }

@@ -852,7 +852,7 @@ ce_vol_rollback(ce_pool *p, const char *snapname, unsigned flags)
 		vol_mgmt_abort(p);
 		return err_set(-ENOENT, "snapshot %s/%s does not exist", p->name, snapname);
 	}
-	if (h->refs > 0 || h->receiving) {
+	if ((h->refs > 0 && !(flags & VOL_ROLLBACK_OPEN)) || h->receiving) {
 		vol_mgmt_abort(p);
 		return h->receiving ? err_set(-EBUSY, "volume %s/%s is a partial receive: abandon it with "
 		    "cask recv -A", p->name, vol) : err_set(-EBUSY, "volume %s/%s is open (%d handles)",

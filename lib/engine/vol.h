@@ -146,6 +146,7 @@ int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 
 /* vol.c */
 #define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
+#define VOL_ROLLBACK_OPEN 0x100u /* ce_vol_rollback flag: the replica apply line rolls back its open volume */
 int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
 int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
 int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);

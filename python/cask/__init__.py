@@ -435,10 +435,16 @@ class Client:
         """A replicated volume as this caskd sees it (docs/replication.md): its controller's epoch,
         consistency, state (serving, suspended, fenced; for a replica another caskd controls
         "replica", for a restarted controller "reconciling" or "moved", with fenced_by saying
-        where it is) and per replica its address, state, link and acknowledged seq."""
+        where it is) and per replica its address, state, link and acknowledged seq; "lease": the
+        controller's read lease (state valid/pending/lapsed, left_ms, renewed_by, needed, lease_ms),
+        None when this caskd does not control the volume."""
         st = ffi.new("cask_repl_status *")
-        self._check(lib.cask_vol_repl_status(self._c, _b(name), st), name)
-        return self._repl_status(st)
+        ls = ffi.new("cask_repl_lease *")
+        ls.size = ffi.sizeof("cask_repl_lease")
+        self._check(lib.cask_vol_repl_status_ex(self._c, _b(name), st, ls), name)
+        out = self._repl_status(st)
+        out["lease"] = _struct(ls, ("state", "left_ms", "renewed_by", "needed", "lease_ms")) if ffi.string(ls.state) else None
+        return out
 
     def vol_takeover(self, name):
         """Become the controller of POOL/VOL, a replica this caskd holds (`cask vol takeover`,

@@ -116,6 +116,15 @@ typedef struct {
     cask_replica_info replicas[5];
 } cask_repl_status;
 int cask_vol_repl_status(cask_client *c, const char *name, cask_repl_status *out);
+typedef struct cask_repl_lease {
+	size_t size;
+	char state[16];
+	uint64_t left_ms;
+	uint32_t renewed_by;
+	uint32_t needed;
+	uint64_t lease_ms;
+} cask_repl_lease;
+int cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out, cask_repl_lease *lease);
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
 int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,

@@ -63,6 +63,28 @@ print(json.dumps(out))
 """
 
 
+def lease_api(node, want):
+    """The lease through the stable API: libcask via the Python binding, `vol status -j` and the human
+    output all say `want`; valid means a commit quorum renewed it (renewed_by >= needed, time left)."""
+    sys.path.insert(0, os.environ["BUILD"] + "/python")
+    import cask
+    for _ in range(100):
+        py = cask.Client(node.sock).vol_status("tank/v")["lease"]
+        js = json.loads(node.cask("vol", "status", "tank/v", "-j").stdout)["lease"]
+        txt = node.cask("vol", "status", "tank/v").stdout
+        if py["state"] == js["state"] == want and ("lease " + want) in txt:
+            break
+        time.sleep(0.05)
+    assert py["state"] == js["state"] == want and ("lease " + want) in txt, (want, py, js, txt)
+    for l in (py, js):
+        assert l["needed"] == 2 and l["lease_ms"] > 0, l
+        if want == "valid":
+            assert l["renewed_by"] >= l["needed"] and 0 < l["left_ms"] <= l["lease_ms"], l
+        if want == "lapsed":
+            assert l["renewed_by"] < l["needed"] and l["left_ms"] == 0, l
+    print("lease through libcask/Python, vol status -j and vol status: %s (%s)" % (want, py))
+
+
 def scenario(sub, broken, netns=False):
     T = os.path.join(os.environ["TDIR"], sub)
     os.makedirs(T)
@@ -92,6 +114,7 @@ def scenario(sub, broken, netns=False):
                 break
             time.sleep(0.05)
         assert st["lease"]["state"] == want, st
+        lease_api(a, want)
         ha = nbd.NBD()
         ha.connect_uri(a.uri("tank/v"))
         ha.pwrite(OLD, BLK * BS)
@@ -146,6 +169,8 @@ def scenario(sub, broken, netns=False):
             assert stale == 0, "the old controller served the overwritten value %d times" % stale
             sa = a.wait_state("tank/v", ["no-lease", "fenced"])
             assert sa["state"] == "fenced" or sa["lease"]["state"] == "lapsed", sa
+            if sa["state"] != "fenced":
+                lease_api(a, "lapsed")
             if ha is not None:
                 try:
                     ha.pwrite(b"X" * BS, 0)

@@ -186,6 +186,10 @@ tour(void *arg)
 	 * (repl_quorum.sh drives both with real replicas) */
 	cask_repl_status rst;
 	CHECK_CODE(cask_vol_repl_status(c, v, &rst), EINVAL, "NOT_REPLICATED");
+	cask_repl_lease rls = CASK_REPL_LEASE_INIT;
+	CHECK_CODE(cask_vol_repl_status_ex(c, v, &rst, &rls), EINVAL, "NOT_REPLICATED"); /* repl_lease.sh: a real one */
+	rls.size = sizeof(size_t); /* covers no field */
+	CHECK_CODE(cask_vol_repl_status_ex(c, v, &rst, &rls), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_takeover(c, v, &rst), EINVAL, "NOT_REPLICATED"); /* repl_takeover.sh: real ones */
 	const char *reps[] = { "127.0.0.1:1/p2" };
 	cask_repl_args rargs = CASK_REPL_ARGS_INIT;

@@ -8,6 +8,11 @@
  *   - sequenced snapshots: create at seq s holds exactly 1..s-1; a create
  *     of a name that exists still consumes its seq (every replica fails it
  *     alike); rename and destroy likewise;
+ *   - sequenced rollback and resize (ce_repl_volop, section 3.6 item 4):
+ *     a rollback of the replica's volume while handles have it open, the
+ *     ring noting it as the whole volume and a resize as the bytes between
+ *     the sizes; a failed one (no such snapshot, a shrink without the flag)
+ *     consumes its seq; bad arguments and a gap do not;
  *   - a tail sync: refused unless the epoch is promised and not started;
  *     TAIL_BEGIN makes the record rebuilding (kind tail) durably, so a
  *     crash in the middle (an abandon) imports as rebuilding, which
@@ -98,6 +103,7 @@ main(int argc, char **argv)
 
 	/* sequenced snapshots */
 	int oe;
+	uint64_t d0;
 	OK(ce_repl_snap(h, e1, 21, CE_REPL_SNAP_CREATE, "s1", NULL, &oe));
 	CHECK(oe == 0 && ce_repl_applied(h) == 21);
 	OK(ce_repl_snap(h, e1, 22, CE_REPL_SNAP_CREATE, "s1", NULL, &oe)); /* exists: consumed, failed alike */
@@ -119,6 +125,36 @@ main(int argc, char **argv)
 	OK(ce_repl_snap(h, e1, 25, CE_REPL_SNAP_DESTROY, "t1", NULL, &oe));
 	CHECK(oe == 0 && ce_vol_open(p, "r@t1", &sv) == -ENOENT);
 
+	/* sequenced rollback and resize, the volume open (h, and a plain reader) */
+	ce_vol *pl;
+	OK(ce_vol_open(p, "r", &pl));
+	OK(ce_repl_snap(h, e1, 26, CE_REPL_SNAP_CREATE, "rb", NULL, &oe));
+	pat(b, 27);
+	OK(ce_repl_write(h, e1, 27, b, BS, 6 * BS));
+	OK(ce_repl_volop(h, e1, 28, CE_REPL_ROLLBACK, "rb", 0, 0, &oe));
+	CHECK(oe == 0 && ce_repl_applied(h) == 28);
+	OK(ce_vol_read(pl, got, BS, 6 * BS));
+	pat(b, 6);
+	CHECK(memcmp(got, b, BS) == 0); /* seq 27 is gone, seq 6's block is back */
+	OK(ce_repl_extents(h, 27, off, len, 64, &n, &top));
+	CHECK(n == 1 && off[0] == 0 && len[0] == 4 << 20 && top == 28); /* a rollback: the whole volume */
+	OK(ce_repl_volop(h, e1, 29, CE_REPL_RESIZE, NULL, 8 << 20, 0, &oe));
+	CHECK(oe == 0 && ce_vol_size(pl) == 8 << 20 && ce_vol_size(h) == 8 << 20);
+	OK(ce_repl_extents(h, 28, off, len, 64, &n, &top));
+	CHECK(n == 1 && off[0] == 4 << 20 && len[0] == 4 << 20 && top == 29); /* a resize: between the sizes */
+	OK(ce_repl_volop(h, e1, 30, CE_REPL_RESIZE, NULL, 6 << 20, 0, &oe)); /* shrink without the flag */
+	CHECK(oe == -EINVAL && ce_repl_applied(h) == 30 && ce_vol_size(pl) == 8 << 20);
+	OK(ce_repl_volop(h, e1, 31, CE_REPL_ROLLBACK, "nope", 0, 0, &oe));
+	CHECK(oe == -ENOENT && ce_repl_applied(h) == 31);
+	CHECK_ERR(ce_repl_volop(h, e1, 32, CE_REPL_ROLLBACK, "a@b", 0, 0, &oe), -EINVAL); /* not consumed */
+	CHECK_ERR(ce_repl_volop(h, e1, 32, CE_REPL_RESIZE, NULL, 0, 0, &oe), -EINVAL);
+	CHECK_ERR(ce_repl_volop(h, e1, 33, CE_REPL_RESIZE, NULL, 8 << 20, 0, &oe), -EPROTO); /* a gap */
+	OK(ce_repl_volop(h, e1, 32, CE_REPL_RESIZE, NULL, 6 << 20, CE_RESIZE_SHRINK, &oe));
+	CHECK(oe == 0 && ce_repl_applied(h) == 32 && ce_vol_size(pl) == 6 << 20);
+	ce_vol_close(pl);
+	OK(ce_repl_flush(h, &d0));
+	CHECK(d0 == 32);
+
 	/* a tail sync: promised, not started */
 	ce_epoch e2 = { 2, id };
 	uint8_t hist[2 * 32];
@@ -132,7 +168,7 @@ main(int argc, char **argv)
 	CHECK(ri.state == 2);
 	pat(b, 900);
 	OK(ce_repl_tail_write(h, e2, b, BS, 2 * BS, 0));
-	CHECK_ERR(ce_repl_write(h, e2, 26, b, BS, 0), -ESTALE); /* no sequenced write during it */
+	CHECK_ERR(ce_repl_write(h, e2, 33, b, BS, 0), -ESTALE); /* no sequenced write during it */
 	ce_vol_close(h);
 	ce_pool_abandon(p); /* a crash in the middle */
 	OK(ce_pool_import(&path, 1, NULL, &p));
