@@ -90,9 +90,6 @@ struct scsi_lu {
 	int aptpl;               /* the PR state is kept in the pool (PTPL_A) */
 	int is_snap;             /* a snapshot's LU: APTPL refused (PTPL_C 0) */
 	pthread_mutex_t save_lock; /* one pr_persist at a time, each writing the newest state */
-	/* COMPARE AND WRITE / OR WRITE run one at a time per LU (their read-modify-write) */
-	int rmw_busy;
-	scsi_cmd *rmw_head, *rmw_tail;
 };
 
 static pthread_mutex_t lus_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -1556,31 +1553,18 @@ exec_read_defect(scsi_cmd *c)
 }
 
 /*
- * COMPARE AND WRITE and OR WRITE(16): read, compare (or OR), write. They are serialised per
- * LU against each other (lu->rmw_*), which makes them atomic against every other COMPARE AND
- * WRITE / OR WRITE of the volume through iSCSI; not against plain writes (that needs the vio
- * range lock of docs/iscsi.md §1.2 item 7, not built).
+ * COMPARE AND WRITE and OR WRITE(16): read, compare (or OR), write, under the volume's range
+ * lock (vio_lock_range, docs/design-vio.md §9): no other request of any handle of the volume
+ * (NBD, another session, another LU of the same volume) touches the range between the read and
+ * the write, which is what makes them atomic against every other writer. The lock is kept in
+ * c->work_then from the grant to rmw_release.
  */
-static void rmw_start(scsi_cmd *c);
-
 static void
 rmw_release(scsi_cmd *c)
 {
-	scsi_lu *lu = LU(c);
-	pthread_mutex_lock(&lu->lock);
-	scsi_cmd *next = lu->rmw_head;
-	if (next != NULL) {
-		lu->rmw_head = (scsi_cmd *)next->work_then;
-		if (lu->rmw_head == NULL)
-			lu->rmw_tail = NULL;
-		next->work_then = NULL;
-	} else {
-		lu->rmw_busy = 0;
-	}
-	pthread_mutex_unlock(&lu->lock);
+	vio_unlock((vio_lock *)c->work_then);
+	c->work_then = NULL;
 	finish(c);
-	if (next != NULL)
-		rmw_start(next);
 }
 
 static void
@@ -1616,20 +1600,25 @@ rmw_read_done(vio_req *r)
 		wdata = c->work;
 	}
 	r->op = VIO_WRITE;
-	r->flags = (c->fua || !lu->wce) ? VIO_FUA : 0;
+	r->flags = ((c->fua || !lu->wce) ? VIO_FUA : 0) | VIO_LOCKED;
 	r->buf = (void *)wdata;
 	r->done = rmw_done_req;
 	vio_submit(lu->vol, r);
 }
 
+/* The range lock is held (inside vio_lock_range or on a vio worker). */
 static void
-rmw_start(scsi_cmd *c)
+rmw_granted(vio_lock *lk, void *arg)
 {
+	scsi_cmd *c = arg;
 	scsi_lu *lu = LU(c);
 	uint64_t len = (uint64_t)c->nblk * lu->bs;
+	c->work_then = lk;
 	c->work = xmalloc_aligned(len);
 	vio_req *r = reqs_alloc(c, 1);
 	r->op = VIO_READ;
+	r->flags = VIO_LOCKED;
+	r->lock = lk;
 	r->off = c->lba * lu->bs;
 	r->len = len;
 	r->buf = c->work;
@@ -1662,20 +1651,11 @@ exec_rmw(scsi_cmd *c)
 	scsi_lu *lu = LU(c);
 	if (c->nblk == 0)
 		return finish(c);
-	pthread_mutex_lock(&lu->lock);
-	if (lu->rmw_busy) {
-		c->work_then = NULL;
-		if (lu->rmw_tail)
-			lu->rmw_tail->work_then = c;
-		else
-			lu->rmw_head = c;
-		lu->rmw_tail = c;
-		pthread_mutex_unlock(&lu->lock);
-		return;
+	int err = vio_lock_range(lu->vol, c->lba * lu->bs, (uint64_t)c->nblk * lu->bs, rmw_granted, c);
+	if (err != 0) {
+		map_vio_error(c, VIO_WRITE, err, ce_errcode_of(err));
+		finish(c);
 	}
-	lu->rmw_busy = 1;
-	pthread_mutex_unlock(&lu->lock);
-	rmw_start(c);
 }
 
 /* REPORT SUPPORTED OPERATION CODES, REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS */

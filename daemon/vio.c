@@ -49,6 +49,7 @@ struct vio_vol {
 	ce_vol *cv;
 	ce_pool *cp;
 	vio_dev engine;
+	vio_dev *lockdev;        /* the range lock layer (vio_lock.c), NULL for a snapshot */
 };
 
 /* ---- the worker pool ---- */
@@ -401,6 +402,18 @@ vio_open(const char *export_name, unsigned open_flags, int *errp)
 	vio_dev *top = repl_ctrl_layer(v, export_name, &v->engine, cp, cv);
 	if (test_ops)
 		top = vio_fault_layer(v, top);
+	if (!(v->caps & VIO_CAP_READ_ONLY)) {
+		/* the range lock's table is the volume's, keyed by its dataset guid (§9) */
+		ce_vol_info vi;
+		err = ce_vol_info_get(cp, strchr(export_name, '/') + 1, &vi);
+		if (err != 0) {
+			v->top = top;
+			vio_close(v);
+			*errp = err;
+			return NULL;
+		}
+		top = v->lockdev = vio_lock_layer(v, top, cp, vi.guid);
+	}
 	top = vio_stats_layer(v, top);
 	v->top = top;
 	*errp = 0;
@@ -421,6 +434,12 @@ vio_close(vio_vol *v)
 		d = below;
 	}
 	free(v);
+}
+
+vio_dev *
+vio_lock_dev(vio_vol *v)
+{
+	return v->lockdev;
 }
 
 uint64_t

@@ -12,7 +12,10 @@
 
 enum vio_op { VIO_READ, VIO_WRITE, VIO_FLUSH, VIO_TRIM, VIO_ZERO, VIO_MAP, VIO_CACHE, VIO_NOPS };
 /* request flags */
-enum { VIO_FUA = 1u << 0, VIO_NO_HOLE = 1u << 1, VIO_FAST_ZERO = 1u << 2, VIO_MAP_ONE = 1u << 3 };
+enum {
+	VIO_FUA = 1u << 0, VIO_NO_HOLE = 1u << 1, VIO_FAST_ZERO = 1u << 2, VIO_MAP_ONE = 1u << 3,
+	VIO_LOCKED = 1u << 4, /* the submitter holds r->lock, a range lock covering the request (§9) */
+};
 /* capabilities of an open volume */
 enum {
 	VIO_CAP_READ_ONLY = 1u << 0, VIO_CAP_FLUSH = 1u << 1, VIO_CAP_FUA = 1u << 2, VIO_CAP_TRIM = 1u << 3,
@@ -25,7 +28,15 @@ enum {
 typedef struct vio_req vio_req;
 typedef struct vio_dev vio_dev;
 typedef struct vio_vol vio_vol;
+typedef struct vio_lock vio_lock;
 typedef void (*vio_hook_fn)(vio_req *r, void *arg);
+
+/* a waiter or admitted entry of the range lock's table (vio_lock.c; private to the stack) */
+typedef struct vio_lkw {
+	struct vio_lkw *prev, *next;
+	uint64_t off, len;
+	int kind;
+} vio_lkw;
 
 struct vio_req {
 	/* set by the submitter */
@@ -37,6 +48,7 @@ struct vio_req {
 	size_t ext_max, ext_n;
 	void (*done)(vio_req *r); /* runs exactly once, on any thread (maybe inside vio_submit) */
 	void *udata;
+	vio_lock *lock;          /* with VIO_LOCKED: the range lock the submitter holds */
 	/* set on completion */
 	int status;              /* 0 or -errno */
 	int code;                /* stable code on failure: CE_E_* (cask/errcodes.h) */
@@ -47,6 +59,7 @@ struct vio_req {
 	int nhooks;
 	struct { vio_hook_fn fn; void *arg; } hooks[VIO_MAX_HOOKS];
 	vio_req *wnext;          /* worker queue link */
+	vio_lkw lkw;             /* the range lock's table (only while a lock is pending or held) */
 };
 
 typedef struct vio_layer_ops {
@@ -73,6 +86,16 @@ unsigned vio_caps(const vio_vol *v);
 const char *vio_name(const vio_vol *v);
 void vio_submit(vio_vol *v, vio_req *r);
 const char *vio_op_name(int op);
+/*
+ * The range lock (docs/design-vio.md §9): lock [off, off+len) of the volume exclusively
+ * against every READ, WRITE, TRIM and ZERO of every handle of the volume. granted(lk, arg)
+ * runs exactly once when the lock is held: inside the call when nothing is in the way, else
+ * later on a vio worker. The holder's requests set VIO_LOCKED and r->lock = lk, lie inside the
+ * range, and complete before vio_unlock. Returns 0, or -EROFS (a snapshot) / -EINVAL (range)
+ * and calls nothing.
+ */
+int vio_lock_range(vio_vol *v, uint64_t off, uint64_t len, void (*granted)(vio_lock *lk, void *arg), void *arg);
+void vio_unlock(vio_lock *lk);
 
 /* ---- for layers ---- */
 void vio_next(vio_dev *d, vio_req *r);                       /* pass down */
@@ -96,4 +119,6 @@ int vio_worker_count(void);
 /* the shipped layers (vio_stats.c, vio_fault.c) */
 vio_dev *vio_stats_layer(vio_vol *v, vio_dev *below);
 vio_dev *vio_fault_layer(vio_vol *v, vio_dev *below);
+vio_dev *vio_lock_layer(vio_vol *v, vio_dev *below, ce_pool *pool, uint64_t guid);
+vio_dev *vio_lock_dev(vio_vol *v); /* the handle's lock layer, NULL for a snapshot */
 #endif
