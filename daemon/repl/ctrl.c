@@ -639,7 +639,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_RB_READ;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -3216,6 +3216,62 @@ ctrl_rb_untry(const char *export_name, const char *replica)
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&ctrls_mu);
+}
+
+/*
+ * The other sources of a rebuild (section 12.9): the remote members of I
+ * that count now, other than member idx, as "HOST:PORT" and pool; at most
+ * max. Whether the local replica is one (in sync, not failed) is
+ * ctrl_rb_local_ok.
+ */
+int
+ctrl_rb_peers(ctrl *c, int idx, char (*addr)[64], char (*pool)[64], int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&c->mu);
+	for (int i = 0; i < c->n && n < max; i++) {
+		const ep *e = &c->eps[i];
+		if (i == idx || e->local || !e->in_sync || e->failed || e->removed || e->adding || e->rebuilding)
+			continue;
+		snprintf(addr[n], 64, "%s", e->addr);
+		snprintf(pool[n], 64, "%s", e->pool);
+		n++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+int
+ctrl_rb_local_ok(ctrl *c)
+{
+	pthread_mutex_lock(&c->mu);
+	const ep *l = &c->eps[0];
+	int ok = l->local && l->in_sync && !l->failed && !c->fenced && !c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+/* A connection of the rebuild's own to member addr/pool (HELLO, AUTH, ATTACH: bound): *fd and its features. */
+int
+ctrl_rb_attach(ctrl *c, const char *addr, const char *pool, int *fd, uint64_t *features, char *msg, size_t mlen)
+{
+	int err = peer_connect_f(addr, fd, features, msg, mlen);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&c->mu);
+	ce_epoch e = c->e;
+	rp_attach at;
+	memset(&at, 0, sizeof(at));
+	memcpy(at.at_vol_uuid, c->uuid, 16);
+	memcpy(at.at_name, c->name, MIN(strlen(c->name), sizeof(at.at_name)));
+	pthread_mutex_unlock(&c->mu);
+	snprintf(at.at_pool, sizeof(at.at_pool), "%.63s", pool);
+	uint8_t st[RP_STATUS_SIZE];
+	if ((err = rpc(*fd, RP_ATTACH, e, 0, &at, sizeof(at), RP_STATUS, st, msg, mlen, addr)) != 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return err;
 }
 
 /* ---- online verify (replication.md section 12.11, as built; replica-protocol.md section 8.2) ---- */
