@@ -2868,6 +2868,20 @@ ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t m
 		memcpy(at.at_name, c->name, strlen(c->name) < sizeof(at.at_name) ? strlen(c->name) : sizeof(at.at_name));
 		err = rpc(fd, RP_ATTACH, c->e, 0, &at, sizeof(at), RP_STATUS, buf, msg, mlen, e->addr);
 	}
+	if (err == 0 && !create) {
+		/* a member that missed the epoch's start (unreachable at a takeover) promises it now
+		 * (PREPARE, mode join): rebuild frames carry this epoch */
+		rp_status s0;
+		memcpy(&s0, buf, sizeof(s0));
+		ce_epoch pe = { s0.st_promised_ctr, s0.st_promised_node };
+		if (ce_epoch_cmp(pe, c->e) < 0) {
+			rp_prepare pr;
+			memset(&pr, 0, sizeof(pr));
+			pr.pr_mode = PR_JOIN;
+			snprintf(pr.pr_addr, sizeof(pr.pr_addr), "%s", pc->advertise);
+			err = rpc(fd, RP_PREPARE, c->e, 0, &pr, sizeof(pr), RP_PROMISE, buf, msg, mlen, e->addr);
+		}
+	}
 	if (err != 0) {
 		close(fd);
 		return err;
