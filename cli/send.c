@@ -338,8 +338,12 @@ cmd_job(int argc, char **argv)
 		else if (cask_job_wait(c, id, -1, &j) != 0)
 			rc = cli_fail("job wait");
 		else {
-			printf("job %llu %s%s%s\n", (unsigned long long)id, j.state, j.result[0] ? ": " : "",
-			    j.result[0] ? j.result : j.message);
+			/* done: what it made; failed or cancelled: the message and the stable code */
+			if (j.result[0] || strcmp(j.state, "done") == 0)
+				printf("job %llu %s%s%s\n", (unsigned long long)id, j.state, j.result[0] ? ": " : "", j.result);
+			else
+				printf("job %llu %s: %s%s%s%s\n", (unsigned long long)id, j.state, j.message,
+				    j.code[0] ? " (" : "", j.code, j.code[0] ? ")" : "");
 			rc = strcmp(j.state, "done") == 0 ? 0 : EXIT_FAIL;
 		}
 		cask_disconnect(c);

@@ -642,7 +642,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	he.he_min_version = 1;
 	he.he_max_version = RP_VERSION;
 	he.he_flags = pc->key ? HE_KEY : HE_INSECURE;
-	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_VOLOP;
+	he.he_features = RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_RB_READ | RP_FEAT_VOLOP;
 	he.he_instance = pc->instance;
 	uint8_t nc[RP_NONCE];
 	if (getrandom(nc, RP_NONCE, 0) != RP_NONCE) {
@@ -2947,6 +2947,20 @@ ctrl_rb_connect(ctrl *c, int idx, int create, rp_status *st, char *msg, size_t m
 		memcpy(at.at_name, c->name, strlen(c->name) < sizeof(at.at_name) ? strlen(c->name) : sizeof(at.at_name));
 		err = rpc(fd, RP_ATTACH, c->e, 0, &at, sizeof(at), RP_STATUS, buf, msg, mlen, e->addr);
 	}
+	if (err == 0 && !create) {
+		/* a member that missed the epoch's start (unreachable at a takeover) promises it now
+		 * (PREPARE, mode join): rebuild frames carry this epoch */
+		rp_status s0;
+		memcpy(&s0, buf, sizeof(s0));
+		ce_epoch pe = { s0.st_promised_ctr, s0.st_promised_node };
+		if (ce_epoch_cmp(pe, c->e) < 0) {
+			rp_prepare pr;
+			memset(&pr, 0, sizeof(pr));
+			pr.pr_mode = PR_JOIN;
+			snprintf(pr.pr_addr, sizeof(pr.pr_addr), "%s", pc->advertise);
+			err = rpc(fd, RP_PREPARE, c->e, 0, &pr, sizeof(pr), RP_PROMISE, buf, msg, mlen, e->addr);
+		}
+	}
 	if (err != 0) {
 		close(fd);
 		return err;
@@ -3303,6 +3317,62 @@ ctrl_rb_untry(const char *export_name, const char *replica)
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&ctrls_mu);
+}
+
+/*
+ * The other sources of a rebuild (section 12.9): the remote members of I
+ * that count now, other than member idx, as "HOST:PORT" and pool; at most
+ * max. Whether the local replica is one (in sync, not failed) is
+ * ctrl_rb_local_ok.
+ */
+int
+ctrl_rb_peers(ctrl *c, int idx, char (*addr)[64], char (*pool)[64], int max)
+{
+	int n = 0;
+	pthread_mutex_lock(&c->mu);
+	for (int i = 0; i < c->n && n < max; i++) {
+		const ep *e = &c->eps[i];
+		if (i == idx || e->local || !e->in_sync || e->failed || e->removed || e->adding || e->rebuilding)
+			continue;
+		snprintf(addr[n], 64, "%s", e->addr);
+		snprintf(pool[n], 64, "%s", e->pool);
+		n++;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+int
+ctrl_rb_local_ok(ctrl *c)
+{
+	pthread_mutex_lock(&c->mu);
+	const ep *l = &c->eps[0];
+	int ok = l->local && l->in_sync && !l->failed && !c->fenced && !c->stopping;
+	pthread_mutex_unlock(&c->mu);
+	return ok;
+}
+
+/* A connection of the rebuild's own to member addr/pool (HELLO, AUTH, ATTACH: bound): *fd and its features. */
+int
+ctrl_rb_attach(ctrl *c, const char *addr, const char *pool, int *fd, uint64_t *features, char *msg, size_t mlen)
+{
+	int err = peer_connect_f(addr, fd, features, msg, mlen);
+	if (err != 0)
+		return err;
+	pthread_mutex_lock(&c->mu);
+	ce_epoch e = c->e;
+	rp_attach at;
+	memset(&at, 0, sizeof(at));
+	memcpy(at.at_vol_uuid, c->uuid, 16);
+	memcpy(at.at_name, c->name, MIN(strlen(c->name), sizeof(at.at_name)));
+	pthread_mutex_unlock(&c->mu);
+	snprintf(at.at_pool, sizeof(at.at_pool), "%.63s", pool);
+	uint8_t st[RP_STATUS_SIZE];
+	if ((err = rpc(*fd, RP_ATTACH, e, 0, &at, sizeof(at), RP_STATUS, st, msg, mlen, addr)) != 0) {
+		close(*fd);
+		*fd = -1;
+	}
+	return err;
 }
 
 /* ---- online verify (replication.md section 12.11, as built; replica-protocol.md section 8.2) ---- */

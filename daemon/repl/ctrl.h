@@ -89,6 +89,11 @@ int ctrl_rb_failed(ctrl *c, int idx);
 /* The local replica when it is in sync (the source), its record in *info; NULL otherwise. */
 ce_vol *ctrl_rb_source(ctrl *c, ce_epoch *e, uint64_t *id, uint32_t *rate, ce_repl_info *info);
 int ctrl_rb_wait_local(ctrl *c, uint64_t seq);
+/* The other sources (section 12.9): remote members of I counting now, not idx; whether the local one is. */
+int ctrl_rb_peers(ctrl *c, int idx, char (*addr)[64], char (*pool)[64], int max);
+int ctrl_rb_local_ok(ctrl *c);
+/* A bound connection of the caller's own to member addr/pool (HELLO, AUTH, ATTACH); 0 with *fd, or -errno, msg. */
+int ctrl_rb_attach(ctrl *c, const char *addr, const char *pool, int *fd, uint64_t *features, char *msg, size_t mlen);
 int ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen);
 void ctrl_rb_stop(ctrl *c, int idx, const char *why);
 int ctrl_rb_remove(ctrl *c, int idx, char *msg, size_t mlen);

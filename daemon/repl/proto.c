@@ -129,7 +129,8 @@ rp_payload_size(uint16_t type)
 	case RP_RB_BEGIN: return 128;
 	case RP_RB_STATE: return 144;
 	case RP_RB_SCAN: case RP_RB_PROGRESS: case RP_CKSUM: return 48;
-	case RP_RB_HOLE: return 24;
+	case RP_RB_HOLE: case RP_RB_BAD: return 24;
+	case RP_RB_READ: return 32;
 	case RP_RB_CURSOR: case RP_RB_END: return 16;
 	case RP_WRITE: case RP_READ_DATA: case RP_RB_RANGES: case RP_RB_DATA: case RP_CKSUM_REPLY: return -1;
 	default: return -2;
@@ -185,6 +186,8 @@ rp_type_name(uint16_t t)
 	case RP_RB_RANGES: return "RB_RANGES";
 	case RP_RB_DATA: return "RB_DATA";
 	case RP_RB_HOLE: return "RB_HOLE";
+	case RP_RB_READ: return "RB_READ";
+	case RP_RB_BAD: return "RB_BAD";
 	case RP_RB_PROGRESS: return "RB_PROGRESS";
 	case RP_RB_CURSOR: return "RB_CURSOR";
 	case RP_RB_END: return "RB_END";

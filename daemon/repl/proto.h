@@ -31,8 +31,8 @@ enum rp_type {
 	RP_APPLIED = 0x50, RP_DURABLE = 0x51, RP_FLUSH = 0x52, RP_OP_DONE = 0x53,
 	RP_READ = 0x58, RP_READ_DATA = 0x59,
 	RP_CKSUM = 0x60, RP_CKSUM_REPLY = 0x61,
-	RP_RB_BEGIN = 0x70, RP_RB_STATE = 0x71, RP_RB_SCAN = 0x72, RP_RB_RANGES = 0x73,
-	RP_RB_DATA = 0x75, RP_RB_HOLE = 0x76, RP_RB_PROGRESS = 0x78, RP_RB_CURSOR = 0x79,
+	RP_RB_BEGIN = 0x70, RP_RB_STATE = 0x71, RP_RB_SCAN = 0x72, RP_RB_RANGES = 0x73, RP_RB_READ = 0x74,
+	RP_RB_DATA = 0x75, RP_RB_HOLE = 0x76, RP_RB_BAD = 0x77, RP_RB_PROGRESS = 0x78, RP_RB_CURSOR = 0x79,
 	RP_RB_END = 0x7a,
 };
 /* HELLO feature bits (he_features, hr_features) */
@@ -41,6 +41,7 @@ enum { RPF_FUA = 1u << 0, RPF_MORE = 1u << 1, RPF_REPAIR = 1u << 2 };
 enum { HE_KEY = 1u << 0, HE_INSECURE = 1u << 1 };
 /* he_features / hr_features (section 1) */
 #define RP_FEAT_TAIL (1ull << 2) /* frames 0x24-0x27 and 0x33-0x35 (reconciliation, sequenced snapshots) */
+#define RP_FEAT_RB_READ (1ull << 4) /* RB_READ 0x74 and RB_BAD 0x77 (section 8.4) */
 #define RP_FEAT_VOLOP (1ull << 5) /* frames 0x36-0x37 (sequenced rollback and resize) */
 enum { PR_RESUME = 1, PR_TAKEOVER = 2, PR_JOIN = 3 };
 
@@ -315,6 +316,17 @@ typedef struct rp_rb_data {
 typedef struct rp_rb_hole {
 	uint64_t offset, length, state_seq;
 } rp_rb_hole;
+typedef struct rp_rb_read {     /* section 8.4 (feature RB_READ) */
+	uint64_t rr_offset;
+	uint32_t rr_length, rr_flags;
+	uint64_t rr_snap_identity;   /* 0: the live volume (the only one built) */
+	uint64_t rr_min_seq;
+} rp_rb_read;
+typedef struct rp_rb_bad {
+	uint64_t bd_offset, bd_length;
+	uint32_t bd_code, bd_pad;
+} rp_rb_bad;
+_Static_assert(sizeof(rp_rb_read) == 32 && sizeof(rp_rb_bad) == 24, "RB_READ and RB_BAD sizes");
 typedef struct rp_rb_progress {
 	uint64_t pg_cursor, pg_durable_cursor, pg_bytes_applied, pg_bytes_kept_newer, pg_applied, pg_pad;
 } rp_rb_progress;

@@ -65,6 +65,7 @@
 
 #include "cask/errcodes.h"
 #include "phys.h"
+#include "sockio.h"
 #include "util.h"
 #include "../job.h"
 #include "../log.h"
@@ -162,13 +163,95 @@ live_cut(const rb_live *l, uint64_t off, uint64_t len, int (*fn)(void *, uint64_
 	return cut;
 }
 
+/* ---- reading a range as pieces (the controller's source and RB_READ's answer) ---- */
+
+enum { PC_DATA, PC_HOLE, PC_BAD };
+
+typedef struct piece {
+	uint64_t off, len;
+	int kind;                    /* PC_*; PC_DATA bytes are in the caller's buffer at off - its base */
+} piece;
+
+typedef struct piece_list {
+	piece *v;
+	size_t n, cap;
+} piece_list;
+
+static void
+pc_push(piece_list *l, uint64_t off, uint64_t len, int kind)
+{
+	if (len == 0)
+		return;
+	if (l->n > 0 && l->v[l->n - 1].kind == kind && l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
+		l->v[l->n - 1].len += len;
+		return;
+	}
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 16;
+		l->v = xrealloc(l->v, l->cap * sizeof(piece));
+	}
+	l->v[l->n++] = (piece){ off, len, kind };
+}
+
+/*
+ * Read [at, at+n) of v into buf (buf[0] is the byte at `at`) as pieces in
+ * offset order: its holes, its data, and -- a data extent whose read
+ * fails being read again block by block (the volume's block size) -- the
+ * blocks that cannot be read (PC_BAD: a checksum or device error). The
+ * number of bytes covered (at most n, 0 only if the map is empty), or
+ * -errno when the map itself cannot be read (an unreadable indirect block:
+ * the caller treats the whole range as unreadable).
+ */
+static int64_t
+read_pieces(ce_vol *v, uint64_t at, uint64_t n, uint8_t *buf, piece_list *pl)
+{
+	ce_extent ext[64];
+	size_t ne;
+	int err = ce_vol_map(v, at, n, ext, 64, &ne);
+	if (err != 0)
+		return err;
+	uint64_t covered = 0, bs = ce_vol_blocksize(v);
+	for (size_t i = 0; i < ne; i++) {
+		uint64_t off = ext[i].offset, len = ext[i].length;
+		covered += len;
+		if (ext[i].flags & CE_EXTENT_HOLE) {
+			pc_push(pl, off, len, PC_HOLE);
+			continue;
+		}
+		if (ce_vol_read(v, buf + (off - at), len, off) == 0) {
+			pc_push(pl, off, len, PC_DATA);
+			continue;
+		}
+		for (uint64_t b = off; b < off + len;) {
+			uint64_t be = MIN(off + len, (b / bs + 1) * bs);
+			pc_push(pl, b, be - b, ce_vol_read(v, buf + (b - at), be - b, b) == 0 ? PC_DATA : PC_BAD);
+			b = be;
+		}
+	}
+	return (int64_t)covered;
+}
+
+/* Read all of [at, at+n) as pieces (read_pieces repeated; an unreadable map is one PC_BAD piece to the end). */
+static void
+read_range(ce_vol *v, uint64_t at, uint64_t n, uint8_t *buf, piece_list *pl)
+{
+	for (uint64_t p = at; p < at + n;) {
+		int64_t got = read_pieces(v, p, at + n - p, buf + (p - at), pl);
+		if (got <= 0) {
+			pc_push(pl, p, at + n - p, PC_BAD);
+			return;
+		}
+		p += (uint64_t)got;
+	}
+}
+
 /* ---- the target ---- */
 
 int
 rb_target_type(uint16_t t)
 {
 	return t == RP_RB_BEGIN || t == RP_RB_SCAN || t == RP_RB_DATA || t == RP_RB_HOLE || t == RP_RB_CURSOR ||
-	    t == RP_RB_END;
+	    t == RP_RB_END || t == RP_RB_READ;
 }
 
 int
@@ -339,6 +422,54 @@ rb_target_frame(rb_peer *rp, const rp_hdr *h, const uint8_t *pl)
 		    en.en_outcome == CE_RB_CANCELLED ? "cancelled (the cursor is kept)" : "failed (the cursor is kept)");
 		return send_state(rp, h->rf_id);
 	}
+	case RP_RB_READ: {
+		/* a member of I read by a rebuild whose source cannot read the range (section 8.4) */
+		rp_rb_read rq;
+		memcpy(&rq, pl, sizeof(rq));
+		if (rq.rr_flags != 0) {
+			rp->error(rp->conn, RPE_BAD_FRAME, h, 1, "RB_READ: unknown flags");
+			return -EPROTO;
+		}
+		if (rq.rr_snap_identity != 0) {
+			rp->error(rp->conn, RPE_INVALID_ARGUMENT, h, 0, "RB_READ of a snapshot: not built");
+			return 0;
+		}
+		if (rq.rr_length == 0 || rq.rr_length > RP_MAX_IO || rq.rr_offset > size || rq.rr_length > size - rq.rr_offset) {
+			rp->error(rp->conn, RPE_INVALID_RANGE, h, 0, "RB_READ outside the volume");
+			return 0;
+		}
+		uint64_t a = ce_repl_applied(rp->h);
+		if (a < rq.rr_min_seq) {
+			char m[120];
+			snprintf(m, sizeof(m), "RB_READ: applied %" PRIu64 " is below min_seq %" PRIu64, a, rq.rr_min_seq);
+			rp->error(rp->conn, RPE_LAGGING, h, 0, m);
+			return 0;
+		}
+		uint8_t *buf = xmalloc(rq.rr_length);
+		piece_list pcs = { 0 };
+		read_range(rp->rd, rq.rr_offset, rq.rr_length, buf, &pcs);
+		for (size_t i = 0; i < pcs.n && err == 0; i++) {
+			const piece *x = &pcs.v[i];
+			uint32_t more = i + 1 < pcs.n ? RPF_MORE : 0;
+			if (x->kind == PC_DATA) {
+				rp_rb_data d = { x->off, (uint32_t)x->len, 0, a };
+				memcpy(rp->out, &d, sizeof(d));
+				memcpy(rp->out + sizeof(d), buf + (x->off - rq.rr_offset), x->len);
+				err = rp->send(rp->conn, RP_RB_DATA, more, h->rf_id, rp->out, sizeof(d) + x->len);
+			} else if (x->kind == PC_HOLE) {
+				rp_rb_hole d = { x->off, x->len, a };
+				err = rp->send(rp->conn, RP_RB_HOLE, more, h->rf_id, &d, sizeof(d));
+			} else {
+				log_warn("replica %s: RB_READ: %" PRIu64 "+%" PRIu64 " cannot be read here either (a "
+				    "checksum or device error): answered RB_BAD", rp->export_name, x->off, x->len);
+				rp_rb_bad d = { x->off, x->len, RPE_IO_ERROR, 0 };
+				err = rp->send(rp->conn, RP_RB_BAD, more, h->rf_id, &d, sizeof(d));
+			}
+		}
+		free(pcs.v);
+		free(buf);
+		return err;
+	}
 	default:
 		rp->error(rp->conn, RPE_UNKNOWN_TYPE, h, 1, "not a rebuild frame");
 		return -EPROTO;
@@ -428,7 +559,214 @@ typedef struct rbjob {
 	uint64_t kept_newer;          /* bytes cut out by invariant 1 */
 	uint64_t start_ns, rate_ns, rate_done;
 	double rate;
+	/* the other sources (section 12.9): members of I read by RB_READ on connections of the job's own */
+	ce_epoch e;                   /* the controller's epoch (their frames carry it) */
+	uint64_t J;                   /* the join point: RB_READ's min_seq */
+	int nalt, alt_listed, local_lost;
+	char alt_addr[4][64], alt_pool[4][64];
+	int alt_fd[4], alt_dead[4];
+	uint64_t alt_id;
+	uint8_t *abuf;                /* an answer frame's payload */
+	uint64_t repaired;            /* bytes the local source could not read, read from another member */
+	piece_list lost;              /* ranges no member could read, outside the live set (DATA_LOST) */
+	uint64_t lost_bytes, first_lost;
 } rbjob;
+
+/* ---- the other sources (section 12.9; replica-protocol.md section 8.4) ---- */
+
+static void
+alt_close(rbjob *r, int k, const char *why)
+{
+	if (r->alt_fd[k] >= 0)
+		close(r->alt_fd[k]);
+	r->alt_fd[k] = -1;
+	r->alt_dead[k] = 1;
+	log_warn("replicated volume %s: rebuild of %s: %s/%s is no longer read from: %s", ctrl_rb_name(r->c),
+	    r->replica, r->alt_addr[k], r->alt_pool[k], why);
+}
+
+/* Member k's connection of the job's own, opened on first use; 0 or -errno (then it is not asked again). */
+static int
+alt_open(rbjob *r, int k)
+{
+	if (r->alt_dead[k])
+		return -EPIPE;
+	if (r->alt_fd[k] >= 0)
+		return 0;
+	char msg[300] = "";
+	uint64_t feat = 0;
+	int fd = -1, err = ctrl_rb_attach(r->c, r->alt_addr[k], r->alt_pool[k], &fd, &feat, msg, sizeof(msg));
+	if (err == 0 && !(feat & RP_FEAT_RB_READ)) {
+		close(fd);
+		snprintf(msg, sizeof(msg), "its caskd does not offer RB_READ (replica protocol feature 4)");
+		err = -EOPNOTSUPP;
+	}
+	if (err != 0) {
+		alt_close(r, k, msg);
+		return err;
+	}
+	r->alt_fd[k] = fd;
+	return 0;
+}
+
+static int
+alt_recv(int fd, rp_hdr *h, uint8_t *buf)
+{
+	if (sock_read_full(fd, h, sizeof(*h)) != 0)
+		return -EPIPE;
+	if (rp_check_header(h, RP_MAX_PAYLOAD, RP_VERSION) != 0)
+		return -EPROTO;
+	if (h->rf_len && sock_read_full(fd, buf, h->rf_len) != 0)
+		return -EPIPE;
+	return rp_verify(h, buf) == 0 ? 0 : -EBADMSG;
+}
+
+/*
+ * RB_READ [off, off+len) from member k: its bytes into buf (at off - base),
+ * the pieces of its answer into *out. 0, or -errno with *why (the
+ * connection is then of no more use).
+ */
+static int
+alt_read(rbjob *r, int k, uint64_t off, uint64_t len, uint8_t *buf, uint64_t base, piece_list *out, char *why,
+    size_t wlen)
+{
+	int fd = r->alt_fd[k];
+	uint64_t deadline = util_now_ns() + 10ull * 1000000000ull; /* a member lagging behind J catches up */
+	for (;;) {
+		rp_rb_read rq = { off, (uint32_t)len, 0, 0, r->J };
+		rp_hdr h;
+		uint64_t id = ++r->alt_id;
+		rp_hdr_init(&h, RP_RB_READ, 0, sizeof(rq), r->e.counter, r->e.node, 0, id);
+		rp_seal(&h, &rq, sizeof(rq));
+		if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &rq, sizeof(rq)) != 0) {
+			snprintf(why, wlen, "the connection was lost");
+			return -EPIPE;
+		}
+		uint64_t at = off;
+		int lagging = 0;
+		for (;;) {
+			int err = alt_recv(fd, &h, r->abuf);
+			if (err != 0) {
+				snprintf(why, wlen, "no answer to RB_READ (%s)", strerror(-err));
+				return err;
+			}
+			if (h.rf_id != id) /* KEEPALIVE, APPLIED ...: not ours */
+				continue;
+			if (h.rf_type == RP_ERROR && h.rf_len == sizeof(rp_error)) {
+				rp_error er;
+				memcpy(&er, r->abuf, sizeof(er));
+				er.er_msg[sizeof(er.er_msg) - 1] = '\0';
+				if (er.er_code == RPE_LAGGING && util_now_ns() < deadline) {
+					lagging = 1;
+					break;
+				}
+				snprintf(why, wlen, "%s: %s", rp_err_name(er.er_code), er.er_msg);
+				return -EIO;
+			}
+			uint64_t po, pn;
+			int kind;
+			if (h.rf_type == RP_RB_DATA && h.rf_len >= sizeof(rp_rb_data)) {
+				rp_rb_data d;
+				memcpy(&d, r->abuf, sizeof(d));
+				po = d.offset, pn = d.length, kind = PC_DATA;
+				if (h.rf_len != sizeof(d) + pn)
+					pn = 0;
+			} else if (h.rf_type == RP_RB_HOLE && h.rf_len == sizeof(rp_rb_hole)) {
+				rp_rb_hole d;
+				memcpy(&d, r->abuf, sizeof(d));
+				po = d.offset, pn = d.length, kind = PC_HOLE;
+			} else if (h.rf_type == RP_RB_BAD && h.rf_len == sizeof(rp_rb_bad)) {
+				rp_rb_bad d;
+				memcpy(&d, r->abuf, sizeof(d));
+				po = d.bd_offset, pn = d.bd_length, kind = PC_BAD;
+			} else {
+				snprintf(why, wlen, "RB_READ answered with %s", rp_type_name(h.rf_type));
+				return -EPROTO;
+			}
+			if (po != at || pn == 0 || pn > off + len - at) {
+				snprintf(why, wlen, "RB_READ answered %" PRIu64 "+%" PRIu64 " where %" PRIu64 " was due",
+				    po, pn, at);
+				return -EPROTO;
+			}
+			if (kind == PC_DATA)
+				memcpy(buf + (po - base), r->abuf + sizeof(rp_rb_data), pn);
+			pc_push(out, po, pn, kind);
+			at += pn;
+			if (!(h.rf_flags & RPF_MORE))
+				break;
+		}
+		if (lagging) {
+			out->n = 0;
+			usleep(10000);
+			continue;
+		}
+		if (at != off + len) {
+			snprintf(why, wlen, "RB_READ's answer ended at %" PRIu64 " of %" PRIu64, at, off + len);
+			return -EPROTO;
+		}
+		return 0;
+	}
+}
+
+/*
+ * [off, off+len), which the source before member k0 could not read: from
+ * the other members of I in turn, into buf (at off - base) and *pl; what
+ * none can read becomes PC_BAD in *pl. Each range is asked of each member
+ * at most once (no loop: section 12.9).
+ */
+static void
+fetch_alt(rbjob *r, uint64_t off, uint64_t len, int k0, uint8_t *buf, uint64_t base, piece_list *pl)
+{
+	if (!r->alt_listed) {
+		r->nalt = ctrl_rb_peers(r->c, r->idx, r->alt_addr, r->alt_pool, 4);
+		for (int k = 0; k < 4; k++)
+			r->alt_fd[k] = -1;
+		r->alt_listed = 1;
+		if (r->abuf == NULL)
+			r->abuf = xmalloc(RP_MAX_PAYLOAD);
+	}
+	for (int k = k0; k < r->nalt; k++) {
+		if (alt_open(r, k) != 0)
+			continue;
+		piece_list got = { 0 };
+		char why[300] = "";
+		if (alt_read(r, k, off, len, buf, base, &got, why, sizeof(why)) != 0) {
+			alt_close(r, k, why);
+			free(got.v);
+			continue;
+		}
+		uint64_t good = 0;
+		for (size_t i = 0; i < got.n; i++)
+			good += got.v[i].kind == PC_BAD ? 0 : got.v[i].len;
+		if (good > 0) {
+			r->repaired += good;
+			log_warn("replicated volume %s: rebuild of %s: %" PRIu64 "+%" PRIu64 " read from %s/%s instead "
+			    "(%" PRIu64 " bytes of it readable there)", ctrl_rb_name(r->c), r->replica, off, len,
+			    r->alt_addr[k], r->alt_pool[k], good);
+		}
+		for (size_t i = 0; i < got.n; i++) {
+			if (got.v[i].kind == PC_BAD)
+				fetch_alt(r, got.v[i].off, got.v[i].len, k + 1, buf, base, pl);
+			else
+				pc_push(pl, got.v[i].off, got.v[i].len, got.v[i].kind);
+		}
+		free(got.v);
+		return;
+	}
+	pc_push(pl, off, len, PC_BAD);
+}
+
+/* A piece no member could read, outside the live set: lost (section 12.9). */
+static int
+lost_piece(void *arg, uint64_t off, uint64_t len)
+{
+	rbjob *r = arg;
+	pc_push(&r->lost, off, len, PC_BAD);
+	r->lost_bytes += len;
+	r->first_lost = MIN(r->first_lost, off);
+	return 0;
+}
+
 
 static void
 on_frame(void *arg, const rp_hdr *h, const uint8_t *pl)
@@ -643,7 +981,7 @@ maybe_cursor(rbjob *r, uint64_t at, int force)
 {
 	if (!force && r->sent_bytes - r->cursor_sent < RB_CURSOR_EVERY)
 		return 0;
-	rp_rb_cursor cu = { at, r->prog.done };
+	rp_rb_cursor cu = { MIN(at, r->first_lost), r->prog.done }; /* never past a lost range: a retry copies it */
 	ctrl_rb_lock(r->c);
 	int err = ctrl_rb_queue(r->c, r->idx, RP_RB_CURSOR, &cu, sizeof(cu), NULL, 0);
 	ctrl_rb_unlock(r->c);
@@ -652,48 +990,103 @@ maybe_cursor(rbjob *r, uint64_t at, int force)
 	return err ? err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica) : 0;
 }
 
-/* Copy range [off, off+len) from the source to T (section 12.4). */
+/*
+ * Copy range [off, off+len) from the source to T (section 12.4). A chunk
+ * is read from the local replica as pieces; what it cannot read (a block
+ * failing its checksum, an unreadable map), or all of it once the local
+ * replica has failed, is read from the other members of I (fetch_alt);
+ * what none can read is lost. Then, under the controller's lock, every
+ * piece is cut around the live set: data and holes are queued to T, lost
+ * bytes recorded (a live write after J that covers them makes them moot).
+ */
 static int
 copy_range(rbjob *r, ce_vol *src, uint64_t off, uint64_t len, uint64_t state_seq, uint8_t *buf, uint32_t rate)
 {
 	uint64_t end = off + len;
-	for (uint64_t at = off; at < end;) {
+	piece_list pcs = { 0 }, local = { 0 };
+	int err = 0;
+	for (uint64_t at = off; at < end && err == 0;) {
 		uint64_t n = MIN(end - at, (uint64_t)RP_MAX_IO);
-		int err = throttle(r, rate, n);
-		if (err != 0)
-			return err;
-		ce_extent ext[64];
-		size_t ne;
-		if ((err = ce_vol_map(src, at, n, ext, 64, &ne)) != 0)
-			return err_set(err, "mapping %" PRIu64 "+%" PRIu64 " from the source: %s (the rebuild stops "
-			    "here; the replica keeps its cursor)", at, n, ce_errmsg());
-		uint64_t covered = 0;
-		for (size_t i = 0; i < ne; i++) {
-			covered += ext[i].length;
-			if (!(ext[i].flags & CE_EXTENT_HOLE) &&
-			    (err = ce_vol_read(src, buf + (ext[i].offset - at), ext[i].length, ext[i].offset)) != 0)
-				return err_set(err, "reading %" PRIu64 "+%" PRIu64 " from the source: %s (the "
-				    "rebuild stops here; the replica keeps its cursor)", ext[i].offset, ext[i].length,
-				    ce_errmsg());
+		if ((err = throttle(r, rate, n)) != 0)
+			break;
+		uint64_t covered;
+		pcs.n = local.n = 0;
+		if (!ctrl_rb_local_ok(r->c)) {
+			/* the source failed (section 12.7, "S killed"): the other members hold the same state */
+			if (!r->local_lost)
+				log_warn("replicated volume %s: rebuild of %s: the local replica failed at %" PRIu64
+				    "; the rest is read from the other in-sync replicas", ctrl_rb_name(r->c), r->replica, at);
+			r->local_lost = 1;
+			fetch_alt(r, at, n, 0, buf, at, &pcs);
+			covered = n;
+		} else {
+			int64_t got = read_pieces(src, at, n, buf, &local);
+			if (got < 0) {
+				log_warn("replicated volume %s: rebuild of %s: the local replica cannot map %" PRIu64 "+%"
+				    PRIu64 ": %s", ctrl_rb_name(r->c), r->replica, at, n, ce_errmsg());
+				local.n = 0;
+				pc_push(&local, at, n, PC_BAD);
+				got = (int64_t)n;
+			}
+			covered = got ? (uint64_t)got : n;
+			for (size_t i = 0; i < local.n; i++) {
+				if (local.v[i].kind != PC_BAD) {
+					pc_push(&pcs, local.v[i].off, local.v[i].len, local.v[i].kind);
+					continue;
+				}
+				log_warn("replicated volume %s: rebuild of %s: %" PRIu64 "+%" PRIu64 " cannot be read from "
+				    "the local replica (a checksum or device error)", ctrl_rb_name(r->c), r->replica,
+				    local.v[i].off, local.v[i].len);
+				fetch_alt(r, local.v[i].off, local.v[i].len, 0, buf, at, &pcs);
+			}
 		}
 		/* invariant 1: cut and queue under the controller's lock */
 		ctrl_rb_lock(r->c);
-		for (size_t i = 0; i < ne && err == 0; i++) {
-			cut_ctx x = { r, (ext[i].flags & CE_EXTENT_HOLE) ? NULL : buf, at, state_seq };
-			r->kept_newer += live_cut(r->live, ext[i].offset, ext[i].length, queue_piece, &x, &err);
+		for (size_t i = 0; i < pcs.n && err == 0; i++) {
+			const piece *x = &pcs.v[i];
+			if (x->kind == PC_BAD) {
+				(void)live_cut(r->live, x->off, x->len, lost_piece, r, &err);
+				continue;
+			}
+			cut_ctx cx = { r, x->kind == PC_HOLE ? NULL : buf, at, state_seq };
+			r->kept_newer += live_cut(r->live, x->off, x->len, queue_piece, &cx, &err);
 		}
 		ctrl_rb_unlock(r->c);
-		if (err != 0)
-			return err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica);
-		at += covered ? covered : n;
-		r->prog.done += covered ? covered : n;
+		if (err != 0) {
+			err = err_set(-EPIPE, "the replica %s failed while rebuilding", r->replica);
+			break;
+		}
+		at += covered;
+		r->prog.done += covered;
 		if ((err = maybe_cursor(r, at, 0)) != 0)
-			return err;
-		if (job_progress(r->j, r->prog.done, r->prog.total))
-			return -ECANCELED;
+			break;
+		if (job_progress(r->j, r->prog.done, r->prog.total)) {
+			err = -ECANCELED;
+			break;
+		}
 		publish(r, "running");
 	}
-	return 0;
+	free(pcs.v);
+	free(local.v);
+	return err;
+}
+
+/* The DATA_LOST failure (section 12.9): the lost ranges, the first few named. */
+static int
+lost_error(rbjob *r)
+{
+	char names[300] = "";
+	size_t o = 0;
+	for (size_t i = 0; i < r->lost.n && i < 8 && o < sizeof(names); i++)
+		o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%" PRIu64 "+%" PRIu64, i ? ", " : "",
+		    r->lost.v[i].off, r->lost.v[i].len);
+	log_err("replicated volume %s: rebuild of %s: %" PRIu64 " bytes in %zu ranges cannot be read from any "
+	    "in-sync replica: %s%s", ctrl_rb_name(r->c), r->replica, r->lost_bytes, r->lost.n, names,
+	    r->lost.n > 8 ? ", ..." : "");
+	return err_setc(CE_E_DATA_LOST, -EIO, "data lost: %" PRIu64 " bytes in %zu range(s) (offset+length: %s%s) "
+	    "cannot be read from any in-sync replica (checksum or device errors); %s stays degraded with its "
+	    "cursor before them: rewrite or trim them, then `cask vol replica rebuild` again", r->lost_bytes,
+	    r->lost.n, names, r->lost.n > 8 ? ", ..." : "", r->replica);
 }
 
 static int
@@ -775,6 +1168,8 @@ rebuild_work(job *j, void *arg)
 	b.rb_base_node = be.node;
 	b.rb_base_seq = base;
 	r->prog.kind = (int)b.rb_kind;
+	r->e = e;
+	r->first_lost = UINT64_MAX;
 	r->live = rb_live_new();
 	uint64_t J;
 	if ((err = ctrl_rb_start(c, idx, &b, on_frame, r, r->live, &J)) != 0) {
@@ -784,6 +1179,7 @@ rebuild_work(job *j, void *arg)
 		goto out;
 	}
 	started = 1;
+	r->J = J;
 	if ((err = wait_for(r, &r->have_state, "RB_BEGIN")) != 0)
 		goto out;
 	log_info("replicated volume %s: rebuilding %s (%s%s, from seq %" PRIu64 ", joined at %" PRIu64 ")",
@@ -829,6 +1225,11 @@ rebuild_work(job *j, void *arg)
 	r->start_ns = r->rate_ns = util_now_ns();
 	for (size_t i = 0; i < ranges.n && err == 0; i++)
 		err = copy_range(r, src, ranges.v[i].off, ranges.v[i].len, J, buf, rate);
+	if (err == 0 && r->lost.n > 0) {
+		/* T's cursor stays at the first lost byte (maybe_cursor never sends more) */
+		(void)maybe_cursor(r, ranges.v[ranges.n - 1].off + ranges.v[ranges.n - 1].len, 1);
+		err = lost_error(r);
+	}
 	if (err != 0)
 		goto out;
 	/* end and join (section 12.5) */
@@ -842,7 +1243,8 @@ rebuild_work(job *j, void *arg)
 	started = 0;
 	char res[300];
 	snprintf(res, sizeof(res), "%s in sync: %" PRIu64 " bytes listed, %" PRIu64 " transferred, %" PRIu64
-	    " kept newer", r->replica, r->prog.total, r->prog.transferred, r->kept_newer);
+	    " kept newer, %" PRIu64 " read from other replicas (unreadable at the source)", r->replica, r->prog.total,
+	    r->prog.transferred, r->kept_newer, r->repaired);
 	job_set_result(j, res);
 	log_info("replicated volume %s: rebuild of %s complete: %s", ctrl_rb_name(c), r->replica, res);
 	publish(r, "done");
@@ -858,10 +1260,16 @@ out_sl:
 	ranges = sl;
 out:
 	if (started) {
-		int cancelled = err == -ECANCELED;
-		/* T keeps its durable cursor; a cancel tells it so (a failed connection cannot be told) */
-		if (cancelled)
-			(void)end_target(r, CE_RB_CANCELLED);
+		int cancelled = err == -ECANCELED, lost = r->lost.n > 0 && ce_errcode() == CE_E_DATA_LOST;
+		/* T keeps its durable cursor; a cancel, or data lost (the cursor stopped before it), tells it
+		 * so and T commits it (a failed connection cannot be told) */
+		if (cancelled || lost) {
+			char keep[1024];
+			snprintf(keep, sizeof(keep), "%s", ce_errmsg());
+			(void)end_target(r, cancelled ? CE_RB_CANCELLED : CE_RB_FAILED);
+			if (lost)
+				err = err_setc(CE_E_DATA_LOST, -EIO, "%s", keep);
+		}
 		ctrl_rb_stop(c, idx, cancelled ? "rebuild cancelled" : "rebuild failed");
 		publish(r, cancelled ? "cancelled" : "failed");
 	} else if (idx >= 0 && create) {
@@ -877,6 +1285,11 @@ static void
 rbjob_free(void *arg)
 {
 	rbjob *r = arg;
+	for (int k = 0; r->alt_listed && k < r->nalt; k++)
+		if (r->alt_fd[k] >= 0)
+			close(r->alt_fd[k]);
+	free(r->abuf);
+	free(r->lost.v);
 	ctrl_rb_release(r->c);
 	rb_live_free(r->live);
 	free(r->rr_items.v);
@@ -907,7 +1320,7 @@ repl_rebuild_start(const char *export_name, const char *replica, const char *old
 	if (err != 0) {
 		ctrl_rb_release(c);
 		return err == -ENOENT ? err_setc(CE_E_INVALID_ARGUMENT, -ENOENT, "%s is not a replica of %s", replica,
-		    export_name) : err == -EEXIST ? err_setc(CE_E_VOLUME_EXISTS, -EEXIST, "%s is a replica of %s "
+		    export_name) : err == -EEXIST ? err_setc(CE_E_REPLICA_EXISTS, -EEXIST, "%s is a replica of %s "
 		    "already", replica, export_name) : err == -ENOSPC ? err_setc(CE_E_INVALID_ARGUMENT, -ENOSPC,
 		    "%s has 5 replicas (the most)", export_name) : err_setc(CE_E_INVALID_ARGUMENT, -EINVAL,
 		    "replica '%s': want HOST:PORT/POOL", replica);

@@ -30,9 +30,12 @@ typedef struct rb_peer {
 	int (*send)(void *conn, uint16_t type, uint32_t flags, uint64_t id, const void *pl, size_t n);
 	void (*error)(void *conn, uint32_t code, const rp_hdr *ref, int fatal, const char *msg);
 	void (*take_session)(void *conn);
+	ce_vol *rd;                  /* a plain handle: RB_READ reads through it */
+	const char *export_name;     /* POOL/NAME, for the log */
 } rb_peer;
 
-/* A frame type the target side handles (RB_BEGIN, RB_SCAN, RB_DATA, RB_HOLE, RB_CURSOR, RB_END). */
+/* A frame type the replica side handles (RB_BEGIN, RB_SCAN, RB_DATA, RB_HOLE, RB_CURSOR, RB_END, and RB_READ:
+ * a member of I read by another member's rebuild, replica-protocol.md section 8.4). */
 int rb_target_type(uint16_t type);
 /* Whether the connection state allows it: RB_BEGIN and RB_SCAN on a bound connection, the rest on the session. */
 int rb_target_needs_session(uint16_t type);

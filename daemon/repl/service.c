@@ -304,7 +304,8 @@ handshake(rconn *c)
 	hr.hr_min_version = 1;
 	hr.hr_max_version = RP_VERSION;
 	hr.hr_flags = cfg.key ? HE_KEY : HE_INSECURE;
-	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_VOLOP);
+	hr.hr_features = he.he_features & (RP_FEAT_TAIL | RP_FEAT_REBUILD | RP_FEAT_VERIFY | RP_FEAT_RB_READ |
+	    RP_FEAT_VOLOP);
 	c->features = hr.hr_features;
 	hr.hr_instance = cfg.instance;
 	if (getrandom(c->nonce_r, RP_NONCE, 0) != RP_NONCE)
@@ -514,7 +515,7 @@ rb_serve(rconn *c, const rp_hdr *h, const uint8_t *pl, ce_epoch fe)
 	 * answer of 4096 ranges is 98320 bytes) */
 	_Static_assert(4096 + 16 + 24 * RP_RB_MAX_RANGES <= RP_MAX_PAYLOAD, "the RB_RANGES answer fits");
 	rb_peer rp = { c, c->p, c->name, c->h, fe, c->st == CS_SESSION, c->payload + 4096, &c->rb_bytes,
-		&c->rb_committed, rb_send, rb_error, rb_take_session };
+		&c->rb_committed, rb_send, rb_error, rb_take_session, c->rd, c->export_name };
 	return rb_target_frame(&rp, h, pl);
 }
 
@@ -647,6 +648,13 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_RB_BEGIN: case RP_RB_SCAN: case RP_RB_DATA: case RP_RB_HOLE: case RP_RB_CURSOR: case RP_RB_END:
 		if (!(c->features & RP_FEAT_REBUILD)) {
 			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (REBUILD)");
+			return -EPROTO;
+		}
+		ok_state = c->st >= CS_BOUND;
+		break;
+	case RP_RB_READ:
+		if (!(c->features & RP_FEAT_RB_READ)) {
+			send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame of a feature not negotiated (RB_READ)");
 			return -EPROTO;
 		}
 		ok_state = c->st >= CS_BOUND;

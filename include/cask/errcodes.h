@@ -81,7 +81,9 @@
 	X(45, REPLICATION_INSECURE, "REPLICATION_INSECURE", EPERM, "replication without --peer-key or --insecure-peers")  \
 	X(46, PEER_UNREACHABLE, "PEER_UNREACHABLE", EHOSTUNREACH, "a replica's caskd cannot be reached")  \
 	X(47, PEER_REFUSED, "PEER_REFUSED", ECONNREFUSED, "a replica's caskd refused: key, version or its own error")  \
-	X(48, NOT_REPLICATED, "NOT_REPLICATED", EINVAL, "vol.status of a volume this caskd does not control")
+	X(48, NOT_REPLICATED, "NOT_REPLICATED", EINVAL, "vol.status of a volume this caskd does not control")  \
+	X(49, DATA_LOST, "DATA_LOST", EIO, "a range no replica can read: a rebuild names it and stops short")  \
+	X(50, REPLICA_EXISTS, "REPLICA_EXISTS", EEXIST, "replica add of a member the volume already has")
 
 /*
  * What an errno alone says, for a failure that was given no specific code:

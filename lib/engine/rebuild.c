@@ -30,6 +30,16 @@
  *      any point below J include everything written here since.
  *   4. The record says complete only after a commit of all rebuild data
  *      (ce_rebuild_end flushes first).
+ *   5. A member that missed the start of the promised epoch e (it was
+ *      unreachable at a takeover, then promised e by PREPARE join) joins
+ *      e's stream at J by a delta or full rebuild: the join entry (e, J),
+ *      not adopted, is appended to its history and applied becomes J --
+ *      also downwards, when it holds a divergent tail of the old epoch
+ *      beyond J. Going down keeps rp_hi (the tail's bytes are still in the
+ *      pool until the rebuild overwrites them), so the map still answers
+ *      the tail's txgs for every seq below hi: listings from the common
+ *      point include the tail, later ones are supersets, never subsets.
+ *      A tail sync (kind 1) still needs the epoch started.
  *
  * States: complete --ce_rebuild_begin--> rebuilding --ce_rebuild_end
  * (COMPLETE)--> complete; ce_rebuild_end(CANCELLED | FAILED) stays
@@ -85,7 +95,7 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 	if (!same_epoch(e, r->rp_promised))
 		err = err_set(-ESTALE, "volume %s/%s: epoch %" PRIu64 ".%016" PRIx64 " is not the promised one",
 		    p->name, v->name, e.counter, e.node);
-	else if (r->rp_hist_count > 0 && !same_epoch(e, r->rp_last_epoch))
+	else if (r->rp_hist_count > 0 && !same_epoch(e, r->rp_last_epoch) && rb->kind == CE_RB_TAIL)
 		err = err_set(-ESTALE, "volume %s/%s: the promised epoch has not started here", p->name, v->name);
 	else if ((rb->flags & CE_RB_RESUME) && (r->rp_state != RP_REBUILDING || r->rp_rb.rb_cursor != rb->cursor))
 		err = err_set(-EPROTO, "volume %s/%s: resume at %" PRIu64 ", but the record %s %" PRIu64, p->name,
@@ -93,9 +103,13 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 		    r->rp_state == RP_REBUILDING ? r->rp_rb.rb_cursor : r->rp_state);
 	else if (r->rp_state == RP_RETIRED)
 		err = err_set(-EINVAL, "volume %s/%s is retired", p->name, v->name);
-	else if (rb->join_seq < rs->applied)
+	else if (rb->join_seq < rs->applied && (r->rp_hist_count == 0 || same_epoch(e, r->rp_last_epoch)))
 		err = err_set(-EPROTO, "volume %s/%s: join point %" PRIu64 " is below applied %" PRIu64, p->name,
 		    v->name, rb->join_seq, rs->applied);
+	else if (r->rp_hist_count > 0 && !same_epoch(e, r->rp_last_epoch) &&
+	    rb->join_seq < r->rp_hist[r->rp_hist_count - 1].eh_base)
+		err = err_set(-EPROTO, "volume %s/%s: join point %" PRIu64 " is below its last epoch's base", p->name,
+		    v->name, rb->join_seq);
 	if (err != 0) {
 		vol_mgmt_abort(p);
 		pthread_mutex_unlock(&rs->mu);
@@ -117,16 +131,30 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 	n.rb_transferred = (rb->flags & CE_RB_RESUME) ? r->rp_rb.rb_transferred : 0;
 	r->rp_rb = n;
 	r->rp_state = RP_REBUILDING;
-	if (r->rp_hist_count == 0)
+	int joins = 0;
+	if (r->rp_hist_count == 0) {
 		r->rp_last_epoch = r->rp_promised; /* a new replica: the live stream of e starts here */
+	} else if (!same_epoch(e, r->rp_last_epoch)) { /* e is the promised one (checked above) */
+		/* invariant 5: a member that missed e's start joins e's stream at J */
+		if (r->rp_hist_count == CE_REPL_HIST) {
+			memmove(&r->rp_hist[0], &r->rp_hist[1], (CE_REPL_HIST - 1) * sizeof(eh_phys));
+			r->rp_hist_count--;
+		}
+		r->rp_hist[r->rp_hist_count++] = (eh_phys){ .eh_epoch = r->rp_promised, .eh_base = rb->join_seq,
+		    .eh_flags = 0 };
+		r->rp_last_epoch = r->rp_promised;
+		joins = 1;
+	}
 	uint64_t o = txg_open(p);
-	if (rb->join_seq > rs->applied) {
+	if (rb->join_seq > rs->applied || (joins && rb->join_seq < rs->applied)) {
 		/* invariant 3: the jump is an apply that ended in o */
 		if (rs->ndone == rs->capdone) {
 			rs->capdone = rs->capdone ? rs->capdone * 2 : 64;
 			rs->done = xrealloc(rs->done, rs->capdone * sizeof(repl_done));
 		}
 		rs->done[rs->ndone++] = (repl_done){ rb->join_seq, o, o };
+		if (rb->join_seq < rs->applied)
+			rs->ring_lo = rb->join_seq; /* the ring's newer entries were the old lineage's */
 		rs->applied = rb->join_seq;
 		rs->begun = rb->join_seq;
 		rs->begun_txg = o;

@@ -2,11 +2,13 @@
 # rebuild_source_error -- a read error at the rebuild's source is reported
 # and ends the job; nothing loops (docs/replication.md 12.9, as built).
 # A controls tank/db with a replica on B; B misses 48 MiB of writes; while
-# its delta rebuild runs, A's pool is given a one-shot read fault (`cask
-# pool inject`): the job fails once with a message naming the range it
-# could not read, no other rebuild job starts, B stays degraded (rebuilding
-# on its side, its cursor kept), the volume keeps serving; `vol replica
-# rebuild` then resumes and finishes, and the replicas are equal. Then a
+# its delta rebuild runs, A's pool is given a persistent read fault (`cask
+# pool inject`): there is no other in-sync replica to read from, so the job
+# fails once with DATA_LOST naming the ranges it could not read, no other
+# rebuild job starts, B stays degraded (rebuilding on its side, its cursor
+# kept), the volume keeps serving; `vol replica rebuild` then resumes and
+# finishes, and the replicas are equal. (A damaged block with a good copy
+# elsewhere is rebuild_source_cksum.) Then a
 # rebuild cancelled part-way (`cask job cancel`) leaves B degraded with its
 # cursor, writes go on without it, and the next rebuild finishes.
 source "$(dirname "$0")/lib.sh"
@@ -36,14 +38,16 @@ for _ in $(seq 1 200); do
   [ "$($CASK job list -H -p -o id,done | awk -v j="$job" '$1 == j {print $2}')" -gt $((4 << 20)) ] && break
   sleep 0.05
 done
-$CASK pool inject tank read --after 3
+$CASK pool inject tank read --after 3 --persistent
 $CASK job wait "$job" > "$T/wait.out" 2>&1 && fail "the rebuild went on past a read error: $(cat "$T/wait.out")"
+grep -q "^job $job failed: data lost: .* (offset+length: [0-9]*+[0-9]*.*(DATA_LOST)$" "$T/wait.out" ||
+  fail "job $job: $(cat "$T/wait.out")"
+$CASK pool inject tank none
 $CASK job list -H -o id,kind,state,error > "$T/jobs"
-grep -q "^$job	rebuild	failed	.*from the source" "$T/jobs" || fail "job $job: $(cat "$T/jobs")"
+grep -q "^$job	rebuild	failed	data lost" "$T/jobs" || fail "job $job: $(cat "$T/jobs")"
 [ "$(grep -c rebuild "$T/jobs")" -eq 1 ] || fail "another rebuild started by itself: $(cat "$T/jobs")"
 $CASK vol status tank/db | grep -q "127.0.0.1:$RB/p2 *degraded" || fail "B: $($CASK vol status tank/db)"
 $CASK vol status tank/db | grep -q "state serving" || fail "the volume stopped serving: $($CASK vol status tank/db)"
-$CASK pool inject tank none
 $CASK pool clear tank >/dev/null 2>&1 || true
 out=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" --wait) || fail "the second rebuild: $out"
 echo "$out"
