@@ -2716,3 +2716,104 @@ target_port_name(scsi_cmd *c)
 {
 	return LU(c)->tport[0] ? LU(c)->tport : NULL;
 }
+
+/* ---- the operator's view of persistent reservations (scsi.h) ---- */
+
+const char *
+scsi_pr_type_name(int type)
+{
+	switch (type) {
+	case 0: return "none";
+	case 1: return "write-exclusive";
+	case 3: return "exclusive-access";
+	case 5: return "write-exclusive-registrants-only";
+	case 6: return "exclusive-access-registrants-only";
+	case 7: return "write-exclusive-all-registrants";
+	case 8: return "exclusive-access-all-registrants";
+	default: return "unknown";
+	}
+}
+
+/* The records of pr_serialize_locked into out (their layout: pr_deserialize); -1 if they make no sense. */
+static int
+pr_info_of(const ce_attr *a, size_t n, scsi_pr_info *out)
+{
+	if (n == 0)
+		return 0;
+	if (a[0].key != PRA_STATE || a[0].len < 8)
+		return -1;
+	out->generation = g32(a[0].val);
+	out->type = a[0].val[4];
+	out->aptpl = a[0].val[5] != 0;
+	uint16_t holder = g16(a[0].val + 6);
+	out->regs = xcalloc(n, sizeof(*out->regs));
+	for (size_t i = 1; i < n; i++) {
+		uint16_t pl = a[i].len >= 10 ? g16(a[i].val + 8) : 0;
+		if (a[i].key != PRA_REG || pl == 0 || pl >= sizeof(out->regs[0].port) || (size_t)pl + 10 > a[i].len)
+			return -1;
+		scsi_pr_reg *r = &out->regs[out->nregs++];
+		r->key = g64(a[i].val);
+		memcpy(r->port, a[i].val + 10, pl);
+		r->port[pl] = '\0';
+		r->holder = out->type != 0 && (pr_all_reg(out->type) || holder == i - 1);
+	}
+	return 0;
+}
+
+int
+scsi_pr_info_get(const char *export_name, scsi_pr_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	ce_attr *a = NULL;
+	size_t n = 0;
+	int err = 0;
+	pthread_mutex_lock(&lus_lock);
+	for (scsi_lu *lu = lus; lu; lu = lu->next)
+		if (strcmp(lu->name, export_name) == 0) {
+			pthread_mutex_lock(&lu->lock);
+			a = pr_serialize_locked(lu, &n);
+			pthread_mutex_unlock(&lu->lock);
+			out->open = 1;
+			break;
+		}
+	pthread_mutex_unlock(&lus_lock);
+	if (!out->open) {
+		char pool[128];
+		const char *slash = strchr(export_name, '/');
+		if (slash == NULL || slash == export_name || (size_t)(slash - export_name) >= sizeof(pool))
+			return err_set(-ENOENT, "%s: not POOL/VOL", export_name);
+		snprintf(pool, sizeof(pool), "%.*s", (int)(slash - export_name), export_name);
+		guid_q q = { slash + 1, 0, 0 };
+		err = reg_with_pool(pool, find_guids, &q);
+		if (err != 0)
+			return err;
+		if (q.ds_guid == 0)
+			return err_set(-ENOENT, "%s: no such volume or snapshot", export_name);
+		pthread_mutex_lock(&kept_lock);
+		pr_kept *k;
+		for (k = kept; k; k = k->next)
+			if (k->pool_guid == q.pool_guid && k->ds_guid == q.ds_guid) {
+				a = xcalloc(k->n ? k->n : 1, sizeof(*a));
+				memcpy(a, k->a, k->n * sizeof(*a));
+				n = k->n;
+				break;
+			}
+		pthread_mutex_unlock(&kept_lock);
+		if (k == NULL && strchr(export_name, '@') == NULL) {
+			pr_io_q pq = { slash + 1, NULL, 0 };
+			if (reg_with_pool(pool, pr_load_cb, &pq) == 0) {
+				a = pq.a;
+				n = pq.n;
+			} else {
+				free(pq.a);
+			}
+		}
+	}
+	if (pr_info_of(a, n, out) != 0) {
+		free(out->regs);
+		memset(out, 0, sizeof(*out));
+		err = err_set(-EIO, "%s: the persistent reservation state is damaged", export_name);
+	}
+	free(a);
+	return err;
+}
