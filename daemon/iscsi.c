@@ -141,6 +141,14 @@ iscsi_configure(const char *key, const char *value)
 		*(key[0] == 'n' ? &nop_ms : &stall_ms) = (int)v;
 		return 0;
 	}
+	if (strcmp(key, "tp-threshold") == 0) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || v < 0 || v > 99)
+			return -1;
+		scsi_set_tp_threshold((int)v);
+		return 0;
+	}
 	if (strcmp(key, "header-digest") == 0 || strcmp(key, "data-digest") == 0) {
 		int v = strcmp(value, "allow") == 0 ? 0 : strcmp(value, "require") == 0 ? 1 : strcmp(value, "off") == 0 ? 2 : -1;
 		if (v < 0)

@@ -100,6 +100,10 @@ typedef void (*scsi_abort_hook)(scsi_lu *lu, scsi_nexus *const *nx, size_t n, vo
 void scsi_set_abort_hook(scsi_abort_hook fn);
 #endif
 
+/* --iscsi-tp-threshold: the soft threshold (UA 38/07) of LUs opened from now on, in % of their
+ * pool's size (0: none). */
+void scsi_set_tp_threshold(int pct);
+
 /* ---- the operator's view of persistent reservations (cask iscsi pr) ---- */
 typedef struct scsi_pr_reg {
 	uint64_t key;
