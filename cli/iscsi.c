@@ -6,6 +6,10 @@
  *   cask iscsi chap set [--target POOL/VOL] [--user NAME] [--secret-file F]
  *                       [--mutual-user NAME --mutual-secret-file F]
  *   cask iscsi chap unset [--target POOL/VOL] [--mutual]
+ *   cask iscsi targets [-H] [-p] [-j] [-o FIELD,...] [POOL]
+ *   cask iscsi sessions [-H] [-p] [-j] [-o FIELD,...] [TARGET|POOL/VOL]
+ *   cask iscsi logout [--force] TSIH
+ *   cask iscsi pr [-H] [-p] [-j] [-o FIELD,...] TARGET|POOL/VOL
  *
  * Secrets are read from a file or from standard input, never from the
  * command line (it is visible to every user in ps), and never printed.
@@ -15,6 +19,8 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -41,6 +47,22 @@ iscsi_usage(FILE *f)
 	    "                              daemon-wide ones; the initiator's secret comes from FILE or,\n"
 	    "                              without --secret-file, from the first line of standard input\n"
 	    "       cask iscsi chap unset [--target POOL/VOL] [--mutual]\n"
+	    "       cask iscsi targets [-H] [-p] [-j] [-o FIELD,...] [POOL]\n"
+	    "                              every exported volume and snapshot: iqn, volume, state (ok, or\n"
+	    "                              conflict/no-name: not served), lun, size, blocksize, ro, auth,\n"
+	    "                              chap and mutual_chap (on|off: whether secrets are set, never\n"
+	    "                              the secrets), acl, portals, sessions\n"
+	    "       cask iscsi sessions [-H] [-p] [-j] [-o FIELD,...] [TARGET|POOL/VOL]\n"
+	    "                              the sessions logged in: tsih, initiator, isid, target, volume,\n"
+	    "                              address, portal, state, since, header_digest, data_digest,\n"
+	    "                              chap, commands (in flight)\n"
+	    "       cask iscsi logout [--force] TSIH\n"
+	    "                              end a session: an Async logout request, dropped if the\n"
+	    "                              initiator has not logged out in 3 s (--force: at once);\n"
+	    "                              its commands in flight are answered first\n"
+	    "       cask iscsi pr [-H] [-p] [-j] [-o FIELD,...] TARGET|POOL/VOL\n"
+	    "                              persistent reservations: generation, reservation type, APTPL,\n"
+	    "                              and each registration: key, initiator_port, holder\n"
 	    "\n"
 	    "Also: cask vol set iscsi_acl=... iscsi_auth=... iscsi_blocksize=... POOL/VOL.\n"
 	    "A change applies to the next login; sessions logged in are kept (cask client kill ends one).\n");
@@ -237,6 +259,244 @@ config_cmd(int argc, char **argv)
 	return rc;
 }
 
+/* ---- the live state ---- */
+
+/* -H -p -j -o, then at most max_args operands (argv[optind..]); -1 after a usage error. */
+static int
+out_args(int argc, char **argv, out_opts *o, int max_args, const char *what)
+{
+	int ch;
+	optind = 1;
+	while ((ch = getopt(argc, argv, "Hpjo:")) != -1)
+		if (!parse_out_opt(ch, optarg, o)) {
+			usage_error("bad option for iscsi %s", what);
+			return -1;
+		}
+	if (argc - optind > max_args) {
+		usage_error("iscsi %s takes at most %d argument%s", what, max_args, max_args == 1 ? "" : "s");
+		return -1;
+	}
+	return argc - optind;
+}
+
+static char *
+joined(const char (*v)[224], unsigned n)
+{
+	size_t cap = (size_t)n * 225 + 2, k = 0;
+	char *s = xcalloc(1, cap);
+	for (unsigned i = 0; i < n; i++)
+		k += (size_t)snprintf(s + k, cap - k, "%s%s", i ? "," : "", v[i]);
+	if (n == 0)
+		snprintf(s, cap, "-");
+	return s;
+}
+
+static const col tgt_cols[] = {
+	{ "iqn", "TARGET", COL_STR }, { "volume", "VOLUME", COL_STR }, { "state", "STATE", COL_STR },
+	{ "lun", "LUN", COL_NUM }, { "size", "SIZE", COL_SIZE }, { "blocksize", "BLOCKSIZE", COL_NUM },
+	{ "ro", "RO", COL_STR }, { "auth", "AUTH", COL_STR }, { "chap", "CHAP", COL_STR },
+	{ "mutual_chap", "MUTUAL_CHAP", COL_STR }, { "acl", "ACL", COL_STR }, { "portals", "PORTALS", COL_STR },
+	{ "sessions", "SESSIONS", COL_NUM },
+};
+
+static int
+targets_cmd(int argc, char **argv)
+{
+	out_opts o = { 0 };
+	int nargs = out_args(argc, argv, &o, 1, "targets");
+	if (nargs < 0)
+		return EXIT_USAGE;
+	const char *pool = nargs ? argv[optind] : NULL;
+	if (pool != NULL && strchr(pool, '/') != NULL)
+		return usage_error("iscsi targets takes a POOL, got '%s'", pool);
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_iscsi_target *l;
+	size_t n;
+	int rc = 0;
+	if (cask_iscsi_targets(c, pool, &l, &n) != 0) {
+		rc = cli_fail_code("iscsi targets");
+	} else {
+		table t = { tgt_cols, (int)ARRAY_SIZE(tgt_cols), NULL, 0 };
+		for (size_t i = 0; i < n; i++) {
+			char **r = xcalloc(ARRAY_SIZE(tgt_cols), sizeof(char *));
+			r[0] = dash_or(l[i].iqn);
+			r[1] = xstrdup(l[i].volume);
+			r[2] = xstrdup(l[i].state);
+			r[3] = fmt_u64(l[i].lun);
+			r[4] = fmt_u64(l[i].size);
+			r[5] = fmt_u64(l[i].blocksize);
+			r[6] = xstrdup(l[i].read_only ? "on" : "off");
+			r[7] = xstrdup(l[i].auth);
+			r[8] = xstrdup(l[i].chap ? "on" : "off");
+			r[9] = xstrdup(l[i].mutual_chap ? "on" : "off");
+			r[10] = joined((const char (*)[224])l[i].acl, l[i].nacl);
+			char pt[CASK_ISCSI_PORTALS_MAX * 321 + 2] = "";
+			size_t k = 0;
+			for (unsigned j = 0; j < l[i].nportals; j++)
+				k += (size_t)snprintf(pt + k, sizeof(pt) - k, "%s%s", j ? "," : "", l[i].portals[j]);
+			r[11] = dash_or(pt);
+			r[12] = fmt_u64(l[i].sessions);
+			table_add(&t, r);
+		}
+		rc = table_print(&t, &o, o.json ? "iqn,volume,state,lun,size,blocksize,ro,auth,chap,mutual_chap,acl,portals,"
+		    "sessions" : "iqn,volume,state,lun,size,auth,chap,acl,sessions");
+		table_free(&t);
+		free(l);
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static const col sess_cols[] = {
+	{ "tsih", "TSIH", COL_NUM }, { "initiator", "INITIATOR", COL_STR }, { "isid", "ISID", COL_STR },
+	{ "target", "TARGET", COL_STR }, { "volume", "VOLUME", COL_STR }, { "address", "ADDRESS", COL_STR },
+	{ "portal", "PORTAL", COL_STR }, { "state", "STATE", COL_STR }, { "since", "SINCE", COL_NUM },
+	{ "header_digest", "HDIGEST", COL_STR }, { "data_digest", "DDIGEST", COL_STR }, { "chap", "CHAP", COL_STR },
+	{ "commands", "CMDS", COL_NUM },
+};
+
+static int
+sessions_cmd(int argc, char **argv)
+{
+	out_opts o = { 0 };
+	int nargs = out_args(argc, argv, &o, 1, "sessions");
+	if (nargs < 0)
+		return EXIT_USAGE;
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_iscsi_session *l;
+	size_t n;
+	int rc = 0;
+	if (cask_iscsi_sessions(c, nargs ? argv[optind] : NULL, &l, &n) != 0) {
+		rc = cli_fail_code("iscsi sessions");
+	} else {
+		table t = { sess_cols, (int)ARRAY_SIZE(sess_cols), NULL, 0 };
+		for (size_t i = 0; i < n; i++) {
+			char **r = xcalloc(ARRAY_SIZE(sess_cols), sizeof(char *));
+			r[0] = fmt_u64(l[i].tsih);
+			r[1] = xstrdup(l[i].initiator);
+			r[2] = xstrdup(l[i].isid);
+			r[3] = xstrdup(l[i].target);
+			r[4] = xstrdup(l[i].volume);
+			r[5] = dash_or(l[i].address);
+			r[6] = dash_or(l[i].portal);
+			r[7] = xstrdup(l[i].state);
+			r[8] = fmt_u64((uint64_t)l[i].since);
+			r[9] = xstrdup(l[i].header_digest);
+			r[10] = xstrdup(l[i].data_digest);
+			r[11] = xstrdup(l[i].chap);
+			r[12] = fmt_u64(l[i].commands);
+			table_add(&t, r);
+		}
+		rc = table_print(&t, &o, o.json ? "tsih,initiator,isid,target,volume,address,portal,state,since,header_digest,"
+		    "data_digest,chap,commands" : "tsih,initiator,isid,target,address,header_digest,data_digest,commands");
+		table_free(&t);
+		free(l);
+	}
+	cask_disconnect(c);
+	return rc;
+}
+
+static int
+logout_cmd(int argc, char **argv)
+{
+	int force = 0;
+	const char *id = NULL;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--force") == 0 || strcmp(argv[i], "-f") == 0)
+			force = 1;
+		else if (argv[i][0] == '-' || id != NULL)
+			return usage_error("iscsi logout takes [--force] TSIH, got '%s'", argv[i]);
+		else
+			id = argv[i];
+	}
+	char *end;
+	unsigned long tsih = id ? strtoul(id, &end, 10) : 0;
+	if (id == NULL || *id == '\0' || *end != '\0' || tsih == 0 || tsih > 65535)
+		return usage_error("iscsi logout needs the session's TSIH (1-65535; cask iscsi sessions lists them)");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	int dropped = 0, rc = 0;
+	if (cask_iscsi_logout(c, (unsigned)tsih, force, &dropped) != 0)
+		rc = cli_fail_code("iscsi logout");
+	else
+		printf("session %lu %s\n", tsih, dropped ? "dropped" : "logged out");
+	cask_disconnect(c);
+	return rc;
+}
+
+static const col pr_cols[] = {
+	{ "key", "KEY", COL_STR }, { "initiator_port", "INITIATOR_PORT", COL_STR }, { "holder", "HOLDER", COL_STR },
+};
+
+static int
+pr_cmd(int argc, char **argv)
+{
+	out_opts o = { 0 };
+	int nargs = out_args(argc, argv, &o, 1, "pr");
+	if (nargs < 0)
+		return EXIT_USAGE;
+	if (nargs != 1)
+		return usage_error("iscsi pr needs a TARGET (iSCSI name) or POOL/VOL");
+	cask_client *c = cli_connect();
+	if (c == NULL)
+		return EXIT_FAIL;
+	cask_iscsi_pr pr;
+	int rc = 0;
+	if (cask_iscsi_pr_get(c, argv[optind], &pr) != 0) {
+		rc = cli_fail_code("iscsi pr");
+		cask_disconnect(c);
+		return rc;
+	}
+	cask_disconnect(c);
+	if (o.json) {
+		json_object *r = json_object_new_object(), *regs = json_object_new_array();
+		json_object_object_add(r, "volume", json_object_new_string(pr.volume));
+		json_object_object_add(r, "iqn", pr.iqn[0] ? json_object_new_string(pr.iqn) : NULL);
+		json_object_object_add(r, "open", json_object_new_boolean(pr.open));
+		json_object_object_add(r, "generation", json_object_new_int64(pr.generation));
+		json_object_object_add(r, "type", json_object_new_string(pr.type));
+		json_object_object_add(r, "aptpl", json_object_new_boolean(pr.aptpl));
+		for (size_t i = 0; i < pr.nregs; i++) {
+			json_object *g = json_object_new_object();
+			char key[24];
+			snprintf(key, sizeof(key), "0x%016" PRIx64, pr.regs[i].key);
+			json_object_object_add(g, "key", json_object_new_string(key));
+			json_object_object_add(g, "initiator_port", json_object_new_string(pr.regs[i].initiator_port));
+			json_object_object_add(g, "holder", json_object_new_boolean(pr.regs[i].holder));
+			json_object_array_add(regs, g);
+		}
+		json_object_object_add(r, "registrations", regs);
+		printf("%s\n", json_object_to_json_string_ext(r, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+		    JSON_C_TO_STRING_NOSLASHESCAPE));
+		json_object_put(r);
+		cask_iscsi_pr_free(&pr);
+		return 0;
+	}
+	if (!o.scripted)
+		printf("target %s (%s): generation %u, reservation %s, APTPL %s%s\n", pr.iqn[0] ? pr.iqn : "-", pr.volume,
+		    pr.generation, pr.type, pr.aptpl ? "on" : "off", pr.open ? "" : " (no session logged in)");
+	table t = { pr_cols, (int)ARRAY_SIZE(pr_cols), NULL, 0 };
+	for (size_t i = 0; i < pr.nregs; i++) {
+		char **r = xcalloc(ARRAY_SIZE(pr_cols), sizeof(char *));
+		char key[24];
+		snprintf(key, sizeof(key), "0x%016" PRIx64, pr.regs[i].key);
+		r[0] = xstrdup(key);
+		r[1] = xstrdup(pr.regs[i].initiator_port);
+		r[2] = xstrdup(pr.regs[i].holder ? "yes" : "no");
+		table_add(&t, r);
+	}
+	if (pr.nregs > 0 || o.scripted)
+		rc = table_print(&t, &o, "key,initiator_port,holder");
+	table_free(&t);
+	cask_iscsi_pr_free(&pr);
+	return rc;
+}
+
 int
 cmd_iscsi(int argc, char **argv)
 {
@@ -250,5 +510,13 @@ cmd_iscsi(int argc, char **argv)
 		return set_cmd(argc - 1, argv + 1);
 	if (strcmp(argv[1], "chap") == 0)
 		return chap_cmd(argc - 1, argv + 1);
-	return usage_error("unknown iscsi command '%s' (config, set, chap)", argv[1]);
+	if (strcmp(argv[1], "targets") == 0)
+		return targets_cmd(argc - 1, argv + 1);
+	if (strcmp(argv[1], "sessions") == 0)
+		return sessions_cmd(argc - 1, argv + 1);
+	if (strcmp(argv[1], "logout") == 0)
+		return logout_cmd(argc - 1, argv + 1);
+	if (strcmp(argv[1], "pr") == 0)
+		return pr_cmd(argc - 1, argv + 1);
+	return usage_error("unknown iscsi command '%s' (config, set, chap, targets, sessions, logout, pr)", argv[1]);
 }

@@ -488,6 +488,53 @@ vol_list(int argc, char **argv)
 	return rc;
 }
 
+/* The iscsi_* properties (caskd's iSCSI configuration, cask iscsi config) as vol get rows. */
+static const char *const iscsi_props[] = { "iscsi_acl", "iscsi_auth", "iscsi_blocksize" };
+
+static int
+iscsi_rows(cask_client *c, const char *vol, const char *only, table *t)
+{
+	cask_iscsi_entry *l;
+	size_t n;
+	if (cask_iscsi_config(c, &l, &n) != 0) {
+		if (strcmp(cask_error()->code, "UNKNOWN_OP") == 0)
+			return 0; /* an older caskd without the iSCSI target */
+		return cli_fail("vol get");
+	}
+	const cask_iscsi_entry *e = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(l[i].target, vol) == 0)
+			e = &l[i];
+	for (size_t i = 0; i < ARRAY_SIZE(iscsi_props); i++) {
+		if (only != NULL && strcmp(only, iscsi_props[i]) != 0)
+			continue;
+		char val[CASK_ISCSI_ACL_MAX * 225 + 1] = "";
+		int local = 0;
+		if (i == 0) {
+			size_t k = 0;
+			for (unsigned j = 0; e != NULL && j < e->nacl; j++)
+				k += (size_t)snprintf(val + k, sizeof(val) - k, "%s%s", j ? "," : "", e->acl[j]);
+			local = e != NULL && !(e->nacl == 1 && strcmp(e->acl[0], "*") == 0);
+			if (!local)
+				snprintf(val, sizeof(val), "*");
+		} else if (i == 1) {
+			local = e != NULL && e->auth[0] && strcmp(e->auth, "default") != 0;
+			snprintf(val, sizeof(val), "%s", local ? e->auth : "default");
+		} else {
+			local = e != NULL && e->blocksize == 4096;
+			snprintf(val, sizeof(val), "%u", local ? 4096u : 512u);
+		}
+		char **r = xcalloc(4, sizeof(char *));
+		r[0] = xstrdup(vol);
+		r[1] = xstrdup(iscsi_props[i]);
+		r[2] = xstrdup(val);
+		r[3] = xstrdup(local ? "local" : "default");
+		table_add(t, r);
+	}
+	free(l);
+	return 0;
+}
+
 static int
 vol_get(int argc, char **argv)
 {
@@ -506,6 +553,8 @@ vol_get(int argc, char **argv)
 	int known = all;
 	for (size_t i = 1; i < ARRAY_SIZE(vol_cols); i++)
 		known |= strcmp(vol_cols[i].name, prop) == 0;
+	for (size_t i = 0; i < ARRAY_SIZE(iscsi_props); i++)
+		known |= strcmp(iscsi_props[i], prop) == 0;
 	if (!known)
 		return usage_error("unknown property '%s'", prop);
 	cask_client *c = cli_connect();
@@ -541,7 +590,10 @@ vol_get(int argc, char **argv)
 		for (size_t i = 0; i < ARRAY_SIZE(vol_cols); i++)
 			free(row[i]);
 		free(row);
-		rc = table_print(&t, &o, "name,property,value,source");
+		if ((all || strncmp(prop, "iscsi_", 6) == 0) && strchr(name, '@') == NULL)
+			rc = iscsi_rows(c, v.name, all ? NULL : prop, &t);
+		if (rc == 0)
+			rc = table_print(&t, &o, "name,property,value,source");
 		table_free(&t);
 	}
 	cask_disconnect(c);

@@ -90,6 +90,8 @@ enum { REJ_PROTOCOL = 0x04, REJ_NOT_SUPPORTED = 0x05, REJ_IMMEDIATE = 0x06, REJ_
 #define SOLICIT_MAX (64u << 20)     /* per connection: Data-Out buffers of tasks soliciting data */
 #define RSV 0xffffffffu
 #define ISCSI_PORT "3260"
+#define LOGOUT_WAIT_S 2            /* iscsi.logout: Parameter3 of the Async logout request */
+#define PORTALS_MAX 16
 
 /* ---- configuration ---- */
 static char iqn_prefix[224] = "iqn.2026-12.io.cask";
@@ -137,6 +139,14 @@ iscsi_configure(const char *key, const char *value)
 		if (*value == '\0' || *end != '\0' || v < 0 || v > 3600000 || (v > 0 && v < 100))
 			return -1;
 		*(key[0] == 'n' ? &nop_ms : &stall_ms) = (int)v;
+		return 0;
+	}
+	if (strcmp(key, "tp-threshold") == 0) {
+		char *end;
+		long v = strtol(value, &end, 10);
+		if (*value == '\0' || *end != '\0' || v < 0 || v > 99)
+			return -1;
+		scsi_set_tp_threshold((int)v);
 		return 0;
 	}
 	if (strcmp(key, "header-digest") == 0 || strcmp(key, "data-digest") == 0) {
@@ -246,6 +256,12 @@ target_lookup(const char *tname, char *export_out, size_t n)
 	}
 	free(names);
 	return found == 1 ? 0 : found == 0 ? -ENOENT : -EEXIST;
+}
+
+int
+iscsi_target_export(const char *target_name, char *out, size_t n)
+{
+	return target_lookup(target_name, out, n);
 }
 
 /* ---- per-target configuration: STATE/iscsi.json ---- */
@@ -464,6 +480,15 @@ typedef struct isession {
 	uint8_t isid[6];
 	uint16_t tsih;
 	char target[256];
+	/* for iscsi.sessions (read under sess_lock; set on the loop before the login completes) */
+	char export_name[512];
+	char peer[80], local[80];
+	int ffp;                /* the final Login Response went out */
+	int hd, dd;
+	int chap_alg;           /* 0 without CHAP */
+	int64_t since;          /* login time, seconds since the epoch */
+	_Atomic int inflight;   /* tasks of the session (collecting data, in the core, or answering) */
+	_Atomic int logout_asked; /* iscsi.logout posted an Async logout request */
 } isession;
 
 struct iconn {
@@ -532,6 +557,8 @@ struct iconn {
 
 static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
 static isession *sessions;
+static char portals[PORTALS_MAX][300]; /* the listeners, as given (set before the loops start) */
+static int nportals;
 static uint16_t next_tsih = 1;
 
 static uint32_t
@@ -1085,6 +1112,11 @@ login_attach(iconn *ic)
 	snprintf(s->initiator, sizeof(s->initiator), "%s", ic->initiator);
 	memcpy(s->isid, ic->isid, 6);
 	snprintf(s->target, sizeof(s->target), "%s", ic->target);
+	snprintf(s->export_name, sizeof(s->export_name), "%s", ic->export_name);
+	snprintf(s->peer, sizeof(s->peer), "%s", conn_peer(ic->c));
+	if (conn_local_addr(ic->c, s->local, sizeof(s->local)) != 0)
+		s->local[0] = '\0';
+	s->since = (int64_t)time(NULL);
 	pthread_mutex_lock(&sess_lock);
 	/* reinstatement: a live session of the same initiator port to the same target is ended, and
 	 * this login's final response waits until its tasks are gone (kind-4 message, reinstated) */
@@ -1297,6 +1329,14 @@ login_finish(iconn *ic, int go, int csg, int nsg, tbuf *t)
 		ic->phase = PH_FFP;
 		ic->hd = ic->want_hd;
 		ic->dd = ic->want_dd;
+		if (ic->sess != NULL) {
+			pthread_mutex_lock(&sess_lock);
+			ic->sess->hd = ic->hd;
+			ic->sess->dd = ic->dd;
+			ic->sess->chap_alg = ic->chap_state == 3 ? ic->chap_alg : 0;
+			ic->sess->ffp = 1;
+			pthread_mutex_unlock(&sess_lock);
+		}
 		explicit_bzero(ic->tc.secret, sizeof(ic->tc.secret));
 		explicit_bzero(ic->tc.msecret, sizeof(ic->tc.msecret));
 		static const char *const alg_names[] = { "", "", "", "", "", "MD5", "SHA-1", "SHA-256", "SHA3-256" };
@@ -1395,6 +1435,8 @@ text_pdu(iconn *ic, const uint8_t *b, char *data, uint32_t len)
 static void
 task_unlink(iconn *ic, itask *t)
 {
+	if (ic->sess != NULL && (t->prev != NULL || ic->tasks == t))
+		ic->sess->inflight--;
 	if (t->prev)
 		t->prev->next = t->next;
 	else if (ic->tasks == t)
@@ -1716,6 +1758,8 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	if (ic->tasks)
 		ic->tasks->prev = t;
 	ic->tasks = t;
+	if (ic->sess != NULL)
+		ic->sess->inflight++;
 	if (r && w) {
 		scsi_set_sense(sc, 5, 0x0e, 0x03); /* bidirectional commands are not supported */
 		t->prep_failed = 1;
@@ -2284,6 +2328,27 @@ on_msg(conn *c, conn_msg *m)
 		ic->held_text.p = NULL;
 		return;
 	}
+	if (im->kind == 5) { /* iscsi.logout: ask the initiator to log out (RFC 7143 11.9.1, AsyncEvent 1) */
+		free(im);
+		if (ic->phase != PH_FFP)
+			return;
+		uint8_t r[48] = { 0 };
+		r[0] = OP_ASYNC;
+		r[1] = 0x80;
+		p32(r + 16, RSV);
+		put_sns(ic, r, 1);
+		r[36] = 1;
+		p16(r + 42, LOGOUT_WAIT_S); /* Parameter3: log out within this many seconds */
+		send_pdu(ic, r, NULL, 0);
+		log_info("iscsi %s: the operator asked %s to log out (TSIH %u)", conn_peer(c), ic->initiator, ic->tsih);
+		return;
+	}
+	if (im->kind == 6) { /* iscsi.logout --force, or the initiator did not log out in time */
+		free(im);
+		if (ic->phase != PH_DONE)
+			drop(ic, "session ended by the operator (cask iscsi logout)");
+		return;
+	}
 	if (im->kind == 2) {
 		free(im);
 		ic->ping_queued = 0;
@@ -2401,7 +2466,228 @@ iscsi_listen(const char *spec)
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	scsi_set_abort_hook(abort_nexuses);
 	int err = conn_listen(s, &iscsi_proto);
+	if (err == 0 && nportals < PORTALS_MAX)
+		snprintf(portals[nportals++], sizeof(portals[0]), "%s", s);
 	if (err == 0 && nop_ms > 0)
 		pthread_once(&once, start_pinger);
 	return err;
+}
+
+/* ---- the operator's view: iscsi.targets, iscsi.sessions, iscsi.logout (daemon/ctl/iscsi.c) ---- */
+
+typedef struct lun_q {
+	const char *vol;     /* "vol" or "vol@snap" */
+	uint64_t size;
+	int found;
+} lun_q;
+
+static int
+lun_size_cb(ce_pool *p, void *arg)
+{
+	lun_q *q = arg;
+	const char *at = strchr(q->vol, '@');
+	if (at == NULL) {
+		ce_vol_info vi;
+		if (ce_vol_info_get(p, q->vol, &vi) == 0) {
+			q->size = vi.size;
+			q->found = 1;
+		}
+		return 0;
+	}
+	char vname[256];
+	snprintf(vname, sizeof(vname), "%.*s", (int)(at - q->vol), q->vol);
+	ce_snap_info *si;
+	size_t n;
+	if (ce_snap_list(p, vname, &si, &n) == 0) {
+		for (size_t i = 0; i < n; i++)
+			if (strcmp(si[i].name, q->vol) == 0) {
+				q->size = si[i].size;
+				q->found = 1;
+			}
+		free(si);
+	}
+	return 0;
+}
+
+static const char *
+auth_name(int a)
+{
+	return a == AUTH_MUTUAL ? "mutual" : a == AUTH_CHAP ? "chap" : "none";
+}
+
+static const char *
+chap_alg_name(int alg)
+{
+	static const char *const names[] = { "", "", "", "", "", "md5", "sha1", "sha256", "sha3-256" };
+	return alg >= 5 && alg <= 8 ? names[alg] : "none";
+}
+
+int
+iscsi_targets_json(const char *pool, json_object *out)
+{
+	char **names;
+	size_t cnt;
+	int err = reg_exports(&names, &cnt);
+	if (err != 0)
+		return err;
+	char (*tn)[256] = xcalloc(cnt ? cnt : 1, sizeof(*tn));
+	int *ok = xcalloc(cnt ? cnt : 1, sizeof(int));
+	for (size_t i = 0; i < cnt; i++)
+		ok[i] = target_name_of(names[i], tn[i], sizeof(tn[i])) == 0;
+	for (size_t i = 0; i < cnt; i++) {
+		size_t pl = strcspn(names[i], "/");
+		if (pool != NULL && (strlen(pool) != pl || strncmp(pool, names[i], pl) != 0))
+			continue;
+		int conflict = 0;
+		for (size_t j = 0; j < cnt && ok[i]; j++)
+			conflict |= j != i && ok[j] && strcasecmp(tn[i], tn[j]) == 0;
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "iqn", ok[i] ? json_object_new_string(tn[i]) : NULL);
+		json_object_object_add(o, "volume", json_object_new_string(names[i]));
+		json_object_object_add(o, "state", json_object_new_string(!ok[i] ? "no-name" : conflict ? "conflict" : "ok"));
+		tconf tc;
+		tconf_load(names[i], &tc);
+		json_object_object_add(o, "auth", json_object_new_string(auth_name(tc.auth)));
+		/* whether secrets exist, never what they are */
+		json_object_object_add(o, "chap", json_object_new_boolean(tc.user[0] && tc.secret[0]));
+		json_object_object_add(o, "mutual_chap", json_object_new_boolean(tc.muser[0] && tc.msecret[0]));
+		json_object *acl = json_object_new_array();
+		if (tc.acl_any && tc.nacl == 0)
+			json_object_array_add(acl, json_object_new_string("*"));
+		for (int k = 0; k < tc.nacl; k++)
+			json_object_array_add(acl, json_object_new_string(tc.acl[k]));
+		json_object_object_add(o, "acl", acl);
+		uint32_t bs = tc.blocksize;
+		explicit_bzero(&tc, sizeof(tc));
+		json_object *pa = json_object_new_array();
+		for (int k = 0; k < nportals; k++) {
+			char pt[sizeof(portals[0]) + 4];
+			snprintf(pt, sizeof(pt), "%.299s,1", portals[k]);
+			json_object_array_add(pa, json_object_new_string(pt));
+		}
+		json_object_object_add(o, "portals", pa);
+		char poolname[128];
+		snprintf(poolname, sizeof(poolname), "%.*s", (int)(pl < sizeof(poolname) ? pl : sizeof(poolname) - 1), names[i]);
+		lun_q q = { names[i][pl] ? names[i] + pl + 1 : "", 0, 0 };
+		reg_with_pool(poolname, lun_size_cb, &q);
+		json_object *luns = json_object_new_array(), *l = json_object_new_object();
+		json_object_object_add(l, "lun", json_object_new_int(0));
+		json_object_object_add(l, "size", json_object_new_uint64(q.size));
+		/* an LU already open keeps the block size it opened with (iscsi_blocksize applies at the next open) */
+		json_object_object_add(l, "blocksize", json_object_new_int((int)bs));
+		json_object_object_add(l, "read_only", json_object_new_boolean(strchr(names[i], '@') != NULL));
+		json_object_array_add(luns, l);
+		json_object_object_add(o, "luns", luns);
+		int ns = 0;
+		pthread_mutex_lock(&sess_lock);
+		for (isession *s = sessions; s; s = s->next)
+			ns += strcmp(s->export_name, names[i]) == 0;
+		pthread_mutex_unlock(&sess_lock);
+		json_object_object_add(o, "sessions", json_object_new_int(ns));
+		json_object_array_add(out, o);
+	}
+	for (size_t i = 0; i < cnt; i++)
+		free(names[i]);
+	free(names);
+	free(tn);
+	free(ok);
+	return 0;
+}
+
+int
+iscsi_sessions_json(const char *filter, json_object *out)
+{
+	pthread_mutex_lock(&sess_lock);
+	for (isession *s = sessions; s; s = s->next) {
+		if (filter != NULL && strcasecmp(filter, s->target) != 0 && strcmp(filter, s->export_name) != 0)
+			continue;
+		json_object *o = json_object_new_object();
+		char isid[16];
+		hexenc(s->isid, 6, isid);
+		json_object_object_add(o, "tsih", json_object_new_int(s->tsih));
+		json_object_object_add(o, "initiator", json_object_new_string(s->initiator));
+		json_object_object_add(o, "isid", json_object_new_string(isid));
+		json_object_object_add(o, "target", json_object_new_string(s->target));
+		json_object_object_add(o, "volume", json_object_new_string(s->export_name));
+		json_object_object_add(o, "address", json_object_new_string(s->peer));
+		json_object_object_add(o, "portal", json_object_new_string(s->local));
+		json_object_object_add(o, "state", json_object_new_string(!s->ffp ? "login" :
+		    s->logout_asked ? "logout-requested" : "logged-in"));
+		json_object_object_add(o, "since", json_object_new_int64(s->since));
+		json_object_object_add(o, "header_digest", json_object_new_string(s->hd ? "CRC32C" : "None"));
+		json_object_object_add(o, "data_digest", json_object_new_string(s->dd ? "CRC32C" : "None"));
+		json_object_object_add(o, "chap", json_object_new_string(chap_alg_name(s->chap_alg)));
+		json_object_object_add(o, "commands", json_object_new_int(s->inflight));
+		json_object_array_add(out, o);
+	}
+	pthread_mutex_unlock(&sess_lock);
+	return 0;
+}
+
+/* Whether the session want (its address and TSIH) is still listed. */
+static int
+session_listed(const isession *want, uint16_t tsih)
+{
+	int found = 0;
+	pthread_mutex_lock(&sess_lock);
+	for (isession *s = sessions; s && !found; s = s->next)
+		found = s == want && s->tsih == tsih;
+	pthread_mutex_unlock(&sess_lock);
+	return found;
+}
+
+/* Post kind to the session with TSIH tsih; its address in *who, or -ENOENT. */
+static int
+session_post(unsigned tsih, int kind, isession **who)
+{
+	int err = -ENOENT;
+	pthread_mutex_lock(&sess_lock);
+	for (isession *s = sessions; s; s = s->next) {
+		if (s->tsih != tsih || (*who != NULL && s != *who))
+			continue;
+		if (kind == 5)
+			s->logout_asked = 1;
+		imsg *m = xcalloc(1, sizeof(*m));
+		m->kind = kind;
+		conn_post(s->ic->c, &m->m);
+		*who = s;
+		err = 0;
+		break;
+	}
+	pthread_mutex_unlock(&sess_lock);
+	return err;
+}
+
+static int
+wait_unlisted(const isession *s, uint16_t tsih, int ms)
+{
+	for (int waited = 0; waited < ms; waited += 20) {
+		if (!session_listed(s, tsih))
+			return 1;
+		struct timespec ts = { 0, 20 * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	return !session_listed(s, tsih);
+}
+
+int
+iscsi_logout(unsigned tsih, int force, const char **how)
+{
+	isession *s = NULL;
+	if (tsih == 0 || tsih > 0xffff || session_post(tsih, force ? 6 : 5, &s) != 0)
+		return err_set(-ENOENT, "no iSCSI session with TSIH %u (cask iscsi sessions lists them)", tsih);
+	if (!force && wait_unlisted(s, (uint16_t)tsih, (LOGOUT_WAIT_S + 1) * 1000)) {
+		*how = "logout";  /* the initiator logged out (or closed the connection) when asked */
+		return 0;
+	}
+	/* not in time: drop it (what is in flight is answered first, conn_close) */
+	if (!force && session_post(tsih, 6, &s) != 0) {
+		*how = "logout";
+		return 0;
+	}
+	if (!wait_unlisted(s, (uint16_t)tsih, 30000))
+		return err_set(-EBUSY, "the session with TSIH %u is still ending (a command of it is in the volume IO "
+		    "stack); it goes once that completes", tsih);
+	*how = "dropped";
+	return 0;
 }

@@ -21,7 +21,20 @@ int iscsi_cfg_set(const char *target, const char *key, const char *value);
 int iscsi_cfg_chap_set(const char *target, const char *user, const char *secret, const char *muser,
     const char *msecret);
 int iscsi_cfg_chap_unset(const char *target, int mutual_only);
+/* A volume was renamed: its entry follows it ("POOL/VOL" both). */
+int iscsi_cfg_rename(const char *from, const char *to);
 /* Append the daemon-wide entry, then one per configured target, to the array out (no secrets). */
 struct json_object;
 int iscsi_cfg_list(struct json_object *out);
 #endif
+
+/* The operator's view (daemon/ctl/iscsi.c; docs/iscsi.md §14). Never a secret. */
+/* Append one object per exported volume and snapshot (pool NULL: all) to out. */
+int iscsi_targets_json(const char *pool, struct json_object *out);
+/* Append one object per normal session (filter: a target name or POOL/VOL[@SNAP], NULL all). */
+int iscsi_sessions_json(const char *filter, struct json_object *out);
+/* End the session with TSIH tsih: an Async logout request, then a drop if the initiator has not
+ * logged out within 3 s (force: drop at once). *how: "logout" or "dropped". 0, -ENOENT, -EBUSY. */
+int iscsi_logout(unsigned tsih, int force, const char **how);
+/* The export a target name stands for (0, -ENOENT, -EEXIST when two map to it). */
+int iscsi_target_export(const char *target_name, char *out, size_t n);

@@ -425,3 +425,34 @@ iscsi_cfg_list(json_object *out)
 	json_object_put(root);
 	return 0;
 }
+
+/* vol.rename: the volume's entry follows it (a stale entry under the new name is replaced: the
+ * renamed volume keeps exactly its own settings). 0 also when it had none. */
+int
+iscsi_cfg_rename(const char *from, const char *to)
+{
+	pthread_mutex_lock(&cfg_lock);
+	json_object *root = cfg_read();
+	int err = root == NULL ? -EINVAL : 0, changed = 0;
+	json_object *ts, *t;
+	if (err == 0 && json_object_object_get_ex(root, "targets", &ts) && json_object_is_type(ts, json_type_object)) {
+		if (json_object_object_get_ex(ts, to, &t)) {
+			json_object_object_del(ts, to);
+			changed = 1;
+		}
+		if (json_object_object_get_ex(ts, from, &t)) {
+			json_object_object_add(ts, to, json_object_get(t));
+			json_object_object_del(ts, from);
+			changed = 1;
+		}
+		if (changed) {
+			prune(root, NULL);
+			err = cfg_write(root);
+		}
+	}
+	pthread_mutex_unlock(&cfg_lock);
+	json_object_put(root);
+	if (err == 0 && changed)
+		log_info("iscsi: the settings of %s follow it to %s", from, to);
+	return err;
+}

@@ -79,6 +79,10 @@ usage(FILE *f)
 	    "                          get TASK SET FULL (retryable; default 15000; 0: never)\n"
 	    "  --iscsi-nop-ms MS       ping a session idle this long with a NOP-In and drop it when\n"
 	    "                          the answer takes as long again (default 5000; 0: never)\n"
+	    "  --iscsi-tp-threshold PCT\n"
+	    "                          thin provisioning soft threshold: unit attention 38/07 when\n"
+	    "                          the pool's free space falls below PCT %% of its size (default\n"
+	    "                          10; 0: none; MODE SELECT of page 1C/02 changes it per LU)\n"
 	    "  --metrics ADDR:PORT     serve Prometheus metrics at http://ADDR:PORT/metrics\n"
 	    "                          ([::1]:PORT for IPv6; every metric: docs/metrics.md);\n"
 	    "                          default: no metrics server\n"
@@ -305,7 +309,7 @@ main(int argc, char **argv)
 		{ "iscsi", 1, NULL, 1000 }, { "iqn-prefix", 1, NULL, 1001 }, { "iscsi-auth", 1, NULL, 1002 },
 		{ "iscsi-header-digest", 1, NULL, 1003 }, { "iscsi-data-digest", 1, NULL, 1004 },
 		{ "iscsi-nop-ms", 1, NULL, 1005 }, { "iscsi-discovery-auth", 1, NULL, 1006 },
-		{ "iscsi-stall-ms", 1, NULL, 1007 },
+		{ "iscsi-stall-ms", 1, NULL, 1007 }, { "iscsi-tp-threshold", 1, NULL, 1008 },
 		{ "metrics", 1, NULL, OPT_METRICS }, { "sched-clock", 1, NULL, OPT_SCHED_CLOCK },
 		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
@@ -340,9 +344,10 @@ main(int argc, char **argv)
 		case 1004:
 		case 1005:
 		case 1006:
-		case 1007: {
+		case 1007:
+		case 1008: {
 			static const char *const keys[] = { "iqn-prefix", "auth", "header-digest", "data-digest", "nop-ms",
-				"discovery-auth", "stall-ms" };
+				"discovery-auth", "stall-ms", "tp-threshold" };
 			if (iscsi_configure(keys[ch - 1001], optarg) != 0) {
 				fprintf(stderr, "caskd: bad value '%s' for --%s%s\n", optarg, ch == 1001 ? "" : "iscsi-",
 				    keys[ch - 1001]);

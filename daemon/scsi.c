@@ -90,10 +90,52 @@ struct scsi_lu {
 	int aptpl;               /* the PR state is kept in the pool (PTPL_A) */
 	int is_snap;             /* a snapshot's LU: APTPL refused (PTPL_C 0) */
 	pthread_mutex_t save_lock; /* one pr_persist at a time, each writing the newest state */
+	/* thin provisioning soft threshold (docs/iscsi.md §13; mode page 1C/02): UA 38/07 once the
+	 * pool's free space falls below tp_count sets of TP_SET bytes, re-armed one set above */
+	_Atomic int tp_enabled;
+	uint32_t tp_count, tp_default;
+	int tp_fired;
+	_Atomic uint64_t tp_next_ns; /* the next check, at most every TP_CHECK_NS */
 };
 
 static pthread_mutex_t lus_lock = PTHREAD_MUTEX_INITIALIZER;
 static scsi_lu *lus;
+
+#define TP_SET (1u << 20)              /* one threshold set: 1 MiB (THRESHOLD EXPONENT, VPD B2) */
+#define TP_CHECK_NS 100000000ull       /* the pool's free space is looked at most every 100 ms */
+static _Atomic int tp_pct = 10;        /* --iscsi-tp-threshold: % of the pool's size */
+
+void
+scsi_set_tp_threshold(int pct)
+{
+	tp_pct = pct;
+}
+
+/* An LU's threshold state outlives its sessions (as the PR state does): whether it fired, and
+ * the values MODE SELECT set, by pool and dataset guid until caskd stops (under lus_lock). */
+typedef struct tp_kept {
+	struct tp_kept *next;
+	uint64_t pool_guid, ds_guid;
+	int enabled, fired;
+	uint32_t count;
+} tp_kept;
+static tp_kept *tp_kept_list;
+
+static tp_kept *
+tp_kept_find(uint64_t pool_guid, uint64_t ds_guid, int create)
+{
+	for (tp_kept *k = tp_kept_list; k; k = k->next)
+		if (k->pool_guid == pool_guid && k->ds_guid == ds_guid)
+			return k;
+	if (!create)
+		return NULL;
+	tp_kept *k = xcalloc(1, sizeof(*k));
+	k->pool_guid = pool_guid;
+	k->ds_guid = ds_guid;
+	k->next = tp_kept_list;
+	tp_kept_list = k;
+	return k;
+}
 
 typedef struct scsi_op {
 	uint8_t opcode;
@@ -229,6 +271,7 @@ lba_range(scsi_cmd *c, uint64_t lba)
 typedef struct guid_q {
 	const char *vol;     /* "vol" or "vol@snap" */
 	uint64_t pool_guid, ds_guid;
+	uint64_t pool_size;
 } guid_q;
 
 static int
@@ -236,8 +279,10 @@ find_guids(ce_pool *p, void *arg)
 {
 	guid_q *q = arg;
 	ce_pool_stat st;
-	if (ce_pool_stat_get(p, &st) == 0)
+	if (ce_pool_stat_get(p, &st) == 0) {
 		q->pool_guid = st.guid;
+		q->pool_size = st.size;
+	}
 	const char *at = strchr(q->vol, '@');
 	if (at == NULL) {
 		ce_vol_info vi;
@@ -299,11 +344,14 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 	lu->wce = 1;
 	char pool[128];
 	const char *slash = strchr(export_name, '/');
-	guid_q q = { slash ? slash + 1 : export_name, 0, 0 };
+	guid_q q = { slash ? slash + 1 : export_name, 0, 0, 0 };
 	snprintf(pool, sizeof(pool), "%.*s", slash ? (int)(slash - export_name) : 0, export_name);
 	reg_with_pool(pool, find_guids, &q);
 	lu->pool_guid = q.pool_guid;
 	lu->ds_guid = q.ds_guid;
+	uint64_t sets = q.pool_size / 100 * (uint64_t)tp_pct / TP_SET;
+	lu->tp_count = lu->tp_default = sets > 0xffffffffu ? 0xffffffffu : (uint32_t)sets;
+	lu->tp_enabled = !lu->ro && lu->tp_count > 0;
 	lu->is_snap = strchr(export_name, '@') != NULL;
 	pthread_mutex_init(&lu->save_lock, NULL);
 	pr_restore(lu);
@@ -324,6 +372,12 @@ scsi_lu_get(const char *export_name, const char *tport, uint32_t bs, int *err)
 			free(lu);
 			return o;
 		}
+	}
+	tp_kept *tk = lu->ds_guid != 0 ? tp_kept_find(lu->pool_guid, lu->ds_guid, 0) : NULL;
+	if (tk != NULL) {
+		lu->tp_enabled = tk->enabled;
+		lu->tp_fired = tk->fired;
+		lu->tp_count = tk->count;
 	}
 	lu->next = lus;
 	lus = lu;
@@ -346,6 +400,12 @@ scsi_lu_put(scsi_lu *lu)
 			*pp = lu->next;
 			break;
 		}
+	}
+	if (lu->ds_guid != 0 && !lu->ro) {
+		tp_kept *tk = tp_kept_find(lu->pool_guid, lu->ds_guid, 1);
+		tk->enabled = lu->tp_enabled;
+		tk->fired = lu->tp_fired;
+		tk->count = lu->tp_count;
 	}
 	pthread_mutex_unlock(&lus_lock);
 	vio_close(lu->vol);
@@ -708,7 +768,7 @@ vpd_page(scsi_cmd *c, uint8_t page, uint8_t *d)
 		return 64;
 	case 0xb2:
 		d[3] = 4;
-		d[4] = 0; /* THRESHOLD EXPONENT: no thresholds offered */
+		d[4] = (uint8_t)(bs == 4096 ? 8 : 11); /* THRESHOLD EXPONENT: a threshold set is 1 MiB (TP_SET) */
 		d[5] = 0x80 | 0x40 | 0x20 | 0x04; /* LBPU, LBPWS, LBPWS10, LBPRZ (001b in bits 4-2) */
 		d[6] = 0x02; /* PROVISIONING TYPE thin */
 		return 8;
@@ -819,6 +879,29 @@ exec_read_capacity16(scsi_cmd *c)
 }
 
 /* mode pages */
+/* The logical block provisioning mode page (1Ch/02h, SBC-3 6.5.8): one soft threshold
+ * descriptor on the pool's available LBA mapping resources, armed on decrease; ENABLED and
+ * THRESHOLD COUNT changeable (lu->lock held). */
+static size_t
+lbp_page(scsi_lu *lu, int pc, uint8_t *d)
+{
+	d[0] = 0x40 | 0x1c; /* SPF */
+	d[1] = 0x02;
+	p16(d + 2, 20);
+	/* d[4] SITUA 0: the unit attention goes to every I_T nexus */
+	uint8_t *t = d + 16;
+	if (pc == 1) {
+		t[0] = 0x80; /* ENABLED */
+		p32(t + 4, 0xffffffffu);
+		return 24;
+	}
+	/* ENABLED; THRESHOLD TYPE 000b soft; THRESHOLD ARMING 001b decrease */
+	t[0] = (uint8_t)((pc == 0 ? (lu->tp_enabled ? 0x80 : 0) : (!lu->ro && lu->tp_default ? 0x80 : 0)) | 0x01);
+	t[1] = 0x01; /* THRESHOLD RESOURCE: available LBA mapping resources (the pool's free space) */
+	p32(t + 4, pc == 0 ? lu->tp_count : lu->tp_default);
+	return 24;
+}
+
 static size_t
 mode_page(scsi_lu *lu, int page, int pc, uint8_t *d)
 {
@@ -897,8 +980,15 @@ exec_mode_sense(scsi_cmd *c)
 	pthread_mutex_lock(&lu->lock);
 	if (page == 0x3f && (sub == 0x00 || sub == 0xff)) {
 		static const int all[] = { 0x01, 0x08, 0x0a, 0x1c };
-		for (size_t i = 0; i < ARRAY_SIZE(all); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
 			n += mode_page(lu, all[i], pc, d + n);
+			if (all[i] == 0x1c && sub == 0xff)
+				n += lbp_page(lu, pc, d + n);
+		}
+	} else if (page == 0x1c && (sub == 0x02 || sub == 0xff)) {
+		if (sub == 0xff)
+			n += mode_page(lu, 0x1c, pc, d + n);
+		n += lbp_page(lu, pc, d + n);
 	} else if (sub == 0) {
 		size_t k = mode_page(lu, page, pc, d + n);
 		if (k == 0) {
@@ -969,15 +1059,51 @@ exec_mode_select(scsi_cmd *c)
 	}
 	size_t pos = h + bdl;
 	int wce = lu->wce, dsense = lu->d_sense, swp = lu->swp;
+	int tp_enabled = lu->tp_enabled;
+	uint32_t tp_count = lu->tp_count;
 	while (pos < n) {
 		if (n - pos < 2) {
 			sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
 			return finish(c);
 		}
 		int page = p[pos] & 0x3f;
-		if (p[pos] & 0x40) {
-			bad_param(c, (int)pos, 6);
-			return finish(c);
+		if (p[pos] & 0x40) { /* a subpage: only the logical block provisioning page */
+			if (page != 0x1c || n - pos < 4 || p[pos + 1] != 0x02) {
+				bad_param(c, (int)pos + (page != 0x1c ? 0 : 1), page != 0x1c ? 5 : -1);
+				return finish(c);
+			}
+			uint8_t cur[24] = { 0 }, chg[24] = { 0 };
+			pthread_mutex_lock(&lu->lock);
+			lbp_page(lu, 0, cur);
+			lbp_page(lu, 1, chg);
+			pthread_mutex_unlock(&lu->lock);
+			size_t plen = (size_t)g16(p + pos + 2) + 4;
+			if (plen != sizeof(cur)) {
+				bad_param(c, (int)pos + 2, -1);
+				return finish(c);
+			}
+			if (pos + plen > n) {
+				sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
+				return finish(c);
+			}
+			for (size_t i = 4; i < plen; i++) {
+				uint8_t diff = (uint8_t)((p[pos + i] ^ cur[i]) & ~chg[i]);
+				if (diff) {
+					int bit = 7;
+					while (!(diff & (1 << bit)))
+						bit--;
+					bad_param(c, (int)(pos + i), bit);
+					return finish(c);
+				}
+			}
+			tp_enabled = (p[pos + 16] & 0x80) != 0;
+			tp_count = g32(p + pos + 20);
+			if (tp_enabled && lu->ro) {
+				bad_param(c, (int)pos + 16, 7);
+				return finish(c);
+			}
+			pos += plen;
+			continue;
 		}
 		size_t plen = (size_t)p[pos + 1] + 2;
 		if (pos + plen > n) {
@@ -1016,10 +1142,15 @@ exec_mode_select(scsi_cmd *c)
 		pos += plen;
 	}
 	pthread_mutex_lock(&lu->lock);
-	int changed = wce != lu->wce || dsense != lu->d_sense || swp != lu->swp;
+	int changed = wce != lu->wce || dsense != lu->d_sense || swp != lu->swp || tp_enabled != lu->tp_enabled ||
+	    tp_count != lu->tp_count;
 	lu->wce = wce;
 	lu->d_sense = dsense;
 	lu->swp = swp;
+	if (tp_count != lu->tp_count || tp_enabled != lu->tp_enabled)
+		lu->tp_fired = 0; /* a new threshold: armed again, checked at the next write */
+	lu->tp_enabled = tp_enabled;
+	lu->tp_count = tp_count;
 	if (changed)
 		for (scsi_nexus *x = lu->nexuses; x; x = x->next)
 			if (x != c->nx)
@@ -2669,10 +2800,66 @@ scsi_cmd_medium(const scsi_cmd *c)
 	return o != NULL && (o->flags & OP_MEDIUM) != 0;
 }
 
+/* The pool's free space (ce_pool_stat: available to new writes now). */
+static int
+pool_free_cb(ce_pool *p, void *arg)
+{
+	ce_pool_stat st;
+	int err = ce_pool_stat_get(p, &st);
+	if (err == 0)
+		*(uint64_t *)arg = st.free;
+	return err;
+}
+
+/*
+ * The thin provisioning soft threshold (docs/iscsi.md §13): before a command that writes, at
+ * most every TP_CHECK_NS per LU, the pool's free space against every LU of the pool: an armed
+ * LU whose threshold it fell below queues UA 38/07 for each of its I_T nexuses (once per
+ * crossing); one whose fired threshold it rose a set above is armed again. On the submitting
+ * thread, never inside a completion (ce_pool_stat takes pool locks).
+ */
+static void
+tp_check(scsi_lu *lu)
+{
+	uint64_t now = util_now_ns(), next = lu->tp_next_ns;
+	if (now < next || !atomic_compare_exchange_strong(&lu->tp_next_ns, &next, now + TP_CHECK_NS))
+		return;
+	char pool[128];
+	const char *slash = strchr(lu->name, '/');
+	if (slash == NULL || (size_t)(slash - lu->name) >= sizeof(pool))
+		return;
+	snprintf(pool, sizeof(pool), "%.*s", (int)(slash - lu->name), lu->name);
+	uint64_t free_b = 0;
+	if (reg_with_pool(pool, pool_free_cb, &free_b) != 0)
+		return;
+	pthread_mutex_lock(&lus_lock);
+	for (scsi_lu *x = lus; x; x = x->next) {
+		if (x->pool_guid != lu->pool_guid)
+			continue;
+		pthread_mutex_lock(&x->lock);
+		uint64_t thr = (uint64_t)x->tp_count * TP_SET;
+		if (x->tp_enabled && !x->tp_fired && free_b < thr) {
+			x->tp_fired = 1;
+			for (scsi_nexus *n = x->nexuses; n; n = n->next)
+				ua_add_locked(n, ASC(0x38, 0x07));
+			log_warn("scsi %s: the pool's free space (%" PRIu64 " MiB) fell below the thin provisioning soft "
+			    "threshold (%u MiB); unit attention 38/07 to its initiators", x->name, free_b >> 20, x->tp_count);
+		} else if (x->tp_fired && free_b >= thr + TP_SET) {
+			x->tp_fired = 0;
+			log_info("scsi %s: the pool's free space (%" PRIu64 " MiB) is above the soft threshold again; re-armed",
+			    x->name, free_b >> 20);
+		}
+		pthread_mutex_unlock(&x->lock);
+	}
+	pthread_mutex_unlock(&lus_lock);
+}
+
 void
 scsi_exec(scsi_cmd *c)
 {
 	const scsi_op *o = c->op;
+	if ((o->flags & OP_WRITES) && LU(c)->tp_enabled)
+		tp_check(LU(c));
 	o->exec(c);
 }
 
@@ -2695,4 +2882,105 @@ static const char *
 target_port_name(scsi_cmd *c)
 {
 	return LU(c)->tport[0] ? LU(c)->tport : NULL;
+}
+
+/* ---- the operator's view of persistent reservations (scsi.h) ---- */
+
+const char *
+scsi_pr_type_name(int type)
+{
+	switch (type) {
+	case 0: return "none";
+	case 1: return "write-exclusive";
+	case 3: return "exclusive-access";
+	case 5: return "write-exclusive-registrants-only";
+	case 6: return "exclusive-access-registrants-only";
+	case 7: return "write-exclusive-all-registrants";
+	case 8: return "exclusive-access-all-registrants";
+	default: return "unknown";
+	}
+}
+
+/* The records of pr_serialize_locked into out (their layout: pr_deserialize); -1 if they make no sense. */
+static int
+pr_info_of(const ce_attr *a, size_t n, scsi_pr_info *out)
+{
+	if (n == 0)
+		return 0;
+	if (a[0].key != PRA_STATE || a[0].len < 8)
+		return -1;
+	out->generation = g32(a[0].val);
+	out->type = a[0].val[4];
+	out->aptpl = a[0].val[5] != 0;
+	uint16_t holder = g16(a[0].val + 6);
+	out->regs = xcalloc(n, sizeof(*out->regs));
+	for (size_t i = 1; i < n; i++) {
+		uint16_t pl = a[i].len >= 10 ? g16(a[i].val + 8) : 0;
+		if (a[i].key != PRA_REG || pl == 0 || pl >= sizeof(out->regs[0].port) || (size_t)pl + 10 > a[i].len)
+			return -1;
+		scsi_pr_reg *r = &out->regs[out->nregs++];
+		r->key = g64(a[i].val);
+		memcpy(r->port, a[i].val + 10, pl);
+		r->port[pl] = '\0';
+		r->holder = out->type != 0 && (pr_all_reg(out->type) || holder == i - 1);
+	}
+	return 0;
+}
+
+int
+scsi_pr_info_get(const char *export_name, scsi_pr_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	ce_attr *a = NULL;
+	size_t n = 0;
+	int err = 0;
+	pthread_mutex_lock(&lus_lock);
+	for (scsi_lu *lu = lus; lu; lu = lu->next)
+		if (strcmp(lu->name, export_name) == 0) {
+			pthread_mutex_lock(&lu->lock);
+			a = pr_serialize_locked(lu, &n);
+			pthread_mutex_unlock(&lu->lock);
+			out->open = 1;
+			break;
+		}
+	pthread_mutex_unlock(&lus_lock);
+	if (!out->open) {
+		char pool[128];
+		const char *slash = strchr(export_name, '/');
+		if (slash == NULL || slash == export_name || (size_t)(slash - export_name) >= sizeof(pool))
+			return err_set(-ENOENT, "%s: not POOL/VOL", export_name);
+		snprintf(pool, sizeof(pool), "%.*s", (int)(slash - export_name), export_name);
+		guid_q q = { slash + 1, 0, 0, 0 };
+		err = reg_with_pool(pool, find_guids, &q);
+		if (err != 0)
+			return err;
+		if (q.ds_guid == 0)
+			return err_set(-ENOENT, "%s: no such volume or snapshot", export_name);
+		pthread_mutex_lock(&kept_lock);
+		pr_kept *k;
+		for (k = kept; k; k = k->next)
+			if (k->pool_guid == q.pool_guid && k->ds_guid == q.ds_guid) {
+				a = xcalloc(k->n ? k->n : 1, sizeof(*a));
+				memcpy(a, k->a, k->n * sizeof(*a));
+				n = k->n;
+				break;
+			}
+		pthread_mutex_unlock(&kept_lock);
+		if (k == NULL && strchr(export_name, '@') == NULL) {
+			pr_io_q pq = { slash + 1, NULL, 0 };
+			if (reg_with_pool(pool, pr_load_cb, &pq) == 0) {
+				a = pq.a;
+				n = pq.n;
+			} else {
+				free(pq.a);
+			}
+		}
+	}
+	if (pr_info_of(a, n, out) != 0) {
+		free(out->regs);
+		memset(out, 0, sizeof(*out));
+		err = err_set(-EIO, "%s: the persistent reservation state is damaged", export_name);
+	}
+	free(a);
+	return err;
 }

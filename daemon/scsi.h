@@ -99,3 +99,27 @@ void scsi_lu_reset(scsi_lu *lu);
 typedef void (*scsi_abort_hook)(scsi_lu *lu, scsi_nexus *const *nx, size_t n, void (*done)(void *arg), void *arg);
 void scsi_set_abort_hook(scsi_abort_hook fn);
 #endif
+
+/* --iscsi-tp-threshold: the soft threshold (UA 38/07) of LUs opened from now on, in % of their
+ * pool's size (0: none). */
+void scsi_set_tp_threshold(int pct);
+
+/* ---- the operator's view of persistent reservations (cask iscsi pr) ---- */
+typedef struct scsi_pr_reg {
+	uint64_t key;
+	char port[320];          /* the I_T nexus's initiator port: IQN,i,0xISID */
+	int holder;              /* holds the reservation (every registrant for the all-registrants types) */
+} scsi_pr_reg;
+typedef struct scsi_pr_info {
+	int open;                /* the LU is open (some session is logged in) */
+	uint32_t generation;
+	int type;                /* 0 none, else the PR TYPE code (1, 3, 5, 6, 7, 8) */
+	int aptpl;
+	size_t nregs;
+	scsi_pr_reg *regs;       /* malloc'd: free it */
+} scsi_pr_info;
+/* The PR state of an export ("pool/vol[@snap]"): from its open LU, else the copy kept in memory
+ * since its last session, else the pool's (APTPL). 0, or -ENOENT (no such volume). */
+int scsi_pr_info_get(const char *export_name, scsi_pr_info *out);
+/* "write-exclusive", "exclusive-access", ..."-registrants-only", "-all-registrants"; "none". */
+const char *scsi_pr_type_name(int type);

@@ -94,6 +94,10 @@ fail(reqerr *e, int err, int code)
 	X("iscsi.chap.set", op_iscsi_chap_set, NULL) \
 	X("iscsi.chap.unset", op_iscsi_chap_unset, NULL) \
 	X("iscsi.config", op_iscsi_config, NULL)    \
+	X("iscsi.targets", op_iscsi_targets, "iscsi.sessions") \
+	X("iscsi.sessions", op_iscsi_sessions, NULL) \
+	X("iscsi.logout", op_iscsi_logout, NULL)    \
+	X("iscsi.pr", op_iscsi_pr, NULL)            \
 	X("vol.takeover", op_vol_takeover, "replication") \
 	X("vol.checksum", op_vol_checksum, "vol.checksum") \
 	X("vol.replica_rebuild", op_vol_replica_rebuild, "replication.rebuild") \

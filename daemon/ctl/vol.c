@@ -4,6 +4,7 @@
  * engine (ce_vol_props_parse, ce_vol_set_many), never here.
  */
 #include "ctl_impl.h"
+#include "../iscsi.h"
 #include "../log.h"
 #include "util.h"
 #include "../vio_impl.h"
@@ -152,8 +153,15 @@ vol_rename_cb(ce_pool *p, void *arg)
 	if (nvol == NULL)
 		return x->e->err;
 	int err = ce_vol_rename(p, x->vol, nvol);
-	if (err == 0)
+	if (err == 0) {
 		forget_stats(x->pool, x->vol);
+		/* the iSCSI settings (STATE/iscsi.json, keyed by name) follow the volume */
+		char from[400], to[400];
+		snprintf(from, sizeof(from), "%s/%s", x->pool, x->vol);
+		snprintf(to, sizeof(to), "%s/%s", x->pool, nvol);
+		if (iscsi_cfg_rename(from, to) != 0)
+			log_warn("vol.rename %s -> %s: the iSCSI settings did not follow: %s", from, to, ce_errmsg());
+	}
 	return err ? fail(x->e, err, ctl_code(err, 1)) : 0;
 }
 

@@ -591,6 +591,70 @@ typedef struct cask_iscsi_entry {
 int cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n);
 
 /*
+ * (CASK_1.1, feature "iscsi.sessions") The iSCSI target's live state
+ * (docs/iscsi.md §14): the targets (every exported volume and snapshot),
+ * the normal sessions logged in, ending one, and a target's persistent
+ * reservations. Never a secret: only whether CHAP secrets are set.
+ */
+#define CASK_ISCSI_PORTALS_MAX 16
+typedef struct cask_iscsi_target {
+	char iqn[256];               /* "" when the name cannot be derived (state "no-name") */
+	char volume[256];            /* POOL/VOL or POOL/VOL@SNAP */
+	char state[16];              /* ok, conflict (another export maps to the name: neither is served), no-name */
+	char auth[16];               /* what a login needs: none, chap, mutual */
+	int chap, mutual_chap;       /* whether a CHAP secret (and a mutual one) applies */
+	char acl[CASK_ISCSI_ACL_MAX][224];
+	unsigned nacl;               /* acl[0] "*": any initiator */
+	char portals[CASK_ISCSI_PORTALS_MAX][320]; /* "ADDR:PORT,1" (TPGT 1) */
+	unsigned nportals;
+	unsigned lun;                /* 0: one LU per target */
+	uint64_t size;               /* the LU's bytes */
+	unsigned blocksize;          /* logical block size for the next open (iscsi_blocksize) */
+	int read_only;               /* a snapshot */
+	unsigned sessions;
+} cask_iscsi_target;
+/* pool NULL: every pool. */
+int cask_iscsi_targets(cask_client *c, const char *pool, cask_iscsi_target **out, size_t *n);
+typedef struct cask_iscsi_session {
+	unsigned tsih;               /* the session's handle: cask_iscsi_logout takes it */
+	char initiator[224];
+	char isid[16];               /* 0x + 12 hex digits */
+	char target[256];
+	char volume[256];
+	char address[80];            /* the initiator's ADDR:PORT */
+	char portal[80];             /* the local ADDR:PORT it came in on */
+	char state[24];              /* login, logged-in, logout-requested */
+	int64_t since;               /* seconds since the epoch */
+	char header_digest[8], data_digest[8]; /* None or CRC32C */
+	char chap[16];               /* none, md5, sha1, sha256, sha3-256 */
+	unsigned commands;           /* commands in flight */
+} cask_iscsi_session;
+/* target: an iSCSI target name or POOL/VOL[@SNAP]; NULL all. */
+int cask_iscsi_sessions(cask_client *c, const char *target, cask_iscsi_session **out, size_t *n);
+/* End a session: an Async logout request, then dropped if the initiator has not logged out
+ * within 3 s (force: dropped at once; commands in flight are answered first). *dropped (may
+ * be NULL): 1 when it had to be dropped. CLIENT_NOT_FOUND, BUSY (still draining). */
+int cask_iscsi_logout(cask_client *c, unsigned tsih, int force, int *dropped);
+typedef struct cask_iscsi_pr_reg {
+	uint64_t key;
+	char initiator_port[320];    /* IQN,i,0xISID */
+	int holder;
+} cask_iscsi_pr_reg;
+typedef struct cask_iscsi_pr {
+	char volume[256];
+	char iqn[256];
+	int open;                    /* a session is logged in to the target */
+	uint32_t generation;
+	char type[40];               /* none, write-exclusive, exclusive-access, ...-registrants-only, ...-all-registrants */
+	int aptpl;                   /* kept in the pool across restarts */
+	size_t nregs;
+	cask_iscsi_pr_reg *regs;     /* malloc'd: cask_iscsi_pr_free */
+} cask_iscsi_pr;
+/* target: an iSCSI target name or POOL/VOL[@SNAP]. */
+int cask_iscsi_pr_get(cask_client *c, const char *target, cask_iscsi_pr *out);
+void cask_iscsi_pr_free(cask_iscsi_pr *pr);
+
+/*
  * The digest of POOL/VOL's (or POOL/VOL@SNAP's) logical contents (CASK_1.1,
  * feature "vol.checksum"; docs/replication.md section 12.11): XXH3-128 over
  * the size and the XXH3-128 of each 1 MiB chunk, holes read as zeros. Equal

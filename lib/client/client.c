@@ -1772,3 +1772,147 @@ cask_iscsi_config(cask_client *c, cask_iscsi_entry **out, size_t *n)
 		*out = list;
 	return rc;
 }
+
+/* ---- the iSCSI target's live state ---- */
+
+static int
+get_flag(json_object *o, const char *k)
+{
+	json_object *b;
+	return json_object_object_get_ex(o, k, &b) && json_object_get_boolean(b);
+}
+
+static void
+iscsi_target_from(json_object *o, void *p)
+{
+	cask_iscsi_target *t = p;
+	json_object *a, *luns;
+	memset(t, 0, sizeof(*t));
+	get_str_or_empty(o, "iqn", t->iqn, sizeof(t->iqn));
+	get_str_or_empty(o, "volume", t->volume, sizeof(t->volume));
+	get_str_or_empty(o, "state", t->state, sizeof(t->state));
+	get_str_or_empty(o, "auth", t->auth, sizeof(t->auth));
+	t->chap = get_flag(o, "chap");
+	t->mutual_chap = get_flag(o, "mutual_chap");
+	if (json_object_object_get_ex(o, "acl", &a) && json_object_is_type(a, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(a) && t->nacl < CASK_ISCSI_ACL_MAX; i++)
+			snprintf(t->acl[t->nacl++], sizeof(t->acl[0]), "%s", json_object_get_string(json_object_array_get_idx(a, i)));
+	if (json_object_object_get_ex(o, "portals", &a) && json_object_is_type(a, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(a) && t->nportals < CASK_ISCSI_PORTALS_MAX; i++)
+			snprintf(t->portals[t->nportals++], sizeof(t->portals[0]), "%s",
+			    json_object_get_string(json_object_array_get_idx(a, i)));
+	if (json_object_object_get_ex(o, "luns", &luns) && json_object_is_type(luns, json_type_array) &&
+	    json_object_array_length(luns) > 0) {
+		json_object *l = json_object_array_get_idx(luns, 0);
+		t->lun = (unsigned)get_u64(l, "lun");
+		t->size = get_u64(l, "size");
+		t->blocksize = (unsigned)get_u64(l, "blocksize");
+		t->read_only = get_flag(l, "read_only");
+	}
+	t->sessions = (unsigned)get_u64(o, "sessions");
+}
+
+int
+cask_iscsi_targets(cask_client *c, const char *pool, cask_iscsi_target **out, size_t *n)
+{
+	void *list;
+	int rc = list_of(c, "iscsi.targets", "pool", pool, "targets", "target", sizeof(cask_iscsi_target),
+	    iscsi_target_from, &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
+}
+
+static void
+iscsi_session_from(json_object *o, void *p)
+{
+	cask_iscsi_session *s = p;
+	memset(s, 0, sizeof(*s));
+	s->tsih = (unsigned)get_u64(o, "tsih");
+	get_str_or_empty(o, "initiator", s->initiator, sizeof(s->initiator));
+	get_str_or_empty(o, "isid", s->isid, sizeof(s->isid));
+	get_str_or_empty(o, "target", s->target, sizeof(s->target));
+	get_str_or_empty(o, "volume", s->volume, sizeof(s->volume));
+	get_str_or_empty(o, "address", s->address, sizeof(s->address));
+	get_str_or_empty(o, "portal", s->portal, sizeof(s->portal));
+	get_str_or_empty(o, "state", s->state, sizeof(s->state));
+	s->since = get_i64_or(o, "since", 0);
+	get_str_or_empty(o, "header_digest", s->header_digest, sizeof(s->header_digest));
+	get_str_or_empty(o, "data_digest", s->data_digest, sizeof(s->data_digest));
+	get_str_or_empty(o, "chap", s->chap, sizeof(s->chap));
+	s->commands = (unsigned)get_u64(o, "commands");
+}
+
+int
+cask_iscsi_sessions(cask_client *c, const char *target, cask_iscsi_session **out, size_t *n)
+{
+	void *list;
+	int rc = list_of(c, "iscsi.sessions", "target", target, "sessions", "session", sizeof(cask_iscsi_session),
+	    iscsi_session_from, &list, n);
+	if (rc == 0)
+		*out = list;
+	return rc;
+}
+
+int
+cask_iscsi_logout(cask_client *c, unsigned tsih, int force, int *dropped)
+{
+	json_object *a = json_object_new_object(), *r;
+	json_object_object_add(a, "tsih", json_object_new_uint64(tsih));
+	json_object_object_add(a, "force", json_object_new_boolean(force != 0));
+	int rc = call(c, "iscsi.logout", a, &r);
+	if (rc != 0)
+		return rc;
+	char how[16];
+	get_str_or_empty(r, "how", how, sizeof(how));
+	if (dropped != NULL)
+		*dropped = strcmp(how, "dropped") == 0;
+	json_object_put(r);
+	return 0;
+}
+
+int
+cask_iscsi_pr_get(cask_client *c, const char *target, cask_iscsi_pr *out)
+{
+	memset(out, 0, sizeof(*out));
+	json_object *a = json_object_new_object(), *r, *regs;
+	json_object_object_add(a, "target", json_object_new_string(target ? target : ""));
+	int rc = call(c, "iscsi.pr", a, &r);
+	if (rc != 0)
+		return rc;
+	get_str_or_empty(r, "volume", out->volume, sizeof(out->volume));
+	get_str_or_empty(r, "iqn", out->iqn, sizeof(out->iqn));
+	out->open = get_flag(r, "open");
+	out->generation = (uint32_t)get_u64(r, "generation");
+	get_str_or_empty(r, "type", out->type, sizeof(out->type));
+	out->aptpl = get_flag(r, "aptpl");
+	if (json_object_object_get_ex(r, "registrations", &regs) && json_object_is_type(regs, json_type_array)) {
+		size_t n = json_object_array_length(regs);
+		out->regs = calloc(n ? n : 1, sizeof(*out->regs));
+		if (out->regs == NULL) {
+			json_object_put(r);
+			return set_error(ENOMEM, CE_E_INTERNAL, "out of memory");
+		}
+		for (size_t i = 0; i < n; i++) {
+			json_object *o = json_object_array_get_idx(regs, i);
+			char key[24];
+			get_str_or_empty(o, "key", key, sizeof(key));
+			out->regs[i].key = strtoull(key, NULL, 16);
+			get_str_or_empty(o, "initiator_port", out->regs[i].initiator_port, sizeof(out->regs[i].initiator_port));
+			out->regs[i].holder = get_flag(o, "holder");
+		}
+		out->nregs = n;
+	}
+	json_object_put(r);
+	return 0;
+}
+
+void
+cask_iscsi_pr_free(cask_iscsi_pr *pr)
+{
+	if (pr != NULL) {
+		free(pr->regs);
+		pr->regs = NULL;
+		pr->nregs = 0;
+	}
+}

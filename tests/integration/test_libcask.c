@@ -247,6 +247,33 @@ tour(void *arg)
 		}
 	CHECK(found == 1);
 	free(ie);
+	/* the live view (iscsi_cli.sh drives it with real initiators): v's target shows its ACL and
+	 * that CHAP secrets are set, nobody is logged in, no reservations */
+	cask_iscsi_target *itg;
+	size_t nit;
+	found = 0;
+	COK(cask_iscsi_targets(c, NULL, &itg, &nit));
+	for (size_t i = 0; i < nit; i++)
+		if (strcmp(itg[i].volume, v) == 0) {
+			found++;
+			CHECK(strcmp(itg[i].state, "ok") == 0 && strcmp(itg[i].auth, "chap") == 0 && itg[i].chap &&
+			    itg[i].mutual_chap && itg[i].nacl == 1 && strcmp(itg[i].acl[0], "iqn.2026-12.io.cask.test:*") == 0 &&
+			    itg[i].lun == 0 && itg[i].size == 4u << 20 && itg[i].sessions == 0 && !itg[i].read_only);
+		}
+	CHECK(found == 1);
+	free(itg);
+	CHECK_CODE(cask_iscsi_targets(c, "no-such-pool", &itg, &nit), ENOENT, "POOL_NOT_FOUND");
+	cask_iscsi_session *is;
+	size_t nis;
+	COK(cask_iscsi_sessions(c, v, &is, &nis));
+	CHECK(nis == 0);
+	free(is);
+	CHECK_CODE(cask_iscsi_logout(c, 1, 0, NULL), ENOENT, "CLIENT_NOT_FOUND");
+	cask_iscsi_pr pr;
+	COK(cask_iscsi_pr_get(c, v, &pr));
+	CHECK(strcmp(pr.volume, v) == 0 && strcmp(pr.type, "none") == 0 && pr.nregs == 0 && !pr.open && !pr.aptpl);
+	cask_iscsi_pr_free(&pr);
+	CHECK_CODE(cask_iscsi_pr_get(c, "tank/no-such-volume", &pr), ENOENT, "VOLUME_NOT_FOUND");
 	COK(cask_iscsi_chap_unset(c, v, 0));
 	COK(cask_iscsi_set(c, v, "acl", NULL));
 	COK(cask_iscsi_set(c, v, "auth", NULL));
