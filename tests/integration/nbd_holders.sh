@@ -29,7 +29,7 @@ except OSError:
     pass
 PY
 holder=$!
-for _ in $(seq 1 100); do
+for _ in $(seq 1 1200); do
   $CASK client list -H -o export,state | grep -q "^tank/w	serving" && break
   sleep 0.05
 done
@@ -90,7 +90,7 @@ why = nbd_raw_refusal(port, "tank/v")
 check(why is not None and "has 2 connections, its limit (--max-export-connections)" in why, "third client: %r" % why)
 w, _ = nbd_raw(port, "tank/w2")          # another export is not affected
 a.close()
-for _ in range(400):
+for _ in range(6000):
     if len([c for c in ctl.call("client.list")["clients"] if c["export"] == "tank/v"]) < 2:
         break
     time.sleep(0.01)

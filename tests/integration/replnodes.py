@@ -133,13 +133,14 @@ class Node:
                                           "--socket", self.sock, "--nbd", "%s:%d" % (self.host, self.port), "--peer-key", self.cl.key,
                                           "--replica-listen", self.raddr] + list(self.args),
                                          stdout=lf, stderr=lf, env=dict(os.environ, **self.daemon_env))
-        for _ in range(200):
+        end = time.monotonic() + 60             # a sanitizer caskd on a loaded machine; a bound, not a measurement
+        while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))
             if os.path.exists(self.sock) and self.cask_rc("version") == 0:
                 return self
             time.sleep(0.05)
-        raise RuntimeError("caskd %s did not come up" % self.name)
+        raise RuntimeError("caskd %s did not come up in 60 s: %s" % (self.name, self.tail()))
 
     def ns_prefix(self):
         return ["ip", "netns", "exec", self.cl.nsnet.ns[self.name]] if self.cl.nsnet else []
