@@ -40,6 +40,7 @@ loaded machine. --workloads applies here too. --only is another name for
 --workloads.
 """
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -66,6 +67,38 @@ WORKLOADS = [
 FSYNC = {"randwrite-4k-qd1-flush": 1}
 IDLE_CLIENTS = (1, 64, 1000)
 CURRENT = {}  # the running server's process (for /proc figures)
+STARTED = []  # every server this run started: stopped at exit (by its pid, never by name)
+
+
+def _stop_started():
+    for p in STARTED:
+        stop(p)
+
+
+def _exit_on_signal(signum, frame):
+    # SIGTERM / SIGHUP unwind like SIGINT does: the finally blocks stop the servers and remove the files
+    raise SystemExit(128 + signum)
+
+
+atexit.register(_stop_started)
+for _sig in (signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_sig, _exit_on_signal)
+
+
+def spawn(argv, **kw):
+    """subprocess.Popen, remembered so that the server is stopped at exit whatever happens."""
+    p = subprocess.Popen(argv, **kw)
+    STARTED.append(p)
+    return p
+
+
+def started(p, setup):
+    """Run setup(); if it fails, stop p (a server left running by a failed start) and re-raise."""
+    try:
+        return setup()
+    except BaseException:
+        stop(p)
+        raise
 
 
 def free_port():
@@ -102,9 +135,9 @@ def stop(proc):
 def start_caskd(build, tmp, port):
     """A caskd on loopback with its state, socket (returned) and log in tmp."""
     sock = os.path.join(tmp, "caskd.sock")
-    p = subprocess.Popen([os.path.join(build, "caskd"), "--state", os.path.join(tmp, "state"), "--socket", sock,
-                          "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
-    wait_port(port, p)
+    p = spawn([os.path.join(build, "caskd"), "--state", os.path.join(tmp, "state"), "--socket", sock,
+               "--nbd", "127.0.0.1:%d" % port, "-q"], stderr=open(os.path.join(tmp, "caskd.log"), "w"))
+    started(p, lambda: wait_port(port, p))
     return p, sock
 
 
@@ -202,16 +235,20 @@ def start_cask(a, tmp, port, extra=(), tag="cask", build=None):
     state = os.path.join(tmp, tag + "-state")
     shutil.rmtree(state, ignore_errors=True)
     sock = os.path.join(tmp, tag + ".sock")
-    p = subprocess.Popen([os.path.join(build, "caskd"), "--state", state, "--socket", sock,
-                          "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
-                         stderr=open(os.path.join(tmp, "caskd.log"), "w"))
-    wait_port(port, p)
+    p = spawn([os.path.join(build, "caskd"), "--state", state, "--socket", sock,
+               "--nbd", "127.0.0.1:%d" % port, "-q"] + list(extra),
+              stderr=open(os.path.join(tmp, "caskd.log"), "w"))
     env = dict(os.environ, CASK_SOCKET=sock)
     cask = os.path.join(build, "cask")
-    subprocess.run([cask, "pool", "create", "bench", os.path.join(a.dir, "nbd_bench.cask"),
-                    "--size", "%dM" % (a.size_mb * 2 + 512)], check=True, env=env)
-    subprocess.run([cask, "vol", "create", "bench/v", "--size", "%dM" % a.size_mb], check=True, env=env)
-    return p, "nbd://127.0.0.1:%d/bench/v" % port, [os.path.join(a.dir, "nbd_bench.cask")]
+    dev = os.path.join(a.dir, "nbd_bench.cask")
+
+    def setup():
+        wait_port(port, p)
+        subprocess.run([cask, "pool", "create", "bench", dev, "--size", "%dM" % (a.size_mb * 2 + 512)],
+                       check=True, env=env)
+        subprocess.run([cask, "vol", "create", "bench/v", "--size", "%dM" % a.size_mb], check=True, env=env)
+    started(p, setup)
+    return p, "nbd://127.0.0.1:%d/bench/v" % port, [dev]
 
 
 def start_qemu(a, tmp, port, fmt):
@@ -219,17 +256,17 @@ def start_qemu(a, tmp, port, fmt):
     if os.path.exists(path):
         os.unlink(path)
     subprocess.run(["qemu-img", "create", "-q", "-f", fmt, path, "%dM" % a.size_mb], check=True)
-    p = subprocess.Popen(["qemu-nbd", "-f", fmt, "--cache=none", "--aio=io_uring", "-t", "-e", "8",
-                          "-b", "127.0.0.1", "-p", str(port), "-x", "v", path],
-                         stderr=open(os.path.join(tmp, "qemu-nbd-%s.log" % fmt), "w"))
-    wait_port(port, p)
+    p = spawn(["qemu-nbd", "-f", fmt, "--cache=none", "--aio=io_uring", "-t", "-e", "8",
+               "-b", "127.0.0.1", "-p", str(port), "-x", "v", path],
+              stderr=open(os.path.join(tmp, "qemu-nbd-%s.log" % fmt), "w"))
+    started(p, lambda: wait_port(port, p))
     return p, "nbd://127.0.0.1:%d/v" % port, [path]
 
 
 def start_nbdkit(a, tmp, port):
-    p = subprocess.Popen(["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "memory", "%dM" % a.size_mb],
-                         stderr=open(os.path.join(tmp, "nbdkit.log"), "w"))
-    wait_port(port, p)
+    p = spawn(["nbdkit", "-f", "-i", "127.0.0.1", "-p", str(port), "memory", "%dM" % a.size_mb],
+              stderr=open(os.path.join(tmp, "nbdkit.log"), "w"))
+    started(p, lambda: wait_port(port, p))
     return p, "nbd://127.0.0.1:%d/" % port, []
 
 
@@ -259,7 +296,8 @@ def parse_args(doc, extra=False):
     """The options every NBD benchmark takes (extra: nbd_bench's own)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
-    ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk)")
+    ap.add_argument("--dir", default="/var/tmp", help="where the device files go (a real disk; in a private "
+                    "directory made there and removed at exit)")
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--size-mb", type=int, default=1024)
     ap.add_argument("--json")
@@ -269,7 +307,16 @@ def parse_args(doc, extra=False):
         ap.add_argument("--quick", action="store_true", help="no nbdcopy, no idle-client figures")
         ap.add_argument("--ab", metavar="OLD_BUILD", help="caskd of OLD_BUILD against --build's, no peers")
         ap.add_argument("--rounds", type=int, default=2, help="with --ab: runs of each build")
-    return ap.parse_args()
+    a = ap.parse_args()
+    a.dir = private_dir(a.dir, "nbd_bench-")
+    return a
+
+
+def private_dir(parent, prefix):
+    """A directory of this run's own under parent (two runs never share a device file), removed at exit."""
+    d = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    atexit.register(shutil.rmtree, d, True)
+    return d
 
 
 def main():

@@ -107,10 +107,10 @@ def start_raw_full(a, tmp, port):
         os.unlink(path)
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", "-o", "preallocation=full", path,
                     "%dM" % a.size_mb], check=True)
-    p = subprocess.Popen(["qemu-nbd", "-f", "raw", "--cache=none", "--aio=io_uring", "-t", "-e", "8",
-                          "-b", "127.0.0.1", "-p", str(port), "-x", "v", path],
-                         stderr=open(os.path.join(tmp, "qemu-nbd-rawfull.log"), "w"))
-    nbd_bench.wait_port(port, p)
+    p = nbd_bench.spawn(["qemu-nbd", "-f", "raw", "--cache=none", "--aio=io_uring", "-t", "-e", "8",
+                         "-b", "127.0.0.1", "-p", str(port), "-x", "v", path],
+                        stderr=open(os.path.join(tmp, "qemu-nbd-rawfull.log"), "w"))
+    nbd_bench.started(p, lambda: nbd_bench.wait_port(port, p))
     return p, "nbd://127.0.0.1:%d/v" % port, [path]
 
 

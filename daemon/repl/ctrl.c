@@ -61,6 +61,7 @@
 #include "service.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -605,6 +606,58 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
+peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
+
+/*
+ * connect() that gives up after REPL_CONNECT_MS, like every reply (SO_RCVTIMEO
+ * below). A blocking connect to a member behind a partition (its SYNs dropped,
+ * not refused) waits out the kernel's SYN retries -- about two minutes with
+ * tcp_syn_retries 6 -- and a takeover or a reconnect waited that long per
+ * unreachable member (repl_lease.sh's link-down rounds: 40-75 s per takeover).
+ * 0, or -1 with errno set (ETIMEDOUT when the time ran out); fd blocking again.
+ */
+#define REPL_CONNECT_MS 10000
+static int
+connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
+		return -1;
+	int rc = connect(fd, sa, len);
+	if (rc != 0 && errno == EINPROGRESS) {
+		struct timespec t0, t1;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (;;) {
+			clock_gettime(CLOCK_MONOTONIC, &t1);
+			long left = REPL_CONNECT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+			struct pollfd pf = { fd, POLLOUT, 0 };
+			int n = left > 0 ? poll(&pf, 1, (int)left) : 0;
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				return -1;
+			if (n == 0) {
+				errno = ETIMEDOUT;
+				return -1;
+			}
+			int e = 0;
+			socklen_t el = sizeof(e);
+			if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0)
+				return -1;
+			if (e != 0) {
+				errno = e;
+				return -1;
+			}
+			rc = 0;
+			break;
+		}
+	}
+	if (rc != 0)
+		return -1;
+	return fcntl(fd, F_SETFL, fl);
+}
+
+static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
 	const repl_peer_config *pc = repl_peer_cfg();
@@ -623,7 +676,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 		return -EHOSTUNREACH;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, res->ai_addr, res->ai_addrlen) != 0) {
+	if (fd < 0 || connect_bounded(fd, res->ai_addr, res->ai_addrlen) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			close(fd);

@@ -88,15 +88,19 @@ expect_fail 1 "another pool" "$CASK" vol rename tank/c other/c
 
 # destroy: refused while an NBD client has the volume open
 if "$PY" -c "import nbd" 2>/dev/null; then
-  "$PY" -c 'import nbd, sys, time; h = nbd.NBD(); h.connect_uri(sys.argv[1]); time.sleep(3)' "$NBD/tank/c" &
+  # the client holds the volume until told to go ($T/release appears; at most 300 s)
+  "$PY" -c 'import nbd, os, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1]); end = time.monotonic() + 300
+while not os.path.exists(sys.argv[2]) and time.monotonic() < end:
+    time.sleep(0.05)' "$NBD/tank/c" "$T/release" &
   holder=$!
-  for _ in $(seq 1 100); do grep -q "serving tank/c" "$T/caskd.log" && break; sleep 0.05; done
-  grep -q "serving tank/c" "$T/caskd.log" || fail "nbdsh did not connect"
+  wait_until 60 grep -q "serving tank/c" "$T/caskd.log" || fail "the NBD client did not connect"
   expect_fail 1 "in use" "$CASK" vol destroy tank/c
   expect_fail 1 "in use" "$CASK" pool export tank
+  touch "$T/release"
   wait $holder
   # the client is gone once caskd has seen it go (its handle closes then)
-  for _ in $(seq 1 100); do grep -q "disconnected" "$T/caskd.log" && break; sleep 0.05; done
+  wait_until 60 grep -q "disconnected" "$T/caskd.log" || fail "caskd did not see the NBD client go"
 fi
 $CASK vol destroy tank/c
 expect_fail 1 "does not exist" "$CASK" vol destroy tank/c

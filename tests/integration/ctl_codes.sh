@@ -112,7 +112,7 @@ def recv(want, fn, name, **a):
 ok("vol.create", name="tank/w", size=16 * M)
 ok("snap.create", names=["tank/w@1"])
 full = stream("tank/w@1")
-for _ in range(200):  # until caskd has closed tank/c (the NBD client above has gone)
+for _ in range(1200):  # until caskd has closed tank/c (the NBD client above has gone)
     r = call("vol.destroy", name="tank/c", recursive=True)
     if r["ok"]:
         break
@@ -142,7 +142,7 @@ recv("SNAPSHOT_EXISTS", incr, "tank/r")
 # the target written since its base
 recv(None, full, "tank/y")
 nbd_write("tank/y", 0, b"x" * 4096)
-for _ in range(200):  # until caskd has seen the NBD client go and closed the volume
+for _ in range(1200):  # until caskd has seen the NBD client go and closed the volume
     with open(incr, "rb") as f:
         r = call("vol.recv", fd=f.fileno(), name="tank/y", wait=True)
     if r["ok"] or r["error"]["code"] != "BUSY":

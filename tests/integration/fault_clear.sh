@@ -46,7 +46,7 @@ grep -q "could not be committed" "$T/status.out" || fail "status does not say wh
 grep -q "cask pool clear tank" "$T/status.out" || fail "status does not say how to resume"
 $CASK pool status -j tank | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d["state"]=="SUSPENDED", d'
 # caskd says so in its log, once (its watcher polls every second)
-for _ in $(seq 1 40); do grep -q "pool tank SUSPENDED" "$T/caskd.log" && break; sleep 0.1; done
+for _ in $(seq 1 600); do grep -q "pool tank SUSPENDED" "$T/caskd.log" && break; sleep 0.1; done
 [ "$(grep -c "pool tank SUSPENDED" "$T/caskd.log")" -eq 1 ] || fail "caskd did not log the suspension exactly once"
 # the other pool is served as usual
 nbdpy <<'PY'

@@ -39,18 +39,44 @@ free_port() {
   "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# wait_until SECS CMD...: run CMD every 0.05 s until it succeeds (0) or SECS
+# seconds have passed (1). A bound on waiting for a state, never a time
+# assertion: pick SECS far above what the slowest (loaded, sanitizer) machine needs.
+wait_until() {
+  local end=$((SECONDS + $1)); shift
+  while :; do
+    "$@" && return 0
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.05
+  done
+}
+
+# caskd_up PID SOCK: caskd PID answers on SOCK (its control socket).
+caskd_up() {
+  kill -0 "$1" 2>/dev/null || return 2
+  [ -S "$2" ] && CASK_SOCKET="$2" "$CASK" version >/dev/null 2>&1
+}
+
+# wait_caskd NAME PID SOCK LOG: until caskd answers (60 s: a sanitizer caskd on
+# a loaded machine); fails when it exits first or never answers.
+wait_caskd() {
+  local rc end=$((SECONDS + 60))
+  while :; do
+    rc=0; caskd_up "$2" "$3" || rc=$?
+    [ $rc -eq 0 ] && return 0
+    [ $rc -eq 2 ] && fail "$1 exited at start: $(tail -n 5 "$4")"
+    [ $SECONDS -lt $end ] || fail "$1 did not come up in 60 s: $(tail -n 5 "$4")"
+    sleep 0.05
+  done
+}
+
 # start_caskd [ARGS...]: start caskd and wait until both sockets answer.
 start_caskd() {
   PORT=${PORT:-$(free_port)}
   NBD="nbd://127.0.0.1:$PORT"
   "$CASKD" --state "$T/state" --socket "$SOCK" --nbd "127.0.0.1:$PORT" "$@" >>"$T/caskd.log" 2>&1 &
   CASKD_PID=$!
-  for _ in $(seq 1 100); do
-    if [ -S "$SOCK" ] && "$CASK" version >/dev/null 2>&1; then return 0; fi
-    kill -0 "$CASKD_PID" 2>/dev/null || fail "caskd exited at start: $(tail -n 5 "$T/caskd.log")"
-    sleep 0.05
-  done
-  fail "caskd did not come up"
+  wait_caskd caskd "$CASKD_PID" "$SOCK" "$T/caskd.log"
 }
 
 # start_caskd_b [ARGS...]: a second caskd (its own state dir, socket and NBD
@@ -61,12 +87,7 @@ start_caskd_b() {
   NBD_B="nbd://127.0.0.1:$PORT_B"
   "$CASKD" --state "$T/state_b" --socket "$SOCK_B" --nbd "127.0.0.1:$PORT_B" "$@" >>"$T/caskd_b.log" 2>&1 &
   CASKD_B_PID=$!
-  for _ in $(seq 1 100); do
-    if [ -S "$SOCK_B" ] && CASK_SOCKET="$SOCK_B" "$CASK" version >/dev/null 2>&1; then return 0; fi
-    kill -0 "$CASKD_B_PID" 2>/dev/null || fail "caskd B exited at start: $(tail -n 5 "$T/caskd_b.log")"
-    sleep 0.05
-  done
-  fail "caskd B did not come up"
+  wait_caskd "caskd B" "$CASKD_B_PID" "$SOCK_B" "$T/caskd_b.log"
 }
 
 # start_caskd_c [ARGS...]: a third caskd (SOCK_C, NBD_C, CASKD_C_PID), as start_caskd_b.
@@ -76,12 +97,7 @@ start_caskd_c() {
   NBD_C="nbd://127.0.0.1:$PORT_C"
   "$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" "$@" >>"$T/caskd_c.log" 2>&1 &
   CASKD_C_PID=$!
-  for _ in $(seq 1 100); do
-    if [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1; then return 0; fi
-    kill -0 "$CASKD_C_PID" 2>/dev/null || fail "caskd C exited at start: $(tail -n 5 "$T/caskd_c.log")"
-    sleep 0.05
-  done
-  fail "caskd C did not come up"
+  wait_caskd "caskd C" "$CASKD_C_PID" "$SOCK_C" "$T/caskd_c.log"
 }
 
 # stop_caskd: SIGTERM, and it must exit 0.

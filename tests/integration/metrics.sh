@@ -135,7 +135,7 @@ for s in held:
     s.close()
 PY
 "$CASK" pool status tank >/dev/null || fail "the control socket after stuck metrics clients"
-for _ in $(seq 1 100); do scrape >"$T/m5" 2>/dev/null && break; sleep 0.05; done
+for _ in $(seq 1 1200); do scrape >"$T/m5" 2>/dev/null && break; sleep 0.05; done
 check "$T/m5"
 [ "$(value "cask_volume_write_bytes_total{$L}" <"$T/m5")" = $((4 * 1048576 + 524288)) ] ||
   fail "the write during the stuck scrapes is not counted"

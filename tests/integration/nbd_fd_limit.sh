@@ -11,11 +11,7 @@ NBD="nbd://127.0.0.1:$PORT"
 # caskd alone gets the low limit (soft and hard: it cannot raise it back)
 (ulimit -n 256; exec "$CASKD" --state "$T/state" --socket "$SOCK" --nbd "127.0.0.1:$PORT" >>"$T/caskd.log" 2>&1) &
 CASKD_PID=$!
-for _ in $(seq 1 100); do
-  [ -S "$SOCK" ] && $CASK version >/dev/null 2>&1 && break
-  kill -0 "$CASKD_PID" 2>/dev/null || fail "caskd exited at start: $(tail -n 5 "$T/caskd.log")"
-  sleep 0.05
-done
+wait_caskd caskd "$CASKD_PID" "$SOCK" "$T/caskd.log"
 [ "$(awk '/^Max open files/ {print $4}' /proc/$CASKD_PID/limits)" = 256 ] || fail "caskd's limit is not 256"
 grep -Eq "ulimit -n 256 leaves room for about 1[0-9]{2} connections, not --max-connections 1024" "$T/caskd.log" || fail "no start-up line about the descriptor limit"
 $CASK pool create tank "$T/tank0.vdev" --size 1G
@@ -60,7 +56,7 @@ n.close()
 for s in served:
     s.close()
 # the flood is gone: a new client is served again
-for _ in range(100):
+for _ in range(1200):
     if len(ctl.call("client.list")["clients"]) == 0:
         break
     time.sleep(0.05)

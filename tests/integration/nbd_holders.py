@@ -38,7 +38,7 @@ def clients():
 
 
 def wait_listed(export, n=1):
-    for _ in range(200):
+    for _ in range(1200):
         got = [c for c in clients() if c["export"] == export and c["state"] == "serving"]
         if len(got) >= n:
             return got

@@ -101,7 +101,16 @@ def load(uri, state_path, pid, seed):
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(NTHREADS)]
     for t in threads:
         t.start()
-    time.sleep(0.15 + rnd.random() * 0.9)
+    # the kill comes at a random moment after the first write answered as durable (a FUA write or
+    # one a FLUSH covered): on a loaded machine the clients may not have connected 0.15 s in, and
+    # a round (the sync=disabled control above all) with nothing acknowledged checks nothing
+    def durable_answered():
+        with lock:
+            return bool(flush_marks) or any(rec[2] for recs in writes.values() for rec in recs)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and not durable_answered():
+        time.sleep(0.01)
+    time.sleep(0.05 + rnd.random() * 0.9)
     os.kill(pid, signal.SIGKILL)
     stop.set()
     for t in threads:

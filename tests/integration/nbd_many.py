@@ -74,7 +74,7 @@ for h in hs:
     h.shutdown()
 hs = None
 # served again (each closed connection frees its place; a bounded number of tries, not a timing check)
-for _ in range(200):
+for _ in range(1200):
     h = nbd.NBD()
     try:
         h.connect_uri(uri)

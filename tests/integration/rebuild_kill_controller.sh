@@ -48,7 +48,7 @@ print("killing the controller with C's durable cursor at %d of %d" % (rb["durabl
 PY
 kill -9 "$CASKD_PID"; wait "$CASKD_PID" 2>/dev/null || true; CASKD_PID=
 PORT= start_caskd --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RA"
-for _ in $(seq 1 200); do $CASK vol status tank/db 2>/dev/null | grep -q "state serving" && break; sleep 0.1; done
+for _ in $(seq 1 600); do $CASK vol status tank/db 2>/dev/null | grep -q "state serving" && break; sleep 0.1; done
 $CASK vol status tank/db | tee "$T/status.out"
 grep -q "state serving" "$T/status.out" || fail "the restarted controller does not serve"
 grep -q "127.0.0.1:$RC/p3 *degraded" "$T/status.out" || fail "C is not degraded after the restart"

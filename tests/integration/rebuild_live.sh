@@ -109,7 +109,7 @@ open(os.environ["T"] + "/first_total", "w").write(str(j["total"]))
 print("killing C at %d of %d bytes, its durable cursor at %d" % (j["done"], j["total"], rb["durable_cursor"]))
 PY
 kill -9 "$CASKD_C_PID"; wait "$CASKD_C_PID" 2>/dev/null || true; CASKD_C_PID=
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
   st=$($CASK job list -H -o kind,state | awk '$1 == "rebuild" {s=$2} END {print s}')
   [ "$st" != running ] && break; sleep 0.05
 done

@@ -34,7 +34,7 @@ h.flush(); h.shutdown()
 PY
 PORT_B= start_caskd_b --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RB"
 job=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" | awk '{print $2}')
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
   [ "$($CASK job list -H -p -o id,done | awk -v j="$job" '$1 == j {print $2}')" -gt $((4 << 20)) ] && break
   sleep 0.05
 done
@@ -67,7 +67,7 @@ h.flush(); h.shutdown()
 PY
 PORT_B= start_caskd_b --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RB"
 job=$($CASK vol replica rebuild tank/db "127.0.0.1:$RB/p2" | awk '{print $2}')
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
   [ "$($CASK job list -H -p -o id,done | awk -v j="$job" '$1 == j {print $2}')" -gt $((4 << 20)) ] && break
   sleep 0.05
 done

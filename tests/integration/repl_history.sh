@@ -17,7 +17,7 @@ PORT_C=$(free_port); SOCK_C="$T/run_c/caskd.sock"
 "$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" --peer-key "$T/peer.key" \
   --replica-listen "127.0.0.1:$RC" >>"$T/caskd_c.log" 2>&1 &
 CASKD_C_PID=$!
-for _ in $(seq 1 100); do [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1 && break; sleep 0.05; done
+wait_caskd "caskd C" "$CASKD_C_PID" "$SOCK_C" "$T/caskd_c.log"
 $CASK pool create tank "$T/tank.vdev" --size 256M >/dev/null
 CASK_SOCKET="$SOCK_B" $CASK pool create p2 "$T/p2.vdev" --size 256M >/dev/null
 CASK_SOCKET="$SOCK_C" $CASK pool create p3 "$T/p3.vdev" --size 256M >/dev/null

@@ -26,7 +26,7 @@ PORT_C=$(free_port); SOCK_C="$T/run_c/caskd.sock"
 "$CASKD" --state "$T/state_c" --socket "$SOCK_C" --nbd "127.0.0.1:$PORT_C" --peer-key "$T/peer.key" \
   --replica-listen "127.0.0.1:$RC" >>"$T/caskd_c.log" 2>&1 &
 CASKD_C_PID=$!
-for _ in $(seq 1 100); do [ -S "$SOCK_C" ] && CASK_SOCKET="$SOCK_C" "$CASK" version >/dev/null 2>&1 && break; sleep 0.05; done
+wait_caskd "caskd C" "$CASKD_C_PID" "$SOCK_C" "$T/caskd_c.log"
 $CASK pool create tank "$T/tank.vdev" --size 512M >/dev/null
 CASK_SOCKET="$SOCK_B" $CASK pool create p2 "$T/p2.vdev" --size 512M >/dev/null
 CASK_SOCKET="$SOCK_C" $CASK pool create p3 "$T/p3.vdev" --size 512M >/dev/null
@@ -82,7 +82,7 @@ writes(db, "db", range(0, 50), 3)
 s = status("tank/db")
 c = [r for r in s["replicas"] if r["pool"] == "p3"][0]
 assert c["link"] == "offline", s
-for _ in range(100):
+for _ in range(1200):
     s = status("tank/db")
     if s["membership_version"] >= 2:
         break
@@ -114,7 +114,7 @@ for i in range(20):
     except nbd.Error:
         fenced = True
         break
-for _ in range(200):  # the write may fail first for want of a lease (B stopped renewing it before it promised)
+for _ in range(1200):  # the write may fail first for want of a lease (B stopped renewing it before it promised)
     s = status("tank/db")  # the next frame A sends B (a write or KEEPALIVE) is refused: fenced
     if s["state"] == "fenced":
         break

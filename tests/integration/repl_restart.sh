@@ -20,11 +20,11 @@ source "$(dirname "$0")/lib.sh"
 export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}" SEED=${CASK_SEED:-$RANDOM}
 echo "seed $SEED"
 "$PY" - <<'PY'
-import os, sys, random, threading, time
+import os, sys
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
 import nbd
 import histrec
-from replnodes import Cluster, checksum, digest
+from replnodes import Cluster, checksum, digest, kill_under_load, start_three, wait_applied
 T = os.environ["TDIR"]
 cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
 ok = False
@@ -43,51 +43,20 @@ def in_sync_equal(st, what):
     return sorted(ds)
 
 try:
-    for n, pool in (("a", "tank"), ("b", "p2"), ("c", "p3")):
-        cl[n].start()
-        cl[n].cask("pool", "create", pool, T + "/%s.vdev" % pool, "--size", "256M")
+    start_three(cl)
     a, b, c = cl["a"], cl["b"], cl["c"]
-    a.cask("vol", "create", "tank/v", "--size", "16M", "--replica", b.raddr + "/p2", "--replica", c.raddr + "/p3")
 
     # 1. kill -9 under load, restart, reconcile, serve again
     rec = histrec.Recorder(T + "/hist.jsonl", bs=4096)
     NB = 48
-    killed, back = threading.Event(), threading.Event()
-    def worker(n):
-        rnd = random.Random(int(os.environ["SEED"]) * 10 + n)
-        for part in (0, 1):
-            cli = rec.client(n + 10 * part, a.uri("tank/v"))
-            for i in range(300 if part == 0 else 200):
-                r, blk = rnd.random(), rnd.randrange(NB)
-                try:
-                    if r < 0.55:
-                        cli.write(blk, 1, fua=rnd.random() < 0.1)
-                    elif r < 0.9:
-                        cli.read(blk, 1)
-                    else:
-                        cli.flush()
-                except histrec.ClientDead:
-                    break
-                if part == 0 and n == 1 and i == 120:
-                    a.kill9()
-                    rec.event("failover")
-                    killed.set()
-            try:
-                cli.close()
-            except histrec.ClientDead:
-                pass
-            if part == 0:
-                back.wait(120)
-    ths = [threading.Thread(target=worker, args=(n,)) for n in (1, 2, 3)]
-    for t in ths: t.start()
-    killed.wait(120)
-    a.start()
-    st = a.wait_state("tank/v", ("serving",), 60)
-    assert st["epoch_counter"] >= 2, st
-    back.set()
-    for t in ths: t.join()
+    def restart():
+        a.start()
+        st = a.wait_state("tank/v", ("serving",), 60)
+        assert st["epoch_counter"] >= 2, st
+        return a.uri("tank/v")
+    kill_under_load(cl, rec, os.environ["SEED"], restart, NB, (300, 200))
     fin = rec.client(40, a.uri("tank/v")); fin.flush(); fin.read(0, NB); fin.close()
-    st = a.status("tank/v")
+    st = wait_applied(a, "tank/v")      # the in-sync members are read directly next
     for r in st["replicas"]:
         node = NODE[r["pool"]]
         if r["state"] == "in-sync" and node != "a":
@@ -106,15 +75,14 @@ try:
     st = a.wait_state("tank/v", ("serving",), 60)
     h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
     h.pwrite(b"\x42" * 4096, 4096 * 100); h.flush(); h.shutdown()
-    st = a.status("tank/v")
+    st = wait_applied(a, "tank/v")
     eq = in_sync_equal(st, "after a clean restart")
     print("clean restart: epoch %s, in sync and identical: %s" % (st["epoch"], ",".join(eq)))
 
     # 3. alone it does not serve writes; with a prepare quorum it does
     a.stop(); b.stop(); c.stop()
     a.start()
-    time.sleep(1.5)
-    st = a.status("tank/v")
+    st = a.wait_state("tank/v", ("reconciling", "serving"), 60)   # never serving: no prepare quorum
     assert st["state"] == "reconciling", st
     h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
     try:

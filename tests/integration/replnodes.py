@@ -11,6 +11,9 @@ replication tests (repl_takeover.sh, repl_restart.sh, repl_snapshots.sh).
     a.uri("tank/v")                              # nbd://127.0.0.1:PORT/tank/v
     a.args, a.daemon_env                         # more caskd arguments / environment (before start)
     checksum(a, "tank/v@s")                      # `cask vol checksum` on that node
+    start_three(cl)                              # a, b, c with pools tank, p2, p3; tank/v 3-way on A
+    kill_under_load(cl, rec, seed, recover)      # kill -9 of A under three history-recording clients
+    wait_applied(a, "tank/v")                    # every in-sync member applied all (before reading one directly)
     digest(uri, size)                            # sha256 of the volume's bytes read over NBD
     cl.close()                                   # every caskd still running: SIGTERM, then SIGKILL
     cl.sanitizer_reports()                       # sanitizer reports in any caskd log (a test fails on them)
@@ -133,13 +136,14 @@ class Node:
                                           "--socket", self.sock, "--nbd", "%s:%d" % (self.host, self.port), "--peer-key", self.cl.key,
                                           "--replica-listen", self.raddr] + list(self.args),
                                          stdout=lf, stderr=lf, env=dict(os.environ, **self.daemon_env))
-        for _ in range(200):
+        end = time.monotonic() + 60             # a sanitizer caskd on a loaded machine; a bound, not a measurement
+        while time.monotonic() < end:
             if self.proc.poll() is not None:
                 raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))
             if os.path.exists(self.sock) and self.cask_rc("version") == 0:
                 return self
             time.sleep(0.05)
-        raise RuntimeError("caskd %s did not come up" % self.name)
+        raise RuntimeError("caskd %s did not come up in 60 s: %s" % (self.name, self.tail()))
 
     def ns_prefix(self):
         return ["ip", "netns", "exec", self.cl.nsnet.ns[self.name]] if self.cl.nsnet else []
@@ -277,6 +281,85 @@ class Cluster:
 
     def logs(self):
         return "\n".join("--- caskd %s ---\n%s" % (n.name, n.tail()) for n in self.nodes.values())
+
+
+def start_three(cl, size="16M"):
+    """Start nodes a, b, c of cl with pools tank, p2, p3 (256M each) and create
+    tank/v on A, 3-way with its replicas p2/v on B and p3/v on C (the setup of
+    repl_restart.sh and repl_takeover.sh)."""
+    for n, pool in (("a", "tank"), ("b", "p2"), ("c", "p3")):
+        cl[n].start()
+        cl[n].cask("pool", "create", pool, os.path.join(cl.t, "%s.vdev" % pool), "--size", "256M")
+    cl["a"].cask("vol", "create", "tank/v", "--size", size, "--replica", cl["b"].raddr + "/p2",
+                 "--replica", cl["c"].raddr + "/p3")
+
+
+def kill_under_load(cl, rec, seed, recover, nblocks=48, ops=(300, 200), kill_at=120):
+    """kill -9 of A under load: three clients of A's tank/v recording a history
+    (rec: a tests/tools/histrec.py Recorder) write, read and flush blocks
+    0..nblocks-1 at random (seeded); at client 1's op kill_at A is killed
+    (event "failover" in the history). Then recover() -- the restart or the
+    takeover -- runs and returns the URI the clients go on through, ops[1]
+    more ops each on a new connection. Returns when every client is done."""
+    import random
+    import threading
+    import histrec
+    killed, back = threading.Event(), threading.Event()
+    where = {}
+
+    def worker(n):
+        rnd = random.Random(int(seed) * 10 + n)
+        for part in (0, 1):
+            cli = rec.client(n + 10 * part, where.get("uri", cl["a"].uri("tank/v")))
+            for i in range(ops[part]):
+                r, blk = rnd.random(), rnd.randrange(nblocks)
+                try:
+                    if r < 0.55:
+                        cli.write(blk, 1, fua=rnd.random() < 0.1)
+                    elif r < 0.9:
+                        cli.read(blk, 1)
+                    else:
+                        cli.flush()
+                except histrec.ClientDead:
+                    break
+                if part == 0 and n == 1 and i == kill_at:
+                    cl["a"].kill9()
+                    rec.event("failover")
+                    killed.set()
+            try:
+                cli.close()
+            except histrec.ClientDead:
+                pass
+            if part == 0:
+                back.wait(600)                  # a bound on waiting for recover(), not a time check
+    ths = [threading.Thread(target=worker, args=(n,)) for n in (1, 2, 3)]
+    for t in ths:
+        t.start()
+    try:
+        assert killed.wait(600), "client 1 never reached op %d: A was not killed" % kill_at
+        where["uri"] = recover()
+    finally:
+        back.set()
+        for t in ths:
+            t.join()
+
+
+def wait_applied(node, vol, timeout=120):
+    """Poll vol.status on the controller node until every in-sync member has
+    applied every operation numbered so far (acked_seq == seq); its status.
+    Only then is a read of a member's own export (or its checksum) a read of
+    the volume: at quorum a write is acknowledged once a quorum applied it,
+    and a slow member applies it later (on a loaded machine, later still)."""
+    end = time.monotonic() + timeout
+    while True:
+        st = node.status(vol)
+        behind = [r for r in st["replicas"] if r["state"] == "in-sync" and r["acked_seq"] < st["seq"]]
+        if not behind:
+            return st
+        if time.monotonic() > end:
+            raise RuntimeError("%s on %s: in-sync members still behind seq %d after %d s: %s"
+                               % (vol, node.name, st["seq"], timeout, behind))
+        time.sleep(0.05)
 
 
 def checksum(node, name):

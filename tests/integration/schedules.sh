@@ -115,7 +115,7 @@ stop_caskd
 LATER=$((NOW + 3 * 86400 + 600))
 start_caskd --test-ops --sched-clock "$LATER" --metrics "127.0.0.1:$MPORT"
 # the scheduler's first pass at start takes the catch-up; a second pass at the same time adds nothing
-for _ in $(seq 1 200); do
+for _ in $(seq 1 1200); do
   [ "$("$A" snap list -H -o name tank/c | grep -c @auto-)" -gt "$n0" ] && break
   sleep 0.05
 done

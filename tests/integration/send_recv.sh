@@ -113,7 +113,7 @@ mkfifo "$T/fifo"
 exec 7<>"$T/fifo"
 B recv tank/never <&7 &
 recv_pid=$!
-for _ in $(seq 1 50); do
+for _ in $(seq 1 600); do
   B job list -H -o kind,state | grep -q "^receive	running$" && break
   sleep 0.1
 done
@@ -143,7 +143,7 @@ PY
 feeder=$!
 B recv tank/big2 < "$T/feed" > /dev/null 2>&1 &
 receiver=$!
-for _ in $(seq 1 200); do
+for _ in $(seq 1 600); do
   done_b=$(B job list -H -p -o done,state 2>/dev/null | awk '$2 == "running" {print $1}' | head -1)
   [ -n "$done_b" ] && [ "$done_b" -ge $(( $(stat -c %s "$T/big.stream") / 2 - (1 << 20) )) ] && break
   sleep 0.1

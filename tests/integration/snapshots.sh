@@ -63,7 +63,7 @@ nbdcopy "$NBD/tank/v@s1" "$T/copy.raw"
 cmp "$T/a.raw" "$T/copy.raw" || fail "nbdcopy of the snapshot differs"
 # space properties describe the last committed txg (one commits within 5 s)
 used=0
-for _ in $(seq 1 80); do
+for _ in $(seq 1 600); do
   used=$($CASK vol get -H -p usedbysnapshots tank/v | cut -f3)
   [ "$used" -gt 0 ] && break
   sleep 0.1

@@ -101,7 +101,7 @@ ctl.call("test.vio_fault", name="tank/fault", action="stall", ops=["read"])
 bufs = [nbd.Buffer(4096) for _ in range(32)]
 cookies = [h.aio_pread(bufs[i], i * 4096) for i in range(32)]
 held = 0
-for _ in range(2000):  # wait for the requests to arrive (a bound on tries, not a time assertion)
+for _ in range(6000):  # wait for the requests to arrive (a bound on tries, not a time assertion)
     while h.aio_get_direction() & nbd.AIO_DIRECTION_WRITE:
         h.poll(0)
     held = ctl.call("test.vio_fault", name="tank/fault", action="status")["held"]
@@ -131,7 +131,7 @@ ctl.call("test.vio_fault", name="tank/fault", action="stall", ops=["read"])
 s, _ = nbd_raw(port, "tank/fault")
 s.sendall(b"".join(struct.pack(">IHHQQI", 0x25609513, 0, 0, 100 + i, i * 4096, 4096) for i in range(300)))
 s.shutdown(socket.SHUT_WR)
-for _ in range(2000):
+for _ in range(6000):
     if ctl.call("test.vio_fault", name="tank/fault", action="status")["held"] > 0:
         break
     time.sleep(0.01)

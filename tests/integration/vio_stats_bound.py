@@ -23,7 +23,7 @@ def touch(name):
     check(len(recvn(s, 16 + 4096)) == 16 + 4096, "read of %s" % name)
     s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 2, 2, 0, 0))
     s.close()
-    for _ in range(400):
+    for _ in range(6000):
         if not ctl.call("client.list")["clients"]:
             return
         time.sleep(0.01)
