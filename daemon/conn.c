@@ -130,6 +130,7 @@ struct conn {
 	size_t d_off;             /* bytes of d_iov[d_i] filled */
 	void (*d_done)(conn *c, void *arg);
 	void *d_arg;
+	int d_small;              /* a large direct read just ended: read the next header in a small piece */
 	ochunk *ohead, *otail;
 	size_t obytes;
 	int inflight;
@@ -649,6 +650,9 @@ conn_read_into(conn *c, const struct iovec *iov, int n, void (*done)(conn *c, vo
 	c->d_arg = arg;
 }
 
+#define DIRECT_SMALL_AFTER (64u << 10)
+#define DIRECT_SMALL_READ 4096u
+
 /*
  * n bytes into the pending direct read: copied from p, or (p NULL) already
  * read into place. At its end, done (invariant 10). Returns n.
@@ -671,6 +675,11 @@ direct_take(conn *c, const uint8_t *p, size_t n)
 		}
 	}
 	if (c->d_i == c->d_n) {
+		size_t total = 0;
+		for (int i = 0; i < c->d_n; i++)
+			total += c->d_iov[i].iov_len;
+		/* the next payload most likely follows its header: keep it out of rbuf (a copy) */
+		c->d_small = total >= DIRECT_SMALL_AFTER;
 		c->d_iov = NULL;
 		c->d_done(c, c->d_arg);
 	}
@@ -850,7 +859,11 @@ on_readable(conn *c)
 		if (c->rlen == RBUF_SIZE)
 			break; /* the protocol wants more than a buffer holds: it consumes partially, so this is a bug */
 		errno = 0;
-		ssize_t n = read_some(c, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
+		size_t ask = RBUF_SIZE - c->rlen;
+		if (c->d_small && ask > DIRECT_SMALL_READ)
+			ask = DIRECT_SMALL_READ;
+		c->d_small = 0;
+		ssize_t n = read_some(c, c->rbuf + c->rlen, ask);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -863,7 +876,7 @@ on_readable(conn *c)
 		c->last_io = time(NULL);
 		atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
 		parse_input(c);
-		if (c->ssl == NULL && (size_t)n < RBUF_SIZE / 2)
+		if (c->ssl == NULL && (size_t)n < ask / 2)
 			break; /* drained the socket, most likely (a session reads one record at a time) */
 	}
 }
