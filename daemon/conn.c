@@ -124,6 +124,13 @@ struct conn {
 	uint32_t events;         /* what epoll watches now */
 	uint8_t *rbuf;
 	size_t rlen;
+	/* conn_read_into (invariant 10): where the next input goes instead of on_data */
+	const struct iovec *d_iov;
+	int d_n, d_i;             /* entries, the one being filled */
+	size_t d_off;             /* bytes of d_iov[d_i] filled */
+	void (*d_done)(conn *c, void *arg);
+	void *d_arg;
+	int d_small;              /* a large direct read just ended: read the next header in a small piece */
 	ochunk *ohead, *otail;
 	size_t obytes;
 	int inflight;
@@ -631,12 +638,93 @@ destroy(conn *c)
 	free(c);
 }
 
+void
+conn_read_into(conn *c, const struct iovec *iov, int n, void (*done)(conn *c, void *arg), void *arg)
+{
+	VERIFY(c->d_iov == NULL && n > 0);
+	c->d_iov = iov;
+	c->d_n = n;
+	c->d_i = 0;
+	c->d_off = 0;
+	c->d_done = done;
+	c->d_arg = arg;
+}
+
+#define DIRECT_SMALL_AFTER (64u << 10)
+#define DIRECT_SMALL_READ 4096u
+
+/*
+ * n bytes into the pending direct read: copied from p, or (p NULL) already
+ * read into place. At its end, done (invariant 10). Returns n.
+ */
+static size_t
+direct_take(conn *c, const uint8_t *p, size_t n)
+{
+	size_t used = 0;
+	while (used < n) {
+		VERIFY(c->d_i < c->d_n);
+		const struct iovec *v = &c->d_iov[c->d_i];
+		size_t m = MIN(n - used, v->iov_len - c->d_off);
+		if (p != NULL)
+			memcpy((uint8_t *)v->iov_base + c->d_off, p + used, m);
+		used += m;
+		c->d_off += m;
+		if (c->d_off == v->iov_len) {
+			c->d_i++;
+			c->d_off = 0;
+		}
+	}
+	if (c->d_i == c->d_n) {
+		size_t total = 0;
+		for (int i = 0; i < c->d_n; i++)
+			total += c->d_iov[i].iov_len;
+		/* the next payload most likely follows its header: keep it out of rbuf (a copy) */
+		c->d_small = total >= DIRECT_SMALL_AFTER;
+		c->d_iov = NULL;
+		c->d_done(c, c->d_arg);
+	}
+	return n;
+}
+
+#define DIRECT_IOV 256
+
+static ssize_t read_some(conn *c, uint8_t *p, size_t n);
+
+/* One read from the socket or the session straight into the direct read's buffers: as read_some. */
+static ssize_t
+direct_read(conn *c)
+{
+	struct iovec v[DIRECT_IOV];
+	int n = 0;
+	for (int i = c->d_i; i < c->d_n && n < DIRECT_IOV; i++, n++) {
+		v[n] = c->d_iov[i];
+		if (i == c->d_i) {
+			v[n].iov_base = (uint8_t *)v[n].iov_base + c->d_off;
+			v[n].iov_len -= c->d_off;
+		}
+	}
+	if (c->ssl != NULL)
+		return read_some(c, v[0].iov_base, v[0].iov_len);
+	ssize_t r = readv(c->fd, v, n);
+	if (r < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+		return 0;
+	return r < 0 ? -1 : r;
+}
+
 /* Consume buffered input while the protocol takes it and the budget allows. */
 static void
 parse_input(conn *c)
 {
 	size_t pos = 0;
 	while (pos < c->rlen && !c->closing && !c->dead && !throttled(c) && c->tls_pending == NULL) {
+		if (c->d_iov != NULL) {
+			/* invariant 10: what rbuf holds of it first */
+			size_t want = c->d_iov[c->d_i].iov_len - c->d_off;
+			for (int i = c->d_i + 1; i < c->d_n && want < c->rlen - pos; i++)
+				want += c->d_iov[i].iov_len;
+			pos += direct_take(c, c->rbuf + pos, MIN(want, c->rlen - pos));
+			continue;
+		}
 		size_t k = c->proto->on_data(c, c->rbuf + pos, c->rlen - pos);
 		if (k == 0)
 			break;
@@ -751,10 +839,31 @@ on_readable(conn *c)
 			return;
 	}
 	for (int round = 0; round < 8 && !c->rd_closed && !throttled(c); round++) {
+		if (c->d_iov != NULL && c->rlen == 0 && !c->closing && !c->dead) {
+			/* invariant 10: a payload straight into the protocol's buffers */
+			errno = 0;
+			ssize_t n = direct_read(c);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				break;
+			if (n == 0) {
+				c->rd_closed = 1;
+				break;
+			}
+			c->last_io = time(NULL);
+			atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
+			direct_take(c, NULL, (size_t)n);
+			continue;
+		}
 		if (c->rlen == RBUF_SIZE)
 			break; /* the protocol wants more than a buffer holds: it consumes partially, so this is a bug */
 		errno = 0;
-		ssize_t n = read_some(c, c->rbuf + c->rlen, RBUF_SIZE - c->rlen);
+		size_t ask = RBUF_SIZE - c->rlen;
+		if (c->d_small && ask > DIRECT_SMALL_READ)
+			ask = DIRECT_SMALL_READ;
+		c->d_small = 0;
+		ssize_t n = read_some(c, c->rbuf + c->rlen, ask);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
@@ -767,7 +876,7 @@ on_readable(conn *c)
 		c->last_io = time(NULL);
 		atomic_fetch_add_explicit(&c->pub_in, (uint64_t)n, memory_order_relaxed);
 		parse_input(c);
-		if (c->ssl == NULL && (size_t)n < RBUF_SIZE / 2)
+		if (c->ssl == NULL && (size_t)n < ask / 2)
 			break; /* drained the socket, most likely (a session reads one record at a time) */
 	}
 }

@@ -10,6 +10,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct conn conn;
 
@@ -53,6 +54,15 @@ const char *conn_peer(const conn *c);
 int conn_local_addr(const conn *c, char *buf, size_t n);
 int conn_refused(const conn *c);
 int conn_limit(void);
+/*
+ * From on_data (or a done of this): the next iov[0..n) total bytes of input
+ * go straight into those buffers, not through on_data (conn.c invariant
+ * 10): what is buffered already is copied, the rest is read from the
+ * socket into place. done(c, arg) runs on the loop thread once they are
+ * all there; if the connection ends first it never runs (on_close frees
+ * them). iov must stay valid until then.
+ */
+void conn_read_into(conn *c, const struct iovec *iov, int n, void (*done)(conn *c, void *arg), void *arg);
 /* Queue output: copied. */
 void conn_write(conn *c, const void *p, size_t n);
 /* Queue output by reference: release(arg) once written (or the connection died). */

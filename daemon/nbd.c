@@ -5,7 +5,8 @@
  * A connection goes through:
  *
  *   greeting (on_open) -> client flags -> option haggling -> transmission -> closed
- *   (parse states ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD, ST_SKIP, ST_DONE)
+ *   (parse states ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD or ST_DIRECT, ST_SKIP,
+ *   ST_DONE)
  *
  * Options: EXPORT_NAME, ABORT, LIST, INFO, GO, STRUCTURED_REPLY,
  * LIST_META_CONTEXT, SET_META_CONTEXT (base:allocation); others get
@@ -47,6 +48,14 @@
  *      options of an export the client's identity is not granted are
  *      refused (NBD_REP_ERR_POLICY; EXPORT_NAME closes), and LIST names
  *      only the exports it may open (tls.c invariant 4).
+ *   9. A WRITE of whole blocks at a block-aligned offset, on an export whose
+ *      stack ends in the engine (VIO_CAP_ADOPT), is read from the socket
+ *      straight into block buffers of the engine's pool (conn_read_into),
+ *      which the engine puts into the volume's dirty map as they are
+ *      (ce_vol_write_adopt): the payload's only copy is the kernel's. The
+ *      memory is the same as a contiguous payload's (one request being
+ *      read, conn.c's bounds on what is in flight); once taken, the
+ *      blocks are dirty data, bounded by the pool's dirty limit.
  */
 #include "nbd.h"
 #include "conn.h"
@@ -141,7 +150,7 @@ get64(const uint8_t *p)
 }
 
 
-enum { ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD, ST_SKIP, ST_DONE };
+enum { ST_FLAGS, ST_OPTIONS, ST_OPT_SKIP, ST_REQUEST, ST_PAYLOAD, ST_DIRECT, ST_SKIP, ST_DONE };
 
 typedef struct pbuf {
 	size_t cap;
@@ -163,6 +172,9 @@ typedef struct nreq {
 	uint32_t len;
 	int64_t budget;
 	uint8_t *data;          /* WRITE payload, READ buffer */
+	void **blk;             /* ST_DIRECT: the WRITE payload in block buffers (vr.blk until the engine takes them) */
+	struct iovec *iov;      /* the same, for conn_read_into */
+	uint32_t bs;
 	uint32_t pre_error;     /* a skipped write: reply this error */
 	const char *pre_msg;
 } nreq;
@@ -627,6 +639,11 @@ release_read(void *arg)
 static void
 req_free(nconn *nc, nreq *r)
 {
+	if (r->vr.blk != NULL) /* not taken by the engine (refused, or the connection ended) */
+		for (uint32_t i = 0; i < r->len / r->bs; i++)
+			ce_blockbuf_put(r->vr.blk[i], r->bs);
+	free(r->blk);
+	free(r->iov);
 	buf_put(nc, r->data);
 	free(r->vr.ext);
 	free(r);
@@ -721,7 +738,7 @@ dispatch(nconn *nc, nreq *r)
 			nerr = NBD_ENOSPC, bad = "write beyond the end of the export";
 		if (bad)
 			goto refuse;
-		r->vr.buf = r->data;
+		r->vr.buf = r->data; /* NULL when the payload is in r->vr.blk */
 		return submit(nc, r, VIO_WRITE, (flags & CF_FUA) ? VIO_FUA : 0, len);
 	case CMD_READ:
 		if (flags & ~(uint16_t)(CF_FUA | CF_DF))
@@ -784,6 +801,18 @@ refuse:
 }
 
 /* ---- parsing (conn_proto.on_data) ---- */
+
+/* conn_read_into's done: a WRITE payload is in its block buffers. */
+static void
+payload_done(conn *c, void *arg)
+{
+	nconn *nc = conn_data(c);
+	nreq *r = arg;
+	VERIFY(nc->state == ST_DIRECT && nc->cur == r);
+	nc->cur = NULL;
+	nc->state = ST_REQUEST;
+	dispatch(nc, r);
+}
 
 static size_t
 on_data(conn *c, const uint8_t *p, size_t n)
@@ -883,6 +912,23 @@ on_data(conn *c, const uint8_t *p, size_t n)
 			nc->state = ST_SKIP;
 			return 28;
 		}
+		uint32_t bs = vio_block_size(nc->vol);
+		if ((vio_caps(nc->vol) & VIO_CAP_ADOPT) && r->len >= bs && r->len % bs == 0 && r->vr.off % bs == 0) {
+			/* invariant 9: straight into block buffers the engine adopts */
+			uint32_t nb = r->len / bs;
+			r->bs = bs;
+			r->blk = xmalloc(nb * sizeof(*r->blk));
+			r->iov = xmalloc(nb * sizeof(*r->iov));
+			for (uint32_t i = 0; i < nb; i++) {
+				r->blk[i] = ce_blockbuf_get(bs);
+				r->iov[i] = (struct iovec){ r->blk[i], bs };
+			}
+			r->vr.blk = r->blk;
+			nc->cur = r;
+			nc->state = ST_DIRECT;
+			conn_read_into(c, r->iov, (int)nb, payload_done, r);
+			return 28;
+		}
 		r->data = buf_get(nc, r->len ? r->len : 1);
 		nc->cur = r;
 		nc->have = 0;
@@ -906,6 +952,9 @@ on_data(conn *c, const uint8_t *p, size_t n)
 		}
 		return k;
 	}
+	case ST_DIRECT:
+		VERIFY(!"on_data during a direct read"); /* conn.c invariant 10 */
+		return 0;
 	case ST_SKIP: {
 		size_t k = (size_t)MIN((uint64_t)n, nc->skip_left);
 		nc->skip_left -= k;

@@ -261,6 +261,11 @@ engine_run(vio_vol *v, vio_req *r)
 	case VIO_READ:
 		return ce_vol_read(v->cv, r->buf, r->len, r->off);
 	case VIO_WRITE:
+		if (r->blk != NULL) {
+			void **blk = r->blk;
+			r->blk = NULL; /* the engine's now, whatever it returns */
+			return ce_vol_write_adopt(v->cv, blk, r->len / v->bs, r->off, (r->flags & VIO_FUA) ? CE_WRITE_FUA : 0);
+		}
 		return ce_vol_write_flags(v->cv, r->buf, r->len, r->off, (r->flags & VIO_FUA) ? CE_WRITE_FUA : 0);
 	case VIO_FLUSH:
 		return ce_vol_flush(v->cv);
@@ -332,7 +337,11 @@ engine_submit(vio_dev *d, vio_req *r)
 		vio_complete(r, -EPERM, "the volume is read-only (a snapshot)");
 		return;
 	}
-	if ((r->op == VIO_READ || r->op == VIO_WRITE) && r->buf == NULL && r->len > 0) {
+	if (r->blk != NULL && (r->op != VIO_WRITE || r->off % v->bs != 0 || r->len % v->bs != 0)) {
+		vio_complete(r, -EINVAL, "block buffers for an unaligned range or not a write");
+		return;
+	}
+	if ((r->op == VIO_READ || r->op == VIO_WRITE) && r->buf == NULL && r->blk == NULL && r->len > 0) {
 		vio_complete(r, -EINVAL, "no buffer");
 		return;
 	}
@@ -400,6 +409,9 @@ vio_open(const char *export_name, unsigned open_flags, int *errp)
 	v->engine.vol = v;
 	/* a replicated volume this caskd controls: the controller replaces the engine (ctrl.c) */
 	vio_dev *top = repl_ctrl_layer(v, export_name, &v->engine, cp, cv);
+	/* block buffers go only to the engine: no layer between them reads a WRITE's data */
+	if (top == &v->engine && !test_ops && !(v->caps & VIO_CAP_READ_ONLY))
+		v->caps |= VIO_CAP_ADOPT;
 	if (test_ops)
 		top = vio_fault_layer(v, top);
 	if (!(v->caps & VIO_CAP_READ_ONLY)) {

@@ -21,6 +21,7 @@ enum {
 	VIO_CAP_READ_ONLY = 1u << 0, VIO_CAP_FLUSH = 1u << 1, VIO_CAP_FUA = 1u << 2, VIO_CAP_TRIM = 1u << 3,
 	VIO_CAP_ZERO = 1u << 4, VIO_CAP_FAST_ZERO = 1u << 5, VIO_CAP_MAP = 1u << 6, VIO_CAP_CACHE = 1u << 7,
 	VIO_CAP_MULTI_CONN = 1u << 8,
+	VIO_CAP_ADOPT = 1u << 9, /* a WRITE may carry its data as block buffers (vio_req.blk): the engine takes them */
 };
 #define VIO_MAX_HOOKS 8
 #define VIO_MSG_MAX 160
@@ -44,6 +45,10 @@ struct vio_req {
 	uint32_t flags;          /* VIO_FUA ... */
 	uint64_t off, len;
 	void *buf;               /* READ: filled; WRITE: the data */
+	/* WRITE with VIO_CAP_ADOPT, instead of buf: len / vio_block_size buffers of that size from
+	 * ce_blockbuf_get, at an aligned off. The engine takes them (blk becomes NULL); whatever is
+	 * still in blk on completion is the submitter's to free. */
+	void **blk;
 	ce_extent *ext;          /* MAP: room for ext_max extents */
 	size_t ext_max, ext_n;
 	void (*done)(vio_req *r); /* runs exactly once, on any thread (maybe inside vio_submit) */

@@ -515,6 +515,19 @@ int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
 /* flags: CE_WRITE_FUA makes the write durable before it returns (as a FLUSH of the volume would). */
 enum { CE_WRITE_FUA = 1 };
 int ce_vol_write_flags(ce_vol *v, const void *buf, size_t len, uint64_t off, unsigned flags);
+/*
+ * A write without a copy: n whole blocks at off (a multiple of the block
+ * size), each in a buffer of ce_vol_blocksize bytes from ce_blockbuf_get,
+ * become the volume's dirty blocks as they are. The buffers are the
+ * engine's from the call on, whatever it returns (those it could not use
+ * it frees); the caller never touches them again. Otherwise as
+ * ce_vol_write_flags of the same bytes. For frontends that read a
+ * payload straight into block buffers (NBD).
+ */
+int ce_vol_write_adopt(ce_vol *v, void *const *blocks, size_t n, uint64_t off, unsigned flags);
+/* Block buffers (4 KiB aligned, size a multiple of 4 KiB up to 128 KiB) from the engine's buffer pool. */
+void *ce_blockbuf_get(size_t size);
+void ce_blockbuf_put(void *buf, size_t size);
 /* 1 if a write now would wait for the sync thread (dirty data over the pool's limit): a hint, unlocked. */
 int ce_vol_write_would_wait(const ce_vol *v);
 /* Make every write that returned before this call durable, as the volume's

@@ -7,7 +7,9 @@
  * malloc for each made glibc hand pages back to the kernel and fault them
  * in again (measured: a third of sequential-write time in clear_page).
  * The pool keeps freed buffers per size class up to a retention limit
- * (bufpool_budget_add).
+ * (bufpool_budget_add); beyond it their pages go back to the kernel.
+ * New buffers come from pre-faulted slabs (bufpool.c), never from malloc:
+ * a buffer from here goes back only through bufpool_put, never free().
  * Every buffer is aligned for O_DIRECT.
  */
 #ifndef CASK_COMMON_BUFPOOL_H

@@ -350,16 +350,24 @@ check_range(const volume *v, uint64_t off, uint64_t len)
 #define PUT_BATCH 256u /* whole blocks copied outside the lock, then put under one hold of it */
 
 /*
- * Whole blocks [blkid, blkid + n) from src: each copied into a buffer of
- * its own without the lock, then all put in one critical section (a
- * reader sees each block old or new, as with one at a time).
+ * Whole blocks [blkid, blkid + n): from src, each copied into a buffer of
+ * its own without the lock, or (adopt) the caller's buffers themselves,
+ * no copy; then all put in one critical section (a reader sees each block
+ * old or new, as with one at a time). On failure *nput blocks were put
+ * (the map owns their buffers); copies not put are freed here, adopted
+ * buffers not put stay the caller's.
  */
 static int
-put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, uint32_t n, int64_t *dd)
+put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, void *const *adopt, uint32_t n,
+    int64_t *dd, uint32_t *nput)
 {
 	void *nb[PUT_BATCH];
 	VERIFY3U(n, <=, PUT_BATCH);
 	for (uint32_t k = 0; k < n; k++) {
+		if (adopt != NULL) {
+			nb[k] = adopt[k];
+			continue;
+		}
 		nb[k] = bufpool_get(v->bs);
 		memcpy(nb[k], src + (size_t)k * v->bs, v->bs);
 	}
@@ -369,7 +377,8 @@ put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, uint32_t n
 	for (; k < n && err == 0; k++)
 		err = put_block(v, t, blkid + k, nb[k], 1, dd);
 	pthread_mutex_unlock(&v->lock);
-	if (err != 0)
+	*nput = err != 0 ? k - 1 : n;
+	if (err != 0 && adopt == NULL)
 		for (k--; k < n; k++) /* the failed block's buffer and those not put */
 			bufpool_put(nb[k], v->bs);
 	return err;
@@ -386,8 +395,9 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 		int err;
 		if (n == v->bs && src != NULL && len >= 2 * (uint64_t)v->bs) {
 			uint32_t nblk = (uint32_t)MIN(len / v->bs, (uint64_t)PUT_BATCH);
+			uint32_t nput;
 			n = nblk * v->bs;
-			err = put_blocks(v, t, blkid, src, nblk, dd);
+			err = put_blocks(v, t, blkid, src, NULL, nblk, dd, &nput);
 		} else if (n == v->bs && src != NULL) {
 			void *nb = bufpool_get(v->bs);
 			memcpy(nb, src, v->bs);
@@ -413,8 +423,14 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 	return 0;
 }
 
+/*
+ * A write (buf), a zeroing (buf NULL, adopt NULL) or an adoption (adopt:
+ * len / bs whole blocks at an aligned off, each a buffer of the block
+ * size from ce_blockbuf_get, put into the dirty map as they are). *taken
+ * counts the adopted buffers the map now owns; the caller frees the rest.
+ */
 static int
-vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
+vol_modify(ce_vol *h, const void *buf, void *const *adopt, size_t len, uint64_t off, size_t *taken)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -452,13 +468,23 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 			txg_rele(p, t);
 			return stale_check(h);
 		}
-		err = write_blocks(v, t, src, chunk, off, &dd);
+		uint32_t nput = 0;
+		if (adopt != NULL)
+			err = put_blocks(v, t, off / v->bs, NULL, adopt + *taken, (uint32_t)(chunk / v->bs), &dd, &nput);
+		else
+			err = write_blocks(v, t, src, chunk, off, &dd);
 		/* counted before t can quiesce: its sync subtracts these bytes (release_txg) */
 		txg_dirty_add(p, dd, 1);
 		txg_rele(p, t);
 		/* Even a failed chunk may have changed some blocks: log what is there now. */
 		if (repl_of(v) == NULL) /* a replica volume is made durable by a txg commit (repl.c, 5) */
-			ilog_append(v, src != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
+			ilog_append(v, src != NULL || adopt != NULL ? LR_WRITE : LR_ZERO, off, chunk, t);
+		if (adopt != NULL && err != 0) {
+			/* the blocks put are the map's: go on after them (write_blocks' retry rewrites them) */
+			*taken += nput;
+			off += (uint64_t)nput * v->bs;
+			len -= (size_t)nput * v->bs;
+		}
 		if (err == -ENOSPC && !retried) {
 			/* Space freed by earlier txgs comes back when they commit. */
 			retried = 1;
@@ -474,6 +500,8 @@ vol_modify(ce_vol *h, const void *buf, size_t len, uint64_t off)
 		len -= chunk;
 		if (src != NULL)
 			src += chunk;
+		if (adopt != NULL)
+			*taken += chunk / v->bs;
 	}
 	return 0;
 }
@@ -492,7 +520,42 @@ ce_vol_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
 {
 	if (buf == NULL)
 		return err_set(-EINVAL, "write: no buffer");
-	return sync_always(h->v, vol_modify(h, buf, len, off));
+	return sync_always(h->v, vol_modify(h, buf, NULL, len, off, NULL));
+}
+
+void *
+ce_blockbuf_get(size_t size)
+{
+	return bufpool_get(size);
+}
+
+void
+ce_blockbuf_put(void *buf, size_t size)
+{
+	bufpool_put(buf, size);
+}
+
+int
+ce_vol_write_adopt(ce_vol *h, void *const *blocks, size_t n, uint64_t off, unsigned flags)
+{
+	volume *v = h->v;
+	size_t taken = 0;
+	int err;
+	if (blocks == NULL && n > 0)
+		err = err_set(-EINVAL, "write: no buffers");
+	else if (off % v->bs != 0)
+		err = err_set(-EINVAL, "%s: adopted blocks at %" PRIu64 ", not a multiple of the block size %u",
+		    v->name, off, v->bs);
+	else if (n > SIZE_MAX / v->bs)
+		err = err_set(-EINVAL, "%s: %zu blocks is too many", v->name, n);
+	else
+		err = sync_always(v, vol_modify(h, NULL, blocks, n * v->bs, off, &taken));
+	/* every buffer is the engine's now: those the map did not take are freed */
+	for (size_t k = taken; blocks != NULL && k < n; k++)
+		bufpool_put(blocks[k], v->bs);
+	if (err == 0 && (flags & CE_WRITE_FUA) && v->sync == CE_SYNC_STANDARD)
+		err = ilog_commit(v->pool, v);
+	return err;
 }
 
 /* A hint for callers that must not block: a write now would wait for the sync thread (too much dirty data). */
@@ -548,7 +611,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
-		return vol_modify(h, NULL, len, off);
+		return vol_modify(h, NULL, NULL, len, off, NULL);
 	/*
 	 * Partial head and tail blocks become zeros, whole blocks one punched
 	 * range; all in one txg, so a crash keeps the trim whole or not at all.
@@ -601,7 +664,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 int
 vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
 {
-	return vol_modify(h, buf, len, off);
+	return vol_modify(h, buf, NULL, len, off, NULL);
 }
 
 int
@@ -636,7 +699,7 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
 	if (type == LR_WRITE)
-		return vol_modify(&h, data, len, off);
+		return vol_modify(&h, data, NULL, len, off, NULL);
 	return vol_trim(&h, off, len);
 }
 
