@@ -50,6 +50,13 @@
  *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
  *      of sending (a read: before and after it reads), and the replicas wait
  *      out a lease they granted before promising a newer epoch (service.c).
+ *  10. A renewal never waits behind writes: besides the KEEPALIVE at the head
+ *      of each data queue, lease_thread keeps one more connection per remote
+ *      member that negotiated VOLOP (ATTACH flag LEASE) carrying only
+ *      KEEPALIVE, so megabytes of writes queued in the controller, the socket
+ *      buffers or the network never delay a renewal; it counts like one from
+ *      the data connection (ka_time is the send time, so a late answer only
+ *      shortens the lease).
  *
  * As built (see docs/replication.md, "As built, issue 15"): no
  * reads from remote replicas; a member left out of an epoch is not sent
@@ -151,6 +158,9 @@ typedef struct ep {
 	int auto_tries;       /* rebuilds the policy started since it last joined (at most RB_AUTO_TRIES) */
 	uint64_t lease_ns;    /* when the newest frame it renewed the lease with was sent (local: granted) */
 	uint64_t ka_ns;       /* when the last KEEPALIVE was queued */
+	/* the lease connection (invariant 10; lease_thread's alone, and ctrl_free's after it ended) */
+	int kopen, kfd;
+	uint64_t kid, kretry_ns;
 } ep;
 
 typedef struct creq {
@@ -183,6 +193,8 @@ struct ctrl {
 	int ejecting;
 	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
 	pthread_t mt;         /* maintenance: deadlines and ejections */
+	pthread_t lt;         /* the lease connections (lease_thread) */
+	int have_lt;
 	ce_pool *p;
 	ce_vol *rd;           /* local plain handle: reads */
 	int opens;
@@ -304,6 +316,7 @@ lease_state(ctrl *c, uint64_t now)
 
 static void settle(ctrl *c);
 static void q_push(ep *e, qitem *it);
+static void q_push_front(ep *e, qitem *it);
 
 /* The maintenance thread, c->mu held: renew (local grant, KEEPALIVE to each connected member), settle on a change. */
 static void
@@ -319,7 +332,7 @@ lease_tick(ctrl *c, uint64_t now)
 		e->ka_ns = now;
 		qitem *it = xcalloc(1, sizeof(*it));
 		it->kind = Q_KA;
-		q_push(e, it);
+		q_push_front(e, it); /* invariant 10: not behind the writes queued for it */
 	}
 	int ls = lease_state(c, now);
 	if (ls != c->lease_last) {
@@ -469,6 +482,17 @@ q_push(ep *e, qitem *it)
 	else
 		e->qh = it;
 	e->qt = it;
+	pthread_cond_signal(&e->qcv);
+}
+
+/* Queue it first (a KEEPALIVE: it changes no state, so it may pass the writes). c->mu held. */
+static void
+q_push_front(ep *e, qitem *it)
+{
+	it->next = e->qh;
+	e->qh = it;
+	if (e->qt == NULL)
+		e->qt = it;
 	pthread_cond_signal(&e->qcv);
 }
 
@@ -1222,6 +1246,171 @@ eject_failed(ctrl *c)
 	settle(c);
 }
 
+/* ---- the lease connections (invariant 10) ---- */
+
+/* Test builds only (--test-ops and CASK_TEST_NO_LEASE_CONN=1): renewals only in the data stream. */
+static int
+lease_conn_off(void)
+{
+	static int off = -1;
+	if (off < 0) {
+		const char *v = getenv("CASK_TEST_NO_LEASE_CONN");
+		off = vio_test_ops() && v != NULL && strcmp(v, "1") == 0;
+		if (off)
+			log_warn("replication: CASK_TEST_NO_LEASE_CONN: no lease connections (tests only)");
+	}
+	return off;
+}
+
+static void
+kclose(ep *e)
+{
+	if (e->kopen)
+		close(e->kfd);
+	e->kopen = 0;
+	e->kfd = -1;
+}
+
+/* Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno (msg says why). */
+static int
+kconnect(ctrl *c, ep *e, const char *addr, const char *pool, char *msg, size_t mlen)
+{
+	uint64_t feat = 0;
+	int fd, err = peer_connect_f(addr, &fd, &feat, msg, mlen);
+	if (err != 0)
+		return err;
+	if (!(feat & RP_FEAT_VOLOP)) {
+		snprintf(msg, mlen, "replica %s does not offer lease connections (VOLOP)", addr);
+		close(fd);
+		return -ENOTSUP;
+	}
+	rp_attach at;
+	memset(&at, 0, sizeof(at));
+	memcpy(at.at_vol_uuid, c->uuid, 16);
+	snprintf(at.at_pool, sizeof(at.at_pool), "%s", pool);
+	memcpy(at.at_name, c->name, MIN(strlen(c->name), sizeof(at.at_name)));
+	at.at_flags = AT_LEASE;
+	uint8_t st[RP_STATUS_SIZE];
+	if ((err = rpc(fd, RP_ATTACH, (ce_epoch){ 0, 0 }, 0, &at, sizeof(at), RP_STATUS, st, msg, mlen, addr)) != 0) {
+		close(fd);
+		return err;
+	}
+	struct timeval tv = { 1, 0 }; /* a frame that began arriving is whole within a second, or the link is bad */
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	e->kfd = fd;
+	e->kopen = 1;
+	e->kid = 0;
+	return 0;
+}
+
+static void *
+lease_thread(void *arg)
+{
+	ctrl *c = arg;
+	uint8_t *buf = xmalloc(RP_MAX_PAYLOAD + 64);
+	pthread_mutex_lock(&c->mu);
+	while (!c->stopping) {
+		uint64_t start = now_ns();
+		int want[MAX_MEMBERS] = { 0 };
+		char addr[MAX_MEMBERS][64], pool[MAX_MEMBERS][64];
+		ce_epoch ep_ = c->e;
+		int n = c->n;
+		for (int i = 1; i < n; i++) {
+			const ep *e = &c->eps[i];
+			want[i] = !c->fenced && !e->removed && !e->adding && e->fd >= 0 && (e->features & RP_FEAT_VOLOP) &&
+			    !lease_conn_off();
+			snprintf(addr[i], sizeof(addr[i]), "%s", e->addr);
+			snprintf(pool[i], sizeof(pool[i]), "%s", e->pool);
+		}
+		pthread_mutex_unlock(&c->mu);
+		struct pollfd pf[MAX_MEMBERS];
+		int pi[MAX_MEMBERS], np = 0;
+		for (int i = 1; i < n; i++) {
+			ep *e = &c->eps[i];
+			if (!want[i]) {
+				kclose(e);
+				continue;
+			}
+			char msg[300];
+			if (!e->kopen && start >= e->kretry_ns && kconnect(c, e, addr[i], pool[i], msg, sizeof(msg)) != 0) {
+				log_info("replicated volume %s: no lease connection to %s/%s (renewals go with the data): %s",
+				    c->export_name, addr[i], pool[i], msg);
+				e->kretry_ns = now_ns() + 1000000000ull;
+			}
+			if (!e->kopen)
+				continue;
+			rp_hdr h;
+			uint64_t ka[2] = { now_ns(), 0 }; /* ka_time: the lease counts from here (replica-protocol.md 6.0) */
+			rp_hdr_init(&h, RP_KEEPALIVE, 0, 0, ep_.counter, ep_.node, 0, ++e->kid);
+			rp_seal(&h, ka, sizeof(ka));
+			struct iovec iov[2] = { { &h, sizeof(h) }, { ka, sizeof(ka) } };
+			if (sock_write_iov(e->kfd, iov, 2) != 0) {
+				kclose(e);
+				continue;
+			}
+			pf[np] = (struct pollfd){ e->kfd, POLLIN, 0 };
+			pi[np++] = i;
+		}
+		/* the answers, until the next round is due */
+		uint64_t due = start + KA_EVERY_NS;
+		for (uint64_t now = now_ns(); np > 0 && now < due; now = now_ns()) {
+			int r = poll(pf, (nfds_t)np, (int)((due - now) / 1000000ull) + 1);
+			if (r <= 0)
+				break;
+			for (int k = 0; k < np; k++) {
+				if (pf[k].revents == 0 || pf[k].fd < 0)
+					continue;
+				ep *e = &c->eps[pi[k]];
+				rp_hdr h;
+				int err = ep_recv(e->kfd, &h, buf, RP_MAX_PAYLOAD);
+				if (err == 0 && h.rf_type == RP_KEEPALIVE_ACK && h.rf_len == 16) {
+					uint64_t t;
+					memcpy(&t, buf, sizeof(t));
+					pthread_mutex_lock(&c->mu);
+					if (t > e->lease_ns && t <= now_ns() && ce_epoch_cmp(c->e, ep_) == 0)
+						e->lease_ns = t;
+					settle(c);
+					pthread_mutex_unlock(&c->mu);
+				} else if (err != 0 || h.rf_type != RP_APPLIED) {
+					/* an ERROR (a newer epoch, the volume gone) or a broken link: reconnect later; the
+					 * data connection reports what it means */
+					kclose(e);
+					e->kretry_ns = now_ns() + 1000000000ull;
+					pf[k].fd = -1;
+				}
+			}
+		}
+		pthread_mutex_lock(&c->mu);
+		if (c->stopping)
+			break;
+		uint64_t now = now_ns();
+		if (now < due) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			uint64_t ns = (uint64_t)ts.tv_nsec + (due - now);
+			ts.tv_sec += (time_t)(ns / 1000000000ull);
+			ts.tv_nsec = (long)(ns % 1000000000ull);
+			pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		}
+	}
+	pthread_mutex_unlock(&c->mu);
+	for (int i = 1; i < MAX_MEMBERS; i++)
+		kclose(&c->eps[i]);
+	free(buf);
+	return NULL;
+}
+
+static void
+lease_thread_start(ctrl *c)
+{
+	for (int i = 0; i < MAX_MEMBERS; i++)
+		c->eps[i].kfd = -1;
+	c->have_lt = pthread_create(&c->lt, NULL, lease_thread, c) == 0;
+}
+
 static void *
 maint_thread(void *arg)
 {
@@ -1461,6 +1650,8 @@ ctrl_free(ctrl *c)
 	pthread_mutex_unlock(&c->mu);
 	if (c->mt)
 		pthread_join(c->mt, NULL);
+	if (c->have_lt)
+		pthread_join(c->lt, NULL);
 	for (int i = 0; i < c->n; i++) {
 		ep *e = &c->eps[i];
 		if (e->have_th)
@@ -1646,6 +1837,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		ep_start_threads(&c->eps[i]);
 	}
 	pthread_create(&c->mt, NULL, maint_thread, c);
+	lease_thread_start(c);
 	pthread_mutex_lock(&ctrls_mu);
 	c->next = ctrls;
 	ctrls = c;
@@ -2298,6 +2490,7 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 			ep_start_threads(&c->eps[j]);
 	}
 	pthread_create(&c->mt, NULL, maint_thread, c);
+	lease_thread_start(c);
 	pthread_mutex_lock(&ctrls_mu);
 	c->next = ctrls;
 	ctrls = c;

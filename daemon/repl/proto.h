@@ -42,7 +42,7 @@ enum { HE_KEY = 1u << 0, HE_INSECURE = 1u << 1 };
 /* he_features / hr_features (section 1) */
 #define RP_FEAT_TAIL (1ull << 2) /* frames 0x24-0x27 and 0x33-0x35 (reconciliation, sequenced snapshots) */
 #define RP_FEAT_RB_READ (1ull << 4) /* RB_READ 0x74 and RB_BAD 0x77 (section 8.4) */
-#define RP_FEAT_VOLOP (1ull << 5) /* frames 0x36-0x37 (sequenced rollback and resize) */
+#define RP_FEAT_VOLOP (1ull << 5) /* frames 0x36-0x37 (sequenced rollback and resize), ATTACH flag LEASE */
 enum { PR_RESUME = 1, PR_TAKEOVER = 2, PR_JOIN = 3 };
 
 /* ERROR codes (replica-protocol.md section 10) */
@@ -139,6 +139,8 @@ typedef struct rp_create {
 } rp_create;
 _Static_assert(sizeof(rp_create) == 512, "CREATE is 512 bytes");
 
+/* ATTACH at_flags: bit 0 LEASE (feature VOLOP): a lease connection, KEEPALIVE only (section 6.0, as built) */
+enum { AT_LEASE = 1u << 0 };
 typedef struct rp_attach {
 	uint8_t at_vol_uuid[16];
 	char at_pool[64];

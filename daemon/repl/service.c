@@ -104,6 +104,7 @@ typedef struct rconn {
 	uint8_t nonce_c[RP_NONCE], nonce_r[RP_NONCE];
 	uint64_t inst_c;
 	uint64_t features;       /* negotiated (HELLO_REPLY hr_features) */
+	int lease_only;          /* ATTACH flag LEASE: a lease connection, KEEPALIVE only (ctrl.c invariant 10) */
 	int peer_key;
 	/* bound volume */
 	char pool[64], name[256], export_name[330];
@@ -450,7 +451,7 @@ static int
 is_sequenced(uint16_t t)
 {
 	return t == RP_WRITE || t == RP_TRIM || t == RP_ZERO || t == RP_SNAPSHOT || t == RP_SNAP_DESTROY ||
-	    t == RP_SNAP_RENAME;
+	    t == RP_SNAP_RENAME || t == RP_ROLLBACK || t == RP_RESIZE;
 }
 
 /* TAIL_LIST: the extents after tl_after, in frames of at most RP_TAIL_MAX (MORE on all but the last). */
@@ -686,6 +687,10 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 		send_error(c, RPE_UNKNOWN_TYPE, h, 1, NULL, 0, "a frame type a controller does not send");
 		return -EPROTO;
 	}
+	if (c->lease_only && t != RP_KEEPALIVE && t != RP_BYE) {
+		send_error(c, RPE_BAD_FRAME, h, 1, NULL, 0, "a lease connection carries only KEEPALIVE");
+		return -EPROTO;
+	}
 	if (!ok_state || (want >= 0 && h->rf_len != (uint32_t)want) || (want == -1 && h->rf_len < 16) ||
 	    (t == RP_TAIL_DATA && h->rf_len > 16 + RP_MAX_IO) ||
 	    (h->rf_flags & ~(uint32_t)(t == RP_WRITE ? RPF_FUA | RPF_REPAIR : 0)) != 0) {
@@ -733,7 +738,15 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 			char pool[65], name[257];
 			snprintf(pool, sizeof(pool), "%.64s", at.at_pool);
 			snprintf(name, sizeof(name), "%.256s", at.at_name);
+			if ((at.at_flags & ~(uint32_t)AT_LEASE) != 0 || ((at.at_flags & AT_LEASE) &&
+			    !(c->features & RP_FEAT_VOLOP))) {
+				send_error(c, RPE_INVALID_ARGUMENT, h, 1, NULL, 0, "ATTACH: unknown flags, or LEASE without "
+				    "the feature VOLOP");
+				return -EPROTO;
+			}
 			code = bind_volume(c, pool, name, at.at_vol_uuid, msg, sizeof(msg));
+			if (code == 0)
+				c->lease_only = (at.at_flags & AT_LEASE) != 0;
 		}
 		if (code != 0) {
 			send_error(c, (uint32_t)code, h, 0, NULL, 0, msg);
@@ -771,7 +784,8 @@ serve_frame(rconn *c, const rp_hdr *h, const uint8_t *pl)
 	case RP_RETIRE:
 		return serve_retire(c, h, pl, &ri);
 	case RP_KEEPALIVE:
-		if (c->st >= CS_PROMISED && repl_lease_grant(c->export_name, fe) != 0)
+		/* a lease connection is bound with the promised epoch (checked above): its renewal is the holder's */
+		if ((c->st >= CS_PROMISED || c->lease_only) && repl_lease_grant(c->export_name, fe) != 0)
 			return 0; /* a newer epoch is being promised: no renewal, the holder's lease runs out */
 		return send_frame(c, RP_KEEPALIVE_ACK, 0, 0, h->rf_id, pl, 16);
 	case RP_STATUS_REQ:
