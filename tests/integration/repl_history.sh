@@ -37,14 +37,7 @@ def worker(n):
     rnd = random.Random(int(os.environ["SEED"]) * 10 + n)
     c = rec.client(n, uri)
     for i in range(400):
-        r = rnd.random()
-        b = rnd.randrange(NB)
-        if r < 0.55:
-            c.write(b, 1, fua=rnd.random() < 0.1)
-        elif r < 0.9:
-            c.read(b, 1)
-        else:
-            c.flush()
+        c.random_op(rnd, NB)
         if n == 1 and i == 150:
             os.kill(int(os.environ["CASKD_C_PID"]), signal.SIGKILL)
             rec.event("replica-killed")

@@ -312,14 +312,8 @@ def kill_under_load(cl, rec, seed, recover, nblocks=48, ops=(300, 200), kill_at=
         for part in (0, 1):
             cli = rec.client(n + 10 * part, where.get("uri", cl["a"].uri("tank/v")))
             for i in range(ops[part]):
-                r, blk = rnd.random(), rnd.randrange(nblocks)
                 try:
-                    if r < 0.55:
-                        cli.write(blk, 1, fua=rnd.random() < 0.1)
-                    elif r < 0.9:
-                        cli.read(blk, 1)
-                    else:
-                        cli.flush()
+                    cli.random_op(rnd, nblocks)
                 except histrec.ClientDead:
                     break
                 if part == 0 and n == 1 and i == kill_at:

@@ -9,6 +9,9 @@ in the format tests/tools/histcheck.py checks.
     c.write(block, nblocks=1, fua=False)  -> True (answered), False (failed)
     c.read(block, nblocks=1)              -> list of per-block values, or None
     c.flush() / c.trim(block, n) / c.zero(block, n)     -> True / False
+    c.random_op(rnd, nblocks)                 # the tests' mix on blocks 0..nblocks-1 (rnd: a
+                                              # random.Random): 55% writes (10% of them FUA), 35%
+                                              # reads, 10% flushes
     c.close()
     a = rec.aio_client(2, uri)                # several requests in flight:
     a.aio_write(block, 1); a.aio_flush(); a.poll(100); a.drain()   # see AioClient
@@ -203,6 +206,15 @@ class Client:
     def zero(self, block, nblocks=1):
         bs = self.rec.bs
         return self._simple("zero", lambda: self.h.zero(nblocks * bs, block * bs), block, nblocks)
+
+    def random_op(self, rnd, nblocks):
+        r, blk = rnd.random(), rnd.randrange(nblocks)
+        if r < 0.55:
+            self.write(blk, 1, fua=rnd.random() < 0.1)
+        elif r < 0.9:
+            self.read(blk, 1)
+        else:
+            self.flush()
 
     def close(self):
         try:
