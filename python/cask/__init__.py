@@ -89,8 +89,6 @@ TimedOut = _sub("TimedOut", "a call waited its timeout for a job that goes on (.
 VdevInUse = _sub("VdevInUse", "pool_create: a file holds data or a signature (force=True overwrites it)")
 PoolNeedsRewind = _sub("PoolNeedsRewind", "pool_import: the newest txg is damaged; rewind=True discards it")
 ClientNotFound = _sub("ClientNotFound", "client_kill: no connected client of that id")
-DataLost = _sub("DataLost", "a rebuild found ranges no replica can read (the message names them)")
-ReplicaExists = _sub("ReplicaExists", "replica_add of a member the volume already has")
 
 # Every stable code (include/cask/errcodes.h; tests/integration/errcodes.sh checks that
 # this table names each one, and no other).
@@ -111,7 +109,8 @@ _BY_CODE = {
     "CLIENT_NOT_FOUND": ClientNotFound,
     "REPLICA_READ_ONLY": PermissionDenied,  # a replica volume: only its controller writes it
     "REPLICATION_INSECURE": PermissionDenied, "PEER_UNREACHABLE": Error, "PEER_REFUSED": Error,
-    "NOT_REPLICATED": InvalidArgument, "DATA_LOST": DataLost, "REPLICA_EXISTS": ReplicaExists,
+    "NOT_REPLICATED": InvalidArgument, "DATA_LOST": IOError_,  # a rebuild found ranges no replica can read
+    "REPLICA_EXISTS": VolumeExists,  # replica_add of a member the volume already has
     "INTERNAL": Error, "UNKNOWN_OP": Error, "UNSUPPORTED_VERSION": Error, "BAD_VDEV": Error,
     "NOT_SUPPORTED": Error,
 }

@@ -59,7 +59,7 @@ expect_fail 1 "does not exist" "$CASK" vol list nope
 $CASK vol list | head -1 | grep -q "^NAME"
 $CASK vol list -j -o name,size | "$PY" -c 'import json,sys; d=json.load(sys.stdin); assert d[1]=={"name":"tank/b","size":67108864}, d'
 [ "$($CASK vol get compression tank/b -H -o value)" = "zstd" ] || fail "vol get"
-[ "$($CASK vol get all tank/b -H | wc -l)" -eq 20 ] || fail "vol get all"  # 19 + log_damaged
+[ "$($CASK vol get all tank/b -H | wc -l)" -eq 23 ] || fail "vol get all"  # 19 + log_damaged + iscsi_acl, iscsi_auth, iscsi_blocksize
 [ "$($CASK vol get sync tank/b -H -o value)" = "standard" ] || fail "sync default"
 $CASK vol set sync=always tank/b
 [ "$($CASK vol get sync tank/b -H -o value)" = "always" ] || fail "vol set sync"

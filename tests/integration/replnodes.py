@@ -116,6 +116,10 @@ class NetNS:
         return None
 
 
+class _AddrInUse(Exception):
+    """caskd exited at start because a port it was given is taken."""
+
+
 class Node:
     def __init__(self, cl, name):
         self.cl, self.name = cl, name
@@ -130,7 +134,25 @@ class Node:
         self.daemon_env = {}                    # more environment for caskd
 
     def start(self, wait=True):
+        """Start caskd; wait until it answers. Ports come from free_port(), which
+        another process may take before caskd binds them: a first start that
+        fails with EADDRINUSE picks new ports, a restart (its replica address is
+        recorded by its peers) tries the same ones again, a few times."""
         assert self.proc is None or self.proc.poll() is not None
+        for attempt in range(8):
+            try:
+                return self._start_once()
+            except _AddrInUse:
+                if attempt == 7:
+                    raise RuntimeError("caskd %s: its ports stayed in use: %s" % (self.name, self.tail()))
+                if not getattr(self, "started_once", False):
+                    self.port, self.rport = free_port(), free_port()
+                    self.raddr = "%s:%d" % (self.host, self.rport)
+                else:
+                    time.sleep(0.5)
+
+    def _start_once(self):
+        mark = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         with open(self.log, "ab") as lf:
             self.proc = subprocess.Popen(self.ns_prefix() + [self.cl.daemon_build + "/caskd", "--state", self.state,
                                           "--socket", self.sock, "--nbd", "%s:%d" % (self.host, self.port), "--peer-key", self.cl.key,
@@ -139,8 +161,13 @@ class Node:
         end = time.monotonic() + 60             # a sanitizer caskd on a loaded machine; a bound, not a measurement
         while time.monotonic() < end:
             if self.proc.poll() is not None:
+                with open(self.log, "rb") as f:
+                    f.seek(mark)
+                    if b"Address already in use" in f.read():
+                        raise _AddrInUse()
                 raise RuntimeError("caskd %s exited at start: %s" % (self.name, self.tail()))
             if os.path.exists(self.sock) and self.cask_rc("version") == 0:
+                self.started_once = True
                 return self
             time.sleep(0.05)
         raise RuntimeError("caskd %s did not come up in 60 s: %s" % (self.name, self.tail()))
