@@ -18,7 +18,8 @@
  *      `active` != 0 no request enters the fast path.
  *   2. Every waiter leaves the queue exactly once, in kick(), when it conflicts with nothing
  *      held or tracked and with no waiter queued before it (conflict: overlapping ranges, at
- *      least one a lock). kick runs after every event that can make a waiter admissible: a
+ *      least one a lock) -- nor with a waiter this same pass of kick released before it
+ *      (still on its private list, not yet tracked or held). kick runs after every event that can make a waiter admissible: a
  *      tracked request's completion, an unlock, `fast` reaching 0 while `active` != 0.
  *   3. What kick releases is run outside `mu`, on a vio worker (vio_defer): a released
  *      request is passed down, a grant's callback is called. Nothing is run inside `mu`.
@@ -152,7 +153,10 @@ kick(lkvol *lv)
 	vio_lkw *w = lv->queue.next;
 	while (w != &lv->queue) {
 		vio_lkw *nx = w->next;
-		if (admissible(lv, w, w)) {
+		/* those released earlier in this pass are on `go`, not yet tracked or held: a
+		 * waiter behind them must not pass a conflicting one (a lock granted together
+		 * with an overlapping request released just before it broke CAW's atomicity) */
+		if (admissible(lv, w, w) && !conflicts_in(&go, NULL, w)) {
 			l_del(w);
 			lv->nqueued--;
 			l_add_tail(&go, w);

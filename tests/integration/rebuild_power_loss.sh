@@ -23,6 +23,7 @@ from replnodes import Cluster, checksum
 T = os.environ["TDIR"]
 cl = Cluster(T, os.environ["BUILD"], ["a", "b", "c"], os.environ["DAEMON_BUILD"])
 ok = False
+crashed, back, abort = threading.Event(), threading.Event(), threading.Event()
 try:
     for n, pool in (("a", "tank"), ("b", "p2"), ("c", "p3")):
         cl[n].start()
@@ -41,7 +42,6 @@ try:
     job = a.ctl("vol.replica_rebuild", name="tank/pv", replica=c.raddr + "/p3")["job"]
     rec = histrec.Recorder(T + "/hist.jsonl", bs=4096)
     phase = {"uri": a.uri("tank/pv"), "part": 0}
-    crashed, back = threading.Event(), threading.Event()
     def worker(n):
         wr = random.Random(int(os.environ["SEED"]) * 10 + n)
         for part in (0, 1):
@@ -65,6 +65,8 @@ try:
                 pass
             if part == 0:
                 back.wait(300)
+                if abort.is_set():
+                    return  # the test failed: its own traceback says why
     ths = [threading.Thread(target=worker, args=(n,)) for n in (1, 2, 3)]
     for t in ths: t.start()
     deadline = time.monotonic() + 300
@@ -105,6 +107,8 @@ try:
     print(r.stdout.strip().splitlines()[-1])
     ok = True
 finally:
+    if not ok:
+        abort.set(); crashed.set(); back.set()  # workers stop at once, not after back.wait's 300 s
     cl.close()
     if not ok:
         for n in "abc":
