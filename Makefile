@@ -10,6 +10,7 @@
 #   make sync-bench, snap-bench, pipe-bench, send-bench, api-bench, tls-bench, iscsi-bench, repl-bench   one benchmark each (see bench/)
 #   make stress       cask-stress for CASK_STRESS_SECONDS (default 60)
 #   make crash-soak   random crash states, CRASH_STATES of them (default 100000)
+#   make power-loss-soak  every caskd killed -9 in a rebuild, POWER_LOSS_RUNS times (default 10)
 #   make hostile-soak hostile NBD clients beside verified IO, HOSTILE_SOAK_SECONDS (default 600)
 #   make clean
 #
@@ -155,6 +156,15 @@ bench: deps all
 	/usr/bin/python3 bench/sync_bench.py --build $(BUILD) --json bench/results/sync-$$(date +%Y%m%d-%H%M%S).json
 	/usr/bin/python3 bench/tls_bench.py --build $(BUILD) --json bench/results/tls-$$(date +%Y%m%d-%H%M%S).json
 
+# every caskd of a replicated volume killed -9 during a rebuild, POWER_LOSS_RUNS times (default 10);
+# not in make check: it still finds a reconciliation bug (tests/soak/rebuild_power_loss.sh)
+power-loss-soak: deps all
+	@n=$${POWER_LOSS_RUNS:-10}; f=0; asan=; [ -x build/asan/caskd ] && asan=$(CURDIR)/build/asan; \
+	for i in $$(seq 1 $$n); do \
+	  if CASK_BUILD=$(CURDIR)/build CASK_ASAN_BUILD=$$asan bash tests/soak/rebuild_power_loss.sh >/tmp/power-loss-$$i.log 2>&1; \
+	  then echo "run $$i passed"; else f=$$((f+1)); echo "run $$i FAILED (log /tmp/power-loss-$$i.log)"; fi; done; \
+	  echo "$$((n-f)) passed, $$f failed"; [ $$f -eq 0 ]
+
 # issue 17's hostile clients beside verified normal IO (not in make check): HOSTILE_SOAK_SECONDS (default 600)
 hostile-soak: deps all
 	/usr/bin/python3 tests/soak/hostile_soak.py --build $(BUILD) --seconds $${HOSTILE_SOAK_SECONDS:-600}
@@ -216,6 +226,6 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all install deps check bench tls-bench hostile-soak sync-bench snap-bench pipe-bench send-bench api-bench iscsi-bench run stress crash-soak clean
+.PHONY: all install deps check bench tls-bench hostile-soak power-loss-soak sync-bench snap-bench pipe-bench send-bench api-bench iscsi-bench run stress crash-soak clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/pic -name '*.d' 2>/dev/null)
