@@ -1034,6 +1034,28 @@ prep_mode_select(scsi_cmd *c)
 	return 0;
 }
 
+/*
+ * MODE SELECT: a page's bytes [from, len) may differ from the current page only in the bits the
+ * changeable mask allows. On the first other bit, ILLEGAL REQUEST naming that byte (counted
+ * from the parameter list's start: base is the page's offset in it) and bit; returns 1 then.
+ */
+static int
+fixed_bits_differ(scsi_cmd *c, const uint8_t *got, const uint8_t *cur, const uint8_t *chg, size_t from, size_t len,
+    size_t base)
+{
+	for (size_t i = from; i < len; i++) {
+		uint8_t diff = (uint8_t)((got[i] ^ cur[i]) & ~chg[i]);
+		if (diff) {
+			int bit = 7;
+			while (!(diff & (1 << bit)))
+				bit--;
+			bad_param(c, (int)(base + i), bit);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void
 exec_mode_select(scsi_cmd *c)
 {
@@ -1086,16 +1108,8 @@ exec_mode_select(scsi_cmd *c)
 				sense_err(c, SK_ILLEGAL_REQUEST, 0x1a, 0x00);
 				return finish(c);
 			}
-			for (size_t i = 4; i < plen; i++) {
-				uint8_t diff = (uint8_t)((p[pos + i] ^ cur[i]) & ~chg[i]);
-				if (diff) {
-					int bit = 7;
-					while (!(diff & (1 << bit)))
-						bit--;
-					bad_param(c, (int)(pos + i), bit);
-					return finish(c);
-				}
-			}
+			if (fixed_bits_differ(c, p + pos, cur, chg, 4, plen, pos))
+				return finish(c);
 			tp_enabled = (p[pos + 16] & 0x80) != 0;
 			tp_count = g32(p + pos + 20);
 			if (tp_enabled && lu->ro) {
@@ -1123,16 +1137,8 @@ exec_mode_select(scsi_cmd *c)
 			bad_param(c, (int)pos + 1, -1);
 			return finish(c);
 		}
-		for (size_t i = 2; i < plen; i++) {
-			uint8_t diff = (uint8_t)((p[pos + i] ^ cur[i]) & ~chg[i]);
-			if (diff) {
-				int bit = 7;
-				while (!(diff & (1 << bit)))
-					bit--;
-				bad_param(c, (int)(pos + i), bit);
-				return finish(c);
-			}
-		}
+		if (fixed_bits_differ(c, p + pos, cur, chg, 2, plen, pos))
+			return finish(c);
 		if (page == 0x08)
 			wce = (p[pos + 2] & 0x04) != 0;
 		if (page == 0x0a) {
