@@ -46,11 +46,23 @@
  *      pinger thread only posts a check to the session's loop (under
  *      sess_lock: a listed session's connection lives); every decision is
  *      made there (invariant 1).
- *   8. Behind a task that has been in the SCSI core for --iscsi-stall-ms
- *      (a stalled backend), a new medium-access command of the session is
- *      answered TASK SET FULL without being started (retryable: it never
- *      ran); the stalled task itself is waited for (vio has no cancel), and
- *      NOP-Outs go on being answered (the loop never waits for vio).
+ *   8. The stall bound (--iscsi-stall-ms B, docs/iscsi.md §9.3): a task in
+ *      the SCSI core for B is answered without waiting any longer where
+ *      that is safe -- one that cannot change the medium (READ, VERIFY,
+ *      SYNCHRONIZE CACHE ...) at once, its late completion dropped (it is
+ *      "detached": off the task list, still holding its buffers, budget
+ *      and window slot until the core is done); one that writes once
+ *      scsi_cancel withdrew what of it had not begun (its completion then
+ *      carries BUSY). A write the backend has begun is waited for: an
+ *      answer before it lands would let it overtake the retry. While any
+ *      task is stalled, a new medium-access command is answered without
+ *      being started. Every such answer is TASK SET FULL when the session
+ *      has another task in the task set, else BUSY (SAM-5 5.3). The checks
+ *      run on the loop, from the pinger's ticks; NOP-Outs go on being
+ *      answered (the loop never waits for vio).
+ *   9. At most IMM_MAX immediate SCSI commands of a session are live; one
+ *      more is answered TASK SET FULL without being started (the window
+ *      bounds the others, invariant 3).
  */
 #include "iscsi.h"
 #include "conn.h"
@@ -86,6 +98,7 @@ enum { REJ_PROTOCOL = 0x04, REJ_NOT_SUPPORTED = 0x05, REJ_IMMEDIATE = 0x06, REJ_
 #define MY_MAX_BURST (1u << 20)
 #define MY_FIRST_BURST (64u << 10)
 #define QUEUE_DEPTH 128
+#define IMM_MAX 8                  /* immediate SCSI commands live per session (invariant 9) */
 #define LOGIN_TEXT_MAX (64u << 10)
 #define SOLICIT_MAX (64u << 20)     /* per connection: Data-Out buffers of tasks soliciting data */
 #define RSV 0xffffffffu
@@ -100,7 +113,7 @@ static int auth_default;           /* AUTH_* */
 static int disc_auth_default;      /* --iscsi-discovery-auth */
 static int hd_policy, dd_policy;   /* 0 allow, 1 require, 2 off */
 static int nop_ms = 5000;          /* --iscsi-nop-ms: ping after this idle time, drop after as long again */
-static int stall_ms = 15000;       /* --iscsi-stall-ms: new medium commands get TASK SET FULL behind a stall */
+static int stall_ms = 15000;       /* --iscsi-stall-ms: the stall bound (invariant 8) */
 enum { AUTH_NONE, AUTH_CHAP, AUTH_MUTUAL };
 
 int
@@ -426,6 +439,8 @@ typedef struct itask {
 	int immediate;
 	int running;            /* handed to the SCSI core */
 	int aborted;            /* by a TMF: no response */
+	int detached;           /* answered by the stall bound while the core still runs it (invariant 8) */
+	int cancel_said;        /* the stall bound asked the core to withdraw it, and logged so */
 	int prep_failed;        /* answered from scsi_prepare (status set) */
 	int refs;               /* the task itself + Data-In chunks not yet written */
 	uint8_t *buf;           /* Data-Out buffer (need bytes) */
@@ -548,6 +563,8 @@ struct iconn {
 	uint64_t ping_ns;       /* when it was sent */
 	_Atomic int ping_queued; /* a check message is on its way to the loop */
 	int stall_said;         /* the stall bound's log line was written (until a task completes) */
+	int ndetached;          /* tasks answered by the stall bound still in the core */
+	int nimm;               /* immediate SCSI tasks not yet freed (invariant 9) */
 	/* reinstatement (§4.5): the new login's final response waits for the old session to end */
 	struct preempt_wait *drain_pw;  /* the old session: released by on_close, once its tasks are gone */
 	int held;                       /* the new one: waiting (holds a conn_budget request) */
@@ -1465,6 +1482,8 @@ task_unref(itask *t)
 	task_unsolicit(ic, t);
 	if (!t->immediate && ic != NULL)
 		ic->live--;
+	if (t->immediate && ic != NULL)
+		ic->nimm--;
 	scsi_cmd_fini(&t->sc);
 	free(t->buf);
 	free(t);
@@ -1569,7 +1588,7 @@ static void
 task_finish(iconn *ic, itask *t)
 {
 	task_unlink(ic, t);
-	if (!t->aborted && ic->phase == PH_FFP)
+	if (!t->aborted && !t->detached && ic->phase == PH_FFP)
 		task_send_status(ic, t);
 	itmf *m = t->tmf;
 	task_unref(t);
@@ -1585,17 +1604,88 @@ task_core_done(scsi_cmd *sc)
 	conn_post(t->ic->c, &t->msg.m);
 }
 
-/* A task of this session in the SCSI core for stall_ms or longer (invariant 8), or NULL. */
-static itask *
-stalled_task(iconn *ic, uint64_t now)
+/* Whether a task of this session has been in the SCSI core for stall_ms or longer (invariant 8). */
+static int
+stalled(iconn *ic, uint64_t now)
 {
 	if (stall_ms == 0 || ic->running == 0)
-		return NULL;
+		return 0;
+	if (ic->ndetached > 0)
+		return 1; /* answered because it stalled, and still not done */
 	uint64_t bound = (uint64_t)stall_ms * 1000000u;
 	for (itask *t = ic->tasks; t; t = t->next)
 		if (t->running && now - t->run_ns >= bound)
-			return t;
-	return NULL;
+			return 1;
+	return 0;
+}
+
+/* The status for a command refused for want of resources (SAM-5 5.3): TASK SET FULL when the
+ * I_T nexus has another task in the task set, BUSY when it has none. */
+static uint8_t
+full_status(iconn *ic, const itask *t)
+{
+	for (itask *x = ic->tasks; x; x = x->next)
+		if (x != t)
+			return SCSI_TASK_SET_FULL;
+	return SCSI_BUSY;
+}
+
+static void
+stall_log(iconn *ic)
+{
+	if (ic->stall_said)
+		return;
+	log_warn("iscsi %s: a command has been in the volume IO stack for %d ms or more; stalled commands are "
+	    "answered BUSY or TASK SET FULL where that is safe, and new ones until the stall ends", conn_peer(ic->c),
+	    stall_ms);
+	ic->stall_said = 1;
+}
+
+/* A status-only SCSI Response for a detached task (its scsi_cmd still belongs to the core). */
+static void
+send_status_only(iconn *ic, const itask *t, uint8_t status)
+{
+	uint8_t b[48] = { 0 };
+	b[0] = OP_SCSI_RSP;
+	b[1] = 0x80;
+	b[3] = status;
+	p32(b + 16, t->itt);
+	put_sns(ic, b, 1);
+	send_pdu(ic, b, NULL, 0);
+}
+
+/* On the loop, from the pinger's tick: answer what the stall bound allows (invariant 8). */
+static void
+stall_check(iconn *ic)
+{
+	if (ic->phase != PH_FFP || stall_ms == 0 || ic->running == ic->ndetached)
+		return;
+	uint64_t now = util_now_ns(), bound = (uint64_t)stall_ms * 1000000u;
+	for (itask *t = ic->tasks, *nx; t; t = nx) {
+		nx = t->next;
+		if (!t->running || t->aborted || now - t->run_ns < bound)
+			continue;
+		stall_log(ic);
+		if (!scsi_cmd_writes(&t->sc)) {
+			/* no effect to overtake anything: answered now, the core's completion dropped */
+			uint8_t st = full_status(ic, t);
+			send_status_only(ic, t, st);
+			task_unlink(ic, t);
+			t->detached = 1;
+			ic->ndetached++;
+			log_info("iscsi %s: ITT 0x%x (opcode 0x%02x) answered %s after %d ms in the volume IO stack; its "
+			    "completion will be dropped", conn_peer(ic->c), t->itt, t->sc.cdb[0],
+			    st == SCSI_BUSY ? "BUSY" : "TASK SET FULL", stall_ms);
+			continue;
+		}
+		int n = scsi_cancel(&t->sc); /* asked again each tick: a request between layers is missed */
+		if (!t->cancel_said) {
+			t->cancel_said = 1;
+			log_info("iscsi %s: ITT 0x%x (opcode 0x%02x) stalled for %d ms: %s", conn_peer(ic->c), t->itt,
+			    t->sc.cdb[0], stall_ms, n > 0 ? "withdrawn from the volume IO stack, answered BUSY or TASK "
+			    "SET FULL" : "nothing of it could be withdrawn yet (it has begun); waiting for it");
+		}
+	}
 }
 
 static void
@@ -1603,14 +1693,10 @@ task_run(iconn *ic, itask *t)
 {
 	task_unsolicit(ic, t);
 	uint64_t now = util_now_ns();
-	if (scsi_cmd_medium(&t->sc) && stalled_task(ic, now) != NULL) {
+	if (scsi_cmd_medium(&t->sc) && stalled(ic, now)) {
 		/* never started, so retryable: the initiator backs off instead of queueing behind the stall */
-		if (!ic->stall_said) {
-			log_warn("iscsi %s: a command has been in the volume IO stack for %d ms or more; new ones get "
-			    "TASK SET FULL until it completes", conn_peer(ic->c), stall_ms);
-			ic->stall_said = 1;
-		}
-		t->sc.status = SCSI_TASK_SET_FULL;
+		stall_log(ic);
+		t->sc.status = full_status(ic, t);
 		task_finish(ic, t);
 		return;
 	}
@@ -1737,6 +1823,8 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	t->immediate = immediate;
 	if (!immediate)
 		ic->live++;
+	else
+		ic->nimm++;
 	memcpy(t->lun, b + 8, 8);
 	t->edtl = g32(b + 20);
 	scsi_cmd *sc = &t->sc;
@@ -1760,7 +1848,11 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	ic->tasks = t;
 	if (ic->sess != NULL)
 		ic->sess->inflight++;
-	if (r && w) {
+	if (immediate && ic->nimm > IMM_MAX) {
+		/* invariant 9: never started (its data is read and dropped); the IMM_MAX others are in the task set */
+		sc->status = SCSI_TASK_SET_FULL;
+		t->prep_failed = 1;
+	} else if (r && w) {
 		scsi_set_sense(sc, 5, 0x0e, 0x03); /* bidirectional commands are not supported */
 		t->prep_failed = 1;
 	} else if (scsi_prepare(sc) != 0) {
@@ -2279,13 +2371,17 @@ abort_nexuses(scsi_lu *lu, scsi_nexus *const *nx, size_t n, void (*done)(void *a
 	preempt_release(pw);
 }
 
-/* The pinger: every half period, a check for every listed session (invariant 7). */
+/* The pinger: every tick, a check for every listed session (invariants 7 and 8). */
 static void *
 pinger(void *arg)
 {
 	(void)arg;
+	/* the NOP period's half, or a quarter of the stall bound (invariant 8) if that is shorter */
+	int ms = nop_ms > 0 ? nop_ms / 2 : stall_ms / 4;
+	if (stall_ms > 0 && stall_ms / 4 < ms)
+		ms = stall_ms / 4;
 	for (;;) {
-		struct timespec ts = { nop_ms / 2000, (long)(nop_ms / 2 % 1000) * 1000000L };
+		struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 		nanosleep(&ts, NULL);
 		pthread_mutex_lock(&sess_lock);
 		for (isession *s = sessions; s; s = s->next) {
@@ -2353,6 +2449,8 @@ on_msg(conn *c, conn_msg *m)
 		free(im);
 		ic->ping_queued = 0;
 		ping_check(ic);
+		if (ic->phase == PH_FFP)
+			stall_check(ic);
 		return;
 	}
 	if (im->kind == 3) { /* PREEMPT AND ABORT by another nexus: end every task of this session */
@@ -2374,6 +2472,10 @@ on_msg(conn *c, conn_msg *m)
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
 	ic->stall_said = 0;
+	if (t->detached)
+		ic->ndetached--;
+	else if (t->sc.withdrawn)
+		t->sc.status = full_status(ic, t); /* invariant 8 */
 	task_finish(ic, t);
 	kick_waiters(ic);
 }
@@ -2443,7 +2545,7 @@ start_pinger(void)
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	if (pthread_create(&th, &at, pinger, NULL) != 0)
-		log_warn("iscsi: no NOP-In pinger thread; idle sessions are not pinged");
+		log_warn("iscsi: no NOP-In pinger thread; idle sessions are not pinged, stalled commands not answered");
 	pthread_attr_destroy(&at);
 }
 
@@ -2468,7 +2570,7 @@ iscsi_listen(const char *spec)
 	int err = conn_listen(s, &iscsi_proto);
 	if (err == 0 && nportals < PORTALS_MAX)
 		snprintf(portals[nportals++], sizeof(portals[0]), "%s", s);
-	if (err == 0 && nop_ms > 0)
+	if (err == 0 && (nop_ms > 0 || stall_ms > 0))
 		pthread_once(&once, start_pinger);
 	return err;
 }

@@ -517,9 +517,36 @@ din_alloc(scsi_cmd *c, size_t n)
 	return c->din;
 }
 
+/* the spin lock of c->reqs (scsi_cancel against a phase that replaces them on another thread) */
+static void
+reqs_lock(scsi_cmd *c)
+{
+	while (atomic_exchange(&c->reqs_busy, 1))
+		;
+}
+
+static void
+reqs_unlock(scsi_cmd *c)
+{
+	atomic_store(&c->reqs_busy, 0);
+}
+
+/* BUSY, withdrawn: the command gave way to the stall bound (scsi_cancel) */
+static void
+set_withdrawn(scsi_cmd *c)
+{
+	c->status = SCSI_BUSY;
+	c->sense_len = 0;
+	c->withdrawn = 1;
+}
+
 static void
 map_vio_error(scsi_cmd *c, int op, int status, int code)
 {
+	if (status == -ECANCELED && atomic_load(&c->cancel)) {
+		set_withdrawn(c);
+		return;
+	}
 	switch (code) {
 	case CE_E_NO_SPACE:
 		scsi_set_sense(c, SK_DATA_PROTECT, 0x27, 0x07);
@@ -575,14 +602,21 @@ req_done(vio_req *r)
 static vio_req *
 reqs_alloc(scsi_cmd *c, int n)
 {
-	free(c->reqs);
-	c->reqs = xcalloc((size_t)n, sizeof(vio_req));
-	c->nreqs = n;
+	vio_req *rs = xcalloc((size_t)n, sizeof(vio_req));
 	for (int i = 0; i < n; i++) {
-		c->reqs[i].udata = c;
-		c->reqs[i].done = req_done;
+		rs[i].udata = c;
+		rs[i].done = req_done;
 	}
-	return c->reqs;
+	reqs_lock(c);
+	vio_req *old = c->reqs;
+	int nold = c->nreqs;
+	c->reqs = rs;
+	c->nreqs = n;
+	reqs_unlock(c);
+	for (int i = 0; i < nold; i++)
+		free(old[i].ext);
+	free(old);
+	return rs;
 }
 
 static void
@@ -1306,6 +1340,10 @@ verify_then(scsi_cmd *c);
 static void
 write_then(scsi_cmd *c)
 {
+	if (c->flag1 == 1 && c->nblk > 0 && atomic_load(&c->cancel)) {
+		set_withdrawn(c); /* the write is done; its retry writes and verifies again */
+		return finish(c);
+	}
 	if (c->flag1 == 1 && c->nblk > 0) {
 		/* WRITE AND VERIFY with BYTCHK: read the range back and compare */
 		c->work = xmalloc_aligned(c->spdtl);
@@ -1736,6 +1774,10 @@ rmw_read_done(vio_req *r)
 			c->work[i] |= c->dout[i];
 		wdata = c->work;
 	}
+	if (atomic_load(&c->cancel)) {
+		set_withdrawn(c); /* compared, nothing written: the retry compares again */
+		return rmw_release(c);
+	}
 	r->op = VIO_WRITE;
 	r->flags = ((c->fua || !lu->wce) ? VIO_FUA : 0) | VIO_LOCKED;
 	r->buf = (void *)wdata;
@@ -1751,6 +1793,10 @@ rmw_granted(vio_lock *lk, void *arg)
 	scsi_lu *lu = LU(c);
 	uint64_t len = (uint64_t)c->nblk * lu->bs;
 	c->work_then = lk;
+	if (atomic_load(&c->cancel)) {
+		set_withdrawn(c);
+		return rmw_release(c);
+	}
 	c->work = xmalloc_aligned(len);
 	vio_req *r = reqs_alloc(c, 1);
 	r->op = VIO_READ;
@@ -2867,6 +2913,43 @@ scsi_exec(scsi_cmd *c)
 	if ((o->flags & OP_WRITES) && LU(c)->tp_enabled)
 		tp_check(LU(c));
 	o->exec(c);
+}
+
+int
+scsi_cmd_writes(const scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	return o != NULL && (o->flags & OP_WRITES) != 0;
+}
+
+int
+scsi_cancel(scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	if (o == NULL || !(o->flags & OP_MEDIUM))
+		return 0;
+	atomic_store(&c->cancel, 1);
+	vio_vol *v = LU(c)->vol;
+	if (o->exec == exec_rmw && vio_lock_withdraw(v, c)) {
+		/* still waiting for its range lock: granted never runs */
+		set_withdrawn(c);
+		finish(c);
+		return 1;
+	}
+	/* withdraw under the spin lock (the array cannot be replaced meanwhile: a phase ends only
+	 * when all its requests completed, and a withdrawn one has not), complete outside it (the
+	 * completion may begin the next phase, which replaces the array) */
+	enum { MAXW = 64 };
+	vio_req *got[MAXW];
+	int n = 0;
+	reqs_lock(c);
+	for (int i = 0; i < c->nreqs && n < MAXW; i++)
+		if (vio_withdraw(v, &c->reqs[i]))
+			got[n++] = &c->reqs[i];
+	reqs_unlock(c);
+	for (int i = 0; i < n; i++)
+		vio_complete(got[i], -ECANCELED, "withdrawn by the iSCSI stall bound");
+	return n;
 }
 
 void

@@ -45,6 +45,7 @@ struct scsi_cmd {
 	uint32_t din_len;        /* bytes of din to send (already min(SPDTL, EDTL)) */
 	int resid_over, resid_under;
 	uint32_t resid;
+	int withdrawn;           /* status BUSY because scsi_cancel withdrew it: it had no effect (see there) */
 	/* private */
 	const void *op;
 	uint64_t lba;
@@ -58,6 +59,8 @@ struct scsi_cmd {
 	void *work_then;
 	int nreqs;
 	uint8_t *work;
+	_Atomic int cancel;      /* scsi_cancel was called: no further phase begins */
+	_Atomic int reqs_busy;   /* spin lock: reqs being replaced, or walked by scsi_cancel */
 };
 
 /* ---- logical units ---- */
@@ -81,6 +84,21 @@ int scsi_prepare(scsi_cmd *c);
 int scsi_cmd_medium(const scsi_cmd *c);
 /* Run a prepared command; c->done runs exactly once (maybe inside). */
 void scsi_exec(scsi_cmd *c);
+/* After scsi_prepare accepted it: whether the command may change the medium (WRITE, UNMAP, ...). */
+int scsi_cmd_writes(const scsi_cmd *c);
+/*
+ * The transport stops waiting for a command in scsi_exec (the stall bound, docs/iscsi.md §9.3):
+ * its vio requests that have not begun are withdrawn (vio_withdraw; a COMPARE AND WRITE waiting
+ * for its range lock, vio_lock_withdraw) and no phase it has not begun begins (the read-back of
+ * WRITE AND VERIFY, the write of COMPARE AND WRITE). c->done then comes once what is running of
+ * it completes, with status BUSY and c->withdrawn = 1, unless an earlier error decided the status.
+ * A command every one of whose requests is one vio request (all but WRITE SAME with a pattern
+ * and UNMAP of several ranges) had no effect; those two are idempotent, so the retry the status
+ * asks for gives the result a single run would have. On the transport's thread; may be called
+ * again (a request moving between layers may be missed). Returns how many requests or locks it
+ * withdrew now.
+ */
+int scsi_cancel(scsi_cmd *c);
 /* Free what the core allocated (din, work buffers). */
 void scsi_cmd_fini(scsi_cmd *c);
 /* Set CHECK CONDITION with sense KEY/ASC/ASCQ (for transport-found errors, e.g. 0E/03). */

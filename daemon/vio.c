@@ -231,6 +231,17 @@ vio_next(vio_dev *d, vio_req *r)
 	d->next->ops->submit(d->next, r);
 }
 
+int
+vio_withdraw(vio_vol *v, vio_req *r)
+{
+	/* top down: a request only moves down until it completes, so a layer checked before the
+	 * request reached it is the only way to miss it (the caller asks again later) */
+	for (vio_dev *d = v->top; d != NULL; d = d->next)
+		if (d->ops->withdraw != NULL && d->ops->withdraw(d, r))
+			return 1;
+	return 0;
+}
+
 void
 vio_submit(vio_vol *v, vio_req *r)
 {
@@ -379,7 +390,29 @@ engine_close(vio_dev *d)
 	reg_vol_close(v->cv, v->cp);
 }
 
-static const vio_layer_ops engine_ops = { "engine", engine_submit, engine_close };
+/* vio_withdraw: a request still in the worker queue (every worker busy) has not started */
+static int
+engine_withdraw(vio_dev *d, vio_req *r)
+{
+	(void)d;
+	ejob *found = NULL;
+	pthread_mutex_lock(&wlock);
+	for (work **pp = &whead, *prev = NULL; *pp != NULL; prev = *pp, pp = &(*pp)->next) {
+		work *w = *pp;
+		if (w->fn != engine_work || ((ejob *)w->arg)->r != r)
+			continue;
+		*pp = w->next;
+		if (wtail == w)
+			wtail = prev;
+		found = w->arg;
+		break;
+	}
+	pthread_mutex_unlock(&wlock);
+	free(found);
+	return found != NULL;
+}
+
+static const vio_layer_ops engine_ops = { "engine", engine_submit, engine_close, engine_withdraw };
 
 /* ---- handles ---- */
 

@@ -71,6 +71,9 @@ typedef struct vio_layer_ops {
 	const char *name;
 	void (*submit)(vio_dev *d, vio_req *r);
 	void (*close)(vio_dev *d);
+	/* optional (vio_withdraw): if r waits in this layer's own queue, take it out (under the
+	 * layer's lock, so it is never also passed down) and return 1; else 0 */
+	int (*withdraw)(vio_dev *d, vio_req *r);
 } vio_layer_ops;
 
 struct vio_dev {
@@ -101,6 +104,18 @@ const char *vio_op_name(int op);
  */
 int vio_lock_range(vio_vol *v, uint64_t off, uint64_t len, void (*granted)(vio_lock *lk, void *arg), void *arg);
 void vio_unlock(vio_lock *lk);
+/*
+ * Cancel with an outcome (docs/design-vio.md §10): take r out of the queue it waits in inside
+ * the stack (a layer's queue, the range lock's, the worker queue) if it has not begun to act.
+ * 1: withdrawn -- it never had and never will have an effect, no layer holds it any more, and
+ * the caller ends it with vio_complete(r, -ECANCELED, msg) (the hooks of the layers it passed
+ * run then, as for any completion). 0: it is running or done, and completes as usual. A request
+ * moving between layers at the moment may be missed (0); asking again later finds it.
+ */
+int vio_withdraw(vio_vol *v, vio_req *r);
+/* A lock that vio_lock_range(v, ..., arg) queued and has not granted: taken back (1; granted
+ * never runs), else 0 (granted ran or will run). */
+int vio_lock_withdraw(vio_vol *v, void *arg);
 
 /* ---- for layers ---- */
 void vio_next(vio_dev *d, vio_req *r);                       /* pass down */

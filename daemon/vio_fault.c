@@ -17,6 +17,9 @@
  *      at once since the rule was set (what a test reads to see how many
  *      requests were in flight together, without a clock).
  *   3. State is per export name, shared by all handles, freed at exit.
+ *   4. vio_withdraw takes a held or sleeping (delayed) request back unless the rule was set
+ *      `pinned` (a request the backend has begun): under the volume's lock, so a withdrawn
+ *      request is never also passed down; a delayed one's sleeper then only frees its record.
  */
 #include "vio.h"
 #include "vio_impl.h"
@@ -32,8 +35,11 @@
 typedef struct held {
 	vio_dev *d;
 	vio_req *r;
+	int pinned;
 	struct held *next;
 } held;
+
+typedef struct delayed delayed;
 
 typedef struct fstate {
 	char name[4097];
@@ -41,6 +47,7 @@ typedef struct fstate {
 	vio_fault_rule rule;
 	vio_fault_status st;
 	held *held_head, **held_tail;
+	delayed *sleeping;       /* DELAY: requests asleep on a worker (invariant 4) */
 	struct fstate *next;
 } fstate;
 
@@ -67,19 +74,32 @@ fault_find(const char *name)
 	return f;
 }
 
-typedef struct delayed {
+struct delayed {
 	vio_dev *d;
-	vio_req *r;
+	vio_req *r;              /* NULL once withdrawn */
 	uint64_t us;
-} delayed;
+	int pinned;
+	delayed *next;
+};
 
 static void
 delay_then_pass(void *arg)
 {
 	delayed *x = arg;
+	fstate *f = x->d->priv;
 	struct timespec ts = { (time_t)(x->us / 1000000), (long)(x->us % 1000000) * 1000 };
 	nanosleep(&ts, NULL);
-	vio_next(x->d, x->r);
+	pthread_mutex_lock(&f->lock);
+	for (delayed **pp = &f->sleeping; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == x) {
+			*pp = x->next;
+			break;
+		}
+	f->st.delaying--;
+	vio_req *r = x->r;
+	pthread_mutex_unlock(&f->lock);
+	if (r != NULL)
+		vio_next(x->d, r);
 	free(x);
 }
 
@@ -103,6 +123,7 @@ fault_submit(vio_dev *d, vio_req *r)
 		held *h = xmalloc(sizeof(*h));
 		h->d = d;
 		h->r = r;
+		h->pinned = ru.pinned;
 		h->next = NULL;
 		*f->held_tail = h;
 		f->held_tail = &h->next;
@@ -120,6 +141,12 @@ fault_submit(vio_dev *d, vio_req *r)
 		x->d = d;
 		x->r = r;
 		x->us = ru.delay_us;
+		x->pinned = ru.pinned;
+		pthread_mutex_lock(&f->lock);
+		x->next = f->sleeping;
+		f->sleeping = x;
+		f->st.delaying++;
+		pthread_mutex_unlock(&f->lock);
 		vio_defer(delay_then_pass, x);
 		break;
 	}
@@ -136,7 +163,42 @@ fault_close(vio_dev *d)
 	(void)d;
 }
 
-static const vio_layer_ops fault_ops = { "fault", fault_submit, fault_close };
+/* invariant 4 */
+static int
+fault_withdraw(vio_dev *d, vio_req *r)
+{
+	fstate *f = d->priv;
+	int found = 0;
+	pthread_mutex_lock(&f->lock);
+	for (held **pp = &f->held_head; *pp != NULL; pp = &(*pp)->next) {
+		held *h = *pp;
+		if (h->r != r)
+			continue;
+		if (!h->pinned) {
+			*pp = h->next;
+			if (f->held_tail == &h->next)
+				f->held_tail = pp;
+			free(h);
+			f->st.held--;
+			f->st.withdrawn++;
+			found = 1;
+		}
+		break;
+	}
+	for (delayed *x = f->sleeping; x != NULL && !found; x = x->next)
+		if (x->r == r) {
+			if (!x->pinned) {
+				x->r = NULL;
+				f->st.withdrawn++;
+				found = 1;
+			}
+			break;
+		}
+	pthread_mutex_unlock(&f->lock);
+	return found;
+}
+
+static const vio_layer_ops fault_ops = { "fault", fault_submit, fault_close, fault_withdraw };
 
 vio_dev *
 vio_fault_layer(vio_vol *v, vio_dev *below)
@@ -155,7 +217,7 @@ vio_fault_set(const char *name, const vio_fault_rule *rule)
 	fstate *f = fault_find(name);
 	pthread_mutex_lock(&f->lock);
 	f->rule = *rule;
-	f->st.matched = f->st.injected = 0;
+	f->st.matched = f->st.injected = f->st.withdrawn = 0;
 	f->st.max_held = f->st.held;
 	pthread_mutex_unlock(&f->lock);
 }

@@ -38,9 +38,13 @@ typedef struct vio_fault_rule {
 	int err;             /* FAIL: negative errno */
 	uint64_t delay_us;   /* DELAY */
 	uint64_t nth;        /* 0: every matching request; N: the Nth from now, once */
+	int pinned;          /* STALL, DELAY: vio_withdraw cannot take the request back (a request the
+	                      * backend has begun: what the stall bound must wait for) */
 } vio_fault_rule;
 typedef struct vio_fault_status {
 	uint64_t matched, injected, held, max_held, released;
+	uint64_t delaying;   /* DELAY: requests sleeping now */
+	uint64_t withdrawn;  /* held or delayed requests taken back by vio_withdraw since the rule was set */
 } vio_fault_status;
 /* Replace the export's rule (action NONE clears it; held requests stay held until released). */
 void vio_fault_set(const char *name, const vio_fault_rule *rule);

@@ -26,7 +26,12 @@
  *   4. A VIO_LOCKED request passes at once; it lies inside the range of the lock it names,
  *      which is held (VERIFY).
  *   5. Memory: requests are linked through their own vio_req.lkw; a lock is one allocation
- *      from vio_lock_range to vio_unlock; an lkvol lives while a handle of its volume is open.
+ *      from vio_lock_range to vio_unlock (or vio_lock_withdraw); an lkvol lives while a handle
+ *      of its volume is open.
+ *   6. A waiter also leaves the queue when it is withdrawn (vio_withdraw, vio_lock_withdraw:
+ *      the stall bound of docs/iscsi.md §9.3), under mu, so it is never also released by kick.
+ *      A withdrawn request moves to `tracked` until its completion (slow_done, which kicks); a
+ *      withdrawn lock is freed and kicks at once: what queued behind it may go.
  */
 #include "vio.h"
 #include "vio_impl.h"
@@ -325,7 +330,51 @@ lock_close(vio_dev *d)
 	pthread_mutex_unlock(&tab_lock);
 }
 
-static const vio_layer_ops lock_ops = { "lock", lock_submit, lock_close };
+/* invariant 6: r waits in the queue (for a lock in its way): withdrawn */
+static int
+lock_withdraw(vio_dev *d, vio_req *r)
+{
+	lkvol *lv = d->priv;
+	int found = 0;
+	pthread_mutex_lock(&lv->mu);
+	for (vio_lkw *w = lv->queue.next; w != &lv->queue; w = w->next)
+		if (w == &r->lkw) {
+			l_del(w);
+			lv->nqueued--;
+			l_add_tail(&lv->tracked, w); /* slow_done takes it off when the caller completes it */
+			found = 1;
+			break;
+		}
+	pthread_mutex_unlock(&lv->mu);
+	return found;
+}
+
+int
+vio_lock_withdraw(vio_vol *v, void *arg)
+{
+	vio_dev *d = vio_lock_dev(v);
+	if (d == NULL)
+		return 0;
+	lkvol *lv = d->priv;
+	vio_lock *lk = NULL;
+	pthread_mutex_lock(&lv->mu);
+	for (vio_lkw *w = lv->queue.next; w != &lv->queue; w = w->next)
+		if (w->kind == LKW_LOCK && LOCK_OF(w)->arg == arg) {
+			lk = LOCK_OF(w);
+			l_del(w);
+			lv->nqueued--;
+			atomic_fetch_sub(&lv->active, 1);
+			break;
+		}
+	pthread_mutex_unlock(&lv->mu);
+	if (lk == NULL)
+		return 0;
+	free(lk);
+	kick(lv);
+	return 1;
+}
+
+static const vio_layer_ops lock_ops = { "lock", lock_submit, lock_close, lock_withdraw };
 
 vio_dev *
 vio_lock_layer(vio_vol *v, vio_dev *below, ce_pool *pool, uint64_t guid)

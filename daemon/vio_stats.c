@@ -173,7 +173,7 @@ stats_close(vio_dev *d)
 	pthread_mutex_unlock(&stats_lock);
 }
 
-static const vio_layer_ops stats_ops = { "stats", stats_submit, stats_close };
+static const vio_layer_ops stats_ops = { "stats", stats_submit, stats_close, NULL };
 
 vio_dev *
 vio_stats_layer(vio_vol *v, vio_dev *below)

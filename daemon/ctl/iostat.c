@@ -4,7 +4,7 @@
  *
  *   vol.iostat {name}  the statistics layer's counters of an export since
  *                      caskd started (all zero if it was never opened)
- *   test.vio_fault {name, action, ops, errno, nth, delay_us}
+ *   test.vio_fault {name, action, ops, errno, nth, delay_us, pinned}
  *                      the fault layer's rule for an export; refused with
  *                      NOT_SUPPORTED unless caskd runs with --test-ops
  */
@@ -111,7 +111,8 @@ op_test_vio_fault(json_object *args, json_object *res, reqerr *e)
 	vio_fault_rule ru = { 0 };
 	uint64_t eno = 0;
 	if ((err = get_u64(args, "errno", &eno, e)) != 0 || (err = get_u64(args, "nth", &ru.nth, e)) != 0 ||
-	    (err = get_u64(args, "delay_us", &ru.delay_us, e)) != 0)
+	    (err = get_u64(args, "delay_us", &ru.delay_us, e)) != 0 ||
+	    (err = arg_bool(args, "pinned", &ru.pinned, e)) != 0)
 		return err;
 	if (json_object_object_get_ex(args, "ops", &v) && json_object_is_type(v, json_type_array)) {
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
@@ -157,6 +158,8 @@ op_test_vio_fault(json_object *args, json_object *res, reqerr *e)
 	json_object_object_add(res, "held", json_object_new_uint64(st.held));
 	json_object_object_add(res, "max_held", json_object_new_uint64(st.max_held));
 	json_object_object_add(res, "released_total", json_object_new_uint64(st.released));
+	json_object_object_add(res, "delaying", json_object_new_uint64(st.delaying));
+	json_object_object_add(res, "withdrawn", json_object_new_uint64(st.withdrawn));
 	json_object_object_add(res, "stats_entries", json_object_new_uint64(vio_stats_count()));
 	return 0;
 }

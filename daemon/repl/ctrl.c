@@ -1564,7 +1564,7 @@ ctrl_close(vio_dev *d)
 	free(l);
 }
 
-static const vio_layer_ops ctrl_ops = { "replication", ctrl_submit, ctrl_close };
+static const vio_layer_ops ctrl_ops = { "replication", ctrl_submit, ctrl_close, NULL };
 
 vio_dev *
 repl_ctrl_layer(vio_vol *v, const char *export_name, vio_dev *below, ce_pool *p, ce_vol *cv)

@@ -39,6 +39,8 @@ class Dropped(Exception):
 class Sess:
     def __init__(self, hd=False, dd=False, initiator=None, isid=None):
         self.s = socket.create_connection((HOST, PORT), timeout=10)
+        # requests go out at once, not held back by Nagle behind an unacknowledged segment
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.initiator = initiator or INITIATOR
         self.isid = isid or (b"\x80" + os.urandom(3) + b"\0\0")
         self.hd = self.dd = False

@@ -1,0 +1,232 @@
+#!/usr/bin/python3
+"""iscsi_stall.py PORT SOCK LOG MODE -- the stall bound (docs/iscsi.md 9.3) with cask's own
+initiator against a caskd started with --iscsi-stall-ms 300 --test-ops; requests are held in the
+volume IO stack by test.vio_fault (stall, delay; `pinned`: the request counts as begun by the
+backend, so it cannot be withdrawn). Each case waits for conditions (the fault layer's counters,
+caskd's log lines), never for a time. MODE "stall": the bound; MODE "immediate": the bound on
+immediate commands (caskd with --iscsi-stall-ms 0)."""
+import struct
+import sys
+import time
+
+import iscsi_proto as ip
+from viohelp import Ctl
+
+ip.HOST, ip.PORT, ip.TARGET = "127.0.0.1", int(sys.argv[1]), "iqn.2026-12.io.cask:tank.v"
+ctl = Ctl(sys.argv[2])
+LOG, MODE = sys.argv[3], sys.argv[4]
+GOOD, BUSY, TSF = 0x00, 0x08, 0x28
+NAMES = {GOOD: "GOOD", BUSY: "BUSY", TSF: "TASK SET FULL", 0x02: "CHECK CONDITION"}
+
+
+def fault(**kw):
+    return ctl.call("test.vio_fault", name="tank/v", **kw)
+
+
+def until(cond, what, limit=120):
+    """poll cond() until true; the limit only stops a hung test, it is not a timing assertion"""
+    end = time.monotonic() + limit
+    while not cond():
+        if time.monotonic() > end:
+            sys.exit("FAIL: gave up waiting for " + what)
+        time.sleep(0.02)
+
+
+def logged(text):
+    with open(LOG, errors="replace") as f:
+        return text in f.read()
+
+
+def session():
+    s = ip.Sess()
+    s.s.settimeout(60)
+    s.login()
+    for _ in range(3):  # the power-on unit attention
+        st, _ = s.cmd(bytes(6), 0)
+        if st == 0:
+            break
+    return s
+
+
+def send(s, itt, cdb, edtl=0, data=None, read=False, immediate=False):
+    bhs = bytearray(48)
+    bhs[0] = 0x01 | (0x40 if immediate else 0)
+    bhs[1] = 0x80 | (0x20 if data is not None else 0) | (0x40 if read else 0) | 1
+    struct.pack_into(">III", bhs, 16, itt, edtl, s.cmdsn)
+    if not immediate:
+        s.cmdsn += 1
+    bhs[32:32 + len(cdb)] = cdb
+    s.send_pdu(bhs, data or b"")
+
+
+def write10(s, itt, lba, byte, immediate=False):
+    send(s, itt, bytes([0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0]), 512, bytes([byte]) * 512, immediate=immediate)
+
+
+def read10(s, itt, lba, n=1, immediate=False):
+    send(s, itt, bytes([0x28, 0, 0, 0, 0, lba, 0, 0, n, 0]), 512 * n, read=True, immediate=immediate)
+
+
+def answer(s):
+    """the next command answer: (ITT, status, Data-In bytes); NOP-Ins are returned as (None, ITT, b"")"""
+    data = b""
+    while True:
+        r, d = s.recv_pdu()
+        op = r[0] & 0x3F
+        itt = struct.unpack(">I", r[16:20])[0]
+        if op == 0x20:
+            return None, itt, b""
+        if op == 0x25:
+            data += d
+            if r[1] & 0x01:
+                return itt, r[3], data
+            continue
+        assert op == 0x21, "opcode 0x%x" % op
+        return itt, r[3], data
+
+
+def expect(s, itt, status, what):
+    got = answer(s)
+    assert got[0] == itt and got[1] == status, "%s: got ITT %s status %s, want ITT %d %s" % (
+        what, got[0], NAMES.get(got[1], got[1]), itt, NAMES[status])
+    return got[2]
+
+
+def nop(s, itt):
+    o = bytearray(48)
+    o[0] = 0x40
+    o[1] = 0x80
+    struct.pack_into(">III", o, 16, itt, 0xFFFFFFFF, s.cmdsn)
+    s.send_pdu(o)
+
+
+def read_back(s, lba, n=1):
+    st, got = s.cmd(bytes([0x28, 0, 0, 0, 0, lba, 0, 0, n, 0]), 512 * n, read=True)
+    assert st == 0, "read back: status 0x%x" % st
+    return got
+
+
+def held(n):
+    return lambda: fault(action="status")["held"] >= n
+
+
+if MODE == "immediate":
+    # invariant 9 of iscsi.c: 8 immediate commands live (reads held), the 9th TASK SET FULL at once
+    s = session()
+    fault(action="stall", ops=["read"], pinned=True)
+    for i in range(8):
+        read10(s, 300 + i, 10 + i, immediate=True)
+    until(held(8), "8 held reads")
+    read10(s, 308, 20, immediate=True)
+    expect(s, 308, TSF, "the 9th immediate command")
+    print("the 9th immediate command: TASK SET FULL")
+    fault(action="release")
+    fault(action="clear")
+    got = sorted(answer(s)[:2] for _ in range(8))
+    assert got == [(300 + i, GOOD) for i in range(8)], got
+    read10(s, 309, 21, immediate=True)
+    expect(s, 309, GOOD, "an immediate command after")
+    print("the 8 held immediate reads complete; immediate commands run again")
+    sys.exit(0)
+
+s = session()
+write10(s, 90, 1, 0x11)  # the data the withdrawn writes must not overwrite
+expect(s, 90, GOOD, "the first write")
+write10(s, 91, 2, 0x22)
+expect(s, 91, GOOD, "the second write")
+
+# 1. One write, nothing else in flight, held where it can be withdrawn: at the bound it is taken
+#    back and answered BUSY (the session has no other task: SAM-5 5.3); it never lands.
+fault(action="stall", ops=["write"])
+write10(s, 100, 1, 0x55)
+expect(s, 100, BUSY, "a single stalled write")
+st = fault(action="status")
+assert st["held"] == 0 and st["withdrawn"] == 1, st
+fault(action="clear")
+assert fault(action="release")["released"] == 0
+assert read_back(s, 1) == b"\x11" * 512, "the withdrawn write landed"
+write10(s, 101, 1, 0x55)  # the retry the status asks for
+expect(s, 101, GOOD, "the retried write")
+assert read_back(s, 1) == b"\x55" * 512
+print("a single stalled write: BUSY, withdrawn, never written; the retry writes")
+
+# 2. Two stalled writes: the first answered TASK SET FULL (the other is still in the task
+#    set), the last BUSY.
+fault(action="stall", ops=["write"])
+write10(s, 110, 3, 0x33)
+write10(s, 111, 4, 0x44)
+a, b = answer(s), answer(s)
+assert {a[0], b[0]} == {110, 111} and (a[1], b[1]) == (TSF, BUSY), (a, b)
+assert fault(action="status")["withdrawn"] == 2
+fault(action="clear")
+assert read_back(s, 3, 2) == bytes(1024), "a withdrawn write landed"
+print("two stalled writes: TASK SET FULL, then BUSY")
+
+# 3. A write delayed (asleep in the fault layer) past the bound: withdrawn, BUSY; when the
+#    sleeper wakes it passes nothing down.
+fault(action="delay", ops=["write"], delay_us=1500000)
+write10(s, 120, 2, 0x66)
+expect(s, 120, BUSY, "a delayed write")
+until(lambda: fault(action="status")["delaying"] == 0, "the delayed write's sleeper")
+assert fault(action="status")["withdrawn"] == 1
+fault(action="clear")
+assert read_back(s, 2) == b"\x22" * 512, "the withdrawn delayed write landed"
+print("a delayed write: BUSY, never written")
+
+# 4. A write the backend has begun (pinned) is waited for, not answered: NOP-Outs and INQUIRY
+#    are answered, new medium commands get TASK SET FULL (the write is in the task set), and
+#    the write completes GOOD when released.
+fault(action="stall", ops=["write"], pinned=True)
+write10(s, 130, 5, 0x77)
+until(held(1), "the held write")
+until(lambda: logged("ITT 0x82 (opcode 0x2a) stalled for 300 ms: nothing of it could be withdrawn"),
+      "the stall bound's look at the pinned write")
+nop(s, 0x5151)
+got = answer(s)
+assert got[:2] == (None, 0x5151), "NOP-Out behind a begun write: %r" % (got,)
+read10(s, 131, 6)
+expect(s, 131, TSF, "a read behind the begun write")
+st, inq = s.cmd(bytes([0x12, 0, 0, 0, 96, 0]), 96, read=True)
+assert st == 0 and inq[8:12] == b"CASK", "INQUIRY behind the stall: 0x%x" % st
+fault(action="release")
+fault(action="clear")
+expect(s, 130, GOOD, "the begun write once released")
+assert read_back(s, 5) == b"\x77" * 512
+print("a begun write: waited for (NOP-Out, INQUIRY answered; a read TASK SET FULL), then GOOD")
+
+# 5. A read the backend has begun is answered at once (no effect to overtake anything), BUSY:
+#    the session has no other task. A new read behind it: BUSY too (the stall goes on, the
+#    task set is empty). Released, its late completion is dropped, and its ITT is free again.
+fault(action="stall", ops=["read"], pinned=True)
+read10(s, 140, 1)
+expect(s, 140, BUSY, "a begun read")
+read10(s, 141, 2)
+expect(s, 141, BUSY, "a read behind the answered one")
+fault(action="release")
+fault(action="clear")
+until(lambda: fault(action="status")["held"] == 0, "the release")
+read10(s, 140, 1, 2)  # the same ITT
+data = expect(s, 140, GOOD, "the ITT of the answered read again")
+assert data == b"\x55" * 512 + b"\x22" * 512, "read after the dropped completion"
+nop(s, 0x5252)
+got = answer(s)
+assert got[:2] == (None, 0x5252), "a stray answer after the dropped read: %r" % (got,)
+print("a begun read: BUSY at once, its late completion dropped")
+
+# 6. COMPARE AND WRITE waiting for its range lock behind another session's begun write to
+#    the same block: the lock wait is withdrawn, BUSY; later it runs.
+s2 = session()
+fault(action="stall", ops=["write"], pinned=True)
+write10(s, 150, 7, 0x99)
+until(held(1), "the other session's write")
+caw = bytes([0x89, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0])
+send(s2, 151, caw, 1024, bytes(512) + b"\xAA" * 512)
+expect(s2, 151, BUSY, "COMPARE AND WRITE behind a begun write")
+until(lambda: logged("ITT 0x97 (opcode 0x89) stalled for 300 ms: withdrawn"), "the lock wait's withdrawal")
+fault(action="release")
+fault(action="clear")
+expect(s, 150, GOOD, "the begun write once released")
+send(s2, 152, caw[:], 1024, b"\x99" * 512 + b"\xAA" * 512)
+expect(s2, 152, GOOD, "COMPARE AND WRITE after the stall")
+assert read_back(s2, 7) == b"\xAA" * 512
+print("COMPARE AND WRITE behind a begun write: its lock wait withdrawn, BUSY; then it runs")
