@@ -1668,6 +1668,112 @@ exec_get_lba_status(scsi_cmd *c)
 	submit_all(c, lbas_then);
 }
 
+/* LOG SENSE (SPC-4 6.6): the supported log pages (00h) and the Logical Block Provisioning log
+ * page (0Ch, SBC-3 6.4.5), whose counts are in threshold sets (TP_SET, VPD B2's THRESHOLD
+ * EXPONENT): the pool's free space (the resource the 1C/02 threshold watches; SCOPE 10b, shared
+ * with the pool's other volumes) and the blocks this LU's tree references (SCOPE 01b; committed
+ * txgs only, as `cask vol list`). No threshold or saved values: PC is ignored, SP is refused by
+ * the usage map. */
+typedef struct lbp_counts {
+	const char *vol;     /* "vol" or "vol@snap" */
+	uint64_t free_b, used_b;
+} lbp_counts;
+
+static int
+lbp_counts_cb(ce_pool *p, void *arg)
+{
+	lbp_counts *q = arg;
+	ce_pool_stat st;
+	int err = ce_pool_stat_get(p, &st);
+	if (err != 0)
+		return err;
+	q->free_b = st.free;
+	const char *at = strchr(q->vol, '@');
+	if (at == NULL) {
+		ce_vol_info vi;
+		if ((err = ce_vol_info_get(p, q->vol, &vi)) == 0)
+			q->used_b = vi.referenced;
+		return err;
+	}
+	char vname[256];
+	snprintf(vname, sizeof(vname), "%.*s", (int)(at - q->vol), q->vol);
+	ce_snap_info *si;
+	size_t n;
+	if ((err = ce_snap_list(p, vname, &si, &n)) != 0)
+		return err;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(si[i].name, q->vol) == 0)
+			q->used_b = si[i].referenced;
+	free(si);
+	return 0;
+}
+
+/* one resource count parameter of page 0Ch */
+static size_t
+lbp_param(uint8_t *d, uint16_t code, uint64_t sets, uint8_t scope)
+{
+	p16(d, code);
+	d[2] = 0x23; /* DU 0, TSD 1 (never saved), ETC 0, TMC 0, FORMAT AND LINKING 11b (binary list) */
+	d[3] = 8;
+	p32(d + 4, sets > 0xffffffffull ? 0xffffffffu : (uint32_t)sets);
+	d[8] = scope;
+	return 12;
+}
+
+static void
+exec_log_sense(scsi_cmd *c)
+{
+	scsi_lu *lu = LU(c);
+	int page = c->cdb[2] & 0x3f, sub = c->cdb[3];
+	uint16_t ptr = g16(c->cdb + 5);
+	uint32_t alloc = g16(c->cdb + 7);
+	uint8_t *d = din_alloc(c, 64);
+	size_t n = 4;
+	if (page == 0x00 && (sub == 0x00 || sub == 0xff)) {
+		if (ptr != 0) {
+			bad_cdb(c, 5, -1); /* the list has no parameter codes */
+			return finish(c);
+		}
+		if (sub == 0x00) {
+			d[n++] = 0x00;
+			d[n++] = 0x0c;
+		} else {
+			static const uint8_t pairs[] = { 0x00, 0x00, 0x00, 0xff, 0x0c, 0x00 };
+			memcpy(d + n, pairs, sizeof(pairs));
+			n += sizeof(pairs);
+			d[0] = 0x40; /* SPF */
+		}
+	} else if (page == 0x0c && sub == 0x00) {
+		if (ptr > 0x0002) {
+			bad_cdb(c, 5, -1); /* beyond the largest parameter code */
+			return finish(c);
+		}
+		char pool[128];
+		const char *slash = strchr(lu->name, '/');
+		lbp_counts q = { slash ? slash + 1 : lu->name, 0, 0 };
+		int err = -ENOENT;
+		if (slash != NULL && (size_t)(slash - lu->name) < sizeof(pool)) {
+			snprintf(pool, sizeof(pool), "%.*s", (int)(slash - lu->name), lu->name);
+			err = reg_with_pool(pool, lbp_counts_cb, &q);
+		}
+		if (err != 0) {
+			map_vio_error(c, VIO_MAP, err, ce_errcode_of(err));
+			return finish(c);
+		}
+		if (ptr <= 0x0001)
+			n += lbp_param(d + n, 0x0001, q.free_b / TP_SET, 0x02);
+		n += lbp_param(d + n, 0x0002, (q.used_b + TP_SET - 1) / TP_SET, 0x01);
+	} else {
+		bad_cdb(c, page == 0x00 || page == 0x0c ? 3 : 2, page == 0x00 || page == 0x0c ? -1 : 5);
+		return finish(c);
+	}
+	d[0] |= (uint8_t)page;
+	d[1] = (uint8_t)sub;
+	p16(d + 2, (uint16_t)(n - 4));
+	din_ready(c, (uint32_t)MIN((size_t)alloc, n));
+	finish(c);
+}
+
 /* START STOP UNIT, PREVENT ALLOW MEDIUM REMOVAL */
 static int
 prep_start_stop(scsi_cmd *c)
@@ -1872,6 +1978,7 @@ static const scsi_op optab[] = {
 	{ 0x35, -1, "SYNCHRONIZE CACHE(10)", prep_sync, exec_sync, 10, SCSI_DIR_NONE, PR_W, OP_MEDIUM, { 0x35, 0x06, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x41, -1, "WRITE SAME(10)", prep_write_same, exec_write_same, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x41, 0xf8, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x42, -1, "UNMAP", prep_unmap, exec_unmap, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x42, 0x01, 0, 0, 0, 0, 0x1f, F, F, 0 } },
+	{ 0x4d, -1, "LOG SENSE", prep_none, exec_log_sense, 10, SCSI_DIR_IN, PR_A, 0, { 0x4d, 0, F, F, 0, F, F, F, F, 0 } },
 	{ 0x55, -1, "MODE SELECT(10)", prep_mode_select, exec_mode_select, 10, SCSI_DIR_OUT, PR_W, 0, { 0x55, 0x11, 0, 0, 0, 0, 0, F, F, 0 } },
 	{ 0x56, -1, "RESERVE(10)", prep_none, exec_reserve, 10, SCSI_DIR_NONE, PR_S, 0, { 0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0 } },
 	{ 0x57, -1, "RELEASE(10)", prep_none, exec_release, 10, SCSI_DIR_NONE, PR_S, OP_SPC2_OK, { 0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0 } },
