@@ -14,6 +14,13 @@ MODE fuzz:  against the read-only snapshot target IQN_BASE.v.s1 only (never the 
   (d) well-formed WRITEs to IQN_BASE.v of the pattern already there, sent as Data-Out
       with one wrong offset/DataSN/TTT/ITT/F bit/length against live R2Ts: the volume's
       checksum (checked by iscsi_fuzz.sh) shows any byte put where it does not belong.
+  (e) the parameter lists of the commands that carry Data-Out -- UNMAP, PERSISTENT RESERVE
+      OUT (every service action and type, REGISTER AND MOVE's TransportID), MODE SELECT 6/10
+      (seeded from MODE SENSE of every page) and WRITE SAME 10/16 (UNMAP/ANCHOR/NDOB) --
+      from a corpus of valid lists, mutated (flipped bytes, truncated, extended, length
+      fields that lie) with CDB lengths and EDTL that agree or not, on IQN_BASE.scratch:
+      well framed, so each is answered GOOD, CHECK CONDITION or RESERVATION CONFLICT and
+      the connection lives.
   After each phase a clean session logs in and reads the pattern back.
 CASK_SEED reproduces a run; CASK_FUZZ_SCALE scales the iteration counts."""
 import os
@@ -437,7 +444,134 @@ def dataouts(count):
     s.s.close()
 
 
+# ---- (e) parameter lists of the commands that carry Data-Out, on the scratch volume ---
+def seeds_unmap():
+    def ul(descs):
+        body = b"".join(struct.pack(">QI4x", lba, n) for lba, n in descs)
+        return struct.pack(">HH4x", 6 + len(body), len(body)) + body
+    n = SCR_BLK
+    return [("unmap", ul([(0, 8)])), ("unmap", ul([(n - 8, 8), (16, 1), (100, 0)])), ("unmap", ul([])),
+            ("unmap", ul([(n - 1, 2)])), ("unmap", ul([(R.randrange(n), R.randrange(64)) for _ in range(256)])),
+            ("unmap", ul([(1, 1)] * 257)), ("unmap", ul([(R.getrandbits(64), R.getrandbits(32))]))]
+
+
+def seeds_prout():
+    out = []
+    for sa in range(8):
+        for typ in (0, 1, 3, 5, 6, 7, 8, R.getrandbits(4)):
+            key = R.choice([0, 0x1111, 0x1111, 0x2222, R.getrandbits(64)])  # 0x1111 is registered
+            sakey = R.choice([0, 0x1111, 0x2222, 0x3333, R.getrandbits(64)])
+            flags = R.choice([0, 0x01, 0x04, 0x08, R.getrandbits(8)])  # APTPL, ALL_TG_PT, SPEC_I_PT
+            if sa == 7:  # REGISTER AND MOVE: a TransportID follows
+                tid = b"\x05\0" + struct.pack(">H", 0) + ip.INITIATOR.encode() + b",i,0x" + b"8012345678ab\0"
+                tid = tid[:2] + struct.pack(">H", len(tid) - 4) + tid[4:]
+                data = struct.pack(">QQxBHI", key, sakey, flags & 3, R.choice([1, 0, 2]), len(tid)) + tid
+            else:
+                data = struct.pack(">QQ4xBx2x", key, sakey, flags)
+            out.append(("prout", (sa, typ, data)))
+    return out
+
+
+def seeds_mode(s):
+    out = []
+    for pc in (0x3F, 0x08, 0x0A, 0x1C):
+        sub = 0x02 if pc == 0x1C else (0xFF if pc == 0x3F and R.random() < 0.5 else 0)
+        st, d = s.cmd(bytes([0x5A, 0x08, pc, sub, 0, 0, 0, 0x10, 0, 0]), 4096, read=True)
+        if st != 0 or len(d) < 8:
+            continue
+        pages = bytearray(d[8 + struct.unpack(">H", d[6:8])[0]:])
+        off = 0
+        while off + 2 <= len(pages):  # PS is reserved in MODE SELECT: clear it in each page
+            ln = 4 + struct.unpack(">H", pages[off + 2:off + 4])[0] if pages[off] & 0x40 else 2 + pages[off + 1]
+            pages[off] &= 0x7F
+            off += ln
+        # MODE DATA LENGTH and the device-specific byte (WP, DPOFUA) are reserved in MODE SELECT
+        out.append(("mode10", bytes([0, 0, d[2], 0, 0, 0, 0, 0]) + bytes(pages)))
+        if len(pages) + 4 <= 255:  # the same pages behind a 4-byte header for MODE SELECT(6)
+            out.append(("mode6", bytes([0, d[2], 0, 0]) + bytes(pages)))
+    return out
+
+
+def seeds_wsame():
+    return [("ws10", R.choice([b"\0" * BS, b"\xA5" * BS, rbytes(BS)])), ("ws16", b"\0" * BS),
+            ("ws16", rbytes(BS)), ("ws10", b"")]
+
+
+def mutate_list(data):
+    m = R.choice(["flip", "flip", "flip", "truncate", "extend", "length", "length", "none", "none", "none"])
+    b = bytearray(data)
+    if m == "flip" and b:
+        for _ in range(R.randrange(1, 6)):
+            b[R.randrange(len(b))] = R.getrandbits(8)
+    elif m == "truncate":
+        b = b[:R.randrange(len(b) + 1)]
+    elif m == "extend":
+        b += rbytes(R.choice([1, 8, 16, 512]))
+    elif m == "length" and len(b) >= 4:
+        struct.pack_into(">H", b, R.choice([0, 2]), R.choice([0, 1, 6, 0xFFFF, R.getrandbits(16)]))
+    return bytes(b)
+
+
+def paramlist_case(s, seed):
+    kind, arg = seed
+    lba = R.choice([0, R.randrange(SCR_BLK), R.randrange(SCR_BLK), SCR_BLK - 1, SCR_BLK, R.getrandbits(32)])
+    nb = R.choice([0, 1, 8, 64, R.randrange(SCR_BLK + 8)])
+    if kind == "prout":
+        sa, typ, data = arg
+        data = mutate_list(data)
+        plen = R.choice([len(data)] * 4 + [24, 0, len(data) + 8, R.getrandbits(32)])
+        cdb = struct.pack(">BBB2xIB", 0x5F, sa | R.choice([0, 0, 0x20]), typ, plen & 0xFFFFFFFF, 0)
+    elif kind in ("mode6", "mode10"):
+        data = mutate_list(arg)
+        flags = R.choice([0x10, 0x10, 0x11, 0x00, R.getrandbits(8) & 0x1F])  # PF, SP
+        plen = R.choice([len(data)] * 4 + [0, len(data) + 4, R.getrandbits(16)])
+        cdb = (bytes([0x15, flags, 0, 0, plen & 0xFF, 0]) if kind == "mode6"
+               else struct.pack(">BB5xHB", 0x55, flags, plen & 0xFFFF, 0))
+    elif kind == "unmap":
+        data = mutate_list(arg)
+        plen = R.choice([len(data)] * 4 + [0, 8, len(data) + 16, R.getrandbits(16)])
+        cdb = struct.pack(">BB5xHB", 0x42, R.choice([0, 0, 1]), plen & 0xFFFF, 0)
+    else:  # WRITE SAME 10/16: UNMAP, ANCHOR, NDOB bits; the one-block pattern or none
+        data = mutate_list(arg) if R.random() < 0.3 else arg
+        fl = R.choice([0, 0x08, 0x10, 0x18, 0x01, 0x09, R.getrandbits(8)])
+        cdb = (struct.pack(">BBIxHB", 0x41, fl & 0xFE, lba & 0xFFFFFFFF, nb & 0xFFFF, 0) if kind == "ws10"
+               else struct.pack(">BBQIxB", 0x93, fl, lba, nb, 0))
+    edtl = R.choice([len(data)] * 5 + [0, max(0, len(data) - 1)])
+    data = data[:edtl]
+    st, _ = s.cmd(cdb, edtl, data if edtl else None)
+    assert st in (0x00, 0x02, 0x18), "%s %s: status 0x%x" % (kind, cdb.hex(), st)
+    stats["params"] += 1
+    stats["params_good"] += st == 0
+    k = stats.setdefault("kinds", {}).setdefault(kind, [0, 0, 0])
+    k[0] += 1
+    k[1] += st == 0
+    k[2] += st == 0x18
+
+
+def paramlists(count):
+    s = sess(BASE + ".scratch")
+    for _ in range(3):  # the power-on unit attention
+        if s.cmd(bytes(6), 0)[0] == 0:
+            break
+    corpus = [seeds_unmap(), seeds_prout(), seeds_mode(s), seeds_wsame()]
+    register = bytes([0x5F, 0x06, 0, 0, 0, 0, 0, 0, 24, 0])  # REGISTER AND IGNORE EXISTING KEY 0x1111
+    for _ in range(count):
+        if R.random() < 0.1:
+            s.cmd(register, 24, struct.pack(">QQ8x", 0, 0x1111))
+        seed = R.choice(R.choice(corpus))  # each command kind as often as the others
+        paramlist_case(s, seed)  # well framed: a drop is a failure here
+        if R.random() < 0.05:
+            st, _ = s.cmd(bytes([0x5F, 0x03, 0, 0, 0, 0, 0, 0, 24, 0]), 24,
+                          struct.pack(">QQ8x", 0x1111, 0))  # CLEAR, if 0x1111 is registered
+    st, _ = s.cmd(bytes(6), 0)
+    assert st in (0, 2), "TEST UNIT READY after the parameter lists: 0x%x" % st
+    s.s.close()
+    print("parameter lists (cases, GOOD, RESERVATION CONFLICT): " + ", ".join(
+        "%s %d/%d/%d" % ((k,) + tuple(v)) for k, v in sorted(stats.get("kinds", {}).items())), flush=True)
+
+
 stats["dataout"] = 0
+stats["params"] = stats["params_good"] = 0
 s0 = sess(SNAP)
 NBLK = capacity(s0)
 s0.s.close()
@@ -452,7 +586,12 @@ reads(int(400 * scale))
 alive("read-check")
 dataouts(int(150 * scale))
 alive("data-out")
+s0 = sess(BASE + ".scratch")
+SCR_BLK = capacity(s0)
+s0.s.close()
+paramlists(int(300 * scale))
+alive("parameter lists")
 print("iscsi_fuzz: seed %d: %d login cases, %d full-feature sessions with %d PDUs, %d reads "
-      "(%d CHECK CONDITION), %d mutated writes, %d connections dropped by caskd" % (
-          seed, stats["login"], stats["ffp_sessions"], stats["ffp"], stats["reads"],
-          stats["reads_cc"], stats["dataout"], stats["drops"]))
+      "(%d CHECK CONDITION), %d mutated writes, %d parameter lists (%d GOOD), %d connections dropped "
+      "by caskd" % (seed, stats["login"], stats["ffp_sessions"], stats["ffp"], stats["reads"],
+                    stats["reads_cc"], stats["dataout"], stats["params"], stats["params_good"], stats["drops"]))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # iscsi_fuzz -- see iscsi_fuzz.py: seeded random and mutated PDUs in the login and
 # full-feature phases and random CDBs against the sanitizer-built caskd's read-only
-# snapshot target; reads at random LBAs return the known pattern or CHECK CONDITION.
+# snapshot target; reads at random LBAs return the known pattern or CHECK CONDITION; mutated
+# parameter lists (UNMAP, PR OUT, MODE SELECT, WRITE SAME) on tank/scratch get a status each.
 # Afterwards the volume's, the snapshot's and a never-touched victim volume's
 # `cask vol checksum` are unchanged (mutated Data-Out against live R2Ts on tank/v only
 # ever carries the bytes already there), caskd is alive, no sanitizer report is logged and
@@ -14,6 +15,7 @@ start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-nop-ms 0 -v
 $CASK pool create tank "$T/tank0.vdev" --size 256M
 $CASK vol create tank/v --size 4M
 $CASK vol create tank/victim --size 4M
+$CASK vol create tank/scratch --size 4M
 export PYTHONPATH="$(dirname "$0")${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" "$(dirname "$0")/iscsi_fuzz.py" 127.0.0.1 "$IPORT" "$IQN" setup
 $CASK snap create tank/v@s1
