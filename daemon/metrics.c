@@ -429,6 +429,28 @@ daemon_metrics(mbuf *b, uint64_t omitted)
 	put(b, "cask_start_time_seconds %" PRIu64 "\n", start_time);
 	family(b, "cask_io_threads", "gauge", "Threads that run blocking volume IO (--io-threads).");
 	put(b, "cask_io_threads %d\n", vio_worker_count());
+	vio_lock_stats ls;
+	vio_lock_stats_get(&ls);
+	family(b, "cask_range_locks_granted_total", "counter",
+	    "Volume range locks granted (COMPARE AND WRITE, OR WRITE; docs/design-vio.md 9).");
+	put(b, "cask_range_locks_granted_total %" PRIu64 "\n", ls.granted);
+	family(b, "cask_range_lock_waits_total", "counter", "Range locks that waited in the queue before their grant.");
+	put(b, "cask_range_lock_waits_total %" PRIu64 "\n", ls.waited);
+	family(b, "cask_range_lock_wait_seconds_total", "counter", "Time those locks spent in the queue.");
+	put(b, "cask_range_lock_wait_seconds_total %.9f\n", (double)ls.wait_ns / 1e9);
+	family(b, "cask_range_lock_blocked_requests_total", "counter",
+	    "Requests that queued behind a range lock (the fast path is not counted).");
+	put(b, "cask_range_lock_blocked_requests_total %" PRIu64 "\n", ls.req_waited);
+	family(b, "cask_range_lock_withdrawn_total", "counter",
+	    "Locks and requests taken out of the range lock's queue by the iSCSI stall bound.");
+	put(b, "cask_range_lock_withdrawn_total %" PRIu64 "\n", ls.withdrawn);
+	family(b, "cask_range_locks_held", "gauge", "Range locks held now.");
+	put(b, "cask_range_locks_held %" PRIu64 "\n", ls.held);
+	family(b, "cask_range_lock_queued", "gauge", "Range locks and requests waiting in the queue now.");
+	put(b, "cask_range_lock_queued %" PRIu64 "\n", ls.queued);
+	family(b, "cask_io_withdrawn_total", "counter",
+	    "Requests taken back from the volume IO stack before they began (iSCSI stall bound; docs/design-vio.md 10).");
+	put(b, "cask_io_withdrawn_total %" PRIu64 "\n", vio_withdrawn_total());
 	family(b, "cask_metrics_scrapes_total", "counter", "Requests for /metrics answered, this one included.");
 	put(b, "cask_metrics_scrapes_total %" PRIu64 "\n", (uint64_t)atomic_fetch_add(&scrapes, 1) + 1);
 	family(b, "cask_metrics_omitted", "gauge",

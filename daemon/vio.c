@@ -231,14 +231,24 @@ vio_next(vio_dev *d, vio_req *r)
 	d->next->ops->submit(d->next, r);
 }
 
+static _Atomic uint64_t withdrawn_total;
+
+uint64_t
+vio_withdrawn_total(void)
+{
+	return withdrawn_total;
+}
+
 int
 vio_withdraw(vio_vol *v, vio_req *r)
 {
 	/* top down: a request only moves down until it completes, so a layer checked before the
 	 * request reached it is the only way to miss it (the caller asks again later) */
 	for (vio_dev *d = v->top; d != NULL; d = d->next)
-		if (d->ops->withdraw != NULL && d->ops->withdraw(d, r))
+		if (d->ops->withdraw != NULL && d->ops->withdraw(d, r)) {
+			atomic_fetch_add(&withdrawn_total, 1);
 			return 1;
+		}
 	return 0;
 }
 

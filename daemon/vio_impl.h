@@ -52,5 +52,19 @@ void vio_fault_set(const char *name, const vio_fault_rule *rule);
 uint64_t vio_fault_release(const char *name);
 void vio_fault_get(const char *name, vio_fault_status *st);
 void vio_fault_stop(void); /* release everything held, hold nothing more */
+
+/* The range lock's daemon-wide counters (vio_lock.c; the metrics endpoint). Only the slow path
+ * counts: the fast path of a request without a lock in the way is untouched. */
+typedef struct vio_lock_stats {
+	uint64_t granted;        /* locks granted */
+	uint64_t waited;         /* of those, the ones that queued first */
+	uint64_t wait_ns;        /* their time in the queue */
+	uint64_t req_waited;     /* requests that queued behind a lock */
+	uint64_t withdrawn;      /* locks and requests taken out of the queue (vio_withdraw) */
+	uint64_t held, queued;   /* now: locks held; locks and requests queued */
+} vio_lock_stats;
+void vio_lock_stats_get(vio_lock_stats *out);
+/* requests and locks vio_withdraw / vio_lock_withdraw took back, daemon-wide */
+uint64_t vio_withdrawn_total(void);
 void vio_fault_fini(void);
 #endif

@@ -32,6 +32,8 @@
  *      the stall bound of docs/iscsi.md §9.3), under mu, so it is never also released by kick.
  *      A withdrawn request moves to `tracked` until its completion (slow_done, which kicks); a
  *      withdrawn lock is freed and kicks at once: what queued behind it may go.
+ *   7. The counters of vio_lock_stats change only on the slow path (a queue, a grant, an
+ *      unlock, a withdrawal); the fast path stays one atomic add and one load.
  */
 #include "vio.h"
 #include "vio_impl.h"
@@ -52,6 +54,7 @@ struct vio_lock {
 	vio_lkw w;
 	lkvol *lv;
 	int state;
+	uint64_t queued_ns;      /* when it queued (0: granted at once) */
 	void (*granted)(vio_lock *lk, void *arg);
 	void *arg;
 };
@@ -70,6 +73,23 @@ struct lkvol {
 
 static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 static lkvol *tab;
+
+/* vio_lock_stats: daemon-wide, touched only off the fast path */
+static _Atomic uint64_t st_granted, st_waited, st_wait_ns, st_req_waited, st_withdrawn;
+static _Atomic int64_t st_held, st_queued;
+
+void
+vio_lock_stats_get(vio_lock_stats *out)
+{
+	out->granted = st_granted;
+	out->waited = st_waited;
+	out->wait_ns = st_wait_ns;
+	out->req_waited = st_req_waited;
+	out->withdrawn = st_withdrawn;
+	int64_t h = st_held, q = st_queued;
+	out->held = h > 0 ? (uint64_t)h : 0;
+	out->queued = q > 0 ? (uint64_t)q : 0;
+}
 
 /* ---- lists ---- */
 
@@ -173,7 +193,12 @@ kick(lkvol *lv)
 	while (go.next != &go) {
 		vio_lkw *x = go.next;
 		l_del(x);
+		atomic_fetch_sub(&st_queued, 1);
 		if (x->kind == LKW_LOCK) {
+			atomic_fetch_add(&st_granted, 1);
+			atomic_fetch_add(&st_waited, 1);
+			atomic_fetch_add(&st_wait_ns, vio_now_ns() - LOCK_OF(x)->queued_ns);
+			atomic_fetch_add(&st_held, 1);
 			LOCK_OF(x)->state = LK_HELD;
 			l_add_tail(&lv->held, x);
 			vio_defer(run_grant, LOCK_OF(x));
@@ -253,6 +278,8 @@ lock_submit(vio_dev *d, vio_req *r)
 	}
 	l_add_tail(&lv->queue, &r->lkw);
 	lv->nqueued++;
+	atomic_fetch_add(&st_req_waited, 1);
+	atomic_fetch_add(&st_queued, 1);
 	pthread_mutex_unlock(&lv->mu);
 	/* the lock in the way may have gone between the check and now: nothing is lost, its
 	 * unlock kicks under mu after we queued (it takes mu) */
@@ -279,13 +306,17 @@ vio_lock_range(vio_vol *v, uint64_t off, uint64_t len, void (*granted)(vio_lock 
 	if (admissible(lv, &lk->w, NULL)) {
 		lk->state = LK_HELD;
 		l_add_tail(&lv->held, &lk->w);
+		atomic_fetch_add(&st_granted, 1);
+		atomic_fetch_add(&st_held, 1);
 		pthread_mutex_unlock(&lv->mu);
 		granted(lk, arg);
 		return 0;
 	}
 	lk->state = LK_QUEUED;
+	lk->queued_ns = vio_now_ns();
 	l_add_tail(&lv->queue, &lk->w);
 	lv->nqueued++;
+	atomic_fetch_add(&st_queued, 1);
 	pthread_mutex_unlock(&lv->mu);
 	/* the fast path may have drained between our increment and the check: its last
 	 * decrement saw active != 0 and kicks; if it ran before we queued, kick now */
@@ -302,6 +333,7 @@ vio_unlock(vio_lock *lk)
 	VERIFY(lk->state == LK_HELD);
 	l_del(&lk->w);
 	atomic_fetch_sub(&lv->active, 1);
+	atomic_fetch_sub(&st_held, 1);
 	pthread_mutex_unlock(&lv->mu);
 	free(lk);
 	kick(lv);
@@ -342,6 +374,8 @@ lock_withdraw(vio_dev *d, vio_req *r)
 			l_del(w);
 			lv->nqueued--;
 			l_add_tail(&lv->tracked, w); /* slow_done takes it off when the caller completes it */
+			atomic_fetch_sub(&st_queued, 1);
+			atomic_fetch_add(&st_withdrawn, 1);
 			found = 1;
 			break;
 		}
@@ -364,6 +398,8 @@ vio_lock_withdraw(vio_vol *v, void *arg)
 			l_del(w);
 			lv->nqueued--;
 			atomic_fetch_sub(&lv->active, 1);
+			atomic_fetch_sub(&st_queued, 1);
+			atomic_fetch_add(&st_withdrawn, 1);
 			break;
 		}
 	pthread_mutex_unlock(&lv->mu);

@@ -8,14 +8,24 @@
 # for its range lock is withdrawn. Then, with the bound off, the 9th live immediate command
 # gets TASK SET FULL. The sanitizer caskd; cask's own initiator (iscsi_stall.py).
 source "$(dirname "$0")/lib.sh"
+need curl
 [ -x "${CASK_ASAN_BUILD:-}/caskd" ] && CASKD="$CASK_ASAN_BUILD/caskd"
 IPORT=$(free_port)
-start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-stall-ms 300 --iscsi-nop-ms 0 --test-ops -v
+MPORT=$(free_port)
+start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-stall-ms 300 --iscsi-nop-ms 0 --test-ops -v --metrics "127.0.0.1:$MPORT"
 $CASK pool create tank "$T/tank0.vdev" --size 256M
 $CASK vol create tank/v --size 16M
 PYTHONPATH="$(dirname "$0")" "$PY" "$(dirname "$0")/iscsi_stall.py" "$IPORT" "$SOCK" "$T/caskd.log" stall
 grep -q "stalled commands are answered BUSY or TASK SET FULL where that is safe" "$T/caskd.log" ||
   fail "the stall was not logged"
+# the metrics (docs/metrics.md): 4 requests withdrawn (cases 1-3), the lock wait of case 6, its
+# later grant, and nothing held or queued now
+m=$(curl -sf "http://127.0.0.1:$MPORT/metrics") || fail "no metrics scrape"
+val() { awk -v k="$1" '$1 == k {print $2}' <<<"$m"; }
+[ "$(val cask_io_withdrawn_total)" = 4 ] || fail "cask_io_withdrawn_total $(val cask_io_withdrawn_total), want 4"
+[ "$(val cask_range_lock_withdrawn_total)" = 1 ] || fail "cask_range_lock_withdrawn_total $(val cask_range_lock_withdrawn_total)"
+[ "$(val cask_range_locks_granted_total)" -ge 1 ] || fail "cask_range_locks_granted_total $(val cask_range_locks_granted_total)"
+[ "$(val cask_range_locks_held)" = 0 ] && [ "$(val cask_range_lock_queued)" = 0 ] || fail "range locks held or queued after the test"
 stop_caskd
 PORT= start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-stall-ms 0 --iscsi-nop-ms 0 --test-ops
 PYTHONPATH="$(dirname "$0")" "$PY" "$(dirname "$0")/iscsi_stall.py" "$IPORT" "$SOCK" "$T/caskd.log" immediate
