@@ -1663,8 +1663,12 @@ stall_check(iconn *ic)
 	uint64_t now = util_now_ns(), bound = (uint64_t)stall_ms * 1000000u;
 	for (itask *t = ic->tasks, *nx; t; t = nx) {
 		nx = t->next;
-		if (!t->running || t->aborted || now - t->run_ns < bound)
+		if (!t->running || now - t->run_ns < bound)
 			continue;
+		if (t->aborted) {
+			scsi_cancel(&t->sc); /* no answer is due; the TMF that aborted it waits for it */
+			continue;
+		}
 		stall_log(ic);
 		if (!scsi_cmd_writes(&t->sc)) {
 			/* no effect to overtake anything: answered now, the core's completion dropped */
@@ -1673,6 +1677,7 @@ stall_check(iconn *ic)
 			task_unlink(ic, t);
 			t->detached = 1;
 			ic->ndetached++;
+			scsi_cancel(&t->sc); /* what of it waits in the stack goes at once (buffers, window slot) */
 			log_info("iscsi %s: ITT 0x%x (opcode 0x%02x) answered %s after %d ms in the volume IO stack; its "
 			    "completion will be dropped", conn_peer(ic->c), t->itt, t->sc.cdb[0],
 			    st == SCSI_BUSY ? "BUSY" : "TASK SET FULL", stall_ms);

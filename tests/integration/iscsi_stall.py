@@ -213,6 +213,15 @@ got = answer(s)
 assert got[:2] == (None, 0x5252), "a stray answer after the dropped read: %r" % (got,)
 print("a begun read: BUSY at once, its late completion dropped")
 
+# 5b. A read that has not begun: answered BUSY and withdrawn from the stack too.
+fault(action="stall", ops=["read"])
+read10(s, 142, 3)
+expect(s, 142, BUSY, "a held read")
+until(lambda: fault(action="status")["withdrawn"] == 1, "the held read's withdrawal")
+assert fault(action="status")["held"] == 0
+fault(action="clear")
+print("a held read: BUSY, withdrawn")
+
 # 6. COMPARE AND WRITE waiting for its range lock behind another session's begun write to
 #    the same block: the lock wait is withdrawn, BUSY; later it runs.
 s2 = session()
