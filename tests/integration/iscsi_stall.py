@@ -3,7 +3,8 @@
 initiator against a caskd started with --iscsi-stall-ms 300 --test-ops; requests are held in the
 volume IO stack by test.vio_fault (stall, delay; `pinned`: the request counts as begun by the
 backend, so it cannot be withdrawn). Each case waits for conditions (the fault layer's counters,
-caskd's log lines), never for a time. MODE "stall": the bound; MODE "immediate": the bound on
+caskd's log lines), never for a time. MODE "stall": the bound; MODE "workers": a request
+withdrawn from the worker queue (caskd with --io-threads 1); MODE "immediate": the bound on
 immediate commands (caskd with --iscsi-stall-ms 0)."""
 import struct
 import sys
@@ -109,6 +110,28 @@ def read_back(s, lba, n=1):
 def held(n):
     return lambda: fault(action="status")["held"] >= n
 
+
+if MODE == "workers":
+    # caskd with --io-threads 1: session A's SYNCHRONIZE CACHE delayed (pinned) in the fault layer
+    # keeps the one worker asleep; session B's FUA WRITE waits in the worker queue. At B's bound
+    # the write is withdrawn from the worker queue: BUSY (B has no other task), and it never
+    # lands. A's flush (it changes nothing) is answered at its own bound, BUSY.
+    a, b = session(), session()
+    write10(b, 400, 9, 0x12)
+    expect(b, 400, GOOD, "the first write")
+    fault(action="delay", ops=["flush"], delay_us=5000000, pinned=True)
+    send(a, 401, bytes([0x35] + [0] * 9))
+    until(lambda: fault(action="status")["delaying"] == 1, "the delayed flush")
+    send(b, 402, bytes([0x2A, 0x08, 0, 0, 0, 9, 0, 0, 1, 0]), 512, b"\x34" * 512)  # FUA
+    expect(b, 402, BUSY, "a FUA write queued for the only worker")
+    expect(a, 401, BUSY, "the delayed flush")
+    assert fault(action="status")["withdrawn"] == 0, "the fault layer withdrew something"
+    until(lambda: logged("ITT 0x192 (opcode 0x2a) stalled for 300 ms: withdrawn"), "the write's log line")
+    until(lambda: fault(action="status")["delaying"] == 0, "the flush's sleeper")
+    fault(action="clear")
+    assert read_back(b, 9) == b"\x12" * 512, "the FUA write withdrawn from the worker queue landed"
+    print("a FUA write queued for the only worker: withdrawn, BUSY, never written")
+    sys.exit(0)
 
 if MODE == "immediate":
     # invariant 9 of iscsi.c: 8 immediate commands live (reads held), the 9th TASK SET FULL at once

@@ -6,7 +6,8 @@
 # waited for while NOP-Out and INQUIRY are answered and new medium commands get TASK SET FULL; a
 # begun read is answered at once and its late completion dropped (one not begun is withdrawn
 # too); a COMPARE AND WRITE waiting
-# for its range lock is withdrawn. Then, with the bound off, the 9th live immediate command
+# for its range lock is withdrawn; with one IO thread, a FUA write queued for it is withdrawn
+# from the worker queue. Then, with the bound off, the 9th live immediate command
 # gets TASK SET FULL. The sanitizer caskd; cask's own initiator (iscsi_stall.py).
 source "$(dirname "$0")/lib.sh"
 need curl
@@ -27,6 +28,9 @@ val() { awk -v k="$1" '$1 == k {print $2}' <<<"$m"; }
 [ "$(val cask_range_lock_withdrawn_total)" = 1 ] || fail "cask_range_lock_withdrawn_total $(val cask_range_lock_withdrawn_total)"
 [ "$(val cask_range_locks_granted_total)" -ge 1 ] || fail "cask_range_locks_granted_total $(val cask_range_locks_granted_total)"
 [ "$(val cask_range_locks_held)" = 0 ] && [ "$(val cask_range_lock_queued)" = 0 ] || fail "range locks held or queued after the test"
+stop_caskd
+PORT= start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-stall-ms 300 --iscsi-nop-ms 0 --test-ops -v --io-threads 1
+PYTHONPATH="$(dirname "$0")" "$PY" "$(dirname "$0")/iscsi_stall.py" "$IPORT" "$SOCK" "$T/caskd.log" workers
 stop_caskd
 PORT= start_caskd --iscsi "127.0.0.1:$IPORT" --iscsi-stall-ms 0 --iscsi-nop-ms 0 --test-ops
 PYTHONPATH="$(dirname "$0")" "$PY" "$(dirname "$0")/iscsi_stall.py" "$IPORT" "$SOCK" "$T/caskd.log" immediate
