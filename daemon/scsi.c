@@ -28,6 +28,13 @@
  *   4. Every error is a CHECK CONDITION with a sense key and ASC/ASCQ;
  *      vio failures are mapped from their stable code (CE_E_*), not from
  *      message text.
+ *   5. scsi_cancel (the transport's stall bound): once c->cancel is set no
+ *      phase of c begins (write_then, rmw_granted, the write after a
+ *      compare check it), and only requests vio_withdraw took back -- which
+ *      never had an effect -- complete with -ECANCELED, which maps to BUSY
+ *      with c->withdrawn. c->reqs is replaced only under reqs_busy, which
+ *      scsi_cancel holds while it walks them; it completes what it took back
+ *      after dropping it (a completion may begin the next phase).
  */
 #include "scsi.h"
 #include "log.h"

@@ -245,6 +245,29 @@ assert fault(action="status")["held"] == 0
 fault(action="clear")
 print("a held read: BUSY, withdrawn")
 
+# 5c. ABORT TASK of a held write: the task gets no answer, and at the bound what of it has not
+#     begun is withdrawn, so the TMF is answered (function complete) without the backend.
+fault(action="stall", ops=["write"])
+cmdsn = s.cmdsn
+write10(s, 145, 8, 0x88)
+t = bytearray(48)
+t[0] = 0x02 | 0x40
+t[1] = 0x80 | 1  # ABORT TASK
+struct.pack_into(">IIII", t, 16, 146, 145, s.cmdsn, 0)
+struct.pack_into(">I", t, 32, cmdsn)  # RefCmdSN
+s.send_pdu(t)
+r, _ = s.recv_pdu()
+assert r[0] & 0x3F == 0x22 and struct.unpack(">I", r[16:20])[0] == 146 and r[2] == 0, \
+    "TMF response: opcode 0x%x response %d" % (r[0] & 0x3F, r[2])
+st = fault(action="status")
+assert st["withdrawn"] == 1 and st["held"] == 0, st
+fault(action="clear")
+nop(s, 0x5353)
+got = answer(s)
+assert got[:2] == (None, 0x5353), "an answer for the aborted write: %r" % (got,)
+assert read_back(s, 8) == bytes(512), "the aborted write landed"
+print("ABORT TASK of a held write: withdrawn at the bound, the TMF answered, nothing written")
+
 # 6. COMPARE AND WRITE waiting for its range lock behind another session's begun write to
 #    the same block: the lock wait is withdrawn, BUSY; later it runs.
 s2 = session()

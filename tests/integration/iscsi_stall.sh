@@ -5,7 +5,7 @@
 # BUSY (TASK SET FULL when the session has another task), and never lands; a begun write is
 # waited for while NOP-Out and INQUIRY are answered and new medium commands get TASK SET FULL; a
 # begun read is answered at once and its late completion dropped (one not begun is withdrawn
-# too); a COMPARE AND WRITE waiting
+# too); a held write a TMF aborted is withdrawn so the TMF is answered; a COMPARE AND WRITE waiting
 # for its range lock is withdrawn; with one IO thread, a FUA write queued for it is withdrawn
 # from the worker queue. Then, with the bound off, the 9th live immediate command
 # gets TASK SET FULL. The sanitizer caskd; cask's own initiator (iscsi_stall.py).
@@ -20,11 +20,11 @@ $CASK vol create tank/v --size 16M
 PYTHONPATH="$(dirname "$0")" "$PY" "$(dirname "$0")/iscsi_stall.py" "$IPORT" "$SOCK" "$T/caskd.log" stall
 grep -q "stalled commands are answered BUSY or TASK SET FULL where that is safe" "$T/caskd.log" ||
   fail "the stall was not logged"
-# the metrics (docs/metrics.md): 5 requests withdrawn (cases 1-3, 5b), the lock wait of case 6, its
+# the metrics (docs/metrics.md): 6 requests withdrawn (cases 1-3, 5b, 5c), the lock wait of case 6, its
 # later grant, and nothing held or queued now
 m=$(curl -sf "http://127.0.0.1:$MPORT/metrics") || fail "no metrics scrape"
 val() { awk -v k="$1" '$1 == k {print $2}' <<<"$m"; }
-[ "$(val cask_io_withdrawn_total)" = 5 ] || fail "cask_io_withdrawn_total $(val cask_io_withdrawn_total), want 5"
+[ "$(val cask_io_withdrawn_total)" = 6 ] || fail "cask_io_withdrawn_total $(val cask_io_withdrawn_total), want 6"
 [ "$(val cask_range_lock_withdrawn_total)" = 1 ] || fail "cask_range_lock_withdrawn_total $(val cask_range_lock_withdrawn_total)"
 [ "$(val cask_range_locks_granted_total)" -ge 1 ] || fail "cask_range_locks_granted_total $(val cask_range_locks_granted_total)"
 [ "$(val cask_range_locks_held)" = 0 ] && [ "$(val cask_range_lock_queued)" = 0 ] || fail "range locks held or queued after the test"
