@@ -57,6 +57,18 @@
  *      buffers or the network never delay a renewal; it counts like one from
  *      the data connection (ka_time is the send time, so a late answer only
  *      shortens the lease).
+ *  11. The backlog limit (bl_*): a member's backlog -- the sequenced operations
+ *      queued to it that it has not reported applied -- never grows past
+ *      bl_max_bytes of data or bl_max_ops operations (one request larger than
+ *      the limit is let in alone). A write, trim or zero that would pass it is
+ *      not assigned a seq: either the member is ejected first (reason lag),
+ *      when it is remote, the level is one or quorum and the rest of I still
+ *      give k and a commit quorum (a rebuilding member always), or the request
+ *      waits, unassigned, in c->wh (backpressure: the frontend stops reading
+ *      once its own in-flight limit is reached) until the backlog shrinks, the
+ *      member fails (the deadline ejects one that stops applying) or the
+ *      controller is fenced. Requests leave c->wh in order; a read or flush
+ *      behind a waiting write waits too.
  *
  * As built (see docs/replication.md, "As built, issue 15"): no
  * reads from remote replicas; a member left out of an epoch is not sent
@@ -161,6 +173,10 @@ typedef struct ep {
 	/* the lease connection (invariant 10; lease_thread's alone, and ctrl_free's after it ended) */
 	int kopen, kfd;
 	uint64_t kid, kretry_ns;
+	/* the backlog (invariant 11): (seq, bytes) of each sequenced op queued to it and not applied, oldest first */
+	struct blent { uint64_t seq, bytes; } *bl;
+	size_t bl_head, bl_n, bl_cap; /* a ring of bl_cap (a power of two) entries */
+	uint64_t bl_bytes, bl_peak_bytes, bl_peak_ops;
 } ep;
 
 typedef struct creq {
@@ -204,6 +220,8 @@ struct ctrl {
 	uint64_t start_ns;    /* the maintenance thread's start: a lease is pending until held or the deadline */
 	int lease_held;       /* held once since start */
 	int lease_last;       /* the state the maintenance thread saw last (LEASE_*) */
+	creq *wh, *wt;        /* requests waiting for a member's backlog (invariant 11), not assigned yet */
+	uint64_t bl_waiting, bl_waits, bl_ejects; /* waiting now; requests that waited; members ejected for it */
 	struct ctrl *next;
 };
 
@@ -315,6 +333,9 @@ lease_state(ctrl *c, uint64_t now)
 }
 
 static void settle(ctrl *c);
+static void bl_admit_waiting(ctrl *c);
+static void bl_clear(ep *e);
+static void ctrl_assign(ctrl *c, creq *q);
 static void q_push(ep *e, qitem *it);
 static void q_push_front(ep *e, qitem *it);
 
@@ -394,6 +415,7 @@ static void
 settle(ctrl *c)
 {
 	creq *done = NULL, **dt = &done;
+	bl_admit_waiting(c);
 	int ls = c->fenced ? LEASE_VALID : lease_state(c, now_ns());
 	while (c->ph != NULL && ls != LEASE_PENDING) {
 		creq *q = c->ph;
@@ -465,6 +487,7 @@ ep_fail(ep *e, int reason, const char *why)
 	e->failed = 1;
 	e->reason = reason;
 	e->failed_ns = now_ns();
+	bl_clear(e);
 	log_warn("replicated volume %s: replica %s%s%s failed: %s", c->export_name, e->local ? "local/" : e->addr,
 	    e->local ? e->pool : "/", e->local ? "" : e->pool, why);
 	if (e->fd >= 0)
@@ -506,6 +529,133 @@ op_drop_unused(cop *op)
 	}
 }
 
+/* ---- the backlog limit (invariant 11) ---- */
+
+static uint64_t bl_max_bytes = REPL_BACKLOG_DEFAULT;
+static uint64_t bl_max_ops = REPL_BACKLOG_DEFAULT / REPL_BACKLOG_BYTES_PER_OP;
+
+int
+repl_ctrl_set_backlog(uint64_t bytes)
+{
+	if (bytes < REPL_BACKLOG_MIN || bytes > REPL_BACKLOG_MAX)
+		return -EINVAL;
+	bl_max_bytes = bytes;
+	bl_max_ops = bytes / REPL_BACKLOG_BYTES_PER_OP;
+	return 0;
+}
+
+/* op was queued to e: it is in e's backlog until e reports it applied. c->mu held. */
+static void
+bl_add(ep *e, const cop *op)
+{
+	if (e->bl_n == e->bl_cap) {
+		size_t nc = e->bl_cap ? 2 * e->bl_cap : 64;
+		struct blent *nb = xmalloc(nc * sizeof(*nb));
+		for (size_t i = 0; i < e->bl_n; i++)
+			nb[i] = e->bl[(e->bl_head + i) & (e->bl_cap - 1)];
+		free(e->bl);
+		e->bl = nb;
+		e->bl_cap = nc;
+		e->bl_head = 0;
+	}
+	uint64_t b = op->kind == Q_WRITE ? op->len : 0;
+	e->bl[(e->bl_head + e->bl_n) & (e->bl_cap - 1)] = (struct blent){ op->seq, b };
+	e->bl_n++;
+	e->bl_bytes += b;
+	e->bl_peak_bytes = MAX(e->bl_peak_bytes, e->bl_bytes);
+	e->bl_peak_ops = MAX(e->bl_peak_ops, (uint64_t)e->bl_n);
+}
+
+/* e applied everything up to applied: those leave its backlog. c->mu held. */
+static void
+bl_release(ep *e, uint64_t applied)
+{
+	while (e->bl_n > 0 && e->bl[e->bl_head].seq <= applied) {
+		e->bl_bytes -= e->bl[e->bl_head].bytes;
+		e->bl_head = (e->bl_head + 1) & (e->bl_cap - 1);
+		e->bl_n--;
+	}
+}
+
+/* e stopped getting the stream (failed) or starts a new one: nothing of it is waited for. c->mu held. */
+static void
+bl_clear(ep *e)
+{
+	e->bl_head = e->bl_n = 0;
+	e->bl_bytes = 0;
+}
+
+/*
+ * Whether member e may leave I for its backlog: a rebuilding member (it is
+ * not counted: its rebuild stops), or a remote member at one or quorum when
+ * the rest of I still give k and a commit quorum for the ejection. Never the
+ * local replica (reads are served from it) nor a member at all. c->mu held.
+ */
+static int
+bl_expendable(const ctrl *c, const ep *e)
+{
+	if (!e->in_sync)
+		return !e->local;
+	if (e->local || c->level == MB_ALL)
+		return 0;
+	int others = 0;
+	for (int i = 0; i < c->n; i++)
+		others += &c->eps[i] != e && c->eps[i].in_sync && !c->eps[i].failed;
+	int k = c->level == MB_ONE ? 1 : members(c) / 2 + 1;
+	return others >= k && others >= (members(c) + 1) / 2;
+}
+
+/* Invariant 11: whether r may be assigned now (ejecting each member over the limit that may go). c->mu held. */
+static int
+bl_admit(ctrl *c, const vio_req *r)
+{
+	int seqd = r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO;
+	uint64_t bytes = r->op == VIO_WRITE ? r->len : 0;
+	uint64_t ops = !seqd || r->len == 0 ? 0 : r->op == VIO_WRITE ? (r->len + CHUNK - 1) / CHUNK : 1;
+	int ok = 1;
+	for (int i = 0; ops > 0 && i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (!gets_live(e) || e->bl_n == 0 || (e->bl_bytes + bytes <= bl_max_bytes && e->bl_n + ops <= bl_max_ops))
+			continue;
+		if (!bl_expendable(c, e)) {
+			ok = 0; /* backpressure: it waits for this member */
+			continue;
+		}
+		char why[200];
+		snprintf(why, sizeof(why), "its backlog is over the limit (%" PRIu64 " bytes in %zu operations not "
+		    "applied; at most %" PRIu64 " bytes or %" PRIu64 " operations): it needs a rebuild", e->bl_bytes,
+		    e->bl_n, bl_max_bytes, bl_max_ops);
+		c->bl_ejects++;
+		ep_fail(e, 4, why); /* lag */
+	}
+	return ok;
+}
+
+/* settle's first step: requests waiting for a backlog (invariant 11) that may go now, in order. c->mu held. */
+static void
+bl_admit_waiting(ctrl *c)
+{
+	while (c->wh != NULL) {
+		creq *q = c->wh;
+		if (!c->fenced && (c->stopping || !bl_admit(c, q->r)))
+			break; /* a stopping controller fails them once fenced (ctrl_free) */
+		c->wh = q->next;
+		if (c->wh == NULL)
+			c->wt = NULL;
+		q->next = NULL;
+		c->bl_waiting--;
+		if (c->fenced) { /* settle fails it: never assigned, nothing of it was sent */
+			if (c->pt)
+				c->pt->next = q;
+			else
+				c->ph = q;
+			c->pt = q;
+		} else {
+			ctrl_assign(c, q);
+		}
+	}
+}
+
 /* Queue op (a sequenced operation shared by every member it goes to) on e. c->mu held. */
 static void
 q_push_op(ep *e, int kind, cop *op)
@@ -514,6 +664,7 @@ q_push_op(ep *e, int kind, cop *op)
 	it->kind = kind;
 	it->op = op;
 	op->refs++;
+	bl_add(e, op);
 	q_push(e, it);
 }
 
@@ -860,6 +1011,7 @@ ep_applied(ep *e, uint64_t a, uint64_t d)
 	if (a > e->applied) {
 		e->applied = a;
 		e->progress_ns = now_ns();
+		bl_release(e, a);
 	}
 	if (d > e->durable)
 		e->durable = d;
@@ -1431,6 +1583,8 @@ maint_thread(void *arg)
 		}
 		if (need_eject && !c->fenced)
 			eject_failed(c);
+		if (c->wh != NULL)
+			settle(c); /* requests waiting for a backlog (invariant 11): what changed may let them go */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 100000000;
@@ -1501,6 +1655,27 @@ ctrl_submit(vio_dev *d, vio_req *r)
 		vio_complete(r, -EIO, "the replicated volume is fenced: a newer controller took it over");
 		return;
 	}
+	if (c->wh != NULL || !bl_admit(c, r)) { /* invariant 11: it waits, in order, unassigned */
+		if (c->wt)
+			c->wt->next = q;
+		else
+			c->wh = q;
+		c->wt = q;
+		c->bl_waiting++;
+		c->bl_waits++;
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	ctrl_assign(c, q);
+	settle(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Assign q its seq and queue it to every member that gets the live stream (invariant 1). c->mu held. */
+static void
+ctrl_assign(ctrl *c, creq *q)
+{
+	vio_req *r = q->r;
 	if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
 		int kind = r->op == VIO_WRITE ? Q_WRITE : r->op == VIO_TRIM ? Q_TRIM : Q_ZERO;
 		uint64_t step = kind == Q_WRITE ? CHUNK : r->len ? r->len : 1;
@@ -1550,8 +1725,6 @@ ctrl_submit(vio_dev *d, vio_req *r)
 	else
 		c->ph = q;
 	c->pt = q;
-	settle(c);
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void
@@ -1663,6 +1836,7 @@ ctrl_free(ctrl *c)
 		if (e->lh)
 			ce_vol_close(e->lh);
 		free(e->rxbuf);
+		free(e->bl);
 		rb_live_free(e->live);
 		pthread_cond_destroy(&e->qcv);
 	}
@@ -2952,6 +3126,13 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	json_object_object_add(res, "uuid", json_object_new_string(u));
 	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
 	json_object_object_add(res, "rebuild_rate", json_object_new_uint64(c->rebuild_rate));
+	json_object *bo = json_object_new_object(); /* invariant 11 */
+	json_object_object_add(bo, "max_bytes", json_object_new_uint64(bl_max_bytes));
+	json_object_object_add(bo, "max_ops", json_object_new_uint64(bl_max_ops));
+	json_object_object_add(bo, "waiting", json_object_new_uint64(c->bl_waiting));
+	json_object_object_add(bo, "waited", json_object_new_uint64(c->bl_waits));
+	json_object_object_add(bo, "ejected", json_object_new_uint64(c->bl_ejects));
+	json_object_object_add(res, "backlog", bo);
 	json_object *arr = json_object_new_array();
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
@@ -2972,6 +3153,10 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));
 		json_object_object_add(o, "lag_ops", json_object_new_uint64(c->next_seq > e->applied && !e->failed ?
 		    c->next_seq - e->applied : 0));
+		json_object_object_add(o, "backlog_bytes", json_object_new_uint64(e->bl_bytes));
+		json_object_object_add(o, "backlog_ops", json_object_new_uint64(e->bl_n));
+		json_object_object_add(o, "backlog_peak_bytes", json_object_new_uint64(e->bl_peak_bytes));
+		json_object_object_add(o, "backlog_peak_ops", json_object_new_uint64(e->bl_peak_ops));
 		if (e->rbp.job != 0)
 			rb_status_json(&e->rbp, o);
 		json_object_array_add(arr, o);
@@ -3109,6 +3294,7 @@ ctrl_rb_add_slot(ctrl *c, const char *replica, int *idx)
 	ep *e = &c->eps[slot];
 	rb_live_free(e->live);
 	free(e->rxbuf);
+	free(e->bl);
 	pthread_cond_t cv = e->qcv;
 	memset(e, 0, sizeof(*e));
 	e->qcv = cv;
@@ -3248,6 +3434,8 @@ ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_li
 		return -ESTALE;
 	}
 	ep_drain(e);
+	bl_clear(e);
+	e->bl_peak_bytes = e->bl_peak_ops = 0;
 	*J = b->rb_join_seq = c->next_seq;
 	e->rebuilding = 1;
 	e->failed = 0;

@@ -53,6 +53,18 @@ int repl_ctrl_resize(const char *export_name, uint64_t size, unsigned flags);
 int repl_ctrl_controls(const char *export_name);
 /* At shutdown: stop every controller (after the frontends closed their handles). */
 void repl_ctrl_shutdown(void);
+/*
+ * caskd --repl-backlog BYTES: the most data (and BYTES / 4096 operations) a
+ * member may have queued and not applied before a new write either ejects it
+ * or waits for it (docs/replication.md 3.2 item 5, as built). Set at start,
+ * before any controller runs. 0, or -EINVAL outside MIN..MAX.
+ */
+#define REPL_BACKLOG_DEFAULT (256ull << 20)
+#define REPL_BACKLOG_MIN (1ull << 20)
+#define REPL_BACKLOG_MAX (64ull << 30)
+#define REPL_BACKLOG_BYTES_PER_OP 4096
+int repl_ctrl_set_backlog(uint64_t bytes);
+
 /* -o rebuild_rate= (MB/s, 0 unlimited) of a controlled volume; -ENOENT. */
 int repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs);
 
