@@ -21,8 +21,10 @@ source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}"
 "$PY" - <<'PY'
-import hashlib, os, sys, threading, time
+import hashlib, json, os, sys, threading, time
 sys.path.insert(0, "tests/integration"); sys.path.insert(0, "tests/tools")
+sys.path.insert(0, os.environ["BUILD"] + "/python")
+import cask
 import nbd
 from replnodes import Cluster, checksum, digest, wait_applied
 from faultproxy import FaultProxy
@@ -150,6 +152,14 @@ def scenario(sub, level, members, cap, kill_c=False):
         assert len(set(sums.values())) == 1, sums
         assert digest(a.uri("tank/v"), SIZE) == expected(), "the data read back is not what was written"
         assert all(r["state"] == "in-sync" for r in st["replicas"] if r["pool"] != "p3" or not kill_c), st
+        # the CLI (through libcask) and the Python binding say the same as caskd
+        cj = json.loads(a.cask("vol", "status", "tank/v", "-j").stdout)
+        py = cask.Client(a.sock).vol_status("tank/v")
+        peaks = [r["backlog_peak_bytes"] for r in st["replicas"]]
+        assert cj["backlog"] == st["backlog"], (cj["backlog"], st["backlog"])
+        assert [r["backlog_peak_bytes"] for r in cj["replicas"]] == peaks, (cj, st)
+        assert py["backlog"] == st["backlog"] and [r["backlog"]["peak_bytes"] for r in py["replicas"]] == peaks, py
+        assert "backlog limit" in a.cask("vol", "status", "tank/v").stdout
         print("%s: every write answered, the data verifies, %s identical" % (sub, ", ".join(n for n, _ in vols)))
         ok = True
     finally:
