@@ -782,6 +782,9 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
+/* The same, the connect and each answer of the handshake bounded by ms. */
+static int
+peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms);
 
 /*
  * connect() that gives up after REPL_CONNECT_MS, like every reply (SO_RCVTIMEO
@@ -790,10 +793,11 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
  * tcp_syn_retries 6 -- and a takeover or a reconnect waited that long per
  * unreachable member (repl_lease.sh's link-down rounds: 40-75 s per takeover).
  * 0, or -1 with errno set (ETIMEDOUT when the time ran out); fd blocking again.
+ * (The lease connection uses a far shorter bound, KCONNECT_MS.)
  */
 #define REPL_CONNECT_MS 10000
 static int
-connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
+connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int ms)
 {
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
@@ -804,7 +808,7 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		for (;;) {
 			clock_gettime(CLOCK_MONOTONIC, &t1);
-			long left = REPL_CONNECT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+			long left = ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
 			struct pollfd pf = { fd, POLLOUT, 0 };
 			int n = left > 0 ? poll(&pf, 1, (int)left) : 0;
 			if (n < 0 && errno == EINTR)
@@ -835,6 +839,12 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
+	return peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+}
+
+static int
+peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms)
+{
 	const repl_peer_config *pc = repl_peer_cfg();
 	if (pc->key == NULL && !pc->insecure) {
 		snprintf(msg, mlen, "replication needs --peer-key (or --insecure-peers)");
@@ -851,7 +861,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 		return -EHOSTUNREACH;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect_bounded(fd, res->ai_addr, res->ai_addrlen) != 0) {
+	if (fd < 0 || connect_bounded(fd, res->ai_addr, res->ai_addrlen, ms) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
@@ -862,7 +872,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	freeaddrinfo(res);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	rp_hello he;
 	memset(&he, 0, sizeof(he));
@@ -1350,9 +1360,15 @@ eject_failed(ctrl *c)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		lease_tick(c, now_ns()); /* the maintenance thread waits here: the lease goes on being renewed */
 	}
 	mb_phys mb;
 	mb_build(c, &mb, c->mb.mb_version + 1, 1);
+	/* who this record names degraded: one that fails while it is committed (the waits below release
+	 * c->mu) is not in it and stays in I until the next ejection commits it */
+	int named[MAX_MEMBERS];
+	for (int i = 0; i < c->n; i++)
+		named[i] = c->eps[i].failed && c->eps[i].in_sync;
 	int voters = 0;
 	for (int i = 0; i < c->n; i++) {
 		ep *e = &c->eps[i];
@@ -1385,9 +1401,10 @@ eject_failed(ctrl *c)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		lease_tick(c, now_ns()); /* the maintenance thread waits here: the lease goes on being renewed */
 	}
 	for (int i = 0; i < c->n; i++)
-		if (c->eps[i].failed && c->eps[i].in_sync) {
+		if (named[i] && c->eps[i].in_sync) {
 			c->eps[i].in_sync = 0;
 			char rb[32];
 			log_info("replicated volume %s: replica %s/%s ejected (%s; membership version %" PRIu64 ")",
@@ -1423,12 +1440,34 @@ kclose(ep *e)
 	e->kfd = -1;
 }
 
-/* Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno (msg says why). */
+/*
+ * Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno
+ * (msg says why). The connect and each answer wait at most KCONNECT_MS, not
+ * the data connection's 10 s: lease_thread makes it, and while it waits no
+ * other member's renewal is sent or read -- a member behind a partition (its
+ * SYNs dropped, or its bytes blackholed) would otherwise stop every renewal
+ * for 10 s, five leases. Test builds (--test-ops) may set
+ * CASK_TEST_LEASE_CONNECT_MS to show that (repl_lease_reconnect).
+ */
+#define KCONNECT_MS 1000
+static int
+kconnect_ms(void)
+{
+	static int ms = -1;
+	if (ms < 0) {
+		const char *v = getenv("CASK_TEST_LEASE_CONNECT_MS");
+		ms = vio_test_ops() && v != NULL && atoi(v) > 0 ? atoi(v) : KCONNECT_MS;
+		if (ms != KCONNECT_MS)
+			log_warn("replication: CASK_TEST_LEASE_CONNECT_MS: lease connections wait %d ms (tests only)", ms);
+	}
+	return ms;
+}
+
 static int
 kconnect(ctrl *c, ep *e, const char *addr, const char *pool, char *msg, size_t mlen)
 {
 	uint64_t feat = 0;
-	int fd, err = peer_connect_f(addr, &fd, &feat, msg, mlen);
+	int fd, err = peer_connect_t(addr, &fd, &feat, msg, mlen, kconnect_ms());
 	if (err != 0)
 		return err;
 	if (!(feat & RP_FEAT_VOLOP)) {
@@ -1480,17 +1519,24 @@ lease_thread(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		struct pollfd pf[MAX_MEMBERS];
 		int pi[MAX_MEMBERS], np = 0;
+		/* the open connections first, then the connects: one that waits delays no other renewal */
+		for (int pass = 0; pass < 2; pass++)
 		for (int i = 1; i < n; i++) {
 			ep *e = &c->eps[i];
 			if (!want[i]) {
 				kclose(e);
 				continue;
 			}
+			if ((pass == 0) != (e->kopen != 0))
+				continue;
 			char msg[300];
+			uint64_t t0 = now_ns();
 			if (!e->kopen && start >= e->kretry_ns && kconnect(c, e, addr[i], pool[i], msg, sizeof(msg)) != 0) {
 				log_info("replicated volume %s: no lease connection to %s/%s (renewals go with the data): %s",
 				    c->export_name, addr[i], pool[i], msg);
-				e->kretry_ns = now_ns() + 1000000000ull;
+				/* again in a second, or after four times as long as a try that waited: this thread
+				 * is blocked while it tries */
+				e->kretry_ns = now_ns() + MAX(1000000000ull, 4 * (now_ns() - t0));
 			}
 			if (!e->kopen)
 				continue;
