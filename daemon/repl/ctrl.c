@@ -160,6 +160,7 @@ typedef struct ep {
 	uint8_t *rxbuf;
 	/* rebuild (rebuild.c, through the hooks at the end of this file) */
 	int rebuilding;       /* a write-only member: sent the live stream, not counted */
+	int rb_copied;        /* rebuilding: every rebuild byte is queued to it (ctrl_rb_copied) */
 	int adding;           /* not yet a member of the volume (replica add): not in n for k */
 	int removed;          /* no longer a member: its slot is unused */
 	rb_live *live;        /* what live operations touched since its join point */
@@ -2965,6 +2966,23 @@ status_other(const char *export_name, json_object *res)
  * them durable (each replica commits them with its record before it
  * reports them done), so they survive a crash and a reconciliation.
  */
+/*
+ * Whether a rebuilding member has not been sent all its rebuild data yet
+ * (ctrl_rb_copied). A snapshot waits for that: then every byte the target
+ * lacked is ahead of the snapshot in its queue and it takes the snapshot on
+ * content equal to the others' (replication.md 3.6 item 5, as built). c->mu held.
+ */
+static int
+rb_copying(const ctrl *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		if (e->rebuilding && !e->failed && !e->removed && !e->rb_copied)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 seq_op(const char *export_name, int op, const char *snap, const char *newname, uint64_t size, unsigned flags)
 {
@@ -2980,8 +2998,9 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if ((snap != NULL && strlen(snap) >= 256) || (newname != NULL && strlen(newname) >= 256))
 		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
 	pthread_mutex_lock(&c->mu);
-	while (c->snap_seq != 0 && !c->fenced && !c->stopping)
-		pthread_cond_wait(&c->cv, &c->mu); /* one at a time */
+	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying) */
+	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping)
+		util_cond_wait_ms(&c->cv, &c->mu, 100);
 	if (c->fenced || c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
@@ -3027,7 +3046,7 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	}
 	for (int i = 0; i < c->n; i++) {
 		ep *e = &c->eps[i];
-		if (!e->in_sync || e->failed)
+		if (!gets_live(e)) /* a rebuilding member too: it takes every seq (its outcome is not counted) */
 			continue;
 		q_push_op(e, Q_SNAP, o);
 	}
@@ -3484,6 +3503,7 @@ ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_li
 	e->bl_peak_bytes = e->bl_peak_ops = 0;
 	*J = b->rb_join_seq = c->next_seq;
 	e->rebuilding = 1;
+	e->rb_copied = 0;
 	e->failed = 0;
 	e->reason = 0;
 	e->live = live;
@@ -3534,6 +3554,16 @@ ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const v
 	it->rbn = n + dn;
 	q_push(e, it);
 	return 0;
+}
+
+/* The rebuild queued its last data to member idx: snapshots need not wait for it any more (rb_copying). */
+void
+ctrl_rb_copied(ctrl *c, int idx)
+{
+	pthread_mutex_lock(&c->mu);
+	c->eps[idx].rb_copied = 1;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* With ctrl_rb_lock held: whether the member failed (its connection or an error). */

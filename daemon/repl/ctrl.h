@@ -98,6 +98,8 @@ void ctrl_rb_lock(ctrl *c);
 void ctrl_rb_unlock(ctrl *c);
 int ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const void *data, size_t dn);
 int ctrl_rb_failed(ctrl *c, int idx);
+/* Every rebuild byte is queued to member idx (a snapshot waits for that, then goes to it too). */
+void ctrl_rb_copied(ctrl *c, int idx);
 /* The local replica when it is in sync (the source), its record in *info; NULL otherwise. */
 ce_vol *ctrl_rb_source(ctrl *c, ce_epoch *e, uint64_t *id, uint32_t *rate, ce_repl_info *info);
 int ctrl_rb_wait_local(ctrl *c, uint64_t seq);
