@@ -35,9 +35,11 @@ vol_usage(FILE *f)
 	    "                                      and per replica: state, link, acked and durable seq,\n"
 	    "                                      rebuild progress and bytes transferred\n"
 	    "  replica add|remove|replace|rebuild POOL/VOL ...   its replicas (cask vol replica help)\n"
-	    "  takeover POOL/VOL                   become the controller of a replica this caskd\n"
+	    "  takeover [--force] POOL/VOL         become the controller of a replica this caskd\n"
 	    "                                      holds: membership read from the replicas, the\n"
-	    "                                      old controller fenced by a new epoch\n"
+	    "                                      old controller fenced by a new epoch; --force goes\n"
+	    "                                      on without in-sync replicas it cannot reach (writes\n"
+	    "                                      only they acknowledged may be lost)\n"
 	    "  verify [--repair] [-j] POOL/VOL     compare the in-sync replicas of a replicated volume\n"
 	    "                                      chunk by chunk; print the differing 1 MiB ranges\n"
 	    "                                      (exit 1 when some differ; --repair: not built)\n"
@@ -382,18 +384,24 @@ vol_status(int argc, char **argv)
 static int
 vol_takeover(int argc, char **argv)
 {
+	unsigned flags = 0;
+	if (argc == 3 && strcmp(argv[1], "--force") == 0) {
+		flags = CASK_TAKEOVER_FORCE;
+		argv++;
+		argc--;
+	}
 	if (argc != 2 || argv[1][0] == '-')
-		return usage_error("vol takeover needs POOL/VOL");
+		return usage_error("vol takeover needs [--force] POOL/VOL");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
 	cask_repl_status st;
 	int rc = 0;
-	if (cask_vol_takeover(c, argv[1], &st) != 0)
+	if (cask_vol_takeover_ex(c, argv[1], flags, &st) != 0)
 		rc = cli_fail("vol takeover");
 	else
-		printf("%s: this caskd is its controller now: epoch %s, state %s, seq %" PRIu64 "\n", argv[1], st.epoch,
-		    st.state, st.seq);
+		printf("%s: this caskd is its controller now: epoch %s, state %s, seq %" PRIu64 "%s\n", argv[1], st.epoch,
+		    st.state, st.seq, flags ? " (forced: caskd's log names the in-sync replicas it did not count)" : "");
 	cask_disconnect(c);
 	return rc;
 }

@@ -206,6 +206,7 @@ struct ctrl {
 	creq *ph, *pt;        /* pending client requests, in order */
 	int fenced;
 	char fenced_by[160];
+	char forced[400];     /* a takeover --force: the members of I it did not count ("" otherwise) */
 	int stopping;
 	int ejecting;
 	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
@@ -2297,7 +2298,7 @@ refusal_where(const char *msg, char *where, size_t wlen)
  * belongs to a newer controller (where: the message); else -errno.
  */
 static int
-reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
+reconcile(const char *pool, const char *name, int mode, int force, char *msg, size_t mlen)
 {
 	/* (msg: at least 1600 bytes from the callers) */
 	const repl_peer_config *pc = repl_peer_cfg();
@@ -2498,11 +2499,24 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 			ri_ = i;
 	}
 	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : nin;
-	if (ri_ < 0 || ncand < nin - k + 1) {
+	if (ri_ < 0 || (ncand < nin - k + 1 && !force)) {
 		snprintf(msg, mlen, "reconciling: %d in-sync members can be counted, %d needed to hold every "
-		    "acknowledged write; unreachable:%s", ncand, nin - k + 1, missing[0] ? missing : " none");
+		    "acknowledged write; unreachable:%s%s", ncand, nin - k + 1, missing[0] ? missing : " none",
+		    mode == PR_TAKEOVER && ri_ >= 0 ? " (vol takeover --force goes on with those it has, and may lose "
+		    "writes only the others acknowledged)" : "");
 		err = -EAGAIN;
 		goto out;
+	}
+	if (ncand < nin - k + 1) {
+		/* --force (replication.md 3.7 step 4): record which members of I were not counted */
+		size_t o = (size_t)snprintf(c->forced, sizeof(c->forced), "takeover --force with %d of the %d in-sync "
+		    "members needed to hold every acknowledged write; not counted:", ncand, nin - k + 1);
+		for (int i = 0; i < nm && o < sizeof(c->forced); i++)
+			if (rm[i].m->mm_state == MM_IN_SYNC && !rm[i].exact)
+				o += (size_t)snprintf(c->forced + o, sizeof(c->forced) - o, " %s/%s", rm[i].local ? "local" :
+				    rm[i].m->mm_addr, rm[i].m->mm_pool);
+		log_warn("replicated volume %s: %s: writes acknowledged only by those may be lost", c->export_name,
+		    c->forced);
 	}
 	rmem *R = &rm[ri_];
 	uint64_t B = R->ri.applied;
@@ -2560,6 +2574,8 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 		free(l2);
 	}
 	int kstart = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : 1;
+	if (force)
+		kstart = 1; /* --force starts with who can be started (step 8); below k it serves no write until a rebuild */
 	if (nstart < kstart) {
 		snprintf(msg, mlen, "reconciling: only %d members can hold the newest state (seq %" PRIu64 "), %d needed",
 		    nstart, B, kstart);
@@ -2776,7 +2792,7 @@ repl_ctrl_controls(const char *export_name)
 }
 
 int
-repl_ctrl_takeover(const char *pool, const char *name)
+repl_ctrl_takeover(const char *pool, const char *name, int force)
 {
 	char export_name[330], msg[1600] = "";
 	snprintf(export_name, sizeof(export_name), "%s/%s", pool, name);
@@ -2809,7 +2825,7 @@ repl_ctrl_takeover(const char *pool, const char *name)
 			    export_name, r->state);
 		}
 	pthread_mutex_unlock(&resume_mu);
-	int err = reconcile(pool, name, PR_TAKEOVER, msg, sizeof(msg));
+	int err = reconcile(pool, name, PR_TAKEOVER, force, msg, sizeof(msg));
 	if (err == 0)
 		return 0;
 	int code = err == -ESTALE ? CE_E_PEER_REFUSED : err == -EAGAIN ? CE_E_PEER_UNREACHABLE :
@@ -2823,7 +2839,7 @@ resume_thread(void *arg)
 	resume *r = arg;
 	for (int attempt = 0;; attempt++) {
 		char msg[1600] = "";
-		int err = reconcile(r->pool, r->name, PR_RESUME, msg, sizeof(msg));
+		int err = reconcile(r->pool, r->name, PR_RESUME, 0, msg, sizeof(msg));
 		pthread_mutex_lock(&resume_mu);
 		if (err == 0) {
 			r->done = 1;
@@ -3183,6 +3199,8 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(res, "fenced_by", json_object_new_string(c->fenced_by));
 	else
 		lease_status(c, ls, res);
+	if (c->forced[0])
+		json_object_object_add(res, "forced", json_object_new_string(c->forced));
 	json_object_object_add(res, "seq", json_object_new_uint64(c->next_seq));
 	json_object_object_add(res, "membership_version", json_object_new_uint64(c->mb.mb_version));
 	char u[33];

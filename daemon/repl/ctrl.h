@@ -29,8 +29,12 @@ int repl_verify(const char *export_name, json_object *res);
  * `vol takeover` (rule 7): become the controller of replica pool/name from
  * the members it can reach (membership read from them, the old controller
  * fenced by a new epoch). 0 serving, or -errno with the message and code set.
+ * force (`--force`, replication.md 3.7 steps 4 and 8): go on when fewer
+ * in-sync members than |I| - k + 1 can be counted (writes acknowledged only
+ * by the others may be lost: logged, and vol status "forced"), and start
+ * with fewer than k; a prepare quorum is still needed (that is the fence).
  */
-int repl_ctrl_takeover(const char *pool, const char *name);
+int repl_ctrl_takeover(const char *pool, const char *name, int force);
 /* At start, after the replica service: reconcile (resume) every volume this caskd controlled. */
 void repl_ctrl_resume_all(void);
 /* The same for one pool just imported (pool.import); volumes already controlled or resuming are left alone. */

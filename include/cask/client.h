@@ -515,6 +515,18 @@ int cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *o
  * few members reachable; PEER_REFUSED: a newer epoch was promised elsewhere.
  */
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
+/*
+ * (CASK_1.1) cask_vol_takeover with flags: CASK_TAKEOVER_FORCE (`vol
+ * takeover --force`, docs/replication.md 3.7 as built) goes on when fewer
+ * in-sync members can be reached than are needed to be sure every
+ * acknowledged write is among them: writes only the unreached members
+ * acknowledged may be lost (caskd logs which members were not counted, and
+ * vol.status says so in "forced"). It still needs promises from a majority
+ * of the members (PEER_UNREACHABLE otherwise): that is what fences the old
+ * controller. Other flag bits: INVALID_ARGUMENT.
+ */
+#define CASK_TAKEOVER_FORCE 1u
+int cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out);
 
 /*
  * (CASK_1.1) Manifests (docs/manifests.md): cask_apply checks a `cask/v1`

@@ -843,8 +843,20 @@ cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *out)
 int
 cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out)
 {
+	return cask_vol_takeover_ex(c, name, 0, out);
+}
+
+int
+cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out)
+{
+	if (flags & ~CASK_TAKEOVER_FORCE) {
+		set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_takeover_ex: unknown flags %#x", flags & ~CASK_TAKEOVER_FORCE);
+		return -EINVAL;
+	}
 	json_object *a = json_object_new_object(), *r;
 	json_object_object_add(a, "name", json_object_new_string(name));
+	if (flags & CASK_TAKEOVER_FORCE)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
 	int rc = call(c, "vol.takeover", a, &r);
 	if (rc != 0)
 		return rc;

@@ -456,11 +456,12 @@ class Client:
                 if bl.max_bytes and i < bl.nreplicas else None
         return out
 
-    def vol_takeover(self, name):
+    def vol_takeover(self, name, force=False):
         """Become the controller of POOL/VOL, a replica this caskd holds (`cask vol takeover`,
-        replication rule 7); its status once serving."""
+        replication rule 7); its status once serving. force: `--force`, go on without in-sync
+        replicas it cannot reach (writes only they acknowledged may be lost)."""
         st = ffi.new("cask_repl_status *")
-        self._check(lib.cask_vol_takeover(self._c, _b(name), st), name)
+        self._check(lib.cask_vol_takeover_ex(self._c, _b(name), 1 if force else 0, st), name)
         return self._repl_status(st)
 
     def vol_checksum(self, name):

@@ -135,6 +135,7 @@ typedef struct cask_repl_backlog {
 } cask_repl_backlog;
 int cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *out);
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
+int cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
 int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
     const char *const *values, size_t n);

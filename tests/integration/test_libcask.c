@@ -195,6 +195,8 @@ tour(void *arg)
 	rblg.size = sizeof(size_t);
 	CHECK_CODE(cask_vol_repl_backlog(c, v, &rblg), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_takeover(c, v, &rst), EINVAL, "NOT_REPLICATED"); /* repl_takeover.sh: real ones */
+	CHECK_CODE(cask_vol_takeover_ex(c, v, CASK_TAKEOVER_FORCE, &rst), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_takeover_ex(c, v, 2, &rst), EINVAL, "INVALID_ARGUMENT");
 	const char *reps[] = { "127.0.0.1:1/p2" };
 	cask_repl_args rargs = CASK_REPL_ARGS_INIT;
 	rargs.replicas = reps;
