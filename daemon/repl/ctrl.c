@@ -41,10 +41,16 @@
  *      holds exactly R's state (tail sync from R over both members' recent
  *      extents), at least k members started and a commit quorum stored the
  *      new membership record. A resume that meets a newer epoch of another
- *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
+ *      node clears RP_CONTROLLER_HERE and serves nothing ("moved"). A
+ *      takeover --force waives only the |I| - k + 1 candidates (at least one)
+ *      and the k started members, never the prepare or the commit quorum, and
+ *      names the members of I it did not count (c->forced, the log).
  *   8. Snapshot operations, rollback and resize are sequenced (seq_op): one
  *      at a time, queued like writes, answered when k members of I report them
- *      done (rollback and resize: done and durable, with the record).
+ *      done (rollback and resize: done and durable, with the record). A
+ *      rebuilding member gets the snapshot operations too (it takes every seq);
+ *      a snapshot create first waits until every rebuild queued all its data
+ *      (rb_copying), so the target's content at that seq is the others'.
  *
  *   9. Read leases (lease_*): nothing is answered -- read, write or flush --
  *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
