@@ -35,9 +35,11 @@ vol_usage(FILE *f)
 	    "                                      and per replica: state, link, acked and durable seq,\n"
 	    "                                      rebuild progress and bytes transferred\n"
 	    "  replica add|remove|replace|rebuild POOL/VOL ...   its replicas (cask vol replica help)\n"
-	    "  takeover POOL/VOL                   become the controller of a replica this caskd\n"
+	    "  takeover [--force] POOL/VOL         become the controller of a replica this caskd\n"
 	    "                                      holds: membership read from the replicas, the\n"
-	    "                                      old controller fenced by a new epoch\n"
+	    "                                      old controller fenced by a new epoch; --force goes\n"
+	    "                                      on without in-sync replicas it cannot reach (writes\n"
+	    "                                      only they acknowledged may be lost)\n"
 	    "  verify [--repair] [-j] POOL/VOL     compare the in-sync replicas of a replicated volume\n"
 	    "                                      chunk by chunk; print the differing 1 MiB ranges\n"
 	    "                                      (exit 1 when some differ; --repair: not built)\n"
@@ -294,10 +296,12 @@ vol_status(int argc, char **argv)
 		return EXIT_FAIL;
 	cask_repl_status st;
 	cask_repl_lease ls = CASK_REPL_LEASE_INIT;
+	cask_repl_backlog bl = CASK_REPL_BACKLOG_INIT;
 	cask_rebuild_info *rbi = NULL;
 	size_t nrb = 0;
 	int rc = 0;
-	if (cask_vol_repl_status_ex(c, name, &st, &ls) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0) {
+	if (cask_vol_repl_status_ex(c, name, &st, &ls) != 0 || cask_vol_rebuild_list(c, name, &rbi, &nrb) != 0 ||
+	    cask_vol_repl_backlog(c, name, &bl) != 0) {
 		rc = cli_fail("vol status");
 	} else if (json) {
 		printf("{\"name\": \"%s\", \"epoch\": \"%s\", \"consistency\": \"%s\", \"state\": \"%s\", "
@@ -308,6 +312,10 @@ vol_status(int argc, char **argv)
 			printf("%s{\"address\": \"%s\", \"pool\": \"%s\", \"state\": \"%s\", \"link\": \"%s\", "
 			    "\"reason\": \"%s\", \"acked_seq\": %" PRIu64 ", \"durable_seq\": %" PRIu64, i ? ", " : "",
 			    r->address, r->pool, r->state, r->link, r->reason, r->acked_seq, r->durable_seq);
+			if (bl.max_bytes != 0 && i < bl.nreplicas)
+				printf(", \"backlog_bytes\": %" PRIu64 ", \"backlog_ops\": %" PRIu64 ", \"backlog_peak_bytes\": %"
+				    PRIu64 ", \"backlog_peak_ops\": %" PRIu64, bl.replicas[i].bytes, bl.replicas[i].ops,
+				    bl.replicas[i].peak_bytes, bl.replicas[i].peak_ops);
 			const cask_rebuild_info *b = rebuild_of(rbi, nrb, r);
 			if (b != NULL)
 				printf(", \"rebuild\": {\"kind\": \"%s\", \"state\": \"%s\", \"done\": %" PRIu64
@@ -321,6 +329,10 @@ vol_status(int argc, char **argv)
 			printf(", \"lease\": {\"state\": \"%s\", \"left_ms\": %" PRIu64 ", \"renewed_by\": %u, "
 			    "\"needed\": %u, \"lease_ms\": %" PRIu64 "}", ls.state, ls.left_ms, ls.renewed_by, ls.needed,
 			    ls.lease_ms);
+		if (bl.max_bytes != 0)
+			printf(", \"backlog\": {\"max_bytes\": %" PRIu64 ", \"max_ops\": %" PRIu64 ", \"waiting\": %" PRIu64
+			    ", \"waited\": %" PRIu64 ", \"ejected\": %" PRIu64 "}", bl.max_bytes, bl.max_ops, bl.waiting,
+			    bl.waited, bl.ejected);
 		printf("}\n");
 	} else {
 		printf("%s  epoch %s  consistency %s  state %s  seq %" PRIu64 "\n", name, st.epoch, st.consistency,
@@ -349,6 +361,19 @@ vol_status(int argc, char **argv)
 			printf("  %-24s %-10s %-8s %-12" PRIu64 " %-10" PRIu64 " %-8s %s\n", who, r->state, r->link,
 			    r->acked_seq, r->durable_seq, r->reason[0] ? r->reason : "-", rbs);
 		}
+		if (bl.max_bytes != 0) {
+			char mx[16];
+			util_fmt_size(bl.max_bytes, mx, sizeof(mx));
+			printf("  backlog limit %s or %" PRIu64 " operations per replica; %" PRIu64 " requests waiting, %" PRIu64
+			    " waited, %" PRIu64 " replicas ejected for it\n", mx, bl.max_ops, bl.waiting, bl.waited, bl.ejected);
+			for (size_t i = 0; i < bl.nreplicas && i < st.nreplicas; i++) {
+				char by[16], pk[16];
+				util_fmt_size(bl.replicas[i].bytes, by, sizeof(by));
+				util_fmt_size(bl.replicas[i].peak_bytes, pk, sizeof(pk));
+				printf("    %s/%s: %s in %" PRIu64 " operations (peak %s, %" PRIu64 " operations)\n",
+				    st.replicas[i].address, st.replicas[i].pool, by, bl.replicas[i].ops, pk, bl.replicas[i].peak_ops);
+			}
+		}
 	}
 	free(rbi);
 	cask_disconnect(c);
@@ -359,18 +384,24 @@ vol_status(int argc, char **argv)
 static int
 vol_takeover(int argc, char **argv)
 {
+	unsigned flags = 0;
+	if (argc == 3 && strcmp(argv[1], "--force") == 0) {
+		flags = CASK_TAKEOVER_FORCE;
+		argv++;
+		argc--;
+	}
 	if (argc != 2 || argv[1][0] == '-')
-		return usage_error("vol takeover needs POOL/VOL");
+		return usage_error("vol takeover needs [--force] POOL/VOL");
 	cask_client *c = cli_connect();
 	if (c == NULL)
 		return EXIT_FAIL;
 	cask_repl_status st;
 	int rc = 0;
-	if (cask_vol_takeover(c, argv[1], &st) != 0)
+	if (cask_vol_takeover_ex(c, argv[1], flags, &st) != 0)
 		rc = cli_fail("vol takeover");
 	else
-		printf("%s: this caskd is its controller now: epoch %s, state %s, seq %" PRIu64 "\n", argv[1], st.epoch,
-		    st.state, st.seq);
+		printf("%s: this caskd is its controller now: epoch %s, state %s, seq %" PRIu64 "%s\n", argv[1], st.epoch,
+		    st.state, st.seq, flags ? " (forced: caskd's log names the in-sync replicas it did not count)" : "");
 	cask_disconnect(c);
 	return rc;
 }

@@ -127,6 +127,9 @@ usage(FILE *f)
 	    "                          (HMAC-SHA256; at least 32 bytes; mode 0600)\n"
 	    "  --insecure-peers        replicate without a peer key (peers are not authenticated)\n"
 	    "  --replica-advertise HOST:PORT  the address peers are told (default: the listen address)\n"
+	    "  --repl-backlog SIZE     data a replica of a volume this caskd controls may have queued\n"
+	    "                          and not applied (default 256M, 1M to 64G): past it a write\n"
+	    "                          ejects that replica (one, quorum) or waits for it\n"
 	    "  --default-volume SIZE   make sure pool 'default' (a sparse file in the state\n"
 	    "                          directory) and volume default/vol0 of SIZE exist\n"
 	    "  --cache SIZE            block cache per pool (default 256M)\n"
@@ -315,6 +318,7 @@ main(int argc, char **argv)
 		{ "metrics-max-volumes", 1, NULL, OPT_METRICS_MAX_VOLUMES },
 		{ "replica-listen", 1, NULL, 1101 }, { "peer-key", 1, NULL, 1102 }, { "insecure-peers", 0, NULL, 1103 },
 		{ "replica-advertise", 1, NULL, 1104 }, { "no-io-uring", 0, NULL, 1108 }, { "readahead", 1, NULL, 1120 },
+		{ "repl-backlog", 1, NULL, 1121 },
 		{ 0, 0, 0, 0 } };
 	int ch;
 	while ((ch = getopt_long(argc, argv, "vqhV", lo, NULL)) != -1) {
@@ -468,6 +472,14 @@ main(int argc, char **argv)
 		case 1108:
 			opts.flags |= CE_POOL_NO_URING;
 			break;
+		case 1121: {
+			uint64_t v;
+			if (util_parse_size(optarg, &v) != 0 || repl_ctrl_set_backlog(v) != 0) {
+				fprintf(stderr, "caskd: bad --repl-backlog '%s' (a size from 1M to 64G)\n", optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'd':
 		case 'c':
 		case 'm': {

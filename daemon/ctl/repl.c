@@ -151,7 +151,10 @@ op_vol_takeover(json_object *args, json_object *res, reqerr *e)
 	const char *vol;
 	if (split_name(full, pool, sizeof(pool), &vol, e) != 0)
 		return e->err;
-	int err = repl_ctrl_takeover(pool, vol);
+	int force = 0;
+	if (arg_bool(args, "force", &force, e) != 0)
+		return e->err;
+	int err = repl_ctrl_takeover(pool, vol, force);
 	if (err != 0)
 		return fail(e, err, ce_errcode());
 	return repl_ctrl_status(full, res) == 0 ? 0 : 0;

@@ -41,10 +41,16 @@
  *      holds exactly R's state (tail sync from R over both members' recent
  *      extents), at least k members started and a commit quorum stored the
  *      new membership record. A resume that meets a newer epoch of another
- *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
+ *      node clears RP_CONTROLLER_HERE and serves nothing ("moved"). A
+ *      takeover --force waives only the |I| - k + 1 candidates (at least one)
+ *      and the k started members, never the prepare or the commit quorum, and
+ *      names the members of I it did not count (c->forced, the log).
  *   8. Snapshot operations, rollback and resize are sequenced (seq_op): one
  *      at a time, queued like writes, answered when k members of I report them
- *      done (rollback and resize: done and durable, with the record).
+ *      done (rollback and resize: done and durable, with the record). A
+ *      rebuilding member gets the snapshot operations too (it takes every seq);
+ *      a snapshot create first waits until every rebuild queued all its data
+ *      (rb_copying), so the target's content at that seq is the others'.
  *
  *   9. Read leases (lease_*): nothing is answered -- read, write or flush --
  *      unless a commit quorum of M renewed the lease within 0.9 x REPL_LEASE_MS
@@ -57,6 +63,18 @@
  *      buffers or the network never delay a renewal; it counts like one from
  *      the data connection (ka_time is the send time, so a late answer only
  *      shortens the lease).
+ *  11. The backlog limit (bl_*): a member's backlog -- the sequenced operations
+ *      queued to it that it has not reported applied -- never grows past
+ *      bl_max_bytes of data or bl_max_ops operations (one request larger than
+ *      the limit is let in alone). A write, trim or zero that would pass it is
+ *      not assigned a seq: either the member is ejected first (reason lag),
+ *      when it is remote, the level is one or quorum and the rest of I still
+ *      give k and a commit quorum (a rebuilding member always), or the request
+ *      waits, unassigned, in c->wh (backpressure: the frontend stops reading
+ *      once its own in-flight limit is reached) until the backlog shrinks, the
+ *      member fails (the deadline ejects one that stops applying) or the
+ *      controller is fenced. Requests leave c->wh in order; a read or flush
+ *      behind a waiting write waits too.
  *
  * As built (see docs/replication.md, "As built, issue 15"): no
  * reads from remote replicas; a member left out of an epoch is not sent
@@ -148,6 +166,7 @@ typedef struct ep {
 	uint8_t *rxbuf;
 	/* rebuild (rebuild.c, through the hooks at the end of this file) */
 	int rebuilding;       /* a write-only member: sent the live stream, not counted */
+	int rb_copied;        /* rebuilding: every rebuild byte is queued to it (ctrl_rb_copied) */
 	int adding;           /* not yet a member of the volume (replica add): not in n for k */
 	int removed;          /* no longer a member: its slot is unused */
 	rb_live *live;        /* what live operations touched since its join point */
@@ -161,6 +180,10 @@ typedef struct ep {
 	/* the lease connection (invariant 10; lease_thread's alone, and ctrl_free's after it ended) */
 	int kopen, kfd;
 	uint64_t kid, kretry_ns;
+	/* the backlog (invariant 11): (seq, bytes) of each sequenced op queued to it and not applied, oldest first */
+	struct blent { uint64_t seq, bytes; } *bl;
+	size_t bl_head, bl_n, bl_cap; /* a ring of bl_cap (a power of two) entries */
+	uint64_t bl_bytes, bl_peak_bytes, bl_peak_ops;
 } ep;
 
 typedef struct creq {
@@ -189,6 +212,7 @@ struct ctrl {
 	creq *ph, *pt;        /* pending client requests, in order */
 	int fenced;
 	char fenced_by[160];
+	char forced[400];     /* a takeover --force: the members of I it did not count ("" otherwise) */
 	int stopping;
 	int ejecting;
 	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
@@ -204,6 +228,8 @@ struct ctrl {
 	uint64_t start_ns;    /* the maintenance thread's start: a lease is pending until held or the deadline */
 	int lease_held;       /* held once since start */
 	int lease_last;       /* the state the maintenance thread saw last (LEASE_*) */
+	creq *wh, *wt;        /* requests waiting for a member's backlog (invariant 11), not assigned yet */
+	uint64_t bl_waiting, bl_waits, bl_ejects; /* waiting now; requests that waited; members ejected for it */
 	struct ctrl *next;
 };
 
@@ -315,6 +341,9 @@ lease_state(ctrl *c, uint64_t now)
 }
 
 static void settle(ctrl *c);
+static void bl_admit_waiting(ctrl *c);
+static void bl_clear(ep *e);
+static void ctrl_assign(ctrl *c, creq *q);
 static void q_push(ep *e, qitem *it);
 static void q_push_front(ep *e, qitem *it);
 
@@ -394,6 +423,7 @@ static void
 settle(ctrl *c)
 {
 	creq *done = NULL, **dt = &done;
+	bl_admit_waiting(c);
 	int ls = c->fenced ? LEASE_VALID : lease_state(c, now_ns());
 	while (c->ph != NULL && ls != LEASE_PENDING) {
 		creq *q = c->ph;
@@ -465,6 +495,7 @@ ep_fail(ep *e, int reason, const char *why)
 	e->failed = 1;
 	e->reason = reason;
 	e->failed_ns = now_ns();
+	bl_clear(e);
 	log_warn("replicated volume %s: replica %s%s%s failed: %s", c->export_name, e->local ? "local/" : e->addr,
 	    e->local ? e->pool : "/", e->local ? "" : e->pool, why);
 	if (e->fd >= 0)
@@ -506,6 +537,133 @@ op_drop_unused(cop *op)
 	}
 }
 
+/* ---- the backlog limit (invariant 11) ---- */
+
+static uint64_t bl_max_bytes = REPL_BACKLOG_DEFAULT;
+static uint64_t bl_max_ops = REPL_BACKLOG_DEFAULT / REPL_BACKLOG_BYTES_PER_OP;
+
+int
+repl_ctrl_set_backlog(uint64_t bytes)
+{
+	if (bytes < REPL_BACKLOG_MIN || bytes > REPL_BACKLOG_MAX)
+		return -EINVAL;
+	bl_max_bytes = bytes;
+	bl_max_ops = bytes / REPL_BACKLOG_BYTES_PER_OP;
+	return 0;
+}
+
+/* op was queued to e: it is in e's backlog until e reports it applied. c->mu held. */
+static void
+bl_add(ep *e, const cop *op)
+{
+	if (e->bl_n == e->bl_cap) {
+		size_t nc = e->bl_cap ? 2 * e->bl_cap : 64;
+		struct blent *nb = xmalloc(nc * sizeof(*nb));
+		for (size_t i = 0; i < e->bl_n; i++)
+			nb[i] = e->bl[(e->bl_head + i) & (e->bl_cap - 1)];
+		free(e->bl);
+		e->bl = nb;
+		e->bl_cap = nc;
+		e->bl_head = 0;
+	}
+	uint64_t b = op->kind == Q_WRITE ? op->len : 0;
+	e->bl[(e->bl_head + e->bl_n) & (e->bl_cap - 1)] = (struct blent){ op->seq, b };
+	e->bl_n++;
+	e->bl_bytes += b;
+	e->bl_peak_bytes = MAX(e->bl_peak_bytes, e->bl_bytes);
+	e->bl_peak_ops = MAX(e->bl_peak_ops, (uint64_t)e->bl_n);
+}
+
+/* e applied everything up to applied: those leave its backlog. c->mu held. */
+static void
+bl_release(ep *e, uint64_t applied)
+{
+	while (e->bl_n > 0 && e->bl[e->bl_head].seq <= applied) {
+		e->bl_bytes -= e->bl[e->bl_head].bytes;
+		e->bl_head = (e->bl_head + 1) & (e->bl_cap - 1);
+		e->bl_n--;
+	}
+}
+
+/* e stopped getting the stream (failed) or starts a new one: nothing of it is waited for. c->mu held. */
+static void
+bl_clear(ep *e)
+{
+	e->bl_head = e->bl_n = 0;
+	e->bl_bytes = 0;
+}
+
+/*
+ * Whether member e may leave I for its backlog: a rebuilding member (it is
+ * not counted: its rebuild stops), or a remote member at one or quorum when
+ * the rest of I still give k and a commit quorum for the ejection. Never the
+ * local replica (reads are served from it) nor a member at all. c->mu held.
+ */
+static int
+bl_expendable(const ctrl *c, const ep *e)
+{
+	if (!e->in_sync)
+		return !e->local;
+	if (e->local || c->level == MB_ALL)
+		return 0;
+	int others = 0;
+	for (int i = 0; i < c->n; i++)
+		others += &c->eps[i] != e && c->eps[i].in_sync && !c->eps[i].failed;
+	int k = c->level == MB_ONE ? 1 : members(c) / 2 + 1;
+	return others >= k && others >= (members(c) + 1) / 2;
+}
+
+/* Invariant 11: whether r may be assigned now (ejecting each member over the limit that may go). c->mu held. */
+static int
+bl_admit(ctrl *c, const vio_req *r)
+{
+	int seqd = r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO;
+	uint64_t bytes = r->op == VIO_WRITE ? r->len : 0;
+	uint64_t ops = !seqd || r->len == 0 ? 0 : r->op == VIO_WRITE ? (r->len + CHUNK - 1) / CHUNK : 1;
+	int ok = 1;
+	for (int i = 0; ops > 0 && i < c->n; i++) {
+		ep *e = &c->eps[i];
+		if (!gets_live(e) || e->bl_n == 0 || (e->bl_bytes + bytes <= bl_max_bytes && e->bl_n + ops <= bl_max_ops))
+			continue;
+		if (!bl_expendable(c, e)) {
+			ok = 0; /* backpressure: it waits for this member */
+			continue;
+		}
+		char why[200];
+		snprintf(why, sizeof(why), "its backlog is over the limit (%" PRIu64 " bytes in %zu operations not "
+		    "applied; at most %" PRIu64 " bytes or %" PRIu64 " operations): it needs a rebuild", e->bl_bytes,
+		    e->bl_n, bl_max_bytes, bl_max_ops);
+		c->bl_ejects++;
+		ep_fail(e, 4, why); /* lag */
+	}
+	return ok;
+}
+
+/* settle's first step: requests waiting for a backlog (invariant 11) that may go now, in order. c->mu held. */
+static void
+bl_admit_waiting(ctrl *c)
+{
+	while (c->wh != NULL) {
+		creq *q = c->wh;
+		if (!c->fenced && (c->stopping || !bl_admit(c, q->r)))
+			break; /* a stopping controller fails them once fenced (ctrl_free) */
+		c->wh = q->next;
+		if (c->wh == NULL)
+			c->wt = NULL;
+		q->next = NULL;
+		c->bl_waiting--;
+		if (c->fenced) { /* settle fails it: never assigned, nothing of it was sent */
+			if (c->pt)
+				c->pt->next = q;
+			else
+				c->ph = q;
+			c->pt = q;
+		} else {
+			ctrl_assign(c, q);
+		}
+	}
+}
+
 /* Queue op (a sequenced operation shared by every member it goes to) on e. c->mu held. */
 static void
 q_push_op(ep *e, int kind, cop *op)
@@ -514,6 +672,7 @@ q_push_op(ep *e, int kind, cop *op)
 	it->kind = kind;
 	it->op = op;
 	op->refs++;
+	bl_add(e, op);
 	q_push(e, it);
 }
 
@@ -631,6 +790,9 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
+/* The same, the connect and each answer of the handshake bounded by ms. */
+static int
+peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms);
 
 /*
  * connect() that gives up after REPL_CONNECT_MS, like every reply (SO_RCVTIMEO
@@ -639,10 +801,11 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
  * tcp_syn_retries 6 -- and a takeover or a reconnect waited that long per
  * unreachable member (repl_lease.sh's link-down rounds: 40-75 s per takeover).
  * 0, or -1 with errno set (ETIMEDOUT when the time ran out); fd blocking again.
+ * (The lease connection uses a far shorter bound, KCONNECT_MS.)
  */
 #define REPL_CONNECT_MS 10000
 static int
-connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
+connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int ms)
 {
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0)
@@ -653,7 +816,7 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		for (;;) {
 			clock_gettime(CLOCK_MONOTONIC, &t1);
-			long left = REPL_CONNECT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+			long left = ms - ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
 			struct pollfd pf = { fd, POLLOUT, 0 };
 			int n = left > 0 ? poll(&pf, 1, (int)left) : 0;
 			if (n < 0 && errno == EINTR)
@@ -684,6 +847,12 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len)
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
+	return peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+}
+
+static int
+peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms)
+{
 	const repl_peer_config *pc = repl_peer_cfg();
 	if (pc->key == NULL && !pc->insecure) {
 		snprintf(msg, mlen, "replication needs --peer-key (or --insecure-peers)");
@@ -700,7 +869,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 		return -EHOSTUNREACH;
 	}
 	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect_bounded(fd, res->ai_addr, res->ai_addrlen) != 0) {
+	if (fd < 0 || connect_bounded(fd, res->ai_addr, res->ai_addrlen, ms) != 0) {
 		int e = errno;
 		if (fd >= 0)
 			close(fd);
@@ -711,7 +880,7 @@ peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	freeaddrinfo(res);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct timeval tv = { 10, 0 };
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	rp_hello he;
 	memset(&he, 0, sizeof(he));
@@ -860,6 +1029,7 @@ ep_applied(ep *e, uint64_t a, uint64_t d)
 	if (a > e->applied) {
 		e->applied = a;
 		e->progress_ns = now_ns();
+		bl_release(e, a);
 	}
 	if (d > e->durable)
 		e->durable = d;
@@ -1198,9 +1368,15 @@ eject_failed(ctrl *c)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		lease_tick(c, now_ns()); /* the maintenance thread waits here: the lease goes on being renewed */
 	}
 	mb_phys mb;
 	mb_build(c, &mb, c->mb.mb_version + 1, 1);
+	/* who this record names degraded: one that fails while it is committed (the waits below release
+	 * c->mu) is not in it and stays in I until the next ejection commits it */
+	int named[MAX_MEMBERS];
+	for (int i = 0; i < c->n; i++)
+		named[i] = c->eps[i].failed && c->eps[i].in_sync;
 	int voters = 0;
 	for (int i = 0; i < c->n; i++) {
 		ep *e = &c->eps[i];
@@ -1233,9 +1409,10 @@ eject_failed(ctrl *c)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+		lease_tick(c, now_ns()); /* the maintenance thread waits here: the lease goes on being renewed */
 	}
 	for (int i = 0; i < c->n; i++)
-		if (c->eps[i].failed && c->eps[i].in_sync) {
+		if (named[i] && c->eps[i].in_sync) {
 			c->eps[i].in_sync = 0;
 			char rb[32];
 			log_info("replicated volume %s: replica %s/%s ejected (%s; membership version %" PRIu64 ")",
@@ -1271,12 +1448,34 @@ kclose(ep *e)
 	e->kfd = -1;
 }
 
-/* Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno (msg says why). */
+/*
+ * Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno
+ * (msg says why). The connect and each answer wait at most KCONNECT_MS, not
+ * the data connection's 10 s: lease_thread makes it, and while it waits no
+ * other member's renewal is sent or read -- a member behind a partition (its
+ * SYNs dropped, or its bytes blackholed) would otherwise stop every renewal
+ * for 10 s, five leases. Test builds (--test-ops) may set
+ * CASK_TEST_LEASE_CONNECT_MS to show that (repl_lease_reconnect).
+ */
+#define KCONNECT_MS 1000
+static int
+kconnect_ms(void)
+{
+	static int ms = -1;
+	if (ms < 0) {
+		const char *v = getenv("CASK_TEST_LEASE_CONNECT_MS");
+		ms = vio_test_ops() && v != NULL && atoi(v) > 0 ? atoi(v) : KCONNECT_MS;
+		if (ms != KCONNECT_MS)
+			log_warn("replication: CASK_TEST_LEASE_CONNECT_MS: lease connections wait %d ms (tests only)", ms);
+	}
+	return ms;
+}
+
 static int
 kconnect(ctrl *c, ep *e, const char *addr, const char *pool, char *msg, size_t mlen)
 {
 	uint64_t feat = 0;
-	int fd, err = peer_connect_f(addr, &fd, &feat, msg, mlen);
+	int fd, err = peer_connect_t(addr, &fd, &feat, msg, mlen, kconnect_ms());
 	if (err != 0)
 		return err;
 	if (!(feat & RP_FEAT_VOLOP)) {
@@ -1328,17 +1527,24 @@ lease_thread(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		struct pollfd pf[MAX_MEMBERS];
 		int pi[MAX_MEMBERS], np = 0;
+		/* the open connections first, then the connects: one that waits delays no other renewal */
+		for (int pass = 0; pass < 2; pass++)
 		for (int i = 1; i < n; i++) {
 			ep *e = &c->eps[i];
 			if (!want[i]) {
 				kclose(e);
 				continue;
 			}
+			if ((pass == 0) != (e->kopen != 0))
+				continue;
 			char msg[300];
+			uint64_t t0 = now_ns();
 			if (!e->kopen && start >= e->kretry_ns && kconnect(c, e, addr[i], pool[i], msg, sizeof(msg)) != 0) {
 				log_info("replicated volume %s: no lease connection to %s/%s (renewals go with the data): %s",
 				    c->export_name, addr[i], pool[i], msg);
-				e->kretry_ns = now_ns() + 1000000000ull;
+				/* again in a second, or after four times as long as a try that waited: this thread
+				 * is blocked while it tries */
+				e->kretry_ns = now_ns() + MAX(1000000000ull, 4 * (now_ns() - t0));
 			}
 			if (!e->kopen)
 				continue;
@@ -1431,6 +1637,8 @@ maint_thread(void *arg)
 		}
 		if (need_eject && !c->fenced)
 			eject_failed(c);
+		if (c->wh != NULL)
+			settle(c); /* requests waiting for a backlog (invariant 11): what changed may let them go */
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 100000000;
@@ -1501,6 +1709,27 @@ ctrl_submit(vio_dev *d, vio_req *r)
 		vio_complete(r, -EIO, "the replicated volume is fenced: a newer controller took it over");
 		return;
 	}
+	if (c->wh != NULL || !bl_admit(c, r)) { /* invariant 11: it waits, in order, unassigned */
+		if (c->wt)
+			c->wt->next = q;
+		else
+			c->wh = q;
+		c->wt = q;
+		c->bl_waiting++;
+		c->bl_waits++;
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	ctrl_assign(c, q);
+	settle(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* Assign q its seq and queue it to every member that gets the live stream (invariant 1). c->mu held. */
+static void
+ctrl_assign(ctrl *c, creq *q)
+{
+	vio_req *r = q->r;
 	if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
 		int kind = r->op == VIO_WRITE ? Q_WRITE : r->op == VIO_TRIM ? Q_TRIM : Q_ZERO;
 		uint64_t step = kind == Q_WRITE ? CHUNK : r->len ? r->len : 1;
@@ -1550,8 +1779,6 @@ ctrl_submit(vio_dev *d, vio_req *r)
 	else
 		c->ph = q;
 	c->pt = q;
-	settle(c);
-	pthread_mutex_unlock(&c->mu);
 }
 
 static void
@@ -1663,6 +1890,7 @@ ctrl_free(ctrl *c)
 		if (e->lh)
 			ce_vol_close(e->lh);
 		free(e->rxbuf);
+		free(e->bl);
 		rb_live_free(e->live);
 		pthread_cond_destroy(&e->qcv);
 	}
@@ -2076,7 +2304,7 @@ refusal_where(const char *msg, char *where, size_t wlen)
  * belongs to a newer controller (where: the message); else -errno.
  */
 static int
-reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
+reconcile(const char *pool, const char *name, int mode, int force, char *msg, size_t mlen)
 {
 	/* (msg: at least 1600 bytes from the callers) */
 	const repl_peer_config *pc = repl_peer_cfg();
@@ -2277,11 +2505,24 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 			ri_ = i;
 	}
 	int k = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : nin;
-	if (ri_ < 0 || ncand < nin - k + 1) {
+	if (ri_ < 0 || (ncand < nin - k + 1 && !force)) {
 		snprintf(msg, mlen, "reconciling: %d in-sync members can be counted, %d needed to hold every "
-		    "acknowledged write; unreachable:%s", ncand, nin - k + 1, missing[0] ? missing : " none");
+		    "acknowledged write; unreachable:%s%s", ncand, nin - k + 1, missing[0] ? missing : " none",
+		    mode == PR_TAKEOVER && ri_ >= 0 ? " (vol takeover --force goes on with those it has, and may lose "
+		    "writes only the others acknowledged)" : "");
 		err = -EAGAIN;
 		goto out;
+	}
+	if (ncand < nin - k + 1) {
+		/* --force (replication.md 3.7 step 4): record which members of I were not counted */
+		size_t o = (size_t)snprintf(c->forced, sizeof(c->forced), "takeover --force with %d of the %d in-sync "
+		    "members needed to hold every acknowledged write; not counted:", ncand, nin - k + 1);
+		for (int i = 0; i < nm && o < sizeof(c->forced); i++)
+			if (rm[i].m->mm_state == MM_IN_SYNC && !rm[i].exact)
+				o += (size_t)snprintf(c->forced + o, sizeof(c->forced) - o, " %s/%s", rm[i].local ? "local" :
+				    rm[i].m->mm_addr, rm[i].m->mm_pool);
+		log_warn("replicated volume %s: %s: writes acknowledged only by those may be lost", c->export_name,
+		    c->forced);
 	}
 	rmem *R = &rm[ri_];
 	uint64_t B = R->ri.applied;
@@ -2339,6 +2580,8 @@ reconcile(const char *pool, const char *name, int mode, char *msg, size_t mlen)
 		free(l2);
 	}
 	int kstart = c->level == MB_ONE ? 1 : c->level == MB_QUORUM ? nm / 2 + 1 : 1;
+	if (force)
+		kstart = 1; /* --force starts with who can be started (step 8); below k it serves no write until a rebuild */
 	if (nstart < kstart) {
 		snprintf(msg, mlen, "reconciling: only %d members can hold the newest state (seq %" PRIu64 "), %d needed",
 		    nstart, B, kstart);
@@ -2555,7 +2798,7 @@ repl_ctrl_controls(const char *export_name)
 }
 
 int
-repl_ctrl_takeover(const char *pool, const char *name)
+repl_ctrl_takeover(const char *pool, const char *name, int force)
 {
 	char export_name[330], msg[1600] = "";
 	snprintf(export_name, sizeof(export_name), "%s/%s", pool, name);
@@ -2588,7 +2831,7 @@ repl_ctrl_takeover(const char *pool, const char *name)
 			    export_name, r->state);
 		}
 	pthread_mutex_unlock(&resume_mu);
-	int err = reconcile(pool, name, PR_TAKEOVER, msg, sizeof(msg));
+	int err = reconcile(pool, name, PR_TAKEOVER, force, msg, sizeof(msg));
 	if (err == 0)
 		return 0;
 	int code = err == -ESTALE ? CE_E_PEER_REFUSED : err == -EAGAIN ? CE_E_PEER_UNREACHABLE :
@@ -2602,7 +2845,7 @@ resume_thread(void *arg)
 	resume *r = arg;
 	for (int attempt = 0;; attempt++) {
 		char msg[1600] = "";
-		int err = reconcile(r->pool, r->name, PR_RESUME, msg, sizeof(msg));
+		int err = reconcile(r->pool, r->name, PR_RESUME, 0, msg, sizeof(msg));
 		pthread_mutex_lock(&resume_mu);
 		if (err == 0) {
 			r->done = 1;
@@ -2745,6 +2988,23 @@ status_other(const char *export_name, json_object *res)
  * them durable (each replica commits them with its record before it
  * reports them done), so they survive a crash and a reconciliation.
  */
+/*
+ * Whether a rebuilding member has not been sent all its rebuild data yet
+ * (ctrl_rb_copied). A snapshot waits for that: then every byte the target
+ * lacked is ahead of the snapshot in its queue and it takes the snapshot on
+ * content equal to the others' (replication.md 3.6 item 5, as built). c->mu held.
+ */
+static int
+rb_copying(const ctrl *c)
+{
+	for (int i = 0; i < c->n; i++) {
+		const ep *e = &c->eps[i];
+		if (e->rebuilding && !e->failed && !e->removed && !e->rb_copied)
+			return 1;
+	}
+	return 0;
+}
+
 static int
 seq_op(const char *export_name, int op, const char *snap, const char *newname, uint64_t size, unsigned flags)
 {
@@ -2760,8 +3020,9 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if ((snap != NULL && strlen(snap) >= 256) || (newname != NULL && strlen(newname) >= 256))
 		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
 	pthread_mutex_lock(&c->mu);
-	while (c->snap_seq != 0 && !c->fenced && !c->stopping)
-		pthread_cond_wait(&c->cv, &c->mu); /* one at a time */
+	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying) */
+	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping)
+		util_cond_wait_ms(&c->cv, &c->mu, 100);
 	if (c->fenced || c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
@@ -2807,7 +3068,7 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	}
 	for (int i = 0; i < c->n; i++) {
 		ep *e = &c->eps[i];
-		if (!e->in_sync || e->failed)
+		if (!gets_live(e)) /* a rebuilding member too: it takes every seq (its outcome is not counted) */
 			continue;
 		q_push_op(e, Q_SNAP, o);
 	}
@@ -2944,6 +3205,8 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(res, "fenced_by", json_object_new_string(c->fenced_by));
 	else
 		lease_status(c, ls, res);
+	if (c->forced[0])
+		json_object_object_add(res, "forced", json_object_new_string(c->forced));
 	json_object_object_add(res, "seq", json_object_new_uint64(c->next_seq));
 	json_object_object_add(res, "membership_version", json_object_new_uint64(c->mb.mb_version));
 	char u[33];
@@ -2952,6 +3215,13 @@ repl_ctrl_status(const char *export_name, json_object *res)
 	json_object_object_add(res, "uuid", json_object_new_string(u));
 	json_object_object_add(res, "deadline_ms", json_object_new_uint64(c->deadline_ms));
 	json_object_object_add(res, "rebuild_rate", json_object_new_uint64(c->rebuild_rate));
+	json_object *bo = json_object_new_object(); /* invariant 11 */
+	json_object_object_add(bo, "max_bytes", json_object_new_uint64(bl_max_bytes));
+	json_object_object_add(bo, "max_ops", json_object_new_uint64(bl_max_ops));
+	json_object_object_add(bo, "waiting", json_object_new_uint64(c->bl_waiting));
+	json_object_object_add(bo, "waited", json_object_new_uint64(c->bl_waits));
+	json_object_object_add(bo, "ejected", json_object_new_uint64(c->bl_ejects));
+	json_object_object_add(res, "backlog", bo);
 	json_object *arr = json_object_new_array();
 	for (int i = 0; i < c->n; i++) {
 		const ep *e = &c->eps[i];
@@ -2972,6 +3242,10 @@ repl_ctrl_status(const char *export_name, json_object *res)
 		json_object_object_add(o, "durable_seq", json_object_new_uint64(e->durable));
 		json_object_object_add(o, "lag_ops", json_object_new_uint64(c->next_seq > e->applied && !e->failed ?
 		    c->next_seq - e->applied : 0));
+		json_object_object_add(o, "backlog_bytes", json_object_new_uint64(e->bl_bytes));
+		json_object_object_add(o, "backlog_ops", json_object_new_uint64(e->bl_n));
+		json_object_object_add(o, "backlog_peak_bytes", json_object_new_uint64(e->bl_peak_bytes));
+		json_object_object_add(o, "backlog_peak_ops", json_object_new_uint64(e->bl_peak_ops));
 		if (e->rbp.job != 0)
 			rb_status_json(&e->rbp, o);
 		json_object_array_add(arr, o);
@@ -3109,6 +3383,7 @@ ctrl_rb_add_slot(ctrl *c, const char *replica, int *idx)
 	ep *e = &c->eps[slot];
 	rb_live_free(e->live);
 	free(e->rxbuf);
+	free(e->bl);
 	pthread_cond_t cv = e->qcv;
 	memset(e, 0, sizeof(*e));
 	e->qcv = cv;
@@ -3248,8 +3523,11 @@ ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_li
 		return -ESTALE;
 	}
 	ep_drain(e);
+	bl_clear(e);
+	e->bl_peak_bytes = e->bl_peak_ops = 0;
 	*J = b->rb_join_seq = c->next_seq;
 	e->rebuilding = 1;
+	e->rb_copied = 0;
 	e->failed = 0;
 	e->reason = 0;
 	e->live = live;
@@ -3300,6 +3578,16 @@ ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const v
 	it->rbn = n + dn;
 	q_push(e, it);
 	return 0;
+}
+
+/* The rebuild queued its last data to member idx: snapshots need not wait for it any more (rb_copying). */
+void
+ctrl_rb_copied(ctrl *c, int idx)
+{
+	pthread_mutex_lock(&c->mu);
+	c->eps[idx].rb_copied = 1;
+	pthread_cond_broadcast(&c->cv);
+	pthread_mutex_unlock(&c->mu);
 }
 
 /* With ctrl_rb_lock held: whether the member failed (its connection or an error). */

@@ -29,8 +29,12 @@ int repl_verify(const char *export_name, json_object *res);
  * `vol takeover` (rule 7): become the controller of replica pool/name from
  * the members it can reach (membership read from them, the old controller
  * fenced by a new epoch). 0 serving, or -errno with the message and code set.
+ * force (`--force`, replication.md 3.7 steps 4 and 8): go on when fewer
+ * in-sync members than |I| - k + 1 can be counted (writes acknowledged only
+ * by the others may be lost: logged, and vol status "forced"), and start
+ * with fewer than k; a prepare quorum is still needed (that is the fence).
  */
-int repl_ctrl_takeover(const char *pool, const char *name);
+int repl_ctrl_takeover(const char *pool, const char *name, int force);
 /* At start, after the replica service: reconcile (resume) every volume this caskd controlled. */
 void repl_ctrl_resume_all(void);
 /* The same for one pool just imported (pool.import); volumes already controlled or resuming are left alone. */
@@ -53,6 +57,18 @@ int repl_ctrl_resize(const char *export_name, uint64_t size, unsigned flags);
 int repl_ctrl_controls(const char *export_name);
 /* At shutdown: stop every controller (after the frontends closed their handles). */
 void repl_ctrl_shutdown(void);
+/*
+ * caskd --repl-backlog BYTES: the most data (and BYTES / 4096 operations) a
+ * member may have queued and not applied before a new write either ejects it
+ * or waits for it (docs/replication.md 3.2 item 5, as built). Set at start,
+ * before any controller runs. 0, or -EINVAL outside MIN..MAX.
+ */
+#define REPL_BACKLOG_DEFAULT (256ull << 20)
+#define REPL_BACKLOG_MIN (1ull << 20)
+#define REPL_BACKLOG_MAX (64ull << 30)
+#define REPL_BACKLOG_BYTES_PER_OP 4096
+int repl_ctrl_set_backlog(uint64_t bytes);
+
 /* -o rebuild_rate= (MB/s, 0 unlimited) of a controlled volume; -ENOENT. */
 int repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs);
 
@@ -86,6 +102,8 @@ void ctrl_rb_lock(ctrl *c);
 void ctrl_rb_unlock(ctrl *c);
 int ctrl_rb_queue(ctrl *c, int idx, uint16_t type, const void *pl, size_t n, const void *data, size_t dn);
 int ctrl_rb_failed(ctrl *c, int idx);
+/* Every rebuild byte is queued to member idx (a snapshot waits for that, then goes to it too). */
+void ctrl_rb_copied(ctrl *c, int idx);
 /* The local replica when it is in sync (the source), its record in *info; NULL otherwise. */
 ce_vol *ctrl_rb_source(ctrl *c, ce_epoch *e, uint64_t *id, uint32_t *rate, ce_repl_info *info);
 int ctrl_rb_wait_local(ctrl *c, uint64_t seq);

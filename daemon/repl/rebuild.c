@@ -1232,6 +1232,7 @@ rebuild_work(job *j, void *arg)
 	}
 	if (err != 0)
 		goto out;
+	ctrl_rb_copied(c, idx); /* every byte T lacked is in its queue: a snapshot now finds it complete */
 	/* end and join (section 12.5) */
 	if ((err = maybe_cursor(r, ranges.n ? ranges.v[ranges.n - 1].off + ranges.v[ranges.n - 1].len : 0, 1)) != 0 ||
 	    (err = end_target(r, CE_RB_COMPLETE)) != 0)

@@ -483,6 +483,30 @@ typedef struct cask_repl_lease {
 /* cask_vol_repl_status and the lease from the same vol.status answer (lease may be NULL). */
 int cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out, cask_repl_lease *lease);
 /*
+ * (CASK_1.1) The backlog limit of a volume this caskd controls
+ * (docs/replication.md 3.2 item 5, as built): per replica, in the order of
+ * cask_repl_status.replicas, the data and operations queued to it and not
+ * yet applied, and their peaks; the limit (caskd --repl-backlog), requests
+ * waiting for a replica now, requests that waited in all, and replicas
+ * ejected for their backlog. Size-prefixed like cask_repl_lease
+ * (CASK_REPL_BACKLOG_INIT). For a replica another caskd controls, or a
+ * controller that is reconciling, everything is 0. NOT_REPLICATED for a
+ * volume that is not replicated.
+ */
+typedef struct cask_replica_backlog {
+	uint64_t bytes, ops;         /* queued and not applied now */
+	uint64_t peak_bytes, peak_ops; /* the most since the controller started (or the replica's rebuild began) */
+} cask_replica_backlog;
+typedef struct cask_repl_backlog {
+	size_t size;                 /* sizeof(cask_repl_backlog) */
+	uint64_t max_bytes, max_ops; /* the limit; 0: no controller here */
+	uint64_t waiting, waited, ejected;
+	size_t nreplicas;
+	cask_replica_backlog replicas[CASK_REPL_MAX];
+} cask_repl_backlog;
+#define CASK_REPL_BACKLOG_INIT { sizeof(cask_repl_backlog), 0, 0, 0, 0, 0, 0, { { 0, 0, 0, 0 } } }
+int cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *out);
+/*
  * Become the controller of POOL/VOL, a replica this caskd holds (`cask vol
  * takeover`; docs/replication.md rule 7): the membership is read from the
  * replicas it reaches (a prepare quorum), the newest state is made that of
@@ -491,6 +515,18 @@ int cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *
  * few members reachable; PEER_REFUSED: a newer epoch was promised elsewhere.
  */
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
+/*
+ * (CASK_1.1) cask_vol_takeover with flags: CASK_TAKEOVER_FORCE (`vol
+ * takeover --force`, docs/replication.md 3.7 as built) goes on when fewer
+ * in-sync members can be reached than are needed to be sure every
+ * acknowledged write is among them: writes only the unreached members
+ * acknowledged may be lost (caskd logs which members were not counted, and
+ * vol.status says so in "forced"). It still needs promises from a majority
+ * of the members (PEER_UNREACHABLE otherwise): that is what fences the old
+ * controller. Other flag bits: INVALID_ARGUMENT.
+ */
+#define CASK_TAKEOVER_FORCE 1u
+int cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out);
 
 /*
  * (CASK_1.1) Manifests (docs/manifests.md): cask_apply checks a `cask/v1`

@@ -803,10 +803,60 @@ cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out,
 }
 
 int
+cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *out)
+{
+	if (out == NULL || out->size < sizeof(cask_repl_backlog)) {
+		set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_repl_backlog: size %zu is too small (use "
+		    "CASK_REPL_BACKLOG_INIT; sizeof is %zu)", out ? out->size : 0, sizeof(cask_repl_backlog));
+		return -EINVAL;
+	}
+	json_object *a = json_object_new_object(), *r, *o, *arr;
+	json_object_object_add(a, "name", json_object_new_string(name));
+	int rc = call(c, "vol.status", a, &r);
+	if (rc != 0)
+		return rc;
+	cask_repl_backlog b;
+	memset(&b, 0, sizeof(b));
+	if (json_object_object_get_ex(r, "backlog", &o) && json_object_is_type(o, json_type_object)) {
+		b.max_bytes = get_u64(o, "max_bytes");
+		b.max_ops = get_u64(o, "max_ops");
+		b.waiting = get_u64(o, "waiting");
+		b.waited = get_u64(o, "waited");
+		b.ejected = get_u64(o, "ejected");
+		if (json_object_object_get_ex(r, "replicas", &arr) && json_object_is_type(arr, json_type_array)) {
+			for (size_t i = 0; i < json_object_array_length(arr) && i < CASK_REPL_MAX; i++) {
+				json_object *x = json_object_array_get_idx(arr, i);
+				cask_replica_backlog *rb = &b.replicas[b.nreplicas++];
+				rb->bytes = get_u64(x, "backlog_bytes");
+				rb->ops = get_u64(x, "backlog_ops");
+				rb->peak_bytes = get_u64(x, "backlog_peak_bytes");
+				rb->peak_ops = get_u64(x, "backlog_peak_ops");
+			}
+		}
+	}
+	json_object_put(r);
+	b.size = out->size;
+	memcpy(out, &b, sizeof(b)); /* a larger (newer) caller's struct: the rest left alone */
+	return 0;
+}
+
+int
 cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out)
 {
+	return cask_vol_takeover_ex(c, name, 0, out);
+}
+
+int
+cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out)
+{
+	if (flags & ~CASK_TAKEOVER_FORCE) {
+		set_error(EINVAL, CE_E_INVALID_ARGUMENT, "cask_vol_takeover_ex: unknown flags %#x", flags & ~CASK_TAKEOVER_FORCE);
+		return -EINVAL;
+	}
 	json_object *a = json_object_new_object(), *r;
 	json_object_object_add(a, "name", json_object_new_string(name));
+	if (flags & CASK_TAKEOVER_FORCE)
+		json_object_object_add(a, "force", json_object_new_boolean(1));
 	int rc = call(c, "vol.takeover", a, &r);
 	if (rc != 0)
 		return rc;

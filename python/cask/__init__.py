@@ -438,20 +438,30 @@ class Client:
         "replica", for a restarted controller "reconciling" or "moved", with fenced_by saying
         where it is) and per replica its address, state, link and acknowledged seq; "lease": the
         controller's read lease (state valid/pending/lapsed, left_ms, renewed_by, needed, lease_ms),
-        None when this caskd does not control the volume."""
+        None when this caskd does not control the volume; "backlog": the backlog limit (max_bytes,
+        max_ops, waiting, waited, ejected) and per replica "backlog" (bytes, ops, peak_bytes,
+        peak_ops; docs/replication.md 3.2 item 5), None likewise."""
         st = ffi.new("cask_repl_status *")
         ls = ffi.new("cask_repl_lease *")
         ls.size = ffi.sizeof("cask_repl_lease")
         self._check(lib.cask_vol_repl_status_ex(self._c, _b(name), st, ls), name)
         out = self._repl_status(st)
         out["lease"] = _struct(ls, ("state", "left_ms", "renewed_by", "needed", "lease_ms")) if ffi.string(ls.state) else None
+        bl = ffi.new("cask_repl_backlog *")
+        bl.size = ffi.sizeof("cask_repl_backlog")
+        self._check(lib.cask_vol_repl_backlog(self._c, _b(name), bl), name)
+        out["backlog"] = _struct(bl, ("max_bytes", "max_ops", "waiting", "waited", "ejected")) if bl.max_bytes else None
+        for i, r in enumerate(out["replicas"]):
+            r["backlog"] = _struct(bl.replicas[i], ("bytes", "ops", "peak_bytes", "peak_ops")) \
+                if bl.max_bytes and i < bl.nreplicas else None
         return out
 
-    def vol_takeover(self, name):
+    def vol_takeover(self, name, force=False):
         """Become the controller of POOL/VOL, a replica this caskd holds (`cask vol takeover`,
-        replication rule 7); its status once serving."""
+        replication rule 7); its status once serving. force: `--force`, go on without in-sync
+        replicas it cannot reach (writes only they acknowledged may be lost)."""
         st = ffi.new("cask_repl_status *")
-        self._check(lib.cask_vol_takeover(self._c, _b(name), st), name)
+        self._check(lib.cask_vol_takeover_ex(self._c, _b(name), 1 if force else 0, st), name)
         return self._repl_status(st)
 
     def vol_checksum(self, name):

@@ -125,7 +125,17 @@ typedef struct cask_repl_lease {
 	uint64_t lease_ms;
 } cask_repl_lease;
 int cask_vol_repl_status_ex(cask_client *c, const char *name, cask_repl_status *out, cask_repl_lease *lease);
+typedef struct { uint64_t bytes, ops, peak_bytes, peak_ops; } cask_replica_backlog;
+typedef struct cask_repl_backlog {
+	size_t size;
+	uint64_t max_bytes, max_ops;
+	uint64_t waiting, waited, ejected;
+	size_t nreplicas;
+	cask_replica_backlog replicas[5];
+} cask_repl_backlog;
+int cask_vol_repl_backlog(cask_client *c, const char *name, cask_repl_backlog *out);
 int cask_vol_takeover(cask_client *c, const char *name, cask_repl_status *out);
+int cask_vol_takeover_ex(cask_client *c, const char *name, unsigned flags, cask_repl_status *out);
 int cask_vol_set(cask_client *c, const char *name, const char *prop, const char *value);
 int cask_vol_set_many(cask_client *c, const char *name, const char *const *props,
     const char *const *values, size_t n);

@@ -190,7 +190,13 @@ tour(void *arg)
 	CHECK_CODE(cask_vol_repl_status_ex(c, v, &rst, &rls), EINVAL, "NOT_REPLICATED"); /* repl_lease.sh: a real one */
 	rls.size = sizeof(size_t); /* covers no field */
 	CHECK_CODE(cask_vol_repl_status_ex(c, v, &rst, &rls), EINVAL, "INVALID_ARGUMENT");
+	cask_repl_backlog rblg = CASK_REPL_BACKLOG_INIT;
+	CHECK_CODE(cask_vol_repl_backlog(c, v, &rblg), EINVAL, "NOT_REPLICATED"); /* repl_backlog.sh: a real one */
+	rblg.size = sizeof(size_t);
+	CHECK_CODE(cask_vol_repl_backlog(c, v, &rblg), EINVAL, "INVALID_ARGUMENT");
 	CHECK_CODE(cask_vol_takeover(c, v, &rst), EINVAL, "NOT_REPLICATED"); /* repl_takeover.sh: real ones */
+	CHECK_CODE(cask_vol_takeover_ex(c, v, CASK_TAKEOVER_FORCE, &rst), EINVAL, "NOT_REPLICATED");
+	CHECK_CODE(cask_vol_takeover_ex(c, v, 2, &rst), EINVAL, "INVALID_ARGUMENT");
 	const char *reps[] = { "127.0.0.1:1/p2" };
 	cask_repl_args rargs = CASK_REPL_ARGS_INIT;
 	rargs.replicas = reps;
