@@ -40,6 +40,12 @@
  *      the tail's txgs for every seq below hi: listings from the common
  *      point include the tail, later ones are supersets, never subsets.
  *      A tail sync (kind 1) still needs the epoch started.
+ *   6. ce_rebuild_scan lists every byte of every operation that began
+ *      before it was called: it waits for the apply in progress (the
+ *      volume's apply mutex, repl.c invariant 1) before its pool sync, so
+ *      on a replica that promised a newer epoch (a reconciliation lists
+ *      its births, ctrl.c invariant 7) no apply of the older one can
+ *      still be writing bytes the walk would miss.
  *
  * States: complete --ce_rebuild_begin--> rebuilding --ce_rebuild_end
  * (COMPLETE)--> complete; ce_rebuild_end(CANCELLED | FAILED) stays
@@ -363,6 +369,9 @@ ce_rebuild_scan(ce_vol *h, uint64_t base, int full, uint64_t from, ce_diff_fn fn
 	if (err != 0)
 		return err;
 	ce_pool *p = h->v->pool;
+	/* invariant 6: an apply that began before a newer epoch was promised ends first */
+	pthread_mutex_lock(&rs->mu);
+	pthread_mutex_unlock(&rs->mu);
 	if ((err = ce_pool_sync(p)) != 0)
 		return err;
 	if (full)

@@ -115,6 +115,9 @@ try:
     synced = [l for l in a.tail(400).splitlines() if "brought to seq" in l]
     assert synced and b.raddr in synced[-1], synced
     print(synced[-1].split("] ", 1)[-1])
+    births = [l for l in a.tail(400).splitlines() if "from the block births on disk" in l]
+    assert births, "A's ring was lost at the restart: the listing must come from the births"
+    print(births[-1].split("  ", 1)[-1])
     h = nbd.NBD(); h.connect_uri(a.uri("tank/pv"))
     assert h.pread(len(W), WOFF) == W, "A lost W"
     assert h.pread(4 << 20, 0) == base and h.pread(16 << 20, 8 << 20) == missed, "acknowledged data lost"
@@ -150,6 +153,9 @@ try:
     synced = [l for l in b.tail(400).splitlines() if "brought to seq" in l]
     assert synced and "local/p2" in synced[-1], synced
     print(synced[-1].split("] ", 1)[-1])
+    births = [l for l in b.tail(400).splitlines() if "from the block births on disk" in l and c.raddr in l]
+    assert births, "C's ring was lost at the restart: its listing must come from the births (RB_SCAN)"
+    print(births[-1].split("  ", 1)[-1])
     h = nbd.NBD(); h.connect_uri(b.uri("p2/pv"))
     assert h.pread(len(W2), W2OFF) == W2, "the FLUSH-acknowledged W2 was lost"
     assert h.pread(len(W), WOFF) == W and h.pread(4 << 20, 0) == base, "data lost"
