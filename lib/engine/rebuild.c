@@ -378,13 +378,21 @@ ce_rebuild_scan(ce_vol *h, uint64_t base, int full, uint64_t from, ce_diff_fn fn
 		return vol_changed_after(h, 0, 0, from, fn, arg);
 	/* the map (repl.c invariant 3): data of seqs > base lie only in txgs >= the first entry with hi > base */
 	uint64_t txg = 0;
+	int found = 0;
 	pthread_mutex_lock(&p->lock);
 	const repl_phys *r = rs->cap.rp_ds_guid != 0 ? &rs->cap : &rs->rec;
-	for (uint32_t i = 0; i < r->rp_map_count && txg == 0; i++)
-		if (r->rp_map[i].sm_hi > base)
+	for (uint32_t i = 0; i < r->rp_map_count && !found; i++)
+		if (r->rp_map[i].sm_hi > base) {
 			txg = r->rp_map[i].sm_txg;
+			found = 1;
+		}
 	pthread_mutex_unlock(&p->lock);
-	if (txg == 0)
+	if (!found)
 		return 0; /* nothing after base was ever applied here */
+	if (txg == 0) {
+		/* repl.c invariant 9: a rollback after base may have changed any byte */
+		uint64_t size = ce_vol_size(h);
+		return from < size ? fn(arg, from, size - from, CE_DIFF_DATA) : 0;
+	}
 	return vol_changed_after(h, txg - 1, 1, from, fn, arg);
 }
