@@ -39,9 +39,10 @@
  *      then applied, among the in-sync members whose content is known) was
  *      chosen from at least |I| - k + 1 candidates, every member started
  *      holds exactly R's state (tail sync from R over both members' recent
- *      extents), at least k members started and a commit quorum stored the
- *      new membership record. A resume that meets a newer epoch of another
- *      node clears RP_CONTROLLER_HERE and serves nothing ("moved").
+ *      extents: the rings, after a restart the births on disk), at least k
+ *      members started and a commit quorum stored the new membership
+ *      record. A resume that meets a newer epoch of another node clears
+ *      RP_CONTROLLER_HERE and serves nothing ("moved").
  *   8. Snapshot operations, rollback and resize are sequenced (seq_op): one
  *      at a time, queued like writes, answered when k members of I report them
  *      done (rollback and resize: done and durable, with the record).
