@@ -39,12 +39,13 @@
  *      then applied, among the in-sync members whose content is known) was
  *      chosen from at least |I| - k + 1 candidates, every member started
  *      holds exactly R's state (tail sync from R over both members' recent
- *      extents), at least k members started and a commit quorum stored the
- *      new membership record. A resume that meets a newer epoch of another
- *      node clears RP_CONTROLLER_HERE and serves nothing ("moved"). A
- *      takeover --force waives only the |I| - k + 1 candidates (at least one)
- *      and the k started members, never the prepare or the commit quorum, and
- *      names the members of I it did not count (c->forced, the log).
+ *      extents: the rings, after a restart the births on disk), at least k
+ *      members started and a commit quorum stored the new membership
+ *      record. A resume that meets a newer epoch of another node clears
+ *      RP_CONTROLLER_HERE and serves nothing ("moved"). A takeover --force
+ *      waives only the |I| - k + 1 candidates (at least one) and the k
+ *      started members, never the prepare or the commit quorum, and names
+ *      the members of I it did not count (c->forced, the log).
  *   8. Snapshot operations, rollback and resize are sequenced (seq_op): one
  *      at a time, queued like writes, answered when k members of I report them
  *      done (rollback and resize: done and durable, with the record). A
@@ -2160,7 +2161,108 @@ common_point(const rmem *a, const rmem *b, uint64_t limit)
 	}
 }
 
-/* Extents of the operations after `after` on member x (TAIL_LIST, or the engine for the local one). */
+typedef struct born {
+	uint64_t *off, *len;
+	size_t n, cap;
+} born;
+
+static int
+born_add(void *arg, uint64_t off, uint64_t len, int kind)
+{
+	born *b = arg;
+	(void)kind; /* a hole is copied like data: the reference's bytes there are zeros */
+	if (b->n > 0 && b->off[b->n - 1] + b->len[b->n - 1] == off) {
+		b->len[b->n - 1] += len;
+		return 0;
+	}
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 256;
+		b->off = xrealloc(b->off, b->cap * sizeof(uint64_t));
+		b->len = xrealloc(b->len, b->cap * sizeof(uint64_t));
+	}
+	b->off[b->n] = off;
+	b->len[b->n++] = len;
+	return 0;
+}
+
+/*
+ * Invariant 7, after a restart: where member x may hold bytes of operations
+ * after `after` when its ring does not reach back (a caskd restart empties
+ * it) -- every range, data or hole, born in or after the txg that x's
+ * sequence->txg map gives for `after` (engine repl.c invariant 3: on disk,
+ * committed with the data; ce_rebuild_scan, remotely RB_SCAN on the promised
+ * connection). A superset of the ring's extents that covers every operation
+ * x ever began, so *top is x->top.
+ */
+static int
+member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, uint64_t **len, size_t *n,
+    uint64_t *top, char *msg, size_t mlen)
+{
+	born b = { NULL, NULL, 0, 0 };
+	int err = 0;
+	if (x->local) {
+		if ((err = ce_rebuild_scan(lh, after, 0, 0, born_add, &b)) < 0)
+			snprintf(msg, mlen, "%s", ce_errmsg());
+		err = err < 0 ? err : 0;
+	} else if (!(x->features & RP_FEAT_REBUILD)) {
+		snprintf(msg, mlen, "replica %s does not speak RB_SCAN (its ring was lost at a restart)", x->m->mm_addr);
+		err = -EPROTONOSUPPORT;
+	} else {
+		uint8_t *buf = xmalloc(RP_MAX_PAYLOAD);
+		uint64_t from = 0;
+		for (int first = 1; err == 0; first = 0) {
+			rp_rb_scan sc;
+			memset(&sc, 0, sizeof(sc));
+			sc.sc_base_seq = after;
+			sc.sc_from = from;
+			sc.sc_max = RP_RB_MAX_RANGES;
+			sc.sc_flags = first ? RB_SCAN_SYNC : 0;
+			rp_hdr h;
+			if ((err = rpc_x(x->fd, RP_RB_SCAN, e, 0, &sc, sizeof(sc), RP_RB_RANGES, buf, RP_MAX_PAYLOAD, &h,
+			    msg, mlen, x->m->mm_addr)) != 0)
+				break;
+			rp_rb_ranges rr;
+			memcpy(&rr, buf, sizeof(rr));
+			int more = (h.rf_flags & RPF_MORE) != 0;
+			if (rr.rr_n > RP_RB_MAX_RANGES || h.rf_len != sizeof(rr) + (uint64_t)rr.rr_n * sizeof(rp_rb_range) ||
+			    (more && rr.rr_next <= from)) {
+				snprintf(msg, mlen, "replica %s: a malformed RB_RANGES", x->m->mm_addr);
+				err = -EPROTO;
+				break;
+			}
+			for (uint32_t i = 0; i < rr.rr_n && err == 0; i++) {
+				rp_rb_range g;
+				memcpy(&g, buf + sizeof(rr) + (size_t)i * sizeof(g), sizeof(g));
+				if (g.length == 0 || g.offset > x->ri.size || g.length > x->ri.size - g.offset) {
+					snprintf(msg, mlen, "replica %s: RB_RANGES outside the volume", x->m->mm_addr);
+					err = -EPROTO;
+				} else {
+					born_add(&b, g.offset, g.length, 0);
+				}
+			}
+			if (!more)
+				break;
+			from = rr.rr_next;
+		}
+		free(buf);
+	}
+	if (err != 0) {
+		free(b.off);
+		free(b.len);
+		return err;
+	}
+	*off = b.off;
+	*len = b.len;
+	*n = b.n;
+	*top = MAX(after, x->top);
+	log_info("reconciliation: member %s/%s: the extents of its operations after seq %" PRIu64 " are not in "
+	    "memory (a restart): %zu ranges from the block births on disk", x->local ? "local" : x->m->mm_addr,
+	    x->m->mm_pool, after, b.n);
+	return 0;
+}
+
+/* Extents of the operations after `after` on member x (TAIL_LIST, or the engine for the local one);
+ * from the births on disk when the ring does not reach back (member_births). */
 static int
 member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, uint64_t **len, size_t *n,
     uint64_t *top, char *msg, size_t mlen)
@@ -2175,9 +2277,17 @@ member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, 
 			*off = xrealloc(*off, cap * sizeof(uint64_t));
 			*len = xrealloc(*len, cap * sizeof(uint64_t));
 			size_t k = 0;
-			if (ce_repl_extents(lh, *top, *off + *n, *len + *n, RP_TAIL_MAX, &k, top) != 0) {
+			int e2 = ce_repl_extents(lh, *top, *off + *n, *len + *n, RP_TAIL_MAX, &k, top);
+			if (e2 == -ERANGE) {
+				free(*off);
+				free(*len);
+				*off = *len = NULL;
+				*n = 0;
+				return member_births(x, lh, e, after, off, len, n, top, msg, mlen);
+			}
+			if (e2 != 0) {
 				snprintf(msg, mlen, "%s", ce_errmsg());
-				return -ERANGE;
+				return e2;
 			}
 			*n += k;
 			if (k < RP_TAIL_MAX)
@@ -2214,6 +2324,13 @@ member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, 
 		err = rpc_next(x->fd, RP_TAIL_LIST, RP_TAIL_EXTENTS, buf, RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr);
 	}
 	free(buf);
+	if (err == -ERANGE) { /* TAIL_UNKNOWN: its ring does not reach back */
+		free(*off);
+		free(*len);
+		*off = *len = NULL;
+		*n = 0;
+		return member_births(x, lh, e, after, off, len, n, top, msg, mlen);
+	}
 	return err;
 }
 

@@ -40,6 +40,12 @@
  *      the tail's txgs for every seq below hi: listings from the common
  *      point include the tail, later ones are supersets, never subsets.
  *      A tail sync (kind 1) still needs the epoch started.
+ *   6. ce_rebuild_scan lists every byte of every operation that began
+ *      before it was called: it waits for the apply in progress (the
+ *      volume's apply mutex, repl.c invariant 1) before its pool sync, so
+ *      on a replica that promised a newer epoch (a reconciliation lists
+ *      its births, ctrl.c invariant 7) no apply of the older one can
+ *      still be writing bytes the walk would miss.
  *
  * States: complete --ce_rebuild_begin--> rebuilding --ce_rebuild_end
  * (COMPLETE)--> complete; ce_rebuild_end(CANCELLED | FAILED) stays
@@ -363,19 +369,30 @@ ce_rebuild_scan(ce_vol *h, uint64_t base, int full, uint64_t from, ce_diff_fn fn
 	if (err != 0)
 		return err;
 	ce_pool *p = h->v->pool;
+	/* invariant 6: an apply that began before a newer epoch was promised ends first */
+	pthread_mutex_lock(&rs->mu);
+	pthread_mutex_unlock(&rs->mu);
 	if ((err = ce_pool_sync(p)) != 0)
 		return err;
 	if (full)
 		return vol_changed_after(h, 0, 0, from, fn, arg);
 	/* the map (repl.c invariant 3): data of seqs > base lie only in txgs >= the first entry with hi > base */
 	uint64_t txg = 0;
+	int found = 0;
 	pthread_mutex_lock(&p->lock);
 	const repl_phys *r = rs->cap.rp_ds_guid != 0 ? &rs->cap : &rs->rec;
-	for (uint32_t i = 0; i < r->rp_map_count && txg == 0; i++)
-		if (r->rp_map[i].sm_hi > base)
+	for (uint32_t i = 0; i < r->rp_map_count && !found; i++)
+		if (r->rp_map[i].sm_hi > base) {
 			txg = r->rp_map[i].sm_txg;
+			found = 1;
+		}
 	pthread_mutex_unlock(&p->lock);
-	if (txg == 0)
+	if (!found)
 		return 0; /* nothing after base was ever applied here */
+	if (txg == 0) {
+		/* repl.c invariant 9: a rollback after base may have changed any byte */
+		uint64_t size = ce_vol_size(h);
+		return from < size ? fn(arg, from, size - from, CE_DIFF_DATA) : 0;
+	}
 	return vol_changed_after(h, txg - 1, 1, from, fn, arg);
 }

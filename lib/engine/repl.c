@@ -65,6 +65,14 @@
  *      durably, so a crash during the copy never leaves a replica that
  *      says complete with half a tail; the START_EPOCH that ends it sets
  *      applied = base with the new epoch, in one commit.
+ *   9. A rollback changes bytes without new births (the volume takes the
+ *      snapshot's old blocks), so no listing by births can find them: the
+ *      settle of every txg at or after the one its apply began in (which
+ *      holds the rollback, snap.c) makes the map's first entry (0, s) --
+ *      txg 0 is no txg: "data of the seqs up to s may be anywhere" -- and
+ *      drops the entries it covers, so a listing from any c < s is the
+ *      whole volume (ce_rebuild_scan) and one from c >= s the later
+ *      entries' as before. It commits with the rollback, never after it.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) is entered and left by rebuild.c (ce_rebuild_begin, _end), and
@@ -235,6 +243,28 @@ repl_settle(volume *v, uint64_t t)
 	c.rp_hi = MAX(old.rp_hi, hi);
 	c.rp_map_count = old.rp_map_count;
 	memcpy(c.rp_map, old.rp_map, sizeof(c.rp_map));
+	if (rs->rollback_seq != 0 && rs->rollback_txg <= t) {
+		/* invariant 9: (0, s) first; the entries it covers dropped; any beyond the table merged into the last */
+		sm_phys m[CE_REPL_MAP];
+		uint64_t s0 = rs->rollback_seq;
+		for (uint32_t i = 0; i < c.rp_map_count; i++)
+			if (c.rp_map[i].sm_txg == 0)
+				s0 = MAX(s0, c.rp_map[i].sm_hi);
+		uint32_t mk = 0;
+		m[mk++] = (sm_phys){ 0, s0 };
+		for (uint32_t i = 0; i < c.rp_map_count; i++) {
+			if (c.rp_map[i].sm_txg == 0 || c.rp_map[i].sm_hi <= s0)
+				continue;
+			if (mk < CE_REPL_MAP)
+				m[mk++] = c.rp_map[i];
+			else
+				m[mk - 1].sm_hi = c.rp_map[i].sm_hi;
+		}
+		memset(c.rp_map, 0, sizeof(c.rp_map));
+		memcpy(c.rp_map, m, mk * sizeof(sm_phys));
+		c.rp_map_count = mk;
+		rs->rollback_seq = 0;
+	}
 	if (c.rp_map_count == 0 || c.rp_hi > c.rp_map[c.rp_map_count - 1].sm_hi) {
 		if (c.rp_map_count > 0 && c.rp_map[c.rp_map_count - 1].sm_txg == t)
 			c.rp_map[c.rp_map_count - 1].sm_hi = c.rp_hi;
@@ -826,9 +856,11 @@ apply(ce_vol *h, ce_epoch e, uint64_t seq, int op, const void *buf, uint64_t off
 		 */
 		const snap_op *so = buf;
 		uint64_t big = MAX(v->size, so->size);
-		if (so->op == CE_REPL_ROLLBACK)
+		if (so->op == CE_REPL_ROLLBACK) {
 			ring_note(rs, seq, 0, v->size);
-		else if (so->op == CE_REPL_RESIZE)
+			rs->rollback_seq = seq; /* invariant 9 */
+			rs->rollback_txg = rs->begun_txg;
+		} else if (so->op == CE_REPL_RESIZE)
 			ring_note(rs, seq, MIN(v->size, so->size), big - MIN(v->size, so->size));
 		else
 			ring_note(rs, seq, 0, 0);

@@ -43,6 +43,8 @@ typedef struct repl_state {
 	struct repl_ext *ring;
 	uint64_t ring_lo;
 	uint64_t void_hi;        /* a tail sync ended here: the record's hi up to this claims no bytes */
+	uint64_t rollback_seq;   /* a rollback began (repl.c invariant 9) in rollback_txg; 0 once the map says so */
+	uint64_t rollback_txg;
 } repl_state;
 
 #define REPL_RING 65536u

@@ -10,11 +10,12 @@
 # FLUSH/FUA-acknowledged write, no phantom, no stale read; the three
 # replicas' `vol checksum` are equal and `cask vol verify` is clean.
 # caskd: the sanitizer build when CASK_ASAN_BUILD is set; any sanitizer report fails.
-# Not in make check: `make power-loss-soak` (POWER_LOSS_RUNS, default 10) runs it. It finds a
-# real bug about one run in a few: after the restart A can stay "reconciling: only 1 members
-# can hold the newest state (seq N), 2 needed" -- the newest writes were acknowledged by A and
-# the rebuilding C, and C may not be a reference; the reconciliation does not yet tail-sync B
-# from A in that case (docs/replication.md 13.4, issue 16).
+# Not in make check: `make power-loss-soak` (POWER_LOSS_RUNS, default 10) runs it. About one
+# run in a few used to end with A stuck "reconciling: only 1 members can hold the newest state
+# (seq N), 2 needed": B was behind A's durable point and the restart had emptied A's in-memory
+# ring, the only listing of what B lacked. Fixed (h-16) by listing from the block births on disk
+# (docs/replication.md 3.7 as built); tests/integration/repl_reconcile_power_loss.sh builds that
+# state on purpose and is in make check.
 source "$(dirname "$0")/../integration/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 export TDIR="$T" BUILD="$CASK_BUILD" DAEMON_BUILD="${CASK_ASAN_BUILD:-$CASK_BUILD}" SEED=${CASK_SEED:-$RANDOM}

@@ -9,7 +9,9 @@
  *     equal digests, state complete, and cask-debug check clean;
  *   - the cursor is durable (export/import), resume needs the same cursor,
  *     rebuild data is refused in another epoch or outside a rebuild;
- *   - a full rebuild of a new replica (no history) adopts the epoch.
+ *   - a full rebuild of a new replica (no history) adopts the epoch;
+ *   - a rollback (no new births) makes a listing from before it the whole
+ *     volume, durably, and one from after it only what came after.
  */
 #include "t.h"
 
@@ -264,6 +266,44 @@ main(int argc, char **argv)
 	apply_op(&n, e, 241, NULL);
 	same(&s, &n);
 	CHECK_ERR(ce_rebuild_end(n.h, e, CE_RB_COMPLETE), -EINVAL); /* not rebuilding any more */
+
+	/*
+	 * A rollback changes bytes without births (repl.c invariant 9): a
+	 * listing from a point before it is the whole volume, durably; one from
+	 * after it lists only what came after. Without the mark the listing
+	 * from 250 below found nothing although 243..250 were rolled back.
+	 */
+	int op_err = 0;
+	OK(ce_repl_snap(s.h, e, 242, CE_REPL_SNAP_CREATE, "x", NULL, &op_err));
+	CHECK(op_err == 0);
+	for (uint64_t q = 243; q <= 250; q++)
+		apply_op(&s, e, q, NULL);
+	OK(ce_repl_flush(s.h, &d));
+	OK(ce_repl_volop(s.h, e, 251, CE_REPL_ROLLBACK, "x", 0, 0, &op_err));
+	CHECK(op_err == 0);
+	for (int pass = 0; pass < 2; pass++) {
+		list *lr = calloc(1, sizeof(list));
+		OK(ce_rebuild_scan(s.h, 250, 0, 0, collect, lr));
+		CHECK(lr->n == 1 && lr->off[0] == 0 && lr->len[0] == SIZE && lr->kind[0] == CE_DIFF_DATA);
+		lr->n = 0;
+		OK(ce_rebuild_scan(s.h, 100, 0, 4 * BS, collect, lr)); /* from an offset: the rest */
+		CHECK(lr->n == 1 && lr->off[0] == 4 * BS && lr->len[0] == SIZE - 4 * BS);
+		lr->n = 0;
+		OK(ce_rebuild_scan(s.h, 251 + pass, 0, 0, collect, lr));
+		CHECK(lr->n == 0);
+		uint8_t one[BS];
+		t_fill(one, BS, 252 + pass);
+		OK(ce_repl_write(s.h, e, 252 + pass, one, BS, (7 + pass) * BS));
+		OK(ce_rebuild_scan(s.h, 251 + pass, 0, 0, collect, lr));
+		CHECK(lr->n == 1 && lr->off[0] == (7 + pass) * BS && lr->len[0] == BS);
+		free(lr);
+		/* durable: the same answers after an export and import */
+		ce_vol_close(s.h);
+		OK(ce_pool_export(s.p));
+		CHECK(t_debug_check(argv0, s.path, NULL) == 0);
+		OK(ce_pool_import(&s.path, 1, NULL, &s.p));
+		OK(ce_repl_open(s.p, "v", &s.h));
+	}
 
 	replica *all[] = { &s, &t, &n };
 	for (int i = 0; i < 3; i++) {
