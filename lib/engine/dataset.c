@@ -2,7 +2,8 @@
  * dataset.c -- the dataset directory and the management transaction.
  *
  * Owns the set of datasets of an open pool (volumes and snapshots, by
- * index in pool->dd.vols and by name in pool->dd.names), loading it from
+ * index in pool->dd.vols, by name in pool->dd.names and by guid in
+ * pool->dd.guids), loading it from
  * the dataset records at import and again at clear, the record images
  * the sync writes, and the management transaction (mgmt_begin/commit)
  * that snap.c, hold.c and send.c build their operations on, with the
@@ -15,7 +16,9 @@
  *
  * Invariants:
  *   1. The directory changes only under pool->lock (ASSERT_HELD); a name
- *      names at most one live dataset.
+ *      names at most one live dataset; a guid names exactly one dataset
+ *      of the directory (import refuses two records with one guid), so
+ *      dd.guids finds it without a scan.
  *   2. A dataset is on txg t's dirty list (pool_sync.c) when anything of
  *      its record changed in t: vol_mgmt_dirty puts it there before a
  *      management change, vol_add when it is created.
@@ -117,6 +120,7 @@ add_vol(ce_pool *p, volume *v)
 	v->vidx = p->dd.nvols;
 	p->dd.vols[p->dd.nvols++] = v;
 	name_index(p, v);
+	VERIFY(htab_put(&p->dd.guids, v->guid, v) == NULL); /* invariant 1 */
 }
 
 /* A destroyed dataset leaves the directory for good (pool->lock held; pool_sync.c frees it). */
@@ -126,6 +130,7 @@ vol_unlink(ce_pool *p, volume *v)
 	ASSERT_HELD(&p->lock);
 	VERIFY(v->vidx < p->dd.nvols && p->dd.vols[v->vidx] == v);
 	name_unindex(p, v);
+	VERIFY(htab_del(&p->dd.guids, v->guid) == v);
 	recv_forget(p, v);
 	snap_orphan_children(v);
 	p->dd.vols[v->vidx] = p->dd.vols[--p->dd.nvols];
@@ -339,9 +344,15 @@ vol_load_all(ce_pool *p)
 				return r;
 			continue;
 		}
+		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
+		volume *dup = ds_by_guid(p, ds.ds_guid);
+		pthread_mutex_unlock(&p->lock);
+		if (dup != NULL)
+			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
+			    dup->name);
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
-		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
+		pthread_mutex_lock(&p->lock);
 		add_vol(p, v);
 		if (v->receiving)
 			recv_track(p, v);
@@ -384,10 +395,16 @@ vol_reload_all(ce_pool *p)
 		ds_phys ds;
 		if (record_at(p, s, &ds) != 1)
 			continue;
-		volume *v = NULL;
-		for (size_t i = 0; i < nold; i++)
-			if (p->dd.vols[i]->guid == ds.ds_guid)
-				v = p->dd.vols[i], seen[i] = 1;
+		pthread_mutex_lock(&p->lock);
+		volume *v = ds_by_guid(p, ds.ds_guid);
+		pthread_mutex_unlock(&p->lock);
+		if (v != NULL && (v->vidx >= nold || seen[v->vidx])) {
+			free(seen);
+			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
+			    v->name); /* an earlier record of this loop had it */
+		}
+		if (v != NULL)
+			seen[v->vidx] = 1;
 		if (v == NULL) {
 			v = vol_new(p);
 			vol_fill(v, &ds, s);
@@ -451,6 +468,7 @@ void
 dataset_init(ce_pool *p)
 {
 	htab_init(&p->dd.names);
+	htab_init(&p->dd.guids);
 }
 
 void
@@ -462,6 +480,7 @@ vol_free_all(ce_pool *p)
 	p->dd.vols = NULL;
 	p->dd.nvols = p->dd.capvols = 0;
 	htab_fini(&p->dd.names);
+	htab_fini(&p->dd.guids);
 	recv_fini(p);
 }
 

@@ -51,4 +51,11 @@ ds_at(const ce_pool *p, size_t i)
 	return p->dd.vols[i];
 }
 
+/* The dataset with this guid (live, doomed or destroyed-but-referenced), or NULL: no scan. */
+static inline volume *
+ds_by_guid(const ce_pool *p, uint64_t guid)
+{
+	return guid != 0 ? htab_get(&p->dd.guids, guid) : NULL;
+}
+
 #endif

@@ -107,6 +107,7 @@ typedef struct ds_dir {
 	volume **vols;           /* live and doomed volumes (any order: volume.vidx) */
 	size_t nvols, capvols;
 	htab names;              /* name hash -> volume chain */
+	htab guids;              /* guid -> the dataset (guids are random, one per dataset) */
 } ds_dir;
 
 struct ce_pool {

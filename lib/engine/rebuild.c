@@ -146,6 +146,7 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 			memmove(&r->rp_hist[0], &r->rp_hist[1], (CE_REPL_HIST - 1) * sizeof(eh_phys));
 			r->rp_hist_count--;
 		}
+		VERIFY3U(r->rp_hist_count, <, CE_REPL_HIST);
 		r->rp_hist[r->rp_hist_count++] = (eh_phys){ .eh_epoch = r->rp_promised, .eh_base = rb->join_seq,
 		    .eh_flags = 0 };
 		r->rp_last_epoch = r->rp_promised;
@@ -165,6 +166,7 @@ ce_rebuild_begin(ce_vol *h, ce_epoch e, const ce_rebuild *rb)
 		rs->begun = rb->join_seq;
 		rs->begun_txg = o;
 	}
+	ASSERT(!joins || rs->applied == rb->join_seq); /* invariant 5: a joiner's applied is J, also downwards */
 	err = vol_mgmt_commit(p);
 	if (err == 0) {
 		pthread_mutex_lock(&p->lock);
@@ -182,6 +184,7 @@ rb_check(ce_vol *h, repl_state *rs, ce_epoch e)
 {
 	ce_pool *p = h->v->pool;
 	int err = 0;
+	ASSERT_HELD(&rs->mu); /* invariant 1: the check and the write it admits are one apply */
 	pthread_mutex_lock(&p->lock);
 	if (!same_epoch(e, rs->rec.rp_promised))
 		err = err_set(-ESTALE, "volume %s/%s: rebuild data of epoch %" PRIu64 ".%016" PRIx64

@@ -77,10 +77,6 @@ volume *
 recobj_vol_at(ce_pool *p, uint64_t guid, uint64_t t)
 {
 	ASSERT_HELD(&p->lock);
-	for (size_t i = 0; i < ds_count(p); i++) {
-		volume *v = ds_at(p, i);
-		if (v->guid == guid && !v->is_snap && !vol_destroyed_by(v, t))
-			return v;
-	}
-	return NULL;
+	volume *v = ds_by_guid(p, guid); /* not a scan: a sync that rewrites the object costs its records */
+	return v != NULL && !v->is_snap && !vol_destroyed_by(v, t) ? v : NULL;
 }

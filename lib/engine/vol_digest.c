@@ -54,6 +54,8 @@ chunk_digest(ce_vol *v, uint64_t off, uint64_t len, uint8_t *buf, const uint8_t 
 		if (n == 0)
 			return -EIO; /* the map covers every in-range byte: never reached on a sound volume */
 		for (size_t i = 0; i < n; i++) {
+			/* invariant 1: the extents tile [at, end) in order, so each byte is read or left zero once */
+			ASSERT(ext[i].offset == at && ext[i].length > 0 && ext[i].length <= end - at);
 			if (!(ext[i].flags & CE_EXTENT_HOLE)) {
 				any_data = 1;
 				if ((err = ce_vol_read(v, buf + (ext[i].offset - off), ext[i].length, ext[i].offset)) != 0)

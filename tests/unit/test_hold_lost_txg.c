@@ -25,12 +25,7 @@
  * had made before it. Here a write to volume w comes before the second
  * hold; after the crash the second hold must be absent, like the write.
  */
-#include <fcntl.h>
-#include <pthread.h>
-
 #include "gate.h"
-
-static ce_pool *pool;
 
 static void *
 hold_thread(void *arg)
@@ -41,78 +36,31 @@ hold_thread(void *arg)
 	return NULL;
 }
 
+/* the hold is in memory (for txg t+1) once the listing shows it */
+static int
+held(void *arg)
+{
+	ce_hold_info *hi;
+	size_t n;
+	OK(ce_snap_holds(pool, arg, &hi, &n));
+	free(hi);
+	return n == 1;
+}
+
 int
 main(void)
 {
 	t_tmpdir();
 	const char *path = t_path("pool"), *copy = t_path("copy");
-	ce_pool_opts o;
-	memset(&o, 0, sizeof(o));
-	o.vdev_size = 64ull << 20;
-	o.txg_timeout_ms = 600000; /* txgs commit only when asked */
-	o.flags = CE_BE_NODIRECT;  /* the copy reads what was written through the page cache */
-	o.wrap = wrap;
-	OK(ce_pool_create("tank", &path, 1, &o, &pool));
-	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
-	OK(ce_vol_create(pool, "v", 1 << 20, &pr));
-	OK(ce_vol_create(pool, "w", 1 << 20, &pr));
+	gate_setup(path, 1);
 	const char *snaps[2] = { "v@a", "v@b" };
 	int errs[2];
 	OK(ce_snap_create(pool, snaps, 2, errs));
-
-	/* a dirty block, so that the sync of the first hold's txg writes before hold_sync */
-	ce_vol *v;
-	OK(ce_vol_open(pool, "v", &v));
-	uint8_t blk[4096];
-	t_fill(blk, sizeof(blk), 1);
-	OK(ce_vol_write(v, blk, sizeof(blk), 0));
-	ce_vol_close(v);
-
-	pthread_mutex_lock(&gl);
-	closed = 1;
-	close_after = -1;
-	pthread_mutex_unlock(&gl);
-	pthread_t a, b;
-	pthread_create(&a, NULL, hold_thread, (void *)"v@a");
-	wait_at_gate(); /* txg t syncs, its first write waits */
-	/* what b's thread wrote before its hold: in txg t+1, as the hold is */
-	ce_vol *w;
-	OK(ce_vol_open(pool, "w", &w));
-	t_fill(blk, sizeof(blk), 2);
-	OK(ce_vol_write(w, blk, sizeof(blk), 0));
-	ce_vol_close(w);
-	pthread_create(&b, NULL, hold_thread, (void *)"v@b");
-	/* b's hold is in memory (for txg t+1) once the listing shows it */
-	for (;;) {
-		ce_hold_info *hi;
-		size_t n;
-		OK(ce_snap_holds(pool, "v@b", &hi, &n));
-		free(hi);
-		if (n == 1)
-			break;
-		usleep(1000);
-	}
-	/* let t commit: its uberblock is durable after its second flush; then stop t+1 */
-	pthread_mutex_lock(&gl);
-	waiting = 0;
-	closed = 0;
-	close_after = 2;
-	pthread_cond_broadcast(&gcv);
-	pthread_mutex_unlock(&gl);
-	pthread_join(a, NULL); /* told: the hold on v@a is durable */
-	copy_file(path, copy);  /* a crash now */
-	pthread_mutex_lock(&gl);
-	closed = 0;
-	close_after = -1;
-	pthread_cond_broadcast(&gcv);
-	pthread_mutex_unlock(&gl);
-	pthread_join(b, NULL);
+	gate_write(pool, "v", 1);
+	gate_crash(path, copy, hold_thread, (void *)"v@a", gate_write_w, hold_thread, (void *)"v@b", held);
 	OK(ce_pool_export(pool));
 
-	ce_pool_opts io;
-	memset(&io, 0, sizeof(io));
-	ce_pool *c;
-	OK(ce_pool_import(&copy, 1, &io, &c));
+	ce_pool *c = gate_import(copy);
 	ce_hold_info *hi;
 	size_t n;
 	OK(ce_snap_holds(c, "v@a", &hi, &n));
@@ -120,12 +68,7 @@ main(void)
 	CHECK(n == 1);
 	free(hi);
 	/* txg t+1 never committed: neither the write to w nor the hold on v@b */
-	uint8_t got[4096], zero[4096];
-	memset(zero, 0, sizeof(zero));
-	OK(ce_vol_open(c, "w", &w));
-	OK(ce_vol_read(w, got, sizeof(got), 0));
-	ce_vol_close(w);
-	CHECK(memcmp(got, zero, sizeof(got)) == 0);
+	CHECK(gate_zero(c, "w"));
 	OK(ce_snap_holds(c, "v@b", &hi, &n));
 	printf("holds on v@b after the crash: %zu (made in the txg that never committed)\n", n);
 	CHECK(n == 0);

@@ -14,12 +14,7 @@
  * taken when the sync reached the object (as an earlier version did)
  * would have written w's one txg early.
  */
-#include <fcntl.h>
-#include <pthread.h>
-
 #include "gate.h"
-
-static ce_pool *pool;
 
 static void *
 set_thread(void *arg)
@@ -47,78 +42,29 @@ has_policy(ce_pool *p, const char *vol)
 	return found;
 }
 
+/* w's policy is in memory (for txg t+1) once the listing shows it */
+static int
+shows(void *arg)
+{
+	return has_policy(pool, arg);
+}
+
 int
 main(void)
 {
 	t_tmpdir();
 	const char *path = t_path("pool"), *copy = t_path("copy");
-	ce_pool_opts o;
-	memset(&o, 0, sizeof(o));
-	o.vdev_size = 64ull << 20;
-	o.txg_timeout_ms = 600000; /* txgs commit only when asked */
-	o.flags = CE_BE_NODIRECT;  /* the copy reads what was written through the page cache */
-	o.wrap = wrap;
-	OK(ce_pool_create("tank", &path, 1, &o, &pool));
-	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
-	OK(ce_vol_create(pool, "v", 1 << 20, &pr));
-	OK(ce_vol_create(pool, "w", 1 << 20, &pr));
-
-	/* a dirty block, so that the sync of v's policy txg writes before sched_sync */
-	ce_vol *v;
-	OK(ce_vol_open(pool, "v", &v));
-	uint8_t blk[4096];
-	t_fill(blk, sizeof(blk), 1);
-	OK(ce_vol_write(v, blk, sizeof(blk), 0));
-	ce_vol_close(v);
-
-	pthread_mutex_lock(&gl);
-	closed = 1;
-	close_after = -1;
-	pthread_mutex_unlock(&gl);
-	pthread_t a, b;
-	pthread_create(&a, NULL, set_thread, (void *)"v");
-	wait_at_gate(); /* txg t syncs, its first write waits */
-	/* what b's thread wrote before its policy: in txg t+1, as the policy is */
-	ce_vol *w;
-	OK(ce_vol_open(pool, "w", &w));
-	t_fill(blk, sizeof(blk), 2);
-	OK(ce_vol_write(w, blk, sizeof(blk), 0));
-	ce_vol_close(w);
-	pthread_create(&b, NULL, set_thread, (void *)"w");
-	/* w's policy is in memory (for txg t+1) once the listing shows it */
-	while (!has_policy(pool, "w"))
-		usleep(1000);
-	/* let t commit: its uberblock is durable after its second flush; then stop t+1 */
-	pthread_mutex_lock(&gl);
-	waiting = 0;
-	closed = 0;
-	close_after = 2;
-	pthread_cond_broadcast(&gcv);
-	pthread_mutex_unlock(&gl);
-	pthread_join(a, NULL); /* told: v's policy is durable */
-	copy_file(path, copy);  /* a crash now */
-	pthread_mutex_lock(&gl);
-	closed = 0;
-	close_after = -1;
-	pthread_cond_broadcast(&gcv);
-	pthread_mutex_unlock(&gl);
-	pthread_join(b, NULL);
+	gate_setup(path, 1);
+	gate_write(pool, "v", 1);
+	gate_crash(path, copy, set_thread, (void *)"v", gate_write_w, set_thread, (void *)"w", shows);
 	OK(ce_pool_export(pool));
 
-	ce_pool_opts io;
-	memset(&io, 0, sizeof(io));
-	ce_pool *c;
-	OK(ce_pool_import(&copy, 1, &io, &c));
+	ce_pool *c = gate_import(copy);
 	int hv = has_policy(c, "v"), hw = has_policy(c, "w");
 	printf("policy of v after the crash: %d (set before it), of w: %d (set in the txg that never "
 	    "committed)\n", hv, hw);
 	CHECK(hv == 1);
-	uint8_t got[4096], zero[4096];
-	memset(zero, 0, sizeof(zero));
-	OK(ce_vol_open(c, "w", &w));
-	OK(ce_vol_read(w, got, sizeof(got), 0));
-	ce_vol_close(w);
-	CHECK(memcmp(got, zero, sizeof(got)) == 0);
+	CHECK(gate_zero(c, "w"));
 	CHECK(hw == 0);
 	OK(ce_pool_export(c));
 	printf("ok\n");
