@@ -385,23 +385,25 @@ static void
 job_metrics(mbuf *b)
 {
 	static const char *const states[] = { "running", "done", "failed", "cancelled" };
-	static const char *const kinds[] = { "send", "receive" };
-	uint64_t count[2][4] = { { 0 } };
+	/* every kind job_start is given: xfer.c's send and receive, repl's rebuild and verify */
+	static const char *const kinds[] = { "send", "receive", "rebuild", "verify" };
+	enum { NKINDS = sizeof(kinds) / sizeof(kinds[0]) };
+	uint64_t count[NKINDS][4] = { { 0 } };
 	json_object *a = job_list(); /* at most the running jobs and the newest 64 ended ones */
 	size_t n = json_object_array_length(a);
 	for (size_t i = 0; i < n; i++) {
 		json_object *j = json_object_array_get_idx(a, i);
-		for (int k = 0; k < 2; k++)
+		for (int k = 0; k < NKINDS; k++)
 			for (int s = 0; s < 4; s++)
 				if (strcmp(jstr(j, "kind"), kinds[k]) == 0 && strcmp(jstr(j, "state"), states[s]) == 0)
 					count[k][s]++;
 	}
 	family(b, "cask_jobs", "gauge",
 	    "Jobs by kind and state: running ones, and the ended ones caskd still keeps (the newest 64).");
-	for (int k = 0; k < 2; k++)
+	for (int k = 0; k < NKINDS; k++)
 		for (int s = 0; s < 4; s++)
 			put(b, "cask_jobs{kind=\"%s\",state=\"%s\"} %" PRIu64 "\n", kinds[k], states[s], count[k][s]);
-	char e[200];
+	char e[200], ek[64];
 	for (int which = 0; which < 2; which++) {
 		const char *name = which == 0 ? "cask_job_done_bytes" : "cask_job_total_bytes";
 		family(b, name, "gauge", which == 0 ? "Bytes a running job has moved so far."
@@ -413,7 +415,7 @@ job_metrics(mbuf *b)
 				continue;
 			shown++;
 			put(b, "%s{id=\"%" PRIu64 "\",kind=\"%s\",pool=\"%s\"} %" PRIu64 "\n", name, jnum(j, "id"),
-			    strcmp(jstr(j, "kind"), "send") == 0 ? "send" : "receive", esc(jstr(j, "pool"), e, sizeof(e)),
+			    esc(jstr(j, "kind"), ek, sizeof(ek)), esc(jstr(j, "pool"), e, sizeof(e)),
 			    jnum(j, which == 0 ? "done" : "total"));
 		}
 	}

@@ -8,7 +8,9 @@
 # the scrape and every family scraped is in docs/metrics.md; bad --metrics
 # addresses are refused at start; 404 / 405 for other paths and methods;
 # HTTP clients that hold connections or never read their answer block
-# neither volume IO nor the control socket.
+# neither volume IO nor the control socket; the NBD connection gauge while
+# connections are open; a running receive job's progress (done and total
+# bytes) and the job counts by kind and state.
 source "$(dirname "$0")/lib.sh"
 need curl
 need promtool
@@ -25,7 +27,13 @@ stop_prom() {
   fi
   PROM_PID=
 }
-on_exit() { local r=$1; stop_prom; set +e; (exit "$r"); cleanup; }
+FEEDER=
+on_exit() {
+  local r=$1
+  stop_prom
+  [ -z "$FEEDER" ] || kill "$FEEDER" 2>/dev/null || true
+  set +e; (exit "$r"); cleanup
+}
 trap 'on_exit $?' EXIT
 
 # ---- bad addresses: refused at start with one clear line ----
@@ -139,6 +147,73 @@ for _ in $(seq 1 1200); do scrape >"$T/m5" 2>/dev/null && break; sleep 0.05; don
 check "$T/m5"
 [ "$(value "cask_volume_write_bytes_total{$L}" <"$T/m5")" = $((4 * 1048576 + 524288)) ] ||
   fail "the write during the stuck scrapes is not counted"
+
+# ---- NBD connections: the gauge counts a connection while it is open ----
+"$PY" - "$URL" "$NBD/tank/db" <<'PY' || fail "cask_frontend_connections with open NBD connections"
+import sys, time, urllib.request, nbd
+url, uri = sys.argv[1], sys.argv[2]
+def conns():
+    for line in urllib.request.urlopen(url, timeout=60).read().decode().splitlines():
+        if line.startswith('cask_frontend_connections{frontend="nbd"} '):
+            return int(line.split()[1])
+    raise AssertionError("no cask_frontend_connections in the scrape")
+hs = []
+for want in (1, 2):
+    h = nbd.NBD(); h.connect_uri(uri); hs.append(h)
+    assert conns() == want, (conns(), want)      # served: counted once the handshake is done
+for h in hs:
+    h.shutdown()
+for _ in range(1200):                            # a close is seen by the event loop a moment later
+    if conns() == 0:
+        break
+    time.sleep(0.05)
+assert conns() == 0, conns()
+PY
+
+# ---- jobs: progress of a running receive, then its end ----
+"$CASK" send tank/db@s1 >"$T/s1.stream"
+S=$(stat -c %s "$T/s1.stream")
+scrape >"$T/mj0"
+[ "$(value 'cask_jobs{kind="send",state="done"}' <"$T/mj0")" = 1 ] || fail "cask_jobs: the send is not done"
+# half the stream, then the pipe stays open: the receive runs and waits for more
+mkfifo "$T/feed"
+"$PY" - "$T/s1.stream" $((S / 2)) >"$T/feed" <<'PY' &
+import sys, time
+d = open(sys.argv[1], "rb").read()[: int(sys.argv[2])]
+sys.stdout.buffer.write(d); sys.stdout.buffer.flush()
+time.sleep(300)
+PY
+FEEDER=$!
+"$CASK" recv tank/half <"$T/feed" >/dev/null 2>&1 &
+RECV=$!
+# wait until the receive has taken all it can of the half (whole records) and stopped moving
+id= jd= prev=
+for _ in $(seq 1 1200); do
+  read -r id jd < <("$CASK" job list -H -p -o id,done,kind,state 2>/dev/null |
+    awk '$3 == "receive" && $4 == "running" {print $1, $2}') || true
+  [ -n "$jd" ] && [ "$jd" -gt 0 ] && [ "$jd" = "$prev" ] && break
+  prev=$jd
+  sleep 0.2
+done
+[ -n "$id" ] || fail "no running receive job"
+scrape >"$T/mj1"
+check "$T/mj1"
+J="id=\"$id\",kind=\"receive\",pool=\"tank\""
+done_m=$(value "cask_job_done_bytes{$J}" <"$T/mj1")
+[ "$done_m" = "$jd" ] || fail "cask_job_done_bytes is $done_m, the job says $jd"
+[ "$done_m" -le $((S / 2)) ] && [ "$done_m" -gt $((S / 2 - 2 * 1048576)) ] ||
+  fail "cask_job_done_bytes $done_m for a receive fed $((S / 2)) of $S bytes"
+[ "$(value "cask_job_total_bytes{$J}" <"$T/mj1")" = "$S" ] || fail "cask_job_total_bytes is not the stream's $S bytes"
+[ "$(value 'cask_jobs{kind="receive",state="running"}' <"$T/mj1")" = 1 ] || fail "cask_jobs running receive"
+kill "$FEEDER"; wait "$FEEDER" 2>/dev/null || true
+FEEDER=
+rc=0; wait "$RECV" || rc=$?
+[ $rc = 1 ] || fail "a truncated receive exited $rc"
+scrape >"$T/mj2"
+[ "$(value 'cask_jobs{kind="receive",state="failed"}' <"$T/mj2")" = 1 ] || fail "cask_jobs failed receive"
+[ "$(value 'cask_jobs{kind="receive",state="running"}' <"$T/mj2")" = 0 ] || fail "cask_jobs running after the end"
+[ "$(value "cask_job_done_bytes{$J}" <"$T/mj2")" = absent ] || fail "an ended job still has progress series"
+"$CASK" recv -A tank/half >/dev/null
 
 # ---- docs/metrics.md names every family, and every documented family is scraped ----
 fams=$(grep '^# TYPE ' "$T/m3" | awk '{print $3}' | sort -u)

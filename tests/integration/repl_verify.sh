@@ -7,12 +7,14 @@
 # so the block's bytes can be found in the file; every copy of that block's
 # bytes in the file is flipped, B runs with a tiny block cache so its reads
 # go to the disk): verify reports exactly the 1 MiB chunk holding it, and
-# only that one; A's and C's digests (vol checksum) still agree.
+# only that one; A's and C's digests (vol checksum) still agree. The
+# finished verify jobs are counted in caskd's metrics (cask_jobs, kind verify).
 source "$(dirname "$0")/lib.sh"
 "$PY" -c "import nbd" 2>/dev/null || skip "python3-libnbd is not installed"
 head -c 48 /dev/urandom | base64 > "$T/peer.key"; chmod 600 "$T/peer.key"
 RB=$(free_port); RC=$(free_port)
-start_caskd --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$(free_port)"
+MPORT=$(free_port)
+start_caskd --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$(free_port)" --metrics "127.0.0.1:$MPORT"
 start_caskd_b --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RB" --cache 64K
 start_caskd_c --peer-key "$T/peer.key" --replica-listen "127.0.0.1:$RC"
 B() { CASK_SOCKET="$SOCK_B" "$CASK" "$@"; }
@@ -43,6 +45,13 @@ r = json.load(sys.stdin)
 assert r["chunks"] == 64 and r["differing"] == 0 and r["ranges"] == [] and len(r["replicas"]) == 3, r' ||
   fail "verify -j"
 $CASK job list -H -o kind,state,result | grep -q "^verify	done	64 chunks" || fail "no verify job: $($CASK job list)"
+# the metrics count verify jobs by their own kind (docs/metrics.md)
+"$PY" - "http://127.0.0.1:$MPORT/metrics" <<'PY' || fail "cask_jobs for the verify jobs"
+import sys, urllib.request
+m = urllib.request.urlopen(sys.argv[1], timeout=60).read().decode().splitlines()
+got = [l for l in m if l.startswith('cask_jobs{kind="verify",state="done"} ')]
+assert got == ['cask_jobs{kind="verify",state="done"} 2'], got
+PY
 expect_fail 1 "not built" $CASK vol verify --repair tank/db
 
 # damage block 37 of the marked MiB (volume offset 20 MiB + 37*4 KiB) in B's pool file

@@ -11,8 +11,13 @@
 #     restart, a held and a cloned snapshot that survive pruning, and
 #     hand-made snapshots (one named like an automatic one) never touched;
 #   * a restart after a simulated 3-day outage takes one catch-up snapshot;
+#   * a full pool's run succeeds (snapshots need no data space) in the pass
+#     where another pool's run fails;
 #   * a failing run (an injected write fault suspends the pool) is logged,
-#     not retried in its slot, and the next slot succeeds after the clear;
+#     counted in the metrics (failures, IO errors, suspended), not retried in
+#     its slot, and the next slot succeeds after the clear; a volume whose
+#     slot name was taken by hand fails alone, the rest of the batch is taken;
+#   * schedule list -j: last and next run (the slot after a failed one);
 #   * export and import keep the policies; cask-debug check is clean;
 #   * cask schedule list|run|set|remove; the metrics of the scheduler;
 #   * a version-5 pool (tests/fixtures/pool-v5.vdev.xz) imports, replays its
@@ -125,11 +130,48 @@ n1=$("$A" snap list -H -o name tank/c | grep -c @auto-)
 slot=$(TZ=UTC date -d "@$((LATER - LATER % 900))" +%Y-%m-%dT%H:%MZ)
 "$A" snap list -H -o name tank/c | grep -q "tank/c@auto-$slot" || fail "the catch-up is not named after its slot $slot"
 
-# ---- a failing run is logged and retried at the next slot ----
+# ---- a full pool: its run does not fail (a snapshot needs no data space, only metadata, which
+# the pool's reserve covers; docs/manifests.md "Failures") ----
+"$A" pool create full "$T/full0.vdev" --size 64M >/dev/null
+"$A" vol create full/v --size 128M >/dev/null
+"$PY" - "$NBD/full/v" <<'PY' || fail "could not fill pool full"
+import errno, os, sys, nbd
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+chunk = 1 << 20
+for i in range(128):
+    try:
+        h.pwrite(os.urandom(chunk), i * chunk)   # random: compression cannot make room
+        h.flush()
+    except nbd.Error as e:
+        assert e.errnum == errno.ENOSPC, e
+        print("pool full: the write of MiB %d failed with ENOSPC" % i)
+        break
+else:
+    sys.exit("128 MiB fitted in a 64 MiB pool")
+PY
+"$A" schedule set full/v --every 1h --keep 2 >/dev/null
+
+# ---- a failing run is logged and retried at the next slot; other pools' schedules go on ----
 "$A" pool inject tank write --persistent
 t1=$((LATER - LATER % 3600 + 3600))
 r=$(clock "$t1")
 grep -q '"failed": \[ *{' <<<"$r" || fail "the pass with a failing device reported no failure: $r"
+slotname() { TZ=UTC date -d "@$1" +auto-%Y-%m-%dT%H:%MZ; }
+"$PY" - "$r" "full/v@$(slotname "$t1")" <<'PY' || fail "the pass with a failing pool: $r"
+import json, sys
+r, want = json.loads(sys.argv[1]), sys.argv[2]
+assert want in r["taken"], "the full pool's snapshot was not taken in the pass where tank failed"
+assert all(f["name"].startswith("tank/") for f in r["failed"]), r["failed"]
+assert "tank/a" in {f["name"].split("@")[0] for f in r["failed"]}, r["failed"]
+PY
+# the failure in the metrics: the schedule's failures, the pool's IO errors and suspension
+curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/mf.txt" || fail "no metrics after the failure"
+mval() { awk -v s="$1" '$1 == s { print $2; f = 1 } END { if (!f) print "absent" }' "$T/mf.txt"; }
+[ "$(mval 'cask_schedule_failures_total{pool="tank",volume="a"}')" = 1 ] || fail "failures_total after the failure"
+[ "$(mval 'cask_pool_suspended{pool="tank"}')" = 1 ] || fail "cask_pool_suspended after the injected fault"
+[ "$(mval 'cask_pool_io_errors_total{pool="tank"}')" -ge 1 ] || fail "cask_pool_io_errors_total"
+[ "$(mval 'cask_schedule_failures_total{pool="full",volume="v"}')" = 0 ] || fail "the full pool's run failed"
+[ "$(mval 'cask_schedule_snapshots_total{pool="full",volume="v"}')" -ge 1 ] || fail "the full pool took nothing"
 grep -q "snapshot tank/a@auto-.* failed: .*(tried again at the next slot)" "$T/caskd.log" ||
   fail "the failed run is not logged: $r"
 f=$("$A" schedule list -j tank/a | "$PY" -c 'import json,sys; s=json.load(sys.stdin)[0]; print(s["failures"], s["error"] != "-")')
@@ -140,10 +182,32 @@ f=$("$A" schedule list -j tank/a | "$PY" -c 'import json,sys; s=json.load(sys.st
 r=$(clock "$((t1 + 60))")
 grep -q "auto-$(TZ=UTC date -d "@$t1" +%Y-%m-%dT%H:%MZ)" <<<"$("$A" snap list -H -o name tank/a)" &&
   fail "the failed slot was retried within the slot"
-# the next slot succeeds
-clock "$((t1 + 3600))" >/dev/null
-"$A" snap list -H -o name tank/a | grep -q "tank/a@auto-$(TZ=UTC date -d "@$((t1 + 3600))" +%Y-%m-%dT%H:%MZ)" ||
+# the next slot succeeds; a volume whose slot name was taken by hand fails alone (the batch goes again without it)
+t2=$((t1 + 3600))
+"$A" snap create "tank/c@$(slotname "$t2")"
+r=$(clock "$t2")
+"$A" snap list -H -o name tank/a | grep -q "tank/a@$(slotname "$t2")" ||
   fail "the next slot after the failure did not succeed"
+"$PY" - "$r" "$(slotname "$t2")" <<'PY' || fail "a batch with one taken name: $r"
+import json, sys
+r, slot = json.loads(sys.argv[1]), sys.argv[2]
+assert "tank/a@" + slot in r["taken"] and "full/v@" + slot in r["taken"], r["taken"]
+assert {"name": "tank/c@" + slot, "error": "a snapshot of that name exists"} in r["failed"], r["failed"]
+assert not any(f["name"].startswith("tank/a@") for f in r["failed"]), r["failed"]
+PY
+grep -q "schedule tank/c: snapshot tank/c@$(slotname "$t2") failed: a snapshot of that name exists (tried again at the next slot)" \
+  "$T/caskd.log" || fail "the taken name is not logged"
+# schedule list -j: last and next run; a slot that failed moves next to the slot after
+"$PY" - "$("$A" schedule list -j tank)" "$(slotname "$t2")" "$(slotname "$((t2 + 3600))")" \
+  "$(slotname "$((LATER - LATER % 900))")" "$(slotname "$((t2 + 900))")" <<'PY' || fail "schedule list -j after the failures"
+import json, sys
+l = {s["name"]: s for s in json.loads(sys.argv[1])}
+a_last, a_next, c_last, c_next = (x[len("auto-"):] for x in sys.argv[2:6])
+a, c = l["tank/a"], l["tank/c"]
+assert (a["last"], a["next"], a["failures"], a["error"]) == (a_last, a_next, 1, "-"), a
+assert (c["last"], c["next"], c["failures"], c["error"]) == (c_last, c_next, 2, "a snapshot of that name exists"), c
+assert set(a) == {"name", "every", "keep", "retain", "auto", "last", "next", "runs", "failures", "pruned", "error"}, a
+PY
 "$A" schedule list -H -o name,failures,error tank/a | grep -q $'tank/a\t1\t-' || fail "a success did not clear the error, or the failure was not counted"
 
 # ---- cask schedule run / set / remove ----
