@@ -15,7 +15,7 @@
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
 # more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog, test_repl_clear,
 # test_sync_pipe, test_aread, test_snap_model, cask-stress for 30 s, nbd_kill_load, repl_takeover,
-# nbd_holders, nbd_tls, nbd_aread and ctl_fuzz with a TSan
+# nbd_holders, nbd_tls, nbd_aread, ctl_fuzz, iscsi_stall and iscsi_caw_race with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -74,6 +74,10 @@ if [ -n "$tsan" ]; then
       "$logdir/tsan-stress/pool"
   run_one "tsan:nbd_kill_load" env CASK_BUILD="$top/$tsan" CASK_KILL_ROUNDS=8 "$tw" "$logdir/tsan-kill" \
       bash tests/integration/nbd_kill_load.sh
+  # the iSCSI stall bound (vio_withdraw from the loop against the layers' threads) and the range lock
+  for t in iscsi_stall iscsi_caw_race; do
+    run_one "tsan:$t" env CASK_ASAN_BUILD="$top/$tsan" "$tw" "$logdir/tsan-$t" bash tests/integration/$t.sh
+  done
   # reconciliation and takeover: three caskd of the TSan build (the tests take caskd from CASK_ASAN_BUILD)
   run_one "tsan:repl_takeover" env CASK_ASAN_BUILD="$top/$tsan" "$tw" "$logdir/tsan-repl_takeover" \
       bash tests/integration/repl_takeover.sh
