@@ -996,8 +996,8 @@ ce_snap_create_ex(ce_pool *p, const char *const *names, size_t n, unsigned flags
 	err = alloc_meta_room(&p->alloc, SNAP_META_SECTORS(n));
 	if (err != 0) {
 		vol_mgmt_abort(p); /* errs stay 0: no name is wrong */
-		return err_set(-ENOSPC, "pool %s is full: no room for the record%s of %zu snapshot%s (free "
-		    "space, e.g. destroy snapshots, and try again)", p->name, n == 1 ? "" : "s", n, n == 1 ? "" : "s");
+		return err_set(-ENOSPC, "pool %s is full: no room for the record%s of %zu snapshot%s (free data: "
+		    "destroy a volume, or trim what no snapshot holds)", p->name, n == 1 ? "" : "s", n, n == 1 ? "" : "s");
 	}
 	for (size_t i = 0; i < n; i++) {
 		char vol[CE_NAME_MAX + 1];
