@@ -55,7 +55,8 @@ open(sys.argv[3], "w").close()
 time.sleep(600)
 PY
 HOLDER=$!
-trap '[ -z "${HOLDER:-}" ] || kill "$HOLDER" 2>/dev/null || true; cleanup' EXIT
+on_exit() { local r=$1; [ -z "${HOLDER:-}" ] || kill "$HOLDER" 2>/dev/null || true; set +e; (exit "$r"); cleanup; }
+trap 'on_exit $?' EXIT
 for _ in $(seq 1 6000); do [ -e "$T/opened" ] && break; kill -0 "$HOLDER" || fail "opening the volumes"; sleep 0.1; done
 [ -e "$T/opened" ] || fail "the volumes were not opened in 600 s"
 URL="http://127.0.0.1:$MPORT/metrics"

@@ -81,7 +81,9 @@ per_name_fail(sctx *x, int err, const int *errs, const char *what, const char *(
 	}
 	if (any && at < sizeof(msg))
 		msg[at - 1] = '\0';
-	err_setc(ce_errcode_of(err), err, "%s", any ? msg : ce_errmsg());
+	else if (!any) /* the call's own message: copied first (formatting the error buffer into itself lost it) */
+		snprintf(msg, sizeof(msg), "%s", ce_errmsg());
+	err_setc(ce_errcode_of(err), err, "%s", msg);
 	return err;
 }
 

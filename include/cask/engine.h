@@ -276,6 +276,9 @@ typedef struct ce_vol_info {
  * ce_snap_create takes all the named snapshots in one txg, or none: errs[i]
  * gets 0 or -errno per name (-EINVAL bad name, -ENOENT no volume, -EEXIST
  * exists or named twice) and the call fails with -EINVAL if any is bad.
+ * On a full pool it fails with -ENOSPC (errs all 0) when the records would
+ * eat into the second half of the pool's reserve: a snapshot needs no data
+ * space, but never takes the room that commits, trim and destroy need.
  * A snapshot opens with ce_vol_open (reads only).
  */
 typedef struct ce_snap_info {

@@ -18,7 +18,10 @@
  *      and is therefore not referenced by any committed uberblock.
  *   3. free for writers = unallocated(avail) - charged - reserve; the
  *      reserve keeps sync passes, trim and destroy working on a full
- *      pool.
+ *      pool. New records that take no data space (snapshots) may use the
+ *      reserve, but only its first half (alloc_meta_room): the second half
+ *      stays for the sync passes, trim and destroy, so snapshots taken on
+ *      a full pool fail with -ENOSPC instead of making a commit fail.
  *   4. Every change to cur marks its 16 KiB bitmap leaf dirty, so the
  *      next sync pass rewrites it.
  *
@@ -358,6 +361,16 @@ alloc_free_sectors(alloc *a)
 	uint64_t need = a->charged + a->reserve;
 	pthread_mutex_unlock(&a->lock);
 	return room > need ? room - need : 0;
+}
+
+int
+alloc_meta_room(alloc *a, uint64_t sectors)
+{
+	pthread_mutex_lock(&a->lock);
+	uint64_t room = unallocated(a);
+	uint64_t need = a->charged + a->reserve - a->reserve / 2 + sectors; /* invariant 3 */
+	pthread_mutex_unlock(&a->lock);
+	return need > room ? -ENOSPC : 0;
 }
 
 uint64_t

@@ -55,6 +55,8 @@ void alloc_commit_done(alloc *a);
 int alloc_charge(alloc *a, uint64_t sectors, int may_use_reserve);
 void alloc_uncharge(alloc *a, uint64_t sectors);
 uint64_t alloc_free_sectors(alloc *a);   /* what new writes may still get */
+/* Room for `sectors` of records (new snapshots) that may use the reserve, but not its last half. */
+int alloc_meta_room(alloc *a, uint64_t sectors);
 uint64_t alloc_used_sectors(alloc *a);   /* committed allocation */
 int alloc_test(const alloc *a, uint32_t vdi, uint64_t sector); /* bit in cur */
 #endif

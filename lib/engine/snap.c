@@ -27,6 +27,10 @@
  * destroy, recursive), rollback_sync. The open-context half checks,
  * changes what open context sees (names, destroy_txg, taking,
  * rolling_back) and dirties every dataset whose record changes.
+ * Snapshots need no data space; on a full pool ce_snap_create_ex refuses
+ * them (-ENOSPC) once their records would eat into the second half of
+ * the pool's reserve (alloc.c invariant 3), so that taking snapshots
+ * never makes a commit fail.
  * A snapshot taken with CE_SNAP_AUTO (ce_snap_create_ex, for caskd's
  * snapshot policies, sched.c) carries is_auto, written as DS_FLAG_AUTO in
  * its record (format 7); it is an ordinary snapshot in every other way.
@@ -71,6 +75,12 @@
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
+
+/*
+ * What n new snapshot records may take at their commit: the records (1 KiB each, on-disk-format.md
+ * 4.4) and a path of MOS blocks rewritten with them; an upper estimate for alloc_meta_room.
+ */
+#define SNAP_META_SECTORS(n) (((uint64_t)(n) * 1024 + CE_SECTOR - 1) / CE_SECTOR + 8)
 
 /* ct_acct.kill for a volume's tree: the block is still its newest snapshot's. */
 void
@@ -977,6 +987,17 @@ ce_snap_create_ex(ce_pool *p, const char *const *names, size_t n, unsigned flags
 		vol_mgmt_abort(p);
 		return err_set(-EINVAL, "no snapshot taken: %s%s", first_err,
 		    bad > 1 ? " (and more; see the per-name errors)" : "");
+	}
+	/*
+	 * A snapshot takes no data space, but its record (and the MOS blocks the commit rewrites) do:
+	 * on a full pool they may use the reserve's first half only (alloc.c invariant 3), so the
+	 * snapshots are refused here rather than the commit failing and suspending the pool.
+	 */
+	err = alloc_meta_room(&p->alloc, SNAP_META_SECTORS(n));
+	if (err != 0) {
+		vol_mgmt_abort(p); /* errs stay 0: no name is wrong */
+		return err_set(-ENOSPC, "pool %s is full: no room for the record%s of %zu snapshot%s (free data: "
+		    "destroy a volume, or trim what no snapshot holds)", p->name, n == 1 ? "" : "s", n, n == 1 ? "" : "s");
 	}
 	for (size_t i = 0; i < n; i++) {
 		char vol[CE_NAME_MAX + 1];

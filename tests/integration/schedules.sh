@@ -12,7 +12,9 @@
 #     hand-made snapshots (one named like an automatic one) never touched;
 #   * a restart after a simulated 3-day outage takes one catch-up snapshot;
 #   * a full pool's run succeeds (snapshots need no data space) in the pass
-#     where another pool's run fails;
+#     where another pool's run fails; once snapshots have used the first
+#     half of its reserve, a run fails with ENOSPC (logged, the pool stays
+#     online), and after space is freed the next slot succeeds;
 #   * a failing run (an injected write fault suspends the pool) is logged,
 #     counted in the metrics (failures, IO errors, suspended), not retried in
 #     its slot, and the next slot succeeds after the clear; a volume whose
@@ -130,15 +132,16 @@ n1=$("$A" snap list -H -o name tank/c | grep -c @auto-)
 slot=$(TZ=UTC date -d "@$((LATER - LATER % 900))" +%Y-%m-%dT%H:%MZ)
 "$A" snap list -H -o name tank/c | grep -q "tank/c@auto-$slot" || fail "the catch-up is not named after its slot $slot"
 
-# ---- a full pool: its run does not fail (a snapshot needs no data space, only metadata, which
-# the pool's reserve covers; docs/manifests.md "Failures") ----
-"$A" pool create full "$T/full0.vdev" --size 64M >/dev/null
-"$A" vol create full/v --size 128M >/dev/null
-"$PY" - "$NBD/full/v" <<'PY' || fail "could not fill pool full"
+# ---- a full pool: its run does not fail while the pool's reserve has room for the snapshot's
+# record (a snapshot needs no data space; docs/manifests.md "Failures") ----
+"$A" pool create full "$T/full0.vdev" --size 16M >/dev/null
+"$A" vol create full/v --size 4M >/dev/null
+"$A" vol create full/filler --size 64M >/dev/null
+"$PY" - "$NBD/full/filler" <<'PY' || fail "could not fill pool full"
 import errno, os, sys, nbd
 h = nbd.NBD(); h.connect_uri(sys.argv[1])
 chunk = 1 << 20
-for i in range(128):
+for i in range(64):
     try:
         h.pwrite(os.urandom(chunk), i * chunk)   # random: compression cannot make room
         h.flush()
@@ -147,7 +150,7 @@ for i in range(128):
         print("pool full: the write of MiB %d failed with ENOSPC" % i)
         break
 else:
-    sys.exit("128 MiB fitted in a 64 MiB pool")
+    sys.exit("64 MiB fitted in a 16 MiB pool")
 PY
 "$A" schedule set full/v --every 1h --keep 2 >/dev/null
 
@@ -223,6 +226,46 @@ expect_fail 1 "no snapshot policy" "$A" schedule run tank/nope
 [ -z "$("$A" schedule list -H tank/b)" ] || fail "schedule remove"
 expect_fail 1 "has no snapshot policy" "$A" schedule remove tank/b
 "$A" snap list -H -o name tank/b | grep -q "@auto-" || fail "remove took the snapshots with it"
+
+# ---- a full pool whose reserve is used up by snapshots: one run fails (ENOSPC, logged; the pool
+# stays online and the other pool's run is taken), space is freed, the next slot succeeds ----
+# hand-made snapshots until not even one more is taken: batches of 100, then 10, then 1
+made=0
+for size in 100 10 1; do
+  while [ "$made" -lt 4000 ]; do
+    names=$(for i in $(seq 1 "$size"); do printf 'full/v@fill-%d ' $((made + i)); done)
+    # shellcheck disable=SC2086
+    if ! out=$("$A" snap create $names 2>&1); then
+      grep -q "pool full is full: no room for the record" <<<"$out" || fail "fill at $made: $out"
+      break
+    fi
+    made=$((made + size))
+  done
+done
+[ "$made" -lt 4000 ] || fail "4,000 snapshots on a full 16 MiB pool were never refused"
+echo "full pool: $made hand-made snapshots, then even one more refused with ENOSPC"
+"$A" pool list -H -o name,health | grep -qx $'full\tONLINE' || fail "the refused snapshots suspended the pool"
+t3=$((t2 + 3600))
+r=$(clock "$t3")
+"$PY" - "$r" "$(slotname "$t3")" <<'PY' || fail "the pass on the full pool: $r"
+import json, sys
+r, slot = json.loads(sys.argv[1]), sys.argv[2]
+f = [x for x in r["failed"] if x["name"] == "full/v@" + slot]
+assert f and "pool full is full" in f[0]["error"], r["failed"]
+assert "tank/a@" + slot in r["taken"], r["taken"]
+PY
+grep -q "schedule full/v: snapshot full/v@$(slotname "$t3") failed: pool full is full: .*(tried again at the next slot)" \
+  "$T/caskd.log" || fail "the full pool's failed run is not logged"
+"$A" pool list -H -o name,health | grep -qx $'full\tONLINE' || fail "the failed run suspended the pool"
+# free space: the volume that filled the pool goes (destroy works on a full pool); the next slot succeeds
+"$A" vol destroy full/filler || fail "destroying a volume on the full pool"
+t4=$((t3 + 3600))
+r=$(clock "$t4")
+grep -qF "\"full/v@$(slotname "$t4")\"" <<<"$r" && ! grep -q '"failed": \[ *{' <<<"$r" ||
+  fail "the next slot after freeing space did not succeed: $r"
+"$A" schedule list -H -o name,failures,error full/v | grep -q $'full/v\t1\t-' || fail "full/v: $("$A" schedule list full/v)"
+"$A" pool status full | grep -q "errors: 0 checksum, 0 io" || fail "the full pool has errors: $("$A" pool status full)"
+clock "$((t4 + 120))" >/dev/null   # two minutes past every slot again: a schedule run's minute is nobody's slot
 
 # ---- export/import keeps the policies and the automatic snapshots ----
 "$A" schedule list -H -o name,every,keep,retain >"$T/before"

@@ -2,6 +2,9 @@
  * test_fullpool -- write until the pool is full: the writer gets ENOSPC,
  * the pool stays consistent (cask-debug check) and importable; trimming
  * (and destroying) frees space and makes the pool writable again.
+ * Snapshots on the full pool are taken until their records would eat into
+ * the second half of the reserve, then refused with ENOSPC, never
+ * suspending the pool; freeing data lets them in again.
  */
 #include "t.h"
 
@@ -92,12 +95,51 @@ main(int argc, char **argv)
 	/* Destroy works on a full pool and returns it to its empty allocation. */
 	OK(ce_pool_import(&path, 1, &o, &p));
 	ce_pool_stat st;
+	/*
+	 * Snapshots need no data space, but their records do: on the full pool they are taken until
+	 * they would eat into the second half of the reserve, then refused with -ENOSPC (no name is
+	 * wrong: errs stay 0), and the pool commits on, never suspended (alloc.c invariant 3).
+	 */
+	OK(ce_vol_create(p, "s", 1 << 20, &pr));
+	OK(ce_pool_sync(p));
 	OK(ce_pool_stat_get(p, &st));
+	uint64_t before_snaps = st.allocated;
+	unsigned taken = 0;
+	char names[100][64];
+	const char *nv[100];
+	int errs[100];
+	for (size_t batch = 100; batch > 0; batch /= 10) {
+		for (;;) {
+			for (size_t i = 0; i < batch; i++) {
+				snprintf(names[i], sizeof(names[i]), "s@f%u", taken + (unsigned)i);
+				nv[i] = names[i];
+			}
+			int e = ce_snap_create(p, nv, batch, errs);
+			if (e != 0) {
+				CHECK_ERR(e, -ENOSPC);
+				CHECK(strstr(ce_errmsg(), "pool full is full") != NULL);
+				for (size_t i = 0; i < batch; i++)
+					CHECK(errs[i] == 0);
+				break;
+			}
+			taken += (unsigned)batch;
+			CHECK(taken < 20000);
+		}
+	}
+	OK(ce_pool_sync(p));
+	OK(ce_pool_stat_get(p, &st));
+	CHECK(st.suspended == 0);
+	printf("snapshots on the full pool: %u taken, then refused with ENOSPC; the pool commits on\n", taken);
+	CHECK(taken >= 100);
+	uint64_t records = st.allocated - before_snaps; /* the dataset records stay (their slots are reused) */
+	const char *one[] = { "s@one" };
+	CHECK_ERR(ce_snap_create(p, one, 1, errs), -ENOSPC);
 	uint64_t full_alloc = st.allocated;
 	OK(ce_vol_destroy(p, "v"));
+	OK(ce_snap_create(p, one, 1, errs)); /* the data that went made room */
 	OK(ce_pool_stat_get(p, &st));
 	printf("destroy: allocated %" PRIu64 " KiB -> %" PRIu64 " KiB\n", full_alloc >> 10, st.allocated >> 10);
-	CHECK(st.allocated < st0.allocated + (256 << 10));
+	CHECK(st.allocated < st0.allocated + (256 << 10) + records);
 	OK(ce_vol_create(p, "w", vsize, &pr));
 	OK(ce_vol_open(p, "w", &v));
 	uint64_t w3 = fill(v, 0, vsize, 3);
