@@ -116,6 +116,8 @@ typedef struct ce_pool_stat {
 	uint64_t last_sync_ns;   /* the newest committed txg's sync: its time */
 	uint64_t last_sync_bytes; /* the bytes the newest sync wrote (data, metadata; not the uberblocks) */
 	unsigned sync_threads;   /* the sync pipeline's workers (ce_pool_opts.sync_threads) */
+	uint64_t sync_cksum_known; /* data blocks written since import whose checksum was the hash a
+	                              receive had computed to verify its stream (not hashed again) */
 	uint64_t cache_bytes;    /* block cache in use */
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */
