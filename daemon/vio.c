@@ -15,13 +15,15 @@
  *   4. A plain write (no FUA) completes in memory and runs in the thread
  *      that submits it, unless the pool has so much dirty data that it
  *      would wait for the sync thread (ce_vol_write_would_wait); that and
- *      anything that may wait on a device (FUA, flush, trim, zero, map,
- *      prefetch) runs on a worker, so an event loop does not wait on the
- *      disk. A read is started asynchronously in the submitting thread
- *      (ce_vol_read_async: its device reads go through the pool's
- *      io_uring ring and it completes on the engine's completion thread,
- *      or at once when nothing needed a device); only when that cannot
- *      start without waiting (-EAGAIN) does a worker read.
+ *      anything that may wait on a device (FUA, flush, trim, zero, map)
+ *      runs on a worker, so an event loop does not wait on the disk. A
+ *      read or a prefetch (VIO_CACHE) is started asynchronously in the
+ *      submitting thread (ce_vol_read_async, ce_vol_prefetch_async: its
+ *      device reads go through the pool's io_uring ring and it completes
+ *      on the engine's completion thread, or at once when nothing
+ *      needed a device); only when that cannot start or go on without
+ *      waiting (-EAGAIN, returned or given to the callback) does a
+ *      worker read.
  *   5. A handle holds its volume (and so its pool) open from vio_open to
  *      vio_close; the frontend closes it only once nothing is in flight.
  */
@@ -246,8 +248,6 @@ vio_submit(vio_vol *v, vio_req *r)
 
 /* ---- the engine layer ---- */
 
-#define CACHE_CHUNK (1u << 20)
-
 typedef struct ejob {
 	work w;
 	vio_req *r;
@@ -279,15 +279,9 @@ engine_run(vio_vol *v, vio_req *r)
 	}
 	case VIO_MAP:
 		return ce_vol_map(v->cv, r->off, r->len, r->ext, (r->flags & VIO_MAP_ONE) ? 1 : r->ext_max, &r->ext_n);
-	case VIO_CACHE: {
-		/* A read into scratch memory leaves the blocks in the pool's block cache. */
-		uint8_t *tmp = xmalloc_aligned(CACHE_CHUNK);
-		int err = 0;
-		for (uint64_t done = 0; done < r->len && err == 0; done += CACHE_CHUNK)
-			err = ce_vol_read(v->cv, tmp, (size_t)MIN((uint64_t)CACHE_CHUNK, r->len - done), r->off + done);
-		free(tmp);
-		return err;
-	}
+	case VIO_CACHE:
+		/* every block read stays in the pool's block cache, however many missed */
+		return ce_vol_prefetch(v->cv, r->off, r->len);
 	default:
 		return err_set(-EINVAL, "unknown request type %d", r->op);
 	}
@@ -307,15 +301,32 @@ engine_work(void *arg)
 	vio_complete(r, err, err ? ce_errmsg() : NULL);
 }
 
-/* The asynchronous read's completion (ce_vol_read_async: the completion thread, or inline). */
+static void
+engine_to_worker(vio_vol *v, vio_req *r)
+{
+	ejob *j = xmalloc(sizeof(*j));
+	j->r = r;
+	j->v = v;
+	j->w.fn = engine_work;
+	j->w.arg = j;
+	work_push(&j->w);
+}
+
+/* The asynchronous read's or prefetch's completion (the completion thread, or inline). */
 static void
 engine_read_done(void *arg, int err)
 {
 	vio_req *r = arg;
 	char msg[VIO_MSG_MAX];
+	if (err == -EAGAIN) {
+		/* it could not go on without waiting (a commit in the way): a worker reads (invariant 4) */
+		engine_to_worker(r->dev->vol, r);
+		return;
+	}
 	if (err != 0)
-		snprintf(msg, sizeof(msg), "%.96s: read at %llu failed: %s", r->dev->vol->name,
-		    (unsigned long long)r->off, err == -EIO ? "checksum or IO error" : strerror(-err));
+		snprintf(msg, sizeof(msg), "%.96s: %s at %llu failed: %s", r->dev->vol->name,
+		    r->op == VIO_CACHE ? "prefetch" : "read", (unsigned long long)r->off,
+		    err == -EIO ? "checksum or IO error" : strerror(-err));
 	vio_complete(r, err, err ? msg : NULL);
 }
 
@@ -349,13 +360,14 @@ engine_submit(vio_dev *d, vio_req *r)
 		err_clear();
 		int err = engine_run(v, r);
 		if (err != 0)
-		r->code = ce_errcode();
-	vio_complete(r, err, err ? ce_errmsg() : NULL);
+			r->code = ce_errcode();
+		vio_complete(r, err, err ? ce_errmsg() : NULL);
 		return;
 	}
-	if (r->op == VIO_READ) {
+	if (r->op == VIO_READ || r->op == VIO_CACHE) {
 		/* invariant 4: device reads go to the ring; -EAGAIN (no ring, ...): a worker reads */
-		int err = ce_vol_read_async(v->cv, r->buf, r->len, r->off, engine_read_done, r);
+		int err = r->op == VIO_READ ? ce_vol_read_async(v->cv, r->buf, r->len, r->off, engine_read_done, r)
+					    : ce_vol_prefetch_async(v->cv, r->off, r->len, engine_read_done, r);
 		if (err == 0)
 			return;
 		if (err != -EAGAIN) {
@@ -364,12 +376,7 @@ engine_submit(vio_dev *d, vio_req *r)
 			return;
 		}
 	}
-	ejob *j = xmalloc(sizeof(*j));
-	j->r = r;
-	j->v = v;
-	j->w.fn = engine_work;
-	j->w.arg = j;
-	work_push(&j->w);
+	engine_to_worker(v, r);
 }
 
 static void

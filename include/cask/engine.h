@@ -171,6 +171,8 @@ typedef struct ce_aread_stat {
 	uint64_t readahead_batches; /* read-ahead windows sent (ce_pool_opts.readahead_bytes) */
 	uint64_t readahead_blocks;  /* blocks they read into the cache */
 	uint64_t readahead_failed;  /* windows with a block that failed (not cached; its reader gets EIO) */
+	uint64_t tree_reads;     /* indirect blocks an asynchronous read's lookup missed, read through the ring */
+	uint64_t fill_blocks;    /* blocks prefetch requests (ce_vol_prefetch_async, NBD_CMD_CACHE) read into the cache */
 } ce_aread_stat;
 int ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st);
 
@@ -500,19 +502,33 @@ uint32_t ce_vol_blocksize(const ce_vol *v);
 int ce_vol_read(ce_vol *v, void *buf, size_t len, uint64_t off);
 /*
  * Asynchronous read (docs/design-vio.md §8): blocks not in the cache are
- * read through io_uring and verified on the pool's completion thread.
- * Returns 0 when started: cb(arg, err) then runs exactly once, with err
- * 0 or a negative errno (-EIO: a checksum or device error, counted in
- * ce_pool_stat), either inside this call (nothing needed a device) or
- * later on the completion thread; buf is filled when err is 0. Returns
- * -EAGAIN, calling nothing, when the read cannot be started without
- * blocking (no ring, an uncached indirect block, a commit in progress, a
- * large range): make the synchronous ce_vol_read on a thread that may
- * block. Any other -errno (a bad range): cb is not called. cb must not
- * wait for the pool's sync thread (a flush, a throttled write).
+ * read through io_uring and verified on the pool's completion thread;
+ * so are the tree's indirect blocks a lookup needs, and a range of any
+ * length is read. Returns 0 when started: cb(arg, err) then runs exactly
+ * once, with err 0 or a negative errno (-EIO: a checksum or device
+ * error, counted in ce_pool_stat), either inside this call (nothing
+ * needed a device) or later on the completion thread; buf is filled
+ * when err is 0. err -EAGAIN in cb: the read could not go on without
+ * waiting (a commit held the pool's free-space lock when an indirect
+ * block arrived); nothing of buf is data: make the synchronous
+ * ce_vol_read. Returns -EAGAIN, calling nothing, when the read cannot be
+ * started without blocking (no ring, a commit in progress): the same.
+ * Any other -errno (a bad range): cb is not called. cb must not wait for
+ * the pool's sync thread (a flush, a throttled write). ce_vol_close waits
+ * until every started read has run or is running its cb; cb may close
+ * the handle.
  */
 typedef void (*ce_read_cb)(void *arg, int err);
 int ce_vol_read_async(ce_vol *v, void *buf, size_t len, uint64_t off, ce_read_cb cb, void *arg);
+/*
+ * Prefetch [off, off+len) into the block cache (NBD_CMD_CACHE): as
+ * ce_vol_read_async without a buffer, whatever the length (8 MiB at a
+ * time), every block read filling the cache. err -EIO: a block failed
+ * its checksum or its read (not cached). ce_vol_prefetch is the
+ * synchronous one.
+ */
+int ce_vol_prefetch_async(ce_vol *v, uint64_t off, uint64_t len, ce_read_cb cb, void *arg);
+int ce_vol_prefetch(ce_vol *v, uint64_t off, uint64_t len);
 int ce_vol_write(ce_vol *v, const void *buf, size_t len, uint64_t off);
 /* flags: CE_WRITE_FUA makes the write durable before it returns (as a FLUSH of the volume would). */
 enum { CE_WRITE_FUA = 1 };

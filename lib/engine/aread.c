@@ -32,7 +32,10 @@
  *      rest wait in the queue, so the completion ring cannot overflow.
  *   5. The SQ side of the ring is touched only under ar->lock; the CQ
  *      side only by the completion thread. The completion thread never
- *      takes free_lock, v->lock or pool->lock.
+ *      waits for free_lock or pool->lock: a batch's fn that runs the
+ *      next stage of an asynchronous request (vol.c, invariant C) only
+ *      tries free_lock, and takes v->lock, which no holder keeps while
+ *      it waits for this thread.
  *   6. An injected read fault (fault.c) is asked once per run, as the
  *      backend's pread would be, and a failing run returns no data: it
  *      goes through the ring as a no-op and completes with -EIO.
@@ -96,7 +99,7 @@ struct aread_batch {
 	size_t nruns, left;  /* runs not yet done (completion thread) */
 	int err;
 	int cache_fill;
-	int prefetch;        /* read-ahead: fills the cache only (invariant 7) */
+	int prefetch;        /* AREAD_RA, AREAD_TREE, AREAD_FILL: fills the cache only (invariant 7); 0: a read */
 };
 
 typedef struct ar_parked {
@@ -123,6 +126,7 @@ struct aread {
 	/* counters */
 	_Atomic uint64_t requests, inline_done, fallbacks, device_reads, ring_max;
 	_Atomic uint64_t ra_batches, ra_blocks, ra_failed;
+	_Atomic uint64_t tree_reads, fill_blocks;
 };
 
 static int
@@ -234,9 +238,16 @@ raw_free(ar_run *r)
 }
 
 void
+aread_batch_fill(aread_batch *b, int kind)
+{
+	VERIFY(kind == AREAD_RA || kind == AREAD_TREE || kind == AREAD_FILL);
+	b->prefetch = kind;
+}
+
+void
 aread_batch_prefetch(aread_batch *b)
 {
-	b->prefetch = 1;
+	aread_batch_fill(b, AREAD_RA);
 }
 
 void
@@ -265,9 +276,13 @@ aread_submit(aread_batch *b)
 		return err;
 	}
 	b->cache_fill = b->prefetch || b->n <= AR_CACHE_MAX;
-	if (b->prefetch) {
+	if (b->prefetch == AREAD_RA) {
 		atomic_fetch_add_explicit(&ar->ra_batches, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ar->ra_blocks, b->n, memory_order_relaxed);
+	} else if (b->prefetch == AREAD_TREE) {
+		atomic_fetch_add_explicit(&ar->tree_reads, b->n, memory_order_relaxed);
+	} else if (b->prefetch == AREAD_FILL) {
+		atomic_fetch_add_explicit(&ar->fill_blocks, b->n, memory_order_relaxed);
 	}
 	qsort(b->items, b->n, sizeof(ar_item), item_cmp);
 	b->runs = xcalloc(b->n, sizeof(ar_run));
@@ -336,7 +351,7 @@ batch_finish(aread_batch *b)
 	if (--ar->inflight == 0)
 		pthread_cond_broadcast(&ar->cv);
 	pthread_mutex_unlock(&ar->lock);
-	if (err != 0 && prefetch)
+	if (err != 0 && prefetch == AREAD_RA)
 		atomic_fetch_add_explicit(&ar->ra_failed, 1, memory_order_relaxed);
 	fn(arg, err); /* invariant 2 */
 }
@@ -568,6 +583,8 @@ ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st)
 	st->readahead_batches = atomic_load(&ar->ra_batches);
 	st->readahead_blocks = atomic_load(&ar->ra_blocks);
 	st->readahead_failed = atomic_load(&ar->ra_failed);
+	st->tree_reads = atomic_load(&ar->tree_reads);
+	st->fill_blocks = atomic_load(&ar->fill_blocks);
 	return 0;
 }
 

@@ -54,6 +54,14 @@ int aread_submit(aread_batch *b);
  * whether every block was verified; failed blocks are not cached.
  */
 void aread_batch_prefetch(aread_batch *b);
+/*
+ * The same for other kinds of batches that only fill the cache: AREAD_TREE
+ * (indirect blocks an asynchronous read's lookup missed), AREAD_FILL (a
+ * prefetch request, ce_vol_prefetch_async); AREAD_RA is read-ahead.
+ * Each kind has its counter in ce_aread_stat.
+ */
+enum { AREAD_RA = 1, AREAD_TREE = 2, AREAD_FILL = 3 };
+void aread_batch_fill(aread_batch *b, int kind);
 void aread_add_prefetch(aread_batch *b, const bp_phys *bp);
 /* Free a batch that will not be submitted (nothing of it was sent). */
 void aread_batch_drop(aread_batch *b);

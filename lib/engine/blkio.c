@@ -129,11 +129,22 @@ wq_find(ce_pool *p, const bp_phys *bp)
 /* ---- for the asynchronous reader (aread.c) ---- */
 
 static __thread int nowait;
+static __thread int nowait_missed;     /* blk_read found a block not cached (nowait) */
+static __thread bp_phys nowait_miss;   /* the first such block */
 
 void
 blk_nowait_begin(void)
 {
 	nowait = 1;
+	nowait_missed = 0;
+}
+
+int
+blk_nowait_miss(bp_phys *out)
+{
+	if (nowait_missed)
+		*out = nowait_miss;
+	return nowait_missed;
 }
 
 void
@@ -169,8 +180,13 @@ blk_read(ce_pool *p, const bp_phys *bp, void *dst, size_t off, size_t len)
 		return -EINVAL;
 	if (cache_get(&p->cache, bp, dst, off, len))
 		return 0;
-	if (nowait)
+	if (nowait) {
+		if (!nowait_missed) {
+			nowait_missed = 1;
+			nowait_miss = *bp;
+		}
 		return -EWOULDBLOCK; /* blk_nowait_begin: no device reads on this thread */
+	}
 	uint64_t asize = bp_asize(bp);
 	uint8_t *raw = bufpool_get(asize);
 	uint8_t *logical = bp->bp_comp == CE_COMP_OFF ? raw : bufpool_get(bp->bp_lsize);
@@ -217,6 +233,12 @@ rq_cmp(const void *a, const void *b)
 int
 blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 {
+	return blk_read_many_fill(p, bps, dsts, n, 0);
+}
+
+int
+blk_read_many_fill(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n, int fill)
+{
 	rq_ent *rq = xmalloc((n ? n : 1) * sizeof(rq_ent));
 	size_t nr = 0;
 	int err = 0;
@@ -243,7 +265,7 @@ blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n)
 		}
 		rq[nr++] = (rq_ent){ bp, dsts[i] };
 	}
-	int cache_fill = nr <= RQ_CACHE_MAX;
+	int cache_fill = fill || nr <= RQ_CACHE_MAX;
 	qsort(rq, nr, sizeof(rq_ent), rq_cmp);
 	for (size_t i = 0; i < nr;) {
 		/* One run: physically contiguous blocks on one vdev. */

@@ -12,6 +12,8 @@ void blk_sync_begin(ce_pool *p, uint64_t t);
 void blk_sync_end(void);
 uint64_t blk_last_sync_bytes(const ce_pool *p);
 int blk_read_many(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n);
+/* The same; fill: every block read fills the cache, however many missed (a prefetch). */
+int blk_read_many_fill(ce_pool *p, const bp_phys *bps, uint8_t *const *dsts, size_t n, int fill);
 /* For the asynchronous reader (aread.c): the checks blk_read makes. */
 int blk_bp_sane(const ce_pool *p, const bp_phys *bp);
 int blk_verify(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst);
@@ -22,6 +24,8 @@ int blk_verify(ce_pool *p, const bp_phys *bp, const uint8_t *raw, uint8_t *dst);
  */
 void blk_nowait_begin(void);
 void blk_nowait_end(void);
+/* 1 and *out: the first block this thread's blk_read missed since blk_nowait_begin. */
+int blk_nowait_miss(bp_phys *out);
 enum { BLK_CACHE = 1, BLK_BORROW = 2 };
 int blk_write(ce_pool *p, const void *data, uint32_t lsize, int comp, int cktype,
     int type, int level, uint64_t txg, const bp_phys *old, unsigned flags, bp_phys *out);

@@ -830,6 +830,17 @@ const ilog_ops vol_ilog_ops = {
  *   e. The reader never waits for it: free_lock is only tried; the tree
  *      lookup is cache-only unless the caller is a synchronous read
  *      (which would load those indirect blocks itself a moment later).
+ *   f. A reader whose own asynchronous reads in flight (ar_bytes, with
+ *      the read starting now) already cover a window gets none: its
+ *      queue is as deep as read-ahead would make it, and a window sent
+ *      then only races the reads it will send next (the same blocks
+ *      read twice, copied into the cache and out again instead of read
+ *      straight into its buffers). The stream is still followed.
+ *   g. An asynchronous reader's window whose lookup misses indirect
+ *      blocks (a cold tree) sends those blocks instead (an AREAD_TREE
+ *      batch, counted as the handle's one batch in flight) and leaves
+ *      the window for a later read, which then finds them cached: a
+ *      sequential reader over a cold tree still gets read-ahead.
  */
 static void
 ra_done(void *arg, int err)
@@ -842,7 +853,11 @@ ra_done(void *arg, int err)
 	pthread_mutex_unlock(&h->ra_lock); /* invariant c: h is not touched after this */
 }
 
-/* Send [start, stop) (block aligned) as a read-ahead batch: 1 if sent (ra_done will run). */
+/*
+ * Send [start, stop) (block aligned) as a read-ahead batch: 1 if sent
+ * (ra_done will run); 2 if only indirect blocks the window needs were
+ * sent (ra_done will run, the window is not covered); 0 if nothing.
+ */
 static int
 ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block)
 {
@@ -864,12 +879,34 @@ ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block)
 	ts = v->tree;
 	pthread_mutex_unlock(&v->lock);
 	int err = 0, rc = 0;
-	if (ntree > 0) {
+	aread_batch *tree = NULL;
+	/* per level-1 indirect block, so that every one not cached is named (invariant g) */
+	for (uint64_t k = 0; ntree > 0 && k < nblk && (err == 0 || err == -EWOULDBLOCK);) {
+		uint64_t span = MIN(nblk - k, CE_IND_PTRS - (first + k) % CE_IND_PTRS);
+		bp_phys miss;
 		blk_nowait_begin();
-		err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		int lerr = cowtree_lookup_range(p, &ts, first + k, span, lbp + k);
+		int missed = lerr == -EWOULDBLOCK && blk_nowait_miss(&miss);
 		blk_nowait_end();
-		if (err == -EWOULDBLOCK && can_block)
-			err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		if (lerr == -EWOULDBLOCK && can_block)
+			lerr = cowtree_lookup_range(p, &ts, first + k, span, lbp + k);
+		else if (missed && !can_block) {
+			if (tree == NULL) {
+				tree = aread_batch_new(p, ra_done, h);
+				aread_batch_fill(tree, AREAD_TREE);
+			}
+			aread_add_prefetch(tree, &miss); /* (a block named twice is read twice: harmless) */
+		}
+		if (lerr != 0 && err == 0)
+			err = lerr;
+		k += span;
+	}
+	if (tree != NULL) {
+		/* the window waits for its indirect blocks: they are read now, the window is sent by a later read */
+		if (err == -EWOULDBLOCK)
+			rc = aread_submit(tree) == 1 ? 2 : 0;
+		else
+			aread_batch_drop(tree);
 	}
 	if (ntree > 0 && err == 0) {
 		aread_batch *b = aread_batch_new(p, ra_done, h);
@@ -911,15 +948,22 @@ ra_note(ce_vol *h, uint64_t off, uint64_t len, int can_block)
 	h->ra_streak++;
 	uint64_t start = MAX(h->ra_end, (end + v->bs - 1) / v->bs * v->bs);
 	uint64_t stop = MIN(end + win, v->size / v->bs * v->bs);
-	/* send a window when less than half of one is left ahead of the reader */
-	if (h->ra_streak < 2 || h->ra_busy || h->ra_end >= end + win / 2 || start >= stop) {
+	/* send a window when less than half of one is left ahead of the reader (invariant f: its own queue is not) */
+	if (h->ra_streak < 2 || h->ra_busy || h->ra_end >= end + win / 2 || start >= stop ||
+	    h->ar_bytes + len >= win) {
 		pthread_mutex_unlock(&h->ra_lock);
 		return;
 	}
 	h->ra_busy = 1;
 	h->ra_end = stop;
 	pthread_mutex_unlock(&h->ra_lock);
-	if (!ra_send(h, start, stop, can_block)) {
+	int sent = ra_send(h, start, stop, can_block);
+	if (sent == 2) {
+		pthread_mutex_lock(&h->ra_lock);
+		if (h->ra_end == stop)
+			h->ra_end = start; /* invariant g: the window is for a later read (ra_done clears ra_busy) */
+		pthread_mutex_unlock(&h->ra_lock);
+	} else if (!sent) {
 		pthread_mutex_lock(&h->ra_lock);
 		if (h->ra_end == stop)
 			h->ra_end = start; /* nothing sent (or nothing needed): the next read tries again */
@@ -929,8 +973,9 @@ ra_note(ce_vol *h, uint64_t off, uint64_t len, int can_block)
 	}
 }
 
-int
-ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
+/* ce_vol_read; fill: every block read from a device fills the cache (ce_vol_prefetch). */
+static int
+vol_read(ce_vol *h, void *buf, size_t len, uint64_t off, int fill)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -940,7 +985,8 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	err_clear();
 	if ((err = check_range(v, off, len)) != 0)
 		return err;
-	ra_note(h, off, len, 1);
+	if (!fill)
+		ra_note(h, off, len, 1); /* a prefetch names its range itself */
 	bp_phys *bps = xmalloc(READ_BATCH * sizeof(bp_phys));
 	bp_phys *lbp = xmalloc(READ_BATCH * sizeof(bp_phys));
 	uint8_t **dsts = xmalloc(READ_BATCH * sizeof(uint8_t *));
@@ -1007,7 +1053,7 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 			nread++;
 		}
 		if (err == 0 && nread > 0)
-			err = blk_read_many(p, bps, dsts, nread);
+			err = blk_read_many_fill(p, bps, dsts, nread, fill);
 		pthread_rwlock_unlock(&p->free_lock);
 		if (err == 0) {
 			for (int slot = 0; slot < 2; slot++)
@@ -1030,10 +1076,340 @@ ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
 	return err;
 }
 
+int
+ce_vol_read(ce_vol *h, void *buf, size_t len, uint64_t off)
+{
+	return vol_read(h, buf, len, off, 0);
+}
+
+#define PREFETCH_CHUNK (1u << 20)
+
+int
+ce_vol_prefetch(ce_vol *h, uint64_t off, uint64_t len)
+{
+	int err = check_range(h->v, off, len);
+	if (err != 0)
+		return err;
+	/* into scratch memory: the blocks stay in the cache */
+	uint8_t *tmp = xmalloc_aligned(PREFETCH_CHUNK);
+	for (uint64_t done = 0; done < len && err == 0; done += PREFETCH_CHUNK)
+		err = vol_read(h, tmp, (size_t)MIN((uint64_t)PREFETCH_CHUNK, len - done), off + done, 1);
+	free(tmp);
+	return err;
+}
+
+/*
+ * Asynchronous requests (docs/design-vio.md §8.2): ce_vol_read_async and
+ * ce_vol_prefetch_async. A request (areq) is the engine's from a start
+ * that returns 0 until its callback runs. It resolves its blocks as
+ * ce_vol_read does (invariant 1), in stages that never wait: free_lock is
+ * only tried, and the tree lookup is cache-only. A stage goes over the
+ * window's chunks (blocks under one level-1 indirect block) not yet
+ * resolved; a chunk whose lookup finds an indirect block uncached asks
+ * for that block in an AREAD_TREE batch and stays for the next stage;
+ * the others' blocks go into one data batch (a read) or AREAD_FILL batch
+ * (a prefetch). When every batch of the stage is done the next stage
+ * runs, on the completion thread, until the window and then the range
+ * are resolved.
+ *
+ * Asynchronous request invariants:
+ *   A. q->pending counts the request's batches in flight, plus one held
+ *      by whoever runs a stage; only the one that brings it to 0 touches
+ *      the request's fields next (areq_drive). So exactly one thread at
+ *      a time drives a request, and cb runs exactly once, after every
+ *      device read of the request finished (none writes into buf later).
+ *   B. Between stages the request holds no block pointer: each stage
+ *      resolves its chunks afresh under free_lock, so aread.c invariant 3
+ *      (freed space is not reused under a read) covers every batch.
+ *   C. A stage on the completion thread never waits: free_lock held or
+ *      wanted by a writer (a commit draining reads), or AREQ_STAGES
+ *      stages in one window (the cache evicts what a stage fetched),
+ *      completes the request with -EAGAIN: nothing of buf is data, the
+ *      caller makes the synchronous read. In the starting call the same
+ *      is returned as -EAGAIN, cb not called.
+ *   D. A handle counts its requests (ar_reqs, ra_lock) from start to the
+ *      moment before cb; ce_vol_close waits for 0, so no stage runs on a
+ *      closed handle. cb may close the handle (it is not counted then).
+ *   E. The first error stays (q->err); no stage starts after it, and cb
+ *      gets it once the batches in flight are done.
+ */
+#define AREQ_STAGES 16u               /* stages per window before the synchronous path takes over */
+#define AREQ_FILL_WINDOW (8ull << 20) /* a prefetch resolves this many bytes at a time */
+
+typedef struct areq {
+	ce_vol *h;
+	uint8_t *buf;           /* the caller's; NULL: a prefetch (fills the cache only) */
+	uint64_t off, end;      /* the request's bytes */
+	ce_read_cb cb;
+	void *arg;
+	uint64_t wfirst, wlast; /* the window's blocks [wfirst, wlast] */
+	uint64_t wend;          /* the window's end (bytes) */
+	size_t nchunks, capchunks;
+	uint8_t *todo;          /* per chunk of the window: 1 = not resolved yet */
+	uint8_t todo_s[4];
+	unsigned stages;        /* in this window */
+	int sent;               /* a batch went to the ring (else the request completed inline) */
+	_Atomic int pending;    /* invariant A */
+	_Atomic int err;        /* invariant E */
+} areq;
+
+static void
+areq_window(areq *q, uint64_t from)
+{
+	uint64_t bs = q->h->v->bs;
+	q->wend = q->buf != NULL ? q->end : MIN(q->end, from / bs * bs + AREQ_FILL_WINDOW);
+	q->wfirst = from / bs;
+	q->wlast = (q->wend - 1) / bs;
+	q->nchunks = (size_t)(q->wlast / CE_IND_PTRS - q->wfirst / CE_IND_PTRS + 1);
+	if (q->nchunks > q->capchunks) {
+		if (q->todo != q->todo_s)
+			free(q->todo);
+		q->todo = xmalloc(q->nchunks);
+		q->capchunks = q->nchunks;
+	}
+	memset(q->todo, 1, q->nchunks);
+	q->stages = 0;
+}
+
+static void
+areq_fail(areq *q, int err)
+{
+	int zero = 0;
+	atomic_compare_exchange_strong(&q->err, &zero, err);
+}
+
+/* The request leaves its handle (invariant D): after this, neither q nor h is touched. */
+static void
+areq_free(areq *q)
+{
+	ce_vol *h = q->h;
+	uint64_t bytes = q->buf != NULL ? q->end - q->off : 0;
+	if (q->todo != q->todo_s)
+		free(q->todo);
+	free(q);
+	pthread_mutex_lock(&h->ra_lock);
+	VERIFY(h->ar_reqs > 0 && h->ar_bytes >= bytes);
+	h->ar_bytes -= bytes;
+	if (--h->ar_reqs == 0)
+		pthread_cond_broadcast(&h->ra_cv);
+	pthread_mutex_unlock(&h->ra_lock);
+}
+
+static void
+areq_finish(areq *q, int err)
+{
+	ce_pool *p = q->h->v->pool;
+	ce_read_cb cb = q->cb;
+	void *arg = q->arg;
+	if (err == -EAGAIN)
+		aread_note_fallback(p);
+	else if (!q->sent)
+		aread_note_inline(p);
+	areq_free(q);
+	cb(arg, err);
+}
+
+/* Submit one of a stage's batches; it counts in pending before the ring can finish it (invariant A). */
+static void
+areq_send(areq *q, aread_batch *b)
+{
+	atomic_fetch_add(&q->pending, 1);
+	int rc = aread_submit(b);
+	if (rc == 1) {
+		q->sent = 1;
+		return;
+	}
+	atomic_fetch_sub(&q->pending, 1); /* nothing needed a device: b is freed, fn will not run */
+	if (rc < 0)
+		areq_fail(q, rc);
+}
+
+static void areq_batch_done(void *arg, int err);
+
+/* One stage (invariants B, C): -EAGAIN when free_lock cannot be had now (nothing done), else 0. */
+static int
+areq_stage(areq *q)
+{
+	volume *v = q->h->v;
+	ce_pool *p = v->pool;
+	uint64_t bs = v->bs;
+	if (pthread_rwlock_tryrdlock(&p->free_lock) != 0)
+		return -EAGAIN;
+	aread_batch *data = NULL, *tree = NULL;
+	bp_phys miss, last_miss = { 0 };
+	int have_miss = 0, err = 0;
+	/* small reads (the common case) resolve on the stack */
+	uint64_t tblk_s[16];
+	bp_phys lbp_s[16];
+	int small = q->wlast - q->wfirst < 16;
+	uint64_t *tblk = small ? tblk_s : xmalloc(CE_IND_PTRS * sizeof(uint64_t));
+	bp_phys *lbp = small ? lbp_s : xmalloc(CE_IND_PTRS * sizeof(bp_phys));
+	for (size_t c = 0; c < q->nchunks && err == 0; c++) {
+		if (!q->todo[c])
+			continue;
+		uint64_t base = (q->wfirst / CE_IND_PTRS + c) * CE_IND_PTRS;
+		uint64_t first = MAX(base, q->wfirst), last = MIN(base + CE_IND_PTRS - 1, q->wlast);
+		uint64_t nblk = last - first + 1, lo = MAX(q->off, first * bs), hi = MIN(q->wend, (last + 1) * bs);
+		size_t ntree = 0;
+		cowtree ts;
+		pthread_mutex_lock(&v->lock);
+		for (uint64_t k = 0; k < nblk; k++) {
+			uint64_t blkid = first + k, bstart = blkid * bs;
+			uint64_t s = MAX(bstart, lo), e = MIN(bstart + bs, hi);
+			void *d;
+			if (!dirty_lookup(v, UINT64_MAX, blkid, &d))
+				tblk[ntree++] = blkid;
+			else if (q->buf == NULL)
+				; /* a prefetch: dirty blocks are in memory already */
+			else if (d == VOL_HOLE)
+				memset(q->buf + (s - q->off), 0, e - s);
+			else
+				memcpy(q->buf + (s - q->off), (uint8_t *)d + (s - bstart), e - s);
+		}
+		ts = v->tree;
+		pthread_mutex_unlock(&v->lock);
+		if (ntree == 0) {
+			q->todo[c] = 0;
+			continue;
+		}
+		blk_nowait_begin();
+		int lerr = cowtree_lookup_range(p, &ts, first, nblk, lbp);
+		int missed = lerr == -EWOULDBLOCK && blk_nowait_miss(&miss);
+		blk_nowait_end();
+		if (missed) {
+			/* an indirect block on the way is not cached: read it; the chunk waits for the next stage */
+			if (!have_miss || miss.bp_vdev != last_miss.bp_vdev || miss.bp_offset != last_miss.bp_offset) {
+				if (tree == NULL) {
+					tree = aread_batch_new(p, areq_batch_done, q);
+					aread_batch_fill(tree, AREAD_TREE);
+				}
+				aread_add_prefetch(tree, &miss);
+				last_miss = miss;
+				have_miss = 1;
+			}
+			continue;
+		}
+		if (lerr != 0) {
+			err = lerr == -EWOULDBLOCK ? -EIO : lerr; /* (a miss is always named) */
+			break;
+		}
+		for (size_t k = 0; k < ntree; k++) {
+			uint64_t blkid = tblk[k], bstart = blkid * bs;
+			uint64_t s = MAX(bstart, lo), e = MIN(bstart + bs, hi);
+			const bp_phys *bp = &lbp[blkid - first];
+			if (!bp_is_hole(bp) && bp->bp_lsize != bs) {
+				pool_cksum_error(p);
+				err = -EIO;
+				break;
+			}
+			if (q->buf == NULL && bp_is_hole(bp))
+				continue;
+			if (data == NULL) {
+				data = aread_batch_new(p, areq_batch_done, q);
+				if (q->buf == NULL)
+					aread_batch_fill(data, AREAD_FILL);
+			}
+			if (q->buf != NULL)
+				aread_add(data, bp, q->buf + (s - q->off), (uint32_t)(s - bstart), (uint32_t)(e - s));
+			else
+				aread_add_prefetch(data, bp);
+		}
+		q->todo[c] = 0;
+	}
+	if (err != 0) {
+		/* nothing of these was sent (invariant E: the request fails) */
+		if (data != NULL)
+			aread_batch_drop(data);
+		if (tree != NULL)
+			aread_batch_drop(tree);
+		areq_fail(q, err);
+	} else {
+		if (data != NULL)
+			areq_send(q, data);
+		if (tree != NULL)
+			areq_send(q, tree);
+	}
+	pthread_rwlock_unlock(&p->free_lock); /* after the batches count in aread's inflight (invariant B) */
+	if (!small) {
+		free(tblk);
+		free(lbp);
+	}
+	return 0;
+}
+
+/*
+ * Run stages until batches are in flight (their completion drives on) or
+ * the request is complete. starting: inside ce_vol_*_async, where
+ * -EAGAIN is returned instead of given to cb (the caller frees q).
+ */
+static int
+areq_drive(areq *q, int starting)
+{
+	for (;;) {
+		int err = atomic_load(&q->err);
+		if (err == 0 && memchr(q->todo, 1, q->nchunks) == NULL) {
+			if (q->wend >= q->end) {
+				areq_finish(q, 0);
+				return 0;
+			}
+			areq_window(q, q->wend); /* a prefetch's next window */
+		}
+		if (err == 0 && q->stages++ == AREQ_STAGES)
+			err = -EAGAIN; /* invariant C: what a stage fetches is evicted before the next */
+		if (err == 0) {
+			atomic_store(&q->pending, 1);
+			err = areq_stage(q);
+		}
+		if (err == -EAGAIN && starting)
+			return -EAGAIN;
+		if (err != 0) {
+			areq_finish(q, err);
+			return 0;
+		}
+		if (atomic_fetch_sub(&q->pending, 1) != 1)
+			return 0; /* invariant A: the last batch to finish drives on */
+	}
+}
+
+static void
+areq_batch_done(void *arg, int err)
+{
+	areq *q = arg;
+	if (err != 0)
+		areq_fail(q, err);
+	if (atomic_fetch_sub(&q->pending, 1) == 1)
+		(void)areq_drive(q, 0);
+}
+
+static int
+areq_start(ce_vol *h, uint8_t *buf, uint64_t off, uint64_t len, ce_read_cb cb, void *arg)
+{
+	areq *q = xcalloc(1, sizeof(*q));
+	q->h = h;
+	q->buf = buf;
+	q->off = off;
+	q->end = off + len;
+	q->cb = cb;
+	q->arg = arg;
+	q->todo = q->todo_s;
+	q->capchunks = sizeof(q->todo_s);
+	pthread_mutex_lock(&h->ra_lock);
+	h->ar_reqs++; /* invariant D */
+	if (buf != NULL)
+		h->ar_bytes += len; /* read-ahead invariant f */
+	pthread_mutex_unlock(&h->ra_lock);
+	areq_window(q, off);
+	int rc = areq_drive(q, 1);
+	if (rc == -EAGAIN) {
+		aread_note_fallback(h->v->pool);
+		areq_free(q); /* cb was not called */
+	}
+	return rc;
+}
+
 /*
  * The asynchronous read (docs/design-vio.md §8): the blocks are resolved
- * as ce_vol_read resolves them (invariant 1), in this thread and without
- * waiting: free_lock is only tried, the tree lookup is cache-only, and the
+ * as ce_vol_read resolves them (invariant 1), without waiting, and the
  * blocks left are read by aread.c. -EAGAIN: take the synchronous path.
  */
 int
@@ -1041,7 +1417,6 @@ ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb,
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
-	uint8_t *dst = buf;
 	int err;
 
 	err_clear();
@@ -1055,78 +1430,27 @@ ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb,
 		cb(arg, 0);
 		return 0;
 	}
-	uint64_t first = off / v->bs, nblk = (off + len - 1) / v->bs - first + 1;
-	if (nblk > READ_BATCH || pthread_rwlock_tryrdlock(&p->free_lock) != 0) {
-		aread_note_fallback(p);
+	return areq_start(h, buf, off, len, cb, arg);
+}
+
+int
+ce_vol_prefetch_async(ce_vol *h, uint64_t off, uint64_t len, ce_read_cb cb, void *arg)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	int err;
+
+	err_clear();
+	if ((err = check_range(v, off, len)) != 0)
+		return err;
+	if (!aread_ready(p))
 		return -EAGAIN;
-	}
-	/* small reads (the common case) resolve on the stack */
-	uint64_t tblk_s[16];
-	bp_phys lbp_s[16];
-	uint64_t *tblk = nblk <= 16 ? tblk_s : xmalloc(nblk * sizeof(uint64_t));
-	bp_phys *lbp = nblk <= 16 ? lbp_s : xmalloc(nblk * sizeof(bp_phys));
-	size_t ntree = 0;
-	cowtree ts;
-	pthread_mutex_lock(&v->lock);
-	for (uint64_t k = 0; k < nblk; k++) {
-		uint64_t blkid = first + k, bstart = blkid * v->bs;
-		uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + len);
-		void *d;
-		if (dirty_lookup(v, UINT64_MAX, blkid, &d)) {
-			if (d == VOL_HOLE)
-				memset(dst + (s - off), 0, e - s);
-			else
-				memcpy(dst + (s - off), (uint8_t *)d + (s - bstart), e - s);
-		} else {
-			tblk[ntree++] = blkid;
-		}
-	}
-	ts = v->tree;
-	pthread_mutex_unlock(&v->lock);
-	if (ntree > 0) {
-		blk_nowait_begin();
-		err = cowtree_lookup_range(p, &ts, first, nblk, lbp);
-		blk_nowait_end();
-	}
-	int rc;
-	if (err == -EWOULDBLOCK) {
-		rc = -EAGAIN; /* an indirect block is not cached: the synchronous read loads it */
-	} else if (err != 0) {
-		rc = err;
-	} else {
-		aread_batch *b = aread_batch_new(p, cb, arg);
-		for (size_t k = 0; k < ntree && err == 0; k++) {
-			uint64_t blkid = tblk[k], bstart = blkid * v->bs;
-			uint64_t s = MAX(bstart, off), e = MIN(bstart + v->bs, off + len);
-			const bp_phys *bp = &lbp[blkid - first];
-			if (!bp_is_hole(bp) && bp->bp_lsize != v->bs) {
-				atomic_fetch_add(&p->cksum_errors, 1);
-				err = -EIO;
-				break;
-			}
-			aread_add(b, bp, dst + (s - off), (uint32_t)(s - bstart), (uint32_t)(e - s));
-		}
-		if (err != 0) {
-			aread_batch_drop(b); /* nothing of it was sent */
-			rc = err;
-		} else {
-			rc = aread_submit(b);
-		}
-	}
-	if (tblk != tblk_s) {
-		free(tblk);
-		free(lbp);
-	}
-	pthread_rwlock_unlock(&p->free_lock);
-	if (rc == -EAGAIN) {
-		aread_note_fallback(p);
-		return -EAGAIN;
-	}
-	if (rc != 1) {
+	if (len == 0) {
 		aread_note_inline(p);
-		cb(arg, rc);
+		cb(arg, 0);
+		return 0;
 	}
-	return 0;
+	return areq_start(h, NULL, off, len, cb, arg);
 }
 
 int
@@ -1286,6 +1610,8 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 	h->ra_next = h->ra_end = 0;
 	h->ra_streak = 0;
 	h->ra_busy = 0;
+	h->ar_reqs = 0;
+	h->ar_bytes = 0;
 	*out = h;
 	return 0;
 }
@@ -1297,7 +1623,8 @@ ce_vol_close(ce_vol *h)
 		return;
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&h->ra_lock);
-	while (h->ra_busy) /* read-ahead invariant c: its callback names the handle */
+	/* read-ahead invariant c (its callback names the handle); asynchronous request invariant D */
+	while (h->ra_busy || h->ar_reqs > 0)
 		pthread_cond_wait(&h->ra_cv, &h->ra_lock);
 	pthread_mutex_unlock(&h->ra_lock);
 	pthread_mutex_destroy(&h->ra_lock);

@@ -133,11 +133,13 @@ struct ce_vol {
 	uint64_t clear_gen; /* pool->clear_gen when opened: older handles may not write */
 	/* read-ahead of a sequential reader (vol.c invariant on read-ahead; ra_lock) */
 	pthread_mutex_t ra_lock;
-	pthread_cond_t ra_cv; /* ra_busy went to 0 */
+	pthread_cond_t ra_cv; /* ra_busy or ar_reqs went to 0 */
 	uint64_t ra_next;   /* where the next sequential read starts */
 	uint64_t ra_end;    /* end of what read-ahead has sent for this stream */
 	unsigned ra_streak; /* sequential reads in a row */
 	int ra_busy;        /* a read-ahead batch of this handle is in flight */
+	unsigned ar_reqs;   /* asynchronous requests of this handle not yet completed (vol.c, D) */
+	uint64_t ar_bytes;  /* bytes of those that are reads (read-ahead invariant f) */
 };
 
 /*

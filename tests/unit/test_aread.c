@@ -14,7 +14,24 @@
  *      async reads of it run; every block read is intact and consistent;
  *   6. the fallback: CE_POOL_NO_URING, and a child whose io_uring_setup a
  *      seccomp filter refuses with EPERM: no ring, the reason is given,
- *      ce_vol_read_async says -EAGAIN, ce_vol_read works.
+ *      ce_vol_read_async says -EAGAIN, ce_vol_read works;
+ *   7. a cold tree: reads whose indirect blocks are not cached start
+ *      anyway (the indirect blocks come through the ring, tree_reads),
+ *      32 at once, with no fallback, against the model;
+ *   8. reads of more than 256 blocks (up to the whole volume, cold and
+ *      warm, unaligned), with no fallback;
+ *   9. a device error in the middle: the 4th of 8 reads in flight, a
+ *      later run of one large read, an indirect block's read: exactly
+ *      the requests hit get -EIO, once, the others their bytes;
+ *  10. ce_vol_close while reads are held in flight (some waiting for
+ *      their indirect blocks) waits until they completed; each callback
+ *      runs once with the right bytes; the pool exports;
+ *  11. a commit holding free_lock when an indirect block arrives: the
+ *      read completes with -EAGAIN (it never waits on the completion
+ *      thread), and the synchronous read then works;
+ *  12. prefetch (ce_vol_prefetch_async, ce_vol_prefetch): a range far
+ *      over 8 blocks is cached whole (reads of it then need no device),
+ *      and a damaged block makes it fail with -EIO.
  */
 #include "aread.h"
 #include "blkio.h"
@@ -88,6 +105,19 @@ aread_one(ce_vol *v, void *buf, size_t len, uint64_t off)
 	w_init(&w);
 	rq r = { &w, 0 };
 	OK(ce_vol_read_async(v, buf, len, off, on_done, &r));
+	w_wait(&w, 1);
+	CHECK(w.calls[0] == 1);
+	return w.err[0];
+}
+
+/* One prefetch through the asynchronous path (must start), waited for; its error. */
+static int
+prefetch_one(ce_vol *v, uint64_t off, uint64_t len)
+{
+	waiter w;
+	w_init(&w);
+	rq r = { &w, 0 };
+	OK(ce_vol_prefetch_async(v, off, len, on_done, &r));
 	w_wait(&w, 1);
 	CHECK(w.calls[0] == 1);
 	return w.err[0];
@@ -229,6 +259,10 @@ damaged(const char *path, ce_pool_opts *o)
 	CHECK_ERR(aread_one(v, buf, BS, 301 * BS), 0);
 	/* the synchronous path agrees */
 	CHECK_ERR(ce_vol_read(v, buf, BS, 300 * BS), -EIO);
+	/* a prefetch over it fails, asynchronous and synchronous, and does not cache it */
+	CHECK_ERR(prefetch_one(v, 256 * BS, 64 * BS), -EIO);
+	CHECK_ERR(ce_vol_prefetch(v, 256 * BS, 64 * BS), -EIO);
+	CHECK_ERR(aread_one(v, buf, BS, 300 * BS), -EIO);
 	free(buf);
 	ce_vol_close(v);
 	OK(ce_pool_export(p));
@@ -372,6 +406,10 @@ reads_across_commits(const char *path)
 		}
 		w_wait(&w, n);
 		for (int i = 0; i < n; i++) {
+			if (w.err[i] == -EAGAIN) { /* a commit was in the way of a later stage: the synchronous path */
+				OK(ce_vol_read(v, buf + (size_t)i * BS, BS, blk[i] * BS));
+				w.err[i] = 0;
+			}
 			CHECK_ERR(w.err[i], 0);
 			CHECK(stamped(buf + (size_t)i * BS, blk[i]));
 		}
@@ -464,6 +502,265 @@ commit_waits_for_read(const char *path)
 	free(got);
 	ce_vol_close(v);
 	OK(ce_vol_destroy(p, "drain"));
+	OK(ce_pool_export(p));
+}
+
+/* Start n reads of BS at offs[i] (each must start), wait for all; errors in err[]. */
+static void
+reads_of(ce_vol *v, uint8_t *bufs, const uint64_t *offs, int n, int *err)
+{
+	waiter w;
+	w_init(&w);
+	rq r[256];
+	CHECK(n <= 256);
+	for (int i = 0; i < n; i++) {
+		r[i] = (rq){ &w, i };
+		OK(ce_vol_read_async(v, bufs + (size_t)i * BS, BS, offs[i], on_done, &r[i]));
+	}
+	w_wait(&w, n);
+	for (int i = 0; i < n; i++) {
+		CHECK(w.calls[i] == 1);
+		err[i] = w.err[i];
+	}
+}
+
+/* ---- 7: indirect blocks not cached ---- */
+
+static void
+cold_tree(ce_pool *p, ce_vol *v, const uint8_t *model)
+{
+	enum { N = 32 };
+	ce_aread_stat a0, a1;
+	OK(ce_pool_aread_stat(p, &a0));
+	uint8_t *bufs = xmalloc_aligned(N * BS);
+	uint64_t offs[N];
+	int err[N];
+	uint64_t s = 5;
+	for (int i = 0; i < N; i++)
+		offs[i] = t_rand(&s) % (VOLSIZE / BS) * BS;
+	reads_of(v, bufs, offs, N, err);
+	OK(ce_pool_aread_stat(p, &a1));
+	for (int i = 0; i < N; i++) {
+		CHECK_ERR(err[i], 0);
+		CHECK(memcmp(bufs + (size_t)i * BS, model + offs[i], BS) == 0);
+	}
+	CHECK(a1.fallbacks == a0.fallbacks); /* none took the synchronous path */
+	CHECK(a1.tree_reads > a0.tree_reads); /* the indirect blocks came through the ring */
+	printf("cold tree: %d reads, %" PRIu64 " indirect blocks read asynchronously, no fallback\n", N,
+	    a1.tree_reads - a0.tree_reads);
+	free(bufs);
+}
+
+/* ---- 8: more than 256 blocks ---- */
+
+static void
+large(ce_pool *p, ce_vol *v, const uint8_t *model)
+{
+	static const struct { uint64_t off, len; } cases[] = {
+		{ 0, VOLSIZE },                    /* cold: the whole tree and volume */
+		{ 100, VOLSIZE - 200 },            /* warm tree, unaligned ends */
+		{ 3 * BS + 5, 300 * BS },          /* just over one batch */
+		{ (1u << 20) - BS, (4u << 20) + 2 * BS },
+	};
+	uint8_t *buf = xmalloc_aligned(VOLSIZE + BS);
+	ce_aread_stat a0, a1;
+	OK(ce_pool_aread_stat(p, &a0));
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		memset(buf, 0xee, cases[i].len);
+		CHECK_ERR(aread_one(v, buf, cases[i].len, cases[i].off), 0);
+		CHECK(memcmp(buf, model + cases[i].off, cases[i].len) == 0);
+		/* into an unaligned buffer (bounce buffers) */
+		CHECK_ERR(aread_one(v, buf + 1, cases[i].len, cases[i].off), 0);
+		CHECK(memcmp(buf + 1, model + cases[i].off, cases[i].len) == 0);
+	}
+	OK(ce_pool_aread_stat(p, &a1));
+	CHECK(a1.fallbacks == a0.fallbacks);
+	CHECK(a1.requests > a0.requests);
+	free(buf);
+}
+
+/* ---- 9: device errors in the middle of what is in flight ---- */
+
+static void
+errors_in_the_middle(ce_pool *p, ce_vol *v, const uint8_t *model)
+{
+	enum { N = 8 };
+	warm_tree(v);
+	uint8_t *bufs = xmalloc_aligned(N * BS);
+	uint64_t offs[N];
+	int err[N];
+	ce_pool_stat s0, s1;
+	ce_aread_stat a0, a1;
+	/* 8 reads of distinct uncached blocks: the 4th device read fails */
+	for (int i = 0; i < N; i++)
+		offs[i] = (uint64_t)(1500 + 3 * i) * BS;
+	stat_of(p, &s0, &a0);
+	ce_fault f = { .op = CE_FAULT_READ, .vdev = -1, .after = 3, .persistent = 0 };
+	OK(ce_pool_fault_inject(p, &f));
+	reads_of(v, bufs, offs, N, err);
+	stat_of(p, &s1, &a1);
+	CHECK(s1.io_errors == s0.io_errors + 1);
+	for (int i = 0; i < N; i++) {
+		CHECK_ERR(err[i], i == 3 ? -EIO : 0);
+		if (i != 3)
+			CHECK(memcmp(bufs + (size_t)i * BS, model + offs[i], BS) == 0);
+	}
+	CHECK_ERR(aread_one(v, bufs, BS, offs[3]), 0); /* once: it reads now */
+	CHECK(memcmp(bufs, model + offs[3], BS) == 0);
+	free(bufs);
+
+	/* one 6 MiB read (several 1 MiB runs): its 3rd run fails; the read fails whole, once */
+	uint8_t *big = xmalloc_aligned(6u << 20);
+	stat_of(p, &s0, &a0);
+	f.after = 2;
+	OK(ce_pool_fault_inject(p, &f));
+	CHECK_ERR(aread_one(v, big, 6u << 20, 8u << 20), -EIO);
+	stat_of(p, &s1, &a1);
+	CHECK(s1.io_errors == s0.io_errors + 1);
+	CHECK(a1.device_reads - a0.device_reads >= 3);
+	CHECK_ERR(aread_one(v, big, 6u << 20, 8u << 20), 0);
+	CHECK(memcmp(big, model + (8u << 20), 6u << 20) == 0);
+	free(big);
+	ce_pool_fault_clear(p);
+}
+
+/*
+ * ---- 10: close while reads are in flight ----
+ * Reads of a cold tree are held after their device reads; another thread
+ * closes the handle: it cannot return before they complete.
+ */
+typedef struct closer {
+	ce_vol *v;
+	_Atomic int closed;
+} closer;
+
+static void *
+close_thread(void *arg)
+{
+	closer *c = arg;
+	ce_vol_close(c->v);
+	atomic_store(&c->closed, 1);
+	return NULL;
+}
+
+static void
+close_in_flight(const char *path, ce_pool_opts *o, const uint8_t *model)
+{
+	enum { N = 16 };
+	ce_pool *p;
+	OK(ce_pool_import(&path, 1, o, &p));
+	ce_vol *v;
+	OK(ce_vol_open(p, "v", &v));
+	uint8_t *bufs = xmalloc_aligned(N * BS);
+	waiter w;
+	w_init(&w);
+	rq r[N];
+	uint64_t offs[N];
+	aread_test_hold(p);
+	for (int i = 0; i < N; i++) {
+		r[i] = (rq){ &w, i };
+		offs[i] = (uint64_t)(i * 263 % (VOLSIZE / BS)) * BS; /* under different indirect blocks */
+		OK(ce_vol_read_async(v, bufs + (size_t)i * BS, BS, offs[i], on_done, &r[i]));
+	}
+	aread_test_wait_held(p, 1); /* at least one device read finished and is held */
+	closer c = { .v = v };
+	pthread_t th;
+	CHECK(pthread_create(&th, NULL, close_thread, &c) == 0);
+	pthread_mutex_lock(&w.lock);
+	CHECK(w.done == 0); /* nothing completed: every read is held or waits for a held one */
+	pthread_mutex_unlock(&w.lock);
+	CHECK(atomic_load(&c.closed) == 0); /* and so the close cannot have returned */
+	aread_test_release(p); /* the rest (their next stages) run on the completion thread */
+	pthread_join(th, NULL);
+	CHECK(atomic_load(&c.closed) == 1);
+	w_wait(&w, N); /* close returned: every read has run its callback or is in it */
+	for (int i = 0; i < N; i++) {
+		CHECK(w.calls[i] == 1);
+		CHECK_ERR(w.err[i], 0);
+		CHECK(memcmp(bufs + (size_t)i * BS, model + offs[i], BS) == 0);
+	}
+	free(bufs);
+	OK(ce_pool_export(p)); /* nothing in flight (aread_fini checks) */
+}
+
+/* ---- 11: a commit holds free_lock when a read's indirect block arrives ---- */
+
+static void
+commit_in_the_way(const char *path, ce_pool_opts *o, const uint8_t *model)
+{
+	ce_pool *p;
+	OK(ce_pool_import(&path, 1, o, &p));
+	ce_vol *v;
+	OK(ce_vol_open(p, "v", &v));
+	uint8_t *buf = xmalloc_aligned(BS);
+	waiter w;
+	w_init(&w);
+	rq r = { &w, 0 };
+	ce_aread_stat a0, a1;
+	OK(ce_pool_aread_stat(p, &a0));
+	aread_test_hold(p);
+	OK(ce_vol_read_async(v, buf, BS, 777 * BS, on_done, &r)); /* cold: its indirect blocks first */
+	aread_test_wait_held(p, 1);
+	/* as pool_sync does while it hands freed space back; the held read no longer counts */
+	pthread_rwlock_wrlock(&p->free_lock);
+	aread_test_release(p); /* its next stage runs here, finds free_lock taken, and does not wait */
+	pthread_rwlock_unlock(&p->free_lock);
+	w_wait(&w, 1);
+	CHECK(w.calls[0] == 1);
+	CHECK_ERR(w.err[0], -EAGAIN);
+	OK(ce_pool_aread_stat(p, &a1));
+	CHECK(a1.fallbacks == a0.fallbacks + 1);
+	OK(ce_vol_read(v, buf, BS, 777 * BS)); /* what the caller then does */
+	CHECK(memcmp(buf, model + 777 * BS, BS) == 0);
+	free(buf);
+	ce_vol_close(v);
+	OK(ce_pool_export(p));
+}
+
+/* ---- 12: prefetch ---- */
+
+static void
+prefetch(const char *path, ce_pool_opts *o, const uint8_t *model)
+{
+	ce_pool_opts po = *o;
+	po.cache_bytes = 64u << 20; /* room for what is prefetched */
+	ce_pool *p;
+	OK(ce_pool_import(&path, 1, &po, &p));
+	ce_vol *v;
+	OK(ce_vol_open(p, "v", &v));
+	ce_aread_stat a0, a1, a2;
+	OK(ce_pool_aread_stat(p, &a0));
+	/* cold: 10 MiB + a bit, over two windows, unaligned */
+	CHECK_ERR(prefetch_one(v, 100, (10u << 20) + 5000), 0);
+	OK(ce_pool_aread_stat(p, &a1));
+	uint64_t nblk = ((10u << 20) + 5100 + BS - 1) / BS;
+	CHECK(a1.fill_blocks - a0.fill_blocks == nblk);
+	CHECK(a1.fallbacks == a0.fallbacks);
+	uint8_t *buf = xmalloc_aligned(1u << 20);
+	/* all of it is cached: reads complete inline, with no device read */
+	for (uint64_t off = 0; off < (10u << 20); off += 1u << 20) {
+		CHECK_ERR(aread_one(v, buf, 1u << 20, off), 0);
+		CHECK(memcmp(buf, model + off, 1u << 20) == 0);
+	}
+	OK(ce_pool_aread_stat(p, &a2));
+	CHECK(a2.device_reads == a1.device_reads);
+	CHECK(a2.inline_done - a1.inline_done == 10);
+	/* the synchronous one caches too, however many blocks miss */
+	OK(ce_vol_prefetch(v, 12u << 20, 2u << 20));
+	OK(ce_pool_aread_stat(p, &a1));
+	CHECK_ERR(aread_one(v, buf, 1u << 20, 12u << 20), 0);
+	CHECK_ERR(aread_one(v, buf, 1u << 20, 13u << 20), 0);
+	CHECK(memcmp(buf, model + (13u << 20), 1u << 20) == 0);
+	OK(ce_pool_aread_stat(p, &a2));
+	CHECK(a2.device_reads == a1.device_reads);
+	/* out of range: an error at once */
+	waiter w;
+	w_init(&w);
+	rq r = { &w, 0 };
+	CHECK_ERR(ce_vol_prefetch_async(v, VOLSIZE - BS, 2 * BS, on_done, &r), -EINVAL);
+	CHECK(w.done == 0);
+	free(buf);
+	ce_vol_close(v);
 	OK(ce_pool_export(p));
 }
 
@@ -584,16 +881,37 @@ main(void)
 	OK(ce_pool_import(&path, 1, &o, &p));
 	OK(ce_vol_open(p, "v", &v));
 	OK(ce_vol_open(p, "z", &z));
-	{
-		/* an indirect block not cached: -EAGAIN, nothing called */
-		waiter w;
-		w_init(&w);
-		rq r = { &w, 0 };
-		uint8_t *b = xmalloc_aligned(BS);
-		CHECK_ERR(ce_vol_read_async(v, b, BS, 0, on_done, &r), -EAGAIN);
-		CHECK(w.done == 0);
-		free(b);
-	}
+	cold_tree(p, v, model);
+	printf("cold tree: ok\n");
+	ce_vol_close(v);
+	ce_vol_close(z);
+	OK(ce_pool_export(p));
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	OK(ce_vol_open(p, "z", &z));
+	large(p, v, model);
+	large(p, z, zmodel);
+	printf("large reads: ok\n");
+	ce_vol_close(v);
+	ce_vol_close(z);
+	OK(ce_pool_export(p));
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	OK(ce_vol_open(p, "z", &z));
+	errors_in_the_middle(p, v, model);
+	printf("errors in the middle: ok\n");
+	ce_vol_close(v);
+	ce_vol_close(z);
+	OK(ce_pool_export(p));
+	close_in_flight(path, &o, model);
+	printf("close with reads in flight: ok\n");
+	commit_in_the_way(path, &o, model);
+	printf("a commit in the way of a later stage: ok\n");
+	prefetch(path, &o, model);
+	printf("prefetch: ok\n");
+	OK(ce_pool_import(&path, 1, &o, &p));
+	OK(ce_vol_open(p, "v", &v));
+	OK(ce_vol_open(p, "z", &z));
 	warm_tree(v);
 	warm_tree(z);
 	many_in_flight(p, v, model);

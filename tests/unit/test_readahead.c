@@ -8,7 +8,12 @@
  *   3. a damaged block inside a read-ahead window: the window fails
  *      (readahead_failed, cksum_errors), the block is not cached, and the
  *      reader that reads it gets -EIO; its neighbours read right;
- *   4. CE_READAHEAD_NONE: sequential reads send none.
+ *   4. CE_READAHEAD_NONE: sequential reads send none;
+ *   5. a deep asynchronous reader (80 reads of 64 KiB kept in flight,
+ *      more than a window): read-ahead sends windows only while its
+ *      queue ramps up (at most 2; a reader one read at a time gets one
+ *      every 2 MiB or so), and every byte reads right
+ *      (read-ahead invariant f).
  */
 #include "aread.h"
 #include "blkio.h"
@@ -76,6 +81,78 @@ seq_pass(ce_vol *v, const uint8_t *model, int async)
 		CHECK(memcmp(buf, model + off, CHUNK) == 0);
 	}
 	free(buf);
+}
+
+/* ---- 5: a deep asynchronous reader ---- */
+
+typedef struct deep {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	int done;
+	int err[VOLSIZE / CHUNK];
+} deep;
+
+typedef struct deep_rq {
+	deep *d;
+	int i;
+} deep_rq;
+
+static void
+deep_done(void *arg, int err)
+{
+	deep_rq *r = arg;
+	pthread_mutex_lock(&r->d->lock);
+	r->d->err[r->i] = err;
+	r->d->done++;
+	pthread_cond_broadcast(&r->d->cv);
+	pthread_mutex_unlock(&r->d->lock);
+}
+
+static void
+deep_wait(deep *d, int n)
+{
+	pthread_mutex_lock(&d->lock);
+	while (d->done < n)
+		pthread_cond_wait(&d->cv, &d->lock);
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* Sequential reads of CHUNK with up to q in flight; each read issued when fewer are. */
+static void
+deep_pass(ce_vol *v, const uint8_t *model, int q)
+{
+	enum { N = VOLSIZE / CHUNK };
+	static deep d;
+	static deep_rq rq[N];
+	memset(&d, 0, sizeof(d));
+	pthread_mutex_init(&d.lock, NULL);
+	pthread_cond_init(&d.cv, NULL);
+	uint8_t *buf = xmalloc_aligned(VOLSIZE);
+	int sync_reads = 0;
+	for (int i = 0; i < N; i++) {
+		deep_wait(&d, i - q + 1 > 0 ? i - q + 1 : 0);
+		rq[i] = (deep_rq){ &d, i };
+		int rc = ce_vol_read_async(v, buf + (size_t)i * CHUNK, CHUNK, (uint64_t)i * CHUNK, deep_done, &rq[i]);
+		if (rc == -EAGAIN) {
+			d.err[i] = -EAGAIN;
+			deep_done(&rq[i], -EAGAIN);
+		} else {
+			OK(rc);
+		}
+	}
+	deep_wait(&d, N);
+	for (int i = 0; i < N; i++) {
+		if (d.err[i] == -EAGAIN) { /* the synchronous path, as the vio layer would take */
+			OK(ce_vol_read(v, buf + (size_t)i * CHUNK, CHUNK, (uint64_t)i * CHUNK));
+			sync_reads++;
+		} else {
+			CHECK_ERR(d.err[i], 0);
+		}
+	}
+	CHECK(memcmp(buf, model, VOLSIZE) == 0);
+	free(buf);
+	if (sync_reads > 0)
+		printf("deep reader: %d reads took the synchronous path\n", sync_reads);
 }
 
 static ce_pool *
@@ -229,6 +306,23 @@ main(void)
 		CHECK(ra_stat(p).readahead_batches == a0.readahead_batches);
 		OK(ce_pool_export(p));
 		printf("CE_READAHEAD_NONE: none\n");
+	}
+	/* 5: a deep asynchronous reader gets read-ahead only while its queue ramps up */
+	{
+		uint64_t got[2];
+		for (int deep_q = 0; deep_q < 2; deep_q++) {
+			p = reimport(path, &o);
+			OK(ce_vol_open(p, "v", &v));
+			ce_aread_stat a0 = ra_stat(p);
+			deep_pass(v, model, deep_q ? 80 : 1);
+			ce_vol_close(v);
+			got[deep_q] = ra_stat(p).readahead_batches - a0.readahead_batches;
+			OK(ce_pool_export(p));
+		}
+		printf("read-ahead windows: %" PRIu64 " for one read at a time, %" PRIu64 " for 80 in flight\n",
+		    got[0], got[1]);
+		CHECK(got[0] >= 1);
+		CHECK(got[1] <= 2); /* without invariant f it gets a window every 2 MiB, as the shallow one */
 	}
 	free(model);
 	printf("test_readahead: ok\n");
