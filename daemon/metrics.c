@@ -213,6 +213,11 @@ aread_metrics(mbuf *b, const ce_pool_stat *ps, const ce_aread_stat *as, size_t n
 		F("cask_pool_async_reads_inline_total", "Asynchronous reads that needed no device read (cached, dirty, holes).", inline_done),
 		F("cask_pool_async_read_fallbacks_total", "Reads that could not start asynchronously and took the synchronous path on a worker.", fallbacks),
 		F("cask_pool_async_device_reads_total", "Device reads sent to the pool's io_uring ring.", device_reads),
+		F("cask_pool_readahead_windows_total", "Read-ahead windows sent for sequential readers (caskd --readahead).", readahead_batches),
+		F("cask_pool_readahead_bytes_total", "Bytes of the blocks read ahead.", readahead_bytes),
+		F("cask_pool_readahead_hit_blocks_total", "Blocks read ahead that a reader then found in the cache.", readahead_hits),
+		F("cask_pool_readahead_wasted_blocks_total", "Blocks read ahead that left the cache before any reader found them.", readahead_wasted),
+		F("cask_pool_readahead_failed_windows_total", "Read-ahead windows with a block that failed its read or checksum (not cached).", readahead_failed),
 #undef F
 	};
 	family(b, "cask_pool_async_reads_available", "gauge", "1 when the pool's reads go through io_uring, 0 when they use the worker threads (the caskd log says why).");

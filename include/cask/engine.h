@@ -116,6 +116,8 @@ typedef struct ce_pool_stat {
 	uint64_t last_sync_ns;   /* the newest committed txg's sync: its time */
 	uint64_t last_sync_bytes; /* the bytes the newest sync wrote (data, metadata; not the uberblocks) */
 	unsigned sync_threads;   /* the sync pipeline's workers (ce_pool_opts.sync_threads) */
+	uint64_t sync_cksum_known; /* data blocks written since import whose checksum was the hash a
+	                              receive had computed to verify its stream (not hashed again) */
 	uint64_t cache_bytes;    /* block cache in use */
 	uint64_t cache_max;
 	int suspended;           /* 0, or the -errno that suspended the pool */
@@ -171,6 +173,9 @@ typedef struct ce_aread_stat {
 	uint64_t readahead_failed;  /* windows with a block that failed (not cached; its reader gets EIO) */
 	uint64_t tree_reads;     /* indirect blocks an asynchronous read's lookup missed, read through the ring */
 	uint64_t fill_blocks;    /* blocks prefetch requests (ce_vol_prefetch_async, NBD_CMD_CACHE) read into the cache */
+	uint64_t readahead_bytes;   /* bytes of the blocks read ahead (readahead_blocks) */
+	uint64_t readahead_hits;    /* blocks read ahead that a reader then found in the cache (each once) */
+	uint64_t readahead_wasted;  /* blocks read ahead that left the cache before any reader found them */
 } ce_aread_stat;
 int ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st);
 

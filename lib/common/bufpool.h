@@ -21,6 +21,8 @@
 /* size: a multiple of 4096, at most BUFPOOL_MAX. Never fails. */
 void *bufpool_get(size_t size);
 void bufpool_put(void *buf, size_t size);
+/* n buffers of one size at once (fewer lock rounds than n bufpool_get). */
+void bufpool_get_n(size_t size, void **out, size_t n);
 /*
  * The pool keeps at most this many idle bytes: the sum of what open pools
  * may hold (dirty limit + cache) added and removed as they open and close,

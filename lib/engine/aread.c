@@ -46,6 +46,8 @@
  *      so the reader who wants it reads it again and gets -EIO
  *      (invariant 1). It always fills the cache: the cache's budget is
  *      the bound on the memory read-ahead holds once the batch is done.
+ *      A read-ahead (AREAD_RA) block goes in with cache_put_ra, so its
+ *      hit or its waste is counted (cache.c invariant 4).
  */
 #include "aread.h"
 #include "blkio.h"
@@ -127,6 +129,7 @@ struct aread {
 	_Atomic uint64_t requests, inline_done, fallbacks, device_reads, ring_max;
 	_Atomic uint64_t ra_batches, ra_blocks, ra_failed;
 	_Atomic uint64_t tree_reads, fill_blocks;
+	_Atomic uint64_t ra_bytes;
 };
 
 static int
@@ -279,6 +282,10 @@ aread_submit(aread_batch *b)
 	if (b->prefetch == AREAD_RA) {
 		atomic_fetch_add_explicit(&ar->ra_batches, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&ar->ra_blocks, b->n, memory_order_relaxed);
+		uint64_t bytes = 0;
+		for (size_t i = 0; i < b->n; i++)
+			bytes += b->items[i].bp.bp_lsize;
+		atomic_fetch_add_explicit(&ar->ra_bytes, bytes, memory_order_relaxed);
 	} else if (b->prefetch == AREAD_TREE) {
 		atomic_fetch_add_explicit(&ar->tree_reads, b->n, memory_order_relaxed);
 	} else if (b->prefetch == AREAD_FILL) {
@@ -378,7 +385,9 @@ run_verify(aread_batch *b, ar_run *r)
 		} else {
 			if (!whole && it->dst != NULL)
 				memcpy(it->dst, logical + it->off, it->len);
-			if (b->cache_fill)
+			if (b->cache_fill && b->prefetch == AREAD_RA)
+				cache_put_ra(&p->cache, bp, logical); /* its hits and waste are counted */
+			else if (b->cache_fill)
 				cache_put(&p->cache, bp, logical);
 		}
 		if (logical != it->dst && logical != raw)
@@ -585,6 +594,11 @@ ce_pool_aread_stat(ce_pool *p, ce_aread_stat *st)
 	st->readahead_failed = atomic_load(&ar->ra_failed);
 	st->tree_reads = atomic_load(&ar->tree_reads);
 	st->fill_blocks = atomic_load(&ar->fill_blocks);
+	st->readahead_bytes = atomic_load(&ar->ra_bytes);
+	pthread_mutex_lock(&p->cache.lock);
+	st->readahead_hits = p->cache.ra_hits;
+	st->readahead_wasted = p->cache.ra_wasted;
+	pthread_mutex_unlock(&p->cache.lock);
 	return 0;
 }
 

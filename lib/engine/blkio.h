@@ -37,10 +37,16 @@ typedef struct blk_prep {
 	uint8_t comp;      /* the compression used (CE_COMP_OFF when it did not pay) */
 	uint8_t cktype;
 	uint8_t owned;     /* iobuf is a buffer-pool buffer of its own, else it is data */
+	uint8_t known;     /* cksum is the hash blk_prepare was given (not computed) */
 	uint8_t cksum[32];
 } blk_prep;
+/*
+ * known: NULL, or the XXH3-128 (16 bytes) of data's lsize bytes, taken as
+ * the checksum when the block is stored as it is with cktype XXH3-128
+ * (instead of hashing it again; debug builds verify it).
+ */
 void blk_prepare(const void *data, uint32_t lsize, int comp, int cktype, unsigned flags,
-    uint8_t *scratch, blk_prep *out);
+    const uint8_t *known, uint8_t *scratch, blk_prep *out);
 int blk_place(ce_pool *p, blk_prep *b, int type, int level, uint64_t txg, const bp_phys *old,
     unsigned flags, bp_phys *out);
 void blk_prep_drop(blk_prep *b);

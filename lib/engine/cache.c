@@ -12,6 +12,9 @@
  *      a reused address or an in-place rewrite never serves stale data.
  *   3. bytes <= max after every insert (entries larger than max are not
  *      cached at all). Memory use is the budget plus per-entry overhead.
+ *   4. An entry read ahead (cache_put_ra) counts once: in ra_hits when a
+ *      lookup first finds it (cache_get), or in ra_wasted when it is
+ *      dropped (evicted, replaced, stale) before any lookup did.
  */
 #include "cache.h"
 #include "bufpool.h"
@@ -24,6 +27,7 @@ struct cache_ent {
 	uint64_t key;
 	uint8_t ck[16];
 	uint32_t size;
+	uint8_t ra;           /* read ahead and not yet found by a lookup (invariant 4) */
 	cache_ent *prev, *next;
 	void *data;
 };
@@ -79,6 +83,7 @@ drop_ent(cache *c, cache_ent *e)
 	unlink_ent(c, e);
 	htab_del(&c->map, e->key);
 	c->bytes -= e->size + ENT_OVERHEAD;
+	c->ra_wasted += e->ra; /* invariant 4 */
 	bufpool_put(e->data, e->size);
 	free(e);
 }
@@ -124,6 +129,8 @@ cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len)
 		if (memcmp(e->ck, bp->bp_cksum, 16) == 0 && e->size == bp->bp_lsize &&
 		    off + len <= e->size) {
 			memcpy(dst, (uint8_t *)e->data + off, len);
+			c->ra_hits += e->ra; /* invariant 4 */
+			e->ra = 0;
 			unlink_ent(c, e);
 			push_front(c, e);
 			hit = 1;
@@ -139,8 +146,8 @@ cache_get(cache *c, const bp_phys *bp, void *dst, size_t off, size_t len)
 	return hit;
 }
 
-void
-cache_put_owned(cache *c, const bp_phys *bp, void *data)
+static void
+put_owned(cache *c, const bp_phys *bp, void *data, int ra)
 {
 	uint64_t cost = bp->bp_lsize + ENT_OVERHEAD;
 	if (cost > c->max) {
@@ -152,6 +159,7 @@ cache_put_owned(cache *c, const bp_phys *bp, void *data)
 	memcpy(e->ck, bp->bp_cksum, 16);
 	e->size = bp->bp_lsize;
 	e->data = data;
+	e->ra = (uint8_t)ra;
 	e->prev = e->next = NULL;
 	pthread_mutex_lock(&c->lock);
 	cache_ent *old = htab_get(&c->map, e->key);
@@ -167,11 +175,29 @@ cache_put_owned(cache *c, const bp_phys *bp, void *data)
 }
 
 void
-cache_put(cache *c, const bp_phys *bp, const void *data)
+cache_put_owned(cache *c, const bp_phys *bp, void *data)
+{
+	put_owned(c, bp, data, 0);
+}
+
+static void
+put_copy(cache *c, const bp_phys *bp, const void *data, int ra)
 {
 	if (bp->bp_lsize + ENT_OVERHEAD > c->max)
 		return;
 	void *copy = bufpool_get(bp->bp_lsize);
 	memcpy(copy, data, bp->bp_lsize);
-	cache_put_owned(c, bp, copy);
+	put_owned(c, bp, copy, ra);
+}
+
+void
+cache_put(cache *c, const bp_phys *bp, const void *data)
+{
+	put_copy(c, bp, data, 0);
+}
+
+void
+cache_put_ra(cache *c, const bp_phys *bp, const void *data)
+{
+	put_copy(c, bp, data, 1);
 }

@@ -12,6 +12,7 @@ typedef struct cache {
 	cache_ent *head, *tail; /* most / least recently used */
 	uint64_t bytes, max;
 	uint64_t hits, misses;
+	uint64_t ra_hits, ra_wasted; /* read-ahead blocks (cache_put_ra): found by a reader, dropped unread */
 } cache;
 
 void cache_init(cache *c, uint64_t max_bytes);
@@ -26,4 +27,6 @@ void cache_prefetch(cache *c, const bp_phys *bps, size_t n);
  * takes ownership of a bufpool buffer of bp_lsize bytes. */
 void cache_put(cache *c, const bp_phys *bp, const void *data);
 void cache_put_owned(cache *c, const bp_phys *bp, void *data);
+/* cache_put for read-ahead: counted in ra_hits when a reader first finds it, else in ra_wasted when dropped. */
+void cache_put_ra(cache *c, const bp_phys *bp, const void *data);
 #endif

@@ -57,6 +57,7 @@ enum { B_FREE, B_CLAIMED, B_DONE };
 typedef struct pipe_job {
 	uint64_t t;
 	void **datas;     /* per block: its dirty buffer; VOL_HOLE when a hole (also after the zero test) */
+	const uint8_t *const *known; /* per block: its XXH3-128 when known (NULL: none known) */
 	ct_leaf *leaves;  /* per block: its key (in), its pointer (out) */
 	blk_prep *prep;   /* per block: what blk_prepare made */
 	size_t n, nbatches;
@@ -102,7 +103,8 @@ prepare_batch(pipe_job *j, size_t b, uint8_t *scratch)
 			j->datas[k] = VOL_HOLE; /* stays in the dirty map: freed with it */
 			continue;
 		}
-		blk_prepare(j->datas[k], j->bs, j->comp, j->ck, BLK_BORROW, scratch, &j->prep[k]);
+		blk_prepare(j->datas[k], j->bs, j->comp, j->ck, BLK_BORROW, j->known ? j->known[k] : NULL, scratch,
+		    &j->prep[k]);
 	}
 }
 
@@ -217,6 +219,8 @@ place_batch(ce_pool *p, pipe_job *j, size_t b, uint64_t *queued)
 			continue;
 		}
 		uint32_t asize = P2ROUNDUP(j->prep[k].psize, CE_SECTOR);
+		if (j->prep[k].known) /* ce_pool_stat.sync_cksum_known */
+			__atomic_store_n(&p->cksum_known, p->cksum_known + 1, __ATOMIC_RELAXED);
 		int err = blk_place(p, &j->prep[k], BP_DATA, 0, j->t, NULL, BLK_BORROW, bp);
 		if (err != 0) {
 			drop_batch(j, b, k + 1);
@@ -233,13 +237,15 @@ place_batch(ce_pool *p, pipe_job *j, size_t b, uint64_t *queued)
 }
 
 int
-pipe_write(ce_pool *p, uint64_t t, void **datas, ct_leaf *leaves, size_t n, uint32_t bs, int comp, int ck)
+pipe_write(ce_pool *p, uint64_t t, void **datas, const uint8_t *const *known, ct_leaf *leaves, size_t n,
+    uint32_t bs, int comp, int ck)
 {
 	ASSERT(pool_sync_thread(p));
 	pipe_job j;
 	memset(&j, 0, sizeof(j));
 	j.t = t;
 	j.datas = datas;
+	j.known = known;
 	j.leaves = leaves;
 	j.n = n;
 	j.bs = bs;

@@ -599,6 +599,7 @@ ce_pool_stat_get(ce_pool *p, ce_pool_stat *st)
 	txg_stat(p, st);
 	st->last_sync_bytes = blk_last_sync_bytes(p);
 	st->sync_threads = pipe_threads(p);
+	st->sync_cksum_known = __atomic_load_n(&p->cksum_known, __ATOMIC_RELAXED);
 	if (p->rewound) {
 		st->rewound_base_txg = p->import_ub.ub_txg;
 		st->rewound_txg = p->newer_damaged_txg;

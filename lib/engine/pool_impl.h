@@ -131,6 +131,7 @@ struct ce_pool {
 	uint64_t wq_last_sync;   /* bytes the newest sync queued (stored atomically: read by stat) */
 	uint8_t *cbuf;           /* compression scratch (sync thread) */
 	struct sync_pipe *pipe;  /* the sync pipeline's workers (pipe.c; the sync thread's) */
+	uint64_t cksum_known;    /* data blocks whose checksum was their writer's hash (sync thread; read atomically) */
 
 	mos_state mos;           /* the MOS in memory (mos.c) */
 

@@ -15,7 +15,11 @@
  * caught before anything is presented as received.
  *
  * Receiving applies the records to a volume marked as a partial
- * receive (it cannot be opened meanwhile); after every record the resume
+ * receive (it cannot be opened meanwhile). Each block of a DATA record
+ * is hashed once, to check the record, and copied into a block buffer of
+ * its own in the same pass; the volume adopts the buffers with their
+ * hashes, which the sync takes as the checksums of blocks it stores
+ * uncompressed (vol.c invariant 7). After every record the resume
  * offset advances, and since it is part of the volume's record image
  * (kept for the syncing txg like the record, vol_mgmt_dirty), it commits
  * in the same txg as the data it covers, or later. A
@@ -41,6 +45,7 @@
  */
 #include "recv.h"
 #include "blkio.h"
+#include "bufpool.h"
 #include "checksum.h"
 #include "dataset.h"
 #include "mos.h"
@@ -810,7 +815,26 @@ typedef struct receiver {
 	void *arg;
 	XXH3_state_t stream;
 	uint64_t in_bytes, seq;
+	/*
+	 * The DATA record read last: its blocks, each hashed and copied into
+	 * a block buffer of its own in one pass (the bytes are in the CPU
+	 * cache for the copy), to be adopted by the volume with their hashes,
+	 * which the sync then takes as checksums instead of hashing the
+	 * blocks again (vol.c invariant 7). nbufs: buffers held (recv_drop).
+	 */
+	uint8_t (*hash)[16];
+	void **bufs;
+	size_t nbufs;
 } receiver;
+
+/* Give back the buffers of a DATA record that will not be applied. */
+static void
+recv_drop(receiver *r)
+{
+	for (size_t k = 0; k < r->nbufs; k++)
+		bufpool_put(r->bufs[k], r->bs);
+	r->nbufs = 0;
+}
 
 /* Exactly len bytes: 0, 1 at a clean end before any byte, or -EPIPE in the middle. */
 static int
@@ -850,14 +874,32 @@ read_record(receiver *r, rec_hdr *rh, uint8_t *payload, uint32_t max)
 	if ((e = read_full(r, payload, rh->rh_payload_len)) != 0)
 		return e == 1 ? err_set(-EPIPE, "the stream ends in the middle of a record (truncated)") : e;
 	uint8_t ck[16];
-	rec_cksum(rh, payload, r->bs, NULL, ck);
-	if (memcmp(ck, rh->rh_cksum, 16) != 0)
+	const uint8_t (*hashes)[16] = NULL;
+	ASSERT(r->nbufs == 0);
+	if (rh->rh_type == SR_DATA && r->bs > 0 && rh->rh_payload_len % r->bs == 0 && r->bufs != NULL) {
+		/* each block hashed once, and copied while it is in the cache (struct receiver) */
+		size_t n = rh->rh_payload_len / r->bs;
+		bufpool_get_n(r->bs, r->bufs, n);
+		r->nbufs = n;
+		for (size_t k = 0; k < n; k++) {
+			const uint8_t *b = payload + k * r->bs;
+			cksum16(XXH3_128bits(b, r->bs), r->hash[k]);
+			memcpy(r->bufs[k], b, r->bs);
+		}
+		hashes = (const uint8_t(*)[16])r->hash;
+	}
+	rec_cksum(rh, payload, r->bs, hashes, ck);
+	if (memcmp(ck, rh->rh_cksum, 16) != 0) {
+		recv_drop(r);
 		return err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " fails its "
 		    "checksum", at, r->seq);
-	if (rh->rh_seq != r->seq)
+	}
+	if (rh->rh_seq != r->seq) {
+		recv_drop(r);
 		return err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " comes "
 		    "where record %" PRIu64 " belongs (records lost, repeated or reordered)", at,
 		    rh->rh_seq, r->seq);
+	}
 	r->seq++;
 	if (rh->rh_type != SR_END)
 		XXH3_128bits_update(&r->stream, rh, sizeof(*rh));
@@ -1156,6 +1198,8 @@ ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn rd, void *arg,
 		return err;
 	}
 	volume *v = h->v;
+	r.hash = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * 16);
+	r.bufs = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * sizeof(void *));
 	uint64_t next = b.sb_resume_offset, records = 0, data = 0, holes = 0;
 	for (;;) {
 		uint64_t at = r.in_bytes;
@@ -1183,6 +1227,7 @@ ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn rd, void *arg,
 			break;
 		}
 		if (rh.rh_type != SR_DATA && rh.rh_type != SR_HOLE) {
+			recv_drop(&r);
 			err = err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " has type %u",
 			    at, rh.rh_seq, rh.rh_type);
 			break;
@@ -1191,12 +1236,20 @@ ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn rd, void *arg,
 		if (len == 0 || off % b.sb_volblocksize != 0 || len % b.sb_volblocksize != 0 ||
 		    off < next || off > b.sb_size || len > b.sb_size - off ||
 		    (rh.rh_type == SR_DATA ? rh.rh_payload_len != len : rh.rh_payload_len != 0)) {
+			recv_drop(&r);
 			err = err_set(-EBADMSG, "stream damaged at byte %" PRIu64 ": record %" PRIu64 " covers "
 			    "[%" PRIu64 ", +%" PRIu64 ") after %" PRIu64 " (volume size %" PRIu64 ")", at,
 			    rh.rh_seq, off, len, next, b.sb_size);
 			break;
 		}
-		err = rh.rh_type == SR_DATA ? vol_recv_write(h, payload, len, off) : vol_recv_trim(h, off, len);
+		if (rh.rh_type == SR_DATA) {
+			/* the checked record's blocks and their hashes: the volume owns the buffers now */
+			VERIFY3U(r.nbufs * b.sb_volblocksize, ==, len);
+			r.nbufs = 0;
+			err = vol_recv_adopt(h, r.bufs, (const uint8_t(*)[16])r.hash, len / b.sb_volblocksize, off);
+		} else {
+			err = vol_recv_trim(h, off, len);
+		}
 		if (err != 0)
 			break;
 		next = off + len;
@@ -1214,8 +1267,11 @@ ce_recv(ce_pool *p, const char *vol, ce_recv_opts *o, ce_read_fn rd, void *arg,
 			break;
 		}
 	}
+	recv_drop(&r);
 	ce_vol_close(h);
 	free(payload);
+	free(r.hash);
+	free(r.bufs);
 	int pres = CE_RECV_POLICY_NONE;
 	if (err == 0)
 		err = recv_finish(p, vol, &b, o ? o->flags : 0, &pres, snap_out, snap_len);

@@ -30,6 +30,15 @@
  *      never charged: trim and destroy always work.
  *   6. A volume is on txg t's dirty list (pool_sync.c) from its first
  *      dirty block of t on: map_claim puts it there.
+ *   7. A known hash (v->kh[i], kept with the maps of slot i) is the
+ *      XXH3-128 of the bytes its buffer holds: only vol_recv_adopt adds
+ *      one, for a block it has just put, and whatever else puts a block
+ *      into a map or patches a dirty buffer in place forgets the block's
+ *      known hash in that map first (kh_forget: put_block, rmw_block).
+ *      Entries ascend by blkid (one that would not is not added: the hash
+ *      is then computed as for any block), so the sync finds them with a
+ *      merge walk and takes one only for the very buffer it writes
+ *      (vol_known_hash). Debug builds verify every hash taken (blkio.c).
  */
 #include "vol.h"
 #include "aread.h"
@@ -83,6 +92,7 @@ vol_drop_maps(volume *v, int i)
 	htab_clear(&v->dirty[i]);
 	htab_clear(&v->parents[i]);
 	v->nfr[i] = 0;
+	v->nkh[i] = 0;
 	v->dtxg[i] = 0;
 }
 
@@ -94,6 +104,7 @@ vol_delete(volume *v)
 		htab_fini(&v->dirty[i]);
 		htab_fini(&v->parents[i]);
 		free(v->fr[i]);
+		free(v->kh[i]);
 	}
 	dl_fini(&v->dl);
 	repl_free(v);
@@ -169,6 +180,61 @@ zbuf(const volume *v)
 	return b;
 }
 
+/* The known hash of blkid in slot i (binary search: entries ascend), or NULL. */
+static vol_khash *
+kh_find(volume *v, int i, uint64_t blkid)
+{
+	size_t lo = 0, hi = v->nkh[i];
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v->kh[i][mid].blkid < blkid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < v->nkh[i] && v->kh[i][lo].blkid == blkid ? &v->kh[i][lo] : NULL;
+}
+
+/* Invariant 7: blkid's buffer in slot i changes, its known hash (if any) is forgotten (v->lock). */
+static void
+kh_forget(volume *v, int i, uint64_t blkid)
+{
+	size_t n = v->nkh[i];
+	if (n == 0 || blkid > v->kh[i][n - 1].blkid || blkid < v->kh[i][0].blkid)
+		return; /* every volume but a receiving one, and a receive's next block */
+	vol_khash *e = kh_find(v, i, blkid);
+	if (e != NULL)
+		e->buf = NULL;
+}
+
+/* Invariant 7: blkid was just put in slot i with buffer buf, whose bytes hash to h (v->lock). */
+static void
+kh_add(volume *v, int i, uint64_t blkid, const void *buf, const uint8_t h[16])
+{
+	size_t n = v->nkh[i];
+	if (n > 0 && v->kh[i][n - 1].blkid >= blkid)
+		return; /* out of order (not a receive's): computed at the sync like any block's */
+	if (n == v->capkh[i]) {
+		v->capkh[i] = v->capkh[i] ? v->capkh[i] * 2 : 256;
+		v->kh[i] = xrealloc(v->kh[i], v->capkh[i] * sizeof(vol_khash));
+	}
+	vol_khash *e = &v->kh[i][v->nkh[i]++];
+	e->blkid = blkid;
+	e->buf = buf;
+	memcpy(e->h, h, 16);
+}
+
+/* For vol_sync (slot i frozen: its txg is syncing): the hash of blkid's buffer buf, or NULL. */
+const uint8_t *
+vol_known_hash(const volume *v, int i, uint64_t blkid, const void *buf, size_t *cur)
+{
+	while (*cur < v->nkh[i] && v->kh[i][*cur].blkid < blkid)
+		(*cur)++;
+	if (*cur < v->nkh[i] && v->kh[i][*cur].blkid == blkid && v->kh[i][*cur].buf == buf && buf != VOL_HOLE)
+		return v->kh[i][*cur].h;
+	return NULL;
+}
+
 static int
 charge_block(volume *v, int i, uint64_t blkid)
 {
@@ -201,6 +267,7 @@ put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int whole, int64_t 
 {
 	int i = t & 1, j = !i;
 	map_claim(v, t);
+	kh_forget(v, i, blkid); /* invariant 7 */
 	void *old = htab_get(&v->dirty[i], blkid);
 	if ((old == NULL || old == VOL_HOLE) && data != VOL_HOLE) {
 		int err = charge_block(v, i, blkid);
@@ -226,6 +293,7 @@ put_block(volume *v, uint64_t t, uint64_t blkid, void *data, int whole, int64_t 
 				copy = bufpool_get(v->bs);
 				memcpy(copy, data, v->bs);
 			}
+			kh_forget(v, j, blkid); /* invariant 7 */
 			htab_put(&v->dirty[j], blkid, copy);
 			if (e != VOL_HOLE)
 				bufpool_put(e, v->bs);
@@ -260,6 +328,7 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 		void *e = v->dtxg[i] == t ? htab_get(&v->dirty[i], blkid) : NULL;
 		uint8_t *nb = NULL;
 		if (e != NULL && e != VOL_HOLE) {
+			kh_forget(v, i, blkid); /* invariant 7: patched in place */
 			apply_bytes(e, boff, len, src);
 		} else {
 			void *base;
@@ -312,8 +381,10 @@ rmw_block(volume *v, uint64_t t, uint64_t blkid, uint32_t boff, uint32_t len, co
 				v->dbytes[j] += v->bs;
 				*ddelta += v->bs;
 			}
-			if (ne != NULL)
+			if (ne != NULL) {
+				kh_forget(v, j, blkid); /* invariant 7 */
 				apply_bytes(ne, boff, len, src);
+			}
 		}
 		v->gen++;
 		pthread_mutex_unlock(&v->lock);
@@ -358,24 +429,26 @@ check_range(const volume *v, uint64_t off, uint64_t len)
  * buffers not put stay the caller's.
  */
 static int
-put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, void *const *adopt, uint32_t n,
-    int64_t *dd, uint32_t *nput)
+put_blocks(volume *v, uint64_t t, uint64_t blkid, const uint8_t *src, void *const *adopt,
+    const uint8_t (*hashes)[16], uint32_t n, int64_t *dd, uint32_t *nput)
 {
 	void *nb[PUT_BATCH];
 	VERIFY3U(n, <=, PUT_BATCH);
-	for (uint32_t k = 0; k < n; k++) {
-		if (adopt != NULL) {
-			nb[k] = adopt[k];
-			continue;
-		}
-		nb[k] = bufpool_get(v->bs);
-		memcpy(nb[k], src + (size_t)k * v->bs, v->bs);
+	if (adopt != NULL) {
+		memcpy(nb, adopt, n * sizeof(void *));
+	} else {
+		bufpool_get_n(v->bs, nb, n);
+		for (uint32_t k = 0; k < n; k++)
+			memcpy(nb[k], src + (size_t)k * v->bs, v->bs);
 	}
 	int err = 0;
 	uint32_t k = 0;
 	pthread_mutex_lock(&v->lock);
-	for (; k < n && err == 0; k++)
+	for (; k < n && err == 0; k++) {
 		err = put_block(v, t, blkid + k, nb[k], 1, dd);
+		if (err == 0 && hashes != NULL)
+			kh_add(v, t & 1, blkid + k, nb[k], hashes[k]);
+	}
 	pthread_mutex_unlock(&v->lock);
 	*nput = err != 0 ? k - 1 : n;
 	if (err != 0 && adopt == NULL)
@@ -397,7 +470,7 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 			uint32_t nblk = (uint32_t)MIN(len / v->bs, (uint64_t)PUT_BATCH);
 			uint32_t nput;
 			n = nblk * v->bs;
-			err = put_blocks(v, t, blkid, src, NULL, nblk, dd, &nput);
+			err = put_blocks(v, t, blkid, src, NULL, NULL, nblk, dd, &nput);
 		} else if (n == v->bs && src != NULL) {
 			void *nb = bufpool_get(v->bs);
 			memcpy(nb, src, v->bs);
@@ -428,9 +501,11 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
  * len / bs whole blocks at an aligned off, each a buffer of the block
  * size from ce_blockbuf_get, put into the dirty map as they are). *taken
  * counts the adopted buffers the map now owns; the caller frees the rest.
+ * hashes: with adopt, each block's XXH3-128 (invariant 7), or NULL.
  */
 static int
-vol_modify(ce_vol *h, const void *buf, void *const *adopt, size_t len, uint64_t off, size_t *taken)
+vol_modify(ce_vol *h, const void *buf, void *const *adopt, const uint8_t (*hashes)[16], size_t len,
+    uint64_t off, size_t *taken)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -470,7 +545,8 @@ vol_modify(ce_vol *h, const void *buf, void *const *adopt, size_t len, uint64_t 
 		}
 		uint32_t nput = 0;
 		if (adopt != NULL)
-			err = put_blocks(v, t, off / v->bs, NULL, adopt + *taken, (uint32_t)(chunk / v->bs), &dd, &nput);
+			err = put_blocks(v, t, off / v->bs, NULL, adopt + *taken, hashes ? hashes + *taken : NULL,
+			    (uint32_t)(chunk / v->bs), &dd, &nput);
 		else
 			err = write_blocks(v, t, src, chunk, off, &dd);
 		/* counted before t can quiesce: its sync subtracts these bytes (release_txg) */
@@ -520,7 +596,7 @@ ce_vol_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
 {
 	if (buf == NULL)
 		return err_set(-EINVAL, "write: no buffer");
-	return sync_always(h->v, vol_modify(h, buf, NULL, len, off, NULL));
+	return sync_always(h->v, vol_modify(h, buf, NULL, NULL, len, off, NULL));
 }
 
 void *
@@ -549,7 +625,7 @@ ce_vol_write_adopt(ce_vol *h, void *const *blocks, size_t n, uint64_t off, unsig
 	else if (n > SIZE_MAX / v->bs)
 		err = err_set(-EINVAL, "%s: %zu blocks is too many", v->name, n);
 	else
-		err = sync_always(v, vol_modify(h, NULL, blocks, n * v->bs, off, &taken));
+		err = sync_always(v, vol_modify(h, NULL, blocks, NULL, n * v->bs, off, &taken));
 	/* every buffer is the engine's now: those the map did not take are freed */
 	for (size_t k = taken; blocks != NULL && k < n; k++)
 		bufpool_put(blocks[k], v->bs);
@@ -611,7 +687,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
-		return vol_modify(h, NULL, NULL, len, off, NULL);
+		return vol_modify(h, NULL, NULL, NULL, len, off, NULL);
 	/*
 	 * Partial head and tail blocks become zeros, whole blocks one punched
 	 * range; all in one txg, so a crash keeps the trim whole or not at all.
@@ -662,9 +738,15 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 
 /* A receive's writes: never synchronous, whatever the sync property (send.c). */
 int
-vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off)
+vol_recv_adopt(ce_vol *h, void *const *blocks, const uint8_t (*hashes)[16], size_t n, uint64_t off)
 {
-	return vol_modify(h, buf, NULL, len, off, NULL);
+	volume *v = h->v;
+	size_t taken = 0;
+	VERIFY(off % v->bs == 0 && n <= SIZE_MAX / v->bs); /* send.c checked the record's range */
+	int err = vol_modify(h, NULL, blocks, hashes, n * v->bs, off, &taken);
+	for (size_t k = taken; k < n; k++) /* every buffer is the engine's now */
+		bufpool_put(blocks[k], v->bs);
+	return err;
 }
 
 int
@@ -699,7 +781,7 @@ vol_apply_log(volume *v, int type, const void *data, uint64_t off, uint64_t len)
 {
 	ce_vol h = { .v = v, .clear_gen = atomic_load(&v->pool->clear_gen) };
 	if (type == LR_WRITE)
-		return vol_modify(&h, data, NULL, len, off, NULL);
+		return vol_modify(&h, data, NULL, NULL, len, off, NULL);
 	return vol_trim(&h, off, len);
 }
 

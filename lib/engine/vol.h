@@ -8,6 +8,13 @@ typedef struct vrange {
 	uint64_t start, end; /* blkids [start, end) */
 } vrange;
 
+/* A dirty block whose XXH3-128 is known (vol.c invariant 7): what a receive hashed. */
+typedef struct vol_khash {
+	uint64_t blkid;
+	const void *buf;       /* the dirty buffer hashed; NULL: forgotten (changed since) */
+	uint8_t h[16];         /* XXH3-128, low64 then high64 (send-stream.md section 2) */
+} vol_khash;
+
 #define VOL_NO_SLOT UINT32_MAX
 
 struct volume {
@@ -35,6 +42,8 @@ struct volume {
 	htab parents[2];       /* level-1 parents already charged in that txg */
 	uint64_t charged[2];   /* sectors charged to alloc for that txg */
 	uint64_t dbytes[2];    /* bytes of dirty buffers in that txg */
+	vol_khash *kh[2];      /* blocks of that txg whose hash is known, ascending blkid */
+	size_t nkh[2], capkh[2];
 
 	/*
 	 * The record image: the fields a management operation changes, as
@@ -150,7 +159,12 @@ int vol_destroy_sync(ce_pool *p, volume *v, uint64_t txg);
 #define VOL_RESIZE_RECV 0x100u /* ce_vol_resize flag: the receiver may resize its volume */
 #define VOL_ROLLBACK_OPEN 0x100u /* ce_vol_rollback flag: the replica apply line rolls back its open volume */
 int vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out);
-int vol_recv_write(ce_vol *h, const void *buf, size_t len, uint64_t off);
+/*
+ * A receive's whole blocks at an aligned off: n buffers of the block size
+ * (bufpool), each with its XXH3-128 (hashes[k]), adopted into the dirty
+ * map without a copy; all of them are the engine's after the call.
+ */
+int vol_recv_adopt(ce_vol *h, void *const *blocks, const uint8_t (*hashes)[16], size_t n, uint64_t off);
 int vol_recv_trim(ce_vol *h, uint64_t off, uint64_t len);
 void vol_delete(volume *v);
 extern const ilog_ops vol_ilog_ops; /* how the intent log reads and replays volumes */
@@ -159,6 +173,8 @@ volume *vol_new(ce_pool *p);
 void vol_forget_pending(volume *v);
 /* for vol_sync.c: drop slot i's dirty maps (the data is in the tree, or is forgotten) */
 void vol_drop_maps(volume *v, int i);
+/* for vol_sync.c: the known hash of blkid's dirty buffer buf in slot i (a walk in ascending blkid: *cur), or NULL */
+const uint8_t *vol_known_hash(const volume *v, int i, uint64_t blkid, const void *buf, size_t *cur);
 
 extern char vol_hole_marker;
 #define VOL_HOLE ((void *)&vol_hole_marker)

@@ -117,7 +117,9 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 
 	ct_leaf *leaves = xmalloc((n ? n : 1) * sizeof(ct_leaf));
 	void **datas = xmalloc((n ? n : 1) * sizeof(void *));
-	size_t nl = 0;
+	/* hashes a receive already computed (vol.c invariant 7): slot i is frozen, no lock needed */
+	const uint8_t **known = v->nkh[i] > 0 && ck == CE_CK_XXH128 ? xmalloc(n * sizeof(*known)) : NULL;
+	size_t nl = 0, kcur = 0;
 
 	if (ts.levels < want)
 		err = cowtree_grow(p, &ts, t, want, &acct);
@@ -131,11 +133,13 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 			continue; /* shrunk away in this txg */
 		leaves[nl].blkid = keys[k];
 		datas[nl] = d;
+		if (known != NULL)
+			known[nl] = vol_known_hash(v, i, keys[k], d, &kcur);
 		nl++;
 	}
 	/* compressed and checksummed on the pipeline's workers, placed here in key order (pipe.c) */
 	if (err == 0)
-		err = pipe_write(p, t, datas, leaves, nl, v->bs, comp, ck);
+		err = pipe_write(p, t, datas, known, leaves, nl, v->bs, comp, ck);
 	if (err == 0)
 		err = cowtree_apply(p, &ts, t, leaves, nl, &acct);
 	if (err == 0)
@@ -163,6 +167,7 @@ vol_sync(ce_pool *p, volume *v, uint64_t t)
 	free(fr);
 	free(leaves);
 	free(datas);
+	free(known);
 	return err;
 }
 

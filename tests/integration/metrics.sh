@@ -148,6 +148,43 @@ check "$T/m5"
 [ "$(value "cask_volume_write_bytes_total{$L}" <"$T/m5")" = $((4 * 1048576 + 524288)) ] ||
   fail "the write during the stuck scrapes is not counted"
 
+# ---- read-ahead: counters that move by what a sequential reader caused ----
+# a cold pool (exported and imported: the sync left written blocks in the cache) whose tree is
+# then loaded by large reads in descending order (never sequential; reads that large do not
+# cache data), so that a window is sent at once (a cold tree's indirect blocks would come
+# first). The default window is 4 MiB. Three sequential 64 KiB reads send one window, from
+# where the third ended; another connection reading exactly that window finds every block
+# of it read ahead.
+mkdir -p "$T/rap"
+"$CASK" pool create rap "$T/rap/rap0.vdev" --size 256M >/dev/null
+"$CASK" vol create rap/s --size 32M >/dev/null
+qemu-io -f raw -c 'write -P 3 0 32M' -c flush "$NBD/rap/s" >/dev/null
+"$CASK" pool export rap >/dev/null
+"$CASK" pool import rap -d "$T/rap" >/dev/null
+R='pool="rap"'
+scrape >"$T/r0"
+ra() { value "cask_pool_readahead_$1{$R}" <"$2"; }
+qemu-io -r -f raw -c 'read 24M 8M' -c 'read 16M 8M' -c 'read 8M 8M' -c 'read 0 8M' "$NBD/rap/s" >/dev/null
+[ "$(ra windows_total "$T/r0")" = 0 ] && [ "$(ra bytes_total "$T/r0")" = 0 ] || fail "read-ahead before any read"
+qemu-io -r -f raw -c 'read 1M 64k' -c 'read 1088k 64k' -c 'read 1152k 64k' "$NBD/rap/s" >/dev/null
+# the window lands on the completion thread; its handle closes only after it (bounded wait)
+for _ in $(seq 1 600); do
+  scrape >"$T/r1"
+  [ "$(ra bytes_total "$T/r1")" = 4194304 ] && [ "$(value "cask_frontend_connections{frontend=\"nbd\"}" <"$T/r1")" = 0 ] && break
+  sleep 0.1
+done
+check "$T/r1"
+[ "$(ra windows_total "$T/r1")" = 1 ] || fail "read-ahead windows: $(ra windows_total "$T/r1"), want 1"
+[ "$(ra bytes_total "$T/r1")" = 4194304 ] || fail "read-ahead bytes: $(ra bytes_total "$T/r1"), want 4194304"
+[ "$(ra hit_blocks_total "$T/r1")" = 0 ] || fail "read-ahead hits before the window was read"
+[ "$(ra failed_windows_total "$T/r1")" = 0 ] || fail "a read-ahead window failed"
+qemu-io -r -f raw -c 'read -P 3 1216k 4M' "$NBD/rap/s" >/dev/null || fail "the window reads wrong"
+scrape >"$T/r2"
+check "$T/r2"
+[ "$(ra hit_blocks_total "$T/r2")" = 1024 ] || fail "read-ahead hits: $(ra hit_blocks_total "$T/r2"), want 1024"
+[ "$(ra wasted_blocks_total "$T/r2")" = 0 ] || fail "read-ahead wasted: $(ra wasted_blocks_total "$T/r2")"
+"$CASK" pool export rap >/dev/null
+
 # ---- NBD connections: the gauge counts a connection while it is open ----
 "$PY" - "$URL" "$NBD/tank/db" <<'PY' || fail "cask_frontend_connections with open NBD connections"
 import sys, time, urllib.request, nbd
