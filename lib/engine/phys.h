@@ -1,10 +1,15 @@
 /*
- * phys.h -- the on-disk structures of format version 8 (CE_FORMAT_VERSION;
- * import reads versions 1 to 8 and upgrades them as their features are
+ * phys.h -- the on-disk structures of format version 9 (CE_FORMAT_VERSION;
+ * import reads versions 1 to 9 and upgrades them as their features are
  * first used: 6 when a volume first becomes a replica (FMT_V_REPL), 7 when
  * a pool first stores a snapshot policy or an automatic snapshot
- * (FMT_V_SCHED), 8 when it first stores a dataset attribute (FMT_V_ISCSI)),
- * transcribed from docs/on-disk-format.md; each structure
+ * (FMT_V_SCHED), 8 when it first stores a dataset attribute (FMT_V_ISCSI),
+ * 9 when a replica's sequence->txg map first gets the rollback entry
+ * (0, s) (FMT_V_ROLLMAP, repl.c invariant 10)), transcribed from
+ * docs/on-disk-format.md. Uberblocks say CE_UB_VERSION (8) whatever the
+ * pool's version: an older reader discards a slot of a newer version
+ * silently (it would open an older txg), whereas one it reads takes it to
+ * the MOS header, whose version it refuses by name (section 1.2). Each structure
  * added after version 1 names the version that added it. Every field is
  * little-endian; the engine currently runs on little-endian hosts only
  * and refuses to build elsewhere rather than writing a format it cannot
@@ -21,9 +26,12 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
 #define FMT_V_REPL 6u /* replication: ds_role, ds_repl_idx, the replica object (section 7) */
 #define FMT_V_SCHED 7u /* snapshot policies and automatic snapshots (section 4.8) */
 #define FMT_V_ISCSI 8u /* dataset attributes: the iSCSI target's APTPL reservations (section 4.9) */
-#define CE_FORMAT_VERSION FMT_V_ISCSI /* the newest version this build writes */
+#define FMT_V_ROLLMAP 9u /* the replica map's rollback entry (0, s) (section 7.4) */
+#define CE_FORMAT_VERSION FMT_V_ROLLMAP /* the newest version this build writes */
 #define CE_FORMAT_VERSION_MIN 1u /* oldest version import accepts (and upgrades) */
-_Static_assert(CE_FORMAT_VERSION == 8u, "a new format version: update this essay and docs/on-disk-format.md");
+#define CE_UB_VERSION 8u /* ub_version of every uberblock written (section 1.2) */
+_Static_assert(CE_FORMAT_VERSION == 9u, "a new format version: update this essay and docs/on-disk-format.md");
+_Static_assert(CE_UB_VERSION <= CE_FORMAT_VERSION, "uberblocks this build writes, it reads");
 #define CE_SECTOR 4096u
 #define CE_SECTOR_SHIFT 12
 #define CE_LABEL_REGION (512u * 1024u)

@@ -262,7 +262,7 @@ write_uberblock(ce_pool *p, uint64_t t)
 	uberblock_phys ub;
 	memset(&ub, 0, sizeof(ub));
 	ub.ub_magic = UB_MAGIC;
-	ub.ub_version = CE_FORMAT_VERSION;
+	ub.ub_version = CE_UB_VERSION; /* not the pool's version: phys.h, on-disk-format.md 1.2 */
 	ub.ub_txg = t;
 	ub.ub_pool_guid = p->guid;
 	ub.ub_timestamp = util_now_ns();

@@ -73,6 +73,12 @@
  *      drops the entries it covers, so a listing from any c < s is the
  *      whole volume (ce_rebuild_scan) and one from c >= s the later
  *      entries' as before. It commits with the rollback, never after it.
+ *  10. Older software misreads (0, s) (on-disk-format.md section 7.4), so
+ *      the MOS header says FMT_V_ROLLMAP from the first txg whose replica
+ *      object holds a record with it: repl_sync, which writes the object
+ *      of txg t, raises the header in the same step (sync thread, before
+ *      t's MOS is written), so no committed txg has the entry under an
+ *      older version. A pool never rolled back keeps its version.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) is entered and left by rebuild.c (ce_rebuild_begin, _end), and
@@ -313,11 +319,15 @@ repl_sync(ce_pool *p, uint64_t t)
 		return 0;
 	uint64_t nleaves = 0;
 	uint32_t used = 0;
-	for (uint64_t s = 0; s < p->rp_cap_leaves * CE_REPL_PER_LEAF; s++)
-		if (((const repl_phys *)p->rp_buf)[s].rp_ds_guid != 0) {
+	int rollmap = 0; /* invariant 10: a record's map starts with a rollback entry */
+	for (uint64_t s = 0; s < p->rp_cap_leaves * CE_REPL_PER_LEAF; s++) {
+		const repl_phys *r = (const repl_phys *)p->rp_buf + s;
+		if (r->rp_ds_guid != 0) {
 			used++;
 			nleaves = s / CE_REPL_PER_LEAF + 1;
+			rollmap |= r->rp_map_count > 0 && r->rp_map[0].sm_txg == 0;
 		}
+	}
 	for (uint64_t l = p->rp_disk_leaves; l < nleaves; l++)
 		p->rp_dirty[l] = 1; /* new leaves */
 	int err = 0, did = 0;
@@ -344,7 +354,10 @@ repl_sync(ce_pool *p, uint64_t t)
 	memcpy(mos_ptr(p, CE_MOS_REPL_OFF), &mr, sizeof(mr));
 	if (nleaves > 0 && mos_hdr(p)->mh_version < FMT_V_REPL)
 		mos_hdr(p)->mh_version = FMT_V_REPL; /* older software would not keep the promises */
-	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	if (rollmap && mos_hdr(p)->mh_version < FMT_V_ROLLMAP)
+		mos_hdr(p)->mh_version = FMT_V_ROLLMAP; /* invariant 10: older software would miss the rollback */
+	ASSERT(!rollmap || mos_hdr(p)->mh_version >= FMT_V_ROLLMAP);
+	mos_mark_dirty(p, 0, CE_META_BLOCK); /* the header block goes out with this txg's MOS */
 	return 0;
 }
 
@@ -1194,6 +1207,9 @@ repl_check(ce_pool *p, void (*report)(void *arg, const char *msg), void *arg)
 					reportf(&n, report, arg, "replica %s: map entry %u (txg %" PRIu64 ", hi %" PRIu64
 					    ") out of order", vn, i, m->sm_txg, m->sm_hi);
 			}
+			if (r->rp_map[0].sm_txg == 0 && mos_hdr(p)->mh_version < FMT_V_ROLLMAP) /* invariant 10 */
+				reportf(&n, report, arg, "replica %s: a rollback map entry (txg 0, hi %" PRIu64 ") in a "
+				    "version %u pool", vn, r->rp_map[0].sm_hi, mos_hdr(p)->mh_version);
 			if (r->rp_map[r->rp_map_count - 1].sm_hi != r->rp_hi || r->rp_hi < r->rp_applied)
 				reportf(&n, report, arg, "replica %s: hi %" PRIu64 " does not match the map or is "
 				    "below applied %" PRIu64, vn, r->rp_hi, r->rp_applied);

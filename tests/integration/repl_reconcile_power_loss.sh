@@ -75,8 +75,10 @@ try:
     h = nbd.NBD(); h.connect_uri(a.uri("tank/pv"))
     h.pwrite(base, 0); h.flush()
     c.kill9()
-    missed = rnd.randbytes(16 << 20)
-    h.pwrite(missed, 8 << 20); h.flush()  # acknowledged by A and B; C misses it
+    missed = rnd.randbytes(40 << 20)  # 40 s of rebuild at 1 MB/s: still running when the power goes
+    for mib in range(40):  # acknowledged by A and B; C misses it
+        h.pwrite(missed[mib << 20:(mib + 1) << 20], (8 + mib) << 20)
+    h.flush()
     h.shutdown()
     c.start()
     job = a.ctl("vol.replica_rebuild", name="tank/pv", replica=c.raddr + "/p3")["job"]
@@ -86,7 +88,7 @@ try:
     # ---- round 1: W on A (durable) and C (rebuilding), not on B ----
     h = nbd.NBD(); h.connect_uri(a.uri("tank/pv"))
     W = b"\x5a" * 65536
-    WOFF = 40 << 20
+    WOFF = 56 << 20
     os.kill(b.proc.pid, signal.SIGSTOP); stopped = b
     seq0 = a.status("tank/pv")["seq"]
     unacked_write_and_flush(h, W, WOFF)
@@ -120,7 +122,7 @@ try:
     print(births[-1].split("  ", 1)[-1])
     h = nbd.NBD(); h.connect_uri(a.uri("tank/pv"))
     assert h.pread(len(W), WOFF) == W, "A lost W"
-    assert h.pread(4 << 20, 0) == base and h.pread(16 << 20, 8 << 20) == missed, "acknowledged data lost"
+    assert h.pread(4 << 20, 0) == base and all(h.pread(1 << 20, (8 + m) << 20) == missed[m << 20:(m + 1) << 20] for m in range(40)), "acknowledged data lost"
     h.shutdown()
     assert checksum(a, "tank/pv") == checksum(b, "p2/pv"), "B is not A's state after the reconciliation"
     r = a.cask("vol", "replica", "rebuild", "tank/pv", c.raddr + "/p3", "--wait", check=False)
@@ -134,7 +136,7 @@ try:
     # ---- round 2: W2 acknowledged by A and C (a FLUSH), B stopped; takeover on B after the power loss ----
     h = nbd.NBD(); h.connect_uri(a.uri("tank/pv"))
     W2 = b"\xa5" * 65536
-    W2OFF = 44 << 20
+    W2OFF = 60 << 20
     os.kill(b.proc.pid, signal.SIGSTOP); stopped = b
     h.pwrite(W2, W2OFF); h.flush()  # answered: A and C have it durable
     print("W2 acknowledged (FLUSH) by A and C with B stopped")

@@ -17,7 +17,13 @@
  *   - upgrade from format 5: the fixture tests/fixtures/pool-v5-repl.vdev.xz
  *     (made by the version-5 build: two volumes, a snapshot with a hold,
  *     an unreplayed intent log record) imports, replays, keeps its data,
- *     gets a replica and is checked and imported again.
+ *     gets a replica and is checked and imported again;
+ *   - then to format 9 (repl.c invariant 10): the MOS header says 6 until
+ *     a sequenced rollback's txg commits the map's rollback entry, 9 from
+ *     it on (a crash in between leaves one or the other, never the entry
+ *     under 6); the uberblocks keep saying 8, so a version-8 reader reaches
+ *     the header; and a copy whose header says CE_FORMAT_VERSION + 1 is
+ *     refused with -ENOTSUP and a message naming that version.
  * Seed: CASK_SEED or time.
  */
 #include <pthread.h>
@@ -26,6 +32,9 @@
 #include "t.h"
 #include "mos.h" /* mos_hdr: the format version the MOS header says */
 #include "pool_impl.h"
+#include "dataset.h"   /* vol_mgmt_begin: a test-only sync task */
+#include "pool_sync.h"
+#include "util.h"
 
 #define BS 4096u
 #define VOLSIZE (96ull << 20)
@@ -318,7 +327,141 @@ test_map(ce_pool *p, const char *path)
 	return p;
 }
 
-/* ---- upgrade from format 5 ---- */
+/* ---- upgrade from format 5, then to format 9 ---- */
+
+typedef struct span {
+	uint64_t bytes, off0;
+	size_t n;
+} span;
+
+static int
+span_add(void *arg, uint64_t off, uint64_t len, int kind)
+{
+	span *sp = arg;
+	if (sp->n++ == 0)
+		sp->off0 = off;
+	sp->bytes += len;
+	return 0;
+}
+
+/* Does a listing from seq base cover the whole volume (the rollback entry (0, s) with s > base)? */
+static int
+lists_all(ce_vol *h, uint64_t base, uint64_t size)
+{
+	span sp = { 0, 0, 0 };
+	OK(ce_rebuild_scan(h, base, 0, 0, span_add, &sp));
+	return sp.n == 1 && sp.off0 == 0 && sp.bytes == size;
+}
+
+/* Every uberblock in the first label's ring says at most version 8 (on-disk-format.md 1.2); returns how many. */
+static int
+ubs_readable_by_v8(const char *path, uint32_t *newest)
+{
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	int n = 0;
+	uint64_t best = 0;
+	for (unsigned s = 0; s < CE_UB_SLOTS; s++) {
+		uberblock_phys ub;
+		CHECK(fseek(f, (long)(CE_UB_RING_OFF + (uint64_t)s * CE_UB_SIZE), SEEK_SET) == 0);
+		CHECK(fread(&ub, sizeof(ub), 1, f) == 1);
+		if (ub.ub_magic != UB_MAGIC)
+			continue;
+		CHECK(ub.ub_version >= 1 && ub.ub_version <= FMT_V_ISCSI);
+		if (ub.ub_txg > best) {
+			best = ub.ub_txg;
+			*newest = ub.ub_version;
+		}
+		n++;
+	}
+	fclose(f);
+	return n;
+}
+
+/* A sync task (test only): the MOS header of this txg says a version from the future. */
+static int
+future_task(ce_pool *p, void *arg, uint64_t t)
+{
+	(void)arg, (void)t;
+	mos_hdr(p)->mh_version = CE_FORMAT_VERSION + 1;
+	mos_mark_dirty(p, 0, CE_META_BLOCK);
+	return 0;
+}
+
+static void
+test_rollmap(ce_pool *p, const char *path, const char *vol)
+{
+	ce_vol_info vi;
+	OK(ce_vol_info_get(p, vol, &vi));
+	ce_epoch e = ep(1, vi.guid);
+	uint8_t mb[CE_REPL_MB_SIZE];
+	mb_make(mb, e, 1, vi.guid);
+	OK(ce_repl_start_epoch(p, vol, e, 0, mb));
+	ce_vol *h;
+	OK(ce_repl_open(p, vol, &h));
+	int op_err = 0;
+	OK(ce_repl_snap(h, e, 1, CE_REPL_SNAP_CREATE, "r9", NULL, &op_err));
+	CHECK(op_err == 0);
+	uint8_t b[BS];
+	block_of(b, 2, 3);
+	OK(ce_repl_write(h, e, 2, b, BS, 3 * BS));
+	uint64_t d;
+	OK(ce_repl_flush(h, &d));
+	CHECK(d == 2);
+	CHECK(mos_hdr(p)->mh_version == FMT_V_REPL); /* a replica, no rollback yet: still 6 */
+	CHECK(!lists_all(h, 1, vi.size));
+	/* a crash right after the rollback's apply: the entry and the version 9 commit together, or neither */
+	OK(ce_repl_volop(h, e, 3, CE_REPL_ROLLBACK, "r9", 0, 0, &op_err));
+	CHECK(op_err == 0);
+	ce_vol_close(h);
+	ce_pool_abandon(p);
+	CHECK(t_debug_check(argv0, path, NULL) == 0); /* invariant 10: no rollback entry under version 6 */
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	OK(ce_repl_open(p, vol, &h));
+	ce_repl_info ri;
+	OK(ce_repl_info_get(p, vol, &ri));
+	uint32_t v_after = mos_hdr(p)->mh_version; /* as committed: the scan below commits a txg */
+	int has = lists_all(h, 1, vi.size);
+	CHECK(v_after == (has ? FMT_V_ROLLMAP : FMT_V_REPL));
+	CHECK(ri.applied == 2 || (ri.applied == 3 && has));
+	if (ri.applied == 2) { /* the rollback's end was lost (its txg may have committed the entry): again */
+		OK(ce_repl_volop(h, e, 3, CE_REPL_ROLLBACK, "r9", 0, 0, &op_err));
+		CHECK(op_err == 0);
+	}
+	printf("rollback then crash: applied %" PRIu64 ", format %u\n", ri.applied, v_after);
+	OK(ce_repl_flush(h, &d));
+	CHECK(d == 3);
+	CHECK(mos_hdr(p)->mh_version == FMT_V_ROLLMAP); /* the rollback's txg committed: 9 */
+	CHECK(lists_all(h, 1, vi.size) && !lists_all(h, 3, vi.size));
+	ce_vol_close(h);
+	OK(ce_pool_export(p));
+	CHECK(t_debug_check(argv0, path, NULL) == 0);
+	uint32_t newest = 0;
+	CHECK(ubs_readable_by_v8(path, &newest) > 0 && newest == CE_UB_VERSION);
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	CHECK(mos_hdr(p)->mh_version == FMT_V_ROLLMAP); /* durable */
+	OK(ce_repl_open(p, vol, &h));
+	CHECK(lists_all(h, 1, vi.size));
+	ce_vol_close(h);
+	OK(ce_pool_export(p));
+
+	/* a pool from the future: a copy whose MOS header says CE_FORMAT_VERSION + 1 */
+	const char *copy = t_path("future.vdev");
+	char cmd[1200];
+	snprintf(cmd, sizeof(cmd), "cp --sparse=always '%s' '%s'", path, copy);
+	CHECK(system(cmd) == 0);
+	OK(ce_pool_import(&copy, 1, NULL, &p));
+	OK(vol_mgmt_begin(p));
+	synctask_add(p, future_task, xcalloc(1, 1));
+	OK(vol_mgmt_commit(p));
+	ce_pool_abandon(p); /* an export would only write the same header again */
+	CHECK(ubs_readable_by_v8(copy, &newest) > 0 && newest == CE_UB_VERSION);
+	CHECK_ERR(ce_pool_import(&copy, 1, NULL, &p), -ENOTSUP);
+	char want[64];
+	snprintf(want, sizeof(want), "MOS format version %u is not supported", CE_FORMAT_VERSION + 1);
+	CHECK(strstr(ce_errmsg(), want) != NULL);
+	printf("format 9 (rollback entry), refusal of %u: ok\n", CE_FORMAT_VERSION + 1);
+}
 
 static void
 test_upgrade(void)
@@ -366,9 +509,11 @@ test_upgrade(void)
 	OK(ce_repl_info_get(p, "w", &ri));
 	CHECK(ri.promised.node == vi.guid && ri.state == 1);
 	CHECK(!ce_vol_is_replica(p, "v"));
-	CHECK(mos_hdr(p)->mh_version >= FMT_V_REPL); /* the first replica record made it (at least) version 6 */
+	CHECK(mos_hdr(p)->mh_version == FMT_V_REPL); /* the first replica record made it version 6 */
 	OK(ce_pool_export(p));
 	printf("upgrade from format 5: ok\n");
+	OK(ce_pool_import(&path, 1, NULL, &p));
+	test_rollmap(p, path, "w");
 }
 
 int
