@@ -332,6 +332,22 @@ record_at(ce_pool *p, uint32_t s, ds_phys *ds)
 	return 1;
 }
 
+/* After the datasets (import and clear): their chains, then the pool objects that name them. */
+static int
+load_parts(ce_pool *p)
+{
+	int err = snap_link_all(p);
+	if (err == 0)
+		err = hold_load(p);
+	if (err == 0)
+		err = sched_load(p);
+	if (err == 0)
+		err = attr_load(p);
+	if (err == 0)
+		err = recv_table_load(p);
+	return err != 0 ? err : repl_load(p);
+}
+
 int
 vol_load_all(ce_pool *p)
 {
@@ -360,16 +376,7 @@ vol_load_all(ce_pool *p)
 		if (dl_load(p, &v->dl, &ds) != 0)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	if (lerr == 0)
-		lerr = sched_load(p);
-	if (lerr == 0)
-		lerr = attr_load(p);
-	if (lerr == 0)
-		lerr = recv_table_load(p);
-	return lerr != 0 ? lerr : repl_load(p);
+	return load_parts(p);
 }
 
 /*
@@ -452,16 +459,7 @@ vol_reload_all(ce_pool *p)
 	}
 	free(seen);
 	/* link only the living: the doomed keep no pointers */
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	if (lerr == 0)
-		lerr = sched_load(p);
-	if (lerr == 0)
-		lerr = attr_load(p);
-	if (lerr == 0)
-		lerr = recv_table_load(p);
-	return lerr != 0 ? lerr : repl_load(p);
+	return load_parts(p);
 }
 
 void
