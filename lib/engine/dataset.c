@@ -348,6 +348,23 @@ load_parts(ce_pool *p)
 	return err != 0 ? err : repl_load(p);
 }
 
+/* The dataset of the directory with this guid (import and clear: the sync thread is stopped). */
+static volume *
+guid_owner(ce_pool *p, uint64_t guid)
+{
+	pthread_mutex_lock(&p->lock);
+	volume *v = ds_by_guid(p, guid);
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+/* Record s names a guid that v already has: damage (invariant 1). */
+static int
+guid_damaged(ce_pool *p, uint32_t s, const volume *v)
+{
+	return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s, v->name);
+}
+
 int
 vol_load_all(ce_pool *p)
 {
@@ -360,15 +377,12 @@ vol_load_all(ce_pool *p)
 				return r;
 			continue;
 		}
-		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
-		volume *dup = ds_by_guid(p, ds.ds_guid);
-		pthread_mutex_unlock(&p->lock);
+		volume *dup = guid_owner(p, ds.ds_guid);
 		if (dup != NULL)
-			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
-			    dup->name);
+			return guid_damaged(p, s, dup);
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
-		pthread_mutex_lock(&p->lock);
+		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
 		add_vol(p, v);
 		if (v->receiving)
 			recv_track(p, v);
@@ -402,13 +416,10 @@ vol_reload_all(ce_pool *p)
 		ds_phys ds;
 		if (record_at(p, s, &ds) != 1)
 			continue;
-		pthread_mutex_lock(&p->lock);
-		volume *v = ds_by_guid(p, ds.ds_guid);
-		pthread_mutex_unlock(&p->lock);
+		volume *v = guid_owner(p, ds.ds_guid);
 		if (v != NULL && (v->vidx >= nold || seen[v->vidx])) {
 			free(seen);
-			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
-			    v->name); /* an earlier record of this loop had it */
+			return guid_damaged(p, s, v); /* an earlier record of this loop had it */
 		}
 		if (v != NULL)
 			seen[v->vidx] = 1;
