@@ -332,6 +332,39 @@ record_at(ce_pool *p, uint32_t s, ds_phys *ds)
 	return 1;
 }
 
+/* After the datasets (import and clear): their chains, then the pool objects that name them. */
+static int
+load_parts(ce_pool *p)
+{
+	int err = snap_link_all(p);
+	if (err == 0)
+		err = hold_load(p);
+	if (err == 0)
+		err = sched_load(p);
+	if (err == 0)
+		err = attr_load(p);
+	if (err == 0)
+		err = recv_table_load(p);
+	return err != 0 ? err : repl_load(p);
+}
+
+/* The dataset of the directory with this guid (import and clear: the sync thread is stopped). */
+static volume *
+guid_owner(ce_pool *p, uint64_t guid)
+{
+	pthread_mutex_lock(&p->lock);
+	volume *v = ds_by_guid(p, guid);
+	pthread_mutex_unlock(&p->lock);
+	return v;
+}
+
+/* Record s names a guid that v already has: damage (invariant 1). */
+static int
+guid_damaged(ce_pool *p, uint32_t s, const volume *v)
+{
+	return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s, v->name);
+}
+
 int
 vol_load_all(ce_pool *p)
 {
@@ -344,15 +377,12 @@ vol_load_all(ce_pool *p)
 				return r;
 			continue;
 		}
-		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
-		volume *dup = ds_by_guid(p, ds.ds_guid);
-		pthread_mutex_unlock(&p->lock);
+		volume *dup = guid_owner(p, ds.ds_guid);
 		if (dup != NULL)
-			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
-			    dup->name);
+			return guid_damaged(p, s, dup);
 		volume *v = vol_new(p);
 		vol_fill(v, &ds, s);
-		pthread_mutex_lock(&p->lock);
+		pthread_mutex_lock(&p->lock); /* the directory's lock (nobody else runs yet) */
 		add_vol(p, v);
 		if (v->receiving)
 			recv_track(p, v);
@@ -360,16 +390,7 @@ vol_load_all(ce_pool *p)
 		if (dl_load(p, &v->dl, &ds) != 0)
 			return err_set(-EIO, "pool %s: the dead list of %s is damaged", p->name, v->name);
 	}
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	if (lerr == 0)
-		lerr = sched_load(p);
-	if (lerr == 0)
-		lerr = attr_load(p);
-	if (lerr == 0)
-		lerr = recv_table_load(p);
-	return lerr != 0 ? lerr : repl_load(p);
+	return load_parts(p);
 }
 
 /*
@@ -395,13 +416,10 @@ vol_reload_all(ce_pool *p)
 		ds_phys ds;
 		if (record_at(p, s, &ds) != 1)
 			continue;
-		pthread_mutex_lock(&p->lock);
-		volume *v = ds_by_guid(p, ds.ds_guid);
-		pthread_mutex_unlock(&p->lock);
+		volume *v = guid_owner(p, ds.ds_guid);
 		if (v != NULL && (v->vidx >= nold || seen[v->vidx])) {
 			free(seen);
-			return err_set(-EIO, "pool %s: dataset record %u has the guid of %s (damaged)", p->name, s,
-			    v->name); /* an earlier record of this loop had it */
+			return guid_damaged(p, s, v); /* an earlier record of this loop had it */
 		}
 		if (v != NULL)
 			seen[v->vidx] = 1;
@@ -452,16 +470,7 @@ vol_reload_all(ce_pool *p)
 	}
 	free(seen);
 	/* link only the living: the doomed keep no pointers */
-	int lerr = snap_link_all(p);
-	if (lerr == 0)
-		lerr = hold_load(p);
-	if (lerr == 0)
-		lerr = sched_load(p);
-	if (lerr == 0)
-		lerr = attr_load(p);
-	if (lerr == 0)
-		lerr = recv_table_load(p);
-	return lerr != 0 ? lerr : repl_load(p);
+	return load_parts(p);
 }
 
 void

@@ -652,40 +652,90 @@ find_identity(ce_pool *p, uint64_t id)
 	return NULL;
 }
 
+/*
+ * The names a send streams: the snapshot (to) and its base (from, "" for a
+ * full stream), from the arguments or from a resume token (*tk filled).
+ */
+static int
+send_names(ce_pool *p, const char *snapname, const ce_send_opts *o, token *tk, char to_full[CE_NAME_MAX + 1],
+    char from_full[CE_NAME_MAX + 1])
+{
+	from_full[0] = '\0';
+	if (o == NULL || o->token == NULL) {
+		if (snapname == NULL || strchr(snapname, '@') == NULL)
+			return err_set(-EINVAL, "send needs a snapshot (VOL@SNAP)");
+		snprintf(to_full, CE_NAME_MAX + 1, "%s", snapname);
+		if (o != NULL && o->from != NULL)
+			snprintf(from_full, CE_NAME_MAX + 1, "%s", o->from);
+		return 0;
+	}
+	if (token_parse(o->token, tk) != 0)
+		return err_set(-EINVAL, "'%s' is not a receive_resume_token", o->token);
+	pthread_mutex_lock(&p->config_lock);
+	pthread_mutex_lock(&p->lock);
+	volume *to = find_identity(p, tk->to_guid);
+	volume *from = tk->from_guid ? find_identity(p, tk->from_guid) : NULL;
+	if (to != NULL)
+		snprintf(to_full, CE_NAME_MAX + 1, "%s", to->name);
+	if (from != NULL)
+		snprintf(from_full, CE_NAME_MAX + 1, "%s", from->name);
+	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&p->config_lock);
+	if (to == NULL)
+		return err_set(-ENOENT, "pool %s has no snapshot the token names", p->name);
+	if (tk->from_guid != 0 && from == NULL)
+		return err_set(-ENOENT, "pool %s no longer has the base snapshot the token names", p->name);
+	return 0;
+}
+
+/* The BEGIN record of a stream of to (from: its base or NULL), config_lock and pool->lock held. */
+static void
+send_begin(ce_pool *p, const volume *to, const volume *from, const ce_send_opts *o, const token *tk,
+    begin_phys *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->sb_magic = SB_MAGIC;
+	b->sb_version = SB_VERSION_1;
+	b->sb_flags = (from ? SB_INCREMENTAL : 0) | (o && o->token ? SB_RESUMED : 0);
+	b->sb_vol_guid = to->head->guid;
+	b->sb_to_guid = send_identity(to);
+	b->sb_to_txg = to->create_txg;
+	b->sb_from_guid = from ? send_identity(from) : 0;
+	b->sb_from_txg = from ? from->create_txg : 0;
+	b->sb_size = to->size;
+	b->sb_volblocksize = to->bs;
+	b->sb_compress = (uint8_t)to->compress;
+	b->sb_checksum = (uint8_t)to->checksum;
+	b->sb_sync = (uint8_t)to->sync;
+	b->sb_resume_offset = o && o->token ? tk->offset : 0;
+	snprintf(b->sb_to_name, sizeof(b->sb_to_name), "%s", to->name);
+	ce_sched pol;
+	if (!(o && (o->flags & CE_SEND_NO_POLICY)) && sched_get(p, to->head, &pol)) {
+		/* the policy as it is now (policies are not snapshotted); only then version 2, so a
+		   stream without one stays readable by every cask */
+		b->sb_version = SB_VERSION;
+		b->sb_flags |= SB_POLICY;
+		b->sb_every_min = pol.every_min;
+		b->sb_keep = pol.keep;
+		b->sb_hourly = pol.hourly;
+		b->sb_daily = pol.daily;
+		b->sb_weekly = pol.weekly;
+		b->sb_monthly = pol.monthly;
+	}
+}
+
 int
 ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr, void *arg)
 {
 	err_clear();
 	token tk = { 0 };
-	char to_full[CE_NAME_MAX + 1], from_full[CE_NAME_MAX + 1] = "";
-	if (o != NULL && o->token != NULL) {
-		if (token_parse(o->token, &tk) != 0)
-			return err_set(-EINVAL, "'%s' is not a receive_resume_token", o->token);
-		pthread_mutex_lock(&p->config_lock);
-		pthread_mutex_lock(&p->lock);
-		volume *to = find_identity(p, tk.to_guid);
-		volume *from = tk.from_guid ? find_identity(p, tk.from_guid) : NULL;
-		if (to != NULL)
-			snprintf(to_full, sizeof(to_full), "%s", to->name);
-		if (from != NULL)
-			snprintf(from_full, sizeof(from_full), "%s", from->name);
-		pthread_mutex_unlock(&p->lock);
-		pthread_mutex_unlock(&p->config_lock);
-		if (to == NULL)
-			return err_set(-ENOENT, "pool %s has no snapshot the token names", p->name);
-		if (tk.from_guid != 0 && from == NULL)
-			return err_set(-ENOENT, "pool %s no longer has the base snapshot the token names",
-			    p->name);
-	} else {
-		if (snapname == NULL || strchr(snapname, '@') == NULL)
-			return err_set(-EINVAL, "send needs a snapshot (VOL@SNAP)");
-		snprintf(to_full, sizeof(to_full), "%s", snapname);
-		if (o != NULL && o->from != NULL)
-			snprintf(from_full, sizeof(from_full), "%s", o->from);
-	}
+	char to_full[CE_NAME_MAX + 1], from_full[CE_NAME_MAX + 1];
+	int err = send_names(p, snapname, o, &tk, to_full, from_full);
+	if (err != 0)
+		return err;
 	/* Open both: an open snapshot cannot be destroyed under the stream. */
 	ce_vol *th = NULL, *fh = NULL;
-	int err = ce_vol_open(p, to_full, &th);
+	err = ce_vol_open(p, to_full, &th);
 	if (err != 0)
 		return err_set(err, "snapshot %s/%s does not exist", p->name, to_full);
 	if (!th->v->is_snap) {
@@ -705,35 +755,7 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	pthread_mutex_lock(&p->lock);
 	int lineage = from == NULL || is_ancestor(from, to);
 	begin_phys b;
-	memset(&b, 0, sizeof(b));
-	b.sb_magic = SB_MAGIC;
-	b.sb_version = SB_VERSION_1;
-	b.sb_flags = (from ? SB_INCREMENTAL : 0) | (o && o->token ? SB_RESUMED : 0);
-	b.sb_vol_guid = to->head->guid;
-	b.sb_to_guid = send_identity(to);
-	b.sb_to_txg = to->create_txg;
-	b.sb_from_guid = from ? send_identity(from) : 0;
-	b.sb_from_txg = from ? from->create_txg : 0;
-	b.sb_size = to->size;
-	b.sb_volblocksize = to->bs;
-	b.sb_compress = (uint8_t)to->compress;
-	b.sb_checksum = (uint8_t)to->checksum;
-	b.sb_sync = (uint8_t)to->sync;
-	b.sb_resume_offset = o && o->token ? tk.offset : 0;
-	snprintf(b.sb_to_name, sizeof(b.sb_to_name), "%s", to->name);
-	ce_sched pol;
-	if (!(o && (o->flags & CE_SEND_NO_POLICY)) && sched_get(p, to->head, &pol)) {
-		/* the policy as it is now (policies are not snapshotted); only then version 2, so a
-		   stream without one stays readable by every cask */
-		b.sb_version = SB_VERSION;
-		b.sb_flags |= SB_POLICY;
-		b.sb_every_min = pol.every_min;
-		b.sb_keep = pol.keep;
-		b.sb_hourly = pol.hourly;
-		b.sb_daily = pol.daily;
-		b.sb_weekly = pol.weekly;
-		b.sb_monthly = pol.monthly;
-	}
+	send_begin(p, to, from, o, &tk, &b);
 	cowtree tree = to->tree;
 	pthread_mutex_unlock(&p->lock);
 	pthread_mutex_unlock(&p->config_lock);

@@ -496,6 +496,29 @@ write_blocks(volume *v, uint64_t t, const uint8_t *src, uint64_t len, uint64_t o
 	return 0;
 }
 
+/* What every change of a volume's data checks first: the pool, the handle, the range (clears the error). */
+static int
+writable(ce_vol *h, uint64_t off, uint64_t len)
+{
+	volume *v = h->v;
+	ce_pool *p = v->pool;
+	int err;
+
+	err_clear();
+	if (p->readonly)
+		return err_set(-EROFS, "pool %s is imported read-only", p->name);
+	if (v->destroy_txg != 0)
+		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
+	if (v->is_snap)
+		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
+	if (repl_of(v) != NULL && !h->repl)
+		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
+		    "controller writes it", p->name, v->name);
+	if ((err = stale_check(h)) != 0)
+		return err;
+	return check_range(v, off, len);
+}
+
 /*
  * A write (buf), a zeroing (buf NULL, adopt NULL) or an adoption (adopt:
  * len / bs whole blocks at an aligned off, each a buffer of the block
@@ -511,19 +534,7 @@ vol_modify(ce_vol *h, const void *buf, void *const *adopt, const uint8_t (*hashe
 	ce_pool *p = v->pool;
 	int err, retried = 0;
 
-	err_clear();
-	if (p->readonly)
-		return err_set(-EROFS, "pool %s is imported read-only", p->name);
-	if (v->destroy_txg != 0)
-		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
-	if (v->is_snap)
-		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
-	if (repl_of(v) != NULL && !h->repl)
-		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
-		    "controller writes it", p->name, v->name);
-	if ((err = stale_check(h)) != 0)
-		return err;
-	if ((err = check_range(v, off, len)) != 0)
+	if ((err = writable(h, off, len)) != 0)
 		return err;
 	const uint8_t *src = buf;
 	while (len > 0) {
@@ -671,19 +682,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	ce_pool *p = v->pool;
 	int err;
 
-	err_clear();
-	if (p->readonly)
-		return err_set(-EROFS, "pool %s is imported read-only", p->name);
-	if (v->destroy_txg != 0)
-		return err_set(-ENOENT, "volume %s/%s no longer exists", p->name, v->name);
-	if (v->is_snap)
-		return err_set(-EROFS, "%s/%s is a snapshot: read-only", p->name, v->name);
-	if (repl_of(v) != NULL && !h->repl)
-		return err_setc(CE_E_REPLICA_READ_ONLY, -EROFS, "%s/%s is a replica volume: only its "
-		    "controller writes it", p->name, v->name);
-	if ((err = stale_check(h)) != 0)
-		return err;
-	if ((err = check_range(v, off, len)) != 0)
+	if ((err = writable(h, off, len)) != 0)
 		return err;
 	uint64_t b0 = (off + v->bs - 1) / v->bs, b1 = (off + len) / v->bs;
 	if (b1 <= b0 || b1 - b0 < TRIM_RANGE_MIN)
