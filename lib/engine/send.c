@@ -7,7 +7,9 @@
  * base snapshot are exactly those born after it, and a subtree whose
  * root was born before it is skipped without being read. A full send is
  * the same walk from txg 0 without holes. Changed data blocks are read
- * in batches (blk_read_many) and go out as DATA records of up to 1 MiB;
+ * a record at a time, up to SEND_SLOTS records in flight through the
+ * pool's io_uring ring (else blk_read_many on two worker threads), and
+ * go out as DATA records of up to 1 MiB;
  * ranges that became holes go out as HOLE records. Every record carries
  * an XXH3-128 of itself, a sequence number, and the END record a hash of
  * every record header (each holding its record's hash, so the payloads
@@ -44,6 +46,7 @@
  *      replaced by a stream's (recv_finish).
  */
 #include "recv.h"
+#include "aread.h"
 #include "blkio.h"
 #include "bufpool.h"
 #include "checksum.h"
@@ -339,11 +342,17 @@ is_ancestor(const volume *from, const volume *to)
 /* ---- send ---- */
 
 /*
- * Records on their way out, in order: DATA slots are read (and their
- * blocks checksummed) by worker threads while earlier slots are written,
- * so reading overlaps writing and uses more than one core.
+ * Records on their way out, in order: DATA slots are read while earlier
+ * slots are written, so reading overlaps writing. With the pool's
+ * asynchronous reader (aread.c) every slot's blocks go to the ring as one
+ * batch when the slot is queued, so up to SEND_SLOTS records (their runs
+ * of contiguous blocks, each one device read) are in flight at once and
+ * verified on the completion thread; the writer takes each block's hash
+ * from its pointer when it has one, else hashes it (slot_hashes).
+ * Without a ring (CE_POOL_NO_URING, wrapped backends) SEND_WORKERS
+ * threads read the slots with blk_read_many, two at a time.
  */
-#define SEND_SLOTS 8
+#define SEND_SLOTS 16
 #define SEND_WORKERS 2
 enum { SL_FREE, SL_QUEUED, SL_READING, SL_READY };
 
@@ -365,6 +374,8 @@ typedef struct sender {
 	uint64_t head, tail;    /* next slot to write, next to fill */
 	pthread_t workers[SEND_WORKERS];
 	int nworkers, stop;
+	int async;              /* slots are read through the ring (aread batches) */
+	unsigned inflight;      /* aread batches not yet done (mu) */
 	ce_write_fn wr;
 	void *arg;
 	const ce_send_opts *o;
@@ -410,6 +421,20 @@ put_record(sender *s, uint32_t type, uint64_t off, uint64_t len, const void *pay
 	return 0;
 }
 
+/* The hashes of a DATA slot's blocks, once they are read. */
+static void
+slot_hashes(sender *s, send_slot *sl)
+{
+	for (uint64_t i = 0; i < sl->n; i++) {
+		/* a block stored as it is, with an XXH3-128 checksum, already carries its hash */
+		const bp_phys *bp = &sl->bp[i];
+		if (bp->bp_comp == CE_COMP_OFF && bp->bp_cksum_type == CE_CK_XXH128 && bp->bp_psize == s->bs)
+			memcpy(sl->hash[i], bp->bp_cksum, 16);
+		else
+			cksum16(XXH3_128bits(sl->buf + i * s->bs, s->bs), sl->hash[i]);
+	}
+}
+
 /* Read a DATA slot's blocks and their hashes (a worker, no lock held). */
 static int
 slot_read(sender *s, send_slot *sl)
@@ -421,15 +446,51 @@ slot_read(sender *s, send_slot *sl)
 	if (err != 0)
 		return err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s", sl->first * s->bs,
 		    err == -EIO ? "checksum or IO error" : strerror(-err));
-	for (uint64_t i = 0; i < sl->n; i++) {
-		/* a block stored as it is, with an XXH3-128 checksum, already carries its hash */
-		const bp_phys *bp = &sl->bp[i];
-		if (bp->bp_comp == CE_COMP_OFF && bp->bp_cksum_type == CE_CK_XXH128 && bp->bp_psize == s->bs)
-			memcpy(sl->hash[i], bp->bp_cksum, 16);
-		else
-			cksum16(XXH3_128bits(dsts[i], s->bs), sl->hash[i]);
-	}
+	slot_hashes(s, sl);
 	return 0;
+}
+
+typedef struct slot_ref {
+	sender *s;
+	send_slot *sl;
+} slot_ref;
+
+/* An aread batch of a slot is done (the completion thread): every block verified, or err. */
+static void
+slot_done(void *arg, int err)
+{
+	slot_ref *ref = arg;
+	sender *s = ref->s;
+	pthread_mutex_lock(&s->mu);
+	ref->sl->err = err;
+	ref->sl->state = SL_READY;
+	VERIFY3U(s->inflight, >, 0);
+	s->inflight--;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	free(ref);
+}
+
+/* Send a queued DATA slot's reads to the ring (the walking thread). */
+static void
+slot_submit(sender *s, send_slot *sl)
+{
+	ce_pool *p = s->p;
+	slot_ref *ref = xmalloc(sizeof(*ref));
+	*ref = (slot_ref){ s, sl };
+	pthread_mutex_lock(&s->mu);
+	sl->state = SL_READING;
+	s->inflight++;
+	pthread_mutex_unlock(&s->mu);
+	/* aread.h: free_lock from the batch to its submit (the snapshot is open: its blocks stay) */
+	pthread_rwlock_rdlock(&p->free_lock);
+	aread_batch *b = aread_batch_new(p, slot_done, ref);
+	for (uint64_t i = 0; i < sl->n; i++)
+		aread_add(b, &sl->bp[i], sl->buf + i * s->bs, 0, s->bs);
+	int rc = aread_submit(b);
+	pthread_rwlock_unlock(&p->free_lock);
+	if (rc != 1)
+		slot_done(ref, rc); /* nothing needed a device (cached): done now, 0 or -EIO */
 }
 
 static void *
@@ -479,6 +540,10 @@ emit_oldest(sender *s)
 	if (err != 0)
 		err = err_set(err, "send: cannot read blocks at offset %" PRIu64 ": %s", sl->first * s->bs,
 		    err == -EIO ? "checksum or IO error" : strerror(-err));
+	else if (sl->type == SR_DATA && s->async)
+		slot_hashes(s, sl); /* read through the ring: hashed here, beside the writing */
+	if (err != 0)
+		;
 	else if (sl->type == SR_DATA)
 		err = put_record(s, SR_DATA, sl->first * s->bs, len, sl->buf, (uint32_t)len,
 		    (const uint8_t(*)[16])sl->hash);
@@ -531,6 +596,8 @@ flush_data(sender *s)
 		sl->err = 0;
 		memcpy(sl->bp, s->run_bp, s->run_n * sizeof(bp_phys));
 		queue_slot(s, sl, SL_QUEUED);
+		if (s->async)
+			slot_submit(s, sl);
 	}
 	s->records++;
 	s->data_bytes += len;
@@ -573,7 +640,8 @@ send_pipeline_start(sender *s)
 		s->slot[i].buf = xmalloc_aligned(SR_MAX_DATA);
 		s->slot[i].hash = xmalloc((SR_MAX_DATA / CE_VOLBLOCKSIZE_MIN) * 16);
 	}
-	for (int i = 0; i < SEND_WORKERS; i++)
+	s->async = aread_ready(s->p);
+	for (int i = 0; i < SEND_WORKERS && !s->async; i++)
 		if (pthread_create(&s->workers[s->nworkers], NULL, send_worker, s) == 0)
 			s->nworkers++;
 }
@@ -589,6 +657,8 @@ send_pipeline_stop(sender *s)
 		if (s->slot[k % SEND_SLOTS].state == SL_QUEUED)
 			s->slot[k % SEND_SLOTS].state = SL_READY;
 	pthread_cond_broadcast(&s->cv);
+	while (s->inflight > 0) /* ring reads write into the slots: wait for them before freeing */
+		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 	for (int i = 0; i < s->nworkers; i++)
 		pthread_join(s->workers[i], NULL);
@@ -823,7 +893,9 @@ ce_send(ce_pool *p, const char *snapname, const ce_send_opts *o, ce_write_fn wr,
 	ce_vol_close(th);
 	if (fh != NULL)
 		ce_vol_close(fh);
-	if (err != 0 && ce_errmsg()[0] == '\0')
+	if (err == -EIO && ce_errmsg()[0] == '\0')
+		err_set(err, "send of %s/%s: cannot read its tree: checksum or IO error", p->name, to_full);
+	else if (err != 0 && ce_errmsg()[0] == '\0')
 		err_set(err, "send of %s/%s failed: %s", p->name, to_full, strerror(-err));
 	return err;
 }

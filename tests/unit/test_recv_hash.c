@@ -18,6 +18,10 @@
  *     every block reads back as last written after an export and import
  *     (a stale hash would store a wrong checksum: EIO; debug builds also
  *     verify every hash taken, blkio.c).
+ *   - a send reads its records through the ring (many reads in flight)
+ *     or, without one (CE_POOL_NO_URING), on its worker threads: both
+ *     write the same bytes, and a read that fails (an injected device
+ *     error) fails the send with the offset it could not read, in both.
  * cask-debug check is clean on both pools at the end.
  */
 #include "t.h"
@@ -259,6 +263,53 @@ forgotten(void)
 	free(model);
 }
 
+/* The full stream of plain@s from a fresh import of src (cold cache), with or without the ring. */
+static int
+send_fresh(unsigned flags, buf *out, int fault_after)
+{
+	OK(ce_pool_export(src));
+	ce_pool_opts io = o;
+	io.flags |= flags;
+	OK(ce_pool_import(&pa, 1, &io, &src));
+	ce_aread_stat as;
+	OK(ce_pool_aread_stat(src, &as));
+	CHECK(as.available == !(flags & CE_POOL_NO_URING));
+	if (fault_after >= 0) {
+		buf warm = { 0 }; /* the tree's indirect blocks in the cache: the fault hits data reads */
+		OK(ce_send(src, "plain@s", NULL, buf_write, &warm));
+		free(warm.d);
+		ce_fault f = { CE_FAULT_READ, -1, (uint64_t)fault_after, 1 };
+		OK(ce_pool_fault_inject(src, &f));
+	}
+	int err = ce_send(src, "plain@s", NULL, buf_write, out);
+	ce_pool_fault_clear(src);
+	return err;
+}
+
+static void
+send_paths(void)
+{
+	buf ring = { 0 }, workers = { 0 };
+	OK(send_fresh(0, &ring, -1));
+	OK(send_fresh(CE_POOL_NO_URING, &workers, -1));
+	CHECK(ring.n == workers.n && memcmp(ring.d, workers.d, ring.n) == 0);
+	printf("send through the ring and on workers: the same %zu bytes\n", ring.n);
+	for (int k = 0; k < 2; k++) {
+		buf b = { 0 };
+		int err = send_fresh(k ? CE_POOL_NO_URING : 0, &b, 2);
+		printf("send with a failing read (%s): %s\n", k ? "workers" : "ring", ce_errmsg());
+		CHECK_ERR(err, -EIO);
+		CHECK(strstr(ce_errmsg(), "cannot read blocks at offset") != NULL);
+		free(b.d);
+	}
+	buf again = { 0 };
+	OK(send_fresh(0, &again, -1)); /* reads work again */
+	CHECK(again.n == ring.n && memcmp(again.d, ring.d, ring.n) == 0);
+	free(again.d);
+	free(ring.d);
+	free(workers.d);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -273,6 +324,7 @@ main(int argc, char **argv)
 	OK(ce_pool_create("dst", &pb, 1, &o, &dst));
 	streams();
 	forgotten();
+	send_paths();
 	OK(ce_pool_export(src));
 	OK(ce_pool_export(dst));
 	CHECK(t_debug_check(argv0, pa, NULL) == 0);
