@@ -14,8 +14,8 @@
 #
 # With TSAN_BUILD (make MODE=tsan) the concurrency-heavy tests run once
 # more under ThreadSanitizer (tsan:NAME): test_concurrency, test_ilog, test_repl_clear,
-# test_sync_pipe, test_aread, test_snap_model, cask-stress for 30 s, nbd_kill_load, repl_takeover,
-# nbd_holders, nbd_tls, nbd_aread, ctl_fuzz, iscsi_stall and iscsi_caw_race with a TSan
+# test_sync_pipe, test_aread, test_readahead, test_snap_model, cask-stress for 30 s, nbd_kill_load,
+# repl_takeover, nbd_holders, nbd_tls, nbd_aread, ctl_fuzz, iscsi_stall and iscsi_caw_race with a TSan
 # caskd. tests/tsan_wrap.sh fails a test when any of its processes
 # (caskd killed by SIGKILL, cask-stress's killed workers) wrote a report.
 set -u
@@ -63,7 +63,7 @@ for t in tests/integration/*.sh; do
 done
 if [ -n "$tsan" ]; then
   tw="$top/tests/tsan_wrap.sh"
-  for t in test_concurrency test_ilog test_repl_clear test_sync_pipe test_aread; do
+  for t in test_concurrency test_ilog test_repl_clear test_sync_pipe test_aread test_readahead; do
     run_one "tsan:$t" "$tw" "$logdir/tsan-$t" "$tsan/tests/$t"
   done
   # cask-debug check after every 10th op instead of every op: the check is a

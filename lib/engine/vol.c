@@ -61,6 +61,7 @@ char vol_hole_marker;
 
 #define TRIM_RANGE_MIN 64u  /* punch by range at or above this many blocks */
 #define READ_BATCH 256u     /* blocks resolved per read batch */
+#define RA_INFLIGHT 2       /* read-ahead batches of one handle in flight at once */
 
 volume *
 vol_new(ce_pool *p)
@@ -818,8 +819,10 @@ const ilog_ops vol_ilog_ops = {
  *      and the batch submitted under free_lock held for reading, so the
  *      batch counts in aread's inflight before a commit can free them
  *      (aread.c invariant 3; aread_drain).
- *   c. At most one batch per handle is in flight (ra_busy), of at most
- *      one window: memory in flight is bounded by the window, and once
+ *   c. At most RA_INFLIGHT (2) batches per handle are in flight
+ *      (ra_busy), each of at most one window, so the next window is read
+ *      while the reader consumes the one before: memory in flight is
+ *      bounded by two windows, and once
  *      done by the cache's budget. ce_vol_close waits for it (the
  *      callback names the handle), so a handle is never closed from a
  *      read callback (the completion thread would wait for itself).
@@ -829,17 +832,12 @@ const ilog_ops vol_ilog_ops = {
  *   e. The reader never waits for it: free_lock is only tried; the tree
  *      lookup is cache-only unless the caller is a synchronous read
  *      (which would load those indirect blocks itself a moment later).
- *   f. A reader whose own asynchronous reads in flight (ar_bytes, with
- *      the read starting now) already cover a window gets none: its
- *      queue is as deep as read-ahead would make it, and a window sent
- *      then only races the reads it will send next (the same blocks
- *      read twice, copied into the cache and out again instead of read
- *      straight into its buffers). The stream is still followed.
- *   g. An asynchronous reader's window whose lookup misses indirect
- *      blocks (a cold tree) sends those blocks instead (an AREAD_TREE
- *      batch, counted as the handle's one batch in flight) and leaves
- *      the window for a later read, which then finds them cached: a
- *      sequential reader over a cold tree still gets read-ahead.
+ *   f. An asynchronous reader's window whose lookup misses level-1
+ *      indirect blocks (a cold tree) sends the blocks before the first
+ *      gap, and the indirect blocks it misses (up to 8) in the same
+ *      batch; the rest of the window is left for a later read, which
+ *      finds those indirect blocks cached: a sequential reader over a
+ *      cold tree still gets read-ahead, however fast it moves.
  */
 static void
 ra_done(void *arg, int err)
@@ -847,18 +845,20 @@ ra_done(void *arg, int err)
 	ce_vol *h = arg;
 	(void)err; /* counted by aread (readahead_failed); the reader finds the block uncached */
 	pthread_mutex_lock(&h->ra_lock);
-	h->ra_busy = 0;
+	VERIFY(h->ra_busy > 0);
+	h->ra_busy--;
 	pthread_cond_broadcast(&h->ra_cv);
 	pthread_mutex_unlock(&h->ra_lock); /* invariant c: h is not touched after this */
 }
 
 /*
  * Send [start, stop) (block aligned) as a read-ahead batch: 1 if sent
- * (ra_done will run); 2 if only indirect blocks the window needs were
- * sent (ra_done will run, the window is not covered); 0 if nothing.
+ * (ra_done will run); 2 if only the window's first *covered_out blocks
+ * were, with the indirect blocks the rest needs (ra_done will run; the
+ * rest is for a later read); 0 if nothing.
  */
 static int
-ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block)
+ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block, uint64_t *covered_out)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -878,45 +878,44 @@ ra_send(ce_vol *h, uint64_t start, uint64_t stop, int can_block)
 	ts = v->tree;
 	pthread_mutex_unlock(&v->lock);
 	int err = 0, rc = 0;
-	aread_batch *tree = NULL;
-	/* per level-1 indirect block, so that every one not cached is named (invariant g) */
-	for (uint64_t k = 0; ntree > 0 && k < nblk && (err == 0 || err == -EWOULDBLOCK);) {
+	uint64_t covered = nblk; /* blocks of the window before the first level-1 block not cached */
+	bp_phys miss[8];
+	size_t nmiss = 0;
+	/* per level-1 indirect block, so that the ones not cached are named (invariant f) */
+	for (uint64_t k = 0; ntree > 0 && k < nblk && err == 0;) {
 		uint64_t span = MIN(nblk - k, CE_IND_PTRS - (first + k) % CE_IND_PTRS);
-		bp_phys miss;
 		blk_nowait_begin();
 		int lerr = cowtree_lookup_range(p, &ts, first + k, span, lbp + k);
-		int missed = lerr == -EWOULDBLOCK && blk_nowait_miss(&miss);
+		int missed = lerr == -EWOULDBLOCK && nmiss < ARRAY_SIZE(miss) && blk_nowait_miss(&miss[nmiss]);
 		blk_nowait_end();
-		if (lerr == -EWOULDBLOCK && can_block)
+		if (lerr == -EWOULDBLOCK && can_block) {
 			lerr = cowtree_lookup_range(p, &ts, first + k, span, lbp + k);
-		else if (missed && !can_block) {
-			if (tree == NULL) {
-				tree = aread_batch_new(p, ra_done, h);
-				aread_batch_fill(tree, AREAD_TREE);
-			}
-			aread_add_prefetch(tree, &miss); /* (a block named twice is read twice: harmless) */
+		} else if (lerr == -EWOULDBLOCK) {
+			if (missed && (nmiss == 0 || miss[nmiss].bp_offset != miss[nmiss - 1].bp_offset ||
+			    miss[nmiss].bp_vdev != miss[nmiss - 1].bp_vdev))
+				nmiss++;
+			covered = MIN(covered, k);
+			lerr = 0;
 		}
-		if (lerr != 0 && err == 0)
-			err = lerr;
+		err = lerr;
 		k += span;
 	}
-	if (tree != NULL) {
-		/* the window waits for its indirect blocks: they are read now, the window is sent by a later read */
-		if (err == -EWOULDBLOCK)
-			rc = aread_submit(tree) == 1 ? 2 : 0;
-		else
-			aread_batch_drop(tree);
-	}
-	if (ntree > 0 && err == 0) {
+	if (ntree > 0 && err == 0 && (covered > 0 || nmiss > 0)) {
+		/* the blocks before the first gap, and the indirect blocks a later read's window needs */
 		aread_batch *b = aread_batch_new(p, ra_done, h);
 		aread_batch_prefetch(b);
-		for (size_t k = 0; k < ntree; k++) {
+		for (size_t k = 0; k < ntree && tblk[k] - first < covered; k++) {
 			const bp_phys *bp = &lbp[tblk[k] - first];
 			if (bp->bp_lsize == v->bs)
 				aread_add_prefetch(b, bp);
 		}
-		rc = aread_submit(b) == 1; /* invariant b: before free_lock is let go */
+		for (size_t k = 0; k < nmiss; k++)
+			aread_add_prefetch(b, &miss[k]);
+		if (aread_submit(b) == 1) /* invariant b: before free_lock is let go */
+			rc = covered == nblk ? 1 : 2;
 	}
+	if (covered_out != NULL)
+		*covered_out = covered;
 	pthread_rwlock_unlock(&p->free_lock);
 	free(tblk);
 	free(lbp);
@@ -947,26 +946,26 @@ ra_note(ce_vol *h, uint64_t off, uint64_t len, int can_block)
 	h->ra_streak++;
 	uint64_t start = MAX(h->ra_end, (end + v->bs - 1) / v->bs * v->bs);
 	uint64_t stop = MIN(end + win, v->size / v->bs * v->bs);
-	/* send a window when less than half of one is left ahead of the reader (invariant f: its own queue is not) */
-	if (h->ra_streak < 2 || h->ra_busy || h->ra_end >= end + win / 2 || start >= stop ||
-	    h->ar_bytes + len >= win) {
+	/* send a window when less than half of one is left ahead of the reader (invariant c: RA_INFLIGHT at most) */
+	if (h->ra_streak < 2 || h->ra_busy >= RA_INFLIGHT || h->ra_end >= end + win / 2 || start >= stop) {
 		pthread_mutex_unlock(&h->ra_lock);
 		return;
 	}
-	h->ra_busy = 1;
+	h->ra_busy++;
 	h->ra_end = stop;
 	pthread_mutex_unlock(&h->ra_lock);
-	int sent = ra_send(h, start, stop, can_block);
+	uint64_t covered = 0;
+	int sent = ra_send(h, start, stop, can_block, &covered);
 	if (sent == 2) {
 		pthread_mutex_lock(&h->ra_lock);
 		if (h->ra_end == stop)
-			h->ra_end = start; /* invariant g: the window is for a later read (ra_done clears ra_busy) */
+			h->ra_end = start + covered * v->bs; /* invariant f: the rest is a later read's (ra_done drops ra_busy) */
 		pthread_mutex_unlock(&h->ra_lock);
 	} else if (!sent) {
 		pthread_mutex_lock(&h->ra_lock);
 		if (h->ra_end == stop)
 			h->ra_end = start; /* nothing sent (or nothing needed): the next read tries again */
-		h->ra_busy = 0;
+		h->ra_busy--;
 		pthread_cond_broadcast(&h->ra_cv);
 		pthread_mutex_unlock(&h->ra_lock);
 	}
@@ -1182,13 +1181,11 @@ static void
 areq_free(areq *q)
 {
 	ce_vol *h = q->h;
-	uint64_t bytes = q->buf != NULL ? q->end - q->off : 0;
 	if (q->todo != q->todo_s)
 		free(q->todo);
 	free(q);
 	pthread_mutex_lock(&h->ra_lock);
-	VERIFY(h->ar_reqs > 0 && h->ar_bytes >= bytes);
-	h->ar_bytes -= bytes;
+	VERIFY(h->ar_reqs > 0);
 	if (--h->ar_reqs == 0)
 		pthread_cond_broadcast(&h->ra_cv);
 	pthread_mutex_unlock(&h->ra_lock);
@@ -1394,8 +1391,6 @@ areq_start(ce_vol *h, uint8_t *buf, uint64_t off, uint64_t len, ce_read_cb cb, v
 	q->capchunks = sizeof(q->todo_s);
 	pthread_mutex_lock(&h->ra_lock);
 	h->ar_reqs++; /* invariant D */
-	if (buf != NULL)
-		h->ar_bytes += len; /* read-ahead invariant f */
 	pthread_mutex_unlock(&h->ra_lock);
 	areq_window(q, off);
 	int rc = areq_drive(q, 1);
@@ -1610,7 +1605,6 @@ vol_open_any(ce_pool *p, const char *name, int receiver, ce_vol **out)
 	h->ra_streak = 0;
 	h->ra_busy = 0;
 	h->ar_reqs = 0;
-	h->ar_bytes = 0;
 	*out = h;
 	return 0;
 }
@@ -1623,7 +1617,7 @@ ce_vol_close(ce_vol *h)
 	ce_pool *p = h->v->pool;
 	pthread_mutex_lock(&h->ra_lock);
 	/* read-ahead invariant c (its callback names the handle); asynchronous request invariant D */
-	while (h->ra_busy || h->ar_reqs > 0)
+	while (h->ra_busy > 0 || h->ar_reqs > 0)
 		pthread_cond_wait(&h->ra_cv, &h->ra_lock);
 	pthread_mutex_unlock(&h->ra_lock);
 	pthread_mutex_destroy(&h->ra_lock);

@@ -137,9 +137,8 @@ struct ce_vol {
 	uint64_t ra_next;   /* where the next sequential read starts */
 	uint64_t ra_end;    /* end of what read-ahead has sent for this stream */
 	unsigned ra_streak; /* sequential reads in a row */
-	int ra_busy;        /* a read-ahead batch of this handle is in flight */
+	int ra_busy;        /* read-ahead batches of this handle in flight (at most RA_INFLIGHT) */
 	unsigned ar_reqs;   /* asynchronous requests of this handle not yet completed (vol.c, D) */
-	uint64_t ar_bytes;  /* bytes of those that are reads (read-ahead invariant f) */
 };
 
 /*

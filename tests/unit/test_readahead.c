@@ -9,11 +9,10 @@
  *      (readahead_failed, cksum_errors), the block is not cached, and the
  *      reader that reads it gets -EIO; its neighbours read right;
  *   4. CE_READAHEAD_NONE: sequential reads send none;
- *   5. a deep asynchronous reader (80 reads of 64 KiB kept in flight,
- *      more than a window): read-ahead sends windows only while its
- *      queue ramps up (at most 2; a reader one read at a time gets one
- *      every 2 MiB or so), and every byte reads right
- *      (read-ahead invariant f).
+ *   5. asynchronous readers over a cold tree, one read at a time and
+ *      80 reads of 64 KiB kept in flight (more than a window): both get
+ *      read-ahead windows although the indirect blocks ahead of them are
+ *      not cached (read-ahead invariant f), and every byte reads right.
  */
 #include "aread.h"
 #include "blkio.h"
@@ -307,7 +306,7 @@ main(void)
 		OK(ce_pool_export(p));
 		printf("CE_READAHEAD_NONE: none\n");
 	}
-	/* 5: a deep asynchronous reader gets read-ahead only while its queue ramps up */
+	/* 5: asynchronous readers over a cold tree, shallow and deep, get read-ahead */
 	{
 		uint64_t got[2];
 		for (int deep_q = 0; deep_q < 2; deep_q++) {
@@ -322,7 +321,7 @@ main(void)
 		printf("read-ahead windows: %" PRIu64 " for one read at a time, %" PRIu64 " for 80 in flight\n",
 		    got[0], got[1]);
 		CHECK(got[0] >= 1);
-		CHECK(got[1] <= 2); /* without invariant f it gets a window every 2 MiB, as the shallow one */
+		CHECK(got[1] >= 1); /* (when a window waited for all its indirect blocks: none, its far end always missed one) */
 	}
 	free(model);
 	printf("test_readahead: ok\n");
