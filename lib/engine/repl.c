@@ -79,6 +79,17 @@
  *      of txg t, raises the header in the same step (sync thread, before
  *      t's MOS is written), so no committed txg has the entry under an
  *      older version. A pool never rolled back keeps its version.
+ *  11. A tail sync's bytes are born in txgs after the one TAIL_BEGIN
+ *      committed in, and no map entry is added between the two: hi does
+ *      not rise (no apply runs: the promised epoch has not started, and
+ *      one that began before the promise raised hi in its first txg), so
+ *      every tail byte is born after the last entry's txg. The settle
+ *      that takes the START_EPOCH's done entry (base, o, o) raises that
+ *      last entry's sm_hi to base instead of appending (o, base) -- which
+ *      would miss the bytes the tail wrote before o, since a tail spans
+ *      txgs -- so a listing from any c < base starts at or before the
+ *      tail's first byte. Txgs and his keep their order; the cost is the
+ *      last entry's own txg listed again for such a c.
  *
  * States of the record: complete (1) from ce_repl_make on; rebuilding
  * (2) is entered and left by rebuild.c (ce_rebuild_begin, _end), and
@@ -271,6 +282,13 @@ repl_settle(volume *v, uint64_t t)
 		c.rp_map_count = mk;
 		rs->rollback_seq = 0;
 	}
+	if (rs->tail_end_txg != 0 && rs->tail_end_txg <= t) {
+		/* invariant 11: the tail's bytes are born after the last entry's txg: it covers them */
+		ASSERT(c.rp_map_count > 0 && c.rp_map[c.rp_map_count - 1].sm_txg <= rs->tail_end_txg);
+		if (c.rp_hi > c.rp_map[c.rp_map_count - 1].sm_hi)
+			c.rp_map[c.rp_map_count - 1].sm_hi = c.rp_hi;
+		rs->tail_end_txg = 0;
+	}
 	if (c.rp_map_count == 0 || c.rp_hi > c.rp_map[c.rp_map_count - 1].sm_hi) {
 		if (c.rp_map_count > 0 && c.rp_map[c.rp_map_count - 1].sm_txg == t)
 			c.rp_map[c.rp_map_count - 1].sm_hi = c.rp_hi;
@@ -405,6 +423,7 @@ attach(volume *v, const repl_phys *r, uint32_t idx)
 		rs->gen++; /* invariant 6: what began before this reload records nothing */
 		rs->ndone = 0;
 		rs->begun_txg = 0;
+		rs->tail_end_txg = 0;
 	}
 	rs->rec = rs->img = rs->cap = *r;
 	rs->rec.rp_holder_addr[sizeof(rs->rec.rp_holder_addr) - 1] = '\0';
@@ -709,6 +728,7 @@ ce_repl_start_epoch(ce_pool *p, const char *name, ce_epoch e, uint64_t base, con
 		rs->begun = base;
 		rs->begun_txg = o;
 		rs->ring_lo = base;
+		rs->tail_end_txg = o; /* invariant 11 */
 	}
 	err = vol_mgmt_commit(p);
 	if (err == 0) {

@@ -45,6 +45,7 @@ typedef struct repl_state {
 	uint64_t void_hi;        /* a tail sync ended here: the record's hi up to this claims no bytes */
 	uint64_t rollback_seq;   /* a rollback began (repl.c invariant 9) in rollback_txg; 0 once the map says so */
 	uint64_t rollback_txg;
+	uint64_t tail_end_txg;   /* a tail sync ended in this open txg (repl.c invariant 11); 0 once settled */
 } repl_state;
 
 #define REPL_RING 65536u
