@@ -185,6 +185,10 @@ typedef struct ep {
 	struct blent { uint64_t seq, bytes; } *bl;
 	size_t bl_head, bl_n, bl_cap; /* a ring of bl_cap (a power of two) entries */
 	uint64_t bl_bytes, bl_peak_bytes, bl_peak_ops;
+	/* rebuilding: the snapshot operations it was sent whose outcome is not yet compared with the
+	 * in-sync members' (rb_sn_note): have 1 its OP_DONE came (got), 2 seq_op's outcome is known (want) */
+	struct rbsn { uint64_t seq; int got, want, have; } rb_sn[16];
+	int rb_sn_n;
 } ep;
 
 typedef struct creq {
@@ -343,6 +347,7 @@ lease_state(ctrl *c, uint64_t now)
 
 static void settle(ctrl *c);
 static void bl_admit_waiting(ctrl *c);
+static void rb_sn_note(ep *e, uint64_t seq, int have, int v);
 static void bl_clear(ep *e);
 static void ctrl_assign(ctrl *c, creq *q);
 static void q_push(ep *e, qitem *it);
@@ -1260,6 +1265,10 @@ remote_rx(void *arg)
 			if (h.rf_len == sizeof(od) && h.rf_seq == c->snap_seq) {
 				e->snap_done = 1;
 				e->snap_err = od.od_code == 0 ? 0 : -(int)od.od_value;
+				pthread_cond_broadcast(&c->cv);
+			}
+			if (h.rf_len == sizeof(od) && e->rebuilding) {
+				rb_sn_note(e, h.rf_seq, 1, od.od_code == 0 ? 0 : -(int)od.od_value);
 				pthread_cond_broadcast(&c->cv);
 			}
 			break;
@@ -3122,6 +3131,47 @@ rb_copying(const ctrl *c)
 	return 0;
 }
 
+/*
+ * A rebuilding member's outcome of snapshot operation seq (have 0: it was
+ * sent; 1: its OP_DONE said v; 2: the in-sync members' outcome is v). Once
+ * both are known they must agree, else its copy differs (it still held a
+ * snapshot the others destroyed while it was out, say) and its rebuild
+ * fails; ctrl_rb_join waits until none is left. c->mu held.
+ */
+static void
+rb_sn_note(ep *e, uint64_t seq, int have, int v)
+{
+	int i = 0;
+	while (i < e->rb_sn_n && e->rb_sn[i].seq != seq)
+		i++;
+	if (i == e->rb_sn_n) {
+		if (have != 0 || e->failed)
+			return; /* not one it was sent (or counted for) */
+		if (e->rb_sn_n == (int)(sizeof(e->rb_sn) / sizeof(e->rb_sn[0]))) {
+			ep_fail(e, 2, "too many snapshot operations not reported done during its rebuild");
+			return;
+		}
+		e->rb_sn[e->rb_sn_n++] = (struct rbsn){ seq, 0, 0, 0 };
+		return;
+	}
+	struct rbsn *x = &e->rb_sn[i];
+	if (have == 1)
+		x->got = v;
+	else
+		x->want = v;
+	x->have |= have;
+	if (x->have != 3)
+		return;
+	if (x->got != x->want && !e->failed) {
+		char why[200];
+		snprintf(why, sizeof(why), "the snapshot operation at seq %" PRIu64 " ended otherwise on it (%s) than on "
+		    "the in-sync members (%s): its rebuild fails", seq, x->got ? strerror(-x->got) : "done",
+		    x->want ? strerror(-x->want) : "done");
+		ep_fail(e, 2, why);
+	}
+	e->rb_sn[i] = e->rb_sn[--e->rb_sn_n];
+}
+
 static int
 seq_op(const char *export_name, int op, const char *snap, const char *newname, uint64_t size, unsigned flags)
 {
@@ -3188,6 +3238,8 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 		if (!gets_live(e)) /* a rebuilding member too: it takes every seq (its outcome is not counted) */
 			continue;
 		q_push_op(e, Q_SNAP, o);
+		if (e->rebuilding)
+			rb_sn_note(e, o->seq, 0, 0); /* compared when both outcomes are known */
 	}
 	op_drop_unused(o);
 	uint64_t seq = c->snap_seq;
@@ -3244,6 +3296,15 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 			c->acked_max = MAX(c->acked_max, seq);
 		if (result == 0 && volop)
 			c->durable_max = MAX(c->durable_max, seq);
+	}
+	for (int i = 0; i < c->n; i++) { /* a rebuilding member's outcome, now or when its OP_DONE comes */
+		ep *e = &c->eps[i];
+		if (!e->rebuilding || e->failed)
+			continue;
+		if (ok)
+			rb_sn_note(e, seq, 2, result);
+		else
+			ep_fail(e, 2, "the in-sync members' outcome of a snapshot operation it took is not known");
 	}
 	c->snap_seq = 0;
 	pthread_cond_broadcast(&c->cv);
@@ -3645,6 +3706,7 @@ ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_li
 	*J = b->rb_join_seq = c->next_seq;
 	e->rebuilding = 1;
 	e->rb_copied = 0;
+	e->rb_sn_n = 0;
 	e->failed = 0;
 	e->reason = 0;
 	e->live = live;
@@ -3785,6 +3847,21 @@ ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen)
 	if (ctrl_rb_failed(c, idx)) {
 		pthread_mutex_unlock(&c->mu);
 		snprintf(msg, mlen, "replica %s/%s failed before it could join", e->addr, e->pool);
+		return -EPIPE;
+	}
+	/* every snapshot operation it took ended as on the in-sync members (rb_sn_note) */
+	uint64_t sn_wait = now_ns() + 4ull * c->deadline_ms * 1000000ull;
+	while (e->rb_sn_n > 0 && !ctrl_rb_failed(c, idx) && now_ns() < sn_wait)
+		util_cond_wait_ms(&c->cv, &c->mu, 20);
+	if (e->rb_sn_n > 0 || ctrl_rb_failed(c, idx)) {
+		uint64_t s0 = e->rb_sn_n > 0 ? e->rb_sn[0].seq : 0;
+		pthread_mutex_unlock(&c->mu);
+		if (s0 != 0)
+			snprintf(msg, mlen, "replica %s/%s: the outcome of the snapshot operation at seq %" PRIu64 " is not "
+			    "known on it: not joined", e->addr, e->pool, s0);
+		else
+			snprintf(msg, mlen, "replica %s/%s failed before it could join (a snapshot operation ended "
+			    "otherwise on it? see the log)", e->addr, e->pool);
 		return -EPIPE;
 	}
 	mb_phys mb;
