@@ -1384,7 +1384,7 @@ eject_failed(ctrl *c)
 	mb_build(c, &mb, c->mb.mb_version + 1, 1);
 	/* who this record names degraded: one that fails while it is committed (the waits below release
 	 * c->mu) is not in it and stays in I until the next ejection commits it */
-	int named[MAX_MEMBERS];
+	int named[MAX_MEMBERS] = { 0 };
 	for (int i = 0; i < c->n; i++)
 		named[i] = c->eps[i].failed && c->eps[i].in_sync;
 	int voters = 0;
