@@ -2820,7 +2820,8 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 			log_warn("replicated volume %s: member %s/%s: %s", c->export_name, e->local ? "local" : e->addr,
 			    e->pool, m2);
 			if (x->start) {
-				e->in_sync = 0;
+				/* the record committed names it IN_SYNC: it stays in I, failed, and the maintenance
+				 * thread ejects it with a record (invariant 3) */
 				e->failed = 1;
 				e->reason = 8;
 			}
