@@ -364,6 +364,9 @@ lease_tick(ctrl *c, uint64_t now)
 		/* the sender drains its queue once it stops (fenced, stopping, failed): push nothing after that */
 		if (c->fenced || c->stopping || e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
 			continue;
+		/* one still queued (a stalled member): none more -- only KEEPALIVEs go first, so it is the head */
+		if (e->qh != NULL && e->qh->kind == Q_KA)
+			continue;
 		e->ka_ns = now;
 		qitem *it = xcalloc(1, sizeof(*it));
 		it->kind = Q_KA;
