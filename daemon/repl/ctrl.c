@@ -196,6 +196,7 @@ typedef struct creq {
 	uint64_t seq;         /* answered when seq is acknowledged */
 	int durable;          /* ... durable */
 	int is_read;
+	int err;              /* failed at assignment (beyond the sequenced size): answered in order, nothing sent */
 	struct creq *next;
 } creq;
 
@@ -221,6 +222,7 @@ struct ctrl {
 	int stopping;
 	int ejecting;
 	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
+	uint64_t vsize;       /* the size as sequenced (a shrink counts from its seq on); 0: not known */
 	pthread_t mt;         /* maintenance: deadlines and ejections */
 	pthread_t lt;         /* the lease connections (lease_thread) */
 	int have_lt;
@@ -467,6 +469,8 @@ settle(ctrl *c)
 		done = q->next;
 		if (fenced) {
 			vio_complete(q->r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		} else if (q->err != 0) {
+			vio_complete(q->r, q->err, "range beyond the end of the volume");
 		} else if (ls == LEASE_LAPSED) {
 			q->r->code = CE_E_IO_ERROR;
 			vio_complete(q->r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
@@ -1743,7 +1747,12 @@ static void
 ctrl_assign(ctrl *c, creq *q)
 {
 	vio_req *r = q->r;
-	if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
+	if ((r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) && c->vsize != 0 &&
+	    (r->off > c->vsize || r->len > c->vsize - r->off)) {
+		/* checked at submit, but it waited (invariant 11) past a sequenced shrink: every replica would fail it */
+		q->err = r->op == VIO_TRIM ? -EINVAL : -ENOSPC;
+		q->seq = c->next_seq;
+	} else if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
 		int kind = r->op == VIO_WRITE ? Q_WRITE : r->op == VIO_TRIM ? Q_TRIM : Q_ZERO;
 		uint64_t step = kind == Q_WRITE ? CHUNK : r->len ? r->len : 1;
 		for (uint64_t off = 0; off < r->len || (r->len == 0 && off == 0); off += step) {
@@ -2071,6 +2080,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		e->rxbuf = xmalloc(RP_MAX_PAYLOAD + 64);
 	}
 	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	c->vsize = ce_vol_size(c->rd);
 	uint64_t t = now_ns();
 	for (int i = 0; i < c->n; i++) {
 		c->eps[i].progress_ns = t;
@@ -2856,6 +2866,7 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		}
 	}
 	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	c->vsize = R->ri.size; /* every started member's (step 4) */
 	uint64_t t = now_ns();
 	for (int j = 0; j < nm; j++) {
 		c->eps[j].progress_ns = t;
@@ -3233,6 +3244,9 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if (newname != NULL)
 		snprintf((char *)o->data + 256, 256, "%s", newname);
 	c->snap_seq = o->seq;
+	uint64_t vsize0 = c->vsize;
+	if (op == CE_REPL_RESIZE && c->vsize != 0)
+		c->vsize = MIN(c->vsize, size); /* a write assigned after the shrink is checked against it */
 	for (int i = 0; i < c->n; i++) {
 		c->eps[i].snap_done = 0;
 		c->eps[i].snap_err = 0;
@@ -3300,6 +3314,8 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 			c->acked_max = MAX(c->acked_max, seq);
 		if (result == 0 && volop)
 			c->durable_max = MAX(c->durable_max, seq);
+		if (op == CE_REPL_RESIZE && c->vsize != 0)
+			c->vsize = result == 0 ? size : vsize0; /* not known when !ok: the smaller one stays */
 	}
 	for (int i = 0; i < c->n; i++) { /* a rebuilding member's outcome, now or when its OP_DONE comes */
 		ep *e = &c->eps[i];
