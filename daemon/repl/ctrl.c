@@ -2727,6 +2727,13 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		err = -EAGAIN;
 		goto plan_out;
 	}
+	if (force && !rm[li].start) {
+		/* an epoch without the local replica could serve nothing (reads come from it) nor be rebuilt from here */
+		snprintf(msg, mlen, "reconciling: takeover --force needs the local replica among the members it starts, "
+		    "and it cannot be made the reference's state (see the log)");
+		err = -EAGAIN;
+		goto plan_out;
+	}
 	/* 5. tail syncs (each member durably `rebuilding` before its first byte changes) */
 	for (int i = 0; i < nm; i++) {
 		rmem *q = &rm[i];
@@ -2844,9 +2851,10 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		started += x->start;
 		e->mb_acked = nmb.mb_version;
 	}
-	if (acks < (nm + 1) / 2 || started < kstart) {
-		snprintf(msg, mlen, "reconciling: the new epoch's membership reached %d members (%d needed), %d started",
-		    acks, (nm + 1) / 2, started);
+	if (acks < (nm + 1) / 2 || started < kstart || (force && (!c->eps[0].in_sync || c->eps[0].failed))) {
+		snprintf(msg, mlen, "reconciling: the new epoch's membership reached %d members (%d needed), %d started%s",
+		    acks, (nm + 1) / 2, started, force && (!c->eps[0].in_sync || c->eps[0].failed) ? "; takeover "
+		    "--force needs the local replica started" : "");
 		err = -EAGAIN;
 		goto plan_out;
 	}
