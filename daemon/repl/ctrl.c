@@ -565,6 +565,12 @@ repl_ctrl_set_backlog(uint64_t bytes)
 	return 0;
 }
 
+uint64_t
+repl_ctrl_backlog(void)
+{
+	return bl_max_bytes;
+}
+
 /* op was queued to e: it is in e's backlog until e reports it applied. c->mu held. */
 static void
 bl_add(ep *e, const cop *op)
