@@ -3149,6 +3149,7 @@ status_other(const char *export_name, json_object *res)
  * lacked is ahead of the snapshot in its queue and it takes the snapshot on
  * content equal to the others' (replication.md 3.6 item 5, as built). c->mu held.
  */
+#define SNAP_RB_WAIT_MS 60000 /* the longest a snapshot create waits for rb_copying */
 static int
 rb_copying(const ctrl *c)
 {
@@ -3216,9 +3217,18 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if ((snap != NULL && strlen(snap) >= 256) || (newname != NULL && strlen(newname) >= 256))
 		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
 	pthread_mutex_lock(&c->mu);
-	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying) */
-	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping)
+	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying), at most
+	 * SNAP_RB_WAIT_MS: a throttled rebuild of a large volume copies for hours */
+	uint64_t rb_give_up = now_ns() + SNAP_RB_WAIT_MS * 1000000ull;
+	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping) {
+		if (c->snap_seq == 0 && now_ns() > rb_give_up) {
+			pthread_mutex_unlock(&c->mu);
+			return err_setc(CE_E_BUSY, -EBUSY, "%s@%s: a rebuild is still copying to a replica after %d s (a "
+			    "snapshot is taken once it has queued all its data): try again later (cask job list)",
+			    export_name, snap, SNAP_RB_WAIT_MS / 1000);
+		}
 		util_cond_wait_ms(&c->cv, &c->mu, 100);
+	}
 	if (c->fenced || c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
