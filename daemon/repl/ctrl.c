@@ -809,7 +809,7 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
-/* The same, the connect and each answer of the handshake bounded by ms. */
+/* The same, the connect and the whole handshake bounded by ms; SO_RCVTIMEO is left at what is left of it. */
 static int
 peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms);
 
@@ -863,10 +863,28 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int ms)
 	return fcntl(fd, F_SETFL, fl);
 }
 
+/* SO_RCVTIMEO: what is left until deadline (monotonic ns), at least 1 ms; -1 with ETIMEDOUT when nothing is. */
+static int
+rcv_left(int fd, uint64_t deadline)
+{
+	uint64_t now = now_ns();
+	if (now >= deadline) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	uint64_t us = MAX((deadline - now) / 1000, 1000ull);
+	struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
-	return peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+	int err = peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+	struct timeval tv = { REPL_CONNECT_MS / 1000, 0 }; /* each later answer: REPL_CONNECT_MS */
+	if (err == 0)
+		setsockopt(*fdp, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return err;
 }
 
 static int
@@ -877,6 +895,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 		snprintf(msg, mlen, "replication needs --peer-key (or --insecure-peers)");
 		return -EPERM;
 	}
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull; /* the connect and the whole handshake */
 	char host[128], port[32];
 	if (repl_split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
 		snprintf(msg, mlen, "replica address '%s': want HOST:PORT", addr);
@@ -899,8 +918,6 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	freeaddrinfo(res);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	rp_hello he;
 	memset(&he, 0, sizeof(he));
 	memcpy(he.he_proto, "cask-replica", 12);
@@ -923,7 +940,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	uint8_t buf[256];
 	int err = -EPROTO;
 	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &he, sizeof(he)) != 0 ||
-	    ep_recv(fd, &h, buf, 256) != 0)
+	    rcv_left(fd, deadline) != 0 || ep_recv(fd, &h, buf, 256) != 0)
 		goto refused;
 	if (h.rf_type == RP_ERROR)
 		goto error_frame;
@@ -942,7 +959,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	rp_hdr_init(&h, RP_AUTH, 0, sizeof(au), 0, 0, 0, 2);
 	rp_seal(&h, &au, sizeof(au));
 	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &au, sizeof(au)) != 0 ||
-	    ep_recv(fd, &h, buf, 256) != 0)
+	    rcv_left(fd, deadline) != 0 || ep_recv(fd, &h, buf, 256) != 0)
 		goto refused;
 	if (h.rf_type == RP_ERROR)
 		goto error_frame;
@@ -956,6 +973,8 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 			goto out;
 		}
 	}
+	if (rcv_left(fd, deadline + 1000000ull) != 0) /* a caller's next answer: what is left (at least 1 ms) */
+		goto refused;
 	*fdp = fd;
 	*features = hr.hr_features;
 	return 0;
@@ -1473,8 +1492,8 @@ kclose(ep *e)
 
 /*
  * Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno
- * (msg says why). The connect and each answer wait at most KCONNECT_MS, not
- * the data connection's 10 s: lease_thread makes it, and while it waits no
+ * (msg says why). The connect, HELLO, AUTH and ATTACH together wait at most
+ * KCONNECT_MS (each answer gets what is left), not the data connection's 10 s: lease_thread makes it, and while it waits no
  * other member's renewal is sent or read -- a member behind a partition (its
  * SYNs dropped, or its bytes blackholed) would otherwise stop every renewal
  * for 10 s, five leases. Test builds (--test-ops) may set
@@ -1498,6 +1517,7 @@ static int
 kconnect(ctrl *c, ep *e, const char *addr, const char *pool, char *msg, size_t mlen)
 {
 	uint64_t feat = 0;
+	/* one bound for the connect, HELLO, AUTH and ATTACH: peer_connect_t leaves SO_RCVTIMEO at what is left */
 	int fd, err = peer_connect_t(addr, &fd, &feat, msg, mlen, kconnect_ms());
 	if (err != 0)
 		return err;
