@@ -3183,7 +3183,8 @@ rb_copying(const ctrl *c)
 
 /*
  * A rebuilding member's outcome of snapshot operation seq (have 0: it was
- * sent; 1: its OP_DONE said v; 2: the in-sync members' outcome is v). Once
+ * sent; 1: its OP_DONE said v; 2: the in-sync members' outcome is v; 4:
+ * theirs is not known, so it fails). Once
  * both are known they must agree, else its copy differs (it still held a
  * snapshot the others destroyed while it was out, say) and its rebuild
  * fails; ctrl_rb_join waits until none is left. c->mu held.
@@ -3205,6 +3206,11 @@ rb_sn_note(ep *e, uint64_t seq, int have, int v)
 		return;
 	}
 	struct rbsn *x = &e->rb_sn[i];
+	if (have == 4) { /* the in-sync members' outcome is not known (seq_op gave up): nothing to compare with */
+		ep_fail(e, 2, "the in-sync members' outcome of a snapshot operation it took is not known");
+		e->rb_sn[i] = e->rb_sn[--e->rb_sn_n];
+		return;
+	}
 	if (have == 1)
 		x->got = v;
 	else
@@ -3365,10 +3371,7 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 		ep *e = &c->eps[i];
 		if (!e->rebuilding || e->failed)
 			continue;
-		if (ok)
-			rb_sn_note(e, seq, 2, result);
-		else
-			ep_fail(e, 2, "the in-sync members' outcome of a snapshot operation it took is not known");
+		rb_sn_note(e, seq, ok ? 2 : 4, result);
 	}
 	c->snap_seq = 0;
 	pthread_cond_broadcast(&c->cv);
