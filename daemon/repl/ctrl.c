@@ -2164,6 +2164,24 @@ typedef struct rmem {
 	int synced;           /* a tail sync made it the reference's state */
 } rmem;
 
+/*
+ * An RPC to remote member x failed without an answer (timeout, lost, or a
+ * frame not expected): a late answer may still come, and rpc_next takes the
+ * first frame of the wanted type, so the connection is not used again --
+ * closed, and x counts as not promised (nothing more is sent to it). An
+ * ERROR answer leaves the stream in step: kept. Returns err.
+ */
+static int
+rm_rpc_err(rmem *x, int err)
+{
+	if (err != 0 && !x->local && x->fd >= 0 && (err == -EHOSTUNREACH || err == -EPROTO)) {
+		close(x->fd);
+		x->fd = -1;
+		x->promised = 0;
+	}
+	return err;
+}
+
 static int
 ephcmp(epoch_phys a, epoch_phys b)
 {
@@ -2266,8 +2284,8 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 			sc.sc_max = RP_RB_MAX_RANGES;
 			sc.sc_flags = first ? RB_SCAN_SYNC : 0;
 			rp_hdr h;
-			if ((err = rpc_x(x->fd, RP_RB_SCAN, e, 0, &sc, sizeof(sc), RP_RB_RANGES, buf, RP_MAX_PAYLOAD, &h,
-			    msg, mlen, x->m->mm_addr)) != 0)
+			if ((err = rm_rpc_err(x, rpc_x(x->fd, RP_RB_SCAN, e, 0, &sc, sizeof(sc), RP_RB_RANGES, buf,
+			    RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr))) != 0)
 				break;
 			rp_rb_ranges rr;
 			memcpy(&rr, buf, sizeof(rr));
@@ -2275,7 +2293,7 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 			if (rr.rr_n > RP_RB_MAX_RANGES || h.rf_len != sizeof(rr) + (uint64_t)rr.rr_n * sizeof(rp_rb_range) ||
 			    (more && rr.rr_next <= from)) {
 				snprintf(msg, mlen, "replica %s: a malformed RB_RANGES", x->m->mm_addr);
-				err = -EPROTO;
+				err = rm_rpc_err(x, -EPROTO);
 				break;
 			}
 			for (uint32_t i = 0; i < rr.rr_n && err == 0; i++) {
@@ -2283,7 +2301,7 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 				memcpy(&g, buf + sizeof(rr) + (size_t)i * sizeof(g), sizeof(g));
 				if (g.length == 0 || g.offset > x->ri.size || g.length > x->ri.size - g.offset) {
 					snprintf(msg, mlen, "replica %s: RB_RANGES outside the volume", x->m->mm_addr);
-					err = -EPROTO;
+					err = rm_rpc_err(x, -EPROTO);
 				} else {
 					born_add(&b, g.offset, g.length, 0);
 				}
@@ -2372,6 +2390,7 @@ member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, 
 		err = rpc_next(x->fd, RP_TAIL_LIST, RP_TAIL_EXTENTS, buf, RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr);
 	}
 	free(buf);
+	rm_rpc_err(x, err);
 	if (err == -ERANGE) { /* TAIL_UNKNOWN: its ring does not reach back */
 		free(*off);
 		free(*len);
@@ -2394,8 +2413,8 @@ ref_read(rmem *r, ce_vol *rd, ce_epoch e, uint8_t *buf, uint8_t *tmp, uint64_t o
 		return err;
 	}
 	rp_read q = { off, len, 0, 0 };
-	int err = rpc_x(r->fd, RP_READ, e, 0, &q, sizeof(q), RP_READ_DATA, tmp, RP_MAX_PAYLOAD, NULL, msg, mlen,
-	    r->m->mm_addr);
+	int err = rm_rpc_err(r, rpc_x(r->fd, RP_READ, e, 0, &q, sizeof(q), RP_READ_DATA, tmp, RP_MAX_PAYLOAD, NULL,
+	    msg, mlen, r->m->mm_addr));
 	if (err == 0)
 		memcpy(buf, tmp + 16, len);
 	return err;
@@ -2429,7 +2448,8 @@ tail_sync(rmem *r, rmem *q, ctrl *c, ce_vol *lh, ce_epoch e, const xt *xs, size_
 		memcpy(tb.tb_hist, r->hist, r->nhist * sizeof(eh_phys));
 		tb.tb_nhist = r->nhist;
 		uint8_t st[RP_STATUS_SIZE];
-		if ((err = rpc(q->fd, RP_TAIL_BEGIN, e, 0, &tb, sizeof(tb), RP_STATUS, st, msg, mlen, q->m->mm_addr)) != 0)
+		if ((err = rm_rpc_err(q, rpc(q->fd, RP_TAIL_BEGIN, e, 0, &tb, sizeof(tb), RP_STATUS, st, msg, mlen,
+		    q->m->mm_addr))) != 0)
 			return err;
 	}
 	uint8_t *buf = xmalloc(RP_MAX_IO + 16), *tmp = xmalloc(RP_MAX_PAYLOAD + 64);
@@ -2445,8 +2465,8 @@ tail_sync(rmem *r, rmem *q, ctrl *c, ce_vol *lh, ce_epoch e, const xt *xs, size_
 			} else {
 				rp_tail_data td = { o, l, 0 };
 				memcpy(buf, &td, 16);
-				err = rpc_x(q->fd, RP_TAIL_DATA, e, 0, buf, 16 + (size_t)l, 0, NULL, 0, NULL, msg, mlen,
-				    q->m->mm_addr);
+				err = rm_rpc_err(q, rpc_x(q->fd, RP_TAIL_DATA, e, 0, buf, 16 + (size_t)l, 0, NULL, 0, NULL, msg,
+				    mlen, q->m->mm_addr));
 			}
 		}
 	}
@@ -2785,6 +2805,12 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 	}
 	if (nstart < kstart) {
 		snprintf(msg, mlen, "reconciling: tail syncs failed; %d members can start, %d needed", nstart, kstart);
+		err = -EAGAIN;
+		goto plan_out;
+	}
+	if (!R->local && R->fd < 0) {
+		/* its connection failed during the plan or a tail sync (rm_rpc_err): it cannot be started */
+		snprintf(msg, mlen, "reconciling: the reference %s/%s stopped answering", R->m->mm_addr, R->m->mm_pool);
 		err = -EAGAIN;
 		goto plan_out;
 	}
