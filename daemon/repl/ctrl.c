@@ -185,6 +185,10 @@ typedef struct ep {
 	struct blent { uint64_t seq, bytes; } *bl;
 	size_t bl_head, bl_n, bl_cap; /* a ring of bl_cap (a power of two) entries */
 	uint64_t bl_bytes, bl_peak_bytes, bl_peak_ops;
+	/* rebuilding: the snapshot operations it was sent whose outcome is not yet compared with the
+	 * in-sync members' (rb_sn_note): have 1 its OP_DONE came (got), 2 seq_op's outcome is known (want) */
+	struct rbsn { uint64_t seq; int got, want, have; } rb_sn[16];
+	int rb_sn_n;
 } ep;
 
 typedef struct creq {
@@ -192,6 +196,7 @@ typedef struct creq {
 	uint64_t seq;         /* answered when seq is acknowledged */
 	int durable;          /* ... durable */
 	int is_read;
+	int err;              /* failed at assignment (beyond the sequenced size): answered in order, nothing sent */
 	struct creq *next;
 } creq;
 
@@ -217,6 +222,7 @@ struct ctrl {
 	int stopping;
 	int ejecting;
 	uint64_t snap_seq;    /* the sequenced snapshot operation in flight, or 0 */
+	uint64_t vsize;       /* the size as sequenced (a shrink counts from its seq on); 0: not known */
 	pthread_t mt;         /* maintenance: deadlines and ejections */
 	pthread_t lt;         /* the lease connections (lease_thread) */
 	int have_lt;
@@ -343,6 +349,7 @@ lease_state(ctrl *c, uint64_t now)
 
 static void settle(ctrl *c);
 static void bl_admit_waiting(ctrl *c);
+static void rb_sn_note(ep *e, uint64_t seq, int have, int v);
 static void bl_clear(ep *e);
 static void ctrl_assign(ctrl *c, creq *q);
 static void q_push(ep *e, qitem *it);
@@ -358,6 +365,9 @@ lease_tick(ctrl *c, uint64_t now)
 		ep *e = &c->eps[i];
 		/* the sender drains its queue once it stops (fenced, stopping, failed): push nothing after that */
 		if (c->fenced || c->stopping || e->failed || e->fd < 0 || now - e->ka_ns < KA_EVERY_NS)
+			continue;
+		/* one still queued (a stalled member): none more -- only KEEPALIVEs go first, so it is the head */
+		if (e->qh != NULL && e->qh->kind == Q_KA)
 			continue;
 		e->ka_ns = now;
 		qitem *it = xcalloc(1, sizeof(*it));
@@ -459,6 +469,8 @@ settle(ctrl *c)
 		done = q->next;
 		if (fenced) {
 			vio_complete(q->r, -EIO, "the replicated volume is fenced: a newer controller took it over");
+		} else if (q->err != 0) {
+			vio_complete(q->r, q->err, "range beyond the end of the volume");
 		} else if (ls == LEASE_LAPSED) {
 			q->r->code = CE_E_IO_ERROR;
 			vio_complete(q->r, -EIO, "no lease: a majority of the replicas did not renew it (partitioned?)");
@@ -551,6 +563,12 @@ repl_ctrl_set_backlog(uint64_t bytes)
 	bl_max_bytes = bytes;
 	bl_max_ops = bytes / REPL_BACKLOG_BYTES_PER_OP;
 	return 0;
+}
+
+uint64_t
+repl_ctrl_backlog(void)
+{
+	return bl_max_bytes;
 }
 
 /* op was queued to e: it is in e's backlog until e reports it applied. c->mu held. */
@@ -791,7 +809,7 @@ ep_recv(int fd, rp_hdr *h, uint8_t *buf, uint32_t max)
 /* Connect and authenticate (replica-protocol.md section 4, the controller's side). */
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen);
-/* The same, the connect and each answer of the handshake bounded by ms. */
+/* The same, the connect and the whole handshake bounded by ms; SO_RCVTIMEO is left at what is left of it. */
 static int
 peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen, int ms);
 
@@ -845,10 +863,28 @@ connect_bounded(int fd, const struct sockaddr *sa, socklen_t len, int ms)
 	return fcntl(fd, F_SETFL, fl);
 }
 
+/* SO_RCVTIMEO: what is left until deadline (monotonic ns), at least 1 ms; -1 with ETIMEDOUT when nothing is. */
+static int
+rcv_left(int fd, uint64_t deadline)
+{
+	uint64_t now = now_ns();
+	if (now >= deadline) {
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	uint64_t us = MAX((deadline - now) / 1000, 1000ull);
+	struct timeval tv = { (time_t)(us / 1000000), (suseconds_t)(us % 1000000) };
+	return setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 static int
 peer_connect_f(const char *addr, int *fdp, uint64_t *features, char *msg, size_t mlen)
 {
-	return peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+	int err = peer_connect_t(addr, fdp, features, msg, mlen, REPL_CONNECT_MS);
+	struct timeval tv = { REPL_CONNECT_MS / 1000, 0 }; /* each later answer: REPL_CONNECT_MS */
+	if (err == 0)
+		setsockopt(*fdp, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return err;
 }
 
 static int
@@ -859,6 +895,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 		snprintf(msg, mlen, "replication needs --peer-key (or --insecure-peers)");
 		return -EPERM;
 	}
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull; /* the connect and the whole handshake */
 	char host[128], port[32];
 	if (repl_split_addr(addr, host, sizeof(host), port, sizeof(port)) != 0) {
 		snprintf(msg, mlen, "replica address '%s': want HOST:PORT", addr);
@@ -881,8 +918,6 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	freeaddrinfo(res);
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	rp_hello he;
 	memset(&he, 0, sizeof(he));
 	memcpy(he.he_proto, "cask-replica", 12);
@@ -905,7 +940,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	uint8_t buf[256];
 	int err = -EPROTO;
 	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &he, sizeof(he)) != 0 ||
-	    ep_recv(fd, &h, buf, 256) != 0)
+	    rcv_left(fd, deadline) != 0 || ep_recv(fd, &h, buf, 256) != 0)
 		goto refused;
 	if (h.rf_type == RP_ERROR)
 		goto error_frame;
@@ -924,7 +959,7 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 	rp_hdr_init(&h, RP_AUTH, 0, sizeof(au), 0, 0, 0, 2);
 	rp_seal(&h, &au, sizeof(au));
 	if (sock_write_full(fd, &h, sizeof(h)) != 0 || sock_write_full(fd, &au, sizeof(au)) != 0 ||
-	    ep_recv(fd, &h, buf, 256) != 0)
+	    rcv_left(fd, deadline) != 0 || ep_recv(fd, &h, buf, 256) != 0)
 		goto refused;
 	if (h.rf_type == RP_ERROR)
 		goto error_frame;
@@ -938,6 +973,8 @@ peer_connect_t(const char *addr, int *fdp, uint64_t *features, char *msg, size_t
 			goto out;
 		}
 	}
+	if (rcv_left(fd, deadline + 1000000ull) != 0) /* a caller's next answer: what is left (at least 1 ms) */
+		goto refused;
 	*fdp = fd;
 	*features = hr.hr_features;
 	return 0;
@@ -1262,6 +1299,10 @@ remote_rx(void *arg)
 				e->snap_err = od.od_code == 0 ? 0 : -(int)od.od_value;
 				pthread_cond_broadcast(&c->cv);
 			}
+			if (h.rf_len == sizeof(od) && e->rebuilding) {
+				rb_sn_note(e, h.rf_seq, 1, od.od_code == 0 ? 0 : -(int)od.od_value);
+				pthread_cond_broadcast(&c->cv);
+			}
 			break;
 		}
 		case RP_ERROR: {
@@ -1375,7 +1416,7 @@ eject_failed(ctrl *c)
 	mb_build(c, &mb, c->mb.mb_version + 1, 1);
 	/* who this record names degraded: one that fails while it is committed (the waits below release
 	 * c->mu) is not in it and stays in I until the next ejection commits it */
-	int named[MAX_MEMBERS];
+	int named[MAX_MEMBERS] = { 0 };
 	for (int i = 0; i < c->n; i++)
 		named[i] = c->eps[i].failed && c->eps[i].in_sync;
 	int voters = 0;
@@ -1451,8 +1492,8 @@ kclose(ep *e)
 
 /*
  * Open e's lease connection: HELLO/AUTH, ATTACH with flag LEASE. 0 or -errno
- * (msg says why). The connect and each answer wait at most KCONNECT_MS, not
- * the data connection's 10 s: lease_thread makes it, and while it waits no
+ * (msg says why). The connect, HELLO, AUTH and ATTACH together wait at most
+ * KCONNECT_MS (each answer gets what is left), not the data connection's 10 s: lease_thread makes it, and while it waits no
  * other member's renewal is sent or read -- a member behind a partition (its
  * SYNs dropped, or its bytes blackholed) would otherwise stop every renewal
  * for 10 s, five leases. Test builds (--test-ops) may set
@@ -1476,6 +1517,7 @@ static int
 kconnect(ctrl *c, ep *e, const char *addr, const char *pool, char *msg, size_t mlen)
 {
 	uint64_t feat = 0;
+	/* one bound for the connect, HELLO, AUTH and ATTACH: peer_connect_t leaves SO_RCVTIMEO at what is left */
 	int fd, err = peer_connect_t(addr, &fd, &feat, msg, mlen, kconnect_ms());
 	if (err != 0)
 		return err;
@@ -1731,7 +1773,12 @@ static void
 ctrl_assign(ctrl *c, creq *q)
 {
 	vio_req *r = q->r;
-	if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
+	if ((r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) && c->vsize != 0 &&
+	    (r->off > c->vsize || r->len > c->vsize - r->off)) {
+		/* checked at submit, but it waited (invariant 11) past a sequenced shrink: every replica would fail it */
+		q->err = r->op == VIO_TRIM ? -EINVAL : -ENOSPC;
+		q->seq = c->next_seq;
+	} else if (r->op == VIO_WRITE || r->op == VIO_TRIM || r->op == VIO_ZERO) {
 		int kind = r->op == VIO_WRITE ? Q_WRITE : r->op == VIO_TRIM ? Q_TRIM : Q_ZERO;
 		uint64_t step = kind == Q_WRITE ? CHUNK : r->len ? r->len : 1;
 		for (uint64_t off = 0; off < r->len || (r->len == 0 && off == 0); off += step) {
@@ -2059,6 +2106,7 @@ repl_ctrl_create(const char *pool, const char *name, uint64_t size, const ce_vol
 		e->rxbuf = xmalloc(RP_MAX_PAYLOAD + 64);
 	}
 	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	c->vsize = ce_vol_size(c->rd);
 	uint64_t t = now_ns();
 	for (int i = 0; i < c->n; i++) {
 		c->eps[i].progress_ns = t;
@@ -2115,6 +2163,24 @@ typedef struct rmem {
 	int start;            /* chosen: started in the new epoch */
 	int synced;           /* a tail sync made it the reference's state */
 } rmem;
+
+/*
+ * An RPC to remote member x failed without an answer (timeout, lost, or a
+ * frame not expected): a late answer may still come, and rpc_next takes the
+ * first frame of the wanted type, so the connection is not used again --
+ * closed, and x counts as not promised (nothing more is sent to it). An
+ * ERROR answer leaves the stream in step: kept. Returns err.
+ */
+static int
+rm_rpc_err(rmem *x, int err)
+{
+	if (err != 0 && !x->local && x->fd >= 0 && (err == -EHOSTUNREACH || err == -EPROTO)) {
+		close(x->fd);
+		x->fd = -1;
+		x->promised = 0;
+	}
+	return err;
+}
 
 static int
 ephcmp(epoch_phys a, epoch_phys b)
@@ -2218,8 +2284,8 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 			sc.sc_max = RP_RB_MAX_RANGES;
 			sc.sc_flags = first ? RB_SCAN_SYNC : 0;
 			rp_hdr h;
-			if ((err = rpc_x(x->fd, RP_RB_SCAN, e, 0, &sc, sizeof(sc), RP_RB_RANGES, buf, RP_MAX_PAYLOAD, &h,
-			    msg, mlen, x->m->mm_addr)) != 0)
+			if ((err = rm_rpc_err(x, rpc_x(x->fd, RP_RB_SCAN, e, 0, &sc, sizeof(sc), RP_RB_RANGES, buf,
+			    RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr))) != 0)
 				break;
 			rp_rb_ranges rr;
 			memcpy(&rr, buf, sizeof(rr));
@@ -2227,7 +2293,7 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 			if (rr.rr_n > RP_RB_MAX_RANGES || h.rf_len != sizeof(rr) + (uint64_t)rr.rr_n * sizeof(rp_rb_range) ||
 			    (more && rr.rr_next <= from)) {
 				snprintf(msg, mlen, "replica %s: a malformed RB_RANGES", x->m->mm_addr);
-				err = -EPROTO;
+				err = rm_rpc_err(x, -EPROTO);
 				break;
 			}
 			for (uint32_t i = 0; i < rr.rr_n && err == 0; i++) {
@@ -2235,7 +2301,7 @@ member_births(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, u
 				memcpy(&g, buf + sizeof(rr) + (size_t)i * sizeof(g), sizeof(g));
 				if (g.length == 0 || g.offset > x->ri.size || g.length > x->ri.size - g.offset) {
 					snprintf(msg, mlen, "replica %s: RB_RANGES outside the volume", x->m->mm_addr);
-					err = -EPROTO;
+					err = rm_rpc_err(x, -EPROTO);
 				} else {
 					born_add(&b, g.offset, g.length, 0);
 				}
@@ -2324,6 +2390,7 @@ member_extents(rmem *x, ce_vol *lh, ce_epoch e, uint64_t after, uint64_t **off, 
 		err = rpc_next(x->fd, RP_TAIL_LIST, RP_TAIL_EXTENTS, buf, RP_MAX_PAYLOAD, &h, msg, mlen, x->m->mm_addr);
 	}
 	free(buf);
+	rm_rpc_err(x, err);
 	if (err == -ERANGE) { /* TAIL_UNKNOWN: its ring does not reach back */
 		free(*off);
 		free(*len);
@@ -2346,8 +2413,8 @@ ref_read(rmem *r, ce_vol *rd, ce_epoch e, uint8_t *buf, uint8_t *tmp, uint64_t o
 		return err;
 	}
 	rp_read q = { off, len, 0, 0 };
-	int err = rpc_x(r->fd, RP_READ, e, 0, &q, sizeof(q), RP_READ_DATA, tmp, RP_MAX_PAYLOAD, NULL, msg, mlen,
-	    r->m->mm_addr);
+	int err = rm_rpc_err(r, rpc_x(r->fd, RP_READ, e, 0, &q, sizeof(q), RP_READ_DATA, tmp, RP_MAX_PAYLOAD, NULL,
+	    msg, mlen, r->m->mm_addr));
 	if (err == 0)
 		memcpy(buf, tmp + 16, len);
 	return err;
@@ -2381,7 +2448,8 @@ tail_sync(rmem *r, rmem *q, ctrl *c, ce_vol *lh, ce_epoch e, const xt *xs, size_
 		memcpy(tb.tb_hist, r->hist, r->nhist * sizeof(eh_phys));
 		tb.tb_nhist = r->nhist;
 		uint8_t st[RP_STATUS_SIZE];
-		if ((err = rpc(q->fd, RP_TAIL_BEGIN, e, 0, &tb, sizeof(tb), RP_STATUS, st, msg, mlen, q->m->mm_addr)) != 0)
+		if ((err = rm_rpc_err(q, rpc(q->fd, RP_TAIL_BEGIN, e, 0, &tb, sizeof(tb), RP_STATUS, st, msg, mlen,
+		    q->m->mm_addr))) != 0)
 			return err;
 	}
 	uint8_t *buf = xmalloc(RP_MAX_IO + 16), *tmp = xmalloc(RP_MAX_PAYLOAD + 64);
@@ -2397,8 +2465,8 @@ tail_sync(rmem *r, rmem *q, ctrl *c, ce_vol *lh, ce_epoch e, const xt *xs, size_
 			} else {
 				rp_tail_data td = { o, l, 0 };
 				memcpy(buf, &td, 16);
-				err = rpc_x(q->fd, RP_TAIL_DATA, e, 0, buf, 16 + (size_t)l, 0, NULL, 0, NULL, msg, mlen,
-				    q->m->mm_addr);
+				err = rm_rpc_err(q, rpc_x(q->fd, RP_TAIL_DATA, e, 0, buf, 16 + (size_t)l, 0, NULL, 0, NULL, msg,
+				    mlen, q->m->mm_addr));
 			}
 		}
 	}
@@ -2705,6 +2773,13 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		err = -EAGAIN;
 		goto plan_out;
 	}
+	if (force && !rm[li].start) {
+		/* an epoch without the local replica could serve nothing (reads come from it) nor be rebuilt from here */
+		snprintf(msg, mlen, "reconciling: takeover --force needs the local replica among the members it starts, "
+		    "and it cannot be made the reference's state (see the log)");
+		err = -EAGAIN;
+		goto plan_out;
+	}
 	/* 5. tail syncs (each member durably `rebuilding` before its first byte changes) */
 	for (int i = 0; i < nm; i++) {
 		rmem *q = &rm[i];
@@ -2730,6 +2805,12 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 	}
 	if (nstart < kstart) {
 		snprintf(msg, mlen, "reconciling: tail syncs failed; %d members can start, %d needed", nstart, kstart);
+		err = -EAGAIN;
+		goto plan_out;
+	}
+	if (!R->local && R->fd < 0) {
+		/* its connection failed during the plan or a tail sync (rm_rpc_err): it cannot be started */
+		snprintf(msg, mlen, "reconciling: the reference %s/%s stopped answering", R->m->mm_addr, R->m->mm_pool);
 		err = -EAGAIN;
 		goto plan_out;
 	}
@@ -2811,7 +2892,8 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 			log_warn("replicated volume %s: member %s/%s: %s", c->export_name, e->local ? "local" : e->addr,
 			    e->pool, m2);
 			if (x->start) {
-				e->in_sync = 0;
+				/* the record committed names it IN_SYNC: it stays in I, failed, and the maintenance
+				 * thread ejects it with a record (invariant 3) */
 				e->failed = 1;
 				e->reason = 8;
 			}
@@ -2821,9 +2903,10 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		started += x->start;
 		e->mb_acked = nmb.mb_version;
 	}
-	if (acks < (nm + 1) / 2 || started < kstart) {
-		snprintf(msg, mlen, "reconciling: the new epoch's membership reached %d members (%d needed), %d started",
-		    acks, (nm + 1) / 2, started);
+	if (acks < (nm + 1) / 2 || started < kstart || (force && (!c->eps[0].in_sync || c->eps[0].failed))) {
+		snprintf(msg, mlen, "reconciling: the new epoch's membership reached %d members (%d needed), %d started%s",
+		    acks, (nm + 1) / 2, started, force && (!c->eps[0].in_sync || c->eps[0].failed) ? "; takeover "
+		    "--force needs the local replica started" : "");
 		err = -EAGAIN;
 		goto plan_out;
 	}
@@ -2843,6 +2926,7 @@ reconcile(const char *pool, const char *name, int mode, int force, char *msg, si
 		}
 	}
 	(void)ce_repl_set_flags(c->p, name, RP_CONTROLLER_HERE, 0);
+	c->vsize = R->ri.size; /* every started member's (step 4) */
 	uint64_t t = now_ns();
 	for (int j = 0; j < nm; j++) {
 		c->eps[j].progress_ns = t;
@@ -3111,6 +3195,7 @@ status_other(const char *export_name, json_object *res)
  * lacked is ahead of the snapshot in its queue and it takes the snapshot on
  * content equal to the others' (replication.md 3.6 item 5, as built). c->mu held.
  */
+#define SNAP_RB_WAIT_MS 60000 /* the longest a snapshot create waits for rb_copying */
 static int
 rb_copying(const ctrl *c)
 {
@@ -3120,6 +3205,53 @@ rb_copying(const ctrl *c)
 			return 1;
 	}
 	return 0;
+}
+
+/*
+ * A rebuilding member's outcome of snapshot operation seq (have 0: it was
+ * sent; 1: its OP_DONE said v; 2: the in-sync members' outcome is v; 4:
+ * theirs is not known, so it fails). Once
+ * both are known they must agree, else its copy differs (it still held a
+ * snapshot the others destroyed while it was out, say) and its rebuild
+ * fails; ctrl_rb_join waits until none is left. c->mu held.
+ */
+static void
+rb_sn_note(ep *e, uint64_t seq, int have, int v)
+{
+	int i = 0;
+	while (i < e->rb_sn_n && e->rb_sn[i].seq != seq)
+		i++;
+	if (i == e->rb_sn_n) {
+		if (have != 0 || e->failed)
+			return; /* not one it was sent (or counted for) */
+		if (e->rb_sn_n == (int)(sizeof(e->rb_sn) / sizeof(e->rb_sn[0]))) {
+			ep_fail(e, 2, "too many snapshot operations not reported done during its rebuild");
+			return;
+		}
+		e->rb_sn[e->rb_sn_n++] = (struct rbsn){ seq, 0, 0, 0 };
+		return;
+	}
+	struct rbsn *x = &e->rb_sn[i];
+	if (have == 4) { /* the in-sync members' outcome is not known (seq_op gave up): nothing to compare with */
+		ep_fail(e, 2, "the in-sync members' outcome of a snapshot operation it took is not known");
+		e->rb_sn[i] = e->rb_sn[--e->rb_sn_n];
+		return;
+	}
+	if (have == 1)
+		x->got = v;
+	else
+		x->want = v;
+	x->have |= have;
+	if (x->have != 3)
+		return;
+	if (x->got != x->want && !e->failed) {
+		char why[200];
+		snprintf(why, sizeof(why), "the snapshot operation at seq %" PRIu64 " ended otherwise on it (%s) than on "
+		    "the in-sync members (%s): its rebuild fails", seq, x->got ? strerror(-x->got) : "done",
+		    x->want ? strerror(-x->want) : "done");
+		ep_fail(e, 2, why);
+	}
+	e->rb_sn[i] = e->rb_sn[--e->rb_sn_n];
 }
 
 static int
@@ -3137,9 +3269,18 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if ((snap != NULL && strlen(snap) >= 256) || (newname != NULL && strlen(newname) >= 256))
 		return err_setc(CE_E_INVALID_ARGUMENT, -EINVAL, "snapshot name too long");
 	pthread_mutex_lock(&c->mu);
-	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying) */
-	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping)
+	/* one at a time; a snapshot also waits until every rebuild copied everything (rb_copying), at most
+	 * SNAP_RB_WAIT_MS: a throttled rebuild of a large volume copies for hours */
+	uint64_t rb_give_up = now_ns() + SNAP_RB_WAIT_MS * 1000000ull;
+	while ((c->snap_seq != 0 || (op == CE_REPL_SNAP_CREATE && rb_copying(c))) && !c->fenced && !c->stopping) {
+		if (c->snap_seq == 0 && now_ns() > rb_give_up) {
+			pthread_mutex_unlock(&c->mu);
+			return err_setc(CE_E_BUSY, -EBUSY, "%s@%s: a rebuild is still copying to a replica after %d s (a "
+			    "snapshot is taken once it has queued all its data): try again later (cask job list)",
+			    export_name, snap, SNAP_RB_WAIT_MS / 1000);
+		}
 		util_cond_wait_ms(&c->cv, &c->mu, 100);
+	}
 	if (c->fenced || c->stopping) {
 		pthread_mutex_unlock(&c->mu);
 		return err_setc(CE_E_IO_ERROR, -EIO, "the replicated volume %s is fenced: a newer controller took it "
@@ -3179,6 +3320,9 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 	if (newname != NULL)
 		snprintf((char *)o->data + 256, 256, "%s", newname);
 	c->snap_seq = o->seq;
+	uint64_t vsize0 = c->vsize;
+	if (op == CE_REPL_RESIZE && c->vsize != 0)
+		c->vsize = MIN(c->vsize, size); /* a write assigned after the shrink is checked against it */
 	for (int i = 0; i < c->n; i++) {
 		c->eps[i].snap_done = 0;
 		c->eps[i].snap_err = 0;
@@ -3188,6 +3332,8 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 		if (!gets_live(e)) /* a rebuilding member too: it takes every seq (its outcome is not counted) */
 			continue;
 		q_push_op(e, Q_SNAP, o);
+		if (e->rebuilding)
+			rb_sn_note(e, o->seq, 0, 0); /* compared when both outcomes are known */
 	}
 	op_drop_unused(o);
 	uint64_t seq = c->snap_seq;
@@ -3244,6 +3390,14 @@ seq_op(const char *export_name, int op, const char *snap, const char *newname, u
 			c->acked_max = MAX(c->acked_max, seq);
 		if (result == 0 && volop)
 			c->durable_max = MAX(c->durable_max, seq);
+		if (op == CE_REPL_RESIZE && c->vsize != 0)
+			c->vsize = result == 0 ? size : vsize0; /* not known when !ok: the smaller one stays */
+	}
+	for (int i = 0; i < c->n; i++) { /* a rebuilding member's outcome, now or when its OP_DONE comes */
+		ep *e = &c->eps[i];
+		if (!e->rebuilding || e->failed)
+			continue;
+		rb_sn_note(e, seq, ok ? 2 : 4, result);
 	}
 	c->snap_seq = 0;
 	pthread_cond_broadcast(&c->cv);
@@ -3645,6 +3799,7 @@ ctrl_rb_start(ctrl *c, int idx, rp_rb_begin *b, rb_frame_fn cb, void *arg, rb_li
 	*J = b->rb_join_seq = c->next_seq;
 	e->rebuilding = 1;
 	e->rb_copied = 0;
+	e->rb_sn_n = 0;
 	e->failed = 0;
 	e->reason = 0;
 	e->live = live;
@@ -3785,6 +3940,21 @@ ctrl_rb_join(ctrl *c, int idx, char *msg, size_t mlen)
 	if (ctrl_rb_failed(c, idx)) {
 		pthread_mutex_unlock(&c->mu);
 		snprintf(msg, mlen, "replica %s/%s failed before it could join", e->addr, e->pool);
+		return -EPIPE;
+	}
+	/* every snapshot operation it took ended as on the in-sync members (rb_sn_note) */
+	uint64_t sn_wait = now_ns() + 4ull * c->deadline_ms * 1000000ull;
+	while (e->rb_sn_n > 0 && !ctrl_rb_failed(c, idx) && now_ns() < sn_wait)
+		util_cond_wait_ms(&c->cv, &c->mu, 20);
+	if (e->rb_sn_n > 0 || ctrl_rb_failed(c, idx)) {
+		uint64_t s0 = e->rb_sn_n > 0 ? e->rb_sn[0].seq : 0;
+		pthread_mutex_unlock(&c->mu);
+		if (s0 != 0)
+			snprintf(msg, mlen, "replica %s/%s: the outcome of the snapshot operation at seq %" PRIu64 " is not "
+			    "known on it: not joined", e->addr, e->pool, s0);
+		else
+			snprintf(msg, mlen, "replica %s/%s failed before it could join (a snapshot operation ended "
+			    "otherwise on it? see the log)", e->addr, e->pool);
 		return -EPIPE;
 	}
 	mb_phys mb;

@@ -68,6 +68,7 @@ void repl_ctrl_shutdown(void);
 #define REPL_BACKLOG_MAX (64ull << 30)
 #define REPL_BACKLOG_BYTES_PER_OP 4096
 int repl_ctrl_set_backlog(uint64_t bytes);
+uint64_t repl_ctrl_backlog(void); /* the limit in bytes */
 
 /* -o rebuild_rate= (MB/s, 0 unlimited) of a controlled volume; -ENOENT. */
 int repl_ctrl_set_rebuild_rate(const char *export_name, uint32_t mbs);

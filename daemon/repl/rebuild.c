@@ -22,7 +22,8 @@
  *            cut around what live operations touched since J, queued to
  *            T behind the live operations queued so far; RB_CURSOR (every
  *            listed byte below it is queued) every 4 MiB and at the end;
- *            at most 64 MiB ahead of T's RB_PROGRESS
+ *            at most 64 MiB ahead of T's RB_PROGRESS (both at most half
+ *            and an eighth of caskd --repl-backlog: rb_ahead)
  *   end      RB_END(complete) (T commits, then says complete), then the
  *            membership change that makes T in-sync (ctrl_rb_join)
  *
@@ -74,6 +75,19 @@
 #define RB_AHEAD (64ull << 20)  /* rebuild bytes queued to T beyond its RB_PROGRESS */
 #define RB_WAIT_MS 30000        /* an answer from T */
 #define RB_CURSOR_EVERY (4ull << 20) /* rebuild bytes queued between two RB_CURSOR frames */
+
+/*
+ * The ahead window: live operations queue behind the rebuild data, so T's
+ * backlog (ctrl.c invariant 11) counts what T must apply before them; at
+ * most half the backlog limit, or a rebuild under writes would be ejected
+ * for lag whenever the limit is below RB_AHEAD. The cursor interval stays
+ * a quarter of it, so an RB_PROGRESS always comes before the window closes.
+ */
+static uint64_t
+rb_ahead(void)
+{
+	return MIN(RB_AHEAD, repl_ctrl_backlog() / 2);
+}
 
 /* ---- the live set (invariant 1) ---- */
 
@@ -947,7 +961,7 @@ throttle(rbjob *r, uint32_t rate_mbs, uint64_t more)
 		pthread_mutex_lock(&r->mu);
 		uint64_t ack = r->pg_bytes;
 		pthread_mutex_unlock(&r->mu);
-		if (r->sent_bytes <= ack + RB_AHEAD)
+		if (r->sent_bytes <= ack + rb_ahead())
 			break;
 		ctrl_rb_lock(r->c);
 		int failed = ctrl_rb_failed(r->c, r->idx);
@@ -979,7 +993,7 @@ throttle(rbjob *r, uint32_t rate_mbs, uint64_t more)
 static int
 maybe_cursor(rbjob *r, uint64_t at, int force)
 {
-	if (!force && r->sent_bytes - r->cursor_sent < RB_CURSOR_EVERY)
+	if (!force && r->sent_bytes - r->cursor_sent < MIN(RB_CURSOR_EVERY, rb_ahead() / 4))
 		return 0;
 	rp_rb_cursor cu = { MIN(at, r->first_lost), r->prog.done }; /* never past a lost range: a retry copies it */
 	ctrl_rb_lock(r->c);

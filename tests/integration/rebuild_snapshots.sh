@@ -115,6 +115,47 @@ try:
         r = cl[n].cask("vol", "checksum", p + "/v@s0", check=False)
         assert r.returncode != 0, ("s0 is still on %s" % n, r.stdout)
     print("ok: the rebuilt replica took s1 with the same content as A and C and dropped s0 with them")
+    # A snapshot whose outcome differs on the target: B is out while s1 is destroyed, so it still
+    # holds the old s1; a new s1 created during its rebuild fails there (it exists) and succeeds on
+    # A and C. The rebuild must fail (B stays out of I), not end with B in sync holding the old s1.
+    b.kill9()
+    end = time.monotonic() + 60
+    while a.status("tank/v")["replicas"][1]["state"] != "degraded":
+        assert time.monotonic() < end, a.status("tank/v")
+        time.sleep(0.1)
+    a.cask("snap", "destroy", "tank/v@s1")
+    h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
+    for i in range(8, 32):
+        write(h, i * M, bytes([0x40 + i]) * M)
+    h.flush()
+    b.start()
+    fp.cmd("rate ab c2r %d" % (8 * M))
+    job = a.ctl("vol.replica_rebuild", name="tank/v", replica=baddr)["job"]
+    end = time.monotonic() + 60
+    while True:
+        j = a.ctl("job.get", id=job)
+        if j["state"] == "running" and j.get("done", 0) > 0:
+            break
+        assert j["state"] == "running" and time.monotonic() < end, j
+        time.sleep(0.05)
+    a.cask("snap", "create", "tank/v@s1")
+    h.shutdown()
+    end = time.monotonic() + 180
+    while True:
+        j = a.ctl("job.get", id=job)
+        if j["state"] != "running":
+            break
+        assert time.monotonic() < end, j
+        time.sleep(0.2)
+    fp.cmd("rate ab c2r 0")
+    st = a.status("tank/v")
+    print("rebuild with a differing snapshot outcome: %s; B %s" % (j, st["replicas"][1]))
+    assert j["state"] != "done", ("the rebuild ended with B's s1 differing from A's and C's", j)
+    assert st["replicas"][1]["state"] != "in-sync", st
+    with open(a.log, "rb") as f:
+        alog = f.read().decode(errors="replace")
+    assert "ended otherwise on it" in alog, "A's log does not say the snapshot outcome differed on B"
+    print("ok: a rebuild whose target's snapshot outcome differs fails")
     ok = True
 finally:
     fp.close()

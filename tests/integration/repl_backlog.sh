@@ -6,8 +6,8 @@
 # writes (each its own byte pattern) at distinct offsets.
 #   eject:   3-way quorum: B is not needed for k, so the write that would
 #            take its backlog past 4 MiB ejects it first (state degraded,
-#            reason lag); no write fails; then `vol replica rebuild` at full
-#            speed brings it back and all three are identical.
+#            reason lag); no write fails; then `vol replica rebuild`, B at 4 MB/s
+#            under writes, brings it back and all three are identical.
 #   needed:  3-way quorum with C killed first: B is needed for k, so writes
 #            wait for it (backlog.waited > 0); B stays in sync.
 #   all:     2-way all: the same, the level needs B.
@@ -141,9 +141,28 @@ def scenario(sub, level, members, cap, kill_c=False):
         else:
             assert reps["p2"]["state"] == "in-sync", reps["p2"]
             assert st["backlog"]["waited"] > 0 and st["backlog"]["ejected"] == 0, st["backlog"]
-        fp.cmd("rate ab c2r 0")
         if sub == "eject":
-            a.cask("vol", "replica", "rebuild", "tank/v", "127.0.0.1:%d/p2" % fp.port("ab"), "--wait")
+            # the rebuild under writes, B's link at 4 MB/s: the live writes queue behind the rebuild data,
+            # so the rebuild keeps at most half the limit ahead (rebuild.c rb_ahead); with 64 MiB ahead
+            # B's backlog passed the limit and the rebuilding B was ejected for lag again
+            fp.cmd("rate ab c2r %d" % (4 * M))
+            stop2, rbw = threading.Event(), [0]
+
+            def rb_writer():                    # rewrites writer 0's first MiB with its own bytes
+                h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
+                while not stop2.is_set():
+                    h.pwrite(bytes([1]) * 65536, (rbw[0] % 16) * 65536)
+                    rbw[0] += 1
+                    time.sleep(0.05)
+                h.flush(); h.shutdown()
+            rt = threading.Thread(target=rb_writer); rt.start()
+            try:
+                a.cask("vol", "replica", "rebuild", "tank/v", "127.0.0.1:%d/p2" % fp.port("ab"), "--wait")
+            finally:
+                stop2.set(); rt.join()
+            print("%s: rebuild at 4 MB/s under %d writes of 64 KiB done" % (sub, rbw[0]))
+            assert rbw[0] > 0
+        fp.cmd("rate ab c2r 0")
         wait_applied(a, "tank/v")
         st = a.status("tank/v")
         assert st["backlog"]["waiting"] == 0, st["backlog"]

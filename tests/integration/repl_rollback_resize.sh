@@ -123,9 +123,31 @@ try:
     assert r.returncode != 0 and "shrink" in r.stderr, (r.returncode, r.stderr)
     in_sync(a, "tank/v", 3)
     copies_equal("refused shrink", 8 * M)
+    # the shrink while a writer keeps writing across the new end: a write assigned its seq after the
+    # shrink's must fail (ENOSPC) without reaching the replicas, never fail there and eject them
+    stop.clear()
+    tail = [0, 0]
+    def tail_writer():
+        h = nbd.NBD(); h.connect_uri(a.uri("tank/v"))
+        k = 0
+        while not stop.is_set():
+            k += 1
+            try:
+                h.pwrite(k.to_bytes(8, "little") * 512, 6 * M - 8192 + (k % 64) * 4096)
+                tail[0] += 1
+            except nbd.Error:
+                tail[1] += 1
+        h.shutdown()
+    w = threading.Thread(target=tail_writer); w.start()
+    time.sleep(0.3)
     a.cask("vol", "resize", "tank/v", "6M", "--shrink")
+    time.sleep(0.3)
+    stop.set(); w.join()
+    assert tail[0] > 0 and tail[1] > 0, ("the writer across the end did not both succeed and fail", tail)
+    in_sync(a, "tank/v", 3)
     copies_equal("shrink", 6 * M)
     in_sync(a, "tank/v", 3)
+    print("shrink under a writer across the new end: %d writes done, %d refused; all three in sync" % tuple(tail))
     print("resize under load (%d writes): 8M on A, B and C, identical; a shrink without --shrink refused on every "
           "copy (%s); with --shrink 6M everywhere" % (done[0], r.stderr.strip()[:80]))
 
