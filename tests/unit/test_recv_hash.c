@@ -13,8 +13,8 @@
  *     resumed from its token gives the right data;
  *   - blocks adopted with their hashes and then changed in the same txg
  *     (a partial write patching the buffer in place, a whole-block write,
- *     a zeroing, the same block adopted again out of order) have their
- *     hashes forgotten: exactly the unchanged blocks count as known, and
+ *     a zeroing, the same block adopted again out of order, a trim) have
+ *     their hashes forgotten: exactly the unchanged blocks count as known, and
  *     every block reads back as last written after an export and import
  *     (a stale hash would store a wrong checksum: EIO; debug builds also
  *     verify every hash taken, blkio.c).
@@ -251,10 +251,13 @@ forgotten(void)
 	memset(model + 7 * BS, 0, BS);
 	adopt(h, 2, 1, 800, model); /* again, out of order: put, its hash not kept */
 	adopt(h, 20, 4, 900, model); /* after the others: kept */
+	OK(ce_vol_trim(h, 21 * BS, BS)); /* punched: its buffer freed, its hash forgotten */
+	memset(model + 21 * BS, 0, BS);
 	ce_vol_close(h);
 	uint64_t k1 = known(dst);
-	printf("adopted 21 blocks with hashes, changed 4 of them in the same txg: %" PRIu64 " known\n", k1 - k0);
-	CHECK(k1 - k0 == 16 + 4 - 4);
+	printf("adopted 21 blocks with hashes, changed 4 and trimmed 1 of them in the same txg: %" PRIu64
+	    " known\n", k1 - k0);
+	CHECK(k1 - k0 == 16 + 4 - 4 - 1);
 	OK(ce_pool_export(dst));
 	OK(ce_pool_import(&pb, 1, &o, &dst));
 	OK(ce_vol_open(dst, "changed", &h));
