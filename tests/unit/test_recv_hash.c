@@ -20,7 +20,8 @@
  *     verify every hash taken, blkio.c).
  *   - an incremental stream whose BEGIN says another block size than the
  *     target volume's (its checksums all made right: they are unkeyed) is
- *     refused before anything changes: the receive hands the volume whole
+ *     refused before anything changes, and so is a resumed one (the partial
+ *     receive stays resumable): the receive hands the volume whole
  *     stream blocks, of the volume's size (send.c recv_setup);
  *   - a send reads its records through the ring (many reads in flight)
  *     or, without one (CE_POOL_NO_URING), on its worker threads: both
@@ -318,7 +319,7 @@ block_size_mismatch(void)
 	ce_vol_props pr = CE_VOL_PROPS_DEFAULT;
 	pr.volblocksize = big;
 	pr.compress = CE_COMPRESS_OFF;
-	const uint64_t size = 64ull * big;
+	const uint64_t size = 256ull * big; /* two DATA records */
 	OK(ce_vol_create(src, "wide", size, &pr));
 	ce_vol *v;
 	OK(ce_vol_open(src, "wide", &v));
@@ -360,10 +361,34 @@ block_size_mismatch(void)
 	ce_vol *y;
 	CHECK_ERR(ce_vol_open(dst, "wide@s2", &y), -ENOENT); /* no snapshot made */
 	CHECK(same("wide@s1", "wide")); /* the target is still the base, and no partial receive */
-	/* the real stream applies */
+	/* a partial receive (the stream cut after its first DATA record), resumed by a stream
+	 * of the other block size: refused, the receive stays where it stopped */
 	memcpy(inc.d, orig, inc.n);
-	OK(recv("wide", &inc));
+	size_t whole_n = inc.n;
+	inc.n = 64 + 512 + 64 + (1u << 20) + 10;
+	CHECK_ERR(recv("wide", &inc), -EPIPE);
+	inc.n = whole_n;
+	ce_vol_info pi, qi;
+	OK(ce_vol_info_get(dst, "wide", &pi));
+	CHECK(pi.receive_resume_token[0] != '\0');
+	buf res = { 0 };
+	ce_send_opts ro = { NULL, pi.receive_resume_token, NULL, NULL, 0 };
+	OK(ce_send(src, NULL, &ro, buf_write, &res));
+	uint8_t *rorig = malloc(res.n);
+	memcpy(rorig, res.d, res.n);
+	memcpy(res.d + 64 + 64, &vbs, 4);
+	reseal(&res, BS);
+	CHECK_ERR(recv("wide", &res), -EINVAL);
+	printf("a resumed stream of 4 KiB blocks onto an 8 KiB volume: %s\n", ce_errmsg());
+	CHECK(strstr(ce_errmsg(), "stream block size 4096") != NULL);
+	OK(ce_vol_info_get(dst, "wide", &qi));
+	CHECK(strcmp(pi.receive_resume_token, qi.receive_resume_token) == 0);
+	/* the real resume applies */
+	memcpy(res.d, rorig, res.n);
+	OK(recv("wide", &res));
 	CHECK(same("wide@s2", "wide@s2"));
+	free(rorig);
+	free(res.d);
 	free(orig);
 	free(d);
 	free(full.d);
