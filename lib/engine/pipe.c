@@ -219,13 +219,13 @@ place_batch(ce_pool *p, pipe_job *j, size_t b, uint64_t *queued)
 			continue;
 		}
 		uint32_t asize = P2ROUNDUP(j->prep[k].psize, CE_SECTOR);
-		if (j->prep[k].known) /* ce_pool_stat.sync_cksum_known */
-			__atomic_store_n(&p->cksum_known, p->cksum_known + 1, __ATOMIC_RELAXED);
 		int err = blk_place(p, &j->prep[k], BP_DATA, 0, j->t, NULL, BLK_BORROW, bp);
 		if (err != 0) {
 			drop_batch(j, b, k + 1);
 			return err;
 		}
+		if (j->prep[k].known) /* ce_pool_stat.sync_cksum_known: blocks placed with a known hash */
+			__atomic_store_n(&p->cksum_known, p->cksum_known + 1, __ATOMIC_RELAXED);
 		*queued += asize;
 	}
 	if (*queued >= PIPE_FLUSH) {

@@ -1052,6 +1052,15 @@ newest_own(volume *h)
 }
 
 /* BEGIN checked: make vol the partial receive this stream continues or starts. */
+/* The receive hands the volume whole stream blocks (vol_recv_adopt takes each buffer as
+ * one block of the volume's size): a stream of another block size never applies. */
+static int
+recv_bs_mismatch(ce_pool *p, const char *vol, const begin_phys *b, uint32_t vbs)
+{
+	return err_set(-EINVAL, "stream block size %u, volume %s/%s's %u: a stream applies only "
+	    "onto a volume of its own block size", b->sb_volblocksize, p->name, vol, vbs);
+}
+
 static int
 recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 {
@@ -1097,6 +1106,10 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 			    "%s/%s (it starts at offset %" PRIu64 ", the receive stopped at %" PRIu64 "; "
 			    "send with the volume's current receive_resume_token)", p->name, vol,
 			    rs.rs_offset, h->rs.rs_offset);
+		}
+		if (h->bs != b->sb_volblocksize) {
+			vol_mgmt_abort(p);
+			return recv_bs_mismatch(p, vol, b, h->bs);
 		}
 		vol_mgmt_abort(p);
 		return 0;
@@ -1151,6 +1164,10 @@ recv_setup(ce_pool *p, const char *vol, const begin_phys *b, unsigned flags)
 		return err_setc(CE_E_WRONG_BASE, -EXDEV, "wrong base: the stream applies on top of snapshot %016" PRIx64
 		    ", and %s/%s's newest snapshot is %s%s", b->sb_from_guid, p->name, vol,
 		    base ? base->name : "(none)", base ? " (another one)" : "");
+	}
+	if (h->bs != b->sb_volblocksize) {
+		vol_mgmt_abort(p);
+		return recv_bs_mismatch(p, vol, b, h->bs);
 	}
 	if (vol_find(p, snapfull) != NULL) {
 		vol_mgmt_abort(p);

@@ -34,7 +34,10 @@
  *      XXH3-128 of the bytes its buffer holds: only vol_recv_adopt adds
  *      one, for a block it has just put, and whatever else puts a block
  *      into a map or patches a dirty buffer in place forgets the block's
- *      known hash in that map first (kh_forget: put_block, rmw_block).
+ *      known hash in that map first (kh_forget: put_block, rmw_block);
+ *      so does whatever deletes a dirty block and frees its buffer (a
+ *      trim's range punch, a shrink: a freed buffer may come back as
+ *      another block's).
  *      Entries ascend by blkid (one that would not is not added: the hash
  *      is then computed as for any block), so the sync finds them with a
  *      merge walk and takes one only for the very buffer it writes
@@ -719,6 +722,7 @@ vol_trim(ce_vol *h, uint64_t off, uint64_t len)
 	for (size_t k = 0; k < n; k++) {
 		if (keys[k] < b0 || keys[k] >= b1)
 			continue;
+		kh_forget(v, i, keys[k]); /* invariant 7: its buffer is freed */
 		void *d = htab_del(&v->dirty[i], keys[k]);
 		if (d != VOL_HOLE) {
 			bufpool_put(d, v->bs);
@@ -1544,6 +1548,7 @@ ce_vol_resize(ce_pool *p, const char *name, uint64_t size, unsigned flags)
 		for (size_t k = 0; k < n; k++) {
 			if (keys[k] < nb)
 				continue;
+			kh_forget(v, i, keys[k]); /* invariant 7: its buffer is freed */
 			void *d = htab_del(&v->dirty[i], keys[k]);
 			if (d != VOL_HOLE) {
 				bufpool_put(d, v->bs);

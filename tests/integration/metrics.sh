@@ -164,8 +164,11 @@ qemu-io -f raw -c 'write -P 3 0 32M' -c flush "$NBD/rap/s" >/dev/null
 R='pool="rap"'
 scrape >"$T/r0"
 ra() { value "cask_pool_readahead_$1{$R}" <"$2"; }
-qemu-io -r -f raw -c 'read 24M 8M' -c 'read 16M 8M' -c 'read 8M 8M' -c 'read 0 8M' "$NBD/rap/s" >/dev/null
 [ "$(ra windows_total "$T/r0")" = 0 ] && [ "$(ra bytes_total "$T/r0")" = 0 ] || fail "read-ahead before any read"
+qemu-io -r -f raw -c 'read 24M 8M' -c 'read 16M 8M' -c 'read 8M 8M' -c 'read 0 8M' "$NBD/rap/s" >/dev/null
+scrape >"$T/r0d"
+[ "$(ra windows_total "$T/r0d")" = 0 ] && [ "$(ra bytes_total "$T/r0d")" = 0 ] ||
+  fail "descending large reads sent a read-ahead window ($(ra windows_total "$T/r0d"))"
 qemu-io -r -f raw -c 'read 1M 64k' -c 'read 1088k 64k' -c 'read 1152k 64k' "$NBD/rap/s" >/dev/null
 # the window lands on the completion thread; its handle closes only after it (bounded wait)
 for _ in $(seq 1 600); do
