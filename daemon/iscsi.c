@@ -48,12 +48,14 @@
  *      made there (invariant 1).
  *   8. The stall bound (--iscsi-stall-ms B, docs/iscsi.md §9.3): a task in
  *      the SCSI core for B is answered without waiting any longer where
- *      that is safe -- one that cannot change the medium (READ, VERIFY,
- *      SYNCHRONIZE CACHE ...) at once, its late completion dropped (it is
+ *      that is safe -- one that changes no state (scsi_cmd_no_effect:
+ *      READ, VERIFY, SYNCHRONIZE CACHE ...) at once, its late completion dropped (it is
  *      "detached": off the task list, still holding its buffers, budget
  *      and window slot until the core is done); one that writes once
  *      scsi_cancel withdrew what of it had not begun (its completion then
- *      carries BUSY). A write the backend has begun is waited for: an
+ *      carries BUSY). Any other command (PERSISTENT RESERVE OUT, MODE
+ *      SELECT: nothing to withdraw, its effect may already hold) is
+ *      waited for. A write the backend has begun is waited for: an
  *      answer before it lands would let it overtake the retry. While any
  *      task is stalled, a new medium-access command is answered without
  *      being started. Every such answer is TASK SET FULL when the session
@@ -1670,8 +1672,10 @@ stall_check(iconn *ic)
 			continue;
 		}
 		stall_log(ic);
-		if (!scsi_cmd_writes(&t->sc)) {
-			/* no effect to overtake anything: answered now, the core's completion dropped */
+		if (scsi_cmd_no_effect(&t->sc)) {
+			/* no effect to overtake anything: answered now, the core's completion dropped. Any
+			 * other command (a write, PERSISTENT RESERVE OUT waiting for a PREEMPT AND ABORT's
+			 * aborted tasks or its APTPL commit) is waited for: what it did must be answered. */
 			uint8_t st = full_status(ic, t);
 			send_status_only(ic, t, st);
 			task_unlink(ic, t);

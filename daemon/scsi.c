@@ -59,7 +59,11 @@ enum { SK_NO_SENSE = 0, SK_NOT_READY = 2, SK_MEDIUM_ERROR = 3, SK_HARDWARE_ERROR
 /* reservation classes (§12.3) */
 enum { PR_A, PR_R, PR_W, PR_S };
 /* flags */
-enum { OP_UA_OK = 1, OP_SPC2_OK = 2, OP_WRITES = 4, OP_MEDIUM = 8 };
+/* OP_NOEFFECT: the command changes neither the medium nor any other state of the LU (reads,
+ * VERIFY, PRE-FETCH, SYNCHRONIZE CACHE, capacity/status queries): the transport may answer it
+ * before it completes and drop its completion (the stall bound, docs/iscsi.md §20). Never on a
+ * command with OP_WRITES, nor on one that changes reservations, mode pages or the like. */
+enum { OP_UA_OK = 1, OP_SPC2_OK = 2, OP_WRITES = 4, OP_MEDIUM = 8, OP_NOEFFECT = 16 };
 
 #define UA_MAX 16
 #define PR_MAX_REGS 1024
@@ -1965,9 +1969,9 @@ static int prep_prout(scsi_cmd *c);
 
 #define F 0xff
 static const scsi_op optab[] = {
-	{ 0x00, -1, "TEST UNIT READY", prep_none, exec_good, 6, SCSI_DIR_NONE, PR_A, OP_MEDIUM, { 0x00, 0, 0, 0, 0, 0 } },
+	{ 0x00, -1, "TEST UNIT READY", prep_none, exec_good, 6, SCSI_DIR_NONE, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x00, 0, 0, 0, 0, 0 } },
 	{ 0x03, -1, "REQUEST SENSE", prep_alloc_in, exec_request_sense, 6, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0x03, 0x01, 0, 0, F, 0 } },
-	{ 0x08, -1, "READ(6)", prep_read, exec_read, 6, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x08, 0x1f, F, F, F, 0 } },
+	{ 0x08, -1, "READ(6)", prep_read, exec_read, 6, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x08, 0x1f, F, F, F, 0 } },
 	{ 0x0a, -1, "WRITE(6)", prep_write, exec_write, 6, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x0a, 0x1f, F, F, F, 0 } },
 	{ 0x12, -1, "INQUIRY", prep_alloc_in, exec_inquiry, 6, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0x12, 0x01, F, F, F, 0 } },
 	{ 0x15, -1, "MODE SELECT(6)", prep_mode_select, exec_mode_select, 6, SCSI_DIR_OUT, PR_W, 0, { 0x15, 0x11, 0, 0, F, 0 } },
@@ -1976,13 +1980,13 @@ static const scsi_op optab[] = {
 	{ 0x1a, -1, "MODE SENSE(6)", prep_alloc_in, exec_mode_sense, 6, SCSI_DIR_IN, PR_W, 0, { 0x1a, 0x08, F, F, F, 0 } },
 	{ 0x1b, -1, "START STOP UNIT", prep_start_stop, exec_good, 6, SCSI_DIR_NONE, PR_S, 0, { 0x1b, 0x01, 0, 0x0f, 0xf7, 0 } },
 	{ 0x1e, -1, "PREVENT ALLOW MEDIUM REMOVAL", prep_prevent, exec_good, 6, SCSI_DIR_NONE, PR_S, 0, { 0x1e, 0, 0, 0, 0x03, 0 } },
-	{ 0x25, -1, "READ CAPACITY(10)", prep_none, exec_read_capacity10, 10, SCSI_DIR_IN, PR_A, OP_MEDIUM, { 0x25, 0, F, F, F, F, 0, 0, 0x01, 0 } },
-	{ 0x28, -1, "READ(10)", prep_read, exec_read, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x28, 0xfe, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x25, -1, "READ CAPACITY(10)", prep_none, exec_read_capacity10, 10, SCSI_DIR_IN, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x25, 0, F, F, F, F, 0, 0, 0x01, 0 } },
+	{ 0x28, -1, "READ(10)", prep_read, exec_read, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x28, 0xfe, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x2a, -1, "WRITE(10)", prep_write, exec_write, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x2a, 0xfa, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x2e, -1, "WRITE AND VERIFY(10)", prep_write, exec_write, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x2e, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x2f, -1, "VERIFY(10)", prep_verify, exec_verify, 10, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0x2f, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x34, -1, "PRE-FETCH(10)", prep_prefetch, exec_prefetch, 10, SCSI_DIR_NONE, PR_R, OP_MEDIUM, { 0x34, 0x02, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x35, -1, "SYNCHRONIZE CACHE(10)", prep_sync, exec_sync, 10, SCSI_DIR_NONE, PR_W, OP_MEDIUM, { 0x35, 0x06, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x2f, -1, "VERIFY(10)", prep_verify, exec_verify, 10, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x2f, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x34, -1, "PRE-FETCH(10)", prep_prefetch, exec_prefetch, 10, SCSI_DIR_NONE, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x34, 0x02, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x35, -1, "SYNCHRONIZE CACHE(10)", prep_sync, exec_sync, 10, SCSI_DIR_NONE, PR_W, OP_MEDIUM | OP_NOEFFECT, { 0x35, 0x06, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x41, -1, "WRITE SAME(10)", prep_write_same, exec_write_same, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x41, 0xf8, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x42, -1, "UNMAP", prep_unmap, exec_unmap, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x42, 0x01, 0, 0, 0, 0, 0x1f, F, F, 0 } },
 	{ 0x4d, -1, "LOG SENSE", prep_none, exec_log_sense, 10, SCSI_DIR_IN, PR_A, 0, { 0x4d, 0, F, F, 0, F, F, F, F, 0 } },
@@ -2002,26 +2006,26 @@ static const scsi_op optab[] = {
 	{ 0x5f, 0x05, "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x06, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x07, "PERSISTENT RESERVE OUT / REGISTER AND MOVE", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
-	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
+	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
 	{ 0x89, -1, "COMPARE AND WRITE", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x89, 0xf8, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1f, 0 } },
 	{ 0x8b, -1, "OR WRITE(16)", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8b, 0xf8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x88, -1, "READ(16)", prep_read, exec_read, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x88, 0xfe, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x88, -1, "READ(16)", prep_read, exec_read, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x88, 0xfe, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x8a, -1, "WRITE(16)", prep_write, exec_write, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8a, 0xfa, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x8e, -1, "WRITE AND VERIFY(16)", prep_write, exec_write, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8e, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x8f, -1, "VERIFY(16)", prep_verify, exec_verify, 16, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0x8f, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x90, -1, "PRE-FETCH(16)", prep_prefetch, exec_prefetch, 16, SCSI_DIR_NONE, PR_R, OP_MEDIUM, { 0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x91, -1, "SYNCHRONIZE CACHE(16)", prep_sync, exec_sync, 16, SCSI_DIR_NONE, PR_W, OP_MEDIUM, { 0x91, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x8f, -1, "VERIFY(16)", prep_verify, exec_verify, 16, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x8f, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x90, -1, "PRE-FETCH(16)", prep_prefetch, exec_prefetch, 16, SCSI_DIR_NONE, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x91, -1, "SYNCHRONIZE CACHE(16)", prep_sync, exec_sync, 16, SCSI_DIR_NONE, PR_W, OP_MEDIUM | OP_NOEFFECT, { 0x91, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x93, -1, "WRITE SAME(16)", prep_write_same, exec_write_same, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x93, 0xf9, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x9e, 0x10, "READ CAPACITY(16)", prep_none, exec_read_capacity16, 16, SCSI_DIR_IN, PR_A, OP_MEDIUM, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0 } },
-	{ 0x9e, 0x12, "GET LBA STATUS", prep_get_lba_status, exec_get_lba_status, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0 } },
+	{ 0x9e, 0x10, "READ CAPACITY(16)", prep_none, exec_read_capacity16, 16, SCSI_DIR_IN, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0 } },
+	{ 0x9e, 0x12, "GET LBA STATUS", prep_get_lba_status, exec_get_lba_status, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0 } },
 	{ 0xa0, -1, "REPORT LUNS", prep_report_luns, exec_report_luns, 12, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0xa0, 0, F, 0, 0, 0, F, F, F, F, 0, 0 } },
 	{ 0xa3, 0x0c, "REPORT SUPPORTED OPERATION CODES", prep_rsoc, exec_rsoc, 12, SCSI_DIR_IN, PR_A, 0, { 0xa3, 0x1f, 0x87, F, F, F, F, F, F, F, 0, 0 } },
 	{ 0xa3, 0x0d, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", prep_alloc_in, exec_rstmf, 12, SCSI_DIR_IN, PR_A, 0, { 0xa3, 0x1f, 0x80, 0, 0, 0, F, F, F, F, 0, 0 } },
-	{ 0xa8, -1, "READ(12)", prep_read, exec_read, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0xa8, 0xfe, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0xa8, -1, "READ(12)", prep_read, exec_read, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xa8, 0xfe, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0xaa, -1, "WRITE(12)", prep_write, exec_write, 12, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0xaa, 0xfa, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0xae, -1, "WRITE AND VERIFY(12)", prep_write, exec_write, 12, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0xae, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0xaf, -1, "VERIFY(12)", prep_verify, exec_verify, 12, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0xaf, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0xb7, -1, "READ DEFECT DATA(12)", prep_none, exec_read_defect, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0xb7, 0x1f, F, F, F, F, F, F, F, F, 0, 0 } },
+	{ 0xaf, -1, "VERIFY(12)", prep_verify, exec_verify, 12, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xaf, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0xb7, -1, "READ DEFECT DATA(12)", prep_none, exec_read_defect, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xb7, 0x1f, F, F, F, F, F, F, F, F, 0, 0 } },
 };
 #undef F
 
@@ -3034,6 +3038,16 @@ scsi_cmd_writes(const scsi_cmd *c)
 {
 	const scsi_op *o = c->op;
 	return o != NULL && (o->flags & OP_WRITES) != 0;
+}
+
+int
+scsi_cmd_no_effect(const scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	if (o == NULL || !(o->flags & OP_NOEFFECT))
+		return 0;
+	ASSERT(!(o->flags & OP_WRITES) && (o->flags & OP_MEDIUM));
+	return 1;
 }
 
 int

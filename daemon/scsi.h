@@ -86,6 +86,10 @@ int scsi_cmd_medium(const scsi_cmd *c);
 void scsi_exec(scsi_cmd *c);
 /* After scsi_prepare accepted it: whether the command may change the medium (WRITE, UNMAP, ...). */
 int scsi_cmd_writes(const scsi_cmd *c);
+/* After scsi_prepare accepted it: whether the command changes no state at all (reads, VERIFY,
+ * PRE-FETCH, SYNCHRONIZE CACHE, queries), so the transport may answer it early and drop its
+ * completion. PERSISTENT RESERVE OUT, MODE SELECT and every writing command are not. */
+int scsi_cmd_no_effect(const scsi_cmd *c);
 /*
  * The transport stops waiting for a command in scsi_exec (the stall bound, docs/iscsi.md §9.3):
  * its vio requests that have not begun are withdrawn (vio_withdraw; a COMPARE AND WRITE waiting

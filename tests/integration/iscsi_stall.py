@@ -285,3 +285,40 @@ send(s2, 152, caw[:], 1024, b"\x99" * 512 + b"\xAA" * 512)
 expect(s2, 152, GOOD, "COMPARE AND WRITE after the stall")
 assert read_back(s2, 7) == b"\xAA" * 512
 print("COMPARE AND WRITE behind a begun write: its lock wait withdrawn, BUSY; then it runs")
+
+# 7. PERSISTENT RESERVE OUT is not detached: s2's PREEMPT AND ABORT against s, whose write the
+#    backend has begun (pinned), changes the reservation at once and then waits for s's task.
+#    Past the bound it is waited for (nothing of it can be withdrawn), never answered BUSY: the
+#    fence took effect, and a retry would get RESERVATION CONFLICT. Released: GOOD; s's
+#    aborted write gets no answer.
+
+
+def prout(sess, itt, sa, key, sakey=0, typ=0):
+    par = struct.pack(">QQ", key, sakey) + bytes(8)
+    send(sess, itt, bytes([0x5F, sa, typ, 0, 0]) + struct.pack(">I", 24) + b"\0", 24, par)
+
+
+prout(s, 160, 0, 0, 0xA)  # REGISTER
+expect(s, 160, GOOD, "s registers")
+prout(s2, 161, 0, 0, 0xB)
+expect(s2, 161, GOOD, "s2 registers")
+prout(s, 162, 1, 0xA, typ=1)  # RESERVE, Write Exclusive
+expect(s, 162, GOOD, "s reserves")
+fault(action="stall", ops=["write"], pinned=True)
+write10(s, 163, 10, 0xBB)
+until(held(1), "s's begun write")
+prout(s2, 164, 5, 0xB, 0xA, typ=1)  # PREEMPT AND ABORT
+until(lambda: logged("ITT 0xa4 (opcode 0x5f) stalled for 300 ms: nothing of it could be withdrawn"),
+      "the stall bound's look at PREEMPT AND ABORT")
+nop(s2, 0x5454)
+got = answer(s2)
+assert got[:2] == (None, 0x5454), "PREEMPT AND ABORT answered before its aborted task ended: %r" % (got,)
+fault(action="release")
+fault(action="clear")
+expect(s2, 164, GOOD, "PREEMPT AND ABORT once the preempted write ended")
+nop(s, 0x5555)
+got = answer(s)
+assert got[:2] == (None, 0x5555), "an answer for the write PREEMPT AND ABORT aborted: %r" % (got,)
+prout(s2, 165, 3, 0xB)  # CLEAR
+expect(s2, 165, GOOD, "s2 clears")
+print("PREEMPT AND ABORT behind a begun write: waited for past the bound, then GOOD")
