@@ -63,7 +63,7 @@
  *      run on the loop, from the pinger's ticks; NOP-Outs go on being
  *      answered (the loop never waits for vio).
  *   9. At most IMM_MAX immediate SCSI commands of a session are live; one
- *      more is answered TASK SET FULL without being started (the window
+ *      more is answered without being started, TASK SET FULL or BUSY as in 8 (the window
  *      bounds the others, invariant 3).
  */
 #include "iscsi.h"
@@ -505,6 +505,7 @@ typedef struct isession {
 	int chap_alg;           /* 0 without CHAP */
 	int64_t since;          /* login time, seconds since the epoch */
 	_Atomic int inflight;   /* tasks of the session (collecting data, in the core, or answering) */
+	_Atomic int detached;   /* tasks answered by the stall bound whose core completion is still due */
 	_Atomic int logout_asked; /* iscsi.logout posted an Async logout request */
 } isession;
 
@@ -1681,6 +1682,8 @@ stall_check(iconn *ic)
 			task_unlink(ic, t);
 			t->detached = 1;
 			ic->ndetached++;
+			if (ic->sess != NULL)
+				ic->sess->detached++;
 			scsi_cancel(&t->sc); /* what of it waits in the stack goes at once (buffers, window slot) */
 			log_info("iscsi %s: ITT 0x%x (opcode 0x%02x) answered %s after %d ms in the volume IO stack; its "
 			    "completion will be dropped", conn_peer(ic->c), t->itt, t->sc.cdb[0],
@@ -1858,8 +1861,9 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	if (ic->sess != NULL)
 		ic->sess->inflight++;
 	if (immediate && ic->nimm > IMM_MAX) {
-		/* invariant 9: never started (its data is read and dropped); the IMM_MAX others are in the task set */
-		sc->status = SCSI_TASK_SET_FULL;
+		/* invariant 9: never started (its data is read and dropped); TASK SET FULL while another of the
+		 * session's tasks is in the task set, BUSY if they are all detached (SAM-5 5.3) */
+		sc->status = full_status(ic, t);
 		t->prep_failed = 1;
 	} else if (r && w) {
 		scsi_set_sense(sc, 5, 0x0e, 0x03); /* bidirectional commands are not supported */
@@ -2481,9 +2485,11 @@ on_msg(conn *c, conn_msg *m)
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
 	ic->stall_said = 0;
-	if (t->detached)
+	if (t->detached) {
 		ic->ndetached--;
-	else if (t->sc.withdrawn)
+		if (ic->sess != NULL)
+			ic->sess->detached--;
+	} else if (t->sc.withdrawn)
 		t->sc.status = full_status(ic, t); /* invariant 8 */
 	task_finish(ic, t);
 	kick_waiters(ic);
@@ -2729,6 +2735,7 @@ iscsi_sessions_json(const char *filter, json_object *out)
 		json_object_object_add(o, "data_digest", json_object_new_string(s->dd ? "CRC32C" : "None"));
 		json_object_object_add(o, "chap", json_object_new_string(chap_alg_name(s->chap_alg)));
 		json_object_object_add(o, "commands", json_object_new_int(s->inflight));
+		json_object_object_add(o, "detached", json_object_new_int(s->detached));
 		json_object_array_add(out, o);
 	}
 	pthread_mutex_unlock(&sess_lock);
