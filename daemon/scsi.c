@@ -29,10 +29,15 @@
  *      vio failures are mapped from their stable code (CE_E_*), not from
  *      message text.
  *   5. scsi_cancel (the transport's stall bound): once c->cancel is set no
- *      phase of c begins (write_then, rmw_granted, the write after a
- *      compare check it), and only requests vio_withdraw took back -- which
- *      never had an effect -- complete with -ECANCELED, which maps to BUSY
- *      with c->withdrawn. c->reqs is replaced only under reqs_busy, which
+ *      phase of c begins that would change the medium (rmw_granted, the
+ *      write after a compare check it), and only requests vio_withdraw took
+ *      back -- which never had an effect -- complete with -ECANCELED, which
+ *      maps to BUSY with c->withdrawn. So a command answered BUSY wrote
+ *      nothing: scsi_cancel withdraws nothing of a phase of several
+ *      writing requests (WRITE SAME with a pattern, UNMAP of several
+ *      ranges: some may have begun) nor anything once c->wrote is set
+ *      (WRITE AND VERIFY's write landed: its read-back runs and decides
+ *      the status); those are waited for, like a begun write. c->reqs is replaced only under reqs_busy, which
  *      scsi_cancel holds while it walks them; it completes what it took back
  *      after dropping it (a completion may begin the next phase).
  */
@@ -1351,12 +1356,11 @@ verify_then(scsi_cmd *c);
 static void
 write_then(scsi_cmd *c)
 {
-	if (c->flag1 == 1 && c->nblk > 0 && atomic_load(&c->cancel)) {
-		set_withdrawn(c); /* the write is done; its retry writes and verifies again */
-		return finish(c);
-	}
 	if (c->flag1 == 1 && c->nblk > 0) {
-		/* WRITE AND VERIFY with BYTCHK: read the range back and compare */
+		/* WRITE AND VERIFY with BYTCHK: read the range back and compare. The write landed, so
+		 * the read-back runs even when scsi_cancel was called: c->wrote keeps it from being
+		 * withdrawn (set before submit_one replaces c->reqs under reqs_busy; invariant 5) */
+		atomic_store(&c->wrote, 1);
 		c->work = xmalloc_aligned(c->spdtl);
 		c->flag1 = 0;
 		c->flag2 = 1;
@@ -3069,8 +3073,17 @@ scsi_cancel(scsi_cmd *c)
 	 * completion may begin the next phase, which replaces the array) */
 	enum { MAXW = 64 };
 	vio_req *got[MAXW];
-	int n = 0;
+	int n = 0, writes = 0;
 	reqs_lock(c);
+	for (int i = 0; i < c->nreqs; i++)
+		writes += c->reqs[i].op == VIO_WRITE || c->reqs[i].op == VIO_TRIM || c->reqs[i].op == VIO_ZERO;
+	if (atomic_load(&c->wrote) || writes > 1) {
+		/* its writes have landed (WRITE AND VERIFY's read-back), or they are several requests of
+		 * which some may have begun: withdrawing the rest would answer BUSY with part written.
+		 * Waited for, like a begun write (invariant 5) */
+		reqs_unlock(c);
+		return 0;
+	}
 	for (int i = 0; i < c->nreqs && n < MAXW; i++)
 		if (vio_withdraw(v, &c->reqs[i]))
 			got[n++] = &c->reqs[i];

@@ -337,3 +337,20 @@ assert got[:2] == (None, 0x5555), "an answer for the write PREEMPT AND ABORT abo
 prout(s2, 165, 3, 0xB)  # CLEAR
 expect(s2, 165, GOOD, "s2 clears")
 print("PREEMPT AND ABORT behind a begun write: waited for past the bound, then GOOD")
+
+# 8. WRITE AND VERIFY (BYTCHK=1) whose write the backend has begun: waited for past the bound;
+#    once the write landed its read-back runs (never withdrawn), and the answer is GOOD, not a
+#    BUSY that would hide a write that took effect.
+for _ in range(3):  # the unit attentions case 7 left for s (registration preempted, cleared)
+    if s.cmd(bytes(6), 0)[0] == GOOD:
+        break
+fault(action="stall", ops=["write"], pinned=True)
+send(s, 170, bytes([0x2E, 0x02, 0, 0, 0, 11, 0, 0, 1, 0]), 512, b"\xCC" * 512)
+until(held(1), "the WRITE AND VERIFY's begun write")
+until(lambda: logged("ITT 0xaa (opcode 0x2e) stalled for 300 ms: nothing of it could be withdrawn"),
+      "the stall bound's look at WRITE AND VERIFY")
+fault(action="release")
+fault(action="clear")
+expect(s, 170, GOOD, "WRITE AND VERIFY once its write landed")
+assert read_back(s, 11) == b"\xCC" * 512
+print("WRITE AND VERIFY behind the stall: its write landed, verified, GOOD")
