@@ -48,12 +48,14 @@
  *      made there (invariant 1).
  *   8. The stall bound (--iscsi-stall-ms B, docs/iscsi.md §9.3): a task in
  *      the SCSI core for B is answered without waiting any longer where
- *      that is safe -- one that cannot change the medium (READ, VERIFY,
- *      SYNCHRONIZE CACHE ...) at once, its late completion dropped (it is
+ *      that is safe -- one that changes no state (scsi_cmd_no_effect:
+ *      READ, VERIFY, SYNCHRONIZE CACHE ...) at once, its late completion dropped (it is
  *      "detached": off the task list, still holding its buffers, budget
  *      and window slot until the core is done); one that writes once
  *      scsi_cancel withdrew what of it had not begun (its completion then
- *      carries BUSY). A write the backend has begun is waited for: an
+ *      carries BUSY). Any other command (PERSISTENT RESERVE OUT, MODE
+ *      SELECT: nothing to withdraw, its effect may already hold) is
+ *      waited for. A write the backend has begun is waited for: an
  *      answer before it lands would let it overtake the retry. While any
  *      task is stalled, a new medium-access command is answered without
  *      being started. Every such answer is TASK SET FULL when the session
@@ -61,7 +63,7 @@
  *      run on the loop, from the pinger's ticks; NOP-Outs go on being
  *      answered (the loop never waits for vio).
  *   9. At most IMM_MAX immediate SCSI commands of a session are live; one
- *      more is answered TASK SET FULL without being started (the window
+ *      more is answered without being started, TASK SET FULL or BUSY as in 8 (the window
  *      bounds the others, invariant 3).
  */
 #include "iscsi.h"
@@ -503,6 +505,7 @@ typedef struct isession {
 	int chap_alg;           /* 0 without CHAP */
 	int64_t since;          /* login time, seconds since the epoch */
 	_Atomic int inflight;   /* tasks of the session (collecting data, in the core, or answering) */
+	_Atomic int detached;   /* tasks answered by the stall bound whose core completion is still due */
 	_Atomic int logout_asked; /* iscsi.logout posted an Async logout request */
 } isession;
 
@@ -1670,13 +1673,17 @@ stall_check(iconn *ic)
 			continue;
 		}
 		stall_log(ic);
-		if (!scsi_cmd_writes(&t->sc)) {
-			/* no effect to overtake anything: answered now, the core's completion dropped */
+		if (scsi_cmd_no_effect(&t->sc)) {
+			/* no effect to overtake anything: answered now, the core's completion dropped. Any
+			 * other command (a write, PERSISTENT RESERVE OUT waiting for a PREEMPT AND ABORT's
+			 * aborted tasks or its APTPL commit) is waited for: what it did must be answered. */
 			uint8_t st = full_status(ic, t);
 			send_status_only(ic, t, st);
 			task_unlink(ic, t);
 			t->detached = 1;
 			ic->ndetached++;
+			if (ic->sess != NULL)
+				ic->sess->detached++;
 			scsi_cancel(&t->sc); /* what of it waits in the stack goes at once (buffers, window slot) */
 			log_info("iscsi %s: ITT 0x%x (opcode 0x%02x) answered %s after %d ms in the volume IO stack; its "
 			    "completion will be dropped", conn_peer(ic->c), t->itt, t->sc.cdb[0],
@@ -1854,8 +1861,9 @@ scsi_cmd_begin(iconn *ic, const uint8_t *b)
 	if (ic->sess != NULL)
 		ic->sess->inflight++;
 	if (immediate && ic->nimm > IMM_MAX) {
-		/* invariant 9: never started (its data is read and dropped); the IMM_MAX others are in the task set */
-		sc->status = SCSI_TASK_SET_FULL;
+		/* invariant 9: never started (its data is read and dropped); TASK SET FULL while another of the
+		 * session's tasks is in the task set, BUSY if they are all detached (SAM-5 5.3) */
+		sc->status = full_status(ic, t);
 		t->prep_failed = 1;
 	} else if (r && w) {
 		scsi_set_sense(sc, 5, 0x0e, 0x03); /* bidirectional commands are not supported */
@@ -2477,9 +2485,11 @@ on_msg(conn *c, conn_msg *m)
 	conn_budget(c, -1, -t->budget);
 	ic->running--;
 	ic->stall_said = 0;
-	if (t->detached)
+	if (t->detached) {
 		ic->ndetached--;
-	else if (t->sc.withdrawn)
+		if (ic->sess != NULL)
+			ic->sess->detached--;
+	} else if (t->sc.withdrawn)
 		t->sc.status = full_status(ic, t); /* invariant 8 */
 	task_finish(ic, t);
 	kick_waiters(ic);
@@ -2725,6 +2735,7 @@ iscsi_sessions_json(const char *filter, json_object *out)
 		json_object_object_add(o, "data_digest", json_object_new_string(s->dd ? "CRC32C" : "None"));
 		json_object_object_add(o, "chap", json_object_new_string(chap_alg_name(s->chap_alg)));
 		json_object_object_add(o, "commands", json_object_new_int(s->inflight));
+		json_object_object_add(o, "detached", json_object_new_int(s->detached));
 		json_object_array_add(out, o);
 	}
 	pthread_mutex_unlock(&sess_lock);

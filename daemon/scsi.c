@@ -29,10 +29,15 @@
  *      vio failures are mapped from their stable code (CE_E_*), not from
  *      message text.
  *   5. scsi_cancel (the transport's stall bound): once c->cancel is set no
- *      phase of c begins (write_then, rmw_granted, the write after a
- *      compare check it), and only requests vio_withdraw took back -- which
- *      never had an effect -- complete with -ECANCELED, which maps to BUSY
- *      with c->withdrawn. c->reqs is replaced only under reqs_busy, which
+ *      phase of c begins that would change the medium (rmw_granted, the
+ *      write after a compare check it), and only requests vio_withdraw took
+ *      back -- which never had an effect -- complete with -ECANCELED, which
+ *      maps to BUSY with c->withdrawn. So a command answered BUSY wrote
+ *      nothing: scsi_cancel withdraws nothing of a phase of several
+ *      writing requests (WRITE SAME with a pattern, UNMAP of several
+ *      ranges: some may have begun) nor anything once c->wrote is set
+ *      (WRITE AND VERIFY's write landed: its read-back runs and decides
+ *      the status); those are waited for, like a begun write. c->reqs is replaced only under reqs_busy, which
  *      scsi_cancel holds while it walks them; it completes what it took back
  *      after dropping it (a completion may begin the next phase).
  */
@@ -59,7 +64,11 @@ enum { SK_NO_SENSE = 0, SK_NOT_READY = 2, SK_MEDIUM_ERROR = 3, SK_HARDWARE_ERROR
 /* reservation classes (§12.3) */
 enum { PR_A, PR_R, PR_W, PR_S };
 /* flags */
-enum { OP_UA_OK = 1, OP_SPC2_OK = 2, OP_WRITES = 4, OP_MEDIUM = 8 };
+/* OP_NOEFFECT: the command changes neither the medium nor any other state of the LU (reads,
+ * VERIFY, PRE-FETCH, SYNCHRONIZE CACHE, capacity/status queries): the transport may answer it
+ * before it completes and drop its completion (the stall bound, docs/iscsi.md §20). Never on a
+ * command with OP_WRITES, nor on one that changes reservations, mode pages or the like. */
+enum { OP_UA_OK = 1, OP_SPC2_OK = 2, OP_WRITES = 4, OP_MEDIUM = 8, OP_NOEFFECT = 16 };
 
 #define UA_MAX 16
 #define PR_MAX_REGS 1024
@@ -1347,12 +1356,11 @@ verify_then(scsi_cmd *c);
 static void
 write_then(scsi_cmd *c)
 {
-	if (c->flag1 == 1 && c->nblk > 0 && atomic_load(&c->cancel)) {
-		set_withdrawn(c); /* the write is done; its retry writes and verifies again */
-		return finish(c);
-	}
 	if (c->flag1 == 1 && c->nblk > 0) {
-		/* WRITE AND VERIFY with BYTCHK: read the range back and compare */
+		/* WRITE AND VERIFY with BYTCHK: read the range back and compare. The write landed, so
+		 * the read-back runs even when scsi_cancel was called: c->wrote keeps it from being
+		 * withdrawn (set before submit_one replaces c->reqs under reqs_busy; invariant 5) */
+		atomic_store(&c->wrote, 1);
 		c->work = xmalloc_aligned(c->spdtl);
 		c->flag1 = 0;
 		c->flag2 = 1;
@@ -1965,9 +1973,9 @@ static int prep_prout(scsi_cmd *c);
 
 #define F 0xff
 static const scsi_op optab[] = {
-	{ 0x00, -1, "TEST UNIT READY", prep_none, exec_good, 6, SCSI_DIR_NONE, PR_A, OP_MEDIUM, { 0x00, 0, 0, 0, 0, 0 } },
+	{ 0x00, -1, "TEST UNIT READY", prep_none, exec_good, 6, SCSI_DIR_NONE, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x00, 0, 0, 0, 0, 0 } },
 	{ 0x03, -1, "REQUEST SENSE", prep_alloc_in, exec_request_sense, 6, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0x03, 0x01, 0, 0, F, 0 } },
-	{ 0x08, -1, "READ(6)", prep_read, exec_read, 6, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x08, 0x1f, F, F, F, 0 } },
+	{ 0x08, -1, "READ(6)", prep_read, exec_read, 6, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x08, 0x1f, F, F, F, 0 } },
 	{ 0x0a, -1, "WRITE(6)", prep_write, exec_write, 6, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x0a, 0x1f, F, F, F, 0 } },
 	{ 0x12, -1, "INQUIRY", prep_alloc_in, exec_inquiry, 6, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0x12, 0x01, F, F, F, 0 } },
 	{ 0x15, -1, "MODE SELECT(6)", prep_mode_select, exec_mode_select, 6, SCSI_DIR_OUT, PR_W, 0, { 0x15, 0x11, 0, 0, F, 0 } },
@@ -1976,13 +1984,13 @@ static const scsi_op optab[] = {
 	{ 0x1a, -1, "MODE SENSE(6)", prep_alloc_in, exec_mode_sense, 6, SCSI_DIR_IN, PR_W, 0, { 0x1a, 0x08, F, F, F, 0 } },
 	{ 0x1b, -1, "START STOP UNIT", prep_start_stop, exec_good, 6, SCSI_DIR_NONE, PR_S, 0, { 0x1b, 0x01, 0, 0x0f, 0xf7, 0 } },
 	{ 0x1e, -1, "PREVENT ALLOW MEDIUM REMOVAL", prep_prevent, exec_good, 6, SCSI_DIR_NONE, PR_S, 0, { 0x1e, 0, 0, 0, 0x03, 0 } },
-	{ 0x25, -1, "READ CAPACITY(10)", prep_none, exec_read_capacity10, 10, SCSI_DIR_IN, PR_A, OP_MEDIUM, { 0x25, 0, F, F, F, F, 0, 0, 0x01, 0 } },
-	{ 0x28, -1, "READ(10)", prep_read, exec_read, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x28, 0xfe, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x25, -1, "READ CAPACITY(10)", prep_none, exec_read_capacity10, 10, SCSI_DIR_IN, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x25, 0, F, F, F, F, 0, 0, 0x01, 0 } },
+	{ 0x28, -1, "READ(10)", prep_read, exec_read, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x28, 0xfe, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x2a, -1, "WRITE(10)", prep_write, exec_write, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x2a, 0xfa, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x2e, -1, "WRITE AND VERIFY(10)", prep_write, exec_write, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x2e, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x2f, -1, "VERIFY(10)", prep_verify, exec_verify, 10, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0x2f, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x34, -1, "PRE-FETCH(10)", prep_prefetch, exec_prefetch, 10, SCSI_DIR_NONE, PR_R, OP_MEDIUM, { 0x34, 0x02, F, F, F, F, 0x1f, F, F, 0 } },
-	{ 0x35, -1, "SYNCHRONIZE CACHE(10)", prep_sync, exec_sync, 10, SCSI_DIR_NONE, PR_W, OP_MEDIUM, { 0x35, 0x06, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x2f, -1, "VERIFY(10)", prep_verify, exec_verify, 10, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x2f, 0xf6, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x34, -1, "PRE-FETCH(10)", prep_prefetch, exec_prefetch, 10, SCSI_DIR_NONE, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x34, 0x02, F, F, F, F, 0x1f, F, F, 0 } },
+	{ 0x35, -1, "SYNCHRONIZE CACHE(10)", prep_sync, exec_sync, 10, SCSI_DIR_NONE, PR_W, OP_MEDIUM | OP_NOEFFECT, { 0x35, 0x06, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x41, -1, "WRITE SAME(10)", prep_write_same, exec_write_same, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x41, 0xf8, F, F, F, F, 0x1f, F, F, 0 } },
 	{ 0x42, -1, "UNMAP", prep_unmap, exec_unmap, 10, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x42, 0x01, 0, 0, 0, 0, 0x1f, F, F, 0 } },
 	{ 0x4d, -1, "LOG SENSE", prep_none, exec_log_sense, 10, SCSI_DIR_IN, PR_A, 0, { 0x4d, 0, F, F, 0, F, F, F, F, 0 } },
@@ -2002,26 +2010,26 @@ static const scsi_op optab[] = {
 	{ 0x5f, 0x05, "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x06, "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
 	{ 0x5f, 0x07, "PERSISTENT RESERVE OUT / REGISTER AND MOVE", prep_prout, exec_prout, 10, SCSI_DIR_OUT, PR_S, 0, { 0x5f, 0x1f, F, 0, 0, F, F, F, F, 0 } },
-	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
+	{ 0x37, -1, "READ DEFECT DATA(10)", prep_none, exec_read_defect, 10, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x37, 0, 0x1f, 0, 0, 0, 0, F, F, 0 } },
 	{ 0x89, -1, "COMPARE AND WRITE", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x89, 0xf8, F, F, F, F, F, F, F, F, 0, 0, 0, F, 0x1f, 0 } },
 	{ 0x8b, -1, "OR WRITE(16)", prep_rmw, exec_rmw, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8b, 0xf8, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x88, -1, "READ(16)", prep_read, exec_read, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x88, 0xfe, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x88, -1, "READ(16)", prep_read, exec_read, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x88, 0xfe, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x8a, -1, "WRITE(16)", prep_write, exec_write, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8a, 0xfa, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x8e, -1, "WRITE AND VERIFY(16)", prep_write, exec_write, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x8e, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x8f, -1, "VERIFY(16)", prep_verify, exec_verify, 16, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0x8f, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x90, -1, "PRE-FETCH(16)", prep_prefetch, exec_prefetch, 16, SCSI_DIR_NONE, PR_R, OP_MEDIUM, { 0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x91, -1, "SYNCHRONIZE CACHE(16)", prep_sync, exec_sync, 16, SCSI_DIR_NONE, PR_W, OP_MEDIUM, { 0x91, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x8f, -1, "VERIFY(16)", prep_verify, exec_verify, 16, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x8f, 0xf6, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x90, -1, "PRE-FETCH(16)", prep_prefetch, exec_prefetch, 16, SCSI_DIR_NONE, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x90, 0x02, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0x91, -1, "SYNCHRONIZE CACHE(16)", prep_sync, exec_sync, 16, SCSI_DIR_NONE, PR_W, OP_MEDIUM | OP_NOEFFECT, { 0x91, 0x06, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0x93, -1, "WRITE SAME(16)", prep_write_same, exec_write_same, 16, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0x93, 0xf9, F, F, F, F, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0x9e, 0x10, "READ CAPACITY(16)", prep_none, exec_read_capacity16, 16, SCSI_DIR_IN, PR_A, OP_MEDIUM, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0 } },
-	{ 0x9e, 0x12, "GET LBA STATUS", prep_get_lba_status, exec_get_lba_status, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0 } },
+	{ 0x9e, 0x10, "READ CAPACITY(16)", prep_none, exec_read_capacity16, 16, SCSI_DIR_IN, PR_A, OP_MEDIUM | OP_NOEFFECT, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0x01, 0 } },
+	{ 0x9e, 0x12, "GET LBA STATUS", prep_get_lba_status, exec_get_lba_status, 16, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0x9e, 0x1f, F, F, F, F, F, F, F, F, F, F, F, F, 0, 0 } },
 	{ 0xa0, -1, "REPORT LUNS", prep_report_luns, exec_report_luns, 12, SCSI_DIR_IN, PR_A, OP_UA_OK | OP_SPC2_OK, { 0xa0, 0, F, 0, 0, 0, F, F, F, F, 0, 0 } },
 	{ 0xa3, 0x0c, "REPORT SUPPORTED OPERATION CODES", prep_rsoc, exec_rsoc, 12, SCSI_DIR_IN, PR_A, 0, { 0xa3, 0x1f, 0x87, F, F, F, F, F, F, F, 0, 0 } },
 	{ 0xa3, 0x0d, "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", prep_alloc_in, exec_rstmf, 12, SCSI_DIR_IN, PR_A, 0, { 0xa3, 0x1f, 0x80, 0, 0, 0, F, F, F, F, 0, 0 } },
-	{ 0xa8, -1, "READ(12)", prep_read, exec_read, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0xa8, 0xfe, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0xa8, -1, "READ(12)", prep_read, exec_read, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xa8, 0xfe, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0xaa, -1, "WRITE(12)", prep_write, exec_write, 12, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0xaa, 0xfa, F, F, F, F, F, F, F, F, 0x1f, 0 } },
 	{ 0xae, -1, "WRITE AND VERIFY(12)", prep_write, exec_write, 12, SCSI_DIR_OUT, PR_W, OP_MEDIUM | OP_WRITES, { 0xae, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0xaf, -1, "VERIFY(12)", prep_verify, exec_verify, 12, SCSI_DIR_OUT, PR_R, OP_MEDIUM, { 0xaf, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
-	{ 0xb7, -1, "READ DEFECT DATA(12)", prep_none, exec_read_defect, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM, { 0xb7, 0x1f, F, F, F, F, F, F, F, F, 0, 0 } },
+	{ 0xaf, -1, "VERIFY(12)", prep_verify, exec_verify, 12, SCSI_DIR_OUT, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xaf, 0xf6, F, F, F, F, F, F, F, F, 0x1f, 0 } },
+	{ 0xb7, -1, "READ DEFECT DATA(12)", prep_none, exec_read_defect, 12, SCSI_DIR_IN, PR_R, OP_MEDIUM | OP_NOEFFECT, { 0xb7, 0x1f, F, F, F, F, F, F, F, F, 0, 0 } },
 };
 #undef F
 
@@ -3037,6 +3045,16 @@ scsi_cmd_writes(const scsi_cmd *c)
 }
 
 int
+scsi_cmd_no_effect(const scsi_cmd *c)
+{
+	const scsi_op *o = c->op;
+	if (o == NULL || !(o->flags & OP_NOEFFECT))
+		return 0;
+	ASSERT(!(o->flags & OP_WRITES) && (o->flags & OP_MEDIUM));
+	return 1;
+}
+
+int
 scsi_cancel(scsi_cmd *c)
 {
 	const scsi_op *o = c->op;
@@ -3055,8 +3073,17 @@ scsi_cancel(scsi_cmd *c)
 	 * completion may begin the next phase, which replaces the array) */
 	enum { MAXW = 64 };
 	vio_req *got[MAXW];
-	int n = 0;
+	int n = 0, writes = 0;
 	reqs_lock(c);
+	for (int i = 0; i < c->nreqs; i++)
+		writes += c->reqs[i].op == VIO_WRITE || c->reqs[i].op == VIO_TRIM || c->reqs[i].op == VIO_ZERO;
+	if (atomic_load(&c->wrote) || writes > 1) {
+		/* its writes have landed (WRITE AND VERIFY's read-back), or they are several requests of
+		 * which some may have begun: withdrawing the rest would answer BUSY with part written.
+		 * Waited for, like a begun write (invariant 5) */
+		reqs_unlock(c);
+		return 0;
+	}
 	for (int i = 0; i < c->nreqs && n < MAXW; i++)
 		if (vio_withdraw(v, &c->reqs[i]))
 			got[n++] = &c->reqs[i];

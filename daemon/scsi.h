@@ -59,7 +59,8 @@ struct scsi_cmd {
 	void *work_then;
 	int nreqs;
 	uint8_t *work;
-	_Atomic int cancel;      /* scsi_cancel was called: no further phase begins */
+	_Atomic int cancel;      /* scsi_cancel was called: no further phase that writes begins */
+	_Atomic int wrote;       /* its writes landed (WRITE AND VERIFY before the read-back): never withdrawn */
 	_Atomic int reqs_busy;   /* spin lock: reqs being replaced, or walked by scsi_cancel */
 };
 
@@ -86,15 +87,20 @@ int scsi_cmd_medium(const scsi_cmd *c);
 void scsi_exec(scsi_cmd *c);
 /* After scsi_prepare accepted it: whether the command may change the medium (WRITE, UNMAP, ...). */
 int scsi_cmd_writes(const scsi_cmd *c);
+/* After scsi_prepare accepted it: whether the command changes no state at all (reads, VERIFY,
+ * PRE-FETCH, SYNCHRONIZE CACHE, queries), so the transport may answer it early and drop its
+ * completion. PERSISTENT RESERVE OUT, MODE SELECT and every writing command are not. */
+int scsi_cmd_no_effect(const scsi_cmd *c);
 /*
  * The transport stops waiting for a command in scsi_exec (the stall bound, docs/iscsi.md §9.3):
  * its vio requests that have not begun are withdrawn (vio_withdraw; a COMPARE AND WRITE waiting
- * for its range lock, vio_lock_withdraw) and no phase it has not begun begins (the read-back of
- * WRITE AND VERIFY, the write of COMPARE AND WRITE). c->done then comes once what is running of
- * it completes, with status BUSY and c->withdrawn = 1, unless an earlier error decided the status.
- * A command every one of whose requests is one vio request (all but WRITE SAME with a pattern
- * and UNMAP of several ranges) had no effect; those two are idempotent, so the retry the status
- * asks for gives the result a single run would have. On the transport's thread; may be called
+ * for its range lock, vio_lock_withdraw) and no writing phase it has not begun begins (the write
+ * of COMPARE AND WRITE / OR WRITE). c->done then comes once what is running of it completes,
+ * with status BUSY and c->withdrawn = 1, unless an earlier error decided the status; a command
+ * answered so wrote nothing. Nothing is withdrawn of a phase of several writing requests (WRITE
+ * SAME with a pattern, UNMAP of several ranges: part may have begun) nor of WRITE AND VERIFY
+ * once its write landed (its read-back runs and decides the status): those are waited for, as a
+ * begun write is. On the transport's thread; may be called
  * again (a request moving between layers may be missed). Returns how many requests or locks it
  * withdrew now.
  */

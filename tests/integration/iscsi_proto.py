@@ -50,6 +50,10 @@ class Sess:
         self.expstatsn = 0
 
     def send_pdu(self, bhs, data=b"", corrupt_hd=False, corrupt_dd=False):
+        self.s.sendall(self.pdu(bhs, data, corrupt_hd, corrupt_dd))
+
+    def pdu(self, bhs, data=b"", corrupt_hd=False, corrupt_dd=False):
+        """the bytes of one PDU (digests as negotiated), to send several with one sendall"""
         bhs = bytearray(bhs)
         bhs[5:8] = struct.pack(">I", len(data))[1:]
         out = bytes(bhs)
@@ -61,7 +65,7 @@ class Sess:
             out += data + pad
             if self.dd:
                 out += struct.pack("<I", crc32c(data + pad) ^ (1 if corrupt_dd else 0))
-        self.s.sendall(out)
+        return out
 
     def recv_exact(self, n):
         b = b""

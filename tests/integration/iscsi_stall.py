@@ -49,7 +49,9 @@ def session():
     return s
 
 
-def send(s, itt, cdb, edtl=0, data=None, read=False, immediate=False):
+def send(s, itt, cdb, edtl=0, data=None, read=False, immediate=False, out=None):
+    """send one SCSI Command PDU; with out (a list) only build it, for one sendall of several:
+    loopback then delivers them together and caskd reads both before the stall bound's tick"""
     bhs = bytearray(48)
     bhs[0] = 0x01 | (0x40 if immediate else 0)
     bhs[1] = 0x80 | (0x20 if data is not None else 0) | (0x40 if read else 0) | 1
@@ -57,11 +59,14 @@ def send(s, itt, cdb, edtl=0, data=None, read=False, immediate=False):
     if not immediate:
         s.cmdsn += 1
     bhs[32:32 + len(cdb)] = cdb
-    s.send_pdu(bhs, data or b"")
+    if out is not None:
+        out.append(s.pdu(bhs, data or b""))
+    else:
+        s.send_pdu(bhs, data or b"")
 
 
-def write10(s, itt, lba, byte, immediate=False):
-    send(s, itt, bytes([0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0]), 512, bytes([byte]) * 512, immediate=immediate)
+def write10(s, itt, lba, byte, immediate=False, out=None):
+    send(s, itt, bytes([0x2A, 0, 0, 0, 0, lba, 0, 0, 1, 0]), 512, bytes([byte]) * 512, immediate=immediate, out=out)
 
 
 def read10(s, itt, lba, n=1, immediate=False):
@@ -105,6 +110,11 @@ def read_back(s, lba, n=1):
     st, got = s.cmd(bytes([0x28, 0, 0, 0, 0, lba, 0, 0, n, 0]), 512 * n, read=True)
     assert st == 0, "read back: status 0x%x" % st
     return got
+
+
+def detached():
+    """the session listing's count of answered tasks whose completion is still due"""
+    return sum(x["detached"] for x in ctl.call("iscsi.sessions")["sessions"])
 
 
 def held(n):
@@ -176,8 +186,10 @@ print("a single stalled write: BUSY, withdrawn, never written; the retry writes"
 # 2. Two stalled writes: the first answered TASK SET FULL (the other is still in the task
 #    set), the last BUSY.
 fault(action="stall", ops=["write"])
-write10(s, 110, 3, 0x33)
-write10(s, 111, 4, 0x44)
+both = []
+write10(s, 110, 3, 0x33, out=both)
+write10(s, 111, 4, 0x44, out=both)
+s.s.sendall(b"".join(both))
 a, b = answer(s), answer(s)
 assert {a[0], b[0]} == {110, 111} and (a[1], b[1]) == (TSF, BUSY), (a, b)
 assert fault(action="status")["withdrawn"] == 2
@@ -187,7 +199,7 @@ print("two stalled writes: TASK SET FULL, then BUSY")
 
 # 3. A write delayed (asleep in the fault layer) past the bound: withdrawn, BUSY; when the
 #    sleeper wakes it passes nothing down.
-fault(action="delay", ops=["write"], delay_us=1500000)
+fault(action="delay", ops=["write"], delay_us=5000000)  # far past the 300 ms bound, also on a loaded machine
 write10(s, 120, 2, 0x66)
 expect(s, 120, BUSY, "a delayed write")
 until(lambda: fault(action="status")["delaying"] == 0, "the delayed write's sleeper")
@@ -225,9 +237,10 @@ read10(s, 140, 1)
 expect(s, 140, BUSY, "a begun read")
 read10(s, 141, 2)
 expect(s, 141, BUSY, "a read behind the answered one")
+assert detached() == 1, "the answered read is not counted as detached"
 fault(action="release")
 fault(action="clear")
-until(lambda: fault(action="status")["held"] == 0, "the release")
+until(lambda: detached() == 0, "the detached read's late completion (dropped)")
 read10(s, 140, 1, 2)  # the same ITT
 data = expect(s, 140, GOOD, "the ITT of the answered read again")
 assert data == b"\x55" * 512 + b"\x22" * 512, "read after the dropped completion"
@@ -249,13 +262,15 @@ print("a held read: BUSY, withdrawn")
 #     begun is withdrawn, so the TMF is answered (function complete) without the backend.
 fault(action="stall", ops=["write"])
 cmdsn = s.cmdsn
-write10(s, 145, 8, 0x88)
+both = []
+write10(s, 145, 8, 0x88, out=both)
 t = bytearray(48)
 t[0] = 0x02 | 0x40
 t[1] = 0x80 | 1  # ABORT TASK
 struct.pack_into(">IIII", t, 16, 146, 145, s.cmdsn, 0)
 struct.pack_into(">I", t, 32, cmdsn)  # RefCmdSN
-s.send_pdu(t)
+both.append(s.pdu(t))
+s.s.sendall(b"".join(both))
 r, _ = s.recv_pdu()
 assert r[0] & 0x3F == 0x22 and struct.unpack(">I", r[16:20])[0] == 146 and r[2] == 0, \
     "TMF response: opcode 0x%x response %d" % (r[0] & 0x3F, r[2])
@@ -285,3 +300,57 @@ send(s2, 152, caw[:], 1024, b"\x99" * 512 + b"\xAA" * 512)
 expect(s2, 152, GOOD, "COMPARE AND WRITE after the stall")
 assert read_back(s2, 7) == b"\xAA" * 512
 print("COMPARE AND WRITE behind a begun write: its lock wait withdrawn, BUSY; then it runs")
+
+# 7. PERSISTENT RESERVE OUT is not detached: s2's PREEMPT AND ABORT against s, whose write the
+#    backend has begun (pinned), changes the reservation at once and then waits for s's task.
+#    Past the bound it is waited for (nothing of it can be withdrawn), never answered BUSY: the
+#    fence took effect, and a retry would get RESERVATION CONFLICT. Released: GOOD; s's
+#    aborted write gets no answer.
+
+
+def prout(sess, itt, sa, key, sakey=0, typ=0):
+    par = struct.pack(">QQ", key, sakey) + bytes(8)
+    send(sess, itt, bytes([0x5F, sa, typ, 0, 0]) + struct.pack(">I", 24) + b"\0", 24, par)
+
+
+prout(s, 160, 0, 0, 0xA)  # REGISTER
+expect(s, 160, GOOD, "s registers")
+prout(s2, 161, 0, 0, 0xB)
+expect(s2, 161, GOOD, "s2 registers")
+prout(s, 162, 1, 0xA, typ=1)  # RESERVE, Write Exclusive
+expect(s, 162, GOOD, "s reserves")
+fault(action="stall", ops=["write"], pinned=True)
+write10(s, 163, 10, 0xBB)
+until(held(1), "s's begun write")
+prout(s2, 164, 5, 0xB, 0xA, typ=1)  # PREEMPT AND ABORT
+until(lambda: logged("ITT 0xa4 (opcode 0x5f) stalled for 300 ms: nothing of it could be withdrawn"),
+      "the stall bound's look at PREEMPT AND ABORT")
+nop(s2, 0x5454)
+got = answer(s2)
+assert got[:2] == (None, 0x5454), "PREEMPT AND ABORT answered before its aborted task ended: %r" % (got,)
+fault(action="release")
+fault(action="clear")
+expect(s2, 164, GOOD, "PREEMPT AND ABORT once the preempted write ended")
+nop(s, 0x5555)
+got = answer(s)
+assert got[:2] == (None, 0x5555), "an answer for the write PREEMPT AND ABORT aborted: %r" % (got,)
+prout(s2, 165, 3, 0xB)  # CLEAR
+expect(s2, 165, GOOD, "s2 clears")
+print("PREEMPT AND ABORT behind a begun write: waited for past the bound, then GOOD")
+
+# 8. WRITE AND VERIFY (BYTCHK=1) whose write the backend has begun: waited for past the bound;
+#    once the write landed its read-back runs (never withdrawn), and the answer is GOOD, not a
+#    BUSY that would hide a write that took effect.
+for _ in range(3):  # the unit attentions case 7 left for s (registration preempted, cleared)
+    if s.cmd(bytes(6), 0)[0] == GOOD:
+        break
+fault(action="stall", ops=["write"], pinned=True)
+send(s, 170, bytes([0x2E, 0x02, 0, 0, 0, 11, 0, 0, 1, 0]), 512, b"\xCC" * 512)
+until(held(1), "the WRITE AND VERIFY's begun write")
+until(lambda: logged("ITT 0xaa (opcode 0x2e) stalled for 300 ms: nothing of it could be withdrawn"),
+      "the stall bound's look at WRITE AND VERIFY")
+fault(action="release")
+fault(action="clear")
+expect(s, 170, GOOD, "WRITE AND VERIFY once its write landed")
+assert read_back(s, 11) == b"\xCC" * 512
+print("WRITE AND VERIFY behind the stall: its write landed, verified, GOOD")
