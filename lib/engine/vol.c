@@ -1410,8 +1410,9 @@ areq_start(ce_vol *h, uint8_t *buf, uint64_t off, uint64_t len, ce_read_cb cb, v
  * as ce_vol_read resolves them (invariant 1), without waiting, and the
  * blocks left are read by aread.c. -EAGAIN: take the synchronous path.
  */
-int
-ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb, void *arg)
+/* A read into buf, or a prefetch (buf NULL); only a read is noted for read-ahead (ra). */
+static int
+areq_begin(ce_vol *h, void *buf, uint64_t off, uint64_t len, int ra, ce_read_cb cb, void *arg)
 {
 	volume *v = h->v;
 	ce_pool *p = v->pool;
@@ -1422,7 +1423,8 @@ ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb,
 		return err;
 	if (!aread_ready(p))
 		return -EAGAIN;
-	ra_note(h, off, len, 0);
+	if (ra)
+		ra_note(h, off, len, 0);
 	if (len == 0) {
 		aread_note_inline(p);
 		cb(arg, 0);
@@ -1432,23 +1434,15 @@ ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb,
 }
 
 int
+ce_vol_read_async(ce_vol *h, void *buf, size_t len, uint64_t off, ce_read_cb cb, void *arg)
+{
+	return areq_begin(h, buf, off, len, 1, cb, arg);
+}
+
+int
 ce_vol_prefetch_async(ce_vol *h, uint64_t off, uint64_t len, ce_read_cb cb, void *arg)
 {
-	volume *v = h->v;
-	ce_pool *p = v->pool;
-	int err;
-
-	err_clear();
-	if ((err = check_range(v, off, len)) != 0)
-		return err;
-	if (!aread_ready(p))
-		return -EAGAIN;
-	if (len == 0) {
-		aread_note_inline(p);
-		cb(arg, 0);
-		return 0;
-	}
-	return areq_start(h, NULL, off, len, cb, arg);
+	return areq_begin(h, NULL, off, len, 0, cb, arg);
 }
 
 int
