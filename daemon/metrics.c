@@ -218,6 +218,8 @@ aread_metrics(mbuf *b, const ce_pool_stat *ps, const ce_aread_stat *as, size_t n
 		F("cask_pool_readahead_hit_blocks_total", "Blocks read ahead that a reader then found in the cache.", readahead_hits),
 		F("cask_pool_readahead_wasted_blocks_total", "Blocks read ahead that left the cache before any reader found them.", readahead_wasted),
 		F("cask_pool_readahead_failed_windows_total", "Read-ahead windows with a block that failed its read or checksum (not cached).", readahead_failed),
+		F("cask_pool_async_tree_reads_total", "Indirect blocks an asynchronous read's lookup missed in the cache and read through the ring.", tree_reads),
+		F("cask_pool_async_fill_blocks_total", "Blocks prefetch requests (NBD_CMD_CACHE) read into the cache through the ring.", fill_blocks),
 #undef F
 	};
 	family(b, "cask_pool_async_reads_available", "gauge", "1 when the pool's reads go through io_uring, 0 when they use the worker threads (the caskd log says why).");

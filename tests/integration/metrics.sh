@@ -186,6 +186,21 @@ scrape >"$T/r2"
 check "$T/r2"
 [ "$(ra hit_blocks_total "$T/r2")" = 1024 ] || fail "read-ahead hits: $(ra hit_blocks_total "$T/r2"), want 1024"
 [ "$(ra wasted_blocks_total "$T/r2")" = 0 ] || fail "read-ahead wasted: $(ra wasted_blocks_total "$T/r2")"
+# a prefetch (NBD_CMD_CACHE) of 1 MiB no read cached (the large reads did not cache data):
+# every one of its 256 blocks is read into the cache through the ring
+av() { value "cask_pool_async_$1{$R}" <"$2"; }
+[ "$(av fill_blocks_total "$T/r2")" = 0 ] || fail "fill blocks before any prefetch: $(av fill_blocks_total "$T/r2")"
+"$PY" - "$NBD/rap/s" <<'PY' || fail "NBD_CMD_CACHE of 1 MiB"
+import sys, nbd
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+assert h.can_cache()
+h.cache(1048576, 16 * 1048576)
+h.shutdown()
+PY
+scrape >"$T/r3"
+check "$T/r3"
+[ "$(av fill_blocks_total "$T/r3")" = 256 ] || fail "fill blocks: $(av fill_blocks_total "$T/r3"), want 256"
+[ "$(av tree_reads_total "$T/r3")" -ge "$(av tree_reads_total "$T/r2")" ] || fail "tree reads went back"
 "$CASK" pool export rap >/dev/null
 
 # ---- NBD connections: the gauge counts a connection while it is open ----
